@@ -1,0 +1,29 @@
+// Checks the published shape of the package after `npm run build`: public modules import by their
+// package name (deep imports included), carry type declarations, and `internal/` stays hidden.
+import * as fs from "node:fs"
+
+const pkg = JSON.parse(fs.readFileSync(new URL("../package.json", import.meta.url), "utf8"))
+const modules = fs
+  .readdirSync(new URL("../src/", import.meta.url))
+  .filter((f) => f.endsWith(".ts") && f !== "index.ts")
+  .map((f) => f.slice(0, -3))
+
+const failures = []
+const root = await import(pkg.name)
+for (const name of modules) {
+  const mod = await import(`${pkg.name}/${name}`)
+  if (Object.keys(mod).length === 0) failures.push(`${name}: no exports`)
+  if (!(name in root)) failures.push(`${name}: missing from the root barrel`)
+  if (!fs.existsSync(new URL(`../dist/${name}.d.ts`, import.meta.url))) failures.push(`${name}: no .d.ts`)
+}
+try {
+  await import(`${pkg.name}/internal/client`)
+  failures.push("internal/client is importable: internal modules must stay hidden")
+} catch (error) {
+  if (error.code !== "ERR_PACKAGE_PATH_NOT_EXPORTED") failures.push(`internal import failed oddly: ${error.code}`)
+}
+if (failures.length > 0) {
+  console.error(`package exports check failed:\n  ${failures.join("\n  ")}`)
+  process.exit(1)
+}
+console.log(`package exports ok: ${modules.length} public modules, internal/ hidden`)

@@ -1,0 +1,285 @@
+/**
+ * The wire protocol between the client and the in-sandbox server (`rpc-server/server.py`).
+ *
+ * One Schema per request, response and event. The prose version, with examples, is
+ * `docs/protocol.md`; the server and this module must agree with it.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * The protocol generation this client speaks (HF sbx-server "protocol 2" plus extensions).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const PROTOCOL_VERSION = 2
+
+/**
+ * Header that carries the sandbox token.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const TOKEN_HEADER = "x-sandbox-token"
+
+// ---------------------------------------------------------------------------
+// Health
+// ---------------------------------------------------------------------------
+
+/**
+ * `GET /health`. Without a token only `status` is present.
+ *
+ * @since 0.1.0
+ * @category health
+ */
+export const HealthResponse = Schema.Struct({
+  status: Schema.Literal("ok"),
+  version: Schema.optional(Schema.String),
+  protocol: Schema.optional(Schema.Number),
+  uptime_ms: Schema.optional(Schema.Number),
+  mode: Schema.optional(Schema.String),
+  auth: Schema.optional(Schema.Boolean)
+})
+
+/**
+ * @since 0.1.0
+ * @category health
+ */
+export type HealthResponse = typeof HealthResponse.Type
+
+/**
+ * The one line the server prints on stdout once it listens.
+ *
+ * @since 0.1.0
+ * @category server
+ */
+export const ListeningLine = Schema.Struct({
+  event: Schema.Literal("listening"),
+  host: Schema.String,
+  port: Schema.Number,
+  pid: Schema.Number,
+  version: Schema.String,
+  protocol: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category server
+ */
+export type ListeningLine = typeof ListeningLine.Type
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/**
+ * Every error answer has this body. `code` is an hf-sandbox extension; HF's server sends only `error`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const ErrorBody = Schema.Struct({
+  error: Schema.String,
+  code: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type ErrorBody = typeof ErrorBody.Type
+
+// ---------------------------------------------------------------------------
+// Exec
+// ---------------------------------------------------------------------------
+
+/**
+ * `POST /v1/exec`. A string `cmd` runs through `/bin/sh -c`; a list is exec'd directly.
+ *
+ * @since 0.1.0
+ * @category exec
+ */
+export const ExecRequest = Schema.Struct({
+  cmd: Schema.Union(Schema.String, Schema.Array(Schema.String)),
+  shell: Schema.optional(Schema.Boolean),
+  env: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  cwd: Schema.optional(Schema.String),
+  timeout: Schema.optional(Schema.Number),
+  stdin: Schema.optional(Schema.String),
+  stdin_b64: Schema.optional(Schema.String),
+  encoding: Schema.optional(Schema.Literal("utf-8", "base64"))
+})
+
+/**
+ * @since 0.1.0
+ * @category exec
+ */
+export type ExecRequest = typeof ExecRequest.Type
+
+/**
+ * @since 0.1.0
+ * @category exec
+ */
+export const StartEvent = Schema.Struct({ event: Schema.Literal("start"), pid: Schema.Number })
+
+/**
+ * @since 0.1.0
+ * @category exec
+ */
+export const StdoutEvent = Schema.Struct({ event: Schema.Literal("stdout"), data: Schema.String })
+
+/**
+ * @since 0.1.0
+ * @category exec
+ */
+export const StderrEvent = Schema.Struct({ event: Schema.Literal("stderr"), data: Schema.String })
+
+/**
+ * @since 0.1.0
+ * @category exec
+ */
+export const PingEvent = Schema.Struct({ event: Schema.Literal("ping") })
+
+/**
+ * @since 0.1.0
+ * @category exec
+ */
+export const ExitEvent = Schema.Struct({
+  event: Schema.Literal("exit"),
+  exit_code: Schema.NullOr(Schema.Number),
+  signal: Schema.NullOr(Schema.Number),
+  timed_out: Schema.Boolean,
+  duration_ms: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category exec
+ */
+export type ExitEvent = typeof ExitEvent.Type
+
+/**
+ * One line of the NDJSON exec stream. Unknown event types are not part of this union: clients skip them.
+ *
+ * @since 0.1.0
+ * @category exec
+ */
+export const ExecEvent = Schema.Union(StartEvent, StdoutEvent, StderrEvent, PingEvent, ExitEvent)
+
+/**
+ * @since 0.1.0
+ * @category exec
+ */
+export type ExecEvent = typeof ExecEvent.Type
+
+// ---------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------
+
+/**
+ * A file-system entry as `stat` and `list` report it (`lstat`: symlinks are not followed).
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const FileEntry = Schema.Struct({
+  name: Schema.String,
+  path: Schema.String,
+  type: Schema.Literal("file", "dir", "symlink"),
+  size: Schema.Number,
+  mtime_ms: Schema.Number,
+  mode: Schema.String,
+  target: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ * @category files
+ */
+export type FileEntry = typeof FileEntry.Type
+
+/**
+ * `GET /v1/files/list`.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const ListResponse = Schema.Struct({ entries: Schema.Array(FileEntry) })
+
+/**
+ * `PUT /v1/files/write`.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const WriteResponse = Schema.Struct({ path: Schema.String, size: Schema.Number })
+
+/**
+ * `DELETE /v1/files/delete`.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const DeleteResponse = Schema.Struct({ deleted: Schema.String })
+
+/**
+ * `POST /v1/files/mkdir`.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const MkdirResponse = Schema.Struct({ created: Schema.String })
+
+// ---------------------------------------------------------------------------
+// Legacy prototype endpoints (buffered JSON)
+// ---------------------------------------------------------------------------
+
+/**
+ * `POST /exec` of the original prototype.
+ *
+ * @since 0.1.0
+ * @category legacy
+ */
+export const LegacyExecRequest = Schema.Struct({
+  cmd: Schema.Union(Schema.Array(Schema.String), Schema.String),
+  workdir: Schema.optional(Schema.String),
+  stdin: Schema.optional(Schema.String),
+  timeout: Schema.optional(Schema.Number)
+})
+
+/**
+ * @since 0.1.0
+ * @category legacy
+ */
+export const LegacyExecResponse = Schema.Struct({
+  rc: Schema.Number,
+  stdout: Schema.String,
+  stderr: Schema.String,
+  timed_out: Schema.optional(Schema.Boolean)
+})
+
+/**
+ * @since 0.1.0
+ * @category legacy
+ */
+export const LegacyWriteRequest = Schema.Struct({ path: Schema.String, content_b64: Schema.String })
+
+/**
+ * @since 0.1.0
+ * @category legacy
+ */
+export const LegacyWriteResponse = Schema.Struct({ ok: Schema.Literal(true) })
+
+/**
+ * @since 0.1.0
+ * @category legacy
+ */
+export const LegacyReadRequest = Schema.Struct({ path: Schema.String })
+
+/**
+ * @since 0.1.0
+ * @category legacy
+ */
+export const LegacyReadResponse = Schema.Struct({ content_b64: Schema.String })

@@ -1,0 +1,411 @@
+/**
+ * A sandbox: a throw-away machine with a server inside, reached over HTTP. Its life is a scoped
+ * resource — `make` needs a `Scope`, and closing the scope terminates the sandbox, whether the
+ * program succeeded, failed or was interrupted.
+ *
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const sb = yield* Sandbox.make({ image: "python:3.12" })
+ *   const r = yield* sb.exec(["python3", "-c", "print(1+1)"])   // { exitCode: 0, stdout: "2\n", ... }
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Wire from "./internal/client.js"
+import type * as Protocol from "./Protocol.js"
+import {
+  ConnectionLostError,
+  type OperationError,
+  RequestTimeoutError,
+  StartError,
+  TerminatedError
+} from "./SandboxError.js"
+import * as SandboxProvider from "./SandboxProvider.js"
+import * as Schedules from "./Schedules.js"
+
+/**
+ * Options of {@link make}. Provider-specific options live on the provider's layer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MakeOptions {
+  /** Docker image the sandbox runs (`hf.co/spaces/…` too). Ignored by the local provider. Default `python:3.12`. */
+  readonly image?: string | undefined
+  /** Environment of every command in the sandbox. */
+  readonly env?: Readonly<Record<string, string>> | undefined
+  /** Default working directory of commands (relative paths resolve against the sandbox's home). */
+  readonly cwd?: string | undefined
+  /** The sandbox stops itself after this long with no request and nothing running. Default: never. */
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  /** How long starting may take before it fails with `StartError("Timeout")`. Default 3 minutes. */
+  readonly startTimeout?: Duration.DurationInput | undefined
+  /** Replaces the schedules this sandbox waits on (see the `Schedules` module). */
+  readonly schedules?: Schedules.Overrides | undefined
+  /** Transport bounds: a plain request (default 60 s) and a silent stream (default 70 s). */
+  readonly timeouts?:
+    | {
+        readonly request?: Duration.DurationInput | undefined
+        readonly streamIdle?: Duration.DurationInput | undefined
+      }
+    | undefined
+}
+
+/**
+ * Options of {@link Sandbox.exec}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecOptions {
+  /** Working directory (default: the sandbox's `cwd`, else its home). */
+  readonly cwd?: string | undefined
+  /** Added to the sandbox's environment for this command. */
+  readonly env?: Readonly<Record<string, string>> | undefined
+  /** Written to the command's stdin, which is then closed. Without it stdin is `/dev/null`. */
+  readonly stdin?: string | Uint8Array | undefined
+  /** The server kills the command's whole process group after this long; the result says `timedOut`. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Captured output is cut after this many bytes per stream (default 64 MiB); the result says `truncated`. */
+  readonly maxOutputBytes?: number | undefined
+}
+
+/**
+ * What a finished command did. A non-zero exit is a result, not an error.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecResult {
+  /** Exit status, or `null` when a signal ended the command. */
+  readonly exitCode: number | null
+  /** The signal that ended the command (9 after a timeout), or `null`. */
+  readonly signal: number | null
+  /** Whether the command's `timeout` ran out (the process group was killed). */
+  readonly timedOut: boolean
+  readonly stdout: string
+  readonly stderr: string
+  /** Whether `stdout` or `stderr` was cut at `maxOutputBytes`. */
+  readonly truncated: boolean
+  readonly durationMs: number
+}
+
+/**
+ * A file-system entry.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FileInfo {
+  readonly name: string
+  readonly path: string
+  readonly type: "file" | "dir" | "symlink"
+  readonly size: number
+  readonly mtimeMs: number
+  /** Permission bits, e.g. `0o644`. */
+  readonly mode: number
+  /** Where a symlink points. */
+  readonly target?: string | undefined
+}
+
+/**
+ * Files inside the sandbox. Relative paths resolve against the sandbox's home directory.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Files {
+  /** Creates or replaces a file (parent directories are created). `mode` like `0o755`. */
+  readonly write: (
+    path: string,
+    data: string | Uint8Array,
+    options?: { readonly mode?: number | undefined }
+  ) => Effect.Effect<void, OperationError>
+  /** The file's bytes. */
+  readonly read: (path: string) => Effect.Effect<Uint8Array, OperationError>
+  /** The file as UTF-8 text (invalid sequences become U+FFFD). */
+  readonly readText: (path: string) => Effect.Effect<string, OperationError>
+  /** The entry at `path`, without following a symlink. */
+  readonly stat: (path: string) => Effect.Effect<FileInfo, OperationError>
+  /** Whether `path` exists (false only when it is not found). */
+  readonly exists: (path: string) => Effect.Effect<boolean, OperationError>
+  /** The entries of a directory, sorted by name. */
+  readonly list: (path: string) => Effect.Effect<ReadonlyArray<FileInfo>, OperationError>
+  /** Removes a file, or a directory (a non-empty one needs `recursive`). */
+  readonly remove: (
+    path: string,
+    options?: { readonly recursive?: boolean | undefined }
+  ) => Effect.Effect<void, OperationError>
+  /** Creates a directory and its parents; an existing directory is fine. */
+  readonly mkdir: (path: string) => Effect.Effect<void, OperationError>
+}
+
+/**
+ * A running sandbox.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Sandbox {
+  /** Unique id (an HF job id, or `local-…`). */
+  readonly id: string
+  /** The provider that runs it, e.g. `"local"`. */
+  readonly provider: string
+  /** Provider facts for diagnostics (never secrets). */
+  readonly details: Readonly<Record<string, unknown>>
+  /** Runs a command to completion. A string runs through `/bin/sh -c`; an argv list is exec'd directly. */
+  readonly exec: (
+    command: string | ReadonlyArray<string>,
+    options?: ExecOptions
+  ) => Effect.Effect<ExecResult, OperationError>
+  readonly files: Files
+  /** Stops the sandbox now. Idempotent; the scope's release does the same. */
+  readonly terminate: Effect.Effect<void>
+}
+
+/**
+ * The current sandbox as a service, provided by {@link layer}.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Sandbox: Context.Tag<Sandbox, Sandbox> = Context.GenericTag<Sandbox>("hf-sandbox/Sandbox")
+
+const DEFAULT_IMAGE = "python:3.12"
+const DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+const toFileInfo = (entry: Protocol.FileEntry): FileInfo => ({
+  name: entry.name,
+  path: entry.path,
+  type: entry.type,
+  size: entry.size,
+  mtimeMs: entry.mtime_ms,
+  mode: Number.parseInt(entry.mode, 8),
+  target: entry.target
+})
+
+/** Collects one stream's text up to a byte cap. */
+const makeCapture = (limit: number) => {
+  const parts: Array<string> = []
+  let bytes = 0
+  let truncated = false
+  return {
+    push(data: string) {
+      if (truncated) return
+      const size = Buffer.byteLength(data)
+      if (bytes + size <= limit) {
+        parts.push(data)
+        bytes += size
+        return
+      }
+      // Cut on a character boundary below the cap.
+      const room = Buffer.from(data).subarray(0, limit - bytes)
+      parts.push(decoder.decode(room).replace(/\uFFFD$/, ""))
+      bytes = limit
+      truncated = true
+    },
+    text: () => parts.join(""),
+    get truncated() {
+      return truncated
+    }
+  }
+}
+
+/**
+ * Starts a sandbox on the provider in context and waits until its server answers. The sandbox lives
+ * until the scope closes (or `terminate` is called); a failed or interrupted start releases at once.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: MakeOptions = {}
+): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function* () {
+    const provider = yield* SandboxProvider.SandboxProvider
+    const startTimeout = Duration.decode(options.startTimeout ?? "3 minutes")
+    const spec: SandboxProvider.Spec = {
+      image: options.image ?? DEFAULT_IMAGE,
+      env: options.env ?? {},
+      idleTimeout: options.idleTimeout === undefined ? undefined : Duration.decode(options.idleTimeout),
+      startTimeout
+    }
+    // The sandbox gets a scope of its own, so that a failed start is released at once instead of
+    // when the caller's (possibly long-lived) scope closes, and so that `terminate` can close it early.
+    const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+
+    const started = Effect.gen(function* () {
+      const endpoint = yield* provider.provision(spec)
+      const wire = yield* Wire.make(endpoint, {
+        request: Duration.decode(options.timeouts?.request ?? Wire.defaultTimeouts.request),
+        streamIdle: Duration.decode(options.timeouts?.streamIdle ?? Wire.defaultTimeouts.streamIdle)
+      })
+      const ready = wire.health.pipe(
+        Effect.timeoutFail({
+          duration: Schedules.healthProbeTimeout,
+          onTimeout: () =>
+            new RequestTimeoutError({ operation: "health", timeoutMs: Duration.toMillis(Schedules.healthProbeTimeout) })
+        }),
+        Effect.retry(options.schedules?.healthPoll ?? Schedules.healthPoll),
+        Effect.mapError(
+          (cause) => new StartError({ provider: provider.name, reason: "NotReady", detail: cause.message, cause })
+        )
+      )
+      yield* Effect.raceFirst(ready, endpoint.died).pipe(
+        Effect.timeoutFail({
+          duration: startTimeout,
+          onTimeout: () =>
+            new StartError({
+              provider: provider.name,
+              reason: "Timeout",
+              detail: `the sandbox server was not ready within ${Duration.format(startTimeout)}`
+            })
+        })
+      )
+      return { endpoint, wire }
+    }).pipe(
+      Scope.extend(scope),
+      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
+    )
+    const { endpoint, wire } = yield* started
+
+    let terminated = false
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.sync(() => {
+        terminated = true
+      })
+    )
+    const guard = <A, E>(operation: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | TerminatedError> =>
+      Effect.suspend(
+        (): Effect.Effect<A, E | TerminatedError> =>
+          terminated ? Effect.fail(new TerminatedError({ sandboxId: endpoint.id, operation })) : effect
+      ).pipe(Effect.withSpan(`Sandbox.${operation}`, { attributes: { "sandbox.id": endpoint.id } }))
+
+    const exec: Sandbox["exec"] = (command, execOptions = {}) => {
+      const stdin = execOptions.stdin
+      const env = execOptions.env
+      const cwd = execOptions.cwd ?? options.cwd
+      const request: Protocol.ExecRequest = {
+        cmd: typeof command === "string" ? command : [...command],
+        ...(env ? { env: { ...env } } : {}),
+        ...(cwd !== undefined ? { cwd } : {}),
+        ...(execOptions.timeout !== undefined
+          ? { timeout: Duration.toMillis(Duration.decode(execOptions.timeout)) / 1000 }
+          : {}),
+        ...(typeof stdin === "string" ? { stdin } : {}),
+        ...(stdin instanceof Uint8Array ? { stdin_b64: Buffer.from(stdin).toString("base64") } : {})
+      }
+      const limit = execOptions.maxOutputBytes ?? DEFAULT_MAX_OUTPUT
+      return guard(
+        "exec",
+        Effect.suspend(() => {
+          const stdout = makeCapture(limit)
+          const stderr = makeCapture(limit)
+          let exit: Protocol.ExitEvent | undefined
+          return wire.exec(request).pipe(
+            Stream.runForEach((event) =>
+              Effect.sync(() => {
+                switch (event.event) {
+                  case "stdout":
+                    return stdout.push(event.data)
+                  case "stderr":
+                    return stderr.push(event.data)
+                  case "exit":
+                    exit = event
+                }
+              })
+            ),
+            Effect.flatMap(() =>
+              exit === undefined
+                ? Effect.fail(
+                    new ConnectionLostError({
+                      operation: "exec",
+                      detail: "the output stream ended before the command's exit status arrived"
+                    })
+                  )
+                : Effect.succeed<ExecResult>({
+                    exitCode: exit.exit_code,
+                    signal: exit.signal,
+                    timedOut: exit.timed_out,
+                    stdout: stdout.text(),
+                    stderr: stderr.text(),
+                    truncated: stdout.truncated || stderr.truncated,
+                    durationMs: exit.duration_ms
+                  })
+            )
+          )
+        })
+      )
+    }
+
+    const files: Files = {
+      write: (path, data, writeOptions = {}) =>
+        guard(
+          "files.write",
+          wire.write(path, typeof data === "string" ? encoder.encode(data) : data, {
+            mode: writeOptions.mode?.toString(8)
+          })
+        ).pipe(Effect.asVoid),
+      read: (path) => guard("files.read", wire.read(path)),
+      readText: (path) =>
+        guard(
+          "files.readText",
+          Effect.map(wire.read(path), (bytes) => decoder.decode(bytes))
+        ),
+      stat: (path) => guard("files.stat", Effect.map(wire.stat(path), toFileInfo)),
+      exists: (path) =>
+        guard(
+          "files.exists",
+          wire.stat(path).pipe(
+            Effect.as(true),
+            Effect.catchTag("FileNotFoundError", () => Effect.succeed(false))
+          )
+        ),
+      list: (path) =>
+        guard(
+          "files.list",
+          Effect.map(wire.list(path), (entries) => entries.map(toFileInfo))
+        ),
+      remove: (path, removeOptions = {}) => guard("files.remove", wire.remove(path, removeOptions.recursive ?? false)),
+      mkdir: (path) => guard("files.mkdir", wire.mkdir(path))
+    }
+
+    const terminate = Effect.suspend(() => {
+      terminated = true
+      return Scope.close(scope, Exit.void)
+    }).pipe(Effect.withSpan("Sandbox.terminate", { attributes: { "sandbox.id": endpoint.id } }))
+
+    return {
+      id: endpoint.id,
+      provider: endpoint.provider,
+      details: endpoint.details,
+      exec,
+      files,
+      terminate
+    } satisfies Sandbox
+  }).pipe(Effect.withSpan("Sandbox.make"))
+
+/**
+ * Provides one sandbox as the {@link Sandbox} service for as long as the layer lives: an application,
+ * or an `@effect/vitest` `layer(...)` block, shares it across its effects and tears it down with the layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: MakeOptions = {}
+): Layer.Layer<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient> =>
+  Layer.scoped(Sandbox, make(options))

@@ -1,0 +1,222 @@
+/**
+ * Every failure a user of a sandbox can meet, as data. Each error's `message` says what went wrong
+ * and what to do about it. A command that exits non-zero is a result, never one of these.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+const tail = (text: string | undefined) =>
+  text !== undefined && text.trim().length > 0 ? `\n--- server stderr (tail) ---\n${text.trimEnd()}` : ""
+
+/**
+ * The sandbox could not be started: the provider failed, the server exited or never became ready.
+ * `stderrTail` holds the last lines the server printed, when there are any.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/StartError")("StartError", {
+  provider: Schema.String,
+  reason: Schema.Literal("SpawnFailed", "ServerExited", "Timeout", "JobFailed", "NotReady"),
+  detail: Schema.String,
+  stderrTail: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `Sandbox did not start on the ${this.provider} provider (${this.reason}): ${this.detail}${tail(this.stderrTail)}`
+  }
+}
+
+/**
+ * The sandbox server refused the token (HTTP 401/403).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AuthError extends Schema.TaggedError<AuthError>("hf-sandbox/AuthError")("AuthError", {
+  operation: Schema.String,
+  status: Schema.Number
+}) {
+  override get message() {
+    return (
+      `The sandbox rejected the credentials on ${this.operation} (HTTP ${this.status}). ` +
+      "The sandbox token does not match the one the server was started with: connect with the token of this sandbox."
+    )
+  }
+}
+
+/**
+ * A path does not exist in the sandbox.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class FileNotFoundError extends Schema.TaggedError<FileNotFoundError>("hf-sandbox/FileNotFoundError")(
+  "FileNotFoundError",
+  {
+    path: Schema.String,
+    operation: Schema.String
+  }
+) {
+  override get message() {
+    return `No such file or directory in the sandbox: ${this.path} (${this.operation}). Check the path; relative paths resolve against the sandbox's working directory.`
+  }
+}
+
+/**
+ * A file operation met a directory (reading or overwriting one, or removing a non-empty one).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class IsDirectoryError extends Schema.TaggedError<IsDirectoryError>("hf-sandbox/IsDirectoryError")(
+  "IsDirectoryError",
+  {
+    path: Schema.String,
+    operation: Schema.String,
+    detail: Schema.String
+  }
+) {
+  override get message() {
+    return `${this.path} is a directory (${this.operation}): ${this.detail}`
+  }
+}
+
+/**
+ * The server refused the request as invalid (HTTP 400/405/413), e.g. a bad `cwd` or an invalid mode.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BadRequestError extends Schema.TaggedError<BadRequestError>("hf-sandbox/BadRequestError")(
+  "BadRequestError",
+  {
+    operation: Schema.String,
+    status: Schema.Number,
+    code: Schema.optional(Schema.String),
+    detail: Schema.String
+  }
+) {
+  override get message() {
+    return `The sandbox refused ${this.operation} (HTTP ${this.status}${this.code ? `, ${this.code}` : ""}): ${this.detail}`
+  }
+}
+
+/**
+ * The program of an argv command does not exist (or is not executable) in the sandbox.
+ * A shell string with an unknown command is a result instead: the shell exits with 127.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CommandNotFoundError extends Schema.TaggedError<CommandNotFoundError>("hf-sandbox/CommandNotFoundError")(
+  "CommandNotFoundError",
+  {
+    command: Schema.String,
+    detail: Schema.String
+  }
+) {
+  override get message() {
+    return `Cannot run "${this.command}" in the sandbox: ${this.detail}. Install it in the image, use its full path, or run it through a shell string.`
+  }
+}
+
+/**
+ * The connection to the sandbox failed or ended before the answer was complete
+ * (e.g. an exec stream that ended without its `exit` event).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionLostError extends Schema.TaggedError<ConnectionLostError>("hf-sandbox/ConnectionLostError")(
+  "ConnectionLostError",
+  {
+    operation: Schema.String,
+    detail: Schema.String,
+    cause: Schema.optional(Schema.Defect)
+  }
+) {
+  override get message() {
+    return `Lost the connection to the sandbox during ${this.operation}: ${this.detail}. The sandbox may have been terminated or its server may have crashed.`
+  }
+}
+
+/**
+ * A client-side deadline passed (a request, or a stream that went silent past its idle bound).
+ * A command's own `timeout` is not this error: it is reported in the result (`timedOut`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RequestTimeoutError extends Schema.TaggedError<RequestTimeoutError>("hf-sandbox/RequestTimeoutError")(
+  "RequestTimeoutError",
+  {
+    operation: Schema.String,
+    timeoutMs: Schema.Number
+  }
+) {
+  override get message() {
+    return `${this.operation} got no answer from the sandbox within ${this.timeoutMs} ms.`
+  }
+}
+
+/**
+ * The sandbox was already terminated when the operation was called.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TerminatedError extends Schema.TaggedError<TerminatedError>("hf-sandbox/TerminatedError")(
+  "TerminatedError",
+  {
+    sandboxId: Schema.String,
+    operation: Schema.String
+  }
+) {
+  override get message() {
+    return `Sandbox ${this.sandboxId} is terminated; ${this.operation} cannot run. Create a new sandbox.`
+  }
+}
+
+/**
+ * The union of every sandbox error, as a Schema (to encode or decode errors) ...
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const SandboxError = Schema.Union(
+  StartError,
+  AuthError,
+  FileNotFoundError,
+  IsDirectoryError,
+  BadRequestError,
+  CommandNotFoundError,
+  ConnectionLostError,
+  RequestTimeoutError,
+  TerminatedError
+)
+
+/**
+ * ... and as a type.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type SandboxError = typeof SandboxError.Type
+
+/**
+ * Errors that operations on a running sandbox can fail with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type OperationError =
+  | AuthError
+  | FileNotFoundError
+  | IsDirectoryError
+  | BadRequestError
+  | CommandNotFoundError
+  | ConnectionLostError
+  | RequestTimeoutError
+  | TerminatedError

@@ -1,0 +1,80 @@
+/**
+ * The seam between the `Sandbox` module and the backends that run sandboxes. A provider turns a
+ * {@link Spec} into a running server and an {@link Endpoint} to reach it; the endpoint's lifetime is
+ * the scope it was provisioned in, and closing that scope tears the sandbox down.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import type { StartError } from "./SandboxError.js"
+
+/**
+ * What to start. Providers ignore what does not apply to them (the local provider runs no image).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Spec {
+  /** Docker image (or `hf.co/spaces/…`) the sandbox runs. */
+  readonly image: string
+  /** Environment given to the server, and so to every command in the sandbox. */
+  readonly env: Readonly<Record<string, string>>
+  /** The server exits when nothing has happened for this long (`undefined`: never). */
+  readonly idleTimeout: Duration.Duration | undefined
+  /** How long starting may take in all. */
+  readonly startTimeout: Duration.Duration
+}
+
+/**
+ * How to reach a provisioned sandbox.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Endpoint {
+  /** Unique id of the sandbox (an HF job id, or `local-…`). */
+  readonly id: string
+  /** Which provider runs it, e.g. `"local"` or `"hf-jobs"`. */
+  readonly provider: string
+  /** Base URL of the in-sandbox server. */
+  readonly baseUrl: string
+  /** The sandbox token (sent as `X-Sandbox-Token`). */
+  readonly token: Redacted.Redacted<string>
+  /** Extra headers resolved per request, e.g. a proxy's bearer. */
+  readonly headers?: Effect.Effect<Record<string, string>> | undefined
+  /**
+   * Fails as soon as the provider knows the sandbox died (the server exited, the job ended).
+   * Readiness polling races against it so that a crash is reported at once, with its evidence.
+   */
+  readonly died: Effect.Effect<never, StartError>
+  /** Provider facts for diagnostics, e.g. `{ pid, workdir }` locally or `{ jobId, url }` on HF. */
+  readonly details: Readonly<Record<string, unknown>>
+}
+
+/**
+ * A backend that runs sandboxes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /** Short name used in errors and spans, e.g. `"local"`. */
+  readonly name: string
+  /**
+   * Starts a sandbox. The returned endpoint lives as long as the scope; the scope's release must
+   * stop the sandbox and everything it started, within a bound, whatever state it is in.
+   */
+  readonly provision: (spec: Spec) => Effect.Effect<Endpoint, StartError, Scope.Scope>
+}
+
+/**
+ * The provider in use. Provide one with `LocalSandbox.layer()` or (soon) `HfJobs.layer()`.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class SandboxProvider extends Context.Tag("hf-sandbox/SandboxProvider")<SandboxProvider, Service>() {}

@@ -1,0 +1,248 @@
+/**
+ * The HTTP side of the wire protocol: one request builder and one error mapping for every route.
+ * Providers hand the `Sandbox` module an endpoint; this turns it into typed calls.
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as Protocol from "../Protocol.js"
+import {
+  AuthError,
+  BadRequestError,
+  CommandNotFoundError,
+  ConnectionLostError,
+  FileNotFoundError,
+  IsDirectoryError,
+  type OperationError,
+  RequestTimeoutError
+} from "../SandboxError.js"
+
+/** Where the server is and how to authenticate, as a provider describes it. */
+export interface Target {
+  readonly baseUrl: string
+  readonly token: Redacted.Redacted<string>
+  /** Extra headers resolved per request (a proxy's bearer may rotate). */
+  readonly headers?: Effect.Effect<Record<string, string>> | undefined
+}
+
+/** Client-side bounds. A command's own timeout is the server's business; these bound the transport. */
+export interface Timeouts {
+  /** A plain request/response exchange. */
+  readonly request: Duration.Duration
+  /** How long a stream may stay silent; the server pings every 15 s, so this sits well above that. */
+  readonly streamIdle: Duration.Duration
+}
+
+export const defaultTimeouts: Timeouts = {
+  request: Duration.seconds(60),
+  streamIdle: Duration.seconds(70)
+}
+
+const decodeErrorBody = Schema.decodeUnknownOption(Protocol.ErrorBody)
+
+/** Turns a non-2xx answer into the error a user can act on. */
+const failFromResponse = (
+  operation: string,
+  path: string | undefined,
+  response: HttpClientResponse.HttpClientResponse,
+  command?: string
+): Effect.Effect<never, OperationError> =>
+  response.json.pipe(
+    Effect.map(decodeErrorBody),
+    Effect.orElseSucceed(() => Option.none<Protocol.ErrorBody>()),
+    Effect.flatMap((body): Effect.Effect<never, OperationError> => {
+      const detail = Option.match(body, { onNone: () => `HTTP ${response.status}`, onSome: (b) => b.error })
+      const code = Option.getOrUndefined(Option.flatMapNullable(body, (b) => b.code))
+      const status = response.status
+      if (status === 401 || status === 403) return Effect.fail(new AuthError({ operation, status }))
+      if (status === 404 && path !== undefined && !detail.startsWith("no route")) {
+        return Effect.fail(new FileNotFoundError({ path, operation }))
+      }
+      if (status === 409 && path !== undefined) {
+        return Effect.fail(new IsDirectoryError({ path, operation, detail }))
+      }
+      if (code === "command_not_found" || code === "permission_denied") {
+        return Effect.fail(new CommandNotFoundError({ command: command ?? "", detail }))
+      }
+      if (status >= 500) {
+        return Effect.fail(new ConnectionLostError({ operation, detail: `HTTP ${status}: ${detail}` }))
+      }
+      return Effect.fail(new BadRequestError({ operation, status, code, detail }))
+    })
+  )
+
+const fromTransport = (operation: string) => (error: HttpClientError.HttpClientError) =>
+  new ConnectionLostError({ operation, detail: error.message, cause: error })
+
+/** The wire client of one sandbox. Every method is one protocol route. */
+export interface WireClient {
+  readonly health: Effect.Effect<Protocol.HealthResponse, OperationError>
+  readonly exec: (request: Protocol.ExecRequest) => Stream.Stream<Protocol.ExecEvent, OperationError>
+  readonly read: (
+    path: string,
+    range?: { readonly offset?: number | undefined; readonly length?: number | undefined }
+  ) => Effect.Effect<Uint8Array, OperationError>
+  readonly write: (
+    path: string,
+    data: Uint8Array,
+    options?: { readonly mode?: string | undefined; readonly offset?: number | undefined }
+  ) => Effect.Effect<typeof Protocol.WriteResponse.Type, OperationError>
+  readonly stat: (path: string) => Effect.Effect<Protocol.FileEntry, OperationError>
+  readonly list: (path: string) => Effect.Effect<ReadonlyArray<Protocol.FileEntry>, OperationError>
+  readonly remove: (path: string, recursive: boolean) => Effect.Effect<void, OperationError>
+  readonly mkdir: (path: string) => Effect.Effect<void, OperationError>
+}
+
+const decodeEventLine = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ExecEvent))
+
+export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
+  Effect.map(HttpClient.HttpClient, (http): WireClient => {
+    const base = target.baseUrl.replace(/\/+$/, "")
+    const tokenHeader = { [Protocol.TOKEN_HEADER]: Redacted.value(target.token) }
+    const extraHeaders = target.headers ?? Effect.succeed({})
+    // Redirects are never followed: a redirect must not carry the sandbox token (or a bearer) elsewhere.
+    const client = http.pipe(HttpClient.followRedirects(0))
+
+    const send = (request: HttpClientRequest.HttpClientRequest) =>
+      Effect.flatMap(extraHeaders, (headers) =>
+        client.execute(
+          request.pipe(HttpClientRequest.prependUrl(base), HttpClientRequest.setHeaders({ ...headers, ...tokenHeader }))
+        )
+      )
+
+    /** One bounded request/response exchange; `onOk` reads a 2xx answer. */
+    const call = <A>(
+      operation: string,
+      path: string | undefined,
+      request: HttpClientRequest.HttpClientRequest,
+      onOk: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<A, unknown>
+    ): Effect.Effect<A, OperationError> =>
+      send(request).pipe(
+        Effect.mapError(fromTransport(operation)),
+        Effect.flatMap((response) =>
+          response.status >= 200 && response.status < 300
+            ? onOk(response).pipe(
+                Effect.mapError(
+                  (cause) =>
+                    new ConnectionLostError({ operation, detail: "the answer was cut short or malformed", cause })
+                )
+              )
+            : failFromResponse(operation, path, response)
+        ),
+        Effect.timeoutFail({
+          duration: timeouts.request,
+          onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })
+        })
+      )
+
+    const json =
+      <A, I>(schema: Schema.Schema<A, I>) =>
+      (response: HttpClientResponse.HttpClientResponse) =>
+        Effect.flatMap(response.json, Schema.decodeUnknown(schema))
+
+    const health = call("health", undefined, HttpClientRequest.get("/health"), json(Protocol.HealthResponse))
+
+    const exec = (body: Protocol.ExecRequest) => {
+      const operation = "exec"
+      const command = typeof body.cmd === "string" ? body.cmd : (body.cmd[0] ?? "")
+      return Stream.unwrapScoped(
+        send(HttpClientRequest.post("/v1/exec").pipe(HttpClientRequest.bodyUnsafeJson(body))).pipe(
+          Effect.mapError(fromTransport(operation)),
+          Effect.flatMap((response) =>
+            response.status === 200
+              ? Effect.succeed(response.stream)
+              : failFromResponse(operation, undefined, response, command)
+          ),
+          Effect.timeoutFail({
+            duration: timeouts.request,
+            onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })
+          }),
+          Effect.map((bytes) =>
+            bytes.pipe(
+              Stream.mapError(fromTransport(operation)),
+              Stream.timeoutFail(
+                () =>
+                  new ConnectionLostError({
+                    operation,
+                    detail: `the command's output stream was silent for ${Duration.format(timeouts.streamIdle)}`
+                  }),
+                timeouts.streamIdle
+              ),
+              Stream.decodeText(),
+              Stream.splitLines,
+              // Unknown event types are skipped so the protocol can grow.
+              Stream.filterMap(decodeEventLine)
+            )
+          )
+        )
+      )
+    }
+
+    const pathParams = (path: string, extra: Record<string, string | undefined> = {}) =>
+      HttpClientRequest.setUrlParams(
+        Object.fromEntries(Object.entries({ path, ...extra }).filter(([, v]) => v !== undefined)) as Record<
+          string,
+          string
+        >
+      )
+
+    const read: WireClient["read"] = (path, range = {}) =>
+      call(
+        "files.read",
+        path,
+        HttpClientRequest.get("/v1/files/read").pipe(
+          pathParams(path, {
+            offset: range.offset?.toString(),
+            length: range.length?.toString()
+          })
+        ),
+        (response) => Effect.map(response.arrayBuffer, (buffer) => new Uint8Array(buffer))
+      )
+
+    const write: WireClient["write"] = (path, data, options = {}) =>
+      call(
+        "files.write",
+        path,
+        HttpClientRequest.put("/v1/files/write").pipe(
+          pathParams(path, { mode: options.mode, offset: options.offset?.toString() }),
+          HttpClientRequest.bodyUint8Array(data, "application/octet-stream")
+        ),
+        json(Protocol.WriteResponse)
+      )
+
+    const stat: WireClient["stat"] = (path) =>
+      call("files.stat", path, HttpClientRequest.get("/v1/files/stat").pipe(pathParams(path)), json(Protocol.FileEntry))
+
+    const list: WireClient["list"] = (path) =>
+      call(
+        "files.list",
+        path,
+        HttpClientRequest.get("/v1/files/list").pipe(pathParams(path)),
+        json(Protocol.ListResponse)
+      ).pipe(Effect.map((r) => r.entries))
+
+    const remove: WireClient["remove"] = (path, recursive) =>
+      call(
+        "files.remove",
+        path,
+        HttpClientRequest.del("/v1/files/delete").pipe(pathParams(path, { recursive: recursive ? "1" : undefined })),
+        json(Protocol.DeleteResponse)
+      ).pipe(Effect.asVoid)
+
+    const mkdir: WireClient["mkdir"] = (path) =>
+      call(
+        "files.mkdir",
+        path,
+        HttpClientRequest.post("/v1/files/mkdir").pipe(pathParams(path)),
+        json(Protocol.MkdirResponse)
+      ).pipe(Effect.asVoid)
+
+    return { health, exec, read, write, stat, list, remove, mkdir }
+  })

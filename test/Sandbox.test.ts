@@ -1,0 +1,214 @@
+/**
+ * The Sandbox API against a real local server over real loopback HTTP: the quick-start flow, bad
+ * input and its typed errors, byte-exact data, and timeouts that kill whole process groups.
+ */
+import { randomBytes } from "node:crypto"
+import { assert, describe, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Sandbox from "hf-sandbox/Sandbox"
+import * as Wire from "../src/internal/client.js"
+import { assertGone, localLayer } from "./support/local.js"
+
+const Live = localLayer()
+const SharedSandbox = Sandbox.layer().pipe(Layer.provideMerge(Live))
+
+layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandbox)", (it) => {
+  describe("quick-start flow", () => {
+    it.effect("runs python, a shell pipeline, and round-trips a file", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        assert.strictEqual(sb.provider, "local")
+        assert.match(sb.id, /^local-[0-9a-f]{12}$/)
+
+        const py = yield* sb.exec(["python3", "-c", "print(1+1)"])
+        assert.deepInclude(py, { exitCode: 0, signal: null, timedOut: false, stdout: "2\n", stderr: "" })
+        assert.isAtLeast(py.durationMs, 0)
+
+        const pipeline = yield* sb.exec("printf 'b\\na\\nc\\n' | sort | head -n 2")
+        assert.strictEqual(pipeline.stdout, "a\nb\n")
+
+        yield* sb.files.write("notes/hello.txt", "hello")
+        assert.strictEqual(yield* sb.files.readText("notes/hello.txt"), "hello")
+        assert.isTrue(yield* sb.files.exists("notes/hello.txt"))
+        assert.isFalse(yield* sb.files.exists("notes/nope.txt"))
+      })
+    )
+
+    it.effect("a non-zero exit is a result, with stderr kept apart from stdout", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const r = yield* sb.exec("echo out; echo err >&2; exit 7")
+        assert.deepInclude(r, { exitCode: 7, stdout: "out\n", stderr: "err\n", timedOut: false })
+      })
+    )
+
+    it.effect("cwd, env and stdin reach the command", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        yield* sb.files.mkdir("work/dir")
+        const r = yield* sb.exec(["sh", "-c", 'pwd; echo "$GREETING"; cat'], {
+          cwd: "work/dir",
+          env: { GREETING: "hi" },
+          stdin: "from stdin"
+        })
+        assert.match(r.stdout, /\/work\/dir\nhi\nfrom stdin$/)
+        const bytes = yield* sb.exec(["od", "-An", "-tx1"], { stdin: new Uint8Array([0, 255, 10]) })
+        assert.strictEqual(bytes.stdout.trim(), "00 ff 0a")
+      })
+    )
+
+    it.effect("the sandbox token never reaches a command's environment", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const r = yield* sb.exec("env")
+        assert.notInclude(r.stdout, "SBX_TOKEN")
+        assert.notInclude(r.stdout, "HF_SANDBOX_TOKEN")
+      })
+    )
+  })
+
+  describe("bad input gets typed errors", () => {
+    it.effect("a wrong token is an AuthError", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const wire = yield* Wire.make({
+          baseUrl: `http://127.0.0.1:${sb.details.port}`,
+          token: Redacted.make("not-the-token")
+        })
+        const error = yield* Effect.flip(wire.read("anything"))
+        assert.strictEqual(error._tag, "AuthError")
+        assert.notInclude(error.message, "not-the-token")
+      })
+    )
+
+    it.effect("a missing file is a FileNotFoundError naming the path", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const error = yield* Effect.flip(sb.files.read("does/not/exist.txt"))
+        assert.strictEqual(error._tag, "FileNotFoundError")
+        assert.include(error.message, "does/not/exist.txt")
+      })
+    )
+
+    it.effect("reading a directory is an IsDirectoryError", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        yield* sb.files.mkdir("a-directory")
+        const error = yield* Effect.flip(sb.files.read("a-directory"))
+        assert.strictEqual(error._tag, "IsDirectoryError")
+      })
+    )
+
+    it.effect("an argv command that does not exist is a CommandNotFoundError; in a shell it is exit 127", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const error = yield* Effect.flip(sb.exec(["no-such-command-xyz", "--flag"]))
+        assert.strictEqual(error._tag, "CommandNotFoundError")
+        assert.include(error.message, "no-such-command-xyz")
+        const r = yield* sb.exec("no-such-command-xyz")
+        assert.strictEqual(r.exitCode, 127)
+        assert.include(r.stderr, "no-such-command-xyz")
+      })
+    )
+
+    it.effect("a missing working directory is a BadRequestError", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const error = yield* Effect.flip(sb.exec("true", { cwd: "/no/such/dir" }))
+        assert.strictEqual(error._tag, "BadRequestError")
+        assert.include(error.message, "/no/such/dir")
+      })
+    )
+  })
+
+  describe("bytes", () => {
+    it.effect("non-UTF-8 output does not break exec", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const r = yield* sb.exec(["printf", "ok \\377\\376 still ok\\n"])
+        assert.strictEqual(r.exitCode, 0)
+        assert.strictEqual(r.stdout, "ok \uFFFD\uFFFD still ok\n")
+      })
+    )
+
+    it.effect("multi-byte characters survive chunk boundaries", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        // 100k three-byte characters: many 32 KiB chunks, most of them splitting a character.
+        const r = yield* sb.exec(["python3", "-c", "import sys; sys.stdout.write('\u20ac' * 100000)"])
+        assert.strictEqual(r.stdout.length, 100000)
+        assert.isTrue(/^\u20ac+$/.test(r.stdout))
+      })
+    )
+
+    it.effect("10 MiB of random bytes round-trip exactly", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const data = new Uint8Array(randomBytes(10 * 1024 * 1024))
+        yield* sb.files.write("random.bin", data)
+        const back = yield* sb.files.read("random.bin")
+        assert.strictEqual(back.length, data.length)
+        assert.isTrue(Buffer.from(back).equals(Buffer.from(data)))
+        const info = yield* sb.files.stat("random.bin")
+        assert.deepInclude(info, { type: "file", size: data.length, name: "random.bin" })
+      })
+    )
+
+    it.effect("captured output is capped at maxOutputBytes and says so", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const r = yield* sb.exec(["python3", "-c", "print('x' * 100000)"], { maxOutputBytes: 1000 })
+        assert.strictEqual(r.stdout.length, 1000)
+        assert.isTrue(r.truncated)
+        assert.strictEqual(r.exitCode, 0)
+      })
+    )
+  })
+
+  describe("timeouts", () => {
+    it.effect("an exec timeout kills the command and its children, and keeps partial output", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const r = yield* sb.exec("sleep 30 & echo $!; echo started; sleep 30", { timeout: "500 millis" })
+        assert.deepInclude(r, { timedOut: true, exitCode: null, signal: 9 })
+        const [child] = r.stdout.split("\n")
+        assert.include(r.stdout, "started")
+        yield* assertGone([Number(child)])
+      })
+    )
+  })
+
+  describe("files", () => {
+    it.effect("stat, list, mode and remove behave as documented", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        yield* sb.files.write("tree/b.sh", "#!/bin/sh\necho hi\n", { mode: 0o755 })
+        yield* sb.files.write("tree/a.txt", "a")
+        const entries = yield* sb.files.list("tree")
+        assert.deepStrictEqual(
+          entries.map((e) => [e.name, e.type, e.mode]),
+          [
+            ["a.txt", "file", 0o644],
+            ["b.sh", "file", 0o755]
+          ]
+        )
+        assert.strictEqual((yield* sb.exec("./tree/b.sh")).stdout, "hi\n")
+        const notEmpty = yield* Effect.flip(sb.files.remove("tree"))
+        assert.strictEqual(notEmpty._tag, "IsDirectoryError")
+        yield* sb.files.remove("tree", { recursive: true })
+        assert.isFalse(yield* sb.files.exists("tree"))
+      })
+    )
+
+    it.effect("overwriting a file with a shorter one leaves no stale tail", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        yield* sb.files.write("over.txt", "a long first version")
+        yield* sb.files.write("over.txt", "short")
+        assert.strictEqual(yield* sb.files.readText("over.txt"), "short")
+      })
+    )
+  })
+})

@@ -1,0 +1,241 @@
+/**
+ * Guaranteed termination, proven by pid: whatever way a sandbox's scope ends, the server and every
+ * process it started are gone, and its working directory with them.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as Sandbox from "hf-sandbox/Sandbox"
+import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
+
+const Live = localLayer()
+
+/** Reads a pid a command wrote into a file of the sandbox, waiting until it is there. */
+const readPid = (sb: Sandbox.Sandbox, file: string) =>
+  eventually(
+    sb.files
+      .readText(file)
+      .pipe(
+        Effect.flatMap((text) =>
+          /^\d+\s*$/.test(text) ? Effect.succeed(Number(text)) : Effect.fail(new Error(`no pid in ${file} yet`))
+        )
+      )
+  )
+
+/** Starts a long command with a child of its own and returns the pids of the shell and the child. */
+const startLongCommand = (sb: Sandbox.Sandbox) =>
+  Effect.gen(function* () {
+    const fiber = yield* Effect.fork(sb.exec("sleep 60 & echo $! > child.pid; echo $$ > shell.pid; wait"))
+    const child = yield* readPid(sb, "child.pid")
+    const shell = yield* readPid(sb, "shell.pid")
+    return { fiber, pids: [shell, child] }
+  })
+
+const serverPid = (sb: Sandbox.Sandbox) => sb.details.pid as number
+const workdir = (sb: Sandbox.Sandbox) => sb.details.workdir as string
+
+describe("lifecycle", () => {
+  it.live("closing the scope normally stops the server, its commands and removes the workdir", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const sb = yield* Sandbox.make().pipe(Scope.extend(scope))
+      const { pids } = yield* startLongCommand(sb)
+      assert.isTrue(isAlive(serverPid(sb)))
+      assert.isTrue(pids.every(isAlive))
+      yield* Scope.close(scope, Exit.void)
+      yield* assertGone([serverPid(sb), ...pids])
+      assert.isFalse(fs.existsSync(workdir(sb)))
+    }).pipe(Effect.provide(Live))
+  )
+
+  it.live("a failure inside the scope still stops everything", () =>
+    Effect.gen(function* () {
+      const seen = yield* Deferred.make<{ server: number; pids: Array<number>; dir: string }>()
+      const exit = yield* Effect.gen(function* () {
+        const sb = yield* Sandbox.make()
+        const { pids } = yield* startLongCommand(sb)
+        yield* Deferred.succeed(seen, { server: serverPid(sb), pids, dir: workdir(sb) })
+        return yield* Effect.fail("boom")
+      }).pipe(Effect.scoped, Effect.exit)
+      assert.isTrue(Exit.isFailure(exit))
+      const { server, pids, dir } = yield* Deferred.await(seen)
+      yield* assertGone([server, ...pids])
+      assert.isFalse(fs.existsSync(dir))
+    }).pipe(Effect.provide(Live))
+  )
+
+  it.live("interrupting the fiber in the middle of a long exec stops everything", () =>
+    Effect.gen(function* () {
+      const seen = yield* Deferred.make<{ server: number; pids: Array<number>; dir: string }>()
+      const fiber = yield* Effect.gen(function* () {
+        const sb = yield* Sandbox.make()
+        const { fiber, pids } = yield* startLongCommand(sb)
+        yield* Deferred.succeed(seen, { server: serverPid(sb), pids, dir: workdir(sb) })
+        return yield* Fiber.join(fiber)
+      }).pipe(Effect.scoped, Effect.fork)
+      const { server, pids, dir } = yield* Deferred.await(seen)
+      assert.isTrue([server, ...pids].every(isAlive))
+      yield* Fiber.interrupt(fiber)
+      yield* assertGone([server, ...pids])
+      assert.isFalse(fs.existsSync(dir))
+    }).pipe(Effect.provide(Live))
+  )
+
+  it.live("interrupting one exec kills only that command, and the sandbox keeps working", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.make()
+      const { fiber, pids } = yield* startLongCommand(sb)
+      yield* Fiber.interrupt(fiber)
+      yield* assertGone(pids)
+      const r = yield* sb.exec("echo still here")
+      assert.strictEqual(r.stdout, "still here\n")
+    }).pipe(Effect.scoped, Effect.provide(Live))
+  )
+
+  it.live(
+    "terminate is idempotent, later operations fail with TerminatedError, and the scope's release is harmless",
+    () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.make()
+        yield* sb.terminate
+        yield* sb.terminate
+        yield* assertGone([serverPid(sb)])
+        const error = yield* Effect.flip(sb.exec("true"))
+        assert.strictEqual(error._tag, "TerminatedError")
+        assert.include(error.message, sb.id)
+      }).pipe(Effect.scoped, Effect.provide(Live))
+  )
+
+  it.live("a server that survives SIGTERM is SIGKILLed within the stop bound", () =>
+    Effect.gen(function* () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-test-"))
+      // Wraps the real server but ignores SIGTERM, as a wedged server would.
+      const stubborn = path.join(dir, "stubborn.py")
+      fs.writeFileSync(
+        stubborn,
+        [
+          "import runpy, signal, sys",
+          `sys.argv[0] = ${JSON.stringify(path.resolve("rpc-server/server.py"))}`,
+          "_orig = signal.signal",
+          "signal.signal = lambda s, h: _orig(s, signal.SIG_IGN) if s == signal.SIGTERM else _orig(s, h)",
+          "runpy.run_path(sys.argv[0], run_name='__main__')"
+        ].join("\n")
+      )
+      const layer = localLayer({ serverScript: stubborn, stopTimeout: "300 millis" })
+      const pid = yield* Sandbox.make().pipe(Effect.map(serverPid), Effect.scoped, Effect.provide(layer))
+      yield* assertGone([pid], "3 seconds")
+      fs.rmSync(dir, { recursive: true, force: true })
+    })
+  )
+})
+
+describe("start failures", () => {
+  const withTempRoot = <A, E>(f: (root: string) => Effect.Effect<A, E>) =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-root-"))),
+      f,
+      (root) => Effect.sync(() => fs.rmSync(root, { recursive: true, force: true }))
+    )
+
+  it.live("a server that exits at once fails with StartError carrying its stderr, and leaves nothing", () =>
+    withTempRoot((root) =>
+      Effect.gen(function* () {
+        const script = path.join(root, "crash.py")
+        fs.writeFileSync(script, "import sys\nsys.stderr.write('boom: the server cannot start\\n')\nsys.exit(3)\n")
+        const error = yield* Sandbox.make().pipe(
+          Effect.scoped,
+          Effect.provide(localLayer({ serverScript: script, tempDir: root })),
+          Effect.flip
+        )
+        assert.strictEqual(error._tag, "StartError")
+        assert.strictEqual(error.reason, "ServerExited")
+        assert.include(error.stderrTail ?? "", "boom: the server cannot start")
+        assert.include(error.message, "exit code 3")
+        // Only the script itself is left in the root: the sandbox's working directory was removed.
+        assert.deepStrictEqual(fs.readdirSync(root), ["crash.py"])
+      })
+    )
+  )
+
+  it.live("a missing python3 on PATH fails with a StartError that says what to do", () =>
+    withTempRoot((root) =>
+      Effect.gen(function* () {
+        const error = yield* Sandbox.make({ env: { PATH: "/nonexistent" } }).pipe(
+          Effect.scoped,
+          Effect.provide(localLayer({ tempDir: root })),
+          Effect.flip
+        )
+        assert.strictEqual(error._tag, "StartError")
+        assert.strictEqual(error.reason, "SpawnFailed")
+        assert.include(error.message, "python3")
+        assert.include(error.message, "Install Python")
+        assert.deepStrictEqual(fs.readdirSync(root), [])
+      })
+    )
+  )
+
+  it.live("a server that never gets ready fails with a Timeout after startTimeout, and is killed", () =>
+    withTempRoot((root) =>
+      Effect.gen(function* () {
+        const script = path.join(root, "mute.py")
+        fs.writeFileSync(
+          script,
+          `import os, time\nopen(${JSON.stringify(path.join(root, "pid"))}, "w").write(str(os.getpid()))\ntime.sleep(60)\n`
+        )
+        const error = yield* Sandbox.make({ startTimeout: "1 second" }).pipe(
+          Effect.scoped,
+          Effect.provide(localLayer({ serverScript: script, tempDir: root })),
+          Effect.flip
+        )
+        assert.strictEqual(error._tag, "StartError")
+        assert.strictEqual(error.reason, "Timeout")
+        yield* assertGone([Number(fs.readFileSync(path.join(root, "pid"), "utf8"))])
+      })
+    )
+  )
+
+  it.live("a failed start inside a long-lived scope is released at once", () =>
+    withTempRoot((root) =>
+      Effect.gen(function* () {
+        const script = path.join(root, "mute.py")
+        fs.writeFileSync(
+          script,
+          `import os, time\nopen(${JSON.stringify(path.join(root, "pid"))}, "w").write(str(os.getpid()))\ntime.sleep(60)\n`
+        )
+        const scope = yield* Scope.make()
+        const exit = yield* Sandbox.make({ startTimeout: "500 millis" }).pipe(
+          Scope.extend(scope),
+          Effect.provide(localLayer({ serverScript: script, tempDir: root })),
+          Effect.exit
+        )
+        assert.isTrue(Exit.isFailure(exit))
+        // The caller's scope is still open, yet the half-started server is already gone.
+        yield* assertGone([Number(fs.readFileSync(path.join(root, "pid"), "utf8"))])
+        yield* Scope.close(scope, Exit.void)
+      })
+    )
+  )
+})
+
+describe("layer", () => {
+  it.live("Sandbox.layer shares one sandbox across a program and tears it down with the layer", () =>
+    Effect.gen(function* () {
+      const ids = yield* Effect.gen(function* () {
+        const a = yield* Sandbox.Sandbox
+        yield* a.files.write("shared.txt", "one sandbox")
+        const b = yield* Sandbox.Sandbox
+        return { same: a.id === b.id, text: yield* b.files.readText("shared.txt"), pid: serverPid(b) }
+      }).pipe(Effect.provide(Sandbox.layer().pipe(Layer.provide(Live))))
+      assert.isTrue(ids.same)
+      assert.strictEqual(ids.text, "one sandbox")
+      yield* assertGone([ids.pid])
+    })
+  )
+})
