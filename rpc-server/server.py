@@ -1,0 +1,1810 @@
+#!/usr/bin/env python3
+"""hf-sandbox in-sandbox RPC server.
+
+Runs inside a sandbox (an HF Job, or a local temp dir) and lets a client run
+commands and move files over HTTP. One file, Python >= 3.8, standard library
+only, so it can be dropped into any image that has a python3.
+
+Wire protocol: docs/protocol.md (v1 streaming routes compatible with HF's
+sbx-server, plus the hf-sandbox prototype's legacy /exec, /write, /read).
+Operator notes: rpc-server/README.md.
+
+Design notes (the "why"):
+- One thread per connection (ThreadingHTTPServer) and no extra thread per
+  exec: the handler thread multiplexes the child's pipes, its exit (pidfd)
+  and the client socket with one selector. That keeps an exec of `true` close
+  to the cost of the fork/exec itself.
+- Every command gets its own session/process group so that a timeout, a
+  dropped client or shutdown can kill everything it started, not just the
+  direct child.
+- Memory is bounded whatever the size of a file or of an output: bodies and
+  files are streamed in fixed-size chunks; only JSON bodies (<= 16 MiB) are
+  buffered.
+- Keep-alive must never desynchronise: unread request bodies are drained
+  (or the connection is closed), and a response that cannot deliver the
+  announced Content-Length closes the connection.
+"""
+
+import sys
+
+if sys.version_info < (3, 8):  # before any import that would fail with a worse message
+    sys.stderr.write("server.py: error: Python 3.8 or newer is required (this is %s)\n" % sys.version.split()[0])
+    sys.exit(2)
+
+import argparse
+import base64
+import codecs
+import errno
+import hashlib
+import hmac
+import json
+import math
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import socketserver
+import stat
+import subprocess
+import threading
+import time
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+VERSION = "0.1.0"
+PROTOCOL = 2
+DEFAULT_PORT = 49983
+
+FILE_CHUNK = 256 * 1024  # file/body streaming unit
+OUTPUT_CHUNK = 32 * 1024  # max raw bytes per stdout/stderr event
+JSON_LIMIT = 16 * 1024 * 1024  # largest buffered JSON request body
+DRAIN_LIMIT = 16 * 1024 * 1024  # unread body we discard to keep a connection alive
+CAPTURE_LIMIT = 16 * 1024 * 1024  # legacy /exec: captured bytes per stream
+DEFAULT_PING_INTERVAL = 15.0
+EXIT_QUIET = 0.05  # after the child exits, stop reading once pipes are this quiet
+EXIT_DRAIN_MAX = 1.0  # ...and never read longer than this after the exit
+KILL_GRACE = 0.5  # shutdown: SIGTERM -> SIGKILL delay
+SOCKET_TIMEOUT = 300.0  # a peer silent this long (idle keep-alive, stalled send) is dropped
+LEGACY_TIMEOUT = 600.0
+LEGACY_ROUTES = ("/exec", "/write", "/read")
+AUTH_ERROR = "invalid or missing sandbox token"
+
+IS_LINUX = sys.platform.startswith("linux")
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_MSG_PEEK_FLAGS = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # so a FIFO can never block open()
+
+
+def log(msg):
+    """Diagnostics go to stderr only: stdout carries the single listening line."""
+    try:
+        sys.stderr.write("hf-sandbox rpc-server: %s\n" % msg)
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def dumps(obj):
+    """Compact JSON bytes. Paths may carry surrogate escapes (non-UTF-8 file
+    names); those cannot be UTF-8 encoded, so fall back to \\u escapes."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
+
+
+def new_selector():
+    # poll() needs no kernel object per exec, unlike epoll; fall back where missing.
+    if hasattr(selectors, "PollSelector"):
+        return selectors.PollSelector()
+    return selectors.DefaultSelector()
+
+
+class HttpError(Exception):
+    """An error answered as JSON `{"error", "code"}` with an HTTP status."""
+
+    def __init__(self, status, message, code, headers=(), close=False):
+        Exception.__init__(self, message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = list(headers)
+        self.close = close  # the connection is out of sync: do not reuse it
+
+
+class ClientGone(Exception):
+    """The client disconnected (or stalled past SOCKET_TIMEOUT)."""
+
+
+def bad_request(message, code="bad_request"):
+    return HttpError(400, message, code)
+
+
+# --------------------------------------------------------------------------
+# Server-wide state: activity (idle watchdog), auth, and the process table
+# --------------------------------------------------------------------------
+
+
+class State(object):
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.inflight = 0
+        self.last_activity = self.started
+        self.token_digest = None  # None = --allow-no-auth without a token
+        self.ping_interval = DEFAULT_PING_INTERVAL
+
+    # The watchdog needs both: a request in flight (a long exec stream, a big
+    # upload) is activity, and the idle clock restarts when it ends.
+    def begin(self):
+        with self.lock:
+            self.inflight += 1
+            self.last_activity = time.monotonic()
+
+    def end(self):
+        with self.lock:
+            self.inflight -= 1
+            self.last_activity = time.monotonic()
+
+    def touch(self):
+        with self.lock:
+            self.last_activity = time.monotonic()
+
+    def idle_for(self):
+        with self.lock:
+            if self.inflight:
+                return 0.0
+            return time.monotonic() - self.last_activity
+
+
+STATE = State()
+
+
+class Processes(object):
+    """Every process group we started, and every child not yet reaped.
+
+    `active` matters for the zombie reaper: a pid that a Popen will still wait
+    for must never be reaped by anyone else, or Popen would see ECHILD and
+    report a bogus exit status. `spawning` closes the window between fork and
+    registration, during which the reaper stays away entirely.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.active = {}  # pid -> Popen
+        self.groups = set()  # pgids (== leader pid, thanks to start_new_session)
+        self.spawning = 0
+        self.closed = False
+        self.reap_kick = threading.Event()
+
+    def spawn(self, argv, **kwargs):
+        with self.lock:
+            if self.closed:
+                raise HttpError(503, "server is shutting down; cannot start %s" % argv[0], "shutting_down")
+            self.spawning += 1
+        proc = None
+        try:
+            proc = subprocess.Popen(argv, **kwargs)
+        finally:
+            with self.lock:
+                self.spawning -= 1
+                if proc is not None:
+                    self.active[proc.pid] = proc
+                    self.groups.add(proc.pid)
+        return proc
+
+    def reaped(self, proc, killed):
+        with self.lock:
+            self.active.pop(proc.pid, None)
+        if killed:
+            # A killed group leaves its orphans' zombies to us (subreaper):
+            # collect them now rather than at the next periodic scan. Not done
+            # after every exec: a /proc scan costs more than spawning `true`.
+            self.reap_kick.set()
+
+
+PROCS = Processes()
+
+
+def kill_group(pgid, sig):
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(pgid, sig)
+        else:  # no process groups on this platform: best effort on the leader
+            os.kill(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    except OSError:
+        pass
+
+
+# ---- Linux process-tree helpers (subreaper, zombie reaping, shutdown) ----
+
+
+def scan_proc():
+    """pid -> (ppid, pgrp, state) for every process in /proc; {} elsewhere."""
+    table = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return table
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.open("/proc/%s/stat" % name, os.O_RDONLY)
+            try:
+                data = os.read(fd, 1024)
+            finally:
+                os.close(fd)
+            # "pid (comm) S ppid pgrp ..." -- comm may hold spaces and parens.
+            fields = data[data.rindex(b")") + 2 :].split()
+            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0][:1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return table
+
+
+def descendants(table, root):
+    children = {}
+    for pid, (ppid, _pgrp, _state) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+def become_subreaper():
+    """Processes that daemonize (double fork, setsid) get re-parented to us
+    instead of init, so shutdown can still find and kill them."""
+    if not IS_LINUX:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_CHILD_SUBREAPER = 36
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+def reaper_loop():
+    """Reap adopted orphans. Never waitpid(-1): that would steal exit codes
+    from the Popen objects the exec handlers are waiting on."""
+    me = os.getpid()
+    while True:
+        PROCS.reap_kick.wait(1.0)
+        PROCS.reap_kick.clear()
+        with PROCS.lock:
+            if PROCS.spawning:
+                continue
+            table = scan_proc()
+            for pid, (ppid, _pgrp, state) in table.items():
+                if ppid == me and state == b"Z" and pid not in PROCS.active:
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except OSError:
+                        pass
+            # Forget groups that have no live member, so a recycled pgid can
+            # never make shutdown signal a stranger.
+            live = set(pg for (_pp, pg, st) in table.values() if st != b"Z")
+            PROCS.groups &= live | set(PROCS.active)
+
+
+def groups_alive(groups):
+    if not groups:
+        return False
+    if IS_LINUX:
+        return any(pg in groups and st != b"Z" for (_pp, pg, st) in scan_proc().values())
+    for pg in groups:
+        try:
+            os.killpg(pg, 0)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def kill_everything():
+    """SIGTERM every group we started, give them KILL_GRACE, SIGKILL the rest
+    and then every remaining descendant. Bounded: never waits longer."""
+    with PROCS.lock:
+        PROCS.closed = True
+        groups = set(PROCS.groups)
+    for pg in groups:
+        kill_group(pg, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE
+    while time.monotonic() < deadline and groups_alive(groups):
+        time.sleep(0.02)
+    with PROCS.lock:
+        groups |= PROCS.groups  # a spawn that raced with `closed`
+    for pg in groups:
+        kill_group(pg, signal.SIGKILL)
+    if IS_LINUX:
+        me = os.getpid()
+        for _ in range(5):  # repeat: a dying shell may have just forked
+            table = scan_proc()
+            victims = [p for p in descendants(table, me) if table[p][2] != b"Z"]
+            if not victims:
+                break
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+    # Reap what we killed before exiting, instead of leaving zombies to an
+    # init that may not reap (some container PID 1s never do). waitpid(-1) is
+    # safe only now: nobody will read these exit codes any more.
+    deadline = time.monotonic() + 0.3
+    while hasattr(os, "WNOHANG") and time.monotonic() < deadline:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break  # no children left
+        except OSError:
+            break
+        if pid == 0:
+            time.sleep(0.005)
+
+
+# --------------------------------------------------------------------------
+# Output left behind by background processes
+# --------------------------------------------------------------------------
+
+
+class Drainer(object):
+    """Reads and discards pipes that an exec left open.
+
+    When a command exits but something it backgrounded still holds its
+    stdout/stderr, the exec ends without that output. Closing our read end
+    would make the background process die of SIGPIPE on its next write (a
+    dev server logging a request, say), so one shared thread keeps draining
+    those pipes until their writers go away.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._queue = []
+        self._wake_w = None
+
+    def adopt(self, fileobj):
+        with self._lock:
+            if self._wake_w is None:
+                r, w = os.pipe()
+                os.set_blocking(r, False)
+                os.set_blocking(w, False)
+                self._wake_w = w
+                threading.Thread(target=self._run, args=(r,), name="drain", daemon=True).start()
+            self._queue.append(fileobj)
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:
+            pass  # pipe full: a wake-up is already pending
+
+    def _run(self, wake_r):
+        sel = new_selector()
+        sel.register(wake_r, selectors.EVENT_READ, None)
+        while True:
+            for key, _mask in sel.select():
+                if key.data is None:
+                    try:
+                        os.read(wake_r, 4096)
+                    except OSError:
+                        pass
+                    with self._lock:
+                        queue, self._queue = self._queue, []
+                    for f in queue:
+                        sel.register(f.fileno(), selectors.EVENT_READ, f)
+                    continue
+                try:
+                    data = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(key.fd)
+                    key.data.close()
+
+
+DRAINER = Drainer()
+
+
+# --------------------------------------------------------------------------
+# Exec: request parsing, spawning, and the single-thread pump
+# --------------------------------------------------------------------------
+
+
+class ExecSpec(object):
+    __slots__ = ("argv", "env", "cwd", "stdin", "timeout", "encoding")
+
+
+def parse_exec(req, legacy):
+    spec = ExecSpec()
+    cmd = req.get("cmd")
+    shell = None if legacy else req.get("shell")
+    if shell is not None and not isinstance(shell, bool):
+        raise bad_request("`shell` must be true or false")
+    if isinstance(cmd, str):
+        if shell is False:
+            raise bad_request("shell:false needs `cmd` as an array of strings (argv); got a string")
+        if not cmd:
+            raise bad_request("`cmd` is an empty string; pass a command line")
+        spec.argv = ["/bin/sh", "-c", cmd]
+    elif isinstance(cmd, list):
+        if shell is True:
+            raise bad_request("shell:true needs `cmd` as a string; got an array (send a string, or drop `shell`)")
+        if not cmd:
+            raise bad_request("`cmd` is an empty array; pass at least the program name")
+        if not all(isinstance(a, str) for a in cmd):
+            raise bad_request("every element of `cmd` must be a string")
+        if not cmd[0]:
+            raise bad_request("`cmd[0]` (the program) is an empty string")
+        spec.argv = list(cmd)
+    else:
+        raise bad_request("`cmd` must be a string (run by /bin/sh -c) or an array of strings (argv)")
+    for arg in spec.argv:
+        if "\0" in arg:
+            raise bad_request("`cmd` contains a NUL character")
+
+    env = req.get("env")
+    if env is None:
+        env = {}
+    if not isinstance(env, dict):
+        raise bad_request("`env` must be an object of string values")
+    for k, v in env.items():
+        if not isinstance(v, str):
+            raise bad_request("`env` values must be strings: env.%s is %s" % (k, type(v).__name__))
+        if not k or "=" in k or "\0" in k or "\0" in v:
+            raise bad_request("invalid environment variable name or value: %r" % k)
+    spec.env = env
+
+    cwd = req.get("workdir") if legacy else None
+    if cwd is None:
+        cwd = req.get("cwd")
+    if cwd is not None:
+        if not isinstance(cwd, str) or not cwd or "\0" in cwd:
+            raise bad_request("`cwd` must be a non-empty path string")
+        cwd = os.path.abspath(cwd)
+        if not os.path.exists(cwd):
+            raise bad_request(
+                "working directory not found: %s (create it first, or pass an existing cwd)" % cwd, "cwd_not_found"
+            )
+        if not os.path.isdir(cwd):
+            raise bad_request("working directory is not a directory: %s" % cwd, "not_a_directory")
+    spec.cwd = cwd
+
+    timeout = req.get("timeout")
+    if timeout is None and legacy:
+        timeout = LEGACY_TIMEOUT
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise bad_request("`timeout` must be a number of seconds")
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise bad_request("`timeout` must be a positive number of seconds (omit it for no timeout)")
+        timeout = float(timeout)
+    spec.timeout = timeout
+
+    stdin, stdin_b64 = req.get("stdin"), None if legacy else req.get("stdin_b64")
+    if stdin is not None and stdin_b64 is not None:
+        raise bad_request("pass either `stdin` or `stdin_b64`, not both")
+    if stdin is not None:
+        if not isinstance(stdin, str):
+            raise bad_request("`stdin` must be a string")
+        spec.stdin = stdin.encode("utf-8", "surrogatepass")
+    elif stdin_b64 is not None:
+        if not isinstance(stdin_b64, str):
+            raise bad_request("`stdin_b64` must be a base64 string")
+        try:
+            spec.stdin = base64.b64decode(stdin_b64, validate=True)
+        except (ValueError, TypeError):
+            raise bad_request("`stdin_b64` is not valid base64")
+    else:
+        spec.stdin = None
+
+    encoding = req.get("encoding", "utf-8") if not legacy else "utf-8"
+    if encoding in ("utf-8", "utf8", None):
+        spec.encoding = "utf-8"
+    elif encoding == "base64":
+        spec.encoding = "base64"
+    else:
+        raise bad_request("`encoding` must be \"utf-8\" or \"base64\"")
+    return spec
+
+
+def spawn(spec):
+    """Start the command, or raise HttpError describing why it could not start.
+
+    Spawn failures are answered before any streaming begins, so a client can
+    tell "could not run" (4xx) from "ran and failed" (an exit code)."""
+    env = dict(os.environ)
+    env.update(spec.env)
+    name = spec.argv[0]
+    try:
+        return PROCS.spawn(
+            spec.argv,
+            stdin=subprocess.PIPE if spec.stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=spec.cwd,
+            env=env,
+            close_fds=True,
+            start_new_session=True,
+            bufsize=0,
+        )
+    except FileNotFoundError as e:
+        if spec.cwd is not None and e.filename == spec.cwd:
+            raise bad_request("working directory not found: %s" % spec.cwd, "cwd_not_found")
+        found = os.path.exists(name) if "/" in name else shutil.which(name, path=env.get("PATH", os.defpath))
+        if found:
+            # The file exists, so ENOENT came from its #! interpreter.
+            raise bad_request("cannot run %s: its interpreter (the #! line) was not found" % name, "command_not_found")
+        if "/" in name:
+            raise bad_request("command not found: %s (no such file)" % name, "command_not_found")
+        raise bad_request("command not found: %s (not on PATH)" % name, "command_not_found")
+    except PermissionError:
+        raise bad_request("permission denied: %s (is it executable? is it a directory?)" % name, "permission_denied")
+    except NotADirectoryError as e:
+        if spec.cwd is not None and e.filename == spec.cwd:
+            raise bad_request("working directory is not a directory: %s" % spec.cwd, "not_a_directory")
+        raise bad_request("cannot run %s: a component of the path is not a directory" % name, "command_not_found")
+    except ValueError as e:
+        raise bad_request("cannot run %s: %s" % (name, e))
+    except OSError as e:
+        raise bad_request("cannot run %s: %s" % (name, e.strerror or e), "spawn_failed")
+
+
+class ExecResult(object):
+    __slots__ = ("returncode", "timed_out", "duration_ms")
+
+
+def peer_closed(sock):
+    """True when the client has closed (or reset) its side of the connection."""
+    try:
+        return sock.recv(1, _MSG_PEEK_FLAGS) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
+def pump(handler, proc, spec, sink, t0):
+    """Drive one child to completion in the calling thread.
+
+    Multiplexes stdin (non-blocking writes, so a child that never reads stdin
+    cannot deadlock us), stdout/stderr, the child's exit (pidfd, or short
+    polling where pidfd_open is missing) and the client socket (a hang-up kills
+    the process group). Ends when the child has exited and its pipes reached
+    EOF, or EXIT_QUIET after the exit if a background process still holds them.
+    """
+    sel = new_selector()
+    readers = {}
+    for name, f in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+        os.set_blocking(f.fileno(), False)
+        sel.register(f.fileno(), selectors.EVENT_READ, name)
+        readers[name] = f
+    stdin_view = None
+    if proc.stdin is not None:
+        os.set_blocking(proc.stdin.fileno(), False)
+        stdin_view = memoryview(spec.stdin)
+        sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE, "stdin")
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+            sel.register(pidfd, selectors.EVENT_READ, "exit")
+        except OSError:
+            pidfd = None
+    sock = handler.connection
+    sel.register(sock, selectors.EVENT_READ, "client")
+
+    result = ExecResult()
+    result.timed_out = False
+    deadline = t0 + spec.timeout if spec.timeout is not None else None
+    exited_at = None
+    last_output = 0.0
+    poll_delay = 0.001
+    finished = False
+    try:
+        sink.start(proc.pid)
+        while True:
+            now = time.monotonic()
+            if exited_at is None and proc.returncode is not None:
+                exited_at = now
+            if exited_at is not None:
+                quiet_until = max(exited_at, last_output) + EXIT_QUIET
+                if not readers or now >= quiet_until or now - exited_at >= EXIT_DRAIN_MAX:
+                    break
+                wait = quiet_until - now
+            else:
+                wait = None
+                if pidfd is None:
+                    wait = poll_delay
+                    poll_delay = min(poll_delay * 2, 0.05)
+                if deadline is not None:
+                    wait = max(0.0, deadline - now) if wait is None else min(wait, max(0.0, deadline - now))
+            tick = sink.next_tick(now)
+            if tick is not None:
+                wait = tick if wait is None else min(wait, tick)
+
+            events = sel.select(wait)
+            now = time.monotonic()
+            for key, _mask in events:
+                tag = key.data
+                if tag == "stdout" or tag == "stderr":
+                    try:
+                        data = os.read(key.fd, OUTPUT_CHUNK)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if data:
+                        last_output = now
+                        sink.output(tag, data)
+                    else:
+                        sel.unregister(key.fd)
+                        readers.pop(tag).close()
+                        sink.eof(tag)
+                        poll_delay = 0.001  # EOF usually means the exit is imminent
+                elif tag == "stdin":
+                    try:
+                        n = os.write(key.fd, stdin_view[:FILE_CHUNK])
+                    except BlockingIOError:
+                        n = 0
+                    except OSError:  # EPIPE: the child closed stdin; drop the rest
+                        n = len(stdin_view)
+                    stdin_view = stdin_view[n:]
+                    if not stdin_view:
+                        sel.unregister(key.fd)
+                        proc.stdin.close()
+                elif tag == "exit":
+                    sel.unregister(key.fd)
+                    proc.poll()
+                elif tag == "client":
+                    if peer_closed(sock):
+                        raise ClientGone()
+                    # Pipelined bytes of the next request: nothing to watch any more.
+                    sel.unregister(sock)
+            if pidfd is None and proc.returncode is None:
+                proc.poll()
+            if deadline is not None and proc.returncode is None and now >= deadline:
+                kill_group(proc.pid, signal.SIGKILL)
+                result.timed_out = True
+                deadline = None
+            sink.flush(now)
+        finished = True
+    finally:
+        sel.close()
+        if pidfd is not None:
+            os.close(pidfd)
+        if proc.stdin is not None and not proc.stdin.closed:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        if not finished:
+            # Client gone or an internal error: nobody will see this output.
+            kill_group(proc.pid, signal.SIGKILL)
+        if proc.returncode is None:
+            proc.wait()
+        PROCS.reaped(proc, killed=result.timed_out or not finished)
+        for f in readers.values():
+            DRAINER.adopt(f)
+    result.returncode = proc.returncode
+    result.duration_ms = int((time.monotonic() - t0) * 1000)
+    sink.remaining(list(readers))
+    return result
+
+
+class StreamSink(object):
+    """Turns output into NDJSON events on a chunked response.
+
+    Events produced in one selector round are sent with one sendall; each
+    round is flushed before the pump waits again, so output is never held
+    back. Incremental decoders keep a multibyte character that straddles two
+    reads intact."""
+
+    def __init__(self, handler, encoding):
+        self.h = handler
+        self.b64 = encoding == "base64"
+        self.decoders = {}
+        if not self.b64:
+            make = codecs.getincrementaldecoder("utf-8")
+            self.decoders = {"stdout": make(errors="replace"), "stderr": make(errors="replace")}
+        self.pending = []
+        self.last_sent = time.monotonic()
+        # HTTP/1.0 has no chunked encoding: stream raw and close at the end.
+        self.chunked = handler.request_version != "HTTP/1.0"
+        self.ping = STATE.ping_interval
+
+    def _frame(self, payload):
+        if self.chunked:
+            return b"%X\r\n%s\r\n" % (len(payload), payload)
+        return payload
+
+    def start(self, pid):
+        headers = [
+            ("Content-Type", "application/x-ndjson"),
+            ("Cache-Control", "no-cache"),
+            ("X-Accel-Buffering", "no"),
+        ]
+        if self.chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+        else:
+            self.h.close_connection = True
+        head = self.h.head_bytes(200, headers)
+        self.h.send_bytes(head + self._frame(dumps({"event": "start", "pid": pid}) + b"\n"))
+        self.last_sent = time.monotonic()
+
+    def _event(self, name, text):
+        self.pending.append(dumps({"event": name, "data": text}) + b"\n")
+
+    def output(self, name, data):
+        if self.b64:
+            self._event(name, base64.b64encode(data).decode("ascii"))
+        else:
+            text = self.decoders[name].decode(data)
+            if text:
+                self._event(name, text)
+
+    def eof(self, name):
+        if not self.b64:
+            tail = self.decoders.pop(name).decode(b"", True)
+            if tail:
+                self._event(name, tail)
+
+    def remaining(self, names):
+        for name in names:
+            self.eof(name)
+
+    def next_tick(self, now):
+        return max(0.0, self.last_sent + self.ping - now)
+
+    def flush(self, now):
+        if not self.pending and now - self.last_sent >= self.ping:
+            self.pending.append(b'{"event":"ping"}\n')
+        if self.pending:
+            payload = b"".join(self.pending)
+            self.pending = []
+            self.h.send_bytes(self._frame(payload))
+            self.last_sent = now
+
+    def finish(self, result):
+        rc = result.returncode
+        self.pending.append(
+            dumps(
+                {
+                    "event": "exit",
+                    "exit_code": rc if rc >= 0 else None,
+                    "signal": -rc if rc < 0 else None,
+                    "timed_out": result.timed_out,
+                    "duration_ms": result.duration_ms,
+                }
+            )
+            + b"\n"
+        )
+        payload = self._frame(b"".join(self.pending))
+        self.pending = []
+        self.h.send_bytes(payload + (b"0\r\n\r\n" if self.chunked else b""))
+
+
+class CaptureSink(object):
+    """Buffers output for the legacy /exec reply, capped per stream."""
+
+    def __init__(self):
+        self.buf = {"stdout": bytearray(), "stderr": bytearray()}
+        self.truncated = {"stdout": False, "stderr": False}
+
+    def start(self, pid):
+        pass
+
+    def output(self, name, data):
+        buf = self.buf[name]
+        room = CAPTURE_LIMIT - len(buf)
+        if len(data) > room:
+            self.truncated[name] = True
+            data = data[: max(room, 0)]
+        buf += data
+
+    def eof(self, name):
+        pass
+
+    def remaining(self, names):
+        pass
+
+    def next_tick(self, now):
+        return None
+
+    def flush(self, now):
+        pass
+
+    def text(self, name):
+        s = self.buf[name].decode("utf-8", "replace")
+        if self.truncated[name]:
+            s += "\n[output truncated]\n"
+        return s
+
+
+# --------------------------------------------------------------------------
+# Request bodies
+# --------------------------------------------------------------------------
+
+
+class Body(object):
+    """A request body read incrementally: Content-Length or chunked."""
+
+    def __init__(self, rfile, length, chunked):
+        self.rfile = rfile
+        self.chunked = chunked
+        self.remaining = length  # None when chunked
+        self.done = not chunked and length == 0
+        self._chunk_left = 0
+
+    def _read(self, n):
+        try:
+            data = self.rfile.read(n)
+        except (OSError, ValueError):
+            raise ClientGone()
+        if not data:
+            raise ClientGone()
+        return data
+
+    def _line(self):
+        try:
+            line = self.rfile.readline(4098)
+        except (OSError, ValueError):
+            raise ClientGone()
+        if not line:
+            raise ClientGone()
+        if not line.endswith(b"\n"):
+            raise HttpError(400, "malformed chunked request body (line too long)", "bad_request", close=True)
+        return line
+
+    def read(self, n):
+        """Up to n bytes; b"" at the end of the body."""
+        if self.done:
+            return b""
+        if not self.chunked:
+            data = self._read(min(n, self.remaining))
+            self.remaining -= len(data)
+            self.done = self.remaining == 0
+            return data
+        if self._chunk_left == 0:
+            token = self._line().split(b";", 1)[0].strip()
+            try:
+                size = int(token, 16)
+            except ValueError:
+                size = -1
+            if size < 0 or not token:
+                raise HttpError(400, "malformed chunked request body (bad chunk size)", "bad_request", close=True)
+            if size == 0:
+                for _ in range(100):  # trailer section, ends with an empty line
+                    if self._line().strip() == b"":
+                        break
+                self.done = True
+                return b""
+            self._chunk_left = size
+        data = self._read(min(n, self._chunk_left))
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0 and self._line().strip() != b"":
+            raise HttpError(400, "malformed chunked request body (missing CRLF)", "bad_request", close=True)
+        return data
+
+    def drain(self, limit):
+        """Discard up to `limit` bytes; True if the body is now fully read."""
+        total = 0
+        while not self.done and total <= limit:
+            total += len(self.read(FILE_CHUNK))
+        return self.done
+
+
+# --------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------
+
+
+def fs_error(e, path, action):
+    """Map an OSError to an HttpError whose message names the path."""
+    err = getattr(e, "errno", None)
+    what = "cannot %s %s" % (action, path)
+    if err == errno.ENOENT:
+        return HttpError(404, "%s: no such file or directory" % what, "not_found")
+    if err == errno.EISDIR:
+        return HttpError(409, "%s: it is a directory" % what, "is_a_directory")
+    if err == errno.ENOTDIR:
+        return HttpError(400, "%s: a component of the path is not a directory" % what, "not_a_directory")
+    if err == errno.ENOTEMPTY:
+        return HttpError(409, "%s: directory not empty (pass recursive=1)" % what, "not_empty")
+    if err == errno.EEXIST:
+        return HttpError(409, "%s: it already exists" % what, "already_exists")
+    if err in (errno.EACCES, errno.EPERM):
+        return HttpError(400, "%s: permission denied" % what, "permission_denied")
+    if err in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return HttpError(507, "%s: no space left on device" % what, "no_space")
+    if err == errno.EROFS:
+        return HttpError(400, "%s: read-only file system" % what, "read_only")
+    if isinstance(e, ValueError):
+        return HttpError(400, "%s: %s" % (what, e), "bad_request")
+    return HttpError(400, "%s: %s" % (what, getattr(e, "strerror", None) or e), "io_error")
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def pread(fd, n, offset):
+    if hasattr(os, "pread"):
+        return os.pread(fd, n, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, n)
+
+
+def pread_all(fd, n, offset):
+    parts, got = [], 0
+    while got < n:
+        data = pread(fd, n - got, offset + got)
+        if not data:
+            break  # the file shrank
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def entry(path, name=None, st=None):
+    if st is None:
+        st = os.lstat(path)
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        kind = "dir"
+    elif stat.S_ISLNK(mode):
+        kind = "symlink"
+    else:
+        kind = "file"
+    out = {
+        "name": name if name is not None else (os.path.basename(path) or path),
+        "path": path,
+        "type": kind,
+        "size": st.st_size,
+        "mtime_ms": st.st_mtime_ns // 1000000,
+        "mode": "%o" % stat.S_IMODE(mode),
+    }
+    if kind == "symlink":
+        try:
+            out["target"] = os.readlink(path)
+        except OSError:
+            pass  # vanished or unreadable: omit rather than send null
+    return out
+
+
+_MODE_RE = re.compile(r"^(0o)?[0-7]{1,4}$")
+
+
+def parse_mode(value):
+    if not _MODE_RE.match(value):
+        raise bad_request("invalid mode %r: expected an octal string such as 644 or 0755" % value)
+    return int(value[2:] if value.startswith("0o") else value, 8)
+
+
+# --------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "hf-sandbox-rpc/" + VERSION
+    timeout = SOCKET_TIMEOUT
+
+    def setup(self):
+        BaseHTTPRequestHandler.setup(self)
+        try:  # small responses and events must not wait for Nagle
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+
+    def log_message(self, format, *args):
+        pass  # no per-request logging: it costs time and floods job logs
+
+    # ---- framing ----
+
+    def head_bytes(self, status, headers):
+        lines = ["HTTP/1.1 %d %s" % (status, _REASONS.get(status, "Unknown"))]
+        for k, v in headers:
+            lines.append("%s: %s" % (k, v))
+        if self.close_connection:
+            lines.append("Connection: close")
+        elif self.request_version == "HTTP/1.0":
+            lines.append("Connection: keep-alive")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def send_bytes(self, data):
+        self._started = True
+        try:
+            self.connection.sendall(data)
+        except OSError:  # BrokenPipe, ConnectionReset, timeout
+            raise ClientGone()
+
+    def respond(self, status, body, content_type="application/json", headers=()):
+        """A complete response in one sendall (one segment with TCP_NODELAY)."""
+        hdrs = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        hdrs.extend(headers)
+        self.send_bytes(self.head_bytes(status, hdrs) + body)
+
+    def respond_json(self, obj, status=200):
+        self.respond(status, dumps(obj))
+
+    def send_error(self, code, message=None, explain=None):
+        # Used by BaseHTTPRequestHandler for malformed requests: answer JSON
+        # like everything else, and drop the connection (it is out of sync).
+        self.close_connection = True
+        self._linger = True
+        if not getattr(self, "request_version", None):
+            self.request_version = "HTTP/1.1"
+        msg = message or _REASONS.get(code, "error")
+        try:
+            self.respond(code, dumps({"error": msg, "code": "bad_request"}))
+        except ClientGone:
+            pass
+
+    # ---- connection loop ----
+
+    def handle(self):
+        self.close_connection = True
+        self._linger = False
+        try:
+            self.handle_one_request()
+            while not self.close_connection:
+                self.handle_one_request()
+        except ClientGone:
+            return
+        except OSError:
+            return
+        if self._linger:
+            self.lingering_close()
+
+    def lingering_close(self):
+        """Closing with unread request bytes makes the kernel send RST, which
+        can destroy our response before the client reads it. Half-close and
+        discard what is still coming, briefly."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.5)
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                if not self.connection.recv(65536):
+                    break
+        except OSError:
+            pass
+
+    def handle_one_request(self):
+        self._started = False
+        self._body = None
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except (OSError, ValueError):
+            self.close_connection = True
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if len(self.raw_requestline) > 65536:
+            self.requestline, self.command = "", ""
+            self.request_version = "HTTP/1.1"
+            self.send_error(414, "request line too long")
+            return
+        if not self.parse_request():
+            return
+        try:
+            self.dispatch()
+        except ClientGone:
+            self.close_connection = True
+
+    def open_body(self):
+        te = self.headers.get("Transfer-Encoding")
+        if te is not None:
+            codings = [c.strip().lower() for c in te.split(",") if c.strip()]
+            if codings != ["chunked"]:
+                raise HttpError(400, "unsupported Transfer-Encoding %r (only chunked)" % te, "bad_request", close=True)
+            if self.headers.get("Content-Length") is not None:
+                self.close_connection = True  # ambiguous framing: never reuse
+            return Body(self.rfile, None, True)
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            return Body(self.rfile, 0, False)
+        values = set(v.strip() for v in lengths)
+        value = values.pop()
+        if values or not value.isdigit():
+            raise HttpError(400, "invalid Content-Length", "bad_request", close=True)
+        return Body(self.rfile, int(value), False)
+
+    def discard_body(self):
+        body = self._body
+        if body is None or body.done:
+            return
+        try:
+            if body.drain(DRAIN_LIMIT):
+                return
+        except HttpError:
+            pass
+        self.close_connection = True
+        self._linger = True
+
+    def dispatch(self):
+        """Every method comes here (not to do_*), so a wrong method on a known
+        path gets a JSON 405 rather than http.server's HTML 501."""
+        method = self.command
+        if method == "HEAD":
+            # We would answer with a body, which a HEAD client does not read:
+            # never reuse the connection after it.
+            self.close_connection = True
+        if self.path.startswith("/"):
+            # Origin form, split by hand: urlsplit would read "//x/exec" as
+            # host "x" plus path "/exec" and route it somewhere unintended.
+            route, _, query = self.path.partition("?")
+            route = route.partition("#")[0]
+        else:  # absolute form (proxies): http://host/path?query
+            split = urlsplit(self.path)
+            route, query = split.path or "/", split.query
+        try:
+            self.query = parse_qs(query, keep_blank_values=True, encoding="utf-8", errors="surrogateescape")
+            self._body = self.open_body()
+            if route == "/health" and method == "GET":
+                self.health()
+            else:
+                if not self.authorized():
+                    raise HttpError(403, AUTH_ERROR, "auth")
+                methods = ROUTES.get(route)
+                if methods is None:
+                    raise HttpError(404, "no route: %s %s" % (method, route), "not_found")
+                fn = methods.get(method)
+                if fn is None:
+                    allow = ", ".join(sorted(methods))
+                    message = "method %s not allowed on %s (use %s)" % (method, route, allow)
+                    raise HttpError(405, message, "method_not_allowed", [("Allow", allow)])
+                STATE.begin()
+                try:
+                    fn(self)
+                finally:
+                    STATE.end()
+        except HttpError as e:
+            if self._started:
+                self.close_connection = True
+                return
+            if e.close:
+                self.close_connection = True
+                self._linger = True
+            else:
+                self.discard_body()  # before answering, so the client is not reset mid-upload
+            body = {"error": e.message, "code": e.code}
+            if route in LEGACY_ROUTES and e.code != "auth":
+                body = {"detail": e.message, "error": e.message, "code": e.code}  # FastAPI-style too
+            self.respond(e.status, dumps(body), headers=e.headers)
+            return
+        except ClientGone:
+            raise
+        except Exception as e:
+            log("internal error on %s %s:\n%s" % (method, route, traceback.format_exc()))
+            if self._started:
+                self.close_connection = True
+                return
+            self.close_connection = True
+            self._linger = True
+            self.respond(500, dumps({"error": "internal server error: %s" % e, "code": "internal"}))
+            return
+        self.discard_body()
+
+    # ---- auth ----
+
+    def authorized(self):
+        want = STATE.token_digest
+        if want is None:
+            return True
+        candidates = []
+        x = self.headers.get("X-Sandbox-Token")
+        if x is not None:
+            candidates.append(x.strip())
+        a = self.headers.get("Authorization")
+        if a:
+            parts = a.split(None, 1)
+            if len(parts) == 2 and parts[0].lower() == "bearer":
+                candidates.append(parts[1].strip())
+        ok = False
+        for c in candidates:
+            # Equal-length digests: compare_digest is constant time whatever
+            # the candidate's length. Headers arrive latin-1 decoded, so this
+            # recovers the raw bytes.
+            digest = hashlib.sha256(c.encode("latin-1", "replace")).digest()
+            ok = hmac.compare_digest(digest, want) or ok
+        return ok
+
+    # ---- query helpers ----
+
+    def param(self, name, required=True):
+        values = self.query.get(name)
+        if not values:
+            if required:
+                raise bad_request("missing query parameter `%s`" % name)
+            return None
+        return values[0]
+
+    def path_param(self, name="path"):
+        p = self.param(name)
+        if not p:
+            raise bad_request("query parameter `%s` is empty" % name)
+        if "\0" in p:
+            raise bad_request("query parameter `%s` contains a NUL character" % name)
+        return os.path.abspath(p)
+
+    def int_param(self, name, default=None):
+        v = self.param(name, required=False)
+        if v is None:
+            return default
+        if not v.isdigit():
+            raise bad_request("query parameter `%s` must be a non-negative integer, got %r" % (name, v))
+        return int(v)
+
+    def bool_param(self, name, default):
+        v = self.param(name, required=False)
+        if v is None:
+            return default
+        low = v.lower()
+        if low in ("1", "true"):
+            return True
+        if low in ("0", "false"):
+            return False
+        raise bad_request("query parameter `%s` must be 1/true or 0/false, got %r" % (name, v))
+
+    def read_json(self):
+        body = self._body
+        if not body.chunked and body.remaining > JSON_LIMIT:
+            message = "request body too large: %d bytes (JSON bodies are limited to 16 MiB; use files/write for files)"
+            raise HttpError(413, message % body.remaining, "too_large")
+        parts, total = [], 0
+        while True:
+            chunk = body.read(FILE_CHUNK)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > JSON_LIMIT:
+                raise HttpError(413, "request body too large (JSON bodies are limited to 16 MiB)", "too_large")
+            parts.append(chunk)
+        raw = b"".join(parts)
+        if not raw.strip():
+            raise bad_request("request body must be a JSON object")
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise bad_request("request body is not valid JSON: %s" % e)
+        if not isinstance(obj, dict):
+            raise bad_request("request body must be a JSON object")
+        return obj
+
+    # ---- routes ----
+
+    def health(self):
+        # Unauthenticated callers learn only that the server is up (no version).
+        if self.authorized():
+            STATE.touch()
+            self.respond_json(
+                {
+                    "status": "ok",
+                    "version": VERSION,
+                    "protocol": PROTOCOL,
+                    "uptime_ms": int((time.monotonic() - STATE.started) * 1000),
+                    "mode": "dedicated",
+                    "auth": STATE.token_digest is not None,
+                }
+            )
+        else:
+            self.respond(200, b'{"status":"ok"}')
+
+    def route_exec(self):
+        spec = parse_exec(self.read_json(), legacy=False)
+        t0 = time.monotonic()
+        proc = spawn(spec)
+        sink = StreamSink(self, spec.encoding)
+        result = pump(self, proc, spec, sink, t0)
+        sink.finish(result)
+
+    def route_legacy_exec(self):
+        spec = parse_exec(self.read_json(), legacy=True)
+        t0 = time.monotonic()
+        try:
+            proc = spawn(spec)
+        except HttpError as e:
+            # The prototype answered a missing program as a result, not an error.
+            if e.code == "command_not_found":
+                return self.respond_json({"rc": 127, "stdout": "", "stderr": "command not found: %s" % spec.argv[0]})
+            if e.code == "permission_denied":
+                return self.respond_json({"rc": 126, "stdout": "", "stderr": "permission denied: %s" % spec.argv[0]})
+            raise
+        sink = CaptureSink()
+        result = pump(self, proc, spec, sink, t0)
+        out, err = sink.text("stdout"), sink.text("stderr")
+        if result.timed_out:
+            sep = "" if not err or err.endswith("\n") else "\n"
+            return self.respond_json({"rc": -1, "stdout": out, "stderr": err + sep + "timeout", "timed_out": True})
+        self.respond_json({"rc": result.returncode, "stdout": out, "stderr": err})
+
+    def open_for_read(self, path, shown):
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NONBLOCK)
+        except OSError as e:
+            raise fs_error(e, shown, "read")
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            message = "cannot read %s: it is a directory (list it with files/list)" % shown
+            raise HttpError(409, message, "is_a_directory")
+        return fd, st
+
+    def stream_file(self, fd, offset, n, content_type, prefix=b"", encode=None, suffix=b"", total=None):
+        """Send file bytes [offset, offset+n) as the body. Small bodies go out
+        in one sendall; large ones are streamed in FILE_CHUNK pieces (sendfile
+        when possible) after announcing the length. If the file shrinks under
+        us, the connection is closed rather than desynchronised."""
+        if total is None:
+            total = n
+        if n <= FILE_CHUNK:
+            data = pread_all(fd, n, offset)
+            if encode is not None:
+                data = encode(data)
+            return self.respond(200, prefix + data + suffix, content_type)
+        length = len(prefix) + total + len(suffix)
+        head = self.head_bytes(200, [("Content-Type", content_type), ("Content-Length", str(length))])
+        self.send_bytes(head + prefix)
+        sent = 0
+        if encode is None and hasattr(os, "sendfile"):
+            f = os.fdopen(fd, "rb", closefd=False)
+            try:
+                sent = self.connection.sendfile(f, offset, n)
+            except (OSError, ValueError):
+                raise ClientGone()
+            finally:
+                f.close()
+        else:
+            step = FILE_CHUNK - FILE_CHUNK % 3  # base64 needs whole 3-byte groups
+            while sent < n:
+                data = pread(fd, min(step, n - sent), offset + sent)
+                if not data:
+                    break
+                sent += len(data)
+                self.send_bytes(encode(data) if encode is not None else data)
+        if sent < n:
+            self.close_connection = True
+            return
+        self.send_bytes(suffix)
+
+    def route_read(self):
+        path = self.path_param()
+        offset = self.int_param("offset", 0)
+        length = self.int_param("length", None)
+        fd, st = self.open_for_read(path, path)
+        try:
+            size = st.st_size
+            n = max(0, size - offset)
+            if length is not None:
+                n = min(n, length)
+            self.stream_file(fd, offset, n, "application/octet-stream")
+        finally:
+            os.close(fd)
+
+    def route_legacy_read(self):
+        req = self.read_json()
+        given = req.get("path")
+        if not isinstance(given, str) or not given:
+            raise bad_request("`path` must be a non-empty string")
+        path = os.path.abspath(given)
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NONBLOCK)
+        except FileNotFoundError:
+            raise HttpError(404, "file not found: %s" % given, "not_found")
+        except OSError as e:
+            raise fs_error(e, given, "read")
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise HttpError(409, "cannot read %s: it is a directory" % given, "is_a_directory")
+            n = st.st_size
+            # Streamed as JSON: the base64 length is known up front, so memory
+            # stays bounded even for a large file.
+            self.stream_file(
+                fd, 0, n, "application/json",
+                prefix=b'{"content_b64":"', encode=base64.b64encode, suffix=b'"}', total=4 * ((n + 2) // 3),
+            )
+        finally:
+            os.close(fd)
+
+    def route_write(self):
+        path = self.path_param()
+        mode = self.param("mode", required=False)
+        mode = parse_mode(mode) if mode is not None else None
+        offset = self.int_param("offset", None)
+        truncate_to = self.int_param("truncate_to", None)
+        if self.bool_param("mkdir", True):
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            except OSError as e:
+                raise fs_error(e, os.path.dirname(path), "create parent directory")
+        flags = os.O_WRONLY | os.O_CREAT | _O_CLOEXEC | _O_NONBLOCK
+        if offset is None:
+            flags |= os.O_TRUNC
+        try:
+            fd = os.open(path, flags, 0o666)
+        except FileNotFoundError:
+            message = "cannot write %s: parent directory does not exist (omit mkdir=0 to create it)" % path
+            raise HttpError(404, message, "not_found")
+        except OSError as e:
+            raise fs_error(e, path, "write")
+        try:
+            try:
+                if offset:
+                    os.lseek(fd, offset, os.SEEK_SET)
+                while True:
+                    chunk = self._body.read(FILE_CHUNK)
+                    if not chunk:
+                        break
+                    write_all(fd, chunk)
+                if truncate_to is not None:
+                    os.ftruncate(fd, truncate_to)
+                if mode is not None:
+                    if hasattr(os, "fchmod"):
+                        os.fchmod(fd, mode)
+                    else:
+                        os.chmod(path, mode)
+                size = os.fstat(fd).st_size
+            except OSError as e:
+                raise fs_error(e, path, "write")
+        finally:
+            os.close(fd)
+        self.respond_json({"path": path, "size": size})
+
+    def route_legacy_write(self):
+        req = self.read_json()
+        given = req.get("path")
+        if not isinstance(given, str) or not given or "\0" in given:
+            raise bad_request("`path` must be a non-empty string")
+        if isinstance(req.get("content_b64"), str):
+            try:
+                data = base64.b64decode(req["content_b64"], validate=True)
+            except (ValueError, TypeError):
+                raise bad_request("`content_b64` is not valid base64")
+        elif isinstance(req.get("content"), str):
+            data = req["content"].encode("utf-8", "surrogatepass")
+        else:
+            raise bad_request("pass the file content as `content_b64` (base64) or `content` (text)")
+        path = os.path.abspath(given)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            raise fs_error(e, given, "write")
+        self.respond_json({"ok": True})
+
+    def route_stat(self):
+        path = self.path_param()
+        try:
+            self.respond_json(entry(path))
+        except OSError as e:
+            raise fs_error(e, path, "stat")
+
+    def route_list(self):
+        path = self.path_param()
+        entries = []
+        try:
+            with os.scandir(path) as it:
+                for de in it:
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                        entries.append(entry(os.path.join(path, de.name), de.name, st))
+                    except OSError:
+                        continue  # vanished while listing
+        except NotADirectoryError:
+            raise bad_request("cannot list %s: not a directory (stat or read it instead)" % path, "not_a_directory")
+        except OSError as e:
+            raise fs_error(e, path, "list")
+        entries.sort(key=lambda x: x["name"])
+        self.respond_json({"entries": entries})
+
+    def route_delete(self):
+        path = self.path_param()
+        recursive = self.bool_param("recursive", False)
+        try:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                if recursive:
+                    shutil.rmtree(path)  # unlinks symlinks inside, never follows them
+                else:
+                    os.rmdir(path)
+            else:
+                os.unlink(path)  # files and symlinks (the link, not its target)
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and not recursive:
+                raise HttpError(409, "cannot delete %s: directory not empty (pass recursive=1)" % path, "not_empty")
+            raise fs_error(e, path, "delete")
+        self.respond_json({"deleted": path})
+
+    def route_mkdir(self):
+        path = self.path_param()
+        try:
+            os.makedirs(path, exist_ok=True)
+        except FileExistsError:
+            raise HttpError(409, "cannot create directory %s: a file with that name exists" % path, "already_exists")
+        except OSError as e:
+            raise fs_error(e, path, "create directory")
+        self.respond_json({"created": path})
+
+    def route_rename(self):
+        src = self.path_param("from")
+        dst = self.path_param("to")
+        try:
+            os.lstat(src)
+        except OSError as e:
+            raise fs_error(e, src, "rename")
+        try:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            try:
+                os.replace(src, dst)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                shutil.move(src, dst)  # across file systems: copy, then delete
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                message = "cannot rename %s to %s: the target is a non-empty directory" % (src, dst)
+                raise HttpError(409, message, "not_empty")
+            if e.errno == errno.EISDIR:
+                raise HttpError(409, "cannot rename %s to %s: the target is a directory" % (src, dst), "is_a_directory")
+            raise fs_error(e, "%s to %s" % (src, dst), "rename")
+        self.respond_json({"renamed": src, "to": dst})
+
+    def route_chmod(self):
+        path = self.path_param()
+        mode = parse_mode(self.param("mode"))
+        try:
+            os.chmod(path, mode)
+        except OSError as e:
+            raise fs_error(e, path, "chmod")
+        self.respond_json({"path": path, "mode": "%o" % mode})
+
+
+ROUTES = {
+    "/v1/exec": {"POST": Handler.route_exec},
+    "/v1/files/read": {"GET": Handler.route_read},
+    "/v1/files/write": {"PUT": Handler.route_write},
+    "/v1/files/stat": {"GET": Handler.route_stat},
+    "/v1/files/list": {"GET": Handler.route_list},
+    "/v1/files/delete": {"DELETE": Handler.route_delete},
+    "/v1/files/mkdir": {"POST": Handler.route_mkdir},
+    "/v1/files/rename": {"POST": Handler.route_rename},
+    "/v1/files/chmod": {"POST": Handler.route_chmod},
+    "/health": {"GET": Handler.health},
+    "/exec": {"POST": Handler.route_legacy_exec},
+    "/write": {"POST": Handler.route_legacy_write},
+    "/read": {"POST": Handler.route_legacy_read},
+}
+
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def server_bind(self):
+        if self.address_family == socket.AF_INET6:
+            try:  # "::" should also accept IPv4 where the OS allows it
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            except (OSError, AttributeError):
+                pass
+        # HTTPServer.server_bind resolves the FQDN of the host: a reverse DNS
+        # lookup that can take seconds in a container. We never need it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request, client_address):
+        log("connection error from %s:\n%s" % (client_address, traceback.format_exc()))
+
+
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+
+# --------------------------------------------------------------------------
+# Startup and shutdown
+# --------------------------------------------------------------------------
+
+
+_wake_r, _wake_w = os.pipe()
+os.set_blocking(_wake_w, False)
+_shutdown_reason = []
+
+
+def request_shutdown(reason):
+    """Safe from signal handlers and any thread: wakes the main thread."""
+    if not _shutdown_reason:
+        _shutdown_reason.append(reason)
+    try:
+        os.write(_wake_w, b"x")
+    except OSError:
+        pass
+
+
+def _fail(msg):
+    sys.stderr.write("server.py: error: %s\n" % msg)
+    sys.stderr.flush()
+    sys.exit(2)
+
+
+def _number(raw, source, kind, lo, hi=None):
+    try:
+        v = int(raw) if kind is int else float(raw)
+    except (TypeError, ValueError):
+        _fail("invalid %s %r: expected a number" % (source, raw))
+    if (kind is float and not math.isfinite(v)) or v < lo or (hi is not None and v > hi):
+        _fail("invalid %s %r: out of range" % (source, raw))
+    return v
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="server.py",
+        description="hf-sandbox in-sandbox RPC server (protocol %d, version %s)" % (PROTOCOL, VERSION),
+    )
+    p.add_argument("--host", help="address to bind (default: $SBX_HOST or 127.0.0.1)")
+    p.add_argument("--port", help="port to bind; 0 picks a free one (default: $SBX_PORT or %d)" % DEFAULT_PORT)
+    p.add_argument(
+        "--idle-timeout",
+        metavar="SECONDS",
+        help="exit after this long without requests; 0 = never (default: $SBX_IDLE_TIMEOUT or 0)",
+    )
+    p.add_argument("--allow-no-auth", action="store_true", help="start without SBX_TOKEN (local development only)")
+    p.add_argument(
+        "--exit-on-stdin-eof", action="store_true", help="shut down when stdin reaches EOF (the parent died)"
+    )
+    args = p.parse_args(argv)
+
+    env = os.environ
+    args.host = args.host if args.host is not None else (env.get("SBX_HOST") or "127.0.0.1")
+    if args.port is not None:
+        args.port = _number(args.port, "--port", int, 0, 65535)
+    elif env.get("SBX_PORT"):
+        args.port = _number(env["SBX_PORT"], "SBX_PORT", int, 0, 65535)
+    else:
+        args.port = DEFAULT_PORT
+    if args.idle_timeout is not None:
+        args.idle_timeout = _number(args.idle_timeout, "--idle-timeout", float, 0)
+    elif env.get("SBX_IDLE_TIMEOUT"):
+        args.idle_timeout = _number(env["SBX_IDLE_TIMEOUT"], "SBX_IDLE_TIMEOUT", float, 0)
+    else:
+        args.idle_timeout = 0.0
+    args.ping_interval = DEFAULT_PING_INTERVAL
+    if env.get("SBX_PING_INTERVAL"):
+        args.ping_interval = _number(env["SBX_PING_INTERVAL"], "SBX_PING_INTERVAL", float, 0.01)
+    return args
+
+
+def take_token():
+    """Read the token and remove it from our environment, so no child can see it."""
+    token = os.environ.pop("SBX_TOKEN", None)
+    legacy = os.environ.pop("HF_SANDBOX_TOKEN", None)
+    return token or legacy or None
+
+
+def idle_loop(timeout):
+    interval = min(1.0, timeout / 4.0)
+    while True:
+        time.sleep(interval)
+        if STATE.idle_for() >= timeout:
+            request_shutdown("idle for %gs with no request in flight (--idle-timeout)" % timeout)
+            return
+
+
+def stdin_loop():
+    while True:
+        try:
+            data = os.read(0, 65536)
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+        if not data:
+            break
+    request_shutdown("stdin closed (parent exited; --exit-on-stdin-eof)")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    token = take_token()
+    if token is None and not args.allow_no_auth:
+        sys.stderr.write(
+            "server.py: error: refusing to start without a token: set SBX_TOKEN "
+            "(or pass --allow-no-auth, for local development only)\n"
+        )
+        sys.stderr.flush()
+        return 2
+    STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
+    STATE.ping_interval = args.ping_interval
+
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, lambda signum, _frame: request_shutdown("received signal %d" % signum))
+    # The kernel may deliver a signal to any thread, and the Python-level
+    # handler runs only when the main thread next executes bytecode, which
+    # it does not while blocked in os.read. The wakeup fd is written by the
+    # C-level handler in whichever thread caught the signal.
+    try:
+        signal.set_wakeup_fd(_wake_w, warn_on_full_buffer=False)
+    except (ValueError, OSError, TypeError):
+        pass
+
+    cls = Server6 if ":" in args.host else Server
+    try:
+        server = cls((args.host, args.port), Handler)
+    except OSError as e:
+        log("cannot listen on %s:%d: %s" % (args.host, args.port, e.strerror or e))
+        return 1
+    host, port = server.server_address[:2]
+
+    if become_subreaper() or os.getpid() == 1:
+        threading.Thread(target=reaper_loop, name="reaper", daemon=True).start()
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    if args.idle_timeout > 0:
+        threading.Thread(target=idle_loop, args=(args.idle_timeout,), name="idle", daemon=True).start()
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=stdin_loop, name="stdin", daemon=True).start()
+
+    if token is None and host not in ("127.0.0.1", "::1", "localhost"):
+        log("WARNING: no token and listening on %s: anyone who can reach this port can run commands" % host)
+    sys.stdout.write(
+        json.dumps(
+            {
+                "event": "listening",
+                "host": host,
+                "port": port,
+                "pid": os.getpid(),
+                "version": VERSION,
+                "protocol": PROTOCOL,
+            },
+            separators=(",", ":"),
+        )
+        + "\n"
+    )
+    sys.stdout.flush()
+
+    while True:  # the main thread only waits; request_shutdown() and signals wake it
+        try:
+            woke = os.read(_wake_r, 1)
+        except InterruptedError:
+            continue
+        if woke:
+            break
+    if woke != b"x" and not _shutdown_reason:  # a byte from the wakeup fd is the signal number
+        _shutdown_reason.append("received signal %d" % woke[0])
+    log("shutting down: %s" % (_shutdown_reason[0] if _shutdown_reason else "requested"))
+    try:
+        kill_everything()
+    finally:
+        try:
+            sys.stderr.flush()
+        except Exception:
+            pass
+        # Daemon threads may be blocked in socket or process calls; a normal
+        # interpreter shutdown could wait on them. Nothing is left to flush.
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,852 @@
+/**
+ * Conformance suite for the in-sandbox server (`rpc-server/server.py`), run against the real
+ * process over real loopback HTTP. It uses only Node built-ins and the global `fetch`, so it checks
+ * the wire protocol of `docs/protocol.md` independently of the library's own client.
+ *
+ * Set `SBX_CONFORMANCE_PYTHON` to run it with another interpreter (e.g. a Python 3.8).
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const SERVER = fileURLToPath(new URL("../rpc-server/server.py", import.meta.url))
+const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? "python3"
+const AUTH_BODY = { error: "invalid or missing sandbox token", code: "auth" }
+const LISTENING =
+  /^\{"event":"listening","host":"127\.0\.0\.1","port":(\d+),"pid":(\d+),"version":"0\.1\.0","protocol":2\}$/
+const isLinux = process.platform === "linux"
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+interface Exit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+interface Running {
+  readonly proc: ChildProcessWithoutNullStreams
+  readonly base: string
+  readonly port: number
+  readonly pid: number
+  readonly token: string
+  readonly dir: string
+  readonly announce: string
+  readonly exited: Promise<Exit>
+  readonly stderr: () => string
+}
+
+/** Every pid a test saw start; all of them must be gone once the servers are stopped. */
+const seenPids = new Set<number>()
+const started: Array<Running> = []
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** The environment a server gets: ours, minus any token that would change what is under test. */
+const baseEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env }
+  for (const name of [
+    "SBX_TOKEN",
+    "HF_SANDBOX_TOKEN",
+    "SBX_HOST",
+    "SBX_PORT",
+    "SBX_IDLE_TIMEOUT",
+    "SBX_PING_INTERVAL"
+  ]) {
+    delete env[name]
+  }
+  return { ...env, ...extra }
+}
+
+const spawnServer = (args: ReadonlyArray<string>, env: Record<string, string>, dir: string) => {
+  const proc = spawn(PYTHON, ["-u", SERVER, ...args], { cwd: dir, env: baseEnv(env), stdio: "pipe" })
+  let stdout = ""
+  let stderr = ""
+  proc.stdout.setEncoding("utf8").on("data", (d: string) => {
+    stdout += d
+  })
+  proc.stderr.setEncoding("utf8").on("data", (d: string) => {
+    stderr += d
+  })
+  const exited = new Promise<Exit>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })))
+  return { proc, exited, stdout: () => stdout, stderr: () => stderr }
+}
+
+interface StartOptions {
+  readonly args?: ReadonlyArray<string>
+  readonly env?: Record<string, string>
+  readonly token?: string | null
+}
+
+const startServer = async (options: StartOptions = {}): Promise<Running> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-conformance-"))
+  const token = options.token === undefined ? randomBytes(32).toString("hex") : options.token
+  const env = { ...(token === null ? {} : { SBX_TOKEN: token }), ...options.env }
+  const s = spawnServer(["--port", "0", "--exit-on-stdin-eof", ...(options.args ?? [])], env, dir)
+  const deadline = Date.now() + 20_000
+  let exitedEarly: Exit | undefined
+  void s.exited.then((e) => {
+    exitedEarly = e
+  })
+  while (!s.stdout().includes("\n")) {
+    if (exitedEarly !== undefined) throw new Error(`server exited early ${JSON.stringify(exitedEarly)}: ${s.stderr()}`)
+    if (Date.now() > deadline) throw new Error(`server did not announce itself: ${s.stderr()}`)
+    await sleep(10)
+  }
+  const announce = s.stdout().split("\n")[0]!
+  const match = LISTENING.exec(announce)
+  if (match === null) throw new Error(`unexpected listening line: ${announce}`)
+  const port = Number(match[1])
+  const running: Running = {
+    proc: s.proc,
+    base: `http://127.0.0.1:${port}`,
+    port,
+    pid: Number(match[2]),
+    token: token ?? "",
+    dir,
+    announce,
+    exited: s.exited,
+    stderr: s.stderr
+  }
+  started.push(running)
+  return running
+}
+
+const withTimeout = <A>(p: Promise<A>, ms: number): Promise<A | "timeout"> =>
+  Promise.race([p, sleep(ms).then(() => "timeout" as const)])
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+  if (!isLinux) return true
+  try {
+    // A zombie runs nothing, but our assertion is "reaped": only a missing /proc entry counts as gone.
+    return fs.existsSync(`/proc/${pid}`)
+  } catch {
+    return true
+  }
+}
+
+/** Polls until every pid is gone; returns the ones still alive after `ms`. */
+const waitGone = async (pids: ReadonlyArray<number>, ms = 5_000): Promise<Array<number>> => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const alive = pids.filter(isAlive)
+    if (alive.length === 0 || Date.now() > deadline) return alive
+    await sleep(25)
+  }
+}
+
+const stopServer = async (r: Running): Promise<Exit> => {
+  if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGTERM")
+  const exit = await withTimeout(r.exited, 10_000)
+  if (exit === "timeout") {
+    r.proc.kill("SIGKILL")
+    throw new Error(`server ${r.pid} ignored SIGTERM`)
+  }
+  fs.rmSync(r.dir, { recursive: true, force: true })
+  return exit
+}
+
+// ---- HTTP helpers ----
+
+const call = (r: Running, pathAndQuery: string, init: RequestInit = {}) =>
+  fetch(r.base + pathAndQuery, {
+    ...init,
+    headers: { "X-Sandbox-Token": r.token, ...(init.headers as Record<string, string> | undefined) }
+  })
+
+const callJson = async (r: Running, pathAndQuery: string, init: RequestInit = {}) => {
+  const res = await call(r, pathAndQuery, init)
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+}
+
+const post = (r: Running, route: string, body: unknown) =>
+  callJson(r, route, { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } })
+
+type Event = Record<string, unknown> & { event: string }
+
+const parseNdjson = (text: string): Array<Event> =>
+  text
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as Event)
+
+interface ExecOutcome {
+  readonly status: number
+  readonly events: Array<Event>
+  readonly error?: Record<string, unknown>
+  readonly stdout: string
+  readonly stderr: string
+  readonly exit: Event
+  readonly contentType: string | null
+}
+
+const exec = async (r: Running, body: Record<string, unknown>): Promise<ExecOutcome> => {
+  const res = await call(r, "/v1/exec", { method: "POST", body: JSON.stringify(body) })
+  const contentType = res.headers.get("content-type")
+  if (res.status !== 200) {
+    const error = (await res.json()) as Record<string, unknown>
+    return { status: res.status, events: [], error, stdout: "", stderr: "", exit: { event: "none" }, contentType }
+  }
+  const events = parseNdjson(await res.text())
+  for (const e of events) if (e.event === "start") seenPids.add(e.pid as number)
+  const data = (name: string) =>
+    events
+      .filter((e) => e.event === name)
+      .map((e) => e.data as string)
+      .join("")
+  return { status: 200, events, stdout: data("stdout"), stderr: data("stderr"), exit: events.at(-1)!, contentType }
+}
+
+/** Concatenates base64 `data` chunks of one stream into the raw bytes. */
+const rawBytes = (events: ReadonlyArray<Event>, name: string) =>
+  Buffer.concat(events.filter((e) => e.event === name).map((e) => Buffer.from(e.data as string, "base64")))
+
+/**
+ * Starts an exec and returns after the first `lines` events: the stream stays open for the caller.
+ */
+const openExec = async (r: Running, body: Record<string, unknown>, lines: number) => {
+  const controller = new AbortController()
+  const res = await call(r, "/v1/exec", { method: "POST", body: JSON.stringify(body), signal: controller.signal })
+  expect(res.status).toBe(200)
+  const reader = res.body!.getReader()
+  const decoder = new TextDecoder()
+  let buffered = ""
+  const events: Array<Event> = []
+  while (events.length < lines) {
+    const { value, done } = await reader.read()
+    if (done) break
+    buffered += decoder.decode(value, { stream: true })
+    let nl = buffered.indexOf("\n")
+    while (nl >= 0) {
+      events.push(JSON.parse(buffered.slice(0, nl)) as Event)
+      buffered = buffered.slice(nl + 1)
+      nl = buffered.indexOf("\n")
+    }
+  }
+  for (const e of events) if (e.event === "start") seenPids.add(e.pid as number)
+  return { events, controller, reader }
+}
+
+/** Raw HTTP over one TCP connection, for framing checks fetch cannot express. */
+const rawHttp = (port: number, payload: string | Buffer, until: (received: string) => boolean) =>
+  new Promise<string>((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1")
+    let received = ""
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`raw HTTP timed out; got: ${received}`))
+    }, 10_000)
+    socket.on("data", (d) => {
+      received += d.toString("latin1")
+      if (until(received)) {
+        clearTimeout(timer)
+        socket.destroy()
+        resolve(received)
+      }
+    })
+    socket.on("error", (e) => {
+      clearTimeout(timer)
+      reject(e)
+    })
+    socket.write(payload)
+  })
+
+const count = (haystack: string, needle: string) => haystack.split(needle).length - 1
+
+// ---------------------------------------------------------------------------
+// The suite
+// ---------------------------------------------------------------------------
+
+let S: Running
+let cwd: string // the server's working directory, as the server sees it (symlinks resolved)
+const abs = (p: string) => path.join(cwd, p)
+const q = (p: string) => encodeURIComponent(p)
+
+beforeAll(async () => {
+  S = await startServer()
+  cwd = fs.realpathSync(S.dir)
+})
+
+afterAll(async () => {
+  for (const r of started) {
+    expect(await stopServer(r)).toEqual({ code: 0, signal: null })
+    expect(await waitGone([r.pid])).toEqual([])
+  }
+  // Nothing any test started may outlive the servers.
+  expect(await waitGone([...seenPids])).toEqual([])
+})
+
+describe("startup", () => {
+  it("announces exactly one listening line with the real port and pid", () => {
+    expect(S.announce).toMatch(LISTENING)
+    expect(S.port).toBeGreaterThan(0)
+    expect(S.pid).toBe(S.proc.pid)
+  })
+
+  it("refuses to start without a token (exit 2, message on stderr)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-conformance-"))
+    try {
+      const s = spawnServer(["--port", "0"], {}, dir)
+      const exit = await withTimeout(s.exited, 15_000)
+      expect(exit).toEqual({ code: 2, signal: null })
+      expect(s.stderr()).toMatch(/SBX_TOKEN/)
+      expect(s.stdout()).toBe("")
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("rejects invalid numeric options with exit 2", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-conformance-"))
+    try {
+      for (const args of [
+        ["--port", "nope"],
+        ["--port", "70000"],
+        ["--idle-timeout", "-1"]
+      ]) {
+        const s = spawnServer(args, { SBX_TOKEN: "x" }, dir)
+        expect(await withTimeout(s.exited, 15_000)).toEqual({ code: 2, signal: null })
+        expect(s.stderr().length).toBeGreaterThan(0)
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("starts with --allow-no-auth and then needs no token", async () => {
+    const r = await startServer({ token: null, args: ["--allow-no-auth"] })
+    const health = await (await fetch(`${r.base}/health`)).json()
+    expect(health).toMatchObject({ status: "ok", auth: false, protocol: 2 })
+    const res = await fetch(`${r.base}/v1/files/stat?path=.`)
+    expect(res.status).toBe(200)
+    await stopServer(r)
+  })
+
+  it("accepts the legacy HF_SANDBOX_TOKEN variable and hides both token variables from commands", async () => {
+    const legacy = randomBytes(16).toString("hex")
+    const r = await startServer({ token: null, env: { HF_SANDBOX_TOKEN: legacy } })
+    const res = await fetch(`${r.base}/v1/exec`, {
+      method: "POST",
+      headers: { "X-Sandbox-Token": legacy },
+      body: JSON.stringify({ cmd: "env" })
+    })
+    expect(res.status).toBe(200)
+    const out = parseNdjson(await res.text())
+    const text = out.map((e) => e.data ?? "").join("")
+    expect(text).not.toContain(legacy)
+    expect(text).not.toContain("HF_SANDBOX_TOKEN")
+    await stopServer(r)
+  })
+})
+
+describe("auth and routing", () => {
+  it("GET /health: status only without a valid token, details with one", async () => {
+    const anon = await fetch(`${S.base}/health`)
+    expect(anon.status).toBe(200)
+    expect(await anon.json()).toEqual({ status: "ok" })
+    const wrong = await fetch(`${S.base}/health`, { headers: { "X-Sandbox-Token": "nope" } })
+    expect(wrong.status).toBe(200)
+    expect(await wrong.json()).toEqual({ status: "ok" })
+    for (const headers of [{ "X-Sandbox-Token": S.token }, { Authorization: `Bearer ${S.token}` }]) {
+      const body = await (await fetch(`${S.base}/health`, { headers })).json()
+      expect(body).toEqual({
+        status: "ok",
+        version: "0.1.0",
+        protocol: 2,
+        uptime_ms: expect.any(Number),
+        mode: "dedicated",
+        auth: true
+      })
+    }
+  })
+
+  it("answers 403 with the same body for a missing or wrong token, on v1 and legacy routes", async () => {
+    const routes: Array<[string, string, string | undefined]> = [
+      ["POST", "/v1/exec", JSON.stringify({ cmd: ["true"] })],
+      ["GET", "/v1/files/read?path=x", undefined],
+      ["PUT", "/v1/files/write?path=x", "data"],
+      ["GET", "/v1/files/list?path=.", undefined],
+      ["POST", "/exec", JSON.stringify({ cmd: ["true"] })],
+      ["POST", "/write", JSON.stringify({ path: "x", content_b64: "" })],
+      ["POST", "/read", JSON.stringify({ path: "x" })]
+    ]
+    const variants: Array<Record<string, string>> = [
+      {},
+      { "X-Sandbox-Token": "wrong" },
+      { "X-Sandbox-Token": "" },
+      { Authorization: "Bearer wrong" },
+      { Authorization: S.token }
+    ]
+    for (const [method, route, body] of routes) {
+      for (const headers of variants) {
+        const res = await fetch(S.base + route, { method, headers, ...(body === undefined ? {} : { body }) })
+        expect(res.status, `${method} ${route} ${JSON.stringify(headers)}`).toBe(403)
+        expect(await res.json()).toEqual(AUTH_BODY)
+      }
+    }
+    expect(fs.existsSync(path.join(S.dir, "x"))).toBe(false)
+  })
+
+  it("accepts the token as a bearer too", async () => {
+    const res = await fetch(`${S.base}/v1/files/stat?path=.`, { headers: { Authorization: `Bearer ${S.token}` } })
+    expect(res.status).toBe(200)
+  })
+
+  it("answers unknown routes with 404 and wrong methods with 405", async () => {
+    expect(await callJson(S, "/nope")).toEqual({
+      status: 404,
+      body: { error: "no route: GET /nope", code: "not_found" }
+    })
+    const wrongMethod = await callJson(S, "/v1/exec")
+    expect(wrongMethod.status).toBe(405)
+    expect(wrongMethod.body.code).toBe("method_not_allowed")
+  })
+
+  it("keeps a keep-alive connection in sync after a rejected body (pipelined requests)", async () => {
+    const rejected = "PUT /v1/files/write?path=pipelined HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+    const health = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    const out = await rawHttp(S.port, rejected + health, (got) => got.includes('{"status":"ok"}'))
+    expect(out.startsWith("HTTP/1.1 403 ")).toBe(true)
+    expect(count(out, "HTTP/1.1 ")).toBe(2)
+    expect(fs.existsSync(path.join(S.dir, "pipelined"))).toBe(false)
+  })
+
+  it("decodes chunked request bodies (files and JSON)", async () => {
+    const chunks = ["hello ", "chunked ", "world"]
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const c of chunks) controller.enqueue(new TextEncoder().encode(c))
+        controller.close()
+      }
+    })
+    const init = { method: "PUT", body, duplex: "half" } as RequestInit
+    const res = await call(S, "/v1/files/write?path=chunked.txt", init)
+    expect(await res.json()).toEqual({ path: path.join(cwd, "chunked.txt"), size: 19 })
+    expect(fs.readFileSync(path.join(S.dir, "chunked.txt"), "utf8")).toBe("hello chunked world")
+
+    const json = '{"cmd": ["echo", "via chunks"]}'
+    const raw =
+      `POST /v1/exec HTTP/1.1\r\nHost: x\r\nX-Sandbox-Token: ${S.token}\r\nTransfer-Encoding: chunked\r\n\r\n` +
+      `${(10).toString(16)}\r\n${json.slice(0, 10)}\r\n${(json.length - 10).toString(16)}\r\n${json.slice(10)}\r\n0\r\n\r\n`
+    const out = await rawHttp(S.port, raw, (got) => got.includes("\r\n0\r\n\r\n"))
+    expect(out).toContain('{"event":"stdout","data":"via chunks\\n"}')
+  })
+
+  it("rejects oversized JSON bodies with 413", async () => {
+    const res = await call(S, "/v1/exec", { method: "POST", body: `{"cmd":"true","pad":"${"x".repeat(17 << 20)}"}` })
+    expect(res.status).toBe(413)
+    expect(((await res.json()) as Record<string, unknown>).code).toBe("too_large")
+  })
+})
+
+describe("POST /v1/exec", () => {
+  it("streams start, stdout, stderr and exit for a shell string", async () => {
+    const r = await exec(S, { cmd: "echo out; echo err 1>&2; exit 3" })
+    expect(r.status).toBe(200)
+    expect(r.contentType).toBe("application/x-ndjson")
+    expect(r.events[0]).toEqual({ event: "start", pid: expect.any(Number) })
+    expect(r.exit).toEqual({
+      event: "exit",
+      exit_code: 3,
+      signal: null,
+      timed_out: false,
+      duration_ms: expect.any(Number)
+    })
+    expect(r.events.filter((e) => e.event === "exit")).toHaveLength(1)
+    for (const e of r.events) expect(["start", "stdout", "stderr", "ping", "exit"]).toContain(e.event)
+    expect(r.stdout).toBe("out\n")
+    expect(r.stderr).toBe("err\n")
+  })
+
+  it("runs an argv list without a shell", async () => {
+    const r = await exec(S, { cmd: ["printf", "%s|%s", "a b", "$HOME"] })
+    expect(r.stdout).toBe("a b|$HOME")
+    expect(r.exit.exit_code).toBe(0)
+    expect((await exec(S, { cmd: "printf %s ok", shell: true })).stdout).toBe("ok")
+    expect((await exec(S, { cmd: ["true"], shell: false })).exit.exit_code).toBe(0)
+  })
+
+  it("adds env to the server's environment and never exposes the token", async () => {
+    const r = await exec(S, { cmd: 'printf %s "$GREETING"; env', env: { GREETING: "hi there" } })
+    expect(r.stdout.startsWith("hi there")).toBe(true)
+    expect(r.stdout).toMatch(/^PATH=/m)
+    expect(r.stdout).not.toContain(S.token)
+    expect(r.stdout).not.toMatch(/SBX_TOKEN|HF_SANDBOX_TOKEN/)
+  })
+
+  it("resolves a relative cwd against the server's working directory", async () => {
+    fs.mkdirSync(path.join(S.dir, "work", "sub"), { recursive: true })
+    expect((await exec(S, { cmd: "pwd -P", cwd: "work/sub" })).stdout).toBe(path.join(cwd, "work", "sub") + "\n")
+    expect((await exec(S, { cmd: "pwd -P" })).stdout).toBe(cwd + "\n")
+  })
+
+  it("feeds stdin (text and base64) and closes it; /dev/null without", async () => {
+    expect((await exec(S, { cmd: ["cat"], stdin: "line 1\nline 2" })).stdout).toBe("line 1\nline 2")
+    const bytes = Buffer.from([0, 1, 2, 0xff, 0xfe])
+    const b64 = await exec(S, { cmd: ["cat"], stdin_b64: bytes.toString("base64"), encoding: "base64" })
+    expect(rawBytes(b64.events, "stdout").equals(bytes)).toBe(true)
+    expect((await exec(S, { cmd: ["cat"] })).stdout).toBe("")
+    // A child that never reads a large stdin must not deadlock the server.
+    const ignored = await exec(S, { cmd: "exit 0", stdin: "x".repeat(4 << 20) })
+    expect(ignored.exit.exit_code).toBe(0)
+  })
+
+  it("reports a death by signal as exit_code null and the signal number", async () => {
+    const r = await exec(S, { cmd: "kill -TERM $$" })
+    expect(r.exit).toMatchObject({ exit_code: null, signal: 15, timed_out: false })
+  })
+
+  it("kills the whole process group on timeout and keeps partial output", async () => {
+    const r = await exec(S, { cmd: "echo partial; sleep 30 & echo $!; sleep 30", timeout: 1 })
+    expect(r.exit).toMatchObject({ exit_code: null, signal: 9, timed_out: true })
+    expect(r.exit.duration_ms).toBeGreaterThanOrEqual(900)
+    expect(r.exit.duration_ms).toBeLessThan(20_000)
+    const [first, grandchild] = r.stdout.trim().split("\n")
+    expect(first).toBe("partial")
+    const pids = [Number(grandchild), r.events[0]!.pid as number]
+    expect(await waitGone(pids)).toEqual([])
+  })
+
+  it("does not wait for background processes that keep the pipes open", async () => {
+    const t0 = Date.now()
+    const r = await exec(S, { cmd: "sleep 30 & echo $!; echo started" })
+    expect(Date.now() - t0).toBeLessThan(10_000)
+    expect(r.exit).toMatchObject({ exit_code: 0, timed_out: false })
+    const [bg, msg] = r.stdout.trim().split("\n")
+    expect(msg).toBe("started")
+    seenPids.add(Number(bg))
+    expect(isAlive(Number(bg))).toBe(true) // left running on purpose; killed at shutdown
+  })
+
+  it("survives non-UTF-8 output and returns exact bytes with encoding base64", async () => {
+    const text = await exec(S, { cmd: "printf '\\377\\376ok'; printf '\\377' >&2" })
+    expect(text.stdout).toBe("\ufffd\ufffdok")
+    expect(text.stderr).toBe("\ufffd")
+    expect(text.exit.exit_code).toBe(0)
+    const b64 = await exec(S, { cmd: "printf '\\377\\376ok'", encoding: "base64" })
+    expect(rawBytes(b64.events, "stdout").equals(Buffer.from([0xff, 0xfe, 0x6f, 0x6b]))).toBe(true)
+  })
+
+  it("keeps a multibyte character split across two writes intact", async () => {
+    const r = await exec(S, { cmd: "printf '\\303'; sleep 0.3; printf '\\251'" })
+    expect(r.stdout).toBe("é")
+  })
+
+  it("chunks large output into events of at most 32 KiB", async () => {
+    const r = await exec(S, { cmd: "head -c 3000000 /dev/zero | tr '\\0' a", encoding: "base64" })
+    const chunks = r.events.filter((e) => e.event === "stdout")
+    expect(rawBytes(r.events, "stdout").length).toBe(3_000_000)
+    for (const c of chunks) expect(Buffer.from(c.data as string, "base64").length).toBeLessThanOrEqual(32 * 1024)
+  })
+
+  it("answers spawn failures and bad requests with 400 before streaming", async () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ cmd: ["nosuchcmd-sbx"] }, "command_not_found"],
+      [{ cmd: ["./no-such-file"] }, "command_not_found"],
+      [{ cmd: ["true"], cwd: "no/such/dir" }, "cwd_not_found"],
+      [{ cmd: ["echo"], shell: true }, "bad_request"],
+      [{ cmd: "echo", shell: false }, "bad_request"],
+      [{ cmd: [] }, "bad_request"],
+      [{ cmd: "" }, "bad_request"],
+      [{ cmd: 42 }, "bad_request"],
+      [{ cmd: ["true"], env: { N: 1 } }, "bad_request"],
+      [{ cmd: ["true"], timeout: "soon" }, "bad_request"],
+      [{ cmd: ["true"], encoding: "latin1" }, "bad_request"],
+      [{ cmd: ["cat"], stdin_b64: "!!!" }, "bad_request"]
+    ]
+    for (const [body, code] of cases) {
+      const r = await exec(S, body)
+      expect(r.status, JSON.stringify(body)).toBe(400)
+      expect(r.error, JSON.stringify(body)).toEqual({ error: expect.any(String), code })
+    }
+    const missing = await exec(S, { cmd: ["nosuchcmd-sbx"] })
+    expect(missing.error!.error).toBe("command not found: nosuchcmd-sbx (not on PATH)")
+    fs.writeFileSync(path.join(S.dir, "noexec.sh"), "#!/bin/sh\necho hi\n", { mode: 0o644 })
+    expect((await exec(S, { cmd: ["./noexec.sh"] })).error!.code).toBe("permission_denied")
+    const badJson = await call(S, "/v1/exec", { method: "POST", body: "{nope" })
+    expect(badJson.status).toBe(400)
+    expect(((await badJson.json()) as Record<string, unknown>).code).toBe("bad_request")
+  })
+
+  it("kills the process group when the client goes away", async () => {
+    const { events, controller } = await openExec(S, { cmd: "sleep 30 & echo $!; sleep 30" }, 2)
+    expect(events[0]!.event).toBe("start")
+    const pids = [events[0]!.pid as number, Number((events[1]!.data as string).trim())]
+    expect(pids.every(isAlive)).toBe(true)
+    controller.abort()
+    expect(await waitGone(pids)).toEqual([])
+  })
+
+  it("serves many concurrent execs", async () => {
+    const results = await Promise.all(Array.from({ length: 16 }, (_, i) => exec(S, { cmd: ["echo", String(i)] })))
+    expect(results.map((r) => r.stdout)).toEqual(results.map((_, i) => `${i}\n`))
+  })
+})
+
+describe("files", () => {
+  it("writes and reads, with offset, length, truncate_to and mode", async () => {
+    const put = await callJson(S, `/v1/files/write?path=${q("f/a.txt")}`, { method: "PUT", body: "hello world" })
+    expect(put).toEqual({ status: 200, body: { path: abs("f/a.txt"), size: 11 } })
+
+    const read = await call(S, `/v1/files/read?path=${q("f/a.txt")}`)
+    expect(read.headers.get("content-type")).toBe("application/octet-stream")
+    expect(await read.text()).toBe("hello world")
+    expect(await (await call(S, `/v1/files/read?path=f/a.txt&offset=6`)).text()).toBe("world")
+    const ranged = await call(S, `/v1/files/read?path=f/a.txt&offset=2&length=3`)
+    expect(ranged.headers.get("content-length")).toBe("3")
+    expect(await ranged.text()).toBe("llo")
+    const past = await call(S, `/v1/files/read?path=f/a.txt&offset=100`)
+    expect(past.headers.get("content-length")).toBe("0")
+    expect(await past.text()).toBe("")
+
+    // Offset writes keep the rest of the file; truncate_to cuts it to the final size.
+    await call(S, `/v1/files/write?path=f/a.txt&offset=0`, { method: "PUT", body: "HELLO" })
+    expect(fs.readFileSync(abs("f/a.txt"), "utf8")).toBe("HELLO world")
+    const cut = await callJson(S, `/v1/files/write?path=f/a.txt&offset=3&truncate_to=5`, { method: "PUT", body: "lo" })
+    expect(cut.body.size).toBe(5)
+    expect(fs.readFileSync(abs("f/a.txt"), "utf8")).toBe("HELlo")
+
+    await call(S, `/v1/files/write?path=f/m.sh&mode=0750`, { method: "PUT", body: "#!/bin/sh\n" })
+    expect(fs.statSync(abs("f/m.sh")).mode & 0o7777).toBe(0o750)
+    expect((await callJson(S, `/v1/files/write?path=f/x&mode=9z`, { method: "PUT", body: "" })).status).toBe(400)
+
+    const noMkdir = await callJson(S, `/v1/files/write?path=nodir/x&mkdir=0`, { method: "PUT", body: "x" })
+    expect(noMkdir.status).toBe(404)
+    expect((await callJson(S, `/v1/files/write?path=f`, { method: "PUT", body: "x" })).body.code).toBe("is_a_directory")
+    expect((await callJson(S, `/v1/files/write`, { method: "PUT", body: "x" })).status).toBe(400)
+    expect((await callJson(S, `/v1/files/write?path=f/b&mkdir=maybe`, { method: "PUT", body: "x" })).status).toBe(400)
+  })
+
+  it("answers read errors: 404 missing, 409 directory, 400 missing path", async () => {
+    expect(await callJson(S, `/v1/files/read?path=nope`)).toMatchObject({ status: 404, body: { code: "not_found" } })
+    fs.mkdirSync(abs("adir"), { recursive: true })
+    expect(await callJson(S, `/v1/files/read?path=adir`)).toMatchObject({
+      status: 409,
+      body: { code: "is_a_directory" }
+    })
+    expect(await callJson(S, `/v1/files/read`)).toMatchObject({ status: 400, body: { code: "bad_request" } })
+    expect((await callJson(S, `/v1/files/read?path=f/a.txt&offset=-1`)).status).toBe(400)
+  })
+
+  it("stats files, directories and symlinks without following them", async () => {
+    fs.mkdirSync(abs("st"), { recursive: true })
+    fs.writeFileSync(abs("st/file.txt"), "12345", { mode: 0o640 })
+    fs.chmodSync(abs("st/file.txt"), 0o640)
+    fs.symlinkSync("file.txt", abs("st/link"))
+    const file = await callJson(S, `/v1/files/stat?path=st/file.txt`)
+    expect(file.body).toEqual({
+      name: "file.txt",
+      path: abs("st/file.txt"),
+      type: "file",
+      size: 5,
+      mtime_ms: expect.any(Number),
+      mode: "640"
+    })
+    expect(Math.abs((file.body.mtime_ms as number) - Date.now())).toBeLessThan(600_000)
+    expect((await callJson(S, `/v1/files/stat?path=st`)).body).toMatchObject({ type: "dir", name: "st" })
+    expect((await callJson(S, `/v1/files/stat?path=st/link`)).body).toMatchObject({
+      type: "symlink",
+      target: "file.txt"
+    })
+    expect((await callJson(S, `/v1/files/stat?path=st/none`)).status).toBe(404)
+  })
+
+  it("decodes a query value that ends in %2F", async () => {
+    fs.mkdirSync(abs("sub dir"), { recursive: true })
+    const url = `/v1/files/stat?path=${q("sub dir/")}`
+    expect(url.endsWith("%2F")).toBe(true)
+    expect(await callJson(S, url)).toMatchObject({ status: 200, body: { type: "dir", name: "sub dir" } })
+    const made = await callJson(S, `/v1/files/mkdir?path=${q("made+here/")}`, { method: "POST" })
+    expect(made.body).toEqual({ created: abs("made+here") })
+  })
+
+  it("lists a directory sorted by name", async () => {
+    fs.mkdirSync(abs("ls/zdir"), { recursive: true })
+    fs.writeFileSync(abs("ls/b"), "bb")
+    fs.writeFileSync(abs("ls/a"), "a")
+    const list = await callJson(S, `/v1/files/list?path=ls`)
+    expect((list.body.entries as Array<Record<string, unknown>>).map((e) => [e.name, e.type, e.path])).toEqual([
+      ["a", "file", abs("ls/a")],
+      ["b", "file", abs("ls/b")],
+      ["zdir", "dir", abs("ls/zdir")]
+    ])
+    expect(await callJson(S, `/v1/files/list?path=missing`)).toMatchObject({ status: 404, body: { code: "not_found" } })
+    expect(await callJson(S, `/v1/files/list?path=ls/a`)).toMatchObject({
+      status: 400,
+      body: { code: "not_a_directory" }
+    })
+  })
+
+  it("deletes files and directories, recursive only on request, never through symlinks", async () => {
+    fs.mkdirSync(abs("del/full/deep"), { recursive: true })
+    fs.writeFileSync(abs("del/full/deep/x"), "x")
+    fs.writeFileSync(abs("del/file"), "x")
+    fs.mkdirSync(abs("keep"), { recursive: true })
+    fs.writeFileSync(abs("keep/precious"), "x")
+    fs.symlinkSync(abs("keep"), abs("del/full/link-to-keep"))
+    fs.symlinkSync(abs("keep"), abs("dirlink"))
+
+    expect(await callJson(S, `/v1/files/delete?path=del/file`, { method: "DELETE" })).toEqual({
+      status: 200,
+      body: { deleted: abs("del/file") }
+    })
+    const notEmpty = await callJson(S, `/v1/files/delete?path=del/full`, { method: "DELETE" })
+    expect(notEmpty).toMatchObject({ status: 409, body: { code: "not_empty" } })
+    const rec = await callJson(S, `/v1/files/delete?path=del/full&recursive=1`, { method: "DELETE" })
+    expect(rec.status).toBe(200)
+    expect(fs.existsSync(abs("del/full"))).toBe(false)
+    expect(fs.existsSync(abs("keep/precious"))).toBe(true)
+    expect((await callJson(S, `/v1/files/delete?path=dirlink&recursive=true`, { method: "DELETE" })).status).toBe(200)
+    expect(fs.existsSync(abs("dirlink"))).toBe(false)
+    expect(fs.existsSync(abs("keep/precious"))).toBe(true)
+    expect((await callJson(S, `/v1/files/delete?path=del&recursive=0`, { method: "DELETE" })).status).toBe(200)
+    expect(await callJson(S, `/v1/files/delete?path=del`, { method: "DELETE" })).toMatchObject({ status: 404 })
+  })
+
+  it("makes directories, renames and chmods", async () => {
+    expect((await callJson(S, `/v1/files/mkdir?path=mk/a/b`, { method: "POST" })).body).toEqual({
+      created: abs("mk/a/b")
+    })
+    expect((await callJson(S, `/v1/files/mkdir?path=mk/a/b`, { method: "POST" })).status).toBe(200)
+    fs.writeFileSync(abs("mk/file"), "x")
+    expect(await callJson(S, `/v1/files/mkdir?path=mk/file`, { method: "POST" })).toMatchObject({ status: 409 })
+
+    const renamed = await callJson(S, `/v1/files/rename?from=mk/file&to=${q("mk/new/parent/file2")}`, {
+      method: "POST"
+    })
+    expect(renamed.body).toEqual({ renamed: abs("mk/file"), to: abs("mk/new/parent/file2") })
+    expect(fs.readFileSync(abs("mk/new/parent/file2"), "utf8")).toBe("x")
+    expect((await callJson(S, `/v1/files/rename?from=mk/nope&to=mk/z`, { method: "POST" })).status).toBe(404)
+
+    const chmod = await callJson(S, `/v1/files/chmod?path=mk/new/parent/file2&mode=755`, { method: "POST" })
+    expect(chmod.body).toEqual({ path: abs("mk/new/parent/file2"), mode: "755" })
+    expect((await callJson(S, `/v1/files/stat?path=mk/new/parent/file2`)).body.mode).toBe("755")
+    expect((await callJson(S, `/v1/files/chmod?path=mk/nope&mode=755`, { method: "POST" })).status).toBe(404)
+  })
+
+  it("round-trips 10 MiB of random bytes exactly", async () => {
+    const data = randomBytes(10 << 20)
+    const put = await callJson(S, `/v1/files/write?path=big.bin`, { method: "PUT", body: data })
+    expect(put.body.size).toBe(data.length)
+    const back = Buffer.from(await (await call(S, `/v1/files/read?path=big.bin`)).arrayBuffer())
+    expect(back.equals(data)).toBe(true)
+    const mid = await call(S, `/v1/files/read?path=big.bin&offset=3000000&length=4000000`)
+    expect(Buffer.from(await mid.arrayBuffer()).equals(data.subarray(3_000_000, 7_000_000))).toBe(true)
+  })
+})
+
+describe("legacy prototype routes", () => {
+  it("POST /exec returns rc, stdout and stderr", async () => {
+    expect(await post(S, "/exec", { cmd: ["sh", "-c", "echo o; echo e >&2; exit 4"] })).toEqual({
+      status: 200,
+      body: { rc: 4, stdout: "o\n", stderr: "e\n" }
+    })
+    fs.mkdirSync(abs("legacy"), { recursive: true })
+    expect((await post(S, "/exec", { cmd: "pwd -P", workdir: "legacy" })).body.stdout).toBe(abs("legacy") + "\n")
+    expect((await post(S, "/exec", { cmd: ["pwd", "-P"], cwd: "legacy" })).body.stdout).toBe(abs("legacy") + "\n")
+    expect((await post(S, "/exec", { cmd: ["cat"], stdin: "in" })).body.stdout).toBe("in")
+    expect((await post(S, "/exec", { cmd: "kill -9 $$" })).body.rc).toBe(-9)
+    expect(await post(S, "/exec", { cmd: ["nosuchcmd-sbx"] })).toEqual({
+      status: 200,
+      body: { rc: 127, stdout: "", stderr: "command not found: nosuchcmd-sbx" }
+    })
+  })
+
+  it("POST /exec timeout kills the group and keeps partial output", async () => {
+    const r = await post(S, "/exec", { cmd: "echo partial; sleep 30 & echo $!; sleep 30", timeout: 1 })
+    expect(r.body).toMatchObject({ rc: -1, timed_out: true })
+    const [first, grandchild] = (r.body.stdout as string).trim().split("\n")
+    expect(first).toBe("partial")
+    expect(r.body.stderr).toMatch(/timeout$/)
+    expect(await waitGone([Number(grandchild)])).toEqual([])
+  })
+
+  it("POST /write and /read move bytes, create parents and report a missing file", async () => {
+    const bytes = Buffer.from([0, 255, 1, 254])
+    expect(await post(S, "/write", { path: "lg/deep/b.bin", content_b64: bytes.toString("base64") })).toEqual({
+      status: 200,
+      body: { ok: true }
+    })
+    expect(fs.readFileSync(abs("lg/deep/b.bin")).equals(bytes)).toBe(true)
+    expect((await post(S, "/write", { path: "lg/t.txt", content: "text" })).body).toEqual({ ok: true })
+    expect(await post(S, "/read", { path: "lg/t.txt" })).toEqual({
+      status: 200,
+      body: { content_b64: Buffer.from("text").toString("base64") }
+    })
+    const big = randomBytes(1_000_001)
+    fs.writeFileSync(abs("lg/big"), big)
+    const read = await post(S, "/read", { path: "lg/big" })
+    expect(Buffer.from(read.body.content_b64 as string, "base64").equals(big)).toBe(true)
+    expect(await post(S, "/read", { path: "lg/none" })).toEqual({
+      status: 404,
+      body: { detail: "file not found: lg/none", error: "file not found: lg/none", code: "not_found" }
+    })
+  })
+})
+
+describe("lifecycle", () => {
+  it("sends a ping after the configured silence", async () => {
+    const r = await startServer({ env: { SBX_PING_INTERVAL: "0.2" } })
+    const out = await exec(r, { cmd: "sleep 1; echo done" })
+    expect(out.events.some((e) => e.event === "ping")).toBe(true)
+    expect(out.events[0]!.event).toBe("start")
+    expect(out.exit).toMatchObject({ event: "exit", exit_code: 0 })
+    await stopServer(r)
+  })
+
+  it("exits by itself after --idle-timeout with nothing in flight", async () => {
+    const r = await startServer({ args: ["--idle-timeout", "1"] })
+    const exit = await withTimeout(r.exited, 6_000)
+    expect(exit).toEqual({ code: 0, signal: null })
+    expect(r.stderr()).toMatch(/idle/)
+  })
+
+  it("counts a running exec as activity for the idle timeout", async () => {
+    const r = await startServer({ args: ["--idle-timeout", "1"] })
+    const t0 = Date.now()
+    const out = await exec(r, { cmd: "sleep 2; echo alive" })
+    expect(out.stdout).toBe("alive\n")
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1_900)
+    expect(await withTimeout(r.exited, 6_000)).toEqual({ code: 0, signal: null })
+  })
+
+  it("shuts down when stdin reaches EOF (the parent went away)", async () => {
+    const r = await startServer()
+    r.proc.stdin.end()
+    expect(await withTimeout(r.exited, 6_000)).toEqual({ code: 0, signal: null })
+  })
+
+  it("SIGTERM kills running commands, their groups and daemonized descendants, then exits 0", async () => {
+    const r = await startServer()
+    const { events } = await openExec(r, { cmd: "sleep 30 & echo $!; sleep 30" }, 2)
+    const pids = [events[0]!.pid as number, Number((events[1]!.data as string).trim())]
+    if (isLinux) {
+      // setsid leaves our process group; the server finds it as a descendant (subreaper).
+      const daemon = await exec(r, {
+        cmd: "setsid sh -c 'echo $$ > daemon.pid; exec sleep 30' >/dev/null 2>&1 </dev/null &"
+      })
+      expect(daemon.exit.exit_code).toBe(0)
+      const pidFile = path.join(r.dir, "daemon.pid")
+      const deadline = Date.now() + 5_000
+      while (!(fs.existsSync(pidFile) && fs.readFileSync(pidFile, "utf8").trim()) && Date.now() < deadline)
+        await sleep(20)
+      pids.push(Number(fs.readFileSync(pidFile, "utf8").trim()))
+    }
+    for (const p of pids) seenPids.add(p)
+    expect(pids.every(isAlive)).toBe(true)
+    r.proc.kill("SIGTERM")
+    expect(await withTimeout(r.exited, 5_000)).toEqual({ code: 0, signal: null })
+    expect(await waitGone(pids)).toEqual([])
+  })
+})
