@@ -81,6 +81,37 @@ const failFromResponse = (
 const fromTransport = (operation: string) => (error: HttpClientError.HttpClientError) =>
   new ConnectionLostError({ operation, detail: error.message, cause: error })
 
+/**
+ * Reads a raw body into one buffer sized from `Content-Length`. (The platform's `arrayBuffer` grows its
+ * buffer chunk by chunk, which is quadratic on large files with some HttpClient layers.) Fewer bytes
+ * than announced means the file changed under the read, and is an error, never a short result.
+ */
+const readBody = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<Uint8Array, unknown> => {
+  const announced = Number(response.headers["content-length"])
+  if (!Number.isSafeInteger(announced) || announced < 0) {
+    return Effect.map(response.arrayBuffer, (buffer) => new Uint8Array(buffer))
+  }
+  const out = new Uint8Array(announced)
+  let offset = 0
+  return response.stream.pipe(
+    Stream.runForEachChunk((chunks) =>
+      Effect.suspend(() => {
+        for (const chunk of chunks) {
+          if (offset + chunk.length > announced) return Effect.fail(new Error("more bytes than announced"))
+          out.set(chunk, offset)
+          offset += chunk.length
+        }
+        return Effect.void
+      })
+    ),
+    Effect.flatMap(() =>
+      offset === announced
+        ? Effect.succeed(out)
+        : Effect.fail(new Error(`got ${offset} of ${announced} bytes: the file changed during the read`))
+    )
+  )
+}
+
 /** The wire client of one sandbox. Every method is one protocol route. */
 export interface WireClient {
   readonly health: Effect.Effect<Protocol.HealthResponse, OperationError>
@@ -203,7 +234,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
             length: range.length?.toString()
           })
         ),
-        (response) => Effect.map(response.arrayBuffer, (buffer) => new Uint8Array(buffer))
+        readBody
       )
 
     const write: WireClient["write"] = (path, data, options = {}) =>
