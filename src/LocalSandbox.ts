@@ -73,6 +73,33 @@ export const make = (
     const script = options.serverScript ?? serverScriptPath
     const stopTimeout = Duration.decode(options.stopTimeout ?? "3 seconds")
 
+    // `python3` on PATH is often a shim (pyenv, asdf) that costs tens of milliseconds per start. The real
+    // interpreter is looked up once per PATH and reused; if the lookup fails, `python` is spawned as given
+    // and the spawn reports the problem.
+    const interpreters = new Map<string, Effect.Effect<string>>()
+    const interpreter = (path: string | undefined) =>
+      Effect.suspend(() => {
+        const key = path ?? ""
+        let found = interpreters.get(key)
+        if (found === undefined) {
+          found = executor
+            .string(
+              Command.make(python, "-S", "-c", "import sys; print(sys.executable)").pipe(
+                Command.env(path === undefined ? {} : { PATH: path })
+              )
+            )
+            .pipe(
+              Effect.map((out) => out.trim() || python),
+              Effect.timeout("10 seconds"),
+              Effect.orElseSucceed(() => python),
+              Effect.cached,
+              Effect.runSync
+            )
+          interpreters.set(key, found)
+        }
+        return found
+      })
+
     const provision = (spec: SandboxProvider.Spec) =>
       Effect.gen(function* () {
         const fail = (reason: StartError["reason"], detail: string, stderrTail?: string, cause?: unknown) =>
@@ -92,7 +119,8 @@ export const make = (
           INHERITED_ENV.flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name]]]))
         )
         const args = [
-          "-u",
+          "-u", // unbuffered: the listening line and any error reach us at once
+          "-S", // no site-packages: the server is stdlib-only, and skipping them saves start time
           script,
           "--host",
           "127.0.0.1",
@@ -103,7 +131,8 @@ export const make = (
           "--exit-on-stdin-eof",
           ...(spec.idleTimeout ? ["--idle-timeout", String(Duration.toSeconds(spec.idleTimeout))] : [])
         ]
-        const command = Command.make(python, ...args).pipe(
+        const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
+        const command = Command.make(resolved, ...args).pipe(
           Command.workingDirectory(workdir),
           Command.env({ ...inherited, TMPDIR: workdir, ...spec.env, SBX_TOKEN: token }, { extendEnv: false })
         )
@@ -193,7 +222,7 @@ export const make = (
           baseUrl: `http://127.0.0.1:${announce.port}`,
           token: Redacted.make(token),
           died: Deferred.await(died),
-          details: { pid: proc.pid, workdir, python, port: announce.port, serverVersion: announce.version }
+          details: { pid: proc.pid, workdir, python: resolved, port: announce.port, serverVersion: announce.version }
         }
         return endpoint
       })
