@@ -84,7 +84,8 @@ export class IsDirectoryError extends Schema.TaggedError<IsDirectoryError>("hf-s
 }
 
 /**
- * The server refused the request as invalid (HTTP 400/405/413), e.g. a bad `cwd` or an invalid mode.
+ * The server refused the request as invalid (HTTP 4xx other than the cases with their own error), e.g. a
+ * missing `cwd`, an invalid mode, or `mkdir` over a file (`code` says which).
  *
  * @since 0.1.0
  * @category errors
@@ -100,6 +101,24 @@ export class BadRequestError extends Schema.TaggedError<BadRequestError>("hf-san
 ) {
   override get message() {
     return `The sandbox refused ${this.operation} (HTTP ${this.status}${this.code ? `, ${this.code}` : ""}): ${this.detail}`
+  }
+}
+
+/**
+ * The sandbox server could not carry out a valid request (HTTP 5xx with an explanation), e.g. its disk
+ * is full (`code: "no_space"`) or it is shutting down.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ServerError extends Schema.TaggedError<ServerError>("hf-sandbox/ServerError")("ServerError", {
+  operation: Schema.String,
+  status: Schema.Number,
+  code: Schema.optional(Schema.String),
+  detail: Schema.String
+}) {
+  override get message() {
+    return `The sandbox server failed ${this.operation} (HTTP ${this.status}${this.code ? `, ${this.code}` : ""}): ${this.detail}`
   }
 }
 
@@ -191,6 +210,7 @@ export const SandboxError = Schema.Union(
   FileNotFoundError,
   IsDirectoryError,
   BadRequestError,
+  ServerError,
   CommandNotFoundError,
   ConnectionLostError,
   RequestTimeoutError,
@@ -216,6 +236,7 @@ export type OperationError =
   | FileNotFoundError
   | IsDirectoryError
   | BadRequestError
+  | ServerError
   | CommandNotFoundError
   | ConnectionLostError
   | RequestTimeoutError

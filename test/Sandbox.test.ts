@@ -202,6 +202,16 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
       })
     )
 
+    it.effect("mkdir over a file is a BadRequestError that says so", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        yield* sb.files.write("plain-file", "x")
+        const error = yield* Effect.flip(sb.files.mkdir("plain-file"))
+        assert.strictEqual(error._tag, "BadRequestError")
+        assert.include(error.message, "already_exists")
+      })
+    )
+
     it.effect("overwriting a file with a shorter one leaves no stale tail", () =>
       Effect.gen(function* () {
         const sb = yield* Sandbox.Sandbox

@@ -1,7 +1,8 @@
 /**
  * Conformance suite for the in-sandbox server (`rpc-server/server.py`), run against the real
  * process over real loopback HTTP. It uses only Node built-ins and the global `fetch`, so it checks
- * the wire protocol of `docs/protocol.md` independently of the library's own client.
+ * the wire protocol of `docs/protocol.md` independently of the library's own client; its last block
+ * checks that the client's schemas (`src/Protocol.ts`) accept what the server really sends.
  *
  * Set `SBX_CONFORMANCE_PYTHON` to run it with another interpreter (e.g. a Python 3.8).
  */
@@ -12,6 +13,9 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const SERVER = fileURLToPath(new URL("../rpc-server/server.py", import.meta.url))
@@ -848,5 +852,48 @@ describe("lifecycle", () => {
     r.proc.kill("SIGTERM")
     expect(await withTimeout(r.exited, 5_000)).toEqual({ code: 0, signal: null })
     expect(await waitGone(pids)).toEqual([])
+  })
+})
+
+describe("the client's schemas (src/Protocol.ts) decode what the server sends", () => {
+  const decodes = <A, I>(schema: Schema.Schema<A, I>, value: unknown) =>
+    expect(Either.isRight(Schema.decodeUnknownEither(schema)(value)), JSON.stringify(value)).toBe(true)
+
+  it("listening line, health, errors", async () => {
+    decodes(Protocol.ListeningLine, JSON.parse(S.announce))
+    decodes(Protocol.HealthResponse, await (await fetch(`${S.base}/health`)).json())
+    decodes(Protocol.HealthResponse, (await callJson(S, "/health")).body)
+    decodes(Protocol.ErrorBody, (await callJson(S, "/v1/files/read?path=nope")).body)
+  })
+
+  it("every exec event", async () => {
+    const out = await exec(S, { cmd: "echo out; echo err >&2; exit 3" })
+    expect(out.events.map((e) => e.event)).toEqual(["start", "stdout", "stderr", "exit"])
+    for (const event of out.events) decodes(Protocol.ExecEvent, event)
+    decodes(Protocol.ExecRequest, { cmd: ["a"], env: { A: "1" }, cwd: ".", timeout: 1.5, stdin: "x" })
+  })
+
+  it("files routes", async () => {
+    const write = await callJson(S, `/v1/files/write?path=${q("schema/a.txt")}`, { method: "PUT", body: "abc" })
+    decodes(Protocol.WriteResponse, write.body)
+    decodes(Protocol.FileEntry, (await callJson(S, `/v1/files/stat?path=${q("schema/a.txt")}`)).body)
+    decodes(Protocol.ListResponse, (await callJson(S, `/v1/files/list?path=${q("schema")}`)).body)
+    decodes(
+      Protocol.MkdirResponse,
+      (await callJson(S, `/v1/files/mkdir?path=${q("schema/d")}`, { method: "POST" })).body
+    )
+    decodes(
+      Protocol.DeleteResponse,
+      (await callJson(S, `/v1/files/delete?path=${q("schema")}&recursive=1`, { method: "DELETE" })).body
+    )
+  })
+
+  it("legacy routes", async () => {
+    decodes(Protocol.LegacyExecResponse, (await post(S, "/exec", { cmd: ["echo", "hi"] })).body)
+    decodes(
+      Protocol.LegacyWriteResponse,
+      (await post(S, "/write", { path: "legacy-schema.txt", content_b64: "aGk=" })).body
+    )
+    decodes(Protocol.LegacyReadResponse, (await post(S, "/read", { path: "legacy-schema.txt" })).body)
   })
 })

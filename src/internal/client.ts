@@ -21,7 +21,8 @@ import {
   FileNotFoundError,
   IsDirectoryError,
   type OperationError,
-  RequestTimeoutError
+  RequestTimeoutError,
+  ServerError
 } from "../SandboxError.js"
 
 /** Where the server is and how to authenticate, as a provider describes it. */
@@ -65,14 +66,19 @@ const failFromResponse = (
       if (status === 404 && path !== undefined && !detail.startsWith("no route")) {
         return Effect.fail(new FileNotFoundError({ path, operation }))
       }
-      if (status === 409 && path !== undefined) {
+      if (status === 409 && path !== undefined && (code === "is_a_directory" || code === "not_empty")) {
         return Effect.fail(new IsDirectoryError({ path, operation, detail }))
       }
-      if (code === "command_not_found" || code === "permission_denied") {
-        return Effect.fail(new CommandNotFoundError({ command: command ?? "", detail }))
+      if (command !== undefined && (code === "command_not_found" || code === "permission_denied")) {
+        return Effect.fail(new CommandNotFoundError({ command, detail }))
       }
       if (status >= 500) {
-        return Effect.fail(new ConnectionLostError({ operation, detail: `HTTP ${status}: ${detail}` }))
+        // Our server explains its own failures; anything else (a proxy's 502, a dead tunnel) is transport.
+        return Effect.fail(
+          Option.isSome(body)
+            ? new ServerError({ operation, status, code, detail })
+            : new ConnectionLostError({ operation, detail: `HTTP ${status}` })
+        )
       }
       return Effect.fail(new BadRequestError({ operation, status, code, detail }))
     })
