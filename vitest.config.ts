@@ -1,8 +1,28 @@
 import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
+import type { Reporter } from "vitest/reporters"
 
 // Tests import the library by its package name, exactly as users do; the alias maps it to src/.
 const src = fileURLToPath(new URL("./src/", import.meta.url))
+
+type Task = { type: string; mode?: string; result?: { state?: string }; tasks?: Array<Task> }
+
+/** Ends the run with one plain `N passed, N failed, N skipped` line that any log reader understands. */
+const summary: Reporter = {
+  onFinished(files = []) {
+    const count = { passed: 0, failed: 0, skipped: 0 }
+    const walk = (task: Task) => {
+      if (task.tasks) return task.tasks.forEach(walk)
+      if (task.type !== "test") return
+      const state = task.result?.state
+      if (state === "pass") count.passed++
+      else if (state === "fail") count.failed++
+      else count.skipped++
+    }
+    ;(files as unknown as Array<Task>).forEach(walk)
+    console.log(`\n${count.passed} passed, ${count.failed} failed, ${count.skipped} skipped`)
+  }
+}
 
 export default defineConfig({
   resolve: {
@@ -14,6 +34,7 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
-    hookTimeout: 60_000
+    hookTimeout: 60_000,
+    reporters: ["default", summary]
   }
 })
