@@ -134,7 +134,16 @@ export const make = (
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
         const command = Command.make(resolved, ...args).pipe(
           Command.workingDirectory(workdir),
-          Command.env({ ...inherited, TMPDIR: workdir, ...spec.env, SBX_TOKEN: token }, { extendEnv: false })
+          Command.env(
+            {
+              ...inherited,
+              TMPDIR: workdir,
+              ...spec.env,
+              ...Object.fromEntries(Object.entries(spec.secrets).map(([k, v]) => [k, Redacted.value(v)])),
+              SBX_TOKEN: token
+            },
+            { extendEnv: false }
+          )
         )
 
         const proc = yield* executor

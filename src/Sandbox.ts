@@ -19,6 +19,7 @@ import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Wire from "./internal/client.js"
@@ -48,8 +49,39 @@ export interface MakeOptions {
   readonly cwd?: string | undefined
   /** The sandbox stops itself after this long with no request and nothing running. Default: never. */
   readonly idleTimeout?: Duration.DurationInput | undefined
-  /** How long starting may take before it fails with `StartError("Timeout")`. Default 3 minutes. */
+  /**
+   * How long starting may take before it fails with `StartError("Timeout")` (and the job is cancelled).
+   * Default 3 minutes, 2 with the `"proxy"` transport.
+   */
   readonly startTimeout?: Duration.DurationInput | undefined
+  /** Hardware to run on (HF Jobs flavor, e.g. `cpu-basic`, `a10g-small`). Default `cpu-basic`. */
+  readonly flavor?: string | undefined
+  /**
+   * Hard limit on the sandbox's life, enforced by the platform even if this process dies (the HF job's
+   * timeout). A Duration or a string like `"30m"`, `"2h"`, `"90s"`. Default 1 hour on HF Jobs.
+   */
+  readonly timeout?: Duration.DurationInput | string | undefined
+  /** Secret environment variables. On HF Jobs they travel as encrypted job secrets, never as plain env. */
+  readonly secrets?: Readonly<Record<string, Redacted.Redacted<string> | string>> | undefined
+  /** Give the sandbox your HF token as the `HF_TOKEN` secret. Default false. */
+  readonly forwardHfToken?: boolean | undefined
+  /** Extra labels on the job (for your own bookkeeping and `list` filters). */
+  readonly labels?: Readonly<Record<string, string>> | undefined
+  /** The user or organization the job runs under. Default: the token's user. */
+  readonly namespace?: string | undefined
+  /**
+   * How the client reaches a remote sandbox: `"tunnel"` (a Cloudflare quick tunnel found in the job's
+   * logs; default) or `"proxy"` (the HF Jobs proxy, authenticated with your HF token).
+   */
+  readonly transport?: "tunnel" | "proxy" | undefined
+  /** Overrides of the pinned cloudflared the tunnel transport downloads when the image has none. */
+  readonly cloudflared?:
+    | {
+        readonly version?: string | undefined
+        readonly sha256?: string | undefined
+        readonly baseUrl?: string | undefined
+      }
+    | undefined
   /** Replaces the schedules this sandbox waits on (see the `Schedules` module). */
   readonly schedules?: Schedules.Overrides | undefined
   /** Transport bounds: a plain request (default 60 s) and a silent stream (default 70 s). */
@@ -182,6 +214,18 @@ export interface Sandbox {
 export const Sandbox: Context.Tag<Sandbox, Sandbox> = Context.GenericTag<Sandbox>("hf-sandbox/Sandbox")
 
 const DEFAULT_IMAGE = "python:3.12"
+
+/** `"30m"`, `"2h"`, `"90s"`, `"1d"` (the Hub's notation), or anything `Duration.decode` takes. */
+const parseDuration = (input: Duration.DurationInput | string): Duration.Duration => {
+  if (typeof input === "string") {
+    const short = /^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$/.exec(input)
+    if (short) {
+      const unit = { s: "seconds", m: "minutes", h: "hours", d: "days" }[short[2] as "s" | "m" | "h" | "d"]
+      return Duration.decode(`${Number(short[1])} ${unit}` as Duration.DurationInput)
+    }
+  }
+  return Duration.decode(input as Duration.DurationInput)
+}
 const DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -235,12 +279,29 @@ export const make = (
 ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function* () {
     const provider = yield* SandboxProvider.SandboxProvider
-    const startTimeout = Duration.decode(options.startTimeout ?? "3 minutes")
+    const transport = options.transport ?? "tunnel"
+    const startTimeout = Duration.decode(options.startTimeout ?? (transport === "proxy" ? "2 minutes" : "3 minutes"))
     const spec: SandboxProvider.Spec = {
       image: options.image ?? DEFAULT_IMAGE,
       env: options.env ?? {},
       idleTimeout: options.idleTimeout === undefined ? undefined : Duration.decode(options.idleTimeout),
-      startTimeout
+      startTimeout,
+      secrets: Object.fromEntries(
+        Object.entries(options.secrets ?? {}).map(([k, v]) => [k, Redacted.isRedacted(v) ? v : Redacted.make(v)])
+      ),
+      flavor: options.flavor,
+      lifetime: options.timeout === undefined ? undefined : parseDuration(options.timeout),
+      forwardHfToken: options.forwardHfToken ?? false,
+      labels: options.labels ?? {},
+      namespace: options.namespace,
+      transport,
+      cloudflared: options.cloudflared ?? {},
+      schedules: {
+        logReconnect: options.schedules?.logReconnect ?? Schedules.logReconnect,
+        stageCheck: options.schedules?.stageCheck ?? Schedules.stageCheck,
+        hubRetry: options.schedules?.hubRetry ?? Schedules.hubRetry,
+        cancelRetry: options.schedules?.cancelRetry ?? Schedules.cancelRetry
+      }
     }
     // The sandbox gets a scope of its own, so that a failed start is released at once instead of
     // when the caller's (possibly long-lived) scope closes, and so that `terminate` can close it early.
@@ -263,19 +324,18 @@ export const make = (
           (cause) => new StartError({ provider: provider.name, reason: "NotReady", detail: cause.message, cause })
         )
       )
-      yield* Effect.raceFirst(ready, endpoint.died).pipe(
-        Effect.timeoutFail({
-          duration: startTimeout,
-          onTimeout: () =>
-            new StartError({
-              provider: provider.name,
-              reason: "Timeout",
-              detail: `the sandbox server was not ready within ${Duration.format(startTimeout)}`
-            })
-        })
-      )
+      yield* Effect.raceFirst(ready, endpoint.died)
       return { endpoint, wire }
     }).pipe(
+      Effect.timeoutFail({
+        duration: startTimeout,
+        onTimeout: () =>
+          new StartError({
+            provider: provider.name,
+            reason: "Timeout",
+            detail: `the sandbox was not ready within ${Duration.format(startTimeout)} (startTimeout)`
+          })
+      }),
       Scope.extend(scope),
       Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
     )

@@ -18,13 +18,48 @@ const tail = (text: string | undefined) =>
  */
 export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/StartError")("StartError", {
   provider: Schema.String,
-  reason: Schema.Literal("SpawnFailed", "ServerExited", "Timeout", "JobFailed", "NotReady"),
+  reason: Schema.Literal(
+    "SpawnFailed",
+    "ServerExited",
+    "Timeout",
+    "JobFailed",
+    "NotReady",
+    "NoToken",
+    "HubRejected",
+    "TunnelFailed"
+  ),
   detail: Schema.String,
   stderrTail: Schema.optional(Schema.String),
   cause: Schema.optional(Schema.Defect)
 }) {
   override get message() {
     return `Sandbox did not start on the ${this.provider} provider (${this.reason}): ${this.detail}${tail(this.stderrTail)}`
+  }
+}
+
+/**
+ * A Hugging Face Hub API call failed (after retrying what was transient). `detail` is the Hub's message.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class HubError extends Schema.TaggedError<HubError>("hf-sandbox/HubError")("HubError", {
+  operation: Schema.String,
+  status: Schema.optional(Schema.Number),
+  detail: Schema.String,
+  retryAfterMs: Schema.optional(Schema.Number)
+}) {
+  override get message() {
+    const status = this.status === undefined ? "no answer" : `HTTP ${this.status}`
+    const hint =
+      this.status === 401
+        ? " Check your Hugging Face token (`hf auth login`, HF_TOKEN, or the `token` option)."
+        : this.status === 403
+          ? " The token lacks permission for this namespace (jobs need a token with write access)."
+          : this.status === 429
+            ? " The Hub is rate limiting this token; wait and try again."
+            : ""
+    return `Hugging Face Hub ${this.operation} failed (${status}): ${this.detail}.${hint}`
   }
 }
 
@@ -206,6 +241,7 @@ export class TerminatedError extends Schema.TaggedError<TerminatedError>("hf-san
  */
 export const SandboxError = Schema.Union(
   StartError,
+  HubError,
   AuthError,
   FileNotFoundError,
   IsDirectoryError,

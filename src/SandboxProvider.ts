@@ -9,8 +9,9 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
+import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import type { StartError } from "./SandboxError.js"
+import type { HubError, StartError } from "./SandboxError.js"
 
 /**
  * What to start. Providers ignore what does not apply to them (the local provider runs no image).
@@ -27,6 +28,33 @@ export interface Spec {
   readonly idleTimeout: Duration.Duration | undefined
   /** How long starting may take in all. */
   readonly startTimeout: Duration.Duration
+  /** Secrets for the sandbox's environment; remote providers keep them out of anything visible. */
+  readonly secrets: Readonly<Record<string, Redacted.Redacted<string>>>
+  /** Hardware (HF flavor), e.g. `cpu-basic`. */
+  readonly flavor: string | undefined
+  /** Hard limit on the sandbox's life (the HF job's timeout). */
+  readonly lifetime: Duration.Duration | undefined
+  /** Forward the caller's HF token into the sandbox as the `HF_TOKEN` secret. */
+  readonly forwardHfToken: boolean
+  /** Extra labels for the job. */
+  readonly labels: Readonly<Record<string, string>>
+  /** Namespace (user or org) the job runs under. */
+  readonly namespace: string | undefined
+  /** How the client reaches a remote server. */
+  readonly transport: "tunnel" | "proxy"
+  /** Pinned cloudflared for the tunnel transport (version and its SHA-256), and where to fetch it. */
+  readonly cloudflared: {
+    readonly version?: string | undefined
+    readonly sha256?: string | undefined
+    readonly baseUrl?: string | undefined
+  }
+  /** The schedules in force (defaults already applied). */
+  readonly schedules: {
+    readonly logReconnect: Schedule.Schedule<unknown>
+    readonly stageCheck: Schedule.Schedule<unknown>
+    readonly hubRetry: Schedule.Schedule<unknown, HubError>
+    readonly cancelRetry: Schedule.Schedule<unknown, HubError>
+  }
 }
 
 /**

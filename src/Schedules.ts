@@ -6,11 +6,13 @@
  */
 import * as Duration from "effect/Duration"
 import * as Schedule from "effect/Schedule"
+import type { HubError } from "./SandboxError.js"
 
 /**
  * How `GET /health` is polled until the server answers: quickly at first (a local server is usually
  * up within milliseconds), backing off to one probe every 150 ms, the cadence HF's own client uses.
- * The overall deadline is the sandbox's `startTimeout`, not this schedule.
+ * Through a fresh tunnel this rides out DNS not-found, 502 and 530 until the edge is ready. The overall
+ * deadline is the sandbox's `startTimeout`, not this schedule.
  *
  * @since 0.1.0
  * @category schedules
@@ -29,6 +31,56 @@ export const healthPoll: Schedule.Schedule<unknown> = Schedule.exponential("5 mi
 export const healthProbeTimeout: Duration.Duration = Duration.seconds(5)
 
 /**
+ * When a job's log stream ends while the job is still alive (it does, e.g. while it is scheduling),
+ * it is reopened on this schedule: at once, then backing off to every 2 s.
+ *
+ * @since 0.1.0
+ * @category schedules
+ */
+export const logReconnect: Schedule.Schedule<unknown> = Schedule.exponential("100 millis", 2).pipe(
+  Schedule.union(Schedule.spaced("2 seconds")),
+  Schedule.asVoid
+)
+
+/**
+ * How often a starting job's stage is checked, so that a crash fails the start at once.
+ * At most every 2 s: the Hub's inspect endpoint is shared by everyone.
+ *
+ * @since 0.1.0
+ * @category schedules
+ */
+export const stageCheck: Schedule.Schedule<unknown> = Schedule.spaced("2 seconds").pipe(Schedule.asVoid)
+
+/** Never sooner than the Hub's `Retry-After`. */
+const atLeastRetryAfter: Schedule.Schedule<HubError, HubError> = Schedule.identity<HubError>().pipe(
+  Schedule.addDelay((error) => Duration.millis(error.retryAfterMs ?? 0))
+)
+
+/**
+ * Retries of transient Hub failures (429, 5xx, connection resets): jittered exponential backoff from
+ * 500 ms, capped at 10 s, at most 6 retries, and never sooner than the Hub's `Retry-After`.
+ *
+ * @since 0.1.0
+ * @category schedules
+ */
+export const hubRetry: Schedule.Schedule<unknown, HubError> = Schedule.exponential("500 millis", 2).pipe(
+  Schedule.jittered,
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(10))),
+  Schedule.intersect(Schedule.recurs(6)),
+  Schedule.intersect(atLeastRetryAfter),
+  Schedule.asVoid
+)
+
+/**
+ * Retries of the job cancellation that releases a sandbox. The release as a whole is also bounded
+ * (30 s), so a Hub outage cannot hold a program's exit.
+ *
+ * @since 0.1.0
+ * @category schedules
+ */
+export const cancelRetry: Schedule.Schedule<unknown, HubError> = hubRetry
+
+/**
  * Overrides for the schedules a sandbox uses. Anything left out keeps its default.
  *
  * @since 0.1.0
@@ -37,4 +89,12 @@ export const healthProbeTimeout: Duration.Duration = Duration.seconds(5)
 export interface Overrides {
   /** Replaces {@link healthPoll}. */
   readonly healthPoll?: Schedule.Schedule<unknown> | undefined
+  /** Replaces {@link logReconnect}. */
+  readonly logReconnect?: Schedule.Schedule<unknown> | undefined
+  /** Replaces {@link stageCheck}. */
+  readonly stageCheck?: Schedule.Schedule<unknown> | undefined
+  /** Replaces {@link hubRetry}. */
+  readonly hubRetry?: Schedule.Schedule<unknown, HubError> | undefined
+  /** Replaces {@link cancelRetry}. */
+  readonly cancelRetry?: Schedule.Schedule<unknown, HubError> | undefined
 }

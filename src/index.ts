@@ -7,6 +7,11 @@
 /**
  * @since 0.1.0
  */
+export * as HfJobs from "./HfJobs.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as LocalSandbox from "./LocalSandbox.js"
 
 /**

@@ -1,0 +1,70 @@
+/**
+ * The job's command: a `/bin/sh` script that needs nothing from the image but a shell. It finds (or
+ * installs) Python 3.8+, writes the server it carries inline, and `exec`s it. No pip, no download of
+ * the server itself; the tunnel transport's server may download a pinned, checksum-verified cloudflared.
+ */
+import { deflateSync } from "node:zlib"
+
+export interface Options {
+  readonly transport: "tunnel" | "proxy"
+  /** The server's Python source. */
+  readonly serverSource: string
+  readonly idleTimeoutSeconds: number | undefined
+}
+
+/** The marker the server prints once the tunnel is registered; the client matches only this. */
+export const TUNNEL_MARKER = "HF_SANDBOX_TUNNEL"
+
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
+
+const FIND_PYTHON = `find_python() {
+  for c in python3 python; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)' >/dev/null 2>&1; then
+      PY=$(command -v "$c"); return 0
+    fi
+  done
+  return 1
+}`
+
+const INSTALL_PYTHON = `install_python() {
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 ca-certificates
+  elif command -v apk >/dev/null 2>&1; then
+    apk add --no-cache python3 ca-certificates
+  elif command -v dnf >/dev/null 2>&1; then
+    dnf install -y -q python3 ca-certificates
+  elif command -v yum >/dev/null 2>&1; then
+    yum install -y -q python3 ca-certificates
+  else
+    return 1
+  fi
+}`
+
+/** The script, to run as `["/bin/sh", "-c", script]`. */
+export const script = (options: Options): string => {
+  const payload = deflateSync(Buffer.from(options.serverSource, "utf8"), { level: 9 }).toString("base64")
+  const args = [
+    ...(options.transport === "proxy"
+      ? ["--host", "0.0.0.0", "--port", '"$SBX_PORT"']
+      : ["--host", "127.0.0.1", "--port", "0", "--tunnel"]),
+    ...(options.idleTimeoutSeconds === undefined ? [] : ["--idle-timeout", String(options.idleTimeoutSeconds)])
+  ]
+  return [
+    "set -u",
+    `log() { echo "hf-sandbox: $*" >&2; }`,
+    FIND_PYTHON,
+    INSTALL_PYTHON,
+    `PY=""`,
+    `if ! find_python; then`,
+    `  log "the image has no Python 3.8+; installing it"`,
+    `  install_python >&2 || true`,
+    `  find_python || { log "cannot start: the image has no Python 3.8+ and it could not be installed (no working apt-get, apk, dnf or yum). Use an image that has python3, e.g. python:3.12."; exit 127; }`,
+    `fi`,
+    `DIR="\${TMPDIR:-/tmp}/hf-sandbox"`,
+    `mkdir -p "$DIR" || { log "cannot create $DIR"; exit 1; }`,
+    `"$PY" -c 'import base64, sys, zlib; open(sys.argv[1], "wb").write(zlib.decompress(base64.b64decode(sys.argv[2])))' "$DIR/server.$$.py" ${quote(
+      payload
+    )} || { log "cannot write the sandbox server to $DIR"; exit 1; }`,
+    `exec "$PY" -u -S "$DIR/server.$$.py" ${args.join(" ")}`
+  ].join("\n")
+}
