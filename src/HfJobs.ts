@@ -21,6 +21,7 @@ import * as path from "node:path"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -115,17 +116,18 @@ const lastLines = (hub: Hub.HubClient, namespace: string, jobId: string) =>
   )
 
 /**
- * Every line of the job's log once, across reconnects. The Hub ends a log stream early (e.g. while the
- * job is scheduling) and replays from the start on every request, so the stream is reopened on
- * `reconnect` and lines already seen are skipped by their position.
+ * Every line of the job's log once, across reconnects, starting after the first `skip` lines. The Hub
+ * ends a log stream early (e.g. while the job is scheduling) and replays from the start on every
+ * request, so the stream is reopened on `reconnect` and lines already seen are skipped by position.
  */
 const followLogs = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
-  reconnect: Schedule.Schedule<unknown>
+  reconnect: Schedule.Schedule<unknown>,
+  skip = 0
 ): Stream.Stream<string, HubError> => {
-  let seen = 0
+  let seen = skip
   const pass = Stream.suspend(() => {
     let index = 0
     return hub.logs(namespace, jobId).pipe(
@@ -138,7 +140,161 @@ const followLogs = (
   return Stream.repeat(pass, reconnect)
 }
 
-const provider = (options: Options, fs: FileSystem.FileSystem): Effect.Effect<SandboxProvider.Service> =>
+/** The Hub's own first line of every log, which says nothing about the sandbox. */
+const isStartBanner = (line: string) => /^===== Job started at .* =====$/.test(line)
+
+/** How long a log snapshot waits for more lines before it counts as complete (the Hub never says). */
+const SNAPSHOT_SILENCE = Duration.seconds(2)
+
+/** A job's log for users: the log so far, or (`follow`) everything until the job ends. */
+const jobLogs = (
+  hub: Hub.HubClient,
+  namespace: string,
+  jobId: string,
+  options: SandboxProvider.LogOptions,
+  reconnect: Schedule.Schedule<unknown>
+): Stream.Stream<string, HubError> => {
+  const snapshot = hub.logs(namespace, jobId).pipe(
+    Stream.timeout(SNAPSHOT_SILENCE),
+    Stream.catchAll((error) => (Hub.isTransient(error) ? Stream.empty : Stream.fail(error)))
+  )
+  const visible = (stream: Stream.Stream<string, HubError>) => Stream.filter(stream, (line) => !isStartBanner(line))
+  if (!options.follow) {
+    return options.tail === undefined ? visible(snapshot) : visible(snapshot).pipe(Stream.takeRight(options.tail))
+  }
+  // Following ends when the job does: the stream is reopened only while the job is alive.
+  const alive = hub.getJob(namespace, jobId).pipe(
+    Effect.map((job) => !Hub.isTerminal(job.status.stage)),
+    Effect.orElseSucceed(() => true)
+  )
+  const whileAlive = reconnect.pipe(Schedule.checkEffect(() => alive))
+  if (options.tail === undefined) return visible(followLogs(hub, namespace, jobId, whileAlive))
+  const tail = options.tail
+  return Stream.unwrap(
+    Effect.map(Stream.runCollect(snapshot), (chunk) => {
+      const lines = Array.from(chunk)
+      return Stream.fromIterable(lines.filter((l) => !isStartBanner(l)).slice(-tail)).pipe(
+        Stream.concat(visible(followLogs(hub, namespace, jobId, whileAlive, lines.length)))
+      )
+    })
+  )
+}
+
+/** Cancels a job, retrying what is transient, bounded; a job that already ended counts as cancelled. */
+const cancelJob = (
+  hub: Hub.HubClient,
+  namespace: string,
+  jobId: string,
+  schedule: Schedule.Schedule<unknown, HubError>
+): Effect.Effect<void, HubError> =>
+  hub.cancelJob(namespace, jobId).pipe(
+    Effect.retry({ schedule, while: Hub.isTransient }),
+    Effect.catchAll((error) =>
+      hub
+        .getJob(namespace, jobId)
+        .pipe(Effect.flatMap((job) => (Hub.isTerminal(job.status.stage) ? Effect.void : Effect.fail(error))))
+    )
+  )
+
+/** The release of a sandbox: a cancel that never fails and never holds the program for long. */
+const releaseJob = (
+  hub: Hub.HubClient,
+  namespace: string,
+  jobId: string,
+  schedule: Schedule.Schedule<unknown, HubError>
+) =>
+  cancelJob(hub, namespace, jobId, schedule).pipe(
+    Effect.tapError((error) =>
+      Effect.logWarning(`hf-sandbox: could not cancel job ${jobId}; its timeout will end it`, error.message)
+    ),
+    Effect.interruptible,
+    Effect.timeout(CANCEL_BOUND),
+    Effect.ignore
+  )
+
+/** Fails with the job's end (stage, message, last log lines) as soon as it reaches a terminal stage. */
+const watchForDeath = (
+  hub: Hub.HubClient,
+  namespace: string,
+  jobId: string,
+  spec: SandboxProvider.Spec,
+  hubFailure: (error: HubError) => StartError
+): Effect.Effect<never, StartError> => {
+  const checks: Schedule.Schedule<unknown, Hub.JobInfo> = spec.schedules.stageCheck
+  return hub.getJob(namespace, jobId).pipe(
+    Hub.retryTransient(spec.schedules.hubRetry),
+    Effect.mapError(hubFailure),
+    Effect.repeat({ schedule: Schedule.passthrough(checks), until: (job) => Hub.isTerminal(job.status.stage) }),
+    Effect.flatMap((job) =>
+      Effect.flatMap(lastLines(hub, namespace, jobId), (lines) =>
+        Effect.fail(
+          new StartError({
+            provider: "hf-jobs",
+            reason: "JobFailed",
+            detail: `job ${jobId} ended (${job.status.stage})${job.status.message ? `: ${job.status.message}` : ""}`,
+            stderrTail: lines.filter((l) => !isStartBanner(l)).join("\n")
+          })
+        )
+      )
+    )
+  )
+}
+
+const isSandboxJob = (job: Hub.JobInfo) =>
+  job.labels?.[LABEL.sandbox] === "1" && job.labels?.[LABEL.mode] === "dedicated" && !!job.labels?.[LABEL.nonce]
+
+/**
+ * A sandbox job as `list` reports it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SandboxInfo {
+  readonly id: string
+  readonly namespace: string
+  /** The job's stage, e.g. `RUNNING` (an open set: the Hub may add stages). */
+  readonly stage: string
+  readonly image: string | undefined
+  readonly flavor: string | undefined
+  readonly createdAt: string | undefined
+  readonly labels: Readonly<Record<string, string>>
+  /** The job's page on the Hub. */
+  readonly url: string
+}
+
+/**
+ * Operations on sandboxes by id, beyond the one a program holds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /** Sandbox jobs of the namespace (default: the token's user); only live ones unless `all`. */
+  readonly list: (options?: {
+    readonly namespace?: string | undefined
+    readonly all?: boolean | undefined
+  }) => Effect.Effect<ReadonlyArray<SandboxInfo>, HubError | StartError>
+  /** Stops a sandbox by id (cancels its job). Refuses jobs that are not sandboxes. */
+  readonly kill: (
+    id: string,
+    options?: { readonly namespace?: string | undefined }
+  ) => Effect.Effect<void, HubError | StartError>
+  /** A sandbox's log by id. */
+  readonly logs: (
+    id: string,
+    options?: SandboxProvider.LogOptions & { readonly namespace?: string | undefined }
+  ) => Stream.Stream<string, HubError | StartError>
+}
+
+/**
+ * The HF Jobs operations service, provided by {@link layer} next to the provider.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class HfJobs extends Context.Tag("hf-sandbox/HfJobs")<HfJobs, Service>() {}
+
+const build = (options: Options, fs: FileSystem.FileSystem) =>
   Effect.gen(function* () {
     const endpoint = (options.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, "")
     const jobsDomain = options.jobsDomain ?? "hf.jobs"
@@ -151,27 +307,101 @@ const provider = (options: Options, fs: FileSystem.FileSystem): Effect.Effect<Sa
     const whoami = yield* Effect.cached(
       Effect.flatMap(hub, (h) => h.whoami.pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure)))
     )
+    const namespaceOf = (explicit: string | undefined) =>
+      explicit !== undefined || options.namespace !== undefined
+        ? Effect.succeed((explicit ?? options.namespace)!)
+        : Effect.map(whoami, (w) => w.name)
     const serverSource = yield* Effect.cached(
-      fs
-        .readFileString(serverScriptPath)
-        .pipe(
-          Effect.mapError(
-            (e) =>
-              new StartError({
-                provider: "hf-jobs",
-                reason: "SpawnFailed",
-                detail: `cannot read the sandbox server: ${e.message}`
-              })
-          )
+      fs.readFileString(serverScriptPath).pipe(
+        Effect.mapError(
+          (e) =>
+            new StartError({
+              provider: "hf-jobs",
+              reason: "SpawnFailed",
+              detail: `cannot read the sandbox server: ${e.message}`
+            })
         )
+      )
     )
+
+    /** The endpoint of a created or found sandbox job: URL by transport, token, liveness, logs. */
+    const endpointOf = (
+      client: Hub.HubClient,
+      hfToken: Redacted.Redacted<string>,
+      job: Hub.JobInfo,
+      namespace: string,
+      transport: "tunnel" | "proxy",
+      spec: SandboxProvider.Spec,
+      extra: Partial<SandboxProvider.Endpoint>
+    ) =>
+      Effect.gen(function* () {
+        const died = watchForDeath(client, namespace, job.id, spec, hubFailure)
+        const baseUrl =
+          transport === "proxy"
+            ? yield* proxyUrl(job)
+            : yield* followLogs(client, namespace, job.id, spec.schedules.logReconnect).pipe(
+                Stream.filterMap(parseMarker),
+                Stream.runHead,
+                Effect.mapError(hubFailure),
+                Effect.flatMap(
+                  Option.match({
+                    onNone: () =>
+                      Effect.fail(
+                        new StartError({
+                          provider: "hf-jobs",
+                          reason: "TunnelFailed",
+                          detail: "the job's logs ended without a tunnel URL"
+                        })
+                      ),
+                    onSome: Effect.succeed
+                  })
+                ),
+                (waitForUrl) => Effect.raceFirst(waitForUrl, died)
+              )
+        const value: SandboxProvider.Endpoint = {
+          id: job.id,
+          provider: "hf-jobs",
+          baseUrl,
+          token: deriveSandboxToken(hfToken, job.labels?.[LABEL.nonce] ?? ""),
+          ...(transport === "proxy"
+            ? // The proxy wants the HF token as bearer; it is read per request, never stored in a header map.
+              { headers: Effect.sync(() => ({ authorization: `Bearer ${Redacted.value(hfToken)}` })) }
+            : {}),
+          died,
+          logs: (logOptions) => jobLogs(client, namespace, job.id, logOptions, spec.schedules.logReconnect),
+          details: {
+            jobId: job.id,
+            namespace,
+            transport,
+            flavor: job.flavor ?? spec.flavor ?? DEFAULT_FLAVOR,
+            url: `${endpoint}/jobs/${namespace}/${job.id}`
+          },
+          ...extra
+        }
+        return value
+      })
+
+    const proxyUrl = (job: Hub.JobInfo) => {
+      const url = (job.status.exposeUrls ?? []).find((u) => isJobProxyUrl(u, job.id, SERVER_PORT, jobsDomain))
+      return url === undefined
+        ? Effect.fail(
+            new StartError({
+              provider: "hf-jobs",
+              reason: "HubRejected",
+              detail:
+                `the Hub gave no proxy URL for port ${SERVER_PORT} of job ${job.id} under ${jobsDomain} ` +
+                `(got ${JSON.stringify(job.status.exposeUrls ?? [])}); the HF token is not sent anywhere else`
+            })
+          )
+        : Effect.succeed(url)
+    }
 
     const provision = (spec: SandboxProvider.Spec) =>
       Effect.gen(function* () {
         const hfToken = yield* token
         const client = yield* hub
         const retry = Hub.retryTransient(spec.schedules.hubRetry)
-        const namespace = spec.namespace ?? options.namespace ?? (yield* whoami).name
+        const namespace = yield* namespaceOf(spec.namespace)
 
         const nonce = randomBytes(16).toString("hex")
         const sandboxToken = deriveSandboxToken(hfToken, nonce)
@@ -213,31 +443,18 @@ const provider = (options: Options, fs: FileSystem.FileSystem): Effect.Effect<Sa
           retry,
           Effect.map((jobs) => jobs.filter((job) => job.labels?.[LABEL.nonce] === nonce))
         )
-        const cancel = (jobId: string) =>
-          client.cancelJob(namespace, jobId).pipe(
-            Effect.retry({ schedule: spec.schedules.cancelRetry, while: Hub.isTransient }),
-            // A 4xx on a job that already ended is success: it is not running.
-            Effect.catchAll((error) =>
-              client
-                .getJob(namespace, jobId)
-                .pipe(Effect.flatMap((job) => (Hub.isTerminal(job.status.stage) ? Effect.void : Effect.fail(error))))
-            ),
-            Effect.tapError((error) =>
-              Effect.logWarning(`hf-sandbox: could not cancel job ${jobId}; its timeout will end it`, error.message)
-            ),
-            Effect.interruptible,
-            Effect.timeout(CANCEL_BOUND),
-            Effect.ignore
-          )
-
         // Registered before the create request: if that request is interrupted or its answer lost, the job
         // may still exist, and is found by its nonce and cancelled.
-        let jobId: string | undefined
+        let created: Hub.JobInfo | undefined
         yield* Effect.addFinalizer(() =>
-          jobId !== undefined
-            ? cancel(jobId)
+          created !== undefined
+            ? releaseJob(client, created.owner?.name ?? namespace, created.id, spec.schedules.cancelRetry)
             : findByNonce.pipe(
-                Effect.flatMap((jobs) => Effect.forEach(jobs, (job) => cancel(job.id), { discard: true })),
+                Effect.flatMap((jobs) =>
+                  Effect.forEach(jobs, (job) => releaseJob(client, namespace, job.id, spec.schedules.cancelRetry), {
+                    discard: true
+                  })
+                ),
                 Effect.interruptible,
                 Effect.timeout(CANCEL_BOUND),
                 Effect.ignore
@@ -256,93 +473,82 @@ const provider = (options: Options, fs: FileSystem.FileSystem): Effect.Effect<Sa
           )
         )
         const job = yield* createOnce.pipe(retry, Effect.mapError(hubFailure))
-        jobId = job.id
-        const owner = job.owner?.name ?? namespace
+        created = job
         yield* Effect.annotateCurrentSpan({ "sandbox.id": job.id, "sandbox.transport": spec.transport })
-
-        const jobFailed = (stage: string, message: string | null | undefined) =>
-          Effect.flatMap(lastLines(client, owner, job.id), (lines) =>
-            Effect.fail(
-              new StartError({
-                provider: "hf-jobs",
-                reason: "JobFailed",
-                detail: `job ${job.id} ended (${stage})${message ? `: ${message}` : ""}`,
-                stderrTail: lines.join("\n")
-              })
-            )
-          )
-        const checks: Schedule.Schedule<unknown, Hub.JobInfo> = spec.schedules.stageCheck
-        // Fails as soon as the job reaches a terminal stage; never succeeds.
-        const died: Effect.Effect<never, StartError> = client.getJob(owner, job.id).pipe(
-          retry,
-          Effect.mapError(hubFailure),
-          Effect.repeat({
-            schedule: Schedule.passthrough(checks),
-            until: (current) => Hub.isTerminal(current.status.stage)
-          }),
-          Effect.flatMap((current) => jobFailed(current.status.stage, current.status.message))
-        )
-
-        const baseUrl =
-          spec.transport === "proxy"
-            ? yield* proxyUrl(job, jobsDomain)
-            : yield* followLogs(client, owner, job.id, spec.schedules.logReconnect).pipe(
-                Stream.filterMap(parseMarker),
-                Stream.runHead,
-                Effect.mapError(hubFailure),
-                Effect.flatMap(
-                  Option.match({
-                    onNone: () =>
-                      Effect.fail(
-                        new StartError({
-                          provider: "hf-jobs",
-                          reason: "TunnelFailed",
-                          detail: "the job's logs ended without a tunnel URL"
-                        })
-                      ),
-                    onSome: Effect.succeed
-                  })
-                ),
-                (waitForUrl) => Effect.raceFirst(waitForUrl, died)
-              )
-
-        const endpointValue: SandboxProvider.Endpoint = {
-          id: job.id,
-          provider: "hf-jobs",
-          baseUrl,
-          token: sandboxToken,
-          ...(spec.transport === "proxy"
-            ? // The proxy wants the HF token as bearer; it is read per request, never stored in a header map.
-              { headers: Effect.sync(() => ({ authorization: `Bearer ${Redacted.value(hfToken)}` })) }
-            : {}),
-          died,
-          details: {
-            jobId: job.id,
-            namespace: owner,
-            transport: spec.transport,
-            flavor: jobSpec.flavor,
-            url: `${endpoint}/jobs/${owner}/${job.id}`
-          }
-        }
-        return endpointValue
+        return yield* endpointOf(client, hfToken, job, job.owner?.name ?? namespace, spec.transport, spec, {})
       }).pipe(Effect.withSpan("HfJobs.provision"))
 
-    const proxyUrl = (job: Hub.JobInfo, domain: string) => {
-      const url = (job.status.exposeUrls ?? []).find((u) => isJobProxyUrl(u, job.id, SERVER_PORT, domain))
-      return url === undefined
-        ? Effect.fail(
-            new StartError({
-              provider: "hf-jobs",
-              reason: "HubRejected",
-              detail:
-                `the Hub gave no proxy URL for port ${SERVER_PORT} of job ${job.id} under ${domain} ` +
-                `(got ${JSON.stringify(job.status.exposeUrls ?? [])}); the HF token is not sent anywhere else`
-            })
+    /** Finds a live sandbox job by id, refusing anything else. */
+    const findSandbox = (id: string, explicitNamespace: string | undefined) =>
+      Effect.gen(function* () {
+        const client = yield* hub
+        const namespace = yield* namespaceOf(explicitNamespace)
+        const job = yield* client
+          .getJob(namespace, id)
+          .pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure))
+        if (!isSandboxJob(job)) {
+          return yield* new StartError({
+            provider: "hf-jobs",
+            reason: "NotReady",
+            detail: `job ${id} is not an hf-sandbox sandbox (it lacks the hf-sandbox labels)`
+          })
+        }
+        return { client, job, namespace: job.owner?.name ?? namespace }
+      })
+
+    const connect = (id: string, spec: SandboxProvider.Spec) =>
+      Effect.gen(function* () {
+        const hfToken = yield* token
+        const { client, job, namespace } = yield* findSandbox(id, spec.namespace)
+        if (Hub.isTerminal(job.status.stage)) {
+          return yield* new StartError({
+            provider: "hf-jobs",
+            reason: "JobFailed",
+            detail: `sandbox ${id} is not running (${job.status.stage})`
+          })
+        }
+        const hasProxy = (job.status.exposeUrls ?? []).some((u) => isJobProxyUrl(u, job.id, SERVER_PORT, jobsDomain))
+        return yield* endpointOf(client, hfToken, job, namespace, hasProxy ? "proxy" : "tunnel", spec, {
+          kill: releaseJob(client, namespace, job.id, spec.schedules.cancelRetry)
+        })
+      }).pipe(Effect.withSpan("HfJobs.connect"))
+
+    const service: Service = {
+      list: (listOptions = {}) =>
+        Effect.gen(function* () {
+          const client = yield* hub
+          const namespace = yield* namespaceOf(listOptions.namespace)
+          const jobs = yield* client.listJobs(namespace).pipe(Hub.retryTransient(Schedules.hubRetry))
+          return jobs
+            .filter((job) => isSandboxJob(job) && (listOptions.all || !Hub.isTerminal(job.status.stage)))
+            .map(
+              (job): SandboxInfo => ({
+                id: job.id,
+                namespace: job.owner?.name ?? namespace,
+                stage: job.status.stage,
+                image: job.dockerImage ?? job.spaceId ?? undefined,
+                flavor: job.flavor ?? undefined,
+                createdAt: job.createdAt ?? undefined,
+                labels: job.labels ?? {},
+                url: `${endpoint}/jobs/${job.owner?.name ?? namespace}/${job.id}`
+              })
+            )
+        }).pipe(Effect.withSpan("HfJobs.list")),
+      kill: (id, killOptions = {}) =>
+        Effect.gen(function* () {
+          const { client, job, namespace } = yield* findSandbox(id, killOptions.namespace)
+          yield* cancelJob(client, namespace, job.id, Schedules.cancelRetry)
+        }).pipe(Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id } })),
+      logs: (id, logOptions = {}) =>
+        Stream.unwrap(
+          Effect.map(findSandbox(id, logOptions.namespace), ({ client, namespace }) =>
+            jobLogs(client, namespace, id, logOptions, Schedules.logReconnect)
           )
-        : Effect.succeed(url)
+        )
     }
 
-    return { name: "hf-jobs", provision } satisfies SandboxProvider.Service
+    const providerService: SandboxProvider.Service = { name: "hf-jobs", provision, connect }
+    return { provider: providerService, service }
   })
 
 /**
@@ -353,7 +559,7 @@ const provider = (options: Options, fs: FileSystem.FileSystem): Effect.Effect<Sa
  * @category constructors
  */
 export const make = (options: Options = {}): Effect.Effect<SandboxProvider.Service, never, FileSystem.FileSystem> =>
-  Effect.flatMap(FileSystem.FileSystem, (fs) => provider(options, fs))
+  Effect.flatMap(FileSystem.FileSystem, (fs) => Effect.map(build(options, fs), (built) => built.provider))
 
 /**
  * Provides the HF Jobs provider. Needs `FileSystem` (e.g. `NodeContext.layer`); sandboxes also need an
@@ -364,8 +570,40 @@ export const make = (options: Options = {}): Effect.Effect<SandboxProvider.Servi
  */
 export const layer = (
   options: Options = {}
-): Layer.Layer<SandboxProvider.SandboxProvider, never, FileSystem.FileSystem> =>
-  Layer.effect(SandboxProvider.SandboxProvider, make(options))
+): Layer.Layer<SandboxProvider.SandboxProvider | HfJobs, never, FileSystem.FileSystem> =>
+  Layer.effectContext(
+    Effect.flatMap(FileSystem.FileSystem, (fs) =>
+      Effect.map(build(options, fs), (built) =>
+        Context.make(SandboxProvider.SandboxProvider, built.provider).pipe(Context.add(HfJobs, built.service))
+      )
+    )
+  )
+
+/**
+ * Sandbox jobs of a namespace (default: the token's user); only live ones unless `all`.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const list = (options?: Parameters<Service["list"]>[0]) => Effect.flatMap(HfJobs, (s) => s.list(options))
+
+/**
+ * Stops a sandbox by id (cancels its job).
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const kill = (id: string, options?: Parameters<Service["kill"]>[1]) =>
+  Effect.flatMap(HfJobs, (s) => s.kill(id, options))
+
+/**
+ * A sandbox's log by id: the log so far, or with `follow` until the sandbox ends.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const logs = (id: string, options?: Parameters<Service["logs"]>[1]) =>
+  Stream.unwrap(Effect.map(HfJobs, (s) => s.logs(id, options)))
 
 /**
  * Provides the HF Jobs provider from configuration: `HF_TOKEN` (optional; the token file is the
@@ -380,5 +618,5 @@ export const layerConfig = (
     endpoint: Config.option(Config.string("HF_ENDPOINT")).pipe(Config.map(Option.getOrUndefined)),
     namespace: Config.option(Config.string("HF_SANDBOX_NAMESPACE")).pipe(Config.map(Option.getOrUndefined))
   })
-): Layer.Layer<SandboxProvider.SandboxProvider, ConfigError.ConfigError, FileSystem.FileSystem> =>
+): Layer.Layer<SandboxProvider.SandboxProvider | HfJobs, ConfigError.ConfigError, FileSystem.FileSystem> =>
   Layer.unwrapEffect(Effect.map(config, layer))

@@ -25,7 +25,9 @@ import * as Stream from "effect/Stream"
 import * as Wire from "./internal/client.js"
 import type * as Protocol from "./Protocol.js"
 import {
+  BadRequestError,
   ConnectionLostError,
+  type HubError,
   type OperationError,
   RequestTimeoutError,
   StartError,
@@ -201,6 +203,11 @@ export interface Sandbox {
     options?: ExecOptions
   ) => Effect.Effect<ExecResult, OperationError>
   readonly files: Files
+  /**
+   * The sandbox's log: the server's and the platform's output, replayed from the start; with
+   * `follow`, it continues until the sandbox ends.
+   */
+  readonly logs: (options?: SandboxProvider.LogOptions) => Stream.Stream<string, OperationError | HubError>
   /** Stops the sandbox now. Idempotent; the scope's release does the same. */
   readonly terminate: Effect.Effect<void>
 }
@@ -267,48 +274,59 @@ const makeCapture = (limit: number) => {
   }
 }
 
-/**
- * Starts a sandbox on the provider in context and waits until its server answers. The sandbox lives
- * until the scope closes (or `terminate` is called); a failed or interrupted start releases at once.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const make = (
-  options: MakeOptions = {}
+const specOf = (options: MakeOptions): SandboxProvider.Spec => {
+  const transport = options.transport ?? "tunnel"
+  return {
+    image: options.image ?? DEFAULT_IMAGE,
+    env: options.env ?? {},
+    idleTimeout: options.idleTimeout === undefined ? undefined : Duration.decode(options.idleTimeout),
+    startTimeout: Duration.decode(options.startTimeout ?? (transport === "proxy" ? "2 minutes" : "3 minutes")),
+    secrets: Object.fromEntries(
+      Object.entries(options.secrets ?? {}).map(([k, v]) => [k, Redacted.isRedacted(v) ? v : Redacted.make(v)])
+    ),
+    flavor: options.flavor,
+    lifetime: options.timeout === undefined ? undefined : parseDuration(options.timeout),
+    forwardHfToken: options.forwardHfToken ?? false,
+    labels: options.labels ?? {},
+    namespace: options.namespace,
+    transport,
+    cloudflared: options.cloudflared ?? {},
+    schedules: {
+      logReconnect: options.schedules?.logReconnect ?? Schedules.logReconnect,
+      stageCheck: options.schedules?.stageCheck ?? Schedules.stageCheck,
+      hubRetry: options.schedules?.hubRetry ?? Schedules.hubRetry,
+      cancelRetry: options.schedules?.cancelRetry ?? Schedules.cancelRetry
+    }
+  }
+}
+
+/** Opens a sandbox from the endpoint `acquire` gives, waits until it answers, and builds its API. */
+const open = (
+  operation: "make" | "connect",
+  options: MakeOptions,
+  acquire: (
+    provider: SandboxProvider.Service,
+    spec: SandboxProvider.Spec
+  ) => Effect.Effect<SandboxProvider.Endpoint, StartError, Scope.Scope>
 ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function* () {
     const provider = yield* SandboxProvider.SandboxProvider
-    const transport = options.transport ?? "tunnel"
-    const startTimeout = Duration.decode(options.startTimeout ?? (transport === "proxy" ? "2 minutes" : "3 minutes"))
-    const spec: SandboxProvider.Spec = {
-      image: options.image ?? DEFAULT_IMAGE,
-      env: options.env ?? {},
-      idleTimeout: options.idleTimeout === undefined ? undefined : Duration.decode(options.idleTimeout),
-      startTimeout,
-      secrets: Object.fromEntries(
-        Object.entries(options.secrets ?? {}).map(([k, v]) => [k, Redacted.isRedacted(v) ? v : Redacted.make(v)])
-      ),
-      flavor: options.flavor,
-      lifetime: options.timeout === undefined ? undefined : parseDuration(options.timeout),
-      forwardHfToken: options.forwardHfToken ?? false,
-      labels: options.labels ?? {},
-      namespace: options.namespace,
-      transport,
-      cloudflared: options.cloudflared ?? {},
-      schedules: {
-        logReconnect: options.schedules?.logReconnect ?? Schedules.logReconnect,
-        stageCheck: options.schedules?.stageCheck ?? Schedules.stageCheck,
-        hubRetry: options.schedules?.hubRetry ?? Schedules.hubRetry,
-        cancelRetry: options.schedules?.cancelRetry ?? Schedules.cancelRetry
-      }
-    }
+    const spec = yield* Effect.try({
+      try: () => specOf(options),
+      catch: (cause) =>
+        new StartError({
+          provider: provider.name,
+          reason: "InvalidOptions",
+          detail: `invalid sandbox options: ${cause instanceof Error ? cause.message : String(cause)}`
+        })
+    })
+    const startTimeout = spec.startTimeout
     // The sandbox gets a scope of its own, so that a failed start is released at once instead of
     // when the caller's (possibly long-lived) scope closes, and so that `terminate` can close it early.
     const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
 
     const started = Effect.gen(function* () {
-      const endpoint = yield* provider.provision(spec)
+      const endpoint = yield* acquire(provider, spec)
       const wire = yield* Wire.make(endpoint, {
         request: Duration.decode(options.timeouts?.request ?? Wire.defaultTimeouts.request),
         streamIdle: Duration.decode(options.timeouts?.streamIdle ?? Wire.defaultTimeouts.streamIdle)
@@ -444,19 +462,68 @@ export const make = (
     }
 
     const terminate = Effect.suspend(() => {
+      const kill = terminated ? Effect.void : (endpoint.kill ?? Effect.void)
       terminated = true
-      return Scope.close(scope, Exit.void)
+      return Effect.zipRight(kill, Scope.close(scope, Exit.void))
     }).pipe(Effect.withSpan("Sandbox.terminate", { attributes: { "sandbox.id": endpoint.id } }))
+
+    const logs: Sandbox["logs"] = (logOptions = {}) =>
+      endpoint.logs === undefined
+        ? Stream.fail(
+            new BadRequestError({
+              operation: "logs",
+              status: 501,
+              detail: `the ${endpoint.provider} provider keeps no log for its sandboxes`
+            })
+          )
+        : endpoint.logs(logOptions)
 
     return {
       id: endpoint.id,
+      logs,
       provider: endpoint.provider,
       details: endpoint.details,
       exec,
       files,
       terminate
     } satisfies Sandbox
-  }).pipe(Effect.withSpan("Sandbox.make"))
+  }).pipe(Effect.withSpan(`Sandbox.${operation}`))
+
+/**
+ * Starts a sandbox on the provider in context and waits until its server answers. The sandbox lives
+ * until the scope closes (or `terminate` is called); a failed or interrupted start releases at once.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: MakeOptions = {}
+): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
+  open("make", options, (provider, spec) => provider.provision(spec))
+
+/**
+ * Attaches to a running sandbox by id (e.g. one made by another process, or listed with
+ * `HfJobs.list`). Closing the scope only detaches; `terminate` stops the sandbox. Fails with
+ * `StartError` when the id is not a running sandbox or the provider cannot attach.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const connect = (
+  id: string,
+  options: Pick<MakeOptions, "startTimeout" | "timeouts" | "schedules" | "cwd" | "namespace" | "transport"> = {}
+): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
+  open("connect", options, (provider, spec) =>
+    provider.connect === undefined
+      ? Effect.fail(
+          new StartError({
+            provider: provider.name,
+            reason: "NotReady",
+            detail: `the ${provider.name} provider cannot attach to an existing sandbox`
+          })
+        )
+      : provider.connect(id, spec)
+  )
 
 /**
  * Provides one sandbox as the {@link Sandbox} service for as long as the layer lives: an application,

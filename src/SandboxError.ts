@@ -26,7 +26,8 @@ export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/Start
     "NotReady",
     "NoToken",
     "HubRejected",
-    "TunnelFailed"
+    "TunnelFailed",
+    "InvalidOptions"
   ),
   detail: Schema.String,
   stderrTail: Schema.optional(Schema.String),

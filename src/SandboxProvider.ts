@@ -11,6 +11,7 @@ import type * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import type { HubError, StartError } from "./SandboxError.js"
 
 /**
@@ -81,6 +82,26 @@ export interface Endpoint {
   readonly died: Effect.Effect<never, StartError>
   /** Provider facts for diagnostics, e.g. `{ pid, workdir }` locally or `{ jobId, url }` on HF. */
   readonly details: Readonly<Record<string, unknown>>
+  /** The sandbox's own log (the server's and the job's output), replayed from the start. */
+  readonly logs?: ((options: LogOptions) => Stream.Stream<string, HubError>) | undefined
+  /**
+   * Stops a sandbox this endpoint attached to without owning it (see `connect`). Owned sandboxes stop
+   * when their scope closes.
+   */
+  readonly kill?: Effect.Effect<void> | undefined
+}
+
+/**
+ * Options of a sandbox's log stream.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LogOptions {
+  /** Keep following new lines until the sandbox ends. Default false: the log so far. */
+  readonly follow?: boolean | undefined
+  /** Only the last N lines (of the log so far). */
+  readonly tail?: number | undefined
 }
 
 /**
@@ -97,6 +118,11 @@ export interface Service {
    * stop the sandbox and everything it started, within a bound, whatever state it is in.
    */
   readonly provision: (spec: Spec) => Effect.Effect<Endpoint, StartError, Scope.Scope>
+  /**
+   * Attaches to a running sandbox by id, when the provider can. Closing the scope detaches; the
+   * endpoint's `kill` stops the sandbox.
+   */
+  readonly connect?: ((id: string, spec: Spec) => Effect.Effect<Endpoint, StartError, Scope.Scope>) | undefined
 }
 
 /**
