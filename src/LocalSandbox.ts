@@ -13,8 +13,10 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -43,6 +45,7 @@ export interface Options {
 const INHERITED_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"]
 
 const STDERR_TAIL_BYTES = 8 * 1024
+const LOG_LINES = 10_000
 
 const decodeListening = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ListeningLine))
 
@@ -192,12 +195,35 @@ export const make = (
           Effect.ignore,
           Effect.forkScoped
         )
+        // The server's own log (its stderr) is kept, bounded, for `sb.logs()`; followers get new lines live.
+        const log: Array<string> = []
+        const logHub = yield* PubSub.unbounded<string>()
         const stderrDone = yield* proc.stderr.pipe(
           Stream.decodeText(),
-          Stream.runForEach((chunk) => Effect.sync(() => tail.push(chunk))),
+          Stream.splitLines,
+          Stream.runForEach((line) =>
+            Effect.suspend(() => {
+              tail.push(`${line}\n`)
+              log.push(line)
+              if (log.length > LOG_LINES) log.shift()
+              return PubSub.publish(logHub, line)
+            })
+          ),
           Effect.ignore,
           Effect.forkScoped
         )
+        const logs = (options: SandboxProvider.LogOptions): Stream.Stream<string> =>
+          Stream.unwrapScoped(
+            Effect.gen(function* () {
+              const live = options.follow ? yield* PubSub.subscribe(logHub) : undefined
+              const snapshot = options.tail === undefined ? [...log] : log.slice(-options.tail)
+              const rest =
+                live === undefined
+                  ? Stream.empty
+                  : Stream.fromQueue(live).pipe(Stream.interruptWhen(Fiber.await(stderrDone)))
+              return Stream.fromIterable(snapshot).pipe(Stream.concat(rest))
+            })
+          )
         // The server's exit, whenever it happens, is reported with the last words it wrote.
         yield* proc.exitCode.pipe(
           Effect.either,
@@ -231,6 +257,7 @@ export const make = (
           baseUrl: `http://127.0.0.1:${announce.port}`,
           token: Redacted.make(token),
           died: Deferred.await(died),
+          logs,
           details: { pid: proc.pid, workdir, python: resolved, port: announce.port, serverVersion: announce.version }
         }
         return endpoint

@@ -7,6 +7,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Wire from "../src/internal/client.js"
 import { assertGone, localLayer } from "./support/local.js"
@@ -163,6 +164,16 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
         assert.strictEqual(r.stdout.length, 1000)
         assert.isTrue(r.truncated)
         assert.strictEqual(r.exitCode, 0)
+      })
+    )
+  })
+
+  describe("logs", () => {
+    it.effect("the local sandbox's log is its server's output, and a snapshot ends", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const lines = yield* Stream.runCollect(sb.logs({ tail: 5 }))
+        assert.isAtMost(lines.length, 5)
       })
     )
   })
