@@ -1623,6 +1623,458 @@ class Server6(Server):
 
 
 # --------------------------------------------------------------------------
+# Tunnel mode: supervise a Cloudflare quick tunnel (cloudflared)
+# --------------------------------------------------------------------------
+#
+# With --tunnel the server exposes itself through `cloudflared tunnel --url`.
+# The URL is never scraped from cloudflared's logs (its creation-failure lines
+# contain https://api.trycloudflare.com): it is read from cloudflared's local
+# metrics server (/quicktunnel), announced only once /ready says an edge
+# connection is registered, as one marker line on stdout. Imports that only
+# this mode needs (urllib.request, tempfile, random, platform) are done lazily
+# so the normal start-up costs nothing more.
+
+CLOUDFLARED_VERSION = "2026.9.1"
+CLOUDFLARED_BASE_URL = "https://github.com/cloudflare/cloudflared/releases/download"
+CLOUDFLARED_SHA256 = {  # from the release notes ("SHA256 Checksums"); there is no .sha256 asset
+    "2026.9.1": {
+        "amd64": "03f1f25d1cc93b9ad6c60569d44060bc4f17ed97075760ed8cfca4b12dcd68cc",
+        "arm64": "3d97437c71848bd8df68041e12436b484a661d95073ea1937f01a845ce88faa3",
+    },
+}
+CLOUDFLARED_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+TUNNEL_MARKER = "HF_SANDBOX_TUNNEL"
+TUNNEL_EXIT = 3  # exit status when the tunnel cannot be brought up (or kept up)
+TUNNEL_HOSTNAME = re.compile(r"^[a-z0-9-]+\.trycloudflare\.com$")
+ANY_HOSTNAME = re.compile(r"^[A-Za-z0-9._-]+(:[0-9]{1,5})?$")  # SBX_TUNNEL_ALLOW_ANY_HOST: still one sane host
+TUNNEL_POLL = 0.2  # readiness polling interval
+TUNNEL_PROBE_TIMEOUT = 1.0  # each metrics request
+TUNNEL_WATCH = 0.25  # how often a ready cloudflared is checked for an exit
+TUNNEL_BACKOFF_CAP = 30.0
+TUNNEL_TERM_GRACE = 2.0  # stopping a cloudflared we gave up on: SIGTERM -> SIGKILL
+DOWNLOAD_TIMEOUT = 60.0
+DOWNLOAD_LIMIT = 512 * 1024 * 1024  # a cloudflared is ~40 MB; refuse to fill the disk
+
+
+class TunnelConfig(object):
+    __slots__ = (
+        "binary", "base_url", "version", "sha256", "ready_timeout", "backoff", "restarts", "allow_any_host",
+    )
+
+
+class TunnelFailed(Exception):
+    """Fatal for tunnel mode; the message is the whole stderr line."""
+
+
+class TunnelStopped(Exception):
+    """The server is shutting down: the supervisor just stops."""
+
+
+class DownloadRetry(Exception):
+    """A download error worth another try (network, 5xx, 429)."""
+
+
+def _stderr_line(line):
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def _plural(n, word):
+    return "%d %s" % (n, word if n == 1 else word + "s")
+
+
+def _exit_text(rc):
+    return "exit status %d" % rc if rc >= 0 else "killed by signal %d" % -rc
+
+
+def free_loopback_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def metrics_get(port, path):
+    """(status, body) of GET http://127.0.0.1:port/path, or (None, b"") when
+    cloudflared's metrics server is not answering (yet). No proxies."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TUNNEL_PROBE_TIMEOUT)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        return resp.status, resp.read(65536)
+    except (OSError, http.client.HTTPException):
+        return None, b""
+    finally:
+        conn.close()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(FILE_CHUNK)
+            if not chunk:
+                return h.hexdigest()
+            h.update(chunk)
+
+
+def usable_dir(path, shared):
+    """Create (or accept) a directory we can write, or return False. In a
+    shared location (the temp dir) it must also be ours and writable by no one
+    else."""
+    try:
+        os.makedirs(path, 0o700, exist_ok=True)
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or not os.access(path, os.W_OK | os.X_OK):
+        return False
+    if shared and hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+        return False  # a shared temp dir someone else prepared: do not trust it
+    return True
+
+
+class Tunnel(object):
+    """The supervisor thread of --tunnel mode. Every wait is on `stop`, so a
+    server shutdown ends it within one poll interval; the cloudflared it runs
+    is in PROCS like any command, so kill_everything() ends that too."""
+
+    def __init__(self, config, origin):
+        self.config = config
+        self.origin = origin  # http://127.0.0.1:PORT
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.scratch = set()  # temp HOME dirs and partial downloads to remove at shutdown
+
+    def start(self):
+        threading.Thread(target=self.run, name="tunnel", daemon=True).start()
+
+    def run(self):
+        try:
+            self.supervise(self.find_binary())
+        except TunnelStopped:
+            pass
+        except TunnelFailed as e:
+            if not self.stop.is_set():
+                _stderr_line(str(e))
+                request_shutdown("tunnel failed", TUNNEL_EXIT)
+        except Exception:
+            if not self.stop.is_set():
+                log("tunnel supervisor crashed:\n%s" % traceback.format_exc())
+                _stderr_line("hf-sandbox: tunnel failed: internal error in the tunnel supervisor (traceback above)")
+                request_shutdown("tunnel failed", TUNNEL_EXIT)
+
+    def sleep(self, seconds):
+        if self.stop.wait(max(0.0, seconds)):
+            raise TunnelStopped()
+
+    def cleanup(self):
+        """At shutdown, after kill_everything(): remove our temp files."""
+        with self.lock:
+            paths, self.scratch = self.scratch, set()
+        for p in paths:
+            if os.path.isdir(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+
+    def _scratch(self, path, add):
+        with self.lock:
+            (self.scratch.add if add else self.scratch.discard)(path)
+
+    # ---- 1. the binary ----
+
+    def find_binary(self):
+        explicit = self.config.binary
+        if explicit:
+            if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+                raise TunnelFailed("hf-sandbox: tunnel failed: SBX_CLOUDFLARED=%s is not an executable file" % explicit)
+            log("tunnel: using cloudflared %s (SBX_CLOUDFLARED)" % explicit)
+            return explicit
+        found = shutil.which("cloudflared")
+        if found:
+            log("tunnel: using cloudflared %s (PATH)" % found)
+            return found
+        return self.download()
+
+    def cache_dirs(self):
+        import tempfile
+
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        if xdg and os.path.isabs(xdg):
+            yield os.path.join(xdg, "hf-sandbox"), False
+        else:
+            home = os.path.expanduser("~")
+            if os.path.isabs(home):
+                yield os.path.join(home, ".cache", "hf-sandbox"), False
+        uid = os.getuid() if hasattr(os, "getuid") else 0
+        yield os.path.join(tempfile.gettempdir(), "hf-sandbox-cache-%d" % uid), True
+
+    def download(self):
+        import platform
+
+        cfg = self.config
+        machine = platform.machine()
+        arch = CLOUDFLARED_ARCH.get(machine.lower())
+        if arch is None:
+            raise TunnelFailed(
+                "hf-sandbox: tunnel failed: cloudflared is not on PATH and there is no cloudflared download for "
+                "this machine (%s); install cloudflared or set SBX_CLOUDFLARED" % (machine or "unknown")
+            )
+        expected = cfg.sha256 or CLOUDFLARED_SHA256.get(cfg.version, {}).get(arch)
+        if expected is None:
+            raise TunnelFailed(
+                "hf-sandbox: tunnel failed: no known sha256 for cloudflared %s (linux-%s); refusing to download "
+                "it unverified: set SBX_CLOUDFLARED_SHA256 to the digest from that release's notes, or unset "
+                "SBX_CLOUDFLARED_VERSION to use %s" % (cfg.version, arch, CLOUDFLARED_VERSION)
+            )
+        url = "%s/%s/cloudflared-linux-%s" % (cfg.base_url.rstrip("/"), cfg.version, arch)
+        name = "cloudflared-%s-linux-%s" % (cfg.version, arch)
+        cache = None
+        for d, shared in self.cache_dirs():
+            if usable_dir(d, shared):
+                cache = d
+                break
+        if cache is None:
+            raise TunnelFailed("hf-sandbox: tunnel failed: no writable cache directory for the cloudflared download")
+        target = os.path.join(cache, name)
+        if os.path.isfile(target):
+            try:
+                cached = sha256_file(target)
+            except OSError:
+                cached = None
+            if cached == expected:
+                os.chmod(target, 0o755)
+                log("tunnel: using cached cloudflared %s (sha256 verified)" % target)
+                return target
+            log("tunnel: cached %s does not match the expected sha256; downloading it again" % target)
+        failures = 0
+        while True:
+            try:
+                self.fetch(url, expected, cache, target)
+                log("tunnel: downloaded cloudflared %s from %s (sha256 verified)" % (target, url))
+                return target
+            except DownloadRetry as e:
+                failures += 1
+                if failures > cfg.restarts:
+                    raise TunnelFailed("hf-sandbox: tunnel failed: cannot download cloudflared from %s: %s" % (url, e))
+                delay = self.backoff(failures)
+                log("tunnel: download of %s failed (%s); retrying in %.2fs" % (url, e, delay))
+                self.sleep(delay)
+
+    def fetch(self, url, expected, cache, target):
+        import tempfile
+        import urllib.error
+        import urllib.request
+
+        log("tunnel: downloading cloudflared from %s" % url)
+        fd, part = tempfile.mkstemp(prefix=".%s." % os.path.basename(target), suffix=".part", dir=cache)
+        self._scratch(part, True)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as out:
+                req = urllib.request.Request(url, headers={"User-Agent": "hf-sandbox-rpc-server/%s" % VERSION})
+                try:
+                    resp = urllib.request.urlopen(req, timeout=DOWNLOAD_TIMEOUT)  # follows redirects
+                except urllib.error.HTTPError as e:
+                    e.close()
+                    if e.code in (408, 429) or e.code >= 500:
+                        raise DownloadRetry("HTTP %d" % e.code)
+                    raise TunnelFailed(
+                        "hf-sandbox: tunnel failed: cannot download cloudflared from %s: HTTP %d" % (url, e.code)
+                    )
+                except urllib.error.URLError as e:
+                    raise DownloadRetry(str(e.reason))
+                except (OSError, ValueError) as e:
+                    raise DownloadRetry(str(e) or type(e).__name__)
+                with resp:
+                    while True:
+                        if self.stop.is_set():
+                            raise TunnelStopped()
+                        try:
+                            chunk = resp.read(FILE_CHUNK)
+                        except Exception as e:  # socket errors, timeouts, IncompleteRead
+                            raise DownloadRetry(str(e) or type(e).__name__)
+                        if not chunk:
+                            break
+                        size += len(chunk)
+                        if size > DOWNLOAD_LIMIT:
+                            raise TunnelFailed(
+                                "hf-sandbox: tunnel failed: %s is larger than %d bytes; not a cloudflared binary"
+                                % (url, DOWNLOAD_LIMIT)
+                            )
+                        digest.update(chunk)
+                        out.write(chunk)
+            got = digest.hexdigest()
+            if got != expected:
+                raise TunnelFailed(
+                    "hf-sandbox: cloudflared download failed verification: expected sha256 %s, got %s (%s)"
+                    % (expected, got, url)
+                )
+            os.chmod(part, 0o755)  # only now that it is verified
+            os.replace(part, target)
+        except OSError as e:  # the local side: disk full, permissions
+            raise TunnelFailed("hf-sandbox: tunnel failed: cannot save cloudflared in %s: %s" % (cache, e.strerror or e))
+        finally:
+            try:
+                os.unlink(part)
+            except OSError:
+                pass
+            self._scratch(part, False)
+
+    # ---- 2.-5. run, wait for readiness, announce, restart ----
+
+    def backoff(self, failures):
+        import random
+
+        delay = min(TUNNEL_BACKOFF_CAP, self.config.backoff * (2.0 ** min(max(0, failures - 1), 16)))
+        return delay * (0.5 + random.random() / 2)  # jitter: never two restarts in lock-step
+
+    def supervise(self, binary):
+        restarts = self.config.restarts
+        failures = 0
+        all_exits = True  # every failure in the current streak was cloudflared exiting
+        attempt = 0
+        while True:
+            attempt += 1
+            worked, detail, rc = self.run_once(binary, attempt)
+            if worked:
+                failures, all_exits = 0, True
+                what = "cloudflared %s after the tunnel was ready" % detail
+            else:
+                failures += 1
+                all_exits = all_exits and rc is not None
+                if failures > restarts:
+                    if all_exits:
+                        raise TunnelFailed(
+                            "hf-sandbox: tunnel failed: cloudflared exited %s without a working tunnel (last %s); "
+                            "its output is above" % (_plural(failures, "time"), _exit_text(rc))
+                        )
+                    raise TunnelFailed(
+                        "hf-sandbox: tunnel failed: cloudflared failed %s without a working tunnel (last: %s); "
+                        "its output is above" % (_plural(failures, "time"), detail)
+                    )
+                what = "cloudflared %s (failure %d of at most %d)" % (detail, failures, restarts + 1)
+            delay = self.backoff(failures)
+            log("tunnel: %s; restarting it in %.2fs" % (what, delay))
+            self.sleep(delay)
+
+    def run_once(self, binary, attempt):
+        """One cloudflared run. Returns (worked, detail, exit status or None)."""
+        import tempfile
+
+        if self.stop.is_set():
+            raise TunnelStopped()
+        metrics = free_loopback_port()
+        home = tempfile.mkdtemp(prefix="hf-sandbox-cloudflared-home-")
+        self._scratch(home, True)
+        env = dict(os.environ)
+        for name in ("SBX_TOKEN", "HF_SANDBOX_TOKEN"):  # already gone; never let them come back
+            env.pop(name, None)
+        env["HOME"] = home  # no ~/.cloudflared/config.yaml can interfere
+        argv = [
+            binary, "tunnel", "--no-autoupdate", "--protocol", "http2", "--no-prechecks",
+            "--metrics", "127.0.0.1:%d" % metrics, "--url", self.origin,
+        ]
+        log("tunnel: starting cloudflared (attempt %d, metrics on 127.0.0.1:%d)" % (attempt, metrics))
+        err = sys.stderr.fileno()
+        try:
+            proc = PROCS.spawn(
+                argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env, close_fds=True,
+                start_new_session=True,
+            )
+        except HttpError:  # PROCS is closed: the server is shutting down
+            shutil.rmtree(home, ignore_errors=True)
+            self._scratch(home, False)
+            raise TunnelStopped()
+        except OSError as e:
+            shutil.rmtree(home, ignore_errors=True)
+            self._scratch(home, False)
+            raise TunnelFailed("hf-sandbox: tunnel failed: cannot run cloudflared %s: %s" % (binary, e.strerror or e))
+        killed = False
+        try:
+            hostname, detail = self.wait_ready(proc, metrics)
+            if hostname is None:
+                if proc.poll() is None:
+                    killed = True
+                    self.terminate(proc)
+                return False, detail, (None if killed else proc.returncode)
+            self.announce(hostname)
+            log("tunnel: ready (attempt %d)" % attempt)
+            while proc.poll() is None:
+                self.sleep(TUNNEL_WATCH)
+            return True, "exited (%s)" % _exit_text(proc.returncode), proc.returncode
+        finally:
+            if not self.stop.is_set():  # at shutdown, kill_everything() owns the process
+                if proc.poll() is None:
+                    killed = True
+                    self.terminate(proc)
+                PROCS.reaped(proc, killed)
+                shutil.rmtree(home, ignore_errors=True)
+                self._scratch(home, False)
+
+    def terminate(self, proc):
+        kill_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + TUNNEL_TERM_GRACE
+        while proc.poll() is None and time.monotonic() < deadline:
+            self.sleep(0.02)
+        if proc.poll() is None:
+            kill_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def wait_ready(self, proc, metrics):
+        """(hostname, None) once /quicktunnel names a valid host and /ready is
+        200; (None, why) if cloudflared exits, names a bad host or times out."""
+        timeout = self.config.ready_timeout
+        deadline = time.monotonic() + timeout
+        hostname = None
+        while True:
+            if proc.poll() is not None:
+                return None, "exited (%s) before the tunnel was ready" % _exit_text(proc.returncode)
+            if hostname is None:
+                status, body = metrics_get(metrics, "/quicktunnel")
+                if status == 200:
+                    try:
+                        value = json.loads(body.decode("utf-8")).get("hostname")
+                    except (ValueError, AttributeError):
+                        value = None
+                    if isinstance(value, str) and value:
+                        if not self.valid_hostname(value):
+                            return None, "reported an unexpected tunnel hostname %r (not announced)" % value[:200]
+                        hostname = value
+            if hostname is not None and metrics_get(metrics, "/ready")[0] == 200:
+                return hostname, None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None, "was not ready within %gs (SBX_TUNNEL_READY_TIMEOUT)" % timeout
+            self.sleep(min(TUNNEL_POLL, remaining))
+
+    def valid_hostname(self, hostname):
+        if self.config.allow_any_host:
+            return ANY_HOSTNAME.match(hostname) is not None
+        return TUNNEL_HOSTNAME.match(hostname) is not None and hostname != "api.trycloudflare.com"
+
+    def announce(self, hostname):
+        line = "%s %s\n" % (TUNNEL_MARKER, json.dumps({"url": "https://" + hostname}, separators=(",", ":")))
+        try:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        except Exception as e:
+            log("tunnel: cannot write the tunnel marker to stdout: %s" % e)
+
+
+# --------------------------------------------------------------------------
 # Startup and shutdown
 # --------------------------------------------------------------------------
 
@@ -1630,12 +2082,15 @@ class Server6(Server):
 _wake_r, _wake_w = os.pipe()
 os.set_blocking(_wake_w, False)
 _shutdown_reason = []
+_exit_status = [0]
 
 
-def request_shutdown(reason):
-    """Safe from signal handlers and any thread: wakes the main thread."""
+def request_shutdown(reason, status=0):
+    """Safe from signal handlers and any thread: wakes the main thread. The
+    first reason wins, and with it the exit status."""
     if not _shutdown_reason:
         _shutdown_reason.append(reason)
+        _exit_status[0] = status
     try:
         os.write(_wake_w, b"x")
     except OSError:
@@ -1658,10 +2113,76 @@ def _number(raw, source, kind, lo, hi=None):
     return v
 
 
+def _flag(raw, source):
+    if raw is None or raw.strip().lower() in ("", "0", "false", "no", "off"):
+        return False
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    _fail("invalid %s %r: expected 1 or 0" % (source, raw))
+
+
+TUNNEL_HELP = """\
+tunnel mode (--tunnel or SBX_TUNNEL=1):
+  Runs `cloudflared tunnel --url http://127.0.0.1:PORT` (a Cloudflare quick
+  tunnel), waits until it is connected, then prints one line on stdout:
+    HF_SANDBOX_TUNNEL {"url":"https://<name>.trycloudflare.com"}
+  cloudflared is restarted with backoff if it exits (a new marker line follows
+  each restart that works); the server exits 3 when it gives up.
+  SBX_CLOUDFLARED            path of the cloudflared binary (else PATH, else download)
+  SBX_CLOUDFLARED_VERSION    release to download (default %s)
+  SBX_CLOUDFLARED_SHA256     expected sha256 of the download (needed for other versions)
+  SBX_CLOUDFLARED_BASE_URL   download base (default %s)
+  SBX_TUNNEL_READY_TIMEOUT   seconds to wait for each cloudflared to connect (default 90)
+  SBX_TUNNEL_BACKOFF         first restart delay in seconds, doubling up to 30 (default 2)
+  SBX_TUNNEL_RESTARTS        consecutive failed attempts retried before giving up (default 5)
+  SBX_TUNNEL_ALLOW_ANY_HOST  1: announce any hostname, not only *.trycloudflare.com (tests)
+
+exit status: 0 shutdown, 1 cannot bind, 2 bad configuration, 3 tunnel failure
+""" % (CLOUDFLARED_VERSION, CLOUDFLARED_BASE_URL)
+
+
+def tunnel_config(env):
+    """Tunnel settings from the environment, validated before anything is bound."""
+    c = TunnelConfig()
+    c.binary = env.get("SBX_CLOUDFLARED") or None
+    c.base_url = env.get("SBX_CLOUDFLARED_BASE_URL") or CLOUDFLARED_BASE_URL
+    if not re.match(r"^https?://[^\s]+$", c.base_url):
+        _fail("invalid SBX_CLOUDFLARED_BASE_URL %r: expected an http(s) URL" % c.base_url)
+    c.version = env.get("SBX_CLOUDFLARED_VERSION") or CLOUDFLARED_VERSION
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", c.version):
+        _fail("invalid SBX_CLOUDFLARED_VERSION %r: expected a release tag such as %s" % (c.version, CLOUDFLARED_VERSION))
+    c.sha256 = (env.get("SBX_CLOUDFLARED_SHA256") or "").strip().lower() or None
+    if c.sha256 is not None and not re.match(r"^[0-9a-f]{64}$", c.sha256):
+        _fail("invalid SBX_CLOUDFLARED_SHA256 %r: expected 64 hex digits" % env.get("SBX_CLOUDFLARED_SHA256"))
+    c.ready_timeout = 90.0
+    if env.get("SBX_TUNNEL_READY_TIMEOUT"):
+        c.ready_timeout = _number(env["SBX_TUNNEL_READY_TIMEOUT"], "SBX_TUNNEL_READY_TIMEOUT", float, 0.01)
+    c.backoff = 2.0
+    if env.get("SBX_TUNNEL_BACKOFF"):
+        c.backoff = _number(env["SBX_TUNNEL_BACKOFF"], "SBX_TUNNEL_BACKOFF", float, 0, TUNNEL_BACKOFF_CAP)
+    c.restarts = 5
+    if env.get("SBX_TUNNEL_RESTARTS"):
+        c.restarts = _number(env["SBX_TUNNEL_RESTARTS"], "SBX_TUNNEL_RESTARTS", int, 0, 1000)
+    c.allow_any_host = _flag(env.get("SBX_TUNNEL_ALLOW_ANY_HOST"), "SBX_TUNNEL_ALLOW_ANY_HOST")
+    return c
+
+
+def tunnel_origin(host, port):
+    """The URL cloudflared forwards to: the address we listen on, with the
+    wildcard addresses mapped to loopback (never `localhost`: it may be ::1)."""
+    if host in ("", "0.0.0.0", "::", "localhost"):
+        host = "127.0.0.1"
+    if ":" in host:
+        return "http://[%s]:%d" % (host, port)
+    return "http://%s:%d" % (host, port)
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="server.py",
         description="hf-sandbox in-sandbox RPC server (protocol %d, version %s)" % (PROTOCOL, VERSION),
+        epilog=TUNNEL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", help="address to bind (default: $SBX_HOST or 127.0.0.1)")
     p.add_argument("--port", help="port to bind; 0 picks a free one (default: $SBX_PORT or %d)" % DEFAULT_PORT)
@@ -1673,6 +2194,12 @@ def parse_args(argv):
     p.add_argument("--allow-no-auth", action="store_true", help="start without SBX_TOKEN (local development only)")
     p.add_argument(
         "--exit-on-stdin-eof", action="store_true", help="shut down when stdin reaches EOF (the parent died)"
+    )
+    p.add_argument(
+        "--tunnel",
+        action="store_true",
+        help="expose the server through a Cloudflare quick tunnel and announce its URL on stdout "
+        "(default: $SBX_TUNNEL); see below",
     )
     args = p.parse_args(argv)
 
@@ -1693,6 +2220,8 @@ def parse_args(argv):
     args.ping_interval = DEFAULT_PING_INTERVAL
     if env.get("SBX_PING_INTERVAL"):
         args.ping_interval = _number(env["SBX_PING_INTERVAL"], "SBX_PING_INTERVAL", float, 0.01)
+    args.tunnel = args.tunnel or _flag(env.get("SBX_TUNNEL"), "SBX_TUNNEL")
+    args.tunnel_config = tunnel_config(env) if args.tunnel else None
     return args
 
 
@@ -1732,6 +2261,12 @@ def main(argv=None):
         sys.stderr.write(
             "server.py: error: refusing to start without a token: set SBX_TOKEN "
             "(or pass --allow-no-auth, for local development only)\n"
+        )
+        sys.stderr.flush()
+        return 2
+    if token is None and args.tunnel:
+        sys.stderr.write(
+            "server.py: error: refusing --tunnel without a token: the tunnel makes the server public; set SBX_TOKEN\n"
         )
         sys.stderr.flush()
         return 2
@@ -1783,6 +2318,10 @@ def main(argv=None):
         + "\n"
     )
     sys.stdout.flush()
+    tunnel = None
+    if args.tunnel:  # after the listening line: the marker lines follow it on stdout
+        tunnel = Tunnel(args.tunnel_config, tunnel_origin(host, port))
+        tunnel.start()
 
     while True:  # the main thread only waits; request_shutdown() and signals wake it
         try:
@@ -1795,7 +2334,11 @@ def main(argv=None):
         _shutdown_reason.append("received signal %d" % woke[0])
     log("shutting down: %s" % (_shutdown_reason[0] if _shutdown_reason else "requested"))
     try:
+        if tunnel is not None:
+            tunnel.stop.set()  # before the kill: the supervisor must not restart cloudflared
         kill_everything()
+        if tunnel is not None:
+            tunnel.cleanup()
     finally:
         try:
             sys.stderr.flush()
@@ -1803,7 +2346,7 @@ def main(argv=None):
             pass
         # Daemon threads may be blocked in socket or process calls; a normal
         # interpreter shutdown could wait on them. Nothing is left to flush.
-        os._exit(0)
+        os._exit(_exit_status[0])
 
 
 if __name__ == "__main__":
