@@ -28,6 +28,7 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^hf-sandbox$/, replacement: `${src}index.ts` },
+      { find: /^hf-sandbox\/testing$/, replacement: `${src}Testing.ts` },
       { find: /^hf-sandbox\/(.*)$/, replacement: `${src}$1.ts` }
     ]
   },

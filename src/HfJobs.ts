@@ -188,7 +188,7 @@ const cancelJob = (
   schedule: Schedule.Schedule<unknown, HubError>
 ): Effect.Effect<void, HubError> =>
   hub.cancelJob(namespace, jobId).pipe(
-    Effect.retry({ schedule, while: Hub.isTransient }),
+    Hub.retryTransient(schedule),
     Effect.catchAll((error) =>
       hub
         .getJob(namespace, jobId)

@@ -51,14 +51,10 @@ export const logReconnect: Schedule.Schedule<unknown> = Schedule.exponential("10
  */
 export const stageCheck: Schedule.Schedule<unknown> = Schedule.spaced("2 seconds").pipe(Schedule.asVoid)
 
-/** Never sooner than the Hub's `Retry-After`. */
-const atLeastRetryAfter: Schedule.Schedule<HubError, HubError> = Schedule.identity<HubError>().pipe(
-  Schedule.addDelay((error) => Duration.millis(error.retryAfterMs ?? 0))
-)
-
 /**
  * Retries of transient Hub failures (429, 5xx, connection resets): jittered exponential backoff from
- * 500 ms, capped at 10 s, at most 6 retries, and never sooner than the Hub's `Retry-After`.
+ * 500 ms, capped at 10 s, at most 6 retries. Whatever schedule is in force, a retry never comes sooner
+ * than the Hub's `Retry-After`.
  *
  * @since 0.1.0
  * @category schedules
@@ -67,7 +63,6 @@ export const hubRetry: Schedule.Schedule<unknown, HubError> = Schedule.exponenti
   Schedule.jittered,
   Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(10))),
   Schedule.intersect(Schedule.recurs(6)),
-  Schedule.intersect(atLeastRetryAfter),
   Schedule.asVoid
 )
 

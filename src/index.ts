@@ -38,3 +38,8 @@ export * as SandboxProvider from "./SandboxProvider.js"
  * @since 0.1.0
  */
 export * as Schedules from "./Schedules.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Testing from "./Testing.js"

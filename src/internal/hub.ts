@@ -5,8 +5,9 @@
  */
 import * as Hub from "@huggingface/hub"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import type * as Schedule from "effect/Schedule"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { HubError } from "../SandboxError.js"
@@ -57,11 +58,16 @@ export interface Config {
 export const isTransient = (error: HubError) =>
   error.status === undefined || error.status === 429 || error.status >= 500
 
-/** Retries what is transient on `schedule` (which sees the error, e.g. to honour `Retry-After`). */
+/** Never sooner than the Hub's `Retry-After`, whatever schedule the caller chose. */
+const atLeastRetryAfter: Schedule.Schedule<HubError, HubError> = Schedule.identity<HubError>().pipe(
+  Schedule.addDelay((error) => error.retryAfterMs ?? 0)
+)
+
+/** Retries what is transient on `schedule`, never sooner than the Hub's `Retry-After`. */
 export const retryTransient =
   (schedule: Schedule.Schedule<unknown, HubError>) =>
   <A, R>(effect: Effect.Effect<A, HubError, R>) =>
-    Effect.retry(effect, { schedule, while: isTransient })
+    Effect.retry(effect, { schedule: Schedule.intersect(schedule, atLeastRetryAfter), while: isTransient })
 
 interface Seen {
   status?: number
@@ -179,31 +185,39 @@ export const make = (config: Config) => {
   const logs = (namespace: string, jobId: string): Stream.Stream<string, HubError> =>
     Stream.unwrapScoped(
       Effect.gen(function* () {
-        const controller = yield* Effect.acquireRelease(
-          Effect.sync(() => new AbortController()),
-          (c) => Effect.sync(() => c.abort())
-        )
+        const controller = new AbortController()
         const fetch: typeof globalThis.fetch = (input, init) => {
           const headers = new Headers(init?.headers)
           headers.set("user-agent", config.userAgent)
           return globalThis.fetch(input, { ...init, headers, signal: controller.signal, redirect: "manual" })
         }
-        const iterable = Hub.streamJobLogs({
+        const iterator = Hub.streamJobLogs({
           namespace,
           jobId,
           accessToken: Redacted.value(config.token),
           hubUrl,
           fetch
         })
-        return Stream.fromAsyncIterable(
-          iterable,
-          (cause) =>
-            new HubError({
-              operation: "logs",
-              status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
-              detail: describe(cause)
-            })
-        ).pipe(Stream.map((entry) => entry.message))
+        // Abort first: awaiting the generator's `return()` would wait for a `next()` that a silent stream
+        // (keep-alive comments only) never settles.
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            controller.abort()
+            iterator.return(undefined).catch(() => undefined)
+          })
+        )
+        const toError = (cause: unknown) =>
+          new HubError({
+            operation: "logs",
+            status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
+            detail: describe(cause)
+          })
+        return Stream.repeatEffectOption(
+          Effect.tryPromise({ try: () => iterator.next(), catch: toError }).pipe(
+            Effect.mapError(Option.some),
+            Effect.flatMap((step) => (step.done ? Effect.fail(Option.none()) : Effect.succeed(step.value.message)))
+          )
+        )
       })
     )
 

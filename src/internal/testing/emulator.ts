@@ -1,0 +1,1286 @@
+/**
+ * The Hub emulator: plain Node (node:http, node:child_process) inside, an Effect API outside.
+ * See src/Testing.ts for what it emulates and src/internal/testing/cloudflared.ts for the stand-in
+ * cloudflared and its control protocol.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { randomBytes, randomUUID } from "node:crypto"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { StringDecoder } from "node:string_decoder"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import type * as Testing from "../../Testing.js"
+import * as ProcessTree from "../processTree.js"
+import { cloudflaredScript } from "./cloudflared.js"
+
+// ---- constants --------------------------------------------------------------------------------
+
+const DEFAULT_TOKEN = "hf_emulator_0123456789abcdef"
+const DEFAULT_USER = "alice"
+const ORG = "acme"
+const PAGE_SIZE = 20
+const CANCEL_GRACE_MS = 2000
+const DRAIN_MS = 1000
+const MAX_BODY_BYTES = 4 * 1024 * 1024
+const TERMINAL = new Set(["COMPLETED", "ERROR", "CANCELED", "DELETED"])
+
+/** hf-jobs-api.md §8. */
+const FLAVORS = [
+  "cpu-basic",
+  "cpu-upgrade",
+  "cpu-performance",
+  "cpu-xl",
+  "t4-small",
+  "t4-medium",
+  "l4x1",
+  "l4x4",
+  "l40sx1",
+  "l40sx4",
+  "l40sx8",
+  "a10g-small",
+  "a10g-large",
+  "a10g-largex2",
+  "a10g-largex4",
+  "a100-large",
+  "a100x4",
+  "a100x8",
+  "h200",
+  "h200x2",
+  "h200x4",
+  "h200x8",
+  "rtx-pro-6000",
+  "rtx-pro-6000x2",
+  "rtx-pro-6000x4",
+  "rtx-pro-6000x8"
+]
+
+// biome-ignore format: a word list
+const WORDS = [
+  "amber", "falcon", "river", "lamp", "oklahoma", "solo", "younger", "truck", "silver", "maple", "harbor", "quiet",
+  "orbit", "canyon", "velvet", "pioneer", "meadow", "crystal", "thunder", "garden", "lunar", "violet", "cobalt",
+  "summit", "prairie", "copper", "willow", "ember", "glacier", "saddle", "timber", "coral", "dusk", "fabric",
+  "gentle", "hazel", "island", "jasper", "kettle", "ladder", "marble", "nectar", "olive", "pepper", "quartz",
+  "rocket", "sierra", "tunnel", "umbrella", "vintage", "walnut", "yellow", "zephyr", "anchor", "bridge", "cedar",
+  "dolphin", "eagle", "forest", "granite", "horizon", "indigo", "jungle", "kayak"
+]
+
+// ---- small helpers ----------------------------------------------------------------------------
+
+const hex = (bytes: number) => randomBytes(bytes).toString("hex")
+const pick = <A>(items: ReadonlyArray<A>): A => items[randomBytes(2).readUInt16BE(0) % items.length]!
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref())
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+const isStringRecord = (value: unknown): value is Record<string, string> =>
+  isPlainObject(value) && Object.values(value).every((v) => typeof v === "string")
+const isStringArray = (value: unknown): value is Array<string> =>
+  Array.isArray(value) && value.every((v) => typeof v === "string")
+const present = (value: unknown) => value !== undefined && value !== null
+
+/** `YYYY-MM-DD HH:MM:SS` in UTC, as in the `===== Job started at … =====` line. */
+const startStamp = (date: Date) => date.toISOString().slice(0, 19).replace("T", " ")
+
+const signalNumber = (sig: NodeJS.Signals) => (os.constants.signals as Record<string, number>)[sig] ?? 0
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = net.createServer()
+    server.unref()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as net.AddressInfo).port
+      server.close(() => resolve(port))
+    })
+  })
+
+/**
+ * The processes of an emulated container: every process whose initial environment carries this
+ * emulator's control URL (and, if given, the job id). This finds what left the job's process group
+ * (setsid, start_new_session) and was re-parented, as a container's cgroup would. Linux only; elsewhere
+ * the process-group kill is all there is.
+ */
+const containerMembers = (control: string, jobId?: string): Array<number> => {
+  let entries: Array<string>
+  try {
+    entries = fs.readdirSync("/proc").filter((name) => /^\d+$/.test(name))
+  } catch {
+    return []
+  }
+  const controlVar = `\0HF_EMULATOR_CONTROL=${control}\0`
+  const jobVar = jobId === undefined ? undefined : `\0HF_EMULATOR_JOB_ID=${jobId}\0`
+  const found: Array<number> = []
+  for (const name of entries) {
+    const pid = Number(name)
+    if (pid === process.pid) continue
+    let environ: string
+    try {
+      environ = `\0${fs.readFileSync(`/proc/${name}/environ`, "latin1")}\0`
+    } catch {
+      continue
+    }
+    if (environ.includes(controlVar) && (jobVar === undefined || environ.includes(jobVar))) found.push(pid)
+  }
+  return found
+}
+
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "x-emulator-host"
+])
+
+const filterHeaders = (headers: http.IncomingHttpHeaders | http.OutgoingHttpHeaders) => {
+  const out: http.OutgoingHttpHeaders = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined && !HOP_BY_HOP.has(name.toLowerCase())) out[name] = value
+  }
+  return out
+}
+
+const sendJson = (res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) => {
+  if (res.headersSent || res.destroyed) return
+  const text = JSON.stringify(body)
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+    "x-request-id": `Root=1-${hex(4)}-${hex(12)}`,
+    ...headers
+  })
+  res.end(text)
+}
+
+const sendError = (res: http.ServerResponse, status: number, error: string, headers: http.OutgoingHttpHeaders = {}) =>
+  sendJson(res, status, { error }, headers)
+
+const sendText = (res: http.ServerResponse, status: number, text: string, headers: http.OutgoingHttpHeaders = {}) => {
+  if (res.headersSent || res.destroyed) return
+  res.writeHead(status, {
+    "content-type": "text/plain; charset=UTF-8",
+    "content-length": Buffer.byteLength(text),
+    ...headers
+  })
+  res.end(text)
+}
+
+const readBody = (req: http.IncomingMessage) =>
+  new Promise<Buffer>((resolve, reject) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length
+      if (size > MAX_BODY_BYTES) {
+        reject(new Error("body too large"))
+        req.destroy()
+        return
+      }
+      chunks.push(chunk)
+    })
+    req.on("end", () => resolve(Buffer.concat(chunks)))
+    req.on("error", reject)
+  })
+
+// ---- state ------------------------------------------------------------------------------------
+
+interface LogEntry {
+  readonly data: string
+  readonly timestamp: string
+}
+
+interface Job {
+  readonly id: string
+  readonly seq: number
+  readonly namespace: string
+  readonly spec: unknown
+  readonly createdAt: Date
+  startedAt: Date | undefined
+  finishedAt: Date | undefined
+  stage: string
+  message: string | null
+  readonly image: { readonly dockerImage: string } | { readonly spaceId: string }
+  readonly command: ReadonlyArray<string>
+  readonly arguments: ReadonlyArray<string>
+  readonly environment: Record<string, string>
+  readonly secrets: Record<string, string>
+  readonly flavor: string
+  readonly labels: Record<string, string>
+  readonly timeoutSeconds: number | undefined
+  readonly expose: ReadonlyArray<number> | undefined
+  readonly ports: ReadonlyMap<number, number>
+  readonly env: Record<string, string>
+  readonly dir: string
+  crash: boolean
+  child: ChildProcess | undefined
+  pid: number | undefined
+  processGone: boolean
+  readonly processExited: Promise<void>
+  markProcessExited: () => void
+  startLine: LogEntry | undefined
+  readonly logs: Array<LogEntry>
+  readonly flushers: Array<() => void>
+  cancelRequests: number
+  readonly waiters: Set<() => void>
+  readonly timers: Set<NodeJS.Timeout>
+}
+
+interface Tunnel {
+  readonly id: string
+  readonly hostname: string
+  readonly jobId: string
+  readonly origin: string
+  readonly pid: number | undefined
+  registeredAt: number | undefined
+  warmupMs: number
+  closed: boolean
+}
+
+interface RequestEntry {
+  method: string
+  path: string
+  route: Testing.HubRoute
+  status: number
+  authorization: string | undefined
+}
+
+interface Settings {
+  readonly token: string
+  readonly user: string
+  readonly schedulingDelayMs: number
+  readonly keepAliveMs: number
+}
+
+const defaultFaults = (): Testing.Faults => ({
+  hubErrors: [],
+  cutLogStreams: 0,
+  schedulingDelay: undefined,
+  tunnelCreate429: 0,
+  tunnelWarmup530Ms: 0,
+  tunnelRegisterDelayMs: 100,
+  unknownTunnelHostsDnsFail: true,
+  crashBeforeReady: 0
+})
+
+// ---- the server -------------------------------------------------------------------------------
+
+class Emulator {
+  readonly faults = defaultFaults()
+  readonly jobs = new Map<string, Job>()
+  readonly requests: Array<RequestEntry> = []
+  readonly telemetry: Array<Testing.TelemetryRecord> = []
+  readonly tunnels = new Map<string, Tunnel>()
+  readonly tunnelsByHost = new Map<string, Tunnel>()
+  readonly streams = new Set<http.ServerResponse>()
+  readonly agent = new http.Agent({ keepAlive: true })
+  readonly userId = hex(12)
+  readonly orgId = hex(12)
+  readonly createdAt = new Date()
+  readonly server: http.Server
+  readonly binDir: string
+  readonly jobsDir: string
+  url = ""
+  seq = 0
+  closed = false
+  closing: Promise<void> | undefined
+
+  constructor(
+    readonly settings: Settings,
+    readonly root: string
+  ) {
+    this.binDir = path.join(root, "bin")
+    this.jobsDir = path.join(root, "jobs")
+    this.server = http.createServer({ noDelay: true }, (req, res) => this.handle(req, res))
+  }
+
+  async start() {
+    await fs.promises.mkdir(this.binDir, { recursive: true })
+    await fs.promises.mkdir(this.jobsDir, { recursive: true })
+    const cloudflared = path.join(this.binDir, "cloudflared")
+    await fs.promises.writeFile(cloudflared, cloudflaredScript(process.execPath), { mode: 0o755 })
+    await fs.promises.chmod(cloudflared, 0o755)
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject)
+      this.server.listen(0, "127.0.0.1", () => resolve())
+    })
+    this.url = `http://127.0.0.1:${(this.server.address() as net.AddressInfo).port}`
+    process.once("exit", this.onProcessExit)
+  }
+
+  /** Last resort if the test process exits without releasing the emulator: no job outlives it. */
+  private readonly onProcessExit = () => {
+    for (const job of this.jobs.values()) this.killTree(job, "SIGKILL")
+    for (const pid of containerMembers(this.controlUrl)) ProcessTree.signal(pid, "SIGKILL")
+  }
+
+  // ---- dispatch --------------------------------------------------------------------------------
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse) {
+    const virtualHost = req.headers["x-emulator-host"]
+    const host = (Array.isArray(virtualHost) ? virtualHost[0] : virtualHost)?.toLowerCase().replace(/:\d+$/, "")
+    const run = (): void | Promise<void> => {
+      if (host !== undefined && host !== "") {
+        if (host.endsWith(".hf.jobs")) return this.proxy(req, res, host)
+        if (host.endsWith(".trycloudflare.com")) return this.edge(req, res, host)
+        return sendText(res, 421, `the Hub emulator does not serve ${host}\n`)
+      }
+      const url = new URL(req.url ?? "/", this.url)
+      if (url.pathname.startsWith("/__emulator/")) return this.control(req, res, url)
+      return this.hub(req, res, url)
+    }
+    Promise.resolve()
+      .then(run)
+      .catch((error: unknown) => {
+        if (!res.headersSent) sendError(res, 500, `Hub emulator internal error: ${String(error)}`)
+        else res.destroy()
+      })
+  }
+
+  // ---- Hub API ---------------------------------------------------------------------------------
+
+  private classify(method: string, segments: ReadonlyArray<string>): Testing.HubRoute {
+    const [api, first, ns, id, action, ...rest] = segments
+    if (api !== "api") return "unknown"
+    if (first === "telemetry" && segments.length > 2 && (method === "HEAD" || method === "GET")) return "telemetry"
+    if (first === "whoami-v2" && segments.length === 2 && method === "GET") return "whoami"
+    if (first !== "jobs" || ns === undefined || rest.length > 0) return "unknown"
+    if (ns === "hardware" && id === undefined) return method === "GET" ? "hardware" : "unknown"
+    if (id === undefined) return method === "POST" ? "create" : method === "GET" ? "list" : "unknown"
+    if (action === undefined) return method === "GET" ? "inspect" : "unknown"
+    if (action === "logs") return method === "GET" ? "logs" : "unknown"
+    if (action === "cancel") return method === "POST" ? "cancel" : "unknown"
+    return "unknown"
+  }
+
+  private async hub(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
+    const method = req.method ?? "GET"
+    let segments: Array<string>
+    try {
+      segments = url.pathname
+        .split("/")
+        .filter((s) => s !== "")
+        .map(decodeURIComponent)
+    } catch {
+      segments = []
+    }
+    const route = this.classify(method, segments)
+    const authorization = req.headers.authorization
+    const entry: RequestEntry = { method, path: url.pathname + url.search, route, status: 0, authorization }
+    this.requests.push(entry)
+    res.on("close", () => {
+      if (entry.status === 0) entry.status = res.headersSent ? res.statusCode : 0
+    })
+    const origWriteHead = res.writeHead.bind(res) as (...args: Array<unknown>) => http.ServerResponse
+    ;(res as unknown as { writeHead: (...args: Array<unknown>) => http.ServerResponse }).writeHead = (
+      ...args: Array<unknown>
+    ) => {
+      entry.status = args[0] as number
+      return origWriteHead(...args)
+    }
+
+    if (route === "telemetry") {
+      this.telemetry.push({
+        path: url.pathname,
+        userAgent: req.headers["user-agent"] ?? "",
+        authorization
+      })
+      res.writeHead(200, { "content-length": 0 })
+      res.end()
+      return
+    }
+    if (route === "unknown") return sendError(res, 404, "Sorry, we can't find the page you are looking for.")
+
+    // Injected errors come first: the Hub's rate limiter answers before it looks at the token.
+    const fault = this.faults.hubErrors.find(
+      (f) => f.times > 0 && (f.route === route || (f.route === "any" && route !== "hardware"))
+    )
+    if (fault !== undefined) {
+      fault.times -= 1
+      const text =
+        fault.status === 429
+          ? "You have exceeded our rate limit. Please retry later."
+          : (http.STATUS_CODES[fault.status] ?? "Injected error")
+      return sendError(
+        res,
+        fault.status,
+        text,
+        fault.retryAfterSeconds === undefined ? {} : { "retry-after": String(fault.retryAfterSeconds) }
+      )
+    }
+
+    if (route === "hardware") return sendJson(res, 200, FLAVORS.map(hardware))
+    if (authorization !== `Bearer ${this.settings.token}`) {
+      return sendError(res, 401, "Invalid credentials in Authorization header")
+    }
+    if (route === "whoami") return sendJson(res, 200, this.whoami())
+
+    const namespace = segments[2]!
+    if (namespace !== this.settings.user && namespace !== ORG) {
+      return sendError(res, 403, `You don't have access to jobs in namespace '${namespace}'`)
+    }
+    if (route === "create") return this.create(req, res, namespace)
+    if (route === "list") return this.list(res, url, namespace)
+    const job = this.jobs.get(segments[3]!)
+    if (job === undefined || job.namespace !== namespace) return sendError(res, 404, "Job not found")
+    if (route === "inspect") return sendJson(res, 200, this.info(job))
+    if (route === "logs") return this.logs(res, url, job)
+    // cancel: 200 with an empty body, whatever the stage (what makes @huggingface/hub's cancelJob throw).
+    job.cancelRequests += 1
+    this.terminate(job, "CANCELED", null)
+    res.writeHead(200, { "content-length": 0 })
+    res.end()
+  }
+
+  private whoami() {
+    const { user } = this.settings
+    return {
+      type: "user",
+      id: this.userId,
+      name: user,
+      fullname: `${user.charAt(0).toUpperCase()}${user.slice(1)} Example`,
+      email: `${user}@example.com`,
+      emailVerified: true,
+      canPay: false,
+      isPro: false,
+      periodEnd: null,
+      avatarUrl: `/avatars/${user}.svg`,
+      orgs: [
+        {
+          type: "org",
+          name: ORG,
+          id: this.orgId,
+          fullname: "Acme",
+          email: null,
+          canPay: false,
+          isEnterprise: false,
+          roleInOrg: "write",
+          avatarUrl: `/avatars/${ORG}.svg`
+        }
+      ],
+      auth: {
+        type: "access_token",
+        accessToken: { displayName: "emulator", role: "write", createdAt: this.createdAt.toISOString() }
+      }
+    }
+  }
+
+  private owner(namespace: string) {
+    return namespace === ORG
+      ? { id: this.orgId, name: ORG, type: "org" }
+      : { id: this.userId, name: this.settings.user, type: "user" }
+  }
+
+  private info(job: Job) {
+    const now = Date.now()
+    const end = job.finishedAt?.getTime() ?? now
+    const started = job.startedAt?.getTime()
+    return {
+      id: job.id,
+      createdAt: job.createdAt.toISOString(),
+      startedAt: job.startedAt?.toISOString() ?? null,
+      finishedAt: job.finishedAt?.toISOString() ?? null,
+      ...job.image,
+      command: job.command,
+      arguments: job.arguments,
+      environment: job.environment,
+      secrets: Object.keys(job.secrets),
+      flavor: job.flavor,
+      labels: job.labels,
+      ...(job.timeoutSeconds === undefined ? {} : { timeoutSeconds: job.timeoutSeconds }),
+      status: {
+        stage: job.stage,
+        message: job.message,
+        ...(job.expose === undefined
+          ? {}
+          : { exposeUrls: job.expose.map((port) => `https://${job.id}--${port}.hf.jobs`) })
+      },
+      durations: {
+        schedulingSecs: Math.round(((started ?? end) - job.createdAt.getTime()) / 1000),
+        runningSecs: started === undefined ? 0 : Math.round((end - started) / 1000),
+        totalSecs: Math.round((end - job.createdAt.getTime()) / 1000)
+      },
+      owner: this.owner(job.namespace),
+      initiator: { type: "user", id: this.userId, name: this.settings.user }
+    }
+  }
+
+  // ---- create ------------------------------------------------------------------------------
+
+  private async create(req: http.IncomingMessage, res: http.ServerResponse, namespace: string) {
+    let body: unknown
+    try {
+      const raw = await readBody(req)
+      body = JSON.parse(raw.toString("utf8"))
+    } catch {
+      return sendError(res, 400, "Invalid JSON body")
+    }
+    const spec = validate(body)
+    if (typeof spec === "string") return sendError(res, 400, spec)
+    if (this.closed) return sendError(res, 503, "The Hub emulator is shutting down")
+
+    const id = hex(12)
+    const dir = path.join(this.jobsDir, id)
+    await fs.promises.mkdir(dir, { recursive: true })
+    // Exposed ports share this machine: map each to a free loopback port and rewrite the variables
+    // that carry it (see the module docs of Testing).
+    const ports = new Map<number, number>()
+    const environment = { ...spec.environment }
+    for (const port of spec.expose ?? []) {
+      const carriers = Object.keys(environment).filter((name) => environment[name] === String(port))
+      const local = carriers.length > 0 ? await freePort() : port
+      ports.set(port, local)
+      for (const name of carriers) environment[name] = String(local)
+    }
+    const env: Record<string, string> = {
+      PATH: `${this.binDir}:${process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin"}`,
+      HOME: dir,
+      LANG: "C.UTF-8",
+      HF_EMULATOR_CONTROL: this.controlUrl,
+      HF_EMULATOR_JOB_ID: id,
+      ...environment,
+      ...spec.secrets
+    }
+    let markProcessExited!: () => void
+    const processExited = new Promise<void>((resolve) => {
+      markProcessExited = resolve
+    })
+    const crash = this.faults.crashBeforeReady > 0
+    if (crash) this.faults.crashBeforeReady -= 1
+    const job: Job = {
+      id,
+      seq: this.seq++,
+      namespace,
+      spec: body,
+      createdAt: new Date(),
+      startedAt: undefined,
+      finishedAt: undefined,
+      stage: "SCHEDULING",
+      message: null,
+      image: spec.image,
+      command: spec.command,
+      arguments: spec.arguments,
+      environment: spec.environment,
+      secrets: spec.secrets,
+      flavor: spec.flavor,
+      labels: spec.labels,
+      timeoutSeconds: spec.timeoutSeconds,
+      expose: spec.expose,
+      ports,
+      env,
+      dir,
+      crash,
+      child: undefined,
+      pid: undefined,
+      processGone: false,
+      processExited,
+      markProcessExited,
+      startLine: undefined,
+      logs: [],
+      flushers: [],
+      cancelRequests: 0,
+      waiters: new Set(),
+      timers: new Set()
+    }
+    this.jobs.set(id, job)
+    const schedulingMs =
+      this.faults.schedulingDelay === undefined
+        ? this.settings.schedulingDelayMs
+        : Duration.toMillis(Duration.decode(this.faults.schedulingDelay))
+    this.timer(job, schedulingMs, () => this.run(job))
+    sendJson(res, 200, this.info(job))
+  }
+
+  private timer(job: Job, ms: number, f: () => void) {
+    const handle = setTimeout(() => {
+      job.timers.delete(handle)
+      f()
+    }, ms)
+    job.timers.add(handle)
+  }
+
+  private clearTimers(job: Job) {
+    for (const handle of job.timers) clearTimeout(handle)
+    job.timers.clear()
+  }
+
+  private notify(job: Job) {
+    for (const waiter of [...job.waiters]) waiter()
+  }
+
+  // ---- running a job ----------------------------------------------------------------------
+
+  private run(job: Job) {
+    if (job.stage !== "SCHEDULING" || this.closed) return
+    const startedAt = new Date()
+    job.stage = "RUNNING"
+    job.startedAt = startedAt
+    job.startLine = { data: `===== Job started at ${startStamp(startedAt)} =====`, timestamp: startedAt.toISOString() }
+    const [file, ...args] = [...job.command, ...job.arguments]
+    let child: ChildProcess
+    try {
+      child = spawn(file!, args, {
+        cwd: job.dir,
+        env: job.env,
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+    } catch (error) {
+      this.spawnFailed(job, error)
+      return
+    }
+    job.child = child
+    job.pid = child.pid
+    let open = 0
+    const closed = new Promise<void>((resolve) => {
+      const attach = (stream: NodeJS.ReadableStream | null) => {
+        if (stream === null) return
+        open += 1
+        const decoder = new StringDecoder("utf8")
+        let buffer = ""
+        const flush = () => {
+          buffer += decoder.end()
+          if (buffer.length > 0) this.appendLog(job, buffer)
+          buffer = ""
+        }
+        job.flushers.push(flush)
+        stream.on("data", (chunk: Buffer) => {
+          buffer += decoder.write(chunk)
+          let newline = buffer.indexOf("\n")
+          while (newline >= 0) {
+            this.appendLog(job, buffer.slice(0, newline).replace(/\r$/, ""))
+            buffer = buffer.slice(newline + 1)
+            newline = buffer.indexOf("\n")
+          }
+        })
+        stream.on("close", () => {
+          flush()
+          open -= 1
+          if (open === 0) resolve()
+        })
+      }
+      attach(child.stdout)
+      attach(child.stderr)
+      if (open === 0) resolve()
+    })
+    child.once("error", (error) => {
+      if (job.pid === undefined) this.spawnFailed(job, error)
+    })
+    child.once("exit", (code, sig) => {
+      if (job.pid === undefined) return
+      job.processGone = true
+      job.markProcessExited()
+      // The container stops with its main process: whatever else ran in it dies too.
+      this.killTree(job, "SIGKILL")
+      void Promise.race([closed, delay(DRAIN_MS)]).then(() => {
+        for (const flush of job.flushers) flush()
+        const exitCode = code ?? (sig === null ? 1 : 128 + signalNumber(sig))
+        this.finish(job, exitCode)
+      })
+    })
+    if (job.timeoutSeconds !== undefined) {
+      this.timer(job, job.timeoutSeconds * 1000, () => this.terminate(job, "CANCELED", "timeout"))
+    }
+    this.notify(job)
+  }
+
+  private spawnFailed(job: Job, error: unknown) {
+    if (job.processGone) return
+    job.processGone = true
+    job.markProcessExited()
+    const code = (error as NodeJS.ErrnoException | undefined)?.code
+    this.appendLog(
+      job,
+      code === "ENOENT"
+        ? `exec: "${job.command[0]}": executable file not found in $PATH`
+        : `exec: "${job.command[0]}": ${String((error as Error | undefined)?.message ?? error)}`
+    )
+    this.finish(job, code === "ENOENT" ? 127 : 126)
+  }
+
+  private appendLog(job: Job, line: string) {
+    job.logs.push({ data: line, timestamp: new Date().toISOString() })
+    if (job.crash) {
+      job.crash = false
+      this.killTree(job, "SIGKILL")
+    }
+    this.notify(job)
+  }
+
+  private finish(job: Job, exitCode: number) {
+    this.clearTimers(job)
+    if (!TERMINAL.has(job.stage)) {
+      job.stage = exitCode === 0 ? "COMPLETED" : "ERROR"
+      job.message = exitCode === 0 ? null : `Job failed with exit code: ${exitCode}`
+    }
+    job.finishedAt ??= new Date()
+    this.closeTunnels(job.id)
+    this.notify(job)
+  }
+
+  /** Cancel or timeout: the stage changes at once, the processes get SIGTERM, then SIGKILL. */
+  private terminate(job: Job, stage: string, message: string | null) {
+    if (TERMINAL.has(job.stage)) return
+    this.clearTimers(job)
+    job.stage = stage
+    job.message = message
+    job.finishedAt = new Date()
+    this.closeTunnels(job.id)
+    this.notify(job)
+    if (job.child !== undefined && !job.processGone) {
+      this.killTree(job, "SIGTERM")
+      const handle = setTimeout(() => this.killTree(job, "SIGKILL"), CANCEL_GRACE_MS)
+      void job.processExited.then(() => clearTimeout(handle))
+    }
+  }
+
+  /** Signals everything in the job's "container": its process group, descendants and escaped members. */
+  killTree(job: Job, sig: NodeJS.Signals) {
+    const pid = job.pid
+    if (pid === undefined) return
+    const family = job.processGone ? [] : Effect.runSync(ProcessTree.descendants(pid))
+    ProcessTree.signal(-pid, sig)
+    if (!job.processGone) ProcessTree.signal(pid, sig)
+    for (const member of [...family, ...containerMembers(this.controlUrl, job.id)]) ProcessTree.signal(member, sig)
+  }
+
+  get controlUrl() {
+    return `${this.url}/__emulator`
+  }
+
+  // ---- list ------------------------------------------------------------------------------------
+
+  private list(res: http.ServerResponse, url: URL, namespace: string) {
+    const stages = url.searchParams.getAll("stage").map((s) => s.toUpperCase())
+    const labels = url.searchParams.getAll("label").map((pair) => {
+      const eq = pair.indexOf("=")
+      return eq < 0 ? ([pair, undefined] as const) : ([pair.slice(0, eq), pair.slice(eq + 1)] as const)
+    })
+    const matching = [...this.jobs.values()]
+      .filter((job) => job.namespace === namespace)
+      .filter((job) => stages.length === 0 || stages.includes(job.stage))
+      .filter((job) =>
+        labels.every(([key, value]) => (value === undefined ? key in job.labels : job.labels[key] === value))
+      )
+      .sort((a, b) => b.seq - a.seq)
+    const cursor = url.searchParams.get("cursor")
+    let start = 0
+    if (cursor !== null) {
+      const at = matching.findIndex((job) => job.id === cursor)
+      start = at < 0 ? matching.length : at + 1
+    }
+    const page = matching.slice(start, start + PAGE_SIZE)
+    const headers: http.OutgoingHttpHeaders = {}
+    if (start + PAGE_SIZE < matching.length) {
+      const next = new URL(`${this.url}/api/jobs/${encodeURIComponent(namespace)}`)
+      for (const [key, value] of url.searchParams) if (key !== "cursor") next.searchParams.append(key, value)
+      next.searchParams.set("cursor", page[page.length - 1]!.id)
+      headers.link = `<${next.href}>; rel="next"`
+    }
+    sendJson(
+      res,
+      200,
+      page.map((job) => this.info(job)),
+      headers
+    )
+  }
+
+  // ---- logs ------------------------------------------------------------------------------------
+
+  private logs(res: http.ServerResponse, url: URL, job: Job) {
+    res.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      "x-accel-buffering": "no",
+      "x-request-id": `Root=1-${hex(4)}-${hex(12)}`
+    })
+    // The documented quirk: while the job is scheduled, the stream ends at once.
+    if (job.startLine === undefined) {
+      res.end()
+      return
+    }
+    let cut = false
+    if (this.faults.cutLogStreams > 0) {
+      this.faults.cutLogStreams -= 1
+      cut = true
+    }
+    const tailParam = url.searchParams.get("tail")
+    const tail = tailParam !== null && /^\d+$/.test(tailParam) ? Number(tailParam) : undefined
+    let next = tail === undefined ? 0 : Math.max(0, job.logs.length - tail)
+    let sent = 0
+    let done = false
+    const send = (entry: LogEntry) => res.write(`data: ${JSON.stringify(entry)}\n\n`)
+    // Like a dropped connection: what was written reaches the client, then the socket dies mid-body.
+    const cutNow = () => res.write("", () => res.socket?.destroy())
+    const keepAlive = setInterval(() => {
+      if (!done) res.write(": keep-alive\n\n")
+    }, this.settings.keepAliveMs)
+    const cleanup = () => {
+      done = true
+      clearInterval(keepAlive)
+      job.waiters.delete(pump)
+      this.streams.delete(res)
+    }
+    const pump = () => {
+      if (done) return
+      while (next < job.logs.length) {
+        send(job.logs[next++]!)
+        sent += 1
+        if (cut && sent >= 1) {
+          cleanup()
+          cutNow()
+          return
+        }
+      }
+      if (TERMINAL.has(job.stage)) {
+        cleanup()
+        if (cut) cutNow()
+        else res.end()
+      }
+    }
+    this.streams.add(res)
+    job.waiters.add(pump)
+    res.on("close", cleanup)
+    send(job.startLine)
+    pump()
+  }
+
+  // ---- exposed-port proxy --------------------------------------------------------------------
+
+  private proxy(req: http.IncomingMessage, res: http.ServerResponse, host: string) {
+    if (req.headers.authorization !== `Bearer ${this.settings.token}`) {
+      req.resume()
+      return sendError(res, 401, "Invalid credentials in Authorization header")
+    }
+    const match = /^([0-9a-f]{24})--(\d+)\.hf\.jobs$/.exec(host)
+    const job = match === null ? undefined : this.jobs.get(match[1]!)
+    const port = match === null ? undefined : Number(match[2])
+    if (job === undefined || port === undefined || job.expose?.includes(port) !== true) {
+      req.resume()
+      return sendError(res, 404, "Not Found")
+    }
+    if (job.stage !== "RUNNING") {
+      req.resume()
+      return sendError(res, 503, `Job is not running (stage: ${job.stage})`)
+    }
+    this.forward(req, res, job.ports.get(port) ?? port, host, {}, () =>
+      sendError(res, 502, "Bad Gateway: the job refused the connection")
+    )
+  }
+
+  // ---- quick-tunnel edge -----------------------------------------------------------------------
+
+  /** Whether a `*.trycloudflare.com` name resolves (every name a tunnel ever had does). */
+  resolves(host: string) {
+    return this.tunnelsByHost.has(host.toLowerCase()) || !this.faults.unknownTunnelHostsDnsFail
+  }
+
+  private edge(req: http.IncomingMessage, res: http.ServerResponse, host: string) {
+    const cfHeaders = { server: "cloudflare", "cf-ray": `${hex(8)}-EMU` }
+    const error1033 = () => {
+      req.resume()
+      sendText(res, 530, "error code: 1033", cfHeaders)
+    }
+    const tunnel = this.tunnelsByHost.get(host)
+    if (tunnel === undefined) {
+      if (this.faults.unknownTunnelHostsDnsFail) {
+        // A client that could not ask the emulator in-process still gets a transport error.
+        req.socket.destroy()
+        return
+      }
+      return error1033()
+    }
+    if (tunnel.pid !== undefined && !tunnel.closed && !ProcessTree.isAlive(tunnel.pid)) tunnel.closed = true
+    if (tunnel.closed || tunnel.registeredAt === undefined) return error1033()
+    if (Date.now() < tunnel.registeredAt + tunnel.warmupMs) return error1033()
+    let origin: URL
+    try {
+      origin = new URL(tunnel.origin)
+    } catch {
+      req.resume()
+      return sendText(res, 502, "error code: 502", cfHeaders)
+    }
+    const port = Number(origin.port || (origin.protocol === "https:" ? 443 : 80))
+    this.forward(
+      req,
+      res,
+      port,
+      host,
+      { "cf-worker": "trycloudflare.com", "cf-connecting-ip": "127.0.0.1", "x-forwarded-proto": "https" },
+      () => sendText(res, 502, "error code: 502", cfHeaders),
+      cfHeaders
+    )
+  }
+
+  /** Streams the request to 127.0.0.1:port and the response back, chunk by chunk. */
+  private forward(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    port: number,
+    host: string,
+    extraRequestHeaders: http.OutgoingHttpHeaders,
+    onRefused: () => void,
+    extraResponseHeaders: http.OutgoingHttpHeaders = {}
+  ) {
+    const headers = { ...filterHeaders(req.headers), host, ...extraRequestHeaders }
+    const upstream = http.request({
+      host: "127.0.0.1",
+      port,
+      method: req.method ?? "GET",
+      path: req.url ?? "/",
+      headers,
+      agent: this.agent
+    })
+    upstream.on("response", (answer) => {
+      res.writeHead(answer.statusCode ?? 502, { ...filterHeaders(answer.headers), ...extraResponseHeaders })
+      res.flushHeaders()
+      // pipe writes every chunk as it arrives (no buffering) and respects back-pressure.
+      answer.pipe(res)
+      answer.on("error", () => res.destroy())
+      answer.on("close", () => {
+        if (!answer.complete) res.destroy()
+      })
+    })
+    upstream.on("error", () => {
+      if (!res.headersSent) {
+        req.resume()
+        onRefused()
+      } else {
+        res.destroy()
+      }
+    })
+    res.on("close", () => {
+      if (!res.writableFinished) upstream.destroy()
+    })
+    req.pipe(upstream)
+  }
+
+  // ---- control endpoint for the stand-in cloudflared -----------------------------------------
+
+  private async control(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
+    const parts = url.pathname.split("/").filter((s) => s !== "")
+    const method = req.method ?? "GET"
+    const readJson = async (): Promise<Record<string, unknown>> => {
+      try {
+        const parsed: unknown = JSON.parse((await readBody(req)).toString("utf8") || "{}")
+        return isPlainObject(parsed) ? parsed : {}
+      } catch {
+        return {}
+      }
+    }
+    // POST /__emulator/tunnels
+    if (parts.length === 2 && parts[1] === "tunnels" && method === "POST") {
+      const body = await readJson()
+      const job = typeof body.jobId === "string" ? this.jobs.get(body.jobId) : undefined
+      if (job === undefined || job.stage !== "RUNNING") {
+        return sendJson(res, 404, { success: false, errors: [{ code: 1000, message: "unknown or finished job" }] })
+      }
+      if (this.faults.tunnelCreate429 > 0) {
+        this.faults.tunnelCreate429 -= 1
+        return sendText(res, 429, "error code: 1015", { server: "cloudflare" })
+      }
+      let hostname: string
+      do {
+        hostname = `${pick(WORDS)}-${pick(WORDS)}-${pick(WORDS)}-${pick(WORDS)}.trycloudflare.com`
+      } while (this.tunnelsByHost.has(hostname))
+      const tunnel: Tunnel = {
+        id: randomUUID(),
+        hostname,
+        jobId: job.id,
+        origin: typeof body.origin === "string" ? body.origin : "",
+        pid: typeof body.pid === "number" ? body.pid : undefined,
+        registeredAt: undefined,
+        warmupMs: 0,
+        closed: false
+      }
+      this.tunnels.set(tunnel.id, tunnel)
+      this.tunnelsByHost.set(hostname, tunnel)
+      return sendJson(res, 200, {
+        success: true,
+        result: {
+          id: tunnel.id,
+          name: `qt-${hex(6)}`,
+          hostname,
+          account_tag: hex(16),
+          secret: randomBytes(32).toString("base64")
+        },
+        errors: [],
+        messages: [],
+        registerDelayMs: this.faults.tunnelRegisterDelayMs
+      })
+    }
+    const tunnel = parts[1] === "tunnels" && parts[2] !== undefined ? this.tunnels.get(parts[2]) : undefined
+    // POST /__emulator/tunnels/{id}/connections
+    if (parts.length === 4 && parts[3] === "connections" && method === "POST") {
+      await readJson()
+      const job = tunnel === undefined ? undefined : this.jobs.get(tunnel.jobId)
+      if (tunnel === undefined || tunnel.closed || job?.stage !== "RUNNING") {
+        return sendJson(res, 404, { error: "unknown tunnel" })
+      }
+      tunnel.registeredAt = Date.now()
+      tunnel.warmupMs = this.faults.tunnelWarmup530Ms
+      return sendJson(res, 200, { connIndex: 0, connection: randomUUID(), ip: "198.41.200.13", location: "emu01" })
+    }
+    // GET /__emulator/tunnels/{id}: the stand-in's watchdog
+    if (parts.length === 3 && method === "GET") {
+      req.resume()
+      if (tunnel === undefined) return sendJson(res, 404, { error: "unknown tunnel" })
+      const job = this.jobs.get(tunnel.jobId)
+      return sendJson(res, 200, {
+        registered: tunnel.registeredAt !== undefined && !tunnel.closed,
+        closed: tunnel.closed,
+        jobStage: job?.stage ?? null
+      })
+    }
+    // DELETE /__emulator/tunnels/{id}
+    if (parts.length === 3 && method === "DELETE") {
+      req.resume()
+      if (tunnel !== undefined) tunnel.closed = true
+      res.writeHead(204)
+      res.end()
+      return
+    }
+    req.resume()
+    return sendError(res, 404, "unknown emulator control route")
+  }
+
+  private closeTunnels(jobId: string) {
+    for (const tunnel of this.tunnels.values()) if (tunnel.jobId === jobId) tunnel.closed = true
+  }
+
+  // ---- snapshots -------------------------------------------------------------------------------
+
+  record(job: Job): Testing.JobRecord {
+    return {
+      id: job.id,
+      namespace: job.namespace,
+      spec: job.spec,
+      stage: job.stage,
+      message: job.message,
+      pid: job.pid,
+      cancelRequests: job.cancelRequests,
+      logs: job.logs.map((entry) => entry.data),
+      environment: { ...job.env },
+      secrets: { ...job.secrets },
+      workdir: job.dir,
+      ports: Object.fromEntries([...job.ports].map(([p, l]) => [String(p), l]))
+    }
+  }
+
+  killJob(id: string) {
+    const job = this.jobs.get(id)
+    if (job !== undefined) this.killTree(job, "SIGKILL")
+  }
+
+  // ---- release ---------------------------------------------------------------------------------
+
+  close(): Promise<void> {
+    this.closing ??= this.doClose()
+    return this.closing
+  }
+
+  private async doClose() {
+    this.closed = true
+    const jobs = [...this.jobs.values()]
+    for (const job of jobs) this.clearTimers(job)
+    const live = jobs.filter((job) => job.child !== undefined && !job.processGone)
+    const strays = () => (this.url === "" ? [] : containerMembers(this.controlUrl))
+    for (const job of live) this.killTree(job, "SIGTERM")
+    for (const pid of strays()) ProcessTree.signal(pid, "SIGTERM")
+    const exited = Promise.all(live.map((job) => job.processExited))
+    const allGone = async () => {
+      await exited
+      while (strays().some(ProcessTree.isAlive)) await delay(25)
+    }
+    await Promise.race([allGone(), delay(CANCEL_GRACE_MS)])
+    for (const job of jobs) this.killTree(job, "SIGKILL")
+    for (const pid of strays()) ProcessTree.signal(pid, "SIGKILL")
+    await Promise.race([allGone(), delay(1000)])
+    for (const res of this.streams) res.destroy()
+    this.streams.clear()
+    this.agent.destroy()
+    const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    this.server.closeAllConnections()
+    await Promise.race([serverClosed, delay(1000)])
+    await Promise.race([fs.promises.rm(this.root, { recursive: true, force: true }), delay(5000)]).catch(() => {})
+    process.removeListener("exit", this.onProcessExit)
+  }
+}
+
+const hardware = (name: string) => ({
+  name,
+  prettyName: name
+    .split("-")
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join(" "),
+  cpu: name.startsWith("cpu") ? "2 vCPU" : "8 vCPU",
+  ram: name.startsWith("cpu") ? "16 GB" : "30 GB",
+  accelerator: name.startsWith("cpu")
+    ? null
+    : { type: "gpu", model: name.split("x")[0], quantity: "1", vram: "24 GB", manufacturer: "Nvidia" },
+  unitCostMicroUSD: name === "cpu-basic" ? 167 : 1000,
+  unitCostUSD: name === "cpu-basic" ? 0.000167 : 0.001,
+  unitLabel: "minute"
+})
+
+// ---- validation, like the Hub ---------------------------------------------------------------------
+
+interface ValidSpec {
+  readonly image: { readonly dockerImage: string } | { readonly spaceId: string }
+  readonly command: ReadonlyArray<string>
+  readonly arguments: ReadonlyArray<string>
+  readonly environment: Record<string, string>
+  readonly secrets: Record<string, string>
+  readonly labels: Record<string, string>
+  readonly flavor: string
+  readonly timeoutSeconds: number | undefined
+  readonly expose: ReadonlyArray<number> | undefined
+}
+
+/** The normalised spec, or what is wrong with it. */
+export const validate = (body: unknown): ValidSpec | string => {
+  if (!isPlainObject(body)) return "The request body must be a JSON object"
+  const hasImage = present(body.dockerImage)
+  const hasSpace = present(body.spaceId)
+  if (hasImage === hasSpace) return "Exactly one of dockerImage and spaceId must be provided"
+  if (hasImage && (typeof body.dockerImage !== "string" || body.dockerImage === "")) {
+    return "dockerImage must be a non-empty string"
+  }
+  if (hasSpace && (typeof body.spaceId !== "string" || !/^[^/\s]+\/[^/\s]+$/.test(body.spaceId))) {
+    return "spaceId must be a string of the form owner/space"
+  }
+  if (!isStringArray(body.command) || body.command.length === 0) {
+    return "command must be a non-empty array of strings"
+  }
+  if (present(body.arguments) && !isStringArray(body.arguments)) return "arguments must be an array of strings"
+  for (const key of ["environment", "secrets", "labels"] as const) {
+    if (present(body[key]) && !isStringRecord(body[key])) return `${key} must be an object whose values are strings`
+  }
+  const flavor = present(body.flavor) ? body.flavor : "cpu-basic"
+  if (typeof flavor !== "string" || !FLAVORS.includes(flavor)) {
+    return `flavor must be one of ${FLAVORS.join(", ")} (got ${JSON.stringify(body.flavor)})`
+  }
+  if (present(body.timeoutSeconds)) {
+    const t = body.timeoutSeconds
+    if (typeof t !== "number" || !Number.isInteger(t) || t <= 0) return "timeoutSeconds must be a positive integer"
+  }
+  let expose: Array<number> | undefined
+  if (present(body.expose)) {
+    const ports = isPlainObject(body.expose) ? body.expose.ports : undefined
+    if (
+      !Array.isArray(ports) ||
+      !ports.every((p): p is number => typeof p === "number" && Number.isInteger(p) && p >= 1 && p <= 65535)
+    ) {
+      return "expose.ports must be an array of port numbers (integers from 1 to 65535)"
+    }
+    if (new Set(ports).size !== ports.length) return "expose.ports must not repeat a port"
+    expose = ports
+  }
+  return {
+    image: hasImage ? { dockerImage: body.dockerImage as string } : { spaceId: body.spaceId as string },
+    command: body.command,
+    arguments: present(body.arguments) ? (body.arguments as Array<string>) : [],
+    environment: present(body.environment) ? { ...(body.environment as Record<string, string>) } : {},
+    secrets: present(body.secrets) ? { ...(body.secrets as Record<string, string>) } : {},
+    labels: present(body.labels) ? { ...(body.labels as Record<string, string>) } : {},
+    flavor,
+    timeoutSeconds: present(body.timeoutSeconds) ? (body.timeoutSeconds as number) : undefined,
+    expose
+  }
+}
+
+// ---- Effect API -------------------------------------------------------------------------------------
+
+const handles = new WeakMap<Testing.HubEmulator, Emulator>()
+
+/** @internal */
+export const make = (options: Testing.EmulatorOptions = {}): Effect.Effect<Testing.HubEmulator, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const settings: Settings = {
+        token: options.token ?? DEFAULT_TOKEN,
+        user: options.user ?? DEFAULT_USER,
+        schedulingDelayMs: Duration.toMillis(Duration.decode(options.schedulingDelay ?? "150 millis")),
+        keepAliveMs: Math.max(1, Duration.toMillis(Duration.decode(options.keepAliveInterval ?? "1 second")))
+      }
+      const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), "hf-hub-emulator-"))
+      const emulator = new Emulator(settings, root)
+      try {
+        await emulator.start()
+      } catch (error) {
+        await emulator.close()
+        throw error
+      }
+      return emulator
+    }),
+    (emulator) =>
+      Effect.promise(() => emulator.close()).pipe(Effect.interruptible, Effect.timeout("15 seconds"), Effect.ignore)
+  ).pipe(
+    Effect.map((emulator) => {
+      const api: Testing.HubEmulator = {
+        url: emulator.url,
+        token: Redacted.make(emulator.settings.token),
+        user: emulator.settings.user,
+        faults: emulator.faults,
+        jobs: Effect.sync(() => [...emulator.jobs.values()].map((job) => emulator.record(job))),
+        job: (id) =>
+          Effect.sync(() => {
+            const job = emulator.jobs.get(id)
+            return job === undefined ? undefined : emulator.record(job)
+          }),
+        requests: Effect.sync(() => emulator.requests.map((entry) => ({ ...entry }))),
+        killJob: (id) => Effect.sync(() => emulator.killJob(id)),
+        telemetry: Effect.sync(() => emulator.telemetry.map((entry) => ({ ...entry })))
+      }
+      handles.set(api, emulator)
+      return api
+    })
+  )
+
+const isEmulatedHost = (host: string) => host.endsWith(".hf.jobs") || host.endsWith(".trycloudflare.com")
+
+/** @internal */
+export const routeHttpClient =
+  (emulator: Testing.HubEmulator) =>
+  <E, R>(self: HttpClient.HttpClient.With<E, R>): HttpClient.HttpClient.With<E | HttpClientError.RequestError, R> =>
+    HttpClient.transform(
+      self,
+      (effect, request): Effect.Effect<HttpClientResponse.HttpClientResponse, E | HttpClientError.RequestError, R> => {
+        let url: URL
+        try {
+          url = new URL(request.url)
+        } catch {
+          return effect
+        }
+        const host = url.hostname.toLowerCase()
+        if (!isEmulatedHost(host)) return effect
+        const handle = handles.get(emulator)
+        if (host.endsWith(".trycloudflare.com") && handle !== undefined && !handle.resolves(host)) {
+          const cause = Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), {
+            code: "ENOTFOUND",
+            errno: -3008,
+            syscall: "getaddrinfo",
+            hostname: host
+          })
+          return Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause }))
+        }
+        const routed = request.pipe(
+          HttpClientRequest.setUrl(`${emulator.url}${url.pathname}${url.search}`),
+          HttpClientRequest.setHeader("x-emulator-host", host)
+        )
+        return self.execute(routed)
+      }
+    )

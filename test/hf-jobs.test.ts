@@ -1,0 +1,350 @@
+/**
+ * The HF Jobs provider end to end against the Hub emulator: real job processes running the real
+ * server, reached through the emulated Jobs proxy or a stand-in cloudflared and an emulated edge. The
+ * provider code is exactly what runs against huggingface.co; only the endpoint and HttpClient differ.
+ */
+
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { assert, describe, layer } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as HfJobs from "hf-sandbox/HfJobs"
+import * as Sandbox from "hf-sandbox/Sandbox"
+import * as Testing from "hf-sandbox/testing"
+import { assertGone, eventually } from "./support/local.js"
+
+const Env = Layer.unwrapScoped(
+  Effect.gen(function* () {
+    const emulator = yield* Testing.make({ schedulingDelay: "100 millis" })
+    const http = Layer.effect(
+      HttpClient.HttpClient,
+      Effect.map(HttpClient.HttpClient, Testing.routeHttpClient(emulator))
+    ).pipe(Layer.provide(NodeHttpClient.layerUndici))
+    return Layer.mergeAll(
+      HfJobs.layer({ token: emulator.token, endpoint: emulator.url }).pipe(Layer.provide(NodeContext.layer)),
+      http,
+      Layer.succeed(Testing.HubEmulatorService, emulator)
+    )
+  })
+)
+
+/** Quick Hub retries, so fault tests do not wait on production backoff. */
+const fast = {
+  hubRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)), Schedule.asVoid),
+  cancelRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)), Schedule.asVoid),
+  stageCheck: Schedule.spaced("250 millis").pipe(Schedule.asVoid)
+}
+
+const emulator = Testing.HubEmulatorService
+
+const resetFaults = Effect.gen(function* () {
+  const emu = yield* emulator
+  Object.assign(emu.faults, {
+    hubErrors: [],
+    cutLogStreams: 0,
+    schedulingDelay: undefined,
+    tunnelCreate429: 0,
+    tunnelWarmup530Ms: 0,
+    tunnelRegisterDelayMs: 100,
+    unknownTunnelHostsDnsFail: true,
+    crashBeforeReady: 0
+  })
+})
+
+/** The job of a sandbox, as the emulator records it. */
+const jobOf = (id: string) =>
+  Effect.flatMap(emulator, (emu) => emu.job(id)).pipe(
+    Effect.flatMap((job) => (job ? Effect.succeed(job) : Effect.die(new Error(`no job ${id}`))))
+  )
+
+const assertCancelled = (id: string) =>
+  eventually(
+    Effect.flatMap(jobOf(id), (job) =>
+      job.stage === "CANCELED" && job.cancelRequests >= 1
+        ? Effect.succeed(job)
+        : Effect.fail(new Error(`job ${id} is ${job.stage} after ${job.cancelRequests} cancel requests`))
+    )
+  ).pipe(Effect.tap((job) => (job.pid === undefined ? Effect.void : assertGone([job.pid]))))
+
+const quickStart = (sb: Sandbox.Sandbox) =>
+  Effect.gen(function* () {
+    const py = yield* sb.exec(["python3", "-c", "print(1+1)"])
+    assert.deepInclude(py, { exitCode: 0, stdout: "2\n" })
+    const pipeline = yield* sb.exec("printf 'b\\na\\n' | sort | head -n 1")
+    assert.strictEqual(pipeline.stdout, "a\n")
+    yield* sb.files.write("notes/hello.txt", "hello from a job")
+    assert.strictEqual(yield* sb.files.readText("notes/hello.txt"), "hello from a job")
+  })
+
+layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provider (emulated Hub)", (it) => {
+  for (const transport of ["tunnel", "proxy"] as const) {
+    it.effect(`quick start over the ${transport}; scope close cancels the job`, () =>
+      Effect.gen(function* () {
+        yield* resetFaults
+        const id = yield* Effect.gen(function* () {
+          const sb = yield* Sandbox.make({ transport, schedules: fast })
+          assert.strictEqual(sb.provider, "hf-jobs")
+          assert.strictEqual(sb.details.transport, transport)
+          yield* quickStart(sb)
+          return sb.id
+        }).pipe(Effect.scoped)
+        const job = yield* assertCancelled(id)
+        const spec = job.spec as { labels: Record<string, string>; expose?: unknown; flavor: string }
+        assert.strictEqual(spec.labels["hf-sandbox"], "1")
+        assert.strictEqual(spec.labels["hf-sandbox-mode"], "dedicated")
+        assert.match(spec.labels["hf-sandbox-nonce"] ?? "", /^[0-9a-f]{32}$/)
+        assert.strictEqual(spec.flavor, "cpu-basic")
+        assert.strictEqual(spec.expose !== undefined, transport === "proxy")
+      })
+    )
+  }
+
+  it.effect("finds the tunnel after the log stream is cut twice, and rides out the edge's 530 warm-up", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      emu.faults.cutLogStreams = 2
+      emu.faults.tunnelWarmup530Ms = 1500
+      const sb = yield* Sandbox.make({ schedules: fast })
+      assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
+      assert.strictEqual(emu.faults.cutLogStreams, 0)
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("cloudflared is restarted after a 429 at tunnel creation", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      emu.faults.tunnelCreate429 = 2
+      const sb = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" }, schedules: fast })
+      assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
+      const job = yield* jobOf(sb.id)
+      assert.isTrue(job.logs.some((line) => line.includes("429 Too Many Requests")))
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("a job that crashes before it is ready fails with JobFailed and its log tail", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      emu.faults.crashBeforeReady = 1
+      const error = yield* Effect.flip(Sandbox.make({ schedules: fast }).pipe(Effect.scoped))
+      assert.strictEqual(error._tag, "StartError")
+      assert.strictEqual(error.reason, "JobFailed")
+      assert.include(error.message, "ERROR")
+      assert.include(error.message, "137")
+      const jobs = yield* emu.jobs
+      const job = jobs[jobs.length - 1]!
+      assert.strictEqual(job.stage, "ERROR")
+      if (job.pid !== undefined) yield* assertGone([job.pid])
+    })
+  )
+
+  it.effect("startTimeout exceeded: StartError Timeout, and the job is cancelled", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      emu.faults.schedulingDelay = "30 seconds"
+      const before = (yield* emu.jobs).length
+      const error = yield* Effect.flip(Sandbox.make({ startTimeout: "1 second", schedules: fast }).pipe(Effect.scoped))
+      assert.strictEqual(error.reason, "Timeout")
+      const jobs = yield* emu.jobs
+      assert.strictEqual(jobs.length, before + 1)
+      yield* assertCancelled(jobs[jobs.length - 1]!.id)
+    })
+  )
+
+  it.effect("interrupting make cancels the job it created", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      emu.faults.schedulingDelay = "30 seconds"
+      const before = (yield* emu.jobs).length
+      const fiber = yield* Effect.fork(Sandbox.make({ schedules: fast }).pipe(Effect.scoped))
+      const created = yield* eventually(
+        Effect.flatMap(emu.jobs, (jobs) =>
+          jobs.length > before ? Effect.succeed(jobs[jobs.length - 1]!) : Effect.fail(new Error("no job yet"))
+        )
+      )
+      yield* Fiber.interrupt(fiber)
+      yield* assertCancelled(created.id)
+    })
+  )
+
+  it.effect("Hub 500 and 429 on create, inspect and cancel are retried; exactly one job is created", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const before = (yield* emu.jobs).length
+      emu.faults.hubErrors = [
+        { route: "create", status: 500, times: 1 },
+        { route: "create", status: 429, times: 1, retryAfterSeconds: 1 },
+        { route: "inspect", status: 503, times: 2 },
+        { route: "cancel", status: 500, times: 2 }
+      ]
+      const started = Date.now()
+      const id = yield* Effect.gen(function* () {
+        const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+        assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
+        return sb.id
+      }).pipe(Effect.scoped)
+      assert.isAtLeast(Date.now() - started, 1000, "the 429's Retry-After was honoured")
+      assert.strictEqual((yield* emu.jobs).length, before + 1)
+      yield* assertCancelled(id)
+    })
+  )
+
+  it.effect("the HF token reaches the job only when forwarded, and no token appears in logs, command or errors", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const hfToken = Redacted.value(emu.token)
+      const plain = yield* Effect.gen(function* () {
+        const sb = yield* Sandbox.make({ secrets: { API_KEY: "s3cret" }, schedules: fast })
+        assert.strictEqual((yield* sb.exec('echo "$API_KEY"')).stdout, "s3cret\n")
+        assert.notInclude((yield* sb.exec("env")).stdout, hfToken)
+        return yield* jobOf(sb.id)
+      }).pipe(Effect.scoped)
+      assert.notProperty(plain.secrets, "HF_TOKEN")
+      assert.property(plain.secrets, "SBX_TOKEN")
+      const visibleEnv = (plain.spec as { environment: Record<string, string> }).environment
+      assert.notProperty(visibleEnv, "SBX_TOKEN")
+      assert.notProperty(visibleEnv, "API_KEY")
+
+      const forwarded = yield* Effect.gen(function* () {
+        const sb = yield* Sandbox.make({ forwardHfToken: true, transport: "proxy", schedules: fast })
+        assert.strictEqual((yield* sb.exec('printf %s "$HF_TOKEN"')).stdout, hfToken)
+        return yield* jobOf(sb.id)
+      }).pipe(Effect.scoped)
+      assert.strictEqual(forwarded.secrets.HF_TOKEN, hfToken)
+
+      const sandboxTokens = [plain, forwarded].map((job) => job.secrets.SBX_TOKEN!)
+      for (const job of [plain, forwarded]) {
+        const visible = [
+          job.logs.join("\n"),
+          JSON.stringify((job.spec as { command: unknown }).command),
+          JSON.stringify((job.spec as { environment: unknown }).environment),
+          JSON.stringify((job.spec as { labels: unknown }).labels)
+        ].join("\n")
+        for (const secret of [hfToken, ...sandboxTokens, "s3cret"]) assert.notInclude(visible, secret)
+      }
+      emu.faults.crashBeforeReady = 1
+      const error = yield* Effect.flip(Sandbox.make({ schedules: fast }).pipe(Effect.scoped))
+      for (const secret of [hfToken, ...sandboxTokens]) {
+        assert.notInclude(error.message, secret)
+        assert.notInclude(JSON.stringify(error), secret)
+      }
+    })
+  )
+
+  it.effect("connect, list, kill and logs manage sandboxes by id", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const made = yield* Sandbox.make({ labels: { purpose: "connect-test" }, schedules: fast })
+      yield* made.files.write("from-first.txt", "written by the first client")
+
+      const listed = yield* HfJobs.list()
+      const mine = listed.find((info) => info.id === made.id)
+      assert.isDefined(mine)
+      assert.strictEqual(mine?.labels.purpose, "connect-test")
+      assert.include(["RUNNING", "SCHEDULING"], mine?.stage)
+
+      const text = yield* Effect.gen(function* () {
+        const other = yield* Sandbox.connect(made.id)
+        return yield* other.files.readText("from-first.txt")
+      }).pipe(Effect.scoped)
+      assert.strictEqual(text, "written by the first client")
+      // Detaching did not stop it.
+      assert.strictEqual((yield* made.exec("echo alive")).stdout, "alive\n")
+
+      const lines = yield* Stream.runCollect(HfJobs.logs(made.id, { tail: 50 }))
+      assert.isTrue(Chunk.some(lines, (line) => line.startsWith("HF_SANDBOX_TUNNEL ")))
+      assert.isFalse(Chunk.some(lines, (line) => line.startsWith("===== Job started")))
+
+      yield* HfJobs.kill(made.id)
+      yield* assertCancelled(made.id)
+      const after = yield* HfJobs.list()
+      assert.isUndefined(after.find((info) => info.id === made.id))
+      const refused = yield* Effect.flip(Sandbox.connect(made.id).pipe(Effect.scoped))
+      assert.strictEqual(refused._tag, "StartError")
+      assert.include(refused.message, "not running")
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("sb.logs follows the job's log until the sandbox ends", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+      const seen = yield* Deferred.make<void>()
+      const follower = yield* sb.logs({ follow: true }).pipe(
+        Stream.tap((line) => (line.includes('"event":"listening"') ? Deferred.succeed(seen, undefined) : Effect.void)),
+        Stream.runCollect,
+        Effect.fork
+      )
+      yield* Deferred.await(seen)
+      yield* sb.terminate
+      const lines = yield* Fiber.join(follower)
+      assert.isTrue(Chunk.some(lines, (line) => line.includes('"event":"listening"')))
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("20 sandboxes made in parallel are all cancelled when the scope closes", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const ids = yield* Effect.forEach(
+        Array.from({ length: 20 }, (_, i) => i),
+        (i) =>
+          Sandbox.make({ transport: i % 2 === 0 ? "proxy" : "tunnel", schedules: fast }).pipe(
+            Effect.tap((sb) => sb.exec(`echo ${i}`)),
+            Effect.map((sb) => sb.id)
+          ),
+        { concurrency: "unbounded" }
+      ).pipe(Effect.scoped)
+      assert.strictEqual(new Set(ids).size, 20)
+      yield* Effect.forEach(ids, assertCancelled, { concurrency: "unbounded", discard: true })
+    })
+  )
+
+  it.effect("whoami is asked once for the provider's life", () =>
+    Effect.gen(function* () {
+      const emu = yield* emulator
+      const requests = yield* emu.requests
+      assert.strictEqual(requests.filter((r) => r.route === "whoami" && r.status === 200).length, 1)
+    })
+  )
+})
+
+describe("HF Jobs provider without credentials", () => {
+  layer(
+    HfJobs.layer({ endpoint: "http://127.0.0.1:9" }).pipe(
+      Layer.provide(NodeContext.layer),
+      Layer.merge(NodeHttpClient.layerUndici)
+    ),
+    { excludeTestServices: true }
+  )("no token", (it) => {
+    it.effect("fails with a StartError that says how to log in", () =>
+      Effect.gen(function* () {
+        const saved = { ...process.env }
+        process.env.HF_TOKEN = ""
+        process.env.HUGGING_FACE_HUB_TOKEN = ""
+        process.env.HF_TOKEN_PATH = "/nonexistent/token"
+        const exit = yield* Sandbox.make().pipe(Effect.scoped, Effect.exit)
+        process.env = saved
+        assert.isTrue(Exit.isFailure(exit))
+        const error = yield* Effect.flip(exit)
+        assert.strictEqual(error._tag, "StartError")
+        assert.strictEqual(error.reason, "NoToken")
+        assert.include(error.message, "hf auth login")
+      })
+    )
+  })
+})
