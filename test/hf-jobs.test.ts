@@ -16,6 +16,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
@@ -311,6 +312,32 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       ).pipe(Effect.scoped)
       assert.strictEqual(new Set(ids).size, 20)
       yield* Effect.forEach(ids, assertCancelled, { concurrency: "unbounded", discard: true })
+    })
+  )
+
+  it.effect("a client that never releases still stops paying: the idle timeout and the job timeout end the job", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      // Made in a scope that is never closed while the job is watched, as if the client had been SIGKILLed.
+      const scope = yield* Scope.make()
+      const idle = yield* Sandbox.make({ idleTimeout: "1 second", schedules: fast }).pipe(Scope.extend(scope))
+      const capped = yield* Sandbox.make({ timeout: "3s", idleTimeout: "1 hour", schedules: fast }).pipe(
+        Scope.extend(scope)
+      )
+      const ended = (id: string, stage: string) =>
+        eventually(
+          Effect.flatMap(jobOf(id), (job) =>
+            job.stage === stage ? Effect.succeed(job) : Effect.fail(new Error(`job ${id} is ${job.stage}`))
+          ),
+          "15 seconds"
+        )
+      const idled = yield* ended(idle.id, "COMPLETED")
+      assert.strictEqual(idled.cancelRequests, 0)
+      const timedOut = yield* ended(capped.id, "CANCELED")
+      assert.strictEqual(timedOut.cancelRequests, 0)
+      assert.strictEqual((timedOut.spec as { timeoutSeconds: number }).timeoutSeconds, 3)
+      for (const job of [idled, timedOut]) if (job.pid !== undefined) yield* assertGone([job.pid])
+      yield* Scope.close(scope, Exit.void)
     })
   )
 
