@@ -69,7 +69,9 @@ const program = Effect.gen(function* () {
     )
   ).pipe(Layer.provide(NodeHttpClient.layerUndici))
   const Hf = Layer.mergeAll(
-    HfJobs.layer({ token: emulator.token, endpoint: emulator.url }).pipe(Layer.provide(NodeContext.layer)),
+    HfJobs.layer({ token: emulator.token, endpoint: emulator.url, publicDns: false }).pipe(
+      Layer.provide(NodeContext.layer)
+    ),
     http
   )
 

@@ -31,6 +31,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Bootstrap from "./internal/bootstrap.js"
 import * as Hub from "./internal/hub.js"
+import * as PublicDns from "./internal/publicDns.js"
 import { serverScriptPath } from "./internal/serverScript.js"
 import { isJobProxyUrl, parseMarker } from "./internal/tunnel.js"
 import { type HubError, StartError } from "./SandboxError.js"
@@ -50,6 +51,12 @@ export interface Options {
   readonly namespace?: string | undefined
   /** Domain of the Jobs proxy's exposed URLs. Default `hf.jobs`. */
   readonly jobsDomain?: string | undefined
+  /**
+   * Public DNS resolvers (`ip` or `ip:port`) asked when the system resolver cannot find a fresh tunnel
+   * name, which it may cache as missing for 30 minutes. `false` turns the fallback off. Default
+   * `["1.1.1.1", "8.8.8.8"]`. The fallback needs `@effect/platform-node`.
+   */
+  readonly publicDns?: ReadonlyArray<string> | false | undefined
 }
 
 /** The in-sandbox server's port behind the Jobs proxy: unusual on purpose, so 3000/8000/8080 stay free. */
@@ -358,10 +365,16 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
                 ),
                 (waitForUrl) => Effect.raceFirst(waitForUrl, died)
               )
+        const dnsFallback =
+          transport === "tunnel" && options.publicDns !== false
+            ? PublicDns.withFallback(new URL(baseUrl).hostname, options.publicDns ?? PublicDns.DEFAULT_SERVERS)
+            : undefined
+        if (dnsFallback !== undefined) yield* Effect.addFinalizer(() => dnsFallback.release)
         const value: SandboxProvider.Endpoint = {
           id: job.id,
           provider: "hf-jobs",
           baseUrl,
+          ...(dnsFallback !== undefined ? { transformClient: dnsFallback.transform } : {}),
           token: deriveSandboxToken(hfToken, job.labels?.[LABEL.nonce] ?? ""),
           ...(transport === "proxy"
             ? // The proxy wants the HF token as bearer; it is read per request, never stored in a header map.

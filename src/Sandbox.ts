@@ -25,6 +25,7 @@ import * as Stream from "effect/Stream"
 import * as Wire from "./internal/client.js"
 import type * as Protocol from "./Protocol.js"
 import {
+  AuthError,
   BadRequestError,
   ConnectionLostError,
   type HubError,
@@ -332,6 +333,11 @@ const open = (
         streamIdle: Duration.decode(options.timeouts?.streamIdle ?? Wire.defaultTimeouts.streamIdle)
       })
       const ready = wire.health.pipe(
+        // Only a server that knows this sandbox's token reports its version: anything else is not ours.
+        Effect.filterOrFail(
+          (health) => health.version !== undefined,
+          () => new AuthError({ operation: "health", status: 200 })
+        ),
         Effect.timeoutFail({
           duration: Schedules.healthProbeTimeout,
           onTimeout: () =>

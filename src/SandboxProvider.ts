@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
@@ -80,6 +81,11 @@ export interface Endpoint {
    * Readiness polling races against it so that a crash is reported at once, with its evidence.
    */
   readonly died: Effect.Effect<never, StartError>
+  /**
+   * Adapts the application's HttpClient for this sandbox's traffic (e.g. a DNS fallback for a fresh
+   * tunnel name). Runs on the client the application provided, before any request is made.
+   */
+  readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
   /** Provider facts for diagnostics, e.g. `{ pid, workdir }` locally or `{ jobId, url }` on HF. */
   readonly details: Readonly<Record<string, unknown>>
   /** The sandbox's own log (the server's and the job's output), replayed from the start. */

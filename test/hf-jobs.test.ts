@@ -21,17 +21,22 @@ import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Testing from "hf-sandbox/testing"
+import { fakeDns } from "./support/fakeDns.js"
 import { assertGone, eventually } from "./support/local.js"
 
 const Env = Layer.unwrapScoped(
   Effect.gen(function* () {
+    // The DNS fallback asks this loopback resolver, never a public one.
+    const dns = yield* fakeDns({})
     const emulator = yield* Testing.make({ schedulingDelay: "100 millis" })
     const http = Layer.effect(
       HttpClient.HttpClient,
       Effect.map(HttpClient.HttpClient, Testing.routeHttpClient(emulator))
     ).pipe(Layer.provide(NodeHttpClient.layerUndici))
     return Layer.mergeAll(
-      HfJobs.layer({ token: emulator.token, endpoint: emulator.url }).pipe(Layer.provide(NodeContext.layer)),
+      HfJobs.layer({ token: emulator.token, endpoint: emulator.url, publicDns: [dns.server] }).pipe(
+        Layer.provide(NodeContext.layer)
+      ),
       http,
       Layer.succeed(Testing.HubEmulatorService, emulator)
     )

@@ -31,6 +31,8 @@ export interface Target {
   readonly token: Redacted.Redacted<string>
   /** Extra headers resolved per request (a proxy's bearer may rotate). */
   readonly headers?: Effect.Effect<Record<string, string>> | undefined
+  /** Adapts the HttpClient for this target. */
+  readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
 }
 
 /** Client-side bounds. A command's own timeout is the server's business; these bound the transport. */
@@ -145,7 +147,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
     const tokenHeader = { [Protocol.TOKEN_HEADER]: Redacted.value(target.token) }
     const extraHeaders = target.headers ?? Effect.succeed({})
     // Redirects are never followed: a redirect must not carry the sandbox token (or a bearer) elsewhere.
-    const client = http.pipe(HttpClient.followRedirects(0))
+    const client = (target.transformClient ? target.transformClient(http) : http).pipe(HttpClient.followRedirects(0))
 
     const send = (request: HttpClientRequest.HttpClientRequest) =>
       Effect.flatMap(extraHeaders, (headers) =>

@@ -92,16 +92,27 @@ const startStamp = (date: Date) => date.toISOString().slice(0, 19).replace("T", 
 
 const signalNumber = (sig: NodeJS.Signals) => (os.constants.signals as Record<string, number>)[sig] ?? 0
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
+/**
+ * A free loopback port for an exposed job port. Ports come from a range below the kernel's ephemeral
+ * range (32768+ on Linux), handed out in turn, so a mapped port is never also picked by a `--port 0`
+ * server or a cloudflared metrics port between our probe and the job's bind.
+ */
+const EXPOSED_PORTS = { first: 20000, count: 10000 }
+let nextExposed = 0
+const probe = (port: number) =>
+  new Promise<boolean>((resolve) => {
     const server = net.createServer()
     server.unref()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
+    server.once("error", () => resolve(false))
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
   })
+const freePort = async (): Promise<number> => {
+  for (let tries = 0; tries < EXPOSED_PORTS.count; tries++) {
+    const port = EXPOSED_PORTS.first + (nextExposed++ % EXPOSED_PORTS.count)
+    if (await probe(port)) return port
+  }
+  throw new Error("no free port for an exposed job port")
+}
 
 /**
  * The processes of an emulated container: every process whose initial environment carries this

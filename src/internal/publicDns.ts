@@ -1,0 +1,110 @@
+/**
+ * A fresh trycloudflare name does not resolve for a few seconds, and a lookup in that window can be cached
+ * as not-found by the local resolver for the zone's negative TTL (30 minutes), although the tunnel is fine.
+ * When the system resolver says "not found" for a tunnel host, this asks public resolvers directly and, if
+ * they know the name, sends that sandbox's requests to the address they gave — for that host only, through
+ * a client of its own (TLS and `Host` still use the name). Nothing process-wide changes.
+ */
+
+import * as dns from "node:dns"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+
+/** Public resolvers asked when the system one fails; `ip` or `ip:port`. */
+export const DEFAULT_SERVERS: ReadonlyArray<string> = ["1.1.1.1", "8.8.8.8"]
+
+const DNS_MISS = new Set(["ENOTFOUND", "EAI_AGAIN", "EAI_NONAME", "EAI_NODATA"])
+
+/** Whether a request failed because its host name did not resolve. */
+export const isDnsMiss = (error: unknown): boolean => {
+  let cause: unknown = error
+  for (let depth = 0; depth < 5 && cause !== undefined && cause !== null; depth++) {
+    const code = (cause as { code?: unknown }).code
+    if (typeof code === "string" && DNS_MISS.has(code)) return true
+    cause = (cause as { cause?: unknown }).cause
+  }
+  return false
+}
+
+/** The first IPv4 address public resolvers give for `host`, if any. */
+export const resolvePublic = (host: string, servers: ReadonlyArray<string>): Effect.Effect<Option.Option<string>> =>
+  Effect.tryPromise(async () => {
+    const resolver = new dns.promises.Resolver({ timeout: 2000, tries: 2 })
+    resolver.setServers([...servers])
+    try {
+      return await resolver.resolve4(host)
+    } finally {
+      resolver.cancel()
+    }
+  }).pipe(
+    Effect.map((addresses) => Option.fromNullable(addresses[0])),
+    Effect.orElseSucceed(() => Option.none<string>())
+  )
+
+type LookupCallback = (
+  error: NodeJS.ErrnoException | null,
+  address: string | dns.LookupAddress[],
+  family?: number
+) => void
+
+/** A `lookup` that answers `address` for `host` and defers to the system for every other name. */
+export const pinnedLookup =
+  (host: string, address: string) => (hostname: string, options: dns.LookupOptions, callback: LookupCallback) => {
+    if (hostname !== host) {
+      dns.lookup(hostname, options, callback as never)
+      return
+    }
+    if (options.all) callback(null, [{ address, family: 4 }])
+    else callback(null, address, 4)
+  }
+
+/**
+ * Wraps `client` so that requests to the host name `host` that fail with a DNS miss are retried through a client pinned
+ * to the address public resolvers give; once pinned, every later request to `host` uses it. The pinned
+ * client needs `@effect/platform-node` (undici); without it the original error stands. Its connections
+ * are closed by `release`.
+ */
+export const withFallback = (host: string, servers: ReadonlyArray<string>) => {
+  let pinned: HttpClient.HttpClient | undefined
+  let close: (() => Promise<void>) | undefined
+
+  const pin = Effect.gen(function* () {
+    const address = yield* resolvePublic(host, servers)
+    if (Option.isNone(address)) return Option.none<HttpClient.HttpClient>()
+    const modules = yield* Effect.tryPromise(() =>
+      Promise.all([import("@effect/platform-node/NodeHttpClient"), import("@effect/platform-node/Undici")])
+    ).pipe(Effect.option)
+    if (Option.isNone(modules)) return Option.none<HttpClient.HttpClient>()
+    const [NodeHttpClient, Undici] = modules.value
+    const agent = new Undici.Agent({ connect: { lookup: pinnedLookup(host, address.value) as never } })
+    close = () => agent.close()
+    pinned = NodeHttpClient.makeUndici(agent)
+    return Option.some(pinned)
+  })
+
+  // One pin at a time: concurrent misses must not each build a client.
+  const lock = Effect.unsafeMakeSemaphore(1)
+  const pinOnce = lock.withPermits(1)(
+    Effect.suspend(() => (pinned !== undefined ? Effect.succeed(Option.some(pinned)) : pin))
+  )
+
+  const transform = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
+    HttpClient.transform(client, (effect, request) => {
+      if (new URL(request.url).hostname !== host) return effect
+      if (pinned !== undefined) return pinned.execute(request)
+      return effect.pipe(
+        Effect.catchIf(
+          (error) => error._tag === "RequestError" && isDnsMiss(error.cause),
+          (error) =>
+            Effect.flatMap(pinOnce, (found) =>
+              Option.isSome(found) ? found.value.execute(request) : Effect.fail(error)
+            )
+        )
+      )
+    })
+
+  const release = Effect.promise(() => close?.() ?? Promise.resolve()).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+
+  return { transform, release }
+}
