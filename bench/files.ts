@@ -24,6 +24,8 @@ const program = Effect.gen(function* () {
   const copy: Array<number> = []
   const write: Array<number> = []
   const read: Array<number> = []
+  const upload: Array<number> = []
+  const download: Array<number> = []
   for (let run = 0; run < RUNS; run++) {
     let t0 = now()
     // A plain copy that moves the bytes through user space, as any copy tool does.
@@ -38,11 +40,22 @@ const program = Effect.gen(function* () {
     read.push(now() - t0)
     if (back.length !== SIZE) throw new Error(`short read: ${back.length}`)
     yield* sb.files.remove(`bench-${run}.bin`)
+
+    t0 = now()
+    yield* sb.files.upload(source, `bench-up-${run}.bin`)
+    upload.push(now() - t0)
+    t0 = now()
+    yield* sb.files.download(`bench-up-${run}.bin`, path.join(dir, `down-${run}.bin`))
+    download.push(now() - t0)
+    if (fs.statSync(path.join(dir, `down-${run}.bin`)).size !== SIZE) throw new Error("short download")
+    yield* sb.files.remove(`bench-up-${run}.bin`)
+    fs.rmSync(path.join(dir, `down-${run}.bin`))
     fs.rmSync(path.join(dir, `copy-${run}.bin`))
   }
   fs.rmSync(dir, { recursive: true, force: true })
 
   const roundTrip = write.map((w, i) => w + read[i]!)
+  const fileRoundTrip = upload.map((u, i) => u + download[i]!)
   const mibps = (mib: number, t: number) => mib / (t / 1000)
   const base = mibps(SIZE / MiB, percentile(copy, 50))
   const line = (name: string, mib: number, samples: Array<number>) => {
@@ -57,12 +70,16 @@ const program = Effect.gen(function* () {
     )
   }
   console.log(`64 MiB file, ${RUNS} runs each (baseline: local readFile + writeFile copy of the same file)`)
+  console.log("write/read move an in-memory buffer; upload/download move the file itself, streamed")
   line("local copy [baseline]", SIZE / MiB, copy)
   line("sb.files.write", SIZE / MiB, write)
   line("sb.files.read", SIZE / MiB, read)
   // Write then read moves the file twice (in, then out); the copy moves it once.
   line("write then read, bytes moved (128 MiB)", (2 * SIZE) / MiB, roundTrip)
   line("write then read, per file (64 MiB)", SIZE / MiB, roundTrip)
+  line("sb.files.upload (file -> sandbox)", SIZE / MiB, upload)
+  line("sb.files.download (sandbox -> file)", SIZE / MiB, download)
+  line("upload then download, per file (64 MiB)", SIZE / MiB, fileRoundTrip)
   console.log("target: >= 40% of the baseline's throughput")
 })
 

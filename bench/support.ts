@@ -7,7 +7,10 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Layer from "effect/Layer"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 
-export const Live = LocalSandbox.layer().pipe(Layer.provide(NodeContext.layer), Layer.merge(NodeHttpClient.layerUndici))
+export const Live = LocalSandbox.layer().pipe(
+  Layer.provideMerge(NodeContext.layer),
+  Layer.merge(NodeHttpClient.layerUndici)
+)
 
 export const percentile = (samples: ReadonlyArray<number>, p: number): number => {
   const sorted = [...samples].sort((a, b) => a - b)

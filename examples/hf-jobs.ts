@@ -40,6 +40,6 @@ const program = Effect.gen(function* () {
   yield* step("terminate (cancel the job)", sb.terminate, () => "done")
 })
 
-const Live = HfJobs.layer().pipe(Layer.provide(NodeContext.layer), Layer.merge(NodeHttpClient.layerUndici))
+const Live = HfJobs.layer().pipe(Layer.provideMerge(NodeContext.layer), Layer.merge(NodeHttpClient.layerUndici))
 
 program.pipe(Effect.scoped, Effect.provide(Live), NodeRuntime.runMain)

@@ -37,6 +37,6 @@ const program = Effect.gen(function* () {
   yield* step("terminate", sb.terminate, () => "done")
 })
 
-const Live = LocalSandbox.layer().pipe(Layer.provide(NodeContext.layer), Layer.merge(NodeHttpClient.layerUndici))
+const Live = LocalSandbox.layer().pipe(Layer.provideMerge(NodeContext.layer), Layer.merge(NodeHttpClient.layerUndici))
 
 program.pipe(Effect.scoped, Effect.provide(Live), NodeRuntime.runMain)

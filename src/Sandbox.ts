@@ -12,13 +12,20 @@
  *
  * @since 0.1.0
  */
+
+import { randomBytes } from "node:crypto"
+import { dirname } from "node:path"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as HttpBody from "@effect/platform/HttpBody"
 import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -29,6 +36,7 @@ import {
   BadRequestError,
   ConnectionLostError,
   type HubError,
+  LocalFileError,
   type OperationError,
   RequestTimeoutError,
   StartError,
@@ -183,6 +191,19 @@ export interface Files {
   ) => Effect.Effect<void, OperationError>
   /** Creates a directory and its parents; an existing directory is fine. */
   readonly mkdir: (path: string) => Effect.Effect<void, OperationError>
+  /** The file's bytes as they arrive, with bounded memory. */
+  readonly readStream: (path: string) => Stream.Stream<Uint8Array, OperationError>
+  /** Copies a local file into the sandbox, streamed (memory stays bounded whatever its size). */
+  readonly upload: (
+    localPath: string,
+    remotePath: string,
+    options?: { readonly mode?: number | undefined }
+  ) => Effect.Effect<void, OperationError>
+  /**
+   * Copies a sandbox file to this machine, streamed into a temp file next to `localPath` that is renamed
+   * into place only when complete.
+   */
+  readonly download: (remotePath: string, localPath: string) => Effect.Effect<void, OperationError>
 }
 
 /**
@@ -235,6 +256,8 @@ const parseDuration = (input: Duration.DurationInput | string): Duration.Duratio
   return Duration.decode(input as Duration.DurationInput)
 }
 const DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024
+/** Read size of uploads: large reads keep per-chunk overhead low; memory stays bounded by it. */
+const TRANSFER_CHUNK = FileSystem.MiB(1)
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
@@ -365,6 +388,20 @@ const open = (
     )
     const { endpoint, wire } = yield* started
 
+    const fileSystem = yield* Effect.serviceOption(FileSystem.FileSystem)
+    const localFs = (operation: string, path: string) =>
+      Option.match(fileSystem, {
+        onNone: () =>
+          Effect.fail(
+            new LocalFileError({
+              path,
+              operation,
+              detail: "no FileSystem service: provide one, e.g. NodeContext.layer from @effect/platform-node"
+            })
+          ),
+        onSome: Effect.succeed
+      })
+
     let terminated = false
     yield* Scope.addFinalizer(
       scope,
@@ -464,7 +501,48 @@ const open = (
           Effect.map(wire.list(path), (entries) => entries.map(toFileInfo))
         ),
       remove: (path, removeOptions = {}) => guard("files.remove", wire.remove(path, removeOptions.recursive ?? false)),
-      mkdir: (path) => guard("files.mkdir", wire.mkdir(path))
+      mkdir: (path) => guard("files.mkdir", wire.mkdir(path)),
+      readStream: (path) => Stream.unwrap(guard("files.readStream", Effect.succeed(wire.readStream(path)))),
+      upload: (localPath, remotePath, uploadOptions = {}) =>
+        guard(
+          "files.upload",
+          Effect.flatMap(localFs("files.upload", localPath), (fs) =>
+            HttpBody.file(localPath, { contentType: "application/octet-stream", chunkSize: TRANSFER_CHUNK }).pipe(
+              Effect.provideService(FileSystem.FileSystem, fs),
+              Effect.mapError(
+                (e) => new LocalFileError({ path: localPath, operation: "files.upload", detail: e.message })
+              ),
+              Effect.flatMap((body) => wire.write(remotePath, body, { mode: uploadOptions.mode?.toString(8) }))
+            )
+          )
+        ).pipe(Effect.asVoid),
+      download: (remotePath, localPath) =>
+        guard(
+          "files.download",
+          Effect.flatMap(localFs("files.download", localPath), (fs): Effect.Effect<void, OperationError> => {
+            const local = (detail: string) =>
+              new LocalFileError({ path: localPath, operation: "files.download", detail })
+            const partial = `${localPath}.${randomBytes(6).toString("hex")}.part`
+            const transfer: Effect.Effect<void, OperationError> = Effect.gen(function* () {
+              yield* fs
+                .makeDirectory(dirname(localPath), { recursive: true })
+                .pipe(Effect.mapError((e) => local(e.message)))
+              yield* wire.readStream(remotePath).pipe(
+                // Network reads are small (64 KiB); one write per ~1 MiB keeps the file side cheap.
+                Stream.mapChunks((chunks) => Chunk.of(Buffer.concat(Array.from(chunks)))),
+                Stream.run(fs.sink(partial)),
+                Effect.catchTags({
+                  SystemError: (e) => Effect.fail(local(e.message)),
+                  BadArgument: (e) => Effect.fail(local(e.message))
+                })
+              )
+              yield* fs.rename(partial, localPath).pipe(Effect.mapError((e) => local(e.message)))
+            })
+            return transfer.pipe(
+              Effect.onExit((exit) => (Exit.isFailure(exit) ? fs.remove(partial).pipe(Effect.ignore) : Effect.void))
+            )
+          })
+        )
     }
 
     const terminate = Effect.suspend(() => {

@@ -159,6 +159,22 @@ export class ServerError extends Schema.TaggedError<ServerError>("hf-sandbox/Ser
 }
 
 /**
+ * A file on this machine (the client's side of an upload or download) could not be read or written.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LocalFileError extends Schema.TaggedError<LocalFileError>("hf-sandbox/LocalFileError")("LocalFileError", {
+  path: Schema.String,
+  operation: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `${this.operation} could not use the local file ${this.path}: ${this.detail}`
+  }
+}
+
+/**
  * The program of an argv command does not exist (or is not executable) in the sandbox.
  * A shell string with an unknown command is a result instead: the shell exits with 127.
  *
@@ -248,6 +264,7 @@ export const SandboxError = Schema.Union(
   IsDirectoryError,
   BadRequestError,
   ServerError,
+  LocalFileError,
   CommandNotFoundError,
   ConnectionLostError,
   RequestTimeoutError,
@@ -274,6 +291,7 @@ export type OperationError =
   | IsDirectoryError
   | BadRequestError
   | ServerError
+  | LocalFileError
   | CommandNotFoundError
   | ConnectionLostError
   | RequestTimeoutError

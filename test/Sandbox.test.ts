@@ -3,6 +3,9 @@
  * input and its typed errors, byte-exact data, and timeouts that kill whole process groups.
  */
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -220,6 +223,31 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
         const error = yield* Effect.flip(sb.files.mkdir("plain-file"))
         assert.strictEqual(error._tag, "BadRequestError")
         assert.include(error.message, "already_exists")
+      })
+    )
+
+    it.effect("upload, download and readStream move files byte-exact, streamed", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-transfer-"))
+        const source = path.join(dir, "source.bin")
+        const data = randomBytes(10 * 1024 * 1024 + 7)
+        fs.writeFileSync(source, data)
+        yield* sb.files.upload(source, "transfer/up.bin", { mode: 0o600 })
+        assert.deepInclude(yield* sb.files.stat("transfer/up.bin"), { size: data.length, mode: 0o600 })
+        const streamed = yield* Stream.runCollect(sb.files.readStream("transfer/up.bin"))
+        assert.isTrue(Buffer.concat(Array.from(streamed)).equals(data))
+        const target = path.join(dir, "nested/down.bin")
+        yield* sb.files.download("transfer/up.bin", target)
+        assert.isTrue(fs.readFileSync(target).equals(data))
+        assert.deepStrictEqual(fs.readdirSync(path.dirname(target)), ["down.bin"])
+
+        const missing = yield* Effect.flip(sb.files.download("transfer/nope.bin", path.join(dir, "nope.bin")))
+        assert.strictEqual(missing._tag, "FileNotFoundError")
+        assert.deepStrictEqual(fs.readdirSync(dir).sort(), ["nested", "source.bin"])
+        const noLocal = yield* Effect.flip(sb.files.upload(path.join(dir, "absent.bin"), "x.bin"))
+        assert.strictEqual(noLocal._tag, "LocalFileError")
+        fs.rmSync(dir, { recursive: true, force: true })
       })
     )
 

@@ -35,7 +35,7 @@ const Env = Layer.unwrapScoped(
     ).pipe(Layer.provide(NodeHttpClient.layerUndici))
     return Layer.mergeAll(
       HfJobs.layer({ token: emulator.token, endpoint: emulator.url, publicDns: [dns.server] }).pipe(
-        Layer.provide(NodeContext.layer)
+        Layer.provideMerge(NodeContext.layer)
       ),
       http,
       Layer.succeed(Testing.HubEmulatorService, emulator)

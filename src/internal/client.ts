@@ -2,6 +2,8 @@
  * The HTTP side of the wire protocol: one request builder and one error mapping for every route.
  * Providers hand the `Sandbox` module an endpoint; this turns it into typed calls.
  */
+
+import type * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -10,6 +12,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Protocol from "../Protocol.js"
@@ -120,6 +123,29 @@ const readBody = (response: HttpClientResponse.HttpClientResponse): Effect.Effec
   )
 }
 
+/**
+ * Fails a stream that delivers nothing for `idle`. One watchdog per stream checks a timestamp the
+ * chunks refresh, instead of a timer per pull: byte streams pull thousands of times a second.
+ */
+const failWhenSilent =
+  <E2>(idle: Duration.Duration, onSilence: () => E2) =>
+  <A, E, R>(stream: Stream.Stream<A, E, R>): Stream.Stream<A, E | E2, R> =>
+    Stream.suspend(() => {
+      let last = Date.now()
+      const idleMs = Duration.toMillis(idle)
+      const watchdog = Effect.suspend(() => (Date.now() - last > idleMs ? Effect.fail(onSilence()) : Effect.void)).pipe(
+        Effect.repeat(Schedule.spaced(Duration.millis(Math.max(10, idleMs / 4)))),
+        Effect.zipRight(Effect.never)
+      )
+      return stream.pipe(
+        Stream.mapChunks((chunks) => {
+          last = Date.now()
+          return chunks
+        }),
+        Stream.interruptWhen(watchdog)
+      )
+    })
+
 /** The wire client of one sandbox. Every method is one protocol route. */
 export interface WireClient {
   readonly health: Effect.Effect<Protocol.HealthResponse, OperationError>
@@ -130,9 +156,11 @@ export interface WireClient {
   ) => Effect.Effect<Uint8Array, OperationError>
   readonly write: (
     path: string,
-    data: Uint8Array,
+    data: Uint8Array | HttpBody.HttpBody,
     options?: { readonly mode?: string | undefined; readonly offset?: number | undefined }
   ) => Effect.Effect<typeof Protocol.WriteResponse.Type, OperationError>
+  /** The file's bytes as they arrive; fewer than announced is an error (the file changed during the read). */
+  readonly readStream: (path: string) => Stream.Stream<Uint8Array, OperationError>
   readonly stat: (path: string) => Effect.Effect<Protocol.FileEntry, OperationError>
   readonly list: (path: string) => Effect.Effect<ReadonlyArray<Protocol.FileEntry>, OperationError>
   readonly remove: (path: string, recursive: boolean) => Effect.Effect<void, OperationError>
@@ -206,13 +234,13 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           Effect.map((bytes) =>
             bytes.pipe(
               Stream.mapError(fromTransport(operation)),
-              Stream.timeoutFail(
+              failWhenSilent(
+                timeouts.streamIdle,
                 () =>
                   new ConnectionLostError({
                     operation,
                     detail: `the command's output stream was silent for ${Duration.format(timeouts.streamIdle)}`
-                  }),
-                timeouts.streamIdle
+                  })
               ),
               Stream.decodeText(),
               Stream.splitLines,
@@ -251,10 +279,55 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         path,
         HttpClientRequest.put("/v1/files/write").pipe(
           pathParams(path, { mode: options.mode, offset: options.offset?.toString() }),
-          HttpClientRequest.bodyUint8Array(data, "application/octet-stream")
+          data instanceof Uint8Array
+            ? HttpClientRequest.bodyUint8Array(data, "application/octet-stream")
+            : HttpClientRequest.setBody(data)
         ),
         json(Protocol.WriteResponse)
       )
+
+    const readStream: WireClient["readStream"] = (path) => {
+      const operation = "files.readStream"
+      return Stream.unwrapScoped(
+        send(HttpClientRequest.get("/v1/files/read").pipe(pathParams(path))).pipe(
+          Effect.mapError(fromTransport(operation)),
+          Effect.flatMap((response) =>
+            response.status === 200 ? Effect.succeed(response) : failFromResponse(operation, path, response)
+          ),
+          Effect.timeoutFail({
+            duration: timeouts.request,
+            onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })
+          }),
+          Effect.map((response) => {
+            const announced = Number(response.headers["content-length"])
+            let received = 0
+            const complete = Effect.suspend(() =>
+              Number.isSafeInteger(announced) && received !== announced
+                ? Effect.fail(
+                    new ConnectionLostError({
+                      operation,
+                      detail: `got ${received} of ${announced} bytes of ${path}: the file changed during the read`
+                    })
+                  )
+                : Effect.void
+            )
+            return response.stream.pipe(
+              Stream.mapError(fromTransport(operation)),
+              failWhenSilent(
+                timeouts.streamIdle,
+                () =>
+                  new ConnectionLostError({ operation, detail: `no data for ${Duration.format(timeouts.streamIdle)}` })
+              ),
+              Stream.mapChunks((chunks) => {
+                for (const chunk of chunks) received += chunk.length
+                return chunks
+              }),
+              Stream.concat(Stream.execute(complete))
+            )
+          })
+        )
+      )
+    }
 
     const stat: WireClient["stat"] = (path) =>
       call("files.stat", path, HttpClientRequest.get("/v1/files/stat").pipe(pathParams(path)), json(Protocol.FileEntry))
@@ -283,5 +356,5 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         json(Protocol.MkdirResponse)
       ).pipe(Effect.asVoid)
 
-    return { health, exec, read, write, stat, list, remove, mkdir }
+    return { health, exec, read, readStream, write, stat, list, remove, mkdir }
   })

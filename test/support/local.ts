@@ -13,7 +13,7 @@ import { isAlive } from "../../src/internal/processTree.js"
 
 /** The local provider plus an HttpClient: everything `Sandbox.make` needs. */
 export const localLayer = (options: LocalSandbox.Options = {}) =>
-  LocalSandbox.layer(options).pipe(Layer.provide(NodeContext.layer), Layer.merge(NodeHttpClient.layerUndici))
+  LocalSandbox.layer(options).pipe(Layer.provideMerge(NodeContext.layer), Layer.merge(NodeHttpClient.layerUndici))
 
 export { isAlive }
 
