@@ -276,6 +276,21 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       assert.isTrue(Chunk.some(lines, (line) => line.startsWith("HF_SANDBOX_TUNNEL ")))
       assert.isFalse(Chunk.some(lines, (line) => line.startsWith("===== Job started")))
 
+      // A job that is not a sandbox is refused, whatever runs in it.
+      const emu = yield* emulator
+      const plain = yield* Effect.promise(() =>
+        fetch(`${emu.url}/api/jobs/${emu.user}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${Redacted.value(emu.token)}`, "content-type": "application/json" },
+          body: JSON.stringify({ dockerImage: "python:3.12", command: ["sleep", "30"], flavor: "cpu-basic" })
+        }).then((r) => r.json() as Promise<{ id: string }>)
+      )
+      const notSandbox = yield* Effect.flip(Sandbox.connect(plain.id).pipe(Effect.scoped))
+      assert.include(notSandbox.message, "not an hf-sandbox sandbox")
+      const notKilled = yield* Effect.flip(HfJobs.kill(plain.id))
+      assert.strictEqual(notKilled._tag, "StartError")
+      assert.isUndefined((yield* HfJobs.list()).find((info) => info.id === plain.id))
+
       yield* HfJobs.kill(made.id)
       yield* assertCancelled(made.id)
       const after = yield* HfJobs.list()
