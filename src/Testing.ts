@@ -142,6 +142,15 @@ export interface Faults {
 }
 
 /**
+ * Faults that inject nothing, the emulator's initial state: `Object.assign(emulator.faults, noFaults())`
+ * resets an emulator shared by several tests.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const noFaults = (): Faults => internal.defaultFaults()
+
+/**
  * A snapshot of one job, for assertions.
  *
  * @since 0.1.0

@@ -52,18 +52,8 @@ const fast = {
 
 const emulator = Testing.HubEmulatorService
 
-const resetFaults = Effect.gen(function* () {
-  const emu = yield* emulator
-  Object.assign(emu.faults, {
-    hubErrors: [],
-    cutLogStreams: 0,
-    schedulingDelay: undefined,
-    tunnelCreate429: 0,
-    tunnelWarmup530Ms: 0,
-    tunnelRegisterDelayMs: 100,
-    unknownTunnelHostsDnsFail: true,
-    crashBeforeReady: 0
-  })
+const resetFaults = Effect.map(emulator, (emu) => {
+  Object.assign(emu.faults, Testing.noFaults())
 })
 
 /** The job of a sandbox, as the emulator records it. */

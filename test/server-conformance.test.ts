@@ -17,6 +17,7 @@ import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
 
 const SERVER = fileURLToPath(new URL("../rpc-server/server.py", import.meta.url))
 const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? "python3"
@@ -49,8 +50,6 @@ interface Running {
 /** Every pid a test saw start; all of them must be gone once the servers are stopped. */
 const seenPids = new Set<number>()
 const started: Array<Running> = []
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** The environment a server gets: ours, minus any token that would change what is under test. */
 const baseEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => {
@@ -120,34 +119,6 @@ const startServer = async (options: StartOptions = {}): Promise<Running> => {
   }
   started.push(running)
   return running
-}
-
-const withTimeout = <A>(p: Promise<A>, ms: number): Promise<A | "timeout"> =>
-  Promise.race([p, sleep(ms).then(() => "timeout" as const)])
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"
-  }
-  if (!isLinux) return true
-  try {
-    // A zombie runs nothing, but our assertion is "reaped": only a missing /proc entry counts as gone.
-    return fs.existsSync(`/proc/${pid}`)
-  } catch {
-    return true
-  }
-}
-
-/** Polls until every pid is gone; returns the ones still alive after `ms`. */
-const waitGone = async (pids: ReadonlyArray<number>, ms = 5_000): Promise<Array<number>> => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const alive = pids.filter(isAlive)
-    if (alive.length === 0 || Date.now() > deadline) return alive
-    await sleep(25)
-  }
 }
 
 const stopServer = async (r: Running): Promise<Exit> => {

@@ -17,9 +17,10 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "vitest"
 
+import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
+
 const SERVER = fileURLToPath(new URL("../rpc-server/server.py", import.meta.url))
 const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? "python3"
-const isLinux = process.platform === "linux"
 const MARKER = /^HF_SANDBOX_TUNNEL (\{.*\})$/
 const LISTENING = /^\{"event":"listening","host":"127\.0\.0\.1","port":(\d+),"pid":(\d+),/
 
@@ -177,29 +178,6 @@ const FAKE_SHA256 = createHash("sha256").update(FAKE_CLOUDFLARED).digest("hex")
 /** Every pid seen (servers and fakes); all must be gone at the end. */
 const seenPids = new Set<number>()
 const servers: Array<Running> = []
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-const withTimeout = <A>(p: Promise<A>, ms: number): Promise<A | "timeout"> =>
-  Promise.race([p, sleep(ms).then(() => "timeout" as const)])
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"
-  }
-  return isLinux ? fs.existsSync(`/proc/${pid}`) : true
-}
-
-const waitGone = async (pids: ReadonlyArray<number>, ms = 5_000): Promise<Array<number>> => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const alive = pids.filter(isAlive)
-    if (alive.length === 0 || Date.now() > deadline) return alive
-    await sleep(25)
-  }
-}
 
 const waitFor = async <A>(what: string, probe: () => A | undefined, ms = 15_000): Promise<A> => {
   const deadline = Date.now() + ms

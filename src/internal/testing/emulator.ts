@@ -276,7 +276,7 @@ interface Settings {
   readonly keepAliveMs: number
 }
 
-const defaultFaults = (): Testing.Faults => ({
+export const defaultFaults = (): Testing.Faults => ({
   hubErrors: [],
   cutLogStreams: 0,
   schedulingDelay: undefined,

@@ -1,0 +1,30 @@
+/**
+ * Plain-Promise process helpers for the suites that drive the server process directly (no Effect, no
+ * library code): waiting with bounds, and "reaped" checks by pid.
+ */
+import * as fs from "node:fs"
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+export const withTimeout = <A>(p: Promise<A>, ms: number): Promise<A | "timeout"> =>
+  Promise.race([p, sleep(ms).then(() => "timeout" as const)])
+
+/** Whether `pid` still exists. A zombie counts as alive here: the assertion is "reaped". */
+export const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+  return process.platform === "linux" ? fs.existsSync(`/proc/${pid}`) : true
+}
+
+/** Polls until every pid is gone; returns the ones still alive after `ms`. */
+export const waitGone = async (pids: ReadonlyArray<number>, ms = 5_000): Promise<Array<number>> => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const alive = pids.filter(isAlive)
+    if (alive.length === 0 || Date.now() > deadline) return alive
+    await sleep(25)
+  }
+}
