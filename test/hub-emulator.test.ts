@@ -473,7 +473,8 @@ describe("Hub emulator", () => {
         "LANG",
         "MY_SECRET",
         "PATH",
-        "PLAIN"
+        "PLAIN",
+        "TMPDIR"
       ])
       assert.deepStrictEqual(done.secrets, { MY_SECRET: "s3cr3t" })
       const info = yield* call(hub, `/api/jobs/alice/${job.id}`)

@@ -559,6 +559,8 @@ class Emulator {
     const env: Record<string, string> = {
       PATH: `${this.binDir}:${process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin"}`,
       HOME: dir,
+      // Each container has its own /tmp: what a job writes there goes away with the job.
+      TMPDIR: dir,
       LANG: "C.UTF-8",
       HF_EMULATOR_CONTROL: this.controlUrl,
       HF_EMULATOR_JOB_ID: id,
