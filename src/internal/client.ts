@@ -12,7 +12,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Protocol from "../Protocol.js"
@@ -123,29 +122,6 @@ const readBody = (response: HttpClientResponse.HttpClientResponse): Effect.Effec
   )
 }
 
-/**
- * Fails a stream that delivers nothing for `idle`. One watchdog per stream checks a timestamp the
- * chunks refresh, instead of a timer per pull: byte streams pull thousands of times a second.
- */
-const failWhenSilent =
-  <E2>(idle: Duration.Duration, onSilence: () => E2) =>
-  <A, E, R>(stream: Stream.Stream<A, E, R>): Stream.Stream<A, E | E2, R> =>
-    Stream.suspend(() => {
-      let last = Date.now()
-      const idleMs = Duration.toMillis(idle)
-      const watchdog = Effect.suspend(() => (Date.now() - last > idleMs ? Effect.fail(onSilence()) : Effect.void)).pipe(
-        Effect.repeat(Schedule.spaced(Duration.millis(Math.max(10, idleMs / 4)))),
-        Effect.zipRight(Effect.never)
-      )
-      return stream.pipe(
-        Stream.mapChunks((chunks) => {
-          last = Date.now()
-          return chunks
-        }),
-        Stream.interruptWhen(watchdog)
-      )
-    })
-
 /** The wire client of one sandbox. Every method is one protocol route. */
 export interface WireClient {
   readonly health: Effect.Effect<Protocol.HealthResponse, OperationError>
@@ -234,13 +210,13 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           Effect.map((bytes) =>
             bytes.pipe(
               Stream.mapError(fromTransport(operation)),
-              failWhenSilent(
-                timeouts.streamIdle,
+              Stream.timeoutFail(
                 () =>
                   new ConnectionLostError({
                     operation,
                     detail: `the command's output stream was silent for ${Duration.format(timeouts.streamIdle)}`
-                  })
+                  }),
+                timeouts.streamIdle
               ),
               Stream.decodeText(),
               Stream.splitLines,
@@ -313,10 +289,10 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
             )
             return response.stream.pipe(
               Stream.mapError(fromTransport(operation)),
-              failWhenSilent(
-                timeouts.streamIdle,
+              Stream.timeoutFail(
                 () =>
-                  new ConnectionLostError({ operation, detail: `no data for ${Duration.format(timeouts.streamIdle)}` })
+                  new ConnectionLostError({ operation, detail: `no data for ${Duration.format(timeouts.streamIdle)}` }),
+                timeouts.streamIdle
               ),
               Stream.mapChunks((chunks) => {
                 for (const chunk of chunks) received += chunk.length
