@@ -144,6 +144,48 @@ export interface ExecResult {
 }
 
 /**
+ * One event of {@link Sandbox.execStream}: the process started, a chunk of output (raw bytes; `text`
+ * decodes that chunk alone), or its exit, which is always last.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecEvent =
+  | { readonly _tag: "Start"; readonly pid: number }
+  | OutputEvent
+  | {
+      readonly _tag: "Exit"
+      readonly exitCode: number | null
+      readonly signal: number | null
+      readonly timedOut: boolean
+      readonly durationMs: number
+    }
+
+/**
+ * A chunk of a command's stdout or stderr.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OutputEvent {
+  readonly _tag: "Stdout" | "Stderr"
+  readonly data: Uint8Array
+  /**
+   * The chunk as UTF-8. A character split across two chunks decodes as U+FFFD here: for exact text of
+   * a whole stream, decode the `data` with `Stream.decodeText`, or use `exec`.
+   */
+  readonly text: string
+}
+
+const outputEvent = (stream: "stdout" | "stderr", data: Uint8Array): OutputEvent => ({
+  _tag: stream === "stdout" ? "Stdout" : "Stderr",
+  data,
+  get text() {
+    return decoder.decode(data)
+  }
+})
+
+/**
  * A file-system entry.
  *
  * @since 0.1.0
@@ -191,6 +233,10 @@ export interface Files {
   ) => Effect.Effect<void, OperationError>
   /** Creates a directory and its parents; an existing directory is fine. */
   readonly mkdir: (path: string) => Effect.Effect<void, OperationError>
+  /** Moves a file or directory (the target's parent directories are created). */
+  readonly rename: (from: string, to: string) => Effect.Effect<void, OperationError>
+  /** Sets permission bits, e.g. `0o755`. */
+  readonly chmod: (path: string, mode: number) => Effect.Effect<void, OperationError>
   /** The file's bytes as they arrive, with bounded memory. */
   readonly readStream: (path: string) => Stream.Stream<Uint8Array, OperationError>
   /** Copies a local file into the sandbox, streamed (memory stays bounded whatever its size). */
@@ -224,6 +270,15 @@ export interface Sandbox {
     command: string | ReadonlyArray<string>,
     options?: ExecOptions
   ) => Effect.Effect<ExecResult, OperationError>
+  /**
+   * Runs a command and streams what it does: `Start`, output chunks as raw bytes, then `Exit`. The stream
+   * follows the consumer's pace (nothing is buffered without bound), and ending it early (e.g.
+   * `Stream.take`) or interrupting it kills the remote command's whole process group.
+   */
+  readonly execStream: (
+    command: string | ReadonlyArray<string>,
+    options?: Omit<ExecOptions, "maxOutputBytes">
+  ) => Stream.Stream<ExecEvent, OperationError>
   readonly files: Files
   /**
    * The sandbox's log: the server's and the platform's output, replayed from the start; with
@@ -415,11 +470,11 @@ const open = (
           terminated ? Effect.fail(new TerminatedError({ sandboxId: endpoint.id, operation })) : effect
       ).pipe(Effect.withSpan(`Sandbox.${operation}`, { attributes: { "sandbox.id": endpoint.id } }))
 
-    const exec: Sandbox["exec"] = (command, execOptions = {}) => {
+    const execRequest = (command: string | ReadonlyArray<string>, execOptions: ExecOptions): Protocol.ExecRequest => {
       const stdin = execOptions.stdin
       const env = execOptions.env
       const cwd = execOptions.cwd ?? options.cwd
-      const request: Protocol.ExecRequest = {
+      return {
         cmd: typeof command === "string" ? command : [...command],
         ...(env ? { env: { ...env } } : {}),
         ...(cwd !== undefined ? { cwd } : {}),
@@ -429,6 +484,54 @@ const open = (
         ...(typeof stdin === "string" ? { stdin } : {}),
         ...(stdin instanceof Uint8Array ? { stdin_b64: Buffer.from(stdin).toString("base64") } : {})
       }
+    }
+
+    const execStream: Sandbox["execStream"] = (command, execOptions = {}) =>
+      Stream.unwrap(
+        guard(
+          "execStream",
+          Effect.sync(() => {
+            let exited = false
+            const events = wire.exec({ ...execRequest(command, execOptions), encoding: "base64" }).pipe(
+              Stream.filterMap((event): Option.Option<ExecEvent> => {
+                switch (event.event) {
+                  case "start":
+                    return Option.some({ _tag: "Start", pid: event.pid })
+                  case "stdout":
+                  case "stderr":
+                    return Option.some(outputEvent(event.event, Buffer.from(event.data, "base64")))
+                  case "exit":
+                    exited = true
+                    return Option.some({
+                      _tag: "Exit",
+                      exitCode: event.exit_code,
+                      signal: event.signal,
+                      timedOut: event.timed_out,
+                      durationMs: event.duration_ms
+                    })
+                  default:
+                    return Option.none()
+                }
+              })
+            )
+            // A stream that ends without the exit status lost its connection; it never counts as success.
+            const ended = Effect.suspend(() =>
+              exited
+                ? Effect.void
+                : Effect.fail(
+                    new ConnectionLostError({
+                      operation: "execStream",
+                      detail: "the output stream ended before the command's exit status arrived"
+                    })
+                  )
+            )
+            return Stream.concat(events, Stream.execute(ended))
+          })
+        )
+      )
+
+    const exec: Sandbox["exec"] = (command, execOptions = {}) => {
+      const request = execRequest(command, execOptions)
       const limit = execOptions.maxOutputBytes ?? DEFAULT_MAX_OUTPUT
       return guard(
         "exec",
@@ -502,6 +605,8 @@ const open = (
         ),
       remove: (path, removeOptions = {}) => guard("files.remove", wire.remove(path, removeOptions.recursive ?? false)),
       mkdir: (path) => guard("files.mkdir", wire.mkdir(path)),
+      rename: (from, to) => guard("files.rename", wire.rename(from, to)),
+      chmod: (path, mode) => guard("files.chmod", wire.chmod(path, mode.toString(8))),
       readStream: (path) => Stream.unwrap(guard("files.readStream", Effect.succeed(wire.readStream(path)))),
       upload: (localPath, remotePath, uploadOptions = {}) =>
         guard(
@@ -564,6 +669,7 @@ const open = (
 
     return {
       id: endpoint.id,
+      execStream,
       logs,
       provider: endpoint.provider,
       details: endpoint.details,

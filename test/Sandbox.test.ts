@@ -171,6 +171,71 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
     )
   })
 
+  describe("execStream", () => {
+    it.effect("streams Start, raw output bytes of both streams, then Exit", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const events = Array.from(
+          yield* Stream.runCollect(sb.execStream("printf 'a\\377'; printf 'e' >&2; sleep 0.05; printf 'b'; exit 3"))
+        )
+        assert.strictEqual(events[0]?._tag, "Start")
+        assert.deepInclude(events[events.length - 1], { _tag: "Exit", exitCode: 3, timedOut: false })
+        const bytes = (tag: string) =>
+          Buffer.concat(events.flatMap((e) => (e._tag === tag && "data" in e ? [e.data] : [])))
+        assert.isTrue(bytes("Stdout").equals(Buffer.from([0x61, 0xff, 0x62])))
+        assert.strictEqual(bytes("Stderr").toString(), "e")
+      })
+    )
+
+    it.effect("a consumer that stops early kills the remote command", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const first = yield* Stream.runCollect(
+          sb.execStream("echo $$ > chatty.pid; while true; do echo chatter; done").pipe(
+            Stream.filter((e) => e._tag === "Stdout"),
+            Stream.take(1)
+          )
+        )
+        assert.strictEqual(first.length, 1)
+        const pid = Number((yield* sb.files.readText("chatty.pid")).trim())
+        yield* assertGone([pid])
+      })
+    )
+
+    it.effect("a slow consumer holds the producer back (back-pressure), and 200 MiB stream through", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const size = 200 * 1024 * 1024
+        let pid = 0
+        let consumed = 0
+        let producedWhileSlow = 0
+        const total = yield* sb.execStream(["head", "-c", String(size), "/dev/zero"]).pipe(
+          Stream.tap((e) =>
+            Effect.gen(function* () {
+              if (e._tag === "Start") pid = e.pid
+              if (e._tag !== "Stdout") return
+              consumed += e.data.length
+              // Read slowly for the first ~1 MiB, then see how far ahead the command got.
+              if (consumed < 1024 * 1024) yield* Effect.sleep("15 millis")
+              else if (producedWhileSlow === 0 && process.platform === "linux") {
+                const io = fs.readFileSync(`/proc/${pid}/io`, "utf8")
+                producedWhileSlow = Number(/wchar: (\d+)/.exec(io)?.[1] ?? 0)
+              }
+            })
+          ),
+          Stream.runFold(0, (sum, e) => (e._tag === "Stdout" ? sum + e.data.length : sum))
+        )
+        assert.strictEqual(total, size)
+        if (process.platform === "linux") {
+          // Pipes, socket buffers and one server chunk may hold a few MiB; an unbounded client would let
+          // the command finish all 200 MiB while the consumer read its first megabyte.
+          assert.isAbove(producedWhileSlow, 0, "the command's write count was read")
+          assert.isBelow(producedWhileSlow, 32 * 1024 * 1024, `the command wrote ${producedWhileSlow} bytes ahead`)
+        }
+      })
+    )
+  })
+
   describe("logs", () => {
     it.effect("the local sandbox's log is its server's output, and a snapshot ends", () =>
       Effect.gen(function* () {
@@ -248,6 +313,20 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
         const noLocal = yield* Effect.flip(sb.files.upload(path.join(dir, "absent.bin"), "x.bin"))
         assert.strictEqual(noLocal._tag, "LocalFileError")
         fs.rmSync(dir, { recursive: true, force: true })
+      })
+    )
+
+    it.effect("rename and chmod", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        yield* sb.files.write("moving/a.sh", "#!/bin/sh\necho moved\n")
+        yield* sb.files.rename("moving/a.sh", "moved/deeper/b.sh")
+        assert.isFalse(yield* sb.files.exists("moving/a.sh"))
+        yield* sb.files.chmod("moved/deeper/b.sh", 0o750)
+        assert.strictEqual((yield* sb.files.stat("moved/deeper/b.sh")).mode, 0o750)
+        assert.strictEqual((yield* sb.exec("./moved/deeper/b.sh")).stdout, "moved\n")
+        const missing = yield* Effect.flip(sb.files.rename("nope", "elsewhere"))
+        assert.strictEqual(missing._tag, "FileNotFoundError")
       })
     )
 

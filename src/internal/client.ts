@@ -141,6 +141,8 @@ export interface WireClient {
   readonly list: (path: string) => Effect.Effect<ReadonlyArray<Protocol.FileEntry>, OperationError>
   readonly remove: (path: string, recursive: boolean) => Effect.Effect<void, OperationError>
   readonly mkdir: (path: string) => Effect.Effect<void, OperationError>
+  readonly rename: (from: string, to: string) => Effect.Effect<void, OperationError>
+  readonly chmod: (path: string, mode: string) => Effect.Effect<void, OperationError>
 }
 
 const decodeEventLine = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ExecEvent))
@@ -332,5 +334,21 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         json(Protocol.MkdirResponse)
       ).pipe(Effect.asVoid)
 
-    return { health, exec, read, readStream, write, stat, list, remove, mkdir }
+    const rename: WireClient["rename"] = (from, to) =>
+      call(
+        "files.rename",
+        from,
+        HttpClientRequest.post("/v1/files/rename").pipe(HttpClientRequest.setUrlParams({ from, to })),
+        (response) => response.json
+      ).pipe(Effect.asVoid)
+
+    const chmod: WireClient["chmod"] = (path, mode) =>
+      call(
+        "files.chmod",
+        path,
+        HttpClientRequest.post("/v1/files/chmod").pipe(pathParams(path, { mode })),
+        (response) => response.json
+      ).pipe(Effect.asVoid)
+
+    return { health, exec, read, readStream, write, stat, list, remove, mkdir, rename, chmod }
   })
