@@ -605,8 +605,9 @@ def pump(handler, proc, spec, sink, t0):
             sel.register(pidfd, selectors.EVENT_READ, "exit")
         except OSError:
             pidfd = None
-    sock = handler.connection
-    sel.register(sock, selectors.EVENT_READ, "client")
+    sock = handler.connection if handler is not None else None  # None: a background process
+    if sock is not None:
+        sel.register(sock, selectors.EVENT_READ, "client")
 
     result = ExecResult()
     result.timed_out = False
@@ -733,6 +734,10 @@ class StreamSink(object):
         return payload
 
     def start(self, pid):
+        self.begin(dumps({"event": "start", "pid": pid}) + b"\n")
+
+    def begin(self, first=b""):
+        """Send the response head, plus `first` (whole NDJSON lines) if any."""
         headers = [
             ("Content-Type", "application/x-ndjson"),
             ("Cache-Control", "no-cache"),
@@ -743,7 +748,7 @@ class StreamSink(object):
         else:
             self.h.close_connection = True
         head = self.h.head_bytes(200, headers)
-        self.h.send_bytes(head + self._frame(dumps({"event": "start", "pid": pid}) + b"\n"))
+        self.h.send_bytes(head + (self._frame(first) if first else b""))
         self.last_sent = time.monotonic()
 
     def _event(self, name, text):
@@ -780,22 +785,22 @@ class StreamSink(object):
             self.last_sent = now
 
     def finish(self, result):
-        rc = result.returncode
-        self.pending.append(
-            dumps(
-                {
-                    "event": "exit",
-                    "exit_code": rc if rc >= 0 else None,
-                    "signal": -rc if rc < 0 else None,
-                    "timed_out": result.timed_out,
-                    "duration_ms": result.duration_ms,
-                }
-            )
-            + b"\n"
-        )
-        payload = self._frame(b"".join(self.pending))
+        if result is not None:
+            self.pending.append(dumps(exit_event(result)) + b"\n")
+        payload = self._frame(b"".join(self.pending)) if self.pending else b""
         self.pending = []
         self.h.send_bytes(payload + (b"0\r\n\r\n" if self.chunked else b""))
+
+
+def exit_event(result):
+    rc = result.returncode
+    return {
+        "event": "exit",
+        "exit_code": rc if rc >= 0 else None,
+        "signal": -rc if rc < 0 else None,
+        "timed_out": result.timed_out,
+        "duration_ms": result.duration_ms,
+    }
 
 
 class CaptureSink(object):
@@ -833,6 +838,206 @@ class CaptureSink(object):
         if self.truncated[name]:
             s += "\n[output truncated]\n"
         return s
+
+
+# --------------------------------------------------------------------------
+# Background processes (/v1/processes)
+# --------------------------------------------------------------------------
+#
+# A background process is spawned exactly like an exec (parse_exec + spawn)
+# and driven by the same pump(), in a thread of its own with no client
+# socket; its RingSink keeps the most recent `buffer_bytes` of each stream.
+# Output followers and waiters read that state under the process's condition
+# variable and never hold it while sending.
+
+DEFAULT_BUFFER_BYTES = 1024 * 1024
+MAX_BUFFER_BYTES = 64 * 1024 * 1024
+FOLLOW_POLL = 0.25  # how often a follower / waiter checks that its client is still there
+SIGNAL_NAMES = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL, "INT": signal.SIGINT}
+if hasattr(signal, "SIGHUP"):
+    SIGNAL_NAMES["HUP"] = signal.SIGHUP
+
+
+class BgProcess(object):
+    def __init__(self, pid, cmd, tag, limit, spec, proc):
+        self.id = None
+        self.pid = pid
+        self.cmd = cmd
+        self.tag = tag
+        self.limit = limit
+        self.spec = spec
+        self.proc = proc
+        self.started_at_ms = int(time.time() * 1000)
+        self.cond = threading.Condition()
+        self.seq = 0  # sequence number of the newest chunk, both streams
+        # per stream: chunks [seq, start offset, bytes], oldest first from index first[name]
+        self.chunks = {"stdout": [], "stderr": []}
+        self.first = {"stdout": 0, "stderr": 0}
+        self.size = {"stdout": 0, "stderr": 0}
+        self.total = {"stdout": 0, "stderr": 0}
+        self.dropped = {"stdout": 0, "stderr": 0}
+        self.result = None  # ExecResult once the process ended and its output was read
+
+    def info(self):
+        r = self.result
+        rc = r.returncode if r is not None else None
+        return {
+            "id": self.id,
+            "pid": self.pid,
+            "cmd": self.cmd,
+            "tag": self.tag,
+            "started_at_ms": self.started_at_ms,
+            "running": r is None,
+            "exit_code": rc if rc is not None and rc >= 0 else None,
+            "signal": -rc if rc is not None and rc < 0 else None,
+        }
+
+    # ---- called by the pump thread (RingSink) ----
+
+    def append(self, name, data):
+        with self.cond:
+            chunks, start = self.chunks[name], self.total[name]
+            self.seq += 1
+            last = chunks[-1] if len(chunks) > self.first[name] else None
+            if last is not None and last[0] == self.seq - 1 and len(last[2]) + len(data) <= OUTPUT_CHUNK:
+                # Coalesce with the newest chunk; its new seq makes followers
+                # that already sent its prefix send the rest.
+                last[0] = self.seq
+                last[2] = last[2] + data
+            else:
+                chunks.append([self.seq, start, data])
+            self.total[name] += len(data)
+            self.size[name] += len(data)
+            excess = self.size[name] - self.limit
+            while excess > 0:
+                front = chunks[self.first[name]]
+                n = min(excess, len(front[2]))
+                if n == len(front[2]):
+                    chunks[self.first[name]] = None
+                    self.first[name] += 1
+                else:
+                    front[1] += n
+                    front[2] = front[2][n:]
+                self.size[name] -= n
+                self.dropped[name] += n
+                excess -= n
+            if self.first[name] > 1024 and self.first[name] * 2 > len(chunks):
+                del chunks[: self.first[name]]
+                self.first[name] = 0
+            self.cond.notify_all()
+
+    def finished(self, result):
+        with self.cond:
+            self.result = result
+            self.cond.notify_all()
+
+    # ---- called by followers, under self.cond ----
+
+    def collect(self, after, upto, limit=64):
+        """Chunks (seq, name, start, bytes) with after < seq <= upto, oldest
+        first, at most `limit` of them."""
+        out = []
+        for name, chunks in self.chunks.items():
+            lo = self.first[name]
+            i = len(chunks) - 1
+            while i >= lo and chunks[i][0] > after:
+                i -= 1
+            for c in chunks[i + 1 :]:
+                if c[0] <= upto:
+                    out.append((c[0], name, c[1], c[2]))
+        out.sort(key=lambda c: c[0])
+        return out[:limit]
+
+
+class RingSink(object):
+    """pump() sink of a background process: output goes to its ring buffers."""
+
+    def __init__(self, bg):
+        self.bg = bg
+
+    def start(self, pid):
+        pass
+
+    def output(self, name, data):
+        self.bg.append(name, data)
+
+    def eof(self, name):
+        pass
+
+    def remaining(self, names):
+        pass
+
+    def next_tick(self, now):
+        return None
+
+    def flush(self, now):
+        pass
+
+
+class BgTable(object):
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.next_id = 1
+        self.by_id = {}
+
+    def add(self, bg):
+        with self.lock:
+            bg.id = "p-%d" % self.next_id
+            self.next_id += 1
+            self.by_id[bg.id] = bg
+
+    def all(self):
+        with self.lock:
+            return sorted(self.by_id.values(), key=lambda b: int(b.id[2:]))
+
+    def find(self, key):
+        """By id, or by the OS pid of a listed process (the newest such)."""
+        with self.lock:
+            bg = self.by_id.get(key)
+            if bg is None and key.isdigit():
+                pid = int(key)
+                for b in sorted(self.by_id.values(), key=lambda b: -int(b.id[2:])):
+                    if b.pid == pid:
+                        bg = b
+                        break
+        if bg is None:
+            raise HttpError(404, "no such process: %s" % key, "not_found")
+        return bg
+
+
+BGPROCS = BgTable()
+
+
+def run_background(bg, t0):
+    """The thread of one background process: pump it to completion."""
+    result = None
+    try:
+        result = pump(None, bg.proc, bg.spec, RingSink(bg), t0)
+    except Exception:
+        log("background process %s failed:\n%s" % (bg.id, traceback.format_exc()))
+        if bg.proc.returncode is None:
+            kill_group(bg.proc.pid, signal.SIGKILL)
+            bg.proc.wait()
+        result = ExecResult()
+        result.returncode = bg.proc.returncode
+        result.timed_out = False
+        result.duration_ms = int((time.monotonic() - t0) * 1000)
+    finally:
+        STATE.end()  # a running background process counts as a request in flight
+        bg.finished(result)
+
+
+def parse_signal(raw):
+    if raw is None:
+        return signal.SIGKILL
+    name = raw.strip().upper()
+    if name.startswith("SIG"):
+        name = name[3:]
+    if name in SIGNAL_NAMES:
+        return SIGNAL_NAMES[name]
+    if name.isdigit() and 1 <= int(name) <= 64:
+        return int(name)
+    raise bad_request("invalid signal %r: use TERM, KILL, INT, HUP or a number" % raw)
 
 
 # --------------------------------------------------------------------------
@@ -1166,6 +1371,9 @@ class Handler(BaseHTTPRequestHandler):
                 if not self.authorized():
                     raise HttpError(403, AUTH_ERROR, "auth")
                 methods = ROUTES.get(route)
+                args = ()
+                if methods is None and route.startswith("/v1/processes/"):
+                    methods, args = process_route(route)
                 if methods is None:
                     raise HttpError(404, "no route: %s %s" % (method, route), "not_found")
                 fn = methods.get(method)
@@ -1175,7 +1383,7 @@ class Handler(BaseHTTPRequestHandler):
                     raise HttpError(405, message, "method_not_allowed", [("Allow", allow)])
                 STATE.begin()
                 try:
-                    fn(self)
+                    fn(self, *args)
                 finally:
                     STATE.end()
         except HttpError as e:
@@ -1581,6 +1789,138 @@ class Handler(BaseHTTPRequestHandler):
         self.respond_json({"path": path, "mode": "%o" % mode})
 
 
+    # ---- background processes ----
+
+    def route_process_start(self):
+        req = self.read_json()
+        spec = parse_exec(req, legacy=False)
+        tag = req.get("tag")
+        if tag is not None and not isinstance(tag, str):
+            raise bad_request("`tag` must be a string")
+        limit = req.get("buffer_bytes", DEFAULT_BUFFER_BYTES)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFER_BYTES:
+            raise bad_request("`buffer_bytes` must be an integer from 1 to %d (64 MiB)" % MAX_BUFFER_BYTES)
+        t0 = time.monotonic()
+        proc = spawn(spec)
+        bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc)
+        BGPROCS.add(bg)
+        STATE.begin()  # ended by run_background
+        try:
+            threading.Thread(target=run_background, args=(bg, t0), name="bg-" + bg.id, daemon=True).start()
+        except Exception:
+            kill_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            PROCS.reaped(proc, True)
+            result = ExecResult()
+            result.returncode, result.timed_out, result.duration_ms = proc.returncode, False, 0
+            bg.finished(result)
+            STATE.end()
+            raise
+        info = bg.info()
+        self.respond_json({k: info[k] for k in ("id", "pid", "cmd", "tag", "started_at_ms")})
+
+    def route_process_list(self):
+        self.respond_json([bg.info() for bg in BGPROCS.all()])
+
+    def route_process_get(self, key):
+        self.respond_json(BGPROCS.find(key).info())
+
+    def route_process_kill(self, key):
+        bg = BGPROCS.find(key)
+        sig = parse_signal(self.param("signal", required=False))
+        with bg.cond:
+            # The leader is unreaped until returncode is set (pump holds it),
+            # so its pid -- the group id -- cannot have been recycled.
+            running = bg.proc.returncode is None and bg.result is None
+        if running:
+            kill_group(bg.pid, sig)
+        self.respond_json({"id": bg.id, "killed": running})
+
+    def client_still_there(self):
+        if peer_closed(self.connection):
+            raise ClientGone()
+
+    def route_process_wait(self, key):
+        bg = BGPROCS.find(key)
+        raw = self.param("timeout", required=False)
+        deadline = None
+        if raw is not None:
+            try:
+                timeout = float(raw)
+            except ValueError:
+                timeout = -1.0
+            if not math.isfinite(timeout) or timeout < 0:
+                raise bad_request("query parameter `timeout` must be a non-negative number of seconds, got %r" % raw)
+            deadline = time.monotonic() + timeout
+        while True:
+            with bg.cond:
+                if bg.result is None:
+                    wait = FOLLOW_POLL
+                    if deadline is not None:
+                        wait = min(wait, max(0.0, deadline - time.monotonic()))
+                    if wait > 0:
+                        bg.cond.wait(wait)
+                result = bg.result
+            if result is not None:
+                out = exit_event(result)
+                del out["event"]
+                return self.respond_json(out)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise HttpError(408, "process %s still running after %s s" % (bg.id, raw), "timeout")
+            self.client_still_there()
+
+    def route_process_output(self, key):
+        bg = BGPROCS.find(key)
+        follow = self.bool_param("follow", False)
+        encoding = self.param("encoding", required=False) or "utf-8"
+        if encoding in ("utf-8", "utf8"):
+            encoding = "utf-8"
+        elif encoding != "base64":
+            raise bad_request("query parameter `encoding` must be utf-8 or base64, got %r" % encoding)
+        sink = StreamSink(self, encoding)
+        with bg.cond:
+            pos = dict(bg.dropped)  # next byte offset this follower expects, per stream
+            upto = bg.seq  # without follow: only what is buffered now...
+            result = bg.result  # ...and the exit only if that is all there will be
+            first = b""
+            if pos["stdout"] or pos["stderr"]:
+                first = dumps({"event": "dropped", "stdout": pos["stdout"], "stderr": pos["stderr"]}) + b"\n"
+        sink.begin(first)
+        last = 0
+        while True:
+            with bg.cond:
+                chunks = bg.collect(last, bg.seq if follow else upto)
+                if not chunks and follow and bg.result is None:
+                    bg.cond.wait(min(FOLLOW_POLL, sink.next_tick(time.monotonic())))
+                    chunks = bg.collect(last, bg.seq)
+                if follow:
+                    # Output is buffered before the result is set: caught up
+                    # with a finished process, its exit is the next event.
+                    result = bg.result
+                    caught_up = not chunks or chunks[-1][0] >= bg.seq
+                else:
+                    caught_up = not chunks or chunks[-1][0] >= upto
+            for seq, name, start, chunk in chunks:
+                last = seq
+                data = chunk
+                if start > pos[name]:  # this follower fell behind the ring
+                    gap = {"event": "dropped", "stdout": 0, "stderr": 0}
+                    gap[name] = start - pos[name]
+                    sink.pending.append(dumps(gap) + b"\n")
+                elif start < pos[name]:  # a coalesced chunk whose prefix was sent
+                    data = chunk[pos[name] - start :]
+                pos[name] = start + len(chunk)
+                if data:
+                    sink.output(name, data)
+            if caught_up and (result is not None or not follow):
+                sink.eof("stdout")
+                sink.eof("stderr")
+                return sink.finish(result)
+            sink.flush(time.monotonic())
+            if not chunks:
+                self.client_still_there()
+
+
 ROUTES = {
     "/v1/exec": {"POST": Handler.route_exec},
     "/v1/files/read": {"GET": Handler.route_read},
@@ -1591,12 +1931,28 @@ ROUTES = {
     "/v1/files/mkdir": {"POST": Handler.route_mkdir},
     "/v1/files/rename": {"POST": Handler.route_rename},
     "/v1/files/chmod": {"POST": Handler.route_chmod},
+    "/v1/processes": {"GET": Handler.route_process_list, "POST": Handler.route_process_start},
     "/health": {"GET": Handler.health},
     "/exec": {"POST": Handler.route_legacy_exec},
     "/write": {"POST": Handler.route_legacy_write},
     "/read": {"POST": Handler.route_legacy_read},
 }
 
+
+PROCESS_ROUTES = {
+    "": {"GET": Handler.route_process_get, "DELETE": Handler.route_process_kill},
+    "/output": {"GET": Handler.route_process_output},
+    "/wait": {"GET": Handler.route_process_wait},
+}
+
+
+def process_route(route):
+    """/v1/processes/{id}[/output|/wait] -> (methods, (id,)), or (None, ())."""
+    key, _, rest = route[len("/v1/processes/") :].partition("/")
+    methods = PROCESS_ROUTES.get("/" + rest if rest else "")
+    if not key or methods is None:
+        return None, ()
+    return methods, (key,)
 
 
 class Server(ThreadingHTTPServer):

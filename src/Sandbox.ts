@@ -18,7 +18,6 @@ import { dirname } from "node:path"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as HttpBody from "@effect/platform/HttpBody"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -628,19 +627,25 @@ const open = (
             const local = (detail: string) =>
               new LocalFileError({ path: localPath, operation: "files.download", detail })
             const partial = `${localPath}.${randomBytes(6).toString("hex")}.part`
+            // The handle is closed (end of the scope) before the file is renamed into place.
+            const write = Effect.scoped(
+              Effect.gen(function* () {
+                const file = yield* fs.open(partial, { flag: "w" })
+                yield* wire
+                  .readStream(remotePath)
+                  .pipe(Stream.runForEachChunk((chunks) => file.writeAll(Buffer.concat(Array.from(chunks)))))
+              })
+            ).pipe(
+              Effect.catchTags({
+                SystemError: (e) => Effect.fail(local(e.message)),
+                BadArgument: (e) => Effect.fail(local(e.message))
+              })
+            )
             const transfer: Effect.Effect<void, OperationError> = Effect.gen(function* () {
               yield* fs
                 .makeDirectory(dirname(localPath), { recursive: true })
                 .pipe(Effect.mapError((e) => local(e.message)))
-              yield* wire.readStream(remotePath).pipe(
-                // Network reads are small (64 KiB); one write per ~1 MiB keeps the file side cheap.
-                Stream.mapChunks((chunks) => Chunk.of(Buffer.concat(Array.from(chunks)))),
-                Stream.run(fs.sink(partial)),
-                Effect.catchTags({
-                  SystemError: (e) => Effect.fail(local(e.message)),
-                  BadArgument: (e) => Effect.fail(local(e.message))
-                })
-              )
+              yield* write
               yield* fs.rename(partial, localPath).pipe(Effect.mapError((e) => local(e.message)))
             })
             return transfer.pipe(
