@@ -1837,7 +1837,15 @@ class Handler(BaseHTTPRequestHandler):
         self.respond_json({"id": bg.id, "killed": running})
 
     def client_still_there(self):
-        if peer_closed(self.connection):
+        """Raise ClientGone if the client hung up. The socket has a timeout,
+        so recv would wait for data whatever its flags: poll it first."""
+        sel = new_selector()
+        try:
+            sel.register(self.connection, selectors.EVENT_READ)
+            readable = bool(sel.select(0))
+        finally:
+            sel.close()
+        if readable and peer_closed(self.connection):
             raise ClientGone()
 
     def route_process_wait(self, key):

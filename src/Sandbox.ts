@@ -326,26 +326,24 @@ const toFileInfo = (entry: Protocol.FileEntry): FileInfo => ({
 })
 
 /** Collects one stream's text up to a byte cap. */
+/** Collects one stream's bytes up to a cap; the text is decoded once, whole. */
 const makeCapture = (limit: number) => {
-  const parts: Array<string> = []
+  const parts: Array<Uint8Array> = []
   let bytes = 0
   let truncated = false
   return {
-    push(data: string) {
+    push(data: Uint8Array) {
       if (truncated) return
-      const size = Buffer.byteLength(data)
-      if (bytes + size <= limit) {
-        parts.push(data)
-        bytes += size
-        return
-      }
-      // Cut on a character boundary below the cap.
-      const room = Buffer.from(data).subarray(0, limit - bytes)
-      parts.push(decoder.decode(room).replace(/\uFFFD$/, ""))
-      bytes = limit
-      truncated = true
+      const room = limit - bytes
+      parts.push(data.length <= room ? data : data.subarray(0, room))
+      bytes += Math.min(data.length, room)
+      truncated = data.length > room
     },
-    text: () => parts.join(""),
+    // A cut in the middle of a character leaves U+FFFD at the end: dropped, the cap is in bytes.
+    text: () => {
+      const text = decoder.decode(Buffer.concat(parts))
+      return truncated ? text.replace(/\uFFFD$/, "") : text
+    },
     get truncated() {
       return truncated
     }
@@ -529,49 +527,42 @@ const open = (
         )
       )
 
+    // exec is execStream folded into a result: output kept as bytes up to the cap, decoded once at the end
+    // (so a character split across chunks decodes whole).
     const exec: Sandbox["exec"] = (command, execOptions = {}) => {
-      const request = execRequest(command, execOptions)
-      const limit = execOptions.maxOutputBytes ?? DEFAULT_MAX_OUTPUT
-      return guard(
-        "exec",
-        Effect.suspend(() => {
-          const stdout = makeCapture(limit)
-          const stderr = makeCapture(limit)
-          let exit: Protocol.ExitEvent | undefined
-          return wire.exec(request).pipe(
-            Stream.runForEach((event) =>
-              Effect.sync(() => {
-                switch (event.event) {
-                  case "stdout":
-                    return stdout.push(event.data)
-                  case "stderr":
-                    return stderr.push(event.data)
-                  case "exit":
-                    exit = event
-                }
-              })
-            ),
-            Effect.flatMap(() =>
-              exit === undefined
-                ? Effect.fail(
-                    new ConnectionLostError({
-                      operation: "exec",
-                      detail: "the output stream ended before the command's exit status arrived"
-                    })
-                  )
-                : Effect.succeed<ExecResult>({
-                    exitCode: exit.exit_code,
-                    signal: exit.signal,
-                    timedOut: exit.timed_out,
-                    stdout: stdout.text(),
-                    stderr: stderr.text(),
-                    truncated: stdout.truncated || stderr.truncated,
-                    durationMs: exit.duration_ms
-                  })
-            )
-          )
-        })
-      )
+      const { maxOutputBytes, ...streamOptions } = execOptions
+      const limit = maxOutputBytes ?? DEFAULT_MAX_OUTPUT
+      return Effect.suspend(() => {
+        const stdout = makeCapture(limit)
+        const stderr = makeCapture(limit)
+        let exit: Extract<ExecEvent, { _tag: "Exit" }> | undefined
+        return execStream(command, streamOptions).pipe(
+          Stream.runForEach((event) =>
+            Effect.sync(() => {
+              switch (event._tag) {
+                case "Stdout":
+                  return stdout.push(event.data)
+                case "Stderr":
+                  return stderr.push(event.data)
+                case "Exit":
+                  exit = event
+              }
+            })
+          ),
+          Effect.map(
+            (): ExecResult => ({
+              exitCode: exit!.exitCode,
+              signal: exit!.signal,
+              timedOut: exit!.timedOut,
+              stdout: stdout.text(),
+              stderr: stderr.text(),
+              truncated: stdout.truncated || stderr.truncated,
+              durationMs: exit!.durationMs
+            })
+          ),
+          Effect.withSpan("Sandbox.exec", { attributes: { "sandbox.id": endpoint.id } })
+        )
+      })
     }
 
     const files: Files = {
