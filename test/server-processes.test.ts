@@ -1,0 +1,356 @@
+/**
+ * Background processes of the in-sandbox server (`/v1/processes`, see `docs/protocol.md`), run
+ * against the real `rpc-server/server.py` over loopback HTTP with Node built-ins and `fetch` only.
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
+
+const SERVER = fileURLToPath(new URL("../rpc-server/server.py", import.meta.url))
+const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? "python3"
+
+interface Exit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+interface Running {
+  readonly proc: ChildProcessWithoutNullStreams
+  readonly base: string
+  readonly pid: number
+  readonly token: string
+  readonly dir: string
+  readonly exited: Promise<Exit>
+  readonly stderr: () => string
+}
+
+const started: Array<Running> = []
+/** Every process a test started inside a server: all must be gone at the end. */
+const seenPids = new Set<number>()
+
+const startServer = async (args: ReadonlyArray<string> = []): Promise<Running> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-processes-"))
+  const token = randomBytes(16).toString("hex")
+  const env: NodeJS.ProcessEnv = { ...process.env, SBX_TOKEN: token }
+  for (const name of ["HF_SANDBOX_TOKEN", "SBX_HOST", "SBX_PORT", "SBX_IDLE_TIMEOUT", "SBX_PING_INTERVAL"]) {
+    delete env[name]
+  }
+  const proc = spawn(PYTHON, ["-u", SERVER, "--port", "0", "--exit-on-stdin-eof", ...args], {
+    cwd: dir,
+    env,
+    stdio: "pipe"
+  })
+  let stdout = ""
+  let stderr = ""
+  proc.stdout.setEncoding("utf8").on("data", (d: string) => {
+    stdout += d
+  })
+  proc.stderr.setEncoding("utf8").on("data", (d: string) => {
+    stderr += d
+  })
+  const exited = new Promise<Exit>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })))
+  const deadline = Date.now() + 20_000
+  while (!stdout.includes("\n")) {
+    if (proc.exitCode !== null) throw new Error(`server exited early: ${stderr}`)
+    if (Date.now() > deadline) throw new Error(`server did not announce itself: ${stderr}`)
+    await sleep(10)
+  }
+  const line = JSON.parse(stdout.split("\n")[0]!) as { port: number; pid: number }
+  const running: Running = {
+    proc,
+    base: `http://127.0.0.1:${line.port}`,
+    pid: line.pid,
+    token,
+    dir,
+    exited,
+    stderr: () => stderr
+  }
+  started.push(running)
+  return running
+}
+
+const stopServer = async (r: Running): Promise<Exit> => {
+  if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGTERM")
+  const exit = await withTimeout(r.exited, 10_000)
+  if (exit === "timeout") {
+    r.proc.kill("SIGKILL")
+    throw new Error(`server ${r.pid} ignored SIGTERM`)
+  }
+  fs.rmSync(r.dir, { recursive: true, force: true })
+  return exit
+}
+
+const call = (r: Running, route: string, init: RequestInit = {}) =>
+  fetch(r.base + route, { ...init, headers: { "X-Sandbox-Token": r.token } })
+
+const json = async (r: Running, route: string, init: RequestInit = {}) => {
+  const res = await call(r, route, init)
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+}
+
+interface Started {
+  readonly id: string
+  readonly pid: number
+  readonly cmd: unknown
+  readonly tag: string | null
+  readonly started_at_ms: number
+}
+
+const startProcess = async (r: Running, body: Record<string, unknown>): Promise<Started> => {
+  const { status, body: out } = await json(r, "/v1/processes", { method: "POST", body: JSON.stringify(body) })
+  expect(status, JSON.stringify(out)).toBe(200)
+  seenPids.add(out.pid as number)
+  return out as unknown as Started
+}
+
+type Event = Record<string, unknown> & { event: string }
+
+const parseNdjson = (text: string): Array<Event> =>
+  text
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as Event)
+
+const output = async (r: Running, id: string, query = "") => {
+  const res = await call(r, `/v1/processes/${id}/output${query}`)
+  expect(res.status).toBe(200)
+  expect(res.headers.get("content-type")).toBe("application/x-ndjson")
+  return parseNdjson(await res.text())
+}
+
+const text = (events: ReadonlyArray<Event>, name: string) =>
+  events
+    .filter((e) => e.event === name)
+    .map((e) => e.data as string)
+    .join("")
+
+/** Polls the buffered output until `pattern` shows up in stdout. */
+const stdoutMatching = async (r: Running, id: string, pattern: RegExp) => {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    const m = pattern.exec(text(await output(r, id), "stdout"))
+    if (m !== null) return m
+    if (Date.now() > deadline) throw new Error(`no ${pattern} in the output of ${id}`)
+    await sleep(50)
+  }
+}
+
+/** Opens a follower and reads events until `until` says stop; the stream is left open. */
+const follow = async (r: Running, id: string, until: (events: Array<Event>) => boolean) => {
+  const controller = new AbortController()
+  const res = await fetch(`${r.base}/v1/processes/${id}/output?follow=1`, {
+    headers: { "X-Sandbox-Token": r.token },
+    signal: controller.signal
+  })
+  expect(res.status).toBe(200)
+  const reader = res.body!.getReader()
+  const decoder = new TextDecoder()
+  const events: Array<Event> = []
+  let buffered = ""
+  while (!until(events)) {
+    const { value, done } = await reader.read()
+    if (done) break
+    buffered += decoder.decode(value, { stream: true })
+    let nl = buffered.indexOf("\n")
+    while (nl >= 0) {
+      events.push(JSON.parse(buffered.slice(0, nl)) as Event)
+      buffered = buffered.slice(nl + 1)
+      nl = buffered.indexOf("\n")
+    }
+  }
+  return { events, controller }
+}
+
+let S: Running
+
+beforeAll(async () => {
+  S = await startServer()
+})
+
+afterAll(async () => {
+  for (const r of started) {
+    const exit = await stopServer(r)
+    expect(exit.signal).toBeNull()
+  }
+  expect(await waitGone([...started.map((r) => r.pid), ...seenPids])).toEqual([])
+})
+
+describe("background processes", () => {
+  it("spawns, lists, buffers, follows live, survives a dropped follower, and is killed as a group (TERM)", async () => {
+    const cmd = "echo start; sleep 30 & echo child:$!; while :; do echo tick; sleep 0.1; done"
+    const p = await startProcess(S, { cmd, tag: "ticker" })
+    expect(p).toEqual({
+      id: expect.stringMatching(/^p-\d+$/),
+      pid: expect.any(Number),
+      cmd,
+      tag: "ticker",
+      started_at_ms: expect.any(Number)
+    })
+    expect(Math.abs(p.started_at_ms - Date.now())).toBeLessThan(60_000)
+
+    const list = await json(S, "/v1/processes")
+    expect(list.status).toBe(200)
+    expect(list.body).toContainEqual({ ...p, running: true, exit_code: null, signal: null })
+    expect(await json(S, `/v1/processes/${p.id}`)).toEqual({
+      status: 200,
+      body: { ...p, running: true, exit_code: null, signal: null }
+    })
+
+    const child = Number((await stdoutMatching(S, p.id, /child:(\d+)\n/))[1])
+    seenPids.add(child)
+    expect(isAlive(child)).toBe(true)
+    const buffered = await output(S, p.id)
+    expect(text(buffered, "stdout").startsWith("start\nchild:")).toBe(true)
+    expect(buffered.some((e) => e.event === "exit" || e.event === "dropped")).toBe(false)
+
+    // A follower gets the buffered output, then live ticks; dropping it leaves the process running.
+    const before = (text(await output(S, p.id), "stdout").match(/tick/g) ?? []).length
+    const f = await follow(S, p.id, (events) => (text(events, "stdout").match(/tick/g) ?? []).length >= before + 3)
+    expect(text(f.events, "stdout").startsWith("start\n")).toBe(true)
+    f.controller.abort()
+    await sleep(600)
+    expect((await json(S, `/v1/processes/${p.id}`)).body.running).toBe(true)
+    expect(isAlive(p.pid)).toBe(true)
+
+    expect(await json(S, `/v1/processes/${p.id}?signal=TERM`, { method: "DELETE" })).toEqual({
+      status: 200,
+      body: { id: p.id, killed: true }
+    })
+    const waited = await json(S, `/v1/processes/${p.id}/wait?timeout=10`)
+    expect(waited).toEqual({
+      status: 200,
+      body: { exit_code: null, signal: 15, timed_out: false, duration_ms: expect.any(Number) }
+    })
+    expect(await waitGone([p.pid, child])).toEqual([])
+    expect((await json(S, `/v1/processes/${p.id}`)).body).toEqual({ ...p, running: false, exit_code: null, signal: 15 })
+    const after = await output(S, p.id)
+    expect(after.at(-1)).toEqual({ event: "exit", ...waited.body })
+    // Killing an exited process is not an error, and says so.
+    expect(await json(S, `/v1/processes/${p.id}`, { method: "DELETE" })).toEqual({
+      status: 200,
+      body: { id: p.id, killed: false }
+    })
+  })
+
+  it("kills by OS pid with the default signal (KILL), group included", async () => {
+    const p = await startProcess(S, { cmd: "sleep 30 & echo $!; wait" })
+    const child = Number((await stdoutMatching(S, p.id, /^(\d+)\n/))[1])
+    seenPids.add(child)
+    expect(await json(S, `/v1/processes/${p.pid}`, { method: "DELETE" })).toEqual({
+      status: 200,
+      body: { id: p.id, killed: true }
+    })
+    expect((await json(S, `/v1/processes/${p.pid}/wait`)).body).toMatchObject({ exit_code: null, signal: 9 })
+    expect(await waitGone([p.pid, child])).toEqual([])
+    const listed = (await json(S, "/v1/processes")).body as unknown as Array<Record<string, unknown>>
+    expect(listed.find((e) => e.id === p.id)).toMatchObject({ running: false, signal: 9 })
+  })
+
+  it("answers 404 for an unknown id or pid, on every route", async () => {
+    expect(await json(S, "/v1/processes/p-999")).toEqual({
+      status: 404,
+      body: { error: "no such process: p-999", code: "not_found" }
+    })
+    expect(await json(S, "/v1/processes/p-999", { method: "DELETE" })).toEqual({
+      status: 404,
+      body: { error: "no such process: p-999", code: "not_found" }
+    })
+    expect(await json(S, "/v1/processes/999999999", { method: "DELETE" })).toEqual({
+      status: 404,
+      body: { error: "no such process: 999999999", code: "not_found" }
+    })
+    expect((await json(S, "/v1/processes/p-999/output")).status).toBe(404)
+    expect((await json(S, "/v1/processes/p-999/wait?timeout=1")).status).toBe(404)
+    expect((await json(S, `/v1/processes/${process.pid}`, { method: "DELETE" })).status).toBe(404)
+  })
+
+  it("rejects spawn failures and bad requests like exec does", async () => {
+    const post = (body: unknown) => json(S, "/v1/processes", { method: "POST", body: JSON.stringify(body) })
+    expect(await post({ cmd: ["no-such-command-xyz"] })).toEqual({
+      status: 400,
+      body: { error: expect.stringContaining("command not found"), code: "command_not_found" }
+    })
+    expect((await post({ cmd: "true", cwd: "/no/such/dir" })).body.code).toBe("cwd_not_found")
+    expect((await post({ cmd: "true", buffer_bytes: 64 * 1024 * 1024 + 1 })).status).toBe(400)
+    expect((await post({ cmd: "true", tag: 3 })).status).toBe(400)
+  })
+
+  it("keeps the last buffer_bytes of a stream and reports what was dropped", async () => {
+    const p = await startProcess(S, {
+      cmd: "i=0; while [ $i -lt 1024 ]; do printf '%09d\\n' $i; i=$((i+1)); done; echo oops >&2",
+      buffer_bytes: 1024
+    })
+    expect((await json(S, `/v1/processes/${p.id}/wait?timeout=20`)).body).toMatchObject({ exit_code: 0 })
+    const events = await output(S, p.id)
+    expect(events[0]).toEqual({ event: "dropped", stdout: 10240 - 1024, stderr: 0 })
+    let expected = ""
+    for (let i = 1024 - 103; i < 1024; i++) expected += `${String(i).padStart(9, "0")}\n`
+    expected = expected.slice(expected.length - 1024)
+    expect(text(events, "stdout")).toBe(expected)
+    expect(text(events, "stderr")).toBe("oops\n")
+    expect(events.at(-1)).toMatchObject({ event: "exit", exit_code: 0, signal: null, timed_out: false })
+    // A follower of an exited process gets the same and ends.
+    const followed = await output(S, p.id, "?follow=1")
+    expect(followed).toEqual(events)
+  })
+
+  it("returns exact bytes with encoding=base64", async () => {
+    const bytes = Buffer.concat([randomBytes(70_000), Buffer.from([0xff, 0xfe, 0xc3])])
+    const p = await startProcess(S, { cmd: ["cat"], stdin_b64: bytes.toString("base64") })
+    await json(S, `/v1/processes/${p.id}/wait?timeout=20`)
+    const events = await output(S, p.id, "?encoding=base64")
+    const chunks = events.filter((e) => e.event === "stdout").map((e) => Buffer.from(e.data as string, "base64"))
+    for (const c of chunks) expect(c.length).toBeLessThanOrEqual(32 * 1024)
+    expect(Buffer.concat(chunks).equals(bytes)).toBe(true)
+  })
+
+  it("wait times out with 408 while running, then reports the exit", async () => {
+    const p = await startProcess(S, { cmd: "sleep 1; exit 3" })
+    const t0 = Date.now()
+    expect(await json(S, `/v1/processes/${p.id}/wait?timeout=0.2`)).toEqual({
+      status: 408,
+      body: { error: `process ${p.id} still running after 0.2 s`, code: "timeout" }
+    })
+    expect(Date.now() - t0).toBeLessThan(900)
+    // Another request is served while a wait blocks.
+    const pending = json(S, `/v1/processes/${p.id}/wait?timeout=10`)
+    expect((await json(S, "/v1/processes")).status).toBe(200)
+    expect(await pending).toEqual({
+      status: 200,
+      body: { exit_code: 3, signal: null, timed_out: false, duration_ms: expect.any(Number) }
+    })
+  })
+
+  it("kills running background processes on server SIGTERM", async () => {
+    const r = await startServer()
+    const p = await startProcess(r, { cmd: "sleep 30 & echo $!; wait" })
+    const child = Number((await stdoutMatching(r, p.id, /^(\d+)\n/))[1])
+    seenPids.add(child)
+    r.proc.kill("SIGTERM")
+    expect(await withTimeout(r.exited, 10_000)).toEqual({ code: 0, signal: null })
+    expect(await waitGone([p.pid, child])).toEqual([])
+  })
+
+  it("does not go idle while a background process runs", async () => {
+    const r = await startServer(["--idle-timeout", "1"])
+    const t0 = Date.now()
+    await startProcess(r, { cmd: ["sleep", "2.5"] })
+    let exitedAt: number | undefined
+    void r.exited.then(() => {
+      exitedAt = Date.now()
+    })
+    await sleep(2000 - (Date.now() - t0))
+    expect(exitedAt).toBeUndefined()
+    expect((await call(r, "/health")).status).toBe(200)
+    expect(await withTimeout(r.exited, 8_000)).toEqual({ code: 0, signal: null })
+    const elapsed = exitedAt! - t0
+    expect(elapsed).toBeGreaterThanOrEqual(3_300)
+    expect(elapsed).toBeLessThan(6_000)
+    expect(r.stderr()).toContain("idle")
+  })
+})
