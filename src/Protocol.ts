@@ -283,3 +283,77 @@ export const LegacyReadRequest = Schema.Struct({ path: Schema.String })
  * @category legacy
  */
 export const LegacyReadResponse = Schema.Struct({ content_b64: Schema.String })
+
+// ---------------------------------------------------------------------------
+// Background processes (hf-sandbox extension)
+// ---------------------------------------------------------------------------
+
+/**
+ * A background process as `POST /v1/processes` and `GET /v1/processes` report it.
+ *
+ * @since 0.1.0
+ * @category processes
+ */
+export const ProcessInfo = Schema.Struct({
+  id: Schema.String,
+  pid: Schema.Number,
+  cmd: Schema.Unknown,
+  tag: Schema.optional(Schema.NullOr(Schema.String)),
+  started_at_ms: Schema.Number,
+  running: Schema.optional(Schema.Boolean),
+  exit_code: Schema.optional(Schema.NullOr(Schema.Number)),
+  signal: Schema.optional(Schema.NullOr(Schema.Number))
+})
+
+/**
+ * @since 0.1.0
+ * @category processes
+ */
+export type ProcessInfo = typeof ProcessInfo.Type
+
+/**
+ * `DELETE /v1/processes/{id}`.
+ *
+ * @since 0.1.0
+ * @category processes
+ */
+export const KillResponse = Schema.Struct({ id: Schema.String, killed: Schema.Boolean })
+
+/**
+ * `GET /v1/processes/{id}/wait`: the exit event without its `event` field.
+ *
+ * @since 0.1.0
+ * @category processes
+ */
+export const WaitResponse = Schema.Struct({
+  exit_code: Schema.NullOr(Schema.Number),
+  signal: Schema.NullOr(Schema.Number),
+  timed_out: Schema.Boolean,
+  duration_ms: Schema.Number
+})
+
+/**
+ * In a process's output stream: bytes lost from the front of its ring buffer.
+ *
+ * @since 0.1.0
+ * @category processes
+ */
+export const DroppedEvent = Schema.Struct({
+  event: Schema.Literal("dropped"),
+  stdout: Schema.Number,
+  stderr: Schema.Number
+})
+
+/**
+ * One line of a process's NDJSON output stream.
+ *
+ * @since 0.1.0
+ * @category processes
+ */
+export const OutputEvent = Schema.Union(DroppedEvent, StdoutEvent, StderrEvent, PingEvent, ExitEvent)
+
+/**
+ * @since 0.1.0
+ * @category processes
+ */
+export type OutputEvent = typeof OutputEvent.Type

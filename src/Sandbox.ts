@@ -185,6 +185,72 @@ const outputEvent = (stream: "stdout" | "stderr", data: Uint8Array): OutputEvent
 })
 
 /**
+ * How a process ended.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProcessExit {
+  readonly exitCode: number | null
+  readonly signal: number | null
+  readonly timedOut: boolean
+  readonly durationMs: number
+}
+
+/**
+ * Options of {@link Sandbox.spawn}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SpawnOptions extends Omit<ExecOptions, "maxOutputBytes"> {
+  /** A free label, shown in `processes`. */
+  readonly tag?: string | undefined
+  /** How much recent output the sandbox keeps per stream for late readers. Default 1 MiB. */
+  readonly bufferBytes?: number | undefined
+}
+
+/**
+ * A process running in the background of a sandbox.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Process {
+  /** Opaque id, like `p-3`. */
+  readonly id: string
+  /** The OS pid inside the sandbox (for information). */
+  readonly pid: number
+  /** Waits until the process ends. */
+  readonly wait: Effect.Effect<ProcessExit, OperationError>
+  /** Signals the process's whole group (default SIGKILL); false when it had already exited. */
+  readonly kill: (
+    signal?: "SIGTERM" | "SIGKILL" | "SIGINT" | "SIGHUP" | number
+  ) => Effect.Effect<boolean, OperationError>
+  /**
+   * Its output: what the sandbox still holds (the last `bufferBytes` per stream), then, with `follow`,
+   * live output until it exits. Ends with `Exit` once the process has ended.
+   */
+  readonly output: (options?: { readonly follow?: boolean | undefined }) => Stream.Stream<ExecEvent, OperationError>
+}
+
+/**
+ * A background process as `processes` lists it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProcessInfo {
+  readonly id: string
+  readonly pid: number
+  readonly tag: string | undefined
+  readonly startedAtMs: number
+  readonly running: boolean
+  readonly exitCode: number | null
+  readonly signal: number | null
+}
+
+/**
  * A file-system entry.
  *
  * @since 0.1.0
@@ -278,6 +344,18 @@ export interface Sandbox {
     command: string | ReadonlyArray<string>,
     options?: Omit<ExecOptions, "maxOutputBytes">
   ) => Stream.Stream<ExecEvent, OperationError>
+  /** Starts a command in the background and returns at once. It dies with the sandbox at the latest. */
+  readonly spawn: (
+    command: string | ReadonlyArray<string>,
+    options?: SpawnOptions
+  ) => Effect.Effect<Process, OperationError>
+  /** {@link spawn}, killed (its whole group) when the scope closes. */
+  readonly spawnScoped: (
+    command: string | ReadonlyArray<string>,
+    options?: SpawnOptions
+  ) => Effect.Effect<Process, OperationError, Scope.Scope>
+  /** The background processes, running and exited. */
+  readonly processes: Effect.Effect<ReadonlyArray<ProcessInfo>, OperationError>
   readonly files: Files
   /**
    * The sandbox's log: the server's and the platform's output, replayed from the start; with
@@ -527,6 +605,78 @@ const open = (
         )
       )
 
+    const toExit = (e: {
+      exit_code: number | null
+      signal: number | null
+      timed_out: boolean
+      duration_ms: number
+    }) => ({
+      exitCode: e.exit_code,
+      signal: e.signal,
+      timedOut: e.timed_out,
+      durationMs: e.duration_ms
+    })
+
+    const processHandle = (info: Protocol.ProcessInfo): Process => ({
+      id: info.id,
+      pid: info.pid,
+      wait: guard("process.wait", Effect.map(wire.wait(info.id), toExit)),
+      kill: (signal = "SIGKILL") =>
+        guard("process.kill", wire.kill(info.id, typeof signal === "number" ? String(signal) : signal.slice(3))),
+      output: (outputOptions = {}) =>
+        Stream.unwrap(
+          guard(
+            "process.output",
+            Effect.succeed(
+              wire.output(info.id, outputOptions.follow ?? false).pipe(
+                Stream.filterMap((event): Option.Option<ExecEvent> => {
+                  switch (event.event) {
+                    case "stdout":
+                    case "stderr":
+                      return Option.some(outputEvent(event.event, Buffer.from(event.data, "base64")))
+                    case "exit":
+                      return Option.some({ _tag: "Exit", ...toExit(event) })
+                    default:
+                      return Option.none()
+                  }
+                })
+              )
+            )
+          )
+        )
+    })
+
+    const spawn: Sandbox["spawn"] = (command, spawnOptions = {}) => {
+      const { tag, bufferBytes, ...rest } = spawnOptions
+      return guard(
+        "spawn",
+        wire
+          .spawn({
+            ...execRequest(command, rest),
+            ...(tag !== undefined ? { tag } : {}),
+            ...(bufferBytes !== undefined ? { buffer_bytes: bufferBytes } : {})
+          })
+          .pipe(Effect.map(processHandle))
+      )
+    }
+
+    const processes: Sandbox["processes"] = guard(
+      "processes",
+      Effect.map(wire.processes, (list) =>
+        list.map(
+          (p): ProcessInfo => ({
+            id: p.id,
+            pid: p.pid,
+            tag: p.tag ?? undefined,
+            startedAtMs: p.started_at_ms,
+            running: p.running ?? true,
+            exitCode: p.exit_code ?? null,
+            signal: p.signal ?? null
+          })
+        )
+      )
+    )
+
     // exec is execStream folded into a result: output kept as bytes up to the cap, decoded once at the end
     // (so a character split across chunks decodes whole).
     const exec: Sandbox["exec"] = (command, execOptions = {}) => {
@@ -666,6 +816,13 @@ const open = (
     return {
       id: endpoint.id,
       execStream,
+      spawn,
+      // Killed when the scope closes, bounded: a process that is already gone is fine.
+      spawnScoped: (command, spawnOptions) =>
+        Effect.acquireRelease(spawn(command, spawnOptions), (process) =>
+          process.kill().pipe(Effect.interruptible, Effect.timeout("10 seconds"), Effect.ignore)
+        ),
+      processes,
       logs,
       provider: endpoint.provider,
       details: endpoint.details,

@@ -159,6 +159,24 @@ export class ServerError extends Schema.TaggedError<ServerError>("hf-sandbox/Ser
 }
 
 /**
+ * No background process with this id (or pid) exists in the sandbox.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ProcessNotFoundError extends Schema.TaggedError<ProcessNotFoundError>("hf-sandbox/ProcessNotFoundError")(
+  "ProcessNotFoundError",
+  {
+    id: Schema.String,
+    operation: Schema.String
+  }
+) {
+  override get message() {
+    return `No background process ${this.id} in the sandbox (${this.operation}); list them with sb.processes.`
+  }
+}
+
+/**
  * A file on this machine (the client's side of an upload or download) could not be read or written.
  *
  * @since 0.1.0
@@ -265,6 +283,7 @@ export const SandboxError = Schema.Union(
   BadRequestError,
   ServerError,
   LocalFileError,
+  ProcessNotFoundError,
   CommandNotFoundError,
   ConnectionLostError,
   RequestTimeoutError,
@@ -292,6 +311,7 @@ export type OperationError =
   | BadRequestError
   | ServerError
   | LocalFileError
+  | ProcessNotFoundError
   | CommandNotFoundError
   | ConnectionLostError
   | RequestTimeoutError

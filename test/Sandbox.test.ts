@@ -236,6 +236,71 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
     )
   })
 
+  describe("background processes", () => {
+    it.effect("spawn, follow output, kill the whole group, wait shows the signal", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const proc = yield* sb.spawn("sleep 30 & echo child $!; while true; do echo tick; sleep 0.05; done", {
+          tag: "ticker"
+        })
+        assert.match(proc.id, /^p-\d+$/)
+        const early = yield* proc.output({ follow: true }).pipe(
+          Stream.filter((e) => e._tag === "Stdout"),
+          Stream.map((e) => ("text" in e ? e.text : "")),
+          Stream.takeUntil((text) => text.includes("tick")),
+          Stream.runCollect
+        )
+        const child = Number(/child (\d+)/.exec(Array.from(early).join(""))?.[1])
+        assert.isTrue(child > 0)
+        const listed = (yield* sb.processes).find((p) => p.id === proc.id)
+        assert.deepInclude(listed, { running: true, tag: "ticker", pid: proc.pid })
+
+        assert.isTrue(yield* proc.kill("SIGTERM"))
+        const exit = yield* proc.wait
+        assert.deepInclude(exit, { exitCode: null, signal: 15, timedOut: false })
+        yield* assertGone([proc.pid, child])
+        assert.isFalse(yield* proc.kill())
+        // Late readers still get the buffered output, then the exit.
+        const replay = Array.from(yield* Stream.runCollect(proc.output()))
+        assert.isTrue(replay.some((e) => e._tag === "Stdout"))
+        assert.deepInclude(replay[replay.length - 1], { _tag: "Exit", signal: 15 })
+      })
+    )
+
+    it.effect("an unknown process id or pid is a ProcessNotFoundError, never a silent success", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        // The wire client addresses processes by id; the local server's token is in its initial environment.
+        const token = fs
+          .readFileSync(`/proc/${sb.details.pid}/environ`, "utf8")
+          .split("\0")
+          .find((entry) => entry.startsWith("SBX_TOKEN="))!
+          .slice("SBX_TOKEN=".length)
+        const wire = yield* Wire.make({ baseUrl: `http://127.0.0.1:${sb.details.port}`, token: Redacted.make(token) })
+        for (const id of ["p-999999", "2147483"]) {
+          const error = yield* Effect.flip(wire.kill(id, "KILL"))
+          assert.strictEqual(error._tag, "ProcessNotFoundError")
+          assert.include(error.message, id)
+        }
+        // A listed process can also be addressed by its OS pid.
+        const proc = yield* sb.spawn(["sleep", "30"])
+        assert.isTrue(yield* wire.kill(String(proc.pid), "KILL"))
+        assert.deepInclude(yield* proc.wait, { signal: 9 })
+      })
+    )
+
+    it.effect("spawnScoped kills the process when its scope closes", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const pid = yield* sb.spawnScoped(["sleep", "60"]).pipe(
+          Effect.map((p) => p.pid),
+          Effect.scoped
+        )
+        yield* assertGone([pid])
+      })
+    )
+  })
+
   describe("logs", () => {
     it.effect("the local sandbox's log is its server's output, and a snapshot ends", () =>
       Effect.gen(function* () {

@@ -42,17 +42,21 @@ const serverPid = (sb: Sandbox.Sandbox) => sb.details.pid as number
 const workdir = (sb: Sandbox.Sandbox) => sb.details.workdir as string
 
 describe("lifecycle", () => {
-  it.live("closing the scope normally stops the server, its commands and removes the workdir", () =>
-    Effect.gen(function* () {
-      const scope = yield* Scope.make()
-      const sb = yield* Sandbox.make().pipe(Scope.extend(scope))
-      const { pids } = yield* startLongCommand(sb)
-      assert.isTrue(isAlive(serverPid(sb)))
-      assert.isTrue(pids.every(isAlive))
-      yield* Scope.close(scope, Exit.void)
-      yield* assertGone([serverPid(sb), ...pids])
-      assert.isFalse(fs.existsSync(workdir(sb)))
-    }).pipe(Effect.provide(Live))
+  it.live(
+    "closing the scope normally stops the server, its commands and background processes, and removes the workdir",
+    () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const sb = yield* Sandbox.make().pipe(Scope.extend(scope))
+        const { pids } = yield* startLongCommand(sb)
+        const background = yield* sb.spawn(["sleep", "60"])
+        pids.push(background.pid)
+        assert.isTrue(isAlive(serverPid(sb)))
+        assert.isTrue(pids.every(isAlive))
+        yield* Scope.close(scope, Exit.void)
+        yield* assertGone([serverPid(sb), ...pids])
+        assert.isFalse(fs.existsSync(workdir(sb)))
+      }).pipe(Effect.provide(Live))
   )
 
   it.live("a failure inside the scope still stops everything", () =>

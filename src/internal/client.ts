@@ -23,6 +23,7 @@ import {
   FileNotFoundError,
   IsDirectoryError,
   type OperationError,
+  ProcessNotFoundError,
   RequestTimeoutError,
   ServerError
 } from "../SandboxError.js"
@@ -126,6 +127,14 @@ const readBody = (response: HttpClientResponse.HttpClientResponse): Effect.Effec
 export interface WireClient {
   readonly health: Effect.Effect<Protocol.HealthResponse, OperationError>
   readonly exec: (request: Protocol.ExecRequest) => Stream.Stream<Protocol.ExecEvent, OperationError>
+  readonly spawn: (
+    request: Protocol.ExecRequest & { readonly tag?: string | undefined; readonly buffer_bytes?: number | undefined }
+  ) => Effect.Effect<Protocol.ProcessInfo, OperationError>
+  readonly processes: Effect.Effect<ReadonlyArray<Protocol.ProcessInfo>, OperationError>
+  /** Signals the process's group; false when it had already exited. */
+  readonly kill: (id: string, signal: string) => Effect.Effect<boolean, OperationError>
+  readonly wait: (id: string) => Effect.Effect<typeof Protocol.WaitResponse.Type, OperationError>
+  readonly output: (id: string, follow: boolean) => Stream.Stream<Protocol.OutputEvent, OperationError>
   readonly read: (
     path: string,
     range?: { readonly offset?: number | undefined; readonly length?: number | undefined }
@@ -194,17 +203,17 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
 
     const health = call("health", undefined, HttpClientRequest.get("/health"), json(Protocol.HealthResponse))
 
-    const exec = (body: Protocol.ExecRequest) => {
-      const operation = "exec"
-      const command = typeof body.cmd === "string" ? body.cmd : (body.cmd[0] ?? "")
-      return Stream.unwrapScoped(
-        send(HttpClientRequest.post("/v1/exec").pipe(HttpClientRequest.bodyUnsafeJson(body))).pipe(
+    /** A streamed NDJSON answer, decoded line by line; unknown event types are skipped so the protocol can grow. */
+    const ndjson = <A>(
+      operation: string,
+      request: HttpClientRequest.HttpClientRequest,
+      decodeLine: (line: string) => Option.Option<A>,
+      onError: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<never, OperationError>
+    ): Stream.Stream<A, OperationError> =>
+      Stream.unwrapScoped(
+        send(request).pipe(
           Effect.mapError(fromTransport(operation)),
-          Effect.flatMap((response) =>
-            response.status === 200
-              ? Effect.succeed(response.stream)
-              : failFromResponse(operation, undefined, response, command)
-          ),
+          Effect.flatMap((response) => (response.status === 200 ? Effect.succeed(response.stream) : onError(response))),
           Effect.timeoutFail({
             duration: timeouts.request,
             onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })
@@ -216,19 +225,115 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
                 () =>
                   new ConnectionLostError({
                     operation,
-                    detail: `the command's output stream was silent for ${Duration.format(timeouts.streamIdle)}`
+                    detail: `the output stream was silent for ${Duration.format(timeouts.streamIdle)}`
                   }),
                 timeouts.streamIdle
               ),
               Stream.decodeText(),
               Stream.splitLines,
-              // Unknown event types are skipped so the protocol can grow.
-              Stream.filterMap(decodeEventLine)
+              Stream.filterMap(decodeLine)
             )
           )
         )
       )
+
+    const exec = (body: Protocol.ExecRequest) => {
+      const command = typeof body.cmd === "string" ? body.cmd : (body.cmd[0] ?? "")
+      return ndjson(
+        "exec",
+        HttpClientRequest.post("/v1/exec").pipe(HttpClientRequest.bodyUnsafeJson(body)),
+        decodeEventLine,
+        (response) => failFromResponse("exec", undefined, response, command)
+      )
     }
+
+    /** Process routes answer 404 for an unknown id or pid. */
+    const processCall = <A>(operation: string, id: string, effect: Effect.Effect<A, OperationError>) =>
+      Effect.catchIf(
+        effect,
+        (error) => error._tag === "BadRequestError" && error.status === 404,
+        () => Effect.fail(new ProcessNotFoundError({ id, operation }))
+      )
+
+    const spawn: WireClient["spawn"] = (body) => {
+      const command = typeof body.cmd === "string" ? body.cmd : (body.cmd[0] ?? "")
+      return send(HttpClientRequest.post("/v1/processes").pipe(HttpClientRequest.bodyUnsafeJson(body))).pipe(
+        Effect.mapError(fromTransport("spawn")),
+        Effect.flatMap((response) =>
+          response.status === 200
+            ? json(Protocol.ProcessInfo)(response).pipe(
+                Effect.mapError(
+                  (cause) => new ConnectionLostError({ operation: "spawn", detail: "malformed answer", cause })
+                )
+              )
+            : failFromResponse("spawn", undefined, response, command)
+        ),
+        Effect.timeoutFail({
+          duration: timeouts.request,
+          onTimeout: () =>
+            new RequestTimeoutError({ operation: "spawn", timeoutMs: Duration.toMillis(timeouts.request) })
+        })
+      )
+    }
+
+    const processes: WireClient["processes"] = call(
+      "processes",
+      undefined,
+      HttpClientRequest.get("/v1/processes"),
+      json(Schema.Array(Protocol.ProcessInfo))
+    )
+
+    const kill: WireClient["kill"] = (id, signal) =>
+      processCall(
+        "kill",
+        id,
+        call(
+          "kill",
+          undefined,
+          HttpClientRequest.del(`/v1/processes/${encodeURIComponent(id)}`).pipe(
+            HttpClientRequest.setUrlParams({ signal })
+          ),
+          json(Protocol.KillResponse)
+        )
+      ).pipe(Effect.map((r) => r.killed))
+
+    const waitOnce = (id: string, seconds: number) =>
+      processCall(
+        "wait",
+        id,
+        call(
+          "wait",
+          undefined,
+          HttpClientRequest.get(`/v1/processes/${encodeURIComponent(id)}/wait`).pipe(
+            HttpClientRequest.setUrlParams({ timeout: String(seconds) })
+          ),
+          json(Protocol.WaitResponse)
+        )
+      )
+
+    // Long waits are a series of bounded ones, each well inside the request timeout.
+    const waitSlice = Math.max(1, Math.floor(Duration.toSeconds(timeouts.request) / 2))
+    const wait: WireClient["wait"] = (id) =>
+      waitOnce(id, waitSlice).pipe(
+        Effect.map(Option.some),
+        Effect.catchIf(
+          (error) => error._tag === "BadRequestError" && error.status === 408,
+          () => Effect.succeed(Option.none())
+        ),
+        Effect.repeat({ until: Option.isSome }),
+        Effect.map((exit) => (exit as Option.Some<typeof Protocol.WaitResponse.Type>).value)
+      )
+
+    const decodeOutputLine = Schema.decodeUnknownOption(Schema.parseJson(Protocol.OutputEvent))
+    const output: WireClient["output"] = (id, follow) =>
+      ndjson(
+        "process.output",
+        HttpClientRequest.get(`/v1/processes/${encodeURIComponent(id)}/output`).pipe(
+          HttpClientRequest.setUrlParams({ follow: follow ? "1" : "0", encoding: "base64" })
+        ),
+        decodeOutputLine,
+        (response) => processCall("process.output", id, failFromResponse("process.output", undefined, response))
+      )
 
     const pathParams = (path: string, extra: Record<string, string | undefined> = {}) =>
       HttpClientRequest.setUrlParams(
@@ -350,5 +455,22 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         (response) => response.json
       ).pipe(Effect.asVoid)
 
-    return { health, exec, read, readStream, write, stat, list, remove, mkdir, rename, chmod }
+    return {
+      health,
+      exec,
+      spawn,
+      processes,
+      kill,
+      wait,
+      output,
+      read,
+      readStream,
+      write,
+      stat,
+      list,
+      remove,
+      mkdir,
+      rename,
+      chmod
+    }
   })
