@@ -803,23 +803,12 @@ def exit_event(result):
     }
 
 
-class CaptureSink(object):
-    """Buffers output for the legacy /exec reply, capped per stream."""
-
-    def __init__(self):
-        self.buf = {"stdout": bytearray(), "stderr": bytearray()}
-        self.truncated = {"stdout": False, "stderr": False}
+class QuietSink(object):
+    """pump() sink hooks for sinks that have no client to keep alive: nothing to
+    do at start, at EOF, on idle ticks or at flush time."""
 
     def start(self, pid):
         pass
-
-    def output(self, name, data):
-        buf = self.buf[name]
-        room = CAPTURE_LIMIT - len(buf)
-        if len(data) > room:
-            self.truncated[name] = True
-            data = data[: max(room, 0)]
-        buf += data
 
     def eof(self, name):
         pass
@@ -832,6 +821,22 @@ class CaptureSink(object):
 
     def flush(self, now):
         pass
+
+
+class CaptureSink(QuietSink):
+    """Buffers output for the legacy /exec reply, capped per stream."""
+
+    def __init__(self):
+        self.buf = {"stdout": bytearray(), "stderr": bytearray()}
+        self.truncated = {"stdout": False, "stderr": False}
+
+    def output(self, name, data):
+        buf = self.buf[name]
+        room = CAPTURE_LIMIT - len(buf)
+        if len(data) > room:
+            self.truncated[name] = True
+            data = data[: max(room, 0)]
+        buf += data
 
     def text(self, name):
         s = self.buf[name].decode("utf-8", "replace")
@@ -949,29 +954,14 @@ class BgProcess(object):
         return out[:limit]
 
 
-class RingSink(object):
+class RingSink(QuietSink):
     """pump() sink of a background process: output goes to its ring buffers."""
 
     def __init__(self, bg):
         self.bg = bg
 
-    def start(self, pid):
-        pass
-
     def output(self, name, data):
         self.bg.append(name, data)
-
-    def eof(self, name):
-        pass
-
-    def remaining(self, names):
-        pass
-
-    def next_tick(self, now):
-        return None
-
-    def flush(self, now):
-        pass
 
 
 class BgTable(object):
