@@ -396,6 +396,8 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
             )
             return response.stream.pipe(
               Stream.mapError(fromTransport(operation)),
+              // Bytes arrive 64 KiB at a time: the idle bound is checked per ~1 MiB, not per read.
+              Stream.rechunk(16),
               Stream.timeoutFail(
                 () =>
                   new ConnectionLostError({ operation, detail: `no data for ${Duration.format(timeouts.streamIdle)}` }),
