@@ -275,10 +275,14 @@ export interface FileInfo {
  * @category models
  */
 export interface Files {
-  /** Creates or replaces a file (parent directories are created). `mode` like `0o755`. */
+  /**
+   * Creates or replaces a file (parent directories are created). `mode` like `0o755`. A `Stream` is sent
+   * as it is produced (chunked), with bounded memory; if it fails, the write fails with the stream's
+   * error and the file holds what was sent until then.
+   */
   readonly write: (
     path: string,
-    data: string | Uint8Array,
+    data: string | Uint8Array | Stream.Stream<Uint8Array, OperationError>,
     options?: { readonly mode?: number | undefined }
   ) => Effect.Effect<void, OperationError>
   /** The file's bytes. */
@@ -719,8 +723,28 @@ const open = (
       write: (path, data, writeOptions = {}) =>
         guard(
           "files.write",
-          wire.write(path, typeof data === "string" ? encoder.encode(data) : data, {
-            mode: writeOptions.mode?.toString(8)
+          Effect.suspend(() => {
+            // A stream's own failure must stay its own error, not the transport's: it is kept aside and
+            // rethrown after the request that it cut short.
+            let streamError: OperationError | undefined
+            const body =
+              typeof data === "string"
+                ? encoder.encode(data)
+                : data instanceof Uint8Array
+                  ? data
+                  : HttpBody.stream(
+                      data.pipe(
+                        Stream.tapError((error) =>
+                          Effect.sync(() => {
+                            streamError = error
+                          })
+                        )
+                      ),
+                      "application/octet-stream"
+                    )
+            return wire
+              .write(path, body, { mode: writeOptions.mode?.toString(8) })
+              .pipe(Effect.catchAll((error) => Effect.fail(streamError ?? error)))
           })
         ).pipe(Effect.asVoid),
       read: (path) => guard("files.read", wire.read(path)),

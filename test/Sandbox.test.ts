@@ -12,6 +12,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
+import { BadRequestError } from "hf-sandbox/SandboxError"
 import * as Wire from "../src/internal/client.js"
 import { assertGone, localLayer } from "./support/local.js"
 
@@ -378,6 +379,24 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
         const noLocal = yield* Effect.flip(sb.files.upload(path.join(dir, "absent.bin"), "x.bin"))
         assert.strictEqual(noLocal._tag, "LocalFileError")
         fs.rmSync(dir, { recursive: true, force: true })
+      })
+    )
+
+    it.effect("write takes a Stream, sent as it is produced", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const parts = Array.from({ length: 50 }, (_, i) => randomBytes(100_000 + i))
+        yield* sb.files.write("streamed/parts.bin", Stream.fromIterable(parts.map((p) => new Uint8Array(p))))
+        const back = yield* sb.files.read("streamed/parts.bin")
+        assert.isTrue(Buffer.from(back).equals(Buffer.concat(parts)))
+        // A failing source fails the write with its own error.
+        const failing = Stream.concat(
+          Stream.make(new Uint8Array([1, 2, 3])),
+          Stream.fail(new BadRequestError({ operation: "source", status: 0, detail: "the source broke" }))
+        )
+        const error = yield* Effect.flip(sb.files.write("streamed/broken.bin", failing))
+        assert.strictEqual(error._tag, "BadRequestError")
+        assert.include(error.message, "the source broke")
       })
     )
 
