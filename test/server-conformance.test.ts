@@ -4,133 +4,28 @@
  * the wire protocol of `docs/protocol.md` independently of the library's own client; its last block
  * checks that the client's schemas (`src/Protocol.ts`) accept what the server really sends.
  *
- * Set `SBX_CONFORMANCE_PYTHON` to run it with another interpreter (e.g. a Python 3.8).
+ * Set `SBX_CONFORMANCE_PYTHON` to run it with another interpreter (e.g. a Python 3.8); the harness is
+ * `test/support/server.ts`.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
+import { type Running, spawnServer, started, startServer, stopServer } from "./support/server.js"
 
-const SERVER = fileURLToPath(new URL("../rpc-server/server.py", import.meta.url))
-const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? "python3"
 const AUTH_BODY = { error: "invalid or missing sandbox token", code: "auth" }
 const LISTENING =
   /^\{"event":"listening","host":"127\.0\.0\.1","port":(\d+),"pid":(\d+),"version":"0\.1\.0","protocol":2\}$/
 const isLinux = process.platform === "linux"
 
-// ---------------------------------------------------------------------------
-// Harness
-// ---------------------------------------------------------------------------
-
-interface Exit {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-}
-
-interface Running {
-  readonly proc: ChildProcessWithoutNullStreams
-  readonly base: string
-  readonly port: number
-  readonly pid: number
-  readonly token: string
-  readonly dir: string
-  readonly announce: string
-  readonly exited: Promise<Exit>
-  readonly stderr: () => string
-}
-
 /** Every pid a test saw start; all of them must be gone once the servers are stopped. */
 const seenPids = new Set<number>()
-const started: Array<Running> = []
-
-/** The environment a server gets: ours, minus any token that would change what is under test. */
-const baseEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env }
-  for (const name of [
-    "SBX_TOKEN",
-    "HF_SANDBOX_TOKEN",
-    "SBX_HOST",
-    "SBX_PORT",
-    "SBX_IDLE_TIMEOUT",
-    "SBX_PING_INTERVAL"
-  ]) {
-    delete env[name]
-  }
-  return { ...env, ...extra }
-}
-
-const spawnServer = (args: ReadonlyArray<string>, env: Record<string, string>, dir: string) => {
-  const proc = spawn(PYTHON, ["-u", SERVER, ...args], { cwd: dir, env: baseEnv(env), stdio: "pipe" })
-  let stdout = ""
-  let stderr = ""
-  proc.stdout.setEncoding("utf8").on("data", (d: string) => {
-    stdout += d
-  })
-  proc.stderr.setEncoding("utf8").on("data", (d: string) => {
-    stderr += d
-  })
-  const exited = new Promise<Exit>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })))
-  return { proc, exited, stdout: () => stdout, stderr: () => stderr }
-}
-
-interface StartOptions {
-  readonly args?: ReadonlyArray<string>
-  readonly env?: Record<string, string>
-  readonly token?: string | null
-}
-
-const startServer = async (options: StartOptions = {}): Promise<Running> => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-conformance-"))
-  const token = options.token === undefined ? randomBytes(32).toString("hex") : options.token
-  const env = { ...(token === null ? {} : { SBX_TOKEN: token }), ...options.env }
-  const s = spawnServer(["--port", "0", "--exit-on-stdin-eof", ...(options.args ?? [])], env, dir)
-  const deadline = Date.now() + 20_000
-  let exitedEarly: Exit | undefined
-  void s.exited.then((e) => {
-    exitedEarly = e
-  })
-  while (!s.stdout().includes("\n")) {
-    if (exitedEarly !== undefined) throw new Error(`server exited early ${JSON.stringify(exitedEarly)}: ${s.stderr()}`)
-    if (Date.now() > deadline) throw new Error(`server did not announce itself: ${s.stderr()}`)
-    await sleep(10)
-  }
-  const announce = s.stdout().split("\n")[0]!
-  const match = LISTENING.exec(announce)
-  if (match === null) throw new Error(`unexpected listening line: ${announce}`)
-  const port = Number(match[1])
-  const running: Running = {
-    proc: s.proc,
-    base: `http://127.0.0.1:${port}`,
-    port,
-    pid: Number(match[2]),
-    token: token ?? "",
-    dir,
-    announce,
-    exited: s.exited,
-    stderr: s.stderr
-  }
-  started.push(running)
-  return running
-}
-
-const stopServer = async (r: Running): Promise<Exit> => {
-  if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGTERM")
-  const exit = await withTimeout(r.exited, 10_000)
-  if (exit === "timeout") {
-    r.proc.kill("SIGKILL")
-    throw new Error(`server ${r.pid} ignored SIGTERM`)
-  }
-  fs.rmSync(r.dir, { recursive: true, force: true })
-  return exit
-}
 
 // ---- HTTP helpers ----
 

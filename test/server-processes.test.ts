@@ -2,88 +2,15 @@
  * Background processes of the in-sandbox server (`/v1/processes`, see `docs/protocol.md`), run
  * against the real `rpc-server/server.py` over loopback HTTP with Node built-ins and `fetch` only.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
+import { type Running, startServer as start, started, stopServer } from "./support/server.js"
 
-const SERVER = fileURLToPath(new URL("../rpc-server/server.py", import.meta.url))
-const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? "python3"
+const startServer = (args: ReadonlyArray<string> = []) => start({ args, prefix: "sbx-processes-" })
 
-interface Exit {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-}
-
-interface Running {
-  readonly proc: ChildProcessWithoutNullStreams
-  readonly base: string
-  readonly pid: number
-  readonly token: string
-  readonly dir: string
-  readonly exited: Promise<Exit>
-  readonly stderr: () => string
-}
-
-const started: Array<Running> = []
 /** Every process a test started inside a server: all must be gone at the end. */
 const seenPids = new Set<number>()
-
-const startServer = async (args: ReadonlyArray<string> = []): Promise<Running> => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-processes-"))
-  const token = randomBytes(16).toString("hex")
-  const env: NodeJS.ProcessEnv = { ...process.env, SBX_TOKEN: token }
-  for (const name of ["HF_SANDBOX_TOKEN", "SBX_HOST", "SBX_PORT", "SBX_IDLE_TIMEOUT", "SBX_PING_INTERVAL"]) {
-    delete env[name]
-  }
-  const proc = spawn(PYTHON, ["-u", SERVER, "--port", "0", "--exit-on-stdin-eof", ...args], {
-    cwd: dir,
-    env,
-    stdio: "pipe"
-  })
-  let stdout = ""
-  let stderr = ""
-  proc.stdout.setEncoding("utf8").on("data", (d: string) => {
-    stdout += d
-  })
-  proc.stderr.setEncoding("utf8").on("data", (d: string) => {
-    stderr += d
-  })
-  const exited = new Promise<Exit>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })))
-  const deadline = Date.now() + 20_000
-  while (!stdout.includes("\n")) {
-    if (proc.exitCode !== null) throw new Error(`server exited early: ${stderr}`)
-    if (Date.now() > deadline) throw new Error(`server did not announce itself: ${stderr}`)
-    await sleep(10)
-  }
-  const line = JSON.parse(stdout.split("\n")[0]!) as { port: number; pid: number }
-  const running: Running = {
-    proc,
-    base: `http://127.0.0.1:${line.port}`,
-    pid: line.pid,
-    token,
-    dir,
-    exited,
-    stderr: () => stderr
-  }
-  started.push(running)
-  return running
-}
-
-const stopServer = async (r: Running): Promise<Exit> => {
-  if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGTERM")
-  const exit = await withTimeout(r.exited, 10_000)
-  if (exit === "timeout") {
-    r.proc.kill("SIGKILL")
-    throw new Error(`server ${r.pid} ignored SIGTERM`)
-  }
-  fs.rmSync(r.dir, { recursive: true, force: true })
-  return exit
-}
 
 const call = (r: Running, route: string, init: RequestInit = {}) =>
   fetch(r.base + route, { ...init, headers: { "X-Sandbox-Token": r.token } })

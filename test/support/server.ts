@@ -1,0 +1,120 @@
+/**
+ * The harness of the suites that drive `rpc-server/server.py` directly (Node built-ins and `fetch`
+ * only, no library code): start a real server on a free port with a fresh token and temp dir, and stop
+ * it within a bound.
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { sleep, withTimeout } from "./processes.js"
+
+export const SERVER = fileURLToPath(new URL("../../rpc-server/server.py", import.meta.url))
+/** Set `SBX_CONFORMANCE_PYTHON` to run the server suites with another interpreter (e.g. a Python 3.8). */
+export const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? "python3"
+const LISTENING = /^\{"event":"listening","host":"[^"]+","port":(\d+),"pid":(\d+),/
+
+export interface Exit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+export interface Running {
+  readonly proc: ChildProcessWithoutNullStreams
+  readonly base: string
+  readonly port: number
+  readonly pid: number
+  readonly token: string
+  readonly dir: string
+  readonly announce: string
+  readonly exited: Promise<Exit>
+  readonly stderr: () => string
+}
+
+/** Every server started, for the suites' afterAll. */
+export const started: Array<Running> = []
+
+/** The environment a server gets: ours, minus any token that would change what is under test. */
+const baseEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env }
+  for (const name of [
+    "SBX_TOKEN",
+    "HF_SANDBOX_TOKEN",
+    "SBX_HOST",
+    "SBX_PORT",
+    "SBX_IDLE_TIMEOUT",
+    "SBX_PING_INTERVAL"
+  ]) {
+    delete env[name]
+  }
+  return { ...env, ...extra }
+}
+
+export const spawnServer = (args: ReadonlyArray<string>, env: Record<string, string>, dir: string) => {
+  const proc = spawn(PYTHON, ["-u", SERVER, ...args], { cwd: dir, env: baseEnv(env), stdio: "pipe" })
+  let stdout = ""
+  let stderr = ""
+  proc.stdout.setEncoding("utf8").on("data", (d: string) => {
+    stdout += d
+  })
+  proc.stderr.setEncoding("utf8").on("data", (d: string) => {
+    stderr += d
+  })
+  const exited = new Promise<Exit>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })))
+  return { proc, exited, stdout: () => stdout, stderr: () => stderr }
+}
+
+export interface StartOptions {
+  readonly args?: ReadonlyArray<string>
+  readonly env?: Record<string, string>
+  readonly token?: string | null
+  /** Prefix of the server's temp working directory. */
+  readonly prefix?: string
+}
+
+export const startServer = async (options: StartOptions = {}): Promise<Running> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), options.prefix ?? "sbx-server-"))
+  const token = options.token === undefined ? randomBytes(32).toString("hex") : options.token
+  const env = { ...(token === null ? {} : { SBX_TOKEN: token }), ...options.env }
+  const s = spawnServer(["--port", "0", "--exit-on-stdin-eof", ...(options.args ?? [])], env, dir)
+  const deadline = Date.now() + 20_000
+  let exitedEarly: Exit | undefined
+  void s.exited.then((e) => {
+    exitedEarly = e
+  })
+  while (!s.stdout().includes("\n")) {
+    if (exitedEarly !== undefined) throw new Error(`server exited early ${JSON.stringify(exitedEarly)}: ${s.stderr()}`)
+    if (Date.now() > deadline) throw new Error(`server did not announce itself: ${s.stderr()}`)
+    await sleep(10)
+  }
+  const announce = s.stdout().split("\n")[0]!
+  const match = LISTENING.exec(announce)
+  if (match === null) throw new Error(`unexpected listening line: ${announce}`)
+  const port = Number(match[1])
+  const running: Running = {
+    proc: s.proc,
+    base: `http://127.0.0.1:${port}`,
+    port,
+    pid: Number(match[2]),
+    token: token ?? "",
+    dir,
+    announce,
+    exited: s.exited,
+    stderr: s.stderr
+  }
+  started.push(running)
+  return running
+}
+
+export const stopServer = async (r: Running): Promise<Exit> => {
+  if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill("SIGTERM")
+  const exit = await withTimeout(r.exited, 10_000)
+  if (exit === "timeout") {
+    r.proc.kill("SIGKILL")
+    throw new Error(`server ${r.pid} ignored SIGTERM`)
+  }
+  fs.rmSync(r.dir, { recursive: true, force: true })
+  return exit
+}
