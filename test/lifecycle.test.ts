@@ -134,7 +134,7 @@ describe("lifecycle", () => {
       )
       const layer = localLayer({ serverScript: stubborn, stopTimeout: "300 millis" })
       const pid = yield* Sandbox.make().pipe(Effect.map(serverPid), Effect.scoped, Effect.provide(layer))
-      yield* assertGone([pid], "3 seconds")
+      yield* assertGone([pid], "5 seconds")
       fs.rmSync(dir, { recursive: true, force: true })
     })
   )
