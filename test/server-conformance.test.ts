@@ -17,7 +17,7 @@ import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
-import { type Running, spawnServer, started, startServer, stopServer } from "./support/server.js"
+import { type Running, readEventsUntil, spawnServer, started, startServer, stopServer } from "./support/server.js"
 
 const AUTH_BODY = { error: "invalid or missing sandbox token", code: "auth" }
 const LISTENING =
@@ -90,20 +90,7 @@ const openExec = async (r: Running, body: Record<string, unknown>, lines: number
   const res = await call(r, "/v1/exec", { method: "POST", body: JSON.stringify(body), signal: controller.signal })
   expect(res.status).toBe(200)
   const reader = res.body!.getReader()
-  const decoder = new TextDecoder()
-  let buffered = ""
-  const events: Array<Event> = []
-  while (events.length < lines) {
-    const { value, done } = await reader.read()
-    if (done) break
-    buffered += decoder.decode(value, { stream: true })
-    let nl = buffered.indexOf("\n")
-    while (nl >= 0) {
-      events.push(JSON.parse(buffered.slice(0, nl)) as Event)
-      buffered = buffered.slice(nl + 1)
-      nl = buffered.indexOf("\n")
-    }
-  }
+  const events = await readEventsUntil<Event>(reader, (seen) => seen.length >= lines)
   for (const e of events) if (e.event === "start") seenPids.add(e.pid as number)
   return { events, controller, reader }
 }

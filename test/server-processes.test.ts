@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
-import { type Running, startServer as start, started, stopServer } from "./support/server.js"
+import { type Running, readEventsUntil, startServer as start, started, stopServer } from "./support/server.js"
 
 const startServer = (args: ReadonlyArray<string> = []) => start({ args, prefix: "sbx-processes-" })
 
@@ -68,28 +68,14 @@ const stdoutMatching = async (r: Running, id: string, pattern: RegExp) => {
 }
 
 /** Opens a follower and reads events until `until` says stop; the stream is left open. */
-const follow = async (r: Running, id: string, until: (events: Array<Event>) => boolean) => {
+const follow = async (r: Running, id: string, until: (events: ReadonlyArray<Event>) => boolean) => {
   const controller = new AbortController()
   const res = await fetch(`${r.base}/v1/processes/${id}/output?follow=1`, {
     headers: { "X-Sandbox-Token": r.token },
     signal: controller.signal
   })
   expect(res.status).toBe(200)
-  const reader = res.body!.getReader()
-  const decoder = new TextDecoder()
-  const events: Array<Event> = []
-  let buffered = ""
-  while (!until(events)) {
-    const { value, done } = await reader.read()
-    if (done) break
-    buffered += decoder.decode(value, { stream: true })
-    let nl = buffered.indexOf("\n")
-    while (nl >= 0) {
-      events.push(JSON.parse(buffered.slice(0, nl)) as Event)
-      buffered = buffered.slice(nl + 1)
-      nl = buffered.indexOf("\n")
-    }
-  }
+  const events = await readEventsUntil<Event>(res.body!.getReader(), until)
   return { events, controller }
 }
 

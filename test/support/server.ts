@@ -118,3 +118,28 @@ export const stopServer = async (r: Running): Promise<Exit> => {
   fs.rmSync(r.dir, { recursive: true, force: true })
   return exit
 }
+
+/**
+ * Reads NDJSON events from an open streamed response until `until` holds (or the stream ends),
+ * leaving the stream open for the caller.
+ */
+export const readEventsUntil = async <E>(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  until: (events: ReadonlyArray<E>) => boolean
+): Promise<Array<E>> => {
+  const decoder = new TextDecoder()
+  const events: Array<E> = []
+  let buffered = ""
+  while (!until(events)) {
+    const { value, done } = await reader.read()
+    if (done) break
+    buffered += decoder.decode(value, { stream: true })
+    let nl = buffered.indexOf("\n")
+    while (nl >= 0) {
+      events.push(JSON.parse(buffered.slice(0, nl)) as E)
+      buffered = buffered.slice(nl + 1)
+      nl = buffered.indexOf("\n")
+    }
+  }
+  return events
+}
