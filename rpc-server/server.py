@@ -1183,6 +1183,23 @@ def entry(path, name=None, st=None):
     return out
 
 
+def scan_dir(path, failed=None):
+    """The (name, lstat) pairs of a directory, sorted by name. Raises OSError
+    for the directory itself. An entry that vanishes meanwhile is left out;
+    one that cannot be lstat'ed for another reason (a directory readable but
+    not searchable) too, after appending (name, error) to `failed`."""
+    children = []
+    with os.scandir(path) as it:
+        for de in it:
+            try:
+                children.append((de.name, de.stat(follow_symlinks=False)))
+            except OSError as e:
+                if failed is not None and not isinstance(e, FileNotFoundError):
+                    failed.append((de.name, e))
+    children.sort(key=lambda c: c[0])
+    return children
+
+
 _MODE_RE = re.compile(r"^(0o)?[0-7]{1,4}$")
 
 
@@ -1701,21 +1718,63 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_list(self):
         path = self.path_param()
-        entries = []
+        recursive = self.bool_param("recursive", False)
         try:
-            with os.scandir(path) as it:
-                for de in it:
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                        entries.append(entry(os.path.join(path, de.name), de.name, st))
-                    except OSError:
-                        continue  # vanished while listing
+            failed = []
+            children = scan_dir(path, failed)
+            root = os.stat(path) if recursive else None  # `path` itself may be a symlink: followed
         except NotADirectoryError:
             raise bad_request("cannot list %s: not a directory (stat or read it instead)" % path, "not_a_directory")
         except OSError as e:
             raise fs_error(e, path, "list")
-        entries.sort(key=lambda x: x["name"])
-        self.respond_json({"entries": entries})
+        if not recursive:
+            self.respond_json({"entries": [entry(os.path.join(path, name), name, st) for name, st in children]})
+            return
+        # Depth first, siblings sorted by name: a directory comes right before
+        # its contents. Entries are encoded as they are found, so memory is the
+        # answer's bytes plus one sorted directory per level being walked.
+        parts, skipped = [], []
+
+        def skip(rel, full, e, action="list"):
+            err = fs_error(e, full, action)
+            skipped.append({"name": rel, "path": full, "error": err.message, "code": err.code})
+
+        for name, e in failed:
+            skip(name, os.path.join(path, name), e, "stat")
+        ancestors = {(root.st_dev, root.st_ino)}
+        stack = [("", iter(children), None)]
+        while stack:
+            prefix, it, key = stack[-1]
+            child = next(it, None)
+            if child is None:
+                stack.pop()
+                ancestors.discard(key)
+                continue
+            name, st = child
+            rel = prefix + name
+            full = os.path.join(path, rel)
+            parts.append(dumps(entry(full, rel, st)))
+            if not stat.S_ISDIR(st.st_mode):
+                continue  # files, and symlinks (never followed, even to a directory)
+            key = (st.st_dev, st.st_ino)
+            if key in ancestors:  # a bind mount of one of its own ancestors
+                message = "cannot list %s: it is one of its own parent directories (a file system loop)" % full
+                skipped.append({"name": rel, "path": full, "error": message, "code": "loop"})
+                continue
+            del failed[:]
+            try:
+                grandchildren = scan_dir(full, failed)
+            except FileNotFoundError:
+                continue  # vanished while listing
+            except OSError as e:
+                skip(rel, full, e)
+                continue
+            for sub, e in failed:
+                skip(rel + "/" + sub, os.path.join(full, sub), e, "stat")
+            ancestors.add(key)
+            stack.append((rel + "/", iter(grandchildren), key))
+        tail = b'],"skipped":' + dumps(skipped) + b"}"
+        self.respond(200, b'{"entries":[' + b",".join(parts) + tail)
 
     def route_delete(self):
         path = self.path_param()
@@ -1778,6 +1837,54 @@ class Handler(BaseHTTPRequestHandler):
             raise fs_error(e, path, "chmod")
         self.respond_json({"path": path, "mode": "%o" % mode})
 
+    def route_symlink(self):
+        path = self.path_param()
+        target = self.param("target")
+        if not target:
+            raise bad_request("query parameter `target` is empty")
+        if "\0" in target:
+            raise bad_request("query parameter `target` contains a NUL character")
+        try:
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                message = "cannot create symlink %s: a directory with that name exists" % path
+                raise HttpError(409, message, "is_a_directory")
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise fs_error(e, path, "create symlink")
+        parent = os.path.dirname(path)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except FileExistsError:
+            message = "cannot create symlink %s: a component of the path is not a directory" % path
+            raise bad_request(message, "not_a_directory")
+        except OSError as e:
+            raise fs_error(e, path, "create symlink")
+        # A temporary link next to it, renamed over it: whoever looks at `path`
+        # sees the old entry or the new link, never nothing.
+        for _ in range(100):
+            tmp = os.path.join(parent, ".symlink-%s.tmp" % os.urandom(6).hex())
+            try:
+                os.symlink(target, tmp)
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise fs_error(e, path, "create symlink")
+        else:
+            raise HttpError(500, "cannot create symlink %s: no free temporary name" % path, "internal")
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if e.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):  # a directory appeared meanwhile
+                message = "cannot create symlink %s: a directory with that name exists" % path
+                raise HttpError(409, message, "is_a_directory")
+            raise fs_error(e, path, "create symlink")
+        self.respond_json({"path": path, "target": target})
 
     # ---- background processes ----
 
@@ -1929,6 +2036,7 @@ ROUTES = {
     "/v1/files/mkdir": {"POST": Handler.route_mkdir},
     "/v1/files/rename": {"POST": Handler.route_rename},
     "/v1/files/chmod": {"POST": Handler.route_chmod},
+    "/v1/files/symlink": {"POST": Handler.route_symlink},
     "/v1/processes": {"GET": Handler.route_process_list, "POST": Handler.route_process_start},
     "/health": {"GET": Handler.health},
     "/exec": {"POST": Handler.route_legacy_exec},

@@ -201,12 +201,30 @@ export const FileEntry = Schema.Struct({
 export type FileEntry = typeof FileEntry.Type
 
 /**
- * `GET /v1/files/list`.
+ * A directory that `GET /v1/files/list?recursive=1` listed but could not descend into (or an entry
+ * it could not stat): `name` is relative to the listed directory, `code` as in {@link ErrorBody}.
  *
  * @since 0.1.0
  * @category files
  */
-export const ListResponse = Schema.Struct({ entries: Schema.Array(FileEntry) })
+export const SkippedEntry = Schema.Struct({
+  name: Schema.String,
+  path: Schema.String,
+  error: Schema.String,
+  code: Schema.String
+})
+
+/**
+ * `GET /v1/files/list`. With `recursive=1`, entry names are relative paths (`sub/a.txt`) and
+ * `skipped` lists what could not be read (always present then, possibly empty).
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const ListResponse = Schema.Struct({
+  entries: Schema.Array(FileEntry),
+  skipped: Schema.optional(Schema.Array(SkippedEntry))
+})
 
 /**
  * `PUT /v1/files/write`.
@@ -231,6 +249,14 @@ export const DeleteResponse = Schema.Struct({ deleted: Schema.String })
  * @category files
  */
 export const MkdirResponse = Schema.Struct({ created: Schema.String })
+
+/**
+ * `POST /v1/files/symlink` (hf-sandbox extension).
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const SymlinkResponse = Schema.Struct({ path: Schema.String, target: Schema.String })
 
 // ---------------------------------------------------------------------------
 // Legacy prototype endpoints (buffered JSON)

@@ -545,6 +545,153 @@ describe("files", () => {
     })
   })
 
+  it("lists a tree with recursive=1: relative names, depth first, symlinks reported but never followed", async () => {
+    fs.mkdirSync(abs("rl/tree/sub/deep"), { recursive: true })
+    fs.mkdirSync(abs("rl/tree/empty"), { recursive: true })
+    fs.mkdirSync(abs("rl/outside/inner"), { recursive: true })
+    fs.writeFileSync(abs("rl/tree/a.txt"), "a")
+    fs.writeFileSync(abs("rl/tree/sub/b.txt"), "bb")
+    fs.writeFileSync(abs("rl/tree/sub/deep/c.txt"), "ccc")
+    fs.writeFileSync(abs("rl/tree/sub-file"), "") // after sub's contents, though "sub-file" < "sub/b.txt" as strings
+    fs.writeFileSync(abs("rl/outside/inner/secret"), "x")
+    fs.symlinkSync("../../outside", abs("rl/tree/sub/out"))
+    fs.symlinkSync("nowhere", abs("rl/tree/dangling"))
+    const list = await callJson(S, `/v1/files/list?path=${q("rl/tree")}&recursive=1`)
+    expect(list.status).toBe(200)
+    const entries = list.body.entries as Array<Record<string, unknown>>
+    expect(entries.map((e) => [e.name, e.type, e.path])).toEqual([
+      ["a.txt", "file", abs("rl/tree/a.txt")],
+      ["dangling", "symlink", abs("rl/tree/dangling")],
+      ["empty", "dir", abs("rl/tree/empty")],
+      ["sub", "dir", abs("rl/tree/sub")],
+      ["sub/b.txt", "file", abs("rl/tree/sub/b.txt")],
+      ["sub/deep", "dir", abs("rl/tree/sub/deep")],
+      ["sub/deep/c.txt", "file", abs("rl/tree/sub/deep/c.txt")],
+      ["sub/out", "symlink", abs("rl/tree/sub/out")],
+      ["sub-file", "file", abs("rl/tree/sub-file")]
+    ])
+    expect(list.body.skipped).toEqual([])
+    // Every entry has the non-recursive shape; symlinks carry their raw target text.
+    expect(entries.find((e) => e.name === "sub/deep/c.txt")).toEqual({
+      name: "sub/deep/c.txt",
+      path: abs("rl/tree/sub/deep/c.txt"),
+      type: "file",
+      size: 3,
+      mtime_ms: expect.any(Number),
+      mode: expect.stringMatching(/^[0-7]+$/)
+    })
+    expect(entries.find((e) => e.name === "sub/out")).toMatchObject({ type: "symlink", target: "../../outside" })
+    expect(entries.find((e) => e.name === "dangling")).toMatchObject({ type: "symlink", target: "nowhere" })
+    expect(entries.filter((e) => e.type !== "symlink").every((e) => !("target" in e))).toBe(true)
+
+    // The plain list is unchanged: direct children only, no `skipped`, symlink targets too.
+    const flat = await callJson(S, `/v1/files/list?path=${q("rl/tree/sub")}`)
+    expect(flat.body).toEqual({ entries: expect.any(Array) })
+    expect((flat.body.entries as Array<Record<string, unknown>>).map((e) => [e.name, e.target])).toEqual([
+      ["b.txt", undefined],
+      ["deep", undefined],
+      ["out", "../../outside"]
+    ])
+    expect((await callJson(S, `/v1/files/list?path=rl/tree/empty&recursive=1`)).body).toEqual({
+      entries: [],
+      skipped: []
+    })
+
+    // The listed directory itself may be a symlink; it is followed, the entries below are not.
+    fs.symlinkSync("tree", abs("rl/tree-link"))
+    const viaLink = await callJson(S, `/v1/files/list?path=rl/tree-link&recursive=true`)
+    expect((viaLink.body.entries as Array<Record<string, unknown>>).map((e) => e.name)).toEqual(
+      entries.map((e) => e.name)
+    )
+    expect((viaLink.body.entries as Array<Record<string, unknown>>)[0]!.path).toBe(abs("rl/tree-link/a.txt"))
+
+    expect(await callJson(S, `/v1/files/list?path=rl/missing&recursive=1`)).toMatchObject({
+      status: 404,
+      body: { code: "not_found" }
+    })
+    expect(await callJson(S, `/v1/files/list?path=rl/tree/a.txt&recursive=1`)).toMatchObject({
+      status: 400,
+      body: { code: "not_a_directory" }
+    })
+    expect(await callJson(S, `/v1/files/list?path=rl/tree&recursive=yes`)).toMatchObject({
+      status: 400,
+      body: { code: "bad_request" }
+    })
+  })
+
+  it.skipIf(process.getuid?.() === 0)(
+    "recursive list: an unreadable subdirectory is listed and reported in skipped, an unreadable root fails",
+    async () => {
+      fs.mkdirSync(abs("rp/tree/locked"), { recursive: true })
+      fs.mkdirSync(abs("rp/tree/open"), { recursive: true })
+      fs.writeFileSync(abs("rp/tree/locked/hidden"), "x")
+      fs.writeFileSync(abs("rp/tree/open/seen"), "x")
+      fs.chmodSync(abs("rp/tree/locked"), 0o000)
+      try {
+        const list = await callJson(S, `/v1/files/list?path=rp/tree&recursive=1`)
+        expect(list.status).toBe(200)
+        expect((list.body.entries as Array<Record<string, unknown>>).map((e) => e.name)).toEqual([
+          "locked",
+          "open",
+          "open/seen"
+        ])
+        expect(list.body.skipped).toEqual([
+          { name: "locked", path: abs("rp/tree/locked"), error: expect.any(String), code: "permission_denied" }
+        ])
+        expect(await callJson(S, `/v1/files/list?path=rp/tree/locked&recursive=1`)).toMatchObject({
+          status: 400,
+          body: { code: "permission_denied" }
+        })
+      } finally {
+        fs.chmodSync(abs("rp/tree/locked"), 0o755)
+      }
+    }
+  )
+
+  it("creates symlinks: target text as given, parents made, links and files replaced, never a directory", async () => {
+    const made = await callJson(S, `/v1/files/symlink?path=${q("sl/new/parent/link")}&target=${q("../x y")}`, {
+      method: "POST"
+    })
+    expect(made).toEqual({ status: 200, body: { path: abs("sl/new/parent/link"), target: "../x y" } })
+    expect(fs.readlinkSync(abs("sl/new/parent/link"))).toBe("../x y") // never resolved, may dangle
+    expect((await callJson(S, `/v1/files/stat?path=${q("sl/new/parent/link")}`)).body).toMatchObject({
+      type: "symlink",
+      target: "../x y"
+    })
+
+    // An existing symlink (even one to a directory) or file is replaced by the new link.
+    fs.mkdirSync(abs("sl/dir"), { recursive: true })
+    fs.writeFileSync(abs("sl/dir/keep"), "x")
+    fs.symlinkSync("dir", abs("sl/to-dir"))
+    const relinked = await callJson(S, `/v1/files/symlink?path=sl/to-dir&target=${q("/etc")}`, { method: "POST" })
+    expect(relinked.body).toEqual({ path: abs("sl/to-dir"), target: "/etc" })
+    expect(fs.readlinkSync(abs("sl/to-dir"))).toBe("/etc")
+    expect(fs.readdirSync(abs("sl/dir"))).toEqual(["keep"])
+    fs.writeFileSync(abs("sl/file"), "data")
+    expect((await callJson(S, `/v1/files/symlink?path=sl/file&target=dir`, { method: "POST" })).status).toBe(200)
+    expect(fs.lstatSync(abs("sl/file")).isSymbolicLink()).toBe(true)
+    expect(fs.readFileSync(abs("sl/file/keep"), "utf8")).toBe("x")
+
+    // A directory is never replaced; nothing is left behind.
+    expect(await callJson(S, `/v1/files/symlink?path=sl/dir&target=elsewhere`, { method: "POST" })).toMatchObject({
+      status: 409,
+      body: { code: "is_a_directory" }
+    })
+    expect(fs.lstatSync(abs("sl/dir")).isDirectory()).toBe(true)
+    expect(fs.readdirSync(abs("sl")).sort()).toEqual(["dir", "file", "new", "to-dir"])
+
+    const bad = async (query: string) => (await callJson(S, `/v1/files/symlink?${query}`, { method: "POST" })).body
+    fs.writeFileSync(abs("sl-plain"), "x")
+    expect(await bad("path=sl-plain/under&target=x")).toMatchObject({ code: "not_a_directory" })
+    expect(await bad("path=sl/l&target=")).toMatchObject({ code: "bad_request" })
+    expect(await bad("path=sl/l")).toMatchObject({ code: "bad_request" })
+    expect(await bad("path=&target=x")).toMatchObject({ code: "bad_request" })
+    expect(await bad("path=sl/l&target=a%00b")).toMatchObject({ code: "bad_request" })
+    expect(await bad("path=sl/l%00&target=x")).toMatchObject({ code: "bad_request" })
+    expect((await callJson(S, `/v1/files/symlink?path=sl/l&target=x`)).status).toBe(405)
+    expect(fs.existsSync(abs("sl/l"))).toBe(false)
+  })
+
   it("deletes files and directories, recursive only on request, never through symlinks", async () => {
     fs.mkdirSync(abs("del/full/deep"), { recursive: true })
     fs.writeFileSync(abs("del/full/deep/x"), "x")
@@ -731,6 +878,16 @@ describe("the client's schemas (src/Protocol.ts) decode what the server sends", 
     decodes(Protocol.WriteResponse, write.body)
     decodes(Protocol.FileEntry, (await callJson(S, `/v1/files/stat?path=${q("schema/a.txt")}`)).body)
     decodes(Protocol.ListResponse, (await callJson(S, `/v1/files/list?path=${q("schema")}`)).body)
+    const link = await callJson(S, `/v1/files/symlink?path=${q("schema/d/link")}&target=../a.txt`, { method: "POST" })
+    decodes(Protocol.SymlinkResponse, link.body)
+    decodes(Protocol.FileEntry, (await callJson(S, `/v1/files/stat?path=${q("schema/d/link")}`)).body)
+    const tree = await callJson(S, `/v1/files/list?path=${q("schema")}&recursive=1`)
+    expect((tree.body.entries as Array<unknown>).length).toBe(3)
+    decodes(Protocol.ListResponse, tree.body)
+    decodes(Protocol.ListResponse, {
+      entries: [],
+      skipped: [{ name: "x", path: "/x", error: "cannot list /x: permission denied", code: "permission_denied" }]
+    })
     decodes(
       Protocol.MkdirResponse,
       (await callJson(S, `/v1/files/mkdir?path=${q("schema/d")}`, { method: "POST" })).body
