@@ -1119,7 +1119,7 @@ def fs_error(e, path, action):
     if err == errno.ENOTDIR:
         return HttpError(400, "%s: a component of the path is not a directory" % what, "not_a_directory")
     if err == errno.ENOTEMPTY:
-        return HttpError(409, "%s: directory not empty (pass recursive=1)" % what, "not_empty")
+        return HttpError(409, "%s: directory not empty (delete it recursively)" % what, "not_empty")
     if err == errno.EEXIST:
         return HttpError(409, "%s: it already exists" % what, "already_exists")
     if err in (errno.EACCES, errno.EPERM):
@@ -1131,6 +1131,19 @@ def fs_error(e, path, action):
     if isinstance(e, ValueError):
         return HttpError(400, "%s: %s" % (what, e), "bad_request")
     return HttpError(400, "%s: %s" % (what, getattr(e, "strerror", None) or e), "io_error")
+
+
+def make_parents(path, action):
+    """Create the parent directories of `path`. A file in the way is ENOTDIR's
+    not_a_directory (makedirs reports it as EEXIST, which would say "exists")."""
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except FileExistsError:
+        message = "cannot %s %s: a component of the path is not a directory" % (action, path)
+        raise bad_request(message, "not_a_directory")
+    except OSError as e:
+        raise fs_error(e, parent, "create the parent directory of")
 
 
 def write_all(fd, data):
@@ -1565,7 +1578,7 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(409, message, "is_a_directory")
         return fd, st
 
-    def stream_file(self, fd, offset, n, content_type, prefix=b"", encode=None, suffix=b"", total=None):
+    def stream_file(self, fd, offset, n, content_type, prefix=b"", encode=None, suffix=b"", total=None, headers=()):
         """Send file bytes [offset, offset+n) as the body. Small bodies go out
         in one sendall; large ones are streamed in FILE_CHUNK pieces (sendfile
         when possible) after announcing the length. If the file shrinks under
@@ -1576,9 +1589,9 @@ class Handler(BaseHTTPRequestHandler):
             data = pread_all(fd, n, offset)
             if encode is not None:
                 data = encode(data)
-            return self.respond(200, prefix + data + suffix, content_type)
+            return self.respond(200, prefix + data + suffix, content_type, headers)
         length = len(prefix) + total + len(suffix)
-        head = self.head_bytes(200, [("Content-Type", content_type), ("Content-Length", str(length))])
+        head = self.head_bytes(200, [("Content-Type", content_type), ("Content-Length", str(length))] + list(headers))
         self.send_bytes(head + prefix)
         sent = 0
         if encode is None and hasattr(os, "sendfile"):
@@ -1604,6 +1617,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_read(self):
         path = self.path_param()
+        if self.param("path").endswith("/") and path != "/":
+            path += "/"  # `file/` is not a directory: the OS answers ENOTDIR, like `cat file/`
         offset = self.int_param("offset", 0)
         length = self.int_param("length", None)
         fd, st = self.open_for_read(path, path)
@@ -1612,7 +1627,9 @@ class Handler(BaseHTTPRequestHandler):
             n = max(0, size - offset)
             if length is not None:
                 n = min(n, length)
-            self.stream_file(fd, offset, n, "application/octet-stream")
+            # The whole file's size and mode ride along, so a ranged reader needs no separate stat.
+            facts = [("X-File-Size", str(size)), ("X-File-Mode", "%o" % stat.S_IMODE(st.st_mode))]
+            self.stream_file(fd, offset, n, "application/octet-stream", headers=facts)
         finally:
             os.close(fd)
 
@@ -1648,11 +1665,12 @@ class Handler(BaseHTTPRequestHandler):
         mode = parse_mode(mode) if mode is not None else None
         offset = self.int_param("offset", None)
         truncate_to = self.int_param("truncate_to", None)
+        if self.param("path").endswith("/"):
+            if os.path.isdir(path):
+                raise HttpError(409, "cannot write %s: it is a directory" % path, "is_a_directory")
+            raise bad_request("cannot write %s/: a path ending in / names a directory; name the file" % path)
         if self.bool_param("mkdir", True):
-            try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-            except OSError as e:
-                raise fs_error(e, os.path.dirname(path), "create parent directory")
+            make_parents(path, "write")
         flags = os.O_WRONLY | os.O_CREAT | _O_CLOEXEC | _O_NONBLOCK
         if offset is None:
             flags |= os.O_TRUNC
@@ -1790,7 +1808,7 @@ class Handler(BaseHTTPRequestHandler):
                 os.unlink(path)  # files and symlinks (the link, not its target)
         except OSError as e:
             if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and not recursive:
-                raise HttpError(409, "cannot delete %s: directory not empty (pass recursive=1)" % path, "not_empty")
+                raise HttpError(409, "cannot delete %s: directory not empty (delete it recursively)" % path, "not_empty")
             raise fs_error(e, path, "delete")
         self.respond_json({"deleted": path})
 
@@ -1811,8 +1829,8 @@ class Handler(BaseHTTPRequestHandler):
             os.lstat(src)
         except OSError as e:
             raise fs_error(e, src, "rename")
+        make_parents(dst, "rename %s to" % src)
         try:
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
             try:
                 os.replace(src, dst)
             except OSError as e:
@@ -1853,13 +1871,7 @@ class Handler(BaseHTTPRequestHandler):
         except OSError as e:
             raise fs_error(e, path, "create symlink")
         parent = os.path.dirname(path)
-        try:
-            os.makedirs(parent, exist_ok=True)
-        except FileExistsError:
-            message = "cannot create symlink %s: a component of the path is not a directory" % path
-            raise bad_request(message, "not_a_directory")
-        except OSError as e:
-            raise fs_error(e, path, "create symlink")
+        make_parents(path, "create symlink")
         # A temporary link next to it, renamed over it: whoever looks at `path`
         # sees the old entry or the new link, never nothing.
         for _ in range(100):

@@ -24,6 +24,23 @@ export const PROTOCOL_VERSION = 2
  */
 export const TOKEN_HEADER = "x-sandbox-token"
 
+/**
+ * Header of a file read's answer that carries the whole file's size, so that a ranged read learns it
+ * without a second request.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const FILE_SIZE_HEADER = "x-file-size"
+
+/**
+ * Header of a file read's answer that carries the file's permission bits, in octal.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const FILE_MODE_HEADER = "x-file-mode"
+
 // ---------------------------------------------------------------------------
 // Health
 // ---------------------------------------------------------------------------

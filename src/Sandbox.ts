@@ -13,10 +13,7 @@
  * @since 0.1.0
  */
 
-import { randomBytes } from "node:crypto"
-import { dirname } from "node:path"
 import * as FileSystem from "@effect/platform/FileSystem"
-import * as HttpBody from "@effect/platform/HttpBody"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -28,14 +25,15 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type { Files } from "./Files.js"
 import * as Wire from "./internal/client.js"
+import * as FilesApi from "./internal/files.js"
 import type * as Protocol from "./Protocol.js"
 import {
   AuthError,
   BadRequestError,
   ConnectionLostError,
   type HubError,
-  LocalFileError,
   type OperationError,
   RequestTimeoutError,
   StartError,
@@ -251,75 +249,12 @@ export interface ProcessInfo {
 }
 
 /**
- * A file-system entry.
+ * The files API and its entries, defined in the `Files` module.
  *
  * @since 0.1.0
  * @category models
  */
-export interface FileInfo {
-  readonly name: string
-  readonly path: string
-  readonly type: "file" | "dir" | "symlink"
-  readonly size: number
-  readonly mtimeMs: number
-  /** Permission bits, e.g. `0o644`. */
-  readonly mode: number
-  /** Where a symlink points. */
-  readonly target?: string | undefined
-}
-
-/**
- * Files inside the sandbox. Relative paths resolve against the sandbox's home directory.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Files {
-  /**
-   * Creates or replaces a file (parent directories are created). `mode` like `0o755`. A `Stream` is sent
-   * as it is produced (chunked), with bounded memory; if it fails, the write fails with the stream's
-   * error and the file holds what was sent until then.
-   */
-  readonly write: (
-    path: string,
-    data: string | Uint8Array | Stream.Stream<Uint8Array, OperationError>,
-    options?: { readonly mode?: number | undefined }
-  ) => Effect.Effect<void, OperationError>
-  /** The file's bytes. */
-  readonly read: (path: string) => Effect.Effect<Uint8Array, OperationError>
-  /** The file as UTF-8 text (invalid sequences become U+FFFD). */
-  readonly readText: (path: string) => Effect.Effect<string, OperationError>
-  /** The entry at `path`, without following a symlink. */
-  readonly stat: (path: string) => Effect.Effect<FileInfo, OperationError>
-  /** Whether `path` exists (false only when it is not found). */
-  readonly exists: (path: string) => Effect.Effect<boolean, OperationError>
-  /** The entries of a directory, sorted by name. */
-  readonly list: (path: string) => Effect.Effect<ReadonlyArray<FileInfo>, OperationError>
-  /** Removes a file, or a directory (a non-empty one needs `recursive`). */
-  readonly remove: (
-    path: string,
-    options?: { readonly recursive?: boolean | undefined }
-  ) => Effect.Effect<void, OperationError>
-  /** Creates a directory and its parents; an existing directory is fine. */
-  readonly mkdir: (path: string) => Effect.Effect<void, OperationError>
-  /** Moves a file or directory (the target's parent directories are created). */
-  readonly rename: (from: string, to: string) => Effect.Effect<void, OperationError>
-  /** Sets permission bits, e.g. `0o755`. */
-  readonly chmod: (path: string, mode: number) => Effect.Effect<void, OperationError>
-  /** The file's bytes as they arrive, with bounded memory. */
-  readonly readStream: (path: string) => Stream.Stream<Uint8Array, OperationError>
-  /** Copies a local file into the sandbox, streamed (memory stays bounded whatever its size). */
-  readonly upload: (
-    localPath: string,
-    remotePath: string,
-    options?: { readonly mode?: number | undefined }
-  ) => Effect.Effect<void, OperationError>
-  /**
-   * Copies a sandbox file to this machine, streamed into a temp file next to `localPath` that is renamed
-   * into place only when complete.
-   */
-  readonly download: (remotePath: string, localPath: string) => Effect.Effect<void, OperationError>
-}
+export type { FileInfo, Files, TransferOptions, TransferProgress } from "./Files.js"
 
 /**
  * A running sandbox.
@@ -392,20 +327,7 @@ const parseDuration = (input: Duration.DurationInput | string): Duration.Duratio
   return Duration.decode(input as Duration.DurationInput)
 }
 const DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024
-/** Read size of uploads: large reads keep per-chunk overhead low; memory stays bounded by it. */
-const TRANSFER_CHUNK = FileSystem.MiB(1)
-const encoder = new TextEncoder()
 const decoder = new TextDecoder()
-
-const toFileInfo = (entry: Protocol.FileEntry): FileInfo => ({
-  name: entry.name,
-  path: entry.path,
-  type: entry.type,
-  size: entry.size,
-  mtimeMs: entry.mtime_ms,
-  mode: Number.parseInt(entry.mode, 8),
-  target: entry.target
-})
 
 /** Collects one stream's text up to a byte cap. */
 /** Collects one stream's bytes up to a cap; the text is decoded once, whole. */
@@ -523,18 +445,6 @@ const open = (
     const { endpoint, wire } = yield* started
 
     const fileSystem = yield* Effect.serviceOption(FileSystem.FileSystem)
-    const localFs = (operation: string, path: string) =>
-      Option.match(fileSystem, {
-        onNone: () =>
-          Effect.fail(
-            new LocalFileError({
-              path,
-              operation,
-              detail: "no FileSystem service: provide one, e.g. NodeContext.layer from @effect/platform-node"
-            })
-          ),
-        onSome: Effect.succeed
-      })
 
     let terminated = false
     yield* Scope.addFinalizer(
@@ -543,9 +453,12 @@ const open = (
         terminated = true
       })
     )
-    const guard = <A, E>(operation: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | TerminatedError> =>
+    const guard = <A, E, R>(
+      operation: string,
+      effect: Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | TerminatedError, R> =>
       Effect.suspend(
-        (): Effect.Effect<A, E | TerminatedError> =>
+        (): Effect.Effect<A, E | TerminatedError, R> =>
           terminated ? Effect.fail(new TerminatedError({ sandboxId: endpoint.id, operation })) : effect
       ).pipe(Effect.withSpan(`Sandbox.${operation}`, { attributes: { "sandbox.id": endpoint.id } }))
 
@@ -719,106 +632,7 @@ const open = (
       })
     }
 
-    const files: Files = {
-      write: (path, data, writeOptions = {}) =>
-        guard(
-          "files.write",
-          Effect.suspend(() => {
-            // A stream's own failure must stay its own error, not the transport's: it is kept aside and
-            // rethrown after the request that it cut short.
-            let streamError: OperationError | undefined
-            const body =
-              typeof data === "string"
-                ? encoder.encode(data)
-                : data instanceof Uint8Array
-                  ? data
-                  : HttpBody.stream(
-                      data.pipe(
-                        Stream.tapError((error) =>
-                          Effect.sync(() => {
-                            streamError = error
-                          })
-                        )
-                      ),
-                      "application/octet-stream"
-                    )
-            return wire
-              .write(path, body, { mode: writeOptions.mode?.toString(8) })
-              .pipe(Effect.catchAll((error) => Effect.fail(streamError ?? error)))
-          })
-        ).pipe(Effect.asVoid),
-      read: (path) => guard("files.read", wire.read(path)),
-      readText: (path) =>
-        guard(
-          "files.readText",
-          Effect.map(wire.read(path), (bytes) => decoder.decode(bytes))
-        ),
-      stat: (path) => guard("files.stat", Effect.map(wire.stat(path), toFileInfo)),
-      exists: (path) =>
-        guard(
-          "files.exists",
-          wire.stat(path).pipe(
-            Effect.as(true),
-            Effect.catchTag("FileNotFoundError", () => Effect.succeed(false))
-          )
-        ),
-      list: (path) =>
-        guard(
-          "files.list",
-          Effect.map(wire.list(path), (entries) => entries.map(toFileInfo))
-        ),
-      remove: (path, removeOptions = {}) => guard("files.remove", wire.remove(path, removeOptions.recursive ?? false)),
-      mkdir: (path) => guard("files.mkdir", wire.mkdir(path)),
-      rename: (from, to) => guard("files.rename", wire.rename(from, to)),
-      chmod: (path, mode) => guard("files.chmod", wire.chmod(path, mode.toString(8))),
-      readStream: (path) => Stream.unwrap(guard("files.readStream", Effect.succeed(wire.readStream(path)))),
-      upload: (localPath, remotePath, uploadOptions = {}) =>
-        guard(
-          "files.upload",
-          Effect.flatMap(localFs("files.upload", localPath), (fs) =>
-            HttpBody.file(localPath, { contentType: "application/octet-stream", chunkSize: TRANSFER_CHUNK }).pipe(
-              Effect.provideService(FileSystem.FileSystem, fs),
-              Effect.mapError(
-                (e) => new LocalFileError({ path: localPath, operation: "files.upload", detail: e.message })
-              ),
-              Effect.flatMap((body) => wire.write(remotePath, body, { mode: uploadOptions.mode?.toString(8) }))
-            )
-          )
-        ).pipe(Effect.asVoid),
-      download: (remotePath, localPath) =>
-        guard(
-          "files.download",
-          Effect.flatMap(localFs("files.download", localPath), (fs): Effect.Effect<void, OperationError> => {
-            const local = (detail: string) =>
-              new LocalFileError({ path: localPath, operation: "files.download", detail })
-            const partial = `${localPath}.${randomBytes(6).toString("hex")}.part`
-            // The handle is closed (end of the scope) before the file is renamed into place.
-            const write = Effect.scoped(
-              Effect.gen(function* () {
-                const file = yield* fs.open(partial, { flag: "w" })
-                yield* wire
-                  .readStream(remotePath)
-                  .pipe(Stream.runForEachChunk((chunks) => file.writeAll(Buffer.concat(Array.from(chunks)))))
-              })
-            ).pipe(
-              Effect.catchTags({
-                SystemError: (e) => Effect.fail(local(e.message)),
-                BadArgument: (e) => Effect.fail(local(e.message))
-              })
-            )
-            const transfer: Effect.Effect<void, OperationError> = Effect.gen(function* () {
-              yield* fs
-                .makeDirectory(dirname(localPath), { recursive: true })
-                .pipe(Effect.mapError((e) => local(e.message)))
-              yield* write
-              yield* fs.rename(partial, localPath).pipe(Effect.mapError((e) => local(e.message)))
-            })
-            return transfer.pipe(
-              Effect.onExit((exit) => (Exit.isFailure(exit) ? fs.remove(partial).pipe(Effect.ignore) : Effect.void))
-            )
-          })
-        )
-    }
+    const files = FilesApi.make({ wire, fileSystem, guard })
 
     const terminate = Effect.suspend(() => {
       const kill = terminated ? Effect.void : (endpoint.kill ?? Effect.void)

@@ -193,6 +193,25 @@ export class LocalFileError extends Schema.TaggedError<LocalFileError>("hf-sandb
 }
 
 /**
+ * An option or argument given to an operation is out of range (caught before anything is sent).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidArgumentError extends Schema.TaggedError<InvalidArgumentError>("hf-sandbox/InvalidArgumentError")(
+  "InvalidArgumentError",
+  {
+    operation: Schema.String,
+    argument: Schema.String,
+    detail: Schema.String
+  }
+) {
+  override get message() {
+    return `${this.operation}: invalid ${this.argument}: ${this.detail}`
+  }
+}
+
+/**
  * The program of an argv command does not exist (or is not executable) in the sandbox.
  * A shell string with an unknown command is a result instead: the shell exits with 127.
  *
@@ -283,6 +302,7 @@ export const SandboxError = Schema.Union(
   BadRequestError,
   ServerError,
   LocalFileError,
+  InvalidArgumentError,
   ProcessNotFoundError,
   CommandNotFoundError,
   ConnectionLostError,
@@ -311,6 +331,7 @@ export type OperationError =
   | BadRequestError
   | ServerError
   | LocalFileError
+  | InvalidArgumentError
   | ProcessNotFoundError
   | CommandNotFoundError
   | ConnectionLostError

@@ -7,6 +7,11 @@
 /**
  * @since 0.1.0
  */
+export * as Files from "./Files.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as HfJobs from "./HfJobs.js"
 
 /**

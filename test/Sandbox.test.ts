@@ -82,7 +82,7 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
           baseUrl: `http://127.0.0.1:${sb.details.port}`,
           token: Redacted.make("not-the-token")
         })
-        const error = yield* Effect.flip(wire.read("anything"))
+        const error = yield* Effect.flip(Effect.scoped(wire.openRead("anything")))
         assert.strictEqual(error._tag, "AuthError")
         assert.notInclude(error.message, "not-the-token")
       })

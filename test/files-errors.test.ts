@@ -214,12 +214,7 @@ layer(SharedSandbox, { excludeTestServices: true })("files: bad input gets typed
   })
 
   describe("a trailing slash names a directory", () => {
-    // BUG: the server normalises paths with os.path.abspath, which drops a trailing slash, so
-    // `write("out/", data)` with no `out` creates a regular FILE named `out` (and `read("file.txt/")` reads
-    // the file), where POSIX says a path ending in "/" must be a directory (`echo > out/` fails with
-    // "Is a directory"; `cat file.txt/` with "Not a directory"). Expected: write to a missing `out/` fails
-    // (IsDirectoryError or a BadRequestError naming the path) and leaves nothing behind.
-    it.effect.skip("writing to a missing `dir/` is an error, not a file named `dir`", () =>
+    it.effect("writing to a missing `dir/` is an error, not a file named `dir`", () =>
       Effect.gen(function* () {
         const sb = yield* Sandbox.Sandbox
         const { dir } = yield* scratch(sb, "trailing-slash")
@@ -227,6 +222,10 @@ layer(SharedSandbox, { excludeTestServices: true })("files: bad input gets typed
         assert.include(["IsDirectoryError", "BadRequestError"], error._tag)
         assert.include(error.message, `${dir}/out`)
         assert.deepStrictEqual(yield* names(sb, dir), [])
+        yield* sb.files.write(`${dir}/file.txt`, "a file")
+        const notDir = yield* failure(sb.files.read(`${dir}/file.txt/`))
+        assert.strictEqual(notDir._tag, "BadRequestError")
+        assert.include(notDir.message, "not_a_directory")
       })
     )
   })
@@ -294,11 +293,7 @@ layer(SharedSandbox, { excludeTestServices: true })("files: bad input gets typed
       })
     )
 
-    // BUG: `write("file/child")` fails with code `already_exists` and the message "cannot create parent
-    // directory …/file: it already exists", which reads as if the write collided with something. The
-    // problem is that `file` is not a directory: `mkdir("file/child")` and `write("file/sub/child")` both
-    // say so (`not_a_directory`, "a component of the path is not a directory"); this write should too.
-    it.effect.skip("write to `file/child` says the parent is not a directory, like mkdir does", () =>
+    it.effect("write to `file/child` says the parent is not a directory, like mkdir does", () =>
       Effect.gen(function* () {
         const sb = yield* Sandbox.Sandbox
         const { dir } = yield* scratch(sb, "write-under-file-code")
@@ -311,11 +306,7 @@ layer(SharedSandbox, { excludeTestServices: true })("files: bad input gets typed
       })
     )
 
-    // BUG: `rename(src, "file/child")` fails with an IsDirectoryError whose message says "the target is a
-    // non-empty directory" (code `not_empty`): the server's makedirs of the target's parent raises EEXIST
-    // because `file` is a file, and the rename route reads every EEXIST as a non-empty target directory.
-    // Expected: a BadRequestError with code `not_a_directory` naming the path, the source left in place.
-    it.effect.skip("rename to `file/child` is a not_a_directory BadRequestError; the source stays", () =>
+    it.effect("rename to `file/child` is a not_a_directory BadRequestError; the source stays", () =>
       Effect.gen(function* () {
         const sb = yield* Sandbox.Sandbox
         const { dir } = yield* scratch(sb, "rename-under-file")
@@ -488,10 +479,7 @@ layer(SharedSandbox, { excludeTestServices: true })("files: bad input gets typed
       })
     )
 
-    // BUG: uploading a local directory fails with ConnectionLostError ("Transport error (PUT …/v1/files/write).
-    // The sandbox may have been terminated or its server may have crashed") — the local read's EISDIR
-    // surfaces as a transport failure. Expected: a LocalFileError naming the local path (the sandbox is fine).
-    it.scoped.skip("upload of a local directory is a LocalFileError naming it", () =>
+    it.scoped("upload of a local directory is a LocalFileError naming it", () =>
       Effect.gen(function* () {
         const sb = yield* Sandbox.Sandbox
         const local = yield* localDir
@@ -517,12 +505,7 @@ layer(SharedSandbox, { excludeTestServices: true })("files: bad input gets typed
       })
     )
 
-    // BUG: `exists("file/child")` fails with BadRequestError (HTTP 400, not_a_directory, "cannot stat
-    // …/file/child: a component of the path is not a directory") instead of answering false. Nothing can
-    // exist under a file: `test -e`, Node's `existsSync` and Python's `os.path.exists` all say false, and
-    // "false only when it is not found" should count ENOTDIR as not found (errors like a NUL byte or
-    // EACCES on a parent still fail, see the next test).
-    it.effect.skip("a path under a file (ENOTDIR) does not exist: false, like test -e", () =>
+    it.effect("a path under a file (ENOTDIR) does not exist: false, like test -e", () =>
       Effect.gen(function* () {
         const sb = yield* Sandbox.Sandbox
         const { dir } = yield* scratch(sb, "exists-under-file")

@@ -3,7 +3,7 @@
  * Providers hand the `Sandbox` module an endpoint; this turns it into typed calls.
  */
 
-import type * as HttpBody from "@effect/platform/HttpBody"
+import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -12,7 +12,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Protocol from "../Protocol.js"
 import {
@@ -92,37 +94,6 @@ const failFromResponse = (
 const fromTransport = (operation: string) => (error: HttpClientError.HttpClientError) =>
   new ConnectionLostError({ operation, detail: error.message, cause: error })
 
-/**
- * Reads a raw body into one buffer sized from `Content-Length`. (The platform's `arrayBuffer` grows its
- * buffer chunk by chunk, which is quadratic on large files with some HttpClient layers.) Fewer bytes
- * than announced means the file changed under the read, and is an error, never a short result.
- */
-const readBody = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<Uint8Array, unknown> => {
-  const announced = Number(response.headers["content-length"])
-  if (!Number.isSafeInteger(announced) || announced < 0) {
-    return Effect.map(response.arrayBuffer, (buffer) => new Uint8Array(buffer))
-  }
-  const out = new Uint8Array(announced)
-  let offset = 0
-  return response.stream.pipe(
-    Stream.runForEachChunk((chunks) =>
-      Effect.suspend(() => {
-        for (const chunk of chunks) {
-          if (offset + chunk.length > announced) return Effect.fail(new Error("more bytes than announced"))
-          out.set(chunk, offset)
-          offset += chunk.length
-        }
-        return Effect.void
-      })
-    ),
-    Effect.flatMap(() =>
-      offset === announced
-        ? Effect.succeed(out)
-        : Effect.fail(new Error(`got ${offset} of ${announced} bytes: the file changed during the read`))
-    )
-  )
-}
-
 /** The wire client of one sandbox. Every method is one protocol route. */
 export interface WireClient {
   readonly health: Effect.Effect<Protocol.HealthResponse, OperationError>
@@ -135,23 +106,41 @@ export interface WireClient {
   readonly kill: (id: string, signal: string) => Effect.Effect<boolean, OperationError>
   readonly wait: (id: string) => Effect.Effect<typeof Protocol.WaitResponse.Type, OperationError>
   readonly output: (id: string, follow: boolean) => Stream.Stream<Protocol.OutputEvent, OperationError>
-  readonly read: (
+  /**
+   * Opens a read of `[offset, offset + length)` of a file (the whole file by default). The body fails
+   * when it carries fewer bytes than announced: the file changed during the read.
+   */
+  readonly openRead: (
     path: string,
     range?: { readonly offset?: number | undefined; readonly length?: number | undefined }
-  ) => Effect.Effect<Uint8Array, OperationError>
+  ) => Effect.Effect<OpenRead, OperationError, Scope.Scope>
+  /** Writes a body at `offset` (without it, the file is truncated first); `truncateTo` then sets its size. */
   readonly write: (
     path: string,
     data: Uint8Array | HttpBody.HttpBody,
-    options?: { readonly mode?: string | undefined; readonly offset?: number | undefined }
+    options?: {
+      readonly mode?: string | undefined
+      readonly offset?: number | undefined
+      readonly truncateTo?: number | undefined
+    }
   ) => Effect.Effect<typeof Protocol.WriteResponse.Type, OperationError>
-  /** The file's bytes as they arrive; fewer than announced is an error (the file changed during the read). */
-  readonly readStream: (path: string) => Stream.Stream<Uint8Array, OperationError>
   readonly stat: (path: string) => Effect.Effect<Protocol.FileEntry, OperationError>
-  readonly list: (path: string) => Effect.Effect<ReadonlyArray<Protocol.FileEntry>, OperationError>
+  readonly list: (path: string, recursive: boolean) => Effect.Effect<typeof Protocol.ListResponse.Type, OperationError>
   readonly remove: (path: string, recursive: boolean) => Effect.Effect<void, OperationError>
   readonly mkdir: (path: string) => Effect.Effect<void, OperationError>
   readonly rename: (from: string, to: string) => Effect.Effect<void, OperationError>
   readonly chmod: (path: string, mode: string) => Effect.Effect<void, OperationError>
+  readonly symlink: (path: string, target: string) => Effect.Effect<void, OperationError>
+}
+
+/** An answered file read: the file's size when it was opened, and the requested bytes as they arrive. */
+export interface OpenRead {
+  readonly fileSize: number
+  /** The file's permission bits. */
+  readonly mode: number | undefined
+  /** Bytes the body carries. */
+  readonly length: number
+  readonly body: Stream.Stream<Uint8Array, OperationError>
 }
 
 const decodeEventLine = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ExecEvent))
@@ -176,7 +165,8 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       operation: string,
       path: string | undefined,
       request: HttpClientRequest.HttpClientRequest,
-      onOk: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<A, unknown>
+      onOk: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<A, unknown>,
+      bound: Duration.Duration = timeouts.request
     ): Effect.Effect<A, OperationError> =>
       send(request).pipe(
         Effect.mapError(fromTransport(operation)),
@@ -191,8 +181,8 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
             : failFromResponse(operation, path, response)
         ),
         Effect.timeoutFail({
-          duration: timeouts.request,
-          onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })
+          duration: bound,
+          onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(bound) })
         })
       )
 
@@ -343,87 +333,121 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         >
       )
 
-    const read: WireClient["read"] = (path, range = {}) =>
-      call(
-        "files.read",
-        path,
-        HttpClientRequest.get("/v1/files/read").pipe(
-          pathParams(path, {
-            offset: range.offset?.toString(),
-            length: range.length?.toString()
-          })
-        ),
-        readBody
-      )
-
-    const write: WireClient["write"] = (path, data, options = {}) =>
-      call(
-        "files.write",
-        path,
+    const write: WireClient["write"] = (path, data, options = {}) => {
+      const operation = "files.write"
+      const request = (body: HttpBody.HttpBody) =>
         HttpClientRequest.put("/v1/files/write").pipe(
-          pathParams(path, { mode: options.mode, offset: options.offset?.toString() }),
-          data instanceof Uint8Array
-            ? HttpClientRequest.bodyUint8Array(data, "application/octet-stream")
-            : HttpClientRequest.setBody(data)
-        ),
-        json(Protocol.WriteResponse)
-      )
-
-    const readStream: WireClient["readStream"] = (path) => {
-      const operation = "files.readStream"
-      return Stream.unwrapScoped(
-        send(HttpClientRequest.get("/v1/files/read").pipe(pathParams(path))).pipe(
-          Effect.mapError(fromTransport(operation)),
-          Effect.flatMap((response) =>
-            response.status === 200 ? Effect.succeed(response) : failFromResponse(operation, path, response)
-          ),
-          Effect.timeoutFail({
-            duration: timeouts.request,
-            onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })
+          pathParams(path, {
+            mode: options.mode,
+            offset: options.offset?.toString(),
+            truncate_to: options.truncateTo?.toString()
           }),
-          Effect.map((response) => {
-            const announced = Number(response.headers["content-length"])
-            let received = 0
-            const complete = Effect.suspend(() =>
-              Number.isSafeInteger(announced) && received !== announced
-                ? Effect.fail(
-                    new ConnectionLostError({
-                      operation,
-                      detail: `got ${received} of ${announced} bytes of ${path}: the file changed during the read`
-                    })
-                  )
-                : Effect.void
-            )
-            return response.stream.pipe(
-              Stream.mapError(fromTransport(operation)),
-              // Bytes arrive 64 KiB at a time: the idle bound is checked per ~1 MiB, not per read.
-              Stream.rechunk(16),
-              Stream.timeoutFail(
-                () =>
-                  new ConnectionLostError({ operation, detail: `no data for ${Duration.format(timeouts.streamIdle)}` }),
-                timeouts.streamIdle
-              ),
-              Stream.mapChunks((chunks) => {
-                for (const chunk of chunks) received += chunk.length
-                return chunks
-              }),
-              Stream.concat(Stream.execute(complete))
-            )
-          })
+          HttpClientRequest.setBody(body)
         )
+      if (data instanceof Uint8Array) {
+        return call(
+          operation,
+          path,
+          request(HttpBody.uint8Array(data, "application/octet-stream")),
+          json(Protocol.WriteResponse)
+        )
+      }
+      if (data._tag !== "Stream") return call(operation, path, request(data), json(Protocol.WriteResponse))
+      // A streamed body may be produced slowly, so the bound is silence, not the request timeout: it fails
+      // when no chunk has gone out (and then no answer has come) for `streamIdle`.
+      return Effect.suspend(() => {
+        let sent = 0
+        let seen = -1
+        const body = HttpBody.stream(
+          data.stream.pipe(
+            Stream.mapChunks((chunks) => {
+              sent += 1
+              return chunks
+            })
+          ),
+          data.contentType,
+          data.contentLength
+        )
+        const stalled = Effect.suspend(() => {
+          if (sent === seen) {
+            return Effect.fail(
+              new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.streamIdle) })
+            )
+          }
+          seen = sent
+          return Effect.void
+        }).pipe(Effect.repeat(Schedule.spaced(timeouts.streamIdle)), Effect.zipRight(Effect.never))
+        return Effect.raceFirst(
+          call(operation, path, request(body), json(Protocol.WriteResponse), Duration.infinity),
+          stalled
+        )
+      })
+    }
+
+    const openRead: WireClient["openRead"] = (path, range = {}) => {
+      const operation = "files.read"
+      const request = HttpClientRequest.get("/v1/files/read").pipe(
+        pathParams(path, { offset: range.offset?.toString(), length: range.length?.toString() })
+      )
+      return send(request).pipe(
+        Effect.mapError(fromTransport(operation)),
+        Effect.flatMap((response) =>
+          response.status === 200 ? Effect.succeed(response) : failFromResponse(operation, path, response)
+        ),
+        Effect.timeoutFail({
+          duration: timeouts.request,
+          onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })
+        }),
+        Effect.flatMap((response) => {
+          const length = Number(response.headers["content-length"])
+          const fileSize = Number(response.headers[Protocol.FILE_SIZE_HEADER])
+          if (!Number.isSafeInteger(length) || !Number.isSafeInteger(fileSize)) {
+            return Effect.fail(
+              new ConnectionLostError({ operation, detail: "the answer to a read did not announce its length" })
+            )
+          }
+          let received = 0
+          const complete = Effect.suspend(() =>
+            received === length
+              ? Effect.void
+              : Effect.fail(
+                  new ConnectionLostError({
+                    operation,
+                    detail: `got ${received} of ${length} bytes of ${path}: the file changed during the read`
+                  })
+                )
+          )
+          const body = response.stream.pipe(
+            Stream.mapError(fromTransport(operation)),
+            // Bytes arrive 64 KiB at a time: the idle bound is checked per ~1 MiB, not per read.
+            Stream.rechunk(16),
+            Stream.timeoutFail(
+              () =>
+                new ConnectionLostError({ operation, detail: `no data for ${Duration.format(timeouts.streamIdle)}` }),
+              timeouts.streamIdle
+            ),
+            Stream.mapChunks((chunks) => {
+              for (const chunk of chunks) received += chunk.length
+              return chunks
+            }),
+            Stream.concat(Stream.execute(complete))
+          )
+          const mode = Number.parseInt(response.headers[Protocol.FILE_MODE_HEADER] ?? "", 8)
+          return Effect.succeed<OpenRead>({ fileSize, mode: Number.isNaN(mode) ? undefined : mode, length, body })
+        })
       )
     }
 
     const stat: WireClient["stat"] = (path) =>
       call("files.stat", path, HttpClientRequest.get("/v1/files/stat").pipe(pathParams(path)), json(Protocol.FileEntry))
 
-    const list: WireClient["list"] = (path) =>
+    const list: WireClient["list"] = (path, recursive) =>
       call(
         "files.list",
         path,
-        HttpClientRequest.get("/v1/files/list").pipe(pathParams(path)),
+        HttpClientRequest.get("/v1/files/list").pipe(pathParams(path, { recursive: recursive ? "1" : undefined })),
         json(Protocol.ListResponse)
-      ).pipe(Effect.map((r) => r.entries))
+      )
 
     const remove: WireClient["remove"] = (path, recursive) =>
       call(
@@ -457,6 +481,14 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         (response) => response.json
       ).pipe(Effect.asVoid)
 
+    const symlink: WireClient["symlink"] = (path, target) =>
+      call(
+        "files.symlink",
+        path,
+        HttpClientRequest.post("/v1/files/symlink").pipe(pathParams(path, { target })),
+        (response) => response.json
+      ).pipe(Effect.asVoid)
+
     return {
       health,
       exec,
@@ -465,14 +497,14 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       kill,
       wait,
       output,
-      read,
-      readStream,
+      openRead,
       write,
       stat,
       list,
       remove,
       mkdir,
       rename,
-      chmod
+      chmod,
+      symlink
     }
   })
