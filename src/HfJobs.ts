@@ -24,6 +24,7 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -457,21 +458,24 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           Effect.map((jobs) => jobs.filter((job) => job.labels?.[LABEL.nonce] === nonce))
         )
         // Registered before the create request: if that request is interrupted or its answer lost, the job
-        // may still exist, and is found by its nonce and cancelled.
+        // may still exist, and is found by its nonce and cancelled. A detached sandbox that started is left
+        // running (its idle timeout and job timeout end it); a failed start is cancelled all the same.
         let created: Hub.JobInfo | undefined
-        yield* Effect.addFinalizer(() =>
-          created !== undefined
-            ? releaseJob(client, created.owner?.name ?? namespace, created.id, spec.schedules.cancelRetry)
-            : findByNonce.pipe(
-                Effect.flatMap((jobs) =>
-                  Effect.forEach(jobs, (job) => releaseJob(client, namespace, job.id, spec.schedules.cancelRetry), {
-                    discard: true
-                  })
-                ),
-                Effect.interruptible,
-                Effect.timeout(CANCEL_BOUND),
-                Effect.ignore
-              )
+        yield* Effect.addFinalizer((exit) =>
+          spec.detach && Exit.isSuccess(exit) && created !== undefined
+            ? Effect.void
+            : created !== undefined
+              ? releaseJob(client, created.owner?.name ?? namespace, created.id, spec.schedules.cancelRetry)
+              : findByNonce.pipe(
+                  Effect.flatMap((jobs) =>
+                    Effect.forEach(jobs, (job) => releaseJob(client, namespace, job.id, spec.schedules.cancelRetry), {
+                      discard: true
+                    })
+                  ),
+                  Effect.interruptible,
+                  Effect.timeout(CANCEL_BOUND),
+                  Effect.ignore
+                )
         )
 
         // Creating is not idempotent: after an ambiguous failure (5xx, reset) look for the job before retrying.
@@ -488,7 +492,16 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         const job = yield* createOnce.pipe(retry, Effect.mapError(hubFailure))
         created = job
         yield* Effect.annotateCurrentSpan({ "sandbox.id": job.id, "sandbox.transport": spec.transport })
-        return yield* endpointOf(client, hfToken, job, job.owner?.name ?? namespace, spec.transport, spec, {})
+        const owner = job.owner?.name ?? namespace
+        return yield* endpointOf(
+          client,
+          hfToken,
+          job,
+          owner,
+          spec.transport,
+          spec,
+          spec.detach ? { kill: releaseJob(client, owner, job.id, spec.schedules.cancelRetry) } : {}
+        )
       }).pipe(Effect.withSpan("HfJobs.provision"))
 
     /** Finds a live sandbox job by id, refusing anything else. */

@@ -3,23 +3,34 @@
  * fresh temp directory. It needs no account and starts in milliseconds, which makes it the default
  * for the quick start and for tests. It is **not** an isolation boundary: commands run as your user.
  *
+ * A sandbox made with `detach: true` runs its server in a session of its own, so it outlives this
+ * process; what is needed to reach it again (id, pid, port, token) is kept in a state file only the user
+ * can read, under {@link stateDirectory}. `Sandbox.connect(id)` attaches to it, {@link list} shows the
+ * live ones, {@link kill} stops one, and its idle timeout (default 10 minutes) stops it when nobody
+ * talks to it any more.
+ *
  * @since 0.1.0
  */
 
+import * as ChildProcess from "node:child_process"
 import { randomBytes } from "node:crypto"
+import * as NodeFs from "node:fs"
 import * as Command from "@effect/platform/Command"
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as LocalState from "./internal/localState.js"
 import * as ProcessTree from "./internal/processTree.js"
 import { serverScriptPath } from "./internal/serverScript.js"
 import * as Protocol from "./Protocol.js"
@@ -39,6 +50,11 @@ export interface Options {
   readonly tempDir?: string | undefined
   /** How long the server gets to stop after SIGTERM before everything left is SIGKILLed. Default 3 s. */
   readonly stopTimeout?: Duration.DurationInput | undefined
+  /**
+   * Where detached sandboxes keep their state files and logs. Default: `HF_SANDBOX_STATE_DIR`, else
+   * `$XDG_STATE_HOME/hf-sandbox/local`, else `~/.local/state/hf-sandbox/local`.
+   */
+  readonly stateDir?: string | undefined
 }
 
 /** Host variables a command needs to behave normally; everything else (tokens, keys) stays out. */
@@ -48,6 +64,22 @@ const STDERR_TAIL_BYTES = 8 * 1024
 const LOG_LINES = 10_000
 
 const decodeListening = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ListeningLine))
+
+/** The server's environment: a minimal host environment, the sandbox's own, its secrets and its token. */
+const serverEnv = (spec: SandboxProvider.Spec, workdir: string, token: string): Record<string, string> => ({
+  ...Object.fromEntries(
+    INHERITED_ENV.flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name]!]]))
+  ),
+  TMPDIR: workdir,
+  ...spec.env,
+  ...Object.fromEntries(Object.entries(spec.secrets).map(([k, v]) => [k, Redacted.value(v)])),
+  SBX_TOKEN: token
+})
+
+const cannotRun = (python: string, message: string) =>
+  /ENOENT/.test(message)
+    ? `cannot run "${python}": not found. Install Python 3.8+ or pass { python: "/path/to/python3" } to LocalSandbox.layer`
+    : `cannot run "${python}": ${message}`
 
 /** Keeps the last few KiB the server wrote to stderr, for start errors. */
 const makeTail = () => {
@@ -103,7 +135,7 @@ export const make = (
         return found
       })
 
-    const provision = (spec: SandboxProvider.Spec) =>
+    const provisionOwned = (spec: SandboxProvider.Spec) =>
       Effect.gen(function* () {
         const fail = (reason: StartError["reason"], detail: string, stderrTail?: string, cause?: unknown) =>
           new StartError({ provider: "local", reason, detail, stderrTail, cause })
@@ -118,9 +150,6 @@ export const make = (
         )
 
         const token = randomBytes(32).toString("hex")
-        const inherited = Object.fromEntries(
-          INHERITED_ENV.flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name]]]))
-        )
         const args = [
           "-u", // unbuffered: the listening line and any error reach us at once
           "-S", // no site-packages: the server is stdlib-only, and skipping them saves start time
@@ -137,32 +166,12 @@ export const make = (
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
         const command = Command.make(resolved, ...args).pipe(
           Command.workingDirectory(workdir),
-          Command.env(
-            {
-              ...inherited,
-              TMPDIR: workdir,
-              ...spec.env,
-              ...Object.fromEntries(Object.entries(spec.secrets).map(([k, v]) => [k, Redacted.value(v)])),
-              SBX_TOKEN: token
-            },
-            { extendEnv: false }
-          )
+          Command.env(serverEnv(spec, workdir, token), { extendEnv: false })
         )
 
         const proc = yield* executor
           .start(command)
-          .pipe(
-            Effect.mapError((e) =>
-              fail(
-                "SpawnFailed",
-                /ENOENT/.test(e.message)
-                  ? `cannot run "${python}": not found. Install Python 3.8+ or pass { python: "/path/to/python3" } to LocalSandbox.layer`
-                  : `cannot run "${python}": ${e.message}`,
-                undefined,
-                e
-              )
-            )
-          )
+          .pipe(Effect.mapError((e) => fail("SpawnFailed", cannotRun(python, e.message), undefined, e)))
 
         // Runs before Command.start's own release (finalizers are LIFO), which could wait forever.
         yield* Effect.addFinalizer(() =>
@@ -263,7 +272,312 @@ export const make = (
         return endpoint
       })
 
-    return { name: "local", provision } satisfies SandboxProvider.Service
+    const stateDir = stateDirectory(options)
+    const failWith = (reason: StartError["reason"], detail: string, stderrTail?: string, cause?: unknown) =>
+      new StartError({ provider: "local", reason, detail, stderrTail, cause })
+
+    /** The endpoint of a detached sandbox, made here or found by its state file. */
+    const detachedEndpoint = (
+      state: LocalState.State,
+      died: Effect.Effect<never, StartError>
+    ): SandboxProvider.Endpoint => ({
+      id: state.id,
+      provider: "local",
+      baseUrl: `http://127.0.0.1:${state.port}`,
+      token: Redacted.make(state.token),
+      died,
+      logs: (logOptions) =>
+        LocalState.logLines(LocalState.logPath(stateDir, state.id), logOptions, () => LocalState.isRunning(state)),
+      kill: LocalState.stop(stateDir, state, stopTimeout),
+      details: {
+        pid: state.pid,
+        workdir: state.workdir,
+        python: state.python,
+        port: state.port,
+        serverVersion: state.serverVersion,
+        detached: true,
+        idleTimeoutSeconds: state.idleTimeoutSeconds
+      }
+    })
+
+    // A detached server runs in a session of its own (setsid), with no pipe to this process once it has
+    // announced its port: it outlives this process, and its idle timeout is what ends it if nobody does.
+    const provisionDetached = (spec: SandboxProvider.Spec) =>
+      Effect.gen(function* () {
+        const id = `local-${randomBytes(6).toString("hex")}`
+        yield* Effect.try({
+          try: () => LocalState.ensureDirectory(stateDir),
+          catch: (e) => failWith("SpawnFailed", `cannot create the state directory ${stateDir}: ${String(e)}`)
+        })
+        const workdir = yield* fs
+          .makeTempDirectory({ prefix: "hf-sandbox-", ...(options.tempDir ? { directory: options.tempDir } : {}) })
+          .pipe(Effect.mapError((e) => failWith("SpawnFailed", `cannot create a working directory: ${e.message}`)))
+        const log = LocalState.logPath(stateDir, id)
+        let server: { pid: number; startTime: string | undefined } | undefined
+        // Once started, the sandbox is left running when the scope closes (with success: see Spec.detach);
+        // a failed or interrupted start stops the server and removes everything it had.
+        yield* Effect.addFinalizer((exit) =>
+          Exit.isSuccess(exit)
+            ? Effect.void
+            : (server === undefined
+                ? Effect.void
+                : LocalState.stopServer(server.pid, server.startTime, stopTimeout)
+              ).pipe(Effect.zipRight(Effect.sync(() => LocalState.removeFiles(stateDir, id, workdir))))
+        )
+
+        const token = randomBytes(32).toString("hex")
+        const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
+        const args = [
+          "-u",
+          "-S",
+          script,
+          "--host",
+          "127.0.0.1",
+          "--port",
+          "0",
+          ...(spec.idleTimeout ? ["--idle-timeout", String(Duration.toSeconds(spec.idleTimeout))] : [])
+        ]
+        // The token travels in the environment (the server removes it from there), never on a command line.
+        const child = yield* Effect.try({
+          try: () => {
+            const fd = NodeFs.openSync(log, "a", 0o600)
+            try {
+              return ChildProcess.spawn(resolved, args, {
+                cwd: workdir,
+                env: serverEnv(spec, workdir, token),
+                detached: true,
+                stdio: ["ignore", "pipe", fd]
+              })
+            } finally {
+              NodeFs.closeSync(fd)
+            }
+          },
+          catch: (e) => failWith("SpawnFailed", cannotRun(python, String(e)), undefined, e)
+        })
+        if (child.pid !== undefined) server = { pid: child.pid, startTime: LocalState.processStartTime(child.pid) }
+        const died = yield* Deferred.make<never, StartError>()
+        child.once("exit", (code, signal) =>
+          Deferred.unsafeDone(
+            died,
+            Exit.fail(
+              failWith(
+                "ServerExited",
+                `the sandbox server exited (${code !== null ? `exit code ${code}` : signal})`,
+                LocalState.tailOf(log)
+              )
+            )
+          )
+        )
+
+        const announce = yield* Effect.async<Protocol.ListeningLine, StartError>((resume) => {
+          let buffer = ""
+          const onData = (chunk: Buffer) => {
+            buffer += chunk.toString("utf8")
+            for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
+              const found = decodeListening(buffer.slice(0, nl))
+              buffer = buffer.slice(nl + 1)
+              if (Option.isSome(found)) {
+                cleanup()
+                return resume(Effect.succeed(found.value))
+              }
+            }
+          }
+          const onError = (e: Error) => {
+            cleanup()
+            resume(Effect.fail(failWith("SpawnFailed", cannotRun(python, e.message), undefined, e)))
+          }
+          const onExit = () => {
+            cleanup()
+            resume(Deferred.await(died))
+          }
+          const cleanup = () => {
+            child.stdout?.off("data", onData)
+            child.off("error", onError)
+            child.off("exit", onExit)
+          }
+          child.stdout?.on("data", onData)
+          child.once("error", onError)
+          child.once("exit", onExit)
+          return Effect.sync(cleanup)
+        }).pipe(
+          Effect.timeoutFail({
+            duration: spec.startTimeout,
+            onTimeout: () =>
+              failWith(
+                "Timeout",
+                `the server did not announce its port within ${Duration.format(spec.startTimeout)}`,
+                LocalState.tailOf(log)
+              )
+          })
+        )
+        // Nothing more comes on stdout; from here on this process holds nothing of the server's.
+        child.stdout?.destroy()
+        child.unref()
+
+        const state: LocalState.State = {
+          id,
+          pid: server!.pid,
+          startTime: server!.startTime,
+          port: announce.port,
+          token,
+          workdir,
+          python: resolved,
+          serverVersion: announce.version,
+          createdAtMs: Date.now(),
+          idleTimeoutSeconds: spec.idleTimeout ? Duration.toSeconds(spec.idleTimeout) : 0
+        }
+        yield* Effect.try({
+          try: () => LocalState.write(stateDir, state),
+          catch: (e) => failWith("SpawnFailed", `cannot write the state file in ${stateDir}: ${String(e)}`)
+        })
+        return detachedEndpoint(state, Deferred.await(died))
+      })
+
+    const provision = (spec: SandboxProvider.Spec) => (spec.detach ? provisionDetached(spec) : provisionOwned(spec))
+
+    // Attaching to a detached sandbox needs only its state file. Closing the scope detaches again.
+    const connect = (id: string, _spec: SandboxProvider.Spec) =>
+      Effect.suspend(() => {
+        const state = LocalState.read(stateDir, id)
+        if (state === undefined) {
+          return Effect.fail(
+            failWith(
+              "NotReady",
+              LocalState.ID_PATTERN.test(id)
+                ? `no local sandbox ${id} in ${stateDir} (it was never created with this state directory, was killed, or stopped after its idle timeout)`
+                : `"${id}" is not a local sandbox id (they look like local-1a2b3c4d5e6f)`
+            )
+          )
+        }
+        if (!LocalState.isRunning(state)) {
+          const tail = LocalState.tailOf(LocalState.logPath(stateDir, id))
+          LocalState.removeFiles(stateDir, id, state.workdir)
+          return Effect.fail(
+            failWith("ServerExited", `local sandbox ${id} is no longer running (idle timeout, or killed)`, tail)
+          )
+        }
+        const gone = Effect.repeat(
+          Effect.sync(() => LocalState.isRunning(state)),
+          {
+            schedule: Schedule.spaced("500 millis"),
+            until: (running) => !running
+          }
+        ).pipe(
+          Effect.zipRight(
+            Effect.fail(
+              failWith(
+                "ServerExited",
+                `local sandbox ${id} stopped`,
+                LocalState.tailOf(LocalState.logPath(stateDir, id))
+              )
+            )
+          )
+        )
+        return Effect.succeed(detachedEndpoint(state, gone))
+      })
+
+    return { name: "local", provision, connect } satisfies SandboxProvider.Service
+  })
+
+/**
+ * The directory that holds detached local sandboxes' state files and logs: the `stateDir` option, else
+ * `HF_SANDBOX_STATE_DIR`, else `$XDG_STATE_HOME/hf-sandbox/local`, else `~/.local/state/hf-sandbox/local`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const stateDirectory = (options: Pick<Options, "stateDir"> = {}): string =>
+  options.stateDir !== undefined ? options.stateDir : LocalState.defaultDirectory()
+
+/**
+ * A detached local sandbox as {@link list} reports it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DetachedInfo {
+  readonly id: string
+  /** The server's pid (and process group). */
+  readonly pid: number
+  readonly port: number
+  /** The sandbox's working directory (its home for relative paths). */
+  readonly workdir: string
+  /** When it was made, as an ISO 8601 string. */
+  readonly createdAt: string
+  /** Seconds without a request after which it stops itself (0: never). */
+  readonly idleTimeoutSeconds: number
+  readonly serverVersion: string
+}
+
+/**
+ * The live detached local sandboxes, oldest first. State left by sandboxes that are gone (idle timeout,
+ * killed, machine restarted) is removed on the way, with their logs and working directories.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const list = (options: Pick<Options, "stateDir"> = {}): Effect.Effect<ReadonlyArray<DetachedInfo>> =>
+  Effect.map(LocalState.list(stateDirectory(options)), (states) =>
+    states.map(
+      (s): DetachedInfo => ({
+        id: s.id,
+        pid: s.pid,
+        port: s.port,
+        workdir: s.workdir,
+        createdAt: new Date(s.createdAtMs).toISOString(),
+        idleTimeoutSeconds: s.idleTimeoutSeconds,
+        serverVersion: s.serverVersion
+      })
+    )
+  )
+
+const unknownSandbox = (id: string, dir: string) =>
+  new StartError({
+    provider: "local",
+    reason: "NotReady",
+    detail: LocalState.ID_PATTERN.test(id)
+      ? `no local sandbox ${id} in ${dir}`
+      : `"${id}" is not a local sandbox id (they look like local-1a2b3c4d5e6f)`
+  })
+
+/**
+ * Stops a detached local sandbox by id: SIGTERM to its server (which stops everything it started), then,
+ * after `stopTimeout`, SIGKILL to its process group and whatever is left; then its state file, log and
+ * working directory are removed. A sandbox that had already stopped is only cleaned up. Fails when there
+ * is no such sandbox.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const kill = (
+  id: string,
+  options: Pick<Options, "stateDir" | "stopTimeout"> = {}
+): Effect.Effect<void, StartError> =>
+  Effect.suspend(() => {
+    const dir = stateDirectory(options)
+    const state = LocalState.read(dir, id)
+    return state === undefined
+      ? Effect.fail(unknownSandbox(id, dir))
+      : LocalState.stop(dir, state, Duration.decode(options.stopTimeout ?? "3 seconds"))
+  })
+
+/**
+ * A detached local sandbox's log by id (its server's diagnostics): the lines so far (the last `tail`),
+ * then with `follow` new ones until it stops.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const logs = (
+  id: string,
+  options: SandboxProvider.LogOptions & Pick<Options, "stateDir"> = {}
+): Stream.Stream<string, StartError> =>
+  Stream.suspend(() => {
+    const dir = stateDirectory(options)
+    const state = LocalState.read(dir, id)
+    return state === undefined
+      ? Stream.fail(unknownSandbox(id, dir))
+      : LocalState.logLines(LocalState.logPath(dir, id), options, () => LocalState.isRunning(state))
   })
 
 /**

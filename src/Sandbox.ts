@@ -55,8 +55,18 @@ export interface MakeOptions {
   readonly env?: Readonly<Record<string, string>> | undefined
   /** Default working directory of commands (relative paths resolve against the sandbox's home). */
   readonly cwd?: string | undefined
-  /** The sandbox stops itself after this long with no request and nothing running. Default: never. */
+  /**
+   * The sandbox stops itself after this long with no request in flight. Default: never on the local
+   * provider, 10 minutes on HF Jobs and for every `detach`ed sandbox.
+   */
   readonly idleTimeout?: Duration.DurationInput | undefined
+  /**
+   * Leave the sandbox running after its scope closes: once `make` has succeeded, closing the scope only
+   * detaches (a failed or interrupted start still stops it). Reattach with `connect(id)`; stop it with
+   * `terminate`, the provider's `kill`, or let its `idleTimeout` (default 10 minutes here) and, on HF
+   * Jobs, its `timeout` end it. This is what `hf-sandbox create` uses. Default false.
+   */
+  readonly detach?: boolean | undefined
   /**
    * How long starting may take before it fails with `StartError("Timeout")` (and the job is cancelled).
    * Default 3 minutes, 2 with the `"proxy"` transport.
@@ -314,6 +324,8 @@ export interface Sandbox {
 export const Sandbox: Context.Tag<Sandbox, Sandbox> = Context.GenericTag<Sandbox>("hf-sandbox/Sandbox")
 
 const DEFAULT_IMAGE = "python:3.12"
+/** The backstop that ends a detached sandbox nobody talks to any more. */
+const DETACHED_IDLE_TIMEOUT = Duration.minutes(10)
 
 /** `"30m"`, `"2h"`, `"90s"`, `"1d"` (the Hub's notation), or anything `Duration.decode` takes. */
 const parseDuration = (input: Duration.DurationInput | string): Duration.Duration => {
@@ -359,7 +371,13 @@ const specOf = (options: MakeOptions): SandboxProvider.Spec => {
   return {
     image: options.image ?? DEFAULT_IMAGE,
     env: options.env ?? {},
-    idleTimeout: options.idleTimeout === undefined ? undefined : Duration.decode(options.idleTimeout),
+    idleTimeout:
+      options.idleTimeout !== undefined
+        ? Duration.decode(options.idleTimeout)
+        : options.detach
+          ? DETACHED_IDLE_TIMEOUT
+          : undefined,
+    detach: options.detach ?? false,
     startTimeout: Duration.decode(options.startTimeout ?? (transport === "proxy" ? "2 minutes" : "3 minutes")),
     secrets: Object.fromEntries(
       Object.entries(options.secrets ?? {}).map(([k, v]) => [k, Redacted.isRedacted(v) ? v : Redacted.make(v)])
@@ -403,7 +421,14 @@ const open = (
     const startTimeout = spec.startTimeout
     // The sandbox gets a scope of its own, so that a failed start is released at once instead of
     // when the caller's (possibly long-lived) scope closes, and so that `terminate` can close it early.
-    const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    // A detached sandbox's scope is closed with success whatever the caller's exit: the provider then
+    // only detaches (a failed start closes it with the failure below, which stops the sandbox).
+    const parent = yield* Effect.scope
+    const scope = spec.detach
+      ? yield* Effect.tap(Scope.make(ExecutionStrategy.sequential), (child) =>
+          Scope.addFinalizer(parent, Scope.close(child, Exit.void))
+        )
+      : yield* Scope.fork(parent, ExecutionStrategy.sequential)
 
     const started = Effect.gen(function* () {
       const endpoint = yield* acquire(provider, spec)

@@ -44,6 +44,12 @@ export interface Spec {
   readonly namespace: string | undefined
   /** How the client reaches a remote server. */
   readonly transport: "tunnel" | "proxy"
+  /**
+   * Leave the sandbox running when the provisioning scope closes after a successful start (the scope's
+   * exit is then a success): the provider only detaches, and sets the endpoint's `kill`. A failed or
+   * interrupted start still stops it. Optional, so providers and specs written before it keep working.
+   */
+  readonly detach?: boolean | undefined
   /** Pinned cloudflared for the tunnel transport (version and its SHA-256), and where to fetch it. */
   readonly cloudflared: {
     readonly version?: string | undefined
@@ -91,8 +97,8 @@ export interface Endpoint {
   /** The sandbox's own log (the server's and the job's output), replayed from the start. */
   readonly logs?: ((options: LogOptions) => Stream.Stream<string, HubError>) | undefined
   /**
-   * Stops a sandbox this endpoint attached to without owning it (see `connect`). Owned sandboxes stop
-   * when their scope closes.
+   * Stops a sandbox this endpoint does not own: one attached to with `connect`, or a detached one
+   * (`Spec.detach`). Owned sandboxes stop when their scope closes.
    */
   readonly kill?: Effect.Effect<void> | undefined
 }
