@@ -1,0 +1,382 @@
+/**
+ * The Promise facade (`hf-sandbox/promise`) with plain async tests: real local servers over loopback
+ * HTTP, the HF path against the Hub emulator, and child programs that are signalled or end with a
+ * sandbox still open.
+ */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import { type ExecEvent, Sandbox, SandboxError } from "hf-sandbox/promise"
+import * as Testing from "hf-sandbox/testing"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { isAlive, sleep, waitGone } from "./support/processes.js"
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+/** Polls `read` until it gives a value (not undefined), within `ms`. */
+const until = async <A>(read: () => Promise<A | undefined>, ms = 10_000): Promise<A> => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const value = await read().catch(() => undefined)
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error("condition not met in time")
+    await sleep(25)
+  }
+}
+
+/** The pid a command wrote to `file` in the sandbox (it `exec`s, so the pid stays its own). */
+const pidIn = (sb: Sandbox, file: string) =>
+  until(async () => {
+    const content = (await sb.files.readText(file)).trim()
+    return content === "" ? undefined : Number(content)
+  })
+
+describe("Promise facade (local provider)", () => {
+  let sb: Sandbox
+  beforeAll(async () => {
+    sb = await Sandbox.create({ provider: "local" })
+  })
+  afterAll(() => sb.terminate())
+
+  it("exec returns the result; a non-zero exit is a result", async () => {
+    const r = await sb.exec(["python3", "-c", "print(1+1)"])
+    expect(r).toMatchObject({ exitCode: 0, signal: null, timedOut: false, stdout: "2\n", stderr: "" })
+    const failed = await sb.exec("echo oops >&2; exit 3", { env: { X: "1" } })
+    expect(failed).toMatchObject({ exitCode: 3, stderr: "oops\n" })
+    expect(sb.provider).toBe("local")
+    expect(sb.id).toMatch(/^local-/)
+  })
+
+  it("execStream yields Start, output chunks and Exit in a for-await loop", async () => {
+    const events: Array<ExecEvent> = []
+    for await (const event of sb.execStream("echo one; echo two >&2; echo three")) events.push(event)
+    expect(events[0]?._tag).toBe("Start")
+    expect(events.at(-1)).toMatchObject({ _tag: "Exit", exitCode: 0 })
+    const out = events.flatMap((e) => (e._tag === "Stdout" ? [e.text] : [])).join("")
+    const err = events.flatMap((e) => (e._tag === "Stderr" ? [e.text] : [])).join("")
+    expect(out).toBe("one\nthree\n")
+    expect(err).toBe("two\n")
+  })
+
+  it("leaving an execStream loop early (break) kills the remote command", async () => {
+    let pid: number | undefined
+    for await (const event of sb.execStream("echo started; exec sleep 30")) {
+      if (event._tag === "Start") pid = event.pid
+      if (event._tag === "Stdout") break
+    }
+    expect(pid).toBeTypeOf("number")
+    expect(await waitGone([pid!])).toEqual([])
+  })
+
+  it("an aborted exec rejects with the signal's reason at once, and its command dies", async () => {
+    const controller = new AbortController()
+    const running = sb.exec("echo $$ > abort-exec.pid; exec sleep 30", { signal: controller.signal })
+    const pid = await pidIn(sb, "abort-exec.pid")
+    expect(isAlive(pid)).toBe(true)
+    const t0 = Date.now()
+    controller.abort()
+    await expect(running).rejects.toBe(controller.signal.reason)
+    expect(Date.now() - t0).toBeLessThan(5_000)
+    expect(await waitGone([pid])).toEqual([])
+  })
+
+  it("an already aborted signal rejects without running anything", async () => {
+    const signal = AbortSignal.abort()
+    await expect(sb.exec("touch should-not-exist", { signal })).rejects.toBe(signal.reason)
+    await expect(sb.files.write("should-not-exist", "x", { signal })).rejects.toBe(signal.reason)
+    expect(await sb.files.exists("should-not-exist")).toBe(false)
+  })
+
+  it("aborting during an execStream loop rejects the loop and kills the command", async () => {
+    const controller = new AbortController()
+    let pid: number | undefined
+    const loop = (async () => {
+      for await (const event of sb.execStream("exec sleep 30", { signal: controller.signal })) {
+        if (event._tag === "Start") {
+          pid = event.pid
+          setTimeout(() => controller.abort(), 50)
+        }
+      }
+    })()
+    expect(await loop.catch((e: unknown) => e)).toBe(controller.signal.reason)
+    expect(await waitGone([pid!])).toEqual([])
+  })
+
+  it("failures are the typed errors themselves (instanceof, _tag), not wrappers", async () => {
+    const error = await sb.files.readText("no/such/file.txt").catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(SandboxError.FileNotFoundError)
+    expect(error).toMatchObject({ _tag: "FileNotFoundError", path: "no/such/file.txt" })
+    expect((error as Error).message).toContain("No such file or directory")
+    await expect(sb.exec(["no-such-program-xyz"])).rejects.toBeInstanceOf(SandboxError.CommandNotFoundError)
+    await sb.files.mkdir("a-dir")
+    await expect(sb.files.read("a-dir")).rejects.toMatchObject({ _tag: "IsDirectoryError" })
+  })
+
+  it("files: every method, with strings, bytes, async iterables and streamed reads", async () => {
+    const f = sb.files
+    await f.write("t/a.txt", "hello")
+    await f.write("t/b.bin", new Uint8Array([0, 1, 2, 255]), { mode: 0o600 })
+    async function* chunks() {
+      yield "stream "
+      yield new TextEncoder().encode("of ")
+      yield Buffer.from("chunks")
+    }
+    await f.write("t/c.txt", chunks())
+    await f.write("t/d.txt", new Blob(["from a web stream"]).stream())
+    expect(await f.readText("t/a.txt")).toBe("hello")
+    expect([...(await f.read("t/b.bin"))]).toEqual([0, 1, 2, 255])
+    expect(await f.readText("t/c.txt")).toBe("stream of chunks")
+    expect(await f.readText("t/d.txt")).toBe("from a web stream")
+    expect((await f.stat("t/b.bin")).mode & 0o777).toBe(0o600)
+    expect(await f.exists("t/a.txt")).toBe(true)
+
+    const parts: Array<Uint8Array> = []
+    for await (const part of f.readStream("t/c.txt")) parts.push(part)
+    expect(text(Buffer.concat(parts))).toBe("stream of chunks")
+
+    await f.mkdir("t/sub/deeper")
+    await f.rename("t/a.txt", "t/sub/a.txt")
+    await f.chmod("t/sub/a.txt", 0o755)
+    await f.symlink("t/link", "sub/a.txt")
+    expect((await f.stat("t/link")).type).toBe("symlink")
+    expect((await f.stat("t/sub/a.txt")).mode & 0o777).toBe(0o755)
+    expect((await f.list("t")).map((e) => e.name)).toEqual(["b.bin", "c.txt", "d.txt", "link", "sub"])
+    expect((await f.list("t", { recursive: true })).map((e) => e.name)).toContain("sub/deeper")
+    await expect(f.remove("t/sub")).rejects.toBeInstanceOf(SandboxError.IsDirectoryError)
+    await f.remove("t/sub", { recursive: true })
+    expect(await f.exists("t/sub")).toBe(false)
+
+    const local = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-promise-"))
+    try {
+      fs.writeFileSync(path.join(local, "up.txt"), "uploaded")
+      fs.mkdirSync(path.join(local, "tree/inner"), { recursive: true })
+      fs.writeFileSync(path.join(local, "tree/inner/x.txt"), "x")
+      const progress: Array<number> = []
+      await f.upload(path.join(local, "up.txt"), "t/up.txt", { onProgress: (p) => progress.push(p.bytes) })
+      expect(progress.at(-1)).toBe(8)
+      await f.download("t/up.txt", path.join(local, "down.txt"))
+      expect(fs.readFileSync(path.join(local, "down.txt"), "utf8")).toBe("uploaded")
+      await f.uploadDir(path.join(local, "tree"), "t/tree")
+      expect(await f.readText("t/tree/inner/x.txt")).toBe("x")
+      await f.downloadDir("t/tree", path.join(local, "tree-back"))
+      expect(fs.readFileSync(path.join(local, "tree-back/inner/x.txt"), "utf8")).toBe("x")
+    } finally {
+      fs.rmSync(local, { recursive: true, force: true })
+    }
+  })
+
+  it("a write from an async iterable that throws rejects with that very error", async () => {
+    const boom = new Error("source failed")
+    async function* failing() {
+      yield "partial "
+      throw boom
+    }
+    await expect(sb.files.write("t/failing.txt", failing())).rejects.toBe(boom)
+  })
+
+  it("spawn gives a handle with wait, kill and output; processes lists it", async () => {
+    const proc = await sb.spawn("echo out; echo err >&2; exec sleep 30", { tag: "sleeper" })
+    expect(proc.id).toMatch(/^p-/)
+    const listed = await sb.processes()
+    expect(listed.find((p) => p.id === proc.id)).toMatchObject({ tag: "sleeper", running: true })
+    const seen = await until(async () => {
+      let out = ""
+      for await (const event of proc.output()) if (event._tag === "Stdout") out += event.text
+      return out.includes("out") ? out : undefined
+    })
+    expect(seen).toBe("out\n")
+    expect(await proc.kill("SIGTERM")).toBe(true)
+    expect(await proc.wait()).toMatchObject({ exitCode: null, signal: 15 })
+    expect(await proc.kill()).toBe(false)
+    const tags: Array<string> = []
+    for await (const event of proc.output({ follow: true })) tags.push(event._tag)
+    expect(tags.at(-1)).toBe("Exit")
+  })
+
+  it("await using on a spawned process kills it at the end of the block", async () => {
+    let pid: number
+    {
+      await using proc = await sb.spawn("exec sleep 30")
+      pid = proc.pid
+      expect(isAlive(pid)).toBe(true)
+    }
+    expect(await waitGone([pid])).toEqual([])
+  })
+
+  it("logs follows until aborted", async () => {
+    const controller = new AbortController()
+    setTimeout(() => controller.abort(), 200)
+    const lines: Array<string> = []
+    const following = (async () => {
+      for await (const line of sb.logs({ follow: true, signal: controller.signal })) lines.push(line)
+    })()
+    expect(await following.catch((e: unknown) => e)).toBe(controller.signal.reason)
+  })
+})
+
+describe("Promise facade lifetime", () => {
+  it("await using terminates the sandbox: its server is gone and later calls fail with TerminatedError", async () => {
+    const listeners = process.listenerCount("SIGINT")
+    let pid: number
+    let escaped: Sandbox
+    {
+      await using sb = await Sandbox.create({ provider: "local" })
+      escaped = sb
+      pid = sb.details.pid as number
+      expect(isAlive(pid)).toBe(true)
+      // Exit handlers are installed while a sandbox is open, and only then.
+      expect(process.listenerCount("SIGINT")).toBe(listeners + 1)
+    }
+    expect(await waitGone([pid])).toEqual([])
+    expect(process.listenerCount("SIGINT")).toBe(listeners)
+    await expect(escaped.exec("true")).rejects.toBeInstanceOf(SandboxError.TerminatedError)
+    await escaped.terminate() // idempotent
+  })
+
+  it("terminate stops the server; a failed start rejects with StartError and leaves nothing", async () => {
+    const sb = await Sandbox.create({ provider: "local" })
+    const pid = sb.details.pid as number
+    await sb.terminate()
+    expect(await waitGone([pid])).toEqual([])
+    const error = await Sandbox.create({ provider: "local", python: "/no/such/python3" }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(SandboxError.StartError)
+    expect(error).toMatchObject({ _tag: "StartError", reason: "SpawnFailed" })
+  })
+
+  it("an aborted create rejects with the signal's reason", async () => {
+    const signal = AbortSignal.abort()
+    await expect(Sandbox.create({ provider: "local", signal })).rejects.toBe(signal.reason)
+    const controller = new AbortController()
+    const creating = Sandbox.create({ provider: "local", signal: controller.signal })
+    controller.abort()
+    await expect(creating).rejects.toBe(controller.signal.reason)
+  })
+})
+
+/** Runs test/support/promise-child.ts in a child Node process, as a user would run their program. */
+const child = (mode: string) => {
+  const proc = spawn(process.execPath, ["--import", "tsx", "test/support/promise-child.ts", mode], {
+    cwd: path.resolve(import.meta.dirname, ".."),
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let stdout = ""
+  let stderr = ""
+  let readyAt = 0
+  proc.stdout.on("data", (d) => {
+    stdout += d
+    if (readyAt === 0 && stdout.includes("\n")) readyAt = Date.now()
+  })
+  proc.stderr.on("data", (d) => {
+    stderr += d
+  })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>((resolve) => {
+    proc.on("exit", (code, signal) => resolve({ code, signal, ms: Date.now() - readyAt }))
+  })
+  const ready = until(async () => {
+    const line = stdout.split("\n").find((l) => l.startsWith("{"))
+    if (line === undefined) return undefined
+    return JSON.parse(line) as { server: number; command?: number }
+  }, 30_000).catch((e) => {
+    proc.kill("SIGKILL")
+    throw new Error(`${e.message}; stderr: ${stderr}`)
+  })
+  return { proc, ready, exited, output: () => ({ stdout, stderr }) }
+}
+
+describe("Promise facade: a program that is signalled or ends with a sandbox open", () => {
+  for (const [mode, signal] of [
+    ["idle", "SIGINT"],
+    ["idle", "SIGTERM"],
+    ["exec", "SIGTERM"],
+    ["exec", "SIGINT"]
+  ] as const) {
+    it(`${signal} while ${mode === "idle" ? "idle" : "awaiting a remote command"}: sandbox terminated, process dies of ${signal}`, async () => {
+      const run = child(mode)
+      const { server, command } = await run.ready
+      expect(isAlive(server)).toBe(true)
+      run.proc.kill(signal)
+      const exit = await run.exited
+      expect(exit, JSON.stringify(run.output())).toMatchObject({ code: null, signal })
+      expect(exit.ms).toBeLessThan(10_000)
+      expect(await waitGone(command === undefined ? [server] : [server, command])).toEqual([])
+      expect(run.output().stdout).not.toContain("unreachable")
+      expect(run.output().stderr).toBe("")
+    })
+  }
+
+  for (const [mode, code, how] of [
+    ["end", 3, "ends normally (exitCode 3)"],
+    ["exit", 4, "calls process.exit(4)"],
+    ["throw", 1, "dies of an uncaught exception"]
+  ] as const) {
+    it(`a program that ${how} with a sandbox open exits with ${code} and leaves no server`, async () => {
+      const run = child(mode)
+      const { server } = await run.ready
+      const exit = await run.exited
+      expect(exit, JSON.stringify(run.output())).toMatchObject({ code, signal: null })
+      expect(exit.ms).toBeLessThan(10_000)
+      expect(await waitGone([server])).toEqual([])
+    })
+  }
+})
+
+describe("Promise facade on HF Jobs (Hub emulator)", () => {
+  const scope = Effect.runSync(Scope.make())
+  let emulator: Testing.HubEmulator
+  beforeAll(async () => {
+    emulator = await Effect.runPromise(Testing.make({ schedulingDelay: "100 millis" }).pipe(Scope.extend(scope)))
+  })
+  afterAll(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+
+  const fast = {
+    hubRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)), Schedule.asVoid),
+    cancelRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)), Schedule.asVoid),
+    stageCheck: Schedule.spaced("250 millis").pipe(Schedule.asVoid)
+  }
+  const hf = () => ({
+    token: Redacted.value(emulator.token),
+    endpoint: emulator.url,
+    publicDns: false as const,
+    schedules: fast,
+    httpClient: Testing.routeHttpClient(emulator)
+  })
+  const stageOf = async (id: string) => (await Effect.runPromise(emulator.job(id)))?.stage
+
+  for (const transport of ["proxy", "tunnel"] as const) {
+    it(`create (the default provider), exec, files and terminate over the ${transport}`, async () => {
+      const sb = await Sandbox.create({ ...hf(), transport })
+      expect(sb.provider).toBe("hf-jobs")
+      expect(await stageOf(sb.id)).toBe("RUNNING")
+      expect((await sb.exec(["python3", "-c", "print(1+1)"])).stdout).toBe("2\n")
+      await sb.files.write("notes/hello.txt", "hello from a job")
+      expect(await sb.files.readText("notes/hello.txt")).toBe("hello from a job")
+      await sb.terminate()
+      expect(await until(async () => ((await stageOf(sb.id)) === "CANCELED" ? true : undefined))).toBe(true)
+    })
+  }
+
+  it("connect attaches by id; disposing it only detaches, terminate cancels the job", async () => {
+    await using owner = await Sandbox.create({ ...hf(), transport: "proxy" })
+    {
+      await using attached = await Sandbox.connect(owner.id, hf())
+      expect((await attached.exec("echo attached")).stdout).toBe("attached\n")
+    }
+    expect(await stageOf(owner.id)).toBe("RUNNING")
+    expect((await owner.exec("echo still here")).stdout).toBe("still here\n")
+    const again = await Sandbox.connect(owner.id, hf())
+    await again.terminate()
+    expect(await until(async () => ((await stageOf(owner.id)) === "CANCELED" ? true : undefined))).toBe(true)
+  })
+
+  it("a bad token rejects with the Hub's typed error", async () => {
+    const error = await Sandbox.create({ ...hf(), token: "hf_wrong", transport: "proxy" }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(SandboxError.StartError)
+    expect(error).toMatchObject({ _tag: "StartError", reason: "HubRejected" })
+  })
+})
