@@ -35,6 +35,7 @@ import * as Hub from "./internal/hub.js"
 import * as PublicDns from "./internal/publicDns.js"
 import { serverScriptPath } from "./internal/serverScript.js"
 import { isJobProxyUrl, parseMarker } from "./internal/tunnel.js"
+import { VERSION } from "./internal/version.js"
 import { type HubError, StartError } from "./SandboxError.js"
 import * as SandboxProvider from "./SandboxProvider.js"
 import * as Schedules from "./Schedules.js"
@@ -68,7 +69,6 @@ const DEFAULT_LIFETIME = Duration.hours(1)
 const DEFAULT_IDLE = Duration.minutes(10)
 const LOG_TAIL_LINES = 20
 const CANCEL_BOUND = Duration.seconds(30)
-const VERSION = "0.1.0"
 
 /** Labels every sandbox job carries. */
 const LABEL = { sandbox: "hf-sandbox", mode: "hf-sandbox-mode", nonce: "hf-sandbox-nonce" } as const

@@ -47,4 +47,9 @@ export * as Schedules from "./Schedules.js"
 /**
  * @since 0.1.0
  */
+export * as Telemetry from "./Telemetry.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Testing from "./Testing.js"
