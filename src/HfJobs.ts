@@ -491,7 +491,11 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         )
         const job = yield* createOnce.pipe(retry, Effect.mapError(hubFailure))
         created = job
-        yield* Effect.annotateCurrentSpan({ "sandbox.id": job.id, "sandbox.transport": spec.transport })
+        yield* Effect.annotateCurrentSpan({
+          "sandbox.id": job.id,
+          "sandbox.transport": spec.transport,
+          "sandbox.flavor": jobSpec.flavor
+        })
         const owner = job.owner?.name ?? namespace
         return yield* endpointOf(
           client,
@@ -502,7 +506,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           spec,
           spec.detach ? { kill: releaseJob(client, owner, job.id, spec.schedules.cancelRetry) } : {}
         )
-      }).pipe(Effect.withSpan("HfJobs.provision"))
+      }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
 
     /** Finds a live sandbox job by id, refusing anything else. */
     const findSandbox = (id: string, explicitNamespace: string | undefined) =>
@@ -537,7 +541,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         return yield* endpointOf(client, hfToken, job, namespace, hasProxy ? "proxy" : "tunnel", spec, {
           kill: releaseJob(client, namespace, job.id, spec.schedules.cancelRetry)
         })
-      }).pipe(Effect.withSpan("HfJobs.connect"))
+      }).pipe(Effect.withSpan("HfJobs.connect", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } }))
 
     const service: Service = {
       list: (listOptions = {}) =>
@@ -545,31 +549,46 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           const client = yield* hub
           const namespace = yield* namespaceOf(listOptions.namespace)
           const jobs = yield* client.listJobs(namespace).pipe(Hub.retryTransient(Schedules.hubRetry))
-          return jobs
-            .filter((job) => isSandboxJob(job) && (listOptions.all || !Hub.isTerminal(job.status.stage)))
-            .map(
-              (job): SandboxInfo => ({
-                id: job.id,
-                namespace: job.owner?.name ?? namespace,
-                stage: job.status.stage,
-                image: job.dockerImage ?? job.spaceId ?? undefined,
-                flavor: job.flavor ?? undefined,
-                createdAt: job.createdAt ?? undefined,
-                labels: job.labels ?? {},
-                url: `${endpoint}/jobs/${job.owner?.name ?? namespace}/${job.id}`
-              })
-            )
-        }).pipe(Effect.withSpan("HfJobs.list")),
+          const sandboxes = jobs.filter(
+            (job) => isSandboxJob(job) && (listOptions.all || !Hub.isTerminal(job.status.stage))
+          )
+          yield* Effect.annotateCurrentSpan("hfjobs.count", sandboxes.length)
+          return sandboxes.map(
+            (job): SandboxInfo => ({
+              id: job.id,
+              namespace: job.owner?.name ?? namespace,
+              stage: job.status.stage,
+              image: job.dockerImage ?? job.spaceId ?? undefined,
+              flavor: job.flavor ?? undefined,
+              createdAt: job.createdAt ?? undefined,
+              labels: job.labels ?? {},
+              url: `${endpoint}/jobs/${job.owner?.name ?? namespace}/${job.id}`
+            })
+          )
+        }).pipe(
+          Effect.withSpan("HfJobs.list", {
+            attributes: { "sandbox.provider": "hf-jobs", "hfjobs.all": listOptions.all ?? false }
+          })
+        ),
       kill: (id, killOptions = {}) =>
         Effect.gen(function* () {
           const { client, job, namespace } = yield* findSandbox(id, killOptions.namespace)
           yield* cancelJob(client, namespace, job.id, Schedules.cancelRetry)
-        }).pipe(Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id } })),
+        }).pipe(Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } })),
       logs: (id, logOptions = {}) =>
         Stream.unwrap(
           Effect.map(findSandbox(id, logOptions.namespace), ({ client, namespace }) =>
             jobLogs(client, namespace, id, logOptions, Schedules.logReconnect)
           )
+        ).pipe(
+          Stream.withSpan("HfJobs.logs", {
+            attributes: {
+              "sandbox.id": id,
+              "sandbox.provider": "hf-jobs",
+              "logs.follow": logOptions.follow ?? false,
+              ...(logOptions.tail !== undefined ? { "logs.tail": logOptions.tail } : {})
+            }
+          })
         )
     }
 

@@ -398,6 +398,25 @@ const specOf = (options: MakeOptions): SandboxProvider.Spec => {
   }
 }
 
+/** Span attributes of a command: its shape, never its text. */
+const commandAttributes = (command: string | ReadonlyArray<string>, options: ExecOptions): Record<string, unknown> => ({
+  ...(typeof command === "string" ? { "exec.shell": true } : { "exec.shell": false, "exec.argc": command.length }),
+  ...(options.timeout !== undefined ? { "exec.timeout_ms": Duration.toMillis(Duration.decode(options.timeout)) } : {}),
+  ...(options.stdin !== undefined
+    ? {
+        "exec.stdin_bytes": typeof options.stdin === "string" ? Buffer.byteLength(options.stdin) : options.stdin.length
+      }
+    : {})
+})
+
+/** Span attributes of how a command ended. */
+const exitAttributes = (exit: ProcessExit): Record<string, unknown> => ({
+  ...(exit.exitCode !== null ? { "exec.exit_code": exit.exitCode } : {}),
+  ...(exit.signal !== null ? { "exec.signal": exit.signal } : {}),
+  "exec.timed_out": exit.timedOut,
+  "exec.duration_ms": exit.durationMs
+})
+
 /** Opens a sandbox from the endpoint `acquire` gives, waits until it answers, and builds its API. */
 const open = (
   operation: "make" | "connect",
@@ -405,10 +424,12 @@ const open = (
   acquire: (
     provider: SandboxProvider.Service,
     spec: SandboxProvider.Spec
-  ) => Effect.Effect<SandboxProvider.Endpoint, StartError, Scope.Scope>
+  ) => Effect.Effect<SandboxProvider.Endpoint, StartError, Scope.Scope>,
+  spanAttributes: Record<string, unknown> = {}
 ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function* () {
     const provider = yield* SandboxProvider.SandboxProvider
+    yield* Effect.annotateCurrentSpan("sandbox.provider", provider.name)
     const spec = yield* Effect.try({
       try: () => specOf(options),
       catch: (cause) =>
@@ -469,6 +490,14 @@ const open = (
     )
     const { endpoint, wire } = yield* started
 
+    // Every span of this sandbox says which one it is; never a secret, a command or a path.
+    const attributes: Record<string, unknown> = {
+      "sandbox.id": endpoint.id,
+      "sandbox.provider": endpoint.provider,
+      ...(typeof endpoint.details.transport === "string" ? { "sandbox.transport": endpoint.details.transport } : {})
+    }
+    yield* Effect.annotateCurrentSpan(attributes)
+
     const fileSystem = yield* Effect.serviceOption(FileSystem.FileSystem)
 
     let terminated = false
@@ -478,14 +507,32 @@ const open = (
         terminated = true
       })
     )
-    const guard = <A, E, R>(
+    /** Fails at once when the sandbox is terminated. */
+    const alive = <A, E, R>(
       operation: string,
       effect: Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | TerminatedError, R> =>
       Effect.suspend(
         (): Effect.Effect<A, E | TerminatedError, R> =>
           terminated ? Effect.fail(new TerminatedError({ sandboxId: endpoint.id, operation })) : effect
-      ).pipe(Effect.withSpan(`Sandbox.${operation}`, { attributes: { "sandbox.id": endpoint.id } }))
+      )
+    const guard = <A, E, R>(
+      operation: string,
+      effect: Effect.Effect<A, E, R>,
+      extra: Record<string, unknown> = {}
+    ): Effect.Effect<A, E | TerminatedError, R> =>
+      alive(operation, effect).pipe(
+        Effect.withSpan(`Sandbox.${operation}`, { attributes: { ...attributes, ...extra } })
+      )
+    /** {@link guard} for a stream: the span lasts as long as the stream runs. */
+    const guardStream = <A, E, R>(
+      operation: string,
+      stream: Stream.Stream<A, E, R>,
+      extra: Record<string, unknown> = {}
+    ): Stream.Stream<A, E | TerminatedError, R> =>
+      Stream.unwrap(alive(operation, Effect.succeed(stream))).pipe(
+        Stream.withSpan(`Sandbox.${operation}`, { attributes: { ...attributes, ...extra } })
+      )
 
     const execRequest = (command: string | ReadonlyArray<string>, execOptions: ExecOptions): Protocol.ExecRequest => {
       const stdin = execOptions.stdin
@@ -503,10 +550,15 @@ const open = (
       }
     }
 
-    const execStream: Sandbox["execStream"] = (command, execOptions = {}) =>
+    /** A command's events, without a span of its own (exec and execStream each have theirs). */
+    const events = (
+      operation: string,
+      command: string | ReadonlyArray<string>,
+      execOptions: Omit<ExecOptions, "maxOutputBytes">
+    ): Stream.Stream<ExecEvent, OperationError> =>
       Stream.unwrap(
-        guard(
-          "execStream",
+        alive(
+          operation,
           Effect.sync(() => {
             let exited = false
             const events = wire.exec({ ...execRequest(command, execOptions), encoding: "base64" }).pipe(
@@ -542,9 +594,20 @@ const open = (
                     })
                   )
             )
-            return Stream.concat(events, Stream.execute(ended))
+            return Stream.concat(events, Stream.execute(ended)).pipe(
+              Stream.tap((event) =>
+                event._tag === "Exit" ? Effect.annotateCurrentSpan(exitAttributes(event)) : Effect.void
+              )
+            )
           })
         )
+      )
+
+    const execStream: Sandbox["execStream"] = (command, execOptions = {}) =>
+      events("execStream", command, execOptions).pipe(
+        Stream.withSpan("Sandbox.execStream", {
+          attributes: { ...attributes, ...commandAttributes(command, execOptions) }
+        })
       )
 
     const toExit = (e: {
@@ -562,29 +625,35 @@ const open = (
     const processHandle = (info: Protocol.ProcessInfo): Process => ({
       id: info.id,
       pid: info.pid,
-      wait: guard("process.wait", Effect.map(wire.wait(info.id), toExit)),
+      wait: guard(
+        "process.wait",
+        Effect.map(wire.wait(info.id), toExit).pipe(
+          Effect.tap((exit) => Effect.annotateCurrentSpan(exitAttributes(exit)))
+        ),
+        { "process.id": info.id }
+      ),
       kill: (signal = "SIGKILL") =>
-        guard("process.kill", wire.kill(info.id, typeof signal === "number" ? String(signal) : signal.slice(3))),
+        guard("process.kill", wire.kill(info.id, typeof signal === "number" ? String(signal) : signal.slice(3)), {
+          "process.id": info.id,
+          "process.signal": String(signal)
+        }),
       output: (outputOptions = {}) =>
-        Stream.unwrap(
-          guard(
-            "process.output",
-            Effect.succeed(
-              wire.output(info.id, outputOptions.follow ?? false).pipe(
-                Stream.filterMap((event): Option.Option<ExecEvent> => {
-                  switch (event.event) {
-                    case "stdout":
-                    case "stderr":
-                      return Option.some(outputEvent(event.event, Buffer.from(event.data, "base64")))
-                    case "exit":
-                      return Option.some({ _tag: "Exit", ...toExit(event) })
-                    default:
-                      return Option.none()
-                  }
-                })
-              )
-            )
-          )
+        guardStream(
+          "process.output",
+          wire.output(info.id, outputOptions.follow ?? false).pipe(
+            Stream.filterMap((event): Option.Option<ExecEvent> => {
+              switch (event.event) {
+                case "stdout":
+                case "stderr":
+                  return Option.some(outputEvent(event.event, Buffer.from(event.data, "base64")))
+                case "exit":
+                  return Option.some({ _tag: "Exit", ...toExit(event) })
+                default:
+                  return Option.none()
+              }
+            })
+          ),
+          { "process.id": info.id, "process.follow": outputOptions.follow ?? false }
         )
     })
 
@@ -598,7 +667,11 @@ const open = (
             ...(tag !== undefined ? { tag } : {}),
             ...(bufferBytes !== undefined ? { buffer_bytes: bufferBytes } : {})
           })
-          .pipe(Effect.map(processHandle))
+          .pipe(
+            Effect.tap((info) => Effect.annotateCurrentSpan("process.id", info.id)),
+            Effect.map(processHandle)
+          ),
+        commandAttributes(command, rest)
       )
     }
 
@@ -628,7 +701,7 @@ const open = (
         const stdout = makeCapture(limit)
         const stderr = makeCapture(limit)
         let exit: Extract<ExecEvent, { _tag: "Exit" }> | undefined
-        return execStream(command, streamOptions).pipe(
+        return events("exec", command, streamOptions).pipe(
           Stream.runForEach((event) =>
             Effect.sync(() => {
               switch (event._tag) {
@@ -652,18 +725,19 @@ const open = (
               durationMs: exit!.durationMs
             })
           ),
-          Effect.withSpan("Sandbox.exec", { attributes: { "sandbox.id": endpoint.id } })
+          Effect.tap((result) => Effect.annotateCurrentSpan("exec.truncated", result.truncated)),
+          Effect.withSpan("Sandbox.exec", { attributes: { ...attributes, ...commandAttributes(command, execOptions) } })
         )
       })
     }
 
-    const files = FilesApi.make({ wire, fileSystem, guard })
+    const files = FilesApi.make({ wire, fileSystem, guard, guardStream })
 
     const terminate = Effect.suspend(() => {
       const kill = terminated ? Effect.void : (endpoint.kill ?? Effect.void)
       terminated = true
       return Effect.zipRight(kill, Scope.close(scope, Exit.void))
-    }).pipe(Effect.withSpan("Sandbox.terminate", { attributes: { "sandbox.id": endpoint.id } }))
+    }).pipe(Effect.withSpan("Sandbox.terminate", { attributes }))
 
     const logs: Sandbox["logs"] = (logOptions = {}) =>
       endpoint.logs === undefined
@@ -674,7 +748,15 @@ const open = (
               detail: `the ${endpoint.provider} provider keeps no log for its sandboxes`
             })
           )
-        : endpoint.logs(logOptions)
+        : endpoint.logs(logOptions).pipe(
+            Stream.withSpan("Sandbox.logs", {
+              attributes: {
+                ...attributes,
+                "logs.follow": logOptions.follow ?? false,
+                ...(logOptions.tail !== undefined ? { "logs.tail": logOptions.tail } : {})
+              }
+            })
+          )
 
     return {
       id: endpoint.id,
@@ -693,7 +775,7 @@ const open = (
       files,
       terminate
     } satisfies Sandbox
-  }).pipe(Effect.withSpan(`Sandbox.${operation}`))
+  }).pipe(Effect.withSpan(`Sandbox.${operation}`, { attributes: spanAttributes }))
 
 /**
  * Starts a sandbox on the provider in context and waits until its server answers. The sandbox lives
@@ -719,16 +801,20 @@ export const connect = (
   id: string,
   options: Pick<MakeOptions, "startTimeout" | "timeouts" | "schedules" | "cwd" | "namespace" | "transport"> = {}
 ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
-  open("connect", options, (provider, spec) =>
-    provider.connect === undefined
-      ? Effect.fail(
-          new StartError({
-            provider: provider.name,
-            reason: "NotReady",
-            detail: `the ${provider.name} provider cannot attach to an existing sandbox`
-          })
-        )
-      : provider.connect(id, spec)
+  open(
+    "connect",
+    options,
+    (provider, spec) =>
+      provider.connect === undefined
+        ? Effect.fail(
+            new StartError({
+              provider: provider.name,
+              reason: "NotReady",
+              detail: `the ${provider.name} provider cannot attach to an existing sandbox`
+            })
+          )
+        : provider.connect(id, spec),
+    { "sandbox.id": id }
   )
 
 /**

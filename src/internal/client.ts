@@ -3,6 +3,7 @@
  * Providers hand the `Sandbox` module an endpoint; this turns it into typed calls.
  */
 
+import * as Headers from "@effect/platform/Headers"
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
@@ -153,12 +154,14 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
     // Redirects are never followed: a redirect must not carry the sandbox token (or a bearer) elsewhere.
     const client = (target.transformClient ? target.transformClient(http) : http).pipe(HttpClient.followRedirects(0))
 
+    // The HttpClient records request headers in its spans: the sandbox token is redacted there, as the
+    // bearer (`authorization`) already is.
     const send = (request: HttpClientRequest.HttpClientRequest) =>
       Effect.flatMap(extraHeaders, (headers) =>
         client.execute(
           request.pipe(HttpClientRequest.prependUrl(base), HttpClientRequest.setHeaders({ ...headers, ...tokenHeader }))
         )
-      )
+      ).pipe(Effect.locallyWith(Headers.currentRedactedNames, (names) => [...names, Protocol.TOKEN_HEADER]))
 
     /** One bounded request/response exchange; `onOk` reads a 2xx answer. */
     const call = <A>(

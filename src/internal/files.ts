@@ -47,17 +47,26 @@ const decoder = new TextDecoder()
 export interface Context {
   readonly wire: Wire.WireClient
   readonly fileSystem: Option.Option<FileSystem.FileSystem>
-  /** Runs an operation in its span, failing at once when the sandbox is terminated. */
+  /** Runs an operation in its span (with extra attributes), failing at once when the sandbox is terminated. */
   readonly guard: <A, E, R>(
     operation: string,
-    effect: Effect.Effect<A, E, R>
+    effect: Effect.Effect<A, E, R>,
+    attributes?: Record<string, unknown>
   ) => Effect.Effect<A, E | TerminatedError, R>
+  /** {@link guard} for a stream: its span lasts as long as the stream runs. */
+  readonly guardStream: <A, E, R>(
+    operation: string,
+    stream: Stream.Stream<A, E, R>,
+    attributes?: Record<string, unknown>
+  ) => Stream.Stream<A, E | TerminatedError, R>
 }
 
-/** Counts bytes for a transfer's progress callback. */
+/** Counts bytes for a transfer's progress callback (and its span). */
 interface Progress {
   readonly add: (bytes: number) => void
   readonly grow: (total: number) => void
+  /** Bytes moved so far. */
+  readonly bytes: () => number
 }
 
 /** How one top-level transfer runs its requests: at most `parallelism` at once, in ranges of `rangeSize`. */
@@ -82,9 +91,17 @@ const makeProgress = (
     },
     grow: (n) => {
       known = (known ?? 0) + n
-    }
+    },
+    bytes: () => bytes
   }
 }
+
+/** Span attributes of a transfer: how it ran, then (even when it failed) how many bytes it moved. */
+const traced = <A, E, R>(plan: Plan, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.annotateCurrentSpan({ "files.parallelism": plan.parallelism, "files.range_size": plan.rangeSize }).pipe(
+    Effect.zipRight(effect),
+    Effect.ensuring(Effect.suspend(() => Effect.annotateCurrentSpan("files.bytes", plan.progress.bytes())))
+  )
 
 const makePlan = (
   operation: string,
@@ -174,7 +191,7 @@ const isSafeRelative = (name: string) =>
   name.split("/").every((part) => part !== "" && part !== "." && part !== "..")
 
 /** The files API of one sandbox. */
-export const make = ({ wire, fileSystem, guard }: Context): Files => {
+export const make = ({ wire, fileSystem, guard, guardStream }: Context): Files => {
   const localFs = (operation: string, path: string) =>
     Option.match(fileSystem, {
       onNone: () =>
@@ -497,6 +514,12 @@ export const make = ({ wire, fileSystem, guard }: Context): Files => {
       })
       const total = entries.reduce((sum, e) => sum + e.size, 0)
       const plan = yield* makePlan(operation, options, total)
+      yield* Effect.annotateCurrentSpan({
+        "files.count": entries.length,
+        "files.total_bytes": total,
+        "files.parallelism": plan.parallelism,
+        "files.range_size": plan.rangeSize
+      })
       const remote = (name: string) => posix.join(remoteDir, name)
       const dirs = entries.filter((e) => e.type === "dir")
       // Directories first (empty ones too), files next, links after the files (so that nothing is ever
@@ -520,6 +543,7 @@ export const make = ({ wire, fileSystem, guard }: Context): Files => {
         concurrency: plan.parallelism,
         discard: true
       })
+      yield* Effect.annotateCurrentSpan("files.bytes", plan.progress.bytes())
     })
 
   const downloadDir = (remoteDir: string, localDir: string, options: TransferOptions) =>
@@ -552,8 +576,14 @@ export const make = ({ wire, fileSystem, guard }: Context): Files => {
       }
       const total = entries.reduce((sum, e) => sum + (e.type === "file" ? e.size : 0), 0)
       const plan = yield* makePlan(operation, options, total)
+      yield* Effect.annotateCurrentSpan({
+        "files.count": entries.length,
+        "files.total_bytes": total,
+        "files.parallelism": plan.parallelism,
+        "files.range_size": plan.rangeSize
+      })
       // Sizes are known from the listing: the ranged reads must not count them again.
-      const filePlan: Plan = { ...plan, progress: { add: plan.progress.add, grow: () => {} } }
+      const filePlan: Plan = { ...plan, progress: { ...plan.progress, grow: () => {} } }
       const dirs = entries.filter((e) => e.type === "dir")
       const localOf = (e: Protocol.FileEntry) => join(localDir, ...e.name.split("/"))
       yield* fs.makeDirectory(localDir, { recursive: true }).pipe(Effect.mapError(local(localDir)))
@@ -586,22 +616,34 @@ export const make = ({ wire, fileSystem, guard }: Context): Files => {
         (d) => fs.chmod(localOf(d), Number.parseInt(d.mode, 8)).pipe(Effect.mapError(local(localOf(d)))),
         { discard: true }
       )
+      yield* Effect.annotateCurrentSpan("files.bytes", plan.progress.bytes())
     })
 
   const withPlan = <A>(
     operation: string,
     options: TransferOptions,
     total: number | undefined,
-    use: (plan: Plan) => Effect.Effect<A, OperationError>
-  ) => guard(operation, Effect.flatMap(makePlan(operation, options, total), use))
+    use: (plan: Plan) => Effect.Effect<A, OperationError>,
+    attributes?: Record<string, unknown>
+  ) =>
+    guard(
+      operation,
+      Effect.flatMap(makePlan(operation, options, total), (plan) => traced(plan, use(plan))),
+      attributes
+    )
 
   return {
     write: (path, data, options = {}) => {
       const bytes = typeof data === "string" ? encoder.encode(data) : data
-      return withPlan("files.write", options, bytes instanceof Uint8Array ? bytes.length : undefined, (plan) =>
-        bytes instanceof Uint8Array
-          ? writeBytes(path, bytes, options.mode, plan)
-          : writeStream(path, bytes, options.mode, plan)
+      return withPlan(
+        "files.write",
+        options,
+        bytes instanceof Uint8Array ? bytes.length : undefined,
+        (plan) =>
+          bytes instanceof Uint8Array
+            ? writeBytes(path, bytes, options.mode, plan)
+            : writeStream(path, bytes, options.mode, plan),
+        { "files.streamed": !(bytes instanceof Uint8Array) }
       )
     },
     read: (path, options = {}) => withPlan("files.read", options, undefined, (plan) => readBytes(path, plan)),
@@ -624,18 +666,32 @@ export const make = ({ wire, fileSystem, guard }: Context): Files => {
     list: (path, options = {}) =>
       guard(
         "files.list",
-        Effect.map(wire.list(path, options.recursive ?? false), (r) => r.entries.map(toFileInfo))
+        Effect.map(wire.list(path, options.recursive ?? false), (r) => r.entries.map(toFileInfo)).pipe(
+          Effect.tap((entries) => Effect.annotateCurrentSpan("files.count", entries.length))
+        ),
+        { "files.recursive": options.recursive ?? false }
       ),
-    remove: (path, options = {}) => guard("files.remove", wire.remove(path, options.recursive ?? false)),
+    remove: (path, options = {}) =>
+      guard("files.remove", wire.remove(path, options.recursive ?? false), {
+        "files.recursive": options.recursive ?? false
+      }),
     mkdir: (path) => guard("files.mkdir", wire.mkdir(path)),
     rename: (from, to) => guard("files.rename", wire.rename(from, to)),
     chmod: (path, mode) => guard("files.chmod", wire.chmod(path, mode.toString(8))),
     symlink: (path, target) => guard("files.symlink", wire.symlink(path, target)),
     readStream: (path) =>
-      Stream.unwrapScoped(
-        guard(
-          "files.readStream",
-          Effect.map(wire.openRead(path), (answer) => answer.body)
+      guardStream(
+        "files.readStream",
+        Stream.unwrapScoped(
+          Effect.map(wire.openRead(path), (answer) => {
+            let bytes = 0
+            return answer.body.pipe(
+              Stream.mapChunksEffect((chunks) => {
+                for (const chunk of chunks) bytes += chunk.length
+                return Effect.as(Effect.annotateCurrentSpan("files.bytes", bytes), chunks)
+              })
+            )
+          })
         )
       ),
     upload: (localPath, remotePath, options = {}) =>
