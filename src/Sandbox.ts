@@ -13,8 +13,11 @@
  * @since 0.1.0
  */
 
+import { randomBytes } from "node:crypto"
 import * as FileSystem from "@effect/platform/FileSystem"
 import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -28,6 +31,7 @@ import * as Stream from "effect/Stream"
 import type { Files } from "./Files.js"
 import * as Wire from "./internal/client.js"
 import * as FilesApi from "./internal/files.js"
+import * as Signals from "./internal/signals.js"
 import type * as Protocol from "./Protocol.js"
 import {
   AuthError,
@@ -41,6 +45,7 @@ import {
 } from "./SandboxError.js"
 import * as SandboxProvider from "./SandboxProvider.js"
 import * as Schedules from "./Schedules.js"
+import * as Telemetry from "./Telemetry.js"
 
 /**
  * Options of {@link make}. Provider-specific options live on the provider's layer.
@@ -417,6 +422,65 @@ const exitAttributes = (exit: ProcessExit): Record<string, unknown> => ({
   "exec.duration_ms": exit.durationMs
 })
 
+/** A telemetry event is bounded again here, whatever the service does: it never holds a sandbox up. */
+const TELEMETRY_BOUND = Duration.seconds(1)
+
+/**
+ * Reports a made sandbox to the telemetry: `create` now, `terminate` when its scope closes (before
+ * the teardown, so that the report is on its way while the provider stops the sandbox).
+ */
+const reportUsage = (
+  telemetry: Telemetry.Service,
+  scope: Scope.Scope,
+  spec: SandboxProvider.Spec,
+  endpoint: SandboxProvider.Endpoint,
+  startedAt: number,
+  byUser: () => boolean
+) =>
+  Effect.gen(function* () {
+    const send = (event: Telemetry.Event) =>
+      Effect.interruptible(telemetry.send(event)).pipe(
+        Effect.timeout(TELEMETRY_BOUND),
+        Effect.catchAllCause(() => Effect.void)
+      )
+    const sessionId = randomBytes(16).toString("hex")
+    const signal = yield* Scope.extend(Signals.watch, scope)
+    yield* Scope.addFinalizerExit(scope, (exit) =>
+      // A detached sandbox lives on when its scope closes: it ends only if `terminate` was called.
+      spec.detach && !byUser()
+        ? Effect.void
+        : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            send({
+              _tag: "Terminate",
+              sessionId,
+              durationS: Math.max(0, Math.round((now - startedAt) / 100) / 10),
+              reason:
+                signal() !== undefined
+                  ? "signal"
+                  : byUser()
+                    ? "user"
+                    : Exit.isSuccess(exit)
+                      ? "scope"
+                      : Cause.isInterruptedOnly(exit.cause)
+                        ? "interruption"
+                        : "failure"
+            })
+          )
+    )
+    yield* send({
+      _tag: "Create",
+      sessionId,
+      flavor:
+        endpoint.provider === "local"
+          ? "local"
+          : typeof endpoint.details.flavor === "string"
+            ? endpoint.details.flavor
+            : (spec.flavor ?? "default"),
+      timeoutS: spec.lifetime === undefined ? null : Math.ceil(Duration.toSeconds(spec.lifetime)),
+      forwardHfToken: spec.forwardHfToken
+    })
+  }).pipe(Effect.uninterruptible)
+
 /** Opens a sandbox from the endpoint `acquire` gives, waits until it answers, and builds its API. */
 const open = (
   operation: "make" | "connect",
@@ -428,8 +492,11 @@ const open = (
   spanAttributes: Record<string, unknown> = {}
 ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function* () {
+    const startedAt = yield* Clock.currentTimeMillis
     const provider = yield* SandboxProvider.SandboxProvider
     yield* Effect.annotateCurrentSpan("sandbox.provider", provider.name)
+    // Usage is reported for sandboxes made here, not for ones a `connect` only attaches to.
+    const telemetry = operation === "make" ? yield* Telemetry.Telemetry : Telemetry.disabled
     const spec = yield* Effect.try({
       try: () => specOf(options),
       catch: (cause) =>
@@ -497,6 +564,11 @@ const open = (
       ...(typeof endpoint.details.transport === "string" ? { "sandbox.transport": endpoint.details.transport } : {})
     }
     yield* Effect.annotateCurrentSpan(attributes)
+
+    let terminatedByUser = false
+    if (telemetry.enabled) {
+      yield* reportUsage(telemetry, scope, spec, endpoint, startedAt, () => terminatedByUser)
+    }
 
     const fileSystem = yield* Effect.serviceOption(FileSystem.FileSystem)
 
@@ -735,6 +807,7 @@ const open = (
 
     const terminate = Effect.suspend(() => {
       const kill = terminated ? Effect.void : (endpoint.kill ?? Effect.void)
+      if (!terminated) terminatedByUser = true
       terminated = true
       return Effect.zipRight(kill, Scope.close(scope, Exit.void))
     }).pipe(Effect.withSpan("Sandbox.terminate", { attributes }))
