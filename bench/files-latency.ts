@@ -15,6 +15,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
+import type { TransferOptions } from "hf-sandbox/Files"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import type { OperationError } from "hf-sandbox/SandboxError"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
@@ -27,30 +28,6 @@ const PARALLEL = 8
 const LATENCY_MS = DEFAULT_LATENCY_MS
 /** Runs per case without latency (fast); with latency each case runs once (a single stream takes minutes). */
 const LOCAL_RUNS = 3
-
-/**
- * The ranged-transfer options of `files.upload`/`files.download` (parallelism 1 = one stream; default 8
- * ranges of 8 MiB in flight). Declared here so that the script compiles while the library API is being
- * written; once `Sandbox.Files` has them, this cast can go.
- */
-interface TransferOptions {
-  readonly parallelism?: number | undefined
-  readonly rangeSize?: number | undefined
-  readonly onProgress?: ((progress: { readonly bytes: number; readonly total: number | undefined }) => void) | undefined
-}
-interface RangedFiles {
-  readonly upload: (
-    localPath: string,
-    remotePath: string,
-    options?: TransferOptions
-  ) => Effect.Effect<void, OperationError>
-  readonly download: (
-    remotePath: string,
-    localPath: string,
-    options?: TransferOptions
-  ) => Effect.Effect<void, OperationError>
-}
-const rangedFiles = (sb: Sandbox.Sandbox) => sb.files as unknown as RangedFiles
 
 interface Sample {
   readonly ms: number
@@ -129,7 +106,7 @@ const program = Effect.gen(function* () {
 
   const upload = (sb: Sandbox.Sandbox, through: Relay | undefined, parallelism: number, remote: string) =>
     Effect.gen(function* () {
-      const sample = yield* timed(through, (o) => rangedFiles(sb).upload(source, remote, { ...o, parallelism }))
+      const sample = yield* timed(through, (o) => sb.files.upload(source, remote, { ...o, parallelism }))
       const remoteDigest = (yield* sb.exec(["sha256sum", remote])).stdout.split(" ")[0]
       if (remoteDigest !== digest) throw new Error(`upload ${parallelism}: the remote file differs`)
       return sample
@@ -137,7 +114,7 @@ const program = Effect.gen(function* () {
   const download = (sb: Sandbox.Sandbox, through: Relay | undefined, parallelism: number, remote: string) =>
     Effect.gen(function* () {
       const target = path.join(dir, "down.bin")
-      const sample = yield* timed(through, (o) => rangedFiles(sb).download(remote, target, { ...o, parallelism }))
+      const sample = yield* timed(through, (o) => sb.files.download(remote, target, { ...o, parallelism }))
       if ((yield* sha256File(target)) !== digest) throw new Error(`download ${parallelism}: the local file differs`)
       fs.rmSync(target)
       return sample

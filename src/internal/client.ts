@@ -95,8 +95,27 @@ const failFromResponse = (
 const fromTransport = (operation: string) => (error: HttpClientError.HttpClientError) =>
   new ConnectionLostError({ operation, detail: error.message, cause: error })
 
+/**
+ * Fails with `onSilence` once `progress()` has not moved for `idle`; never succeeds. Raced against a
+ * transfer, it bounds silence at no cost per chunk (a per-chunk timeout costs a fiber per pull).
+ */
+export const silenceBound = <E>(
+  progress: () => number,
+  idle: Duration.Duration,
+  onSilence: () => E
+): Effect.Effect<never, E> => {
+  let seen = -1
+  return Effect.suspend(() => {
+    const now = progress()
+    if (now === seen) return Effect.fail(onSilence())
+    seen = now
+    return Effect.void
+  }).pipe(Effect.repeat(Schedule.spaced(idle)), Effect.zipRight(Effect.never))
+}
+
 /** The wire client of one sandbox. Every method is one protocol route. */
 export interface WireClient {
+  readonly timeouts: Timeouts
   readonly health: Effect.Effect<Protocol.HealthResponse, OperationError>
   readonly exec: (request: Protocol.ExecRequest) => Stream.Stream<Protocol.ExecEvent, OperationError>
   readonly spawn: (
@@ -109,7 +128,9 @@ export interface WireClient {
   readonly output: (id: string, follow: boolean) => Stream.Stream<Protocol.OutputEvent, OperationError>
   /**
    * Opens a read of `[offset, offset + length)` of a file (the whole file by default). The body fails
-   * when it carries fewer bytes than announced: the file changed during the read.
+   * when it carries fewer bytes than announced: the file changed during the read. It has no idle bound
+   * of its own: a reader adds {@link silenceBound} (it drains at once) or a per-pull timeout (it may
+   * be slow itself).
    */
   readonly openRead: (
     path: string,
@@ -360,7 +381,6 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       // when no chunk has gone out (and then no answer has come) for `streamIdle`.
       return Effect.suspend(() => {
         let sent = 0
-        let seen = -1
         const body = HttpBody.stream(
           data.stream.pipe(
             Stream.mapChunks((chunks) => {
@@ -371,15 +391,11 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           data.contentType,
           data.contentLength
         )
-        const stalled = Effect.suspend(() => {
-          if (sent === seen) {
-            return Effect.fail(
-              new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.streamIdle) })
-            )
-          }
-          seen = sent
-          return Effect.void
-        }).pipe(Effect.repeat(Schedule.spaced(timeouts.streamIdle)), Effect.zipRight(Effect.never))
+        const stalled = silenceBound(
+          () => sent,
+          timeouts.streamIdle,
+          () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.streamIdle) })
+        )
         return Effect.raceFirst(
           call(operation, path, request(body), json(Protocol.WriteResponse), Duration.infinity),
           stalled
@@ -422,13 +438,6 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           )
           const body = response.stream.pipe(
             Stream.mapError(fromTransport(operation)),
-            // Bytes arrive 64 KiB at a time: the idle bound is checked per ~1 MiB, not per read.
-            Stream.rechunk(16),
-            Stream.timeoutFail(
-              () =>
-                new ConnectionLostError({ operation, detail: `no data for ${Duration.format(timeouts.streamIdle)}` }),
-              timeouts.streamIdle
-            ),
             Stream.mapChunks((chunks) => {
               for (const chunk of chunks) received += chunk.length
               return chunks
@@ -493,6 +502,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       ).pipe(Effect.asVoid)
 
     return {
+      timeouts,
       health,
       exec,
       spawn,

@@ -10,9 +10,11 @@ import { dirname, join, posix } from "node:path"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import {
   DEFAULT_PARALLELISM,
@@ -32,7 +34,7 @@ import {
   type OperationError,
   type TerminatedError
 } from "../SandboxError.js"
-import type * as Wire from "./client.js"
+import * as Wire from "./client.js"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -75,6 +77,8 @@ interface Plan {
   readonly rangeSize: number
   /** Takes one of the transfer's request slots for the effect. */
   readonly slot: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Takes a slot until the scope closes, or until the returned effect gives it back earlier. */
+  readonly hold: Effect.Effect<Effect.Effect<void>, never, Scope.Scope>
   readonly progress: Progress
 }
 
@@ -132,6 +136,17 @@ const makePlan = (
     parallelism,
     rangeSize,
     slot: semaphore.withPermits(1),
+    hold: Effect.acquireRelease(
+      Effect.map(semaphore.take(1), () => {
+        let held = true
+        return Effect.suspend(() => {
+          if (!held) return Effect.void
+          held = false
+          return semaphore.release(1)
+        })
+      }),
+      (giveBack) => giveBack
+    ),
     progress: makeProgress(options.onProgress, total)
   }))
 }
@@ -336,16 +351,20 @@ export const make = ({ wire, fileSystem, guard, guardStream }: Context): Files =
   ): Effect.Effect<Wire.OpenRead, OperationError | E> =>
     Effect.scoped(
       Effect.gen(function* () {
-        const first = yield* plan.slot(wire.openRead(path, { offset: 0, length: plan.rangeSize }))
+        // The first range keeps its slot until its body is drained, like every other range.
+        const giveBack = yield* plan.hold
+        const first = yield* wire.openRead(path, { offset: 0, length: plan.rangeSize })
         // A short first answer is a file that shrank between its open and its read.
         if (first.length !== Math.min(plan.rangeSize, first.fileSize))
           return yield* Effect.fail(changed(operation, path))
         plan.progress.grow(first.fileSize)
         const write = yield* sink(first)
+        let moved = 0
         const counted = (body: Stream.Stream<Uint8Array, OperationError>) =>
           Stream.mapChunks(body, (chunks) => {
             let n = 0
             for (const chunk of chunks) n += chunk.length
+            moved += n
             plan.progress.add(n)
             return chunks
           })
@@ -366,7 +385,18 @@ export const make = ({ wire, fileSystem, guard, guardStream }: Context): Files =
             ),
           { concurrency: plan.parallelism, discard: true }
         )
-        yield* Effect.all([write(0, counted(first.body)), readRest], { concurrency: "unbounded", discard: true })
+        const idle = wire.timeouts.streamIdle
+        yield* Effect.raceFirst(
+          Effect.all([write(0, counted(first.body)).pipe(Effect.ensuring(giveBack)), readRest], {
+            concurrency: "unbounded",
+            discard: true
+          }),
+          Wire.silenceBound(
+            () => moved,
+            idle,
+            () => new ConnectionLostError({ operation, detail: `no data for ${Duration.format(idle)}` })
+          )
+        )
         return first
       })
     )
@@ -685,7 +715,18 @@ export const make = ({ wire, fileSystem, guard, guardStream }: Context): Files =
         Stream.unwrapScoped(
           Effect.map(wire.openRead(path), (answer) => {
             let bytes = 0
+            const idle = wire.timeouts.streamIdle
             return answer.body.pipe(
+              // The consumer may be slow: only the time spent waiting for bytes counts, checked per ~1 MiB.
+              Stream.rechunk(16),
+              Stream.timeoutFail(
+                () =>
+                  new ConnectionLostError({
+                    operation: "files.readStream",
+                    detail: `no data for ${Duration.format(idle)}`
+                  }),
+                idle
+              ),
               Stream.mapChunksEffect((chunks) => {
                 for (const chunk of chunks) bytes += chunk.length
                 return Effect.as(Effect.annotateCurrentSpan("files.bytes", bytes), chunks)
