@@ -1,0 +1,581 @@
+/**
+ * The `hf-sandbox` command line: `create`, `exec`, `spawn`, `cp`, `ls`, `logs`, `kill` and `run`, on HF
+ * Jobs or (`--local`) on this machine. See docs/cli.md.
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { VERSION } from "../internal/version.js"
+import * as Sandbox from "../Sandbox.js"
+import type * as SandboxProvider from "../SandboxProvider.js"
+import { attach } from "./attach.js"
+import * as Backend from "./backend.js"
+import { copy } from "./cp.js"
+import * as Output from "./output.js"
+import * as Parse from "./parse.js"
+
+// ---------------------------------------------------------------------------
+// Shared options
+// ---------------------------------------------------------------------------
+
+/** Accepted before the command name and after it alike. */
+const globals = {
+  local: Options.boolean("local").pipe(
+    Options.withDescription("Use the local provider (this machine) instead of HF Jobs. Implied by local-… ids.")
+  ),
+  json: Options.boolean("json").pipe(
+    Options.withDescription("Machine-readable output: one JSON document, or one per line for streams.")
+  ),
+  quiet: Options.boolean("quiet").pipe(
+    Options.withAlias("q"),
+    Options.withDescription("Print only the essential value (e.g. the id), for $(...).")
+  )
+}
+
+type Globals = { readonly local: boolean; readonly json: boolean; readonly quiet: boolean }
+
+const env = Options.text("env").pipe(
+  Options.withAlias("e"),
+  Options.withPseudoName("NAME=VALUE"),
+  Options.repeated,
+  Options.withDescription("Environment variable (repeatable).")
+)
+const secret = Options.text("secret").pipe(
+  Options.withAlias("s"),
+  Options.withPseudoName("NAME[=VALUE]"),
+  Options.repeated,
+  Options.withDescription(
+    "Secret environment variable (repeatable); a bare NAME takes its value from this environment. " +
+      "Sent as an encrypted job secret, never printed."
+  )
+)
+const flavor = Options.text("flavor").pipe(
+  Options.optional,
+  Options.withDescription("HF hardware, e.g. cpu-basic (default), cpu-upgrade, t4-small, a10g-small.")
+)
+const transport = Options.choice("transport", ["tunnel", "proxy"]).pipe(
+  Options.optional,
+  Options.withDescription("How to reach an HF sandbox: a Cloudflare quick tunnel (default) or the HF Jobs proxy.")
+)
+const forwardHfToken = Options.boolean("forward-hf-token").pipe(
+  Options.withDescription("Give the sandbox your HF token as the HF_TOKEN secret.")
+)
+const startTimeout = Options.text("start-timeout").pipe(
+  Options.optional,
+  Options.withDescription("How long starting may take (default 3m; 2m with --transport proxy).")
+)
+const cwd = Options.text("cwd").pipe(
+  Options.optional,
+  Options.withDescription("Working directory of the command (default: the sandbox's home).")
+)
+const stdin = Options.boolean("stdin").pipe(
+  Options.withAlias("i"),
+  Options.withDescription("Read this process's stdin to its end and give it to the command.")
+)
+const sandboxId = Args.text({ name: "ID" }).pipe(Args.withDescription("The sandbox's id."))
+const commandArgs = Args.text({ name: "CMD" }).pipe(
+  Args.repeated,
+  Args.withDescription("The command, after --. One word runs through /bin/sh -c; several are run as they are.")
+)
+const image = Args.text({ name: "IMAGE" }).pipe(
+  Args.optional,
+  Args.withDescription("Docker image (default python:3.12), or hf.co/spaces/owner/name. Ignored by --local.")
+)
+
+// ---------------------------------------------------------------------------
+// Running a command's handler
+// ---------------------------------------------------------------------------
+
+/** What follows the first `--` on the command line: split off before parsing, so never taken for options. */
+let forced: ReadonlyArray<string> | undefined
+
+const isLocalId = (id: string) => id.startsWith("local-")
+
+type Needs =
+  | Backend.Backend
+  | SandboxProvider.SandboxProvider
+  | HttpClient.HttpClient
+  | FileSystem.FileSystem
+  | Scope.Scope
+
+interface ActionOptions<A> {
+  /** How failures map to exit codes: `"command"` for `exec`/`run`, whose own codes pass through. */
+  readonly exitCodes?: "plain" | "command"
+  /** Whether the command takes a command line after `--`. */
+  readonly takesCommand?: boolean
+  /** Whether the arguments alone say the local provider is meant (`local-…` ids). */
+  readonly impliesLocal?: (args: A) => boolean
+}
+
+/**
+ * Runs a handler on the chosen provider and turns every failure into a message and an exit code: 2 for a
+ * usage mistake; for `exec`/`run` 127 when the program does not exist and 125 for anything else (so the
+ * command's own codes stay unambiguous, as with `docker run`); 1 elsewhere. No stack trace is shown.
+ */
+const action =
+  <A extends Globals>(
+    body: (args: A, mode: Output.Mode) => Effect.Effect<void, unknown, Needs>,
+    options: ActionOptions<A> = {}
+  ) =>
+  (args: A) =>
+    Effect.gen(function* () {
+      const top = yield* root
+      const mode = { json: top.json || args.json, quiet: top.quiet || args.quiet }
+      const local = top.local || args.local || (options.impliesLocal?.(args) ?? false)
+      const failed = (error: unknown) => {
+        const tagged = (typeof error === "object" && error !== null ? error : {}) as {
+          readonly _tag?: unknown
+          readonly message?: unknown
+        }
+        const tag = typeof tagged._tag === "string" ? tagged._tag : "Error"
+        const code =
+          tag === "UsageError" ? 2 : options.exitCodes === "command" ? (tag === "CommandNotFoundError" ? 127 : 125) : 1
+        const message = typeof tagged.message === "string" && tagged.message !== "" ? tagged.message : String(error)
+        return Effect.zipRight(Output.error(mode, tag, message), Output.setExitCode(code))
+      }
+      if (forced !== undefined && !options.takesCommand) {
+        return yield* failed(new Parse.UsageError({ message: `unexpected -- ${forced.join(" ")}`.trimEnd() }))
+      }
+      yield* Effect.suspend(() => body(args, mode).pipe(Effect.scoped, Effect.provide(Backend.layer(local)))).pipe(
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : failed(Cause.squash(cause))
+        )
+      )
+    })
+
+const readStdin = Effect.promise(async () => {
+  const chunks: Array<Buffer> = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return new Uint8Array(Buffer.concat(chunks))
+})
+
+/** The exit code a finished command maps to: its own, 124 after its timeout, 128+N after signal N. */
+const exitCodeOf = (exit: { exitCode: number | null; signal: number | null; timedOut: boolean }) =>
+  exit.timedOut ? 124 : exit.signal !== null ? 128 + exit.signal : (exit.exitCode ?? 1)
+
+/** Runs a command in a sandbox, its output streamed live to our stdout/stderr (or as NDJSON). */
+const streamCommand = (
+  sb: Sandbox.Sandbox,
+  command: ReadonlyArray<string>,
+  options: Omit<Sandbox.ExecOptions, "maxOutputBytes">,
+  mode: Output.Mode
+) =>
+  Effect.gen(function* () {
+    let exit: Extract<Sandbox.ExecEvent, { _tag: "Exit" }> | undefined
+    const text = { Stdout: new TextDecoder(), Stderr: new TextDecoder() }
+    yield* sb.execStream(Parse.commandForm(command), options).pipe(
+      Stream.runForEach((event) => {
+        switch (event._tag) {
+          case "Start":
+            return mode.json ? Output.json({ event: "start", pid: event.pid }) : Effect.void
+          case "Stdout":
+          case "Stderr":
+            return mode.json
+              ? Output.json({
+                  event: event._tag.toLowerCase(),
+                  data: text[event._tag].decode(event.data, { stream: true })
+                })
+              : Output.write(event._tag === "Stdout" ? process.stdout : process.stderr, event.data)
+          case "Exit":
+            exit = event
+            return mode.json
+              ? Output.json({
+                  event: "exit",
+                  exitCode: event.exitCode,
+                  signal: event.signal,
+                  timedOut: event.timedOut,
+                  durationMs: event.durationMs
+                })
+              : Effect.void
+        }
+      })
+    )
+    const done = exit!
+    if (done.timedOut && options.timeout !== undefined) {
+      yield* Output.note(
+        mode,
+        `hf-sandbox: the command timed out after ${Duration.format(Duration.decode(options.timeout))} and was killed (exit 124)`
+      )
+    }
+    return exitCodeOf(done)
+  })
+
+const durationSeconds = (d: Duration.Duration) => Math.round(Duration.toMillis(d) / 1000)
+
+// ---------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------
+
+const root = Command.make("hf-sandbox", globals, () =>
+  Effect.zipRight(
+    Output.write(
+      process.stderr,
+      "usage: hf-sandbox [--local] [--json] [-q] <create|exec|spawn|cp|ls|logs|kill|run> ...\n" +
+        "Run `hf-sandbox --help` for the commands, `hf-sandbox <command> --help` for one.\n"
+    ),
+    Output.setExitCode(2)
+  )
+).pipe(
+  Command.withDescription(
+    "Sandboxes on Hugging Face Jobs (or, with --local, on this machine): create one, run commands in it, copy files, stop it."
+  )
+)
+
+const create = Command.make(
+  "create",
+  {
+    ...globals,
+    image,
+    flavor,
+    timeout: Options.text("timeout").pipe(
+      Options.optional,
+      Options.withDescription("Hard limit on the sandbox's life on HF Jobs, e.g. 30m, 2h (default 1h).")
+    ),
+    idleTimeout: Options.text("idle-timeout").pipe(
+      Options.optional,
+      Options.withDescription("Stop the sandbox after this long without a request (default 10m; 0: never).")
+    ),
+    env,
+    secret,
+    transport,
+    forwardHfToken,
+    startTimeout
+  },
+  action((a, mode) =>
+    Effect.gen(function* () {
+      const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
+      const idle = yield* Parse.optionalDuration("--idle-timeout", a.idleTimeout)
+      const lifetime = yield* Parse.optionalDuration("--timeout", a.timeout)
+      const sb = yield* Sandbox.make({
+        ...(imageName !== undefined ? { image: imageName } : {}),
+        env: yield* Parse.envPairs(a.env),
+        secrets: yield* Parse.secrets(a.secret),
+        flavor: Option.getOrUndefined(a.flavor),
+        timeout: lifetime,
+        idleTimeout: idle,
+        startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
+        transport: Option.getOrUndefined(a.transport),
+        forwardHfToken: a.forwardHfToken,
+        detach: true
+      })
+      const idleSeconds = idle === undefined ? 600 : durationSeconds(idle)
+      const local = sb.provider === "local"
+      if (mode.json) {
+        yield* Output.json({
+          id: sb.id,
+          provider: sb.provider,
+          idleTimeoutSeconds: idleSeconds,
+          ...(local ? {} : { timeoutSeconds: lifetime === undefined ? 3600 : durationSeconds(lifetime) }),
+          details: sb.details
+        })
+      } else {
+        yield* Output.line(sb.id)
+      }
+      const stops = [
+        idleSeconds > 0
+          ? `after ${Duration.format(Duration.seconds(idleSeconds))} without a request (--idle-timeout)`
+          : undefined,
+        local ? undefined : `at the latest after ${Duration.format(lifetime ?? Duration.hours(1))}`
+      ].filter((s) => s !== undefined)
+      yield* Output.note(
+        mode,
+        `Sandbox ${sb.id} is running${local ? " on this machine" : ""}; it keeps running after this command.` +
+          (stops.length > 0
+            ? ` It stops itself ${stops.join(", and ")}.`
+            : " It has no idle timeout: kill it when done.") +
+          `\nRun commands: hf-sandbox exec ${sb.id} -- CMD...   Stop it: hf-sandbox kill ${sb.id}` +
+          (local && imageName !== undefined ? "\n(The local provider runs on this machine and ignores IMAGE.)" : "")
+      )
+    })
+  )
+).pipe(Command.withDescription("Create a sandbox that keeps running, and print its id."))
+
+const exec = Command.make(
+  "exec",
+  {
+    ...globals,
+    env,
+    cwd,
+    stdin,
+    timeout: Options.text("timeout").pipe(
+      Options.optional,
+      Options.withDescription("Kill the command after this long (exit code 124), e.g. 30s, 5m.")
+    ),
+    id: sandboxId,
+    cmd: commandArgs
+  },
+  action(
+    (a, mode) =>
+      Effect.gen(function* () {
+        const id = yield* Parse.notAnOption("ID", a.id)
+        const command = yield* Parse.commandOf(forced, a.cmd)
+        const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
+        const environment = yield* Parse.envPairs(a.env)
+        const input = a.stdin ? yield* readStdin : undefined
+        const sb = yield* attach(id)
+        const code = yield* streamCommand(
+          sb,
+          command,
+          {
+            ...(a.env.length > 0 ? { env: environment } : {}),
+            cwd: Option.getOrUndefined(a.cwd),
+            timeout,
+            stdin: input
+          },
+          mode
+        )
+        yield* Output.setExitCode(code)
+      }),
+    { exitCodes: "command", takesCommand: true, impliesLocal: (a) => isLocalId(a.id) }
+  )
+).pipe(
+  Command.withDescription(
+    "Run a command in a sandbox, streaming its output; exit with its exit code (124 on timeout, 128+N on signal N)."
+  )
+)
+
+const spawn = Command.make(
+  "spawn",
+  {
+    ...globals,
+    env,
+    cwd,
+    tag: Options.text("tag").pipe(Options.optional, Options.withDescription("A label, shown in process lists.")),
+    id: sandboxId,
+    cmd: commandArgs
+  },
+  action(
+    (a, mode) =>
+      Effect.gen(function* () {
+        const id = yield* Parse.notAnOption("ID", a.id)
+        const command = yield* Parse.commandOf(forced, a.cmd)
+        const environment = yield* Parse.envPairs(a.env)
+        const sb = yield* attach(id)
+        const proc = yield* sb.spawn(Parse.commandForm(command), {
+          ...(a.env.length > 0 ? { env: environment } : {}),
+          cwd: Option.getOrUndefined(a.cwd),
+          tag: Option.getOrUndefined(a.tag)
+        })
+        if (mode.json) yield* Output.json({ id: proc.id, pid: proc.pid, sandbox: sb.id })
+        else yield* Output.line(proc.id)
+        yield* Output.note(
+          mode,
+          `Started ${proc.id} (pid ${proc.pid}) in ${sb.id}; it runs until it exits or the sandbox stops.`
+        )
+      }),
+    { takesCommand: true, impliesLocal: (a) => isLocalId(a.id) }
+  )
+).pipe(Command.withDescription("Start a command in the background of a sandbox and print its process id."))
+
+const cp = Command.make(
+  "cp",
+  {
+    ...globals,
+    source: Args.text({ name: "SRC" }).pipe(Args.withDescription("A local path, or ID:PATH in a sandbox.")),
+    destination: Args.text({ name: "DEST" }).pipe(Args.withDescription("A local path, or ID:PATH in a sandbox."))
+  },
+  action((a, mode) => copy(Parse.copyTarget(a.source), Parse.copyTarget(a.destination), mode), {
+    impliesLocal: (a) =>
+      [a.source, a.destination].some((raw) => {
+        const target = Parse.copyTarget(raw)
+        return target._tag === "Remote" && isLocalId(target.id)
+      })
+  })
+).pipe(
+  Command.withDescription(
+    "Copy files or directories between this machine and a sandbox, docker-style: cp ./data ID:/work, cp ID:/work/out ./out."
+  )
+)
+
+const ls = Command.make(
+  "ls",
+  {
+    ...globals,
+    all: Options.boolean("all").pipe(
+      Options.withAlias("a"),
+      Options.withDescription("Include sandboxes that have ended (HF Jobs).")
+    )
+  },
+  action((a, mode) =>
+    Effect.gen(function* () {
+      const backend = yield* Backend.Backend
+      const listing = yield* backend.list(a.all)
+      if (mode.json) return yield* Output.json(listing.rows.map((r) => r.record))
+      if (mode.quiet) return yield* Effect.forEach(listing.rows, (r) => Output.line(r.id), { discard: true })
+      if (listing.rows.length === 0) return yield* Output.note(mode, `No ${backend.provider} sandboxes running.`)
+      yield* Output.table(
+        listing.columns,
+        listing.rows.map((r) => r.cells)
+      )
+    })
+  )
+).pipe(Command.withDescription("List running sandboxes."))
+
+const logs = Command.make(
+  "logs",
+  {
+    ...globals,
+    follow: Options.boolean("follow").pipe(
+      Options.withAlias("f"),
+      Options.withDescription("Keep printing new lines until the sandbox ends.")
+    ),
+    tail: Options.integer("tail").pipe(Options.optional, Options.withDescription("Only the last N lines.")),
+    id: sandboxId
+  },
+  action(
+    (a, mode) =>
+      Effect.gen(function* () {
+        const id = yield* Parse.notAnOption("ID", a.id)
+        const tail = Option.getOrUndefined(a.tail)
+        if (tail !== undefined && tail < 0) {
+          return yield* new Parse.UsageError({ message: "--tail must be 0 or more" })
+        }
+        const backend = yield* Backend.Backend
+        yield* backend
+          .logs(id, { follow: a.follow, tail })
+          .pipe(Stream.runForEach((text) => (mode.json ? Output.json({ line: text }) : Output.line(text))))
+      }),
+    { impliesLocal: (a) => isLocalId(a.id) }
+  )
+).pipe(Command.withDescription("Print a sandbox's log (its server's and, on HF Jobs, the job's output)."))
+
+const kill = Command.make(
+  "kill",
+  {
+    ...globals,
+    all: Options.boolean("all").pipe(Options.withDescription("Stop every running sandbox of the provider.")),
+    ids: Args.text({ name: "ID" }).pipe(Args.repeated, Args.withDescription("Sandboxes to stop."))
+  },
+  action(
+    (a, mode) =>
+      Effect.gen(function* () {
+        for (const id of a.ids) yield* Parse.notAnOption("ID", id)
+        if (a.all === a.ids.length > 0) {
+          return yield* new Parse.UsageError({
+            message: a.all ? "give either sandbox ids or --all, not both" : "which sandboxes? give their ids, or --all"
+          })
+        }
+        const backend = yield* Backend.Backend
+        const targets = a.all ? (yield* backend.list(false)).rows.map((r) => r.id) : a.ids
+        const results = yield* Effect.forEach(
+          targets,
+          (id) =>
+            backend.kill(id).pipe(
+              Effect.as({ id, error: undefined as string | undefined }),
+              Effect.catchAll((e) => Effect.succeed({ id, error: e.message }))
+            ),
+          { concurrency: 8 }
+        )
+        const killed = results.filter((r) => r.error === undefined).map((r) => r.id)
+        const failures = results.filter((r) => r.error !== undefined)
+        for (const f of failures) yield* Output.write(process.stderr, `hf-sandbox: ${f.id}: ${f.error}\n`)
+        if (mode.json) {
+          yield* Output.json({ killed, failed: failures.map((f) => ({ id: f.id, error: f.error })) })
+        } else {
+          for (const id of killed) yield* Output.line(id)
+          if (a.all && targets.length === 0) yield* Output.note(mode, `No ${backend.provider} sandboxes running.`)
+        }
+        if (failures.length > 0) yield* Output.setExitCode(1)
+      }),
+    { impliesLocal: (a) => a.ids.length > 0 && a.ids.every(isLocalId) }
+  )
+).pipe(Command.withDescription("Stop sandboxes by id, or all of them with --all."))
+
+const run = Command.make(
+  "run",
+  {
+    ...globals,
+    flavor,
+    timeout: Options.text("timeout").pipe(
+      Options.optional,
+      Options.withDescription("Kill the command after this long (exit code 124), e.g. 30s, 5m.")
+    ),
+    env,
+    secret,
+    transport,
+    forwardHfToken,
+    startTimeout,
+    cwd,
+    stdin,
+    image,
+    cmd: commandArgs
+  },
+  action(
+    (a, mode) =>
+      Effect.gen(function* () {
+        if (forced === undefined) {
+          return yield* new Parse.UsageError({
+            message: "run needs -- before the command: hf-sandbox run [IMAGE] -- CMD"
+          })
+        }
+        const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
+        const command = yield* Parse.commandOf(forced, a.cmd)
+        const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
+        const input = a.stdin ? yield* readStdin : undefined
+        // The sandbox is owned: it ends with this command, on success, failure and Ctrl-C alike. Its hard
+        // limit on HF Jobs leaves the command's timeout room to play out.
+        const sb = yield* Sandbox.make({
+          ...(imageName !== undefined ? { image: imageName } : {}),
+          env: yield* Parse.envPairs(a.env),
+          secrets: yield* Parse.secrets(a.secret),
+          flavor: Option.getOrUndefined(a.flavor),
+          ...(timeout !== undefined ? { timeout: Duration.sum(timeout, Duration.minutes(10)) } : {}),
+          startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
+          transport: Option.getOrUndefined(a.transport),
+          forwardHfToken: a.forwardHfToken
+        })
+        if (mode.json) yield* Output.json({ event: "sandbox", id: sb.id, provider: sb.provider })
+        const code = yield* streamCommand(
+          sb,
+          command,
+          { cwd: Option.getOrUndefined(a.cwd), timeout, stdin: input },
+          mode
+        )
+        yield* Output.setExitCode(code)
+      }),
+    { exitCodes: "command", takesCommand: true }
+  )
+).pipe(
+  Command.withDescription(
+    "Create a sandbox, run one command in it (streamed), and stop it: exit with the command's exit code."
+  )
+)
+
+const cli = Command.run(root.pipe(Command.withSubcommands([create, exec, spawn, cp, ls, logs, kill, run])), {
+  name: "hf-sandbox",
+  version: VERSION
+})
+
+/**
+ * Runs the CLI on `argv` (`process.argv`: node, script, then the arguments). Its exit code is
+ * `Output.getExitCode()` once it has succeeded.
+ */
+export const main = (argv: ReadonlyArray<string>): Effect.Effect<void> => {
+  const separator = argv.indexOf("--", 2)
+  forced = separator < 0 ? undefined : argv.slice(separator + 1)
+  const parsed = separator < 0 ? argv : argv.slice(0, separator)
+  return cli(parsed).pipe(
+    // @effect/cli has printed the problem (unknown option, missing argument, …) already.
+    Effect.catchIf(ValidationError.isValidationError, () => Output.setExitCode(2)),
+    Effect.provide(NodeContext.layer),
+    Effect.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.failCause(cause)
+        : Effect.zipRight(
+            Output.write(process.stderr, `hf-sandbox: ${Cause.squash(cause)}\n`),
+            Output.setExitCode(1)
+          ).pipe(Effect.orDie)
+    ),
+    Effect.orDie
+  )
+}

@@ -1,0 +1,19 @@
+/**
+ * Attaching to a sandbox by id, with a failure that says so (the library's `StartError` speaks of
+ * starting, which is not what a user of `exec ID` did).
+ */
+import * as Effect from "effect/Effect"
+import * as Sandbox from "../Sandbox.js"
+import { CliError } from "./parse.js"
+
+export const attach = (id: string) =>
+  Sandbox.connect(id).pipe(
+    Effect.mapError(
+      (error) =>
+        new CliError({
+          message:
+            `cannot attach to sandbox ${id}: ${error.detail}` +
+            (error.stderrTail?.trim() ? `\n--- server log (tail) ---\n${error.stderrTail.trimEnd()}` : "")
+        })
+    )
+  )

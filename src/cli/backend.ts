@@ -1,0 +1,144 @@
+/**
+ * The provider an invocation runs on (`--local`, or HF Jobs by default) and the by-id operations the
+ * commands need from it (`ls`, `kill`, `logs`), behind one service.
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as Stream from "effect/Stream"
+import * as HfJobs from "../HfJobs.js"
+import * as LocalSandbox from "../LocalSandbox.js"
+import type { SandboxError } from "../SandboxError.js"
+import type * as SandboxProvider from "../SandboxProvider.js"
+
+/** A sandbox as `ls` shows it: table cells for people, the whole record for `--json`. */
+export interface Listing {
+  readonly columns: ReadonlyArray<string>
+  readonly rows: ReadonlyArray<{ readonly id: string; readonly cells: ReadonlyArray<string>; readonly record: unknown }>
+}
+
+export interface Service {
+  /** `"local"` or `"hf-jobs"`. */
+  readonly provider: string
+  /** What `kill` needs on the command line to reach the same provider again. */
+  readonly flag: string
+  readonly list: (all: boolean) => Effect.Effect<Listing, SandboxError>
+  readonly kill: (id: string) => Effect.Effect<void, SandboxError>
+  readonly logs: (id: string, options: SandboxProvider.LogOptions) => Stream.Stream<string, SandboxError>
+}
+
+export class Backend extends Context.Tag("hf-sandbox/cli/Backend")<Backend, Service>() {}
+
+const ago = (iso: string | undefined) => {
+  if (iso === undefined) return "-"
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))
+  if (Number.isNaN(seconds)) return iso
+  if (seconds < 60) return `${seconds}s ago`
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ago`
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)}h ago`
+  return `${Math.floor(seconds / 86400)}d ago`
+}
+
+const localBackend: Service = {
+  provider: "local",
+  flag: "--local ",
+  list: () =>
+    Effect.map(LocalSandbox.list(), (sandboxes) => ({
+      columns: ["ID", "PID", "PORT", "CREATED", "IDLE TIMEOUT"],
+      rows: sandboxes.map((s) => ({
+        id: s.id,
+        cells: [
+          s.id,
+          String(s.pid),
+          String(s.port),
+          ago(s.createdAt),
+          s.idleTimeoutSeconds > 0 ? `${s.idleTimeoutSeconds}s` : "never"
+        ],
+        record: { ...s, provider: "local" }
+      }))
+    })),
+  kill: (id) => LocalSandbox.kill(id),
+  logs: (id, options) => LocalSandbox.logs(id, options)
+}
+
+const hfBackend = (jobs: HfJobs.Service): Service => ({
+  provider: "hf-jobs",
+  flag: "",
+  list: (all) =>
+    Effect.map(jobs.list({ all }), (sandboxes) => ({
+      columns: ["ID", "STAGE", "IMAGE", "FLAVOR", "CREATED"],
+      rows: sandboxes.map((s) => ({
+        id: s.id,
+        cells: [s.id, s.stage, s.image ?? "-", s.flavor ?? "-", ago(s.createdAt)],
+        record: { ...s, provider: "hf-jobs" }
+      }))
+    })),
+  kill: (id) => jobs.kill(id),
+  logs: (id, options) => jobs.logs(id, options)
+})
+
+/**
+ * For tests against the Hub emulator (`hf-sandbox/testing`): requests to Jobs-proxy and quick-tunnel
+ * hosts go to this loopback URL instead. Anything but a loopback `http://` URL is refused.
+ */
+const EMULATOR_ROUTE = "HF_SANDBOX_EMULATOR_URL"
+
+const emulatorRoute = (): string | undefined => {
+  const raw = process.env[EMULATOR_ROUTE]
+  if (raw === undefined || raw === "") return undefined
+  const url = new URL(raw)
+  if (url.protocol !== "http:" || !["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
+    throw new Error(`${EMULATOR_ROUTE} must be a loopback http:// URL`)
+  }
+  return url.origin
+}
+
+const routed = (origin: string) => (client: HttpClient.HttpClient) =>
+  HttpClient.mapRequest(client, (request) => {
+    const url = new URL(request.url)
+    const host = url.hostname.toLowerCase()
+    if (!host.endsWith(".hf.jobs") && !host.endsWith(".trycloudflare.com")) return request
+    return request.pipe(
+      HttpClientRequest.setUrl(`${origin}${url.pathname}${url.search}`),
+      HttpClientRequest.setHeader("x-emulator-host", host)
+    )
+  })
+
+const httpLayer = (route: string | undefined) =>
+  route === undefined
+    ? NodeHttpClient.layerUndici
+    : Layer.effect(HttpClient.HttpClient, Effect.map(HttpClient.HttpClient, routed(route))).pipe(
+        Layer.provide(NodeHttpClient.layerUndici)
+      )
+
+/** Everything a command needs for the chosen provider: the provider, an HttpClient, Node services. */
+export const layer = (local: boolean) => {
+  const route = emulatorRoute()
+  const provider = local
+    ? Layer.merge(LocalSandbox.layer(), Layer.succeed(Backend, localBackend))
+    : Layer.effect(Backend, Effect.map(HfJobs.HfJobs, hfBackend)).pipe(
+        Layer.provideMerge(
+          HfJobs.layerConfig(
+            Config.all({
+              // An empty HF_TOKEN counts as unset: the token file is tried next.
+              token: Config.option(Config.redacted("HF_TOKEN")).pipe(
+                Config.map(Option.filter((t) => Redacted.value(t).trim() !== "")),
+                Config.map(Option.getOrUndefined)
+              ),
+              endpoint: Config.option(Config.string("HF_ENDPOINT")).pipe(Config.map(Option.getOrUndefined)),
+              namespace: Config.option(Config.string("HF_SANDBOX_NAMESPACE")).pipe(Config.map(Option.getOrUndefined)),
+              // Against the emulator no public resolver is ever asked.
+              publicDns: Config.succeed(route === undefined ? undefined : (false as const))
+            })
+          )
+        )
+      )
+  return provider.pipe(Layer.provideMerge(NodeContext.layer), Layer.merge(httpLayer(route)))
+}

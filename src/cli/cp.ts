@@ -1,0 +1,102 @@
+/**
+ * `hf-sandbox cp`: files and directory trees between this machine and a sandbox, with docker cp's rules
+ * for where they land.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type * as SandboxProvider from "../SandboxProvider.js"
+import { attach } from "./attach.js"
+import * as Output from "./output.js"
+import { CliError, type CopyTarget, bytes as formatBytes, UsageError } from "./parse.js"
+
+const usage = (message: string) => new UsageError({ message })
+const failure = (message: string) => new CliError({ message })
+
+/** `dir/.` means the directory's contents, not the directory itself (docker cp). */
+const contentsOnly = (p: string) => /(^|\/)\.$/.test(p)
+
+const localKind = (p: string): "file" | "dir" | undefined => {
+  const stat = fs.statSync(p, { throwIfNoEntry: false })
+  return stat === undefined ? undefined : stat.isDirectory() ? "dir" : "file"
+}
+
+/**
+ * Copies `source` to `destination`, exactly one of them in a sandbox. As with docker cp: a file copied
+ * onto an existing directory (or a path ending in `/`) lands inside it under its own name; a directory
+ * copied onto an existing directory lands inside it, unless the source ends in `/.`, which copies its
+ * contents; a directory copied to a path that does not exist becomes that path.
+ */
+export const copy = (
+  source: CopyTarget,
+  destination: CopyTarget,
+  mode: Output.Mode
+): Effect.Effect<void, unknown, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function* () {
+    if (source._tag === destination._tag) {
+      return yield* usage(
+        source._tag === "Local"
+          ? "one of SRC and DEST must be in a sandbox, written ID:PATH (e.g. hf-sandbox cp ./data ID:/work)"
+          : "cp copies between this machine and a sandbox: one of SRC and DEST must be a local path"
+      )
+    }
+    const remote = source._tag === "Remote" ? source : (destination as Extract<CopyTarget, { _tag: "Remote" }>)
+    const sb = yield* attach(remote.id)
+    const remoteKind = (p: string) =>
+      sb.files.stat(p).pipe(
+        Effect.map((info) => (info.type === "dir" ? ("dir" as const) : ("file" as const))),
+        Effect.catchTag("FileNotFoundError", () => Effect.succeed(undefined))
+      )
+    const shown = (target: CopyTarget) => (target._tag === "Remote" ? `${target.id}:${target.path}` : target.path)
+    const bar = Output.progress(mode, `${shown(source)} → ${shown(destination)}`)
+    yield* Effect.addFinalizer(() => bar.clear)
+    let moved = 0
+    const onProgress = (p: { readonly bytes: number; readonly total: number | undefined }) => {
+      moved = p.bytes
+      bar.update(p.bytes, p.total)
+    }
+
+    let landed: string
+    if (source._tag === "Local") {
+      const kind = localKind(source.path)
+      if (kind === undefined) return yield* failure(`no such file or directory on this machine: ${source.path}`)
+      const existing = yield* remoteKind(remote.path)
+      const into =
+        existing === "dir" || (kind === "file" && remote.path.endsWith("/"))
+          ? path.posix.join(remote.path, path.basename(path.resolve(source.path)))
+          : remote.path
+      if (kind === "dir") {
+        if (existing === "file") return yield* failure(`cannot copy a directory onto the file ${shown(destination)}`)
+        landed = contentsOnly(source.path) ? remote.path : into
+        yield* sb.files.uploadDir(source.path, landed, { onProgress })
+      } else {
+        landed = into
+        yield* sb.files.upload(source.path, landed, { onProgress })
+        moved = Math.max(moved, fs.statSync(source.path).size)
+      }
+      landed = `${remote.id}:${landed}`
+    } else {
+      const target = (destination as Extract<CopyTarget, { _tag: "Local" }>).path
+      const kind = yield* remoteKind(source.path)
+      if (kind === undefined) return yield* failure(`no such file or directory in ${source.id}: ${source.path}`)
+      const existing = localKind(target)
+      const into =
+        existing === "dir" || (kind === "file" && target.endsWith("/"))
+          ? path.join(target, path.posix.basename(path.posix.normalize(source.path)))
+          : target
+      if (kind === "dir") {
+        if (existing === "file") return yield* failure(`cannot copy a directory onto the file ${target}`)
+        landed = contentsOnly(source.path) ? target : into
+        yield* sb.files.downloadDir(source.path, landed, { onProgress })
+      } else {
+        landed = into
+        yield* sb.files.download(source.path, landed, { onProgress })
+        moved = Math.max(moved, fs.statSync(landed).size)
+      }
+    }
+    yield* bar.clear
+    if (mode.json) yield* Output.json({ source: shown(source), destination: landed, bytes: moved })
+    else yield* Output.note(mode, `Copied ${formatBytes(moved)} to ${landed}`)
+  })

@@ -1,0 +1,22 @@
+#!/usr/bin/env node
+/**
+ * The `hf-sandbox` executable. Ctrl-C (SIGINT) or SIGTERM interrupts the running command: what it owns
+ * is released first (`run` stops its sandbox), then the process exits with 130.
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Cause from "effect/Cause"
+import * as Exit from "effect/Exit"
+import { main } from "./app.js"
+import { getExitCode } from "./output.js"
+
+NodeRuntime.runMain(main(process.argv), {
+  disableErrorReporting: true,
+  teardown: (exit, onExit) => {
+    const code = Exit.isSuccess(exit) ? getExitCode() : Cause.isInterruptedOnly(exit.cause) ? 130 : 1
+    // Exit once what was written has reached stdout, even if a stray handle would keep the loop alive.
+    process.stdout.write("", () => {
+      onExit(code)
+      process.exit(code)
+    })
+  }
+})

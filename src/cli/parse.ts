@@ -1,0 +1,128 @@
+/**
+ * Parsing of the CLI's own argument formats (durations, `K=V`, secrets, `ID:/path`), and the usage
+ * error they fail with.
+ */
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+
+/** A mistake on the command line: reported with its message and exit code 2, never a stack trace. */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+/** Something the command could not do (a missing file, an unknown sandbox): its message and exit code 1. */
+export class CliError extends Data.TaggedError("CliError")<{ readonly message: string }> {}
+
+const usage = (message: string) => new UsageError({ message })
+
+const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** `90` (seconds), `500ms`, `90s`, `30m`, `2h`, `1d`. */
+export const duration = (flag: string, raw: string): Effect.Effect<Duration.Duration, UsageError> => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(raw)
+  return match === null
+    ? Effect.fail(usage(`invalid ${flag} "${raw}": use a number of seconds or a duration like 90s, 30m, 2h, 1d`))
+    : Effect.succeed(Duration.millis(Number(match[1]) * UNITS[match[2] ?? "s"]!))
+}
+
+/** An optional duration flag. */
+export const optionalDuration = (
+  flag: string,
+  raw: { readonly _tag: "Some"; readonly value: string } | { readonly _tag: "None" }
+): Effect.Effect<Duration.Duration | undefined, UsageError> =>
+  raw._tag === "None" ? Effect.succeed(undefined) : duration(flag, raw.value)
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/** `-e K=V`, repeated. */
+export const envPairs = (values: ReadonlyArray<string>): Effect.Effect<Record<string, string>, UsageError> =>
+  Effect.suspend(() => {
+    const env: Record<string, string> = {}
+    for (const value of values) {
+      const eq = value.indexOf("=")
+      const name = eq < 0 ? value : value.slice(0, eq)
+      if (eq < 0 || !NAME.test(name)) {
+        return Effect.fail(usage(`invalid -e/--env "${value}": expected NAME=VALUE`))
+      }
+      env[name] = value.slice(eq + 1)
+    }
+    return Effect.succeed(env)
+  })
+
+/**
+ * `-s K=V` or `-s K` (the value of `K` in this process's environment), repeated. Error messages name the
+ * variable, never its value.
+ */
+export const secrets = (
+  values: ReadonlyArray<string>,
+  environment: NodeJS.ProcessEnv = process.env
+): Effect.Effect<Record<string, string>, UsageError> =>
+  Effect.suspend(() => {
+    const out: Record<string, string> = {}
+    for (const value of values) {
+      const eq = value.indexOf("=")
+      const name = eq < 0 ? value : value.slice(0, eq)
+      if (!NAME.test(name)) return Effect.fail(usage(`invalid -s/--secret: expected NAME or NAME=VALUE`))
+      const secret = eq < 0 ? environment[name] : value.slice(eq + 1)
+      if (secret === undefined) {
+        return Effect.fail(usage(`-s/--secret ${name}: ${name} is not set in the environment (or pass ${name}=VALUE)`))
+      }
+      out[name] = secret
+    }
+    return Effect.succeed(out)
+  })
+
+/** One side of `cp`: a path on this machine, or `ID:path` in a sandbox. */
+export type CopyTarget =
+  | { readonly _tag: "Local"; readonly path: string }
+  | { readonly _tag: "Remote"; readonly id: string; readonly path: string }
+
+/**
+ * Docker's rule: `ID:path` names a sandbox path; anything starting with `/`, `.` or `~`, or without a
+ * colon, is local (write `./a:b` for a local name with a colon in it).
+ */
+export const copyTarget = (raw: string): CopyTarget => {
+  const match = /^([A-Za-z0-9][A-Za-z0-9_.-]*):(.*)$/.exec(raw)
+  if (match === null || /^[./~]/.test(raw)) return { _tag: "Local", path: raw }
+  return { _tag: "Remote", id: match[1]!, path: match[2] === "" ? "." : match[2]! }
+}
+
+/** A positional value that looks like an option was an option the command does not know. */
+export const notAnOption = (what: string, value: string): Effect.Effect<string, UsageError> =>
+  value.startsWith("-") && value !== "-"
+    ? Effect.fail(usage(`unknown option ${value} where ${what} was expected (see --help)`))
+    : Effect.succeed(value)
+
+/**
+ * The command of `exec`/`spawn`/`run`: everything after `--` (split off before parsing, so it is never
+ * taken for options), or else the trailing arguments.
+ */
+export const commandOf = (
+  forced: ReadonlyArray<string> | undefined,
+  positional: ReadonlyArray<string>
+): Effect.Effect<ReadonlyArray<string>, UsageError> => {
+  if (forced !== undefined && positional.length > 0) {
+    return Effect.fail(usage(`unexpected argument ${positional[0]} before -- (unknown option? see --help)`))
+  }
+  const command = forced ?? positional
+  if (command.length === 0) return Effect.fail(usage("missing the command to run: add -- CMD [ARG...]"))
+  if (forced === undefined && command[0]!.startsWith("-")) {
+    return Effect.fail(usage(`unknown option ${command[0]} (put the command after --)`))
+  }
+  return Effect.succeed(command)
+}
+
+/** One word runs through `/bin/sh -c` (so `'a | b'` works); several are exec'd as they are. */
+export const commandForm = (command: ReadonlyArray<string>): string | ReadonlyArray<string> =>
+  command.length === 1 ? command[0]! : command
+
+/** Bytes for people: `512 B`, `1.5 KiB`, `12.3 MiB`. */
+export const bytes = (n: number): string => {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"]
+  let value = n
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`
+}

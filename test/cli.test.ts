@@ -1,0 +1,584 @@
+/**
+ * The `hf-sandbox` CLI, run as the real program in child processes: against the local provider (with
+ * a temp state directory) and against the Hub emulator (jobs run as local processes; proxy and tunnel
+ * hosts are routed to it). The CLI is bundled once with esbuild, laid out like the package (dist/cli next
+ * to rpc-server) so that it finds the server script exactly as installed.
+ * After every test nothing may be left running: no local server, no live job.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, afterEach, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import { build } from "esbuild"
+import * as Testing from "hf-sandbox/testing"
+import { descendants } from "../src/internal/processTree.js"
+import { isAlive, sleep, waitGone } from "./support/processes.js"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+
+let work: string
+let bin: string
+let stateDir: string
+let scope: Scope.CloseableScope
+let emulator: Testing.HubEmulator
+
+beforeAll(async () => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-cli-test-"))
+  bin = path.join(work, "pkg", "dist", "cli", "main.mjs")
+  await build({
+    entryPoints: [path.join(root, "src/cli/main.ts")],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    outfile: bin,
+    logLevel: "warning",
+    // Bundled CommonJS dependencies still call require().
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" }
+  })
+  fs.symlinkSync(path.join(root, "rpc-server"), path.join(work, "pkg", "rpc-server"))
+  stateDir = path.join(work, "state")
+  scope = Effect.runSync(Scope.make())
+  emulator = await Effect.runPromise(Scope.extend(Testing.make({ schedulingDelay: "100 millis" }), scope))
+})
+
+afterAll(async () => {
+  if (scope !== undefined) await Effect.runPromise(Scope.close(scope, Exit.void))
+  if (work !== undefined) fs.rmSync(work, { recursive: true, force: true })
+})
+
+// ---------------------------------------------------------------------------
+// Running the CLI
+// ---------------------------------------------------------------------------
+
+interface Result {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+  readonly stdoutBytes: Buffer
+}
+
+/** The environment of the CLI: nothing of the test runner's, only what a user would have. */
+const cliEnv = (hf: boolean, extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH,
+  HOME: work,
+  LANG: "C.UTF-8",
+  HF_SANDBOX_STATE_DIR: stateDir,
+  ...(hf
+    ? {
+        HF_ENDPOINT: emulator.url,
+        HF_TOKEN: Redacted.value(emulator.token),
+        HF_SANDBOX_EMULATOR_URL: emulator.url
+      }
+    : {}),
+  ...extra
+})
+
+const start = (args: ReadonlyArray<string>, options: { hf?: boolean; env?: Record<string, string> } = {}) =>
+  spawn(process.execPath, [bin, ...args], {
+    env: cliEnv(options.hf ?? false, options.env),
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+
+const finish = (child: ChildProcess): Promise<Result> =>
+  new Promise((resolve, reject) => {
+    const out: Array<Buffer> = []
+    const err: Array<Buffer> = []
+    child.stdout!.on("data", (b: Buffer) => out.push(b))
+    child.stderr!.on("data", (b: Buffer) => err.push(b))
+    child.once("error", reject)
+    child.once("close", (code, signal) => {
+      const stdoutBytes = Buffer.concat(out)
+      resolve({ code, signal, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes })
+    })
+  })
+
+/** Runs the CLI to its end. */
+const cli = (args: ReadonlyArray<string>, options: { hf?: boolean; env?: Record<string, string> } = {}) =>
+  finish(start(args, options))
+
+/** Runs a shell snippet in which `$HF_SANDBOX` is the CLI, as a user's script would. */
+const shell = (script: string, hf = false) =>
+  finish(
+    spawn("/bin/sh", ["-c", script], {
+      cwd: work,
+      env: { ...cliEnv(hf), HF_SANDBOX: `${process.execPath} ${bin}` },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+  )
+
+/** Fails with the CLI's output when it did not exit with `code`. */
+const expectCode = (result: Result, code: number) =>
+  assert.strictEqual(result.code, code, `exit code (stdout: ${result.stdout} / stderr: ${result.stderr})`)
+
+const local = (args: ReadonlyArray<string>) => cli(["--local", ...args])
+const hf = (args: ReadonlyArray<string>) => cli(args, { hf: true })
+
+/** Waits until `predicate` holds, polling. */
+const until = async (predicate: () => boolean | Promise<boolean>, ms = 10_000) => {
+  const deadline = Date.now() + ms
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time")
+    await sleep(25)
+  }
+}
+
+const stateFiles = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : [])
+const stateOf = (id: string) =>
+  JSON.parse(fs.readFileSync(path.join(stateDir, `${id}.json`), "utf8")) as { pid: number; token: string }
+
+const job = async (id: string) => {
+  const record = await Effect.runPromise(emulator.job(id))
+  if (record === undefined) throw new Error(`no job ${id}`)
+  return record
+}
+
+const TERMINAL = ["COMPLETED", "ERROR", "CANCELED", "DELETED"]
+
+// Nothing may outlive a test: no detached local server (and no state left for one), no live job.
+const localPids = new Set<number>()
+afterEach(async () => {
+  const leftovers: Array<string> = []
+  const states = stateFiles().filter((f) => f.endsWith(".json"))
+  if (states.length > 0) {
+    leftovers.push(`local state: ${states.join(", ")}`)
+    await local(["kill", "--all"])
+  }
+  const alive = await waitGone([...localPids])
+  if (alive.length > 0) leftovers.push(`local servers still running: ${alive.join(", ")}`)
+  for (const pid of alive) process.kill(-pid, "SIGKILL")
+  localPids.clear()
+  const jobs = await Effect.runPromise(emulator.jobs)
+  const live = jobs.filter((j) => !TERMINAL.includes(j.stage))
+  if (live.length > 0) {
+    leftovers.push(`live jobs: ${live.map((j) => `${j.id} (${j.stage})`).join(", ")}`)
+    await hf(["kill", "--all"])
+  }
+  const running = await waitGone(jobs.flatMap((j) => (j.pid === undefined ? [] : [j.pid])))
+  if (running.length > 0) leftovers.push(`job processes still running: ${running.join(", ")}`)
+  assert.deepStrictEqual(leftovers, [])
+  assert.deepStrictEqual(stateFiles(), [], "the state directory is empty")
+})
+
+/** `create -q --local`, remembering the server's pid for the leak check. */
+const createLocal = async (...args: Array<string>) => {
+  const result = await local(["create", "-q", ...args])
+  expectCode(result, 0)
+  const id = result.stdout.trim()
+  assert.match(id, /^local-[0-9a-f]{12}$/)
+  localPids.add(stateOf(id).pid)
+  return id
+}
+
+const createHf = async (...args: Array<string>) => {
+  const result = await hf(["create", "-q", ...args])
+  expectCode(result, 0)
+  const id = result.stdout.trim()
+  assert.match(id, /^[0-9a-f]{24}$/)
+  return id
+}
+
+// ---------------------------------------------------------------------------
+// Local provider
+// ---------------------------------------------------------------------------
+
+describe("hf-sandbox CLI, local provider", () => {
+  it("create leaves a server running in its own session after the CLI exits; its state is the user's alone", async () => {
+    const created = await local(["create"])
+    expectCode(created, 0)
+    const id = created.stdout.trim()
+    const state = stateOf(id)
+    localPids.add(state.pid)
+    assert.include(created.stderr, "10m without a request", "the output says how the sandbox ends")
+    assert.isTrue(isAlive(state.pid), "the server outlives the CLI")
+    const stat = fs.readFileSync(`/proc/${state.pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    assert.strictEqual(Number(fields[3]), state.pid, "its own session (sid = pid)")
+    assert.strictEqual(fs.statSync(path.join(stateDir, `${id}.json`)).mode & 0o777, 0o600)
+    assert.strictEqual(fs.statSync(stateDir).mode & 0o777, 0o700)
+    // The token is in the state file only: never on a command line, never printed.
+    assert.match(state.token, /^[0-9a-f]{64}$/)
+    assert.notInclude(fs.readFileSync(`/proc/${state.pid}/cmdline`, "utf8"), state.token)
+    assert.notInclude(created.stdout + created.stderr, state.token)
+
+    const listed = await local(["ls"])
+    expectCode(listed, 0)
+    assert.include(listed.stdout, id)
+
+    const killed = await local(["kill", id])
+    expectCode(killed, 0)
+    assert.strictEqual(killed.stdout.trim(), id)
+    assert.deepStrictEqual(await waitGone([state.pid]), [])
+    assert.deepStrictEqual(stateFiles(), [])
+  })
+
+  it("-q output works in $(...): create, exec, kill in a shell script", async () => {
+    const result = await shell(
+      'set -e; id=$($HF_SANDBOX create --local -q); $HF_SANDBOX exec "$id" -- echo "hi from $id" > out.txt; ' +
+        'cat out.txt; $HF_SANDBOX kill -q "$id"',
+      false
+    )
+    expectCode(result, 0)
+    const lines = result.stdout.trim().split("\n")
+    assert.match(lines[0]!, /^hi from local-[0-9a-f]{12}$/)
+    assert.strictEqual(lines[1], lines[0]!.slice("hi from ".length), "kill -q prints the id")
+  })
+
+  it("exec exits with the command's code: 0, 3, 124 on timeout, 128+N on a signal, 127 for a missing program", async () => {
+    const id = await createLocal()
+    expectCode(await local(["exec", id, "--", "true"]), 0)
+    const three = await local(["exec", id, "--", "sh", "-c", "echo out; echo err >&2; exit 3"])
+    expectCode(three, 3)
+    assert.strictEqual(three.stdout, "out\n")
+    assert.strictEqual(three.stderr, "err\n")
+    const timedOut = await local(["exec", "--timeout", "1", id, "--", "sleep 30"])
+    expectCode(timedOut, 124)
+    assert.include(timedOut.stderr, "timed out")
+    expectCode(await local(["exec", id, "--", "sh", "-c", "kill -TERM $$"]), 128 + 15)
+    const missing = await local(["exec", id, "--", "no-such-program-xyz", "--flag"])
+    expectCode(missing, 127)
+    assert.include(missing.stderr, "no-such-program-xyz")
+    expectCode(await local(["kill", id]), 0)
+  })
+
+  it("exec streams stdout and stderr live and apart, as bytes, with -e and --cwd", async () => {
+    const id = await createLocal()
+    const child = start([
+      "--local",
+      "exec",
+      "-e",
+      "GREETING=hello",
+      "--cwd",
+      "/",
+      id,
+      "--",
+      'echo "$GREETING from $(pwd)"; sleep 2; echo late >&2; echo done'
+    ])
+    let firstAt: number | undefined
+    child.stdout!.once("data", () => {
+      firstAt = Date.now()
+    })
+    const result = await finish(child)
+    const endedAt = Date.now()
+    expectCode(result, 0)
+    assert.strictEqual(result.stdout, "hello from /\ndone\n")
+    assert.strictEqual(result.stderr, "late\n")
+    assert.isDefined(firstAt)
+    assert.isAtLeast(endedAt - firstAt!, 1500, "the first line arrived while the command was still running")
+
+    const binary = await local(["exec", id, "--", "printf", "\\000\\377\\376abc"])
+    expectCode(binary, 0)
+    assert.deepStrictEqual([...binary.stdoutBytes], [0, 255, 254, 97, 98, 99])
+    expectCode(await local(["kill", id]), 0)
+  })
+
+  it("--json: one document per command, NDJSON for exec", async () => {
+    const created = await local(["--json", "create"])
+    expectCode(created, 0)
+    const doc = JSON.parse(created.stdout) as { id: string; provider: string; idleTimeoutSeconds: number }
+    localPids.add(stateOf(doc.id).pid)
+    assert.strictEqual(doc.provider, "local")
+    assert.strictEqual(doc.idleTimeoutSeconds, 600)
+    assert.strictEqual(created.stderr, "")
+
+    const exec = await local(["exec", "--json", doc.id, "--", "echo a; echo b >&2; exit 5"])
+    expectCode(exec, 5)
+    const events = exec.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { event: string; data?: string; exitCode?: number })
+    assert.strictEqual(events[0]!.event, "start")
+    assert.deepInclude(events, { event: "stdout", data: "a\n" })
+    assert.deepInclude(events, { event: "stderr", data: "b\n" })
+    assert.deepInclude(events.at(-1)!, { event: "exit", exitCode: 5 })
+
+    const listed = JSON.parse((await local(["ls", "--json"])).stdout) as Array<{ id: string }>
+    assert.deepStrictEqual(
+      listed.map((s) => s.id),
+      [doc.id]
+    )
+    const spawned = await local(["spawn", "--json", doc.id, "--", "sleep", "30"])
+    expectCode(spawned, 0)
+    assert.match((JSON.parse(spawned.stdout) as { id: string }).id, /^p-\d+$/)
+    const killed = await local(["kill", "--json", "--all"])
+    expectCode(killed, 0)
+    assert.deepStrictEqual(JSON.parse(killed.stdout), { killed: [doc.id], failed: [] })
+    const failed = await local(["exec", "--json", doc.id, "--", "true"])
+    expectCode(failed, 125)
+    assert.strictEqual((JSON.parse(failed.stdout) as { error: { type: string } }).error.type, "CliError")
+  })
+
+  it("cp copies a file and a directory both ways, docker-style", async () => {
+    const id = await createLocal()
+    const src = path.join(work, "cp-src")
+    fs.mkdirSync(path.join(src, "sub"), { recursive: true })
+    fs.writeFileSync(path.join(src, "a.txt"), "alpha")
+    fs.writeFileSync(path.join(src, "sub", "b.bin"), Buffer.from([0, 1, 2, 255]))
+    fs.chmodSync(path.join(src, "a.txt"), 0o755)
+    fs.symlinkSync("a.txt", path.join(src, "link"))
+
+    expectCode(await local(["cp", path.join(src, "a.txt"), `${id}:data/one.txt`]), 0)
+    expectCode(await local(["cp", src, `${id}:data/tree`]), 0)
+    expectCode(await local(["cp", src, `${id}:data/tree`]), 0) // onto an existing directory: lands inside
+    const listing = await local(["exec", id, "--", "cd data && cat one.txt && find tree | sort"])
+    expectCode(listing, 0)
+    assert.strictEqual(
+      listing.stdout,
+      [
+        "alphatree",
+        "tree/a.txt",
+        "tree/cp-src",
+        "tree/cp-src/a.txt",
+        "tree/cp-src/link",
+        "tree/cp-src/sub",
+        "tree/cp-src/sub/b.bin",
+        "tree/link",
+        "tree/sub",
+        "tree/sub/b.bin",
+        ""
+      ].join("\n")
+    )
+
+    const back = path.join(work, "cp-back")
+    fs.mkdirSync(back)
+    expectCode(await local(["cp", `${id}:data/one.txt`, `${back}/`]), 0)
+    assert.strictEqual(fs.readFileSync(path.join(back, "one.txt"), "utf8"), "alpha")
+    const copied = await local(["cp", "--json", `${id}:data/tree`, path.join(back, "tree")])
+    expectCode(copied, 0)
+    assert.strictEqual((JSON.parse(copied.stdout) as { bytes: number }).bytes, 18)
+    assert.deepStrictEqual([...fs.readFileSync(path.join(back, "tree", "sub", "b.bin"))], [0, 1, 2, 255])
+    assert.strictEqual(fs.statSync(path.join(back, "tree", "a.txt")).mode & 0o777, 0o755)
+    assert.strictEqual(fs.readlinkSync(path.join(back, "tree", "link")), "a.txt")
+
+    const missing = await local(["cp", `${id}:nope`, back])
+    expectCode(missing, 1)
+    assert.include(missing.stderr, "no such file or directory")
+    expectCode(await local(["kill", id]), 0)
+  })
+
+  it("logs, spawn, and kill --all stop every server (and what it started) and empty the state directory", async () => {
+    const first = await createLocal()
+    const second = await createLocal("--idle-timeout", "5m")
+    const spawned = await local(["spawn", "-q", first, "--", "sleep 300"])
+    expectCode(spawned, 0)
+    assert.match(spawned.stdout.trim(), /^p-\d+$/)
+    const sleeper = (await descendants(stateOf(first).pid).pipe(Effect.runPromise)).slice()
+    assert.isNotEmpty(sleeper)
+
+    const listed = await local(["ls", "-q"])
+    assert.deepStrictEqual(listed.stdout.trim().split("\n").sort(), [first, second].sort())
+
+    const killed = await local(["kill", "--all"])
+    expectCode(killed, 0)
+    assert.deepStrictEqual(killed.stdout.trim().split("\n").sort(), [first, second].sort())
+    assert.deepStrictEqual(await waitGone([...localPids, ...sleeper]), [])
+    assert.deepStrictEqual(stateFiles(), [])
+    const logs = await local(["logs", first])
+    expectCode(logs, 1)
+    assert.include(logs.stderr, first)
+  })
+
+  it("a sandbox's idle timeout ends it; stale state is cleaned by ls", async () => {
+    const idle = await createLocal("--idle-timeout", "1")
+    const crashed = await createLocal()
+    process.kill(stateOf(crashed).pid, "SIGKILL")
+    await until(() => !isAlive(stateOf(idle).pid), 10_000)
+    const follow = await local(["logs", "-f", idle])
+    expectCode(follow, 0)
+    assert.include(follow.stdout, "idle", "the server's log says why it stopped")
+    const listed = await local(["ls", "--json"])
+    assert.deepStrictEqual(JSON.parse(listed.stdout), [])
+    assert.deepStrictEqual(stateFiles(), [])
+    const gone = await local(["exec", idle, "--", "true"])
+    expectCode(gone, 125)
+    assert.include(gone.stderr, idle)
+  })
+
+  it("run: create, exec, stop in one go, with the command's exit code; nothing is left", async () => {
+    const result = await shell('out=$($HF_SANDBOX run --local -- "echo one-liner; exit 4"); echo "[$out] $?"')
+    expectCode(result, 0)
+    assert.strictEqual(result.stdout, "[one-liner] 4\n")
+    assert.deepStrictEqual(stateFiles(), [], "run's sandbox is not detached")
+  })
+
+  it("Ctrl-C: run stops its sandbox, exec kills its command; both exit 130", async () => {
+    const running = start(["--local", "run", "--", "echo ready; sleep 30"])
+    const done = finish(running)
+    let ready = false
+    running.stdout!.on("data", (b: Buffer) => {
+      if (b.toString().includes("ready")) ready = true
+    })
+    await until(() => ready)
+    const family = await descendants(running.pid!).pipe(Effect.runPromise)
+    running.kill("SIGINT")
+    const result = await done
+    expectCode(result, 130)
+    assert.deepStrictEqual(await waitGone(family), [], "the server and the command are gone")
+
+    const id = await createLocal()
+    const exec = start(["--local", "exec", "--json", id, "--", "sleep", "30"])
+    const execDone = finish(exec)
+    let pid: number | undefined
+    exec.stdout!.on("data", (b: Buffer) => {
+      const match = /"event":"start","pid":(\d+)/.exec(b.toString())
+      if (match) pid = Number(match[1])
+    })
+    await until(() => pid !== undefined)
+    exec.kill("SIGINT")
+    expectCode(await execDone, 130)
+    assert.deepStrictEqual(await waitGone([pid!]), [], "the remote command was killed")
+    expectCode(await local(["kill", id]), 0)
+  })
+
+  it("bad arguments: a clear message, exit code 2, no stack trace", async () => {
+    const cases: Array<[Array<string>, string]> = [
+      [["exec"], "Missing argument <ID>"],
+      [["bogus"], "Invalid subcommand"],
+      [["create", "--idle-timeout", "soon"], 'invalid --idle-timeout "soon"'],
+      [["create", "-e", "NOVALUE"], 'invalid -e/--env "NOVALUE"'],
+      [["create", "-s", "HF_SANDBOX_TEST_UNSET"], "HF_SANDBOX_TEST_UNSET is not set"],
+      [["exec", "local-0123456789ab", "--timout", "5", "--", "ls"], "unexpected argument --timout"],
+      [["exec", "--tiemout", "local-0123456789ab"], "unknown option --tiemout"],
+      [["exec", "local-0123456789ab"], "missing the command"],
+      [["kill"], "give their ids, or --all"],
+      [["run", "echo", "hi"], "run needs --"],
+      [["ls", "--", "x"], "unexpected --"],
+      [["cp", "a", "b"], "must be in a sandbox"],
+      [[], "usage: hf-sandbox"]
+    ]
+    for (const [args, message] of cases) {
+      const result = await local(args)
+      expectCode(result, 2)
+      assert.include(result.stderr, message, args.join(" "))
+      assert.notMatch(result.stderr, /^\s+at /m, "no stack trace")
+    }
+    const unknown = await local(["exec", "local-0123456789ab", "--", "true"])
+    expectCode(unknown, 125)
+    assert.include(unknown.stderr, "no local sandbox local-0123456789ab")
+    assert.notMatch(unknown.stderr, /^\s+at /m)
+  })
+})
+
+// ---------------------------------------------------------------------------
+// HF Jobs (emulated Hub)
+// ---------------------------------------------------------------------------
+
+describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
+  const token = () => Redacted.value(emulator.token)
+
+  it("create leaves the job running; exec attaches, streams and exits with the command's code; kill cancels it", async () => {
+    const created = await hf(["create", "--flavor", "cpu-upgrade", "--timeout", "30m", "-e", "MODE=test"])
+    expectCode(created, 0)
+    const id = created.stdout.trim()
+    assert.include(created.stderr, "10m")
+    await sleep(300)
+    const record = await job(id)
+    assert.strictEqual(record.stage, "RUNNING", "the job outlives the CLI")
+    const spec = record.spec as { flavor: string; timeoutSeconds: number; environment: Record<string, string> }
+    assert.strictEqual(spec.flavor, "cpu-upgrade")
+    assert.strictEqual(spec.timeoutSeconds, 1800)
+    assert.strictEqual(spec.environment.MODE, "test")
+
+    const ok = await hf(["exec", id, "--", "sh", "-c", 'echo "mode=$MODE"; echo warn >&2; exit 3'])
+    expectCode(ok, 3)
+    assert.strictEqual(ok.stdout, "mode=test\n")
+    assert.strictEqual(ok.stderr, "warn\n")
+    expectCode(await hf(["exec", "--timeout", "1s", id, "--", "sleep", "30"]), 124)
+
+    const listed = await hf(["ls", "--json"])
+    assert.deepInclude(
+      (JSON.parse(listed.stdout) as Array<{ id: string; stage: string }>).map((s) => [s.id, s.stage]),
+      [id, "RUNNING"]
+    )
+    const killed = await hf(["kill", id])
+    expectCode(killed, 0)
+    await until(async () => (await job(id)).stage === "CANCELED")
+    for (const r of [created, ok, listed, killed]) assert.notInclude(r.stdout + r.stderr, token())
+  })
+
+  it("secrets travel as job secrets (a bare NAME from the environment) and are never printed", async () => {
+    const result = await cli(
+      ["create", "--json", "--transport", "proxy", "-s", "API_KEY", "-s", "OTHER=inline-value"],
+      {
+        hf: true,
+        env: { API_KEY: "from-the-env-1234" }
+      }
+    )
+    expectCode(result, 0)
+    const { id } = JSON.parse(result.stdout) as { id: string }
+    const record = await job(id)
+    assert.strictEqual(record.secrets.API_KEY, "from-the-env-1234")
+    assert.strictEqual(record.secrets.OTHER, "inline-value")
+    const visible = JSON.stringify((record.spec as { environment: unknown }).environment)
+    assert.notInclude(visible, "from-the-env-1234")
+    assert.notInclude(visible, "inline-value")
+    assert.notInclude(result.stdout + result.stderr, "from-the-env-1234")
+    const inside = await hf(["exec", id, "--", "printenv API_KEY"])
+    assert.strictEqual(inside.stdout, "from-the-env-1234\n")
+    expectCode(await hf(["kill", id]), 0)
+  })
+
+  it("cp both ways over the Jobs proxy, a file and a directory; kill --all cancels every job", async () => {
+    const first = await createHf("--transport", "proxy")
+    const second = await createHf()
+    const src = path.join(work, "hf-src")
+    fs.mkdirSync(path.join(src, "nested"), { recursive: true })
+    fs.writeFileSync(path.join(src, "x.txt"), "x-ray")
+    fs.writeFileSync(path.join(src, "nested", "y.txt"), "yankee")
+    expectCode(await hf(["cp", path.join(src, "x.txt"), `${first}:in/x.txt`]), 0)
+    expectCode(await hf(["cp", src, `${first}:in/tree`]), 0)
+    const seen = await hf(["exec", first, "--", "cat in/x.txt in/tree/nested/y.txt"])
+    assert.strictEqual(seen.stdout, "x-rayyankee")
+    const back = path.join(work, "hf-back")
+    expectCode(await hf(["cp", `${first}:in/tree`, back]), 0)
+    assert.strictEqual(fs.readFileSync(path.join(back, "nested", "y.txt"), "utf8"), "yankee")
+    expectCode(await hf(["cp", `${first}:in/x.txt`, path.join(back, "copy.txt")]), 0)
+    assert.strictEqual(fs.readFileSync(path.join(back, "copy.txt"), "utf8"), "x-ray")
+
+    const killed = await hf(["kill", "--all", "-q"])
+    expectCode(killed, 0)
+    assert.deepStrictEqual(killed.stdout.trim().split("\n").sort(), [first, second].sort())
+    for (const id of [first, second]) await until(async () => (await job(id)).stage === "CANCELED")
+    const listed = await hf(["ls", "-q"])
+    assert.strictEqual(listed.stdout, "")
+  })
+
+  it("run: a job that ends with the command (code and output), and on Ctrl-C too", async () => {
+    const result = await hf(["run", "--transport", "proxy", "--", "echo job says hi; exit 9"])
+    expectCode(result, 9)
+    assert.strictEqual(result.stdout, "job says hi\n")
+    const jobs = await Effect.runPromise(emulator.jobs)
+    await until(async () => (await job(jobs.at(-1)!.id)).stage === "CANCELED")
+
+    const running = start(["run", "--", "echo ready; sleep 30"], { hf: true })
+    const done = finish(running)
+    let ready = false
+    running.stdout!.on("data", (b: Buffer) => {
+      if (b.toString().includes("ready")) ready = true
+    })
+    await until(() => ready, 20_000)
+    running.kill("SIGINT")
+    expectCode(await done, 130)
+    const last = (await Effect.runPromise(emulator.jobs)).at(-1)!
+    await until(async () => (await job(last.id)).stage === "CANCELED")
+  })
+
+  it("logs prints the job's log; an unknown id fails clearly", async () => {
+    const id = await createHf("--transport", "proxy")
+    const logs = await hf(["logs", "--tail", "5", id])
+    expectCode(logs, 0)
+    assert.isAtMost(logs.stdout.trim().split("\n").length, 5)
+    assert.include(logs.stdout, '"event":"listening"')
+    expectCode(await hf(["kill", id]), 0)
+    const unknown = await hf(["exec", "0123456789abcdef01234567", "--", "true"])
+    expectCode(unknown, 125)
+    assert.include(unknown.stderr, "cannot attach to sandbox 0123456789abcdef01234567")
+  })
+})
