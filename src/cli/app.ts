@@ -60,6 +60,7 @@ const secret = Options.text("secret").pipe(
   )
 )
 const flavor = Options.text("flavor").pipe(
+  Options.withPseudoName("FLAVOR"),
   Options.optional,
   Options.withDescription("HF hardware, e.g. cpu-basic (default), cpu-upgrade, t4-small, a10g-small.")
 )
@@ -71,10 +72,12 @@ const forwardHfToken = Options.boolean("forward-hf-token").pipe(
   Options.withDescription("Give the sandbox your HF token as the HF_TOKEN secret.")
 )
 const startTimeout = Options.text("start-timeout").pipe(
+  Options.withPseudoName("DURATION"),
   Options.optional,
   Options.withDescription("How long starting may take (default 3m; 2m with --transport proxy).")
 )
 const cwd = Options.text("cwd").pipe(
+  Options.withPseudoName("DIR"),
   Options.optional,
   Options.withDescription("Working directory of the command (default: the sandbox's home).")
 )
@@ -238,10 +241,12 @@ const create = Command.make(
     image,
     flavor,
     timeout: Options.text("timeout").pipe(
+      Options.withPseudoName("DURATION"),
       Options.optional,
       Options.withDescription("Hard limit on the sandbox's life on HF Jobs, e.g. 30m, 2h (default 1h).")
     ),
     idleTimeout: Options.text("idle-timeout").pipe(
+      Options.withPseudoName("DURATION"),
       Options.optional,
       Options.withDescription("Stop the sandbox after this long without a request (default 10m; 0: never).")
     ),
@@ -308,6 +313,7 @@ const exec = Command.make(
     cwd,
     stdin,
     timeout: Options.text("timeout").pipe(
+      Options.withPseudoName("DURATION"),
       Options.optional,
       Options.withDescription("Kill the command after this long (exit code 124), e.g. 30s, 5m.")
     ),
@@ -350,7 +356,11 @@ const spawn = Command.make(
     ...globals,
     env,
     cwd,
-    tag: Options.text("tag").pipe(Options.optional, Options.withDescription("A label, shown in process lists.")),
+    tag: Options.text("tag").pipe(
+      Options.withPseudoName("TAG"),
+      Options.optional,
+      Options.withDescription("A label, shown in process lists.")
+    ),
     id: sandboxId,
     cmd: commandArgs
   },
@@ -497,6 +507,7 @@ const run = Command.make(
     ...globals,
     flavor,
     timeout: Options.text("timeout").pipe(
+      Options.withPseudoName("DURATION"),
       Options.optional,
       Options.withDescription("Kill the command after this long (exit code 124), e.g. 30s, 5m.")
     ),
@@ -556,6 +567,13 @@ const cli = Command.run(root.pipe(Command.withSubcommands([create, exec, spawn, 
   version: VERSION
 })
 
+const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g")
+
+const plain = (stream: NodeJS.WriteStream, args: ReadonlyArray<unknown>) =>
+  stream.isTTY && process.env.NO_COLOR === undefined
+    ? args
+    : args.map((arg) => (typeof arg === "string" ? arg.replace(ANSI, "") : arg))
+
 /**
  * Runs the CLI on `argv` (`process.argv`: node, script, then the arguments). Its exit code is
  * `Output.getExitCode()` once it has succeeded.
@@ -564,7 +582,17 @@ export const main = (argv: ReadonlyArray<string>): Effect.Effect<void> => {
   const separator = argv.indexOf("--", 2)
   forced = separator < 0 ? undefined : argv.slice(separator + 1)
   const parsed = separator < 0 ? argv : argv.slice(0, separator)
-  return cli(parsed).pipe(
+  return Effect.consoleWith((console) =>
+    // Help and usage errors are styled with ANSI escapes: kept for a terminal, removed for a pipe or file
+    // (and with NO_COLOR).
+    cli(parsed).pipe(
+      Effect.withConsole({
+        ...console,
+        log: (...args) => console.log(...plain(process.stdout, args)),
+        error: (...args) => console.error(...plain(process.stderr, args))
+      })
+    )
+  ).pipe(
     // @effect/cli has printed the problem (unknown option, missing argument, …) already.
     Effect.catchIf(ValidationError.isValidationError, () => Output.setExitCode(2)),
     Effect.provide(NodeContext.layer),
