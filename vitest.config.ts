@@ -34,6 +34,8 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
+    // `global.gc` lets the streaming suites measure what the client retains, not garbage not yet collected.
+    poolOptions: { forks: { execArgv: ["--expose-gc"] } },
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", summary]

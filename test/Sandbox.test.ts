@@ -15,6 +15,7 @@ import * as Sandbox from "hf-sandbox/Sandbox"
 import { BadRequestError } from "hf-sandbox/SandboxError"
 import * as Wire from "../src/internal/client.js"
 import { assertGone, localLayer } from "./support/local.js"
+import { retained } from "./support/memory.js"
 
 const Live = localLayer()
 const SharedSandbox = Sandbox.layer().pipe(Layer.provideMerge(Live))
@@ -210,6 +211,8 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
         let pid = 0
         let consumed = 0
         let producedWhileSlow = 0
+        const before = retained()
+        let growth = 0
         const total = yield* sb.execStream(["head", "-c", String(size), "/dev/zero"]).pipe(
           Stream.tap((e) =>
             Effect.gen(function* () {
@@ -224,9 +227,16 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
               }
             })
           ),
+          Stream.tap((e) =>
+            Effect.sync(() => {
+              // Three quarters through, what the client holds is what it would have piled up.
+              if (e._tag === "Stdout" && growth === 0 && consumed >= 150 * 1024 * 1024) growth = retained() - before
+            })
+          ),
           Stream.runFold(0, (sum, e) => (e._tag === "Stdout" ? sum + e.data.length : sum))
         )
         assert.strictEqual(total, size)
+        assert.isBelow(growth, 64 * 1024 * 1024, `the client's memory grew by ${growth} bytes`)
         if (process.platform === "linux") {
           // Pipes, socket buffers and one server chunk may hold a few MiB; an unbounded client would let
           // the command finish all 200 MiB while the consumer read its first megabyte.

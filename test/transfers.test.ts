@@ -15,6 +15,7 @@ import * as Stream from "effect/Stream"
 import type { TransferProgress } from "hf-sandbox/Files"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import { localLayer } from "./support/local.js"
+import { peakRssGrowth } from "./support/memory.js"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -26,20 +27,6 @@ const tempDir = Effect.acquireRelease(
 )
 
 const sha256File = (file: string) => createHash("sha256").update(fs.readFileSync(file)).digest("hex")
-
-/** Samples this process's RSS while `effect` runs; yields the largest growth seen, in bytes. */
-const peakRssGrowth = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.suspend(() => {
-    const start = process.memoryUsage.rss()
-    let peak = start
-    const timer = setInterval(() => {
-      peak = Math.max(peak, process.memoryUsage.rss())
-    }, 10)
-    return effect.pipe(
-      Effect.ensuring(Effect.sync(() => clearInterval(timer))),
-      Effect.map((value) => ({ value, growth: Math.max(peak, process.memoryUsage.rss()) - start }))
-    )
-  })
 
 /** What a tree holds, found without following links: type, mode, and content or link target. */
 const describeTree = (root: string): Record<string, string> => {
