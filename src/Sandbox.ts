@@ -263,13 +263,37 @@ export interface ProcessInfo {
   readonly signal: number | null
 }
 
-/**
- * The files API and its entries, defined in the `Files` module.
- *
- * @since 0.1.0
- * @category models
- */
-export type { FileInfo, Files, TransferOptions, TransferProgress } from "./Files.js"
+// The files API and its entries, defined in the `Files` module.
+export type {
+  /**
+   * A file-system entry, defined in the `Files` module.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  FileInfo,
+  /**
+   * The files API of a sandbox (`sb.files`), defined in the `Files` module.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  Files,
+  /**
+   * Options of the transfers, defined in the `Files` module.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  TransferOptions,
+  /**
+   * How far a transfer has got, defined in the `Files` module.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  TransferProgress
+} from "./Files.js"
 
 /**
  * A running sandbox.

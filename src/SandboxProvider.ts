@@ -138,7 +138,7 @@ export interface Service {
 }
 
 /**
- * The provider in use. Provide one with `LocalSandbox.layer()` or (soon) `HfJobs.layer()`.
+ * The provider in use. Provide one with `LocalSandbox.layer()` or `HfJobs.layer()`.
  *
  * @since 0.1.0
  * @category tags

@@ -56,23 +56,77 @@ import * as EffectSandbox from "./Sandbox.js"
 import type { OperationError, StartError } from "./SandboxError.js"
 import type * as SandboxProvider from "./SandboxProvider.js"
 
-/**
- * The shapes shared with the Effect API (results, events, options), defined in the `Sandbox` and
- * `Files` modules.
- *
- * @since 0.1.0
- * @category models
- */
+// The shapes shared with the Effect API (results, events, options), defined in the `Sandbox` and `Files` modules.
 export type {
+  /**
+   * `ExecEvent` of the `Sandbox` module, shared with the Effect API.
+   *
+   * @since 0.1.0
+   * @category models
+   */
   ExecEvent,
+  /**
+   * `ExecOptions` of the `Sandbox` module, shared with the Effect API.
+   *
+   * @since 0.1.0
+   * @category models
+   */
   ExecOptions,
+  /**
+   * `ExecResult` of the `Sandbox` module, shared with the Effect API.
+   *
+   * @since 0.1.0
+   * @category models
+   */
   ExecResult,
+  /**
+   * `FileInfo` of the `Files` module, shared with the Effect API.
+   *
+   * @since 0.1.0
+   * @category models
+   */
   FileInfo,
+  /**
+   * `OutputEvent` of the `Sandbox` module, shared with the Effect API.
+   *
+   * @since 0.1.0
+   * @category models
+   */
   OutputEvent,
+  /**
+   * `ProcessExit` of the `Sandbox` module, shared with the Effect API.
+   *
+   * @since 0.1.0
+   * @category models
+   */
   ProcessExit,
+  /**
+   * `ProcessInfo` of the `Sandbox` module, shared with the Effect API.
+   *
+   * @since 0.1.0
+   * @category models
+   */
   ProcessInfo,
+  /**
+   * `SpawnOptions` of the `Sandbox` module, shared with the Effect API.
+   *
+   * @since 0.1.0
+   * @category models
+   */
   SpawnOptions,
+  /**
+   * `TransferOptions` of the `Files` module, shared with the Effect API.
+   *
+   * @since 0.1.0
+   * @category models
+   */
   TransferOptions,
+  /**
+   * `TransferProgress` of the `Files` module, shared with the Effect API.
+   *
+   * @since 0.1.0
+   * @category models
+   */
   TransferProgress
 } from "./Sandbox.js"
 /**
@@ -84,13 +138,15 @@ export type {
  */
 export * as SandboxError from "./SandboxError.js"
 
-/**
- * Options of a sandbox's log, from the `SandboxProvider` module.
- *
- * @since 0.1.0
- * @category models
- */
-export type { LogOptions } from "./SandboxProvider.js"
+export type {
+  /**
+   * Options of a sandbox's log, from the `SandboxProvider` module.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  LogOptions
+} from "./SandboxProvider.js"
 
 /**
  * What every call takes besides its own options.
