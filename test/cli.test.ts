@@ -276,6 +276,12 @@ describe("hf-sandbox CLI, local provider", () => {
     const binary = await local(["exec", id, "--", "printf", "\\000\\377\\376abc"])
     expectCode(binary, 0)
     assert.deepStrictEqual([...binary.stdoutBytes], [0, 255, 254, 97, 98, 99])
+
+    // A reader that goes away stops the command, as SIGPIPE would stop a local one.
+    const piped = await shell(`$HF_SANDBOX exec ${id} -- yes | head -n 2`)
+    expectCode(piped, 0)
+    assert.strictEqual(piped.stdout, "y\ny\n")
+    await until(async () => (await local(["exec", id, "--", "pgrep -x yes || echo none"])).stdout === "none\n")
     expectCode(await local(["kill", id]), 0)
   })
 

@@ -177,6 +177,8 @@ const streamCommand = (
     let exit: Extract<Sandbox.ExecEvent, { _tag: "Exit" }> | undefined
     const text = { Stdout: new TextDecoder(), Stderr: new TextDecoder() }
     yield* sb.execStream(Parse.commandForm(command), options).pipe(
+      // Nobody reads our stdout any more: ending the stream kills the remote command.
+      Stream.interruptWhen(Output.stdoutClosed),
       Stream.runForEach((event) => {
         switch (event._tag) {
           case "Start":
@@ -203,7 +205,9 @@ const streamCommand = (
         }
       })
     )
-    const done = exit!
+    // Cut short because our stdout was closed: the exit status of a process killed by SIGPIPE.
+    if (exit === undefined) return 128 + 13
+    const done = exit
     if (done.timedOut && options.timeout !== undefined) {
       yield* Output.note(
         mode,

@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 /**
- * The `hf-sandbox` executable. Ctrl-C (SIGINT) or SIGTERM interrupts the running command: what it owns
- * is released first (`run` stops its sandbox), then the process exits with 130.
+ * The `hf-sandbox` executable. Ctrl-C (SIGINT), SIGTERM or SIGHUP interrupts the running command: what
+ * it owns is released first (`run` stops its sandbox), then the process exits with 130.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Exit from "effect/Exit"
 import { main } from "./app.js"
 import { getExitCode } from "./output.js"
+
+// A closed terminal (SIGHUP) ends the CLI like Ctrl-C does: releasing what it owns first.
+process.once("SIGHUP", () => process.kill(process.pid, "SIGTERM"))
 
 NodeRuntime.runMain(main(process.argv), {
   disableErrorReporting: true,

@@ -24,14 +24,33 @@ export const getExitCode = () => exitCode
 // dropped from then on, and the command still ends (and cleans up) normally.
 const broken = new WeakSet<NodeJS.WritableStream>()
 const waiting = new Map<NodeJS.WritableStream, Set<() => void>>()
+let onStdoutClosed: Array<() => void> | undefined = []
 for (const stream of [process.stdout, process.stderr]) {
   stream.on("error", (error: NodeJS.ErrnoException) => {
     if (error.code !== "EPIPE") return
     broken.add(stream)
     for (const wake of waiting.get(stream) ?? []) wake()
     waiting.delete(stream)
+    if (stream === process.stdout && onStdoutClosed !== undefined) {
+      const callbacks = onStdoutClosed
+      onStdoutClosed = undefined
+      for (const callback of callbacks) callback()
+    }
   })
 }
+
+/**
+ * Completes when whoever reads our stdout has gone (`… | head -1`): a command whose output nobody
+ * reads any more is then stopped, as SIGPIPE would stop a local one.
+ */
+export const stdoutClosed: Effect.Effect<void> = Effect.async<void>((resume) => {
+  if (onStdoutClosed === undefined) return resume(Effect.void)
+  const callback = () => resume(Effect.void)
+  onStdoutClosed.push(callback)
+  return Effect.sync(() => {
+    onStdoutClosed = onStdoutClosed?.filter((c) => c !== callback)
+  })
+})
 
 /** Writes to a stream and waits until it can take more. */
 export const write = (stream: NodeJS.WriteStream, data: string | Uint8Array): Effect.Effect<void> =>
