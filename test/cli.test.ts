@@ -10,12 +10,19 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { afterAll, afterEach, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import { build } from "esbuild"
+import * as HfJobs from "hf-sandbox/HfJobs"
+import * as LocalSandbox from "hf-sandbox/LocalSandbox"
+import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Testing from "hf-sandbox/testing"
 import { descendants } from "../src/internal/processTree.js"
 import { isAlive, sleep, waitGone } from "./support/processes.js"
@@ -586,5 +593,113 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     const unknown = await hf(["exec", "0123456789abcdef01234567", "--", "true"])
     expectCode(unknown, 125)
     assert.include(unknown.stderr, "cannot attach to sandbox 0123456789abcdef01234567")
+  })
+})
+
+// ---------------------------------------------------------------------------
+// The library side of `create`: Sandbox.make({ detach: true })
+// ---------------------------------------------------------------------------
+
+describe("Sandbox.make({ detach: true })", () => {
+  const localLive = (options: LocalSandbox.Options = {}) =>
+    LocalSandbox.layer({ stateDir, ...options }).pipe(
+      Layer.provideMerge(NodeContext.layer),
+      Layer.merge(NodeHttpClient.layerUndici)
+    )
+  const hfLive = () =>
+    HfJobs.layer({ token: emulator.token, endpoint: emulator.url, publicDns: false }).pipe(
+      Layer.provideMerge(NodeContext.layer),
+      Layer.merge(
+        Layer.effect(HttpClient.HttpClient, Effect.map(HttpClient.HttpClient, Testing.routeHttpClient(emulator))).pipe(
+          Layer.provide(NodeHttpClient.layerUndici)
+        )
+      )
+    )
+
+  it("local: closing the scope only detaches; connect attaches; terminate stops it and removes its files", async () => {
+    const made = await Effect.gen(function* () {
+      const sb = yield* Sandbox.make({ detach: true })
+      yield* sb.files.write("note.txt", "kept")
+      return { id: sb.id, workdir: sb.details.workdir as string }
+    }).pipe(Effect.scoped, Effect.provide(localLive()), Effect.runPromise)
+    const { pid } = stateOf(made.id)
+    localPids.add(pid)
+    assert.isTrue(isAlive(pid), "the scope closed, the server lives on")
+    await Effect.gen(function* () {
+      const sb = yield* Sandbox.connect(made.id)
+      assert.strictEqual(yield* sb.files.readText("note.txt"), "kept")
+    }).pipe(Effect.scoped, Effect.provide(localLive()), Effect.runPromise)
+    assert.isTrue(isAlive(pid), "a connection's scope only detaches too")
+    assert.deepStrictEqual(
+      (await Effect.runPromise(LocalSandbox.list({ stateDir }))).map((s) => s.id),
+      [made.id]
+    )
+    await Effect.gen(function* () {
+      const sb = yield* Sandbox.connect(made.id)
+      yield* sb.terminate
+    }).pipe(Effect.scoped, Effect.provide(localLive()), Effect.runPromise)
+    assert.deepStrictEqual(await waitGone([pid]), [])
+    assert.isFalse(fs.existsSync(made.workdir), "the working directory is removed")
+
+    // terminate on the sandbox make returned stops it just the same.
+    const pid2 = await Effect.gen(function* () {
+      const sb = yield* Sandbox.make({ detach: true })
+      const serverPid = sb.details.pid as number
+      yield* sb.terminate
+      return serverPid
+    }).pipe(Effect.scoped, Effect.provide(localLive()), Effect.runPromise)
+    assert.deepStrictEqual(await waitGone([pid2]), [])
+  })
+
+  it("local: a failed start leaves nothing: no server, no state file, no log, no working directory", async () => {
+    const pidFile = path.join(work, "fake-server.pid")
+    const script = path.join(work, "fake-server.py")
+    fs.writeFileSync(
+      script,
+      [
+        "import json, os, time",
+        `open(${JSON.stringify(pidFile)}, "w").write(str(os.getpid()))`,
+        'print(json.dumps({"event": "listening", "host": "127.0.0.1", "port": 9, "pid": os.getpid(), "version": "0", "protocol": 1}), flush=True)',
+        "time.sleep(60)"
+      ].join("\n")
+    )
+    const tempDir = fs.mkdtempSync(path.join(work, "tmp-"))
+    const failed = await Sandbox.make({ detach: true, startTimeout: "1 second" }).pipe(
+      Effect.scoped,
+      Effect.flip,
+      Effect.provide(localLive({ serverScript: script, tempDir })),
+      Effect.runPromise
+    )
+    assert.strictEqual(failed._tag, "StartError")
+    assert.deepStrictEqual(await waitGone([Number(fs.readFileSync(pidFile, "utf8"))]), [])
+    assert.deepStrictEqual(stateFiles(), [])
+    assert.deepStrictEqual(fs.readdirSync(tempDir), [])
+
+    const missing = await Sandbox.make({ detach: true }).pipe(
+      Effect.scoped,
+      Effect.flip,
+      Effect.provide(localLive({ python: path.join(work, "no-python-here") })),
+      Effect.runPromise
+    )
+    assert.strictEqual(missing._tag, "StartError")
+    assert.deepStrictEqual(stateFiles(), [])
+  })
+
+  it("HF Jobs: the job keeps running after the scope closes; terminate after connect cancels it", async () => {
+    const id = await Sandbox.make({ detach: true, transport: "proxy" }).pipe(
+      Effect.map((sb) => sb.id),
+      Effect.scoped,
+      Effect.provide(hfLive()),
+      Effect.runPromise
+    )
+    await sleep(300)
+    assert.strictEqual((await job(id)).stage, "RUNNING")
+    assert.strictEqual((await job(id)).cancelRequests, 0)
+    await Effect.gen(function* () {
+      const sb = yield* Sandbox.connect(id)
+      assert.strictEqual((yield* sb.exec("echo still here")).stdout, "still here\n")
+      yield* sb.terminate
+    }).pipe(Effect.scoped, Effect.provide(hfLive()), Effect.runPromise)
+    await until(async () => (await job(id)).stage === "CANCELED")
   })
 })
