@@ -24,7 +24,8 @@
  * export of a public module must have its section there.
  *
  * ```sh blocks are not run, only checked: each `npm run <script>` (and `npm test`) must be a script of
- * package.json, and each file run by `npx tsx`, `tsx`, `node` or `npx vitest run` must exist.
+ * package.json, and each file run by `npx tsx`, `tsx`, `node` or `npx vitest run` must exist in the
+ * repository (or be a `file=` of a ts block). ```sh skip: commands run elsewhere, not checked.
  *
  * A failure names the Markdown file and the line of the block.
  */
@@ -317,7 +318,8 @@ describe("docs", () => {
     const created = new Set(tsBlocks.flatMap((b) => fileOf(b) ?? []))
     const problems: Array<string> = []
     let checked = 0
-    for (const block of blocks.filter((b) => ["sh", "bash", "shell", "console"].includes(b.lang))) {
+    const shell = blocks.filter((b) => ["sh", "bash", "shell", "console"].includes(b.lang) && !b.flags.includes("skip"))
+    for (const block of shell) {
       for (const [, name] of block.code.matchAll(/\bnpm run ([\w:.-]+)/g)) {
         checked++
         if (!(name! in scripts)) problems.push(`${where(block)}: npm run ${name}: no such script in package.json`)
@@ -327,9 +329,9 @@ describe("docs", () => {
         /\b(?:npx tsx|tsx|node|npx vitest run)\s+([\w./-]+\.(?:[cm]?[jt]s))/g
       )) {
         checked++
-        const inRpcServer = block.file.startsWith("rpc-server/") && !file!.includes("/")
-        const resolved = path.join(root, inRpcServer ? "rpc-server" : "", file!)
-        if (!fs.existsSync(resolved) && !created.has(file!)) problems.push(`${where(block)}: ${file}: no such file`)
+        if (!fs.existsSync(path.join(root, file!)) && !created.has(file!)) {
+          problems.push(`${where(block)}: ${file}: no such file`)
+        }
       }
     }
     assert.isAtLeast(checked, 3, "the commands were found")
