@@ -16,6 +16,7 @@
  *   and `sb` is its sandbox. A block that imports from `hf-sandbox/promise` is one of these anyway.
  * - ```ts run — also run with tsx, from the repository's root; it must exit 0. For complete programs
  *   on the local provider only (nothing here may reach the network).
+ * - ```ts test — a complete vitest file: also run, all such blocks in one `vitest run`.
  * - ```ts file=examples/name.ts — a file the reader is told to create; shell blocks may run it.
  * - ```ts skip — not checked at all. Avoid it.
  *
@@ -34,7 +35,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import ts from "typescript"
-import { assert, describe, it } from "vitest"
+import { afterAll, assert, describe, it } from "vitest"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const rel = (file: string) => path.relative(root, file)
@@ -338,28 +339,45 @@ describe("docs", () => {
     assert.deepStrictEqual(problems, [])
   })
 
-  // Complete programs on the local provider, run as a reader would run them.
-  const runnable = tsBlocks.filter((b) => b.flags.includes("run"))
-  for (const block of runnable) {
+  // Complete programs on the local provider, run as a reader would run them; test files, with vitest.
+  const scratch = path.join(root, ".vitest", `docs-run-${process.pid}`)
+  const nameOf = (b: Block) => `${b.file.replace(/[^\w]+/g, "_")}_L${b.line}`
+  afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }))
+
+  for (const block of tsBlocks.filter((b) => b.flags.includes("run"))) {
     it(`${where(block)} runs`, () => {
-      const dir = path.join(root, ".vitest", "docs-run")
-      fs.mkdirSync(dir, { recursive: true })
-      const file = path.join(dir, `${block.file.replace(/[^\w]+/g, "_")}_${block.line}.ts`)
+      fs.mkdirSync(scratch, { recursive: true })
+      const file = path.join(scratch, `${nameOf(block)}.ts`)
       fs.writeFileSync(file, block.code)
-      try {
-        const result = spawnSync(path.join(root, "node_modules", ".bin", "tsx"), [file], {
-          cwd: root,
-          encoding: "utf8",
-          timeout: 50_000
-        })
-        assert.strictEqual(
-          result.status,
-          0,
-          `${where(block)} exited ${result.status}:\n${result.stdout}${result.stderr}`
-        )
-      } finally {
-        fs.rmSync(file, { force: true })
-      }
+      const result = spawnSync(path.join(root, "node_modules", ".bin", "tsx"), [file], {
+        cwd: root,
+        encoding: "utf8",
+        timeout: 50_000
+      })
+      assert.strictEqual(result.status, 0, `${where(block)} exited ${result.status}:\n${result.stdout}${result.stderr}`)
     })
+  }
+
+  const testBlocks = tsBlocks.filter((b) => b.flags.includes("test"))
+  if (testBlocks.length > 0) {
+    it(`the test files of ${[...new Set(testBlocks.map((b) => b.file))].join(", ")} pass`, () => {
+      fs.mkdirSync(scratch, { recursive: true })
+      for (const block of testBlocks) fs.writeFileSync(path.join(scratch, `${nameOf(block)}.test.ts`), block.code)
+      // The project's config (aliases, timeouts), limited to these files.
+      const config = path.join(scratch, "vitest.config.ts")
+      fs.writeFileSync(
+        config,
+        'import base from "../../vitest.config.ts"\n' +
+          `export default { ...base, test: { ...base.test, include: [${JSON.stringify(`${rel(scratch)}/*.test.ts`)}], reporters: ["default"] } }\n`
+      )
+      const result = spawnSync(path.join(root, "node_modules", ".bin", "vitest"), ["run", "--config", config], {
+        cwd: root,
+        encoding: "utf8",
+        timeout: 110_000,
+        env: { ...process.env, NO_COLOR: "1" }
+      })
+      assert.strictEqual(result.status, 0, `vitest exited ${result.status}:\n${result.stdout}${result.stderr}`)
+      assert.include(result.stdout, `Test Files  ${testBlocks.length} passed`)
+    }, 120_000)
   }
 })
