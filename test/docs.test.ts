@@ -28,6 +28,9 @@
  * package.json, and each file run by `npx tsx`, `tsx`, `node` or `npx vitest run` must exist in the
  * repository (or be a `file=` of a ts block). ```sh skip: commands run elsewhere, not checked.
  *
+ * Relative links between these files must lead to a file that exists and, with a `#fragment`, to one of
+ * its headings.
+ *
  * A failure names the Markdown file and the line of the block.
  */
 import { spawnSync } from "node:child_process"
@@ -270,6 +273,28 @@ const check = () => {
   return { program, errors }
 }
 
+/** GitHub's anchors for the headings of a Markdown file (outside code blocks), duplicates numbered. */
+const anchorsOf = (file: string): Set<string> => {
+  const anchors = new Set<string>()
+  const seen = new Map<string, number>()
+  let fence: string | undefined
+  for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+    const open = /^\s*(`{3,})/.exec(line)
+    if (open) fence = fence === undefined ? open[1] : line.trim() === fence ? undefined : fence
+    const heading = fence === undefined && !open ? /^#{1,6}\s+(.+?)\s*#*$/.exec(line) : null
+    if (!heading) continue
+    const slug = heading[1]!
+      .replace(/<[^>]+>/g, "")
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+      .replace(/\s/g, "-")
+    const count = seen.get(slug) ?? 0
+    seen.set(slug, count + 1)
+    anchors.add(count === 0 ? slug : `${slug}-${count}`)
+  }
+  return anchors
+}
+
 /** The public modules: src/*.ts (not internal/, not cli/). */
 const apiModules = () =>
   fs
@@ -308,6 +333,33 @@ describe("docs", () => {
         if (!headings.has(name)) problems.push(`${rel(page)} lacks ${name}: run npm run docs:api`)
       }
     }
+    assert.deepStrictEqual(problems, [])
+  })
+
+  it("relative links lead to files and headings that exist", () => {
+    const problems: Array<string> = []
+    let checked = 0
+    for (const file of markdownFiles()) {
+      const lines = fs.readFileSync(file, "utf8").split("\n")
+      let fence: string | undefined
+      lines.forEach((line, i) => {
+        const open = /^\s*(`{3,})/.exec(line)
+        if (open) fence = fence === undefined ? open[1] : line.trim() === fence ? undefined : fence
+        if (fence !== undefined || open) return
+        for (const [, target] of line.replace(/`[^`]*`/g, "").matchAll(/\]\(([^)\s]+)\)/g)) {
+          if (/^[a-z]+:/i.test(target!)) continue
+          checked++
+          const [pathPart, anchor] = target!.split("#") as [string, string | undefined]
+          const resolved = pathPart === "" ? file : path.resolve(path.dirname(file), pathPart)
+          const at = `${rel(file)}:${i + 1}: ${target}`
+          if (!fs.existsSync(resolved)) problems.push(`${at}: no such file`)
+          else if (anchor !== undefined && resolved.endsWith(".md") && !anchorsOf(resolved).has(anchor)) {
+            problems.push(`${at}: no such heading`)
+          }
+        }
+      })
+    }
+    assert.isAbove(checked, 20, "the links were found")
     assert.deepStrictEqual(problems, [])
   })
 
