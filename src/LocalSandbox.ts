@@ -62,6 +62,8 @@ const INHERITED_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_A
 
 const STDERR_TAIL_BYTES = 8 * 1024
 const LOG_LINES = 10_000
+/** Reads into memory go in one request: on loopback there is no round trip for parallel ranges to hide. */
+const WHOLE_FILE = Number.MAX_SAFE_INTEGER
 
 const decodeListening = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ListeningLine))
 
@@ -267,6 +269,7 @@ export const make = (
           token: Redacted.make(token),
           died: Deferred.await(died),
           logs,
+          readRangeSize: WHOLE_FILE,
           details: { pid: proc.pid, workdir, python: resolved, port: announce.port, serverVersion: announce.version }
         }
         return endpoint
@@ -289,6 +292,7 @@ export const make = (
       logs: (logOptions) =>
         LocalState.logLines(LocalState.logPath(stateDir, state.id), logOptions, () => LocalState.isRunning(state)),
       kill: LocalState.stop(stateDir, state, stopTimeout),
+      readRangeSize: WHOLE_FILE,
       details: {
         pid: state.pid,
         workdir: state.workdir,

@@ -827,7 +827,7 @@ const open = (
       })
     }
 
-    const files = FilesApi.make({ wire, fileSystem, guard, guardStream })
+    const files = FilesApi.make({ wire, fileSystem, guard, guardStream, readRangeSize: endpoint.readRangeSize })
 
     const terminate = Effect.suspend(() => {
       const kill = terminated ? Effect.void : (endpoint.kill ?? Effect.void)

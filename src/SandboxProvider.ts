@@ -101,6 +101,12 @@ export interface Endpoint {
    * (`Spec.detach`). Owned sandboxes stop when their scope closes.
    */
   readonly kill?: Effect.Effect<void> | undefined
+  /**
+   * The range a read into memory asks for by default (otherwise 8 MiB, 8 at a time). Parallel ranges
+   * hide a long round trip; with no network in between (the local provider) the client is the limit,
+   * and one request is fastest.
+   */
+  readonly readRangeSize?: number | undefined
 }
 
 /**

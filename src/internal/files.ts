@@ -48,6 +48,8 @@ const decoder = new TextDecoder()
 /** What the files API needs from its sandbox. */
 export interface Context {
   readonly wire: Wire.WireClient
+  /** The provider's default range for reads into memory (see `SandboxProvider.Endpoint`). */
+  readonly readRangeSize?: number | undefined
   readonly fileSystem: Option.Option<FileSystem.FileSystem>
   /** Runs an operation in its span (with extra attributes), failing at once when the sandbox is terminated. */
   readonly guard: <A, E, R>(
@@ -206,7 +208,7 @@ const isSafeRelative = (name: string) =>
   name.split("/").every((part) => part !== "" && part !== "." && part !== "..")
 
 /** The files API of one sandbox. */
-export const make = ({ wire, fileSystem, guard, guardStream }: Context): Files => {
+export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Context): Files => {
   const localFs = (operation: string, path: string) =>
     Option.match(fileSystem, {
       onNone: () =>
@@ -676,9 +678,14 @@ export const make = ({ wire, fileSystem, guard, guardStream }: Context): Files =
         { "files.streamed": !(bytes instanceof Uint8Array) }
       )
     },
-    read: (path, options = {}) => withPlan("files.read", options, undefined, (plan) => readBytes(path, plan)),
+    read: (path, options = {}) =>
+      withPlan("files.read", { ...options, rangeSize: options.rangeSize ?? readRangeSize }, undefined, (plan) =>
+        readBytes(path, plan)
+      ),
     readText: (path) =>
-      withPlan("files.readText", {}, undefined, (plan) => Effect.map(readBytes(path, plan), (b) => decoder.decode(b))),
+      withPlan("files.readText", { rangeSize: readRangeSize }, undefined, (plan) =>
+        Effect.map(readBytes(path, plan), (b) => decoder.decode(b))
+      ),
     stat: (path) => guard("files.stat", Effect.map(wire.stat(path), toFileInfo)),
     exists: (path) =>
       guard(
