@@ -9,6 +9,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -34,6 +35,8 @@ import {
 /** Where the server is and how to authenticate, as a provider describes it. */
 export interface Target {
   readonly baseUrl: string
+  /** The base URL as of now, read before every request; without it, `baseUrl` is used for all of them. */
+  readonly currentBaseUrl?: Effect.Effect<string> | undefined
   readonly token: Redacted.Redacted<string>
   /** Extra headers resolved per request (a proxy's bearer may rotate). */
   readonly headers?: Effect.Effect<Record<string, string>> | undefined
@@ -113,6 +116,35 @@ export const silenceBound = <E>(
   }).pipe(Effect.repeat(Schedule.spaced(idle)), Effect.zipRight(Effect.never))
 }
 
+/**
+ * Splits NDJSON bytes into lines, each decoded once. Lines are found in the bytes (a newline byte never
+ * occurs inside a UTF-8 sequence), so a line split across reads is joined as bytes, not as strings.
+ */
+const splitLines = () => {
+  const decoder = new TextDecoder()
+  let partial: Array<Uint8Array> = []
+  return (chunks: Chunk.Chunk<Uint8Array>): Chunk.Chunk<string> => {
+    const lines: Array<string> = []
+    for (const chunk of chunks) {
+      let start = 0
+      let end = chunk.indexOf(10)
+      while (end !== -1) {
+        const piece = chunk.subarray(start, end)
+        if (partial.length === 0) lines.push(decoder.decode(piece))
+        else {
+          partial.push(piece)
+          lines.push(decoder.decode(Buffer.concat(partial)))
+          partial = []
+        }
+        start = end + 1
+        end = chunk.indexOf(10, start)
+      }
+      if (start < chunk.length) partial.push(chunk.subarray(start))
+    }
+    return Chunk.unsafeFromArray(lines)
+  }
+}
+
 /** The wire client of one sandbox. Every method is one protocol route. */
 export interface WireClient {
   readonly timeouts: Timeouts
@@ -169,7 +201,10 @@ const decodeEventLine = Schema.decodeUnknownOption(Schema.parseJson(Protocol.Exe
 
 export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
   Effect.map(HttpClient.HttpClient, (http): WireClient => {
-    const base = target.baseUrl.replace(/\/+$/, "")
+    const trim = (url: string) => url.replace(/\/+$/, "")
+    const base = trim(target.baseUrl)
+    // A moving target (a restarted tunnel) is read per request; a fixed one costs nothing more.
+    const currentBase = target.currentBaseUrl === undefined ? undefined : Effect.map(target.currentBaseUrl, trim)
     const tokenHeader = { [Protocol.TOKEN_HEADER]: Redacted.value(target.token) }
     const extraHeaders = target.headers ?? Effect.succeed({})
     // Redirects are never followed: a redirect must not carry the sandbox token (or a bearer) elsewhere.
@@ -177,11 +212,16 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
 
     // The HttpClient records request headers in its spans: the sandbox token is redacted there, as the
     // bearer (`authorization`) already is.
-    const send = (request: HttpClientRequest.HttpClientRequest) =>
+    const sendTo = (url: string, request: HttpClientRequest.HttpClientRequest) =>
       Effect.flatMap(extraHeaders, (headers) =>
         client.execute(
-          request.pipe(HttpClientRequest.prependUrl(base), HttpClientRequest.setHeaders({ ...headers, ...tokenHeader }))
+          request.pipe(HttpClientRequest.prependUrl(url), HttpClientRequest.setHeaders({ ...headers, ...tokenHeader }))
         )
+      )
+    const send = (request: HttpClientRequest.HttpClientRequest) =>
+      (currentBase === undefined
+        ? sendTo(base, request)
+        : Effect.flatMap(currentBase, (url) => sendTo(url, request))
       ).pipe(Effect.locallyWith(Headers.currentRedactedNames, (names) => [...names, Protocol.TOKEN_HEADER]))
 
     /** One bounded request/response exchange; `onOk` reads a 2xx answer. */
@@ -243,8 +283,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
                   }),
                 timeouts.streamIdle
               ),
-              Stream.decodeText(),
-              Stream.splitLines,
+              Stream.mapChunks(splitLines()),
               Stream.filterMap(decodeLine)
             )
           )
