@@ -22,6 +22,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -154,6 +155,34 @@ const isStartBanner = (line: string) => /^===== Job started at .* =====$/.test(l
 /** How long a log snapshot waits for more lines before it counts as complete (the Hub never says). */
 const SNAPSHOT_SILENCE = Duration.seconds(2)
 
+/**
+ * How long `connect` lets the log's replay be silent before it takes the last tunnel URL so far. Shorter
+ * than {@link SNAPSHOT_SILENCE}, as every CLI command pays it: the replay comes in one burst, and a cut
+ * that comes too early costs little, since the log is followed from there and a newer URL replaces it.
+ */
+const TUNNEL_SETTLE = Duration.millis(500)
+
+/** The job's log so far: what one request replays until the stream is silent for `silence` or ends. */
+const logSnapshotStream = (
+  hub: Hub.HubClient,
+  namespace: string,
+  jobId: string,
+  silence: Duration.Duration = SNAPSHOT_SILENCE
+): Stream.Stream<string, HubError> =>
+  hub.logs(namespace, jobId).pipe(
+    Stream.timeout(silence),
+    Stream.catchAll((error) => (Hub.isTransient(error) ? Stream.empty : Stream.fail(error)))
+  )
+
+/** The lines of {@link logSnapshotStream}, with their positions in the replay (the Hub's banner included). */
+const logSnapshot = (
+  hub: Hub.HubClient,
+  namespace: string,
+  jobId: string,
+  silence: Duration.Duration
+): Effect.Effect<ReadonlyArray<string>, HubError> =>
+  Effect.map(Stream.runCollect(logSnapshotStream(hub, namespace, jobId, silence)), (chunk) => Array.from(chunk))
+
 /** A job's log for users: the log so far, or (`follow`) everything until the job ends. */
 const jobLogs = (
   hub: Hub.HubClient,
@@ -162,10 +191,7 @@ const jobLogs = (
   options: SandboxProvider.LogOptions,
   reconnect: Schedule.Schedule<unknown>
 ): Stream.Stream<string, HubError> => {
-  const snapshot = hub.logs(namespace, jobId).pipe(
-    Stream.timeout(SNAPSHOT_SILENCE),
-    Stream.catchAll((error) => (Hub.isTransient(error) ? Stream.empty : Stream.fail(error)))
-  )
+  const snapshot = logSnapshotStream(hub, namespace, jobId)
   const visible = (stream: Stream.Stream<string, HubError>) => Stream.filter(stream, (line) => !isStartBanner(line))
   if (!options.follow) {
     return options.tail === undefined ? visible(snapshot) : visible(snapshot).pipe(Stream.takeRight(options.tail))
@@ -332,6 +358,98 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
       )
     )
 
+    /**
+     * The URL of a tunnel sandbox, kept current for the endpoint's life. A fiber in the endpoint's scope
+     * follows the job's log and switches to every new marker: the server restarts a dead cloudflared, and a
+     * restarted quick tunnel has a new hostname. The first URL is the first marker of a job just created
+     * (`fresh`), else the last one of the log so far. The DNS fallback follows the hostname.
+     */
+    const tunnelUrl = (
+      client: Hub.HubClient,
+      namespace: string,
+      jobId: string,
+      spec: SandboxProvider.Spec,
+      died: Effect.Effect<never, StartError>,
+      fresh: boolean
+    ) =>
+      Effect.gen(function* () {
+        const dnsFallback =
+          options.publicDns !== false
+            ? PublicDns.withFallback(undefined, options.publicDns ?? PublicDns.DEFAULT_SERVERS)
+            : undefined
+        if (dnsFallback !== undefined) yield* Effect.addFinalizer(() => dnsFallback.release)
+        let current: string | undefined
+        const first = yield* Deferred.make<string, StartError>()
+        const announce = (url: string) =>
+          Effect.gen(function* () {
+            if (url === current) return
+            const previous = current
+            // The fallback moves first: a request that reads the new URL must find it there.
+            if (dnsFallback !== undefined) yield* dnsFallback.retarget(new URL(url).hostname)
+            current = url
+            if (previous !== undefined) {
+              yield* Effect.logDebug(`hf-sandbox: the tunnel of job ${jobId} was restarted; now ${url}`)
+            }
+            yield* Deferred.succeed(first, url)
+          })
+        const alive = client.getJob(namespace, jobId).pipe(
+          Effect.map((job) => !Hub.isTerminal(job.status.stage)),
+          Effect.orElseSucceed(() => true)
+        )
+        // Until the first URL the reconnects are those of the start; afterwards they stop with the job.
+        const reconnect = spec.schedules.logReconnect.pipe(
+          Schedule.checkEffect(() =>
+            Effect.flatMap(Deferred.isDone(first), (started) => (started ? alive : Effect.succeed(true)))
+          )
+        )
+        const follow = (skip: number) =>
+          followLogs(client, namespace, jobId, reconnect, skip).pipe(
+            Stream.filterMap(parseMarker),
+            Stream.runForEach(announce),
+            Effect.zipRight(
+              Deferred.fail(
+                first,
+                new StartError({
+                  provider: "hf-jobs",
+                  reason: "TunnelFailed",
+                  detail: "the job's logs ended without a tunnel URL"
+                })
+              )
+            ),
+            Effect.catchAll((error) =>
+              Effect.flatMap(Deferred.fail(first, hubFailure(error)), (starting) =>
+                starting
+                  ? Effect.void
+                  : Effect.logWarning(
+                      `hf-sandbox: stopped following the log of job ${jobId}; a restarted tunnel will not be found`,
+                      error.message
+                    )
+              )
+            )
+          )
+        const start = Effect.gen(function* () {
+          let skip = 0
+          if (!fresh) {
+            // The log so far may announce several tunnels: only the last one can still be up.
+            const lines = yield* logSnapshot(client, namespace, jobId, TUNNEL_SETTLE).pipe(Effect.mapError(hubFailure))
+            skip = lines.length
+            const latest = lines.reduce<Option.Option<string>>(
+              (found, line) => Option.orElse(parseMarker(line), () => found),
+              Option.none()
+            )
+            if (Option.isSome(latest)) yield* announce(latest.value)
+          }
+          yield* Effect.forkScoped(follow(skip))
+          return yield* Deferred.await(first)
+        })
+        const initial = yield* Effect.raceFirst(start, died)
+        return {
+          initial,
+          current: Effect.sync(() => current ?? initial),
+          transformClient: dnsFallback?.transform
+        }
+      })
+
     /** The endpoint of a created or found sandbox job: URL by transport, token, liveness, logs. */
     const endpointOf = (
       client: Hub.HubClient,
@@ -340,42 +458,19 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
       namespace: string,
       transport: "tunnel" | "proxy",
       spec: SandboxProvider.Spec,
+      fresh: boolean,
       extra: Partial<SandboxProvider.Endpoint>
     ) =>
       Effect.gen(function* () {
         const died = watchForDeath(client, namespace, job.id, spec, hubFailure)
-        const baseUrl =
-          transport === "proxy"
-            ? yield* proxyUrl(job)
-            : yield* followLogs(client, namespace, job.id, spec.schedules.logReconnect).pipe(
-                Stream.filterMap(parseMarker),
-                Stream.runHead,
-                Effect.mapError(hubFailure),
-                Effect.flatMap(
-                  Option.match({
-                    onNone: () =>
-                      Effect.fail(
-                        new StartError({
-                          provider: "hf-jobs",
-                          reason: "TunnelFailed",
-                          detail: "the job's logs ended without a tunnel URL"
-                        })
-                      ),
-                    onSome: Effect.succeed
-                  })
-                ),
-                (waitForUrl) => Effect.raceFirst(waitForUrl, died)
-              )
-        const dnsFallback =
-          transport === "tunnel" && options.publicDns !== false
-            ? PublicDns.withFallback(new URL(baseUrl).hostname, options.publicDns ?? PublicDns.DEFAULT_SERVERS)
-            : undefined
-        if (dnsFallback !== undefined) yield* Effect.addFinalizer(() => dnsFallback.release)
+        const tunnel =
+          transport === "tunnel" ? yield* tunnelUrl(client, namespace, job.id, spec, died, fresh) : undefined
         const value: SandboxProvider.Endpoint = {
           id: job.id,
           provider: "hf-jobs",
-          baseUrl,
-          ...(dnsFallback !== undefined ? { transformClient: dnsFallback.transform } : {}),
+          baseUrl: tunnel !== undefined ? tunnel.initial : yield* proxyUrl(job),
+          ...(tunnel !== undefined ? { currentBaseUrl: tunnel.current } : {}),
+          ...(tunnel?.transformClient !== undefined ? { transformClient: tunnel.transformClient } : {}),
           token: deriveSandboxToken(hfToken, job.labels?.[LABEL.nonce] ?? ""),
           ...(transport === "proxy"
             ? // The proxy wants the HF token as bearer; it is read per request, never stored in a header map.
@@ -504,6 +599,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           owner,
           spec.transport,
           spec,
+          true,
           spec.detach ? { kill: releaseJob(client, owner, job.id, spec.schedules.cancelRetry) } : {}
         )
       }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
@@ -538,7 +634,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           })
         }
         const hasProxy = (job.status.exposeUrls ?? []).some((u) => isJobProxyUrl(u, job.id, SERVER_PORT, jobsDomain))
-        return yield* endpointOf(client, hfToken, job, namespace, hasProxy ? "proxy" : "tunnel", spec, {
+        return yield* endpointOf(client, hfToken, job, namespace, hasProxy ? "proxy" : "tunnel", spec, false, {
           kill: releaseJob(client, namespace, job.id, spec.schedules.cancelRetry)
         })
       }).pipe(Effect.withSpan("HfJobs.connect", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } }))

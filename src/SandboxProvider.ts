@@ -76,8 +76,13 @@ export interface Endpoint {
   readonly id: string
   /** Which provider runs it, e.g. `"local"` or `"hf-jobs"`. */
   readonly provider: string
-  /** Base URL of the in-sandbox server. */
+  /** Base URL of the in-sandbox server (when `currentBaseUrl` is set: the one it had when it started). */
   readonly baseUrl: string
+  /**
+   * The base URL as of now, read before every request, for a sandbox whose address can change while it
+   * runs (a restarted quick tunnel gets a new hostname). Without it, every request goes to `baseUrl`.
+   */
+  readonly currentBaseUrl?: Effect.Effect<string> | undefined
   /** The sandbox token (sent as `X-Sandbox-Token`). */
   readonly token: Redacted.Redacted<string>
   /** Extra headers resolved per request, e.g. a proxy's bearer. */

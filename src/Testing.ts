@@ -227,6 +227,13 @@ export interface HubEmulator {
   readonly requests: Effect.Effect<ReadonlyArray<RequestRecord>>
   /** The job's container dies: SIGKILL of its process group → ERROR with `Job failed with exit code: 137`. */
   readonly killJob: (id: string) => Effect.Effect<void>
+  /**
+   * The job's running cloudflared dies (SIGKILL), as a real one may: its hostname answers 530
+   * `error code: 1033` from now on and the requests in flight through it are cut. The in-sandbox server
+   * restarts cloudflared, which gets a new hostname and prints a new marker line. Returns the URLs of
+   * the tunnels that died (none when the job has no live tunnel).
+   */
+  readonly killTunnel: (id: string) => Effect.Effect<ReadonlyArray<string>>
   /** Every telemetry ping so far. */
   readonly telemetry: Effect.Effect<ReadonlyArray<TelemetryRecord>>
 }

@@ -5,6 +5,7 @@
  */
 
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, layer } from "@effect/vitest"
@@ -81,6 +82,27 @@ const quickStart = (sb: Sandbox.Sandbox) =>
     assert.strictEqual(yield* sb.files.readText("notes/hello.txt"), "hello from a job")
   })
 
+/** The tunnel URLs a job's log announced, oldest first. */
+const markersOf = (job: Testing.JobRecord) =>
+  job.logs.flatMap((line) => {
+    const match = /^HF_SANDBOX_TUNNEL (\{.*\})$/.exec(line)
+    return match === null ? [] : [(JSON.parse(match[1]!) as { url: string }).url]
+  })
+
+const hostOf = (url: string) => new URL(url).hostname
+
+/** The test's HttpClient, recording the host of every tunnel request it sends. */
+const recordingClient = Effect.map(HttpClient.HttpClient, (http) => {
+  const hosts: Array<string> = []
+  const client = HttpClient.tapRequest(http, (request) =>
+    Effect.sync(() => {
+      const host = hostOf(request.url)
+      if (host.endsWith(".trycloudflare.com")) hosts.push(host)
+    })
+  )
+  return { client, hosts }
+})
+
 layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provider (emulated Hub)", (it) => {
   for (const transport of ["tunnel", "proxy"] as const) {
     it.effect(`quick start over the ${transport}; scope close cancels the job`, () =>
@@ -125,6 +147,82 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
       const job = yield* jobOf(sb.id)
       assert.isTrue(job.logs.some((line) => line.includes("429 Too Many Requests")))
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("a restarted tunnel is followed: a request in flight fails, later ones reach the new URL", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const { client, hosts } = yield* recordingClient
+      const id = yield* Effect.gen(function* () {
+        const sb = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" }, schedules: fast }).pipe(
+          Effect.provideService(HttpClient.HttpClient, client)
+        )
+        assert.strictEqual((yield* sb.exec("echo before")).stdout, "before\n")
+        const first = markersOf(yield* jobOf(sb.id))
+        assert.strictEqual(first.length, 1)
+        assert.deepStrictEqual([...new Set(hosts)], [hostOf(first[0]!)])
+
+        // A command whose output stream is open when cloudflared dies.
+        const started = yield* Deferred.make<void>()
+        const inFlight = yield* sb.execStream("echo started; sleep 30").pipe(
+          Stream.tap((event) => (event._tag === "Stdout" ? Deferred.succeed(started, undefined) : Effect.void)),
+          Stream.runDrain,
+          Effect.fork
+        )
+        yield* Deferred.await(started)
+        const killed = yield* emu.killTunnel(sb.id)
+        assert.deepStrictEqual(killed, first)
+        const lost = yield* Effect.flip(Fiber.join(inFlight))
+        assert.strictEqual(lost._tag, "ConnectionLostError")
+
+        // The server restarts cloudflared and announces a new hostname; the sandbox follows it.
+        const again = yield* eventually(sb.exec("echo after"), "30 seconds")
+        assert.strictEqual(again.stdout, "after\n")
+        const markers = markersOf(yield* jobOf(sb.id))
+        assert.strictEqual(markers.length, 2)
+        assert.notStrictEqual(markers[1], markers[0])
+        const afterRestart = hosts.length
+        assert.strictEqual((yield* sb.exec("echo again")).stdout, "again\n")
+        assert.deepStrictEqual([...new Set(hosts.slice(afterRestart))], [hostOf(markers[1]!)])
+        // The dead hostname answers like Cloudflare's edge for a tunnel that is gone.
+        const http = yield* HttpClient.HttpClient
+        const dead = yield* http.execute(HttpClientRequest.get(`${markers[0]}/health`))
+        assert.strictEqual(dead.status, 530)
+        assert.strictEqual(yield* dead.text, "error code: 1033")
+        return sb.id
+      }).pipe(Effect.scoped)
+      yield* assertCancelled(id)
+    })
+  )
+
+  it.effect("connect to a job whose tunnel was restarted uses the newest URL", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const made = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" }, schedules: fast })
+      yield* made.files.write("kept.txt", "across the restart")
+      const killed = yield* emu.killTunnel(made.id)
+      assert.strictEqual(killed.length, 1)
+      const markers = yield* eventually(
+        Effect.flatMap(jobOf(made.id), (job) => {
+          const found = markersOf(job)
+          return found.length === 2 ? Effect.succeed(found) : Effect.fail(new Error(`${found.length} markers`))
+        }),
+        "30 seconds"
+      )
+      const { client, hosts } = yield* recordingClient
+      const text = yield* Effect.gen(function* () {
+        const other = yield* Sandbox.connect(made.id, { startTimeout: "20 seconds", schedules: fast })
+        return yield* other.files.readText("kept.txt")
+      }).pipe(Effect.scoped, Effect.provideService(HttpClient.HttpClient, client))
+      assert.strictEqual(text, "across the restart")
+      // Not one request went to the dead tunnel, not even the first health probe.
+      assert.deepStrictEqual([...new Set(hosts)], [hostOf(markers[1]!)])
+      assert.strictEqual((yield* made.exec("echo alive")).stdout, "alive\n")
+      yield* made.terminate
+      yield* assertCancelled(made.id)
     }).pipe(Effect.scoped)
   )
 

@@ -80,4 +80,46 @@ describe("public DNS fallback", () => {
       assert.deepStrictEqual(dns.queries, [HOST])
     })
   )
+
+  it.scopedLive("retarget moves the fallback to a new host name and drops the old name's pin", () =>
+    Effect.gen(function* () {
+      const NEXT = "cedar-walnut-bridge-sierra.trycloudflare.com"
+      const dns = yield* fakeDns({ [HOST]: "127.0.0.1", [NEXT]: "127.0.0.1" })
+      const server = yield* origin
+      const port = (server.address() as { port: number }).port
+      const fallback = withFallback(undefined, [dns.server])
+      yield* Effect.addFinalizer(() => fallback.release)
+      const blind = HttpClient.make((request) =>
+        Effect.fail(
+          new HttpClientError.RequestError({
+            request,
+            reason: "Transport",
+            cause: Object.assign(new Error(`getaddrinfo ENOTFOUND ${new URL(request.url).hostname}`), {
+              code: "ENOTFOUND"
+            })
+          })
+        )
+      )
+      const client = fallback.transform(blind)
+      // No host yet: nothing is rescued.
+      yield* Effect.flip(client.execute(HttpClientRequest.get(`http://${HOST}:${port}/none`)))
+      assert.deepStrictEqual(dns.queries, [])
+
+      yield* fallback.retarget(HOST)
+      const first = yield* client.execute(HttpClientRequest.get(`http://${HOST}:${port}/first`))
+      assert.deepStrictEqual(yield* first.json, { host: `${HOST}:${port}`, path: "/first" })
+
+      yield* fallback.retarget(NEXT)
+      const next = yield* client.execute(HttpClientRequest.get(`http://${NEXT}:${port}/next`))
+      assert.deepStrictEqual(yield* next.json, { host: `${NEXT}:${port}`, path: "/next" })
+      // The old name is not rescued any more: its pinned client is gone.
+      const old = yield* Effect.flip(client.execute(HttpClientRequest.get(`http://${HOST}:${port}/old`)))
+      assert.isTrue(isDnsMiss(old.cause))
+      assert.deepStrictEqual(dns.queries, [HOST, NEXT])
+      // Retargeting to the current name keeps its pin.
+      yield* fallback.retarget(NEXT)
+      yield* client.execute(HttpClientRequest.get(`http://${NEXT}:${port}/kept`))
+      assert.deepStrictEqual(dns.queries, [HOST, NEXT])
+    })
+  )
 })

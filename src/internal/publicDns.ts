@@ -59,52 +59,109 @@ export const pinnedLookup =
     else callback(null, address, 4)
   }
 
+/** The fallback of one tunnel host name: its pinned client once public resolvers gave an address. */
+interface Pin {
+  readonly host: string
+  /** One pin at a time: concurrent misses must not each build a client. */
+  readonly lock: Effect.Semaphore
+  client: HttpClient.HttpClient | undefined
+  close: (() => Promise<void>) | undefined
+}
+
+/** A DNS fallback that follows one host name at a time. */
+export interface Fallback {
+  /** Adapts a client: requests to the current host that miss in DNS are retried through the pinned client. */
+  readonly transform: (client: HttpClient.HttpClient) => HttpClient.HttpClient
+  /**
+   * Follows a new host name (a restarted tunnel): requests to it get the fallback from now on, those to
+   * the previous name no longer do, and the previous name's pinned client is closed.
+   */
+  readonly retarget: (host: string) => Effect.Effect<void>
+  /** Closes every pinned client, bounded. */
+  readonly release: Effect.Effect<void>
+}
+
 /**
  * Wraps `client` so that requests to the host name `host` that fail with a DNS miss are retried through a client pinned
  * to the address public resolvers give; once pinned, every later request to `host` uses it. The pinned
- * client needs `@effect/platform-node` (undici); without it the original error stands. Its connections
- * are closed by `release`.
+ * client needs `@effect/platform-node` (undici); without it the original error stands. `retarget` moves
+ * the fallback to another name (`host` may be `undefined` until the first one is known). Its connections
+ * are closed by `retarget` (the old name's) and `release`.
  */
-export const withFallback = (host: string, servers: ReadonlyArray<string>) => {
-  let pinned: HttpClient.HttpClient | undefined
-  let close: (() => Promise<void>) | undefined
-
-  const pin = Effect.gen(function* () {
-    const address = yield* resolvePublic(host, servers)
-    if (Option.isNone(address)) return Option.none<HttpClient.HttpClient>()
-    const modules = yield* Effect.tryPromise(() =>
-      Promise.all([import("@effect/platform-node/NodeHttpClient"), import("@effect/platform-node/Undici")])
-    ).pipe(Effect.option)
-    if (Option.isNone(modules)) return Option.none<HttpClient.HttpClient>()
-    const [NodeHttpClient, Undici] = modules.value
-    const agent = new Undici.Agent({ connect: { lookup: pinnedLookup(host, address.value) as never } })
-    close = () => agent.close()
-    pinned = NodeHttpClient.makeUndici(agent)
-    return Option.some(pinned)
+export const withFallback = (host: string | undefined, servers: ReadonlyArray<string>): Fallback => {
+  const makePin = (name: string): Pin => ({
+    host: name,
+    lock: Effect.unsafeMakeSemaphore(1),
+    client: undefined,
+    close: undefined
   })
+  let current: Pin | undefined = host === undefined ? undefined : makePin(host)
+  const closing = new Set<Promise<void>>()
 
-  // One pin at a time: concurrent misses must not each build a client.
-  const lock = Effect.unsafeMakeSemaphore(1)
-  const pinOnce = lock.withPermits(1)(
-    Effect.suspend(() => (pinned !== undefined ? Effect.succeed(Option.some(pinned)) : pin))
-  )
+  const closePin = (pin: Pin) => {
+    const close = pin.close
+    pin.client = undefined
+    pin.close = undefined
+    if (close === undefined) return
+    const done: Promise<void> = close()
+      .catch(() => undefined)
+      .finally(() => closing.delete(done))
+    closing.add(done)
+  }
+
+  const pin = (target: Pin) =>
+    Effect.gen(function* () {
+      const address = yield* resolvePublic(target.host, servers)
+      if (Option.isNone(address)) return Option.none<HttpClient.HttpClient>()
+      const modules = yield* Effect.tryPromise(() =>
+        Promise.all([import("@effect/platform-node/NodeHttpClient"), import("@effect/platform-node/Undici")])
+      ).pipe(Effect.option)
+      if (Option.isNone(modules)) return Option.none<HttpClient.HttpClient>()
+      const [NodeHttpClient, Undici] = modules.value
+      const agent = new Undici.Agent({ connect: { lookup: pinnedLookup(target.host, address.value) as never } })
+      target.close = () => agent.close()
+      target.client = NodeHttpClient.makeUndici(agent)
+      // The name was left while its pin was being built: the pin is not kept.
+      if (target !== current) {
+        closePin(target)
+        return Option.none<HttpClient.HttpClient>()
+      }
+      return Option.some(target.client)
+    })
+
+  const pinOnce = (target: Pin) =>
+    target.lock.withPermits(1)(
+      Effect.suspend(() => (target.client !== undefined ? Effect.succeed(Option.some(target.client)) : pin(target)))
+    )
 
   const transform = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
     HttpClient.transform(client, (effect, request) => {
-      if (new URL(request.url).hostname !== host) return effect
-      if (pinned !== undefined) return pinned.execute(request)
+      const target = current
+      if (target === undefined || new URL(request.url).hostname !== target.host) return effect
+      if (target.client !== undefined) return target.client.execute(request)
       return effect.pipe(
         Effect.catchIf(
           (error) => error._tag === "RequestError" && isDnsMiss(error.cause),
           (error) =>
-            Effect.flatMap(pinOnce, (found) =>
+            Effect.flatMap(pinOnce(target), (found) =>
               Option.isSome(found) ? found.value.execute(request) : Effect.fail(error)
             )
         )
       )
     })
 
-  const release = Effect.promise(() => close?.() ?? Promise.resolve()).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+  const retarget = (name: string) =>
+    Effect.sync(() => {
+      if (current?.host === name) return
+      const previous = current
+      current = makePin(name)
+      if (previous !== undefined) closePin(previous)
+    })
 
-  return { transform, release }
+  const release = Effect.promise(() => {
+    if (current !== undefined) closePin(current)
+    return Promise.all([...closing]).then(() => undefined)
+  }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+
+  return { transform, retarget, release }
 }

@@ -259,6 +259,8 @@ interface Tunnel {
   registeredAt: number | undefined
   warmupMs: number
   closed: boolean
+  /** Edge responses in flight through this tunnel: cut when its cloudflared dies. */
+  readonly inflight: Set<http.ServerResponse>
 }
 
 interface RequestEntry {
@@ -927,6 +929,8 @@ class Emulator {
       return sendText(res, 502, "error code: 502", cfHeaders)
     }
     const port = Number(origin.port || (origin.protocol === "https:" ? 443 : 80))
+    tunnel.inflight.add(res)
+    res.on("close", () => tunnel.inflight.delete(res))
     this.forward(
       req,
       res,
@@ -1017,7 +1021,8 @@ class Emulator {
         pid: typeof body.pid === "number" ? body.pid : undefined,
         registeredAt: undefined,
         warmupMs: 0,
-        closed: false
+        closed: false,
+        inflight: new Set()
       }
       this.tunnels.set(tunnel.id, tunnel)
       this.tunnelsByHost.set(hostname, tunnel)
@@ -1096,6 +1101,24 @@ class Emulator {
   killJob(id: string) {
     const job = this.jobs.get(id)
     if (job !== undefined) this.killTree(job, "SIGKILL")
+  }
+
+  /**
+   * The job's running cloudflared dies (SIGKILL), as the real one may: the edge forgets its tunnel at once
+   * (530 `error code: 1033` on its hostname) and cuts the requests in flight through it. Returns the URLs
+   * of the tunnels that died.
+   */
+  killTunnel(jobId: string): Array<string> {
+    const killed: Array<string> = []
+    for (const tunnel of this.tunnels.values()) {
+      if (tunnel.jobId !== jobId || tunnel.closed) continue
+      tunnel.closed = true
+      if (tunnel.pid !== undefined) ProcessTree.signal(tunnel.pid, "SIGKILL")
+      for (const res of tunnel.inflight) res.destroy()
+      tunnel.inflight.clear()
+      killed.push(`https://${tunnel.hostname}`)
+    }
+    return killed
   }
 
   // ---- release ---------------------------------------------------------------------------------
@@ -1256,6 +1279,7 @@ export const make = (options: Testing.EmulatorOptions = {}): Effect.Effect<Testi
           }),
         requests: Effect.sync(() => emulator.requests.map((entry) => ({ ...entry }))),
         killJob: (id) => Effect.sync(() => emulator.killJob(id)),
+        killTunnel: (id) => Effect.sync(() => emulator.killTunnel(id)),
         telemetry: Effect.sync(() => emulator.telemetry.map((entry) => ({ ...entry })))
       }
       handles.set(api, emulator)
