@@ -16,13 +16,13 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Testing from "hf-sandbox/testing"
 import { fakeDns } from "./support/fakeDns.js"
+import { emulatorLayer, fastSchedules } from "./support/hub.js"
 import { assertGone, eventually } from "./support/local.js"
 
 const Env = Layer.unwrapScoped(
@@ -30,26 +30,11 @@ const Env = Layer.unwrapScoped(
     // The DNS fallback asks this loopback resolver, never a public one.
     const dns = yield* fakeDns({})
     const emulator = yield* Testing.make({ schedulingDelay: "100 millis" })
-    const http = Layer.effect(
-      HttpClient.HttpClient,
-      Effect.map(HttpClient.HttpClient, Testing.routeHttpClient(emulator))
-    ).pipe(Layer.provide(NodeHttpClient.layerUndici))
-    return Layer.mergeAll(
-      HfJobs.layer({ token: emulator.token, endpoint: emulator.url, publicDns: [dns.server] }).pipe(
-        Layer.provideMerge(NodeContext.layer)
-      ),
-      http,
-      Layer.succeed(Testing.HubEmulatorService, emulator)
-    )
+    return emulatorLayer(emulator, [dns.server])
   })
 )
 
-/** Quick Hub retries, so fault tests do not wait on production backoff. */
-const fast = {
-  hubRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)), Schedule.asVoid),
-  cancelRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)), Schedule.asVoid),
-  stageCheck: Schedule.spaced("250 millis").pipe(Schedule.asVoid)
-}
+const fast = fastSchedules
 
 const emulator = Testing.HubEmulatorService
 

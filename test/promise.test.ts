@@ -10,11 +10,11 @@ import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { type ExecEvent, Sandbox, SandboxError } from "hf-sandbox/promise"
 import * as Testing from "hf-sandbox/testing"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { fastSchedules } from "./support/hub.js"
 import { isAlive, sleep, waitGone } from "./support/processes.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
@@ -334,11 +334,7 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
   })
   afterAll(() => Effect.runPromise(Scope.close(scope, Exit.void)))
 
-  const fast = {
-    hubRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)), Schedule.asVoid),
-    cancelRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)), Schedule.asVoid),
-    stageCheck: Schedule.spaced("250 millis").pipe(Schedule.asVoid)
-  }
+  const fast = fastSchedules
   const hf = () => ({
     token: Redacted.value(emulator.token),
     endpoint: emulator.url,

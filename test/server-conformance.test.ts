@@ -17,7 +17,16 @@ import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
-import { type Running, readEventsUntil, spawnServer, started, startServer, stopServer } from "./support/server.js"
+import {
+  type Event,
+  parseNdjson,
+  type Running,
+  readEventsUntil,
+  spawnServer,
+  started,
+  startServer,
+  stopServer
+} from "./support/server.js"
 
 const AUTH_BODY = { error: "invalid or missing sandbox token", code: "auth" }
 const LISTENING =
@@ -42,14 +51,6 @@ const callJson = async (r: Running, pathAndQuery: string, init: RequestInit = {}
 
 const post = (r: Running, route: string, body: unknown) =>
   callJson(r, route, { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } })
-
-type Event = Record<string, unknown> & { event: string }
-
-const parseNdjson = (text: string): Array<Event> =>
-  text
-    .split("\n")
-    .filter((l) => l.length > 0)
-    .map((l) => JSON.parse(l) as Event)
 
 interface ExecOutcome {
   readonly status: number

@@ -5,7 +5,15 @@
 import { randomBytes } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
-import { type Running, readEventsUntil, startServer as start, started, stopServer } from "./support/server.js"
+import {
+  type Event,
+  parseNdjson,
+  type Running,
+  readEventsUntil,
+  startServer as start,
+  started,
+  stopServer
+} from "./support/server.js"
 
 const startServer = (args: ReadonlyArray<string> = []) => start({ args, prefix: "sbx-processes-" })
 
@@ -34,14 +42,6 @@ const startProcess = async (r: Running, body: Record<string, unknown>): Promise<
   seenPids.add(out.pid as number)
   return out as unknown as Started
 }
-
-type Event = Record<string, unknown> & { event: string }
-
-const parseNdjson = (text: string): Array<Event> =>
-  text
-    .split("\n")
-    .filter((l) => l.length > 0)
-    .map((l) => JSON.parse(l) as Event)
 
 const output = async (r: Running, id: string, query = "") => {
   const res = await call(r, `/v1/processes/${id}/output${query}`)

@@ -10,8 +10,6 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -21,7 +19,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
@@ -30,6 +27,7 @@ import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Telemetry from "hf-sandbox/Telemetry"
 import * as Testing from "hf-sandbox/testing"
 import * as Signals from "../src/internal/signals.js"
+import { emulatorLayer, fastSchedules } from "./support/hub.js"
 import { assertGone, eventually, localLayer } from "./support/local.js"
 
 const Local = localLayer()
@@ -311,25 +309,11 @@ const closedPort = Effect.async<string>((resume) => {
 const HubEnv = Layer.unwrapScoped(
   Effect.gen(function* () {
     const emulator = yield* Testing.make({ schedulingDelay: "50 millis" })
-    const http = Layer.effect(
-      HttpClient.HttpClient,
-      Effect.map(HttpClient.HttpClient, Testing.routeHttpClient(emulator))
-    ).pipe(Layer.provide(NodeHttpClient.layerUndici))
-    return Layer.mergeAll(
-      HfJobs.layer({ token: emulator.token, endpoint: emulator.url, publicDns: false }).pipe(
-        Layer.provideMerge(NodeContext.layer)
-      ),
-      http,
-      Layer.succeed(Testing.HubEmulatorService, emulator)
-    )
+    return emulatorLayer(emulator, false)
   })
 )
 
-const fast = {
-  hubRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)), Schedule.asVoid),
-  cancelRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)), Schedule.asVoid),
-  stageCheck: Schedule.spaced("250 millis").pipe(Schedule.asVoid)
-}
+const fast = fastSchedules
 
 const emulator = Testing.HubEmulatorService
 

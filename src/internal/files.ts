@@ -153,6 +153,15 @@ const makePlan = (
   }))
 }
 
+/** The span attributes of a tree copy. */
+const annotateTree = (count: number, total: number, plan: Plan) =>
+  Effect.annotateCurrentSpan({
+    "files.count": count,
+    "files.total_bytes": total,
+    "files.parallelism": plan.parallelism,
+    "files.range_size": plan.rangeSize
+  })
+
 /** `[offset, length)` pieces of a file of `size` bytes; an empty file is one empty piece. */
 const rangesOf = (size: number, rangeSize: number, from = 0) => {
   const ranges: Array<{ readonly offset: number; readonly length: number }> = []
@@ -546,12 +555,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       })
       const total = entries.reduce((sum, e) => sum + e.size, 0)
       const plan = yield* makePlan(operation, options, total)
-      yield* Effect.annotateCurrentSpan({
-        "files.count": entries.length,
-        "files.total_bytes": total,
-        "files.parallelism": plan.parallelism,
-        "files.range_size": plan.rangeSize
-      })
+      yield* annotateTree(entries.length, total, plan)
       const remote = (name: string) => posix.join(remoteDir, name)
       const dirs = entries.filter((e) => e.type === "dir")
       // Directories first (empty ones too), files next, links after the files (so that nothing is ever
@@ -608,12 +612,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       }
       const total = entries.reduce((sum, e) => sum + (e.type === "file" ? e.size : 0), 0)
       const plan = yield* makePlan(operation, options, total)
-      yield* Effect.annotateCurrentSpan({
-        "files.count": entries.length,
-        "files.total_bytes": total,
-        "files.parallelism": plan.parallelism,
-        "files.range_size": plan.rangeSize
-      })
+      yield* annotateTree(entries.length, total, plan)
       // Sizes are known from the listing: the ranged reads must not count them again.
       const filePlan: Plan = { ...plan, progress: { ...plan.progress, grow: () => {} } }
       const dirs = entries.filter((e) => e.type === "dir")

@@ -143,3 +143,13 @@ export const readEventsUntil = async <E>(
   }
   return events
 }
+
+/** One NDJSON event as the server writes it. */
+export type Event = Record<string, unknown> & { event: string }
+
+/** The events of a whole NDJSON answer. */
+export const parseNdjson = (text: string): Array<Event> =>
+  text
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as Event)
