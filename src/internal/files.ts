@@ -277,27 +277,20 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
           const piece = pending.shift()
           if (piece !== undefined) return Effect.succeed(Option.some(piece))
           if (ended) return Effect.succeed(Option.none())
+          // Pull once more, then answer from what arrived (empty pieces are dropped: they carry nothing).
           return pull.pipe(
-            Effect.map((chunk) => {
-              pending.push(...chunk)
-              return Option.some(new Uint8Array(0))
-            }),
-            Effect.catchAll(
-              Option.match({
-                onNone: () =>
-                  Effect.sync(() => {
-                    ended = true
-                    return Option.some(new Uint8Array(0))
-                  }),
-                onSome: (error) =>
-                  Effect.sync(() => {
-                    sourceError = error
-                    ended = true
-                    return Option.none<Uint8Array>()
-                  })
+            Effect.tap((chunk) =>
+              Effect.sync(() => {
+                for (const piece of chunk) if (piece.length > 0) pending.push(piece)
               })
             ),
-            Effect.flatMap(() => next)
+            Effect.catchAll((end) =>
+              Effect.sync(() => {
+                ended = true
+                if (Option.isSome(end)) sourceError = end.value
+              })
+            ),
+            Effect.zipRight(next)
           )
         })
         const rangeBody = (size: number) => {
