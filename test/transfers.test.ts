@@ -106,6 +106,15 @@ layer(SharedSandbox, { excludeTestServices: true })("transfers (shared local san
           assert.deepStrictEqual(Array.from(yield* sb.files.read("ranged/stream.bin")), [1, 2, 3])
           yield* sb.files.write("ranged/stream.bin", Stream.empty, { rangeSize: 64 * KiB })
           assert.strictEqual((yield* sb.files.stat("ranged/stream.bin")).size, 0)
+
+          // Empty chunks, one right at a range's end, carry nothing and send nothing.
+          const half = new Uint8Array(randomBytes(64 * KiB))
+          const empty = new Uint8Array(0)
+          yield* sb.files.write("ranged/stream.bin", Stream.make(empty, half, empty, half, empty), {
+            rangeSize: 64 * KiB
+          })
+          const back = yield* sb.files.read("ranged/stream.bin")
+          assert.isTrue(Buffer.from(back).equals(Buffer.concat([half, half])))
         })
     )
 
