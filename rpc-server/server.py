@@ -2665,6 +2665,11 @@ def parse_args(argv):
         metavar="SECONDS",
         help="exit after this long without requests; 0 = never (default: $SBX_IDLE_TIMEOUT or 0)",
     )
+    p.add_argument(
+        "--lifetime",
+        metavar="SECONDS",
+        help="exit after this long whatever is running; 0 = no limit (default: $SBX_LIFETIME or 0)",
+    )
     p.add_argument("--allow-no-auth", action="store_true", help="start without SBX_TOKEN (local development only)")
     p.add_argument(
         "--exit-on-stdin-eof", action="store_true", help="shut down when stdin reaches EOF (the parent died)"
@@ -2691,6 +2696,12 @@ def parse_args(argv):
         args.idle_timeout = _number(env["SBX_IDLE_TIMEOUT"], "SBX_IDLE_TIMEOUT", float, 0)
     else:
         args.idle_timeout = 0.0
+    if args.lifetime is not None:
+        args.lifetime = _number(args.lifetime, "--lifetime", float, 0)
+    elif env.get("SBX_LIFETIME"):
+        args.lifetime = _number(env["SBX_LIFETIME"], "SBX_LIFETIME", float, 0)
+    else:
+        args.lifetime = 0.0
     args.ping_interval = DEFAULT_PING_INTERVAL
     if env.get("SBX_PING_INTERVAL"):
         args.ping_interval = _number(env["SBX_PING_INTERVAL"], "SBX_PING_INTERVAL", float, 0.01)
@@ -2704,6 +2715,12 @@ def take_token():
     token = os.environ.pop("SBX_TOKEN", None)
     legacy = os.environ.pop("HF_SANDBOX_TOKEN", None)
     return token or legacy or None
+
+
+def lifetime_loop(limit):
+    # The backstop that the Hub's job timeout is for a job: it holds even while commands run.
+    time.sleep(limit)
+    request_shutdown("lifetime of %gs reached (--lifetime)" % limit)
 
 
 def idle_loop(timeout):
@@ -2772,6 +2789,8 @@ def main(argv=None):
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if args.idle_timeout > 0:
         threading.Thread(target=idle_loop, args=(args.idle_timeout,), name="idle", daemon=True).start()
+    if args.lifetime > 0:
+        threading.Thread(target=lifetime_loop, args=(args.lifetime,), name="lifetime", daemon=True).start()
     if args.exit_on_stdin_eof:
         threading.Thread(target=stdin_loop, name="stdin", daemon=True).start()
 

@@ -163,7 +163,8 @@ export const make = (
           // The server watches its stdin: when this process dies, even by SIGKILL, the pipe closes and
           // the server shuts down and kills what it started, so a crashed client leaks nothing.
           "--exit-on-stdin-eof",
-          ...(spec.idleTimeout ? ["--idle-timeout", String(Duration.toSeconds(spec.idleTimeout))] : [])
+          ...(spec.idleTimeout ? ["--idle-timeout", String(Duration.toSeconds(spec.idleTimeout))] : []),
+          ...(spec.lifetime ? ["--lifetime", String(Duration.toSeconds(spec.lifetime))] : [])
         ]
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
         const command = Command.make(resolved, ...args).pipe(
@@ -339,7 +340,8 @@ export const make = (
           "127.0.0.1",
           "--port",
           "0",
-          ...(spec.idleTimeout ? ["--idle-timeout", String(Duration.toSeconds(spec.idleTimeout))] : [])
+          ...(spec.idleTimeout ? ["--idle-timeout", String(Duration.toSeconds(spec.idleTimeout))] : []),
+          ...(spec.lifetime ? ["--lifetime", String(Duration.toSeconds(spec.lifetime))] : [])
         ]
         // The token travels in the environment (the server removes it from there), never on a command line.
         const child = yield* Effect.try({

@@ -80,8 +80,9 @@ export interface MakeOptions {
   /** Hardware to run on (HF Jobs flavor, e.g. `cpu-basic`, `a10g-small`). Default `cpu-basic`. */
   readonly flavor?: string | undefined
   /**
-   * Hard limit on the sandbox's life, enforced by the platform even if this process dies (the HF job's
-   * timeout). A Duration or a string like `"30m"`, `"2h"`, `"90s"`. Default 1 hour on HF Jobs.
+   * Hard limit on the sandbox's life, enforced even if this process dies and whatever runs in it: the HF
+   * job's timeout (default 1 hour), or the local server's own lifetime (default none). A Duration or a
+   * string like `"30m"`, `"2h"`, `"90s"`.
    */
   readonly timeout?: Duration.DurationInput | string | undefined
   /** Secret environment variables. On HF Jobs they travel as encrypted job secrets, never as plain env. */

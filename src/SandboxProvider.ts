@@ -34,7 +34,7 @@ export interface Spec {
   readonly secrets: Readonly<Record<string, Redacted.Redacted<string>>>
   /** Hardware (HF flavor), e.g. `cpu-basic`. */
   readonly flavor: string | undefined
-  /** Hard limit on the sandbox's life (the HF job's timeout). */
+  /** Hard limit on the sandbox's life (the HF job's timeout, the local server's `--lifetime`). */
   readonly lifetime: Duration.Duration | undefined
   /** Forward the caller's HF token into the sandbox as the `HF_TOKEN` secret. */
   readonly forwardHfToken: boolean

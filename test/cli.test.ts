@@ -293,12 +293,22 @@ describe("hf-sandbox CLI, local provider", () => {
   })
 
   it("--json: one document per command, NDJSON for exec", async () => {
-    const created = await local(["--json", "create"])
+    const created = await local(["--json", "create", "--timeout", "10m"])
     expectCode(created, 0)
-    const doc = JSON.parse(created.stdout) as { id: string; provider: string; idleTimeoutSeconds: number }
+    const doc = JSON.parse(created.stdout) as {
+      id: string
+      provider: string
+      idleTimeoutSeconds: number
+      timeoutSeconds?: number
+    }
     localPids.add(stateOf(doc.id).pid)
     assert.strictEqual(doc.provider, "local")
     assert.strictEqual(doc.idleTimeoutSeconds, 600)
+    // A local sandbox has a lifetime only when given one; the server enforces it (--lifetime).
+    assert.strictEqual(doc.timeoutSeconds, 600)
+    if (process.platform === "linux") {
+      assert.include(fs.readFileSync(`/proc/${stateOf(doc.id).pid}/cmdline`, "utf8").split("\0"), "--lifetime")
+    }
     assert.strictEqual(created.stderr, "")
 
     const exec = await local(["exec", "--json", doc.id, "--", "echo a; echo b >&2; exit 5"])

@@ -117,6 +117,16 @@ describe("lifecycle", () => {
       }).pipe(Effect.scoped, Effect.provide(Live))
   )
 
+  it.live("the local provider honours timeout: the sandbox ends at its lifetime even while a process runs", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.make({ timeout: "1 second" })
+      const proc = yield* sb.spawn(["sleep", "30"])
+      yield* assertGone([serverPid(sb), proc.pid], "10 seconds")
+      const error = yield* Effect.flip(sb.exec("true"))
+      assert.strictEqual(error._tag, "ConnectionLostError")
+    }).pipe(Effect.scoped, Effect.provide(Live))
+  )
+
   it.live("a server that survives SIGTERM is SIGKILLed within the stop bound", () =>
     Effect.gen(function* () {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-test-"))

@@ -171,7 +171,8 @@ describe("startup", () => {
       for (const args of [
         ["--port", "nope"],
         ["--port", "70000"],
-        ["--idle-timeout", "-1"]
+        ["--idle-timeout", "-1"],
+        ["--lifetime", "soon"]
       ]) {
         const s = spawnServer(args, { SBX_TOKEN: "x" }, dir)
         expect(await withTimeout(s.exited, 15_000)).toEqual({ code: 2, signal: null })
@@ -824,6 +825,18 @@ describe("lifecycle", () => {
     expect(out.stdout).toBe("alive\n")
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1_900)
     expect(await withTimeout(r.exited, 6_000)).toEqual({ code: 0, signal: null })
+  })
+
+  it("--lifetime ends the server even while a command runs, and kills it", async () => {
+    const r = await startServer({ args: ["--lifetime", "1.5", "--idle-timeout", "60"] })
+    const t0 = Date.now()
+    const { events } = await openExec(r, { cmd: "sleep 30" }, 1)
+    const pid = events[0]!.pid as number
+    seenPids.add(pid)
+    expect(await withTimeout(r.exited, 8_000)).toEqual({ code: 0, signal: null })
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1_000)
+    expect(r.stderr()).toMatch(/lifetime of 1\.5s reached/)
+    expect(await waitGone([pid])).toEqual([])
   })
 
   it("shuts down when stdin reaches EOF (the parent went away)", async () => {

@@ -284,7 +284,10 @@ const create = Command.make(
           id: sb.id,
           provider: sb.provider,
           idleTimeoutSeconds: idleSeconds,
-          ...(local ? {} : { timeoutSeconds: lifetime === undefined ? 3600 : durationSeconds(lifetime) }),
+          // HF Jobs default to one hour; a local sandbox has a lifetime only when given one.
+          ...(local && lifetime === undefined
+            ? {}
+            : { timeoutSeconds: lifetime === undefined ? 3600 : durationSeconds(lifetime) }),
           details: sb.details
         })
       } else {
@@ -294,7 +297,9 @@ const create = Command.make(
         idleSeconds > 0
           ? `after ${Duration.format(Duration.seconds(idleSeconds))} without a request (--idle-timeout)`
           : undefined,
-        local ? undefined : `at the latest after ${Duration.format(lifetime ?? Duration.hours(1))}`
+        local && lifetime === undefined
+          ? undefined
+          : `at the latest after ${Duration.format(lifetime ?? Duration.hours(1))}`
       ].filter((s) => s !== undefined)
       yield* Output.note(
         mode,
