@@ -19,6 +19,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { build } from "esbuild"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
@@ -625,6 +626,22 @@ describe("Sandbox.make({ detach: true })", () => {
         )
       )
     )
+
+  it("local: following the log of a live detached sandbox waits for new lines and ends when it does", async () => {
+    const id = await Effect.gen(function* () {
+      const sb = yield* Sandbox.make({ detach: true, timeout: "1500 millis" })
+      return sb.id
+    }).pipe(Effect.scoped, Effect.provide(localLive()), Effect.runPromise)
+    const { pid } = stateOf(id)
+    localPids.add(pid)
+    const lines = await Effect.runPromise(
+      LocalSandbox.logs(id, { stateDir, follow: true }).pipe(Stream.runCollect, Effect.timeout("15 seconds"))
+    )
+    assert.match(Array.from(lines).join("\n"), /lifetime of 1\.5s reached/)
+    assert.deepStrictEqual(await waitGone([pid]), [])
+    // The server cannot remove its own state file; listing cleans what is stale.
+    assert.deepStrictEqual(await Effect.runPromise(LocalSandbox.list({ stateDir })), [])
+  })
 
   it("local: closing the scope only detaches; connect attaches; terminate stops it and removes its files", async () => {
     const made = await Effect.gen(function* () {

@@ -10,7 +10,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -212,6 +212,9 @@ export const tailOf = (file: string, bytes = 8 * 1024): string => {
   }
 }
 
+/** How often a followed log file is looked at again while nothing new has been written to it. */
+const followPoll = Schedule.spaced("200 millis")
+
 /**
  * A sandbox's log: the lines so far (the last `tail` of them), then, with `follow`, new lines as the
  * server writes them, until it is gone.
@@ -240,7 +243,9 @@ export const logLines = (
     let partial = ""
     let finished = false
     const decoder = new TextDecoder()
-    const poll: Effect.Effect<ReadonlyArray<string>, Option.Option<never>> = Effect.suspend(() => {
+    // One look at the file: new lines, the end (the server is gone), or nothing yet (looked at again on
+    // the `followPoll` schedule).
+    const look: Effect.Effect<ReadonlyArray<string>, Option.Option<"nothing yet">> = Effect.suspend(() => {
       if (finished) return Effect.fail(Option.none())
       const alive = running()
       const chunk = readFrom(file, position)
@@ -252,8 +257,12 @@ export const logLines = (
         finished = true
         return Effect.succeed(partial === "" ? pieces : [...pieces, partial])
       }
-      return Effect.as(Effect.sleep(Duration.millis(200)), pieces)
+      return Effect.fail(Option.some("nothing yet" as const))
     })
+    const poll = look.pipe(
+      Effect.retry({ schedule: followPoll, while: Option.isSome }),
+      Effect.mapError(() => Option.none<never>())
+    )
     return Stream.fromIterable(snapshot).pipe(
       Stream.concat(Stream.repeatEffectOption(poll).pipe(Stream.flattenIterables))
     )
