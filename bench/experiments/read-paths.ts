@@ -168,7 +168,7 @@ const program = Effect.gen(function* () {
       Effect.suspend(() => {
         const out = new Uint8Array(SIZE)
         let at = 0
-        let n = 0
+        let _counted = 0 // the count openRead kept then: its cost is part of what is measured
         return Effect.as(
           Effect.scoped(
             Effect.flatMap(get(0, SIZE), (r) =>
@@ -177,7 +177,7 @@ const program = Effect.gen(function* () {
                   Stream.rechunk(16),
                   Stream.timeoutFail(() => "idle", "30 seconds"),
                   Stream.mapChunks((cs) => {
-                    for (const c of cs) n += c.length
+                    for (const c of cs) _counted += c.length
                     return cs
                   })
                 ),
