@@ -2690,18 +2690,16 @@ def parse_args(argv):
         args.port = _number(env["SBX_PORT"], "SBX_PORT", int, 0, 65535)
     else:
         args.port = DEFAULT_PORT
-    if args.idle_timeout is not None:
-        args.idle_timeout = _number(args.idle_timeout, "--idle-timeout", float, 0)
-    elif env.get("SBX_IDLE_TIMEOUT"):
-        args.idle_timeout = _number(env["SBX_IDLE_TIMEOUT"], "SBX_IDLE_TIMEOUT", float, 0)
-    else:
-        args.idle_timeout = 0.0
-    if args.lifetime is not None:
-        args.lifetime = _number(args.lifetime, "--lifetime", float, 0)
-    elif env.get("SBX_LIFETIME"):
-        args.lifetime = _number(env["SBX_LIFETIME"], "SBX_LIFETIME", float, 0)
-    else:
-        args.lifetime = 0.0
+    # Seconds from the option, else its environment variable, else 0 (off).
+    for name, var in (("idle_timeout", "SBX_IDLE_TIMEOUT"), ("lifetime", "SBX_LIFETIME")):
+        given = getattr(args, name)
+        if given is not None:
+            value = _number(given, "--" + name.replace("_", "-"), float, 0)
+        elif env.get(var):
+            value = _number(env[var], var, float, 0)
+        else:
+            value = 0.0
+        setattr(args, name, value)
     args.ping_interval = DEFAULT_PING_INTERVAL
     if env.get("SBX_PING_INTERVAL"):
         args.ping_interval = _number(env["SBX_PING_INTERVAL"], "SBX_PING_INTERVAL", float, 0.01)

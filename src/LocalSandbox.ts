@@ -65,6 +65,19 @@ const LOG_LINES = 10_000
 /** Reads into memory go in one request: on loopback there is no round trip for parallel ranges to hide. */
 const WHOLE_FILE = Number.MAX_SAFE_INTEGER
 
+/** The interpreter's and the server's arguments, the same for an owned and a detached sandbox. */
+const serverArgs = (script: string, spec: SandboxProvider.Spec): Array<string> => [
+  "-u", // unbuffered: the listening line and any error reach us at once
+  "-S", // no site-packages: the server is stdlib-only, and skipping them saves start time
+  script,
+  "--host",
+  "127.0.0.1",
+  "--port",
+  "0",
+  ...(spec.idleTimeout ? ["--idle-timeout", String(Duration.toSeconds(spec.idleTimeout))] : []),
+  ...(spec.lifetime ? ["--lifetime", String(Duration.toSeconds(spec.lifetime))] : [])
+]
+
 const decodeListening = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ListeningLine))
 
 /** The server's environment: a minimal host environment, the sandbox's own, its secrets and its token. */
@@ -153,18 +166,10 @@ export const make = (
 
         const token = randomBytes(32).toString("hex")
         const args = [
-          "-u", // unbuffered: the listening line and any error reach us at once
-          "-S", // no site-packages: the server is stdlib-only, and skipping them saves start time
-          script,
-          "--host",
-          "127.0.0.1",
-          "--port",
-          "0",
+          ...serverArgs(script, spec),
           // The server watches its stdin: when this process dies, even by SIGKILL, the pipe closes and
           // the server shuts down and kills what it started, so a crashed client leaks nothing.
-          "--exit-on-stdin-eof",
-          ...(spec.idleTimeout ? ["--idle-timeout", String(Duration.toSeconds(spec.idleTimeout))] : []),
-          ...(spec.lifetime ? ["--lifetime", String(Duration.toSeconds(spec.lifetime))] : [])
+          "--exit-on-stdin-eof"
         ]
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
         const command = Command.make(resolved, ...args).pipe(
@@ -332,17 +337,7 @@ export const make = (
 
         const token = randomBytes(32).toString("hex")
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
-        const args = [
-          "-u",
-          "-S",
-          script,
-          "--host",
-          "127.0.0.1",
-          "--port",
-          "0",
-          ...(spec.idleTimeout ? ["--idle-timeout", String(Duration.toSeconds(spec.idleTimeout))] : []),
-          ...(spec.lifetime ? ["--lifetime", String(Duration.toSeconds(spec.lifetime))] : [])
-        ]
+        const args = serverArgs(script, spec)
         // The token travels in the environment (the server removes it from there), never on a command line.
         const child = yield* Effect.try({
           try: () => {
