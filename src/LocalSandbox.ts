@@ -276,6 +276,7 @@ export const make = (
           died: Deferred.await(died),
           logs,
           readRangeSize: WHOLE_FILE,
+          directReads: true,
           details: { pid: proc.pid, workdir, python: resolved, port: announce.port, serverVersion: announce.version }
         }
         return endpoint
@@ -299,6 +300,7 @@ export const make = (
         LocalState.logLines(LocalState.logPath(stateDir, state.id), logOptions, () => LocalState.isRunning(state)),
       kill: LocalState.stop(stateDir, state, stopTimeout),
       readRangeSize: WHOLE_FILE,
+      directReads: true,
       details: {
         pid: state.pid,
         workdir: state.workdir,

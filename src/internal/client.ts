@@ -31,6 +31,7 @@ import {
   RequestTimeoutError,
   ServerError
 } from "../SandboxError.js"
+import * as DirectRead from "./directRead.js"
 
 /** Where the server is and how to authenticate, as a provider describes it. */
 export interface Target {
@@ -42,6 +43,8 @@ export interface Target {
   readonly headers?: Effect.Effect<Record<string, string>> | undefined
   /** Adapts the HttpClient for this target. */
   readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
+  /** Reads into memory go over a bare socket, straight into their destination (`http:` only; see directRead.ts). */
+  readonly directReads?: boolean | undefined
 }
 
 /** Client-side bounds. A command's own timeout is the server's business; these bound the transport. */
@@ -59,20 +62,20 @@ export const defaultTimeouts: Timeouts = {
 
 const decodeErrorBody = Schema.decodeUnknownOption(Protocol.ErrorBody)
 
-/** Turns a non-2xx answer into the error a user can act on. */
-const failFromResponse = (
+/** Turns a non-2xx answer (its status and its JSON body, if any) into the error a user can act on. */
+const failFromAnswer = (
   operation: string,
   path: string | undefined,
-  response: HttpClientResponse.HttpClientResponse,
+  status: number,
+  json: Effect.Effect<unknown, unknown>,
   command?: string
 ): Effect.Effect<never, OperationError> =>
-  response.json.pipe(
+  json.pipe(
     Effect.map(decodeErrorBody),
     Effect.orElseSucceed(() => Option.none<Protocol.ErrorBody>()),
     Effect.flatMap((body): Effect.Effect<never, OperationError> => {
-      const detail = Option.match(body, { onNone: () => `HTTP ${response.status}`, onSome: (b) => b.error })
+      const detail = Option.match(body, { onNone: () => `HTTP ${status}`, onSome: (b) => b.error })
       const code = Option.getOrUndefined(Option.flatMapNullable(body, (b) => b.code))
-      const status = response.status
       if (status === 401 || status === 403) return Effect.fail(new AuthError({ operation, status }))
       if (status === 404 && path !== undefined && !detail.startsWith("no route")) {
         return Effect.fail(new FileNotFoundError({ path, operation }))
@@ -94,6 +97,13 @@ const failFromResponse = (
       return Effect.fail(new BadRequestError({ operation, status, code, detail }))
     })
   )
+
+const failFromResponse = (
+  operation: string,
+  path: string | undefined,
+  response: HttpClientResponse.HttpClientResponse,
+  command?: string
+) => failFromAnswer(operation, path, response.status, response.json, command)
 
 const fromTransport = (operation: string) => (error: HttpClientError.HttpClientError) =>
   new ConnectionLostError({ operation, detail: error.message, cause: error })
@@ -168,6 +178,14 @@ export interface WireClient {
     path: string,
     range?: { readonly offset?: number | undefined; readonly length?: number | undefined }
   ) => Effect.Effect<OpenRead, OperationError, Scope.Scope>
+  /**
+   * {@link openRead} for a body taken into memory with `into`: over a bare socket straight into the
+   * destination when the target allows it (`directReads`), else through the HttpClient.
+   */
+  readonly openReadInto: (
+    path: string,
+    range?: { readonly offset?: number | undefined; readonly length?: number | undefined }
+  ) => Effect.Effect<ReadAnswer, OperationError, Scope.Scope>
   /** Writes a body at `offset` (without it, the file is truncated first); `truncateTo` then sets its size. */
   readonly write: (
     path: string,
@@ -187,15 +205,43 @@ export interface WireClient {
   readonly symlink: (path: string, target: string) => Effect.Effect<void, OperationError>
 }
 
-/** An answered file read: the file's size when it was opened, and the requested bytes as they arrive. */
-export interface OpenRead {
+/** An answered file read: the file's size when it was opened, and a way to take the requested bytes. */
+export interface ReadAnswer {
   readonly fileSize: number
   /** The file's permission bits. */
   readonly mode: number | undefined
   /** Bytes the body carries. */
   readonly length: number
+  /**
+   * Takes the body into `destination` (`length` bytes), calling `onBytes` as bytes land. Fails when the
+   * body is cut short: the file changed during the read.
+   */
+  readonly into: (destination: Uint8Array, onBytes: (n: number) => void) => Effect.Effect<void, OperationError>
+}
+
+/** An answered file read whose bytes can also be streamed as they arrive. */
+export interface OpenRead extends ReadAnswer {
   readonly body: Stream.Stream<Uint8Array, OperationError>
 }
+
+/** The facts a read answer announces in its headers; without them, a ranged reader cannot go on. */
+const readFacts = (operation: string, headers: Readonly<Record<string, string | undefined>>) => {
+  const length = Number(headers["content-length"])
+  const fileSize = Number(headers[Protocol.FILE_SIZE_HEADER])
+  if (!Number.isSafeInteger(length) || !Number.isSafeInteger(fileSize)) {
+    return Effect.fail(
+      new ConnectionLostError({ operation, detail: "the answer to a read did not announce its length" })
+    )
+  }
+  const mode = Number.parseInt(headers[Protocol.FILE_MODE_HEADER] ?? "", 8)
+  return Effect.succeed({ fileSize, length, mode: Number.isNaN(mode) ? undefined : mode })
+}
+
+const cutShort = (operation: string, path: string, received: number, length: number) =>
+  new ConnectionLostError({
+    operation,
+    detail: `got ${received} of ${length} bytes of ${path}: the file changed during the read`
+  })
 
 const decodeEventLine = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ExecEvent))
 
@@ -456,38 +502,97 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           duration: timeouts.request,
           onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })
         }),
-        Effect.flatMap((response) => {
-          const length = Number(response.headers["content-length"])
-          const fileSize = Number(response.headers[Protocol.FILE_SIZE_HEADER])
-          if (!Number.isSafeInteger(length) || !Number.isSafeInteger(fileSize)) {
-            return Effect.fail(
-              new ConnectionLostError({ operation, detail: "the answer to a read did not announce its length" })
+        Effect.flatMap((response) =>
+          Effect.map(readFacts(operation, response.headers), (facts): OpenRead => {
+            let received = 0
+            const complete = Effect.suspend(() =>
+              received === facts.length ? Effect.void : Effect.fail(cutShort(operation, path, received, facts.length))
             )
-          }
-          let received = 0
-          const complete = Effect.suspend(() =>
-            received === length
-              ? Effect.void
-              : Effect.fail(
-                  new ConnectionLostError({
-                    operation,
-                    detail: `got ${received} of ${length} bytes of ${path}: the file changed during the read`
-                  })
-                )
-          )
-          const body = response.stream.pipe(
-            Stream.mapError(fromTransport(operation)),
-            Stream.mapChunks((chunks) => {
-              for (const chunk of chunks) received += chunk.length
-              return chunks
-            }),
-            Stream.concat(Stream.execute(complete))
-          )
-          const mode = Number.parseInt(response.headers[Protocol.FILE_MODE_HEADER] ?? "", 8)
-          return Effect.succeed<OpenRead>({ fileSize, mode: Number.isNaN(mode) ? undefined : mode, length, body })
-        })
+            const body = response.stream.pipe(
+              Stream.mapError(fromTransport(operation)),
+              Stream.mapChunks((chunks) => {
+                for (const chunk of chunks) received += chunk.length
+                return chunks
+              }),
+              Stream.concat(Stream.execute(complete))
+            )
+            const into: ReadAnswer["into"] = (destination, onBytes) => {
+              let offset = 0
+              return Stream.runForEachChunk(body, (chunks) =>
+                Effect.sync(() => {
+                  for (const chunk of chunks) {
+                    destination.set(chunk, offset)
+                    offset += chunk.length
+                    onBytes(chunk.length)
+                  }
+                })
+              )
+            }
+            return { ...facts, body, into }
+          })
+        )
       )
     }
+
+    /** `openRead` over a bare socket: the body lands in its destination with no copy (see directRead.ts). */
+    const openDirect: WireClient["openReadInto"] = (path, range = {}) => {
+      const operation = "files.read"
+      const lost = (error: DirectRead.ExchangeError) => new ConnectionLostError({ operation, detail: error.detail })
+      return Effect.gen(function* () {
+        const url = new URL(currentBase === undefined ? base : yield* currentBase)
+        const headers = { ...(yield* extraHeaders), ...tokenHeader }
+        const query = new URLSearchParams({ path })
+        if (range.offset !== undefined) query.set("offset", String(range.offset))
+        if (range.length !== undefined) query.set("length", String(range.length))
+        const target = `${url.pathname.replace(/\/+$/, "")}/v1/files/read?${query}`
+        const exchange = yield* Effect.acquireRelease(
+          Effect.sync(() => DirectRead.open(url, target, headers)),
+          (exchange) => Effect.sync(exchange.close)
+        )
+        const head = yield* Effect.async<DirectRead.Head, ConnectionLostError>((resume) => {
+          exchange.head((result) =>
+            resume(result instanceof DirectRead.ExchangeError ? Effect.fail(lost(result)) : Effect.succeed(result))
+          )
+          return Effect.sync(exchange.close)
+        }).pipe(
+          Effect.timeoutFail({
+            duration: timeouts.request,
+            onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })
+          })
+        )
+        if (head.status !== 200) {
+          const json = Effect.async<unknown>((resume) => {
+            DirectRead.errorBody(exchange, head, (body) => resume(Effect.succeed(body)))
+            return Effect.sync(exchange.close)
+          })
+          return yield* failFromAnswer(operation, path, head.status, json)
+        }
+        const facts = yield* readFacts(operation, head.headers)
+        const into: ReadAnswer["into"] = (destination, onBytes) => {
+          let received = 0
+          return Effect.async<void, ConnectionLostError>((resume) => {
+            exchange.receive(
+              destination,
+              (n) => {
+                received += n
+                onBytes(n)
+              },
+              (error) =>
+                resume(
+                  error === undefined
+                    ? Effect.void
+                    : Effect.fail(error.endedEarly ? cutShort(operation, path, received, facts.length) : lost(error))
+                )
+            )
+            return Effect.sync(exchange.close)
+          })
+        }
+        return { ...facts, into }
+      })
+    }
+
+    const openReadInto: WireClient["openReadInto"] =
+      target.directReads === true && new URL(base).protocol === "http:" ? openDirect : openRead
 
     const stat: WireClient["stat"] = (path) =>
       call("files.stat", path, HttpClientRequest.get("/v1/files/stat").pipe(pathParams(path)), json(Protocol.FileEntry))
@@ -550,6 +655,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       wait,
       output,
       openRead,
+      openReadInto,
       write,
       stat,
       list,

@@ -339,39 +339,39 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
 
   /**
    * Reads a file as ranges: the first answer tells the file's size, then the other ranges run in
-   * parallel. Each range hands its bytes to `sink` at its offset. A size that differs between answers
-   * means the file changed during the read.
+   * parallel. `sink` learns the first answer, then takes each answer's bytes at its offset, counting
+   * them as they arrive. A size that differs between answers means the file changed during the read.
    */
-  const readRanges = <E>(
+  const readRanges = <A extends Wire.ReadAnswer, E>(
     operation: string,
     path: string,
     plan: Plan,
+    open: (range: {
+      readonly offset: number
+      readonly length: number
+    }) => Effect.Effect<A, OperationError, Scope.Scope>,
     sink: (
-      first: Wire.OpenRead
+      first: A
     ) => Effect.Effect<
-      (offset: number, body: Stream.Stream<Uint8Array, OperationError>) => Effect.Effect<void, OperationError | E>,
+      (offset: number, answer: A, count: (bytes: number) => void) => Effect.Effect<void, OperationError | E>,
       OperationError | E
     >
-  ): Effect.Effect<Wire.OpenRead, OperationError | E> =>
+  ): Effect.Effect<A, OperationError | E> =>
     Effect.scoped(
       Effect.gen(function* () {
         // The first range keeps its slot until its body is drained, like every other range.
         const giveBack = yield* plan.hold
-        const first = yield* wire.openRead(path, { offset: 0, length: plan.rangeSize })
+        const first = yield* open({ offset: 0, length: plan.rangeSize })
         // A short first answer is a file that shrank between its open and its read.
         if (first.length !== Math.min(plan.rangeSize, first.fileSize))
           return yield* Effect.fail(changed(operation, path))
         plan.progress.grow(first.fileSize)
-        const write = yield* sink(first)
+        const take = yield* sink(first)
         let moved = 0
-        const counted = (body: Stream.Stream<Uint8Array, OperationError>) =>
-          Stream.mapChunks(body, (chunks) => {
-            let n = 0
-            for (const chunk of chunks) n += chunk.length
-            moved += n
-            plan.progress.add(n)
-            return chunks
-          })
+        const count = (n: number) => {
+          moved += n
+          plan.progress.add(n)
+        }
         const rest = first.fileSize > first.length ? rangesOf(first.fileSize, plan.rangeSize, first.length) : []
         const readRest = Effect.forEach(
           rest,
@@ -379,11 +379,11 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
             plan.slot(
               Effect.scoped(
                 Effect.gen(function* () {
-                  const answer = yield* wire.openRead(path, { offset, length })
+                  const answer = yield* open({ offset, length })
                   if (answer.fileSize !== first.fileSize || answer.length !== length) {
                     return yield* Effect.fail(changed(operation, path))
                   }
-                  yield* write(offset, counted(answer.body))
+                  yield* take(offset, answer, count)
                 })
               )
             ),
@@ -391,7 +391,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
         )
         const idle = wire.timeouts.streamIdle
         yield* Effect.raceFirst(
-          Effect.all([write(0, counted(first.body)).pipe(Effect.ensuring(giveBack)), readRest], {
+          Effect.all([take(0, first, count).pipe(Effect.ensuring(giveBack)), readRest], {
             concurrency: "unbounded",
             discard: true
           }),
@@ -408,19 +408,16 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
   const readBytes = (path: string, plan: Plan): Effect.Effect<Uint8Array, OperationError> =>
     Effect.suspend(() => {
       let out = new Uint8Array(0)
-      return readRanges("files.read", path, plan, (first) =>
-        Effect.sync(() => {
-          out = new Uint8Array(first.fileSize)
-          return (offset: number, body: Stream.Stream<Uint8Array, OperationError>) =>
-            Stream.runForEachChunk(body, (chunks) =>
-              Effect.sync(() => {
-                for (const chunk of chunks) {
-                  out.set(chunk, offset)
-                  offset += chunk.length
-                }
-              })
-            )
-        })
+      return readRanges(
+        "files.read",
+        path,
+        plan,
+        (range) => wire.openReadInto(path, range),
+        (first) =>
+          Effect.sync(() => {
+            out = new Uint8Array(first.fileSize)
+            return (offset, answer, count) => answer.into(out.subarray(offset, offset + answer.length), count)
+          })
       ).pipe(Effect.map(() => out))
     })
 
@@ -504,28 +501,36 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       const partial = `${localPath}.${randomBytes(6).toString("hex")}.part`
       const transfer = Effect.gen(function* () {
         yield* fs.makeDirectory(dirname(localPath), { recursive: true }).pipe(Effect.mapError((e) => local(e.message)))
-        const first = yield* readRanges(operation, remotePath, plan, (first) =>
-          // Sized up front, so that every range writes at its own offset through its own handle.
-          fs.writeFile(partial, new Uint8Array(0)).pipe(
-            Effect.zipRight(fs.truncate(partial, first.fileSize)),
-            Effect.mapError((e) => local(e.message)),
-            Effect.as((offset: number, body: Stream.Stream<Uint8Array, OperationError>) =>
-              Effect.scoped(
-                Effect.gen(function* () {
-                  const file = yield* fs.open(partial, { flag: "r+" })
-                  yield* file.seek(offset, "start")
-                  yield* Stream.runForEachChunk(body, (chunks) =>
-                    file.writeAll(chunks.length === 1 ? Chunk.unsafeHead(chunks) : Buffer.concat(Array.from(chunks)))
-                  )
-                })
-              ).pipe(
-                Effect.catchTags({
-                  SystemError: (e) => Effect.fail(local(e.message)),
-                  BadArgument: (e) => Effect.fail(local(e.message))
-                })
+        const first = yield* readRanges(
+          operation,
+          remotePath,
+          plan,
+          (range) => wire.openRead(remotePath, range),
+          (first) =>
+            // Sized up front, so that every range writes at its own offset through its own handle.
+            fs.writeFile(partial, new Uint8Array(0)).pipe(
+              Effect.zipRight(fs.truncate(partial, first.fileSize)),
+              Effect.mapError((e) => local(e.message)),
+              Effect.as((offset: number, answer: Wire.OpenRead, count: (bytes: number) => void) =>
+                Effect.scoped(
+                  Effect.gen(function* () {
+                    const file = yield* fs.open(partial, { flag: "r+" })
+                    yield* file.seek(offset, "start")
+                    yield* Stream.runForEachChunk(answer.body, (chunks) => {
+                      for (const chunk of chunks) count(chunk.length)
+                      return file.writeAll(
+                        chunks.length === 1 ? Chunk.unsafeHead(chunks) : Buffer.concat(Array.from(chunks))
+                      )
+                    })
+                  })
+                ).pipe(
+                  Effect.catchTags({
+                    SystemError: (e) => Effect.fail(local(e.message)),
+                    BadArgument: (e) => Effect.fail(local(e.message))
+                  })
+                )
               )
             )
-          )
         )
         if (first.mode !== undefined) {
           yield* fs.chmod(partial, first.mode).pipe(Effect.mapError((e) => local(e.message)))

@@ -1,0 +1,227 @@
+/**
+ * One HTTP/1.1 GET over a bare socket whose body is received straight into the caller's memory.
+ *
+ * Why: on loopback the client, not the link, limits a read. Through an HttpClient every 64 KiB read of
+ * the socket becomes a fresh Buffer, a stream pull and a copy; here the kernel writes the body into the
+ * destination itself (Node's `onread` buffers), in reads as large as the socket holds. A 64 MiB read takes
+ * about a third of the time. It is only used for plain `http:` endpoints whose provider asks for it (the
+ * local provider: our own server, on loopback), and only for bodies of known length.
+ */
+
+import * as Net from "node:net"
+
+const SCRATCH_SIZE = 64 * 1024
+/** A head larger than this is not our server's answer. */
+const MAX_HEAD = 64 * 1024
+/** Error answers are small JSON documents; anything larger is cut off here. */
+const MAX_ERROR_BODY = 64 * 1024
+const HEAD_END = Buffer.from("\r\n\r\n")
+
+/** The status line and headers of the answer (header names in lower case). */
+export interface Head {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  /** The body's length, from `Content-Length`. */
+  readonly length: number
+}
+
+/** Why an exchange failed, in words for a `ConnectionLostError`. */
+export class ExchangeError {
+  readonly _tag = "ExchangeError"
+  constructor(
+    readonly detail: string,
+    /** The server ended the answer early (our server does so when the file shrinks under a read). */
+    readonly endedEarly = false
+  ) {}
+}
+
+/** One request on its own connection. Callers wait for `head`, then take the body once, then `close`. */
+export interface Exchange {
+  /** Resolves with the head, or fails when the connection breaks or the answer is not HTTP/1.1 with a length. */
+  readonly head: (callback: (result: Head | ExchangeError) => void) => void
+  /**
+   * Receives the body into `destination` (exactly `Content-Length` bytes), calling `onBytes` as bytes land.
+   * The callback gets an error when the connection ends before the last byte.
+   */
+  readonly receive: (
+    destination: Uint8Array,
+    onBytes: (n: number) => void,
+    callback: (result: undefined | ExchangeError) => void
+  ) => void
+  /** Ends the connection at once (idempotent); a pending callback is not called. */
+  readonly close: () => void
+}
+
+const parseHead = (bytes: Buffer): Head | ExchangeError => {
+  const lines = bytes.toString("latin1").split("\r\n")
+  const status = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? "")
+  if (status === null) return new ExchangeError(`not an HTTP/1.1 answer: ${JSON.stringify(lines[0]?.slice(0, 80))}`)
+  const headers: Record<string, string> = {}
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(":")
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  const length = Number(headers["content-length"])
+  if (headers["transfer-encoding"] !== undefined || !/^\d+$/.test(headers["content-length"] ?? "")) {
+    return new ExchangeError("the answer did not announce its length")
+  }
+  return { status: Number(status[1]), headers, length }
+}
+
+/**
+ * Sends `GET target` to `url`'s host and port. `headers` go out as given (the caller adds its token);
+ * the request asks the server to close the connection after the answer.
+ */
+export const open = (url: URL, target: string, headers: Readonly<Record<string, string>>): Exchange => {
+  const scratch = Buffer.allocUnsafe(SCRATCH_SIZE)
+  let head: Head | undefined
+  const headParts: Array<Buffer> = []
+  let headBytes = 0
+  // Body bytes that came before a destination was given (with the head, or after a pause).
+  const early: Array<Buffer> = []
+  let destination: Uint8Array | undefined
+  let region: Uint8Array | undefined
+  let filled = 0
+  let onBytes: (n: number) => void = () => {}
+  let failure: ExchangeError | undefined
+  let closed = false
+  let waitingHead: ((result: Head | ExchangeError) => void) | undefined
+  let waitingBody: ((result: undefined | ExchangeError) => void) | undefined
+
+  const settle = () => {
+    if (waitingHead !== undefined && (head !== undefined || failure !== undefined)) {
+      const callback = waitingHead
+      waitingHead = undefined
+      callback(failure ?? (head as Head))
+    }
+    if (waitingBody !== undefined && destination !== undefined) {
+      if (filled === destination.length) {
+        const callback = waitingBody
+        waitingBody = undefined
+        callback(undefined)
+      } else if (failure !== undefined) {
+        const callback = waitingBody
+        waitingBody = undefined
+        callback(failure)
+      }
+    }
+  }
+  const fail = (detail: string, endedEarly = false) => {
+    failure ??= new ExchangeError(detail, endedEarly)
+    socket.destroy()
+    settle()
+  }
+
+  /** Lands `bytes` in the destination (when they were not read into it in place). */
+  const take = (n: number, bytes: Uint8Array | undefined) => {
+    const dest = destination as Uint8Array
+    if (filled + n > dest.length) return fail(`the answer carried more than its ${dest.length} announced bytes`)
+    if (bytes !== undefined) dest.set(bytes.subarray(0, n), filled)
+    filled += n
+    onBytes(n)
+    settle()
+  }
+
+  const onRead = (n: number, buffer: Uint8Array): boolean => {
+    if (head === undefined) {
+      headParts.push(Buffer.from(buffer.subarray(0, n)))
+      headBytes += n
+      const all = headParts.length === 1 ? (headParts[0] as Buffer) : Buffer.concat(headParts)
+      const end = all.indexOf(HEAD_END)
+      if (end === -1) {
+        if (headBytes > MAX_HEAD) fail("the answer's head is too large")
+        return true
+      }
+      const parsed = parseHead(all.subarray(0, end))
+      if (parsed instanceof ExchangeError) {
+        fail(parsed.detail)
+        return false
+      }
+      head = parsed
+      if (all.length > end + 4) early.push(all.subarray(end + 4))
+      settle()
+      // Nowhere to put the body yet: wait for `receive`.
+      return destination !== undefined
+    }
+    if (destination === undefined) {
+      early.push(Buffer.from(buffer.subarray(0, n)))
+      return false
+    }
+    take(n, buffer === region ? undefined : buffer)
+    return true
+  }
+
+  const socket = Net.connect({
+    host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port: Number(url.port || 80),
+    noDelay: true,
+    onread: {
+      // The next read lands in the rest of the destination when there is one, else in the scratch buffer.
+      buffer: () => {
+        if (destination !== undefined && filled < destination.length) {
+          region = destination.subarray(filled)
+          return region
+        }
+        region = undefined
+        return scratch
+      },
+      callback: onRead
+    }
+  })
+  socket.on("error", (error: NodeJS.ErrnoException) => fail(error.code ?? error.message))
+  socket.on("close", () => {
+    closed = true
+    if (head === undefined) return fail("the connection closed before an answer")
+    // Before `receive`, the body may still be whole in `early`: `receive` judges it.
+    if (destination !== undefined && filled < destination.length) {
+      fail(`the connection closed after ${filled} of ${destination.length} bytes`, true)
+    }
+  })
+  const lines = [`GET ${target} HTTP/1.1`, `Host: ${url.host}`, "Connection: close"]
+  for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`)
+  socket.write(`${lines.join("\r\n")}\r\n\r\n`, "latin1")
+
+  return {
+    head: (callback) => {
+      waitingHead = callback
+      settle()
+    },
+    receive: (into, report, callback) => {
+      destination = into
+      onBytes = report
+      waitingBody = callback
+      for (const piece of early.splice(0)) {
+        take(piece.length, piece)
+        if (failure !== undefined) return
+      }
+      if (filled < into.length) {
+        if (closed) return fail(`the connection closed after ${filled} of ${into.length} bytes`, true)
+        socket.resume()
+      }
+      settle()
+    },
+    close: () => {
+      waitingHead = undefined
+      waitingBody = undefined
+      socket.destroy()
+    }
+  }
+}
+
+/** The JSON body of an error answer (at most {@link MAX_ERROR_BODY} bytes), for the caller's error mapping. */
+export const errorBody = (exchange: Exchange, head: Head, callback: (body: unknown) => void) => {
+  if (head.length === 0 || head.length > MAX_ERROR_BODY) return callback(undefined)
+  const body = new Uint8Array(head.length)
+  exchange.receive(
+    body,
+    () => {},
+    (result) => {
+      if (result !== undefined) return callback(undefined)
+      try {
+        callback(JSON.parse(new TextDecoder().decode(body)))
+      } catch {
+        callback(undefined)
+      }
+    }
+  )
+}
