@@ -25,6 +25,7 @@ import * as Stream from "effect/Stream"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
+import * as DirectRead from "../../src/internal/directRead.js"
 import { ms, now, percentile } from "../support.js"
 
 const MiB = 1024 * 1024
@@ -130,8 +131,26 @@ const program = Effect.gen(function* () {
     })
 
   const variants: Array<[string, Effect.Effect<Uint8Array, unknown>]> = [
-    ["sb.files.read default (8 MiB x 8)", sb.files.read("exp.bin")],
-    ["sb.files.read 64 MiB x 1", sb.files.read("exp.bin", { rangeSize: SIZE })],
+    ["sb.files.read default (local: 1 direct read)", sb.files.read("exp.bin")],
+    ["sb.files.read 8 MiB x 8 (direct)", sb.files.read("exp.bin", { rangeSize: 8 * MiB, parallelism: 8 })],
+    [
+      "directRead exchange alone, fresh",
+      Effect.async<Uint8Array>((resume) => {
+        const exchange = DirectRead.open(new URL(base), `/v1/files/read?path=exp.bin`, { "x-sandbox-token": token })
+        exchange.head((head) => {
+          if (head instanceof DirectRead.ExchangeError) throw new Error(head.detail)
+          const out = new Uint8Array(head.length)
+          exchange.receive(
+            out,
+            () => {},
+            () => {
+              exchange.close()
+              resume(Effect.succeed(out))
+            }
+          )
+        })
+      })
+    ],
     ["sb.files.read 8 MiB x 2", sb.files.read("exp.bin", { parallelism: 2 })],
     ["sb.files.read 16 MiB x 4", sb.files.read("exp.bin", { rangeSize: 16 * MiB, parallelism: 4 })],
     ["sb.files.read 32 MiB x 2", sb.files.read("exp.bin", { rangeSize: 32 * MiB, parallelism: 2 })],
