@@ -113,10 +113,11 @@ export interface Endpoint {
    */
   readonly readRangeSize?: number | undefined
   /**
-   * Reads into memory skip the HttpClient: each answer's body goes from the socket straight into the
-   * destination buffer (plain `http:` only). For a server the client reaches directly, such as the local
-   * provider on loopback, where the HttpClient's work per 64 KiB chunk is what limits a read. Such
-   * requests carry the endpoint's headers but pass no HttpClient middleware (no HttpClient span).
+   * File reads skip the HttpClient: each answer's body goes from the socket straight into the result's
+   * memory (or, for downloads and streams, into 1 MiB parts). Plain `http:` only. For a server the
+   * client reaches directly, such as the local provider on loopback, where the HttpClient's work per
+   * 64 KiB chunk is what limits a read. Such requests carry the endpoint's headers but pass no
+   * HttpClient middleware (no HttpClient span).
    */
   readonly directReads?: boolean | undefined
 }

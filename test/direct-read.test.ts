@@ -10,12 +10,14 @@
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
+import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as DirectRead from "../src/internal/directRead.js"
@@ -130,6 +132,25 @@ describe("direct reads: the exchange against a raw peer", () => {
     })
   )
 
+  it.scopedLive("the body can be taken in parts, pausing the socket between them", () =>
+    Effect.gen(function* () {
+      const body = randomBytes(2 * MiB + 17)
+      const { url } = yield* peer((socket) => socket.end(Buffer.concat([Buffer.from(answerHead(body.length)), body])))
+      const exchange = yield* open(url)
+      const got = yield* head(exchange)
+      const parts: Array<Buffer> = []
+      // Tiny parts (served from what already came), then large ones (read in place), with pauses between.
+      for (const size of [1, 2, 3, 1000, 300_000, MiB, MiB]) {
+        const left = got.length - parts.reduce((n, p) => n + p.length, 0)
+        const part = new Uint8Array(Math.min(size, left))
+        assert.strictEqual(yield* receive(exchange, part), part.length)
+        parts.push(Buffer.from(part))
+        yield* Effect.sleep("5 millis")
+      }
+      assert.isTrue(Buffer.concat(parts).equals(body))
+    })
+  )
+
   it.scopedLive("body bytes that came before `receive`, even after the peer closed, are kept", () =>
     Effect.gen(function* () {
       const { url } = yield* peer((socket) => socket.end(`${answerHead(5)}hello`))
@@ -189,11 +210,20 @@ describe("direct reads: the exchange against a raw peer", () => {
 
   it.scopedLive("more bytes than the head announced fail the read instead of spilling over", () =>
     Effect.gen(function* () {
-      const { url } = yield* peer((socket) => socket.end(`${answerHead(3)}abcdef`))
-      const exchange = yield* open(url)
-      const got = yield* head(exchange)
-      const error = yield* Effect.flip(receive(exchange, new Uint8Array(got.length)))
-      assert.include(error.detail, "more than its 3 announced bytes")
+      for (const [first, later] of [
+        ["abcdef", ""], // with the head: found before the head is handed over
+        ["ab", "cdef"] // after it: found while the body lands
+      ] as const) {
+        const { url } = yield* peer((socket) => {
+          socket.write(`${answerHead(3)}${first}`)
+          setTimeout(() => socket.end(later), 20)
+        })
+        const exchange = yield* open(url)
+        const error = yield* Effect.flip(
+          Effect.flatMap(head(exchange), (got) => receive(exchange, new Uint8Array(got.length)))
+        )
+        assert.include(error.detail, "more than its 3 announced bytes")
+      }
     })
   )
 
@@ -259,6 +289,22 @@ for (const [name, provider] of [
         assert.strictEqual((yield* sb.files.read("ranged.bin")).length, data.length)
         yield* sb.files.write("empty.bin", new Uint8Array(0))
         assert.strictEqual((yield* sb.files.read("empty.bin")).length, 0)
+      })
+    )
+
+    it.scoped("download and readStream give the same bytes, in order", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const data = new Uint8Array(randomBytes(5 * MiB + 7))
+        yield* sb.files.write("streamed.bin", data)
+        const dir = yield* Effect.acquireRelease(
+          Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-direct-"))),
+          (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+        )
+        yield* sb.files.download("streamed.bin", path.join(dir, "down.bin"), { rangeSize: MiB, parallelism: 3 })
+        assert.isTrue(fs.readFileSync(path.join(dir, "down.bin")).equals(data))
+        const chunks = yield* Stream.runCollect(sb.files.readStream("streamed.bin"))
+        assert.isTrue(Buffer.concat(Array.from(chunks)).equals(data))
       })
     )
 

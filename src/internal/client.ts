@@ -169,23 +169,15 @@ export interface WireClient {
   readonly wait: (id: string) => Effect.Effect<typeof Protocol.WaitResponse.Type, OperationError>
   readonly output: (id: string, follow: boolean) => Stream.Stream<Protocol.OutputEvent, OperationError>
   /**
-   * Opens a read of `[offset, offset + length)` of a file (the whole file by default). The body fails
-   * when it carries fewer bytes than announced: the file changed during the read. It has no idle bound
-   * of its own: a reader adds {@link silenceBound} (it drains at once) or a per-pull timeout (it may
-   * be slow itself).
+   * Opens a read of `[offset, offset + length)` of a file (the whole file by default): over a bare socket
+   * when the target allows it (`directReads`), else through the HttpClient. The body fails when it
+   * carries fewer bytes than announced: the file changed during the read. It has no idle bound of its
+   * own: a reader adds {@link silenceBound} (it drains at once) or a per-pull timeout (it may be slow).
    */
   readonly openRead: (
     path: string,
     range?: { readonly offset?: number | undefined; readonly length?: number | undefined }
   ) => Effect.Effect<OpenRead, OperationError, Scope.Scope>
-  /**
-   * {@link openRead} for a body taken into memory with `into`: over a bare socket straight into the
-   * destination when the target allows it (`directReads`), else through the HttpClient.
-   */
-  readonly openReadInto: (
-    path: string,
-    range?: { readonly offset?: number | undefined; readonly length?: number | undefined }
-  ) => Effect.Effect<ReadAnswer, OperationError, Scope.Scope>
   /** Writes a body at `offset` (without it, the file is truncated first); `truncateTo` then sets its size. */
   readonly write: (
     path: string,
@@ -205,13 +197,17 @@ export interface WireClient {
   readonly symlink: (path: string, target: string) => Effect.Effect<void, OperationError>
 }
 
-/** An answered file read: the file's size when it was opened, and a way to take the requested bytes. */
-export interface ReadAnswer {
+/**
+ * An answered file read: the file's size when it was opened, and the requested bytes, to be taken once,
+ * either as a stream or into memory.
+ */
+export interface OpenRead {
   readonly fileSize: number
   /** The file's permission bits. */
   readonly mode: number | undefined
   /** Bytes the body carries. */
   readonly length: number
+  readonly body: Stream.Stream<Uint8Array, OperationError>
   /**
    * Takes the body into `destination` (`length` bytes), calling `onBytes` as bytes land. Fails when the
    * body is cut short: the file changed during the read.
@@ -219,10 +215,8 @@ export interface ReadAnswer {
   readonly into: (destination: Uint8Array, onBytes: (n: number) => void) => Effect.Effect<void, OperationError>
 }
 
-/** An answered file read whose bytes can also be streamed as they arrive. */
-export interface OpenRead extends ReadAnswer {
-  readonly body: Stream.Stream<Uint8Array, OperationError>
-}
+/** A direct read's body is streamed in parts of this size, each received in place. */
+const DIRECT_PART = 1024 * 1024
 
 /** The facts a read answer announces in its headers; without them, a ranged reader cannot go on. */
 const readFacts = (operation: string, headers: Readonly<Record<string, string | undefined>>) => {
@@ -488,7 +482,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       })
     }
 
-    const openRead: WireClient["openRead"] = (path, range = {}) => {
+    const openViaHttpClient: WireClient["openRead"] = (path, range = {}) => {
       const operation = "files.read"
       const request = HttpClientRequest.get("/v1/files/read").pipe(
         pathParams(path, { offset: range.offset?.toString(), length: range.length?.toString() })
@@ -516,7 +510,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
               }),
               Stream.concat(Stream.execute(complete))
             )
-            const into: ReadAnswer["into"] = (destination, onBytes) => {
+            const into: OpenRead["into"] = (destination, onBytes) => {
               let offset = 0
               return Stream.runForEachChunk(body, (chunks) =>
                 Effect.sync(() => {
@@ -534,8 +528,8 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       )
     }
 
-    /** `openRead` over a bare socket: the body lands in its destination with no copy (see directRead.ts). */
-    const openDirect: WireClient["openReadInto"] = (path, range = {}) => {
+    /** `openRead` over a bare socket: the body lands where it goes with no copy (see directRead.ts). */
+    const openDirect: WireClient["openRead"] = (path, range = {}) => {
       const operation = "files.read"
       const lost = (error: DirectRead.ExchangeError) => new ConnectionLostError({ operation, detail: error.detail })
       return Effect.gen(function* () {
@@ -568,11 +562,12 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           return yield* failFromAnswer(operation, path, head.status, json)
         }
         const facts = yield* readFacts(operation, head.headers)
-        const into: ReadAnswer["into"] = (destination, onBytes) => {
-          let received = 0
-          return Effect.async<void, ConnectionLostError>((resume) => {
+        let received = 0
+        /** Fills `part` with the body's next bytes. */
+        const receive = (part: Uint8Array, onBytes: (n: number) => void) =>
+          Effect.async<void, ConnectionLostError>((resume) => {
             exchange.receive(
-              destination,
+              part,
               (n) => {
                 received += n
                 onBytes(n)
@@ -586,13 +581,19 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
             )
             return Effect.sync(exchange.close)
           })
-        }
-        return { ...facts, into }
+        const body = Stream.repeatEffectOption(
+          Effect.suspend(() => {
+            if (received >= facts.length) return Effect.fail(Option.none())
+            const part = new Uint8Array(Math.min(DIRECT_PART, facts.length - received))
+            return receive(part, () => {}).pipe(Effect.as(part), Effect.mapError(Option.some))
+          })
+        )
+        return { ...facts, body, into: (destination, onBytes) => receive(destination, onBytes) }
       })
     }
 
-    const openReadInto: WireClient["openReadInto"] =
-      target.directReads === true && new URL(base).protocol === "http:" ? openDirect : openRead
+    const openRead: WireClient["openRead"] =
+      target.directReads === true && new URL(base).protocol === "http:" ? openDirect : openViaHttpClient
 
     const stat: WireClient["stat"] = (path) =>
       call("files.stat", path, HttpClientRequest.get("/v1/files/stat").pipe(pathParams(path)), json(Protocol.FileEntry))
@@ -655,7 +656,6 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       wait,
       output,
       openRead,
-      openReadInto,
       write,
       stat,
       list,

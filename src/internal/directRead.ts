@@ -3,9 +3,10 @@
  *
  * Why: on loopback the client, not the link, limits a read. Through an HttpClient every 64 KiB read of
  * the socket becomes a fresh Buffer, a stream pull and a copy; here the kernel writes the body into the
- * destination itself (Node's `onread` buffers), in reads as large as the socket holds. A 64 MiB read takes
- * about a third of the time. It is only used for plain `http:` endpoints whose provider asks for it (the
- * local provider: our own server, on loopback), and only for bodies of known length.
+ * destination itself (Node's `onread` buffers), in reads as large as the socket holds, and the socket
+ * pauses while no part waits for bytes. A 64 MiB read takes under half the time. It is only used for
+ * plain `http:` endpoints whose provider asks for it (the local provider: our own server, on loopback),
+ * and only for bodies of known length.
  */
 
 import * as Net from "node:net"
@@ -35,13 +36,14 @@ export class ExchangeError {
   ) {}
 }
 
-/** One request on its own connection. Callers wait for `head`, then take the body once, then `close`. */
+/** One request on its own connection. Callers wait for `head`, then take the body in parts, then `close`. */
 export interface Exchange {
   /** Resolves with the head, or fails when the connection breaks or the answer is not HTTP/1.1 with a length. */
   readonly head: (callback: (result: Head | ExchangeError) => void) => void
   /**
-   * Receives the body into `destination` (exactly `Content-Length` bytes), calling `onBytes` as bytes land.
-   * The callback gets an error when the connection ends before the last byte.
+   * Fills `destination` with the next `destination.length` bytes of the body (never ask past its end),
+   * calling `onBytes` as bytes land; call again for the next part. The socket is paused while no part
+   * waits for bytes. The callback gets an error when the connection ends first.
    */
   readonly receive: (
     destination: Uint8Array,
@@ -77,8 +79,12 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
   let head: Head | undefined
   const headParts: Array<Buffer> = []
   let headBytes = 0
-  // Body bytes that came before a destination was given (with the head, or after a pause).
+  /** Body bytes that came with no part to hold them (with the head, or past a part's end), in order. */
   const early: Array<Buffer> = []
+  /** Body bytes seen so far, landed or early. */
+  let arrived = 0
+  /** Body bytes handed to parts so far. */
+  let delivered = 0
   let destination: Uint8Array | undefined
   let region: Uint8Array | undefined
   let filled = 0
@@ -88,22 +94,20 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
   let waitingHead: ((result: Head | ExchangeError) => void) | undefined
   let waitingBody: ((result: undefined | ExchangeError) => void) | undefined
 
+  const room = () => (destination === undefined ? 0 : destination.length - filled)
+
   const settle = () => {
     if (waitingHead !== undefined && (head !== undefined || failure !== undefined)) {
       const callback = waitingHead
       waitingHead = undefined
       callback(failure ?? (head as Head))
     }
-    if (waitingBody !== undefined && destination !== undefined) {
-      if (filled === destination.length) {
-        const callback = waitingBody
-        waitingBody = undefined
-        callback(undefined)
-      } else if (failure !== undefined) {
-        const callback = waitingBody
-        waitingBody = undefined
-        callback(failure)
-      }
+    if (waitingBody !== undefined && (room() === 0 || failure !== undefined)) {
+      const callback = waitingBody
+      const result = room() === 0 ? undefined : failure
+      waitingBody = undefined
+      destination = undefined
+      callback(result)
     }
   }
   const fail = (detail: string, endedEarly = false) => {
@@ -111,15 +115,32 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
     socket.destroy()
     settle()
   }
+  const cutShort = () => {
+    const length = (head as Head).length
+    fail(`the connection closed after ${delivered + early.reduce((n, b) => n + b.length, 0)} of ${length} bytes`, true)
+  }
 
-  /** Lands `bytes` in the destination (when they were not read into it in place). */
-  const take = (n: number, bytes: Uint8Array | undefined) => {
-    const dest = destination as Uint8Array
-    if (filled + n > dest.length) return fail(`the answer carried more than its ${dest.length} announced bytes`)
-    if (bytes !== undefined) dest.set(bytes.subarray(0, n), filled)
+  /** Counts body bytes; an answer longer than it announced is out of step, and fails. */
+  const arrive = (n: number) => {
+    arrived += n
+    if (arrived <= (head as Head).length) return true
+    fail(`the answer carried more than its ${(head as Head).length} announced bytes`)
+    return false
+  }
+
+  /** Lands `n` bytes in the current part: copied from `bytes`, or already there (read in place). */
+  const land = (n: number, bytes?: Uint8Array) => {
+    if (bytes !== undefined) (destination as Uint8Array).set(bytes.subarray(0, n), filled)
     filled += n
+    delivered += n
     onBytes(n)
-    settle()
+  }
+
+  /** Lands what fits of `bytes` and keeps the rest for the next part. */
+  const spread = (bytes: Uint8Array) => {
+    const fits = Math.min(bytes.length, room())
+    if (fits > 0) land(fits, bytes)
+    if (fits < bytes.length) early.push(Buffer.from(bytes.subarray(fits)))
   }
 
   const onRead = (n: number, buffer: Uint8Array): boolean => {
@@ -138,17 +159,15 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
         return false
       }
       head = parsed
-      if (all.length > end + 4) early.push(all.subarray(end + 4))
-      settle()
-      // Nowhere to put the body yet: wait for `receive`.
-      return destination !== undefined
+      const rest = all.subarray(end + 4)
+      if (rest.length > 0 && arrive(rest.length)) spread(rest)
+    } else if (arrive(n)) {
+      if (buffer === region) land(n)
+      else spread(buffer.subarray(0, n))
     }
-    if (destination === undefined) {
-      early.push(Buffer.from(buffer.subarray(0, n)))
-      return false
-    }
-    take(n, buffer === region ? undefined : buffer)
-    return true
+    settle()
+    // Read on only while a part waits for bytes (a `receive` called from a callback above counts).
+    return failure === undefined && room() > 0
   }
 
   const socket = Net.connect({
@@ -156,10 +175,10 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
     port: Number(url.port || 80),
     noDelay: true,
     onread: {
-      // The next read lands in the rest of the destination when there is one, else in the scratch buffer.
+      // The next read lands in the rest of the current part when there is one, else in the scratch buffer.
       buffer: () => {
-        if (destination !== undefined && filled < destination.length) {
-          region = destination.subarray(filled)
+        if (room() > 0) {
+          region = (destination as Uint8Array).subarray(filled)
           return region
         }
         region = undefined
@@ -172,10 +191,8 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
   socket.on("close", () => {
     closed = true
     if (head === undefined) return fail("the connection closed before an answer")
-    // Before `receive`, the body may still be whole in `early`: `receive` judges it.
-    if (destination !== undefined && filled < destination.length) {
-      fail(`the connection closed after ${filled} of ${destination.length} bytes`, true)
-    }
+    // With no part waiting, what came may still cover the next parts: `receive` judges that.
+    if (waitingBody !== undefined) cutShort()
   })
   const lines = [`GET ${target} HTTP/1.1`, `Host: ${url.host}`, "Connection: close"]
   for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`)
@@ -188,14 +205,12 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
     },
     receive: (into, report, callback) => {
       destination = into
+      filled = 0
       onBytes = report
       waitingBody = callback
-      for (const piece of early.splice(0)) {
-        take(piece.length, piece)
-        if (failure !== undefined) return
-      }
-      if (filled < into.length) {
-        if (closed) return fail(`the connection closed after ${filled} of ${into.length} bytes`, true)
+      for (const piece of early.splice(0)) spread(piece)
+      if (room() > 0 && failure === undefined) {
+        if (closed) return cutShort()
         socket.resume()
       }
       settle()

@@ -342,26 +342,26 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
    * parallel. `sink` learns the first answer, then takes each answer's bytes at its offset, counting
    * them as they arrive. A size that differs between answers means the file changed during the read.
    */
-  const readRanges = <A extends Wire.ReadAnswer, E>(
+  const readRanges = <E>(
     operation: string,
     path: string,
     plan: Plan,
-    open: (range: {
-      readonly offset: number
-      readonly length: number
-    }) => Effect.Effect<A, OperationError, Scope.Scope>,
     sink: (
-      first: A
+      first: Wire.OpenRead
     ) => Effect.Effect<
-      (offset: number, answer: A, count: (bytes: number) => void) => Effect.Effect<void, OperationError | E>,
+      (
+        offset: number,
+        answer: Wire.OpenRead,
+        count: (bytes: number) => void
+      ) => Effect.Effect<void, OperationError | E>,
       OperationError | E
     >
-  ): Effect.Effect<A, OperationError | E> =>
+  ): Effect.Effect<Wire.OpenRead, OperationError | E> =>
     Effect.scoped(
       Effect.gen(function* () {
         // The first range keeps its slot until its body is drained, like every other range.
         const giveBack = yield* plan.hold
-        const first = yield* open({ offset: 0, length: plan.rangeSize })
+        const first = yield* wire.openRead(path, { offset: 0, length: plan.rangeSize })
         // A short first answer is a file that shrank between its open and its read.
         if (first.length !== Math.min(plan.rangeSize, first.fileSize))
           return yield* Effect.fail(changed(operation, path))
@@ -379,7 +379,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
             plan.slot(
               Effect.scoped(
                 Effect.gen(function* () {
-                  const answer = yield* open({ offset, length })
+                  const answer = yield* wire.openRead(path, { offset, length })
                   if (answer.fileSize !== first.fileSize || answer.length !== length) {
                     return yield* Effect.fail(changed(operation, path))
                   }
@@ -408,16 +408,11 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
   const readBytes = (path: string, plan: Plan): Effect.Effect<Uint8Array, OperationError> =>
     Effect.suspend(() => {
       let out = new Uint8Array(0)
-      return readRanges(
-        "files.read",
-        path,
-        plan,
-        (range) => wire.openReadInto(path, range),
-        (first) =>
-          Effect.sync(() => {
-            out = new Uint8Array(first.fileSize)
-            return (offset, answer, count) => answer.into(out.subarray(offset, offset + answer.length), count)
-          })
+      return readRanges("files.read", path, plan, (first) =>
+        Effect.sync(() => {
+          out = new Uint8Array(first.fileSize)
+          return (offset, answer, count) => answer.into(out.subarray(offset, offset + answer.length), count)
+        })
       ).pipe(Effect.map(() => out))
     })
 
@@ -501,36 +496,31 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       const partial = `${localPath}.${randomBytes(6).toString("hex")}.part`
       const transfer = Effect.gen(function* () {
         yield* fs.makeDirectory(dirname(localPath), { recursive: true }).pipe(Effect.mapError((e) => local(e.message)))
-        const first = yield* readRanges(
-          operation,
-          remotePath,
-          plan,
-          (range) => wire.openRead(remotePath, range),
-          (first) =>
-            // Sized up front, so that every range writes at its own offset through its own handle.
-            fs.writeFile(partial, new Uint8Array(0)).pipe(
-              Effect.zipRight(fs.truncate(partial, first.fileSize)),
-              Effect.mapError((e) => local(e.message)),
-              Effect.as((offset: number, answer: Wire.OpenRead, count: (bytes: number) => void) =>
-                Effect.scoped(
-                  Effect.gen(function* () {
-                    const file = yield* fs.open(partial, { flag: "r+" })
-                    yield* file.seek(offset, "start")
-                    yield* Stream.runForEachChunk(answer.body, (chunks) => {
-                      for (const chunk of chunks) count(chunk.length)
-                      return file.writeAll(
-                        chunks.length === 1 ? Chunk.unsafeHead(chunks) : Buffer.concat(Array.from(chunks))
-                      )
-                    })
+        const first = yield* readRanges(operation, remotePath, plan, (first) =>
+          // Sized up front, so that every range writes at its own offset through its own handle.
+          fs.writeFile(partial, new Uint8Array(0)).pipe(
+            Effect.zipRight(fs.truncate(partial, first.fileSize)),
+            Effect.mapError((e) => local(e.message)),
+            Effect.as((offset: number, answer: Wire.OpenRead, count: (bytes: number) => void) =>
+              Effect.scoped(
+                Effect.gen(function* () {
+                  const file = yield* fs.open(partial, { flag: "r+" })
+                  yield* file.seek(offset, "start")
+                  yield* Stream.runForEachChunk(answer.body, (chunks) => {
+                    for (const chunk of chunks) count(chunk.length)
+                    return file.writeAll(
+                      chunks.length === 1 ? Chunk.unsafeHead(chunks) : Buffer.concat(Array.from(chunks))
+                    )
                   })
-                ).pipe(
-                  Effect.catchTags({
-                    SystemError: (e) => Effect.fail(local(e.message)),
-                    BadArgument: (e) => Effect.fail(local(e.message))
-                  })
-                )
+                })
+              ).pipe(
+                Effect.catchTags({
+                  SystemError: (e) => Effect.fail(local(e.message)),
+                  BadArgument: (e) => Effect.fail(local(e.message))
+                })
               )
             )
+          )
         )
         if (first.mode !== undefined) {
           yield* fs.chmod(partial, first.mode).pipe(Effect.mapError((e) => local(e.message)))
