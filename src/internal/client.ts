@@ -43,7 +43,7 @@ export interface Target {
   readonly headers?: Effect.Effect<Record<string, string>> | undefined
   /** Adapts the HttpClient for this target. */
   readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
-  /** Reads into memory go over a bare socket, straight into their destination (`http:` only; see directRead.ts). */
+  /** File reads go over a bare socket, straight into their destination (`http:` only; see directRead.ts). */
   readonly directReads?: boolean | undefined
 }
 
