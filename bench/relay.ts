@@ -314,7 +314,8 @@ export const makeRelay = (options: RelayOptions): Effect.Effect<Relay, never, Sc
 
 /**
  * Wraps a provider so that every sandbox it provisions is reached through its own relay: the endpoint's
- * `baseUrl` points at the relay, which lives (and closes) with the sandbox. `onRelay` sees each relay,
+ * `baseUrl` points at the relay, which lives (and closes) with the sandbox, and its reads are a remote
+ * sandbox's (through the HttpClient, in default ranges). `onRelay` sees each relay,
  * e.g. to read its stats. Use with `Effect.provideService(SandboxProvider.SandboxProvider, ...)`.
  */
 export const throughRelay = (
@@ -336,6 +337,10 @@ export const throughRelay = (
       return {
         ...endpoint,
         baseUrl: relay.url(endpoint.baseUrl),
+        // Behind the relay the sandbox stands in for a remote one: reads take the HttpClient and the
+        // default ranges, as they would to a job.
+        directReads: false,
+        readRangeSize: undefined,
         details: { ...endpoint.details, relay: `${relay.host}:${relay.port}`, directUrl: endpoint.baseUrl }
       }
     })
