@@ -756,7 +756,8 @@ class StreamSink(object):
 
     def output(self, name, data):
         if self.b64:
-            self._event(name, base64.b64encode(data).decode("ascii"))
+            # Base64 needs no JSON escaping: assembled as bytes, the line costs a third of what dumps() does.
+            self.pending.append(b'{"event":"%s","data":"%s"}\n' % (name.encode("ascii"), base64.b64encode(data)))
         else:
             text = self.decoders[name].decode(data)
             if text:
