@@ -78,13 +78,10 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
   const scratch = Buffer.allocUnsafe(SCRATCH_SIZE)
   let head: Head | undefined
   const headParts: Array<Buffer> = []
-  let headBytes = 0
   /** Body bytes that came with no part to hold them (with the head, or past a part's end), in order. */
   const early: Array<Buffer> = []
   /** Body bytes seen so far, landed or early. */
   let arrived = 0
-  /** Body bytes handed to parts so far. */
-  let delivered = 0
   let destination: Uint8Array | undefined
   let region: Uint8Array | undefined
   let filled = 0
@@ -115,10 +112,7 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
     socket.destroy()
     settle()
   }
-  const cutShort = () => {
-    const length = (head as Head).length
-    fail(`the connection closed after ${delivered + early.reduce((n, b) => n + b.length, 0)} of ${length} bytes`, true)
-  }
+  const cutShort = () => fail(`the connection closed after ${arrived} of ${(head as Head).length} bytes`, true)
 
   /** Counts body bytes; an answer longer than it announced is out of step, and fails. */
   const arrive = (n: number) => {
@@ -132,7 +126,6 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
   const land = (n: number, bytes?: Uint8Array) => {
     if (bytes !== undefined) (destination as Uint8Array).set(bytes.subarray(0, n), filled)
     filled += n
-    delivered += n
     onBytes(n)
   }
 
@@ -146,11 +139,10 @@ export const open = (url: URL, target: string, headers: Readonly<Record<string, 
   const onRead = (n: number, buffer: Uint8Array): boolean => {
     if (head === undefined) {
       headParts.push(Buffer.from(buffer.subarray(0, n)))
-      headBytes += n
       const all = headParts.length === 1 ? (headParts[0] as Buffer) : Buffer.concat(headParts)
       const end = all.indexOf(HEAD_END)
       if (end === -1) {
-        if (headBytes > MAX_HEAD) fail("the answer's head is too large")
+        if (all.length > MAX_HEAD) fail("the answer's head is too large")
         return true
       }
       const parsed = parseHead(all.subarray(0, end))
