@@ -39,6 +39,7 @@ import {
   ConnectionLostError,
   type HubError,
   type OperationError,
+  ProcessNotFoundError,
   RequestTimeoutError,
   StartError,
   TerminatedError
@@ -335,6 +336,11 @@ export interface Sandbox {
   ) => Effect.Effect<Process, OperationError, Scope.Scope>
   /** The background processes, running and exited. */
   readonly processes: Effect.Effect<ReadonlyArray<ProcessInfo>, OperationError>
+  /**
+   * A handle on a background process by its id (`p-3`) or OS pid, e.g. one started by another client of
+   * the same sandbox. Fails with `ProcessNotFoundError` when the sandbox has no such process.
+   */
+  readonly process: (idOrPid: string | number) => Effect.Effect<Process, OperationError>
   readonly files: Files
   /**
    * The sandbox's log: the server's and the platform's output, replayed from the start; with
@@ -789,6 +795,18 @@ const open = (
       )
     )
 
+    const process: Sandbox["process"] = (idOrPid) =>
+      guard(
+        "process",
+        Effect.flatMap(wire.processes, (list) => {
+          const found = list.find((p) => (typeof idOrPid === "number" ? p.pid === idOrPid : p.id === idOrPid))
+          return found === undefined
+            ? Effect.fail(new ProcessNotFoundError({ id: String(idOrPid), operation: "process" }))
+            : Effect.succeed(processHandle(found))
+        }),
+        { "process.id": String(idOrPid) }
+      )
+
     // exec is execStream folded into a result: output kept as bytes up to the cap, decoded once at the end
     // (so a character split across chunks decodes whole).
     const exec: Sandbox["exec"] = (command, execOptions = {}) => {
@@ -866,6 +884,7 @@ const open = (
           process.kill().pipe(Effect.interruptible, Effect.timeout("10 seconds"), Effect.ignore)
         ),
       processes,
+      process,
       logs,
       provider: endpoint.provider,
       details: endpoint.details,

@@ -409,6 +409,11 @@ export interface Sandbox extends AsyncDisposable {
   ) => Promise<Process>
   /** The background processes, running and exited. */
   readonly processes: (options?: CallOptions) => Promise<ReadonlyArray<EffectSandbox.ProcessInfo>>
+  /**
+   * A handle on a background process by its id (`p-3`) or OS pid, e.g. one started by another client.
+   * Rejects with `ProcessNotFoundError` when the sandbox has no such process.
+   */
+  readonly process: (idOrPid: string | number, options?: CallOptions) => Promise<Process>
   readonly files: Files
   /** The sandbox's log lines, replayed from the start; with `follow`, until the sandbox ends. */
   readonly logs: (options?: SandboxProvider.LogOptions & CallOptions) => AsyncIterableIterator<string>
@@ -721,6 +726,7 @@ const handleOf = (sb: EffectSandbox.Sandbox, scope: Scope.CloseableScope, owned:
     execStream: (command, { signal, ...options } = {}) => iterate(sb.execStream(command, options), signal),
     spawn: (command, { signal, ...options } = {}) => run(Effect.map(sb.spawn(command, options), processOf), signal),
     processes: ({ signal } = {}) => run(sb.processes, signal),
+    process: (idOrPid, { signal } = {}) => run(Effect.map(sb.process(idOrPid), processOf), signal),
     files: filesOf(sb.files),
     logs: ({ signal, ...options } = {}) => iterate(sb.logs(options), signal),
     terminate: ({ signal } = {}) =>

@@ -300,6 +300,32 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
       })
     )
 
+    it.effect("a process is found again by its id or pid, with a handle that follows and kills it", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const started = yield* sb.spawn("echo ready; sleep 30", { tag: "found-again" })
+        const byId = yield* sb.process(started.id)
+        const byPid = yield* sb.process(started.pid)
+        assert.strictEqual(byId.pid, started.pid)
+        assert.strictEqual(byPid.id, started.id)
+        const first = yield* byPid.output({ follow: true }).pipe(
+          Stream.filter((e) => e._tag === "Stdout"),
+          Stream.take(1),
+          Stream.runCollect
+        )
+        assert.include(Array.from(first).map((e) => ("text" in e ? e.text : ""))[0], "ready")
+        assert.isTrue(yield* byId.kill("SIGTERM"))
+        assert.deepInclude(yield* started.wait, { signal: 15 })
+        // An exited process is still listed, so it is still found; one never started is not.
+        assert.deepInclude(yield* (yield* sb.process(started.id)).wait, { signal: 15 })
+        for (const missing of ["p-999999", 2147483] as const) {
+          const error = yield* Effect.flip(sb.process(missing))
+          assert.strictEqual(error._tag, "ProcessNotFoundError")
+          assert.include(error.message, String(missing))
+        }
+      })
+    )
+
     it.effect("spawnScoped kills the process when its scope closes", () =>
       Effect.gen(function* () {
         const sb = yield* Sandbox.Sandbox

@@ -185,6 +185,8 @@ describe("Promise facade (local provider)", () => {
     expect(proc.id).toMatch(/^p-/)
     const listed = await sb.processes()
     expect(listed.find((p) => p.id === proc.id)).toMatchObject({ tag: "sleeper", running: true })
+    expect((await sb.process(proc.pid)).id).toBe(proc.id)
+    await expect(sb.process("p-999999")).rejects.toMatchObject({ _tag: "ProcessNotFoundError" })
     const seen = await until(async () => {
       let out = ""
       for await (const event of proc.output()) if (event._tag === "Stdout") out += event.text
