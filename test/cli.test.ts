@@ -409,6 +409,58 @@ describe("hf-sandbox CLI, local provider", () => {
     assert.include(logs.stderr, first)
   })
 
+  it("process ls, logs and kill: background processes by id or pid, with clear errors", async () => {
+    const id = await createLocal()
+    const first = await local(["spawn", "-q", id, "--tag", "web", "--", "echo hello; echo oops >&2; exec sleep 300"])
+    expectCode(first, 0)
+    const web = first.stdout.trim()
+    const second = await local(["spawn", "-q", id, "--", "exit 3"])
+    expectCode(second, 0)
+    const done = second.stdout.trim()
+
+    const listing = async () =>
+      JSON.parse((await local(["process", "ls", "--json", id])).stdout) as Array<Sandbox.ProcessInfo>
+    await until(async () => (await listing()).find((p) => p.id === done)?.running === false)
+    const table = await local(["process", "ls", id])
+    expectCode(table, 0)
+    assert.match(table.stdout, new RegExp(`${web}\\s+\\d+\\s+web\\s+running`))
+    assert.match(table.stdout, new RegExp(`${done}\\s+\\d+\\s+-\\s+exited \\(3\\)`))
+    assert.deepStrictEqual((await local(["process", "ls", "-q", id])).stdout.trim().split("\n"), [web, done])
+
+    const logs = await local(["process", "logs", id, web])
+    expectCode(logs, 0)
+    assert.strictEqual(logs.stdout, "hello\n")
+    assert.strictEqual(logs.stderr, "oops\n")
+
+    const pid = (await listing()).find((p) => p.id === web)!.pid
+    const killed = await local(["process", "kill", "--json", id, String(pid), done])
+    expectCode(killed, 0)
+    assert.deepStrictEqual(JSON.parse(killed.stdout), { killed: [web], exited: [done] })
+    assert.deepStrictEqual(await waitGone([pid]), [])
+    assert.deepInclude(
+      (await listing()).find((p) => p.id === web),
+      { running: false, signal: 15 }
+    )
+    // Following an exited process replays its output and ends.
+    const followed = await local(["process", "logs", "-f", "--json", id, web])
+    expectCode(followed, 0)
+    const events = followed.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as object)
+    assert.deepInclude(events, { event: "stdout", data: "hello\n" })
+    assert.deepInclude(events, { event: "stderr", data: "oops\n" })
+    assert.deepInclude(events.at(-1), { event: "exit", exitCode: null, signal: 15 })
+
+    const unknown = await local(["process", "kill", id, "p-99"])
+    expectCode(unknown, 1)
+    assert.include(unknown.stderr, `no background process p-99 in ${id}`)
+    const badSignal = await local(["process", "kill", "--signal", "NOPE", id, web])
+    expectCode(badSignal, 2)
+    assert.include(badSignal.stderr, "--signal must be")
+    expectCode(await local(["kill", id]), 0)
+  })
+
   it("a sandbox's idle timeout ends it; stale state is cleaned by ls", async () => {
     const idle = await createLocal("--idle-timeout", "1")
     const crashed = await createLocal()

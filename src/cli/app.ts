@@ -20,6 +20,7 @@ import * as Sandbox from "../Sandbox.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
 import { attach } from "./attach.js"
 import * as Backend from "./backend.js"
+import { ago } from "./backend.js"
 import { copy } from "./cp.js"
 import * as Output from "./output.js"
 import * as Parse from "./parse.js"
@@ -227,7 +228,7 @@ const root = Command.make("hf-sandbox", globals, () =>
   Effect.zipRight(
     Output.write(
       process.stderr,
-      "usage: hf-sandbox [--local] [--json] [-q] <create|exec|spawn|cp|ls|logs|kill|run> ...\n" +
+      "usage: hf-sandbox [--local] [--json] [-q] <create|exec|spawn|process|cp|ls|logs|kill|run> ...\n" +
         "Run `hf-sandbox --help` for the commands, `hf-sandbox <command> --help` for one.\n"
     ),
     Output.setExitCode(2)
@@ -571,7 +572,170 @@ const run = Command.make(
   )
 )
 
-const cli = Command.run(root.pipe(Command.withSubcommands([create, exec, spawn, cp, ls, logs, kill, run])), {
+// ---------------------------------------------------------------------------
+// Background processes: process ls | kill | logs
+// ---------------------------------------------------------------------------
+
+const processArg = Args.text({ name: "PROC" }).pipe(
+  Args.withDescription("A background process: its id (p-1, as spawn printed it) or its pid.")
+)
+
+/** A process named on the command line: `p-3`, or a pid. */
+const processOf = (sb: Sandbox.Sandbox, given: string) =>
+  Effect.flatMap(Parse.notAnOption("PROC", given), (name) =>
+    sb.process(/^\d+$/.test(name) ? Number(name) : name).pipe(
+      Effect.catchTag("ProcessNotFoundError", () =>
+        Effect.fail(
+          new Parse.CliError({
+            message: `no background process ${name} in ${sb.id}; list them with: hf-sandbox process ls ${sb.id}`
+          })
+        )
+      )
+    )
+  )
+
+const SIGNALS = ["TERM", "KILL", "INT", "HUP"] as const
+
+/** `TERM`, `SIGTERM`, `term` or a number from 1 to 64. */
+const signalOf = (given: string) => {
+  const name = given.toUpperCase().replace(/^SIG/, "")
+  if ((SIGNALS as ReadonlyArray<string>).includes(name)) {
+    return Effect.succeed(`SIG${name}` as "SIGTERM" | "SIGKILL" | "SIGINT" | "SIGHUP")
+  }
+  const number = /^\d+$/.test(given) ? Number(given) : Number.NaN
+  return number >= 1 && number <= 64
+    ? Effect.succeed(number)
+    : Effect.fail(
+        new Parse.UsageError({
+          message: `--signal must be TERM, KILL, INT, HUP or a number from 1 to 64, got ${given}`
+        })
+      )
+}
+
+const processState = (p: Sandbox.ProcessInfo) =>
+  p.running ? "running" : p.signal !== null ? `killed (signal ${p.signal})` : `exited (${p.exitCode ?? "?"})`
+
+const processLs = Command.make(
+  "ls",
+  { ...globals, id: sandboxId },
+  action(
+    (a, mode) =>
+      Effect.gen(function* () {
+        const sb = yield* attach(yield* Parse.notAnOption("ID", a.id))
+        const list = yield* sb.processes
+        if (mode.json) return yield* Output.json(list)
+        if (mode.quiet) return yield* Effect.forEach(list, (p) => Output.line(p.id), { discard: true })
+        if (list.length === 0) return yield* Output.note(mode, `No background processes in ${sb.id}.`)
+        yield* Output.table(
+          ["PROC", "PID", "TAG", "STATE", "STARTED"],
+          list.map((p) => [
+            p.id,
+            String(p.pid),
+            p.tag ?? "-",
+            processState(p),
+            ago(new Date(p.startedAtMs).toISOString())
+          ])
+        )
+      }),
+    { impliesLocal: (a) => isLocalId(a.id) }
+  )
+).pipe(Command.withDescription("List a sandbox's background processes, running and exited."))
+
+const processKill = Command.make(
+  "kill",
+  {
+    ...globals,
+    signal: Options.text("signal").pipe(
+      Options.withPseudoName("SIGNAL"),
+      Options.withDefault("TERM"),
+      Options.withDescription("The signal for the process's whole group: TERM (default), KILL, INT, HUP or a number.")
+    ),
+    id: sandboxId,
+    procs: processArg.pipe(Args.atLeast(1))
+  },
+  action(
+    (a, mode) =>
+      Effect.gen(function* () {
+        const signal = yield* signalOf(a.signal)
+        const sb = yield* attach(yield* Parse.notAnOption("ID", a.id))
+        const killed: Array<string> = []
+        const exited: Array<string> = []
+        for (const given of a.procs) {
+          const proc = yield* processOf(sb, given)
+          if (yield* proc.kill(signal)) killed.push(proc.id)
+          else exited.push(proc.id)
+        }
+        if (mode.json) return yield* Output.json({ killed, exited })
+        yield* Effect.forEach(killed, Output.line, { discard: true })
+        if (exited.length > 0) yield* Output.note(mode, `Already exited: ${exited.join(", ")}`)
+      }),
+    { impliesLocal: (a) => isLocalId(a.id) }
+  )
+).pipe(Command.withDescription("Signal background processes (their whole process group) and print the ids signalled."))
+
+const processLogs = Command.make(
+  "logs",
+  {
+    ...globals,
+    follow: Options.boolean("follow").pipe(
+      Options.withAlias("f"),
+      Options.withDescription("Keep printing its live output until it exits.")
+    ),
+    id: sandboxId,
+    proc: processArg
+  },
+  action(
+    (a, mode) =>
+      Effect.gen(function* () {
+        const sb = yield* attach(yield* Parse.notAnOption("ID", a.id))
+        const proc = yield* processOf(sb, a.proc)
+        const text = { Stdout: new TextDecoder(), Stderr: new TextDecoder() }
+        yield* proc.output({ follow: a.follow }).pipe(
+          Stream.interruptWhen(Output.stdoutClosed),
+          Stream.runForEach((event) => {
+            switch (event._tag) {
+              case "Stdout":
+              case "Stderr":
+                return mode.json
+                  ? Output.json({
+                      event: event._tag.toLowerCase(),
+                      data: text[event._tag].decode(event.data, { stream: true })
+                    })
+                  : Output.write(event._tag === "Stdout" ? process.stdout : process.stderr, event.data)
+              case "Exit":
+                return mode.json
+                  ? Output.json({
+                      event: "exit",
+                      exitCode: event.exitCode,
+                      signal: event.signal,
+                      durationMs: event.durationMs
+                    })
+                  : Effect.void
+              default:
+                return Effect.void
+            }
+          })
+        )
+      }),
+    { impliesLocal: (a) => isLocalId(a.id) }
+  )
+).pipe(
+  Command.withDescription(
+    "Print a background process's output (the last 1 MiB per stream the sandbox keeps); -f follows it live until it exits."
+  )
+)
+
+const processes = Command.make("process", globals, () =>
+  Effect.zipRight(
+    Output.write(process.stderr, "usage: hf-sandbox process <ls|kill|logs> ID ...\n"),
+    Output.setExitCode(2)
+  )
+).pipe(
+  Command.withDescription("Background processes of a sandbox (started with spawn): list, signal, read their output."),
+  Command.withSubcommands([processLs, processKill, processLogs])
+)
+
+const cli = Command.run(root.pipe(Command.withSubcommands([create, exec, spawn, processes, cp, ls, logs, kill, run])), {
   name: "hf-sandbox",
   version: VERSION
 })

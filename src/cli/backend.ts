@@ -36,7 +36,8 @@ export interface Service {
 
 export class Backend extends Context.Tag("hf-sandbox/cli/Backend")<Backend, Service>() {}
 
-const ago = (iso: string | undefined) => {
+/** How long ago an ISO time was, for listings: `12s ago`, `3m ago`, `2h ago`, `1d ago`. */
+export const ago = (iso: string | undefined) => {
   if (iso === undefined) return "-"
   const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))
   if (Number.isNaN(seconds)) return iso
