@@ -167,6 +167,35 @@ const readStdin = Effect.promise(async () => {
 const exitCodeOf = (exit: { exitCode: number | null; signal: number | null; timedOut: boolean }) =>
   exit.timedOut ? 124 : exit.signal !== null ? 128 + exit.signal : (exit.exitCode ?? 1)
 
+/** Writes a command's events: its output as bytes to our stdout and stderr, or (--json) every event as a line. */
+const eventWriter = (mode: Output.Mode) => {
+  const text = { Stdout: new TextDecoder(), Stderr: new TextDecoder() }
+  return (event: Sandbox.ExecEvent): Effect.Effect<void> => {
+    switch (event._tag) {
+      case "Start":
+        return mode.json ? Output.json({ event: "start", pid: event.pid }) : Effect.void
+      case "Stdout":
+      case "Stderr":
+        return mode.json
+          ? Output.json({
+              event: event._tag.toLowerCase(),
+              data: text[event._tag].decode(event.data, { stream: true })
+            })
+          : Output.write(event._tag === "Stdout" ? process.stdout : process.stderr, event.data)
+      case "Exit":
+        return mode.json
+          ? Output.json({
+              event: "exit",
+              exitCode: event.exitCode,
+              signal: event.signal,
+              timedOut: event.timedOut,
+              durationMs: event.durationMs
+            })
+          : Effect.void
+    }
+  }
+}
+
 /** Runs a command in a sandbox, its output streamed live to our stdout/stderr (or as NDJSON). */
 const streamCommand = (
   sb: Sandbox.Sandbox,
@@ -176,34 +205,13 @@ const streamCommand = (
 ) =>
   Effect.gen(function* () {
     let exit: Extract<Sandbox.ExecEvent, { _tag: "Exit" }> | undefined
-    const text = { Stdout: new TextDecoder(), Stderr: new TextDecoder() }
+    const write = eventWriter(mode)
     yield* sb.execStream(Parse.commandForm(command), options).pipe(
       // Nobody reads our stdout any more: ending the stream kills the remote command.
       Stream.interruptWhen(Output.stdoutClosed),
       Stream.runForEach((event) => {
-        switch (event._tag) {
-          case "Start":
-            return mode.json ? Output.json({ event: "start", pid: event.pid }) : Effect.void
-          case "Stdout":
-          case "Stderr":
-            return mode.json
-              ? Output.json({
-                  event: event._tag.toLowerCase(),
-                  data: text[event._tag].decode(event.data, { stream: true })
-                })
-              : Output.write(event._tag === "Stdout" ? process.stdout : process.stderr, event.data)
-          case "Exit":
-            exit = event
-            return mode.json
-              ? Output.json({
-                  event: "exit",
-                  exitCode: event.exitCode,
-                  signal: event.signal,
-                  timedOut: event.timedOut,
-                  durationMs: event.durationMs
-                })
-              : Effect.void
-        }
+        if (event._tag === "Exit") exit = event
+        return write(event)
       })
     )
     // Cut short because our stdout was closed: the exit status of a process killed by SIGPIPE.
@@ -689,33 +697,9 @@ const processLogs = Command.make(
       Effect.gen(function* () {
         const sb = yield* attach(yield* Parse.notAnOption("ID", a.id))
         const proc = yield* processOf(sb, a.proc)
-        const text = { Stdout: new TextDecoder(), Stderr: new TextDecoder() }
-        yield* proc.output({ follow: a.follow }).pipe(
-          Stream.interruptWhen(Output.stdoutClosed),
-          Stream.runForEach((event) => {
-            switch (event._tag) {
-              case "Stdout":
-              case "Stderr":
-                return mode.json
-                  ? Output.json({
-                      event: event._tag.toLowerCase(),
-                      data: text[event._tag].decode(event.data, { stream: true })
-                    })
-                  : Output.write(event._tag === "Stdout" ? process.stdout : process.stderr, event.data)
-              case "Exit":
-                return mode.json
-                  ? Output.json({
-                      event: "exit",
-                      exitCode: event.exitCode,
-                      signal: event.signal,
-                      durationMs: event.durationMs
-                    })
-                  : Effect.void
-              default:
-                return Effect.void
-            }
-          })
-        )
+        yield* proc
+          .output({ follow: a.follow })
+          .pipe(Stream.interruptWhen(Output.stdoutClosed), Stream.runForEach(eventWriter(mode)))
       }),
     { impliesLocal: (a) => isLocalId(a.id) }
   )
