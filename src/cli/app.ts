@@ -18,7 +18,7 @@ import * as Stream from "effect/Stream"
 import { VERSION } from "../internal/version.js"
 import * as Sandbox from "../Sandbox.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
-import { attach } from "./attach.js"
+import { attach, attachTo } from "./attach.js"
 import * as Backend from "./backend.js"
 import { ago } from "./backend.js"
 import { copy } from "./cp.js"
@@ -104,6 +104,8 @@ const image = Args.text({ name: "IMAGE" }).pipe(
 let forced: ReadonlyArray<string> | undefined
 
 const isLocalId = (id: string) => id.startsWith("local-")
+/** For commands on one sandbox: its `local-…` id is enough to mean the local provider. */
+const idImpliesLocal = <A extends { readonly id: string }>(args: A) => isLocalId(args.id)
 
 type Needs =
   | Backend.Backend
@@ -360,7 +362,7 @@ const exec = Command.make(
         )
         yield* Output.setExitCode(code)
       }),
-    { exitCodes: "command", takesCommand: true, impliesLocal: (a) => isLocalId(a.id) }
+    { exitCodes: "command", takesCommand: true, impliesLocal: idImpliesLocal }
   )
 ).pipe(
   Command.withDescription(
@@ -401,7 +403,7 @@ const spawn = Command.make(
           `Started ${proc.id} (pid ${proc.pid}) in ${sb.id}; it runs until it exits or the sandbox stops.`
         )
       }),
-    { takesCommand: true, impliesLocal: (a) => isLocalId(a.id) }
+    { takesCommand: true, impliesLocal: idImpliesLocal }
   )
 ).pipe(Command.withDescription("Start a command in the background of a sandbox and print its process id."))
 
@@ -473,7 +475,7 @@ const logs = Command.make(
           .logs(id, { follow: a.follow, tail })
           .pipe(Stream.runForEach((text) => (mode.json ? Output.json({ line: text }) : Output.line(text))))
       }),
-    { impliesLocal: (a) => isLocalId(a.id) }
+    { impliesLocal: idImpliesLocal }
   )
 ).pipe(Command.withDescription("Print a sandbox's log (its server's and, on HF Jobs, the job's output)."))
 
@@ -629,7 +631,7 @@ const processLs = Command.make(
   action(
     (a, mode) =>
       Effect.gen(function* () {
-        const sb = yield* attach(yield* Parse.notAnOption("ID", a.id))
+        const sb = yield* attachTo(a.id)
         const list = yield* sb.processes
         if (mode.json) return yield* Output.json(list)
         if (mode.quiet) return yield* Effect.forEach(list, (p) => Output.line(p.id), { discard: true })
@@ -645,7 +647,7 @@ const processLs = Command.make(
           ])
         )
       }),
-    { impliesLocal: (a) => isLocalId(a.id) }
+    { impliesLocal: idImpliesLocal }
   )
 ).pipe(Command.withDescription("List a sandbox's background processes, running and exited."))
 
@@ -665,7 +667,7 @@ const processKill = Command.make(
     (a, mode) =>
       Effect.gen(function* () {
         const signal = yield* signalOf(a.signal)
-        const sb = yield* attach(yield* Parse.notAnOption("ID", a.id))
+        const sb = yield* attachTo(a.id)
         const killed: Array<string> = []
         const exited: Array<string> = []
         for (const given of a.procs) {
@@ -677,7 +679,7 @@ const processKill = Command.make(
         yield* Effect.forEach(killed, Output.line, { discard: true })
         if (exited.length > 0) yield* Output.note(mode, `Already exited: ${exited.join(", ")}`)
       }),
-    { impliesLocal: (a) => isLocalId(a.id) }
+    { impliesLocal: idImpliesLocal }
   )
 ).pipe(Command.withDescription("Signal background processes (their whole process group) and print the ids signalled."))
 
@@ -695,13 +697,13 @@ const processLogs = Command.make(
   action(
     (a, mode) =>
       Effect.gen(function* () {
-        const sb = yield* attach(yield* Parse.notAnOption("ID", a.id))
+        const sb = yield* attachTo(a.id)
         const proc = yield* processOf(sb, a.proc)
         yield* proc
           .output({ follow: a.follow })
           .pipe(Stream.interruptWhen(Output.stdoutClosed), Stream.runForEach(eventWriter(mode)))
       }),
-    { impliesLocal: (a) => isLocalId(a.id) }
+    { impliesLocal: idImpliesLocal }
   )
 ).pipe(
   Command.withDescription(

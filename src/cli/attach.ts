@@ -4,7 +4,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Sandbox from "../Sandbox.js"
-import { CliError } from "./parse.js"
+import { CliError, notAnOption } from "./parse.js"
 
 export const attach = (id: string) =>
   Sandbox.connect(id).pipe(
@@ -17,3 +17,6 @@ export const attach = (id: string) =>
         })
     )
   )
+
+/** Attaches to the sandbox named by an `ID` argument (which must not be an option). */
+export const attachTo = (id: string) => Effect.flatMap(notAnOption("ID", id), attach)
