@@ -211,7 +211,7 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
         let pid = 0
         let consumed = 0
         let producedWhileSlow = 0
-        const before = retained()
+        const before = yield* retained
         let growth = 0
         const total = yield* sb.execStream(["head", "-c", String(size), "/dev/zero"]).pipe(
           Stream.tap((e) =>
@@ -228,10 +228,12 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
             })
           ),
           Stream.tap((e) =>
-            Effect.sync(() => {
-              // Three quarters through, what the client holds is what it would have piled up.
-              if (e._tag === "Stdout" && growth === 0 && consumed >= 150 * 1024 * 1024) growth = retained() - before
-            })
+            // Three quarters through, what the client holds is what it would have piled up.
+            e._tag === "Stdout" && growth === 0 && consumed >= 150 * 1024 * 1024
+              ? Effect.map(retained, (now) => {
+                  growth = now - before
+                })
+              : Effect.void
           ),
           Stream.runFold(0, (sum, e) => (e._tag === "Stdout" ? sum + e.data.length : sum))
         )
