@@ -80,6 +80,20 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # so a FIFO can never block open()
 
 
+_FOREIGN_AUTHORIZATION_NOTED = []
+
+
+def note_foreign_authorization():
+    """An authorised request also carried an Authorization header that is not
+    the sandbox token: a proxy in front (the HF Jobs proxy, which checks the
+    caller's HF token) forwarded it. Said once, never with the value, so that
+    a user can see from the job's log whether their HF token reaches the
+    sandbox; it is never used or passed to commands."""
+    if not _FOREIGN_AUTHORIZATION_NOTED:
+        _FOREIGN_AUTHORIZATION_NOTED.append(True)
+        log("note: requests arrive with a foreign Authorization header (forwarded by a proxy); it is ignored")
+
+
 def log(msg):
     """Diagnostics go to stderr only: stdout carries the single listening line."""
     try:
@@ -1450,12 +1464,17 @@ class Handler(BaseHTTPRequestHandler):
             if len(parts) == 2 and parts[0].lower() == "bearer":
                 candidates.append(parts[1].strip())
         ok = False
+        matches = []
         for c in candidates:
             # Equal-length digests: compare_digest is constant time whatever
             # the candidate's length. Headers arrive latin-1 decoded, so this
             # recovers the raw bytes.
             digest = hashlib.sha256(c.encode("latin-1", "replace")).digest()
-            ok = hmac.compare_digest(digest, want) or ok
+            match = hmac.compare_digest(digest, want)
+            matches.append(match)
+            ok = match or ok
+        if ok and a and x is not None and len(matches) == 2 and not matches[1]:
+            note_foreign_authorization()
         return ok
 
     # ---- query helpers ----

@@ -297,3 +297,16 @@ export const layerHttpClient: Layer.Layer<HttpClient.HttpClient, never, HttpClie
       return routeHttpClient(emulator)(client)
     })
   )
+
+/**
+ * Options that make the emulator behave with the real services' delays, scaled down so that a test
+ * still takes seconds: jobs wait in SCHEDULING like a queued `cpu-basic` job, and log streams send
+ * keep-alives as the Hub does. The live conformance suite runs on it in this project's own `npm test`.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const realistic: EmulatorOptions = {
+  schedulingDelay: "2 seconds",
+  keepAliveInterval: "1 second"
+}
