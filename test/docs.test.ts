@@ -33,7 +33,7 @@
  *
  * A failure names the Markdown file and the line of the block.
  */
-import { spawnSync } from "node:child_process"
+import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -391,19 +391,39 @@ describe("docs", () => {
     assert.deepStrictEqual(problems, [])
   })
 
+  /**
+   * A child's exit status and output. Asynchronous on purpose: a worker blocked in `spawnSync` for a minute
+   * cannot answer vitest's own RPC, which a loaded machine turned into a "Timeout calling onTaskUpdate".
+   */
+  const run = (
+    command: string,
+    args: ReadonlyArray<string>,
+    options: { cwd: string; timeout: number; env?: NodeJS.ProcessEnv }
+  ) =>
+    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        command,
+        args,
+        { ...options, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
+        (error, stdout, stderr) => {
+          const status = error === null ? 0 : typeof error.code === "number" ? error.code : null
+          resolve({ status, stdout, stderr })
+        }
+      )
+    })
+
   // Complete programs on the local provider, run as a reader would run them; test files, with vitest.
   const scratch = path.join(root, ".vitest", `docs-run-${process.pid}`)
   const nameOf = (b: Block) => `${b.file.replace(/[^\w]+/g, "_")}_L${b.line}`
   afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }))
 
   for (const block of tsBlocks.filter((b) => b.flags.includes("run"))) {
-    it(`${where(block)} runs`, () => {
+    it(`${where(block)} runs`, async () => {
       fs.mkdirSync(scratch, { recursive: true })
       const file = path.join(scratch, `${nameOf(block)}.ts`)
       fs.writeFileSync(file, block.code)
-      const result = spawnSync(path.join(root, "node_modules", ".bin", "tsx"), [file], {
+      const result = await run(path.join(root, "node_modules", ".bin", "tsx"), [file], {
         cwd: root,
-        encoding: "utf8",
         timeout: 50_000
       })
       assert.strictEqual(result.status, 0, `${where(block)} exited ${result.status}:\n${result.stdout}${result.stderr}`)
@@ -412,7 +432,7 @@ describe("docs", () => {
 
   const testBlocks = tsBlocks.filter((b) => b.flags.includes("test"))
   if (testBlocks.length > 0) {
-    it(`the test files of ${[...new Set(testBlocks.map((b) => b.file))].join(", ")} pass`, () => {
+    it(`the test files of ${[...new Set(testBlocks.map((b) => b.file))].join(", ")} pass`, async () => {
       fs.mkdirSync(scratch, { recursive: true })
       for (const block of testBlocks) fs.writeFileSync(path.join(scratch, `${nameOf(block)}.test.ts`), block.code)
       // The project's config (aliases, timeouts), limited to these files.
@@ -422,9 +442,8 @@ describe("docs", () => {
         'import base from "../../vitest.config.ts"\n' +
           `export default { ...base, test: { ...base.test, include: [${JSON.stringify(`${rel(scratch)}/*.test.ts`)}], reporters: ["default"] } }\n`
       )
-      const result = spawnSync(path.join(root, "node_modules", ".bin", "vitest"), ["run", "--config", config], {
+      const result = await run(path.join(root, "node_modules", ".bin", "vitest"), ["run", "--config", config], {
         cwd: root,
-        encoding: "utf8",
         timeout: 110_000,
         env: { ...process.env, NO_COLOR: "1" }
       })
