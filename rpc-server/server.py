@@ -2058,10 +2058,13 @@ ROUTES = {
 }
 
 
+# The streaming and long-poll routes answer POST too, with the same query string: a
+# Cloudflare quick tunnel holds a GET response's body until it ends (cloudflared#1449)
+# but lets a POST's stream through live. GET stays for clients written for HF's server.
 PROCESS_ROUTES = {
     "": {"GET": Handler.route_process_get, "DELETE": Handler.route_process_kill},
-    "/output": {"GET": Handler.route_process_output},
-    "/wait": {"GET": Handler.route_process_wait},
+    "/output": {"GET": Handler.route_process_output, "POST": Handler.route_process_output},
+    "/wait": {"GET": Handler.route_process_wait, "POST": Handler.route_process_wait},
 }
 
 
