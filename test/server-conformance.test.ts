@@ -801,6 +801,82 @@ describe("legacy prototype routes", () => {
   })
 })
 
+describe("streams and long polls by POST", () => {
+  // A quick tunnel holds a GET's body until it ends (cloudflared#1449), so every route that streams or
+  // long-polls also answers POST, with the same query string; the GET forms stay for HF's clients.
+  const startWaiting = async (dir: string) => {
+    const gate = path.join(dir, `gate-${randomBytes(4).toString("hex")}`)
+    const { status, body } = await post(S, "/v1/processes", {
+      cmd: `echo first; while [ ! -e '${gate}' ]; do sleep 0.02; done; echo second; exit 3`,
+      timeout: 60
+    })
+    expect(status).toBe(200)
+    seenPids.add(body.pid as number)
+    return { id: body.id as string, open: () => fs.writeFileSync(gate, "") }
+  }
+
+  it("POST /v1/processes/{id}/output?follow=1 streams live output, then the exit", async () => {
+    const p = await startWaiting(cwd)
+    const res = await call(S, `/v1/processes/${p.id}/output?follow=1&encoding=utf-8`, { method: "POST" })
+    expect(res.status).toBe(200)
+    expect(res.headers.get("content-type")).toBe("application/x-ndjson")
+    const reader = res.body!.getReader()
+    // The process cannot end before this first line was read: it waits for the gate.
+    const early = await withTimeout(
+      readEventsUntil<Event>(reader, (events) => events.some((e) => e.event === "stdout")),
+      30_000
+    )
+    if (early === "timeout") throw new Error("the first line did not arrive while the process ran")
+    expect(early.filter((e) => e.event === "stdout").map((e) => e.data)).toEqual(["first\n"])
+    p.open()
+    const rest = await readEventsUntil<Event>(reader, (events) => events.some((e) => e.event === "exit"))
+    const all = [...early, ...rest].filter((e) => e.event !== "ping")
+    expect(all.map((e) => (e.event === "stdout" ? e.data : e.event))).toEqual(["first\n", "second\n", "exit"])
+    expect(all.at(-1)).toMatchObject({ exit_code: 3, signal: null, timed_out: false })
+  })
+
+  it("POST /v1/processes/{id}/wait long-polls like GET: 408 while running, then the exit", async () => {
+    const p = await startWaiting(cwd)
+    for (const method of ["GET", "POST"]) {
+      expect(await callJson(S, `/v1/processes/${p.id}/wait?timeout=0`, { method })).toEqual({
+        status: 408,
+        body: { error: `process ${p.id} still running after 0 s`, code: "timeout" }
+      })
+    }
+    const waiting = callJson(S, `/v1/processes/${p.id}/wait`, { method: "POST" })
+    p.open()
+    const done = await withTimeout(waiting, 30_000)
+    if (done === "timeout") throw new Error("POST wait did not return after the process ended")
+    expect(done.status).toBe(200)
+    expect(done.body).toMatchObject({ exit_code: 3, signal: null, timed_out: false })
+    expect(await callJson(S, `/v1/processes/${p.id}/wait?timeout=0`)).toEqual(done)
+  })
+
+  it("GET and POST give the same buffered output, and the same errors", async () => {
+    const p = await startWaiting(cwd)
+    p.open()
+    await callJson(S, `/v1/processes/${p.id}/wait`, { method: "POST" })
+    const get = parseNdjson(await (await call(S, `/v1/processes/${p.id}/output?encoding=base64`)).text())
+    const byPost = parseNdjson(
+      await (await call(S, `/v1/processes/${p.id}/output?encoding=base64`, { method: "POST" })).text()
+    )
+    expect(byPost).toEqual(get)
+    expect(byPost.at(-1)).toMatchObject({ event: "exit", exit_code: 3 })
+    for (const route of ["output", "wait"]) {
+      expect(await callJson(S, `/v1/processes/p-999999/${route}`, { method: "POST" })).toEqual({
+        status: 404,
+        body: { error: "no such process: p-999999", code: "not_found" }
+      })
+    }
+    const bad = await callJson(S, `/v1/processes/${p.id}/output?follow=maybe`, { method: "POST" })
+    expect(bad.status).toBe(400)
+    const wrong = await call(S, `/v1/processes/${p.id}/output`, { method: "PUT" })
+    expect(wrong.status).toBe(405)
+    expect(wrong.headers.get("allow")).toBe("GET, POST")
+    await wrong.body?.cancel()
+  })
+})
+
 describe("lifecycle", () => {
   it("sends a ping after the configured silence", async () => {
     const r = await startServer({ env: { SBX_PING_INTERVAL: "0.2" } })
