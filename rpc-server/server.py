@@ -1171,7 +1171,9 @@ def pread_all(fd, n, offset):
     return b"".join(parts)
 
 
-def entry(path, name=None, st=None):
+def entry(path, name=None, st=None, with_target=False):
+    """An Entry with exactly the keys of HF's FileEntry (whose client rejects any
+    other key), plus a symlink's `target` when `with_target`."""
     if st is None:
         st = os.lstat(path)
     mode = st.st_mode
@@ -1189,7 +1191,7 @@ def entry(path, name=None, st=None):
         "mtime_ms": st.st_mtime_ns // 1000000,
         "mode": "%o" % stat.S_IMODE(mode),
     }
-    if kind == "symlink":
+    if with_target and kind == "symlink":
         try:
             out["target"] = os.readlink(path)
         except OSError:
@@ -1730,14 +1732,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_stat(self):
         path = self.path_param()
+        with_target = self.bool_param("symlink_targets", False)
         try:
-            self.respond_json(entry(path))
+            self.respond_json(entry(path, with_target=with_target))
         except OSError as e:
             raise fs_error(e, path, "stat")
 
     def route_list(self):
         path = self.path_param()
         recursive = self.bool_param("recursive", False)
+        with_target = self.bool_param("symlink_targets", False)
         try:
             failed = []
             children = scan_dir(path, failed)
@@ -1747,7 +1751,8 @@ class Handler(BaseHTTPRequestHandler):
         except OSError as e:
             raise fs_error(e, path, "list")
         if not recursive:
-            self.respond_json({"entries": [entry(os.path.join(path, name), name, st) for name, st in children]})
+            listed = [entry(os.path.join(path, name), name, st, with_target) for name, st in children]
+            self.respond_json({"entries": listed})
             return
         # Depth first, siblings sorted by name: a directory comes right before
         # its contents. Entries are encoded as they are found, so memory is the
@@ -1772,7 +1777,7 @@ class Handler(BaseHTTPRequestHandler):
             name, st = child
             rel = prefix + name
             full = os.path.join(path, rel)
-            parts.append(dumps(entry(full, rel, st)))
+            parts.append(dumps(entry(full, rel, st, with_target)))
             if not stat.S_ISDIR(st.st_mode):
                 continue  # files, and symlinks (never followed, even to a directory)
             key = (st.st_dev, st.st_ino)

@@ -514,11 +514,56 @@ describe("files", () => {
     })
     expect(Math.abs((file.body.mtime_ms as number) - Date.now())).toBeLessThan(600_000)
     expect((await callJson(S, `/v1/files/stat?path=st`)).body).toMatchObject({ type: "dir", name: "st" })
-    expect((await callJson(S, `/v1/files/stat?path=st/link`)).body).toMatchObject({
+    expect((await callJson(S, `/v1/files/stat?path=st/link&symlink_targets=1`)).body).toMatchObject({
       type: "symlink",
       target: "file.txt"
     })
     expect((await callJson(S, `/v1/files/stat?path=st/none`)).status).toBe(404)
+  })
+
+  it("gives list and stat entries exactly the keys of HF's FileEntry unless symlink_targets=1", async () => {
+    // HF's Python client builds `FileEntry(**entry)` from every list and stat entry, so any other key
+    // raises TypeError there. The key set is that dataclass's fields: huggingface_hub
+    // src/huggingface_hub/_sandbox.py, `class FileEntry` (name, path, type, size, mtime_ms, mode), as of
+    // commit ee0a4510f4bc (2026-08-20).
+    const HF_FILE_ENTRY_KEYS = ["mode", "mtime_ms", "name", "path", "size", "type"]
+    fs.mkdirSync(abs("hfkeys/dir"), { recursive: true })
+    fs.writeFileSync(abs("hfkeys/file"), "x")
+    fs.symlinkSync("file", abs("hfkeys/link"))
+    fs.symlinkSync("gone", abs("hfkeys/dangling"))
+    const keys = (e: Record<string, unknown>) => Object.keys(e).sort()
+    const plain = await callJson(S, `/v1/files/list?path=hfkeys`)
+    const entries = plain.body.entries as Array<Record<string, unknown>>
+    expect(entries.map((e) => [e.name, e.type])).toEqual([
+      ["dangling", "symlink"],
+      ["dir", "dir"],
+      ["file", "file"],
+      ["link", "symlink"]
+    ])
+    for (const e of entries) expect(keys(e)).toEqual(HF_FILE_ENTRY_KEYS)
+    expect(Object.keys(plain.body)).toEqual(["entries"])
+    for (const name of ["link", "dangling", "file", "dir"]) {
+      expect(keys((await callJson(S, `/v1/files/stat?path=hfkeys/${name}`)).body)).toEqual(HF_FILE_ENTRY_KEYS)
+    }
+    const recursive = await callJson(S, `/v1/files/list?path=hfkeys&recursive=1`)
+    for (const e of recursive.body.entries as Array<Record<string, unknown>>) expect(keys(e)).toEqual(HF_FILE_ENTRY_KEYS)
+
+    // Asked for, symlinks (only they) also carry their target, on list, recursive list and stat.
+    const asked = await callJson(S, `/v1/files/list?path=hfkeys&symlink_targets=1`)
+    expect((asked.body.entries as Array<Record<string, unknown>>).map((e) => e.target)).toEqual([
+      "gone",
+      undefined,
+      undefined,
+      "file"
+    ])
+    const tree = await callJson(S, `/v1/files/list?path=hfkeys&recursive=1&symlink_targets=1`)
+    expect((tree.body.entries as Array<Record<string, unknown>>).find((e) => e.name === "link")?.target).toBe("file")
+    expect((await callJson(S, `/v1/files/stat?path=hfkeys/dangling&symlink_targets=1`)).body.target).toBe("gone")
+    expect((await callJson(S, `/v1/files/stat?path=hfkeys/link&symlink_targets=0`)).body).not.toHaveProperty("target")
+    expect(await callJson(S, `/v1/files/list?path=hfkeys&symlink_targets=yes`)).toMatchObject({
+      status: 400,
+      body: { code: "bad_request" }
+    })
   })
 
   it("decodes a query value that ends in %2F", async () => {
@@ -558,7 +603,7 @@ describe("files", () => {
     fs.writeFileSync(abs("rl/outside/inner/secret"), "x")
     fs.symlinkSync("../../outside", abs("rl/tree/sub/out"))
     fs.symlinkSync("nowhere", abs("rl/tree/dangling"))
-    const list = await callJson(S, `/v1/files/list?path=${q("rl/tree")}&recursive=1`)
+    const list = await callJson(S, `/v1/files/list?path=${q("rl/tree")}&recursive=1&symlink_targets=1`)
     expect(list.status).toBe(200)
     const entries = list.body.entries as Array<Record<string, unknown>>
     expect(entries.map((e) => [e.name, e.type, e.path])).toEqual([
@@ -587,7 +632,7 @@ describe("files", () => {
     expect(entries.filter((e) => e.type !== "symlink").every((e) => !("target" in e))).toBe(true)
 
     // The plain list is unchanged: direct children only, no `skipped`, symlink targets too.
-    const flat = await callJson(S, `/v1/files/list?path=${q("rl/tree/sub")}`)
+    const flat = await callJson(S, `/v1/files/list?path=${q("rl/tree/sub")}&symlink_targets=true`)
     expect(flat.body).toEqual({ entries: expect.any(Array) })
     expect((flat.body.entries as Array<Record<string, unknown>>).map((e) => [e.name, e.target])).toEqual([
       ["b.txt", undefined],
@@ -656,7 +701,7 @@ describe("files", () => {
     })
     expect(made).toEqual({ status: 200, body: { path: abs("sl/new/parent/link"), target: "../x y" } })
     expect(fs.readlinkSync(abs("sl/new/parent/link"))).toBe("../x y") // never resolved, may dangle
-    expect((await callJson(S, `/v1/files/stat?path=${q("sl/new/parent/link")}`)).body).toMatchObject({
+    expect((await callJson(S, `/v1/files/stat?path=${q("sl/new/parent/link")}&symlink_targets=1`)).body).toMatchObject({
       type: "symlink",
       target: "../x y"
     })
@@ -971,6 +1016,8 @@ describe("the client's schemas (src/Protocol.ts) decode what the server sends", 
     const link = await callJson(S, `/v1/files/symlink?path=${q("schema/d/link")}&target=../a.txt`, { method: "POST" })
     decodes(Protocol.SymlinkResponse, link.body)
     decodes(Protocol.FileEntry, (await callJson(S, `/v1/files/stat?path=${q("schema/d/link")}`)).body)
+    const withTarget = await callJson(S, `/v1/files/stat?path=${q("schema/d/link")}&symlink_targets=1`)
+    expect(Schema.decodeUnknownSync(Protocol.FileEntry)(withTarget.body)).toMatchObject({ target: "../a.txt" })
     const tree = await callJson(S, `/v1/files/list?path=${q("schema")}&recursive=1`)
     expect((tree.body.entries as Array<unknown>).length).toBe(3)
     decodes(Protocol.ListResponse, tree.body)
