@@ -196,7 +196,17 @@ export type ExecEvent = typeof ExecEvent.Type
 // ---------------------------------------------------------------------------
 
 /**
- * A file-system entry as `stat` and `list` report it (`lstat`: symlinks are not followed).
+ * Query parameter of `stat` and `list` (`1`) that adds `target` to symlink entries. Without it, entries
+ * carry exactly the keys of HF's `FileEntry`, whose Python client rejects any other key.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const SYMLINK_TARGETS_PARAM = "symlink_targets"
+
+/**
+ * A file-system entry as `stat` and `list` report it (`lstat`: symlinks are not followed). `target`, a
+ * symlink's raw link text, is there only when the request asked with {@link SYMLINK_TARGETS_PARAM}.
  *
  * @since 0.1.0
  * @category files

@@ -644,14 +644,24 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
     const openRead: WireClient["openRead"] =
       target.directReads === true && new URL(base).protocol === "http:" ? openDirect : openViaHttpClient
 
+    // Link targets are asked for: the server leaves them out by default, for HF's client (Protocol.ts).
+    const withTargets = { [Protocol.SYMLINK_TARGETS_PARAM]: "1" }
+
     const stat: WireClient["stat"] = (path) =>
-      call("files.stat", path, HttpClientRequest.get("/v1/files/stat").pipe(pathParams(path)), json(Protocol.FileEntry))
+      call(
+        "files.stat",
+        path,
+        HttpClientRequest.get("/v1/files/stat").pipe(pathParams(path, withTargets)),
+        json(Protocol.FileEntry)
+      )
 
     const list: WireClient["list"] = (path, recursive) =>
       call(
         "files.list",
         path,
-        HttpClientRequest.get("/v1/files/list").pipe(pathParams(path, { recursive: recursive ? "1" : undefined })),
+        HttpClientRequest.get("/v1/files/list").pipe(
+          pathParams(path, { recursive: recursive ? "1" : undefined, ...withTargets })
+        ),
         json(Protocol.ListResponse)
       )
 
