@@ -9,7 +9,8 @@
 import * as Schema from "effect/Schema"
 
 /**
- * The protocol generation this client speaks (HF sbx-server "protocol 2" plus extensions).
+ * The protocol generation this client speaks: ours (HF's sbx-server reports no protocol number), its v1
+ * routes plus extensions (docs/protocol.md).
  *
  * @since 0.1.0
  * @category constants
@@ -373,7 +374,7 @@ export type ProcessInfo = typeof ProcessInfo.Type
 export const KillResponse = Schema.Struct({ id: Schema.String, killed: Schema.Boolean })
 
 /**
- * `GET /v1/processes/{id}/wait`: the exit event without its `event` field.
+ * `POST /v1/processes/{id}/wait` (or GET): the exit event without its `event` field.
  *
  * @since 0.1.0
  * @category processes
