@@ -546,7 +546,8 @@ describe("files", () => {
       expect(keys((await callJson(S, `/v1/files/stat?path=hfkeys/${name}`)).body)).toEqual(HF_FILE_ENTRY_KEYS)
     }
     const recursive = await callJson(S, `/v1/files/list?path=hfkeys&recursive=1`)
-    for (const e of recursive.body.entries as Array<Record<string, unknown>>) expect(keys(e)).toEqual(HF_FILE_ENTRY_KEYS)
+    for (const e of recursive.body.entries as Array<Record<string, unknown>>)
+      expect(keys(e)).toEqual(HF_FILE_ENTRY_KEYS)
 
     // Asked for, symlinks (only they) also carry their target, on list, recursive list and stat.
     const asked = await callJson(S, `/v1/files/list?path=hfkeys&symlink_targets=1`)
