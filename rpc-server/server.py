@@ -1185,7 +1185,9 @@ def pread_all(fd, n, offset):
     return b"".join(parts)
 
 
-def entry(path, name=None, st=None):
+def entry(path, name=None, st=None, with_target=False):
+    """An Entry with exactly the keys of HF's FileEntry (whose client rejects any
+    other key), plus a symlink's `target` when `with_target`."""
     if st is None:
         st = os.lstat(path)
     mode = st.st_mode
@@ -1203,7 +1205,7 @@ def entry(path, name=None, st=None):
         "mtime_ms": st.st_mtime_ns // 1000000,
         "mode": "%o" % stat.S_IMODE(mode),
     }
-    if kind == "symlink":
+    if with_target and kind == "symlink":
         try:
             out["target"] = os.readlink(path)
         except OSError:
@@ -1749,14 +1751,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_stat(self):
         path = self.path_param()
+        with_target = self.bool_param("symlink_targets", False)
         try:
-            self.respond_json(entry(path))
+            self.respond_json(entry(path, with_target=with_target))
         except OSError as e:
             raise fs_error(e, path, "stat")
 
     def route_list(self):
         path = self.path_param()
         recursive = self.bool_param("recursive", False)
+        with_target = self.bool_param("symlink_targets", False)
         try:
             failed = []
             children = scan_dir(path, failed)
@@ -1766,7 +1770,8 @@ class Handler(BaseHTTPRequestHandler):
         except OSError as e:
             raise fs_error(e, path, "list")
         if not recursive:
-            self.respond_json({"entries": [entry(os.path.join(path, name), name, st) for name, st in children]})
+            listed = [entry(os.path.join(path, name), name, st, with_target) for name, st in children]
+            self.respond_json({"entries": listed})
             return
         # Depth first, siblings sorted by name: a directory comes right before
         # its contents. Entries are encoded as they are found, so memory is the
@@ -1791,7 +1796,7 @@ class Handler(BaseHTTPRequestHandler):
             name, st = child
             rel = prefix + name
             full = os.path.join(path, rel)
-            parts.append(dumps(entry(full, rel, st)))
+            parts.append(dumps(entry(full, rel, st, with_target)))
             if not stat.S_ISDIR(st.st_mode):
                 continue  # files, and symlinks (never followed, even to a directory)
             key = (st.st_dev, st.st_ino)
@@ -2077,10 +2082,13 @@ ROUTES = {
 }
 
 
+# The streaming and long-poll routes answer POST too, with the same query string: a
+# Cloudflare quick tunnel holds a GET response's body until it ends (cloudflared#1449)
+# but lets a POST's stream through live. GET stays for clients written for HF's server.
 PROCESS_ROUTES = {
     "": {"GET": Handler.route_process_get, "DELETE": Handler.route_process_kill},
-    "/output": {"GET": Handler.route_process_output},
-    "/wait": {"GET": Handler.route_process_wait},
+    "/output": {"GET": Handler.route_process_output, "POST": Handler.route_process_output},
+    "/wait": {"GET": Handler.route_process_wait, "POST": Handler.route_process_wait},
 }
 
 

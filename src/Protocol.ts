@@ -9,7 +9,8 @@
 import * as Schema from "effect/Schema"
 
 /**
- * The protocol generation this client speaks (HF sbx-server "protocol 2" plus extensions).
+ * The protocol generation this client speaks: ours (HF's sbx-server reports no protocol number), its v1
+ * routes plus extensions (docs/protocol.md).
  *
  * @since 0.1.0
  * @category constants
@@ -196,7 +197,17 @@ export type ExecEvent = typeof ExecEvent.Type
 // ---------------------------------------------------------------------------
 
 /**
- * A file-system entry as `stat` and `list` report it (`lstat`: symlinks are not followed).
+ * Query parameter of `stat` and `list` (`1`) that adds `target` to symlink entries. Without it, entries
+ * carry exactly the keys of HF's `FileEntry`, whose Python client rejects any other key.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const SYMLINK_TARGETS_PARAM = "symlink_targets"
+
+/**
+ * A file-system entry as `stat` and `list` report it (`lstat`: symlinks are not followed). `target`, a
+ * symlink's raw link text, is there only when the request asked with {@link SYMLINK_TARGETS_PARAM}.
  *
  * @since 0.1.0
  * @category files
@@ -363,7 +374,7 @@ export type ProcessInfo = typeof ProcessInfo.Type
 export const KillResponse = Schema.Struct({ id: Schema.String, killed: Schema.Boolean })
 
 /**
- * `GET /v1/processes/{id}/wait`: the exit event without its `event` field.
+ * `POST /v1/processes/{id}/wait` (or GET): the exit event without its `event` field.
  *
  * @since 0.1.0
  * @category processes

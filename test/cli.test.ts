@@ -646,6 +646,36 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     await until(async () => (await job(last.id)).stage === "CANCELED")
   })
 
+  it("process logs -f shows a background process's output live through the quick tunnel", async () => {
+    const id = await createHf() // the default transport: a quick tunnel
+    // The process waits for a file the test writes only once the follower printed the first line, so an
+    // edge that holds the stream until it ends would show nothing, ever.
+    const spawned = await hf([
+      "spawn",
+      "-q",
+      id,
+      "--",
+      "echo first; while [ ! -e go ]; do sleep 0.05; done; echo second"
+    ])
+    expectCode(spawned, 0)
+    const follower = start(["process", "logs", "-f", id, spawned.stdout.trim()], { hf: true })
+    const done = finish(follower)
+    let out = ""
+    follower.stdout!.on("data", (b: Buffer) => {
+      out += b.toString()
+    })
+    try {
+      await until(() => out.includes("first"), 30_000)
+      expectCode(await hf(["exec", id, "--", "touch go"]), 0)
+      const followed = await done
+      expectCode(followed, 0)
+      assert.strictEqual(followed.stdout, "first\nsecond\n")
+    } finally {
+      follower.kill()
+      expectCode(await hf(["kill", id]), 0)
+    }
+  })
+
   it("logs prints the job's log; an unknown id fails clearly", async () => {
     const id = await createHf("--transport", "proxy")
     const logs = await hf(["logs", "--tail", "5", id])

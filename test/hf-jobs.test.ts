@@ -391,6 +391,35 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
     }).pipe(Effect.scoped)
   )
 
+  it.effect("a background process's followed output arrives live through the quick tunnel", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const sb = yield* Sandbox.make({ transport: "tunnel", schedules: fast })
+      // The process cannot end before the test saw its first line: it waits for a file the test writes
+      // only then. An edge that holds the stream until it ends therefore shows nothing, ever.
+      const proc = yield* sb.spawn("echo first; while [ ! -e go ]; do sleep 0.05; done; echo second", {
+        timeout: "60 seconds"
+      })
+      const firstSeen = yield* Deferred.make<void>()
+      const follower = yield* proc.output({ follow: true }).pipe(
+        Stream.tap((event) =>
+          event._tag === "Stdout" && event.text.includes("first") ? Deferred.succeed(firstSeen, undefined) : Effect.void
+        ),
+        Stream.runCollect,
+        Effect.fork
+      )
+      const live = yield* Deferred.await(firstSeen).pipe(Effect.timeout("30 seconds"), Effect.option)
+      yield* sb.files.write("go", "")
+      assert.isTrue(live._tag === "Some", "the first line did not arrive while the process was running")
+      const events = yield* Fiber.join(follower)
+      const text = Chunk.toArray(events)
+        .flatMap((event) => (event._tag === "Stdout" ? [event.text] : []))
+        .join("")
+      assert.strictEqual(text, "first\nsecond\n")
+      assert.deepInclude(yield* proc.wait, { exitCode: 0 })
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("20 sandboxes made in parallel are all cancelled when the scope closes", () =>
     Effect.gen(function* () {
       yield* resetFaults

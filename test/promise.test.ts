@@ -359,6 +359,27 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
     })
   }
 
+  it("a spawned process's output({ follow: true }) arrives live through the quick tunnel", async () => {
+    const sb = await Sandbox.create({ ...hf(), transport: "tunnel" })
+    try {
+      // The process cannot end before the first line was seen: it waits for a file written only then.
+      const proc = await sb.spawn("echo first; while [ ! -e go ]; do sleep 0.05; done; echo second", {
+        timeout: "60 seconds"
+      })
+      let out = ""
+      let released: Promise<void> | undefined
+      for await (const event of proc.output({ follow: true })) {
+        if (event._tag === "Stdout") out += event.text
+        if (released === undefined && out.includes("first")) released = sb.files.write("go", "")
+      }
+      await released
+      expect(out).toBe("first\nsecond\n")
+      expect(await proc.wait()).toMatchObject({ exitCode: 0 })
+    } finally {
+      await sb.terminate()
+    }
+  }, 45_000)
+
   it("connect attaches by id; disposing it only detaches, terminate cancels the job", async () => {
     await using owner = await Sandbox.create({ ...hf(), transport: "proxy" })
     {

@@ -514,11 +514,57 @@ describe("files", () => {
     })
     expect(Math.abs((file.body.mtime_ms as number) - Date.now())).toBeLessThan(600_000)
     expect((await callJson(S, `/v1/files/stat?path=st`)).body).toMatchObject({ type: "dir", name: "st" })
-    expect((await callJson(S, `/v1/files/stat?path=st/link`)).body).toMatchObject({
+    expect((await callJson(S, `/v1/files/stat?path=st/link&symlink_targets=1`)).body).toMatchObject({
       type: "symlink",
       target: "file.txt"
     })
     expect((await callJson(S, `/v1/files/stat?path=st/none`)).status).toBe(404)
+  })
+
+  it("gives list and stat entries exactly the keys of HF's FileEntry unless symlink_targets=1", async () => {
+    // HF's Python client builds `FileEntry(**entry)` from every list and stat entry, so any other key
+    // raises TypeError there. The key set is that dataclass's fields: huggingface_hub
+    // src/huggingface_hub/_sandbox.py, `class FileEntry` (name, path, type, size, mtime_ms, mode), as of
+    // commit ee0a4510f4bc (2026-08-20).
+    const HF_FILE_ENTRY_KEYS = ["mode", "mtime_ms", "name", "path", "size", "type"]
+    fs.mkdirSync(abs("hfkeys/dir"), { recursive: true })
+    fs.writeFileSync(abs("hfkeys/file"), "x")
+    fs.symlinkSync("file", abs("hfkeys/link"))
+    fs.symlinkSync("gone", abs("hfkeys/dangling"))
+    const keys = (e: Record<string, unknown>) => Object.keys(e).sort()
+    const plain = await callJson(S, `/v1/files/list?path=hfkeys`)
+    const entries = plain.body.entries as Array<Record<string, unknown>>
+    expect(entries.map((e) => [e.name, e.type])).toEqual([
+      ["dangling", "symlink"],
+      ["dir", "dir"],
+      ["file", "file"],
+      ["link", "symlink"]
+    ])
+    for (const e of entries) expect(keys(e)).toEqual(HF_FILE_ENTRY_KEYS)
+    expect(Object.keys(plain.body)).toEqual(["entries"])
+    for (const name of ["link", "dangling", "file", "dir"]) {
+      expect(keys((await callJson(S, `/v1/files/stat?path=hfkeys/${name}`)).body)).toEqual(HF_FILE_ENTRY_KEYS)
+    }
+    const recursive = await callJson(S, `/v1/files/list?path=hfkeys&recursive=1`)
+    for (const e of recursive.body.entries as Array<Record<string, unknown>>)
+      expect(keys(e)).toEqual(HF_FILE_ENTRY_KEYS)
+
+    // Asked for, symlinks (only they) also carry their target, on list, recursive list and stat.
+    const asked = await callJson(S, `/v1/files/list?path=hfkeys&symlink_targets=1`)
+    expect((asked.body.entries as Array<Record<string, unknown>>).map((e) => e.target)).toEqual([
+      "gone",
+      undefined,
+      undefined,
+      "file"
+    ])
+    const tree = await callJson(S, `/v1/files/list?path=hfkeys&recursive=1&symlink_targets=1`)
+    expect((tree.body.entries as Array<Record<string, unknown>>).find((e) => e.name === "link")?.target).toBe("file")
+    expect((await callJson(S, `/v1/files/stat?path=hfkeys/dangling&symlink_targets=1`)).body.target).toBe("gone")
+    expect((await callJson(S, `/v1/files/stat?path=hfkeys/link&symlink_targets=0`)).body).not.toHaveProperty("target")
+    expect(await callJson(S, `/v1/files/list?path=hfkeys&symlink_targets=yes`)).toMatchObject({
+      status: 400,
+      body: { code: "bad_request" }
+    })
   })
 
   it("decodes a query value that ends in %2F", async () => {
@@ -558,7 +604,7 @@ describe("files", () => {
     fs.writeFileSync(abs("rl/outside/inner/secret"), "x")
     fs.symlinkSync("../../outside", abs("rl/tree/sub/out"))
     fs.symlinkSync("nowhere", abs("rl/tree/dangling"))
-    const list = await callJson(S, `/v1/files/list?path=${q("rl/tree")}&recursive=1`)
+    const list = await callJson(S, `/v1/files/list?path=${q("rl/tree")}&recursive=1&symlink_targets=1`)
     expect(list.status).toBe(200)
     const entries = list.body.entries as Array<Record<string, unknown>>
     expect(entries.map((e) => [e.name, e.type, e.path])).toEqual([
@@ -587,7 +633,7 @@ describe("files", () => {
     expect(entries.filter((e) => e.type !== "symlink").every((e) => !("target" in e))).toBe(true)
 
     // The plain list is unchanged: direct children only, no `skipped`, symlink targets too.
-    const flat = await callJson(S, `/v1/files/list?path=${q("rl/tree/sub")}`)
+    const flat = await callJson(S, `/v1/files/list?path=${q("rl/tree/sub")}&symlink_targets=true`)
     expect(flat.body).toEqual({ entries: expect.any(Array) })
     expect((flat.body.entries as Array<Record<string, unknown>>).map((e) => [e.name, e.target])).toEqual([
       ["b.txt", undefined],
@@ -656,7 +702,7 @@ describe("files", () => {
     })
     expect(made).toEqual({ status: 200, body: { path: abs("sl/new/parent/link"), target: "../x y" } })
     expect(fs.readlinkSync(abs("sl/new/parent/link"))).toBe("../x y") // never resolved, may dangle
-    expect((await callJson(S, `/v1/files/stat?path=${q("sl/new/parent/link")}`)).body).toMatchObject({
+    expect((await callJson(S, `/v1/files/stat?path=${q("sl/new/parent/link")}&symlink_targets=1`)).body).toMatchObject({
       type: "symlink",
       target: "../x y"
     })
@@ -801,6 +847,82 @@ describe("legacy prototype routes", () => {
   })
 })
 
+describe("streams and long polls by POST", () => {
+  // A quick tunnel holds a GET's body until it ends (cloudflared#1449), so every route that streams or
+  // long-polls also answers POST, with the same query string; the GET forms stay for HF's clients.
+  const startWaiting = async (dir: string) => {
+    const gate = path.join(dir, `gate-${randomBytes(4).toString("hex")}`)
+    const { status, body } = await post(S, "/v1/processes", {
+      cmd: `echo first; while [ ! -e '${gate}' ]; do sleep 0.02; done; echo second; exit 3`,
+      timeout: 60
+    })
+    expect(status).toBe(200)
+    seenPids.add(body.pid as number)
+    return { id: body.id as string, open: () => fs.writeFileSync(gate, "") }
+  }
+
+  it("POST /v1/processes/{id}/output?follow=1 streams live output, then the exit", async () => {
+    const p = await startWaiting(cwd)
+    const res = await call(S, `/v1/processes/${p.id}/output?follow=1&encoding=utf-8`, { method: "POST" })
+    expect(res.status).toBe(200)
+    expect(res.headers.get("content-type")).toBe("application/x-ndjson")
+    const reader = res.body!.getReader()
+    // The process cannot end before this first line was read: it waits for the gate.
+    const early = await withTimeout(
+      readEventsUntil<Event>(reader, (events) => events.some((e) => e.event === "stdout")),
+      30_000
+    )
+    if (early === "timeout") throw new Error("the first line did not arrive while the process ran")
+    expect(early.filter((e) => e.event === "stdout").map((e) => e.data)).toEqual(["first\n"])
+    p.open()
+    const rest = await readEventsUntil<Event>(reader, (events) => events.some((e) => e.event === "exit"))
+    const all = [...early, ...rest].filter((e) => e.event !== "ping")
+    expect(all.map((e) => (e.event === "stdout" ? e.data : e.event))).toEqual(["first\n", "second\n", "exit"])
+    expect(all.at(-1)).toMatchObject({ exit_code: 3, signal: null, timed_out: false })
+  })
+
+  it("POST /v1/processes/{id}/wait long-polls like GET: 408 while running, then the exit", async () => {
+    const p = await startWaiting(cwd)
+    for (const method of ["GET", "POST"]) {
+      expect(await callJson(S, `/v1/processes/${p.id}/wait?timeout=0`, { method })).toEqual({
+        status: 408,
+        body: { error: `process ${p.id} still running after 0 s`, code: "timeout" }
+      })
+    }
+    const waiting = callJson(S, `/v1/processes/${p.id}/wait`, { method: "POST" })
+    p.open()
+    const done = await withTimeout(waiting, 30_000)
+    if (done === "timeout") throw new Error("POST wait did not return after the process ended")
+    expect(done.status).toBe(200)
+    expect(done.body).toMatchObject({ exit_code: 3, signal: null, timed_out: false })
+    expect(await callJson(S, `/v1/processes/${p.id}/wait?timeout=0`)).toEqual(done)
+  })
+
+  it("GET and POST give the same buffered output, and the same errors", async () => {
+    const p = await startWaiting(cwd)
+    p.open()
+    await callJson(S, `/v1/processes/${p.id}/wait`, { method: "POST" })
+    const get = parseNdjson(await (await call(S, `/v1/processes/${p.id}/output?encoding=base64`)).text())
+    const byPost = parseNdjson(
+      await (await call(S, `/v1/processes/${p.id}/output?encoding=base64`, { method: "POST" })).text()
+    )
+    expect(byPost).toEqual(get)
+    expect(byPost.at(-1)).toMatchObject({ event: "exit", exit_code: 3 })
+    for (const route of ["output", "wait"]) {
+      expect(await callJson(S, `/v1/processes/p-999999/${route}`, { method: "POST" })).toEqual({
+        status: 404,
+        body: { error: "no such process: p-999999", code: "not_found" }
+      })
+    }
+    const bad = await callJson(S, `/v1/processes/${p.id}/output?follow=maybe`, { method: "POST" })
+    expect(bad.status).toBe(400)
+    const wrong = await call(S, `/v1/processes/${p.id}/output`, { method: "PUT" })
+    expect(wrong.status).toBe(405)
+    expect(wrong.headers.get("allow")).toBe("GET, POST")
+    await wrong.body?.cancel()
+  })
+})
+
 describe("lifecycle", () => {
   it("sends a ping after the configured silence", async () => {
     const r = await startServer({ env: { SBX_PING_INTERVAL: "0.2" } })
@@ -895,6 +1017,8 @@ describe("the client's schemas (src/Protocol.ts) decode what the server sends", 
     const link = await callJson(S, `/v1/files/symlink?path=${q("schema/d/link")}&target=../a.txt`, { method: "POST" })
     decodes(Protocol.SymlinkResponse, link.body)
     decodes(Protocol.FileEntry, (await callJson(S, `/v1/files/stat?path=${q("schema/d/link")}`)).body)
+    const withTarget = await callJson(S, `/v1/files/stat?path=${q("schema/d/link")}&symlink_targets=1`)
+    expect(Schema.decodeUnknownSync(Protocol.FileEntry)(withTarget.body)).toMatchObject({ target: "../a.txt" })
     const tree = await callJson(S, `/v1/files/list?path=${q("schema")}&recursive=1`)
     expect((tree.body.entries as Array<unknown>).length).toBe(3)
     decodes(Protocol.ListResponse, tree.body)

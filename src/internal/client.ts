@@ -432,6 +432,9 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         )
       ).pipe(Effect.map((r) => r.killed))
 
+    // Streams and long polls go by POST: a quick tunnel's edge holds a GET's body until it ends
+    // (cloudflared#1449), so a followed output would show nothing until the process exits. The server
+    // takes the same query string on both methods (docs/protocol.md).
     const waitOnce = (id: string, seconds: number) =>
       processCall(
         "wait",
@@ -439,7 +442,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         call(
           "wait",
           undefined,
-          HttpClientRequest.get(`/v1/processes/${encodeURIComponent(id)}/wait`).pipe(
+          HttpClientRequest.post(`/v1/processes/${encodeURIComponent(id)}/wait`).pipe(
             HttpClientRequest.setUrlParams({ timeout: String(seconds) })
           ),
           json(Protocol.WaitResponse)
@@ -463,7 +466,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
     const output: WireClient["output"] = (id, follow) =>
       ndjson(
         "process.output",
-        HttpClientRequest.get(`/v1/processes/${encodeURIComponent(id)}/output`).pipe(
+        HttpClientRequest.post(`/v1/processes/${encodeURIComponent(id)}/output`).pipe(
           HttpClientRequest.setUrlParams({ follow: follow ? "1" : "0", encoding: "base64" })
         ),
         decodeOutputLine,
@@ -526,6 +529,10 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
 
     const openViaHttpClient: WireClient["openRead"] = (path, range = {}) => {
       const operation = "files.read"
+      // Reads stay GET (HF's form) although a quick tunnel's edge holds a GET's body until it ends: a
+      // read's answer has a Content-Length and ends as soon as its bytes are sent, so holding it costs one
+      // range's transfer time, which parallel ranges overlap, and never a stall. POST is for answers that
+      // end only when something happens in the sandbox (see `output` and `wait`).
       const request = HttpClientRequest.get("/v1/files/read").pipe(
         pathParams(path, { offset: range.offset?.toString(), length: range.length?.toString() })
       )
@@ -637,14 +644,24 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
     const openRead: WireClient["openRead"] =
       target.directReads === true && new URL(base).protocol === "http:" ? openDirect : openViaHttpClient
 
+    // Link targets are asked for: the server leaves them out by default, for HF's client (Protocol.ts).
+    const withTargets = { [Protocol.SYMLINK_TARGETS_PARAM]: "1" }
+
     const stat: WireClient["stat"] = (path) =>
-      call("files.stat", path, HttpClientRequest.get("/v1/files/stat").pipe(pathParams(path)), json(Protocol.FileEntry))
+      call(
+        "files.stat",
+        path,
+        HttpClientRequest.get("/v1/files/stat").pipe(pathParams(path, withTargets)),
+        json(Protocol.FileEntry)
+      )
 
     const list: WireClient["list"] = (path, recursive) =>
       call(
         "files.list",
         path,
-        HttpClientRequest.get("/v1/files/list").pipe(pathParams(path, { recursive: recursive ? "1" : undefined })),
+        HttpClientRequest.get("/v1/files/list").pipe(
+          pathParams(path, { recursive: recursive ? "1" : undefined, ...withTargets })
+        ),
         json(Protocol.ListResponse)
       )
 

@@ -165,6 +165,20 @@ const filterHeaders = (headers: http.IncomingHttpHeaders | http.OutgoingHttpHead
   return out
 }
 
+/**
+ * A quick tunnel's edge holds the body of a GET response until the response ends, then sends it all
+ * (cloudflared#1449: SSE over GET arrives in one piece at close, the same stream over POST arrives
+ * live; Unsloth measured the same in 2026 and moved its streams to POST). The edge does this whatever
+ * the content type (#1449 used `text/event-stream`), so the emulator does too. Whether the edge also
+ * holds the status line and headers is not known; they go out at once here. Bodies of other methods
+ * stream.
+ */
+const holdUntilEnd = (answer: http.IncomingMessage, res: http.ServerResponse) => {
+  const held: Array<Buffer> = []
+  answer.on("data", (chunk: Buffer) => held.push(chunk))
+  answer.on("end", () => res.end(Buffer.concat(held)))
+}
+
 const sendJson = (res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) => {
   if (res.headersSent || res.destroyed) return
   const text = JSON.stringify(body)
@@ -938,11 +952,15 @@ class Emulator {
       host,
       { "cf-worker": "trycloudflare.com", "cf-connecting-ip": "127.0.0.1", "x-forwarded-proto": "https" },
       () => sendText(res, 502, "error code: 502", cfHeaders),
-      cfHeaders
+      cfHeaders,
+      req.method === "GET"
     )
   }
 
-  /** Streams the request to 127.0.0.1:port and the response back, chunk by chunk. */
+  /**
+   * Streams the request to 127.0.0.1:port and the response back, chunk by chunk; with `holdBody`, the
+   * response's head goes out at once but its body only when it has ended (see {@link holdUntilEnd}).
+   */
   private forward(
     req: http.IncomingMessage,
     res: http.ServerResponse,
@@ -950,7 +968,8 @@ class Emulator {
     host: string,
     extraRequestHeaders: http.OutgoingHttpHeaders,
     onRefused: () => void,
-    extraResponseHeaders: http.OutgoingHttpHeaders = {}
+    extraResponseHeaders: http.OutgoingHttpHeaders = {},
+    holdBody = false
   ) {
     const headers = { ...filterHeaders(req.headers), host, ...extraRequestHeaders }
     const upstream = http.request({
@@ -965,7 +984,8 @@ class Emulator {
       res.writeHead(answer.statusCode ?? 502, { ...filterHeaders(answer.headers), ...extraResponseHeaders })
       res.flushHeaders()
       // pipe writes every chunk as it arrives (no buffering) and respects back-pressure.
-      answer.pipe(res)
+      if (holdBody) holdUntilEnd(answer, res)
+      else answer.pipe(res)
       answer.on("error", () => res.destroy())
       answer.on("close", () => {
         if (!answer.complete) res.destroy()
