@@ -442,22 +442,27 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       yield* resetFaults
       // Made in a scope that is never closed while the job is watched, as if the client had been SIGKILLed.
       const scope = yield* Scope.make()
-      const idle = yield* Sandbox.make({ idleTimeout: "1 second", schedules: fast }).pipe(Scope.extend(scope))
-      const capped = yield* Sandbox.make({ timeout: "3s", idleTimeout: "1 hour", schedules: fast }).pipe(
-        Scope.extend(scope)
-      )
+      // The job timeout must leave the start time to finish on a loaded machine (3 s once did not); the two
+      // start together, so the test waits for the longer one only.
+      const [idle, capped] = yield* Effect.all(
+        [
+          Sandbox.make({ idleTimeout: "1 second", schedules: fast }),
+          Sandbox.make({ timeout: "10s", idleTimeout: "1 hour", schedules: fast })
+        ],
+        { concurrency: 2 }
+      ).pipe(Scope.extend(scope))
       const ended = (id: string, stage: string) =>
         eventually(
           Effect.flatMap(jobOf(id), (job) =>
             job.stage === stage ? Effect.succeed(job) : Effect.fail(new Error(`job ${id} is ${job.stage}`))
           ),
-          "15 seconds"
+          "40 seconds"
         )
       const idled = yield* ended(idle.id, "COMPLETED")
       assert.strictEqual(idled.cancelRequests, 0)
       const timedOut = yield* ended(capped.id, "CANCELED")
       assert.strictEqual(timedOut.cancelRequests, 0)
-      assert.strictEqual((timedOut.spec as { timeoutSeconds: number }).timeoutSeconds, 3)
+      assert.strictEqual((timedOut.spec as { timeoutSeconds: number }).timeoutSeconds, 10)
       for (const job of [idled, timedOut]) if (job.pid !== undefined) yield* assertGone([job.pid])
       yield* Scope.close(scope, Exit.void)
     })
