@@ -340,7 +340,8 @@ export const make = (config: Config) => {
   const listJobs = (
     namespace: string,
     filter: ListFilter,
-    retry: Schedule.Schedule<unknown, HubError>
+    retry: Schedule.Schedule<unknown, HubError>,
+    maxPages: number = MAX_PAGES
   ): Effect.Effect<ReadonlyArray<JobInfo>, HubError> => {
     const first = new URL(`${hubUrl}/api/jobs/${encodeURIComponent(namespace)}`)
     for (const stage of filter.stages ?? []) first.searchParams.append("stage", stage)
@@ -369,8 +370,8 @@ export const make = (config: Config) => {
           )
         }
         if (visited.has(next.href)) return Effect.fail(refuse("the next-page links loop back to a page already read"))
-        if (visited.size >= MAX_PAGES) {
-          return Effect.fail(refuse(`the listing did not end after ${MAX_PAGES} pages (${jobs.length} jobs)`))
+        if (visited.size >= maxPages) {
+          return Effect.fail(refuse(`the listing did not end after ${maxPages} pages (${jobs.length} jobs)`))
         }
         visited.add(next.href)
         return from(next.href, jobs, visited)
