@@ -46,7 +46,9 @@ const program = Effect.gen(function* () {
   const requests = (yield* emulator.requests).filter((r) => r.at >= started)
   const jobs = yield* emulator.jobs
 
-  console.log(`Hub requests of ${SANDBOXES} tunnel starts that wait ${WAIT_SECONDS} s in SCHEDULING (default schedules)`)
+  console.log(
+    `Hub requests of ${SANDBOXES} tunnel starts that wait ${WAIT_SECONDS} s in SCHEDULING (default schedules)`
+  )
   const rates: Array<number> = []
   for (const id of ids) {
     const job = jobs.find((j) => j.id === id)!

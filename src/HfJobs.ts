@@ -291,6 +291,30 @@ const watchForDeath = (
   )
 }
 
+/**
+ * Asks the server behind an endpoint (once there is one) to shut down, and remembers whether it agreed.
+ * Uses the application's HttpClient (`Sandbox.make` requires one); without it, only the Hub can end the job.
+ */
+const serverStopper = Effect.map(Effect.serviceOption(HttpClient.HttpClient), (http) => {
+  let endpoint: SandboxProvider.Endpoint | undefined
+  let stopped = false
+  return {
+    attach: (value: SandboxProvider.Endpoint) => {
+      endpoint = value
+    },
+    stop: Effect.suspend(() =>
+      endpoint === undefined ? Effect.succeed(false) : ServerShutdown.request(http, endpoint)
+    ).pipe(
+      Effect.tap((accepted) =>
+        Effect.sync(() => {
+          stopped ||= accepted
+        })
+      )
+    ),
+    stopped: () => stopped
+  }
+})
+
 const isSandboxJob = (job: Hub.JobInfo) =>
   job.labels?.[LABEL.sandbox] === "1" && job.labels?.[LABEL.mode] === "dedicated" && !!job.labels?.[LABEL.nonce]
 
@@ -528,9 +552,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         const client = yield* hub
         const retry = Hub.retryTransient(spec.schedules.hubRetry)
         const namespace = yield* namespaceOf(spec.namespace)
-        // The application's HttpClient (Sandbox.make requires one), for the server's own shutdown.
-        const http = yield* Effect.serviceOption(HttpClient.HttpClient)
-        let serverStopped = false
+        const server = yield* serverStopper
 
         const nonce = randomBytes(16).toString("hex")
         const sandboxToken = deriveSandboxToken(hfToken, nonce)
@@ -585,7 +607,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
                   created.owner?.name ?? namespace,
                   created.id,
                   spec.schedules.cancelRetry,
-                  () => serverStopped
+                  server.stopped
                 )
               : findByNonce.pipe(
                   Effect.flatMap((jobs) =>
@@ -618,11 +640,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           "sandbox.flavor": jobSpec.flavor
         })
         const owner = job.owner?.name ?? namespace
-        let self: SandboxProvider.Endpoint | undefined
-        const stopServer = Effect.suspend(() =>
-          self === undefined ? Effect.succeed(false) : ServerShutdown.request(http, self)
-        ).pipe(Effect.tap((stopped) => Effect.sync(() => void (serverStopped ||= stopped))))
-        self = yield* endpointOf(
+        const endpoint = yield* endpointOf(
           client,
           hfToken,
           job,
@@ -633,16 +651,17 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           spec.detach
             ? {
                 kill: Effect.zipRight(
-                  stopServer,
-                  releaseJob(client, owner, job.id, spec.schedules.cancelRetry, () => serverStopped)
+                  server.stop,
+                  releaseJob(client, owner, job.id, spec.schedules.cancelRetry, server.stopped)
                 )
               }
             : {}
         )
+        server.attach(endpoint)
         // Runs before the endpoint's own finalizers (the DNS fallback still works) and before the cancel:
         // termination does not depend on the Hub.
-        yield* Effect.addFinalizer((exit) => (spec.detach && Exit.isSuccess(exit) ? Effect.void : stopServer))
-        return self
+        yield* Effect.addFinalizer((exit) => (spec.detach && Exit.isSuccess(exit) ? Effect.void : server.stop))
+        return endpoint
       }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
 
     /** Finds a live sandbox job by id, refusing anything else. */
@@ -675,19 +694,24 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           })
         }
         const hasProxy = (job.status.exposeUrls ?? []).some((u) => isJobProxyUrl(u, job.id, SERVER_PORT, jobsDomain))
-        const http = yield* Effect.serviceOption(HttpClient.HttpClient)
-        let self: SandboxProvider.Endpoint | undefined
-        let serverStopped = false
-        const stopServer = Effect.suspend(() =>
-          self === undefined ? Effect.succeed(false) : ServerShutdown.request(http, self)
-        ).pipe(Effect.tap((stopped) => Effect.sync(() => void (serverStopped ||= stopped))))
-        self = yield* endpointOf(client, hfToken, job, namespace, hasProxy ? "proxy" : "tunnel", spec, false, {
-          kill: Effect.zipRight(
-            stopServer,
-            releaseJob(client, namespace, job.id, spec.schedules.cancelRetry, () => serverStopped)
-          )
-        })
-        return self
+        const server = yield* serverStopper
+        const endpoint = yield* endpointOf(
+          client,
+          hfToken,
+          job,
+          namespace,
+          hasProxy ? "proxy" : "tunnel",
+          spec,
+          false,
+          {
+            kill: Effect.zipRight(
+              server.stop,
+              releaseJob(client, namespace, job.id, spec.schedules.cancelRetry, server.stopped)
+            )
+          }
+        )
+        server.attach(endpoint)
+        return endpoint
       }).pipe(Effect.withSpan("HfJobs.connect", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } }))
 
     const service: Service = {

@@ -494,7 +494,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
     })
   )
 
-  it.effect("list, kill and the CLI's kill --all see every page: the Hub is asked for sandbox labels and live stages", () =>
+  it.effect("list and kill see every page; the Hub is asked for sandbox labels and live stages", () =>
     Effect.gen(function* () {
       yield* resetFaults
       const emu = yield* emulator

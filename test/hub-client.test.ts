@@ -36,7 +36,10 @@ const server = (answer: (req: http.IncomingMessage, res: http.ServerResponse, ba
         })
     ),
     ({ server: s }) =>
-      Effect.promise(() => new Promise<void>((resolve) => s.close(() => resolve()))).pipe(Effect.timeout("2 seconds"))
+      Effect.promise(() => new Promise<void>((resolve) => s.close(() => resolve()))).pipe(
+        Effect.timeout("2 seconds"),
+        Effect.ignore
+      )
   )
 
 const job = (id: string) => ({ id, status: { stage: "RUNNING" }, labels: { "hf-sandbox": "1" } })

@@ -345,7 +345,8 @@ export const make = (config: Config) => {
   ): Effect.Effect<ReadonlyArray<JobInfo>, HubError> => {
     const first = new URL(`${hubUrl}/api/jobs/${encodeURIComponent(namespace)}`)
     for (const stage of filter.stages ?? []) first.searchParams.append("stage", stage)
-    for (const [key, value] of Object.entries(filter.labels ?? {})) first.searchParams.append("label", `${key}=${value}`)
+    for (const [key, value] of Object.entries(filter.labels ?? {}))
+      first.searchParams.append("label", `${key}=${value}`)
     const refuse = (detail: string) => new HubError({ operation: "listJobs", status: 200, detail })
     const from = (
       url: string,
@@ -435,7 +436,8 @@ const hubMessage = (text: string, status: number): string => {
   try {
     const parsed: unknown = JSON.parse(text)
     if (typeof parsed === "object" && parsed !== null) {
-      const message = (parsed as { error?: unknown; message?: unknown }).error ?? (parsed as { message?: unknown }).message
+      const message =
+        (parsed as { error?: unknown; message?: unknown }).error ?? (parsed as { message?: unknown }).message
       if (typeof message === "string" && message !== "") return describe(new Error(message))
     }
   } catch {
