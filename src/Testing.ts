@@ -16,10 +16,13 @@
  * **Hub API** (`url`): `GET /api/whoami-v2`, `POST /api/jobs/{ns}` (create, validated like the Hub),
  * `GET /api/jobs/{ns}/{id}`, `GET /api/jobs/{ns}/{id}/logs` (SSE, replayed from the start on every
  * request, `?tail=N`), `POST /api/jobs/{ns}/{id}/cancel` (200 with an **empty** body, as the Hub
- * answers), `GET /api/jobs/{ns}` (`stage=`/`label=k=v` filters, newest first, pages of 20 — `listPageSize` —
- * with an absolute `Link: <…?cursor=…>; rel="next"` header, as `huggingface_hub` follows it), `GET /api/jobs/hardware`, `HEAD /api/telemetry/{topic…}`. Every route except
+ * answers), `GET /api/jobs/{ns}` (`stage=`/`label=k=v` filters, newest first, pages of 20 —
+ * `listPageSize` — with an absolute `Link: <…?cursor=…>; rel="next"` header, as `huggingface_hub`
+ * follows it), `GET /api/jobs/hardware`, `HEAD /api/telemetry/{topic…}`. Every route except
  * telemetry and hardware needs `Authorization: Bearer <token>`; every JSON error body is
- * `{"error": "…"}`. The namespace is the user (`alice`) or its org `acme`.
+ * `{"error": "…"}`. The namespace is the user (`alice`) or its org `acme`. A 429 carries the Hub's
+ * headers, `RateLimit: "api";r=0;t=<seconds to reset>` and `RateLimit-Policy: "fixed window";"api";q=…;w=…`,
+ * never `Retry-After`; the `rateLimit` option runs a fixed-window limiter across every route.
  *
  * **Jobs** run on this machine: after the scheduling delay the job becomes RUNNING and `[...command,
  * ...arguments]` is spawned in its own process group, in a fresh temp directory (also `HOME` and `TMPDIR`: each container has its own /tmp), with
