@@ -2,8 +2,9 @@
  * The Hub's Jobs API through `@huggingface/hub`, wrapped in Effect: interruption aborts the request
  * (the package takes no AbortSignal, so the signal travels inside the `fetch` it is given), failures
  * become `HubError`s with the Hub's message and status, and transient ones retry on a Schedule. What
- * the package cannot do (a filtered, paginated listing) goes through the platform's `HttpClient` over
- * the same `fetch`, so every Hub request follows the same redirect and rate-limit rules.
+ * the package cannot do (a filtered, paginated listing; a create with `expose`) goes through the
+ * platform's `HttpClient` over the same `fetch`, so every Hub request follows the same redirect and
+ * rate-limit rules.
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -41,7 +42,7 @@ const decodeJob = Schema.decodeUnknown(JobInfo)
 export const TERMINAL_STAGES: ReadonlySet<string> = new Set(["COMPLETED", "ERROR", "CANCELED", "DELETED"])
 export const isTerminal = (stage: string) => TERMINAL_STAGES.has(stage)
 
-/** The create body, as the Hub takes it (the package's typing lacks `expose`). */
+/** The create body, as the Hub takes it (`@huggingface/hub`'s `runJob` lacks `expose`). */
 export interface JobSpec {
   readonly dockerImage?: string | undefined
   readonly spaceId?: string | undefined
@@ -231,20 +232,13 @@ export const make = (config: Config) => {
    */
   const call = <A>(
     operation: string,
-    run: (fetch: typeof globalThis.fetch, accessToken: string) => Promise<A>,
-    patchBody?: (body: Record<string, unknown>) => Record<string, unknown>
+    run: (fetch: typeof globalThis.fetch, accessToken: string) => Promise<A>
   ): Effect.Effect<{ readonly value: A; readonly status: number | undefined }, HubError> =>
     Effect.suspend(() => {
       const seen: Seen = {}
       return Effect.tryPromise({
         try: async (signal) => {
-          const fetch: typeof globalThis.fetch = async (input, init) => {
-            let body = init?.body
-            if (patchBody !== undefined && typeof body === "string") {
-              body = JSON.stringify(patchBody(JSON.parse(body) as Record<string, unknown>))
-            }
-            return hubFetch(seen)(input, { ...init, body: body ?? null, signal })
-          }
+          const fetch: typeof globalThis.fetch = (input, init) => hubFetch(seen)(input, { ...init, signal })
           return { value: await run(fetch, Redacted.value(config.token)), status: seen.status }
         },
         catch: (cause) =>
@@ -267,59 +261,61 @@ export const make = (config: Config) => {
       Effect.mapError((e) => new HubError({ operation, detail: `unexpected job shape: ${e.message}` }))
     )
 
+  /**
+   * The create, sent as the Hub takes it: through the HttpClient, because `@huggingface/hub`'s `runJob`
+   * has no `expose` (the proxy transport depends on it) and its body is not ours to rewrite.
+   */
   const createJob = (namespace: string, spec: JobSpec) =>
-    call(
+    send(
       "createJob",
-      (fetch, accessToken) =>
-        Hub.runJob({
-          namespace,
-          accessToken,
-          hubUrl,
-          fetch,
+      HttpClientRequest.post(`${hubUrl}/api/jobs/${encodeURIComponent(namespace)}`).pipe(
+        HttpClientRequest.bodyUnsafeJson({
           ...(spec.dockerImage !== undefined ? { dockerImage: spec.dockerImage } : {}),
           ...(spec.spaceId !== undefined ? { spaceId: spec.spaceId } : {}),
           command: [...spec.command],
           arguments: [],
           environment: { ...spec.environment },
           ...(Object.keys(spec.secrets).length > 0 ? { secrets: { ...spec.secrets } } : {}),
-          flavor: spec.flavor as Hub.SpaceHardwareFlavor,
+          flavor: spec.flavor,
           timeoutSeconds: spec.timeoutSeconds,
-          labels: { ...spec.labels }
-        }),
-      // `@huggingface/hub` 2.17 has no `expose` field: it is added to the request body here, and only here.
-      spec.expose === undefined ? undefined : (body) => ({ ...body, expose: { ports: [...spec.expose!.ports] } })
-    ).pipe(Effect.flatMap(({ value }) => asJob("createJob")(value)))
+          labels: { ...spec.labels },
+          ...(spec.expose !== undefined ? { expose: { ports: [...spec.expose.ports] } } : {})
+        })
+      )
+    ).pipe(Effect.flatMap(({ body }) => asJob("createJob")(body)))
 
   const getJob = (namespace: string, jobId: string) =>
     call("getJob", (fetch, accessToken) => Hub.getJob({ namespace, jobId, accessToken, hubUrl, fetch })).pipe(
       Effect.flatMap(({ value }) => asJob("getJob")(value))
     )
 
-  /** One page of a listing: its jobs and the next page's URL (the Hub's `Link: <…>; rel="next"`). */
-  const listPage = (url: string) =>
+  /**
+   * One Hub request through the HttpClient (over `hubFetch`, interruptible): the decoded JSON answer of
+   * a 2xx and its headers, else a `HubError` with the Hub's message, status and wait.
+   */
+  const send = (operation: string, request: HttpClientRequest.HttpClientRequest) =>
     Effect.suspend(() => {
       const seen: Seen = {}
       const failure = (detail: string) =>
-        new HubError({ operation: "listJobs", status: seen.status, detail, retryAfterMs: seen.retryAfterMs })
+        new HubError({ operation, status: seen.status, detail, retryAfterMs: seen.retryAfterMs })
       return Effect.gen(function* () {
         const client = yield* HttpClient.HttpClient
         const response = yield* client.execute(
-          HttpClientRequest.get(url).pipe(HttpClientRequest.bearerToken(Redacted.value(config.token)))
+          request.pipe(HttpClientRequest.bearerToken(Redacted.value(config.token)))
         )
         if (response.status < 200 || response.status >= 300) {
           const text = yield* Effect.orElseSucceed(response.text, () => "")
           return yield* Effect.fail(failure(hubMessage(text, response.status)))
         }
-        const body = yield* response.json
-        const jobs = yield* Effect.forEach(Array.isArray(body) ? body : [body], asJob("listJobs"))
-        return { jobs, next: nextLink(response.headers.link) }
+        const body: unknown = yield* response.json
+        return { body, headers: response.headers }
       }).pipe(
         Effect.scoped,
         Effect.catchTags({
           RequestError: (error) =>
             Effect.fail(
               new HubError({
-                operation: "listJobs",
+                operation,
                 // A refused redirect is an answer (its 3xx), not a transport failure worth retrying.
                 status: error.cause instanceof RedirectRefused ? seen.status : undefined,
                 detail: describe(error.cause ?? error)
@@ -331,6 +327,17 @@ export const make = (config: Config) => {
         Effect.provideService(FetchHttpClient.Fetch, hubFetch(seen))
       )
     })
+
+  /** One page of a listing: its jobs and the next page's URL (the Hub's `Link: <…>; rel="next"`). */
+  const listPage = (url: string) =>
+    send("listJobs", HttpClientRequest.get(url)).pipe(
+      Effect.flatMap(({ body, headers }) =>
+        Effect.map(Effect.forEach(Array.isArray(body) ? body : [body], asJob("listJobs")), (jobs) => ({
+          jobs,
+          next: nextLink(headers.link)
+        }))
+      )
+    )
 
   /**
    * The jobs of a namespace that match `filter`, from every page. Each page is retried on `retry`;
