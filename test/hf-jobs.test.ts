@@ -657,3 +657,31 @@ describe("HF Jobs provider without credentials", () => {
     )
   })
 })
+
+describe("HF Jobs provider under the Hub's fixed-window rate limit", () => {
+  layer(
+    Layer.unwrapScoped(
+      Effect.map(
+        // A window much smaller than the Hub's (5 minutes), so that waiting it out stays quick.
+        Testing.make({ schedulingDelay: "100 millis", rateLimit: { quota: 4, window: "2 seconds" } }),
+        (emulator) => emulatorLayer(emulator, false)
+      )
+    ),
+    { excludeTestServices: true, timeout: "60 seconds" }
+  )("rate limited", (it) => {
+    it.effect("a sandbox starts, runs and is released while the Hub refuses some of its requests with 429", () =>
+      Effect.gen(function* () {
+        const emu = yield* emulator
+        const id = yield* Effect.gen(function* () {
+          const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+          assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
+          return sb.id
+        }).pipe(Effect.scoped)
+        yield* assertCancelled(id)
+        const requests = yield* emu.requests
+        assert.isAbove(requests.filter((r) => r.status === 429).length, 0, "the limiter refused some requests")
+        assert.strictEqual(requests.filter((r) => r.route === "create" && r.status === 200).length, 1)
+      })
+    )
+  })
+})
