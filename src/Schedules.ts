@@ -56,7 +56,7 @@ export const stageCheck: Schedule.Schedule<unknown> = Schedule.spaced("3 seconds
 /**
  * Retries of transient Hub failures (429, 5xx, connection resets): jittered exponential backoff from
  * 500 ms, capped at 10 s, at most 6 retries. Whatever schedule is in force, a retry never comes sooner
- * than the Hub's `Retry-After`.
+ * than the Hub says: the reset of its `RateLimit` header (`"api";r=0;t=55`) on a 429, else `Retry-After`.
  *
  * @since 0.1.0
  * @category schedules
