@@ -1953,6 +1953,14 @@ class Handler(BaseHTTPRequestHandler):
         info = bg.info()
         self.respond_json({k: info[k] for k in ("id", "pid", "cmd", "tag", "started_at_ms")})
 
+    def route_shutdown(self):
+        """Ends the server and everything it started (whole process groups), so
+        that a job running it exits and stops billing without any Hub request.
+        Answers 202 first: the shutdown itself runs on the main thread."""
+        self.close_connection = True
+        self.respond(202, dumps({"shutting_down": True}))
+        request_shutdown("shutdown requested (POST /v1/shutdown)")
+
     def route_process_list(self):
         self.respond_json([bg.info() for bg in BGPROCS.all()])
 
@@ -2075,6 +2083,7 @@ ROUTES = {
     "/v1/files/chmod": {"POST": Handler.route_chmod},
     "/v1/files/symlink": {"POST": Handler.route_symlink},
     "/v1/processes": {"GET": Handler.route_process_list, "POST": Handler.route_process_start},
+    "/v1/shutdown": {"POST": Handler.route_shutdown},
     "/health": {"GET": Handler.health},
     "/exec": {"POST": Handler.route_legacy_exec},
     "/write": {"POST": Handler.route_legacy_write},

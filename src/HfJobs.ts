@@ -19,6 +19,7 @@ import { createHmac, randomBytes } from "node:crypto"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as FileSystem from "@effect/platform/FileSystem"
+import * as HttpClient from "@effect/platform/HttpClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -35,6 +36,7 @@ import * as Bootstrap from "./internal/bootstrap.js"
 import * as Hub from "./internal/hub.js"
 import * as PublicDns from "./internal/publicDns.js"
 import { serverScriptPath } from "./internal/serverScript.js"
+import * as ServerShutdown from "./internal/serverShutdown.js"
 import { isJobProxyUrl, parseMarker } from "./internal/tunnel.js"
 import { VERSION } from "./internal/version.js"
 import { type HubError, StartError } from "./SandboxError.js"
@@ -214,7 +216,10 @@ const jobLogs = (
   )
 }
 
-/** Cancels a job, retrying what is transient, bounded; a job that already ended counts as cancelled. */
+/**
+ * Cancels a job, retrying what is transient, bounded; a job that already ended counts as cancelled. A
+ * rate limit that resets later than {@link CANCEL_BOUND} is not waited for: the error comes at once.
+ */
 const cancelJob = (
   hub: Hub.HubClient,
   namespace: string,
@@ -222,7 +227,7 @@ const cancelJob = (
   schedule: Schedule.Schedule<unknown, HubError>
 ): Effect.Effect<void, HubError> =>
   hub.cancelJob(namespace, jobId).pipe(
-    Hub.retryTransient(schedule),
+    Hub.retryTransient(schedule, CANCEL_BOUND),
     Effect.catchAll((error) =>
       hub
         .getJob(namespace, jobId)
@@ -230,16 +235,26 @@ const cancelJob = (
     )
   )
 
-/** The release of a sandbox: a cancel that never fails and never holds the program for long. */
+/**
+ * The release of a sandbox: a cancel that never fails and never holds the program for long.
+ * `serverStopped` says whether the sandbox's own server already agreed to shut down (so the job ends
+ * with it even when the Hub refuses the cancel).
+ */
 const releaseJob = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
-  schedule: Schedule.Schedule<unknown, HubError>
+  schedule: Schedule.Schedule<unknown, HubError>,
+  serverStopped: () => boolean = () => false
 ) =>
   cancelJob(hub, namespace, jobId, schedule).pipe(
     Effect.tapError((error) =>
-      Effect.logWarning(`hf-sandbox: could not cancel job ${jobId}; its timeout will end it`, error.message)
+      Effect.logWarning(
+        serverStopped()
+          ? `hf-sandbox: could not cancel job ${jobId}; its server has shut down, so the job ends with it`
+          : `hf-sandbox: could not cancel job ${jobId} nor reach its server; the server's idle timeout or the job's timeout will end it`,
+        error.message
+      )
     ),
     Effect.interruptible,
     Effect.timeout(CANCEL_BOUND),
@@ -257,6 +272,8 @@ const watchForDeath = (
   const checks: Schedule.Schedule<unknown, Hub.JobInfo> = spec.schedules.stageCheck
   return hub.getJob(namespace, jobId).pipe(
     Hub.retryTransient(spec.schedules.hubRetry),
+    // A rate limit delays the next check, as long as the Hub says; the start's own timeout bounds it.
+    Hub.retryRateLimited(spec.schedules.stageCheck),
     Effect.mapError(hubFailure),
     Effect.repeat({ schedule: Schedule.passthrough(checks), until: (job) => Hub.isTerminal(job.status.stage) }),
     Effect.flatMap((job) =>
@@ -273,6 +290,30 @@ const watchForDeath = (
     )
   )
 }
+
+/**
+ * Asks the server behind an endpoint (once there is one) to shut down, and remembers whether it agreed.
+ * Uses the application's HttpClient (`Sandbox.make` requires one); without it, only the Hub can end the job.
+ */
+const serverStopper = Effect.map(Effect.serviceOption(HttpClient.HttpClient), (http) => {
+  let endpoint: SandboxProvider.Endpoint | undefined
+  let stopped = false
+  return {
+    attach: (value: SandboxProvider.Endpoint) => {
+      endpoint = value
+    },
+    stop: Effect.suspend(() =>
+      endpoint === undefined ? Effect.succeed(false) : ServerShutdown.request(http, endpoint)
+    ).pipe(
+      Effect.tap((accepted) =>
+        Effect.sync(() => {
+          stopped ||= accepted
+        })
+      )
+    ),
+    stopped: () => stopped
+  }
+})
 
 const isSandboxJob = (job: Hub.JobInfo) =>
   job.labels?.[LABEL.sandbox] === "1" && job.labels?.[LABEL.mode] === "dedicated" && !!job.labels?.[LABEL.nonce]
@@ -511,6 +552,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         const client = yield* hub
         const retry = Hub.retryTransient(spec.schedules.hubRetry)
         const namespace = yield* namespaceOf(spec.namespace)
+        const server = yield* serverStopper
 
         const nonce = randomBytes(16).toString("hex")
         const sandboxToken = deriveSandboxToken(hfToken, nonce)
@@ -548,10 +590,10 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           ...(spec.transport === "proxy" ? { expose: { ports: [SERVER_PORT] } } : {})
         }
 
-        const findByNonce = client.listJobs(namespace).pipe(
-          retry,
-          Effect.map((jobs) => jobs.filter((job) => job.labels?.[LABEL.nonce] === nonce))
-        )
+        // Asked of the Hub by label: among hundreds of jobs, on any page.
+        const findByNonce = client
+          .listJobs(namespace, { labels: { [LABEL.sandbox]: "1", [LABEL.nonce]: nonce } }, spec.schedules.hubRetry)
+          .pipe(Effect.map((jobs) => jobs.filter((job) => job.labels?.[LABEL.nonce] === nonce)))
         // Registered before the create request: if that request is interrupted or its answer lost, the job
         // may still exist, and is found by its nonce and cancelled. A detached sandbox that started is left
         // running (its idle timeout and job timeout end it); a failed start is cancelled all the same.
@@ -560,7 +602,13 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           spec.detach && Exit.isSuccess(exit) && created !== undefined
             ? Effect.void
             : created !== undefined
-              ? releaseJob(client, created.owner?.name ?? namespace, created.id, spec.schedules.cancelRetry)
+              ? releaseJob(
+                  client,
+                  created.owner?.name ?? namespace,
+                  created.id,
+                  spec.schedules.cancelRetry,
+                  server.stopped
+                )
               : findByNonce.pipe(
                   Effect.flatMap((jobs) =>
                     Effect.forEach(jobs, (job) => releaseJob(client, namespace, job.id, spec.schedules.cancelRetry), {
@@ -592,7 +640,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           "sandbox.flavor": jobSpec.flavor
         })
         const owner = job.owner?.name ?? namespace
-        return yield* endpointOf(
+        const endpoint = yield* endpointOf(
           client,
           hfToken,
           job,
@@ -600,8 +648,20 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           spec.transport,
           spec,
           true,
-          spec.detach ? { kill: releaseJob(client, owner, job.id, spec.schedules.cancelRetry) } : {}
+          spec.detach
+            ? {
+                kill: Effect.zipRight(
+                  server.stop,
+                  releaseJob(client, owner, job.id, spec.schedules.cancelRetry, server.stopped)
+                )
+              }
+            : {}
         )
+        server.attach(endpoint)
+        // Runs before the endpoint's own finalizers (the DNS fallback still works) and before the cancel:
+        // termination does not depend on the Hub.
+        yield* Effect.addFinalizer((exit) => (spec.detach && Exit.isSuccess(exit) ? Effect.void : server.stop))
+        return endpoint
       }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
 
     /** Finds a live sandbox job by id, refusing anything else. */
@@ -634,9 +694,24 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           })
         }
         const hasProxy = (job.status.exposeUrls ?? []).some((u) => isJobProxyUrl(u, job.id, SERVER_PORT, jobsDomain))
-        return yield* endpointOf(client, hfToken, job, namespace, hasProxy ? "proxy" : "tunnel", spec, false, {
-          kill: releaseJob(client, namespace, job.id, spec.schedules.cancelRetry)
-        })
+        const server = yield* serverStopper
+        const endpoint = yield* endpointOf(
+          client,
+          hfToken,
+          job,
+          namespace,
+          hasProxy ? "proxy" : "tunnel",
+          spec,
+          false,
+          {
+            kill: Effect.zipRight(
+              server.stop,
+              releaseJob(client, namespace, job.id, spec.schedules.cancelRetry, server.stopped)
+            )
+          }
+        )
+        server.attach(endpoint)
+        return endpoint
       }).pipe(Effect.withSpan("HfJobs.connect", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } }))
 
     const service: Service = {
@@ -644,7 +719,11 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         Effect.gen(function* () {
           const client = yield* hub
           const namespace = yield* namespaceOf(listOptions.namespace)
-          const jobs = yield* client.listJobs(namespace).pipe(Hub.retryTransient(Schedules.hubRetry))
+          const jobs = yield* client.listJobs(
+            namespace,
+            { labels: { [LABEL.sandbox]: "1" }, stages: listOptions.all ? undefined : Hub.LIVE_STAGES },
+            Schedules.hubRetry
+          )
           const sandboxes = jobs.filter(
             (job) => isSandboxJob(job) && (listOptions.all || !Hub.isTerminal(job.status.stage))
           )

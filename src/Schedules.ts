@@ -43,18 +43,20 @@ export const logReconnect: Schedule.Schedule<unknown> = Schedule.exponential("10
 )
 
 /**
- * How often a starting job's stage is checked, so that a crash fails the start at once.
- * At most every 2 s: the Hub's inspect endpoint is shared by everyone.
+ * How often a starting job's stage is checked, so that a crash fails the start soon. Every 3 s: with the
+ * log reconnects, a start waiting in the Hub's queue then costs about 0.8 Hub requests per second
+ * (`bench/hub-rate.ts`), below the 1/s that keeps many parallel starts inside the Hub's rate limit.
+ * A 429 delays the next check as long as the Hub says.
  *
  * @since 0.1.0
  * @category schedules
  */
-export const stageCheck: Schedule.Schedule<unknown> = Schedule.spaced("2 seconds").pipe(Schedule.asVoid)
+export const stageCheck: Schedule.Schedule<unknown> = Schedule.spaced("3 seconds").pipe(Schedule.asVoid)
 
 /**
  * Retries of transient Hub failures (429, 5xx, connection resets): jittered exponential backoff from
  * 500 ms, capped at 10 s, at most 6 retries. Whatever schedule is in force, a retry never comes sooner
- * than the Hub's `Retry-After`.
+ * than the Hub says: the reset of its `RateLimit` header (`"api";r=0;t=55`) on a 429, else `Retry-After`.
  *
  * @since 0.1.0
  * @category schedules

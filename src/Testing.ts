@@ -16,10 +16,13 @@
  * **Hub API** (`url`): `GET /api/whoami-v2`, `POST /api/jobs/{ns}` (create, validated like the Hub),
  * `GET /api/jobs/{ns}/{id}`, `GET /api/jobs/{ns}/{id}/logs` (SSE, replayed from the start on every
  * request, `?tail=N`), `POST /api/jobs/{ns}/{id}/cancel` (200 with an **empty** body, as the Hub
- * answers), `GET /api/jobs/{ns}` (`stage=`/`label=k=v` filters, pages of 20 with a `Link: <…>;
- * rel="next"` header), `GET /api/jobs/hardware`, `HEAD /api/telemetry/{topic…}`. Every route except
+ * answers), `GET /api/jobs/{ns}` (`stage=`/`label=k=v` filters, newest first, pages of 20 —
+ * `listPageSize` — with an absolute `Link: <…?cursor=…>; rel="next"` header, as `huggingface_hub`
+ * follows it), `GET /api/jobs/hardware`, `HEAD /api/telemetry/{topic…}`. Every route except
  * telemetry and hardware needs `Authorization: Bearer <token>`; every JSON error body is
- * `{"error": "…"}`. The namespace is the user (`alice`) or its org `acme`.
+ * `{"error": "…"}`. The namespace is the user (`alice`) or its org `acme`. A 429 carries the Hub's
+ * headers, `RateLimit: "api";r=0;t=<seconds to reset>` and `RateLimit-Policy: "fixed window";"api";q=…;w=…`,
+ * never `Retry-After`; the `rateLimit` option runs a fixed-window limiter across every route.
  *
  * **Jobs** run on this machine: after the scheduling delay the job becomes RUNNING and `[...command,
  * ...arguments]` is spawned in its own process group, in a fresh temp directory (also `HOME` and `TMPDIR`: each container has its own /tmp), with
@@ -79,6 +82,21 @@ export interface EmulatorOptions {
   readonly schedulingDelay?: Duration.DurationInput | undefined
   /** Interval of the `: keep-alive` comments on log streams. Default 1 s (the Hub sends one about every 30 s). */
   readonly keepAliveInterval?: Duration.DurationInput | undefined
+  /**
+   * Jobs per page of `GET /api/jobs/{ns}` before a `Link: <…>; rel="next"` header points to the rest.
+   * Default 20. Tests set it small, so that listing more jobs than one page holds is cheap.
+   *
+   * @since 0.2.0
+   */
+  readonly listPageSize?: number | undefined
+  /**
+   * A fixed-window rate limit across every Hub API route, as the Hub enforces one (`"api"` bucket):
+   * at most `quota` requests per `window` (the first window starts when the emulator does). Requests
+   * beyond it get a 429 with the Hub's `RateLimit`/`RateLimit-Policy` headers. Default: no limit.
+   *
+   * @since 0.2.0
+   */
+  readonly rateLimit?: { readonly quota: number; readonly window: Duration.DurationInput } | undefined
 }
 
 /**
@@ -100,7 +118,10 @@ export type HubRoute =
 
 /**
  * The next `times` Hub requests on `route` (`"any"`: every authenticated Hub route) are answered with
- * `status` and `{"error": "…"}`, plus `Retry-After: <retryAfterSeconds>` when given; `times` counts down.
+ * `status` and `{"error": "…"}`; `times` counts down. A 429 carries the Hub's headers,
+ * `RateLimit: "api";r=0;t=<retryAfterSeconds, default 0>` and
+ * `RateLimit-Policy: "fixed window";"api";q=1000;w=300` (never `Retry-After`); any other status carries
+ * `Retry-After: <retryAfterSeconds>` when given.
  *
  * @since 0.1.0
  * @category models
@@ -113,6 +134,21 @@ export interface HubErrorFault {
 }
 
 /**
+ * The next `times` Hub requests on `route` are answered with a redirect (`status`, default 307) instead:
+ * to the same path and query on the emulator (a relative `Location`) when `toOrigin` is left out, else
+ * to that origin (e.g. `http://127.0.0.1:9`), path and query kept. Checked after {@link HubErrorFault}s.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubRedirectFault {
+  readonly route: "whoami" | "create" | "inspect" | "logs" | "cancel" | "list" | "any"
+  times: number
+  readonly status?: 301 | 302 | 303 | 307 | 308 | undefined
+  readonly toOrigin?: string | undefined
+}
+
+/**
  * Faults to inject, mutable at runtime: tests assign to the fields of {@link HubEmulator.faults}.
  * The defaults inject nothing.
  *
@@ -122,6 +158,19 @@ export interface HubErrorFault {
 export interface Faults {
   /** Error answers for the next matching Hub requests, checked before authentication. */
   hubErrors: Array<HubErrorFault>
+  /**
+   * Redirects for the next matching Hub requests, checked after `hubErrors`, before authentication.
+   *
+   * @since 0.2.0
+   */
+  hubRedirects: Array<HubRedirectFault>
+  /**
+   * A create makes its job at once but answers only after this many milliseconds (a slow answer, or
+   * one about to be lost): the job exists while the client still waits. Default 0.
+   *
+   * @since 0.2.0
+   */
+  createAnswerDelayMs: number
   /** The next N log streams (of RUNNING or finished jobs) are cut — socket destroyed — right after the start line and one log line. */
   cutLogStreams: number
   /** Overrides the `schedulingDelay` option for jobs created from now on. */
@@ -191,6 +240,8 @@ export interface RequestRecord {
   readonly route: HubRoute
   readonly status: number
   readonly authorization: string | undefined
+  /** When the request arrived (ms since the epoch). */
+  readonly at: number
 }
 
 /**

@@ -4,6 +4,9 @@
  * provider code is exactly what runs against huggingface.co; only the endpoint and HttpClient differ.
  */
 
+import { randomBytes } from "node:crypto"
+import * as http from "node:http"
+import type * as net from "node:net"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -29,7 +32,8 @@ const Env = Layer.unwrapScoped(
   Effect.gen(function* () {
     // The DNS fallback asks this loopback resolver, never a public one.
     const dns = yield* fakeDns({})
-    const emulator = yield* Testing.make({ schedulingDelay: "100 millis" })
+    // Small pages: listing more jobs than one page holds is cheap.
+    const emulator = yield* Testing.make({ schedulingDelay: "100 millis", listPageSize: 3 })
     return emulatorLayer(emulator, [dns.server])
   })
 )
@@ -48,10 +52,14 @@ const jobOf = (id: string) =>
     Effect.flatMap((job) => (job ? Effect.succeed(job) : Effect.die(new Error(`no job ${id}`))))
   )
 
+/**
+ * The job ended because the client released it: its server was asked to shut down (so the job may have
+ * COMPLETED before the cancel arrived) and the job was cancelled.
+ */
 const assertCancelled = (id: string) =>
   eventually(
     Effect.flatMap(jobOf(id), (job) =>
-      job.stage === "CANCELED" && job.cancelRequests >= 1
+      (job.stage === "CANCELED" || job.stage === "COMPLETED") && job.cancelRequests >= 1
         ? Effect.succeed(job)
         : Effect.fail(new Error(`job ${id} is ${job.stage} after ${job.cancelRequests} cancel requests`))
     )
@@ -88,6 +96,57 @@ const recordingClient = Effect.map(HttpClient.HttpClient, (http) => {
   return { client, hosts }
 })
 
+/** A job that carries the sandbox labels (and so is listed as one) without running a server: cheap in bulk. */
+const labelledJob = (extra: Record<string, string> = {}) =>
+  Effect.flatMap(emulator, (emu) =>
+    Effect.promise(() =>
+      fetch(`${emu.url}/api/jobs/${emu.user}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${Redacted.value(emu.token)}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          dockerImage: "python:3.12",
+          command: ["sleep", "60"],
+          flavor: "cpu-basic",
+          labels: {
+            "hf-sandbox": "1",
+            "hf-sandbox-mode": "dedicated",
+            "hf-sandbox-nonce": randomBytes(16).toString("hex"),
+            ...extra
+          }
+        })
+      }).then((r) => r.json() as Promise<{ id: string }>)
+    )
+  ).pipe(Effect.map((job) => job.id))
+
+const cancelRaw = (id: string) =>
+  Effect.flatMap(emulator, (emu) =>
+    Effect.promise(() =>
+      fetch(`${emu.url}/api/jobs/${emu.user}/${id}/cancel`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${Redacted.value(emu.token)}` }
+      }).then((r) => r.arrayBuffer())
+    )
+  )
+
+/** A loopback HTTP server that records the requests it gets (a host the Hub must not send the token to). */
+const recordingServer = Effect.acquireRelease(
+  Effect.promise(
+    () =>
+      new Promise<{ url: string; seen: Array<string | undefined>; server: http.Server }>((resolve) => {
+        const seen: Array<string | undefined> = []
+        const server = http.createServer((req, res) => {
+          seen.push(req.headers.authorization)
+          res.writeHead(200, { "content-type": "application/json" })
+          res.end("[]")
+        })
+        server.listen(0, "127.0.0.1", () =>
+          resolve({ url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, seen, server })
+        )
+      })
+  ),
+  ({ server }) => Effect.promise(() => new Promise<void>((resolve) => server.close(() => resolve())))
+)
+
 layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provider (emulated Hub)", (it) => {
   for (const transport of ["tunnel", "proxy"] as const) {
     it.effect(`quick start over the ${transport}; scope close cancels the job`, () =>
@@ -106,7 +165,8 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
         assert.strictEqual(spec.labels["hf-sandbox-mode"], "dedicated")
         assert.match(spec.labels["hf-sandbox-nonce"] ?? "", /^[0-9a-f]{32}$/)
         assert.strictEqual(spec.flavor, "cpu-basic")
-        assert.strictEqual(spec.expose !== undefined, transport === "proxy")
+        // The proxy transport depends on `expose` reaching the Hub in the create body.
+        assert.deepStrictEqual(spec.expose, transport === "proxy" ? { ports: [49983] } : undefined)
       })
     )
   }
@@ -468,6 +528,135 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
     })
   )
 
+  it.effect("list and kill see every page; the Hub is asked for sandbox labels and live stages", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const batch = `b${randomBytes(4).toString("hex")}`
+      const ids = yield* Effect.forEach(Array.from({ length: 7 }), () => labelledJob({ batch }))
+      // Newer jobs that are not sandboxes push the sandboxes further down the pages.
+      for (let i = 0; i < 4; i++) {
+        yield* Effect.promise(() =>
+          fetch(`${emu.url}/api/jobs/${emu.user}`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${Redacted.value(emu.token)}`, "content-type": "application/json" },
+            body: JSON.stringify({ dockerImage: "python:3.12", command: ["sleep", "60"] })
+          }).then((r) => r.arrayBuffer())
+        )
+      }
+      const mark = (yield* emu.requests).length
+      const listed = (yield* HfJobs.list()).filter((info) => info.labels.batch === batch).map((info) => info.id)
+      assert.deepStrictEqual(listed.slice().sort(), ids.slice().sort())
+      const asked = (yield* emu.requests).slice(mark).filter((r) => r.route === "list")
+      assert.isAtLeast(asked.length, 3, "7 sandboxes on pages of 3")
+      const query = new URL(asked[0]!.path, emu.url).searchParams
+      assert.include(query.getAll("label"), "hf-sandbox=1")
+      assert.includeMembers(query.getAll("stage"), ["SCHEDULING", "RUNNING"])
+
+      yield* cancelRaw(ids[0]!)
+      const live = (yield* HfJobs.list()).filter((info) => info.labels.batch === batch)
+      assert.notInclude(
+        live.map((info) => info.id),
+        ids[0]
+      )
+      const all = (yield* HfJobs.list({ all: true })).filter((info) => info.labels.batch === batch)
+      assert.strictEqual(all.length, 7)
+      yield* Effect.forEach(ids.slice(1), (id) => HfJobs.kill(id), { discard: true })
+      for (const id of ids) assert.strictEqual((yield* jobOf(id)).stage, "CANCELED")
+    })
+  )
+
+  it.effect("an interrupted create is found by its nonce beyond the first page, and cancelled", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      emu.faults.createAnswerDelayMs = 30_000
+      emu.faults.schedulingDelay = "30 seconds"
+      const before = (yield* emu.jobs).length
+      const fiber = yield* Effect.fork(Sandbox.make({ schedules: fast }).pipe(Effect.scoped))
+      const orphan = yield* eventually(
+        Effect.flatMap(emu.jobs, (jobs) =>
+          jobs.length > before ? Effect.succeed(jobs[jobs.length - 1]!) : Effect.fail(new Error("no job yet"))
+        )
+      )
+      emu.faults.createAnswerDelayMs = 0
+      // Other sandboxes created meanwhile fill the first pages.
+      const others = yield* Effect.forEach(Array.from({ length: 4 }), () => labelledJob())
+      yield* Fiber.interrupt(fiber)
+      yield* assertCancelled(orphan.id)
+      yield* Effect.forEach(others, cancelRaw, { discard: true })
+    })
+  )
+
+  it.effect("a rate-limited stage check during the start is waited out, not a failure", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      // Longer than the (fast) Hub retries last: a start that gives up on a 429 fails here.
+      emu.faults.schedulingDelay = "2 seconds"
+      emu.faults.hubErrors = [{ route: "inspect", status: 429, times: 1000, retryAfterSeconds: 0 }]
+      const id = yield* Effect.gen(function* () {
+        const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+        assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
+        emu.faults.hubErrors = []
+        return sb.id
+      }).pipe(Effect.scoped)
+      yield* assertCancelled(id)
+    })
+  )
+
+  it.effect("release ends the job through its own server while the Hub's cancel is rate-limited for minutes", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      for (const transport of ["proxy", "tunnel"] as const) {
+        const id = yield* Effect.gen(function* () {
+          const sb = yield* Sandbox.make({ transport, schedules: fast })
+          assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
+          emu.faults.hubErrors = [{ route: "cancel", status: 429, times: 1000, retryAfterSeconds: 600 }]
+          return sb.id
+        }).pipe(Effect.scoped)
+        const job = yield* eventually(
+          Effect.flatMap(jobOf(id), (job) =>
+            job.stage === "COMPLETED" ? Effect.succeed(job) : Effect.fail(new Error(`job ${id} is ${job.stage}`))
+          )
+        )
+        assert.strictEqual(job.cancelRequests, 0, "every cancel was refused")
+        if (job.pid !== undefined) yield* assertGone([job.pid])
+        emu.faults.hubErrors = []
+      }
+    })
+  )
+
+  it.effect("Hub redirects: to the same host they are followed; to another host refused, the token not sent", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const id = yield* labelledJob()
+      emu.faults.hubRedirects = [
+        { route: "list", times: 1 },
+        { route: "inspect", times: 1, status: 308 }
+      ]
+      assert.include(
+        (yield* HfJobs.list()).map((info) => info.id),
+        id
+      )
+      yield* HfJobs.kill(id)
+      assert.strictEqual((yield* jobOf(id)).stage, "CANCELED")
+
+      const elsewhere = yield* recordingServer
+      emu.faults.hubRedirects = [{ route: "list", times: 1, toOrigin: elsewhere.url }]
+      const refused = yield* Effect.flip(HfJobs.list())
+      assert.strictEqual(refused._tag, "HubError")
+      assert.include(refused.message, "redirect")
+      assert.include(refused.message, new URL(elsewhere.url).host)
+      emu.faults.hubRedirects = [{ route: "inspect", times: 1, toOrigin: elsewhere.url }]
+      const refusedInspect = yield* Effect.flip(HfJobs.kill(id))
+      assert.include(refusedInspect.message, "redirect")
+      assert.deepStrictEqual(elsewhere.seen, [])
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("whoami is asked once for the provider's life", () =>
     Effect.gen(function* () {
       const emu = yield* emulator
@@ -498,6 +687,34 @@ describe("HF Jobs provider without credentials", () => {
         assert.strictEqual(error._tag, "StartError")
         assert.strictEqual(error.reason, "NoToken")
         assert.include(error.message, "hf auth login")
+      })
+    )
+  })
+})
+
+describe("HF Jobs provider under the Hub's fixed-window rate limit", () => {
+  layer(
+    Layer.unwrapScoped(
+      Effect.map(
+        // A window much smaller than the Hub's (5 minutes), so that waiting it out stays quick.
+        Testing.make({ schedulingDelay: "100 millis", rateLimit: { quota: 4, window: "2 seconds" } }),
+        (emulator) => emulatorLayer(emulator, false)
+      )
+    ),
+    { excludeTestServices: true, timeout: "60 seconds" }
+  )("rate limited", (it) => {
+    it.effect("a sandbox starts, runs and is released while the Hub refuses some of its requests with 429", () =>
+      Effect.gen(function* () {
+        const emu = yield* emulator
+        const id = yield* Effect.gen(function* () {
+          const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+          assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
+          return sb.id
+        }).pipe(Effect.scoped)
+        yield* assertCancelled(id)
+        const requests = yield* emu.requests
+        assert.isAbove(requests.filter((r) => r.status === 429).length, 0, "the limiter refused some requests")
+        assert.strictEqual(requests.filter((r) => r.route === "create" && r.status === 200).length, 1)
       })
     )
   })

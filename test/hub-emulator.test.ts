@@ -16,6 +16,7 @@ import * as Hub from "@huggingface/hub"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
@@ -708,9 +709,14 @@ describe("Hub emulator", () => {
       for (let i = 0; i < 2; i++) {
         const limited = yield* call(hub, "/api/whoami-v2")
         assert.strictEqual(limited.status, 429)
-        assert.strictEqual(limited.headers.get("retry-after"), "7")
+        // The Hub's headers (hub-docs rate-limits.md), never Retry-After.
+        assert.strictEqual(limited.headers.get("ratelimit"), '"api";r=0;t=7')
+        assert.strictEqual(limited.headers.get("ratelimit-policy"), '"fixed window";"api";q=1000;w=300')
+        assert.isNull(limited.headers.get("retry-after"))
         assert.isString(limited.json.error)
       }
+      hub.faults.hubErrors.push({ route: "whoami", status: 503, times: 1, retryAfterSeconds: 3 })
+      assert.strictEqual((yield* call(hub, "/api/whoami-v2")).headers.get("retry-after"), "3")
       assert.strictEqual((yield* call(hub, "/api/whoami-v2")).status, 200)
       hub.faults.hubErrors.push({ route: "any", status: 503, times: 1 })
       const thrown = yield* Effect.flip(Effect.tryPromise(() => Hub.whoAmI(hubArgs(hub))))
@@ -719,6 +725,83 @@ describe("Hub emulator", () => {
       hub.faults.hubErrors.push({ route: "create", status: 500, times: 1 })
       assert.strictEqual((yield* create(hub, { dockerImage: "x", command: ["true"] })).status, 500)
       assert.strictEqual((yield* create(hub, { dockerImage: "x", command: ["true"] })).status, 200)
+    })
+  )
+
+  it.scopedLive("listPageSize sets the page size; the next link keeps the filters", () =>
+    Effect.gen(function* () {
+      const hub = yield* emulator({ schedulingDelay: "1 minute", listPageSize: 2 })
+      const ids: Array<string> = []
+      for (let i = 0; i < 5; i++) ids.push((yield* createOk(hub, { command: ["true"], labels: { k: "v" } })).id)
+      yield* createOk(hub, { command: ["true"] })
+      const seen: Array<string> = []
+      let next: string | undefined = "/api/jobs/alice?label=k%3Dv&stage=SCHEDULING"
+      let pages = 0
+      while (next !== undefined) {
+        const page = yield* call(hub, next)
+        pages += 1
+        assert.isAtMost(page.json.length, 2)
+        seen.push(...page.json.map((j: { id: string }) => j.id))
+        const link = /^<([^>]+)>; rel="next"$/.exec(page.headers.get("link") ?? "")
+        next = link?.[1]
+        if (next !== undefined) {
+          assert.strictEqual(new URL(next).origin, hub.url)
+          assert.deepStrictEqual(new URL(next).searchParams.getAll("label"), ["k=v"])
+        }
+      }
+      assert.strictEqual(pages, 3)
+      assert.deepStrictEqual(seen, ids.slice().reverse())
+    })
+  )
+
+  it.scopedLive("rateLimit: a fixed window across every route, answered with the Hub's 429 headers", () =>
+    Effect.gen(function* () {
+      const hub = yield* emulator({ rateLimit: { quota: 3, window: "1 minute" } })
+      assert.strictEqual((yield* call(hub, "/api/whoami-v2")).status, 200)
+      assert.strictEqual((yield* call(hub, "/api/jobs/alice")).status, 200)
+      assert.strictEqual((yield* call(hub, "/api/jobs/hardware", { auth: false })).status, 200)
+      const limited = yield* call(hub, "/api/jobs/alice")
+      assert.strictEqual(limited.status, 429)
+      const reset = /^"api";r=0;t=(\d+)$/.exec(limited.headers.get("ratelimit") ?? "")
+      assert.isNotNull(reset)
+      assert.isTrue(Number(reset![1]) > 0 && Number(reset![1]) <= 60)
+      assert.strictEqual(limited.headers.get("ratelimit-policy"), '"fixed window";"api";q=3;w=60')
+      assert.isNull(limited.headers.get("retry-after"))
+      // Refused requests count too, and the token is not looked at.
+      assert.strictEqual((yield* call(hub, "/api/whoami-v2", { auth: false })).status, 429)
+      const requests = yield* hub.requests
+      assert.deepStrictEqual(
+        requests.map((r) => r.status),
+        [200, 200, 200, 429, 429]
+      )
+    })
+  )
+
+  it.scopedLive("hubRedirects answer a route with a redirect, to the same host or to another origin", () =>
+    Effect.gen(function* () {
+      const hub = yield* emulator()
+      hub.faults.hubRedirects.push({ route: "whoami", times: 1 })
+      const same = yield* call(hub, "/api/whoami-v2?x=1", { redirect: "manual" })
+      assert.strictEqual(same.status, 307)
+      assert.strictEqual(same.headers.get("location"), "/api/whoami-v2?x=1")
+      assert.strictEqual((yield* call(hub, "/api/whoami-v2", { redirect: "manual" })).status, 200)
+      hub.faults.hubRedirects.push({ route: "list", times: 1, status: 302, toOrigin: "http://127.0.0.1:9" })
+      const foreign = yield* call(hub, "/api/jobs/alice?label=a%3Db", { redirect: "manual" })
+      assert.strictEqual(foreign.status, 302)
+      assert.strictEqual(foreign.headers.get("location"), "http://127.0.0.1:9/api/jobs/alice?label=a%3Db")
+    })
+  )
+
+  it.scopedLive("createAnswerDelayMs: the job exists before the create is answered", () =>
+    Effect.gen(function* () {
+      const hub = yield* emulator({ schedulingDelay: "1 minute" })
+      hub.faults.createAnswerDelayMs = 60_000
+      const fiber = yield* Effect.fork(createOk(hub, { command: ["true"] }))
+      const made = yield* eventually(
+        Effect.flatMap(hub.jobs, (jobs) => (jobs.length === 1 ? Effect.succeed(jobs[0]!) : Effect.fail("none")))
+      )
+      assert.strictEqual(made.stage, "SCHEDULING")
+      yield* Fiber.interrupt(fiber)
     })
   )
 

@@ -991,6 +991,29 @@ describe("lifecycle", () => {
   })
 })
 
+describe("POST /v1/shutdown", () => {
+  it("needs the token, answers 202, then ends every process group it started and exits 0", async () => {
+    const r = await startServer()
+    const refused = await fetch(`${r.base}/v1/shutdown`, { method: "POST" })
+    expect(refused.status).toBe(403)
+    expect(await refused.json()).toEqual(AUTH_BODY)
+    expect((await call(r, "/v1/shutdown")).status).toBe(405)
+    const { events } = await openExec(r, { cmd: "sleep 30 & echo $!; sleep 30" }, 2)
+    const pids = [events[0]!.pid as number, Number((events[1]!.data as string).trim())]
+    const background = await post(r, "/v1/processes", { cmd: "sleep 30" })
+    expect(background.status).toBe(200)
+    pids.push(background.body.pid as number)
+    for (const p of pids) seenPids.add(p)
+    expect(pids.every(isAlive)).toBe(true)
+    const answer = await call(r, "/v1/shutdown", { method: "POST" })
+    expect(answer.status).toBe(202)
+    expect(await answer.json()).toEqual({ shutting_down: true })
+    expect(await withTimeout(r.exited, 5_000)).toEqual({ code: 0, signal: null })
+    expect(r.stderr()).toMatch(/shutdown requested \(POST \/v1\/shutdown\)/)
+    expect(await waitGone(pids)).toEqual([])
+  })
+})
+
 describe("the client's schemas (src/Protocol.ts) decode what the server sends", () => {
   const decodes = <A, I>(schema: Schema.Schema<A, I>, value: unknown) =>
     expect(Either.isRight(Schema.decodeUnknownEither(schema)(value)), JSON.stringify(value)).toBe(true)

@@ -29,9 +29,12 @@ const DEFAULT_TOKEN = "hf_emulator_0123456789abcdef"
 const DEFAULT_USER = "alice"
 const ORG = "acme"
 const PAGE_SIZE = 20
+/** The Hub's policy for the `"api"` bucket of a free user (hub-docs rate-limits.md): 1,000 per 5 minutes. */
+const HUB_API_POLICY = { quota: 1000, windowSeconds: 300 }
 const CANCEL_GRACE_MS = 2000
 const DRAIN_MS = 1000
 const MAX_BODY_BYTES = 4 * 1024 * 1024
+const RATE_LIMITED = "You have exceeded our rate limit. Please retry later."
 const TERMINAL = new Set(["COMPLETED", "ERROR", "CANCELED", "DELETED"])
 
 /** hf-jobs-api.md §8. */
@@ -283,6 +286,7 @@ interface RequestEntry {
   route: Testing.HubRoute
   status: number
   authorization: string | undefined
+  readonly at: number
 }
 
 interface Settings {
@@ -290,10 +294,24 @@ interface Settings {
   readonly user: string
   readonly schedulingDelayMs: number
   readonly keepAliveMs: number
+  readonly listPageSize: number
+  readonly rateLimit: { readonly quota: number; readonly windowMs: number } | undefined
 }
+
+/**
+ * The headers of the Hub's 429 (IETF draft-ietf-httpapi-ratelimit-headers-09, as hub-docs
+ * rate-limits.md shows them): what is left in the window and the seconds until it resets, and the policy.
+ * Never `Retry-After`.
+ */
+const rateLimitHeaders = (resetSeconds: number, policy: { quota: number; windowSeconds: number }) => ({
+  ratelimit: `"api";r=0;t=${Math.max(0, Math.ceil(resetSeconds))}`,
+  "ratelimit-policy": `"fixed window";"api";q=${policy.quota};w=${policy.windowSeconds}`
+})
 
 export const defaultFaults = (): Testing.Faults => ({
   hubErrors: [],
+  hubRedirects: [],
+  createAnswerDelayMs: 0,
   cutLogStreams: 0,
   schedulingDelay: undefined,
   tunnelCreate429: 0,
@@ -322,6 +340,9 @@ class Emulator {
   readonly jobsDir: string
   url = ""
   seq = 0
+  /** The fixed window of the rate limiter: when the current one started and how many requests it had. */
+  windowStart = Date.now()
+  windowCount = 0
   closed = false
   closing: Promise<void> | undefined
 
@@ -406,7 +427,14 @@ class Emulator {
     }
     const route = this.classify(method, segments)
     const authorization = req.headers.authorization
-    const entry: RequestEntry = { method, path: url.pathname + url.search, route, status: 0, authorization }
+    const entry: RequestEntry = {
+      method,
+      path: url.pathname + url.search,
+      route,
+      status: 0,
+      authorization,
+      at: Date.now()
+    }
     this.requests.push(entry)
     res.on("close", () => {
       if (entry.status === 0) entry.status = res.headersSent ? res.statusCode : 0
@@ -419,6 +447,12 @@ class Emulator {
       return origWriteHead(...args)
     }
 
+    // The Hub's rate limiter answers first, whatever the route (hf-sandbox's calls share the "api" bucket).
+    const limited = this.rateLimited()
+    if (limited !== undefined) {
+      req.resume()
+      return sendError(res, 429, RATE_LIMITED, rateLimitHeaders(limited.resetSeconds, limited.policy))
+    }
     if (route === "telemetry") {
       this.telemetry.push({
         path: url.pathname,
@@ -431,22 +465,33 @@ class Emulator {
     }
     if (route === "unknown") return sendError(res, 404, "Sorry, we can't find the page you are looking for.")
 
-    // Injected errors come first: the Hub's rate limiter answers before it looks at the token.
-    const fault = this.faults.hubErrors.find(
-      (f) => f.times > 0 && (f.route === route || (f.route === "any" && route !== "hardware"))
-    )
+    // Injected errors come first too: the Hub's rate limiter answers before it looks at the token.
+    const matches = (f: { route: string; times: number }) =>
+      f.times > 0 && (f.route === route || (f.route === "any" && route !== "hardware"))
+    const fault = this.faults.hubErrors.find(matches)
     if (fault !== undefined) {
       fault.times -= 1
-      const text =
-        fault.status === 429
-          ? "You have exceeded our rate limit. Please retry later."
-          : (http.STATUS_CODES[fault.status] ?? "Injected error")
+      if (fault.status === 429) {
+        return sendError(res, 429, RATE_LIMITED, rateLimitHeaders(fault.retryAfterSeconds ?? 0, HUB_API_POLICY))
+      }
       return sendError(
         res,
         fault.status,
-        text,
+        http.STATUS_CODES[fault.status] ?? "Injected error",
         fault.retryAfterSeconds === undefined ? {} : { "retry-after": String(fault.retryAfterSeconds) }
       )
+    }
+    const redirect = this.faults.hubRedirects.find(matches)
+    if (redirect !== undefined) {
+      redirect.times -= 1
+      req.resume()
+      const location =
+        redirect.toOrigin === undefined
+          ? url.pathname + url.search
+          : new URL(url.pathname + url.search, redirect.toOrigin).href
+      res.writeHead(redirect.status ?? 307, { location, "content-length": 0 })
+      res.end()
+      return
     }
 
     if (route === "hardware") return sendJson(res, 200, FLAVORS.map(hardware))
@@ -470,6 +515,24 @@ class Emulator {
     this.terminate(job, "CANCELED", null)
     res.writeHead(200, { "content-length": 0 })
     res.end()
+  }
+
+  /** Counts the request in the limiter's window; the 429's reset time when the quota is used up. */
+  private rateLimited(): { resetSeconds: number; policy: { quota: number; windowSeconds: number } } | undefined {
+    const limit = this.settings.rateLimit
+    if (limit === undefined) return undefined
+    const now = Date.now()
+    if (now - this.windowStart >= limit.windowMs) {
+      // Fixed windows, back to back from the first one: a quiet spell does not shift them.
+      this.windowStart += Math.floor((now - this.windowStart) / limit.windowMs) * limit.windowMs
+      this.windowCount = 0
+    }
+    this.windowCount += 1
+    if (this.windowCount <= limit.quota) return undefined
+    return {
+      resetSeconds: (this.windowStart + limit.windowMs - now) / 1000,
+      policy: { quota: limit.quota, windowSeconds: Math.ceil(limit.windowMs / 1000) }
+    }
   }
 
   private whoami() {
@@ -630,6 +693,7 @@ class Emulator {
         ? this.settings.schedulingDelayMs
         : Duration.toMillis(Duration.decode(this.faults.schedulingDelay))
     this.timer(job, schedulingMs, () => this.run(job))
+    if (this.faults.createAnswerDelayMs > 0) await delay(this.faults.createAnswerDelayMs)
     sendJson(res, 200, this.info(job))
   }
 
@@ -811,9 +875,10 @@ class Emulator {
       const at = matching.findIndex((job) => job.id === cursor)
       start = at < 0 ? matching.length : at + 1
     }
-    const page = matching.slice(start, start + PAGE_SIZE)
+    const size = this.settings.listPageSize
+    const page = matching.slice(start, start + size)
     const headers: http.OutgoingHttpHeaders = {}
-    if (start + PAGE_SIZE < matching.length) {
+    if (start + size < matching.length) {
       const next = new URL(`${this.url}/api/jobs/${encodeURIComponent(namespace)}`)
       for (const [key, value] of url.searchParams) if (key !== "cursor") next.searchParams.append(key, value)
       next.searchParams.set("cursor", page[page.length - 1]!.id)
@@ -1270,7 +1335,15 @@ export const make = (options: Testing.EmulatorOptions = {}): Effect.Effect<Testi
         token: options.token ?? DEFAULT_TOKEN,
         user: options.user ?? DEFAULT_USER,
         schedulingDelayMs: Duration.toMillis(Duration.decode(options.schedulingDelay ?? "150 millis")),
-        keepAliveMs: Math.max(1, Duration.toMillis(Duration.decode(options.keepAliveInterval ?? "1 second")))
+        keepAliveMs: Math.max(1, Duration.toMillis(Duration.decode(options.keepAliveInterval ?? "1 second"))),
+        listPageSize: Math.max(1, Math.floor(options.listPageSize ?? PAGE_SIZE)),
+        rateLimit:
+          options.rateLimit === undefined
+            ? undefined
+            : {
+                quota: Math.max(0, Math.floor(options.rateLimit.quota)),
+                windowMs: Math.max(1, Duration.toMillis(Duration.decode(options.rateLimit.window)))
+              }
       }
       const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), "hf-hub-emulator-"))
       const emulator = new Emulator(settings, root)
