@@ -272,6 +272,7 @@ describe("credentials", () => {
             for (const secret of [grant.accessToken, grant.refreshToken]) {
               assert.notInclude(logs.join("\n"), Redacted.value(secret))
             }
+            assert.include(logs.join("\n"), "refreshed the Hugging Face access token `oauth-alice`")
             assert.notInclude(logs.join("\n"), fresh.hf_token!)
             assert.notInclude(logs.join("\n"), fresh.refresh_token!)
           })
