@@ -74,14 +74,17 @@ const requestCount = Effect.flatMap(emulator, (emu) => Effect.map(emu.requests, 
 /** The Hub call every case makes: whoami (the namespace) and a listing. */
 const listing = HfJobs.list()
 
-/** Writes the two files `hf auth login` writes for an OAuth login named `name`, plus an unrelated classic token. */
+/**
+ * Writes the two files `hf auth login` writes for an OAuth login named `name`, plus an unrelated classic
+ * token. Mode 0644 (not `hf`'s 0600), so that a rewrite is seen to restrict them.
+ */
 const writeLogin = (dir: string, grant: Testing.OAuthGrant, expiresAt: number, name = "oauth-alice") => {
   fs.mkdirSync(dir, { recursive: true })
-  fs.writeFileSync(path.join(dir, "token"), Redacted.value(grant.accessToken), { mode: 0o600 })
+  fs.writeFileSync(path.join(dir, "token"), Redacted.value(grant.accessToken), { mode: 0o644 })
   fs.writeFileSync(
     path.join(dir, "stored_tokens"),
     `[${name}]\nhf_token = ${Redacted.value(grant.accessToken)}\nrefresh_token = ${Redacted.value(grant.refreshToken)}\nexpires_at = ${expiresAt}\n\n[work]\nhf_token = ${OTHER}\n\n`,
-    { mode: 0o600 }
+    { mode: 0o644 }
   )
 }
 
@@ -246,6 +249,7 @@ describe("credentials", () => {
             const home = yield* tempHome
             const grant = yield* emu.login({ expiresIn: "1 hour" })
             writeLogin(home, grant, now() + 3600)
+            const inodes = ["token", "stored_tokens"].map((f) => fs.statSync(path.join(home, f)).ino)
             const logs: Array<string> = []
             const from = yield* requestCount
             yield* withEnv({ HF_ENDPOINT: emu.url, HF_HOME: home }, listing, logs)
@@ -263,6 +267,10 @@ describe("credentials", () => {
             assert.strictEqual(mode(path.join(home, "token")), 0o600)
             assert.strictEqual(mode(path.join(home, "stored_tokens")), 0o600)
             assert.deepStrictEqual(fs.readdirSync(home).sort(), ["stored_tokens", "token"])
+            // Replaced by a rename, not rewritten in place: a reader never sees a half-written file.
+            for (const [i, f] of ["token", "stored_tokens"].entries()) {
+              assert.notStrictEqual(fs.statSync(path.join(home, f)).ino, inodes[i], f)
+            }
             // One refresh, then the Hub calls carry the new token.
             assert.deepStrictEqual(yield* bearersSince(from), [
               "<oauth>",
