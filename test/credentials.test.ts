@@ -6,6 +6,7 @@
  * 401 names, and malformed tokens failing at once. The environment is a `ConfigProvider`, never the
  * test runner's.
  */
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -283,6 +284,88 @@ describe("credentials", () => {
             assert.include(logs.join("\n"), "refreshed the Hugging Face access token `oauth-alice`")
             assert.notInclude(logs.join("\n"), fresh.hf_token!)
             assert.notInclude(logs.join("\n"), fresh.refresh_token!)
+          })
+      )
+
+      it.scoped(
+        "stored_tokens as Python's configparser writes it is read, and what is written back configparser reads",
+        () =>
+          Effect.gen(function* () {
+            const emu = yield* emulator
+            const home = yield* tempHome
+            const grant = yield* emu.login({ expiresIn: "2 hours" })
+            // `_save_stored_tokens_full` and `_write_secret`, as huggingface_hub runs them.
+            const python = (script: string, input: unknown) =>
+              execFileSync("python3", ["-c", script], { input: JSON.stringify(input), encoding: "utf8" })
+            python(
+              [
+                "import configparser, json, sys",
+                "d = json.load(sys.stdin)",
+                "c = configparser.ConfigParser(interpolation=None)",
+                "for name in sorted(d['tokens']):",
+                "    c.add_section(name)",
+                "    for k, v in d['tokens'][name].items(): c.set(name, k, v)",
+                "with open(d['dir'] + '/stored_tokens', 'w') as f: c.write(f)",
+                "open(d['dir'] + '/token', 'w').write(d['active'])"
+              ].join("\n"),
+              {
+                dir: home,
+                active: Redacted.value(grant.accessToken),
+                tokens: {
+                  "oauth-alice": {
+                    hf_token: Redacted.value(grant.accessToken),
+                    refresh_token: Redacted.value(grant.refreshToken),
+                    expires_at: String(now() + 7200)
+                  },
+                  "with%percent": { hf_token: "hf_percent_%(x)s_value" }
+                }
+              }
+            )
+            yield* withEnv({ HF_ENDPOINT: emu.url, HF_HOME: home }, listing)
+            const read = JSON.parse(
+              python(
+                [
+                  "import configparser, json, sys",
+                  "d = json.load(sys.stdin)",
+                  "c = configparser.ConfigParser(interpolation=None)",
+                  "c.read(d['dir'] + '/stored_tokens')",
+                  "print(json.dumps({n: dict(c.items(n)) for n in c.sections()}))"
+                ].join("\n"),
+                { dir: home }
+              )
+            ) as Record<string, Record<string, string>>
+            assert.deepStrictEqual(Object.keys(read).sort(), ["oauth-alice", "with%percent"])
+            assert.deepStrictEqual(read["with%percent"], { hf_token: "hf_percent_%(x)s_value" })
+            assert.strictEqual(read["oauth-alice"]!.hf_token, fs.readFileSync(path.join(home, "token"), "utf8"))
+            assert.notStrictEqual(read["oauth-alice"]!.hf_token, Redacted.value(grant.accessToken))
+            assert.approximately(Number(read["oauth-alice"]!.expires_at), now() + 30 * 24 * 3600, 120)
+          })
+      )
+
+      it.scoped(
+        "two clients refreshing at once: one refresh wins, the other keeps a valid token, the files stay consistent",
+        () =>
+          Effect.gen(function* () {
+            const emu = yield* emulator
+            const home = yield* tempHome
+            const grant = yield* emu.login({ expiresIn: "1 hour" })
+            writeLogin(home, grant, now() + 3600)
+            const env = { HF_ENDPOINT: emu.url, HF_HOME: home }
+            const logs: Array<string> = []
+            yield* Effect.all([withEnv(env, listing, logs), withEnv(env, listing, logs)], { concurrency: "unbounded" })
+            const stored = readIni(path.join(home, "stored_tokens"))["oauth-alice"]!
+            assert.strictEqual(fs.readFileSync(path.join(home, "token"), "utf8"), stored.hf_token)
+            assert.notStrictEqual(stored.hf_token, Redacted.value(grant.accessToken))
+            // What is stored still refreshes: the rotated refresh token that won was kept.
+            fs.writeFileSync(
+              path.join(home, "stored_tokens"),
+              fs
+                .readFileSync(path.join(home, "stored_tokens"), "utf8")
+                .replace(/expires_at = \d+/, `expires_at = ${now() + 60}`)
+            )
+            yield* withEnv(env, listing, logs)
+            assert.notStrictEqual(readIni(path.join(home, "stored_tokens"))["oauth-alice"]!.hf_token, stored.hf_token)
+            assert.notInclude(logs.join("\n"), "could not")
           })
       )
 

@@ -340,6 +340,13 @@ const readTokenFile = (fs: FileSystem.FileSystem, path: string) =>
   )
 
 /**
+ * One refresh at a time in this process: with refresh tokens rotated, a second concurrent refresh would
+ * spend a token the first already spent. (Python's lock is a `flock` Node cannot take; across
+ * processes, a refresh that loses adopts the token the winner stored.)
+ */
+const refreshLock = Effect.unsafeMakeSemaphore(1)
+
+/**
  * The file token, refreshed when it is an OAuth token with less than a day left. Best effort, as in
  * `huggingface_hub`: a failed refresh keeps the token (the Hub's 401 then names the file) and warns.
  */
@@ -353,16 +360,42 @@ const refreshed = (
 ): Effect.Effect<{ readonly token: string; readonly recheckAt: number | undefined }> =>
   Effect.gen(function* () {
     const nowS = Math.floor(nowMs / 1000)
-    const keep = (recheckAt: number | undefined) => ({ token: tokenValue, recheckAt })
     const stored = yield* readStored(fs, env)
     const entry = [...stored].find(([, fields]) => fields.get("hf_token") === tokenValue)
-    const refreshToken = entry?.[1].get("refresh_token")
     const expiresAt = Number.parseInt(entry?.[1].get("expires_at") ?? "", 10)
-    if (entry === undefined || refreshToken === undefined || !Number.isFinite(expiresAt)) {
-      return keep(nowMs + RECHECK_S * 1000)
+    if (entry === undefined || entry[1].get("refresh_token") === undefined || !Number.isFinite(expiresAt)) {
+      return { token: tokenValue, recheckAt: nowMs + RECHECK_S * 1000 }
     }
-    const [name] = entry
-    if (expiresAt - REFRESH_MARGIN_S > nowS) return keep((expiresAt - REFRESH_MARGIN_S) * 1000)
+    if (expiresAt - REFRESH_MARGIN_S > nowS)
+      return { token: tokenValue, recheckAt: (expiresAt - REFRESH_MARGIN_S) * 1000 }
+    return yield* refreshLock.withPermits(1)(refreshNow(fs, env, endpoint, userAgent, entry[0], tokenValue, nowMs))
+  })
+
+/** The refresh itself, under {@link refreshLock}. */
+const refreshNow = (
+  fs: FileSystem.FileSystem,
+  env: Env,
+  endpoint: string,
+  userAgent: string,
+  name: string,
+  tokenValue: string,
+  nowMs: number
+): Effect.Effect<{ readonly token: string; readonly recheckAt: number | undefined }> =>
+  Effect.gen(function* () {
+    const nowS = Math.floor(nowMs / 1000)
+    const keep = (recheckAt: number | undefined) => ({ token: tokenValue, recheckAt })
+    // Read again under the lock: another client may have refreshed meanwhile; then its token is adopted.
+    const fields = (yield* readStored(fs, env)).get(name)
+    const current = fields?.get("hf_token")
+    if (current !== undefined && current !== tokenValue) {
+      const until = Number.parseInt(fields?.get("expires_at") ?? "", 10)
+      return {
+        token: current,
+        recheckAt: Math.max(nowMs + RECHECK_S * 1000, Number.isFinite(until) ? (until - REFRESH_MARGIN_S) * 1000 : 0)
+      }
+    }
+    const refreshToken = fields?.get("refresh_token")
+    if (refreshToken === undefined) return keep(nowMs + RECHECK_S * 1000)
 
     const answer = yield* Effect.either(
       request(
