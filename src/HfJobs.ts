@@ -471,8 +471,15 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           ...(tunnel?.transformClient !== undefined ? { transformClient: tunnel.transformClient } : {}),
           token: deriveSandboxToken(hfToken, job.labels?.[LABEL.nonce] ?? ""),
           ...(transport === "proxy"
-            ? // The proxy wants the HF token as bearer; it is read per request, never stored in a header map.
-              { headers: Effect.sync(() => ({ authorization: `Bearer ${Redacted.value(hfToken)}` })) }
+            ? // The proxy wants the HF token as bearer; it is read per request, never stored in a header map,
+              // and is the current one: a sandbox may outlive the token it was made with, once refreshed.
+              {
+                headers: credential.pipe(
+                  Effect.map((c) => c.token),
+                  Effect.orElseSucceed(() => hfToken),
+                  Effect.map((t) => ({ authorization: `Bearer ${Redacted.value(t)}` }))
+                )
+              }
             : {}),
           died,
           logs: (logOptions) => jobLogs(client, namespace, job.id, logOptions, spec.schedules.logReconnect),
