@@ -14,6 +14,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, layer } from "@effect/vitest"
+import type * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -48,7 +49,7 @@ const withEnv = <A, E>(
   env: Record<string, string>,
   effect: Effect.Effect<A, E, HfJobs.HfJobs | SandboxProvider.SandboxProvider>,
   logs: Array<string> = []
-): Effect.Effect<A, E | import("effect/ConfigError").ConfigError> =>
+): Effect.Effect<A, E | ConfigError.ConfigError> =>
   effect.pipe(
     Effect.provide(HfJobs.layerConfig()),
     Effect.provide(NodeContext.layer),

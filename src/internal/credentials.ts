@@ -13,6 +13,7 @@ import * as nodePath from "node:path"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -110,7 +111,7 @@ const expandVars = (path: string) =>
 const expand = (path: string, home: string) => expandVars(expandUser(path, home))
 
 /** The environment as `huggingface_hub` reads it. */
-export const readEnv: Effect.Effect<Env, import("effect/ConfigError").ConfigError> = Effect.gen(function* () {
+export const readEnv: Effect.Effect<Env, ConfigError.ConfigError> = Effect.gen(function* () {
   const home = (yield* nonBlank("HOME")) ?? os.homedir()
   const cache = (yield* nonBlank("XDG_CACHE_HOME")) ?? nodePath.join(home, ".cache")
   const hfHome = yield* expand((yield* nonBlank("HF_HOME")) ?? nodePath.join(cache, "huggingface"), home)
