@@ -79,7 +79,7 @@ import * as internal from "./internal/testing/emulator.js"
  */
 export interface EmulatorOptions {
   /**
-   * The one valid HF token. Default `"hf_emulator_0123456789abcdef"`. It must start with `hf_`:
+   * The static HF token (valid until the emulator stops; tokens from {@link HubEmulator.login} are valid too). Default `"hf_emulator_0123456789abcdef"`. It must start with `hf_`:
    * `@huggingface/hub` refuses any other token before sending a request.
    */
   readonly token?: string | undefined
@@ -254,7 +254,7 @@ export interface TrustedPublisher {
 export interface HubEmulator {
   /** The base URL, e.g. `http://127.0.0.1:41234`: use it as `HF_ENDPOINT` / `hubUrl`. */
   readonly url: string
-  /** The one valid HF token. */
+  /** The static HF token (it never expires). */
   readonly token: Redacted.Redacted<string>
   /** The user's name (the default namespace). */
   readonly user: string

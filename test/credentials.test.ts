@@ -370,6 +370,29 @@ describe("credentials", () => {
           })
       )
 
+      it.scoped("a refused refresh is not an error: the token is kept, a warning says why, the files stay", () =>
+        Effect.gen(function* () {
+          const emu = yield* emulator
+          const home = yield* tempHome
+          const grant = yield* emu.login({ expiresIn: "1 hour" })
+          writeLogin(home, grant, now() + 3600)
+          const before = fs.readFileSync(path.join(home, "stored_tokens"), "utf8")
+          const logs: Array<string> = []
+          const from = yield* requestCount
+          // An OAuth client the Hub does not know: 401 invalid_client.
+          const env = { HF_ENDPOINT: emu.url, HF_HOME: home, HF_DEVICE_CODE_OAUTH_CLIENT_ID: "not-a-client" }
+          yield* withEnv(env, listing, logs)
+          const bearer = `Bearer ${Redacted.value(grant.accessToken)}`
+          assert.deepStrictEqual(yield* bearersSince(from), ["<oauth>", bearer, bearer])
+          assert.include(
+            logs.join("\n"),
+            "could not refresh your Hugging Face access token `oauth-alice` (invalid_client"
+          )
+          assert.strictEqual(fs.readFileSync(path.join(home, "stored_tokens"), "utf8"), before)
+          assert.notInclude(logs.join("\n"), Redacted.value(grant.refreshToken))
+        })
+      )
+
       it.scoped("an already expired file token is refreshed before use instead of meeting a 401", () =>
         Effect.gen(function* () {
           const emu = yield* emulator
