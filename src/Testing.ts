@@ -79,8 +79,9 @@ import * as internal from "./internal/testing/emulator.js"
  */
 export interface EmulatorOptions {
   /**
-   * The static HF token (valid until the emulator stops; tokens from {@link HubEmulator.login} are valid too). Default `"hf_emulator_0123456789abcdef"`. It must start with `hf_`:
-   * `@huggingface/hub` refuses any other token before sending a request.
+   * The static HF token, which never expires (tokens from {@link HubEmulator.login} are valid too).
+   * Default `"hf_emulator_0123456789abcdef"`. It must start with `hf_`: `@huggingface/hub` refuses any
+   * other token before sending a request.
    */
   readonly token?: string | undefined
   /** The whoami name, which is the default namespace. Default `"alice"`. The user also belongs to the org `"acme"`. */
