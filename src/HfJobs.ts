@@ -16,8 +16,6 @@
  */
 
 import { createHmac, randomBytes } from "node:crypto"
-import * as os from "node:os"
-import * as path from "node:path"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as Config from "effect/Config"
@@ -33,6 +31,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Bootstrap from "./internal/bootstrap.js"
+import * as Credentials from "./internal/credentials.js"
 import * as Hub from "./internal/hub.js"
 import * as PublicDns from "./internal/publicDns.js"
 import { serverScriptPath } from "./internal/serverScript.js"
@@ -48,7 +47,12 @@ import * as Schedules from "./Schedules.js"
  * @category models
  */
 export interface Options {
-  /** HF token. Default: `HF_TOKEN`, else the token file (`HF_TOKEN_PATH`, `$HF_HOME/token`, `~/.cache/huggingface/token`). */
+  /**
+   * HF token. Default: found as `huggingface_hub` finds it — the OIDC exchange when `HF_OIDC_RESOURCE`
+   * is set, else `HF_TOKEN`, else `HUGGING_FACE_HUB_TOKEN`, else the token file (`HF_TOKEN_PATH`, else
+   * `$HF_HOME/token`, else `~/.cache/huggingface/token`), an OAuth login's token refreshed near expiry.
+   * Blank counts as unset; CR/LF and surrounding spaces are removed.
+   */
   readonly token?: Redacted.Redacted<string> | undefined
   /** Hub endpoint. Default: `HF_ENDPOINT`, else `https://huggingface.co`. */
   readonly endpoint?: string | undefined
@@ -84,35 +88,12 @@ const LABEL = { sandbox: "hf-sandbox", mode: "hf-sandbox-mode", nonce: "hf-sandb
  * @category utils
  */
 export const deriveSandboxToken = (hfToken: Redacted.Redacted<string>, nonce: string): Redacted.Redacted<string> =>
-  Redacted.make(createHmac("sha256", Redacted.value(hfToken)).update(`hf-sandbox:${nonce}`).digest("hex"))
-
-const clean = (token: string | undefined) => {
-  const value = token?.replace(/[\r\n]/g, "").trim()
-  return value === undefined || value === "" ? undefined : value
-}
-
-/** Token resolution in the order of `huggingface_hub`: option, environment, token file. */
-const resolveToken = (fs: FileSystem.FileSystem, explicit: Redacted.Redacted<string> | undefined) =>
-  Effect.gen(function* () {
-    if (explicit !== undefined) return explicit
-    const fromEnv = clean(process.env.HF_TOKEN) ?? clean(process.env.HUGGING_FACE_HUB_TOKEN)
-    if (fromEnv !== undefined) return Redacted.make(fromEnv)
-    const home =
-      process.env.HF_HOME ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "huggingface")
-    const file = process.env.HF_TOKEN_PATH ?? path.join(home, "token")
-    const fromFile = yield* fs.readFileString(file).pipe(
-      Effect.map(clean),
-      Effect.orElseSucceed(() => undefined)
-    )
-    if (fromFile !== undefined) return Redacted.make(fromFile)
-    return yield* new StartError({
-      provider: "hf-jobs",
-      reason: "NoToken",
-      detail:
-        "no Hugging Face token found. Log in with `hf auth login`, set HF_TOKEN, or pass " +
-        'HfJobs.layer({ token: Redacted.make("hf_...") }). Jobs need a token with write access.'
-    })
-  })
+  // Cleaned as every token is before use: a CRLF `.env` value must derive what the clean value derives.
+  Redacted.make(
+    createHmac("sha256", Credentials.cleanToken(Redacted.value(hfToken)) ?? "")
+      .update(`hf-sandbox:${nonce}`)
+      .digest("hex")
+  )
 
 /** The job's last log lines, for errors. Bounded: a start failure must not wait on a slow log stream. */
 const lastLines = (hub: Hub.HubClient, namespace: string, jobId: string) =>
@@ -371,11 +352,28 @@ export class HfJobs extends Context.Tag("hf-sandbox/HfJobs")<HfJobs, Service>() 
 
 const build = (options: Options, fs: FileSystem.FileSystem) =>
   Effect.gen(function* () {
-    const endpoint = (options.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, "")
+    const configured = yield* Config.option(Config.string("HF_ENDPOINT")).pipe(
+      Effect.map(Option.filter((e) => e.trim() !== "")),
+      Effect.orElseSucceed(() => Option.none<string>())
+    )
+    const endpoint = (options.endpoint ?? Option.getOrElse(configured, () => DEFAULT_ENDPOINT)).replace(/\/+$/, "")
     const jobsDomain = options.jobsDomain ?? "hf.jobs"
     const userAgent = `hf-sandbox/${VERSION}; node/${process.versions.node}`
-    const token = yield* Effect.cached(resolveToken(fs, options.token))
-    const hub = yield* Effect.cached(Effect.map(token, (t) => Hub.make({ endpoint, token: t, userAgent })))
+    // The environment is read once, on first use; the credential is found again when a refresh comes due.
+    const env = yield* Effect.cached(
+      Credentials.readEnv.pipe(
+        Effect.mapError(
+          (e) =>
+            new StartError({ provider: "hf-jobs", reason: "InvalidOptions", detail: `bad configuration: ${e.message}` })
+        )
+      )
+    )
+    const credential = yield* Credentials.cachedUntilRecheck(
+      Effect.flatMap(env, (e) => Credentials.resolve({ fs, env: e, endpoint, userAgent, explicit: options.token }))
+    )
+    const clientOf = (c: Credentials.Credential) =>
+      Hub.make({ endpoint, token: c.token, userAgent, tokenSource: Credentials.describeSource(c.source) })
+    const hub = Effect.map(credential, clientOf)
     const hubFailure = (error: HubError) =>
       new StartError({ provider: "hf-jobs", reason: "HubRejected", detail: error.message, cause: error })
     // whoami is strictly rate-limited: asked at most once for the provider's life.
@@ -514,8 +512,15 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           ...(tunnel?.transformClient !== undefined ? { transformClient: tunnel.transformClient } : {}),
           token: deriveSandboxToken(hfToken, job.labels?.[LABEL.nonce] ?? ""),
           ...(transport === "proxy"
-            ? // The proxy wants the HF token as bearer; it is read per request, never stored in a header map.
-              { headers: Effect.sync(() => ({ authorization: `Bearer ${Redacted.value(hfToken)}` })) }
+            ? // The proxy wants the HF token as bearer; it is read per request, never stored in a header map,
+              // and is the current one: a sandbox may outlive the token it was made with, once refreshed.
+              {
+                headers: credential.pipe(
+                  Effect.map((c) => c.token),
+                  Effect.orElseSucceed(() => hfToken),
+                  Effect.map((t) => ({ authorization: `Bearer ${Redacted.value(t)}` }))
+                )
+              }
             : {}),
           died,
           logs: (logOptions) => jobLogs(client, namespace, job.id, logOptions, spec.schedules.logReconnect),
@@ -548,8 +553,9 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
 
     const provision = (spec: SandboxProvider.Spec) =>
       Effect.gen(function* () {
-        const hfToken = yield* token
-        const client = yield* hub
+        const current = yield* credential
+        const hfToken = current.token
+        const client = clientOf(current)
         const retry = Hub.retryTransient(spec.schedules.hubRetry)
         const namespace = yield* namespaceOf(spec.namespace)
         const server = yield* serverStopper
@@ -684,7 +690,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
 
     const connect = (id: string, spec: SandboxProvider.Spec) =>
       Effect.gen(function* () {
-        const hfToken = yield* token
+        const hfToken = (yield* credential).token
         const { client, job, namespace } = yield* findSandbox(id, spec.namespace)
         if (Hub.isTerminal(job.status.stage)) {
           return yield* new StartError({
@@ -826,17 +832,33 @@ export const logs = (id: string, options?: Parameters<Service["logs"]>[1]) =>
   Stream.unwrap(Effect.map(HfJobs, (s) => s.logs(id, options)))
 
 /**
- * Provides the HF Jobs provider from configuration: `HF_TOKEN` (optional; the token file is the
- * fallback), `HF_ENDPOINT`, `HF_SANDBOX_NAMESPACE`.
+ * Provides the HF Jobs provider from configuration. Each option is a `Config` (or the whole `Options`
+ * one); what is left out is read as `layer` reads it: the token is found as `huggingface_hub` finds it
+ * (`HF_OIDC_RESOURCE`, `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, the token file; see {@link Options}), the
+ * endpoint is `HF_ENDPOINT`, and the namespace `HF_SANDBOX_NAMESPACE`. Blank values count as unset.
+ *
+ * ```ts
+ * import * as Config from "effect/Config"
+ * import * as HfJobs from "hf-sandbox/HfJobs"
+ *
+ * const Provider = HfJobs.layerConfig({ namespace: Config.string("MY_ORG") })
+ * ```
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerConfig = (
-  config: Config.Config<Options> = Config.all({
-    token: Config.option(Config.redacted("HF_TOKEN")).pipe(Config.map(Option.getOrUndefined)),
-    endpoint: Config.option(Config.string("HF_ENDPOINT")).pipe(Config.map(Option.getOrUndefined)),
-    namespace: Config.option(Config.string("HF_SANDBOX_NAMESPACE")).pipe(Config.map(Option.getOrUndefined))
-  })
+  config: Config.Config.Wrap<Options> = {}
 ): Layer.Layer<SandboxProvider.SandboxProvider | HfJobs, ConfigError.ConfigError, FileSystem.FileSystem> =>
-  Layer.unwrapEffect(Effect.map(config, layer))
+  Layer.unwrapEffect(
+    Effect.gen(function* () {
+      // `Config.unwrap` cannot take an empty record.
+      const given: Options =
+        !Config.isConfig(config) && Object.keys(config).length === 0 ? {} : yield* Config.unwrap<Options>(config)
+      const blank = (value: string | undefined) => (value === undefined || value.trim() === "" ? undefined : value)
+      const namespace =
+        blank(given.namespace) ??
+        blank(Option.getOrUndefined(yield* Config.option(Config.string("HF_SANDBOX_NAMESPACE"))))
+      return layer({ ...given, namespace })
+    })
+  )

@@ -48,15 +48,19 @@ export class HubError extends Schema.TaggedError<HubError>("hf-sandbox/HubError"
   operation: Schema.String,
   status: Schema.optional(Schema.Number),
   detail: Schema.String,
-  retryAfterMs: Schema.optional(Schema.Number)
+  retryAfterMs: Schema.optional(Schema.Number),
+  /** Where the token came from, e.g. `HF_TOKEN` or `the token file /home/me/.cache/huggingface/token` (@since 0.2.0). */
+  tokenSource: Schema.optional(Schema.String)
 }) {
   override get message() {
     const status = this.status === undefined ? "no answer" : `HTTP ${this.status}`
     const hint =
       this.status === 401
-        ? " Check your Hugging Face token (`hf auth login`, HF_TOKEN, or the `token` option)."
+        ? this.tokenSource === undefined
+          ? " Check your Hugging Face token (`hf auth login`, HF_TOKEN, or the `token` option)."
+          : ` The Hub rejected the token from ${this.tokenSource}: run \`hf auth login\` again, or replace that token.`
         : this.status === 403
-          ? " The token lacks permission for this namespace (jobs need a token with write access)."
+          ? ` The token${this.tokenSource === undefined ? "" : ` from ${this.tokenSource}`} lacks permission for this namespace (jobs need a token with write access).`
           : this.status === 429
             ? " The Hub is rate limiting this token; wait and try again."
             : ""

@@ -24,6 +24,16 @@
  * headers, `RateLimit: "api";r=0;t=<seconds to reset>` and `RateLimit-Policy: "fixed window";"api";q=…;w=…`,
  * never `Retry-After`; the `rateLimit` option runs a fixed-window limiter across every route.
  *
+ * **Credentials**: besides `token`, the Hub accepts the OAuth tokens it issued until they expire (then
+ * 401 like any invalid token). `POST /oauth/token` (route `"oauth"`) implements the refresh of `hf auth
+ * login` tokens (form-encoded `grant_type=refresh_token`, `refresh_token`, `client_id` = the device-code
+ * client of `huggingface_hub`; refresh tokens rotate: each is spent by one refresh; `invalid_grant` for
+ * a spent or unknown one) and the Trusted Publishers exchange (JSON, RFC 8693, `hf_jwt_…` for a repo,
+ * `hf_oauth_…` for a user, 3600 s; `invalid_request`/`invalid_grant` as 400 `{"error",
+ * "error_description"}`). A Trusted Publisher token authenticates (whoami answers) but gets 403 on Jobs:
+ * per the Hub's docs it writes one repo or reads gated repos. See {@link HubEmulator.login} and
+ * {@link HubEmulator.trustPublisher}.
+ *
  * **Jobs** run on this machine: after the scheduling delay the job becomes RUNNING and `[...command,
  * ...arguments]` is spawned in its own process group, in a fresh temp directory (also `HOME` and `TMPDIR`: each container has its own /tmp), with
  * only `PATH` (the stand-in bin directory first), `HOME`, `TMPDIR`, `LANG=C.UTF-8`, `HF_EMULATOR_CONTROL`,
@@ -72,8 +82,9 @@ import * as internal from "./internal/testing/emulator.js"
  */
 export interface EmulatorOptions {
   /**
-   * The one valid HF token. Default `"hf_emulator_0123456789abcdef"`. It must start with `hf_`:
-   * `@huggingface/hub` refuses any other token before sending a request.
+   * The static HF token, which never expires (tokens from {@link HubEmulator.login} are valid too).
+   * Default `"hf_emulator_0123456789abcdef"`. It must start with `hf_`: `@huggingface/hub` refuses any
+   * other token before sending a request.
    */
   readonly token?: string | undefined
   /** The whoami name, which is the default namespace. Default `"alice"`. The user also belongs to the org `"acme"`. */
@@ -114,6 +125,7 @@ export type HubRoute =
   | "list"
   | "hardware"
   | "telemetry"
+  | "oauth"
   | "unknown"
 
 /**
@@ -257,6 +269,35 @@ export interface TelemetryRecord {
 }
 
 /**
+ * What `hf auth login` (device-code OAuth) receives, see {@link HubEmulator.login}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface OAuthGrant {
+  readonly accessToken: Redacted.Redacted<string>
+  readonly refreshToken: Redacted.Redacted<string>
+  /** Seconds the access token is valid from now. */
+  readonly expiresIn: number
+}
+
+/**
+ * A Trusted Publisher configured on the emulated Hub, see {@link HubEmulator.trustPublisher}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface TrustedPublisher {
+  readonly resource: string
+  /** A CI id token (audience: the emulator's URL) the exchange accepts for `resource`: use as `HF_OIDC_ID_TOKEN`. */
+  readonly idToken: Redacted.Redacted<string>
+  /** A stand-in for GitHub's `ACTIONS_ID_TOKEN_REQUEST_URL`, minting id tokens for `resource` with the asked audience. */
+  readonly actionsRequestUrl: string
+  /** Its `ACTIONS_ID_TOKEN_REQUEST_TOKEN`. */
+  readonly actionsRequestToken: Redacted.Redacted<string>
+}
+
+/**
  * A running emulator.
  *
  * @since 0.1.0
@@ -265,7 +306,7 @@ export interface TelemetryRecord {
 export interface HubEmulator {
   /** The base URL, e.g. `http://127.0.0.1:41234`: use it as `HF_ENDPOINT` / `hubUrl`. */
   readonly url: string
-  /** The one valid HF token. */
+  /** The static HF token (it never expires). */
   readonly token: Redacted.Redacted<string>
   /** The user's name (the default namespace). */
   readonly user: string
@@ -287,6 +328,22 @@ export interface HubEmulator {
   readonly killTunnel: (id: string) => Effect.Effect<ReadonlyArray<string>>
   /** Every telemetry ping so far. */
   readonly telemetry: Effect.Effect<ReadonlyArray<TelemetryRecord>>
+  /**
+   * Issues an OAuth access token (`hf_oauth_…`, valid `expiresIn`, default 30 days; zero or negative:
+   * already expired) and its refresh token, as `hf auth login` gets them. Write them where
+   * `huggingface_hub` does (the token file and a `stored_tokens` section with `hf_token`,
+   * `refresh_token`, `expires_at`).
+   *
+   * @since 0.2.0
+   */
+  readonly login: (options?: { readonly expiresIn?: Duration.DurationInput | undefined }) => Effect.Effect<OAuthGrant>
+  /**
+   * Configures a Trusted Publisher for `resource` (a repo such as `acme/model`, or a user name): the
+   * exchange then accepts the id tokens it mints.
+   *
+   * @since 0.2.0
+   */
+  readonly trustPublisher: (resource: string) => Effect.Effect<TrustedPublisher>
 }
 
 /**

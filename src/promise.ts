@@ -183,7 +183,7 @@ export interface RuntimeOptions {
  * @category models
  */
 export interface HfProviderOptions {
-  /** HF token. Default: `HF_TOKEN`, else the token file written by `hf auth login`. */
+  /** HF token. Default: found as `huggingface_hub` finds it (`HF_OIDC_RESOURCE`, `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, the token file of `hf auth login`). */
   readonly token?: string | Redacted.Redacted<string> | undefined
   /** Hub endpoint. Default: `HF_ENDPOINT`, else `https://huggingface.co`. */
   readonly endpoint?: string | undefined

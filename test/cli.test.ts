@@ -850,3 +850,20 @@ describe("Sandbox.make({ detach: true })", () => {
     await until(async () => ["CANCELED", "COMPLETED"].includes((await job(id)).stage))
   })
 })
+
+describe("hf-sandbox CLI, credentials", () => {
+  it("finds the token as the library does: a blank HF_TOKEN is unset, the token file is read, a 401 names it", async () => {
+    const home = path.join(work, "hf-home-credentials")
+    fs.mkdirSync(home, { recursive: true })
+    fs.writeFileSync(path.join(home, "token"), `${Redacted.value(emulator.token)}\r\n`)
+    const listed = await cli(["ls", "--json"], { hf: true, env: { HF_TOKEN: " ", HF_HOME: home } })
+    expectCode(listed, 0)
+
+    fs.writeFileSync(path.join(home, "token"), "hf_wrong_0000000000000000000000")
+    const refused = await cli(["ls"], { hf: true, env: { HF_TOKEN: "", HF_HOME: home } })
+    assert.notStrictEqual(refused.code, 0)
+    assert.include(refused.stderr, `token file ${path.join(home, "token")}`)
+    assert.include(refused.stderr, "hf auth login")
+    assert.notInclude(refused.stderr, "hf_wrong_0000000000000000000000")
+  })
+})

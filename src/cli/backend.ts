@@ -10,8 +10,6 @@ import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import type * as Stream from "effect/Stream"
 import * as HfJobs from "../HfJobs.js"
 import * as LocalSandbox from "../LocalSandbox.js"
@@ -126,19 +124,9 @@ export const layer = (local: boolean) => {
     ? Layer.merge(LocalSandbox.layer(), Layer.succeed(Backend, localBackend))
     : Layer.effect(Backend, Effect.map(HfJobs.HfJobs, hfBackend)).pipe(
         Layer.provideMerge(
-          HfJobs.layerConfig(
-            Config.all({
-              // An empty HF_TOKEN counts as unset: the token file is tried next.
-              token: Config.option(Config.redacted("HF_TOKEN")).pipe(
-                Config.map(Option.filter((t) => Redacted.value(t).trim() !== "")),
-                Config.map(Option.getOrUndefined)
-              ),
-              endpoint: Config.option(Config.string("HF_ENDPOINT")).pipe(Config.map(Option.getOrUndefined)),
-              namespace: Config.option(Config.string("HF_SANDBOX_NAMESPACE")).pipe(Config.map(Option.getOrUndefined)),
-              // Against the emulator no public resolver is ever asked.
-              publicDns: Config.succeed(route === undefined ? undefined : (false as const))
-            })
-          )
+          // The same configuration as the library's (token discovery included); against the emulator no
+          // public resolver is ever asked.
+          HfJobs.layerConfig(route === undefined ? {} : { publicDns: Config.succeed(false as const) })
         )
       )
   return provider.pipe(Layer.provideMerge(NodeContext.layer), Layer.merge(httpLayer(route)))

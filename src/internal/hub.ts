@@ -59,6 +59,8 @@ export interface Config {
   readonly endpoint: string
   readonly token: Redacted.Redacted<string>
   readonly userAgent: string
+  /** Where the token came from, named by a 401. */
+  readonly tokenSource?: string | undefined
 }
 
 /** A 429, a 5xx or a transport failure: worth another try. */
@@ -246,7 +248,8 @@ export const make = (config: Config) => {
             operation,
             status: cause instanceof Hub.HubApiError ? cause.statusCode : seen.status,
             detail: describe(cause),
-            retryAfterMs: seen.retryAfterMs
+            retryAfterMs: seen.retryAfterMs,
+            tokenSource: config.tokenSource
           })
       })
     })
@@ -422,7 +425,8 @@ export const make = (config: Config) => {
           new HubError({
             operation: "logs",
             status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
-            detail: describe(cause)
+            detail: describe(cause),
+            tokenSource: config.tokenSource
           })
         return Stream.repeatEffectOption(
           Effect.tryPromise({ try: () => iterator.next(), catch: toError }).pipe(

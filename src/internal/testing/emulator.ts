@@ -22,6 +22,7 @@ import type * as Scope from "effect/Scope"
 import type * as Testing from "../../Testing.js"
 import * as ProcessTree from "../processTree.js"
 import { cloudflaredScript } from "./cloudflared.js"
+import { OAuthState } from "./oauth.js"
 
 // ---- constants --------------------------------------------------------------------------------
 
@@ -339,6 +340,7 @@ class Emulator {
   readonly binDir: string
   readonly jobsDir: string
   url = ""
+  readonly oauth: OAuthState
   seq = 0
   /** The fixed window of the rate limiter: when the current one started and how many requests it had. */
   windowStart = Date.now()
@@ -353,6 +355,7 @@ class Emulator {
     this.binDir = path.join(root, "bin")
     this.jobsDir = path.join(root, "jobs")
     this.server = http.createServer({ noDelay: true }, (req, res) => this.handle(req, res))
+    this.oauth = new OAuthState(settings.token, () => this.url)
   }
 
   async start() {
@@ -402,6 +405,7 @@ class Emulator {
 
   private classify(method: string, segments: ReadonlyArray<string>): Testing.HubRoute {
     const [api, first, ns, id, action, ...rest] = segments
+    if (api === "oauth" && first === "token" && segments.length === 2) return "oauth"
     if (api !== "api") return "unknown"
     if (first === "telemetry" && segments.length > 2 && (method === "HEAD" || method === "GET")) return "telemetry"
     if (first === "whoami-v2" && segments.length === 2 && method === "GET") return "whoami"
@@ -464,6 +468,7 @@ class Emulator {
       return
     }
     if (route === "unknown") return sendError(res, 404, "Sorry, we can't find the page you are looking for.")
+    if (route === "oauth") return this.oauth.token(req, res, await readBody(req))
 
     // Injected errors come first too: the Hub's rate limiter answers before it looks at the token.
     const matches = (f: { route: string; times: number }) =>
@@ -495,10 +500,13 @@ class Emulator {
     }
 
     if (route === "hardware") return sendJson(res, 200, FLAVORS.map(hardware))
-    if (authorization !== `Bearer ${this.settings.token}`) {
-      return sendError(res, 401, "Invalid credentials in Authorization header")
-    }
+    const verdict = this.oauth.verify(authorization)
+    if (verdict._tag === "Invalid") return sendError(res, 401, "Invalid credentials in Authorization header")
     if (route === "whoami") return sendJson(res, 200, this.whoami())
+    // A Trusted Publisher token writes one repo or reads gated repos (hub-docs trusted-publishers.md): no Jobs.
+    if (verdict._tag === "Scoped") {
+      return sendError(res, 403, `This token is scoped to ${verdict.resource} and cannot access jobs`)
+    }
 
     const namespace = segments[2]!
     if (namespace !== this.settings.user && namespace !== ORG) {
@@ -955,7 +963,7 @@ class Emulator {
   // ---- exposed-port proxy --------------------------------------------------------------------
 
   private proxy(req: http.IncomingMessage, res: http.ServerResponse, host: string) {
-    if (req.headers.authorization !== `Bearer ${this.settings.token}`) {
+    if (this.oauth.verify(req.headers.authorization)._tag !== "Valid") {
       req.resume()
       return sendError(res, 401, "Invalid credentials in Authorization header")
     }
@@ -1083,6 +1091,7 @@ class Emulator {
         return {}
       }
     }
+    if (parts.length === 2 && parts[1] === "actions-id-token") return this.oauth.actionsIdToken(req, res, url)
     // POST /__emulator/tunnels
     if (parts.length === 2 && parts[1] === "tunnels" && method === "POST") {
       const body = await readJson()
@@ -1373,6 +1382,29 @@ export const make = (options: Testing.EmulatorOptions = {}): Effect.Effect<Testi
         requests: Effect.sync(() => emulator.requests.map((entry) => ({ ...entry }))),
         killJob: (id) => Effect.sync(() => emulator.killJob(id)),
         killTunnel: (id) => Effect.sync(() => emulator.killTunnel(id)),
+        login: (options = {}) =>
+          Effect.sync(() => {
+            const grant = emulator.oauth.login(
+              options.expiresIn === undefined
+                ? undefined
+                : Math.floor(Duration.toSeconds(Duration.decode(options.expiresIn)))
+            )
+            return {
+              accessToken: Redacted.make(grant.accessToken),
+              refreshToken: Redacted.make(grant.refreshToken),
+              expiresIn: grant.expiresIn
+            }
+          }),
+        trustPublisher: (resource) =>
+          Effect.sync(() => {
+            const publisher = emulator.oauth.trust(resource)
+            return {
+              resource,
+              idToken: Redacted.make(publisher.idToken),
+              actionsRequestUrl: publisher.actionsRequestUrl,
+              actionsRequestToken: Redacted.make(publisher.actionsRequestToken)
+            }
+          }),
         telemetry: Effect.sync(() => emulator.telemetry.map((entry) => ({ ...entry })))
       }
       handles.set(api, emulator)
