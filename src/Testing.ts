@@ -139,6 +139,26 @@ export interface Faults {
   unknownTunnelHostsDnsFail: boolean
   /** The next N jobs created die (SIGKILL of their process group → ERROR, exit code 137) right after their first log line. */
   crashBeforeReady: number
+  /**
+   * The release the stand-in cloudflared on the PATH of jobs created from now on impersonates (what
+   * `--version` prints, and which flags it knows: before `2026.5.0` it has no `--no-prechecks` and, like
+   * the real one, prints `Incorrect Usage` and exits 0), or `null` for no cloudflared on PATH. Default
+   * the stand-in's own version (2026.8.2). The test machine's own cloudflared is never on a job's PATH.
+   * @since 0.2.0
+   */
+  cloudflaredOnPath: string | null
+  /**
+   * The next N downloads of a cloudflared asset from the emulated release host serve other bytes of the
+   * same size (a checksum mismatch).
+   * @since 0.2.0
+   */
+  cloudflaredDownloadCorrupt: number
+  /**
+   * The next N downloads of a cloudflared asset are cut halfway: `Content-Length` announces the whole
+   * file, then the connection drops.
+   * @since 0.2.0
+   */
+  cloudflaredDownloadTruncated: number
 }
 
 /**
@@ -149,6 +169,38 @@ export interface Faults {
  * @category models
  */
 export const noFaults = (): Faults => internal.defaultFaults()
+
+/**
+ * A cloudflared release on the emulated release host: set `SBX_CLOUDFLARED_BASE_URL`,
+ * `SBX_CLOUDFLARED_VERSION` and `SBX_CLOUDFLARED_SHA256` in a job's environment to make its server
+ * download it (see {@link HubEmulator.cloudflaredRelease}).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CloudflaredRelease {
+  /** Stands for `https://github.com/cloudflare/cloudflared/releases/download` (loopback HTTP). */
+  readonly baseUrl: string
+  readonly version: string
+  /** The sha256 of the asset served for `version` (the same for amd64 and arm64). */
+  readonly sha256: string
+}
+
+/**
+ * One request to the emulated release host: `github.com` answers 302 to
+ * `release-assets.githubusercontent.com`, which serves the bytes.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface DownloadRecord {
+  readonly host: "github.com" | "release-assets.githubusercontent.com"
+  /** Path and query on that host. */
+  readonly path: string
+  readonly status: number
+  /** Body bytes sent (fewer than the asset's size when the download was cut). */
+  readonly bytes: number
+}
 
 /**
  * A snapshot of one job, for assertions.
@@ -236,6 +288,18 @@ export interface HubEmulator {
   readonly killTunnel: (id: string) => Effect.Effect<ReadonlyArray<string>>
   /** Every telemetry ping so far. */
   readonly telemetry: Effect.Effect<ReadonlyArray<TelemetryRecord>>
+  /**
+   * The emulated release host's copy of a cloudflared release (default: the stand-in's own version):
+   * `GET {baseUrl}/{version}/cloudflared-linux-{arch}` answers 302 to the objects host, which serves the
+   * stand-in impersonating `version`. Throws on a version that is not a release tag (`YYYY.M.P`).
+   * @since 0.2.0
+   */
+  readonly cloudflaredRelease: (version?: string) => CloudflaredRelease
+  /**
+   * Every request to the emulated release host so far, oldest first.
+   * @since 0.2.0
+   */
+  readonly downloads: Effect.Effect<ReadonlyArray<DownloadRecord>>
 }
 
 /**

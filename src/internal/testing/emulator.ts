@@ -21,7 +21,8 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Testing from "../../Testing.js"
 import * as ProcessTree from "../processTree.js"
-import { cloudflaredScript } from "./cloudflared.js"
+import { CLOUDFLARED_VERSION } from "./cloudflared.js"
+import { Releases } from "./releases.js"
 
 // ---- constants --------------------------------------------------------------------------------
 
@@ -75,6 +76,15 @@ const WORDS = [
 ]
 
 // ---- small helpers ----------------------------------------------------------------------------
+
+/**
+ * This machine's PATH without the directories that hold a `cloudflared`: a job's container has only the
+ * cloudflared the emulator puts there (`faults.cloudflaredOnPath`), never the test machine's own.
+ */
+const withoutCloudflared = (PATH: string) =>
+  PATH.split(path.delimiter)
+    .filter((dir) => dir !== "" && !fs.existsSync(path.join(dir, "cloudflared")))
+    .join(path.delimiter)
 
 const hex = (bytes: number) => randomBytes(bytes).toString("hex")
 const pick = <A>(items: ReadonlyArray<A>): A => items[randomBytes(2).readUInt16BE(0) % items.length]!
@@ -286,7 +296,10 @@ export const defaultFaults = (): Testing.Faults => ({
   tunnelWarmup530Ms: 0,
   tunnelRegisterDelayMs: 100,
   unknownTunnelHostsDnsFail: true,
-  crashBeforeReady: 0
+  crashBeforeReady: 0,
+  cloudflaredOnPath: CLOUDFLARED_VERSION,
+  cloudflaredDownloadCorrupt: 0,
+  cloudflaredDownloadTruncated: 0
 })
 
 // ---- the server -------------------------------------------------------------------------------
@@ -304,7 +317,7 @@ class Emulator {
   readonly orgId = hex(12)
   readonly createdAt = new Date()
   readonly server: http.Server
-  readonly binDir: string
+  readonly releases: Releases
   readonly jobsDir: string
   url = ""
   seq = 0
@@ -315,17 +328,13 @@ class Emulator {
     readonly settings: Settings,
     readonly root: string
   ) {
-    this.binDir = path.join(root, "bin")
+    this.releases = new Releases(() => this.controlUrl, this.faults, root)
     this.jobsDir = path.join(root, "jobs")
     this.server = http.createServer({ noDelay: true }, (req, res) => this.handle(req, res))
   }
 
   async start() {
-    await fs.promises.mkdir(this.binDir, { recursive: true })
     await fs.promises.mkdir(this.jobsDir, { recursive: true })
-    const cloudflared = path.join(this.binDir, "cloudflared")
-    await fs.promises.writeFile(cloudflared, cloudflaredScript(process.execPath), { mode: 0o755 })
-    await fs.promises.chmod(cloudflared, 0o755)
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject)
       this.server.listen(0, "127.0.0.1", () => resolve())
@@ -558,8 +567,9 @@ class Emulator {
       ports.set(port, local)
       for (const name of carriers) environment[name] = String(local)
     }
+    const bin = await this.releases.pathDir()
     const env: Record<string, string> = {
-      PATH: `${this.binDir}:${process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin"}`,
+      PATH: `${bin}:${withoutCloudflared(process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin")}`,
       HOME: dir,
       // Each container has its own /tmp: what a job writes there goes away with the job.
       TMPDIR: dir,
@@ -990,6 +1000,7 @@ class Emulator {
   private async control(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
     const parts = url.pathname.split("/").filter((s) => s !== "")
     const method = req.method ?? "GET"
+    if (this.releases.handle(req, res, parts.slice(1), url.search)) return
     const readJson = async (): Promise<Record<string, unknown>> => {
       try {
         const parsed: unknown = JSON.parse((await readBody(req)).toString("utf8") || "{}")
@@ -1280,6 +1291,8 @@ export const make = (options: Testing.EmulatorOptions = {}): Effect.Effect<Testi
         requests: Effect.sync(() => emulator.requests.map((entry) => ({ ...entry }))),
         killJob: (id) => Effect.sync(() => emulator.killJob(id)),
         killTunnel: (id) => Effect.sync(() => emulator.killTunnel(id)),
+        cloudflaredRelease: (version) => emulator.releases.release(version ?? CLOUDFLARED_VERSION),
+        downloads: Effect.sync(() => emulator.releases.records.map((entry) => ({ ...entry }))),
         telemetry: Effect.sync(() => emulator.telemetry.map((entry) => ({ ...entry })))
       }
       handles.set(api, emulator)
