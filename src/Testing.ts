@@ -61,6 +61,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import { PinnedConnect } from "./internal/publicDns.js"
 import * as internal from "./internal/testing/emulator.js"
 
 /**
@@ -159,6 +160,17 @@ export interface Faults {
    * @since 0.2.0
    */
   cloudflaredDownloadTruncated: number
+  /**
+   * How the names of tunnels created from now on appear in DNS (the record of a fresh quick tunnel takes a
+   * while to propagate, and a resolver that looked too early caches the miss for the zone's negative TTL,
+   * 30 minutes). For `propagationMs` after its creation a name is unknown to every resolver; after that,
+   * its next `systemMisses` lookups through the system resolver ({@link routeHttpClient}: a transport
+   * error with `code: "ENOTFOUND"`) and its next `publicMisses` queries at the public resolver
+   * ({@link HubEmulator.publicDns}: NXDOMAIN) still miss. `systemMisses: Infinity` is a resolver that
+   * cached an early miss: only the client's public-DNS fallback reaches the tunnel. Default all 0.
+   * @since 0.2.0
+   */
+  freshTunnelDns: { propagationMs: number; systemMisses: number; publicMisses: number }
 }
 
 /**
@@ -200,6 +212,19 @@ export interface DownloadRecord {
   readonly status: number
   /** Body bytes sent (fewer than the asset's size when the download was cut). */
   readonly bytes: number
+}
+
+/**
+ * One lookup of a `*.trycloudflare.com` name: through the system resolver ({@link routeHttpClient}) or at
+ * the emulator's public resolver ({@link HubEmulator.publicDns}).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface DnsLookupRecord {
+  readonly resolver: "system" | "public"
+  readonly name: string
+  readonly found: boolean
 }
 
 /**
@@ -300,6 +325,18 @@ export interface HubEmulator {
    * @since 0.2.0
    */
   readonly downloads: Effect.Effect<ReadonlyArray<DownloadRecord>>
+  /**
+   * The emulated public DNS resolver (`127.0.0.1:port`, UDP), to pass as `HfJobs.layer({ publicDns: [...] })`:
+   * it answers a tunnel name (once propagated, see `faults.freshTunnelDns`) with the edge's address, and
+   * NXDOMAIN otherwise. Use it with {@link layerDnsFallback}.
+   * @since 0.2.0
+   */
+  readonly publicDns: string
+  /**
+   * Every lookup of a tunnel name so far, oldest first.
+   * @since 0.2.0
+   */
+  readonly dnsLookups: Effect.Effect<ReadonlyArray<DnsLookupRecord>>
 }
 
 /**
@@ -345,6 +382,19 @@ export const routeHttpClient: (
   emulator: HubEmulator
 ) => <E, R>(self: HttpClient.HttpClient.With<E, R>) => HttpClient.HttpClient.With<E | HttpClientError.RequestError, R> =
   internal.routeHttpClient
+
+/**
+ * Points the HF Jobs provider's public-DNS fallback at the emulated network: when the system resolver
+ * misses a fresh tunnel name and the public resolver ({@link HubEmulator.publicDns}, given as the
+ * provider's `publicDns`) answers the edge's address, the fallback's pinned connection reaches the
+ * emulator's edge instead of port 443 of that address. Without it the fallback builds its production
+ * client, which cannot reach the emulator.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerDnsFallback: (emulator: HubEmulator) => Layer.Layer<PinnedConnect> = (emulator) =>
+  Layer.succeed(PinnedConnect, internal.pinnedConnect(emulator))
 
 /**
  * Replaces the `HttpClient` with the underlying one wrapped by {@link routeHttpClient}.

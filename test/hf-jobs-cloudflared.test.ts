@@ -54,29 +54,32 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("cloudflared in
     }).pipe(Effect.scoped)
   )
 
-  it.effect("an image's cloudflared older than 2026.5.0 is not used: the pinned release is downloaded via the redirect", () =>
-    Effect.gen(function* () {
-      const emu = yield* reset
-      emu.faults.cloudflaredOnPath = "2026.4.2"
-      const release = emu.cloudflaredRelease(PINNED)
-      const before = (yield* emu.downloads).length
-      const sb = yield* Sandbox.make({ schedules: fastSchedules, cloudflared: release })
-      assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
-      assert.deepStrictEqual(yield* newDownloads(emu, before), [
-        "github.com 302",
-        "release-assets.githubusercontent.com 200"
-      ])
-      const [asked] = (yield* emu.downloads).slice(before)
-      assert.strictEqual(asked!.path, `/cloudflare/cloudflared/releases/download/${PINNED}/cloudflared-linux-${ARCH}`)
-      const job = yield* lastJob
-      assert.isTrue(
-        job.logs.some(
-          (line) => line.includes("not using cloudflared") && line.includes("it is version 2026.4.2, older than 2026.5.0")
+  it.effect(
+    "an image's cloudflared older than 2026.5.0 is not used: the pinned release is downloaded via the redirect",
+    () =>
+      Effect.gen(function* () {
+        const emu = yield* reset
+        emu.faults.cloudflaredOnPath = "2026.4.2"
+        const release = emu.cloudflaredRelease(PINNED)
+        const before = (yield* emu.downloads).length
+        const sb = yield* Sandbox.make({ schedules: fastSchedules, cloudflared: release })
+        assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
+        assert.deepStrictEqual(yield* newDownloads(emu, before), [
+          "github.com 302",
+          "release-assets.githubusercontent.com 200"
+        ])
+        const [asked] = (yield* emu.downloads).slice(before)
+        assert.strictEqual(asked!.path, `/cloudflare/cloudflared/releases/download/${PINNED}/cloudflared-linux-${ARCH}`)
+        const job = yield* lastJob
+        assert.isTrue(
+          job.logs.some(
+            (line) =>
+              line.includes("not using cloudflared") && line.includes("it is version 2026.4.2, older than 2026.5.0")
+          )
         )
-      )
-      assert.isTrue(job.logs.some((line) => line.includes(`INF Version ${PINNED} `))) // the downloaded one runs
-      assert.deepStrictEqual(cacheOf(job), [`cloudflared-${PINNED}-linux-${ARCH}`])
-    }).pipe(Effect.scoped)
+        assert.isTrue(job.logs.some((line) => line.includes(`INF Version ${PINNED} `))) // the downloaded one runs
+        assert.deepStrictEqual(cacheOf(job), [`cloudflared-${PINNED}-linux-${ARCH}`])
+      }).pipe(Effect.scoped)
   )
 
   it.effect("a download cut short once is retried and the start succeeds", () =>
@@ -149,5 +152,63 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("cloudflared in
       assert.include(error.message, 'cloudflared.version "2026.4.0" is older than 2026.5.0')
       assert.strictEqual((yield* emu.jobs).length, jobs)
     })
+  )
+})
+
+/** The provider's public-DNS fallback asks the emulator's public resolver, and reaches its edge. */
+const DnsEnv = Layer.unwrapScoped(
+  Effect.gen(function* () {
+    const emulator = yield* Testing.make({ schedulingDelay: "100 millis" })
+    return Layer.merge(emulatorLayer(emulator, [emulator.publicDns]), Testing.layerDnsFallback(emulator))
+  })
+)
+
+layer(DnsEnv, { excludeTestServices: true, timeout: "60 seconds" })("fresh tunnel names in DNS", (it) => {
+  /** The host of the tunnel the job's server announced. */
+  const tunnelHost = (emu: Testing.HubEmulator, id: string) =>
+    Effect.map(emu.job(id), (job) => {
+      const marker = job!.logs.find((line) => line.startsWith("HF_SANDBOX_TUNNEL "))!
+      return new URL((JSON.parse(marker.slice("HF_SANDBOX_TUNNEL ".length)) as { url: string }).url).hostname
+    })
+
+  const lookupsOf = (emu: Testing.HubEmulator, name: string) =>
+    Effect.map(emu.dnsLookups, (all) =>
+      all.filter((l) => l.name === name).map((l) => `${l.resolver} ${l.found ? "found" : "missed"}`)
+    )
+
+  it.effect("a name the system resolver cached as missing is reached through public DNS, end to end", () =>
+    Effect.gen(function* () {
+      const emu = yield* reset
+      emu.faults.freshTunnelDns = { propagationMs: 0, systemMisses: Number.POSITIVE_INFINITY, publicMisses: 1 }
+      const sb = yield* Sandbox.make({ schedules: fastSchedules })
+      assert.strictEqual((yield* sb.exec(["python3", "-c", "print(1+1)"])).stdout, "2\n")
+      yield* sb.files.write("notes/hello.txt", "through public DNS")
+      assert.strictEqual(yield* sb.files.readText("notes/hello.txt"), "through public DNS")
+      const lookups = yield* lookupsOf(emu, yield* tunnelHost(emu, sb.id))
+      assert.isTrue(lookups.length >= 3, lookups.join(", "))
+      // The system resolver never found it; the public one missed once (not propagated), then answered,
+      // and from then on the pinned connection served every request without asking again.
+      assert.isTrue(lookups.filter((l) => l.startsWith("system")).every((l) => l === "system missed"))
+      assert.deepStrictEqual(
+        lookups.filter((l) => l.startsWith("public")),
+        ["public missed", "public found"]
+      )
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("a name that resolves only after a few lookups (public DNS no better): the start waits it out", () =>
+    Effect.gen(function* () {
+      const emu = yield* reset
+      emu.faults.freshTunnelDns = { propagationMs: 0, systemMisses: 3, publicMisses: Number.POSITIVE_INFINITY }
+      const sb = yield* Sandbox.make({ schedules: fastSchedules })
+      assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
+      const lookups = yield* lookupsOf(emu, yield* tunnelHost(emu, sb.id))
+      assert.deepStrictEqual(lookups.filter((l) => l.startsWith("system")).slice(0, 4), [
+        "system missed",
+        "system missed",
+        "system missed",
+        "system found"
+      ])
+    }).pipe(Effect.scoped)
   )
 })

@@ -468,7 +468,10 @@ describe.skipIf(process.platform === "win32")("server.py --tunnel", () => {
       const c = newCase(config)
       const r = await startServer(c)
       expect(await withTimeout(r.exited, 15_000)).toEqual({ code: 3, signal: null })
-      const line = r.stderr().split("\n").find((l) => l.startsWith("hf-sandbox: tunnel failed:"))
+      const line = r
+        .stderr()
+        .split("\n")
+        .find((l) => l.startsWith("hf-sandbox: tunnel failed:"))
       expect(line).toBe(
         `hf-sandbox: tunnel failed: SBX_CLOUDFLARED=${FAKE} ${why}; hf-sandbox needs cloudflared 2026.5.0 or newer: ` +
           "point SBX_CLOUDFLARED at a newer one, or unset it to download 2026.9.1"
@@ -650,7 +653,10 @@ describe.skipIf(ARCH === undefined || process.platform === "win32")(
     it("a cloudflared on PATH older than 2026.5.0, or of unreadable version, is not used: the pinned release is downloaded", async () => {
       for (const [config, why] of [
         [{ version: "2026.4.2" }, "it is version 2026.4.2, older than 2026.5.0 (the first with --no-prechecks)"],
-        [{ versionOutput: "garbled\u0000output" }, "it has an unreadable version (--version printed 'garbled\\x00output'"]
+        [
+          { versionOutput: "garbled\u0000output" },
+          "it has an unreadable version (--version printed 'garbled\\x00output'"
+        ]
       ] as const) {
         const c = newCase(config)
         const bin = path.join(c.root, "bin")

@@ -17,11 +17,14 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Testing from "../../Testing.js"
 import * as ProcessTree from "../processTree.js"
+import type * as PublicDns from "../publicDns.js"
 import { CLOUDFLARED_VERSION } from "./cloudflared.js"
+import { type DnsServer, EDGE_ADDRESS, startDnsServer, TunnelDns } from "./dns.js"
 import { Releases } from "./releases.js"
 
 // ---- constants --------------------------------------------------------------------------------
@@ -299,7 +302,8 @@ export const defaultFaults = (): Testing.Faults => ({
   crashBeforeReady: 0,
   cloudflaredOnPath: CLOUDFLARED_VERSION,
   cloudflaredDownloadCorrupt: 0,
-  cloudflaredDownloadTruncated: 0
+  cloudflaredDownloadTruncated: 0,
+  freshTunnelDns: { propagationMs: 0, systemMisses: 0, publicMisses: 0 }
 })
 
 // ---- the server -------------------------------------------------------------------------------
@@ -318,6 +322,8 @@ class Emulator {
   readonly createdAt = new Date()
   readonly server: http.Server
   readonly releases: Releases
+  readonly dns: TunnelDns
+  publicDns: DnsServer | undefined
   readonly jobsDir: string
   url = ""
   seq = 0
@@ -329,12 +335,17 @@ class Emulator {
     readonly root: string
   ) {
     this.releases = new Releases(() => this.controlUrl, this.faults, root)
+    this.dns = new TunnelDns(this.faults)
     this.jobsDir = path.join(root, "jobs")
     this.server = http.createServer({ noDelay: true }, (req, res) => this.handle(req, res))
   }
 
   async start() {
     await fs.promises.mkdir(this.jobsDir, { recursive: true })
+    // The public resolvers know a tunnel name once it has propagated; they answer the edge's address.
+    this.publicDns = await startDnsServer((name) =>
+      name.endsWith(".trycloudflare.com") && this.dns.lookup("public", name) ? EDGE_ADDRESS : undefined
+    )
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject)
       this.server.listen(0, "127.0.0.1", () => resolve())
@@ -908,9 +919,9 @@ class Emulator {
 
   // ---- quick-tunnel edge -----------------------------------------------------------------------
 
-  /** Whether a `*.trycloudflare.com` name resolves (every name a tunnel ever had does). */
+  /** Whether the system resolver finds a `*.trycloudflare.com` name now (see `faults.freshTunnelDns`). */
   resolves(host: string) {
-    return this.tunnelsByHost.has(host.toLowerCase()) || !this.faults.unknownTunnelHostsDnsFail
+    return this.dns.lookup("system", host.toLowerCase())
   }
 
   private edge(req: http.IncomingMessage, res: http.ServerResponse, host: string) {
@@ -1037,6 +1048,7 @@ class Emulator {
       }
       this.tunnels.set(tunnel.id, tunnel)
       this.tunnelsByHost.set(hostname, tunnel)
+      this.dns.created(hostname)
       return sendJson(res, 200, {
         success: true,
         result: {
@@ -1163,6 +1175,7 @@ class Emulator {
     this.server.closeAllConnections()
     await Promise.race([serverClosed, delay(1000)])
     await Promise.race([fs.promises.rm(this.root, { recursive: true, force: true }), delay(5000)]).catch(() => {})
+    await this.publicDns?.close()
     process.removeListener("exit", this.onProcessExit)
   }
 }
@@ -1293,6 +1306,8 @@ export const make = (options: Testing.EmulatorOptions = {}): Effect.Effect<Testi
         killTunnel: (id) => Effect.sync(() => emulator.killTunnel(id)),
         cloudflaredRelease: (version) => emulator.releases.release(version ?? CLOUDFLARED_VERSION),
         downloads: Effect.sync(() => emulator.releases.records.map((entry) => ({ ...entry }))),
+        publicDns: emulator.publicDns!.address,
+        dnsLookups: Effect.sync(() => emulator.dns.lookups.map((entry) => ({ ...entry }))),
         telemetry: Effect.sync(() => emulator.telemetry.map((entry) => ({ ...entry })))
       }
       handles.set(api, emulator)
@@ -1334,3 +1349,24 @@ export const routeHttpClient =
         return self.execute(routed)
       }
     )
+
+/**
+ * The public-DNS fallback's connection to `address` for `host`, on the emulated network: the edge's address
+ * reaches the emulator's edge (through the caller's client, as `routeHttpClient` would, minus the system
+ * resolver); any other address is not an edge, and the fallback keeps its original error.
+ * @internal
+ */
+export const pinnedConnect =
+  (emulator: Testing.HubEmulator): PublicDns.Connect =>
+  (host, address, client) =>
+    Effect.sync(() => {
+      if (address !== EDGE_ADDRESS || !host.endsWith(".trycloudflare.com")) return Option.none()
+      const pinned = HttpClient.mapRequest(client, (request) => {
+        const url = new URL(request.url)
+        return request.pipe(
+          HttpClientRequest.setUrl(`${emulator.url}${url.pathname}${url.search}`),
+          HttpClientRequest.setHeader("x-emulator-host", url.hostname.toLowerCase())
+        )
+      })
+      return Option.some({ client: pinned, close: () => Promise.resolve() })
+    })

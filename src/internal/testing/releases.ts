@@ -82,8 +82,9 @@ export class Releases {
       record.status = 404
       res.writeHead(404, { "content-type": "text/plain; charset=utf-8", "content-length": 9 })
       res.end("Not Found")
+      return true
     }
-    if (req.method !== "GET" && req.method !== "HEAD") return (notFound(), true)
+    if (req.method !== "GET" && req.method !== "HEAD") return notFound()
     if (host === GITHUB) {
       // /cloudflare/cloudflared/releases/download/{version}/{asset}
       const [owner, repo, releases, download, version, asset, ...extra] = rest
@@ -98,7 +99,7 @@ export class Releases {
         !ASSET.test(asset) ||
         extra.length > 0
       ) {
-        return (notFound(), true)
+        return notFound()
       }
       record.status = 302
       const signature = randomBytes(32).toString("hex")
@@ -111,7 +112,7 @@ export class Releases {
     }
     const [version, asset, ...extra] = rest
     if (version === undefined || !RELEASE.test(version) || asset === undefined || !ASSET.test(asset) || extra.length) {
-      return (notFound(), true)
+      return notFound()
     }
     let bytes = this.asset(version)
     if (this.faults.cloudflaredDownloadCorrupt > 0) {
@@ -125,7 +126,10 @@ export class Releases {
       "content-length": bytes.length,
       "last-modified": new Date(0).toUTCString()
     })
-    if (req.method === "HEAD") return (res.end(), true)
+    if (req.method === "HEAD") {
+      res.end()
+      return true
+    }
     if (this.faults.cloudflaredDownloadTruncated > 0) {
       // The connection drops halfway, after a Content-Length that promised the whole file.
       this.faults.cloudflaredDownloadTruncated -= 1
@@ -139,4 +143,3 @@ export class Releases {
     return true
   }
 }
-
