@@ -2703,8 +2703,9 @@ tunnel mode (--tunnel or SBX_TUNNEL=1):
     HF_SANDBOX_TUNNEL {"url":"https://<name>.trycloudflare.com"}
   cloudflared is restarted with backoff if it exits (a new marker line follows
   each restart that works); the server exits 3 when it gives up.
-  SBX_CLOUDFLARED            path of the cloudflared binary (else PATH, else download)
-  SBX_CLOUDFLARED_VERSION    release to download (default %s)
+  SBX_CLOUDFLARED            path of the cloudflared binary (else PATH, else download);
+                             it must report version %s or newer (--version)
+  SBX_CLOUDFLARED_VERSION    release to download (default %s; %s or newer)
   SBX_CLOUDFLARED_SHA256     expected sha256 of the download (needed for other versions)
   SBX_CLOUDFLARED_BASE_URL   download base (default %s)
   SBX_TUNNEL_READY_TIMEOUT   seconds to wait for each cloudflared to connect (default 90)
@@ -2713,7 +2714,9 @@ tunnel mode (--tunnel or SBX_TUNNEL=1):
   SBX_TUNNEL_ALLOW_ANY_HOST  1: announce any hostname, not only *.trycloudflare.com (tests)
 
 exit status: 0 shutdown, 1 cannot bind, 2 bad configuration, 3 tunnel failure
-""" % (CLOUDFLARED_VERSION, CLOUDFLARED_BASE_URL)
+""" % (
+    _dotted(CLOUDFLARED_MIN_VERSION), CLOUDFLARED_VERSION, _dotted(CLOUDFLARED_MIN_VERSION), CLOUDFLARED_BASE_URL,
+)
 
 
 def tunnel_config(env):
