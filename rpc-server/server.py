@@ -2122,7 +2122,7 @@ CLOUDFLARED_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "ar
 # (cloudflared RELEASE_NOTES, TUN-10387). An older cloudflared does not fail on an unknown flag: it
 # prints its usage and exits 0 (urfave/cli), which would look like a tunnel that keeps dying.
 CLOUDFLARED_MIN_VERSION = (2026, 5, 0)
-CLOUDFLARED_VERSION_LINE = re.compile(r"^cloudflared version (\d+)\.(\d+)\.(\d+)(?:[ -]|$)")
+CLOUDFLARED_VERSION_LINE = re.compile(r"^cloudflared version (\d+)\.(\d+)\.(\d+)(?:[ -]|$)", re.M)
 CLOUDFLARED_RELEASE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 VERSION_PROBE_TIMEOUT = 10.0  # `cloudflared --version`; a binary that hangs is not one we can use
 TUNNEL_MARKER = "HF_SANDBOX_TUNNEL"
@@ -2367,7 +2367,7 @@ class Tunnel(object):
             PROCS.reaped(proc, killed)
         text = out.decode("utf-8", "replace").strip()
         first = text.splitlines()[0] if text else ""
-        m = CLOUDFLARED_VERSION_LINE.match(first)
+        m = CLOUDFLARED_VERSION_LINE.search(text)  # a wrapper may print a warning first
         if m is None:
             shown = first[:120] if first else "nothing"
             return None, "has an unreadable version (--version printed %r, exit status %d)" % (shown, proc.returncode)

@@ -43,13 +43,16 @@
  * **Proxy and tunnel hosts** are reached through {@link routeHttpClient} (or {@link layerHttpClient}),
  * which sends requests for `*.hf.jobs` and `*.trycloudflare.com` to the emulator.
  *
- * **Stand-in `cloudflared`**: first on every job's PATH. `cloudflared tunnel --no-autoupdate
+ * **Stand-in `cloudflared`**: first on every job's PATH (the version of `faults.cloudflaredOnPath`; the
+ * test machine's own cloudflared never is), parsing its command line as the real one does (urfave/cli:
+ * `--version`, and `Incorrect Usage` with exit 0 for an unknown flag). `cloudflared tunnel --no-autoupdate
  * --protocol http2 --no-prechecks --metrics 127.0.0.1:M --url http://127.0.0.1:P` prints what the real
  * one prints (disclaimer, request line, the URL box, version/settings lines, `Starting metrics server
  * on …`, `Registered tunnel connection connIndex=0 …`), serves `/quicktunnel`, `/ready`,
  * `/healthcheck` and `/metrics` on M, and asks the emulator (over loopback HTTP at
  * `HF_EMULATOR_CONTROL`) for a random `<w>-<w>-<w>-<w>.trycloudflare.com` hostname. On SIGTERM/SIGINT
- * it unregisters and exits 0.
+ * it unregisters and exits 0. The emulated release host ({@link HubEmulator.cloudflaredRelease}) serves
+ * it for download like github.com, and a UDP resolver ({@link HubEmulator.publicDns}) plays the public DNS.
  *
  * @since 0.1.0
  */
