@@ -336,7 +336,7 @@ export interface HubEmulator {
    */
   readonly publicDns: string
   /**
-   * Every lookup of a tunnel name so far, oldest first.
+   * Every lookup of a tunnel name so far, oldest first; a run of lookups that find the name is recorded once.
    * @since 0.2.0
    */
   readonly dnsLookups: Effect.Effect<ReadonlyArray<DnsLookupRecord>>

@@ -80,6 +80,7 @@ type Mutable<A> = { -readonly [K in keyof A]: A[K] }
 export class TunnelDns {
   readonly lookups: Array<Mutable<Testing.DnsLookupRecord>> = []
   private readonly names = new Map<string, Fresh>()
+  private readonly hits = new Set<string>()
 
   constructor(readonly faults: Testing.Faults) {}
 
@@ -108,7 +109,11 @@ export class TunnelDns {
     } else {
       found = true
     }
-    this.lookups.push({ resolver, name, found })
+    // Every request to a tunnel asks the system resolver: repeated hits are recorded once.
+    const key = `${resolver} ${name}`
+    if (!found || !this.hits.has(key)) this.lookups.push({ resolver, name, found })
+    if (found) this.hits.add(key)
+    else this.hits.delete(key)
     return found
   }
 }
