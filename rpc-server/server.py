@@ -2154,6 +2154,13 @@ CLOUDFLARED_SHA256 = {  # from the release notes ("SHA256 Checksums"); there is 
     },
 }
 CLOUDFLARED_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+# The first release that accepts every flag run_once() passes: --no-prechecks arrived in 2026.5.0
+# (cloudflared RELEASE_NOTES, TUN-10387). An older cloudflared does not fail on an unknown flag: it
+# prints its usage and exits 0 (urfave/cli), which would look like a tunnel that keeps dying.
+CLOUDFLARED_MIN_VERSION = (2026, 5, 0)
+CLOUDFLARED_VERSION_LINE = re.compile(r"^cloudflared version (\d+)\.(\d+)\.(\d+)(?:[ -]|$)", re.M)
+CLOUDFLARED_RELEASE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+VERSION_PROBE_TIMEOUT = 10.0  # `cloudflared --version`; a binary that hangs is not one we can use
 TUNNEL_MARKER = "HF_SANDBOX_TUNNEL"
 TUNNEL_EXIT = 3  # exit status when the tunnel cannot be brought up (or kept up)
 TUNNEL_HOSTNAME = re.compile(r"^[a-z0-9-]+\.trycloudflare\.com$")
@@ -2195,6 +2202,10 @@ def _stderr_line(line):
 
 def _plural(n, word):
     return "%d %s" % (n, word if n == 1 else word + "s")
+
+
+def _dotted(version):
+    return ".".join(str(x) for x in version)
 
 
 def _exit_text(rc):
@@ -2250,6 +2261,37 @@ def usable_dir(path, shared):
     if shared and hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
         return False  # a shared temp dir someone else prepared: do not trust it
     return True
+
+
+def _loopback_http(url):
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
+    except ValueError:
+        return False
+
+
+def download_opener():
+    """A urllib opener whose redirects stay on https, as GitHub's do (github.com
+    answers 302 to its objects host). Only a download that starts on loopback
+    http (an emulated release host) may be redirected to loopback http."""
+    import urllib.request
+
+    class Redirects(urllib.request.HTTPRedirectHandler):
+        max_redirections = 5
+
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            if not (newurl.startswith("https://") or (_loopback_http(req.full_url) and _loopback_http(newurl))):
+                fp.close()
+                raise TunnelFailed(
+                    "hf-sandbox: tunnel failed: cannot download cloudflared from %s: redirected (HTTP %d) to %s, "
+                    "which is not https; refusing to follow it" % (req.full_url, code, newurl[:300])
+                )
+            return urllib.request.HTTPRedirectHandler.redirect_request(self, req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(Redirects)
 
 
 class Tunnel(object):
@@ -2310,13 +2352,67 @@ class Tunnel(object):
         if explicit:
             if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
                 raise TunnelFailed("hf-sandbox: tunnel failed: SBX_CLOUDFLARED=%s is not an executable file" % explicit)
-            log("tunnel: using cloudflared %s (SBX_CLOUDFLARED)" % explicit)
+            version, why = self.binary_version(explicit)
+            if why is not None:
+                raise TunnelFailed(
+                    "hf-sandbox: tunnel failed: SBX_CLOUDFLARED=%s %s; hf-sandbox needs cloudflared %s or newer: "
+                    "point SBX_CLOUDFLARED at a newer one, or unset it to download %s"
+                    % (explicit, why, _dotted(CLOUDFLARED_MIN_VERSION), self.config.version)
+                )
+            log("tunnel: using cloudflared %s %s (SBX_CLOUDFLARED)" % (explicit, version))
             return explicit
         found = shutil.which("cloudflared")
         if found:
-            log("tunnel: using cloudflared %s (PATH)" % found)
-            return found
+            version, why = self.binary_version(found)
+            if why is None:
+                log("tunnel: using cloudflared %s %s (PATH)" % (found, version))
+                return found
+            log(
+                "tunnel: not using cloudflared %s on PATH: it %s (need %s or newer); downloading %s instead"
+                % (found, why, _dotted(CLOUDFLARED_MIN_VERSION), self.config.version)
+            )
         return self.download()
+
+    def binary_version(self, binary):
+        """(version, None) when `binary --version` names a release new enough
+        for our flags, else (None, why). Bounded: a hung binary is killed."""
+        argv = [binary, "--version"]
+        try:
+            proc = PROCS.spawn(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, close_fds=True,
+                start_new_session=True,
+            )
+        except HttpError:  # PROCS is closed: the server is shutting down
+            raise TunnelStopped()
+        except OSError as e:
+            return None, "cannot be run (%s)" % (e.strerror or e)
+        killed = False
+        try:
+            try:
+                out, _ = proc.communicate(timeout=VERSION_PROBE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                killed = True
+                kill_group(proc.pid, signal.SIGKILL)
+                try:
+                    proc.communicate(timeout=TUNNEL_TERM_GRACE)
+                except subprocess.TimeoutExpired:  # a grandchild outside the group holds the pipe
+                    proc.kill()
+                    proc.wait()
+                return None, "did not answer --version within %gs" % VERSION_PROBE_TIMEOUT
+        finally:
+            PROCS.reaped(proc, killed)
+        text = out.decode("utf-8", "replace").strip()
+        first = text.splitlines()[0] if text else ""
+        m = CLOUDFLARED_VERSION_LINE.search(text)  # a wrapper may print a warning first
+        if m is None:
+            shown = first[:120] if first else "nothing"
+            return None, "has an unreadable version (--version printed %r, exit status %d)" % (shown, proc.returncode)
+        version = tuple(int(x) for x in m.groups())
+        if version < CLOUDFLARED_MIN_VERSION:
+            return None, "is version %s, older than %s (the first with --no-prechecks)" % (
+                _dotted(version), _dotted(CLOUDFLARED_MIN_VERSION),
+            )
+        return _dotted(version), None
 
     def cache_dirs(self):
         import tempfile
@@ -2397,7 +2493,7 @@ class Tunnel(object):
             with os.fdopen(fd, "wb") as out:
                 req = urllib.request.Request(url, headers={"User-Agent": "hf-sandbox-rpc-server/%s" % VERSION})
                 try:
-                    resp = urllib.request.urlopen(req, timeout=DOWNLOAD_TIMEOUT)  # follows redirects
+                    resp = download_opener().open(req, timeout=DOWNLOAD_TIMEOUT)
                 except urllib.error.HTTPError as e:
                     e.close()
                     if e.code in (408, 429) or e.code >= 500:
@@ -2427,6 +2523,10 @@ class Tunnel(object):
                             )
                         digest.update(chunk)
                         out.write(chunk)
+                    # http.client ends a short body quietly: compare with what the host announced.
+                    announced = resp.headers.get("Content-Length")
+                    if announced is not None and announced.strip().isdigit() and size < int(announced):
+                        raise DownloadRetry("the download was cut short (%d of %s bytes)" % (size, announced.strip()))
             got = digest.hexdigest()
             if got != expected:
                 raise TunnelFailed(
@@ -2639,8 +2739,9 @@ tunnel mode (--tunnel or SBX_TUNNEL=1):
     HF_SANDBOX_TUNNEL {"url":"https://<name>.trycloudflare.com"}
   cloudflared is restarted with backoff if it exits (a new marker line follows
   each restart that works); the server exits 3 when it gives up.
-  SBX_CLOUDFLARED            path of the cloudflared binary (else PATH, else download)
-  SBX_CLOUDFLARED_VERSION    release to download (default %s)
+  SBX_CLOUDFLARED            path of the cloudflared binary (else PATH, else download);
+                             it must report version %s or newer (--version)
+  SBX_CLOUDFLARED_VERSION    release to download (default %s; %s or newer)
   SBX_CLOUDFLARED_SHA256     expected sha256 of the download (needed for other versions)
   SBX_CLOUDFLARED_BASE_URL   download base (default %s)
   SBX_TUNNEL_READY_TIMEOUT   seconds to wait for each cloudflared to connect (default 90)
@@ -2649,7 +2750,9 @@ tunnel mode (--tunnel or SBX_TUNNEL=1):
   SBX_TUNNEL_ALLOW_ANY_HOST  1: announce any hostname, not only *.trycloudflare.com (tests)
 
 exit status: 0 shutdown, 1 cannot bind, 2 bad configuration, 3 tunnel failure
-""" % (CLOUDFLARED_VERSION, CLOUDFLARED_BASE_URL)
+""" % (
+    _dotted(CLOUDFLARED_MIN_VERSION), CLOUDFLARED_VERSION, _dotted(CLOUDFLARED_MIN_VERSION), CLOUDFLARED_BASE_URL,
+)
 
 
 def tunnel_config(env):
@@ -2660,8 +2763,15 @@ def tunnel_config(env):
     if not re.match(r"^https?://[^\s]+$", c.base_url):
         _fail("invalid SBX_CLOUDFLARED_BASE_URL %r: expected an http(s) URL" % c.base_url)
     c.version = env.get("SBX_CLOUDFLARED_VERSION") or CLOUDFLARED_VERSION
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", c.version):
+    release = CLOUDFLARED_RELEASE.match(c.version)
+    if release is None:
         _fail("invalid SBX_CLOUDFLARED_VERSION %r: expected a release tag such as %s" % (c.version, CLOUDFLARED_VERSION))
+    if tuple(int(x) for x in release.groups()) < CLOUDFLARED_MIN_VERSION:
+        _fail(
+            "invalid SBX_CLOUDFLARED_VERSION %r: older than %s, the first cloudflared release with every flag "
+            "hf-sandbox passes (--no-prechecks); pick %s or newer, or unset it to use %s"
+            % (c.version, _dotted(CLOUDFLARED_MIN_VERSION), _dotted(CLOUDFLARED_MIN_VERSION), CLOUDFLARED_VERSION)
+        )
     c.sha256 = (env.get("SBX_CLOUDFLARED_SHA256") or "").strip().lower() or None
     if c.sha256 is not None and not re.match(r"^[0-9a-f]{64}$", c.sha256):
         _fail("invalid SBX_CLOUDFLARED_SHA256 %r: expected 64 hex digits" % env.get("SBX_CLOUDFLARED_SHA256"))

@@ -414,7 +414,11 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
       Effect.gen(function* () {
         const dnsFallback =
           options.publicDns !== false
-            ? PublicDns.withFallback(undefined, options.publicDns ?? PublicDns.DEFAULT_SERVERS)
+            ? PublicDns.withFallback(
+                undefined,
+                options.publicDns ?? PublicDns.DEFAULT_SERVERS,
+                yield* PublicDns.PinnedConnect
+              )
             : undefined
         if (dnsFallback !== undefined) yield* Effect.addFinalizer(() => dnsFallback.release)
         let current: string | undefined

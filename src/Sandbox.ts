@@ -30,6 +30,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Files } from "./Files.js"
 import * as Wire from "./internal/client.js"
+import * as Cloudflared from "./internal/cloudflared.js"
 import * as FilesApi from "./internal/files.js"
 import * as Signals from "./internal/signals.js"
 import type * as Protocol from "./Protocol.js"
@@ -99,7 +100,11 @@ export interface MakeOptions {
    * logs; default) or `"proxy"` (the HF Jobs proxy, authenticated with your HF token).
    */
   readonly transport?: "tunnel" | "proxy" | undefined
-  /** Overrides of the pinned cloudflared the tunnel transport downloads when the image has none. */
+  /**
+   * Overrides of the pinned cloudflared the tunnel transport downloads when the image has none (or has one
+   * older than 2026.5.0, the first release with every flag the server passes). `version` must be a release
+   * tag of 2026.5.0 or newer, and needs its `sha256` unless it is the pinned one; checked before any job exists.
+   */
   readonly cloudflared?:
     | {
         readonly version?: string | undefined
@@ -424,7 +429,7 @@ const specOf = (options: MakeOptions): SandboxProvider.Spec => {
     labels: options.labels ?? {},
     namespace: options.namespace,
     transport,
-    cloudflared: options.cloudflared ?? {},
+    cloudflared: Cloudflared.check(options.cloudflared ?? {}),
     schedules: {
       logReconnect: options.schedules?.logReconnect ?? Schedules.logReconnect,
       stageCheck: options.schedules?.stageCheck ?? Schedules.stageCheck,

@@ -56,13 +56,16 @@
  * **Proxy and tunnel hosts** are reached through {@link routeHttpClient} (or {@link layerHttpClient}),
  * which sends requests for `*.hf.jobs` and `*.trycloudflare.com` to the emulator.
  *
- * **Stand-in `cloudflared`**: first on every job's PATH. `cloudflared tunnel --no-autoupdate
+ * **Stand-in `cloudflared`**: first on every job's PATH (the version of `faults.cloudflaredOnPath`; the
+ * test machine's own cloudflared never is), parsing its command line as the real one does (urfave/cli:
+ * `--version`, and `Incorrect Usage` with exit 0 for an unknown flag). `cloudflared tunnel --no-autoupdate
  * --protocol http2 --no-prechecks --metrics 127.0.0.1:M --url http://127.0.0.1:P` prints what the real
  * one prints (disclaimer, request line, the URL box, version/settings lines, `Starting metrics server
  * on …`, `Registered tunnel connection connIndex=0 …`), serves `/quicktunnel`, `/ready`,
  * `/healthcheck` and `/metrics` on M, and asks the emulator (over loopback HTTP at
  * `HF_EMULATOR_CONTROL`) for a random `<w>-<w>-<w>-<w>.trycloudflare.com` hostname. On SIGTERM/SIGINT
- * it unregisters and exits 0.
+ * it unregisters and exits 0. The emulated release host ({@link HubEmulator.cloudflaredRelease}) serves
+ * it for download like github.com, and a UDP resolver ({@link HubEmulator.publicDns}) plays the public DNS.
  *
  * @since 0.1.0
  */
@@ -74,6 +77,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import { PinnedConnect } from "./internal/publicDns.js"
 import * as internal from "./internal/testing/emulator.js"
 
 /**
@@ -200,6 +204,37 @@ export interface Faults {
   unknownTunnelHostsDnsFail: boolean
   /** The next N jobs created die (SIGKILL of their process group → ERROR, exit code 137) right after their first log line. */
   crashBeforeReady: number
+  /**
+   * The release the stand-in cloudflared on the PATH of jobs created from now on impersonates (what
+   * `--version` prints, and which flags it knows: before `2026.5.0` it has no `--no-prechecks` and, like
+   * the real one, prints `Incorrect Usage` and exits 0), or `null` for no cloudflared on PATH. Default
+   * the stand-in's own version (2026.8.2). The test machine's own cloudflared is never on a job's PATH.
+   * @since 0.2.0
+   */
+  cloudflaredOnPath: string | null
+  /**
+   * The next N downloads of a cloudflared asset from the emulated release host serve other bytes of the
+   * same size (a checksum mismatch).
+   * @since 0.2.0
+   */
+  cloudflaredDownloadCorrupt: number
+  /**
+   * The next N downloads of a cloudflared asset are cut halfway: `Content-Length` announces the whole
+   * file, then the connection drops.
+   * @since 0.2.0
+   */
+  cloudflaredDownloadTruncated: number
+  /**
+   * How the names of tunnels created from now on appear in DNS (the record of a fresh quick tunnel takes a
+   * while to propagate, and a resolver that looked too early caches the miss for the zone's negative TTL,
+   * 30 minutes). For `propagationMs` after its creation a name is unknown to every resolver; after that,
+   * its next `systemMisses` lookups through the system resolver ({@link routeHttpClient}: a transport
+   * error with `code: "ENOTFOUND"`) and its next `publicMisses` queries at the public resolver
+   * ({@link HubEmulator.publicDns}: NXDOMAIN) still miss. `systemMisses: Infinity` is a resolver that
+   * cached an early miss: only the client's public-DNS fallback reaches the tunnel. Default all 0.
+   * @since 0.2.0
+   */
+  freshTunnelDns: { propagationMs: number; systemMisses: number; publicMisses: number }
 }
 
 /**
@@ -210,6 +245,51 @@ export interface Faults {
  * @category models
  */
 export const noFaults = (): Faults => internal.defaultFaults()
+
+/**
+ * A cloudflared release on the emulated release host: set `SBX_CLOUDFLARED_BASE_URL`,
+ * `SBX_CLOUDFLARED_VERSION` and `SBX_CLOUDFLARED_SHA256` in a job's environment to make its server
+ * download it (see {@link HubEmulator.cloudflaredRelease}).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CloudflaredRelease {
+  /** Stands for `https://github.com/cloudflare/cloudflared/releases/download` (loopback HTTP). */
+  readonly baseUrl: string
+  readonly version: string
+  /** The sha256 of the asset served for `version` (the same for amd64 and arm64). */
+  readonly sha256: string
+}
+
+/**
+ * One request to the emulated release host: `github.com` answers 302 to
+ * `release-assets.githubusercontent.com`, which serves the bytes.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface DownloadRecord {
+  readonly host: "github.com" | "release-assets.githubusercontent.com"
+  /** Path and query on that host. */
+  readonly path: string
+  readonly status: number
+  /** Body bytes sent (fewer than the asset's size when the download was cut). */
+  readonly bytes: number
+}
+
+/**
+ * One lookup of a `*.trycloudflare.com` name: through the system resolver ({@link routeHttpClient}) or at
+ * the emulator's public resolver ({@link HubEmulator.publicDns}).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface DnsLookupRecord {
+  readonly resolver: "system" | "public"
+  readonly name: string
+  readonly found: boolean
+}
 
 /**
  * A snapshot of one job, for assertions.
@@ -344,6 +424,30 @@ export interface HubEmulator {
    * @since 0.2.0
    */
   readonly trustPublisher: (resource: string) => Effect.Effect<TrustedPublisher>
+  /**
+   * The emulated release host's copy of a cloudflared release (default: the stand-in's own version):
+   * `GET {baseUrl}/{version}/cloudflared-linux-{arch}` answers 302 to the objects host, which serves the
+   * stand-in impersonating `version`. Throws on a version that is not a release tag (`YYYY.M.P`).
+   * @since 0.2.0
+   */
+  readonly cloudflaredRelease: (version?: string) => CloudflaredRelease
+  /**
+   * Every request to the emulated release host so far, oldest first.
+   * @since 0.2.0
+   */
+  readonly downloads: Effect.Effect<ReadonlyArray<DownloadRecord>>
+  /**
+   * The emulated public DNS resolver (`127.0.0.1:port`, UDP), to pass as `HfJobs.layer({ publicDns: [...] })`:
+   * it answers a tunnel name (once propagated, see `faults.freshTunnelDns`) with the edge's address, and
+   * NXDOMAIN otherwise. Use it with {@link layerDnsFallback}.
+   * @since 0.2.0
+   */
+  readonly publicDns: string
+  /**
+   * Every lookup of a tunnel name so far, oldest first; a run of lookups that find the name is recorded once.
+   * @since 0.2.0
+   */
+  readonly dnsLookups: Effect.Effect<ReadonlyArray<DnsLookupRecord>>
 }
 
 /**
@@ -389,6 +493,19 @@ export const routeHttpClient: (
   emulator: HubEmulator
 ) => <E, R>(self: HttpClient.HttpClient.With<E, R>) => HttpClient.HttpClient.With<E | HttpClientError.RequestError, R> =
   internal.routeHttpClient
+
+/**
+ * Points the HF Jobs provider's public-DNS fallback at the emulated network: when the system resolver
+ * misses a fresh tunnel name and the public resolver ({@link HubEmulator.publicDns}, given as the
+ * provider's `publicDns`) answers the edge's address, the fallback's pinned connection reaches the
+ * emulator's edge instead of port 443 of that address. Without it the fallback builds its production
+ * client, which cannot reach the emulator.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerDnsFallback: (emulator: HubEmulator) => Layer.Layer<PinnedConnect> = (emulator) =>
+  Layer.succeed(PinnedConnect, internal.pinnedConnect(emulator))
 
 /**
  * Replaces the `HttpClient` with the underlying one wrapped by {@link routeHttpClient}.

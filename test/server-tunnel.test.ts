@@ -40,13 +40,19 @@ except FileNotFoundError:
     N = 0
 T0 = time.time()
 argv = sys.argv[1:]
-mhost, mport = argv[argv.index("--metrics") + 1].rsplit(":", 1)
-origin = argv[argv.index("--url") + 1]
 
 
 def record(name, **kw):
     with open(os.path.join(D, name), "a") as f:
         f.write(json.dumps(dict(kw, n=N, pid=os.getpid(), t=time.time() * 1000)) + "\\n")
+
+
+if argv == ["--version"]:  # what the real one prints: "cloudflared version 2026.9.1 (built 2026-09-01T10:00 UTC)"
+    record("versions.jsonl", argv0=sys.argv[0])
+    sys.stdout.write(CFG.get("versionOutput", "cloudflared version %s (built 2026-09-01T10:00 UTC)" % CFG.get("version", "2026.9.1")) + "\\n")
+    sys.exit(0)
+mhost, mport = argv[argv.index("--metrics") + 1].rsplit(":", 1)
+origin = argv[argv.index("--url") + 1]
 
 
 def log(level, msg):
@@ -451,6 +457,66 @@ describe.skipIf(process.platform === "win32")("server.py --tunnel", () => {
     expect(await waitGone([r.pid, s!.pid])).toEqual([])
   })
 
+  it("refuses SBX_CLOUDFLARED pointing at a cloudflared older than 2026.5.0 or of unreadable version: exit 3", async () => {
+    for (const [config, why] of [
+      [{ version: "2026.4.2" }, "is version 2026.4.2, older than 2026.5.0 (the first with --no-prechecks)"],
+      [
+        { versionOutput: "cloudflared version DEV (built unknown)" },
+        "has an unreadable version (--version printed 'cloudflared version DEV (built unknown)', exit status 0)"
+      ]
+    ] as const) {
+      const c = newCase(config)
+      const r = await startServer(c)
+      expect(await withTimeout(r.exited, 15_000)).toEqual({ code: 3, signal: null })
+      const line = r
+        .stderr()
+        .split("\n")
+        .find((l) => l.startsWith("hf-sandbox: tunnel failed:"))
+      expect(line).toBe(
+        `hf-sandbox: tunnel failed: SBX_CLOUDFLARED=${FAKE} ${why}; hf-sandbox needs cloudflared 2026.5.0 or newer: ` +
+          "point SBX_CLOUDFLARED at a newer one, or unset it to download 2026.9.1"
+      )
+      expect(readJsonl(path.join(c.cf, "versions.jsonl"))).toHaveLength(1) // asked once, with --version only
+      expect(starts(c)).toEqual([]) // never run as a tunnel
+      expect(markers(r)).toEqual([])
+      expect(await waitGone([r.pid])).toEqual([])
+    }
+  })
+
+  it("refuses SBX_CLOUDFLARED_VERSION older than 2026.5.0, or not a release tag, before binding: exit 2", async () => {
+    const c = newCase({})
+    for (const [version, message] of [
+      [
+        "2026.4.0",
+        "server.py: error: invalid SBX_CLOUDFLARED_VERSION '2026.4.0': older than 2026.5.0, the first cloudflared " +
+          "release with every flag hf-sandbox passes (--no-prechecks); pick 2026.5.0 or newer, or unset it to use 2026.9.1"
+      ],
+      ["latest", "server.py: error: invalid SBX_CLOUDFLARED_VERSION 'latest': expected a release tag such as 2026.9.1"]
+    ] as const) {
+      const proc = spawn(PYTHON, ["-u", SERVER, "--port", "0", "--tunnel"], {
+        cwd: c.cwd,
+        env: serverEnv(c, { SBX_CLOUDFLARED_VERSION: version }),
+        stdio: "pipe"
+      })
+      let out = ""
+      let err = ""
+      proc.stdout.on("data", (d: Buffer) => {
+        out += d.toString()
+      })
+      proc.stderr.on("data", (d: Buffer) => {
+        err += d.toString()
+      })
+      const exit = await withTimeout(
+        new Promise<Exit>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal }))),
+        10_000
+      )
+      expect(exit, version).toEqual({ code: 2, signal: null })
+      expect(out).toBe("")
+      expect(err.trim()).toBe(message)
+    }
+    expect(readJsonl(path.join(c.cf, "versions.jsonl"))).toEqual([])
+  })
+
   it("rejects bad tunnel settings with exit 2 before binding, and --tunnel without a token", async () => {
     const c = newCase({})
     for (const [name, value] of [
@@ -503,8 +569,9 @@ const ARCH = ({ x64: "amd64", arm64: "arm64" } as Record<string, string>)[proces
 describe.skipIf(ARCH === undefined || process.platform === "win32")(
   "server.py --tunnel: downloading cloudflared",
   () => {
-    const VERSION = "test-1.0"
+    const VERSION = "2026.6.0"
     let assetRequests = 0
+    let cutRequests = 0
     let base = ""
     const releases = http.createServer((req, res) => {
       if (req.url === `/releases/${VERSION}/cloudflared-linux-${ARCH}`) {
@@ -513,6 +580,14 @@ describe.skipIf(ARCH === undefined || process.platform === "win32")(
       } else if (req.url === `/assets/cloudflared-linux-${ARCH}`) {
         assetRequests++
         res.writeHead(200, { "Content-Type": "application/octet-stream" }).end(FAKE_CLOUDFLARED)
+      } else if (req.url === `/downgrade/${VERSION}/cloudflared-linux-${ARCH}`) {
+        res.writeHead(302, { Location: `http://example.invalid/cloudflared-linux-${ARCH}` }).end()
+      } else if (req.url === `/cut/${VERSION}/cloudflared-linux-${ARCH}`) {
+        // The whole size announced, half of it sent, then the connection drops.
+        cutRequests++
+        const bytes = Buffer.from(FAKE_CLOUDFLARED)
+        res.writeHead(200, { "Content-Type": "application/octet-stream", "Content-Length": bytes.length })
+        res.write(bytes.subarray(0, bytes.length >> 1), () => res.destroy())
       } else {
         res.writeHead(404).end()
       }
@@ -572,6 +647,84 @@ describe.skipIf(ARCH === undefined || process.platform === "win32")(
       expect(starts(c)).toEqual([]) // never executed
       expect(fs.readdirSync(path.join(c.cache, "hf-sandbox"))).toEqual([])
       expect(markers(r)).toEqual([])
+      expect(await waitGone([r.pid])).toEqual([])
+    })
+
+    it("a cloudflared on PATH older than 2026.5.0, or of unreadable version, is not used: the pinned release is downloaded", async () => {
+      for (const [config, why] of [
+        [{ version: "2026.4.2" }, "it is version 2026.4.2, older than 2026.5.0 (the first with --no-prechecks)"],
+        [
+          { versionOutput: "garbled\u0000output" },
+          "it has an unreadable version (--version printed 'garbled\\x00output'"
+        ]
+      ] as const) {
+        const c = newCase(config)
+        const bin = path.join(c.root, "bin")
+        fs.mkdirSync(bin)
+        fs.writeFileSync(path.join(bin, "cloudflared"), FAKE_CLOUDFLARED, { mode: 0o755 })
+        const before = assetRequests
+        const env = await downloadEnv({ SBX_CLOUDFLARED_SHA256: FAKE_SHA256 })
+        const r = await startServer(c, { ...env, PATH: `${bin}${path.delimiter}${pathWithoutCloudflared}` })
+        await waitMarkers(r, 1)
+        const cached = path.join(c.cache, "hf-sandbox", `cloudflared-${VERSION}-linux-${ARCH}`)
+        expect(starts(c).map((s) => s.argv0)).toEqual([cached]) // the download runs the tunnel...
+        expect(readJsonl<{ argv0: string }>(path.join(c.cf, "versions.jsonl")).map((v) => v.argv0)).toEqual([
+          path.join(bin, "cloudflared") // ...the one on PATH was only asked its version
+        ])
+        expect(assetRequests).toBe(before + 1)
+        expect(r.stderr()).toContain(`tunnel: not using cloudflared ${path.join(bin, "cloudflared")} on PATH: ${why}`)
+        expect(r.stderr()).toContain(`downloading ${VERSION} instead`)
+        expect(await stop(r)).toEqual({ code: 0, signal: null })
+        expect(await waitGone([r.pid, ...starts(c).map((x) => x.pid)])).toEqual([])
+      }
+    })
+
+    it("a cloudflared on PATH of 2026.5.0 or newer is used as it is", async () => {
+      const c = newCase({ version: "2026.5.0" })
+      const bin = path.join(c.root, "bin")
+      fs.mkdirSync(bin)
+      fs.writeFileSync(path.join(bin, "cloudflared"), FAKE_CLOUDFLARED, { mode: 0o755 })
+      const before = assetRequests
+      const env = await downloadEnv({ SBX_CLOUDFLARED_SHA256: FAKE_SHA256 })
+      const r = await startServer(c, { ...env, PATH: `${bin}${path.delimiter}${pathWithoutCloudflared}` })
+      await waitMarkers(r, 1)
+      expect(starts(c).map((s) => s.argv0)).toEqual([path.join(bin, "cloudflared")])
+      expect(assetRequests).toBe(before)
+      expect(r.stderr()).toContain(`tunnel: using cloudflared ${path.join(bin, "cloudflared")} 2026.5.0 (PATH)`)
+      expect(await stop(r)).toEqual({ code: 0, signal: null })
+      expect(await waitGone([r.pid, ...starts(c).map((x) => x.pid)])).toEqual([])
+    })
+
+    it("follows a redirect only to https (or loopback http from a loopback base): a downgrade is refused", async () => {
+      const c = newCase({})
+      const env = await downloadEnv({ SBX_CLOUDFLARED_SHA256: FAKE_SHA256 })
+      const downgrade = base.replace(/\/releases$/, "/downgrade")
+      const r = await startServer(c, { ...env, SBX_CLOUDFLARED_BASE_URL: downgrade })
+      expect(await withTimeout(r.exited, 15_000)).toEqual({ code: 3, signal: null })
+      expect(r.stderr().split("\n")).toContain(
+        `hf-sandbox: tunnel failed: cannot download cloudflared from ${downgrade}/${VERSION}/cloudflared-linux-${ARCH}: ` +
+          `redirected (HTTP 302) to http://example.invalid/cloudflared-linux-${ARCH}, which is not https; refusing to follow it`
+      )
+      expect(starts(c)).toEqual([])
+      expect(fs.readdirSync(path.join(c.cache, "hf-sandbox"))).toEqual([])
+      expect(await waitGone([r.pid])).toEqual([])
+    })
+
+    it("a download cut short is retried, then fails with one clear line; nothing half-written is left", async () => {
+      const c = newCase({})
+      const env = await downloadEnv({ SBX_CLOUDFLARED_SHA256: FAKE_SHA256 })
+      const cut = base.replace(/\/releases$/, "/cut")
+      const before = cutRequests
+      const r = await startServer(c, { ...env, SBX_CLOUDFLARED_BASE_URL: cut, SBX_TUNNEL_RESTARTS: "1" })
+      expect(await withTimeout(r.exited, 15_000)).toEqual({ code: 3, signal: null })
+      expect(cutRequests).toBe(before + 2)
+      const size = Buffer.byteLength(FAKE_CLOUDFLARED)
+      expect(r.stderr().split("\n")).toContain(
+        `hf-sandbox: tunnel failed: cannot download cloudflared from ${cut}/${VERSION}/cloudflared-linux-${ARCH}: ` +
+          `the download was cut short (${size >> 1} of ${size} bytes)`
+      )
+      expect(starts(c)).toEqual([])
+      expect(fs.readdirSync(path.join(c.cache, "hf-sandbox"))).toEqual([])
       expect(await waitGone([r.pid])).toEqual([])
     })
 

@@ -8,6 +8,7 @@
 
 import * as dns from "node:dns"
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 
@@ -59,6 +60,42 @@ export const pinnedLookup =
     else callback(null, address, 4)
   }
 
+/** A client whose connections to one host name go to one address, and how to close it. */
+export interface Pinned {
+  readonly client: HttpClient.HttpClient
+  readonly close: () => Promise<void>
+}
+
+/**
+ * Builds the pinned client of `host` at `address`. `client` is the one the fallback wraps (the caller's);
+ * the default does not use it: it needs its own undici agent, whose `lookup` answers `address`.
+ */
+export type Connect = (
+  host: string,
+  address: string,
+  client: HttpClient.HttpClient
+) => Effect.Effect<Option.Option<Pinned>>
+
+/** The default {@link Connect}: an undici agent (from `@effect/platform-node`) pinned to the address; none without it. */
+export const undiciConnect: Connect = (host, address) =>
+  Effect.tryPromise(() =>
+    Promise.all([import("@effect/platform-node/NodeHttpClient"), import("@effect/platform-node/Undici")])
+  ).pipe(
+    Effect.map(([NodeHttpClient, Undici]) => {
+      const agent = new Undici.Agent({ connect: { lookup: pinnedLookup(host, address) as never } })
+      return Option.some<Pinned>({ client: NodeHttpClient.makeUndici(agent), close: () => agent.close() })
+    }),
+    Effect.orElseSucceed(() => Option.none<Pinned>())
+  )
+
+/**
+ * How the DNS fallback connects to the address public resolvers gave. Production uses {@link undiciConnect};
+ * the Hub emulator replaces it so that a pinned connection reaches its emulated edge (`Testing.layerDnsFallback`).
+ */
+export class PinnedConnect extends Context.Reference<PinnedConnect>()("hf-sandbox/PublicDns/PinnedConnect", {
+  defaultValue: (): Connect => undiciConnect
+}) {}
+
 /** The fallback of one tunnel host name: its pinned client once public resolvers gave an address. */
 interface Pin {
   readonly host: string
@@ -88,7 +125,11 @@ export interface Fallback {
  * the fallback to another name (`host` may be `undefined` until the first one is known). Its connections
  * are closed by `retarget` (the old name's) and `release`.
  */
-export const withFallback = (host: string | undefined, servers: ReadonlyArray<string>): Fallback => {
+export const withFallback = (
+  host: string | undefined,
+  servers: ReadonlyArray<string>,
+  connect: Connect = undiciConnect
+): Fallback => {
   const makePin = (name: string): Pin => ({
     host: name,
     lock: Effect.unsafeMakeSemaphore(1),
@@ -109,18 +150,14 @@ export const withFallback = (host: string | undefined, servers: ReadonlyArray<st
     closing.add(done)
   }
 
-  const pin = (target: Pin) =>
+  const pin = (target: Pin, client: HttpClient.HttpClient) =>
     Effect.gen(function* () {
       const address = yield* resolvePublic(target.host, servers)
       if (Option.isNone(address)) return Option.none<HttpClient.HttpClient>()
-      const modules = yield* Effect.tryPromise(() =>
-        Promise.all([import("@effect/platform-node/NodeHttpClient"), import("@effect/platform-node/Undici")])
-      ).pipe(Effect.option)
-      if (Option.isNone(modules)) return Option.none<HttpClient.HttpClient>()
-      const [NodeHttpClient, Undici] = modules.value
-      const agent = new Undici.Agent({ connect: { lookup: pinnedLookup(target.host, address.value) as never } })
-      target.close = () => agent.close()
-      target.client = NodeHttpClient.makeUndici(agent)
+      const pinned = yield* connect(target.host, address.value, client)
+      if (Option.isNone(pinned)) return Option.none<HttpClient.HttpClient>()
+      target.close = pinned.value.close
+      target.client = pinned.value.client
       // The name was left while its pin was being built: the pin is not kept.
       if (target !== current) {
         closePin(target)
@@ -129,9 +166,11 @@ export const withFallback = (host: string | undefined, servers: ReadonlyArray<st
       return Option.some(target.client)
     })
 
-  const pinOnce = (target: Pin) =>
+  const pinOnce = (target: Pin, client: HttpClient.HttpClient) =>
     target.lock.withPermits(1)(
-      Effect.suspend(() => (target.client !== undefined ? Effect.succeed(Option.some(target.client)) : pin(target)))
+      Effect.suspend(() =>
+        target.client !== undefined ? Effect.succeed(Option.some(target.client)) : pin(target, client)
+      )
     )
 
   const transform = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
@@ -143,7 +182,7 @@ export const withFallback = (host: string | undefined, servers: ReadonlyArray<st
         Effect.catchIf(
           (error) => error._tag === "RequestError" && isDnsMiss(error.cause),
           (error) =>
-            Effect.flatMap(pinOnce(target), (found) =>
+            Effect.flatMap(pinOnce(target, client), (found) =>
               Option.isSome(found) ? found.value.execute(request) : Effect.fail(error)
             )
         )

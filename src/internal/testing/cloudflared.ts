@@ -21,14 +21,21 @@
 /** The version the stand-in reports (`cloudflared --version`, the `Version` log line). */
 export const CLOUDFLARED_VERSION = "2026.8.2"
 
-/** The script text; `nodePath` becomes the shebang, so the file is directly executable. */
-export const cloudflaredScript = (nodePath: string): string => `#!${nodePath}
+/** The first release that knows `--no-prechecks` (TUN-10387, cloudflared RELEASE_NOTES). */
+export const NO_PRECHECKS_SINCE = "2026.5.0"
+
+/**
+ * The script text; `nodePath` becomes the shebang, so the file is directly executable. `version` is the
+ * release it impersonates: what `--version` prints, and which flags it knows (before 2026.5.0 there is
+ * no `--no-prechecks`).
+ */
+export const cloudflaredScript = (nodePath: string, version: string = CLOUDFLARED_VERSION): string => `#!${nodePath}
 "use strict"
 // Stand-in cloudflared written by the hf-sandbox Hub emulator. See src/internal/testing/cloudflared.ts.
 const http = require("node:http")
 const crypto = require("node:crypto")
 
-const VERSION = ${JSON.stringify(CLOUDFLARED_VERSION)}
+const VERSION = ${JSON.stringify(version)}
 const EDGE_IP = "198.41.200.13"
 const LOCATION = "emu01"
 
@@ -41,45 +48,134 @@ const fatal = (message) => {
   process.exit(1)
 }
 
-// ---- command line ---------------------------------------------------------------------------
-const VALUE_FLAGS = new Set([
-  "url", "metrics", "protocol", "loglevel", "transport-loglevel", "edge-ip-version", "grace-period",
-  "logfile", "log-directory", "output", "autoupdate-freq", "region", "http-host-header",
-  "origin-server-name", "config", "pidfile", "ha-connections", "retries", "hostname", "name",
-  "origincert", "edge-bind-address", "management-diagnostics", "label"
+// ---- command line ----------------------------------------------------------------------------
+// Parsed as urfave/cli v2 parses the real one's (Go's flag package underneath): flags before the
+// command are the app's, flags after \`tunnel\` are that command's, parsing stops at the first
+// argument that is not a flag. An unknown flag is not fatal in the real binary: urfave/cli prints
+// "Incorrect Usage. flag provided but not defined: -name" and the help on stdout, and cloudflared's
+// main ignores the error (\`_ = app.Run(os.Args)\`), so it exits 0. The help here is shortened to
+// its NAME and USAGE sections.
+const versionAtLeast = (min) => {
+  const have = VERSION.split(".").map(Number)
+  for (let i = 0; i < 3; i++) if ((have[i] || 0) !== min[i]) return (have[i] || 0) > min[i]
+  return true
+}
+const BOOL_FLAGS = new Set([
+  "is-autoupdated", "no-autoupdate", "hello-world", "http2-origin", "no-chunked-encoding", "no-tls-verify",
+  "proxy-no-happy-eyeballs", "ssh-server", "socks5", "bastion", "proxy-dns", "quic-disable-pmtu-discovery",
+  "management-diagnostics", "post-quantum", "pq", "ui", "stdin-control", "use-reconnect-token", "help", "h"
 ])
-const flags = {}
-const positional = []
-const argv = process.argv.slice(2)
-for (let i = 0; i < argv.length; i++) {
-  const arg = argv[i]
-  if (arg.startsWith("-") && arg.length > 1) {
-    const body = arg.replace(/^--?/, "")
-    const eq = body.indexOf("=")
-    if (eq >= 0) flags[body.slice(0, eq)] = body.slice(eq + 1)
-    else if (VALUE_FLAGS.has(body) && i + 1 < argv.length) flags[body] = argv[++i]
-    else flags[body] = "true"
-  } else {
-    positional.push(arg)
-  }
+// TUN-10387 "Add no-prechecks flag", first released in 2026.5.0 (RELEASE_NOTES).
+if (versionAtLeast([2026, 5, 0])) BOOL_FLAGS.add("no-prechecks")
+const VALUE_FLAGS = new Set([
+  "url", "metrics", "protocol", "p", "loglevel", "transport-loglevel", "proto-loglevel", "edge-ip-version",
+  "grace-period", "logfile", "log-directory", "output", "trace-output", "autoupdate-freq", "region", "http-host-header",
+  "origin-server-name", "config", "pidfile", "ha-connections", "retries", "hostname", "name", "n", "origincert",
+  "edge-bind-address", "label", "edge", "cacert", "lb-pool", "api-url", "metrics-update-freq", "tag",
+  "max-edge-addr-retries", "rpc-timeout", "write-stream-timeout", "quic-connection-level-flow-control-limit",
+  "quic-stream-level-flow-control-limit", "heartbeat-interval", "heartbeat-count", "dial-edge-timeout",
+  "unix-socket", "proxy-address", "proxy-port", "proxy-connect-timeout", "proxy-tls-timeout", "proxy-tcp-keepalive",
+  "proxy-keepalive-connections", "proxy-keepalive-timeout", "proxy-connection-timeout",
+  "proxy-expect-continue-timeout", "origin-ca-pool", "service-op-ip", "management-hostname", "ssh-idle-timeout",
+  "ssh-max-timeout", "local-ssh-port", "host-key-path", "proxy-dns-port", "proxy-dns-address", "proxy-dns-upstream",
+  "proxy-dns-max-upstream-conns", "proxy-dns-bootstrap", "credentials-file", "cred-file", "credentials-contents",
+  "token", "token-file", "features", "F", "icmpv4-src", "icmpv6-src", "max-active-flows", "dns-resolver-addrs",
+  "quick-service", "id"
+])
+const BUILT = VERSION === "2026.8.2" ? "2026-08-14T10:54 UTC" : VERSION.replace(/^(\\d+)\\.(\\d+)\\..*$/, (_, y, m) => y + "-" + m.padStart(2, "0") + "-01T12:00 UTC")
+const VERSION_TEXT = VERSION + " (built " + BUILT + ")"
+
+const APP_HELP =
+  "NAME:\\n   cloudflared - Cloudflare's command-line tool and agent\\n\\n" +
+  "USAGE:\\n   cloudflared [global options] [command] [command options]\\n\\n" +
+  "VERSION:\\n   " + VERSION_TEXT + "\\n"
+const TUNNEL_HELP =
+  "NAME:\\n   cloudflared tunnel - Use Cloudflare Tunnel to expose private services to the Internet or to Cloudflare connected private users.\\n\\n" +
+  "USAGE:\\n   cloudflared tunnel command [command options]  \\n"
+
+const usageError = (message, help) => {
+  process.stdout.write("Incorrect Usage. " + message + "\\n\\n" + help)
+  process.exit(0)
 }
 
-if (flags.version !== undefined || flags.v !== undefined || positional[0] === "version") {
-  process.stdout.write("cloudflared version " + VERSION + " (built 2026-08-20-1200 UTC)\\n")
+/** Go's flag.FlagSet.Parse: returns [flags, rest] or calls usageError. */
+const parseFlags = (args, known, isBool, help) => {
+  const parsed = {}
+  let i = 0
+  for (; i < args.length; i++) {
+    const arg = args[i]
+    if (arg.length < 2 || arg[0] !== "-") break
+    if (arg === "--") {
+      i++
+      break
+    }
+    const body = arg[1] === "-" ? arg.slice(2) : arg.slice(1)
+    if (body.length === 0 || body[0] === "-" || body[0] === "=") usageError("bad flag syntax: " + arg, help)
+    const eq = body.indexOf("=")
+    const name = eq >= 0 ? body.slice(0, eq) : body
+    if (!known(name)) usageError("flag provided but not defined: -" + name, help)
+    if (isBool(name)) {
+      const value = eq >= 0 ? body.slice(eq + 1) : "true"
+      if (!/^(1|0|t|f|T|F|true|false|TRUE|FALSE|True|False)$/.test(value)) {
+        usageError('invalid boolean value "' + value + '" for -' + name + ": parse error", help)
+      }
+      parsed[name] = /^(1|t|T|true|TRUE|True)$/.test(value) ? "true" : "false"
+    } else if (eq >= 0) {
+      parsed[name] = body.slice(eq + 1)
+    } else if (i + 1 < args.length) {
+      parsed[name] = args[++i]
+    } else {
+      usageError("flag needs an argument: -" + name, help)
+    }
+  }
+  return [parsed, args.slice(i)]
+}
+
+const isTunnelFlag = (name) => BOOL_FLAGS.has(name) || VALUE_FLAGS.has(name)
+// The app has the tunnel flags (hidden) plus -version/-v/-V; \`tunnel\` is a sub-app with HideVersion.
+const [appFlags, appRest] = parseFlags(
+  process.argv.slice(2),
+  (name) => isTunnelFlag(name) || name === "version" || name === "v" || name === "V",
+  (name) => BOOL_FLAGS.has(name) || name === "version" || name === "v" || name === "V",
+  APP_HELP
+)
+if (appFlags.help === "true" || appFlags.h === "true") {
+  process.stdout.write(APP_HELP)
+  process.exit(0)
+}
+if (appFlags.version === "true" || appFlags.v === "true" || appFlags.V === "true") {
+  process.stdout.write("cloudflared version " + VERSION_TEXT + "\\n")
+  process.exit(0)
+}
+let flags = appFlags
+let positional = appRest
+if (positional[0] === "version") {
+  const versionFlag = (name) => ["short", "s", "help", "h"].includes(name)
+  const [versionFlags] = parseFlags(positional.slice(1), versionFlag, versionFlag, "")
+  process.stdout.write((versionFlags.short === "true" || versionFlags.s === "true" ? VERSION : "cloudflared version " + VERSION_TEXT) + "\\n")
   process.exit(0)
 }
 if (positional.length > 0 && positional[0] !== "tunnel") {
   fatal("cloudflared (Hub emulator stand-in): unsupported command " + JSON.stringify(positional[0]) + "; only quick tunnels are emulated (cloudflared tunnel --url http://127.0.0.1:PORT)")
 }
-if (positional.length > 1) {
-  fatal("cloudflared (Hub emulator stand-in): named tunnels are not emulated (" + positional.slice(1).join(" ") + "); use a quick tunnel: cloudflared tunnel --url http://127.0.0.1:PORT")
+if (positional[0] === "tunnel") {
+  const [tunnelFlags, rest] = parseFlags(positional.slice(1), isTunnelFlag, (name) => BOOL_FLAGS.has(name), TUNNEL_HELP)
+  if (tunnelFlags.help === "true" || tunnelFlags.h === "true") {
+    process.stdout.write(TUNNEL_HELP)
+    process.exit(0)
+  }
+  flags = { ...appFlags, ...tunnelFlags }
+  positional = rest
+  if (positional.length > 0) {
+    fatal("cloudflared (Hub emulator stand-in): named tunnels are not emulated (" + positional.join(" ") + "); use a quick tunnel: cloudflared tunnel --url http://127.0.0.1:PORT")
+  }
 }
 const origin = flags.url || process.env.TUNNEL_URL
 if (!origin) {
   fatal("cloudflared (Hub emulator stand-in): --url is required; only quick tunnels are emulated (cloudflared tunnel --url http://127.0.0.1:PORT)")
 }
 const metricsFlag = flags.metrics || process.env.TUNNEL_METRICS || "127.0.0.1:0"
-const protocol = flags.protocol || process.env.TUNNEL_TRANSPORT_PROTOCOL || "quic"
+const protocol = flags.protocol || flags.p || process.env.TUNNEL_TRANSPORT_PROTOCOL || "quic"
 const control = process.env.HF_EMULATOR_CONTROL
 const jobId = process.env.HF_EMULATOR_JOB_ID
 
@@ -230,8 +326,10 @@ const main = async () => {
     )
     fatal("failed to unmarshal quick Tunnel: " + goJsonError(reply.body))
   }
-  if (!data.success || !data.result || !data.result.hostname) {
-    fatal("failed to get quick Tunnel: " + JSON.stringify(data.errors || data))
+  // Like RunQuickTunnel: a JSON answer is not checked for success, only for a tunnel id that parses.
+  const id = data && data.result && typeof data.result.id === "string" ? data.result.id : ""
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
+    fatal("failed to parse quick Tunnel ID: " + ([32, 36, 38, 41, 45].includes(id.length) ? "invalid UUID format" : "invalid UUID length: " + id.length))
   }
   tunnel = data.result
   const hostname = tunnel.hostname

@@ -17,12 +17,16 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Testing from "../../Testing.js"
 import * as ProcessTree from "../processTree.js"
-import { cloudflaredScript } from "./cloudflared.js"
+import type * as PublicDns from "../publicDns.js"
+import { CLOUDFLARED_VERSION } from "./cloudflared.js"
+import { type DnsServer, EDGE_ADDRESS, startDnsServer, TunnelDns } from "./dns.js"
 import { OAuthState } from "./oauth.js"
+import { Releases } from "./releases.js"
 
 // ---- constants --------------------------------------------------------------------------------
 
@@ -79,6 +83,15 @@ const WORDS = [
 ]
 
 // ---- small helpers ----------------------------------------------------------------------------
+
+/**
+ * This machine's PATH without the directories that hold a `cloudflared`: a job's container has only the
+ * cloudflared the emulator puts there (`faults.cloudflaredOnPath`), never the test machine's own.
+ */
+const withoutCloudflared = (PATH: string) =>
+  PATH.split(path.delimiter)
+    .filter((dir) => dir !== "" && !fs.existsSync(path.join(dir, "cloudflared")))
+    .join(path.delimiter)
 
 const hex = (bytes: number) => randomBytes(bytes).toString("hex")
 const pick = <A>(items: ReadonlyArray<A>): A => items[randomBytes(2).readUInt16BE(0) % items.length]!
@@ -319,7 +332,11 @@ export const defaultFaults = (): Testing.Faults => ({
   tunnelWarmup530Ms: 0,
   tunnelRegisterDelayMs: 100,
   unknownTunnelHostsDnsFail: true,
-  crashBeforeReady: 0
+  crashBeforeReady: 0,
+  cloudflaredOnPath: CLOUDFLARED_VERSION,
+  cloudflaredDownloadCorrupt: 0,
+  cloudflaredDownloadTruncated: 0,
+  freshTunnelDns: { propagationMs: 0, systemMisses: 0, publicMisses: 0 }
 })
 
 // ---- the server -------------------------------------------------------------------------------
@@ -337,7 +354,9 @@ class Emulator {
   readonly orgId = hex(12)
   readonly createdAt = new Date()
   readonly server: http.Server
-  readonly binDir: string
+  readonly releases: Releases
+  readonly dns: TunnelDns
+  publicDns: DnsServer | undefined
   readonly jobsDir: string
   url = ""
   readonly oauth: OAuthState
@@ -352,18 +371,19 @@ class Emulator {
     readonly settings: Settings,
     readonly root: string
   ) {
-    this.binDir = path.join(root, "bin")
+    this.releases = new Releases(() => this.controlUrl, this.faults, root)
+    this.dns = new TunnelDns(this.faults)
     this.jobsDir = path.join(root, "jobs")
     this.server = http.createServer({ noDelay: true }, (req, res) => this.handle(req, res))
     this.oauth = new OAuthState(settings.token, () => this.url)
   }
 
   async start() {
-    await fs.promises.mkdir(this.binDir, { recursive: true })
     await fs.promises.mkdir(this.jobsDir, { recursive: true })
-    const cloudflared = path.join(this.binDir, "cloudflared")
-    await fs.promises.writeFile(cloudflared, cloudflaredScript(process.execPath), { mode: 0o755 })
-    await fs.promises.chmod(cloudflared, 0o755)
+    // The public resolvers know a tunnel name once it has propagated; they answer the edge's address.
+    this.publicDns = await startDnsServer((name) =>
+      name.endsWith(".trycloudflare.com") && this.dns.lookup("public", name) ? EDGE_ADDRESS : undefined
+    )
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject)
       this.server.listen(0, "127.0.0.1", () => resolve())
@@ -643,8 +663,9 @@ class Emulator {
       ports.set(port, local)
       for (const name of carriers) environment[name] = String(local)
     }
+    const bin = await this.releases.pathDir()
     const env: Record<string, string> = {
-      PATH: `${this.binDir}:${process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin"}`,
+      PATH: `${bin}:${withoutCloudflared(process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin")}`,
       HOME: dir,
       // Each container has its own /tmp: what a job writes there goes away with the job.
       TMPDIR: dir,
@@ -985,9 +1006,9 @@ class Emulator {
 
   // ---- quick-tunnel edge -----------------------------------------------------------------------
 
-  /** Whether a `*.trycloudflare.com` name resolves (every name a tunnel ever had does). */
+  /** Whether the system resolver finds a `*.trycloudflare.com` name now (see `faults.freshTunnelDns`). */
   resolves(host: string) {
-    return this.tunnelsByHost.has(host.toLowerCase()) || !this.faults.unknownTunnelHostsDnsFail
+    return this.dns.lookup("system", host.toLowerCase())
   }
 
   private edge(req: http.IncomingMessage, res: http.ServerResponse, host: string) {
@@ -1083,6 +1104,7 @@ class Emulator {
   private async control(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
     const parts = url.pathname.split("/").filter((s) => s !== "")
     const method = req.method ?? "GET"
+    if (this.releases.handle(req, res, parts.slice(1), url.search)) return
     const readJson = async (): Promise<Record<string, unknown>> => {
       try {
         const parsed: unknown = JSON.parse((await readBody(req)).toString("utf8") || "{}")
@@ -1120,6 +1142,7 @@ class Emulator {
       }
       this.tunnels.set(tunnel.id, tunnel)
       this.tunnelsByHost.set(hostname, tunnel)
+      this.dns.created(hostname)
       return sendJson(res, 200, {
         success: true,
         result: {
@@ -1246,6 +1269,7 @@ class Emulator {
     this.server.closeAllConnections()
     await Promise.race([serverClosed, delay(1000)])
     await Promise.race([fs.promises.rm(this.root, { recursive: true, force: true }), delay(5000)]).catch(() => {})
+    await this.publicDns?.close()
     process.removeListener("exit", this.onProcessExit)
   }
 }
@@ -1405,6 +1429,10 @@ export const make = (options: Testing.EmulatorOptions = {}): Effect.Effect<Testi
               actionsRequestToken: Redacted.make(publisher.actionsRequestToken)
             }
           }),
+        cloudflaredRelease: (version) => emulator.releases.release(version ?? CLOUDFLARED_VERSION),
+        downloads: Effect.sync(() => emulator.releases.records.map((entry) => ({ ...entry }))),
+        publicDns: emulator.publicDns!.address,
+        dnsLookups: Effect.sync(() => emulator.dns.lookups.map((entry) => ({ ...entry }))),
         telemetry: Effect.sync(() => emulator.telemetry.map((entry) => ({ ...entry })))
       }
       handles.set(api, emulator)
@@ -1446,3 +1474,24 @@ export const routeHttpClient =
         return self.execute(routed)
       }
     )
+
+/**
+ * The public-DNS fallback's connection to `address` for `host`, on the emulated network: the edge's address
+ * reaches the emulator's edge (through the caller's client, as `routeHttpClient` would, minus the system
+ * resolver); any other address is not an edge, and the fallback keeps its original error.
+ * @internal
+ */
+export const pinnedConnect =
+  (emulator: Testing.HubEmulator): PublicDns.Connect =>
+  (host, address, client) =>
+    Effect.sync(() => {
+      if (address !== EDGE_ADDRESS || !host.endsWith(".trycloudflare.com")) return Option.none()
+      const pinned = HttpClient.mapRequest(client, (request) => {
+        const url = new URL(request.url)
+        return request.pipe(
+          HttpClientRequest.setUrl(`${emulator.url}${url.pathname}${url.search}`),
+          HttpClientRequest.setHeader("x-emulator-host", url.hostname.toLowerCase())
+        )
+      })
+      return Option.some({ client: pinned, close: () => Promise.resolve() })
+    })
