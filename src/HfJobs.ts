@@ -33,6 +33,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Bootstrap from "./internal/bootstrap.js"
 import * as Hub from "./internal/hub.js"
+import { boundedPass } from "./internal/logTiming.js"
 import * as PublicDns from "./internal/publicDns.js"
 import { serverScriptPath } from "./internal/serverScript.js"
 import { isJobProxyUrl, parseMarker } from "./internal/tunnel.js"
@@ -60,6 +61,11 @@ export interface Options {
    * `["1.1.1.1", "8.8.8.8"]`. The fallback needs `@effect/platform-node`.
    */
   readonly publicDns?: ReadonlyArray<string> | false | undefined
+  /**
+   * Schedules of the operations by id (`logs`): `logReconnect`, `logQuietWindow` and `logFirstByte`
+   * are used; sandboxes take theirs from `Sandbox.make({ schedules })`.
+   */
+  readonly schedules?: Pick<Schedules.Overrides, "logReconnect" | "logQuietWindow" | "logFirstByte"> | undefined
 }
 
 /** The in-sandbox server's port behind the Jobs proxy: unusual on purpose, so 3000/8000/8080 stay free. */
@@ -125,21 +131,33 @@ const lastLines = (hub: Hub.HubClient, namespace: string, jobId: string) =>
   )
 
 /**
+ * When one pass over a log stream is given up and reopened: after `firstByte` without its first line,
+ * or once it has started, after `stall()` without another (`None`: never).
+ */
+interface PassBounds {
+  readonly firstByte: Duration.Duration
+  readonly stall: () => Option.Option<Duration.Duration>
+}
+
+/**
  * Every line of the job's log once, across reconnects, starting after the first `skip` lines. The Hub
  * ends a log stream early (e.g. while the job is scheduling) and replays from the start on every
  * request, so the stream is reopened on `reconnect` and lines already seen are skipped by position.
+ * With `bounds`, a pass that stays silent too long ends too, and is reopened the same way.
  */
 const followLogs = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
   reconnect: Schedule.Schedule<unknown>,
-  skip = 0
+  skip = 0,
+  bounds?: PassBounds
 ): Stream.Stream<string, HubError> => {
   let seen = skip
   const pass = Stream.suspend(() => {
     let index = 0
-    return hub.logs(namespace, jobId).pipe(
+    const lines = hub.logs(namespace, jobId)
+    return (bounds === undefined ? lines : boundedPass(lines, bounds.firstByte, bounds.stall)).pipe(
       Stream.filter(() => index++ >= seen),
       Stream.tap(() => Effect.sync(() => void seen++)),
       // A cut or refused stream is reopened; a rejection (401/403/404) is final.
@@ -152,25 +170,40 @@ const followLogs = (
 /** The Hub's own first line of every log, which says nothing about the sandbox. */
 const isStartBanner = (line: string) => /^===== Job started at .* =====$/.test(line)
 
-/** How long a log snapshot waits for more lines before it counts as complete (the Hub never says). */
-const SNAPSHOT_SILENCE = Duration.seconds(2)
-
 /**
- * How long `connect` lets the log's replay be silent before it takes the last tunnel URL so far. Shorter
- * than {@link SNAPSHOT_SILENCE}, as every CLI command pays it: the replay comes in one burst, and a cut
- * that comes too early costs little, since the log is followed from there and a newer URL replaces it.
+ * How long `connect` lets the log's replay be silent, once it has begun, before it takes the last tunnel
+ * URL so far. Shorter than `Schedules.logQuietWindow`, as every CLI command pays it: the replay comes in
+ * one burst, and a cut that comes too early costs little, since the log is followed from there and a
+ * newer URL replaces it.
  */
 const TUNNEL_SETTLE = Duration.millis(500)
 
-/** The job's log so far: what one request replays until the stream is silent for `silence` or ends. */
+/** The time bounds of log snapshots: the quiet window that ends one, and how long its first line may take. */
+interface SnapshotTiming {
+  readonly quiet: Duration.Duration
+  readonly firstByte: Duration.Duration
+}
+
+const timingOf = (schedules: {
+  readonly logQuietWindow?: Duration.DurationInput | undefined
+  readonly logFirstByte?: Duration.DurationInput | undefined
+}): SnapshotTiming => ({
+  quiet: Duration.decode(schedules.logQuietWindow ?? Schedules.logQuietWindow),
+  firstByte: Duration.decode(schedules.logFirstByte ?? Schedules.logFirstByte)
+})
+
+/**
+ * The job's log so far: what one request replays until the stream ends or, once its first line has come,
+ * is silent for the quiet window. The wait for the first line is bounded apart (a slow Hub is not an
+ * empty log).
+ */
 const logSnapshotStream = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
-  silence: Duration.Duration = SNAPSHOT_SILENCE
+  timing: SnapshotTiming
 ): Stream.Stream<string, HubError> =>
-  hub.logs(namespace, jobId).pipe(
-    Stream.timeout(silence),
+  boundedPass(hub.logs(namespace, jobId), timing.firstByte, () => Option.some(timing.quiet)).pipe(
     Stream.catchAll((error) => (Hub.isTransient(error) ? Stream.empty : Stream.fail(error)))
   )
 
@@ -179,9 +212,9 @@ const logSnapshot = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
-  silence: Duration.Duration
+  timing: SnapshotTiming
 ): Effect.Effect<ReadonlyArray<string>, HubError> =>
-  Effect.map(Stream.runCollect(logSnapshotStream(hub, namespace, jobId, silence)), (chunk) => Array.from(chunk))
+  Effect.map(Stream.runCollect(logSnapshotStream(hub, namespace, jobId, timing)), (chunk) => Array.from(chunk))
 
 /** A job's log for users: the log so far, or (`follow`) everything until the job ends. */
 const jobLogs = (
@@ -189,9 +222,10 @@ const jobLogs = (
   namespace: string,
   jobId: string,
   options: SandboxProvider.LogOptions,
-  reconnect: Schedule.Schedule<unknown>
+  reconnect: Schedule.Schedule<unknown>,
+  timing: SnapshotTiming
 ): Stream.Stream<string, HubError> => {
-  const snapshot = logSnapshotStream(hub, namespace, jobId)
+  const snapshot = logSnapshotStream(hub, namespace, jobId, timing)
   const visible = (stream: Stream.Stream<string, HubError>) => Stream.filter(stream, (line) => !isStartBanner(line))
   if (!options.follow) {
     return options.tail === undefined ? visible(snapshot) : visible(snapshot).pipe(Stream.takeRight(options.tail))
@@ -402,8 +436,14 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
             Effect.flatMap(Deferred.isDone(first), (started) => (started ? alive : Effect.succeed(true)))
           )
         )
+        // Until the first URL, a stream with nothing new (the Hub's banner and keep-alives only) is reopened.
+        const bounds: PassBounds = {
+          firstByte: spec.schedules.logFirstByte ?? Schedules.logFirstByte,
+          stall: () =>
+            current === undefined ? Option.some(spec.schedules.logStall ?? Schedules.logStall) : Option.none()
+        }
         const follow = (skip: number) =>
-          followLogs(client, namespace, jobId, reconnect, skip).pipe(
+          followLogs(client, namespace, jobId, reconnect, skip, bounds).pipe(
             Stream.filterMap(parseMarker),
             Stream.runForEach(announce),
             Effect.zipRight(
@@ -431,7 +471,10 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           let skip = 0
           if (!fresh) {
             // The log so far may announce several tunnels: only the last one can still be up.
-            const lines = yield* logSnapshot(client, namespace, jobId, TUNNEL_SETTLE).pipe(Effect.mapError(hubFailure))
+            const lines = yield* logSnapshot(client, namespace, jobId, {
+              quiet: TUNNEL_SETTLE,
+              firstByte: spec.schedules.logFirstByte ?? Schedules.logFirstByte
+            }).pipe(Effect.mapError(hubFailure))
             skip = lines.length
             const latest = lines.reduce<Option.Option<string>>(
               (found, line) => Option.orElse(parseMarker(line), () => found),
@@ -477,7 +520,11 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
               { headers: Effect.sync(() => ({ authorization: `Bearer ${Redacted.value(hfToken)}` })) }
             : {}),
           died,
-          logs: (logOptions) => jobLogs(client, namespace, job.id, logOptions, spec.schedules.logReconnect),
+          logs: (logOptions) =>
+            jobLogs(client, namespace, job.id, logOptions, spec.schedules.logReconnect, {
+              quiet: spec.schedules.logQuietWindow ?? Schedules.logQuietWindow,
+              firstByte: spec.schedules.logFirstByte ?? Schedules.logFirstByte
+            }),
           details: {
             jobId: job.id,
             namespace,
@@ -674,7 +721,14 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
       logs: (id, logOptions = {}) =>
         Stream.unwrap(
           Effect.map(findSandbox(id, logOptions.namespace), ({ client, namespace }) =>
-            jobLogs(client, namespace, id, logOptions, Schedules.logReconnect)
+            jobLogs(
+              client,
+              namespace,
+              id,
+              logOptions,
+              options.schedules?.logReconnect ?? Schedules.logReconnect,
+              timingOf(options.schedules ?? {})
+            )
           )
         ).pipe(
           Stream.withSpan("HfJobs.logs", {

@@ -429,7 +429,10 @@ const specOf = (options: MakeOptions): SandboxProvider.Spec => {
       logReconnect: options.schedules?.logReconnect ?? Schedules.logReconnect,
       stageCheck: options.schedules?.stageCheck ?? Schedules.stageCheck,
       hubRetry: options.schedules?.hubRetry ?? Schedules.hubRetry,
-      cancelRetry: options.schedules?.cancelRetry ?? Schedules.cancelRetry
+      cancelRetry: options.schedules?.cancelRetry ?? Schedules.cancelRetry,
+      logQuietWindow: Duration.decode(options.schedules?.logQuietWindow ?? Schedules.logQuietWindow),
+      logFirstByte: Duration.decode(options.schedules?.logFirstByte ?? Schedules.logFirstByte),
+      logStall: Duration.decode(options.schedules?.logStall ?? Schedules.logStall)
     }
   }
 }

@@ -139,6 +139,21 @@ export interface Faults {
   unknownTunnelHostsDnsFail: boolean
   /** The next N jobs created die (SIGKILL of their process group → ERROR, exit code 137) right after their first log line. */
   crashBeforeReady: number
+  /**
+   * Every log stream answers only after this many milliseconds (status line included), as the Hub does
+   * when its log backend is slow. Default 0.
+   *
+   * @since 0.2.0
+   */
+  logFirstByteDelayMs: number
+  /**
+   * The next N log streams of RUNNING jobs send the `===== Job started … =====` line and then only
+   * `: keep-alive` comments, never a log line, and stay open until the job ends: the Hub's "infinite
+   * empty stream". Default 0.
+   *
+   * @since 0.2.0
+   */
+  silentLogStreams: number
 }
 
 /**

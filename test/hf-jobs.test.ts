@@ -182,33 +182,71 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
     })
   )
 
-  it.effect("connect to a job whose tunnel was restarted uses the newest URL", () =>
+  for (const firstByteMs of [0, 1200]) {
+    it.effect(
+      `connect to a job whose tunnel was restarted uses the newest URL (log's first byte after ${firstByteMs} ms)`,
+      () =>
+        Effect.gen(function* () {
+          yield* resetFaults
+          const emu = yield* emulator
+          const made = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" }, schedules: fast })
+          yield* made.files.write("kept.txt", "across the restart")
+          const killed = yield* emu.killTunnel(made.id)
+          assert.strictEqual(killed.length, 1)
+          const markers = yield* eventually(
+            Effect.flatMap(jobOf(made.id), (job) => {
+              const found = markersOf(job)
+              return found.length === 2 ? Effect.succeed(found) : Effect.fail(new Error(`${found.length} markers`))
+            }),
+            "30 seconds"
+          )
+          const { client, hosts } = yield* recordingClient
+          emu.faults.logFirstByteDelayMs = firstByteMs
+          const text = yield* Effect.gen(function* () {
+            const other = yield* Sandbox.connect(made.id, { startTimeout: "20 seconds", schedules: fast })
+            return yield* other.files.readText("kept.txt")
+          }).pipe(Effect.scoped, Effect.provideService(HttpClient.HttpClient, client))
+          assert.strictEqual(text, "across the restart")
+          // Not one request went to the dead tunnel, not even the first health probe.
+          assert.deepStrictEqual([...new Set(hosts)], [hostOf(markers[1]!)])
+          assert.strictEqual((yield* made.exec("echo alive")).stdout, "alive\n")
+          yield* made.terminate
+          yield* assertCancelled(made.id)
+        }).pipe(Effect.scoped)
+    )
+  }
+
+  it.effect("a log snapshot waits for a slow first byte; only then does its quiet window start", () =>
     Effect.gen(function* () {
       yield* resetFaults
       const emu = yield* emulator
-      const made = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" }, schedules: fast })
-      yield* made.files.write("kept.txt", "across the restart")
-      const killed = yield* emu.killTunnel(made.id)
-      assert.strictEqual(killed.length, 1)
-      const markers = yield* eventually(
-        Effect.flatMap(jobOf(made.id), (job) => {
-          const found = markersOf(job)
-          return found.length === 2 ? Effect.succeed(found) : Effect.fail(new Error(`${found.length} markers`))
-        }),
-        "30 seconds"
-      )
-      const { client, hosts } = yield* recordingClient
-      const text = yield* Effect.gen(function* () {
-        const other = yield* Sandbox.connect(made.id, { startTimeout: "20 seconds", schedules: fast })
-        return yield* other.files.readText("kept.txt")
-      }).pipe(Effect.scoped, Effect.provideService(HttpClient.HttpClient, client))
-      assert.strictEqual(text, "across the restart")
-      // Not one request went to the dead tunnel, not even the first health probe.
-      assert.deepStrictEqual([...new Set(hosts)], [hostOf(markers[1]!)])
-      assert.strictEqual((yield* made.exec("echo alive")).stdout, "alive\n")
-      yield* made.terminate
-      yield* assertCancelled(made.id)
+      const sb = yield* Sandbox.make({ transport: "proxy", schedules: { ...fast, logQuietWindow: "500 millis" } })
+      emu.faults.logFirstByteDelayMs = 2500
+      const jobs = HfJobs.layer({
+        token: emu.token,
+        endpoint: emu.url,
+        publicDns: false,
+        schedules: { logQuietWindow: "500 millis" }
+      })
+      const lines = yield* HfJobs.logs(sb.id).pipe(Stream.runCollect, Effect.provide(jobs))
+      assert.isTrue(Chunk.some(lines, (line) => line.includes('"event":"listening"')))
+      const viaSandbox = yield* sb.logs().pipe(Stream.runCollect)
+      assert.isTrue(Chunk.some(viaSandbox, (line) => line.includes('"event":"listening"')))
     }).pipe(Effect.scoped)
+  )
+
+  it.effect(
+    "a start whose log stream stays silent (banner and keep-alives only) reopens it, after slow scheduling",
+    () =>
+      Effect.gen(function* () {
+        yield* resetFaults
+        const emu = yield* emulator
+        emu.faults.schedulingDelay = "2 seconds"
+        emu.faults.silentLogStreams = 1
+        const sb = yield* Sandbox.make({ startTimeout: "12 seconds", schedules: { ...fast, logStall: "1 second" } })
+        assert.strictEqual((yield* sb.exec("echo found")).stdout, "found\n")
+        assert.strictEqual(emu.faults.silentLogStreams, 0, "the silent stream was served")
+      }).pipe(Effect.scoped)
   )
 
   it.effect("a job that crashes before it is ready fails with JobFailed and its log tail", () =>

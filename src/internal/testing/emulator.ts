@@ -286,7 +286,9 @@ export const defaultFaults = (): Testing.Faults => ({
   tunnelWarmup530Ms: 0,
   tunnelRegisterDelayMs: 100,
   unknownTunnelHostsDnsFail: true,
-  crashBeforeReady: 0
+  crashBeforeReady: 0,
+  logFirstByteDelayMs: 0,
+  silentLogStreams: 0
 })
 
 // ---- the server -------------------------------------------------------------------------------
@@ -815,7 +817,13 @@ class Emulator {
 
   // ---- logs ------------------------------------------------------------------------------------
 
-  private logs(res: http.ServerResponse, url: URL, job: Job) {
+  private async logs(res: http.ServerResponse, url: URL, job: Job) {
+    if (this.faults.logFirstByteDelayMs > 0) {
+      this.streams.add(res)
+      await delay(this.faults.logFirstByteDelayMs)
+      this.streams.delete(res)
+      if (res.destroyed || this.closed) return
+    }
     res.writeHead(200, {
       "content-type": "text/event-stream",
       "cache-control": "no-cache",
@@ -827,8 +835,13 @@ class Emulator {
       res.end()
       return
     }
+    let silent = false
+    if (this.faults.silentLogStreams > 0 && job.stage === "RUNNING") {
+      this.faults.silentLogStreams -= 1
+      silent = true
+    }
     let cut = false
-    if (this.faults.cutLogStreams > 0) {
+    if (!silent && this.faults.cutLogStreams > 0) {
       this.faults.cutLogStreams -= 1
       cut = true
     }
@@ -851,7 +864,7 @@ class Emulator {
     }
     const pump = () => {
       if (done) return
-      while (next < job.logs.length) {
+      while (!silent && next < job.logs.length) {
         send(job.logs[next++]!)
         sent += 1
         if (cut && sent >= 1) {
