@@ -25,6 +25,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -33,6 +34,8 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Bootstrap from "./internal/bootstrap.js"
 import * as Hub from "./internal/hub.js"
+import * as JobLabels from "./internal/jobLabels.js"
+import * as JobRef from "./internal/jobRef.js"
 import { boundedPass } from "./internal/logTiming.js"
 import * as PublicDns from "./internal/publicDns.js"
 import { serverScriptPath } from "./internal/serverScript.js"
@@ -554,6 +557,14 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
 
     const provision = (spec: SandboxProvider.Spec) =>
       Effect.gen(function* () {
+        const badLabel = JobLabels.problem(spec.labels)
+        if (badLabel !== undefined) {
+          return yield* new StartError({
+            provider: "hf-jobs",
+            reason: "InvalidOptions",
+            detail: `labels: ${badLabel} (the Hub refuses anything else)`
+          })
+        }
         const hfToken = yield* token
         const client = yield* hub
         const retry = Hub.retryTransient(spec.schedules.hubRetry)
@@ -651,11 +662,16 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         )
       }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
 
-    /** Finds a live sandbox job by id, refusing anything else. */
-    const findSandbox = (id: string, explicitNamespace: string | undefined) =>
+    /** Finds a live sandbox job by `[namespace/]id`, refusing anything else (a malformed id before any request). */
+    const findSandbox = (ref: string, explicitNamespace: string | undefined) =>
       Effect.gen(function* () {
+        const parsed = JobRef.parse(ref, explicitNamespace)
+        if (Either.isLeft(parsed)) {
+          return yield* new StartError({ provider: "hf-jobs", reason: "InvalidOptions", detail: parsed.left })
+        }
+        const id = parsed.right.id
         const client = yield* hub
-        const namespace = yield* namespaceOf(explicitNamespace)
+        const namespace = yield* namespaceOf(parsed.right.namespace)
         const job = yield* client
           .getJob(namespace, id)
           .pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure))
@@ -671,8 +687,8 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
 
     const connect = (id: string, spec: SandboxProvider.Spec) =>
       Effect.gen(function* () {
-        const hfToken = yield* token
         const { client, job, namespace } = yield* findSandbox(id, spec.namespace)
+        const hfToken = yield* token
         if (Hub.isTerminal(job.status.stage)) {
           return yield* new StartError({
             provider: "hf-jobs",
@@ -720,11 +736,11 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         }).pipe(Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } })),
       logs: (id, logOptions = {}) =>
         Stream.unwrap(
-          Effect.map(findSandbox(id, logOptions.namespace), ({ client, namespace }) =>
+          Effect.map(findSandbox(id, logOptions.namespace), ({ client, job, namespace }) =>
             jobLogs(
               client,
               namespace,
-              id,
+              job.id,
               logOptions,
               options.schedules?.logReconnect ?? Schedules.logReconnect,
               timingOf(options.schedules ?? {})

@@ -412,6 +412,84 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
     }).pipe(Effect.scoped)
   )
 
+  it.effect("ids are checked before any request; namespace/id is taken wherever an id is", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const made = yield* Sandbox.make({ transport: "proxy", schedules: { ...fast, logQuietWindow: "300 millis" } })
+      const before = (yield* emu.requests).length
+      for (const bad of [
+        "../../x",
+        "alice/../x",
+        `${emu.user}/${made.id}/cancel`,
+        `../${made.id}`,
+        made.id.toUpperCase()
+      ]) {
+        const connected = yield* Effect.flip(Sandbox.connect(bad).pipe(Effect.scoped))
+        assert.strictEqual(connected._tag, "StartError")
+        assert.strictEqual(connected.reason, "InvalidOptions", connected.message)
+        assert.include(connected.message, "24 hex digits")
+        const killed = yield* Effect.flip(HfJobs.kill(bad))
+        assert.strictEqual(killed._tag === "StartError" ? killed.reason : killed._tag, "InvalidOptions")
+        const logged = yield* Effect.flip(Stream.runDrain(HfJobs.logs(bad)))
+        assert.strictEqual(logged._tag === "StartError" ? logged.reason : logged._tag, "InvalidOptions")
+      }
+      const conflict = yield* Effect.flip(
+        Sandbox.connect(`acme/${made.id}`, { namespace: emu.user }).pipe(Effect.scoped)
+      )
+      assert.include(conflict.message, "namespace")
+      assert.strictEqual((yield* emu.requests).length, before, "no request for a malformed id")
+
+      const ref = `${emu.user}/${made.id}`
+      const text = yield* Effect.gen(function* () {
+        const other = yield* Sandbox.connect(ref)
+        assert.strictEqual(other.id, made.id)
+        return (yield* other.exec("echo via-namespace")).stdout
+      }).pipe(Effect.scoped)
+      assert.strictEqual(text, "via-namespace\n")
+      const lines = yield* Stream.runCollect(HfJobs.logs(ref, { tail: 50 }))
+      assert.isTrue(Chunk.some(lines, (line) => line.includes('"event":"listening"')))
+      yield* HfJobs.kill(ref)
+      yield* assertCancelled(made.id)
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("labels are checked as the Hub checks them, before any job exists; the emulator refuses bad ones", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const before = (yield* emu.jobs).length
+      for (const labels of [
+        { "bad key": "x" },
+        { ok: "a/b" },
+        { ["k".repeat(101)]: "v" },
+        { k: "v".repeat(101) },
+        { "": "v" }
+      ]) {
+        const error = yield* Effect.flip(Sandbox.make({ labels, schedules: fast }).pipe(Effect.scoped))
+        assert.strictEqual(error.reason, "InvalidOptions", error.message)
+        assert.include(error.message, "label")
+      }
+      assert.strictEqual((yield* emu.jobs).length, before, "no job was created")
+      const answer = yield* Effect.promise(() =>
+        fetch(`${emu.url}/api/jobs/${emu.user}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${Redacted.value(emu.token)}`, "content-type": "application/json" },
+          body: JSON.stringify({ dockerImage: "python:3.12", command: ["true"], labels: { "bad key": "x" } })
+        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: string } }))
+      )
+      assert.strictEqual(answer.status, 400)
+      assert.include(answer.body.error, "label")
+      const fine = yield* Sandbox.make({
+        transport: "proxy",
+        labels: { "team.ml": "a-b_c.1", empty: "", ["k".repeat(100)]: "v".repeat(100) },
+        schedules: fast
+      })
+      const spec = (yield* jobOf(fine.id)).spec as { labels: Record<string, string> }
+      assert.strictEqual(spec.labels["team.ml"], "a-b_c.1")
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("sb.logs follows the job's log until the sandbox ends", () =>
     Effect.gen(function* () {
       yield* resetFaults

@@ -1218,6 +1218,13 @@ export const validate = (body: unknown): ValidSpec | string => {
   for (const key of ["environment", "secrets", "labels"] as const) {
     if (present(body[key]) && !isStringRecord(body[key])) return `${key} must be an object whose values are strings`
   }
+  if (present(body.labels)) {
+    for (const [key, value] of Object.entries(body.labels as Record<string, string>)) {
+      if (!/^[A-Za-z0-9._-]{1,100}$/.test(key) || !/^[A-Za-z0-9._-]{0,100}$/.test(value)) {
+        return `Invalid label ${JSON.stringify(key)}: label keys and values must be at most 100 characters of [a-zA-Z0-9._-]`
+      }
+    }
+  }
   const flavor = present(body.flavor) ? body.flavor : "cpu-basic"
   if (typeof flavor !== "string" || !FLAVORS.includes(flavor)) {
     return `flavor must be one of ${FLAVORS.join(", ")} (got ${JSON.stringify(body.flavor)})`
