@@ -37,6 +37,7 @@ import * as Hub from "./internal/hub.js"
 import * as JobLabels from "./internal/jobLabels.js"
 import * as JobRef from "./internal/jobRef.js"
 import { boundedPass } from "./internal/logTiming.js"
+import * as NamespaceCache from "./internal/namespaceCache.js"
 import * as PublicDns from "./internal/publicDns.js"
 import { serverScriptPath } from "./internal/serverScript.js"
 import { isJobProxyUrl, parseMarker } from "./internal/tunnel.js"
@@ -69,6 +70,13 @@ export interface Options {
    * are used; sandboxes take theirs from `Sandbox.make({ schedules })`.
    */
   readonly schedules?: Pick<Schedules.Overrides, "logReconnect" | "logQuietWindow" | "logFirstByte"> | undefined
+  /**
+   * A directory where the token's namespace is kept between processes (one 0600 file per token and
+   * endpoint, named by a hash of them, holding only the name; asked again after a day). The Hub's
+   * `whoami-v2` is strictly rate-limited: a program that starts often (a CLI) should set it. Default:
+   * none, the namespace is asked once per layer. The CLI keeps it in its state directory.
+   */
+  readonly namespaceCache?: string | undefined
 }
 
 /** The in-sandbox server's port behind the Jobs proxy: unusual on purpose, so 3000/8000/8080 stay free. */
@@ -378,10 +386,33 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
     const whoami = yield* Effect.cached(
       Effect.flatMap(hub, (h) => h.whoami.pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure)))
     )
-    const namespaceOf = (explicit: string | undefined) =>
-      explicit !== undefined || options.namespace !== undefined
-        ? Effect.succeed((explicit ?? options.namespace)!)
-        : Effect.map(whoami, (w) => w.name)
+    const userNamespace = yield* Effect.cached(
+      options.namespaceCache === undefined
+        ? Effect.map(whoami, (w) => w.name)
+        : Effect.flatMap(token, (t) =>
+            NamespaceCache.cached(
+              fs,
+              options.namespaceCache!,
+              endpoint,
+              t,
+              Effect.map(whoami, (w) => w.name)
+            )
+          )
+    )
+    // A namespace becomes a segment of Hub paths: it is checked like an id.
+    const namespaceOf = (explicit: string | undefined) => {
+      const given = explicit ?? options.namespace
+      if (given === undefined) return userNamespace
+      return JobRef.isNamespace(given)
+        ? Effect.succeed(given)
+        : Effect.fail(
+            new StartError({
+              provider: "hf-jobs",
+              reason: "InvalidOptions",
+              detail: `namespace ${JSON.stringify(given)} is not a Hub user or organisation name`
+            })
+          )
+    }
     const serverSource = yield* Effect.cached(
       fs.readFileString(serverScriptPath).pipe(
         Effect.mapError(

@@ -138,7 +138,8 @@ const until = async (predicate: () => boolean | Promise<boolean>, ms = 10_000) =
   }
 }
 
-const stateFiles = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : [])
+/** The local sandboxes' files (the namespace cache of HF commands lives beside them, in `namespaces/`). */
+const stateFiles = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir).filter((n) => n !== "namespaces") : [])
 const stateOf = (id: string) =>
   JSON.parse(fs.readFileSync(path.join(stateDir, `${id}.json`), "utf8")) as { pid: number; token: string }
 
@@ -644,6 +645,57 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     expectCode(await done, 130)
     const last = (await Effect.runPromise(emulator.jobs)).at(-1)!
     await until(async () => (await job(last.id)).stage === "CANCELED")
+  })
+
+  it("whoami is asked once per token across commands, cached 0600 under a hash of the token", async () => {
+    const fresh = fs.mkdtempSync(path.join(work, "state-"))
+    const whoamis = async () => (await Effect.runPromise(emulator.requests)).filter((r) => r.route === "whoami").length
+    const before = await whoamis()
+    for (let i = 0; i < 3; i++)
+      expectCode(await cli(["ls", "-q"], { hf: true, env: { HF_SANDBOX_STATE_DIR: fresh } }), 0)
+    assert.strictEqual((await whoamis()) - before, 1, "one whoami for three commands")
+    const dir = path.join(fresh, "namespaces")
+    assert.strictEqual(fs.statSync(dir).mode & 0o777, 0o700)
+    const files = fs.readdirSync(dir)
+    assert.strictEqual(files.length, 1)
+    assert.match(files[0]!, /^[0-9a-f]{64}\.json$/)
+    assert.strictEqual(fs.statSync(path.join(dir, files[0]!)).mode & 0o777, 0o600)
+    const text = fs.readFileSync(path.join(dir, files[0]!), "utf8")
+    assert.notInclude(text + files[0], token())
+    assert.strictEqual((JSON.parse(text) as { namespace: string }).namespace, emulator.user)
+  })
+
+  it("NAMESPACE/ID wherever an id is taken; a malformed id or label fails before any request", async () => {
+    const id = await createHf("--transport", "proxy", "--label", "team=ml", "-l", "flag")
+    const spec = (await job(id)).spec as { labels: Record<string, string> }
+    assert.strictEqual(spec.labels.team, "ml")
+    assert.strictEqual(spec.labels.flag, "")
+    const ref = `${emulator.user}/${id}`
+    const ok = await hf(["exec", ref, "--", "echo via-ref"])
+    expectCode(ok, 0)
+    assert.strictEqual(ok.stdout, "via-ref\n")
+    fs.writeFileSync(path.join(work, "ref.txt"), "by reference")
+    expectCode(await hf(["cp", path.join(work, "ref.txt"), `${ref}:ref.txt`]), 0)
+    assert.strictEqual((await hf(["exec", id, "--", "cat ref.txt"])).stdout, "by reference")
+    const logs = await hf(["logs", "--tail", "3", ref])
+    expectCode(logs, 0)
+
+    const before = (await Effect.runPromise(emulator.requests)).length
+    const jobsBefore = (await Effect.runPromise(emulator.jobs)).length
+    const bad = await hf(["exec", "../../x", "--", "true"])
+    expectCode(bad, 125)
+    assert.include(bad.stderr, "24 hex digits")
+    const badLogs = await hf(["logs", "alice/../x"])
+    expectCode(badLogs, 1)
+    assert.include(badLogs.stderr, "24 hex digits")
+    const badLabel = await hf(["create", "--label", "bad key=x"])
+    expectCode(badLabel, 2)
+    assert.include(badLabel.stderr, "--label")
+    assert.strictEqual((await Effect.runPromise(emulator.requests)).length, before, "no Hub request at all")
+    assert.strictEqual((await Effect.runPromise(emulator.jobs)).length, jobsBefore)
+
+    expectCode(await hf(["kill", ref]), 0)
+    await until(async () => (await job(id)).stage === "CANCELED")
   })
 
   it("logs prints the job's log; an unknown id fails clearly", async () => {

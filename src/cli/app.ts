@@ -69,6 +69,14 @@ const transport = Options.choice("transport", ["tunnel", "proxy"]).pipe(
   Options.optional,
   Options.withDescription("How to reach an HF sandbox: a Cloudflare quick tunnel (default) or the HF Jobs proxy.")
 )
+const label = Options.text("label").pipe(
+  Options.withAlias("l"),
+  Options.withPseudoName("KEY[=VALUE]"),
+  Options.repeated,
+  Options.withDescription(
+    "Label of the HF job (repeatable), for your own bookkeeping; keys and values of at most 100 letters, digits, '.', '_', '-'."
+  )
+)
 const forwardHfToken = Options.boolean("forward-hf-token").pipe(
   Options.withDescription("Give the sandbox your HF token as the HF_TOKEN secret.")
 )
@@ -86,7 +94,9 @@ const stdin = Options.boolean("stdin").pipe(
   Options.withAlias("i"),
   Options.withDescription("Read this process's stdin to its end and give it to the command.")
 )
-const sandboxId = Args.text({ name: "ID" }).pipe(Args.withDescription("The sandbox's id."))
+const sandboxId = Args.text({ name: "ID" }).pipe(
+  Args.withDescription("The sandbox's id (on HF Jobs also NAMESPACE/ID, as the job's page shows it).")
+)
 const commandArgs = Args.text({ name: "CMD" }).pipe(
   Args.repeated,
   Args.withDescription("The command, after --. One word runs through /bin/sh -c; several are run as they are.")
@@ -267,6 +277,7 @@ const create = Command.make(
     ),
     env,
     secret,
+    label,
     transport,
     forwardHfToken,
     startTimeout
@@ -280,6 +291,7 @@ const create = Command.make(
         ...(imageName !== undefined ? { image: imageName } : {}),
         env: yield* Parse.envPairs(a.env),
         secrets: yield* Parse.secrets(a.secret),
+        labels: yield* Parse.labels(a.label),
         flavor: Option.getOrUndefined(a.flavor),
         timeout: lifetime,
         idleTimeout: idle,
@@ -484,7 +496,7 @@ const kill = Command.make(
   {
     ...globals,
     all: Options.boolean("all").pipe(Options.withDescription("Stop every running sandbox of the provider.")),
-    ids: Args.text({ name: "ID" }).pipe(Args.repeated, Args.withDescription("Sandboxes to stop."))
+    ids: Args.text({ name: "ID" }).pipe(Args.repeated, Args.withDescription("Sandboxes to stop (ID or NAMESPACE/ID)."))
   },
   action(
     (a, mode) =>
@@ -533,6 +545,7 @@ const run = Command.make(
     ),
     env,
     secret,
+    label,
     transport,
     forwardHfToken,
     startTimeout,
@@ -559,6 +572,7 @@ const run = Command.make(
           ...(imageName !== undefined ? { image: imageName } : {}),
           env: yield* Parse.envPairs(a.env),
           secrets: yield* Parse.secrets(a.secret),
+          labels: yield* Parse.labels(a.label),
           flavor: Option.getOrUndefined(a.flavor),
           ...(timeout !== undefined ? { timeout: Duration.sum(timeout, Duration.minutes(10)) } : {}),
           startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),

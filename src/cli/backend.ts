@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Stream from "effect/Stream"
 import * as HfJobs from "../HfJobs.js"
+import * as LocalState from "../internal/localState.js"
 import * as LocalSandbox from "../LocalSandbox.js"
 import type { SandboxError } from "../SandboxError.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
@@ -136,7 +137,9 @@ export const layer = (local: boolean) => {
               endpoint: Config.option(Config.string("HF_ENDPOINT")).pipe(Config.map(Option.getOrUndefined)),
               namespace: Config.option(Config.string("HF_SANDBOX_NAMESPACE")).pipe(Config.map(Option.getOrUndefined)),
               // Against the emulator no public resolver is ever asked.
-              publicDns: Config.succeed(route === undefined ? undefined : (false as const))
+              publicDns: Config.succeed(route === undefined ? undefined : (false as const)),
+              // whoami-v2 is strictly rate-limited: asked once per token, not once per command.
+              namespaceCache: Config.succeed(LocalState.namespaceCacheDirectory())
             })
           )
         )

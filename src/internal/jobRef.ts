@@ -12,6 +12,9 @@ export const JOB_ID = /^[0-9a-f]{24}$/
 /** A user or organisation name as it may stand in a Hub path: no `/`, no `..`, no leading dot or dash. */
 const NAMESPACE = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$/
 
+/** Whether a namespace can stand in a Hub path as one segment. */
+export const isNamespace = (value: string): boolean => NAMESPACE.test(value) && !value.includes("..")
+
 export interface JobRef {
   /** The namespace the reference names, if it names one. */
   readonly namespace: string | undefined
@@ -32,12 +35,12 @@ export const parse = (input: string, explicit?: string | undefined): Either.Eith
   const namespace = second === undefined ? undefined : first
   const id = second === undefined ? first : second
   if (!JOB_ID.test(id)) return Either.left(`${JSON.stringify(input)} is not a sandbox id: ${FORM}`)
-  if (namespace !== undefined && (!NAMESPACE.test(namespace) || namespace.includes(".."))) {
+  if (namespace !== undefined && !isNamespace(namespace)) {
     return Either.left(
       `${JSON.stringify(input)} is not a sandbox id: ${JSON.stringify(namespace)} is not a namespace; ${FORM}`
     )
   }
-  if (explicit !== undefined && !NAMESPACE.test(explicit)) {
+  if (explicit !== undefined && !isNamespace(explicit)) {
     return Either.left(`${JSON.stringify(explicit)} is not a namespace (a Hub user or organisation name)`)
   }
   if (namespace !== undefined && explicit !== undefined && namespace !== explicit) {
