@@ -154,6 +154,13 @@ export interface Faults {
    * @since 0.2.0
    */
   silentLogStreams: number
+  /**
+   * Telemetry pings are recorded, then answered never (`"hang"`: the connection stays open until the
+   * client drops it) or with a reset connection (`"reset"`). Default `undefined`: 200 at once.
+   *
+   * @since 0.2.0
+   */
+  telemetry: "hang" | "reset" | undefined
 }
 
 /**

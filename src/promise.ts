@@ -55,6 +55,7 @@ import * as LocalSandbox from "./LocalSandbox.js"
 import * as EffectSandbox from "./Sandbox.js"
 import type { OperationError, StartError } from "./SandboxError.js"
 import type * as SandboxProvider from "./SandboxProvider.js"
+import * as Telemetry from "./Telemetry.js"
 
 // The shapes shared with the Effect API (results, events, options), defined in the `Sandbox` and `Files` modules.
 export type {
@@ -644,6 +645,30 @@ const providerOf = (options: { readonly provider?: "hf" | "local" | undefined })
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Telemetry: the facade is one of the original hf-sandbox's own surfaces, and sends its two anonymous
+// events per sandbox made on HF Jobs (see docs/telemetry.md), unless an opt-out variable is set when
+// the sandbox is created. One sender per endpoint, for the process's life.
+
+/** The bound of one telemetry request: a Hub that never answers holds nothing up for longer. */
+const TELEMETRY_TIMEOUT = "2 seconds"
+
+const telemetries = new Map<string, Promise<Context.Context<Telemetry.Telemetry>>>()
+
+const telemetryOf = (endpoint: string | undefined): Promise<Context.Context<Telemetry.Telemetry>> | undefined => {
+  if (Effect.runSync(Telemetry.optedOut)) return undefined
+  const key = endpoint ?? ""
+  let context = telemetries.get(key)
+  if (context === undefined) {
+    providersScope ??= Effect.runSync(Scope.make())
+    const layer = Telemetry.layerHub({ ...(endpoint !== undefined ? { endpoint } : {}), timeout: TELEMETRY_TIMEOUT })
+    context = getRuntime().runPromise(Layer.buildWithScope(layer, providersScope))
+    context.catch(() => telemetries.delete(key))
+    telemetries.set(key, context)
+  }
+  return context
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Handles.
 
 const encoder = new TextEncoder()
@@ -747,6 +772,7 @@ const open = async (params: {
   >
   readonly signal: AbortSignal | undefined
   readonly httpClient: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
+  readonly telemetry?: Promise<Context.Context<Telemetry.Telemetry>> | undefined
 }): Promise<Sandbox> => {
   if (params.signal?.aborted) return Promise.reject(params.signal.reason)
   const scope = Effect.runSync(Scope.make())
@@ -766,10 +792,13 @@ const open = async (params: {
     : undefined
   try {
     const context = await params.provider
+    // Telemetry that cannot be set up is no telemetry: it never fails a sandbox.
+    const telemetry = await params.telemetry?.catch(() => undefined)
     const effect = params.make.pipe(
       params.httpClient === undefined ? identity : Effect.updateService(HttpClient.HttpClient, params.httpClient),
       Scope.extend(scope),
-      Effect.provide(context)
+      Effect.provide(context),
+      telemetry === undefined ? identity : Effect.provide(telemetry)
     )
     const pending = runExit(effect, signal)
     started = pending
@@ -801,7 +830,11 @@ export const create = (options: CreateOptions = {}): Promise<Sandbox> => {
     provider: providerOf(options),
     make: EffectSandbox.make(make),
     signal,
-    httpClient
+    httpClient,
+    telemetry:
+      (options.provider ?? "hf") === "hf"
+        ? telemetryOf((options as { readonly endpoint?: string | undefined }).endpoint)
+        : undefined
   })
 }
 

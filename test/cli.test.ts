@@ -647,6 +647,47 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     await until(async () => (await job(last.id)).stage === "CANCELED")
   })
 
+  it("run and create send the original's two anonymous telemetry events; none with an opt-out set", async () => {
+    const pings = async () => await Effect.runPromise(emulator.telemetry)
+    const before = (await pings()).length
+    expectCode(await hf(["run", "--transport", "proxy", "--", "true"]), 0)
+    const sent = (await pings()).slice(before)
+    assert.deepStrictEqual(
+      sent.map((p) => p.path),
+      ["/api/telemetry/hf-sandbox/create", "/api/telemetry/hf-sandbox/terminate"]
+    )
+    assert.match(sent[0]!.userAgent, /flavor\/cpu-basic; timeout\/none; forward_hf_token\/false$/)
+    assert.match(sent[1]!.userAgent, /reason\/scope$/)
+    const session = /session_id\/([0-9a-f]+)/.exec(sent[0]!.userAgent)?.[1]
+    assert.include(sent[1]!.userAgent, `session_id/${session}`)
+    for (const ping of sent) {
+      assert.isUndefined(ping.authorization)
+      assert.notInclude(ping.userAgent, token())
+    }
+    const id = await createHf("--transport", "proxy")
+    assert.deepStrictEqual(
+      (await pings()).slice(before + 2).map((p) => p.path),
+      ["/api/telemetry/hf-sandbox/create"]
+    )
+    expectCode(await hf(["kill", id]), 0)
+    // A telemetry endpoint that never answers or drops the connection fails nothing.
+    for (const fault of ["hang", "reset"] as const) {
+      emulator.faults.telemetry = fault
+      const count = (await pings()).length
+      const result = await hf(["run", "--transport", "proxy", "--", "echo still-works"])
+      emulator.faults.telemetry = undefined
+      expectCode(result, 0)
+      assert.strictEqual(result.stdout, "still-works\n")
+      assert.strictEqual(result.stderr, "")
+      assert.isAtLeast((await pings()).length, count + 1)
+    }
+    for (const optOut of [{ HF_HUB_DISABLE_TELEMETRY: "1" }, { DO_NOT_TRACK: "1" }]) {
+      const count = (await pings()).length
+      expectCode(await cli(["run", "--transport", "proxy", "--", "true"], { hf: true, env: optOut }), 0)
+      assert.strictEqual((await pings()).length, count, JSON.stringify(optOut))
+    }
+  })
+
   it("whoami is asked once per token across commands, cached 0600 under a hash of the token", async () => {
     const fresh = fs.mkdtempSync(path.join(work, "state-"))
     const whoamis = async () => (await Effect.runPromise(emulator.requests)).filter((r) => r.route === "whoami").length

@@ -372,6 +372,44 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
     expect(await until(async () => ((await stageOf(owner.id)) === "CANCELED" ? true : undefined))).toBe(true)
   })
 
+  it("create and terminate send the original's two anonymous telemetry events; opt-outs send none; a hanging endpoint fails nothing", async () => {
+    const pings = async () => (await Effect.runPromise(emulator.telemetry)).map((p) => p.path)
+    const before = (await pings()).length
+    const sb = await Sandbox.create({ ...hf(), transport: "proxy" })
+    await sb.terminate()
+    const sent = await until(async () => {
+      const all = (await pings()).slice(before)
+      return all.length >= 2 ? all : undefined
+    })
+    expect(sent).toEqual(["/api/telemetry/hf-sandbox/create", "/api/telemetry/hf-sandbox/terminate"])
+
+    for (const name of ["HF_HUB_DISABLE_TELEMETRY", "DO_NOT_TRACK"]) {
+      const count = (await pings()).length
+      process.env[name] = "1"
+      try {
+        const quiet = await Sandbox.create({ ...hf(), transport: "proxy" })
+        await quiet.terminate()
+      } finally {
+        delete process.env[name]
+      }
+      await sleep(300)
+      expect(await pings(), name).toHaveLength(count)
+    }
+
+    for (const fault of ["hang", "reset"] as const) {
+      emulator.faults.telemetry = fault
+      try {
+        const count = (await pings()).length
+        const held = await Sandbox.create({ ...hf(), transport: "proxy" })
+        expect((await held.exec("echo unaffected")).stdout).toBe("unaffected\n")
+        await held.terminate()
+        expect((await pings()).length).toBeGreaterThan(count)
+      } finally {
+        emulator.faults.telemetry = undefined
+      }
+    }
+  })
+
   it("a bad token rejects with the Hub's typed error", async () => {
     const error = await Sandbox.create({ ...hf(), token: "hf_wrong", transport: "proxy" }).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(SandboxError.StartError)

@@ -12,12 +12,14 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { VERSION } from "../internal/version.js"
 import * as Sandbox from "../Sandbox.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
+import * as Telemetry from "../Telemetry.js"
 import { attach, attachTo } from "./attach.js"
 import * as Backend from "./backend.js"
 import { ago } from "./backend.js"
@@ -162,12 +164,21 @@ const action =
       if (forced !== undefined && !options.takesCommand) {
         return yield* failed(new Parse.UsageError({ message: `unexpected -- ${forced.join(" ")}`.trimEnd() }))
       }
-      yield* Effect.suspend(() => body(args, mode).pipe(Effect.scoped, Effect.provide(Backend.layer(local)))).pipe(
+      yield* Effect.suspend(() => body(args, mode).pipe(Effect.scoped, Effect.provide(layerFor(local)))).pipe(
         Effect.catchAllCause((cause) =>
           Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : failed(Cause.squash(cause))
         )
       )
     })
+
+/**
+ * The provider, and on HF Jobs the anonymous usage events the original hf-sandbox sends (one pair per
+ * sandbox made, see docs/telemetry.md), unless HF_HUB_DISABLE_TELEMETRY, DO_NOT_TRACK or another
+ * opt-out variable is set. A `--local` sandbox reports nothing: it never leaves this machine. Each
+ * request is bounded (3 s), and one still in flight when the command ends gets 1 s, then is dropped.
+ */
+const layerFor = (local: boolean) =>
+  local ? Backend.layer(true) : Telemetry.layerHub().pipe(Layer.provideMerge(Backend.layer(false)))
 
 const readStdin = Effect.promise(async () => {
   const chunks: Array<Buffer> = []
@@ -255,7 +266,10 @@ const root = Command.make("hf-sandbox", globals, () =>
   )
 ).pipe(
   Command.withDescription(
-    "Sandboxes on Hugging Face Jobs (or, with --local, on this machine): create one, run commands in it, copy files, stop it."
+    "Sandboxes on Hugging Face Jobs (or, with --local, on this machine): create one, run commands in it, copy files, stop it. " +
+      "Like the original hf-sandbox, each sandbox made on HF Jobs sends two anonymous usage events to the Hub " +
+      "(flavor, timeout, whether the HF token was forwarded, lifetime, how it ended; nothing else). " +
+      "Set HF_HUB_DISABLE_TELEMETRY=1 or DO_NOT_TRACK=1 to turn them off."
   )
 )
 

@@ -288,7 +288,8 @@ export const defaultFaults = (): Testing.Faults => ({
   unknownTunnelHostsDnsFail: true,
   crashBeforeReady: 0,
   logFirstByteDelayMs: 0,
-  silentLogStreams: 0
+  silentLogStreams: 0,
+  telemetry: undefined
 })
 
 // ---- the server -------------------------------------------------------------------------------
@@ -413,6 +414,15 @@ class Emulator {
         userAgent: req.headers["user-agent"] ?? "",
         authorization
       })
+      if (this.faults.telemetry === "reset") {
+        req.socket.destroy()
+        return
+      }
+      if (this.faults.telemetry === "hang") {
+        this.streams.add(res)
+        res.on("close", () => this.streams.delete(res))
+        return
+      }
       res.writeHead(200, { "content-length": 0 })
       res.end()
       return
