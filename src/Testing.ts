@@ -13,7 +13,7 @@
  * })
  * ```
  *
- * **Hub API** (`url`): `GET /api/whoami-v2`, `POST /api/jobs/{ns}` (create, validated like the Hub),
+ * **Hub API** (`url`): `GET /api/whoami-v2`, `POST /api/jobs/{ns}` (create, validated like the Hub, labels included),
  * `GET /api/jobs/{ns}/{id}`, `GET /api/jobs/{ns}/{id}/logs` (SSE, replayed from the start on every
  * request, `?tail=N`), `POST /api/jobs/{ns}/{id}/cancel` (200 with an **empty** body, as the Hub
  * answers), `GET /api/jobs/{ns}` (`stage=`/`label=k=v` filters, pages of 20 with a `Link: <…>;
