@@ -225,6 +225,8 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       const jobs = HfJobs.layer({
         token: emu.token,
         endpoint: emu.url,
+        // Named, so that this second provider does not ask whoami (counted by the last test).
+        namespace: emu.user,
         publicDns: false,
         schedules: { logQuietWindow: "500 millis" }
       })
