@@ -353,12 +353,15 @@ export interface Service {
     readonly namespace?: string | undefined
     readonly all?: boolean | undefined
   }) => Effect.Effect<ReadonlyArray<SandboxInfo>, HubError | StartError>
-  /** Stops a sandbox by id (cancels its job). Refuses jobs that are not sandboxes. */
+  /**
+   * Stops a sandbox by id (cancels its job). Refuses jobs that are not sandboxes. The id may be
+   * `namespace/id`; anything but a job id fails with `StartError` (`InvalidOptions`) before any request.
+   */
   readonly kill: (
     id: string,
     options?: { readonly namespace?: string | undefined }
   ) => Effect.Effect<void, HubError | StartError>
-  /** A sandbox's log by id. */
+  /** A sandbox's log by id (or `namespace/id`). */
   readonly logs: (
     id: string,
     options?: SandboxProvider.LogOptions & { readonly namespace?: string | undefined }
@@ -830,7 +833,7 @@ export const layer = (
 export const list = (options?: Parameters<Service["list"]>[0]) => Effect.flatMap(HfJobs, (s) => s.list(options))
 
 /**
- * Stops a sandbox by id (cancels its job).
+ * Stops a sandbox by id (cancels its job). The id may be `namespace/id`, as the job's page shows it.
  *
  * @since 0.1.0
  * @category operations
@@ -839,7 +842,8 @@ export const kill = (id: string, options?: Parameters<Service["kill"]>[1]) =>
   Effect.flatMap(HfJobs, (s) => s.kill(id, options))
 
 /**
- * A sandbox's log by id: the log so far, or with `follow` until the sandbox ends.
+ * A sandbox's log by id (or `namespace/id`): the log so far (ended by `Schedules.logQuietWindow` of
+ * silence after its first line), or with `follow` until the sandbox ends.
  *
  * @since 0.1.0
  * @category operations

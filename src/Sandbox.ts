@@ -911,8 +911,9 @@ export const make = (
 
 /**
  * Attaches to a running sandbox by id (e.g. one made by another process, or listed with
- * `HfJobs.list`). Closing the scope only detaches; `terminate` stops the sandbox. Fails with
- * `StartError` when the id is not a running sandbox or the provider cannot attach.
+ * `HfJobs.list`); on HF Jobs the id may be `namespace/id`. Closing the scope only detaches; `terminate`
+ * stops the sandbox. Fails with `StartError` when the id is not a running sandbox or the provider cannot
+ * attach (`InvalidOptions`, before any request, when it is not an id at all).
  *
  * @since 0.1.0
  * @category constructors
