@@ -50,6 +50,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as EffectFiles from "./Files.js"
 import * as HfJobs from "./HfJobs.js"
+import * as Background from "./internal/background.js"
 import * as Shutdown from "./internal/shutdown.js"
 import * as LocalSandbox from "./LocalSandbox.js"
 import * as EffectSandbox from "./Sandbox.js"
@@ -647,10 +648,8 @@ const providerOf = (options: { readonly provider?: "hf" | "local" | undefined })
 // ---------------------------------------------------------------------------------------------------
 // Telemetry: the facade is one of the original hf-sandbox's own surfaces, and sends its two anonymous
 // events per sandbox made on HF Jobs (see docs/telemetry.md), unless an opt-out variable is set when
-// the sandbox is created. One sender per endpoint, for the process's life.
-
-/** The bound of one telemetry request: a Hub that never answers holds nothing up for longer. */
-const TELEMETRY_TIMEOUT = "2 seconds"
+// the sandbox is created. One sender per endpoint, for the process's life. Its requests and their
+// bounds never keep the process alive: a program whose work is done exits at once, ping or not.
 
 const telemetries = new Map<string, Promise<Context.Context<Telemetry.Telemetry>>>()
 
@@ -660,8 +659,12 @@ const telemetryOf = (endpoint: string | undefined): Promise<Context.Context<Tele
   let context = telemetries.get(key)
   if (context === undefined) {
     providersScope ??= Effect.runSync(Scope.make())
-    const layer = Telemetry.layerHub({ ...(endpoint !== undefined ? { endpoint } : {}), timeout: TELEMETRY_TIMEOUT })
-    context = getRuntime().runPromise(Layer.buildWithScope(layer, providersScope))
+    const layer = Telemetry.layerHub(endpoint !== undefined ? { endpoint } : {}).pipe(
+      Layer.provide(Background.layerHttpClient)
+    )
+    context = getRuntime().runPromise(
+      Layer.buildWithScope(layer, providersScope).pipe(Effect.withClock(Background.clock))
+    )
     context.catch(() => telemetries.delete(key))
     telemetries.set(key, context)
   }

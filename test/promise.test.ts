@@ -410,6 +410,41 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
     }
   })
 
+  it("a telemetry ping the Hub never answers does not keep a finished program alive", async () => {
+    emulator.faults.telemetry = "hang"
+    try {
+      const before = (await Effect.runPromise(emulator.telemetry)).length
+      const proc = spawn(
+        process.execPath,
+        ["--import", "tsx", "test/support/promise-telemetry-child.ts", emulator.url, Redacted.value(emulator.token)],
+        { cwd: path.resolve(import.meta.dirname, ".."), stdio: ["ignore", "pipe", "pipe"] }
+      )
+      let stdout = ""
+      let stderr = ""
+      proc.stdout.on("data", (d) => {
+        stdout += d
+      })
+      proc.stderr.on("data", (d) => {
+        stderr += d
+      })
+      const exit = await new Promise<{ code: number | null; at: number }>((resolve) =>
+        proc.on("exit", (code) => resolve({ code, at: Date.now() }))
+      )
+      expect(exit.code, stderr).toBe(0)
+      const { said, terminatedAt } = JSON.parse(stdout) as { said: string; terminatedAt: number }
+      expect(said).toBe("hi")
+      // Both pings were sent and are still unanswered: the program did not wait for them (each is
+      // bounded by 3 s, which it would otherwise have waited out).
+      const sent = (await Effect.runPromise(emulator.telemetry)).slice(before).map((p) => p.path)
+      expect(sent).toEqual(
+        expect.arrayContaining(["/api/telemetry/hf-sandbox/create", "/api/telemetry/hf-sandbox/terminate"])
+      )
+      expect(exit.at - terminatedAt).toBeLessThan(2_000)
+    } finally {
+      emulator.faults.telemetry = undefined
+    }
+  })
+
   it("a bad token rejects with the Hub's typed error", async () => {
     const error = await Sandbox.create({ ...hf(), token: "hf_wrong", transport: "proxy" }).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(SandboxError.StartError)
