@@ -49,7 +49,11 @@ describe("boundedPass", () => {
       const fiber = yield* boundedPass(arriving([10, 60_000, 60_000, 10]), Duration.seconds(30), () =>
         bounded ? Option.none() : Option.some(Duration.seconds(1))
       ).pipe(
-        Stream.tap((line) => Effect.sync(() => void (line === "line 1" ? (bounded = false) : undefined))),
+        Stream.tap((line) =>
+          Effect.sync(() => {
+            if (line === "line 1") bounded = false
+          })
+        ),
         Stream.runCollect,
         Effect.fork
       )
