@@ -24,6 +24,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -33,6 +34,10 @@ import * as Stream from "effect/Stream"
 import * as Bootstrap from "./internal/bootstrap.js"
 import * as Credentials from "./internal/credentials.js"
 import * as Hub from "./internal/hub.js"
+import * as JobLabels from "./internal/jobLabels.js"
+import * as JobRef from "./internal/jobRef.js"
+import { boundedPass } from "./internal/logTiming.js"
+import * as NamespaceCache from "./internal/namespaceCache.js"
 import * as PublicDns from "./internal/publicDns.js"
 import { serverScriptPath } from "./internal/serverScript.js"
 import * as ServerShutdown from "./internal/serverShutdown.js"
@@ -66,6 +71,18 @@ export interface Options {
    * `["1.1.1.1", "8.8.8.8"]`. The fallback needs `@effect/platform-node`.
    */
   readonly publicDns?: ReadonlyArray<string> | false | undefined
+  /**
+   * Schedules of the operations by id (`logs`): `logReconnect`, `logQuietWindow` and `logFirstByte`
+   * are used; sandboxes take theirs from `Sandbox.make({ schedules })`.
+   */
+  readonly schedules?: Pick<Schedules.Overrides, "logReconnect" | "logQuietWindow" | "logFirstByte"> | undefined
+  /**
+   * A directory where the token's namespace is kept between processes (one 0600 file per token and
+   * endpoint, named by a hash of them, holding only the name; asked again after a day). The Hub's
+   * `whoami-v2` is strictly rate-limited: a program that starts often (a CLI) should set it. Default:
+   * none, the namespace is asked once per layer. The CLI keeps it in its state directory.
+   */
+  readonly namespaceCache?: string | undefined
 }
 
 /** The in-sandbox server's port behind the Jobs proxy: unusual on purpose, so 3000/8000/8080 stay free. */
@@ -108,21 +125,33 @@ const lastLines = (hub: Hub.HubClient, namespace: string, jobId: string) =>
   )
 
 /**
+ * When one pass over a log stream is given up and reopened: after `firstByte` without its first line,
+ * or once it has started, after `stall()` without another (`None`: never).
+ */
+interface PassBounds {
+  readonly firstByte: Duration.Duration
+  readonly stall: () => Option.Option<Duration.Duration>
+}
+
+/**
  * Every line of the job's log once, across reconnects, starting after the first `skip` lines. The Hub
  * ends a log stream early (e.g. while the job is scheduling) and replays from the start on every
  * request, so the stream is reopened on `reconnect` and lines already seen are skipped by position.
+ * With `bounds`, a pass that stays silent too long ends too, and is reopened the same way.
  */
 const followLogs = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
   reconnect: Schedule.Schedule<unknown>,
-  skip = 0
+  skip = 0,
+  bounds?: PassBounds
 ): Stream.Stream<string, HubError> => {
   let seen = skip
   const pass = Stream.suspend(() => {
     let index = 0
-    return hub.logs(namespace, jobId).pipe(
+    const lines = hub.logs(namespace, jobId)
+    return (bounds === undefined ? lines : boundedPass(lines, bounds.firstByte, bounds.stall)).pipe(
       Stream.filter(() => index++ >= seen),
       Stream.tap(() => Effect.sync(() => void seen++)),
       // A cut or refused stream is reopened; a rejection (401/403/404) is final.
@@ -135,25 +164,40 @@ const followLogs = (
 /** The Hub's own first line of every log, which says nothing about the sandbox. */
 const isStartBanner = (line: string) => /^===== Job started at .* =====$/.test(line)
 
-/** How long a log snapshot waits for more lines before it counts as complete (the Hub never says). */
-const SNAPSHOT_SILENCE = Duration.seconds(2)
-
 /**
- * How long `connect` lets the log's replay be silent before it takes the last tunnel URL so far. Shorter
- * than {@link SNAPSHOT_SILENCE}, as every CLI command pays it: the replay comes in one burst, and a cut
- * that comes too early costs little, since the log is followed from there and a newer URL replaces it.
+ * How long `connect` lets the log's replay be silent, once it has begun, before it takes the last tunnel
+ * URL so far. Shorter than `Schedules.logQuietWindow`, as every CLI command pays it: the replay comes in
+ * one burst, and a cut that comes too early costs little, since the log is followed from there and a
+ * newer URL replaces it.
  */
 const TUNNEL_SETTLE = Duration.millis(500)
 
-/** The job's log so far: what one request replays until the stream is silent for `silence` or ends. */
+/** The time bounds of log snapshots: the quiet window that ends one, and how long its first line may take. */
+interface SnapshotTiming {
+  readonly quiet: Duration.Duration
+  readonly firstByte: Duration.Duration
+}
+
+const timingOf = (schedules: {
+  readonly logQuietWindow?: Duration.DurationInput | undefined
+  readonly logFirstByte?: Duration.DurationInput | undefined
+}): SnapshotTiming => ({
+  quiet: Duration.decode(schedules.logQuietWindow ?? Schedules.logQuietWindow),
+  firstByte: Duration.decode(schedules.logFirstByte ?? Schedules.logFirstByte)
+})
+
+/**
+ * The job's log so far: what one request replays until the stream ends or, once its first line has come,
+ * is silent for the quiet window. The wait for the first line is bounded apart (a slow Hub is not an
+ * empty log).
+ */
 const logSnapshotStream = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
-  silence: Duration.Duration = SNAPSHOT_SILENCE
+  timing: SnapshotTiming
 ): Stream.Stream<string, HubError> =>
-  hub.logs(namespace, jobId).pipe(
-    Stream.timeout(silence),
+  boundedPass(hub.logs(namespace, jobId), timing.firstByte, () => Option.some(timing.quiet)).pipe(
     Stream.catchAll((error) => (Hub.isTransient(error) ? Stream.empty : Stream.fail(error)))
   )
 
@@ -162,9 +206,9 @@ const logSnapshot = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
-  silence: Duration.Duration
+  timing: SnapshotTiming
 ): Effect.Effect<ReadonlyArray<string>, HubError> =>
-  Effect.map(Stream.runCollect(logSnapshotStream(hub, namespace, jobId, silence)), (chunk) => Array.from(chunk))
+  Effect.map(Stream.runCollect(logSnapshotStream(hub, namespace, jobId, timing)), (chunk) => Array.from(chunk))
 
 /** A job's log for users: the log so far, or (`follow`) everything until the job ends. */
 const jobLogs = (
@@ -172,9 +216,10 @@ const jobLogs = (
   namespace: string,
   jobId: string,
   options: SandboxProvider.LogOptions,
-  reconnect: Schedule.Schedule<unknown>
+  reconnect: Schedule.Schedule<unknown>,
+  timing: SnapshotTiming
 ): Stream.Stream<string, HubError> => {
-  const snapshot = logSnapshotStream(hub, namespace, jobId)
+  const snapshot = logSnapshotStream(hub, namespace, jobId, timing)
   const visible = (stream: Stream.Stream<string, HubError>) => Stream.filter(stream, (line) => !isStartBanner(line))
   if (!options.follow) {
     return options.tail === undefined ? visible(snapshot) : visible(snapshot).pipe(Stream.takeRight(options.tail))
@@ -330,12 +375,15 @@ export interface Service {
     readonly namespace?: string | undefined
     readonly all?: boolean | undefined
   }) => Effect.Effect<ReadonlyArray<SandboxInfo>, HubError | StartError>
-  /** Stops a sandbox by id (cancels its job). Refuses jobs that are not sandboxes. */
+  /**
+   * Stops a sandbox by id (cancels its job). Refuses jobs that are not sandboxes. The id may be
+   * `namespace/id`; anything but a job id fails with `StartError` (`InvalidOptions`) before any request.
+   */
   readonly kill: (
     id: string,
     options?: { readonly namespace?: string | undefined }
   ) => Effect.Effect<void, HubError | StartError>
-  /** A sandbox's log by id. */
+  /** A sandbox's log by id (or `namespace/id`). */
   readonly logs: (
     id: string,
     options?: SandboxProvider.LogOptions & { readonly namespace?: string | undefined }
@@ -380,10 +428,33 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
     const whoami = yield* Effect.cached(
       Effect.flatMap(hub, (h) => h.whoami.pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure)))
     )
-    const namespaceOf = (explicit: string | undefined) =>
-      explicit !== undefined || options.namespace !== undefined
-        ? Effect.succeed((explicit ?? options.namespace)!)
-        : Effect.map(whoami, (w) => w.name)
+    const userNamespace = yield* Effect.cached(
+      options.namespaceCache === undefined
+        ? Effect.map(whoami, (w) => w.name)
+        : Effect.flatMap(credential, (c) =>
+            NamespaceCache.cached(
+              fs,
+              options.namespaceCache!,
+              endpoint,
+              c.token,
+              Effect.map(whoami, (w) => w.name)
+            )
+          )
+    )
+    // A namespace becomes a segment of Hub paths: it is checked like an id.
+    const namespaceOf = (explicit: string | undefined) => {
+      const given = explicit ?? options.namespace
+      if (given === undefined) return userNamespace
+      return JobRef.isNamespace(given)
+        ? Effect.succeed(given)
+        : Effect.fail(
+            new StartError({
+              provider: "hf-jobs",
+              reason: "InvalidOptions",
+              detail: `namespace ${JSON.stringify(given)} is not a Hub user or organisation name`
+            })
+          )
+    }
     const serverSource = yield* Effect.cached(
       fs.readFileString(serverScriptPath).pipe(
         Effect.mapError(
@@ -445,8 +516,14 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
             Effect.flatMap(Deferred.isDone(first), (started) => (started ? alive : Effect.succeed(true)))
           )
         )
+        // Until the first URL, a stream with nothing new (the Hub's banner and keep-alives only) is reopened.
+        const bounds: PassBounds = {
+          firstByte: spec.schedules.logFirstByte ?? Schedules.logFirstByte,
+          stall: () =>
+            current === undefined ? Option.some(spec.schedules.logStall ?? Schedules.logStall) : Option.none()
+        }
         const follow = (skip: number) =>
-          followLogs(client, namespace, jobId, reconnect, skip).pipe(
+          followLogs(client, namespace, jobId, reconnect, skip, bounds).pipe(
             Stream.filterMap(parseMarker),
             Stream.runForEach(announce),
             Effect.zipRight(
@@ -474,7 +551,10 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           let skip = 0
           if (!fresh) {
             // The log so far may announce several tunnels: only the last one can still be up.
-            const lines = yield* logSnapshot(client, namespace, jobId, TUNNEL_SETTLE).pipe(Effect.mapError(hubFailure))
+            const lines = yield* logSnapshot(client, namespace, jobId, {
+              quiet: TUNNEL_SETTLE,
+              firstByte: spec.schedules.logFirstByte ?? Schedules.logFirstByte
+            }).pipe(Effect.mapError(hubFailure))
             skip = lines.length
             const latest = lines.reduce<Option.Option<string>>(
               (found, line) => Option.orElse(parseMarker(line), () => found),
@@ -527,7 +607,11 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
               }
             : {}),
           died,
-          logs: (logOptions) => jobLogs(client, namespace, job.id, logOptions, spec.schedules.logReconnect),
+          logs: (logOptions) =>
+            jobLogs(client, namespace, job.id, logOptions, spec.schedules.logReconnect, {
+              quiet: spec.schedules.logQuietWindow ?? Schedules.logQuietWindow,
+              firstByte: spec.schedules.logFirstByte ?? Schedules.logFirstByte
+            }),
           details: {
             jobId: job.id,
             namespace,
@@ -557,6 +641,14 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
 
     const provision = (spec: SandboxProvider.Spec) =>
       Effect.gen(function* () {
+        const badLabel = JobLabels.problem(spec.labels)
+        if (badLabel !== undefined) {
+          return yield* new StartError({
+            provider: "hf-jobs",
+            reason: "InvalidOptions",
+            detail: `labels: ${badLabel} (the Hub refuses anything else)`
+          })
+        }
         const current = yield* credential
         const hfToken = current.token
         const client = clientOf(current)
@@ -674,11 +766,16 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         return endpoint
       }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
 
-    /** Finds a live sandbox job by id, refusing anything else. */
-    const findSandbox = (id: string, explicitNamespace: string | undefined) =>
+    /** Finds a live sandbox job by `[namespace/]id`, refusing anything else (a malformed id before any request). */
+    const findSandbox = (ref: string, explicitNamespace: string | undefined) =>
       Effect.gen(function* () {
+        const parsed = JobRef.parse(ref, explicitNamespace)
+        if (Either.isLeft(parsed)) {
+          return yield* new StartError({ provider: "hf-jobs", reason: "InvalidOptions", detail: parsed.left })
+        }
+        const id = parsed.right.id
         const client = yield* hub
-        const namespace = yield* namespaceOf(explicitNamespace)
+        const namespace = yield* namespaceOf(parsed.right.namespace)
         const job = yield* client
           .getJob(namespace, id)
           .pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure))
@@ -694,8 +791,8 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
 
     const connect = (id: string, spec: SandboxProvider.Spec) =>
       Effect.gen(function* () {
-        const hfToken = (yield* credential).token
         const { client, job, namespace } = yield* findSandbox(id, spec.namespace)
+        const hfToken = (yield* credential).token
         if (Hub.isTerminal(job.status.stage)) {
           return yield* new StartError({
             provider: "hf-jobs",
@@ -762,8 +859,15 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         }).pipe(Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } })),
       logs: (id, logOptions = {}) =>
         Stream.unwrap(
-          Effect.map(findSandbox(id, logOptions.namespace), ({ client, namespace }) =>
-            jobLogs(client, namespace, id, logOptions, Schedules.logReconnect)
+          Effect.map(findSandbox(id, logOptions.namespace), ({ client, job, namespace }) =>
+            jobLogs(
+              client,
+              namespace,
+              job.id,
+              logOptions,
+              options.schedules?.logReconnect ?? Schedules.logReconnect,
+              timingOf(options.schedules ?? {})
+            )
           )
         ).pipe(
           Stream.withSpan("HfJobs.logs", {
@@ -818,7 +922,7 @@ export const layer = (
 export const list = (options?: Parameters<Service["list"]>[0]) => Effect.flatMap(HfJobs, (s) => s.list(options))
 
 /**
- * Stops a sandbox by id (cancels its job).
+ * Stops a sandbox by id (cancels its job). The id may be `namespace/id`, as the job's page shows it.
  *
  * @since 0.1.0
  * @category operations
@@ -827,7 +931,8 @@ export const kill = (id: string, options?: Parameters<Service["kill"]>[1]) =>
   Effect.flatMap(HfJobs, (s) => s.kill(id, options))
 
 /**
- * A sandbox's log by id: the log so far, or with `follow` until the sandbox ends.
+ * A sandbox's log by id (or `namespace/id`): the log so far (ended by `Schedules.logQuietWindow` of
+ * silence after its first line), or with `follow` until the sandbox ends.
  *
  * @since 0.1.0
  * @category operations

@@ -434,7 +434,10 @@ const specOf = (options: MakeOptions): SandboxProvider.Spec => {
       logReconnect: options.schedules?.logReconnect ?? Schedules.logReconnect,
       stageCheck: options.schedules?.stageCheck ?? Schedules.stageCheck,
       hubRetry: options.schedules?.hubRetry ?? Schedules.hubRetry,
-      cancelRetry: options.schedules?.cancelRetry ?? Schedules.cancelRetry
+      cancelRetry: options.schedules?.cancelRetry ?? Schedules.cancelRetry,
+      logQuietWindow: Duration.decode(options.schedules?.logQuietWindow ?? Schedules.logQuietWindow),
+      logFirstByte: Duration.decode(options.schedules?.logFirstByte ?? Schedules.logFirstByte),
+      logStall: Duration.decode(options.schedules?.logStall ?? Schedules.logStall)
     }
   }
 }
@@ -913,8 +916,9 @@ export const make = (
 
 /**
  * Attaches to a running sandbox by id (e.g. one made by another process, or listed with
- * `HfJobs.list`). Closing the scope only detaches; `terminate` stops the sandbox. Fails with
- * `StartError` when the id is not a running sandbox or the provider cannot attach.
+ * `HfJobs.list`); on HF Jobs the id may be `namespace/id`. Closing the scope only detaches; `terminate`
+ * stops the sandbox. Fails with `StartError` when the id is not a running sandbox or the provider cannot
+ * attach (`InvalidOptions`, before any request, when it is not an id at all).
  *
  * @since 0.1.0
  * @category constructors

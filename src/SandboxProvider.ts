@@ -62,6 +62,10 @@ export interface Spec {
     readonly stageCheck: Schedule.Schedule<unknown>
     readonly hubRetry: Schedule.Schedule<unknown, HubError>
     readonly cancelRetry: Schedule.Schedule<unknown, HubError>
+    /** See `Schedules.logQuietWindow`, `logFirstByte` and `logStall`; absent: their defaults. */
+    readonly logQuietWindow?: Duration.Duration | undefined
+    readonly logFirstByte?: Duration.Duration | undefined
+    readonly logStall?: Duration.Duration | undefined
   }
 }
 

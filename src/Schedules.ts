@@ -43,6 +43,38 @@ export const logReconnect: Schedule.Schedule<unknown> = Schedule.exponential("10
 )
 
 /**
+ * How long a log snapshot (`HfJobs.logs` without `follow`) waits for another line before it counts
+ * the log as complete: the Hub replays the log and then keeps the stream open, and never says it is
+ * done. 5 s, as `huggingface_hub`'s `fetch_job_logs`. The wait starts at the stream's first line, so
+ * a slow first byte is not mistaken for the end (see {@link logFirstByte}).
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const logQuietWindow: Duration.Duration = Duration.seconds(5)
+
+/**
+ * How long a log stream may take to send its first line (the Hub's banner) before the request is
+ * given up: for a snapshot it then counts as empty, while starting it is reopened. This, not the
+ * {@link logQuietWindow}, is what a slow first byte counts against.
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const logFirstByte: Duration.Duration = Duration.seconds(30)
+
+/**
+ * How long the log stream followed while a tunnel sandbox starts may stay open with no new line
+ * (the Hub's banner and keep-alives only) before it is reopened. The Hub sometimes serves such a
+ * stream forever to a running job; a new request replays the log and goes on. Only until the tunnel
+ * URL is found: afterwards a quiet log is normal.
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const logStall: Duration.Duration = Duration.seconds(20)
+
+/**
  * How often a starting job's stage is checked, so that a crash fails the start soon. Every 3 s: with the
  * log reconnects, a start waiting in the Hub's queue then costs about 0.8 Hub requests per second
  * (`bench/hub-rate.ts`), below the 1/s that keeps many parallel starts inside the Hub's rate limit.
@@ -94,4 +126,10 @@ export interface Overrides {
   readonly hubRetry?: Schedule.Schedule<unknown, HubError> | undefined
   /** Replaces {@link cancelRetry}. */
   readonly cancelRetry?: Schedule.Schedule<unknown, HubError> | undefined
+  /** Replaces {@link logQuietWindow}. */
+  readonly logQuietWindow?: Duration.DurationInput | undefined
+  /** Replaces {@link logFirstByte}. */
+  readonly logFirstByte?: Duration.DurationInput | undefined
+  /** Replaces {@link logStall}. */
+  readonly logStall?: Duration.DurationInput | undefined
 }

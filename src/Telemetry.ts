@@ -272,6 +272,9 @@ export const makeHub = (options: HubOptions = {}): Effect.Effect<Service, never,
     const flush = Duration.decode(options.flushTimeout ?? "1 second")
     // Not the user's operation: the ping stays out of their traces.
     const client = HttpClient.withTracerDisabledWhen(yield* HttpClient.HttpClient, () => true)
+    // The bound runs on the Clock the layer was built with, not on the caller's: a layer built with a
+    // Clock whose timers do not hold the process (the Promise facade's) keeps it that way.
+    const clock = yield* Effect.clock
     const pending = yield* FiberSet.make()
     // Runs before the set's own release (finalizers run in reverse), which interrupts what is left.
     // Interruptible: a finalizer is not, and the bound must be able to cut the wait short.
@@ -285,6 +288,7 @@ export const makeHub = (options: HubOptions = {}): Effect.Effect<Service, never,
       )
       return client.execute(request).pipe(
         Effect.timeout(bound),
+        Effect.withClock(clock),
         Effect.catchAllCause((cause) =>
           Effect.logDebug(`hf-sandbox: telemetry not sent: ${Cause.squash(cause)}`).pipe(Effect.ignore)
         ),

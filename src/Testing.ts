@@ -13,7 +13,7 @@
  * })
  * ```
  *
- * **Hub API** (`url`): `GET /api/whoami-v2`, `POST /api/jobs/{ns}` (create, validated like the Hub),
+ * **Hub API** (`url`): `GET /api/whoami-v2`, `POST /api/jobs/{ns}` (create, validated like the Hub, labels included),
  * `GET /api/jobs/{ns}/{id}`, `GET /api/jobs/{ns}/{id}/logs` (SSE, replayed from the start on every
  * request, `?tail=N`), `POST /api/jobs/{ns}/{id}/cancel` (200 with an **empty** body, as the Hub
  * answers), `GET /api/jobs/{ns}` (`stage=`/`label=k=v` filters, newest first, pages of 20 —
@@ -235,6 +235,28 @@ export interface Faults {
    * @since 0.2.0
    */
   freshTunnelDns: { propagationMs: number; systemMisses: number; publicMisses: number }
+  /**
+   * Every log stream answers only after this many milliseconds (status line included), as the Hub does
+   * when its log backend is slow. Default 0.
+   *
+   * @since 0.2.0
+   */
+  logFirstByteDelayMs: number
+  /**
+   * The next N log streams of RUNNING jobs send the `===== Job started … =====` line and then only
+   * `: keep-alive` comments, never a log line, and stay open until the job ends: the Hub's "infinite
+   * empty stream". Default 0.
+   *
+   * @since 0.2.0
+   */
+  silentLogStreams: number
+  /**
+   * Telemetry pings are recorded, then answered never (`"hang"`: the connection stays open until the
+   * client drops it) or with a reset connection (`"reset"`). Default `undefined`: 200 at once.
+   *
+   * @since 0.2.0
+   */
+  telemetry: "hang" | "reset" | undefined
 }
 
 /**

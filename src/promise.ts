@@ -50,11 +50,13 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as EffectFiles from "./Files.js"
 import * as HfJobs from "./HfJobs.js"
+import * as Background from "./internal/background.js"
 import * as Shutdown from "./internal/shutdown.js"
 import * as LocalSandbox from "./LocalSandbox.js"
 import * as EffectSandbox from "./Sandbox.js"
 import type { OperationError, StartError } from "./SandboxError.js"
 import type * as SandboxProvider from "./SandboxProvider.js"
+import * as Telemetry from "./Telemetry.js"
 
 // The shapes shared with the Effect API (results, events, options), defined in the `Sandbox` and `Files` modules.
 export type {
@@ -644,6 +646,32 @@ const providerOf = (options: { readonly provider?: "hf" | "local" | undefined })
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Telemetry: the facade is one of the original hf-sandbox's own surfaces, and sends its two anonymous
+// events per sandbox made on HF Jobs (see docs/telemetry.md), unless an opt-out variable is set when
+// the sandbox is created. One sender per endpoint, for the process's life. Its requests and their
+// bounds never keep the process alive: a program whose work is done exits at once, ping or not.
+
+const telemetries = new Map<string, Promise<Context.Context<Telemetry.Telemetry>>>()
+
+const telemetryOf = (endpoint: string | undefined): Promise<Context.Context<Telemetry.Telemetry>> | undefined => {
+  if (Effect.runSync(Telemetry.optedOut)) return undefined
+  const key = endpoint ?? ""
+  let context = telemetries.get(key)
+  if (context === undefined) {
+    providersScope ??= Effect.runSync(Scope.make())
+    const layer = Telemetry.layerHub(endpoint !== undefined ? { endpoint } : {}).pipe(
+      Layer.provide(Background.layerHttpClient)
+    )
+    context = getRuntime().runPromise(
+      Layer.buildWithScope(layer, providersScope).pipe(Effect.withClock(Background.clock))
+    )
+    context.catch(() => telemetries.delete(key))
+    telemetries.set(key, context)
+  }
+  return context
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Handles.
 
 const encoder = new TextEncoder()
@@ -747,6 +775,7 @@ const open = async (params: {
   >
   readonly signal: AbortSignal | undefined
   readonly httpClient: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
+  readonly telemetry?: Promise<Context.Context<Telemetry.Telemetry>> | undefined
 }): Promise<Sandbox> => {
   if (params.signal?.aborted) return Promise.reject(params.signal.reason)
   const scope = Effect.runSync(Scope.make())
@@ -766,10 +795,13 @@ const open = async (params: {
     : undefined
   try {
     const context = await params.provider
+    // Telemetry that cannot be set up is no telemetry: it never fails a sandbox.
+    const telemetry = await params.telemetry?.catch(() => undefined)
     const effect = params.make.pipe(
       params.httpClient === undefined ? identity : Effect.updateService(HttpClient.HttpClient, params.httpClient),
       Scope.extend(scope),
-      Effect.provide(context)
+      Effect.provide(context),
+      telemetry === undefined ? identity : Effect.provide(telemetry)
     )
     const pending = runExit(effect, signal)
     started = pending
@@ -801,7 +833,11 @@ export const create = (options: CreateOptions = {}): Promise<Sandbox> => {
     provider: providerOf(options),
     make: EffectSandbox.make(make),
     signal,
-    httpClient
+    httpClient,
+    telemetry:
+      (options.provider ?? "hf") === "hf"
+        ? telemetryOf((options as { readonly endpoint?: string | undefined }).endpoint)
+        : undefined
   })
 }
 

@@ -141,7 +141,8 @@ const until = async (predicate: () => boolean | Promise<boolean>, ms = 10_000) =
   }
 }
 
-const stateFiles = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : [])
+/** The local sandboxes' files (the namespace cache of HF commands lives beside them, in `namespaces/`). */
+const stateFiles = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir).filter((n) => n !== "namespaces") : [])
 const stateOf = (id: string) =>
   JSON.parse(fs.readFileSync(path.join(stateDir, `${id}.json`), "utf8")) as { pid: number; token: string }
 
@@ -712,6 +713,98 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
       follower.kill()
       expectCode(await hf(["kill", id]), 0)
     }
+  })
+
+  it("run and create send the original's two anonymous telemetry events; none with an opt-out set", async () => {
+    const pings = async () => await Effect.runPromise(emulator.telemetry)
+    const before = (await pings()).length
+    expectCode(await hf(["run", "--transport", "proxy", "--", "true"]), 0)
+    const sent = (await pings()).slice(before)
+    assert.deepStrictEqual(
+      sent.map((p) => p.path),
+      ["/api/telemetry/hf-sandbox/create", "/api/telemetry/hf-sandbox/terminate"]
+    )
+    assert.match(sent[0]!.userAgent, /flavor\/cpu-basic; timeout\/none; forward_hf_token\/false$/)
+    assert.match(sent[1]!.userAgent, /reason\/scope$/)
+    const session = /session_id\/([0-9a-f]+)/.exec(sent[0]!.userAgent)?.[1]
+    assert.include(sent[1]!.userAgent, `session_id/${session}`)
+    for (const ping of sent) {
+      assert.isUndefined(ping.authorization)
+      assert.notInclude(ping.userAgent, token())
+    }
+    const id = await createHf("--transport", "proxy")
+    assert.deepStrictEqual(
+      (await pings()).slice(before + 2).map((p) => p.path),
+      ["/api/telemetry/hf-sandbox/create"]
+    )
+    expectCode(await hf(["kill", id]), 0)
+    // A telemetry endpoint that never answers or drops the connection fails nothing.
+    for (const fault of ["hang", "reset"] as const) {
+      emulator.faults.telemetry = fault
+      const count = (await pings()).length
+      const result = await hf(["run", "--transport", "proxy", "--", "echo still-works"])
+      emulator.faults.telemetry = undefined
+      expectCode(result, 0)
+      assert.strictEqual(result.stdout, "still-works\n")
+      assert.strictEqual(result.stderr, "")
+      assert.isAtLeast((await pings()).length, count + 1)
+    }
+    for (const optOut of [{ HF_HUB_DISABLE_TELEMETRY: "1" }, { DO_NOT_TRACK: "1" }]) {
+      const count = (await pings()).length
+      expectCode(await cli(["run", "--transport", "proxy", "--", "true"], { hf: true, env: optOut }), 0)
+      assert.strictEqual((await pings()).length, count, JSON.stringify(optOut))
+    }
+  })
+
+  it("whoami is asked once per token across commands, cached 0600 under a hash of the token", async () => {
+    const fresh = fs.mkdtempSync(path.join(work, "state-"))
+    const whoamis = async () => (await Effect.runPromise(emulator.requests)).filter((r) => r.route === "whoami").length
+    const before = await whoamis()
+    for (let i = 0; i < 3; i++)
+      expectCode(await cli(["ls", "-q"], { hf: true, env: { HF_SANDBOX_STATE_DIR: fresh } }), 0)
+    assert.strictEqual((await whoamis()) - before, 1, "one whoami for three commands")
+    const dir = path.join(fresh, "namespaces")
+    assert.strictEqual(fs.statSync(dir).mode & 0o777, 0o700)
+    const files = fs.readdirSync(dir)
+    assert.strictEqual(files.length, 1)
+    assert.match(files[0]!, /^[0-9a-f]{64}\.json$/)
+    assert.strictEqual(fs.statSync(path.join(dir, files[0]!)).mode & 0o777, 0o600)
+    const text = fs.readFileSync(path.join(dir, files[0]!), "utf8")
+    assert.notInclude(text + files[0], token())
+    assert.strictEqual((JSON.parse(text) as { namespace: string }).namespace, emulator.user)
+  })
+
+  it("NAMESPACE/ID wherever an id is taken; a malformed id or label fails before any request", async () => {
+    const id = await createHf("--transport", "proxy", "--label", "team=ml", "-l", "flag")
+    const spec = (await job(id)).spec as { labels: Record<string, string> }
+    assert.strictEqual(spec.labels.team, "ml")
+    assert.strictEqual(spec.labels.flag, "")
+    const ref = `${emulator.user}/${id}`
+    const ok = await hf(["exec", ref, "--", "echo via-ref"])
+    expectCode(ok, 0)
+    assert.strictEqual(ok.stdout, "via-ref\n")
+    fs.writeFileSync(path.join(work, "ref.txt"), "by reference")
+    expectCode(await hf(["cp", path.join(work, "ref.txt"), `${ref}:ref.txt`]), 0)
+    assert.strictEqual((await hf(["exec", id, "--", "cat ref.txt"])).stdout, "by reference")
+    const logs = await hf(["logs", "--tail", "3", ref])
+    expectCode(logs, 0)
+
+    const before = (await Effect.runPromise(emulator.requests)).length
+    const jobsBefore = (await Effect.runPromise(emulator.jobs)).length
+    const bad = await hf(["exec", "../../x", "--", "true"])
+    expectCode(bad, 125)
+    assert.include(bad.stderr, "24 hex digits")
+    const badLogs = await hf(["logs", "alice/../x"])
+    expectCode(badLogs, 1)
+    assert.include(badLogs.stderr, "24 hex digits")
+    const badLabel = await hf(["create", "--label", "bad key=x"])
+    expectCode(badLabel, 2)
+    assert.include(badLabel.stderr, "--label")
+    assert.strictEqual((await Effect.runPromise(emulator.requests)).length, before, "no Hub request at all")
+    assert.strictEqual((await Effect.runPromise(emulator.jobs)).length, jobsBefore)
+
+    expectCode(await hf(["kill", ref]), 0)
+    await until(async () => (await job(id)).stage === "CANCELED")
   })
 
   it("logs prints the job's log; an unknown id fails clearly", async () => {

@@ -242,33 +242,73 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
     })
   )
 
-  it.effect("connect to a job whose tunnel was restarted uses the newest URL", () =>
+  for (const firstByteMs of [0, 1200]) {
+    it.effect(
+      `connect to a job whose tunnel was restarted uses the newest URL (log's first byte after ${firstByteMs} ms)`,
+      () =>
+        Effect.gen(function* () {
+          yield* resetFaults
+          const emu = yield* emulator
+          const made = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" }, schedules: fast })
+          yield* made.files.write("kept.txt", "across the restart")
+          const killed = yield* emu.killTunnel(made.id)
+          assert.strictEqual(killed.length, 1)
+          const markers = yield* eventually(
+            Effect.flatMap(jobOf(made.id), (job) => {
+              const found = markersOf(job)
+              return found.length === 2 ? Effect.succeed(found) : Effect.fail(new Error(`${found.length} markers`))
+            }),
+            "30 seconds"
+          )
+          const { client, hosts } = yield* recordingClient
+          emu.faults.logFirstByteDelayMs = firstByteMs
+          const text = yield* Effect.gen(function* () {
+            const other = yield* Sandbox.connect(made.id, { startTimeout: "20 seconds", schedules: fast })
+            return yield* other.files.readText("kept.txt")
+          }).pipe(Effect.scoped, Effect.provideService(HttpClient.HttpClient, client))
+          assert.strictEqual(text, "across the restart")
+          // Not one request went to the dead tunnel, not even the first health probe.
+          assert.deepStrictEqual([...new Set(hosts)], [hostOf(markers[1]!)])
+          assert.strictEqual((yield* made.exec("echo alive")).stdout, "alive\n")
+          yield* made.terminate
+          yield* assertCancelled(made.id)
+        }).pipe(Effect.scoped)
+    )
+  }
+
+  it.effect("a log snapshot waits for a slow first byte; only then does its quiet window start", () =>
     Effect.gen(function* () {
       yield* resetFaults
       const emu = yield* emulator
-      const made = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" }, schedules: fast })
-      yield* made.files.write("kept.txt", "across the restart")
-      const killed = yield* emu.killTunnel(made.id)
-      assert.strictEqual(killed.length, 1)
-      const markers = yield* eventually(
-        Effect.flatMap(jobOf(made.id), (job) => {
-          const found = markersOf(job)
-          return found.length === 2 ? Effect.succeed(found) : Effect.fail(new Error(`${found.length} markers`))
-        }),
-        "30 seconds"
-      )
-      const { client, hosts } = yield* recordingClient
-      const text = yield* Effect.gen(function* () {
-        const other = yield* Sandbox.connect(made.id, { startTimeout: "20 seconds", schedules: fast })
-        return yield* other.files.readText("kept.txt")
-      }).pipe(Effect.scoped, Effect.provideService(HttpClient.HttpClient, client))
-      assert.strictEqual(text, "across the restart")
-      // Not one request went to the dead tunnel, not even the first health probe.
-      assert.deepStrictEqual([...new Set(hosts)], [hostOf(markers[1]!)])
-      assert.strictEqual((yield* made.exec("echo alive")).stdout, "alive\n")
-      yield* made.terminate
-      yield* assertCancelled(made.id)
+      const sb = yield* Sandbox.make({ transport: "proxy", schedules: { ...fast, logQuietWindow: "500 millis" } })
+      emu.faults.logFirstByteDelayMs = 2500
+      const jobs = HfJobs.layer({
+        token: emu.token,
+        endpoint: emu.url,
+        // Named, so that this second provider does not ask whoami (counted by the last test).
+        namespace: emu.user,
+        publicDns: false,
+        schedules: { logQuietWindow: "500 millis" }
+      })
+      const lines = yield* HfJobs.logs(sb.id).pipe(Stream.runCollect, Effect.provide(jobs))
+      assert.isTrue(Chunk.some(lines, (line) => line.includes('"event":"listening"')))
+      const viaSandbox = yield* sb.logs().pipe(Stream.runCollect)
+      assert.isTrue(Chunk.some(viaSandbox, (line) => line.includes('"event":"listening"')))
     }).pipe(Effect.scoped)
+  )
+
+  it.effect(
+    "a start whose log stream stays silent (banner and keep-alives only) reopens it, after slow scheduling",
+    () =>
+      Effect.gen(function* () {
+        yield* resetFaults
+        const emu = yield* emulator
+        emu.faults.schedulingDelay = "2 seconds"
+        emu.faults.silentLogStreams = 1
+        const sb = yield* Sandbox.make({ startTimeout: "12 seconds", schedules: { ...fast, logStall: "1 second" } })
+        assert.strictEqual((yield* sb.exec("echo found")).stdout, "found\n")
+        assert.strictEqual(emu.faults.silentLogStreams, 0, "the silent stream was served")
+      }).pipe(Effect.scoped)
   )
 
   it.effect("a job that crashes before it is ready fails with JobFailed and its log tail", () =>
@@ -431,6 +471,84 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       const refused = yield* Effect.flip(Sandbox.connect(made.id).pipe(Effect.scoped))
       assert.strictEqual(refused._tag, "StartError")
       assert.include(refused.message, "not running")
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("ids are checked before any request; namespace/id is taken wherever an id is", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const made = yield* Sandbox.make({ transport: "proxy", schedules: { ...fast, logQuietWindow: "300 millis" } })
+      const before = (yield* emu.requests).length
+      for (const bad of [
+        "../../x",
+        "alice/../x",
+        `${emu.user}/${made.id}/cancel`,
+        `../${made.id}`,
+        made.id.toUpperCase()
+      ]) {
+        const connected = yield* Effect.flip(Sandbox.connect(bad).pipe(Effect.scoped))
+        assert.strictEqual(connected._tag, "StartError")
+        assert.strictEqual(connected.reason, "InvalidOptions", connected.message)
+        assert.include(connected.message, "24 hex digits")
+        const killed = yield* Effect.flip(HfJobs.kill(bad))
+        assert.strictEqual(killed._tag === "StartError" ? killed.reason : killed._tag, "InvalidOptions")
+        const logged = yield* Effect.flip(Stream.runDrain(HfJobs.logs(bad)))
+        assert.strictEqual(logged._tag === "StartError" ? logged.reason : logged._tag, "InvalidOptions")
+      }
+      const conflict = yield* Effect.flip(
+        Sandbox.connect(`acme/${made.id}`, { namespace: emu.user }).pipe(Effect.scoped)
+      )
+      assert.include(conflict.message, "namespace")
+      assert.strictEqual((yield* emu.requests).length, before, "no request for a malformed id")
+
+      const ref = `${emu.user}/${made.id}`
+      const text = yield* Effect.gen(function* () {
+        const other = yield* Sandbox.connect(ref)
+        assert.strictEqual(other.id, made.id)
+        return (yield* other.exec("echo via-namespace")).stdout
+      }).pipe(Effect.scoped)
+      assert.strictEqual(text, "via-namespace\n")
+      const lines = yield* Stream.runCollect(HfJobs.logs(ref, { tail: 50 }))
+      assert.isTrue(Chunk.some(lines, (line) => line.includes('"event":"listening"')))
+      yield* HfJobs.kill(ref)
+      yield* assertCancelled(made.id)
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("labels are checked as the Hub checks them, before any job exists; the emulator refuses bad ones", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const before = (yield* emu.jobs).length
+      for (const labels of [
+        { "bad key": "x" },
+        { ok: "a/b" },
+        { ["k".repeat(101)]: "v" },
+        { k: "v".repeat(101) },
+        { "": "v" }
+      ]) {
+        const error = yield* Effect.flip(Sandbox.make({ labels, schedules: fast }).pipe(Effect.scoped))
+        assert.strictEqual(error.reason, "InvalidOptions", error.message)
+        assert.include(error.message, "label")
+      }
+      assert.strictEqual((yield* emu.jobs).length, before, "no job was created")
+      const answer = yield* Effect.promise(() =>
+        fetch(`${emu.url}/api/jobs/${emu.user}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${Redacted.value(emu.token)}`, "content-type": "application/json" },
+          body: JSON.stringify({ dockerImage: "python:3.12", command: ["true"], labels: { "bad key": "x" } })
+        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: string } }))
+      )
+      assert.strictEqual(answer.status, 400)
+      assert.include(answer.body.error, "label")
+      const fine = yield* Sandbox.make({
+        transport: "proxy",
+        labels: { "team.ml": "a-b_c.1", empty: "", ["k".repeat(100)]: "v".repeat(100) },
+        schedules: fast
+      })
+      const spec = (yield* jobOf(fine.id)).spec as { labels: Record<string, string> }
+      assert.strictEqual(spec.labels["team.ml"], "a-b_c.1")
     }).pipe(Effect.scoped)
   )
 

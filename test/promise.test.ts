@@ -395,6 +395,87 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
     expect(await until(async () => (ended(await stageOf(owner.id)) ? true : undefined))).toBe(true)
   })
 
+  it("create and terminate send the original's two anonymous telemetry events; opt-outs send none; a hanging endpoint fails nothing", async () => {
+    // Pings are fire-and-forget: a terminate ping of an earlier test may still arrive, so only the
+    // creates count, and a sandbox's terminate is found by its session id.
+    const pings = () => Effect.runPromise(emulator.telemetry)
+    const creates = async (from: number) => (await pings()).slice(from).filter((p) => p.path.endsWith("/create"))
+    const before = (await pings()).length
+    const sb = await Sandbox.create({ ...hf(), transport: "proxy" })
+    await sb.terminate()
+    const [create] = await until(async () => {
+      const found = await creates(before)
+      return found.length > 0 ? found : undefined
+    })
+    expect(create!.path).toBe("/api/telemetry/hf-sandbox/create")
+    const session = /session_id\/([0-9a-f]+)/.exec(create!.userAgent)?.[1]
+    const terminate = await until(async () =>
+      (await pings()).find((p) => p.path.endsWith("/terminate") && p.userAgent.includes(`session_id/${session}`))
+    )
+    expect(terminate.path).toBe("/api/telemetry/hf-sandbox/terminate")
+
+    for (const name of ["HF_HUB_DISABLE_TELEMETRY", "DO_NOT_TRACK"]) {
+      const count = (await pings()).length
+      process.env[name] = "1"
+      try {
+        const quiet = await Sandbox.create({ ...hf(), transport: "proxy" })
+        await quiet.terminate()
+      } finally {
+        delete process.env[name]
+      }
+      await sleep(300)
+      expect(await creates(count), name).toEqual([])
+    }
+
+    for (const fault of ["hang", "reset"] as const) {
+      emulator.faults.telemetry = fault
+      try {
+        const count = (await pings()).length
+        const held = await Sandbox.create({ ...hf(), transport: "proxy" })
+        expect((await held.exec("echo unaffected")).stdout).toBe("unaffected\n")
+        await held.terminate()
+        await until(async () => ((await creates(count)).length > 0 ? true : undefined))
+      } finally {
+        emulator.faults.telemetry = undefined
+      }
+    }
+  })
+
+  it("a telemetry ping the Hub never answers does not keep a finished program alive", async () => {
+    emulator.faults.telemetry = "hang"
+    try {
+      const before = (await Effect.runPromise(emulator.telemetry)).length
+      const proc = spawn(
+        process.execPath,
+        ["--import", "tsx", "test/support/promise-telemetry-child.ts", emulator.url, Redacted.value(emulator.token)],
+        { cwd: path.resolve(import.meta.dirname, ".."), stdio: ["ignore", "pipe", "pipe"] }
+      )
+      let stdout = ""
+      let stderr = ""
+      proc.stdout.on("data", (d) => {
+        stdout += d
+      })
+      proc.stderr.on("data", (d) => {
+        stderr += d
+      })
+      const exit = await new Promise<{ code: number | null; at: number }>((resolve) =>
+        proc.on("exit", (code) => resolve({ code, at: Date.now() }))
+      )
+      expect(exit.code, stderr).toBe(0)
+      const { said, terminatedAt } = JSON.parse(stdout) as { said: string; terminatedAt: number }
+      expect(said).toBe("hi")
+      // Both pings were sent and are still unanswered: the program did not wait for them (each is
+      // bounded by 3 s, which it would otherwise have waited out).
+      const sent = (await Effect.runPromise(emulator.telemetry)).slice(before).map((p) => p.path)
+      expect(sent).toEqual(
+        expect.arrayContaining(["/api/telemetry/hf-sandbox/create", "/api/telemetry/hf-sandbox/terminate"])
+      )
+      expect(exit.at - terminatedAt).toBeLessThan(2_000)
+    } finally {
+      emulator.faults.telemetry = undefined
+    }
+  })
+
   it("a bad token rejects with the Hub's typed error", async () => {
     const error = await Sandbox.create({ ...hf(), token: "hf_wrong", transport: "proxy" }).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(SandboxError.StartError)

@@ -12,12 +12,14 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { VERSION } from "../internal/version.js"
 import * as Sandbox from "../Sandbox.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
+import * as Telemetry from "../Telemetry.js"
 import { attach, attachTo } from "./attach.js"
 import * as Backend from "./backend.js"
 import { ago } from "./backend.js"
@@ -69,6 +71,14 @@ const transport = Options.choice("transport", ["tunnel", "proxy"]).pipe(
   Options.optional,
   Options.withDescription("How to reach an HF sandbox: a Cloudflare quick tunnel (default) or the HF Jobs proxy.")
 )
+const label = Options.text("label").pipe(
+  Options.withAlias("l"),
+  Options.withPseudoName("KEY[=VALUE]"),
+  Options.repeated,
+  Options.withDescription(
+    "Label of the HF job (repeatable), for your own bookkeeping; keys and values of at most 100 letters, digits, '.', '_', '-'."
+  )
+)
 const forwardHfToken = Options.boolean("forward-hf-token").pipe(
   Options.withDescription("Give the sandbox your HF token as the HF_TOKEN secret.")
 )
@@ -86,7 +96,9 @@ const stdin = Options.boolean("stdin").pipe(
   Options.withAlias("i"),
   Options.withDescription("Read this process's stdin to its end and give it to the command.")
 )
-const sandboxId = Args.text({ name: "ID" }).pipe(Args.withDescription("The sandbox's id."))
+const sandboxId = Args.text({ name: "ID" }).pipe(
+  Args.withDescription("The sandbox's id (on HF Jobs also NAMESPACE/ID, as the job's page shows it).")
+)
 const commandArgs = Args.text({ name: "CMD" }).pipe(
   Args.repeated,
   Args.withDescription("The command, after --. One word runs through /bin/sh -c; several are run as they are.")
@@ -152,12 +164,21 @@ const action =
       if (forced !== undefined && !options.takesCommand) {
         return yield* failed(new Parse.UsageError({ message: `unexpected -- ${forced.join(" ")}`.trimEnd() }))
       }
-      yield* Effect.suspend(() => body(args, mode).pipe(Effect.scoped, Effect.provide(Backend.layer(local)))).pipe(
+      yield* Effect.suspend(() => body(args, mode).pipe(Effect.scoped, Effect.provide(layerFor(local)))).pipe(
         Effect.catchAllCause((cause) =>
           Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : failed(Cause.squash(cause))
         )
       )
     })
+
+/**
+ * The provider, and on HF Jobs the anonymous usage events the original hf-sandbox sends (one pair per
+ * sandbox made, see docs/telemetry.md), unless HF_HUB_DISABLE_TELEMETRY, DO_NOT_TRACK or another
+ * opt-out variable is set. A `--local` sandbox reports nothing: it never leaves this machine. Each
+ * request is bounded (3 s), and one still in flight when the command ends gets 1 s, then is dropped.
+ */
+const layerFor = (local: boolean) =>
+  local ? Backend.layer(true) : Telemetry.layerHub().pipe(Layer.provideMerge(Backend.layer(false)))
 
 const readStdin = Effect.promise(async () => {
   const chunks: Array<Buffer> = []
@@ -245,7 +266,10 @@ const root = Command.make("hf-sandbox", globals, () =>
   )
 ).pipe(
   Command.withDescription(
-    "Sandboxes on Hugging Face Jobs (or, with --local, on this machine): create one, run commands in it, copy files, stop it."
+    "Sandboxes on Hugging Face Jobs (or, with --local, on this machine): create one, run commands in it, copy files, stop it. " +
+      "Like the original hf-sandbox, each sandbox made on HF Jobs sends two anonymous usage events to the Hub " +
+      "(flavor, timeout, whether the HF token was forwarded, lifetime, how it ended; nothing else). " +
+      "Set HF_HUB_DISABLE_TELEMETRY=1 or DO_NOT_TRACK=1 to turn them off."
   )
 )
 
@@ -267,6 +291,7 @@ const create = Command.make(
     ),
     env,
     secret,
+    label,
     transport,
     forwardHfToken,
     startTimeout
@@ -280,6 +305,7 @@ const create = Command.make(
         ...(imageName !== undefined ? { image: imageName } : {}),
         env: yield* Parse.envPairs(a.env),
         secrets: yield* Parse.secrets(a.secret),
+        labels: yield* Parse.labels(a.label),
         flavor: Option.getOrUndefined(a.flavor),
         timeout: lifetime,
         idleTimeout: idle,
@@ -484,7 +510,7 @@ const kill = Command.make(
   {
     ...globals,
     all: Options.boolean("all").pipe(Options.withDescription("Stop every running sandbox of the provider.")),
-    ids: Args.text({ name: "ID" }).pipe(Args.repeated, Args.withDescription("Sandboxes to stop."))
+    ids: Args.text({ name: "ID" }).pipe(Args.repeated, Args.withDescription("Sandboxes to stop (ID or NAMESPACE/ID)."))
   },
   action(
     (a, mode) =>
@@ -533,6 +559,7 @@ const run = Command.make(
     ),
     env,
     secret,
+    label,
     transport,
     forwardHfToken,
     startTimeout,
@@ -559,6 +586,7 @@ const run = Command.make(
           ...(imageName !== undefined ? { image: imageName } : {}),
           env: yield* Parse.envPairs(a.env),
           secrets: yield* Parse.secrets(a.secret),
+          labels: yield* Parse.labels(a.label),
           flavor: Option.getOrUndefined(a.flavor),
           ...(timeout !== undefined ? { timeout: Duration.sum(timeout, Duration.minutes(10)) } : {}),
           startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),

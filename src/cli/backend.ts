@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Stream from "effect/Stream"
 import * as HfJobs from "../HfJobs.js"
+import * as LocalState from "../internal/localState.js"
 import * as LocalSandbox from "../LocalSandbox.js"
 import type { SandboxError } from "../SandboxError.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
@@ -125,8 +126,11 @@ export const layer = (local: boolean) => {
     : Layer.effect(Backend, Effect.map(HfJobs.HfJobs, hfBackend)).pipe(
         Layer.provideMerge(
           // The same configuration as the library's (token discovery included); against the emulator no
-          // public resolver is ever asked.
-          HfJobs.layerConfig(route === undefined ? {} : { publicDns: Config.succeed(false as const) })
+          // public resolver is ever asked; whoami-v2 is strictly rate-limited, so it is asked once per token.
+          HfJobs.layerConfig({
+            ...(route === undefined ? {} : { publicDns: Config.succeed(false as const) }),
+            namespaceCache: Config.succeed(LocalState.namespaceCacheDirectory())
+          })
         )
       )
   return provider.pipe(Layer.provideMerge(NodeContext.layer), Layer.merge(httpLayer(route)))

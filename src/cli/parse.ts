@@ -5,6 +5,7 @@
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as JobLabels from "../internal/jobLabels.js"
 
 /** A mistake on the command line: reported with its message and exit code 2, never a stack trace. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
@@ -71,17 +72,33 @@ export const secrets = (
     return Effect.succeed(out)
   })
 
+/**
+ * `--label KEY=VALUE` or `--label KEY` (an empty value, as `hf jobs run --label`), repeated; checked as
+ * the Hub checks labels, before anything is created.
+ */
+export const labels = (values: ReadonlyArray<string>): Effect.Effect<Record<string, string>, UsageError> =>
+  Effect.suspend(() => {
+    const out: Record<string, string> = {}
+    for (const value of values) {
+      const eq = value.indexOf("=")
+      out[eq < 0 ? value : value.slice(0, eq)] = eq < 0 ? "" : value.slice(eq + 1)
+    }
+    const bad = JobLabels.problem(out)
+    return bad === undefined ? Effect.succeed(out) : Effect.fail(usage(`--label: ${bad}`))
+  })
+
 /** One side of `cp`: a path on this machine, or `ID:path` in a sandbox. */
 export type CopyTarget =
   | { readonly _tag: "Local"; readonly path: string }
   | { readonly _tag: "Remote"; readonly id: string; readonly path: string }
 
 /**
- * Docker's rule: `ID:path` names a sandbox path; anything starting with `/`, `.` or `~`, or without a
+ * Docker's rule: `ID:path` (or `namespace/ID:path`) names a sandbox path; anything starting with `/`, `.` or `~`, or without a
  * colon, is local (write `./a:b` for a local name with a colon in it).
  */
 export const copyTarget = (raw: string): CopyTarget => {
-  const match = /^([A-Za-z0-9][A-Za-z0-9_.-]*):(.*)$/.exec(raw)
+  // `namespace/ID:path` too, for an HF job id (24 hex digits) only: `dir/file:x` stays a local path.
+  const match = /^((?:[A-Za-z0-9][A-Za-z0-9_.-]*\/[0-9a-f]{24})|[A-Za-z0-9][A-Za-z0-9_.-]*):(.*)$/.exec(raw)
   if (match === null || /^[./~]/.test(raw)) return { _tag: "Local", path: raw }
   return { _tag: "Remote", id: match[1]!, path: match[2] === "" ? "." : match[2]! }
 }

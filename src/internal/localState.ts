@@ -48,6 +48,17 @@ export const defaultDirectory = (): string => {
   return path.join(base, "hf-sandbox", "local")
 }
 
+/**
+ * Where the CLI keeps the namespace of each token (see internal/namespaceCache): next to the local
+ * sandboxes' state, `<HF_SANDBOX_STATE_DIR>/namespaces`, else `$XDG_STATE_HOME/hf-sandbox/namespaces`,
+ * else `~/.local/state/hf-sandbox/namespaces`.
+ */
+export const namespaceCacheDirectory = (): string => {
+  const explicit = process.env.HF_SANDBOX_STATE_DIR
+  if (explicit !== undefined && explicit !== "") return path.join(path.resolve(explicit), "namespaces")
+  return path.join(path.dirname(defaultDirectory()), "namespaces")
+}
+
 export const statePath = (dir: string, id: string) => path.join(dir, `${id}.json`)
 export const logPath = (dir: string, id: string) => path.join(dir, `${id}.log`)
 

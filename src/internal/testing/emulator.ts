@@ -336,7 +336,10 @@ export const defaultFaults = (): Testing.Faults => ({
   cloudflaredOnPath: CLOUDFLARED_VERSION,
   cloudflaredDownloadCorrupt: 0,
   cloudflaredDownloadTruncated: 0,
-  freshTunnelDns: { propagationMs: 0, systemMisses: 0, publicMisses: 0 }
+  freshTunnelDns: { propagationMs: 0, systemMisses: 0, publicMisses: 0 },
+  logFirstByteDelayMs: 0,
+  silentLogStreams: 0,
+  telemetry: undefined
 })
 
 // ---- the server -------------------------------------------------------------------------------
@@ -483,6 +486,15 @@ class Emulator {
         userAgent: req.headers["user-agent"] ?? "",
         authorization
       })
+      if (this.faults.telemetry === "reset") {
+        req.socket.destroy()
+        return
+      }
+      if (this.faults.telemetry === "hang") {
+        this.streams.add(res)
+        res.on("close", () => this.streams.delete(res))
+        return
+      }
       res.writeHead(200, { "content-length": 0 })
       res.end()
       return
@@ -923,7 +935,13 @@ class Emulator {
 
   // ---- logs ------------------------------------------------------------------------------------
 
-  private logs(res: http.ServerResponse, url: URL, job: Job) {
+  private async logs(res: http.ServerResponse, url: URL, job: Job) {
+    if (this.faults.logFirstByteDelayMs > 0) {
+      this.streams.add(res)
+      await delay(this.faults.logFirstByteDelayMs)
+      this.streams.delete(res)
+      if (res.destroyed || this.closed) return
+    }
     res.writeHead(200, {
       "content-type": "text/event-stream",
       "cache-control": "no-cache",
@@ -935,8 +953,13 @@ class Emulator {
       res.end()
       return
     }
+    let silent = false
+    if (this.faults.silentLogStreams > 0 && job.stage === "RUNNING") {
+      this.faults.silentLogStreams -= 1
+      silent = true
+    }
     let cut = false
-    if (this.faults.cutLogStreams > 0) {
+    if (!silent && this.faults.cutLogStreams > 0) {
       this.faults.cutLogStreams -= 1
       cut = true
     }
@@ -959,7 +982,7 @@ class Emulator {
     }
     const pump = () => {
       if (done) return
-      while (next < job.logs.length) {
+      while (!silent && next < job.logs.length) {
         send(job.logs[next++]!)
         sent += 1
         if (cut && sent >= 1) {
@@ -1322,6 +1345,13 @@ export const validate = (body: unknown): ValidSpec | string => {
   if (present(body.arguments) && !isStringArray(body.arguments)) return "arguments must be an array of strings"
   for (const key of ["environment", "secrets", "labels"] as const) {
     if (present(body[key]) && !isStringRecord(body[key])) return `${key} must be an object whose values are strings`
+  }
+  if (present(body.labels)) {
+    for (const [key, value] of Object.entries(body.labels as Record<string, string>)) {
+      if (!/^[A-Za-z0-9._-]{1,100}$/.test(key) || !/^[A-Za-z0-9._-]{0,100}$/.test(value)) {
+        return `Invalid label ${JSON.stringify(key)}: label keys and values must be at most 100 characters of [a-zA-Z0-9._-]`
+      }
+    }
   }
   const flavor = present(body.flavor) ? body.flavor : "cpu-basic"
   if (typeof flavor !== "string" || !FLAVORS.includes(flavor)) {
