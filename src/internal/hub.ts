@@ -300,7 +300,13 @@ export const make = (config: Config) => {
     Effect.suspend(() => {
       const seen: Seen = {}
       const failure = (detail: string) =>
-        new HubError({ operation, status: seen.status, detail, retryAfterMs: seen.retryAfterMs })
+        new HubError({
+          operation,
+          status: seen.status,
+          detail,
+          retryAfterMs: seen.retryAfterMs,
+          tokenSource: config.tokenSource
+        })
       return Effect.gen(function* () {
         const client = yield* HttpClient.HttpClient
         const response = yield* client.execute(
