@@ -154,8 +154,15 @@ const followLogs = (
     return (bounds === undefined ? lines : boundedPass(lines, bounds.firstByte, bounds.stall)).pipe(
       Stream.filter(() => index++ >= seen),
       Stream.tap(() => Effect.sync(() => void seen++)),
-      // A cut or refused stream is reopened; a rejection (401/403/404) is final.
-      Stream.catchAll((error) => (Hub.isTransient(error) ? Stream.empty : Stream.fail(error)))
+      // A cut or refused stream is reopened; a rejection (401/403/404) is final. A 429 is reopened no
+      // sooner than the Hub says, whatever the reconnect schedule.
+      Stream.catchAll((error) =>
+        Hub.isTransient(error)
+          ? error.retryAfterMs === undefined
+            ? Stream.empty
+            : Stream.drain(Stream.fromEffect(Effect.sleep(Duration.millis(error.retryAfterMs))))
+          : Stream.fail(error)
+      )
     )
   })
   return Stream.repeat(pass, reconnect)

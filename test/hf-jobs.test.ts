@@ -723,6 +723,27 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
     })
   )
 
+  it.effect("a rate-limited log stream is reopened no sooner than the Hub's RateLimit reset", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      // The start follows the job's log for the tunnel URL; its first request is refused for 2 s.
+      emu.faults.hubErrors = [{ route: "logs", status: 429, times: 1, retryAfterSeconds: 2 }]
+      const id = yield* Effect.gen(function* () {
+        const sb = yield* Sandbox.make({ transport: "tunnel", schedules: fast })
+        assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
+        return sb.id
+      }).pipe(Effect.scoped)
+      const logs = (yield* emu.requests).filter((r) => r.route === "logs" && r.path.includes(id))
+      const limited = logs.findIndex((r) => r.status === 429)
+      assert.isAtLeast(limited, 0, "the first log request was rate-limited")
+      const next = logs[limited + 1]
+      assert.isDefined(next, "the log was reopened")
+      // A lower bound only: a loaded machine can only make the gap longer.
+      assert.isAtLeast(next!.at - logs[limited]!.at, 2000)
+    })
+  )
+
   it.effect("release ends the job through its own server while the Hub's cancel is rate-limited for minutes", () =>
     Effect.gen(function* () {
       yield* resetFaults

@@ -410,8 +410,10 @@ export const make = (config: Config) => {
     Stream.unwrapScoped(
       Effect.gen(function* () {
         const controller = new AbortController()
+        // What the answer said (status, the Hub's wait): a 429 on the logs route is waited out like any other.
+        const seen: Seen = {}
         const fetch: typeof globalThis.fetch = (input, init) =>
-          hubFetch({})(input, { ...init, signal: controller.signal })
+          hubFetch(seen)(input, { ...init, signal: controller.signal })
         const iterator = Hub.streamJobLogs({
           namespace,
           jobId,
@@ -430,8 +432,9 @@ export const make = (config: Config) => {
         const toError = (cause: unknown) =>
           new HubError({
             operation: "logs",
-            status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
+            status: cause instanceof Hub.HubApiError ? cause.statusCode : seen.status,
             detail: describe(cause),
+            retryAfterMs: seen.retryAfterMs,
             tokenSource: config.tokenSource
           })
         return Stream.repeatEffectOption(
