@@ -112,6 +112,13 @@ export interface EmulatorOptions {
    * @since 0.2.0
    */
   readonly rateLimit?: { readonly quota: number; readonly window: Duration.DurationInput } | undefined
+  /**
+   * Faults in force from the start (the rest keep their defaults); {@link HubEmulator.faults} changes
+   * them later.
+   *
+   * @since 0.2.0
+   */
+  readonly faults?: Partial<Faults> | undefined
 }
 
 /**
@@ -546,14 +553,26 @@ export const layerHttpClient: Layer.Layer<HttpClient.HttpClient, never, HttpClie
   )
 
 /**
- * Options that make the emulator behave with the real services' delays, scaled down so that a test
- * still takes seconds: jobs wait in SCHEDULING like a queued `cpu-basic` job, and log streams send
- * keep-alives as the Hub does. The live conformance suite runs on it in this project's own `npm test`.
+ * Options that make the emulator behave with the real services' delays and limits, scaled down so that
+ * a test still takes seconds: jobs wait in SCHEDULING like a queued `cpu-basic` job; the Hub pages its
+ * job listing and runs the free tier's fixed-window rate limit (1,000 requests per 5 minutes); log
+ * streams are slow to send their first byte and send keep-alives; a job's image has no `cloudflared`,
+ * so the server downloads and verifies the pinned release (through the emulated release host); a fresh
+ * tunnel's edge answers 530 for a moment, and its name takes a moment to appear in DNS. The live
+ * conformance suite runs on it in this project's own `npm test`.
  *
  * @since 0.2.0
  * @category constructors
  */
 export const realistic: EmulatorOptions = {
   schedulingDelay: "2 seconds",
-  keepAliveInterval: "1 second"
+  keepAliveInterval: "1 second",
+  listPageSize: 5,
+  rateLimit: { quota: 1000, window: "5 minutes" },
+  faults: {
+    logFirstByteDelayMs: 300,
+    cloudflaredOnPath: null,
+    tunnelWarmup530Ms: 500,
+    freshTunnelDns: { propagationMs: 500, systemMisses: 0, publicMisses: 0 }
+  }
 }

@@ -25,7 +25,9 @@ describe("live conformance suite, on the emulator", () => {
           flavor: "cpu-basic",
           roundTripBytes: 8 * 1024 * 1024,
           execSamples: 5,
-          startTimeout: "60 seconds"
+          startTimeout: "60 seconds",
+          // The realistic image has no cloudflared: the server fetches the pinned release from the emulated host.
+          cloudflared: emulator.cloudflaredRelease()
         }).pipe(Effect.provide(Layer.provideMerge(emulatorLayer(emulator, false), NodeContext.layer)))
         console.log(Live.format(report))
         const failed = report.checks.filter((check) => !check.ok)
@@ -38,6 +40,9 @@ describe("live conformance suite, on the emulator", () => {
         // live run says otherwise), and the job's server says so in its log without the value.
         const forwarded = report.checks.find((check) => check.name.includes("forward Authorization"))
         assert.match(forwarded?.detail ?? "", /^yes/)
+        // The tunnel's cloudflared came the way a stock image gets it: downloaded, after a redirect, verified.
+        const downloads = yield* emulator.downloads
+        assert.isTrue(downloads.some((d) => d.host === "github.com" && d.status === 302))
         const names = report.checks.map((check) => check.name).join("\n")
         for (const fact of [
           "page size and filters",

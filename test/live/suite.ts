@@ -41,6 +41,8 @@ export interface Target {
   readonly execSamples: number
   /** Bound on each sandbox start (a real `cpu-basic` queue can take minutes). */
   readonly startTimeout: Duration.DurationInput
+  /** Where the tunnel's cloudflared comes from when the image has none (default: the pinned release). */
+  readonly cloudflared?: Sandbox.MakeOptions["cloudflared"]
 }
 
 /** One observation. */
@@ -194,7 +196,8 @@ const transportRun = (target: Target, recorder: Recorder, raw: Raw, transport: "
       timeout: "20 minutes",
       idleTimeout: "5 minutes",
       startTimeout: target.startTimeout,
-      labels: { "hf-sandbox-live": "1" }
+      labels: { "hf-sandbox-live": "1" },
+      ...(target.cloudflared === undefined ? {} : { cloudflared: target.cloudflared })
     })
     yield* sb.exec("true")
     const createToFirstCommandMs = now() - started

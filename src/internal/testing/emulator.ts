@@ -1410,6 +1410,7 @@ export const make = (options: Testing.EmulatorOptions = {}): Effect.Effect<Testi
       }
       const root = await fs.promises.mkdtemp(path.join(os.tmpdir(), "hf-hub-emulator-"))
       const emulator = new Emulator(settings, root)
+      Object.assign(emulator.faults, options.faults)
       try {
         await emulator.start()
       } catch (error) {
