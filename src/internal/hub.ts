@@ -246,9 +246,11 @@ export const make = (config: Config) => {
         catch: (cause) =>
           new HubError({
             operation,
-            status: cause instanceof Hub.HubApiError ? cause.statusCode : seen.status,
+            // A stream cut after a 200 is a transport failure (no status), worth reopening; an error answer
+            // carries its status and the wait the Hub asked for.
+            status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
             detail: describe(cause),
-            retryAfterMs: seen.retryAfterMs,
+            retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
             tokenSource: config.tokenSource
           })
       })
@@ -432,9 +434,11 @@ export const make = (config: Config) => {
         const toError = (cause: unknown) =>
           new HubError({
             operation: "logs",
-            status: cause instanceof Hub.HubApiError ? cause.statusCode : seen.status,
+            // A stream cut after a 200 is a transport failure (no status), worth reopening; an error answer
+            // carries its status and the wait the Hub asked for.
+            status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
             detail: describe(cause),
-            retryAfterMs: seen.retryAfterMs,
+            retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
             tokenSource: config.tokenSource
           })
         return Stream.repeatEffectOption(
