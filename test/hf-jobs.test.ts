@@ -783,14 +783,17 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       yield* HfJobs.kill(id)
       assert.strictEqual((yield* jobOf(id)).stage, "CANCELED")
 
+      // Every request of the route is redirected while it is in force, not only the next one: a request
+      // still in flight from an earlier test (a release's inspect) must not use it up first.
       const elsewhere = yield* recordingServer
-      emu.faults.hubRedirects = [{ route: "list", times: 1, toOrigin: elsewhere.url }]
+      emu.faults.hubRedirects = [{ route: "list", times: 1000, toOrigin: elsewhere.url }]
       const refused = yield* Effect.flip(HfJobs.list())
       assert.strictEqual(refused._tag, "HubError")
       assert.include(refused.message, "redirect")
       assert.include(refused.message, new URL(elsewhere.url).host)
-      emu.faults.hubRedirects = [{ route: "inspect", times: 1, toOrigin: elsewhere.url }]
+      emu.faults.hubRedirects = [{ route: "inspect", times: 1000, toOrigin: elsewhere.url }]
       const refusedInspect = yield* Effect.flip(HfJobs.kill(id))
+      emu.faults.hubRedirects = []
       assert.include(refusedInspect.message, "redirect")
       assert.deepStrictEqual(elsewhere.seen, [])
     }).pipe(Effect.scoped)
