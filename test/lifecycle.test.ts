@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
+import { waitNoneWithArg } from "./support/processes.js"
 
 const Live = localLayer()
 
@@ -151,6 +152,17 @@ describe("lifecycle", () => {
 })
 
 describe("start failures", () => {
+  /**
+   * The mute server is gone: the pid it wrote, if it got that far (a loaded machine may not even run its
+   * first line before a short startTimeout), and any process still running its script.
+   */
+  const assertServerGone = (root: string, script: string) =>
+    Effect.gen(function* () {
+      const pidFile = path.join(root, "pid")
+      if (fs.existsSync(pidFile)) yield* assertGone([Number(fs.readFileSync(pidFile, "utf8"))])
+      assert.deepStrictEqual(yield* Effect.promise(() => waitNoneWithArg(script)), [])
+    })
+
   const withTempRoot = <A, E>(f: (root: string) => Effect.Effect<A, E>) =>
     Effect.acquireUseRelease(
       Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-root-"))),
@@ -210,7 +222,7 @@ describe("start failures", () => {
         )
         assert.strictEqual(error._tag, "StartError")
         assert.strictEqual(error.reason, "Timeout")
-        yield* assertGone([Number(fs.readFileSync(path.join(root, "pid"), "utf8"))])
+        yield* assertServerGone(root, script)
       })
     )
   )
@@ -231,7 +243,7 @@ describe("start failures", () => {
         )
         assert.isTrue(Exit.isFailure(exit))
         // The caller's scope is still open, yet the half-started server is already gone.
-        yield* assertGone([Number(fs.readFileSync(path.join(root, "pid"), "utf8"))])
+        yield* assertServerGone(root, script)
         yield* Scope.close(scope, Exit.void)
       })
     )

@@ -28,3 +28,28 @@ export const waitGone = async (pids: ReadonlyArray<number>, ms = 5_000): Promise
     await sleep(25)
   }
 }
+
+/** The pids (Linux: from /proc) whose command line has `arg` as one of its words; elsewhere none. */
+export const pidsWithArg = (arg: string): Array<number> => {
+  if (process.platform !== "linux") return []
+  const found: Array<number> = []
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(arg)) found.push(Number(entry))
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found.filter(isAlive)
+}
+
+/** Polls until no process runs with `arg` on its command line; returns those still running after `ms`. */
+export const waitNoneWithArg = async (arg: string, ms = 5_000): Promise<Array<number>> => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const alive = pidsWithArg(arg)
+    if (alive.length === 0 || Date.now() > deadline) return alive
+    await sleep(25)
+  }
+}
