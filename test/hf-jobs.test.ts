@@ -305,7 +305,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
         const emu = yield* emulator
         emu.faults.schedulingDelay = "2 seconds"
         emu.faults.silentLogStreams = 1
-        const sb = yield* Sandbox.make({ startTimeout: "12 seconds", schedules: { ...fast, logStall: "1 second" } })
+        const sb = yield* Sandbox.make({ startTimeout: "40 seconds", schedules: { ...fast, logStall: "1 second" } })
         assert.strictEqual((yield* sb.exec("echo found")).stdout, "found\n")
         assert.strictEqual(emu.faults.silentLogStreams, 0, "the silent stream was served")
       }).pipe(Effect.scoped)
