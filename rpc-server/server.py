@@ -291,6 +291,116 @@ def become_subreaper():
         return False
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig):
+    """Ask the kernel to send us `sig` when our parent thread exits (Linux)."""
+    if not IS_LINUX:
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+def kill_descendants(bound):
+    """SIGKILL every descendant of this process and reap them, again and again
+    (a dying shell may have just forked) until none is left or `bound`
+    seconds passed. Returns how many were killed. Only for a process that
+    reads no exit codes any more: it uses waitpid(-1)."""
+    me, killed = os.getpid(), set()
+    deadline = time.monotonic() + bound
+    while True:
+        table = scan_proc()
+        victims = [p for p in descendants(table, me) if table[p][2] != b"Z"]
+        for pid in victims:
+            killed.add(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except OSError:
+                break
+            if pid == 0:
+                break
+        if not victims or time.monotonic() > deadline:
+            return len(killed)
+        time.sleep(0.01)
+
+
+def supervise(remove_dir):
+    """--supervise (Linux): fork. The child returns and becomes the server; this
+    process stays as its supervisor, a subreaper above it. However the server
+    ends -- shutdown, a crash, SIGKILL, the OOM killer -- every process it
+    started is re-parented here (the server itself is a subreaper, and
+    orphans climb to the nearest one), so the supervisor kills them all,
+    removes `remove_dir`, and exits the way the server did (re-raising its
+    signal), so that whoever started us sees the real cause. Signals that
+    ask for a shutdown are passed on to the server."""
+    if not IS_LINUX or not become_subreaper():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    supervisor = os.getpid()
+    server = os.fork()
+    if server == 0:
+        # A supervisor killed outright must not leave a server nobody watches: the
+        # server then shuts down as on SIGTERM and kills what it started.
+        die_with_parent(signal.SIGTERM)
+        if os.getppid() != supervisor:  # it died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+    def forward(signum, _frame):
+        try:
+            os.kill(server, signum)
+        except OSError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, forward)
+    status = 0
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid == server:
+            break
+    # Said at once, before the cleanup: the client reports the cause to calls failing meanwhile.
+    signaled = os.WIFSIGNALED(status)
+    exited = {"event": "exited", "exit_code": None if signaled else os.WEXITSTATUS(status)}
+    exited["signal"] = os.WTERMSIG(status) if signaled else None
+    try:
+        sys.stdout.write(json.dumps(exited, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass  # nobody reads our stdout any more (a detached sandbox)
+    left = kill_descendants(5.0)
+    how = (
+        "was killed by signal %d" % os.WTERMSIG(status)
+        if os.WIFSIGNALED(status)
+        else "exited with status %d" % os.WEXITSTATUS(status)
+    )
+    if os.WIFSIGNALED(status) or left:
+        log("supervisor: the server %s; killed %d process(es) it left" % (how, left))
+    if remove_dir:
+        shutil.rmtree(remove_dir, ignore_errors=True)
+    sys.stderr.flush()
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
 def reaper_loop():
     """Reap adopted orphans. Never waitpid(-1): that would steal exit codes
     from the Popen objects the exec handlers are waiting on."""
@@ -2822,6 +2932,17 @@ def parse_args(argv):
         "--exit-on-stdin-eof", action="store_true", help="shut down when stdin reaches EOF (the parent died)"
     )
     p.add_argument(
+        "--supervise",
+        action="store_true",
+        help="Linux: run the server under a supervisor process that kills everything left when the server "
+        "ends, however it ends (even SIGKILL)",
+    )
+    p.add_argument(
+        "--remove-on-exit",
+        metavar="DIR",
+        help="with --supervise: the supervisor removes this directory after the server and all its processes are gone",
+    )
+    p.add_argument(
         "--tunnel",
         action="store_true",
         help="expose the server through a Cloudflare quick tunnel and announce its URL on stdout "
@@ -2906,6 +3027,11 @@ def main(argv=None):
         )
         sys.stderr.flush()
         return 2
+    dir_ = args.remove_on_exit
+    if dir_ is not None and (not args.supervise or not os.path.isabs(dir_) or os.path.dirname(dir_) == dir_):
+        _fail("--remove-on-exit needs --supervise and an absolute path other than /")
+    if args.supervise:
+        supervise(args.remove_on_exit)  # returns in the server process
     STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
 

@@ -253,3 +253,45 @@ describe("layer", () => {
     })
   )
 })
+
+/** Reads the pids that the commands of a sandbox append to `file`, once there are `count` of them. */
+const readPids = (sb: Sandbox.Sandbox, file: string, count: number) =>
+  eventually(
+    sb.files.readText(file).pipe(
+      Effect.flatMap((text) => {
+        const pids = text.split("\n").filter((line) => /^\d+$/.test(line)).map(Number)
+        return pids.length >= count ? Effect.succeed(pids) : Effect.fail(new Error(`${pids.length} pids so far`))
+      })
+    )
+  )
+
+/** A family that tries to escape: a child with children of its own, and a `setsid` escapee with one. */
+const ESCAPING_FAMILY = [
+  "sh -c 'sleep 300 & echo $! >> pids; sleep 300 & echo $! >> pids; wait' &",
+  "setsid sh -c 'echo $$ >> pids; sleep 300 & echo $! >> pids; wait' &",
+  "echo $$ >> pids",
+  "wait"
+].join("\n")
+const FAMILY_SIZE = 5
+
+describe.skipIf(process.platform !== "linux")("a server that dies by any means (Linux: a subreaper supervises it)", () => {
+  it.live("kill -9 of the server leaves no process and no directory, and later calls say why", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.make()
+      yield* sb.spawn(["sh", "-c", ESCAPING_FAMILY])
+      const pids = yield* readPids(sb, "pids", FAMILY_SIZE)
+      assert.isTrue(pids.every(isAlive))
+      // The server itself: under its supervisor (`serverPid`) where there is one.
+      const server = (sb.details.serverPid ?? sb.details.pid) as number
+      process.kill(server, "SIGKILL")
+      yield* assertGone([server, ...pids], "10 seconds")
+      yield* eventually(
+        Effect.suspend(() => (fs.existsSync(workdir(sb)) ? Effect.fail(new Error("workdir still there")) : Effect.void))
+      )
+      const error = yield* Effect.flip(sb.exec("true"))
+      assert.strictEqual(error._tag, "ConnectionLostError")
+      assert.include(error.message, "the sandbox server exited (signal 9)")
+      assert.notInclude(error.message, "Transport error")
+    }).pipe(Effect.scoped, Effect.provide(Live))
+  )
+})
