@@ -193,12 +193,14 @@ export const make = (
               Effect.mapError((e) => fail("SpawnFailed", `cannot create a working directory: ${e.message}`))
             ),
           (dir) =>
-            fs.remove(dir, { recursive: true }).pipe(
-              Effect.interruptible,
-              Effect.timeout("10 seconds"),
-              Effect.zipRight(Effect.try(() => OwnedDirs.unclaim(dir))),
-              Effect.ignore
-            )
+            fs
+              .remove(dir, { recursive: true })
+              .pipe(
+                Effect.interruptible,
+                Effect.timeout("10 seconds"),
+                Effect.zipRight(Effect.try(() => OwnedDirs.unclaim(dir))),
+                Effect.ignore
+              )
         )
 
         const token = randomBytes(32).toString("hex")
@@ -298,7 +300,11 @@ export const make = (
               const how = exit._tag === "Right" ? exitText(exit.right, null) : signalOf(exit.left.message)
               yield* Deferred.succeed(ended, how)
               yield* stderrDone.await.pipe(Effect.timeout("1 second"), Effect.ignore)
-              const error = fail("ServerExited", `the sandbox server exited (${yield* Deferred.await(ended)})`, tail.get())
+              const error = fail(
+                "ServerExited",
+                `the sandbox server exited (${yield* Deferred.await(ended)})`,
+                tail.get()
+              )
               yield* Deferred.fail(listening, error)
               yield* Deferred.fail(died, error)
             })
@@ -576,23 +582,27 @@ export interface DetachedInfo {
 
 /**
  * The live detached local sandboxes, oldest first. State left by sandboxes that are gone (idle timeout,
- * killed, machine restarted) is removed on the way, with their logs and working directories.
+ * killed, machine restarted) is removed on the way, with their logs and working directories; so are the
+ * working directories of owned sandboxes whose client and server both died without removing them
+ * (in `tempDir`, default the OS temp directory; only those whose owner is provably gone).
  *
  * @since 0.1.0
  * @category operations
  */
-export const list = (options: Pick<Options, "stateDir"> = {}): Effect.Effect<ReadonlyArray<DetachedInfo>> =>
-  Effect.map(LocalState.list(stateDirectory(options)), (states) =>
-    states.map(
-      (s): DetachedInfo => ({
-        id: s.id,
-        pid: s.pid,
-        port: s.port,
-        workdir: s.workdir,
-        createdAt: new Date(s.createdAtMs).toISOString(),
-        idleTimeoutSeconds: s.idleTimeoutSeconds,
-        serverVersion: s.serverVersion
-      })
+export const list = (options: Pick<Options, "stateDir" | "tempDir"> = {}): Effect.Effect<ReadonlyArray<DetachedInfo>> =>
+  Effect.zipRight(OwnedDirs.sweep(options.tempDir ?? NodeOs.tmpdir()), LocalState.list(stateDirectory(options))).pipe(
+    Effect.map((states) =>
+      states.map(
+        (s): DetachedInfo => ({
+          id: s.id,
+          pid: s.pid,
+          port: s.port,
+          workdir: s.workdir,
+          createdAt: new Date(s.createdAtMs).toISOString(),
+          idleTimeoutSeconds: s.idleTimeoutSeconds,
+          serverVersion: s.serverVersion
+        })
+      )
     )
   )
 
