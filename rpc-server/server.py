@@ -276,6 +276,76 @@ def descendants(table, root):
     return out
 
 
+PROC_MARKER = "HF_SANDBOX_PROC"
+_markers = [0]
+_markers_lock = threading.Lock()
+
+
+def new_marker():
+    with _markers_lock:
+        _markers[0] += 1
+        return "%d-%d" % (os.getpid(), _markers[0])
+
+
+def has_marker(pid, entry):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return entry in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def family(leader, marker):
+    """Live pids of everything a command started (Linux): the leader's
+    descendants, and every descendant of this server that carries the
+    command's marker -- an orphan that left the group (setsid, a double-fork
+    daemon) is re-parented to us, the subreaper, and keeps its environment --
+    with their descendants. A process that cleared its environment AND
+    left the tree is not found; shutdown still kills it."""
+    table = scan_proc()
+    found = set()
+    if leader is not None and leader in table:  # None: reaped, its pid may belong to another now
+        found.add(leader)
+        found.update(descendants(table, leader))
+    if marker is not None:
+        entry = ("%s=%s" % (PROC_MARKER, marker)).encode()
+        for pid in descendants(table, os.getpid()):
+            if pid not in found and has_marker(pid, entry):
+                found.add(pid)
+                found.update(descendants(table, pid))
+    return set(p for p in found if table.get(p, (0, 0, b"Z"))[2] != b"Z")
+
+
+FAMILY_KILL_BOUND = 3.0  # KILL: how long kill_family waits for the last member to die
+
+
+def kill_family(leader, marker, sig):
+    """Signal a command's process group and everything it started, wherever it
+    moved. With SIGKILL, repeat until none is left (a dying shell may have just
+    forked), within FAMILY_KILL_BOUND. Returns whether anything was signalled.
+    `leader` is None once the leader was reaped (its group may be gone too)."""
+    if leader is not None:
+        kill_group(leader, sig)
+    if not IS_LINUX:
+        return False
+    signalled = False
+    deadline = time.monotonic() + FAMILY_KILL_BOUND
+    while True:
+        members = family(leader, marker)
+        for pid in members:
+            signalled = True
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        if sig != signal.SIGKILL or not members or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if signalled:
+        PROCS.reap_kick.set()  # adopted orphans die as zombies of ours
+    return signalled
+
+
 def become_subreaper():
     """Processes that daemonize (double fork, setsid) get re-parented to us
     instead of init, so shutdown can still find and kill them."""
@@ -550,7 +620,7 @@ DRAINER = Drainer()
 
 
 class ExecSpec(object):
-    __slots__ = ("argv", "env", "cwd", "stdin", "timeout", "encoding")
+    __slots__ = ("argv", "env", "cwd", "stdin", "timeout", "encoding", "marker")
 
 
 def parse_exec(req, legacy):
@@ -653,6 +723,10 @@ def spawn(spec):
     tell "could not run" (4xx) from "ran and failed" (an exit code)."""
     env = dict(os.environ)
     env.update(spec.env)
+    # Every process the command starts inherits the marker, so it is still found after it left the
+    # command's process group and tree (setsid, double fork): see kill_family.
+    spec.marker = new_marker()
+    env[PROC_MARKER] = spec.marker
     name = spec.argv[0]
     try:
         return PROCS.spawn(
@@ -803,7 +877,7 @@ def pump(handler, proc, spec, sink, t0):
             if pidfd is None and proc.returncode is None:
                 proc.poll()
             if deadline is not None and proc.returncode is None and now >= deadline:
-                kill_group(proc.pid, signal.SIGKILL)
+                kill_family(proc.pid, spec.marker, signal.SIGKILL)
                 result.timed_out = True
                 deadline = None
             sink.flush(now)
@@ -819,7 +893,7 @@ def pump(handler, proc, spec, sink, t0):
                 pass
         if not finished:
             # Client gone or an internal error: nobody will see this output.
-            kill_group(proc.pid, signal.SIGKILL)
+            kill_family(proc.pid if proc.returncode is None else None, spec.marker, signal.SIGKILL)
         if proc.returncode is None:
             proc.wait()
         PROCS.reaped(proc, killed=result.timed_out or not finished)
@@ -2084,9 +2158,10 @@ class Handler(BaseHTTPRequestHandler):
             # The leader is unreaped until returncode is set (pump holds it),
             # so its pid -- the group id -- cannot have been recycled.
             running = bg.proc.returncode is None and bg.result is None
-        if running:
-            kill_group(bg.pid, sig)
-        self.respond_json({"id": bg.id, "killed": running})
+        # Everything it started goes too, wherever it moved, even after the
+        # leader ended (a daemon it left); with KILL, answered once all are gone.
+        signalled = kill_family(bg.pid if running else None, bg.spec.marker, sig)
+        self.respond_json({"id": bg.id, "killed": running or signalled})
 
     def client_still_there(self):
         """Raise ClientGone if the client hung up. The socket has a timeout,
