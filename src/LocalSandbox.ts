@@ -407,7 +407,8 @@ export const make = (
 
         const token = randomBytes(32).toString("hex")
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
-        const args = serverArgs(script, spec)
+        // As for an owned sandbox, a supervisor kills what the server leaves and removes the workdir.
+        const args = [...serverArgs(script, spec), "--supervise", "--remove-on-exit", workdir]
         // The token travels in the environment (the server removes it from there), never on a command line.
         const child = yield* Effect.try({
           try: () => {
@@ -433,7 +434,7 @@ export const make = (
             Exit.fail(
               failWith(
                 "ServerExited",
-                `the sandbox server exited (${code !== null ? `exit code ${code}` : signal})`,
+                `the sandbox server exited (${code !== null ? exitText(code, null) : signalOf(String(signal))})`,
                 LocalState.tailOf(log)
               )
             )
