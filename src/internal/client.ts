@@ -297,18 +297,18 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
 
     // A dead server shows up as a refused or reset socket; when the provider knows why it died, that is
     // what the caller is told instead.
-    const lostTransport =
-      (operation: string) =>
-      (error: HttpClientError.HttpClientError): Effect.Effect<never, ConnectionLostError> =>
-        target.exitReason === undefined
-          ? Effect.fail(fromTransport(operation)(error))
-          : Effect.flatMap(target.exitReason, (reason) =>
-              Effect.fail(
-                Option.isSome(reason)
-                  ? new ConnectionLostError({ operation, detail: reason.value, cause: error })
-                  : fromTransport(operation)(error)
-              )
+    const explainLost = (lost: ConnectionLostError): Effect.Effect<never, ConnectionLostError> =>
+      target.exitReason === undefined
+        ? Effect.fail(lost)
+        : Effect.flatMap(target.exitReason, (reason) =>
+            Effect.fail(
+              Option.isSome(reason)
+                ? new ConnectionLostError({ operation: lost.operation, detail: reason.value, cause: lost })
+                : lost
             )
+          )
+    const lostTransport = (operation: string) => (error: HttpClientError.HttpClientError) =>
+      explainLost(fromTransport(operation)(error))
 
     // The HttpClient records request headers in its spans: the sandbox token is redacted there, as the
     // bearer (`authorization`) already is.
@@ -615,6 +615,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           )
           return Effect.sync(exchange.close)
         }).pipe(
+          Effect.catchAll(explainLost),
           Effect.timeoutFail({
             duration: timeouts.request,
             onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })
