@@ -302,9 +302,9 @@ describe.skipIf(process.platform !== "linux")(
         assert.strictEqual(error._tag, "ConnectionLostError")
         assert.include(error.message, "the sandbox server exited (signal 9)")
         assert.notInclude(error.message, "Transport error")
-      // Reads go over a socket of their own locally: they say the same.
-      const readError = yield* Effect.flip(sb.files.readText("pids"))
-      assert.include(readError.message, "the sandbox server exited (signal 9)")
+        // Reads go over a socket of their own locally: they say the same.
+        const readError = yield* Effect.flip(sb.files.readText("pids"))
+        assert.include(readError.message, "the sandbox server exited (signal 9)")
       }).pipe(Effect.scoped, Effect.provide(Live))
     )
   }
