@@ -569,7 +569,7 @@ export const stateDirectory = (options: Pick<Options, "stateDir"> = {}): string 
  */
 export interface DetachedInfo {
   readonly id: string
-  /** The server's pid (and process group). */
+  /** The sandbox's pid (and process group): on Linux its server's supervisor, elsewhere the server. */
   readonly pid: number
   readonly port: number
   /** The sandbox's working directory (its home for relative paths). */
