@@ -310,6 +310,21 @@ describe.skipIf(process.platform !== "linux")(
   }
 )
 
+describe.skipIf(process.platform !== "linux")("commands that leave their group", () => {
+  it.live("an exec's timeout kills what its command started with setsid, too", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.make()
+      const fiber = yield* Effect.fork(
+        sb.exec("setsid sh -c 'echo $$ >> pids; sleep 300 & echo $! >> pids; wait' & wait", { timeout: "2 seconds" })
+      )
+      const pids = yield* readPids(sb, "pids", 2)
+      const result = yield* Fiber.join(fiber)
+      assert.isTrue(result.timedOut)
+      yield* assertGone(pids)
+    }).pipe(Effect.scoped, Effect.provide(Live))
+  )
+})
+
 describe.skipIf(process.platform !== "linux")("what a crash leaves behind", () => {
   const withTempRoot = <A, E, R>(f: (root: string) => Effect.Effect<A, E, R>) =>
     Effect.acquireUseRelease(
