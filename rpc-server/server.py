@@ -276,6 +276,76 @@ def descendants(table, root):
     return out
 
 
+PROC_MARKER = "HF_SANDBOX_PROC"
+_markers = [0]
+_markers_lock = threading.Lock()
+
+
+def new_marker():
+    with _markers_lock:
+        _markers[0] += 1
+        return "%d-%d" % (os.getpid(), _markers[0])
+
+
+def has_marker(pid, entry):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return entry in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def family(leader, marker):
+    """Live pids of everything a command started (Linux): the leader's
+    descendants, and every descendant of this server that carries the
+    command's marker -- an orphan that left the group (setsid, a double-fork
+    daemon) is re-parented to us, the subreaper, and keeps its environment --
+    with their descendants. A process that cleared its environment AND
+    left the tree is not found; shutdown still kills it."""
+    table = scan_proc()
+    found = set()
+    if leader is not None and leader in table:  # None: reaped, its pid may belong to another now
+        found.add(leader)
+        found.update(descendants(table, leader))
+    if marker is not None:
+        entry = ("%s=%s" % (PROC_MARKER, marker)).encode()
+        for pid in descendants(table, os.getpid()):
+            if pid not in found and has_marker(pid, entry):
+                found.add(pid)
+                found.update(descendants(table, pid))
+    return set(p for p in found if table.get(p, (0, 0, b"Z"))[2] != b"Z")
+
+
+FAMILY_KILL_BOUND = 3.0  # KILL: how long kill_family waits for the last member to die
+
+
+def kill_family(leader, marker, sig):
+    """Signal a command's process group and everything it started, wherever it
+    moved. With SIGKILL, repeat until none is left (a dying shell may have just
+    forked), within FAMILY_KILL_BOUND. Returns whether anything was signalled.
+    `leader` is None once the leader was reaped (its group may be gone too)."""
+    if leader is not None:
+        kill_group(leader, sig)
+    if not IS_LINUX:
+        return False
+    signalled = False
+    deadline = time.monotonic() + FAMILY_KILL_BOUND
+    while True:
+        members = family(leader, marker)
+        for pid in members:
+            signalled = True
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        if sig != signal.SIGKILL or not members or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if signalled:
+        PROCS.reap_kick.set()  # adopted orphans die as zombies of ours
+    return signalled
+
+
 def become_subreaper():
     """Processes that daemonize (double fork, setsid) get re-parented to us
     instead of init, so shutdown can still find and kill them."""
@@ -289,6 +359,116 @@ def become_subreaper():
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except Exception:
         return False
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig):
+    """Ask the kernel to send us `sig` when our parent thread exits (Linux)."""
+    if not IS_LINUX:
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+def kill_descendants(bound):
+    """SIGKILL every descendant of this process and reap them, again and again
+    (a dying shell may have just forked) until none is left or `bound`
+    seconds passed. Returns how many were killed. Only for a process that
+    reads no exit codes any more: it uses waitpid(-1)."""
+    me, killed = os.getpid(), set()
+    deadline = time.monotonic() + bound
+    while True:
+        table = scan_proc()
+        victims = [p for p in descendants(table, me) if table[p][2] != b"Z"]
+        for pid in victims:
+            killed.add(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except OSError:
+                break
+            if pid == 0:
+                break
+        if not victims or time.monotonic() > deadline:
+            return len(killed)
+        time.sleep(0.01)
+
+
+def supervise(remove_dir):
+    """--supervise (Linux): fork. The child returns and becomes the server; this
+    process stays as its supervisor, a subreaper above it. However the server
+    ends -- shutdown, a crash, SIGKILL, the OOM killer -- every process it
+    started is re-parented here (the server itself is a subreaper, and
+    orphans climb to the nearest one), so the supervisor kills them all,
+    removes `remove_dir`, and exits the way the server did (re-raising its
+    signal), so that whoever started us sees the real cause. Signals that
+    ask for a shutdown are passed on to the server."""
+    if not IS_LINUX or not become_subreaper():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    supervisor = os.getpid()
+    server = os.fork()
+    if server == 0:
+        # A supervisor killed outright must not leave a server nobody watches: the
+        # server then shuts down as on SIGTERM and kills what it started.
+        die_with_parent(signal.SIGTERM)
+        if os.getppid() != supervisor:  # it died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+    def forward(signum, _frame):
+        try:
+            os.kill(server, signum)
+        except OSError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, forward)
+    status = 0
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid == server:
+            break
+    # Said at once, before the cleanup: the client reports the cause to calls failing meanwhile.
+    signaled = os.WIFSIGNALED(status)
+    exited = {"event": "exited", "exit_code": None if signaled else os.WEXITSTATUS(status)}
+    exited["signal"] = os.WTERMSIG(status) if signaled else None
+    try:
+        sys.stdout.write(json.dumps(exited, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass  # nobody reads our stdout any more (a detached sandbox)
+    left = kill_descendants(5.0)
+    how = (
+        "was killed by signal %d" % os.WTERMSIG(status)
+        if os.WIFSIGNALED(status)
+        else "exited with status %d" % os.WEXITSTATUS(status)
+    )
+    if os.WIFSIGNALED(status) or left:
+        log("supervisor: the server %s; killed %d process(es) it left" % (how, left))
+    if remove_dir:
+        shutil.rmtree(remove_dir, ignore_errors=True)
+    sys.stderr.flush()
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
 def reaper_loop():
@@ -440,7 +620,7 @@ DRAINER = Drainer()
 
 
 class ExecSpec(object):
-    __slots__ = ("argv", "env", "cwd", "stdin", "timeout", "encoding")
+    __slots__ = ("argv", "env", "cwd", "stdin", "timeout", "encoding", "marker")
 
 
 def parse_exec(req, legacy):
@@ -543,6 +723,10 @@ def spawn(spec):
     tell "could not run" (4xx) from "ran and failed" (an exit code)."""
     env = dict(os.environ)
     env.update(spec.env)
+    # Every process the command starts inherits the marker, so it is still found after it left the
+    # command's process group and tree (setsid, double fork): see kill_family.
+    spec.marker = new_marker()
+    env[PROC_MARKER] = spec.marker
     name = spec.argv[0]
     try:
         return PROCS.spawn(
@@ -693,7 +877,7 @@ def pump(handler, proc, spec, sink, t0):
             if pidfd is None and proc.returncode is None:
                 proc.poll()
             if deadline is not None and proc.returncode is None and now >= deadline:
-                kill_group(proc.pid, signal.SIGKILL)
+                kill_family(proc.pid, spec.marker, signal.SIGKILL)
                 result.timed_out = True
                 deadline = None
             sink.flush(now)
@@ -709,7 +893,7 @@ def pump(handler, proc, spec, sink, t0):
                 pass
         if not finished:
             # Client gone or an internal error: nobody will see this output.
-            kill_group(proc.pid, signal.SIGKILL)
+            kill_family(proc.pid if proc.returncode is None else None, spec.marker, signal.SIGKILL)
         if proc.returncode is None:
             proc.wait()
         PROCS.reaped(proc, killed=result.timed_out or not finished)
@@ -1974,9 +2158,10 @@ class Handler(BaseHTTPRequestHandler):
             # The leader is unreaped until returncode is set (pump holds it),
             # so its pid -- the group id -- cannot have been recycled.
             running = bg.proc.returncode is None and bg.result is None
-        if running:
-            kill_group(bg.pid, sig)
-        self.respond_json({"id": bg.id, "killed": running})
+        # Everything it started goes too, wherever it moved, even after the
+        # leader ended (a daemon it left); with KILL, answered once all are gone.
+        signalled = kill_family(bg.pid if running else None, bg.spec.marker, sig)
+        self.respond_json({"id": bg.id, "killed": running or signalled})
 
     def client_still_there(self):
         """Raise ClientGone if the client hung up. The socket has a timeout,
@@ -2822,6 +3007,17 @@ def parse_args(argv):
         "--exit-on-stdin-eof", action="store_true", help="shut down when stdin reaches EOF (the parent died)"
     )
     p.add_argument(
+        "--supervise",
+        action="store_true",
+        help="Linux: run the server under a supervisor process that kills everything left when the server "
+        "ends, however it ends (even SIGKILL)",
+    )
+    p.add_argument(
+        "--remove-on-exit",
+        metavar="DIR",
+        help="with --supervise: the supervisor removes this directory after the server and all its processes are gone",
+    )
+    p.add_argument(
         "--tunnel",
         action="store_true",
         help="expose the server through a Cloudflare quick tunnel and announce its URL on stdout "
@@ -2906,6 +3102,11 @@ def main(argv=None):
         )
         sys.stderr.flush()
         return 2
+    dir_ = args.remove_on_exit
+    if dir_ is not None and (not args.supervise or not os.path.isabs(dir_) or os.path.dirname(dir_) == dir_):
+        _fail("--remove-on-exit needs --supervise and an absolute path other than /")
+    if args.supervise:
+        supervise(args.remove_on_exit)  # returns in the server process
     STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
 

@@ -15,6 +15,7 @@
 import * as ChildProcess from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
 import * as Command from "@effect/platform/Command"
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
@@ -31,6 +32,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as LocalState from "./internal/localState.js"
+import * as OwnedDirs from "./internal/ownedDirs.js"
 import * as ProcessTree from "./internal/processTree.js"
 import { serverScriptPath } from "./internal/serverScript.js"
 import * as Protocol from "./Protocol.js"
@@ -79,6 +81,30 @@ const serverArgs = (script: string, spec: SandboxProvider.Spec): Array<string> =
 ]
 
 const decodeListening = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ListeningLine))
+
+/** The supervisor's line on stdout when the server has ended (`--supervise`). */
+const decodeExited = Schema.decodeUnknownOption(
+  Schema.parseJson(
+    Schema.Struct({
+      event: Schema.Literal("exited"),
+      exit_code: Schema.NullOr(Schema.Number),
+      signal: Schema.NullOr(Schema.Number)
+    })
+  )
+)
+
+/** How long a transport failure waits for the news of the server's exit before it is reported as is. */
+const EXIT_NEWS_GRACE = Duration.seconds(1)
+
+const exitText = (code: number | null, signal: number | null): string =>
+  signal !== null ? `signal ${signal}` : `exit code ${code}`
+
+/** `signal 9` from a Node signal name found in `text` (an exit error), else the text itself. */
+const signalOf = (text: string): string => {
+  const name = /\b(SIG[A-Z0-9]+)\b/.exec(text)?.[1]
+  const number = name === undefined ? undefined : NodeOs.constants.signals[name as NodeJS.Signals]
+  return number === undefined ? text : `signal ${number}`
+}
 
 /** The server's environment: a minimal host environment, the sandbox's own, its secrets and its token. */
 const serverEnv = (spec: SandboxProvider.Spec, workdir: string, token: string): Record<string, string> => ({
@@ -155,13 +181,26 @@ export const make = (
         const fail = (reason: StartError["reason"], detail: string, stderrTail?: string, cause?: unknown) =>
           new StartError({ provider: "local", reason, detail, stderrTail, cause })
 
+        // What a crashed client and its server left behind is swept first (see internal/ownedDirs).
+        yield* OwnedDirs.sweep(options.tempDir ?? NodeOs.tmpdir())
         // Acquired first, so released last: after every process that could still write into it is gone.
+        // Claimed by this process at once, by the server's supervisor once it runs.
         const workdir = yield* Effect.acquireRelease(
           fs
             .makeTempDirectory({ prefix: "hf-sandbox-", ...(options.tempDir ? { directory: options.tempDir } : {}) })
-            .pipe(Effect.mapError((e) => fail("SpawnFailed", `cannot create a working directory: ${e.message}`))),
+            .pipe(
+              Effect.tap((dir) => Effect.try(() => OwnedDirs.claim(dir, process.pid))),
+              Effect.mapError((e) => fail("SpawnFailed", `cannot create a working directory: ${e.message}`))
+            ),
           (dir) =>
-            fs.remove(dir, { recursive: true }).pipe(Effect.interruptible, Effect.timeout("10 seconds"), Effect.ignore)
+            fs
+              .remove(dir, { recursive: true })
+              .pipe(
+                Effect.interruptible,
+                Effect.timeout("10 seconds"),
+                Effect.zipRight(Effect.try(() => OwnedDirs.unclaim(dir))),
+                Effect.ignore
+              )
         )
 
         const token = randomBytes(32).toString("hex")
@@ -169,7 +208,12 @@ export const make = (
           ...serverArgs(script, spec),
           // The server watches its stdin: when this process dies, even by SIGKILL, the pipe closes and
           // the server shuts down and kills what it started, so a crashed client leaks nothing.
-          "--exit-on-stdin-eof"
+          "--exit-on-stdin-eof",
+          // Linux: a supervisor above the server kills whatever the server leaves, however it ends (even
+          // SIGKILL or the OOM killer), then removes the working directory.
+          "--supervise",
+          "--remove-on-exit",
+          workdir
         ]
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
         const command = Command.make(resolved, ...args).pipe(
@@ -180,6 +224,7 @@ export const make = (
         const proc = yield* executor
           .start(command)
           .pipe(Effect.mapError((e) => fail("SpawnFailed", cannotRun(python, e.message), undefined, e)))
+        yield* Effect.try(() => OwnedDirs.claim(workdir, proc.pid)).pipe(Effect.ignore)
 
         // Runs before Command.start's own release (finalizers are LIFO), which could wait forever.
         yield* Effect.addFinalizer(() =>
@@ -199,13 +244,19 @@ export const make = (
         const tail = makeTail()
         const listening = yield* Deferred.make<Protocol.ListeningLine, StartError>()
         const died = yield* Deferred.make<never, StartError>()
+        // Why the server ended: said by its supervisor as soon as it knows, before it cleans up.
+        const ended = yield* Deferred.make<string>()
 
         yield* proc.stdout.pipe(
           Stream.decodeText(),
           Stream.splitLines,
           Stream.runForEach((line) =>
             Option.match(decodeListening(line), {
-              onNone: () => Effect.void,
+              onNone: () =>
+                Option.match(decodeExited(line), {
+                  onNone: () => Effect.void,
+                  onSome: (exited) => Deferred.succeed(ended, exitText(exited.exit_code, exited.signal))
+                }),
               onSome: (announce) => Deferred.succeed(listening, announce)
             })
           ),
@@ -246,9 +297,14 @@ export const make = (
           Effect.either,
           Effect.flatMap((exit) =>
             Effect.gen(function* () {
+              const how = exit._tag === "Right" ? exitText(exit.right, null) : signalOf(exit.left.message)
+              yield* Deferred.succeed(ended, how)
               yield* stderrDone.await.pipe(Effect.timeout("1 second"), Effect.ignore)
-              const how = exit._tag === "Right" ? `exit code ${exit.right}` : exit.left.message
-              const error = fail("ServerExited", `the sandbox server exited (${how})`, tail.get())
+              const error = fail(
+                "ServerExited",
+                `the sandbox server exited (${yield* Deferred.await(ended)})`,
+                tail.get()
+              )
               yield* Deferred.fail(listening, error)
               yield* Deferred.fail(died, error)
             })
@@ -274,10 +330,22 @@ export const make = (
           baseUrl: `http://127.0.0.1:${announce.port}`,
           token: Redacted.make(token),
           died: Deferred.await(died),
+          exitReason: Deferred.await(ended).pipe(
+            Effect.map((how) => `the sandbox server exited (${how})`),
+            // A socket error may arrive a moment before the news of the exit that caused it.
+            Effect.timeoutOption(EXIT_NEWS_GRACE)
+          ),
           logs,
           readRangeSize: WHOLE_FILE,
           directReads: true,
-          details: { pid: proc.pid, workdir, python: resolved, port: announce.port, serverVersion: announce.version }
+          details: {
+            pid: proc.pid,
+            serverPid: announce.pid,
+            workdir,
+            python: resolved,
+            port: announce.port,
+            serverVersion: announce.version
+          }
         }
         return endpoint
       })
@@ -339,7 +407,8 @@ export const make = (
 
         const token = randomBytes(32).toString("hex")
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
-        const args = serverArgs(script, spec)
+        // As for an owned sandbox, a supervisor kills what the server leaves and removes the workdir.
+        const args = [...serverArgs(script, spec), "--supervise", "--remove-on-exit", workdir]
         // The token travels in the environment (the server removes it from there), never on a command line.
         const child = yield* Effect.try({
           try: () => {
@@ -365,7 +434,7 @@ export const make = (
             Exit.fail(
               failWith(
                 "ServerExited",
-                `the sandbox server exited (${code !== null ? `exit code ${code}` : signal})`,
+                `the sandbox server exited (${code !== null ? exitText(code, null) : signalOf(String(signal))})`,
                 LocalState.tailOf(log)
               )
             )
@@ -500,7 +569,7 @@ export const stateDirectory = (options: Pick<Options, "stateDir"> = {}): string 
  */
 export interface DetachedInfo {
   readonly id: string
-  /** The server's pid (and process group). */
+  /** The sandbox's pid (and process group): on Linux its server's supervisor, elsewhere the server. */
   readonly pid: number
   readonly port: number
   /** The sandbox's working directory (its home for relative paths). */
@@ -514,23 +583,27 @@ export interface DetachedInfo {
 
 /**
  * The live detached local sandboxes, oldest first. State left by sandboxes that are gone (idle timeout,
- * killed, machine restarted) is removed on the way, with their logs and working directories.
+ * killed, machine restarted) is removed on the way, with their logs and working directories; so are the
+ * working directories of owned sandboxes whose client and server both died without removing them
+ * (in `tempDir`, default the OS temp directory; only those whose owner is provably gone).
  *
  * @since 0.1.0
  * @category operations
  */
-export const list = (options: Pick<Options, "stateDir"> = {}): Effect.Effect<ReadonlyArray<DetachedInfo>> =>
-  Effect.map(LocalState.list(stateDirectory(options)), (states) =>
-    states.map(
-      (s): DetachedInfo => ({
-        id: s.id,
-        pid: s.pid,
-        port: s.port,
-        workdir: s.workdir,
-        createdAt: new Date(s.createdAtMs).toISOString(),
-        idleTimeoutSeconds: s.idleTimeoutSeconds,
-        serverVersion: s.serverVersion
-      })
+export const list = (options: Pick<Options, "stateDir" | "tempDir"> = {}): Effect.Effect<ReadonlyArray<DetachedInfo>> =>
+  Effect.zipRight(OwnedDirs.sweep(options.tempDir ?? NodeOs.tmpdir()), LocalState.list(stateDirectory(options))).pipe(
+    Effect.map((states) =>
+      states.map(
+        (s): DetachedInfo => ({
+          id: s.id,
+          pid: s.pid,
+          port: s.port,
+          workdir: s.workdir,
+          createdAt: new Date(s.createdAtMs).toISOString(),
+          idleTimeoutSeconds: s.idleTimeoutSeconds,
+          serverVersion: s.serverVersion
+        })
+      )
     )
   )
 

@@ -9,6 +9,7 @@ import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -96,6 +97,14 @@ export interface Endpoint {
    * Readiness polling races against it so that a crash is reported at once, with its evidence.
    */
   readonly died: Effect.Effect<never, StartError>
+  /**
+   * Why the server ended, in words (`the sandbox server exited (signal 9)`), when the provider knows it
+   * now or learns it within a moment; `None` otherwise. A request that then fails on the socket reports
+   * this instead of the transport's error.
+   *
+   * @since 0.2.0
+   */
+  readonly exitReason?: Effect.Effect<Option.Option<string>> | undefined
   /**
    * Adapts the application's HttpClient for this sandbox's traffic (e.g. a DNS fallback for a fresh
    * tunnel name). Runs on the client the application provided, before any request is made.

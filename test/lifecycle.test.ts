@@ -2,6 +2,7 @@
  * Guaranteed termination, proven by pid: whatever way a sandbox's scope ends, the server and every
  * process it started are gone, and its working directory with them.
  */
+import * as ChildProcess from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -12,7 +13,9 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
+import * as OwnedDirs from "../src/internal/ownedDirs.js"
 import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
 import { waitNoneWithArg } from "./support/processes.js"
 
@@ -263,5 +266,159 @@ describe("layer", () => {
       assert.strictEqual(ids.text, "one sandbox")
       yield* assertGone([ids.pid])
     })
+  )
+})
+
+/** Reads the pids that the commands of a sandbox append to `file`, once there are `count` of them. */
+const readPids = (sb: Sandbox.Sandbox, file: string, count: number) =>
+  eventually(
+    sb.files.readText(file).pipe(
+      Effect.flatMap((text) => {
+        const pids = text
+          .split("\n")
+          .filter((line) => /^\d+$/.test(line))
+          .map(Number)
+        return pids.length >= count ? Effect.succeed(pids) : Effect.fail(new Error(`${pids.length} pids so far`))
+      })
+    )
+  )
+
+/** A family that tries to escape: a child with children of its own, and a `setsid` escapee with one. */
+const ESCAPING_FAMILY = [
+  "sh -c 'sleep 300 & echo $! >> pids; sleep 300 & echo $! >> pids; wait' &",
+  "setsid sh -c 'echo $$ >> pids; sleep 300 & echo $! >> pids; wait' &",
+  "echo $$ >> pids",
+  "wait"
+].join("\n")
+const FAMILY_SIZE = 5
+
+describe.skipIf(process.platform !== "linux")(
+  "a server that dies by any means (Linux: a subreaper supervises it)",
+  () => {
+    it.live("kill -9 of the server leaves no process and no directory, and later calls say why", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.make()
+        yield* sb.spawn(["sh", "-c", ESCAPING_FAMILY])
+        const pids = yield* readPids(sb, "pids", FAMILY_SIZE)
+        assert.isTrue(pids.every(isAlive))
+        // The server itself: under its supervisor (`serverPid`) where there is one.
+        const server = (sb.details.serverPid ?? sb.details.pid) as number
+        process.kill(server, "SIGKILL")
+        yield* assertGone([server, ...pids], "10 seconds")
+        yield* eventually(
+          Effect.suspend(() =>
+            fs.existsSync(workdir(sb)) ? Effect.fail(new Error("workdir still there")) : Effect.void
+          )
+        )
+        const error = yield* Effect.flip(sb.exec("true"))
+        assert.strictEqual(error._tag, "ConnectionLostError")
+        assert.include(error.message, "the sandbox server exited (signal 9)")
+        assert.notInclude(error.message, "Transport error")
+        // Reads go over a socket of their own locally: they say the same.
+        const readError = yield* Effect.flip(sb.files.readText("pids"))
+        assert.include(readError.message, "the sandbox server exited (signal 9)")
+      }).pipe(Effect.scoped, Effect.provide(Live))
+    )
+  }
+)
+
+describe.skipIf(process.platform !== "linux")("commands that leave their group", () => {
+  it.live("an exec's timeout kills what its command started with setsid, too", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.make()
+      const fiber = yield* Effect.fork(
+        sb.exec("setsid sh -c 'echo $$ >> pids; sleep 300 & echo $! >> pids; wait' & wait", { timeout: "2 seconds" })
+      )
+      const pids = yield* readPids(sb, "pids", 2)
+      const result = yield* Fiber.join(fiber)
+      assert.isTrue(result.timedOut)
+      yield* assertGone(pids)
+    }).pipe(Effect.scoped, Effect.provide(Live))
+  )
+})
+
+describe.skipIf(process.platform !== "linux")("what a crash leaves behind", () => {
+  const withTempRoot = <A, E, R>(f: (root: string) => Effect.Effect<A, E, R>) =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-crash-"))),
+      f,
+      (root) => Effect.sync(() => fs.rmSync(root, { recursive: true, force: true }))
+    )
+
+  it.live("a client killed with SIGKILL leaves no process and no working directory", () =>
+    withTempRoot((root) =>
+      Effect.gen(function* () {
+        // A real client in a process of its own, killed the hard way once its sandbox runs a command.
+        const script = [
+          `import * as NodeContext from "@effect/platform-node/NodeContext"`,
+          `import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"`,
+          `import * as Effect from "effect/Effect"`,
+          `import * as Layer from "effect/Layer"`,
+          `import * as LocalSandbox from "./src/LocalSandbox.ts"`,
+          `import * as Sandbox from "./src/Sandbox.ts"`,
+          `const layer = LocalSandbox.layer({ tempDir: ${JSON.stringify(root)} }).pipe(`,
+          `  Layer.provideMerge(NodeContext.layer), Layer.merge(NodeHttpClient.layerUndici))`,
+          `Effect.gen(function* () {`,
+          `  const sb = yield* Sandbox.make()`,
+          `  const p = yield* sb.spawn(["sleep", "300"])`,
+          `  console.log(JSON.stringify({ workdir: sb.details.workdir, pids: [sb.details.pid, p.pid] }))`,
+          `  yield* Effect.never`,
+          `}).pipe(Effect.scoped, Effect.provide(layer), Effect.runPromise)`
+        ].join("\n")
+        // Node itself (tsx as a loader, not its wrapper process): the pid killed is the client's.
+        const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+          cwd: path.resolve("."),
+          stdio: ["ignore", "pipe", "inherit"]
+        })
+        const info = yield* Effect.async<{ workdir: string; pids: Array<number> }, Error>((resume) => {
+          let out = ""
+          child.stdout!.on("data", (chunk: Buffer) => {
+            out += chunk.toString("utf8")
+            if (out.includes("\n")) resume(Effect.succeed(JSON.parse(out.slice(0, out.indexOf("\n")))))
+          })
+          child.once("exit", (code) =>
+            resume(Effect.fail(new Error(`the client exited (${code}) before its sandbox ran`)))
+          )
+        }).pipe(Effect.timeout("60 seconds"))
+        assert.isTrue(fs.existsSync(info.workdir))
+        child.kill("SIGKILL")
+        yield* assertGone([child.pid!, ...info.pids], "10 seconds")
+        yield* eventually(
+          Effect.suspend(() =>
+            fs.existsSync(info.workdir) ? Effect.fail(new Error("workdir still there")) : Effect.void
+          )
+        )
+      })
+    )
+  )
+
+  it.live("leftovers whose owner is gone are swept by the next make and by list, a live sandbox's never", () =>
+    withTempRoot((root) =>
+      Effect.gen(function* () {
+        // What a client and its server killed together leave: a working directory and its owner marker.
+        const dead = ChildProcess.spawnSync("true").pid
+        const leftover = (name: string) => {
+          const dir = path.join(root, name)
+          fs.mkdirSync(path.join(dir, "data"), { recursive: true })
+          fs.writeFileSync(path.join(dir, "data", "file"), "left behind")
+          OwnedDirs.claim(dir, dead)
+          return dir
+        }
+        const first = leftover("hf-sandbox-left01")
+        const unmarked = path.join(root, "hf-sandbox-nomark")
+        fs.mkdirSync(unmarked)
+        const layer = localLayer({ tempDir: root })
+        const live = yield* Sandbox.make().pipe(Effect.map(workdir), Effect.provide(layer))
+        assert.isFalse(fs.existsSync(first))
+        assert.isFalse(fs.existsSync(OwnedDirs.markerPath(first)))
+
+        const second = leftover("hf-sandbox-left02")
+        yield* LocalSandbox.list({ tempDir: root })
+        assert.isFalse(fs.existsSync(second))
+        // The live sandbox and a directory with no marker are left alone.
+        assert.isTrue(fs.existsSync(live))
+        assert.isTrue(fs.existsSync(unmarked))
+      }).pipe(Effect.scoped)
+    )
   )
 })

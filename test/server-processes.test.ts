@@ -164,6 +164,48 @@ describe("background processes", () => {
     expect(listed.find((e) => e.id === p.id)).toMatchObject({ running: false, signal: 9 })
   })
 
+  // Linux only: finding what left the group needs /proc (and the server being the subreaper).
+  it.skipIf(process.platform !== "linux")(
+    "kill kills every process it started, wherever it moved (setsid, double fork), even after it exited",
+    async () => {
+      const pidsOf = async (id: string, names: ReadonlyArray<string>) => {
+        const found: Array<number> = []
+        for (const name of names) found.push(Number((await stdoutMatching(S, id, new RegExp(`${name}:(\\d+)\n`)))[1]))
+        for (const pid of found) seenPids.add(pid)
+        return found
+      }
+      // Still running: a child in its group, a `setsid` escapee with a child, a double-forked daemon.
+      const p = await startProcess(S, {
+        cmd: [
+          "sleep 300 & echo a:$!",
+          "setsid sh -c 'sleep 300 & echo b:$!; echo c:$$; wait' &",
+          "( setsid sh -c 'sleep 300 & echo d:$!' & )",
+          "wait"
+        ].join("\n")
+      })
+      const family = await pidsOf(p.id, ["a", "b", "c", "d"])
+      expect(family.every(isAlive)).toBe(true)
+      expect(await json(S, `/v1/processes/${p.id}`, { method: "DELETE" })).toEqual({
+        status: 200,
+        body: { id: p.id, killed: true }
+      })
+      expect(await waitGone([p.pid, ...family])).toEqual([])
+      expect((await json(S, `/v1/processes/${p.id}/wait?timeout=10`)).body).toMatchObject({ signal: 9 })
+      expect((await json(S, `/v1/processes/${p.id}`)).body).toMatchObject({ running: false, signal: 9 })
+
+      // Already exited, leaving a daemon behind: killing it still stops the daemon, and says so.
+      const q = await startProcess(S, { cmd: "( setsid sh -c 'sleep 300 & echo e:$!' & ); echo done" })
+      const [daemon] = await pidsOf(q.id, ["e"])
+      expect((await json(S, `/v1/processes/${q.id}/wait?timeout=10`)).body).toMatchObject({ exit_code: 0 })
+      expect(isAlive(daemon!)).toBe(true)
+      expect(await json(S, `/v1/processes/${q.id}`, { method: "DELETE" })).toEqual({
+        status: 200,
+        body: { id: q.id, killed: true }
+      })
+      expect(await waitGone([daemon!])).toEqual([])
+    }
+  )
+
   it("answers 404 for an unknown id or pid, on every route", async () => {
     expect(await json(S, "/v1/processes/p-999")).toEqual({
       status: 404,

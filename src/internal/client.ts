@@ -45,6 +45,8 @@ export interface Target {
   readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
   /** File reads go over a bare socket, straight into their destination (`http:` only; see directRead.ts). */
   readonly directReads?: boolean | undefined
+  /** Why the server ended, when the provider knows (see `Endpoint.exitReason`): it replaces a socket error. */
+  readonly exitReason?: Effect.Effect<Option.Option<string>> | undefined
 }
 
 /** Client-side bounds. A command's own timeout is the server's business; these bound the transport. */
@@ -293,6 +295,21 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
     // Redirects are never followed: a redirect must not carry the sandbox token (or a bearer) elsewhere.
     const client = (target.transformClient ? target.transformClient(http) : http).pipe(HttpClient.followRedirects(0))
 
+    // A dead server shows up as a refused or reset socket; when the provider knows why it died, that is
+    // what the caller is told instead.
+    const explainLost = (lost: ConnectionLostError): Effect.Effect<never, ConnectionLostError> =>
+      target.exitReason === undefined
+        ? Effect.fail(lost)
+        : Effect.flatMap(target.exitReason, (reason) =>
+            Effect.fail(
+              Option.isSome(reason)
+                ? new ConnectionLostError({ operation: lost.operation, detail: reason.value, cause: lost })
+                : lost
+            )
+          )
+    const lostTransport = (operation: string) => (error: HttpClientError.HttpClientError) =>
+      explainLost(fromTransport(operation)(error))
+
     // The HttpClient records request headers in its spans: the sandbox token is redacted there, as the
     // bearer (`authorization`) already is.
     const sendTo = (url: string, request: HttpClientRequest.HttpClientRequest) =>
@@ -316,7 +333,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       bound: Duration.Duration = timeouts.request
     ): Effect.Effect<A, OperationError> =>
       send(request).pipe(
-        Effect.mapError(fromTransport(operation)),
+        Effect.catchAll(lostTransport(operation)),
         Effect.flatMap((response) =>
           response.status >= 200 && response.status < 300
             ? onOk(response).pipe(
@@ -349,7 +366,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
     ): Stream.Stream<A | OutputLine, OperationError> =>
       Stream.unwrapScoped(
         send(request).pipe(
-          Effect.mapError(fromTransport(operation)),
+          Effect.catchAll(lostTransport(operation)),
           Effect.flatMap((response) => (response.status === 200 ? Effect.succeed(response.stream) : onError(response))),
           Effect.timeoutFail({
             duration: timeouts.request,
@@ -357,7 +374,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           }),
           Effect.map((bytes) =>
             bytes.pipe(
-              Stream.mapError(fromTransport(operation)),
+              Stream.catchAll((e) => Stream.fromEffect(lostTransport(operation)(e))),
               Stream.timeoutFail(
                 () =>
                   new ConnectionLostError({
@@ -393,7 +410,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
     const spawn: WireClient["spawn"] = (body) => {
       const command = typeof body.cmd === "string" ? body.cmd : (body.cmd[0] ?? "")
       return send(HttpClientRequest.post("/v1/processes").pipe(HttpClientRequest.bodyUnsafeJson(body))).pipe(
-        Effect.mapError(fromTransport("spawn")),
+        Effect.catchAll(lostTransport("spawn")),
         Effect.flatMap((response) =>
           response.status === 200
             ? json(Protocol.ProcessInfo)(response).pipe(
@@ -537,7 +554,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         pathParams(path, { offset: range.offset?.toString(), length: range.length?.toString() })
       )
       return send(request).pipe(
-        Effect.mapError(fromTransport(operation)),
+        Effect.catchAll(lostTransport(operation)),
         Effect.flatMap((response) =>
           response.status === 200 ? Effect.succeed(response) : failFromResponse(operation, path, response)
         ),
@@ -552,7 +569,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
               received === facts.length ? Effect.void : Effect.fail(cutShort(operation, path, received, facts.length))
             )
             const body = response.stream.pipe(
-              Stream.mapError(fromTransport(operation)),
+              Stream.catchAll((e) => Stream.fromEffect(lostTransport(operation)(e))),
               Stream.mapChunks((chunks) => {
                 for (const chunk of chunks) received += chunk.length
                 return chunks
@@ -598,6 +615,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           )
           return Effect.sync(exchange.close)
         }).pipe(
+          Effect.catchAll(explainLost),
           Effect.timeoutFail({
             duration: timeouts.request,
             onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(timeouts.request) })

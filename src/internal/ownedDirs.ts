@@ -1,0 +1,83 @@
+/**
+ * The working directories of owned local sandboxes, and what is left of them after a crash.
+ *
+ * An owned sandbox's directory is removed when its server ends (the server's supervisor removes it) and
+ * again when its scope closes. Both can be skipped: a client and its server killed together (SIGKILL to
+ * the whole process group, a machine that lost power). So beside each directory `hf-sandbox-XXXX` a
+ * marker `hf-sandbox-XXXX.owner` says which process keeps it alive: the client until its server has
+ * started, the server's supervisor after that. A directory whose marker names a process that is provably
+ * gone (its pid is free, or now belongs to a process with another start time) is swept by the next
+ * local `make` or `LocalSandbox.list`; a directory with no readable marker is never touched.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as Effect from "effect/Effect"
+import { processStartTime } from "./localState.js"
+import * as ProcessTree from "./processTree.js"
+
+const PREFIX = "hf-sandbox-"
+const SUFFIX = ".owner"
+
+interface Marker {
+  readonly pid: number
+  readonly startTime: string | undefined
+}
+
+/** The marker file of a working directory. */
+export const markerPath = (workdir: string): string => `${workdir}${SUFFIX}`
+
+/** Records (atomically) that `pid` keeps `workdir` alive. */
+export const claim = (workdir: string, pid: number): void => {
+  const marker: Marker = { pid, startTime: processStartTime(pid) }
+  const target = markerPath(workdir)
+  const temp = `${target}.${process.pid}.tmp`
+  fs.writeFileSync(temp, JSON.stringify(marker), { mode: 0o600 })
+  fs.renameSync(temp, target)
+}
+
+/** Removes a marker (after its directory is gone). */
+export const unclaim = (workdir: string): void => {
+  fs.rmSync(markerPath(workdir), { force: true })
+}
+
+const read = (file: string): Marker | undefined => {
+  try {
+    const parsed = JSON.parse(fs.readFileSync(file, "utf8")) as Marker
+    return Number.isInteger(parsed.pid) && parsed.pid > 1 ? parsed : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const owned = (marker: Marker): boolean =>
+  ProcessTree.isAlive(marker.pid) &&
+  (marker.startTime === undefined || processStartTime(marker.pid) === marker.startTime)
+
+/**
+ * Removes every `hf-sandbox-*` directory in `root` whose marker names a process that is gone, with its
+ * marker. Returns the directories removed.
+ */
+export const sweep = (root: string): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.sync(() => {
+    let names: Array<string>
+    try {
+      names = fs.readdirSync(root)
+    } catch {
+      return []
+    }
+    const removed: Array<string> = []
+    for (const name of names) {
+      if (!name.startsWith(PREFIX) || !name.endsWith(SUFFIX)) continue
+      const marker = read(path.join(root, name))
+      if (marker === undefined || owned(marker)) continue
+      const workdir = path.join(root, name.slice(0, -SUFFIX.length))
+      try {
+        fs.rmSync(workdir, { recursive: true, force: true })
+        fs.rmSync(path.join(root, name), { force: true })
+        removed.push(workdir)
+      } catch {
+        // Not ours to remove after all, or removed meanwhile: left for the next sweep.
+      }
+    }
+    return removed
+  })
