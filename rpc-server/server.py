@@ -1254,9 +1254,12 @@ class Transfers(object):
         with self.lock:
             entry = self.live.get(tmp)
             if entry is None:
+                # Aborted or swept while this request ran: what it may have
+                # recreated since goes too.
+                self._bury(tmp)
                 if failed:
                     return
-                raise self.gone(tmp)  # swept while this request was silent
+                raise self.gone(tmp)
             entry[0] -= 1
             entry[1] = time.monotonic()
             if failed:

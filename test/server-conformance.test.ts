@@ -889,7 +889,12 @@ describe("atomic writes", () => {
   it("removes a transfer's temp file when its client hangs up mid-range; the old file stays byte-exact", async () => {
     fs.mkdirSync(abs("aw-cut"), { recursive: true })
     fs.writeFileSync(abs("aw-cut/f"), old)
-    const socket = await partialPut(S, "path=aw-cut/f&transfer=cut-0123456789&offset=0&truncate_to=4000000", 4_000_000, 300_000)
+    const socket = await partialPut(
+      S,
+      "path=aw-cut/f&transfer=cut-0123456789&offset=0&truncate_to=4000000",
+      4_000_000,
+      300_000
+    )
     await eventually(() => temps("aw-cut").length === 1)
     socket.destroy()
     await eventually(() => temps("aw-cut").length === 0)
