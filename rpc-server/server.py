@@ -1202,6 +1202,16 @@ def write_target(path):
     return os.path.realpath(path)
 
 
+def is_special(dest):
+    """A device, FIFO or socket: written in place, never replaced by a
+    regular file (a write to /dev/null must not put a file there)."""
+    try:
+        kind = os.stat(dest).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(kind) and not stat.S_ISDIR(kind)
+
+
 def unlink_quietly(path):
     try:
         os.unlink(path)
@@ -1229,7 +1239,9 @@ class Transfers(object):
 
     def gone(self, tmp):
         return HttpError(
-            410, "the transfer to %s was abandoned (interrupted, or silent too long); start it again" % tmp, "transfer_gone"
+            410,
+            "the transfer %s was abandoned (cut short, aborted, or silent too long); write the file again" % tmp,
+            "transfer_gone",
         )
 
     def begin(self, tmp):
@@ -1914,6 +1926,8 @@ class Handler(BaseHTTPRequestHandler):
         """One request, one file: written beside the destination, then renamed
         over it, so a reader (or a cut connection) never meets half a file."""
         dest = self.write_destination(path)
+        if is_special(dest):
+            return self.write_in_place(path, mode, None, truncate_to)
         tmp = temp_beside(dest, os.urandom(8).hex())
         fd = self.open_temp(tmp, path, os.O_EXCL)
         done = False
@@ -1937,6 +1951,8 @@ class Handler(BaseHTTPRequestHandler):
     def write_range(self, path, transfer, offset, truncate_to):
         """One range of a transfer, into the transfer's temporary file."""
         dest = self.write_destination(path)
+        if is_special(dest):
+            return self.write_in_place(path, None, offset, None)
         tmp = temp_beside(dest, transfer)
         TRANSFERS.begin(tmp)
         failed = True
@@ -1964,6 +1980,8 @@ class Handler(BaseHTTPRequestHandler):
         mode = parse_mode(mode) if mode is not None else None
         size = self.int_param("size", None)
         dest = self.write_destination(path)
+        if is_special(dest):
+            return self.respond_json({"path": path, "size": 0})  # its ranges went straight to it
         tmp = temp_beside(dest, transfer)
         TRANSFERS.take(tmp)
         try:

@@ -886,6 +886,20 @@ describe("atomic writes", () => {
     expect(fs.readFileSync(abs("aw/t.bin")).equals(data)).toBe(true)
   })
 
+  it("writes to a device in place, never replacing it with a file (one request or a transfer)", async () => {
+    expect((await callJson(S, `/v1/files/write?path=/dev/null`, { method: "PUT", body: "x" })).status).toBe(200)
+    const range = await callJson(S, `/v1/files/write?path=/dev/null&transfer=null-0123456789&offset=0&truncate_to=1`, {
+      method: "PUT",
+      body: "x"
+    })
+    expect(range.status).toBe(200)
+    const commit = await callJson(S, `/v1/files/commit?path=/dev/null&transfer=null-0123456789&size=1`, {
+      method: "POST"
+    })
+    expect(commit.status).toBe(200)
+    expect(fs.statSync("/dev/null").isCharacterDevice()).toBe(true)
+  })
+
   it("removes a transfer's temp file when its client hangs up mid-range; the old file stays byte-exact", async () => {
     fs.mkdirSync(abs("aw-cut"), { recursive: true })
     fs.writeFileSync(abs("aw-cut/f"), old)
