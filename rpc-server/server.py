@@ -1212,6 +1212,26 @@ def is_special(dest):
     return not stat.S_ISREG(kind) and not stat.S_ISDIR(kind)
 
 
+def dir_writable(dest):
+    return os.access(os.path.dirname(dest), os.W_OK | os.X_OK)
+
+
+def replace_file(tmp, dest):
+    """Renames `tmp` over `dest`. A file that is a mount point (a container's
+    bind-mounted /etc/hosts) cannot be renamed over: its content is copied in
+    place instead, the best that can be done for it."""
+    try:
+        os.replace(tmp, dest)
+    except OSError as e:
+        if e.errno not in (errno.EBUSY, errno.EXDEV):
+            raise
+        with open(tmp, "rb") as src, open(dest, "r+b") as out:
+            out.truncate(0)
+            shutil.copyfileobj(src, out, FILE_CHUNK)
+        os.chmod(dest, stat.S_IMODE(os.stat(tmp).st_mode))
+        os.unlink(tmp)
+
+
 def unlink_quietly(path):
     try:
         os.unlink(path)
@@ -1926,7 +1946,8 @@ class Handler(BaseHTTPRequestHandler):
         """One request, one file: written beside the destination, then renamed
         over it, so a reader (or a cut connection) never meets half a file."""
         dest = self.write_destination(path)
-        if is_special(dest):
+        if is_special(dest) or (os.path.isfile(dest) and not dir_writable(dest)):
+            # No room for a temp file beside a writable file: written in place, as it always could be.
             return self.write_in_place(path, mode, None, truncate_to)
         tmp = temp_beside(dest, os.urandom(8).hex())
         fd = self.open_temp(tmp, path, os.O_EXCL)
@@ -1938,7 +1959,7 @@ class Handler(BaseHTTPRequestHandler):
                     os.ftruncate(fd, truncate_to)
                 size = os.fstat(fd).st_size
                 self.settle_mode(tmp, dest, mode)
-                os.replace(tmp, dest)
+                replace_file(tmp, dest)
                 done = True
             except OSError as e:
                 raise fs_error(e, path, "write")
@@ -1953,6 +1974,12 @@ class Handler(BaseHTTPRequestHandler):
         dest = self.write_destination(path)
         if is_special(dest):
             return self.write_in_place(path, None, offset, None)
+        if os.path.isfile(dest) and not dir_writable(dest):
+            message = (
+                "cannot write %s: its directory is not writable, so it cannot be replaced whole by a transfer; "
+                "write it in one request in place (in_place=1)" % path
+            )
+            raise bad_request(message, "permission_denied")
         tmp = temp_beside(dest, transfer)
         TRANSFERS.begin(tmp)
         failed = True
@@ -1993,7 +2020,7 @@ class Handler(BaseHTTPRequestHandler):
                 message = "cannot write %s: the transfer holds %d bytes, not the %d expected" % (path, got, size)
                 raise HttpError(409, message, "size_mismatch")
             self.settle_mode(tmp, dest, mode)
-            os.replace(tmp, dest)
+            replace_file(tmp, dest)
         except OSError as e:
             TRANSFERS.abort(tmp)
             raise fs_error(e, path, "write")

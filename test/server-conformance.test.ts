@@ -900,6 +900,27 @@ describe("atomic writes", () => {
     expect(fs.statSync("/dev/null").isCharacterDevice()).toBe(true)
   })
 
+  it.skipIf(process.getuid?.() === 0)(
+    "a writable file in a directory it cannot write: one request writes it in place, a transfer says why not",
+    async () => {
+      fs.mkdirSync(abs("aw-ro"), { recursive: true })
+      fs.writeFileSync(abs("aw-ro/f"), "old")
+      fs.chmodSync(abs("aw-ro"), 0o555)
+      try {
+        expect((await callJson(S, `/v1/files/write?path=aw-ro/f`, { method: "PUT", body: "new" })).status).toBe(200)
+        expect(fs.readFileSync(abs("aw-ro/f"), "utf8")).toBe("new")
+        const range = await callJson(S, `/v1/files/write?path=aw-ro/f&transfer=ro-0123456789`, {
+          method: "PUT",
+          body: "x"
+        })
+        expect(range).toMatchObject({ status: 400, body: { code: "permission_denied" } })
+        expect(range.body.error).toContain("in_place=1")
+      } finally {
+        fs.chmodSync(abs("aw-ro"), 0o755)
+      }
+    }
+  )
+
   it("removes a transfer's temp file when its client hangs up mid-range; the old file stays byte-exact", async () => {
     fs.mkdirSync(abs("aw-cut"), { recursive: true })
     fs.writeFileSync(abs("aw-cut/f"), old)
