@@ -1351,6 +1351,170 @@ def write_all(fd, data):
         view = view[os.write(fd, view) :]
 
 
+# ---- atomic writes ----
+#
+# A write that takes more than one request (a "transfer": ranges sent in
+# parallel, or one after the other) goes to a temporary file beside its
+# destination, named after the client's transfer id, and a commit request
+# renames it into place. An abandoned transfer's temporary file is removed:
+# at once when a client hangs up mid-body, else once no byte of it has
+# arrived for TRANSFER_STALE seconds. A transfer that was removed stays
+# refused (410), so a late range can never rebuild a file with holes.
+
+TRANSFER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+TRANSFER_DEAD_KEEP = 4096  # removed transfer ids remembered, oldest forgotten first
+
+
+def transfer_stale_seconds():
+    raw = os.environ.get("SBX_TRANSFER_STALE", "")
+    try:
+        value = float(raw) if raw else 120.0
+    except ValueError:
+        value = 120.0
+    return value if math.isfinite(value) and value > 0 else 120.0
+
+
+def temp_beside(dest, tag):
+    """A hidden name in the destination's directory (so that the rename is
+    atomic) that says what it is and cannot collide with a user's file."""
+    return os.path.join(os.path.dirname(dest), ".%s.hf-sandbox-%s.part" % (os.path.basename(dest), tag))
+
+
+def write_target(path):
+    """Where a write to `path` lands: through symlinks (as an in-place write
+    would), so the rename replaces the file a link points to, not the link."""
+    return os.path.realpath(path)
+
+
+def is_special(dest):
+    """A device, FIFO or socket: written in place, never replaced by a
+    regular file (a write to /dev/null must not put a file there)."""
+    try:
+        kind = os.stat(dest).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(kind) and not stat.S_ISDIR(kind)
+
+
+def dir_writable(dest):
+    return os.access(os.path.dirname(dest), os.W_OK | os.X_OK)
+
+
+def replace_file(tmp, dest):
+    """Renames `tmp` over `dest`. A file that is a mount point (a container's
+    bind-mounted /etc/hosts) cannot be renamed over: its content is copied in
+    place instead, the best that can be done for it."""
+    try:
+        os.replace(tmp, dest)
+    except OSError as e:
+        if e.errno not in (errno.EBUSY, errno.EXDEV):
+            raise
+        with open(tmp, "rb") as src, open(dest, "r+b") as out:
+            out.truncate(0)
+            shutil.copyfileobj(src, out, FILE_CHUNK)
+        os.chmod(dest, stat.S_IMODE(os.stat(tmp).st_mode))
+        os.unlink(tmp)
+
+
+def unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class Transfers(object):
+    """The temporary files of transfers in progress: how many requests are
+    writing each, and when a byte last arrived."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.live = {}  # temp path -> [requests writing, last activity (monotonic)]
+        self.dead = {}  # temp path -> None, insertion ordered
+        self.sweeper = None
+        self.stale = None
+
+    def _bury(self, tmp):
+        self.live.pop(tmp, None)
+        self.dead[tmp] = None
+        while len(self.dead) > TRANSFER_DEAD_KEEP:
+            del self.dead[next(iter(self.dead))]
+        unlink_quietly(tmp)
+
+    def gone(self, tmp):
+        return HttpError(
+            410,
+            "the transfer %s was abandoned (cut short, aborted, or silent too long); write the file again" % tmp,
+            "transfer_gone",
+        )
+
+    def begin(self, tmp):
+        with self.lock:
+            if tmp in self.dead:
+                raise self.gone(tmp)
+            entry = self.live.setdefault(tmp, [0, time.monotonic()])
+            entry[0] += 1
+            entry[1] = time.monotonic()
+            if self.sweeper is None:
+                self.stale = transfer_stale_seconds()
+                self.sweeper = threading.Thread(target=self._sweep, name="transfer-sweeper", daemon=True)
+                self.sweeper.start()
+
+    def touch(self, tmp):
+        entry = self.live.get(tmp)  # a plain read and store: races only delay a sweep
+        if entry is not None:
+            entry[1] = time.monotonic()
+
+    def end(self, tmp, failed):
+        """One request is done with `tmp`; a failed one abandons the transfer."""
+        with self.lock:
+            entry = self.live.get(tmp)
+            if entry is None:
+                # Aborted or swept while this request ran: what it may have
+                # recreated since goes too.
+                self._bury(tmp)
+                if failed:
+                    return
+                raise self.gone(tmp)
+            entry[0] -= 1
+            entry[1] = time.monotonic()
+            if failed:
+                self._bury(tmp)
+
+    def abort(self, tmp):
+        with self.lock:
+            known = tmp in self.live
+            self._bury(tmp)
+            return known
+
+    def take(self, tmp):
+        """Claims a finished transfer for its commit."""
+        with self.lock:
+            if tmp in self.dead:
+                raise self.gone(tmp)
+            entry = self.live.get(tmp)
+            if entry is None:
+                raise HttpError(404, "no transfer to commit at %s (send its ranges first)" % tmp, "not_found")
+            if entry[0] > 0:
+                raise HttpError(409, "the transfer to %s still has ranges being written" % tmp, "transfer_busy")
+            del self.live[tmp]
+
+    def _sweep(self):
+        # Bounded: one pass over the live transfers every quarter of the bound (at most 10 s).
+        period = min(max(self.stale / 4.0, 0.05), 10.0)
+        while True:
+            time.sleep(period)
+            now = time.monotonic()
+            with self.lock:
+                for tmp, (_, seen) in list(self.live.items()):
+                    if now - seen > self.stale:
+                        log("removed %s: no byte of its transfer for %.1fs" % (tmp, now - seen))
+                        self._bury(tmp)
+
+
+TRANSFERS = Transfers()
+
+
 def pread(fd, n, offset):
     if hasattr(os, "pread"):
         return os.pread(fd, n, offset)
@@ -1871,12 +2035,21 @@ class Handler(BaseHTTPRequestHandler):
         mode = parse_mode(mode) if mode is not None else None
         offset = self.int_param("offset", None)
         truncate_to = self.int_param("truncate_to", None)
+        transfer = self.transfer_param(False)
         if self.param("path").endswith("/"):
             if os.path.isdir(path):
                 raise HttpError(409, "cannot write %s: it is a directory" % path, "is_a_directory")
             raise bad_request("cannot write %s/: a path ending in / names a directory; name the file" % path)
         if self.bool_param("mkdir", True):
             make_parents(path, "write")
+        if transfer is not None:
+            return self.write_range(path, transfer, offset or 0, truncate_to)
+        # HF's ranged writes (an offset, no transfer) and asked-for in-place writes change the file itself.
+        if offset is not None or self.bool_param("in_place", False):
+            return self.write_in_place(path, mode, offset, truncate_to)
+        self.write_replacing(path, mode, truncate_to)
+
+    def write_in_place(self, path, mode, offset, truncate_to):
         flags = os.O_WRONLY | os.O_CREAT | _O_CLOEXEC | _O_NONBLOCK
         if offset is None:
             flags |= os.O_TRUNC
@@ -1909,6 +2082,142 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             os.close(fd)
         self.respond_json({"path": path, "size": size})
+
+    def transfer_param(self, required):
+        transfer = self.param("transfer", required=required)
+        if transfer is not None and not TRANSFER_ID_RE.match(transfer):
+            raise bad_request("query parameter `transfer` must be 8 to 64 letters, digits, `-` or `_`, got %r" % transfer)
+        return transfer
+
+    def open_temp(self, tmp, path, extra_flags):
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | _O_CLOEXEC | _O_NONBLOCK | extra_flags, 0o666)
+        except FileNotFoundError:
+            message = "cannot write %s: parent directory does not exist (omit mkdir=0 to create it)" % path
+            raise HttpError(404, message, "not_found")
+        except OSError as e:
+            raise fs_error(e, path, "write")
+
+    def copy_body(self, fd, offset, tmp=None):
+        if offset:
+            os.lseek(fd, offset, os.SEEK_SET)
+        while True:
+            chunk = self._body.read(FILE_CHUNK)
+            if not chunk:
+                return
+            write_all(fd, chunk)
+            if tmp is not None:
+                TRANSFERS.touch(tmp)
+
+    @staticmethod
+    def settle_mode(tmp, dest, mode):
+        """The replacing file gets `mode`, else the mode of the file it replaces
+        (an in-place write would have kept it), else the default a new file gets."""
+        if mode is None:
+            try:
+                mode = stat.S_IMODE(os.stat(dest).st_mode)
+            except OSError:
+                return
+        os.chmod(tmp, mode)
+
+    def write_destination(self, path):
+        dest = write_target(path)
+        if os.path.isdir(dest):
+            raise HttpError(409, "cannot write %s: it is a directory" % path, "is_a_directory")
+        return dest
+
+    def write_replacing(self, path, mode, truncate_to):
+        """One request, one file: written beside the destination, then renamed
+        over it, so a reader (or a cut connection) never meets half a file."""
+        dest = self.write_destination(path)
+        if is_special(dest) or (os.path.isfile(dest) and not dir_writable(dest)):
+            # No room for a temp file beside a writable file: written in place, as it always could be.
+            return self.write_in_place(path, mode, None, truncate_to)
+        tmp = temp_beside(dest, os.urandom(8).hex())
+        fd = self.open_temp(tmp, path, os.O_EXCL)
+        done = False
+        try:
+            try:
+                self.copy_body(fd, 0)
+                if truncate_to is not None:
+                    os.ftruncate(fd, truncate_to)
+                size = os.fstat(fd).st_size
+                self.settle_mode(tmp, dest, mode)
+                replace_file(tmp, dest)
+                done = True
+            except OSError as e:
+                raise fs_error(e, path, "write")
+        finally:
+            os.close(fd)
+            if not done:
+                unlink_quietly(tmp)
+        self.respond_json({"path": path, "size": size})
+
+    def write_range(self, path, transfer, offset, truncate_to):
+        """One range of a transfer, into the transfer's temporary file."""
+        dest = self.write_destination(path)
+        if is_special(dest):
+            return self.write_in_place(path, None, offset, None)
+        if os.path.isfile(dest) and not dir_writable(dest):
+            message = (
+                "cannot write %s: its directory is not writable, so it cannot be replaced whole by a transfer; "
+                "write it in one request in place (in_place=1)" % path
+            )
+            raise bad_request(message, "permission_denied")
+        tmp = temp_beside(dest, transfer)
+        TRANSFERS.begin(tmp)
+        failed = True
+        try:
+            fd = self.open_temp(tmp, path, 0)
+            try:
+                try:
+                    self.copy_body(fd, offset, tmp)
+                    if truncate_to is not None:
+                        os.ftruncate(fd, truncate_to)
+                    size = os.fstat(fd).st_size
+                except OSError as e:
+                    raise fs_error(e, path, "write")
+            finally:
+                os.close(fd)
+            failed = False
+        finally:
+            TRANSFERS.end(tmp, failed)
+        self.respond_json({"path": path, "size": size})
+
+    def route_commit(self):
+        path = self.path_param()
+        transfer = self.transfer_param(True)
+        mode = self.param("mode", required=False)
+        mode = parse_mode(mode) if mode is not None else None
+        size = self.int_param("size", None)
+        dest = self.write_destination(path)
+        if is_special(dest):
+            return self.respond_json({"path": path, "size": 0})  # its ranges went straight to it
+        tmp = temp_beside(dest, transfer)
+        TRANSFERS.take(tmp)
+        try:
+            try:
+                got = os.stat(tmp).st_size
+            except FileNotFoundError:
+                raise TRANSFERS.gone(tmp)
+            if size is not None and got != size:
+                message = "cannot write %s: the transfer holds %d bytes, not the %d expected" % (path, got, size)
+                raise HttpError(409, message, "size_mismatch")
+            self.settle_mode(tmp, dest, mode)
+            replace_file(tmp, dest)
+        except OSError as e:
+            TRANSFERS.abort(tmp)
+            raise fs_error(e, path, "write")
+        except HttpError:
+            TRANSFERS.abort(tmp)
+            raise
+        self.respond_json({"path": path, "size": got})
+
+    def route_abort(self):
+        path = self.path_param()
+        transfer = self.transfer_param(True)
+        tmp = temp_beside(write_target(path), transfer)
+        self.respond_json({"path": path, "aborted": TRANSFERS.abort(tmp)})
 
     def route_legacy_write(self):
         req = self.read_json()
@@ -2071,10 +2380,16 @@ class Handler(BaseHTTPRequestHandler):
             raise bad_request("query parameter `target` is empty")
         if "\0" in target:
             raise bad_request("query parameter `target` contains a NUL character")
+        replace = self.bool_param("replace", False)
         try:
-            if stat.S_ISDIR(os.lstat(path).st_mode):
+            kind = os.lstat(path).st_mode
+            if stat.S_ISDIR(kind):
                 message = "cannot create symlink %s: a directory with that name exists" % path
                 raise HttpError(409, message, "is_a_directory")
+            # Another link is replaced (re-linking is what `ln -sfn` does); a file only when asked.
+            if not stat.S_ISLNK(kind) and not replace:
+                message = "cannot create symlink %s: a file with that name exists (pass replace=1 to replace it)" % path
+                raise HttpError(409, message, "already_exists")
         except FileNotFoundError:
             pass
         except OSError as e:
@@ -2260,6 +2575,8 @@ ROUTES = {
     "/v1/exec": {"POST": Handler.route_exec},
     "/v1/files/read": {"GET": Handler.route_read},
     "/v1/files/write": {"PUT": Handler.route_write},
+    "/v1/files/commit": {"POST": Handler.route_commit},
+    "/v1/files/abort": {"POST": Handler.route_abort},
     "/v1/files/stat": {"GET": Handler.route_stat},
     "/v1/files/list": {"GET": Handler.route_list},
     "/v1/files/delete": {"DELETE": Handler.route_delete},

@@ -83,6 +83,23 @@ export interface TransferOptions {
 }
 
 /**
+ * Options of `write` and `upload`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WriteOptions extends TransferOptions {
+  /** Permission bits, like `0o755`. */
+  readonly mode?: number | undefined
+  /**
+   * Write a content that fits in one request (`rangeSize`) into the file itself rather than replacing it
+   * through a temp file: hard links and the file's inode are kept, but a cut request leaves a partial
+   * file. Larger writes are always atomic.
+   */
+  readonly inPlace?: boolean | undefined
+}
+
+/**
  * Files inside the sandbox. Relative paths resolve against the sandbox's home directory.
  *
  * @since 0.1.0
@@ -90,15 +107,17 @@ export interface TransferOptions {
  */
 export interface Files {
   /**
-   * Creates or replaces a file (parent directories are created). `mode` like `0o755`. Bytes larger than
-   * `rangeSize` are sent as parallel ranges. A `Stream` is sent as it is produced, one range after the
-   * other, with bounded memory; if it fails, the write fails with the stream's error and the file holds
-   * what was sent until then.
+   * Creates or replaces a file (parent directories are created), atomically: the new content goes to a
+   * temp file beside it (`.<name>.hf-sandbox-<id>.part`) that is renamed over it only when complete, so
+   * a failed or interrupted write leaves the old file byte for byte and no temp file. `mode` like
+   * `0o755`; without it, a replaced file keeps its mode. Bytes larger than `rangeSize` are sent as
+   * parallel ranges. A `Stream` is sent as it is produced, one range after the other, with bounded
+   * memory; if it fails, the write fails with the stream's error. See {@link WriteOptions.inPlace}.
    */
   readonly write: (
     path: string,
     data: string | Uint8Array | Stream.Stream<Uint8Array, OperationError>,
-    options?: TransferOptions & { readonly mode?: number | undefined }
+    options?: WriteOptions
   ) => Effect.Effect<void, OperationError>
   /**
    * The file's bytes; a large file is fetched as parallel ranges. A file whose size changes during the
@@ -131,18 +150,27 @@ export interface Files {
   readonly rename: (from: string, to: string) => Effect.Effect<void, OperationError>
   /** Sets permission bits, e.g. `0o755`. */
   readonly chmod: (path: string, mode: number) => Effect.Effect<void, OperationError>
-  /** Creates (or replaces) a symlink at `path` pointing to `target`, taken as it is. */
-  readonly symlink: (path: string, target: string) => Effect.Effect<void, OperationError>
+  /**
+   * Creates a symlink at `path` pointing to `target`, taken as it is; an existing symlink is replaced.
+   * An existing file is replaced only with `{ replace: true }` (else `FileExistsError`), a directory never
+   * (`IsDirectoryError`).
+   */
+  readonly symlink: (
+    path: string,
+    target: string,
+    options?: { readonly replace?: boolean | undefined }
+  ) => Effect.Effect<void, OperationError>
   /** The file's bytes as they arrive, over one stream, with bounded memory. */
   readonly readStream: (path: string) => Stream.Stream<Uint8Array, OperationError>
   /**
-   * Copies a local file into the sandbox with bounded memory, as parallel ranges when it is large. The
+   * Copies a local file into the sandbox with bounded memory, as parallel ranges when it is large, into a
+   * temp file beside `remotePath` that is renamed over it only when complete (as {@link write}). The
    * remote file keeps the local file's permission bits unless `mode` says otherwise.
    */
   readonly upload: (
     localPath: string,
     remotePath: string,
-    options?: TransferOptions & { readonly mode?: number | undefined }
+    options?: WriteOptions
   ) => Effect.Effect<void, OperationError>
   /**
    * Copies a sandbox file to this machine with bounded memory, as parallel ranges when it is large, into

@@ -124,6 +124,26 @@ export class IsDirectoryError extends Schema.TaggedError<IsDirectoryError>("hf-s
 }
 
 /**
+ * An operation that would replace an existing entry was not asked to, e.g. `files.symlink` over a regular
+ * file without `{ replace: true }`.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class FileExistsError extends Schema.TaggedError<FileExistsError>("hf-sandbox/FileExistsError")(
+  "FileExistsError",
+  {
+    path: Schema.String,
+    operation: Schema.String,
+    detail: Schema.String
+  }
+) {
+  override get message() {
+    return `${this.path} already exists (${this.operation}): ${this.detail}`
+  }
+}
+
+/**
  * The server refused the request as invalid (HTTP 4xx other than the cases with their own error), e.g. a
  * missing `cwd`, an invalid mode, or `mkdir` over a file (`code` says which).
  *
@@ -332,6 +352,7 @@ export type OperationError =
   | AuthError
   | FileNotFoundError
   | IsDirectoryError
+  | FileExistsError
   | BadRequestError
   | ServerError
   | LocalFileError

@@ -283,12 +283,13 @@ export interface Files {
   /**
    * Creates or replaces a file (parents are created). `data` may be a string, bytes, or an async
    * iterable of chunks (a Node `Readable`, a web `ReadableStream`, an async generator), sent as it is
-   * produced; if the iterable throws, the write rejects with that error.
+   * produced; if the iterable throws, the write rejects with that error. Atomic: a failed or aborted
+   * write leaves the old file as it was (see the Effect API's `Files.write`).
    */
   readonly write: (
     path: string,
     data: string | Uint8Array | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array>,
-    options?: EffectFiles.TransferOptions & { readonly mode?: number | undefined } & CallOptions
+    options?: EffectFiles.WriteOptions & CallOptions
   ) => Promise<void>
   /** The file's bytes. */
   readonly read: (path: string, options?: EffectFiles.TransferOptions & CallOptions) => Promise<Uint8Array>
@@ -311,15 +312,19 @@ export interface Files {
   readonly rename: (from: string, to: string, options?: CallOptions) => Promise<void>
   /** Sets permission bits, e.g. `0o755`. */
   readonly chmod: (path: string, mode: number, options?: CallOptions) => Promise<void>
-  /** Creates (or replaces) a symlink at `path` pointing to `target`. */
-  readonly symlink: (path: string, target: string, options?: CallOptions) => Promise<void>
+  /** Creates a symlink at `path` pointing to `target`; an existing file is replaced only with `replace: true`. */
+  readonly symlink: (
+    path: string,
+    target: string,
+    options?: { readonly replace?: boolean | undefined } & CallOptions
+  ) => Promise<void>
   /** The file's bytes as they arrive, with bounded memory. Leaving the loop early stops the download. */
   readonly readStream: (path: string, options?: CallOptions) => AsyncIterableIterator<Uint8Array>
-  /** Copies a local file into the sandbox with bounded memory. */
+  /** Copies a local file into the sandbox with bounded memory, renamed into place only when complete. */
   readonly upload: (
     localPath: string,
     remotePath: string,
-    options?: EffectFiles.TransferOptions & { readonly mode?: number | undefined } & CallOptions
+    options?: EffectFiles.WriteOptions & CallOptions
   ) => Promise<void>
   /** Copies a sandbox file to this machine, renamed into place only when complete. */
   readonly download: (
@@ -702,7 +707,7 @@ const filesOf = (files: EffectFiles.Files): Files => ({
   mkdir: (path, { signal } = {}) => run(files.mkdir(path), signal),
   rename: (from, to, { signal } = {}) => run(files.rename(from, to), signal),
   chmod: (path, mode, { signal } = {}) => run(files.chmod(path, mode), signal),
-  symlink: (path, target, { signal } = {}) => run(files.symlink(path, target), signal),
+  symlink: (path, target, { signal, ...options } = {}) => run(files.symlink(path, target, options), signal),
   readStream: (path, { signal } = {}) => iterate(files.readStream(path), signal),
   upload: (localPath, remotePath, { signal, ...options } = {}) =>
     run(files.upload(localPath, remotePath, options), signal),

@@ -8,11 +8,16 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, layer } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import type { TransferProgress } from "hf-sandbox/Files"
 import * as Sandbox from "hf-sandbox/Sandbox"
-import type { OperationError } from "hf-sandbox/SandboxError"
+import { BadRequestError, type OperationError } from "hf-sandbox/SandboxError"
 import { localLayer } from "./support/local.js"
 
 const SharedSandbox = Sandbox.layer().pipe(Layer.provideMerge(localLayer()))
@@ -521,6 +526,154 @@ layer(SharedSandbox, { excludeTestServices: true })("files: bad input gets typed
         const sb = yield* Sandbox.Sandbox
         const error = yield* failure(sb.files.exists("bad\0path"))
         assert.strictEqual(error._tag, "BadRequestError")
+      })
+    )
+  })
+  describe("writes are atomic: nothing lost, nothing left behind", () => {
+    const KiB = 1024
+    /** Temp files of writes in a sandbox directory (polled: the server drops a cut range's on its own thread). */
+    const noTempsLeft = (sb: Sandbox.Sandbox, dir: string) =>
+      names(sb, dir).pipe(
+        Effect.flatMap((entries) => {
+          const temps = entries.filter((name) => name.includes(".hf-sandbox-"))
+          return temps.length === 0 ? Effect.void : Effect.fail(temps)
+        }),
+        Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("8 seconds"))),
+        Effect.orDie
+      )
+    /** Runs `write` and interrupts it once `after` bytes have gone out. */
+    const interruptAfter = (
+      after: number,
+      write: (onProgress: (p: TransferProgress) => void) => Effect.Effect<void, OperationError>
+    ) =>
+      Effect.gen(function* () {
+        const reached = yield* Deferred.make<void>()
+        const fiber = yield* Effect.fork(
+          write((p) => {
+            if (p.bytes >= after) Deferred.unsafeDone(reached, Exit.void)
+          })
+        )
+        yield* Deferred.await(reached)
+        yield* Fiber.interrupt(fiber)
+        return yield* Fiber.await(fiber)
+      })
+
+    it.scoped("an interrupted ranged upload leaves the old file byte for byte and no temp file", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const local = yield* localDir
+        const { dir } = yield* scratch(sb, "atomic-upload")
+        const old = new Uint8Array(randomBytes(200 * KiB))
+        yield* sb.files.write(`${dir}/big.bin`, old, { mode: 0o640 })
+        fs.writeFileSync(path.join(local, "big.bin"), randomBytes(8 * 1024 * KiB))
+        const exit = yield* interruptAfter(512 * KiB, (onProgress) =>
+          sb.files.upload(path.join(local, "big.bin"), `${dir}/big.bin`, {
+            rangeSize: 64 * KiB,
+            parallelism: 2,
+            onProgress
+          })
+        )
+        assert.isTrue(Exit.isInterrupted(exit))
+        yield* noTempsLeft(sb, dir)
+        assert.isTrue(Buffer.from(yield* sb.files.read(`${dir}/big.bin`)).equals(old))
+        assert.deepInclude(yield* sb.files.stat(`${dir}/big.bin`), { size: old.length, mode: 0o640 })
+        assert.deepStrictEqual(yield* names(sb, dir), ["big.bin"])
+      })
+    )
+
+    it.scoped(
+      "an interrupted write of bytes in ranges, and a streamed write interrupted mid-range, leave the old file",
+      () =>
+        Effect.gen(function* () {
+          const sb = yield* Sandbox.Sandbox
+          const { dir } = yield* scratch(sb, "atomic-write")
+          const old = new Uint8Array(randomBytes(100 * KiB))
+          yield* sb.files.write(`${dir}/f`, old)
+          const bytes = yield* interruptAfter(256 * KiB, (onProgress) =>
+            sb.files.write(`${dir}/f`, new Uint8Array(8 * 1024 * KiB), {
+              rangeSize: 64 * KiB,
+              parallelism: 1,
+              onProgress
+            })
+          )
+          assert.isTrue(Exit.isInterrupted(bytes))
+          // A stream that stops producing in its third range: the write hangs until it is interrupted.
+          const chunk = new Uint8Array(16 * KiB)
+          const stalled = Stream.concat(Stream.make(...Array.from({ length: 10 }, () => chunk)), Stream.never)
+          const streamed = yield* interruptAfter(10 * 16 * KiB, (onProgress) =>
+            sb.files.write(`${dir}/f`, stalled, { rangeSize: 64 * KiB, onProgress })
+          )
+          assert.isTrue(Exit.isInterrupted(streamed))
+          yield* noTempsLeft(sb, dir)
+          assert.isTrue(Buffer.from(yield* sb.files.read(`${dir}/f`)).equals(old))
+          assert.deepStrictEqual(yield* names(sb, dir), ["f"])
+        })
+    )
+
+    it.scoped("a streamed write whose source fails midway fails with its error and leaves the old file", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const { dir } = yield* scratch(sb, "atomic-fail")
+        const old = new Uint8Array(randomBytes(100 * KiB))
+        yield* sb.files.write(`${dir}/f`, old)
+        const broken = new BadRequestError({
+          operation: "source",
+          status: 400,
+          code: "broken",
+          detail: "the source broke"
+        })
+        const source = Stream.concat(
+          Stream.make(...Array.from({ length: 12 }, () => new Uint8Array(randomBytes(16 * KiB)))),
+          Stream.fail(broken)
+        )
+        const error = yield* failure(sb.files.write(`${dir}/f`, source, { rangeSize: 64 * KiB }))
+        assert.strictEqual(`${error._tag}: ${error.message}`, `${broken._tag}: ${broken.message}`)
+        yield* noTempsLeft(sb, dir)
+        assert.isTrue(Buffer.from(yield* sb.files.read(`${dir}/f`)).equals(old))
+        // A stream that ends in its first range is still renamed into place whole.
+        yield* sb.files.write(`${dir}/f`, Stream.make(new Uint8Array([1, 2]), new Uint8Array([3])), { mode: 0o600 })
+        assert.deepStrictEqual(Array.from(yield* sb.files.read(`${dir}/f`)), [1, 2, 3])
+        assert.strictEqual((yield* sb.files.stat(`${dir}/f`)).mode, 0o600)
+        assert.deepStrictEqual(yield* names(sb, dir), ["f"])
+      })
+    )
+
+    it.effect("a replacing write keeps the mode of the file it replaces; inPlace keeps the file itself", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const { dir, absolute } = yield* scratch(sb, "atomic-mode")
+        yield* sb.files.write(`${dir}/run.sh`, "#!/bin/sh\n", { mode: 0o750 })
+        const first = fs.statSync(path.join(absolute, "run.sh")).ino
+        yield* sb.files.write(`${dir}/run.sh`, "#!/bin/sh\necho hi\n")
+        assert.strictEqual((yield* sb.files.stat(`${dir}/run.sh`)).mode, 0o750)
+        const replaced = fs.statSync(path.join(absolute, "run.sh")).ino
+        assert.notStrictEqual(replaced, first)
+        // In place: a hard link to it sees the new content.
+        fs.linkSync(path.join(absolute, "run.sh"), path.join(absolute, "hard"))
+        yield* sb.files.write(`${dir}/run.sh`, "same inode", { inPlace: true })
+        assert.strictEqual(fs.readFileSync(path.join(absolute, "hard"), "utf8"), "same inode")
+        assert.strictEqual(fs.statSync(path.join(absolute, "run.sh")).ino, replaced)
+      })
+    )
+
+    it.effect("symlink over a file is a FileExistsError unless replace: true; a link is re-pointed", () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.Sandbox
+        const { dir } = yield* scratch(sb, "symlink-replace")
+        yield* sb.files.write(`${dir}/data`, "precious")
+        const error = yield* failure(sb.files.symlink(`${dir}/data`, "elsewhere"))
+        assert.strictEqual(error._tag, "FileExistsError")
+        assert.include(error.message, `${dir}/data`)
+        assert.include(error.message, "replace")
+        assert.strictEqual(yield* sb.files.readText(`${dir}/data`), "precious")
+        yield* sb.files.symlink(`${dir}/link`, "data")
+        yield* sb.files.symlink(`${dir}/link`, "other")
+        assert.strictEqual((yield* sb.files.stat(`${dir}/link`)).target, "other")
+        yield* sb.files.symlink(`${dir}/data`, "other", { replace: true })
+        assert.deepInclude(yield* sb.files.stat(`${dir}/data`), { type: "symlink", target: "other" })
+        yield* sb.files.mkdir(`${dir}/sub`)
+        const dirError = yield* failure(sb.files.symlink(`${dir}/sub`, "x", { replace: true }))
+        assert.strictEqual(dirError._tag, "IsDirectoryError")
       })
     )
   })

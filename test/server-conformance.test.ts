@@ -715,8 +715,15 @@ describe("files", () => {
     expect(relinked.body).toEqual({ path: abs("sl/to-dir"), target: "/etc" })
     expect(fs.readlinkSync(abs("sl/to-dir"))).toBe("/etc")
     expect(fs.readdirSync(abs("sl/dir"))).toEqual(["keep"])
+    // A regular file is replaced only with replace=1; without it, it stays as it was.
     fs.writeFileSync(abs("sl/file"), "data")
-    expect((await callJson(S, `/v1/files/symlink?path=sl/file&target=dir`, { method: "POST" })).status).toBe(200)
+    expect(await callJson(S, `/v1/files/symlink?path=sl/file&target=dir`, { method: "POST" })).toMatchObject({
+      status: 409,
+      body: { code: "already_exists" }
+    })
+    expect(fs.readFileSync(abs("sl/file"), "utf8")).toBe("data")
+    const replaced = await callJson(S, `/v1/files/symlink?path=sl/file&target=dir&replace=1`, { method: "POST" })
+    expect(replaced.status).toBe(200)
     expect(fs.lstatSync(abs("sl/file")).isSymbolicLink()).toBe(true)
     expect(fs.readFileSync(abs("sl/file/keep"), "utf8")).toBe("x")
 
@@ -726,6 +733,7 @@ describe("files", () => {
       body: { code: "is_a_directory" }
     })
     expect(fs.lstatSync(abs("sl/dir")).isDirectory()).toBe(true)
+    expect((await callJson(S, `/v1/files/symlink?path=sl/dir&target=x&replace=1`, { method: "POST" })).status).toBe(409)
     expect(fs.readdirSync(abs("sl")).sort()).toEqual(["dir", "file", "new", "to-dir"])
 
     const bad = async (query: string) => (await callJson(S, `/v1/files/symlink?${query}`, { method: "POST" })).body
@@ -795,6 +803,192 @@ describe("files", () => {
     expect(back.equals(data)).toBe(true)
     const mid = await call(S, `/v1/files/read?path=big.bin&offset=3000000&length=4000000`)
     expect(Buffer.from(await mid.arrayBuffer()).equals(data.subarray(3_000_000, 7_000_000))).toBe(true)
+  })
+})
+
+describe("atomic writes", () => {
+  const temps = (dir: string) => fs.readdirSync(abs(dir)).filter((name) => name.includes(".hf-sandbox-"))
+  /** Polls (bounded) until `done`: the server removes temporary files on its own thread. */
+  const eventually = async (done: () => boolean, ms = 8_000) => {
+    for (const start = Date.now(); !done(); await sleep(20)) {
+      if (Date.now() - start > ms) throw new Error("condition not met in time")
+    }
+  }
+  /** Sends a PUT's head and `sent` bytes of a body announced as `length` bytes; the socket stays open. */
+  const partialPut = async (r: Running, query: string, length: number, sent: number) => {
+    const socket = net.connect(r.port, "127.0.0.1")
+    await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject))
+    socket.on("error", () => {})
+    socket.write(
+      `PUT /v1/files/write?${query} HTTP/1.1\r\nHost: x\r\nX-Sandbox-Token: ${r.token}\r\n` +
+        `Content-Length: ${length}\r\n\r\n`
+    )
+    await new Promise<void>((resolve) => socket.write(randomBytes(sent), () => resolve()))
+    return socket
+  }
+  const old = randomBytes(200_000)
+
+  it("sends ranges of a transfer to a temp file beside the destination; commit renames it, with its mode", async () => {
+    fs.mkdirSync(abs("aw"), { recursive: true })
+    fs.writeFileSync(abs("aw/t.bin"), old)
+    const data = randomBytes(300_000)
+    const id = "t1-0123456789"
+    const range = (offset: number, end: number) =>
+      callJson(S, `/v1/files/write?path=aw/t.bin&transfer=${id}&offset=${offset}&truncate_to=${data.length}`, {
+        method: "PUT",
+        body: data.subarray(offset, end)
+      })
+    expect((await range(200_000, 300_000)).status).toBe(200)
+    expect((await range(0, 200_000)).status).toBe(200)
+    // Until the commit, the old file is untouched and the transfer's temp file sits beside it.
+    expect(fs.readFileSync(abs("aw/t.bin")).equals(old)).toBe(true)
+    expect(temps("aw")).toEqual([`.t.bin.hf-sandbox-${id}.part`])
+    const wrong = await callJson(S, `/v1/files/commit?path=aw/t.bin&transfer=${id}&size=5`, { method: "POST" })
+    expect(wrong).toMatchObject({ status: 409, body: { code: "size_mismatch" } })
+    expect(temps("aw")).toEqual([]) // a failed commit abandons the transfer
+    expect(fs.readFileSync(abs("aw/t.bin")).equals(old)).toBe(true)
+    expect((await range(0, 200_000)).status).toBe(410) // and it stays abandoned
+
+    const id2 = "t2-0123456789"
+    for (const [offset, end] of [
+      [0, 150_000],
+      [150_000, 300_000]
+    ] as const) {
+      const put = await callJson(S, `/v1/files/write?path=aw/t.bin&transfer=${id2}&offset=${offset}`, {
+        method: "PUT",
+        body: data.subarray(offset, end)
+      })
+      expect(put.status).toBe(200)
+    }
+    const done = await callJson(S, `/v1/files/commit?path=aw/t.bin&transfer=${id2}&size=300000&mode=0751`, {
+      method: "POST"
+    })
+    expect(done).toEqual({ status: 200, body: { path: abs("aw/t.bin"), size: 300_000 } })
+    expect(fs.readFileSync(abs("aw/t.bin")).equals(data)).toBe(true)
+    expect(fs.statSync(abs("aw/t.bin")).mode & 0o7777).toBe(0o751)
+    expect(temps("aw")).toEqual([])
+
+    // Abort removes the temp file; an unknown transfer or a bad id is refused.
+    await range(0, 10)
+    expect(
+      (await callJson(S, `/v1/files/write?path=aw/t.bin&transfer=t3-0123456789`, { method: "PUT", body: "x" })).status
+    ).toBe(200)
+    expect(temps("aw")).toEqual([".t.bin.hf-sandbox-t3-0123456789.part"])
+    const aborted = await callJson(S, `/v1/files/abort?path=aw/t.bin&transfer=t3-0123456789`, { method: "POST" })
+    expect(aborted).toEqual({ status: 200, body: { path: abs("aw/t.bin"), aborted: true } })
+    expect(temps("aw")).toEqual([])
+    expect((await callJson(S, `/v1/files/commit?path=aw/t.bin&transfer=nope-0123456`, { method: "POST" })).status).toBe(
+      404
+    )
+    expect((await callJson(S, `/v1/files/write?path=aw/t.bin&transfer=../x`, { method: "PUT", body: "" })).status).toBe(
+      400
+    )
+    expect(fs.readFileSync(abs("aw/t.bin")).equals(data)).toBe(true)
+  })
+
+  it("writes to a device in place, never replacing it with a file (one request or a transfer)", async () => {
+    expect((await callJson(S, `/v1/files/write?path=/dev/null`, { method: "PUT", body: "x" })).status).toBe(200)
+    const range = await callJson(S, `/v1/files/write?path=/dev/null&transfer=null-0123456789&offset=0&truncate_to=1`, {
+      method: "PUT",
+      body: "x"
+    })
+    expect(range.status).toBe(200)
+    const commit = await callJson(S, `/v1/files/commit?path=/dev/null&transfer=null-0123456789&size=1`, {
+      method: "POST"
+    })
+    expect(commit.status).toBe(200)
+    expect(fs.statSync("/dev/null").isCharacterDevice()).toBe(true)
+  })
+
+  it.skipIf(process.getuid?.() === 0)(
+    "a writable file in a directory it cannot write: one request writes it in place, a transfer says why not",
+    async () => {
+      fs.mkdirSync(abs("aw-ro"), { recursive: true })
+      fs.writeFileSync(abs("aw-ro/f"), "old")
+      fs.chmodSync(abs("aw-ro"), 0o555)
+      try {
+        expect((await callJson(S, `/v1/files/write?path=aw-ro/f`, { method: "PUT", body: "new" })).status).toBe(200)
+        expect(fs.readFileSync(abs("aw-ro/f"), "utf8")).toBe("new")
+        const range = await callJson(S, `/v1/files/write?path=aw-ro/f&transfer=ro-0123456789`, {
+          method: "PUT",
+          body: "x"
+        })
+        expect(range).toMatchObject({ status: 400, body: { code: "permission_denied" } })
+        expect(range.body.error).toContain("in_place=1")
+      } finally {
+        fs.chmodSync(abs("aw-ro"), 0o755)
+      }
+    }
+  )
+
+  it("removes a transfer's temp file when its client hangs up mid-range; the old file stays byte-exact", async () => {
+    fs.mkdirSync(abs("aw-cut"), { recursive: true })
+    fs.writeFileSync(abs("aw-cut/f"), old)
+    const socket = await partialPut(
+      S,
+      "path=aw-cut/f&transfer=cut-0123456789&offset=0&truncate_to=4000000",
+      4_000_000,
+      300_000
+    )
+    await eventually(() => temps("aw-cut").length === 1)
+    socket.destroy()
+    await eventually(() => temps("aw-cut").length === 0)
+    expect(fs.readFileSync(abs("aw-cut/f")).equals(old)).toBe(true)
+    // A late range of that transfer cannot rebuild it with holes.
+    const late = await callJson(S, `/v1/files/write?path=aw-cut/f&transfer=cut-0123456789&offset=300000`, {
+      method: "PUT",
+      body: "x"
+    })
+    expect(late).toMatchObject({ status: 410, body: { code: "transfer_gone" } })
+    expect(temps("aw-cut")).toEqual([])
+  })
+
+  it("removes the temp file of a transfer that went silent (SBX_TRANSFER_STALE)", async () => {
+    const quick = await startServer({ env: { SBX_TRANSFER_STALE: "0.3" } })
+    const dir = fs.realpathSync(quick.dir)
+    fs.writeFileSync(path.join(dir, "f"), old)
+    const listTemps = () => fs.readdirSync(dir).filter((name) => name.includes(".hf-sandbox-"))
+    // One transfer stops mid-body with its socket open; another sent a range and never came back.
+    const socket = await partialPut(quick, "path=f&transfer=stall-0123456789", 1_000_000, 100_000)
+    const left = await callJson(quick, `/v1/files/write?path=g&transfer=left-0123456789`, { method: "PUT", body: "x" })
+    expect(left.status).toBe(200)
+    await eventually(() => listTemps().length === 0)
+    expect(fs.readFileSync(path.join(dir, "f")).equals(old)).toBe(true)
+    expect(fs.existsSync(path.join(dir, "g"))).toBe(false)
+    const commit = await callJson(quick, `/v1/files/commit?path=g&transfer=left-0123456789`, { method: "POST" })
+    expect(commit).toMatchObject({ status: 410, body: { code: "transfer_gone" } })
+    socket.destroy()
+  })
+
+  it("replaces a file with one request atomically: a body cut short leaves the old file and no temp file", async () => {
+    fs.mkdirSync(abs("aw-one"), { recursive: true })
+    fs.writeFileSync(abs("aw-one/f"), old)
+    fs.chmodSync(abs("aw-one/f"), 0o750)
+    const socket = await partialPut(S, "path=aw-one/f", 4_000_000, 300_000)
+    await eventually(() => temps("aw-one").length === 1)
+    expect(fs.readFileSync(abs("aw-one/f")).equals(old)).toBe(true) // nobody sees half a file
+    socket.destroy()
+    await eventually(() => temps("aw-one").length === 0)
+    expect(fs.readFileSync(abs("aw-one/f")).equals(old)).toBe(true)
+
+    // A whole body replaces it (a new inode), keeping the mode of the file it replaced.
+    const before = fs.statSync(abs("aw-one/f")).ino
+    expect((await callJson(S, `/v1/files/write?path=aw-one/f`, { method: "PUT", body: "new" })).status).toBe(200)
+    expect(fs.readFileSync(abs("aw-one/f"), "utf8")).toBe("new")
+    expect(fs.statSync(abs("aw-one/f")).mode & 0o7777).toBe(0o750)
+    expect(fs.statSync(abs("aw-one/f")).ino).not.toBe(before)
+    // Through a symlink, the file it points to is replaced, not the link.
+    fs.symlinkSync("f", abs("aw-one/link"))
+    expect((await callJson(S, `/v1/files/write?path=aw-one/link`, { method: "PUT", body: "via" })).status).toBe(200)
+    expect(fs.lstatSync(abs("aw-one/link")).isSymbolicLink()).toBe(true)
+    expect(fs.readFileSync(abs("aw-one/f"), "utf8")).toBe("via")
+    // in_place=1 writes the file itself (same inode, hard links see it).
+    const inode = fs.statSync(abs("aw-one/f")).ino
+    const inPlace = await callJson(S, `/v1/files/write?path=aw-one/f&in_place=1`, { method: "PUT", body: "here" })
+    expect(inPlace.status).toBe(200)
+    expect(fs.statSync(abs("aw-one/f")).ino).toBe(inode)
+    expect(fs.readFileSync(abs("aw-one/f"), "utf8")).toBe("here")
+    expect(temps("aw-one")).toEqual([])
   })
 })
 

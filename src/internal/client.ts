@@ -24,6 +24,7 @@ import {
   BadRequestError,
   CommandNotFoundError,
   ConnectionLostError,
+  FileExistsError,
   FileNotFoundError,
   IsDirectoryError,
   type OperationError,
@@ -84,6 +85,9 @@ const failFromAnswer = (
       }
       if (status === 409 && path !== undefined && (code === "is_a_directory" || code === "not_empty")) {
         return Effect.fail(new IsDirectoryError({ path, operation, detail }))
+      }
+      if (status === 409 && path !== undefined && code === "already_exists" && operation === "files.symlink") {
+        return Effect.fail(new FileExistsError({ path, operation, detail }))
       }
       if (command !== undefined && (code === "command_not_found" || code === "permission_denied")) {
         return Effect.fail(new CommandNotFoundError({ command, detail }))
@@ -223,7 +227,11 @@ export interface WireClient {
     path: string,
     range?: { readonly offset?: number | undefined; readonly length?: number | undefined }
   ) => Effect.Effect<OpenRead, OperationError, Scope.Scope>
-  /** Writes a body at `offset` (without it, the file is truncated first); `truncateTo` then sets its size. */
+  /**
+   * Writes a body. With `transfer`, it is one range (at `offset`) of that transfer, written to the
+   * transfer's temp file until {@link commit}; without, it replaces the file at once (temp file, then
+   * rename), or writes the file itself with `inPlace`. `truncateTo` then sets the size.
+   */
   readonly write: (
     path: string,
     data: Uint8Array | HttpBody.HttpBody,
@@ -231,15 +239,25 @@ export interface WireClient {
       readonly mode?: string | undefined
       readonly offset?: number | undefined
       readonly truncateTo?: number | undefined
+      readonly transfer?: string | undefined
+      readonly inPlace?: boolean | undefined
     }
   ) => Effect.Effect<typeof Protocol.WriteResponse.Type, OperationError>
+  /** Renames a transfer's temp file (of `size` bytes) over `path`; `mode` as for {@link write}. */
+  readonly commit: (
+    path: string,
+    transfer: string,
+    options: { readonly size: number; readonly mode?: string | undefined }
+  ) => Effect.Effect<typeof Protocol.WriteResponse.Type, OperationError>
+  /** Removes a transfer's temp file; the server refuses the transfer's later ranges. */
+  readonly abort: (path: string, transfer: string) => Effect.Effect<void, OperationError>
   readonly stat: (path: string) => Effect.Effect<Protocol.FileEntry, OperationError>
   readonly list: (path: string, recursive: boolean) => Effect.Effect<typeof Protocol.ListResponse.Type, OperationError>
   readonly remove: (path: string, recursive: boolean) => Effect.Effect<void, OperationError>
   readonly mkdir: (path: string) => Effect.Effect<void, OperationError>
   readonly rename: (from: string, to: string) => Effect.Effect<void, OperationError>
   readonly chmod: (path: string, mode: string) => Effect.Effect<void, OperationError>
-  readonly symlink: (path: string, target: string) => Effect.Effect<void, OperationError>
+  readonly symlink: (path: string, target: string, replace?: boolean) => Effect.Effect<void, OperationError>
 }
 
 /**
@@ -505,7 +523,9 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           pathParams(path, {
             mode: options.mode,
             offset: options.offset?.toString(),
-            truncate_to: options.truncateTo?.toString()
+            truncate_to: options.truncateTo?.toString(),
+            transfer: options.transfer,
+            in_place: options.inPlace ? "1" : undefined
           }),
           HttpClientRequest.setBody(body)
         )
@@ -715,11 +735,31 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         (response) => response.json
       ).pipe(Effect.asVoid)
 
-    const symlink: WireClient["symlink"] = (path, target) =>
+    const symlink: WireClient["symlink"] = (path, target, replace) =>
       call(
         "files.symlink",
         path,
-        HttpClientRequest.post("/v1/files/symlink").pipe(pathParams(path, { target })),
+        HttpClientRequest.post("/v1/files/symlink").pipe(
+          pathParams(path, { target, replace: replace ? "1" : undefined })
+        ),
+        (response) => response.json
+      ).pipe(Effect.asVoid)
+
+    const commit: WireClient["commit"] = (path, transfer, options) =>
+      call(
+        "files.write",
+        path,
+        HttpClientRequest.post("/v1/files/commit").pipe(
+          pathParams(path, { transfer, size: options.size.toString(), mode: options.mode })
+        ),
+        json(Protocol.WriteResponse)
+      )
+
+    const abort: WireClient["abort"] = (path, transfer) =>
+      call(
+        "files.write",
+        path,
+        HttpClientRequest.post("/v1/files/abort").pipe(pathParams(path, { transfer })),
         (response) => response.json
       ).pipe(Effect.asVoid)
 
@@ -734,6 +774,8 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       output,
       openRead,
       write,
+      commit,
+      abort,
       stat,
       list,
       remove,

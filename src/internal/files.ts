@@ -216,6 +216,31 @@ const isSafeRelative = (name: string) =>
   !name.includes("\0") &&
   name.split("/").every((part) => part !== "" && part !== "." && part !== "..")
 
+/** How long the release of a failed or interrupted transfer waits for the server to drop its temp file. */
+const ABORT_BOUND = Duration.seconds(5)
+
+/**
+ * Runs `send` (the ranges of one transfer, each sent with the given transfer id) and then commits it: the
+ * server renames the transfer's temp file over `path` only once all of it has arrived. When `send` or the
+ * commit fails or is interrupted, the temp file is removed (best effort, bounded): the old file stays as
+ * it was and nothing is left behind.
+ */
+const transferred = (
+  wire: Wire.WireClient,
+  path: string,
+  mode: string | undefined,
+  send: (transfer: string) => Effect.Effect<number, OperationError>
+): Effect.Effect<void, OperationError> => {
+  const transfer = randomBytes(12).toString("hex")
+  return send(transfer).pipe(
+    Effect.flatMap((size) => wire.commit(path, transfer, { size, mode })),
+    Effect.onExit((exit) =>
+      Exit.isSuccess(exit) ? Effect.void : wire.abort(path, transfer).pipe(Effect.timeout(ABORT_BOUND), Effect.ignore)
+    ),
+    Effect.asVoid
+  )
+}
+
 /** The files API of one sandbox. */
 export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Context): Files => {
   const localFs = (operation: string, path: string) =>
@@ -236,23 +261,32 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
     path: string,
     bytes: Uint8Array,
     mode: number | undefined,
+    inPlace: boolean | undefined,
     plan: Plan
   ): Effect.Effect<void, OperationError> => {
     const octal = mode?.toString(8)
     if (bytes.length <= plan.rangeSize) {
-      return plan.slot(wire.write(path, bytes, { mode: octal })).pipe(
+      return plan.slot(wire.write(path, bytes, { mode: octal, inPlace })).pipe(
         Effect.tap(() => plan.progress.add(bytes.length)),
         Effect.asVoid
       )
     }
-    return Effect.forEach(
-      rangesOf(bytes.length, plan.rangeSize),
-      ({ offset, length }) =>
-        plan
-          .slot(wire.write(path, bytes.subarray(offset, offset + length), { offset, truncateTo: bytes.length }))
-          .pipe(Effect.tap(() => plan.progress.add(length))),
-      { concurrency: plan.parallelism, discard: true }
-    ).pipe(Effect.zipRight(octal === undefined ? Effect.void : wire.chmod(path, octal)))
+    return transferred(wire, path, octal, (transfer) =>
+      Effect.forEach(
+        rangesOf(bytes.length, plan.rangeSize),
+        ({ offset, length }) =>
+          plan
+            .slot(
+              wire.write(path, bytes.subarray(offset, offset + length), {
+                offset,
+                truncateTo: bytes.length,
+                transfer
+              })
+            )
+            .pipe(Effect.tap(() => plan.progress.add(length))),
+        { concurrency: plan.parallelism, discard: true }
+      ).pipe(Effect.as(bytes.length))
+    )
   }
 
   /**
@@ -271,6 +305,8 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
         // Pieces pulled but not sent yet (the rest of a chunk that crossed a range's end).
         const pending: Array<Uint8Array> = []
         let ended = false
+        // Bytes taken into ranges: the stream's length, once it has ended.
+        let total = 0
         // A failure of the source stays its own error, not the transport's that it cut short.
         let sourceError: OperationError | undefined
         const next: Effect.Effect<Option.Option<Uint8Array>> = Effect.suspend(() => {
@@ -309,6 +345,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
                         piece = piece.subarray(0, room)
                       }
                       room -= piece.length
+                      total += piece.length
                       plan.progress.add(piece.length)
                       return Effect.succeed(piece)
                     }
@@ -322,18 +359,25 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
           if (Option.isSome(piece)) pending.unshift(piece.value)
           return Option.isSome(piece)
         })
-        const send = (offset: number): Effect.Effect<number, OperationError> =>
+        const send = (transfer: string, offset: number): Effect.Effect<number, OperationError> =>
           wire
             .write(path, HttpBody.stream(rangeBody(plan.rangeSize), "application/octet-stream"), {
-              ...(offset === 0 ? {} : { offset })
+              offset,
+              transfer
             })
             .pipe(
               Effect.catchAll((error) => Effect.fail(sourceError ?? error)),
+              // The source may fail in the pull that looks for more, after a range that ended full.
               Effect.zipRight(Effect.suspend(() => (sourceError ? Effect.fail(sourceError) : hasMore))),
-              Effect.flatMap((more) => (more ? send(offset + plan.rangeSize) : Effect.succeed(offset)))
+              Effect.flatMap((more) =>
+                sourceError
+                  ? Effect.fail(sourceError)
+                  : more
+                    ? send(transfer, offset + plan.rangeSize)
+                    : Effect.succeed(total)
+              )
             )
-        yield* send(0)
-        if (mode !== undefined) yield* wire.chmod(path, mode.toString(8))
+        yield* transferred(wire, path, mode?.toString(8), (transfer) => send(transfer, 0))
       })
     )
 
@@ -422,7 +466,8 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
     remotePath: string,
     mode: number | undefined,
     plan: Plan,
-    known?: { readonly size: number; readonly mode: number }
+    known?: { readonly size: number; readonly mode: number },
+    inPlace?: boolean
   ): Effect.Effect<void, OperationError> =>
     Effect.gen(function* () {
       const fs = yield* localFs(operation, localPath)
@@ -474,13 +519,15 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       const ranges = rangesOf(info.size, plan.rangeSize)
       const sent =
         ranges.length === 1
-          ? plan.slot(wire.write(remotePath, body(0, info.size), { mode: octal }))
-          : Effect.forEach(
-              ranges,
-              ({ offset, length }) =>
-                plan.slot(wire.write(remotePath, body(offset, length), { offset, truncateTo: info.size })),
-              { concurrency: plan.parallelism, discard: true }
-            ).pipe(Effect.zipRight(wire.chmod(remotePath, octal)))
+          ? plan.slot(wire.write(remotePath, body(0, info.size), { mode: octal, inPlace }))
+          : transferred(wire, remotePath, octal, (transfer) =>
+              Effect.forEach(
+                ranges,
+                ({ offset, length }) =>
+                  plan.slot(wire.write(remotePath, body(offset, length), { offset, truncateTo: info.size, transfer })),
+                { concurrency: plan.parallelism, discard: true }
+              ).pipe(Effect.as(info.size))
+            )
       yield* sent.pipe(Effect.catchAll((error) => Effect.fail(localError ?? error)))
     })
 
@@ -560,7 +607,8 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       )
       yield* Effect.forEach(
         entries.filter((e) => e.type === "symlink"),
-        (l) => plan.slot(wire.symlink(remote(l.name), l.target ?? "")),
+        // A merge, like `cp -r`: what the tree copy brings replaces what was there.
+        (l) => plan.slot(wire.symlink(remote(l.name), l.target ?? "", true)),
         { concurrency: plan.parallelism, discard: true }
       )
       yield* Effect.forEach(dirs, (d) => plan.slot(wire.chmod(remote(d.name), d.mode.toString(8))), {
@@ -660,7 +708,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
         bytes instanceof Uint8Array ? bytes.length : undefined,
         (plan) =>
           bytes instanceof Uint8Array
-            ? writeBytes(path, bytes, options.mode, plan)
+            ? writeBytes(path, bytes, options.mode, options.inPlace, plan)
             : writeStream(path, bytes, options.mode, plan),
         { "files.streamed": !(bytes instanceof Uint8Array) }
       )
@@ -702,7 +750,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
     mkdir: (path) => guard("files.mkdir", wire.mkdir(path)),
     rename: (from, to) => guard("files.rename", wire.rename(from, to)),
     chmod: (path, mode) => guard("files.chmod", wire.chmod(path, mode.toString(8))),
-    symlink: (path, target) => guard("files.symlink", wire.symlink(path, target)),
+    symlink: (path, target, options = {}) => guard("files.symlink", wire.symlink(path, target, options.replace)),
     readStream: (path) =>
       guardStream(
         "files.readStream",
@@ -731,7 +779,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       ),
     upload: (localPath, remotePath, options = {}) =>
       withPlan("files.upload", options, undefined, (plan) =>
-        upload("files.upload", localPath, remotePath, options.mode, plan)
+        upload("files.upload", localPath, remotePath, options.mode, plan, undefined, options.inPlace)
       ),
     download: (remotePath, localPath, options = {}) =>
       withPlan("files.download", options, undefined, (plan) => download("files.download", remotePath, localPath, plan)),
