@@ -11,7 +11,9 @@ const tail = (text: string | undefined) =>
 
 /**
  * The sandbox could not be started: the provider failed, the server exited or never became ready.
- * `stderrTail` holds the last lines the server printed, when there are any.
+ * `stderrTail` holds the last lines the server printed, when there are any. `Unauthorized` (@since 0.2.0):
+ * the sandbox's server answered but refused the sandbox token (its `cause` is the `AuthError`), reported
+ * at the first answer instead of after `startTimeout`.
  *
  * @since 0.1.0
  * @category errors
@@ -27,7 +29,8 @@ export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/Start
     "NoToken",
     "HubRejected",
     "TunnelFailed",
-    "InvalidOptions"
+    "InvalidOptions",
+    "Unauthorized"
   ),
   detail: Schema.String,
   stderrTail: Schema.optional(Schema.String),
