@@ -430,7 +430,12 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
       Hub.make({ endpoint, token: c.token, userAgent, tokenSource: Credentials.describeSource(c.source) })
     const hub = Effect.map(credential, clientOf)
     const hubFailure = (error: HubError) =>
-      new StartError({ provider: "hf-jobs", reason: "HubRejected", detail: error.message, cause: error })
+      new StartError({
+        provider: "hf-jobs",
+        reason: error.unreachable !== undefined ? "HubUnreachable" : "HubRejected",
+        detail: error.message,
+        cause: error
+      })
     // whoami is strictly rate-limited: asked at most once for the provider's life.
     const whoami = yield* Effect.cached(
       Effect.flatMap(hub, (h) => h.whoami.pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure)))

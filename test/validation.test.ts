@@ -3,13 +3,19 @@
  * before anything is sent; a server that refuses the sandbox token is reported at its first answer.
  * Real local servers over loopback HTTP.
  */
+import * as net from "node:net"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import type { StartError } from "hf-sandbox/SandboxError"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
+import * as Testing from "hf-sandbox/testing"
+import { emulatorLayer } from "./support/hub.js"
 import { localLayer } from "./support/local.js"
 
 const SharedSandbox = Sandbox.layer().pipe(Layer.provideMerge(localLayer()))
@@ -150,5 +156,56 @@ describe("a server that refuses the sandbox token", () => {
       assert.include(error.message, "token")
       assert.notInclude(error.message, "not-the-token")
     }).pipe(Effect.scoped, Effect.provide(localLayer()))
+  )
+})
+
+/** A loopback port nothing listens on: bound, then closed. */
+const closedPort = Effect.promise(
+  () =>
+    new Promise<number>((resolve) => {
+      const server = net.createServer()
+      server.listen(0, "127.0.0.1", () => {
+        const port = (server.address() as net.AddressInfo).port
+        server.close(() => resolve(port))
+      })
+    })
+)
+
+describe("an unreachable Hub", () => {
+  it.live("is StartError HubUnreachable naming the endpoint and the refused connection", () =>
+    Effect.gen(function* () {
+      const endpoint = `http://127.0.0.1:${yield* closedPort}`
+      const error = yield* failure(
+        Effect.scoped(Sandbox.make()).pipe(
+          Effect.provide(
+            HfJobs.layer({ endpoint, token: Redacted.make("hf_unreachable_test_token") }).pipe(
+              Layer.provideMerge(NodeContext.layer),
+              Layer.merge(NodeHttpClient.layerUndici)
+            )
+          )
+        )
+      )
+      assert.strictEqual(error._tag, "StartError")
+      assert.strictEqual(error.reason, "HubUnreachable", error.message)
+      assert.include(error.message, endpoint)
+      assert.include(error.message, "ECONNREFUSED")
+      assert.notInclude(error.message, "hf_unreachable_test_token")
+    })
+  )
+})
+
+describe("HF Jobs timeout 0", () => {
+  it.live("is InvalidOptions naming timeout, and no job is created", () =>
+    Effect.gen(function* () {
+      const emulator = yield* Testing.make({})
+      const error = yield* failure(
+        Effect.scoped(Sandbox.make({ timeout: 0 })).pipe(Effect.provide(emulatorLayer(emulator, false)))
+      )
+      assert.strictEqual(error._tag, "StartError")
+      assert.strictEqual(error.reason, "InvalidOptions", error.message)
+      assert.include(error.message, "timeout")
+      const requests = yield* emulator.requests
+      assert.strictEqual(requests.filter((r) => r.route === "create").length, 0)
+    }).pipe(Effect.scoped)
   )
 })
