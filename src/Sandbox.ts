@@ -60,13 +60,17 @@ import * as Telemetry from "./Telemetry.js"
 export interface MakeOptions {
   /** Docker image the sandbox runs (`hf.co/spaces/…` too). Ignored by the local provider. Default `python:3.12`. */
   readonly image?: string | undefined
-  /** Environment of every command in the sandbox. */
+  /**
+   * Environment of every command in the sandbox. Names must be portable (`[A-Za-z_][A-Za-z0-9_]*`) and
+   * values free of NUL; anything else fails with `StartError("InvalidOptions")` rather than vanish.
+   */
   readonly env?: Readonly<Record<string, string>> | undefined
   /** Default working directory of commands (relative paths resolve against the sandbox's home). */
   readonly cwd?: string | undefined
   /**
    * The sandbox stops itself after this long with no request in flight. Default: never on the local
-   * provider, 10 minutes on HF Jobs and for every `detach`ed sandbox.
+   * provider, 10 minutes on HF Jobs and for every `detach`ed sandbox. `Duration.infinity` (or
+   * `"Infinity"`): never. Zero or less fails with `StartError("InvalidOptions")`.
    */
   readonly idleTimeout?: Duration.DurationInput | undefined
   /**
@@ -134,11 +138,14 @@ export interface MakeOptions {
 export interface ExecOptions {
   /** Working directory (default: the sandbox's `cwd`, else its home). */
   readonly cwd?: string | undefined
-  /** Added to the sandbox's environment for this command. */
+  /** Added to the sandbox's environment for this command (names as in `MakeOptions.env`, else `InvalidArgumentError`). */
   readonly env?: Readonly<Record<string, string>> | undefined
   /** Written to the command's stdin, which is then closed. Without it stdin is `/dev/null`. */
   readonly stdin?: string | Uint8Array | undefined
-  /** The server kills the command's whole process group after this long; the result says `timedOut`. */
+  /**
+   * The server kills the command's whole process group after this long; the result says `timedOut`.
+   * Must be longer than zero (else `InvalidArgumentError`); it is rounded up to a whole millisecond.
+   */
   readonly timeout?: Duration.DurationInput | undefined
   /**
    * Captured output is cut after this many bytes per stream (default 64 MiB); the result says `truncated`.
@@ -414,6 +421,18 @@ const makeCapture = (limit: number) => {
   }
 }
 
+/** `Duration.infinity` asks for no idle timeout, which providers receive as zero (their "never"). */
+const idleTimeoutOf = (input: Duration.DurationInput): Duration.Duration => {
+  const decoded = Validate.duration("idleTimeout", input)
+  if (Duration.toMillis(decoded) <= 0) {
+    throw new Validate.Invalid(
+      "idleTimeout",
+      `${typeof input === "string" ? JSON.stringify(input) : String(input)} must be longer than zero (Duration.infinity, or "Infinity": no idle timeout)`
+    )
+  }
+  return Duration.isFinite(decoded) ? decoded : Duration.zero
+}
+
 const specOf = (options: MakeOptions): SandboxProvider.Spec => {
   const transport = options.transport ?? "tunnel"
   Validate.env("env", options.env)
@@ -422,7 +441,7 @@ const specOf = (options: MakeOptions): SandboxProvider.Spec => {
     env: options.env ?? {},
     idleTimeout:
       options.idleTimeout !== undefined
-        ? Validate.positiveDuration("idleTimeout", options.idleTimeout)
+        ? idleTimeoutOf(options.idleTimeout)
         : options.detach
           ? DETACHED_IDLE_TIMEOUT
           : undefined,
