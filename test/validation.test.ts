@@ -97,6 +97,23 @@ layer(SharedSandbox, { excludeTestServices: true })("validation of a running san
       }
     })
   )
+
+  it.effect("a rename onto a directory names the target; a directory onto a file says so", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      yield* sb.files.write("rename-src.txt", "a")
+      yield* sb.files.write("rename-full/x", "x")
+      const onto = yield* failure(sb.files.rename("rename-src.txt", "rename-full"))
+      assert.strictEqual(onto._tag, "IsDirectoryError")
+      assert.strictEqual((onto as { path?: string }).path, "rename-full")
+      assert.match(onto.message, /^rename-full is a directory/)
+      yield* sb.files.mkdir("rename-dir")
+      const dirOntoFile = yield* failure(sb.files.rename("rename-dir", "rename-src.txt"))
+      assert.strictEqual(dirOntoFile._tag, "BadRequestError")
+      assert.notInclude(dirOntoFile.message, "a component of the path")
+      assert.include(dirOntoFile.message, "not a directory")
+    })
+  )
 })
 
 describe("validation at make", () => {
