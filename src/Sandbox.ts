@@ -657,7 +657,20 @@ const open = (
           })
       }),
       Scope.extend(scope),
-      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
+      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)),
+      // A failed `connect` started nothing: its message says the attach failed.
+      Effect.mapError((error) =>
+        typeof spanAttributes["sandbox.id"] === "string" && operation === "connect"
+          ? new StartError({
+              provider: error.provider,
+              reason: error.reason,
+              detail: error.detail,
+              attaching: spanAttributes["sandbox.id"],
+              ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
+              ...(error.cause === undefined ? {} : { cause: error.cause })
+            })
+          : error
+      )
     )
     const { endpoint, wire } = yield* started
 

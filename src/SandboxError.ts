@@ -36,10 +36,14 @@ export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/Start
   ),
   detail: Schema.String,
   stderrTail: Schema.optional(Schema.String),
-  cause: Schema.optional(Schema.Defect)
+  cause: Schema.optional(Schema.Defect),
+  /** The id `connect` was given: nothing was started, the attach failed (@since 0.2.0). */
+  attaching: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `Sandbox did not start on the ${this.provider} provider (${this.reason}): ${this.detail}${tail(this.stderrTail)}`
+    const what =
+      this.attaching === undefined ? "Sandbox did not start" : `Could not attach to sandbox ${this.attaching}`
+    return `${what} on the ${this.provider} provider (${this.reason}): ${this.detail}${tail(this.stderrTail)}`
   }
 }
 

@@ -788,7 +788,8 @@ const inFacadeTerms = (error: StartError): StartError =>
         reason: error.reason,
         detail: error.detail.replace(EFFECT_TOKEN_HINT, 'pass it: Sandbox.create({ token: "hf_..." })'),
         ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
-        ...(error.cause === undefined ? {} : { cause: error.cause })
+        ...(error.cause === undefined ? {} : { cause: error.cause }),
+        ...(error.attaching === undefined ? {} : { attaching: error.attaching })
       })
     : error
 

@@ -150,17 +150,18 @@ describe("a server that refuses the sandbox token", () => {
     Effect.gen(function* () {
       // A real server, reached with another token: what `connect` meets when the token is wrong.
       const real = yield* Sandbox.make()
+      const endpoint = Effect.succeed({
+        id: "wrong-token",
+        provider: "wrong-token",
+        baseUrl: `http://127.0.0.1:${real.details.port}`,
+        token: Redacted.make("not-the-token"),
+        died: Effect.never,
+        details: {}
+      })
       const provider = SandboxProvider.SandboxProvider.of({
         name: "wrong-token",
-        provision: () =>
-          Effect.succeed({
-            id: "wrong-token",
-            provider: "wrong-token",
-            baseUrl: `http://127.0.0.1:${real.details.port}`,
-            token: Redacted.make("not-the-token"),
-            died: Effect.never,
-            details: {}
-          })
+        provision: () => endpoint,
+        connect: () => endpoint
       })
       // startTimeout is far above any test bound: only an answer at the first refusal passes.
       const error = yield* failure(
@@ -172,6 +173,14 @@ describe("a server that refuses the sandbox token", () => {
       assert.strictEqual((error.cause as { _tag?: string } | undefined)?._tag, "AuthError")
       assert.include(error.message, "token")
       assert.notInclude(error.message, "not-the-token")
+      // connect starts nothing: it says so.
+      const attach = yield* failure(
+        Sandbox.connect("wrong-token", { startTimeout: "10 minutes" }).pipe(
+          Effect.provideService(SandboxProvider.SandboxProvider, provider)
+        )
+      )
+      assert.strictEqual(attach.reason, "Unauthorized", attach.message)
+      assert.match(attach.message, /^Could not attach to sandbox wrong-token/)
     }).pipe(Effect.scoped, Effect.provide(localLayer()))
   )
 })
