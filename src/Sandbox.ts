@@ -33,6 +33,7 @@ import * as Wire from "./internal/client.js"
 import * as Cloudflared from "./internal/cloudflared.js"
 import * as FilesApi from "./internal/files.js"
 import * as Signals from "./internal/signals.js"
+import * as StartErrors from "./internal/startError.js"
 import * as Validate from "./internal/validate.js"
 import type * as Protocol from "./Protocol.js"
 import {
@@ -660,15 +661,8 @@ const open = (
       Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)),
       // A failed `connect` started nothing: its message says the attach failed.
       Effect.mapError((error) =>
-        typeof spanAttributes["sandbox.id"] === "string" && operation === "connect"
-          ? new StartError({
-              provider: error.provider,
-              reason: error.reason,
-              detail: error.detail,
-              attaching: spanAttributes["sandbox.id"],
-              ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
-              ...(error.cause === undefined ? {} : { cause: error.cause })
-            })
+        operation === "connect"
+          ? StartErrors.during(`attach to sandbox ${String(spanAttributes["sandbox.id"])}`, error)
           : error
       )
     )

@@ -37,12 +37,14 @@ export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/Start
   detail: Schema.String,
   stderrTail: Schema.optional(Schema.String),
   cause: Schema.optional(Schema.Defect),
-  /** The id `connect` was given: nothing was started, the attach failed (@since 0.2.0). */
-  attaching: Schema.optional(Schema.String)
+  /**
+   * Set when what failed started nothing: what could not be done, e.g. `attach to sandbox 687f…` (a
+   * `connect`), `list sandboxes`, `kill sandbox 687f…` (@since 0.2.0).
+   */
+  during: Schema.optional(Schema.String)
 }) {
   override get message() {
-    const what =
-      this.attaching === undefined ? "Sandbox did not start" : `Could not attach to sandbox ${this.attaching}`
+    const what = this.during === undefined ? "Sandbox did not start" : `Could not ${this.during}`
     return `${what} on the ${this.provider} provider (${this.reason}): ${this.detail}${tail(this.stderrTail)}`
   }
 }

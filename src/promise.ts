@@ -789,7 +789,7 @@ const inFacadeTerms = (error: StartError): StartError =>
         detail: error.detail.replace(EFFECT_TOKEN_HINT, 'pass it: Sandbox.create({ token: "hf_..." })'),
         ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
         ...(error.cause === undefined ? {} : { cause: error.cause }),
-        ...(error.attaching === undefined ? {} : { attaching: error.attaching })
+        ...(error.during === undefined ? {} : { during: error.during })
       })
     : error
 

@@ -201,16 +201,14 @@ describe("an unreachable Hub", () => {
   it.live("is StartError HubUnreachable naming the endpoint and the refused connection", () =>
     Effect.gen(function* () {
       const endpoint = `http://127.0.0.1:${yield* closedPort}`
-      const error = yield* failure(
-        Effect.scoped(Sandbox.make()).pipe(
-          Effect.provide(
-            HfJobs.layer({ endpoint, token: Redacted.make("hf_unreachable_test_token") }).pipe(
-              Layer.provideMerge(NodeContext.layer),
-              Layer.merge(NodeHttpClient.layerUndici)
-            )
-          )
-        )
+      const jobs = HfJobs.layer({ endpoint, token: Redacted.make("hf_unreachable_test_token") }).pipe(
+        Layer.provideMerge(NodeContext.layer),
+        Layer.merge(NodeHttpClient.layerUndici)
       )
+      const error = yield* failure(Effect.scoped(Sandbox.make()).pipe(Effect.provide(jobs)))
+      // Listing starts nothing: it says what could not be done.
+      const listing = yield* failure(HfJobs.list().pipe(Effect.provide(jobs)))
+      assert.match(listing.message, /^Could not list sandboxes on the hf-jobs provider \(HubUnreachable\)/)
       assert.strictEqual(error._tag, "StartError")
       assert.strictEqual(error.reason, "HubUnreachable", error.message)
       assert.include(error.message, endpoint)
