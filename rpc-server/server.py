@@ -2361,6 +2361,10 @@ class Handler(BaseHTTPRequestHandler):
                 raise HttpError(409, message, "not_empty")
             if e.errno == errno.EISDIR:
                 raise HttpError(409, "cannot rename %s to %s: the target is a directory" % (src, dst), "is_a_directory")
+            if e.errno == errno.ENOTDIR and os.path.isdir(src) and not os.path.isdir(dst):
+                # Not "a component of the path": the source is a directory and the target a file.
+                message = "cannot rename the directory %s to %s: the target exists and is not a directory" % (src, dst)
+                raise bad_request(message, "not_a_directory")
             raise fs_error(e, "%s to %s" % (src, dst), "rename")
         self.respond_json({"renamed": src, "to": dst})
 

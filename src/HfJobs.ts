@@ -41,6 +41,7 @@ import * as NamespaceCache from "./internal/namespaceCache.js"
 import * as PublicDns from "./internal/publicDns.js"
 import { serverScriptPath } from "./internal/serverScript.js"
 import * as ServerShutdown from "./internal/serverShutdown.js"
+import * as StartErrors from "./internal/startError.js"
 import { isJobProxyUrl, parseMarker } from "./internal/tunnel.js"
 import { VERSION } from "./internal/version.js"
 import { type HubError, StartError } from "./SandboxError.js"
@@ -430,7 +431,12 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
       Hub.make({ endpoint, token: c.token, userAgent, tokenSource: Credentials.describeSource(c.source) })
     const hub = Effect.map(credential, clientOf)
     const hubFailure = (error: HubError) =>
-      new StartError({ provider: "hf-jobs", reason: "HubRejected", detail: error.message, cause: error })
+      new StartError({
+        provider: "hf-jobs",
+        reason: error.unreachable !== undefined ? "HubUnreachable" : "HubRejected",
+        detail: error.message,
+        cause: error
+      })
     // whoami is strictly rate-limited: asked at most once for the provider's life.
     const whoami = yield* Effect.cached(
       Effect.flatMap(hub, (h) => h.whoami.pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure)))
@@ -855,6 +861,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
             })
           )
         }).pipe(
+          Effect.mapError((error) => StartErrors.during("list sandboxes", error)),
           Effect.withSpan("HfJobs.list", {
             attributes: { "sandbox.provider": "hf-jobs", "hfjobs.all": listOptions.all ?? false }
           })
@@ -863,7 +870,10 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         Effect.gen(function* () {
           const { client, job, namespace } = yield* findSandbox(id, killOptions.namespace)
           yield* cancelJob(client, namespace, job.id, Schedules.cancelRetry)
-        }).pipe(Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } })),
+        }).pipe(
+          Effect.mapError((error) => StartErrors.during(`kill sandbox ${id}`, error)),
+          Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } })
+        ),
       logs: (id, logOptions = {}) =>
         Stream.unwrap(
           Effect.map(findSandbox(id, logOptions.namespace), ({ client, job, namespace }) =>
@@ -877,6 +887,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
             )
           )
         ).pipe(
+          Stream.mapError((error) => StartErrors.during(`read the log of sandbox ${id}`, error)),
           Stream.withSpan("HfJobs.logs", {
             attributes: {
               "sandbox.id": id,

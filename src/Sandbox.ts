@@ -33,12 +33,15 @@ import * as Wire from "./internal/client.js"
 import * as Cloudflared from "./internal/cloudflared.js"
 import * as FilesApi from "./internal/files.js"
 import * as Signals from "./internal/signals.js"
+import * as StartErrors from "./internal/startError.js"
+import * as Validate from "./internal/validate.js"
 import type * as Protocol from "./Protocol.js"
 import {
   AuthError,
   BadRequestError,
   ConnectionLostError,
   type HubError,
+  InvalidArgumentError,
   type OperationError,
   ProcessNotFoundError,
   RequestTimeoutError,
@@ -58,13 +61,17 @@ import * as Telemetry from "./Telemetry.js"
 export interface MakeOptions {
   /** Docker image the sandbox runs (`hf.co/spaces/…` too). Ignored by the local provider. Default `python:3.12`. */
   readonly image?: string | undefined
-  /** Environment of every command in the sandbox. */
+  /**
+   * Environment of every command in the sandbox. Names must be portable (`[A-Za-z_][A-Za-z0-9_]*`) and
+   * values free of NUL; anything else fails with `StartError("InvalidOptions")` rather than vanish.
+   */
   readonly env?: Readonly<Record<string, string>> | undefined
   /** Default working directory of commands (relative paths resolve against the sandbox's home). */
   readonly cwd?: string | undefined
   /**
    * The sandbox stops itself after this long with no request in flight. Default: never on the local
-   * provider, 10 minutes on HF Jobs and for every `detach`ed sandbox.
+   * provider, 10 minutes on HF Jobs and for every `detach`ed sandbox. `Duration.infinity` (or
+   * `"Infinity"`): never. Zero or less fails with `StartError("InvalidOptions")`.
    */
   readonly idleTimeout?: Duration.DurationInput | undefined
   /**
@@ -132,13 +139,19 @@ export interface MakeOptions {
 export interface ExecOptions {
   /** Working directory (default: the sandbox's `cwd`, else its home). */
   readonly cwd?: string | undefined
-  /** Added to the sandbox's environment for this command. */
+  /** Added to the sandbox's environment for this command (names as in `MakeOptions.env`, else `InvalidArgumentError`). */
   readonly env?: Readonly<Record<string, string>> | undefined
   /** Written to the command's stdin, which is then closed. Without it stdin is `/dev/null`. */
   readonly stdin?: string | Uint8Array | undefined
-  /** The server kills the command's whole process group after this long; the result says `timedOut`. */
+  /**
+   * The server kills the command's whole process group after this long; the result says `timedOut`.
+   * Must be longer than zero (else `InvalidArgumentError`); it is rounded up to a whole millisecond.
+   */
   readonly timeout?: Duration.DurationInput | undefined
-  /** Captured output is cut after this many bytes per stream (default 64 MiB); the result says `truncated`. */
+  /**
+   * Captured output is cut after this many bytes per stream (default 64 MiB); the result says `truncated`.
+   * A whole number ≥ 1; anything else fails with `InvalidArgumentError`.
+   */
   readonly maxOutputBytes?: number | undefined
 }
 
@@ -155,8 +168,17 @@ export interface ExecResult {
   readonly signal: number | null
   /** Whether the command's `timeout` ran out (the process group was killed). */
   readonly timedOut: boolean
+  /**
+   * The command's stdout as UTF-8 text. Bytes that are not valid UTF-8 are replaced by U+FFFD: for
+   * binary output, or to see exactly what was written, use `stdoutBytes`.
+   */
   readonly stdout: string
+  /** The command's stderr as UTF-8 text (invalid UTF-8 replaced by U+FFFD, as `stdout`). */
   readonly stderr: string
+  /** The raw bytes of stdout, exactly as the command wrote them (up to `maxOutputBytes`). @since 0.2.0 */
+  readonly stdoutBytes: Uint8Array
+  /** The raw bytes of stderr, exactly as the command wrote them (up to `maxOutputBytes`). @since 0.2.0 */
+  readonly stderrBytes: Uint8Array
   /** Whether `stdout` or `stderr` was cut at `maxOutputBytes`. */
   readonly truncated: boolean
   readonly durationMs: number
@@ -368,26 +390,15 @@ const DEFAULT_IMAGE = "python:3.12"
 /** The backstop that ends a detached sandbox nobody talks to any more. */
 const DETACHED_IDLE_TIMEOUT = Duration.minutes(10)
 
-/** `"30m"`, `"2h"`, `"90s"`, `"1d"` (the Hub's notation), or anything `Duration.decode` takes. */
-const parseDuration = (input: Duration.DurationInput | string): Duration.Duration => {
-  if (typeof input === "string") {
-    const short = /^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$/.exec(input)
-    if (short) {
-      const unit = { s: "seconds", m: "minutes", h: "hours", d: "days" }[short[2] as "s" | "m" | "h" | "d"]
-      return Duration.decode(`${Number(short[1])} ${unit}` as Duration.DurationInput)
-    }
-  }
-  return Duration.decode(input as Duration.DurationInput)
-}
 const DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024
 const decoder = new TextDecoder()
 
-/** Collects one stream's text up to a byte cap. */
 /** Collects one stream's bytes up to a cap; the text is decoded once, whole. */
 const makeCapture = (limit: number) => {
   const parts: Array<Uint8Array> = []
   let bytes = 0
   let truncated = false
+  let whole: Uint8Array | undefined
   return {
     push(data: Uint8Array) {
       if (truncated) return
@@ -396,9 +407,13 @@ const makeCapture = (limit: number) => {
       bytes += Math.min(data.length, room)
       truncated = data.length > room
     },
+    bytes: () => {
+      if (whole === undefined) whole = new Uint8Array(Buffer.concat(parts))
+      return whole
+    },
     // A cut in the middle of a character leaves U+FFFD at the end: dropped, the cap is in bytes.
-    text: () => {
-      const text = decoder.decode(Buffer.concat(parts))
+    text() {
+      const text = decoder.decode(this.bytes())
       return truncated ? text.replace(/\uFFFD$/, "") : text
     },
     get truncated() {
@@ -407,24 +422,40 @@ const makeCapture = (limit: number) => {
   }
 }
 
+/** `Duration.infinity` asks for no idle timeout, which providers receive as zero (their "never"). */
+const idleTimeoutOf = (input: Duration.DurationInput): Duration.Duration => {
+  const decoded = Validate.duration("idleTimeout", input)
+  if (Duration.toMillis(decoded) <= 0) {
+    throw new Validate.Invalid(
+      "idleTimeout",
+      `${typeof input === "string" ? JSON.stringify(input) : String(input)} must be longer than zero (Duration.infinity, or "Infinity": no idle timeout)`
+    )
+  }
+  return Duration.isFinite(decoded) ? decoded : Duration.zero
+}
+
 const specOf = (options: MakeOptions): SandboxProvider.Spec => {
   const transport = options.transport ?? "tunnel"
+  Validate.env("env", options.env)
   return {
     image: options.image ?? DEFAULT_IMAGE,
     env: options.env ?? {},
     idleTimeout:
       options.idleTimeout !== undefined
-        ? Duration.decode(options.idleTimeout)
+        ? idleTimeoutOf(options.idleTimeout)
         : options.detach
           ? DETACHED_IDLE_TIMEOUT
           : undefined,
     detach: options.detach ?? false,
-    startTimeout: Duration.decode(options.startTimeout ?? (transport === "proxy" ? "2 minutes" : "3 minutes")),
+    startTimeout: Validate.positiveDuration(
+      "startTimeout",
+      options.startTimeout ?? (transport === "proxy" ? "2 minutes" : "3 minutes")
+    ),
     secrets: Object.fromEntries(
       Object.entries(options.secrets ?? {}).map(([k, v]) => [k, Redacted.isRedacted(v) ? v : Redacted.make(v)])
     ),
     flavor: options.flavor,
-    lifetime: options.timeout === undefined ? undefined : parseDuration(options.timeout),
+    lifetime: options.timeout === undefined ? undefined : Validate.positiveDuration("timeout", options.timeout, true),
     forwardHfToken: options.forwardHfToken ?? false,
     labels: options.labels ?? {},
     namespace: options.namespace,
@@ -435,9 +466,15 @@ const specOf = (options: MakeOptions): SandboxProvider.Spec => {
       stageCheck: options.schedules?.stageCheck ?? Schedules.stageCheck,
       hubRetry: options.schedules?.hubRetry ?? Schedules.hubRetry,
       cancelRetry: options.schedules?.cancelRetry ?? Schedules.cancelRetry,
-      logQuietWindow: Duration.decode(options.schedules?.logQuietWindow ?? Schedules.logQuietWindow),
-      logFirstByte: Duration.decode(options.schedules?.logFirstByte ?? Schedules.logFirstByte),
-      logStall: Duration.decode(options.schedules?.logStall ?? Schedules.logStall)
+      logQuietWindow: Validate.duration(
+        "schedules.logQuietWindow",
+        options.schedules?.logQuietWindow ?? Schedules.logQuietWindow
+      ),
+      logFirstByte: Validate.duration(
+        "schedules.logFirstByte",
+        options.schedules?.logFirstByte ?? Schedules.logFirstByte
+      ),
+      logStall: Validate.duration("schedules.logStall", options.schedules?.logStall ?? Schedules.logStall)
     }
   }
 }
@@ -445,13 +482,22 @@ const specOf = (options: MakeOptions): SandboxProvider.Spec => {
 /** Span attributes of a command: its shape, never its text. */
 const commandAttributes = (command: string | ReadonlyArray<string>, options: ExecOptions): Record<string, unknown> => ({
   ...(typeof command === "string" ? { "exec.shell": true } : { "exec.shell": false, "exec.argc": command.length }),
-  ...(options.timeout !== undefined ? { "exec.timeout_ms": Duration.toMillis(Duration.decode(options.timeout)) } : {}),
+  ...(options.timeout !== undefined ? timeoutAttribute(options.timeout) : {}),
   ...(options.stdin !== undefined
     ? {
         "exec.stdin_bytes": typeof options.stdin === "string" ? Buffer.byteLength(options.stdin) : options.stdin.length
       }
     : {})
 })
+
+/** A bad timeout is reported by the call itself (InvalidArgumentError); the span just leaves it out. */
+const timeoutAttribute = (timeout: Duration.DurationInput): Record<string, unknown> => {
+  try {
+    return { "exec.timeout_ms": Validate.commandTimeoutMs("timeout", timeout) }
+  } catch {
+    return {}
+  }
+}
 
 /** Span attributes of how a command ended. */
 const exitAttributes = (exit: ProcessExit): Record<string, unknown> => ({
@@ -536,8 +582,20 @@ const open = (
     yield* Effect.annotateCurrentSpan("sandbox.provider", provider.name)
     // Usage is reported for sandboxes made here, not for ones a `connect` only attaches to.
     const telemetry = operation === "make" ? yield* Telemetry.Telemetry : Telemetry.disabled
-    const spec = yield* Effect.try({
-      try: () => specOf(options),
+    const { spec, timeouts } = yield* Effect.try({
+      try: () => ({
+        spec: specOf(options),
+        timeouts: {
+          request: Validate.positiveDuration(
+            "timeouts.request",
+            options.timeouts?.request ?? Wire.defaultTimeouts.request
+          ),
+          streamIdle: Validate.positiveDuration(
+            "timeouts.streamIdle",
+            options.timeouts?.streamIdle ?? Wire.defaultTimeouts.streamIdle
+          )
+        }
+      }),
       catch: (cause) =>
         new StartError({
           provider: provider.name,
@@ -559,24 +617,32 @@ const open = (
 
     const started = Effect.gen(function* () {
       const endpoint = yield* acquire(provider, spec)
-      const wire = yield* Wire.make(endpoint, {
-        request: Duration.decode(options.timeouts?.request ?? Wire.defaultTimeouts.request),
-        streamIdle: Duration.decode(options.timeouts?.streamIdle ?? Wire.defaultTimeouts.streamIdle)
-      })
+      const wire = yield* Wire.make(endpoint, timeouts)
       const ready = wire.health.pipe(
-        // Only a server that knows this sandbox's token reports its version: anything else is not ours.
-        Effect.filterOrFail(
+        // Only a server that knows this sandbox's token reports its version. One that answers without it
+        // refuses our token (or is not ours): an authenticated call says which, in one more round trip,
+        // and is final — waiting for a server to change its mind about a token would use up startTimeout.
+        Effect.filterOrElse(
           (health) => health.version !== undefined,
-          () => new AuthError({ operation: "health", status: 200 })
+          () => Effect.flatMap(wire.processes, () => Effect.fail(new AuthError({ operation: "health", status: 200 })))
         ),
         Effect.timeoutFail({
           duration: Schedules.healthProbeTimeout,
           onTimeout: () =>
             new RequestTimeoutError({ operation: "health", timeoutMs: Duration.toMillis(Schedules.healthProbeTimeout) })
         }),
-        Effect.retry(options.schedules?.healthPoll ?? Schedules.healthPoll),
+        Effect.retry({
+          schedule: options.schedules?.healthPoll ?? Schedules.healthPoll,
+          while: (error) => error._tag !== "AuthError"
+        }),
         Effect.mapError(
-          (cause) => new StartError({ provider: provider.name, reason: "NotReady", detail: cause.message, cause })
+          (cause) =>
+            new StartError({
+              provider: provider.name,
+              reason: cause._tag === "AuthError" ? "Unauthorized" : "NotReady",
+              detail: cause.message,
+              cause
+            })
         )
       )
       yield* Effect.raceFirst(ready, endpoint.died)
@@ -592,7 +658,13 @@ const open = (
           })
       }),
       Scope.extend(scope),
-      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
+      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)),
+      // A failed `connect` started nothing: its message says the attach failed.
+      Effect.mapError((error) =>
+        operation === "connect"
+          ? StartErrors.during(`attach to sandbox ${String(spanAttributes["sandbox.id"])}`, error)
+          : error
+      )
     )
     const { endpoint, wire } = yield* started
 
@@ -645,16 +717,33 @@ const open = (
         Stream.withSpan(`Sandbox.${operation}`, { attributes: { ...attributes, ...extra } })
       )
 
-    const execRequest = (command: string | ReadonlyArray<string>, execOptions: ExecOptions): Protocol.ExecRequest => {
+    /** The request of a command; bad options fail here, naming the option, before anything is sent. */
+    const execRequest = (
+      operation: string,
+      command: string | ReadonlyArray<string>,
+      execOptions: ExecOptions
+    ): Effect.Effect<Protocol.ExecRequest, InvalidArgumentError> =>
+      Effect.try({
+        try: () => buildExecRequest(command, execOptions),
+        catch: (cause) =>
+          cause instanceof Validate.Invalid
+            ? new InvalidArgumentError({ operation, argument: cause.option, detail: cause.detail })
+            : new InvalidArgumentError({ operation, argument: "options", detail: String(cause) })
+      })
+    const buildExecRequest = (
+      command: string | ReadonlyArray<string>,
+      execOptions: ExecOptions
+    ): Protocol.ExecRequest => {
       const stdin = execOptions.stdin
       const env = execOptions.env
+      Validate.env("env", env)
       const cwd = execOptions.cwd ?? options.cwd
       return {
         cmd: typeof command === "string" ? command : [...command],
         ...(env ? { env: { ...env } } : {}),
         ...(cwd !== undefined ? { cwd } : {}),
         ...(execOptions.timeout !== undefined
-          ? { timeout: Duration.toMillis(Duration.decode(execOptions.timeout)) / 1000 }
+          ? { timeout: Validate.commandTimeoutMs("timeout", execOptions.timeout) / 1000 }
           : {}),
         ...(typeof stdin === "string" ? { stdin } : {}),
         ...(stdin instanceof Uint8Array ? { stdin_b64: Buffer.from(stdin).toString("base64") } : {})
@@ -670,9 +759,9 @@ const open = (
       Stream.unwrap(
         alive(
           operation,
-          Effect.sync(() => {
+          Effect.map(execRequest(operation, command, execOptions), (request) => {
             let exited = false
-            const events = wire.exec({ ...execRequest(command, execOptions), encoding: "base64" }).pipe(
+            const events = wire.exec({ ...request, encoding: "base64" }).pipe(
               Stream.filterMap((event): Option.Option<ExecEvent> => {
                 switch (event.event) {
                   case "start":
@@ -772,16 +861,17 @@ const open = (
       const { tag, bufferBytes, ...rest } = spawnOptions
       return guard(
         "spawn",
-        wire
-          .spawn({
-            ...execRequest(command, rest),
-            ...(tag !== undefined ? { tag } : {}),
-            ...(bufferBytes !== undefined ? { buffer_bytes: bufferBytes } : {})
-          })
-          .pipe(
-            Effect.tap((info) => Effect.annotateCurrentSpan("process.id", info.id)),
-            Effect.map(processHandle)
+        execRequest("spawn", command, rest).pipe(
+          Effect.flatMap((request) =>
+            wire.spawn({
+              ...request,
+              ...(tag !== undefined ? { tag } : {}),
+              ...(bufferBytes !== undefined ? { buffer_bytes: bufferBytes } : {})
+            })
           ),
+          Effect.tap((info) => Effect.annotateCurrentSpan("process.id", info.id)),
+          Effect.map(processHandle)
+        ),
         commandAttributes(command, rest)
       )
     }
@@ -819,8 +909,16 @@ const open = (
     // (so a character split across chunks decodes whole).
     const exec: Sandbox["exec"] = (command, execOptions = {}) => {
       const { maxOutputBytes, ...streamOptions } = execOptions
-      const limit = maxOutputBytes ?? DEFAULT_MAX_OUTPUT
       return Effect.suspend(() => {
+        let limit = DEFAULT_MAX_OUTPUT
+        try {
+          if (maxOutputBytes !== undefined) limit = Validate.positiveBytes("maxOutputBytes", maxOutputBytes)
+        } catch (cause) {
+          const invalid = cause as Validate.Invalid
+          return Effect.fail(
+            new InvalidArgumentError({ operation: "exec", argument: invalid.option, detail: invalid.detail })
+          )
+        }
         const stdout = makeCapture(limit)
         const stderr = makeCapture(limit)
         let exit: Extract<ExecEvent, { _tag: "Exit" }> | undefined
@@ -844,6 +942,8 @@ const open = (
               timedOut: exit!.timedOut,
               stdout: stdout.text(),
               stderr: stderr.text(),
+              stdoutBytes: stdout.bytes(),
+              stderrBytes: stderr.bytes(),
               truncated: stdout.truncated || stderr.truncated,
               durationMs: exit!.durationMs
             })

@@ -11,7 +11,10 @@ const tail = (text: string | undefined) =>
 
 /**
  * The sandbox could not be started: the provider failed, the server exited or never became ready.
- * `stderrTail` holds the last lines the server printed, when there are any.
+ * `stderrTail` holds the last lines the server printed, when there are any. `Unauthorized` (@since 0.2.0):
+ * the sandbox's server answered but refused the sandbox token (its `cause` is the `AuthError`), reported
+ * at the first answer instead of after `startTimeout`. `HubUnreachable` (@since 0.2.0): the Hub could not be
+ * reached at all (its `cause` is the `HubError`, which names the endpoint and the network's reason).
  *
  * @since 0.1.0
  * @category errors
@@ -27,14 +30,22 @@ export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/Start
     "NoToken",
     "HubRejected",
     "TunnelFailed",
-    "InvalidOptions"
+    "InvalidOptions",
+    "Unauthorized",
+    "HubUnreachable"
   ),
   detail: Schema.String,
   stderrTail: Schema.optional(Schema.String),
-  cause: Schema.optional(Schema.Defect)
+  cause: Schema.optional(Schema.Defect),
+  /**
+   * Set when what failed started nothing: what could not be done, e.g. `attach to sandbox 687f…` (a
+   * `connect`), `list sandboxes`, `kill sandbox 687f…` (@since 0.2.0).
+   */
+  during: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `Sandbox did not start on the ${this.provider} provider (${this.reason}): ${this.detail}${tail(this.stderrTail)}`
+    const what = this.during === undefined ? "Sandbox did not start" : `Could not ${this.during}`
+    return `${what} on the ${this.provider} provider (${this.reason}): ${this.detail}${tail(this.stderrTail)}`
   }
 }
 
@@ -50,9 +61,20 @@ export class HubError extends Schema.TaggedError<HubError>("hf-sandbox/HubError"
   detail: Schema.String,
   retryAfterMs: Schema.optional(Schema.Number),
   /** Where the token came from, e.g. `HF_TOKEN` or `the token file /home/me/.cache/huggingface/token` (@since 0.2.0). */
-  tokenSource: Schema.optional(Schema.String)
+  tokenSource: Schema.optional(Schema.String),
+  /**
+   * Set when the Hub could not be reached at all (connection refused, no such host, no route): the
+   * endpoint and the network's reason, e.g. `connect ECONNREFUSED 127.0.0.1:9` (@since 0.2.0).
+   */
+  unreachable: Schema.optional(Schema.Struct({ endpoint: Schema.String, cause: Schema.String }))
 }) {
   override get message() {
+    if (this.unreachable !== undefined) {
+      return (
+        `Could not reach the Hugging Face Hub at ${this.unreachable.endpoint} (${this.operation}): ${this.unreachable.cause}. ` +
+        "Check the network, and HF_ENDPOINT (or the endpoint option) if you set one."
+      )
+    }
     const status = this.status === undefined ? "no answer" : `HTTP ${this.status}`
     const hint =
       this.status === 401

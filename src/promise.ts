@@ -51,10 +51,11 @@ import * as Stream from "effect/Stream"
 import type * as EffectFiles from "./Files.js"
 import * as HfJobs from "./HfJobs.js"
 import * as Background from "./internal/background.js"
+import { EFFECT_TOKEN_HINT } from "./internal/credentials.js"
 import * as Shutdown from "./internal/shutdown.js"
 import * as LocalSandbox from "./LocalSandbox.js"
 import * as EffectSandbox from "./Sandbox.js"
-import type { OperationError, StartError } from "./SandboxError.js"
+import { type OperationError, StartError } from "./SandboxError.js"
 import type * as SandboxProvider from "./SandboxProvider.js"
 import * as Telemetry from "./Telemetry.js"
 
@@ -624,8 +625,23 @@ const PROVIDER_KEYS = {
 } as const
 
 /** The provider an options object asks for, built once per distinct set of provider options. */
-const providerOf = (options: { readonly provider?: "hf" | "local" | undefined }): Promise<ProviderContext> => {
-  const name = options.provider ?? "hf"
+const providerOf = (
+  options: { readonly provider?: "hf" | "local" | undefined },
+  inferred: "hf" | "local" = "hf"
+): Promise<ProviderContext> => {
+  const name = options.provider ?? inferred
+  if (!Object.hasOwn(PROVIDER_KEYS, name)) {
+    const rejected = Promise.reject(
+      new StartError({
+        provider: String(name),
+        reason: "InvalidOptions",
+        detail: `unknown provider ${JSON.stringify(name)}: use provider: "hf" (Hugging Face Jobs, the default) or "local"`
+      })
+    )
+    // Awaited later, or not at all when the call is aborted first: never an unhandled rejection.
+    rejected.catch(() => undefined)
+    return rejected
+  }
   const picked: Record<string, unknown> = {}
   for (const key of PROVIDER_KEYS[name]) {
     const value = (options as Record<string, unknown>)[key]
@@ -769,6 +785,19 @@ const handleOf = (sb: EffectSandbox.Sandbox, scope: Scope.CloseableScope, owned:
   }
 }
 
+/** A start's failure in the facade's terms: a token is passed to `Sandbox.create`, not to a layer. */
+const inFacadeTerms = (error: StartError): StartError =>
+  error.detail.includes(EFFECT_TOKEN_HINT)
+    ? new StartError({
+        provider: error.provider,
+        reason: error.reason,
+        detail: error.detail.replace(EFFECT_TOKEN_HINT, 'pass it: Sandbox.create({ token: "hf_..." })'),
+        ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
+        ...(error.cause === undefined ? {} : { cause: error.cause }),
+        ...(error.during === undefined ? {} : { during: error.during })
+      })
+    : error
+
 /** Starts or attaches to a sandbox in a scope of its own. */
 const open = async (params: {
   readonly owned: boolean
@@ -803,6 +832,7 @@ const open = async (params: {
     // Telemetry that cannot be set up is no telemetry: it never fails a sandbox.
     const telemetry = await params.telemetry?.catch(() => undefined)
     const effect = params.make.pipe(
+      Effect.mapError(inFacadeTerms),
       params.httpClient === undefined ? identity : Effect.updateService(HttpClient.HttpClient, params.httpClient),
       Scope.extend(scope),
       Effect.provide(context),
@@ -849,7 +879,8 @@ export const create = (options: CreateOptions = {}): Promise<Sandbox> => {
 /**
  * Attaches to a running sandbox by id (one made by another process, or by the CLI). `terminate()`
  * stops it; `await using` and the end of this process only detach from it. Rejects with a
- * `StartError` when the id is not a running sandbox or the provider cannot attach to it.
+ * `StartError` when the id is not a running sandbox or the provider cannot attach to it. Without a
+ * `provider`, a `local-…` id means the local provider (as on the command line), any other id HF Jobs.
  *
  * @since 0.1.0
  * @category constructors
@@ -858,7 +889,8 @@ export const connect = (id: string, options: ConnectOptions = {}): Promise<Sandb
   const { provider: _, signal, httpClient, ...rest } = options
   return open({
     owned: false,
-    provider: providerOf(options),
+    // A `local-…` id is the local provider's, as on the command line.
+    provider: providerOf(options, id.startsWith("local-") ? "local" : "hf"),
     make: EffectSandbox.connect(id, rest),
     signal,
     httpClient

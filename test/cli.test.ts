@@ -340,7 +340,29 @@ describe("hf-sandbox CLI, local provider", () => {
     assert.deepStrictEqual(JSON.parse(killed.stdout), { killed: [doc.id], failed: [] })
     const failed = await local(["exec", "--json", doc.id, "--", "true"])
     expectCode(failed, 125)
-    assert.strictEqual((JSON.parse(failed.stdout) as { error: { type: string } }).error.type, "CliError")
+    // The error's own tag, not the CLI's wrapper; and nothing "did not start": exec starts nothing.
+    assert.strictEqual((JSON.parse(failed.stdout) as { error: { type: string } }).error.type, "StartError")
+    assert.notInclude(failed.stderr, "did not start")
+  })
+
+  it("ls, logs and kill without a token say how to give one the CLI's way, under the error's own tag", async () => {
+    const env = { HF_ENDPOINT: emulator.url, HF_TOKEN_PATH: path.join(work, "no-such-token") }
+    for (const args of [["ls"], ["logs", "687fb701029421ae5549d998"], ["kill", "687fb701029421ae5549d998"]]) {
+      const result = await cli([...args, "--json"], { env })
+      expectCode(result, 1)
+      const doc = JSON.parse(result.stdout) as {
+        error?: { type: string }
+        failed?: ReadonlyArray<{ type: string }>
+      }
+      // kill reports each id's failure in its document; the others fail as a whole.
+      const error = doc.error ?? doc.failed![0]!
+      const what = `${args[0]}: ${result.stderr}`
+      assert.strictEqual(error.type, "StartError", what)
+      assert.notInclude(result.stderr, "did not start", what)
+      assert.notInclude(result.stderr, "HfJobs.layer", what)
+      assert.include(result.stderr, "HF_TOKEN", what)
+      assert.include(result.stderr, "hf auth login", what)
+    }
   })
 
   it("cp copies a file and a directory both ways, docker-style", async () => {

@@ -6,9 +6,12 @@ import * as http from "node:http"
 import type * as net from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
+import * as TestClock from "effect/TestClock"
 import * as Hub from "../src/internal/hub.js"
+import { HubError } from "../src/SandboxError.js"
 
 const TOKEN = "hf_client_test_0123456789"
 
@@ -149,6 +152,38 @@ describe("Hub API wrapper", () => {
         hub.seen.map((s) => s.url),
         ["/api/jobs/alice", "/api/jobs/alice?cursor=1", "/api/jobs/alice?cursor=1"]
       )
+    })
+  )
+
+  it.effect("a refused connection is asked again once, not for the whole retry schedule", () =>
+    Effect.gen(function* () {
+      let attempts = 0
+      const refused = Effect.suspend(() => {
+        attempts++
+        return Effect.fail(
+          new HubError({
+            operation: "whoami",
+            detail: "fetch failed",
+            unreachable: { endpoint: "http://127.0.0.1:9", cause: "connect ECONNREFUSED 127.0.0.1:9" }
+          })
+        )
+      })
+      const schedule = Schedule.spaced("1 second").pipe(Schedule.intersect(Schedule.recurs(6)), Schedule.asVoid)
+      const fiber = yield* Effect.fork(Effect.flip(Hub.retryTransient(schedule)(refused)))
+      yield* TestClock.adjust("1 minute")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(attempts, 2)
+      assert.strictEqual(error.unreachable?.endpoint, "http://127.0.0.1:9")
+      // A 503 still gets the whole schedule.
+      let busy = 0
+      const unavailable = Effect.suspend(() => {
+        busy++
+        return Effect.fail(new HubError({ operation: "whoami", status: 503, detail: "busy" }))
+      })
+      const second = yield* Effect.fork(Effect.flip(Hub.retryTransient(schedule)(unavailable)))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(second)
+      assert.strictEqual(busy, 7)
     })
   )
 })

@@ -251,6 +251,56 @@ describe("Promise facade lifetime", () => {
     expect(error).toMatchObject({ _tag: "StartError", reason: "SpawnFailed" })
   })
 
+  it("an unknown provider rejects with a StartError naming it, not a TypeError", async () => {
+    for (const start of [
+      () => Sandbox.create({ provider: "modal" as never }),
+      () => Sandbox.connect("abc", { provider: "modal" as never })
+    ]) {
+      const error = await start().catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(SandboxError.StartError)
+      expect(error).toMatchObject({ _tag: "StartError", reason: "InvalidOptions" })
+      expect((error as Error).message).toContain('"modal"')
+    }
+  })
+
+  it("connect infers the local provider from a local-… id, as the CLI does", async () => {
+    const made = await Sandbox.create({ provider: "local", detach: true })
+    try {
+      const attached = await Sandbox.connect(made.id)
+      expect(attached.provider).toBe("local")
+      expect((await attached.exec("echo attached")).stdout).toBe("attached\n")
+    } finally {
+      await made.terminate()
+    }
+  })
+
+  it("bad options reject with typed errors naming them; exec gives the raw bytes too", async () => {
+    await using sb = await Sandbox.create({ provider: "local" })
+    const error = await sb.exec("true", { maxOutputBytes: 0 }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(SandboxError.InvalidArgumentError)
+    expect((error as Error).message).toContain("maxOutputBytes")
+    const r = await sb.exec(["printf", "\\377"], { maxOutputBytes: 16 })
+    expect([...r.stdoutBytes]).toEqual([0xff])
+    const idle = await Sandbox.create({ provider: "local", idleTimeout: -1 }).catch((e: unknown) => e)
+    expect(idle).toMatchObject({ _tag: "StartError", reason: "InvalidOptions" })
+    expect((idle as Error).message).toContain("idleTimeout")
+  })
+
+  it("a missing token is explained in the facade's terms (Sandbox.create({ token }), not a layer)", async () => {
+    const saved = { ...process.env }
+    process.env.HF_TOKEN = ""
+    process.env.HUGGING_FACE_HUB_TOKEN = ""
+    process.env.HF_TOKEN_PATH = "/nonexistent/token"
+    try {
+      const error = await Sandbox.create({ endpoint: "http://127.0.0.1:9" }).catch((e: unknown) => e)
+      expect(error).toMatchObject({ _tag: "StartError", reason: "NoToken" })
+      expect((error as Error).message).toContain("Sandbox.create({ token")
+      expect((error as Error).message).not.toContain("HfJobs.layer")
+    } finally {
+      process.env = saved
+    }
+  })
+
   it("an aborted create rejects with the signal's reason", async () => {
     const signal = AbortSignal.abort()
     await expect(Sandbox.create({ provider: "local", signal })).rejects.toBe(signal.reason)

@@ -24,6 +24,7 @@ import { attach, attachTo } from "./attach.js"
 import * as Backend from "./backend.js"
 import { ago } from "./backend.js"
 import { copy } from "./cp.js"
+import * as Errors from "./errors.js"
 import * as Output from "./output.js"
 import * as Parse from "./parse.js"
 
@@ -133,6 +134,8 @@ interface ActionOptions<A> {
   readonly takesCommand?: boolean
   /** Whether the arguments alone say the local provider is meant (`local-…` ids). */
   readonly impliesLocal?: (args: A) => boolean
+  /** Whether the command starts a sandbox: only then may a failure say that it did not start. */
+  readonly starts?: boolean
 }
 
 /**
@@ -151,14 +154,10 @@ const action =
       const mode = { json: top.json || args.json, quiet: top.quiet || args.quiet }
       const local = top.local || args.local || (options.impliesLocal?.(args) ?? false)
       const failed = (error: unknown) => {
-        const tagged = (typeof error === "object" && error !== null ? error : {}) as {
-          readonly _tag?: unknown
-          readonly message?: unknown
-        }
-        const tag = typeof tagged._tag === "string" ? tagged._tag : "Error"
+        // The library's error in the CLI's words, under its own tag (for --json).
+        const { tag, message } = Errors.describe(error, options.starts ?? false)
         const code =
           tag === "UsageError" ? 2 : options.exitCodes === "command" ? (tag === "CommandNotFoundError" ? 127 : 125) : 1
-        const message = typeof tagged.message === "string" && tagged.message !== "" ? tagged.message : String(error)
         return Effect.zipRight(Output.error(mode, tag, message), Output.setExitCode(code))
       }
       if (forced !== undefined && !options.takesCommand) {
@@ -296,58 +295,61 @@ const create = Command.make(
     forwardHfToken,
     startTimeout
   },
-  action((a, mode) =>
-    Effect.gen(function* () {
-      const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
-      const idle = yield* Parse.optionalDuration("--idle-timeout", a.idleTimeout)
-      const lifetime = yield* Parse.optionalDuration("--timeout", a.timeout)
-      const sb = yield* Sandbox.make({
-        ...(imageName !== undefined ? { image: imageName } : {}),
-        env: yield* Parse.envPairs(a.env),
-        secrets: yield* Parse.secrets(a.secret),
-        labels: yield* Parse.labels(a.label),
-        flavor: Option.getOrUndefined(a.flavor),
-        timeout: lifetime,
-        idleTimeout: idle,
-        startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
-        transport: Option.getOrUndefined(a.transport),
-        forwardHfToken: a.forwardHfToken,
-        detach: true
-      })
-      const idleSeconds = idle === undefined ? 600 : durationSeconds(idle)
-      const local = sb.provider === "local"
-      if (mode.json) {
-        yield* Output.json({
-          id: sb.id,
-          provider: sb.provider,
-          idleTimeoutSeconds: idleSeconds,
-          // HF Jobs default to one hour; a local sandbox has a lifetime only when given one.
-          ...(local && lifetime === undefined
-            ? {}
-            : { timeoutSeconds: lifetime === undefined ? 3600 : durationSeconds(lifetime) }),
-          details: sb.details
+  action(
+    (a, mode) =>
+      Effect.gen(function* () {
+        const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
+        const idle = yield* Parse.optionalDuration("--idle-timeout", a.idleTimeout)
+        const lifetime = yield* Parse.optionalDuration("--timeout", a.timeout)
+        const sb = yield* Sandbox.make({
+          ...(imageName !== undefined ? { image: imageName } : {}),
+          env: yield* Parse.envPairs(a.env),
+          secrets: yield* Parse.secrets(a.secret),
+          labels: yield* Parse.labels(a.label),
+          flavor: Option.getOrUndefined(a.flavor),
+          timeout: lifetime,
+          // `--idle-timeout 0` is "never", which the library spells Duration.infinity (it refuses zero).
+          idleTimeout: idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle,
+          startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
+          transport: Option.getOrUndefined(a.transport),
+          forwardHfToken: a.forwardHfToken,
+          detach: true
         })
-      } else {
-        yield* Output.line(sb.id)
-      }
-      const stops = [
-        idleSeconds > 0
-          ? `after ${Duration.format(Duration.seconds(idleSeconds))} without a request (--idle-timeout)`
-          : undefined,
-        local && lifetime === undefined
-          ? undefined
-          : `at the latest after ${Duration.format(lifetime ?? Duration.hours(1))}`
-      ].filter((s) => s !== undefined)
-      yield* Output.note(
-        mode,
-        `Sandbox ${sb.id} is running${local ? " on this machine" : ""}; it keeps running after this command.` +
-          (stops.length > 0
-            ? ` It stops itself ${stops.join(", and ")}.`
-            : " It has no idle timeout: kill it when done.") +
-          `\nRun commands: hf-sandbox exec ${sb.id} -- CMD...   Stop it: hf-sandbox kill ${sb.id}` +
-          (local && imageName !== undefined ? "\n(The local provider runs on this machine and ignores IMAGE.)" : "")
-      )
-    })
+        const idleSeconds = idle === undefined ? 600 : durationSeconds(idle)
+        const local = sb.provider === "local"
+        if (mode.json) {
+          yield* Output.json({
+            id: sb.id,
+            provider: sb.provider,
+            idleTimeoutSeconds: idleSeconds,
+            // HF Jobs default to one hour; a local sandbox has a lifetime only when given one.
+            ...(local && lifetime === undefined
+              ? {}
+              : { timeoutSeconds: lifetime === undefined ? 3600 : durationSeconds(lifetime) }),
+            details: sb.details
+          })
+        } else {
+          yield* Output.line(sb.id)
+        }
+        const stops = [
+          idleSeconds > 0
+            ? `after ${Duration.format(Duration.seconds(idleSeconds))} without a request (--idle-timeout)`
+            : undefined,
+          local && lifetime === undefined
+            ? undefined
+            : `at the latest after ${Duration.format(lifetime ?? Duration.hours(1))}`
+        ].filter((s) => s !== undefined)
+        yield* Output.note(
+          mode,
+          `Sandbox ${sb.id} is running${local ? " on this machine" : ""}; it keeps running after this command.` +
+            (stops.length > 0
+              ? ` It stops itself ${stops.join(", and ")}.`
+              : " It has no idle timeout: kill it when done.") +
+            `\nRun commands: hf-sandbox exec ${sb.id} -- CMD...   Stop it: hf-sandbox kill ${sb.id}` +
+            (local && imageName !== undefined ? "\n(The local provider runs on this machine and ignores IMAGE.)" : "")
+        )
+      }),
+    { starts: true }
   )
 ).pipe(Command.withDescription("Create a sandbox that keeps running, and print its id."))
 
@@ -527,8 +529,11 @@ const kill = Command.make(
           targets,
           (id) =>
             backend.kill(id).pipe(
-              Effect.as({ id, error: undefined as string | undefined }),
-              Effect.catchAll((e) => Effect.succeed({ id, error: e.message }))
+              Effect.as({ id, error: undefined as string | undefined, type: undefined as string | undefined }),
+              Effect.catchAll((e) => {
+                const { tag, message } = Errors.describe(e, false)
+                return Effect.succeed({ id, error: message as string | undefined, type: tag as string | undefined })
+              })
             ),
           { concurrency: 8 }
         )
@@ -536,7 +541,7 @@ const kill = Command.make(
         const failures = results.filter((r) => r.error !== undefined)
         for (const f of failures) yield* Output.write(process.stderr, `hf-sandbox: ${f.id}: ${f.error}\n`)
         if (mode.json) {
-          yield* Output.json({ killed, failed: failures.map((f) => ({ id: f.id, error: f.error })) })
+          yield* Output.json({ killed, failed: failures.map((f) => ({ id: f.id, error: f.error, type: f.type })) })
         } else {
           for (const id of killed) yield* Output.line(id)
           if (a.all && targets.length === 0) yield* Output.note(mode, `No ${backend.provider} sandboxes running.`)
@@ -602,7 +607,7 @@ const run = Command.make(
         )
         yield* Output.setExitCode(code)
       }),
-    { exitCodes: "command", takesCommand: true }
+    { exitCodes: "command", takesCommand: true, starts: true }
   )
 ).pipe(
   Command.withDescription(

@@ -11,6 +11,7 @@ export const attach = (id: string) =>
     Effect.mapError(
       (error) =>
         new CliError({
+          tag: error._tag,
           message:
             `cannot attach to sandbox ${id}: ${error.detail}` +
             (error.stderrTail?.trim() ? `\n--- server log (tail) ---\n${error.stderrTail.trimEnd()}` : "")

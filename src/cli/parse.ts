@@ -11,7 +11,8 @@ import * as JobLabels from "../internal/jobLabels.js"
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
 
 /** Something the command could not do (a missing file, an unknown sandbox): its message and exit code 1. */
-export class CliError extends Data.TaggedError("CliError")<{ readonly message: string }> {}
+/** A failure the CLI words itself; `tag` keeps the tag of the library error it rewords (for `--json`). */
+export class CliError extends Data.TaggedError("CliError")<{ readonly message: string; readonly tag?: string }> {}
 
 const usage = (message: string) => new UsageError({ message })
 

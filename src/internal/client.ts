@@ -725,7 +725,15 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         from,
         HttpClientRequest.post("/v1/files/rename").pipe(HttpClientRequest.setUrlParams({ from, to })),
         (response) => response.json
-      ).pipe(Effect.asVoid)
+      ).pipe(
+        // A missing path is the source (the target's parents are created); a directory in the way is the target.
+        Effect.mapError((error) =>
+          error._tag === "IsDirectoryError"
+            ? new IsDirectoryError({ path: to, operation: error.operation, detail: error.detail })
+            : error
+        ),
+        Effect.asVoid
+      )
 
     const chmod: WireClient["chmod"] = (path, mode) =>
       call(

@@ -130,6 +130,12 @@ export const readEnv: Effect.Effect<Env, ConfigError.ConfigError> = Effect.gen(f
   }
 })
 
+/**
+ * How an Effect program passes a token, as a missing token's message says it. The CLI and the Promise
+ * facade replace it with their own way (`HF_TOKEN` / `Sandbox.create({ token })`).
+ */
+export const EFFECT_TOKEN_HINT = 'pass HfJobs.layer({ token: Redacted.make("hf_...") })'
+
 const noToken = (detail: string, reason: "NoToken" | "HubRejected" = "NoToken") =>
   new StartError({ provider: "hf-jobs", reason, detail })
 
@@ -496,8 +502,8 @@ export const resolve = (options: {
     const fromFile = yield* readTokenFile(fs, env.tokenPath)
     if (fromFile === undefined) {
       return yield* noToken(
-        "no Hugging Face token found. Log in with `hf auth login`, set HF_TOKEN, or pass " +
-          'HfJobs.layer({ token: Redacted.make("hf_...") }). Jobs need a token with write access. ' +
+        `no Hugging Face token found. Log in with \`hf auth login\`, set HF_TOKEN, or ${EFFECT_TOKEN_HINT}. ` +
+          "Jobs need a token with write access. " +
           `(Looked at HF_TOKEN, HUGGING_FACE_HUB_TOKEN and ${env.tokenPath}.)`
       )
     }

@@ -35,6 +35,7 @@ import {
   type TerminatedError
 } from "../SandboxError.js"
 import * as Wire from "./client.js"
+import * as Validate from "./validate.js"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -109,11 +110,26 @@ const traced = <A, E, R>(plan: Plan, effect: Effect.Effect<A, E, R>): Effect.Eff
     Effect.ensuring(Effect.suspend(() => Effect.annotateCurrentSpan("files.bytes", plan.progress.bytes())))
   )
 
+/** A mode must be an integer 0–0o7777: `(1.5).toString(8)` is "1.4", which the server would take. */
+const checkMode = (operation: string, mode: unknown): Effect.Effect<number, InvalidArgumentError> =>
+  Effect.try({
+    try: () => Validate.mode("mode", mode),
+    catch: (cause) => {
+      const invalid = cause as Validate.Invalid
+      return new InvalidArgumentError({ operation, argument: invalid.option, detail: invalid.detail })
+    }
+  })
+
 const makePlan = (
   operation: string,
-  options: TransferOptions,
+  options: TransferOptions & { readonly mode?: number | undefined },
   total: number | undefined
 ): Effect.Effect<Plan, InvalidArgumentError> => {
+  if (options.mode !== undefined)
+    return Effect.zipRight(
+      checkMode(operation, options.mode),
+      makePlan(operation, { ...options, mode: undefined }, total)
+    )
   const parallelism = options.parallelism ?? DEFAULT_PARALLELISM
   const rangeSize = options.rangeSize ?? DEFAULT_RANGE_SIZE
   if (!Number.isSafeInteger(parallelism) || parallelism < 1 || parallelism > MAX_PARALLELISM) {
@@ -749,7 +765,11 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       }),
     mkdir: (path) => guard("files.mkdir", wire.mkdir(path)),
     rename: (from, to) => guard("files.rename", wire.rename(from, to)),
-    chmod: (path, mode) => guard("files.chmod", wire.chmod(path, mode.toString(8))),
+    chmod: (path, mode) =>
+      guard(
+        "files.chmod",
+        Effect.flatMap(checkMode("files.chmod", mode), (valid) => wire.chmod(path, valid.toString(8)))
+      ),
     symlink: (path, target, options = {}) => guard("files.symlink", wire.symlink(path, target, options.replace)),
     readStream: (path) =>
       guardStream(

@@ -67,6 +67,39 @@ export interface Config {
 export const isTransient = (error: HubError) =>
   error.status === undefined || error.status === 429 || error.status >= 500
 
+/**
+ * Network errors that mean nothing answers at that address: no process listens there (refused), the
+ * name does not resolve, or there is no route. Unlike a 503 they do not clear up in seconds.
+ */
+const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ENETUNREACH",
+  "EHOSTUNREACH",
+  "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT"
+])
+
+/** The network's reason when `cause` (a fetch failure, through its `cause` chain) says nothing answered. */
+export const unreachableReason = (cause: unknown): string | undefined => {
+  for (let current = cause, depth = 0; current instanceof Error && depth < 5; depth++) {
+    const code = (current as { code?: unknown }).code
+    const errors = (current as { errors?: unknown }).errors
+    if (typeof code === "string" && UNREACHABLE_CODES.has(code)) return current.message || code
+    // An AggregateError (IPv4 and IPv6 both refused) holds one error per address.
+    if (Array.isArray(errors) && errors.length > 0) {
+      const inner = unreachableReason(errors[0])
+      if (inner !== undefined) return inner
+    }
+    current = (current as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+/** How many times an unreachable Hub is asked again: once, in case of a blip, then it is reported. */
+const UNREACHABLE_RETRIES = 1
+
 /** Never sooner than the Hub says (its `RateLimit` reset, else `Retry-After`), whatever schedule the caller chose. */
 const atLeastRetryAfter: Schedule.Schedule<HubError, HubError> = Schedule.identity<HubError>().pipe(
   Schedule.addDelay((error) => error.retryAfterMs ?? 0)
@@ -79,10 +112,16 @@ const atLeastRetryAfter: Schedule.Schedule<HubError, HubError> = Schedule.identi
 export const retryTransient =
   (schedule: Schedule.Schedule<unknown, HubError>, maxWait?: Duration.Duration) =>
   <A, R>(effect: Effect.Effect<A, HubError, R>) =>
-    Effect.retry(effect, {
-      schedule: Schedule.intersect(schedule, atLeastRetryAfter),
-      while: (error) =>
-        isTransient(error) && (maxWait === undefined || (error.retryAfterMs ?? 0) <= Duration.toMillis(maxWait))
+    Effect.suspend(() => {
+      // A Hub that nothing answers for is retried briefly, not for the schedule's whole length.
+      let unreachable = 0
+      return Effect.retry(effect, {
+        schedule: Schedule.intersect(schedule, atLeastRetryAfter),
+        while: (error) =>
+          error.unreachable !== undefined
+            ? ++unreachable <= UNREACHABLE_RETRIES
+            : isTransient(error) && (maxWait === undefined || (error.retryAfterMs ?? 0) <= Duration.toMillis(maxWait))
+      })
     })
 
 /**
@@ -251,10 +290,16 @@ export const make = (config: Config) => {
             status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
             detail: describe(cause),
             retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
-            tokenSource: config.tokenSource
+            tokenSource: config.tokenSource,
+            ...unreachableOf(cause)
           })
       })
     })
+
+  const unreachableOf = (cause: unknown) => {
+    const reason = cause instanceof Hub.HubApiError ? undefined : unreachableReason(cause)
+    return reason === undefined ? {} : { unreachable: { endpoint: hubUrl, cause: reason } }
+  }
 
   const whoami = call("whoami", (fetch, accessToken) => Hub.whoAmI({ accessToken, hubUrl, fetch })).pipe(
     Effect.flatMap(({ value }) => Schema.decodeUnknown(Schema.Struct({ name: Schema.String }))(value)),
@@ -329,7 +374,8 @@ export const make = (config: Config) => {
                 operation,
                 // A refused redirect is an answer (its 3xx), not a transport failure worth retrying.
                 status: error.cause instanceof RedirectRefused ? seen.status : undefined,
-                detail: describe(error.cause ?? error)
+                detail: describe(error.cause ?? error),
+                ...unreachableOf(error.cause)
               })
             ),
           ResponseError: (error) => Effect.fail(failure(`the answer was cut short or malformed: ${error.message}`))

@@ -1,0 +1,121 @@
+/**
+ * Checks of caller input that run before anything is sent, so that a bad option is one typed error
+ * naming the option and the value instead of a silent change (a dropped variable, a lost byte) or an
+ * error deep inside that names nothing. Each check throws an `Invalid`; the caller turns it into the
+ * error of its surface (`StartError("InvalidOptions")` at `make`, `InvalidArgumentError` at `exec`).
+ */
+import * as Duration from "effect/Duration"
+
+/** A bad option: which one, and what is wrong with its value. */
+export class Invalid extends Error {
+  constructor(
+    readonly option: string,
+    readonly detail: string
+  ) {
+    super(`${option}: ${detail}`)
+  }
+}
+
+const show = (value: unknown): string => {
+  if (typeof value === "string") return JSON.stringify(value)
+  if (typeof value === "bigint") return `${value}n`
+  if (typeof value === "number" || typeof value === "boolean" || value === null || value === undefined) {
+    return String(value)
+  }
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
+
+/** `"30m"`, `"2h"`, `"90s"`, `"1d"` (the Hub's notation). */
+const SHORT = /^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$/
+
+/**
+ * A duration option: a `Duration`, a number of milliseconds, `"5 minutes"`, or (where `short` allows it)
+ * `"30m"`. A value `Duration.decode` refuses names the option and the value, instead of "Invalid
+ * DurationInput".
+ */
+export const duration = (option: string, input: unknown, short = false): Duration.Duration => {
+  if (short && typeof input === "string") {
+    const match = SHORT.exec(input)
+    if (match) {
+      const unit = { s: "seconds", m: "minutes", h: "hours", d: "days" }[match[2] as "s" | "m" | "h" | "d"]
+      return Duration.decode(`${Number(match[1])} ${unit}` as Duration.DurationInput)
+    }
+  }
+  let decoded: Duration.Duration | undefined
+  try {
+    decoded = Duration.decode(input as Duration.DurationInput)
+  } catch {
+    decoded = undefined
+  }
+  if (decoded === undefined || (typeof input === "number" && Number.isNaN(input))) {
+    throw new Invalid(
+      option,
+      `${show(input)} is not a duration (use a Duration, a number of milliseconds, or a string like "30 seconds"${short ? ', "30m" or "2h"' : ""})`
+    )
+  }
+  return decoded
+}
+
+/** A duration that must be longer than zero (a zero or negative bound would end things at once). */
+export const positiveDuration = (option: string, input: unknown, short = false): Duration.Duration => {
+  const decoded = duration(option, input, short)
+  if (Duration.toMillis(decoded) <= 0) {
+    throw new Invalid(option, `${show(input)} must be longer than zero (omit the option for the default)`)
+  }
+  return decoded
+}
+
+/**
+ * A command's `timeout`: longer than zero, in whole milliseconds. A sub-millisecond timeout is rounded
+ * up to 1 ms: the server's clock does not resolve less, and a bound of a few microseconds would make
+ * whether a command got to start a matter of luck.
+ */
+export const commandTimeoutMs = (option: string, input: unknown): number =>
+  Math.ceil(Duration.toMillis(positiveDuration(option, input)))
+
+/** A count of bytes that must be a whole number ≥ 1. */
+export const positiveBytes = (option: string, input: unknown): number => {
+  if (typeof input !== "number" || !Number.isSafeInteger(input) || input < 1) {
+    throw new Invalid(option, `${show(input)} must be a whole number of bytes, at least 1`)
+  }
+  return input
+}
+
+/**
+ * A portable environment variable name (POSIX: letters, digits and `_`, not starting with a digit).
+ * Other names are refused rather than passed on: a shell drops a name it cannot export (one with a
+ * space), and `=` or NUL cannot be in a name at all, so such a variable would vanish without a word.
+ */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/** Checks the names and values of an `env` option. */
+export const env = (option: string, input: Readonly<Record<string, unknown>> | undefined): void => {
+  if (input === undefined) return
+  if (typeof input !== "object" || input === null) {
+    throw new Invalid(option, `${show(input)} must be an object of variable names to string values`)
+  }
+  for (const [name, value] of Object.entries(input)) {
+    if (!ENV_NAME.test(name)) {
+      throw new Invalid(
+        option,
+        `${show(name)} is not a valid environment variable name (use letters, digits and _, not starting with a digit)`
+      )
+    }
+    if (typeof value !== "string") {
+      throw new Invalid(`${option}.${name}`, `${show(value)} must be a string`)
+    }
+    if (value.includes("\0")) throw new Invalid(`${option}.${name}`, "a value cannot contain a NUL character")
+  }
+}
+
+/** A file mode: an integer 0–0o7777. */
+export const mode = (option: string, input: unknown): number => {
+  if (typeof input !== "number" || !Number.isInteger(input) || input < 0 || input > 0o7777) {
+    throw new Invalid(option, `${show(input)} is not a mode: use an integer from 0 to 0o7777 (e.g. 0o644, 0o755)`)
+  }
+  return input
+}
