@@ -19,6 +19,7 @@ import * as NodeOs from "node:os"
 import * as Command from "@effect/platform/Command"
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -332,8 +333,11 @@ export const make = (
           died: Deferred.await(died),
           exitReason: Deferred.await(ended).pipe(
             Effect.map((how) => `the sandbox server exited (${how})`),
-            // A socket error may arrive a moment before the news of the exit that caused it.
-            Effect.timeoutOption(EXIT_NEWS_GRACE)
+            // A socket error may arrive a moment before the news of the exit that caused it. The grace is a
+            // wait on the operating system, so it runs on the real clock: under a TestClock (an `it.effect`
+            // test) it would otherwise never end, and a failed request would hang instead of failing.
+            Effect.timeoutOption(EXIT_NEWS_GRACE),
+            Effect.withClock(Clock.make())
           ),
           logs,
           readRangeSize: WHOLE_FILE,

@@ -194,7 +194,10 @@ describe("background processes", () => {
       expect((await json(S, `/v1/processes/${p.id}`)).body).toMatchObject({ running: false, signal: 9 })
 
       // Already exited, leaving a daemon behind: killing it still stops the daemon, and says so.
-      const q = await startProcess(S, { cmd: "( setsid sh -c 'sleep 300 & echo e:$!' & ); echo done" })
+      // The leader waits until the daemon has spoken: output written after the leader's end may be missed.
+      const q = await startProcess(S, {
+        cmd: "( setsid sh -c 'sleep 300 & echo e:$!; : > daemon-spoke' & ); while [ ! -e daemon-spoke ]; do sleep 0.05; done; echo done"
+      })
       const [daemon] = await pidsOf(q.id, ["e"])
       expect((await json(S, `/v1/processes/${q.id}/wait?timeout=10`)).body).toMatchObject({ exit_code: 0 })
       expect(isAlive(daemon!)).toBe(true)
