@@ -2062,13 +2062,7 @@ class Handler(BaseHTTPRequestHandler):
             raise fs_error(e, path, "write")
         try:
             try:
-                if offset:
-                    os.lseek(fd, offset, os.SEEK_SET)
-                while True:
-                    chunk = self._body.read(FILE_CHUNK)
-                    if not chunk:
-                        break
-                    write_all(fd, chunk)
+                self.copy_body(fd, offset)
                 if truncate_to is not None:
                     os.ftruncate(fd, truncate_to)
                 if mode is not None:
