@@ -463,6 +463,11 @@ def supervise(remove_dir):
         log("supervisor: the server %s; killed %d process(es) it left" % (how, left))
     if remove_dir:
         shutil.rmtree(remove_dir, ignore_errors=True)
+        # The local provider's owner marker beside it (DIR.owner) means nothing once DIR is gone.
+        try:
+            os.unlink(remove_dir.rstrip("/") + ".owner")
+        except OSError:
+            pass
     sys.stderr.flush()
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -3330,7 +3335,8 @@ def parse_args(argv):
     p.add_argument(
         "--remove-on-exit",
         metavar="DIR",
-        help="with --supervise: the supervisor removes this directory after the server and all its processes are gone",
+        help="with --supervise: the supervisor removes this directory (and its marker DIR.owner) after the server and "
+        "all its processes are gone",
     )
     p.add_argument(
         "--tunnel",

@@ -385,7 +385,9 @@ describe.skipIf(process.platform !== "linux")("what a crash leaves behind", () =
         yield* assertGone([child.pid!, ...info.pids], "10 seconds")
         yield* eventually(
           Effect.suspend(() =>
-            fs.existsSync(info.workdir) ? Effect.fail(new Error("workdir still there")) : Effect.void
+            fs.existsSync(info.workdir) || fs.existsSync(`${info.workdir}.owner`)
+              ? Effect.fail(new Error("workdir or its owner marker still there"))
+              : Effect.void
           )
         )
       })
