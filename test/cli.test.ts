@@ -700,12 +700,14 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     running.stdout!.on("data", (b: Buffer) => {
       if (b.toString().includes("ready")) ready = true
     })
-    await until(() => ready, 20_000)
+    // A bound, not a race: a start through a quick tunnel can take long on a loaded machine (the other
+    // test file may be starting twenty sandboxes at the same moment).
+    await until(() => ready, 60_000)
     running.kill("SIGINT")
     expectCode(await done, 130)
     const last = (await Effect.runPromise(emulator.jobs)).at(-1)!
     await until(async () => ["CANCELED", "COMPLETED"].includes((await job(last.id)).stage))
-  })
+  }, 150_000)
 
   it("process logs -f shows a background process's output live through the quick tunnel", async () => {
     const id = await createHf() // the default transport: a quick tunnel
