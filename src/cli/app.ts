@@ -116,6 +116,31 @@ const image = Args.text({ name: "IMAGE" }).pipe(
 /** What follows the first `--` on the command line: split off before parsing, so never taken for options. */
 let forced: ReadonlyArray<string> | undefined
 
+/** The sandbox options `create` and `run` share, read from the same flags. */
+const sandboxOptions = (a: {
+  readonly image: Option.Option<string>
+  readonly env: ReadonlyArray<string>
+  readonly secret: ReadonlyArray<string>
+  readonly label: ReadonlyArray<string>
+  readonly flavor: Option.Option<string>
+  readonly startTimeout: Option.Option<string>
+  readonly transport: Option.Option<"tunnel" | "proxy">
+  readonly forwardHfToken: boolean
+}) =>
+  Effect.gen(function* () {
+    const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
+    return {
+      ...(imageName !== undefined ? { image: imageName } : {}),
+      env: yield* Parse.envPairs(a.env),
+      secrets: yield* Parse.secrets(a.secret),
+      labels: yield* Parse.labels(a.label),
+      flavor: Option.getOrUndefined(a.flavor),
+      startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
+      transport: Option.getOrUndefined(a.transport),
+      forwardHfToken: a.forwardHfToken
+    }
+  })
+
 const isLocalId = (id: string) => id.startsWith("local-")
 /** For commands on one sandbox: its `local-…` id is enough to mean the local provider. */
 const idImpliesLocal = <A extends { readonly id: string }>(args: A) => isLocalId(args.id)
@@ -298,21 +323,14 @@ const create = Command.make(
   action(
     (a, mode) =>
       Effect.gen(function* () {
-        const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
         const idle = yield* Parse.optionalDuration("--idle-timeout", a.idleTimeout)
         const lifetime = yield* Parse.optionalDuration("--timeout", a.timeout)
+        const options = yield* sandboxOptions(a)
         const sb = yield* Sandbox.make({
-          ...(imageName !== undefined ? { image: imageName } : {}),
-          env: yield* Parse.envPairs(a.env),
-          secrets: yield* Parse.secrets(a.secret),
-          labels: yield* Parse.labels(a.label),
-          flavor: Option.getOrUndefined(a.flavor),
+          ...options,
           timeout: lifetime,
           // `--idle-timeout 0` is "never", which the library spells Duration.infinity (it refuses zero).
           idleTimeout: idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle,
-          startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
-          transport: Option.getOrUndefined(a.transport),
-          forwardHfToken: a.forwardHfToken,
           detach: true
         })
         const idleSeconds = idle === undefined ? 600 : durationSeconds(idle)
@@ -346,7 +364,9 @@ const create = Command.make(
               ? ` It stops itself ${stops.join(", and ")}.`
               : " It has no idle timeout: kill it when done.") +
             `\nRun commands: hf-sandbox exec ${sb.id} -- CMD...   Stop it: hf-sandbox kill ${sb.id}` +
-            (local && imageName !== undefined ? "\n(The local provider runs on this machine and ignores IMAGE.)" : "")
+            (local && options.image !== undefined
+              ? "\n(The local provider runs on this machine and ignores IMAGE.)"
+              : "")
         )
       }),
     { starts: true }
@@ -581,22 +601,15 @@ const run = Command.make(
             message: "run needs -- before the command: hf-sandbox run [IMAGE] -- CMD"
           })
         }
-        const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
+        const options = yield* sandboxOptions(a)
         const command = yield* Parse.commandOf(forced, a.cmd)
         const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
         const input = a.stdin ? yield* readStdin : undefined
         // The sandbox is owned: it ends with this command, on success, failure and Ctrl-C alike. Its hard
         // limit on HF Jobs leaves the command's timeout room to play out.
         const sb = yield* Sandbox.make({
-          ...(imageName !== undefined ? { image: imageName } : {}),
-          env: yield* Parse.envPairs(a.env),
-          secrets: yield* Parse.secrets(a.secret),
-          labels: yield* Parse.labels(a.label),
-          flavor: Option.getOrUndefined(a.flavor),
-          ...(timeout !== undefined ? { timeout: Duration.sum(timeout, Duration.minutes(10)) } : {}),
-          startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
-          transport: Option.getOrUndefined(a.transport),
-          forwardHfToken: a.forwardHfToken
+          ...options,
+          ...(timeout !== undefined ? { timeout: Duration.sum(timeout, Duration.minutes(10)) } : {})
         })
         if (mode.json) yield* Output.json({ event: "sandbox", id: sb.id, provider: sb.provider })
         const code = yield* streamCommand(
