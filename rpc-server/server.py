@@ -404,15 +404,16 @@ def kill_descendants(bound):
         time.sleep(0.01)
 
 
-def supervise(remove_dir):
+def supervise(remove_dir, journal=None):
     """--supervise (Linux): fork. The child returns and becomes the server; this
     process stays as its supervisor, a subreaper above it. However the server
     ends -- shutdown, a crash, SIGKILL, the OOM killer -- every process it
     started is re-parented here (the server itself is a subreaper, and
     orphans climb to the nearest one), so the supervisor kills them all,
-    removes `remove_dir`, and exits the way the server did (re-raising its
-    signal), so that whoever started us sees the real cause. Signals that
-    ask for a shutdown are passed on to the server."""
+    removes the temporary files its `journal` lists and `remove_dir`, and
+    exits the way the server did (re-raising its signal), so that whoever
+    started us sees the real cause. Signals that ask for a shutdown are
+    passed on to the server."""
     if not IS_LINUX or not become_subreaper():
         return
     sys.stdout.flush()
@@ -461,6 +462,10 @@ def supervise(remove_dir):
     )
     if os.WIFSIGNALED(status) or left:
         log("supervisor: the server %s; killed %d process(es) it left" % (how, left))
+    if journal:
+        parts = replay_journal(journal)
+        if parts:
+            log("supervisor: removed %d temporary file(s) of writes the server left unfinished" % parts)
     if remove_dir:
         shutil.rmtree(remove_dir, ignore_errors=True)
         # The local provider's owner marker beside it (DIR.owner) means nothing once DIR is gone.
@@ -1428,6 +1433,79 @@ def unlink_quietly(path):
         pass
 
 
+# ---- the journal of temporary files ----
+#
+# A server killed outright (SIGKILL, the OOM killer) cannot remove the
+# temporary files of the writes it was in the middle of, and they may be
+# anywhere on the machine. So each one is recorded, before it is created,
+# in a journal directory (--journal) that outlives the server: its
+# supervisor, a server started later on the same journal, or the client's
+# sweep of a crashed sandbox removes what it lists. An entry is a symlink
+# named by a digest of the file's path and pointing to it: symlink(2) adds
+# and unlink(2) removes one atomically, in one system call, with no file to
+# rewrite and no lock, so the journal costs a write next to nothing.
+
+TEMP_NAME_RE = re.compile(r"^\..+\.hf-sandbox-[A-Za-z0-9_-]{8,64}\.part$", re.S)
+
+
+class Journal(object):
+    def __init__(self):
+        self.dir = None
+
+    def open(self, path):
+        """Starts journaling into `path`, after removing what a crashed
+        predecessor's journal there still lists."""
+        replay_journal(path)
+        os.mkdir(path, 0o700)
+        self.dir = path
+
+    def _entry(self, tmp):
+        return os.path.join(self.dir, hashlib.sha256(os.fsencode(tmp)).hexdigest()[:40])
+
+    def add(self, tmp):
+        if self.dir is None:
+            return
+        try:
+            os.symlink(tmp, self._entry(tmp))
+        except FileExistsError:
+            pass
+        except OSError as e:
+            # The write itself can still succeed; only a crash during it would leave its file.
+            log("cannot record %s in the journal %s: %s" % (tmp, self.dir, e.strerror or e))
+
+    def remove(self, tmp):
+        """After `tmp` is gone (renamed into place or removed), never before."""
+        if self.dir is not None:
+            unlink_quietly(self._entry(tmp))
+
+
+def replay_journal(path):
+    """Removes every temporary file the journal at `path` lists, then the
+    journal. Only a regular file with the name of one of our temporary files
+    is ever removed, whatever a link points to. Returns how many went."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        entry = os.path.join(path, name)
+        try:
+            tmp = os.readlink(entry)
+            if os.path.isabs(tmp) and TEMP_NAME_RE.match(os.path.basename(tmp)):
+                if stat.S_ISREG(os.lstat(tmp).st_mode):
+                    os.unlink(tmp)
+                    removed += 1
+        except OSError:
+            pass
+        unlink_quietly(entry)
+    shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+JOURNAL = Journal()
+
+
 class Transfers(object):
     """The temporary files of transfers in progress: how many requests are
     writing each, and when a byte last arrived."""
@@ -1436,6 +1514,9 @@ class Transfers(object):
         self.lock = threading.Lock()
         self.live = {}  # temp path -> [requests writing, last activity (monotonic)]
         self.dead = {}  # temp path -> None, insertion ordered
+        # temp path -> requests writing it, abandoned transfers included: its
+        # journal entry goes only once none of them can create the file again.
+        self.writers = {}
         self.sweeper = None
         self.stale = None
 
@@ -1445,6 +1526,8 @@ class Transfers(object):
         while len(self.dead) > TRANSFER_DEAD_KEEP:
             del self.dead[next(iter(self.dead))]
         unlink_quietly(tmp)
+        if not self.writers.get(tmp):
+            JOURNAL.remove(tmp)
 
     def gone(self, tmp):
         return HttpError(
@@ -1457,6 +1540,9 @@ class Transfers(object):
         with self.lock:
             if tmp in self.dead:
                 raise self.gone(tmp)
+            if tmp not in self.live and not self.writers.get(tmp):
+                JOURNAL.add(tmp)  # before the first request creates it
+            self.writers[tmp] = self.writers.get(tmp, 0) + 1
             entry = self.live.setdefault(tmp, [0, time.monotonic()])
             entry[0] += 1
             entry[1] = time.monotonic()
@@ -1473,6 +1559,9 @@ class Transfers(object):
     def end(self, tmp, failed):
         """One request is done with `tmp`; a failed one abandons the transfer."""
         with self.lock:
+            left = self.writers.pop(tmp, 1) - 1
+            if left > 0:
+                self.writers[tmp] = left
             entry = self.live.get(tmp)
             if entry is None:
                 # Aborted or swept while this request ran: what it may have
@@ -1503,6 +1592,12 @@ class Transfers(object):
             if entry[0] > 0:
                 raise HttpError(409, "the transfer to %s still has ranges being written" % tmp, "transfer_busy")
             del self.live[tmp]
+
+    def committed(self, tmp):
+        """A taken transfer's file is in place: nothing is left to remove."""
+        with self.lock:
+            if tmp not in self.live and not self.writers.get(tmp):
+                JOURNAL.remove(tmp)
 
     def _sweep(self):
         # Bounded: one pass over the live transfers every quarter of the bound (at most 10 s).
@@ -2133,7 +2228,12 @@ class Handler(BaseHTTPRequestHandler):
             # No room for a temp file beside a writable file: written in place, as it always could be.
             return self.write_in_place(path, mode, None, truncate_to)
         tmp = temp_beside(dest, os.urandom(8).hex())
-        fd = self.open_temp(tmp, path, os.O_EXCL)
+        JOURNAL.add(tmp)
+        try:
+            fd = self.open_temp(tmp, path, os.O_EXCL)
+        except BaseException:
+            JOURNAL.remove(tmp)
+            raise
         done = False
         try:
             try:
@@ -2150,6 +2250,7 @@ class Handler(BaseHTTPRequestHandler):
             os.close(fd)
             if not done:
                 unlink_quietly(tmp)
+            JOURNAL.remove(tmp)
         self.respond_json({"path": path, "size": size})
 
     def write_range(self, path, transfer, offset, truncate_to):
@@ -2210,6 +2311,7 @@ class Handler(BaseHTTPRequestHandler):
         except HttpError:
             TRANSFERS.abort(tmp)
             raise
+        TRANSFERS.committed(tmp)
         self.respond_json({"path": path, "size": got})
 
     def route_abort(self):
@@ -3339,6 +3441,13 @@ def parse_args(argv):
         "all its processes are gone",
     )
     p.add_argument(
+        "--journal",
+        metavar="DIR",
+        help="record the temporary files of writes in progress in this directory (created; it must not be inside "
+        "a directory the sandbox's commands can remove), so that what a killed server leaves is removed: by its "
+        "supervisor, or by the next server started with the same journal",
+    )
+    p.add_argument(
         "--tunnel",
         action="store_true",
         help="expose the server through a Cloudflare quick tunnel and announce its URL on stdout "
@@ -3426,8 +3535,15 @@ def main(argv=None):
     dir_ = args.remove_on_exit
     if dir_ is not None and (not args.supervise or not os.path.isabs(dir_) or os.path.dirname(dir_) == dir_):
         _fail("--remove-on-exit needs --supervise and an absolute path other than /")
+    if args.journal is not None and not os.path.isabs(args.journal):
+        _fail("--journal needs an absolute path")
     if args.supervise:
-        supervise(args.remove_on_exit)  # returns in the server process
+        supervise(args.remove_on_exit, args.journal)  # returns in the server process
+    if args.journal is not None:
+        try:
+            JOURNAL.open(args.journal)
+        except OSError as e:
+            _fail("cannot create the journal %s: %s" % (args.journal, e.strerror or e))
     STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
 
@@ -3499,6 +3615,8 @@ def main(argv=None):
         kill_everything()
         if tunnel is not None:
             tunnel.cleanup()
+        if JOURNAL.dir is not None:
+            replay_journal(JOURNAL.dir)  # the transfers cut short by the shutdown
     finally:
         try:
             sys.stderr.flush()

@@ -36,6 +36,7 @@ import * as LocalState from "./internal/localState.js"
 import * as OwnedDirs from "./internal/ownedDirs.js"
 import * as ProcessTree from "./internal/processTree.js"
 import { serverScriptPath } from "./internal/serverScript.js"
+import * as TransferJournal from "./internal/transferJournal.js"
 import * as Protocol from "./Protocol.js"
 import { StartError } from "./SandboxError.js"
 import * as SandboxProvider from "./SandboxProvider.js"
@@ -194,14 +195,14 @@ export const make = (
               Effect.mapError((e) => fail("SpawnFailed", `cannot create a working directory: ${e.message}`))
             ),
           (dir) =>
-            fs
-              .remove(dir, { recursive: true })
-              .pipe(
-                Effect.interruptible,
-                Effect.timeout("10 seconds"),
-                Effect.zipRight(Effect.try(() => OwnedDirs.unclaim(dir))),
-                Effect.ignore
-              )
+            fs.remove(dir, { recursive: true }).pipe(
+              Effect.interruptible,
+              Effect.timeout("10 seconds"),
+              // Where the server had no supervisor (not Linux) and was SIGKILLed, its unfinished writes.
+              Effect.zipRight(Effect.try(() => TransferJournal.replay(dir))),
+              Effect.zipRight(Effect.try(() => OwnedDirs.unclaim(dir))),
+              Effect.ignore
+            )
         )
 
         const token = randomBytes(32).toString("hex")
@@ -214,7 +215,10 @@ export const make = (
           // SIGKILL or the OOM killer), then removes the working directory.
           "--supervise",
           "--remove-on-exit",
-          workdir
+          workdir,
+          // Outside the working directory, where no command of the sandbox removes it by accident.
+          "--journal",
+          TransferJournal.journalPath(workdir)
         ]
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
         const command = Command.make(resolved, ...args).pipe(
@@ -412,7 +416,14 @@ export const make = (
         const token = randomBytes(32).toString("hex")
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
         // As for an owned sandbox, a supervisor kills what the server leaves and removes the workdir.
-        const args = [...serverArgs(script, spec), "--supervise", "--remove-on-exit", workdir]
+        const args = [
+          ...serverArgs(script, spec),
+          "--supervise",
+          "--remove-on-exit",
+          workdir,
+          "--journal",
+          TransferJournal.journalPath(workdir)
+        ]
         // The token travels in the environment (the server removes it from there), never on a command line.
         const child = yield* Effect.try({
           try: () => {

@@ -13,9 +13,11 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as OwnedDirs from "../src/internal/ownedDirs.js"
+import * as TransferJournal from "../src/internal/transferJournal.js"
 import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
 import { waitNoneWithArg } from "./support/processes.js"
 
@@ -319,6 +321,40 @@ describe.skipIf(process.platform !== "linux")(
         assert.include(readError.message, "the sandbox server exited (signal 9)")
       }).pipe(Effect.scoped, Effect.provide(Live))
     )
+
+    it.live("kill -9 of the server in the middle of an upload leaves the old file whole and no temporary file", () =>
+      Effect.acquireUseRelease(
+        // Outside the sandbox's directory: the supervisor's removal of that directory does not reach it.
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "sbx-upload-crash-"))),
+        (outside) =>
+          Effect.gen(function* () {
+            const dest = path.join(outside, "data.bin")
+            fs.writeFileSync(dest, "the old content")
+            const sb = yield* Sandbox.make()
+            // 100 KiB in ranges of 64 KiB, then nothing more: the first range is written, the second
+            // request is open mid-body when the server dies.
+            const source = Stream.make(new Uint8Array(100 * 1024).fill(7)).pipe(Stream.concat(Stream.never))
+            const upload = yield* Effect.fork(sb.files.write(dest, source, { rangeSize: 64 * 1024, parallelism: 1 }))
+            const parts = () => fs.readdirSync(outside).filter((name) => name.endsWith(".part"))
+            yield* eventually(
+              Effect.suspend(() => {
+                const part = parts()[0]
+                return part !== undefined && fs.statSync(path.join(outside, part)).size >= 64 * 1024
+                  ? Effect.void
+                  : Effect.fail(new Error("no temporary file with the first range yet"))
+              })
+            )
+            const server = sb.details.serverPid as number
+            process.kill(server, "SIGKILL")
+            yield* assertGone([server, serverPid(sb)], "10 seconds")
+            yield* Fiber.interrupt(upload)
+            // The supervisor (gone now, after its cleanup) removed what the server was writing.
+            assert.deepStrictEqual(parts(), [])
+            assert.strictEqual(fs.readFileSync(dest, "utf8"), "the old content")
+          }).pipe(Effect.scoped, Effect.provide(Live)),
+        (outside) => Effect.sync(() => fs.rmSync(outside, { recursive: true, force: true }))
+      )
+    )
   }
 )
 
@@ -409,10 +445,23 @@ describe.skipIf(process.platform !== "linux")("what a crash leaves behind", () =
         const first = leftover("hf-sandbox-left01")
         const unmarked = path.join(root, "hf-sandbox-nomark")
         fs.mkdirSync(unmarked)
+        // Its server was writing a file elsewhere: the journal lists the temporary file, and a link to a file
+        // that is not one of the server's temporary files (which must survive).
+        const elsewhere = fs.mkdtempSync(path.join(root, "elsewhere-"))
+        const part = path.join(elsewhere, ".data.bin.hf-sandbox-0123456789abcdef.part")
+        const other = path.join(elsewhere, "keep.txt")
+        fs.writeFileSync(part, "half a file")
+        fs.writeFileSync(other, "not ours")
+        fs.mkdirSync(TransferJournal.journalPath(first))
+        fs.symlinkSync(part, path.join(TransferJournal.journalPath(first), "a"))
+        fs.symlinkSync(other, path.join(TransferJournal.journalPath(first), "b"))
         const layer = localLayer({ tempDir: root })
         const live = yield* Sandbox.make().pipe(Effect.map(workdir), Effect.provide(layer))
         assert.isFalse(fs.existsSync(first))
         assert.isFalse(fs.existsSync(OwnedDirs.markerPath(first)))
+        assert.isFalse(fs.existsSync(part))
+        assert.isFalse(fs.existsSync(TransferJournal.journalPath(first)))
+        assert.strictEqual(fs.readFileSync(other, "utf8"), "not ours")
 
         const second = leftover("hf-sandbox-left02")
         yield* LocalSandbox.list({ tempDir: root })

@@ -16,6 +16,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as ProcessTree from "./processTree.js"
+import * as TransferJournal from "./transferJournal.js"
 
 /** What a state file holds. The token is the sandbox token: the file is the user's alone. */
 export interface State {
@@ -129,7 +130,11 @@ export const removeFiles = (dir: string, id: string, workdir: string | undefined
   removeQuietly(statePath(dir, id))
   removeQuietly(logPath(dir, id))
   // Only a directory this provider made (an `hf-sandbox-` temp directory) is ever removed recursively.
-  if (workdir !== undefined && path.basename(workdir).startsWith("hf-sandbox-")) removeQuietly(workdir, true)
+  if (workdir !== undefined && path.basename(workdir).startsWith("hf-sandbox-")) {
+    // The unfinished writes of a server that died with its supervisor (see internal/transferJournal).
+    TransferJournal.replay(workdir)
+    removeQuietly(workdir, true)
+  }
 }
 
 /**

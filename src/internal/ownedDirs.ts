@@ -14,6 +14,7 @@ import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import { processStartTime } from "./localState.js"
 import * as ProcessTree from "./processTree.js"
+import * as TransferJournal from "./transferJournal.js"
 
 const PREFIX = "hf-sandbox-"
 const SUFFIX = ".owner"
@@ -72,6 +73,8 @@ export const sweep = (root: string): Effect.Effect<ReadonlyArray<string>> =>
       if (marker === undefined || owned(marker)) continue
       const workdir = path.join(root, name.slice(0, -SUFFIX.length))
       try {
+        // The unfinished writes of a server that died with its supervisor (see internal/transferJournal).
+        TransferJournal.replay(workdir)
         fs.rmSync(workdir, { recursive: true, force: true })
         fs.rmSync(path.join(root, name), { force: true })
         removed.push(workdir)
