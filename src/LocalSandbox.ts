@@ -35,6 +35,7 @@ import * as Stream from "effect/Stream"
 import * as LocalState from "./internal/localState.js"
 import * as OwnedDirs from "./internal/ownedDirs.js"
 import * as ProcessTree from "./internal/processTree.js"
+import * as StartErrors from "./internal/startError.js"
 import { serverScriptPath } from "./internal/serverScript.js"
 import * as TransferJournal from "./internal/transferJournal.js"
 import * as Protocol from "./Protocol.js"
@@ -522,8 +523,11 @@ export const make = (
 
     const provision = (spec: SandboxProvider.Spec) => (spec.detach ? provisionDetached(spec) : provisionOwned(spec))
 
-    // Attaching to a detached sandbox needs only its state file. Closing the scope detaches again.
-    const connect = (id: string, _spec: SandboxProvider.Spec) =>
+    // Attaching to a detached sandbox needs only its state file. Closing the scope detaches again. A
+    // failure started nothing: it says what could not be done (see internal/startError).
+    const connect = (id: string, spec: SandboxProvider.Spec) =>
+      Effect.mapError(attach(id, spec), (error) => StartErrors.during(`attach to sandbox ${id}`, error))
+    const attach = (id: string, _spec: SandboxProvider.Spec) =>
       Effect.suspend(() => {
         const state = LocalState.read(stateDir, id)
         if (state === undefined) {
@@ -648,7 +652,7 @@ export const kill = (
     const dir = stateDirectory(options)
     const state = LocalState.read(dir, id)
     return state === undefined
-      ? Effect.fail(unknownSandbox(id, dir))
+      ? Effect.fail(StartErrors.during(`kill sandbox ${id}`, unknownSandbox(id, dir)))
       : LocalState.stop(dir, state, Duration.decode(options.stopTimeout ?? "3 seconds"))
   })
 
@@ -667,7 +671,7 @@ export const logs = (
     const dir = stateDirectory(options)
     const state = LocalState.read(dir, id)
     return state === undefined
-      ? Stream.fail(unknownSandbox(id, dir))
+      ? Stream.fail(StartErrors.during(`read the log of sandbox ${id}`, unknownSandbox(id, dir)))
       : LocalState.logLines(LocalState.logPath(dir, id), options, () => LocalState.isRunning(state))
   })
 
