@@ -454,14 +454,16 @@ def supervise(remove_dir, journal=None):
         sys.stdout.flush()
     except (OSError, ValueError):
         pass  # nobody reads our stdout any more (a detached sandbox)
-    left = kill_descendants(5.0)
     how = (
         "was killed by signal %d" % os.WTERMSIG(status)
         if os.WIFSIGNALED(status)
         else "exited with status %d" % os.WEXITSTATUS(status)
     )
-    if os.WIFSIGNALED(status) or left:
-        log("supervisor: the server %s; killed %d process(es) it left" % (how, left))
+    # At once too: the clients of a detached sandbox (no one reads our stdout) find the cause in its log.
+    log("supervisor: the server %s" % how)
+    left = kill_descendants(5.0)
+    if left:
+        log("supervisor: killed %d process(es) the server left" % left)
     if journal:
         parts = replay_journal(journal)
         if parts:

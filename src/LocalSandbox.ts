@@ -35,8 +35,8 @@ import * as Stream from "effect/Stream"
 import * as LocalState from "./internal/localState.js"
 import * as OwnedDirs from "./internal/ownedDirs.js"
 import * as ProcessTree from "./internal/processTree.js"
-import * as StartErrors from "./internal/startError.js"
 import { serverScriptPath } from "./internal/serverScript.js"
+import * as StartErrors from "./internal/startError.js"
 import * as TransferJournal from "./internal/transferJournal.js"
 import * as Protocol from "./Protocol.js"
 import { StartError } from "./SandboxError.js"
@@ -98,6 +98,29 @@ const decodeExited = Schema.decodeUnknownOption(
 
 /** How long a transport failure waits for the news of the server's exit before it is reported as is. */
 const EXIT_NEWS_GRACE = Duration.seconds(1)
+
+/** The supervisor's line in a detached sandbox's log when its server has ended (see server.py `supervise`). */
+const SUPERVISOR_SAW = /supervisor: the server (?:was killed by signal (\d+)|exited with status (\d+))/g
+
+/**
+ * Why a detached sandbox's server ended, from its log: no pipe to its supervisor is left to say it. The
+ * line is written the moment the server has ended, so a socket error waits for it a moment (on the real
+ * clock, as for an owned sandbox).
+ */
+const detachedExitReason = (log: string): Effect.Effect<Option.Option<string>> =>
+  Effect.suspend(() => {
+    const found = [...LocalState.tailOf(log).matchAll(SUPERVISOR_SAW)].at(-1)
+    return found === undefined
+      ? Effect.fail("not yet" as const)
+      : Effect.succeed(
+          `the sandbox server exited (${found[1] !== undefined ? exitText(null, Number(found[1])) : exitText(Number(found[2]), null)})`
+        )
+  }).pipe(
+    Effect.retry(Schedule.spaced("50 millis")),
+    Effect.timeoutOption(EXIT_NEWS_GRACE),
+    Effect.orElseSucceed(() => Option.none()),
+    Effect.withClock(Clock.make())
+  )
 
 const exitText = (code: number | null, signal: number | null): string =>
   signal !== null ? `signal ${signal}` : `exit code ${code}`
@@ -375,6 +398,7 @@ export const make = (
       died,
       logs: (logOptions) =>
         LocalState.logLines(LocalState.logPath(stateDir, state.id), logOptions, () => LocalState.isRunning(state)),
+      exitReason: detachedExitReason(LocalState.logPath(stateDir, state.id)),
       kill: LocalState.stop(stateDir, state, stopTimeout),
       readRangeSize: WHOLE_FILE,
       directReads: true,
@@ -518,7 +542,8 @@ export const make = (
           try: () => LocalState.write(stateDir, state),
           catch: (e) => failWith("SpawnFailed", `cannot write the state file in ${stateDir}: ${String(e)}`)
         })
-        return detachedEndpoint(state, Deferred.await(died))
+        const endpoint = detachedEndpoint(state, Deferred.await(died))
+        return { ...endpoint, details: { ...endpoint.details, serverPid: announce.pid } }
       })
 
     const provision = (spec: SandboxProvider.Spec) => (spec.detach ? provisionDetached(spec) : provisionOwned(spec))

@@ -8,6 +8,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
@@ -71,8 +72,76 @@ describe("by-id operations on a local sandbox that does not exist", () => {
       assert.include(error.message, `Could not attach to sandbox ${missing} on the local provider (NotReady): `)
       assert.notInclude(error.message, "did not start")
       const provider = yield* LocalSandbox.make({ stateDir })
-      const direct = yield* Effect.flip(Effect.scoped(provider.connect(missing, {} as never)))
+      const direct = yield* Effect.flip(Effect.scoped(provider.connect!(missing, {} as never)))
       assert.strictEqual(direct.during, `attach to sandbox ${missing}`)
+    }).pipe(Effect.provide(live()))
+  )
+})
+
+/** The pids a command appended to `file` in the sandbox's working directory, once there are `count`. */
+const pidsIn = (file: string, count: number) =>
+  eventually(
+    Effect.suspend(() => {
+      const text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : ""
+      const pids = text
+        .split("\n")
+        .filter((line) => /^\d+$/.test(line))
+        .map(Number)
+      return pids.length >= count ? Effect.succeed(pids) : Effect.fail(new Error(`${pids.length} pids so far`))
+    })
+  )
+
+describe.skipIf(process.platform !== "linux")("a detached local sandbox whose server is killed with SIGKILL", () => {
+  it.live("leaves no process and no directory, and list, connect and make see that it is gone", () =>
+    Effect.gen(function* () {
+      // What `hf-sandbox create --local` makes: a sandbox left running when its maker's scope closes.
+      const made = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const sb = yield* Sandbox.make({ detach: true })
+          return { id: sb.id, details: sb.details }
+        })
+      )
+      const workdir = made.details.workdir as string
+      const supervisor = made.details.pid as number
+      const server = made.details.serverPid as number
+      assert.isTrue(isAlive(server) && server !== supervisor)
+      // A command runs in it (a background one and one attached to a connection), each with a child that
+      // left its process group.
+      const command = yield* Effect.fork(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const sb = yield* Sandbox.connect(made.id)
+            yield* sb.spawn(["sh", "-c", "echo $$ >> pids; setsid sleep 300 & echo $! >> pids; wait"])
+            return yield* Effect.either(sb.exec(["sh", "-c", "echo $$ >> pids; sleep 300 & echo $! >> pids; wait"]))
+          })
+        )
+      )
+      const pids = yield* pidsIn(path.join(workdir, "pids"), 4)
+      assert.isTrue(pids.every(isAlive))
+
+      process.kill(server, "SIGKILL")
+      yield* assertGone([server, ...pids, supervisor], "10 seconds")
+      assert.isFalse(fs.existsSync(workdir), "the working directory is removed")
+      // The command's caller learns why its command ended.
+      const outcome = yield* Fiber.join(command)
+      assert.strictEqual(outcome._tag, "Left")
+      if (outcome._tag === "Left") {
+        assert.strictEqual(outcome.left._tag, "ConnectionLostError")
+        assert.include(outcome.left.message, "the sandbox server exited (signal 9)")
+      }
+
+      // The next `ls --local` shows the truth, and removes what the sandbox left in the state directory.
+      assert.deepStrictEqual(yield* LocalSandbox.list({ stateDir, tempDir }), [])
+      assert.deepStrictEqual(
+        fs.readdirSync(stateDir).filter((name) => name.startsWith(made.id)),
+        []
+      )
+      const attach = yield* Effect.flip(Effect.scoped(Sandbox.connect(made.id)))
+      assert.include(attach.message, `no local sandbox ${made.id}`)
+      // And a new sandbox starts as usual, next to nothing left of the old one.
+      const next = yield* Effect.scoped(Effect.flatMap(Sandbox.make(), (sb) => sb.exec("ls -A")))
+      assert.strictEqual(next.exitCode, 0)
+      assert.deepStrictEqual(fs.readdirSync(tempDir), [])
     }).pipe(Effect.provide(live()))
   )
 })
