@@ -248,7 +248,10 @@ export interface ProcessExit {
 export interface SpawnOptions extends Omit<ExecOptions, "maxOutputBytes"> {
   /** A free label, shown in `processes`. */
   readonly tag?: string | undefined
-  /** How much recent output the sandbox keeps per stream for late readers. Default 1 MiB. */
+  /**
+   * How much recent output the sandbox keeps per stream for late readers, in bytes from 1 to 64 MiB
+   * (another value is an `InvalidArgumentError`). Default 1 MiB.
+   */
   readonly bufferBytes?: number | undefined
 }
 
@@ -862,6 +865,21 @@ const open = (
       return guard(
         "spawn",
         execRequest("spawn", command, rest).pipe(
+          Effect.zipLeft(
+            bufferBytes === undefined
+              ? Effect.void
+              : Effect.try({
+                  try: () => Validate.bufferBytes("bufferBytes", bufferBytes),
+                  catch: (cause) => {
+                    const invalid = cause as Validate.Invalid
+                    return new InvalidArgumentError({
+                      operation: "spawn",
+                      argument: invalid.option,
+                      detail: invalid.detail
+                    })
+                  }
+                })
+          ),
           Effect.flatMap((request) =>
             wire.spawn({
               ...request,

@@ -279,6 +279,15 @@ describe("Promise facade lifetime", () => {
     const error = await sb.exec("true", { maxOutputBytes: 0 }).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(SandboxError.InvalidArgumentError)
     expect((error as Error).message).toContain("maxOutputBytes")
+    const buffer = await sb.spawn("true", { bufferBytes: 0 }).catch((e: unknown) => e)
+    expect(buffer).toBeInstanceOf(SandboxError.InvalidArgumentError)
+    expect((buffer as Error).message).toContain("bufferBytes")
+    // The facade passes the option on: the sandbox keeps only the last 4 bytes.
+    const kept = await sb.spawn(["printf", "0123456789"], { bufferBytes: 4 })
+    await kept.wait()
+    let tail = ""
+    for await (const event of kept.output()) if (event._tag === "Stdout") tail += event.text
+    expect(tail).toBe("6789")
     const r = await sb.exec(["printf", "\\377"], { maxOutputBytes: 16 })
     expect([...r.stdoutBytes]).toEqual([0xff])
     const idle = await Sandbox.create({ provider: "local", idleTimeout: -1 }).catch((e: unknown) => e)

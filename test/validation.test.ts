@@ -10,6 +10,7 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import type { StartError } from "hf-sandbox/SandboxError"
@@ -36,6 +37,31 @@ layer(SharedSandbox, { excludeTestServices: true })("validation of a running san
         assert.include(error.message, "maxOutputBytes")
         assert.include(error.message, String(bad))
       }
+    })
+  )
+
+  it.effect("spawn's bufferBytes outside 1 byte..64 MiB is an InvalidArgumentError naming it and the value", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      for (const bad of [0, -1, 1.5, 64 * 1024 * 1024 + 1, Number.NaN, "1024" as unknown as number]) {
+        const error = yield* failure(sb.spawn("touch ran-with-bad-buffer", { bufferBytes: bad }))
+        assert.strictEqual(error._tag, "InvalidArgumentError")
+        assert.include(error.message, "bufferBytes")
+        assert.include(error.message, typeof bad === "string" ? JSON.stringify(bad) : String(bad))
+        assert.include(error.message, "64 MiB")
+      }
+      assert.isFalse(yield* sb.files.exists("ran-with-bad-buffer"))
+      // The bounds themselves are taken, and the buffer is what the sandbox keeps of the output.
+      const kept = yield* sb.spawn(["printf", "0123456789"], { bufferBytes: 4 })
+      yield* kept.wait
+      const output = yield* kept.output().pipe(
+        Stream.filter((e) => e._tag === "Stdout"),
+        Stream.map((e) => ("text" in e ? e.text : "")),
+        Stream.runCollect
+      )
+      assert.strictEqual(Array.from(output).join(""), "6789")
+      const largest = yield* sb.spawn("true", { bufferBytes: 64 * 1024 * 1024 })
+      assert.strictEqual((yield* largest.wait).exitCode, 0)
     })
   )
 

@@ -85,6 +85,20 @@ export const positiveBytes = (option: string, input: unknown): number => {
   return input
 }
 
+/** The most output a sandbox keeps per stream of a background process (the server's limit). */
+export const MAX_BUFFER_BYTES = 64 * 1024 * 1024
+
+/** A background process's `bufferBytes`: a whole number of bytes from 1 to 64 MiB, as the server takes. */
+export const bufferBytes = (option: string, input: unknown): number => {
+  if (typeof input !== "number" || !Number.isSafeInteger(input) || input < 1 || input > MAX_BUFFER_BYTES) {
+    throw new Invalid(
+      option,
+      `${show(input)} must be a whole number of bytes from 1 to ${MAX_BUFFER_BYTES} (64 MiB); omit it for the default 1 MiB`
+    )
+  }
+  return input
+}
+
 /**
  * A portable environment variable name (POSIX: letters, digits and `_`, not starting with a digit).
  * Other names are refused rather than passed on: a shell drops a name it cannot export (one with a
