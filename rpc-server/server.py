@@ -152,6 +152,9 @@ class State(object):
         self.last_activity = self.started
         self.token_digest = None  # None = --allow-no-auth without a token
         self.ping_interval = DEFAULT_PING_INTERVAL
+        # Whether a client has reached us (an authorized request): until then the
+        # idle timeout waits at least --start-grace (see idle_loop).
+        self.contacted = False
 
     # The watchdog needs both: a request in flight (a long exec stream, a big
     # upload) is activity, and the idle clock restarts when it ends.
@@ -159,6 +162,7 @@ class State(object):
         with self.lock:
             self.inflight += 1
             self.last_activity = time.monotonic()
+            self.contacted = True
 
     def end(self):
         with self.lock:
@@ -168,6 +172,7 @@ class State(object):
     def touch(self):
         with self.lock:
             self.last_activity = time.monotonic()
+            self.contacted = True
 
     def idle_for(self):
         with self.lock:
@@ -3422,6 +3427,12 @@ def parse_args(argv):
         help="exit after this long without requests; 0 = never (default: $SBX_IDLE_TIMEOUT or 0)",
     )
     p.add_argument(
+        "--start-grace",
+        metavar="SECONDS",
+        help="with --idle-timeout: until a client has made an authorized request, wait at least this long before "
+        "stopping as idle (a client still starting the sandbox is not idle); default 0",
+    )
+    p.add_argument(
         "--lifetime",
         metavar="SECONDS",
         help="exit after this long whatever is running; 0 = no limit (default: $SBX_LIFETIME or 0)",
@@ -3475,6 +3486,7 @@ def parse_args(argv):
         else:
             value = 0.0
         setattr(args, name, value)
+    args.start_grace = _number(args.start_grace, "--start-grace", float, 0) if args.start_grace is not None else 0.0
     args.ping_interval = DEFAULT_PING_INTERVAL
     if env.get("SBX_PING_INTERVAL"):
         args.ping_interval = _number(env["SBX_PING_INTERVAL"], "SBX_PING_INTERVAL", float, 0.01)
@@ -3496,11 +3508,18 @@ def lifetime_loop(limit):
     request_shutdown("lifetime of %gs reached (--lifetime)" % limit)
 
 
-def idle_loop(timeout):
+def idle_loop(timeout, grace):
     interval = min(1.0, timeout / 4.0)
     while True:
         time.sleep(interval)
-        if STATE.idle_for() >= timeout:
+        # Before any client has reached us, the sandbox is still being started
+        # (a quick tunnel, the client finding its URL): not idle, unless that
+        # takes longer than the client itself waits (--start-grace).
+        if not STATE.contacted and grace > timeout:
+            if STATE.idle_for() >= grace:
+                request_shutdown("no client reached the server within %gs (--start-grace)" % grace)
+                return
+        elif STATE.idle_for() >= timeout:
             request_shutdown("idle for %gs with no request in flight (--idle-timeout)" % timeout)
             return
 
@@ -3573,7 +3592,7 @@ def main(argv=None):
         threading.Thread(target=reaper_loop, name="reaper", daemon=True).start()
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if args.idle_timeout > 0:
-        threading.Thread(target=idle_loop, args=(args.idle_timeout,), name="idle", daemon=True).start()
+        threading.Thread(target=idle_loop, args=(args.idle_timeout, args.start_grace), name="idle", daemon=True).start()
     if args.lifetime > 0:
         threading.Thread(target=lifetime_loop, args=(args.lifetime,), name="lifetime", daemon=True).start()
     if args.exit_on_stdin_eof:

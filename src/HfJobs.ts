@@ -676,7 +676,9 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         const command = Bootstrap.script({
           transport: spec.transport,
           serverSource: yield* serverSource,
-          idleTimeoutSeconds: Duration.toSeconds(idle) > 0 ? Duration.toSeconds(idle) : undefined
+          idleTimeoutSeconds: Duration.toSeconds(idle) > 0 ? Duration.toSeconds(idle) : undefined,
+          // The client waits this long for its first answer; the idle timeout must not end the sandbox sooner.
+          startGraceSeconds: Math.ceil(Duration.toSeconds(spec.startTimeout))
         })
         const image = spec.image.replace(/^(https?:\/\/)?(hf\.co|huggingface\.co)\/spaces\//, "")
         const isSpace = image !== spec.image

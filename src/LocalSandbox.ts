@@ -79,7 +79,15 @@ const serverArgs = (script: string, spec: SandboxProvider.Spec): Array<string> =
   "127.0.0.1",
   "--port",
   "0",
-  ...(spec.idleTimeout ? ["--idle-timeout", String(Duration.toSeconds(spec.idleTimeout))] : []),
+  ...(spec.idleTimeout
+    ? [
+        "--idle-timeout",
+        String(Duration.toSeconds(spec.idleTimeout)),
+        // Not idle while this process is still reaching it (a loaded machine can take longer than a short idle).
+        "--start-grace",
+        String(Math.ceil(Duration.toSeconds(spec.startTimeout)))
+      ]
+    : []),
   ...(spec.lifetime ? ["--lifetime", String(Duration.toSeconds(spec.lifetime))] : [])
 ]
 

@@ -429,6 +429,15 @@ export interface HubEmulator {
   /** The job's container dies: SIGKILL of its process group → ERROR with `Job failed with exit code: 137`. */
   readonly killJob: (id: string) => Effect.Effect<void>
   /**
+   * The running job's timeout (`timeoutSeconds`) comes due now, as if that long had passed: the job
+   * becomes CANCELED with the message `timeout` and its processes are stopped, exactly as when its timer
+   * fires (which it still does by itself). Returns false, doing nothing, when the job is not running or
+   * has no timeout. For tests that check what a timeout does without racing the clock.
+   *
+   * @since 0.2.0
+   */
+  readonly expireTimeout: (id: string) => Effect.Effect<boolean>
+  /**
    * The job's running cloudflared dies (SIGKILL), as a real one may: its hostname answers 530
    * `error code: 1033` from now on and the requests in flight through it are cut. The in-sandbox server
    * restarts cloudflared, which gets a new hostname and prints a new marker line. Returns the URLs of

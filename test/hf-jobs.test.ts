@@ -618,14 +618,16 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
   it.effect("a client that never releases still stops paying: the idle timeout and the job timeout end the job", () =>
     Effect.gen(function* () {
       yield* resetFaults
+      const emu = yield* emulator
+      // A start slower than the idle timeout (a loaded machine, a slow quick tunnel): the sandbox must not
+      // end as idle before its client has reached it.
+      emu.faults.tunnelRegisterDelayMs = 2_000
       // Made in a scope that is never closed while the job is watched, as if the client had been SIGKILLed.
       const scope = yield* Scope.make()
-      // The job timeout must leave the start time to finish on a loaded machine (3 s once did not); the two
-      // start together, so the test waits for the longer one only.
       const [idle, capped] = yield* Effect.all(
         [
           Sandbox.make({ idleTimeout: "1 second", schedules: fast }),
-          Sandbox.make({ timeout: "10s", idleTimeout: "1 hour", schedules: fast })
+          Sandbox.make({ timeout: "2h", idleTimeout: "1 hour", schedules: fast })
         ],
         { concurrency: 2 }
       ).pipe(Scope.extend(scope))
@@ -638,9 +640,14 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
         )
       const idled = yield* ended(idle.id, "COMPLETED")
       assert.strictEqual(idled.cancelRequests, 0)
+      // The job timeout the client asked for comes due when the test says, not when a loaded machine
+      // happens to get there: nothing else has ended the job by then.
+      assert.strictEqual((yield* jobOf(capped.id)).stage, "RUNNING")
+      assert.isTrue(yield* emu.expireTimeout(capped.id))
       const timedOut = yield* ended(capped.id, "CANCELED")
       assert.strictEqual(timedOut.cancelRequests, 0)
-      assert.strictEqual((timedOut.spec as { timeoutSeconds: number }).timeoutSeconds, 10)
+      assert.strictEqual(timedOut.message, "timeout")
+      assert.strictEqual((timedOut.spec as { timeoutSeconds: number }).timeoutSeconds, 7200)
       for (const job of [idled, timedOut]) if (job.pid !== undefined) yield* assertGone([job.pid])
       yield* Scope.close(scope, Exit.void)
     })

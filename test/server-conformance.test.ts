@@ -1134,6 +1134,19 @@ describe("lifecycle", () => {
     expect(r.stderr()).toMatch(/idle/)
   })
 
+  it("--start-grace: not idle before a client's first request; idle as usual after it", async () => {
+    const r = await startServer({ args: ["--idle-timeout", "0.3", "--start-grace", "60"] })
+    // Three idle timeouts without a client: a server that counted them would be gone.
+    expect(await withTimeout(r.exited, 1_000)).toBe("timeout")
+    expect((await call(r, "/health")).status).toBe(200)
+    expect(await withTimeout(r.exited, 6_000)).toEqual({ code: 0, signal: null })
+    expect(r.stderr()).toMatch(/idle for 0\.3s/)
+    // A client that never comes: the grace is the bound.
+    const lonely = await startServer({ args: ["--idle-timeout", "0.3", "--start-grace", "1"] })
+    expect(await withTimeout(lonely.exited, 6_000)).toEqual({ code: 0, signal: null })
+    expect(lonely.stderr()).toMatch(/no client reached the server within 1s \(--start-grace\)/)
+  })
+
   it("counts a running exec as activity for the idle timeout", async () => {
     const r = await startServer({ args: ["--idle-timeout", "1"] })
     const t0 = Date.now()

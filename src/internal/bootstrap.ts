@@ -10,6 +10,11 @@ export interface Options {
   /** The server's Python source. */
   readonly serverSource: string
   readonly idleTimeoutSeconds: number | undefined
+  /**
+   * How long the idle timeout waits at least for the client's first request (the client's start timeout):
+   * a tunnel slower than a short idle timeout must not end the sandbox before its client reaches it.
+   */
+  readonly startGraceSeconds?: number | undefined
 }
 
 /** The marker the server prints once the tunnel is registered; the client matches only this. */
@@ -47,7 +52,10 @@ export const script = (options: Options): string => {
     ...(options.transport === "proxy"
       ? ["--host", "0.0.0.0", "--port", '"$SBX_PORT"']
       : ["--host", "127.0.0.1", "--port", "0", "--tunnel"]),
-    ...(options.idleTimeoutSeconds === undefined ? [] : ["--idle-timeout", String(options.idleTimeoutSeconds)])
+    ...(options.idleTimeoutSeconds === undefined ? [] : ["--idle-timeout", String(options.idleTimeoutSeconds)]),
+    ...(options.idleTimeoutSeconds === undefined || options.startGraceSeconds === undefined
+      ? []
+      : ["--start-grace", String(options.startGraceSeconds)])
   ]
   return [
     "set -u",

@@ -1243,6 +1243,14 @@ class Emulator {
     if (job !== undefined) this.killTree(job, "SIGKILL")
   }
 
+  /** The running job's timeout comes due now, by the same path as its timer (see HubEmulator.expireTimeout). */
+  expireTimeout(id: string): boolean {
+    const job = this.jobs.get(id)
+    if (job === undefined || job.timeoutSeconds === undefined || job.stage !== "RUNNING") return false
+    this.terminate(job, "CANCELED", "timeout")
+    return true
+  }
+
   /**
    * The job's running cloudflared dies (SIGKILL), as the real one may: the edge forgets its tunnel at once
    * (530 `error code: 1033` on its hostname) and cuts the requests in flight through it. Returns the URLs
@@ -1436,6 +1444,7 @@ export const make = (options: Testing.EmulatorOptions = {}): Effect.Effect<Testi
           }),
         requests: Effect.sync(() => emulator.requests.map((entry) => ({ ...entry }))),
         killJob: (id) => Effect.sync(() => emulator.killJob(id)),
+        expireTimeout: (id) => Effect.sync(() => emulator.expireTimeout(id)),
         killTunnel: (id) => Effect.sync(() => emulator.killTunnel(id)),
         login: (options = {}) =>
           Effect.sync(() => {
