@@ -1453,6 +1453,7 @@ def unlink_quietly(path):
 # rewrite and no lock, so the journal costs a write next to nothing.
 
 TEMP_NAME_RE = re.compile(r"^\..+\.hf-sandbox-[A-Za-z0-9_-]{8,64}\.part$", re.S)
+JOURNAL_ENTRY_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 class Journal(object):
@@ -1461,7 +1462,8 @@ class Journal(object):
 
     def open(self, path):
         """Starts journaling into `path`, after removing what a crashed
-        predecessor's journal there still lists."""
+        predecessor's journal there still lists. A directory that is not a
+        journal is refused (os.mkdir fails), never emptied."""
         replay_journal(path)
         os.mkdir(path, 0o700)
         self.dir = path
@@ -1489,16 +1491,23 @@ class Journal(object):
 def replay_journal(path):
     """Removes every temporary file the journal at `path` lists, then the
     journal. Only a regular file with the name of one of our temporary files
-    is ever removed, whatever a link points to. Returns how many went."""
+    is ever removed, whatever a link points to, and only our entries (links
+    with our names): a directory that is not a journal is left as it is.
+    Returns how many files went."""
     try:
         names = os.listdir(path)
     except OSError:
         return 0
     removed = 0
     for name in names:
+        if not JOURNAL_ENTRY_RE.match(name):
+            continue
         entry = os.path.join(path, name)
         try:
             tmp = os.readlink(entry)
+        except OSError:
+            continue  # not a link: not ours
+        try:
             if os.path.isabs(tmp) and TEMP_NAME_RE.match(os.path.basename(tmp)):
                 if stat.S_ISREG(os.lstat(tmp).st_mode):
                     os.unlink(tmp)
@@ -1506,7 +1515,10 @@ def replay_journal(path):
         except OSError:
             pass
         unlink_quietly(entry)
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
     return removed
 
 
@@ -3563,6 +3575,8 @@ def main(argv=None):
     if args.journal is not None:
         try:
             JOURNAL.open(args.journal)
+        except FileExistsError:
+            _fail("--journal %s: it exists and is not a journal (give a path that does not exist)" % args.journal)
         except OSError as e:
             _fail("cannot create the journal %s: %s" % (args.journal, e.strerror or e))
     STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None

@@ -183,6 +183,38 @@ describe("startup", () => {
     }
   })
 
+  it("--journal: a predecessor's journal is replayed at start; a directory that is not a journal is refused, untouched", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-conformance-"))
+    try {
+      // What a server killed mid-write left: its temporary file, listed in its journal, and a file the
+      // journal does not own (a link to it, under a name the server never gives) that must survive.
+      const journal = path.join(dir, "run.journal")
+      const part = path.join(dir, ".data.bin.hf-sandbox-0123456789abcdef.part")
+      const keep = path.join(dir, "keep.txt")
+      fs.writeFileSync(part, "half")
+      fs.writeFileSync(keep, "mine")
+      fs.mkdirSync(journal)
+      fs.symlinkSync(part, path.join(journal, "0".repeat(40)))
+      fs.symlinkSync(keep, path.join(journal, "0".repeat(40).replace(/^0/, "1")))
+      const r = await startServer({ args: ["--journal", journal] })
+      expect(fs.existsSync(part)).toBe(false)
+      expect(fs.readFileSync(keep, "utf8")).toBe("mine")
+      // A shutdown removes its own journal, with whatever it lists.
+      await stopServer(r)
+      expect(fs.existsSync(journal)).toBe(false)
+
+      const notJournal = path.join(dir, "home")
+      fs.mkdirSync(notJournal)
+      fs.writeFileSync(path.join(notJournal, "notes.txt"), "precious")
+      const s = spawnServer(["--journal", notJournal], { SBX_TOKEN: "x" }, dir)
+      expect(await withTimeout(s.exited, 15_000)).toEqual({ code: 2, signal: null })
+      expect(s.stderr()).toMatch(/exists and is not a journal/)
+      expect(fs.readFileSync(path.join(notJournal, "notes.txt"), "utf8")).toBe("precious")
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it("starts with --allow-no-auth and then needs no token", async () => {
     const r = await startServer({ token: null, args: ["--allow-no-auth"] })
     const health = await (await fetch(`${r.base}/health`)).json()

@@ -10,6 +10,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 
 const TEMP_NAME = /^\..+\.hf-sandbox-[A-Za-z0-9_-]{8,64}\.part$/s
+/** The server names each entry by a digest of its file's path. */
+const ENTRY_NAME = /^[0-9a-f]{40}$/
 
 /** The journal of a working directory. */
 export const journalPath = (workdir: string): string => `${workdir}.journal`
@@ -25,9 +27,15 @@ export const replay = (workdir: string): number => {
   }
   let removed = 0
   for (const name of names) {
+    if (!ENTRY_NAME.test(name)) continue
     const entry = path.join(journal, name)
+    let temp: string
     try {
-      const temp = fs.readlinkSync(entry)
+      temp = fs.readlinkSync(entry)
+    } catch {
+      continue // not a link: not the server's
+    }
+    try {
       if (path.isAbsolute(temp) && TEMP_NAME.test(path.basename(temp)) && fs.lstatSync(temp).isFile()) {
         fs.unlinkSync(temp)
         removed += 1
@@ -35,7 +43,12 @@ export const replay = (workdir: string): number => {
     } catch {
       // Gone already (renamed into place, or removed by the supervisor meanwhile).
     }
+    fs.rmSync(entry, { force: true })
   }
-  fs.rmSync(journal, { recursive: true, force: true })
+  try {
+    fs.rmdirSync(journal)
+  } catch {
+    // Not empty (something else than the server's entries): left as it is.
+  }
   return removed
 }
