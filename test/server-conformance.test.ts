@@ -1307,3 +1307,39 @@ describe("the client's schemas (src/Protocol.ts) decode what the server sends", 
     decodes(Protocol.LegacyReadResponse, (await post(S, "/read", { path: "legacy-schema.txt" })).body)
   })
 })
+
+describe.skipIf(!isLinux)("a supervised server killed with SIGKILL in the middle of a write", () => {
+  it("leaves the old file and no temporary file: its supervisor removes what the journal lists", async () => {
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-conformance-"))
+    try {
+      const journal = path.join(outside, "server.journal")
+      const dest = path.join(outside, "data.bin")
+      fs.writeFileSync(dest, "the old content")
+      const r = await startServer({ args: ["--supervise", "--journal", journal] })
+      // One request (no transfer): 256 KiB, then the body stays open.
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new Uint8Array(256 * 1024).fill(1))
+        }
+      })
+      const pending = call(r, `/v1/files/write?path=${q(dest)}`, { method: "PUT", body, duplex: "half" } as RequestInit)
+        .then((res) => res.status)
+        .catch((e: unknown) => e)
+      const parts = () => fs.readdirSync(outside).filter((name) => name.endsWith(".part"))
+      // The temporary file exists from the request's start; its bytes may still sit in the server's read.
+      const deadline = Date.now() + 10_000
+      while (parts().length === 0 && Date.now() < deadline) await sleep(20)
+      expect(parts().length).toBe(1)
+      process.kill(r.pid, "SIGKILL") // the server itself: r.proc is its supervisor
+      // The supervisor exits the way the server did (it used to crash re-raising SIGKILL: exit 1).
+      expect(await withTimeout(r.exited, 10_000)).toEqual({ code: null, signal: "SIGKILL" })
+      started.splice(started.indexOf(r), 1)
+      expect(parts()).toEqual([])
+      expect(fs.existsSync(journal)).toBe(false)
+      expect(fs.readFileSync(dest, "utf8")).toBe("the old content")
+      expect(await pending).toBeInstanceOf(Error)
+    } finally {
+      fs.rmSync(outside, { recursive: true, force: true })
+    }
+  })
+})
