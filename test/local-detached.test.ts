@@ -130,6 +130,10 @@ describe.skipIf(process.platform !== "linux")("a detached local sandbox whose se
         assert.include(outcome.left.message, "the sandbox server exited (signal 9)")
       }
 
+      // Its log says how it ended (and the supervisor ended cleanly: it once crashed re-raising SIGKILL).
+      const log = fs.readFileSync(path.join(stateDir, `${made.id}.log`), "utf8")
+      assert.include(log, "supervisor: the server was killed by signal 9")
+      assert.notInclude(log, "Traceback")
       // The next `ls --local` shows the truth, and removes what the sandbox left in the state directory.
       assert.deepStrictEqual(yield* LocalSandbox.list({ stateDir, tempDir }), [])
       assert.deepStrictEqual(
