@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { isAlive, waitGone } from "./support/processes.js"
+import { waitGone } from "./support/processes.js"
 import {
   type Event,
   parseNdjson,
