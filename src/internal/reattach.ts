@@ -57,12 +57,10 @@ export const run = (
       unreachable: false,
       offsets: { stdout: 0, stderr: 0 }
     }
-    // Errors after which a reattach cannot help: the output is gone, the record is gone, the server is gone.
-    const final = new WeakSet<ConnectionLostError>()
-    const finalLost = (error: ConnectionLostError) => {
-      final.add(error)
-      return error
-    }
+    // Errors after which a reattach cannot help (the output is gone, the record is gone, the server is
+    // gone) name the command; a transport's error never does. (Not a set of instances: an error that
+    // travels through a stream's failure is not always the same object afterwards.)
+    const isFinal = (error: ConnectionLostError) => error.commandId !== undefined
 
     const lostWithState = (detail: string, cause?: unknown) =>
       Effect.gen(function* () {
@@ -70,16 +68,14 @@ export const run = (
         const known = yield* wire.info(id).pipe(Effect.timeout(CLEANUP_BOUND), Effect.option)
         const info = Option.getOrUndefined(known)
         const running = info?.running
-        return finalLost(
-          new ConnectionLostError({
-            operation,
-            detail,
-            cause,
-            commandId: id,
-            ...(running !== undefined ? { running } : {}),
-            ...(running === false && info?.exit_code !== undefined ? { exitCode: info.exit_code } : {})
-          })
-        )
+        return new ConnectionLostError({
+          operation,
+          detail,
+          cause,
+          commandId: id,
+          ...(running !== undefined ? { running } : {}),
+          ...(running === false && info?.exit_code !== undefined ? { exitCode: info.exit_code } : {})
+        })
       })
 
     const toEvent = (
@@ -117,22 +113,18 @@ export const run = (
       Stream.unwrap(
         Effect.flatMap(wire.serverExit, (reason) =>
           Option.isSome(reason)
-            ? Effect.fail(
-                finalLost(new ConnectionLostError({ operation, detail: reason.value, commandId: id, running: false }))
-              )
+            ? Effect.fail(new ConnectionLostError({ operation, detail: reason.value, commandId: id, running: false }))
             : Effect.succeed(
                 wire.resume(id, { ...state.offsets }).pipe(
                   Stream.catchTag("ProcessNotFoundError", () =>
                     Stream.fail(
-                      finalLost(
-                        new ConnectionLostError({
-                          operation,
-                          detail:
-                            "the connection dropped and the sandbox no longer knows the command when the client " +
-                            "reattached (its record is kept SBX_EXEC_RETAIN seconds after it ends)",
-                          commandId: id
-                        })
-                      )
+                      new ConnectionLostError({
+                        operation,
+                        detail:
+                          "the connection dropped and the sandbox no longer knows the command when the client " +
+                          "reattached (its record is kept SBX_EXEC_RETAIN seconds after it ends)",
+                        commandId: id
+                      })
                     )
                   )
                 )
@@ -166,7 +158,7 @@ export const run = (
 
     // A start without an id comes from a server that cannot reattach: the old behaviour (fail) holds.
     const retryable = (error: OperationError) =>
-      error._tag === "ConnectionLostError" && !final.has(error) && (state.id !== undefined || !state.started)
+      error._tag === "ConnectionLostError" && !isFinal(error) && (state.id !== undefined || !state.started)
 
     const gaveUp = (error: OperationError): OperationError => {
       if (error._tag !== "ConnectionLostError" || !retryable(error)) return error
@@ -179,7 +171,7 @@ export const run = (
         })
       }
       state.unreachable = true
-      return finalLost(new ConnectionLostError({ operation, detail, cause: error, commandId: state.id, running: true }))
+      return new ConnectionLostError({ operation, detail, cause: error, commandId: state.id, running: true })
     }
 
     // Unreachable for the whole schedule: a kill would not get through either, and the server's own
