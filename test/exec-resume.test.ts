@@ -16,6 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import { Sandbox as PromiseSandbox, SandboxError } from "hf-sandbox/promise"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Testing from "hf-sandbox/testing"
@@ -250,6 +251,21 @@ describe("idempotencyKey", () => {
       }
     }).pipe(Effect.scoped, Effect.provide(localLayer()))
   )
+})
+
+describe("idempotencyKey in the Promise facade", () => {
+  it("is validated and sent like in the Effect API", async () => {
+    await using sb = await PromiseSandbox.create({ provider: "local" })
+    const bad = await sb.exec("true", { idempotencyKey: "no spaces" }).catch((e: unknown) => e)
+    assert.instanceOf(bad, SandboxError.InvalidArgumentError)
+    assert.include((bad as Error).message, "idempotencyKey")
+    const p1 = await sb.spawn("sleep 60", { idempotencyKey: "promise-1" })
+    const p2 = await sb.spawn("sleep 60", { idempotencyKey: "promise-1" })
+    assert.strictEqual(p2.id, p1.id)
+    const r1 = await sb.exec("echo $$", { idempotencyKey: "promise-2" })
+    const r2 = await sb.exec("echo $$", { idempotencyKey: "promise-2" })
+    assert.strictEqual(r2.stdout, r1.stdout)
+  })
 })
 
 const Tunnel = Layer.unwrapScoped(
