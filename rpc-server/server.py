@@ -1407,15 +1407,7 @@ DEFAULT_EXEC_BUFFER = 8 * 1024 * 1024
 # Seconds a dropped exec waits for a reader to reattach. A client that gives a command up kills it
 # itself (DELETE /v1/processes/{id}): a dropped connection is no longer a kill.
 EXEC_REATTACH_DEFAULT = 60.0
-
-
-def env_seconds(name, default):
-    raw = os.environ.get(name, "")
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = default
-    return value if math.isfinite(value) and value >= 0 else default
+EXEC_RETAIN_DEFAULT = 300.0  # seconds a finished exec's record and output are kept
 
 
 class Janitor(object):
@@ -1426,6 +1418,8 @@ class Janitor(object):
         self.cond = threading.Condition()
         self.started = False
         self.kicked = False
+        self.grace = EXEC_REATTACH_DEFAULT  # SBX_EXEC_REATTACH, set by main()
+        self.retain = EXEC_RETAIN_DEFAULT  # SBX_EXEC_RETAIN
 
     def poke(self):
         with self.cond:
@@ -1437,8 +1431,7 @@ class Janitor(object):
 
     def _run(self):
         while True:
-            grace = env_seconds("SBX_EXEC_REATTACH", EXEC_REATTACH_DEFAULT)
-            retain = env_seconds("SBX_EXEC_RETAIN", 300.0)
+            grace, retain = self.grace, self.retain
             now = time.monotonic()
             wait = None
             for bg in BGPROCS.all():
@@ -3676,6 +3669,11 @@ def parse_args(argv):
     args.ping_interval = DEFAULT_PING_INTERVAL
     if env.get("SBX_PING_INTERVAL"):
         args.ping_interval = _number(env["SBX_PING_INTERVAL"], "SBX_PING_INTERVAL", float, 0.01)
+    args.exec_reattach, args.exec_retain = EXEC_REATTACH_DEFAULT, EXEC_RETAIN_DEFAULT
+    if env.get("SBX_EXEC_REATTACH"):
+        args.exec_reattach = _number(env["SBX_EXEC_REATTACH"], "SBX_EXEC_REATTACH", float, 0)
+    if env.get("SBX_EXEC_RETAIN"):
+        args.exec_retain = _number(env["SBX_EXEC_RETAIN"], "SBX_EXEC_RETAIN", float, 0)
     args.tunnel = args.tunnel or _flag(env.get("SBX_TUNNEL"), "SBX_TUNNEL")
     args.tunnel_config = tunnel_config(env) if args.tunnel else None
     return args
@@ -3739,6 +3737,7 @@ def main(argv=None):
         supervise(args.remove_on_exit)  # returns in the server process
     STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
+    JANITOR.grace, JANITOR.retain = args.exec_reattach, args.exec_retain
 
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
         if sig is not None:

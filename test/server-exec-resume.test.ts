@@ -7,14 +7,16 @@
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { waitGone } from "./support/processes.js"
+import { waitGone, withTimeout } from "./support/processes.js"
 import {
   type Event,
   parseNdjson,
   type Running,
   readEventsUntil,
+  spawnServer,
   started,
   startServer,
   stopServer
@@ -211,6 +213,25 @@ describe("a dropped exec connection", () => {
     }
     expect((await json(S, `/v1/processes/${x.id}/output`)).status).toBe(404)
     expect((await json(S, `/v1/processes/${bg.body.id}`)).body).toMatchObject({ running: false, exit_code: 0 })
+  })
+})
+
+describe("SBX_EXEC_REATTACH and SBX_EXEC_RETAIN", () => {
+  it("refuses a value that is not a number of seconds ≥ 0 (exit 2, naming it)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-exec-env-"))
+    try {
+      for (const [name, value] of [
+        ["SBX_EXEC_REATTACH", "soon"],
+        ["SBX_EXEC_REATTACH", "-1"],
+        ["SBX_EXEC_RETAIN", "nan"]
+      ] as const) {
+        const s = spawnServer(["--port", "0"], { SBX_TOKEN: "x", [name]: value }, dir)
+        expect(await withTimeout(s.exited, 15_000)).toEqual({ code: 2, signal: null })
+        expect(s.stderr()).toContain(`invalid ${name} '${value}'`)
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
 
