@@ -40,6 +40,68 @@ interface State {
 }
 
 /**
+ * Reads one event of an attempt into `state` (the command's id, the offsets delivered). A `dropped`
+ * event means the bytes to resume at are gone: a final error, with the command's state as the sandbox
+ * reports it (queried, bounded).
+ */
+const eventOf = (
+  wire: WireClient,
+  operation: string,
+  state: State,
+  final: (error: ConnectionLostError) => ConnectionLostError
+) => {
+  const lostWithState = (detail: string, cause?: unknown) =>
+    Effect.gen(function* () {
+      const id = state.id!
+      const known = yield* wire.info(id).pipe(Effect.timeout(CLEANUP_BOUND), Effect.option)
+      const info = Option.getOrUndefined(known)
+      const running = info?.running
+      return final(
+        new ConnectionLostError({
+          operation,
+          detail,
+          cause,
+          commandId: id,
+          ...(running !== undefined ? { running } : {}),
+          ...(running === false && info?.exit_code !== undefined ? { exitCode: info.exit_code } : {})
+        })
+      )
+    })
+
+  const toEvent = (
+    event: Protocol.ExecEvent | Protocol.OutputEvent
+  ): Effect.Effect<Option.Option<CommandEvent>, ConnectionLostError> => {
+    switch (event.event) {
+      case "start":
+        if (state.started) return Effect.succeed(Option.none()) // a keyed retry starts over with it
+        state.started = true
+        state.id = event.id
+        return Effect.succeed(Option.some({ event: "start", pid: event.pid, id: event.id }))
+      case "stdout":
+      case "stderr": {
+        const data = Buffer.from(event.data, "base64")
+        state.offsets[event.event] += data.length
+        return Effect.succeed(Option.some({ event: event.event, data }))
+      }
+      case "exit":
+        state.exited = true
+        return Effect.succeed(Option.some(event))
+      case "dropped":
+        return Effect.flatMap(
+          lostWithState(
+            `the connection dropped and ${event.stdout} bytes of stdout and ${event.stderr} bytes of stderr ` +
+              "fell out of the sandbox's output buffer before the client reattached"
+          ),
+          Effect.fail
+        )
+      default:
+        return Effect.succeed(Option.some({ event: "ping" }))
+    }
+  }
+  return toEvent
+}
+
+/**
  * Runs `request` (which carries its `idempotency_key`) and reattaches on `schedule` whenever the
  * connection is lost. Fails with `ConnectionLostError` carrying the command's id and last known state
  * when the output fell out of the server's buffer, the record is gone, or the schedule runs out. A
@@ -67,54 +129,7 @@ export const run = (
       return error
     }
 
-    const lostWithState = (detail: string, cause?: unknown) =>
-      Effect.gen(function* () {
-        const id = state.id!
-        const known = yield* wire.info(id).pipe(Effect.timeout(CLEANUP_BOUND), Effect.option)
-        const info = Option.getOrUndefined(known)
-        const running = info?.running
-        return final(
-          new ConnectionLostError({
-            operation,
-            detail,
-            cause,
-            commandId: id,
-            ...(running !== undefined ? { running } : {}),
-            ...(running === false && info?.exit_code !== undefined ? { exitCode: info.exit_code } : {})
-          })
-        )
-      })
-
-    const toEvent = (
-      event: Protocol.ExecEvent | Protocol.OutputEvent
-    ): Effect.Effect<Option.Option<CommandEvent>, ConnectionLostError> => {
-      switch (event.event) {
-        case "start":
-          if (state.started) return Effect.succeed(Option.none()) // a keyed retry starts over with it
-          state.started = true
-          state.id = event.id
-          return Effect.succeed(Option.some({ event: "start", pid: event.pid, id: event.id }))
-        case "stdout":
-        case "stderr": {
-          const data = Buffer.from(event.data, "base64")
-          state.offsets[event.event] += data.length
-          return Effect.succeed(Option.some({ event: event.event, data }))
-        }
-        case "exit":
-          state.exited = true
-          return Effect.succeed(Option.some(event))
-        case "dropped":
-          return Effect.flatMap(
-            lostWithState(
-              `the connection dropped and ${event.stdout} bytes of stdout and ${event.stderr} bytes of stderr ` +
-                "fell out of the sandbox's output buffer before the client reattached"
-            ),
-            Effect.fail
-          )
-        default:
-          return Effect.succeed(Option.some({ event: "ping" }))
-      }
-    }
+    const toEvent = eventOf(wire, operation, state, final)
 
     const resume = (id: string) =>
       wire.resume(id, { ...state.offsets }).pipe(
@@ -163,11 +178,8 @@ export const run = (
     const attempt: Stream.Stream<CommandEvent, OperationError> = Stream.suspend(() => {
       const retry = state.attempts++ > 0
       type Line = Protocol.ExecEvent | Protocol.OutputEvent
-      const sent: Stream.Stream<Line, OperationError> =
-        state.id !== undefined ? resume(state.id) : wire.exec(request)
-      const source: Stream.Stream<Line, OperationError> = retry
-        ? Stream.concat(Stream.execute(serverGone), sent)
-        : sent
+      const sent: Stream.Stream<Line, OperationError> = state.id !== undefined ? resume(state.id) : wire.exec(request)
+      const source: Stream.Stream<Line, OperationError> = retry ? Stream.concat(Stream.execute(serverGone), sent) : sent
       return Stream.concat(
         source.pipe(
           Stream.mapEffect(toEvent),
