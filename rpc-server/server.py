@@ -826,6 +826,12 @@ def pump(handler, proc, spec, sink, t0):
     sock = handler.connection if handler is not None else None  # None: a background process
     if sock is not None:
         sel.register(sock, selectors.EVENT_READ, "client")
+    # An exec's sink may hold a stream back (back-pressure, see ExecSink) and wake us when a
+    # reader has made room; other sinks never block.
+    blocked = getattr(sink, "blocked", None)
+    held = set()
+    if blocked is not None:
+        sel.register(sink.wake_fd, selectors.EVENT_READ, "wake")
 
     result = ExecResult()
     result.timed_out = False
@@ -840,6 +846,17 @@ def pump(handler, proc, spec, sink, t0):
             now = time.monotonic()
             if exited_at is None and proc.returncode is not None:
                 exited_at = now
+            if blocked is not None:
+                # Once the command has exited nothing is held back: what is left in its pipes is
+                # read now, or a slow reader would let EXIT_DRAIN_MAX cut it off.
+                for name, f in readers.items():
+                    hold = exited_at is None and blocked(name)
+                    if hold and name not in held:
+                        sel.unregister(f.fileno())
+                        held.add(name)
+                    elif not hold and name in held:
+                        sel.register(f.fileno(), selectors.EVENT_READ, name)
+                        held.discard(name)
             if exited_at is not None:
                 quiet_until = max(exited_at, last_output) + EXIT_QUIET
                 if not readers or now >= quiet_until or now - exited_at >= EXIT_DRAIN_MAX:
@@ -875,6 +892,11 @@ def pump(handler, proc, spec, sink, t0):
                         readers.pop(tag).close()
                         sink.eof(tag)
                         poll_delay = 0.001  # EOF usually means the exit is imminent
+                elif tag == "wake":
+                    try:
+                        os.read(key.fd, 4096)
+                    except OSError:
+                        pass
                 elif tag == "stdin":
                     try:
                         n = os.write(key.fd, stdin_view[:FILE_CHUNK])
@@ -1083,8 +1105,9 @@ if hasattr(signal, "SIGHUP"):
 
 
 class BgProcess(object):
-    def __init__(self, pid, cmd, tag, limit, spec, proc):
+    def __init__(self, pid, cmd, tag, limit, spec, proc, kind="process"):
         self.id = None
+        self.kind = kind  # "process" (POST /v1/processes) or "exec" (POST /v1/exec): see ExecSink
         self.pid = pid
         self.cmd = cmd
         self.tag = tag
@@ -1101,12 +1124,23 @@ class BgProcess(object):
         self.total = {"stdout": 0, "stderr": 0}
         self.dropped = {"stdout": 0, "stderr": 0}
         self.result = None  # ExecResult once the process ended and its output was read
+        # Execs only: the furthest raw offset any reader has handed to its socket, per stream (the
+        # back-pressure window counts from there), the readers attached now, and since when none is.
+        self.sent = {"stdout": 0, "stderr": 0}
+        self.readers = 0
+        self.detached_at = time.monotonic()
+        self.ended_at = None
+        self.paused = False  # the pump waits for a reader to advance: advance() wakes it
+        self.wake_w = None
+        self.key = None  # idempotency key, with the request it stands for
+        self.fingerprint = None
 
     def info(self):
         r = self.result
         rc = r.returncode if r is not None else None
         return {
             "id": self.id,
+            "kind": self.kind,
             "pid": self.pid,
             "cmd": self.cmd,
             "tag": self.tag,
@@ -1133,6 +1167,12 @@ class BgProcess(object):
             self.total[name] += len(data)
             self.size[name] += len(data)
             excess = self.size[name] - self.limit
+            if self.kind == "exec":
+                # Keep a window behind what was sent (it may still sit in socket or proxy buffers
+                # when a connection drops); the limit only bites after the exit, when back-pressure
+                # no longer holds the command (see ExecSink.blocked).
+                behind = (self.total[name] - self.size[name]) - (self.sent[name] - self.limit)
+                excess = max(excess - 2 * self.limit, -behind)
             while excess > 0:
                 front = chunks[self.first[name]]
                 n = min(excess, len(front[2]))
@@ -1153,7 +1193,48 @@ class BgProcess(object):
     def finished(self, result):
         with self.cond:
             self.result = result
+            self.ended_at = time.monotonic()
             self.cond.notify_all()
+        if self.kind == "exec":
+            JANITOR.poke()
+
+    # ---- execs: readers and back-pressure ----
+
+    def attach(self):
+        with self.cond:
+            self.readers += 1
+            self.detached_at = None
+
+    def detach(self):
+        with self.cond:
+            self.readers -= 1
+            if self.readers == 0:
+                self.detached_at = time.monotonic()
+        JANITOR.poke()
+        self.wake()  # nobody attached: the pump may fill the whole window
+
+    def wake(self):
+        with self.cond:
+            if not self.paused:
+                return
+            self.paused = False
+            w = self.wake_w
+        if w is not None:
+            try:
+                os.write(w, b"\0")
+            except OSError:
+                pass  # pipe full (a wake-up is pending) or closed (the pump ended)
+
+    def advance(self, pos):
+        """A reader handed the bytes before `pos` (per stream) to its socket."""
+        with self.cond:
+            moved = False
+            for name, n in pos.items():
+                if n > self.sent[name]:
+                    self.sent[name] = n
+                    moved = True
+        if moved:
+            self.wake()
 
     # ---- called by followers, under self.cond ----
 
@@ -1183,17 +1264,72 @@ class RingSink(QuietSink):
         self.bg.append(name, data)
 
 
+class ExecSink(RingSink):
+    """pump() sink of an exec: its buffer doubles as the back-pressure window.
+
+    The pump stops reading a stream while more than `limit` of its bytes wait to be sent to a
+    reader, so a slow or disconnected client pauses the command instead of losing its output.
+    Readers (Handler.follow_output) wake the pump through a pipe when they make room."""
+
+    def __init__(self, bg):
+        RingSink.__init__(self, bg)
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self.wake_fd = r
+        bg.wake_w = w
+
+    def blocked(self, name):
+        bg = self.bg
+        with bg.cond:
+            # With a reader attached, read one chunk ahead of it, no more: the pipe fills meanwhile and
+            # the next read takes a whole chunk. Reading every few KiB as they come, each sent on its
+            # own, costs several times the CPU. Nobody attached: fill the window.
+            room = bg.limit if bg.readers == 0 else min(bg.limit, OUTPUT_CHUNK)
+            if bg.total[name] - bg.sent[name] < room:
+                return False
+            bg.paused = True
+            return True
+
+    def close(self):
+        with self.bg.cond:
+            w, self.bg.wake_w = self.bg.wake_w, None
+        for fd in (self.wake_fd, w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class BgTable(object):
     def __init__(self):
         self.lock = threading.Lock()
         self.next_id = 1
         self.by_id = {}
+        self.by_key = {}  # idempotency key -> BgProcess, for as long as the record is kept
 
     def add(self, bg):
         with self.lock:
-            bg.id = "p-%d" % self.next_id
+            bg.id = "%s-%d" % ("e" if bg.kind == "exec" else "p", self.next_id)
             self.next_id += 1
             self.by_id[bg.id] = bg
+            if bg.key is not None:
+                self.by_key[bg.key] = bg
+
+    def by_idempotency_key(self, key, fingerprint):
+        """The record a key stands for, or None; 409 if the key came with another request."""
+        with self.lock:
+            bg = self.by_key.get(key)
+        if bg is not None and bg.fingerprint != fingerprint:
+            message = "idempotency_key %r was used for %s (%s), a different request: use a new key for a new command"
+            raise HttpError(409, message % (key, bg.id, bg.kind), "idempotency_conflict")
+        return bg
+
+    def remove(self, bg):
+        with self.lock:
+            self.by_id.pop(bg.id, None)
+            if bg.key is not None and self.by_key.get(bg.key) is bg:
+                del self.by_key[bg.key]
 
     def all(self):
         with self.lock:
@@ -1218,10 +1354,11 @@ BGPROCS = BgTable()
 
 
 def run_background(bg, t0):
-    """The thread of one background process: pump it to completion."""
+    """The thread of one background process or exec: pump it to completion."""
     result = None
+    sink = ExecSink(bg) if bg.kind == "exec" else RingSink(bg)
     try:
-        result = pump(None, bg.proc, bg.spec, RingSink(bg), t0)
+        result = pump(None, bg.proc, bg.spec, sink, t0)
     except Exception:
         log("background process %s failed:\n%s" % (bg.id, traceback.format_exc()))
         if bg.proc.returncode is None:
@@ -1232,8 +1369,127 @@ def run_background(bg, t0):
         result.timed_out = False
         result.duration_ms = int((time.monotonic() - t0) * 1000)
     finally:
+        if bg.kind == "exec":
+            sink.close()
         STATE.end()  # a running background process counts as a request in flight
         bg.finished(result)
+
+
+class NoLock(object):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+IDEMPOTENCY_KEY = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
+# The fields that make two requests "the same command" for an idempotency key.
+IDEMPOTENT_FIELDS = ("cmd", "shell", "env", "cwd", "workdir", "stdin", "stdin_b64", "stdin_pipe")
+NO_LOCK = NoLock()
+KEYED = threading.Lock()  # check-then-spawn of keyed requests is one step: a key runs one command
+
+
+def idempotency(req, kind):
+    """(key, fingerprint) of a request, (None, None) without a key."""
+    key = req.get("idempotency_key")
+    if key is None:
+        return None, None
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
+        raise bad_request("`idempotency_key` must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (got %r)" % (key,))
+    fields = dict((k, req.get(k)) for k in IDEMPOTENT_FIELDS if req.get(k) is not None)
+    return key, kind + " " + json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+def start_background(bg, t0):
+    """Register `bg` (spawned) and run its pump in a thread of its own."""
+    BGPROCS.add(bg)
+    STATE.begin()  # ended by run_background
+    try:
+        threading.Thread(target=run_background, args=(bg, t0), name="bg-" + bg.id, daemon=True).start()
+    except Exception:
+        proc = bg.proc
+        kill_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        PROCS.reaped(proc, True)
+        result = ExecResult()
+        result.returncode, result.timed_out, result.duration_ms = proc.returncode, False, 0
+        bg.finished(result)
+        STATE.end()
+        raise
+
+
+# --------------------------------------------------------------------------
+# Execs that outlive their connection
+# --------------------------------------------------------------------------
+#
+# An exec is a record of BGPROCS (kind "exec") pumped by its own thread; the
+# POST /v1/exec connection is only its first reader. When no reader is
+# attached for SBX_EXEC_REATTACH seconds the command is killed (whole family);
+# a finished exec is forgotten SBX_EXEC_RETAIN seconds after it ended.
+
+DEFAULT_EXEC_BUFFER = 8 * 1024 * 1024
+# Seconds a dropped exec waits for a reader to reattach. A client that gives a command up kills it
+# itself (DELETE /v1/processes/{id}): a dropped connection is no longer a kill.
+EXEC_REATTACH_DEFAULT = 60.0
+EXEC_RETAIN_DEFAULT = 300.0  # seconds a finished exec's record and output are kept
+
+
+class Janitor(object):
+    """One thread that kills abandoned execs and forgets expired ones, waking
+    at the next deadline or when an exec is detached or finishes."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.started = False
+        self.kicked = False
+        self.grace = EXEC_REATTACH_DEFAULT  # SBX_EXEC_REATTACH, set by main()
+        self.retain = EXEC_RETAIN_DEFAULT  # SBX_EXEC_RETAIN
+
+    def poke(self):
+        with self.cond:
+            if not self.started:
+                self.started = True
+                threading.Thread(target=self._run, name="exec-janitor", daemon=True).start()
+            self.kicked = True
+            self.cond.notify()
+
+    def _run(self):
+        while True:
+            grace, retain = self.grace, self.retain
+            now = time.monotonic()
+            wait = None
+            for bg in BGPROCS.all():
+                if bg.kind != "exec":
+                    continue
+                with bg.cond:
+                    ended, detached, running = bg.ended_at, bg.detached_at, bg.result is None
+                    abandoned = running and bg.readers == 0 and detached is not None
+                    if abandoned and now - detached >= grace:
+                        bg.detached_at = None  # killed once; the exit follows
+                    # Until the pump has reaped the leader its pid (the group id) cannot be recycled.
+                    leader = bg.pid if bg.proc.returncode is None else None
+                if not running:
+                    due = ended + retain
+                    if now >= due:
+                        BGPROCS.remove(bg)
+                        continue
+                elif abandoned:
+                    due = detached + grace
+                    if now >= due:
+                        log("exec %s: no reader for %g s, killing it" % (bg.id, grace))
+                        kill_family(leader, bg.spec.marker, signal.SIGKILL)
+                        continue
+                else:
+                    continue
+                wait = due - now if wait is None else min(wait, due - now)
+            with self.cond:
+                if not self.kicked:
+                    self.cond.wait(wait)
+                self.kicked = False
+
+
+JANITOR = Janitor()
 
 
 def parse_signal(raw):
@@ -2031,12 +2287,28 @@ class Handler(BaseHTTPRequestHandler):
             self.respond(200, b'{"status":"ok"}')
 
     def route_exec(self):
-        spec = parse_exec(self.read_json(), legacy=False)
-        t0 = time.monotonic()
-        proc = spawn(spec)
-        sink = StreamSink(self, spec.encoding)
-        result = pump(self, proc, spec, sink, t0)
-        sink.finish(result)
+        req = self.read_json()
+        spec = parse_exec(req, legacy=False)
+        limit = req.get("buffer_bytes", DEFAULT_EXEC_BUFFER)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFER_BYTES:
+            raise bad_request("`buffer_bytes` must be an integer from 1 to %d (64 MiB)" % MAX_BUFFER_BYTES)
+        key, fingerprint = idempotency(req, "exec")
+        with KEYED if key is not None else NO_LOCK:
+            bg = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
+            if bg is None:
+                t0 = time.monotonic()
+                proc = spawn(spec)
+                bg = BgProcess(proc.pid, req.get("cmd"), None, limit, spec, proc, kind="exec")
+                bg.key, bg.fingerprint = key, fingerprint
+            bg.attach()  # this connection is a reader from the very start
+            if bg.id is None:
+                try:
+                    start_background(bg, t0)
+                except Exception:
+                    bg.detach()
+                    raise
+        # A retry with the key reattaches from the first byte: the same events as the first answer.
+        self.follow_output(bg, True, spec.encoding, {"stdout": 0, "stderr": 0}, attached=True, start_event=True)
 
     def route_legacy_exec(self):
         spec = parse_exec(self.read_json(), legacy=True)
@@ -2560,22 +2832,20 @@ class Handler(BaseHTTPRequestHandler):
         limit = req.get("buffer_bytes", DEFAULT_BUFFER_BYTES)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFER_BYTES:
             raise bad_request("`buffer_bytes` must be an integer from 1 to %d (64 MiB)" % MAX_BUFFER_BYTES)
-        t0 = time.monotonic()
-        proc = spawn(spec)
-        bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc)
-        BGPROCS.add(bg)
-        STATE.begin()  # ended by run_background
-        try:
-            threading.Thread(target=run_background, args=(bg, t0), name="bg-" + bg.id, daemon=True).start()
-        except Exception:
-            kill_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-            PROCS.reaped(proc, True)
-            result = ExecResult()
-            result.returncode, result.timed_out, result.duration_ms = proc.returncode, False, 0
-            bg.finished(result)
-            STATE.end()
-            raise
+        key, fingerprint = idempotency(req, "process")
+        existing = None
+        with KEYED if key is not None else NO_LOCK:
+            existing = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
+            if existing is None:
+                t0 = time.monotonic()
+                proc = spawn(spec)
+                bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc)
+                bg.key, bg.fingerprint = key, fingerprint
+                start_background(bg, t0)
+        if existing is not None:
+            info = existing.info()
+            info["existing"] = True
+            return self.respond_json(info)
         info = bg.info()
         self.respond_json({k: info[k] for k in ("id", "pid", "cmd", "tag", "started_at_ms")})
 
@@ -2588,7 +2858,10 @@ class Handler(BaseHTTPRequestHandler):
         request_shutdown("shutdown requested (POST /v1/shutdown)")
 
     def route_process_list(self):
-        self.respond_json([bg.info() for bg in BGPROCS.all()])
+        kind = self.param("kind", required=False) or "process"
+        if kind not in ("process", "exec", "all"):
+            raise bad_request("query parameter `kind` must be process, exec or all, got %r" % kind)
+        self.respond_json([bg.info() for bg in BGPROCS.all() if kind == "all" or bg.kind == kind])
 
     def route_process_get(self, key):
         self.respond_json(BGPROCS.find(key).info())
@@ -2654,15 +2927,51 @@ class Handler(BaseHTTPRequestHandler):
             encoding = "utf-8"
         elif encoding != "base64":
             raise bad_request("query parameter `encoding` must be utf-8 or base64, got %r" % encoding)
+        offsets = None
+        out, err = self.int_param("stdout_offset"), self.int_param("stderr_offset")
+        if out is not None or err is not None:
+            offsets = {"stdout": out or 0, "stderr": err or 0}
+        self.follow_output(bg, follow, encoding, offsets)
+
+    def follow_output(self, bg, follow, encoding, offsets, attached=False, start_event=False):
+        """Stream `bg`'s buffered output (then, with `follow`, its live output and exit) as NDJSON.
+
+        `offsets` (raw byte offset per stream) resumes where a reader left off; without them the
+        stream starts at the oldest byte still buffered. A follower of an exec is one of its
+        readers: while one is attached the exec is not abandoned, and what it has sent moves the
+        back-pressure window. `attached`: the caller already counted this reader (POST /v1/exec), whose
+        stream begins with the `start` event."""
         sink = StreamSink(self, encoding)
-        with bg.cond:
-            pos = dict(bg.dropped)  # next byte offset this follower expects, per stream
-            upto = bg.seq  # without follow: only what is buffered now...
-            result = bg.result  # ...and the exit only if that is all there will be
+        reader = bg.kind == "exec" and follow
+        try:
+            with bg.cond:
+                held = dict(bg.dropped)  # the oldest offset still buffered, per stream
+                if offsets is not None:
+                    for name in ("stdout", "stderr"):
+                        if offsets[name] > bg.total[name]:
+                            message = "%s_offset=%d is past the %d bytes %s has written to %s so far"
+                            raise bad_request(message % (name, offsets[name], bg.total[name], bg.id, name))
+                    pos = {name: max(offsets[name], held[name]) for name in held}
+                    missing = {name: max(0, held[name] - offsets[name]) for name in held}
+                else:
+                    pos, missing = dict(held), held
+                if reader and not attached:
+                    bg.attach()
+                    attached = True
+                upto = bg.seq  # without follow: only what is buffered now...
+                result = bg.result  # ...and the exit only if that is all there will be
             first = b""
-            if pos["stdout"] or pos["stderr"]:
-                first = dumps({"event": "dropped", "stdout": pos["stdout"], "stderr": pos["stderr"]}) + b"\n"
-        sink.begin(first)
+            if start_event:
+                first = dumps({"event": "start", "id": bg.id, "pid": bg.pid}) + b"\n"
+            if missing["stdout"] or missing["stderr"]:
+                first += dumps({"event": "dropped", "stdout": missing["stdout"], "stderr": missing["stderr"]}) + b"\n"
+            sink.begin(first)
+            self.stream_chunks(bg, sink, follow, pos, upto, result, reader)
+        finally:
+            if attached:
+                bg.detach()
+
+    def stream_chunks(self, bg, sink, follow, pos, upto, result, reader):
         last = 0
         while True:
             with bg.cond:
@@ -2684,16 +2993,21 @@ class Handler(BaseHTTPRequestHandler):
                     gap = {"event": "dropped", "stdout": 0, "stderr": 0}
                     gap[name] = start - pos[name]
                     sink.pending.append(dumps(gap) + b"\n")
-                elif start < pos[name]:  # a coalesced chunk whose prefix was sent
+                elif start < pos[name]:  # a coalesced chunk whose prefix was sent, or before a resume offset
                     data = chunk[pos[name] - start :]
-                pos[name] = start + len(chunk)
+                pos[name] = max(pos[name], start + len(chunk))
                 if data:
                     sink.output(name, data)
             if caught_up and (result is not None or not follow):
                 sink.eof("stdout")
                 sink.eof("stderr")
-                return sink.finish(result)
+                sink.finish(result)
+                if reader:
+                    bg.advance(pos)
+                return
             sink.flush(time.monotonic())
+            if reader:
+                bg.advance(pos)
             if not chunks:
                 self.client_still_there()
 
@@ -3505,6 +3819,11 @@ def parse_args(argv):
     args.ping_interval = DEFAULT_PING_INTERVAL
     if env.get("SBX_PING_INTERVAL"):
         args.ping_interval = _number(env["SBX_PING_INTERVAL"], "SBX_PING_INTERVAL", float, 0.01)
+    args.exec_reattach, args.exec_retain = EXEC_REATTACH_DEFAULT, EXEC_RETAIN_DEFAULT
+    if env.get("SBX_EXEC_REATTACH"):
+        args.exec_reattach = _number(env["SBX_EXEC_REATTACH"], "SBX_EXEC_REATTACH", float, 0)
+    if env.get("SBX_EXEC_RETAIN"):
+        args.exec_retain = _number(env["SBX_EXEC_RETAIN"], "SBX_EXEC_RETAIN", float, 0)
     args.tunnel = args.tunnel or _flag(env.get("SBX_TUNNEL"), "SBX_TUNNEL")
     args.tunnel_config = tunnel_config(env) if args.tunnel else None
     return args
@@ -3584,6 +3903,7 @@ def main(argv=None):
             _fail("cannot create the journal %s: %s" % (args.journal, e.strerror or e))
     STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
+    JANITOR.grace, JANITOR.retain = args.exec_reattach, args.exec_retain
 
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
         if sig is not None:

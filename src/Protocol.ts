@@ -127,7 +127,9 @@ export const ExecRequest = Schema.Struct({
   timeout: Schema.optional(Schema.Number),
   stdin: Schema.optional(Schema.String),
   stdin_b64: Schema.optional(Schema.String),
-  encoding: Schema.optional(Schema.Literal("utf-8", "base64"))
+  encoding: Schema.optional(Schema.Literal("utf-8", "base64")),
+  /** 1–128 of `[A-Za-z0-9._:-]`: a retry with the same key reattaches to the command instead of running it again. */
+  idempotency_key: Schema.optional(Schema.String)
 })
 
 /**
@@ -140,7 +142,12 @@ export type ExecRequest = typeof ExecRequest.Type
  * @since 0.1.0
  * @category exec
  */
-export const StartEvent = Schema.Struct({ event: Schema.Literal("start"), pid: Schema.Number })
+export const StartEvent = Schema.Struct({
+  event: Schema.Literal("start"),
+  pid: Schema.Number,
+  /** The command's id in the process table (`e-N`), for `/v1/processes/{id}/…`; HF's server sends none. */
+  id: Schema.optional(Schema.String)
+})
 
 /**
  * @since 0.1.0
@@ -356,7 +363,11 @@ export const ProcessInfo = Schema.Struct({
   started_at_ms: Schema.Number,
   running: Schema.optional(Schema.Boolean),
   exit_code: Schema.optional(Schema.NullOr(Schema.Number)),
-  signal: Schema.optional(Schema.NullOr(Schema.Number))
+  signal: Schema.optional(Schema.NullOr(Schema.Number)),
+  /** `"exec"` for a command of `POST /v1/exec`, `"process"` for a background process. */
+  kind: Schema.optional(Schema.String),
+  /** Set when a spawn's `idempotency_key` named a process that already existed: nothing new was started. */
+  existing: Schema.optional(Schema.Boolean)
 })
 
 /**

@@ -32,6 +32,7 @@ import type { Files } from "./Files.js"
 import * as Wire from "./internal/client.js"
 import * as Cloudflared from "./internal/cloudflared.js"
 import * as FilesApi from "./internal/files.js"
+import * as Reattach from "./internal/reattach.js"
 import * as Signals from "./internal/signals.js"
 import * as StartErrors from "./internal/startError.js"
 import * as Validate from "./internal/validate.js"
@@ -39,7 +40,6 @@ import type * as Protocol from "./Protocol.js"
 import {
   AuthError,
   BadRequestError,
-  ConnectionLostError,
   type HubError,
   InvalidArgumentError,
   type OperationError,
@@ -153,6 +153,17 @@ export interface ExecOptions {
    * A whole number ≥ 1; anything else fails with `InvalidArgumentError`.
    */
   readonly maxOutputBytes?: number | undefined
+  /**
+   * Names this command for the sandbox: a second `exec`/`execStream`/`spawn` with the same key (while
+   * the sandbox still remembers it, 5 minutes after it ends by default) does not run it again but
+   * reattaches to it (`exec`: its output from the start and its exit; `spawn`: the same process). With
+   * another command, env, cwd or stdin it fails with `BadRequestError` (409 `idempotency_conflict`).
+   * 1 to 128 of `A-Z a-z 0-9 . _ : -`, else `InvalidArgumentError`. Without it, every exec still gets a
+   * random key of its own, so that a retry after a lost connection never runs the command twice.
+   *
+   * @since 0.2.0
+   */
+  readonly idempotencyKey?: string | undefined
 }
 
 /**
@@ -741,6 +752,7 @@ const open = (
       const env = execOptions.env
       Validate.env("env", env)
       const cwd = execOptions.cwd ?? options.cwd
+      const idempotencyKey = Validate.idempotencyKey("idempotencyKey", execOptions.idempotencyKey)
       return {
         cmd: typeof command === "string" ? command : [...command],
         ...(env ? { env: { ...env } } : {}),
@@ -749,9 +761,12 @@ const open = (
           ? { timeout: Validate.commandTimeoutMs("timeout", execOptions.timeout) / 1000 }
           : {}),
         ...(typeof stdin === "string" ? { stdin } : {}),
-        ...(stdin instanceof Uint8Array ? { stdin_b64: Buffer.from(stdin).toString("base64") } : {})
+        ...(stdin instanceof Uint8Array ? { stdin_b64: Buffer.from(stdin).toString("base64") } : {}),
+        ...(idempotencyKey !== undefined ? { idempotency_key: idempotencyKey } : {})
       }
     }
+
+    const reattachSchedule = options.schedules?.reattach ?? Schedules.reattach
 
     /** A command's events, without a span of its own (exec and execStream each have theirs). */
     const events = (
@@ -762,18 +777,25 @@ const open = (
       Stream.unwrap(
         alive(
           operation,
-          Effect.map(execRequest(operation, command, execOptions), (request) => {
-            let exited = false
-            const events = wire.exec({ ...request, encoding: "base64" }).pipe(
+          Effect.map(execRequest(operation, command, execOptions), (request) =>
+            Reattach.run(
+              wire,
+              {
+                ...request,
+                encoding: "base64",
+                idempotency_key: request.idempotency_key ?? Reattach.newIdempotencyKey()
+              },
+              operation,
+              reattachSchedule
+            ).pipe(
               Stream.filterMap((event): Option.Option<ExecEvent> => {
                 switch (event.event) {
                   case "start":
                     return Option.some({ _tag: "Start", pid: event.pid })
                   case "stdout":
                   case "stderr":
-                    return Option.some(outputEvent(event.event, Buffer.from(event.data, "base64")))
+                    return Option.some(outputEvent(event.event, event.data))
                   case "exit":
-                    exited = true
                     return Option.some({
                       _tag: "Exit",
                       exitCode: event.exit_code,
@@ -784,25 +806,12 @@ const open = (
                   default:
                     return Option.none()
                 }
-              })
-            )
-            // A stream that ends without the exit status lost its connection; it never counts as success.
-            const ended = Effect.suspend(() =>
-              exited
-                ? Effect.void
-                : Effect.fail(
-                    new ConnectionLostError({
-                      operation: "execStream",
-                      detail: "the output stream ended before the command's exit status arrived"
-                    })
-                  )
-            )
-            return Stream.concat(events, Stream.execute(ended)).pipe(
+              }),
               Stream.tap((event) =>
                 event._tag === "Exit" ? Effect.annotateCurrentSpan(exitAttributes(event)) : Effect.void
               )
             )
-          })
+          )
         )
       )
 
