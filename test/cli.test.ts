@@ -1,14 +1,18 @@
 /**
- * The `hf-sandbox` CLI, run as the real program in child processes: against the local provider (with
- * a temp state directory) and against the Hub emulator (jobs run as local processes; proxy and tunnel
- * hosts are routed to it). The CLI is bundled once with esbuild, laid out like the package (dist/cli next
- * to rpc-server) so that it finds the server script exactly as installed.
+ * The `hf-sandbox` CLI against the local provider (with a temp state directory) and against the Hub
+ * emulator (jobs run as local processes; proxy and tunnel hosts are routed to it). Most commands run in
+ * this process (`runCli`: the same parser and handlers as the program, with their own stdout, stderr and
+ * environment), which saves a Node start-up per command. What only the real program can show runs it in
+ * a child process: exit codes as the shell sees them, Ctrl-C, a closed pipe, a server that outlives the
+ * CLI. For those the CLI is bundled once with esbuild, laid out like the package (dist/cli next to
+ * rpc-server) so that it finds the server script exactly as installed.
  * After every test nothing may be left running: no local server, no live job.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -16,6 +20,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { afterAll, afterEach, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
@@ -25,6 +30,7 @@ import * as HfJobs from "hf-sandbox/HfJobs"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Testing from "hf-sandbox/testing"
+import { runCli } from "../src/cli/app.js"
 import { descendants } from "../src/internal/processTree.js"
 import { isAlive, sleep, waitGone, waitNoneWithArg } from "./support/processes.js"
 
@@ -111,9 +117,49 @@ const finish = (child: ChildProcess): Promise<Result> =>
     })
   })
 
-/** Runs the CLI to its end. */
-const cli = (args: ReadonlyArray<string>, options: { hf?: boolean; env?: Record<string, string> } = {}) =>
+/** Runs the real program to its end, in a child process. */
+const binary = (args: ReadonlyArray<string>, options: { hf?: boolean; env?: Record<string, string> } = {}) =>
   finish(start(args, options))
+
+/**
+ * Starts the CLI in this process, with its own stdout, stderr and environment: `stdout()` is what it has
+ * written so far, `done` its result, `interrupt` what Ctrl-C does to the program (its exit code is then
+ * 130, as the child-process tests show).
+ */
+const startInProcess = (args: ReadonlyArray<string>, options: { hf?: boolean; env?: Record<string, string> } = {}) => {
+  const out: Array<Buffer> = []
+  const err: Array<Buffer> = []
+  // Kept as it is written, so that what a finished run wrote is all there.
+  const sink = (chunks: Array<Buffer>) =>
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(Buffer.from(chunk))
+        callback()
+      }
+    })
+  const stdout = sink(out)
+  const stderr = sink(err)
+  const fiber = Effect.runFork(
+    runCli([process.execPath, "hf-sandbox", ...args], { stdout, stderr, env: cliEnv(options.hf ?? false, options.env) })
+  )
+  const result = (code: number | null): Result => {
+    const stdoutBytes = Buffer.concat(out)
+    return { code, signal: null, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes }
+  }
+  const done = Effect.runPromise(Fiber.await(fiber)).then((exit) =>
+    result(Exit.isSuccess(exit) ? exit.value : Exit.isInterrupted(exit) ? 130 : 1)
+  )
+  return {
+    stdout: () => Buffer.concat(out).toString(),
+    done,
+    /** Interrupts the run and waits for its release: the code is then 130, as for the program. */
+    interrupt: () => Effect.runPromise(Fiber.interrupt(fiber)).then(() => done)
+  }
+}
+
+/** Runs the CLI to its end, in this process. */
+const cli = (args: ReadonlyArray<string>, options: { hf?: boolean; env?: Record<string, string> } = {}) =>
+  startInProcess(args, options).done
 
 /** Runs a shell snippet in which `$HF_SANDBOX` is the CLI, as a user's script would. */
 const shell = (script: string, hf = false) =>
@@ -203,7 +249,8 @@ const createHf = async (...args: Array<string>) => {
 
 describe("hf-sandbox CLI, local provider", () => {
   it("create leaves a server running in its own session after the CLI exits; its state is the user's alone", async () => {
-    const created = await local(["create"])
+    // The real program: the server must outlive the process that made it.
+    const created = await binary(["--local", "create"])
     expectCode(created, 0)
     const id = created.stdout.trim()
     const state = stateOf(id)
@@ -262,7 +309,10 @@ describe("hf-sandbox CLI, local provider", () => {
 
   it("exec streams stdout and stderr live and apart, as bytes, with -e and --cwd", async () => {
     const id = await createLocal()
-    const child = start([
+    // The command goes on only once the test has seen its first line: output held until the command ends
+    // would never arrive, and the command never end.
+    const go = path.join(work, "exec-go")
+    const running = startInProcess([
       "--local",
       "exec",
       "-e",
@@ -271,19 +321,14 @@ describe("hf-sandbox CLI, local provider", () => {
       "/",
       id,
       "--",
-      'echo "$GREETING from $(pwd)"; sleep 2; echo late >&2; echo done'
+      `echo "$GREETING from $(pwd)"; while [ ! -e ${go} ]; do sleep 0.05; done; echo late >&2; echo done`
     ])
-    let firstAt: number | undefined
-    child.stdout!.once("data", () => {
-      firstAt = Date.now()
-    })
-    const result = await finish(child)
-    const endedAt = Date.now()
+    await until(() => running.stdout().includes("hello from /\n"), 30_000)
+    fs.writeFileSync(go, "")
+    const result = await running.done
     expectCode(result, 0)
     assert.strictEqual(result.stdout, "hello from /\ndone\n")
     assert.strictEqual(result.stderr, "late\n")
-    assert.isDefined(firstAt)
-    assert.isAtLeast(endedAt - firstAt!, 1500, "the first line arrived while the command was still running")
 
     const binary = await local(["exec", id, "--", "printf", "\\000\\377\\376abc"])
     expectCode(binary, 0)
@@ -517,7 +562,8 @@ describe("hf-sandbox CLI, local provider", () => {
     running.stdout!.on("data", (b: Buffer) => {
       if (b.toString().includes("ready")) ready = true
     })
-    await until(() => ready)
+    // A bound, not a race: on a loaded machine a Node start and a server start can take over 10 s.
+    await until(() => ready, 60_000)
     const family = await descendants(running.pid!).pipe(Effect.runPromise)
     running.kill("SIGINT")
     const result = await done
@@ -532,7 +578,7 @@ describe("hf-sandbox CLI, local provider", () => {
       const match = /"event":"start","pid":(\d+)/.exec(b.toString())
       if (match) pid = Number(match[1])
     })
-    await until(() => pid !== undefined)
+    await until(() => pid !== undefined, 60_000)
     exec.kill("SIGINT")
     expectCode(await execDone, 130)
     assert.deepStrictEqual(await waitGone([pid!]), [], "the remote command was killed")
@@ -546,7 +592,7 @@ describe("hf-sandbox CLI, local provider", () => {
       [["create", "--idle-timeout", "soon"], 'invalid --idle-timeout "soon"'],
       [["create", "-e", "NOVALUE"], 'invalid -e/--env "NOVALUE"'],
       [["create", "-s", "HF_SANDBOX_TEST_UNSET"], "HF_SANDBOX_TEST_UNSET is not set"],
-      [["exec", "local-0123456789ab", "--timout", "5", "--", "ls"], "unexpected argument --timout"],
+      [["exec", "local-0123456789ab", "--timout", "5", "--", "ls"], "unknown option --timout"],
       [["exec", "--tiemout", "local-0123456789ab"], "unknown option --tiemout"],
       [["exec", "local-0123456789ab"], "missing the command"],
       [["kill"], "give their ids, or --all"],
@@ -580,9 +626,10 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     expectCode(created, 0)
     const id = created.stdout.trim()
     assert.include(created.stderr, "10m")
-    await sleep(300)
     const record = await job(id)
+    // The command has ended and released what it held: the job was left running, not cancelled.
     assert.strictEqual(record.stage, "RUNNING", "the job outlives the CLI")
+    assert.strictEqual(record.cancelRequests, 0)
     const spec = record.spec as { flavor: string; timeoutSeconds: number; environment: Record<string, string> }
     assert.strictEqual(spec.flavor, "cpu-upgrade")
     assert.strictEqual(spec.timeoutSeconds, 1800)
@@ -694,17 +741,12 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     // The release asks the server to shut down before it cancels the job: it may complete first.
     await until(async () => ["CANCELED", "COMPLETED"].includes((await job(jobs.at(-1)!.id)).stage))
 
-    const running = start(["run", "--", "echo ready; sleep 30"], { hf: true })
-    const done = finish(running)
-    let ready = false
-    running.stdout!.on("data", (b: Buffer) => {
-      if (b.toString().includes("ready")) ready = true
-    })
+    // Ctrl-C is an interruption of the run (the local Ctrl-C test shows the program's signal handling).
+    const running = startInProcess(["run", "--", "echo ready; sleep 30"], { hf: true })
     // A bound, not a race: a start through a quick tunnel can take long on a loaded machine (the other
     // test file may be starting twenty sandboxes at the same moment).
-    await until(() => ready, 60_000)
-    running.kill("SIGINT")
-    expectCode(await done, 130)
+    await until(() => running.stdout().includes("ready"), 60_000)
+    expectCode(await running.interrupt(), 130)
     const last = (await Effect.runPromise(emulator.jobs)).at(-1)!
     await until(async () => ["CANCELED", "COMPLETED"].includes((await job(last.id)).stage))
   }, 150_000)
@@ -721,20 +763,15 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
       "echo first; while [ ! -e go ]; do sleep 0.05; done; echo second"
     ])
     expectCode(spawned, 0)
-    const follower = start(["process", "logs", "-f", id, spawned.stdout.trim()], { hf: true })
-    const done = finish(follower)
-    let out = ""
-    follower.stdout!.on("data", (b: Buffer) => {
-      out += b.toString()
-    })
+    const follower = startInProcess(["process", "logs", "-f", id, spawned.stdout.trim()], { hf: true })
     try {
-      await until(() => out.includes("first"), 30_000)
+      await until(() => follower.stdout().includes("first"), 30_000)
       expectCode(await hf(["exec", id, "--", "touch go"]), 0)
-      const followed = await done
+      const followed = await follower.done
       expectCode(followed, 0)
       assert.strictEqual(followed.stdout, "first\nsecond\n")
     } finally {
-      follower.kill()
+      await follower.interrupt()
       expectCode(await hf(["kill", id]), 0)
     }
   })
@@ -959,7 +996,7 @@ describe("Sandbox.make({ detach: true })", () => {
       Effect.provide(hfLive()),
       Effect.runPromise
     )
-    await sleep(300)
+    // Its scope has closed: a release that cancelled the job would have done so by now.
     assert.strictEqual((await job(id)).stage, "RUNNING")
     assert.strictEqual((await job(id)).cancelRequests, 0)
     await Effect.gen(function* () {
