@@ -480,6 +480,27 @@ describe("hf-sandbox CLI, local provider", () => {
     assert.include(logs.stderr, first)
   })
 
+  it("logs of a local sandbox: its start, each command and how it ended; never a command's environment", async () => {
+    const id = await createLocal()
+    const secret = "s3cret-value-91c2"
+    expectCode(await local(["exec", "-e", `TOKEN=${secret}`, id, "--", 'test -n "$TOKEN"; exit 3']), 3)
+    expectCode(await local(["exec", "--timeout", "1", id, "--", "sleep", "30"]), 124)
+    expectCode(await local(["spawn", "-q", "--tag", "web", id, "--", "sleep 300"]), 0)
+    const logs = await local(["logs", id])
+    expectCode(logs, 0)
+    const text = logs.stdout
+    assert.match(text, /started: version \S+ \(protocol \d+\), Python \S+, pid \d+, /)
+    assert.match(text, /working directory \/\S+, listening on 127\.0\.0\.1:\d+/)
+    assert.match(
+      text,
+      /command started, pid (\d+): test -n "\$TOKEN"; exit 3\n.*command pid \1 ended: exit status 3 \(/
+    )
+    assert.match(text, /command started, pid (\d+): sleep 30\n.*command pid \1 timed out after 1s: killed by signal 9/)
+    assert.match(text, /command started, pid (\d+): sleep 300\n.*command pid \1 is background process p-1 "web"/)
+    assert.notInclude(text, secret)
+    expectCode(await local(["kill", id]), 0)
+  })
+
   it("process ls, logs and kill: background processes by id or pid, with clear errors", async () => {
     const id = await createLocal()
     const first = await local(["spawn", "-q", id, "--tag", "web", "--", "echo hello; echo oops >&2; exec sleep 300"])
@@ -540,6 +561,7 @@ describe("hf-sandbox CLI, local provider", () => {
     const follow = await local(["logs", "-f", idle])
     expectCode(follow, 0)
     assert.include(follow.stdout, "idle", "the server's log says why it stopped")
+    assert.include(follow.stdout, "stopped: exit status 0")
     const listed = await local(["ls", "--json"])
     assert.deepStrictEqual(JSON.parse(listed.stdout), [])
     assert.deepStrictEqual(stateFiles(), [])
@@ -611,6 +633,91 @@ describe("hf-sandbox CLI, local provider", () => {
     expectCode(unknown, 125)
     assert.include(unknown.stderr, "no local sandbox local-0123456789ab")
     assert.notMatch(unknown.stderr, /^\s+at /m)
+  })
+})
+
+// ---------------------------------------------------------------------------
+// Help
+// ---------------------------------------------------------------------------
+
+describe("hf-sandbox --help", () => {
+  const leaves = [
+    "create",
+    "exec",
+    "spawn",
+    "cp",
+    "ls",
+    "logs",
+    "kill",
+    "run",
+    "process ls",
+    "process kill",
+    "process logs"
+  ]
+
+  /** Fails unless the help is fit for a terminal: short lines, no @effect/cli internals. */
+  const readable = (text: string, what: string) => {
+    for (const line of text.split("\n")) assert.isAtMost(line.length, 100, `${what}: ${line}`)
+    assert.notInclude(text, "--wizard", what)
+    assert.notInclude(text, "main.js", what)
+    assert.notInclude(text, "A true or false value", what)
+    assert.include(text, "EXAMPLES", what)
+  }
+
+  it("the overview lists every command and the options every command takes, with examples", async () => {
+    for (const args of [["--help"], ["-h"], ["--local", "--help"]]) {
+      const result = await local(args.slice(args[0] === "--local" ? 1 : 0))
+      expectCode(result, 0)
+      readable(result.stdout, args.join(" "))
+      assert.include(result.stdout, "hf-sandbox [--local] [--json] [-q] COMMAND")
+      for (const name of ["create", "exec", "spawn", "process", "cp", "ls", "logs", "kill", "run"]) {
+        assert.match(result.stdout, new RegExp(`^  ${name} +\\S`, "m"), name)
+      }
+      for (const flag of ["--local", "--json", "--quiet", "--help", "--version"]) assert.include(result.stdout, flag)
+    }
+    const processes = await local(["process", "--help"])
+    expectCode(processes, 0)
+    readable(processes.stdout, "process --help")
+    for (const name of ["ls", "kill", "logs"]) assert.match(processes.stdout, new RegExp(`^  ${name} +\\S`, "m"))
+  })
+
+  it("each command's help names hf-sandbox, describes every option and argument, and ends with examples", async () => {
+    for (const leaf of leaves) {
+      const result = await local([...leaf.split(" "), "--help"])
+      expectCode(result, 0)
+      const text = result.stdout
+      readable(text, leaf)
+      assert.include(text, `$ hf-sandbox ${leaf} `, leaf)
+      assert.include(text.slice(text.indexOf("\nEXAMPLES\n")), `hf-sandbox ${leaf} `, leaf)
+      // Every option and argument heading (unindented, after OPTIONS/ARGUMENTS) is followed by its description.
+      const lines = text.slice(text.indexOf("\nARGUMENTS") + 1, text.indexOf("\nEXAMPLES")).split("\n")
+      lines.forEach((line, i) => {
+        if (!/^(<|-|\()/.test(line)) return
+        const next = lines.slice(i + 1).find((l) => l !== "")
+        assert.match(next ?? "", /^ {2}\S/, `${leaf}: ${line} has a description`)
+      })
+    }
+  })
+
+  it("an unknown option is reported as one, wherever it is; --wizard is one of them", async () => {
+    const cases = [
+      ["--wizard"],
+      ["exec", "--wizard", "local-0123456789ab", "--", "true"],
+      ["--completions", "bash"],
+      ["ls", "--bogus"],
+      ["--bogus", "ls"],
+      ["cp", "--bogus", "a", "b"],
+      ["logs", "--tail", "5", "--bogus", "local-0123456789ab"],
+      ["process", "ls", "--bogus", "local-0123456789ab"],
+      ["kill", "--bogus", "local-0123456789ab"]
+    ]
+    for (const args of cases) {
+      const result = await local(args)
+      expectCode(result, 2)
+      const flag = args.find((a) => a.startsWith("--") && a !== "--tail" && a !== "--")!
+      assert.include(result.stderr, `unknown option ${flag}`, args.join(" "))
+      assert.notInclude(result.stderr, "Received unknown argument", args.join(" "))
+    }
   })
 })
 
