@@ -1,249 +1,47 @@
 /**
- * The `hf-sandbox` CLI against the local provider (with a temp state directory) and against the Hub
- * emulator (jobs run as local processes; proxy and tunnel hosts are routed to it). Most commands run in
- * this process (`runCli`: the same parser and handlers as the program, with their own stdout, stderr and
- * environment), which saves a Node start-up per command. What only the real program can show runs it in
- * a child process: exit codes as the shell sees them, Ctrl-C, a closed pipe, a server that outlives the
- * CLI. For those the CLI is bundled once with esbuild, laid out like the package (dist/cli next to
- * rpc-server) so that it finds the server script exactly as installed.
- * After every test nothing may be left running: no local server, no live job.
+ * The `hf-sandbox` CLI on the local provider, its help and its errors for bad arguments, and the library
+ * side of `create` (`Sandbox.make({ detach: true })`). The harness (test/support/cli.ts) runs most commands
+ * in this process and the real program where only it can show what is tested. The CLI on HF Jobs is
+ * cli-hf.test.ts: the two files run side by side.
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { Writable } from "node:stream"
-import { fileURLToPath } from "node:url"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import { afterAll, afterEach, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
-import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { build } from "esbuild"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Testing from "hf-sandbox/testing"
-import { runCli } from "../src/cli/app.js"
 import { descendants } from "../src/internal/processTree.js"
-import { isAlive, sleep, waitGone, waitNoneWithArg } from "./support/processes.js"
+import {
+  binary,
+  cli,
+  createLocal,
+  emulator,
+  expectCode,
+  finish,
+  job,
+  local,
+  localPids,
+  shell,
+  start,
+  startInProcess,
+  stateDir,
+  stateFiles,
+  stateOf,
+  until,
+  useCliHarness,
+  work
+} from "./support/cli.js"
+import { isAlive, waitGone, waitNoneWithArg } from "./support/processes.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
+useCliHarness()
 
-let work: string
-let bin: string
-let stateDir: string
-let scope: Scope.CloseableScope
-let emulator: Testing.HubEmulator
-
-beforeAll(async () => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-cli-test-"))
-  bin = path.join(work, "pkg", "dist", "cli", "main.mjs")
-  await build({
-    entryPoints: [path.join(root, "src/cli/main.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    outfile: bin,
-    logLevel: "warning",
-    // Bundled CommonJS dependencies still call require().
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" }
-  })
-  fs.symlinkSync(path.join(root, "rpc-server"), path.join(work, "pkg", "rpc-server"))
-  stateDir = path.join(work, "state")
-  scope = Effect.runSync(Scope.make())
-  // Small pages: ls and kill --all must follow them.
-  emulator = await Effect.runPromise(
-    Scope.extend(Testing.make({ schedulingDelay: "100 millis", listPageSize: 2 }), scope)
-  )
-})
-
-afterAll(async () => {
-  if (scope !== undefined) await Effect.runPromise(Scope.close(scope, Exit.void))
-  if (work !== undefined) fs.rmSync(work, { recursive: true, force: true })
-})
-
-// ---------------------------------------------------------------------------
-// Running the CLI
-// ---------------------------------------------------------------------------
-
-interface Result {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: string
-  readonly stderr: string
-  readonly stdoutBytes: Buffer
-}
-
-/** The environment of the CLI: nothing of the test runner's, only what a user would have. */
-const cliEnv = (hf: boolean, extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
-  PATH: process.env.PATH,
-  HOME: work,
-  LANG: "C.UTF-8",
-  HF_SANDBOX_STATE_DIR: stateDir,
-  ...(hf
-    ? {
-        HF_ENDPOINT: emulator.url,
-        HF_TOKEN: Redacted.value(emulator.token),
-        HF_SANDBOX_EMULATOR_URL: emulator.url
-      }
-    : {}),
-  ...extra
-})
-
-const start = (args: ReadonlyArray<string>, options: { hf?: boolean; env?: Record<string, string> } = {}) =>
-  spawn(process.execPath, [bin, ...args], {
-    env: cliEnv(options.hf ?? false, options.env),
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-
-const finish = (child: ChildProcess): Promise<Result> =>
-  new Promise((resolve, reject) => {
-    const out: Array<Buffer> = []
-    const err: Array<Buffer> = []
-    child.stdout!.on("data", (b: Buffer) => out.push(b))
-    child.stderr!.on("data", (b: Buffer) => err.push(b))
-    child.once("error", reject)
-    child.once("close", (code, signal) => {
-      const stdoutBytes = Buffer.concat(out)
-      resolve({ code, signal, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes })
-    })
-  })
-
-/** Runs the real program to its end, in a child process. */
-const binary = (args: ReadonlyArray<string>, options: { hf?: boolean; env?: Record<string, string> } = {}) =>
-  finish(start(args, options))
-
-/**
- * Starts the CLI in this process, with its own stdout, stderr and environment: `stdout()` is what it has
- * written so far, `done` its result, `interrupt` what Ctrl-C does to the program (its exit code is then
- * 130, as the child-process tests show).
- */
-const startInProcess = (args: ReadonlyArray<string>, options: { hf?: boolean; env?: Record<string, string> } = {}) => {
-  const out: Array<Buffer> = []
-  const err: Array<Buffer> = []
-  // Kept as it is written, so that what a finished run wrote is all there.
-  const sink = (chunks: Array<Buffer>) =>
-    new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(Buffer.from(chunk))
-        callback()
-      }
-    })
-  const stdout = sink(out)
-  const stderr = sink(err)
-  const fiber = Effect.runFork(
-    runCli([process.execPath, "hf-sandbox", ...args], { stdout, stderr, env: cliEnv(options.hf ?? false, options.env) })
-  )
-  const result = (code: number | null): Result => {
-    const stdoutBytes = Buffer.concat(out)
-    return { code, signal: null, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes }
-  }
-  const done = Effect.runPromise(Fiber.await(fiber)).then((exit) =>
-    result(Exit.isSuccess(exit) ? exit.value : Exit.isInterrupted(exit) ? 130 : 1)
-  )
-  return {
-    stdout: () => Buffer.concat(out).toString(),
-    done,
-    /** Interrupts the run and waits for its release: the code is then 130, as for the program. */
-    interrupt: () => Effect.runPromise(Fiber.interrupt(fiber)).then(() => done)
-  }
-}
-
-/** Runs the CLI to its end, in this process. */
-const cli = (args: ReadonlyArray<string>, options: { hf?: boolean; env?: Record<string, string> } = {}) =>
-  startInProcess(args, options).done
-
-/** Runs a shell snippet in which `$HF_SANDBOX` is the CLI, as a user's script would. */
-const shell = (script: string, hf = false) =>
-  finish(
-    spawn("/bin/sh", ["-c", script], {
-      cwd: work,
-      env: { ...cliEnv(hf), HF_SANDBOX: `${process.execPath} ${bin}` },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-  )
-
-/** Fails with the CLI's output when it did not exit with `code`. */
-const expectCode = (result: Result, code: number) =>
-  assert.strictEqual(result.code, code, `exit code (stdout: ${result.stdout} / stderr: ${result.stderr})`)
-
-const local = (args: ReadonlyArray<string>) => cli(["--local", ...args])
-const hf = (args: ReadonlyArray<string>) => cli(args, { hf: true })
-
-/** Waits until `predicate` holds, polling. */
-const until = async (predicate: () => boolean | Promise<boolean>, ms = 10_000) => {
-  const deadline = Date.now() + ms
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time")
-    await sleep(25)
-  }
-}
-
-/** The local sandboxes' files (the namespace cache of HF commands lives beside them, in `namespaces/`). */
-const stateFiles = () => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir).filter((n) => n !== "namespaces") : [])
-const stateOf = (id: string) =>
-  JSON.parse(fs.readFileSync(path.join(stateDir, `${id}.json`), "utf8")) as { pid: number; token: string }
-
-const job = async (id: string) => {
-  const record = await Effect.runPromise(emulator.job(id))
-  if (record === undefined) throw new Error(`no job ${id}`)
-  return record
-}
-
-const TERMINAL = ["COMPLETED", "ERROR", "CANCELED", "DELETED"]
-
-// Nothing may outlive a test: no detached local server (and no state left for one), no live job.
-const localPids = new Set<number>()
-afterEach(async () => {
-  const leftovers: Array<string> = []
-  const states = stateFiles().filter((f) => f.endsWith(".json"))
-  if (states.length > 0) {
-    leftovers.push(`local state: ${states.join(", ")}`)
-    await local(["kill", "--all"])
-  }
-  const alive = await waitGone([...localPids])
-  if (alive.length > 0) leftovers.push(`local servers still running: ${alive.join(", ")}`)
-  for (const pid of alive) process.kill(-pid, "SIGKILL")
-  localPids.clear()
-  const jobs = await Effect.runPromise(emulator.jobs)
-  const live = jobs.filter((j) => !TERMINAL.includes(j.stage))
-  if (live.length > 0) {
-    leftovers.push(`live jobs: ${live.map((j) => `${j.id} (${j.stage})`).join(", ")}`)
-    await hf(["kill", "--all"])
-  }
-  const running = await waitGone(jobs.flatMap((j) => (j.pid === undefined ? [] : [j.pid])))
-  if (running.length > 0) leftovers.push(`job processes still running: ${running.join(", ")}`)
-  assert.deepStrictEqual(leftovers, [])
-  assert.deepStrictEqual(stateFiles(), [], "the state directory is empty")
-})
-
-/** `create -q --local`, remembering the server's pid for the leak check. */
-const createLocal = async (...args: Array<string>) => {
-  const result = await local(["create", "-q", ...args])
-  expectCode(result, 0)
-  const id = result.stdout.trim()
-  assert.match(id, /^local-[0-9a-f]{12}$/)
-  localPids.add(stateOf(id).pid)
-  return id
-}
-
-const createHf = async (...args: Array<string>) => {
-  const result = await hf(["create", "-q", ...args])
-  expectCode(result, 0)
-  const id = result.stdout.trim()
-  assert.match(id, /^[0-9a-f]{24}$/)
-  return id
-}
-
-// ---------------------------------------------------------------------------
 // Local provider
 // ---------------------------------------------------------------------------
 
@@ -722,273 +520,6 @@ describe("hf-sandbox --help", () => {
 })
 
 // ---------------------------------------------------------------------------
-// HF Jobs (emulated Hub)
-// ---------------------------------------------------------------------------
-
-describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
-  const token = () => Redacted.value(emulator.token)
-
-  it("create leaves the job running; exec attaches, streams and exits with the command's code; kill cancels it", async () => {
-    const created = await hf(["create", "--flavor", "cpu-upgrade", "--timeout", "30m", "-e", "MODE=test"])
-    expectCode(created, 0)
-    const id = created.stdout.trim()
-    assert.include(created.stderr, "10m")
-    const record = await job(id)
-    // The command has ended and released what it held: the job was left running, not cancelled.
-    assert.strictEqual(record.stage, "RUNNING", "the job outlives the CLI")
-    assert.strictEqual(record.cancelRequests, 0)
-    const spec = record.spec as { flavor: string; timeoutSeconds: number; environment: Record<string, string> }
-    assert.strictEqual(spec.flavor, "cpu-upgrade")
-    assert.strictEqual(spec.timeoutSeconds, 1800)
-    assert.strictEqual(spec.environment.MODE, "test")
-
-    const ok = await hf(["exec", id, "--", "sh", "-c", 'echo "mode=$MODE"; echo warn >&2; exit 3'])
-    expectCode(ok, 3)
-    assert.strictEqual(ok.stdout, "mode=test\n")
-    assert.strictEqual(ok.stderr, "warn\n")
-    expectCode(await hf(["exec", "--timeout", "1s", id, "--", "sleep", "30"]), 124)
-
-    const listed = await hf(["ls", "--json"])
-    assert.deepInclude(
-      (JSON.parse(listed.stdout) as Array<{ id: string; stage: string }>).map((s) => [s.id, s.stage]),
-      [id, "RUNNING"]
-    )
-    const killed = await hf(["kill", id])
-    expectCode(killed, 0)
-    await until(async () => (await job(id)).stage === "CANCELED")
-    for (const r of [created, ok, listed, killed]) assert.notInclude(r.stdout + r.stderr, token())
-  })
-
-  it("secrets travel as job secrets (a bare NAME from the environment) and are never printed", async () => {
-    const result = await cli(
-      ["create", "--json", "--transport", "proxy", "-s", "API_KEY", "-s", "OTHER=inline-value"],
-      {
-        hf: true,
-        env: { API_KEY: "from-the-env-1234" }
-      }
-    )
-    expectCode(result, 0)
-    const { id } = JSON.parse(result.stdout) as { id: string }
-    const record = await job(id)
-    assert.strictEqual(record.secrets.API_KEY, "from-the-env-1234")
-    assert.strictEqual(record.secrets.OTHER, "inline-value")
-    const visible = JSON.stringify((record.spec as { environment: unknown }).environment)
-    assert.notInclude(visible, "from-the-env-1234")
-    assert.notInclude(visible, "inline-value")
-    assert.notInclude(result.stdout + result.stderr, "from-the-env-1234")
-    const inside = await hf(["exec", id, "--", "printenv API_KEY"])
-    assert.strictEqual(inside.stdout, "from-the-env-1234\n")
-    expectCode(await hf(["kill", id]), 0)
-  })
-
-  it("cp both ways over the Jobs proxy, a file and a directory; kill --all cancels every job", async () => {
-    const first = await createHf("--transport", "proxy")
-    const second = await createHf()
-    const src = path.join(work, "hf-src")
-    fs.mkdirSync(path.join(src, "nested"), { recursive: true })
-    fs.writeFileSync(path.join(src, "x.txt"), "x-ray")
-    fs.writeFileSync(path.join(src, "nested", "y.txt"), "yankee")
-    expectCode(await hf(["cp", path.join(src, "x.txt"), `${first}:in/x.txt`]), 0)
-    expectCode(await hf(["cp", src, `${first}:in/tree`]), 0)
-    const seen = await hf(["exec", first, "--", "cat in/x.txt in/tree/nested/y.txt"])
-    assert.strictEqual(seen.stdout, "x-rayyankee")
-    const back = path.join(work, "hf-back")
-    expectCode(await hf(["cp", `${first}:in/tree`, back]), 0)
-    assert.strictEqual(fs.readFileSync(path.join(back, "nested", "y.txt"), "utf8"), "yankee")
-    expectCode(await hf(["cp", `${first}:in/x.txt`, path.join(back, "copy.txt")]), 0)
-    assert.strictEqual(fs.readFileSync(path.join(back, "copy.txt"), "utf8"), "x-ray")
-
-    const killed = await hf(["kill", "--all", "-q"])
-    expectCode(killed, 0)
-    assert.deepStrictEqual(killed.stdout.trim().split("\n").sort(), [first, second].sort())
-    for (const id of [first, second]) await until(async () => (await job(id)).stage === "CANCELED")
-    const listed = await hf(["ls", "-q"])
-    assert.strictEqual(listed.stdout, "")
-  })
-
-  it("ls and kill --all see sandboxes on every page of the Hub's listing", async () => {
-    const post = (labels: Record<string, string>) =>
-      fetch(`${emulator.url}/api/jobs/${emulator.user}`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token()}`, "content-type": "application/json" },
-        body: JSON.stringify({ dockerImage: "python:3.12", command: ["sleep", "60"], labels })
-      }).then((r) => r.json() as Promise<{ id: string }>)
-    // Jobs that carry the sandbox labels are listed as sandboxes; they need no server to be killed.
-    const ids: Array<string> = []
-    for (let i = 0; i < 5; i++) {
-      const nonce = `${i}`.padStart(32, "0")
-      ids.push((await post({ "hf-sandbox": "1", "hf-sandbox-mode": "dedicated", "hf-sandbox-nonce": nonce })).id)
-    }
-    for (let i = 0; i < 3; i++) await post({ other: "job" })
-    const listed = await hf(["ls", "-q"])
-    expectCode(listed, 0)
-    assert.deepStrictEqual(listed.stdout.trim().split("\n").sort(), ids.slice().sort())
-    const killed = await hf(["kill", "--all", "-q"])
-    expectCode(killed, 0)
-    assert.deepStrictEqual(killed.stdout.trim().split("\n").sort(), ids.slice().sort())
-    for (const id of ids) assert.strictEqual((await job(id)).stage, "CANCELED")
-    const others = (await Effect.runPromise(emulator.jobs)).filter(
-      (j) => (j.spec as { labels?: Record<string, string> }).labels?.other === "job"
-    )
-    for (const other of others) {
-      if (!TERMINAL.includes(other.stage)) {
-        await fetch(`${emulator.url}/api/jobs/${emulator.user}/${other.id}/cancel`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${token()}` }
-        })
-      }
-    }
-  })
-
-  it("run: a job that ends with the command (code and output), and on Ctrl-C too", async () => {
-    const result = await hf(["run", "--transport", "proxy", "--", "echo job says hi; exit 9"])
-    expectCode(result, 9)
-    assert.strictEqual(result.stdout, "job says hi\n")
-    const jobs = await Effect.runPromise(emulator.jobs)
-    // The release asks the server to shut down before it cancels the job: it may complete first.
-    await until(async () => ["CANCELED", "COMPLETED"].includes((await job(jobs.at(-1)!.id)).stage))
-
-    // Ctrl-C is an interruption of the run (the local Ctrl-C test shows the program's signal handling).
-    const running = startInProcess(["run", "--", "echo ready; sleep 30"], { hf: true })
-    // A bound, not a race: a start through a quick tunnel can take long on a loaded machine (the other
-    // test file may be starting twenty sandboxes at the same moment).
-    await until(() => running.stdout().includes("ready"), 60_000)
-    expectCode(await running.interrupt(), 130)
-    const last = (await Effect.runPromise(emulator.jobs)).at(-1)!
-    await until(async () => ["CANCELED", "COMPLETED"].includes((await job(last.id)).stage))
-  }, 150_000)
-
-  it("process logs -f shows a background process's output live through the quick tunnel", async () => {
-    const id = await createHf() // the default transport: a quick tunnel
-    // The process waits for a file the test writes only once the follower printed the first line, so an
-    // edge that holds the stream until it ends would show nothing, ever.
-    const spawned = await hf([
-      "spawn",
-      "-q",
-      id,
-      "--",
-      "echo first; while [ ! -e go ]; do sleep 0.05; done; echo second"
-    ])
-    expectCode(spawned, 0)
-    const follower = startInProcess(["process", "logs", "-f", id, spawned.stdout.trim()], { hf: true })
-    try {
-      await until(() => follower.stdout().includes("first"), 30_000)
-      expectCode(await hf(["exec", id, "--", "touch go"]), 0)
-      const followed = await follower.done
-      expectCode(followed, 0)
-      assert.strictEqual(followed.stdout, "first\nsecond\n")
-    } finally {
-      await follower.interrupt()
-      expectCode(await hf(["kill", id]), 0)
-    }
-  })
-
-  it("run and create send the original's two anonymous telemetry events; none with an opt-out set", async () => {
-    const pings = async () => await Effect.runPromise(emulator.telemetry)
-    const before = (await pings()).length
-    expectCode(await hf(["run", "--transport", "proxy", "--", "true"]), 0)
-    const sent = (await pings()).slice(before)
-    assert.deepStrictEqual(
-      sent.map((p) => p.path),
-      ["/api/telemetry/hf-sandbox/create", "/api/telemetry/hf-sandbox/terminate"]
-    )
-    assert.match(sent[0]!.userAgent, /flavor\/cpu-basic; timeout\/none; forward_hf_token\/false$/)
-    assert.match(sent[1]!.userAgent, /reason\/scope$/)
-    const session = /session_id\/([0-9a-f]+)/.exec(sent[0]!.userAgent)?.[1]
-    assert.include(sent[1]!.userAgent, `session_id/${session}`)
-    for (const ping of sent) {
-      assert.isUndefined(ping.authorization)
-      assert.notInclude(ping.userAgent, token())
-    }
-    const id = await createHf("--transport", "proxy")
-    assert.deepStrictEqual(
-      (await pings()).slice(before + 2).map((p) => p.path),
-      ["/api/telemetry/hf-sandbox/create"]
-    )
-    expectCode(await hf(["kill", id]), 0)
-    // A telemetry endpoint that never answers or drops the connection fails nothing.
-    for (const fault of ["hang", "reset"] as const) {
-      emulator.faults.telemetry = fault
-      const count = (await pings()).length
-      const result = await hf(["run", "--transport", "proxy", "--", "echo still-works"])
-      emulator.faults.telemetry = undefined
-      expectCode(result, 0)
-      assert.strictEqual(result.stdout, "still-works\n")
-      assert.strictEqual(result.stderr, "")
-      assert.isAtLeast((await pings()).length, count + 1)
-    }
-    for (const optOut of [{ HF_HUB_DISABLE_TELEMETRY: "1" }, { DO_NOT_TRACK: "1" }]) {
-      const count = (await pings()).length
-      expectCode(await cli(["run", "--transport", "proxy", "--", "true"], { hf: true, env: optOut }), 0)
-      assert.strictEqual((await pings()).length, count, JSON.stringify(optOut))
-    }
-  })
-
-  it("whoami is asked once per token across commands, cached 0600 under a hash of the token", async () => {
-    const fresh = fs.mkdtempSync(path.join(work, "state-"))
-    const whoamis = async () => (await Effect.runPromise(emulator.requests)).filter((r) => r.route === "whoami").length
-    const before = await whoamis()
-    for (let i = 0; i < 3; i++)
-      expectCode(await cli(["ls", "-q"], { hf: true, env: { HF_SANDBOX_STATE_DIR: fresh } }), 0)
-    assert.strictEqual((await whoamis()) - before, 1, "one whoami for three commands")
-    const dir = path.join(fresh, "namespaces")
-    assert.strictEqual(fs.statSync(dir).mode & 0o777, 0o700)
-    const files = fs.readdirSync(dir)
-    assert.strictEqual(files.length, 1)
-    assert.match(files[0]!, /^[0-9a-f]{64}\.json$/)
-    assert.strictEqual(fs.statSync(path.join(dir, files[0]!)).mode & 0o777, 0o600)
-    const text = fs.readFileSync(path.join(dir, files[0]!), "utf8")
-    assert.notInclude(text + files[0], token())
-    assert.strictEqual((JSON.parse(text) as { namespace: string }).namespace, emulator.user)
-  })
-
-  it("NAMESPACE/ID wherever an id is taken; a malformed id or label fails before any request", async () => {
-    const id = await createHf("--transport", "proxy", "--label", "team=ml", "-l", "flag")
-    const spec = (await job(id)).spec as { labels: Record<string, string> }
-    assert.strictEqual(spec.labels.team, "ml")
-    assert.strictEqual(spec.labels.flag, "")
-    const ref = `${emulator.user}/${id}`
-    const ok = await hf(["exec", ref, "--", "echo via-ref"])
-    expectCode(ok, 0)
-    assert.strictEqual(ok.stdout, "via-ref\n")
-    fs.writeFileSync(path.join(work, "ref.txt"), "by reference")
-    expectCode(await hf(["cp", path.join(work, "ref.txt"), `${ref}:ref.txt`]), 0)
-    assert.strictEqual((await hf(["exec", id, "--", "cat ref.txt"])).stdout, "by reference")
-    const logs = await hf(["logs", "--tail", "3", ref])
-    expectCode(logs, 0)
-
-    const before = (await Effect.runPromise(emulator.requests)).length
-    const jobsBefore = (await Effect.runPromise(emulator.jobs)).length
-    const bad = await hf(["exec", "../../x", "--", "true"])
-    expectCode(bad, 125)
-    assert.include(bad.stderr, "24 hex digits")
-    const badLogs = await hf(["logs", "alice/../x"])
-    expectCode(badLogs, 1)
-    assert.include(badLogs.stderr, "24 hex digits")
-    const badLabel = await hf(["create", "--label", "bad key=x"])
-    expectCode(badLabel, 2)
-    assert.include(badLabel.stderr, "--label")
-    assert.strictEqual((await Effect.runPromise(emulator.requests)).length, before, "no Hub request at all")
-    assert.strictEqual((await Effect.runPromise(emulator.jobs)).length, jobsBefore)
-
-    expectCode(await hf(["kill", ref]), 0)
-    await until(async () => (await job(id)).stage === "CANCELED")
-  })
-
-  it("logs prints the job's log; an unknown id fails clearly", async () => {
-    const id = await createHf("--transport", "proxy")
-    const logs = await hf(["logs", "--tail", "5", id])
-    expectCode(logs, 0)
-    assert.isAtMost(logs.stdout.trim().split("\n").length, 5)
-    assert.include(logs.stdout, '"event":"listening"')
-    expectCode(await hf(["kill", id]), 0)
-    const unknown = await hf(["exec", "0123456789abcdef01234567", "--", "true"])
-    expectCode(unknown, 125)
-    assert.include(unknown.stderr, "cannot attach to sandbox 0123456789abcdef01234567")
-  })
-})
-
-// ---------------------------------------------------------------------------
 // The library side of `create`: Sandbox.make({ detach: true })
 // ---------------------------------------------------------------------------
 
@@ -1112,22 +643,5 @@ describe("Sandbox.make({ detach: true })", () => {
       yield* sb.terminate
     }).pipe(Effect.scoped, Effect.provide(hfLive()), Effect.runPromise)
     await until(async () => ["CANCELED", "COMPLETED"].includes((await job(id)).stage))
-  })
-})
-
-describe("hf-sandbox CLI, credentials", () => {
-  it("finds the token as the library does: a blank HF_TOKEN is unset, the token file is read, a 401 names it", async () => {
-    const home = path.join(work, "hf-home-credentials")
-    fs.mkdirSync(home, { recursive: true })
-    fs.writeFileSync(path.join(home, "token"), `${Redacted.value(emulator.token)}\r\n`)
-    const listed = await cli(["ls", "--json"], { hf: true, env: { HF_TOKEN: " ", HF_HOME: home } })
-    expectCode(listed, 0)
-
-    fs.writeFileSync(path.join(home, "token"), "hf_wrong_0000000000000000000000")
-    const refused = await cli(["ls"], { hf: true, env: { HF_TOKEN: "", HF_HOME: home } })
-    assert.notStrictEqual(refused.code, 0)
-    assert.include(refused.stderr, `token file ${path.join(home, "token")}`)
-    assert.include(refused.stderr, "hf auth login")
-    assert.notInclude(refused.stderr, "hf_wrong_0000000000000000000000")
   })
 })

@@ -5,7 +5,12 @@
  */
 import { VERSION } from "../internal/version.js"
 
-/** The widest line help prints. */
+/**
+ * The widest line help prints.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export const WIDTH = 100
 
 /** Options that only the root takes, before a command name (they are accepted after it too). */
@@ -14,6 +19,9 @@ const GLOBAL_FLAGS = new Set(["--local", "--json", "-q", "--quiet"])
 /**
  * @effect/cli's built-in options this CLI does not offer: they are undocumented in its help, so they are
  * refused as what they are here, unknown options.
+ *
+ * @since 0.2.0
+ * @category cli
  */
 export const REFUSED_BUILT_INS = ["--wizard", "--completions", "--log-level"]
 
@@ -36,7 +44,12 @@ const PROCESS_COMMANDS: ReadonlyArray<readonly [string, string]> = [
   ["logs", "Print a background process's output; -f follows it live."]
 ]
 
-/** At least one example for every command, shown at the end of its help. */
+/**
+ * At least one example for every command, shown at the end of its help.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export const EXAMPLES: Readonly<Record<string, ReadonlyArray<string>>> = {
   create: [
     "id=$(hf-sandbox create -q --flavor cpu-upgrade --idle-timeout 30m python:3.12)",
@@ -117,7 +130,12 @@ const processOverview = (): string =>
     "  hf-sandbox process logs -f $id p-1"
   ].join("\n")
 
-/** The command the arguments name: `[]` for the root, `["exec"]`, `["process", "ls"]`. */
+/**
+ * The command the arguments name: `[]` for the root, `["exec"]`, `["process", "ls"]`.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export const commandPath = (args: ReadonlyArray<string>): ReadonlyArray<string> => {
   const path: Array<string> = []
   for (const arg of args) {
@@ -131,13 +149,21 @@ export const commandPath = (args: ReadonlyArray<string>): ReadonlyArray<string> 
   return path
 }
 
-/** The command a help request is about (`[]`: the root, `["process", "ls"]`), or undefined: no help asked. */
+/**
+ * The command a help request is about (`[]`: the root, `["process", "ls"]`), or undefined: no help asked.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export const helpRequest = (args: ReadonlyArray<string>): ReadonlyArray<string> | undefined =>
   args.includes("--help") || args.includes("-h") ? commandPath(args) : undefined
 
 /**
  * The first argument that looks like an option (`-x`, `--xy`, `--xy=1`) but is none of `known` (the
  * command's own and the global ones); negative numbers are values, not options.
+ *
+ * @since 0.2.0
+ * @category cli
  */
 export const unknownOption = (args: ReadonlyArray<string>, known: ReadonlySet<string>): string | undefined =>
   args.find((arg) => {
@@ -146,7 +172,12 @@ export const unknownOption = (args: ReadonlyArray<string>, known: ReadonlySet<st
     return !known.has(name) && !GLOBAL_FLAGS.has(name) && !["--help", "-h", "--version"].includes(name)
   })
 
-/** The overviews @effect/cli would print as one 250-character line per command; undefined for a command. */
+/**
+ * The overviews @effect/cli would print as one 250-character line per command; undefined for a command.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export const overviewFor = (path: ReadonlyArray<string>): string | undefined =>
   path.length === 0 ? overview() : path.length === 1 && path[0] === "process" ? processOverview() : undefined
 
@@ -191,7 +222,12 @@ const fill = (words: ReadonlyArray<string>, first: string, rest: string, width =
   return lines
 }
 
-/** Any line longer than the width, wrapped at spaces with its own indentation. */
+/**
+ * Any line longer than the width, wrapped at spaces with its own indentation.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export const wrap = (text: string, width = WIDTH): string =>
   text
     .split("\n")
@@ -205,6 +241,9 @@ export const wrap = (text: string, width = WIDTH): string =>
 /**
  * A command's help as @effect/cli wrote it (without ANSI escapes), made readable: its usage names
  * `hf-sandbox` and wraps, the noise lines go, examples end it.
+ *
+ * @since 0.2.0
+ * @category cli
  */
 export const rewrite = (text: string, path: ReadonlyArray<string>): string => {
   const out: Array<string> = []

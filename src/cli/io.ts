@@ -7,10 +7,20 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 
-/** A stream the CLI writes to: `process.stdout`, or any Node writable (a pipe, a PassThrough). */
+/**
+ * A stream the CLI writes to: `process.stdout`, or any Node writable (a pipe, a PassThrough).
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export type Sink = NodeJS.WritableStream & { readonly isTTY?: boolean; readonly columns?: number }
 
-/** What an invocation is given. */
+/**
+ * What an invocation is given.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export interface Streams {
   readonly stdout: Sink
   readonly stderr: Sink
@@ -18,17 +28,33 @@ export interface Streams {
   readonly env: Readonly<Record<string, string | undefined>>
 }
 
-/** One invocation: its streams, what followed its first `--`, and the exit code its command set. */
+/**
+ * One invocation: its streams, what followed its first `--`, and the exit code its command set.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export interface Invocation extends Streams {
   readonly forced: ReadonlyArray<string> | undefined
   readonly exit: { code: number }
 }
 
-/** The running invocation; outside `app.run` (a handler called directly) this process's own streams. */
+/**
+ * The running invocation; outside `runCli` (a handler called directly) this process's own streams.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export class Io extends Context.Reference<Io>()("hf-sandbox/cli/Io", {
   defaultValue: (): Invocation => invocation(processStreams(), undefined)
 }) {}
 
+/**
+ * This process's own stdout, stderr and environment.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export const processStreams = (): Streams => ({ stdout: process.stdout, stderr: process.stderr, env: process.env })
 
 // A closed stdout (`hf-sandbox ... | head -1`) must neither crash the CLI nor stall it: writes to it are
@@ -53,13 +79,24 @@ const watch = (stream: NodeJS.WritableStream) => {
   })
 }
 
+/**
+ * A new invocation on the given streams, with what followed its first `--`.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export const invocation = (streams: Streams, forced: ReadonlyArray<string> | undefined): Invocation => {
   watch(streams.stdout)
   watch(streams.stderr)
   return { ...streams, forced, exit: { code: 0 } }
 }
 
-/** Writes to a stream and waits until it can take more; nothing once its reader has gone. */
+/**
+ * Writes to a stream and waits until it can take more; nothing once its reader has gone.
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export const write = (stream: NodeJS.WritableStream, data: string | Uint8Array): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
     if (broken.has(stream)) return resume(Effect.void)
@@ -78,7 +115,12 @@ export const write = (stream: NodeJS.WritableStream, data: string | Uint8Array):
     waiting.set(stream, set)
   })
 
-/** Completes when whoever reads `stream` has gone (EPIPE). */
+/**
+ * Completes when whoever reads `stream` has gone (EPIPE).
+ *
+ * @since 0.2.0
+ * @category cli
+ */
 export const closed = (stream: NodeJS.WritableStream): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
     if (broken.has(stream)) return resume(Effect.void)
