@@ -403,7 +403,7 @@ describe("hf-sandbox CLI, local provider", () => {
     expectCode(await execDone, 130)
     assert.deepStrictEqual(await waitGone([pid!]), [], "the remote command was killed")
     expectCode(await local(["kill", id]), 0)
-  })
+  }, 150_000) // two real program starts, each waited for up to 60 s on a loaded machine
 
   it("bad arguments: a clear message, exit code 2, no stack trace", async () => {
     const cases: Array<[Array<string>, string]> = [
