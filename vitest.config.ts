@@ -35,9 +35,11 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     // `global.gc` lets the streaming suites measure what the client retains, not garbage not yet collected.
-    // Two files at a time even on a 2-core machine (the default would be one): most of a test's time is
-    // spent waiting on real processes and loopback I/O, not computing.
-    poolOptions: { forks: { execArgv: ["--expose-gc"], maxForks: 2, minForks: 1 } },
+    // Three files at a time even on a 2-core machine (the default would be one): most of a test's time is
+    // spent waiting on real processes, sleeps of the commands under test and loopback I/O, not computing
+    // (with two the suite used under one core on average). Four were faster still, but on a machine
+    // loaded by other suites as well, 20 sandboxes started at once then outran their 60 s.
+    poolOptions: { forks: { execArgv: ["--expose-gc"], maxForks: 3, minForks: 1 } },
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", summary]

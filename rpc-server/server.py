@@ -103,6 +103,41 @@ def log(msg):
         pass
 
 
+# The log says what ran and how it ended: two lines per command, never its
+# output, stdin or environment values (they may hold secrets), and a command
+# line cut to this many characters, so the log grows per command, not per byte.
+COMMAND_LOG_CHARS = 300
+
+
+def command_text(argv):
+    """A command as its log lines show it: the script of `sh -c SCRIPT`, else
+    the argv joined, on one line and cut to COMMAND_LOG_CHARS."""
+    if len(argv) == 3 and argv[0] == "/bin/sh" and argv[1] == "-c":
+        text = argv[2]
+    else:
+        text = " ".join(a if a and not re.search(r"[\s'\"\\]", a) else json.dumps(a) for a in argv)
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) > COMMAND_LOG_CHARS:
+        text = "%s... (%d characters)" % (text[:COMMAND_LOG_CHARS], len(text))
+    return text
+
+
+def log_command_start(proc, spec):
+    log("command started, pid %d%s: %s" % (proc.pid, " in %s" % spec.cwd if spec.cwd else "", command_text(spec.argv)))
+
+
+def log_command_end(proc, spec, result, finished):
+    """How a command ended: its exit status or signal, a timeout, or its client gone."""
+    rc = proc.returncode
+    if result.timed_out:
+        how = "timed out after %gs: %s" % (spec.timeout, _exit_text(rc))
+    elif not finished:
+        how = "lost its client: %s" % _exit_text(rc)
+    else:
+        how = "ended: %s" % _exit_text(rc)
+    log("command pid %d %s (%.2fs)" % (proc.pid, how, result.duration_ms / 1000.0))
+
+
 def dumps(obj):
     """Compact JSON bytes. Paths may carry surrogate escapes (non-UTF-8 file
     names); those cannot be UTF-8 encoded, so fall back to \\u escapes."""
@@ -749,7 +784,7 @@ def spawn(spec):
     env[PROC_MARKER] = spec.marker
     name = spec.argv[0]
     try:
-        return PROCS.spawn(
+        proc = PROCS.spawn(
             spec.argv,
             stdin=subprocess.PIPE if spec.stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -780,6 +815,8 @@ def spawn(spec):
         raise bad_request("cannot run %s: %s" % (name, e))
     except OSError as e:
         raise bad_request("cannot run %s: %s" % (name, e.strerror or e), "spawn_failed")
+    log_command_start(proc, spec)
+    return proc
 
 
 class ExecResult(object):
@@ -941,6 +978,8 @@ def pump(handler, proc, spec, sink, t0):
         PROCS.reaped(proc, killed=result.timed_out or not finished)
         for f in readers.values():
             DRAINER.adopt(f)
+        result.duration_ms = int((time.monotonic() - t0) * 1000)
+        log_command_end(proc, spec, result, finished)
     result.returncode = proc.returncode
     result.duration_ms = int((time.monotonic() - t0) * 1000)
     sink.remaining(list(readers))
@@ -2841,6 +2880,7 @@ class Handler(BaseHTTPRequestHandler):
                 proc = spawn(spec)
                 bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc)
                 bg.key, bg.fingerprint = key, fingerprint
+                log("command pid %d is background process %s%s" % (proc.pid, bg.id, "" if tag is None else " " + json.dumps(tag[:100])))
                 start_background(bg, t0)
         if existing is not None:
             info = existing.info()
@@ -3937,6 +3977,10 @@ def main(argv=None):
 
     if token is None and host not in ("127.0.0.1", "::1", "localhost"):
         log("WARNING: no token and listening on %s: anyone who can reach this port can run commands" % host)
+    log(
+        "started: version %s (protocol %d), Python %s, pid %d, working directory %s, listening on %s:%d"
+        % (VERSION, PROTOCOL, sys.version.split()[0], os.getpid(), os.getcwd(), host, port)
+    )
     sys.stdout.write(
         json.dumps(
             {
@@ -3976,6 +4020,7 @@ def main(argv=None):
         if JOURNAL.dir is not None:
             replay_journal(JOURNAL.dir)  # the transfers cut short by the shutdown
     finally:
+        log("stopped: exit status %d" % _exit_status[0])
         try:
             sys.stderr.flush()
         except Exception:

@@ -309,7 +309,8 @@ describe("docs", () => {
     assert.isAbove(tsBlocks.length, 10, "the blocks were found")
     const { errors } = typeCheck()
     assert.deepStrictEqual(errors, [], `broken code blocks:\n${errors.join("\n")}`)
-  })
+    // A bound for a loaded machine: one TypeScript program of all the docs and the API took 73 s there.
+  }, 180_000)
 
   it("the API reference has a section for every export of every public module", () => {
     const { program } = typeCheck()
@@ -417,8 +418,10 @@ describe("docs", () => {
   const nameOf = (b: Block) => `${b.file.replace(/[^\w]+/g, "_")}_L${b.line}`
   afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }))
 
+  // The programs and the test files run as child processes, side by side: each waits mostly on its own
+  // start-up and on sandboxes, and they share nothing (each has its own file in the scratch directory).
   for (const block of tsBlocks.filter((b) => b.flags.includes("run"))) {
-    it(`${where(block)} runs`, async () => {
+    it.concurrent(`${where(block)} runs`, async () => {
       fs.mkdirSync(scratch, { recursive: true })
       const file = path.join(scratch, `${nameOf(block)}.ts`)
       fs.writeFileSync(file, block.code)
@@ -432,7 +435,7 @@ describe("docs", () => {
 
   const testBlocks = tsBlocks.filter((b) => b.flags.includes("test"))
   if (testBlocks.length > 0) {
-    it(`the test files of ${[...new Set(testBlocks.map((b) => b.file))].join(", ")} pass`, async () => {
+    it.concurrent(`the test files of ${[...new Set(testBlocks.map((b) => b.file))].join(", ")} pass`, async () => {
       fs.mkdirSync(scratch, { recursive: true })
       for (const block of testBlocks) fs.writeFileSync(path.join(scratch, `${nameOf(block)}.test.ts`), block.code)
       // The project's config (aliases, timeouts), limited to these files.

@@ -76,13 +76,12 @@ describe("Promise facade (local provider)", () => {
 
   it("an aborted exec rejects with the signal's reason at once, and its command dies", async () => {
     const controller = new AbortController()
-    const running = sb.exec("echo $$ > abort-exec.pid; exec sleep 30", { signal: controller.signal })
+    // The command outlives the test's timeout: a rejection that waited for it would never come.
+    const running = sb.exec("echo $$ > abort-exec.pid; exec sleep 300", { signal: controller.signal })
     const pid = await pidIn(sb, "abort-exec.pid")
     expect(isAlive(pid)).toBe(true)
-    const t0 = Date.now()
     controller.abort()
     await expect(running).rejects.toBe(controller.signal.reason)
-    expect(Date.now() - t0).toBeLessThan(5_000)
     expect(await waitGone([pid])).toEqual([])
   })
 

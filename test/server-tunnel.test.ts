@@ -185,7 +185,7 @@ const FAKE_SHA256 = createHash("sha256").update(FAKE_CLOUDFLARED).digest("hex")
 const seenPids = new Set<number>()
 const servers: Array<Running> = []
 
-const waitFor = async <A>(what: string, probe: () => A | undefined, ms = 15_000): Promise<A> => {
+const waitFor = async <A>(what: string, probe: () => A | undefined, ms = 60_000): Promise<A> => {
   const deadline = Date.now() + ms
   for (;;) {
     const value = probe()

@@ -432,21 +432,26 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
         [name, ["1", "ON", "yes", "True"][i % 4]!] as const,
         [name, [" true ", "YES", "on", "1"][i % 4]!] as const
       ])
-      for (const [index, [name, value]] of cases.entries()) {
-        const optedOut = Effect.withConfigProvider(ConfigProvider.fromMap(new Map([[name, value]])))
-        yield* Effect.gen(function* () {
-          const telemetry = yield* Telemetry.Telemetry
-          assert.isFalse(telemetry.enabled, `${name}=${value}`)
-          // One HF Jobs sandbox, then local ones: the provider does not matter to the telemetry.
-          const sb = yield* index === 0 ? Sandbox.make({ transport: "proxy", schedules: fast }) : Sandbox.make()
-          yield* sb.exec("true")
-        }).pipe(
-          Effect.scoped,
-          Effect.provide(index === 0 ? Layer.empty : Local),
-          Effect.provide(Telemetry.layerHub({ endpoint: emu.url })),
-          optedOut
-        )
-      }
+      // Each case has its own configuration and sandbox: they run side by side.
+      yield* Effect.forEach(
+        cases.entries(),
+        ([index, [name, value]]) => {
+          const optedOut = Effect.withConfigProvider(ConfigProvider.fromMap(new Map([[name, value]])))
+          return Effect.gen(function* () {
+            const telemetry = yield* Telemetry.Telemetry
+            assert.isFalse(telemetry.enabled, `${name}=${value}`)
+            // One HF Jobs sandbox, then local ones: the provider does not matter to the telemetry.
+            const sb = yield* index === 0 ? Sandbox.make({ transport: "proxy", schedules: fast }) : Sandbox.make()
+            yield* sb.exec("true")
+          }).pipe(
+            Effect.scoped,
+            Effect.provide(index === 0 ? Layer.empty : Local),
+            Effect.provide(Telemetry.layerHub({ endpoint: emu.url })),
+            optedOut
+          )
+        },
+        { concurrency: 4, discard: true }
+      )
       yield* Effect.sleep("300 millis")
       assert.strictEqual(yield* pingCount, start)
 

@@ -2,14 +2,20 @@
  * The `hf-sandbox` command line: `create`, `exec`, `spawn`, `cp`, `ls`, `logs`, `kill` and `run`, on HF
  * Jobs or (`--local`) on this machine. See docs/cli.md.
  */
+
+import * as NodeUtil from "node:util"
 import * as Args from "@effect/cli/Args"
+import * as CliConfig from "@effect/cli/CliConfig"
 import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
+import * as Usage from "@effect/cli/Usage"
 import * as ValidationError from "@effect/cli/ValidationError"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as Cause from "effect/Cause"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -25,6 +31,8 @@ import * as Backend from "./backend.js"
 import { ago } from "./backend.js"
 import { copy } from "./cp.js"
 import * as Errors from "./errors.js"
+import * as Help from "./help.js"
+import * as Io from "./io.js"
 import * as Output from "./output.js"
 import * as Parse from "./parse.js"
 
@@ -113,9 +121,6 @@ const image = Args.text({ name: "IMAGE" }).pipe(
 // Running a command's handler
 // ---------------------------------------------------------------------------
 
-/** What follows the first `--` on the command line: split off before parsing, so never taken for options. */
-let forced: ReadonlyArray<string> | undefined
-
 /** The sandbox options `create` and `run` share, read from the same flags. */
 const sandboxOptions = (a: {
   readonly image: Option.Option<string>
@@ -132,7 +137,7 @@ const sandboxOptions = (a: {
     return {
       ...(imageName !== undefined ? { image: imageName } : {}),
       env: yield* Parse.envPairs(a.env),
-      secrets: yield* Parse.secrets(a.secret),
+      secrets: yield* Parse.secrets(a.secret, (yield* Io.Io).env),
       labels: yield* Parse.labels(a.label),
       flavor: Option.getOrUndefined(a.flavor),
       startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
@@ -176,6 +181,8 @@ const action =
   (args: A) =>
     Effect.gen(function* () {
       const top = yield* root
+      // What followed the first `--`: split off before parsing, so never taken for options.
+      const { forced } = yield* Io.Io
       const mode = { json: top.json || args.json, quiet: top.quiet || args.quiet }
       const local = top.local || args.local || (options.impliesLocal?.(args) ?? false)
       const failed = (error: unknown) => {
@@ -202,7 +209,11 @@ const action =
  * request is bounded (3 s), and one still in flight when the command ends gets 1 s, then is dropped.
  */
 const layerFor = (local: boolean) =>
-  local ? Backend.layer(true) : Telemetry.layerHub().pipe(Layer.provideMerge(Backend.layer(false)))
+  Layer.unwrapEffect(
+    Effect.map(Io.Io, ({ env }) =>
+      local ? Backend.layer(true, env) : Telemetry.layerHub().pipe(Layer.provideMerge(Backend.layer(false, env)))
+    )
+  )
 
 const readStdin = Effect.promise(async () => {
   const chunks: Array<Buffer> = []
@@ -228,7 +239,7 @@ const eventWriter = (mode: Output.Mode) => {
               event: event._tag.toLowerCase(),
               data: text[event._tag].decode(event.data, { stream: true })
             })
-          : Output.write(event._tag === "Stdout" ? process.stdout : process.stderr, event.data)
+          : Output.write(event._tag === "Stdout" ? "stdout" : "stderr", event.data)
       case "Exit":
         return mode.json
           ? Output.json({
@@ -282,7 +293,7 @@ const durationSeconds = (d: Duration.Duration) => Math.round(Duration.toMillis(d
 const root = Command.make("hf-sandbox", globals, () =>
   Effect.zipRight(
     Output.write(
-      process.stderr,
+      "stderr",
       "usage: hf-sandbox [--local] [--json] [-q] <create|exec|spawn|process|cp|ls|logs|kill|run> ...\n" +
         "Run `hf-sandbox --help` for the commands, `hf-sandbox <command> --help` for one.\n"
     ),
@@ -391,6 +402,7 @@ const exec = Command.make(
   action(
     (a, mode) =>
       Effect.gen(function* () {
+        const { forced } = yield* Io.Io
         const id = yield* Parse.notAnOption("ID", a.id)
         const command = yield* Parse.commandOf(forced, a.cmd)
         const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
@@ -435,6 +447,7 @@ const spawn = Command.make(
   action(
     (a, mode) =>
       Effect.gen(function* () {
+        const { forced } = yield* Io.Io
         const id = yield* Parse.notAnOption("ID", a.id)
         const command = yield* Parse.commandOf(forced, a.cmd)
         const environment = yield* Parse.envPairs(a.env)
@@ -507,7 +520,11 @@ const logs = Command.make(
       Options.withAlias("f"),
       Options.withDescription("Keep printing new lines until the sandbox ends.")
     ),
-    tail: Options.integer("tail").pipe(Options.optional, Options.withDescription("Only the last N lines.")),
+    tail: Options.integer("tail").pipe(
+      Options.withPseudoName("N"),
+      Options.optional,
+      Options.withDescription("Only the last N lines.")
+    ),
     id: sandboxId
   },
   action(
@@ -559,7 +576,7 @@ const kill = Command.make(
         )
         const killed = results.filter((r) => r.error === undefined).map((r) => r.id)
         const failures = results.filter((r) => r.error !== undefined)
-        for (const f of failures) yield* Output.write(process.stderr, `hf-sandbox: ${f.id}: ${f.error}\n`)
+        for (const f of failures) yield* Output.write("stderr", `hf-sandbox: ${f.id}: ${f.error}\n`)
         if (mode.json) {
           yield* Output.json({ killed, failed: failures.map((f) => ({ id: f.id, error: f.error, type: f.type })) })
         } else {
@@ -596,6 +613,7 @@ const run = Command.make(
   action(
     (a, mode) =>
       Effect.gen(function* () {
+        const { forced } = yield* Io.Io
         if (forced === undefined) {
           return yield* new Parse.UsageError({
             message: "run needs -- before the command: hf-sandbox run [IMAGE] -- CMD"
@@ -758,10 +776,7 @@ const processLogs = Command.make(
 )
 
 const processes = Command.make("process", globals, () =>
-  Effect.zipRight(
-    Output.write(process.stderr, "usage: hf-sandbox process <ls|kill|logs> ID ...\n"),
-    Output.setExitCode(2)
-  )
+  Effect.zipRight(Output.write("stderr", "usage: hf-sandbox process <ls|kill|logs> ID ...\n"), Output.setExitCode(2))
 ).pipe(
   Command.withDescription("Background processes of a sandbox (started with spawn): list, signal, read their output."),
   Command.withSubcommands([processLs, processKill, processLogs])
@@ -772,43 +787,117 @@ const cli = Command.run(root.pipe(Command.withSubcommands([create, exec, spawn, 
   version: VERSION
 })
 
-const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g")
+/** The commands by their path (`exec`, `process ls`), for the options each one knows. */
+const COMMANDS: Readonly<Record<string, Command.Command<string, never, unknown, unknown>>> = {
+  create,
+  exec,
+  spawn,
+  cp,
+  ls,
+  logs,
+  kill,
+  run,
+  "process ls": processLs,
+  "process kill": processKill,
+  "process logs": processLogs
+} as unknown as Record<string, Command.Command<string, never, unknown, unknown>>
 
-const plain = (stream: NodeJS.WriteStream, args: ReadonlyArray<unknown>) =>
-  stream.isTTY && process.env.NO_COLOR === undefined
-    ? args
-    : args.map((arg) => (typeof arg === "string" ? arg.replace(ANSI, "") : arg))
+/** The option names a command takes, as its usage line shows them (`-q`, `--quiet`, `--tail`, …). */
+const flagsOf = (path: ReadonlyArray<string>): ReadonlySet<string> => {
+  const command = COMMANDS[path.join(" ")]
+  if (command === undefined) return new Set()
+  const usage = HelpDoc.toAnsiText(Usage.getHelp(Command.getUsage(command))).replace(ANSI, "")
+  return new Set(usage.match(/(?<![\w-])--?[A-Za-z][\w-]*/g) ?? [])
+}
 
 /**
- * Runs the CLI on `argv` (`process.argv`: node, script, then the arguments). Its exit code is
- * `Output.getExitCode()` once it has succeeded.
+ * @effect/cli calls an option no command knows "an unknown argument" (or, before the command's name,
+ * "an invalid subcommand"): said as what it is, when the arguments hold one.
  */
-export const main = (argv: ReadonlyArray<string>): Effect.Effect<void> => {
+const unknownOptionOr = (words: ReadonlyArray<string>, text: string): string => {
+  if (!/^(Received unknown argument|Invalid subcommand)/m.test(text)) return text
+  const path = Help.commandPath(words)
+  const unknown = Help.unknownOption(words, flagsOf(path))
+  return unknown === undefined
+    ? text
+    : `hf-sandbox: unknown option ${unknown} (see hf-sandbox ${[...path, "--help"].join(" ")})`
+}
+
+const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g")
+
+/**
+ * The environment as `Config` sees it: the same keys as `ConfigProvider.fromEnv`, read from the
+ * invocation's environment instead of `process.env`.
+ */
+const configProvider = (env: Io.Streams["env"]) =>
+  ConfigProvider.fromMap(new Map(Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [[k, v] as const]))), {
+    pathDelim: "_",
+    seqDelim: ","
+  })
+
+/**
+ * Runs the CLI on `argv` (node, script, then the arguments, as `process.argv`) with the given streams and
+ * environment (by default this process's), and succeeds with the exit code. Ctrl-C is the caller's: an
+ * interrupted run releases what it owns (`run` stops its sandbox) and ends interrupted.
+ *
+ * @since 0.2.0
+ * @category running
+ */
+export const runCli = (
+  argv: ReadonlyArray<string>,
+  streams: Io.Streams = Io.processStreams()
+): Effect.Effect<number> => {
   const separator = argv.indexOf("--", 2)
-  forced = separator < 0 ? undefined : argv.slice(separator + 1)
+  const io = Io.invocation(streams, separator < 0 ? undefined : argv.slice(separator + 1))
   const parsed = separator < 0 ? argv : argv.slice(0, separator)
-  return Effect.consoleWith((console) =>
-    // Help and usage errors are styled with ANSI escapes: kept for a terminal, removed for a pipe or file
-    // (and with NO_COLOR).
-    cli(parsed).pipe(
-      Effect.withConsole({
-        ...console,
-        log: (...args) => console.log(...plain(process.stdout, args)),
-        error: (...args) => console.error(...plain(process.stderr, args))
-      })
-    )
-  ).pipe(
+  const words = parsed.slice(2)
+  const help = Help.helpRequest(words)
+  // Usage errors are styled with ANSI escapes: kept for a terminal, removed for a pipe or file (and with
+  // NO_COLOR). Help is rewritten as plain text.
+  const printer = (stream: Io.Sink, edit: (text: string) => string) => {
+    const colors = help === undefined && stream.isTTY === true && io.env.NO_COLOR === undefined
+    return (...args: ReadonlyArray<unknown>) => {
+      const text = NodeUtil.format(...args)
+      return Io.write(stream, `${edit(colors ? text : text.replace(ANSI, ""))}\n`)
+    }
+  }
+  const refused = words.find((word) => Help.REFUSED_BUILT_INS.includes(word.split("=")[0]!))
+  const overview = help === undefined ? undefined : Help.overviewFor(help)
+  const parseAndRun =
+    refused !== undefined
+      ? Effect.zipRight(
+          Output.write("stderr", `hf-sandbox: unknown option ${refused} (see hf-sandbox --help)\n`),
+          Output.setExitCode(2)
+        )
+      : overview !== undefined
+        ? Output.write("stdout", `${overview}\n`)
+        : Effect.consoleWith((console) =>
+            cli(parsed).pipe(
+              Effect.withConsole({
+                ...console,
+                log: printer(io.stdout, (text) => (help === undefined ? text : Help.rewrite(text, help))),
+                error: printer(io.stderr, (text) => Help.wrap(unknownOptionOr(words, text)))
+              })
+            )
+          )
+  return parseAndRun.pipe(
     // @effect/cli has printed the problem (unknown option, missing argument, …) already.
     Effect.catchIf(ValidationError.isValidationError, () => Output.setExitCode(2)),
-    Effect.provide(NodeContext.layer),
+    // The built-in options this CLI offers (--help, --version) are documented in the overview.
+    Effect.provide(Layer.merge(NodeContext.layer, CliConfig.layer({ showBuiltIns: false }))),
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.failCause(cause)
-        : Effect.zipRight(
-            Output.write(process.stderr, `hf-sandbox: ${Cause.squash(cause)}\n`),
-            Output.setExitCode(1)
-          ).pipe(Effect.orDie)
+        : Effect.zipRight(Output.write("stderr", `hf-sandbox: ${Cause.squash(cause)}\n`), Output.setExitCode(1)).pipe(
+            Effect.orDie
+          )
     ),
-    Effect.orDie
+    Effect.orDie,
+    Effect.provideService(Io.Io, io),
+    io.env === process.env ? (self) => self : Effect.withConfigProvider(configProvider(io.env)),
+    Effect.map(() => io.exit.code)
   )
 }
+
+/** Runs the CLI on `process.argv` with this process's streams; succeeds with the exit code. */
+export const main = (argv: ReadonlyArray<string>): Effect.Effect<number> => runCli(argv)

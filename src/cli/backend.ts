@@ -46,11 +46,11 @@ export const ago = (iso: string | undefined) => {
   return `${Math.floor(seconds / 86400)}d ago`
 }
 
-const localBackend: Service = {
+const localBackend = (stateDir: string): Service => ({
   provider: "local",
   flag: "--local ",
   list: () =>
-    Effect.map(LocalSandbox.list(), (sandboxes) => ({
+    Effect.map(LocalSandbox.list({ stateDir }), (sandboxes) => ({
       columns: ["ID", "PID", "PORT", "CREATED", "IDLE TIMEOUT"],
       rows: sandboxes.map((s) => ({
         id: s.id,
@@ -64,9 +64,9 @@ const localBackend: Service = {
         record: { ...s, provider: "local" }
       }))
     })),
-  kill: (id) => LocalSandbox.kill(id),
-  logs: (id, options) => LocalSandbox.logs(id, options)
-}
+  kill: (id) => LocalSandbox.kill(id, { stateDir }),
+  logs: (id, options) => LocalSandbox.logs(id, { ...options, stateDir })
+})
 
 const hfBackend = (jobs: HfJobs.Service): Service => ({
   provider: "hf-jobs",
@@ -90,8 +90,8 @@ const hfBackend = (jobs: HfJobs.Service): Service => ({
  */
 const EMULATOR_ROUTE = "HF_SANDBOX_EMULATOR_URL"
 
-const emulatorRoute = (): string | undefined => {
-  const raw = process.env[EMULATOR_ROUTE]
+const emulatorRoute = (env: Env): string | undefined => {
+  const raw = env[EMULATOR_ROUTE]
   if (raw === undefined || raw === "") return undefined
   const url = new URL(raw)
   if (url.protocol !== "http:" || !["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
@@ -118,18 +118,24 @@ const httpLayer = (route: string | undefined) =>
         Layer.provide(NodeHttpClient.layerUndici)
       )
 
-/** Everything a command needs for the chosen provider: the provider, an HttpClient, Node services. */
-export const layer = (local: boolean) => {
-  const route = emulatorRoute()
+type Env = Readonly<Record<string, string | undefined>>
+
+/**
+ * Everything a command needs for the chosen provider: the provider, an HttpClient, Node services. `env`
+ * is the invocation's environment (the state directory and the emulator route are read from it).
+ */
+export const layer = (local: boolean, env: Env = process.env) => {
+  const route = emulatorRoute(env)
+  const stateDir = LocalState.defaultDirectory(env)
   const provider = local
-    ? Layer.merge(LocalSandbox.layer(), Layer.succeed(Backend, localBackend))
+    ? Layer.merge(LocalSandbox.layer({ stateDir }), Layer.succeed(Backend, localBackend(stateDir)))
     : Layer.effect(Backend, Effect.map(HfJobs.HfJobs, hfBackend)).pipe(
         Layer.provideMerge(
           // The same configuration as the library's (token discovery included); against the emulator no
           // public resolver is ever asked; whoami-v2 is strictly rate-limited, so it is asked once per token.
           HfJobs.layerConfig({
             ...(route === undefined ? {} : { publicDns: Config.succeed(false as const) }),
-            namespaceCache: Config.succeed(LocalState.namespaceCacheDirectory())
+            namespaceCache: Config.succeed(LocalState.namespaceCacheDirectory(env))
           })
         )
       )

@@ -50,7 +50,7 @@ export const copy = (
         Effect.catchTag("FileNotFoundError", () => Effect.succeed(undefined))
       )
     const shown = (target: CopyTarget) => (target._tag === "Remote" ? `${target.id}:${target.path}` : target.path)
-    const bar = Output.progress(mode, `${shown(source)} → ${shown(destination)}`)
+    const bar = yield* Output.progress(mode, `${shown(source)} → ${shown(destination)}`)
     yield* Effect.addFinalizer(() => bar.clear)
     let moved = 0
     const onProgress = (p: { readonly bytes: number; readonly total: number | undefined }) => {

@@ -56,7 +56,7 @@ export const envPairs = (values: ReadonlyArray<string>): Effect.Effect<Record<st
  */
 export const secrets = (
   values: ReadonlyArray<string>,
-  environment: NodeJS.ProcessEnv = process.env
+  environment: Readonly<Record<string, string | undefined>> = process.env
 ): Effect.Effect<Record<string, string>, UsageError> =>
   Effect.suspend(() => {
     const out: Record<string, string> = {}
@@ -119,7 +119,14 @@ export const commandOf = (
   positional: ReadonlyArray<string>
 ): Effect.Effect<ReadonlyArray<string>, UsageError> => {
   if (forced !== undefined && positional.length > 0) {
-    return Effect.fail(usage(`unexpected argument ${positional[0]} before -- (unknown option? see --help)`))
+    const first = positional[0]!
+    return Effect.fail(
+      usage(
+        first.startsWith("-")
+          ? `unknown option ${first} (see --help)`
+          : `unexpected argument ${first} before -- (the command goes after --)`
+      )
+    )
   }
   const command = forced ?? positional
   if (command.length === 0) return Effect.fail(usage("missing the command to run: add -- CMD [ARG...]"))

@@ -41,10 +41,10 @@ export const ID_PATTERN = /^local-[0-9a-f]{6,32}$/
  * Where state files live: `HF_SANDBOX_STATE_DIR`, else `$XDG_STATE_HOME/hf-sandbox/local`, else
  * `~/.local/state/hf-sandbox/local`.
  */
-export const defaultDirectory = (): string => {
-  const explicit = process.env.HF_SANDBOX_STATE_DIR
+export const defaultDirectory = (env: Readonly<Record<string, string | undefined>> = process.env): string => {
+  const explicit = env.HF_SANDBOX_STATE_DIR
   if (explicit !== undefined && explicit !== "") return path.resolve(explicit)
-  const xdg = process.env.XDG_STATE_HOME
+  const xdg = env.XDG_STATE_HOME
   const base = xdg !== undefined && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), ".local", "state")
   return path.join(base, "hf-sandbox", "local")
 }
@@ -54,10 +54,10 @@ export const defaultDirectory = (): string => {
  * sandboxes' state, `<HF_SANDBOX_STATE_DIR>/namespaces`, else `$XDG_STATE_HOME/hf-sandbox/namespaces`,
  * else `~/.local/state/hf-sandbox/namespaces`.
  */
-export const namespaceCacheDirectory = (): string => {
-  const explicit = process.env.HF_SANDBOX_STATE_DIR
+export const namespaceCacheDirectory = (env: Readonly<Record<string, string | undefined>> = process.env): string => {
+  const explicit = env.HF_SANDBOX_STATE_DIR
   if (explicit !== undefined && explicit !== "") return path.join(path.resolve(explicit), "namespaces")
-  return path.join(path.dirname(defaultDirectory()), "namespaces")
+  return path.join(path.dirname(defaultDirectory(env)), "namespaces")
 }
 
 export const statePath = (dir: string, id: string) => path.join(dir, `${id}.json`)

@@ -79,7 +79,7 @@ export const startServer = async (options: StartOptions = {}): Promise<Running> 
   const token = options.token === undefined ? randomBytes(32).toString("hex") : options.token
   const env = { ...(token === null ? {} : { SBX_TOKEN: token }), ...options.env }
   const s = spawnServer(["--port", "0", "--exit-on-stdin-eof", ...(options.args ?? [])], env, dir)
-  const deadline = Date.now() + 20_000
+  const deadline = Date.now() + 60_000
   let exitedEarly: Exit | undefined
   void s.exited.then((e) => {
     exitedEarly = e

@@ -115,7 +115,10 @@ const signalNumber = (sig: NodeJS.Signals) => (os.constants.signals as Record<st
  * server or a cloudflared metrics port between our probe and the job's bind.
  */
 const EXPOSED_PORTS = { first: 20000, count: 10000 }
-let nextExposed = 0
+// Each process starts at its own place in the range: test files run side by side (and several suites on
+// one machine), and two emulators handing out the same ports in the same order could both find a port
+// free before either job has bound it, so that one job's requests would reach the other's server.
+let nextExposed = Math.floor(Math.random() * EXPOSED_PORTS.count)
 const probe = (port: number) =>
   new Promise<boolean>((resolve) => {
     const server = net.createServer()
