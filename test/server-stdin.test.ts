@@ -29,7 +29,7 @@ const startProcess = async (r: Running, body: Record<string, unknown>) => {
 const writeStdin = (r: Running, id: string, offset: number, body: string | Uint8Array, eof = false) =>
   json(r, `/v1/processes/${id}/stdin?offset=${offset}${eof ? "&eof=1" : ""}`, {
     method: "POST",
-    body,
+    body: body as BodyInit,
     headers: { "Content-Type": "application/octet-stream" }
   })
 

@@ -8,10 +8,16 @@ import * as http from "node:http"
 import { assert, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
+import type { StdinError } from "hf-sandbox/SandboxError"
 import * as Testing from "hf-sandbox/testing"
+import * as Stdin from "../src/internal/stdin.js"
 import { fakeDns } from "./support/fakeDns.js"
 import { emulatorLayer, fastSchedules } from "./support/hub.js"
+import { localLayer } from "./support/local.js"
 
 const Env = Layer.unwrapScoped(
   Effect.gen(function* () {
@@ -71,7 +77,7 @@ const rawEdgeRequest = (
 /** The URL the newest job announced (its marker line), as the client found it. */
 const currentTunnelUrl = (emu: Testing.HubEmulator) =>
   Effect.map(emu.jobs, (jobs) => {
-    const marker = jobs[jobs.length - 1]!.logs.findLast((line) => line.startsWith("HF_SANDBOX_TUNNEL "))!
+    const marker = [...jobs[jobs.length - 1]!.logs].reverse().find((line) => line.startsWith("HF_SANDBOX_TUNNEL "))!
     return (JSON.parse(marker.slice("HF_SANDBOX_TUNNEL ".length)) as { url: string }).url
   })
 
@@ -107,5 +113,116 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("stdin through
       assert.strictEqual(result.exitCode, 0, result.stderr)
       assert.strictEqual(result.stdout.split(" ")[0], sha256(input))
     }).pipe(Effect.scoped)
+  )
+})
+
+const Local = Sandbox.layer().pipe(Layer.provideMerge(localLayer()))
+
+/** `count` chunks of `size` bytes, each from `seed`, counting what was pulled into `pulled`. */
+const counted = (size: number, count: number | undefined, pulled: { bytes: number }): Stream.Stream<Uint8Array> => {
+  const chunk: Uint8Array = randomBytes(size)
+  const chunks = count === undefined ? Stream.repeatValue(chunk) : Stream.repeatValue(chunk).pipe(Stream.take(count))
+  return chunks.pipe(
+    Stream.tap((c) =>
+      Effect.sync(() => {
+        pulled.bytes += c.length
+      })
+    )
+  )
+}
+
+const outputBytes = (process: Sandbox.Process<unknown>) =>
+  process.output().pipe(
+    Stream.filterMap((event) => (event._tag === "Stdout" ? Option.some(event.data) : Option.none())),
+    Stream.runCollect,
+    Effect.map((chunks) => Buffer.concat([...chunks]))
+  )
+
+const outputText = (process: Sandbox.Process<unknown>) => Effect.map(outputBytes(process), (b) => b.toString())
+
+layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("stdin on a local sandbox", (it) => {
+  it.effect('spawn with stdin "pipe": writes arrive in order, close ends the input, a later write fails', () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const p = yield* sb.spawn(["cat"], { stdin: "pipe" })
+      yield* p.stdin.write("hello ")
+      yield* p.stdin.write(new TextEncoder().encode("world"))
+      yield* p.stdin.close()
+      yield* p.stdin.close()
+      assert.strictEqual((yield* p.wait).exitCode, 0)
+      assert.strictEqual(yield* outputText(p), "hello world")
+      const late = yield* Effect.flip(p.stdin.write("late"))
+      assert.strictEqual(late._tag, "StdinError")
+      assert.strictEqual((late as StdinError).reason, "Closed")
+    })
+  )
+
+  it.effect("a handle found by id writes from where the pipe is; a process without a pipe says NotPiped", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const p = yield* sb.spawn(["cat"], { stdin: "pipe" })
+      yield* p.stdin.write("a")
+      const again = yield* sb.process(p.id)
+      yield* again.stdin.write("b")
+      yield* again.stdin.close()
+      yield* p.wait
+      assert.strictEqual(yield* outputText(p), "ab")
+      const plain = yield* sb.spawn(["sleep", "30"])
+      const error = yield* Effect.flip(plain.stdin.write("x"))
+      assert.strictEqual(error._tag, "StdinError")
+      assert.strictEqual((error as StdinError).reason, "NotPiped")
+      assert.include(error.message, 'stdin: "pipe"')
+      yield* plain.kill()
+    })
+  )
+
+  it.effect("spawn with a Stream as stdin: every byte arrives, in order", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const pulled = { bytes: 0 }
+      const parts: Array<Uint8Array> = []
+      const source = counted(300_000, 70, pulled).pipe(Stream.tap((c) => Effect.sync(() => parts.push(c))))
+      const p = yield* sb.spawn(["sha256sum"], { stdin: source })
+      assert.strictEqual((yield* p.wait).exitCode, 0)
+      assert.strictEqual((yield* outputText(p)).split(" ")[0], sha256(Buffer.concat(parts)))
+      assert.strictEqual(pulled.bytes, 70 * 300_000)
+    })
+  )
+
+  it.effect("a Stream is read only as fast as the command takes it", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const pulled = { bytes: 0 }
+      // The command never reads: the client may hold one part, the pipe and the request in flight, no more.
+      const p = yield* sb.spawn(["sleep", "60"], { stdin: counted(64 * 1024, undefined, pulled) })
+      yield* Effect.suspend(() => (pulled.bytes > 0 ? Effect.void : Effect.fail("nothing pulled yet"))).pipe(
+        Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("10 seconds")))
+      )
+      yield* Effect.sleep("1 second")
+      assert.isAtMost(pulled.bytes, 2 * Stdin.PART_BYTES + 64 * 1024)
+      yield* p.kill()
+    })
+  )
+
+  it.effect("a command that stops reading ends the feed quietly; the rest of the stream is not read", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const pulled = { bytes: 0 }
+      const p = yield* sb.spawn(["head", "-c", "10"], { stdin: counted(64 * 1024, undefined, pulled) })
+      assert.strictEqual((yield* p.wait).exitCode, 0)
+      assert.strictEqual((yield* outputBytes(p)).length, 10)
+    })
+  )
+
+  it.effect("a Stream that fails: the process is killed and wait fails with the stream's error", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const source = Stream.concat(Stream.make(new Uint8Array(1000)), Stream.fail("the source broke" as const))
+      const p = yield* sb.spawn(["sh", "-c", "cat > /dev/null; sleep 30"], { stdin: source })
+      const error = yield* Effect.flip(p.wait)
+      assert.strictEqual(error, "the source broke")
+      const listed = (yield* sb.processes).find((q) => q.id === p.id)!
+      assert.strictEqual(listed.signal, 9)
+    })
   )
 })

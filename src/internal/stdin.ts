@@ -1,0 +1,184 @@
+/**
+ * Streamed stdin: a command's stdin pipe (`stdin_pipe`) fed through `POST /v1/processes/{id}/stdin` in
+ * bounded requests, each placed by its byte offset (docs/protocol.md). A quick tunnel's edge delivers a
+ * request body only once it is complete and refuses one over 100 MB, so a streamed body is not an option;
+ * parts of a few MiB are, and their offsets make a retry after a dropped connection exact: the server
+ * skips what it already wrote, and answers how far it got.
+ */
+import * as Effect from "effect/Effect"
+import type * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as Protocol from "../Protocol.js"
+import { type OperationError, StdinError } from "../SandboxError.js"
+import type { WireClient } from "./client.js"
+
+/** A string or bytes up to this size go inline in the JSON request (one request, and HF's form). */
+export const INLINE_MAX = 1024 * 1024
+
+/**
+ * Bytes per stdin request: large enough that a round trip per part costs little, small enough that the
+ * client holds about one part of a stream at a time.
+ */
+export const PART_BYTES = Math.min(4 * 1024 * 1024, Protocol.STDIN_BODY_MAX)
+
+/** What stdin can be given as. */
+export type Input<E> = string | Uint8Array | Stream.Stream<Uint8Array, E>
+
+/** How a command's stdin goes: inline in its request, and/or from a source through the pipe. */
+export interface Plan<E> {
+  readonly inline: { readonly stdin?: string; readonly stdin_b64?: string }
+  /** Set when the command needs `stdin_pipe`: the bytes to feed through it (then it is closed). */
+  readonly source: Stream.Stream<Uint8Array, E> | undefined
+}
+
+const encoder = new TextEncoder()
+
+/** Small inputs stay inline; a Stream, or a string or bytes over {@link INLINE_MAX}, go through the pipe. */
+export const plan = <E>(stdin: Input<E> | undefined): Plan<E> => {
+  if (stdin === undefined) return { inline: {}, source: undefined }
+  if (typeof stdin === "string") {
+    if (stdin.length * 3 <= INLINE_MAX) return { inline: { stdin }, source: undefined }
+    const bytes = encoder.encode(stdin)
+    return bytes.length <= INLINE_MAX
+      ? { inline: { stdin }, source: undefined }
+      : { inline: {}, source: Stream.succeed(bytes) }
+  }
+  if (stdin instanceof Uint8Array) {
+    return stdin.length <= INLINE_MAX
+      ? {
+          inline: { stdin_b64: Buffer.from(stdin.buffer, stdin.byteOffset, stdin.length).toString("base64") },
+          source: undefined
+        }
+      : { inline: {}, source: Stream.succeed(stdin) }
+  }
+  return { inline: {}, source: stdin }
+}
+
+/** Failures worth the same request again: the connection (or the edge in front of the server) failed. */
+export const isTransient = (error: OperationError) =>
+  error._tag === "ConnectionLostError" || error._tag === "RequestTimeoutError"
+
+/** The stdin of one process, as the client writes it. Writes are serialized; offsets are tracked here. */
+export interface Writer {
+  /** Writes every byte of `data`; `StdinError("Closed")` when the pipe closed before all went in. */
+  readonly write: (data: Uint8Array) => Effect.Effect<void, OperationError>
+  /** Closes the pipe (the command sees end of input). Closing a closed stdin does nothing. */
+  readonly close: Effect.Effect<void, OperationError>
+  /**
+   * Writes what `source` produces, pulled only as fast as the sandbox takes it, then closes the pipe.
+   * Ends quietly, without reading the rest, when the pipe closes first (the command stopped reading).
+   */
+  readonly feed: <E>(source: Stream.Stream<Uint8Array, E>) => Effect.Effect<void, OperationError | E>
+}
+
+/**
+ * The writer of process `id`'s stdin. `offset` is how many bytes it already holds when known (0 for a
+ * process just started with an empty pipe); unknown, the first write asks the server with an empty body
+ * at offset 0 (a "retry" of nothing, which only answers the offset).
+ */
+export const makeWriter = (
+  wire: WireClient,
+  id: string,
+  retry: Schedule.Schedule<unknown, OperationError>,
+  known?: number
+): Writer => {
+  let offset = known
+  let closed = false
+  const lock = Effect.unsafeMakeSemaphore(1)
+
+  const send = (at: number, data: Uint8Array, eof: boolean) =>
+    wire.writeStdin(id, at, data, eof).pipe(Effect.retry({ schedule: retry, while: isTransient }))
+
+  const currentOffset = Effect.suspend(() =>
+    offset !== undefined
+      ? Effect.succeed(offset)
+      : Effect.map(send(0, new Uint8Array(0), false), (answer) => {
+          closed = answer.closed
+          offset = answer.offset
+          return answer.offset
+        })
+  )
+
+  /**
+   * Sends one part until all of it is in the pipe (a partial answer — the command reads slowly — sends
+   * the rest). False when the pipe closed first.
+   */
+  const sendPart = (data: Uint8Array, eof: boolean): Effect.Effect<boolean, OperationError> =>
+    Effect.flatMap(currentOffset, (base) => {
+      const from = (sent: number): Effect.Effect<boolean, OperationError> =>
+        Effect.flatMap(send(base + sent, data.subarray(sent), eof), (answer) => {
+          offset = Math.max(base, answer.offset)
+          const done = answer.offset - base
+          if (answer.closed) {
+            closed = true
+            return Effect.succeed(done >= data.length && eof)
+          }
+          return done >= data.length ? Effect.succeed(true) : from(Math.max(0, done))
+        })
+      return from(0)
+    })
+
+  const closedError = () => new StdinError({ id, reason: "Closed", written: offset })
+
+  const writeParts = (data: Uint8Array): Effect.Effect<void, OperationError> =>
+    Effect.suspend(() => {
+      if (closed) return Effect.fail(closedError())
+      const part = data.subarray(0, PART_BYTES)
+      return Effect.flatMap(sendPart(part, false), (whole) =>
+        !whole
+          ? Effect.fail(closedError())
+          : data.length > PART_BYTES
+            ? writeParts(data.subarray(PART_BYTES))
+            : Effect.void
+      )
+    })
+
+  const write: Writer["write"] = (data) => lock.withPermits(1)(writeParts(data))
+
+  const close: Writer["close"] = lock.withPermits(1)(
+    Effect.suspend(() => (closed ? Effect.void : Effect.asVoid(sendPart(new Uint8Array(0), true))))
+  )
+
+  const feed: Writer["feed"] = <E>(source: Stream.Stream<Uint8Array, E>) =>
+    lock.withPermits(1)(
+      Effect.suspend(() => {
+        // Bytes taken from the source and not sent yet: less than one part, plus the chunk just pulled.
+        let pending: Array<Uint8Array> = []
+        let size = 0
+        const flush = (final: boolean): Effect.Effect<boolean, OperationError> =>
+          Effect.suspend(() => {
+            if (closed) return Effect.succeed(false)
+            const whole = pending.length === 1 ? pending[0]! : Buffer.concat(pending, size)
+            pending = []
+            size = 0
+            const parts: Array<Uint8Array> = []
+            for (let at = 0; at < whole.length; at += PART_BYTES) parts.push(whole.subarray(at, at + PART_BYTES))
+            // What is less than a part stays for the next pull, unless this is the end.
+            if (!final && parts.length > 0 && parts[parts.length - 1]!.length < PART_BYTES) {
+              const rest = parts.pop()!
+              pending = [rest]
+              size = rest.length
+            }
+            if (final && parts.length === 0) parts.push(new Uint8Array(0))
+            return Effect.reduce(parts, true, (open, part, i) =>
+              open ? sendPart(part, final && i === parts.length - 1) : Effect.succeed(false)
+            )
+          })
+        return source.pipe(
+          Stream.runFoldWhileEffect(
+            true,
+            (open) => open,
+            (_open, chunk: Uint8Array) => {
+              if (chunk.length === 0) return Effect.succeed(true)
+              pending.push(chunk)
+              size += chunk.length
+              return size >= PART_BYTES ? flush(false) : Effect.succeed(true)
+            }
+          ),
+          Effect.flatMap((open) => (open ? Effect.asVoid(flush(true)) : Effect.void))
+        )
+      })
+    )
+
+  return { write, close, feed }
+}
