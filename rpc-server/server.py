@@ -933,6 +933,12 @@ def pump(handler, proc, spec, sink, t0):
     sock = handler.connection if handler is not None else None  # None: a background process
     if sock is not None:
         sel.register(sock, selectors.EVENT_READ, "client")
+    # An exec's sink may hold a stream back (back-pressure, see ExecSink) and wake us when a
+    # reader has made room; other sinks never block.
+    blocked = getattr(sink, "blocked", None)
+    held = set()
+    if blocked is not None:
+        sel.register(sink.wake_fd, selectors.EVENT_READ, "wake")
 
     result = ExecResult()
     result.timed_out = False
@@ -947,6 +953,17 @@ def pump(handler, proc, spec, sink, t0):
             now = time.monotonic()
             if exited_at is None and proc.returncode is not None:
                 exited_at = now
+            if blocked is not None:
+                # Once the command has exited nothing is held back: what is left in its pipes is
+                # read now, or a slow reader would let EXIT_DRAIN_MAX cut it off.
+                for name, f in readers.items():
+                    hold = exited_at is None and blocked(name)
+                    if hold and name not in held:
+                        sel.unregister(f.fileno())
+                        held.add(name)
+                    elif not hold and name in held:
+                        sel.register(f.fileno(), selectors.EVENT_READ, name)
+                        held.discard(name)
             if exited_at is not None:
                 quiet_until = max(exited_at, last_output) + EXIT_QUIET
                 if not readers or now >= quiet_until or now - exited_at >= EXIT_DRAIN_MAX:
@@ -982,6 +999,11 @@ def pump(handler, proc, spec, sink, t0):
                         readers.pop(tag).close()
                         sink.eof(tag)
                         poll_delay = 0.001  # EOF usually means the exit is imminent
+                elif tag == "wake":
+                    try:
+                        os.read(key.fd, 4096)
+                    except OSError:
+                        pass
                 elif tag == "stdin":
                     try:
                         n = os.write(key.fd, stdin_view[:FILE_CHUNK])
@@ -1192,8 +1214,9 @@ if hasattr(signal, "SIGHUP"):
 
 
 class BgProcess(object):
-    def __init__(self, pid, cmd, tag, limit, spec, proc):
+    def __init__(self, pid, cmd, tag, limit, spec, proc, kind="process"):
         self.id = None
+        self.kind = kind  # "process" (POST /v1/processes) or "exec" (POST /v1/exec): see ExecSink
         self.pid = pid
         self.cmd = cmd
         self.tag = tag
@@ -1210,12 +1233,23 @@ class BgProcess(object):
         self.total = {"stdout": 0, "stderr": 0}
         self.dropped = {"stdout": 0, "stderr": 0}
         self.result = None  # ExecResult once the process ended and its output was read
+        # Execs only: the furthest raw offset any reader has handed to its socket, per stream (the
+        # back-pressure window counts from there), the readers attached now, and since when none is.
+        self.sent = {"stdout": 0, "stderr": 0}
+        self.readers = 0
+        self.detached_at = time.monotonic()
+        self.ended_at = None
+        self.paused = False  # the pump waits for a reader to advance: advance() wakes it
+        self.wake_w = None
+        self.key = None  # idempotency key, with the request it stands for
+        self.fingerprint = None
 
     def info(self):
         r = self.result
         rc = r.returncode if r is not None else None
         return {
             "id": self.id,
+            "kind": self.kind,
             "pid": self.pid,
             "cmd": self.cmd,
             "tag": self.tag,
@@ -1242,6 +1276,12 @@ class BgProcess(object):
             self.total[name] += len(data)
             self.size[name] += len(data)
             excess = self.size[name] - self.limit
+            if self.kind == "exec":
+                # Keep a window behind what was sent (it may still sit in socket or proxy buffers
+                # when a connection drops); the limit only bites after the exit, when back-pressure
+                # no longer holds the command (see ExecSink.blocked).
+                behind = (self.total[name] - self.size[name]) - (self.sent[name] - self.limit)
+                excess = max(excess - 2 * self.limit, -behind)
             while excess > 0:
                 front = chunks[self.first[name]]
                 n = min(excess, len(front[2]))
@@ -1262,7 +1302,42 @@ class BgProcess(object):
     def finished(self, result):
         with self.cond:
             self.result = result
+            self.ended_at = time.monotonic()
             self.cond.notify_all()
+        if self.kind == "exec":
+            JANITOR.poke()
+
+    # ---- execs: readers and back-pressure ----
+
+    def attach(self):
+        with self.cond:
+            self.readers += 1
+            self.detached_at = None
+
+    def detach(self):
+        with self.cond:
+            self.readers -= 1
+            if self.readers == 0:
+                self.detached_at = time.monotonic()
+        JANITOR.poke()
+
+    def advance(self, pos):
+        """A reader handed the bytes before `pos` (per stream) to its socket."""
+        with self.cond:
+            moved = False
+            for name, n in pos.items():
+                if n > self.sent[name]:
+                    self.sent[name] = n
+                    moved = True
+            if not (moved and self.paused):
+                return
+            self.paused = False
+            wake = self.wake_w
+        if wake is not None:
+            try:
+                os.write(wake, b"\0")
+            except OSError:
+                pass  # pipe full (a wake-up is pending) or closed (the pump ended)
 
     # ---- called by followers, under self.cond ----
 
@@ -1292,17 +1367,57 @@ class RingSink(QuietSink):
         self.bg.append(name, data)
 
 
+class ExecSink(RingSink):
+    """pump() sink of an exec: its buffer doubles as the back-pressure window.
+
+    The pump stops reading a stream while more than `limit` of its bytes wait to be sent to a
+    reader, so a slow or disconnected client pauses the command instead of losing its output.
+    Readers (Handler.follow_output) wake the pump through a pipe when they make room."""
+
+    def __init__(self, bg):
+        RingSink.__init__(self, bg)
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self.wake_fd = r
+        bg.wake_w = w
+
+    def blocked(self, name):
+        bg = self.bg
+        with bg.cond:
+            if bg.total[name] - bg.sent[name] < bg.limit:
+                return False
+            bg.paused = True
+            return True
+
+    def close(self):
+        with self.bg.cond:
+            w, self.bg.wake_w = self.bg.wake_w, None
+        for fd in (self.wake_fd, w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class BgTable(object):
     def __init__(self):
         self.lock = threading.Lock()
         self.next_id = 1
         self.by_id = {}
+        self.by_key = {}  # idempotency key -> BgProcess, for as long as the record is kept
 
     def add(self, bg):
         with self.lock:
-            bg.id = "p-%d" % self.next_id
+            bg.id = "%s-%d" % ("e" if bg.kind == "exec" else "p", self.next_id)
             self.next_id += 1
             self.by_id[bg.id] = bg
+
+    def remove(self, bg):
+        with self.lock:
+            self.by_id.pop(bg.id, None)
+            if bg.key is not None and self.by_key.get(bg.key) is bg:
+                del self.by_key[bg.key]
 
     def all(self):
         with self.lock:
@@ -1327,10 +1442,11 @@ BGPROCS = BgTable()
 
 
 def run_background(bg, t0):
-    """The thread of one background process: pump it to completion."""
+    """The thread of one background process or exec: pump it to completion."""
     result = None
+    sink = ExecSink(bg) if bg.kind == "exec" else RingSink(bg)
     try:
-        result = pump(None, bg.proc, bg.spec, RingSink(bg), t0)
+        result = pump(None, bg.proc, bg.spec, sink, t0)
     except Exception:
         log("background process %s failed:\n%s" % (bg.id, traceback.format_exc()))
         if bg.proc.returncode is None:
@@ -1341,8 +1457,106 @@ def run_background(bg, t0):
         result.timed_out = False
         result.duration_ms = int((time.monotonic() - t0) * 1000)
     finally:
+        if bg.kind == "exec":
+            sink.close()
         STATE.end()  # a running background process counts as a request in flight
         bg.finished(result)
+
+
+def start_background(bg, t0):
+    """Register `bg` (spawned) and run its pump in a thread of its own."""
+    BGPROCS.add(bg)
+    STATE.begin()  # ended by run_background
+    try:
+        threading.Thread(target=run_background, args=(bg, t0), name="bg-" + bg.id, daemon=True).start()
+    except Exception:
+        proc = bg.proc
+        kill_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        PROCS.reaped(proc, True)
+        result = ExecResult()
+        result.returncode, result.timed_out, result.duration_ms = proc.returncode, False, 0
+        bg.finished(result)
+        STATE.end()
+        raise
+
+
+# --------------------------------------------------------------------------
+# Execs that outlive their connection
+# --------------------------------------------------------------------------
+#
+# An exec is a record of BGPROCS (kind "exec") pumped by its own thread; the
+# POST /v1/exec connection is only its first reader. When no reader is
+# attached for SBX_EXEC_REATTACH seconds the command is killed (whole family);
+# a finished exec is forgotten SBX_EXEC_RETAIN seconds after it ended.
+
+DEFAULT_EXEC_BUFFER = 8 * 1024 * 1024
+# Seconds a dropped exec waits for a reader to reattach. 0 until the client kills what it interrupts
+# (DELETE /v1/processes/{id}): until then a dropped connection must keep killing at once.
+EXEC_REATTACH_DEFAULT = 0.0
+
+
+def env_seconds(name, default):
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = default
+    return value if math.isfinite(value) and value >= 0 else default
+
+
+class Janitor(object):
+    """One thread that kills abandoned execs and forgets expired ones, waking
+    at the next deadline or when an exec is detached or finishes."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.started = False
+        self.kicked = False
+
+    def poke(self):
+        with self.cond:
+            if not self.started:
+                self.started = True
+                threading.Thread(target=self._run, name="exec-janitor", daemon=True).start()
+            self.kicked = True
+            self.cond.notify()
+
+    def _run(self):
+        while True:
+            grace = env_seconds("SBX_EXEC_REATTACH", EXEC_REATTACH_DEFAULT)
+            retain = env_seconds("SBX_EXEC_RETAIN", 300.0)
+            now = time.monotonic()
+            wait = None
+            for bg in BGPROCS.all():
+                if bg.kind != "exec":
+                    continue
+                with bg.cond:
+                    ended, detached, running = bg.ended_at, bg.detached_at, bg.result is None
+                    abandoned = running and bg.readers == 0 and detached is not None
+                    if abandoned and now - detached >= grace:
+                        bg.detached_at = None  # killed once; the exit follows
+                if not running:
+                    due = ended + retain
+                    if now >= due:
+                        BGPROCS.remove(bg)
+                        continue
+                elif abandoned:
+                    due = detached + grace
+                    if now >= due:
+                        log("exec %s: no reader for %g s, killing it" % (bg.id, grace))
+                        kill_family(bg.pid, bg.spec.marker, signal.SIGKILL)
+                        continue
+                else:
+                    continue
+                wait = due - now if wait is None else min(wait, due - now)
+            with self.cond:
+                if not self.kicked:
+                    self.cond.wait(wait)
+                self.kicked = False
+
+
+JANITOR = Janitor()
 
 
 def parse_signal(raw):
@@ -2038,12 +2252,21 @@ class Handler(BaseHTTPRequestHandler):
             self.respond(200, b'{"status":"ok"}')
 
     def route_exec(self):
-        spec = parse_exec(self.read_json(), legacy=False)
+        req = self.read_json()
+        spec = parse_exec(req, legacy=False)
+        limit = req.get("buffer_bytes", DEFAULT_EXEC_BUFFER)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFER_BYTES:
+            raise bad_request("`buffer_bytes` must be an integer from 1 to %d (64 MiB)" % MAX_BUFFER_BYTES)
         t0 = time.monotonic()
         proc = spawn(spec)
-        sink = StreamSink(self, spec.encoding)
-        result = pump(self, proc, spec, sink, t0)
-        sink.finish(result)
+        bg = BgProcess(proc.pid, req.get("cmd"), None, limit, spec, proc, kind="exec")
+        bg.attach()  # this connection is its first reader, from the very start
+        try:
+            start_background(bg, t0)
+        except Exception:
+            bg.detach()
+            raise
+        self.follow_output(bg, True, spec.encoding, {"stdout": 0, "stderr": 0}, attached=True, start_event=True)
 
     def route_legacy_exec(self):
         spec = parse_exec(self.read_json(), legacy=True)
@@ -2563,19 +2786,7 @@ class Handler(BaseHTTPRequestHandler):
         t0 = time.monotonic()
         proc = spawn(spec)
         bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc)
-        BGPROCS.add(bg)
-        STATE.begin()  # ended by run_background
-        try:
-            threading.Thread(target=run_background, args=(bg, t0), name="bg-" + bg.id, daemon=True).start()
-        except Exception:
-            kill_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-            PROCS.reaped(proc, True)
-            result = ExecResult()
-            result.returncode, result.timed_out, result.duration_ms = proc.returncode, False, 0
-            bg.finished(result)
-            STATE.end()
-            raise
+        start_background(bg, t0)
         info = bg.info()
         self.respond_json({k: info[k] for k in ("id", "pid", "cmd", "tag", "started_at_ms")})
 
@@ -2588,7 +2799,10 @@ class Handler(BaseHTTPRequestHandler):
         request_shutdown("shutdown requested (POST /v1/shutdown)")
 
     def route_process_list(self):
-        self.respond_json([bg.info() for bg in BGPROCS.all()])
+        kind = self.param("kind", required=False) or "process"
+        if kind not in ("process", "exec", "all"):
+            raise bad_request("query parameter `kind` must be process, exec or all, got %r" % kind)
+        self.respond_json([bg.info() for bg in BGPROCS.all() if kind == "all" or bg.kind == kind])
 
     def route_process_get(self, key):
         self.respond_json(BGPROCS.find(key).info())
@@ -2707,15 +2921,51 @@ class Handler(BaseHTTPRequestHandler):
             encoding = "utf-8"
         elif encoding != "base64":
             raise bad_request("query parameter `encoding` must be utf-8 or base64, got %r" % encoding)
+        offsets = None
+        out, err = self.int_param("stdout_offset"), self.int_param("stderr_offset")
+        if out is not None or err is not None:
+            offsets = {"stdout": out or 0, "stderr": err or 0}
+        self.follow_output(bg, follow, encoding, offsets)
+
+    def follow_output(self, bg, follow, encoding, offsets, attached=False, start_event=False):
+        """Stream `bg`'s buffered output (then, with `follow`, its live output and exit) as NDJSON.
+
+        `offsets` (raw byte offset per stream) resumes where a reader left off; without them the
+        stream starts at the oldest byte still buffered. A follower of an exec is one of its
+        readers: while one is attached the exec is not abandoned, and what it has sent moves the
+        back-pressure window. `attached`: the caller already counted this reader (POST /v1/exec), whose
+        stream begins with the `start` event."""
         sink = StreamSink(self, encoding)
-        with bg.cond:
-            pos = dict(bg.dropped)  # next byte offset this follower expects, per stream
-            upto = bg.seq  # without follow: only what is buffered now...
-            result = bg.result  # ...and the exit only if that is all there will be
+        reader = bg.kind == "exec" and follow
+        try:
+            with bg.cond:
+                held = dict(bg.dropped)  # the oldest offset still buffered, per stream
+                if offsets is not None:
+                    for name in ("stdout", "stderr"):
+                        if offsets[name] > bg.total[name]:
+                            message = "%s_offset=%d is past the %d bytes %s has written to %s so far"
+                            raise bad_request(message % (name, offsets[name], bg.total[name], bg.id, name))
+                    pos = {name: max(offsets[name], held[name]) for name in held}
+                    missing = {name: max(0, held[name] - offsets[name]) for name in held}
+                else:
+                    pos, missing = dict(held), held
+                if reader and not attached:
+                    bg.attach()
+                    attached = True
+                upto = bg.seq  # without follow: only what is buffered now...
+                result = bg.result  # ...and the exit only if that is all there will be
             first = b""
-            if pos["stdout"] or pos["stderr"]:
-                first = dumps({"event": "dropped", "stdout": pos["stdout"], "stderr": pos["stderr"]}) + b"\n"
-        sink.begin(first)
+            if start_event:
+                first = dumps({"event": "start", "id": bg.id, "pid": bg.pid}) + b"\n"
+            if missing["stdout"] or missing["stderr"]:
+                first += dumps({"event": "dropped", "stdout": missing["stdout"], "stderr": missing["stderr"]}) + b"\n"
+            sink.begin(first)
+            self.stream_chunks(bg, sink, follow, pos, upto, result, reader)
+        finally:
+            if attached:
+                bg.detach()
+
+    def stream_chunks(self, bg, sink, follow, pos, upto, result, reader):
         last = 0
         while True:
             with bg.cond:
@@ -2737,16 +2987,21 @@ class Handler(BaseHTTPRequestHandler):
                     gap = {"event": "dropped", "stdout": 0, "stderr": 0}
                     gap[name] = start - pos[name]
                     sink.pending.append(dumps(gap) + b"\n")
-                elif start < pos[name]:  # a coalesced chunk whose prefix was sent
+                elif start < pos[name]:  # a coalesced chunk whose prefix was sent, or before a resume offset
                     data = chunk[pos[name] - start :]
-                pos[name] = start + len(chunk)
+                pos[name] = max(pos[name], start + len(chunk))
                 if data:
                     sink.output(name, data)
             if caught_up and (result is not None or not follow):
                 sink.eof("stdout")
                 sink.eof("stderr")
-                return sink.finish(result)
+                sink.finish(result)
+                if reader:
+                    bg.advance(pos)
+                return
             sink.flush(time.monotonic())
+            if reader:
+                bg.advance(pos)
             if not chunks:
                 self.client_still_there()
 

@@ -314,7 +314,7 @@ describe("POST /v1/exec", () => {
     const r = await exec(S, { cmd: "echo out; echo err 1>&2; exit 3" })
     expect(r.status).toBe(200)
     expect(r.contentType).toBe("application/x-ndjson")
-    expect(r.events[0]).toEqual({ event: "start", pid: expect.any(Number) })
+    expect(r.events[0]).toEqual({ event: "start", id: expect.stringMatching(/^e-\d+$/), pid: expect.any(Number) })
     expect(r.exit).toEqual({
       event: "exit",
       exit_code: 3,
@@ -438,8 +438,11 @@ describe("POST /v1/exec", () => {
     expect(((await badJson.json()) as Record<string, unknown>).code).toBe("bad_request")
   })
 
-  it("kills the process group when the client goes away", async () => {
-    const { events, controller } = await openExec(S, { cmd: "sleep 30 & echo $!; sleep 30" }, 2)
+  it("kills the process group when the client goes away and the reattach grace is 0", async () => {
+    // With the default grace (SBX_EXEC_REATTACH=60) the command waits a minute for a reader to
+    // reattach: test/server-exec-resume.test.ts covers that.
+    const R = await startServer({ env: { SBX_EXEC_REATTACH: "0" } })
+    const { events, controller } = await openExec(R, { cmd: "sleep 30 & echo $!; sleep 30" }, 2)
     expect(events[0]!.event).toBe("start")
     const pids = [events[0]!.pid as number, Number((events[1]!.data as string).trim())]
     expect(pids.every(isAlive)).toBe(true)

@@ -108,10 +108,10 @@ describe("background processes", () => {
 
     const list = await json(S, "/v1/processes")
     expect(list.status).toBe(200)
-    expect(list.body).toContainEqual({ ...p, running: true, exit_code: null, signal: null })
+    expect(list.body).toContainEqual({ ...p, kind: "process", running: true, exit_code: null, signal: null })
     expect(await json(S, `/v1/processes/${p.id}`)).toEqual({
       status: 200,
-      body: { ...p, running: true, exit_code: null, signal: null }
+      body: { ...p, kind: "process", running: true, exit_code: null, signal: null }
     })
 
     const child = Number((await stdoutMatching(S, p.id, /child:(\d+)\n/))[1])
@@ -140,7 +140,13 @@ describe("background processes", () => {
       body: { exit_code: null, signal: 15, timed_out: false, duration_ms: expect.any(Number) }
     })
     expect(await waitGone([p.pid, child])).toEqual([])
-    expect((await json(S, `/v1/processes/${p.id}`)).body).toEqual({ ...p, running: false, exit_code: null, signal: 15 })
+    expect((await json(S, `/v1/processes/${p.id}`)).body).toEqual({
+      ...p,
+      kind: "process",
+      running: false,
+      exit_code: null,
+      signal: 15
+    })
     const after = await output(S, p.id)
     expect(after.at(-1)).toEqual({ event: "exit", ...waited.body })
     // Killing an exited process is not an error, and says so.
