@@ -145,7 +145,12 @@ export type ExecRequest = typeof ExecRequest.Type
  * @since 0.1.0
  * @category exec
  */
-export const StartEvent = Schema.Struct({ event: Schema.Literal("start"), pid: Schema.Number })
+export const StartEvent = Schema.Struct({
+  event: Schema.Literal("start"),
+  pid: Schema.Number,
+  /** The command's id in the process table (`/v1/processes/{id}`); HF's server sends none. @since 0.2.0 */
+  id: Schema.optional(Schema.String)
+})
 
 /**
  * @since 0.1.0

@@ -832,7 +832,7 @@ const open = (
                         Effect.asVoid
                       )
               return wireEvents.pipe(
-                Stream.tap((event) => (event.event === "start" ? start((event as { id?: string }).id) : Effect.void)),
+                Stream.tap((event) => (event.event === "start" ? start(event.id) : Effect.void)),
                 Stream.interruptWhen(Deferred.await(failed))
               )
             })

@@ -81,6 +81,28 @@ const currentTunnelUrl = (emu: Testing.HubEmulator) =>
     return (JSON.parse(marker.slice("HF_SANDBOX_TUNNEL ".length)) as { url: string }).url
   })
 
+/** `count` chunks of `size` bytes, each from `seed`, counting what was pulled into `pulled`. */
+const counted = (size: number, count: number | undefined, pulled: { bytes: number }): Stream.Stream<Uint8Array> => {
+  const chunk: Uint8Array = randomBytes(size)
+  const chunks = count === undefined ? Stream.repeatValue(chunk) : Stream.repeatValue(chunk).pipe(Stream.take(count))
+  return chunks.pipe(
+    Stream.tap((c) =>
+      Effect.sync(() => {
+        pulled.bytes += c.length
+      })
+    )
+  )
+}
+
+const outputBytes = (process: Sandbox.Process<unknown>) =>
+  process.output().pipe(
+    Stream.filterMap((event) => (event._tag === "Stdout" ? Option.some(event.data) : Option.none())),
+    Stream.runCollect,
+    Effect.map((chunks) => Buffer.concat([...chunks]))
+  )
+
+const outputText = (process: Sandbox.Process<unknown>) => Effect.map(outputBytes(process), (b) => b.toString())
+
 layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("stdin through a quick tunnel", (it) => {
   it.effect("the edge refuses a request body over 100 MB with Cloudflare's 413 page; the origin never sees it", () =>
     Effect.gen(function* () {
@@ -114,31 +136,38 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("stdin through
       assert.strictEqual(result.stdout.split(" ")[0], sha256(input))
     }).pipe(Effect.scoped)
   )
+  it.effect("a tunnel that dies mid-stream: the stdin feed resumes at the server's offset, every byte once", () =>
+    Effect.gen(function* () {
+      const emu = yield* emulator
+      const sb = yield* Sandbox.make({
+        schedules: { ...fastSchedules, stdinRetry: Schedule.spaced("100 millis").pipe(Schedule.upTo("60 seconds")) },
+        env: { SBX_TUNNEL_BACKOFF: "0.05" }
+      })
+      const parts: Array<Uint8Array> = []
+      let pulled = 0
+      let killed: ReadonlyArray<string> = []
+      const source = Stream.repeatEffect(Effect.sync(() => randomBytes(1_000_000))).pipe(
+        Stream.take(30),
+        Stream.tap((chunk) =>
+          Effect.gen(function* () {
+            parts.push(chunk)
+            pulled += 1
+            if (pulled === 10) killed = yield* emu.killTunnel(sb.id)
+          })
+        )
+      )
+      const p = yield* sb.spawn(["sha256sum"], { stdin: source })
+      const again = Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("60 seconds")))
+      const exit = yield* again(p.wait)
+      assert.strictEqual(killed.length, 1)
+      assert.strictEqual(exit.exitCode, 0)
+      const out = yield* again(outputText(p))
+      assert.strictEqual(out.split(" ")[0], sha256(Buffer.concat(parts)))
+    }).pipe(Effect.scoped)
+  )
 })
 
 const Local = Sandbox.layer().pipe(Layer.provideMerge(localLayer()))
-
-/** `count` chunks of `size` bytes, each from `seed`, counting what was pulled into `pulled`. */
-const counted = (size: number, count: number | undefined, pulled: { bytes: number }): Stream.Stream<Uint8Array> => {
-  const chunk: Uint8Array = randomBytes(size)
-  const chunks = count === undefined ? Stream.repeatValue(chunk) : Stream.repeatValue(chunk).pipe(Stream.take(count))
-  return chunks.pipe(
-    Stream.tap((c) =>
-      Effect.sync(() => {
-        pulled.bytes += c.length
-      })
-    )
-  )
-}
-
-const outputBytes = (process: Sandbox.Process<unknown>) =>
-  process.output().pipe(
-    Stream.filterMap((event) => (event._tag === "Stdout" ? Option.some(event.data) : Option.none())),
-    Stream.runCollect,
-    Effect.map((chunks) => Buffer.concat([...chunks]))
-  )
-
-const outputText = (process: Sandbox.Process<unknown>) => Effect.map(outputBytes(process), (b) => b.toString())
 
 layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("stdin on a local sandbox", (it) => {
   it.effect('spawn with stdin "pipe": writes arrive in order, close ends the input, a later write fails', () =>
@@ -223,6 +252,42 @@ layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("stdin on a l
       assert.strictEqual(error, "the source broke")
       const listed = (yield* sb.processes).find((q) => q.id === p.id)!
       assert.strictEqual(listed.signal, 9)
+    })
+  )
+
+  it.effect("exec and execStream with a Stream as stdin; an endless stream into a command that stops reading", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const pulled = { bytes: 0 }
+      const parts: Array<Uint8Array> = []
+      const source = counted(1_000_000, 9, pulled).pipe(Stream.tap((c) => Effect.sync(() => parts.push(c))))
+      const result = yield* sb.exec(["sha256sum"], { stdin: source })
+      assert.strictEqual(result.stdout.split(" ")[0], sha256(Buffer.concat(parts)))
+      const endless = yield* sb.exec(["head", "-c", "5"], { stdin: counted(64 * 1024, undefined, { bytes: 0 }) })
+      assert.strictEqual(endless.exitCode, 0)
+      assert.strictEqual(endless.stdoutBytes.length, 5)
+      const events = yield* sb
+        .execStream(["wc", "-c"], { stdin: Stream.make(new Uint8Array(3), new Uint8Array(4)) })
+        .pipe(Stream.runCollect)
+      const stdout = [...events].flatMap((e) => (e._tag === "Stdout" ? [e.text] : [])).join("")
+      assert.strictEqual(stdout.trim(), "7")
+      // Bytes over the inline size take the pipe too.
+      const big = randomBytes(Stdin.INLINE_MAX + 1)
+      assert.strictEqual((yield* sb.exec(["sha256sum"], { stdin: big })).stdout.split(" ")[0], sha256(big))
+    })
+  )
+
+  it.effect("exec with a Stream that fails: the command is killed and exec fails with the stream's error", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const source = Stream.concat(Stream.make(new Uint8Array(10)), Stream.fail("the source broke" as const))
+      const marker = `stdin-fail-${Date.now()}`
+      const error = yield* Effect.flip(
+        sb.exec(["sh", "-c", `cat > /dev/null; sleep 30 # ${marker}`], { stdin: source })
+      )
+      assert.strictEqual(error, "the source broke")
+      const left = yield* sb.exec(["sh", "-c", `pgrep -f '${marker}' | grep -v $$ || true`])
+      assert.strictEqual(left.stdout, "")
     })
   )
 })
