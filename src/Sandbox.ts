@@ -825,15 +825,25 @@ const open = (
                   : Stdin.makeWriter(wire, id, stdinRetry, 0)
                       .feed(source)
                       .pipe(
+                        // The failure is recorded before the kill, so the exit the kill causes is never
+                        // taken for the command's own; the kill is not cut short by the events' end.
                         Effect.catchAll((error) =>
-                          wire.kill(id, "KILL").pipe(Effect.ignore, Effect.zipRight(Deferred.fail(failed, error)))
+                          Deferred.fail(failed, error).pipe(
+                            Effect.zipRight(wire.kill(id, "KILL")),
+                            Effect.ignore,
+                            Effect.uninterruptible
+                          )
                         ),
                         Effect.forkIn(scope),
                         Effect.asVoid
                       )
+              const stdinFailed = Effect.flatMap(Deferred.poll(failed), (done) =>
+                Option.isSome(done) ? done.value : Effect.void
+              )
               return wireEvents.pipe(
                 Stream.tap((event) => (event.event === "start" ? start(event.id) : Effect.void)),
-                Stream.interruptWhen(Deferred.await(failed))
+                Stream.interruptWhen(Deferred.await(failed)),
+                Stream.concat(Stream.execute(stdinFailed))
               )
             })
           )

@@ -58,24 +58,41 @@ afterAll(async () => {
 })
 
 describe("streamed stdin", () => {
-  it("places each body at its offset: a retried prefix is skipped, a gap is refused, eof closes", async () => {
-    const p = await startProcess(S, { cmd: ["cat"], stdin: "head:", stdin_pipe: true })
-    expect(await writeStdin(S, p.id, 5, "hello")).toEqual({
+  it("places each body at its offset: a retried prefix is skipped, a gap is refused (after the stall bound), eof closes", async () => {
+    const p = await startProcess(Quick, { cmd: ["cat"], stdin: "head:", stdin_pipe: true })
+    expect(await writeStdin(Quick, p.id, 5, "hello")).toEqual({
       status: 200,
       body: { id: p.id, offset: 10, closed: false }
     })
     // A retry whose answer was lost: the written prefix is skipped, the rest written.
-    expect((await writeStdin(S, p.id, 5, "hello")).body).toEqual({ id: p.id, offset: 10, closed: false })
-    expect((await writeStdin(S, p.id, 5, "helloworld")).body).toEqual({ id: p.id, offset: 15, closed: false })
-    const gap = await writeStdin(S, p.id, 20, "xx")
+    expect((await writeStdin(Quick, p.id, 5, "hello")).body).toEqual({ id: p.id, offset: 10, closed: false })
+    expect((await writeStdin(Quick, p.id, 5, "helloworld")).body).toEqual({ id: p.id, offset: 15, closed: false })
+    const gap = await writeStdin(Quick, p.id, 20, "xx")
     expect(gap.status).toBe(409)
     expect(gap.body.code).toBe("stdin_gap")
     expect(gap.body.error).toContain("send from offset 15")
-    expect((await writeStdin(S, p.id, 15, "!", true)).body).toEqual({ id: p.id, offset: 16, closed: true })
-    expect((await waitExit(S, p.id)).body.exit_code).toBe(0)
-    expect(await stdout(S, p.id)).toBe("head:helloworld!")
+    // (after waiting SBX_STDIN_STALL for the bytes before it, which may be on another connection)
+    expect((await writeStdin(Quick, p.id, 15, "!", true)).body).toEqual({ id: p.id, offset: 16, closed: true })
+    expect((await waitExit(Quick, p.id)).body.exit_code).toBe(0)
+    expect(await stdout(Quick, p.id)).toBe("head:helloworld!")
     // Closed: later bodies are answered, not written.
-    expect((await writeStdin(S, p.id, 16, "late")).body).toEqual({ id: p.id, offset: 16, closed: true })
+    expect((await writeStdin(Quick, p.id, 16, "late")).body).toEqual({ id: p.id, offset: 16, closed: true })
+  })
+
+  it("parts sent in parallel are written in offset order, whichever arrives first", async () => {
+    const p = await startProcess(S, { cmd: ["cat"], stdin_pipe: true })
+    const parts = ["first-", "second-", "third"]
+    let at = 0
+    const offsets = parts.map((part) => {
+      const offset = at
+      at += part.length
+      return offset
+    })
+    // The later parts are sent first: each waits for the bytes before it.
+    const answers = await Promise.all([2, 1, 0].map((i) => writeStdin(S, p.id, offsets[i]!, parts[i]!, i === 2)))
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200])
+    expect((await waitExit(S, p.id)).body.exit_code).toBe(0)
+    expect(await stdout(S, p.id)).toBe("first-second-third")
   })
 
   it("refuses what it cannot take: no pipe, an unknown process, no offset, no length, over 16 MiB", async () => {

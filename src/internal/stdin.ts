@@ -6,6 +6,8 @@
  * skips what it already wrote, and answers how far it got.
  */
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Protocol from "../Protocol.js"
@@ -100,23 +102,40 @@ export const makeWriter = (
   )
 
   /**
-   * Sends one part until all of it is in the pipe (a partial answer — the command reads slowly — sends
-   * the rest). False when the pipe closed first.
+   * Sends `data` as the stdin bytes from `base` until all of it is in the pipe (a partial answer — the
+   * command reads slowly — sends the rest). False when the pipe closed first. `before` is the part before
+   * it when that one is still in flight: the server holds this one until those bytes are written, and if
+   * they did not come in time (`stdin_gap`), this part is sent again once `before` is done.
    */
-  const sendPart = (data: Uint8Array, eof: boolean): Effect.Effect<boolean, OperationError> =>
-    Effect.flatMap(currentOffset, (base) => {
-      const from = (sent: number): Effect.Effect<boolean, OperationError> =>
-        Effect.flatMap(send(base + sent, data.subarray(sent), eof), (answer) => {
-          offset = Math.max(base, answer.offset)
+  const sendAt = (
+    base: number,
+    data: Uint8Array,
+    eof: boolean,
+    before?: Fiber.Fiber<boolean, OperationError>
+  ): Effect.Effect<boolean, OperationError> => {
+    const from = (sent: number, waited: boolean): Effect.Effect<boolean, OperationError> =>
+      send(base + sent, data.subarray(sent), eof).pipe(
+        Effect.map(Option.some),
+        Effect.catchIf(
+          (error) => before !== undefined && !waited && error._tag === "BadRequestError" && error.code === "stdin_gap",
+          () => Effect.as(Fiber.join(before!), Option.none())
+        ),
+        Effect.flatMap((answered) => {
+          if (Option.isNone(answered)) return closed ? Effect.succeed(false) : from(sent, true)
+          const answer = answered.value
+          offset = Math.max(offset ?? 0, answer.offset)
           const done = answer.offset - base
           if (answer.closed) {
             closed = true
             return Effect.succeed(done >= data.length && eof)
           }
-          return done >= data.length ? Effect.succeed(true) : from(Math.max(0, done))
+          return done >= data.length ? Effect.succeed(true) : from(Math.max(0, done), waited)
         })
-      return from(0)
-    })
+      )
+    return from(0, false)
+  }
+
+  const sendPart = (data: Uint8Array, eof: boolean) => Effect.flatMap(currentOffset, (base) => sendAt(base, data, eof))
 
   const closedError = () => new StdinError({ id, reason: "Closed", written: offset })
 
@@ -141,7 +160,21 @@ export const makeWriter = (
 
   const feed: Writer["feed"] = <E>(source: Stream.Stream<Uint8Array, E>) =>
     lock.withPermits(1)(
-      Effect.suspend(() => {
+      Effect.gen(function* () {
+        // Parts in flight belong to this feed, not to the fiber that pulled the chunk that completed them.
+        const scope = yield* Effect.scope
+        // The stdin offset of the next part, and the part in flight: while one part is written in the
+        // sandbox, the next is read from the source and sent (two in flight at most).
+        let next = yield* currentOffset
+        let inFlight: Fiber.Fiber<boolean, OperationError> | undefined
+        const submit = (part: Uint8Array, eof: boolean): Effect.Effect<boolean, OperationError> =>
+          Effect.gen(function* () {
+            const before = inFlight
+            const base = next
+            next += part.length
+            inFlight = yield* Effect.forkIn(sendAt(base, part, eof, before), scope)
+            return before === undefined ? true : yield* Fiber.join(before)
+          })
         // Bytes taken from the source and not sent yet: less than one part, plus the chunk just pulled.
         let pending: Array<Uint8Array> = []
         let size = 0
@@ -161,10 +194,10 @@ export const makeWriter = (
             }
             if (final && parts.length === 0) parts.push(new Uint8Array(0))
             return Effect.reduce(parts, true, (open, part, i) =>
-              open ? sendPart(part, final && i === parts.length - 1) : Effect.succeed(false)
+              open ? submit(part, final && i === parts.length - 1) : Effect.succeed(false)
             )
           })
-        return source.pipe(
+        const open = yield* source.pipe(
           Stream.runFoldWhileEffect(
             true,
             (open) => open,
@@ -174,10 +207,11 @@ export const makeWriter = (
               size += chunk.length
               return size >= PART_BYTES ? flush(false) : Effect.succeed(true)
             }
-          ),
-          Effect.flatMap((open) => (open ? Effect.asVoid(flush(true)) : Effect.void))
+          )
         )
-      })
+        if (open) yield* flush(true)
+        if (inFlight !== undefined) yield* Fiber.join(inFlight)
+      }).pipe(Effect.scoped)
     )
 
   return { write, close, feed }
