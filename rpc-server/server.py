@@ -1454,6 +1454,17 @@ class BgTable(object):
             bg.id = "%s-%d" % ("e" if bg.kind == "exec" else "p", self.next_id)
             self.next_id += 1
             self.by_id[bg.id] = bg
+            if bg.key is not None:
+                self.by_key[bg.key] = bg
+
+    def by_idempotency_key(self, key, fingerprint):
+        """The record a key stands for, or None; 409 if the key came with another request."""
+        with self.lock:
+            bg = self.by_key.get(key)
+        if bg is not None and bg.fingerprint != fingerprint:
+            message = "idempotency_key %r was used for %s (%s), a different request: use a new key for a new command"
+            raise HttpError(409, message % (key, bg.id, bg.kind), "idempotency_conflict")
+        return bg
 
     def remove(self, bg):
         with self.lock:
@@ -1505,6 +1516,32 @@ def run_background(bg, t0):
         bg.finished(result)
 
 
+class NoLock(object):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+IDEMPOTENCY_KEY = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
+# The fields that make two requests "the same command" for an idempotency key.
+IDEMPOTENT_FIELDS = ("cmd", "shell", "env", "cwd", "workdir", "stdin", "stdin_b64", "stdin_pipe")
+NO_LOCK = NoLock()
+KEYED = threading.Lock()  # check-then-spawn of keyed requests is one step: a key runs one command
+
+
+def idempotency(req, kind):
+    """(key, fingerprint) of a request, (None, None) without a key."""
+    key = req.get("idempotency_key")
+    if key is None:
+        return None, None
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
+        raise bad_request("`idempotency_key` must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (got %r)" % (key,))
+    fields = dict((k, req.get(k)) for k in IDEMPOTENT_FIELDS if req.get(k) is not None)
+    return key, kind + " " + json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
 def start_background(bg, t0):
     """Register `bg` (spawned) and run its pump in a thread of its own."""
     BGPROCS.add(bg)
@@ -1533,18 +1570,10 @@ def start_background(bg, t0):
 # a finished exec is forgotten SBX_EXEC_RETAIN seconds after it ended.
 
 DEFAULT_EXEC_BUFFER = 8 * 1024 * 1024
-# Seconds a dropped exec waits for a reader to reattach. 0 until the client kills what it interrupts
-# (DELETE /v1/processes/{id}): until then a dropped connection must keep killing at once.
-EXEC_REATTACH_DEFAULT = 0.0
-
-
-def env_seconds(name, default):
-    raw = os.environ.get(name, "")
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = default
-    return value if math.isfinite(value) and value >= 0 else default
+# Seconds a dropped exec waits for a reader to reattach. A client that gives a command up kills it
+# itself (DELETE /v1/processes/{id}): a dropped connection is no longer a kill.
+EXEC_REATTACH_DEFAULT = 60.0
+EXEC_RETAIN_DEFAULT = 300.0  # seconds a finished exec's record and output are kept
 
 
 class Janitor(object):
@@ -1555,6 +1584,8 @@ class Janitor(object):
         self.cond = threading.Condition()
         self.started = False
         self.kicked = False
+        self.grace = EXEC_REATTACH_DEFAULT  # SBX_EXEC_REATTACH, set by main()
+        self.retain = EXEC_RETAIN_DEFAULT  # SBX_EXEC_RETAIN
 
     def poke(self):
         with self.cond:
@@ -1566,8 +1597,7 @@ class Janitor(object):
 
     def _run(self):
         while True:
-            grace = env_seconds("SBX_EXEC_REATTACH", EXEC_REATTACH_DEFAULT)
-            retain = env_seconds("SBX_EXEC_RETAIN", 300.0)
+            grace, retain = self.grace, self.retain
             now = time.monotonic()
             wait = None
             for bg in BGPROCS.all():
@@ -2314,15 +2344,22 @@ class Handler(BaseHTTPRequestHandler):
         limit = req.get("buffer_bytes", DEFAULT_EXEC_BUFFER)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFER_BYTES:
             raise bad_request("`buffer_bytes` must be an integer from 1 to %d (64 MiB)" % MAX_BUFFER_BYTES)
-        t0 = time.monotonic()
-        proc = spawn(spec)
-        bg = BgProcess(proc.pid, req.get("cmd"), None, limit, spec, proc, kind="exec")
-        bg.attach()  # this connection is its first reader, from the very start
-        try:
-            start_background(bg, t0)
-        except Exception:
-            bg.detach()
-            raise
+        key, fingerprint = idempotency(req, "exec")
+        with KEYED if key is not None else NO_LOCK:
+            bg = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
+            if bg is None:
+                t0 = time.monotonic()
+                proc = spawn(spec)
+                bg = BgProcess(proc.pid, req.get("cmd"), None, limit, spec, proc, kind="exec")
+                bg.key, bg.fingerprint = key, fingerprint
+            bg.attach()  # this connection is a reader from the very start
+            if bg.id is None:
+                try:
+                    start_background(bg, t0)
+                except Exception:
+                    bg.detach()
+                    raise
+        # A retry with the key reattaches from the first byte: the same events as the first answer.
         self.follow_output(bg, True, spec.encoding, {"stdout": 0, "stderr": 0}, attached=True, start_event=True)
 
     def route_legacy_exec(self):
@@ -2840,10 +2877,20 @@ class Handler(BaseHTTPRequestHandler):
         limit = req.get("buffer_bytes", DEFAULT_BUFFER_BYTES)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFER_BYTES:
             raise bad_request("`buffer_bytes` must be an integer from 1 to %d (64 MiB)" % MAX_BUFFER_BYTES)
-        t0 = time.monotonic()
-        proc = spawn(spec)
-        bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc)
-        start_background(bg, t0)
+        key, fingerprint = idempotency(req, "process")
+        existing = None
+        with KEYED if key is not None else NO_LOCK:
+            existing = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
+            if existing is None:
+                t0 = time.monotonic()
+                proc = spawn(spec)
+                bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc)
+                bg.key, bg.fingerprint = key, fingerprint
+                start_background(bg, t0)
+        if existing is not None:
+            info = existing.info()
+            info["existing"] = True
+            return self.respond_json(info)
         info = bg.info()
         self.respond_json({k: info[k] for k in ("id", "pid", "cmd", "tag", "started_at_ms")})
 
@@ -3859,6 +3906,11 @@ def parse_args(argv):
     args.ping_interval = DEFAULT_PING_INTERVAL
     if env.get("SBX_PING_INTERVAL"):
         args.ping_interval = _number(env["SBX_PING_INTERVAL"], "SBX_PING_INTERVAL", float, 0.01)
+    args.exec_reattach, args.exec_retain = EXEC_REATTACH_DEFAULT, EXEC_RETAIN_DEFAULT
+    if env.get("SBX_EXEC_REATTACH"):
+        args.exec_reattach = _number(env["SBX_EXEC_REATTACH"], "SBX_EXEC_REATTACH", float, 0)
+    if env.get("SBX_EXEC_RETAIN"):
+        args.exec_retain = _number(env["SBX_EXEC_RETAIN"], "SBX_EXEC_RETAIN", float, 0)
     args.tunnel = args.tunnel or _flag(env.get("SBX_TUNNEL"), "SBX_TUNNEL")
     args.tunnel_config = tunnel_config(env) if args.tunnel else None
     return args
@@ -3922,6 +3974,7 @@ def main(argv=None):
         supervise(args.remove_on_exit)  # returns in the server process
     STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
+    JANITOR.grace, JANITOR.retain = args.exec_reattach, args.exec_retain
 
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
         if sig is not None:

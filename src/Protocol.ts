@@ -132,7 +132,9 @@ export const ExecRequest = Schema.Struct({
    * `stdin_b64` bytes, if any) and closed by `eof=1` or the command's end. @since 0.2.0
    */
   stdin_pipe: Schema.optional(Schema.Boolean),
-  encoding: Schema.optional(Schema.Literal("utf-8", "base64"))
+  encoding: Schema.optional(Schema.Literal("utf-8", "base64")),
+  /** 1–128 of `[A-Za-z0-9._:-]`: a retry with the same key reattaches to the command instead of running it again. */
+  idempotency_key: Schema.optional(Schema.String)
 })
 
 /**
@@ -148,7 +150,7 @@ export type ExecRequest = typeof ExecRequest.Type
 export const StartEvent = Schema.Struct({
   event: Schema.Literal("start"),
   pid: Schema.Number,
-  /** The command's id in the process table (`/v1/processes/{id}`); HF's server sends none. @since 0.2.0 */
+  /** The command's id in the process table (`e-N`), for `/v1/processes/{id}/…`; HF's server sends none. */
   id: Schema.optional(Schema.String)
 })
 
@@ -366,7 +368,11 @@ export const ProcessInfo = Schema.Struct({
   started_at_ms: Schema.Number,
   running: Schema.optional(Schema.Boolean),
   exit_code: Schema.optional(Schema.NullOr(Schema.Number)),
-  signal: Schema.optional(Schema.NullOr(Schema.Number))
+  signal: Schema.optional(Schema.NullOr(Schema.Number)),
+  /** `"exec"` for a command of `POST /v1/exec`, `"process"` for a background process. */
+  kind: Schema.optional(Schema.String),
+  /** Set when a spawn's `idempotency_key` named a process that already existed: nothing new was started. */
+  existing: Schema.optional(Schema.Boolean)
 })
 
 /**

@@ -33,6 +33,7 @@ import type { Files } from "./Files.js"
 import * as Wire from "./internal/client.js"
 import * as Cloudflared from "./internal/cloudflared.js"
 import * as FilesApi from "./internal/files.js"
+import * as Reattach from "./internal/reattach.js"
 import * as Signals from "./internal/signals.js"
 import * as StartErrors from "./internal/startError.js"
 import * as Stdin from "./internal/stdin.js"
@@ -41,7 +42,6 @@ import type * as Protocol from "./Protocol.js"
 import {
   AuthError,
   BadRequestError,
-  ConnectionLostError,
   type HubError,
   InvalidArgumentError,
   type OperationError,
@@ -162,6 +162,17 @@ export interface ExecOptions<E = never> {
    * A whole number ≥ 1; anything else fails with `InvalidArgumentError`.
    */
   readonly maxOutputBytes?: number | undefined
+  /**
+   * Names this command for the sandbox: a second `exec`/`execStream`/`spawn` with the same key (while
+   * the sandbox still remembers it, 5 minutes after it ends by default) does not run it again but
+   * reattaches to it (`exec`: its output from the start and its exit; `spawn`: the same process). With
+   * another command, env, cwd or stdin it fails with `BadRequestError` (409 `idempotency_conflict`).
+   * 1 to 128 of `A-Z a-z 0-9 . _ : -`, else `InvalidArgumentError`. Without it, every exec still gets a
+   * random key of its own, so that a retry after a lost connection never runs the command twice.
+   *
+   * @since 0.2.0
+   */
+  readonly idempotencyKey?: string | undefined
 }
 
 /**
@@ -783,6 +794,7 @@ const open = (
       const env = execOptions.env
       Validate.env("env", env)
       const cwd = execOptions.cwd ?? options.cwd
+      const idempotencyKey = Validate.idempotencyKey("idempotencyKey", execOptions.idempotencyKey)
       return {
         cmd: typeof command === "string" ? command : [...command],
         ...(env ? { env: { ...env } } : {}),
@@ -791,9 +803,12 @@ const open = (
           ? { timeout: Validate.commandTimeoutMs("timeout", execOptions.timeout) / 1000 }
           : {}),
         ...stdin.inline,
-        ...(stdin.source !== undefined ? { stdin_pipe: true } : {})
+        ...(stdin.source !== undefined ? { stdin_pipe: true } : {}),
+        ...(idempotencyKey !== undefined ? { idempotency_key: idempotencyKey } : {})
       }
     }
+
+    const reattachSchedule = options.schedules?.reattach ?? Schedules.reattach
 
     const stdinRetry = options.schedules?.stdinRetry ?? Schedules.stdinRetry
     /**
@@ -802,9 +817,9 @@ const open = (
      */
     const feedingStdin = <E>(
       operation: string,
-      wireEvents: Stream.Stream<Protocol.ExecEvent, OperationError>,
+      wireEvents: Stream.Stream<Reattach.CommandEvent, OperationError>,
       source: Stream.Stream<Uint8Array, E> | undefined
-    ): Stream.Stream<Protocol.ExecEvent, OperationError | E> =>
+    ): Stream.Stream<Reattach.CommandEvent, OperationError | E> =>
       source === undefined
         ? wireEvents
         : Stream.unwrapScoped(
@@ -861,18 +876,29 @@ const open = (
             const stdin = Stdin.plan(execOptions.stdin)
             return Effect.map(execRequest(operation, command, execOptions, stdin), (request) => ({ request, stdin }))
           }).pipe(
-            Effect.map(({ request, stdin }) => {
-              let exited = false
-              const events = feedingStdin(operation, wire.exec({ ...request, encoding: "base64" }), stdin.source).pipe(
+            Effect.map(({ request, stdin }) =>
+              feedingStdin(
+                operation,
+                Reattach.run(
+                  wire,
+                  {
+                    ...request,
+                    encoding: "base64",
+                    idempotency_key: request.idempotency_key ?? Reattach.newIdempotencyKey()
+                  },
+                  operation,
+                  reattachSchedule
+                ),
+                stdin.source
+              ).pipe(
                 Stream.filterMap((event): Option.Option<ExecEvent> => {
                   switch (event.event) {
                     case "start":
                       return Option.some({ _tag: "Start", pid: event.pid })
                     case "stdout":
                     case "stderr":
-                      return Option.some(outputEvent(event.event, Buffer.from(event.data, "base64")))
+                      return Option.some(outputEvent(event.event, event.data))
                     case "exit":
-                      exited = true
                       return Option.some({
                         _tag: "Exit",
                         exitCode: event.exit_code,
@@ -883,25 +909,12 @@ const open = (
                     default:
                       return Option.none()
                   }
-                })
-              )
-              // A stream that ends without the exit status lost its connection; it never counts as success.
-              const ended = Effect.suspend(() =>
-                exited
-                  ? Effect.void
-                  : Effect.fail(
-                      new ConnectionLostError({
-                        operation: "execStream",
-                        detail: "the output stream ended before the command's exit status arrived"
-                      })
-                    )
-              )
-              return Stream.concat(events, Stream.execute(ended)).pipe(
+                }),
                 Stream.tap((event) =>
                   event._tag === "Exit" ? Effect.annotateCurrentSpan(exitAttributes(event)) : Effect.void
                 )
               )
-            })
+            )
           )
         )
       )

@@ -288,10 +288,27 @@ export class ConnectionLostError extends Schema.TaggedError<ConnectionLostError>
   {
     operation: Schema.String,
     detail: Schema.String,
-    cause: Schema.optional(Schema.Defect)
+    cause: Schema.optional(Schema.Defect),
+    /** The command's id in the sandbox (`e-N`), when the connection was lost during `exec`/`execStream`. @since 0.2.0 */
+    commandId: Schema.optional(Schema.String),
+    /** Whether that command was still running when last seen; absent when unknown. @since 0.2.0 */
+    running: Schema.optional(Schema.Boolean),
+    /** Its exit code once it ended (`null`: ended by a signal); absent when unknown. @since 0.2.0 */
+    exitCode: Schema.optional(Schema.NullOr(Schema.Number))
   }
 ) {
   override get message() {
+    if (this.commandId !== undefined) {
+      const state =
+        this.running === true
+          ? "was still running"
+          : this.running === false
+            ? this.exitCode === undefined
+              ? "had ended"
+              : `had ended with ${this.exitCode === null ? "a signal" : `exit code ${this.exitCode}`}`
+            : "is in an unknown state"
+      return `Lost the connection to the sandbox during ${this.operation}: ${this.detail}. Command ${this.commandId} ${state} when last seen.`
+    }
     return `Lost the connection to the sandbox during ${this.operation}: ${this.detail}. The sandbox may have been terminated or its server may have crashed.`
   }
 }

@@ -110,6 +110,25 @@ export const hubRetry: Schedule.Schedule<unknown, HubError> = Schedule.exponenti
 export const cancelRetry: Schedule.Schedule<unknown, HubError> = hubRetry
 
 /**
+ * When the connection of an `exec`/`execStream` drops (a transport error, a stream cut short, a
+ * tunnel edge's 502/530), the command keeps running in the sandbox and the client reattaches on
+ * this schedule, resuming each stream at the byte it had reached: at once, backing off to every 2 s,
+ * for about 2 minutes (a restarted quick tunnel gets a new URL within that). Each reattach that
+ * receives something starts the schedule over. When it runs out, the caller gets
+ * `ConnectionLostError` with what is known about the command. (The server kills a command nobody
+ * has reattached to for 60 s, `SBX_EXEC_REATTACH`: a client that comes back later reads its output up
+ * to then and an exit by signal 9.)
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const reattach: Schedule.Schedule<unknown> = Schedule.exponential("100 millis", 2).pipe(
+  Schedule.union(Schedule.spaced("2 seconds")),
+  Schedule.upTo("2 minutes"),
+  Schedule.asVoid
+)
+
+/**
  * Retries of a streamed-stdin request whose connection failed (a dropped socket, a tunnel that is
  * restarting, the edge's 502/530, no answer in time): jittered exponential backoff from 200 ms, capped at
  * 5 s, for about 2 minutes. A retry is exact: the request names its stdin offset, and the server skips
@@ -143,6 +162,8 @@ export interface Overrides {
   readonly hubRetry?: Schedule.Schedule<unknown, HubError> | undefined
   /** Replaces {@link cancelRetry}. */
   readonly cancelRetry?: Schedule.Schedule<unknown, HubError> | undefined
+  /** Replaces {@link reattach}. @since 0.2.0 */
+  readonly reattach?: Schedule.Schedule<unknown> | undefined
   /** Replaces {@link logQuietWindow}. */
   readonly logQuietWindow?: Duration.DurationInput | undefined
   /** Replaces {@link logFirstByte}. */

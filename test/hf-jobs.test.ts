@@ -209,9 +209,11 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
         assert.strictEqual(first.length, 1)
         assert.deepStrictEqual([...new Set(hosts)], [hostOf(first[0]!)])
 
-        // A command whose output stream is open when cloudflared dies.
+        // A followed output stream open when cloudflared dies (an exec's stream would reattach: see
+        // test/exec-resume.test.ts).
         const started = yield* Deferred.make<void>()
-        const inFlight = yield* sb.execStream("echo started; sleep 30").pipe(
+        const proc = yield* sb.spawn("echo started; sleep 30")
+        const inFlight = yield* proc.output({ follow: true }).pipe(
           Stream.tap((event) => (event._tag === "Stdout" ? Deferred.succeed(started, undefined) : Effect.void)),
           Stream.runDrain,
           Effect.fork

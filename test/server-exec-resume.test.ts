@@ -7,14 +7,16 @@
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { isAlive, waitGone } from "./support/processes.js"
+import { waitGone, withTimeout } from "./support/processes.js"
 import {
   type Event,
   parseNdjson,
   type Running,
   readEventsUntil,
+  spawnServer,
   started,
   startServer,
   stopServer
@@ -132,5 +134,164 @@ describe("every exec has an id", () => {
       expect(res.status, String(buffer_bytes)).toBe(400)
       expect(((await res.json()) as Record<string, unknown>).error).toMatch(/`buffer_bytes` must be an integer/)
     }
+  })
+})
+
+/** Reads a whole `/v1/exec`-like answer of `route` and returns its events. */
+const post = (r: Running, route: string, body?: unknown) =>
+  call(r, route, { method: "POST", ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
+
+describe("a dropped exec connection", () => {
+  it("leaves the command running; a reader resumes each stream at its byte offset, none repeated", async () => {
+    const S = await startServer({ prefix: "sbx-exec-resume-" })
+    const g = gate(S, "g2")
+    const cmd = `printf 'o1 '; printf 'e1 ' >&2; read l < ${g.file}; printf 'o2'; printf 'e2' >&2`
+    const x = await openExec(S, { cmd }, (seen) => text(seen, "stdout") === "o1 " && text(seen, "stderr") === "e1 ")
+    x.controller.abort()
+    g.open()
+    // Resumed after the first 2 bytes of stdout and 1 of stderr: the rest, then the exit.
+    const resumed = await events(S, `/v1/processes/${x.id}/output?follow=1&stdout_offset=2&stderr_offset=1`, {
+      method: "POST"
+    })
+    expect(text(resumed, "stdout")).toBe(" o2")
+    expect(text(resumed, "stderr")).toBe("1 e2")
+    expect(resumed.at(-1)).toMatchObject({ event: "exit", exit_code: 0 })
+    expect(resumed.some((e) => e.event === "dropped" || e.event === "start")).toBe(false)
+    // base64 and offsets at the end: just the exit.
+    const atEnd = await events(
+      S,
+      `/v1/processes/${x.id}/output?follow=1&encoding=base64&stdout_offset=5&stderr_offset=5`
+    )
+    expect(atEnd.map((e) => e.event)).toEqual(["exit"])
+    // An offset past what was written is refused, naming it.
+    const past = await call(S, `/v1/processes/${x.id}/output?stdout_offset=6`)
+    expect(past.status).toBe(400)
+    expect(((await past.json()) as Record<string, unknown>).error).toMatch(/stdout_offset=6 is past the 5 bytes/)
+  })
+
+  it("is killed with its family once no reader reattached within SBX_EXEC_REATTACH", async () => {
+    const S = await startServer({ prefix: "sbx-exec-grace-", env: { SBX_EXEC_REATTACH: "0.3" } })
+    const x = await openExec(S, { cmd: "sleep 30 & echo $!; sleep 30" }, (seen) => text(seen, "stdout").includes("\n"))
+    const child = Number(text(x.events, "stdout").trim())
+    seenPids.add(child)
+    x.controller.abort()
+    expect(await waitGone([x.pid, child])).toEqual([])
+    expect((await json(S, `/v1/processes/${x.id}`)).body).toMatchObject({ running: false, signal: 9 })
+  })
+
+  it("pauses the command when the window is full instead of dropping output", async () => {
+    const S = await startServer({ prefix: "sbx-exec-window-" })
+    const total = 16 * 1024 * 1024
+    // 16 MiB with a 64 KiB window: what is not yet sent waits in the command's pipe.
+    const x = await openExec(
+      S,
+      { cmd: ["head", "-c", String(total), "/dev/zero"], buffer_bytes: 65536, encoding: "base64" },
+      (seen) => seen.length >= 1
+    )
+    x.controller.abort()
+    const resumed = await events(S, `/v1/processes/${x.id}/output?follow=1&encoding=base64&stdout_offset=0`, {
+      method: "POST"
+    })
+    // What the dropped connection had been sent is gone but for a window behind it; all the rest is
+    // still there. Without the pause the server would have read all 16 MiB and kept 3 windows at most.
+    const dropped = resumed[0]!.event === "dropped" ? (resumed[0]!.stdout as number) : 0
+    const rest = bytes(resumed, "stdout").length
+    expect(dropped + rest).toBe(total)
+    expect(rest).toBeGreaterThan(total / 2)
+    expect(resumed.at(-1)).toMatchObject({ event: "exit", exit_code: 0 })
+  })
+
+  it("forgets a finished exec after SBX_EXEC_RETAIN; background processes stay", async () => {
+    const S = await startServer({ prefix: "sbx-exec-retain-", env: { SBX_EXEC_RETAIN: "0.2" } })
+    const bg = await json(S, "/v1/processes", { method: "POST", body: JSON.stringify({ cmd: "true" }) })
+    seenPids.add(bg.body.pid as unknown as number)
+    const x = await openExec(S, { cmd: "echo done" }, (seen) => seen.some((e) => e.event === "exit"))
+    const deadline = Date.now() + 10_000
+    while ((await call(S, `/v1/processes/${x.id}`)).status !== 404) {
+      expect(Date.now()).toBeLessThan(deadline)
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+    expect((await json(S, `/v1/processes/${x.id}/output`)).status).toBe(404)
+    expect((await json(S, `/v1/processes/${bg.body.id}`)).body).toMatchObject({ running: false, exit_code: 0 })
+  })
+})
+
+describe("SBX_EXEC_REATTACH and SBX_EXEC_RETAIN", () => {
+  it("refuses a value that is not a number of seconds ≥ 0 (exit 2, naming it)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-exec-env-"))
+    try {
+      for (const [name, value] of [
+        ["SBX_EXEC_REATTACH", "soon"],
+        ["SBX_EXEC_REATTACH", "-1"],
+        ["SBX_EXEC_RETAIN", "nan"]
+      ] as const) {
+        const s = spawnServer(["--port", "0"], { SBX_TOKEN: "x", [name]: value }, dir)
+        expect(await withTimeout(s.exited, 15_000)).toEqual({ code: 2, signal: null })
+        expect(s.stderr()).toContain(`invalid ${name} '${value}'`)
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe("idempotency_key", () => {
+  it("runs a keyed exec once: a retry streams the same command from its first byte", async () => {
+    const S = await startServer({ prefix: "sbx-exec-key-" })
+    const body = { cmd: "echo ran >> side.txt; echo out; echo err >&2", idempotency_key: "k-1:a.b_c" }
+    const first = parseNdjson(await (await post(S, "/v1/exec", body)).text())
+    const again = parseNdjson(await (await post(S, "/v1/exec", body)).text())
+    expect(again).toEqual(first.filter((e) => e.event !== "ping"))
+    expect(first[0]).toMatchObject({ event: "start", id: expect.stringMatching(/^e-/) })
+    expect(fs.readFileSync(path.join(S.dir, "side.txt"), "utf8")).toBe("ran\n")
+    // Concurrent requests with one key start one command.
+    const gated = gate(S, "g3")
+    const concurrent = { cmd: `echo ran >> side2.txt; read l < ${gated.file}; echo done`, idempotency_key: "k-2" }
+    const answers = [post(S, "/v1/exec", concurrent), post(S, "/v1/exec", concurrent), post(S, "/v1/exec", concurrent)]
+    const starts = await Promise.all(
+      answers.map(async (a) => {
+        const reader = (await a).body!.getReader()
+        return { reader, start: (await readEventsUntil<Event>(reader, (seen) => seen.length >= 1))[0]! }
+      })
+    )
+    expect(new Set(starts.map((s) => s.start.id)).size).toBe(1)
+    seenPids.add(starts[0]!.start.pid as number)
+    gated.open()
+    for (const s of starts) {
+      expect(text(await readEventsUntil<Event>(s.reader, () => false), "stdout")).toBe("done\n")
+    }
+    expect(fs.readFileSync(path.join(S.dir, "side2.txt"), "utf8")).toBe("ran\n")
+  })
+
+  it("answers a keyed spawn with the existing process; another request with the key is a 409", async () => {
+    const S = await startServer({ prefix: "sbx-exec-key-" })
+    const body = { cmd: "echo ran >> spawned.txt; sleep 30", idempotency_key: "spawn-1" }
+    const first = await json(S, "/v1/processes", { method: "POST", body: JSON.stringify(body) })
+    expect(first.status).toBe(200)
+    seenPids.add(first.body.pid as unknown as number)
+    const again = await json(S, "/v1/processes", { method: "POST", body: JSON.stringify(body) })
+    expect(again).toEqual({
+      status: 200,
+      body: expect.objectContaining({ id: first.body.id, pid: first.body.pid, running: true, existing: true })
+    })
+    const conflict = await json(S, "/v1/processes", {
+      method: "POST",
+      body: JSON.stringify({ ...body, env: { A: "1" } })
+    })
+    expect(conflict.status).toBe(409)
+    expect(conflict.body).toEqual({ error: expect.stringContaining("spawn-1"), code: "idempotency_conflict" })
+    // The same key on /v1/exec is another request too.
+    const viaExec = await post(S, "/v1/exec", body)
+    expect(viaExec.status).toBe(409)
+    for (const idempotency_key of ["", "a b", "x".repeat(129), 7, "é"]) {
+      const bad = await json(S, "/v1/processes", {
+        method: "POST",
+        body: JSON.stringify({ cmd: "true", idempotency_key })
+      })
+      expect(bad.status, JSON.stringify(idempotency_key)).toBe(400)
+      expect(bad.body.error).toMatch(/`idempotency_key` must be 1 to 128 characters/)
+    }
+    await call(S, `/v1/processes/${first.body.id}?signal=KILL`, { method: "DELETE" })
+    expect(fs.readFileSync(path.join(S.dir, "spawned.txt"), "utf8")).toBe("ran\n")
   })
 })

@@ -230,6 +230,18 @@ export interface WireClient {
     eof: boolean
   ) => Effect.Effect<Protocol.StdinResponse, OperationError>
   /**
+   * Reattaches to a command (an exec's id): its output from these raw byte offsets on, then its exit.
+   * A `dropped` event first means the bytes at those offsets are no longer buffered.
+   */
+  readonly resume: (
+    id: string,
+    offsets: { readonly stdout: number; readonly stderr: number }
+  ) => Stream.Stream<Protocol.OutputEvent, OperationError>
+  /** One process table entry (an exec's or a background process's), by id. */
+  readonly info: (id: string) => Effect.Effect<Protocol.ProcessInfo, OperationError>
+  /** Why the server ended, when the provider knows: no reattach can succeed then. */
+  readonly serverExit: Effect.Effect<Option.Option<string>>
+  /**
    * Opens a read of `[offset, offset + length)` of a file (the whole file by default): over a bare socket
    * when the target allows it (`directReads`), else through the HttpClient. The body fails when it
    * carries fewer bytes than announced: the file changed during the read. It has no idle bound of its
@@ -544,6 +556,33 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         )
       )
 
+    const resume: WireClient["resume"] = (id, offsets) =>
+      ndjson(
+        "exec",
+        HttpClientRequest.post(`/v1/processes/${encodeURIComponent(id)}/output`).pipe(
+          HttpClientRequest.setUrlParams({
+            follow: "1",
+            encoding: "base64",
+            stdout_offset: String(offsets.stdout),
+            stderr_offset: String(offsets.stderr)
+          })
+        ),
+        decodeOutputLine,
+        (response) => processCall("exec", id, failFromResponse("exec", undefined, response))
+      )
+
+    const info: WireClient["info"] = (id) =>
+      processCall(
+        "process",
+        id,
+        call(
+          "process",
+          undefined,
+          HttpClientRequest.get(`/v1/processes/${encodeURIComponent(id)}`),
+          json(Protocol.ProcessInfo)
+        )
+      )
+
     const pathParams = (path: string, extra: Record<string, string | undefined> = {}) =>
       HttpClientRequest.setUrlParams(
         Object.fromEntries(Object.entries({ path, ...extra }).filter(([, v]) => v !== undefined)) as Record<
@@ -817,6 +856,9 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       wait,
       output,
       writeStdin,
+      resume,
+      info,
+      serverExit: target.exitReason ?? Effect.succeed(Option.none()),
       openRead,
       write,
       commit,

@@ -119,3 +119,18 @@ export const mode = (option: string, input: unknown): number => {
   }
   return input
 }
+
+/** What the server accepts as an `idempotency_key` (docs/protocol.md). */
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** An idempotency key: 1 to 128 of `A-Z a-z 0-9 . _ : -`. */
+export const idempotencyKey = (option: string, input: unknown): string | undefined => {
+  if (input === undefined) return undefined
+  if (typeof input !== "string" || !IDEMPOTENCY_KEY.test(input)) {
+    throw new Invalid(
+      option,
+      `${show(input)} must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (e.g. a UUID, or "job-42:step-3")`
+    )
+  }
+  return input
+}

@@ -1,0 +1,190 @@
+/**
+ * Commands that survive a lost connection. An exec's stream is a series of attempts: the first is
+ * `POST /v1/exec`; when its connection drops, the command keeps running in the sandbox and the next
+ * attempt reattaches with `POST /v1/processes/{id}/output?follow=1&stdout_offset&stderr_offset`, from
+ * the raw byte offsets already delivered downstream, so that no byte is lost or repeated. A connection
+ * lost before the `start` event (no id yet) is retried with the same request: its idempotency key makes
+ * the server reattach to the command it already started rather than run it again.
+ */
+import { randomBytes } from "node:crypto"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import type * as Protocol from "../Protocol.js"
+import { ConnectionLostError, type OperationError } from "../SandboxError.js"
+import type { WireClient } from "./client.js"
+
+/** A command's events with output as raw bytes; `ping` only keeps the reattach schedule honest. */
+export type CommandEvent =
+  | { readonly event: "start"; readonly pid: number; readonly id: string | undefined }
+  | { readonly event: "stdout" | "stderr"; readonly data: Uint8Array }
+  | { readonly event: "ping" }
+  | Protocol.ExitEvent
+
+/** A fresh key for one exec: 128 random bits, in the server's alphabet. */
+export const newIdempotencyKey = (): string => `hfs-${randomBytes(16).toString("hex")}`
+
+/** How long the kill of an abandoned command, and the state query of a failed reattach, may take. */
+const CLEANUP_BOUND = "5 seconds"
+
+interface State {
+  id: string | undefined
+  started: boolean
+  exited: boolean
+  unreachable: boolean
+  readonly offsets: { stdout: number; stderr: number }
+}
+
+/**
+ * Runs `request` (which carries its `idempotency_key`) and reattaches on `schedule` whenever the
+ * connection is lost. Fails with `ConnectionLostError` carrying the command's id and last known state
+ * when the output fell out of the server's buffer, the record is gone, or the schedule runs out. A
+ * stream that ends early (interrupted, failed, or not read to the end) kills the command it leaves
+ * behind, bounded and best effort: a dropped connection no longer does that on the server's side.
+ */
+export const run = (
+  wire: WireClient,
+  request: Protocol.ExecRequest,
+  operation: string,
+  schedule: Schedule.Schedule<unknown>
+): Stream.Stream<CommandEvent, OperationError> =>
+  Stream.suspend(() => {
+    const state: State = {
+      id: undefined,
+      started: false,
+      exited: false,
+      unreachable: false,
+      offsets: { stdout: 0, stderr: 0 }
+    }
+    // Errors after which a reattach cannot help (the output is gone, the record is gone, the server is
+    // gone) name the command; a transport's error never does. (Not a set of instances: an error that
+    // travels through a stream's failure is not always the same object afterwards.)
+    const isFinal = (error: ConnectionLostError) => error.commandId !== undefined
+
+    const lostWithState = (detail: string, cause?: unknown) =>
+      Effect.gen(function* () {
+        const id = state.id!
+        const known = yield* wire.info(id).pipe(Effect.timeout(CLEANUP_BOUND), Effect.option)
+        const info = Option.getOrUndefined(known)
+        const running = info?.running
+        return new ConnectionLostError({
+          operation,
+          detail,
+          cause,
+          commandId: id,
+          ...(running !== undefined ? { running } : {}),
+          ...(running === false && info?.exit_code !== undefined ? { exitCode: info.exit_code } : {})
+        })
+      })
+
+    const toEvent = (
+      event: Protocol.ExecEvent | Protocol.OutputEvent
+    ): Effect.Effect<Option.Option<CommandEvent>, ConnectionLostError> => {
+      switch (event.event) {
+        case "start":
+          if (state.started) return Effect.succeed(Option.none()) // a keyed retry starts over with it
+          state.started = true
+          state.id = event.id
+          return Effect.succeed(Option.some({ event: "start", pid: event.pid, id: event.id }))
+        case "stdout":
+        case "stderr": {
+          const data = Buffer.from(event.data, "base64")
+          state.offsets[event.event] += data.length
+          return Effect.succeed(Option.some({ event: event.event, data }))
+        }
+        case "exit":
+          state.exited = true
+          return Effect.succeed(Option.some(event))
+        case "dropped":
+          return Effect.flatMap(
+            lostWithState(
+              `the connection dropped and ${event.stdout} bytes of stdout and ${event.stderr} bytes of stderr ` +
+                "fell out of the sandbox's output buffer before the client reattached"
+            ),
+            Effect.fail
+          )
+        default:
+          return Effect.succeed(Option.some({ event: "ping" }))
+      }
+    }
+
+    const resume = (id: string) =>
+      Stream.unwrap(
+        Effect.flatMap(wire.serverExit, (reason) =>
+          Option.isSome(reason)
+            ? Effect.fail(new ConnectionLostError({ operation, detail: reason.value, commandId: id, running: false }))
+            : Effect.succeed(
+                wire.resume(id, { ...state.offsets }).pipe(
+                  Stream.catchTag("ProcessNotFoundError", () =>
+                    Stream.fail(
+                      new ConnectionLostError({
+                        operation,
+                        detail:
+                          "the connection dropped and the sandbox no longer knows the command when the client " +
+                          "reattached (its record is kept SBX_EXEC_RETAIN seconds after it ends)",
+                        commandId: id
+                      })
+                    )
+                  )
+                )
+              )
+        )
+      )
+
+    // A stream that ends without the exit status lost its connection; it never counts as success.
+    const ended = Effect.suspend(() =>
+      state.exited
+        ? Effect.void
+        : Effect.fail(
+            new ConnectionLostError({
+              operation,
+              detail: "the output stream ended before the command's exit status arrived"
+            })
+          )
+    )
+
+    const attempt: Stream.Stream<CommandEvent, OperationError> = Stream.suspend(() => {
+      const source: Stream.Stream<Protocol.ExecEvent | Protocol.OutputEvent, OperationError> =
+        state.id !== undefined ? resume(state.id) : wire.exec(request)
+      return Stream.concat(
+        source.pipe(
+          Stream.mapEffect(toEvent),
+          Stream.filterMap((event) => event)
+        ),
+        Stream.execute(ended)
+      )
+    })
+
+    // A start without an id comes from a server that cannot reattach: the old behaviour (fail) holds.
+    const retryable = (error: OperationError) =>
+      error._tag === "ConnectionLostError" && !isFinal(error) && (state.id !== undefined || !state.started)
+
+    const gaveUp = (error: OperationError): OperationError => {
+      if (error._tag !== "ConnectionLostError" || !retryable(error)) return error
+      const detail = `${error.detail}; reattaching failed until the reattach schedule ran out`
+      if (state.id === undefined) {
+        return new ConnectionLostError({
+          operation,
+          detail: `${detail} (the command may have started before its start event was lost)`,
+          cause: error
+        })
+      }
+      state.unreachable = true
+      return new ConnectionLostError({ operation, detail, cause: error, commandId: state.id, running: true })
+    }
+
+    // Unreachable for the whole schedule: a kill would not get through either, and the server's own
+    // reattach grace ends the command.
+    const abandon = () =>
+      state.id === undefined || state.exited || state.unreachable
+        ? Effect.void
+        : wire.kill(state.id, "KILL").pipe(Effect.interruptible, Effect.timeout(CLEANUP_BOUND), Effect.ignore)
+
+    return attempt.pipe(
+      Stream.retry(Schedule.intersect(schedule, Schedule.recurWhile(retryable))),
+      Stream.mapError(gaveUp),
+      Stream.filter((event) => event.event !== "ping"),
+      Stream.ensuring(Effect.suspend(abandon))
+    )
+  })
