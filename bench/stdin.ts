@@ -63,13 +63,28 @@ const peakRss = (pid: number) => {
   }
 }
 
-/** Writes `bytes` (one reused 1 MiB buffer) into the child's stdin; resolves with seconds and its peak RSS. */
+/** CPU seconds (user + system) a running process has used so far (Linux); 0 where unknown. */
+const cpuSeconds = (pid: number) => {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0
+  }
+}
+
+/**
+ * Writes `bytes` (one reused 1 MiB buffer) into the child's stdin; resolves with seconds, its peak RSS and
+ * the CPU time it used (as last sampled before it exited).
+ */
 const feed = (child: ChildProcess, bytes: number) =>
-  new Promise<{ seconds: number; peak: number }>((resolve, reject) => {
+  new Promise<{ seconds: number; peak: number; cpu: number }>((resolve, reject) => {
     const chunk = Buffer.alloc(Math.min(MiB, bytes), 0x61)
     let peak = 0
+    let cpu = 0
     const sampler = setInterval(() => {
       peak = Math.max(peak, peakRss(child.pid!))
+      cpu = Math.max(cpu, cpuSeconds(child.pid!))
     }, 20)
     const t0 = performance.now()
     let sent = 0
@@ -86,7 +101,7 @@ const feed = (child: ChildProcess, bytes: number) =>
     child.once("exit", (code) => {
       clearInterval(sampler)
       if (code !== 0) return reject(new Error(`exited with ${code}`))
-      resolve({ seconds: (performance.now() - t0) / 1000, peak })
+      resolve({ seconds: (performance.now() - t0) / 1000, peak, cpu })
     })
     write()
   })
@@ -118,7 +133,8 @@ const main = async () => {
         `run ${run}: ${TOTAL_MIB} MiB | local cat pipe ${rate(bytes, local.seconds)} (${local.seconds.toFixed(2)} s)` +
           ` | hf-sandbox exec -i ${rate(bytes, sandbox.seconds)} (${sandbox.seconds.toFixed(2)} s)` +
           ` | ratio ${((100 * local.seconds) / sandbox.seconds).toFixed(0)}%` +
-          ` | CLI peak RSS ${(sandbox.peak / MiB).toFixed(0)} MiB, growth over a 1 KiB stdin ${((sandbox.peak - small.peak) / MiB).toFixed(0)} MiB`
+          ` | CLI peak RSS ${(sandbox.peak / MiB).toFixed(0)} MiB, growth over a 1 KiB stdin ${((sandbox.peak - small.peak) / MiB).toFixed(0)} MiB` +
+          ` | CLI CPU ${sandbox.cpu.toFixed(1)} s | load ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs`
       )
     }
   } finally {

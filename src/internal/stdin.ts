@@ -175,41 +175,34 @@ export const makeWriter = (
             inFlight = yield* Effect.forkIn(sendAt(base, part, eof, before), scope)
             return before === undefined ? true : yield* Fiber.join(before)
           })
-        // Bytes taken from the source and not sent yet: less than one part, plus the chunk just pulled.
-        let pending: Array<Uint8Array> = []
-        let size = 0
-        const flush = (final: boolean): Effect.Effect<boolean, OperationError> =>
+        // Parts are filled in two buffers, used in turn: when a part is submitted, the one before it is
+        // done (submit waits for it), so its buffer is free for the next. The client's memory for the
+        // stream is these two parts, whatever the source's chunks and whatever the stream's size.
+        const buffers = [new Uint8Array(PART_BYTES), new Uint8Array(PART_BYTES)]
+        let current = 0
+        let fill = 0
+        const take = (chunk: Uint8Array): Effect.Effect<boolean, OperationError> =>
           Effect.suspend(() => {
             if (closed) return Effect.succeed(false)
-            const whole = pending.length === 1 ? pending[0]! : Buffer.concat(pending, size)
-            pending = []
-            size = 0
-            const parts: Array<Uint8Array> = []
-            for (let at = 0; at < whole.length; at += PART_BYTES) parts.push(whole.subarray(at, at + PART_BYTES))
-            // What is less than a part stays for the next pull, unless this is the end.
-            if (!final && parts.length > 0 && parts[parts.length - 1]!.length < PART_BYTES) {
-              const rest = parts.pop()!
-              pending = [rest]
-              size = rest.length
-            }
-            if (final && parts.length === 0) parts.push(new Uint8Array(0))
-            return Effect.reduce(parts, true, (open, part, i) =>
-              open ? submit(part, final && i === parts.length - 1) : Effect.succeed(false)
+            const n = Math.min(chunk.length, PART_BYTES - fill)
+            buffers[current]!.set(chunk.subarray(0, n), fill)
+            fill += n
+            if (fill < PART_BYTES) return Effect.succeed(true)
+            const part = buffers[current]!
+            current = 1 - current
+            fill = 0
+            return Effect.flatMap(submit(part, false), (open) =>
+              open && n < chunk.length ? take(chunk.subarray(n)) : Effect.succeed(open)
             )
           })
         const open = yield* source.pipe(
           Stream.runFoldWhileEffect(
             true,
             (open) => open,
-            (_open, chunk: Uint8Array) => {
-              if (chunk.length === 0) return Effect.succeed(true)
-              pending.push(chunk)
-              size += chunk.length
-              return size >= PART_BYTES ? flush(false) : Effect.succeed(true)
-            }
+            (_open, chunk: Uint8Array) => (chunk.length === 0 ? Effect.succeed(true) : take(chunk))
           )
         )
-        if (open) yield* flush(true)
+        if (open && !closed) yield* submit(buffers[current]!.subarray(0, fill), true)
         if (inFlight !== undefined) yield* Fiber.join(inFlight)
       }).pipe(Effect.scoped)
     )
