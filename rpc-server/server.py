@@ -1362,6 +1362,19 @@ class BgProcess(object):
             if self.readers == 0:
                 self.detached_at = time.monotonic()
         JANITOR.poke()
+        self.wake()  # nobody attached: the pump may fill the whole window
+
+    def wake(self):
+        with self.cond:
+            if not self.paused:
+                return
+            self.paused = False
+            w = self.wake_w
+        if w is not None:
+            try:
+                os.write(w, b"\0")
+            except OSError:
+                pass  # pipe full (a wake-up is pending) or closed (the pump ended)
 
     def advance(self, pos):
         """A reader handed the bytes before `pos` (per stream) to its socket."""
@@ -1371,15 +1384,8 @@ class BgProcess(object):
                 if n > self.sent[name]:
                     self.sent[name] = n
                     moved = True
-            if not (moved and self.paused):
-                return
-            self.paused = False
-            wake = self.wake_w
-        if wake is not None:
-            try:
-                os.write(wake, b"\0")
-            except OSError:
-                pass  # pipe full (a wake-up is pending) or closed (the pump ended)
+        if moved:
+            self.wake()
 
     # ---- called by followers, under self.cond ----
 
@@ -1427,7 +1433,11 @@ class ExecSink(RingSink):
     def blocked(self, name):
         bg = self.bg
         with bg.cond:
-            if bg.total[name] - bg.sent[name] < bg.limit:
+            # With a reader attached, read one chunk ahead of it, no more: the pipe fills meanwhile and
+            # the next read takes a whole chunk. Reading every few KiB as they come, each sent on its
+            # own, costs several times the CPU. Nobody attached: fill the window.
+            room = bg.limit if bg.readers == 0 else min(bg.limit, OUTPUT_CHUNK)
+            if bg.total[name] - bg.sent[name] < room:
                 return False
             bg.paused = True
             return True

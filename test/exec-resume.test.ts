@@ -183,8 +183,14 @@ describe("exec and execStream through a relay that cuts every connection", () =>
     Effect.gen(function* () {
       const sb = yield* Sandbox.make({ schedules: { reattach: Schedule.recurs(3).pipe(Schedule.asVoid) } })
       const relay = relayOf()
-      const fiber = yield* Effect.fork(sb.exec("echo up > ready; sleep 60"))
-      yield* fileMatching(sb, "ready", /up/)
+      // Cut once the client has the command's id (its start event), so that there is one to report.
+      const started = yield* Deferred.make<void>()
+      const fiber = yield* sb.execStream("sleep 60").pipe(
+        Stream.tap((event) => (event._tag === "Start" ? Deferred.succeed(started, undefined) : Effect.void)),
+        Stream.runDrain,
+        Effect.fork
+      )
+      yield* Deferred.await(started)
       relay.refuse(true)
       relay.cut()
       const error = yield* Effect.flip(Fiber.join(fiber))
