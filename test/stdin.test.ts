@@ -222,14 +222,26 @@ layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("stdin on a l
     Effect.gen(function* () {
       const sb = yield* Sandbox.Sandbox
       const pulled = { bytes: 0 }
-      // The command never reads: the client may hold one part, the pipe and the request in flight, no more.
+      // The command never reads: what the client pulls stays bounded.
       const p = yield* sb.spawn(["sleep", "60"], { stdin: counted(64 * 1024, undefined, pulled) })
       yield* Effect.suspend(() => (pulled.bytes > 0 ? Effect.void : Effect.fail("nothing pulled yet"))).pipe(
         Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("10 seconds")))
       )
       yield* Effect.sleep("1 second")
-      assert.isAtMost(pulled.bytes, 2 * Stdin.PART_BYTES + 64 * 1024)
+      // Two parts (one in flight, one waiting for it) and a group of chunks pulled ahead (Stdin.GROUP_CHUNKS).
+      assert.isAtMost(pulled.bytes, 2 * Stdin.PART_BYTES + (Stdin.GROUP_CHUNKS + 2) * 64 * 1024)
       yield* p.kill()
+    })
+  )
+
+  it.effect("a source that pauses is sent as it comes, without waiting for a whole part", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      // One line, then nothing (the stream never ends): `head -n 1` must see the line and exit.
+      const source = Stream.concat(Stream.make(new TextEncoder().encode("first line\n")), Stream.never)
+      const p = yield* sb.spawn(["head", "-n", "1"], { stdin: source })
+      assert.strictEqual((yield* p.wait).exitCode, 0)
+      assert.strictEqual(yield* outputText(p), "first line\n")
     })
   )
 

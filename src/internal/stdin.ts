@@ -23,6 +23,13 @@ export const INLINE_MAX = 1024 * 1024
  */
 export const PART_BYTES = Math.min(4 * 1024 * 1024, Protocol.STDIN_BODY_MAX)
 
+/**
+ * When a source pauses this long, what it produced so far is sent without waiting for a whole part;
+ * chunks are looked at in groups of {@link GROUP_CHUNKS} (a group cut short is a pause).
+ */
+const IDLE_FLUSH = "20 millis"
+export const GROUP_CHUNKS = 16
+
 /** What stdin can be given as. */
 export type Input<E> = string | Uint8Array | Stream.Stream<Uint8Array, E>
 
@@ -195,11 +202,26 @@ export const makeWriter = (
               open && n < chunk.length ? take(chunk.subarray(n)) : Effect.succeed(open)
             )
           })
+        // A source that pauses (a person typing, `tail -f`) must not wait for a whole part: chunks are
+        // taken in groups, and a group cut short by the pause sends what the part holds so far.
         const open = yield* source.pipe(
+          Stream.groupedWithin(GROUP_CHUNKS, IDLE_FLUSH),
           Stream.runFoldWhileEffect(
             true,
             (open) => open,
-            (_open, chunk: Uint8Array) => (chunk.length === 0 ? Effect.succeed(true) : take(chunk))
+            (_open, group) =>
+              Effect.flatMap(
+                Effect.reduce(group, true, (open, chunk: Uint8Array) =>
+                  open && chunk.length > 0 ? take(chunk) : Effect.succeed(open)
+                ),
+                (open) => {
+                  if (!open || group.length >= GROUP_CHUNKS || fill === 0) return Effect.succeed(open)
+                  const part = buffers[current]!.subarray(0, fill)
+                  current = 1 - current
+                  fill = 0
+                  return submit(part, false)
+                }
+              )
           )
         )
         if (open && !closed) yield* submit(buffers[current]!.subarray(0, fill), true)
