@@ -6,9 +6,10 @@
  * skips what it already wrote, and answers how far it got.
  */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import type * as Schedule from "effect/Schedule"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Protocol from "../Protocol.js"
 import { type OperationError, StdinError } from "../SandboxError.js"
@@ -23,12 +24,8 @@ export const INLINE_MAX = 1024 * 1024
  */
 export const PART_BYTES = Math.min(4 * 1024 * 1024, Protocol.STDIN_BODY_MAX)
 
-/**
- * When a source pauses this long, what it produced so far is sent without waiting for a whole part;
- * chunks are looked at in groups of {@link GROUP_CHUNKS} (a group cut short is a pause).
- */
+/** When a source pauses this long, what it produced so far is sent without waiting for a whole part. */
 const IDLE_FLUSH = "20 millis"
-export const GROUP_CHUNKS = 16
 
 /** What stdin can be given as. */
 export type Input<E> = string | Uint8Array | Stream.Stream<Uint8Array, E>
@@ -202,27 +199,43 @@ export const makeWriter = (
               open && n < chunk.length ? take(chunk.subarray(n)) : Effect.succeed(open)
             )
           })
-        // A source that pauses (a person typing, `tail -f`) must not wait for a whole part: chunks are
-        // taken in groups, and a group cut short by the pause sends what the part holds so far.
+        // A source that pauses (a person typing, `tail -f`) must not wait for a whole part: a timer sends
+        // what the part holds once no chunk came for IDLE_FLUSH. It takes turns with the consumer and
+        // skips its tick while the consumer is busy (sending a full part is progress, not a pause).
+        const turn = yield* Effect.makeSemaphore(1)
+        let seen = 0
+        let seenAtTick = 0
+        const idleFlush = turn
+          .withPermitsIfAvailable(1)(
+            Effect.suspend(() => {
+              const idle = seen === seenAtTick
+              seenAtTick = seen
+              if (!idle || fill === 0 || closed) return Effect.void
+              const part = buffers[current]!.subarray(0, fill)
+              current = 1 - current
+              fill = 0
+              return Effect.asVoid(submit(part, false))
+            })
+          )
+          .pipe(Effect.uninterruptible, Effect.repeat(Schedule.spaced(IDLE_FLUSH)))
+        const timer = yield* Effect.forkIn(idleFlush, scope)
         const open = yield* source.pipe(
-          Stream.groupedWithin(GROUP_CHUNKS, IDLE_FLUSH),
           Stream.runFoldWhileEffect(
             true,
             (open) => open,
-            (_open, group) =>
-              Effect.flatMap(
-                Effect.reduce(group, true, (open, chunk: Uint8Array) =>
-                  open && chunk.length > 0 ? take(chunk) : Effect.succeed(open)
-                ),
-                (open) => {
-                  if (!open || group.length >= GROUP_CHUNKS || fill === 0) return Effect.succeed(open)
-                  const part = buffers[current]!.subarray(0, fill)
-                  current = 1 - current
-                  fill = 0
-                  return submit(part, false)
-                }
-              )
+            (_open, chunk: Uint8Array) => {
+              if (chunk.length === 0) return Effect.succeed(true)
+              seen += 1
+              return turn.withPermits(1)(take(chunk))
+            }
           )
+        )
+        yield* Fiber.interrupt(timer)
+        // A failed idle flush fails the feed as a part would.
+        yield* Effect.flatMap(Fiber.poll(timer), (done) =>
+          Option.isSome(done) && Exit.isFailure(done.value) && !Exit.isInterrupted(done.value)
+            ? Effect.failCause(done.value.cause)
+            : Effect.void
         )
         if (open && !closed) yield* submit(buffers[current]!.subarray(0, fill), true)
         if (inFlight !== undefined) yield* Fiber.join(inFlight)
