@@ -1618,6 +1618,8 @@ class Janitor(object):
                     abandoned = running and bg.readers == 0 and detached is not None
                     if abandoned and now - detached >= grace:
                         bg.detached_at = None  # killed once; the exit follows
+                    # Until the pump has reaped the leader its pid (the group id) cannot be recycled.
+                    leader = bg.pid if bg.proc.returncode is None else None
                 if not running:
                     due = ended + retain
                     if now >= due:
@@ -1627,7 +1629,7 @@ class Janitor(object):
                     due = detached + grace
                     if now >= due:
                         log("exec %s: no reader for %g s, killing it" % (bg.id, grace))
-                        kill_family(bg.pid, bg.spec.marker, signal.SIGKILL)
+                        kill_family(leader, bg.spec.marker, signal.SIGKILL)
                         continue
                 else:
                     continue

@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { Sandbox as PromiseSandbox, SandboxError } from "hf-sandbox/promise"
@@ -28,8 +29,9 @@ import { type Relay, startRelay } from "./support/relay.js"
 /** Reattaches quickly, for a while: the relay accepts again at once. */
 const reattach = Schedule.spaced("50 millis").pipe(Schedule.upTo("30 seconds"), Schedule.asVoid)
 
-/** The relays of the sandboxes made in a test, newest last. */
+/** The relays of the sandboxes made in a test, newest last, and the servers behind them. */
 const relays: Array<Relay> = []
+const servers: Array<{ readonly url: string; readonly token: string }> = []
 
 /** The local provider, with every sandbox's server reached through a relay of its own. */
 const Relayed = Layer.effect(
@@ -45,7 +47,10 @@ const Relayed = Layer.effect(
           }),
           (relay) => Effect.promise(relay.close)
         ).pipe(
-          Effect.tap((relay) => relays.push(relay)),
+          Effect.tap((relay) => {
+            relays.push(relay)
+            servers.push({ url: endpoint.baseUrl, token: Redacted.value(endpoint.token) })
+          }),
           Effect.map((relay): SandboxProvider.Endpoint => ({ ...endpoint, baseUrl: relay.url, directReads: false }))
         )
       )
@@ -200,6 +205,51 @@ describe("exec and execStream through a relay that cuts every connection", () =>
       assert.strictEqual(error.running, true)
       assert.match(error.message, /reattaching failed until the reattach schedule ran out/)
       assert.isUndefined(error.exitCode)
+    }).pipe(Effect.scoped, Effect.provide(Relayed))
+  )
+
+  it.live("a command the sandbox has forgotten when the client is back is a ConnectionLostError saying so", () =>
+    Effect.gen(function* () {
+      // Forgotten as soon as it ends, so that the test need not wait for the default 5 minutes.
+      const sb = yield* Sandbox.make({ env: { SBX_EXEC_RETAIN: "0" }, schedules: { reattach } })
+      const relay = relayOf()
+      const server = servers.at(-1)!
+      yield* sb.exec("mkfifo gate")
+      const started = yield* Deferred.make<string>()
+      const fiber = yield* sb.execStream("echo before; read l < gate; echo after").pipe(
+        Stream.tap((event) => (event._tag === "Stdout" ? Deferred.succeed(started, event.text) : Effect.void)),
+        Stream.runDrain,
+        Effect.fork
+      )
+      assert.strictEqual(yield* Deferred.await(started), "before\n")
+      relay.refuse(true)
+      relay.cut()
+      // The command ends while its client cannot reach the sandbox, and is forgotten.
+      yield* Effect.promise(() =>
+        fetch(`${server.url}/v1/exec`, {
+          method: "POST",
+          headers: { "X-Sandbox-Token": server.token },
+          body: JSON.stringify({ cmd: "echo go > gate", cwd: workdir(sb) })
+        }).then((r) => r.text())
+      )
+      yield* eventually(
+        Effect.promise(() =>
+          fetch(`${server.url}/v1/processes?kind=exec`, { headers: { "X-Sandbox-Token": server.token } }).then(
+            (r) => r.json() as Promise<Array<{ cmd: string }>>
+          )
+        ).pipe(
+          Effect.filterOrFail(
+            (list) => !list.some((p) => p.cmd.startsWith("echo before")),
+            () => new Error("not forgotten yet")
+          )
+        )
+      )
+      relay.refuse(false)
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      assert.strictEqual(error._tag, "ConnectionLostError")
+      if (error._tag !== "ConnectionLostError") return
+      assert.match(error.commandId ?? "", /^e-\d+$/)
+      assert.match(error.message, /the sandbox no longer knows the command/)
     }).pipe(Effect.scoped, Effect.provide(Relayed))
   )
 

@@ -33,7 +33,72 @@ interface State {
   started: boolean
   exited: boolean
   unreachable: boolean
+  /** Set with an error after which reattaching cannot help: the output, the record or the server is gone. */
+  final: boolean
+  attempts: number
   readonly offsets: { stdout: number; stderr: number }
+}
+
+/**
+ * Reads one event of an attempt into `state` (the command's id, the offsets delivered). A `dropped`
+ * event means the bytes to resume at are gone: a final error, with the command's state as the sandbox
+ * reports it (queried, bounded).
+ */
+const eventOf = (
+  wire: WireClient,
+  operation: string,
+  state: State,
+  final: (error: ConnectionLostError) => ConnectionLostError
+) => {
+  const lostWithState = (detail: string, cause?: unknown) =>
+    Effect.gen(function* () {
+      const id = state.id!
+      const known = yield* wire.info(id).pipe(Effect.timeout(CLEANUP_BOUND), Effect.option)
+      const info = Option.getOrUndefined(known)
+      const running = info?.running
+      return final(
+        new ConnectionLostError({
+          operation,
+          detail,
+          cause,
+          commandId: id,
+          ...(running !== undefined ? { running } : {}),
+          ...(running === false && info?.exit_code !== undefined ? { exitCode: info.exit_code } : {})
+        })
+      )
+    })
+
+  const toEvent = (
+    event: Protocol.ExecEvent | Protocol.OutputEvent
+  ): Effect.Effect<Option.Option<CommandEvent>, ConnectionLostError> => {
+    switch (event.event) {
+      case "start":
+        if (state.started) return Effect.succeed(Option.none()) // a keyed retry starts over with it
+        state.started = true
+        state.id = event.id
+        return Effect.succeed(Option.some({ event: "start", pid: event.pid, id: event.id }))
+      case "stdout":
+      case "stderr": {
+        const data = Buffer.from(event.data, "base64")
+        state.offsets[event.event] += data.length
+        return Effect.succeed(Option.some({ event: event.event, data }))
+      }
+      case "exit":
+        state.exited = true
+        return Effect.succeed(Option.some(event))
+      case "dropped":
+        return Effect.flatMap(
+          lostWithState(
+            `the connection dropped and ${event.stdout} bytes of stdout and ${event.stderr} bytes of stderr ` +
+              "fell out of the sandbox's output buffer before the client reattached"
+          ),
+          Effect.fail
+        )
+      default:
+        return Effect.succeed(Option.some({ event: "ping" }))
+    }
+  }
+  return toEvent
 }
 
 /**
@@ -55,82 +120,48 @@ export const run = (
       started: false,
       exited: false,
       unreachable: false,
+      final: false,
+      attempts: 0,
       offsets: { stdout: 0, stderr: 0 }
     }
-    // Errors after which a reattach cannot help (the output is gone, the record is gone, the server is
-    // gone) name the command; a transport's error never does. (Not a set of instances: an error that
-    // travels through a stream's failure is not always the same object afterwards.)
-    const isFinal = (error: ConnectionLostError) => error.commandId !== undefined
-
-    const lostWithState = (detail: string, cause?: unknown) =>
-      Effect.gen(function* () {
-        const id = state.id!
-        const known = yield* wire.info(id).pipe(Effect.timeout(CLEANUP_BOUND), Effect.option)
-        const info = Option.getOrUndefined(known)
-        const running = info?.running
-        return new ConnectionLostError({
-          operation,
-          detail,
-          cause,
-          commandId: id,
-          ...(running !== undefined ? { running } : {}),
-          ...(running === false && info?.exit_code !== undefined ? { exitCode: info.exit_code } : {})
-        })
-      })
-
-    const toEvent = (
-      event: Protocol.ExecEvent | Protocol.OutputEvent
-    ): Effect.Effect<Option.Option<CommandEvent>, ConnectionLostError> => {
-      switch (event.event) {
-        case "start":
-          if (state.started) return Effect.succeed(Option.none()) // a keyed retry starts over with it
-          state.started = true
-          state.id = event.id
-          return Effect.succeed(Option.some({ event: "start", pid: event.pid, id: event.id }))
-        case "stdout":
-        case "stderr": {
-          const data = Buffer.from(event.data, "base64")
-          state.offsets[event.event] += data.length
-          return Effect.succeed(Option.some({ event: event.event, data }))
-        }
-        case "exit":
-          state.exited = true
-          return Effect.succeed(Option.some(event))
-        case "dropped":
-          return Effect.flatMap(
-            lostWithState(
-              `the connection dropped and ${event.stdout} bytes of stdout and ${event.stderr} bytes of stderr ` +
-                "fell out of the sandbox's output buffer before the client reattached"
-            ),
-            Effect.fail
-          )
-        default:
-          return Effect.succeed(Option.some({ event: "ping" }))
-      }
+    const final = (error: ConnectionLostError) => {
+      state.final = true
+      return error
     }
 
+    const toEvent = eventOf(wire, operation, state, final)
+
     const resume = (id: string) =>
-      Stream.unwrap(
-        Effect.flatMap(wire.serverExit, (reason) =>
-          Option.isSome(reason)
-            ? Effect.fail(new ConnectionLostError({ operation, detail: reason.value, commandId: id, running: false }))
-            : Effect.succeed(
-                wire.resume(id, { ...state.offsets }).pipe(
-                  Stream.catchTag("ProcessNotFoundError", () =>
-                    Stream.fail(
-                      new ConnectionLostError({
-                        operation,
-                        detail:
-                          "the connection dropped and the sandbox no longer knows the command when the client " +
-                          "reattached (its record is kept SBX_EXEC_RETAIN seconds after it ends)",
-                        commandId: id
-                      })
-                    )
-                  )
-                )
-              )
+      wire.resume(id, { ...state.offsets }).pipe(
+        Stream.catchTag("ProcessNotFoundError", () =>
+          Stream.fail(
+            final(
+              new ConnectionLostError({
+                operation,
+                detail:
+                  "the connection dropped and the sandbox no longer knows the command when the client " +
+                  "reattached (its record is kept SBX_EXEC_RETAIN seconds after it ends)",
+                commandId: id
+              })
+            )
+          )
         )
       )
+
+    // Before a retry: a server the provider knows to have exited will not come back.
+    const serverGone = Effect.flatMap(wire.serverExit, (reason) =>
+      Option.isSome(reason)
+        ? Effect.fail(
+            final(
+              new ConnectionLostError({
+                operation,
+                detail: reason.value,
+                ...(state.id !== undefined ? { commandId: state.id, running: false } : {})
+              })
+            )
+          )
+        : Effect.void
+    )
 
     // A stream that ends without the exit status lost its connection; it never counts as success.
     const ended = Effect.suspend(() =>
@@ -145,8 +176,10 @@ export const run = (
     )
 
     const attempt: Stream.Stream<CommandEvent, OperationError> = Stream.suspend(() => {
-      const source: Stream.Stream<Protocol.ExecEvent | Protocol.OutputEvent, OperationError> =
-        state.id !== undefined ? resume(state.id) : wire.exec(request)
+      const retry = state.attempts++ > 0
+      type Line = Protocol.ExecEvent | Protocol.OutputEvent
+      const sent: Stream.Stream<Line, OperationError> = state.id !== undefined ? resume(state.id) : wire.exec(request)
+      const source: Stream.Stream<Line, OperationError> = retry ? Stream.concat(Stream.execute(serverGone), sent) : sent
       return Stream.concat(
         source.pipe(
           Stream.mapEffect(toEvent),
@@ -158,7 +191,7 @@ export const run = (
 
     // A start without an id comes from a server that cannot reattach: the old behaviour (fail) holds.
     const retryable = (error: OperationError) =>
-      error._tag === "ConnectionLostError" && !isFinal(error) && (state.id !== undefined || !state.started)
+      error._tag === "ConnectionLostError" && !state.final && (state.id !== undefined || !state.started)
 
     const gaveUp = (error: OperationError): OperationError => {
       if (error._tag !== "ConnectionLostError" || !retryable(error)) return error
@@ -171,7 +204,7 @@ export const run = (
         })
       }
       state.unreachable = true
-      return new ConnectionLostError({ operation, detail, cause: error, commandId: state.id, running: true })
+      return final(new ConnectionLostError({ operation, detail, cause: error, commandId: state.id, running: true }))
     }
 
     // Unreachable for the whole schedule: a kill would not get through either, and the server's own
