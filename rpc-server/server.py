@@ -675,7 +675,7 @@ DRAINER = Drainer()
 
 
 class ExecSpec(object):
-    __slots__ = ("argv", "env", "cwd", "stdin", "timeout", "encoding", "marker")
+    __slots__ = ("argv", "env", "cwd", "stdin", "timeout", "encoding", "marker", "stdin_pipe")
 
 
 def parse_exec(req, legacy):
@@ -760,6 +760,11 @@ def parse_exec(req, legacy):
             raise bad_request("`stdin_b64` is not valid base64")
     else:
         spec.stdin = None
+    # True here; spawn() replaces it with the StdinPipe the stdin route writes to.
+    stdin_pipe = None if legacy else req.get("stdin_pipe")
+    if stdin_pipe is not None and not isinstance(stdin_pipe, bool):
+        raise bad_request("`stdin_pipe` must be true or false")
+    spec.stdin_pipe = True if stdin_pipe else None
 
     encoding = req.get("encoding", "utf-8") if not legacy else "utf-8"
     if encoding in ("utf-8", "utf8", None):
@@ -786,7 +791,7 @@ def spawn(spec):
     try:
         proc = PROCS.spawn(
             spec.argv,
-            stdin=subprocess.PIPE if spec.stdin else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if spec.stdin or spec.stdin_pipe else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=spec.cwd,
@@ -795,6 +800,11 @@ def spawn(spec):
             start_new_session=True,
             bufsize=0,
         )
+        if spec.stdin_pipe:
+            # The pipe is the stdin route's, not the pump's: pump() sees no stdin and ends it via the spec.
+            spec.stdin_pipe = StdinPipe(proc.stdin, spec.stdin or b"")
+            proc.stdin = None
+        return proc
     except FileNotFoundError as e:
         if spec.cwd is not None and e.filename == spec.cwd:
             raise bad_request("working directory not found: %s" % spec.cwd, "cwd_not_found")
@@ -821,6 +831,160 @@ def spawn(spec):
 
 class ExecResult(object):
     __slots__ = ("returncode", "timed_out", "duration_ms")
+
+
+# --------------------------------------------------------------------------
+# Streamed stdin (`stdin_pipe`, POST /v1/processes/{id}/stdin)
+# --------------------------------------------------------------------------
+#
+# A quick tunnel's edge delivers a request body only once it is complete and
+# refuses one over 100 MB, so streamed stdin is a series of bounded requests,
+# each placed by its byte offset: a retry of a request whose answer was lost
+# skips what was already written. Writes are non-blocking and done by the
+# request's own thread; a command that does not read gets a partial answer
+# after stdin_stall_seconds() instead of a request that never ends.
+
+STDIN_BODY_LIMIT = 16 * 1024 * 1024
+STDIN_WAIT = 0.25  # a blocked writer checks this often whether the command ended
+STDIN_READ = 1024 * 1024  # body bytes taken from the socket at a time (into one reused buffer)
+STDIN_PIPE_SIZE = 1024 * 1024  # Linux: a larger pipe wakes the writer and the reader 16x less often
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named only since Python 3.10
+
+
+def stdin_stall_seconds():
+    raw = os.environ.get("SBX_STDIN_STALL", "")
+    try:
+        value = float(raw) if raw else 20.0
+    except ValueError:
+        value = 20.0
+    return value if math.isfinite(value) and value > 0 else 20.0
+
+
+class StdinPipe(object):
+    """The write end of a command's stdin, kept open until closed by the
+    client (eof=1), the command's end (pump), or its reader going away (EPIPE).
+
+    `turn` lets one request write at a time, in arrival order; `lock` guards
+    the fd against a close from another thread (the pump's) mid-write."""
+
+    def __init__(self, fileobj, initial):
+        self.fileobj = fileobj
+        self.fd = fileobj.fileno()
+        os.set_blocking(self.fd, False)
+        if IS_LINUX:
+            try:
+                import fcntl
+
+                fcntl.fcntl(self.fd, F_SETPIPE_SZ, STDIN_PIPE_SIZE)
+            except (ImportError, OSError):
+                pass  # above /proc/sys/fs/pipe-max-size, or not allowed: the default pipe works too
+        self.lock = threading.Lock()
+        self.turn = threading.Lock()
+        self.written = 0
+        self.closed = False
+        self.moved = threading.Condition()  # notified when `written`, `closed` or the turn change
+        if initial:
+            # `stdin`/`stdin_b64` are the bytes at offset 0, written before any request's.
+            self.turn.acquire()
+            threading.Thread(target=self._initial, args=(initial,), name="stdin-initial", daemon=True).start()
+
+    def _initial(self, data):
+        try:
+            view = memoryview(data)
+            while view and not self.closed:
+                n = self.write(view, None)
+                view = view[n:]
+        finally:
+            self.release_turn()
+
+    def close(self):
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                try:
+                    self.fileobj.close()
+                except OSError:
+                    pass
+        self._moved()
+
+    def _moved(self):
+        with self.moved:
+            self.moved.notify_all()
+
+    def take_turn(self, offset, stall):
+        """Takes the turn for a body at `offset`. A body beyond what was written
+        waits (up to `stall` seconds) for the bytes before it, which a client
+        sending parts in parallel has in flight on another connection. False
+        (without the turn) when the wait ran out."""
+        deadline = time.monotonic() + stall
+        while True:
+            left = deadline - time.monotonic()
+            if not self.turn.acquire(True, max(0.0, left)):
+                return False
+            if offset <= self.written or self.closed:
+                return True
+            self.turn.release()
+            self._moved()
+            with self.moved:
+                if offset > self.written and not self.closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self.moved.wait(left)
+
+    def release_turn(self):
+        self.turn.release()
+        self._moved()
+
+    def write(self, view, stall):
+        """Writes a prefix of `view`; returns its length, 0 when the pipe is
+        closed or no byte went in for `stall` seconds (None: no bound)."""
+        deadline = None if stall is None else time.monotonic() + stall
+        poller = None
+        try:
+            while True:
+                n = self._try_write(view)
+                if n or self.closed:
+                    return n
+                wait = STDIN_WAIT
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return 0
+                    wait = min(wait, left)
+                try:
+                    if poller is None:
+                        poller = new_selector()
+                        poller.register(self.fd, selectors.EVENT_WRITE)
+                    poller.select(wait)
+                except (OSError, ValueError):  # closed by the pump meanwhile: the loop sees it
+                    time.sleep(min(wait, 0.01))
+        finally:
+            if poller is not None:
+                try:
+                    poller.close()
+                except OSError:
+                    pass
+
+    def _try_write(self, view):
+        """One non-blocking write; 0 when the pipe is full or closed."""
+        with self.lock:
+            if self.closed:
+                return 0
+            try:
+                n = os.write(self.fd, view)
+            except (BlockingIOError, InterruptedError):
+                return 0
+            except OSError:  # EPIPE: the reader went away, like a closed pipe in a shell
+                n = 0
+                self.closed = True
+                try:
+                    self.fileobj.close()
+                except OSError:
+                    pass
+            self.written += n
+        self._moved()
+        return n
 
 
 def peer_closed(sock):
@@ -965,6 +1129,8 @@ def pump(handler, proc, spec, sink, t0):
         sel.close()
         if pidfd is not None:
             os.close(pidfd)
+        if spec.stdin_pipe is not None:
+            spec.stdin_pipe.close()  # the command ended: a writer waiting on its stdin stops
         if proc.stdin is not None and not proc.stdin.closed:
             try:
                 proc.stdin.close()
@@ -1608,6 +1774,21 @@ class Body(object):
         if self._chunk_left == 0 and self._line().strip() != b"":
             raise HttpError(400, "malformed chunked request body (missing CRLF)", "bad_request", close=True)
         return data
+
+    def read_into(self, view):
+        """Fills a prefix of `view` with the next bytes of a Content-Length body,
+        straight from the socket's buffer; returns how many."""
+        if self.done:
+            return 0
+        try:
+            n = self.rfile.readinto(view[: min(len(view), self.remaining)])
+        except (OSError, ValueError):
+            raise ClientGone()
+        if not n:
+            raise ClientGone()
+        self.remaining -= n
+        self.done = self.remaining == 0
+        return n
 
     def drain(self, limit):
         """Discard up to `limit` bytes; True if the body is now fully read."""
@@ -2959,6 +3140,61 @@ class Handler(BaseHTTPRequestHandler):
                 raise HttpError(408, "process %s still running after %s s" % (bg.id, raw), "timeout")
             self.client_still_there()
 
+    def route_process_stdin(self, key):
+        """POST /v1/processes/{id}/stdin?offset=N&eof=0|1: the body is stdin from offset N."""
+        bg = BGPROCS.find(key)
+        pipe = getattr(bg.spec, "stdin_pipe", None)
+        if pipe is None:
+            raise HttpError(
+                409,
+                "process %s has no writable stdin: start it with \"stdin_pipe\": true to write to it" % bg.id,
+                "stdin_not_piped",
+            )
+        offset = self.int_param("offset")
+        if offset is None:
+            raise bad_request("missing query parameter `offset` (the stdin offset of the body's first byte)")
+        eof = self.bool_param("eof", False)
+        body = self._body
+        if body.chunked:
+            raise HttpError(411, "the stdin route needs a Content-Length (send the body in bounded parts)", "length_required")
+        if body.remaining > STDIN_BODY_LIMIT:
+            message = "stdin body too large: %d bytes (at most 16 MiB per request; send the rest at the next offset)"
+            raise HttpError(413, message % body.remaining, "too_large", close=True)
+        stall = stdin_stall_seconds()
+        if not pipe.take_turn(offset, stall):
+            if offset > pipe.written and not pipe.closed:
+                # The bytes before this body did not come (from another connection) in time.
+                raise HttpError(
+                    409,
+                    "stdin gap: this body starts at offset %d but %d bytes were written; send from offset %d"
+                    % (offset, pipe.written, pipe.written),
+                    "stdin_gap",
+                )
+            # Another request is still writing (to a command that does not read): try again later.
+            return self.respond_json({"id": bg.id, "offset": pipe.written, "closed": pipe.closed})
+        try:
+            skip = pipe.written - offset
+            complete = not pipe.closed
+            buf = memoryview(bytearray(min(STDIN_READ, max(body.remaining, 1))))
+            while complete and not body.done:
+                n = body.read_into(buf)
+                if skip >= n:
+                    skip -= n
+                    continue
+                view = buf[skip:n]
+                skip = 0
+                while view:
+                    n = pipe.write(view, stall)
+                    if not n:
+                        complete = False  # closed, or stalled: the answer's offset says how far it got
+                        break
+                    view = view[n:]
+            if complete and eof:
+                pipe.close()
+            self.respond_json({"id": bg.id, "offset": pipe.written, "closed": pipe.closed})
+        finally:
+            pipe.release_turn()
+
     def route_process_output(self, key):
         bg = BGPROCS.find(key)
         follow = self.bool_param("follow", False)
@@ -3081,6 +3317,7 @@ PROCESS_ROUTES = {
     "": {"GET": Handler.route_process_get, "DELETE": Handler.route_process_kill},
     "/output": {"GET": Handler.route_process_output, "POST": Handler.route_process_output},
     "/wait": {"GET": Handler.route_process_wait, "POST": Handler.route_process_wait},
+    "/stdin": {"POST": Handler.route_process_stdin},
 }
 
 

@@ -127,6 +127,11 @@ export const ExecRequest = Schema.Struct({
   timeout: Schema.optional(Schema.Number),
   stdin: Schema.optional(Schema.String),
   stdin_b64: Schema.optional(Schema.String),
+  /**
+   * The command's stdin is a pipe written through `POST /v1/processes/{id}/stdin` (after the `stdin` /
+   * `stdin_b64` bytes, if any) and closed by `eof=1` or the command's end. @since 0.2.0
+   */
+  stdin_pipe: Schema.optional(Schema.Boolean),
   encoding: Schema.optional(Schema.Literal("utf-8", "base64")),
   /** 1–128 of `[A-Za-z0-9._:-]`: a retry with the same key reattaches to the command instead of running it again. */
   idempotency_key: Schema.optional(Schema.String)
@@ -422,3 +427,31 @@ export const OutputEvent = Schema.Union(DroppedEvent, StdoutEvent, StderrEvent, 
  * @category processes
  */
 export type OutputEvent = typeof OutputEvent.Type
+
+// ---------------------------------------------------------------------------
+// Streamed stdin
+// ---------------------------------------------------------------------------
+
+/**
+ * The largest body the server takes on `POST /v1/processes/{id}/stdin` (16 MiB).
+ *
+ * @since 0.2.0
+ * @category stdin
+ */
+export const STDIN_BODY_MAX = 16 * 1024 * 1024
+
+/**
+ * `POST /v1/processes/{id}/stdin?offset=N&eof=0|1`: `offset` is the number of stdin bytes written so far
+ * (the next request starts there); `closed` says the pipe is closed (by `eof=1`, the command's end, or its
+ * reader going away): nothing more will be written.
+ *
+ * @since 0.2.0
+ * @category stdin
+ */
+export const StdinResponse = Schema.Struct({ id: Schema.String, offset: Schema.Number, closed: Schema.Boolean })
+
+/**
+ * @since 0.2.0
+ * @category stdin
+ */
+export type StdinResponse = typeof StdinResponse.Type

@@ -19,6 +19,7 @@ import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -35,6 +36,7 @@ import * as FilesApi from "./internal/files.js"
 import * as Reattach from "./internal/reattach.js"
 import * as Signals from "./internal/signals.js"
 import * as StartErrors from "./internal/startError.js"
+import * as Stdin from "./internal/stdin.js"
 import * as Validate from "./internal/validate.js"
 import type * as Protocol from "./Protocol.js"
 import {
@@ -136,13 +138,20 @@ export interface MakeOptions {
  * @since 0.1.0
  * @category models
  */
-export interface ExecOptions {
+export interface ExecOptions<E = never> {
   /** Working directory (default: the sandbox's `cwd`, else its home). */
   readonly cwd?: string | undefined
   /** Added to the sandbox's environment for this command (names as in `MakeOptions.env`, else `InvalidArgumentError`). */
   readonly env?: Readonly<Record<string, string>> | undefined
-  /** Written to the command's stdin, which is then closed. Without it stdin is `/dev/null`. */
-  readonly stdin?: string | Uint8Array | undefined
+  /**
+   * Written to the command's stdin, which is then closed. Without it stdin is `/dev/null`. A string or
+   * bytes up to 1 MiB go in the request itself; larger ones, and a `Stream` (@since 0.2.0) of any size,
+   * are streamed through the command's stdin pipe in requests of a few MiB, read only as fast as the
+   * command takes them, and resent from where the sandbox got to after a dropped connection. If the
+   * stream fails, the command is killed and the operation fails with the stream's error `E`. If the
+   * command stops reading (it exits, or closes its stdin), the rest of the stream is not read.
+   */
+  readonly stdin?: string | Uint8Array | Stream.Stream<Uint8Array, E> | undefined
   /**
    * The server kills the command's whole process group after this long; the result says `timedOut`.
    * Must be longer than zero (else `InvalidArgumentError`); it is rounded up to a whole millisecond.
@@ -256,7 +265,13 @@ export interface ProcessExit {
  * @since 0.1.0
  * @category models
  */
-export interface SpawnOptions extends Omit<ExecOptions, "maxOutputBytes"> {
+export interface SpawnOptions<E = never> extends Omit<ExecOptions<E>, "maxOutputBytes" | "stdin"> {
+  /**
+   * As for `exec`; with a `Stream`, the process's `wait` fails with the stream's error `E` (and the
+   * process is killed) if the stream fails. `"pipe"` (@since 0.2.0): stdin stays open for
+   * `process.stdin.write` until `process.stdin.close()`.
+   */
+  readonly stdin?: string | Uint8Array | Stream.Stream<Uint8Array, E> | "pipe" | undefined
   /** A free label, shown in `processes`. */
   readonly tag?: string | undefined
   /**
@@ -272,13 +287,18 @@ export interface SpawnOptions extends Omit<ExecOptions, "maxOutputBytes"> {
  * @since 0.1.0
  * @category models
  */
-export interface Process {
+export interface Process<E = never> {
   /** Opaque id, like `p-3`. */
   readonly id: string
   /** The OS pid inside the sandbox (for information). */
   readonly pid: number
-  /** Waits until the process ends. */
-  readonly wait: Effect.Effect<ProcessExit, OperationError>
+  /** Waits until the process ends; fails with `E` when the Stream given as its stdin failed. */
+  readonly wait: Effect.Effect<ProcessExit, OperationError | E>
+  /**
+   * The process's stdin, writable when it was started with `stdin: "pipe"` (else writes fail with
+   * `StdinError("NotPiped")`). @since 0.2.0
+   */
+  readonly stdin: ProcessStdin
   /** Signals the process's whole group (default SIGKILL); false when it had already exited. */
   readonly kill: (
     signal?: "SIGTERM" | "SIGKILL" | "SIGINT" | "SIGHUP" | number
@@ -288,6 +308,24 @@ export interface Process {
    * live output until it exits. Ends with `Exit` once the process has ended.
    */
   readonly output: (options?: { readonly follow?: boolean | undefined }) => Stream.Stream<ExecEvent, OperationError>
+}
+
+/**
+ * The stdin of a background process started with `stdin: "pipe"`. Writes go in order, each complete (in
+ * requests of a few MiB) before it succeeds; one writer at a time per process is expected.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ProcessStdin {
+  /**
+   * Writes the bytes (a string as UTF-8) to the process's stdin; succeeds once all are in its pipe (a
+   * process that does not read makes it wait). Fails with `StdinError("Closed")` once stdin is closed or
+   * the process ended, and `StdinError("NotPiped")` when the process was not started with a pipe.
+   */
+  readonly write: (data: string | Uint8Array) => Effect.Effect<void, OperationError>
+  /** Closes the process's stdin: it reads end of input. Closing twice is fine. */
+  readonly close: () => Effect.Effect<void, OperationError>
 }
 
 /**
@@ -352,29 +390,29 @@ export interface Sandbox {
   /** Provider facts for diagnostics (never secrets). */
   readonly details: Readonly<Record<string, unknown>>
   /** Runs a command to completion. A string runs through `/bin/sh -c`; an argv list is exec'd directly. */
-  readonly exec: (
+  readonly exec: <E = never>(
     command: string | ReadonlyArray<string>,
-    options?: ExecOptions
-  ) => Effect.Effect<ExecResult, OperationError>
+    options?: ExecOptions<E>
+  ) => Effect.Effect<ExecResult, OperationError | E>
   /**
    * Runs a command and streams what it does: `Start`, output chunks as raw bytes, then `Exit`. The stream
    * follows the consumer's pace (nothing is buffered without bound), and ending it early (e.g.
    * `Stream.take`) or interrupting it kills the remote command's whole process group.
    */
-  readonly execStream: (
+  readonly execStream: <E = never>(
     command: string | ReadonlyArray<string>,
-    options?: Omit<ExecOptions, "maxOutputBytes">
-  ) => Stream.Stream<ExecEvent, OperationError>
+    options?: Omit<ExecOptions<E>, "maxOutputBytes">
+  ) => Stream.Stream<ExecEvent, OperationError | E>
   /** Starts a command in the background and returns at once. It dies with the sandbox at the latest. */
-  readonly spawn: (
+  readonly spawn: <E = never>(
     command: string | ReadonlyArray<string>,
-    options?: SpawnOptions
-  ) => Effect.Effect<Process, OperationError>
+    options?: SpawnOptions<E>
+  ) => Effect.Effect<Process<E>, OperationError>
   /** {@link spawn}, killed (its whole group) when the scope closes. */
-  readonly spawnScoped: (
+  readonly spawnScoped: <E = never>(
     command: string | ReadonlyArray<string>,
-    options?: SpawnOptions
-  ) => Effect.Effect<Process, OperationError, Scope.Scope>
+    options?: SpawnOptions<E>
+  ) => Effect.Effect<Process<E>, OperationError, Scope.Scope>
   /** The background processes, running and exited. */
   readonly processes: Effect.Effect<ReadonlyArray<ProcessInfo>, OperationError>
   /**
@@ -406,6 +444,7 @@ const DETACHED_IDLE_TIMEOUT = Duration.minutes(10)
 
 const DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024
 const decoder = new TextDecoder()
+const encoder = new TextEncoder()
 
 /** Collects one stream's bytes up to a cap; the text is decoded once, whole. */
 const makeCapture = (limit: number) => {
@@ -494,14 +533,19 @@ const specOf = (options: MakeOptions): SandboxProvider.Spec => {
 }
 
 /** Span attributes of a command: its shape, never its text. */
-const commandAttributes = (command: string | ReadonlyArray<string>, options: ExecOptions): Record<string, unknown> => ({
+const commandAttributes = (
+  command: string | ReadonlyArray<string>,
+  options: Omit<ExecOptions<unknown>, "stdin"> & { readonly stdin?: unknown }
+): Record<string, unknown> => ({
   ...(typeof command === "string" ? { "exec.shell": true } : { "exec.shell": false, "exec.argc": command.length }),
   ...(options.timeout !== undefined ? timeoutAttribute(options.timeout) : {}),
-  ...(options.stdin !== undefined
-    ? {
-        "exec.stdin_bytes": typeof options.stdin === "string" ? Buffer.byteLength(options.stdin) : options.stdin.length
-      }
-    : {})
+  ...(typeof options.stdin === "string"
+    ? { "exec.stdin_bytes": Buffer.byteLength(options.stdin) }
+    : options.stdin instanceof Uint8Array
+      ? { "exec.stdin_bytes": options.stdin.length }
+      : options.stdin !== undefined
+        ? { "exec.stdin_streamed": true }
+        : {})
 })
 
 /** A bad timeout is reported by the call itself (InvalidArgumentError); the span just leaves it out. */
@@ -735,10 +779,11 @@ const open = (
     const execRequest = (
       operation: string,
       command: string | ReadonlyArray<string>,
-      execOptions: ExecOptions
+      execOptions: Omit<ExecOptions<unknown>, "stdin">,
+      stdin: Stdin.Plan<unknown> = Stdin.plan(undefined)
     ): Effect.Effect<Protocol.ExecRequest, InvalidArgumentError> =>
       Effect.try({
-        try: () => buildExecRequest(command, execOptions),
+        try: () => buildExecRequest(command, execOptions, stdin),
         catch: (cause) =>
           cause instanceof Validate.Invalid
             ? new InvalidArgumentError({ operation, argument: cause.option, detail: cause.detail })
@@ -746,9 +791,9 @@ const open = (
       })
     const buildExecRequest = (
       command: string | ReadonlyArray<string>,
-      execOptions: ExecOptions
+      execOptions: Omit<ExecOptions<unknown>, "stdin">,
+      stdin: Stdin.Plan<unknown>
     ): Protocol.ExecRequest => {
-      const stdin = execOptions.stdin
       const env = execOptions.env
       Validate.env("env", env)
       const cwd = execOptions.cwd ?? options.cwd
@@ -760,62 +805,127 @@ const open = (
         ...(execOptions.timeout !== undefined
           ? { timeout: Validate.commandTimeoutMs("timeout", execOptions.timeout) / 1000 }
           : {}),
-        ...(typeof stdin === "string" ? { stdin } : {}),
-        ...(stdin instanceof Uint8Array ? { stdin_b64: Buffer.from(stdin).toString("base64") } : {}),
+        ...stdin.inline,
+        ...(stdin.source !== undefined ? { stdin_pipe: true } : {}),
         ...(idempotencyKey !== undefined ? { idempotency_key: idempotencyKey } : {})
       }
     }
 
     const reattachSchedule = options.schedules?.reattach ?? Schedules.reattach
 
+    const stdinRetry = options.schedules?.stdinRetry ?? Schedules.stdinRetry
+    /**
+     * A command's wire events, with its stdin fed from `source` once its start event names it; if the
+     * source fails, the command is killed and the events fail with the source's error.
+     */
+    const feedingStdin = <E>(
+      operation: string,
+      wireEvents: Stream.Stream<Reattach.CommandEvent, OperationError>,
+      source: Stream.Stream<Uint8Array, E> | undefined
+    ): Stream.Stream<Reattach.CommandEvent, OperationError | E> =>
+      source === undefined
+        ? wireEvents
+        : Stream.unwrapScoped(
+            Effect.gen(function* () {
+              const failed = yield* Deferred.make<void, OperationError | E>()
+              const scope = yield* Effect.scope
+              const start = (id: string | undefined) =>
+                id === undefined
+                  ? Effect.fail(
+                      new BadRequestError({
+                        operation,
+                        status: 501,
+                        code: "stdin_pipe_unsupported",
+                        detail:
+                          "this sandbox's server cannot stream stdin (its exec has no id); pass stdin as a string or bytes of at most 1 MiB"
+                      })
+                    )
+                  : Stdin.makeWriter(wire, id, stdinRetry, 0)
+                      .feed(source)
+                      .pipe(
+                        // The failure is recorded before the kill, so the exit the kill causes is never
+                        // taken for the command's own; the kill is not cut short by the events' end.
+                        Effect.catchAll((error) =>
+                          Deferred.fail(failed, error).pipe(
+                            Effect.zipRight(wire.kill(id, "KILL")),
+                            Effect.ignore,
+                            Effect.uninterruptible
+                          )
+                        ),
+                        Effect.forkIn(scope),
+                        Effect.asVoid
+                      )
+              const stdinFailed = Effect.flatMap(Deferred.poll(failed), (done) =>
+                Option.isSome(done) ? done.value : Effect.void
+              )
+              return wireEvents.pipe(
+                Stream.tap((event) => (event.event === "start" ? start(event.id) : Effect.void)),
+                Stream.interruptWhen(Deferred.await(failed)),
+                Stream.concat(Stream.execute(stdinFailed))
+              )
+            })
+          )
+
     /** A command's events, without a span of its own (exec and execStream each have theirs). */
-    const events = (
+    const events = <E>(
       operation: string,
       command: string | ReadonlyArray<string>,
-      execOptions: Omit<ExecOptions, "maxOutputBytes">
-    ): Stream.Stream<ExecEvent, OperationError> =>
+      execOptions: Omit<ExecOptions<E>, "maxOutputBytes">
+    ): Stream.Stream<ExecEvent, OperationError | E> =>
       Stream.unwrap(
         alive(
           operation,
-          Effect.map(execRequest(operation, command, execOptions), (request) =>
-            Reattach.run(
-              wire,
-              {
-                ...request,
-                encoding: "base64",
-                idempotency_key: request.idempotency_key ?? Reattach.newIdempotencyKey()
-              },
-              operation,
-              reattachSchedule
-            ).pipe(
-              Stream.filterMap((event): Option.Option<ExecEvent> => {
-                switch (event.event) {
-                  case "start":
-                    return Option.some({ _tag: "Start", pid: event.pid })
-                  case "stdout":
-                  case "stderr":
-                    return Option.some(outputEvent(event.event, event.data))
-                  case "exit":
-                    return Option.some({
-                      _tag: "Exit",
-                      exitCode: event.exit_code,
-                      signal: event.signal,
-                      timedOut: event.timed_out,
-                      durationMs: event.duration_ms
-                    })
-                  default:
-                    return Option.none()
-                }
-              }),
-              Stream.tap((event) =>
-                event._tag === "Exit" ? Effect.annotateCurrentSpan(exitAttributes(event)) : Effect.void
+          Effect.suspend(() => {
+            const stdin = Stdin.plan(execOptions.stdin)
+            return Effect.map(execRequest(operation, command, execOptions, stdin), (request) => ({ request, stdin }))
+          }).pipe(
+            Effect.map(({ request, stdin }) =>
+              feedingStdin(
+                operation,
+                Reattach.run(
+                  wire,
+                  {
+                    ...request,
+                    encoding: "base64",
+                    idempotency_key: request.idempotency_key ?? Reattach.newIdempotencyKey()
+                  },
+                  operation,
+                  reattachSchedule
+                ),
+                stdin.source
+              ).pipe(
+                Stream.filterMap((event): Option.Option<ExecEvent> => {
+                  switch (event.event) {
+                    case "start":
+                      return Option.some({ _tag: "Start", pid: event.pid })
+                    case "stdout":
+                    case "stderr":
+                      return Option.some(outputEvent(event.event, event.data))
+                    case "exit":
+                      return Option.some({
+                        _tag: "Exit",
+                        exitCode: event.exit_code,
+                        signal: event.signal,
+                        timedOut: event.timed_out,
+                        durationMs: event.duration_ms
+                      })
+                    default:
+                      return Option.none()
+                  }
+                }),
+                Stream.tap((event) =>
+                  event._tag === "Exit" ? Effect.annotateCurrentSpan(exitAttributes(event)) : Effect.void
+                )
               )
             )
           )
         )
       )
 
-    const execStream: Sandbox["execStream"] = (command, execOptions = {}) =>
+    const execStream: Sandbox["execStream"] = <E>(
+      command: string | ReadonlyArray<string>,
+      execOptions: Omit<ExecOptions<E>, "maxOutputBytes"> = {}
+    ) =>
       events("execStream", command, execOptions).pipe(
         Stream.withSpan("Sandbox.execStream", {
           attributes: { ...attributes, ...commandAttributes(command, execOptions) }
@@ -834,16 +944,36 @@ const open = (
       durationMs: e.duration_ms
     })
 
-    const processHandle = (info: Protocol.ProcessInfo): Process => ({
+    /**
+     * `writer`: the stdin writer of a process this client started (it knows the offset); a handle found by
+     * id asks the server. `stdinFailed`: the failure of the Stream feeding its stdin, which `wait` reports.
+     */
+    const processHandle = <E = never>(
+      info: Protocol.ProcessInfo,
+      writer: Stdin.Writer = Stdin.makeWriter(wire, info.id, stdinRetry),
+      stdinFailed?: Deferred.Deferred<void, OperationError | E>
+    ): Process<E> => ({
       id: info.id,
       pid: info.pid,
       wait: guard(
         "process.wait",
         Effect.map(wire.wait(info.id), toExit).pipe(
+          Effect.tap(() =>
+            stdinFailed === undefined
+              ? Effect.void
+              : Effect.flatMap(Deferred.poll(stdinFailed), (done) => (Option.isSome(done) ? done.value : Effect.void))
+          ),
           Effect.tap((exit) => Effect.annotateCurrentSpan(exitAttributes(exit)))
         ),
         { "process.id": info.id }
       ),
+      stdin: {
+        write: (data) =>
+          guard("process.stdin.write", writer.write(typeof data === "string" ? encoder.encode(data) : data), {
+            "process.id": info.id
+          }),
+        close: () => guard("process.stdin.close", writer.close, { "process.id": info.id })
+      },
       kill: (signal = "SIGKILL") =>
         guard("process.kill", wire.kill(info.id, typeof signal === "number" ? String(signal) : signal.slice(3)), {
           "process.id": info.id,
@@ -869,36 +999,49 @@ const open = (
         )
     })
 
-    const spawn: Sandbox["spawn"] = (command, spawnOptions = {}) => {
-      const { tag, bufferBytes, ...rest } = spawnOptions
+    const spawn: Sandbox["spawn"] = <E>(
+      command: string | ReadonlyArray<string>,
+      spawnOptions: SpawnOptions<E> = {}
+    ) => {
+      const { tag, bufferBytes, stdin: input, ...rest } = spawnOptions
       return guard(
         "spawn",
-        execRequest("spawn", command, rest).pipe(
-          Effect.zipLeft(
-            bufferBytes === undefined
-              ? Effect.void
-              : Effect.try({
-                  try: () => Validate.bufferBytes("bufferBytes", bufferBytes),
-                  catch: (cause) => {
-                    const invalid = cause as Validate.Invalid
-                    return new InvalidArgumentError({
-                      operation: "spawn",
-                      argument: invalid.option,
-                      detail: invalid.detail
-                    })
-                  }
+        Effect.gen(function* () {
+          const stdin = Stdin.plan(input === "pipe" ? undefined : input)
+          const piped = input === "pipe" || stdin.source !== undefined
+          const request = yield* execRequest("spawn", command, rest, stdin)
+          if (bufferBytes !== undefined) {
+            yield* Effect.try({
+              try: () => Validate.bufferBytes("bufferBytes", bufferBytes),
+              catch: (cause) => {
+                const invalid = cause as Validate.Invalid
+                return new InvalidArgumentError({
+                  operation: "spawn",
+                  argument: invalid.option,
+                  detail: invalid.detail
                 })
-          ),
-          Effect.flatMap((request) =>
-            wire.spawn({
-              ...request,
-              ...(tag !== undefined ? { tag } : {}),
-              ...(bufferBytes !== undefined ? { buffer_bytes: bufferBytes } : {})
+              }
             })
-          ),
-          Effect.tap((info) => Effect.annotateCurrentSpan("process.id", info.id)),
-          Effect.map(processHandle)
-        ),
+          }
+          const info = yield* wire.spawn({
+            ...request,
+            ...(piped ? { stdin_pipe: true } : {}),
+            ...(tag !== undefined ? { tag } : {}),
+            ...(bufferBytes !== undefined ? { buffer_bytes: bufferBytes } : {})
+          })
+          yield* Effect.annotateCurrentSpan("process.id", info.id)
+          const writer = Stdin.makeWriter(wire, info.id, stdinRetry, piped ? 0 : undefined)
+          if (stdin.source === undefined) return processHandle<E>(info, writer)
+          // The feed outlives this call (at most the sandbox): `wait` reports its failure.
+          const failed = yield* Deferred.make<void, OperationError | E>()
+          yield* writer.feed(stdin.source).pipe(
+            Effect.catchAll((error) =>
+              Deferred.fail(failed, error).pipe(Effect.zipRight(wire.kill(info.id, "KILL")), Effect.ignore)
+            ),
+            Effect.forkIn(scope)
+          )
+          return processHandle<E>(info, writer, failed)
+        }),
         commandAttributes(command, rest)
       )
     }
@@ -934,7 +1077,7 @@ const open = (
 
     // exec is execStream folded into a result: output kept as bytes up to the cap, decoded once at the end
     // (so a character split across chunks decodes whole).
-    const exec: Sandbox["exec"] = (command, execOptions = {}) => {
+    const exec: Sandbox["exec"] = <E>(command: string | ReadonlyArray<string>, execOptions: ExecOptions<E> = {}) => {
       const { maxOutputBytes, ...streamOptions } = execOptions
       return Effect.suspend(() => {
         let limit = DEFAULT_MAX_OUTPUT

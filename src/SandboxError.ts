@@ -351,6 +351,27 @@ export class TerminatedError extends Schema.TaggedError<TerminatedError>("hf-san
 }
 
 /**
+ * A process's stdin cannot be written: `NotPiped`, the process was not started with a writable stdin
+ * (`spawn(cmd, { stdin: "pipe" })` or a Stream as `stdin`); `Closed`, its stdin is closed (by
+ * `process.stdin.close()`, or because the process ended or stopped reading). `written` is how many bytes
+ * reached the process's stdin before that.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class StdinError extends Schema.TaggedError<StdinError>("hf-sandbox/StdinError")("StdinError", {
+  id: Schema.String,
+  reason: Schema.Literal("NotPiped", "Closed"),
+  written: Schema.optional(Schema.Number)
+}) {
+  override get message() {
+    return this.reason === "NotPiped"
+      ? `The stdin of process ${this.id} is not writable: start it with spawn(cmd, { stdin: "pipe" }) (or a Stream as stdin) to write to it later.`
+      : `The stdin of process ${this.id} is closed${this.written === undefined ? "" : ` after ${this.written} bytes`}: it was closed with stdin.close(), or the process ended or stopped reading its input. Nothing more can be written.`
+  }
+}
+
+/**
  * The union of every sandbox error, as a Schema (to encode or decode errors) ...
  *
  * @since 0.1.0
@@ -370,7 +391,8 @@ export const SandboxError = Schema.Union(
   CommandNotFoundError,
   ConnectionLostError,
   RequestTimeoutError,
-  TerminatedError
+  TerminatedError,
+  StdinError
 )
 
 /**
@@ -401,3 +423,4 @@ export type OperationError =
   | ConnectionLostError
   | RequestTimeoutError
   | TerminatedError
+  | StdinError

@@ -6,7 +6,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Schedule from "effect/Schedule"
-import type { HubError } from "./SandboxError.js"
+import type { HubError, OperationError } from "./SandboxError.js"
 
 /**
  * How `GET /health` is polled until the server answers: quickly at first (a local server is usually
@@ -129,6 +129,23 @@ export const reattach: Schedule.Schedule<unknown> = Schedule.exponential("100 mi
 )
 
 /**
+ * Retries of a streamed-stdin request whose connection failed (a dropped socket, a tunnel that is
+ * restarting, the edge's 502/530, no answer in time): jittered exponential backoff from 200 ms, capped at
+ * 5 s, for about 2 minutes. A retry is exact: the request names its stdin offset, and the server skips
+ * what it already wrote.
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const stdinRetry: Schedule.Schedule<unknown, OperationError> = Schedule.exponential("200 millis", 2).pipe(
+  Schedule.jittered,
+  Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.seconds(5))),
+  Schedule.intersect(Schedule.recurs(30)),
+  Schedule.upTo("2 minutes"),
+  Schedule.asVoid
+)
+
+/**
  * Overrides for the schedules a sandbox uses. Anything left out keeps its default.
  *
  * @since 0.1.0
@@ -153,4 +170,6 @@ export interface Overrides {
   readonly logFirstByte?: Duration.DurationInput | undefined
   /** Replaces {@link logStall}. */
   readonly logStall?: Duration.DurationInput | undefined
+  /** Replaces {@link stdinRetry}. @since 0.2.0 */
+  readonly stdinRetry?: Schedule.Schedule<unknown, OperationError> | undefined
 }

@@ -69,13 +69,6 @@ export type {
    */
   ExecEvent,
   /**
-   * `ExecOptions` of the `Sandbox` module, shared with the Effect API.
-   *
-   * @since 0.1.0
-   * @category models
-   */
-  ExecOptions,
-  /**
    * `ExecResult` of the `Sandbox` module, shared with the Effect API.
    *
    * @since 0.1.0
@@ -110,13 +103,6 @@ export type {
    * @category models
    */
   ProcessInfo,
-  /**
-   * `SpawnOptions` of the `Sandbox` module, shared with the Effect API.
-   *
-   * @since 0.1.0
-   * @category models
-   */
-  SpawnOptions,
   /**
    * `TransferOptions` of the `Files` module, shared with the Effect API.
    *
@@ -356,6 +342,53 @@ export interface Files {
 export type KillSignal = "SIGTERM" | "SIGKILL" | "SIGINT" | "SIGHUP" | number
 
 /**
+ * What a command's stdin can be given as: a string, bytes, or a source read as the command takes it — a
+ * Node `Readable` (e.g. `process.stdin`, `fs.createReadStream(...)`), any `AsyncIterable` of bytes or
+ * strings, or a web `ReadableStream`. Sources and anything over 1 MiB are streamed in bounded requests;
+ * if a source fails, the command is killed and the call rejects with the source's error.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type StdinInput = string | Uint8Array | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array>
+
+/**
+ * Options of {@link Sandbox.exec} and {@link Sandbox.execStream}: those of the Effect API, with any
+ * {@link StdinInput} as `stdin` (a source, since 0.2.0).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecOptions extends Omit<EffectSandbox.ExecOptions, "stdin"> {
+  readonly stdin?: StdinInput | undefined
+}
+
+/**
+ * Options of {@link Sandbox.spawn}: `stdin` as for `exec`, or `"pipe"` to write it later through
+ * `process.stdin` (both since 0.2.0).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SpawnOptions extends Omit<EffectSandbox.SpawnOptions, "stdin"> {
+  readonly stdin?: StdinInput | "pipe" | undefined
+}
+
+/**
+ * The stdin of a background process started with `stdin: "pipe"`. Rejects with `StdinError` once stdin
+ * is closed (`Closed`) or when the process has no pipe (`NotPiped`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ProcessStdin {
+  /** Resolves once every byte (a string as UTF-8) is in the process's stdin. */
+  readonly write: (data: string | Uint8Array, options?: CallOptions) => Promise<void>
+  /** Closes the process's stdin: it reads end of input. */
+  readonly close: (options?: CallOptions) => Promise<void>
+}
+
+/**
  * A process running in the background of a sandbox (see {@link Sandbox.spawn}). `await using` kills it
  * at the end of the block.
  *
@@ -367,8 +400,10 @@ export interface Process extends AsyncDisposable {
   readonly id: string
   /** The OS pid inside the sandbox (for information). */
   readonly pid: number
-  /** Resolves when the process ends. */
+  /** Resolves when the process ends (rejects with its stdin source's error if that failed). */
   readonly wait: (options?: CallOptions) => Promise<EffectSandbox.ProcessExit>
+  /** Its stdin, writable when it was started with `stdin: "pipe"`. @since 0.2.0 */
+  readonly stdin: ProcessStdin
   /** Signals the process's whole group (default SIGKILL); false when it had already exited. */
   readonly kill: (signal?: KillSignal, options?: CallOptions) => Promise<boolean>
   /**
@@ -400,7 +435,7 @@ export interface Sandbox extends AsyncDisposable {
    */
   readonly exec: (
     command: string | ReadonlyArray<string>,
-    options?: EffectSandbox.ExecOptions & CallOptions
+    options?: ExecOptions & CallOptions
   ) => Promise<EffectSandbox.ExecResult>
   /**
    * Runs a command and yields what it does: `Start`, raw `Stdout`/`Stderr` chunks, then `Exit`, at the
@@ -408,13 +443,10 @@ export interface Sandbox extends AsyncDisposable {
    */
   readonly execStream: (
     command: string | ReadonlyArray<string>,
-    options?: Omit<EffectSandbox.ExecOptions, "maxOutputBytes"> & CallOptions
+    options?: Omit<ExecOptions, "maxOutputBytes"> & CallOptions
   ) => AsyncIterableIterator<EffectSandbox.ExecEvent>
   /** Starts a command in the background; it dies with the sandbox at the latest. */
-  readonly spawn: (
-    command: string | ReadonlyArray<string>,
-    options?: EffectSandbox.SpawnOptions & CallOptions
-  ) => Promise<Process>
+  readonly spawn: (command: string | ReadonlyArray<string>, options?: SpawnOptions & CallOptions) => Promise<Process>
   /** The background processes, running and exited. */
   readonly processes: (options?: CallOptions) => Promise<ReadonlyArray<EffectSandbox.ProcessInfo>>
   /**
@@ -735,10 +767,20 @@ const filesOf = (files: EffectFiles.Files): Files => ({
     run(files.downloadDir(remoteDir, localDir, options), signal)
 })
 
-const processOf = (process: EffectSandbox.Process): Process => ({
+/** A facade `stdin` option as the Effect API takes it. */
+const stdinOf = <O extends { readonly stdin?: StdinInput | "pipe" | undefined }>(options: O) => {
+  const { stdin, ...rest } = options
+  return stdin === undefined ? rest : { ...rest, stdin: stdin === "pipe" ? ("pipe" as const) : sourceOf(stdin) }
+}
+
+const processOf = (process: EffectSandbox.Process<OperationError>): Process => ({
   id: process.id,
   pid: process.pid,
   wait: ({ signal } = {}) => run(process.wait, signal),
+  stdin: {
+    write: (data, { signal } = {}) => run(process.stdin.write(data), signal),
+    close: ({ signal } = {}) => run(process.stdin.close(), signal)
+  },
   kill: (sig, { signal } = {}) => run(process.kill(sig), signal),
   output: ({ signal, ...options } = {}) => iterate(process.output(options), signal),
   // Killed at the end of an `await using` block; one that already exited (or whose sandbox is gone) is fine.
@@ -771,9 +813,10 @@ const handleOf = (sb: EffectSandbox.Sandbox, scope: Scope.CloseableScope, owned:
     id: sb.id,
     provider: sb.provider,
     details: sb.details,
-    exec: (command, { signal, ...options } = {}) => run(sb.exec(command, options), signal),
-    execStream: (command, { signal, ...options } = {}) => iterate(sb.execStream(command, options), signal),
-    spawn: (command, { signal, ...options } = {}) => run(Effect.map(sb.spawn(command, options), processOf), signal),
+    exec: (command, { signal, ...options } = {}) => run(sb.exec(command, stdinOf(options)), signal),
+    execStream: (command, { signal, ...options } = {}) => iterate(sb.execStream(command, stdinOf(options)), signal),
+    spawn: (command, { signal, ...options } = {}) =>
+      run(Effect.map(sb.spawn(command, stdinOf(options)), processOf), signal),
     processes: ({ signal } = {}) => run(sb.processes, signal),
     process: (idOrPid, { signal } = {}) => run(Effect.map(sb.process(idOrPid), processOf), signal),
     files: filesOf(sb.files),

@@ -24,6 +24,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { VERSION } from "../internal/version.js"
 import * as Sandbox from "../Sandbox.js"
+import { LocalFileError } from "../SandboxError.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
 import * as Telemetry from "../Telemetry.js"
 import { attach, attachTo } from "./attach.js"
@@ -103,7 +104,7 @@ const cwd = Options.text("cwd").pipe(
 )
 const stdin = Options.boolean("stdin").pipe(
   Options.withAlias("i"),
-  Options.withDescription("Read this process's stdin to its end and give it to the command.")
+  Options.withDescription("Stream this process's stdin to the command, as it comes (any size).")
 )
 const sandboxId = Args.text({ name: "ID" }).pipe(
   Args.withDescription("The sandbox's id (on HF Jobs also NAMESPACE/ID, as the job's page shows it).")
@@ -215,11 +216,22 @@ const layerFor = (local: boolean) =>
     )
   )
 
-const readStdin = Effect.promise(async () => {
-  const chunks: Array<Buffer> = []
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-  return new Uint8Array(Buffer.concat(chunks))
-})
+/**
+ * This process's stdin as a stream, read only as fast as the command in the sandbox takes it (the
+ * library sends it in bounded parts): `tar c big | hf-sandbox exec -i ID -- tar x` holds about one part
+ * in memory, whatever the size.
+ */
+const stdinStream: Stream.Stream<Uint8Array, LocalFileError> = Stream.suspend(() =>
+  Stream.fromAsyncIterable(
+    process.stdin as AsyncIterable<Buffer>,
+    (cause) =>
+      new LocalFileError({
+        path: "<stdin>",
+        operation: "exec -i",
+        detail: cause instanceof Error ? cause.message : String(cause)
+      })
+  )
+)
 
 /** The exit code a finished command maps to: its own, 124 after its timeout, 128+N after signal N. */
 const exitCodeOf = (exit: { exitCode: number | null; signal: number | null; timedOut: boolean }) =>
@@ -255,10 +267,10 @@ const eventWriter = (mode: Output.Mode) => {
 }
 
 /** Runs a command in a sandbox, its output streamed live to our stdout/stderr (or as NDJSON). */
-const streamCommand = (
+const streamCommand = <E>(
   sb: Sandbox.Sandbox,
   command: ReadonlyArray<string>,
-  options: Omit<Sandbox.ExecOptions, "maxOutputBytes">,
+  options: Omit<Sandbox.ExecOptions<E>, "maxOutputBytes">,
   mode: Output.Mode
 ) =>
   Effect.gen(function* () {
@@ -407,7 +419,7 @@ const exec = Command.make(
         const command = yield* Parse.commandOf(forced, a.cmd)
         const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
         const environment = yield* Parse.envPairs(a.env)
-        const input = a.stdin ? yield* readStdin : undefined
+        const input = a.stdin ? stdinStream : undefined
         const sb = yield* attach(id)
         const code = yield* streamCommand(
           sb,
@@ -622,7 +634,7 @@ const run = Command.make(
         const options = yield* sandboxOptions(a)
         const command = yield* Parse.commandOf(forced, a.cmd)
         const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
-        const input = a.stdin ? yield* readStdin : undefined
+        const input = a.stdin ? stdinStream : undefined
         // The sandbox is owned: it ends with this command, on success, failure and Ctrl-C alike. Its hard
         // limit on HF Jobs leaves the command's timeout room to play out.
         const sb = yield* Sandbox.make({

@@ -30,7 +30,8 @@ import {
   type OperationError,
   ProcessNotFoundError,
   RequestTimeoutError,
-  ServerError
+  ServerError,
+  StdinError
 } from "../SandboxError.js"
 import * as DirectRead from "./directRead.js"
 
@@ -217,6 +218,17 @@ export interface WireClient {
   readonly kill: (id: string, signal: string) => Effect.Effect<boolean, OperationError>
   readonly wait: (id: string) => Effect.Effect<typeof Protocol.WaitResponse.Type, OperationError>
   readonly output: (id: string, follow: boolean) => Stream.Stream<Protocol.OutputEvent, OperationError>
+  /**
+   * Writes `data` as the stdin bytes of process `id` from `offset` (`eof`: then closes it); see
+   * `POST /v1/processes/{id}/stdin`. A `stdin_gap` is a `BadRequestError` with that code; a process
+   * without a pipe is `StdinError("NotPiped")`.
+   */
+  readonly writeStdin: (
+    id: string,
+    offset: number,
+    data: Uint8Array,
+    eof: boolean
+  ) => Effect.Effect<Protocol.StdinResponse, OperationError>
   /**
    * Reattaches to a command (an exec's id): its output from these raw byte offsets on, then its exit.
    * A `dropped` event first means the bytes at those offsets are no longer buffered.
@@ -520,6 +532,30 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         (response) => processCall("process.output", id, failFromResponse("process.output", undefined, response))
       )
 
+    // The server may hold a stdin answer up to ~20 s while the command does not read (then it answers
+    // with the partial offset): the bound leaves room for that on top of a plain request's.
+    const stdinBound = Duration.sum(timeouts.request, Duration.seconds(30))
+    const writeStdin: WireClient["writeStdin"] = (id, offset, data, eof) =>
+      processCall(
+        "process.stdin",
+        id,
+        call(
+          "process.stdin",
+          undefined,
+          HttpClientRequest.post(`/v1/processes/${encodeURIComponent(id)}/stdin`).pipe(
+            HttpClientRequest.setUrlParams({ offset: String(offset), eof: eof ? "1" : "0" }),
+            HttpClientRequest.setBody(HttpBody.uint8Array(data, "application/octet-stream"))
+          ),
+          json(Protocol.StdinResponse),
+          stdinBound
+        )
+      ).pipe(
+        Effect.catchIf(
+          (error) => error._tag === "BadRequestError" && error.code === "stdin_not_piped",
+          () => Effect.fail(new StdinError({ id, reason: "NotPiped" }))
+        )
+      )
+
     const resume: WireClient["resume"] = (id, offsets) =>
       ndjson(
         "exec",
@@ -819,6 +855,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       kill,
       wait,
       output,
+      writeStdin,
       resume,
       info,
       serverExit: target.exitReason ?? Effect.succeed(Option.none()),

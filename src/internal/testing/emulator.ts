@@ -10,6 +10,7 @@ import * as http from "node:http"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import { Readable } from "node:stream"
 import { StringDecoder } from "node:string_decoder"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
@@ -197,6 +198,48 @@ const holdUntilEnd = (answer: http.IncomingMessage, res: http.ServerResponse) =>
   const held: Array<Buffer> = []
   answer.on("data", (chunk: Buffer) => held.push(chunk))
   answer.on("end", () => res.end(Buffer.concat(held)))
+}
+
+/**
+ * The largest request body a quick tunnel's edge passes on: the Free plan's 100 MB (decimal) upload limit
+ * (picoshare#599, Erugo#29, PicPeak#208: uploads over 100 MB through a tunnel get 413).
+ */
+export const EDGE_MAX_BODY_BYTES = 100_000_000
+
+/** The edge's 413 page, as users of quick tunnels saw it (picoshare#599): nginx-style HTML signed "cloudflare". */
+const EDGE_413_PAGE =
+  "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n" +
+  "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n"
+
+/**
+ * A quick tunnel's edge does not stream a request body to the origin: it takes the whole body first and
+ * delivers it as one frame (cloudflared#1385; cloudflared#128 saw a streamed upload stop on the way), and
+ * refuses one over {@link EDGE_MAX_BODY_BYTES} with 413. `deliver` gets the complete body; `refuse` is
+ * called instead (once) when the body is too large, as soon as that is known (a `Content-Length` over the
+ * limit is refused before any byte is read). The rest of a refused body is read and dropped.
+ */
+const holdRequestBody = (req: http.IncomingMessage, deliver: (body: Buffer) => void, refuse: () => void) => {
+  const declared = Number(req.headers["content-length"])
+  if (Number.isFinite(declared) && declared > EDGE_MAX_BODY_BYTES) {
+    req.resume()
+    return refuse()
+  }
+  const held: Array<Buffer> = []
+  let size = 0
+  let refused = false
+  req.on("data", (chunk: Buffer) => {
+    if (refused) return
+    size += chunk.length
+    if (size > EDGE_MAX_BODY_BYTES) {
+      refused = true
+      held.length = 0
+      return refuse()
+    }
+    held.push(chunk)
+  })
+  req.on("end", () => {
+    if (!refused) deliver(Buffer.concat(held))
+  })
 }
 
 const sendJson = (res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) => {
@@ -1073,13 +1116,25 @@ class Emulator {
       { "cf-worker": "trycloudflare.com", "cf-connecting-ip": "127.0.0.1", "x-forwarded-proto": "https" },
       () => sendText(res, 502, "error code: 502", cfHeaders),
       cfHeaders,
-      req.method === "GET"
+      req.method === "GET",
+      () => {
+        if (res.headersSent || res.destroyed) return
+        res.writeHead(413, {
+          "content-type": "text/html",
+          "content-length": Buffer.byteLength(EDGE_413_PAGE),
+          connection: "close",
+          ...cfHeaders
+        })
+        res.end(EDGE_413_PAGE)
+      }
     )
   }
 
   /**
    * Streams the request to 127.0.0.1:port and the response back, chunk by chunk; with `holdBody`, the
-   * response's head goes out at once but its body only when it has ended (see {@link holdUntilEnd}).
+   * response's head goes out at once but its body only when it has ended (see {@link holdUntilEnd}). With
+   * `refuseLarge` (the quick-tunnel edge), the request body is held until complete and a body over the
+   * edge's limit is answered by `refuseLarge` instead of reaching the origin (see {@link holdRequestBody}).
    */
   private forward(
     req: http.IncomingMessage,
@@ -1089,9 +1144,48 @@ class Emulator {
     extraRequestHeaders: http.OutgoingHttpHeaders,
     onRefused: () => void,
     extraResponseHeaders: http.OutgoingHttpHeaders = {},
-    holdBody = false
+    holdBody = false,
+    refuseLarge?: () => void
   ) {
-    const headers = { ...filterHeaders(req.headers), host, ...extraRequestHeaders }
+    if (refuseLarge !== undefined) {
+      return holdRequestBody(
+        req,
+        (body) => {
+          const whole = Readable.from(body.length === 0 ? [] : [body])
+          this.forwardBody(
+            whole,
+            req,
+            res,
+            port,
+            host,
+            extraRequestHeaders,
+            onRefused,
+            extraResponseHeaders,
+            holdBody,
+            {
+              "content-length": String(body.length)
+            }
+          )
+        },
+        refuseLarge
+      )
+    }
+    this.forwardBody(req, req, res, port, host, extraRequestHeaders, onRefused, extraResponseHeaders, holdBody, {})
+  }
+
+  private forwardBody(
+    body: Readable,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    port: number,
+    host: string,
+    extraRequestHeaders: http.OutgoingHttpHeaders,
+    onRefused: () => void,
+    extraResponseHeaders: http.OutgoingHttpHeaders,
+    holdBody: boolean,
+    bodyHeaders: http.OutgoingHttpHeaders
+  ) {
+    const headers = { ...filterHeaders(req.headers), host, ...extraRequestHeaders, ...bodyHeaders }
     const upstream = http.request({
       host: "127.0.0.1",
       port,
@@ -1122,7 +1216,7 @@ class Emulator {
     res.on("close", () => {
       if (!res.writableFinished) upstream.destroy()
     })
-    req.pipe(upstream)
+    body.pipe(upstream)
   }
 
   // ---- control endpoint for the stand-in cloudflared -----------------------------------------

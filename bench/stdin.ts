@@ -1,0 +1,149 @@
+/**
+ * Streamed stdin through the CLI: 1 GiB piped into `hf-sandbox exec -i ID -- sh -c 'cat > /dev/null'` on
+ * a local sandbox, beside the same bytes piped into a local `sh -c 'cat > /dev/null'`, fed the same way
+ * (this process writes one reused 1 MiB buffer into the child's stdin, respecting back-pressure) and
+ * interleaved in the same run. Prints each one's throughput, the ratio, and the CLI process's memory
+ * growth: its peak RSS (VmHWM, Linux) with 1 GiB minus its peak RSS with 1 KiB of stdin, so that what the
+ * CLI costs anyway (Node, the bundle, the connection) is left out.
+ *
+ *   npx tsx bench/stdin.ts            (BENCH_MIB=1024 by default, BENCH_RUNS=2)
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { build } from "esbuild"
+
+const MiB = 1024 * 1024
+const TOTAL_MIB = Number(process.env.BENCH_MIB ?? 1024)
+const RUNS = Number(process.env.BENCH_RUNS ?? 2)
+const root = fileURLToPath(new URL("..", import.meta.url))
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-bench-stdin-"))
+const bin = path.join(work, "pkg", "dist", "cli", "main.mjs")
+const env = {
+  PATH: process.env.PATH,
+  HOME: work,
+  HF_SANDBOX_STATE_DIR: path.join(work, "state"),
+  HF_HUB_DISABLE_TELEMETRY: "1"
+}
+
+/** The CLI laid out as the package installs it (dist/cli beside rpc-server), as the CLI tests do. */
+const bundle = async () => {
+  await build({
+    entryPoints: [path.join(root, "src/cli/main.ts")],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    outfile: bin,
+    logLevel: "warning",
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" }
+  })
+  fs.symlinkSync(path.join(root, "rpc-server"), path.join(work, "pkg", "rpc-server"))
+}
+
+const cli = (args: ReadonlyArray<string>) =>
+  new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { env, stdio: ["ignore", "pipe", "inherit"] })
+    let out = ""
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString()
+    })
+    child.once("close", (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${args.join(" ")}: ${code}`))))
+  })
+
+/** The peak resident set of a running process so far (Linux), in bytes; 0 where unknown. */
+const peakRss = (pid: number) => {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))
+    return m === null ? 0 : Number(m[1]) * 1024
+  } catch {
+    return 0
+  }
+}
+
+/** CPU seconds (user + system) a running process has used so far (Linux); 0 where unknown. */
+const cpuSeconds = (pid: number) => {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0
+  }
+}
+
+/**
+ * Writes `bytes` (one reused 1 MiB buffer) into the child's stdin; resolves with seconds, its peak RSS and
+ * the CPU time it used (as last sampled before it exited).
+ */
+const feed = (child: ChildProcess, bytes: number) =>
+  new Promise<{ seconds: number; peak: number; cpu: number }>((resolve, reject) => {
+    const chunk = Buffer.alloc(Math.min(MiB, bytes), 0x61)
+    let peak = 0
+    let cpu = 0
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, peakRss(child.pid!))
+      cpu = Math.max(cpu, cpuSeconds(child.pid!))
+    }, 20)
+    const t0 = performance.now()
+    let sent = 0
+    const write = () => {
+      while (sent < bytes) {
+        const n = Math.min(chunk.length, bytes - sent)
+        sent += n
+        if (!child.stdin!.write(n === chunk.length ? chunk : chunk.subarray(0, n)))
+          return child.stdin!.once("drain", write)
+      }
+      child.stdin!.end()
+    }
+    child.stdin!.on("error", reject)
+    child.once("exit", (code) => {
+      clearInterval(sampler)
+      if (code !== 0) return reject(new Error(`exited with ${code}`))
+      resolve({ seconds: (performance.now() - t0) / 1000, peak, cpu })
+    })
+    write()
+  })
+
+const viaSandbox = (id: string, bytes: number) =>
+  feed(
+    spawn(process.execPath, [bin, "--local", "exec", "-i", id, "--", "sh", "-c", "cat > /dev/null"], {
+      env,
+      stdio: ["pipe", "inherit", "inherit"]
+    }),
+    bytes
+  )
+
+const viaLocalPipe = (bytes: number) =>
+  feed(spawn("sh", ["-c", "cat > /dev/null"], { stdio: ["pipe", "inherit", "inherit"] }), bytes)
+
+const rate = (bytes: number, seconds: number) => `${(bytes / MiB / seconds).toFixed(0)} MiB/s`
+
+const main = async () => {
+  await bundle()
+  const id = await cli(["--local", "create", "-q"])
+  try {
+    const bytes = TOTAL_MIB * MiB
+    const small = await viaSandbox(id, 1024)
+    for (let run = 1; run <= RUNS; run++) {
+      const local = await viaLocalPipe(bytes)
+      const sandbox = await viaSandbox(id, bytes)
+      console.log(
+        `run ${run}: ${TOTAL_MIB} MiB | local cat pipe ${rate(bytes, local.seconds)} (${local.seconds.toFixed(2)} s)` +
+          ` | hf-sandbox exec -i ${rate(bytes, sandbox.seconds)} (${sandbox.seconds.toFixed(2)} s)` +
+          ` | ratio ${((100 * local.seconds) / sandbox.seconds).toFixed(0)}%` +
+          ` | CLI peak RSS ${(sandbox.peak / MiB).toFixed(0)} MiB, growth over a 1 KiB stdin ${((sandbox.peak - small.peak) / MiB).toFixed(0)} MiB` +
+          ` | CLI CPU ${sandbox.cpu.toFixed(1)} s | load ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs`
+      )
+    }
+  } finally {
+    await cli(["--local", "kill", id])
+    fs.rmSync(work, { recursive: true, force: true })
+  }
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})
