@@ -804,7 +804,6 @@ def spawn(spec):
             # The pipe is the stdin route's, not the pump's: pump() sees no stdin and ends it via the spec.
             spec.stdin_pipe = StdinPipe(proc.stdin, spec.stdin or b"")
             proc.stdin = None
-        return proc
     except FileNotFoundError as e:
         if spec.cwd is not None and e.filename == spec.cwd:
             raise bad_request("working directory not found: %s" % spec.cwd, "cwd_not_found")
