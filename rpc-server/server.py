@@ -3060,8 +3060,8 @@ class Handler(BaseHTTPRequestHandler):
                 proc = spawn(spec)
                 bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc)
                 bg.key, bg.fingerprint = key, fingerprint
+                start_background(bg, t0)  # gives it its id
                 log("command pid %d is background process %s%s" % (proc.pid, bg.id, "" if tag is None else " " + json.dumps(tag[:100])))
-                start_background(bg, t0)
         if existing is not None:
             info = existing.info()
             info["existing"] = True

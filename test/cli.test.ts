@@ -294,7 +294,7 @@ describe("hf-sandbox CLI, local provider", () => {
       /command started, pid (\d+): test -n "\$TOKEN"; exit 3\n.*command pid \1 ended: exit status 3 \(/
     )
     assert.match(text, /command started, pid (\d+): sleep 30\n.*command pid \1 timed out after 1s: killed by signal 9/)
-    assert.match(text, /command started, pid (\d+): sleep 300\n.*command pid \1 is background process p-1 "web"/)
+    assert.match(text, /command started, pid (\d+): sleep 300\n.*command pid \1 is background process p-\d+ "web"/)
     assert.notInclude(text, secret)
     expectCode(await local(["kill", id]), 0)
   })
