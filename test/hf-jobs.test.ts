@@ -801,9 +801,13 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       assert.include(refused.message, "redirect")
       assert.include(refused.message, new URL(elsewhere.url).host)
       emu.faults.hubRedirects = [{ route: "inspect", times: 1000, toOrigin: elsewhere.url }]
+      const before = (yield* emu.requests).length
       const refusedInspect = yield* Effect.flip(HfJobs.kill(id))
       emu.faults.hubRedirects = []
       assert.include(refusedInspect.message, "redirect")
+      // A refused redirect is an answer, not a transient failure: it is not asked again.
+      const redirected = (yield* emu.requests).slice(before).filter((r) => r.route === "inspect" && r.status === 307)
+      assert.lengthOf(redirected, 1)
       assert.deepStrictEqual(elsewhere.seen, [])
     }).pipe(Effect.scoped)
   )

@@ -286,8 +286,14 @@ export const make = (config: Config) => {
           new HubError({
             operation,
             // A stream cut after a 200 is a transport failure (no status), worth reopening; an error answer
-            // carries its status and the wait the Hub asked for.
-            status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
+            // carries its status and the wait the Hub asked for; so does a refused redirect (its 3xx), which
+            // no retry would change.
+            status:
+              cause instanceof Hub.HubApiError
+                ? cause.statusCode
+                : cause instanceof RedirectRefused
+                  ? seen.status
+                  : undefined,
             detail: describe(cause),
             retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
             tokenSource: config.tokenSource,
