@@ -94,6 +94,8 @@ const DEFAULT_LIFETIME = Duration.hours(1)
 const DEFAULT_IDLE = Duration.minutes(10)
 const LOG_TAIL_LINES = 20
 const CANCEL_BOUND = Duration.seconds(30)
+/** How long a failed request waits for the Hub's word on whether the job ended: one inspect, not a retry loop. */
+const EXIT_REASON_BOUND = Duration.seconds(5)
 
 /** Labels every sandbox job carries. */
 const LABEL = { sandbox: "hf-sandbox", mode: "hf-sandbox-mode", nonce: "hf-sandbox-nonce" } as const
@@ -254,6 +256,23 @@ const jobLogs = (
  * Cancels a job, retrying what is transient, bounded; a job that already ended counts as cancelled. A
  * rate limit that resets later than {@link CANCEL_BOUND} is not waited for: the error comes at once.
  */
+/**
+ * Why a sandbox's job no longer serves, asked of the Hub when a request to it failed: a job in a terminal
+ * stage (`the job ended (ERROR): …`), else `None` (a blip, or a Hub that does not answer in time).
+ */
+const jobExitReason = (hub: Hub.HubClient, namespace: string, jobId: string): Effect.Effect<Option.Option<string>> =>
+  hub.getJob(namespace, jobId).pipe(
+    Effect.map((job) =>
+      Hub.isTerminal(job.status.stage)
+        ? Option.some(
+            `the job ${jobId} ended (${job.status.stage})${job.status.message ? `: ${job.status.message}` : ""}`
+          )
+        : Option.none()
+    ),
+    Effect.timeout(EXIT_REASON_BOUND),
+    Effect.orElseSucceed(() => Option.none())
+  )
+
 const cancelJob = (
   hub: Hub.HubClient,
   namespace: string,
@@ -620,6 +639,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
               }
             : {}),
           died,
+          exitReason: jobExitReason(client, namespace, job.id),
           logs: (logOptions) =>
             jobLogs(client, namespace, job.id, logOptions, spec.schedules.logReconnect, {
               quiet: spec.schedules.logQuietWindow ?? Schedules.logQuietWindow,

@@ -361,4 +361,31 @@ layer(Tunnel, { excludeTestServices: true })("through a quick tunnel that restar
       }).pipe(Effect.scoped),
     120_000
   )
+
+  it.effect(
+    "an exec whose job dies under it fails at once with ConnectionLostError naming the job's end, not after the reattach schedule",
+    () =>
+      Effect.gen(function* () {
+        const emu = yield* Testing.HubEmulatorService
+        // A reattach schedule longer than the test: only the provider's word that the job ended can end the exec.
+        const sb = yield* Sandbox.make({
+          transport: "proxy",
+          schedules: { ...fastSchedules, reattach: Schedule.spaced("1 second").pipe(Schedule.upTo("1 hour")) }
+        })
+        const started = yield* Deferred.make<void>()
+        const fiber = yield* sb.execStream("echo up; exec sleep 300").pipe(
+          Stream.tap((event) => (event._tag === "Stdout" ? Deferred.succeed(started, undefined) : Effect.void)),
+          Stream.runDrain,
+          Effect.flip,
+          Effect.fork
+        )
+        yield* Deferred.await(started)
+        // The container dies (SIGKILL): no exit event, the connection just drops.
+        yield* emu.killJob(sb.id)
+        const error = yield* Fiber.join(fiber)
+        assert.strictEqual(error._tag, "ConnectionLostError", error.message)
+        assert.include(error.message, "ERROR")
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })

@@ -175,6 +175,27 @@ export const run = (
           )
     )
 
+    // An answer that is not a lost connection (the HF proxy's 503 for a job that is not running) from a
+    // sandbox the provider knows to have ended says only that; what the caller needs is that it ended.
+    const explained = (error: OperationError): Effect.Effect<never, OperationError> =>
+      error._tag === "ConnectionLostError" || state.id === undefined || state.exited
+        ? Effect.fail(error)
+        : Effect.flatMap(wire.serverExit, (reason) =>
+            Effect.fail(
+              Option.isSome(reason)
+                ? final(
+                    new ConnectionLostError({
+                      operation,
+                      detail: reason.value,
+                      cause: error,
+                      commandId: state.id!,
+                      running: false
+                    })
+                  )
+                : error
+            )
+          )
+
     const attempt: Stream.Stream<CommandEvent, OperationError> = Stream.suspend(() => {
       const retry = state.attempts++ > 0
       type Line = Protocol.ExecEvent | Protocol.OutputEvent
@@ -182,6 +203,7 @@ export const run = (
       const source: Stream.Stream<Line, OperationError> = retry ? Stream.concat(Stream.execute(serverGone), sent) : sent
       return Stream.concat(
         source.pipe(
+          Stream.catchAll((error) => Stream.fromEffect(explained(error))),
           Stream.mapEffect(toEvent),
           Stream.filterMap((event) => event)
         ),
