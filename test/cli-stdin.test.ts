@@ -8,28 +8,15 @@ import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
-import { build } from "esbuild"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { bundleCli } from "./support/bundleCli.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
 let work: string
 let bin: string
 
 beforeAll(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-cli-stdin-"))
-  bin = path.join(work, "pkg", "dist", "cli", "main.mjs")
-  await build({
-    entryPoints: [path.join(root, "src/cli/main.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    outfile: bin,
-    logLevel: "warning",
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" }
-  })
-  fs.symlinkSync(path.join(root, "rpc-server"), path.join(work, "pkg", "rpc-server"))
+  bin = await bundleCli(work)
 })
 
 afterAll(() => {

@@ -12,19 +12,16 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Writable } from "node:stream"
-import { fileURLToPath } from "node:url"
 import { afterAll, afterEach, assert, beforeAll } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import { build } from "esbuild"
 import * as Testing from "hf-sandbox/testing"
 import { runCli } from "../../src/cli/app.js"
+import { bundleCli } from "./bundleCli.js"
 import { sleep, waitGone } from "./processes.js"
-
-const root = fileURLToPath(new URL("../..", import.meta.url))
 
 export let work: string
 let bin: string
@@ -44,19 +41,7 @@ export const useCliHarness = () => {
 
 const setUp = async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-cli-test-"))
-  bin = path.join(work, "pkg", "dist", "cli", "main.mjs")
-  await build({
-    entryPoints: [path.join(root, "src/cli/main.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    outfile: bin,
-    logLevel: "warning",
-    // Bundled CommonJS dependencies still call require().
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" }
-  })
-  fs.symlinkSync(path.join(root, "rpc-server"), path.join(work, "pkg", "rpc-server"))
+  bin = await bundleCli(work)
   stateDir = path.join(work, "state")
   scope = Effect.runSync(Scope.make())
   // Small pages: ls and kill --all must follow them.
