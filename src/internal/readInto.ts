@@ -1,0 +1,147 @@
+/**
+ * A stdin source that can also be read straight into the caller's buffer. The stdin feed fills its parts
+ * from it in place: nothing is allocated or queued per read. Through `process.stdin` and a `Stream`, every
+ * GiB of stdin was tens of thousands of fresh Buffers, each copied into a part and then collected, and
+ * that per-chunk work was most of the CLI's CPU time. The reader rides on the Stream (which stays the
+ * public form and works anywhere a Stream does): only the stdin feed looks for it.
+ */
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as tty from "node:tty"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+
+/** Reads up to `length` bytes into `buffer` from `offset`: how many came, 0 at the end of input. */
+export type ReadInto<E> = (buffer: Uint8Array, offset: number, length: number) => Effect.Effect<number, E>
+
+/** Opens a reader for the time of a scope (the stdin feed's). */
+export type Open<E> = Effect.Effect<ReadInto<E>, never, Scope.Scope>
+
+const ReadIntoId: unique symbol = Symbol.for("hf-sandbox/internal/readInto")
+
+interface WithReadInto<E> {
+  readonly [ReadIntoId]: Open<E>
+}
+
+/** The reader a stream was given by {@link fromFd}, if any. */
+export const readIntoOf = <E>(source: Stream.Stream<Uint8Array, E>): Open<E> | undefined =>
+  (source as Partial<WithReadInto<E>>)[ReadIntoId]
+
+/**
+ * Bytes read from a pipe or socket at a time. A pipe holds 64 KiB unless its writer enlarged it; a local
+ * socket delivers a few hundred KiB per read when its writer is ahead.
+ */
+const SOCKET_READ = 1024 * 1024
+
+/**
+ * A pipe or socket read through its own handle, each read into one reused buffer and copied from there
+ * (libuv reads it when it is readable, so a descriptor made non-blocking by `process.stdin` works too).
+ * It reads only when asked: what the pipe holds beyond that stays in the pipe, as back-pressure.
+ */
+const fromSocket = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const scratch = new Uint8Array(SOCKET_READ)
+        const state = {
+          start: 0,
+          end: 0,
+          ended: false,
+          failure: undefined as unknown,
+          wake: undefined as (() => void) | undefined
+        }
+        const woken = () => {
+          const wake = state.wake
+          state.wake = undefined
+          wake?.()
+        }
+        const socket = new net.Socket({
+          fd,
+          readable: true,
+          writable: false,
+          manualStart: true,
+          onread: {
+            buffer: scratch,
+            callback: (n: number) => {
+              state.start = 0
+              state.end = n
+              woken()
+              return false // one read at a time: the next waits until this one is taken
+            }
+          }
+        } as net.SocketConstructorOpts)
+        socket.on("end", () => {
+          state.ended = true
+          woken()
+        })
+        socket.on("error", (error) => {
+          state.failure = error
+          woken()
+        })
+        return { socket, scratch, state }
+      }),
+      ({ socket }) => Effect.sync(() => socket.destroy())
+    ),
+    ({ socket, scratch, state }): ReadInto<E> => {
+      const take = (buffer: Uint8Array, offset: number, length: number) => {
+        const n = Math.min(length, state.end - state.start)
+        buffer.set(scratch.subarray(state.start, state.start + n), offset)
+        state.start += n
+        return n
+      }
+      return (buffer, offset, length) =>
+        Effect.suspend(() => {
+          if (state.start < state.end) return Effect.succeed(take(buffer, offset, length))
+          if (state.failure !== undefined) return Effect.fail(onError(state.failure))
+          if (state.ended) return Effect.succeed(0)
+          return Effect.async<number, E>((resume) => {
+            state.wake = () =>
+              resume(
+                state.start < state.end
+                  ? Effect.succeed(take(buffer, offset, length))
+                  : state.failure !== undefined
+                    ? Effect.fail(onError(state.failure))
+                    : Effect.succeed(0)
+              )
+            socket.resume()
+            return Effect.sync(() => {
+              state.wake = undefined
+            })
+          })
+        })
+    }
+  )
+
+/** A regular file (`< file`): read(2) on the thread pool, straight into the buffer, at its own position. */
+const fromFile = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
+  Effect.succeed((buffer, offset, length) =>
+    Effect.async<number, E>((resume) => {
+      fs.read(fd, buffer, offset, length, null, (error, n) =>
+        resume(error === null ? Effect.succeed(n) : Effect.fail(onError(error)))
+      )
+    })
+  )
+
+/**
+ * The bytes of file descriptor `fd` (this process's stdin: 0) as a Stream of `readable`'s chunks, which
+ * the stdin feed reads into its parts instead when `fd` is a pipe, a socket or a regular file. A terminal
+ * (its line editing and Ctrl-D belong to the Readable) and anything else stay a plain stream.
+ */
+export const fromFd = <E>(
+  fd: number,
+  readable: () => NodeJS.ReadableStream,
+  onError: (cause: unknown) => E
+): Stream.Stream<Uint8Array, E> => {
+  const stream = Stream.suspend(() => Stream.fromAsyncIterable(readable() as AsyncIterable<Uint8Array>, onError))
+  let kind: fs.Stats | undefined
+  try {
+    kind = tty.isatty(fd) ? undefined : fs.fstatSync(fd)
+  } catch {
+    kind = undefined // not open: the stream reports it when read
+  }
+  if (kind === undefined) return stream
+  if (kind.isFIFO() || kind.isSocket()) return Object.assign(stream, { [ReadIntoId]: fromSocket(fd, onError) })
+  if (kind.isFile()) return Object.assign(stream, { [ReadIntoId]: fromFile(fd, onError) })
+  return stream
+}
