@@ -115,18 +115,22 @@ const fromSocket = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
 
 /** A regular file (`< file`): read(2) on the thread pool, straight into the buffer, at its own position. */
 const fromFile = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
-  Effect.succeed((buffer, offset, length) =>
-    Effect.async<number, E>((resume) => {
-      fs.read(fd, buffer, offset, length, null, (error, n) =>
-        resume(error === null ? Effect.succeed(n) : Effect.fail(onError(error)))
-      )
-    })
+  Effect.as(
+    Effect.addFinalizer(() => Effect.sync(() => (fd > 2 ? fs.close(fd, () => {}) : undefined))),
+    (buffer: Uint8Array, offset: number, length: number) =>
+      Effect.async<number, E>((resume) => {
+        fs.read(fd, buffer, offset, length, null, (error, n) =>
+          resume(error === null ? Effect.succeed(n) : Effect.fail(onError(error)))
+        )
+      })
   )
 
 /**
  * The bytes of file descriptor `fd` (this process's stdin: 0) as a Stream of `readable`'s chunks, which
  * the stdin feed reads into its parts instead when `fd` is a pipe, a socket or a regular file. A terminal
- * (its line editing and Ctrl-D belong to the Readable) and anything else stay a plain stream.
+ * (its line editing and Ctrl-D belong to the Readable) and anything else stay a plain stream. The
+ * descriptor is the stream's from then on: one above 2 is closed once read (libuv closes the one its
+ * handle held, as a Readable with `autoClose` does); this process's stdin is left open.
  */
 export const fromFd = <E>(
   fd: number,
