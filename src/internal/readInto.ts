@@ -29,22 +29,30 @@ export const readIntoOf = <E>(source: Stream.Stream<Uint8Array, E>): Open<E> | u
   (source as Partial<WithReadInto<E>>)[ReadIntoId]
 
 /**
- * Bytes read from a pipe or socket at a time. A pipe holds 64 KiB unless its writer enlarged it; a local
- * socket delivers a few hundred KiB per read when its writer is ahead.
+ * The most a read from a pipe or socket brings when it cannot land in place (then it is copied). A pipe
+ * holds 64 KiB unless its writer enlarged it; a local socket gives a few hundred KiB when its writer is ahead.
  */
 const SOCKET_READ = 1024 * 1024
 
 /**
- * A pipe or socket read through its own handle, each read into one reused buffer and copied from there
- * (libuv reads it when it is readable, so a descriptor made non-blocking by `process.stdin` works too).
- * It reads only when asked: what the pipe holds beyond that stays in the pipe, as back-pressure.
+ * A pipe or socket read through its own handle (libuv reads it when it is readable, so a descriptor made
+ * non-blocking by `process.stdin` works too), one read at a time and only when asked: what the pipe holds
+ * beyond that stays in the pipe, as back-pressure. The handle's buffer for a read is chosen when the read
+ * before it ends: the rest of the region that one was asked to fill, which is where the feed asks for the
+ * next bytes while its part is not full, so they land in place; elsewhere (a new part, a flushed one)
+ * they land in `scratch` or that rest, which nothing else uses until the feed has taken them, and are
+ * copied from there.
  */
 const fromSocket = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
   Effect.map(
     Effect.acquireRelease(
       Effect.sync(() => {
-        const scratch = new Uint8Array(SOCKET_READ)
+        const scratch: Uint8Array = new Uint8Array(SOCKET_READ)
         const state = {
+          /** Where the handle reads next. */
+          into: scratch,
+          /** What the last read brought (in the buffer it read into), from `start` to `end` not taken yet. */
+          held: scratch,
           start: 0,
           end: 0,
           ended: false,
@@ -62,12 +70,13 @@ const fromSocket = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
           writable: false,
           manualStart: true,
           onread: {
-            buffer: scratch,
-            callback: (n: number) => {
+            buffer: () => state.into,
+            callback: (n: number, read: Uint8Array) => {
+              state.held = read
               state.start = 0
               state.end = n
               woken()
-              return false // one read at a time: the next waits until this one is taken
+              return false // one read at a time: the next waits until it is asked for
             }
           }
         } as net.SocketConstructorOpts)
@@ -85,9 +94,13 @@ const fromSocket = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
     ),
     ({ socket, scratch, state }): ReadInto<E> => {
       const take = (buffer: Uint8Array, offset: number, length: number) => {
+        const held = state.held
         const n = Math.min(length, state.end - state.start)
-        buffer.set(scratch.subarray(state.start, state.start + n), offset)
+        if (held.buffer !== buffer.buffer || held.byteOffset + state.start !== buffer.byteOffset + offset) {
+          buffer.set(held.subarray(state.start, state.start + n), offset)
+        }
         state.start += n
+        state.into = state.start < state.end || n === length ? scratch : buffer.subarray(offset + n, offset + length)
         return n
       }
       return (buffer, offset, length) =>
@@ -105,8 +118,10 @@ const fromSocket = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
                     : Effect.succeed(0)
               )
             socket.resume()
+            // Interrupted: no read may land in a buffer the feed no longer lends.
             return Effect.sync(() => {
               state.wake = undefined
+              socket.pause()
             })
           })
         })
