@@ -22,6 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as ReadInto from "../internal/readInto.js"
 import { VERSION } from "../internal/version.js"
 import * as Sandbox from "../Sandbox.js"
 import { LocalFileError } from "../SandboxError.js"
@@ -221,9 +222,10 @@ const layerFor = (local: boolean) =>
  * library sends it in bounded parts): `tar c big | hf-sandbox exec -i ID -- tar x` holds about one part
  * in memory, whatever the size.
  */
-const stdinStream: Stream.Stream<Uint8Array, LocalFileError> = Stream.suspend(() =>
-  Stream.fromAsyncIterable(
-    process.stdin as AsyncIterable<Buffer>,
+const stdinStream = (): Stream.Stream<Uint8Array, LocalFileError> =>
+  ReadInto.fromFd(
+    0,
+    () => process.stdin,
     (cause) =>
       new LocalFileError({
         path: "<stdin>",
@@ -231,7 +233,6 @@ const stdinStream: Stream.Stream<Uint8Array, LocalFileError> = Stream.suspend(()
         detail: cause instanceof Error ? cause.message : String(cause)
       })
   )
-)
 
 /** The exit code a finished command maps to: its own, 124 after its timeout, 128+N after signal N. */
 const exitCodeOf = (exit: { exitCode: number | null; signal: number | null; timedOut: boolean }) =>
@@ -419,7 +420,7 @@ const exec = Command.make(
         const command = yield* Parse.commandOf(forced, a.cmd)
         const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
         const environment = yield* Parse.envPairs(a.env)
-        const input = a.stdin ? stdinStream : undefined
+        const input = a.stdin ? stdinStream() : undefined
         const sb = yield* attach(id)
         const code = yield* streamCommand(
           sb,
@@ -634,7 +635,7 @@ const run = Command.make(
         const options = yield* sandboxOptions(a)
         const command = yield* Parse.commandOf(forced, a.cmd)
         const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
-        const input = a.stdin ? stdinStream : undefined
+        const input = a.stdin ? stdinStream() : undefined
         // The sandbox is owned: it ends with this command, on success, failure and Ctrl-C alike. Its hard
         // limit on HF Jobs leaves the command's timeout room to play out.
         const sb = yield* Sandbox.make({

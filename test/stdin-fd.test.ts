@@ -1,0 +1,127 @@
+/**
+ * Stdin read from a file descriptor straight into the feed's parts (what `hf-sandbox exec -i` does with
+ * its own stdin): a pipe that is non-blocking (as fd 0 is once anything touched `process.stdin`), a pipe
+ * that pauses while a part is flushed, a regular file, and a command that stops reading.
+ */
+import { spawn as spawnChild } from "node:child_process"
+import { createHash, randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { assert, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as Sandbox from "hf-sandbox/Sandbox"
+import * as ReadInto from "../src/internal/readInto.js"
+import * as Stdin from "../src/internal/stdin.js"
+import { eventually, localLayer } from "./support/local.js"
+
+const Local = Sandbox.layer().pipe(Layer.provideMerge(localLayer()))
+
+const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex")
+
+/** A temporary directory for the scope. */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-stdin-fd-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/**
+ * A FIFO in `dir`: its read end, opened non-blocking, and its write end (opened before anything reads,
+ * so that the reader does not see the end of input first), for the caller to close.
+ */
+const fifo = (dir: string) =>
+  Effect.gen(function* () {
+    const file = path.join(dir, "fifo")
+    yield* Effect.promise(
+      () => new Promise<void>((resolve) => spawnChild("mkfifo", [file]).once("exit", () => resolve()))
+    )
+    // The read end is the stream's to close (see fromFd).
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+    return { fd, writer: fs.openSync(file, fs.constants.O_WRONLY) }
+  })
+
+/** A host command writing into `writer` (which is closed here: the command holds its own), killed with the scope. */
+const writing = (command: string, args: ReadonlyArray<string>, writer: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawnChild(command, args, { stdio: ["ignore", writer, "ignore"] })
+      fs.closeSync(writer)
+      return child
+    }),
+    (child) => Effect.sync(() => child.kill("SIGKILL"))
+  )
+
+const fdStream = (fd: number) =>
+  ReadInto.fromFd(
+    fd,
+    () => fs.createReadStream("", { fd, autoClose: false }),
+    (cause) => new Error(String(cause))
+  )
+
+const outputText = (process: Sandbox.Process<unknown>) =>
+  process.output().pipe(
+    Stream.filterMap((event) => (event._tag === "Stdout" ? Option.some(event.text) : Option.none())),
+    Stream.runCollect,
+    Effect.map((chunks) => [...chunks].join(""))
+  )
+
+layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("stdin read from a descriptor", (it) => {
+  it.effect("a FIFO and a regular file, over several parts: every byte, in order", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const dir = yield* tempDir
+      const data = randomBytes(2 * Stdin.PART_BYTES + 12_345)
+      const file = path.join(dir, "data")
+      fs.writeFileSync(file, data)
+      const pipe = yield* fifo(dir)
+      assert.isDefined(ReadInto.readIntoOf(fdStream(pipe.fd)))
+      yield* writing("cat", [file], pipe.writer)
+      const viaPipe = yield* sb.exec(["sha256sum"], { stdin: fdStream(pipe.fd) })
+      assert.strictEqual(viaPipe.stdout.split(" ")[0], sha256(data))
+      const fd = fs.openSync(file, fs.constants.O_RDONLY)
+      assert.isDefined(ReadInto.readIntoOf(fdStream(fd)))
+      const viaFile = yield* sb.exec(["sha256sum"], { stdin: fdStream(fd) })
+      assert.strictEqual(viaFile.stdout.split(" ")[0], sha256(data))
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("a pipe that pauses: its bytes are sent as they come, and those read during a flush follow", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const dir = yield* tempDir
+      const pipe = yield* fifo(dir)
+      const writer = pipe.writer
+      const p = yield* sb.spawn(["sh", "-c", 'read a; echo "got $a"; read b; echo "got $b"'], {
+        stdin: fdStream(pipe.fd)
+      })
+      fs.writeSync(writer, "one\n")
+      // Only a flush of the part can have brought the first line; the feed reads on meanwhile.
+      yield* eventually(
+        Effect.filterOrFail(
+          outputText(p),
+          (out) => out === "got one\n",
+          (out) => new Error(`output so far: ${out}`)
+        )
+      )
+      fs.writeSync(writer, "two\n")
+      fs.closeSync(writer)
+      assert.strictEqual((yield* p.wait).exitCode, 0)
+      assert.strictEqual(yield* outputText(p), "got one\ngot two\n")
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("a command that stops reading ends the feed quietly while the pipe still has more", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.Sandbox
+      const dir = yield* tempDir
+      const pipe = yield* fifo(dir)
+      yield* writing("yes", [], pipe.writer)
+      const result = yield* sb.exec(["head", "-c", "10"], { stdin: fdStream(pipe.fd) })
+      assert.strictEqual(result.exitCode, 0)
+      assert.strictEqual(result.stdout, "y\ny\ny\ny\ny\n")
+    }).pipe(Effect.scoped)
+  )
+})
