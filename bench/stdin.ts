@@ -14,35 +14,18 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
-import { build } from "esbuild"
+import { bundleCli } from "../test/support/bundleCli.js"
 
 const MiB = 1024 * 1024
 const TOTAL_MIB = Number(process.env.BENCH_MIB ?? 1024)
 const RUNS = Number(process.env.BENCH_RUNS ?? 2)
-const root = fileURLToPath(new URL("..", import.meta.url))
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-bench-stdin-"))
-const bin = path.join(work, "pkg", "dist", "cli", "main.mjs")
+let bin = ""
 const env = {
   PATH: process.env.PATH,
   HOME: work,
   HF_SANDBOX_STATE_DIR: path.join(work, "state"),
   HF_HUB_DISABLE_TELEMETRY: "1"
-}
-
-/** The CLI laid out as the package installs it (dist/cli beside rpc-server), as the CLI tests do. */
-const bundle = async () => {
-  await build({
-    entryPoints: [path.join(root, "src/cli/main.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    outfile: bin,
-    logLevel: "warning",
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" }
-  })
-  fs.symlinkSync(path.join(root, "rpc-server"), path.join(work, "pkg", "rpc-server"))
 }
 
 const cli = (args: ReadonlyArray<string>) =>
@@ -123,7 +106,7 @@ const viaLocalPipe = (bytes: number) =>
 const rate = (bytes: number, seconds: number) => `${(bytes / MiB / seconds).toFixed(0)} MiB/s`
 
 const main = async () => {
-  await bundle()
+  bin = await bundleCli(work)
   const id = await cli(["--local", "create", "-q"])
   try {
     const bytes = TOTAL_MIB * MiB
