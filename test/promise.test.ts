@@ -327,16 +327,14 @@ const child = (mode: string) => {
   })
   let stdout = ""
   let stderr = ""
-  let readyAt = 0
   proc.stdout.on("data", (d) => {
     stdout += d
-    if (readyAt === 0 && stdout.includes("\n")) readyAt = Date.now()
   })
   proc.stderr.on("data", (d) => {
     stderr += d
   })
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>((resolve) => {
-    proc.on("exit", (code, signal) => resolve({ code, signal, ms: Date.now() - readyAt }))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on("exit", (code, signal) => resolve({ code, signal }))
   })
   const ready = until(async () => {
     const line = stdout.split("\n").find((l) => l.startsWith("{"))
@@ -363,7 +361,6 @@ describe("Promise facade: a program that is signalled or ends with a sandbox ope
       run.proc.kill(signal)
       const exit = await run.exited
       expect(exit, JSON.stringify(run.output())).toMatchObject({ code: null, signal })
-      expect(exit.ms).toBeLessThan(10_000)
       expect(await waitGone(command === undefined ? [server] : [server, command])).toEqual([])
       expect(run.output().stdout).not.toContain("unreachable")
       expect(run.output().stderr).toBe("")
@@ -380,7 +377,6 @@ describe("Promise facade: a program that is signalled or ends with a sandbox ope
       const { server } = await run.ready
       const exit = await run.exited
       expect(exit, JSON.stringify(run.output())).toMatchObject({ code, signal: null })
-      expect(exit.ms).toBeLessThan(10_000)
       expect(await waitGone([server])).toEqual([])
     })
   }

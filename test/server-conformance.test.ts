@@ -401,8 +401,8 @@ describe("POST /v1/exec", () => {
   it("kills the whole process group on timeout and keeps partial output", async () => {
     const r = await exec(S, { cmd: "echo partial; sleep 30 & echo $!; sleep 30", timeout: 1 })
     expect(r.exit).toMatchObject({ exit_code: null, signal: 9, timed_out: true })
+    // Killed (signal 9, timed_out), not ended by itself: the 30 s sleep did not run its course.
     expect(r.exit.duration_ms).toBeGreaterThanOrEqual(900)
-    expect(r.exit.duration_ms).toBeLessThan(20_000)
     const [first, grandchild] = r.stdout.trim().split("\n")
     expect(first).toBe("partial")
     const pids = [Number(grandchild), r.events[0]!.pid as number]
@@ -410,9 +410,9 @@ describe("POST /v1/exec", () => {
   })
 
   it("does not wait for background processes that keep the pipes open", async () => {
-    const t0 = Date.now()
-    const r = await exec(S, { cmd: "sleep 30 & echo $!; echo started" })
-    expect(Date.now() - t0).toBeLessThan(10_000)
+    // No clock: an exec that waited for the background `sleep` would return after it ended (or not
+    // within the test's bound); it must return while it still runs.
+    const r = await exec(S, { cmd: "sleep 300 & echo $!; echo started" })
     expect(r.exit).toMatchObject({ exit_code: 0, timed_out: false })
     const [bg, msg] = r.stdout.trim().split("\n")
     expect(msg).toBe("started")
