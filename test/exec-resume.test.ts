@@ -21,8 +21,7 @@ import { Sandbox as PromiseSandbox, SandboxError } from "hf-sandbox/promise"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Testing from "hf-sandbox/testing"
-import { fakeDns } from "./support/fakeDns.js"
-import { emulatorLayer, fastSchedules } from "./support/hub.js"
+import { emulatedHub, fastSchedules } from "./support/hub.js"
 import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
 import { type Relay, startRelay } from "./support/relay.js"
 
@@ -324,13 +323,7 @@ describe("idempotencyKey in the Promise facade", () => {
   })
 })
 
-const Tunnel = Layer.unwrapScoped(
-  Effect.gen(function* () {
-    const dns = yield* fakeDns({})
-    const emulator = yield* Testing.make({ schedulingDelay: "100 millis" })
-    return emulatorLayer(emulator, [dns.server])
-  })
-)
+const Tunnel = emulatedHub()
 
 layer(Tunnel, { excludeTestServices: true })("through a quick tunnel that restarts", (it) => {
   it.effect(

@@ -10,16 +10,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Testing from "hf-sandbox/testing"
-import { fakeDns } from "./support/fakeDns.js"
-import { emulatorLayer, fastSchedules } from "./support/hub.js"
+import { emulatedHub, emulatorLayer, fastSchedules } from "./support/hub.js"
 
-const Env = Layer.unwrapScoped(
-  Effect.gen(function* () {
-    const dns = yield* fakeDns({})
-    const emulator = yield* Testing.make({ schedulingDelay: "100 millis" })
-    return emulatorLayer(emulator, [dns.server])
-  })
-)
+const Env = emulatedHub()
 
 const emulator = Testing.HubEmulatorService
 const ARCH = process.arch === "arm64" ? "arm64" : "amd64"

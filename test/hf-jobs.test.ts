@@ -24,19 +24,11 @@ import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Testing from "hf-sandbox/testing"
-import { fakeDns } from "./support/fakeDns.js"
-import { emulatorLayer, fastSchedules } from "./support/hub.js"
+import { emulatedHub, emulatorLayer, fastSchedules } from "./support/hub.js"
 import { assertGone, eventually } from "./support/local.js"
 
-const Env = Layer.unwrapScoped(
-  Effect.gen(function* () {
-    // The DNS fallback asks this loopback resolver, never a public one.
-    const dns = yield* fakeDns({})
-    // Small pages: listing more jobs than one page holds is cheap.
-    const emulator = yield* Testing.make({ schedulingDelay: "100 millis", listPageSize: 3 })
-    return emulatorLayer(emulator, [dns.server])
-  })
-)
+// Small pages: listing more jobs than one page holds is cheap.
+const Env = emulatedHub({ listPageSize: 3 })
 
 const fast = fastSchedules
 

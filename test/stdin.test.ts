@@ -15,17 +15,10 @@ import * as Sandbox from "hf-sandbox/Sandbox"
 import type { StdinError } from "hf-sandbox/SandboxError"
 import * as Testing from "hf-sandbox/testing"
 import * as Stdin from "../src/internal/stdin.js"
-import { fakeDns } from "./support/fakeDns.js"
-import { emulatorLayer, fastSchedules } from "./support/hub.js"
+import { emulatedHub, fastSchedules } from "./support/hub.js"
 import { localLayer } from "./support/local.js"
 
-const Env = Layer.unwrapScoped(
-  Effect.gen(function* () {
-    const dns = yield* fakeDns({})
-    const emulator = yield* Testing.make({ schedulingDelay: "100 millis" })
-    return emulatorLayer(emulator, [dns.server])
-  })
-)
+const Env = emulatedHub()
 
 const emulator = Testing.HubEmulatorService
 

@@ -9,6 +9,7 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Testing from "hf-sandbox/testing"
+import { fakeDns } from "./fakeDns.js"
 
 /** Quick Hub retries and stage checks, so fault tests do not wait on production backoff. */
 export const fastSchedules = {
@@ -27,4 +28,17 @@ export const emulatorLayer = (emulator: Testing.HubEmulator, publicDns: Readonly
       Layer.provide(NodeHttpClient.layerUndici)
     ),
     Layer.succeed(Testing.HubEmulatorService, emulator)
+  )
+
+/**
+ * A scoped emulator with a 100 ms scheduling delay (plus `options`) behind {@link emulatorLayer}, whose
+ * DNS fallback asks a loopback resolver, never a public one.
+ */
+export const emulatedHub = (options: Testing.EmulatorOptions = {}) =>
+  Layer.unwrapScoped(
+    Effect.gen(function* () {
+      const dns = yield* fakeDns({})
+      const emulator = yield* Testing.make({ schedulingDelay: "100 millis", ...options })
+      return emulatorLayer(emulator, [dns.server])
+    })
   )
