@@ -34,6 +34,7 @@ if sys.version_info < (3, 8):  # before any import that would fail with a worse 
 import argparse
 import base64
 import codecs
+import contextlib
 import errno
 import hashlib
 import hmac
@@ -495,9 +496,9 @@ def supervise(remove_dir, journal=None):
     except (OSError, ValueError):
         pass  # nobody reads our stdout any more (a detached sandbox)
     how = (
-        "was killed by signal %d" % os.WTERMSIG(status)
-        if os.WIFSIGNALED(status)
-        else "exited with status %d" % os.WEXITSTATUS(status)
+        "was killed by signal %d" % exited["signal"]
+        if signaled
+        else "exited with status %d" % exited["exit_code"]
     )
     # At once too: the clients of a detached sandbox (no one reads our stdout) find the cause in its log.
     log("supervisor: the server %s" % how)
@@ -516,8 +517,8 @@ def supervise(remove_dir, journal=None):
         except OSError:
             pass
     sys.stderr.flush()
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
+    if signaled:
+        sig = exited["signal"]
         try:
             signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
@@ -841,7 +842,7 @@ class ExecResult(object):
 # each placed by its byte offset: a retry of a request whose answer was lost
 # skips what was already written. Writes are non-blocking and done by the
 # request's own thread; a command that does not read gets a partial answer
-# after stdin_stall_seconds() instead of a request that never ends.
+# after STDIN_STALL seconds instead of a request that never ends.
 
 STDIN_BODY_LIMIT = 16 * 1024 * 1024
 STDIN_WAIT = 0.25  # a blocked writer checks this often whether the command ended
@@ -850,13 +851,18 @@ STDIN_PIPE_SIZE = 1024 * 1024  # Linux: a larger pipe wakes the writer and the r
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named only since Python 3.10
 
 
-def stdin_stall_seconds():
-    raw = os.environ.get("SBX_STDIN_STALL", "")
+def env_seconds(name, default):
+    """A positive number of seconds from the environment; the default when unset or not one."""
+    raw = os.environ.get(name, "")
     try:
-        value = float(raw) if raw else 20.0
+        value = float(raw) if raw else default
     except ValueError:
-        value = 20.0
-    return value if math.isfinite(value) and value > 0 else 20.0
+        value = default
+    return value if math.isfinite(value) and value > 0 else default
+
+
+# Read once: the environment is the server's own, fixed at its start.
+STDIN_STALL = env_seconds("SBX_STDIN_STALL", 20.0)
 
 
 class StdinPipe(object):
@@ -1146,7 +1152,6 @@ def pump(handler, proc, spec, sink, t0):
         result.duration_ms = int((time.monotonic() - t0) * 1000)
         log_command_end(proc, spec, result, finished)
     result.returncode = proc.returncode
-    result.duration_ms = int((time.monotonic() - t0) * 1000)
     sink.remaining(list(readers))
     return result
 
@@ -1422,12 +1427,12 @@ class BgProcess(object):
             if not self.paused:
                 return
             self.paused = False
-            w = self.wake_w
-        if w is not None:
-            try:
-                os.write(w, b"\0")
-            except OSError:
-                pass  # pipe full (a wake-up is pending) or closed (the pump ended)
+            # Written under the lock that close() takes to retire the fd: never to a number since reused.
+            if self.wake_w is not None:
+                try:
+                    os.write(self.wake_w, b"\0")
+                except OSError:
+                    pass  # pipe full (a wake-up is pending)
 
     def advance(self, pos):
         """A reader handed the bytes before `pos` (per stream) to its socket."""
@@ -1579,19 +1584,18 @@ def run_background(bg, t0):
         bg.finished(result)
 
 
-class NoLock(object):
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 IDEMPOTENCY_KEY = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
 # The fields that make two requests "the same command" for an idempotency key.
 IDEMPOTENT_FIELDS = ("cmd", "shell", "env", "cwd", "workdir", "stdin", "stdin_b64", "stdin_pipe")
-NO_LOCK = NoLock()
 KEYED = threading.Lock()  # check-then-spawn of keyed requests is one step: a key runs one command
+
+
+def buffer_bytes(req, default):
+    """The request's `buffer_bytes` (a command's output window), checked."""
+    limit = req.get("buffer_bytes", default)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFER_BYTES:
+        raise bad_request("`buffer_bytes` must be an integer from 1 to %d (64 MiB)" % MAX_BUFFER_BYTES)
+    return limit
 
 
 def idempotency(req, kind):
@@ -1861,12 +1865,7 @@ TRANSFER_DEAD_KEEP = 4096  # removed transfer ids remembered, oldest forgotten f
 
 
 def transfer_stale_seconds():
-    raw = os.environ.get("SBX_TRANSFER_STALE", "")
-    try:
-        value = float(raw) if raw else 120.0
-    except ValueError:
-        value = 120.0
-    return value if math.isfinite(value) and value > 0 else 120.0
+    return env_seconds("SBX_TRANSFER_STALE", 120.0)
 
 
 def temp_beside(dest, tag):
@@ -2508,11 +2507,9 @@ class Handler(BaseHTTPRequestHandler):
     def route_exec(self):
         req = self.read_json()
         spec = parse_exec(req, legacy=False)
-        limit = req.get("buffer_bytes", DEFAULT_EXEC_BUFFER)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFER_BYTES:
-            raise bad_request("`buffer_bytes` must be an integer from 1 to %d (64 MiB)" % MAX_BUFFER_BYTES)
+        limit = buffer_bytes(req, DEFAULT_EXEC_BUFFER)
         key, fingerprint = idempotency(req, "exec")
-        with KEYED if key is not None else NO_LOCK:
+        with KEYED if key is not None else contextlib.nullcontext():
             bg = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
             if bg is None:
                 t0 = time.monotonic()
@@ -3048,12 +3045,10 @@ class Handler(BaseHTTPRequestHandler):
         tag = req.get("tag")
         if tag is not None and not isinstance(tag, str):
             raise bad_request("`tag` must be a string")
-        limit = req.get("buffer_bytes", DEFAULT_BUFFER_BYTES)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFER_BYTES:
-            raise bad_request("`buffer_bytes` must be an integer from 1 to %d (64 MiB)" % MAX_BUFFER_BYTES)
+        limit = buffer_bytes(req, DEFAULT_BUFFER_BYTES)
         key, fingerprint = idempotency(req, "process")
         existing = None
-        with KEYED if key is not None else NO_LOCK:
+        with KEYED if key is not None else contextlib.nullcontext():
             existing = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
             if existing is None:
                 t0 = time.monotonic()
@@ -3159,7 +3154,7 @@ class Handler(BaseHTTPRequestHandler):
         if body.remaining > STDIN_BODY_LIMIT:
             message = "stdin body too large: %d bytes (at most 16 MiB per request; send the rest at the next offset)"
             raise HttpError(413, message % body.remaining, "too_large", close=True)
-        stall = stdin_stall_seconds()
+        stall = STDIN_STALL
         if not pipe.take_turn(offset, stall):
             if offset > pipe.written and not pipe.closed:
                 # The bytes before this body did not come (from another connection) in time.
