@@ -252,10 +252,10 @@ const jobLogs = (
   )
 }
 
-/**
- * Cancels a job, retrying what is transient, bounded; a job that already ended counts as cancelled. A
- * rate limit that resets later than {@link CANCEL_BOUND} is not waited for: the error comes at once.
- */
+/** How a job ended, as errors say it: `job ID ended (STAGE): message`. */
+const jobEnded = (jobId: string, job: Hub.JobInfo) =>
+  `job ${jobId} ended (${job.status.stage})${job.status.message ? `: ${job.status.message}` : ""}`
+
 /**
  * Why a sandbox's job no longer serves, asked of the Hub when a request to it failed: a job in a terminal
  * stage (`the job ended (ERROR): …`), else `None` (a blip, or a Hub that does not answer in time).
@@ -263,16 +263,16 @@ const jobLogs = (
 const jobExitReason = (hub: Hub.HubClient, namespace: string, jobId: string): Effect.Effect<Option.Option<string>> =>
   hub.getJob(namespace, jobId).pipe(
     Effect.map((job) =>
-      Hub.isTerminal(job.status.stage)
-        ? Option.some(
-            `the job ${jobId} ended (${job.status.stage})${job.status.message ? `: ${job.status.message}` : ""}`
-          )
-        : Option.none()
+      Hub.isTerminal(job.status.stage) ? Option.some(`the ${jobEnded(jobId, job)}`) : Option.none()
     ),
     Effect.timeout(EXIT_REASON_BOUND),
     Effect.orElseSucceed(() => Option.none())
   )
 
+/**
+ * Cancels a job, retrying what is transient, bounded; a job that already ended counts as cancelled. A
+ * rate limit that resets later than {@link CANCEL_BOUND} is not waited for: the error comes at once.
+ */
 const cancelJob = (
   hub: Hub.HubClient,
   namespace: string,
@@ -335,7 +335,7 @@ const watchForDeath = (
           new StartError({
             provider: "hf-jobs",
             reason: "JobFailed",
-            detail: `job ${jobId} ended (${job.status.stage})${job.status.message ? `: ${job.status.message}` : ""}`,
+            detail: jobEnded(jobId, job),
             stderrTail: lines.filter((l) => !isStartBanner(l)).join("\n")
           })
         )

@@ -43,7 +43,7 @@ import {
   AuthError,
   BadRequestError,
   type HubError,
-  InvalidArgumentError,
+  type InvalidArgumentError,
   type OperationError,
   ProcessNotFoundError,
   RequestTimeoutError,
@@ -461,7 +461,15 @@ const makeCapture = (limit: number) => {
       truncated = data.length > room
     },
     bytes: () => {
-      if (whole === undefined) whole = new Uint8Array(Buffer.concat(parts))
+      if (whole === undefined) {
+        // One copy: Buffer.concat's result wrapped in a Uint8Array would be copied a second time.
+        whole = new Uint8Array(bytes)
+        let at = 0
+        for (const part of parts) {
+          whole.set(part, at)
+          at += part.length
+        }
+      }
       return whole
     },
     // A cut in the middle of a character leaves U+FFFD at the end: dropped, the cap is in bytes.
@@ -782,13 +790,7 @@ const open = (
       execOptions: Omit<ExecOptions<unknown>, "stdin">,
       stdin: Stdin.Plan<unknown> = Stdin.plan(undefined)
     ): Effect.Effect<Protocol.ExecRequest, InvalidArgumentError> =>
-      Effect.try({
-        try: () => buildExecRequest(command, execOptions, stdin),
-        catch: (cause) =>
-          cause instanceof Validate.Invalid
-            ? new InvalidArgumentError({ operation, argument: cause.option, detail: cause.detail })
-            : new InvalidArgumentError({ operation, argument: "options", detail: String(cause) })
-      })
+      Validate.check(operation, () => buildExecRequest(command, execOptions, stdin))
     const buildExecRequest = (
       command: string | ReadonlyArray<string>,
       execOptions: Omit<ExecOptions<unknown>, "stdin">,
@@ -843,15 +845,9 @@ const open = (
                   : Stdin.makeWriter(wire, id, stdinRetry, 0)
                       .feed(source)
                       .pipe(
-                        // The failure is recorded before the kill, so the exit the kill causes is never
-                        // taken for the command's own; the kill is not cut short by the events' end.
-                        Effect.catchAll((error) =>
-                          Deferred.fail(failed, error).pipe(
-                            Effect.zipRight(wire.kill(id, "KILL")),
-                            Effect.ignore,
-                            Effect.uninterruptible
-                          )
-                        ),
+                        // Recorded, the failure ends the events (interruptWhen below), and the command's
+                        // stream kills the command it gives up on (bounded, see Reattach.run).
+                        Effect.catchAll((error) => Deferred.fail(failed, error).pipe(Effect.ignore)),
                         Effect.forkIn(scope),
                         Effect.asVoid
                       )
@@ -1011,17 +1007,7 @@ const open = (
           const piped = input === "pipe" || stdin.source !== undefined
           const request = yield* execRequest("spawn", command, rest, stdin)
           if (bufferBytes !== undefined) {
-            yield* Effect.try({
-              try: () => Validate.bufferBytes("bufferBytes", bufferBytes),
-              catch: (cause) => {
-                const invalid = cause as Validate.Invalid
-                return new InvalidArgumentError({
-                  operation: "spawn",
-                  argument: invalid.option,
-                  detail: invalid.detail
-                })
-              }
-            })
+            yield* Validate.check("spawn", () => Validate.bufferBytes("bufferBytes", bufferBytes))
           }
           const info = yield* wire.spawn({
             ...request,
@@ -1079,16 +1065,10 @@ const open = (
     // (so a character split across chunks decodes whole).
     const exec: Sandbox["exec"] = <E>(command: string | ReadonlyArray<string>, execOptions: ExecOptions<E> = {}) => {
       const { maxOutputBytes, ...streamOptions } = execOptions
-      return Effect.suspend(() => {
-        let limit = DEFAULT_MAX_OUTPUT
-        try {
-          if (maxOutputBytes !== undefined) limit = Validate.positiveBytes("maxOutputBytes", maxOutputBytes)
-        } catch (cause) {
-          const invalid = cause as Validate.Invalid
-          return Effect.fail(
-            new InvalidArgumentError({ operation: "exec", argument: invalid.option, detail: invalid.detail })
-          )
-        }
+      const checkedLimit = Validate.check("exec", () =>
+        maxOutputBytes === undefined ? DEFAULT_MAX_OUTPUT : Validate.positiveBytes("maxOutputBytes", maxOutputBytes)
+      )
+      return Effect.flatMap(checkedLimit, (limit) => {
         const stdout = makeCapture(limit)
         const stderr = makeCapture(limit)
         let exit: Extract<ExecEvent, { _tag: "Exit" }> | undefined

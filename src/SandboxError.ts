@@ -383,6 +383,7 @@ export const SandboxError = Schema.Union(
   AuthError,
   FileNotFoundError,
   IsDirectoryError,
+  FileExistsError,
   BadRequestError,
   ServerError,
   LocalFileError,

@@ -61,7 +61,7 @@ export const processStreams = (): Streams => ({ stdout: process.stdout, stderr: 
 // dropped from then on, and the command still ends (and cleans up) normally.
 const watched = new WeakSet<NodeJS.WritableStream>()
 const broken = new WeakSet<NodeJS.WritableStream>()
-const waiting = new Map<NodeJS.WritableStream, Set<() => void>>()
+const waiting = new WeakMap<NodeJS.WritableStream, Set<() => void>>()
 const onClosed = new WeakMap<NodeJS.WritableStream, Array<() => void>>()
 
 const watch = (stream: NodeJS.WritableStream) => {
@@ -113,6 +113,12 @@ export const write = (stream: NodeJS.WritableStream, data: string | Uint8Array):
     const set = waiting.get(stream) ?? new Set()
     set.add(wake)
     waiting.set(stream, set)
+    // Interrupted while waiting: nothing of this write stays attached to the stream.
+    return Effect.sync(() => {
+      done = true
+      stream.off("drain", wake)
+      waiting.get(stream)?.delete(wake)
+    })
   })
 
 /**

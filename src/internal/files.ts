@@ -112,13 +112,7 @@ const traced = <A, E, R>(plan: Plan, effect: Effect.Effect<A, E, R>): Effect.Eff
 
 /** A mode must be an integer 0–0o7777: `(1.5).toString(8)` is "1.4", which the server would take. */
 const checkMode = (operation: string, mode: unknown): Effect.Effect<number, InvalidArgumentError> =>
-  Effect.try({
-    try: () => Validate.mode("mode", mode),
-    catch: (cause) => {
-      const invalid = cause as Validate.Invalid
-      return new InvalidArgumentError({ operation, argument: invalid.option, detail: invalid.detail })
-    }
-  })
+  Validate.check(operation, () => Validate.mode("mode", mode))
 
 const makePlan = (
   operation: string,

@@ -80,7 +80,7 @@ export const processStartTime = (pid: number): string | undefined => {
 }
 
 /** Whether the state's server still runs: its pid is alive and, where it can be told, the same process. */
-export const isRunning = (state: State): boolean =>
+export const isRunning = (state: Pick<State, "pid" | "startTime">): boolean =>
   ProcessTree.isAlive(state.pid) && (state.startTime === undefined || processStartTime(state.pid) === state.startTime)
 
 /** Writes a state file atomically, created with mode 0600 (never readable by anyone else, even briefly). */

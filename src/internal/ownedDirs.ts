@@ -12,8 +12,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
-import { processStartTime } from "./localState.js"
-import * as ProcessTree from "./processTree.js"
+import { isRunning, processStartTime } from "./localState.js"
 import * as TransferJournal from "./transferJournal.js"
 
 const PREFIX = "hf-sandbox-"
@@ -50,10 +49,6 @@ const read = (file: string): Marker | undefined => {
   }
 }
 
-const owned = (marker: Marker): boolean =>
-  ProcessTree.isAlive(marker.pid) &&
-  (marker.startTime === undefined || processStartTime(marker.pid) === marker.startTime)
-
 /**
  * Removes every `hf-sandbox-*` directory in `root` whose marker names a process that is gone, with its
  * marker. Returns the directories removed.
@@ -70,7 +65,7 @@ export const sweep = (root: string): Effect.Effect<ReadonlyArray<string>> =>
     for (const name of names) {
       if (!name.startsWith(PREFIX) || !name.endsWith(SUFFIX)) continue
       const marker = read(path.join(root, name))
-      if (marker === undefined || owned(marker)) continue
+      if (marker === undefined || isRunning(marker)) continue
       const workdir = path.join(root, name.slice(0, -SUFFIX.length))
       try {
         // The unfinished writes of a server that died with its supervisor (see internal/transferJournal).

@@ -5,6 +5,8 @@
  * error of its surface (`StartError("InvalidOptions")` at `make`, `InvalidArgumentError` at `exec`).
  */
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { InvalidArgumentError } from "../SandboxError.js"
 
 /** A bad option: which one, and what is wrong with its value. */
 export class Invalid extends Error {
@@ -15,6 +17,16 @@ export class Invalid extends Error {
     super(`${option}: ${detail}`)
   }
 }
+
+/** Runs checks that throw {@link Invalid}; a failure is the operation's `InvalidArgumentError` naming the option. */
+export const check = <A>(operation: string, checks: () => A): Effect.Effect<A, InvalidArgumentError> =>
+  Effect.try({
+    try: checks,
+    catch: (cause) =>
+      cause instanceof Invalid
+        ? new InvalidArgumentError({ operation, argument: cause.option, detail: cause.detail })
+        : new InvalidArgumentError({ operation, argument: "options", detail: String(cause) })
+  })
 
 const show = (value: unknown): string => {
   if (typeof value === "string") return JSON.stringify(value)

@@ -1117,16 +1117,7 @@ class Emulator {
       () => sendText(res, 502, "error code: 502", cfHeaders),
       cfHeaders,
       req.method === "GET",
-      () => {
-        if (res.headersSent || res.destroyed) return
-        res.writeHead(413, {
-          "content-type": "text/html",
-          "content-length": Buffer.byteLength(EDGE_413_PAGE),
-          connection: "close",
-          ...cfHeaders
-        })
-        res.end(EDGE_413_PAGE)
-      }
+      () => sendText(res, 413, EDGE_413_PAGE, { "content-type": "text/html", connection: "close", ...cfHeaders })
     )
   }
 
@@ -1145,15 +1136,14 @@ class Emulator {
     onRefused: () => void,
     extraResponseHeaders: http.OutgoingHttpHeaders = {},
     holdBody = false,
-    refuseLarge?: () => void
+    refuseLarge?: () => void,
+    held?: Buffer
   ) {
-    if (refuseLarge !== undefined) {
+    if (refuseLarge !== undefined && held === undefined) {
       return holdRequestBody(
         req,
-        (body) => {
-          const whole = Readable.from(body.length === 0 ? [] : [body])
-          this.forwardBody(
-            whole,
+        (whole) =>
+          this.forward(
             req,
             res,
             port,
@@ -1162,29 +1152,14 @@ class Emulator {
             onRefused,
             extraResponseHeaders,
             holdBody,
-            {
-              "content-length": String(body.length)
-            }
-          )
-        },
+            undefined,
+            whole
+          ),
         refuseLarge
       )
     }
-    this.forwardBody(req, req, res, port, host, extraRequestHeaders, onRefused, extraResponseHeaders, holdBody, {})
-  }
-
-  private forwardBody(
-    body: Readable,
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    port: number,
-    host: string,
-    extraRequestHeaders: http.OutgoingHttpHeaders,
-    onRefused: () => void,
-    extraResponseHeaders: http.OutgoingHttpHeaders,
-    holdBody: boolean,
-    bodyHeaders: http.OutgoingHttpHeaders
-  ) {
+    const body: Readable = held === undefined ? req : Readable.from(held.length === 0 ? [] : [held])
+    const bodyHeaders = held === undefined ? {} : { "content-length": String(held.length) }
     const headers = { ...filterHeaders(req.headers), host, ...extraRequestHeaders, ...bodyHeaders }
     const upstream = http.request({
       host: "127.0.0.1",
