@@ -32,12 +32,15 @@ if sys.version_info < (3, 8):  # before any import that would fail with a worse 
     sys.exit(2)
 
 import argparse
+import array
 import base64
+import bisect
 import codecs
 import contextlib
 import errno
 import hashlib
 import hmac
+import io
 import json
 import math
 import os
@@ -1288,11 +1291,25 @@ class CaptureSink(QuietSink):
             data = data[: max(room, 0)]
         buf += data
 
-    def text(self, name):
-        s = self.buf[name].decode("utf-8", "replace")
+    def json_string(self, name, suffix=""):
+        """The stream as a JSON string (UTF-8 decoded with replacement, then the truncation marker and
+        `suffix`), in pieces: the whole text at once would cost several times the bytes captured
+        (binary output turns each byte into a three-byte U+FFFD)."""
+        buf = self.buf[name]
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        yield b'"'
+        for i in range(0, len(buf), FILE_CHUNK):
+            yield json.dumps(decoder.decode(buf[i : i + FILE_CHUNK]), ensure_ascii=False)[1:-1].encode("utf-8")
+        tail = decoder.decode(b"", True)
         if self.truncated[name]:
-            s += "\n[output truncated]\n"
-        return s
+            tail += "\n[output truncated]\n"
+        yield json.dumps(tail + suffix, ensure_ascii=False)[1:-1].encode("utf-8")
+        yield b'"'
+
+    def ends_line(self, name):
+        """Whether the stream's text is empty or ends with a newline."""
+        buf = self.buf[name]
+        return self.truncated[name] or not buf or buf.endswith(b"\n")
 
 
 # --------------------------------------------------------------------------
@@ -1306,11 +1323,88 @@ class CaptureSink(QuietSink):
 # variable and never hold it while sending.
 
 DEFAULT_BUFFER_BYTES = 1024 * 1024
+DEFAULT_MAX_PROCESSES = 1024  # background processes and execs running at once
 MAX_BUFFER_BYTES = 64 * 1024 * 1024
 FOLLOW_POLL = 0.25  # how often a follower / waiter checks that its client is still there
 SIGNAL_NAMES = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL, "INT": signal.SIGINT}
 if hasattr(signal, "SIGHUP"):
     SIGNAL_NAMES["HUP"] = signal.SIGHUP
+
+
+# What a chunk costs beyond its bytes: its seq and start offset, one 8-byte slot each in OutputRing's
+# arrays. Counted against `buffer_bytes`, so that tiny interleaved writes on stdout and stderr (one
+# chunk per byte) cannot make a buffer cost many times its bound.
+CHUNK_OVERHEAD = 16
+
+
+class OutputRing(object):
+    """One stream's buffered output: its bytes contiguous in one bytearray, and per chunk only its
+    sequence number and starting offset, in typed arrays. Chunks are live from index `first`; chunk
+    i spans offsets starts[i] up to starts[i + 1] (the newest: up to the end). Lookups by seq bisect
+    (seqs only grow), so a replay costs what it sends, not what is buffered."""
+
+    __slots__ = ("data", "base", "seqs", "starts", "first")
+
+    def __init__(self):
+        self.data = bytearray()
+        self.base = 0  # the stream offset of data[0]
+        self.seqs = array.array("q")
+        self.starts = array.array("q")
+        self.first = 0
+
+    def newest_seq(self):
+        return self.seqs[-1] if len(self.seqs) > self.first else None
+
+    def cost(self):
+        # The newest chunk is free: a buffer of one stream written in one go keeps exactly its bound.
+        return len(self.data) + CHUNK_OVERHEAD * max(0, len(self.seqs) - self.first - 1)
+
+    def append(self, seq, data, coalesce):
+        end = self.base + len(self.data)
+        if coalesce and end - self.starts[-1] + len(data) <= OUTPUT_CHUNK:
+            self.seqs[-1] = seq
+        else:
+            self.seqs.append(seq)
+            self.starts.append(end)
+        self.data += data
+
+    def evict(self, excess):
+        """Drops the oldest bytes (whole chunks first) until the cost is `excess` lower; returns how
+        many bytes went."""
+        dropped = 0
+        seqs, starts = self.seqs, self.starts
+        while excess > 0 and self.first < len(seqs):
+            i = self.first
+            end = starts[i + 1] if i + 1 < len(seqs) else self.base + len(self.data)
+            size = end - starts[i]
+            whole = i + 1 < len(seqs) and excess >= size  # the newest chunk only ever loses a prefix
+            n = size if whole or excess >= size else excess
+            starts[i] += n
+            dropped += n
+            excess -= n
+            if whole or n == size:
+                self.first += 1
+                if whole:
+                    excess -= CHUNK_OVERHEAD
+        # CPython drops a bytearray's prefix by moving its start: no copy.
+        del self.data[: dropped]
+        self.base += dropped
+        if self.first > 1024 and self.first * 2 > len(seqs):
+            del seqs[: self.first]
+            del starts[: self.first]
+            self.first = 0
+        return dropped
+
+    def collect(self, name, after, upto, limit):
+        """Up to `limit` chunks (seq, name, start, bytes) with after < seq <= upto, oldest first."""
+        seqs, starts, out = self.seqs, self.starts, []
+        n = len(seqs)
+        i = bisect.bisect_right(seqs, after, self.first, n)
+        while i < n and len(out) < limit and seqs[i] <= upto:
+            end = starts[i + 1] if i + 1 < n else self.base + len(self.data)
+            out.append((seqs[i], name, starts[i], self.data[starts[i] - self.base : end - self.base]))
+            i += 1
+        return out
 
 
 class BgProcess(object):
@@ -1326,12 +1420,9 @@ class BgProcess(object):
         self.started_at_ms = int(time.time() * 1000)
         self.cond = threading.Condition()
         self.seq = 0  # sequence number of the newest chunk, both streams
-        # per stream: chunks [seq, start offset, bytes], oldest first from index first[name]
-        self.chunks = {"stdout": [], "stderr": []}
-        self.first = {"stdout": 0, "stderr": 0}
-        self.size = {"stdout": 0, "stderr": 0}
-        self.total = {"stdout": 0, "stderr": 0}
-        self.dropped = {"stdout": 0, "stderr": 0}
+        self.rings = {"stdout": OutputRing(), "stderr": OutputRing()}
+        self.total = {"stdout": 0, "stderr": 0}  # bytes written, per stream
+        self.dropped = {"stdout": 0, "stderr": 0}  # ...of which evicted: the offset of the oldest one kept
         self.result = None  # ExecResult once the process ended and its output was read
         # Execs only: the furthest raw offset any reader has handed to its socket, per stream (the
         # back-pressure window counts from there), the readers attached now, and since when none is.
@@ -1363,40 +1454,20 @@ class BgProcess(object):
 
     def append(self, name, data):
         with self.cond:
-            chunks, start = self.chunks[name], self.total[name]
+            ring = self.rings[name]
             self.seq += 1
-            last = chunks[-1] if len(chunks) > self.first[name] else None
-            if last is not None and last[0] == self.seq - 1 and len(last[2]) + len(data) <= OUTPUT_CHUNK:
-                # Coalesce with the newest chunk; its new seq makes followers
-                # that already sent its prefix send the rest.
-                last[0] = self.seq
-                last[2] = last[2] + data
-            else:
-                chunks.append([self.seq, start, data])
+            # Coalesce with the stream's newest chunk when nothing came in between; its new seq makes
+            # followers that already sent its prefix send the rest.
+            ring.append(self.seq, data, ring.newest_seq() == self.seq - 1)
             self.total[name] += len(data)
-            self.size[name] += len(data)
-            excess = self.size[name] - self.limit
+            excess = ring.cost() - self.limit
             if self.kind == "exec":
                 # Keep a window behind what was sent (it may still sit in socket or proxy buffers
                 # when a connection drops); the limit only bites after the exit, when back-pressure
                 # no longer holds the command (see ExecSink.blocked).
-                behind = (self.total[name] - self.size[name]) - (self.sent[name] - self.limit)
-                excess = max(excess - 2 * self.limit, -behind)
-            while excess > 0:
-                front = chunks[self.first[name]]
-                n = min(excess, len(front[2]))
-                if n == len(front[2]):
-                    chunks[self.first[name]] = None
-                    self.first[name] += 1
-                else:
-                    front[1] += n
-                    front[2] = front[2][n:]
-                self.size[name] -= n
-                self.dropped[name] += n
-                excess -= n
-            if self.first[name] > 1024 and self.first[name] * 2 > len(chunks):
-                del chunks[: self.first[name]]
-                self.first[name] = 0
+                excess = max(excess - 2 * self.limit, self.sent[name] - self.limit - self.dropped[name])
+            if excess > 0:
+                self.dropped[name] += ring.evict(excess)
             self.cond.notify_all()
 
     def finished(self, result):
@@ -1404,6 +1475,7 @@ class BgProcess(object):
             self.result = result
             self.ended_at = time.monotonic()
             self.cond.notify_all()
+        BGPROCS.release()
         if self.kind == "exec":
             JANITOR.poke()
 
@@ -1447,18 +1519,12 @@ class BgProcess(object):
 
     # ---- called by followers, under self.cond ----
 
-    def collect(self, after, upto, limit=64):
+    def collect(self, after, upto, limit=256):
         """Chunks (seq, name, start, bytes) with after < seq <= upto, oldest
         first, at most `limit` of them."""
         out = []
-        for name, chunks in self.chunks.items():
-            lo = self.first[name]
-            i = len(chunks) - 1
-            while i >= lo and chunks[i][0] > after:
-                i -= 1
-            for c in chunks[i + 1 :]:
-                if c[0] <= upto:
-                    out.append((c[0], name, c[1], c[2]))
+        for name, ring in self.rings.items():
+            out.extend(ring.collect(name, after, upto, limit))
         out.sort(key=lambda c: c[0])
         return out[:limit]
 
@@ -1516,6 +1582,34 @@ class BgTable(object):
         self.next_id = 1
         self.by_id = {}
         self.by_key = {}  # idempotency key -> BgProcess, for as long as the record is kept
+        # Running background processes and execs: each holds a thread and three descriptors.
+        self.running = 0
+        self.max_running = DEFAULT_MAX_PROCESSES  # SBX_MAX_PROCESSES / --max-processes, set by main()
+
+    def claim(self):
+        """Reserve a slot for a command about to be spawned; 503 when all are taken. The slot is
+        given back by release(), once the command has ended (BgProcess.finished) or failed to start."""
+        with self.lock:
+            if self.running >= self.max_running:
+                message = (
+                    "too many background processes: %d are running, the most this server runs at once "
+                    "(SBX_MAX_PROCESSES / --max-processes); wait for some to end or kill them, then try again"
+                )
+                raise HttpError(503, message % self.running, "too_many_processes")
+            self.running += 1
+
+    def release(self):
+        with self.lock:
+            self.running -= 1
+
+    def spawn(self, spec):
+        """spawn(spec) within the bound on running commands."""
+        self.claim()
+        try:
+            return spawn(spec)
+        except BaseException:
+            self.release()
+            raise
 
     def add(self, bg):
         with self.lock:
@@ -2199,6 +2293,11 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass
+        # Reads go through the deadlines of ConnReader; the buffered reader setup() made is replaced.
+        self.rfile.close()
+        self.reader = ConnReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader)
+        self.trusted = False  # set by the connection's first authorized request
 
     def log_message(self, format, *args):
         pass  # no per-request logging: it costs time and floods job logs
@@ -2277,6 +2376,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self):
         self._started = False
         self._body = None
+        self.reader.expect_request(self.trusted)
         try:
             self.raw_requestline = self.rfile.readline(65537)
         except (OSError, ValueError):
@@ -2292,6 +2392,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if not self.parse_request():
             return
+        self.reader.expect_body()
         try:
             self.dispatch()
         except ClientGone:
@@ -2350,7 +2451,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.health()
             else:
                 if not self.authorized():
-                    raise HttpError(403, AUTH_ERROR, "auth")
+                    # Closed without reading its body: a peer without the token gets no more of our time.
+                    raise HttpError(403, AUTH_ERROR, "auth", close=True)
+                self.trusted = True
                 methods = ROUTES.get(route)
                 args = ()
                 if methods is None and route.startswith("/v1/processes/"):
@@ -2513,7 +2616,7 @@ class Handler(BaseHTTPRequestHandler):
             bg = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
             if bg is None:
                 t0 = time.monotonic()
-                proc = spawn(spec)
+                proc = BGPROCS.spawn(spec)
                 bg = BgProcess(proc.pid, req.get("cmd"), None, limit, spec, proc, kind="exec")
                 bg.key, bg.fingerprint = key, fingerprint
             bg.attach()  # this connection is a reader from the very start
@@ -2540,11 +2643,33 @@ class Handler(BaseHTTPRequestHandler):
             raise
         sink = CaptureSink()
         result = pump(self, proc, spec, sink, t0)
-        out, err = sink.text("stdout"), sink.text("stderr")
         if result.timed_out:
-            sep = "" if not err or err.endswith("\n") else "\n"
-            return self.respond_json({"rc": -1, "stdout": out, "stderr": err + sep + "timeout", "timed_out": True})
-        self.respond_json({"rc": result.returncode, "stdout": out, "stderr": err})
+            # {"rc":-1,"stdout":...,"stderr":<partial>"timeout","timed_out":true}
+            suffix = "timeout" if sink.ends_line("stderr") else "\ntimeout"
+            parts = (b'{"rc":-1,"stdout":', ("stdout", ""), b',"stderr":', ("stderr", suffix), b',"timed_out":true}')
+        else:
+            parts = (b'{"rc":%d,"stdout":' % result.returncode, ("stdout", ""), b',"stderr":', ("stderr", ""), b"}")
+
+        def pieces():
+            for part in parts:
+                if isinstance(part, bytes):
+                    yield part
+                else:
+                    for piece in sink.json_string(*part):
+                        yield piece
+
+        # Encoded twice, once to count, once to send: the answer keeps its Content-Length, and the
+        # server never holds more of it than a piece.
+        length = sum(len(piece) for piece in pieces())
+        head = [("Content-Type", "application/json"), ("Content-Length", str(length))]
+        batch, size = [self.head_bytes(200, head)], 0
+        for piece in pieces():
+            batch.append(piece)
+            size += len(piece)
+            if size >= FILE_CHUNK:
+                self.send_bytes(b"".join(batch))
+                batch, size = [], 0
+        self.send_bytes(b"".join(batch))
 
     def open_for_read(self, path, shown):
         try:
@@ -3052,7 +3177,7 @@ class Handler(BaseHTTPRequestHandler):
             existing = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
             if existing is None:
                 t0 = time.monotonic()
-                proc = spawn(spec)
+                proc = BGPROCS.spawn(spec)
                 bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc)
                 bg.key, bg.fingerprint = key, fingerprint
                 start_background(bg, t0)  # gives it its id
@@ -3324,9 +3449,199 @@ def process_route(route):
     return methods, (key,)
 
 
+# --------------------------------------------------------------------------
+# Connections: how many, and how long a peer may take to send a request
+# --------------------------------------------------------------------------
+#
+# Anything that reaches the port may connect, token or not, so every connection is bounded: at most
+# --max-connections at once (each is a thread), a request head complete within --header-timeout, a
+# body that keeps moving (--body-timeout between bytes, not a total: a large upload on a slow link
+# is fine). A connection that has made an authorized request may idle between requests for
+# SOCKET_TIMEOUT, as keep-alive clients and proxies do; one that has not gets --header-timeout in
+# all, idle time included.
+
+DEFAULT_MAX_CONNECTIONS = 512
+DEFAULT_HEADER_TIMEOUT = 30.0
+DEFAULT_BODY_TIMEOUT = 120.0
+REFUSERS = 16  # threads answering connections over the cap at once; beyond that they are just closed
+REFUSE_GRACE = 1.0  # how long a refused connection may take to send its request head
+ACCEPT_BACKOFF_MAX = 1.0  # out of descriptors: the longest pause between accept attempts
+
+
+class Limits(object):
+    """Connection bounds, from the options (main)."""
+
+    max_connections = DEFAULT_MAX_CONNECTIONS
+    header_timeout = DEFAULT_HEADER_TIMEOUT
+    body_timeout = DEFAULT_BODY_TIMEOUT
+
+
+LIMITS = Limits()
+
+
+class ConnReader(socket.SocketIO):
+    """The reading side of a connection, under the deadline of the part being read.
+
+    A socket timeout bounds one recv; a peer sending a byte just before each would hold the
+    connection forever. Here the head of a request has a deadline for the whole of it, and the
+    socket's own timeout (SOCKET_TIMEOUT, which bounds our sends) is restored after each read."""
+
+    def __init__(self, sock):
+        socket.SocketIO.__init__(self, sock, "rb")
+        self.idle = SOCKET_TIMEOUT  # longest silence
+        self.span = None  # the head's deadline, counted from its first byte (trusted connections)
+        self.deadline = None
+
+    def expect_request(self, trusted):
+        if trusted:
+            self.idle, self.span, self.deadline = SOCKET_TIMEOUT, LIMITS.header_timeout, None
+        else:
+            self.idle, self.span = LIMITS.header_timeout, None
+            self.deadline = time.monotonic() + LIMITS.header_timeout
+
+    def expect_body(self):
+        self.idle, self.span, self.deadline = LIMITS.body_timeout, None, None
+
+    def readinto(self, b):
+        wait = self.idle
+        if self.deadline is not None:
+            wait = min(wait, self.deadline - time.monotonic())
+            if wait <= 0:
+                raise socket.timeout("request head not complete within %gs (--header-timeout)" % LIMITS.header_timeout)
+        sock = self._sock
+        if wait != SOCKET_TIMEOUT:
+            sock.settimeout(wait)
+        try:
+            n = socket.SocketIO.readinto(self, b)
+        finally:
+            if wait != SOCKET_TIMEOUT:
+                sock.settimeout(SOCKET_TIMEOUT)
+        if n and self.span is not None and self.deadline is None:
+            self.deadline = time.monotonic() + self.span
+        return n
+
+
+def refusal():
+    body = dumps(
+        {
+            "error": "too many connections: the server serves %d at once (SBX_MAX_CONNECTIONS / --max-connections); "
+            "close idle connections or retry later" % LIMITS.max_connections,
+            "code": "too_many_connections",
+        }
+    )
+    head = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    return (head % len(body)).encode("ascii") + b"Retry-After: 1\r\nConnection: close\r\n\r\n" + body
+
+
+def refuse(sock):
+    """Answer a connection over the cap with 503 and close it. Its request head is read first (briefly):
+    closing with unread bytes resets the connection, which can destroy the answer before it is read."""
+    try:
+        sock.settimeout(REFUSE_GRACE)
+        deadline = time.monotonic() + REFUSE_GRACE
+        seen = b""
+        while b"\r\n\r\n" not in seen and time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                return
+            seen = (seen + data)[-65536:]
+        sock.sendall(refusal())
+        sock.shutdown(socket.SHUT_WR)
+        while time.monotonic() < deadline + REFUSE_GRACE and sock.recv(65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
+
+    def server_activate(self):
+        ThreadingHTTPServer.server_activate(self)
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.refusers = threading.BoundedSemaphore(REFUSERS)
+        self.backoff = 0.0
+        # One descriptor kept in reserve: out of them, it is given up to accept and close a waiting
+        # connection, so that its client hears no rather than waiting for a timeout.
+        self.reserve = self.open_reserve()
+
+    @staticmethod
+    def open_reserve():
+        try:
+            return os.open(os.devnull, os.O_RDONLY | _O_CLOEXEC)
+        except OSError:
+            return None
+
+    def get_request(self):
+        try:
+            request = ThreadingHTTPServer.get_request(self)
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                raise
+            self.out_of_descriptors(e)
+            raise
+        self.backoff = 0.0
+        return request
+
+    def out_of_descriptors(self, e):
+        """accept() failed for want of descriptors. The listening socket stays readable, so going
+        straight back to select() would spin: shed one waiting connection, then pause (doubling)."""
+        if self.backoff == 0.0:
+            log("out of file descriptors (%s) with %d connections open: pausing accept" % (e.strerror, self.connections))
+        if self.reserve is not None:
+            os.close(self.reserve)
+            try:
+                self.socket.accept()[0].close()
+            except OSError:
+                pass
+            self.reserve = self.open_reserve()
+        self.backoff = min(ACCEPT_BACKOFF_MAX, max(0.01, self.backoff * 2))
+        time.sleep(self.backoff)
+
+    def process_request(self, request, client_address):
+        with self.lock:
+            full = self.connections >= LIMITS.max_connections
+            if not full:
+                self.connections += 1
+        if full:
+            self.refuse(request)
+            return
+        try:
+            ThreadingHTTPServer.process_request(self, request, client_address)
+        except BaseException:
+            self.closed_one()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            ThreadingHTTPServer.process_request_thread(self, request, client_address)
+        finally:
+            self.closed_one()
+
+    def closed_one(self):
+        with self.lock:
+            self.connections -= 1
+
+    def refuse(self, request):
+        if not self.refusers.acquire(blocking=False):
+            self.shutdown_request(request)  # a flood: no answer, and no thread either
+            return
+
+        def run():
+            try:
+                refuse(request)
+            finally:
+                self.refusers.release()
+
+        try:
+            threading.Thread(target=run, name="refuse", daemon=True).start()
+        except RuntimeError:
+            self.refusers.release()
+            self.shutdown_request(request)
 
     def server_bind(self):
         if self.address_family == socket.AF_INET6:
@@ -4061,6 +4376,30 @@ def parse_args(argv):
         "supervisor, or by the next server started with the same journal",
     )
     p.add_argument(
+        "--max-connections",
+        metavar="N",
+        help="connections served at once; more are answered 503 too_many_connections "
+        "(default: $SBX_MAX_CONNECTIONS or %d)" % DEFAULT_MAX_CONNECTIONS,
+    )
+    p.add_argument(
+        "--header-timeout",
+        metavar="SECONDS",
+        help="a request's line and headers must arrive within this long, and a connection that has made no "
+        "authorized request is closed after this long idle (default: $SBX_HEADER_TIMEOUT or %g)" % DEFAULT_HEADER_TIMEOUT,
+    )
+    p.add_argument(
+        "--body-timeout",
+        metavar="SECONDS",
+        help="a request body that sends nothing for this long is dropped; a slow body that keeps moving is not "
+        "(default: $SBX_BODY_TIMEOUT or %g)" % DEFAULT_BODY_TIMEOUT,
+    )
+    p.add_argument(
+        "--max-processes",
+        metavar="N",
+        help="background processes and execs running at once; more are answered 503 too_many_processes "
+        "(default: $SBX_MAX_PROCESSES or %d)" % DEFAULT_MAX_PROCESSES,
+    )
+    p.add_argument(
         "--tunnel",
         action="store_true",
         help="expose the server through a Cloudflare quick tunnel and announce its URL on stdout "
@@ -4095,9 +4434,40 @@ def parse_args(argv):
         args.exec_reattach = _number(env["SBX_EXEC_REATTACH"], "SBX_EXEC_REATTACH", float, 0)
     if env.get("SBX_EXEC_RETAIN"):
         args.exec_retain = _number(env["SBX_EXEC_RETAIN"], "SBX_EXEC_RETAIN", float, 0)
+    bounds = (
+        ("max_connections", "SBX_MAX_CONNECTIONS", int, 1, DEFAULT_MAX_CONNECTIONS),
+        ("header_timeout", "SBX_HEADER_TIMEOUT", float, 0.01, DEFAULT_HEADER_TIMEOUT),
+        ("body_timeout", "SBX_BODY_TIMEOUT", float, 0.01, DEFAULT_BODY_TIMEOUT),
+        ("max_processes", "SBX_MAX_PROCESSES", int, 1, DEFAULT_MAX_PROCESSES),
+    )
+    for name, var, kind, lo, default in bounds:
+        given = getattr(args, name)
+        if given is not None:
+            value = _number(given, "--" + name.replace("_", "-"), kind, lo)
+        elif env.get(var):
+            value = _number(env[var], var, kind, lo)
+        else:
+            value = default
+        setattr(args, name, value)
     args.tunnel = args.tunnel or _flag(env.get("SBX_TUNNEL"), "SBX_TUNNEL")
     args.tunnel_config = tunnel_config(env) if args.tunnel else None
     return args
+
+
+def raise_open_files_limit():
+    """Soft RLIMIT_NOFILE up to the hard limit: every connection and command costs descriptors, and a
+    soft limit of 1024 (a common default) would run out long before --max-connections. Commands
+    inherit the raised limit (restoring it per spawn would cost the fast spawn path)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = max(soft, 1 << 20) if soft != resource.RLIM_INFINITY else soft
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    except (ImportError, ValueError, OSError):
+        pass  # not Unix, or not allowed: the accept loop still copes with running out
 
 
 def take_token():
@@ -4175,6 +4545,11 @@ def main(argv=None):
     STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
     JANITOR.grace, JANITOR.retain = args.exec_reattach, args.exec_retain
+    LIMITS.max_connections, LIMITS.header_timeout, LIMITS.body_timeout = (
+        args.max_connections, args.header_timeout, args.body_timeout,
+    )
+    BGPROCS.max_running = args.max_processes
+    raise_open_files_limit()
 
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
         if sig is not None:
