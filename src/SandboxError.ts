@@ -205,6 +205,28 @@ export class ServerError extends Schema.TaggedError<ServerError>("hf-sandbox/Ser
 }
 
 /**
+ * The sandbox server is at one of its bounds: too many background processes and execs running at once
+ * (`code: "too_many_processes"`, the server's `SBX_MAX_PROCESSES`, default 1024) or too many connections
+ * open (`code: "too_many_connections"`, `SBX_MAX_CONNECTIONS`, default 512). Nothing was started. Wait for
+ * commands to end or kill some, close idle streams, or start the sandbox with a higher bound in its `env`.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class ResourceLimitError extends Schema.TaggedError<ResourceLimitError>("hf-sandbox/ResourceLimitError")(
+  "ResourceLimitError",
+  {
+    operation: Schema.String,
+    code: Schema.String,
+    detail: Schema.String
+  }
+) {
+  override get message() {
+    return `The sandbox server is at its limit for ${this.operation} (${this.code}): ${this.detail}`
+  }
+}
+
+/**
  * No background process with this id (or pid) exists in the sandbox.
  *
  * @since 0.1.0
@@ -386,6 +408,7 @@ export const SandboxError = Schema.Union(
   FileExistsError,
   BadRequestError,
   ServerError,
+  ResourceLimitError,
   LocalFileError,
   InvalidArgumentError,
   ProcessNotFoundError,
@@ -417,6 +440,7 @@ export type OperationError =
   | FileExistsError
   | BadRequestError
   | ServerError
+  | ResourceLimitError
   | LocalFileError
   | InvalidArgumentError
   | ProcessNotFoundError

@@ -30,6 +30,7 @@ import {
   type OperationError,
   ProcessNotFoundError,
   RequestTimeoutError,
+  ResourceLimitError,
   ServerError,
   StdinError
 } from "../SandboxError.js"
@@ -66,6 +67,9 @@ export const defaultTimeouts: Timeouts = {
 
 const decodeErrorBody = Schema.decodeUnknownOption(Protocol.ErrorBody)
 
+/** The codes of the server's 503s for a bound it is at (see docs/protocol.md, "Limits"). */
+const LIMIT_CODES: ReadonlySet<string> = new Set(["too_many_processes", "too_many_connections"])
+
 /** Turns a non-2xx answer (its status and its JSON body, if any) into the error a user can act on. */
 const failFromAnswer = (
   operation: string,
@@ -92,6 +96,9 @@ const failFromAnswer = (
       }
       if (command !== undefined && (code === "command_not_found" || code === "permission_denied")) {
         return Effect.fail(new CommandNotFoundError({ command, detail }))
+      }
+      if (status === 503 && code !== undefined && LIMIT_CODES.has(code)) {
+        return Effect.fail(new ResourceLimitError({ operation, code, detail }))
       }
       if (status >= 500) {
         // Our server explains its own failures; anything else (a proxy's 502, a dead tunnel) is transport.
