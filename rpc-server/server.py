@@ -2451,8 +2451,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.health()
             else:
                 if not self.authorized():
-                    # Closed without reading its body: a peer without the token gets no more of our time.
-                    raise HttpError(403, AUTH_ERROR, "auth", close=True)
+                    # Its body is still read, to keep the connection in sync, but within the head's
+                    # deadline: a peer without the token gets no more of our time than that.
+                    self.reader.untrusted_body()
+                    raise HttpError(403, AUTH_ERROR, "auth")
                 self.trusted = True
                 methods = ROUTES.get(route)
                 args = ()
@@ -3502,12 +3504,15 @@ class ConnReader(socket.SocketIO):
     def expect_body(self):
         self.idle, self.span, self.deadline = LIMITS.body_timeout, None, None
 
+    def untrusted_body(self):
+        self.deadline = time.monotonic() + LIMITS.header_timeout
+
     def readinto(self, b):
         wait = self.idle
         if self.deadline is not None:
             wait = min(wait, self.deadline - time.monotonic())
             if wait <= 0:
-                raise socket.timeout("request head not complete within %gs (--header-timeout)" % LIMITS.header_timeout)
+                raise socket.timeout("request not complete within %gs (--header-timeout)" % LIMITS.header_timeout)
         sock = self._sock
         if wait != SOCKET_TIMEOUT:
             sock.settimeout(wait)

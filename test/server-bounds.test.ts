@@ -157,12 +157,12 @@ describe("connections", () => {
     moving.sock.destroy()
   })
 
-  it("closes a request without the token without reading its body", async () => {
-    const r = await startServer({ prefix: "sbx-bounds-" })
+  it("gives a request without the token SBX_HEADER_TIMEOUT for its body too", async () => {
+    const r = await startServer({ env: { SBX_HEADER_TIMEOUT: "0.5" }, prefix: "sbx-bounds-" })
     const conn = await connect(r)
     conn.write("PUT /v1/files/write?path=x HTTP/1.1\r\nHost: x\r\nX-Sandbox-Token: wrong\r\nContent-Length: 1000000\r\n\r\n")
+    // The answer waits for the body (it is read first, to keep the connection in sync): it never comes.
     expect(await closedWithin(conn, 10_000)).toBe(true)
-    expect(conn.received()).toMatch(/^HTTP\/1\.1 403 /)
   })
 })
 
