@@ -12,7 +12,16 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { sleep, withTimeout } from "./support/processes.js"
-import { type Event, parseNdjson, PYTHON, type Running, SERVER, startServer, started, stopServer } from "./support/server.js"
+import {
+  type Event,
+  PYTHON,
+  parseNdjson,
+  type Running,
+  SERVER,
+  started,
+  startServer,
+  stopServer
+} from "./support/server.js"
 
 const linux = process.platform === "linux"
 
@@ -160,7 +169,9 @@ describe("connections", () => {
   it("gives a request without the token SBX_HEADER_TIMEOUT for its body too", async () => {
     const r = await startServer({ env: { SBX_HEADER_TIMEOUT: "0.5" }, prefix: "sbx-bounds-" })
     const conn = await connect(r)
-    conn.write("PUT /v1/files/write?path=x HTTP/1.1\r\nHost: x\r\nX-Sandbox-Token: wrong\r\nContent-Length: 1000000\r\n\r\n")
+    conn.write(
+      "PUT /v1/files/write?path=x HTTP/1.1\r\nHost: x\r\nX-Sandbox-Token: wrong\r\nContent-Length: 1000000\r\n\r\n"
+    )
     // The answer waits for the body (it is read first, to keep the connection in sync): it never comes.
     expect(await closedWithin(conn, 10_000)).toBe(true)
   })
@@ -270,12 +281,12 @@ describe("background processes", () => {
     const writes = 200
     // One byte to stdout, one to stderr, with pauses: the server reads most of them one by one, a chunk each.
     const code = `import os, time\nfor i in range(${writes}):\n    os.write(1, b"o")\n    os.write(2, b"e")\n    time.sleep(0.002)\n`
-    const started = await json(r, "/v1/processes", {
+    const launched = await json(r, "/v1/processes", {
       method: "POST",
       body: JSON.stringify({ cmd: ["python3", "-c", code], buffer_bytes: bufferBytes })
     })
-    expect(started.status).toBe(200)
-    const id = started.body.id as string
+    expect(launched.status).toBe(200)
+    const id = launched.body.id as string
     expect((await json(r, `/v1/processes/${id}/wait?timeout=30`)).body).toMatchObject({ exit_code: 0 })
     const res = await call(r, `/v1/processes/${id}/output?encoding=base64`)
     const events = parseNdjson(await res.text())
