@@ -2595,6 +2595,7 @@ class Handler(BaseHTTPRequestHandler):
     def health(self):
         # Unauthenticated callers learn only that the server is up (no version).
         if self.authorized():
+            self.trusted = True
             STATE.touch()
             self.respond_json(
                 {
@@ -2660,18 +2661,28 @@ class Handler(BaseHTTPRequestHandler):
                     for piece in sink.json_string(*part):
                         yield piece
 
-        # Encoded twice, once to count, once to send: the answer keeps its Content-Length, and the
-        # server never holds more of it than a piece.
-        length = sum(len(piece) for piece in pieces())
-        head = [("Content-Type", "application/json"), ("Content-Length", str(length))]
-        batch, size = [self.head_bytes(200, head)], 0
+        # Sent as it is encoded (chunked; HTTP/1.0: until the close), so the server never holds more
+        # of the answer than a piece.
+        chunked = self.request_version != "HTTP/1.0"
+        head = [("Content-Type", "application/json")]
+        if chunked:
+            head.append(("Transfer-Encoding", "chunked"))
+        else:
+            self.close_connection = True
+        self.send_bytes(self.head_bytes(200, head))
+        batch, size = [], 0
         for piece in pieces():
             batch.append(piece)
             size += len(piece)
             if size >= FILE_CHUNK:
-                self.send_bytes(b"".join(batch))
+                payload = b"".join(batch)
+                self.send_bytes(b"%X\r\n%s\r\n" % (size, payload) if chunked else payload)
                 batch, size = [], 0
-        self.send_bytes(b"".join(batch))
+        payload = b"".join(batch)
+        if chunked:
+            self.send_bytes((b"%X\r\n%s\r\n" % (size, payload) if size else b"") + b"0\r\n\r\n")
+        else:
+            self.send_bytes(payload)
 
     def open_for_read(self, path, shown):
         try:
