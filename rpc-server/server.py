@@ -1331,65 +1331,68 @@ if hasattr(signal, "SIGHUP"):
     SIGNAL_NAMES["HUP"] = signal.SIGHUP
 
 
-# What a chunk costs beyond its bytes: its seq and start offset, one 8-byte slot each in OutputRing's
-# arrays. Counted against `buffer_bytes`, so that tiny interleaved writes on stdout and stderr (one
-# chunk per byte) cannot make a buffer cost many times its bound.
-CHUNK_OVERHEAD = 16
+# What a chunk costs beyond its bytes: its bytes object's header, its list slot, and its seq and
+# start offset in OutputRing's arrays. Counted against `buffer_bytes`, so that tiny interleaved
+# writes on stdout and stderr (a chunk per byte) cannot make a buffer cost many times its bound.
+CHUNK_OVERHEAD = 64
 
 
 class OutputRing(object):
-    """One stream's buffered output: its bytes contiguous in one bytearray, and per chunk only its
-    sequence number and starting offset, in typed arrays. Chunks are live from index `first`; chunk
-    i spans offsets starts[i] up to starts[i + 1] (the newest: up to the end). Lookups by seq bisect
-    (seqs only grow), so a replay costs what it sends, not what is buffered."""
+    """One stream's buffered output: its chunks (bytes, as the pipe gave them or merged), and per
+    chunk its sequence number and starting offset in typed arrays. Chunks are live from index
+    `first`. Lookups by seq bisect (seqs only grow), so a replay costs what it sends, not what is
+    buffered."""
 
-    __slots__ = ("data", "base", "seqs", "starts", "first")
+    __slots__ = ("chunks", "seqs", "starts", "first", "size", "end")
 
     def __init__(self):
-        self.data = bytearray()
-        self.base = 0  # the stream offset of data[0]
+        self.chunks = []
         self.seqs = array.array("q")
         self.starts = array.array("q")
         self.first = 0
+        self.size = 0  # bytes buffered
+        self.end = 0  # bytes written: the stream offset after the newest byte
 
     def newest_seq(self):
         return self.seqs[-1] if len(self.seqs) > self.first else None
 
     def cost(self):
         # The newest chunk is free: a buffer of one stream written in one go keeps exactly its bound.
-        return len(self.data) + CHUNK_OVERHEAD * max(0, len(self.seqs) - self.first - 1)
+        return self.size + CHUNK_OVERHEAD * max(0, len(self.seqs) - self.first - 1)
 
     def append(self, seq, data, coalesce):
-        end = self.base + len(self.data)
-        if coalesce and end - self.starts[-1] + len(data) <= OUTPUT_CHUNK:
+        if coalesce and len(self.chunks[-1]) + len(data) <= OUTPUT_CHUNK:
+            self.chunks[-1] += data
             self.seqs[-1] = seq
         else:
+            self.chunks.append(data)
             self.seqs.append(seq)
-            self.starts.append(end)
-        self.data += data
+            self.starts.append(self.end)
+        self.size += len(data)
+        self.end += len(data)
 
     def evict(self, excess):
         """Drops the oldest bytes (whole chunks first) until the cost is `excess` lower; returns how
         many bytes went."""
         dropped = 0
-        seqs, starts = self.seqs, self.starts
+        chunks, seqs, starts = self.chunks, self.seqs, self.starts
         while excess > 0 and self.first < len(seqs):
             i = self.first
-            end = starts[i + 1] if i + 1 < len(seqs) else self.base + len(self.data)
-            size = end - starts[i]
-            whole = i + 1 < len(seqs) and excess >= size  # the newest chunk only ever loses a prefix
-            n = size if whole or excess >= size else excess
-            starts[i] += n
-            dropped += n
-            excess -= n
-            if whole or n == size:
+            chunk = chunks[i]
+            newest = i + 1 == len(seqs)  # it only ever loses a prefix: it is not counted as a chunk
+            if excess >= len(chunk):
+                chunks[i] = None
                 self.first += 1
-                if whole:
-                    excess -= CHUNK_OVERHEAD
-        # CPython drops a bytearray's prefix by moving its start: no copy.
-        del self.data[: dropped]
-        self.base += dropped
+                dropped += len(chunk)
+                excess -= len(chunk) + (0 if newest else CHUNK_OVERHEAD)
+            else:
+                chunks[i] = chunk[excess:]
+                starts[i] += excess
+                dropped += excess
+                excess = 0
+        self.size -= dropped
         if self.first > 1024 and self.first * 2 > len(seqs):
+            del chunks[: self.first]
             del seqs[: self.first]
             del starts[: self.first]
             self.first = 0
@@ -1397,12 +1400,11 @@ class OutputRing(object):
 
     def collect(self, name, after, upto, limit):
         """Up to `limit` chunks (seq, name, start, bytes) with after < seq <= upto, oldest first."""
-        seqs, starts, out = self.seqs, self.starts, []
+        seqs, out = self.seqs, []
         n = len(seqs)
         i = bisect.bisect_right(seqs, after, self.first, n)
         while i < n and len(out) < limit and seqs[i] <= upto:
-            end = starts[i + 1] if i + 1 < n else self.base + len(self.data)
-            out.append((seqs[i], name, starts[i], self.data[starts[i] - self.base : end - self.base]))
+            out.append((seqs[i], name, self.starts[i], self.chunks[i]))
             i += 1
         return out
 

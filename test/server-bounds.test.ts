@@ -295,8 +295,8 @@ describe("background processes", () => {
       const chunks = events.filter((e) => e.event === name).map((e) => Buffer.from(e.data as string, "base64"))
       const kept = chunks.reduce((n, c) => n + c.length, 0)
       expect(kept + (dropped[name] as number)).toBe(writes)
-      // What the buffer costs: its bytes, plus 16 for every chunk but the newest (docs/protocol.md).
-      expect(kept + 16 * (chunks.length - 1), name).toBeLessThanOrEqual(bufferBytes)
+      // What the buffer costs: its bytes, plus 64 for every chunk but the newest (docs/protocol.md).
+      expect(kept + 64 * (chunks.length - 1), name).toBeLessThanOrEqual(bufferBytes)
     }
   })
 })
