@@ -142,7 +142,7 @@ def slow(path, n, seconds):
     s.stop()
 
 
-def interleaved(path, seconds, buffer_bytes):
+def interleaved(path, seconds, buffer_bytes, replay_limit):
     s = Server(path)
     show("idle server", status(s.pid))
     code = "import os\nwhile True:\n    os.write(1, b'o')\n    os.write(2, b'e')\n"
@@ -152,12 +152,24 @@ def interleaved(path, seconds, buffer_bytes):
     time.sleep(seconds)
     show("interleaved writer, %g s" % seconds, status(s.pid), "buffer_bytes %d" % buffer_bytes)
     s.request("DELETE", "/v1/processes/%s" % pid)
+    # The replay, read for at most `replay_limit` seconds (a quadratic one may take hours).
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=600)
+    conn.request("GET", "/v1/processes/%s/output" % pid, headers={"X-Sandbox-Token": s.token})
+    resp = conn.getresponse()
     t0 = time.monotonic()
-    st, body = s.request("GET", "/v1/processes/%s/output" % pid)
+    events = data = 0
+    complete = False
+    while time.monotonic() - t0 < replay_limit:
+        line = resp.readline()
+        if not line:
+            complete = True
+            break
+        events += 1
+        data += len(json.loads(line).get("data", ""))
     took = time.monotonic() - t0
-    events = body.count(b"\n")
-    data = sum(len(json.loads(line).get("data", "")) for line in body.splitlines())
-    show("  replay", status(s.pid), "%d events, %d bytes of output in %.2f s" % (events, data, took))
+    conn.close()
+    how = "all" if complete else "stopped after"
+    show("  replay", status(s.pid), "%s %d events, %d bytes of output in %.2f s" % (how, events, data, took))
     s.stop()
 
 
@@ -187,6 +199,7 @@ def main():
     p.add_argument("--slow", type=int, default=1500)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--buffer-bytes", type=int, default=8 * 1024 * 1024)
+    p.add_argument("--replay-limit", type=float, default=120.0, help="seconds to read a replay for, at most")
     p.add_argument("--only", choices=("slow", "interleaved", "legacy"))
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -195,7 +208,7 @@ def main():
     if args.only in (None, "slow"):
         slow(args.server, args.slow, args.seconds)
     if args.only in (None, "interleaved"):
-        interleaved(args.server, args.seconds, args.buffer_bytes)
+        interleaved(args.server, args.seconds, args.buffer_bytes, args.replay_limit)
     if args.only in (None, "legacy"):
         legacy_exec(args.server, 1)
         legacy_exec(args.server, 4)
