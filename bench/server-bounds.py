@@ -8,6 +8,7 @@ thread count:
 - slow: N connections that each send one byte of a request line every few seconds;
 - interleaved: a background process writing 1 byte alternately to stdout and stderr, then the time to
   replay its buffer (GET /v1/processes/{id}/output);
+- ring: the output buffer alone, in-process, fed 2-byte chunks alternating between the streams;
 - legacy-exec: POST /exec of a command printing 50 MB of binary output, one request and four at once.
 
 To compare with an older server: git show main:rpc-server/server.py > /tmp/old.py, then --server
@@ -173,6 +174,31 @@ def interleaved(path, seconds, buffer_bytes, replay_limit):
     s.stop()
 
 
+def ring(path):
+    """The output buffer alone, in-process: 2-byte chunks alternating between stdout and stderr, as
+    fast as they come, then what the buffer holds (tracemalloc) against its two bounds."""
+    import importlib.util
+    import tracemalloc
+
+    spec = importlib.util.spec_from_file_location("rpc_server", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    limit = 1024 * 1024
+    tracemalloc.start()
+    bg = module.BgProcess(1, "x", None, limit, None, None, kind="process")
+    base = tracemalloc.get_traced_memory()[0]
+    for i in range(400000):
+        bg.append("stdout", b"o%d" % (i % 10))
+        bg.append("stderr", b"e%d" % (i % 10))
+    held = tracemalloc.get_traced_memory()[0] - base
+    kept = sum(bg.total[n] - bg.dropped[n] for n in ("stdout", "stderr"))
+    print(
+        "%-34s %.1f MB for buffer_bytes %d per stream (%.1fx), %d bytes kept"
+        % ("ring, 800,000 interleaved chunks", held / 1e6, limit, held / (2.0 * limit), kept)
+    )
+    tracemalloc.stop()
+
+
 def legacy_exec(path, parallel):
     s = Server(path)
     base = status(s.pid)
@@ -200,7 +226,7 @@ def main():
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--buffer-bytes", type=int, default=8 * 1024 * 1024)
     p.add_argument("--replay-limit", type=float, default=120.0, help="seconds to read a replay for, at most")
-    p.add_argument("--only", choices=("slow", "interleaved", "legacy"))
+    p.add_argument("--only", choices=("slow", "interleaved", "ring", "legacy"))
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -209,6 +235,8 @@ def main():
         slow(args.server, args.slow, args.seconds)
     if args.only in (None, "interleaved"):
         interleaved(args.server, args.seconds, args.buffer_bytes, args.replay_limit)
+    if args.only in (None, "ring"):
+        ring(args.server)
     if args.only in (None, "legacy"):
         legacy_exec(args.server, 1)
         legacy_exec(args.server, 4)
