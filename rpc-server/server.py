@@ -1516,6 +1516,10 @@ class BgTable(object):
         self.next_id = 1
         self.by_id = {}
         self.by_key = {}  # idempotency key -> BgProcess, for as long as the record is kept
+        # Keys a client gave up (DELETE /v1/processes?idempotency_key=): key -> when, oldest first.
+        # A request carrying one that arrives after the cancel is refused, so a command whose
+        # request was still in flight when its caller was interrupted never starts.
+        self.cancelled = {}
 
     def add(self, bg):
         with self.lock:
@@ -1526,13 +1530,31 @@ class BgTable(object):
                 self.by_key[bg.key] = bg
 
     def by_idempotency_key(self, key, fingerprint):
-        """The record a key stands for, or None; 409 if the key came with another request."""
+        """The record a key stands for, or None; 409 if the key came with another request or was
+        cancelled."""
         with self.lock:
             bg = self.by_key.get(key)
+            cancelled = key in self.cancelled
+        if cancelled:
+            message = "idempotency_key %r was cancelled by its client: use a new key for a new command"
+            raise HttpError(409, message % (key,), "idempotency_cancelled")
         if bg is not None and bg.fingerprint != fingerprint:
             message = "idempotency_key %r was used for %s (%s), a different request: use a new key for a new command"
             raise HttpError(409, message % (key, bg.id, bg.kind), "idempotency_conflict")
         return bg
+
+    def cancel(self, key, retain):
+        """Spends `key` for `retain` seconds (at most MAX_CANCELLED keys are remembered) and
+        returns the record it stands for, or None when no request with it has arrived yet."""
+        now = time.monotonic()
+        with self.lock:
+            self.cancelled.pop(key, None)
+            self.cancelled[key] = now  # dicts keep insertion order: the oldest come first
+            for old, at in list(self.cancelled.items()):
+                if len(self.cancelled) <= MAX_CANCELLED and now - at < retain:
+                    break
+                del self.cancelled[old]
+            return self.by_key.get(key)
 
     def remove(self, bg):
         with self.lock:
@@ -1559,6 +1581,7 @@ class BgTable(object):
         return bg
 
 
+MAX_CANCELLED = 4096  # cancelled idempotency keys remembered at once
 BGPROCS = BgTable()
 
 
@@ -1598,13 +1621,18 @@ def buffer_bytes(req, default):
     return limit
 
 
+def checked_idempotency_key(key):
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
+        raise bad_request("`idempotency_key` must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (got %r)" % (key,))
+    return key
+
+
 def idempotency(req, kind):
     """(key, fingerprint) of a request, (None, None) without a key."""
     key = req.get("idempotency_key")
     if key is None:
         return None, None
-    if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
-        raise bad_request("`idempotency_key` must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (got %r)" % (key,))
+    checked_idempotency_key(key)
     fields = dict((k, req.get(k)) for k in IDEMPOTENT_FIELDS if req.get(k) is not None)
     return key, kind + " " + json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
@@ -3081,9 +3109,22 @@ class Handler(BaseHTTPRequestHandler):
     def route_process_get(self, key):
         self.respond_json(BGPROCS.find(key).info())
 
-    def route_process_kill(self, key):
-        bg = BGPROCS.find(key)
+    def route_process_cancel(self):
+        """Kills the command a request with this idempotency key started, and refuses any such
+        request that arrives later: a client interrupted before its exec or spawn answered cannot
+        know the command's id, and its request may still be on its way."""
+        key = checked_idempotency_key(self.param("idempotency_key"))
         sig = parse_signal(self.param("signal", required=False))
+        with KEYED:  # a keyed request is either fully registered or not yet checked
+            bg = BGPROCS.cancel(key, JANITOR.retain)
+        if bg is None:
+            return self.respond_json({"id": None, "killed": False})
+        self.kill_record(bg, sig)
+
+    def route_process_kill(self, key):
+        self.kill_record(BGPROCS.find(key), parse_signal(self.param("signal", required=False)))
+
+    def kill_record(self, bg, sig):
         with bg.cond:
             # The leader is unreaped until returncode is set (pump holds it),
             # so its pid -- the group id -- cannot have been recycled.
@@ -3295,7 +3336,11 @@ ROUTES = {
     "/v1/files/rename": {"POST": Handler.route_rename},
     "/v1/files/chmod": {"POST": Handler.route_chmod},
     "/v1/files/symlink": {"POST": Handler.route_symlink},
-    "/v1/processes": {"GET": Handler.route_process_list, "POST": Handler.route_process_start},
+    "/v1/processes": {
+        "GET": Handler.route_process_list,
+        "POST": Handler.route_process_start,
+        "DELETE": Handler.route_process_cancel,
+    },
     "/v1/shutdown": {"POST": Handler.route_shutdown},
     "/health": {"GET": Handler.health},
     "/exec": {"POST": Handler.route_legacy_exec},

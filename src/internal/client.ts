@@ -216,6 +216,11 @@ export interface WireClient {
   readonly processes: Effect.Effect<ReadonlyArray<Protocol.ProcessInfo>, OperationError>
   /** Signals the process's group; false when it had already exited. */
   readonly kill: (id: string, signal: string) => Effect.Effect<boolean, OperationError>
+  /**
+   * Signals the command a request with idempotency key `key` started and spends the key, so that such
+   * a request still on its way starts nothing; false when nothing was signalled.
+   */
+  readonly cancel: (key: string, signal: string) => Effect.Effect<boolean, OperationError>
   readonly wait: (id: string) => Effect.Effect<typeof Protocol.WaitResponse.Type, OperationError>
   readonly output: (id: string, follow: boolean) => Stream.Stream<Protocol.OutputEvent, OperationError>
   /**
@@ -489,6 +494,14 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
           ),
           json(Protocol.KillResponse)
         )
+      ).pipe(Effect.map((r) => r.killed))
+
+    const cancel: WireClient["cancel"] = (key, signal) =>
+      call(
+        "cancel",
+        undefined,
+        HttpClientRequest.del("/v1/processes").pipe(HttpClientRequest.setUrlParams({ idempotency_key: key, signal })),
+        json(Protocol.CancelResponse)
       ).pipe(Effect.map((r) => r.killed))
 
     // Streams and long polls go by POST: a quick tunnel's edge holds a GET's body until it ends
@@ -853,6 +866,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       spawn,
       processes,
       kill,
+      cancel,
       wait,
       output,
       writeStdin,
