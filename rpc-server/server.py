@@ -579,30 +579,18 @@ def kill_everything():
         groups |= PROCS.groups  # a spawn that raced with `closed`
     for pg in groups:
         kill_group(pg, signal.SIGKILL)
+    # Then every remaining descendant, reaped before exiting instead of left as zombies to an init
+    # that may not reap (some container PID 1s never do). waitpid(-1) is safe only now: nobody will
+    # read these exit codes any more.
     if IS_LINUX:
-        me = os.getpid()
-        for _ in range(5):  # repeat: a dying shell may have just forked
-            table = scan_proc()
-            victims = [p for p in descendants(table, me) if table[p][2] != b"Z"]
-            if not victims:
-                break
-            for pid in victims:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.01)
-    # Reap what we killed before exiting, instead of leaving zombies to an
-    # init that may not reap (some container PID 1s never do). waitpid(-1) is
-    # safe only now: nobody will read these exit codes any more.
+        kill_descendants(0.5)
+        return
     deadline = time.monotonic() + 0.3
     while hasattr(os, "WNOHANG") and time.monotonic() < deadline:
         try:
             pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break  # no children left
         except OSError:
-            break
+            break  # no children left
         if pid == 0:
             time.sleep(0.005)
 

@@ -535,15 +535,18 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       )
 
     const decodeOutputLine = Schema.decodeUnknownOption(Schema.parseJson(Protocol.OutputEvent))
-    const output: WireClient["output"] = (id, follow) =>
+    /** A process's output (`…/output`, base64) with `params`, named `operation` in its errors. */
+    const outputOf = (operation: string, id: string, params: Record<string, string>) =>
       ndjson(
-        "process.output",
+        operation,
         HttpClientRequest.post(`/v1/processes/${encodeURIComponent(id)}/output`).pipe(
-          HttpClientRequest.setUrlParams({ follow: follow ? "1" : "0", encoding: "base64" })
+          HttpClientRequest.setUrlParams({ ...params, encoding: "base64" })
         ),
         decodeOutputLine,
-        (response) => processCall("process.output", id, failFromResponse("process.output", undefined, response))
+        (response) => processCall(operation, id, failFromResponse(operation, undefined, response))
       )
+
+    const output: WireClient["output"] = (id, follow) => outputOf("process.output", id, { follow: follow ? "1" : "0" })
 
     // The server may hold a stdin answer up to ~20 s while the command does not read (then it answers
     // with the partial offset): the bound leaves room for that on top of a plain request's.
@@ -570,19 +573,11 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       )
 
     const resume: WireClient["resume"] = (id, offsets) =>
-      ndjson(
-        "exec",
-        HttpClientRequest.post(`/v1/processes/${encodeURIComponent(id)}/output`).pipe(
-          HttpClientRequest.setUrlParams({
-            follow: "1",
-            encoding: "base64",
-            stdout_offset: String(offsets.stdout),
-            stderr_offset: String(offsets.stderr)
-          })
-        ),
-        decodeOutputLine,
-        (response) => processCall("exec", id, failFromResponse("exec", undefined, response))
-      )
+      outputOf("exec", id, {
+        follow: "1",
+        stdout_offset: String(offsets.stdout),
+        stderr_offset: String(offsets.stderr)
+      })
 
     const info: WireClient["info"] = (id) =>
       processCall(
