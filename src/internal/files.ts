@@ -595,7 +595,9 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
           )
         )
         if (first.mode !== undefined) {
-          yield* fs.chmod(partial, LocalTree.tamedMode(first.mode, preserveModes)).pipe(Effect.mapError((e) => local(e.message)))
+          yield* fs
+            .chmod(partial, LocalTree.tamedMode(first.mode, preserveModes))
+            .pipe(Effect.mapError((e) => local(e.message)))
         }
         yield* LocalTree.placeOver(operation, partial, localPath, "a file")
       })
@@ -710,11 +712,9 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
         const parts = e.type === "dir" ? e.name.split("/") : LocalTree.parentParts(e.name)
         for (let i = 1; i <= parts.length; i++) needed.add(parts.slice(0, i).join("/"))
       }
-      yield* Effect.forEach(
-        [...needed].sort(),
-        (name) => LocalTree.ensureDir(operation, localDir, name.split("/")),
-        { discard: true }
-      )
+      yield* Effect.forEach([...needed].sort(), (name) => LocalTree.ensureDir(operation, localDir, name.split("/")), {
+        discard: true
+      })
       yield* Effect.forEach(
         entries.filter((e) => e.type === "file"),
         (f) => download(operation, f.path, localOf(f), filePlan, preserveModes, true),

@@ -140,7 +140,7 @@ const inTheWay = (operation: string, path: string, what: string) =>
  * a missing one is created (0o700 until the copy sets its mode), a symlink or file is removed and
  * replaced by a directory. Safe to run for the same path from parallel copies.
  */
-const ensureDirPromise = async (operation: string, root: string, parts: ReadonlyArray<string>) => {
+const ensureDirPromise = async (root: string, parts: ReadonlyArray<string>) => {
   let path = root
   for (const part of parts) {
     path = join(path, part)
@@ -158,7 +158,7 @@ const ensureDirPromise = async (operation: string, root: string, parts: Readonly
 }
 
 export const ensureDir = (operation: string, root: string, parts: ReadonlyArray<string>) =>
-  local(operation, join(root, ...parts), () => ensureDirPromise(operation, root, parts))
+  local(operation, join(root, ...parts), () => ensureDirPromise(root, parts))
 
 /**
  * Renames `temp` (a file or link the copy made in the same checked directory) over `path`: a file or
@@ -193,4 +193,8 @@ export const chmodDir = (operation: string, path: string, mode: number) =>
 export const localPath = (root: string, name: string) => join(root, ...name.split("/"))
 
 /** The directory parts of a `/`-separated name. */
-export const parentParts = (name: string) => posix.dirname(name).split("/").filter((p) => p !== "" && p !== ".")
+export const parentParts = (name: string) =>
+  posix
+    .dirname(name)
+    .split("/")
+    .filter((p) => p !== "" && p !== ".")
