@@ -233,6 +233,12 @@ layer(SharedSandbox, { excludeTestServices: true })("download safety (shared loc
         const exactSingle = path.join(dir, "exact-single")
         yield* sb.files.download(`${tree}/suid`, exactSingle, { preserveModes: true })
         assert.strictEqual(modeOf(exactSingle), 0o4755)
+
+        const invalid = yield* Effect.flip(
+          sb.files.download(`${tree}/suid`, exactSingle, { preserveModes: 1 as never })
+        )
+        assert.strictEqual(invalid._tag, "InvalidArgumentError")
+        assert.include(invalid.message, "preserveModes")
       })
     )
   })

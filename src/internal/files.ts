@@ -554,7 +554,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
     remotePath: string,
     localPath: string,
     plan: Plan,
-    preserveModes: boolean,
+    modes: { readonly preserve: boolean; readonly umask: number },
     inTree = false
   ): Effect.Effect<void, OperationError> =>
     Effect.gen(function* () {
@@ -596,7 +596,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
         )
         if (first.mode !== undefined) {
           yield* fs
-            .chmod(partial, LocalTree.tamedMode(first.mode, preserveModes))
+            .chmod(partial, LocalTree.tamedMode(first.mode, modes.preserve, modes.umask))
             .pipe(Effect.mapError((e) => local(e.message)))
         }
         yield* LocalTree.placeOver(operation, partial, localPath, "a file")
@@ -664,7 +664,8 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       const local = (path: string) => (e: { readonly message: string }) =>
         new LocalFileError({ path, operation, detail: e.message })
       const links = yield* LocalTree.checkLinks(operation, options.links, "skip")
-      const preserveModes = options.preserveModes === true
+      const preserve = yield* LocalTree.checkPreserveModes(operation, options.preserveModes)
+      const modes = { preserve, umask: LocalTree.currentUmask() }
       const { entries, skipped = [] } = yield* wire.list(remoteDir, true)
       // A partial copy must not pass for a whole one.
       const unreadable = skipped[0]
@@ -717,7 +718,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       })
       yield* Effect.forEach(
         entries.filter((e) => e.type === "file"),
-        (f) => download(operation, f.path, localOf(f), filePlan, preserveModes, true),
+        (f) => download(operation, f.path, localOf(f), filePlan, modes, true),
         { concurrency: plan.parallelism, discard: true }
       )
       // Links last, one at a time, each renamed over what is there (never a directory): nothing is
@@ -735,7 +736,11 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       yield* Effect.forEach(
         [...dirs].reverse(),
         (d) =>
-          LocalTree.chmodDir(operation, localOf(d), LocalTree.tamedMode(Number.parseInt(d.mode, 8), preserveModes)),
+          LocalTree.chmodDir(
+            operation,
+            localOf(d),
+            LocalTree.tamedMode(Number.parseInt(d.mode, 8), preserve, modes.umask)
+          ),
         { discard: true }
       )
       yield* Effect.annotateCurrentSpan("files.bytes", plan.progress.bytes())
@@ -843,7 +848,9 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       ),
     download: (remotePath, localPath, options = {}) =>
       withPlan("files.download", options, undefined, (plan) =>
-        download("files.download", remotePath, localPath, plan, options.preserveModes === true)
+        Effect.flatMap(LocalTree.checkPreserveModes("files.download", options.preserveModes), (preserve) =>
+          download("files.download", remotePath, localPath, plan, { preserve, umask: LocalTree.currentUmask() })
+        )
       ),
     uploadDir: (localDir, remoteDir, options = {}) => guard("files.uploadDir", uploadDir(localDir, remoteDir, options)),
     downloadDir: (remoteDir, localDir, options = {}) =>

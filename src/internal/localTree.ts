@@ -11,7 +11,7 @@
  * through one the copy made.
  */
 
-import { constants } from "node:fs"
+import { constants, readFileSync } from "node:fs"
 import * as NodeFs from "node:fs/promises"
 import { join, posix } from "node:path"
 import * as Effect from "effect/Effect"
@@ -100,20 +100,40 @@ export const refusedLink = (operation: string, path: string, link: SkippedLink, 
   })
 
 /**
- * The umask of this process, read once: there is no way to read it without setting it, and setting it
- * back at once is what `process.umask()` does.
+ * The umask of this process. Linux tells it in /proc without changing it; elsewhere `process.umask()`
+ * sets it and sets it back, a moment in which a file made by another thread would get no mask at all,
+ * so it is read once per transfer, before the transfer makes any file.
  */
-let cachedUmask: number | undefined
-const umask = () => {
-  cachedUmask ??= process.umask()
-  return cachedUmask
+export const currentUmask = (): number => {
+  try {
+    const match = /^Umask:\s*([0-7]+)$/m.exec(readFileSync("/proc/self/status", "utf8"))
+    if (match?.[1] !== undefined) return Number.parseInt(match[1], 8)
+  } catch {
+    // Not Linux: fall through.
+  }
+  return process.umask()
 }
 
 /**
- * The mode a downloaded entry gets: without setuid, setgid and sticky and masked by the umask, as if
+ * The mode a downloaded entry gets: without setuid, setgid and sticky and masked by `umask`, as if
  * this user had created it, unless `preserve` asks for the sandbox's bits exactly.
  */
-export const tamedMode = (mode: number, preserve: boolean) => (preserve ? mode & 0o7777 : mode & 0o777 & ~umask())
+export const tamedMode = (mode: number, preserve: boolean, umask: number) =>
+  preserve ? mode & 0o7777 : mode & 0o777 & ~umask
+
+export const checkPreserveModes = (
+  operation: string,
+  preserveModes: unknown
+): Effect.Effect<boolean, InvalidArgumentError> =>
+  preserveModes === undefined || typeof preserveModes === "boolean"
+    ? Effect.succeed(preserveModes === true)
+    : Effect.fail(
+        new InvalidArgumentError({
+          operation,
+          argument: "preserveModes",
+          detail: `${JSON.stringify(preserveModes)} is not true or false`
+        })
+      )
 
 const errorDetail = (e: unknown) => (e instanceof Error ? e.message : String(e))
 const hasCode = (e: unknown, ...codes: ReadonlyArray<string>) =>
@@ -181,7 +201,15 @@ export const placeLink = (operation: string, temp: string, target: string, path:
 /** Sets a directory's mode through a handle opened without following a link at its place. */
 export const chmodDir = (operation: string, path: string, mode: number) =>
   local(operation, path, async () => {
-    const handle = await NodeFs.open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+    const handle = await NodeFs.open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch(
+      async (e) => {
+        // A directory of ours that we may not read (merged into as it was): checked, then set by path.
+        if (!hasCode(e, "EACCES") || !(await NodeFs.lstat(path)).isDirectory()) throw e
+        await NodeFs.chmod(path, mode)
+        return undefined
+      }
+    )
+    if (handle === undefined) return
     try {
       await handle.chmod(mode)
     } finally {
