@@ -21,6 +21,7 @@ import { InvalidArgumentError, LocalFileError } from "../SandboxError.js"
 /** The link policies, for the check of an option given from plain JavaScript. */
 const POLICIES: ReadonlyArray<LinkPolicy> = ["skip", "refuse", "keep"]
 
+/** The `links` option, checked, or `fallback` when it is not given. */
 export const checkLinks = (
   operation: string,
   links: unknown,
@@ -121,6 +122,7 @@ export const currentUmask = (): number => {
 export const tamedMode = (mode: number, preserve: boolean, umask: number) =>
   preserve ? mode & 0o7777 : mode & 0o777 & ~umask
 
+/** The `preserveModes` option, checked: only a boolean (or nothing) says what it means. */
 export const checkPreserveModes = (
   operation: string,
   preserveModes: unknown
@@ -151,14 +153,15 @@ const inTheWay = (operation: string, path: string, what: string) =>
     path,
     operation,
     detail:
-      `a local directory is where the sandbox's tree has ${what}; a download merges into directories but never ` +
-      `replaces one: remove it or copy to another destination`
+      `a local directory is in the way of the sandbox's ${what}; downloads merge into directories but never ` +
+      `replace one: remove it or choose another destination`
   })
 
 /**
  * Makes `root/parts...` a real directory, checking every component below `root` without following any:
  * a missing one is created (0o700 until the copy sets its mode), a symlink or file is removed and
- * replaced by a directory. Safe to run for the same path from parallel copies.
+ * replaced by a directory. A copy runs it for every directory it needs before writing files, one at a
+ * time; it also survives a parallel run for the same path.
  */
 const ensureDirPromise = async (root: string, parts: ReadonlyArray<string>) => {
   let path = root
@@ -177,6 +180,7 @@ const ensureDirPromise = async (root: string, parts: ReadonlyArray<string>) => {
   return path
 }
 
+/** {@link ensureDirPromise} as an effect; the directory's path on success. */
 export const ensureDir = (operation: string, root: string, parts: ReadonlyArray<string>) =>
   local(operation, join(root, ...parts), () => ensureDirPromise(root, parts))
 
