@@ -453,6 +453,7 @@ describe("hf-sandbox CLI, local provider", () => {
       [["run", "echo", "hi"], "run needs --"],
       [["ls", "--", "x"], "unexpected --"],
       [["cp", "a", "b"], "must be in a sandbox"],
+      [["cp", "--preserve-modes", "a", "local-0123456789ab:b"], "--preserve-modes applies to copies from a sandbox"],
       [[], "usage: hf-sandbox"]
     ]
     for (const [args, message] of cases) {

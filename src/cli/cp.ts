@@ -54,6 +54,11 @@ export const copy = (
           : "cp copies between this machine and a sandbox: one of SRC and DEST must be a local path"
       )
     }
+    if (options.preserveModes === true && source._tag === "Local") {
+      return yield* usage(
+        "--preserve-modes applies to copies from a sandbox (a copy to a sandbox always keeps the permission bits)"
+      )
+    }
     const remote = source._tag === "Remote" ? source : (destination as Extract<CopyTarget, { _tag: "Remote" }>)
     const sb = yield* attach(remote.id)
     const remoteKind = (p: string) =>
