@@ -273,7 +273,7 @@ describe("hf-sandbox CLI, local provider", () => {
     assert.isFalse(fs.existsSync(path.join(dest, "up")))
     assert.strictEqual(fs.readlinkSync(path.join(dest, "ok")), "suid")
     assert.strictEqual(fs.statSync(path.join(dest, "suid")).mode & 0o7777, 0o755 & ~process.umask())
-    const noted = await local(["cp", `${id}:hostile`, path.join(work, "cp-hostile-noted")])
+    const noted = await local(["cp", "-q", `${id}:hostile`, path.join(work, "cp-hostile-noted")])
     expectCode(noted, 0)
     assert.include(noted.stderr, "up -> ../../..")
     assert.include(noted.stderr, "--links keep")

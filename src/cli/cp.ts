@@ -122,6 +122,7 @@ export const copy = (
     if (mode.json) yield* Output.json({ source: shown(source), destination: landed, bytes: moved, skippedLinks })
     else {
       yield* Output.note(mode, `Copied ${formatBytes(moved)} to ${landed}`)
-      if (skippedLinks.length > 0) yield* Output.note(mode, skippedNote(skippedLinks))
+      // A warning, not a note: `-q` must not hide that the copy is not whole.
+      if (skippedLinks.length > 0) yield* Output.write("stderr", `${skippedNote(skippedLinks)}\n`)
     }
   })
