@@ -2145,9 +2145,11 @@ def pread_all(fd, n, offset):
     return b"".join(parts)
 
 
-def entry(path, name=None, st=None, with_target=False):
+def entry(path, name=None, st=None, with_target=False, dir_fd=None):
     """An Entry with exactly the keys of HF's FileEntry (whose client rejects any
-    other key), plus a symlink's `target` when `with_target`."""
+    other key), plus a symlink's `target` when `with_target`. With `dir_fd`, the
+    target is read relative to that directory (by the last part of `path`), not
+    through `path`'s parents, which may have been swapped for links meanwhile."""
     if st is None:
         st = os.lstat(path)
     mode = st.st_mode
@@ -2167,19 +2169,55 @@ def entry(path, name=None, st=None, with_target=False):
     }
     if with_target and kind == "symlink":
         try:
-            out["target"] = os.readlink(path)
+            if dir_fd is None:
+                out["target"] = os.readlink(path)
+            else:
+                out["target"] = os.readlink(os.path.basename(path), dir_fd=dir_fd)
         except OSError:
             pass  # vanished or unreadable: omit rather than send null
     return out
 
 
-def scan_dir(path, failed=None):
-    """The (name, lstat) pairs of a directory, sorted by name. Raises OSError
-    for the directory itself. An entry that vanishes meanwhile is left out;
-    one that cannot be lstat'ed for another reason (a directory readable but
-    not searchable) too, after appending (name, error) to `failed`."""
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class DirChanged(OSError):
+    """A directory seen by lstat was something else when opened: swapped for a
+    symlink, a file or another directory in between."""
+
+
+def open_dir(name, dir_fd=None, seen=None):
+    """A descriptor of the directory `name`. A listed directory's root is opened
+    as given (a symlink there is followed, as the caller named it); a child
+    (`dir_fd` given) never: it is opened relative to its parent's descriptor with
+    O_NOFOLLOW, and must be the very directory `seen` (its lstat) described, so a
+    directory swapped for a link between the lstat and the open is never entered."""
+    if dir_fd is None:
+        return os.open(name, _DIR_FLAGS)
+    try:
+        fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):  # now a symlink, or a file
+            raise DirChanged(e.errno, "it was replaced while listing (now not a directory)")
+        raise
+    if seen is not None:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
+            os.close(fd)
+            raise DirChanged(errno.ESTALE, "it was replaced by another directory while listing")
+    return fd
+
+
+def scan_dir(path, failed=None, dir_fd=None):
+    """The (name, lstat) pairs of a directory, sorted by name. `path` is a path,
+    or, with `dir_fd`, an open directory descriptor (kept open; entries are
+    stat'ed relative to it, never through a path). Raises OSError for the
+    directory itself. An entry that vanishes meanwhile is left out; one that
+    cannot be lstat'ed for another reason (a directory readable but not
+    searchable) too, after appending (name, error) to `failed`."""
     children = []
-    with os.scandir(path) as it:
+    # scandir of a descriptor works on a duplicate of it: `dir_fd` stays open.
+    with os.scandir(path if dir_fd is None else dir_fd) as it:
         for de in it:
             try:
                 children.append((de.name, de.stat(follow_symlinks=False)))
@@ -2882,60 +2920,92 @@ class Handler(BaseHTTPRequestHandler):
         recursive = self.bool_param("recursive", False)
         with_target = self.bool_param("symlink_targets", False)
         try:
-            failed = []
-            children = scan_dir(path, failed)
-            root = os.stat(path) if recursive else None  # `path` itself may be a symlink: followed
+            fd = open_dir(path)  # `path` itself may be a symlink: followed
         except NotADirectoryError:
             raise bad_request("cannot list %s: not a directory (stat or read it instead)" % path, "not_a_directory")
         except OSError as e:
             raise fs_error(e, path, "list")
+        try:
+            self.list_from(path, fd, recursive, with_target)
+        finally:
+            os.close(fd)
+
+    def list_from(self, path, fd, recursive, with_target):
+        """Answers a listing of the directory open at `fd`. The walk goes from
+        descriptor to descriptor (see open_dir): a directory swapped for a symlink
+        between its lstat and its listing is reported, never followed."""
+        try:
+            failed = []
+            children = scan_dir(path, failed, dir_fd=fd)
+            root = os.fstat(fd) if recursive else None
+        except OSError as e:
+            raise fs_error(e, path, "list")
         if not recursive:
-            listed = [entry(os.path.join(path, name), name, st, with_target) for name, st in children]
+            listed = [entry(os.path.join(path, name), name, st, with_target, fd) for name, st in children]
             self.respond_json({"entries": listed})
             return
         # Depth first, siblings sorted by name: a directory comes right before
         # its contents. Entries are encoded as they are found, so memory is the
-        # answer's bytes plus one sorted directory per level being walked.
+        # answer's bytes plus one sorted directory (and one descriptor) per
+        # level being walked.
         parts, skipped = [], []
 
         def skip(rel, full, e, action="list"):
+            if isinstance(e, DirChanged):
+                message = "cannot list %s: %s" % (full, e.strerror)
+                skipped.append({"name": rel, "path": full, "error": message, "code": "changed"})
+                return
             err = fs_error(e, full, action)
             skipped.append({"name": rel, "path": full, "error": err.message, "code": err.code})
 
         for name, e in failed:
             skip(name, os.path.join(path, name), e, "stat")
         ancestors = {(root.st_dev, root.st_ino)}
-        stack = [("", iter(children), None)]
-        while stack:
-            prefix, it, key = stack[-1]
-            child = next(it, None)
-            if child is None:
-                stack.pop()
-                ancestors.discard(key)
-                continue
-            name, st = child
-            rel = prefix + name
-            full = os.path.join(path, rel)
-            parts.append(dumps(entry(full, rel, st, with_target)))
-            if not stat.S_ISDIR(st.st_mode):
-                continue  # files, and symlinks (never followed, even to a directory)
-            key = (st.st_dev, st.st_ino)
-            if key in ancestors:  # a bind mount of one of its own ancestors
-                message = "cannot list %s: it is one of its own parent directories (a file system loop)" % full
-                skipped.append({"name": rel, "path": full, "error": message, "code": "loop"})
-                continue
-            del failed[:]
-            try:
-                grandchildren = scan_dir(full, failed)
-            except FileNotFoundError:
-                continue  # vanished while listing
-            except OSError as e:
-                skip(rel, full, e)
-                continue
-            for sub, e in failed:
-                skip(rel + "/" + sub, os.path.join(full, sub), e, "stat")
-            ancestors.add(key)
-            stack.append((rel + "/", iter(grandchildren), key))
+        stack = [("", iter(children), None, fd)]
+        try:
+            while stack:
+                prefix, it, key, parent_fd = stack[-1]
+                child = next(it, None)
+                if child is None:
+                    stack.pop()
+                    ancestors.discard(key)
+                    if parent_fd != fd:
+                        os.close(parent_fd)
+                    continue
+                name, st = child
+                rel = prefix + name
+                full = os.path.join(path, rel)
+                parts.append(dumps(entry(full, rel, st, with_target, parent_fd)))
+                if not stat.S_ISDIR(st.st_mode):
+                    continue  # files, and symlinks (never followed, even to a directory)
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:  # a bind mount of one of its own ancestors
+                    message = "cannot list %s: it is one of its own parent directories (a file system loop)" % full
+                    skipped.append({"name": rel, "path": full, "error": message, "code": "loop"})
+                    continue
+                del failed[:]
+                try:
+                    child_fd = open_dir(name, parent_fd, st)
+                except FileNotFoundError:
+                    continue  # vanished while listing
+                except OSError as e:
+                    skip(rel, full, e)
+                    continue
+                try:
+                    grandchildren = scan_dir(full, failed, dir_fd=child_fd)
+                except OSError as e:
+                    os.close(child_fd)
+                    if not isinstance(e, FileNotFoundError):
+                        skip(rel, full, e)
+                    continue
+                for sub, e in failed:
+                    skip(rel + "/" + sub, os.path.join(full, sub), e, "stat")
+                ancestors.add(key)
+                stack.append((rel + "/", iter(grandchildren), key, child_fd))
+        finally:
+            for _, _, _, open_fd in stack:
+                if open_fd != fd:
+                    os.close(open_fd)
         tail = b'],"skipped":' + dumps(skipped) + b"}"
         self.respond(200, b'{"entries":[' + b",".join(parts) + tail)
 
