@@ -69,7 +69,12 @@ export const parseResponses = (data: Buffer): Array<RawResponse> => {
 export const exchange = (
   port: number,
   payload: string | Buffer,
-  options: { readonly boundMs?: number; readonly until?: (responses: ReadonlyArray<RawResponse>) => boolean } = {}
+  options: {
+    readonly boundMs?: number
+    readonly until?: (responses: ReadonlyArray<RawResponse>) => boolean
+    /** Half-close after the payload (FIN): the server has all there is and must answer or close. */
+    readonly halfClose?: boolean
+  } = {}
 ) =>
   new Promise<Exchange>((resolve, reject) => {
     const socket = net.connect(port, "127.0.0.1")
@@ -86,7 +91,7 @@ export const exchange = (
     const timer = setTimeout(() => finish(false), options.boundMs ?? 10_000)
     socket.on("data", (d) => {
       chunks.push(d)
-      if (options.until !== undefined && options.until(parseResponses(Buffer.concat(chunks)))) finish(false)
+      if (options.until?.(parseResponses(Buffer.concat(chunks)))) finish(false)
     })
     socket.on("end", () => finish(true))
     socket.on("close", () => finish(true))
@@ -99,5 +104,6 @@ export const exchange = (
         reject(e)
       }
     })
-    socket.write(payload)
+    if (options.halfClose === true) socket.end(payload)
+    else socket.write(payload)
   })
