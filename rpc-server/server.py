@@ -1873,7 +1873,7 @@ def write_all(fd, data):
 # arrived for TRANSFER_STALE seconds. A transfer that was removed stays
 # refused (410), so a late range can never rebuild a file with holes.
 
-TRANSFER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+TRANSFER_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")  # \Z: `$` would take a trailing newline
 TRANSFER_DEAD_KEEP = 4096  # removed transfer ids remembered, oldest forgotten first
 
 
@@ -2187,7 +2187,7 @@ def scan_dir(path, failed=None):
     return children
 
 
-_MODE_RE = re.compile(r"^(0o)?[0-7]{1,4}$")
+_MODE_RE = re.compile(r"\A(0o)?[0-7]{1,4}\Z")
 
 
 def parse_mode(value):

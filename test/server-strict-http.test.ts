@@ -197,6 +197,18 @@ describe("numeric parameters", () => {
   })
 })
 
+describe("pattern parameters", () => {
+  it("a transfer id or a mode with a trailing newline is a 400 (a `$` took it), and no file is made", async () => {
+    const file = path.join(S.dir, "t.txt")
+    const q = encodeURIComponent(file)
+    const put = (query: string) =>
+      oneRequest(head(`PUT /v1/files/write?path=${q}&${query} HTTP/1.1`, "Content-Length: 1\r\n") + "x")
+    expectClean4xx(await put("transfer=abcdefgh%0A"))
+    expectClean4xx(await put("mode=644%0A"))
+    expect(fs.readdirSync(S.dir).filter((n) => n.includes("t.txt"))).toEqual([])
+  })
+})
+
 describe("JSON bodies", () => {
   const post = (route: string, body: string | Buffer) => {
     const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body)
