@@ -1765,7 +1765,6 @@ class Body(object):
             raise ClientGone()
         return data
 
-
     def read(self, n):
         """Up to n bytes; b"" at the end of the body."""
         if self.done:
