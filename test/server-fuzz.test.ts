@@ -4,8 +4,11 @@
  * from a valid request (mutated head, odd framing, odd numbers, odd JSON), sent with a half-close, so
  * the server has all there is and must answer or close within a bound.
  *
- * Invariants, for every input: no 500, no answer outside 1xx-4xx, the connection ends within the bound,
- * the server's log shows no traceback, and `/health` answers after the run (and every 100 cases).
+ * Invariants, for every input: no 500 (505 for an unknown HTTP version is fine), only HTTP comes back, no
+ * more responses than requests (unless byte mutations or a deliberately wrong length made the count
+ * unknowable: a body or a bad header line answered as a request is smuggling), the connection ends
+ * within the bound, the server's log shows no traceback, and `/health` answers after the run (and every
+ * 100 cases).
  *
  * `npm test` runs a few hundred cases (a few seconds). `FUZZ_ITERATIONS=100000` runs longer;
  * `FUZZ_SEED=<n>` picks another sequence, and a failure prints the seed, the case's index and its bytes,
@@ -192,7 +195,7 @@ interface Template {
 }
 
 /** A request as a client would send it, before the framing is tampered with. */
-const template = (r: Rand, dir: string): Template => {
+const template = (r: Rand, dir: string, token: string): Template => {
   const inDir = () => encodeURIComponent(path.join(dir, name(r)))
   const q = (k: string) => `${k}=${r() < 0.6 ? odd(r) : String(int(r, 100))}`
   switch (int(r, 14)) {
@@ -212,7 +215,11 @@ const template = (r: Rand, dir: string): Template => {
       return {
         method: "PUT",
         target: `/v1/files/write?path=${inDir()}&${q(pick(r, ["offset", "truncate_to"]))}&mode=${pick(r, ["644", "0o7777", "99", odd(r)])}`,
-        body: "x".repeat(int(r, 40)),
+        // Sometimes a whole authenticated request: a parser that loses the body's framing would run it.
+        body:
+          r() < 0.6
+            ? `GET /v1/processes HTTP/1.1\r\nHost: x\r\nX-Sandbox-Token: ${token}\r\n\r\n`
+            : "x".repeat(int(r, 40)),
         mutable: false
       }
     case 5:
@@ -259,9 +266,11 @@ const template = (r: Rand, dir: string): Template => {
 }
 
 /** Frames a template: Content-Length (sometimes odd) or chunked (sometimes odd), maybe a second request after it. */
-const frame = (r: Rand, t: Template, token: string): string => {
+/** The bytes of a request (maybe two, pipelined), and how many requests a correct parser sees in them. */
+const frame = (r: Rand, t: Template, token: string): { payload: string; requests: number } => {
   const body = t.body ?? ""
   const fields: Array<string> = ["Host: x"]
+  let misframed = false
   if (r() < 0.95) {
     const value = r() < 0.9 ? token : "wrong"
     fields.push(pick(r, [`X-Sandbox-Token: ${value}`, `x-sandbox-token:${value}`, `Authorization: Bearer ${value}`]))
@@ -301,15 +310,39 @@ const frame = (r: Rand, t: Template, token: string): string => {
     payload = `${t.method} ${t.target} HTTP/1.1\r\n${fields.join("\r\n")}\r\n\r\n${bodyBytes}`
   } else {
     const length = Buffer.byteLength(body)
-    if (body.length > 0 || r() < 0.3)
+    if (body.length > 0 || r() < 0.3) {
+      const exact = r() < 0.8
+      // A valid length other than the body's makes the rest of the body the next request, rightly.
+      if (!exact) misframed = true
       fields.push(
-        `Content-Length: ${r() < 0.8 ? length : pick(r, [`${length}, ${length}`, `+${length}`, `0${length}`, "\xb2", odd(r)])}`
+        `Content-Length: ${exact ? length : pick(r, [`${length}, ${length}`, `+${length}`, `0${length}`, "\xb2", odd(r)])}`
       )
+    }
     if (r() < 0.05) fields.push(`Content-Length: ${length + 1}`)
     payload = `${t.method} ${t.target} HTTP/1.1\r\n${fields.join("\r\n")}\r\n\r\n${body}`
   }
-  if (r() < 0.3) payload += `GET /health HTTP/1.1\r\nHost: x\r\n\r\n`
-  return payload
+  const pipelined = r() < 0.3
+  if (pipelined) payload += `GET /health HTTP/1.1\r\nHost: x\r\n\r\n`
+  return { payload, requests: misframed ? Number.POSITIVE_INFINITY : pipelined ? 2 : 1 }
+}
+
+/** A malformed field line inside the head (never in the request line or the body). */
+const badFieldLine = (r: Rand, s: string): string => {
+  const headEnd = s.indexOf("\r\n\r\n")
+  const lineEnds: Array<number> = []
+  for (let at = s.indexOf("\r\n"); at >= 0 && at < headEnd; at = s.indexOf("\r\n", at + 2)) lineEnds.push(at)
+  const at = pick(r, lineEnds)
+  const line = pick(r, [
+    "bad line",
+    " folded",
+    "X: a\0b",
+    "X-Cr: a\rb",
+    ": v",
+    "X : v",
+    "Content-Length : 3",
+    "X:\u00b2\x01"
+  ])
+  return `${s.slice(0, at)}\r\n${line}${s.slice(at)}`
 }
 
 /** Byte-level mutations of a head that can neither run a command nor write a file. */
@@ -347,12 +380,24 @@ const mutate = (r: Rand, s: string): string => {
   return out
 }
 
-const caseBytes = (index: number, dir: string, token: string): Buffer => {
+interface Case {
+  readonly input: Buffer
+  /** At most this many responses: more means a body or a bad line was read as a request (smuggling). */
+  readonly maxResponses: number
+}
+
+const fuzzCase = (index: number, dir: string, token: string): Case => {
   const r = rng((SEED ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0)
-  const t = template(r, dir)
-  let payload = frame(r, t, token)
-  if (t.mutable && r() < 0.6) payload = mutate(r, payload)
-  return Buffer.from(payload, "latin1")
+  const t = template(r, dir, token)
+  const framed = frame(r, t, token)
+  let payload = framed.payload
+  // Byte-level mutations can make anything of the bytes (two requests of one); a bad field line cannot.
+  let maxResponses = framed.requests
+  if (t.mutable && r() < 0.6) {
+    payload = mutate(r, payload)
+    maxResponses = Number.POSITIVE_INFINITY
+  } else if (r() < 0.35) payload = badFieldLine(r, payload)
+  return { input: Buffer.from(payload, "latin1"), maxResponses }
 }
 
 // ---- the run ----
@@ -390,14 +435,19 @@ describe(`server fuzz (seed ${SEED}, ${ONLY === undefined ? `${ITERATIONS} cases
       const worker = async () => {
         while (next < indices.length && failures.length === 0) {
           const index = indices[next++]!
-          const input = caseBytes(index, S.dir, S.token)
+          const { input, maxResponses } = fuzzCase(index, S.dir, S.token)
           const x = await exchange(S.port, input, { boundMs: BOUND_MS, halfClose: true })
           const text = x.data.toString("latin1")
-          const statuses = [...text.matchAll(/(?:^|\r\n)HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))
+          // Responses as framed (a response may follow a body directly), else status lines (a stream cut short).
+          const framed = x.responses.map((res) => res.status)
+          const lines = [...text.matchAll(/(?:^|\r\n)HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))
+          const statuses = framed.length >= lines.length ? framed : lines
           if (!x.closed)
             report(index, input, `the connection was still open ${BOUND_MS} ms after the request was complete`)
           else if (statuses.some((s) => s >= 500 && s !== 505))
             report(index, input, `answered ${statuses.join(", ")}: ${text.slice(0, 500)}`)
+          else if (statuses.length > maxResponses)
+            report(index, input, `${statuses.length} responses to ${maxResponses} request(s): ${text.slice(0, 1000)}`)
           else if (text.length > 0 && !text.startsWith("HTTP/1.1 "))
             report(index, input, `answered something that is not HTTP: ${text.slice(0, 200)}`)
           else if (/Traceback|internal error/.test(S.stderr().slice(logSeen))) {
