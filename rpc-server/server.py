@@ -2303,6 +2303,21 @@ def check_json_depth(raw):
         raise bad_request("request body is not valid JSON, or nests arrays and objects deeper than %d levels" % JSON_DEPTH_MAX)
 
 
+def legacy_path(req):
+    """The `path` of a legacy JSON body, as the OS can take it: a JSON string may hold a NUL or a lone
+    surrogate (`\\ud800`), which no file name can (the query routes' paths cannot hold the latter)."""
+    given = req.get("path")
+    if not isinstance(given, str) or not given:
+        raise bad_request("`path` must be a non-empty string")
+    if "\0" in given:
+        raise bad_request("`path` contains a NUL character")
+    try:
+        os.fsencode(given)
+    except UnicodeError:
+        raise bad_request("`path` %s is not a file name: it holds a lone surrogate" % json.dumps(given))
+    return given
+
+
 def parse_decimal(raw, below):
     """A value of ASCII digits only (no sign, no spaces, no other scripts' digits) below `below`, else None."""
     if raw is None or not 0 < len(raw) <= len(str(below)) or not raw.isascii() or not raw.isdigit():
@@ -2768,11 +2783,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_legacy_read(self):
         req = self.read_json()
-        given = req.get("path")
-        if not isinstance(given, str) or not given:
-            raise bad_request("`path` must be a non-empty string")
-        if "\0" in given:
-            raise bad_request("`path` contains a NUL character")
+        given = legacy_path(req)
         path = os.path.abspath(given)
         try:
             fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NONBLOCK)
@@ -2987,9 +2998,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_legacy_write(self):
         req = self.read_json()
-        given = req.get("path")
-        if not isinstance(given, str) or not given or "\0" in given:
-            raise bad_request("`path` must be a non-empty string")
+        given = legacy_path(req)
         if isinstance(req.get("content_b64"), str):
             try:
                 data = base64.b64decode(req["content_b64"], validate=True)

@@ -248,7 +248,7 @@ const template = (r: Rand, dir: string, token: string): Template => {
       return {
         method: "POST",
         target: "/read",
-        body: JSON.stringify({ path: pick(r, ["", "/nonexistent\u0000x", 5, "/nonexistent"]) }),
+        body: JSON.stringify({ path: pick(r, ["", "/nonexistent\u0000x", "/nonexistent/\ud800", 5, "/nonexistent"]) }),
         mutable: true
       }
     case 11:

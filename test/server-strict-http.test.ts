@@ -233,9 +233,12 @@ describe("JSON bodies", () => {
     expectClean4xx(await post("/v1/exec", `{"cmd":"true","timeout":1${"0".repeat(400)}}`))
   })
 
-  it("a NUL in a legacy path is a 400", async () => {
+  it("a NUL or a lone surrogate in a legacy path is a 400", async () => {
     expectClean4xx(await post("/read", JSON.stringify({ path: "/tmp/a\u0000b" })))
     expectClean4xx(await post("/write", JSON.stringify({ path: "/tmp/a\u0000b", content: "x" })))
+    // A lone surrogate is no file name either (JSON can carry one; the file system cannot).
+    expectClean4xx(await post("/read", '{"path":"/tmp/a\\ud800b"}'))
+    expectClean4xx(await post("/write", `{"path":"${S.dir}/s\\ud800","content":"x"}`))
   })
 
   it("a huge timeout is honoured as a timeout that never comes: the process is not killed at once", async () => {
