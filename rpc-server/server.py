@@ -2505,7 +2505,10 @@ class Handler(BaseHTTPRequestHandler):
             route, _, query = self.path.partition("?")
             route = route.partition("#")[0]
         else:  # absolute form (proxies): http://host/path?query
-            split = urlsplit(self.path)
+            try:
+                split = urlsplit(self.path)
+            except ValueError:  # `http://[::1/x`: an unclosed IPv6 literal is no URL
+                return self.send_error(400, "malformed request target (not a path, not a URL)")
             route, query = split.path or "/", split.query
         try:
             self.query = parse_qs(query, keep_blank_values=True, encoding="utf-8", errors="surrogateescape")

@@ -271,6 +271,9 @@ const frame = (r: Rand, t: Template, token: string): { payload: string; requests
   const body = t.body ?? ""
   const fields: Array<string> = ["Host: x"]
   let misframed = false
+  // Sometimes in absolute form, as a proxy may send it (the path, and so what the route touches, is the same).
+  const target =
+    r() < 0.1 ? pick(r, ["http://x", "http://[::1", "http://x:99999", "HTTP://x", "//x"]) + t.target : t.target
   if (r() < 0.95) {
     const value = r() < 0.9 ? token : "wrong"
     fields.push(pick(r, [`X-Sandbox-Token: ${value}`, `x-sandbox-token:${value}`, `Authorization: Bearer ${value}`]))
@@ -307,7 +310,7 @@ const frame = (r: Rand, t: Template, token: string): { payload: string; requests
       .map((p) => `${size(Buffer.byteLength(p))}\r\n${p}${r() < 0.95 ? "\r\n" : pick(r, ["\n", "", "  \r\n"])}`)
       .join("")
     bodyBytes += `0\r\n${r() < 0.2 ? Array.from({ length: pick(r, [1, 99, 100, 101]) }, (_, i) => `T${i}: v\r\n`).join("") : ""}\r\n`
-    payload = `${t.method} ${t.target} HTTP/1.1\r\n${fields.join("\r\n")}\r\n\r\n${bodyBytes}`
+    payload = `${t.method} ${target} HTTP/1.1\r\n${fields.join("\r\n")}\r\n\r\n${bodyBytes}`
   } else {
     const length = Buffer.byteLength(body)
     if (body.length > 0 || r() < 0.3) {
@@ -319,7 +322,7 @@ const frame = (r: Rand, t: Template, token: string): { payload: string; requests
       )
     }
     if (r() < 0.05) fields.push(`Content-Length: ${length + 1}`)
-    payload = `${t.method} ${t.target} HTTP/1.1\r\n${fields.join("\r\n")}\r\n\r\n${body}`
+    payload = `${t.method} ${target} HTTP/1.1\r\n${fields.join("\r\n")}\r\n\r\n${body}`
   }
   const pipelined = r() < 0.3
   if (pipelined) payload += `GET /health HTTP/1.1\r\nHost: x\r\n\r\n`

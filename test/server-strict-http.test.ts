@@ -92,6 +92,12 @@ describe("request heads", () => {
     await healthy()
   })
 
+  it("an absolute-form target that is no URL is a 400, not a traceback in the log", async () => {
+    await expectRejectedAndClosed(`GET http://[::1/health HTTP/1.1\r\nHost: x\r\n\r\n${HEALTH}`)
+    expect(S.stderr()).not.toMatch(/Traceback/)
+    await healthy()
+  })
+
   it("more than 100 header fields is a 431", async () => {
     const many = Array.from({ length: 101 }, (_, i) => `X-F${i}: v\r\n`).join("")
     await expectRejectedAndClosed(head("GET /health HTTP/1.1", many), 431)
