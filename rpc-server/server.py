@@ -40,6 +40,7 @@ import contextlib
 import errno
 import hashlib
 import hmac
+import http.client
 import io
 import json
 import math
@@ -69,6 +70,7 @@ JSON_LIMIT = 16 * 1024 * 1024  # largest buffered JSON request body
 DRAIN_LIMIT = 16 * 1024 * 1024  # unread body we discard to keep a connection alive
 CAPTURE_LIMIT = 16 * 1024 * 1024  # legacy /exec: captured bytes per stream
 DEFAULT_PING_INTERVAL = 15.0
+MAX_SELECT_WAIT = 3600.0  # longest single wait of a pump: a far deadline is reached by several
 EXIT_QUIET = 0.05  # after the child exits, stop reading once pipes are this quiet
 EXIT_DRAIN_MAX = 1.0  # ...and never read longer than this after the exit
 KILL_GRACE = 0.5  # shutdown: SIGTERM -> SIGKILL delay
@@ -98,8 +100,28 @@ def note_foreign_authorization():
         log("note: requests arrive with a foreign Authorization header (forwarded by a proxy); it is ignored")
 
 
+# What must never reach a terminal from text a peer chose (request paths, commands, file names):
+# C0 and C1 controls (ESC and CSI start escape sequences), DEL, and the Unicode line separators and
+# bidirectional overrides that make a log line read as something else.
+# Bytes that were not UTF-8 (surrogate escapes) are escaped too: written raw, 0x9b is a CSI.
+_LOG_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+_LOG_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(m):
+    c = m.group()
+    return _LOG_NAMED.get(c) or ("\\x%02x" % ord(c) if ord(c) < 0x100 else "\\u%04x" % ord(c))
+
+
+def shown(text):
+    """Attacker-controlled text as a log line may carry it: one line, every control character escaped."""
+    return _LOG_UNSAFE.sub(_escaped, text)
+
+
 def log(msg):
-    """Diagnostics go to stderr only: stdout carries the single listening line."""
+    """Diagnostics go to stderr only: stdout carries the single listening line. Newlines of a message
+    stay (tracebacks); every other control character is escaped here, whatever the caller forgot."""
+    msg = _LOG_UNSAFE.sub(lambda m: "\n" if m.group() == "\n" else _escaped(m), msg)
     try:
         sys.stderr.write("hf-sandbox rpc-server: %s\n" % msg)
         sys.stderr.flush()
@@ -120,14 +142,14 @@ def command_text(argv):
         text = argv[2]
     else:
         text = " ".join(a if a and not re.search(r"[\s'\"\\]", a) else json.dumps(a) for a in argv)
-    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    text = shown(text)
     if len(text) > COMMAND_LOG_CHARS:
         text = "%s... (%d characters)" % (text[:COMMAND_LOG_CHARS], len(text))
     return text
 
 
 def log_command_start(proc, spec):
-    log("command started, pid %d%s: %s" % (proc.pid, " in %s" % spec.cwd if spec.cwd else "", command_text(spec.argv)))
+    log("command started, pid %d%s: %s" % (proc.pid, " in %s" % shown(spec.cwd) if spec.cwd else "", command_text(spec.argv)))
 
 
 def log_command_end(proc, spec, result, finished):
@@ -582,30 +604,18 @@ def kill_everything():
         groups |= PROCS.groups  # a spawn that raced with `closed`
     for pg in groups:
         kill_group(pg, signal.SIGKILL)
+    # Then every remaining descendant, reaped before exiting instead of left as zombies to an init
+    # that may not reap (some container PID 1s never do). waitpid(-1) is safe only now: nobody will
+    # read these exit codes any more.
     if IS_LINUX:
-        me = os.getpid()
-        for _ in range(5):  # repeat: a dying shell may have just forked
-            table = scan_proc()
-            victims = [p for p in descendants(table, me) if table[p][2] != b"Z"]
-            if not victims:
-                break
-            for pid in victims:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.01)
-    # Reap what we killed before exiting, instead of leaving zombies to an
-    # init that may not reap (some container PID 1s never do). waitpid(-1) is
-    # safe only now: nobody will read these exit codes any more.
+        kill_descendants(0.5)
+        return
     deadline = time.monotonic() + 0.3
     while hasattr(os, "WNOHANG") and time.monotonic() < deadline:
         try:
             pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break  # no children left
         except OSError:
-            break
+            break  # no children left
         if pid == 0:
             time.sleep(0.005)
 
@@ -743,9 +753,12 @@ def parse_exec(req, legacy):
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise bad_request("`timeout` must be a number of seconds")
+        try:  # an integer beyond a float's range (10**400) is no number of seconds
+            timeout = float(timeout)
+        except OverflowError:
+            timeout = math.inf
         if not math.isfinite(timeout) or timeout <= 0:
-            raise bad_request("`timeout` must be a positive number of seconds (omit it for no timeout)")
-        timeout = float(timeout)
+            raise bad_request("`timeout` must be a positive, finite number of seconds (omit it for no timeout)")
     spec.timeout = timeout
 
     stdin, stdin_b64 = req.get("stdin"), None if legacy else req.get("stdin_b64")
@@ -1077,7 +1090,9 @@ def pump(handler, proc, spec, sink, t0):
                     wait = poll_delay
                     poll_delay = min(poll_delay * 2, 0.05)
                 if deadline is not None:
-                    wait = max(0.0, deadline - now) if wait is None else min(wait, max(0.0, deadline - now))
+                    # Bounded: poll() takes at most ~24 days, and a timeout may be any finite number.
+                    left = min(max(0.0, deadline - now), MAX_SELECT_WAIT)
+                    wait = left if wait is None else min(wait, left)
             tick = sink.next_tick(now)
             if tick is not None:
                 wait = tick if wait is None else min(wait, tick)
@@ -1587,6 +1602,10 @@ class BgTable(object):
         # Running background processes and execs: each holds a thread and three descriptors.
         self.running = 0
         self.max_running = DEFAULT_MAX_PROCESSES  # SBX_MAX_PROCESSES / --max-processes, set by main()
+        # Keys a client gave up (DELETE /v1/processes?idempotency_key=): key -> when, oldest first.
+        # A request carrying one that arrives after the cancel is refused, so a command whose
+        # request was still in flight when its caller was interrupted never starts.
+        self.cancelled = {}
 
     def claim(self):
         """Reserve a slot for a command about to be spawned; 503 when all are taken. The slot is
@@ -1622,13 +1641,31 @@ class BgTable(object):
                 self.by_key[bg.key] = bg
 
     def by_idempotency_key(self, key, fingerprint):
-        """The record a key stands for, or None; 409 if the key came with another request."""
+        """The record a key stands for, or None; 409 if the key came with another request or was
+        cancelled."""
         with self.lock:
             bg = self.by_key.get(key)
+            cancelled = key in self.cancelled
+        if cancelled:
+            message = "idempotency_key %r was cancelled by its client: use a new key for a new command"
+            raise HttpError(409, message % (key,), "idempotency_cancelled")
         if bg is not None and bg.fingerprint != fingerprint:
             message = "idempotency_key %r was used for %s (%s), a different request: use a new key for a new command"
             raise HttpError(409, message % (key, bg.id, bg.kind), "idempotency_conflict")
         return bg
+
+    def cancel(self, key, retain):
+        """Spends `key` for `retain` seconds (at most MAX_CANCELLED keys are remembered) and
+        returns the record it stands for, or None when no request with it has arrived yet."""
+        now = time.monotonic()
+        with self.lock:
+            self.cancelled.pop(key, None)
+            self.cancelled[key] = now  # dicts keep insertion order: the oldest come first
+            for old, at in list(self.cancelled.items()):
+                if len(self.cancelled) <= MAX_CANCELLED and now - at < retain:
+                    break
+                del self.cancelled[old]
+            return self.by_key.get(key)
 
     def remove(self, bg):
         with self.lock:
@@ -1644,8 +1681,8 @@ class BgTable(object):
         """By id, or by the OS pid of a listed process (the newest such)."""
         with self.lock:
             bg = self.by_id.get(key)
-            if bg is None and key.isdigit():
-                pid = int(key)
+            pid = parse_decimal(key, 2**32) if bg is None else None
+            if pid is not None:
                 for b in sorted(self.by_id.values(), key=lambda b: -int(b.id[2:])):
                     if b.pid == pid:
                         bg = b
@@ -1655,6 +1692,7 @@ class BgTable(object):
         return bg
 
 
+MAX_CANCELLED = 4096  # cancelled idempotency keys remembered at once
 BGPROCS = BgTable()
 
 
@@ -1694,13 +1732,18 @@ def buffer_bytes(req, default):
     return limit
 
 
+def checked_idempotency_key(key):
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
+        raise bad_request("`idempotency_key` must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (got %r)" % (key,))
+    return key
+
+
 def idempotency(req, kind):
     """(key, fingerprint) of a request, (None, None) without a key."""
     key = req.get("idempotency_key")
     if key is None:
         return None, None
-    if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
-        raise bad_request("`idempotency_key` must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (got %r)" % (key,))
+    checked_idempotency_key(key)
     fields = dict((k, req.get(k)) for k in IDEMPOTENT_FIELDS if req.get(k) is not None)
     return key, kind + " " + json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
@@ -1804,8 +1847,9 @@ def parse_signal(raw):
         name = name[3:]
     if name in SIGNAL_NAMES:
         return SIGNAL_NAMES[name]
-    if name.isdigit() and 1 <= int(name) <= 64:
-        return int(name)
+    number = parse_decimal(name, 65)
+    if number is not None and number >= 1:
+        return number
     raise bad_request("invalid signal %r: use TERM, KILL, INT, HUP or a number" % raw)
 
 
@@ -1833,17 +1877,6 @@ class Body(object):
             raise ClientGone()
         return data
 
-    def _line(self):
-        try:
-            line = self.rfile.readline(4098)
-        except (OSError, ValueError):
-            raise ClientGone()
-        if not line:
-            raise ClientGone()
-        if not line.endswith(b"\n"):
-            raise HttpError(400, "malformed chunked request body (line too long)", "bad_request", close=True)
-        return line
-
     def read(self, n):
         """Up to n bytes; b"" at the end of the body."""
         if self.done:
@@ -1854,24 +1887,19 @@ class Body(object):
             self.done = self.remaining == 0
             return data
         if self._chunk_left == 0:
-            token = self._line().split(b";", 1)[0].strip()
-            try:
-                size = int(token, 16)
-            except ValueError:
-                size = -1
-            if size < 0 or not token:
-                raise HttpError(400, "malformed chunked request body (bad chunk size)", "bad_request", close=True)
+            m = CHUNK_LINE.match(read_line(self.rfile, CHUNK_LINE_MAX, 400))
+            if m is None:
+                raise framing_error("malformed chunked request body (a chunk size is 1 to 16 hex digits)")
+            size = int(m.group(1), 16)
             if size == 0:
-                for _ in range(100):  # trailer section, ends with an empty line
-                    if self._line().strip() == b"":
-                        break
+                read_fields(self.rfile, "trailer")  # bounded, and checked like header fields; then ignored
                 self.done = True
                 return b""
             self._chunk_left = size
         data = self._read(min(n, self._chunk_left))
         self._chunk_left -= len(data)
-        if self._chunk_left == 0 and self._line().strip() != b"":
-            raise HttpError(400, "malformed chunked request body (missing CRLF)", "bad_request", close=True)
+        if self._chunk_left == 0 and self._read(2) != b"\r\n":
+            raise framing_error("malformed chunked request body (chunk data not followed by CRLF)")
         return data
 
     def read_into(self, view):
@@ -1956,7 +1984,7 @@ def write_all(fd, data):
 # arrived for TRANSFER_STALE seconds. A transfer that was removed stays
 # refused (410), so a late range can never rebuild a file with holes.
 
-TRANSFER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+TRANSFER_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")  # \Z: `$` would take a trailing newline
 TRANSFER_DEAD_KEEP = 4096  # removed transfer ids remembered, oldest forgotten first
 
 
@@ -2053,7 +2081,7 @@ class Journal(object):
             pass
         except OSError as e:
             # The write itself can still succeed; only a crash during it would leave its file.
-            log("cannot record %s in the journal %s: %s" % (tmp, self.dir, e.strerror or e))
+            log("cannot record %s in the journal %s: %s" % (shown(tmp), self.dir, e.strerror or e))
 
     def remove(self, tmp):
         """After `tmp` is gone (renamed into place or removed), never before."""
@@ -2200,7 +2228,7 @@ class Transfers(object):
             with self.lock:
                 for tmp, (_, seen) in list(self.live.items()):
                     if now - seen > self.stale:
-                        log("removed %s: no byte of its transfer for %.1fs" % (tmp, now - seen))
+                        log("removed %s: no byte of its transfer for %.1fs" % (shown(tmp), now - seen))
                         self._bury(tmp)
 
 
@@ -2225,9 +2253,11 @@ def pread_all(fd, n, offset):
     return b"".join(parts)
 
 
-def entry(path, name=None, st=None, with_target=False):
+def entry(path, name=None, st=None, with_target=False, dir_fd=None):
     """An Entry with exactly the keys of HF's FileEntry (whose client rejects any
-    other key), plus a symlink's `target` when `with_target`."""
+    other key), plus a symlink's `target` when `with_target`. With `dir_fd`, the
+    target is read relative to that directory (by the last part of `path`), not
+    through `path`'s parents, which may have been swapped for links meanwhile."""
     if st is None:
         st = os.lstat(path)
     mode = st.st_mode
@@ -2247,19 +2277,55 @@ def entry(path, name=None, st=None, with_target=False):
     }
     if with_target and kind == "symlink":
         try:
-            out["target"] = os.readlink(path)
+            if dir_fd is None:
+                out["target"] = os.readlink(path)
+            else:
+                out["target"] = os.readlink(os.path.basename(path), dir_fd=dir_fd)
         except OSError:
             pass  # vanished or unreadable: omit rather than send null
     return out
 
 
-def scan_dir(path, failed=None):
-    """The (name, lstat) pairs of a directory, sorted by name. Raises OSError
-    for the directory itself. An entry that vanishes meanwhile is left out;
-    one that cannot be lstat'ed for another reason (a directory readable but
-    not searchable) too, after appending (name, error) to `failed`."""
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class DirChanged(OSError):
+    """A directory seen by lstat was something else when opened: swapped for a
+    symlink, a file or another directory in between."""
+
+
+def open_dir(name, dir_fd=None, seen=None):
+    """A descriptor of the directory `name`. A listed directory's root is opened
+    as given (a symlink there is followed, as the caller named it); a child
+    (`dir_fd` given) never: it is opened relative to its parent's descriptor with
+    O_NOFOLLOW, and must be the very directory `seen` (its lstat) described, so a
+    directory swapped for a link between the lstat and the open is never entered."""
+    if dir_fd is None:
+        return os.open(name, _DIR_FLAGS)
+    try:
+        fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):  # now a symlink, or a file
+            raise DirChanged(e.errno, "it was replaced while listing (now not a directory)")
+        raise
+    if seen is not None:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
+            os.close(fd)
+            raise DirChanged(errno.ESTALE, "it was replaced by another directory while listing")
+    return fd
+
+
+def scan_dir(path, failed=None, dir_fd=None):
+    """The (name, lstat) pairs of a directory, sorted by name. `path` is a path,
+    or, with `dir_fd`, an open directory descriptor (kept open; entries are
+    stat'ed relative to it, never through a path). Raises OSError for the
+    directory itself. An entry that vanishes meanwhile is left out; one that
+    cannot be lstat'ed for another reason (a directory readable but not
+    searchable) too, after appending (name, error) to `failed`."""
     children = []
-    with os.scandir(path) as it:
+    # scandir of a descriptor works on a duplicate of it: `dir_fd` stays open.
+    with os.scandir(path if dir_fd is None else dir_fd) as it:
         for de in it:
             try:
                 children.append((de.name, de.stat(follow_symlinks=False)))
@@ -2270,13 +2336,144 @@ def scan_dir(path, failed=None):
     return children
 
 
-_MODE_RE = re.compile(r"^(0o)?[0-7]{1,4}$")
+_MODE_RE = re.compile(r"\A(0o)?[0-7]{1,4}\Z")
 
 
 def parse_mode(value):
     if not _MODE_RE.match(value):
         raise bad_request("invalid mode %r: expected an octal string such as 644 or 0755" % value)
     return int(value[2:] if value.startswith("0o") else value, 8)
+
+
+# --------------------------------------------------------------------------
+# Strict HTTP/1.1 framing (RFC 9112)
+# --------------------------------------------------------------------------
+#
+# Anything a peer sends is parsed by the grammar, not by what happens to work:
+# two parsers that disagree on where a request ends (a proxy and this server)
+# are how requests get smuggled. What the grammar does not allow is a 400 (431
+# for a head over its bounds) and the connection is closed, never "the header
+# block ends here" or "int() took it".
+
+HEAD_FIELDS_MAX = 100  # header fields per request, and trailer fields per chunked body
+FIELD_LINE_MAX = 65536  # bytes of one header field line
+CHUNK_LINE_MAX = 4096  # bytes of a chunk-size line with its extensions
+_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+REQUEST_LINE = re.compile(rb"\A(" + _TCHAR + rb"+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\r\n\Z")
+FIELD_LINE = re.compile(rb"\A(" + _TCHAR + rb"+):([^\r\n]*)\r\n\Z")
+FIELD_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs other than HTAB
+# chunk = chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+CHUNK_LINE = re.compile(
+    rb"\A([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*" + _TCHAR + rb"+(?:[ \t]*=[ \t]*(?:" + _TCHAR + rb"+|" + _QUOTED + rb"))?)*\r\n\Z"
+)
+WAIT_SECONDS = re.compile(r"\A[0-9]{1,12}(?:\.[0-9]{1,9})?\Z")
+CONTENT_LENGTH = re.compile(r"\A[0-9]{1,18}\Z")  # 18 digits: always below 2^63
+
+
+def framing_error(message, status=400):
+    """The request cannot be framed: answered, then the connection is closed."""
+    return HttpError(status, message, "bad_request", close=True)
+
+
+def read_line(rfile, limit, too_long=431):
+    """One CRLF-terminated line of at most `limit` bytes; ClientGone at EOF."""
+    try:
+        line = rfile.readline(limit + 1)
+    except (OSError, ValueError):
+        raise ClientGone()
+    if not line:
+        raise ClientGone()
+    if len(line) > limit:
+        raise framing_error("a line of the request's framing is longer than %d bytes" % limit, too_long)
+    if not line.endswith(b"\r\n"):
+        raise framing_error("a line of the request's framing is not ended by CRLF")
+    return line
+
+
+def read_fields(rfile, what):
+    """Field lines up to the empty line: [(name, value)], names ASCII, values latin-1 decoded and
+    stripped of optional whitespace. A line that is not `name: value` (no colon, whitespace before
+    it, an obs-fold, a control character) is an error, never the end of the block."""
+    too_large = 431 if what == "header" else 400  # 431 is for a head; trailers are part of the body
+    fields = []
+    while True:
+        line = read_line(rfile, FIELD_LINE_MAX, too_large)
+        if line == b"\r\n":
+            return fields
+        if len(fields) >= HEAD_FIELDS_MAX:
+            raise framing_error("more than %d %s fields" % (HEAD_FIELDS_MAX, what), too_large)
+        m = FIELD_LINE.match(line)
+        if m is None:
+            raise framing_error("malformed %s field line (expected `name: value`)" % what)
+        value = m.group(2).strip(b" \t")
+        if FIELD_VALUE_BAD.search(value):
+            raise framing_error("control character in the value of %s field %s" % (what, m.group(1).decode("ascii")))
+        fields.append((m.group(1).decode("ascii"), value.decode("latin-1")))
+
+
+def parse_head(raw_requestline, rfile):
+    """(method, target, version, headers) of a request head, or HttpError. `version` is "HTTP/1.0"
+    or "HTTP/1.1" (a later 1.x is answered as 1.1); headers is an http.client.HTTPMessage."""
+    m = REQUEST_LINE.match(raw_requestline)
+    if m is None:
+        raise framing_error("malformed request line (expected `METHOD target HTTP/1.1`)")
+    major, minor = int(m.group(3)), int(m.group(4))
+    if major != 1:
+        raise framing_error("HTTP version %d.%d is not supported (use HTTP/1.1)" % (major, minor), 505)
+    headers = http.client.HTTPMessage()
+    for name, value in read_fields(rfile, "header"):
+        headers[name] = value
+    version = "HTTP/1.0" if minor == 0 else "HTTP/1.1"
+    return m.group(1).decode("ascii"), m.group(2).decode("ascii"), version, headers
+
+
+JSON_DEPTH_MAX = 64
+_JSON_ESCAPE = re.compile(rb"\\.", re.S)
+_JSON_STRING = re.compile(rb'"[^"]*"')  # once escapes are gone: linear, no backtracking
+_JSON_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+
+
+def check_json_depth(raw):
+    """400 for a body nested deeper than JSON_DEPTH_MAX, before json.loads recurses into it (a
+    RecursionError, or on a small thread stack a crash). Brackets inside strings do not count. Only a
+    body with that many brackets at all is scanned, by C-speed passes: each removes the innermost
+    empty pairs, so what is left after JSON_DEPTH_MAX passes nests deeper (or does not pair up)."""
+    if raw.count(b"[") + raw.count(b"{") <= JSON_DEPTH_MAX:
+        return
+    rest = _JSON_NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", _JSON_ESCAPE.sub(b"", raw)))
+    for _ in range(JSON_DEPTH_MAX):
+        if not rest:
+            return
+        shorter = rest.replace(b"[]", b"").replace(b"{}", b"")
+        if len(shorter) == len(rest):
+            break
+        rest = shorter
+    if rest:
+        raise bad_request("request body is not valid JSON, or nests arrays and objects deeper than %d levels" % JSON_DEPTH_MAX)
+
+
+def legacy_path(req):
+    """The `path` of a legacy JSON body, as the OS can take it: a JSON string may hold a NUL or a lone
+    surrogate (`\\ud800`), which no file name can (the query routes' paths cannot hold the latter)."""
+    given = req.get("path")
+    if not isinstance(given, str) or not given:
+        raise bad_request("`path` must be a non-empty string")
+    if "\0" in given:
+        raise bad_request("`path` contains a NUL character")
+    try:
+        os.fsencode(given)
+    except UnicodeError:
+        raise bad_request("`path` %s is not a file name: it holds a lone surrogate" % json.dumps(given))
+    return given
+
+
+def parse_decimal(raw, below):
+    """A value of ASCII digits only (no sign, no spaces, no other scripts' digits) below `below`, else None."""
+    if raw is None or not 0 < len(raw) <= len(str(below)) or not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if value < below else None
 
 
 # --------------------------------------------------------------------------
@@ -2345,6 +2542,27 @@ class Handler(BaseHTTPRequestHandler):
         except ClientGone:
             pass
 
+    def parse_request(self):
+        """Replaces BaseHTTPRequestHandler's, which ends the header block at the first line it cannot
+        read as a header (the rest of the head then becomes the body): RFC 9112, see parse_head."""
+        self.command, self.path, self.request_version, self.requestline = None, "", "HTTP/1.1", ""
+        self.close_connection = True
+        if self.raw_requestline == b"\r\n":
+            return False  # a stray empty line before a request: closed, as it always was
+        try:
+            self.command, self.path, self.request_version, self.headers = parse_head(self.raw_requestline, self.rfile)
+        except HttpError as e:
+            self.send_error(e.status, e.message)
+            return False
+        self.requestline = "%s %s %s" % (self.command, self.path, self.request_version)
+        options = [t.strip().lower() for t in ",".join(self.headers.get_all("Connection") or []).split(",")]
+        if "close" not in options and (self.request_version == "HTTP/1.1" or "keep-alive" in options):
+            self.close_connection = False
+        expect = self.headers.get("Expect", "")
+        if expect.strip().lower() == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
     # ---- connection loop ----
 
     def handle(self):
@@ -2406,16 +2624,16 @@ class Handler(BaseHTTPRequestHandler):
             codings = [c.strip().lower() for c in te.split(",") if c.strip()]
             if codings != ["chunked"]:
                 raise HttpError(400, "unsupported Transfer-Encoding %r (only chunked)" % te, "bad_request", close=True)
-            if self.headers.get("Content-Length") is not None:
-                self.close_connection = True  # ambiguous framing: never reuse
+            if self.headers.get("Content-Length") is not None or self.request_version == "HTTP/1.0":
+                self.close_connection = True  # ambiguous framing (RFC 9112 §6.1): never reuse
             return Body(self.rfile, None, True)
         lengths = self.headers.get_all("Content-Length") or []
         if not lengths:
             return Body(self.rfile, 0, False)
         values = set(v.strip() for v in lengths)
         value = values.pop()
-        if values or not value.isdigit():
-            raise HttpError(400, "invalid Content-Length", "bad_request", close=True)
+        if values or not CONTENT_LENGTH.match(value):
+            raise framing_error("invalid Content-Length: it must be one number of at most 18 ASCII digits")
         return Body(self.rfile, int(value), False)
 
     def discard_body(self):
@@ -2444,7 +2662,10 @@ class Handler(BaseHTTPRequestHandler):
             route, _, query = self.path.partition("?")
             route = route.partition("#")[0]
         else:  # absolute form (proxies): http://host/path?query
-            split = urlsplit(self.path)
+            try:
+                split = urlsplit(self.path)
+            except ValueError:  # `http://[::1/x`: an unclosed IPv6 literal is no URL
+                return self.send_error(400, "malformed request target (not a path, not a URL)")
             route, query = split.path or "/", split.query
         try:
             self.query = parse_qs(query, keep_blank_values=True, encoding="utf-8", errors="surrogateescape")
@@ -2491,7 +2712,7 @@ class Handler(BaseHTTPRequestHandler):
         except ClientGone:
             raise
         except Exception as e:
-            log("internal error on %s %s:\n%s" % (method, route, traceback.format_exc()))
+            log("internal error on %s %s:\n%s" % (method, shown(route), traceback.format_exc()))
             if self._started:
                 self.close_connection = True
                 return
@@ -2549,12 +2770,15 @@ class Handler(BaseHTTPRequestHandler):
         return os.path.abspath(p)
 
     def int_param(self, name, default=None):
+        """A byte offset, length or size: what the OS takes as an off_t, so below 2^63."""
         v = self.param(name, required=False)
         if v is None:
             return default
-        if not v.isdigit():
-            raise bad_request("query parameter `%s` must be a non-negative integer, got %r" % (name, v))
-        return int(v)
+        value = parse_decimal(v, 2**63)
+        if value is None:
+            message = "query parameter `%s` must be a non-negative integer below 2^63 in ASCII digits, got %r"
+            raise bad_request(message % (name, v if len(v) <= 40 else v[:40] + "..."))
+        return value
 
     def bool_param(self, name, default):
         v = self.param(name, required=False)
@@ -2584,9 +2808,10 @@ class Handler(BaseHTTPRequestHandler):
         raw = b"".join(parts)
         if not raw.strip():
             raise bad_request("request body must be a JSON object")
+        check_json_depth(raw)
         try:
             obj = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise bad_request("request body is not valid JSON: %s" % e)
         if not isinstance(obj, dict):
             raise bad_request("request body must be a JSON object")
@@ -2755,9 +2980,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_legacy_read(self):
         req = self.read_json()
-        given = req.get("path")
-        if not isinstance(given, str) or not given:
-            raise bad_request("`path` must be a non-empty string")
+        given = legacy_path(req)
         path = os.path.abspath(given)
         try:
             fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NONBLOCK)
@@ -2972,9 +3195,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_legacy_write(self):
         req = self.read_json()
-        given = req.get("path")
-        if not isinstance(given, str) or not given or "\0" in given:
-            raise bad_request("`path` must be a non-empty string")
+        given = legacy_path(req)
         if isinstance(req.get("content_b64"), str):
             try:
                 data = base64.b64decode(req["content_b64"], validate=True)
@@ -3006,60 +3227,92 @@ class Handler(BaseHTTPRequestHandler):
         recursive = self.bool_param("recursive", False)
         with_target = self.bool_param("symlink_targets", False)
         try:
-            failed = []
-            children = scan_dir(path, failed)
-            root = os.stat(path) if recursive else None  # `path` itself may be a symlink: followed
+            fd = open_dir(path)  # `path` itself may be a symlink: followed
         except NotADirectoryError:
             raise bad_request("cannot list %s: not a directory (stat or read it instead)" % path, "not_a_directory")
         except OSError as e:
             raise fs_error(e, path, "list")
+        try:
+            self.list_from(path, fd, recursive, with_target)
+        finally:
+            os.close(fd)
+
+    def list_from(self, path, fd, recursive, with_target):
+        """Answers a listing of the directory open at `fd`. The walk goes from
+        descriptor to descriptor (see open_dir): a directory swapped for a symlink
+        between its lstat and its listing is reported, never followed."""
+        try:
+            failed = []
+            children = scan_dir(path, failed, dir_fd=fd)
+            root = os.fstat(fd) if recursive else None
+        except OSError as e:
+            raise fs_error(e, path, "list")
         if not recursive:
-            listed = [entry(os.path.join(path, name), name, st, with_target) for name, st in children]
+            listed = [entry(os.path.join(path, name), name, st, with_target, fd) for name, st in children]
             self.respond_json({"entries": listed})
             return
         # Depth first, siblings sorted by name: a directory comes right before
         # its contents. Entries are encoded as they are found, so memory is the
-        # answer's bytes plus one sorted directory per level being walked.
+        # answer's bytes plus one sorted directory (and one descriptor) per
+        # level being walked.
         parts, skipped = [], []
 
         def skip(rel, full, e, action="list"):
+            if isinstance(e, DirChanged):
+                message = "cannot list %s: %s" % (full, e.strerror)
+                skipped.append({"name": rel, "path": full, "error": message, "code": "changed"})
+                return
             err = fs_error(e, full, action)
             skipped.append({"name": rel, "path": full, "error": err.message, "code": err.code})
 
         for name, e in failed:
             skip(name, os.path.join(path, name), e, "stat")
         ancestors = {(root.st_dev, root.st_ino)}
-        stack = [("", iter(children), None)]
-        while stack:
-            prefix, it, key = stack[-1]
-            child = next(it, None)
-            if child is None:
-                stack.pop()
-                ancestors.discard(key)
-                continue
-            name, st = child
-            rel = prefix + name
-            full = os.path.join(path, rel)
-            parts.append(dumps(entry(full, rel, st, with_target)))
-            if not stat.S_ISDIR(st.st_mode):
-                continue  # files, and symlinks (never followed, even to a directory)
-            key = (st.st_dev, st.st_ino)
-            if key in ancestors:  # a bind mount of one of its own ancestors
-                message = "cannot list %s: it is one of its own parent directories (a file system loop)" % full
-                skipped.append({"name": rel, "path": full, "error": message, "code": "loop"})
-                continue
-            del failed[:]
-            try:
-                grandchildren = scan_dir(full, failed)
-            except FileNotFoundError:
-                continue  # vanished while listing
-            except OSError as e:
-                skip(rel, full, e)
-                continue
-            for sub, e in failed:
-                skip(rel + "/" + sub, os.path.join(full, sub), e, "stat")
-            ancestors.add(key)
-            stack.append((rel + "/", iter(grandchildren), key))
+        stack = [("", iter(children), None, fd)]
+        try:
+            while stack:
+                prefix, it, key, parent_fd = stack[-1]
+                child = next(it, None)
+                if child is None:
+                    stack.pop()
+                    ancestors.discard(key)
+                    if parent_fd != fd:
+                        os.close(parent_fd)
+                    continue
+                name, st = child
+                rel = prefix + name
+                full = os.path.join(path, rel)
+                parts.append(dumps(entry(full, rel, st, with_target, parent_fd)))
+                if not stat.S_ISDIR(st.st_mode):
+                    continue  # files, and symlinks (never followed, even to a directory)
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:  # a bind mount of one of its own ancestors
+                    message = "cannot list %s: it is one of its own parent directories (a file system loop)" % full
+                    skipped.append({"name": rel, "path": full, "error": message, "code": "loop"})
+                    continue
+                del failed[:]
+                try:
+                    child_fd = open_dir(name, parent_fd, st)
+                except FileNotFoundError:
+                    continue  # vanished while listing
+                except OSError as e:
+                    skip(rel, full, e)
+                    continue
+                try:
+                    grandchildren = scan_dir(full, failed, dir_fd=child_fd)
+                except OSError as e:
+                    os.close(child_fd)
+                    if not isinstance(e, FileNotFoundError):
+                        skip(rel, full, e)
+                    continue
+                for sub, e in failed:
+                    skip(rel + "/" + sub, os.path.join(full, sub), e, "stat")
+                ancestors.add(key)
+                stack.append((rel + "/", iter(grandchildren), key, child_fd))
+        finally:
+            for _, _, _, open_fd in stack:
+                if open_fd != fd:
+                    os.close(open_fd)
         tail = b'],"skipped":' + dumps(skipped) + b"}"
         self.respond(200, b'{"entries":[' + b",".join(parts) + tail)
 
@@ -3221,9 +3474,22 @@ class Handler(BaseHTTPRequestHandler):
     def route_process_get(self, key):
         self.respond_json(BGPROCS.find(key).info())
 
-    def route_process_kill(self, key):
-        bg = BGPROCS.find(key)
+    def route_process_cancel(self):
+        """Kills the command a request with this idempotency key started, and refuses any such
+        request that arrives later: a client interrupted before its exec or spawn answered cannot
+        know the command's id, and its request may still be on its way."""
+        key = checked_idempotency_key(self.param("idempotency_key"))
         sig = parse_signal(self.param("signal", required=False))
+        with KEYED:  # a keyed request is either fully registered or not yet checked
+            bg = BGPROCS.cancel(key, JANITOR.retain)
+        if bg is None:
+            return self.respond_json({"id": None, "killed": False})
+        self.kill_record(bg, sig)
+
+    def route_process_kill(self, key):
+        self.kill_record(BGPROCS.find(key), parse_signal(self.param("signal", required=False)))
+
+    def kill_record(self, bg, sig):
         with bg.cond:
             # The leader is unreaped until returncode is set (pump holds it),
             # so its pid -- the group id -- cannot have been recycled.
@@ -3246,16 +3512,15 @@ class Handler(BaseHTTPRequestHandler):
             raise ClientGone()
 
     def route_process_wait(self, key):
+        """GET|POST /v1/processes/{id}/wait?timeout=SECONDS."""
         bg = BGPROCS.find(key)
         raw = self.param("timeout", required=False)
         deadline = None
         if raw is not None:
-            try:
-                timeout = float(raw)
-            except ValueError:
-                timeout = -1.0
-            if not math.isfinite(timeout) or timeout < 0:
-                raise bad_request("query parameter `timeout` must be a non-negative number of seconds, got %r" % raw)
+            if not WAIT_SECONDS.match(raw):
+                message = "query parameter `timeout` must be a non-negative number of seconds in ASCII digits (such as 30 or 0.5), got %r"
+                raise bad_request(message % (raw if len(raw) <= 40 else raw[:40] + "..."))
+            timeout = float(raw)
             deadline = time.monotonic() + timeout
         while True:
             with bg.cond:
@@ -3435,7 +3700,11 @@ ROUTES = {
     "/v1/files/rename": {"POST": Handler.route_rename},
     "/v1/files/chmod": {"POST": Handler.route_chmod},
     "/v1/files/symlink": {"POST": Handler.route_symlink},
-    "/v1/processes": {"GET": Handler.route_process_list, "POST": Handler.route_process_start},
+    "/v1/processes": {
+        "GET": Handler.route_process_list,
+        "POST": Handler.route_process_start,
+        "DELETE": Handler.route_process_cancel,
+    },
     "/v1/shutdown": {"POST": Handler.route_shutdown},
     "/health": {"GET": Handler.health},
     "/exec": {"POST": Handler.route_legacy_exec},
@@ -4488,11 +4757,19 @@ def raise_open_files_limit():
         pass  # not Unix, or not allowed: the accept loop still copes with running out
 
 
+# 128 bits as the shortest encoding people use for random tokens gives them: 16 bytes in hex. The
+# providers send 64 hex characters (256 bits). A shorter token could be guessed by whoever reaches
+# the port (any local user; anyone on the internet with the tunnel's URL), so it is refused.
+TOKEN_MIN_CHARS = 32
+
+
 def take_token():
-    """Read the token and remove it from our environment, so no child can see it."""
+    """(token, the variable it came from), removed from our environment so no child can see it."""
     token = os.environ.pop("SBX_TOKEN", None)
     legacy = os.environ.pop("HF_SANDBOX_TOKEN", None)
-    return token or legacy or None
+    if token:
+        return token, "SBX_TOKEN"
+    return (legacy, "HF_SANDBOX_TOKEN") if legacy else (None, None)
 
 
 def lifetime_loop(limit):
@@ -4532,7 +4809,15 @@ def stdin_loop():
 
 def main(argv=None):
     args = parse_args(argv)
-    token = take_token()
+    token, token_source = take_token()
+    if token is not None and len(token) < TOKEN_MIN_CHARS:
+        sys.stderr.write(
+            "server.py: error: refusing to start: %s is %d characters, shorter than a 128-bit token; "
+            "use at least %d random characters (e.g. `openssl rand -hex 16`; hf-sandbox's providers use 64)\n"
+            % (token_source, len(token), TOKEN_MIN_CHARS)
+        )
+        sys.stderr.flush()
+        return 2
     if token is None and not args.allow_no_auth:
         sys.stderr.write(
             "server.py: error: refusing to start without a token: set SBX_TOKEN "

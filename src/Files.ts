@@ -100,6 +100,81 @@ export interface WriteOptions extends TransferOptions {
 }
 
 /**
+ * What a tree copy does with a symlink whose target is absolute or leads out of the copied tree
+ * (followed through the tree's own links, so `d/up/..` with `d/up -> ..` leads out): `"skip"` leaves
+ * it out and reports it in {@link TreeCopy.skippedLinks}, `"refuse"` fails the copy before anything is
+ * written (`LocalFileError` naming the link), `"keep"` recreates it as it is. Links that stay inside the
+ * tree are always recreated. A link is never followed by the copy itself, whatever the policy.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type LinkPolicy = "skip" | "refuse" | "keep"
+
+/**
+ * Options of `download`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface DownloadOptions extends TransferOptions {
+  /**
+   * Give downloaded files (and directories) the sandbox's permission bits exactly, setuid, setgid and
+   * sticky included, regardless of the umask. By default those three bits are dropped and the umask is
+   * applied, as for a file this user creates, so that a sandbox cannot plant a setuid or world-writable
+   * file on this machine.
+   */
+  readonly preserveModes?: boolean | undefined
+}
+
+/**
+ * Options of `downloadDir`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface DownloadDirOptions extends DownloadOptions {
+  /** What to do with links that are absolute or lead out of the tree. Default `"skip"`: a sandbox is untrusted. */
+  readonly links?: LinkPolicy | undefined
+}
+
+/**
+ * Options of `uploadDir`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface UploadDirOptions extends TransferOptions {
+  /**
+   * What to do with local links that are absolute or lead out of the tree. Default `"keep"`: the link's
+   * text is sent, never what it points to, and it lands in the sandbox, not on this machine.
+   */
+  readonly links?: LinkPolicy | undefined
+}
+
+/**
+ * A symlink a tree copy left out (see {@link LinkPolicy}).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SkippedLink {
+  /** The link's path relative to the copied tree. */
+  readonly name: string
+  readonly target: string
+}
+
+/**
+ * What a tree copy did beyond copying: the links it left out, sorted by name.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface TreeCopy {
+  readonly skippedLinks: ReadonlyArray<SkippedLink>
+}
+
+/**
  * Files inside the sandbox. Relative paths resolve against the sandbox's home directory.
  *
  * @since 0.1.0
@@ -174,32 +249,40 @@ export interface Files {
   ) => Effect.Effect<void, OperationError>
   /**
    * Copies a sandbox file to this machine with bounded memory, as parallel ranges when it is large, into
-   * a temp file next to `localPath` that is renamed into place only when complete. The local file gets the
-   * remote file's permission bits.
+   * a temp file next to `localPath` that is renamed into place only when complete (a symlink at
+   * `localPath` is replaced, never written through). The local file gets the remote file's permission
+   * bits without setuid, setgid and sticky, masked by the umask, unless {@link DownloadOptions.preserveModes}.
    */
   readonly download: (
     remotePath: string,
     localPath: string,
-    options?: TransferOptions
+    options?: DownloadOptions
   ) => Effect.Effect<void, OperationError>
   /**
    * Copies a local directory tree into the sandbox (merged into `remoteDir`): files in parallel, permission
-   * bits kept, symlinks recreated as links with the same target and never followed. `onProgress` counts
-   * the bytes of the whole tree. Sockets, fifos and devices are skipped.
+   * bits kept, symlinks recreated as links with the same target and never followed (see
+   * {@link UploadDirOptions.links}). `onProgress` counts the bytes of the whole tree. Sockets, fifos and
+   * devices are skipped.
    */
   readonly uploadDir: (
     localDir: string,
     remoteDir: string,
-    options?: TransferOptions
-  ) => Effect.Effect<void, OperationError>
+    options?: UploadDirOptions
+  ) => Effect.Effect<TreeCopy, OperationError>
   /**
    * {@link uploadDir} the other way: a sandbox tree to this machine, each file renamed into place when
    * complete. A directory in the tree that the sandbox cannot read fails the copy before anything is
    * written (`BadRequestError`, `permission_denied`), so a partial copy never passes for a whole one.
+   *
+   * Nothing it writes resolves outside `localDir`: no symlink below `localDir` is ever followed. A local
+   * file or symlink where the tree has something else is replaced (the link itself, not what it points
+   * to); a local directory is merged into where the tree has a directory, and refused where it has a
+   * file or link (`LocalFileError` naming it: remove it or copy elsewhere). Links that lead out of the
+   * tree are skipped by default ({@link DownloadDirOptions.links}); modes are tamed as in {@link download}.
    */
   readonly downloadDir: (
     remoteDir: string,
     localDir: string,
-    options?: TransferOptions
-  ) => Effect.Effect<void, OperationError>
+    options?: DownloadDirOptions
+  ) => Effect.Effect<TreeCopy, OperationError>
 }

@@ -390,6 +390,15 @@ export type ProcessInfo = typeof ProcessInfo.Type
 export const KillResponse = Schema.Struct({ id: Schema.String, killed: Schema.Boolean })
 
 /**
+ * `DELETE /v1/processes?idempotency_key=K`: the command that key started (`id` null when no request
+ * with it had arrived); either way the key is spent.
+ *
+ * @since 0.2.0
+ * @category processes
+ */
+export const CancelResponse = Schema.Struct({ id: Schema.NullOr(Schema.String), killed: Schema.Boolean })
+
+/**
  * `POST /v1/processes/{id}/wait` (or GET): the exit event without its `event` field.
  *
  * @since 0.1.0

@@ -167,8 +167,11 @@ export interface ExecOptions<E = never> {
    * the sandbox still remembers it, 5 minutes after it ends by default) does not run it again but
    * reattaches to it (`exec`: its output from the start and its exit; `spawn`: the same process). With
    * another command, env, cwd or stdin it fails with `BadRequestError` (409 `idempotency_conflict`).
-   * 1 to 128 of `A-Z a-z 0-9 . _ : -`, else `InvalidArgumentError`. Without it, every exec still gets a
-   * random key of its own, so that a retry after a lost connection never runs the command twice.
+   * 1 to 128 of `A-Z a-z 0-9 . _ : -`, else `InvalidArgumentError`. Without it, every exec and spawn
+   * still gets a random key of its own, so that a retry after a lost connection never runs the command
+   * twice. A call interrupted (or out of retries) before the command's id arrived cancels by its key:
+   * the command is killed if it started, and a later request with that key fails with 409
+   * `idempotency_cancelled`.
    *
    * @since 0.2.0
    */
@@ -1009,12 +1012,17 @@ const open = (
           if (bufferBytes !== undefined) {
             yield* Validate.check("spawn", () => Validate.bufferBytes("bufferBytes", bufferBytes))
           }
-          const info = yield* wire.spawn({
-            ...request,
-            ...(piped ? { stdin_pipe: true } : {}),
-            ...(tag !== undefined ? { tag } : {}),
-            ...(bufferBytes !== undefined ? { buffer_bytes: bufferBytes } : {})
-          })
+          const info = yield* Reattach.spawn(
+            wire,
+            {
+              ...request,
+              idempotency_key: request.idempotency_key ?? Reattach.newIdempotencyKey(),
+              ...(piped ? { stdin_pipe: true } : {}),
+              ...(tag !== undefined ? { tag } : {}),
+              ...(bufferBytes !== undefined ? { buffer_bytes: bufferBytes } : {})
+            },
+            reattachSchedule
+          )
           yield* Effect.annotateCurrentSpan("process.id", info.id)
           const writer = Stdin.makeWriter(wire, info.id, stdinRetry, piped ? 0 : undefined)
           if (stdin.source === undefined) return processHandle<E>(info, writer)

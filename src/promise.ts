@@ -313,24 +313,33 @@ export interface Files {
     remotePath: string,
     options?: EffectFiles.WriteOptions & CallOptions
   ) => Promise<void>
-  /** Copies a sandbox file to this machine, renamed into place only when complete. */
+  /**
+   * Copies a sandbox file to this machine, renamed into place only when complete; setuid, setgid and
+   * sticky dropped and the umask applied unless `preserveModes`.
+   */
   readonly download: (
     remotePath: string,
     localPath: string,
-    options?: EffectFiles.TransferOptions & CallOptions
+    options?: EffectFiles.DownloadOptions & CallOptions
   ) => Promise<void>
-  /** Copies a local directory tree into the sandbox (modes kept, symlinks recreated, never followed). */
+  /**
+   * Copies a local directory tree into the sandbox (modes kept, symlinks recreated, never followed);
+   * `links` says what to do with links that lead out of the tree (default `"keep"`).
+   */
   readonly uploadDir: (
     localDir: string,
     remoteDir: string,
-    options?: EffectFiles.TransferOptions & CallOptions
-  ) => Promise<void>
-  /** Copies a sandbox directory tree to this machine. */
+    options?: EffectFiles.UploadDirOptions & CallOptions
+  ) => Promise<EffectFiles.TreeCopy>
+  /**
+   * Copies a sandbox directory tree to this machine, never writing through a link; links that lead out
+   * of the tree are skipped and reported by default (`links`), modes tamed unless `preserveModes`.
+   */
   readonly downloadDir: (
     remoteDir: string,
     localDir: string,
-    options?: EffectFiles.TransferOptions & CallOptions
-  ) => Promise<void>
+    options?: EffectFiles.DownloadDirOptions & CallOptions
+  ) => Promise<EffectFiles.TreeCopy>
 }
 
 /**

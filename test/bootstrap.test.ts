@@ -34,7 +34,7 @@ describe("bootstrap script", () => {
   it("writes the server it carries and execs it (the server's listening line comes out)", () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-boot-"))
     const run = spawnSync("/bin/sh", ["-c", script({ transport: "proxy", serverSource, idleTimeoutSeconds: 0.5 })], {
-      env: { PATH: process.env.PATH ?? "", TMPDIR: tmp, SBX_PORT: "0", SBX_TOKEN: "x" },
+      env: { PATH: process.env.PATH ?? "", TMPDIR: tmp, SBX_PORT: "0", SBX_TOKEN: "x".repeat(64) },
       encoding: "utf8",
       timeout: 20_000
     })

@@ -256,6 +256,40 @@ describe("hf-sandbox CLI, local provider", () => {
     expectCode(await local(["kill", id]), 0)
   })
 
+  it("cp from a sandbox skips links that lead out and drops setuid; --links and --preserve-modes ask otherwise", async () => {
+    const id = await createLocal()
+    const made = await local([
+      "exec",
+      id,
+      "--",
+      "mkdir -p hostile && cd hostile && echo x > suid && chmod 4755 suid && ln -s ../../.. up && ln -s suid ok"
+    ])
+    expectCode(made, 0)
+    const dest = path.join(work, "cp-hostile")
+    const tamed = await local(["cp", "--json", `${id}:hostile`, dest])
+    expectCode(tamed, 0)
+    const doc = JSON.parse(tamed.stdout) as { skippedLinks: ReadonlyArray<{ name: string; target: string }> }
+    assert.deepStrictEqual(doc.skippedLinks, [{ name: "up", target: "../../.." }])
+    assert.isFalse(fs.existsSync(path.join(dest, "up")))
+    assert.strictEqual(fs.readlinkSync(path.join(dest, "ok")), "suid")
+    assert.strictEqual(fs.statSync(path.join(dest, "suid")).mode & 0o7777, 0o755 & ~process.umask())
+    const noted = await local(["cp", "-q", `${id}:hostile`, path.join(work, "cp-hostile-noted")])
+    expectCode(noted, 0)
+    assert.include(noted.stderr, "up -> ../../..")
+    assert.include(noted.stderr, "--links keep")
+
+    const refused = await local(["cp", "--links", "refuse", `${id}:hostile`, path.join(work, "cp-refused")])
+    expectCode(refused, 1)
+    assert.include(refused.stderr, 'links: "refuse"')
+    assert.isFalse(fs.existsSync(path.join(work, "cp-refused")))
+
+    const exact = path.join(work, "cp-exact")
+    expectCode(await local(["cp", "--links", "keep", "--preserve-modes", `${id}:hostile`, exact]), 0)
+    assert.strictEqual(fs.readlinkSync(path.join(exact, "up")), "../../..")
+    assert.strictEqual(fs.statSync(path.join(exact, "suid")).mode & 0o7777, 0o4755)
+    expectCode(await local(["kill", id]), 0)
+  })
+
   it("logs, spawn, and kill --all stop every server (and what it started) and empty the state directory", async () => {
     const first = await createLocal()
     const second = await createLocal("--idle-timeout", "5m")
@@ -419,6 +453,7 @@ describe("hf-sandbox CLI, local provider", () => {
       [["run", "echo", "hi"], "run needs --"],
       [["ls", "--", "x"], "unexpected --"],
       [["cp", "a", "b"], "must be in a sandbox"],
+      [["cp", "--preserve-modes", "a", "local-0123456789ab:b"], "--preserve-modes applies to copies from a sandbox"],
       [[], "usage: hf-sandbox"]
     ]
     for (const [args, message] of cases) {

@@ -206,7 +206,7 @@ describe("startup", () => {
       const notJournal = path.join(dir, "home")
       fs.mkdirSync(notJournal)
       fs.writeFileSync(path.join(notJournal, "notes.txt"), "precious")
-      const s = spawnServer(["--journal", notJournal], { SBX_TOKEN: "x" }, dir)
+      const s = spawnServer(["--journal", notJournal], { SBX_TOKEN: "x".repeat(64) }, dir)
       expect(await withTimeout(s.exited, 15_000)).toEqual({ code: 2, signal: null })
       expect(s.stderr()).toMatch(/exists and is not a journal/)
       expect(fs.readFileSync(path.join(notJournal, "notes.txt"), "utf8")).toBe("precious")

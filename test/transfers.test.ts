@@ -230,7 +230,13 @@ layer(SharedSandbox, { excludeTestServices: true })("transfers (shared local san
           assert.strictEqual(grep.stdout, "")
 
           const back = path.join(dir, "back")
-          yield* sb.files.downloadDir("copied/tree", back, { parallelism: 4, rangeSize: 64 * KiB })
+          // The user's own tree coming back: its links that lead out are kept, and its modes exactly.
+          yield* sb.files.downloadDir("copied/tree", back, {
+            parallelism: 4,
+            rangeSize: 64 * KiB,
+            links: "keep",
+            preserveModes: true
+          })
           assert.deepStrictEqual(describeTree(back), before)
           yield* sb.files.remove("copied", { recursive: true })
         }),

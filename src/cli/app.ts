@@ -486,15 +486,33 @@ const cp = Command.make(
   {
     ...globals,
     source: Args.text({ name: "SRC" }).pipe(Args.withDescription("A local path, or ID:PATH in a sandbox.")),
-    destination: Args.text({ name: "DEST" }).pipe(Args.withDescription("A local path, or ID:PATH in a sandbox."))
+    destination: Args.text({ name: "DEST" }).pipe(Args.withDescription("A local path, or ID:PATH in a sandbox.")),
+    links: Options.choice("links", ["skip", "refuse", "keep"]).pipe(
+      Options.optional,
+      Options.withDescription(
+        "Symlinks in a directory copy that are absolute or lead out of the tree: skip them (default from a sandbox), refuse the copy, or keep them (default to a sandbox)."
+      )
+    ),
+    preserveModes: Options.boolean("preserve-modes").pipe(
+      Options.withDescription(
+        "From a sandbox: keep setuid, setgid, sticky and the exact permission bits (by default they are dropped and your umask applies)."
+      )
+    )
   },
-  action((a, mode) => copy(Parse.copyTarget(a.source), Parse.copyTarget(a.destination), mode), {
-    impliesLocal: (a) =>
-      [a.source, a.destination].some((raw) => {
-        const target = Parse.copyTarget(raw)
-        return target._tag === "Remote" && isLocalId(target.id)
-      })
-  })
+  action(
+    (a, mode) =>
+      copy(Parse.copyTarget(a.source), Parse.copyTarget(a.destination), mode, {
+        links: Option.getOrUndefined(a.links),
+        preserveModes: a.preserveModes
+      }),
+    {
+      impliesLocal: (a) =>
+        [a.source, a.destination].some((raw) => {
+          const target = Parse.copyTarget(raw)
+          return target._tag === "Remote" && isLocalId(target.id)
+        })
+    }
+  )
 ).pipe(
   Command.withDescription(
     "Copy files or directories between this machine and a sandbox, docker-style: cp ./data ID:/work, cp ID:/work/out ./out."

@@ -7,6 +7,7 @@ import * as path from "node:path"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import type { LinkPolicy, SkippedLink } from "../Files.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
 import { attach } from "./attach.js"
 import * as Output from "./output.js"
@@ -23,6 +24,16 @@ const localKind = (p: string): "file" | "dir" | undefined => {
   return stat === undefined ? undefined : stat.isDirectory() ? "dir" : "file"
 }
 
+/** Names the links a tree copy left out (a few of them; the JSON output has them all). */
+const skippedNote = (links: ReadonlyArray<SkippedLink>) => {
+  const shown = links.slice(0, 5).map((l) => `${l.name} -> ${l.target}`)
+  const more = links.length > shown.length ? `, and ${links.length - shown.length} more` : ""
+  return (
+    `Skipped ${links.length} symlink${links.length === 1 ? "" : "s"} that lead${links.length === 1 ? "s" : ""} out of the tree ` +
+    `(${shown.join(", ")}${more}); --links keep recreates them, --links refuse stops such a copy`
+  )
+}
+
 /**
  * Copies `source` to `destination`, exactly one of them in a sandbox. As with docker cp: a file copied
  * onto an existing directory (or a path ending in `/`) lands inside it under its own name; a directory
@@ -32,7 +43,8 @@ const localKind = (p: string): "file" | "dir" | undefined => {
 export const copy = (
   source: CopyTarget,
   destination: CopyTarget,
-  mode: Output.Mode
+  mode: Output.Mode,
+  options: { readonly links?: LinkPolicy | undefined; readonly preserveModes?: boolean | undefined } = {}
 ): Effect.Effect<void, unknown, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function* () {
     if (source._tag === destination._tag) {
@@ -40,6 +52,11 @@ export const copy = (
         source._tag === "Local"
           ? "one of SRC and DEST must be in a sandbox, written ID:PATH (e.g. hf-sandbox cp ./data ID:/work)"
           : "cp copies between this machine and a sandbox: one of SRC and DEST must be a local path"
+      )
+    }
+    if (options.preserveModes === true && source._tag === "Local") {
+      return yield* usage(
+        "--preserve-modes applies to copies from a sandbox (a copy to a sandbox always keeps the permission bits)"
       )
     }
     const remote = source._tag === "Remote" ? source : (destination as Extract<CopyTarget, { _tag: "Remote" }>)
@@ -59,6 +76,7 @@ export const copy = (
     }
 
     let landed: string
+    let skippedLinks: ReadonlyArray<SkippedLink> = []
     if (source._tag === "Local") {
       const kind = localKind(source.path)
       if (kind === undefined) return yield* failure(`no such file or directory on this machine: ${source.path}`)
@@ -70,7 +88,7 @@ export const copy = (
       if (kind === "dir") {
         if (existing === "file") return yield* failure(`cannot copy a directory onto the file ${shown(destination)}`)
         landed = contentsOnly(source.path) ? remote.path : into
-        yield* sb.files.uploadDir(source.path, landed, { onProgress })
+        ;({ skippedLinks } = yield* sb.files.uploadDir(source.path, landed, { onProgress, links: options.links }))
       } else {
         landed = into
         yield* sb.files.upload(source.path, landed, { onProgress })
@@ -89,14 +107,22 @@ export const copy = (
       if (kind === "dir") {
         if (existing === "file") return yield* failure(`cannot copy a directory onto the file ${target}`)
         landed = contentsOnly(source.path) ? target : into
-        yield* sb.files.downloadDir(source.path, landed, { onProgress })
+        ;({ skippedLinks } = yield* sb.files.downloadDir(source.path, landed, {
+          onProgress,
+          links: options.links,
+          preserveModes: options.preserveModes
+        }))
       } else {
         landed = into
-        yield* sb.files.download(source.path, landed, { onProgress })
+        yield* sb.files.download(source.path, landed, { onProgress, preserveModes: options.preserveModes })
         moved = Math.max(moved, fs.statSync(landed).size)
       }
     }
     yield* bar.clear
-    if (mode.json) yield* Output.json({ source: shown(source), destination: landed, bytes: moved })
-    else yield* Output.note(mode, `Copied ${formatBytes(moved)} to ${landed}`)
+    if (mode.json) yield* Output.json({ source: shown(source), destination: landed, bytes: moved, skippedLinks })
+    else {
+      yield* Output.note(mode, `Copied ${formatBytes(moved)} to ${landed}`)
+      // A warning, not a note: `-q` must not hide that the copy is not whole.
+      if (skippedLinks.length > 0) yield* Output.write("stderr", `${skippedNote(skippedLinks)}\n`)
+    }
   })

@@ -223,6 +223,11 @@ export interface WireClient {
   readonly processes: Effect.Effect<ReadonlyArray<Protocol.ProcessInfo>, OperationError>
   /** Signals the process's group; false when it had already exited. */
   readonly kill: (id: string, signal: string) => Effect.Effect<boolean, OperationError>
+  /**
+   * Signals the command a request with idempotency key `key` started and spends the key, so that such
+   * a request still on its way starts nothing; false when nothing was signalled.
+   */
+  readonly cancel: (key: string, signal: string) => Effect.Effect<boolean, OperationError>
   readonly wait: (id: string) => Effect.Effect<typeof Protocol.WaitResponse.Type, OperationError>
   readonly output: (id: string, follow: boolean) => Stream.Stream<Protocol.OutputEvent, OperationError>
   /**
@@ -498,6 +503,14 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
         )
       ).pipe(Effect.map((r) => r.killed))
 
+    const cancel: WireClient["cancel"] = (key, signal) =>
+      call(
+        "cancel",
+        undefined,
+        HttpClientRequest.del("/v1/processes").pipe(HttpClientRequest.setUrlParams({ idempotency_key: key, signal })),
+        json(Protocol.CancelResponse)
+      ).pipe(Effect.map((r) => r.killed))
+
     // Streams and long polls go by POST: a quick tunnel's edge holds a GET's body until it ends
     // (cloudflared#1449), so a followed output would show nothing until the process exits. The server
     // takes the same query string on both methods (docs/protocol.md).
@@ -529,15 +542,18 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       )
 
     const decodeOutputLine = Schema.decodeUnknownOption(Schema.parseJson(Protocol.OutputEvent))
-    const output: WireClient["output"] = (id, follow) =>
+    /** A process's output (`…/output`, base64) with `params`, named `operation` in its errors. */
+    const outputOf = (operation: string, id: string, params: Record<string, string>) =>
       ndjson(
-        "process.output",
+        operation,
         HttpClientRequest.post(`/v1/processes/${encodeURIComponent(id)}/output`).pipe(
-          HttpClientRequest.setUrlParams({ follow: follow ? "1" : "0", encoding: "base64" })
+          HttpClientRequest.setUrlParams({ ...params, encoding: "base64" })
         ),
         decodeOutputLine,
-        (response) => processCall("process.output", id, failFromResponse("process.output", undefined, response))
+        (response) => processCall(operation, id, failFromResponse(operation, undefined, response))
       )
+
+    const output: WireClient["output"] = (id, follow) => outputOf("process.output", id, { follow: follow ? "1" : "0" })
 
     // The server may hold a stdin answer up to ~20 s while the command does not read (then it answers
     // with the partial offset): the bound leaves room for that on top of a plain request's.
@@ -564,19 +580,11 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       )
 
     const resume: WireClient["resume"] = (id, offsets) =>
-      ndjson(
-        "exec",
-        HttpClientRequest.post(`/v1/processes/${encodeURIComponent(id)}/output`).pipe(
-          HttpClientRequest.setUrlParams({
-            follow: "1",
-            encoding: "base64",
-            stdout_offset: String(offsets.stdout),
-            stderr_offset: String(offsets.stderr)
-          })
-        ),
-        decodeOutputLine,
-        (response) => processCall("exec", id, failFromResponse("exec", undefined, response))
-      )
+      outputOf("exec", id, {
+        follow: "1",
+        stdout_offset: String(offsets.stdout),
+        stderr_offset: String(offsets.stderr)
+      })
 
     const info: WireClient["info"] = (id) =>
       processCall(
@@ -860,6 +868,7 @@ export const make = (target: Target, timeouts: Timeouts = defaultTimeouts) =>
       spawn,
       processes,
       kill,
+      cancel,
       wait,
       output,
       writeStdin,

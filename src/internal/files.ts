@@ -19,11 +19,14 @@ import * as Stream from "effect/Stream"
 import {
   DEFAULT_PARALLELISM,
   DEFAULT_RANGE_SIZE,
+  type DownloadDirOptions,
   type FileInfo,
   type Files,
   MIN_RANGE_SIZE,
   type TransferOptions,
-  type TransferProgress
+  type TransferProgress,
+  type TreeCopy,
+  type UploadDirOptions
 } from "../Files.js"
 import type * as Protocol from "../Protocol.js"
 import {
@@ -35,6 +38,7 @@ import {
   type TerminatedError
 } from "../SandboxError.js"
 import * as Wire from "./client.js"
+import * as LocalTree from "./localTree.js"
 import * as Validate from "./validate.js"
 
 const KiB = 1024
@@ -541,21 +545,32 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
       yield* sent.pipe(Effect.catchAll((error) => Effect.fail(localError ?? error)))
     })
 
+  /**
+   * Downloads one file to a temp file beside `localPath`, renamed over it when complete. `inTree`: the
+   * parent is a directory a tree copy has checked (else it is the caller's, created as given).
+   */
   const download = (
     operation: string,
     remotePath: string,
     localPath: string,
-    plan: Plan
+    plan: Plan,
+    modes: { readonly preserve: boolean; readonly umask: number },
+    inTree = false
   ): Effect.Effect<void, OperationError> =>
     Effect.gen(function* () {
       const fs = yield* localFs(operation, localPath)
       const local = (detail: string) => new LocalFileError({ path: localPath, operation, detail })
       const partial = `${localPath}.${randomBytes(6).toString("hex")}.part`
       const transfer = Effect.gen(function* () {
-        yield* fs.makeDirectory(dirname(localPath), { recursive: true }).pipe(Effect.mapError((e) => local(e.message)))
+        if (!inTree) {
+          yield* fs
+            .makeDirectory(dirname(localPath), { recursive: true })
+            .pipe(Effect.mapError((e) => local(e.message)))
+        }
         const first = yield* readRanges(operation, remotePath, plan, (first) =>
-          // Sized up front, so that every range writes at its own offset through its own handle.
-          fs.writeFile(partial, new Uint8Array(0)).pipe(
+          // Sized up front, so that every range writes at its own offset through its own handle. Created
+          // exclusively ("wx"), so that nothing already at that name, a link least of all, is written to.
+          fs.writeFile(partial, new Uint8Array(0), { flag: "wx" }).pipe(
             Effect.zipRight(fs.truncate(partial, first.fileSize)),
             Effect.mapError((e) => local(e.message)),
             Effect.as((offset: number, answer: Wire.OpenRead, count: (bytes: number) => void) =>
@@ -580,24 +595,37 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
           )
         )
         if (first.mode !== undefined) {
-          yield* fs.chmod(partial, first.mode).pipe(Effect.mapError((e) => local(e.message)))
+          yield* fs
+            .chmod(partial, LocalTree.tamedMode(first.mode, modes.preserve, modes.umask))
+            .pipe(Effect.mapError((e) => local(e.message)))
         }
-        yield* fs.rename(partial, localPath).pipe(Effect.mapError((e) => local(e.message)))
+        yield* LocalTree.placeOver(operation, partial, localPath, "a file")
       })
       yield* transfer.pipe(
         Effect.onExit((exit) => (Exit.isFailure(exit) ? fs.remove(partial).pipe(Effect.ignore) : Effect.void))
       )
     })
 
-  const uploadDir = (localDir: string, remoteDir: string, options: TransferOptions) =>
+  const uploadDir = (localDir: string, remoteDir: string, options: UploadDirOptions) =>
     Effect.gen(function* () {
       const operation = "files.uploadDir"
       yield* localFs(operation, localDir)
-      const entries = yield* Effect.tryPromise({
+      const links = yield* LocalTree.checkLinks(operation, options.links, "keep")
+      const walked = yield* Effect.tryPromise({
         try: () => walkLocal(localDir),
         catch: (e) =>
           new LocalFileError({ path: localDir, operation, detail: e instanceof Error ? e.message : String(e) })
       })
+      const outside = links === "keep" ? [] : LocalTree.linksOutside(walked)
+      const refused = links === "refuse" ? outside[0] : undefined
+      if (refused !== undefined) {
+        return yield* Effect.fail(
+          LocalTree.refusedLink(operation, LocalTree.localPath(localDir, refused.name), refused, "upload")
+        )
+      }
+      const left = new Set(outside.map((l) => l.name))
+      const entries = walked.filter((e) => !left.has(e.name))
+      yield* Effect.annotateCurrentSpan("files.skipped_links", outside.length)
       const total = entries.reduce((sum, e) => sum + e.size, 0)
       const plan = yield* makePlan(operation, options, total)
       yield* annotateTree(entries.length, total, plan)
@@ -626,14 +654,18 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
         discard: true
       })
       yield* Effect.annotateCurrentSpan("files.bytes", plan.progress.bytes())
+      return { skippedLinks: outside } satisfies TreeCopy
     })
 
-  const downloadDir = (remoteDir: string, localDir: string, options: TransferOptions) =>
+  const downloadDir = (remoteDir: string, localDir: string, options: DownloadDirOptions) =>
     Effect.gen(function* () {
       const operation = "files.downloadDir"
       const fs = yield* localFs(operation, localDir)
       const local = (path: string) => (e: { readonly message: string }) =>
         new LocalFileError({ path, operation, detail: e.message })
+      const links = yield* LocalTree.checkLinks(operation, options.links, "skip")
+      const preserve = yield* LocalTree.checkPreserveModes(operation, options.preserveModes)
+      const modes = { preserve, umask: LocalTree.currentUmask() }
       const { entries, skipped = [] } = yield* wire.list(remoteDir, true)
       // A partial copy must not pass for a whole one.
       const unreadable = skipped[0]
@@ -656,44 +688,63 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
           })
         )
       }
+      const outside = links === "keep" ? [] : LocalTree.linksOutside(entries)
+      const refused = links === "refuse" ? outside[0] : undefined
+      if (refused !== undefined) {
+        return yield* Effect.fail(
+          LocalTree.refusedLink(operation, LocalTree.localPath(localDir, refused.name), refused, "download")
+        )
+      }
+      const left = new Set(outside.map((l) => l.name))
       const total = entries.reduce((sum, e) => sum + (e.type === "file" ? e.size : 0), 0)
       const plan = yield* makePlan(operation, options, total)
       yield* annotateTree(entries.length, total, plan)
+      yield* Effect.annotateCurrentSpan("files.skipped_links", outside.length)
       // Sizes are known from the listing: the ranged reads must not count them again.
       const filePlan: Plan = { ...plan, progress: { ...plan.progress, grow: () => {} } }
       const dirs = entries.filter((e) => e.type === "dir")
-      const localOf = (e: Protocol.FileEntry) => join(localDir, ...e.name.split("/"))
+      const localOf = (e: Protocol.FileEntry) => LocalTree.localPath(localDir, e.name)
+      // `localDir` is the caller's and followed as given; nothing below it is.
       yield* fs.makeDirectory(localDir, { recursive: true }).pipe(Effect.mapError(local(localDir)))
-      yield* Effect.forEach(
-        dirs,
-        (d) => fs.makeDirectory(localOf(d), { recursive: true }).pipe(Effect.mapError(local(localOf(d)))),
-        { discard: true }
-      )
+      // Every directory on the way to what is written, checked (and made) one at a time, before the
+      // parallel file copies, so that two of them never replace the same entry at once.
+      const needed = new Set<string>()
+      for (const e of entries) {
+        const parts = e.type === "dir" ? e.name.split("/") : LocalTree.parentParts(e.name)
+        for (let i = 1; i <= parts.length; i++) needed.add(parts.slice(0, i).join("/"))
+      }
+      yield* Effect.forEach([...needed].sort(), (name) => LocalTree.ensureDir(operation, localDir, name.split("/")), {
+        discard: true
+      })
       yield* Effect.forEach(
         entries.filter((e) => e.type === "file"),
-        (f) => download(operation, f.path, localOf(f), filePlan),
+        (f) => download(operation, f.path, localOf(f), filePlan, modes, true),
         { concurrency: plan.parallelism, discard: true }
       )
-      // A link replaces what is there (never a directory) through a rename, so nothing is written through it.
+      // Links last, one at a time, each renamed over what is there (never a directory): nothing is
+      // written through a link, and nothing is written after one is made but directory modes.
       yield* Effect.forEach(
-        entries.filter((e) => e.type === "symlink"),
+        entries.filter((e) => e.type === "symlink" && !left.has(e.name)),
         (l) => {
           const path = localOf(l)
-          const temp = `${path}.${randomBytes(6).toString("hex")}.part`
-          return fs.symlink(l.target ?? "", temp).pipe(
-            Effect.zipRight(fs.rename(temp, path)),
-            Effect.mapError(local(path)),
-            Effect.tapError(() => fs.remove(temp).pipe(Effect.ignore))
-          )
+          return LocalTree.placeLink(operation, `${path}.${randomBytes(6).toString("hex")}.part`, l.target ?? "", path)
         },
         { discard: true }
       )
+      // Deepest first, so that a read-only directory is filled before it closes; through handles opened
+      // without following a link.
       yield* Effect.forEach(
         [...dirs].reverse(),
-        (d) => fs.chmod(localOf(d), Number.parseInt(d.mode, 8)).pipe(Effect.mapError(local(localOf(d)))),
+        (d) =>
+          LocalTree.chmodDir(
+            operation,
+            localOf(d),
+            LocalTree.tamedMode(Number.parseInt(d.mode, 8), preserve, modes.umask)
+          ),
         { discard: true }
       )
       yield* Effect.annotateCurrentSpan("files.bytes", plan.progress.bytes())
+      return { skippedLinks: outside } satisfies TreeCopy
     })
 
   const withPlan = <A>(
@@ -796,7 +847,11 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
         upload("files.upload", localPath, remotePath, options.mode, plan, undefined, options.inPlace)
       ),
     download: (remotePath, localPath, options = {}) =>
-      withPlan("files.download", options, undefined, (plan) => download("files.download", remotePath, localPath, plan)),
+      withPlan("files.download", options, undefined, (plan) =>
+        Effect.flatMap(LocalTree.checkPreserveModes("files.download", options.preserveModes), (preserve) =>
+          download("files.download", remotePath, localPath, plan, { preserve, umask: LocalTree.currentUmask() })
+        )
+      ),
     uploadDir: (localDir, remoteDir, options = {}) => guard("files.uploadDir", uploadDir(localDir, remoteDir, options)),
     downloadDir: (remoteDir, localDir, options = {}) =>
       guard("files.downloadDir", downloadDir(remoteDir, localDir, options))

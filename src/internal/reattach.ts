@@ -33,6 +33,8 @@ interface State {
   started: boolean
   exited: boolean
   unreachable: boolean
+  /** The server answered the first exec request with an error: it started nothing. */
+  refused: boolean
   /** Set with an error after which reattaching cannot help: the output, the record or the server is gone. */
   final: boolean
   attempts: number
@@ -120,6 +122,7 @@ export const run = (
       started: false,
       exited: false,
       unreachable: false,
+      refused: false,
       final: false,
       attempts: 0,
       offsets: { stdout: 0, stderr: 0 }
@@ -177,7 +180,13 @@ export const run = (
 
     // An answer that is not a lost connection (the HF proxy's 503 for a job that is not running) from a
     // sandbox the provider knows to have ended says only that; what the caller needs is that it ended.
-    const explained = (error: OperationError): Effect.Effect<never, OperationError> =>
+    const explained = (error: OperationError): Effect.Effect<never, OperationError> => {
+      // Only the first request's answer proves nothing started: a retry's may follow a lost first one.
+      const answered = error._tag !== "ConnectionLostError" && error._tag !== "RequestTimeoutError"
+      if (state.id === undefined && state.attempts === 1 && answered) state.refused = true
+      return explainedError(error)
+    }
+    const explainedError = (error: OperationError): Effect.Effect<never, OperationError> =>
       error._tag === "ConnectionLostError" || state.id === undefined || state.exited
         ? Effect.fail(error)
         : Effect.flatMap(wire.serverExit, (reason) =>
@@ -218,6 +227,7 @@ export const run = (
     const gaveUp = (error: OperationError): OperationError => {
       if (error._tag !== "ConnectionLostError" || !retryable(error)) return error
       const detail = `${error.detail}; reattaching failed until the reattach schedule ran out`
+      state.unreachable = true
       if (state.id === undefined) {
         return new ConnectionLostError({
           operation,
@@ -225,21 +235,63 @@ export const run = (
           cause: error
         })
       }
-      state.unreachable = true
       return final(new ConnectionLostError({ operation, detail, cause: error, commandId: state.id, running: true }))
     }
 
     // Unreachable for the whole schedule: a kill would not get through either, and the server's own
-    // reattach grace ends the command.
+    // reattach grace ends the command. Without an id (interrupted or cut off before the start event)
+    // the command may be running or its request still on its way: cancelling by key covers both.
+    const cancelByKey =
+      request.idempotency_key === undefined ? Effect.void : wire.cancel(request.idempotency_key, "KILL")
     const abandon = () =>
-      state.id === undefined || state.exited || state.unreachable
+      state.exited || state.unreachable || state.refused
         ? Effect.void
-        : wire.kill(state.id, "KILL").pipe(Effect.interruptible, Effect.timeout(CLEANUP_BOUND), Effect.ignore)
+        : (state.id !== undefined ? wire.kill(state.id, "KILL") : cancelByKey).pipe(
+            Effect.interruptible,
+            Effect.timeout(CLEANUP_BOUND),
+            Effect.ignore
+          )
 
     return attempt.pipe(
       Stream.retry(Schedule.intersect(schedule, Schedule.recurWhile(retryable))),
       Stream.mapError(gaveUp),
       Stream.filter((event) => event.event !== "ping"),
       Stream.ensuring(Effect.suspend(abandon))
+    )
+  })
+
+/**
+ * Starts a background process with `request` (which carries its `idempotency_key`): a request whose
+ * answer was lost is sent again on `schedule` (the key makes the server answer with the process it
+ * already started), unless the provider knows the server exited. Interrupted, or out of retries, it
+ * cancels by key whatever the request may have started, bounded and best effort.
+ */
+export const spawn = (
+  wire: WireClient,
+  request: Parameters<WireClient["spawn"]>[0] & { readonly idempotency_key: string },
+  schedule: Schedule.Schedule<unknown>
+): Effect.Effect<Protocol.ProcessInfo, OperationError> =>
+  Effect.suspend(() => {
+    let retry = false
+    let exited = false
+    const lost = (error: OperationError) =>
+      !exited && (error._tag === "ConnectionLostError" || error._tag === "RequestTimeoutError")
+    const serverGone = Effect.flatMap(wire.serverExit, (reason) => {
+      if (Option.isNone(reason)) return Effect.void
+      exited = true
+      return Effect.fail(new ConnectionLostError({ operation: "spawn", detail: reason.value }))
+    })
+    const attempt = Effect.suspend(() => {
+      const sent = retry ? Effect.zipRight(serverGone, wire.spawn(request)) : wire.spawn(request)
+      retry = true
+      return sent
+    })
+    const cancel = wire
+      .cancel(request.idempotency_key, "KILL")
+      .pipe(Effect.interruptible, Effect.timeout(CLEANUP_BOUND), Effect.ignore)
+    return attempt.pipe(
+      Effect.retry({ schedule, while: lost }),
+      Effect.tapError((error) => (lost(error) ? cancel : Effect.void)),
+      Effect.onInterrupt(() => cancel)
     )
   })

@@ -1,0 +1,47 @@
+/**
+ * The local provider with every sandbox's server reached through a TCP relay of its own
+ * (test/support/relay.ts), for tests that cut, refuse or swallow a sandbox's connections.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as SandboxProvider from "hf-sandbox/SandboxProvider"
+import { localLayer } from "./local.js"
+import { type Relay, startRelay } from "./relay.js"
+
+export interface Relayed {
+  /** Provides `SandboxProvider` (and what `Sandbox.make` needs). */
+  readonly layer: Layer.Layer<Layer.Layer.Success<ReturnType<typeof localLayer>>>
+  /** The relays of the sandboxes made so far, newest last. */
+  readonly relays: Array<Relay>
+  /** The servers behind them, in the same order. */
+  readonly servers: Array<{ readonly url: string; readonly token: string }>
+}
+
+export const relayed = (): Relayed => {
+  const relays: Array<Relay> = []
+  const servers: Array<{ readonly url: string; readonly token: string }> = []
+  const layer = Layer.effect(
+    SandboxProvider.SandboxProvider,
+    Effect.map(SandboxProvider.SandboxProvider, (local) => ({
+      ...local,
+      provision: (spec: SandboxProvider.Spec) =>
+        Effect.flatMap(local.provision(spec), (endpoint) =>
+          Effect.acquireRelease(
+            Effect.promise(() => {
+              const url = new URL(endpoint.baseUrl)
+              return startRelay({ host: url.hostname, port: Number(url.port) })
+            }),
+            (relay) => Effect.promise(relay.close)
+          ).pipe(
+            Effect.tap((relay) => {
+              relays.push(relay)
+              servers.push({ url: endpoint.baseUrl, token: Redacted.value(endpoint.token) })
+            }),
+            Effect.map((relay): SandboxProvider.Endpoint => ({ ...endpoint, baseUrl: relay.url, directReads: false }))
+          )
+        )
+    }))
+  ).pipe(Layer.provideMerge(localLayer()))
+  return { layer, relays, servers }
+}
