@@ -1339,6 +1339,8 @@ class CaptureSink(QuietSink):
 
 DEFAULT_BUFFER_BYTES = 1024 * 1024
 DEFAULT_MAX_PROCESSES = 1024  # background processes and execs running at once
+DEFAULT_MAX_EXITED = 1024  # exited background processes kept listed (with their output) at once
+MAX_EXITED_BYTES = 256 * 1024 * 1024  # ...and the output they keep, together
 MAX_BUFFER_BYTES = 64 * 1024 * 1024
 FOLLOW_POLL = 0.25  # how often a follower / waiter checks that its client is still there
 SIGNAL_NAMES = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL, "INT": signal.SIGINT}
@@ -1495,6 +1497,13 @@ class BgProcess(object):
         BGPROCS.release()
         if self.kind == "exec":
             JANITOR.poke()
+        else:
+            BGPROCS.forget_exited()
+
+    def buffered(self):
+        """Bytes of output this record holds."""
+        with self.cond:
+            return self.rings["stdout"].size + self.rings["stderr"].size
 
     # ---- execs: readers and back-pressure ----
 
@@ -1602,6 +1611,7 @@ class BgTable(object):
         # Running background processes and execs: each holds a thread and three descriptors.
         self.running = 0
         self.max_running = DEFAULT_MAX_PROCESSES  # SBX_MAX_PROCESSES / --max-processes, set by main()
+        self.max_exited = DEFAULT_MAX_EXITED  # SBX_MAX_EXITED / --max-exited, set by main()
         # Keys a client gave up (DELETE /v1/processes?idempotency_key=): key -> when, oldest first.
         # A request carrying one that arrives after the cancel is refused, so a command whose
         # request was still in flight when its caller was interrupted never starts.
@@ -1622,6 +1632,19 @@ class BgTable(object):
     def release(self):
         with self.lock:
             self.running -= 1
+
+    def forget_exited(self):
+        """An exited background process stays listed, with its output and exit status, until the
+        oldest ones are forgotten (404 from then on) to keep at most `max_exited` of them and at most
+        MAX_EXITED_BYTES of their output. Execs have their own retention (Janitor)."""
+        with self.lock:
+            exited = [b for b in self.by_id.values() if b.kind == "process" and b.ended_at is not None]
+        exited.sort(key=lambda b: b.ended_at)
+        kept = sum(b.buffered() for b in exited)
+        while len(exited) > 1 and (len(exited) > self.max_exited or kept > MAX_EXITED_BYTES):
+            oldest = exited.pop(0)
+            kept -= oldest.buffered()
+            self.remove(oldest)
 
     def spawn(self, spec):
         """spawn(spec) within the bound on running commands."""
@@ -4687,6 +4710,12 @@ def parse_args(argv):
         "(default: $SBX_MAX_PROCESSES or %d)" % DEFAULT_MAX_PROCESSES,
     )
     p.add_argument(
+        "--max-exited",
+        metavar="N",
+        help="exited background processes kept listed with their output; the oldest are forgotten "
+        "(default: $SBX_MAX_EXITED or %d)" % DEFAULT_MAX_EXITED,
+    )
+    p.add_argument(
         "--tunnel",
         action="store_true",
         help="expose the server through a Cloudflare quick tunnel and announce its URL on stdout "
@@ -4726,6 +4755,7 @@ def parse_args(argv):
         ("header_timeout", "SBX_HEADER_TIMEOUT", float, 0.01, DEFAULT_HEADER_TIMEOUT),
         ("body_timeout", "SBX_BODY_TIMEOUT", float, 0.01, DEFAULT_BODY_TIMEOUT),
         ("max_processes", "SBX_MAX_PROCESSES", int, 1, DEFAULT_MAX_PROCESSES),
+        ("max_exited", "SBX_MAX_EXITED", int, 1, DEFAULT_MAX_EXITED),
     )
     for name, var, kind, lo, default in bounds:
         given = getattr(args, name)
@@ -4852,6 +4882,7 @@ def main(argv=None):
         args.max_connections, args.header_timeout, args.body_timeout,
     )
     BGPROCS.max_running = args.max_processes
+    BGPROCS.max_exited = args.max_exited
     raise_open_files_limit()
 
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):

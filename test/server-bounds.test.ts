@@ -275,6 +275,26 @@ describe("background processes", () => {
     expect((await post("/v1/processes", { cmd: ["true"] })).status).toBe(200)
   })
 
+  it("keeps at most SBX_MAX_EXITED exited background processes listed: the oldest are forgotten", async () => {
+    const r = await startServer({ env: { SBX_MAX_EXITED: "2" }, prefix: "sbx-bounds-" })
+    const ids: Array<string> = []
+    for (let i = 0; i < 4; i++) {
+      const started = await json(r, "/v1/processes", {
+        method: "POST",
+        body: JSON.stringify({ cmd: ["echo", `run ${i}`] })
+      })
+      expect(started.status).toBe(200)
+      ids.push(started.body.id as string)
+      // One at a time, so that they end in order.
+      expect((await json(r, `/v1/processes/${ids[i]}/wait?timeout=20`)).body).toMatchObject({ exit_code: 0 })
+    }
+    const listed = await json(r, "/v1/processes")
+    expect(listed.body.map((p) => p.id)).toEqual(ids.slice(2))
+    expect((await json(r, `/v1/processes/${ids[0]}`)).status).toBe(404)
+    const output = await call(r, `/v1/processes/${ids[3]}/output`)
+    expect(parseNdjson(await output.text()).find((e) => e.event === "stdout")).toMatchObject({ data: "run 3\n" })
+  })
+
   it("counts each buffered chunk's overhead against buffer_bytes, so interleaved tiny writes stay within it", async () => {
     const r = await startServer({ prefix: "sbx-bounds-" })
     const bufferBytes = 170
