@@ -257,8 +257,7 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     fs.writeFileSync(path.join(work, "ref.txt"), "by reference")
     expectCode(await hf(["cp", path.join(work, "ref.txt"), `${ref}:ref.txt`]), 0)
     assert.strictEqual((await hf(["exec", id, "--", "cat ref.txt"])).stdout, "by reference")
-    const logs = await hf(["logs", "--tail", "3", ref])
-    expectCode(logs, 0)
+    // `logs NAMESPACE/ID`: the next test, beside `logs ID` (a snapshot waits 5 s for the log to go quiet).
 
     const before = (await Effect.runPromise(emulator.requests)).length
     const jobsBefore = (await Effect.runPromise(emulator.jobs)).length
@@ -278,12 +277,15 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     await until(async () => (await job(id)).stage === "CANCELED")
   })
 
-  it("logs prints the job's log; an unknown id fails clearly", async () => {
+  it("logs prints the job's log, by ID and by NAMESPACE/ID; an unknown id fails clearly", async () => {
     const id = await createHf("--transport", "proxy")
-    const logs = await hf(["logs", "--tail", "5", id])
-    expectCode(logs, 0)
-    assert.isAtMost(logs.stdout.trim().split("\n").length, 5)
-    assert.include(logs.stdout, '"event":"listening"')
+    // Side by side: each snapshot ends only once the log has been quiet for 5 s.
+    const both = await Promise.all([id, `${emulator.user}/${id}`].map((ref) => hf(["logs", "--tail", "5", ref])))
+    for (const logs of both) {
+      expectCode(logs, 0)
+      assert.isAtMost(logs.stdout.trim().split("\n").length, 5)
+      assert.include(logs.stdout, '"event":"listening"')
+    }
     expectCode(await hf(["kill", id]), 0)
     const unknown = await hf(["exec", "0123456789abcdef01234567", "--", "true"])
     expectCode(unknown, 125)
