@@ -220,11 +220,14 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
       assert.strictEqual(result.stderr, "")
       assert.isAtLeast((await pings()).length, count + 1)
     }
-    for (const optOut of [{ HF_HUB_DISABLE_TELEMETRY: "1" }, { DO_NOT_TRACK: "1" }]) {
-      const count = (await pings()).length
-      expectCode(await cli(["run", "--transport", "proxy", "--", "true"], { hf: true, env: optOut }), 0)
-      assert.strictEqual((await pings()).length, count, JSON.stringify(optOut))
-    }
+    // Both opt-outs side by side: neither run may send a ping.
+    const count = (await pings()).length
+    const optOuts = [{ HF_HUB_DISABLE_TELEMETRY: "1" }, { DO_NOT_TRACK: "1" }]
+    const runs = await Promise.all(
+      optOuts.map((env) => cli(["run", "--transport", "proxy", "--", "true"], { hf: true, env }))
+    )
+    for (const run of runs) expectCode(run, 0)
+    assert.deepStrictEqual((await pings()).slice(count), [])
   })
 
   it("whoami is asked once per token across commands, cached 0600 under a hash of the token", async () => {
