@@ -36,7 +36,8 @@
  *
  * **Jobs** run on this machine: after the scheduling delay the job becomes RUNNING and `[...command,
  * ...arguments]` is spawned in its own process group, in a fresh temp directory (also `HOME` and `TMPDIR`: each container has its own /tmp), with
- * only `PATH` (the stand-in bin directory first), `HOME`, `TMPDIR`, `LANG=C.UTF-8`, `HF_EMULATOR_CONTROL`,
+ * only `PATH` (the stand-in bin directory first, then the directory of the interpreter `python3` resolves
+ * to, as an image has python3 itself rather than a pyenv or asdf shim), `HOME`, `TMPDIR`, `LANG=C.UTF-8`, `HF_EMULATOR_CONTROL`,
  * `HF_EMULATOR_JOB_ID`, then the job's `environment`, then its `secrets` — nothing else from the test
  * process (never `HF_TOKEN`). The `dockerImage`/`spaceId` is recorded but not used. stdout and stderr
  * become the job's log, line by line. When the command exits the "container" stops: whatever else is

@@ -220,11 +220,14 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
       assert.strictEqual(result.stderr, "")
       assert.isAtLeast((await pings()).length, count + 1)
     }
-    for (const optOut of [{ HF_HUB_DISABLE_TELEMETRY: "1" }, { DO_NOT_TRACK: "1" }]) {
-      const count = (await pings()).length
-      expectCode(await cli(["run", "--transport", "proxy", "--", "true"], { hf: true, env: optOut }), 0)
-      assert.strictEqual((await pings()).length, count, JSON.stringify(optOut))
-    }
+    // Both opt-outs side by side: neither run may send a ping.
+    const count = (await pings()).length
+    const optOuts = [{ HF_HUB_DISABLE_TELEMETRY: "1" }, { DO_NOT_TRACK: "1" }]
+    const runs = await Promise.all(
+      optOuts.map((env) => cli(["run", "--transport", "proxy", "--", "true"], { hf: true, env }))
+    )
+    for (const run of runs) expectCode(run, 0)
+    assert.deepStrictEqual((await pings()).slice(count), [])
   })
 
   it("whoami is asked once per token across commands, cached 0600 under a hash of the token", async () => {
@@ -257,8 +260,7 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     fs.writeFileSync(path.join(work, "ref.txt"), "by reference")
     expectCode(await hf(["cp", path.join(work, "ref.txt"), `${ref}:ref.txt`]), 0)
     assert.strictEqual((await hf(["exec", id, "--", "cat ref.txt"])).stdout, "by reference")
-    const logs = await hf(["logs", "--tail", "3", ref])
-    expectCode(logs, 0)
+    // `logs NAMESPACE/ID`: the next test, beside `logs ID` (a snapshot waits 5 s for the log to go quiet).
 
     const before = (await Effect.runPromise(emulator.requests)).length
     const jobsBefore = (await Effect.runPromise(emulator.jobs)).length
@@ -278,12 +280,15 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     await until(async () => (await job(id)).stage === "CANCELED")
   })
 
-  it("logs prints the job's log; an unknown id fails clearly", async () => {
+  it("logs prints the job's log, by ID and by NAMESPACE/ID; an unknown id fails clearly", async () => {
     const id = await createHf("--transport", "proxy")
-    const logs = await hf(["logs", "--tail", "5", id])
-    expectCode(logs, 0)
-    assert.isAtMost(logs.stdout.trim().split("\n").length, 5)
-    assert.include(logs.stdout, '"event":"listening"')
+    // Side by side: each snapshot ends only once the log has been quiet for 5 s.
+    const both = await Promise.all([id, `${emulator.user}/${id}`].map((ref) => hf(["logs", "--tail", "5", ref])))
+    for (const logs of both) {
+      expectCode(logs, 0)
+      assert.isAtMost(logs.stdout.trim().split("\n").length, 5)
+      assert.include(logs.stdout, '"event":"listening"')
+    }
     expectCode(await hf(["kill", id]), 0)
     const unknown = await hf(["exec", "0123456789abcdef01234567", "--", "true"])
     expectCode(unknown, 125)

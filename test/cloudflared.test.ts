@@ -20,7 +20,8 @@ const standIn = (version?: string) => {
     // No HF_EMULATOR_CONTROL: a command line that is accepted fails at the quick-tunnel request instead.
     const env = { ...process.env }
     delete env.HF_EMULATOR_CONTROL
-    const r = spawnSync(file, args, { env, encoding: "utf8", timeout: 10_000 })
+    // A guard against a hang, not a measure of speed: a loaded machine can take seconds to start node.
+    const r = spawnSync(file, args, { env, encoding: "utf8", timeout: 45_000 })
     return { status: r.status, stdout: r.stdout, stderr: r.stderr }
   }
 }

@@ -27,8 +27,17 @@ describe("live conformance suite, on the emulator", () => {
           execSamples: 5,
           startTimeout: "60 seconds",
           // The realistic image has no cloudflared: the server fetches the pinned release from the emulated host.
-          cloudflared: emulator.cloudflaredRelease()
-        }).pipe(Effect.provide(Layer.provideMerge(emulatorLayer(emulator, false), NodeContext.layer)))
+          cloudflared: emulator.cloudflaredRelease(),
+          // The emulator replays a log in one burst: a snapshot need not wait 5 s for more (see Target).
+          schedules: { logQuietWindow: "1 second" }
+        }).pipe(
+          Effect.provide(
+            Layer.provideMerge(
+              emulatorLayer(emulator, false, { schedules: { logQuietWindow: "1 second" } }),
+              NodeContext.layer
+            )
+          )
+        )
         console.log(Live.format(report))
         const failed = report.checks.filter((check) => !check.ok)
         assert.deepStrictEqual(failed, [])

@@ -43,6 +43,11 @@ export interface Target {
   readonly startTimeout: Duration.DurationInput
   /** Where the tunnel's cloudflared comes from when the image has none (default: the pinned release). */
   readonly cloudflared?: Sandbox.MakeOptions["cloudflared"]
+  /**
+   * The sandboxes' schedules (default: the library's). The emulator run shortens the quiet window that
+   * ends a log snapshot: its logs are replayed in one burst, and four snapshots of 5 s each were half the run.
+   */
+  readonly schedules?: Sandbox.MakeOptions["schedules"]
 }
 
 /** One observation. */
@@ -197,7 +202,8 @@ const transportRun = (target: Target, recorder: Recorder, raw: Raw, transport: "
       idleTimeout: "5 minutes",
       startTimeout: target.startTimeout,
       labels: { "hf-sandbox-live": "1" },
-      ...(target.cloudflared === undefined ? {} : { cloudflared: target.cloudflared })
+      ...(target.cloudflared === undefined ? {} : { cloudflared: target.cloudflared }),
+      ...(target.schedules === undefined ? {} : { schedules: target.schedules })
     })
     yield* sb.exec("true")
     const createToFirstCommandMs = now() - started

@@ -18,10 +18,17 @@ export const fastSchedules = {
   stageCheck: Schedule.spaced("250 millis").pipe(Schedule.asVoid)
 }
 
-/** The HF Jobs provider on `emulator`, an HttpClient routed to it, and the emulator as a service. */
-export const emulatorLayer = (emulator: Testing.HubEmulator, publicDns: ReadonlyArray<string> | false) =>
+/**
+ * The HF Jobs provider on `emulator` (with `provider`'s further options), an HttpClient routed to it, and the
+ * emulator as a service.
+ */
+export const emulatorLayer = (
+  emulator: Testing.HubEmulator,
+  publicDns: ReadonlyArray<string> | false,
+  provider: HfJobs.Options = {}
+) =>
   Layer.mergeAll(
-    HfJobs.layer({ token: emulator.token, endpoint: emulator.url, publicDns }).pipe(
+    HfJobs.layer({ token: emulator.token, endpoint: emulator.url, publicDns, ...provider }).pipe(
       Layer.provideMerge(NodeContext.layer)
     ),
     Layer.effect(HttpClient.HttpClient, Effect.map(HttpClient.HttpClient, Testing.routeHttpClient(emulator))).pipe(
@@ -34,11 +41,11 @@ export const emulatorLayer = (emulator: Testing.HubEmulator, publicDns: Readonly
  * A scoped emulator with a 100 ms scheduling delay (plus `options`) behind {@link emulatorLayer}, whose
  * DNS fallback asks a loopback resolver, never a public one.
  */
-export const emulatedHub = (options: Testing.EmulatorOptions = {}) =>
+export const emulatedHub = (options: Testing.EmulatorOptions = {}, provider: HfJobs.Options = {}) =>
   Layer.unwrapScoped(
     Effect.gen(function* () {
       const dns = yield* fakeDns({})
       const emulator = yield* Testing.make({ schedulingDelay: "100 millis", ...options })
-      return emulatorLayer(emulator, [dns.server])
+      return emulatorLayer(emulator, [dns.server], provider)
     })
   )

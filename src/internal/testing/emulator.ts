@@ -27,6 +27,7 @@ import type * as PublicDns from "../publicDns.js"
 import { CLOUDFLARED_VERSION } from "./cloudflared.js"
 import { type DnsServer, EDGE_ADDRESS, startDnsServer, TunnelDns } from "./dns.js"
 import { OAuthState } from "./oauth.js"
+import { interpreterDir } from "./python.js"
 import { Releases } from "./releases.js"
 
 // ---- constants --------------------------------------------------------------------------------
@@ -722,8 +723,10 @@ class Emulator {
       for (const name of carriers) environment[name] = String(local)
     }
     const bin = await this.releases.pathDir()
+    const python = await interpreterDir()
     const env: Record<string, string> = {
-      PATH: `${bin}:${withoutCloudflared(process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin")}`,
+      // The real interpreter before any shim: see ./python.ts.
+      PATH: `${bin}:${withoutCloudflared(`${python ?? ""}:${process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin"}`)}`,
       HOME: dir,
       // Each container has its own /tmp: what a job writes there goes away with the job.
       TMPDIR: dir,
