@@ -289,7 +289,7 @@ describe("background processes", () => {
       expect((await json(r, `/v1/processes/${ids[i]}/wait?timeout=20`)).body).toMatchObject({ exit_code: 0 })
     }
     const listed = await json(r, "/v1/processes")
-    expect(listed.body.map((p) => p.id)).toEqual(ids.slice(2))
+    expect((listed.body as unknown as Array<{ id: string }>).map((p) => p.id)).toEqual(ids.slice(2))
     expect((await json(r, `/v1/processes/${ids[0]}`)).status).toBe(404)
     const output = await call(r, `/v1/processes/${ids[3]}/output`)
     expect(parseNdjson(await output.text()).find((e) => e.event === "stdout")).toMatchObject({ data: "run 3\n" })
