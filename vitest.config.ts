@@ -1,3 +1,5 @@
+import { execFileSync } from "node:child_process"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 import type { Reporter } from "vitest/reporters"
@@ -24,6 +26,26 @@ const summary: Reporter = {
   }
 }
 
+/**
+ * PATH with the directory of the interpreter `python3` resolves to put first. On machines where
+ * `python3` is a shim (pyenv, asdf: a shell script that costs tens of milliseconds per start when
+ * quiet and a second or more on a loaded machine), every local sandbox, server and fake the suites
+ * start pays it; the interpreter behind it is the same Python.
+ */
+const pathWithRealPython = (): string | undefined => {
+  const current = process.env.PATH ?? ""
+  try {
+    const executable = execFileSync("python3", ["-S", "-c", "import sys; print(sys.executable)"], {
+      encoding: "utf8",
+      timeout: 30_000
+    }).trim()
+    return path.isAbsolute(executable) ? `${path.dirname(executable)}${path.delimiter}${current}` : undefined
+  } catch {
+    return undefined // no python3: the suites that need it say so themselves
+  }
+}
+const PATH = pathWithRealPython()
+
 export default defineConfig({
   resolve: {
     alias: [
@@ -40,6 +62,7 @@ export default defineConfig({
     // (with two the suite used under one core on average). Four were faster still, but on a machine
     // loaded by other suites as well, 20 sandboxes started at once then outran their 60 s.
     poolOptions: { forks: { execArgv: ["--expose-gc"], maxForks: 3, minForks: 1 } },
+    ...(PATH !== undefined ? { env: { PATH } } : {}),
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", summary]
