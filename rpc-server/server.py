@@ -509,7 +509,6 @@ def supervise(remove_dir, journal=None):
         parts = replay_journal(journal)
         if parts:
             log("supervisor: removed %d temporary file(s) of writes the server left unfinished" % parts)
-    remove_unix_socket()  # a server killed outright did not
     if remove_dir:
         shutil.rmtree(remove_dir, ignore_errors=True)
         # The local provider's owner marker beside it (DIR.owner) means nothing once DIR is gone.
@@ -3348,43 +3347,6 @@ class Server6(Server):
     address_family = socket.AF_INET6
 
 
-class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """The same server on a Unix-domain socket (--unix-socket): a local client
-    skips the TCP/IP stack, which costs both ends more than the bytes do on a
-    fast stream (streamed stdin). The socket is created 0600; its directory is
-    the client's, 0700."""
-
-    daemon_threads = True
-    request_queue_size = 128
-
-    def server_bind(self):
-        old = os.umask(0o177)  # never connectable by anyone else, not even between bind and chmod
-        try:
-            socketserver.UnixStreamServer.server_bind(self)
-        finally:
-            os.umask(old)
-        os.chmod(self.server_address, 0o600)
-        self.server_name, self.server_port = "localhost", 0
-
-    def handle_error(self, request, client_address):
-        log("connection error on the unix socket:\n%s" % traceback.format_exc())
-
-
-UNIX_SOCKET = []  # the --unix-socket path: removed (with its directory, when empty) when the server ends
-
-
-def remove_unix_socket():
-    for path in UNIX_SOCKET:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        try:
-            os.rmdir(os.path.dirname(path))
-        except OSError:
-            pass  # not empty, or already gone: the client removes it
-
-
 # --------------------------------------------------------------------------
 # Tunnel mode: supervise a Cloudflare quick tunnel (cloudflared)
 # --------------------------------------------------------------------------
@@ -4092,12 +4054,6 @@ def parse_args(argv):
         "all its processes are gone",
     )
     p.add_argument(
-        "--unix-socket",
-        metavar="PATH",
-        help="also listen on this Unix-domain socket (created 0600; its directory must exist and should be 0700); "
-        "it is removed, with its directory when empty, when the server ends",
-    )
-    p.add_argument(
         "--journal",
         metavar="DIR",
         help="record the temporary files of writes in progress in this directory (created; it must not be inside "
@@ -4207,10 +4163,6 @@ def main(argv=None):
         _fail("--remove-on-exit needs --supervise and an absolute path other than /")
     if args.journal is not None and not os.path.isabs(args.journal):
         _fail("--journal needs an absolute path")
-    if args.unix_socket is not None:
-        if not os.path.isabs(args.unix_socket):
-            _fail("--unix-socket needs an absolute path")
-        UNIX_SOCKET.append(args.unix_socket)  # before the fork: the supervisor removes it too
     if args.supervise:
         supervise(args.remove_on_exit, args.journal)  # returns in the server process
     if args.journal is not None:
@@ -4243,18 +4195,10 @@ def main(argv=None):
         log("cannot listen on %s:%d: %s" % (args.host, args.port, e.strerror or e))
         return 1
     host, port = server.server_address[:2]
-    unix_server = None
-    if args.unix_socket is not None:
-        try:
-            unix_server = UnixServer(args.unix_socket, Handler)
-        except OSError as e:  # TCP still works: the client uses the socket only when announced
-            log("cannot listen on the unix socket %s: %s" % (args.unix_socket, e.strerror or e))
 
     if become_subreaper() or os.getpid() == 1:
         threading.Thread(target=reaper_loop, name="reaper", daemon=True).start()
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    if unix_server is not None:
-        threading.Thread(target=unix_server.serve_forever, name="http-unix", daemon=True).start()
     if args.idle_timeout > 0:
         threading.Thread(target=idle_loop, args=(args.idle_timeout, args.start_grace), name="idle", daemon=True).start()
     if args.lifetime > 0:
@@ -4277,7 +4221,6 @@ def main(argv=None):
                 "pid": os.getpid(),
                 "version": VERSION,
                 "protocol": PROTOCOL,
-                **({"unix_socket": args.unix_socket} if unix_server is not None else {}),
             },
             separators=(",", ":"),
         )
@@ -4308,7 +4251,6 @@ def main(argv=None):
         if JOURNAL.dir is not None:
             replay_journal(JOURNAL.dir)  # the transfers cut short by the shutdown
     finally:
-        remove_unix_socket()
         log("stopped: exit status %d" % _exit_status[0])
         try:
             sys.stderr.flush()

@@ -31,9 +31,7 @@ import * as PubSub from "effect/PubSub"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as LocalSocket from "./internal/localSocket.js"
 import * as LocalState from "./internal/localState.js"
 import * as OwnedDirs from "./internal/ownedDirs.js"
 import * as ProcessTree from "./internal/processTree.js"
@@ -73,7 +71,7 @@ const LOG_LINES = 10_000
 const WHOLE_FILE = Number.MAX_SAFE_INTEGER
 
 /** The interpreter's and the server's arguments, the same for an owned and a detached sandbox. */
-const serverArgs = (script: string, spec: SandboxProvider.Spec, socket: string | undefined): Array<string> => [
+const serverArgs = (script: string, spec: SandboxProvider.Spec): Array<string> => [
   "-u", // unbuffered: the listening line and any error reach us at once
   "-S", // no site-packages: the server is stdlib-only, and skipping them saves start time
   script,
@@ -90,9 +88,7 @@ const serverArgs = (script: string, spec: SandboxProvider.Spec, socket: string |
         String(Math.ceil(Duration.toSeconds(spec.startTimeout)))
       ]
     : []),
-  ...(spec.lifetime ? ["--lifetime", String(Duration.toSeconds(spec.lifetime))] : []),
-  // Beside TCP, a Unix-domain socket that this process's requests go through (see internal/localSocket).
-  ...(socket === undefined ? [] : ["--unix-socket", socket])
+  ...(spec.lifetime ? ["--lifetime", String(Duration.toSeconds(spec.lifetime))] : [])
 ]
 
 const decodeListening = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ListeningLine))
@@ -236,7 +232,6 @@ export const make = (
               Effect.timeout("10 seconds"),
               // Where the server had no supervisor (not Linux) and was SIGKILLed, its unfinished writes.
               Effect.zipRight(Effect.try(() => TransferJournal.replay(dir))),
-              Effect.zipRight(Effect.try(() => LocalSocket.remove(dir))),
               Effect.zipRight(Effect.try(() => OwnedDirs.unclaim(dir))),
               Effect.ignore
             )
@@ -244,7 +239,7 @@ export const make = (
 
         const token = randomBytes(32).toString("hex")
         const args = [
-          ...serverArgs(script, spec, LocalSocket.prepare(workdir)),
+          ...serverArgs(script, spec),
           // The server watches its stdin: when this process dies, even by SIGKILL, the pipe closes and
           // the server shuts down and kills what it started, so a crashed client leaks nothing.
           "--exit-on-stdin-eof",
@@ -366,13 +361,11 @@ export const make = (
           })
         )
 
-        const transformClient = yield* LocalSocket.transport(announce.unix_socket, `http://127.0.0.1:${announce.port}`)
         const endpoint: SandboxProvider.Endpoint = {
           id: `local-${randomBytes(6).toString("hex")}`,
           provider: "local",
           baseUrl: `http://127.0.0.1:${announce.port}`,
           token: Redacted.make(token),
-          transformClient,
           died: Deferred.await(died),
           exitReason: Deferred.await(ended).pipe(
             Effect.map((how) => `the sandbox server exited (${how})`),
@@ -391,7 +384,6 @@ export const make = (
             workdir,
             python: resolved,
             port: announce.port,
-            ...(announce.unix_socket === undefined ? {} : { socket: announce.unix_socket }),
             serverVersion: announce.version
           }
         }
@@ -406,31 +398,28 @@ export const make = (
     const detachedEndpoint = (
       state: LocalState.State,
       died: Effect.Effect<never, StartError>
-    ): Effect.Effect<SandboxProvider.Endpoint, never, Scope.Scope> =>
-      Effect.map(LocalSocket.transport(state.socket, `http://127.0.0.1:${state.port}`), (transformClient) => ({
-        id: state.id,
-        provider: "local",
-        baseUrl: `http://127.0.0.1:${state.port}`,
-        token: Redacted.make(state.token),
-        transformClient,
-        died,
-        logs: (logOptions) =>
-          LocalState.logLines(LocalState.logPath(stateDir, state.id), logOptions, () => LocalState.isRunning(state)),
-        exitReason: detachedExitReason(LocalState.logPath(stateDir, state.id)),
-        kill: LocalState.stop(stateDir, state, stopTimeout),
-        readRangeSize: WHOLE_FILE,
-        directReads: true,
-        details: {
-          pid: state.pid,
-          workdir: state.workdir,
-          python: state.python,
-          port: state.port,
-          ...(state.socket === undefined ? {} : { socket: state.socket }),
-          serverVersion: state.serverVersion,
-          detached: true,
-          idleTimeoutSeconds: state.idleTimeoutSeconds
-        }
-      }))
+    ): SandboxProvider.Endpoint => ({
+      id: state.id,
+      provider: "local",
+      baseUrl: `http://127.0.0.1:${state.port}`,
+      token: Redacted.make(state.token),
+      died,
+      logs: (logOptions) =>
+        LocalState.logLines(LocalState.logPath(stateDir, state.id), logOptions, () => LocalState.isRunning(state)),
+      exitReason: detachedExitReason(LocalState.logPath(stateDir, state.id)),
+      kill: LocalState.stop(stateDir, state, stopTimeout),
+      readRangeSize: WHOLE_FILE,
+      directReads: true,
+      details: {
+        pid: state.pid,
+        workdir: state.workdir,
+        python: state.python,
+        port: state.port,
+        serverVersion: state.serverVersion,
+        detached: true,
+        idleTimeoutSeconds: state.idleTimeoutSeconds
+      }
+    })
 
     // A detached server runs in a session of its own (setsid), with no pipe to this process once it has
     // announced its port: it outlives this process, and its idle timeout is what ends it if nobody does.
@@ -461,7 +450,7 @@ export const make = (
         const resolved = yield* interpreter(spec.env.PATH ?? process.env.PATH)
         // As for an owned sandbox, a supervisor kills what the server leaves and removes the workdir.
         const args = [
-          ...serverArgs(script, spec, LocalSocket.prepare(workdir)),
+          ...serverArgs(script, spec),
           "--supervise",
           "--remove-on-exit",
           workdir,
@@ -550,7 +539,6 @@ export const make = (
           pid: server!.pid,
           startTime: server!.startTime,
           port: announce.port,
-          ...(announce.unix_socket === undefined ? {} : { socket: announce.unix_socket }),
           token,
           workdir,
           python: resolved,
@@ -562,7 +550,7 @@ export const make = (
           try: () => LocalState.write(stateDir, state),
           catch: (e) => failWith("SpawnFailed", `cannot write the state file in ${stateDir}: ${String(e)}`)
         })
-        const endpoint = yield* detachedEndpoint(state, Deferred.await(died))
+        const endpoint = detachedEndpoint(state, Deferred.await(died))
         return { ...endpoint, details: { ...endpoint.details, serverPid: announce.pid } }
       })
 
@@ -609,7 +597,7 @@ export const make = (
             )
           )
         )
-        return detachedEndpoint(state, gone)
+        return Effect.succeed(detachedEndpoint(state, gone))
       })
 
     return { name: "local", provision, connect } satisfies SandboxProvider.Service

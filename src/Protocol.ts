@@ -79,9 +79,7 @@ export const ListeningLine = Schema.Struct({
   port: Schema.Number,
   pid: Schema.Number,
   version: Schema.String,
-  protocol: Schema.Number,
-  /** The Unix-domain socket it also listens on (`--unix-socket`), once bound. */
-  unix_socket: Schema.optional(Schema.String)
+  protocol: Schema.Number
 })
 
 /**

@@ -15,7 +15,6 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
-import * as LocalSocket from "./localSocket.js"
 import * as ProcessTree from "./processTree.js"
 import * as TransferJournal from "./transferJournal.js"
 
@@ -26,8 +25,6 @@ export interface State {
   /** The server's start time from /proc (Linux), so that a recycled pid is never taken for it. */
   readonly startTime: string | undefined
   readonly port: number
-  /** The server's Unix-domain socket, when it listens on one (see internal/localSocket). */
-  readonly socket?: string | undefined
   readonly token: string
   readonly workdir: string
   readonly python: string
@@ -104,7 +101,6 @@ const isState = (value: unknown): value is State => {
     Number.isInteger(s.pid) &&
     s.pid > 1 &&
     Number.isInteger(s.port) &&
-    (s.socket === undefined || typeof s.socket === "string") &&
     typeof s.token === "string" &&
     typeof s.workdir === "string"
   )
@@ -138,7 +134,6 @@ export const removeFiles = (dir: string, id: string, workdir: string | undefined
     // The unfinished writes of a server that died with its supervisor (see internal/transferJournal).
     TransferJournal.replay(workdir)
     removeQuietly(workdir, true)
-    removeQuietly(LocalSocket.directory(workdir), true)
   }
 }
 

@@ -12,7 +12,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
-import * as LocalSocket from "./localSocket.js"
 import { isRunning, processStartTime } from "./localState.js"
 import * as TransferJournal from "./transferJournal.js"
 
@@ -72,7 +71,6 @@ export const sweep = (root: string): Effect.Effect<ReadonlyArray<string>> =>
         // The unfinished writes of a server that died with its supervisor (see internal/transferJournal).
         TransferJournal.replay(workdir)
         fs.rmSync(workdir, { recursive: true, force: true })
-        LocalSocket.remove(workdir)
         fs.rmSync(path.join(root, name), { force: true })
         removed.push(workdir)
       } catch {
