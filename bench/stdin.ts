@@ -1,12 +1,15 @@
 /**
- * Streamed stdin through the CLI: 1 GiB piped into `hf-sandbox exec -i ID -- sh -c 'cat > /dev/null'` on
- * a local sandbox, beside the same bytes piped into a local `sh -c 'cat > /dev/null'`, fed the same way
+ * Streamed stdin through the CLI: 1 GiB piped into `hf-sandbox exec -i ID -- sh -c '… cat > /dev/null …'`
+ * on a local sandbox, beside the same bytes piped into the same local `sh -c '…'`, fed the same way
  * (this process writes one reused 1 MiB buffer into the child's stdin, respecting back-pressure) and
  * interleaved in the same run. Prints each one's throughput, the ratio, and the CLI process's memory
  * growth: its peak RSS (VmHWM, Linux) with 1 GiB minus its peak RSS with 1 KiB of stdin, so that what the
  * CLI costs anyway (Node, the bundle, the connection) is left out. The ratio is of the whole runs; the line
  * also gives the streaming part alone: the time minus that of a 1 KiB run just after (the CLI's start,
  * attaching, starting the command and ending it), which is most of the time once the bytes flow fast.
+ * And the steady state: the bytes over the time from the first byte's arrival in the command to the end of
+ * input there, as the command itself clocks them (both commands are the same `sh` line, which reads one
+ * byte with `dd`, prints the time, `cat`s the rest to /dev/null and prints the time again).
  *
  *   npx tsx bench/stdin.ts            (BENCH_MIB=1024 by default, BENCH_RUNS=2)
  */
@@ -59,11 +62,17 @@ const cpuSeconds = (pid: number) => {
 }
 
 /**
- * Writes `bytes` (one reused 1 MiB buffer) into the child's stdin; resolves with seconds, its peak RSS and
- * the CPU time it used (as last sampled before it exited).
+ * What both sides run: the first byte read alone, then the rest into /dev/null, each end clocked (ns) on
+ * stdout: the steady state is measured inside the command, where the bytes arrive.
+ */
+const COMMAND = "dd bs=1 count=1 of=/dev/null 2>/dev/null; date +%s%N; cat > /dev/null; date +%s%N"
+
+/**
+ * Writes `bytes` (one reused 1 MiB buffer) into the child's stdin; resolves with seconds, its peak RSS,
+ * the CPU time it used (as last sampled before it exited) and the command's own first-to-last-byte time.
  */
 const feed = (child: ChildProcess, bytes: number) =>
-  new Promise<{ seconds: number; peak: number; cpu: number }>((resolve, reject) => {
+  new Promise<{ seconds: number; peak: number; cpu: number; steady: number }>((resolve, reject) => {
     const chunk = Buffer.alloc(Math.min(MiB, bytes), 0x61)
     let peak = 0
     let cpu = 0
@@ -82,26 +91,32 @@ const feed = (child: ChildProcess, bytes: number) =>
       }
       child.stdin!.end()
     }
+    let out = ""
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString()
+    })
     child.stdin!.on("error", reject)
-    child.once("exit", (code) => {
+    child.once("close", (code) => {
       clearInterval(sampler)
       if (code !== 0) return reject(new Error(`exited with ${code}`))
-      resolve({ seconds: (performance.now() - t0) / 1000, peak, cpu })
+      const [first, last] = out.trim().split("\n").map(BigInt)
+      const steady = first !== undefined && last !== undefined ? Number(last - first) / 1e9 : Number.NaN
+      resolve({ seconds: (performance.now() - t0) / 1000, peak, cpu, steady })
     })
     write()
   })
 
 const viaSandbox = (id: string, bytes: number) =>
   feed(
-    spawn(process.execPath, [bin, "--local", "exec", "-i", id, "--", "sh", "-c", "cat > /dev/null"], {
+    spawn(process.execPath, [bin, "--local", "exec", "-i", id, "--", "sh", "-c", COMMAND], {
       env,
-      stdio: ["pipe", "inherit", "inherit"]
+      stdio: ["pipe", "pipe", "inherit"]
     }),
     bytes
   )
 
 const viaLocalPipe = (bytes: number) =>
-  feed(spawn("sh", ["-c", "cat > /dev/null"], { stdio: ["pipe", "inherit", "inherit"] }), bytes)
+  feed(spawn("sh", ["-c", COMMAND], { stdio: ["pipe", "pipe", "inherit"] }), bytes)
 
 const rate = (bytes: number, seconds: number) => `${(bytes / MiB / seconds).toFixed(0)} MiB/s`
 
@@ -123,7 +138,9 @@ const main = async () => {
           ` | CLI peak RSS ${(sandbox.peak / MiB).toFixed(0)} MiB, growth over a 1 KiB stdin ${((sandbox.peak - small.peak) / MiB).toFixed(0)} MiB` +
           ` | CLI CPU ${sandbox.cpu.toFixed(1)} s | load ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} CPUs` +
           ` | without the CLI's fixed ${fixed.seconds.toFixed(2)} s (${fixed.cpu.toFixed(1)} s CPU) of a 1 KiB run:` +
-          ` ${rate(bytes, streaming)}, ratio ${((100 * local.seconds) / streaming).toFixed(0)}%`
+          ` ${rate(bytes, streaming)}, ratio ${((100 * local.seconds) / streaming).toFixed(0)}%` +
+          ` | steady state in the command: local ${rate(bytes, local.steady)}, hf-sandbox ${rate(bytes, sandbox.steady)},` +
+          ` ratio ${((100 * local.steady) / sandbox.steady).toFixed(0)}%`
       )
     }
   } finally {

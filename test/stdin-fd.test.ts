@@ -10,6 +10,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { assert, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
@@ -85,6 +86,55 @@ layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("stdin read f
       assert.isDefined(ReadInto.readIntoOf(fdStream(fd)))
       const viaFile = yield* sb.exec(["sha256sum"], { stdin: fdStream(fd) })
       assert.strictEqual(viaFile.stdout.split(" ")[0], sha256(data))
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("a fill reads on until its region is full, the input ends, or it is cut (the source paused)", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const data = randomBytes(4 * 1024 * 1024 + 10)
+      const file = path.join(dir, "data")
+      fs.writeFileSync(file, data)
+      const pipe = yield* fifo(dir)
+      const reader = yield* ReadInto.readIntoOf(fdStream(pipe.fd))!
+      // A pipe gives at most 64 KiB per read: one fill is many reads, and it returns only with all 4 MiB.
+      yield* writing("cat", [file], pipe.writer)
+      const region = new Uint8Array(4 * 1024 * 1024 + 5)
+      const whole = yield* reader.fill(region, 5, 4 * 1024 * 1024)
+      assert.deepStrictEqual(whole, { n: 4 * 1024 * 1024, ended: false })
+      assert.strictEqual(sha256(region.subarray(5)), sha256(data.subarray(0, 4 * 1024 * 1024)))
+      const rest = new Uint8Array(1024)
+      const last = yield* reader.fill(rest, 0, 1024)
+      assert.deepStrictEqual(last, { n: 10, ended: true })
+      assert.strictEqual(sha256(rest.subarray(0, 10)), sha256(data.subarray(4 * 1024 * 1024)))
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("a cut fill returns what it holds; the bytes after it go to the next fill", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const pipe = yield* fifo(dir)
+      const reader = yield* ReadInto.readIntoOf(fdStream(pipe.fd))!
+      assert.strictEqual(reader.pending(), 0)
+      const first = new Uint8Array(1024)
+      fs.writeSync(pipe.writer, "one\n")
+      const filling = yield* Effect.fork(reader.fill(first, 0, first.length))
+      yield* eventually(
+        Effect.filterOrFail(
+          Effect.sync(() => reader.pending()),
+          (n) => n === 4,
+          (n) => new Error(`pending ${n}`)
+        )
+      )
+      reader.cut()
+      assert.deepStrictEqual(yield* Fiber.join(filling), { n: 4, ended: false })
+      assert.strictEqual(Buffer.from(first.subarray(0, 4)).toString(), "one\n")
+      fs.writeSync(pipe.writer, "two\n")
+      fs.closeSync(pipe.writer)
+      const second = new Uint8Array(1024)
+      assert.deepStrictEqual(yield* reader.fill(second, 0, second.length), { n: 4, ended: true })
+      assert.strictEqual(Buffer.from(second.subarray(0, 4)).toString(), "two\n")
+      assert.deepStrictEqual(yield* reader.fill(second, 0, second.length), { n: 0, ended: true })
     }).pipe(Effect.scoped)
   )
 

@@ -11,7 +11,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Stream from "effect/Stream"
-import * as HfJobs from "../HfJobs.js"
+import type * as HfJobs from "../HfJobs.js"
 import * as LocalState from "../internal/localState.js"
 import * as LocalSandbox from "../LocalSandbox.js"
 import type { SandboxError } from "../SandboxError.js"
@@ -129,14 +129,22 @@ export const layer = (local: boolean, env: Env = process.env) => {
   const stateDir = LocalState.defaultDirectory(env)
   const provider = local
     ? Layer.merge(LocalSandbox.layer({ stateDir }), Layer.succeed(Backend, localBackend(stateDir)))
-    : Layer.effect(Backend, Effect.map(HfJobs.HfJobs, hfBackend)).pipe(
-        Layer.provideMerge(
-          // The same configuration as the library's (token discovery included); against the emulator no
-          // public resolver is ever asked; whoami-v2 is strictly rate-limited, so it is asked once per token.
-          HfJobs.layerConfig({
-            ...(route === undefined ? {} : { publicDns: Config.succeed(false as const) }),
-            namespaceCache: Config.succeed(LocalState.namespaceCacheDirectory(env))
-          })
+    : // Loaded only for HF Jobs (with the Hub client under it): `--local` commands, `exec -i` among them,
+      // start without evaluating it.
+      Layer.unwrapEffect(
+        Effect.map(
+          Effect.promise(() => import("../HfJobs.js")),
+          (HfJobs) =>
+            Layer.effect(Backend, Effect.map(HfJobs.HfJobs, hfBackend)).pipe(
+              Layer.provideMerge(
+                // The same configuration as the library's (token discovery included); against the emulator no
+                // public resolver is ever asked; whoami-v2 is strictly rate-limited, so it is asked once per token.
+                HfJobs.layerConfig({
+                  ...(route === undefined ? {} : { publicDns: Config.succeed(false as const) }),
+                  namespaceCache: Config.succeed(LocalState.namespaceCacheDirectory(env))
+                })
+              )
+            )
         )
       )
   return provider.pipe(Layer.provideMerge(NodeContext.layer), Layer.merge(httpLayer(route)))

@@ -12,11 +12,33 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 
-/** Reads up to `length` bytes into `buffer` from `offset`: how many came, 0 at the end of input. */
-export type ReadInto<E> = (buffer: Uint8Array, offset: number, length: number) => Effect.Effect<number, E>
+/** What a fill brought: `n` bytes, and whether the input ended (nothing more will come). */
+export interface Filled {
+  readonly n: number
+  readonly ended: boolean
+}
+
+/**
+ * Reads straight into the caller's buffers. A fill reads on, one read after another, without returning
+ * to the caller between them, until its region is full, the input ends, or {@link Reader.cut} stops it
+ * (the source paused): a pipe gives at most 64 KiB per read, and when each read was an Effect of its own
+ * (a fiber resumed, the handle paused and resumed), that per-read work was most of the CLI's CPU time.
+ */
+export interface Reader<E> {
+  /**
+   * Fills `buffer` from `offset` with up to `length` bytes. It returns short of `length` only when the
+   * input ended or the fill was cut. Until the next fill starts, the reader may still write into the
+   * part of this region it did not report (never into what it reported).
+   */
+  readonly fill: (buffer: Uint8Array, offset: number, length: number) => Effect.Effect<Filled, E>
+  /** How many bytes the fill in progress holds so far; 0 when none is in progress. */
+  readonly pending: () => number
+  /** Ends the fill in progress with what it holds, when it holds something (the source paused). */
+  readonly cut: () => void
+}
 
 /** Opens a reader for the time of a scope (the stdin feed's). */
-export type Open<E> = Effect.Effect<ReadInto<E>, never, Scope.Scope>
+export type Open<E> = Effect.Effect<Reader<E>, never, Scope.Scope>
 
 const ReadIntoId: unique symbol = Symbol.for("hf-sandbox/internal/readInto")
 
@@ -36,12 +58,12 @@ const SOCKET_READ = 1024 * 1024
 
 /**
  * A pipe or socket read through its own handle (libuv reads it when it is readable, so a descriptor made
- * non-blocking by `process.stdin` works too), one read at a time and only when asked: what the pipe holds
- * beyond that stays in the pipe, as back-pressure. The handle's buffer for a read is chosen when the read
- * before it ends: the rest of the region that one was asked to fill, which is where the feed asks for the
- * next bytes while its part is not full, so they land in place; elsewhere (a new part, a flushed one)
- * they land in `scratch` or that rest, which nothing else uses until the feed has taken them, and are
- * copied from there.
+ * non-blocking by `process.stdin` works too). The handle reads only while a fill is in progress: what the
+ * pipe holds beyond that stays in the pipe, as back-pressure. The handle's buffer for a read is chosen when
+ * the read before it ends: the rest of the region being filled, so that the reads of a fill land in place.
+ * Only the first read of a fill may land elsewhere (in `scratch`, or the unreported rest of the region
+ * before), and is copied; what did not fit is held for the next fill, and the handle stays paused until
+ * that has taken it.
  */
 const fromSocket = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
   Effect.map(
@@ -51,18 +73,22 @@ const fromSocket = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
         const state = {
           /** Where the handle reads next. */
           into: scratch,
-          /** What the last read brought (in the buffer it read into), from `start` to `end` not taken yet. */
+          /** The fill in progress: its region, and how much of it is filled. */
+          region: undefined as Uint8Array | undefined,
+          got: 0,
+          /** Bytes a read brought beyond its fill's region (in the buffer it read into), from `start` to `end`. */
           held: scratch,
           start: 0,
           end: 0,
           ended: false,
           failure: undefined as unknown,
-          wake: undefined as (() => void) | undefined
+          /** Ends the fill in progress (its Effect resumes). */
+          done: undefined as (() => void) | undefined
         }
-        const woken = () => {
-          const wake = state.wake
-          state.wake = undefined
-          wake?.()
+        const finish = () => {
+          const done = state.done
+          state.done = undefined
+          done?.()
         }
         const socket = new net.Socket({
           fd,
@@ -72,72 +98,122 @@ const fromSocket = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
           onread: {
             buffer: () => state.into,
             callback: (n: number, read: Uint8Array) => {
-              state.held = read
-              state.start = 0
-              state.end = n
-              woken()
-              return false // one read at a time: the next waits until it is asked for
+              const region = state.region
+              if (region === undefined) {
+                // Not expected (the handle reads only during a fill): keep the bytes for the next one.
+                state.held = read
+                state.start = 0
+                state.end = n
+                state.into = scratch
+                return false
+              }
+              const space = region.length - state.got
+              const inPlace = read.buffer === region.buffer && read.byteOffset === region.byteOffset + state.got
+              const taken = Math.min(n, space)
+              if (!inPlace) region.set(read.subarray(0, taken), state.got)
+              state.got += taken
+              if (taken < n) {
+                state.held = read
+                state.start = taken
+                state.end = n
+              }
+              if (state.got < region.length) {
+                state.into = region.subarray(state.got)
+                return true
+              }
+              state.into = scratch
+              finish()
+              return false
             }
           }
         } as net.SocketConstructorOpts)
         socket.on("end", () => {
           state.ended = true
-          woken()
+          finish()
         })
         socket.on("error", (error) => {
           state.failure = error
-          woken()
+          finish()
         })
-        return { socket, scratch, state }
+        return { socket, state, finish }
       }),
       ({ socket }) => Effect.sync(() => socket.destroy())
     ),
-    ({ socket, scratch, state }): ReadInto<E> => {
-      const take = (buffer: Uint8Array, offset: number, length: number) => {
-        const held = state.held
-        const n = Math.min(length, state.end - state.start)
-        if (held.buffer !== buffer.buffer || held.byteOffset + state.start !== buffer.byteOffset + offset) {
-          buffer.set(held.subarray(state.start, state.start + n), offset)
-        }
+    ({ socket, state, finish }): Reader<E> => {
+      /** Moves held bytes into `region` from `got`; how many. */
+      const takeHeld = (region: Uint8Array) => {
+        const n = Math.min(region.length, state.end - state.start)
+        region.set(state.held.subarray(state.start, state.start + n))
         state.start += n
-        state.into = state.start < state.end || n === length ? scratch : buffer.subarray(offset + n, offset + length)
         return n
       }
-      return (buffer, offset, length) =>
+      const fill: Reader<E>["fill"] = (buffer, offset, length) =>
         Effect.suspend(() => {
-          if (state.start < state.end) return Effect.succeed(take(buffer, offset, length))
+          const region = buffer.subarray(offset, offset + length)
+          const first = state.start < state.end ? takeHeld(region) : 0
+          if (first === length || (first > 0 && state.ended)) return Effect.succeed({ n: first, ended: false })
           if (state.failure !== undefined) return Effect.fail(onError(state.failure))
-          if (state.ended) return Effect.succeed(0)
-          return Effect.async<number, E>((resume) => {
-            state.wake = () =>
-              resume(
-                state.start < state.end
-                  ? Effect.succeed(take(buffer, offset, length))
-                  : state.failure !== undefined
-                    ? Effect.fail(onError(state.failure))
-                    : Effect.succeed(0)
-              )
+          if (state.ended) return Effect.succeed({ n: first, ended: true })
+          return Effect.async<Filled, E>((resume) => {
+            state.region = region
+            state.got = first
+            state.done = () => {
+              const got = state.got
+              state.region = undefined
+              state.got = 0
+              if (got === 0 && state.failure !== undefined) return resume(Effect.fail(onError(state.failure)))
+              resume(Effect.succeed({ n: got, ended: got < length && state.ended }))
+            }
             socket.resume()
             // Interrupted: no read may land in a buffer the feed no longer lends.
             return Effect.sync(() => {
-              state.wake = undefined
+              state.done = undefined
+              state.region = undefined
+              state.got = 0
               socket.pause()
             })
           })
         })
+      return {
+        fill,
+        pending: () => (state.region === undefined ? 0 : state.got),
+        cut: () => {
+          if (state.region === undefined || state.got === 0) return
+          socket.pause()
+          finish()
+        }
+      }
     }
   )
 
-/** A regular file (`< file`): read(2) on the thread pool, straight into the buffer, at its own position. */
+/**
+ * A regular file (`< file`): read(2) on the thread pool, straight into the buffer, at its own position.
+ * A file does not pause, so a fill reads until its region is full or the file ends.
+ */
 const fromFile = <E>(fd: number, onError: (cause: unknown) => E): Open<E> =>
   Effect.as(
     Effect.addFinalizer(() => Effect.sync(() => (fd > 2 ? fs.close(fd, () => {}) : undefined))),
-    (buffer: Uint8Array, offset: number, length: number) =>
-      Effect.async<number, E>((resume) => {
-        fs.read(fd, buffer, offset, length, null, (error, n) =>
-          resume(error === null ? Effect.succeed(n) : Effect.fail(onError(error)))
-        )
-      })
+    {
+      fill: (buffer: Uint8Array, offset: number, length: number) => {
+        const from = (got: number): Effect.Effect<Filled, E> =>
+          Effect.flatMap(
+            Effect.async<number, E>((resume) => {
+              fs.read(fd, buffer, offset + got, length - got, null, (error, n) =>
+                resume(error === null ? Effect.succeed(n) : Effect.fail(onError(error)))
+              )
+            }),
+            (n) =>
+              n === 0
+                ? Effect.succeed({ n: got, ended: true })
+                : got + n === length
+                  ? Effect.succeed({ n: length, ended: false })
+                  : from(got + n)
+          )
+        return from(0)
+      },
+      pending: () => 0,
+      cut: () => {}
+    } satisfies Reader<E>
   )
 
 /**

@@ -205,70 +205,68 @@ export const makeWriter = (
             )
           })
         // A source that pauses (a person typing, `tail -f`) must not wait for a whole part: a timer sends
-        // what the part holds once no chunk came for IDLE_FLUSH. It takes turns with the consumer and
-        // skips its tick while the consumer is busy (sending a full part is progress, not a pause).
-        const turn = yield* Effect.makeSemaphore(1)
-        let seen = 0
-        let seenAtTick = 0
-        const idleFlush = turn
-          .withPermitsIfAvailable(1)(
-            Effect.suspend(() => {
-              const idle = seen === seenAtTick
-              seenAtTick = seen
-              if (!idle || fill === 0 || closed) return Effect.void
+        // what the part holds once no byte came for IDLE_FLUSH.
+        const openReader = ReadInto.readIntoOf(source)
+        let open: boolean
+        let timer: Fiber.RuntimeFiber<void, OperationError>
+        if (openReader !== undefined) {
+          const reader = yield* openReader
+          // A source that reads into a buffer fills the parts in place, a whole part per fill. The timer
+          // only cuts a fill that stopped growing; the fill then returns short and its bytes are sent.
+          let seenAtTick = 0
+          const idleCut = Effect.sync(() => {
+            const held = reader.pending()
+            if (held > 0 && held === seenAtTick) reader.cut()
+            seenAtTick = held
+          }).pipe(Effect.repeat(Schedule.spaced(IDLE_FLUSH)), Effect.asVoid)
+          timer = yield* Effect.forkIn(idleCut, scope)
+          const fillStep = Effect.suspend(() =>
+            Effect.flatMap(reader.fill(buffers[current]!, fill, PART_BYTES - fill), ({ n, ended }) => {
+              fill += n
+              if (ended) return Effect.succeed<Reading>("ended")
+              // Full, or cut short because the source paused: either way, this part goes now.
               const part = buffers[current]!.subarray(0, fill)
               current = 1 - current
               fill = 0
-              return Effect.asVoid(submit(part, false))
+              return Effect.map(submit(part, false), (more): Reading => (more ? "more" : "closed"))
             })
           )
-          .pipe(Effect.uninterruptible, Effect.repeat(Schedule.spaced(IDLE_FLUSH)))
-        const timer = yield* Effect.forkIn(idleFlush, scope)
-        // A source that reads into a buffer fills the parts in place, one read at a time. A read that
-        // waited while the idle flush sent the part it was filling moves its bytes to the next part.
-        const openReader = ReadInto.readIntoOf(source)
-        const commit = (buffer: Uint8Array, at: number, n: number) =>
-          Effect.suspend(() => {
-            seen += 1
-            if (buffer !== buffers[current] || at !== fill) buffers[current]!.set(buffer.subarray(at, at + n), fill)
-            fill += n
-            if (fill < PART_BYTES) return Effect.succeed(true)
-            const part = buffers[current]!
-            current = 1 - current
-            fill = 0
-            return submit(part, false)
-          })
-        const readStep = (read: ReadInto.ReadInto<E>) =>
-          Effect.suspend(() => {
-            const buffer = buffers[current]!
-            const at = fill
-            return Effect.flatMap(read(buffer, at, PART_BYTES - at), (n) =>
-              n === 0
-                ? Effect.succeed("ended")
-                : turn
-                    .withPermits(1)(commit(buffer, at, n))
-                    .pipe(Effect.map((open) => (open ? "more" : "closed")))
+          open = yield* Effect.iterate("more" as Reading, {
+            while: (state) => state === "more" && !closed,
+            body: () => fillStep
+          }).pipe(Effect.map((state) => state !== "closed"))
+        } else {
+          // Chunks of a plain stream are copied into the parts. The timer takes turns with the consumer
+          // and skips its tick while the consumer is busy (sending a full part is progress, not a pause).
+          const turn = yield* Effect.makeSemaphore(1)
+          let seen = 0
+          let seenAtTick = 0
+          const idleFlush = turn
+            .withPermitsIfAvailable(1)(
+              Effect.suspend(() => {
+                const idle = seen === seenAtTick
+                seenAtTick = seen
+                if (!idle || fill === 0 || closed) return Effect.void
+                const part = buffers[current]!.subarray(0, fill)
+                current = 1 - current
+                fill = 0
+                return Effect.asVoid(submit(part, false))
+              })
             )
-          })
-        const open =
-          openReader !== undefined
-            ? yield* Effect.flatMap(openReader, (read) =>
-                Effect.iterate("more" as Reading, {
-                  while: (state) => state === "more" && !closed,
-                  body: () => readStep(read)
-                })
-              ).pipe(Effect.map((state) => state !== "closed"))
-            : yield* source.pipe(
-                Stream.runFoldWhileEffect(
-                  true,
-                  (open) => open,
-                  (_open, chunk: Uint8Array) => {
-                    if (chunk.length === 0) return Effect.succeed(true)
-                    seen += 1
-                    return turn.withPermits(1)(take(chunk))
-                  }
-                )
-              )
+            .pipe(Effect.uninterruptible, Effect.repeat(Schedule.spaced(IDLE_FLUSH)), Effect.asVoid)
+          timer = yield* Effect.forkIn(idleFlush, scope)
+          open = yield* source.pipe(
+            Stream.runFoldWhileEffect(
+              true,
+              (open) => open,
+              (_open, chunk: Uint8Array) => {
+                if (chunk.length === 0) return Effect.succeed(true)
+                seen += 1
+                return turn.withPermits(1)(take(chunk))
+              }
+            )
+          )
+        }
         yield* Fiber.interrupt(timer)
         // A failed idle flush fails the feed as a part would.
         yield* Effect.flatMap(Fiber.poll(timer), (done) =>
