@@ -43,12 +43,14 @@ describe("docs", () => {
       fs.mkdirSync(scratch, { recursive: true })
       const file = path.join(scratch, `${nameOf(block)}.ts`)
       fs.writeFileSync(file, block.code)
+      // Bounds for a loaded machine, not for the programs: each needs seconds of CPU (tsx loads the
+      // library module by module), and under a load of 15–20 two of them once took over 50 s.
       const result = await run(path.join(root, "node_modules", ".bin", "tsx"), [file], {
         cwd: root,
-        timeout: 50_000
+        timeout: 110_000
       })
       assert.strictEqual(result.status, 0, `${where(block)} exited ${result.status}:\n${result.stdout}${result.stderr}`)
-    })
+    }, 120_000)
   }
 
   const testBlocks = tsBlocks.filter((b) => b.flags.includes("test"))
