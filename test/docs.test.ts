@@ -15,8 +15,8 @@
  * - ```ts promise — the Promise facade: `Sandbox` and `SandboxError` are those of `hf-sandbox/promise`,
  *   and `sb` is its sandbox. A block that imports from `hf-sandbox/promise` is one of these anyway.
  * - ```ts run — also run with tsx, from the repository's root; it must exit 0. For complete programs
- *   on the local provider only (nothing here may reach the network).
- * - ```ts test — a complete vitest file: also run, all such blocks in one `vitest run`.
+ *   on the local provider only (nothing here may reach the network). Run by test/docs-run.test.ts.
+ * - ```ts test — a complete vitest file: also run, all such blocks in one `vitest run` (docs-run.test.ts).
  * - ```ts file=examples/name.ts — a file the reader is told to create; shell blocks may run it.
  * - ```ts skip — not checked at all. Avoid it.
  *
@@ -33,75 +33,12 @@
  *
  * A failure names the Markdown file and the line of the block.
  */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import ts from "typescript"
-import { afterAll, assert, describe, it } from "vitest"
+import { assert, describe, it } from "vitest"
+import { type Block, blocks, fileOf, markdownFiles, rel, root, tsBlocks, where } from "./support/docBlocks.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const rel = (file: string) => path.relative(root, file)
-
-interface Block {
-  /** The Markdown file, relative to the root. */
-  readonly file: string
-  /** 1-based line of the block's first line of code. */
-  readonly line: number
-  readonly lang: string
-  readonly flags: ReadonlyArray<string>
-  readonly code: string
-}
-
-const markdownFiles = (): Array<string> => {
-  const walk = (dir: string): Array<string> =>
-    fs
-      .readdirSync(dir, { withFileTypes: true })
-      .flatMap((entry) =>
-        entry.isDirectory()
-          ? walk(path.join(dir, entry.name))
-          : entry.name.endsWith(".md")
-            ? [path.join(dir, entry.name)]
-            : []
-      )
-  return [path.join(root, "README.md"), path.join(root, "rpc-server", "README.md"), ...walk(path.join(root, "docs"))]
-}
-
-/** The fenced code blocks of a Markdown file (fences may be indented, e.g. in a list item). */
-const blocksOf = (file: string): Array<Block> => {
-  const lines = fs.readFileSync(file, "utf8").split("\n")
-  const blocks: Array<Block> = []
-  for (let i = 0; i < lines.length; i++) {
-    const open = /^(\s*)(`{3,})(.*)$/.exec(lines[i]!)
-    if (!open) continue
-    const [, indent, fence, info] = open as unknown as [string, string, string, string]
-    const end = lines.findIndex((l, j) => j > i && l.trim() === fence)
-    if (end < 0) throw new Error(`${rel(file)}:${i + 1}: unclosed code block`)
-    const [lang = "", ...flags] = info.trim().split(/\s+/)
-    const previous = lines
-      .slice(0, i)
-      .reverse()
-      .find((l) => l.trim() !== "")
-    blocks.push({
-      file: rel(file),
-      line: i + 2,
-      lang,
-      // A generated API page's signatures are declarations, not programs.
-      flags: previous?.trim() === "**Signature**" ? [...flags, "skip"] : flags,
-      code: lines
-        .slice(i + 1, end)
-        .map((l) => (l.startsWith(indent) ? l.slice(indent.length) : l))
-        .join("\n")
-    })
-    i = end
-  }
-  return blocks
-}
-
-const blocks = markdownFiles().flatMap(blocksOf)
-const tsBlocks = blocks.filter((b) => (b.lang === "ts" || b.lang === "typescript") && !b.flags.includes("skip"))
-const where = (b: Block) => `${b.file}:${b.line}`
-const fileOf = (b: Block) => b.flags.find((f) => f.startsWith("file="))?.slice("file=".length)
 const isPromise = (b: Block) => b.flags.includes("promise") || /from\s+["']hf-sandbox\/promise["']/.test(b.code)
 
 // ---- the prelude ----------------------------------------------------------------------------------
@@ -391,67 +328,4 @@ describe("docs", () => {
     assert.isAtLeast(checked, 3, "the commands were found")
     assert.deepStrictEqual(problems, [])
   })
-
-  /**
-   * A child's exit status and output. Asynchronous on purpose: a worker blocked in `spawnSync` for a minute
-   * cannot answer vitest's own RPC, which a loaded machine turned into a "Timeout calling onTaskUpdate".
-   */
-  const run = (
-    command: string,
-    args: ReadonlyArray<string>,
-    options: { cwd: string; timeout: number; env?: NodeJS.ProcessEnv }
-  ) =>
-    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        command,
-        args,
-        { ...options, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
-        (error, stdout, stderr) => {
-          const status = error === null ? 0 : typeof error.code === "number" ? error.code : null
-          resolve({ status, stdout, stderr })
-        }
-      )
-    })
-
-  // Complete programs on the local provider, run as a reader would run them; test files, with vitest.
-  const scratch = path.join(root, ".vitest", `docs-run-${process.pid}`)
-  const nameOf = (b: Block) => `${b.file.replace(/[^\w]+/g, "_")}_L${b.line}`
-  afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }))
-
-  // The programs and the test files run as child processes, side by side: each waits mostly on its own
-  // start-up and on sandboxes, and they share nothing (each has its own file in the scratch directory).
-  for (const block of tsBlocks.filter((b) => b.flags.includes("run"))) {
-    it.concurrent(`${where(block)} runs`, async () => {
-      fs.mkdirSync(scratch, { recursive: true })
-      const file = path.join(scratch, `${nameOf(block)}.ts`)
-      fs.writeFileSync(file, block.code)
-      const result = await run(path.join(root, "node_modules", ".bin", "tsx"), [file], {
-        cwd: root,
-        timeout: 50_000
-      })
-      assert.strictEqual(result.status, 0, `${where(block)} exited ${result.status}:\n${result.stdout}${result.stderr}`)
-    })
-  }
-
-  const testBlocks = tsBlocks.filter((b) => b.flags.includes("test"))
-  if (testBlocks.length > 0) {
-    it.concurrent(`the test files of ${[...new Set(testBlocks.map((b) => b.file))].join(", ")} pass`, async () => {
-      fs.mkdirSync(scratch, { recursive: true })
-      for (const block of testBlocks) fs.writeFileSync(path.join(scratch, `${nameOf(block)}.test.ts`), block.code)
-      // The project's config (aliases, timeouts), limited to these files.
-      const config = path.join(scratch, "vitest.config.ts")
-      fs.writeFileSync(
-        config,
-        'import base from "../../vitest.config.ts"\n' +
-          `export default { ...base, test: { ...base.test, include: [${JSON.stringify(`${rel(scratch)}/*.test.ts`)}], reporters: ["default"] } }\n`
-      )
-      const result = await run(path.join(root, "node_modules", ".bin", "vitest"), ["run", "--config", config], {
-        cwd: root,
-        timeout: 110_000,
-        env: { ...process.env, NO_COLOR: "1" }
-      })
-      assert.strictEqual(result.status, 0, `vitest exited ${result.status}:\n${result.stdout}${result.stderr}`)
-      assert.include(result.stdout, `Test Files  ${testBlocks.length} passed`)
-    }, 120_000)
-  }
 })

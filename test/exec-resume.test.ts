@@ -28,9 +28,9 @@ import { type Relay, startRelay } from "./support/relay.js"
 /** Reattaches quickly, for a while: the relay accepts again at once. */
 const reattach = Schedule.spaced("50 millis").pipe(Schedule.upTo("30 seconds"), Schedule.asVoid)
 
-/** The relays of the sandboxes made in a test, newest last, and the servers behind them. */
-const relays: Array<Relay> = []
-const servers: Array<{ readonly url: string; readonly token: string }> = []
+/** The relay of each sandbox (by id) and the server behind it: the tests of a file run side by side. */
+const relays = new Map<string, Relay>()
+const servers = new Map<string, { readonly url: string; readonly token: string }>()
 
 /** The local provider, with every sandbox's server reached through a relay of its own. */
 const Relayed = Layer.effect(
@@ -47,8 +47,8 @@ const Relayed = Layer.effect(
           (relay) => Effect.promise(relay.close)
         ).pipe(
           Effect.tap((relay) => {
-            relays.push(relay)
-            servers.push({ url: endpoint.baseUrl, token: Redacted.value(endpoint.token) })
+            relays.set(endpoint.id, relay)
+            servers.set(endpoint.id, { url: endpoint.baseUrl, token: Redacted.value(endpoint.token) })
           }),
           Effect.map((relay): SandboxProvider.Endpoint => ({ ...endpoint, baseUrl: relay.url, directReads: false }))
         )
@@ -56,7 +56,7 @@ const Relayed = Layer.effect(
   }))
 ).pipe(Layer.provideMerge(localLayer()))
 
-const relayOf = () => relays.at(-1)!
+const relayOf = (sb: Sandbox.Sandbox) => relays.get(sb.id)!
 const workdir = (sb: Sandbox.Sandbox) => sb.details.workdir as string
 
 /** Waits until a file of the sandbox holds `pattern` (read on the local disk: no request through the relay). */
@@ -81,7 +81,7 @@ describe("exec and execStream through a relay that cuts every connection", () =>
     () =>
       Effect.gen(function* () {
         const sb = yield* Sandbox.make({ schedules: { reattach } })
-        const relay = relayOf()
+        const relay = relayOf(sb)
         const total = 100 * MiB
         const hash = createHash("sha256")
         let received = 0
@@ -111,11 +111,14 @@ describe("exec and execStream through a relay that cuts every connection", () =>
       }).pipe(Effect.scoped, Effect.provide(Relayed)),
     120_000
   )
+})
 
+// Each test has its own sandbox and relay: these run side by side (the 100 MiB one above, CPU-bound, alone).
+describe.concurrent("exec and execStream through a relay that cuts every connection, side by side", () => {
   it.live("a long exec with output before and after the cut returns all of it", () =>
     Effect.gen(function* () {
       const sb = yield* Sandbox.make({ schedules: { reattach } })
-      const relay = relayOf()
+      const relay = relayOf(sb)
       yield* sb.exec("mkfifo gate")
       const fiber = yield* Effect.fork(
         sb.exec("echo before; echo err-before >&2; echo up > ready; read l < gate; echo after; seq 1 20000")
@@ -137,7 +140,7 @@ describe("exec and execStream through a relay that cuts every connection", () =>
   it.live("a connection lost before the start event is retried with the same idempotency key: it runs once", () =>
     Effect.gen(function* () {
       const sb = yield* Sandbox.make({ schedules: { reattach } })
-      const relay = relayOf()
+      const relay = relayOf(sb)
       yield* sb.exec("mkfifo gate")
       // Everything the server sends is lost: the client never learns the command's id.
       relay.swallow(true)
@@ -155,7 +158,7 @@ describe("exec and execStream through a relay that cuts every connection", () =>
   it.live("output that fell out of the server's buffer is a ConnectionLostError saying the command still runs", () =>
     Effect.gen(function* () {
       const sb = yield* Sandbox.make({ schedules: { reattach } })
-      const relay = relayOf()
+      const relay = relayOf(sb)
       const started = yield* Deferred.make<number>()
       const fiber = yield* sb.execStream(["head", "-c", String(256 * MiB), "/dev/zero"]).pipe(
         Stream.tap((event) => (event._tag === "Start" ? Deferred.succeed(started, event.pid) : Effect.void)),
@@ -186,7 +189,7 @@ describe("exec and execStream through a relay that cuts every connection", () =>
   it.live("reattaching that fails until the schedule runs out is a ConnectionLostError with the command's id", () =>
     Effect.gen(function* () {
       const sb = yield* Sandbox.make({ schedules: { reattach: Schedule.recurs(3).pipe(Schedule.asVoid) } })
-      const relay = relayOf()
+      const relay = relayOf(sb)
       // Cut once the client has the command's id (its start event), so that there is one to report.
       const started = yield* Deferred.make<void>()
       const fiber = yield* sb.execStream("sleep 60").pipe(
@@ -211,8 +214,8 @@ describe("exec and execStream through a relay that cuts every connection", () =>
     Effect.gen(function* () {
       // Forgotten as soon as it ends, so that the test need not wait for the default 5 minutes.
       const sb = yield* Sandbox.make({ env: { SBX_EXEC_RETAIN: "0" }, schedules: { reattach } })
-      const relay = relayOf()
-      const server = servers.at(-1)!
+      const relay = relayOf(sb)
+      const server = servers.get(sb.id)!
       yield* sb.exec("mkfifo gate")
       const started = yield* Deferred.make<string>()
       const fiber = yield* sb.execStream("echo before; read l < gate; echo after").pipe(

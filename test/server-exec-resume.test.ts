@@ -141,7 +141,8 @@ describe("every exec has an id", () => {
 const post = (r: Running, route: string, body?: unknown) =>
   call(r, route, { method: "POST", ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
 
-describe("a dropped exec connection", () => {
+// Each test has a server of its own: they run side by side.
+describe.concurrent("a dropped exec connection", () => {
   it("leaves the command running; a reader resumes each stream at its byte offset, none repeated", async () => {
     const S = await startServer({ prefix: "sbx-exec-resume-" })
     const g = gate(S, "g2")
@@ -220,22 +221,25 @@ describe("SBX_EXEC_REATTACH and SBX_EXEC_RETAIN", () => {
   it("refuses a value that is not a number of seconds ≥ 0 (exit 2, naming it)", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-exec-env-"))
     try {
-      for (const [name, value] of [
+      // Each server is a process of its own that refuses to start: they run side by side.
+      const cases = [
         ["SBX_EXEC_REATTACH", "soon"],
         ["SBX_EXEC_REATTACH", "-1"],
         ["SBX_EXEC_RETAIN", "nan"]
-      ] as const) {
-        const s = spawnServer(["--port", "0"], { SBX_TOKEN: "x", [name]: value }, dir)
-        expect(await withTimeout(s.exited, 15_000)).toEqual({ code: 2, signal: null })
-        expect(s.stderr()).toContain(`invalid ${name} '${value}'`)
-      }
+      ] as const
+      const servers = cases.map(([name, value]) => spawnServer(["--port", "0"], { SBX_TOKEN: "x", [name]: value }, dir))
+      const exits = await Promise.all(servers.map((s) => withTimeout(s.exited, 30_000)))
+      cases.forEach(([name, value], i) => {
+        expect(exits[i], `${name}=${value}`).toEqual({ code: 2, signal: null })
+        expect(servers[i]!.stderr()).toContain(`invalid ${name} '${value}'`)
+      })
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
     }
   })
 })
 
-describe("idempotency_key", () => {
+describe.concurrent("idempotency_key", () => {
   it("runs a keyed exec once: a retry streams the same command from its first byte", async () => {
     const S = await startServer({ prefix: "sbx-exec-key-" })
     const body = { cmd: "echo ran >> side.txt; echo out; echo err >&2", idempotency_key: "k-1:a.b_c" }

@@ -295,7 +295,8 @@ describe("background processes", () => {
     })
   })
 
-  it("kills running background processes on server SIGTERM", async () => {
+  // The last two have servers of their own: they run side by side.
+  it.concurrent("kills running background processes on server SIGTERM", async () => {
     const r = await startServer()
     const p = await startProcess(r, { cmd: "sleep 30 & echo $!; wait" })
     const child = Number((await stdoutMatching(r, p.id, /^(\d+)\n/))[1])
@@ -305,20 +306,24 @@ describe("background processes", () => {
     expect(await waitGone([p.pid, child])).toEqual([])
   })
 
-  it("does not go idle while a background process runs", async () => {
+  it.concurrent("does not go idle while a background process runs", async () => {
     const r = await startServer(["--idle-timeout", "1"])
-    const t0 = Date.now()
-    await startProcess(r, { cmd: ["sleep", "2.5"] })
+    // The process runs until the test lets it end: however late the checks below run, it still runs.
+    const gate = path.join(r.dir, "gate")
+    await startProcess(r, { cmd: `while [ ! -e ${gate} ]; do sleep 0.05; done` })
     let exitedAt: number | undefined
     void r.exited.then(() => {
       exitedAt = Date.now()
     })
-    await sleep(2000 - (Date.now() - t0))
+    // Twice the idle timeout without a request: an idle server would be gone by now.
+    await sleep(2000)
     expect(exitedAt).toBeUndefined()
     expect((await call(r, "/health")).status).toBe(200)
-    expect(await withTimeout(r.exited, 8_000)).toEqual({ code: 0, signal: null })
-    // It ran 2.5 s, then was idle for 1 s: no sooner (the 8 s above bound the wait).
-    expect(exitedAt! - t0).toBeGreaterThanOrEqual(3_300)
+    const opened = Date.now()
+    fs.writeFileSync(gate, "")
+    expect(await withTimeout(r.exited, 20_000)).toEqual({ code: 0, signal: null })
+    // Idle for 1 s once the process ended, no sooner.
+    expect(exitedAt! - opened).toBeGreaterThanOrEqual(1_000)
     expect(r.stderr()).toContain("idle")
   })
 })

@@ -10,8 +10,9 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import { assert, describe, it, layer } from "@effect/vitest"
+import { afterAll, assert, beforeAll, describe, it, layer } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -27,6 +28,7 @@ import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Telemetry from "hf-sandbox/Telemetry"
 import * as Testing from "hf-sandbox/testing"
 import * as Signals from "../src/internal/signals.js"
+import { type Bundle, bundlePrograms } from "./support/bundleProgram.js"
 import { emulatorLayer, fastSchedules } from "./support/hub.js"
 import { assertGone, eventually, localLayer } from "./support/local.js"
 
@@ -189,7 +191,13 @@ describe("telemetry events (layerMemory, local provider)", () => {
 // ---- signals, in a child process --------------------------------------------------------------
 
 const root = fileURLToPath(new URL("..", import.meta.url))
-const child = path.join(root, "test", "support", "telemetry-signal.ts")
+const CHILD = "test/support/telemetry-signal.ts"
+// Bundled once for the file and run with plain node (see test/support/bundleProgram.ts).
+let programs: Bundle
+beforeAll(async () => {
+  programs = await bundlePrograms([CHILD])
+})
+afterAll(() => programs?.remove())
 
 interface ChildRun {
   readonly lines: Array<Record<string, unknown>>
@@ -200,8 +208,8 @@ interface ChildRun {
 /** Runs the fixture in `mode`, sends `signal` after its `ready` line, and collects what it printed. */
 const runChild = (mode: string, signal: NodeJS.Signals) =>
   Effect.async<ChildRun, Error>((resume) => {
-    // Node itself, not the tsx CLI, which relays signals to a child of its own.
-    const proc = spawn(process.execPath, ["--import", "tsx", child, mode], {
+    // Node itself, not a CLI wrapper such as tsx's, which relays signals to a child of its own.
+    const proc = spawn(process.execPath, [programs.paths[CHILD]!, mode], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -236,7 +244,8 @@ const runChild = (mode: string, signal: NodeJS.Signals) =>
     })
   })
 
-describe("telemetry and signals (child processes)", () => {
+// Each test is a program of its own: they run side by side.
+describe.concurrent("telemetry and signals (child processes)", () => {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     it.live(`${signal} under runMain: the sandbox is stopped and terminate says \`signal\``, () =>
       Effect.gen(function* () {
@@ -330,6 +339,22 @@ const pings = (count: number) =>
 
 const pingCount = Effect.flatMap(emulator, (emu) => Effect.map(emu.telemetry, (all) => all.length))
 
+/**
+ * The HttpClient of the context, recording the path of each request into `paths` as it is issued. Once
+ * a telemetry layer built on it has closed, every request it will ever send is there: absence is proved
+ * without waiting for a request that might still be on its way.
+ */
+const recordingClient = (paths: Array<string>) =>
+  Layer.effect(
+    HttpClient.HttpClient,
+    Effect.map(HttpClient.HttpClient, (client) =>
+      HttpClient.mapRequest(client, (request) => {
+        paths.push(new URL(request.url).pathname)
+        return request
+      })
+    )
+  )
+
 layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.layerHub (emulated Hub)", (it) => {
   it.effect("each event is one HEAD with exactly the allowed fields in the User-Agent, and no token", () =>
     Effect.gen(function* () {
@@ -383,6 +408,7 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
       const emu = yield* emulator
       const start = yield* pingCount
       const config = Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["HF_ENDPOINT", `${emu.url}/`]])))
+      const sent: Array<string> = []
       yield* Effect.gen(function* () {
         const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
         yield* pings(start + 1)
@@ -390,9 +416,11 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
           const attached = yield* Sandbox.connect(sb.id, { schedules: fast })
           yield* attached.exec("true")
         }).pipe(Effect.scoped)
-        assert.strictEqual(yield* pingCount, start + 1)
+        assert.deepStrictEqual(sent, ["/api/telemetry/hf-sandbox/create"], "connect sent nothing")
         yield* sb.terminate
-      }).pipe(Effect.scoped, Effect.provide(Telemetry.layerHub()), config)
+      }).pipe(Effect.scoped, Effect.provide(Telemetry.layerHub().pipe(Layer.provide(recordingClient(sent)))), config)
+      // The layer has closed: these are all the requests it sent, and each reached the Hub.
+      assert.deepStrictEqual(sent, ["/api/telemetry/hf-sandbox/create", "/api/telemetry/hf-sandbox/terminate"])
       const all = (yield* pings(start + 2)).slice(start)
       assert.deepStrictEqual(
         all.map((p) => p.path),
@@ -400,8 +428,6 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
       )
       assert.match(all[0]!.userAgent, /; flavor\/cpu-basic; timeout\/none; forward_hf_token\/false$/)
       assert.match(all[1]!.userAgent, /; reason\/user$/)
-      yield* Effect.sleep("200 millis")
-      assert.strictEqual(yield* pingCount, start + 2)
     })
   )
 
@@ -432,6 +458,7 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
         [name, ["1", "ON", "yes", "True"][i % 4]!] as const,
         [name, [" true ", "YES", "on", "1"][i % 4]!] as const
       ])
+      const sent: Array<string> = []
       // Each case has its own configuration and sandbox: they run side by side.
       yield* Effect.forEach(
         cases.entries(),
@@ -446,13 +473,14 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
           }).pipe(
             Effect.scoped,
             Effect.provide(index === 0 ? Layer.empty : Local),
-            Effect.provide(Telemetry.layerHub({ endpoint: emu.url })),
+            Effect.provide(Telemetry.layerHub({ endpoint: emu.url }).pipe(Layer.provide(recordingClient(sent)))),
             optedOut
           )
         },
         { concurrency: 4, discard: true }
       )
-      yield* Effect.sleep("300 millis")
+      // Every layer has closed: nothing was sent, nor will be.
+      assert.deepStrictEqual(sent, [])
       assert.strictEqual(yield* pingCount, start)
 
       // Values that are not truthy leave telemetry on.
