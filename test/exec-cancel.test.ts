@@ -37,7 +37,7 @@ describe("an exec interrupted before its start event", () => {
   it.live("is killed with everything it started: the client cancels it by its idempotency key", () =>
     Effect.gen(function* () {
       const sb = yield* Sandbox.make()
-      const relay = Relayed.relays.at(-1)!
+      const relay = Relayed.relayOf(sb)
       // The server answers as usual; the answer (its start event) never reaches the client.
       relay.swallow(true)
       const fiber = yield* Effect.fork(sb.exec("sleep 60 & echo $! > child.pid; echo $$ > shell.pid; wait"))
@@ -57,7 +57,7 @@ describe("a spawn whose answer does not arrive", () => {
   it.live("interrupted, is killed: the client cancels it by its idempotency key", () =>
     Effect.gen(function* () {
       const sb = yield* Sandbox.make()
-      const relay = Relayed.relays.at(-1)!
+      const relay = Relayed.relayOf(sb)
       relay.swallow(true)
       const fiber = yield* Effect.fork(sb.spawn("echo $$ > bg.pid; exec sleep 60"))
       const pid = yield* pidIn(sb, "bg.pid")
@@ -75,7 +75,7 @@ describe("a spawn whose answer does not arrive", () => {
   it.live("cut off, is sent again with its key and answers the one process it started", () =>
     Effect.gen(function* () {
       const sb = yield* Sandbox.make()
-      const relay = Relayed.relays.at(-1)!
+      const relay = Relayed.relayOf(sb)
       relay.swallow(true)
       const fiber = yield* Effect.fork(sb.spawn("echo $$ >> runs.txt; echo $$ > bg.pid; exec sleep 60"))
       const pid = yield* pidIn(sb, "bg.pid")

@@ -12,51 +12,21 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { Sandbox as PromiseSandbox, SandboxError } from "hf-sandbox/promise"
 import * as Sandbox from "hf-sandbox/Sandbox"
-import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Testing from "hf-sandbox/testing"
 import { emulatedHub, fastSchedules } from "./support/hub.js"
 import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
-import { type Relay, startRelay } from "./support/relay.js"
+import { relayed } from "./support/relayed.js"
 
 /** Reattaches quickly, for a while: the relay accepts again at once. */
 const reattach = Schedule.spaced("50 millis").pipe(Schedule.upTo("30 seconds"), Schedule.asVoid)
 
-/** The relay of each sandbox (by id) and the server behind it: the tests of a file run side by side. */
-const relays = new Map<string, Relay>()
-const servers = new Map<string, { readonly url: string; readonly token: string }>()
-
 /** The local provider, with every sandbox's server reached through a relay of its own. */
-const Relayed = Layer.effect(
-  SandboxProvider.SandboxProvider,
-  Effect.map(SandboxProvider.SandboxProvider, (local) => ({
-    ...local,
-    provision: (spec: SandboxProvider.Spec) =>
-      Effect.flatMap(local.provision(spec), (endpoint) =>
-        Effect.acquireRelease(
-          Effect.promise(() => {
-            const url = new URL(endpoint.baseUrl)
-            return startRelay({ host: url.hostname, port: Number(url.port) })
-          }),
-          (relay) => Effect.promise(relay.close)
-        ).pipe(
-          Effect.tap((relay) => {
-            relays.set(endpoint.id, relay)
-            servers.set(endpoint.id, { url: endpoint.baseUrl, token: Redacted.value(endpoint.token) })
-          }),
-          Effect.map((relay): SandboxProvider.Endpoint => ({ ...endpoint, baseUrl: relay.url, directReads: false }))
-        )
-      )
-  }))
-).pipe(Layer.provideMerge(localLayer()))
-
-const relayOf = (sb: Sandbox.Sandbox) => relays.get(sb.id)!
+const { layer: Relayed, relayOf, serverOf } = relayed()
 const workdir = (sb: Sandbox.Sandbox) => sb.details.workdir as string
 
 /** Waits until a file of the sandbox holds `pattern` (read on the local disk: no request through the relay). */
@@ -215,7 +185,7 @@ describe.concurrent("exec and execStream through a relay that cuts every connect
       // Forgotten as soon as it ends, so that the test need not wait for the default 5 minutes.
       const sb = yield* Sandbox.make({ env: { SBX_EXEC_RETAIN: "0" }, schedules: { reattach } })
       const relay = relayOf(sb)
-      const server = servers.get(sb.id)!
+      const server = serverOf(sb)
       yield* sb.exec("mkfifo gate")
       const started = yield* Deferred.make<string>()
       const fiber = yield* sb.execStream("echo before; read l < gate; echo after").pipe(

@@ -1,10 +1,12 @@
 /**
  * The local provider with every sandbox's server reached through a TCP relay of its own
- * (test/support/relay.ts), for tests that cut, refuse or swallow a sandbox's connections.
+ * (test/support/relay.ts), for tests that cut, refuse or swallow a sandbox's connections. Relays are
+ * found by sandbox id, so the tests of a file can run side by side.
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import type * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import { localLayer } from "./local.js"
 import { type Relay, startRelay } from "./relay.js"
@@ -12,15 +14,15 @@ import { type Relay, startRelay } from "./relay.js"
 export interface Relayed {
   /** Provides `SandboxProvider` (and what `Sandbox.make` needs). */
   readonly layer: Layer.Layer<Layer.Layer.Success<ReturnType<typeof localLayer>>>
-  /** The relays of the sandboxes made so far, newest last. */
-  readonly relays: Array<Relay>
-  /** The servers behind them, in the same order. */
-  readonly servers: Array<{ readonly url: string; readonly token: string }>
+  /** The relay in front of a sandbox's server. */
+  readonly relayOf: (sb: Sandbox.Sandbox) => Relay
+  /** The server behind a sandbox's relay: its own URL and token. */
+  readonly serverOf: (sb: Sandbox.Sandbox) => { readonly url: string; readonly token: string }
 }
 
 export const relayed = (): Relayed => {
-  const relays: Array<Relay> = []
-  const servers: Array<{ readonly url: string; readonly token: string }> = []
+  const relays = new Map<string, Relay>()
+  const servers = new Map<string, { readonly url: string; readonly token: string }>()
   const layer = Layer.effect(
     SandboxProvider.SandboxProvider,
     Effect.map(SandboxProvider.SandboxProvider, (local) => ({
@@ -35,13 +37,13 @@ export const relayed = (): Relayed => {
             (relay) => Effect.promise(relay.close)
           ).pipe(
             Effect.tap((relay) => {
-              relays.push(relay)
-              servers.push({ url: endpoint.baseUrl, token: Redacted.value(endpoint.token) })
+              relays.set(endpoint.id, relay)
+              servers.set(endpoint.id, { url: endpoint.baseUrl, token: Redacted.value(endpoint.token) })
             }),
             Effect.map((relay): SandboxProvider.Endpoint => ({ ...endpoint, baseUrl: relay.url, directReads: false }))
           )
         )
     }))
   ).pipe(Layer.provideMerge(localLayer()))
-  return { layer, relays, servers }
+  return { layer, relayOf: (sb) => relays.get(sb.id)!, serverOf: (sb) => servers.get(sb.id)! }
 }
