@@ -616,14 +616,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
         catch: (e) =>
           new LocalFileError({ path: localDir, operation, detail: e instanceof Error ? e.message : String(e) })
       })
-      const outside = links === "keep" ? [] : LocalTree.linksOutside(walked)
-      const refused = links === "refuse" ? outside[0] : undefined
-      if (refused !== undefined) {
-        return yield* Effect.fail(
-          LocalTree.refusedLink(operation, LocalTree.localPath(localDir, refused.name), refused, "upload")
-        )
-      }
-      const left = new Set(outside.map((l) => l.name))
+      const { outside, left } = yield* LocalTree.selectLinks(operation, localDir, walked, links, "upload")
       const entries = walked.filter((e) => !left.has(e.name))
       yield* Effect.annotateCurrentSpan("files.skipped_links", outside.length)
       const total = entries.reduce((sum, e) => sum + e.size, 0)
@@ -688,14 +681,7 @@ export const make = ({ wire, fileSystem, guard, guardStream, readRangeSize }: Co
           })
         )
       }
-      const outside = links === "keep" ? [] : LocalTree.linksOutside(entries)
-      const refused = links === "refuse" ? outside[0] : undefined
-      if (refused !== undefined) {
-        return yield* Effect.fail(
-          LocalTree.refusedLink(operation, LocalTree.localPath(localDir, refused.name), refused, "download")
-        )
-      }
-      const left = new Set(outside.map((l) => l.name))
+      const { outside, left } = yield* LocalTree.selectLinks(operation, localDir, entries, links, "download")
       const total = entries.reduce((sum, e) => sum + (e.type === "file" ? e.size : 0), 0)
       const plan = yield* makePlan(operation, options, total)
       yield* annotateTree(entries.length, total, plan)

@@ -101,6 +101,24 @@ export const refusedLink = (operation: string, path: string, link: SkippedLink, 
   })
 
 /**
+ * Applies a link policy to a tree's entries: the links that lead out of it and the names to leave out
+ * (none with "keep"); with "refuse", fails on the first such link before anything is copied.
+ */
+export const selectLinks = (
+  operation: string,
+  localDir: string,
+  entries: ReadonlyArray<TreeEntry>,
+  links: LinkPolicy,
+  direction: "download" | "upload"
+): Effect.Effect<{ readonly outside: Array<SkippedLink>; readonly left: ReadonlySet<string> }, LocalFileError> => {
+  const outside = links === "keep" ? [] : linksOutside(entries)
+  const refused = links === "refuse" ? outside[0] : undefined
+  return refused !== undefined
+    ? Effect.fail(refusedLink(operation, localPath(localDir, refused.name), refused, direction))
+    : Effect.succeed({ outside, left: new Set(outside.map((l) => l.name)) })
+}
+
+/**
  * The umask of this process. Linux tells it in /proc without changing it; elsewhere `process.umask()`
  * sets it and sets it back, a moment in which a file made by another thread would get no mask at all,
  * so it is read once per transfer, before the transfer makes any file.
