@@ -1789,6 +1789,33 @@ def start_background(bg, t0):
         raise
 
 
+def start_keyed(req, spec, kind, tag, limit, attach=False):
+    """Starts the command of an exec or spawn request (`kind` "exec" or "process"), or finds the one
+    its idempotency key already started: (record, existing). The key's check and the spawn are one
+    step under KEYED, so a key runs one command; `attach` makes the caller a reader before the
+    command's output can pile up unread."""
+    key, fingerprint = idempotency(req, kind)
+    with KEYED if key is not None else contextlib.nullcontext():
+        bg = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
+        if bg is not None:
+            if attach:
+                bg.attach()
+            return bg, True
+        t0 = time.monotonic()
+        proc = BGPROCS.spawn(spec)
+        bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc, kind=kind)
+        bg.key, bg.fingerprint = key, fingerprint
+        if attach:
+            bg.attach()
+        try:
+            start_background(bg, t0)  # gives it its id
+        except Exception:
+            if attach:
+                bg.detach()
+            raise
+        return bg, False
+
+
 # --------------------------------------------------------------------------
 # Execs that outlive their connection
 # --------------------------------------------------------------------------
@@ -2863,22 +2890,7 @@ class Handler(BaseHTTPRequestHandler):
     def route_exec(self):
         req = self.read_json()
         spec = parse_exec(req, legacy=False)
-        limit = buffer_bytes(req, DEFAULT_EXEC_BUFFER)
-        key, fingerprint = idempotency(req, "exec")
-        with KEYED if key is not None else contextlib.nullcontext():
-            bg = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
-            if bg is None:
-                t0 = time.monotonic()
-                proc = BGPROCS.spawn(spec)
-                bg = BgProcess(proc.pid, req.get("cmd"), None, limit, spec, proc, kind="exec")
-                bg.key, bg.fingerprint = key, fingerprint
-            bg.attach()  # this connection is a reader from the very start
-            if bg.id is None:
-                try:
-                    start_background(bg, t0)
-                except Exception:
-                    bg.detach()
-                    raise
+        bg, _existing = start_keyed(req, spec, "exec", None, buffer_bytes(req, DEFAULT_EXEC_BUFFER), attach=True)
         # A retry with the key reattaches from the first byte: the same events as the first answer.
         self.follow_output(bg, True, spec.encoding, {"stdout": 0, "stderr": 0}, attached=True, start_event=True)
 
@@ -3461,22 +3473,12 @@ class Handler(BaseHTTPRequestHandler):
         tag = req.get("tag")
         if tag is not None and not isinstance(tag, str):
             raise bad_request("`tag` must be a string")
-        limit = buffer_bytes(req, DEFAULT_BUFFER_BYTES)
-        key, fingerprint = idempotency(req, "process")
-        existing = None
-        with KEYED if key is not None else contextlib.nullcontext():
-            existing = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
-            if existing is None:
-                t0 = time.monotonic()
-                proc = BGPROCS.spawn(spec)
-                bg = BgProcess(proc.pid, req.get("cmd"), tag, limit, spec, proc)
-                bg.key, bg.fingerprint = key, fingerprint
-                start_background(bg, t0)  # gives it its id
-                log("command pid %d is background process %s%s" % (proc.pid, bg.id, "" if tag is None else " " + json.dumps(tag[:100])))
-        if existing is not None:
-            info = existing.info()
+        bg, existing = start_keyed(req, spec, "process", tag, buffer_bytes(req, DEFAULT_BUFFER_BYTES))
+        if existing:
+            info = bg.info()
             info["existing"] = True
             return self.respond_json(info)
+        log("command pid %d is background process %s%s" % (bg.pid, bg.id, "" if tag is None else " " + json.dumps(tag[:100])))
         info = bg.info()
         self.respond_json({k: info[k] for k in ("id", "pid", "cmd", "tag", "started_at_ms")})
 
