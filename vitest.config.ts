@@ -1,8 +1,8 @@
-import { execFileSync } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 import type { Reporter } from "vitest/reporters"
+import { realPython } from "./test/support/python.js"
 
 // Tests import the library by its package name, exactly as users do; the alias maps it to src/.
 const src = fileURLToPath(new URL("./src/", import.meta.url))
@@ -28,21 +28,13 @@ const summary: Reporter = {
 
 /**
  * PATH with the directory of the interpreter `python3` resolves to put first. On machines where
- * `python3` is a shim (pyenv, asdf: a shell script that costs tens of milliseconds per start when
- * quiet and a second or more on a loaded machine), every local sandbox, server and fake the suites
- * start pays it; the interpreter behind it is the same Python.
+ * `python3` is a shim (pyenv, asdf; see test/support/python.ts), every local sandbox, server and fake the
+ * suites start pays it; the interpreter behind it is the same Python. Without python3, PATH stays as it
+ * is: the suites that need it say so themselves.
  */
 const pathWithRealPython = (): string | undefined => {
-  const current = process.env.PATH ?? ""
-  try {
-    const executable = execFileSync("python3", ["-S", "-c", "import sys; print(sys.executable)"], {
-      encoding: "utf8",
-      timeout: 30_000
-    }).trim()
-    return path.isAbsolute(executable) ? `${path.dirname(executable)}${path.delimiter}${current}` : undefined
-  } catch {
-    return undefined // no python3: the suites that need it say so themselves
-  }
+  const python = realPython()
+  return path.isAbsolute(python) ? `${path.dirname(python)}${path.delimiter}${process.env.PATH ?? ""}` : undefined
 }
 const PATH = pathWithRealPython()
 

@@ -222,8 +222,17 @@ export class ResourceLimitError extends Schema.TaggedError<ResourceLimitError>("
   }
 ) {
   override get message() {
-    return `The sandbox server is at its limit for ${this.operation} (${this.code}): ${this.detail}`
+    const variable = RESOURCE_LIMIT_VARIABLES[this.code]
+    // The server's detail names its own flag too; a library user sets the bound through `env` at make.
+    const raise = variable === undefined ? "" : ` To raise it, make the sandbox with env: { ${variable}: "<n>" }.`
+    return `The sandbox server is at its limit for ${this.operation} (${this.code}): ${this.detail}.${raise}`
   }
+}
+
+/** The server's variable for each limit a `ResourceLimitError` can name. */
+const RESOURCE_LIMIT_VARIABLES: Record<string, string> = {
+  too_many_processes: "SBX_MAX_PROCESSES",
+  too_many_connections: "SBX_MAX_CONNECTIONS"
 }
 
 /**
