@@ -1343,6 +1343,7 @@ describe.skipIf(!isLinux)("a supervised server killed with SIGKILL in the middle
       // The supervisor exits the way the server did (it used to crash re-raising SIGKILL: exit 1).
       expect(await withTimeout(r.exited, 10_000)).toEqual({ code: null, signal: "SIGKILL" })
       started.splice(started.indexOf(r), 1)
+      fs.rmSync(r.dir, { recursive: true, force: true }) // what stopServer would have done
       expect(parts()).toEqual([])
       expect(fs.existsSync(journal)).toBe(false)
       expect(fs.readFileSync(dest, "utf8")).toBe("the old content")
