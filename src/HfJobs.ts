@@ -449,16 +449,12 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
     const clientOf = (c: Credentials.Credential) =>
       Hub.make({ endpoint, token: c.token, userAgent, tokenSource: Credentials.describeSource(c.source) })
     const hub = Effect.map(credential, clientOf)
-    const hubFailure = (error: HubError) =>
-      new StartError({
-        provider: "hf-jobs",
-        reason: error.unreachable !== undefined ? "HubUnreachable" : "HubRejected",
-        detail: error.message,
-        cause: error
-      })
+    const hubFailure = (error: HubError) => StartError.fromHubError(error)
     // whoami is strictly rate-limited: asked at most once for the provider's life.
     const whoami = yield* Effect.cached(
-      Effect.flatMap(hub, (h) => h.whoami.pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure)))
+      Effect.flatMap(Effect.zip(hub, Schedules.Schedules), ([h, schedules]) =>
+        h.whoami.pipe(Hub.retryTransient(schedules.hubRetry), Effect.mapError(hubFailure))
+      )
     )
     const userNamespace = yield* Effect.cached(
       options.namespaceCache === undefined
@@ -813,7 +809,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         const namespace = yield* namespaceOf(parsed.right.namespace)
         const job = yield* client
           .getJob(namespace, id)
-          .pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure))
+          .pipe(Hub.retryTransient((yield* Schedules.Schedules).hubRetry), Effect.mapError(hubFailure))
         if (!isSandboxJob(job)) {
           return yield* new StartError({
             provider: "hf-jobs",
@@ -864,7 +860,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
           const jobs = yield* client.listJobs(
             namespace,
             { labels: { [LABEL.sandbox]: "1" }, stages: listOptions.all ? undefined : Hub.LIVE_STAGES },
-            Schedules.hubRetry
+            (yield* Schedules.Schedules).hubRetry
           )
           const sandboxes = jobs.filter(
             (job) => isSandboxJob(job) && (listOptions.all || !Hub.isTerminal(job.status.stage))
@@ -891,22 +887,24 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
       kill: (id, killOptions = {}) =>
         Effect.gen(function* () {
           const { client, job, namespace } = yield* findSandbox(id, killOptions.namespace)
-          yield* cancelJob(client, namespace, job.id, Schedules.cancelRetry)
+          yield* cancelJob(client, namespace, job.id, (yield* Schedules.Schedules).cancelRetry)
         }).pipe(
           Effect.mapError((error) => StartErrors.during(`kill sandbox ${id}`, error)),
           Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } })
         ),
       logs: (id, logOptions = {}) =>
         Stream.unwrap(
-          Effect.map(findSandbox(id, logOptions.namespace), ({ client, job, namespace }) =>
-            jobLogs(
-              client,
-              namespace,
-              job.id,
-              logOptions,
-              options.schedules?.logReconnect ?? Schedules.logReconnect,
-              timingOf(options.schedules ?? {})
-            )
+          Effect.map(
+            Effect.zip(findSandbox(id, logOptions.namespace), Schedules.Schedules),
+            ([{ client, job, namespace }, schedules]) =>
+              jobLogs(
+                client,
+                namespace,
+                job.id,
+                logOptions,
+                options.schedules?.logReconnect ?? schedules.logReconnect,
+                timingOf(Schedules.override(schedules, options.schedules))
+              )
           )
         ).pipe(
           Stream.mapError((error) => StartErrors.during(`read the log of sandbox ${id}`, error)),

@@ -41,6 +41,7 @@ import * as TransferJournal from "./internal/transferJournal.js"
 import * as Protocol from "./Protocol.js"
 import { StartError } from "./SandboxError.js"
 import * as SandboxProvider from "./SandboxProvider.js"
+import * as Schedules from "./Schedules.js"
 
 /**
  * @since 0.1.0
@@ -580,12 +581,14 @@ export const make = (
             failWith("ServerExited", `local sandbox ${id} is no longer running (idle timeout, or killed)`, tail)
           )
         }
-        const gone = Effect.repeat(
-          Effect.sync(() => LocalState.isRunning(state)),
-          {
-            schedule: Schedule.spaced("500 millis"),
-            until: (running) => !running
-          }
+        const gone = Effect.flatMap(Schedules.Schedules, (schedules) =>
+          Effect.repeat(
+            Effect.sync(() => LocalState.isRunning(state)),
+            {
+              schedule: schedules.localLivenessPoll,
+              until: (running) => !running
+            }
+          )
         ).pipe(
           Effect.zipRight(
             Effect.fail(

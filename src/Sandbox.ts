@@ -94,7 +94,10 @@ export interface MakeOptions {
         readonly baseUrl?: string | undefined
       }
     | undefined
-  /** Replaces the schedules this sandbox waits on (see the `Schedules` module). */
+  /**
+   * Replaces the schedules this sandbox waits on (see the `Schedules` module). These win over the
+   * Context value (`Schedules.layer`, `Schedules.withSchedules`), which wins over the defaults.
+   */
   readonly schedules?: Schedules.Overrides | undefined
   /** Transport bounds: a plain request (default 60 s) and a silent stream (default 70 s). */
   readonly timeouts?:

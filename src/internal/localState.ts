@@ -15,6 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import * as Schedules from "../Schedules.js"
 import * as ProcessTree from "./processTree.js"
 import * as TransferJournal from "./transferJournal.js"
 
@@ -228,9 +229,6 @@ export const tailOf = (file: string, bytes = 8 * 1024): string => {
   }
 }
 
-/** How often a followed log file is looked at again while nothing new has been written to it. */
-const followPoll = Schedule.spaced("200 millis")
-
 /**
  * A sandbox's log: the lines so far (the last `tail` of them), then, with `follow`, new lines as the
  * server writes them, until it is gone.
@@ -260,7 +258,7 @@ export const logLines = (
     let finished = false
     const decoder = new TextDecoder()
     // One look at the file: new lines, the end (the server is gone), or nothing yet (looked at again on
-    // the `followPoll` schedule).
+    // the `Schedules.localLogPoll` schedule).
     const look: Effect.Effect<ReadonlyArray<string>, Option.Option<"nothing yet">> = Effect.suspend(() => {
       if (finished) return Effect.fail(Option.none())
       const alive = running()
@@ -275,10 +273,9 @@ export const logLines = (
       }
       return Effect.fail(Option.some("nothing yet" as const))
     })
-    const poll = look.pipe(
-      Effect.retry({ schedule: followPoll, while: Option.isSome }),
-      Effect.mapError(() => Option.none<never>())
-    )
+    const poll = Effect.flatMap(Schedules.Schedules, (schedules) =>
+      Effect.retry(look, { schedule: schedules.localLogPoll, while: Option.isSome })
+    ).pipe(Effect.mapError(() => Option.none<never>()))
     return Stream.fromIterable(snapshot).pipe(
       Stream.concat(Stream.repeatEffectOption(poll).pipe(Stream.flattenIterables))
     )

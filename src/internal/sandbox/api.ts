@@ -10,6 +10,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Sandbox } from "../../Sandbox.js"
 import { BadRequestError } from "../../SandboxError.js"
+import * as Schedules from "../../Schedules.js"
 import * as FilesApi from "../files.js"
 import { exec, execStream } from "./exec.js"
 import { process, processes, spawn } from "./process.js"
@@ -59,7 +60,7 @@ const terminate = ({ attributes, endpoint, scope, state }: Running): Sandbox["te
 
 /** `sb.logs`: the provider's log of the sandbox, when it keeps one. */
 const logs =
-  ({ attributes, endpoint }: Running): Sandbox["logs"] =>
+  ({ attributes, endpoint, schedules }: Running): Sandbox["logs"] =>
   (logOptions = {}) =>
     endpoint.logs === undefined
       ? Stream.fail(
@@ -70,6 +71,7 @@ const logs =
           })
         )
       : endpoint.logs(logOptions).pipe(
+          Stream.provideService(Schedules.Schedules, schedules),
           Stream.withSpan("Sandbox.logs", {
             attributes: {
               ...attributes,

@@ -64,7 +64,7 @@ const buildExecRequest = (
  * source fails, the command is killed and the events fail with the source's error.
  */
 const feedingStdin = <E>(
-  { stdinRetry, wire }: Running,
+  { schedules, wire }: Running,
   operation: string,
   wireEvents: Stream.Stream<Reattach.CommandEvent, OperationError>,
   source: Stream.Stream<Uint8Array, E> | undefined
@@ -86,7 +86,7 @@ const feedingStdin = <E>(
                       "this sandbox's server cannot stream stdin (its exec has no id); pass stdin as a string or bytes of at most 1 MiB"
                   })
                 )
-              : Stdin.makeWriter(wire, id, stdinRetry, 0)
+              : Stdin.makeWriter(wire, id, schedules.stdinRetry, 0)
                   .feed(source)
                   .pipe(
                     // Recorded, the failure ends the events (interruptWhen below), and the command's
@@ -136,7 +136,7 @@ const events = <E>(
                 idempotency_key: request.idempotency_key ?? Reattach.newIdempotencyKey()
               },
               operation,
-              running.reattachSchedule
+              running.schedules.reattach
             ),
             stdin.source
           ).pipe(

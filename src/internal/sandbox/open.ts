@@ -9,6 +9,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import type * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type { MakeOptions, Sandbox } from "../../Sandbox.js"
 import { AuthError, RequestTimeoutError, StartError } from "../../SandboxError.js"
@@ -41,9 +42,19 @@ export const open = (
     yield* Effect.annotateCurrentSpan("sandbox.provider", provider.name)
     // Usage is reported for sandboxes made here, not for ones a `connect` only attaches to.
     const telemetry = operation === "make" ? yield* Telemetry.Telemetry : Telemetry.disabled
-    const { spec, timeouts } = yield* Spec.resolve(provider.name, options)
+    const { healthProbeTimeout, schedules, spec, timeouts } = yield* Spec.resolve(provider.name, options)
     const scope = yield* sandboxScope(spec.detach ?? false)
-    const { endpoint, wire } = yield* start({ provider, spec, timeouts, scope, acquire, options }).pipe(
+    const { endpoint, wire } = yield* start({
+      provider,
+      spec,
+      timeouts,
+      scope,
+      acquire,
+      schedules,
+      healthProbeTimeout
+    }).pipe(
+      // The provider starts the sandbox under the schedules in force for it, the `make`'s own included.
+      Effect.provideService(Schedules.Schedules, schedules),
       // A failed `connect` started nothing: its message says the attach failed.
       Effect.mapError((error) =>
         operation === "connect"
@@ -79,8 +90,7 @@ export const open = (
       scope,
       attributes,
       cwd: options.cwd,
-      reattachSchedule: options.schedules?.reattach ?? Schedules.reattach,
-      stdinRetry: options.schedules?.stdinRetry ?? Schedules.stdinRetry,
+      schedules,
       state
     }
     return build(running, fileSystem)
@@ -108,18 +118,19 @@ interface StartContext {
   readonly timeouts: Wire.Timeouts
   readonly scope: Scope.CloseableScope
   readonly acquire: Acquire
-  readonly options: MakeOptions
+  readonly schedules: Schedules.Service
+  readonly healthProbeTimeout: Duration.Duration
 }
 
 /**
  * The endpoint and its wire client, once the server answers, within `startTimeout`. A failure closes
  * the sandbox's scope with that failure (the provider stops what it started).
  */
-const start = ({ acquire, options, provider, scope, spec, timeouts }: StartContext) =>
+const start = ({ acquire, healthProbeTimeout, provider, schedules, scope, spec, timeouts }: StartContext) =>
   Effect.gen(function* () {
     const endpoint = yield* acquire(provider, spec)
     const wire = yield* Wire.make(endpoint, timeouts)
-    yield* Effect.raceFirst(ready(provider, wire, options), endpoint.died)
+    yield* Effect.raceFirst(ready(provider, wire, schedules.healthPoll, healthProbeTimeout), endpoint.died)
     return { endpoint, wire }
   }).pipe(
     Effect.timeoutFail({
@@ -136,7 +147,12 @@ const start = ({ acquire, options, provider, scope, spec, timeouts }: StartConte
   )
 
 /** Polls the server's health until it answers as this sandbox's server. */
-const ready = (provider: SandboxProvider.Service, wire: Wire.WireClient, options: MakeOptions) =>
+const ready = (
+  provider: SandboxProvider.Service,
+  wire: Wire.WireClient,
+  healthPoll: Schedule.Schedule<unknown>,
+  probeTimeout: Duration.Duration
+) =>
   wire.health.pipe(
     // Only a server that knows this sandbox's token reports its version. One that answers without it
     // refuses our token (or is not ours): an authenticated call says which, in one more round trip,
@@ -146,21 +162,12 @@ const ready = (provider: SandboxProvider.Service, wire: Wire.WireClient, options
       () => Effect.flatMap(wire.processes, () => Effect.fail(new AuthError({ operation: "health", status: 200 })))
     ),
     Effect.timeoutFail({
-      duration: Schedules.healthProbeTimeout,
-      onTimeout: () =>
-        new RequestTimeoutError({ operation: "health", timeoutMs: Duration.toMillis(Schedules.healthProbeTimeout) })
+      duration: probeTimeout,
+      onTimeout: () => new RequestTimeoutError({ operation: "health", timeoutMs: Duration.toMillis(probeTimeout) })
     }),
     Effect.retry({
-      schedule: options.schedules?.healthPoll ?? Schedules.healthPoll,
+      schedule: healthPoll,
       while: (error) => error._tag !== "AuthError"
     }),
-    Effect.mapError(
-      (cause) =>
-        new StartError({
-          provider: provider.name,
-          reason: cause._tag === "AuthError" ? "Unauthorized" : "NotReady",
-          detail: cause.message,
-          cause
-        })
-    )
+    Effect.mapError((cause) => StartError.fromHealthCheck(cause, provider.name))
   )

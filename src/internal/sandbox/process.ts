@@ -32,7 +32,7 @@ const toExit = (e: { exit_code: number | null; signal: number | null; timed_out:
 const processHandle = <E = never>(
   running: Running,
   info: Protocol.ProcessInfo,
-  writer: Stdin.Writer = Stdin.makeWriter(running.wire, info.id, running.stdinRetry),
+  writer: Stdin.Writer = Stdin.makeWriter(running.wire, info.id, running.schedules.stdinRetry),
   stdinFailed?: Deferred.Deferred<void, OperationError | E>
 ): Process<E> => ({
   id: info.id,
@@ -111,10 +111,10 @@ export const spawn =
             ...(tag !== undefined ? { tag } : {}),
             ...(bufferBytes !== undefined ? { buffer_bytes: bufferBytes } : {})
           },
-          running.reattachSchedule
+          running.schedules.reattach
         )
         yield* Effect.annotateCurrentSpan("process.id", info.id)
-        const writer = Stdin.makeWriter(running.wire, info.id, running.stdinRetry, piped ? 0 : undefined)
+        const writer = Stdin.makeWriter(running.wire, info.id, running.schedules.stdinRetry, piped ? 0 : undefined)
         if (stdin.source === undefined) return processHandle<E>(running, info, writer)
         // The feed outlives this call (at most the sandbox): `wait` reports its failure.
         const failed = yield* Deferred.make<void, OperationError | E>()

@@ -4,11 +4,11 @@
  * and a span named for the operation that says which sandbox it is).
  */
 import * as Effect from "effect/Effect"
-import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { type OperationError, TerminatedError } from "../../SandboxError.js"
+import { TerminatedError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
+import type * as Schedules from "../../Schedules.js"
 import type * as Wire from "../client.js"
 
 /** Whether the sandbox was terminated, and whether by the user (`terminate`) rather than its scope. */
@@ -27,8 +27,8 @@ export interface Running {
   readonly attributes: Record<string, unknown>
   /** The default working directory of commands (`MakeOptions.cwd`). */
   readonly cwd: string | undefined
-  readonly reattachSchedule: Schedule.Schedule<unknown>
-  readonly stdinRetry: Schedule.Schedule<unknown, OperationError>
+  /** The schedules in force for this sandbox (its `make`'s own over the Context value). */
+  readonly schedules: Schedules.Service
   readonly state: State
 }
 

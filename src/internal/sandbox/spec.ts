@@ -29,7 +29,7 @@ const idleTimeoutOf = (input: Duration.DurationInput): Duration.Duration => {
   return Duration.isFinite(decoded) ? decoded : Duration.zero
 }
 
-const specOf = (options: MakeOptions): SandboxProvider.Spec => {
+const specOf = (options: MakeOptions, schedules: Schedules.Service): SandboxProvider.Spec => {
   const transport = options.transport ?? "tunnel"
   Validate.env("env", options.env)
   return {
@@ -57,19 +57,13 @@ const specOf = (options: MakeOptions): SandboxProvider.Spec => {
     transport,
     cloudflared: Cloudflared.check(options.cloudflared ?? {}),
     schedules: {
-      logReconnect: options.schedules?.logReconnect ?? Schedules.logReconnect,
-      stageCheck: options.schedules?.stageCheck ?? Schedules.stageCheck,
-      hubRetry: options.schedules?.hubRetry ?? Schedules.hubRetry,
-      cancelRetry: options.schedules?.cancelRetry ?? Schedules.cancelRetry,
-      logQuietWindow: Validate.duration(
-        "schedules.logQuietWindow",
-        options.schedules?.logQuietWindow ?? Schedules.logQuietWindow
-      ),
-      logFirstByte: Validate.duration(
-        "schedules.logFirstByte",
-        options.schedules?.logFirstByte ?? Schedules.logFirstByte
-      ),
-      logStall: Validate.duration("schedules.logStall", options.schedules?.logStall ?? Schedules.logStall)
+      logReconnect: schedules.logReconnect,
+      stageCheck: schedules.stageCheck,
+      hubRetry: schedules.hubRetry,
+      cancelRetry: schedules.cancelRetry,
+      logQuietWindow: Validate.duration("schedules.logQuietWindow", schedules.logQuietWindow),
+      logFirstByte: Validate.duration("schedules.logFirstByte", schedules.logFirstByte),
+      logStall: Validate.duration("schedules.logStall", schedules.logStall)
     }
   }
 }
@@ -83,13 +77,37 @@ const timeoutsOf = (options: Pick<MakeOptions, "timeouts">): Wire.Timeouts => ({
   )
 })
 
-/** The spec and the transport's bounds, or `StartError("InvalidOptions")` naming the option at fault. */
-export const resolve = (
+/** What a sandbox is opened with, every option checked and every default applied. */
+export interface Resolved {
+  readonly spec: SandboxProvider.Spec
+  readonly timeouts: Wire.Timeouts
+  /** The schedules in force: the `make`'s own over the Context value's (`Schedules.layer`, `withSchedules`). */
+  readonly schedules: Schedules.Service
+  readonly healthProbeTimeout: Duration.Duration
+}
+
+/**
+ * The spec, the transport's bounds and the schedules in force, or `StartError("InvalidOptions")` naming
+ * the option at fault.
+ */
+export const resolve = (provider: string, options: MakeOptions): Effect.Effect<Resolved, StartError> =>
+  Effect.flatMap(Schedules.Schedules, (current) => resolveWith(provider, options, current))
+
+const resolveWith = (
   provider: string,
-  options: MakeOptions
-): Effect.Effect<{ readonly spec: SandboxProvider.Spec; readonly timeouts: Wire.Timeouts }, StartError> =>
+  options: MakeOptions,
+  current: Schedules.Service
+): Effect.Effect<Resolved, StartError> =>
   Effect.try({
-    try: () => ({ spec: specOf(options), timeouts: timeoutsOf(options) }),
+    try: () => {
+      const schedules = Schedules.override(current, options.schedules)
+      return {
+        spec: specOf(options, schedules),
+        timeouts: timeoutsOf(options),
+        schedules,
+        healthProbeTimeout: Validate.positiveDuration("schedules.healthProbeTimeout", schedules.healthProbeTimeout)
+      }
+    },
     catch: (cause) =>
       new StartError({
         provider,
