@@ -33,6 +33,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Bootstrap from "./internal/bootstrap.js"
 import * as Credentials from "./internal/credentials.js"
+import * as Defaults from "./internal/defaults.js"
 import * as Hub from "./internal/hub.js"
 import * as JobLabels from "./internal/jobLabels.js"
 import * as JobRef from "./internal/jobRef.js"
@@ -90,8 +91,8 @@ export interface Options {
 const SERVER_PORT = 49983
 const DEFAULT_ENDPOINT = "https://huggingface.co"
 const DEFAULT_FLAVOR = "cpu-basic"
-const DEFAULT_LIFETIME = Duration.hours(1)
-const DEFAULT_IDLE = Duration.minutes(10)
+const DEFAULT_LIFETIME = Defaults.HF_JOB_LIFETIME
+const DEFAULT_IDLE = Defaults.IDLE_TIMEOUT
 const LOG_TAIL_LINES = 20
 const CANCEL_BOUND = Duration.seconds(30)
 /** How long a failed request waits for the Hub's word on whether the job ended: one inspect, not a retry loop. */

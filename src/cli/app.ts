@@ -22,6 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Defaults from "../internal/defaults.js"
 import * as ReadInto from "../internal/readInto.js"
 import { VERSION } from "../internal/version.js"
 import * as Sandbox from "../Sandbox.js"
@@ -357,7 +358,7 @@ const create = Command.make(
           idleTimeout: idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle,
           detach: true
         })
-        const idleSeconds = idle === undefined ? 600 : durationSeconds(idle)
+        const idleSeconds = durationSeconds(idle ?? Defaults.IDLE_TIMEOUT)
         const local = sb.provider === "local"
         if (mode.json) {
           yield* Output.json({
@@ -367,7 +368,7 @@ const create = Command.make(
             // HF Jobs default to one hour; a local sandbox has a lifetime only when given one.
             ...(local && lifetime === undefined
               ? {}
-              : { timeoutSeconds: lifetime === undefined ? 3600 : durationSeconds(lifetime) }),
+              : { timeoutSeconds: durationSeconds(lifetime ?? Defaults.HF_JOB_LIFETIME) }),
             details: sb.details
           })
         } else {

@@ -11,11 +11,8 @@ import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
 import * as Wire from "../client.js"
 import * as Cloudflared from "../cloudflared.js"
+import * as Defaults from "../defaults.js"
 import * as Validate from "../validate.js"
-
-const DEFAULT_IMAGE = "python:3.12"
-/** The backstop that ends a detached sandbox nobody talks to any more. */
-const DETACHED_IDLE_TIMEOUT = Duration.minutes(10)
 
 /** `Duration.infinity` asks for no idle timeout, which providers receive as zero (their "never"). */
 const idleTimeoutOf = (input: Duration.DurationInput): Duration.Duration => {
@@ -33,13 +30,13 @@ const specOf = (options: MakeOptions, schedules: Schedules.Service): SandboxProv
   const transport = options.transport ?? "tunnel"
   Validate.env("env", options.env)
   return {
-    image: options.image ?? DEFAULT_IMAGE,
+    image: options.image ?? Defaults.IMAGE,
     env: options.env ?? {},
     idleTimeout:
       options.idleTimeout !== undefined
         ? idleTimeoutOf(options.idleTimeout)
         : options.detach
-          ? DETACHED_IDLE_TIMEOUT
+          ? Defaults.IDLE_TIMEOUT
           : undefined,
     detach: options.detach ?? false,
     startTimeout: Validate.positiveDuration(
@@ -50,7 +47,7 @@ const specOf = (options: MakeOptions, schedules: Schedules.Service): SandboxProv
       Object.entries(options.secrets ?? {}).map(([k, v]) => [k, Redacted.isRedacted(v) ? v : Redacted.make(v)])
     ),
     flavor: options.flavor,
-    lifetime: options.timeout === undefined ? undefined : Validate.positiveDuration("timeout", options.timeout, true),
+    lifetime: options.timeout === undefined ? undefined : Validate.positiveDuration("timeout", options.timeout),
     forwardHfToken: options.forwardHfToken ?? false,
     labels: options.labels ?? {},
     namespace: options.namespace,
