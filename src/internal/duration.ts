@@ -20,6 +20,8 @@ export const decode = (input: unknown): Duration.Duration | undefined => {
   if (typeof input === "string") {
     const match = SHORT.exec(input)
     if (match !== null) return Duration.millis(Number(match[1]) * UNITS[match[2] ?? "s"]!)
+    // Documented for `idleTimeout` ("never"), which `Duration.decode` does not take from a string.
+    if (input.trim() === "Infinity") return Duration.infinity
   }
   if (typeof input === "number" && Number.isNaN(input)) return undefined
   try {
