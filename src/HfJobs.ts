@@ -39,7 +39,7 @@ import * as JobRef from "./internal/jobRef.js"
 import { boundedPass } from "./internal/logTiming.js"
 import * as NamespaceCache from "./internal/namespaceCache.js"
 import * as PublicDns from "./internal/publicDns.js"
-import { serverScriptPath } from "./internal/serverScript.js"
+import { readServerPackage } from "./internal/serverScript.js"
 import * as ServerShutdown from "./internal/serverShutdown.js"
 import * as StartErrors from "./internal/startError.js"
 import { isJobProxyUrl, parseMarker } from "./internal/tunnel.js"
@@ -487,8 +487,8 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
             })
           )
     }
-    const serverSource = yield* Effect.cached(
-      fs.readFileString(serverScriptPath).pipe(
+    const serverFiles = yield* Effect.cached(
+      readServerPackage(fs).pipe(
         Effect.mapError(
           (e) =>
             new StartError({
@@ -695,7 +695,7 @@ const build = (options: Options, fs: FileSystem.FileSystem) =>
         const lifetime = spec.lifetime ?? DEFAULT_LIFETIME
         const command = Bootstrap.script({
           transport: spec.transport,
-          serverSource: yield* serverSource,
+          serverFiles: yield* serverFiles,
           idleTimeoutSeconds: Duration.toSeconds(idle) > 0 ? Duration.toSeconds(idle) : undefined,
           // The client waits this long for its first answer; the idle timeout must not end the sandbox sooner.
           startGraceSeconds: Math.ceil(Duration.toSeconds(spec.startTimeout))

@@ -20,7 +20,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { isAlive, sleep, waitGone as waitGoneWithin, withTimeout } from "./support/processes.js"
 import { realPython } from "./support/python.js"
 
-const SERVER = fileURLToPath(new URL("../rpc-server/server.py", import.meta.url))
+const SERVER = fileURLToPath(new URL("../rpc-server/sbx_server", import.meta.url))
 // The real interpreter, not a shim: see test/support/python.ts. The fake cloudflared runs on it too.
 const HOST_PYTHON = realPython()
 const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? HOST_PYTHON
