@@ -117,6 +117,14 @@ def log_command_end(proc, spec, result, finished):
     log("command pid %d %s (%.2fs)" % (proc.pid, how, result.duration_ms / 1000.0))
 
 
+def format_exc():
+    """The current exception's traceback, for the log. `traceback` (with linecache and tokenize) is
+    imported only once something has failed: it is not needed to start listening."""
+    import traceback
+
+    return traceback.format_exc()
+
+
 def dumps(obj):
     """Compact JSON bytes. Paths may carry surrogate escapes (non-UTF-8 file
     names); those cannot be UTF-8 encoded, so fall back to \\u escapes."""

@@ -7,10 +7,9 @@ import socket
 import socketserver
 import threading
 import time
-import traceback
 from http.server import ThreadingHTTPServer
 
-from .common import SOCKET_TIMEOUT, _O_CLOEXEC, dumps, log
+from .common import SOCKET_TIMEOUT, _O_CLOEXEC, dumps, format_exc, log
 
 
 # --------------------------------------------------------------------------
@@ -222,7 +221,7 @@ class Server(ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
     def handle_error(self, request, client_address):
-        log("connection error from %s:\n%s" % (client_address, traceback.format_exc()))
+        log("connection error from %s:\n%s" % (client_address, format_exc()))
 
 
 class Server6(Server):

@@ -268,15 +268,11 @@ def peer_closed(sock):
         return True
 
 
-def pump(handler, proc, spec, sink, t0):
-    """Drive one child to completion in the calling thread.
-
-    Multiplexes stdin (non-blocking writes, so a child that never reads stdin
-    cannot deadlock us), stdout/stderr, the child's exit (pidfd, or short
-    polling where pidfd_open is missing) and the client socket (a hang-up kills
-    the process group). Ends when the child has exited and its pipes reached
-    EOF, or EXIT_QUIET after the exit if a background process still holds them.
-    """
+def pump_selector(handler, proc, spec, sink):
+    """The selector of pump(): the child's stdout and stderr, its stdin (while there is some to
+    write), its exit, the client socket and the sink's wake pipe. Returns (selector, readers,
+    stdin_view, pidfd, sock); pidfd is None where pidfd_open is missing, sock is None for a
+    background process."""
     sel = new_selector()
     readers = {}
     for name, f in (("stdout", proc.stdout), ("stderr", proc.stderr)):
@@ -298,12 +294,25 @@ def pump(handler, proc, spec, sink, t0):
     sock = handler.connection if handler is not None else None  # None: a background process
     if sock is not None:
         sel.register(sock, selectors.EVENT_READ, "client")
+    if getattr(sink, "blocked", None) is not None:
+        sel.register(sink.wake_fd, selectors.EVENT_READ, "wake")
+    return sel, readers, stdin_view, pidfd, sock
+
+
+def pump(handler, proc, spec, sink, t0):
+    """Drive one child to completion in the calling thread.
+
+    Multiplexes stdin (non-blocking writes, so a child that never reads stdin
+    cannot deadlock us), stdout/stderr, the child's exit (pidfd, or short
+    polling where pidfd_open is missing) and the client socket (a hang-up kills
+    the process group). Ends when the child has exited and its pipes reached
+    EOF, or EXIT_QUIET after the exit if a background process still holds them.
+    """
+    sel, readers, stdin_view, pidfd, sock = pump_selector(handler, proc, spec, sink)
     # An exec's sink may hold a stream back (back-pressure, see ExecSink) and wake us when a
     # reader has made room; other sinks never block.
     blocked = getattr(sink, "blocked", None)
     held = set()
-    if blocked is not None:
-        sel.register(sink.wake_fd, selectors.EVENT_READ, "wake")
 
     result = ExecResult()
     result.timed_out = False

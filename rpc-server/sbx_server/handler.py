@@ -4,7 +4,6 @@ families' mixins."""
 import hashlib
 import hmac
 import time
-import traceback
 from urllib.parse import parse_qs, urlsplit
 
 from .common import (
@@ -16,6 +15,7 @@ from .common import (
     STATE,
     VERSION,
     dumps,
+    format_exc,
     log,
     note_foreign_authorization,
     shown,
@@ -111,7 +111,7 @@ class Handler(
         except ClientGone:
             raise
         except Exception as e:
-            log("internal error on %s %s:\n%s" % (method, shown(route), traceback.format_exc()))
+            log("internal error on %s %s:\n%s" % (method, shown(route), format_exc()))
             if self._started:
                 self.close_connection = True
                 return

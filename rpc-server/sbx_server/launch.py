@@ -7,10 +7,9 @@ import re
 import signal
 import threading
 import time
-import traceback
 
 from .background import BGPROCS, BgProcess, ExecSink, MAX_BUFFER_BYTES, RingSink, SIGNAL_NAMES
-from .common import STATE, bad_request, log
+from .common import STATE, bad_request, format_exc, log
 from .execution import ExecResult, pump
 from .httpframe import parse_decimal
 from .proctree import PROCS, kill_group
@@ -23,7 +22,7 @@ def run_background(bg, t0):
     try:
         result = pump(None, bg.proc, bg.spec, sink, t0)
     except Exception:
-        log("background process %s failed:\n%s" % (bg.id, traceback.format_exc()))
+        log("background process %s failed:\n%s" % (bg.id, format_exc()))
         if bg.proc.returncode is None:
             kill_group(bg.proc.pid, signal.SIGKILL)
             bg.proc.wait()

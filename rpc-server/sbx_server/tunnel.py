@@ -4,9 +4,8 @@ only when the server runs with --tunnel."""
 import os
 import shutil
 import threading
-import traceback
 
-from .common import _exit_text, log, request_shutdown
+from .common import _exit_text, format_exc, log, request_shutdown
 from .tunnel_config import TUNNEL_BACKOFF_CAP, TUNNEL_EXIT, TunnelFailed, TunnelStopped, _plural, _stderr_line
 
 
@@ -40,7 +39,7 @@ class Tunnel(BinaryLookup, BinaryDownload, CloudflaredProcess):
                 request_shutdown("tunnel failed", TUNNEL_EXIT)
         except Exception:
             if not self.stop.is_set():
-                log("tunnel supervisor crashed:\n%s" % traceback.format_exc())
+                log("tunnel supervisor crashed:\n%s" % format_exc())
                 _stderr_line("hf-sandbox: tunnel failed: internal error in the tunnel supervisor (traceback above)")
                 request_shutdown("tunnel failed", TUNNEL_EXIT)
 
