@@ -1,5 +1,5 @@
 /**
- * Tunnel mode of the in-sandbox server (`rpc-server/server.py --tunnel`), against a fake `cloudflared`.
+ * Tunnel mode of the in-sandbox server (`rpc-server/sbx_server --tunnel`), against a fake `cloudflared`.
  *
  * The fake is a small Python script written to a temp dir. It parses `--metrics` and `--url`, prints a
  * banner like the real one on stderr (with the `https://api.trycloudflare.com` link that must never be

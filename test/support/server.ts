@@ -1,5 +1,5 @@
 /**
- * The harness of the suites that drive `rpc-server/server.py` directly (Node built-ins and `fetch`
+ * The harness of the suites that drive `rpc-server/sbx_server` directly (Node built-ins and `fetch`
  * only, no library code): start a real server on a free port with a fresh token and temp dir, and stop
  * it within a bound.
  */
