@@ -34,7 +34,9 @@ if sys.version_info < (3, 8):  # before any import that would fail with a worse 
 
 import os
 
-if not __package__:
+if __package__:  # python3 -m sbx_server
+    _package = __package__
+else:
     # Run as a directory (`python3 rpc-server/sbx_server`, or runpy.run_path of it): Python put this
     # directory first on sys.path, where a module of ours named like one of the standard library's
     # would shadow it. The package is imported from its parent instead, under its directory's name.
@@ -43,8 +45,6 @@ if not __package__:
         sys.path[0] = os.path.dirname(_here)
     else:
         sys.path.insert(0, os.path.dirname(_here))
-    __package__ = os.path.basename(_here)
+    _package = os.path.basename(_here)
 
-from .cli import main  # noqa: E402
-
-sys.exit(main())
+sys.exit(__import__(_package + ".cli", fromlist=["main"]).main())
