@@ -162,7 +162,7 @@ def bad_request(message, code="bad_request"):
 
 
 # --------------------------------------------------------------------------
-# Server-wide state: activity (idle watchdog), auth, and the process table
+# Server-wide state: activity (idle watchdog) and auth
 # --------------------------------------------------------------------------
 
 
