@@ -17,7 +17,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { HubError } from "../SandboxError.js"
+import { HubError } from "../../SandboxError.js"
 
 /** What we read of a job. Decoded leniently: the stage is an open string, unknown fields are ignored. */
 export const JobInfo = Schema.Struct({
