@@ -215,294 +215,317 @@ export interface ListFilter {
 /** The stages of a job that may still run (or is running). */
 export const LIVE_STAGES: ReadonlyArray<string> = ["SCHEDULING", "RUNNING"]
 
-export const make = (config: Config) => {
-  const hubUrl = config.endpoint.replace(/\/+$/, "")
-  const endpointUrl = new URL(hubUrl)
+/** What every request of one client shares: its configuration and the endpoint, parsed once. */
+interface HubContext {
+  readonly config: Config
+  /** The endpoint without trailing slashes. */
+  readonly hubUrl: string
+  readonly endpointUrl: URL
+}
 
-  /**
-   * `fetch` for every Hub request: identifies the library, remembers the answer's status and how long
-   * the Hub asks to wait (the SDK's errors drop them), and follows redirects itself, only to the
-   * endpoint's origin or the Hub, checking each hop's host before the token is sent there.
-   */
-  const hubFetch =
-    (seen: Seen): typeof globalThis.fetch =>
-    async (input, init) => {
-      let url = new URL(input instanceof Request ? input.url : String(input))
-      let method = (init?.method ?? "GET").toUpperCase()
-      let body = init?.body ?? null
-      const headers = new Headers(init?.headers)
-      headers.set("user-agent", config.userAgent)
-      for (let hop = 0; ; hop++) {
-        delete seen.status
-        const response = await globalThis.fetch(url, { ...init, method, headers, body, redirect: "manual" })
-        seen.status = response.status
-        const wait = waitAsked(response.status, response.headers)
-        if (wait === undefined) delete seen.retryAfterMs
-        else seen.retryAfterMs = wait
-        const location = response.headers.get("location")
-        if (!REDIRECT_STATUSES.has(response.status) || location === null) return response
-        await response.body?.cancel().catch(() => undefined)
-        let target: URL
-        try {
-          target = new URL(location, url)
-        } catch {
-          throw new RedirectRefused(`the Hub answered ${url.pathname} with a redirect to an invalid URL`)
-        }
-        if (!redirectAllowed(endpointUrl, target)) {
-          throw new RedirectRefused(
-            `the Hub redirected ${url.pathname} to another host (${target.host}); redirects are followed only ` +
-              `to ${endpointUrl.host}, huggingface.co and hf.co, so the token was not sent there. ` +
-              "Check HF_ENDPOINT (or the endpoint option)"
-          )
-        }
-        if (hop >= MAX_REDIRECTS) {
-          throw new RedirectRefused(`the Hub redirected ${url.pathname} more than ${MAX_REDIRECTS} times`)
-        }
-        // As fetch does: a 303, or a 301/302 of a POST, becomes a GET without a body.
-        if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === "POST")) {
-          method = method === "HEAD" ? "HEAD" : "GET"
-          body = null
-          headers.delete("content-type")
-        }
-        url = target
+/**
+ * `fetch` for every Hub request: identifies the library, remembers the answer's status and how long
+ * the Hub asks to wait (the SDK's errors drop them), and follows redirects itself, only to the
+ * endpoint's origin or the Hub, checking each hop's host before the token is sent there.
+ */
+const hubFetch =
+  (ctx: HubContext, seen: Seen): typeof globalThis.fetch =>
+  async (input, init) => {
+    let url = new URL(input instanceof Request ? input.url : String(input))
+    let method = (init?.method ?? "GET").toUpperCase()
+    let body = init?.body ?? null
+    const headers = new Headers(init?.headers)
+    headers.set("user-agent", ctx.config.userAgent)
+    for (let hop = 0; ; hop++) {
+      delete seen.status
+      const response = await globalThis.fetch(url, { ...init, method, headers, body, redirect: "manual" })
+      seen.status = response.status
+      const wait = waitAsked(response.status, response.headers)
+      if (wait === undefined) delete seen.retryAfterMs
+      else seen.retryAfterMs = wait
+      const location = response.headers.get("location")
+      if (!REDIRECT_STATUSES.has(response.status) || location === null) return response
+      await response.body?.cancel().catch(() => undefined)
+      let target: URL
+      try {
+        target = new URL(location, url)
+      } catch {
+        throw new RedirectRefused(`the Hub answered ${url.pathname} with a redirect to an invalid URL`)
       }
+      if (!redirectAllowed(ctx.endpointUrl, target)) {
+        throw new RedirectRefused(
+          `the Hub redirected ${url.pathname} to another host (${target.host}); redirects are followed only ` +
+            `to ${ctx.endpointUrl.host}, huggingface.co and hf.co, so the token was not sent there. ` +
+            "Check HF_ENDPOINT (or the endpoint option)"
+        )
+      }
+      if (hop >= MAX_REDIRECTS) {
+        throw new RedirectRefused(`the Hub redirected ${url.pathname} more than ${MAX_REDIRECTS} times`)
+      }
+      // As fetch does: a 303, or a 301/302 of a POST, becomes a GET without a body.
+      if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === "POST")) {
+        method = method === "HEAD" ? "HEAD" : "GET"
+        body = null
+        headers.delete("content-type")
+      }
+      url = target
     }
-
-  /**
-   * Runs one SDK call with a `fetch` that carries the fiber's abort signal (see `hubFetch`).
-   */
-  const call = <A>(
-    operation: string,
-    run: (fetch: typeof globalThis.fetch, accessToken: string) => Promise<A>
-  ): Effect.Effect<{ readonly value: A; readonly status: number | undefined }, HubError> =>
-    Effect.suspend(() => {
-      const seen: Seen = {}
-      return Effect.tryPromise({
-        try: async (signal) => {
-          const fetch: typeof globalThis.fetch = (input, init) => hubFetch(seen)(input, { ...init, signal })
-          return { value: await run(fetch, Redacted.value(config.token)), status: seen.status }
-        },
-        catch: (cause) =>
-          new HubError({
-            operation,
-            // A stream cut after a 200 is a transport failure (no status), worth reopening; an error answer
-            // carries its status and the wait the Hub asked for; so does a refused redirect (its 3xx), which
-            // no retry would change.
-            status:
-              cause instanceof Hub.HubApiError
-                ? cause.statusCode
-                : cause instanceof RedirectRefused
-                  ? seen.status
-                  : undefined,
-            detail: describe(cause),
-            retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
-            tokenSource: config.tokenSource,
-            ...unreachableOf(cause)
-          })
-      })
-    })
-
-  const unreachableOf = (cause: unknown) => {
-    const reason = cause instanceof Hub.HubApiError ? undefined : unreachableReason(cause)
-    return reason === undefined ? {} : { unreachable: { endpoint: hubUrl, cause: reason } }
   }
 
-  const whoami = call("whoami", (fetch, accessToken) => Hub.whoAmI({ accessToken, hubUrl, fetch })).pipe(
+/**
+ * Runs one SDK call with a `fetch` that carries the fiber's abort signal (see `hubFetch`).
+ */
+const call = <A>(
+  ctx: HubContext,
+  operation: string,
+  run: (fetch: typeof globalThis.fetch, accessToken: string) => Promise<A>
+): Effect.Effect<{ readonly value: A; readonly status: number | undefined }, HubError> =>
+  Effect.suspend(() => {
+    const seen: Seen = {}
+    return Effect.tryPromise({
+      try: async (signal) => {
+        const fetch: typeof globalThis.fetch = (input, init) => hubFetch(ctx, seen)(input, { ...init, signal })
+        return { value: await run(fetch, Redacted.value(ctx.config.token)), status: seen.status }
+      },
+      catch: (cause) =>
+        new HubError({
+          operation,
+          // A stream cut after a 200 is a transport failure (no status), worth reopening; an error answer
+          // carries its status and the wait the Hub asked for; so does a refused redirect (its 3xx), which
+          // no retry would change.
+          status:
+            cause instanceof Hub.HubApiError
+              ? cause.statusCode
+              : cause instanceof RedirectRefused
+                ? seen.status
+                : undefined,
+          detail: describe(cause),
+          retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
+          tokenSource: ctx.config.tokenSource,
+          ...unreachableOf(ctx, cause)
+        })
+    })
+  })
+
+const unreachableOf = (ctx: HubContext, cause: unknown) => {
+  const reason = cause instanceof Hub.HubApiError ? undefined : unreachableReason(cause)
+  return reason === undefined ? {} : { unreachable: { endpoint: ctx.hubUrl, cause: reason } }
+}
+
+const whoami = (ctx: HubContext) =>
+  call(ctx, "whoami", (fetch, accessToken) => Hub.whoAmI({ accessToken, hubUrl: ctx.hubUrl, fetch })).pipe(
     Effect.flatMap(({ value }) => Schema.decodeUnknown(Schema.Struct({ name: Schema.String }))(value)),
     Effect.mapError((e) => (e._tag === "HubError" ? e : new HubError({ operation: "whoami", detail: e.message })))
   )
 
-  const asJob = (operation: string) => (value: unknown) =>
-    decodeJob(value).pipe(
-      Effect.mapError((e) => new HubError({ operation, detail: `unexpected job shape: ${e.message}` }))
-    )
+const asJob = (operation: string) => (value: unknown) =>
+  decodeJob(value).pipe(
+    Effect.mapError((e) => new HubError({ operation, detail: `unexpected job shape: ${e.message}` }))
+  )
 
-  /**
-   * The create, sent as the Hub takes it: through the HttpClient, because `@huggingface/hub`'s `runJob`
-   * has no `expose` (the proxy transport depends on it) and its body is not ours to rewrite.
-   */
-  const createJob = (namespace: string, spec: JobSpec) =>
-    send(
-      "createJob",
-      HttpClientRequest.post(`${hubUrl}/api/jobs/${encodeURIComponent(namespace)}`).pipe(
-        HttpClientRequest.bodyUnsafeJson({
-          ...(spec.dockerImage !== undefined ? { dockerImage: spec.dockerImage } : {}),
-          ...(spec.spaceId !== undefined ? { spaceId: spec.spaceId } : {}),
-          command: [...spec.command],
-          arguments: [],
-          environment: { ...spec.environment },
-          ...(Object.keys(spec.secrets).length > 0 ? { secrets: { ...spec.secrets } } : {}),
-          flavor: spec.flavor,
-          timeoutSeconds: spec.timeoutSeconds,
-          labels: { ...spec.labels },
-          ...(spec.expose !== undefined ? { expose: { ports: [...spec.expose.ports] } } : {})
+/**
+ * The create, sent as the Hub takes it: through the HttpClient, because `@huggingface/hub`'s `runJob`
+ * has no `expose` (the proxy transport depends on it) and its body is not ours to rewrite.
+ */
+const createJob = (ctx: HubContext, namespace: string, spec: JobSpec) =>
+  send(
+    ctx,
+    "createJob",
+    HttpClientRequest.post(`${ctx.hubUrl}/api/jobs/${encodeURIComponent(namespace)}`).pipe(
+      HttpClientRequest.bodyUnsafeJson({
+        ...(spec.dockerImage !== undefined ? { dockerImage: spec.dockerImage } : {}),
+        ...(spec.spaceId !== undefined ? { spaceId: spec.spaceId } : {}),
+        command: [...spec.command],
+        arguments: [],
+        environment: { ...spec.environment },
+        ...(Object.keys(spec.secrets).length > 0 ? { secrets: { ...spec.secrets } } : {}),
+        flavor: spec.flavor,
+        timeoutSeconds: spec.timeoutSeconds,
+        labels: { ...spec.labels },
+        ...(spec.expose !== undefined ? { expose: { ports: [...spec.expose.ports] } } : {})
+      })
+    )
+  ).pipe(Effect.flatMap(({ body }) => asJob("createJob")(body)))
+
+const getJob = (ctx: HubContext, namespace: string, jobId: string) =>
+  call(ctx, "getJob", (fetch, accessToken) =>
+    Hub.getJob({ namespace, jobId, accessToken, hubUrl: ctx.hubUrl, fetch })
+  ).pipe(Effect.flatMap(({ value }) => asJob("getJob")(value)))
+
+/**
+ * One Hub request through the HttpClient (over `hubFetch`, interruptible): the decoded JSON answer of
+ * a 2xx and its headers, else a `HubError` with the Hub's message, status and wait.
+ */
+const send = (ctx: HubContext, operation: string, request: HttpClientRequest.HttpClientRequest) =>
+  Effect.suspend(() => {
+    const seen: Seen = {}
+    const failure = (detail: string) =>
+      new HubError({
+        operation,
+        status: seen.status,
+        detail,
+        retryAfterMs: seen.retryAfterMs,
+        tokenSource: ctx.config.tokenSource
+      })
+    return Effect.gen(function* () {
+      const client = yield* HttpClient.HttpClient
+      const response = yield* client.execute(
+        request.pipe(HttpClientRequest.bearerToken(Redacted.value(ctx.config.token)))
+      )
+      if (response.status < 200 || response.status >= 300) {
+        const text = yield* Effect.orElseSucceed(response.text, () => "")
+        return yield* Effect.fail(failure(hubMessage(text, response.status)))
+      }
+      const body: unknown = yield* response.json
+      return { body, headers: response.headers }
+    }).pipe(
+      Effect.scoped,
+      Effect.catchTags({
+        RequestError: (error) =>
+          Effect.fail(
+            new HubError({
+              operation,
+              // A refused redirect is an answer (its 3xx), not a transport failure worth retrying.
+              status: error.cause instanceof RedirectRefused ? seen.status : undefined,
+              detail: describe(error.cause ?? error),
+              ...unreachableOf(ctx, error.cause)
+            })
+          ),
+        ResponseError: (error) => Effect.fail(failure(`the answer was cut short or malformed: ${error.message}`))
+      }),
+      Effect.provide(FetchHttpClient.layer),
+      Effect.provideService(FetchHttpClient.Fetch, hubFetch(ctx, seen))
+    )
+  })
+
+/** One page of a listing: its jobs and the next page's URL (the Hub's `Link: <…>; rel="next"`). */
+const listPage = (ctx: HubContext, url: string) =>
+  send(ctx, "listJobs", HttpClientRequest.get(url)).pipe(
+    Effect.flatMap(({ body, headers }) =>
+      Effect.map(Effect.forEach(Array.isArray(body) ? body : [body], asJob("listJobs")), (jobs) => ({
+        jobs,
+        next: nextLink(headers.link)
+      }))
+    )
+  )
+
+/**
+ * The jobs of a namespace that match `filter`, from every page. Each page is retried on `retry`;
+ * a next link to another origin, a loop or an endless chain stops the listing with an error, so a
+ * listing is complete or fails.
+ */
+const listJobs = (
+  ctx: HubContext,
+  namespace: string,
+  filter: ListFilter,
+  retry: Schedule.Schedule<unknown, HubError>,
+  maxPages: number = MAX_PAGES
+): Effect.Effect<ReadonlyArray<JobInfo>, HubError> => {
+  const first = new URL(`${ctx.hubUrl}/api/jobs/${encodeURIComponent(namespace)}`)
+  for (const stage of filter.stages ?? []) first.searchParams.append("stage", stage)
+  for (const [key, value] of Object.entries(filter.labels ?? {})) first.searchParams.append("label", `${key}=${value}`)
+  const refuse = (detail: string) => new HubError({ operation: "listJobs", status: 200, detail })
+  const from = (
+    url: string,
+    jobs: Array<JobInfo>,
+    visited: Set<string>
+  ): Effect.Effect<ReadonlyArray<JobInfo>, HubError> =>
+    Effect.flatMap(retryTransient(retry)(listPage(ctx, url)), (page) => {
+      jobs.push(...page.jobs)
+      if (page.next === undefined) return Effect.succeed(jobs)
+      let next: URL
+      try {
+        next = new URL(page.next, url)
+      } catch {
+        return Effect.fail(refuse(`the next-page link ${JSON.stringify(page.next)} is not a URL`))
+      }
+      if (next.origin !== ctx.endpointUrl.origin) {
+        return Effect.fail(
+          refuse(
+            `the next-page link points to ${next.host}, not ${ctx.endpointUrl.host}; the token was not sent there ` +
+              "and the listing is incomplete"
+          )
+        )
+      }
+      if (visited.has(next.href)) return Effect.fail(refuse("the next-page links loop back to a page already read"))
+      if (visited.size >= maxPages) {
+        return Effect.fail(refuse(`the listing did not end after ${maxPages} pages (${jobs.length} jobs)`))
+      }
+      visited.add(next.href)
+      return from(next.href, jobs, visited)
+    })
+  return Effect.suspend(() => from(first.href, [], new Set([first.href])))
+}
+
+/** Any 2xx is success: the Hub may answer with an empty body, which the SDK fails to parse. */
+const cancelJob = (ctx: HubContext, namespace: string, jobId: string) =>
+  call(ctx, "cancelJob", (fetch, accessToken) =>
+    Hub.cancelJob({ namespace, jobId, accessToken, hubUrl: ctx.hubUrl, fetch }).catch((error: unknown) => {
+      if (error instanceof SyntaxError) return undefined
+      throw error
+    })
+  ).pipe(Effect.asVoid)
+
+/** One pass over the job's log stream: replays from the start, ends when the Hub ends it. */
+const logs = (ctx: HubContext, namespace: string, jobId: string): Stream.Stream<string, HubError> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const controller = new AbortController()
+      // What the answer said (status, the Hub's wait): a 429 on the logs route is waited out like any other.
+      const seen: Seen = {}
+      const fetch: typeof globalThis.fetch = (input, init) =>
+        hubFetch(ctx, seen)(input, { ...init, signal: controller.signal })
+      const iterator = Hub.streamJobLogs({
+        namespace,
+        jobId,
+        accessToken: Redacted.value(ctx.config.token),
+        hubUrl: ctx.hubUrl,
+        fetch
+      })
+      // Abort first: awaiting the generator's `return()` would wait for a `next()` that a silent stream
+      // (keep-alive comments only) never settles.
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          controller.abort()
+          iterator.return(undefined).catch(() => undefined)
         })
       )
-    ).pipe(Effect.flatMap(({ body }) => asJob("createJob")(body)))
-
-  const getJob = (namespace: string, jobId: string) =>
-    call("getJob", (fetch, accessToken) => Hub.getJob({ namespace, jobId, accessToken, hubUrl, fetch })).pipe(
-      Effect.flatMap(({ value }) => asJob("getJob")(value))
-    )
-
-  /**
-   * One Hub request through the HttpClient (over `hubFetch`, interruptible): the decoded JSON answer of
-   * a 2xx and its headers, else a `HubError` with the Hub's message, status and wait.
-   */
-  const send = (operation: string, request: HttpClientRequest.HttpClientRequest) =>
-    Effect.suspend(() => {
-      const seen: Seen = {}
-      const failure = (detail: string) =>
+      const toError = (cause: unknown) =>
         new HubError({
-          operation,
-          status: seen.status,
-          detail,
-          retryAfterMs: seen.retryAfterMs,
-          tokenSource: config.tokenSource
+          operation: "logs",
+          // A stream cut after a 200 is a transport failure (no status), worth reopening; an error answer
+          // carries its status and the wait the Hub asked for.
+          status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
+          detail: describe(cause),
+          retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
+          tokenSource: ctx.config.tokenSource
         })
-      return Effect.gen(function* () {
-        const client = yield* HttpClient.HttpClient
-        const response = yield* client.execute(
-          request.pipe(HttpClientRequest.bearerToken(Redacted.value(config.token)))
+      return Stream.repeatEffectOption(
+        Effect.tryPromise({ try: () => iterator.next(), catch: toError }).pipe(
+          Effect.mapError(Option.some),
+          Effect.flatMap((step) => (step.done ? Effect.fail(Option.none()) : Effect.succeed(step.value.message)))
         )
-        if (response.status < 200 || response.status >= 300) {
-          const text = yield* Effect.orElseSucceed(response.text, () => "")
-          return yield* Effect.fail(failure(hubMessage(text, response.status)))
-        }
-        const body: unknown = yield* response.json
-        return { body, headers: response.headers }
-      }).pipe(
-        Effect.scoped,
-        Effect.catchTags({
-          RequestError: (error) =>
-            Effect.fail(
-              new HubError({
-                operation,
-                // A refused redirect is an answer (its 3xx), not a transport failure worth retrying.
-                status: error.cause instanceof RedirectRefused ? seen.status : undefined,
-                detail: describe(error.cause ?? error),
-                ...unreachableOf(error.cause)
-              })
-            ),
-          ResponseError: (error) => Effect.fail(failure(`the answer was cut short or malformed: ${error.message}`))
-        }),
-        Effect.provide(FetchHttpClient.layer),
-        Effect.provideService(FetchHttpClient.Fetch, hubFetch(seen))
       )
     })
+  )
 
-  /** One page of a listing: its jobs and the next page's URL (the Hub's `Link: <…>; rel="next"`). */
-  const listPage = (url: string) =>
-    send("listJobs", HttpClientRequest.get(url)).pipe(
-      Effect.flatMap(({ body, headers }) =>
-        Effect.map(Effect.forEach(Array.isArray(body) ? body : [body], asJob("listJobs")), (jobs) => ({
-          jobs,
-          next: nextLink(headers.link)
-        }))
-      )
-    )
-
-  /**
-   * The jobs of a namespace that match `filter`, from every page. Each page is retried on `retry`;
-   * a next link to another origin, a loop or an endless chain stops the listing with an error, so a
-   * listing is complete or fails.
-   */
-  const listJobs = (
-    namespace: string,
-    filter: ListFilter,
-    retry: Schedule.Schedule<unknown, HubError>,
-    maxPages: number = MAX_PAGES
-  ): Effect.Effect<ReadonlyArray<JobInfo>, HubError> => {
-    const first = new URL(`${hubUrl}/api/jobs/${encodeURIComponent(namespace)}`)
-    for (const stage of filter.stages ?? []) first.searchParams.append("stage", stage)
-    for (const [key, value] of Object.entries(filter.labels ?? {}))
-      first.searchParams.append("label", `${key}=${value}`)
-    const refuse = (detail: string) => new HubError({ operation: "listJobs", status: 200, detail })
-    const from = (
-      url: string,
-      jobs: Array<JobInfo>,
-      visited: Set<string>
-    ): Effect.Effect<ReadonlyArray<JobInfo>, HubError> =>
-      Effect.flatMap(retryTransient(retry)(listPage(url)), (page) => {
-        jobs.push(...page.jobs)
-        if (page.next === undefined) return Effect.succeed(jobs)
-        let next: URL
-        try {
-          next = new URL(page.next, url)
-        } catch {
-          return Effect.fail(refuse(`the next-page link ${JSON.stringify(page.next)} is not a URL`))
-        }
-        if (next.origin !== endpointUrl.origin) {
-          return Effect.fail(
-            refuse(
-              `the next-page link points to ${next.host}, not ${endpointUrl.host}; the token was not sent there ` +
-                "and the listing is incomplete"
-            )
-          )
-        }
-        if (visited.has(next.href)) return Effect.fail(refuse("the next-page links loop back to a page already read"))
-        if (visited.size >= maxPages) {
-          return Effect.fail(refuse(`the listing did not end after ${maxPages} pages (${jobs.length} jobs)`))
-        }
-        visited.add(next.href)
-        return from(next.href, jobs, visited)
-      })
-    return Effect.suspend(() => from(first.href, [], new Set([first.href])))
+/** A client of the Hub's Jobs API with one token. */
+export const make = (config: Config) => {
+  const hubUrl = config.endpoint.replace(/\/+$/, "")
+  const ctx: HubContext = { config, hubUrl, endpointUrl: new URL(hubUrl) }
+  return {
+    whoami: whoami(ctx),
+    createJob: (namespace: string, spec: JobSpec) => createJob(ctx, namespace, spec),
+    getJob: (namespace: string, jobId: string) => getJob(ctx, namespace, jobId),
+    listJobs: (
+      namespace: string,
+      filter: ListFilter,
+      retry: Schedule.Schedule<unknown, HubError>,
+      maxPages: number = MAX_PAGES
+    ) => listJobs(ctx, namespace, filter, retry, maxPages),
+    cancelJob: (namespace: string, jobId: string) => cancelJob(ctx, namespace, jobId),
+    logs: (namespace: string, jobId: string) => logs(ctx, namespace, jobId)
   }
-
-  /** Any 2xx is success: the Hub may answer with an empty body, which the SDK fails to parse. */
-  const cancelJob = (namespace: string, jobId: string) =>
-    call("cancelJob", (fetch, accessToken) =>
-      Hub.cancelJob({ namespace, jobId, accessToken, hubUrl, fetch }).catch((error: unknown) => {
-        if (error instanceof SyntaxError) return undefined
-        throw error
-      })
-    ).pipe(Effect.asVoid)
-
-  /** One pass over the job's log stream: replays from the start, ends when the Hub ends it. */
-  const logs = (namespace: string, jobId: string): Stream.Stream<string, HubError> =>
-    Stream.unwrapScoped(
-      Effect.gen(function* () {
-        const controller = new AbortController()
-        // What the answer said (status, the Hub's wait): a 429 on the logs route is waited out like any other.
-        const seen: Seen = {}
-        const fetch: typeof globalThis.fetch = (input, init) =>
-          hubFetch(seen)(input, { ...init, signal: controller.signal })
-        const iterator = Hub.streamJobLogs({
-          namespace,
-          jobId,
-          accessToken: Redacted.value(config.token),
-          hubUrl,
-          fetch
-        })
-        // Abort first: awaiting the generator's `return()` would wait for a `next()` that a silent stream
-        // (keep-alive comments only) never settles.
-        yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            controller.abort()
-            iterator.return(undefined).catch(() => undefined)
-          })
-        )
-        const toError = (cause: unknown) =>
-          new HubError({
-            operation: "logs",
-            // A stream cut after a 200 is a transport failure (no status), worth reopening; an error answer
-            // carries its status and the wait the Hub asked for.
-            status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
-            detail: describe(cause),
-            retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
-            tokenSource: config.tokenSource
-          })
-        return Stream.repeatEffectOption(
-          Effect.tryPromise({ try: () => iterator.next(), catch: toError }).pipe(
-            Effect.mapError(Option.some),
-            Effect.flatMap((step) => (step.done ? Effect.fail(Option.none()) : Effect.succeed(step.value.message)))
-          )
-        )
-      })
-    )
-
-  return { whoami, createJob, getJob, listJobs, cancelJob, logs }
 }
 
 export type HubClient = ReturnType<typeof make>
