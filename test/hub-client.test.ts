@@ -1,5 +1,5 @@
 /**
- * The Hub API wrapper (src/internal/hub.ts) against servers that misbehave in ways the emulator does
+ * The Hub API wrapper (src/internal/hfJobs/hub.ts) against servers that misbehave in ways the emulator does
  * not: an endless or looping chain of next-page links, a next link to another host. Real loopback HTTP.
  */
 import * as http from "node:http"
