@@ -74,8 +74,8 @@ export const resolve = (options: Options): Effect.Effect<Resolved> =>
   })
 
 /**
- * `HfJobs.layerConfig`'s reading: each option from its `Config` (blank values count as unset), the
- * namespace else from `HF_SANDBOX_NAMESPACE`, then {@link resolve}.
+ * `HfJobs.layerConfig`'s reading: each option from its `Config`, the namespace (blank counts as unset)
+ * else from `HF_SANDBOX_NAMESPACE`, then {@link resolve}.
  */
 export const fromConfig = (config: Config.Config.Wrap<Options>): Effect.Effect<Resolved, ConfigError.ConfigError> =>
   Effect.gen(function* () {

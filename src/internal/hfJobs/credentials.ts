@@ -5,7 +5,7 @@
  * `$VAR` expansion, `constants.py`). A file token from the OAuth login of `hf auth login` is refreshed
  * when less than a day of validity remains (`_refresh_oauth_token_if_needed`), and the refreshed token
  * is written back to `stored_tokens` and the token file. Each credential remembers its source, so a
- * rejection can say which token was refused.
+ * rejection can say which token was refused. The variables are read in `config.ts` (`readEnv`), once.
  */
 import { randomBytes } from "node:crypto"
 import * as nodePath from "node:path"

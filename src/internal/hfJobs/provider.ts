@@ -10,14 +10,12 @@ import type { Service } from "../../HfJobs.js"
 import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import type * as Config from "./config.js"
-import * as Context from "./context.js"
-import { hubFailure, type ProviderContext } from "./context.js"
+import { hubFailure, make as makeContext, type ProviderContext } from "./context.js"
 import { endpointOf, serverStopper } from "./endpoint.js"
 import * as Hub from "./hub.js"
 import * as JobLabels from "./jobLabels.js"
 import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
-import * as Operations from "./operations.js"
-import { findSandbox } from "./operations.js"
+import { findSandbox, kill, list, logs } from "./operations.js"
 import { isJobProxyUrl } from "./tunnel.js"
 
 /**
@@ -28,19 +26,23 @@ export const make = (
   config: Config.Resolved,
   fs: FileSystem.FileSystem
 ): Effect.Effect<{ readonly provider: SandboxProvider.Service; readonly service: Service }> =>
-  Effect.map(Context.make(config, fs), (ctx) => ({
+  Effect.map(makeContext(config, fs), (ctx) => ({
     provider: {
       name: "hf-jobs",
       provision: (spec) => provision(ctx, spec),
       connect: (id, spec) => connect(ctx, id, spec)
     },
     service: {
-      list: (options) => Operations.list(ctx, options),
-      kill: (id, options) => Operations.kill(ctx, id, options),
-      logs: (id, options) => Operations.logs(ctx, id, options)
+      list: (options) => list(ctx, options),
+      kill: (id, options) => kill(ctx, id, options),
+      logs: (id, options) => logs(ctx, id, options)
     }
   }))
 
+/**
+ * Creates a sandbox job and waits for its endpoint. The job is cancelled when the scope closes, unless
+ * the sandbox is detached and started; a job whose create request was cut off is found by its nonce.
+ */
 export const provision = (ctx: ProviderContext, spec: SandboxProvider.Spec) =>
   Effect.gen(function* () {
     const badLabel = JobLabels.problem(spec.labels)
@@ -124,6 +126,7 @@ export const provision = (ctx: ProviderContext, spec: SandboxProvider.Spec) =>
     return endpoint
   }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
 
+/** The endpoint of a running sandbox job, found by `[namespace/]id`; its transport is the one it was made with. */
 export const connect = (ctx: ProviderContext, id: string, spec: SandboxProvider.Spec) =>
   Effect.gen(function* () {
     const { client, job, namespace } = yield* findSandbox(ctx, id, spec.namespace)

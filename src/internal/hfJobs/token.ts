@@ -1,5 +1,6 @@
 /**
- * The sandbox token: the bearer the in-sandbox server checks, never the HF token itself.
+ * The sandbox token: the bearer the in-sandbox server checks. It is not the HF token, which never
+ * reaches the server unless the caller forwards it.
  */
 import { createHmac } from "node:crypto"
 import * as Redacted from "effect/Redacted"
