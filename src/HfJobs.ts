@@ -153,7 +153,7 @@ export const make = (options: Options = {}): Effect.Effect<SandboxProvider.Servi
 
 /**
  * Provides the HF Jobs provider. Needs `FileSystem` (e.g. `NodeContext.layer`); sandboxes also need an
- * `HttpClient`.
+ * `HttpClient`. What `options` leave out is read as {@link make} reads it, when the layer is built.
  *
  * @since 0.1.0
  * @category layers
