@@ -3,7 +3,6 @@
  * commands need from it (`ls`, `kill`, `logs`), behind one service.
  */
 import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Config from "effect/Config"
@@ -13,6 +12,7 @@ import * as Layer from "effect/Layer"
 import type * as Stream from "effect/Stream"
 import type * as HfJobs from "../HfJobs.js"
 import * as LocalState from "../internal/localState.js"
+import * as EmulatorRouter from "../internal/testing/router.js"
 import * as LocalSandbox from "../LocalSandbox.js"
 import type { SandboxError } from "../SandboxError.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
@@ -100,21 +100,10 @@ const emulatorRoute = (env: Env): string | undefined => {
   return url.origin
 }
 
-const routed = (origin: string) => (client: HttpClient.HttpClient) =>
-  HttpClient.mapRequest(client, (request) => {
-    const url = new URL(request.url)
-    const host = url.hostname.toLowerCase()
-    if (!host.endsWith(".hf.jobs") && !host.endsWith(".trycloudflare.com")) return request
-    return request.pipe(
-      HttpClientRequest.setUrl(`${origin}${url.pathname}${url.search}`),
-      HttpClientRequest.setHeader("x-emulator-host", host)
-    )
-  })
-
 const httpLayer = (route: string | undefined) =>
   route === undefined
     ? NodeHttpClient.layerUndici
-    : Layer.effect(HttpClient.HttpClient, Effect.map(HttpClient.HttpClient, routed(route))).pipe(
+    : Layer.effect(HttpClient.HttpClient, Effect.map(HttpClient.HttpClient, EmulatorRouter.mapClient(route))).pipe(
         Layer.provide(NodeHttpClient.layerUndici)
       )
 
