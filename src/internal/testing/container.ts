@@ -5,6 +5,9 @@
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
+import * as Effect from "effect/Effect"
+import * as ProcessTree from "../processTree.js"
+import type { Job } from "./job.js"
 
 /**
  * This machine's PATH without the directories that hold a `cloudflared`: a job's container has only the
@@ -68,4 +71,18 @@ export const containerMembers = (control: string, jobId?: string): Array<number>
     if (environ.includes(controlVar) && (jobVar === undefined || environ.includes(jobVar))) found.push(pid)
   }
   return found
+}
+
+/**
+ * Signals everything in a job's "container": its process group, descendants and escaped members (those
+ * found by the emulator's `control` URL, once it listens).
+ */
+export const signalContainer = (job: Job, sig: NodeJS.Signals, control: string | undefined) => {
+  const pid = job.pid
+  if (pid === undefined) return
+  const family = job.processGone ? [] : Effect.runSync(ProcessTree.descendants(pid))
+  ProcessTree.signal(-pid, sig)
+  if (!job.processGone) ProcessTree.signal(pid, sig)
+  const members = control === undefined ? [] : containerMembers(control, job.id)
+  for (const member of [...family, ...members]) ProcessTree.signal(member, sig)
 }

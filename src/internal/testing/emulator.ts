@@ -26,6 +26,7 @@ import { Edge } from "./edge.js"
 import { defaultFaults } from "./faults.js"
 import { sendError, sendText } from "./http.js"
 import { HubApi } from "./hubApi.js"
+import * as Job from "./job.js"
 import { JobRunner } from "./jobRunner.js"
 import { OAuthState } from "./oauth.js"
 import { Releases } from "./releases.js"
@@ -187,11 +188,11 @@ const toApi = (emulator: Emulator): Testing.HubEmulator => {
     token: Redacted.make(emulator.settings.token),
     user: emulator.settings.user,
     faults: emulator.faults,
-    jobs: Effect.sync(() => [...runner.jobs.values()].map((job) => runner.record(job))),
+    jobs: Effect.sync(() => [...runner.jobs.values()].map((job) => Job.record(job))),
     job: (id) =>
       Effect.sync(() => {
         const job = runner.jobs.get(id)
-        return job === undefined ? undefined : runner.record(job)
+        return job === undefined ? undefined : Job.record(job)
       }),
     requests: Effect.sync(() => emulator.hub.requests.map((entry) => ({ ...entry }))),
     killJob: (id) => Effect.sync(() => runner.killJob(id)),

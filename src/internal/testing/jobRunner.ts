@@ -5,85 +5,83 @@
  * the container.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import * as fs from "node:fs"
 import * as os from "node:os"
-import * as path from "node:path"
 import { StringDecoder } from "node:string_decoder"
 import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import type * as Testing from "../../Testing.js"
 import * as ProcessTree from "../processTree.js"
-import { containerMembers, freePort, withoutCloudflared } from "./container.js"
-import { take } from "./faults.js"
+import { containerMembers, signalContainer } from "./container.js"
+import * as Job from "./job.js"
 import type { ValidSpec } from "./jobSpec.js"
-import { interpreterDir } from "./python.js"
-import type { Releases } from "./releases.js"
 import type { Settings } from "./settings.js"
-import { delay, hex } from "./util.js"
+import { delay } from "./util.js"
 
 const CANCEL_GRACE_MS = 2000
 const DRAIN_MS = 1000
-export const TERMINAL = new Set(["COMPLETED", "ERROR", "CANCELED", "DELETED"])
 
 /** `YYYY-MM-DD HH:MM:SS` in UTC, as in the `===== Job started at … =====` line. */
 const startStamp = (date: Date) => date.toISOString().slice(0, 19).replace("T", " ")
 
 const signalNumber = (sig: NodeJS.Signals) => (os.constants.signals as Record<string, number>)[sig] ?? 0
 
-export interface LogEntry {
-  readonly data: string
-  readonly timestamp: string
+/**
+ * The job's log from its stdout and stderr, line by line (a partial last line when a stream closes, or when
+ * the job's flushers run); resolves when both streams have closed.
+ */
+const capture = (job: Job.Job, child: ChildProcess, append: (line: string) => void) => {
+  let open = 0
+  return new Promise<void>((resolve) => {
+    const attach = (stream: NodeJS.ReadableStream | null) => {
+      if (stream === null) return
+      open += 1
+      const decoder = new StringDecoder("utf8")
+      let buffer = ""
+      const flush = () => {
+        buffer += decoder.end()
+        if (buffer.length > 0) append(buffer)
+        buffer = ""
+      }
+      job.flushers.push(flush)
+      stream.on("data", (chunk: Buffer) => {
+        buffer += decoder.write(chunk)
+        let newline = buffer.indexOf("\n")
+        while (newline >= 0) {
+          append(buffer.slice(0, newline).replace(/\r$/, ""))
+          buffer = buffer.slice(newline + 1)
+          newline = buffer.indexOf("\n")
+        }
+      })
+      stream.on("close", () => {
+        flush()
+        open -= 1
+        if (open === 0) resolve()
+      })
+    }
+    attach(child.stdout)
+    attach(child.stderr)
+    if (open === 0) resolve()
+  })
 }
 
-export interface Job {
-  readonly id: string
-  readonly seq: number
-  readonly namespace: string
-  readonly spec: unknown
-  readonly createdAt: Date
-  startedAt: Date | undefined
-  finishedAt: Date | undefined
-  stage: string
-  message: string | null
-  readonly image: { readonly dockerImage: string } | { readonly spaceId: string }
-  readonly command: ReadonlyArray<string>
-  readonly arguments: ReadonlyArray<string>
-  readonly environment: Record<string, string>
-  readonly secrets: Record<string, string>
-  readonly flavor: string
-  readonly labels: Record<string, string>
-  readonly timeoutSeconds: number | undefined
-  readonly expose: ReadonlyArray<number> | undefined
-  readonly ports: ReadonlyMap<number, number>
-  readonly env: Record<string, string>
-  readonly dir: string
-  crash: boolean
-  child: ChildProcess | undefined
-  pid: number | undefined
-  processGone: boolean
-  readonly processExited: Promise<void>
-  markProcessExited: () => void
-  startLine: LogEntry | undefined
-  readonly logs: Array<LogEntry>
-  readonly flushers: Array<() => void>
-  cancelRequests: number
-  readonly waiters: Set<() => void>
-  readonly timers: Set<NodeJS.Timeout>
+/** What a container runtime reports when the command cannot start: its log line and exit code. */
+const spawnFailure = (command: string | undefined, error: unknown) => {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return {
+    line:
+      code === "ENOENT"
+        ? `exec: "${command}": executable file not found in $PATH`
+        : `exec: "${command}": ${String((error as Error | undefined)?.message ?? error)}`,
+    exitCode: code === "ENOENT" ? 127 : 126
+  }
 }
 
-export interface RunnerContext {
+export interface RunnerContext extends Job.JobContext {
   readonly settings: Settings
-  readonly faults: Testing.Faults
-  readonly releases: Releases
-  readonly jobsDir: string
-  /** The emulator's control URL (`…/__emulator`), once it listens. */
-  readonly controlUrl: () => string | undefined
   /** A job stopped (it ended, or was cancelled or timed out): its tunnels close. */
   readonly onStopped: (jobId: string) => void
 }
 
 export class JobRunner {
-  readonly jobs = new Map<string, Job>()
+  readonly jobs = new Map<string, Job.Job>()
   seq = 0
   /** Set when the emulator shuts down: no job starts any more. */
   closed = false
@@ -91,101 +89,18 @@ export class JobRunner {
   constructor(readonly ctx: RunnerContext) {}
 
   /** A new job in SCHEDULING, from a valid spec; it starts running after the scheduling delay. */
-  async create(spec: ValidSpec, body: unknown, namespace: string): Promise<Job> {
-    const id = hex(12)
-    const dir = path.join(this.ctx.jobsDir, id)
-    await fs.promises.mkdir(dir, { recursive: true })
-    // Exposed ports share this machine: map each to a free loopback port and rewrite the variables
-    // that carry it (see the module docs of Testing).
-    const ports = new Map<number, number>()
-    const environment = { ...spec.environment }
-    for (const port of spec.expose ?? []) {
-      const carriers = Object.keys(environment).filter((name) => environment[name] === String(port))
-      const local = carriers.length > 0 ? await freePort() : port
-      ports.set(port, local)
-      for (const name of carriers) environment[name] = String(local)
-    }
-    const bin = await this.ctx.releases.pathDir()
-    const python = await interpreterDir()
-    const env: Record<string, string> = {
-      // The real interpreter before any shim: see ./python.ts.
-      PATH: `${bin}:${withoutCloudflared(`${python ?? ""}:${process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin"}`)}`,
-      HOME: dir,
-      // Each container has its own /tmp: what a job writes there goes away with the job.
-      TMPDIR: dir,
-      LANG: "C.UTF-8",
-      HF_EMULATOR_CONTROL: this.ctx.controlUrl() ?? "",
-      HF_EMULATOR_JOB_ID: id,
-      ...environment,
-      ...spec.secrets
-    }
-    let markProcessExited!: () => void
-    const processExited = new Promise<void>((resolve) => {
-      markProcessExited = resolve
-    })
-    const crash = take(this.ctx.faults, "crashBeforeReady")
-    const job: Job = {
-      id,
-      seq: this.seq++,
-      namespace,
-      spec: body,
-      createdAt: new Date(),
-      startedAt: undefined,
-      finishedAt: undefined,
-      stage: "SCHEDULING",
-      message: null,
-      image: spec.image,
-      command: spec.command,
-      arguments: spec.arguments,
-      environment: spec.environment,
-      secrets: spec.secrets,
-      flavor: spec.flavor,
-      labels: spec.labels,
-      timeoutSeconds: spec.timeoutSeconds,
-      expose: spec.expose,
-      ports,
-      env,
-      dir,
-      crash,
-      child: undefined,
-      pid: undefined,
-      processGone: false,
-      processExited,
-      markProcessExited,
-      startLine: undefined,
-      logs: [],
-      flushers: [],
-      cancelRequests: 0,
-      waiters: new Set(),
-      timers: new Set()
-    }
-    this.jobs.set(id, job)
+  async create(spec: ValidSpec, body: unknown, namespace: string): Promise<Job.Job> {
+    const job = await Job.make(this.ctx, spec, body, namespace, () => this.seq++)
+    this.jobs.set(job.id, job)
     const schedulingMs =
       this.ctx.faults.schedulingDelay === undefined
         ? this.ctx.settings.schedulingDelayMs
         : Duration.toMillis(Duration.decode(this.ctx.faults.schedulingDelay))
-    this.timer(job, schedulingMs, () => this.run(job))
+    Job.schedule(job, schedulingMs, () => this.run(job))
     return job
   }
 
-  private timer(job: Job, ms: number, f: () => void) {
-    const handle = setTimeout(() => {
-      job.timers.delete(handle)
-      f()
-    }, ms)
-    job.timers.add(handle)
-  }
-
-  private clearTimers(job: Job) {
-    for (const handle of job.timers) clearTimeout(handle)
-    job.timers.clear()
-  }
-
-  private notify(job: Job) {
-    for (const waiter of [...job.waiters]) waiter()
-  }
-
-  private run(job: Job) {
+  private run(job: Job.Job) {
     if (job.stage !== "SCHEDULING" || this.closed) return
     const startedAt = new Date()
     job.stage = "RUNNING"
@@ -206,38 +121,7 @@ export class JobRunner {
     }
     job.child = child
     job.pid = child.pid
-    let open = 0
-    const closed = new Promise<void>((resolve) => {
-      const attach = (stream: NodeJS.ReadableStream | null) => {
-        if (stream === null) return
-        open += 1
-        const decoder = new StringDecoder("utf8")
-        let buffer = ""
-        const flush = () => {
-          buffer += decoder.end()
-          if (buffer.length > 0) this.appendLog(job, buffer)
-          buffer = ""
-        }
-        job.flushers.push(flush)
-        stream.on("data", (chunk: Buffer) => {
-          buffer += decoder.write(chunk)
-          let newline = buffer.indexOf("\n")
-          while (newline >= 0) {
-            this.appendLog(job, buffer.slice(0, newline).replace(/\r$/, ""))
-            buffer = buffer.slice(newline + 1)
-            newline = buffer.indexOf("\n")
-          }
-        })
-        stream.on("close", () => {
-          flush()
-          open -= 1
-          if (open === 0) resolve()
-        })
-      }
-      attach(child.stdout)
-      attach(child.stderr)
-      if (open === 0) resolve()
-    })
+    const closed = capture(job, child, (line) => this.appendLog(job, line))
     child.once("error", (error) => {
       if (job.pid === undefined) this.spawnFailed(job, error)
     })
@@ -254,54 +138,49 @@ export class JobRunner {
       })
     })
     if (job.timeoutSeconds !== undefined) {
-      this.timer(job, job.timeoutSeconds * 1000, () => this.terminate(job, "CANCELED", "timeout"))
+      Job.schedule(job, job.timeoutSeconds * 1000, () => this.terminate(job, "CANCELED", "timeout"))
     }
-    this.notify(job)
+    Job.notify(job)
   }
 
-  private spawnFailed(job: Job, error: unknown) {
+  private spawnFailed(job: Job.Job, error: unknown) {
     if (job.processGone) return
     job.processGone = true
     job.markProcessExited()
-    const code = (error as NodeJS.ErrnoException | undefined)?.code
-    this.appendLog(
-      job,
-      code === "ENOENT"
-        ? `exec: "${job.command[0]}": executable file not found in $PATH`
-        : `exec: "${job.command[0]}": ${String((error as Error | undefined)?.message ?? error)}`
-    )
-    this.finish(job, code === "ENOENT" ? 127 : 126)
+    const failure = spawnFailure(job.command[0], error)
+    this.appendLog(job, failure.line)
+    this.finish(job, failure.exitCode)
   }
 
-  private appendLog(job: Job, line: string) {
+  private appendLog(job: Job.Job, line: string) {
     job.logs.push({ data: line, timestamp: new Date().toISOString() })
     if (job.crash) {
       job.crash = false
       this.killTree(job, "SIGKILL")
     }
-    this.notify(job)
+    Job.notify(job)
   }
 
-  private finish(job: Job, exitCode: number) {
-    this.clearTimers(job)
-    if (!TERMINAL.has(job.stage)) {
+  private finish(job: Job.Job, exitCode: number) {
+    Job.clearTimers(job)
+    if (!Job.TERMINAL.has(job.stage)) {
       job.stage = exitCode === 0 ? "COMPLETED" : "ERROR"
       job.message = exitCode === 0 ? null : `Job failed with exit code: ${exitCode}`
     }
     job.finishedAt ??= new Date()
     this.ctx.onStopped(job.id)
-    this.notify(job)
+    Job.notify(job)
   }
 
   /** Cancel or timeout: the stage changes at once, the processes get SIGTERM, then SIGKILL. */
-  private terminate(job: Job, stage: string, message: string | null) {
-    if (TERMINAL.has(job.stage)) return
-    this.clearTimers(job)
+  private terminate(job: Job.Job, stage: string, message: string | null) {
+    if (Job.TERMINAL.has(job.stage)) return
+    Job.clearTimers(job)
     job.stage = stage
     job.message = message
     job.finishedAt = new Date()
     this.ctx.onStopped(job.id)
-    this.notify(job)
+    Job.notify(job)
     if (job.child !== undefined && !job.processGone) {
       this.killTree(job, "SIGTERM")
       const handle = setTimeout(() => this.killTree(job, "SIGKILL"), CANCEL_GRACE_MS)
@@ -309,14 +188,9 @@ export class JobRunner {
     }
   }
 
-  /** Signals everything in the job's "container": its process group, descendants and escaped members. */
-  killTree(job: Job, sig: NodeJS.Signals) {
-    const pid = job.pid
-    if (pid === undefined) return
-    const family = job.processGone ? [] : Effect.runSync(ProcessTree.descendants(pid))
-    ProcessTree.signal(-pid, sig)
-    if (!job.processGone) ProcessTree.signal(pid, sig)
-    for (const member of [...family, ...this.members(job.id)]) ProcessTree.signal(member, sig)
+  /** Signals everything in the job's "container" (see {@link signalContainer}). */
+  killTree(job: Job.Job, sig: NodeJS.Signals) {
+    signalContainer(job, sig, this.ctx.controlUrl())
   }
 
   /** The processes of the container of `jobId`, or of every job of this emulator (see {@link containerMembers}). */
@@ -326,26 +200,9 @@ export class JobRunner {
   }
 
   /** Cancel: 200 whatever the stage; a job still going stops. */
-  cancel(job: Job) {
+  cancel(job: Job.Job) {
     job.cancelRequests += 1
     this.terminate(job, "CANCELED", null)
-  }
-
-  record(job: Job): Testing.JobRecord {
-    return {
-      id: job.id,
-      namespace: job.namespace,
-      spec: job.spec,
-      stage: job.stage,
-      message: job.message,
-      pid: job.pid,
-      cancelRequests: job.cancelRequests,
-      logs: job.logs.map((entry) => entry.data),
-      environment: { ...job.env },
-      secrets: { ...job.secrets },
-      workdir: job.dir,
-      ports: Object.fromEntries([...job.ports].map(([p, l]) => [String(p), l]))
-    }
   }
 
   killJob(id: string) {
@@ -371,7 +228,7 @@ export class JobRunner {
   async stop() {
     this.closed = true
     const jobs = [...this.jobs.values()]
-    for (const job of jobs) this.clearTimers(job)
+    for (const job of jobs) Job.clearTimers(job)
     const live = jobs.filter((job) => job.child !== undefined && !job.processGone)
     const strays = () => this.members()
     for (const job of live) this.killTree(job, "SIGTERM")

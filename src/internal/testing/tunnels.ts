@@ -10,7 +10,7 @@ import * as ProcessTree from "../processTree.js"
 import type { TunnelDns } from "./dns.js"
 import { take } from "./faults.js"
 import { readBody, sendError, sendJson, sendText } from "./http.js"
-import type { Job } from "./jobRunner.js"
+import type { Job } from "./job.js"
 import { hex, isPlainObject } from "./util.js"
 
 // biome-ignore format: a word list
