@@ -4,12 +4,10 @@ import { hex } from "./util.js"
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024
 
-export const sendJson = (
-  res: http.ServerResponse,
-  status: number,
-  body: unknown,
-  headers: http.OutgoingHttpHeaders = {}
-) => {
+/** Answers `res` with `status` and `body`, unless it is answered or gone already. */
+type Send<A> = (res: http.ServerResponse, status: number, body: A, headers?: http.OutgoingHttpHeaders) => void
+
+export const sendJson: Send<unknown> = (res, status, body, headers = {}) => {
   if (res.headersSent || res.destroyed) return
   const text = JSON.stringify(body)
   res.writeHead(status, {
@@ -21,19 +19,10 @@ export const sendJson = (
   res.end(text)
 }
 
-export const sendError = (
-  res: http.ServerResponse,
-  status: number,
-  error: string,
-  headers: http.OutgoingHttpHeaders = {}
-) => sendJson(res, status, { error }, headers)
+/** The Hub's error body, `{"error": "…"}`. */
+export const sendError: Send<string> = (res, status, error, headers = {}) => sendJson(res, status, { error }, headers)
 
-export const sendText = (
-  res: http.ServerResponse,
-  status: number,
-  text: string,
-  headers: http.OutgoingHttpHeaders = {}
-) => {
+export const sendText: Send<string> = (res, status, text, headers = {}) => {
   if (res.headersSent || res.destroyed) return
   res.writeHead(status, {
     "content-type": "text/plain; charset=UTF-8",

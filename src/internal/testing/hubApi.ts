@@ -146,9 +146,7 @@ export class HubApi {
     const job = this.ctx.runner.jobs.get(segments[3]!)
     if (job === undefined || job.namespace !== namespace) return sendError(res, 404, "Job not found")
     if (route === "inspect") return sendJson(res, 200, this.info(job))
-    if (route === "logs") {
-      return streamLogs(this.logStreams, res, url, job)
-    }
+    if (route === "logs") return streamLogs(this.logStreams, res, url, job)
     // cancel: 200 with an empty body, whatever the stage (what makes @huggingface/hub's cancelJob throw).
     this.ctx.runner.cancel(job)
     res.writeHead(200, { "content-length": 0 })
