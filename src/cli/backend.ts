@@ -84,22 +84,6 @@ const hfBackend = (jobs: HfJobs.Service): Service => ({
   logs: (id, options) => jobs.logs(id, options)
 })
 
-/**
- * For tests against the Hub emulator (`hf-sandbox/testing`): requests to Jobs-proxy and quick-tunnel
- * hosts go to this loopback URL instead. Anything but a loopback `http://` URL is refused.
- */
-const EMULATOR_ROUTE = "HF_SANDBOX_EMULATOR_URL"
-
-const emulatorRoute = (env: Env): string | undefined => {
-  const raw = env[EMULATOR_ROUTE]
-  if (raw === undefined || raw === "") return undefined
-  const url = new URL(raw)
-  if (url.protocol !== "http:" || !["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
-    throw new Error(`${EMULATOR_ROUTE} must be a loopback http:// URL`)
-  }
-  return url.origin
-}
-
 const httpLayer = (route: string | undefined) =>
   route === undefined
     ? NodeHttpClient.layerUndici
@@ -114,7 +98,7 @@ type Env = Readonly<Record<string, string | undefined>>
  * is the invocation's environment (the state directory and the emulator route are read from it).
  */
 export const layer = (local: boolean, env: Env = process.env) => {
-  const route = emulatorRoute(env)
+  const route = EmulatorRouter.fromEnv(env)
   const stateDir = LocalState.defaultDirectory(env)
   const provider = local
     ? Layer.merge(LocalSandbox.layer({ stateDir }), Layer.succeed(Backend, localBackend(stateDir)))

@@ -54,6 +54,23 @@ const route = (
 }
 
 /**
+ * The CLI's test hook: for tests against the Hub emulator (`hf-sandbox/testing`), requests to Jobs-proxy
+ * and quick-tunnel hosts go to this loopback URL instead. Anything but a loopback `http://` URL is refused.
+ */
+const EMULATOR_ROUTE = "HF_SANDBOX_EMULATOR_URL"
+
+/** The emulator's origin the CLI's test hook names in `env`, or undefined when it names none. */
+export const fromEnv = (env: Readonly<Record<string, string | undefined>>): string | undefined => {
+  const raw = env[EMULATOR_ROUTE]
+  if (raw === undefined || raw === "") return undefined
+  const url = new URL(raw)
+  if (url.protocol !== "http:" || !["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
+    throw new Error(`${EMULATOR_ROUTE} must be a loopback http:// URL`)
+  }
+  return url.origin
+}
+
+/**
  * A client whose requests for emulated hosts go to the emulator at `origin`: the CLI's hook, which runs
  * in a process of its own and so has no view of the emulated DNS (an unknown tunnel host reaches the edge,
  * which drops the connection).
