@@ -1,11 +1,14 @@
 /**
  * The Hub emulator: plain Node (node:http, node:child_process) inside, an Effect API outside. It is a
  * composition of rooms that share one loopback HTTP server:
- * - ./hubApi.ts: the Hub API (whoami, Jobs routes, validation in ./jobSpec.ts, rate limit, pagination);
- * - ./jobRunner.ts: each job's processes, stages, timeouts and log (its container in ./container.ts);
- * - ./edge.ts: the Jobs proxy and the quick-tunnel edge, which forward to a job's server, with the tunnels
- *   the stand-in cloudflared (./cloudflared.ts) registers in ./tunnels.ts;
- * - ./faults.ts: the fault knobs; ./router.ts: how clients reach the proxy and the edge.
+ * - ./hubApi.ts, the Hub API: its routes, authentication and namespaces, with the accounts
+ *   (./accounts.ts), the create validation (./jobSpec.ts), the list pages (./listing.ts), the SSE log
+ *   stream (./logStream.ts) and the rate limit (./rateLimit.ts);
+ * - ./jobRunner.ts, the job runner: each job's processes, stages, timeouts and log capture, over a job's
+ *   state and views (./job.ts) and its container (./container.ts: PATH, mapped ports, members);
+ * - ./edge.ts, the edge: the Jobs proxy and the quick-tunnel edge, which forward to a job's server, with the
+ *   tunnels the stand-in cloudflared (./cloudflared.ts) registers (./tunnels.ts);
+ * - ./faults.ts, the fault knobs; ./router.ts, how clients reach the proxy and the edge.
  * See src/Testing.ts for what it emulates.
  */
 import * as fs from "node:fs"
