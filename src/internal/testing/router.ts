@@ -13,7 +13,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type * as PublicDns from "../publicDns.js"
+import type * as PublicDns from "../hfJobs/publicDns.js"
 
 /** The emulated network's address of the quick-tunnel edge: the emulator itself, on loopback. */
 export const EDGE_ADDRESS = "127.0.0.1"
