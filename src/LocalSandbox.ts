@@ -50,7 +50,10 @@ import * as Schedules from "./Schedules.js"
 export interface Options {
   /** The Python interpreter to run the server with. Default `"python3"` (found on `PATH`). */
   readonly python?: string | undefined
-  /** Path of the server script. Default: the `rpc-server/server.py` shipped with this package. */
+  /**
+   * Path of the server: a package directory (with `__main__.py`) or a single script, run as `python3 -S <path>`.
+   * Default: the `rpc-server/sbx_server` package shipped with this package.
+   */
   readonly serverScript?: string | undefined
   /** Where sandbox working directories are created. Default: the OS temp directory. */
   readonly tempDir?: string | undefined
@@ -108,7 +111,7 @@ const decodeExited = Schema.decodeUnknownOption(
 /** How long a transport failure waits for the news of the server's exit before it is reported as is. */
 const EXIT_NEWS_GRACE = Duration.seconds(1)
 
-/** The supervisor's line in a detached sandbox's log when its server has ended (see server.py `supervise`). */
+/** The supervisor's line in a detached sandbox's log when its server has ended (see the server's `supervise`). */
 const SUPERVISOR_SAW = /supervisor: the server (?:was killed by signal (\d+)|exited with status (\d+))/g
 
 /**

@@ -10,8 +10,8 @@ import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
 import * as Wire from "../client.js"
-import * as Cloudflared from "../cloudflared.js"
 import * as Defaults from "../defaults.js"
+import * as Cloudflared from "../hfJobs/cloudflared.js"
 import * as Validate from "../validate.js"
 
 /** `Duration.infinity` asks for no idle timeout, which providers receive as zero (their "never"). */
