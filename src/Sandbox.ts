@@ -16,14 +16,14 @@
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { Files } from "./Files.js"
-import { open } from "./internal/sandbox/open.js"
-import { type HubError, type OperationError, StartError } from "./SandboxError.js"
+import { attachTo, open } from "./internal/sandbox/open.js"
+import type { HubError, OperationError, StartError } from "./SandboxError.js"
 import type * as SandboxProvider from "./SandboxProvider.js"
 import type * as Schedules from "./Schedules.js"
 
@@ -434,21 +434,7 @@ export const connect = (
   id: string,
   options: Pick<MakeOptions, "startTimeout" | "timeouts" | "schedules" | "cwd" | "namespace" | "transport"> = {}
 ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
-  open(
-    "connect",
-    options,
-    (provider, spec) =>
-      provider.connect === undefined
-        ? Effect.fail(
-            new StartError({
-              provider: provider.name,
-              reason: "NotReady",
-              detail: `the ${provider.name} provider cannot attach to an existing sandbox`
-            })
-          )
-        : provider.connect(id, spec),
-    { "sandbox.id": id }
-  )
+  open("connect", options, attachTo(id), { "sandbox.id": id })
 
 /**
  * Provides one sandbox as the {@link Sandbox} service for as long as the layer lives: an application,

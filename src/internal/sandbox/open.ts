@@ -29,6 +29,20 @@ export type Acquire = (
   spec: SandboxProvider.Spec
 ) => Effect.Effect<SandboxProvider.Endpoint, StartError, Scope.Scope>
 
+/** `connect`'s way to an endpoint: the provider attaches to the sandbox `id`, when it can. */
+export const attachTo =
+  (id: string): Acquire =>
+  (provider, spec) =>
+    provider.connect === undefined
+      ? Effect.fail(
+          new StartError({
+            provider: provider.name,
+            reason: "NotReady",
+            detail: `the ${provider.name} provider cannot attach to an existing sandbox`
+          })
+        )
+      : provider.connect(id, spec)
+
 /** Opens a sandbox from the endpoint `acquire` gives, waits until it answers, and builds its API. */
 export const open = (
   operation: "make" | "connect",
