@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Stream from "effect/Stream"
 import type * as HfJobs from "../HfJobs.js"
-import * as LocalState from "../internal/localState.js"
+import * as StateHome from "../internal/stateHome.js"
 import * as LocalSandbox from "../LocalSandbox.js"
 import type { SandboxError } from "../SandboxError.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
@@ -126,7 +126,7 @@ type Env = Readonly<Record<string, string | undefined>>
  */
 export const layer = (local: boolean, env: Env = process.env) => {
   const route = emulatorRoute(env)
-  const stateDir = LocalState.defaultDirectory(env)
+  const stateDir = StateHome.localDirectory(env)
   const provider = local
     ? Layer.merge(LocalSandbox.layer({ stateDir }), Layer.succeed(Backend, localBackend(stateDir)))
     : // Loaded only for HF Jobs (with the Hub client under it): `--local` commands, `exec -i` among them,
@@ -141,7 +141,7 @@ export const layer = (local: boolean, env: Env = process.env) => {
                 // public resolver is ever asked; whoami-v2 is strictly rate-limited, so it is asked once per token.
                 HfJobs.layerConfig({
                   ...(route === undefined ? {} : { publicDns: Config.succeed(false as const) }),
-                  namespaceCache: Config.succeed(LocalState.namespaceCacheDirectory(env))
+                  namespaceCache: Config.succeed(StateHome.namespaceCacheDirectory(env))
                 })
               )
             )
