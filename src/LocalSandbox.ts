@@ -46,7 +46,8 @@ export interface Options {
 }
 
 /**
- * Builds the provider from the platform services it needs.
+ * Builds the provider from the platform services it needs. The state directory, when `stateDir` is not
+ * given, is read through `Config` once, here (see {@link stateDirectory}).
  *
  * @since 0.1.0
  * @category constructors
@@ -98,8 +99,8 @@ export interface DetachedInfo {
  * @since 0.1.0
  * @category operations
  */
-export const list = (options: Pick<Options, "stateDir" | "tempDir"> = {}): Effect.Effect<ReadonlyArray<DetachedInfo>> =>
-  operations.list(options)
+export const list: (options?: Pick<Options, "stateDir" | "tempDir">) => Effect.Effect<ReadonlyArray<DetachedInfo>> =
+  operations.list
 
 /**
  * Stops a detached local sandbox by id: SIGTERM to its server (which stops everything it started), then,
@@ -110,10 +111,10 @@ export const list = (options: Pick<Options, "stateDir" | "tempDir"> = {}): Effec
  * @since 0.1.0
  * @category operations
  */
-export const kill = (
+export const kill: (
   id: string,
-  options: Pick<Options, "stateDir" | "stopTimeout"> = {}
-): Effect.Effect<void, StartError> => operations.kill(id, options)
+  options?: Pick<Options, "stateDir" | "stopTimeout">
+) => Effect.Effect<void, StartError> = operations.kill
 
 /**
  * A detached local sandbox's log by id (its server's diagnostics): the lines so far (the last `tail`),
@@ -122,10 +123,10 @@ export const kill = (
  * @since 0.1.0
  * @category operations
  */
-export const logs = (
+export const logs: (
   id: string,
-  options: SandboxProvider.LogOptions & Pick<Options, "stateDir"> = {}
-): Stream.Stream<string, StartError> => operations.logs(id, options)
+  options?: SandboxProvider.LogOptions & Pick<Options, "stateDir">
+) => Stream.Stream<string, StartError> = operations.logs
 
 /**
  * Provides the local provider. Needs `CommandExecutor` and `FileSystem`, e.g. from
@@ -144,7 +145,6 @@ export const layer: (
  * `Config`), like `HfJobs.layerConfig`. The state directory, when not given, is read through `Config` in
  * any case: `HF_SANDBOX_STATE_DIR`, else `XDG_STATE_HOME` (see {@link stateDirectory}).
  *
- * @example
  * ```ts
  * import * as Config from "effect/Config"
  * import * as LocalSandbox from "hf-sandbox/LocalSandbox"

@@ -23,7 +23,7 @@ import { startError, unknownSandbox } from "./errors.js"
 import { detachedExitReason, exitText, signalOf } from "./exit.js"
 import { logLines, tailOf } from "./logs.js"
 import * as Owner from "./owner.js"
-import { cannotRun, decodeListening, serverArgs, serverEnv, serverPath, WHOLE_FILE } from "./server.js"
+import { announcedWithin, cannotRun, decodeListening, serverArgs, serverEnv, serverPath, WHOLE_FILE } from "./server.js"
 import * as LocalState from "./state.js"
 import { stop, stopServer } from "./stop.js"
 import * as Workdir from "./workdir.js"
@@ -104,17 +104,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
       )
     )
 
-    const announce = yield* awaitAnnouncement(ctx, child, died).pipe(
-      Effect.timeoutFail({
-        duration: spec.startTimeout,
-        onTimeout: () =>
-          startError(
-            "Timeout",
-            `the server did not announce its port within ${Duration.format(spec.startTimeout)}`,
-            tailOf(log)
-          )
-      })
-    )
+    const announce = yield* awaitAnnouncement(ctx, child, died).pipe(announcedWithin(spec, () => tailOf(log)))
     // Nothing more comes on stdout; from here on this process holds nothing of the server's.
     child.stdout?.destroy()
     child.unref()

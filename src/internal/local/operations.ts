@@ -16,7 +16,7 @@ import * as LocalState from "./state.js"
 import { stop } from "./stop.js"
 
 export const list = (
-  options: Pick<LocalSandbox.Options, "stateDir" | "tempDir">
+  options: Pick<LocalSandbox.Options, "stateDir" | "tempDir"> = {}
 ): Effect.Effect<ReadonlyArray<LocalSandbox.DetachedInfo>> =>
   Effect.zipRight(
     OwnedDirs.sweep(options.tempDir ?? NodeOs.tmpdir()),
@@ -39,7 +39,7 @@ export const list = (
 
 export const kill = (
   id: string,
-  options: Pick<LocalSandbox.Options, "stateDir" | "stopTimeout">
+  options: Pick<LocalSandbox.Options, "stateDir" | "stopTimeout"> = {}
 ): Effect.Effect<void, StartError> =>
   Effect.flatMap(resolveStateDir(options), (dir) => {
     const state = LocalState.read(dir, id)
@@ -50,7 +50,7 @@ export const kill = (
 
 export const logs = (
   id: string,
-  options: SandboxProvider.LogOptions & Pick<LocalSandbox.Options, "stateDir">
+  options: SandboxProvider.LogOptions & Pick<LocalSandbox.Options, "stateDir"> = {}
 ): Stream.Stream<string, StartError> =>
   Stream.unwrap(
     Effect.map(resolveStateDir(options), (dir) => {

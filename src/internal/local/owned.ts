@@ -10,7 +10,6 @@ import * as Command from "@effect/platform/Command"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -25,7 +24,7 @@ import { startError } from "./errors.js"
 import { decodeExited, EXIT_NEWS_GRACE, exitText, signalOf } from "./exit.js"
 import { captureStderr, makeTail, type Tail } from "./logs.js"
 import * as OwnedDirs from "./ownedDirs.js"
-import { cannotRun, decodeListening, serverArgs, serverEnv, serverPath, WHOLE_FILE } from "./server.js"
+import { announcedWithin, cannotRun, decodeListening, serverArgs, serverEnv, serverPath, WHOLE_FILE } from "./server.js"
 import { stopChild } from "./stop.js"
 import * as Workdir from "./workdir.js"
 
@@ -53,17 +52,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
     const workdir = yield* makeWorkdir(ctx)
     const started = yield* startServer(ctx, spec, workdir)
     const watched = yield* watch(started)
-    const announce = yield* Deferred.await(watched.listening).pipe(
-      Effect.timeoutFail({
-        duration: spec.startTimeout,
-        onTimeout: () =>
-          startError(
-            "Timeout",
-            `the server did not announce its port within ${Duration.format(spec.startTimeout)}`,
-            watched.tail.get()
-          )
-      })
-    )
+    const announce = yield* Deferred.await(watched.listening).pipe(announcedWithin(spec, watched.tail.get))
     return endpoint(started, watched, announce)
   })
 

@@ -3,10 +3,13 @@
  * line it announces its port with, and the error when it cannot be started at all.
  */
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Protocol from "../../Protocol.js"
+import type { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
+import { startError } from "./errors.js"
 
 /** Host variables a command needs to behave normally; everything else (tokens, keys) stays out. */
 const INHERITED_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"]
@@ -59,3 +62,17 @@ export const cannotRun = (python: string, message: string) =>
   /ENOENT/.test(message)
     ? `cannot run "${python}": not found. Install Python 3.8+ or pass { python: "/path/to/python3" } to LocalSandbox.layer`
     : `cannot run "${python}": ${message}`
+
+/** The server's announcement awaited for at most `startTimeout`; a timeout's error carries its last words. */
+export const announcedWithin =
+  (spec: SandboxProvider.Spec, lastWords: () => string) =>
+  <R>(announcement: Effect.Effect<Protocol.ListeningLine, StartError, R>) =>
+    Effect.timeoutFail(announcement, {
+      duration: spec.startTimeout,
+      onTimeout: () =>
+        startError(
+          "Timeout",
+          `the server did not announce its port within ${Duration.format(spec.startTimeout)}`,
+          lastWords()
+        )
+    })
