@@ -12,10 +12,12 @@ import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as StateHome from "../src/internal/stateHome.js"
+import { eventually, localLayer } from "./support/local.js"
 
 let root: string
 
@@ -93,5 +95,22 @@ describe("LocalSandbox.layerConfig", () => {
       yield* LocalSandbox.kill(second, { stateDir: fromConfig, stopTimeout: "1 second" })
       assert.deepStrictEqual(yield* LocalSandbox.list({ stateDir: fromConfig }), [])
     })
+  )
+})
+
+describe("the interpreter lookup", () => {
+  it.live("a start interrupted while the interpreter is looked up leaves the next start unharmed", () =>
+    Effect.gen(function* () {
+      // An interpreter whose lookup takes a moment and says when it has begun; the server itself runs
+      // on the interpreter the lookup finds.
+      const asked = path.join(root, "lookup-asked")
+      const python = path.join(root, "slow-python")
+      fs.writeFileSync(python, `#!/bin/sh\ntouch '${asked}'\nsleep 1\nexec python3 "$@"\n`, { mode: 0o755 })
+      const first = yield* Effect.fork(Sandbox.make().pipe(Effect.scoped))
+      yield* eventually(Effect.sync(() => fs.existsSync(asked)).pipe(Effect.filterOrFail((found) => found)))
+      yield* Fiber.interrupt(first)
+      const sb = yield* Sandbox.make()
+      assert.strictEqual((yield* sb.exec(["echo", "ok"])).stdout, "ok\n")
+    }).pipe(Effect.scoped, Effect.provide(localLayer({ python: path.join(root, "slow-python") })))
   )
 })

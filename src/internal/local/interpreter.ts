@@ -22,11 +22,21 @@ const lookup = (executor: CommandExecutor.CommandExecutor, python: string, path:
     )
 
 /**
- * The lookup of `python` per PATH, each done once. A lookup runs to its end even when the start that
- * asked for it is interrupted, so that every later start finds its answer.
+ * The lookup of `python` per PATH, each done once (concurrent starts share it). It runs in a fiber of its
+ * own that no start owns: a start that is interrupted stops waiting for it, and the lookup goes on (to
+ * its answer or its timeout) for the next start. Run in the start's fiber, or in a fiber of
+ * `cachedFunction`'s that is the start's child, it would be interrupted with the first start to ask,
+ * and the interruption kept for good would end every later start. Making the fiber cannot be
+ * interrupted, so the cache never holds an interruption.
  */
 export const make = (
   executor: CommandExecutor.CommandExecutor,
   python: string
 ): Effect.Effect<(path: string | undefined) => Effect.Effect<string>> =>
-  Effect.cachedFunction((path: string | undefined) => Effect.uninterruptible(lookup(executor, python, path)))
+  Effect.map(
+    Effect.cachedFunction((path: string | undefined) =>
+      // Interruptible inside: its timeout must be able to end a lookup that hangs.
+      Effect.forkDaemon(Effect.interruptible(lookup(executor, python, path)))
+    ),
+    (lookups) => (path) => Effect.flatMap(Effect.uninterruptible(lookups(path)), (fiber) => Effect.flatten(fiber.await))
+  )
