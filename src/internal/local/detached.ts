@@ -4,7 +4,6 @@
  * if nobody does. What is needed to reach it again is kept in its state file (internal/local/state).
  */
 import * as ChildProcess from "node:child_process"
-import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -23,7 +22,16 @@ import { startError, unknownSandbox } from "./errors.js"
 import { detachedExitReason, exitText, signalOf } from "./exit.js"
 import { logLines, tailOf } from "./logs.js"
 import * as Owner from "./owner.js"
-import { announcedWithin, cannotRun, decodeListening, serverArgs, serverEnv, serverPath, WHOLE_FILE } from "./server.js"
+import {
+  announcedWithin,
+  cannotRun,
+  decodeListening,
+  newToken,
+  serverArgs,
+  serverEnv,
+  serverPath,
+  WHOLE_FILE
+} from "./server.js"
 import * as LocalState from "./state.js"
 import { stop, stopServer } from "./stop.js"
 import * as Workdir from "./workdir.js"
@@ -68,7 +76,7 @@ interface Launch {
 
 export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
   Effect.gen(function* () {
-    const id = `local-${randomBytes(6).toString("hex")}`
+    const id = LocalState.newId()
     yield* Effect.try({
       try: () => LocalState.ensureDirectory(ctx.stateDir),
       catch: (e) => startError("SpawnFailed", `cannot create the state directory ${ctx.stateDir}: ${String(e)}`)
@@ -86,7 +94,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
           )
     )
 
-    const token = randomBytes(32).toString("hex")
+    const token = newToken()
     const launch: Launch = { python: yield* ctx.interpreter(serverPath(spec)), workdir, log, token }
     const child = yield* spawn(ctx, spec, launch)
     if (child.pid !== undefined) server = Owner.of(child.pid)

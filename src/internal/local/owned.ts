@@ -4,7 +4,6 @@
  * every process it started and removes the working directory; the server's stdin watch and supervisor
  * do the same when this process dies; a sweep removes what a crash of both left (internal/local/ownedDirs).
  */
-import { randomBytes } from "node:crypto"
 import * as NodeOs from "node:os"
 import * as Command from "@effect/platform/Command"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
@@ -24,7 +23,17 @@ import { startError } from "./errors.js"
 import { decodeExited, EXIT_NEWS_GRACE, exitText, signalOf } from "./exit.js"
 import { captureStderr, makeTail, type Tail } from "./logs.js"
 import * as OwnedDirs from "./ownedDirs.js"
-import { announcedWithin, cannotRun, decodeListening, serverArgs, serverEnv, serverPath, WHOLE_FILE } from "./server.js"
+import {
+  announcedWithin,
+  cannotRun,
+  decodeListening,
+  newToken,
+  serverArgs,
+  serverEnv,
+  serverPath,
+  WHOLE_FILE
+} from "./server.js"
+import { newId } from "./state.js"
 import { stopChild } from "./stop.js"
 import * as Workdir from "./workdir.js"
 
@@ -84,7 +93,7 @@ const startServer = (
   workdir: string
 ): Effect.Effect<Started, StartError, Scope.Scope> =>
   Effect.gen(function* () {
-    const token = randomBytes(32).toString("hex")
+    const token = newToken()
     const args = [
       ...serverArgs(ctx.script, spec),
       // The server watches its stdin: when this process dies, even by SIGKILL, the pipe closes and
@@ -164,7 +173,7 @@ const watch = ({ proc }: Started): Effect.Effect<Watched, never, Scope.Scope> =>
   })
 
 const endpoint = (started: Started, watched: Watched, announce: Protocol.ListeningLine): SandboxProvider.Endpoint => ({
-  id: `local-${randomBytes(6).toString("hex")}`,
+  id: newId(),
   provider: "local",
   baseUrl: `http://127.0.0.1:${announce.port}`,
   token: Redacted.make(started.token),

@@ -2,6 +2,7 @@
  * How a local sandbox's server is started, owned or detached alike: its arguments, its environment, the
  * line it announces its port with, and the error when it cannot be started at all.
  */
+import { randomBytes } from "node:crypto"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
@@ -13,6 +14,9 @@ import { startError } from "./errors.js"
 
 /** Host variables a command needs to behave normally; everything else (tokens, keys) stays out. */
 const INHERITED_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"]
+
+/** A sandbox token: 32 random bytes (256 bits) as 64 hex characters, new for every sandbox. */
+export const newToken = (): string => randomBytes(32).toString("hex")
 
 /** Reads into memory go in one request: on loopback there is no round trip for parallel ranges to hide. */
 export const WHOLE_FILE = Number.MAX_SAFE_INTEGER

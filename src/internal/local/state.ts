@@ -7,6 +7,7 @@
  * stderr goes to `<stateDir>/<id>.log`. A state file whose server is gone is stale: whoever finds it
  * removes it, with the log and the working directory.
  */
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
@@ -32,6 +33,9 @@ export interface State extends Owner.Owner {
 
 /** Ids of detached local sandboxes; checked before an id becomes part of a file path. */
 export const ID_PATTERN = /^local-[0-9a-f]{6,32}$/
+
+/** A new local sandbox id (owned sandboxes have one too, though no file is named after it). */
+export const newId = (): string => `local-${randomBytes(6).toString("hex")}`
 
 export const statePath = (dir: string, id: string) => path.join(dir, `${id}.json`)
 export const logPath = (dir: string, id: string) => path.join(dir, `${id}.log`)
