@@ -78,7 +78,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import { PinnedConnect } from "./internal/publicDns.js"
+import { PinnedConnect } from "./internal/hfJobs/publicDns.js"
 import * as internal from "./internal/testing/emulator.js"
 
 /**

@@ -27,7 +27,7 @@ export const localDirectory = (env: Env): string => {
 }
 
 /**
- * Where the CLI keeps the namespace of each token (see internal/namespaceCache): next to the local
+ * Where the CLI keeps the namespace of each token (see internal/hfJobs/namespaceCache): next to the local
  * sandboxes' state, `<HF_SANDBOX_STATE_DIR>/namespaces`, else `$XDG_STATE_HOME/hf-sandbox/namespaces`,
  * else `~/.local/state/hf-sandbox/namespaces`.
  */
