@@ -22,16 +22,7 @@ import { startError, unknownSandbox } from "./errors.js"
 import { detachedExitReason, exitText, signalOf } from "./exit.js"
 import { logLines, tailOf } from "./logs.js"
 import * as Owner from "./owner.js"
-import {
-  announcedWithin,
-  cannotRun,
-  decodeListening,
-  newToken,
-  serverArgs,
-  serverEnv,
-  serverPath,
-  WHOLE_FILE
-} from "./server.js"
+import * as Server from "./server.js"
 import * as LocalState from "./state.js"
 import { stop, stopServer } from "./stop.js"
 import * as Workdir from "./workdir.js"
@@ -53,7 +44,7 @@ const endpoint = (
   logs: (logOptions) => logLines(LocalState.logPath(ctx.stateDir, state.id), logOptions, () => Owner.isRunning(state)),
   exitReason: detachedExitReason(LocalState.logPath(ctx.stateDir, state.id)),
   kill: stop(ctx.stateDir, state, ctx.stopTimeout),
-  readRangeSize: WHOLE_FILE,
+  readRangeSize: Server.WHOLE_FILE,
   directReads: true,
   details: {
     pid: state.pid,
@@ -94,8 +85,8 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
           )
     )
 
-    const token = newToken()
-    const launch: Launch = { python: yield* ctx.interpreter(serverPath(spec)), workdir, log, token }
+    const token = Server.newToken()
+    const launch: Launch = { python: yield* ctx.interpreter(Server.serverPath(spec)), workdir, log, token }
     const child = yield* spawn(ctx, spec, launch)
     if (child.pid !== undefined) server = Owner.of(child.pid)
     const died = yield* Deferred.make<never, StartError>()
@@ -112,7 +103,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
       )
     )
 
-    const announce = yield* awaitAnnouncement(ctx, child, died).pipe(announcedWithin(spec, () => tailOf(log)))
+    const announce = yield* awaitAnnouncement(ctx, child, died).pipe(Server.announcedWithin(spec, () => tailOf(log)))
     // Nothing more comes on stdout; from here on this process holds nothing of the server's.
     child.stdout?.destroy()
     child.unref()
@@ -141,7 +132,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
 const spawn = (ctx: LocalContext, spec: SandboxProvider.Spec, launch: Launch) => {
   // As for an owned sandbox, a supervisor kills what the server leaves and removes the workdir.
   const args = [
-    ...serverArgs(ctx.script, spec),
+    ...Server.serverArgs(ctx.script, spec),
     "--supervise",
     "--remove-on-exit",
     launch.workdir,
@@ -155,7 +146,7 @@ const spawn = (ctx: LocalContext, spec: SandboxProvider.Spec, launch: Launch) =>
       try {
         return ChildProcess.spawn(launch.python, args, {
           cwd: launch.workdir,
-          env: serverEnv(spec, launch.workdir, launch.token),
+          env: Server.serverEnv(spec, launch.workdir, launch.token),
           detached: true,
           stdio: ["ignore", "pipe", fd]
         })
@@ -163,7 +154,7 @@ const spawn = (ctx: LocalContext, spec: SandboxProvider.Spec, launch: Launch) =>
         NodeFs.closeSync(fd)
       }
     },
-    catch: (e) => startError("SpawnFailed", cannotRun(ctx.python, String(e)), undefined, e)
+    catch: (e) => startError("SpawnFailed", Server.cannotRun(ctx.python, String(e)), undefined, e)
   })
 }
 
@@ -178,7 +169,7 @@ const awaitAnnouncement = (
     const onData = (chunk: Buffer) => {
       buffer += chunk.toString("utf8")
       for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
-        const found = decodeListening(buffer.slice(0, nl))
+        const found = Server.decodeListening(buffer.slice(0, nl))
         buffer = buffer.slice(nl + 1)
         if (Option.isSome(found)) {
           cleanup()
@@ -188,7 +179,7 @@ const awaitAnnouncement = (
     }
     const onError = (e: Error) => {
       cleanup()
-      resume(Effect.fail(startError("SpawnFailed", cannotRun(ctx.python, e.message), undefined, e)))
+      resume(Effect.fail(startError("SpawnFailed", Server.cannotRun(ctx.python, e.message), undefined, e)))
     }
     const onExit = () => {
       cleanup()

@@ -23,16 +23,7 @@ import { startError } from "./errors.js"
 import { decodeExited, EXIT_NEWS_GRACE, exitText, signalOf } from "./exit.js"
 import { captureStderr, makeTail, type Tail } from "./logs.js"
 import * as OwnedDirs from "./ownedDirs.js"
-import {
-  announcedWithin,
-  cannotRun,
-  decodeListening,
-  newToken,
-  serverArgs,
-  serverEnv,
-  serverPath,
-  WHOLE_FILE
-} from "./server.js"
+import * as Server from "./server.js"
 import { newId } from "./state.js"
 import { stopChild } from "./stop.js"
 import * as Workdir from "./workdir.js"
@@ -61,7 +52,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
     const workdir = yield* makeWorkdir(ctx)
     const started = yield* startServer(ctx, spec, workdir)
     const watched = yield* watch(started)
-    const announce = yield* Deferred.await(watched.listening).pipe(announcedWithin(spec, watched.tail.get))
+    const announce = yield* Deferred.await(watched.listening).pipe(Server.announcedWithin(spec, watched.tail.get))
     return endpoint(started, watched, announce)
   })
 
@@ -93,9 +84,9 @@ const startServer = (
   workdir: string
 ): Effect.Effect<Started, StartError, Scope.Scope> =>
   Effect.gen(function* () {
-    const token = newToken()
+    const token = Server.newToken()
     const args = [
-      ...serverArgs(ctx.script, spec),
+      ...Server.serverArgs(ctx.script, spec),
       // The server watches its stdin: when this process dies, even by SIGKILL, the pipe closes and
       // the server shuts down and kills what it started, so a crashed client leaks nothing.
       "--exit-on-stdin-eof",
@@ -108,15 +99,15 @@ const startServer = (
       "--journal",
       TransferJournal.journalPath(workdir)
     ]
-    const resolved = yield* ctx.interpreter(serverPath(spec))
+    const resolved = yield* ctx.interpreter(Server.serverPath(spec))
     const command = Command.make(resolved, ...args).pipe(
       Command.workingDirectory(workdir),
-      Command.env(serverEnv(spec, workdir, token), { extendEnv: false })
+      Command.env(Server.serverEnv(spec, workdir, token), { extendEnv: false })
     )
 
     const proc = yield* ctx.executor
       .start(command)
-      .pipe(Effect.mapError((e) => startError("SpawnFailed", cannotRun(ctx.python, e.message), undefined, e)))
+      .pipe(Effect.mapError((e) => startError("SpawnFailed", Server.cannotRun(ctx.python, e.message), undefined, e)))
     yield* Effect.try(() => OwnedDirs.claim(workdir, proc.pid)).pipe(Effect.ignore)
 
     // Runs before Command.start's own release (finalizers are LIFO), which could wait forever.
@@ -136,7 +127,7 @@ const watch = ({ proc }: Started): Effect.Effect<Watched, never, Scope.Scope> =>
       Stream.decodeText(),
       Stream.splitLines,
       Stream.runForEach((line) =>
-        Option.match(decodeListening(line), {
+        Option.match(Server.decodeListening(line), {
           onNone: () =>
             Option.match(decodeExited(line), {
               onNone: () => Effect.void,
@@ -187,7 +178,7 @@ const endpoint = (started: Started, watched: Watched, announce: Protocol.Listeni
     Effect.withClock(Clock.make())
   ),
   logs: watched.logs,
-  readRangeSize: WHOLE_FILE,
+  readRangeSize: Server.WHOLE_FILE,
   directReads: true,
   details: {
     pid: started.proc.pid,
