@@ -32,7 +32,10 @@ import type * as SandboxProvider from "./SandboxProvider.js"
 export interface Options {
   /** The Python interpreter to run the server with. Default `"python3"` (found on `PATH`). */
   readonly python?: string | undefined
-  /** Path of the server script. Default: the `rpc-server/server.py` shipped with this package. */
+  /**
+   * Path of the server: a package directory (with `__main__.py`) or a single script, run as `python3 -S <path>`.
+   * Default: the `rpc-server/sbx_server` package shipped with this package.
+   */
   readonly serverScript?: string | undefined
   /** Where sandbox working directories are created. Default: the OS temp directory. */
   readonly tempDir?: string | undefined

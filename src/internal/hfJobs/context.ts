@@ -1,6 +1,6 @@
 /**
  * What every operation of one HF Jobs provider shares: its resolved configuration, the credential and a
- * Hub client for it, the namespace, the server's source. Built once per provider (per layer), each piece
+ * Hub client for it, the namespace, the server's files. Built once per provider (per layer), each piece
  * resolved on first use and kept; every operation takes it explicitly.
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { type HubError, StartError } from "../../SandboxError.js"
 import * as Schedules from "../../Schedules.js"
-import { serverScriptPath } from "../serverScript.js"
+import { readServerPackage, type ServerFiles } from "../serverScript.js"
 import type * as Config from "./config.js"
 import * as Credentials from "./credentials.js"
 import * as Hub from "./hub.js"
@@ -25,8 +25,8 @@ export interface ProviderContext {
   readonly hub: Effect.Effect<Hub.HubClient, StartError>
   /** The namespace an operation works in: `explicit`, else the option, else the token's user. */
   readonly namespaceOf: (explicit: string | undefined) => Effect.Effect<string, StartError>
-  /** The in-sandbox server's source, sent into every job. */
-  readonly serverSource: Effect.Effect<string, StartError>
+  /** The in-sandbox server package's files, sent into every job. */
+  readonly serverFiles: Effect.Effect<ServerFiles, StartError>
 }
 
 /** A failed Hub request as a start's error: unreachable, or rejected with the Hub's words. */
@@ -85,8 +85,8 @@ export const make = (config: Config.Resolved, fs: FileSystem.FileSystem): Effect
             })
           )
     }
-    const serverSource = yield* Effect.cached(
-      fs.readFileString(serverScriptPath).pipe(
+    const serverFiles = yield* Effect.cached(
+      readServerPackage(fs).pipe(
         Effect.mapError(
           (e) =>
             new StartError({
@@ -97,5 +97,5 @@ export const make = (config: Config.Resolved, fs: FileSystem.FileSystem): Effect
         )
       )
     )
-    return { config, credential, clientOf, hub, namespaceOf, serverSource }
+    return { config, credential, clientOf, hub, namespaceOf, serverFiles }
   })

@@ -10,6 +10,7 @@ import * as Schedule from "effect/Schedule"
 import { type HubError, StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Bootstrap from "../bootstrap.js"
+import type { ServerFiles } from "../serverScript.js"
 import { defaults } from "./config.js"
 import * as Hub from "./hub.js"
 import { isStartBanner, lastLines } from "./logs.js"
@@ -133,14 +134,14 @@ export const jobSpec = (
   spec: SandboxProvider.Spec,
   hfToken: Redacted.Redacted<string>,
   nonce: string,
-  serverSource: string
+  serverFiles: ServerFiles
 ): Hub.JobSpec => {
   const sandboxToken = deriveSandboxToken(hfToken, nonce)
   const idle = spec.idleTimeout ?? defaults.idleTimeout
   const lifetime = spec.lifetime ?? defaults.lifetime
   const command = Bootstrap.script({
     transport: spec.transport,
-    serverSource,
+    serverFiles,
     idleTimeoutSeconds: Duration.toSeconds(idle) > 0 ? Duration.toSeconds(idle) : undefined,
     // The client waits this long for its first answer; the idle timeout must not end the sandbox sooner.
     startGraceSeconds: Math.ceil(Duration.toSeconds(spec.startTimeout))

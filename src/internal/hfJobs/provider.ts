@@ -61,7 +61,7 @@ export const provision = (ctx: ProviderContext, spec: SandboxProvider.Spec) =>
     const server = yield* serverStopper
 
     const nonce = randomBytes(16).toString("hex")
-    const request = jobSpec(spec, hfToken, nonce, yield* ctx.serverSource)
+    const request = jobSpec(spec, hfToken, nonce, yield* ctx.serverFiles)
 
     // Asked of the Hub by label: among hundreds of jobs, on any page.
     const findByNonce = client
