@@ -136,6 +136,9 @@ export const runCli = (
   argv: ReadonlyArray<string>,
   streams: Io.Streams = Io.processStreams()
 ): Effect.Effect<number> => {
+  // The command after `--` is taken off before parsing. @effect/cli (0.77) splits at `--` for a command's
+  // arguments, but looks for its built-in options in the whole argv: given `exec ID -- python --version`
+  // it would print our version instead of running python, and `-- cmd --help` would print help.
   const separator = argv.indexOf("--", 2)
   const io = Io.invocation(streams, separator < 0 ? undefined : argv.slice(separator + 1))
   const parsed = separator < 0 ? argv : argv.slice(0, separator)
