@@ -13,6 +13,28 @@ import * as Shutdown from "../shutdown.js"
 import { never, runExit, settle } from "./runtime.js"
 
 /**
+ * One iteration over a stream: the stream's scope and pull once it is opened, the chunk being handed
+ * out, and the queue that keeps `next()` and `return()` calls in order.
+ */
+interface Iteration<A, E> {
+  readonly stream: Stream.Stream<A, E>
+  readonly signal: AbortSignal | undefined
+  /** Aborted by a `return()` during a pull, to interrupt it. */
+  readonly stop: AbortController
+  /** What interrupts a pull: the caller's signal or `stop`. */
+  readonly pullSignal: AbortSignal
+  readonly onAbort: () => void
+  scope: Scope.CloseableScope | undefined
+  pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>> | undefined
+  buffer: ReadonlyArray<A>
+  index: number
+  finished: boolean
+  pulling: boolean
+  closed: Promise<void> | undefined
+  queue: Promise<unknown>
+}
+
+/**
  * A Stream as an async iterator. The stream's resources live in a scope of their own, closed when the
  * stream ends, fails, the loop is left early (`return`) or the signal aborts — which is what stops the
  * remote work (an exec stream's command is killed when its request is cut).
@@ -22,98 +44,103 @@ export const iterate = <A, E>(
   signal: AbortSignal | undefined
 ): AsyncIterableIterator<A> => {
   const stop = new AbortController()
-  const pullSignal = signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal])
-  let scope: Scope.CloseableScope | undefined
-  let pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>> | undefined
-  let buffer: ReadonlyArray<A> = []
-  let index = 0
-  let finished = false
-  let pulling = false
-  let closed: Promise<void> | undefined
-  let queue: Promise<unknown> = Promise.resolve()
-
-  const close = (): Promise<void> => {
-    finished = true
-    buffer = []
-    signal?.removeEventListener("abort", onAbort)
-    closed ??= scope === undefined ? Promise.resolve() : runExit(Scope.close(scope, Exit.void)).then(() => undefined)
-    return closed
+  const self: Iteration<A, E> = {
+    stream,
+    signal,
+    stop,
+    pullSignal: signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]),
+    // An abort between pulls closes at once; during a pull, the pull is interrupted and then closes.
+    onAbort: () => {
+      if (!self.pulling) void close(self)
+    },
+    scope: undefined,
+    pull: undefined,
+    buffer: [],
+    index: 0,
+    finished: false,
+    pulling: false,
+    closed: undefined,
+    queue: Promise.resolve()
   }
-  // An abort between pulls closes at once; during a pull, the pull is interrupted and then closes.
-  function onAbort() {
-    if (!pulling) void close()
-  }
-  signal?.addEventListener("abort", onAbort, { once: true })
-
-  const done = (): IteratorResult<A> => ({ done: true, value: undefined })
-
-  const step = async (): Promise<IteratorResult<A>> => {
-    for (;;) {
-      if (signal?.aborted) {
-        await close()
-        return Shutdown.isDying() ? never() : Promise.reject(signal.reason)
-      }
-      if (index < buffer.length) return { done: false, value: buffer[index++] as A }
-      if (finished) return done()
-      pulling = true
-      let exit: Exit.Exit<Chunk.Chunk<A>, Option.Option<E>>
-      try {
-        if (pull === undefined) {
-          const opened = Effect.runSync(Scope.make())
-          scope = opened
-          const made = await runExit(Stream.toPull(stream).pipe(Scope.extend(opened)), pullSignal)
-          if (Exit.isFailure(made)) {
-            exit = Exit.failCause(made.cause)
-          } else {
-            pull = made.value
-            exit = await runExit(pull, pullSignal)
-          }
-        } else {
-          exit = await runExit(pull, pullSignal)
-        }
-      } finally {
-        pulling = false
-      }
-      if (Exit.isSuccess(exit)) {
-        buffer = Chunk.toReadonlyArray(exit.value)
-        index = 0
-        continue
-      }
-      await close()
-      const failure = Cause.failureOption(exit.cause)
-      if (Option.isSome(failure)) {
-        // `None` is the end of the stream; `Some` its error.
-        if (Option.isNone(failure.value)) return done()
-        return settle(Exit.fail(failure.value.value))
-      }
-      if (stop.signal.aborted && !signal?.aborted) return done() // `return()` during a pull
-      return settle(Exit.failCause(exit.cause), signal)
-    }
-  }
-
-  const enqueue = <T>(task: () => Promise<T>): Promise<T> => {
-    const result = queue.then(task)
-    queue = result.catch(() => undefined)
-    return result
-  }
-
-  // Once a signal is ending the process, nothing more is delivered (see `settle`).
-  const next = async () => {
-    const result = await step()
-    return Shutdown.isDying() ? never<IteratorResult<A>>() : result
-  }
-
+  signal?.addEventListener("abort", self.onAbort, { once: true })
   const iterator: AsyncIterableIterator<A> = {
-    next: () => enqueue(next),
+    next: () => enqueue(self, () => next(self)),
     return: () => {
       // A pull still in flight (a `return()` from outside the loop) is interrupted first.
-      if (pulling) stop.abort()
-      return enqueue(async () => {
-        await close()
-        return done()
+      if (self.pulling) stop.abort()
+      return enqueue(self, async () => {
+        await close(self)
+        return done<A>()
       })
     },
     [Symbol.asyncIterator]: () => iterator
   }
   return iterator
+}
+
+const close = <A, E>(self: Iteration<A, E>): Promise<void> => {
+  self.finished = true
+  self.buffer = []
+  self.signal?.removeEventListener("abort", self.onAbort)
+  self.closed ??=
+    self.scope === undefined ? Promise.resolve() : runExit(Scope.close(self.scope, Exit.void)).then(() => undefined)
+  return self.closed
+}
+
+const done = <A>(): IteratorResult<A> => ({ done: true, value: undefined })
+
+/** The next chunk: the first pull opens the stream in a scope of its own. */
+const pullChunk = async <A, E>(self: Iteration<A, E>): Promise<Exit.Exit<Chunk.Chunk<A>, Option.Option<E>>> => {
+  self.pulling = true
+  try {
+    if (self.pull !== undefined) return await runExit(self.pull, self.pullSignal)
+    const opened = Effect.runSync(Scope.make())
+    self.scope = opened
+    const made = await runExit(Stream.toPull(self.stream).pipe(Scope.extend(opened)), self.pullSignal)
+    if (Exit.isFailure(made)) return Exit.failCause(made.cause)
+    self.pull = made.value
+    return await runExit(self.pull, self.pullSignal)
+  } finally {
+    self.pulling = false
+  }
+}
+
+/** How a failed pull ends the iteration: done at the stream's end or after `return()`, else its error. */
+const ended = async <A, E>(self: Iteration<A, E>, cause: Cause.Cause<Option.Option<E>>): Promise<IteratorResult<A>> => {
+  await close(self)
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    // `None` is the end of the stream; `Some` its error.
+    if (Option.isNone(failure.value)) return done()
+    return settle(Exit.fail(failure.value.value))
+  }
+  if (self.stop.signal.aborted && !self.signal?.aborted) return done() // `return()` during a pull
+  return settle(Exit.failCause(cause), self.signal)
+}
+
+const step = async <A, E>(self: Iteration<A, E>): Promise<IteratorResult<A>> => {
+  for (;;) {
+    if (self.signal?.aborted) {
+      await close(self)
+      return Shutdown.isDying() ? never() : Promise.reject(self.signal.reason)
+    }
+    if (self.index < self.buffer.length) return { done: false, value: self.buffer[self.index++] as A }
+    if (self.finished) return done()
+    const exit = await pullChunk(self)
+    if (Exit.isFailure(exit)) return ended(self, exit.cause)
+    self.buffer = Chunk.toReadonlyArray(exit.value)
+    self.index = 0
+  }
+}
+
+const enqueue = <A, E, T>(self: Iteration<A, E>, task: () => Promise<T>): Promise<T> => {
+  const result = self.queue.then(task)
+  self.queue = result.catch(() => undefined)
+  return result
+}
+
+// Once a signal is ending the process, nothing more is delivered (see `settle`).
+const next = async <A, E>(self: Iteration<A, E>): Promise<IteratorResult<A>> => {
+  const result = await step(self)
+  return Shutdown.isDying() ? never<IteratorResult<A>>() : result
 }
