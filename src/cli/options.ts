@@ -82,6 +82,10 @@ export const commandArgs = Args.text({ name: "CMD" }).pipe(
   Args.repeated,
   Args.withDescription("The command, after --. One word runs through /bin/sh -c; several are run as they are.")
 )
+
+/** The command of `exec`/`spawn`/`run`: what followed `--` in the invocation, or else {@link commandArgs}. */
+export const commandOf = (positional: ReadonlyArray<string>) =>
+  Effect.flatMap(Io.Io, ({ forced }) => Parse.commandOf(forced, positional))
 export const image = Args.text({ name: "IMAGE" }).pipe(
   Args.optional,
   Args.withDescription("Docker image (default python:3.12), or hf.co/spaces/owner/name. Ignored by --local.")

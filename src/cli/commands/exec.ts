@@ -4,8 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { action, idImpliesLocal } from "../action.js"
 import { attach } from "../attach.js"
-import * as Io from "../io.js"
-import { commandArgs, commandTimeout, cwd, env, globals, sandboxId, stdin } from "../options.js"
+import { commandArgs, commandOf, commandTimeout, cwd, env, globals, sandboxId, stdin } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
 import { stdinStream, streamCommand } from "../streamed.js"
@@ -24,9 +23,8 @@ export const exec = Command.make(
   action(
     (a, mode) =>
       Effect.gen(function* () {
-        const { forced } = yield* Io.Io
         const id = yield* Parse.notAnOption("ID", a.id)
-        const command = yield* Parse.commandOf(forced, a.cmd)
+        const command = yield* commandOf(a.cmd)
         const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
         const environment = yield* Parse.envPairs(a.env)
         const input = a.stdin ? stdinStream() : undefined

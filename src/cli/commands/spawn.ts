@@ -6,8 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { action, idImpliesLocal } from "../action.js"
 import { attach } from "../attach.js"
-import * as Io from "../io.js"
-import { commandArgs, cwd, env, globals, sandboxId } from "../options.js"
+import { commandArgs, commandOf, cwd, env, globals, sandboxId } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
 
@@ -28,9 +27,8 @@ export const spawn = Command.make(
   action(
     (a, mode) =>
       Effect.gen(function* () {
-        const { forced } = yield* Io.Io
         const id = yield* Parse.notAnOption("ID", a.id)
-        const command = yield* Parse.commandOf(forced, a.cmd)
+        const command = yield* commandOf(a.cmd)
         const environment = yield* Parse.envPairs(a.env)
         const sb = yield* attach(id)
         const proc = yield* sb.spawn(Parse.commandForm(command), {
