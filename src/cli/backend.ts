@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Stream from "effect/Stream"
 import type * as HfJobs from "../HfJobs.js"
-import * as LocalState from "../internal/localState.js"
+import * as StateHome from "../internal/stateHome.js"
 import * as EmulatorRouter from "../internal/testing/router.js"
 import * as LocalSandbox from "../LocalSandbox.js"
 import type { SandboxError } from "../SandboxError.js"
@@ -99,7 +99,7 @@ type Env = Readonly<Record<string, string | undefined>>
  */
 export const layer = (local: boolean, env: Env = process.env) => {
   const route = EmulatorRouter.fromEnv(env)
-  const stateDir = LocalState.defaultDirectory(env)
+  const stateDir = StateHome.localDirectory(env)
   const provider = local
     ? Layer.merge(LocalSandbox.layer({ stateDir }), Layer.succeed(Backend, localBackend(stateDir)))
     : // Loaded only for HF Jobs (with the Hub client under it): `--local` commands, `exec -i` among them,
@@ -114,7 +114,7 @@ export const layer = (local: boolean, env: Env = process.env) => {
                 // public resolver is ever asked; whoami-v2 is strictly rate-limited, so it is asked once per token.
                 HfJobs.layerConfig({
                   ...(route === undefined ? {} : { publicDns: Config.succeed(false as const) }),
-                  namespaceCache: Config.succeed(LocalState.namespaceCacheDirectory(env))
+                  namespaceCache: Config.succeed(StateHome.namespaceCacheDirectory(env))
                 })
               )
             )
