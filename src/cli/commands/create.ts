@@ -4,6 +4,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Providers from "../../internal/providers.js"
 import * as Sandbox from "../../Sandbox.js"
 import { action } from "../action.js"
 import {
@@ -60,16 +61,16 @@ export const create = Command.make(
           detach: true
         })
         const idleSeconds = idle === undefined ? 600 : durationSeconds(idle)
-        const local = sb.provider === "local"
+        // What the provider says: its effective hard limit (HF Jobs default to one hour; a local sandbox has
+        // one only when given one), and whether the sandbox runs on this machine.
+        const facts = Providers.factsOf(sb, lifetime)
+        const local = facts.onThisMachine
         if (mode.json) {
           yield* Output.json({
             id: sb.id,
             provider: sb.provider,
             idleTimeoutSeconds: idleSeconds,
-            // HF Jobs default to one hour; a local sandbox has a lifetime only when given one.
-            ...(local && lifetime === undefined
-              ? {}
-              : { timeoutSeconds: lifetime === undefined ? 3600 : durationSeconds(lifetime) }),
+            ...(facts.lifetime === undefined ? {} : { timeoutSeconds: durationSeconds(facts.lifetime) }),
             details: sb.details
           })
         } else {
@@ -79,9 +80,7 @@ export const create = Command.make(
           idleSeconds > 0
             ? `after ${Duration.format(Duration.seconds(idleSeconds))} without a request (--idle-timeout)`
             : undefined,
-          local && lifetime === undefined
-            ? undefined
-            : `at the latest after ${Duration.format(lifetime ?? Duration.hours(1))}`
+          facts.lifetime === undefined ? undefined : `at the latest after ${Duration.format(facts.lifetime)}`
         ].filter((s) => s !== undefined)
         yield* Output.note(
           mode,

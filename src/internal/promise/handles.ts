@@ -11,6 +11,7 @@ import type { Files, Process, Sandbox, StdinInput } from "../../promise.js"
 import type * as EffectSandbox from "../../Sandbox.js"
 import type { OperationError } from "../../SandboxError.js"
 import * as Shutdown from "../shutdown.js"
+import * as Providers from "../providers.js"
 import { iterate } from "./iterate.js"
 import { abortable, run, runExit } from "./runtime.js"
 
@@ -82,17 +83,14 @@ export const handleOf = (sb: EffectSandbox.Sandbox, scope: Scope.CloseableScope,
   const close = (first: Effect.Effect<void>): Promise<void> =>
     (closing ??= runExit(Effect.zipRight(first, Scope.close(scope, Exit.void))).then(() => unregister?.()))
 
-  const pid = sb.provider === "local" && typeof sb.details.pid === "number" ? sb.details.pid : undefined
-  const workdir = typeof sb.details.workdir === "string" ? sb.details.workdir : undefined
+  const { backstop } = Providers.factsOf(sb)
   // A finished program must reach `beforeExit` (which ends the sandbox) even while a local server it
   // started runs.
-  if (pid !== undefined) Shutdown.unrefChild(pid)
+  backstop?.unref()
   if (owned) {
     unregister = Shutdown.register({
       terminate: () => close(sb.terminate),
-      killSync: () => {
-        if (pid !== undefined) Shutdown.killLocalSync(pid, workdir)
-      }
+      killSync: () => backstop?.killSync()
     })
   }
 
