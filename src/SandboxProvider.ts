@@ -313,7 +313,5 @@ export const logs: (id: string, options?: LogOptions) => Stream.Stream<string, S
  * @since 0.2.0
  * @category accessors
  */
-export const connect: (
-  id: string,
-  spec: Spec
-) => Effect.Effect<Endpoint, StartError, SandboxProvider | Scope.Scope> = internal.connect
+export const connect: (id: string, spec: Spec) => Effect.Effect<Endpoint, StartError, SandboxProvider | Scope.Scope> =
+  internal.connect

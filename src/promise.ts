@@ -438,10 +438,9 @@ export const create = (options: CreateOptions = {}): Promise<Sandbox> => {
     make: EffectSandbox.make(make),
     signal,
     httpClient,
-    telemetry:
-      telemetryApplies(options)
-        ? telemetryOf((options as { readonly endpoint?: string | undefined }).endpoint)
-        : undefined
+    telemetry: telemetryApplies(options)
+      ? telemetryOf((options as { readonly endpoint?: string | undefined }).endpoint)
+      : undefined
   })
 }
 

@@ -38,38 +38,40 @@ afterAll(async () => {
  * A third provider, written against the seam only: the local provider under another name, whose ids
  * are `box-…`. Nothing upstairs knows it.
  */
-const boxProvider = Effect.map(LocalSandbox.make({ stateDir, tempDir }), (inner): SandboxProvider.Service => {
-  const outer = (id: string) => `box-${id}`
-  const innerId = (id: string) => id.replace(/^box-/, "")
-  const rename = (endpoint: SandboxProvider.Endpoint): SandboxProvider.Endpoint => ({
-    ...endpoint,
-    id: outer(endpoint.id),
-    provider: "box"
+const boxProvider = () =>
+  Effect.map(LocalSandbox.make({ stateDir, tempDir }), (inner): SandboxProvider.Service => {
+    const outer = (id: string) => `box-${id}`
+    const innerId = (id: string) => id.replace(/^box-/, "")
+    const rename = (endpoint: SandboxProvider.Endpoint): SandboxProvider.Endpoint => ({
+      ...endpoint,
+      id: outer(endpoint.id),
+      provider: "box"
+    })
+    return {
+      name: "box",
+      provision: (spec) => Effect.map(inner.provision(spec), rename),
+      connect: (id, spec) => Effect.map(inner.connect!(innerId(id), spec), rename),
+      list: (options) =>
+        Effect.map(inner.list!(options), (listing) => ({
+          columns: ["ID", "CREATED"],
+          rows: listing.rows.map((row) => ({
+            id: outer(row.id),
+            provider: "box",
+            createdAt: row.createdAt,
+            cells: [outer(row.id), row.createdAt ?? "-"],
+            record: { id: outer(row.id), provider: "box" }
+          }))
+        })),
+      kill: (id) => inner.kill!(innerId(id)),
+      logs: (id, options) => inner.logs!(innerId(id), options)
+    }
   })
-  return {
-    name: "box",
-    provision: (spec) => Effect.map(inner.provision(spec), rename),
-    connect: (id, spec) => Effect.map(inner.connect!(innerId(id), spec), rename),
-    list: (options) =>
-      Effect.map(inner.list!(options), (listing) => ({
-        columns: ["ID", "CREATED"],
-        rows: listing.rows.map((row) => ({
-          id: outer(row.id),
-          provider: "box",
-          createdAt: row.createdAt,
-          cells: [outer(row.id), row.createdAt ?? "-"],
-          record: { id: outer(row.id), provider: "box" }
-        }))
-      })),
-    kill: (id) => inner.kill!(innerId(id)),
-    logs: (id, options) => inner.logs!(innerId(id), options)
-  }
-})
 
-const boxLayer = Layer.effect(SandboxProvider.SandboxProvider, boxProvider).pipe(
-  Layer.provideMerge(NodeContext.layer),
-  Layer.merge(NodeHttpClient.layerUndici)
-)
+const boxLayer = () =>
+  Layer.effect(SandboxProvider.SandboxProvider, boxProvider()).pipe(
+    Layer.provideMerge(NodeContext.layer),
+    Layer.merge(NodeHttpClient.layerUndici)
+  )
 
 describe("SandboxProvider: a third provider through the seam", () => {
   it.live("is made, listed, attached to, read and killed with no change upstairs", () =>
@@ -97,7 +99,7 @@ describe("SandboxProvider: a third provider through the seam", () => {
       yield* SandboxProvider.kill(id)
       const after = yield* SandboxProvider.list()
       assert.isUndefined(after.rows.find((r) => r.id === id))
-    }).pipe(Effect.provide(boxLayer))
+    }).pipe(Effect.provide(boxLayer()))
   )
 
   it.effect("a provider without the by-id operations is refused, naming it and the operation", () =>

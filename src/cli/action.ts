@@ -29,11 +29,7 @@ export class RootGlobals extends Context.Tag("hf-sandbox/cli/RootGlobals")<RootG
 export const idOf = <A extends { readonly id: string }>(args: A): ReadonlyArray<string> => [args.id]
 
 /** What a command's body may use: the provider (with its by-id operations), HTTP, the file system, a scope. */
-export type Needs =
-  | SandboxProvider.SandboxProvider
-  | HttpClient.HttpClient
-  | FileSystem.FileSystem
-  | Scope.Scope
+export type Needs = SandboxProvider.SandboxProvider | HttpClient.HttpClient | FileSystem.FileSystem | Scope.Scope
 
 export interface ActionOptions<A> {
   /** How failures map to exit codes: `"command"` for `exec`/`run`, whose own codes pass through. */

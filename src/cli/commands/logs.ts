@@ -34,7 +34,9 @@ export const logs = Command.make(
         if (tail !== undefined && tail < 0) {
           return yield* new Parse.UsageError({ message: "--tail must be 0 or more" })
         }
-        yield* SandboxProvider.logs(id, { follow: a.follow, tail }).pipe(Stream.runForEach((text) => (mode.json ? Output.json({ line: text }) : Output.line(text))))
+        yield* SandboxProvider.logs(id, { follow: a.follow, tail }).pipe(
+          Stream.runForEach((text) => (mode.json ? Output.json({ line: text }) : Output.line(text)))
+        )
       }),
     { ids: idOf }
   )

@@ -14,8 +14,8 @@ import { hubFailure, make as makeContext, type ProviderContext } from "./context
 import { endpointOf, serverStopper } from "./endpoint.js"
 import * as Hub from "./hub.js"
 import * as JobLabels from "./jobLabels.js"
-import { listing } from "./listing.js"
 import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
+import { listing } from "./listing.js"
 import { findSandbox, kill, list, logs } from "./operations.js"
 import { isJobProxyUrl } from "./tunnel.js"
 

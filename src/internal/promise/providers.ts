@@ -41,14 +41,19 @@ const providerContext = (
 
 /** The provider an options object asks for, built once per distinct set of provider options. */
 export const providerOf = (options: { readonly provider?: string | undefined }, inferred?: Providers.Adapter) => {
-  const adapter = options.provider === undefined ? (inferred ?? Providers.defaultAdapter) : Providers.byName(options.provider)
+  const adapter =
+    options.provider === undefined ? (inferred ?? Providers.defaultAdapter) : Providers.byName(options.provider)
   if (adapter === undefined) {
     const rejected = Promise.reject(
       new StartError({
         provider: String(options.provider),
         reason: "InvalidOptions",
         detail: `unknown provider ${JSON.stringify(options.provider)}: use provider: ${Providers.adapters
-          .map((a) => (a === Providers.defaultAdapter ? `${JSON.stringify(a.name)} (${a.title}, the default)` : JSON.stringify(a.name)))
+          .map((a) =>
+            a === Providers.defaultAdapter
+              ? `${JSON.stringify(a.name)} (${a.title}, the default)`
+              : JSON.stringify(a.name)
+          )
           .join(" or ")}`
       })
     )
