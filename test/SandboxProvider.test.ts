@@ -8,7 +8,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
@@ -16,23 +16,11 @@ import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 
-let root: string
-let stateDir: string
-let tempDir: string
-
-beforeAll(() => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-seam-test-"))
-  stateDir = path.join(root, "state")
-  tempDir = path.join(root, "tmp")
-  fs.mkdirSync(tempDir)
-})
-
-afterAll(async () => {
-  for (const info of await Effect.runPromise(LocalSandbox.list({ stateDir, tempDir }))) {
-    await Effect.runPromise(LocalSandbox.kill(info.id, { stateDir, stopTimeout: "1 second" }))
-  }
-  fs.rmSync(root, { recursive: true, force: true })
-})
+// Made at load, so that the providers below can be built from them.
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-seam-test-"))
+const stateDir = path.join(root, "state")
+const tempDir = path.join(root, "tmp")
+fs.mkdirSync(tempDir)
 
 /**
  * A third provider, written against the seam only: the local provider under another name, whose ids
@@ -72,6 +60,17 @@ const boxLayer = () =>
     Layer.provideMerge(NodeContext.layer),
     Layer.merge(NodeHttpClient.layerUndici)
   )
+
+// Whatever a failed test left running is stopped through the seam itself, with its files.
+afterAll(() =>
+  Effect.runPromise(
+    SandboxProvider.list().pipe(
+      Effect.flatMap((listing) => Effect.forEach(listing.rows, (row) => SandboxProvider.kill(row.id))),
+      Effect.provide(boxLayer()),
+      Effect.ensuring(Effect.sync(() => fs.rmSync(root, { recursive: true, force: true })))
+    )
+  )
+)
 
 describe("SandboxProvider: a third provider through the seam", () => {
   it.live("is made, listed, attached to, read and killed with no change upstairs", () =>
