@@ -52,11 +52,7 @@ export interface Adapter {
   readonly ownsId: (id: string) => boolean
   /** Whether the original hf-sandbox's anonymous usage events are sent for its sandboxes. */
   readonly telemetry: boolean
-  /**
-   * The endpoint facts of one of its sandboxes, from its `details` and the lifetime asked for.
-   * Lead's follow-up (issue 13): once `Sandbox.Sandbox` carries `Endpoint.hardware`/`lifetime`/
-   * `onThisMachine`/`backstop`, `factsOf` reads them there and this goes.
-   */
+  /** The endpoint facts of one of its sandboxes, from its `details` and the lifetime asked for (see `factsOf`). */
   readonly factsOf: (details: Readonly<Record<string, unknown>>, lifetime: Duration.Duration | undefined) => Facts
 }
 
@@ -83,7 +79,8 @@ const hf: Adapter = {
         })
       )
     ),
-  ownsId: (id) => !LocalState.ownsId(id),
+  // HF job ids have no shape of their own: as the default, HF Jobs takes every id no other provider owns.
+  ownsId: () => false,
   telemetry: true,
   factsOf: (details, lifetime) => ({
     hardware: typeof details.flavor === "string" ? details.flavor : undefined,
@@ -144,14 +141,29 @@ export const owning = (ids: ReadonlyArray<string>): Adapter =>
 export const forCli = (flags: ReadonlyArray<string>, ids: ReadonlyArray<string>): Adapter =>
   adapters.find((a) => a.flag !== undefined && flags.includes(a.flag)) ?? owning(ids)
 
-/** The facts of an open sandbox (see `Adapter.factsOf`); none for a provider outside the registry. */
-export const factsOf = (
-  sb: { readonly provider: string; readonly details: Readonly<Record<string, unknown>> },
-  lifetime?: Duration.Duration | undefined
-): Facts =>
-  byProviderName(sb.provider)?.factsOf(sb.details, lifetime) ?? {
-    hardware: undefined,
-    lifetime,
-    onThisMachine: false,
-    backstop: undefined
-  }
+/** An open sandbox as `factsOf` reads it: the facts of its endpoint where it carries them. */
+export interface Opened {
+  readonly provider: string
+  readonly details: Readonly<Record<string, unknown>>
+  readonly hardware?: string | undefined
+  readonly lifetime?: Duration.Duration | undefined
+  readonly onThisMachine?: boolean | undefined
+  readonly backstop?: SandboxProvider.Backstop | undefined
+}
+
+/**
+ * The facts of an open sandbox, `lifetime` being the one asked for. The one place that reads them.
+ * Lead's follow-up (issue 13): `Sandbox.Sandbox` does not carry the endpoint's facts yet, so they are
+ * derived from its `details` by its adapter (none for a provider outside the registry); once `Sandbox`
+ * copies `Endpoint.hardware`/`lifetime`/`onThisMachine`/`backstop`, the first branch takes them and the
+ * adapters' `factsOf` can go.
+ */
+export const factsOf = (sb: Opened, lifetime?: Duration.Duration | undefined): Facts =>
+  sb.onThisMachine !== undefined
+    ? { hardware: sb.hardware, lifetime: sb.lifetime, onThisMachine: sb.onThisMachine, backstop: sb.backstop }
+    : (byProviderName(sb.provider)?.factsOf(sb.details, lifetime) ?? {
+        hardware: undefined,
+        lifetime,
+        onThisMachine: false,
+        backstop: undefined
+      })
