@@ -360,6 +360,31 @@ export interface Sandbox {
   readonly provider: string
   /** Provider facts for diagnostics (never secrets). */
   readonly details: Readonly<Record<string, unknown>>
+  /**
+   * What it runs on, as its provider says: the HF flavor on HF Jobs, `"local"` on this machine.
+   *
+   * @since 0.2.0
+   */
+  readonly hardware?: string | undefined
+  /**
+   * The hard limit on its life in force (the one asked for, or the provider's default); absent: none.
+   *
+   * @since 0.2.0
+   */
+  readonly lifetime?: Duration.Duration | undefined
+  /**
+   * Whether it runs on this machine (its server is a process here).
+   *
+   * @since 0.2.0
+   */
+  readonly onThisMachine?: boolean | undefined
+  /**
+   * For a facade that must act synchronously while this process exits (the Promise facade's exit
+   * handler): what its provider can still do then. Absent for sandboxes not on this machine.
+   *
+   * @since 0.2.0
+   */
+  readonly backstop?: SandboxProvider.Backstop | undefined
   /** Runs a command to completion. A string runs through `/bin/sh -c`; an argv list is exec'd directly. */
   readonly exec: <E = never>(
     command: string | ReadonlyArray<string>,

@@ -14,6 +14,7 @@ import type * as Redacted from "effect/Redacted"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import * as internal from "./internal/providerSeam.js"
 import type { HubError, StartError } from "./SandboxError.js"
 
 /**
@@ -133,6 +134,88 @@ export interface Endpoint {
    * HttpClient middleware (no HttpClient span).
    */
   readonly directReads?: boolean | undefined
+  /**
+   * What the sandbox runs on, as usage telemetry reports it: the HF flavor on HF Jobs, `"local"` for a
+   * sandbox on this machine.
+   *
+   * @since 0.2.0
+   */
+  readonly hardware?: string | undefined
+  /**
+   * The hard limit on the sandbox's life in force (the one asked for, or the provider's default); absent:
+   * none (it runs until it is stopped or idles out).
+   *
+   * @since 0.2.0
+   */
+  readonly lifetime?: Duration.Duration | undefined
+  /**
+   * Whether the sandbox runs on this machine (its server is a process here).
+   *
+   * @since 0.2.0
+   */
+  readonly onThisMachine?: boolean | undefined
+  /**
+   * What a process that is exiting can still do synchronously about a sandbox it owns (a local server is
+   * a child process): `unref` lets the event loop end while it runs, `killSync` ends it and its files.
+   *
+   * @since 0.2.0
+   */
+  readonly backstop?: Backstop | undefined
+}
+
+/**
+ * The synchronous exit backstop of a sandbox whose server is a process on this machine.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Backstop {
+  /** Stops the server's process and pipes from keeping the event loop alive. */
+  readonly unref: () => void
+  /** Kills the server and everything below it, and removes its files, synchronously. */
+  readonly killSync: () => void
+}
+
+/**
+ * A provider's running sandboxes, as `list` returns them: the columns of a table for people, and a row
+ * per sandbox.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Listing {
+  /** The table's headings, in the provider's own terms (e.g. `PID`, `PORT` locally; `STAGE`, `FLAVOR` on HF). */
+  readonly columns: ReadonlyArray<string>
+  readonly rows: ReadonlyArray<Listed>
+}
+
+/**
+ * One sandbox of a {@link Listing}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Listed {
+  readonly id: string
+  /** The provider's name, e.g. `"local"` or `"hf-jobs"`. */
+  readonly provider: string
+  /** When it was created (ISO 8601), when the provider knows. */
+  readonly createdAt: string | undefined
+  /** The row's cells under the listing's columns. */
+  readonly cells: ReadonlyArray<string>
+  /** The whole record, with `provider`, as `--json` prints it. */
+  readonly record: Readonly<Record<string, unknown>>
+}
+
+/**
+ * Options of `list`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ListOptions {
+  /** Include sandboxes that have ended, where the provider keeps them (HF Jobs). */
+  readonly all?: boolean | undefined
 }
 
 /**
@@ -167,6 +250,25 @@ export interface Service {
    * endpoint's `kill` stops the sandbox.
    */
   readonly connect?: ((id: string, spec: Spec) => Effect.Effect<Endpoint, StartError, Scope.Scope>) | undefined
+  /**
+   * The provider's sandboxes that are running (with `all`, ended ones too where it keeps them).
+   * Optional, so providers written before it keep compiling: {@link list} fails for those.
+   *
+   * @since 0.2.0
+   */
+  readonly list?: ((options: ListOptions) => Effect.Effect<Listing, StartError | HubError>) | undefined
+  /**
+   * Stops a sandbox by id, whoever started it.
+   *
+   * @since 0.2.0
+   */
+  readonly kill?: ((id: string) => Effect.Effect<void, StartError | HubError>) | undefined
+  /**
+   * A sandbox's log by id, replayed from the start (with `follow`, until it ends).
+   *
+   * @since 0.2.0
+   */
+  readonly logs?: ((id: string, options: LogOptions) => Stream.Stream<string, StartError | HubError>) | undefined
 }
 
 /**
@@ -176,3 +278,40 @@ export interface Service {
  * @category tags
  */
 export class SandboxProvider extends Context.Tag("hf-sandbox/SandboxProvider")<SandboxProvider, Service>() {}
+
+/**
+ * The provider's running sandboxes (with `all`, ended ones too where it keeps them). Fails with a
+ * `StartError` naming the provider when it cannot list.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const list: (options?: ListOptions) => Effect.Effect<Listing, StartError | HubError, SandboxProvider> =
+  internal.list
+
+/**
+ * Stops a sandbox of the provider by id. Fails with a `StartError` naming the provider when it cannot.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const kill: (id: string) => Effect.Effect<void, StartError | HubError, SandboxProvider> = internal.kill
+
+/**
+ * A sandbox's log by id. Fails with a `StartError` naming the provider when it cannot read one.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const logs: (id: string, options?: LogOptions) => Stream.Stream<string, StartError | HubError, SandboxProvider> =
+  internal.logs
+
+/**
+ * Attaches to a running sandbox by id; closing the scope detaches. Fails with a `StartError` naming the
+ * provider when it cannot attach.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const connect: (id: string, spec: Spec) => Effect.Effect<Endpoint, StartError, SandboxProvider | Scope.Scope> =
+  internal.connect

@@ -37,7 +37,8 @@ import type * as Redacted from "effect/Redacted"
 import type * as Stream from "effect/Stream"
 import type * as EffectFiles from "./Files.js"
 import { open } from "./internal/promise/open.js"
-import { providerOf, telemetryOf } from "./internal/promise/providers.js"
+import { providerOf, telemetryApplies, telemetryOf } from "./internal/promise/providers.js"
+import * as Providers from "./internal/providers.js"
 import type * as LocalSandbox from "./LocalSandbox.js"
 import * as EffectSandbox from "./Sandbox.js"
 
@@ -437,10 +438,9 @@ export const create = (options: CreateOptions = {}): Promise<Sandbox> => {
     make: EffectSandbox.make(make),
     signal,
     httpClient,
-    telemetry:
-      (options.provider ?? "hf") === "hf"
-        ? telemetryOf((options as { readonly endpoint?: string | undefined }).endpoint)
-        : undefined
+    telemetry: telemetryApplies(options)
+      ? telemetryOf((options as { readonly endpoint?: string | undefined }).endpoint)
+      : undefined
   })
 }
 
@@ -457,8 +457,8 @@ export const connect = (id: string, options: ConnectOptions = {}): Promise<Sandb
   const { provider: _, signal, httpClient, ...rest } = options
   return open({
     owned: false,
-    // A `local-…` id is the local provider's, as on the command line.
-    provider: providerOf(options, id.startsWith("local-") ? "local" : "hf"),
+    // An id of a provider's own shape (`local-…`) means that provider, as on the command line.
+    provider: providerOf(options, Providers.owning([id])),
     make: EffectSandbox.connect(id, rest),
     signal,
     httpClient

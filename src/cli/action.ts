@@ -1,5 +1,5 @@
 /**
- * Running a command's handler: on the chosen provider (`--local`, a `local-…` id, or HF Jobs), in the
+ * Running a command's handler: on the chosen provider (`--local`, an id of its shape, or HF Jobs), in the
  * output mode the global options ask for, with every failure turned into a message and an exit code.
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
@@ -9,6 +9,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import * as Providers from "../internal/providers.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
 import * as Telemetry from "../Telemetry.js"
 import * as Backend from "./backend.js"
@@ -24,25 +25,19 @@ import * as Parse from "./parse.js"
  */
 export class RootGlobals extends Context.Tag("hf-sandbox/cli/RootGlobals")<RootGlobals, Globals>() {}
 
-export const isLocalId = (id: string) => id.startsWith("local-")
-/** For commands on one sandbox: its `local-…` id is enough to mean the local provider. */
-export const idImpliesLocal = <A extends { readonly id: string }>(args: A) => isLocalId(args.id)
+/** For commands on one sandbox: its id (a `local-…` id is enough to mean the local provider). */
+export const idOf = <A extends { readonly id: string }>(args: A): ReadonlyArray<string> => [args.id]
 
-/** What a command's body may use: the provider, its by-id operations, HTTP, the file system, a scope. */
-export type Needs =
-  | Backend.Backend
-  | SandboxProvider.SandboxProvider
-  | HttpClient.HttpClient
-  | FileSystem.FileSystem
-  | Scope.Scope
+/** What a command's body may use: the provider (with its by-id operations), HTTP, the file system, a scope. */
+export type Needs = SandboxProvider.SandboxProvider | HttpClient.HttpClient | FileSystem.FileSystem | Scope.Scope
 
 export interface ActionOptions<A> {
   /** How failures map to exit codes: `"command"` for `exec`/`run`, whose own codes pass through. */
   readonly exitCodes?: "plain" | "command"
   /** Whether the command takes a command line after `--`. */
   readonly takesCommand?: boolean
-  /** Whether the arguments alone say the local provider is meant (`local-…` ids). */
-  readonly impliesLocal?: (args: A) => boolean
+  /** The sandbox ids the arguments name: ids of one provider's own shape (`local-…`) choose it. */
+  readonly ids?: (args: A) => ReadonlyArray<string>
   /** Whether the command starts a sandbox: only then may a failure say that it did not start. */
   readonly starts?: boolean
 }
@@ -63,7 +58,7 @@ export const action =
       // What followed the first `--`: split off before parsing, so never taken for options.
       const { forced } = yield* Io.Io
       const mode = { json: top.json || args.json, quiet: top.quiet || args.quiet }
-      const local = top.local || args.local || (options.impliesLocal?.(args) ?? false)
+      const adapter = Providers.forCli(top.local || args.local ? ["local"] : [], options.ids?.(args) ?? [])
       const failed = (error: unknown) => {
         // The library's error in the CLI's words, under its own tag (for --json).
         const { tag, message } = Errors.describe(error, options.starts ?? false)
@@ -74,7 +69,7 @@ export const action =
       if (forced !== undefined && !options.takesCommand) {
         return yield* failed(new Parse.UsageError({ message: `unexpected -- ${forced.join(" ")}`.trimEnd() }))
       }
-      yield* Effect.suspend(() => body(args, mode).pipe(Effect.scoped, Effect.provide(layerFor(local)))).pipe(
+      yield* Effect.suspend(() => body(args, mode).pipe(Effect.scoped, Effect.provide(layerFor(adapter)))).pipe(
         Effect.catchAllCause((cause) =>
           Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : failed(Cause.squash(cause))
         )
@@ -82,14 +77,16 @@ export const action =
     })
 
 /**
- * The provider, and on HF Jobs the anonymous usage events the original hf-sandbox sends (one pair per
- * sandbox made, see docs/telemetry.md), unless HF_HUB_DISABLE_TELEMETRY, DO_NOT_TRACK or another
- * opt-out variable is set. A `--local` sandbox reports nothing: it never leaves this machine. Each
- * request is bounded (3 s), and one still in flight when the command ends gets 1 s, then is dropped.
+ * The provider, and where it applies (HF Jobs) the anonymous usage events the original hf-sandbox sends
+ * (one pair per sandbox made, see docs/telemetry.md), unless HF_HUB_DISABLE_TELEMETRY, DO_NOT_TRACK or
+ * another opt-out variable is set. A `--local` sandbox reports nothing: it never leaves this machine.
+ * Each request is bounded (3 s), and one still in flight when the command ends gets 1 s, then is dropped.
  */
-const layerFor = (local: boolean) =>
+const layerFor = (adapter: Providers.Adapter) =>
   Layer.unwrapEffect(
     Effect.map(Io.Io, ({ env }) =>
-      local ? Backend.layer(true, env) : Telemetry.layerHub().pipe(Layer.provideMerge(Backend.layer(false, env)))
+      adapter.telemetry
+        ? Telemetry.layerHub().pipe(Layer.provideMerge(Backend.layer(adapter, env)))
+        : Backend.layer(adapter, env)
     )
   )

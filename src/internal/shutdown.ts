@@ -15,9 +15,6 @@
  */
 
 import { ChildProcess } from "node:child_process"
-import * as fs from "node:fs"
-import * as Effect from "effect/Effect"
-import * as ProcessTree from "./processTree.js"
 
 /** A sandbox the process must end before it exits. */
 export interface Entry {
@@ -149,21 +146,6 @@ export const unrefChild = (pid: number): void => {
       for (const stream of [handle.stdin, handle.stdout, handle.stderr]) {
         ;(stream as { unref?: () => void } | null)?.unref?.()
       }
-    }
-  }
-}
-
-/** Kills a local sandbox's server and everything below it, and removes its directory, synchronously. */
-export const killLocalSync = (pid: number, workdir: string | undefined): void => {
-  const family = Effect.runSync(ProcessTree.descendants(pid))
-  ProcessTree.signal(-pid, "SIGKILL")
-  ProcessTree.signal(pid, "SIGKILL")
-  for (const child of family) ProcessTree.signal(child, "SIGKILL")
-  if (workdir !== undefined) {
-    try {
-      fs.rmSync(workdir, { recursive: true, force: true })
-    } catch {
-      // Best effort: the process is exiting.
     }
   }
 }

@@ -14,7 +14,7 @@ import type * as Scope from "effect/Scope"
 import type { LinkPolicy, SkippedLink } from "../../Files.js"
 import type * as Sandbox from "../../Sandbox.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
-import { action, isLocalId } from "../action.js"
+import { action } from "../action.js"
 import { attach } from "../attach.js"
 import { globals } from "../options.js"
 import * as Output from "../output.js"
@@ -205,10 +205,10 @@ export const cp = Command.make(
         preserveModes: a.preserveModes
       }),
     {
-      impliesLocal: (a) =>
-        [a.source, a.destination].some((raw) => {
+      ids: (a) =>
+        [a.source, a.destination].flatMap((raw) => {
           const target = Parse.copyTarget(raw)
-          return target._tag === "Remote" && isLocalId(target.id)
+          return target._tag === "Remote" ? [target.id] : []
         })
     }
   )

@@ -60,17 +60,19 @@ export const create = Command.make(
           idleTimeout: idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle,
           detach: true
         })
-        const idleSeconds = durationSeconds(idle ?? Defaults.IDLE_TIMEOUT)
-        const local = sb.provider === "local"
+        // 0 is "never" in what this command prints, however it was spelled (`0`, `Infinity`).
+        const idleSeconds =
+          idle !== undefined && !Duration.isFinite(idle) ? 0 : durationSeconds(idle ?? Defaults.IDLE_TIMEOUT)
+        // What the provider says: the hard limit in force (HF Jobs default to one hour; a local sandbox has
+        // one only when given one; an infinite one is none), and whether the sandbox runs on this machine.
+        const limit = sb.lifetime !== undefined && Duration.isFinite(sb.lifetime) ? sb.lifetime : undefined
+        const local = sb.onThisMachine === true
         if (mode.json) {
           yield* Output.json({
             id: sb.id,
             provider: sb.provider,
             idleTimeoutSeconds: idleSeconds,
-            // HF Jobs default to one hour; a local sandbox has a lifetime only when given one.
-            ...(local && lifetime === undefined
-              ? {}
-              : { timeoutSeconds: durationSeconds(lifetime ?? Defaults.HF_JOB_LIFETIME) }),
+            ...(limit === undefined ? {} : { timeoutSeconds: durationSeconds(limit) }),
             details: sb.details
           })
         } else {
@@ -80,9 +82,7 @@ export const create = Command.make(
           idleSeconds > 0
             ? `after ${Duration.format(Duration.seconds(idleSeconds))} without a request (--idle-timeout)`
             : undefined,
-          local && lifetime === undefined
-            ? undefined
-            : `at the latest after ${Duration.format(lifetime ?? Duration.hours(1))}`
+          limit === undefined ? undefined : `at the latest after ${Duration.format(limit)}`
         ].filter((s) => s !== undefined)
         yield* Output.note(
           mode,

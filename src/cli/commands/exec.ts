@@ -2,7 +2,7 @@
 import * as Command from "@effect/cli/Command"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { action, idImpliesLocal } from "../action.js"
+import { action, idOf } from "../action.js"
 import { attach } from "../attach.js"
 import { commandArgs, commandOf, commandTimeout, cwd, env, globals, sandboxId, stdin } from "../options.js"
 import * as Output from "../output.js"
@@ -42,7 +42,7 @@ export const exec = Command.make(
         )
         yield* Output.setExitCode(code)
       }),
-    { exitCodes: "command", takesCommand: true, impliesLocal: idImpliesLocal }
+    { exitCodes: "command", takesCommand: true, ids: idOf }
   )
 ).pipe(
   Command.withDescription(

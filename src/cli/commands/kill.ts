@@ -4,8 +4,8 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
-import { action, isLocalId } from "../action.js"
-import * as Backend from "../backend.js"
+import * as SandboxProvider from "../../SandboxProvider.js"
+import { action } from "../action.js"
 import * as Errors from "../errors.js"
 import { globals } from "../options.js"
 import * as Output from "../output.js"
@@ -27,12 +27,12 @@ export const kill = Command.make(
             message: a.all ? "give either sandbox ids or --all, not both" : "which sandboxes? give their ids, or --all"
           })
         }
-        const backend = yield* Backend.Backend
-        const targets = a.all ? (yield* backend.list(false)).rows.map((r) => r.id) : a.ids
+        const provider = yield* SandboxProvider.SandboxProvider
+        const targets = a.all ? (yield* SandboxProvider.list({ all: false })).rows.map((r) => r.id) : a.ids
         const results = yield* Effect.forEach(
           targets,
           (id) =>
-            backend.kill(id).pipe(
+            SandboxProvider.kill(id).pipe(
               Effect.as({ id, error: undefined as string | undefined, type: undefined as string | undefined }),
               Effect.catchAll((e) => {
                 const { tag, message } = Errors.describe(e, false)
@@ -48,10 +48,10 @@ export const kill = Command.make(
           yield* Output.json({ killed, failed: failures.map((f) => ({ id: f.id, error: f.error, type: f.type })) })
         } else {
           for (const id of killed) yield* Output.line(id)
-          if (a.all && targets.length === 0) yield* Output.note(mode, `No ${backend.provider} sandboxes running.`)
+          if (a.all && targets.length === 0) yield* Output.note(mode, `No ${provider.name} sandboxes running.`)
         }
         if (failures.length > 0) yield* Output.setExitCode(1)
       }),
-    { impliesLocal: (a) => a.ids.length > 0 && a.ids.every(isLocalId) }
+    { ids: (a) => a.ids }
   )
 ).pipe(Command.withDescription("Stop sandboxes by id, or all of them with --all."))

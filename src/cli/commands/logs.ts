@@ -5,8 +5,8 @@ import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { action, idImpliesLocal } from "../action.js"
-import * as Backend from "../backend.js"
+import * as SandboxProvider from "../../SandboxProvider.js"
+import { action, idOf } from "../action.js"
 import { globals, sandboxId } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
@@ -34,11 +34,10 @@ export const logs = Command.make(
         if (tail !== undefined && tail < 0) {
           return yield* new Parse.UsageError({ message: "--tail must be 0 or more" })
         }
-        const backend = yield* Backend.Backend
-        yield* backend
-          .logs(id, { follow: a.follow, tail })
-          .pipe(Stream.runForEach((text) => (mode.json ? Output.json({ line: text }) : Output.line(text))))
+        yield* SandboxProvider.logs(id, { follow: a.follow, tail }).pipe(
+          Stream.runForEach((text) => (mode.json ? Output.json({ line: text }) : Output.line(text)))
+        )
       }),
-    { impliesLocal: idImpliesLocal }
+    { ids: idOf }
   )
 ).pipe(Command.withDescription("Print a sandbox's log (its server's and, on HF Jobs, the job's output)."))

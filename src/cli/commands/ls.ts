@@ -3,8 +3,8 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
+import * as SandboxProvider from "../../SandboxProvider.js"
 import { action } from "../action.js"
-import * as Backend from "../backend.js"
 import { globals } from "../options.js"
 import * as Output from "../output.js"
 
@@ -19,11 +19,11 @@ export const ls = Command.make(
   },
   action((a, mode) =>
     Effect.gen(function* () {
-      const backend = yield* Backend.Backend
-      const listing = yield* backend.list(a.all)
+      const provider = yield* SandboxProvider.SandboxProvider
+      const listing = yield* SandboxProvider.list({ all: a.all })
       if (mode.json) return yield* Output.json(listing.rows.map((r) => r.record))
       if (mode.quiet) return yield* Effect.forEach(listing.rows, (r) => Output.line(r.id), { discard: true })
-      if (listing.rows.length === 0) return yield* Output.note(mode, `No ${backend.provider} sandboxes running.`)
+      if (listing.rows.length === 0) return yield* Output.note(mode, `No ${provider.name} sandboxes running.`)
       yield* Output.table(
         listing.columns,
         listing.rows.map((r) => r.cells)

@@ -5,10 +5,10 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
+import { ago } from "../../internal/ago.js"
 import type * as Sandbox from "../../Sandbox.js"
-import { action, idImpliesLocal } from "../action.js"
+import { action, idOf } from "../action.js"
 import { attachTo } from "../attach.js"
-import { ago } from "../backend.js"
 import { globals, sandboxId } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
@@ -75,7 +75,7 @@ export const processLs = Command.make(
           ])
         )
       }),
-    { impliesLocal: idImpliesLocal }
+    { ids: idOf }
   )
 ).pipe(Command.withDescription("List a sandbox's background processes, running and exited."))
 
@@ -107,7 +107,7 @@ export const processKill = Command.make(
         yield* Effect.forEach(killed, Output.line, { discard: true })
         if (exited.length > 0) yield* Output.note(mode, `Already exited: ${exited.join(", ")}`)
       }),
-    { impliesLocal: idImpliesLocal }
+    { ids: idOf }
   )
 ).pipe(Command.withDescription("Signal background processes (their whole process group) and print the ids signalled."))
 
@@ -131,7 +131,7 @@ export const processLogs = Command.make(
           .output({ follow: a.follow })
           .pipe(Stream.interruptWhen(Output.stdoutClosed), Stream.runForEach(eventWriter(mode)))
       }),
-    { impliesLocal: idImpliesLocal }
+    { ids: idOf }
   )
 ).pipe(
   Command.withDescription(

@@ -4,7 +4,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { action, idImpliesLocal } from "../action.js"
+import { action, idOf } from "../action.js"
 import { attach } from "../attach.js"
 import { commandArgs, commandOf, cwd, env, globals, sandboxId } from "../options.js"
 import * as Output from "../output.js"
@@ -43,6 +43,6 @@ export const spawn = Command.make(
           `Started ${proc.id} (pid ${proc.pid}) in ${sb.id}; it runs until it exits or the sandbox stops.`
         )
       }),
-    { takesCommand: true, impliesLocal: idImpliesLocal }
+    { takesCommand: true, ids: idOf }
   )
 ).pipe(Command.withDescription("Start a command in the background of a sandbox and print its process id."))

@@ -95,6 +95,9 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
         flavor: job.flavor ?? spec.flavor ?? defaults.flavor,
         url: `${ctx.config.endpoint}/jobs/${namespace}/${job.id}`
       },
+      hardware: job.flavor ?? spec.flavor ?? defaults.flavor,
+      lifetime: spec.lifetime ?? defaults.lifetime,
+      onThisMachine: false,
       ...extra
     }
     return value

@@ -15,6 +15,7 @@ import { endpointOf, serverStopper } from "./endpoint.js"
 import * as Hub from "./hub.js"
 import * as JobLabels from "./jobLabels.js"
 import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
+import { listing } from "./listing.js"
 import { findSandbox, kill, list, logs } from "./operations.js"
 import { isJobProxyUrl } from "./tunnel.js"
 
@@ -30,7 +31,10 @@ export const make = (
     provider: {
       name: "hf-jobs",
       provision: (spec) => provision(ctx, spec),
-      connect: (id, spec) => connect(ctx, id, spec)
+      connect: (id, spec) => connect(ctx, id, spec),
+      list: (options) => listing(ctx, options),
+      kill: (id) => kill(ctx, id),
+      logs: (id, options) => logs(ctx, id, options)
     },
     service: {
       list: (options) => list(ctx, options),

@@ -24,7 +24,7 @@ import { logLines, tailOf } from "./logs.js"
 import * as Owner from "./owner.js"
 import * as Server from "./server.js"
 import * as LocalState from "./state.js"
-import { stop, stopServer } from "./stop.js"
+import { backstop, stop, stopServer } from "./stop.js"
 import * as Workdir from "./workdir.js"
 
 /** The endpoint of a detached sandbox, made here or found by its state file. */
@@ -43,6 +43,9 @@ const endpoint = (
   kill: stop(ctx.stateDir, state, ctx.stopTimeout),
   readRangeSize: Server.WHOLE_FILE,
   directReads: true,
+  hardware: "local",
+  onThisMachine: true,
+  backstop: backstop(state.pid, state.workdir),
   details: {
     pid: state.pid,
     workdir: state.workdir,
@@ -122,7 +125,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
       catch: (e) => startError("SpawnFailed", `cannot write the state file in ${ctx.stateDir}: ${String(e)}`)
     })
     const made = endpoint(ctx, state, Deferred.await(died))
-    return { ...made, details: { ...made.details, serverPid: announce.pid } }
+    return { ...made, lifetime: spec.lifetime, details: { ...made.details, serverPid: announce.pid } }
   })
 
 /** Spawns the server in a session of its own, its stderr into its log. */

@@ -25,7 +25,7 @@ import { captureStderr, makeTail, type Tail } from "./logs.js"
 import * as OwnedDirs from "./ownedDirs.js"
 import * as Server from "./server.js"
 import { newId } from "./state.js"
-import { stopChild } from "./stop.js"
+import { backstop, stopChild } from "./stop.js"
 import * as Workdir from "./workdir.js"
 
 /** A started owned server. */
@@ -53,7 +53,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
     const started = yield* startServer(ctx, spec, workdir)
     const watched = yield* watch(started)
     const announce = yield* Deferred.await(watched.listening).pipe(Server.announcedWithin(spec, watched.tail.get))
-    return endpoint(started, watched, announce)
+    return { ...endpoint(started, watched, announce), lifetime: spec.lifetime }
   })
 
 /** The working directory, made and claimed, with its release: the last of the sandbox's. */
@@ -180,6 +180,9 @@ const endpoint = (started: Started, watched: Watched, announce: Protocol.Listeni
   logs: watched.logs,
   readRangeSize: Server.WHOLE_FILE,
   directReads: true,
+  hardware: "local",
+  onThisMachine: true,
+  backstop: backstop(started.proc.pid, started.workdir),
   details: {
     pid: started.proc.pid,
     serverPid: announce.pid,

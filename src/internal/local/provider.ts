@@ -13,6 +13,8 @@ import * as StateHome from "../stateHome.js"
 import type { LocalContext } from "./context.js"
 import * as Detached from "./detached.js"
 import * as Interpreter from "./interpreter.js"
+import { listing } from "./listing.js"
+import { kill, logs } from "./operations.js"
 import * as Owned from "./owned.js"
 
 /** The default of `stopTimeout`. */
@@ -41,7 +43,10 @@ export const make = (
     return {
       name: "local",
       provision: (spec) => (spec.detach ? Detached.provision(ctx, spec) : Owned.provision(ctx, spec)),
-      connect: (id) => Detached.connect(ctx, id)
+      connect: (id) => Detached.connect(ctx, id),
+      list: () => listing(ctx),
+      kill: (id) => kill(id, { stateDir: ctx.stateDir, stopTimeout: ctx.stopTimeout }),
+      logs: (id, logOptions) => logs(id, { ...logOptions, stateDir: ctx.stateDir })
     } satisfies SandboxProvider.Service
   })
 

@@ -37,6 +37,9 @@ export const ID_PATTERN = /^local-[0-9a-f]{6,32}$/
 /** A new local sandbox id (owned sandboxes have one too, though no file is named after it). */
 export const newId = (): string => `local-${randomBytes(6).toString("hex")}`
 
+/** Whether an id is the local provider's (`local-…`): enough, on the command line, to choose it. */
+export const ownsId = (id: string): boolean => id.startsWith("local-")
+
 export const statePath = (dir: string, id: string) => path.join(dir, `${id}.json`)
 export const logPath = (dir: string, id: string) => path.join(dir, `${id}.log`)
 

@@ -3,11 +3,14 @@
  * what it started), a bounded wait, then SIGKILL of its process group and of every descendant left,
  * found in /proc (see internal/processTree) so that processes which left the group are found too.
  */
+import * as fs from "node:fs"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as ProcessTree from "../processTree.js"
+import { unrefChild } from "../shutdown.js"
 import * as Owner from "./owner.js"
 import { removeFiles, type State } from "./state.js"
 
@@ -55,3 +58,27 @@ export const stopChild = (proc: CommandExecutor.Process, stopTimeout: Duration.D
       ProcessTree.signal(child, "SIGKILL")
     }
   })
+
+/** Kills a local sandbox's server and everything below it, and removes its directory, synchronously. */
+export const killLocalSync = (pid: number, workdir: string | undefined): void => {
+  const family = Effect.runSync(ProcessTree.descendants(pid))
+  ProcessTree.signal(-pid, "SIGKILL")
+  ProcessTree.signal(pid, "SIGKILL")
+  for (const child of family) ProcessTree.signal(child, "SIGKILL")
+  if (workdir !== undefined) {
+    try {
+      fs.rmSync(workdir, { recursive: true, force: true })
+    } catch {
+      // Best effort: the process is exiting.
+    }
+  }
+}
+
+/**
+ * The exit backstop of a server this process started as its child (`pid`, in `workdir`): what an
+ * exiting process can still do about it synchronously.
+ */
+export const backstop = (pid: number, workdir: string | undefined): SandboxProvider.Backstop => ({
+  unref: () => unrefChild(pid),
+  killSync: () => killLocalSync(pid, workdir)
+})

@@ -82,17 +82,14 @@ export const handleOf = (sb: EffectSandbox.Sandbox, scope: Scope.CloseableScope,
   const close = (first: Effect.Effect<void>): Promise<void> =>
     (closing ??= runExit(Effect.zipRight(first, Scope.close(scope, Exit.void))).then(() => unregister?.()))
 
-  const pid = sb.provider === "local" && typeof sb.details.pid === "number" ? sb.details.pid : undefined
-  const workdir = typeof sb.details.workdir === "string" ? sb.details.workdir : undefined
+  const backstop = sb.backstop
   // A finished program must reach `beforeExit` (which ends the sandbox) even while a local server it
   // started runs.
-  if (pid !== undefined) Shutdown.unrefChild(pid)
+  backstop?.unref()
   if (owned) {
     unregister = Shutdown.register({
       terminate: () => close(sb.terminate),
-      killSync: () => {
-        if (pid !== undefined) Shutdown.killLocalSync(pid, workdir)
-      }
+      killSync: () => backstop?.killSync()
     })
   }
 

@@ -9,12 +9,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import * as HfJobs from "../../HfJobs.js"
-import * as LocalSandbox from "../../LocalSandbox.js"
 import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Telemetry from "../../Telemetry.js"
 import * as Background from "../background.js"
+import * as Providers from "../providers.js"
 import { runtime } from "./runtime.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -40,24 +39,22 @@ const providerContext = (
   return context
 }
 
-/** The options each provider's layer takes; everything else goes to `Sandbox.make`/`connect`. */
-const PROVIDER_KEYS = {
-  hf: ["token", "endpoint", "jobsDomain", "publicDns"],
-  local: ["python", "serverScript", "tempDir", "stopTimeout", "stateDir"]
-} as const
-
 /** The provider an options object asks for, built once per distinct set of provider options. */
-export const providerOf = (
-  options: { readonly provider?: "hf" | "local" | undefined },
-  inferred: "hf" | "local" = "hf"
-): Promise<ProviderContext> => {
-  const name = options.provider ?? inferred
-  if (!Object.hasOwn(PROVIDER_KEYS, name)) {
+export const providerOf = (options: { readonly provider?: string | undefined }, inferred?: Providers.Adapter) => {
+  const adapter =
+    options.provider === undefined ? (inferred ?? Providers.defaultAdapter) : Providers.byName(options.provider)
+  if (adapter === undefined) {
     const rejected = Promise.reject(
       new StartError({
-        provider: String(name),
+        provider: String(options.provider),
         reason: "InvalidOptions",
-        detail: `unknown provider ${JSON.stringify(name)}: use provider: "hf" (Hugging Face Jobs, the default) or "local"`
+        detail: `unknown provider ${JSON.stringify(options.provider)}: use provider: ${Providers.adapters
+          .map((a) =>
+            a === Providers.defaultAdapter
+              ? `${JSON.stringify(a.name)} (${a.title}, the default)`
+              : JSON.stringify(a.name)
+          )
+          .join(" or ")}`
       })
     )
     // Awaited later, or not at all when the call is aborted first: never an unhandled rejection.
@@ -65,15 +62,15 @@ export const providerOf = (
     return rejected
   }
   const picked: Record<string, unknown> = {}
-  for (const key of PROVIDER_KEYS[name]) {
+  for (const key of adapter.optionKeys) {
     const value = (options as Record<string, unknown>)[key]
     if (value !== undefined) picked[key] = value
   }
   if (typeof picked.token === "string") picked.token = Redacted.make(picked.token)
   // The key holds no secret: a token is represented by its hash.
   const key = JSON.stringify([
-    name,
-    ...PROVIDER_KEYS[name].map((k) => {
+    adapter.name,
+    ...adapter.optionKeys.map((k) => {
       const value = picked[k]
       if (value === undefined) return null
       if (Redacted.isRedacted(value))
@@ -83,10 +80,12 @@ export const providerOf = (
       return Array.isArray(value) || typeof value === "boolean" ? value : String(value)
     })
   ])
-  return providerContext(key, () =>
-    name === "local" ? LocalSandbox.layer(picked as LocalSandbox.Options) : HfJobs.layer(picked as HfJobs.Options)
-  )
+  return providerContext(key, () => adapter.layer(picked))
 }
+
+/** Whether the usage telemetry of the original hf-sandbox applies to the provider an options object asks for. */
+export const telemetryApplies = (options: { readonly provider?: string | undefined }): boolean =>
+  (options.provider === undefined ? Providers.defaultAdapter : Providers.byName(options.provider))?.telemetry ?? false
 
 // ---------------------------------------------------------------------------------------------------
 // Telemetry: the facade is one of the original hf-sandbox's own surfaces, and sends its two anonymous

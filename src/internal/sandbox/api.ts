@@ -34,6 +34,10 @@ export const build = (running: Running, fileSystem: Option.Option<FileSystem.Fil
     logs: logs(running),
     provider: endpoint.provider,
     details: endpoint.details,
+    hardware: endpoint.hardware,
+    lifetime: endpoint.lifetime,
+    onThisMachine: endpoint.onThisMachine,
+    backstop: endpoint.backstop,
     exec: exec(running),
     files: FilesApi.make({
       wire: running.wire,

@@ -60,12 +60,7 @@ export const reportUsage = (
     yield* send({
       _tag: "Create",
       sessionId,
-      flavor:
-        endpoint.provider === "local"
-          ? "local"
-          : typeof endpoint.details.flavor === "string"
-            ? endpoint.details.flavor
-            : (spec.flavor ?? "default"),
+      flavor: endpoint.hardware ?? spec.flavor ?? "default",
       timeoutS: spec.lifetime === undefined ? null : Math.ceil(Duration.toSeconds(spec.lifetime)),
       forwardHfToken: spec.forwardHfToken
     })

@@ -1,0 +1,44 @@
+/** The accessors of the provider seam: the by-id operations of the provider in use, or a typed refusal. */
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { StartError } from "../SandboxError.js"
+import * as SandboxProvider from "../SandboxProvider.js"
+
+/** The provider's refusal of an operation it does not have (a provider written before the seam had it). */
+export const unsupported = (provider: string, during: string, operation: string) =>
+  new StartError({
+    provider,
+    reason: "InvalidOptions",
+    detail: `the ${provider} provider does not support ${operation}: use a provider that does, or its own API`,
+    during
+  })
+
+export const list = (options: SandboxProvider.ListOptions = {}) =>
+  Effect.flatMap(SandboxProvider.SandboxProvider, (provider) =>
+    provider.list === undefined
+      ? Effect.fail(unsupported(provider.name, "list sandboxes", "listing sandboxes"))
+      : provider.list(options)
+  )
+
+export const kill = (id: string) =>
+  Effect.flatMap(SandboxProvider.SandboxProvider, (provider) =>
+    provider.kill === undefined
+      ? Effect.fail(unsupported(provider.name, `kill sandbox ${id}`, "stopping sandboxes by id"))
+      : provider.kill(id)
+  )
+
+export const logs = (id: string, options: SandboxProvider.LogOptions = {}) =>
+  Stream.unwrap(
+    Effect.map(SandboxProvider.SandboxProvider, (provider) =>
+      provider.logs === undefined
+        ? Stream.fail(unsupported(provider.name, `read the log of sandbox ${id}`, "reading logs by id"))
+        : provider.logs(id, options)
+    )
+  )
+
+export const connect = (id: string, spec: SandboxProvider.Spec) =>
+  Effect.flatMap(SandboxProvider.SandboxProvider, (provider) =>
+    provider.connect === undefined
+      ? Effect.fail(unsupported(provider.name, `attach to sandbox ${id}`, "attaching to sandboxes by id"))
+      : provider.connect(id, spec)
+  )
