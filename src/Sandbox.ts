@@ -30,14 +30,14 @@ import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Files } from "./Files.js"
-import * as Wire from "./internal/client.js"
 import * as Cloudflared from "./internal/cloudflared.js"
-import * as FilesApi from "./internal/files.js"
-import * as Reattach from "./internal/reattach.js"
+import * as FilesApi from "./internal/files/files.js"
 import * as Signals from "./internal/signals.js"
 import * as StartErrors from "./internal/startError.js"
-import * as Stdin from "./internal/stdin.js"
 import * as Validate from "./internal/validate.js"
+import * as Wire from "./internal/wire/client.js"
+import * as Reattach from "./internal/wire/reattach.js"
+import * as Stdin from "./internal/wire/stdin.js"
 import type * as Protocol from "./Protocol.js"
 import {
   AuthError,
@@ -948,7 +948,7 @@ const open = (
      * id asks the server. `stdinFailed`: the failure of the Stream feeding its stdin, which `wait` reports.
      */
     const processHandle = <E = never>(
-      info: Protocol.ProcessInfo,
+      info: Protocol.ProcessInfoBody,
       writer: Stdin.Writer = Stdin.makeWriter(wire, info.id, stdinRetry),
       stdinFailed?: Deferred.Deferred<void, OperationError | E>
     ): Process<E> => ({

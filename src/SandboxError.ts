@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { RESOURCE_LIMIT_VARIABLES } from "./internal/wire/limits.js"
 
 const tail = (text: string | undefined) =>
   text !== undefined && text.trim().length > 0 ? `\n--- server stderr (tail) ---\n${text.trimEnd()}` : ""
@@ -227,12 +228,6 @@ export class ResourceLimitError extends Schema.TaggedError<ResourceLimitError>("
     const raise = variable === undefined ? "" : ` To raise it, make the sandbox with env: { ${variable}: "<n>" }.`
     return `The sandbox server is at its limit for ${this.operation} (${this.code}): ${this.detail}.${raise}`
   }
-}
-
-/** The server's variable for each limit a `ResourceLimitError` can name. */
-const RESOURCE_LIMIT_VARIABLES: Record<string, string> = {
-  too_many_processes: "SBX_MAX_PROCESSES",
-  too_many_connections: "SBX_MAX_CONNECTIONS"
 }
 
 /**

@@ -14,7 +14,7 @@ import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import type { StdinError } from "hf-sandbox/SandboxError"
 import * as Testing from "hf-sandbox/testing"
-import * as Stdin from "../src/internal/stdin.js"
+import * as Stdin from "../src/internal/wire/stdin.js"
 import { emulatedHub, fastSchedules } from "./support/hub.js"
 import { localLayer } from "./support/local.js"
 

@@ -15,8 +15,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import * as TransferJournal from "./files/journal.js"
 import * as ProcessTree from "./processTree.js"
-import * as TransferJournal from "./transferJournal.js"
 
 /** What a state file holds. The token is the sandbox token: the file is the user's alone. */
 export interface State {
@@ -131,7 +131,7 @@ export const removeFiles = (dir: string, id: string, workdir: string | undefined
   removeQuietly(logPath(dir, id))
   // Only a directory this provider made (an `hf-sandbox-` temp directory) is ever removed recursively.
   if (workdir !== undefined && path.basename(workdir).startsWith("hf-sandbox-")) {
-    // The unfinished writes of a server that died with its supervisor (see internal/transferJournal).
+    // The unfinished writes of a server that died with its supervisor (see internal/files/journal).
     TransferJournal.replay(workdir)
     removeQuietly(workdir, true)
   }

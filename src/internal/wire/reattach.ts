@@ -11,8 +11,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
-import type * as Protocol from "../Protocol.js"
-import { ConnectionLostError, type OperationError } from "../SandboxError.js"
+import type * as Protocol from "../../Protocol.js"
+import { ConnectionLostError, type OperationError } from "../../SandboxError.js"
 import type { WireClient } from "./client.js"
 
 /** A command's events with output as raw bytes; `ping` only keeps the reattach schedule honest. */
@@ -71,7 +71,7 @@ const eventOf = (
     })
 
   const toEvent = (
-    event: Protocol.ExecEvent | Protocol.OutputEvent
+    event: Protocol.ExecEventLine | Protocol.OutputEventLine
   ): Effect.Effect<Option.Option<CommandEvent>, ConnectionLostError> => {
     switch (event.event) {
       case "start":
@@ -207,7 +207,7 @@ export const run = (
 
     const attempt: Stream.Stream<CommandEvent, OperationError> = Stream.suspend(() => {
       const retry = state.attempts++ > 0
-      type Line = Protocol.ExecEvent | Protocol.OutputEvent
+      type Line = Protocol.ExecEventLine | Protocol.OutputEventLine
       const sent: Stream.Stream<Line, OperationError> = state.id !== undefined ? resume(state.id) : wire.exec(request)
       const source: Stream.Stream<Line, OperationError> = retry ? Stream.concat(Stream.execute(serverGone), sent) : sent
       return Stream.concat(
@@ -270,7 +270,7 @@ export const spawn = (
   wire: WireClient,
   request: Parameters<WireClient["spawn"]>[0] & { readonly idempotency_key: string },
   schedule: Schedule.Schedule<unknown>
-): Effect.Effect<Protocol.ProcessInfo, OperationError> =>
+): Effect.Effect<Protocol.ProcessInfoBody, OperationError> =>
   Effect.suspend(() => {
     let retry = false
     let exited = false
