@@ -41,17 +41,27 @@ interface State {
   readonly offsets: { stdout: number; stderr: number }
 }
 
+/** One command's attempts: what every step of {@link run} reads and records. */
+interface Run {
+  readonly wire: WireClient
+  readonly request: Protocol.ExecRequest
+  readonly operation: string
+  readonly state: State
+}
+
+/** Marks `error` as one after which reattaching cannot help. */
+const final = (run: Run, error: ConnectionLostError) => {
+  run.state.final = true
+  return error
+}
+
 /**
  * Reads one event of an attempt into `state` (the command's id, the offsets delivered). A `dropped`
  * event means the bytes to resume at are gone: a final error, with the command's state as the sandbox
  * reports it (queried, bounded).
  */
-const eventOf = (
-  wire: WireClient,
-  operation: string,
-  state: State,
-  final: (error: ConnectionLostError) => ConnectionLostError
-) => {
+const eventOf = (run: Run) => {
+  const { wire, operation, state } = run
   const lostWithState = (detail: string, cause?: unknown) =>
     Effect.gen(function* () {
       const id = state.id!
@@ -59,6 +69,7 @@ const eventOf = (
       const info = Option.getOrUndefined(known)
       const running = info?.running
       return final(
+        run,
         new ConnectionLostError({
           operation,
           detail,
@@ -103,6 +114,138 @@ const eventOf = (
   return toEvent
 }
 
+/** The command's output from the offsets delivered so far. */
+const resume = (run: Run, id: string) =>
+  run.wire.resume(id, { ...run.state.offsets }).pipe(
+    Stream.catchTag("ProcessNotFoundError", () =>
+      Stream.fail(
+        final(
+          run,
+          new ConnectionLostError({
+            operation: run.operation,
+            detail:
+              "the connection dropped and the sandbox no longer knows the command when the client " +
+              "reattached (its record is kept SBX_EXEC_RETAIN seconds after it ends)",
+            commandId: id
+          })
+        )
+      )
+    )
+  )
+
+// Before a retry: a server the provider knows to have exited will not come back.
+const serverGone = (run: Run) =>
+  Effect.flatMap(run.wire.serverExit, (reason) =>
+    Option.isSome(reason)
+      ? Effect.fail(
+          final(
+            run,
+            new ConnectionLostError({
+              operation: run.operation,
+              detail: reason.value,
+              ...(run.state.id !== undefined ? { commandId: run.state.id, running: false } : {})
+            })
+          )
+        )
+      : Effect.void
+  )
+
+// A stream that ends without the exit status lost its connection; it never counts as success.
+const ended = ({ operation, state }: Run) =>
+  Effect.suspend(() =>
+    state.exited
+      ? Effect.void
+      : Effect.fail(
+          new ConnectionLostError({
+            operation,
+            detail: "the output stream ended before the command's exit status arrived"
+          })
+        )
+  )
+
+// An answer that is not a lost connection (the HF proxy's 503 for a job that is not running) from a
+// sandbox the provider knows to have ended says only that; what the caller needs is that it ended.
+const explained = (run: Run, error: OperationError): Effect.Effect<never, OperationError> => {
+  const { state } = run
+  // Only the first request's answer proves nothing started: a retry's may follow a lost first one.
+  const answered = error._tag !== "ConnectionLostError" && error._tag !== "RequestTimeoutError"
+  if (state.id === undefined && state.attempts === 1 && answered) state.refused = true
+  return error._tag === "ConnectionLostError" || state.id === undefined || state.exited
+    ? Effect.fail(error)
+    : Effect.flatMap(run.wire.serverExit, (reason) =>
+        Effect.fail(
+          Option.isSome(reason)
+            ? final(
+                run,
+                new ConnectionLostError({
+                  operation: run.operation,
+                  detail: reason.value,
+                  cause: error,
+                  commandId: state.id!,
+                  running: false
+                })
+              )
+            : error
+        )
+      )
+}
+
+/** One attempt: the exec itself, or a reattach once the command's id is known. */
+const attempt = (run: Run): Stream.Stream<CommandEvent, OperationError> => {
+  const toEvent = eventOf(run)
+  return Stream.suspend(() => {
+    const { state } = run
+    const retry = state.attempts++ > 0
+    type Line = Protocol.ExecEventLine | Protocol.OutputEventLine
+    const sent: Stream.Stream<Line, OperationError> =
+      state.id !== undefined ? resume(run, state.id) : run.wire.exec(run.request)
+    const source: Stream.Stream<Line, OperationError> = retry
+      ? Stream.concat(Stream.execute(serverGone(run)), sent)
+      : sent
+    return Stream.concat(
+      source.pipe(
+        Stream.catchAll((error) => Stream.fromEffect(explained(run, error))),
+        Stream.mapEffect(toEvent),
+        Stream.filterMap((event) => event)
+      ),
+      Stream.execute(ended(run))
+    )
+  })
+}
+
+// A start without an id comes from a server that cannot reattach: the old behaviour (fail) holds.
+const retryable = ({ state }: Run, error: OperationError) =>
+  error._tag === "ConnectionLostError" && !state.final && (state.id !== undefined || !state.started)
+
+const gaveUp = (run: Run, error: OperationError): OperationError => {
+  const { operation, state } = run
+  if (error._tag !== "ConnectionLostError" || !retryable(run, error)) return error
+  const detail = `${error.detail}; reattaching failed until the reattach schedule ran out`
+  state.unreachable = true
+  if (state.id === undefined) {
+    return new ConnectionLostError({
+      operation,
+      detail: `${detail} (the command may have started before its start event was lost)`,
+      cause: error
+    })
+  }
+  return final(run, new ConnectionLostError({ operation, detail, cause: error, commandId: state.id, running: true }))
+}
+
+// Unreachable for the whole schedule: a kill would not get through either, and the server's own
+// reattach grace ends the command. Without an id (interrupted or cut off before the start event)
+// the command may be running or its request still on its way: cancelling by key covers both.
+const abandon = ({ wire, request, state }: Run) => {
+  const cancelByKey = request.idempotency_key === undefined ? Effect.void : wire.cancel(request.idempotency_key, "KILL")
+  return state.exited || state.unreachable || state.refused
+    ? Effect.void
+    : (state.id !== undefined ? wire.kill(state.id, "KILL") : cancelByKey).pipe(
+        Effect.interruptible,
+        Effect.timeout(CLEANUP_BOUND),
+        Effect.ignore
+      )
+}
+
 /**
  * Runs `request` (which carries its `idempotency_key`) and reattaches on `schedule` whenever the
  * connection is lost. Fails with `ConnectionLostError` carrying the command's id and last known state
@@ -117,146 +260,31 @@ export const run = (
   schedule: Schedule.Schedule<unknown>
 ): Stream.Stream<CommandEvent, OperationError> =>
   Stream.suspend(() => {
-    const state: State = {
-      id: undefined,
-      started: false,
-      exited: false,
-      unreachable: false,
-      refused: false,
-      final: false,
-      attempts: 0,
-      offsets: { stdout: 0, stderr: 0 }
-    }
-    const final = (error: ConnectionLostError) => {
-      state.final = true
-      return error
-    }
-
-    const toEvent = eventOf(wire, operation, state, final)
-
-    const resume = (id: string) =>
-      wire.resume(id, { ...state.offsets }).pipe(
-        Stream.catchTag("ProcessNotFoundError", () =>
-          Stream.fail(
-            final(
-              new ConnectionLostError({
-                operation,
-                detail:
-                  "the connection dropped and the sandbox no longer knows the command when the client " +
-                  "reattached (its record is kept SBX_EXEC_RETAIN seconds after it ends)",
-                commandId: id
-              })
-            )
-          )
-        )
-      )
-
-    // Before a retry: a server the provider knows to have exited will not come back.
-    const serverGone = Effect.flatMap(wire.serverExit, (reason) =>
-      Option.isSome(reason)
-        ? Effect.fail(
-            final(
-              new ConnectionLostError({
-                operation,
-                detail: reason.value,
-                ...(state.id !== undefined ? { commandId: state.id, running: false } : {})
-              })
-            )
-          )
-        : Effect.void
-    )
-
-    // A stream that ends without the exit status lost its connection; it never counts as success.
-    const ended = Effect.suspend(() =>
-      state.exited
-        ? Effect.void
-        : Effect.fail(
-            new ConnectionLostError({
-              operation,
-              detail: "the output stream ended before the command's exit status arrived"
-            })
-          )
-    )
-
-    // An answer that is not a lost connection (the HF proxy's 503 for a job that is not running) from a
-    // sandbox the provider knows to have ended says only that; what the caller needs is that it ended.
-    const explained = (error: OperationError): Effect.Effect<never, OperationError> => {
-      // Only the first request's answer proves nothing started: a retry's may follow a lost first one.
-      const answered = error._tag !== "ConnectionLostError" && error._tag !== "RequestTimeoutError"
-      if (state.id === undefined && state.attempts === 1 && answered) state.refused = true
-      return explainedError(error)
-    }
-    const explainedError = (error: OperationError): Effect.Effect<never, OperationError> =>
-      error._tag === "ConnectionLostError" || state.id === undefined || state.exited
-        ? Effect.fail(error)
-        : Effect.flatMap(wire.serverExit, (reason) =>
-            Effect.fail(
-              Option.isSome(reason)
-                ? final(
-                    new ConnectionLostError({
-                      operation,
-                      detail: reason.value,
-                      cause: error,
-                      commandId: state.id!,
-                      running: false
-                    })
-                  )
-                : error
-            )
-          )
-
-    const attempt: Stream.Stream<CommandEvent, OperationError> = Stream.suspend(() => {
-      const retry = state.attempts++ > 0
-      type Line = Protocol.ExecEventLine | Protocol.OutputEventLine
-      const sent: Stream.Stream<Line, OperationError> = state.id !== undefined ? resume(state.id) : wire.exec(request)
-      const source: Stream.Stream<Line, OperationError> = retry ? Stream.concat(Stream.execute(serverGone), sent) : sent
-      return Stream.concat(
-        source.pipe(
-          Stream.catchAll((error) => Stream.fromEffect(explained(error))),
-          Stream.mapEffect(toEvent),
-          Stream.filterMap((event) => event)
-        ),
-        Stream.execute(ended)
-      )
-    })
-
-    // A start without an id comes from a server that cannot reattach: the old behaviour (fail) holds.
-    const retryable = (error: OperationError) =>
-      error._tag === "ConnectionLostError" && !state.final && (state.id !== undefined || !state.started)
-
-    const gaveUp = (error: OperationError): OperationError => {
-      if (error._tag !== "ConnectionLostError" || !retryable(error)) return error
-      const detail = `${error.detail}; reattaching failed until the reattach schedule ran out`
-      state.unreachable = true
-      if (state.id === undefined) {
-        return new ConnectionLostError({
-          operation,
-          detail: `${detail} (the command may have started before its start event was lost)`,
-          cause: error
-        })
+    const run: Run = {
+      wire,
+      request,
+      operation,
+      state: {
+        id: undefined,
+        started: false,
+        exited: false,
+        unreachable: false,
+        refused: false,
+        final: false,
+        attempts: 0,
+        offsets: { stdout: 0, stderr: 0 }
       }
-      return final(new ConnectionLostError({ operation, detail, cause: error, commandId: state.id, running: true }))
     }
-
-    // Unreachable for the whole schedule: a kill would not get through either, and the server's own
-    // reattach grace ends the command. Without an id (interrupted or cut off before the start event)
-    // the command may be running or its request still on its way: cancelling by key covers both.
-    const cancelByKey =
-      request.idempotency_key === undefined ? Effect.void : wire.cancel(request.idempotency_key, "KILL")
-    const abandon = () =>
-      state.exited || state.unreachable || state.refused
-        ? Effect.void
-        : (state.id !== undefined ? wire.kill(state.id, "KILL") : cancelByKey).pipe(
-            Effect.interruptible,
-            Effect.timeout(CLEANUP_BOUND),
-            Effect.ignore
-          )
-
-    return attempt.pipe(
-      Stream.retry(Schedule.intersect(schedule, Schedule.recurWhile(retryable))),
-      Stream.mapError(gaveUp),
+    return attempt(run).pipe(
+      Stream.retry(
+        Schedule.intersect(
+          schedule,
+          Schedule.recurWhile((error: OperationError) => retryable(run, error))
+        )
+      ),
+      Stream.mapError((error) => gaveUp(run, error)),
       Stream.filter((event) => event.event !== "ping"),
-      Stream.ensuring(Effect.suspend(abandon))
+      Stream.ensuring(Effect.suspend(() => abandon(run)))
     )
   })
 
