@@ -16,6 +16,7 @@ import { type Context, localFs } from "./context.js"
 import * as LocalTree from "./localTree.js"
 import { type Plan, rangesOf } from "./plan.js"
 
+/** A file whose size differs between two answers of one read. */
 const changed = (operation: string, path: string) =>
   new ConnectionLostError({ operation, detail: `${path} changed size during the transfer; read it again` })
 
@@ -83,6 +84,7 @@ export const readRanges = <E>(
     })
   )
 
+/** A whole file into memory, in parallel ranges. */
 export const readBytes = (wire: Wire.WireClient, path: string, plan: Plan): Effect.Effect<Uint8Array, OperationError> =>
   Effect.suspend(() => {
     let out = new Uint8Array(0)

@@ -62,7 +62,6 @@ export const traced = <A, E, R>(plan: Plan, effect: Effect.Effect<A, E, R>): Eff
   )
 
 /** A mode must be an integer 0–0o7777: `(1.5).toString(8)` is "1.4", which the server would take. */
-
 export const checkMode = (operation: string, mode: unknown): Effect.Effect<number, InvalidArgumentError> =>
   Validate.check(operation, () => Validate.mode("mode", mode))
 
@@ -79,6 +78,7 @@ export const makePlan = (
     ? checkedPlan(operation, options, total)
     : Effect.zipRight(checkMode(operation, options.mode), checkedPlan(operation, options, total))
 
+/** The plan, once the mode (if any) is checked. */
 const checkedPlan = (
   operation: string,
   options: TransferOptions,

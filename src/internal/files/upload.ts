@@ -170,6 +170,10 @@ export const writeStream = (
     })
   )
 
+/**
+ * Uploads a local file in ranges read straight from disk. `known`: its size and mode from a tree walk
+ * (else it is stat'ed, and counted into the progress's total).
+ */
 export const upload = (
   ctx: Context,
   operation: string,
