@@ -80,7 +80,8 @@ export const make = (target: Target, timeouts: Timeouts, http: HttpClient.HttpCl
   const client = (target.transformClient ? target.transformClient(http) : http).pipe(
     // Redirects are never followed: a redirect must not carry the sandbox token (or a bearer) elsewhere.
     HttpClient.followRedirects(0),
-    HttpClient.mapRequestEffect((request) =>
+    // Before the given client's own request steps (a user's `tapRequest` sees the whole request).
+    HttpClient.mapRequestInputEffect((request) =>
       currentBase === undefined ? prepare(base, request) : Effect.flatMap(currentBase, (url) => prepare(url, request))
     ),
     // The HttpClient records request headers in its spans: the sandbox token is redacted there, as the
