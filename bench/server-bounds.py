@@ -11,8 +11,8 @@ thread count:
 - ring: the output buffer alone, in-process, fed 2-byte chunks alternating between the streams;
 - legacy-exec: POST /exec of a command printing 50 MB of binary output, one request and four at once.
 
-To compare with an older server: git show main:rpc-server/server.py > /tmp/old.py, then --server
-/tmp/old.py. Linux only (/proc).
+To compare with an older server: git show <rev>:rpc-server/server.py > /tmp/old.py (the one-file server
+of before the package), then --server /tmp/old.py. Linux only (/proc).
 """
 
 import argparse
@@ -177,12 +177,18 @@ def interleaved(path, seconds, buffer_bytes, replay_limit):
 def ring(path):
     """The output buffer alone, in-process: 2-byte chunks alternating between stdout and stderr, as
     fast as they come, then what the buffer holds (tracemalloc) against its two bounds."""
+    import importlib
     import importlib.util
     import tracemalloc
 
-    spec = importlib.util.spec_from_file_location("rpc_server", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    if os.path.isdir(path):  # the package: BgProcess lives in its `background` module
+        package = os.path.abspath(path)
+        sys.path.insert(0, os.path.dirname(package))
+        module = importlib.import_module(os.path.basename(package) + ".background")
+    else:  # a one-file server of before the package
+        spec = importlib.util.spec_from_file_location("rpc_server", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     limit = 1024 * 1024
     tracemalloc.start()
     bg = module.BgProcess(1, "x", None, limit, None, None, kind="process")
@@ -221,7 +227,7 @@ def legacy_exec(path, parallel):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--server", default=os.path.join(HERE, "..", "rpc-server", "server.py"))
+    p.add_argument("--server", default=os.path.join(HERE, "..", "rpc-server", "sbx_server"))
     p.add_argument("--slow", type=int, default=1500)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--buffer-bytes", type=int, default=8 * 1024 * 1024)

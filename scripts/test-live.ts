@@ -15,7 +15,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as HfJobs from "hf-sandbox/HfJobs"
-import * as Credentials from "../src/internal/credentials.js"
+import * as HfConfig from "../src/internal/hfJobs/config.js"
+import * as Credentials from "../src/internal/hfJobs/credentials.js"
 import * as Live from "../test/live/suite.js"
 
 const clean = (value: string | undefined) => {
@@ -25,8 +26,10 @@ const clean = (value: string | undefined) => {
 
 const program = Effect.gen(function* () {
   const fs = yield* FileSystem.FileSystem
-  const env = yield* Credentials.readEnv
-  const endpoint = clean(process.env.HF_ENDPOINT) ?? "https://huggingface.co"
+  // The environment as the library reads it: HF_ENDPOINT and what the token discovery needs.
+  const config = yield* HfConfig.resolve({})
+  const env = yield* config.discovery
+  const endpoint = config.endpoint
   // The token as the library and huggingface_hub find it: OIDC, HF_TOKEN, HUGGING_FACE_HUB_TOKEN, the token file.
   const credential = yield* Credentials.resolve({
     fs,

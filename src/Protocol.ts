@@ -1,5 +1,5 @@
 /**
- * The wire protocol between the client and the in-sandbox server (`rpc-server/server.py`).
+ * The wire protocol between the client and the in-sandbox server (`rpc-server/sbx_server`).
  *
  * One Schema per request, response and event. The prose version, with examples, is
  * `docs/protocol.md`; the server and this module must agree with it.

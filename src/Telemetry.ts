@@ -29,6 +29,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as HfConfig from "./internal/hfJobs/config.js"
 import { VERSION } from "./internal/version.js"
 
 /**
@@ -246,7 +247,7 @@ export interface HubOptions {
   readonly flushTimeout?: Duration.DurationInput | undefined
 }
 
-const DEFAULT_ENDPOINT = "https://huggingface.co"
+const DEFAULT_ENDPOINT = HfConfig.defaults.endpoint
 
 /**
  * A service that sends each event as the Hub's telemetry request: `HEAD

@@ -78,8 +78,10 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import { PinnedConnect } from "./internal/publicDns.js"
+import { PinnedConnect } from "./internal/hfJobs/publicDns.js"
 import * as internal from "./internal/testing/emulator.js"
+import * as faults from "./internal/testing/faults.js"
+import * as router from "./internal/testing/router.js"
 
 /**
  * @since 0.1.0
@@ -274,7 +276,7 @@ export interface Faults {
  * @since 0.1.0
  * @category models
  */
-export const noFaults = (): Faults => internal.defaultFaults()
+export const noFaults = (): Faults => faults.defaultFaults()
 
 /**
  * A cloudflared release on the emulated release host: set `SBX_CLOUDFLARED_BASE_URL`,
@@ -544,7 +546,7 @@ export const routeHttpClient: (
  * @category layers
  */
 export const layerDnsFallback: (emulator: HubEmulator) => Layer.Layer<PinnedConnect> = (emulator) =>
-  Layer.succeed(PinnedConnect, internal.pinnedConnect(emulator))
+  Layer.succeed(PinnedConnect, router.pinnedConnect(emulator.url))
 
 /**
  * Replaces the `HttpClient` with the underlying one wrapped by {@link routeHttpClient}.

@@ -31,33 +31,15 @@
  *
  * @since 0.1.0
  */
-import { createHash } from "node:crypto"
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as NodeContext from "@effect/platform-node/NodeContext"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as Cause from "effect/Cause"
-import * as Chunk from "effect/Chunk"
-import type * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
-import { identity } from "effect/Function"
-import * as Layer from "effect/Layer"
-import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
-import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as Effect from "effect/Effect"
+import type * as Redacted from "effect/Redacted"
+import type * as Stream from "effect/Stream"
 import type * as EffectFiles from "./Files.js"
-import * as HfJobs from "./HfJobs.js"
-import * as Background from "./internal/background.js"
-import { EFFECT_TOKEN_HINT } from "./internal/credentials.js"
-import * as Shutdown from "./internal/shutdown.js"
-import * as LocalSandbox from "./LocalSandbox.js"
+import { open } from "./internal/promise/open.js"
+import { providerOf, telemetryOf } from "./internal/promise/providers.js"
+import type * as LocalSandbox from "./LocalSandbox.js"
 import * as EffectSandbox from "./Sandbox.js"
-import { type OperationError, StartError } from "./SandboxError.js"
-import type * as SandboxProvider from "./SandboxProvider.js"
-import * as Telemetry from "./Telemetry.js"
 
 // The shapes shared with the Effect API (results, events, options), defined in the `Sandbox` and `Files` modules.
 export type {
@@ -260,13 +242,72 @@ export interface LocalConnectOptions extends ConnectBaseOptions, LocalSandbox.Op
 export type ConnectOptions = HfConnectOptions | LocalConnectOptions
 
 /**
+ * A call's parameters as the facade takes them: its trailing options object joined with
+ * {@link CallOptions}, or, when it has none, `CallOptions` as a new last parameter.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type WithCallOptions<P extends ReadonlyArray<unknown>> = P extends readonly []
+  ? [options?: CallOptions]
+  : P extends readonly [...Array<unknown>, unknown]
+    ? [...P, options?: CallOptions]
+    : P extends readonly [...infer Init, (infer Last)?]
+      ? IsOptionsObject<Last> extends true
+        ? [...Init, options?: Last & CallOptions]
+        : [...P, options?: CallOptions]
+      : [...P, options?: CallOptions]
+
+/** Whether an optional last parameter is an options object (`{ follow?: boolean }`), not a value. */
+type IsOptionsObject<T> = [NonNullable<T>] extends [object]
+  ? [NonNullable<T>] extends [Uint8Array | ReadonlyArray<unknown> | ((...args: ReadonlyArray<never>) => unknown)]
+    ? false
+    : true
+  : false
+
+/**
+ * One member of an Effect API service as the facade has it: an `Effect` becomes a call that returns a
+ * Promise, a `Stream` one that returns an async iterator, each taking {@link CallOptions} beside its own
+ * options; a nested service (like `files`) is promisified in turn; plain values stay as they are.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type PromisifiedMember<M> =
+  M extends Effect.Effect<infer A, infer _E, infer _R>
+    ? (options?: CallOptions) => Promise<A>
+    : M extends Stream.Stream<infer A, infer _E, infer _R>
+      ? (options?: CallOptions) => AsyncIterableIterator<A>
+      : M extends (...args: infer P) => Effect.Effect<infer A, infer _E, infer _R>
+        ? (...args: WithCallOptions<P>) => Promise<A>
+        : M extends (...args: infer P) => Stream.Stream<infer A, infer _E, infer _R>
+          ? (...args: WithCallOptions<P>) => AsyncIterableIterator<A>
+          : M extends (...args: ReadonlyArray<never>) => unknown
+            ? M
+            : M extends object
+              ? string extends keyof M
+                ? M
+                : Promisified<M>
+              : M
+
+/**
+ * An Effect API service as the facade has it, member by member (see {@link PromisifiedMember}). The
+ * facade's types are derived from the Effect API's this way, so that the two cannot drift apart; only
+ * what genuinely differs (stdin and file sources, handles, disposal) is written by hand.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Promisified<S> = { readonly [K in keyof S]: PromisifiedMember<S[K]> }
+
+/**
  * The files inside a sandbox, as in the Effect API's `Files` (relative paths resolve against the
  * sandbox's home directory), with Promises and async iterables.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Files {
+export interface Files extends Omit<Promisified<EffectFiles.Files>, "write"> {
   /**
    * Creates or replaces a file (parents are created). `data` may be a string, bytes, or an async
    * iterable of chunks (a Node `Readable`, a web `ReadableStream`, an async generator), sent as it is
@@ -278,68 +319,6 @@ export interface Files {
     data: string | Uint8Array | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array>,
     options?: EffectFiles.WriteOptions & CallOptions
   ) => Promise<void>
-  /** The file's bytes. */
-  readonly read: (path: string, options?: EffectFiles.TransferOptions & CallOptions) => Promise<Uint8Array>
-  /** The file as UTF-8 text. */
-  readonly readText: (path: string, options?: CallOptions) => Promise<string>
-  /** The entry at `path`, without following a symlink. */
-  readonly stat: (path: string, options?: CallOptions) => Promise<EffectFiles.FileInfo>
-  /** Whether `path` exists. */
-  readonly exists: (path: string, options?: CallOptions) => Promise<boolean>
-  /** The entries of a directory, sorted by name; with `recursive`, the whole tree below it. */
-  readonly list: (
-    path: string,
-    options?: { readonly recursive?: boolean | undefined } & CallOptions
-  ) => Promise<ReadonlyArray<EffectFiles.FileInfo>>
-  /** Removes a file, or a directory (a non-empty one needs `recursive`). */
-  readonly remove: (path: string, options?: { readonly recursive?: boolean | undefined } & CallOptions) => Promise<void>
-  /** Creates a directory and its parents. */
-  readonly mkdir: (path: string, options?: CallOptions) => Promise<void>
-  /** Moves a file or directory. */
-  readonly rename: (from: string, to: string, options?: CallOptions) => Promise<void>
-  /** Sets permission bits, e.g. `0o755`. */
-  readonly chmod: (path: string, mode: number, options?: CallOptions) => Promise<void>
-  /** Creates a symlink at `path` pointing to `target`; an existing file is replaced only with `replace: true`. */
-  readonly symlink: (
-    path: string,
-    target: string,
-    options?: { readonly replace?: boolean | undefined } & CallOptions
-  ) => Promise<void>
-  /** The file's bytes as they arrive, with bounded memory. Leaving the loop early stops the download. */
-  readonly readStream: (path: string, options?: CallOptions) => AsyncIterableIterator<Uint8Array>
-  /** Copies a local file into the sandbox with bounded memory, renamed into place only when complete. */
-  readonly upload: (
-    localPath: string,
-    remotePath: string,
-    options?: EffectFiles.WriteOptions & CallOptions
-  ) => Promise<void>
-  /**
-   * Copies a sandbox file to this machine, renamed into place only when complete; setuid, setgid and
-   * sticky dropped and the umask applied unless `preserveModes`.
-   */
-  readonly download: (
-    remotePath: string,
-    localPath: string,
-    options?: EffectFiles.DownloadOptions & CallOptions
-  ) => Promise<void>
-  /**
-   * Copies a local directory tree into the sandbox (modes kept, symlinks recreated, never followed);
-   * `links` says what to do with links that lead out of the tree (default `"keep"`).
-   */
-  readonly uploadDir: (
-    localDir: string,
-    remoteDir: string,
-    options?: EffectFiles.UploadDirOptions & CallOptions
-  ) => Promise<EffectFiles.TreeCopy>
-  /**
-   * Copies a sandbox directory tree to this machine, never writing through a link; links that lead out
-   * of the tree are skipped and reported by default (`links`), modes tamed unless `preserveModes`.
-   */
-  readonly downloadDir: (
-    remoteDir: string,
-    localDir: string,
-    options?: EffectFiles.DownloadDirOptions & CallOptions
-  ) => Promise<EffectFiles.TreeCopy>
 }
 
 /**
@@ -348,7 +327,7 @@ export interface Files {
  * @since 0.1.0
  * @category models
  */
-export type KillSignal = "SIGTERM" | "SIGKILL" | "SIGINT" | "SIGHUP" | number
+export type KillSignal = NonNullable<Parameters<EffectSandbox.Process["kill"]>[0]>
 
 /**
  * What a command's stdin can be given as: a string, bytes, or a source read as the command takes it — a
@@ -390,54 +369,30 @@ export interface SpawnOptions extends Omit<EffectSandbox.SpawnOptions, "stdin"> 
  * @since 0.2.0
  * @category models
  */
-export interface ProcessStdin {
-  /** Resolves once every byte (a string as UTF-8) is in the process's stdin. */
-  readonly write: (data: string | Uint8Array, options?: CallOptions) => Promise<void>
-  /** Closes the process's stdin: it reads end of input. */
-  readonly close: (options?: CallOptions) => Promise<void>
-}
+export interface ProcessStdin extends Promisified<EffectSandbox.ProcessStdin> {}
 
 /**
- * A process running in the background of a sandbox (see {@link Sandbox.spawn}). `await using` kills it
- * at the end of the block.
+ * A process running in the background of a sandbox (see {@link Sandbox.spawn}): the Effect API's
+ * `Process` with Promises. `await using` kills it at the end of the block.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Process extends AsyncDisposable {
-  /** Opaque id, like `p-3`. */
-  readonly id: string
-  /** The OS pid inside the sandbox (for information). */
-  readonly pid: number
-  /** Resolves when the process ends (rejects with its stdin source's error if that failed). */
-  readonly wait: (options?: CallOptions) => Promise<EffectSandbox.ProcessExit>
-  /** Its stdin, writable when it was started with `stdin: "pipe"`. @since 0.2.0 */
-  readonly stdin: ProcessStdin
-  /** Signals the process's whole group (default SIGKILL); false when it had already exited. */
-  readonly kill: (signal?: KillSignal, options?: CallOptions) => Promise<boolean>
-  /**
-   * Its output: what the sandbox still holds, then, with `follow`, live output until it exits; ends
-   * with an `Exit` event once the process has ended.
-   */
-  readonly output: (
-    options?: { readonly follow?: boolean | undefined } & CallOptions
-  ) => AsyncIterableIterator<EffectSandbox.ExecEvent>
-}
+export interface Process extends Promisified<EffectSandbox.Process>, AsyncDisposable {}
 
 /**
- * A running sandbox. `await using` terminates it at the end of the block (a sandbox from
- * {@link connect} is only detached).
+ * A running sandbox: the Effect API's `Sandbox` with Promises and async iterables. `await using`
+ * terminates it at the end of the block (a sandbox from {@link connect} is only detached).
  *
  * @since 0.1.0
  * @category models
  */
-export interface Sandbox extends AsyncDisposable {
-  /** Unique id (an HF job id, or `local-…`). */
-  readonly id: string
-  /** The provider that runs it: `"hf-jobs"` or `"local"`. */
-  readonly provider: string
-  /** Provider facts for diagnostics (never secrets), e.g. `{ jobId, url }` or `{ pid, workdir }`. */
-  readonly details: Readonly<Record<string, unknown>>
+export interface Sandbox
+  extends Omit<
+      Promisified<EffectSandbox.Sandbox>,
+      "exec" | "execStream" | "spawn" | "spawnScoped" | "process" | "files"
+    >,
+    AsyncDisposable {
   /**
    * Runs a command to completion. A string runs through `/bin/sh -c`; an argv list is exec'd directly.
    * A non-zero exit is a result, not an error. Aborting kills the command's whole process group.
@@ -456,451 +411,12 @@ export interface Sandbox extends AsyncDisposable {
   ) => AsyncIterableIterator<EffectSandbox.ExecEvent>
   /** Starts a command in the background; it dies with the sandbox at the latest. */
   readonly spawn: (command: string | ReadonlyArray<string>, options?: SpawnOptions & CallOptions) => Promise<Process>
-  /** The background processes, running and exited. */
-  readonly processes: (options?: CallOptions) => Promise<ReadonlyArray<EffectSandbox.ProcessInfo>>
   /**
    * A handle on a background process by its id (`p-3`) or OS pid, e.g. one started by another client.
    * Rejects with `ProcessNotFoundError` when the sandbox has no such process.
    */
   readonly process: (idOrPid: string | number, options?: CallOptions) => Promise<Process>
   readonly files: Files
-  /** The sandbox's log lines, replayed from the start; with `follow`, until the sandbox ends. */
-  readonly logs: (options?: SandboxProvider.LogOptions & CallOptions) => AsyncIterableIterator<string>
-  /**
-   * Stops the sandbox now (cancels the HF job; stops a local server and everything it started).
-   * Idempotent; later calls on the sandbox reject with `TerminatedError`. Aborting stops the waiting,
-   * not the termination.
-   */
-  readonly terminate: (options?: CallOptions) => Promise<void>
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The runtime: one for the process, built on first use.
-
-type Services = NodeContext.NodeContext | HttpClient.HttpClient
-type ProviderContext = Context.Context<SandboxProvider.SandboxProvider>
-
-let runtime: ManagedRuntime.ManagedRuntime<Services, never> | undefined
-const getRuntime = () =>
-  (runtime ??= ManagedRuntime.make(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici)))
-
-/**
- * Runs an effect on the shared runtime; the Promise always resolves, with the effect's Exit. With a
- * signal already aborted nothing runs at all (a started fiber could send a request before it sees the
- * interruption).
- */
-const runExit = <A, E>(effect: Effect.Effect<A, E, Services>, signal?: AbortSignal): Promise<Exit.Exit<A, E>> => {
-  if (signal?.aborted) return Promise.resolve(Exit.interrupt(FiberId.none))
-  const release = Shutdown.holdOpen()
-  return getRuntime()
-    .runPromiseExit(effect, signal === undefined ? undefined : { signal })
-    .finally(release)
-}
-
-const never = <A>(): Promise<A> => new Promise<A>(() => {})
-
-/**
- * The error a caller sees: the typed failure itself, else the abort's reason, else the defect — each
- * unwrapped from the proxy Effect may put around an error to carry its span, so that `===` holds.
- */
-const toError = (cause: Cause.Cause<unknown>, signal: AbortSignal | undefined): unknown => {
-  const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure)) return Cause.originalError(failure.value)
-  if (signal?.aborted && Cause.isInterruptedOnly(cause)) return signal.reason
-  return Cause.originalError(Cause.squash(cause))
-}
-
-/**
- * Turns an Exit into the caller's Promise. Once a signal is ending the process, results are no longer
- * delivered: the program dies of the signal as it would have, instead of reporting the errors its
- * terminated sandboxes produce on the way.
- */
-const settle = <A, E>(exit: Exit.Exit<A, E>, signal?: AbortSignal): Promise<A> =>
-  Shutdown.isDying()
-    ? never()
-    : Exit.isSuccess(exit)
-      ? Promise.resolve(exit.value)
-      : Promise.reject(toError(exit.cause, signal))
-
-const run = <A, E>(effect: Effect.Effect<A, E, Services>, signal?: AbortSignal): Promise<A> =>
-  runExit(effect, signal).then((exit) => settle(exit, signal))
-
-/** Rejects with the signal's reason when it aborts first (what `promise` does goes on). */
-const abortable = <A>(promise: Promise<A>, signal: AbortSignal | undefined): Promise<A> => {
-  if (signal === undefined) return promise
-  return new Promise<A>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason)
-    signal.addEventListener("abort", onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort))
-  })
-}
-
-/**
- * A Stream as an async iterator. The stream's resources live in a scope of their own, closed when the
- * stream ends, fails, the loop is left early (`return`) or the signal aborts — which is what stops the
- * remote work (an exec stream's command is killed when its request is cut).
- */
-const iterate = <A, E>(stream: Stream.Stream<A, E>, signal: AbortSignal | undefined): AsyncIterableIterator<A> => {
-  const stop = new AbortController()
-  const pullSignal = signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal])
-  let scope: Scope.CloseableScope | undefined
-  let pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>> | undefined
-  let buffer: ReadonlyArray<A> = []
-  let index = 0
-  let finished = false
-  let pulling = false
-  let closed: Promise<void> | undefined
-  let queue: Promise<unknown> = Promise.resolve()
-
-  const close = (): Promise<void> => {
-    finished = true
-    buffer = []
-    signal?.removeEventListener("abort", onAbort)
-    closed ??= scope === undefined ? Promise.resolve() : runExit(Scope.close(scope, Exit.void)).then(() => undefined)
-    return closed
-  }
-  // An abort between pulls closes at once; during a pull, the pull is interrupted and then closes.
-  function onAbort() {
-    if (!pulling) void close()
-  }
-  signal?.addEventListener("abort", onAbort, { once: true })
-
-  const done = (): IteratorResult<A> => ({ done: true, value: undefined })
-
-  const step = async (): Promise<IteratorResult<A>> => {
-    for (;;) {
-      if (signal?.aborted) {
-        await close()
-        return Shutdown.isDying() ? never() : Promise.reject(signal.reason)
-      }
-      if (index < buffer.length) return { done: false, value: buffer[index++] as A }
-      if (finished) return done()
-      pulling = true
-      let exit: Exit.Exit<Chunk.Chunk<A>, Option.Option<E>>
-      try {
-        if (pull === undefined) {
-          const opened = Effect.runSync(Scope.make())
-          scope = opened
-          const made = await runExit(Stream.toPull(stream).pipe(Scope.extend(opened)), pullSignal)
-          if (Exit.isFailure(made)) {
-            exit = Exit.failCause(made.cause)
-          } else {
-            pull = made.value
-            exit = await runExit(pull, pullSignal)
-          }
-        } else {
-          exit = await runExit(pull, pullSignal)
-        }
-      } finally {
-        pulling = false
-      }
-      if (Exit.isSuccess(exit)) {
-        buffer = Chunk.toReadonlyArray(exit.value)
-        index = 0
-        continue
-      }
-      await close()
-      const failure = Cause.failureOption(exit.cause)
-      if (Option.isSome(failure)) {
-        // `None` is the end of the stream; `Some` its error.
-        if (Option.isNone(failure.value)) return done()
-        return settle(Exit.fail(failure.value.value))
-      }
-      if (stop.signal.aborted && !signal?.aborted) return done() // `return()` during a pull
-      return settle(Exit.failCause(exit.cause), signal)
-    }
-  }
-
-  const enqueue = <T>(task: () => Promise<T>): Promise<T> => {
-    const result = queue.then(task)
-    queue = result.catch(() => undefined)
-    return result
-  }
-
-  // Once a signal is ending the process, nothing more is delivered (see `settle`).
-  const next = async () => {
-    const result = await step()
-    return Shutdown.isDying() ? never<IteratorResult<A>>() : result
-  }
-
-  const iterator: AsyncIterableIterator<A> = {
-    next: () => enqueue(next),
-    return: () => {
-      // A pull still in flight (a `return()` from outside the loop) is interrupted first.
-      if (pulling) stop.abort()
-      return enqueue(async () => {
-        await close()
-        return done()
-      })
-    },
-    [Symbol.asyncIterator]: () => iterator
-  }
-  return iterator
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Providers: one per distinct set of provider options, built once on the shared runtime, so that the
-// HF provider resolves its token and asks `whoami` once, not for every sandbox.
-
-const providers = new Map<string, Promise<ProviderContext>>()
-let providersScope: Scope.CloseableScope | undefined
-
-const providerContext = (
-  key: string,
-  layer: () => Layer.Layer<SandboxProvider.SandboxProvider, never, NodeContext.NodeContext>
-): Promise<ProviderContext> => {
-  let context = providers.get(key)
-  if (context === undefined) {
-    providersScope ??= Effect.runSync(Scope.make())
-    context = getRuntime().runPromise(Layer.buildWithScope(layer(), providersScope))
-    context.catch(() => providers.delete(key))
-    providers.set(key, context)
-  }
-  return context
-}
-
-/** The options each provider's layer takes; everything else goes to `Sandbox.make`/`connect`. */
-const PROVIDER_KEYS = {
-  hf: ["token", "endpoint", "jobsDomain", "publicDns"],
-  local: ["python", "serverScript", "tempDir", "stopTimeout", "stateDir"]
-} as const
-
-/** The provider an options object asks for, built once per distinct set of provider options. */
-const providerOf = (
-  options: { readonly provider?: "hf" | "local" | undefined },
-  inferred: "hf" | "local" = "hf"
-): Promise<ProviderContext> => {
-  const name = options.provider ?? inferred
-  if (!Object.hasOwn(PROVIDER_KEYS, name)) {
-    const rejected = Promise.reject(
-      new StartError({
-        provider: String(name),
-        reason: "InvalidOptions",
-        detail: `unknown provider ${JSON.stringify(name)}: use provider: "hf" (Hugging Face Jobs, the default) or "local"`
-      })
-    )
-    // Awaited later, or not at all when the call is aborted first: never an unhandled rejection.
-    rejected.catch(() => undefined)
-    return rejected
-  }
-  const picked: Record<string, unknown> = {}
-  for (const key of PROVIDER_KEYS[name]) {
-    const value = (options as Record<string, unknown>)[key]
-    if (value !== undefined) picked[key] = value
-  }
-  if (typeof picked.token === "string") picked.token = Redacted.make(picked.token)
-  // The key holds no secret: a token is represented by its hash.
-  const key = JSON.stringify([
-    name,
-    ...PROVIDER_KEYS[name].map((k) => {
-      const value = picked[k]
-      if (value === undefined) return null
-      if (Redacted.isRedacted(value))
-        return createHash("sha256")
-          .update(String(Redacted.value(value)))
-          .digest("hex")
-      return Array.isArray(value) || typeof value === "boolean" ? value : String(value)
-    })
-  ])
-  return providerContext(key, () =>
-    name === "local" ? LocalSandbox.layer(picked as LocalSandbox.Options) : HfJobs.layer(picked as HfJobs.Options)
-  )
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Telemetry: the facade is one of the original hf-sandbox's own surfaces, and sends its two anonymous
-// events per sandbox made on HF Jobs (see docs/telemetry.md), unless an opt-out variable is set when
-// the sandbox is created. One sender per endpoint, for the process's life. Its requests and their
-// bounds never keep the process alive: a program whose work is done exits at once, ping or not.
-
-const telemetries = new Map<string, Promise<Context.Context<Telemetry.Telemetry>>>()
-
-const telemetryOf = (endpoint: string | undefined): Promise<Context.Context<Telemetry.Telemetry>> | undefined => {
-  if (Effect.runSync(Telemetry.optedOut)) return undefined
-  const key = endpoint ?? ""
-  let context = telemetries.get(key)
-  if (context === undefined) {
-    providersScope ??= Effect.runSync(Scope.make())
-    const layer = Telemetry.layerHub(endpoint !== undefined ? { endpoint } : {}).pipe(
-      Layer.provide(Background.layerHttpClient)
-    )
-    context = getRuntime().runPromise(
-      Layer.buildWithScope(layer, providersScope).pipe(Effect.withClock(Background.clock))
-    )
-    context.catch(() => telemetries.delete(key))
-    telemetries.set(key, context)
-  }
-  return context
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Handles.
-
-const encoder = new TextEncoder()
-
-const sourceOf = (
-  data: string | Uint8Array | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array>
-): string | Uint8Array | Stream.Stream<Uint8Array, OperationError> => {
-  if (typeof data === "string" || data instanceof Uint8Array) return data
-  // The write fails with its source's own error as it is (`files.write` keeps a failure of its source
-  // apart from the transport's), so the source's error travels as the stream's failure. It is not an
-  // OperationError, but it only goes back out to the caller, through `toError`.
-  const sourceError = (error: unknown) => error as OperationError
-  const chunks: Stream.Stream<Uint8Array | string, OperationError> =
-    Symbol.asyncIterator in data
-      ? Stream.fromAsyncIterable(data as AsyncIterable<Uint8Array | string>, sourceError)
-      : Stream.fromReadableStream({ evaluate: () => data as ReadableStream<Uint8Array>, onError: sourceError })
-  return Stream.map(chunks, (chunk) => (typeof chunk === "string" ? encoder.encode(chunk) : chunk))
-}
-
-const filesOf = (files: EffectFiles.Files): Files => ({
-  write: (path, data, { signal, ...options } = {}) => run(files.write(path, sourceOf(data), options), signal),
-  read: (path, { signal, ...options } = {}) => run(files.read(path, options), signal),
-  readText: (path, { signal } = {}) => run(files.readText(path), signal),
-  stat: (path, { signal } = {}) => run(files.stat(path), signal),
-  exists: (path, { signal } = {}) => run(files.exists(path), signal),
-  list: (path, { signal, ...options } = {}) => run(files.list(path, options), signal),
-  remove: (path, { signal, ...options } = {}) => run(files.remove(path, options), signal),
-  mkdir: (path, { signal } = {}) => run(files.mkdir(path), signal),
-  rename: (from, to, { signal } = {}) => run(files.rename(from, to), signal),
-  chmod: (path, mode, { signal } = {}) => run(files.chmod(path, mode), signal),
-  symlink: (path, target, { signal, ...options } = {}) => run(files.symlink(path, target, options), signal),
-  readStream: (path, { signal } = {}) => iterate(files.readStream(path), signal),
-  upload: (localPath, remotePath, { signal, ...options } = {}) =>
-    run(files.upload(localPath, remotePath, options), signal),
-  download: (remotePath, localPath, { signal, ...options } = {}) =>
-    run(files.download(remotePath, localPath, options), signal),
-  uploadDir: (localDir, remoteDir, { signal, ...options } = {}) =>
-    run(files.uploadDir(localDir, remoteDir, options), signal),
-  downloadDir: (remoteDir, localDir, { signal, ...options } = {}) =>
-    run(files.downloadDir(remoteDir, localDir, options), signal)
-})
-
-/** A facade `stdin` option as the Effect API takes it. */
-const stdinOf = <O extends { readonly stdin?: StdinInput | "pipe" | undefined }>(options: O) => {
-  const { stdin, ...rest } = options
-  return stdin === undefined ? rest : { ...rest, stdin: stdin === "pipe" ? ("pipe" as const) : sourceOf(stdin) }
-}
-
-const processOf = (process: EffectSandbox.Process<OperationError>): Process => ({
-  id: process.id,
-  pid: process.pid,
-  wait: ({ signal } = {}) => run(process.wait, signal),
-  stdin: {
-    write: (data, { signal } = {}) => run(process.stdin.write(data), signal),
-    close: ({ signal } = {}) => run(process.stdin.close(), signal)
-  },
-  kill: (sig, { signal } = {}) => run(process.kill(sig), signal),
-  output: ({ signal, ...options } = {}) => iterate(process.output(options), signal),
-  // Killed at the end of an `await using` block; one that already exited (or whose sandbox is gone) is fine.
-  [Symbol.asyncDispose]: () => runExit(process.kill()).then(() => undefined)
-})
-
-/** Builds the handle of an open sandbox, which lives in `scope`; an owned one is registered for exit. */
-const handleOf = (sb: EffectSandbox.Sandbox, scope: Scope.CloseableScope, owned: boolean): Sandbox => {
-  let unregister: (() => void) | undefined
-  let closing: Promise<void> | undefined
-  // Terminating (or closing) runs once, and every caller waits for the same run.
-  const close = (first: Effect.Effect<void>): Promise<void> =>
-    (closing ??= runExit(Effect.zipRight(first, Scope.close(scope, Exit.void))).then(() => unregister?.()))
-
-  const pid = sb.provider === "local" && typeof sb.details.pid === "number" ? sb.details.pid : undefined
-  const workdir = typeof sb.details.workdir === "string" ? sb.details.workdir : undefined
-  // A finished program must reach `beforeExit` (which ends the sandbox) even while a local server it
-  // started runs.
-  if (pid !== undefined) Shutdown.unrefChild(pid)
-  if (owned) {
-    unregister = Shutdown.register({
-      terminate: () => close(sb.terminate),
-      killSync: () => {
-        if (pid !== undefined) Shutdown.killLocalSync(pid, workdir)
-      }
-    })
-  }
-
-  return {
-    id: sb.id,
-    provider: sb.provider,
-    details: sb.details,
-    exec: (command, { signal, ...options } = {}) => run(sb.exec(command, stdinOf(options)), signal),
-    execStream: (command, { signal, ...options } = {}) => iterate(sb.execStream(command, stdinOf(options)), signal),
-    spawn: (command, { signal, ...options } = {}) =>
-      run(Effect.map(sb.spawn(command, stdinOf(options)), processOf), signal),
-    processes: ({ signal } = {}) => run(sb.processes, signal),
-    process: (idOrPid, { signal } = {}) => run(Effect.map(sb.process(idOrPid), processOf), signal),
-    files: filesOf(sb.files),
-    logs: ({ signal, ...options } = {}) => iterate(sb.logs(options), signal),
-    terminate: ({ signal } = {}) =>
-      signal?.aborted ? Promise.reject(signal.reason) : abortable(close(sb.terminate), signal),
-    // An owned sandbox is terminated; a connected one is detached (closing its scope leaves it running).
-    [Symbol.asyncDispose]: () => close(owned ? sb.terminate : Effect.void)
-  }
-}
-
-/** A start's failure in the facade's terms: a token is passed to `Sandbox.create`, not to a layer. */
-const inFacadeTerms = (error: StartError): StartError =>
-  error.detail.includes(EFFECT_TOKEN_HINT)
-    ? new StartError({
-        provider: error.provider,
-        reason: error.reason,
-        detail: error.detail.replace(EFFECT_TOKEN_HINT, 'pass it: Sandbox.create({ token: "hf_..." })'),
-        ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
-        ...(error.cause === undefined ? {} : { cause: error.cause }),
-        ...(error.during === undefined ? {} : { during: error.during })
-      })
-    : error
-
-/** Starts or attaches to a sandbox in a scope of its own. */
-const open = async (params: {
-  readonly owned: boolean
-  readonly provider: Promise<ProviderContext>
-  readonly make: Effect.Effect<
-    EffectSandbox.Sandbox,
-    StartError,
-    SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope
-  >
-  readonly signal: AbortSignal | undefined
-  readonly httpClient: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
-  readonly telemetry?: Promise<Context.Context<Telemetry.Telemetry>> | undefined
-}): Promise<Sandbox> => {
-  if (params.signal?.aborted) return Promise.reject(params.signal.reason)
-  const scope = Effect.runSync(Scope.make())
-  // A start in progress is registered too: a signal or exit during it interrupts the start, which
-  // releases whatever was already created (a job found by its label, a half-started server).
-  const cancel = new AbortController()
-  const signal = params.signal === undefined ? cancel.signal : AbortSignal.any([params.signal, cancel.signal])
-  let started: Promise<unknown> = Promise.resolve()
-  const unregister = params.owned
-    ? Shutdown.register({
-        terminate: async () => {
-          cancel.abort()
-          await started
-        },
-        killSync: () => {}
-      })
-    : undefined
-  try {
-    const context = await params.provider
-    // Telemetry that cannot be set up is no telemetry: it never fails a sandbox.
-    const telemetry = await params.telemetry?.catch(() => undefined)
-    const effect = params.make.pipe(
-      Effect.mapError(inFacadeTerms),
-      params.httpClient === undefined ? identity : Effect.updateService(HttpClient.HttpClient, params.httpClient),
-      Scope.extend(scope),
-      Effect.provide(context),
-      telemetry === undefined ? identity : Effect.provide(telemetry)
-    )
-    const pending = runExit(effect, signal)
-    started = pending
-    const exit = await pending
-    if (Exit.isFailure(exit)) {
-      await runExit(Scope.close(scope, exit))
-      return await settle(Exit.failCause(exit.cause), params.signal)
-    }
-    return handleOf(exit.value, scope, params.owned)
-  } finally {
-    unregister?.()
-  }
 }
 
 /**

@@ -26,7 +26,7 @@ const standIn = (version?: string) => {
   }
 }
 
-/** The arguments rpc-server/server.py passes (run_once). */
+/** The arguments the server passes (rpc-server/sbx_server/tunnel_process.py, run_once). */
 const SERVER_ARGS = [
   "tunnel",
   "--no-autoupdate",

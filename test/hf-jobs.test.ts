@@ -11,6 +11,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -393,18 +394,25 @@ describe("HF Jobs provider without credentials", () => {
   layer(
     HfJobs.layer({ endpoint: "http://127.0.0.1:9" }).pipe(
       Layer.provide(NodeContext.layer),
-      Layer.merge(NodeHttpClient.layerUndici)
+      Layer.merge(NodeHttpClient.layerUndici),
+      // The layer reads the environment when it is built: this one has no token anywhere.
+      Layer.provide(
+        Layer.setConfigProvider(
+          ConfigProvider.fromMap(
+            new Map([
+              ["HF_TOKEN", ""],
+              ["HUGGING_FACE_HUB_TOKEN", ""],
+              ["HF_TOKEN_PATH", "/nonexistent/token"]
+            ])
+          )
+        )
+      )
     ),
     { excludeTestServices: true }
   )("no token", (it) => {
     it.effect("fails with a StartError that says how to log in", () =>
       Effect.gen(function* () {
-        const saved = { ...process.env }
-        process.env.HF_TOKEN = ""
-        process.env.HUGGING_FACE_HUB_TOKEN = ""
-        process.env.HF_TOKEN_PATH = "/nonexistent/token"
         const exit = yield* Sandbox.make().pipe(Effect.scoped, Effect.exit)
-        process.env = saved
         assert.isTrue(Exit.isFailure(exit))
         const error = yield* Effect.flip(exit)
         assert.strictEqual(error._tag, "StartError")

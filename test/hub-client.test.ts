@@ -1,5 +1,5 @@
 /**
- * The Hub API wrapper (src/internal/hub.ts) against servers that misbehave in ways the emulator does
+ * The Hub API wrapper (src/internal/hfJobs/hub.ts) against servers that misbehave in ways the emulator does
  * not: an endless or looping chain of next-page links, a next link to another host. Real loopback HTTP.
  */
 import * as http from "node:http"
@@ -10,7 +10,7 @@ import * as Fiber from "effect/Fiber"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as TestClock from "effect/TestClock"
-import * as Hub from "../src/internal/hub.js"
+import * as Hub from "../src/internal/hfJobs/hub.js"
 import { HubError } from "../src/SandboxError.js"
 
 const TOKEN = "hf_client_test_0123456789"

@@ -17,7 +17,7 @@ import * as Stream from "effect/Stream"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as TransferJournal from "../src/internal/files/journal.js"
-import * as OwnedDirs from "../src/internal/ownedDirs.js"
+import * as OwnedDirs from "../src/internal/local/ownedDirs.js"
 import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
 import { waitNoneWithArg } from "./support/processes.js"
 
@@ -142,7 +142,7 @@ describe("lifecycle", () => {
         stubborn,
         [
           "import runpy, signal, sys",
-          `sys.argv[0] = ${JSON.stringify(path.resolve("rpc-server/server.py"))}`,
+          `sys.argv[0] = ${JSON.stringify(path.resolve("rpc-server/sbx_server"))}`,
           "_orig = signal.signal",
           "signal.signal = lambda s, h: _orig(s, signal.SIG_IGN) if s == signal.SIGTERM else _orig(s, h)",
           "runpy.run_path(sys.argv[0], run_name='__main__')"

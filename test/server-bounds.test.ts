@@ -1,7 +1,7 @@
 /**
  * Every resource of the in-sandbox server has a bound (issue 12, item 2): connections, the time a
  * peer may take to send a request, descriptors, background processes, output buffers and the legacy
- * `/exec` answer. Real `rpc-server/server.py` processes over loopback, with small bounds set through
+ * `/exec` answer. Real `rpc-server/sbx_server` processes over loopback, with small bounds set through
  * the environment so that each test takes seconds.
  */
 import { spawn } from "node:child_process"

@@ -2,7 +2,7 @@
  * Cancelling by idempotency key (`DELETE /v1/processes?idempotency_key=K`, docs/protocol.md): a client
  * interrupted before its exec or spawn answered knows only the key it sent. Cancelling kills what the
  * key started and spends the key, so that a request still on its way starts nothing. Run against the
- * real `rpc-server/server.py` over loopback HTTP with Node built-ins and `fetch` only.
+ * real `rpc-server/sbx_server` over loopback HTTP with Node built-ins and `fetch` only.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"

@@ -1,5 +1,5 @@
 /**
- * Conformance suite for the in-sandbox server (`rpc-server/server.py`), run against the real
+ * Conformance suite for the in-sandbox server (`rpc-server/sbx_server`), run against the real
  * process over real loopback HTTP. It uses only Node built-ins and the global `fetch`, so it checks
  * the wire protocol of `docs/protocol.md` independently of the library's own client; its last block
  * checks that the client's schemas (`src/Protocol.ts`) accept what the server really sends.

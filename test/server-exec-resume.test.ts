@@ -3,7 +3,7 @@
  * record of the process table with an id, addressable on `/v1/processes/{id}/…`; it survives a
  * dropped connection for the reattach grace, is paused by back-pressure meanwhile, resumes from byte
  * offsets, and answers a retried request with the same idempotency key. Run against the real
- * `rpc-server/server.py` over loopback HTTP with Node built-ins and `fetch` only.
+ * `rpc-server/sbx_server` over loopback HTTP with Node built-ins and `fetch` only.
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"

@@ -58,7 +58,7 @@ const makeTree = (name = "d", filler = 0) => {
   return { dir, tree, outside: path.join(dir, "outside") }
 }
 
-// Runs in the server's interpreter before server.py: when a scandir of the tree's root ends (of its
+// Runs in the server's interpreter before the server: when a scandir of the tree's root ends (of its
 // path or of a descriptor of it), `tree/d` becomes a symlink to `outside`, once.
 const HOOK = `
 import os

@@ -1,6 +1,6 @@
 /**
  * Background processes of the in-sandbox server (`/v1/processes`, see `docs/protocol.md`), run
- * against the real `rpc-server/server.py` over loopback HTTP with Node built-ins and `fetch` only.
+ * against the real `rpc-server/sbx_server` over loopback HTTP with Node built-ins and `fetch` only.
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"

@@ -1,6 +1,6 @@
 /**
  * Conformance of the server's streamed stdin (`stdin_pipe`, `POST /v1/processes/{id}/stdin`, see
- * docs/protocol.md), against the real `rpc-server/server.py` over loopback HTTP with `fetch` only.
+ * docs/protocol.md), against the real `rpc-server/sbx_server` over loopback HTTP with `fetch` only.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { waitGone } from "./support/processes.js"

@@ -1,5 +1,5 @@
 /**
- * Tunnel mode of the in-sandbox server (`rpc-server/server.py --tunnel`), against a fake `cloudflared`.
+ * Tunnel mode of the in-sandbox server (`rpc-server/sbx_server --tunnel`), against a fake `cloudflared`.
  *
  * The fake is a small Python script written to a temp dir. It parses `--metrics` and `--url`, prints a
  * banner like the real one on stderr (with the `https://api.trycloudflare.com` link that must never be
@@ -20,7 +20,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { isAlive, sleep, waitGone as waitGoneWithin, withTimeout } from "./support/processes.js"
 import { realPython } from "./support/python.js"
 
-const SERVER = fileURLToPath(new URL("../rpc-server/server.py", import.meta.url))
+const SERVER = fileURLToPath(new URL("../rpc-server/sbx_server", import.meta.url))
 // The real interpreter, not a shim: see test/support/python.ts. The fake cloudflared runs on it too.
 const HOST_PYTHON = realPython()
 const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? HOST_PYTHON

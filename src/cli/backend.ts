@@ -3,7 +3,6 @@
  * commands need from it (`ls`, `kill`, `logs`), behind one service.
  */
 import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Config from "effect/Config"
@@ -12,7 +11,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Stream from "effect/Stream"
 import type * as HfJobs from "../HfJobs.js"
-import * as LocalState from "../internal/localState.js"
+import * as StateHome from "../internal/stateHome.js"
+import * as EmulatorRouter from "../internal/testing/router.js"
 import * as LocalSandbox from "../LocalSandbox.js"
 import type { SandboxError } from "../SandboxError.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
@@ -84,37 +84,10 @@ const hfBackend = (jobs: HfJobs.Service): Service => ({
   logs: (id, options) => jobs.logs(id, options)
 })
 
-/**
- * For tests against the Hub emulator (`hf-sandbox/testing`): requests to Jobs-proxy and quick-tunnel
- * hosts go to this loopback URL instead. Anything but a loopback `http://` URL is refused.
- */
-const EMULATOR_ROUTE = "HF_SANDBOX_EMULATOR_URL"
-
-const emulatorRoute = (env: Env): string | undefined => {
-  const raw = env[EMULATOR_ROUTE]
-  if (raw === undefined || raw === "") return undefined
-  const url = new URL(raw)
-  if (url.protocol !== "http:" || !["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
-    throw new Error(`${EMULATOR_ROUTE} must be a loopback http:// URL`)
-  }
-  return url.origin
-}
-
-const routed = (origin: string) => (client: HttpClient.HttpClient) =>
-  HttpClient.mapRequest(client, (request) => {
-    const url = new URL(request.url)
-    const host = url.hostname.toLowerCase()
-    if (!host.endsWith(".hf.jobs") && !host.endsWith(".trycloudflare.com")) return request
-    return request.pipe(
-      HttpClientRequest.setUrl(`${origin}${url.pathname}${url.search}`),
-      HttpClientRequest.setHeader("x-emulator-host", host)
-    )
-  })
-
 const httpLayer = (route: string | undefined) =>
   route === undefined
     ? NodeHttpClient.layerUndici
-    : Layer.effect(HttpClient.HttpClient, Effect.map(HttpClient.HttpClient, routed(route))).pipe(
+    : Layer.effect(HttpClient.HttpClient, Effect.map(HttpClient.HttpClient, EmulatorRouter.mapClient(route))).pipe(
         Layer.provide(NodeHttpClient.layerUndici)
       )
 
@@ -125,8 +98,8 @@ type Env = Readonly<Record<string, string | undefined>>
  * is the invocation's environment (the state directory and the emulator route are read from it).
  */
 export const layer = (local: boolean, env: Env = process.env) => {
-  const route = emulatorRoute(env)
-  const stateDir = LocalState.defaultDirectory(env)
+  const route = EmulatorRouter.fromEnv(env)
+  const stateDir = StateHome.localDirectory(env)
   const provider = local
     ? Layer.merge(LocalSandbox.layer({ stateDir }), Layer.succeed(Backend, localBackend(stateDir)))
     : // Loaded only for HF Jobs (with the Hub client under it): `--local` commands, `exec -i` among them,
@@ -141,7 +114,7 @@ export const layer = (local: boolean, env: Env = process.env) => {
                 // public resolver is ever asked; whoami-v2 is strictly rate-limited, so it is asked once per token.
                 HfJobs.layerConfig({
                   ...(route === undefined ? {} : { publicDns: Config.succeed(false as const) }),
-                  namespaceCache: Config.succeed(LocalState.namespaceCacheDirectory(env))
+                  namespaceCache: Config.succeed(StateHome.namespaceCacheDirectory(env))
                 })
               )
             )

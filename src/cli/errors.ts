@@ -3,7 +3,7 @@
  * names, `HF_TOKEN` instead of a layer, and no "Sandbox did not start" from a command that starts
  * nothing (`ls`, `kill`, `logs`). The error's own tag is kept for `--json`.
  */
-import { EFFECT_TOKEN_HINT } from "../internal/credentials.js"
+import { EFFECT_TOKEN_HINT } from "../internal/hfJobs/credentials.js"
 
 /** The flag of each library option a user can set from the command line. */
 const FLAGS: Readonly<Record<string, string>> = {

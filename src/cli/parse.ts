@@ -5,7 +5,7 @@
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as JobLabels from "../internal/jobLabels.js"
+import * as JobLabels from "../internal/hfJobs/jobLabels.js"
 
 /** A mistake on the command line: reported with its message and exit code 2, never a stack trace. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}

@@ -1,14 +1,20 @@
 /**
  * The job's command: a `/bin/sh` script that needs nothing from the image but a shell. It finds (or
- * installs) Python 3.8+, writes the server it carries inline, and `exec`s it. No pip, no download of
- * the server itself; the tunnel transport's server may download a pinned, checksum-verified cloudflared.
+ * installs) Python 3.8+, writes the server package it carries inline, and `exec`s it. No pip, no download
+ * of the server itself; the tunnel transport's server may download a pinned, checksum-verified cloudflared.
+ *
+ * The package travels as one deflated JSON map of its files, unpacked into a directory that is then run
+ * as `python3 -S <dir>`, exactly as the local provider runs it. A zip run by zipimport would save the
+ * unpacking, but it is read through zipimport and zlib on every import and cannot keep bytecode; the
+ * unpack is one call of the interpreter the script already makes, and the map compresses as one stream.
  */
 import { deflateSync } from "node:zlib"
+import type { ServerFiles } from "./serverScript.js"
 
 export interface Options {
   readonly transport: "tunnel" | "proxy"
-  /** The server's Python source. */
-  readonly serverSource: string
+  /** The server package's files (`serverScript.readServerPackage`). */
+  readonly serverFiles: ServerFiles
   readonly idleTimeoutSeconds: number | undefined
   /**
    * How long the idle timeout waits at least for the client's first request (the client's start timeout):
@@ -45,9 +51,20 @@ const INSTALL_PYTHON = `install_python() {
   fi
 }`
 
+/** Writes the files of the map in argv[2] (deflated JSON, base64) into the new directory argv[1]. */
+const UNPACK = [
+  "import base64, json, os, sys, zlib",
+  "os.makedirs(sys.argv[1])",
+  "files = json.loads(zlib.decompress(base64.b64decode(sys.argv[2])))",
+  "for name, source in files.items():",
+  '    with open(os.path.join(sys.argv[1], name), "wb") as f:',
+  '        f.write(source.encode("utf-8"))'
+].join("\n")
+
 /** The script, to run as `["/bin/sh", "-c", script]`. */
 export const script = (options: Options): string => {
-  const payload = deflateSync(Buffer.from(options.serverSource, "utf8"), { level: 9 }).toString("base64")
+  const files = JSON.stringify(Object.fromEntries(options.serverFiles))
+  const payload = deflateSync(Buffer.from(files, "utf8"), { level: 9 }).toString("base64")
   const args = [
     ...(options.transport === "proxy"
       ? ["--host", "0.0.0.0", "--port", '"$SBX_PORT"']
@@ -70,9 +87,8 @@ export const script = (options: Options): string => {
     `fi`,
     `DIR="\${TMPDIR:-/tmp}/hf-sandbox"`,
     `mkdir -p "$DIR" || { log "cannot create $DIR"; exit 1; }`,
-    `"$PY" -c 'import base64, sys, zlib; open(sys.argv[1], "wb").write(zlib.decompress(base64.b64decode(sys.argv[2])))' "$DIR/server.$$.py" ${quote(
-      payload
-    )} || { log "cannot write the sandbox server to $DIR"; exit 1; }`,
-    `exec "$PY" -u -S "$DIR/server.$$.py" ${args.join(" ")}`
+    // The directory is named for the package: `__main__.py` imports the package by its directory's name.
+    `"$PY" -c ${quote(UNPACK)} "$DIR/server.$$/sbx_server" ${quote(payload)} || { log "cannot write the sandbox server to $DIR"; exit 1; }`,
+    `exec "$PY" -u -S "$DIR/server.$$/sbx_server" ${args.join(" ")}`
   ].join("\n")
 }

@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs"
 import * as Effect from "effect/Effect"
+import { namesIn } from "./dirNames.js"
 
 const readStat = (pid: string): { readonly ppid: number; readonly state: string } | undefined => {
   try {
@@ -20,12 +21,7 @@ const readStat = (pid: string): { readonly ppid: number; readonly state: string 
 /** Every live descendant of `root` (not `root` itself), from a snapshot of /proc. */
 export const descendants = (root: number): Effect.Effect<ReadonlyArray<number>> =>
   Effect.sync(() => {
-    let entries: Array<string>
-    try {
-      entries = fs.readdirSync("/proc").filter((name) => /^\d+$/.test(name))
-    } catch {
-      return []
-    }
+    const entries = namesIn("/proc").filter((name) => /^\d+$/.test(name))
     const children = new Map<number, Array<number>>()
     for (const name of entries) {
       const stat = readStat(name)

@@ -1,7 +1,30 @@
 /**
- * Where the in-sandbox server's source lives. The path is the same from `src/internal/` and from the
- * built `dist/internal/`, both two levels below the package root.
+ * Where the in-sandbox server's source lives: the stdlib-only Python package `rpc-server/sbx_server`
+ * (run as `python3 -S <dir>`). The path is the same from `src/internal/` and from the built
+ * `dist/internal/`, both two levels below the package root.
  */
-import { fileURLToPath } from "node:url"
 
-export const serverScriptPath: string = fileURLToPath(new URL("../../rpc-server/server.py", import.meta.url))
+import { fileURLToPath } from "node:url"
+import type { PlatformError } from "@effect/platform/Error"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Effect from "effect/Effect"
+
+/** The package directory, which `python3 -S` runs (its `__main__.py`). */
+export const serverScriptPath: string = fileURLToPath(new URL("../../rpc-server/sbx_server", import.meta.url))
+
+/** The package's modules, file name → source, in name order (the package is flat: no subdirectories). */
+export type ServerFiles = ReadonlyArray<readonly [name: string, source: string]>
+
+/** Reads the package's `.py` files, which is all a job needs to run the server. */
+export const readServerPackage = (
+  fs: FileSystem.FileSystem,
+  dir: string = serverScriptPath
+): Effect.Effect<ServerFiles, PlatformError> =>
+  fs.readDirectory(dir).pipe(
+    Effect.map((names) => names.filter((name) => name.endsWith(".py")).sort()),
+    Effect.flatMap((names) =>
+      Effect.forEach(names, (name) =>
+        Effect.map(fs.readFileString(`${dir}/${name}`), (source) => [name, source] as const)
+      )
+    )
+  )

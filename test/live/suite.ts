@@ -24,7 +24,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
-import { parseMarker } from "../../src/internal/tunnel.js"
+import { parseMarker } from "../../src/internal/hfJobs/tunnel.js"
 
 /** Where the suite runs: the Hub's URL, a token, and what to start. */
 export interface Target {

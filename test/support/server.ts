@@ -1,5 +1,5 @@
 /**
- * The harness of the suites that drive `rpc-server/server.py` directly (Node built-ins and `fetch`
+ * The harness of the suites that drive `rpc-server/sbx_server` directly (Node built-ins and `fetch`
  * only, no library code): start a real server on a free port with a fresh token and temp dir, and stop
  * it within a bound.
  */
@@ -11,7 +11,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { sleep, withTimeout } from "./processes.js"
 
-export const SERVER = fileURLToPath(new URL("../../rpc-server/server.py", import.meta.url))
+export const SERVER = fileURLToPath(new URL("../../rpc-server/sbx_server", import.meta.url))
 /** Set `SBX_CONFORMANCE_PYTHON` to run the server suites with another interpreter (e.g. a Python 3.8). */
 export const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? "python3"
 const LISTENING = /^\{"event":"listening","host":"[^"]+","port":(\d+),"pid":(\d+),/

@@ -24,12 +24,11 @@ export const CLOUDFLARED_VERSION = "2026.8.2"
 /** The first release that knows `--no-prechecks` (TUN-10387, cloudflared RELEASE_NOTES). */
 export const NO_PRECHECKS_SINCE = "2026.5.0"
 
-/**
- * The script text; `nodePath` becomes the shebang, so the file is directly executable. `version` is the
- * release it impersonates: what `--version` prints, and which flags it knows (before 2026.5.0 there is
- * no `--no-prechecks`).
- */
-export const cloudflaredScript = (nodePath: string, version: string = CLOUDFLARED_VERSION): string => `#!${nodePath}
+// The script is one CommonJS file composed of the sections below, in this order; each section may use
+// what the sections before it define.
+
+/** The shebang, the release it impersonates, and the log helpers every other section uses. */
+const header = (nodePath: string, version: string) => `#!${nodePath}
 "use strict"
 // Stand-in cloudflared written by the hf-sandbox Hub emulator. See src/internal/testing/cloudflared.ts.
 const http = require("node:http")
@@ -48,7 +47,10 @@ const fatal = (message) => {
   process.exit(1)
 }
 
-// ---- command line ----------------------------------------------------------------------------
+`
+
+/** The command line, parsed as the real binary parses it: `--version`, `tunnel`, the flags and their errors. */
+const commandLine = `// ---- command line ----------------------------------------------------------------------------
 // Parsed as urfave/cli v2 parses the real one's (Go's flag package underneath): flags before the
 // command are the app's, flags after \`tunnel\` are that command's, parsing stops at the first
 // argument that is not a flag. An unknown flag is not fatal in the real binary: urfave/cli prints
@@ -179,7 +181,10 @@ const protocol = flags.protocol || flags.p || process.env.TUNNEL_TRANSPORT_PROTO
 const control = process.env.HF_EMULATOR_CONTROL
 const jobId = process.env.HF_EMULATOR_JOB_ID
 
-// ---- loopback HTTP to the emulator's control endpoint ---------------------------------------
+`
+
+/** Loopback HTTP to the emulator's control endpoint, and Go's JSON error text. */
+const controlCall = `// ---- loopback HTTP to the emulator's control endpoint ---------------------------------------
 const call = (method, path, body, timeoutMs) =>
   new Promise((resolve, reject) => {
     const url = new URL(control + path)
@@ -211,7 +216,10 @@ const goJsonError = (text) => {
   return first === undefined ? "unexpected end of JSON input" : "invalid character '" + first + "' looking for beginning of value"
 }
 
-const DISCLAIMER =
+`
+
+/** The disclaimer, the tunnel's state, and the graceful shutdown on SIGTERM/SIGINT (unregistering first). */
+const lifecycle = `const DISCLAIMER =
   "Thank you for trying Cloudflare Tunnel. Doing so, without a Cloudflare account, is a quick way to experiment and try it out. " +
   "However, be aware that these account-less Tunnels have no uptime guarantee, are subject to the Cloudflare Online Services " +
   "Terms of Use (https://www.cloudflare.com/website-terms/), and Cloudflare reserves the right to investigate your use of " +
@@ -244,7 +252,10 @@ const shutdown = (signal) => {
 process.on("SIGTERM", () => shutdown("SIGTERM"))
 process.on("SIGINT", () => shutdown("SIGINT"))
 
-const metricsServer = (hostname) =>
+`
+
+/** The metrics server: `/quicktunnel`, `/ready`, `/healthcheck`, `/metrics`. */
+const metricsServer = `const metricsServer = (hostname) =>
   http.createServer((req, res) => {
     const path = (req.url || "/").split("?")[0]
     const json = (status, value) => {
@@ -277,7 +288,10 @@ const metricsServer = (hostname) =>
     res.end("404 page not found\\n")
   })
 
-const register = async (attempt) => {
+`
+
+/** Requesting the quick tunnel, printing what the real one prints, then registering its connection. */
+const quickTunnel = `const register = async (attempt) => {
   if (stopping) return
   try {
     const reply = await call("POST", "/tunnels/" + encodeURIComponent(tunnel.id) + "/connections", { connectorId, origin }, 5000)
@@ -365,7 +379,10 @@ const main = async () => {
   watch()
 }
 
-// The emulator is this stand-in's edge and its container: when the edge drops the connection the
+`
+
+/** The watchdog that ties the stand-in's life to its job and its edge, and the entry point. */
+const watchdog = `// The emulator is this stand-in's edge and its container: when the edge drops the connection the
 // tunnel stops being ready, and when the job or the emulator is gone the stand-in exits, so that it
 // never outlives the test that started it.
 const watch = () => {
@@ -396,3 +413,11 @@ const watch = () => {
 
 main().catch((error) => fatal("cloudflared (Hub emulator stand-in) crashed: " + (error && error.stack)))
 `
+
+/**
+ * The script text; `nodePath` becomes the shebang, so the file is directly executable. `version` is the
+ * release it impersonates: what `--version` prints, and which flags it knows (before 2026.5.0 there is
+ * no `--no-prechecks`).
+ */
+export const cloudflaredScript = (nodePath: string, version: string = CLOUDFLARED_VERSION): string =>
+  header(nodePath, version) + commandLine + controlCall + lifecycle + metricsServer + quickTunnel + watchdog

@@ -60,9 +60,6 @@ export const startDnsServer = (answer: (name: string) => string | undefined): Pr
     })
   })
 
-/** The emulated network's address of the quick-tunnel edge: the emulator itself, on loopback. */
-export const EDGE_ADDRESS = "127.0.0.1"
-
 interface Fresh {
   readonly createdAt: number
   readonly propagationMs: number

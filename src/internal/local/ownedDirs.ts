@@ -8,41 +8,37 @@
  * started, the server's supervisor after that. A directory whose marker names a process that is provably
  * gone (its pid is free, or now belongs to a process with another start time) is swept by the next
  * local `make` or `LocalSandbox.list`; a directory with no readable marker is never touched.
+ *
+ * A marker is an owner record like a detached sandbox's state file (both written by internal/local/owner),
+ * but not one: it holds no address or token (an owned sandbox is reachable only by the process that made
+ * it, so it has no id to be found by), its owner changes while the directory lives (client, then
+ * supervisor), and it sits beside its directory, where a sweep of `tempDir` finds it, not in the state
+ * directory.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
-import * as TransferJournal from "./files/journal.js"
-import { isRunning, processStartTime } from "./localState.js"
+import { namesIn } from "../dirNames.js"
+import * as TransferJournal from "../files/journal.js"
+import * as Owner from "./owner.js"
 
 const PREFIX = "hf-sandbox-"
 const SUFFIX = ".owner"
-
-interface Marker {
-  readonly pid: number
-  readonly startTime: string | undefined
-}
 
 /** The marker file of a working directory. */
 export const markerPath = (workdir: string): string => `${workdir}${SUFFIX}`
 
 /** Records (atomically) that `pid` keeps `workdir` alive. */
-export const claim = (workdir: string, pid: number): void => {
-  const marker: Marker = { pid, startTime: processStartTime(pid) }
-  const target = markerPath(workdir)
-  const temp = `${target}.${process.pid}.tmp`
-  fs.writeFileSync(temp, JSON.stringify(marker), { mode: 0o600 })
-  fs.renameSync(temp, target)
-}
+export const claim = (workdir: string, pid: number): void => Owner.write(markerPath(workdir), Owner.of(pid))
 
 /** Removes a marker (after its directory is gone). */
 export const unclaim = (workdir: string): void => {
   fs.rmSync(markerPath(workdir), { force: true })
 }
 
-const read = (file: string): Marker | undefined => {
+const read = (file: string): Owner.Owner | undefined => {
   try {
-    const parsed = JSON.parse(fs.readFileSync(file, "utf8")) as Marker
+    const parsed = JSON.parse(fs.readFileSync(file, "utf8")) as Owner.Owner
     return Number.isInteger(parsed.pid) && parsed.pid > 1 ? parsed : undefined
   } catch {
     return undefined
@@ -55,17 +51,11 @@ const read = (file: string): Marker | undefined => {
  */
 export const sweep = (root: string): Effect.Effect<ReadonlyArray<string>> =>
   Effect.sync(() => {
-    let names: Array<string>
-    try {
-      names = fs.readdirSync(root)
-    } catch {
-      return []
-    }
     const removed: Array<string> = []
-    for (const name of names) {
+    for (const name of namesIn(root)) {
       if (!name.startsWith(PREFIX) || !name.endsWith(SUFFIX)) continue
       const marker = read(path.join(root, name))
-      if (marker === undefined || isRunning(marker)) continue
+      if (marker === undefined || Owner.isRunning(marker)) continue
       const workdir = path.join(root, name.slice(0, -SUFFIX.length))
       try {
         // The unfinished writes of a server that died with its supervisor (see internal/files/journal).

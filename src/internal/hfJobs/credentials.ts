@@ -5,21 +5,17 @@
  * `$VAR` expansion, `constants.py`). A file token from the OAuth login of `hf auth login` is refreshed
  * when less than a day of validity remains (`_refresh_oauth_token_if_needed`), and the refreshed token
  * is written back to `stored_tokens` and the token file. Each credential remembers its source, so a
- * rejection can say which token was refused.
+ * rejection can say which token was refused. The variables are read in `config.ts` (`readEnv`), once.
  */
 import { randomBytes } from "node:crypto"
-import * as os from "node:os"
 import * as nodePath from "node:path"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Clock from "effect/Clock"
-import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as SynchronizedRef from "effect/SynchronizedRef"
-import { StartError } from "../SandboxError.js"
+import { StartError } from "../../SandboxError.js"
 
 /** Where a token came from. */
 export type Source =
@@ -55,7 +51,7 @@ export const cleanToken = (raw: string | undefined): string | undefined => {
   return value === undefined || value === "" ? undefined : value
 }
 
-/** What the discovery reads of the environment, read once through `Config`. */
+/** What the discovery reads of the environment, read once through `Config` (`config.ts`). */
 export interface Env {
   readonly oidcResource: string | undefined
   readonly oidcIdToken: Redacted.Redacted<string> | undefined
@@ -69,8 +65,6 @@ export interface Env {
   readonly clientId: string
 }
 
-/** `huggingface_hub.constants.DEVICE_CODE_OAUTH_CLIENT_ID`, the client of `hf auth login`'s OAuth login. */
-const DEVICE_CODE_CLIENT_ID = "26be6b09-91c5-47da-9861-d2d2bb7a7e36"
 /** Refresh when less than this remains (`_OAUTH_REFRESH_MARGIN`). */
 const REFRESH_MARGIN_S = 24 * 3600
 /** Look again after this when there is nothing to refresh, or a refresh failed (`_OAUTH_RECHECK_INTERVAL`). */
@@ -79,56 +73,6 @@ const RECHECK_S = 300
 const OIDC_MARGIN_S = 300
 /** `HF_HUB_DOWNLOAD_TIMEOUT`'s default, which bounds the Python client's token requests. */
 const REQUEST_TIMEOUT = Duration.seconds(10)
-
-const optional = (name: string) =>
-  Config.option(Config.string(name)).pipe(Config.map((value) => Option.getOrUndefined(value)))
-/** An unset, empty or blank variable is the same: unset. */
-const nonBlank = (name: string) =>
-  Config.map(optional(name), (value) => (value === undefined || value.trim() === "" ? undefined : value))
-const token = (name: string) =>
-  Config.map(optional(name), (value) => {
-    const cleaned = cleanToken(value)
-    return cleaned === undefined ? undefined : Redacted.make(cleaned)
-  })
-
-/** `os.path.expanduser`: a leading `~` is the home directory (`HOME`, else the account's). */
-const expandUser = (path: string, home: string) =>
-  path === "~" ? home : path.startsWith("~/") ? nodePath.join(home, path.slice(2)) : path
-
-/** `os.path.expandvars`: `$NAME` and `${NAME}` from the configuration; unknown ones are left as they are. */
-const expandVars = (path: string) =>
-  Effect.gen(function* () {
-    const pattern = /\$(\w+|\{[^}]*\})/g
-    const names = [...path.matchAll(pattern)].map((m) => m[1]!.replace(/^\{|\}$/g, ""))
-    const values = new Map<string, string>()
-    for (const name of new Set(names)) {
-      const value = name === "" ? undefined : yield* optional(name)
-      if (value !== undefined) values.set(name, value)
-    }
-    return path.replace(pattern, (whole, raw: string) => values.get(raw.replace(/^\{|\}$/g, "")) ?? whole)
-  })
-
-const expand = (path: string, home: string) => expandVars(expandUser(path, home))
-
-/** The environment as `huggingface_hub` reads it. */
-export const readEnv: Effect.Effect<Env, ConfigError.ConfigError> = Effect.gen(function* () {
-  const home = (yield* nonBlank("HOME")) ?? os.homedir()
-  const cache = (yield* nonBlank("XDG_CACHE_HOME")) ?? nodePath.join(home, ".cache")
-  const hfHome = yield* expand((yield* nonBlank("HF_HOME")) ?? nodePath.join(cache, "huggingface"), home)
-  const tokenPath = yield* expand((yield* nonBlank("HF_TOKEN_PATH")) ?? nodePath.join(hfHome, "token"), home)
-  return {
-    oidcResource: yield* nonBlank("HF_OIDC_RESOURCE"),
-    oidcIdToken: yield* token("HF_OIDC_ID_TOKEN"),
-    githubActions: (yield* optional("GITHUB_ACTIONS")) === "true",
-    actionsRequestUrl: yield* nonBlank("ACTIONS_ID_TOKEN_REQUEST_URL"),
-    actionsRequestToken: yield* token("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
-    hfToken: yield* token("HF_TOKEN"),
-    legacyToken: yield* token("HUGGING_FACE_HUB_TOKEN"),
-    tokenPath,
-    storedTokensPath: nodePath.join(nodePath.dirname(tokenPath), "stored_tokens"),
-    clientId: (yield* nonBlank("HF_DEVICE_CODE_OAUTH_CLIENT_ID")) ?? DEVICE_CODE_CLIENT_ID
-  }
-})
 
 /**
  * How an Effect program passes a token, as a missing token's message says it. The CLI and the Promise

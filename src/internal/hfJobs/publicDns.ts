@@ -12,9 +12,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 
-/** Public resolvers asked when the system one fails; `ip` or `ip:port`. */
-export const DEFAULT_SERVERS: ReadonlyArray<string> = ["1.1.1.1", "8.8.8.8"]
-
 const DNS_MISS = new Set(["ENOTFOUND", "EAI_AGAIN", "EAI_NONAME", "EAI_NODATA"])
 
 /** Whether a request failed because its host name did not resolve. */

@@ -1,0 +1,134 @@
+/**
+ * The in-sandbox server's start: exec → its listening line on stdout (what the local provider waits
+ * for), beside `python3 -S -c pass` in the same run, runs interleaved. Target (issue 13): ≤ 60 ms on
+ * a quiet machine, and no slower than the server it replaced (compare with `--server`).
+ *
+ * Wall time is what a user waits, but on a busy machine it mostly measures the others' load; the CPU
+ * time the interpreter has used by then (Linux: /proc/PID/task/N/schedstat, in nanoseconds) barely
+ * moves with load, so both are printed.
+ *
+ *   npx tsx bench/server-start.ts [--runs N] [--server PATH]...
+ *
+ * Each `--server` adds a server to compare (a package directory or a single script), e.g. the
+ * one-file server of before the package: `git show 200ae77:rpc-server/server.py > /tmp/server.py`.
+ */
+import { spawn, spawnSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { ms, now, percentile } from "./support.js"
+
+const argv = process.argv.slice(2)
+const flag = (name: string): Array<string> => argv.flatMap((a, i) => (a === name && argv[i + 1] ? [argv[i + 1]!] : []))
+const RUNS = Number(flag("--runs")[0] ?? 30)
+const PACKAGE = fileURLToPath(new URL("../rpc-server/sbx_server", import.meta.url))
+// A copy of the package without bytecode, run without writing any: a job's start, which compiles every
+// module it imports (the job's package is unpacked fresh), as the one-file server compiled itself.
+const COLD = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sbx-start-")), "sbx_server")
+fs.mkdirSync(COLD)
+for (const name of fs.readdirSync(PACKAGE).filter((n) => n.endsWith(".py"))) {
+  fs.copyFileSync(path.join(PACKAGE, name), path.join(COLD, name))
+}
+const servers = [PACKAGE, COLD, ...flag("--server")]
+const names = new Map([
+  [PACKAGE, "rpc-server/sbx_server"],
+  [COLD, "rpc-server/sbx_server, no bytecode (a job)"]
+])
+
+// The real interpreter, as the local provider runs it: a pyenv or asdf shim would be measured instead.
+const python = spawnSync("python3", ["-S", "-c", "import sys; print(sys.executable)"], {
+  encoding: "utf8"
+}).stdout.trim()
+
+const env = { ...process.env, SBX_TOKEN: randomBytes(32).toString("hex") }
+
+interface Sample {
+  readonly wall: number
+  /** Milliseconds of CPU time of all the process's threads; NaN where /proc is missing. */
+  readonly cpu: number
+}
+
+/** CPU milliseconds of a live process, all threads. */
+const cpuOf = (pid: number): number => {
+  try {
+    const tasks = fs.readdirSync(`/proc/${pid}/task`)
+    return (
+      tasks.reduce(
+        (sum, t) => sum + Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[0]),
+        0
+      ) / 1e6
+    )
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** `python3 -S -c pass`: wall time to its exit; CPU time read by itself at its end. */
+const bare = (): Sample => {
+  const t0 = now()
+  spawnSync(python, ["-S", "-c", "pass"])
+  const wall = now() - t0
+  const self = spawnSync(python, ["-S", "-c", "import os; os.write(1, open('/proc/self/schedstat', 'rb').read())"], {
+    encoding: "utf8"
+  })
+  return { wall, cpu: self.status === 0 ? Number(self.stdout.split(" ")[0]) / 1e6 : Number.NaN }
+}
+
+/** Spawn to the server's listening line; the server is then stopped (stdin EOF). */
+const start = (server: string): Promise<Sample> =>
+  new Promise((resolve, reject) => {
+    const t0 = now()
+    const proc = spawn(python, ["-u", "-S", server, "--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"], {
+      env: server === COLD ? { ...env, PYTHONDONTWRITEBYTECODE: "1" } : env,
+      stdio: ["pipe", "pipe", "ignore"]
+    })
+    let out = ""
+    let listened: Sample | undefined
+    proc.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      out += chunk
+      if (listened === undefined && out.includes("\n")) {
+        listened = { wall: now() - t0, cpu: cpuOf(proc.pid!) }
+        if (!out.startsWith('{"event":"listening"')) reject(new Error(`${server}: unexpected first line: ${out}`))
+        proc.stdin.end()
+      }
+    })
+    proc.once("exit", (code) =>
+      listened === undefined ? reject(new Error(`${server} exited (${code}) before listening`)) : resolve(listened)
+    )
+  })
+
+const main = async () => {
+  for (const server of servers) await start(server) // warm-up: page cache, and bytecode of a package
+  const baseline: Array<Sample> = []
+  const samples = servers.map(() => [] as Array<Sample>)
+  for (let run = 0; run < RUNS; run++) {
+    baseline.push(bare())
+    for (const [i, server] of servers.entries()) samples[i]!.push(await start(server))
+  }
+  const median = (of: ReadonlyArray<Sample>, key: keyof Sample) =>
+    percentile(
+      of.map((s) => s[key]),
+      50
+    )
+  const base = { wall: median(baseline, "wall"), cpu: median(baseline, "cpu") }
+  const cell = (of: ReadonlyArray<Sample>, key: keyof Sample) =>
+    `${ms(median(of, key)).padStart(10)} ${`${(median(of, key) / base[key]).toFixed(2)}x`.padStart(6)}`
+  console.log(`server start (exec -> listening line), ${RUNS} runs, medians and ratios to the baseline`)
+  console.log(`python: ${python}; load average: ${os.loadavg()[0]!.toFixed(1)}`)
+  console.log(`${"".padEnd(44)} ${"wall".padStart(17)} ${"cpu".padStart(17)}`)
+  console.log(`${"python3 -S -c pass [baseline]".padEnd(44)} ${cell(baseline, "wall")} ${cell(baseline, "cpu")}`)
+  for (const [i, server] of servers.entries()) {
+    const name = names.get(server) ?? server
+    console.log(`${name.padEnd(44)} ${cell(samples[i]!, "wall")} ${cell(samples[i]!, "cpu")}`)
+  }
+  console.log(`target: rpc-server/sbx_server <= 60 ms (wall) on a quiet machine -> ${ms(median(samples[0]!, "wall"))}`)
+}
+
+main()
+  .catch((e) => {
+    console.error(e)
+    process.exitCode = 1
+  })
+  .finally(() => fs.rmSync(path.dirname(COLD), { recursive: true, force: true }))

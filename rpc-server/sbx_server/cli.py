@@ -1,0 +1,384 @@
+"""The command line: options and their environment variables, the token, and main(): listen, announce,
+wait for a shutdown request, stop everything within a bound."""
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from .background import (
+    BGPROCS,
+    DEFAULT_MAX_EXITED,
+    DEFAULT_MAX_PROCESSES,
+    EXEC_REATTACH_DEFAULT,
+    EXEC_RETAIN_DEFAULT,
+    JANITOR,
+)
+from .common import (
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PORT,
+    PROTOCOL,
+    STATE,
+    VERSION,
+    _exit_status,
+    _fail,
+    _flag,
+    _number,
+    _shutdown_reason,
+    _wake_r,
+    _wake_w,
+    log,
+    request_shutdown,
+)
+from .connections import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    LIMITS,
+    Server,
+    Server6,
+)
+from .handler import Handler
+from .proctree import become_subreaper, kill_everything, reaper_loop
+from .supervisor import supervise
+from .transfers import JOURNAL, replay_journal
+from .tunnel_config import TUNNEL_HELP, tunnel_config, tunnel_origin
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="server.py",
+        description="hf-sandbox in-sandbox RPC server (protocol %d, version %s)" % (PROTOCOL, VERSION),
+        epilog=TUNNEL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", help="address to bind (default: $SBX_HOST or 127.0.0.1)")
+    p.add_argument("--port", help="port to bind; 0 picks a free one (default: $SBX_PORT or %d)" % DEFAULT_PORT)
+    p.add_argument(
+        "--idle-timeout",
+        metavar="SECONDS",
+        help="exit after this long without requests; 0 = never (default: $SBX_IDLE_TIMEOUT or 0)",
+    )
+    p.add_argument(
+        "--start-grace",
+        metavar="SECONDS",
+        help="with --idle-timeout: until a client has made an authorized request, wait at least this long before "
+        "stopping as idle (a client still starting the sandbox is not idle); default 0",
+    )
+    p.add_argument(
+        "--lifetime",
+        metavar="SECONDS",
+        help="exit after this long whatever is running; 0 = no limit (default: $SBX_LIFETIME or 0)",
+    )
+    p.add_argument("--allow-no-auth", action="store_true", help="start without SBX_TOKEN (local development only)")
+    p.add_argument(
+        "--exit-on-stdin-eof", action="store_true", help="shut down when stdin reaches EOF (the parent died)"
+    )
+    p.add_argument(
+        "--supervise",
+        action="store_true",
+        help="Linux: run the server under a supervisor process that kills everything left when the server "
+        "ends, however it ends (even SIGKILL)",
+    )
+    p.add_argument(
+        "--remove-on-exit",
+        metavar="DIR",
+        help="with --supervise: the supervisor removes this directory (and its marker DIR.owner) after the server and "
+        "all its processes are gone",
+    )
+    p.add_argument(
+        "--journal",
+        metavar="DIR",
+        help="record the temporary files of writes in progress in this directory (created; it must not be inside "
+        "a directory the sandbox's commands can remove), so that what a killed server leaves is removed: by its "
+        "supervisor, or by the next server started with the same journal",
+    )
+    p.add_argument(
+        "--max-connections",
+        metavar="N",
+        help="connections served at once; more are answered 503 too_many_connections "
+        "(default: $SBX_MAX_CONNECTIONS or %d)" % DEFAULT_MAX_CONNECTIONS,
+    )
+    p.add_argument(
+        "--header-timeout",
+        metavar="SECONDS",
+        help="a request's line and headers must arrive within this long, and a connection that has made no "
+        "authorized request is closed after this long idle (default: $SBX_HEADER_TIMEOUT or %g)" % DEFAULT_HEADER_TIMEOUT,
+    )
+    p.add_argument(
+        "--body-timeout",
+        metavar="SECONDS",
+        help="a request body that sends nothing for this long is dropped; a slow body that keeps moving is not "
+        "(default: $SBX_BODY_TIMEOUT or %g)" % DEFAULT_BODY_TIMEOUT,
+    )
+    p.add_argument(
+        "--max-processes",
+        metavar="N",
+        help="background processes and execs running at once; more are answered 503 too_many_processes "
+        "(default: $SBX_MAX_PROCESSES or %d)" % DEFAULT_MAX_PROCESSES,
+    )
+    p.add_argument(
+        "--max-exited",
+        metavar="N",
+        help="exited background processes kept listed with their output; the oldest are forgotten "
+        "(default: $SBX_MAX_EXITED or %d)" % DEFAULT_MAX_EXITED,
+    )
+    p.add_argument(
+        "--tunnel",
+        action="store_true",
+        help="expose the server through a Cloudflare quick tunnel and announce its URL on stdout "
+        "(default: $SBX_TUNNEL); see below",
+    )
+    args = p.parse_args(argv)
+
+    env = os.environ
+    args.host = args.host if args.host is not None else (env.get("SBX_HOST") or "127.0.0.1")
+    if args.port is not None:
+        args.port = _number(args.port, "--port", int, 0, 65535)
+    elif env.get("SBX_PORT"):
+        args.port = _number(env["SBX_PORT"], "SBX_PORT", int, 0, 65535)
+    else:
+        args.port = DEFAULT_PORT
+    # Seconds from the option, else its environment variable, else 0 (off).
+    for name, var in (("idle_timeout", "SBX_IDLE_TIMEOUT"), ("lifetime", "SBX_LIFETIME")):
+        given = getattr(args, name)
+        if given is not None:
+            value = _number(given, "--" + name.replace("_", "-"), float, 0)
+        elif env.get(var):
+            value = _number(env[var], var, float, 0)
+        else:
+            value = 0.0
+        setattr(args, name, value)
+    args.start_grace = _number(args.start_grace, "--start-grace", float, 0) if args.start_grace is not None else 0.0
+    args.ping_interval = DEFAULT_PING_INTERVAL
+    if env.get("SBX_PING_INTERVAL"):
+        args.ping_interval = _number(env["SBX_PING_INTERVAL"], "SBX_PING_INTERVAL", float, 0.01)
+    args.exec_reattach, args.exec_retain = EXEC_REATTACH_DEFAULT, EXEC_RETAIN_DEFAULT
+    if env.get("SBX_EXEC_REATTACH"):
+        args.exec_reattach = _number(env["SBX_EXEC_REATTACH"], "SBX_EXEC_REATTACH", float, 0)
+    if env.get("SBX_EXEC_RETAIN"):
+        args.exec_retain = _number(env["SBX_EXEC_RETAIN"], "SBX_EXEC_RETAIN", float, 0)
+    bounds = (
+        ("max_connections", "SBX_MAX_CONNECTIONS", int, 1, DEFAULT_MAX_CONNECTIONS),
+        ("header_timeout", "SBX_HEADER_TIMEOUT", float, 0.01, DEFAULT_HEADER_TIMEOUT),
+        ("body_timeout", "SBX_BODY_TIMEOUT", float, 0.01, DEFAULT_BODY_TIMEOUT),
+        ("max_processes", "SBX_MAX_PROCESSES", int, 1, DEFAULT_MAX_PROCESSES),
+        ("max_exited", "SBX_MAX_EXITED", int, 1, DEFAULT_MAX_EXITED),
+    )
+    for name, var, kind, lo, default in bounds:
+        given = getattr(args, name)
+        if given is not None:
+            value = _number(given, "--" + name.replace("_", "-"), kind, lo)
+        elif env.get(var):
+            value = _number(env[var], var, kind, lo)
+        else:
+            value = default
+        setattr(args, name, value)
+    args.tunnel = args.tunnel or _flag(env.get("SBX_TUNNEL"), "SBX_TUNNEL")
+    args.tunnel_config = tunnel_config(env) if args.tunnel else None
+    return args
+
+
+def raise_open_files_limit():
+    """Soft RLIMIT_NOFILE up to the hard limit: every connection and command costs descriptors, and a
+    soft limit of 1024 (a common default) would run out long before --max-connections. Commands
+    inherit the raised limit (restoring it per spawn would cost the fast spawn path)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = max(soft, 1 << 20) if soft != resource.RLIM_INFINITY else soft
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    except (ImportError, ValueError, OSError):
+        pass  # not Unix, or not allowed: the accept loop still copes with running out
+
+
+# 128 bits as the shortest encoding people use for random tokens gives them: 16 bytes in hex. The
+# providers send 64 hex characters (256 bits). A shorter token could be guessed by whoever reaches
+# the port (any local user; anyone on the internet with the tunnel's URL), so it is refused.
+TOKEN_MIN_CHARS = 32
+
+
+def take_token():
+    """(token, the variable it came from), removed from our environment so no child can see it."""
+    token = os.environ.pop("SBX_TOKEN", None)
+    legacy = os.environ.pop("HF_SANDBOX_TOKEN", None)
+    if token:
+        return token, "SBX_TOKEN"
+    return (legacy, "HF_SANDBOX_TOKEN") if legacy else (None, None)
+
+
+def lifetime_loop(limit):
+    # The backstop that the Hub's job timeout is for a job: it holds even while commands run.
+    time.sleep(limit)
+    request_shutdown("lifetime of %gs reached (--lifetime)" % limit)
+
+
+def idle_loop(timeout, grace):
+    interval = min(1.0, timeout / 4.0)
+    while True:
+        time.sleep(interval)
+        # Before any client has reached us, the sandbox is still being started
+        # (a quick tunnel, the client finding its URL): not idle, unless that
+        # takes longer than the client itself waits (--start-grace).
+        if not STATE.contacted and grace > timeout:
+            if STATE.idle_for() >= grace:
+                request_shutdown("no client reached the server within %gs (--start-grace)" % grace)
+                return
+        elif STATE.idle_for() >= timeout:
+            request_shutdown("idle for %gs with no request in flight (--idle-timeout)" % timeout)
+            return
+
+
+def stdin_loop():
+    while True:
+        try:
+            data = os.read(0, 65536)
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+        if not data:
+            break
+    request_shutdown("stdin closed (parent exited; --exit-on-stdin-eof)")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    token, token_source = take_token()
+    if token is not None and len(token) < TOKEN_MIN_CHARS:
+        sys.stderr.write(
+            "server.py: error: refusing to start: %s is %d characters, shorter than a 128-bit token; "
+            "use at least %d random characters (e.g. `openssl rand -hex 16`; hf-sandbox's providers use 64)\n"
+            % (token_source, len(token), TOKEN_MIN_CHARS)
+        )
+        sys.stderr.flush()
+        return 2
+    if token is None and not args.allow_no_auth:
+        sys.stderr.write(
+            "server.py: error: refusing to start without a token: set SBX_TOKEN "
+            "(or pass --allow-no-auth, for local development only)\n"
+        )
+        sys.stderr.flush()
+        return 2
+    if token is None and args.tunnel:
+        sys.stderr.write(
+            "server.py: error: refusing --tunnel without a token: the tunnel makes the server public; set SBX_TOKEN\n"
+        )
+        sys.stderr.flush()
+        return 2
+    dir_ = args.remove_on_exit
+    if dir_ is not None and (not args.supervise or not os.path.isabs(dir_) or os.path.dirname(dir_) == dir_):
+        _fail("--remove-on-exit needs --supervise and an absolute path other than /")
+    if args.journal is not None and not os.path.isabs(args.journal):
+        _fail("--journal needs an absolute path")
+    if args.supervise:
+        supervise(args.remove_on_exit, args.journal)  # returns in the server process
+    if args.journal is not None:
+        try:
+            JOURNAL.open(args.journal)
+        except FileExistsError:
+            _fail("--journal %s: it exists and is not a journal (give a path that does not exist)" % args.journal)
+        except OSError as e:
+            _fail("cannot create the journal %s: %s" % (args.journal, e.strerror or e))
+    STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
+    STATE.ping_interval = args.ping_interval
+    JANITOR.grace, JANITOR.retain = args.exec_reattach, args.exec_retain
+    LIMITS.max_connections, LIMITS.header_timeout, LIMITS.body_timeout = (
+        args.max_connections, args.header_timeout, args.body_timeout,
+    )
+    BGPROCS.max_running = args.max_processes
+    BGPROCS.max_exited = args.max_exited
+    raise_open_files_limit()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, lambda signum, _frame: request_shutdown("received signal %d" % signum))
+    # The kernel may deliver a signal to any thread, and the Python-level
+    # handler runs only when the main thread next executes bytecode, which
+    # it does not while blocked in os.read. The wakeup fd is written by the
+    # C-level handler in whichever thread caught the signal.
+    try:
+        signal.set_wakeup_fd(_wake_w, warn_on_full_buffer=False)
+    except (ValueError, OSError, TypeError):
+        pass
+
+    cls = Server6 if ":" in args.host else Server
+    try:
+        server = cls((args.host, args.port), Handler)
+    except OSError as e:
+        log("cannot listen on %s:%d: %s" % (args.host, args.port, e.strerror or e))
+        return 1
+    host, port = server.server_address[:2]
+
+    if become_subreaper() or os.getpid() == 1:
+        threading.Thread(target=reaper_loop, name="reaper", daemon=True).start()
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    if args.idle_timeout > 0:
+        threading.Thread(target=idle_loop, args=(args.idle_timeout, args.start_grace), name="idle", daemon=True).start()
+    if args.lifetime > 0:
+        threading.Thread(target=lifetime_loop, args=(args.lifetime,), name="lifetime", daemon=True).start()
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=stdin_loop, name="stdin", daemon=True).start()
+
+    if token is None and host not in ("127.0.0.1", "::1", "localhost"):
+        log("WARNING: no token and listening on %s: anyone who can reach this port can run commands" % host)
+    log(
+        "started: version %s (protocol %d), Python %s, pid %d, working directory %s, listening on %s:%d"
+        % (VERSION, PROTOCOL, sys.version.split()[0], os.getpid(), os.getcwd(), host, port)
+    )
+    sys.stdout.write(
+        json.dumps(
+            {
+                "event": "listening",
+                "host": host,
+                "port": port,
+                "pid": os.getpid(),
+                "version": VERSION,
+                "protocol": PROTOCOL,
+            },
+            separators=(",", ":"),
+        )
+        + "\n"
+    )
+    sys.stdout.flush()
+    tunnel = None
+    if args.tunnel:  # after the listening line: the marker lines follow it on stdout
+        from .tunnel import Tunnel  # only now: a server without --tunnel never loads its modules
+
+        tunnel = Tunnel(args.tunnel_config, tunnel_origin(host, port))
+        tunnel.start()
+
+    while True:  # the main thread only waits; request_shutdown() and signals wake it
+        try:
+            woke = os.read(_wake_r, 1)
+        except InterruptedError:
+            continue
+        if woke:
+            break
+    if woke != b"x" and not _shutdown_reason:  # a byte from the wakeup fd is the signal number
+        _shutdown_reason.append("received signal %d" % woke[0])
+    log("shutting down: %s" % (_shutdown_reason[0] if _shutdown_reason else "requested"))
+    try:
+        if tunnel is not None:
+            tunnel.stop.set()  # before the kill: the supervisor must not restart cloudflared
+        kill_everything()
+        if tunnel is not None:
+            tunnel.cleanup()
+        if JOURNAL.dir is not None:
+            replay_journal(JOURNAL.dir)  # the transfers cut short by the shutdown
+    finally:
+        log("stopped: exit status %d" % _exit_status[0])
+        try:
+            sys.stderr.flush()
+        except Exception:
+            pass
+        # Daemon threads may be blocked in socket or process calls; a normal
+        # interpreter shutdown could wait on them. Nothing is left to flush.
+        os._exit(_exit_status[0])

@@ -1,0 +1,267 @@
+"""What every module shares: version and protocol, size and time limits, the log and its escaping,
+JSON helpers, the HTTP error types, the server's state (token, activity), configuration errors
+(`server.py: error: ...`, exit 2) and the shutdown request that wakes the main thread."""
+
+import json
+import math
+import os
+import re
+import selectors
+import socket
+import sys
+import threading
+import time
+from http import HTTPStatus
+
+VERSION = "0.1.0"
+PROTOCOL = 2
+DEFAULT_PORT = 49983
+
+FILE_CHUNK = 256 * 1024  # file/body streaming unit
+OUTPUT_CHUNK = 32 * 1024  # max raw bytes per stdout/stderr event
+JSON_LIMIT = 16 * 1024 * 1024  # largest buffered JSON request body
+DRAIN_LIMIT = 16 * 1024 * 1024  # unread body we discard to keep a connection alive
+CAPTURE_LIMIT = 16 * 1024 * 1024  # legacy /exec: captured bytes per stream
+DEFAULT_PING_INTERVAL = 15.0
+MAX_SELECT_WAIT = 3600.0  # longest single wait of a pump: a far deadline is reached by several
+EXIT_QUIET = 0.05  # after the child exits, stop reading once pipes are this quiet
+EXIT_DRAIN_MAX = 1.0  # ...and never read longer than this after the exit
+KILL_GRACE = 0.5  # shutdown: SIGTERM -> SIGKILL delay
+SOCKET_TIMEOUT = 300.0  # a peer silent this long (idle keep-alive, stalled send) is dropped
+LEGACY_TIMEOUT = 600.0
+LEGACY_ROUTES = ("/exec", "/write", "/read")
+AUTH_ERROR = "invalid or missing sandbox token"
+
+IS_LINUX = sys.platform.startswith("linux")
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_MSG_PEEK_FLAGS = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # so a FIFO can never block open()
+
+
+_FOREIGN_AUTHORIZATION_NOTED = []
+
+
+def note_foreign_authorization():
+    """An authorised request also carried an Authorization header that is not
+    the sandbox token: a proxy in front (the HF Jobs proxy, which checks the
+    caller's HF token) forwarded it. Said once, never with the value, so that
+    a user can see from the job's log whether their HF token reaches the
+    sandbox; it is never used or passed to commands."""
+    if not _FOREIGN_AUTHORIZATION_NOTED:
+        _FOREIGN_AUTHORIZATION_NOTED.append(True)
+        log("note: requests arrive with a foreign Authorization header (forwarded by a proxy); it is ignored")
+
+
+# What must never reach a terminal from text a peer chose (request paths, commands, file names):
+# C0 and C1 controls (ESC and CSI start escape sequences), DEL, and the Unicode line separators and
+# bidirectional overrides that make a log line read as something else.
+# Bytes that were not UTF-8 (surrogate escapes) are escaped too: written raw, 0x9b is a CSI.
+_LOG_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+_LOG_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(m):
+    c = m.group()
+    return _LOG_NAMED.get(c) or ("\\x%02x" % ord(c) if ord(c) < 0x100 else "\\u%04x" % ord(c))
+
+
+def shown(text):
+    """Attacker-controlled text as a log line may carry it: one line, every control character escaped."""
+    return _LOG_UNSAFE.sub(_escaped, text)
+
+
+def log(msg):
+    """Diagnostics go to stderr only: stdout carries the single listening line. Newlines of a message
+    stay (tracebacks); every other control character is escaped here, whatever the caller forgot."""
+    msg = _LOG_UNSAFE.sub(lambda m: "\n" if m.group() == "\n" else _escaped(m), msg)
+    try:
+        sys.stderr.write("hf-sandbox rpc-server: %s\n" % msg)
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+# The log says what ran and how it ended: two lines per command, never its
+# output, stdin or environment values (they may hold secrets), and a command
+# line cut to this many characters, so the log grows per command, not per byte.
+COMMAND_LOG_CHARS = 300
+
+
+def command_text(argv):
+    """A command as its log lines show it: the script of `sh -c SCRIPT`, else
+    the argv joined, on one line and cut to COMMAND_LOG_CHARS."""
+    if len(argv) == 3 and argv[0] == "/bin/sh" and argv[1] == "-c":
+        text = argv[2]
+    else:
+        text = " ".join(a if a and not re.search(r"[\s'\"\\]", a) else json.dumps(a) for a in argv)
+    text = shown(text)
+    if len(text) > COMMAND_LOG_CHARS:
+        text = "%s... (%d characters)" % (text[:COMMAND_LOG_CHARS], len(text))
+    return text
+
+
+def log_command_start(proc, spec):
+    log("command started, pid %d%s: %s" % (proc.pid, " in %s" % shown(spec.cwd) if spec.cwd else "", command_text(spec.argv)))
+
+
+def log_command_end(proc, spec, result, finished):
+    """How a command ended: its exit status or signal, a timeout, or its client gone."""
+    rc = proc.returncode
+    if result.timed_out:
+        how = "timed out after %gs: %s" % (spec.timeout, _exit_text(rc))
+    elif not finished:
+        how = "lost its client: %s" % _exit_text(rc)
+    else:
+        how = "ended: %s" % _exit_text(rc)
+    log("command pid %d %s (%.2fs)" % (proc.pid, how, result.duration_ms / 1000.0))
+
+
+def format_exc():
+    """The current exception's traceback, for the log. `traceback` (with linecache and tokenize) is
+    imported only once something has failed: it is not needed to start listening."""
+    import traceback
+
+    return traceback.format_exc()
+
+
+def dumps(obj):
+    """Compact JSON bytes. Paths may carry surrogate escapes (non-UTF-8 file
+    names); those cannot be UTF-8 encoded, so fall back to \\u escapes."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
+
+
+def new_selector():
+    # poll() needs no kernel object per exec, unlike epoll; fall back where missing.
+    if hasattr(selectors, "PollSelector"):
+        return selectors.PollSelector()
+    return selectors.DefaultSelector()
+
+
+class HttpError(Exception):
+    """An error answered as JSON `{"error", "code"}` with an HTTP status."""
+
+    def __init__(self, status, message, code, headers=(), close=False):
+        Exception.__init__(self, message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = list(headers)
+        self.close = close  # the connection is out of sync: do not reuse it
+
+
+class ClientGone(Exception):
+    """The client disconnected (or stalled past SOCKET_TIMEOUT)."""
+
+
+def bad_request(message, code="bad_request"):
+    return HttpError(400, message, code)
+
+
+# --------------------------------------------------------------------------
+# Server-wide state: activity (idle watchdog) and auth
+# --------------------------------------------------------------------------
+
+
+class State(object):
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.inflight = 0
+        self.last_activity = self.started
+        self.token_digest = None  # None = --allow-no-auth without a token
+        self.ping_interval = DEFAULT_PING_INTERVAL
+        # Whether a client has reached us (an authorized request): until then the
+        # idle timeout waits at least --start-grace (see idle_loop).
+        self.contacted = False
+
+    # The watchdog needs both: a request in flight (a long exec stream, a big
+    # upload) is activity, and the idle clock restarts when it ends.
+    def begin(self):
+        with self.lock:
+            self.inflight += 1
+            self.last_activity = time.monotonic()
+            self.contacted = True
+
+    def end(self):
+        with self.lock:
+            self.inflight -= 1
+            self.last_activity = time.monotonic()
+
+    def touch(self):
+        with self.lock:
+            self.last_activity = time.monotonic()
+            self.contacted = True
+
+    def idle_for(self):
+        with self.lock:
+            if self.inflight:
+                return 0.0
+            return time.monotonic() - self.last_activity
+
+
+STATE = State()
+
+
+def env_seconds(name, default):
+    """A positive number of seconds from the environment; the default when unset or not one."""
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = default
+    return value if math.isfinite(value) and value > 0 else default
+
+
+def _exit_text(rc):
+    return "exit status %d" % rc if rc >= 0 else "killed by signal %d" % -rc
+
+
+# --------------------------------------------------------------------------
+# Startup and shutdown
+# --------------------------------------------------------------------------
+
+
+_wake_r, _wake_w = os.pipe()
+os.set_blocking(_wake_w, False)
+_shutdown_reason = []
+_exit_status = [0]
+
+
+def request_shutdown(reason, status=0):
+    """Safe from signal handlers and any thread: wakes the main thread. The
+    first reason wins, and with it the exit status."""
+    if not _shutdown_reason:
+        _shutdown_reason.append(reason)
+        _exit_status[0] = status
+    try:
+        os.write(_wake_w, b"x")
+    except OSError:
+        pass
+
+
+def _fail(msg):
+    sys.stderr.write("server.py: error: %s\n" % msg)
+    sys.stderr.flush()
+    sys.exit(2)
+
+
+def _number(raw, source, kind, lo, hi=None):
+    try:
+        v = int(raw) if kind is int else float(raw)
+    except (TypeError, ValueError):
+        _fail("invalid %s %r: expected a number" % (source, raw))
+    if (kind is float and not math.isfinite(v)) or v < lo or (hi is not None and v > hi):
+        _fail("invalid %s %r: out of range" % (source, raw))
+    return v
+
+
+def _flag(raw, source):
+    if raw is None or raw.strip().lower() in ("", "0", "false", "no", "off"):
+        return False
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    _fail("invalid %s %r: expected 1 or 0" % (source, raw))

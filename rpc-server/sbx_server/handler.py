@@ -1,0 +1,217 @@
+"""The request handler: dispatch (authorization, then the route table), composed from the route
+families' mixins."""
+
+import hashlib
+import hmac
+import time
+from urllib.parse import parse_qs, urlsplit
+
+from .common import (
+    AUTH_ERROR,
+    ClientGone,
+    HttpError,
+    LEGACY_ROUTES,
+    PROTOCOL,
+    STATE,
+    VERSION,
+    dumps,
+    format_exc,
+    log,
+    note_foreign_authorization,
+    shown,
+)
+
+
+from .handler_base import BaseHandler, RequestMixin
+from .routes_exec import ExecRoutes
+from .routes_fs import FsRoutes
+from .routes_list import ListRoutes
+from .routes_process import ProcessRoutes
+from .routes_process_io import ProcessIoRoutes
+from .routes_read import ReadRoutes
+from .routes_write import WriteMethods, WriteRoutes
+
+
+class Handler(
+    ExecRoutes,
+    ReadRoutes,
+    WriteRoutes,
+    WriteMethods,
+    ListRoutes,
+    FsRoutes,
+    ProcessRoutes,
+    ProcessIoRoutes,
+    RequestMixin,
+    BaseHandler,
+):
+    """One connection. Every request comes to dispatch(); the routes are the mixins' methods, found
+    through ROUTES and PROCESS_ROUTES below."""
+
+    def dispatch(self):
+        """Every method comes here (not to do_*), so a wrong method on a known
+        path gets a JSON 405 rather than http.server's HTML 501."""
+        method = self.command
+        if method == "HEAD":
+            # We would answer with a body, which a HEAD client does not read:
+            # never reuse the connection after it.
+            self.close_connection = True
+        if self.path.startswith("/"):
+            # Origin form, split by hand: urlsplit would read "//x/exec" as
+            # host "x" plus path "/exec" and route it somewhere unintended.
+            route, _, query = self.path.partition("?")
+            route = route.partition("#")[0]
+        else:  # absolute form (proxies): http://host/path?query
+            try:
+                split = urlsplit(self.path)
+            except ValueError:  # `http://[::1/x`: an unclosed IPv6 literal is no URL
+                return self.send_error(400, "malformed request target (not a path, not a URL)")
+            route, query = split.path or "/", split.query
+        try:
+            self.query = parse_qs(query, keep_blank_values=True, encoding="utf-8", errors="surrogateescape")
+            self._body = self.open_body()
+            if route == "/health" and method == "GET":
+                self.health()
+            else:
+                if not self.authorized():
+                    # Its body is still read, to keep the connection in sync, but within the head's
+                    # deadline: a peer without the token gets no more of our time than that.
+                    self.reader.untrusted_body()
+                    raise HttpError(403, AUTH_ERROR, "auth")
+                self.trusted = True
+                methods = ROUTES.get(route)
+                args = ()
+                if methods is None and route.startswith("/v1/processes/"):
+                    methods, args = process_route(route)
+                if methods is None:
+                    raise HttpError(404, "no route: %s %s" % (method, route), "not_found")
+                fn = methods.get(method)
+                if fn is None:
+                    allow = ", ".join(sorted(methods))
+                    message = "method %s not allowed on %s (use %s)" % (method, route, allow)
+                    raise HttpError(405, message, "method_not_allowed", [("Allow", allow)])
+                STATE.begin()
+                try:
+                    fn(self, *args)
+                finally:
+                    STATE.end()
+        except HttpError as e:
+            if self._started:
+                self.close_connection = True
+                return
+            if e.close:
+                self.close_connection = True
+                self._linger = True
+            else:
+                self.discard_body()  # before answering, so the client is not reset mid-upload
+            body = {"error": e.message, "code": e.code}
+            if route in LEGACY_ROUTES and e.code != "auth":
+                body = {"detail": e.message, "error": e.message, "code": e.code}  # FastAPI-style too
+            self.respond(e.status, dumps(body), headers=e.headers)
+            return
+        except ClientGone:
+            raise
+        except Exception as e:
+            log("internal error on %s %s:\n%s" % (method, shown(route), format_exc()))
+            if self._started:
+                self.close_connection = True
+                return
+            self.close_connection = True
+            self._linger = True
+            self.respond(500, dumps({"error": "internal server error: %s" % e, "code": "internal"}))
+            return
+        self.discard_body()
+
+    # ---- auth ----
+
+    def authorized(self):
+        want = STATE.token_digest
+        if want is None:
+            return True
+        candidates = []
+        x = self.headers.get("X-Sandbox-Token")
+        if x is not None:
+            candidates.append(x.strip())
+        a = self.headers.get("Authorization")
+        if a:
+            parts = a.split(None, 1)
+            if len(parts) == 2 and parts[0].lower() == "bearer":
+                candidates.append(parts[1].strip())
+        ok = False
+        matches = []
+        for c in candidates:
+            # Equal-length digests: compare_digest is constant time whatever
+            # the candidate's length. Headers arrive latin-1 decoded, so this
+            # recovers the raw bytes.
+            digest = hashlib.sha256(c.encode("latin-1", "replace")).digest()
+            match = hmac.compare_digest(digest, want)
+            matches.append(match)
+            ok = match or ok
+        if ok and a and x is not None and len(matches) == 2 and not matches[1]:
+            note_foreign_authorization()
+        return ok
+
+    # ---- routes ----
+
+    def health(self):
+        # Unauthenticated callers learn only that the server is up (no version).
+        if self.authorized():
+            self.trusted = True
+            STATE.touch()
+            self.respond_json(
+                {
+                    "status": "ok",
+                    "version": VERSION,
+                    "protocol": PROTOCOL,
+                    "uptime_ms": int((time.monotonic() - STATE.started) * 1000),
+                    "mode": "dedicated",
+                    "auth": STATE.token_digest is not None,
+                }
+            )
+        else:
+            self.respond(200, b'{"status":"ok"}')
+
+
+ROUTES = {
+    "/v1/exec": {"POST": Handler.route_exec},
+    "/v1/files/read": {"GET": Handler.route_read},
+    "/v1/files/write": {"PUT": Handler.route_write},
+    "/v1/files/commit": {"POST": Handler.route_commit},
+    "/v1/files/abort": {"POST": Handler.route_abort},
+    "/v1/files/stat": {"GET": Handler.route_stat},
+    "/v1/files/list": {"GET": Handler.route_list},
+    "/v1/files/delete": {"DELETE": Handler.route_delete},
+    "/v1/files/mkdir": {"POST": Handler.route_mkdir},
+    "/v1/files/rename": {"POST": Handler.route_rename},
+    "/v1/files/chmod": {"POST": Handler.route_chmod},
+    "/v1/files/symlink": {"POST": Handler.route_symlink},
+    "/v1/processes": {
+        "GET": Handler.route_process_list,
+        "POST": Handler.route_process_start,
+        "DELETE": Handler.route_process_cancel,
+    },
+    "/v1/shutdown": {"POST": Handler.route_shutdown},
+    "/health": {"GET": Handler.health},
+    "/exec": {"POST": Handler.route_legacy_exec},
+    "/write": {"POST": Handler.route_legacy_write},
+    "/read": {"POST": Handler.route_legacy_read},
+}
+
+
+# The streaming and long-poll routes answer POST too, with the same query string: a
+# Cloudflare quick tunnel holds a GET response's body until it ends (cloudflared#1449)
+# but lets a POST's stream through live. GET stays for clients written for HF's server.
+PROCESS_ROUTES = {
+    "": {"GET": Handler.route_process_get, "DELETE": Handler.route_process_kill},
+    "/output": {"GET": Handler.route_process_output, "POST": Handler.route_process_output},
+    "/wait": {"GET": Handler.route_process_wait, "POST": Handler.route_process_wait},
+    "/stdin": {"POST": Handler.route_process_stdin},
+}
+
+
+def process_route(route):
+    """/v1/processes/{id}[/output|/wait] -> (methods, (id,)), or (None, ())."""
+    key, _, rest = route[len("/v1/processes/") :].partition("/")
+    methods = PROCESS_ROUTES.get("/" + rest if rest else "")
+    if not key or methods is None:
+        return None, ()
+    return methods, (key,)

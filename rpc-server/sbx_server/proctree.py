@@ -1,0 +1,304 @@
+"""Process families: the table of process groups the server started, marking a command's
+descendants so that they can be found and killed even after they leave its group, the subreaper,
+the reaper thread and the bounded kill of everything at shutdown."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from .common import HttpError, IS_LINUX, KILL_GRACE
+
+
+class Processes(object):
+    """Every process group we started, and every child not yet reaped.
+
+    `active` matters for the zombie reaper: a pid that a Popen will still wait
+    for must never be reaped by anyone else, or Popen would see ECHILD and
+    report a bogus exit status. `spawning` closes the window between fork and
+    registration, during which the reaper stays away entirely.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.active = {}  # pid -> Popen
+        self.groups = set()  # pgids (== leader pid, thanks to start_new_session)
+        self.spawning = 0
+        self.closed = False
+        self.reap_kick = threading.Event()
+
+    def spawn(self, argv, **kwargs):
+        with self.lock:
+            if self.closed:
+                raise HttpError(503, "server is shutting down; cannot start %s" % argv[0], "shutting_down")
+            self.spawning += 1
+        proc = None
+        try:
+            proc = subprocess.Popen(argv, **kwargs)
+        finally:
+            with self.lock:
+                self.spawning -= 1
+                if proc is not None:
+                    self.active[proc.pid] = proc
+                    self.groups.add(proc.pid)
+        return proc
+
+    def reaped(self, proc, killed):
+        with self.lock:
+            self.active.pop(proc.pid, None)
+        if killed:
+            # A killed group leaves its orphans' zombies to us (subreaper):
+            # collect them now rather than at the next periodic scan. Not done
+            # after every exec: a /proc scan costs more than spawning `true`.
+            self.reap_kick.set()
+
+
+PROCS = Processes()
+
+
+def kill_group(pgid, sig):
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(pgid, sig)
+        else:  # no process groups on this platform: best effort on the leader
+            os.kill(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    except OSError:
+        pass
+
+
+# ---- Linux process-tree helpers (subreaper, zombie reaping, shutdown) ----
+
+
+def scan_proc():
+    """pid -> (ppid, pgrp, state) for every process in /proc; {} elsewhere."""
+    table = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return table
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.open("/proc/%s/stat" % name, os.O_RDONLY)
+            try:
+                data = os.read(fd, 1024)
+            finally:
+                os.close(fd)
+            # "pid (comm) S ppid pgrp ..." -- comm may hold spaces and parens.
+            fields = data[data.rindex(b")") + 2 :].split()
+            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0][:1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return table
+
+
+def descendants(table, root):
+    children = {}
+    for pid, (ppid, _pgrp, _state) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+PROC_MARKER = "HF_SANDBOX_PROC"
+_markers = [0]
+_markers_lock = threading.Lock()
+
+
+def new_marker():
+    with _markers_lock:
+        _markers[0] += 1
+        return "%d-%d" % (os.getpid(), _markers[0])
+
+
+def has_marker(pid, entry):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return entry in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def family(leader, marker):
+    """Live pids of everything a command started (Linux): the leader's
+    descendants, and every descendant of this server that carries the
+    command's marker -- an orphan that left the group (setsid, a double-fork
+    daemon) is re-parented to us, the subreaper, and keeps its environment --
+    with their descendants. A process that cleared its environment AND
+    left the tree is not found; shutdown still kills it."""
+    table = scan_proc()
+    found = set()
+    if leader is not None and leader in table:  # None: reaped, its pid may belong to another now
+        found.add(leader)
+        found.update(descendants(table, leader))
+    if marker is not None:
+        entry = ("%s=%s" % (PROC_MARKER, marker)).encode()
+        for pid in descendants(table, os.getpid()):
+            if pid not in found and has_marker(pid, entry):
+                found.add(pid)
+                found.update(descendants(table, pid))
+    return set(p for p in found if table.get(p, (0, 0, b"Z"))[2] != b"Z")
+
+
+FAMILY_KILL_BOUND = 3.0  # KILL: how long kill_family waits for the last member to die
+
+
+def kill_family(leader, marker, sig):
+    """Signal a command's process group and everything it started, wherever it
+    moved. With SIGKILL, repeat until none is left (a dying shell may have just
+    forked), within FAMILY_KILL_BOUND. Returns whether anything was signalled.
+    `leader` is None once the leader was reaped (its group may be gone too)."""
+    if leader is not None:
+        kill_group(leader, sig)
+    if not IS_LINUX:
+        return False
+    signalled = False
+    deadline = time.monotonic() + FAMILY_KILL_BOUND
+    while True:
+        members = family(leader, marker)
+        for pid in members:
+            signalled = True
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        if sig != signal.SIGKILL or not members or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if signalled:
+        PROCS.reap_kick.set()  # adopted orphans die as zombies of ours
+    return signalled
+
+
+def become_subreaper():
+    """Processes that daemonize (double fork, setsid) get re-parented to us
+    instead of init, so shutdown can still find and kill them."""
+    if not IS_LINUX:
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_CHILD_SUBREAPER = 36
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig):
+    """Ask the kernel to send us `sig` when our parent thread exits (Linux)."""
+    if not IS_LINUX:
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+def kill_descendants(bound):
+    """SIGKILL every descendant of this process and reap them, again and again
+    (a dying shell may have just forked) until none is left or `bound`
+    seconds passed. Returns how many were killed. Only for a process that
+    reads no exit codes any more: it uses waitpid(-1)."""
+    me, killed = os.getpid(), set()
+    deadline = time.monotonic() + bound
+    while True:
+        table = scan_proc()
+        victims = [p for p in descendants(table, me) if table[p][2] != b"Z"]
+        for pid in victims:
+            killed.add(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except OSError:
+                break
+            if pid == 0:
+                break
+        if not victims or time.monotonic() > deadline:
+            return len(killed)
+        time.sleep(0.01)
+
+
+def reaper_loop():
+    """Reap adopted orphans. Never waitpid(-1): that would steal exit codes
+    from the Popen objects the exec handlers are waiting on."""
+    me = os.getpid()
+    while True:
+        PROCS.reap_kick.wait(1.0)
+        PROCS.reap_kick.clear()
+        with PROCS.lock:
+            if PROCS.spawning:
+                continue
+            table = scan_proc()
+            for pid, (ppid, _pgrp, state) in table.items():
+                if ppid == me and state == b"Z" and pid not in PROCS.active:
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except OSError:
+                        pass
+            # Forget groups that have no live member, so a recycled pgid can
+            # never make shutdown signal a stranger.
+            live = set(pg for (_pp, pg, st) in table.values() if st != b"Z")
+            PROCS.groups &= live | set(PROCS.active)
+
+
+def groups_alive(groups):
+    if not groups:
+        return False
+    if IS_LINUX:
+        return any(pg in groups and st != b"Z" for (_pp, pg, st) in scan_proc().values())
+    for pg in groups:
+        try:
+            os.killpg(pg, 0)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def kill_everything():
+    """SIGTERM every group we started, give them KILL_GRACE, SIGKILL the rest
+    and then every remaining descendant. Bounded: never waits longer."""
+    with PROCS.lock:
+        PROCS.closed = True
+        groups = set(PROCS.groups)
+    for pg in groups:
+        kill_group(pg, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE
+    while time.monotonic() < deadline and groups_alive(groups):
+        time.sleep(0.02)
+    with PROCS.lock:
+        groups |= PROCS.groups  # a spawn that raced with `closed`
+    for pg in groups:
+        kill_group(pg, signal.SIGKILL)
+    # Then every remaining descendant, reaped before exiting instead of left as zombies to an init
+    # that may not reap (some container PID 1s never do). waitpid(-1) is safe only now: nobody will
+    # read these exit codes any more.
+    if IS_LINUX:
+        kill_descendants(0.5)
+        return
+    deadline = time.monotonic() + 0.3
+    while hasattr(os, "WNOHANG") and time.monotonic() < deadline:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except OSError:
+            break  # no children left
+        if pid == 0:
+            time.sleep(0.005)

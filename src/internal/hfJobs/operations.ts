@@ -1,0 +1,105 @@
+/**
+ * Operations on sandboxes by id, beyond the one a program holds: find, list, kill, read the log. Ids are
+ * checked before any request; jobs that are not sandboxes are refused.
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Stream from "effect/Stream"
+import type { SandboxInfo, Service } from "../../HfJobs.js"
+import { StartError } from "../../SandboxError.js"
+import * as Schedules from "../../Schedules.js"
+import * as StartErrors from "../startError.js"
+import { hubFailure, type ProviderContext } from "./context.js"
+import * as Hub from "./hub.js"
+import * as JobRef from "./jobRef.js"
+import { cancelJob, isSandboxJob, LABEL } from "./jobs.js"
+import { jobLogs, timingOf } from "./logs.js"
+
+/** Finds a live sandbox job by `[namespace/]id`, refusing anything else (a malformed id before any request). */
+export const findSandbox = (ctx: ProviderContext, ref: string, explicitNamespace: string | undefined) =>
+  Effect.gen(function* () {
+    const parsed = JobRef.parse(ref, explicitNamespace)
+    if (Either.isLeft(parsed)) {
+      return yield* new StartError({ provider: "hf-jobs", reason: "InvalidOptions", detail: parsed.left })
+    }
+    const id = parsed.right.id
+    const client = yield* ctx.hub
+    const namespace = yield* ctx.namespaceOf(parsed.right.namespace)
+    const job = yield* client
+      .getJob(namespace, id)
+      .pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure))
+    if (!isSandboxJob(job)) {
+      return yield* new StartError({
+        provider: "hf-jobs",
+        reason: "NotReady",
+        detail: `job ${id} is not an hf-sandbox sandbox (it lacks the hf-sandbox labels)`
+      })
+    }
+    return { client, job, namespace: job.owner?.name ?? namespace }
+  })
+
+/** Sandbox jobs of a namespace (default: the token's user); only live ones unless `all`. */
+export const list = (ctx: ProviderContext, listOptions: Parameters<Service["list"]>[0] = {}) =>
+  Effect.gen(function* () {
+    const client = yield* ctx.hub
+    const namespace = yield* ctx.namespaceOf(listOptions.namespace)
+    const jobs = yield* client.listJobs(
+      namespace,
+      { labels: { [LABEL.sandbox]: "1" }, stages: listOptions.all ? undefined : Hub.LIVE_STAGES },
+      Schedules.hubRetry
+    )
+    const sandboxes = jobs.filter((job) => isSandboxJob(job) && (listOptions.all || !Hub.isTerminal(job.status.stage)))
+    yield* Effect.annotateCurrentSpan("hfjobs.count", sandboxes.length)
+    return sandboxes.map(
+      (job): SandboxInfo => ({
+        id: job.id,
+        namespace: job.owner?.name ?? namespace,
+        stage: job.status.stage,
+        image: job.dockerImage ?? job.spaceId ?? undefined,
+        flavor: job.flavor ?? undefined,
+        createdAt: job.createdAt ?? undefined,
+        labels: job.labels ?? {},
+        url: `${ctx.config.endpoint}/jobs/${job.owner?.name ?? namespace}/${job.id}`
+      })
+    )
+  }).pipe(
+    Effect.mapError((error) => StartErrors.during("list sandboxes", error)),
+    Effect.withSpan("HfJobs.list", {
+      attributes: { "sandbox.provider": "hf-jobs", "hfjobs.all": listOptions.all ?? false }
+    })
+  )
+
+/** Stops a sandbox by id (cancels its job); refuses jobs that are not sandboxes. */
+export const kill = (ctx: ProviderContext, id: string, killOptions: Parameters<Service["kill"]>[1] = {}) =>
+  Effect.gen(function* () {
+    const { client, job, namespace } = yield* findSandbox(ctx, id, killOptions.namespace)
+    yield* cancelJob(client, namespace, job.id, Schedules.cancelRetry)
+  }).pipe(
+    Effect.mapError((error) => StartErrors.during(`kill sandbox ${id}`, error)),
+    Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } })
+  )
+
+/** A sandbox's log by id: the log so far, or with `follow` until the sandbox ends. */
+export const logs = (ctx: ProviderContext, id: string, logOptions: Parameters<Service["logs"]>[1] = {}) =>
+  Stream.unwrap(
+    Effect.map(findSandbox(ctx, id, logOptions.namespace), ({ client, job, namespace }) =>
+      jobLogs(
+        client,
+        namespace,
+        job.id,
+        logOptions,
+        ctx.config.schedules.logReconnect ?? Schedules.logReconnect,
+        timingOf(ctx.config.schedules)
+      )
+    )
+  ).pipe(
+    Stream.mapError((error) => StartErrors.during(`read the log of sandbox ${id}`, error)),
+    Stream.withSpan("HfJobs.logs", {
+      attributes: {
+        "sandbox.id": id,
+        "sandbox.provider": "hf-jobs",
+        "logs.follow": logOptions.follow ?? false,
+        ...(logOptions.tail !== undefined ? { "logs.tail": logOptions.tail } : {})
+      }
+    })
+  )

@@ -1,0 +1,157 @@
+/**
+ * The HF Jobs provider: `provision` creates a sandbox job and finds its endpoint, `connect` finds the
+ * endpoint of a running one; `make` builds them, with the operations by id, over one provider context.
+ */
+import { randomBytes } from "node:crypto"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type { Service } from "../../HfJobs.js"
+import { StartError } from "../../SandboxError.js"
+import type * as SandboxProvider from "../../SandboxProvider.js"
+import type * as Config from "./config.js"
+import { hubFailure, make as makeContext, type ProviderContext } from "./context.js"
+import { endpointOf, serverStopper } from "./endpoint.js"
+import * as Hub from "./hub.js"
+import * as JobLabels from "./jobLabels.js"
+import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
+import { findSandbox, kill, list, logs } from "./operations.js"
+import { isJobProxyUrl } from "./tunnel.js"
+
+/**
+ * The provider and the operations by id, over one context: the credential and the namespace are resolved
+ * on first use and kept for the provider's life.
+ */
+export const make = (
+  config: Config.Resolved,
+  fs: FileSystem.FileSystem
+): Effect.Effect<{ readonly provider: SandboxProvider.Service; readonly service: Service }> =>
+  Effect.map(makeContext(config, fs), (ctx) => ({
+    provider: {
+      name: "hf-jobs",
+      provision: (spec) => provision(ctx, spec),
+      connect: (id, spec) => connect(ctx, id, spec)
+    },
+    service: {
+      list: (options) => list(ctx, options),
+      kill: (id, options) => kill(ctx, id, options),
+      logs: (id, options) => logs(ctx, id, options)
+    }
+  }))
+
+/**
+ * Creates a sandbox job and waits for its endpoint. The job is cancelled when the scope closes, unless
+ * the sandbox is detached and started; a job whose create request was cut off is found by its nonce.
+ */
+export const provision = (ctx: ProviderContext, spec: SandboxProvider.Spec) =>
+  Effect.gen(function* () {
+    const badLabel = JobLabels.problem(spec.labels)
+    if (badLabel !== undefined) {
+      return yield* new StartError({
+        provider: "hf-jobs",
+        reason: "InvalidOptions",
+        detail: `labels: ${badLabel} (the Hub refuses anything else)`
+      })
+    }
+    const current = yield* ctx.credential
+    const hfToken = current.token
+    const client = ctx.clientOf(current)
+    const retry = Hub.retryTransient(spec.schedules.hubRetry)
+    const namespace = yield* ctx.namespaceOf(spec.namespace)
+    const server = yield* serverStopper
+
+    const nonce = randomBytes(16).toString("hex")
+    const request = jobSpec(spec, hfToken, nonce, yield* ctx.serverFiles)
+
+    // Asked of the Hub by label: among hundreds of jobs, on any page.
+    const findByNonce = client
+      .listJobs(namespace, { labels: { [LABEL.sandbox]: "1", [LABEL.nonce]: nonce } }, spec.schedules.hubRetry)
+      .pipe(Effect.map((jobs) => jobs.filter((job) => job.labels?.[LABEL.nonce] === nonce)))
+    // Registered before the create request: if that request is interrupted or its answer lost, the job
+    // may still exist, and is found by its nonce and cancelled. A detached sandbox that started is left
+    // running (its idle timeout and job timeout end it); a failed start is cancelled all the same.
+    let created: Hub.JobInfo | undefined
+    yield* Effect.addFinalizer((exit) =>
+      spec.detach && Exit.isSuccess(exit) && created !== undefined
+        ? Effect.void
+        : created !== undefined
+          ? releaseJob(client, created.owner?.name ?? namespace, created.id, spec.schedules.cancelRetry, server.stopped)
+          : findByNonce.pipe(
+              Effect.flatMap((jobs) =>
+                Effect.forEach(jobs, (job) => releaseJob(client, namespace, job.id, spec.schedules.cancelRetry), {
+                  discard: true
+                })
+              ),
+              Effect.interruptible,
+              Effect.timeout(CANCEL_BOUND),
+              Effect.ignore
+            )
+    )
+
+    // Creating is not idempotent: after an ambiguous failure (5xx, reset) look for the job before retrying.
+    const createOnce = client.createJob(namespace, request).pipe(
+      Effect.catchIf(
+        (error) => Hub.isTransient(error) && error.status !== 429,
+        (error) =>
+          findByNonce.pipe(
+            Effect.orElseSucceed(() => []),
+            Effect.flatMap((jobs) => (jobs[0] ? Effect.succeed(jobs[0]) : Effect.fail(error)))
+          )
+      )
+    )
+    const job = yield* createOnce.pipe(retry, Effect.mapError(hubFailure))
+    created = job
+    yield* Effect.annotateCurrentSpan({
+      "sandbox.id": job.id,
+      "sandbox.transport": spec.transport,
+      "sandbox.flavor": request.flavor
+    })
+    const owner = job.owner?.name ?? namespace
+    const endpoint = yield* endpointOf(
+      ctx,
+      { client, hfToken, job, namespace: owner, transport: spec.transport, spec, fresh: true },
+      spec.detach
+        ? {
+            kill: Effect.zipRight(
+              server.stop,
+              releaseJob(client, owner, job.id, spec.schedules.cancelRetry, server.stopped)
+            )
+          }
+        : {}
+    )
+    server.attach(endpoint)
+    // Runs before the endpoint's own finalizers (the DNS fallback still works) and before the cancel:
+    // termination does not depend on the Hub.
+    yield* Effect.addFinalizer((exit) => (spec.detach && Exit.isSuccess(exit) ? Effect.void : server.stop))
+    return endpoint
+  }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
+
+/** The endpoint of a running sandbox job, found by `[namespace/]id`; its transport is the one it was made with. */
+export const connect = (ctx: ProviderContext, id: string, spec: SandboxProvider.Spec) =>
+  Effect.gen(function* () {
+    const { client, job, namespace } = yield* findSandbox(ctx, id, spec.namespace)
+    const hfToken = (yield* ctx.credential).token
+    if (Hub.isTerminal(job.status.stage)) {
+      return yield* new StartError({
+        provider: "hf-jobs",
+        reason: "JobFailed",
+        detail: `sandbox ${id} is not running (${job.status.stage})`
+      })
+    }
+    const hasProxy = (job.status.exposeUrls ?? []).some((u) =>
+      isJobProxyUrl(u, job.id, SERVER_PORT, ctx.config.jobsDomain)
+    )
+    const server = yield* serverStopper
+    const endpoint = yield* endpointOf(
+      ctx,
+      { client, hfToken, job, namespace, transport: hasProxy ? "proxy" : "tunnel", spec, fresh: false },
+      {
+        kill: Effect.zipRight(
+          server.stop,
+          releaseJob(client, namespace, job.id, spec.schedules.cancelRetry, server.stopped)
+        )
+      }
+    )
+    server.attach(endpoint)
+    return endpoint
+  }).pipe(Effect.withSpan("HfJobs.connect", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } }))

@@ -1,0 +1,63 @@
+/**
+ * Why a local sandbox's server ended, in the words its errors use: `the sandbox server exited (exit
+ * code 1)`, `(signal 9)`. An owned server's supervisor says it on the server's stdout; a detached one's
+ * writes it into its log.
+ */
+import * as NodeOs from "node:os"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import { tailOf } from "./logs.js"
+
+/** The supervisor's line on stdout when the server has ended (`--supervise`). */
+export const decodeExited = Schema.decodeUnknownOption(
+  Schema.parseJson(
+    Schema.Struct({
+      event: Schema.Literal("exited"),
+      exit_code: Schema.NullOr(Schema.Number),
+      signal: Schema.NullOr(Schema.Number)
+    })
+  )
+)
+
+/** How long a transport failure waits for the news of the server's exit before it is reported as is. */
+export const EXIT_NEWS_GRACE = Duration.seconds(1)
+
+/** How often a detached sandbox's log is looked at for its supervisor's line, within `EXIT_NEWS_GRACE`. */
+export const exitNewsPoll = Schedule.spaced("50 millis")
+
+/** The supervisor's line in a detached sandbox's log when its server has ended (see the server's `supervise`). */
+const SUPERVISOR_SAW = /supervisor: the server (?:was killed by signal (\d+)|exited with status (\d+))/g
+
+/**
+ * Why a detached sandbox's server ended, from its log: no pipe to its supervisor is left to say it. The
+ * line is written the moment the server has ended, so a socket error waits for it a moment (on the real
+ * clock, as for an owned sandbox).
+ */
+export const detachedExitReason = (log: string): Effect.Effect<Option.Option<string>> =>
+  Effect.suspend(() => {
+    const found = [...tailOf(log).matchAll(SUPERVISOR_SAW)].at(-1)
+    return found === undefined
+      ? Effect.fail("not yet" as const)
+      : Effect.succeed(
+          `the sandbox server exited (${found[1] !== undefined ? exitText(null, Number(found[1])) : exitText(Number(found[2]), null)})`
+        )
+  }).pipe(
+    Effect.retry(exitNewsPoll),
+    Effect.timeoutOption(EXIT_NEWS_GRACE),
+    Effect.orElseSucceed(() => Option.none()),
+    Effect.withClock(Clock.make())
+  )
+
+export const exitText = (code: number | null, signal: number | null): string =>
+  signal !== null ? `signal ${signal}` : `exit code ${code}`
+
+/** `signal 9` from a Node signal name found in `text` (an exit error), else the text itself. */
+export const signalOf = (text: string): string => {
+  const name = /\b(SIG[A-Z0-9]+)\b/.exec(text)?.[1]
+  const number = name === undefined ? undefined : NodeOs.constants.signals[name as NodeJS.Signals]
+  return number === undefined ? text : `signal ${number}`
+}

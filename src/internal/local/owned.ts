@@ -1,0 +1,191 @@
+/**
+ * An owned local sandbox: a server that is this process's child, with a pipe to it, whose life ends
+ * with the scope. Every way it can end leaves nothing behind: the scope's release stops the server and
+ * every process it started and removes the working directory; the server's stdin watch and supervisor
+ * do the same when this process dies; a sweep removes what a crash of both left (internal/local/ownedDirs).
+ */
+import * as NodeOs from "node:os"
+import * as Command from "@effect/platform/Command"
+import type * as CommandExecutor from "@effect/platform/CommandExecutor"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as Protocol from "../../Protocol.js"
+import type { StartError } from "../../SandboxError.js"
+import type * as SandboxProvider from "../../SandboxProvider.js"
+import * as TransferJournal from "../files/journal.js"
+import type { LocalContext } from "./context.js"
+import { startError } from "./errors.js"
+import { decodeExited, EXIT_NEWS_GRACE, exitText, signalOf } from "./exit.js"
+import { captureStderr, makeTail, type Tail } from "./logs.js"
+import * as OwnedDirs from "./ownedDirs.js"
+import * as Server from "./server.js"
+import { newId } from "./state.js"
+import { stopChild } from "./stop.js"
+import * as Workdir from "./workdir.js"
+
+/** A started owned server. */
+interface Started {
+  readonly proc: CommandExecutor.Process
+  /** The interpreter that runs it. */
+  readonly python: string
+  readonly workdir: string
+  readonly token: string
+}
+
+/** What is known of a started server as it runs: its announcement, its exit, its log. */
+interface Watched {
+  readonly listening: Deferred.Deferred<Protocol.ListeningLine, StartError>
+  readonly died: Deferred.Deferred<never, StartError>
+  /** Why the server ended: said by its supervisor as soon as it knows, before it cleans up. */
+  readonly ended: Deferred.Deferred<string>
+  readonly logs: (options: SandboxProvider.LogOptions) => Stream.Stream<string>
+  readonly tail: Tail
+}
+
+export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
+  Effect.gen(function* () {
+    const workdir = yield* makeWorkdir(ctx)
+    const started = yield* startServer(ctx, spec, workdir)
+    const watched = yield* watch(started)
+    const announce = yield* Deferred.await(watched.listening).pipe(Server.announcedWithin(spec, watched.tail.get))
+    return endpoint(started, watched, announce)
+  })
+
+/** The working directory, made and claimed, with its release: the last of the sandbox's. */
+const makeWorkdir = (ctx: LocalContext): Effect.Effect<string, StartError, Scope.Scope> =>
+  Effect.gen(function* () {
+    // What a crashed client and its server left behind is swept first (see internal/local/ownedDirs).
+    yield* OwnedDirs.sweep(ctx.tempDir ?? NodeOs.tmpdir())
+    // Acquired first, so released last: after every process that could still write into it is gone.
+    // Claimed by this process at once, by the server's supervisor once it runs.
+    return yield* Effect.acquireRelease(
+      Workdir.create(ctx, (dir) => OwnedDirs.claim(dir, process.pid)),
+      (dir) =>
+        ctx.fs.remove(dir, { recursive: true }).pipe(
+          Effect.interruptible,
+          Effect.timeout("10 seconds"),
+          // Where the server had no supervisor (not Linux) and was SIGKILLed, its unfinished writes.
+          Effect.zipRight(Effect.try(() => TransferJournal.replay(dir))),
+          Effect.zipRight(Effect.try(() => OwnedDirs.unclaim(dir))),
+          Effect.ignore
+        )
+    )
+  })
+
+/** Starts the server in `workdir`, with its release. */
+const startServer = (
+  ctx: LocalContext,
+  spec: SandboxProvider.Spec,
+  workdir: string
+): Effect.Effect<Started, StartError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const token = Server.newToken()
+    const args = [
+      ...Server.serverArgs(ctx.script, spec),
+      // The server watches its stdin: when this process dies, even by SIGKILL, the pipe closes and
+      // the server shuts down and kills what it started, so a crashed client leaks nothing.
+      "--exit-on-stdin-eof",
+      // Linux: a supervisor above the server kills whatever the server leaves, however it ends (even
+      // SIGKILL or the OOM killer), then removes the working directory.
+      "--supervise",
+      "--remove-on-exit",
+      workdir,
+      // Outside the working directory, where no command of the sandbox removes it by accident.
+      "--journal",
+      TransferJournal.journalPath(workdir)
+    ]
+    const resolved = yield* ctx.interpreter(Server.serverPath(spec))
+    const command = Command.make(resolved, ...args).pipe(
+      Command.workingDirectory(workdir),
+      Command.env(Server.serverEnv(spec, workdir, token), { extendEnv: false })
+    )
+
+    const proc = yield* ctx.executor
+      .start(command)
+      .pipe(Effect.mapError((e) => startError("SpawnFailed", Server.cannotRun(ctx.python, e.message), undefined, e)))
+    yield* Effect.try(() => OwnedDirs.claim(workdir, proc.pid)).pipe(Effect.ignore)
+
+    // Runs before Command.start's own release (finalizers are LIFO), which could wait forever.
+    yield* Effect.addFinalizer(() => stopChild(proc, ctx.stopTimeout))
+    return { proc, python: resolved, workdir, token }
+  })
+
+/** Follows the server's stdout (its announcement, its supervisor's news), stderr (its log) and exit. */
+const watch = ({ proc }: Started): Effect.Effect<Watched, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const tail = makeTail()
+    const listening = yield* Deferred.make<Protocol.ListeningLine, StartError>()
+    const died = yield* Deferred.make<never, StartError>()
+    const ended = yield* Deferred.make<string>()
+
+    yield* proc.stdout.pipe(
+      Stream.decodeText(),
+      Stream.splitLines,
+      Stream.runForEach((line) =>
+        Option.match(Server.decodeListening(line), {
+          onNone: () =>
+            Option.match(decodeExited(line), {
+              onNone: () => Effect.void,
+              onSome: (exited) => Deferred.succeed(ended, exitText(exited.exit_code, exited.signal))
+            }),
+          onSome: (announce) => Deferred.succeed(listening, announce)
+        })
+      ),
+      Effect.ignore,
+      Effect.forkScoped
+    )
+    // The server's own log (its stderr) is kept, bounded, for `sb.logs()`; followers get new lines live.
+    const stderr = yield* captureStderr(proc.stderr, tail)
+    // The server's exit, whenever it happens, is reported with the last words it wrote.
+    yield* proc.exitCode.pipe(
+      Effect.either,
+      Effect.flatMap((exit) =>
+        Effect.gen(function* () {
+          const how = exit._tag === "Right" ? exitText(exit.right, null) : signalOf(exit.left.message)
+          yield* Deferred.succeed(ended, how)
+          yield* stderr.done.await.pipe(Effect.timeout("1 second"), Effect.ignore)
+          const error = startError(
+            "ServerExited",
+            `the sandbox server exited (${yield* Deferred.await(ended)})`,
+            tail.get()
+          )
+          yield* Deferred.fail(listening, error)
+          yield* Deferred.fail(died, error)
+        })
+      ),
+      Effect.forkScoped
+    )
+    return { listening, died, ended, logs: stderr.logs, tail }
+  })
+
+const endpoint = (started: Started, watched: Watched, announce: Protocol.ListeningLine): SandboxProvider.Endpoint => ({
+  id: newId(),
+  provider: "local",
+  baseUrl: `http://127.0.0.1:${announce.port}`,
+  token: Redacted.make(started.token),
+  died: Deferred.await(watched.died),
+  exitReason: Deferred.await(watched.ended).pipe(
+    Effect.map((how) => `the sandbox server exited (${how})`),
+    // A socket error may arrive a moment before the news of the exit that caused it. The grace is a
+    // wait on the operating system, so it runs on the real clock: under a TestClock (an `it.effect`
+    // test) it would otherwise never end, and a failed request would hang instead of failing.
+    Effect.timeoutOption(EXIT_NEWS_GRACE),
+    Effect.withClock(Clock.make())
+  ),
+  logs: watched.logs,
+  readRangeSize: Server.WHOLE_FILE,
+  directReads: true,
+  details: {
+    pid: started.proc.pid,
+    serverPid: announce.pid,
+    workdir: started.workdir,
+    python: started.python,
+    port: announce.port,
+    serverVersion: announce.version
+  }
+})

@@ -1,0 +1,86 @@
+/**
+ * Starting or attaching to a sandbox for the Promise facade: in a scope of its own, registered for the
+ * process's exit while it starts, with a failure in the facade's terms.
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { identity } from "effect/Function"
+import * as Scope from "effect/Scope"
+import type { Sandbox } from "../../promise.js"
+import type * as EffectSandbox from "../../Sandbox.js"
+import { StartError } from "../../SandboxError.js"
+import type * as SandboxProvider from "../../SandboxProvider.js"
+import type * as Telemetry from "../../Telemetry.js"
+import { EFFECT_TOKEN_HINT } from "../hfJobs/credentials.js"
+import * as Shutdown from "../shutdown.js"
+import { handleOf } from "./handles.js"
+import type { ProviderContext } from "./providers.js"
+import { runExit, settle } from "./runtime.js"
+
+/** A start's failure in the facade's terms: a token is passed to `Sandbox.create`, not to a layer. */
+const inFacadeTerms = (error: StartError): StartError =>
+  error.detail.includes(EFFECT_TOKEN_HINT)
+    ? new StartError({
+        provider: error.provider,
+        reason: error.reason,
+        detail: error.detail.replace(EFFECT_TOKEN_HINT, 'pass it: Sandbox.create({ token: "hf_..." })'),
+        ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
+        ...(error.cause === undefined ? {} : { cause: error.cause }),
+        ...(error.during === undefined ? {} : { during: error.during })
+      })
+    : error
+
+/** Starts or attaches to a sandbox in a scope of its own. */
+export const open = async (params: {
+  readonly owned: boolean
+  readonly provider: Promise<ProviderContext>
+  readonly make: Effect.Effect<
+    EffectSandbox.Sandbox,
+    StartError,
+    SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope
+  >
+  readonly signal: AbortSignal | undefined
+  readonly httpClient: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
+  readonly telemetry?: Promise<Context.Context<Telemetry.Telemetry>> | undefined
+}): Promise<Sandbox> => {
+  if (params.signal?.aborted) return Promise.reject(params.signal.reason)
+  const scope = Effect.runSync(Scope.make())
+  // A start in progress is registered too: a signal or exit during it interrupts the start, which
+  // releases whatever was already created (a job found by its label, a half-started server).
+  const cancel = new AbortController()
+  const signal = params.signal === undefined ? cancel.signal : AbortSignal.any([params.signal, cancel.signal])
+  let started: Promise<unknown> = Promise.resolve()
+  const unregister = params.owned
+    ? Shutdown.register({
+        terminate: async () => {
+          cancel.abort()
+          await started
+        },
+        killSync: () => {}
+      })
+    : undefined
+  try {
+    const context = await params.provider
+    // Telemetry that cannot be set up is no telemetry: it never fails a sandbox.
+    const telemetry = await params.telemetry?.catch(() => undefined)
+    const effect = params.make.pipe(
+      Effect.mapError(inFacadeTerms),
+      params.httpClient === undefined ? identity : Effect.updateService(HttpClient.HttpClient, params.httpClient),
+      Scope.extend(scope),
+      Effect.provide(context),
+      telemetry === undefined ? identity : Effect.provide(telemetry)
+    )
+    const pending = runExit(effect, signal)
+    started = pending
+    const exit = await pending
+    if (Exit.isFailure(exit)) {
+      await runExit(Scope.close(scope, exit))
+      return await settle(Exit.failCause(exit.cause), params.signal)
+    }
+    return handleOf(exit.value, scope, params.owned)
+  } finally {
+    unregister?.()
+  }
+}
