@@ -4,8 +4,32 @@
  *
  * @since 0.1.0
  */
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import { RESOURCE_LIMIT_VARIABLES } from "./internal/wire/limits.js"
+
+/**
+ * Marks every error of this module, whatever its tag: see {@link isSandboxError}.
+ *
+ * @since 0.2.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("hf-sandbox/SandboxError")
+
+/**
+ * @since 0.2.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * Whether a value is one of hf-sandbox's errors (any of {@link SandboxError}), e.g. to tell them from a
+ * defect or another library's error in a `Cause`.
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isSandboxError = (u: unknown): u is SandboxError => Predicate.hasProperty(u, TypeId)
 
 const tail = (text: string | undefined) =>
   text !== undefined && text.trim().length > 0 ? `\n--- server stderr (tail) ---\n${text.trimEnd()}` : ""
@@ -44,6 +68,41 @@ export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/Start
    */
   during: Schema.optional(Schema.String)
 }) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
+  /**
+   * A Hub call of the provider failed: `HubUnreachable` when the Hub could not be reached at all, else
+   * `HubRejected`; the `HubError` is the cause, its message the detail.
+   *
+   * @since 0.2.0
+   */
+  static fromHubError(error: HubError, provider = "hf-jobs"): StartError {
+    return new StartError({
+      provider,
+      reason: error.unreachable !== undefined ? "HubUnreachable" : "HubRejected",
+      detail: error.message,
+      cause: error
+    })
+  }
+
+  /**
+   * The sandbox's server never answered its health check as this sandbox's server: `Unauthorized` when it
+   * refused the sandbox token (an `AuthError`), else `NotReady`; the error is the cause.
+   *
+   * @since 0.2.0
+   */
+  static fromHealthCheck(error: OperationError, provider: string): StartError {
+    return new StartError({
+      provider,
+      reason: error._tag === "AuthError" ? "Unauthorized" : "NotReady",
+      detail: error.message,
+      cause: error
+    })
+  }
+
   override get message() {
     const what = this.during === undefined ? "Sandbox did not start" : `Could not ${this.during}`
     return `${what} on the ${this.provider} provider (${this.reason}): ${this.detail}${tail(this.stderrTail)}`
@@ -69,6 +128,11 @@ export class HubError extends Schema.TaggedError<HubError>("hf-sandbox/HubError"
    */
   unreachable: Schema.optional(Schema.Struct({ endpoint: Schema.String, cause: Schema.String }))
 }) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     if (this.unreachable !== undefined) {
       return (
@@ -101,6 +165,11 @@ export class AuthError extends Schema.TaggedError<AuthError>("hf-sandbox/AuthErr
   operation: Schema.String,
   status: Schema.Number
 }) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return (
       `The sandbox rejected the credentials on ${this.operation} (HTTP ${this.status}). ` +
@@ -122,6 +191,11 @@ export class FileNotFoundError extends Schema.TaggedError<FileNotFoundError>("hf
     operation: Schema.String
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `No such file or directory in the sandbox: ${this.path} (${this.operation}). Check the path; relative paths resolve against the sandbox's working directory.`
   }
@@ -141,6 +215,11 @@ export class IsDirectoryError extends Schema.TaggedError<IsDirectoryError>("hf-s
     detail: Schema.String
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `${this.path} is a directory (${this.operation}): ${this.detail}`
   }
@@ -161,6 +240,11 @@ export class FileExistsError extends Schema.TaggedError<FileExistsError>("hf-san
     detail: Schema.String
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `${this.path} already exists (${this.operation}): ${this.detail}`
   }
@@ -182,6 +266,11 @@ export class BadRequestError extends Schema.TaggedError<BadRequestError>("hf-san
     detail: Schema.String
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `The sandbox refused ${this.operation} (HTTP ${this.status}${this.code ? `, ${this.code}` : ""}): ${this.detail}`
   }
@@ -200,6 +289,11 @@ export class ServerError extends Schema.TaggedError<ServerError>("hf-sandbox/Ser
   code: Schema.optional(Schema.String),
   detail: Schema.String
 }) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `The sandbox server failed ${this.operation} (HTTP ${this.status}${this.code ? `, ${this.code}` : ""}): ${this.detail}`
   }
@@ -222,6 +316,11 @@ export class ResourceLimitError extends Schema.TaggedError<ResourceLimitError>("
     detail: Schema.String
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     const variable = RESOURCE_LIMIT_VARIABLES[this.code]
     // The server's detail names its own flag too; a library user sets the bound through `env` at make.
@@ -243,6 +342,11 @@ export class ProcessNotFoundError extends Schema.TaggedError<ProcessNotFoundErro
     operation: Schema.String
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `No background process ${this.id} in the sandbox (${this.operation}); list them with sb.processes.`
   }
@@ -259,6 +363,11 @@ export class LocalFileError extends Schema.TaggedError<LocalFileError>("hf-sandb
   operation: Schema.String,
   detail: Schema.String
 }) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `${this.operation} could not use the local file ${this.path}: ${this.detail}`
   }
@@ -278,6 +387,11 @@ export class InvalidArgumentError extends Schema.TaggedError<InvalidArgumentErro
     detail: Schema.String
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `${this.operation}: invalid ${this.argument}: ${this.detail}`
   }
@@ -297,6 +411,11 @@ export class CommandNotFoundError extends Schema.TaggedError<CommandNotFoundErro
     detail: Schema.String
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `Cannot run "${this.command}" in the sandbox: ${this.detail}. Install it in the image, use its full path, or run it through a shell string.`
   }
@@ -323,6 +442,21 @@ export class ConnectionLostError extends Schema.TaggedError<ConnectionLostError>
     exitCode: Schema.optional(Schema.NullOr(Schema.Number))
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
+  /**
+   * The transport failed under `operation` (a refused or reset connection, a failed send): the
+   * transport's error is the cause, its message the detail.
+   *
+   * @since 0.2.0
+   */
+  static fromTransport(operation: string, error: { readonly message: string }): ConnectionLostError {
+    return new ConnectionLostError({ operation, detail: error.message, cause: error })
+  }
+
   override get message() {
     if (this.commandId !== undefined) {
       const state =
@@ -353,6 +487,11 @@ export class RequestTimeoutError extends Schema.TaggedError<RequestTimeoutError>
     timeoutMs: Schema.Number
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `${this.operation} got no answer from the sandbox within ${this.timeoutMs} ms.`
   }
@@ -371,6 +510,11 @@ export class TerminatedError extends Schema.TaggedError<TerminatedError>("hf-san
     operation: Schema.String
   }
 ) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return `Sandbox ${this.sandboxId} is terminated; ${this.operation} cannot run. Create a new sandbox.`
   }
@@ -390,6 +534,11 @@ export class StdinError extends Schema.TaggedError<StdinError>("hf-sandbox/Stdin
   reason: Schema.Literal("NotPiped", "Closed"),
   written: Schema.optional(Schema.Number)
 }) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
   override get message() {
     return this.reason === "NotPiped"
       ? `The stdin of process ${this.id} is not writable: start it with spawn(cmd, { stdin: "pipe" }) (or a Stream as stdin) to write to it later.`

@@ -1,10 +1,24 @@
 /**
- * The named schedules hf-sandbox waits and retries on. Each is a value with a good default;
- * every one can be replaced per sandbox through `Sandbox.make({ schedules: { ... } })`.
+ * The named schedules hf-sandbox waits and retries on. Each is a value with a good default. The set
+ * in force is a Context value, {@link Schedules}: replace some for a whole program (or test suite) with
+ * {@link layer}, for one effect with {@link withSchedules}, or for one sandbox with
+ * `Sandbox.make({ schedules: { ... } })`. The nearest wins: a `make`'s own `schedules` over the Context
+ * value, and that over the defaults here (likewise `HfJobs.layer`'s `schedules` for its log reads).
+ *
+ * ```ts
+ * // Every sandbox of the program retries the Hub quickly; this one also polls its health slowly.
+ * const program = Sandbox.make({ schedules: { healthPoll: Schedule.spaced("1 second") } }).pipe(
+ *   Schedules.withSchedules({ hubRetry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(3))) })
+ * )
+ * ```
  *
  * @since 0.1.0
  */
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type { HubError, OperationError } from "./SandboxError.js"
 
@@ -146,6 +160,24 @@ export const stdinRetry: Schedule.Schedule<unknown, OperationError> = Schedule.e
 )
 
 /**
+ * How often a detached local sandbox's server is checked while a client is attached to it, so that its
+ * end (idle timeout, `kill`) fails the client's calls with the reason soon.
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const localLivenessPoll: Schedule.Schedule<unknown> = Schedule.spaced("500 millis").pipe(Schedule.asVoid)
+
+/**
+ * How often a followed local sandbox log (`logs({ follow: true })` on the local provider) is read again
+ * while nothing new has been written to it.
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const localLogPoll: Schedule.Schedule<unknown> = Schedule.spaced("200 millis").pipe(Schedule.asVoid)
+
+/**
  * Overrides for the schedules a sandbox uses. Anything left out keeps its default.
  *
  * @since 0.1.0
@@ -154,6 +186,12 @@ export const stdinRetry: Schedule.Schedule<unknown, OperationError> = Schedule.e
 export interface Overrides {
   /** Replaces {@link healthPoll}. */
   readonly healthPoll?: Schedule.Schedule<unknown> | undefined
+  /** Replaces {@link healthProbeTimeout}. @since 0.2.0 */
+  readonly healthProbeTimeout?: Duration.DurationInput | undefined
+  /** Replaces {@link localLivenessPoll}. @since 0.2.0 */
+  readonly localLivenessPoll?: Schedule.Schedule<unknown> | undefined
+  /** Replaces {@link localLogPoll}. @since 0.2.0 */
+  readonly localLogPoll?: Schedule.Schedule<unknown> | undefined
   /** Replaces {@link logReconnect}. */
   readonly logReconnect?: Schedule.Schedule<unknown> | undefined
   /** Replaces {@link stageCheck}. */
@@ -173,3 +211,74 @@ export interface Overrides {
   /** Replaces {@link stdinRetry}. @since 0.2.0 */
   readonly stdinRetry?: Schedule.Schedule<unknown, OperationError> | undefined
 }
+
+/**
+ * The whole set of schedules in force: every one of {@link Overrides}, none left out.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Service = { readonly [K in keyof Overrides]-?: Exclude<Overrides[K], undefined> }
+
+/**
+ * The schedules in force, as a Context value; without one provided, the defaults of this module.
+ * Provide replacements with {@link layer} or {@link withSchedules}.
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export class Schedules extends Context.Reference<Schedules>()("hf-sandbox/Schedules", {
+  defaultValue: (): Service => ({
+    healthPoll,
+    healthProbeTimeout,
+    localLivenessPoll,
+    localLogPoll,
+    logReconnect,
+    stageCheck,
+    hubRetry,
+    cancelRetry,
+    reattach,
+    logQuietWindow,
+    logFirstByte,
+    logStall,
+    stdinRetry
+  })
+}) {}
+
+/**
+ * `current` with the overrides given (an override that is `undefined` leaves its schedule as it is).
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const override = (current: Service, overrides: Overrides | undefined): Service => {
+  if (overrides === undefined) return current
+  const defined = Object.fromEntries(Object.entries(overrides).filter(([, value]) => value !== undefined))
+  return { ...current, ...defined }
+}
+
+/**
+ * Replaces some schedules for everything built with this layer (e.g. a test suite's sandboxes and the
+ * HF Jobs provider's own Hub calls); the rest stay as they are in the context.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (overrides: Overrides): Layer.Layer<never> =>
+  Layer.effectContext(Effect.map(Schedules, (current) => Context.make(Schedules, override(current, overrides))))
+
+/**
+ * Replaces some schedules while `self` runs; the rest stay as they are in the context. A `make`'s own
+ * `schedules` still win over these.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withSchedules: {
+  (overrides: Overrides): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, overrides: Overrides): Effect.Effect<A, E, R>
+} = dual(
+  2,
+  <A, E, R>(self: Effect.Effect<A, E, R>, overrides: Overrides): Effect.Effect<A, E, R> =>
+    Effect.flatMap(Schedules, (current) => Effect.provideService(self, Schedules, override(current, overrides)))
+)

@@ -54,7 +54,8 @@ export * as SandboxError from "./SandboxError.js"
 export * as SandboxProvider from "./SandboxProvider.js"
 
 /**
- * The named schedules hf-sandbox waits and retries on, each replaceable per sandbox.
+ * The named schedules hf-sandbox waits and retries on: a Context value (`Schedules.layer`,
+ * `Schedules.withSchedules`), each also replaceable per sandbox.
  *
  * @since 0.1.0
  */

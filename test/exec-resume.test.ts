@@ -12,11 +12,13 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { Sandbox as PromiseSandbox, SandboxError } from "hf-sandbox/promise"
 import * as Sandbox from "hf-sandbox/Sandbox"
+import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
 import { emulatedHub, fastSchedules } from "./support/hub.js"
 import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
@@ -26,7 +28,9 @@ import { relayed } from "./support/relayed.js"
 const reattach = Schedule.spaced("50 millis").pipe(Schedule.upTo("30 seconds"), Schedule.asVoid)
 
 /** The local provider, with every sandbox's server reached through a relay of its own. */
-const { layer: Relayed, relayOf, serverOf } = relayed()
+const { layer: RelayedOnly, relayOf, serverOf } = relayed()
+/** The same, every sandbox reattaching on the quick {@link reattach} unless its test gives its own. */
+const Relayed = Layer.merge(RelayedOnly, Schedules.layer({ reattach }))
 const workdir = (sb: Sandbox.Sandbox) => sb.details.workdir as string
 
 /** Waits until a file of the sandbox holds `pattern` (read on the local disk: no request through the relay). */
@@ -50,7 +54,7 @@ describe("exec and execStream through a relay that cuts every connection", () =>
     "a 100 MiB execStream cut in the middle completes with exact bytes",
     () =>
       Effect.gen(function* () {
-        const sb = yield* Sandbox.make({ schedules: { reattach } })
+        const sb = yield* Sandbox.make()
         const relay = relayOf(sb)
         const total = 100 * MiB
         const hash = createHash("sha256")
@@ -87,7 +91,7 @@ describe("exec and execStream through a relay that cuts every connection", () =>
 describe.concurrent("exec and execStream through a relay that cuts every connection, side by side", () => {
   it.live("a long exec with output before and after the cut returns all of it", () =>
     Effect.gen(function* () {
-      const sb = yield* Sandbox.make({ schedules: { reattach } })
+      const sb = yield* Sandbox.make()
       const relay = relayOf(sb)
       yield* sb.exec("mkfifo gate")
       const fiber = yield* Effect.fork(
@@ -109,7 +113,7 @@ describe.concurrent("exec and execStream through a relay that cuts every connect
 
   it.live("a connection lost before the start event is retried with the same idempotency key: it runs once", () =>
     Effect.gen(function* () {
-      const sb = yield* Sandbox.make({ schedules: { reattach } })
+      const sb = yield* Sandbox.make()
       const relay = relayOf(sb)
       yield* sb.exec("mkfifo gate")
       // Everything the server sends is lost: the client never learns the command's id.
@@ -127,7 +131,7 @@ describe.concurrent("exec and execStream through a relay that cuts every connect
 
   it.live("output that fell out of the server's buffer is a ConnectionLostError saying the command still runs", () =>
     Effect.gen(function* () {
-      const sb = yield* Sandbox.make({ schedules: { reattach } })
+      const sb = yield* Sandbox.make()
       const relay = relayOf(sb)
       const started = yield* Deferred.make<number>()
       const fiber = yield* sb.execStream(["head", "-c", String(256 * MiB), "/dev/zero"]).pipe(
@@ -183,7 +187,7 @@ describe.concurrent("exec and execStream through a relay that cuts every connect
   it.live("a command the sandbox has forgotten when the client is back is a ConnectionLostError saying so", () =>
     Effect.gen(function* () {
       // Forgotten as soon as it ends, so that the test need not wait for the default 5 minutes.
-      const sb = yield* Sandbox.make({ env: { SBX_EXEC_RETAIN: "0" }, schedules: { reattach } })
+      const sb = yield* Sandbox.make({ env: { SBX_EXEC_RETAIN: "0" } })
       const relay = relayOf(sb)
       const server = serverOf(sb)
       yield* sb.exec("mkfifo gate")
@@ -296,7 +300,7 @@ describe("idempotencyKey in the Promise facade", () => {
   })
 })
 
-const Tunnel = emulatedHub()
+const Tunnel = Layer.merge(emulatedHub(), Schedules.layer(fastSchedules))
 
 layer(Tunnel, { excludeTestServices: true })("through a quick tunnel that restarts", (it) => {
   it.effect(
@@ -306,7 +310,7 @@ layer(Tunnel, { excludeTestServices: true })("through a quick tunnel that restar
         const emu = yield* Testing.HubEmulatorService
         const sb = yield* Sandbox.make({
           env: { SBX_TUNNEL_BACKOFF: "0.1" },
-          schedules: { ...fastSchedules, reattach: Schedule.spaced("100 millis").pipe(Schedule.upTo("60 seconds")) }
+          schedules: { reattach: Schedule.spaced("100 millis").pipe(Schedule.upTo("60 seconds")) }
         })
         yield* sb.exec("mkfifo gate")
         const started = yield* Deferred.make<void>()
@@ -336,7 +340,7 @@ layer(Tunnel, { excludeTestServices: true })("through a quick tunnel that restar
         // A reattach schedule longer than the test: only the provider's word that the job ended can end the exec.
         const sb = yield* Sandbox.make({
           transport: "proxy",
-          schedules: { ...fastSchedules, reattach: Schedule.spaced("1 second").pipe(Schedule.upTo("1 hour")) }
+          schedules: { reattach: Schedule.spaced("1 second").pipe(Schedule.upTo("1 hour")) }
         })
         const started = yield* Deferred.make<void>()
         const fiber = yield* sb.execStream("echo up; exec sleep 300").pipe(

@@ -9,10 +9,12 @@ import { assert, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Sandbox from "hf-sandbox/Sandbox"
+import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
 import { emulatedHub, emulatorLayer, fastSchedules } from "./support/hub.js"
 
-const Env = emulatedHub()
+// Quick Hub retries and stage checks for every sandbox here (see support/hub.ts).
+const Env = Layer.merge(emulatedHub(), Schedules.layer(fastSchedules))
 
 const emulator = Testing.HubEmulatorService
 const ARCH = process.arch === "arm64" ? "arm64" : "amd64"
@@ -39,7 +41,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("cloudflared in
     Effect.gen(function* () {
       const emu = yield* reset
       const before = (yield* emu.downloads).length
-      const sb = yield* Sandbox.make({ schedules: fastSchedules, cloudflared: emu.cloudflaredRelease(PINNED) })
+      const sb = yield* Sandbox.make({ cloudflared: emu.cloudflaredRelease(PINNED) })
       assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
       assert.deepStrictEqual(yield* newDownloads(emu, before), [])
       const job = yield* lastJob
@@ -55,7 +57,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("cloudflared in
         emu.faults.cloudflaredOnPath = "2026.4.2"
         const release = emu.cloudflaredRelease(PINNED)
         const before = (yield* emu.downloads).length
-        const sb = yield* Sandbox.make({ schedules: fastSchedules, cloudflared: release })
+        const sb = yield* Sandbox.make({ cloudflared: release })
         assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
         assert.deepStrictEqual(yield* newDownloads(emu, before), [
           "github.com 302",
@@ -82,7 +84,6 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("cloudflared in
       emu.faults.cloudflaredDownloadTruncated = 1
       const before = (yield* emu.downloads).length
       const sb = yield* Sandbox.make({
-        schedules: fastSchedules,
         cloudflared: emu.cloudflaredRelease(PINNED),
         env: { SBX_TUNNEL_BACKOFF: "0.05" }
       })
@@ -119,9 +120,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("cloudflared in
         emu.faults.cloudflaredOnPath = null
         emu.faults[fault] = 2
         const error = yield* Effect.flip(
-          Sandbox.make({ schedules: fastSchedules, cloudflared: emu.cloudflaredRelease(PINNED), env }).pipe(
-            Effect.scoped
-          )
+          Sandbox.make({ cloudflared: emu.cloudflaredRelease(PINNED), env }).pipe(Effect.scoped)
         )
         assert.strictEqual(error._tag, "StartError")
         assert.strictEqual(error.reason, "JobFailed")
@@ -138,9 +137,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("cloudflared in
     Effect.gen(function* () {
       const emu = yield* reset
       const jobs = (yield* emu.jobs).length
-      const error = yield* Effect.flip(
-        Sandbox.make({ schedules: fastSchedules, cloudflared: { version: "2026.4.0" } }).pipe(Effect.scoped)
-      )
+      const error = yield* Effect.flip(Sandbox.make({ cloudflared: { version: "2026.4.0" } }).pipe(Effect.scoped))
       assert.strictEqual(error.reason, "InvalidOptions")
       assert.include(error.message, 'cloudflared.version "2026.4.0" is older than 2026.5.0')
       assert.strictEqual((yield* emu.jobs).length, jobs)
@@ -152,7 +149,11 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("cloudflared in
 const DnsEnv = Layer.unwrapScoped(
   Effect.gen(function* () {
     const emulator = yield* Testing.make({ schedulingDelay: "100 millis" })
-    return Layer.merge(emulatorLayer(emulator, [emulator.publicDns]), Testing.layerDnsFallback(emulator))
+    return Layer.mergeAll(
+      emulatorLayer(emulator, [emulator.publicDns]),
+      Testing.layerDnsFallback(emulator),
+      Schedules.layer(fastSchedules)
+    )
   })
 )
 
@@ -173,7 +174,7 @@ layer(DnsEnv, { excludeTestServices: true, timeout: "60 seconds" })("fresh tunne
     Effect.gen(function* () {
       const emu = yield* reset
       emu.faults.freshTunnelDns = { propagationMs: 0, systemMisses: Number.POSITIVE_INFINITY, publicMisses: 1 }
-      const sb = yield* Sandbox.make({ schedules: fastSchedules })
+      const sb = yield* Sandbox.make()
       assert.strictEqual((yield* sb.exec(["python3", "-c", "print(1+1)"])).stdout, "2\n")
       yield* sb.files.write("notes/hello.txt", "through public DNS")
       assert.strictEqual(yield* sb.files.readText("notes/hello.txt"), "through public DNS")
@@ -193,7 +194,7 @@ layer(DnsEnv, { excludeTestServices: true, timeout: "60 seconds" })("fresh tunne
     Effect.gen(function* () {
       const emu = yield* reset
       emu.faults.freshTunnelDns = { propagationMs: 0, systemMisses: 3, publicMisses: Number.POSITIVE_INFINITY }
-      const sb = yield* Sandbox.make({ schedules: fastSchedules })
+      const sb = yield* Sandbox.make()
       assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
       const lookups = yield* lookupsOf(emu, yield* tunnelHost(emu, sb.id))
       assert.deepStrictEqual(lookups.filter((l) => l.startsWith("system")).slice(0, 4), [

@@ -7,6 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
+import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
 import { assertCancelled, emulator, jobOf, labelledJob, recordingServer, resetFaults } from "./support/hfJobs.js"
 import { emulatedHub, emulatorLayer, fastSchedules } from "./support/hub.js"
@@ -14,9 +15,11 @@ import { assertGone, eventually } from "./support/local.js"
 
 // Small pages: listing more jobs than one page holds is cheap. A log snapshot (`HfJobs.logs`) counts the
 // log complete after 1 s without a line, not 5: the emulator replays a log at once, in one burst.
-const Env = emulatedHub({ listPageSize: 3 }, { schedules: { logQuietWindow: "1 second" } })
-
-const fast = fastSchedules
+const Env = Layer.merge(
+  emulatedHub({ listPageSize: 3 }, { schedules: { logQuietWindow: "1 second" } }),
+  // Quick Hub retries and stage checks for every sandbox and by-id call here (see support/hub.ts).
+  Schedules.layer(fastSchedules)
+)
 
 layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
   "HF Jobs provider: the Hub's faults (emulated Hub)",
@@ -34,7 +37,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
         ]
         const started = Date.now()
         const id = yield* Effect.gen(function* () {
-          const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+          const sb = yield* Sandbox.make({ transport: "proxy" })
           assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
           return sb.id
         }).pipe(Effect.scoped)
@@ -52,7 +55,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
           const ids = yield* Effect.forEach(
             Array.from({ length: 20 }, (_, i) => i),
             (i) =>
-              Sandbox.make({ transport: i % 2 === 0 ? "proxy" : "tunnel", schedules: fast }).pipe(
+              Sandbox.make({ transport: i % 2 === 0 ? "proxy" : "tunnel" }).pipe(
                 Effect.tap((sb) => sb.exec(`echo ${i}`)),
                 Effect.map((sb) => sb.id)
               ),
@@ -74,7 +77,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
         emu.faults.schedulingDelay = "2 seconds"
         emu.faults.hubErrors = [{ route: "inspect", status: 429, times: 1000, retryAfterSeconds: 0 }]
         const id = yield* Effect.gen(function* () {
-          const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+          const sb = yield* Sandbox.make({ transport: "proxy" })
           assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
           emu.faults.hubErrors = []
           return sb.id
@@ -90,7 +93,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
         // The start follows the job's log for the tunnel URL; its first request is refused for 2 s.
         emu.faults.hubErrors = [{ route: "logs", status: 429, times: 1, retryAfterSeconds: 2 }]
         const id = yield* Effect.gen(function* () {
-          const sb = yield* Sandbox.make({ transport: "tunnel", schedules: fast })
+          const sb = yield* Sandbox.make({ transport: "tunnel" })
           assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
           return sb.id
         }).pipe(Effect.scoped)
@@ -110,7 +113,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
         const emu = yield* emulator
         for (const transport of ["proxy", "tunnel"] as const) {
           const id = yield* Effect.gen(function* () {
-            const sb = yield* Sandbox.make({ transport, schedules: fast })
+            const sb = yield* Sandbox.make({ transport })
             assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
             emu.faults.hubErrors = [{ route: "cancel", status: 429, times: 1000, retryAfterSeconds: 600 }]
             return sb.id
@@ -173,14 +176,14 @@ describe("HF Jobs provider under the Hub's fixed-window rate limit", () => {
         Testing.make({ schedulingDelay: "100 millis", rateLimit: { quota: 4, window: "2 seconds" } }),
         (emulator) => emulatorLayer(emulator, false)
       )
-    ),
+    ).pipe(Layer.merge(Schedules.layer(fastSchedules))),
     { excludeTestServices: true, timeout: "60 seconds" }
   )("rate limited", (it) => {
     it.effect("a sandbox starts, runs and is released while the Hub refuses some of its requests with 429", () =>
       Effect.gen(function* () {
         const emu = yield* emulator
         const id = yield* Effect.gen(function* () {
-          const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+          const sb = yield* Sandbox.make({ transport: "proxy" })
           assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
           return sb.id
         }).pipe(Effect.scoped)

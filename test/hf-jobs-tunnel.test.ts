@@ -10,18 +10,22 @@ import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
+import * as Schedules from "hf-sandbox/Schedules"
 import { assertCancelled, emulator, hostOf, jobOf, markersOf, recordingClient, resetFaults } from "./support/hfJobs.js"
 import { emulatedHub, fastSchedules } from "./support/hub.js"
 import { eventually } from "./support/local.js"
 
 // A log snapshot (`HfJobs.logs`) counts the log complete after 1 s without a line, not 5: the emulator
 // replays a log at once, in one burst.
-const Env = emulatedHub({}, { schedules: { logQuietWindow: "1 second" } })
-
-const fast = fastSchedules
+const Env = Layer.merge(
+  emulatedHub({}, { schedules: { logQuietWindow: "1 second" } }),
+  // Quick Hub retries and stage checks for every sandbox and by-id call here (see support/hub.ts).
+  Schedules.layer(fastSchedules)
+)
 
 layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
   "HF Jobs provider: quick tunnel and log streams (emulated Hub)",
@@ -32,7 +36,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
         const emu = yield* emulator
         emu.faults.cutLogStreams = 2
         emu.faults.tunnelWarmup530Ms = 1500
-        const sb = yield* Sandbox.make({ schedules: fast })
+        const sb = yield* Sandbox.make()
         assert.strictEqual((yield* sb.exec("echo ok")).stdout, "ok\n")
         assert.strictEqual(emu.faults.cutLogStreams, 0)
       }).pipe(Effect.scoped)
@@ -43,7 +47,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
         yield* resetFaults
         const emu = yield* emulator
         emu.faults.tunnelCreate429 = 2
-        const sb = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" }, schedules: fast })
+        const sb = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" } })
         assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
         const job = yield* jobOf(sb.id)
         assert.isTrue(job.logs.some((line) => line.includes("429 Too Many Requests")))
@@ -56,7 +60,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
         const emu = yield* emulator
         const { client, hosts } = yield* recordingClient
         const id = yield* Effect.gen(function* () {
-          const sb = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" }, schedules: fast }).pipe(
+          const sb = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" } }).pipe(
             Effect.provideService(HttpClient.HttpClient, client)
           )
           assert.strictEqual((yield* sb.exec("echo before")).stdout, "before\n")
@@ -106,7 +110,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
           Effect.gen(function* () {
             yield* resetFaults
             const emu = yield* emulator
-            const made = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" }, schedules: fast })
+            const made = yield* Sandbox.make({ env: { SBX_TUNNEL_BACKOFF: "0.1" } })
             yield* made.files.write("kept.txt", "across the restart")
             const killed = yield* emu.killTunnel(made.id)
             assert.strictEqual(killed.length, 1)
@@ -120,7 +124,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
             const { client, hosts } = yield* recordingClient
             emu.faults.logFirstByteDelayMs = firstByteMs
             const text = yield* Effect.gen(function* () {
-              const other = yield* Sandbox.connect(made.id, { startTimeout: "20 seconds", schedules: fast })
+              const other = yield* Sandbox.connect(made.id, { startTimeout: "20 seconds" })
               return yield* other.files.readText("kept.txt")
             }).pipe(Effect.scoped, Effect.provideService(HttpClient.HttpClient, client))
             assert.strictEqual(text, "across the restart")
@@ -137,7 +141,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
       Effect.gen(function* () {
         yield* resetFaults
         const emu = yield* emulator
-        const sb = yield* Sandbox.make({ transport: "proxy", schedules: { ...fast, logQuietWindow: "500 millis" } })
+        const sb = yield* Sandbox.make({ transport: "proxy", schedules: { logQuietWindow: "500 millis" } })
         emu.faults.logFirstByteDelayMs = 2500
         const jobs = HfJobs.layer({
           token: emu.token,
@@ -162,7 +166,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
           const emu = yield* emulator
           emu.faults.schedulingDelay = "2 seconds"
           emu.faults.silentLogStreams = 1
-          const sb = yield* Sandbox.make({ startTimeout: "40 seconds", schedules: { ...fast, logStall: "1 second" } })
+          const sb = yield* Sandbox.make({ startTimeout: "40 seconds", schedules: { logStall: "1 second" } })
           assert.strictEqual((yield* sb.exec("echo found")).stdout, "found\n")
           assert.strictEqual(emu.faults.silentLogStreams, 0, "the silent stream was served")
         }).pipe(Effect.scoped)
@@ -171,7 +175,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
     it.effect("sb.logs follows the job's log until the sandbox ends", () =>
       Effect.gen(function* () {
         yield* resetFaults
-        const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+        const sb = yield* Sandbox.make({ transport: "proxy" })
         const seen = yield* Deferred.make<void>()
         const follower = yield* sb.logs({ follow: true }).pipe(
           Stream.tap((line) =>
@@ -190,7 +194,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
     it.effect("a background process's followed output arrives live through the quick tunnel", () =>
       Effect.gen(function* () {
         yield* resetFaults
-        const sb = yield* Sandbox.make({ transport: "tunnel", schedules: fast })
+        const sb = yield* Sandbox.make({ transport: "tunnel" })
         // The process cannot end before the test saw its first line: it waits for a file the test writes
         // only then. An edge that holds the stream until it ends therefore shows nothing, ever.
         const proc = yield* sb.spawn("echo first; while [ ! -e go ]; do sleep 0.05; done; echo second", {

@@ -21,15 +21,18 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
+import * as Schedules from "hf-sandbox/Schedules"
 import { assertCancelled, cancelRaw, emulator, jobOf, labelledJob, resetFaults } from "./support/hfJobs.js"
 import { emulatedHub, fastSchedules } from "./support/hub.js"
 import { assertGone, eventually } from "./support/local.js"
 
 // Small pages: listing more jobs than one page holds is cheap. A log snapshot (`HfJobs.logs`) counts the
 // log complete after 1 s without a line, not 5: the emulator replays a log at once, in one burst.
-const Env = emulatedHub({ listPageSize: 3 }, { schedules: { logQuietWindow: "1 second" } })
-
-const fast = fastSchedules
+const Env = Layer.merge(
+  emulatedHub({ listPageSize: 3 }, { schedules: { logQuietWindow: "1 second" } }),
+  // Quick Hub retries and stage checks for every sandbox and by-id call here (see support/hub.ts).
+  Schedules.layer(fastSchedules)
+)
 
 const quickStart = (sb: Sandbox.Sandbox) =>
   Effect.gen(function* () {
@@ -47,7 +50,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       Effect.gen(function* () {
         yield* resetFaults
         const id = yield* Effect.gen(function* () {
-          const sb = yield* Sandbox.make({ transport, schedules: fast })
+          const sb = yield* Sandbox.make({ transport })
           assert.strictEqual(sb.provider, "hf-jobs")
           assert.strictEqual(sb.details.transport, transport)
           yield* quickStart(sb)
@@ -70,7 +73,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       yield* resetFaults
       const emu = yield* emulator
       emu.faults.crashBeforeReady = 1
-      const error = yield* Effect.flip(Sandbox.make({ schedules: fast }).pipe(Effect.scoped))
+      const error = yield* Effect.flip(Sandbox.make().pipe(Effect.scoped))
       assert.strictEqual(error._tag, "StartError")
       assert.strictEqual(error.reason, "JobFailed")
       assert.include(error.message, "ERROR")
@@ -88,7 +91,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       const emu = yield* emulator
       emu.faults.schedulingDelay = "30 seconds"
       const before = (yield* emu.jobs).length
-      const error = yield* Effect.flip(Sandbox.make({ startTimeout: "1 second", schedules: fast }).pipe(Effect.scoped))
+      const error = yield* Effect.flip(Sandbox.make({ startTimeout: "1 second" }).pipe(Effect.scoped))
       assert.strictEqual(error.reason, "Timeout")
       const jobs = yield* emu.jobs
       assert.strictEqual(jobs.length, before + 1)
@@ -102,7 +105,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       const emu = yield* emulator
       emu.faults.schedulingDelay = "30 seconds"
       const before = (yield* emu.jobs).length
-      const fiber = yield* Effect.fork(Sandbox.make({ schedules: fast }).pipe(Effect.scoped))
+      const fiber = yield* Effect.fork(Sandbox.make().pipe(Effect.scoped))
       const created = yield* eventually(
         Effect.flatMap(emu.jobs, (jobs) =>
           jobs.length > before ? Effect.succeed(jobs[jobs.length - 1]!) : Effect.fail(new Error("no job yet"))
@@ -119,7 +122,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       const emu = yield* emulator
       const hfToken = Redacted.value(emu.token)
       const plain = yield* Effect.gen(function* () {
-        const sb = yield* Sandbox.make({ secrets: { API_KEY: "s3cret" }, schedules: fast })
+        const sb = yield* Sandbox.make({ secrets: { API_KEY: "s3cret" } })
         assert.strictEqual((yield* sb.exec('echo "$API_KEY"')).stdout, "s3cret\n")
         assert.notInclude((yield* sb.exec("env")).stdout, hfToken)
         return yield* jobOf(sb.id)
@@ -131,7 +134,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       assert.notProperty(visibleEnv, "API_KEY")
 
       const forwarded = yield* Effect.gen(function* () {
-        const sb = yield* Sandbox.make({ forwardHfToken: true, transport: "proxy", schedules: fast })
+        const sb = yield* Sandbox.make({ forwardHfToken: true, transport: "proxy" })
         assert.strictEqual((yield* sb.exec('printf %s "$HF_TOKEN"')).stdout, hfToken)
         return yield* jobOf(sb.id)
       }).pipe(Effect.scoped)
@@ -148,7 +151,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
         for (const secret of [hfToken, ...sandboxTokens, "s3cret"]) assert.notInclude(visible, secret)
       }
       emu.faults.crashBeforeReady = 1
-      const error = yield* Effect.flip(Sandbox.make({ schedules: fast }).pipe(Effect.scoped))
+      const error = yield* Effect.flip(Sandbox.make().pipe(Effect.scoped))
       for (const secret of [hfToken, ...sandboxTokens]) {
         assert.notInclude(error.message, secret)
         assert.notInclude(JSON.stringify(error), secret)
@@ -159,7 +162,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
   it.effect("connect, list, kill and logs manage sandboxes by id", () =>
     Effect.gen(function* () {
       yield* resetFaults
-      const made = yield* Sandbox.make({ labels: { purpose: "connect-test" }, schedules: fast })
+      const made = yield* Sandbox.make({ labels: { purpose: "connect-test" } })
       yield* made.files.write("from-first.txt", "written by the first client")
 
       const listed = yield* HfJobs.list()
@@ -209,7 +212,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
     Effect.gen(function* () {
       yield* resetFaults
       const emu = yield* emulator
-      const made = yield* Sandbox.make({ transport: "proxy", schedules: { ...fast, logQuietWindow: "300 millis" } })
+      const made = yield* Sandbox.make({ transport: "proxy", schedules: { logQuietWindow: "300 millis" } })
       const before = (yield* emu.requests).length
       for (const bad of [
         "../../x",
@@ -259,7 +262,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
         { k: "v".repeat(101) },
         { "": "v" }
       ]) {
-        const error = yield* Effect.flip(Sandbox.make({ labels, schedules: fast }).pipe(Effect.scoped))
+        const error = yield* Effect.flip(Sandbox.make({ labels }).pipe(Effect.scoped))
         assert.strictEqual(error.reason, "InvalidOptions", error.message)
         assert.include(error.message, "label")
       }
@@ -275,8 +278,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       assert.include(answer.body.error, "label")
       const fine = yield* Sandbox.make({
         transport: "proxy",
-        labels: { "team.ml": "a-b_c.1", empty: "", ["k".repeat(100)]: "v".repeat(100) },
-        schedules: fast
+        labels: { "team.ml": "a-b_c.1", empty: "", ["k".repeat(100)]: "v".repeat(100) }
       })
       const spec = (yield* jobOf(fine.id)).spec as { labels: Record<string, string> }
       assert.strictEqual(spec.labels["team.ml"], "a-b_c.1")
@@ -293,10 +295,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       // Made in a scope that is never closed while the job is watched, as if the client had been SIGKILLed.
       const scope = yield* Scope.make()
       const [idle, capped] = yield* Effect.all(
-        [
-          Sandbox.make({ idleTimeout: "1 second", schedules: fast }),
-          Sandbox.make({ timeout: "2h", idleTimeout: "1 hour", schedules: fast })
-        ],
+        [Sandbox.make({ idleTimeout: "1 second" }), Sandbox.make({ timeout: "2h", idleTimeout: "1 hour" })],
         { concurrency: 2 }
       ).pipe(Scope.extend(scope))
       const ended = (id: string, stage: string) =>
@@ -366,7 +365,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       emu.faults.createAnswerDelayMs = 30_000
       emu.faults.schedulingDelay = "30 seconds"
       const before = (yield* emu.jobs).length
-      const fiber = yield* Effect.fork(Sandbox.make({ schedules: fast }).pipe(Effect.scoped))
+      const fiber = yield* Effect.fork(Sandbox.make().pipe(Effect.scoped))
       const orphan = yield* eventually(
         Effect.flatMap(emu.jobs, (jobs) =>
           jobs.length > before ? Effect.succeed(jobs[jobs.length - 1]!) : Effect.fail(new Error("no job yet"))

@@ -13,12 +13,13 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import type { StdinError } from "hf-sandbox/SandboxError"
+import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
 import * as Stdin from "../src/internal/wire/stdin.js"
 import { emulatedHub, fastSchedules } from "./support/hub.js"
 import { localLayer } from "./support/local.js"
 
-const Env = emulatedHub()
+const Env = Layer.merge(emulatedHub(), Schedules.layer(fastSchedules))
 
 const emulator = Testing.HubEmulatorService
 
@@ -100,7 +101,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("stdin through
   it.effect("the edge refuses a request body over 100 MB with Cloudflare's 413 page; the origin never sees it", () =>
     Effect.gen(function* () {
       const emu = yield* emulator
-      yield* Sandbox.make({ schedules: fastSchedules })
+      yield* Sandbox.make()
       const tunnelUrl = yield* currentTunnelUrl(emu)
       // Announced too large: refused before a byte of the body is read.
       const announced = yield* rawEdgeRequest(emu, tunnelUrl, { "content-length": "100000001" }, [])
@@ -122,7 +123,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("stdin through
 
   it.effect("exec with 120 MB of stdin through a tunnel sandbox: every byte reaches the command", () =>
     Effect.gen(function* () {
-      const sb = yield* Sandbox.make({ schedules: fastSchedules })
+      const sb = yield* Sandbox.make()
       const input = randomBytes(120 * 1024 * 1024)
       const result = yield* sb.exec(["sha256sum"], { stdin: input })
       assert.strictEqual(result.exitCode, 0, result.stderr)
@@ -133,7 +134,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("stdin through
     Effect.gen(function* () {
       const emu = yield* emulator
       const sb = yield* Sandbox.make({
-        schedules: { ...fastSchedules, stdinRetry: Schedule.spaced("100 millis").pipe(Schedule.upTo("60 seconds")) },
+        schedules: { stdinRetry: Schedule.spaced("100 millis").pipe(Schedule.upTo("60 seconds")) },
         env: { SBX_TUNNEL_BACKOFF: "0.05" }
       })
       const parts: Array<Uint8Array> = []

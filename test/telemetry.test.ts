@@ -25,6 +25,7 @@ import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
+import * as Schedules from "hf-sandbox/Schedules"
 import * as Telemetry from "hf-sandbox/Telemetry"
 import * as Testing from "hf-sandbox/testing"
 import * as Signals from "../src/internal/signals.js"
@@ -318,11 +319,9 @@ const closedPort = Effect.async<string>((resume) => {
 const HubEnv = Layer.unwrapScoped(
   Effect.gen(function* () {
     const emulator = yield* Testing.make({ schedulingDelay: "50 millis" })
-    return emulatorLayer(emulator, false)
+    return Layer.merge(emulatorLayer(emulator, false), Schedules.layer(fastSchedules))
   })
 )
-
-const fast = fastSchedules
 
 const emulator = Testing.HubEmulatorService
 
@@ -372,8 +371,7 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
           forwardHfToken: true,
           env: { MARKER_ENV: marker },
           secrets: { MY_SECRET: secretValue },
-          labels: { project: marker },
-          schedules: fast
+          labels: { project: marker }
         })
         yield* sb.exec(["python3", "-c", `print("${marker}-command")`])
         yield* sb.files.write(`${marker}-dir/${marker}-file.txt`, `${marker}-contents`)
@@ -410,10 +408,10 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
       const config = Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["HF_ENDPOINT", `${emu.url}/`]])))
       const sent: Array<string> = []
       yield* Effect.gen(function* () {
-        const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+        const sb = yield* Sandbox.make({ transport: "proxy" })
         yield* pings(start + 1)
         yield* Effect.gen(function* () {
-          const attached = yield* Sandbox.connect(sb.id, { schedules: fast })
+          const attached = yield* Sandbox.connect(sb.id)
           yield* attached.exec("true")
         }).pipe(Effect.scoped)
         assert.deepStrictEqual(sent, ["/api/telemetry/hf-sandbox/create"], "connect sent nothing")
@@ -433,14 +431,14 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
 
   it.effect("a detached sandbox reports create, and terminate only when terminate is called", () =>
     Effect.gen(function* () {
-      const kept = yield* Sandbox.make({ detach: true, transport: "proxy", schedules: fast }).pipe(Effect.scoped)
+      const kept = yield* Sandbox.make({ detach: true, transport: "proxy" }).pipe(Effect.scoped)
       assert.deepStrictEqual(
         (yield* Telemetry.memory).map((e) => e._tag),
         ["Create"]
       )
       yield* HfJobs.kill(kept.id)
       yield* Effect.gen(function* () {
-        const sb = yield* Sandbox.make({ detach: true, transport: "proxy", schedules: fast })
+        const sb = yield* Sandbox.make({ detach: true, transport: "proxy" })
         yield* sb.terminate
       }).pipe(Effect.scoped)
       assert.deepStrictEqual(
@@ -468,7 +466,7 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
             const telemetry = yield* Telemetry.Telemetry
             assert.isFalse(telemetry.enabled, `${name}=${value}`)
             // One HF Jobs sandbox, then local ones: the provider does not matter to the telemetry.
-            const sb = yield* index === 0 ? Sandbox.make({ transport: "proxy", schedules: fast }) : Sandbox.make()
+            const sb = yield* index === 0 ? Sandbox.make({ transport: "proxy" }) : Sandbox.make()
             yield* sb.exec("true")
           }).pipe(
             Effect.scoped,
@@ -501,7 +499,7 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
       const { spans, tracer } = recordingTracer()
       const command = "echo traced-command-text-91c2"
       const id = yield* Effect.gen(function* () {
-        const sb = yield* Sandbox.make({ transport: "proxy", schedules: fast })
+        const sb = yield* Sandbox.make({ transport: "proxy" })
         assert.strictEqual((yield* sb.exec(command)).stdout, "traced-command-text-91c2\n")
         yield* HfJobs.list()
         yield* HfJobs.logs(sb.id).pipe(Stream.take(1), Stream.runDrain)

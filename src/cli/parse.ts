@@ -3,8 +3,9 @@
  * error they fail with.
  */
 import * as Data from "effect/Data"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Durations from "../internal/duration.js"
 import * as JobLabels from "../internal/hfJobs/jobLabels.js"
 
 /** A mistake on the command line: reported with its message and exit code 2, never a stack trace. */
@@ -16,14 +17,12 @@ export class CliError extends Data.TaggedError("CliError")<{ readonly message: s
 
 const usage = (message: string) => new UsageError({ message })
 
-const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-
-/** `90` (seconds), `500ms`, `90s`, `30m`, `2h`, `1d`. */
+/** `90` (seconds), `500ms`, `90s`, `30m`, `2h`, `1d`, `5 minutes`: the library's grammar (internal/duration). */
 export const duration = (flag: string, raw: string): Effect.Effect<Duration.Duration, UsageError> => {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(raw)
-  return match === null
+  const decoded = Durations.decode(raw)
+  return decoded === undefined
     ? Effect.fail(usage(`invalid ${flag} "${raw}": use a number of seconds or a duration like 90s, 30m, 2h, 1d`))
-    : Effect.succeed(Duration.millis(Number(match[1]) * UNITS[match[2] ?? "s"]!))
+    : Effect.succeed(decoded)
 }
 
 /** An optional duration flag. */

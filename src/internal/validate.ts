@@ -7,6 +7,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { InvalidArgumentError } from "../SandboxError.js"
+import * as Durations from "./duration.js"
 
 /** A bad option: which one, and what is wrong with its value. */
 export class Invalid extends Error {
@@ -41,40 +42,19 @@ const show = (value: unknown): string => {
   }
 }
 
-/** `"30m"`, `"2h"`, `"90s"`, `"1d"` (the Hub's notation). */
-const SHORT = /^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$/
-
 /**
- * A duration option: a `Duration`, a number of milliseconds, `"5 minutes"`, or (where `short` allows it)
- * `"30m"`. A value `Duration.decode` refuses names the option and the value, instead of "Invalid
- * DurationInput".
+ * A duration option, in the one grammar of `internal/duration` (`Duration`, milliseconds, `"5 minutes"`,
+ * `"30m"`). A value it refuses names the option and the value, instead of "Invalid DurationInput".
  */
-export const duration = (option: string, input: unknown, short = false): Duration.Duration => {
-  if (short && typeof input === "string") {
-    const match = SHORT.exec(input)
-    if (match) {
-      const unit = { s: "seconds", m: "minutes", h: "hours", d: "days" }[match[2] as "s" | "m" | "h" | "d"]
-      return Duration.decode(`${Number(match[1])} ${unit}` as Duration.DurationInput)
-    }
-  }
-  let decoded: Duration.Duration | undefined
-  try {
-    decoded = Duration.decode(input as Duration.DurationInput)
-  } catch {
-    decoded = undefined
-  }
-  if (decoded === undefined || (typeof input === "number" && Number.isNaN(input))) {
-    throw new Invalid(
-      option,
-      `${show(input)} is not a duration (use a Duration, a number of milliseconds, or a string like "30 seconds"${short ? ', "30m" or "2h"' : ""})`
-    )
-  }
+export const duration = (option: string, input: unknown): Duration.Duration => {
+  const decoded = Durations.decode(input)
+  if (decoded === undefined) throw new Invalid(option, `${show(input)} is not a duration (${Durations.HINT})`)
   return decoded
 }
 
 /** A duration that must be longer than zero (a zero or negative bound would end things at once). */
-export const positiveDuration = (option: string, input: unknown, short = false): Duration.Duration => {
-  const decoded = duration(option, input, short)
+export const positiveDuration = (option: string, input: unknown): Duration.Duration => {
+  const decoded = duration(option, input)
   if (Duration.toMillis(decoded) <= 0) {
     throw new Invalid(option, `${show(input)} must be longer than zero (omit the option for the default)`)
   }

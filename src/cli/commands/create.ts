@@ -4,6 +4,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Defaults from "../../internal/defaults.js"
 import * as Sandbox from "../../Sandbox.js"
 import { action } from "../action.js"
 import {
@@ -59,7 +60,7 @@ export const create = Command.make(
           idleTimeout: idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle,
           detach: true
         })
-        const idleSeconds = idle === undefined ? 600 : durationSeconds(idle)
+        const idleSeconds = durationSeconds(idle ?? Defaults.IDLE_TIMEOUT)
         const local = sb.provider === "local"
         if (mode.json) {
           yield* Output.json({
@@ -69,7 +70,7 @@ export const create = Command.make(
             // HF Jobs default to one hour; a local sandbox has a lifetime only when given one.
             ...(local && lifetime === undefined
               ? {}
-              : { timeoutSeconds: lifetime === undefined ? 3600 : durationSeconds(lifetime) }),
+              : { timeoutSeconds: durationSeconds(lifetime ?? Defaults.HF_JOB_LIFETIME) }),
             details: sb.details
           })
         } else {

@@ -9,12 +9,12 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type { Options } from "../../HfJobs.js"
+import * as Defaults from "../defaults.js"
 import { VERSION } from "../version.js"
 import * as Credentials from "./credentials.js"
 
@@ -26,8 +26,8 @@ export const defaults = {
   /** Public resolvers asked when the system one fails; `ip` or `ip:port`. */
   publicDns: ["1.1.1.1", "8.8.8.8"] as ReadonlyArray<string>,
   flavor: "cpu-basic",
-  lifetime: Duration.hours(1),
-  idleTimeout: Duration.minutes(10),
+  lifetime: Defaults.HF_JOB_LIFETIME,
+  idleTimeout: Defaults.IDLE_TIMEOUT,
   /** `huggingface_hub.constants.DEVICE_CODE_OAUTH_CLIENT_ID`, the client of `hf auth login`'s OAuth login. */
   oauthClientId: "26be6b09-91c5-47da-9861-d2d2bb7a7e36"
 } as const

@@ -30,13 +30,7 @@ export interface ProviderContext {
 }
 
 /** A failed Hub request as a start's error: unreachable, or rejected with the Hub's words. */
-export const hubFailure = (error: HubError) =>
-  new StartError({
-    provider: "hf-jobs",
-    reason: error.unreachable !== undefined ? "HubUnreachable" : "HubRejected",
-    detail: error.message,
-    cause: error
-  })
+export const hubFailure = (error: HubError) => StartError.fromHubError(error)
 
 export const make = (config: Config.Resolved, fs: FileSystem.FileSystem): Effect.Effect<ProviderContext> =>
   Effect.gen(function* () {
@@ -56,7 +50,9 @@ export const make = (config: Config.Resolved, fs: FileSystem.FileSystem): Effect
     const hub = Effect.map(credential, clientOf)
     // whoami is strictly rate-limited: asked at most once for the provider's life.
     const whoami = yield* Effect.cached(
-      Effect.flatMap(hub, (h) => h.whoami.pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure)))
+      Effect.flatMap(Effect.zip(hub, Schedules.Schedules), ([h, schedules]) =>
+        h.whoami.pipe(Hub.retryTransient(schedules.hubRetry), Effect.mapError(hubFailure))
+      )
     )
     const userNamespace = yield* Effect.cached(
       config.namespaceCache === undefined

@@ -27,7 +27,7 @@ export const findSandbox = (ctx: ProviderContext, ref: string, explicitNamespace
     const namespace = yield* ctx.namespaceOf(parsed.right.namespace)
     const job = yield* client
       .getJob(namespace, id)
-      .pipe(Hub.retryTransient(Schedules.hubRetry), Effect.mapError(hubFailure))
+      .pipe(Hub.retryTransient((yield* Schedules.Schedules).hubRetry), Effect.mapError(hubFailure))
     if (!isSandboxJob(job)) {
       return yield* new StartError({
         provider: "hf-jobs",
@@ -46,7 +46,7 @@ export const list = (ctx: ProviderContext, listOptions: Parameters<Service["list
     const jobs = yield* client.listJobs(
       namespace,
       { labels: { [LABEL.sandbox]: "1" }, stages: listOptions.all ? undefined : Hub.LIVE_STAGES },
-      Schedules.hubRetry
+      (yield* Schedules.Schedules).hubRetry
     )
     const sandboxes = jobs.filter((job) => isSandboxJob(job) && (listOptions.all || !Hub.isTerminal(job.status.stage)))
     yield* Effect.annotateCurrentSpan("hfjobs.count", sandboxes.length)
@@ -73,7 +73,7 @@ export const list = (ctx: ProviderContext, listOptions: Parameters<Service["list
 export const kill = (ctx: ProviderContext, id: string, killOptions: Parameters<Service["kill"]>[1] = {}) =>
   Effect.gen(function* () {
     const { client, job, namespace } = yield* findSandbox(ctx, id, killOptions.namespace)
-    yield* cancelJob(client, namespace, job.id, Schedules.cancelRetry)
+    yield* cancelJob(client, namespace, job.id, (yield* Schedules.Schedules).cancelRetry)
   }).pipe(
     Effect.mapError((error) => StartErrors.during(`kill sandbox ${id}`, error)),
     Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } })
@@ -82,15 +82,17 @@ export const kill = (ctx: ProviderContext, id: string, killOptions: Parameters<S
 /** A sandbox's log by id: the log so far, or with `follow` until the sandbox ends. */
 export const logs = (ctx: ProviderContext, id: string, logOptions: Parameters<Service["logs"]>[1] = {}) =>
   Stream.unwrap(
-    Effect.map(findSandbox(ctx, id, logOptions.namespace), ({ client, job, namespace }) =>
-      jobLogs(
-        client,
-        namespace,
-        job.id,
-        logOptions,
-        ctx.config.schedules.logReconnect ?? Schedules.logReconnect,
-        timingOf(ctx.config.schedules)
-      )
+    Effect.map(
+      Effect.zip(findSandbox(ctx, id, logOptions.namespace), Schedules.Schedules),
+      ([{ client, job, namespace }, schedules]) =>
+        jobLogs(
+          client,
+          namespace,
+          job.id,
+          logOptions,
+          ctx.config.schedules.logReconnect ?? schedules.logReconnect,
+          timingOf(Schedules.override(schedules, ctx.config.schedules))
+        )
     )
   ).pipe(
     Stream.mapError((error) => StartErrors.during(`read the log of sandbox ${id}`, error)),

@@ -11,10 +11,10 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Schedule from "effect/Schedule"
 import type * as Protocol from "../../Protocol.js"
 import type { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
+import * as Schedules from "../../Schedules.js"
 import * as StartErrors from "../startError.js"
 import * as TransferJournal from "../files/journal.js"
 import type { LocalContext } from "./context.js"
@@ -26,9 +26,6 @@ import * as Server from "./server.js"
 import * as LocalState from "./state.js"
 import { stop, stopServer } from "./stop.js"
 import * as Workdir from "./workdir.js"
-
-/** How often an attached sandbox is looked at to notice that it stopped. */
-export const attachedPoll = Schedule.spaced("500 millis")
 
 /** The endpoint of a detached sandbox, made here or found by its state file. */
 const endpoint = (
@@ -222,12 +219,14 @@ const attach = (ctx: LocalContext, id: string) =>
         startError("ServerExited", `local sandbox ${id} is no longer running (idle timeout, or killed)`, tail)
       )
     }
-    const gone = Effect.repeat(
-      Effect.sync(() => Owner.isRunning(state)),
-      {
-        schedule: attachedPoll,
-        until: (running) => !running
-      }
+    const gone = Effect.flatMap(Schedules.Schedules, (schedules) =>
+      Effect.repeat(
+        Effect.sync(() => Owner.isRunning(state)),
+        {
+          schedule: schedules.localLivenessPoll,
+          until: (running) => !running
+        }
+      )
     ).pipe(
       Effect.zipRight(
         Effect.fail(

@@ -8,10 +8,10 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as SandboxProvider from "../../SandboxProvider.js"
+import * as Schedules from "../../Schedules.js"
 
 const STDERR_TAIL_BYTES = 8 * 1024
 const LOG_LINES = 10_000
@@ -25,9 +25,6 @@ export const tailOf = (file: string, bytes = 8 * 1024): string => {
     return ""
   }
 }
-
-/** How often a followed log file is looked at again while nothing new has been written to it. */
-export const followPoll = Schedule.spaced("200 millis")
 
 /**
  * A sandbox's log: the lines so far (the last `tail` of them), then, with `follow`, new lines as the
@@ -58,7 +55,7 @@ export const logLines = (
     let finished = false
     const decoder = new TextDecoder()
     // One look at the file: new lines, the end (the server is gone), or nothing yet (looked at again on
-    // the `followPoll` schedule).
+    // the `Schedules.localLogPoll` schedule).
     const look: Effect.Effect<ReadonlyArray<string>, Option.Option<"nothing yet">> = Effect.suspend(() => {
       if (finished) return Effect.fail(Option.none())
       const alive = running()
@@ -73,10 +70,9 @@ export const logLines = (
       }
       return Effect.fail(Option.some("nothing yet" as const))
     })
-    const poll = look.pipe(
-      Effect.retry({ schedule: followPoll, while: Option.isSome }),
-      Effect.mapError(() => Option.none<never>())
-    )
+    const poll = Effect.flatMap(Schedules.Schedules, (schedules) =>
+      Effect.retry(look, { schedule: schedules.localLogPoll, while: Option.isSome })
+    ).pipe(Effect.mapError(() => Option.none<never>()))
     return Stream.fromIterable(snapshot).pipe(
       Stream.concat(Stream.repeatEffectOption(poll).pipe(Stream.flattenIterables))
     )

@@ -77,7 +77,7 @@ export const failFromResponse = (
 
 /** A failure of the transport (no answer at all). */
 export const fromTransport = (operation: string) => (error: HttpClientError.HttpClientError) =>
-  new ConnectionLostError({ operation, detail: error.message, cause: error })
+  ConnectionLostError.fromTransport(operation, error)
 
 /** A read whose body carried fewer bytes than it announced. */
 export const cutShort = (operation: string, path: string, received: number, length: number) =>

@@ -1,0 +1,114 @@
+/**
+ * `MakeOptions` checked and turned into what a provider receives (`SandboxProvider.Spec`) and the
+ * transport's bounds, with every default applied. A bad option fails here, before any request.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import type { MakeOptions } from "../../Sandbox.js"
+import { StartError } from "../../SandboxError.js"
+import type * as SandboxProvider from "../../SandboxProvider.js"
+import * as Schedules from "../../Schedules.js"
+import * as Defaults from "../defaults.js"
+import * as Cloudflared from "../hfJobs/cloudflared.js"
+import * as Validate from "../validate.js"
+import * as Wire from "../wire/client.js"
+
+/** `Duration.infinity` asks for no idle timeout, which providers receive as zero (their "never"). */
+const idleTimeoutOf = (input: Duration.DurationInput): Duration.Duration => {
+  const decoded = Validate.duration("idleTimeout", input)
+  if (Duration.toMillis(decoded) <= 0) {
+    throw new Validate.Invalid(
+      "idleTimeout",
+      `${typeof input === "string" ? JSON.stringify(input) : String(input)} must be longer than zero (Duration.infinity, or "Infinity": no idle timeout)`
+    )
+  }
+  return Duration.isFinite(decoded) ? decoded : Duration.zero
+}
+
+const specOf = (options: MakeOptions, schedules: Schedules.Service): SandboxProvider.Spec => {
+  const transport = options.transport ?? "tunnel"
+  Validate.env("env", options.env)
+  return {
+    image: options.image ?? Defaults.IMAGE,
+    env: options.env ?? {},
+    idleTimeout:
+      options.idleTimeout !== undefined
+        ? idleTimeoutOf(options.idleTimeout)
+        : options.detach
+          ? Defaults.IDLE_TIMEOUT
+          : undefined,
+    detach: options.detach ?? false,
+    startTimeout: Validate.positiveDuration(
+      "startTimeout",
+      options.startTimeout ?? (transport === "proxy" ? "2 minutes" : "3 minutes")
+    ),
+    secrets: Object.fromEntries(
+      Object.entries(options.secrets ?? {}).map(([k, v]) => [k, Redacted.isRedacted(v) ? v : Redacted.make(v)])
+    ),
+    flavor: options.flavor,
+    lifetime: options.timeout === undefined ? undefined : Validate.positiveDuration("timeout", options.timeout),
+    forwardHfToken: options.forwardHfToken ?? false,
+    labels: options.labels ?? {},
+    namespace: options.namespace,
+    transport,
+    cloudflared: Cloudflared.check(options.cloudflared ?? {}),
+    schedules: {
+      logReconnect: schedules.logReconnect,
+      stageCheck: schedules.stageCheck,
+      hubRetry: schedules.hubRetry,
+      cancelRetry: schedules.cancelRetry,
+      logQuietWindow: Validate.duration("schedules.logQuietWindow", schedules.logQuietWindow),
+      logFirstByte: Validate.duration("schedules.logFirstByte", schedules.logFirstByte),
+      logStall: Validate.duration("schedules.logStall", schedules.logStall)
+    }
+  }
+}
+
+/** The transport's bounds of a sandbox. */
+const timeoutsOf = (options: Pick<MakeOptions, "timeouts">): Wire.Timeouts => ({
+  request: Validate.positiveDuration("timeouts.request", options.timeouts?.request ?? Wire.defaultTimeouts.request),
+  streamIdle: Validate.positiveDuration(
+    "timeouts.streamIdle",
+    options.timeouts?.streamIdle ?? Wire.defaultTimeouts.streamIdle
+  )
+})
+
+/** What a sandbox is opened with, every option checked and every default applied. */
+export interface Resolved {
+  readonly spec: SandboxProvider.Spec
+  readonly timeouts: Wire.Timeouts
+  /** The schedules in force: the `make`'s own over the Context value's (`Schedules.layer`, `withSchedules`). */
+  readonly schedules: Schedules.Service
+  readonly healthProbeTimeout: Duration.Duration
+}
+
+/**
+ * The spec, the transport's bounds and the schedules in force, or `StartError("InvalidOptions")` naming
+ * the option at fault.
+ */
+export const resolve = (provider: string, options: MakeOptions): Effect.Effect<Resolved, StartError> =>
+  Effect.flatMap(Schedules.Schedules, (current) => resolveWith(provider, options, current))
+
+const resolveWith = (
+  provider: string,
+  options: MakeOptions,
+  current: Schedules.Service
+): Effect.Effect<Resolved, StartError> =>
+  Effect.try({
+    try: () => {
+      const schedules = Schedules.override(current, options.schedules)
+      return {
+        spec: specOf(options, schedules),
+        timeouts: timeoutsOf(options),
+        schedules,
+        healthProbeTimeout: Validate.positiveDuration("schedules.healthProbeTimeout", schedules.healthProbeTimeout)
+      }
+    },
+    catch: (cause) =>
+      new StartError({
+        provider,
+        reason: "InvalidOptions",
+        detail: `invalid sandbox options: ${cause instanceof Error ? cause.message : String(cause)}`
+      })
+  })
