@@ -206,6 +206,8 @@ export const ExecEventLine = Schema.Union(StartEvent, StdoutEvent, StderrEvent, 
 export type ExecEventLine = typeof ExecEventLine.Type
 
 /**
+ * The old name of {@link ExecEventLine}: `Sandbox.ExecEvent` is the event a user sees.
+ *
  * @since 0.1.0
  * @category exec
  * @deprecated Use {@link ExecEventLine}: `Sandbox.ExecEvent` is the event a user sees.
@@ -213,6 +215,8 @@ export type ExecEventLine = typeof ExecEventLine.Type
 export const ExecEvent = ExecEventLine
 
 /**
+ * The old name of {@link ExecEventLine}: `Sandbox.ExecEvent` is the event a user sees.
+ *
  * @since 0.1.0
  * @category exec
  * @deprecated Use {@link ExecEventLine}: `Sandbox.ExecEvent` is the event a user sees.
@@ -398,6 +402,8 @@ export const ProcessInfoBody = Schema.Struct({
 export type ProcessInfoBody = typeof ProcessInfoBody.Type
 
 /**
+ * The old name of {@link ProcessInfoBody}: `Sandbox.ProcessInfo` is the process a user sees.
+ *
  * @since 0.1.0
  * @category processes
  * @deprecated Use {@link ProcessInfoBody}: `Sandbox.ProcessInfo` is the process a user sees.
@@ -405,6 +411,8 @@ export type ProcessInfoBody = typeof ProcessInfoBody.Type
 export const ProcessInfo = ProcessInfoBody
 
 /**
+ * The old name of {@link ProcessInfoBody}: `Sandbox.ProcessInfo` is the process a user sees.
+ *
  * @since 0.1.0
  * @category processes
  * @deprecated Use {@link ProcessInfoBody}: `Sandbox.ProcessInfo` is the process a user sees.
@@ -469,6 +477,8 @@ export const OutputEventLine = Schema.Union(DroppedEvent, StdoutEvent, StderrEve
 export type OutputEventLine = typeof OutputEventLine.Type
 
 /**
+ * The old name of {@link OutputEventLine}: `Sandbox.OutputEvent` is the event a user sees.
+ *
  * @since 0.1.0
  * @category processes
  * @deprecated Use {@link OutputEventLine}: `Sandbox.OutputEvent` is the event a user sees.
@@ -476,6 +486,8 @@ export type OutputEventLine = typeof OutputEventLine.Type
 export const OutputEvent = OutputEventLine
 
 /**
+ * The old name of {@link OutputEventLine}: `Sandbox.OutputEvent` is the event a user sees.
+ *
  * @since 0.1.0
  * @category processes
  * @deprecated Use {@link OutputEventLine}: `Sandbox.OutputEvent` is the event a user sees.
