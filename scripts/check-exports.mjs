@@ -27,8 +27,8 @@ for (const name of standalone) {
     failures.push(`${name}: listed as a standalone entry point but src/${name}.ts is missing`)
 }
 try {
-  await import(`${pkg.name}/internal/client`)
-  failures.push("internal/client is importable: internal modules must stay hidden")
+  await import(`${pkg.name}/internal/wire/client`)
+  failures.push("internal/wire/client is importable: internal modules must stay hidden")
 } catch (error) {
   if (error.code !== "ERR_PACKAGE_PATH_NOT_EXPORTED") failures.push(`internal import failed oddly: ${error.code}`)
 }

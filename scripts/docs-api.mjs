@@ -91,6 +91,9 @@ function plain(text) {
   )
   // docgen takes the first comment before a module's first statement as the module's overview *and* as
   // that statement's description; in a barrel of `export * as X` lines, the first one shows the overview.
+  // docgen strikes a `@deprecated` export's name through (`## ~~Name~~`): the heading keeps the plain
+  // name, which links and the docs test look for, and the deprecation is said in words below it.
+  body = body.replace(/^## ~~(.+?)~~(.*)$/gm, "## $1$2\n\n**Deprecated.**")
   const overview = overviewOf(body)
   body = body.replace(
     new RegExp(`^(## From "(.+)"\\n\\n)${escapeRegExp(overview)}\\n`, "m"),

@@ -192,17 +192,36 @@ export type ExitEvent = typeof ExitEvent.Type
 
 /**
  * One line of the NDJSON exec stream. Unknown event types are not part of this union: clients skip them.
+ * (The event a user of `Sandbox` sees is `Sandbox.ExecEvent`.)
+ *
+ * @since 0.2.0
+ * @category exec
+ */
+export const ExecEventLine = Schema.Union(StartEvent, StdoutEvent, StderrEvent, PingEvent, ExitEvent)
+
+/**
+ * @since 0.2.0
+ * @category exec
+ */
+export type ExecEventLine = typeof ExecEventLine.Type
+
+/**
+ * The old name of {@link ExecEventLine}: `Sandbox.ExecEvent` is the event a user sees.
  *
  * @since 0.1.0
  * @category exec
+ * @deprecated Use {@link ExecEventLine}: `Sandbox.ExecEvent` is the event a user sees.
  */
-export const ExecEvent = Schema.Union(StartEvent, StdoutEvent, StderrEvent, PingEvent, ExitEvent)
+export const ExecEvent = ExecEventLine
 
 /**
+ * The old name of {@link ExecEventLine}: `Sandbox.ExecEvent` is the event a user sees.
+ *
  * @since 0.1.0
  * @category exec
+ * @deprecated Use {@link ExecEventLine}: `Sandbox.ExecEvent` is the event a user sees.
  */
-export type ExecEvent = typeof ExecEvent.Type
+export type ExecEvent = ExecEventLine
 
 // ---------------------------------------------------------------------------
 // Files
@@ -355,12 +374,13 @@ export const LegacyReadResponse = Schema.Struct({ content_b64: Schema.String })
 // ---------------------------------------------------------------------------
 
 /**
- * A background process as `POST /v1/processes` and `GET /v1/processes` report it.
+ * A background process as `POST /v1/processes` and `GET /v1/processes` report it. (The process a user
+ * of `Sandbox` sees is `Sandbox.ProcessInfo`.)
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category processes
  */
-export const ProcessInfo = Schema.Struct({
+export const ProcessInfoBody = Schema.Struct({
   id: Schema.String,
   pid: Schema.Number,
   cmd: Schema.Unknown,
@@ -376,10 +396,28 @@ export const ProcessInfo = Schema.Struct({
 })
 
 /**
- * @since 0.1.0
+ * @since 0.2.0
  * @category processes
  */
-export type ProcessInfo = typeof ProcessInfo.Type
+export type ProcessInfoBody = typeof ProcessInfoBody.Type
+
+/**
+ * The old name of {@link ProcessInfoBody}: `Sandbox.ProcessInfo` is the process a user sees.
+ *
+ * @since 0.1.0
+ * @category processes
+ * @deprecated Use {@link ProcessInfoBody}: `Sandbox.ProcessInfo` is the process a user sees.
+ */
+export const ProcessInfo = ProcessInfoBody
+
+/**
+ * The old name of {@link ProcessInfoBody}: `Sandbox.ProcessInfo` is the process a user sees.
+ *
+ * @since 0.1.0
+ * @category processes
+ * @deprecated Use {@link ProcessInfoBody}: `Sandbox.ProcessInfo` is the process a user sees.
+ */
+export type ProcessInfo = ProcessInfoBody
 
 /**
  * `DELETE /v1/processes/{id}`.
@@ -424,18 +462,37 @@ export const DroppedEvent = Schema.Struct({
 })
 
 /**
- * One line of a process's NDJSON output stream.
+ * One line of a process's NDJSON output stream. (The event a user of `Sandbox` sees is
+ * `Sandbox.OutputEvent`.)
+ *
+ * @since 0.2.0
+ * @category processes
+ */
+export const OutputEventLine = Schema.Union(DroppedEvent, StdoutEvent, StderrEvent, PingEvent, ExitEvent)
+
+/**
+ * @since 0.2.0
+ * @category processes
+ */
+export type OutputEventLine = typeof OutputEventLine.Type
+
+/**
+ * The old name of {@link OutputEventLine}: `Sandbox.OutputEvent` is the event a user sees.
  *
  * @since 0.1.0
  * @category processes
+ * @deprecated Use {@link OutputEventLine}: `Sandbox.OutputEvent` is the event a user sees.
  */
-export const OutputEvent = Schema.Union(DroppedEvent, StdoutEvent, StderrEvent, PingEvent, ExitEvent)
+export const OutputEvent = OutputEventLine
 
 /**
+ * The old name of {@link OutputEventLine}: `Sandbox.OutputEvent` is the event a user sees.
+ *
  * @since 0.1.0
  * @category processes
+ * @deprecated Use {@link OutputEventLine}: `Sandbox.OutputEvent` is the event a user sees.
  */
-export type OutputEvent = typeof OutputEvent.Type
+export type OutputEvent = OutputEventLine
 
 // ---------------------------------------------------------------------------
 // Streamed stdin

@@ -6,6 +6,7 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { RESOURCE_LIMIT_VARIABLES } from "./internal/wire/limits.js"
 
 /**
  * Marks every error of this module, whatever its tag: see {@link isSandboxError}.
@@ -326,12 +327,6 @@ export class ResourceLimitError extends Schema.TaggedError<ResourceLimitError>("
     const raise = variable === undefined ? "" : ` To raise it, make the sandbox with env: { ${variable}: "<n>" }.`
     return `The sandbox server is at its limit for ${this.operation} (${this.code}): ${this.detail}.${raise}`
   }
-}
-
-/** The server's variable for each limit a `ResourceLimitError` can name. */
-const RESOURCE_LIMIT_VARIABLES: Record<string, string> = {
-  too_many_processes: "SBX_MAX_PROCESSES",
-  too_many_connections: "SBX_MAX_CONNECTIONS"
 }
 
 /**

@@ -13,7 +13,7 @@ import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import { BadRequestError } from "hf-sandbox/SandboxError"
-import * as Wire from "../src/internal/client.js"
+import * as Wire from "../src/internal/wire/client.js"
 import { assertGone, localLayer } from "./support/local.js"
 import { retained } from "./support/memory.js"
 

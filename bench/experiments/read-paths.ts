@@ -25,7 +25,7 @@ import * as Stream from "effect/Stream"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
-import * as DirectRead from "../../src/internal/directRead.js"
+import * as DirectRead from "../../src/internal/wire/directRead.js"
 import { ms, now, percentile } from "../support.js"
 
 const MiB = 1024 * 1024

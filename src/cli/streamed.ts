@@ -6,7 +6,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import * as ReadInto from "../internal/readInto.js"
+import * as ReadInto from "../internal/wire/readInto.js"
 import type * as Sandbox from "../Sandbox.js"
 import { LocalFileError } from "../SandboxError.js"
 import * as Output from "./output.js"

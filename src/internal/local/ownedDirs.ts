@@ -19,7 +19,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import { namesIn } from "../dirNames.js"
-import * as TransferJournal from "../transferJournal.js"
+import * as TransferJournal from "../files/journal.js"
 import * as Owner from "./owner.js"
 
 const PREFIX = "hf-sandbox-"
@@ -58,7 +58,7 @@ export const sweep = (root: string): Effect.Effect<ReadonlyArray<string>> =>
       if (marker === undefined || Owner.isRunning(marker)) continue
       const workdir = path.join(root, name.slice(0, -SUFFIX.length))
       try {
-        // The unfinished writes of a server that died with its supervisor (see internal/transferJournal).
+        // The unfinished writes of a server that died with its supervisor (see internal/files/journal).
         TransferJournal.replay(workdir)
         fs.rmSync(workdir, { recursive: true, force: true })
         fs.rmSync(path.join(root, name), { force: true })

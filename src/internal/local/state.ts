@@ -12,7 +12,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import { namesIn } from "../dirNames.js"
-import * as TransferJournal from "../transferJournal.js"
+import * as TransferJournal from "../files/journal.js"
 import * as Owner from "./owner.js"
 
 /**
@@ -92,7 +92,7 @@ export const removeFiles = (dir: string, id: string, workdir: string | undefined
   removeQuietly(logPath(dir, id))
   // Only a directory this provider made (an `hf-sandbox-` temp directory) is ever removed recursively.
   if (workdir !== undefined && path.basename(workdir).startsWith("hf-sandbox-")) {
-    // The unfinished writes of a server that died with its supervisor (see internal/transferJournal).
+    // The unfinished writes of a server that died with its supervisor (see internal/files/journal).
     TransferJournal.replay(workdir)
     removeQuietly(workdir, true)
   }

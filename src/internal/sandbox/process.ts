@@ -9,9 +9,9 @@ import * as Stream from "effect/Stream"
 import type * as Protocol from "../../Protocol.js"
 import type { ExecEvent, Process, ProcessInfo, Sandbox, SpawnOptions } from "../../Sandbox.js"
 import { type OperationError, ProcessNotFoundError } from "../../SandboxError.js"
-import * as Reattach from "../reattach.js"
-import * as Stdin from "../stdin.js"
 import * as Validate from "../validate.js"
+import * as Reattach from "../wire/reattach.js"
+import * as Stdin from "../wire/stdin.js"
 import { commandAttributes, exitAttributes } from "./attributes.js"
 import { execRequest, outputEvent } from "./exec.js"
 import { guard, guardStream, type Running } from "./running.js"
@@ -31,7 +31,7 @@ const toExit = (e: { exit_code: number | null; signal: number | null; timed_out:
  */
 const processHandle = <E = never>(
   running: Running,
-  info: Protocol.ProcessInfo,
+  info: Protocol.ProcessInfoBody,
   writer: Stdin.Writer = Stdin.makeWriter(running.wire, info.id, running.schedules.stdinRetry),
   stdinFailed?: Deferred.Deferred<void, OperationError | E>
 ): Process<E> => ({

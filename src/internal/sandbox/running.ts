@@ -9,7 +9,7 @@ import * as Stream from "effect/Stream"
 import { TerminatedError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import type * as Schedules from "../../Schedules.js"
-import type * as Wire from "../client.js"
+import type * as Wire from "../wire/client.js"
 
 /** Whether the sandbox was terminated, and whether by the user (`terminate`) rather than its scope. */
 export interface State {

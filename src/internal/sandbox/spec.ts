@@ -9,10 +9,10 @@ import type { MakeOptions } from "../../Sandbox.js"
 import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
-import * as Wire from "../client.js"
 import * as Defaults from "../defaults.js"
 import * as Cloudflared from "../hfJobs/cloudflared.js"
 import * as Validate from "../validate.js"
+import * as Wire from "../wire/client.js"
 
 /** `Duration.infinity` asks for no idle timeout, which providers receive as zero (their "never"). */
 const idleTimeoutOf = (input: Duration.DurationInput): Duration.Duration => {

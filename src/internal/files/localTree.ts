@@ -15,8 +15,8 @@ import { constants, readFileSync } from "node:fs"
 import * as NodeFs from "node:fs/promises"
 import { join, posix } from "node:path"
 import * as Effect from "effect/Effect"
-import type { LinkPolicy, SkippedLink } from "../Files.js"
-import { InvalidArgumentError, LocalFileError } from "../SandboxError.js"
+import type { LinkPolicy, SkippedLink } from "../../Files.js"
+import { InvalidArgumentError, LocalFileError } from "../../SandboxError.js"
 
 /** The link policies, for the check of an option given from plain JavaScript. */
 const POLICIES: ReadonlyArray<LinkPolicy> = ["skip", "refuse", "keep"]

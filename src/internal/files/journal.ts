@@ -8,6 +8,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { namesIn } from "../dirNames.js"
 
 const TEMP_NAME = /^\..+\.hf-sandbox-[A-Za-z0-9_-]{8,64}\.part$/s
 /** The server names each entry by a digest of its file's path. */
@@ -19,14 +20,9 @@ export const journalPath = (workdir: string): string => `${workdir}.journal`
 /** Removes the temporary files the journal of `workdir` lists, then the journal. Returns how many went. */
 export const replay = (workdir: string): number => {
   const journal = journalPath(workdir)
-  let names: Array<string>
-  try {
-    names = fs.readdirSync(journal)
-  } catch {
-    return 0
-  }
   let removed = 0
-  for (const name of names) {
+  // A journal that cannot be read has nothing to replay (and its removal below fails quietly).
+  for (const name of namesIn(journal)) {
     if (!ENTRY_NAME.test(name)) continue
     const entry = path.join(journal, name)
     let temp: string

@@ -1,0 +1,185 @@
+/**
+ * Reads from the sandbox: a file's ranges in parallel into memory or into a local file (renamed into
+ * place once complete), or as a stream.
+ */
+import { randomBytes } from "node:crypto"
+import { dirname } from "node:path"
+import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Stream from "effect/Stream"
+import { ConnectionLostError, LocalFileError, type OperationError } from "../../SandboxError.js"
+import type * as Wire from "../wire/client.js"
+import { silenceBound } from "../wire/silence.js"
+import { type Context, localFs } from "./context.js"
+import * as LocalTree from "./localTree.js"
+import { type Plan, rangesOf } from "./plan.js"
+
+/** A file whose size differs between two answers of one read. */
+const changed = (operation: string, path: string) =>
+  new ConnectionLostError({ operation, detail: `${path} changed size during the transfer; read it again` })
+
+/**
+ * Reads a file as ranges: the first answer tells the file's size, then the other ranges run in
+ * parallel. `sink` learns the first answer, then takes each answer's bytes at its offset, counting
+ * them as they arrive. A size that differs between answers means the file changed during the read.
+ */
+export const readRanges = <E>(
+  wire: Wire.WireClient,
+  operation: string,
+  path: string,
+  plan: Plan,
+  sink: (
+    first: Wire.OpenRead
+  ) => Effect.Effect<
+    (offset: number, answer: Wire.OpenRead, count: (bytes: number) => void) => Effect.Effect<void, OperationError | E>,
+    OperationError | E
+  >
+): Effect.Effect<Wire.OpenRead, OperationError | E> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      // The first range keeps its slot until its body is drained, like every other range.
+      const giveBack = yield* plan.hold
+      const first = yield* wire.openRead(path, { offset: 0, length: plan.rangeSize })
+      // A short first answer is a file that shrank between its open and its read.
+      if (first.length !== Math.min(plan.rangeSize, first.fileSize)) return yield* Effect.fail(changed(operation, path))
+      plan.progress.grow(first.fileSize)
+      const take = yield* sink(first)
+      let moved = 0
+      const count = (n: number) => {
+        moved += n
+        plan.progress.add(n)
+      }
+      const rest = first.fileSize > first.length ? rangesOf(first.fileSize, plan.rangeSize, first.length) : []
+      const readRest = Effect.forEach(
+        rest,
+        ({ offset, length }) =>
+          plan.slot(
+            Effect.scoped(
+              Effect.gen(function* () {
+                const answer = yield* wire.openRead(path, { offset, length })
+                if (answer.fileSize !== first.fileSize || answer.length !== length) {
+                  return yield* Effect.fail(changed(operation, path))
+                }
+                yield* take(offset, answer, count)
+              })
+            )
+          ),
+        { concurrency: plan.parallelism, discard: true }
+      )
+      const idle = wire.timeouts.streamIdle
+      yield* Effect.raceFirst(
+        Effect.all([take(0, first, count).pipe(Effect.ensuring(giveBack)), readRest], {
+          concurrency: "unbounded",
+          discard: true
+        }),
+        silenceBound(
+          () => moved,
+          idle,
+          () => new ConnectionLostError({ operation, detail: `no data for ${Duration.format(idle)}` })
+        )
+      )
+      return first
+    })
+  )
+
+/** A whole file into memory, in parallel ranges. */
+export const readBytes = (wire: Wire.WireClient, path: string, plan: Plan): Effect.Effect<Uint8Array, OperationError> =>
+  Effect.suspend(() => {
+    let out = new Uint8Array(0)
+    return readRanges(wire, "files.read", path, plan, (first) =>
+      Effect.sync(() => {
+        out = new Uint8Array(first.fileSize)
+        return (offset, answer, count) => answer.into(out.subarray(offset, offset + answer.length), count)
+      })
+    ).pipe(Effect.map(() => out))
+  })
+
+/**
+ * Downloads one file to a temp file beside `localPath`, renamed over it when complete. `inTree`: the
+ * parent is a directory a tree copy has checked (else it is the caller's, created as given).
+ */
+export const download = (
+  ctx: Context,
+  operation: string,
+  remotePath: string,
+  localPath: string,
+  plan: Plan,
+  modes: { readonly preserve: boolean; readonly umask: number },
+  inTree = false
+): Effect.Effect<void, OperationError> =>
+  Effect.gen(function* () {
+    const fs = yield* localFs(ctx, operation, localPath)
+    const local = (detail: string) => new LocalFileError({ path: localPath, operation, detail })
+    const partial = `${localPath}.${randomBytes(6).toString("hex")}.part`
+    const transfer = Effect.gen(function* () {
+      if (!inTree) {
+        yield* fs.makeDirectory(dirname(localPath), { recursive: true }).pipe(Effect.mapError((e) => local(e.message)))
+      }
+      const first = yield* readRanges(ctx.wire, operation, remotePath, plan, (first) =>
+        // Sized up front, so that every range writes at its own offset through its own handle. Created
+        // exclusively ("wx"), so that nothing already at that name, a link least of all, is written to.
+        fs.writeFile(partial, new Uint8Array(0), { flag: "wx" }).pipe(
+          Effect.zipRight(fs.truncate(partial, first.fileSize)),
+          Effect.mapError((e) => local(e.message)),
+          Effect.as((offset: number, answer: Wire.OpenRead, count: (bytes: number) => void) =>
+            Effect.scoped(
+              Effect.gen(function* () {
+                const file = yield* fs.open(partial, { flag: "r+" })
+                yield* file.seek(offset, "start")
+                yield* Stream.runForEachChunk(answer.body, (chunks) => {
+                  for (const chunk of chunks) count(chunk.length)
+                  return file.writeAll(
+                    chunks.length === 1 ? Chunk.unsafeHead(chunks) : Buffer.concat(Array.from(chunks))
+                  )
+                })
+              })
+            ).pipe(
+              Effect.catchTags({
+                SystemError: (e) => Effect.fail(local(e.message)),
+                BadArgument: (e) => Effect.fail(local(e.message))
+              })
+            )
+          )
+        )
+      )
+      if (first.mode !== undefined) {
+        yield* fs
+          .chmod(partial, LocalTree.tamedMode(first.mode, modes.preserve, modes.umask))
+          .pipe(Effect.mapError((e) => local(e.message)))
+      }
+      yield* LocalTree.placeOver(operation, partial, localPath, "a file")
+    })
+    yield* transfer.pipe(
+      Effect.onExit((exit) => (Exit.isFailure(exit) ? fs.remove(partial).pipe(Effect.ignore) : Effect.void))
+    )
+  })
+
+/**
+ * A file as a stream, as fast as its consumer takes it: only the time spent waiting for bytes counts
+ * against the idle bound.
+ */
+export const readStream = (wire: Wire.WireClient, path: string): Stream.Stream<Uint8Array, OperationError> =>
+  Stream.unwrapScoped(
+    Effect.map(wire.openRead(path), (answer) => {
+      let bytes = 0
+      const idle = wire.timeouts.streamIdle
+      return answer.body.pipe(
+        // The consumer may be slow: only the time spent waiting for bytes counts, checked per ~1 MiB.
+        Stream.rechunk(16),
+        Stream.timeoutFail(
+          () =>
+            new ConnectionLostError({
+              operation: "files.readStream",
+              detail: `no data for ${Duration.format(idle)}`
+            }),
+          idle
+        ),
+        Stream.mapChunksEffect((chunks) => {
+          for (const chunk of chunks) bytes += chunk.length
+          return Effect.as(Effect.annotateCurrentSpan("files.bytes", bytes), chunks)
+        })
+      )
+    })
+  )

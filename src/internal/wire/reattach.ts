@@ -1,0 +1,325 @@
+/**
+ * Commands that survive a lost connection. An exec's stream is a series of attempts: the first is
+ * `POST /v1/exec`; when its connection drops, the command keeps running in the sandbox and the next
+ * attempt reattaches with `POST /v1/processes/{id}/output?follow=1&stdout_offset&stderr_offset`, from
+ * the raw byte offsets already delivered downstream, so that no byte is lost or repeated. A connection
+ * lost before the `start` event (no id yet) is retried with the same request: its idempotency key makes
+ * the server reattach to the command it already started rather than run it again.
+ */
+import { randomBytes } from "node:crypto"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import type * as Protocol from "../../Protocol.js"
+import { ConnectionLostError, type OperationError } from "../../SandboxError.js"
+import type { WireClient } from "./client.js"
+
+/** A command's events with output as raw bytes; `ping` only keeps the reattach schedule honest. */
+export type CommandEvent =
+  | { readonly event: "start"; readonly pid: number; readonly id: string | undefined }
+  | { readonly event: "stdout" | "stderr"; readonly data: Uint8Array }
+  | { readonly event: "ping" }
+  | Protocol.ExitEvent
+
+/** A fresh key for one exec: 128 random bits, in the server's alphabet. */
+export const newIdempotencyKey = (): string => `hfs-${randomBytes(16).toString("hex")}`
+
+/** How long the kill of an abandoned command, and the state query of a failed reattach, may take. */
+const CLEANUP_BOUND = "5 seconds"
+
+interface State {
+  id: string | undefined
+  started: boolean
+  exited: boolean
+  unreachable: boolean
+  /** The server answered the first exec request with an error: it started nothing. */
+  refused: boolean
+  /** Set with an error after which reattaching cannot help: the output, the record or the server is gone. */
+  final: boolean
+  attempts: number
+  readonly offsets: { stdout: number; stderr: number }
+}
+
+/** One command's attempts: what every step of {@link run} reads and records. */
+interface Run {
+  readonly wire: WireClient
+  readonly request: Protocol.ExecRequest
+  readonly operation: string
+  readonly state: State
+}
+
+/** Marks `error` as one after which reattaching cannot help. */
+const final = (run: Run, error: ConnectionLostError) => {
+  run.state.final = true
+  return error
+}
+
+/**
+ * Reads one event of an attempt into `state` (the command's id, the offsets delivered). A `dropped`
+ * event means the bytes to resume at are gone: a final error, with the command's state as the sandbox
+ * reports it (queried, bounded).
+ */
+const eventOf = (run: Run) => {
+  const { wire, operation, state } = run
+  const lostWithState = (detail: string, cause?: unknown) =>
+    Effect.gen(function* () {
+      const id = state.id!
+      const known = yield* wire.info(id).pipe(Effect.timeout(CLEANUP_BOUND), Effect.option)
+      const info = Option.getOrUndefined(known)
+      const running = info?.running
+      return final(
+        run,
+        new ConnectionLostError({
+          operation,
+          detail,
+          cause,
+          commandId: id,
+          ...(running !== undefined ? { running } : {}),
+          ...(running === false && info?.exit_code !== undefined ? { exitCode: info.exit_code } : {})
+        })
+      )
+    })
+
+  const toEvent = (
+    event: Protocol.ExecEventLine | Protocol.OutputEventLine
+  ): Effect.Effect<Option.Option<CommandEvent>, ConnectionLostError> => {
+    switch (event.event) {
+      case "start":
+        if (state.started) return Effect.succeed(Option.none()) // a keyed retry starts over with it
+        state.started = true
+        state.id = event.id
+        return Effect.succeed(Option.some({ event: "start", pid: event.pid, id: event.id }))
+      case "stdout":
+      case "stderr": {
+        const data = Buffer.from(event.data, "base64")
+        state.offsets[event.event] += data.length
+        return Effect.succeed(Option.some({ event: event.event, data }))
+      }
+      case "exit":
+        state.exited = true
+        return Effect.succeed(Option.some(event))
+      case "dropped":
+        return Effect.flatMap(
+          lostWithState(
+            `the connection dropped and ${event.stdout} bytes of stdout and ${event.stderr} bytes of stderr ` +
+              "fell out of the sandbox's output buffer before the client reattached"
+          ),
+          Effect.fail
+        )
+      default:
+        return Effect.succeed(Option.some({ event: "ping" }))
+    }
+  }
+  return toEvent
+}
+
+/** The command's output from the offsets delivered so far. */
+const resume = (run: Run, id: string) =>
+  run.wire.resume(id, { ...run.state.offsets }).pipe(
+    Stream.catchTag("ProcessNotFoundError", () =>
+      Stream.fail(
+        final(
+          run,
+          new ConnectionLostError({
+            operation: run.operation,
+            detail:
+              "the connection dropped and the sandbox no longer knows the command when the client " +
+              "reattached (its record is kept SBX_EXEC_RETAIN seconds after it ends)",
+            commandId: id
+          })
+        )
+      )
+    )
+  )
+
+// Before a retry: a server the provider knows to have exited will not come back.
+const serverGone = (run: Run) =>
+  Effect.flatMap(run.wire.serverExit, (reason) =>
+    Option.isSome(reason)
+      ? Effect.fail(
+          final(
+            run,
+            new ConnectionLostError({
+              operation: run.operation,
+              detail: reason.value,
+              ...(run.state.id !== undefined ? { commandId: run.state.id, running: false } : {})
+            })
+          )
+        )
+      : Effect.void
+  )
+
+// A stream that ends without the exit status lost its connection; it never counts as success.
+const ended = ({ operation, state }: Run) =>
+  Effect.suspend(() =>
+    state.exited
+      ? Effect.void
+      : Effect.fail(
+          new ConnectionLostError({
+            operation,
+            detail: "the output stream ended before the command's exit status arrived"
+          })
+        )
+  )
+
+// An answer that is not a lost connection (the HF proxy's 503 for a job that is not running) from a
+// sandbox the provider knows to have ended says only that; what the caller needs is that it ended.
+const explained = (run: Run, error: OperationError): Effect.Effect<never, OperationError> => {
+  const { state } = run
+  // Only the first request's answer proves nothing started: a retry's may follow a lost first one.
+  const answered = error._tag !== "ConnectionLostError" && error._tag !== "RequestTimeoutError"
+  if (state.id === undefined && state.attempts === 1 && answered) state.refused = true
+  return error._tag === "ConnectionLostError" || state.id === undefined || state.exited
+    ? Effect.fail(error)
+    : Effect.flatMap(run.wire.serverExit, (reason) =>
+        Effect.fail(
+          Option.isSome(reason)
+            ? final(
+                run,
+                new ConnectionLostError({
+                  operation: run.operation,
+                  detail: reason.value,
+                  cause: error,
+                  commandId: state.id!,
+                  running: false
+                })
+              )
+            : error
+        )
+      )
+}
+
+/** One attempt: the exec itself, or a reattach once the command's id is known. */
+const attempt = (run: Run): Stream.Stream<CommandEvent, OperationError> => {
+  const toEvent = eventOf(run)
+  return Stream.suspend(() => {
+    const { state } = run
+    const retry = state.attempts++ > 0
+    type Line = Protocol.ExecEventLine | Protocol.OutputEventLine
+    const sent: Stream.Stream<Line, OperationError> =
+      state.id !== undefined ? resume(run, state.id) : run.wire.exec(run.request)
+    const source: Stream.Stream<Line, OperationError> = retry
+      ? Stream.concat(Stream.execute(serverGone(run)), sent)
+      : sent
+    return Stream.concat(
+      source.pipe(
+        Stream.catchAll((error) => Stream.fromEffect(explained(run, error))),
+        Stream.mapEffect(toEvent),
+        Stream.filterMap((event) => event)
+      ),
+      Stream.execute(ended(run))
+    )
+  })
+}
+
+// A start without an id comes from a server that cannot reattach: the old behaviour (fail) holds.
+const retryable = ({ state }: Run, error: OperationError) =>
+  error._tag === "ConnectionLostError" && !state.final && (state.id !== undefined || !state.started)
+
+const gaveUp = (run: Run, error: OperationError): OperationError => {
+  const { operation, state } = run
+  if (error._tag !== "ConnectionLostError" || !retryable(run, error)) return error
+  const detail = `${error.detail}; reattaching failed until the reattach schedule ran out`
+  state.unreachable = true
+  if (state.id === undefined) {
+    return new ConnectionLostError({
+      operation,
+      detail: `${detail} (the command may have started before its start event was lost)`,
+      cause: error
+    })
+  }
+  return final(run, new ConnectionLostError({ operation, detail, cause: error, commandId: state.id, running: true }))
+}
+
+// Unreachable for the whole schedule: a kill would not get through either, and the server's own
+// reattach grace ends the command. Without an id (interrupted or cut off before the start event)
+// the command may be running or its request still on its way: cancelling by key covers both.
+const abandon = ({ wire, request, state }: Run) => {
+  const cancelByKey = request.idempotency_key === undefined ? Effect.void : wire.cancel(request.idempotency_key, "KILL")
+  return state.exited || state.unreachable || state.refused
+    ? Effect.void
+    : (state.id !== undefined ? wire.kill(state.id, "KILL") : cancelByKey).pipe(
+        Effect.interruptible,
+        Effect.timeout(CLEANUP_BOUND),
+        Effect.ignore
+      )
+}
+
+/**
+ * Runs `request` (which carries its `idempotency_key`) and reattaches on `schedule` whenever the
+ * connection is lost. Fails with `ConnectionLostError` carrying the command's id and last known state
+ * when the output fell out of the server's buffer, the record is gone, or the schedule runs out. A
+ * stream that ends early (interrupted, failed, or not read to the end) kills the command it leaves
+ * behind, bounded and best effort: a dropped connection no longer does that on the server's side.
+ */
+export const run = (
+  wire: WireClient,
+  request: Protocol.ExecRequest,
+  operation: string,
+  schedule: Schedule.Schedule<unknown>
+): Stream.Stream<CommandEvent, OperationError> =>
+  Stream.suspend(() => {
+    const run: Run = {
+      wire,
+      request,
+      operation,
+      state: {
+        id: undefined,
+        started: false,
+        exited: false,
+        unreachable: false,
+        refused: false,
+        final: false,
+        attempts: 0,
+        offsets: { stdout: 0, stderr: 0 }
+      }
+    }
+    return attempt(run).pipe(
+      Stream.retry(
+        Schedule.intersect(
+          schedule,
+          Schedule.recurWhile((error: OperationError) => retryable(run, error))
+        )
+      ),
+      Stream.mapError((error) => gaveUp(run, error)),
+      Stream.filter((event) => event.event !== "ping"),
+      Stream.ensuring(Effect.suspend(() => abandon(run)))
+    )
+  })
+
+/**
+ * Starts a background process with `request` (which carries its `idempotency_key`): a request whose
+ * answer was lost is sent again on `schedule` (the key makes the server answer with the process it
+ * already started), unless the provider knows the server exited. Interrupted, or out of retries, it
+ * cancels by key whatever the request may have started, bounded and best effort.
+ */
+export const spawn = (
+  wire: WireClient,
+  request: Parameters<WireClient["spawn"]>[0] & { readonly idempotency_key: string },
+  schedule: Schedule.Schedule<unknown>
+): Effect.Effect<Protocol.ProcessInfoBody, OperationError> =>
+  Effect.suspend(() => {
+    let retry = false
+    let exited = false
+    const lost = (error: OperationError) =>
+      !exited && (error._tag === "ConnectionLostError" || error._tag === "RequestTimeoutError")
+    const serverGone = Effect.flatMap(wire.serverExit, (reason) => {
+      if (Option.isNone(reason)) return Effect.void
+      exited = true
+      return Effect.fail(new ConnectionLostError({ operation: "spawn", detail: reason.value }))
+    })
+    const attempt = Effect.suspend(() => {
+      const sent = retry ? Effect.zipRight(serverGone, wire.spawn(request)) : wire.spawn(request)
+      retry = true
+      return sent
+    })
+    const cancel = wire
+      .cancel(request.idempotency_key, "KILL")
+      .pipe(Effect.interruptible, Effect.timeout(CLEANUP_BOUND), Effect.ignore)
+    return attempt.pipe(
+      Effect.retry({ schedule, while: lost }),
+      Effect.tapError((error) => (lost(error) ? cancel : Effect.void)),
+      Effect.onInterrupt(() => cancel)
+    )
+  })

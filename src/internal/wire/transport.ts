@@ -1,0 +1,204 @@
+/**
+ * The HTTP side of one sandbox's wire client, configured once: its base URL (read per request when it
+ * moves), its token and extra headers, no redirects, the token redacted in spans; and the two shapes of
+ * exchange every route is, a bounded request/response ({@link call}) and a streamed NDJSON answer
+ * ({@link ndjson}).
+ */
+import * as Headers from "@effect/platform/Headers"
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import type * as Channel from "effect/Channel"
+import type * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as Protocol from "../../Protocol.js"
+import { ConnectionLostError, type OperationError, RequestTimeoutError } from "../../SandboxError.js"
+import { failFromResponse, fromTransport } from "./errors.js"
+
+/** Where the server is and how to authenticate, as a provider describes it. */
+export interface Target {
+  readonly baseUrl: string
+  /** The base URL as of now, read before every request; without it, `baseUrl` is used for all of them. */
+  readonly currentBaseUrl?: Effect.Effect<string> | undefined
+  readonly token: Redacted.Redacted<string>
+  /** Extra headers resolved per request (a proxy's bearer may rotate). */
+  readonly headers?: Effect.Effect<Record<string, string>> | undefined
+  /** Adapts the HttpClient for this target. */
+  readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
+  /** File reads go over a bare socket, straight into their destination (`http:` only; see directRead.ts). */
+  readonly directReads?: boolean | undefined
+  /** Why the server ended, when the provider knows (see `Endpoint.exitReason`): it replaces a socket error. */
+  readonly exitReason?: Effect.Effect<Option.Option<string>> | undefined
+}
+
+/** Client-side bounds. A command's own timeout is the server's business; these bound the transport. */
+export interface Timeouts {
+  /** A plain request/response exchange. */
+  readonly request: Duration.Duration
+  /** How long a stream may stay silent; the server pings every 15 s, so this sits well above that. */
+  readonly streamIdle: Duration.Duration
+}
+
+export const defaultTimeouts: Timeouts = {
+  request: Duration.seconds(60),
+  streamIdle: Duration.seconds(70)
+}
+
+/** One sandbox's configured transport: what every route of the wire client is sent through. */
+export interface Transport {
+  readonly target: Target
+  readonly timeouts: Timeouts
+  /** The base URL (without a trailing slash) as given. */
+  readonly base: string
+  /** The base URL as of now. */
+  readonly currentBase: Effect.Effect<string>
+  /** Every header a request carries: the target's extra ones and the token. */
+  readonly headers: Effect.Effect<Record<string, string>>
+  /** The HttpClient with base URL, headers, redirects and redaction set: requests name a route only. */
+  readonly client: HttpClient.HttpClient
+  /** A lost connection, explained by why the server ended when the provider knows. */
+  readonly explainLost: (lost: ConnectionLostError) => Effect.Effect<never, ConnectionLostError>
+}
+
+const trim = (url: string) => url.replace(/\/+$/, "")
+
+export const make = (target: Target, timeouts: Timeouts, http: HttpClient.HttpClient): Transport => {
+  const base = trim(target.baseUrl)
+  // A moving target (a restarted tunnel) is read per request; a fixed one costs nothing more.
+  const currentBase = target.currentBaseUrl === undefined ? undefined : Effect.map(target.currentBaseUrl, trim)
+  const tokenHeader = { [Protocol.TOKEN_HEADER]: Redacted.value(target.token) }
+  const extraHeaders = target.headers ?? Effect.succeed({})
+  const headers = Effect.map(extraHeaders, (extra) => ({ ...extra, ...tokenHeader }))
+  const prepare = (url: string, request: HttpClientRequest.HttpClientRequest) =>
+    Effect.map(headers, (all) => request.pipe(HttpClientRequest.prependUrl(url), HttpClientRequest.setHeaders(all)))
+  const client = (target.transformClient ? target.transformClient(http) : http).pipe(
+    // Redirects are never followed: a redirect must not carry the sandbox token (or a bearer) elsewhere.
+    HttpClient.followRedirects(0),
+    // Before the given client's own request steps (a user's `tapRequest` sees the whole request).
+    HttpClient.mapRequestInputEffect((request) =>
+      currentBase === undefined ? prepare(base, request) : Effect.flatMap(currentBase, (url) => prepare(url, request))
+    ),
+    // The HttpClient records request headers in its spans: the sandbox token is redacted there, as the
+    // bearer (`authorization`) already is.
+    HttpClient.transform((effect) =>
+      Effect.locallyWith(effect, Headers.currentRedactedNames, (names) => [...names, Protocol.TOKEN_HEADER])
+    )
+  )
+  // A dead server shows up as a refused or reset socket; when the provider knows why it died, that is
+  // what the caller is told instead.
+  const explainLost = (lost: ConnectionLostError): Effect.Effect<never, ConnectionLostError> =>
+    target.exitReason === undefined
+      ? Effect.fail(lost)
+      : Effect.flatMap(target.exitReason, (reason) =>
+          Effect.fail(
+            Option.isSome(reason)
+              ? new ConnectionLostError({ operation: lost.operation, detail: reason.value, cause: lost })
+              : lost
+          )
+        )
+  return {
+    target,
+    timeouts,
+    base,
+    currentBase: currentBase ?? Effect.succeed(base),
+    headers,
+    client,
+    explainLost
+  }
+}
+
+/** A transport failure as a lost connection, explained when the provider knows why. */
+export const lostTransport =
+  (transport: Transport, operation: string) =>
+  (error: HttpClientError.HttpClientError): Effect.Effect<never, ConnectionLostError> =>
+    transport.explainLost(fromTransport(operation)(error))
+
+/** Bounds the wait for an answer's head by `bound` (the request timeout by default). */
+export const boundAnswer =
+  (transport: Transport, operation: string, bound: Duration.Duration = transport.timeouts.request) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | RequestTimeoutError, R> =>
+    Effect.timeoutFail(effect, {
+      duration: bound,
+      onTimeout: () => new RequestTimeoutError({ operation, timeoutMs: Duration.toMillis(bound) })
+    })
+
+/** Sends `request`, a transport failure as a (maybe explained) lost connection. */
+export const send = (transport: Transport, operation: string, request: HttpClientRequest.HttpClientRequest) =>
+  Effect.catchAll(transport.client.execute(request), lostTransport(transport, operation))
+
+/** A 2xx answer's JSON body, decoded by `schema`. */
+export const json =
+  <A, I>(schema: Schema.Schema<A, I>) =>
+  (response: HttpClientResponse.HttpClientResponse) =>
+    Effect.flatMap(response.json, Schema.decodeUnknown(schema))
+
+/**
+ * One bounded request/response exchange: `onOk` reads a 2xx answer; any other becomes the user's error
+ * (about `path`, when the route is about one).
+ */
+export const call = <A>(
+  transport: Transport,
+  operation: string,
+  path: string | undefined,
+  request: HttpClientRequest.HttpClientRequest,
+  onOk: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<A, unknown>,
+  bound: Duration.Duration = transport.timeouts.request
+): Effect.Effect<A, OperationError> =>
+  send(transport, operation, request).pipe(
+    Effect.flatMap((response) =>
+      response.status >= 200 && response.status < 300
+        ? onOk(response).pipe(
+            Effect.mapError(
+              (cause) => new ConnectionLostError({ operation, detail: "the answer was cut short or malformed", cause })
+            )
+          )
+        : failFromResponse(operation, path, response)
+    ),
+    boundAnswer(transport, operation, bound)
+  )
+
+/**
+ * A streamed NDJSON answer, decoded by `unpack` (see ndjson.ts); the stream fails when it stays silent
+ * for `streamIdle`.
+ */
+export const ndjson = <A>(
+  transport: Transport,
+  operation: string,
+  request: HttpClientRequest.HttpClientRequest,
+  unpack: Channel.Channel<Chunk.Chunk<A>, Chunk.Chunk<Uint8Array>, OperationError, OperationError>,
+  onError: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<never, OperationError>
+): Stream.Stream<A, OperationError> => {
+  const { streamIdle } = transport.timeouts
+  return Stream.unwrapScoped(
+    send(transport, operation, request).pipe(
+      Effect.flatMap((response) => (response.status === 200 ? Effect.succeed(response.stream) : onError(response))),
+      boundAnswer(transport, operation),
+      Effect.map((bytes) =>
+        bytes.pipe(
+          Stream.catchAll((e) => Stream.fromEffect(lostTransport(transport, operation)(e))),
+          Stream.timeoutFail(
+            () =>
+              new ConnectionLostError({
+                operation,
+                detail: `the output stream was silent for ${Duration.format(streamIdle)}`
+              }),
+            streamIdle
+          ),
+          Stream.pipeThroughChannel(unpack)
+        )
+      )
+    )
+  )
+}
+
+/** Sets a file route's query: `path` and the given `extra` parameters (the undefined ones left out). */
+export const pathParams = (path: string, extra: Record<string, string | undefined> = {}) =>
+  HttpClientRequest.setUrlParams(
+    Object.fromEntries(Object.entries({ path, ...extra }).filter(([, v]) => v !== undefined)) as Record<string, string>
+  )
