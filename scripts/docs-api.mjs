@@ -18,6 +18,14 @@ const config = JSON.parse(fs.readFileSync(path.join(root, "docgen.json"), "utf8"
 const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"))
 const outDir = path.join(root, config.outDir)
 
+/** docgen failed (it has said why on stderr): the exit status, reached through `finally` so the scratch directory goes. */
+class DocgenFailed extends Error {
+  constructor(status) {
+    super(`docgen exited with status ${status}`)
+    this.status = status
+  }
+}
+
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-docgen-"))
 try {
   for (const name of [config.srcDir, "node_modules", "tsconfig.json"]) {
@@ -30,7 +38,7 @@ try {
   fs.writeFileSync(path.join(scratch, "docgen.json"), JSON.stringify({ ...config, outDir: "out" }))
   const docgen = path.join(root, "node_modules", ".bin", "docgen")
   const run = spawnSync(docgen, [], { cwd: scratch, stdio: "inherit" })
-  if (run.status !== 0) process.exit(run.status ?? 1)
+  if (run.status !== 0) throw new DocgenFailed(run.status ?? 1)
 
   const generated = path.join(scratch, "out", "modules")
   const pages = fs
@@ -64,6 +72,9 @@ try {
       `${index.join("\n")}\n`
   )
   console.log(`API reference: ${pages.length} module(s) written to ${path.relative(root, outDir)}/`)
+} catch (error) {
+  if (!(error instanceof DocgenFailed)) throw error
+  process.exitCode = error.status
 } finally {
   fs.rmSync(scratch, { recursive: true, force: true })
 }
