@@ -11,7 +11,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { sleep, withTimeout } from "./support/processes.js"
+import { sleep, withTimeout } from "../support/processes.js"
 import {
   type Event,
   PYTHON,
@@ -21,7 +21,7 @@ import {
   started,
   startServer,
   stopServer
-} from "./support/server.js"
+} from "../support/server.js"
 
 const linux = process.platform === "linux"
 

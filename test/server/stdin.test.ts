@@ -3,8 +3,8 @@
  * docs/protocol.md), against the real `rpc-server/sbx_server` over loopback HTTP with `fetch` only.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { waitGone } from "./support/processes.js"
-import { parseNdjson, type Running, started, startServer, stopServer } from "./support/server.js"
+import { waitGone } from "../support/processes.js"
+import { parseNdjson, type Running, started, startServer, stopServer } from "../support/server.js"
 
 const seenPids = new Set<number>()
 

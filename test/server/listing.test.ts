@@ -9,8 +9,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { withTimeout } from "./support/processes.js"
-import { PYTHON, type Running, startServer, stopServer } from "./support/server.js"
+import { withTimeout } from "../support/processes.js"
+import { PYTHON, type Running, startServer, stopServer } from "../support/server.js"
 
 const servers: Array<Running> = []
 const children: Array<ChildProcess> = []

@@ -7,8 +7,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { waitGone } from "./support/processes.js"
-import { parseNdjson, type Running, started, startServer, stopServer } from "./support/server.js"
+import { waitGone } from "../support/processes.js"
+import { parseNdjson, type Running, started, startServer, stopServer } from "../support/server.js"
 
 const seenPids = new Set<number>()
 

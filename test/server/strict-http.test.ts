@@ -9,9 +9,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { waitGone, withTimeout } from "./support/processes.js"
-import { exchange, type RawResponse } from "./support/rawHttp.js"
-import { type Running, spawnServer, started, startServer, stopServer } from "./support/server.js"
+import { waitGone, withTimeout } from "../support/processes.js"
+import { exchange, type RawResponse } from "../support/rawHttp.js"
+import { type Running, spawnServer, started, startServer, stopServer } from "../support/server.js"
 
 let S: Running
 

@@ -17,10 +17,10 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "vitest"
 
-import { isAlive, sleep, waitGone as waitGoneWithin, withTimeout } from "./support/processes.js"
-import { realPython } from "./support/python.js"
+import { isAlive, sleep, waitGone as waitGoneWithin, withTimeout } from "../support/processes.js"
+import { realPython } from "../support/python.js"
 
-const SERVER = fileURLToPath(new URL("../rpc-server/sbx_server", import.meta.url))
+const SERVER = fileURLToPath(new URL("../../rpc-server/sbx_server", import.meta.url))
 // The real interpreter, not a shim: see test/support/python.ts. The fake cloudflared runs on it too.
 const HOST_PYTHON = realPython()
 const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? HOST_PYTHON
@@ -28,7 +28,7 @@ const MARKER = /^HF_SANDBOX_TUNNEL (\{.*\})$/
 const LISTENING = /^\{"event":"listening","host":"127\.0\.0\.1","port":(\d+),"pid":(\d+),/
 
 const FAKE_CLOUDFLARED = `#!${HOST_PYTHON}
-# Fake cloudflared for test/server-tunnel.test.ts; behaviour from $FAKE_CF_DIR/config.json.
+# Fake cloudflared for test/server/tunnel.test.ts; behaviour from $FAKE_CF_DIR/config.json.
 import json, os, signal, sys, threading, time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer

@@ -7,7 +7,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest"
-import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
+import { isAlive, sleep, waitGone, withTimeout } from "../support/processes.js"
 import {
   type Event,
   parseNdjson,
@@ -16,7 +16,7 @@ import {
   startServer as start,
   started,
   stopServer
-} from "./support/server.js"
+} from "../support/server.js"
 
 const startServer = (args: ReadonlyArray<string> = []) => start({ args, prefix: "sbx-processes-" })
 

@@ -20,9 +20,9 @@
  */
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { waitGone } from "./support/processes.js"
-import { exchange } from "./support/rawHttp.js"
-import { type Running, started, startServer, stopServer } from "./support/server.js"
+import { waitGone } from "../support/processes.js"
+import { exchange } from "../support/rawHttp.js"
+import { type Running, started, startServer, stopServer } from "../support/server.js"
 
 const envInt = (name: string, fallback: number) => {
   const raw = process.env[name]

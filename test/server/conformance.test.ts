@@ -16,7 +16,7 @@ import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { isAlive, sleep, waitGone, withTimeout } from "./support/processes.js"
+import { isAlive, sleep, waitGone, withTimeout } from "../support/processes.js"
 import {
   type Event,
   parseNdjson,
@@ -26,7 +26,7 @@ import {
   started,
   startServer,
   stopServer
-} from "./support/server.js"
+} from "../support/server.js"
 
 const AUTH_BODY = { error: "invalid or missing sandbox token", code: "auth" }
 const LISTENING =
@@ -476,7 +476,7 @@ describe("POST /v1/exec", () => {
 
   it("kills the process group when the client goes away and the reattach grace is 0", async () => {
     // With the default grace (SBX_EXEC_REATTACH=60) the command waits a minute for a reader to
-    // reattach: test/server-exec-resume.test.ts covers that.
+    // reattach: test/server/exec-resume.test.ts covers that.
     const R = await startServer({ env: { SBX_EXEC_REATTACH: "0" } })
     const { events, controller } = await openExec(R, { cmd: "sleep 30 & echo $!; sleep 30" }, 2)
     expect(events[0]!.event).toBe("start")

@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { waitGone, withTimeout } from "./support/processes.js"
+import { waitGone, withTimeout } from "../support/processes.js"
 import {
   type Event,
   parseNdjson,
@@ -20,7 +20,7 @@ import {
   started,
   startServer,
   stopServer
-} from "./support/server.js"
+} from "../support/server.js"
 
 /** Every pid a test saw start: all must be gone once the servers are stopped. */
 const seenPids = new Set<number>()
