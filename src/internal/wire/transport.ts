@@ -19,23 +19,17 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Protocol from "../../Protocol.js"
 import { ConnectionLostError, type OperationError, RequestTimeoutError } from "../../SandboxError.js"
+import type * as SandboxProvider from "../../SandboxProvider.js"
 import { failFromResponse, fromTransport } from "./errors.js"
 
-/** Where the server is and how to authenticate, as a provider describes it. */
-export interface Target {
-  readonly baseUrl: string
-  /** The base URL as of now, read before every request; without it, `baseUrl` is used for all of them. */
-  readonly currentBaseUrl?: Effect.Effect<string> | undefined
-  readonly token: Redacted.Redacted<string>
-  /** Extra headers resolved per request (a proxy's bearer may rotate). */
-  readonly headers?: Effect.Effect<Record<string, string>> | undefined
-  /** Adapts the HttpClient for this target. */
-  readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
-  /** File reads go over a bare socket, straight into their destination (`http:` only; see directRead.ts). */
-  readonly directReads?: boolean | undefined
-  /** Why the server ended, when the provider knows (see `Endpoint.exitReason`): it replaces a socket error. */
-  readonly exitReason?: Effect.Effect<Option.Option<string>> | undefined
-}
+/**
+ * Where the server is and how to authenticate: the fields of a provider's endpoint the wire uses, taken
+ * from `Endpoint` itself so that the two cannot drift apart.
+ */
+export type Target = Pick<
+  SandboxProvider.Endpoint,
+  "baseUrl" | "currentBaseUrl" | "token" | "headers" | "transformClient" | "directReads" | "exitReason"
+>
 
 /** Client-side bounds. A command's own timeout is the server's business; these bound the transport. */
 export interface Timeouts {
