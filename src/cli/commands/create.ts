@@ -30,10 +30,15 @@ export const create = Command.make(
     ...globals,
     image,
     flavor,
-    timeout: Options.text("timeout").pipe(
+    lifetime: Options.text("lifetime").pipe(
       Options.withPseudoName("DURATION"),
       Options.optional,
       Options.withDescription("Hard limit on the sandbox's life on HF Jobs, e.g. 30m, 2h (default 1h).")
+    ),
+    timeout: Options.text("timeout").pipe(
+      Options.withPseudoName("DURATION"),
+      Options.optional,
+      Options.withDescription("Deprecated alias of --lifetime.")
     ),
     idleTimeout: Options.text("idle-timeout").pipe(
       Options.withPseudoName("DURATION"),
@@ -51,11 +56,14 @@ export const create = Command.make(
     (a, mode) =>
       Effect.gen(function* () {
         const idle = yield* Parse.optionalDuration("--idle-timeout", a.idleTimeout)
-        const lifetime = yield* Parse.optionalDuration("--timeout", a.timeout)
+        const lifetime = yield* Parse.optionalDuration("--lifetime", a.lifetime)
+        const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
         const options = yield* sandboxOptions(a)
         const sb = yield* Sandbox.make({
           ...options,
-          timeout: lifetime,
+          // The library refuses the two when they differ, naming both.
+          lifetime,
+          timeout,
           // `--idle-timeout 0` is "never", which the library spells Duration.infinity (it refuses zero).
           idleTimeout: idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle,
           detach: true
@@ -72,7 +80,10 @@ export const create = Command.make(
             id: sb.id,
             provider: sb.provider,
             idleTimeoutSeconds: idleSeconds,
-            ...(limit === undefined ? {} : { timeoutSeconds: durationSeconds(limit) }),
+            // `timeoutSeconds` is the field's former name, kept for scripts that read it.
+            ...(limit === undefined
+              ? {}
+              : { lifetimeSeconds: durationSeconds(limit), timeoutSeconds: durationSeconds(limit) }),
             details: sb.details
           })
         } else {

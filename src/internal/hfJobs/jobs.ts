@@ -168,6 +168,7 @@ export const jobSpec = (
     environment,
     secrets,
     flavor: spec.flavor ?? defaults.flavor,
+    // The Hub's job spec names the lifetime `timeoutSeconds` (whole seconds, at least one).
     timeoutSeconds: Math.max(1, Math.ceil(Duration.toSeconds(lifetime))),
     labels,
     ...(spec.transport === "proxy" ? { expose: { ports: [SERVER_PORT] } } : {})
