@@ -449,7 +449,10 @@ describe("hf-sandbox CLI, local provider", () => {
       [["bogus"], "Invalid subcommand"],
       [["create", "--idle-timeout", "soon"], 'invalid --idle-timeout "soon"'],
       [["create", "--lifetime", "soon"], 'invalid --lifetime "soon"'],
-      [["create", "--lifetime", "10m", "--timeout", "20m"], "--lifetime: 10m, but its deprecated alias timeout is 20m"],
+      [
+        ["create", "--lifetime", "10m", "--timeout", "20m"],
+        "--lifetime 10m and its deprecated alias --timeout 20m differ"
+      ],
       [["create", "-e", "NOVALUE"], 'invalid -e/--env "NOVALUE"'],
       [["create", "-s", "HF_SANDBOX_TEST_UNSET"], "HF_SANDBOX_TEST_UNSET is not set"],
       [["exec", "local-0123456789ab", "--timout", "5", "--", "ls"], "unknown option --timout"],

@@ -4,6 +4,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Defaults from "../../internal/defaults.js"
 import * as Sandbox from "../../Sandbox.js"
 import { action } from "../action.js"
@@ -58,12 +59,15 @@ export const create = Command.make(
         const idle = yield* Parse.optionalDuration("--idle-timeout", a.idleTimeout)
         const lifetime = yield* Parse.optionalDuration("--lifetime", a.lifetime)
         const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
+        if (lifetime !== undefined && timeout !== undefined && !Duration.equals(lifetime, timeout)) {
+          return yield* new Parse.UsageError({
+            message: `--lifetime ${Option.getOrThrow(a.lifetime)} and its deprecated alias --timeout ${Option.getOrThrow(a.timeout)} differ: give only --lifetime`
+          })
+        }
         const options = yield* sandboxOptions(a)
         const sb = yield* Sandbox.make({
           ...options,
-          // The library refuses the two when they differ, naming both.
-          lifetime,
-          timeout,
+          lifetime: lifetime ?? timeout,
           // `--idle-timeout 0` is "never", which the library spells Duration.infinity (it refuses zero).
           idleTimeout: idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle,
           detach: true
