@@ -30,7 +30,7 @@ const program = Effect.gen(function* () {
   yield* Console.log(`hf-sandbox on HF Jobs (${transport} transport)\n`)
   const sb = yield* step(
     "create sandbox",
-    Sandbox.make({ image: "python:3.12", flavor: "cpu-basic", timeout: "30m", transport }),
+    Sandbox.make({ image: "python:3.12", flavor: "cpu-basic", lifetime: "30m", transport }),
     (sb) => `${sb.id}  ${sb.details.url}`
   )
   yield* step("python3 -c 'print(1+1)'", sb.exec(["python3", "-c", "print(1+1)"]), (r) => r.stdout.trim())

@@ -53,7 +53,7 @@ export interface MakeOptions {
    * Leave the sandbox running after its scope closes: once `make` has succeeded, closing the scope only
    * detaches (a failed or interrupted start still stops it). Reattach with `connect(id)`; stop it with
    * `terminate`, the provider's `kill`, or let its `idleTimeout` (default 10 minutes here) and, on HF
-   * Jobs, its `timeout` end it. This is what `hf-sandbox create` uses. Default false.
+   * Jobs, its `lifetime` end it. This is what `hf-sandbox create` uses. Default false.
    */
   readonly detach?: boolean | undefined
   /**
@@ -67,6 +67,15 @@ export interface MakeOptions {
    * Hard limit on the sandbox's life, enforced even if this process dies and whatever runs in it: the HF
    * job's timeout (default 1 hour), or the local server's own lifetime (default none). A Duration or a
    * string like `"30m"`, `"2h"`, `"90s"`.
+   *
+   * @since 0.2.0
+   */
+  readonly lifetime?: Duration.DurationInput | string | undefined
+  /**
+   * The former name of {@link MakeOptions.lifetime}, still honoured. Giving both with different values
+   * fails with `StartError("InvalidOptions")`.
+   *
+   * @deprecated Use `lifetime`.
    */
   readonly timeout?: Duration.DurationInput | string | undefined
   /** Secret environment variables. On HF Jobs they travel as encrypted job secrets, never as plain env. */

@@ -33,7 +33,7 @@ import * as HfConfig from "./internal/hfJobs/config.js"
 import { VERSION } from "./internal/version.js"
 
 /**
- * A sandbox is ready. `timeoutS` is the timeout the caller asked for, in seconds (`null`: the
+ * A sandbox is ready. `timeoutS` is the `lifetime` the caller asked for, in seconds (`null`: the
  * provider's default, or none); `flavor` is the hardware (`"local"` on the local provider).
  *
  * @since 0.1.0

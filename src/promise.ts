@@ -193,7 +193,7 @@ export interface LocalCreateOptions
 /**
  * Options of {@link create}: `provider` picks the backend, `"hf"` (default) or `"local"`; the rest are
  * the options of the Effect API's `Sandbox.make` and of the provider. Durations are milliseconds or
- * strings like `"30 seconds"`; `timeout` (the HF job's lifetime) also takes `"30m"`, `"2h"`.
+ * strings like `"30 seconds"`; `lifetime` (the sandbox's hard limit) also takes `"30m"`, `"2h"`.
  *
  * @since 0.1.0
  * @category models

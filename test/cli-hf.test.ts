@@ -32,7 +32,7 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
   const token = () => Redacted.value(emulator.token)
 
   it("create leaves the job running; exec attaches, streams and exits with the command's code; kill cancels it", async () => {
-    const created = await hf(["create", "--flavor", "cpu-upgrade", "--timeout", "30m", "-e", "MODE=test"])
+    const created = await hf(["create", "--flavor", "cpu-upgrade", "--lifetime", "30m", "-e", "MODE=test"])
     expectCode(created, 0)
     const id = created.stdout.trim()
     assert.include(created.stderr, "10m")

@@ -141,18 +141,22 @@ describe("hf-sandbox CLI, local provider", () => {
   })
 
   it("--json: one document per command, NDJSON for exec", async () => {
+    // `--timeout` is the deprecated alias of `--lifetime`: this is the test that it still works.
     const created = await local(["--json", "create", "--timeout", "10m"])
     expectCode(created, 0)
     const doc = JSON.parse(created.stdout) as {
       id: string
       provider: string
       idleTimeoutSeconds: number
+      lifetimeSeconds?: number
       timeoutSeconds?: number
     }
     localPids.add(stateOf(doc.id).pid)
     assert.strictEqual(doc.provider, "local")
     assert.strictEqual(doc.idleTimeoutSeconds, 600)
     // A local sandbox has a lifetime only when given one; the server enforces it (--lifetime).
+    assert.strictEqual(doc.lifetimeSeconds, 600)
+    // The field's former name stays, with the same value, for scripts written before.
     assert.strictEqual(doc.timeoutSeconds, 600)
     if (process.platform === "linux") {
       assert.include(fs.readFileSync(`/proc/${stateOf(doc.id).pid}/cmdline`, "utf8").split("\0"), "--lifetime")
@@ -444,6 +448,11 @@ describe("hf-sandbox CLI, local provider", () => {
       [["exec"], "Missing argument <ID>"],
       [["bogus"], "Invalid subcommand"],
       [["create", "--idle-timeout", "soon"], 'invalid --idle-timeout "soon"'],
+      [["create", "--lifetime", "soon"], 'invalid --lifetime "soon"'],
+      [
+        ["create", "--lifetime", "10m", "--timeout", "20m"],
+        "--lifetime 10m and its deprecated alias --timeout 20m differ"
+      ],
       [["create", "-e", "NOVALUE"], 'invalid -e/--env "NOVALUE"'],
       [["create", "-s", "HF_SANDBOX_TEST_UNSET"], "HF_SANDBOX_TEST_UNSET is not set"],
       [["exec", "local-0123456789ab", "--timout", "5", "--", "ls"], "unknown option --timout"],
@@ -576,7 +585,7 @@ describe("Sandbox.make({ detach: true })", () => {
 
   it("local: following the log of a live detached sandbox waits for new lines and ends when it does", async () => {
     const id = await Effect.gen(function* () {
-      const sb = yield* Sandbox.make({ detach: true, timeout: "1500 millis" })
+      const sb = yield* Sandbox.make({ detach: true, lifetime: "1500 millis" })
       return sb.id
     }).pipe(Effect.scoped, Effect.provide(localLive()), Effect.runPromise)
     const { pid } = stateOf(id)

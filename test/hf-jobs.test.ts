@@ -295,6 +295,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       // Made in a scope that is never closed while the job is watched, as if the client had been SIGKILLed.
       const scope = yield* Scope.make()
       const [idle, capped] = yield* Effect.all(
+        // `timeout` is the deprecated alias of `lifetime`: this is the test that it still reaches the job.
         [Sandbox.make({ idleTimeout: "1 second" }), Sandbox.make({ timeout: "2h", idleTimeout: "1 hour" })],
         { concurrency: 2 }
       ).pipe(Scope.extend(scope))

@@ -123,9 +123,9 @@ describe("lifecycle", () => {
       }).pipe(Effect.scoped, Effect.provide(Live))
   )
 
-  it.live("the local provider honours timeout: the sandbox ends at its lifetime even while a process runs", () =>
+  it.live("the local provider honours lifetime: the sandbox ends at its lifetime even while a process runs", () =>
     Effect.gen(function* () {
-      const sb = yield* Sandbox.make({ timeout: "1 second" })
+      const sb = yield* Sandbox.make({ lifetime: "1 second" })
       const proc = yield* sb.spawn(["sleep", "30"])
       yield* assertGone([serverPid(sb), proc.pid], "10 seconds")
       const error = yield* Effect.flip(sb.exec("true"))

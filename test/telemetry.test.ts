@@ -49,7 +49,7 @@ describe("telemetry events (layerMemory, local provider)", () => {
     Effect.gen(function* () {
       const before = process.listenerCount("SIGINT")
       const during = yield* Effect.gen(function* () {
-        const sb = yield* Sandbox.make({ timeout: "90s", forwardHfToken: true, flavor: "a10g-small" })
+        const sb = yield* Sandbox.make({ lifetime: "90s", forwardHfToken: true, flavor: "a10g-small" })
         yield* sb.exec("true")
         // The signal watcher is installed only while a reported sandbox is open.
         assert.isTrue(Signals.listening())
@@ -367,7 +367,7 @@ layer(HubEnv, { excludeTestServices: true, timeout: "60 seconds" })("Telemetry.l
           image,
           transport: "proxy",
           flavor: "cpu-basic",
-          timeout: "90s",
+          lifetime: "90s",
           forwardHfToken: true,
           env: { MARKER_ENV: marker },
           secrets: { MY_SECRET: secretValue },

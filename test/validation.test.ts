@@ -147,14 +147,22 @@ describe("validation at make", () => {
   const invalid = (options: Sandbox.MakeOptions) =>
     failure(Effect.scoped(Sandbox.make(options))).pipe(Effect.provide(Live)) as Effect.Effect<StartError>
 
-  it.live("idleTimeout ≤ 0, timeout 0, bad durations and bad env names are InvalidOptions naming them", () =>
+  it.live("idleTimeout ≤ 0, lifetime 0, bad durations and bad env names are InvalidOptions naming them", () =>
     Effect.gen(function* () {
       const cases: ReadonlyArray<[Sandbox.MakeOptions, string, string]> = [
         [{ idleTimeout: 0 }, "idleTimeout", "0"],
         [{ idleTimeout: -5 }, "idleTimeout", "-5"],
-        [{ timeout: 0 }, "timeout", "0"],
+        [{ lifetime: 0 }, "lifetime", "0"],
+        [{ lifetime: "0s" }, "lifetime", '"0s"'],
+        [{ lifetime: "ten minutes" }, "lifetime", '"ten minutes"'],
+        // The deprecated alias is checked under its own name.
         [{ timeout: "0s" }, "timeout", '"0s"'],
-        [{ timeout: "ten minutes" }, "timeout", '"ten minutes"'],
+        // Two different limits: both options and both values named.
+        [
+          { lifetime: "30m", timeout: "1h" },
+          "lifetime: 30m, but its deprecated alias timeout is 1h",
+          "give only lifetime"
+        ],
         [{ startTimeout: "3 mins" as never }, "startTimeout", '"3 mins"'],
         [{ timeouts: { request: "x" as never } }, "timeouts.request", '"x"'],
         [{ env: { "MY VAR": "x" } }, "env", '"MY VAR"'],
@@ -244,16 +252,16 @@ describe("an unreachable Hub", () => {
   )
 })
 
-describe("HF Jobs timeout 0", () => {
-  it.live("is InvalidOptions naming timeout, and no job is created", () =>
+describe("HF Jobs lifetime 0", () => {
+  it.live("is InvalidOptions naming lifetime, and no job is created", () =>
     Effect.gen(function* () {
       const emulator = yield* Testing.make({})
       const error = yield* failure(
-        Effect.scoped(Sandbox.make({ timeout: 0 })).pipe(Effect.provide(emulatorLayer(emulator, false)))
+        Effect.scoped(Sandbox.make({ lifetime: 0 })).pipe(Effect.provide(emulatorLayer(emulator, false)))
       )
       assert.strictEqual(error._tag, "StartError")
       assert.strictEqual(error.reason, "InvalidOptions", error.message)
-      assert.include(error.message, "timeout")
+      assert.include(error.message, "lifetime")
       const requests = yield* emulator.requests
       assert.strictEqual(requests.filter((r) => r.route === "create").length, 0)
     }).pipe(Effect.scoped)

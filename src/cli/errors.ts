@@ -8,6 +8,7 @@ import { EFFECT_TOKEN_HINT } from "../internal/hfJobs/credentials.js"
 /** The flag of each library option a user can set from the command line. */
 const FLAGS: Readonly<Record<string, string>> = {
   env: "--env",
+  lifetime: "--lifetime",
   timeout: "--timeout",
   idleTimeout: "--idle-timeout",
   startTimeout: "--start-timeout",

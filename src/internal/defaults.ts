@@ -13,5 +13,5 @@ export const IMAGE = "python:3.12"
  */
 export const IDLE_TIMEOUT: Duration.Duration = Duration.minutes(10)
 
-/** The hard limit on an HF job's life when `timeout` is not given. */
+/** The hard limit on an HF job's life when `lifetime` is not given. */
 export const HF_JOB_LIFETIME: Duration.Duration = Duration.hours(1)

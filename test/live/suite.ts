@@ -198,7 +198,7 @@ const transportRun = (target: Target, recorder: Recorder, raw: Raw, transport: "
       image: target.image,
       flavor: target.flavor,
       transport,
-      timeout: "20 minutes",
+      lifetime: "20 minutes",
       idleTimeout: "5 minutes",
       startTimeout: target.startTimeout,
       labels: { "hf-sandbox-live": "1" },

@@ -4,6 +4,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Defaults from "../../internal/defaults.js"
 import * as Sandbox from "../../Sandbox.js"
 import { action } from "../action.js"
@@ -30,10 +31,15 @@ export const create = Command.make(
     ...globals,
     image,
     flavor,
-    timeout: Options.text("timeout").pipe(
+    lifetime: Options.text("lifetime").pipe(
       Options.withPseudoName("DURATION"),
       Options.optional,
       Options.withDescription("Hard limit on the sandbox's life on HF Jobs, e.g. 30m, 2h (default 1h).")
+    ),
+    timeout: Options.text("timeout").pipe(
+      Options.withPseudoName("DURATION"),
+      Options.optional,
+      Options.withDescription("Deprecated alias of --lifetime.")
     ),
     idleTimeout: Options.text("idle-timeout").pipe(
       Options.withPseudoName("DURATION"),
@@ -51,11 +57,17 @@ export const create = Command.make(
     (a, mode) =>
       Effect.gen(function* () {
         const idle = yield* Parse.optionalDuration("--idle-timeout", a.idleTimeout)
-        const lifetime = yield* Parse.optionalDuration("--timeout", a.timeout)
+        const lifetime = yield* Parse.optionalDuration("--lifetime", a.lifetime)
+        const timeout = yield* Parse.optionalDuration("--timeout", a.timeout)
+        if (lifetime !== undefined && timeout !== undefined && !Duration.equals(lifetime, timeout)) {
+          return yield* new Parse.UsageError({
+            message: `--lifetime ${Option.getOrThrow(a.lifetime)} and its deprecated alias --timeout ${Option.getOrThrow(a.timeout)} differ: give only --lifetime`
+          })
+        }
         const options = yield* sandboxOptions(a)
         const sb = yield* Sandbox.make({
           ...options,
-          timeout: lifetime,
+          lifetime: lifetime ?? timeout,
           // `--idle-timeout 0` is "never", which the library spells Duration.infinity (it refuses zero).
           idleTimeout: idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle,
           detach: true
@@ -72,7 +84,10 @@ export const create = Command.make(
             id: sb.id,
             provider: sb.provider,
             idleTimeoutSeconds: idleSeconds,
-            ...(limit === undefined ? {} : { timeoutSeconds: durationSeconds(limit) }),
+            // `timeoutSeconds` is the field's former name, kept for scripts that read it.
+            ...(limit === undefined
+              ? {}
+              : { lifetimeSeconds: durationSeconds(limit), timeoutSeconds: durationSeconds(limit) }),
             details: sb.details
           })
         } else {

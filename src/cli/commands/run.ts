@@ -60,7 +60,7 @@ export const run = Command.make(
         // limit on HF Jobs leaves the command's timeout room to play out.
         const sb = yield* Sandbox.make({
           ...options,
-          ...(timeout !== undefined ? { timeout: Duration.sum(timeout, Duration.minutes(10)) } : {})
+          ...(timeout !== undefined ? { lifetime: Duration.sum(timeout, Duration.minutes(10)) } : {})
         })
         if (mode.json) yield* Output.json({ event: "sandbox", id: sb.id, provider: sb.provider })
         const code = yield* streamCommand(

@@ -86,7 +86,7 @@ export const releaseJob = (
       Effect.logWarning(
         serverStopped()
           ? `hf-sandbox: could not cancel job ${jobId}; its server has shut down, so the job ends with it`
-          : `hf-sandbox: could not cancel job ${jobId} nor reach its server; the server's idle timeout or the job's timeout will end it`,
+          : `hf-sandbox: could not cancel job ${jobId} nor reach its server; the server's idle timeout or the sandbox's lifetime will end it`,
         error.message
       )
     ),
@@ -168,6 +168,7 @@ export const jobSpec = (
     environment,
     secrets,
     flavor: spec.flavor ?? defaults.flavor,
+    // The Hub's job spec names the lifetime `timeoutSeconds` (whole seconds, at least one).
     timeoutSeconds: Math.max(1, Math.ceil(Duration.toSeconds(lifetime))),
     labels,
     ...(spec.transport === "proxy" ? { expose: { ports: [SERVER_PORT] } } : {})

@@ -26,6 +26,22 @@ const idleTimeoutOf = (input: Duration.DurationInput): Duration.Duration => {
   return Duration.isFinite(decoded) ? decoded : Duration.zero
 }
 
+/**
+ * `lifetime`, or its deprecated alias `timeout`: either may be given, or both when they say the same;
+ * two different limits have no right answer, so that fails naming both.
+ */
+const lifetimeOf = (options: Pick<MakeOptions, "lifetime" | "timeout">): Duration.Duration | undefined => {
+  const lifetime = options.lifetime === undefined ? undefined : Validate.positiveDuration("lifetime", options.lifetime)
+  const timeout = options.timeout === undefined ? undefined : Validate.positiveDuration("timeout", options.timeout)
+  if (lifetime !== undefined && timeout !== undefined && !Duration.equals(lifetime, timeout)) {
+    throw new Validate.Invalid(
+      "lifetime",
+      `${Duration.format(lifetime)}, but its deprecated alias timeout is ${Duration.format(timeout)}: give only lifetime`
+    )
+  }
+  return lifetime ?? timeout
+}
+
 const specOf = (options: MakeOptions, schedules: Schedules.Service): SandboxProvider.Spec => {
   const transport = options.transport ?? "tunnel"
   Validate.env("env", options.env)
@@ -47,7 +63,7 @@ const specOf = (options: MakeOptions, schedules: Schedules.Service): SandboxProv
       Object.entries(options.secrets ?? {}).map(([k, v]) => [k, Redacted.isRedacted(v) ? v : Redacted.make(v)])
     ),
     flavor: options.flavor,
-    lifetime: options.timeout === undefined ? undefined : Validate.positiveDuration("timeout", options.timeout),
+    lifetime: lifetimeOf(options),
     forwardHfToken: options.forwardHfToken ?? false,
     labels: options.labels ?? {},
     namespace: options.namespace,

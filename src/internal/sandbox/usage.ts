@@ -61,6 +61,7 @@ export const reportUsage = (
       _tag: "Create",
       sessionId,
       flavor: endpoint.hardware ?? spec.flavor ?? "default",
+      // The telemetry schema shared with HF's client names the lifetime `timeoutS`.
       timeoutS: spec.lifetime === undefined ? null : Math.ceil(Duration.toSeconds(spec.lifetime)),
       forwardHfToken: spec.forwardHfToken
     })
