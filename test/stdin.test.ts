@@ -292,7 +292,15 @@ layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("stdin on a l
         sb.exec(["sh", "-c", `cat > /dev/null; sleep 30 # ${marker}`], { stdin: source })
       )
       assert.strictEqual(error, "the source broke")
-      const left = yield* sb.exec(["sh", "-c", `pgrep -f '${marker}' | grep -v $$ || true`])
+      // The kill is sent before exec fails; the process then dies as the kernel gets to it, so the check
+      // waits (bounded) for it to be gone. `[s]…` matches the command but not this check's own shells
+      // (a forked one carries the pattern in its command line until it execs).
+      const pattern = `[s]${marker.slice(1)}`
+      const left = yield* sb.exec([
+        "sh",
+        "-c",
+        `i=0; while pgrep -f '${pattern}' >/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; pgrep -af '${pattern}' || true`
+      ])
       assert.strictEqual(left.stdout, "")
     })
   )
