@@ -287,7 +287,7 @@ export class SandboxProvider extends Context.Tag("hf-sandbox/SandboxProvider")<S
  * @category accessors
  */
 export const list: (options?: ListOptions) => Effect.Effect<Listing, StartError | HubError, SandboxProvider> =
-  internal.list
+  internal.list(SandboxProvider)
 
 /**
  * Stops a sandbox of the provider by id. Fails with a `StartError` naming the provider when it cannot.
@@ -295,7 +295,8 @@ export const list: (options?: ListOptions) => Effect.Effect<Listing, StartError 
  * @since 0.2.0
  * @category accessors
  */
-export const kill: (id: string) => Effect.Effect<void, StartError | HubError, SandboxProvider> = internal.kill
+export const kill: (id: string) => Effect.Effect<void, StartError | HubError, SandboxProvider> =
+  internal.kill(SandboxProvider)
 
 /**
  * A sandbox's log by id. Fails with a `StartError` naming the provider when it cannot read one.
@@ -304,7 +305,7 @@ export const kill: (id: string) => Effect.Effect<void, StartError | HubError, Sa
  * @category accessors
  */
 export const logs: (id: string, options?: LogOptions) => Stream.Stream<string, StartError | HubError, SandboxProvider> =
-  internal.logs
+  internal.logs(SandboxProvider)
 
 /**
  * Attaches to a running sandbox by id; closing the scope detaches. Fails with a `StartError` naming the
@@ -314,4 +315,4 @@ export const logs: (id: string, options?: LogOptions) => Stream.Stream<string, S
  * @category accessors
  */
 export const connect: (id: string, spec: Spec) => Effect.Effect<Endpoint, StartError, SandboxProvider | Scope.Scope> =
-  internal.connect
+  internal.connect(SandboxProvider)

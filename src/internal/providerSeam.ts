@@ -2,7 +2,11 @@
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { StartError } from "../SandboxError.js"
-import * as SandboxProvider from "../SandboxProvider.js"
+import type * as SandboxProvider from "../SandboxProvider.js"
+
+// The Tag is handed in by the public module (which defines it), so this module needs only its types: no
+// import cycle between the two.
+type Tag = typeof SandboxProvider.SandboxProvider
 
 /** The provider's refusal of an operation it does not have (a provider written before the seam had it). */
 export const unsupported = (provider: string, during: string, operation: string) =>
@@ -13,31 +17,35 @@ export const unsupported = (provider: string, during: string, operation: string)
     during
   })
 
-export const list = (options: SandboxProvider.ListOptions = {}) =>
-  Effect.flatMap(SandboxProvider.SandboxProvider, (provider) =>
-    provider.list === undefined
-      ? Effect.fail(unsupported(provider.name, "list sandboxes", "listing sandboxes"))
-      : provider.list(options)
-  )
+export const list =
+  (tag: Tag) =>
+  (options: SandboxProvider.ListOptions = {}) =>
+    Effect.flatMap(tag, (provider) =>
+      provider.list === undefined
+        ? Effect.fail(unsupported(provider.name, "list sandboxes", "listing sandboxes"))
+        : provider.list(options)
+    )
 
-export const kill = (id: string) =>
-  Effect.flatMap(SandboxProvider.SandboxProvider, (provider) =>
+export const kill = (tag: Tag) => (id: string) =>
+  Effect.flatMap(tag, (provider) =>
     provider.kill === undefined
       ? Effect.fail(unsupported(provider.name, `kill sandbox ${id}`, "stopping sandboxes by id"))
       : provider.kill(id)
   )
 
-export const logs = (id: string, options: SandboxProvider.LogOptions = {}) =>
-  Stream.unwrap(
-    Effect.map(SandboxProvider.SandboxProvider, (provider) =>
-      provider.logs === undefined
-        ? Stream.fail(unsupported(provider.name, `read the log of sandbox ${id}`, "reading logs by id"))
-        : provider.logs(id, options)
+export const logs =
+  (tag: Tag) =>
+  (id: string, options: SandboxProvider.LogOptions = {}) =>
+    Stream.unwrap(
+      Effect.map(tag, (provider) =>
+        provider.logs === undefined
+          ? Stream.fail(unsupported(provider.name, `read the log of sandbox ${id}`, "reading logs by id"))
+          : provider.logs(id, options)
+      )
     )
-  )
 
-export const connect = (id: string, spec: SandboxProvider.Spec) =>
-  Effect.flatMap(SandboxProvider.SandboxProvider, (provider) =>
+export const connect = (tag: Tag) => (id: string, spec: SandboxProvider.Spec) =>
+  Effect.flatMap(tag, (provider) =>
     provider.connect === undefined
       ? Effect.fail(unsupported(provider.name, `attach to sandbox ${id}`, "attaching to sandboxes by id"))
       : provider.connect(id, spec)
