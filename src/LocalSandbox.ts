@@ -20,6 +20,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Stream from "effect/Stream"
+import * as LocalContext from "./internal/local/context.js"
 import * as operations from "./internal/local/operations.js"
 import * as provider from "./internal/local/provider.js"
 import type { StartError } from "./SandboxError.js"
@@ -71,7 +72,7 @@ export const make: (
  * @category utils
  */
 export const stateDirectory = (options: Pick<Options, "stateDir"> = {}): string =>
-  Effect.runSync(provider.resolveStateDir(options))
+  Effect.runSync(LocalContext.resolveStateDir(options))
 
 /**
  * A detached local sandbox as {@link list} reports it.

@@ -5,7 +5,9 @@
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import type * as LocalSandbox from "../../LocalSandbox.js"
+import * as StateHome from "../stateHome.js"
 
 export interface LocalContext {
   readonly executor: CommandExecutor.CommandExecutor
@@ -23,3 +25,10 @@ export interface LocalContext {
   /** The interpreter `python` names on a PATH (see internal/local/interpreter). */
   readonly interpreter: (path: string | undefined) => Effect.Effect<string>
 }
+
+/** The default of `stopTimeout`. */
+export const DEFAULT_STOP_TIMEOUT = "3 seconds"
+
+/** The `stateDir` option, else the default directory of the environment `Config` reads (read once here). */
+export const resolveStateDir = (options: Pick<LocalSandbox.Options, "stateDir">): Effect.Effect<string> =>
+  options.stateDir !== undefined ? Effect.succeed(options.stateDir) : Effect.orDie(StateHome.localDirectoryConfig)

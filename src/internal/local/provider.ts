@@ -9,20 +9,12 @@ import * as Layer from "effect/Layer"
 import type * as LocalSandbox from "../../LocalSandbox.js"
 import * as SandboxProvider from "../../SandboxProvider.js"
 import { serverScriptPath } from "../serverScript.js"
-import * as StateHome from "../stateHome.js"
-import type { LocalContext } from "./context.js"
+import { DEFAULT_STOP_TIMEOUT, type LocalContext, resolveStateDir } from "./context.js"
 import * as Detached from "./detached.js"
 import * as Interpreter from "./interpreter.js"
 import { listing } from "./listing.js"
 import { kill, logs } from "./operations.js"
 import * as Owned from "./owned.js"
-
-/** The default of `stopTimeout`. */
-export const DEFAULT_STOP_TIMEOUT = "3 seconds"
-
-/** The `stateDir` option, else the default directory of the environment `Config` reads (read once here). */
-export const resolveStateDir = (options: Pick<LocalSandbox.Options, "stateDir">): Effect.Effect<string> =>
-  options.stateDir !== undefined ? Effect.succeed(options.stateDir) : Effect.orDie(StateHome.localDirectoryConfig)
 
 export const make = (
   options: LocalSandbox.Options = {}
