@@ -84,15 +84,11 @@ export const logs = (ctx: ProviderContext, id: string, logOptions: Parameters<Se
   Stream.unwrap(
     Effect.map(
       Effect.zip(findSandbox(ctx, id, logOptions.namespace), Schedules.Schedules),
-      ([{ client, job, namespace }, schedules]) =>
-        jobLogs(
-          client,
-          namespace,
-          job.id,
-          logOptions,
-          ctx.config.schedules.logReconnect ?? schedules.logReconnect,
-          timingOf(Schedules.override(schedules, ctx.config.schedules))
-        )
+      ([{ client, job, namespace }, current]) => {
+        // The provider's own `schedules` option wins over the Context value for its by-id calls.
+        const schedules = Schedules.override(current, ctx.config.schedules)
+        return jobLogs(client, namespace, job.id, logOptions, schedules.logReconnect, timingOf(schedules))
+      }
     )
   ).pipe(
     Stream.mapError((error) => StartErrors.during(`read the log of sandbox ${id}`, error)),
