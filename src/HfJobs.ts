@@ -20,12 +20,15 @@ import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as HfConfig from "./internal/hfJobs/config.js"
 import * as Provider from "./internal/hfJobs/provider.js"
+import * as HfSandboxOptions from "./internal/hfJobs/sandboxOptions.js"
 import * as Token from "./internal/hfJobs/token.js"
+import type * as Sandbox from "./Sandbox.js"
 import type { HubError, StartError } from "./SandboxError.js"
 import * as SandboxProvider from "./SandboxProvider.js"
 import type * as Schedules from "./Schedules.js"
@@ -67,6 +70,71 @@ export interface Options {
    */
   readonly namespaceCache?: string | undefined
 }
+
+/**
+ * The options of a sandbox that only HF Jobs reads: its flavor, namespace, transport, cloudflared,
+ * labels and token forwarding (documented on `Sandbox.MakeOptions`, where one `make` can also give them).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type SandboxOptions = Pick<
+  Sandbox.MakeOptions,
+  "flavor" | "namespace" | "transport" | "cloudflared" | "labels" | "forwardHfToken"
+>
+
+/**
+ * The HF options in force for the sandboxes made under it, as a Context value (none by default). A
+ * `make`'s own options win over it, option by option; labels and cloudflared overrides merge key by key.
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export class CurrentSandboxOptions extends Context.Reference<CurrentSandboxOptions>()(
+  "hf-sandbox/HfJobs/CurrentSandboxOptions",
+  { defaultValue: (): SandboxOptions => ({}) }
+) {}
+
+/**
+ * Sets HF options for the sandboxes `self` makes, over those already in force:
+ *
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as HfJobs from "hf-sandbox/HfJobs"
+ * import * as Sandbox from "hf-sandbox/Sandbox"
+ *
+ * const onGpu = Sandbox.make({ image: "pytorch/pytorch" }).pipe(
+ *   HfJobs.withSandboxOptions({ flavor: "a10g-small", labels: { team: "ml" } })
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const withSandboxOptions: {
+  (options: SandboxOptions): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, options: SandboxOptions): Effect.Effect<A, E, R>
+} = dual(
+  2,
+  <A, E, R>(self: Effect.Effect<A, E, R>, options: SandboxOptions): Effect.Effect<A, E, R> =>
+    Effect.flatMap(CurrentSandboxOptions, (current) =>
+      Effect.provideService(self, CurrentSandboxOptions, HfSandboxOptions.merge(current, options))
+    )
+)
+
+/**
+ * Sets HF options for every sandbox made under this layer (e.g. a suite's flavor and labels), over
+ * those already in force.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerSandboxOptions = (options: SandboxOptions): Layer.Layer<never> =>
+  Layer.effectContext(
+    Effect.map(CurrentSandboxOptions, (current) =>
+      Context.make(CurrentSandboxOptions, HfSandboxOptions.merge(current, options))
+    )
+  )
 
 /**
  * The sandbox token is derived from the HF token and a nonce kept in a job label, so a client holding the
@@ -134,7 +202,9 @@ export class HfJobs extends Context.Tag("hf-sandbox/HfJobs")<HfJobs, Service>() 
 
 /** The provider and its operations service, over the configuration `config` resolves. */
 const build = <E>(config: Effect.Effect<HfConfig.Resolved, E>) =>
-  Effect.flatMap(FileSystem.FileSystem, (fs) => Effect.flatMap(config, (resolved) => Provider.make(resolved, fs)))
+  Effect.flatMap(FileSystem.FileSystem, (fs) =>
+    Effect.flatMap(config, (resolved) => Provider.make(resolved, fs, CurrentSandboxOptions))
+  )
 
 /** Both services, as the layers provide them. */
 const contextOf = (built: Effect.Effect.Success<ReturnType<typeof Provider.make>>) =>

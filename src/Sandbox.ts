@@ -28,7 +28,9 @@ import type * as SandboxProvider from "./SandboxProvider.js"
 import type * as Schedules from "./Schedules.js"
 
 /**
- * Options of {@link make}. Provider-specific options live on the provider's layer.
+ * Options of {@link make}. Those of one provider (HF Jobs' `flavor`, `namespace`, `transport`,
+ * `cloudflared`, `labels`, `forwardHfToken`) go to it untouched, and the others ignore them; HF Jobs
+ * also takes them as a Context value for many sandboxes at once (`HfJobs.withSandboxOptions`).
  *
  * @since 0.1.0
  * @category models

@@ -11,64 +11,47 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
-import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/providerSeam.js"
 import type { HubError, StartError } from "./SandboxError.js"
 
 /**
- * What to start. Providers ignore what does not apply to them (the local provider runs no image).
+ * What to start: what every provider honours. Options meant for one provider (HF Jobs' `flavor`,
+ * `transport`, …) travel untouched in {@link Spec.providerOptions}, and each provider reads its own
+ * there and in its own Context values (e.g. `HfJobs.withSandboxOptions`).
  *
  * @since 0.1.0
  * @category models
  */
 export interface Spec {
-  /** Docker image (or `hf.co/spaces/…`) the sandbox runs. */
+  /** Docker image (or `hf.co/spaces/…`) the sandbox runs; providers that run no image ignore it. */
   readonly image: string
   /** Environment given to the server, and so to every command in the sandbox. */
   readonly env: Readonly<Record<string, string>>
   /** The server exits when nothing has happened for this long (`undefined`: never). */
   readonly idleTimeout: Duration.Duration | undefined
-  /** How long starting may take in all. */
+  /** How long starting may take in all (the caller's, else the provider's {@link Service.startTimeout}). */
   readonly startTimeout: Duration.Duration
   /** Secrets for the sandbox's environment; remote providers keep them out of anything visible. */
   readonly secrets: Readonly<Record<string, Redacted.Redacted<string>>>
-  /** Hardware (HF flavor), e.g. `cpu-basic`. */
-  readonly flavor: string | undefined
   /** Hard limit on the sandbox's life (the HF job's timeout, the local server's `--lifetime`). */
   readonly lifetime: Duration.Duration | undefined
-  /** Forward the caller's HF token into the sandbox as the `HF_TOKEN` secret. */
-  readonly forwardHfToken: boolean
-  /** Extra labels for the job. */
-  readonly labels: Readonly<Record<string, string>>
-  /** Namespace (user or org) the job runs under. */
-  readonly namespace: string | undefined
-  /** How the client reaches a remote server. */
-  readonly transport: "tunnel" | "proxy"
   /**
    * Leave the sandbox running when the provisioning scope closes after a successful start (the scope's
    * exit is then a success): the provider only detaches, and sets the endpoint's `kill`. A failed or
    * interrupted start still stops it. Optional, so providers and specs written before it keep working.
    */
   readonly detach?: boolean | undefined
-  /** Pinned cloudflared for the tunnel transport (version and its SHA-256), and where to fetch it. */
-  readonly cloudflared: {
-    readonly version?: string | undefined
-    readonly sha256?: string | undefined
-    readonly baseUrl?: string | undefined
-  }
-  /** The schedules in force (defaults already applied). */
-  readonly schedules: {
-    readonly logReconnect: Schedule.Schedule<unknown>
-    readonly stageCheck: Schedule.Schedule<unknown>
-    readonly hubRetry: Schedule.Schedule<unknown, HubError>
-    readonly cancelRetry: Schedule.Schedule<unknown, HubError>
-    /** See `Schedules.logQuietWindow`, `logFirstByte` and `logStall`; absent: their defaults. */
-    readonly logQuietWindow?: Duration.Duration | undefined
-    readonly logFirstByte?: Duration.Duration | undefined
-    readonly logStall?: Duration.Duration | undefined
-  }
+  /**
+   * The options of `Sandbox.make` (or `connect`) that the generic layer does not use, as the caller gave
+   * them (e.g. `flavor`, `transport`, `labels` for HF Jobs). A provider checks the ones it reads and
+   * ignores the rest. The schedules in force are not here: providers read `Schedules.Schedules`, which
+   * `make` provides with its own `schedules` applied.
+   *
+   * @since 0.2.0
+   */
+  readonly providerOptions: Readonly<Record<string, unknown>>
 }
 
 /**
@@ -161,6 +144,12 @@ export interface Endpoint {
    * @since 0.2.0
    */
   readonly backstop?: Backstop | undefined
+  /**
+   * Whether the caller's HF token was given to the sandbox (usage telemetry reports it). Absent: no.
+   *
+   * @since 0.2.0
+   */
+  readonly forwardsHfToken?: boolean | undefined
 }
 
 /**
@@ -269,6 +258,16 @@ export interface Service {
    * @since 0.2.0
    */
   readonly logs?: ((id: string, options: LogOptions) => Stream.Stream<string, StartError | HubError>) | undefined
+  /**
+   * How long starting this spec may take when the caller sets no `startTimeout` (its
+   * `startTimeout` is not yet set). Absent: 3 minutes. Fails, before anything starts, when the
+   * provider's own options for the spec are invalid.
+   *
+   * @since 0.2.0
+   */
+  readonly startTimeout?:
+    | ((spec: Omit<Spec, "startTimeout">) => Effect.Effect<Duration.Duration, StartError>)
+    | undefined
 }
 
 /**

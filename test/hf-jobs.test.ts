@@ -12,6 +12,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -21,6 +22,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
+import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Schedules from "hf-sandbox/Schedules"
 import { assertCancelled, cancelRaw, emulator, jobOf, labelledJob, resetFaults } from "./support/hfJobs.js"
 import { emulatedHub, fastSchedules } from "./support/hub.js"
@@ -67,6 +69,56 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       })
     )
   }
+
+  it.effect("HF options as a Context value: a make's own win, labels merge, the job gets them", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const make = (options: Sandbox.MakeOptions) =>
+        Sandbox.make(options).pipe(
+          HfJobs.withSandboxOptions({ flavor: "cpu-upgrade", labels: { team: "ml", run: "a" } }),
+          HfJobs.withSandboxOptions({ transport: "proxy", labels: { suite: "s" } })
+        )
+      const inherited = yield* make({})
+      assert.strictEqual(inherited.details.transport, "proxy")
+      const spec = (yield* jobOf(inherited.id)).spec as { labels: Record<string, string>; flavor: string }
+      assert.strictEqual(spec.flavor, "cpu-upgrade")
+      assert.deepInclude(spec.labels, { team: "ml", run: "a", suite: "s" })
+      const own = yield* make({ flavor: "cpu-basic", labels: { run: "b" } })
+      const ownSpec = (yield* jobOf(own.id)).spec as { labels: Record<string, string>; flavor: string }
+      assert.strictEqual(ownSpec.flavor, "cpu-basic", "the make's own flavor wins")
+      assert.deepInclude(ownSpec.labels, { team: "ml", run: "b", suite: "s" })
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("HF options are checked before any job exists, wherever they were given", () =>
+    Effect.gen(function* () {
+      const emu = yield* emulator
+      const before = (yield* emu.jobs).length
+      const wrongType = yield* Effect.flip(Sandbox.make({ transport: "pigeon" as "proxy" }))
+      assert.strictEqual(wrongType.reason, "InvalidOptions")
+      assert.include(wrongType.message, 'transport "pigeon" is not one of "tunnel" or "proxy"')
+      const fromContext = yield* Effect.flip(
+        Sandbox.make({}).pipe(HfJobs.withSandboxOptions({ cloudflared: { version: "2026.4.0" } }))
+      )
+      assert.include(fromContext.message, 'cloudflared.version "2026.4.0" is older than 2026.5.0')
+      const badLabel = yield* Effect.flip(Sandbox.make({}).pipe(HfJobs.withSandboxOptions({ labels: { "a b": "x" } })))
+      assert.include(badLabel.message, "labels:")
+      assert.strictEqual((yield* emu.jobs).length, before, "no job was created")
+      // The start bound follows the transport in force: the proxy's is shorter.
+      const provider = yield* SandboxProvider.SandboxProvider
+      const bound = (options: HfJobs.SandboxOptions) =>
+        provider.startTimeout!({
+          image: "python:3.12",
+          env: {},
+          idleTimeout: undefined,
+          secrets: {},
+          lifetime: undefined,
+          providerOptions: {}
+        }).pipe(HfJobs.withSandboxOptions(options))
+      assert.strictEqual(Duration.toMinutes(yield* bound({ transport: "proxy" })), 2)
+      assert.strictEqual(Duration.toMinutes(yield* bound({})), 3)
+    }).pipe(Effect.scoped)
+  )
 
   it.effect("a job that crashes before it is ready fails with JobFailed and its log tail", () =>
     Effect.gen(function* () {

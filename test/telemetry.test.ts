@@ -64,13 +64,14 @@ describe("telemetry events (layerMemory, local provider)", () => {
       assert.strictEqual(create._tag, "Create")
       if (create._tag !== "Create") return
       assert.match(create.sessionId, /^[0-9a-f]{32}$/)
-      // The local provider runs no hardware flavor; the rest is what the caller asked for.
+      // What the provider did, not what was asked: the local provider runs no hardware flavor and gives
+      // the sandbox no HF token (`flavor` and `forwardHfToken` are HF Jobs options it ignores).
       assert.deepStrictEqual(create, {
         _tag: "Create",
         sessionId: create.sessionId,
         flavor: "local",
         timeoutS: 90,
-        forwardHfToken: true
+        forwardHfToken: false
       })
       const events = yield* Telemetry.memory
       assert.strictEqual(events.length, 2)

@@ -15,3 +15,6 @@ export const IDLE_TIMEOUT: Duration.Duration = Duration.minutes(10)
 
 /** The hard limit on an HF job's life when `lifetime` is not given. */
 export const HF_JOB_LIFETIME: Duration.Duration = Duration.hours(1)
+
+/** How long starting a sandbox may take when neither the caller nor the provider says. */
+export const START_TIMEOUT: Duration.Duration = Duration.minutes(3)

@@ -6,6 +6,7 @@
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type { SandboxOptions } from "../../HfJobs.js"
 import { type HubError, StartError } from "../../SandboxError.js"
 import * as Schedules from "../../Schedules.js"
 import { readServerPackage, type ServerFiles } from "../serverScript.js"
@@ -27,12 +28,18 @@ export interface ProviderContext {
   readonly namespaceOf: (explicit: string | undefined) => Effect.Effect<string, StartError>
   /** The in-sandbox server package's files, sent into every job. */
   readonly serverFiles: Effect.Effect<ServerFiles, StartError>
+  /** The HF options in force in the caller's Context (`HfJobs.CurrentSandboxOptions`). */
+  readonly sandboxOptions: Effect.Effect<SandboxOptions>
 }
 
 /** A failed Hub request as a start's error: unreachable, or rejected with the Hub's words. */
 export const hubFailure = (error: HubError) => StartError.fromHubError(error)
 
-export const make = (config: Config.Resolved, fs: FileSystem.FileSystem): Effect.Effect<ProviderContext> =>
+export const make = (
+  config: Config.Resolved,
+  fs: FileSystem.FileSystem,
+  sandboxOptions: Effect.Effect<SandboxOptions>
+): Effect.Effect<ProviderContext> =>
   Effect.gen(function* () {
     const { endpoint, userAgent } = config
     // The environment was read once, with the configuration; a bad value fails where a token is needed.
@@ -93,5 +100,5 @@ export const make = (config: Config.Resolved, fs: FileSystem.FileSystem): Effect
         )
       )
     )
-    return { config, credential, clientOf, hub, namespaceOf, serverFiles }
+    return { config, credential, clientOf, hub, namespaceOf, serverFiles, sandboxOptions }
   })

@@ -7,13 +7,13 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
-import * as Schedules from "../../Schedules.js"
 import * as ServerShutdown from "../serverShutdown.js"
 import { defaults } from "./config.js"
 import { hubFailure, type ProviderContext } from "./context.js"
 import type * as Hub from "./hub.js"
 import { jobExitReason, LABEL, SERVER_PORT, watchForDeath } from "./jobs.js"
 import { jobLogs } from "./logs.js"
+import type { HfSpec } from "./sandboxOptions.js"
 import { deriveSandboxToken } from "./token.js"
 import { isJobProxyUrl, tunnelUrl } from "./tunnel.js"
 
@@ -49,7 +49,7 @@ export interface FoundJob {
   readonly job: Hub.JobInfo
   readonly namespace: string
   readonly transport: "tunnel" | "proxy"
-  readonly spec: SandboxProvider.Spec
+  readonly spec: HfSpec
   /** A job just created (see `tunnelUrl`). */
   readonly fresh: boolean
 }
@@ -85,8 +85,8 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
       exitReason: jobExitReason(client, namespace, job.id),
       logs: (logOptions) =>
         jobLogs(client, namespace, job.id, logOptions, spec.schedules.logReconnect, {
-          quiet: spec.schedules.logQuietWindow ?? Schedules.logQuietWindow,
-          firstByte: spec.schedules.logFirstByte ?? Schedules.logFirstByte
+          quiet: spec.schedules.logQuietWindow,
+          firstByte: spec.schedules.logFirstByte
         }),
       details: {
         jobId: job.id,
@@ -97,6 +97,7 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
       },
       hardware: job.flavor ?? spec.flavor ?? defaults.flavor,
       lifetime: spec.lifetime ?? defaults.lifetime,
+      forwardsHfToken: spec.forwardHfToken,
       onThisMachine: false,
       ...extra
     }

@@ -8,12 +8,12 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import { type HubError, StartError } from "../../SandboxError.js"
-import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Bootstrap from "../bootstrap.js"
 import type { ServerFiles } from "../serverScript.js"
 import { defaults } from "./config.js"
 import * as Hub from "./hub.js"
 import { isStartBanner, lastLines } from "./logs.js"
+import type { HfSpec } from "./sandboxOptions.js"
 import { deriveSandboxToken } from "./token.js"
 
 /** The in-sandbox server's port behind the Jobs proxy: unusual on purpose, so 3000/8000/8080 stay free. */
@@ -100,7 +100,7 @@ export const watchForDeath = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
-  spec: SandboxProvider.Spec,
+  spec: HfSpec,
   hubFailure: (error: HubError) => StartError
 ): Effect.Effect<never, StartError> => {
   const checks: Schedule.Schedule<unknown, Hub.JobInfo> = spec.schedules.stageCheck
@@ -131,7 +131,7 @@ export const watchForDeath = (
  * find it again.
  */
 export const jobSpec = (
-  spec: SandboxProvider.Spec,
+  spec: HfSpec,
   hfToken: Redacted.Redacted<string>,
   nonce: string,
   serverFiles: ServerFiles

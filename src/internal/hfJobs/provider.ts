@@ -6,17 +6,19 @@ import { randomBytes } from "node:crypto"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type { Service } from "../../HfJobs.js"
+import type { SandboxOptions, Service } from "../../HfJobs.js"
 import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
+import * as Schedules from "../../Schedules.js"
 import type * as Config from "./config.js"
 import { hubFailure, make as makeContext, type ProviderContext } from "./context.js"
 import { endpointOf, serverStopper } from "./endpoint.js"
 import * as Hub from "./hub.js"
-import * as JobLabels from "./jobLabels.js"
 import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
 import { listing } from "./listing.js"
 import { findSandbox, kill, list, logs } from "./operations.js"
+import type { HfSpec } from "./sandboxOptions.js"
+import * as HfSandboxOptions from "./sandboxOptions.js"
 import { isJobProxyUrl } from "./tunnel.js"
 
 /**
@@ -25,13 +27,19 @@ import { isJobProxyUrl } from "./tunnel.js"
  */
 export const make = (
   config: Config.Resolved,
-  fs: FileSystem.FileSystem
+  fs: FileSystem.FileSystem,
+  sandboxOptions: Effect.Effect<SandboxOptions>
 ): Effect.Effect<{ readonly provider: SandboxProvider.Service; readonly service: Service }> =>
-  Effect.map(makeContext(config, fs), (ctx) => ({
+  Effect.map(makeContext(config, fs, sandboxOptions), (ctx) => ({
     provider: {
       name: "hf-jobs",
-      provision: (spec) => provision(ctx, spec),
-      connect: (id, spec) => connect(ctx, id, spec),
+      provision: (spec) => Effect.flatMap(hfSpecOf(ctx, spec), (hfSpec) => provision(ctx, hfSpec)),
+      connect: (id, spec) => Effect.flatMap(hfSpecOf(ctx, spec), (hfSpec) => connect(ctx, id, hfSpec)),
+      startTimeout: (spec) =>
+        Effect.map(
+          Effect.flatMap(ctx.sandboxOptions, (current) => HfSandboxOptions.optionsOf(spec, current)),
+          HfSandboxOptions.startTimeout
+        ),
       list: (options) => listing(ctx, options),
       kill: (id) => kill(ctx, id),
       logs: (id, options) => logs(ctx, id, options)
@@ -43,20 +51,18 @@ export const make = (
     }
   }))
 
+/** The spec with the HF options in force (the Context value's under the `make`'s own) and the schedules. */
+const hfSpecOf = (ctx: ProviderContext, spec: SandboxProvider.Spec) =>
+  Effect.flatMap(Effect.zip(ctx.sandboxOptions, Schedules.Schedules), ([current, schedules]) =>
+    HfSandboxOptions.resolve(spec, current, schedules)
+  )
+
 /**
  * Creates a sandbox job and waits for its endpoint. The job is cancelled when the scope closes, unless
  * the sandbox is detached and started; a job whose create request was cut off is found by its nonce.
  */
-export const provision = (ctx: ProviderContext, spec: SandboxProvider.Spec) =>
+export const provision = (ctx: ProviderContext, spec: HfSpec) =>
   Effect.gen(function* () {
-    const badLabel = JobLabels.problem(spec.labels)
-    if (badLabel !== undefined) {
-      return yield* new StartError({
-        provider: "hf-jobs",
-        reason: "InvalidOptions",
-        detail: `labels: ${badLabel} (the Hub refuses anything else)`
-      })
-    }
     const current = yield* ctx.credential
     const hfToken = current.token
     const client = ctx.clientOf(current)
@@ -131,7 +137,7 @@ export const provision = (ctx: ProviderContext, spec: SandboxProvider.Spec) =>
   }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
 
 /** The endpoint of a running sandbox job, found by `[namespace/]id`; its transport is the one it was made with. */
-export const connect = (ctx: ProviderContext, id: string, spec: SandboxProvider.Spec) =>
+export const connect = (ctx: ProviderContext, id: string, spec: HfSpec) =>
   Effect.gen(function* () {
     const { client, job, namespace } = yield* findSandbox(ctx, id, spec.namespace)
     const hfToken = (yield* ctx.credential).token

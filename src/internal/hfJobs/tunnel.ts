@@ -11,13 +11,12 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { StartError } from "../../SandboxError.js"
-import type * as SandboxProvider from "../../SandboxProvider.js"
-import * as Schedules from "../../Schedules.js"
 import { TUNNEL_MARKER } from "../bootstrap.js"
 import { hubFailure } from "./context.js"
 import * as Hub from "./hub.js"
 import { followLogs, logSnapshot, type PassBounds } from "./logs.js"
 import * as PublicDns from "./publicDns.js"
+import type { HfSpec } from "./sandboxOptions.js"
 
 const MARKER = new RegExp(`^\\s*${TUNNEL_MARKER}\\s+(\\{.*\\})\\s*$`)
 const TUNNEL_URL = /^https:\/\/(?!api\.)[a-z0-9-]+\.trycloudflare\.com$/
@@ -66,7 +65,7 @@ export interface TunnelJob {
   readonly client: Hub.HubClient
   readonly namespace: string
   readonly jobId: string
-  readonly spec: SandboxProvider.Spec
+  readonly spec: HfSpec
   /** Fails when the job ends: the wait for a first URL ends with it. */
   readonly died: Effect.Effect<never, StartError>
   /** A job just created: its first marker is the URL. Else the last marker of the log so far is. */
@@ -111,8 +110,8 @@ export const tunnelUrl = (publicDns: ReadonlyArray<string> | false, job: TunnelJ
     )
     // Until the first URL, a stream with nothing new (the Hub's banner and keep-alives only) is reopened.
     const bounds: PassBounds = {
-      firstByte: spec.schedules.logFirstByte ?? Schedules.logFirstByte,
-      stall: () => (current === undefined ? Option.some(spec.schedules.logStall ?? Schedules.logStall) : Option.none())
+      firstByte: spec.schedules.logFirstByte,
+      stall: () => (current === undefined ? Option.some(spec.schedules.logStall) : Option.none())
     }
     const follow = (skip: number) =>
       followLogs(client, namespace, jobId, reconnect, skip, bounds).pipe(
@@ -145,7 +144,7 @@ export const tunnelUrl = (publicDns: ReadonlyArray<string> | false, job: TunnelJ
         // The log so far may announce several tunnels: only the last one can still be up.
         const lines = yield* logSnapshot(client, namespace, jobId, {
           quiet: TUNNEL_SETTLE,
-          firstByte: spec.schedules.logFirstByte ?? Schedules.logFirstByte
+          firstByte: spec.schedules.logFirstByte
         }).pipe(Effect.mapError(hubFailure))
         skip = lines.length
         const latest = lines.reduce<Option.Option<string>>(

@@ -56,7 +56,7 @@ export const open = (
     yield* Effect.annotateCurrentSpan("sandbox.provider", provider.name)
     // Usage is reported for sandboxes made here, not for ones a `connect` only attaches to.
     const telemetry = operation === "make" ? yield* Telemetry.Telemetry : Telemetry.disabled
-    const { healthProbeTimeout, schedules, spec, timeouts } = yield* Spec.resolve(provider.name, options)
+    const { healthProbeTimeout, schedules, spec, timeouts } = yield* Spec.resolve(provider, options)
     const scope = yield* sandboxScope(spec.detach ?? false)
     const { endpoint, wire } = yield* start({
       provider,

@@ -10,7 +10,6 @@ import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
 import * as Defaults from "../defaults.js"
-import * as Cloudflared from "../hfJobs/cloudflared.js"
 import * as Validate from "../validate.js"
 import * as Wire from "../wire/client.js"
 
@@ -42,9 +41,29 @@ const lifetimeOf = (options: Pick<MakeOptions, "lifetime" | "timeout">): Duratio
   return lifetime ?? timeout
 }
 
-const specOf = (options: MakeOptions, schedules: Schedules.Service): SandboxProvider.Spec => {
-  const transport = options.transport ?? "tunnel"
+/**
+ * The options the generic layer reads itself; every other one is the provider's, passed on as given in
+ * `Spec.providerOptions` (this layer names no provider's options).
+ */
+const GENERIC_OPTIONS: ReadonlySet<string> = new Set<keyof MakeOptions>([
+  "image",
+  "env",
+  "cwd",
+  "idleTimeout",
+  "detach",
+  "startTimeout",
+  "lifetime",
+  "timeout",
+  "secrets",
+  "schedules",
+  "timeouts"
+])
+
+/** The spec without its start bound, which may be the provider's to say (`Service.startTimeout`). */
+const specOf = (options: MakeOptions): Omit<SandboxProvider.Spec, "startTimeout"> => {
   Validate.env("env", options.env)
+  // Checked now, so that a bad value fails before the provider is asked for its default.
+  if (options.startTimeout !== undefined) Validate.positiveDuration("startTimeout", options.startTimeout)
   return {
     image: options.image ?? Defaults.IMAGE,
     env: options.env ?? {},
@@ -55,29 +74,20 @@ const specOf = (options: MakeOptions, schedules: Schedules.Service): SandboxProv
           ? Defaults.IDLE_TIMEOUT
           : undefined,
     detach: options.detach ?? false,
-    startTimeout: Validate.positiveDuration(
-      "startTimeout",
-      options.startTimeout ?? (transport === "proxy" ? "2 minutes" : "3 minutes")
-    ),
     secrets: Object.fromEntries(
       Object.entries(options.secrets ?? {}).map(([k, v]) => [k, Redacted.isRedacted(v) ? v : Redacted.make(v)])
     ),
-    flavor: options.flavor,
     lifetime: lifetimeOf(options),
-    forwardHfToken: options.forwardHfToken ?? false,
-    labels: options.labels ?? {},
-    namespace: options.namespace,
-    transport,
-    cloudflared: Cloudflared.check(options.cloudflared ?? {}),
-    schedules: {
-      logReconnect: schedules.logReconnect,
-      stageCheck: schedules.stageCheck,
-      hubRetry: schedules.hubRetry,
-      cancelRetry: schedules.cancelRetry,
-      logQuietWindow: Validate.duration("schedules.logQuietWindow", schedules.logQuietWindow),
-      logFirstByte: Validate.duration("schedules.logFirstByte", schedules.logFirstByte),
-      logStall: Validate.duration("schedules.logStall", schedules.logStall)
-    }
+    providerOptions: Object.fromEntries(
+      Object.entries(options).filter(([key, value]) => !GENERIC_OPTIONS.has(key) && value !== undefined)
+    )
+  }
+}
+
+/** The durations among the schedules, checked (they are DurationInput, and come from any Context value). */
+const checkDurations = (schedules: Schedules.Service): void => {
+  for (const key of ["logQuietWindow", "logFirstByte", "logStall"] as const) {
+    Validate.duration(`schedules.${key}`, schedules[key])
   }
 }
 
@@ -103,19 +113,44 @@ export interface Resolved {
  * The spec, the transport's bounds and the schedules in force, or `StartError("InvalidOptions")` naming
  * the option at fault.
  */
-export const resolve = (provider: string, options: MakeOptions): Effect.Effect<Resolved, StartError> =>
-  Effect.flatMap(Schedules.Schedules, (current) => resolveWith(provider, options, current))
+export const resolve = (
+  provider: SandboxProvider.Service | string,
+  options: MakeOptions
+): Effect.Effect<Resolved, StartError> =>
+  Effect.flatMap(Schedules.Schedules, (current) =>
+    Effect.flatMap(
+      resolveWith(typeof provider === "string" ? provider : provider.name, options, current),
+      ({ spec, ...rest }) =>
+        Effect.map(startTimeoutOf(provider, options, spec), (startTimeout) => ({
+          ...rest,
+          spec: { ...spec, startTimeout }
+        }))
+    )
+  )
+
+/** The caller's start bound, else the provider's for this spec (under the schedules in force), else the default. */
+const startTimeoutOf = (
+  provider: SandboxProvider.Service | string,
+  options: MakeOptions,
+  spec: Omit<SandboxProvider.Spec, "startTimeout">
+): Effect.Effect<Duration.Duration, StartError> =>
+  options.startTimeout !== undefined
+    ? Effect.succeed(Duration.decode(options.startTimeout))
+    : typeof provider !== "string" && provider.startTimeout !== undefined
+      ? provider.startTimeout(spec)
+      : Effect.succeed(Defaults.START_TIMEOUT)
 
 const resolveWith = (
   provider: string,
   options: MakeOptions,
   current: Schedules.Service
-): Effect.Effect<Resolved, StartError> =>
+): Effect.Effect<Omit<Resolved, "spec"> & { readonly spec: Omit<SandboxProvider.Spec, "startTimeout"> }, StartError> =>
   Effect.try({
     try: () => {
       const schedules = Schedules.override(current, options.schedules)
+      checkDurations(schedules)
       return {
-        spec: specOf(options, schedules),
+        spec: specOf(options),
         timeouts: timeoutsOf(options),
         schedules,
         healthProbeTimeout: Validate.positiveDuration("schedules.healthProbeTimeout", schedules.healthProbeTimeout)

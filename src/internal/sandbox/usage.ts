@@ -60,9 +60,9 @@ export const reportUsage = (
     yield* send({
       _tag: "Create",
       sessionId,
-      flavor: endpoint.hardware ?? spec.flavor ?? "default",
+      flavor: endpoint.hardware ?? "default",
       // The telemetry schema shared with HF's client names the lifetime `timeoutS`.
       timeoutS: spec.lifetime === undefined ? null : Math.ceil(Duration.toSeconds(spec.lifetime)),
-      forwardHfToken: spec.forwardHfToken
+      forwardHfToken: endpoint.forwardsHfToken ?? false
     })
   }).pipe(Effect.uninterruptible)
