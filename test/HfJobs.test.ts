@@ -3,8 +3,8 @@
  * server, reached through the emulated Jobs proxy or a stand-in cloudflared and an emulated edge. The
  * provider code is exactly what runs against huggingface.co; only the endpoint and HttpClient differ.
  * This file: a sandbox's life (start, failures to start, release) and managing sandboxes by id. The
- * quick tunnel and log streams are in hf-jobs-tunnel.test.ts, the Hub's faults in hf-jobs-hub.test.ts:
- * vitest runs the three side by side.
+ * quick tunnel and log streams are in test/HfJobs/tunnel.test.ts, the Hub's faults in
+ * test/HfJobs/hubFaults.test.ts: vitest runs the three side by side.
  */
 import { randomBytes } from "node:crypto"
 import * as NodeContext from "@effect/platform-node/NodeContext"

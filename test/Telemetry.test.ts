@@ -192,7 +192,7 @@ describe("telemetry events (layerMemory, local provider)", () => {
 // ---- signals, in a child process --------------------------------------------------------------
 
 const root = fileURLToPath(new URL("..", import.meta.url))
-const CHILD = "test/support/telemetry-signal.ts"
+const CHILD = "test/support/telemetrySignal.ts"
 // Bundled once for the file and run with plain node (see test/support/bundleProgram.ts).
 let programs: Bundle
 beforeAll(async () => {

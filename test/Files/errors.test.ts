@@ -18,7 +18,7 @@ import * as Stream from "effect/Stream"
 import type { TransferProgress } from "hf-sandbox/Files"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import { BadRequestError, type OperationError } from "hf-sandbox/SandboxError"
-import { localLayer } from "./support/local.js"
+import { localLayer } from "../support/local.js"
 
 const SharedSandbox = Sandbox.layer().pipe(Layer.provideMerge(localLayer()))
 

@@ -14,8 +14,8 @@ import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import type { TransferProgress } from "hf-sandbox/Files"
 import * as Sandbox from "hf-sandbox/Sandbox"
-import { localLayer } from "./support/local.js"
-import { peakRssGrowth } from "./support/memory.js"
+import { localLayer } from "../support/local.js"
+import { peakRssGrowth } from "../support/memory.js"
 
 const KiB = 1024
 const MiB = 1024 * KiB

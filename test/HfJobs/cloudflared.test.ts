@@ -11,7 +11,7 @@ import * as Layer from "effect/Layer"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
-import { emulatedHub, emulatorLayer, fastSchedules } from "./support/hub.js"
+import { emulatedHub, emulatorLayer, fastSchedules } from "../support/hub.js"
 
 // Quick Hub retries and stage checks for every sandbox here (see support/hub.ts).
 const Env = Layer.merge(emulatedHub(), Schedules.layer(fastSchedules))

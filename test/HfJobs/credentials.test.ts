@@ -25,7 +25,7 @@ import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import type * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Testing from "hf-sandbox/testing"
-import { fastSchedules } from "./support/hub.js"
+import { fastSchedules } from "../support/hub.js"
 
 const emulator = Testing.HubEmulatorService
 

@@ -1,5 +1,5 @@
 /**
- * The HF Jobs provider against the Hub emulator (see hf-jobs.test.ts): the Hub's faults (5xx, 429 with
+ * The HF Jobs provider against the Hub emulator (see test/HfJobs.test.ts): the Hub's faults (5xx, 429 with
  * its rate-limit headers, redirects, a fixed-window rate limit), and many sandboxes at once.
  */
 import { assert, describe, layer } from "@effect/vitest"
@@ -9,9 +9,9 @@ import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
-import { assertCancelled, emulator, jobOf, labelledJob, recordingServer, resetFaults } from "./support/hfJobs.js"
-import { emulatedHub, emulatorLayer, fastSchedules } from "./support/hub.js"
-import { assertGone, eventually } from "./support/local.js"
+import { assertCancelled, emulator, jobOf, labelledJob, recordingServer, resetFaults } from "../support/hfJobs.js"
+import { emulatedHub, emulatorLayer, fastSchedules } from "../support/hub.js"
+import { assertGone, eventually } from "../support/local.js"
 
 // Small pages: listing more jobs than one page holds is cheap. A log snapshot (`HfJobs.logs`) counts the
 // log complete after 1 s without a line, not 5: the emulator replays a log at once, in one burst.

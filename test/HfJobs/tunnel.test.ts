@@ -1,5 +1,5 @@
 /**
- * The HF Jobs provider against the Hub emulator (see hf-jobs.test.ts): the quick tunnel (a restarted
+ * The HF Jobs provider against the Hub emulator (see test/HfJobs.test.ts): the quick tunnel (a restarted
  * cloudflared, the edge's warm-up, live streaming through it) and the job's log stream (cut, silent,
  * slow to send its first byte), as the start and `sb.logs` meet them.
  */
@@ -15,9 +15,9 @@ import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Schedules from "hf-sandbox/Schedules"
-import { assertCancelled, emulator, hostOf, jobOf, markersOf, recordingClient, resetFaults } from "./support/hfJobs.js"
-import { emulatedHub, fastSchedules } from "./support/hub.js"
-import { eventually } from "./support/local.js"
+import { assertCancelled, emulator, hostOf, jobOf, markersOf, recordingClient, resetFaults } from "../support/hfJobs.js"
+import { emulatedHub, fastSchedules } from "../support/hub.js"
+import { eventually } from "../support/local.js"
 
 // A log snapshot (`HfJobs.logs`) counts the log complete after 1 s without a line, not 5: the emulator
 // replays a log at once, in one burst.
@@ -69,7 +69,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
           assert.deepStrictEqual([...new Set(hosts)], [hostOf(first[0]!)])
 
           // A followed output stream open when cloudflared dies (an exec's stream would reattach: see
-          // test/exec-resume.test.ts).
+          // test/Sandbox/execResume.test.ts).
           const started = yield* Deferred.make<void>()
           const proc = yield* sb.spawn("echo started; sleep 30")
           const inFlight = yield* proc.output({ follow: true }).pipe(

@@ -12,7 +12,7 @@ import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
-import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
+import { assertGone, eventually, isAlive, localLayer } from "../support/local.js"
 
 let root: string
 let stateDir: string

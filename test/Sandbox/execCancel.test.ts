@@ -11,9 +11,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Sandbox from "hf-sandbox/Sandbox"
-import { assertGone, eventually } from "./support/local.js"
-import type { Relay } from "./support/relay.js"
-import { relayed } from "./support/relayed.js"
+import { assertGone, eventually } from "../support/local.js"
+import type { Relay } from "../support/relay.js"
+import { relayed } from "../support/relayed.js"
 
 const Relayed = relayed()
 

@@ -7,7 +7,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Sandbox from "hf-sandbox/Sandbox"
-import { localLayer } from "./support/local.js"
+import { localLayer } from "../support/local.js"
 
 const SharedSandbox = Sandbox.layer().pipe(Layer.provideMerge(localLayer()))
 

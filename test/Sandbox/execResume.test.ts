@@ -20,9 +20,9 @@ import { Sandbox as PromiseSandbox, SandboxError } from "hf-sandbox/promise"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
-import { emulatedHub, fastSchedules } from "./support/hub.js"
-import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
-import { relayed } from "./support/relayed.js"
+import { emulatedHub, fastSchedules } from "../support/hub.js"
+import { assertGone, eventually, isAlive, localLayer } from "../support/local.js"
+import { relayed } from "../support/relayed.js"
 
 /** Reattaches quickly, for a while: the relay accepts again at once. */
 const reattach = Schedule.spaced("50 millis").pipe(Schedule.upTo("30 seconds"), Schedule.asVoid)

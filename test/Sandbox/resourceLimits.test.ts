@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Sandbox from "hf-sandbox/Sandbox"
-import { localLayer } from "./support/local.js"
+import { localLayer } from "../support/local.js"
 
 describe("ResourceLimitError", () => {
   it.live("a spawn or exec beyond SBX_MAX_PROCESSES fails with ResourceLimitError naming the bound", () =>

@@ -15,9 +15,9 @@ import * as Sandbox from "hf-sandbox/Sandbox"
 import type { StdinError } from "hf-sandbox/SandboxError"
 import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
-import * as Stdin from "../src/internal/wire/stdin.js"
-import { emulatedHub, fastSchedules } from "./support/hub.js"
-import { localLayer } from "./support/local.js"
+import * as Stdin from "../../src/internal/wire/stdin.js"
+import { emulatedHub, fastSchedules } from "../support/hub.js"
+import { localLayer } from "../support/local.js"
 
 const Env = Layer.merge(emulatedHub(), Schedules.layer(fastSchedules))
 

@@ -1,7 +1,8 @@
 /**
  * The `hf-sandbox` CLI on HF Jobs, against the Hub emulator (jobs run as local processes; proxy and
  * tunnel hosts are routed to it), and how it finds the token. The harness (test/support/cli.ts) runs the
- * commands in this process. The CLI on the local provider is cli.test.ts: the two files run side by side.
+ * commands in this process. The CLI on the local provider is test/cli/local.test.ts: the two files run
+ * side by side.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -20,7 +21,7 @@ import {
   until,
   useCliHarness,
   work
-} from "./support/cli.js"
+} from "../support/cli.js"
 
 useCliHarness()
 

@@ -2,7 +2,7 @@
  * The `hf-sandbox` CLI on the local provider, its help and its errors for bad arguments, and the library
  * side of `create` (`Sandbox.make({ detach: true })`). The harness (test/support/cli.ts) runs most commands
  * in this process and the real program where only it can show what is tested. The CLI on HF Jobs is
- * cli-hf.test.ts: the two files run side by side.
+ * test/cli/hfJobs.test.ts: the two files run side by side.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -17,7 +17,7 @@ import * as HfJobs from "hf-sandbox/HfJobs"
 import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Testing from "hf-sandbox/testing"
-import { descendants } from "../src/internal/processTree.js"
+import { descendants } from "../../src/internal/processTree.js"
 import {
   binary,
   cli,
@@ -37,8 +37,8 @@ import {
   until,
   useCliHarness,
   work
-} from "./support/cli.js"
-import { isAlive, waitGone, waitNoneWithArg } from "./support/processes.js"
+} from "../support/cli.js"
+import { isAlive, waitGone, waitNoneWithArg } from "../support/processes.js"
 
 useCliHarness()
 

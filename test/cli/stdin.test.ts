@@ -1,7 +1,7 @@
 /**
  * `hf-sandbox exec -i` and `run -i` stream this process's stdin into the command: the documented
  * `tar c DIR | hf-sandbox exec -i ID -- tar x` with a 34 MB tree, run as the real program (bundled as
- * the package lays it out, as in cli.test.ts) against a local sandbox.
+ * the package lays it out, as in test/cli/local.test.ts) against a local sandbox.
  */
 import { spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { bundleCli } from "./support/bundleCli.js"
+import { bundleCli } from "../support/bundleCli.js"
 
 let work: string
 let bin: string

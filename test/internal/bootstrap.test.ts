@@ -7,8 +7,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { script } from "../src/internal/bootstrap.js"
-import { serverScriptPath } from "../src/internal/serverScript.js"
+import { script } from "../../src/internal/bootstrap.js"
+import { serverScriptPath } from "../../src/internal/serverScript.js"
 
 const serverFiles = fs
   .readdirSync(serverScriptPath)

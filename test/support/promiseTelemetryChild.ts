@@ -2,7 +2,7 @@
  * A plain `await` program on the Promise facade that makes one sandbox on the Hub emulator (its URL
  * and token in argv) and terminates it, then prints when it did. Its telemetry pings go to the
  * emulator, which the test sets to never answer them: the program must exit once its own work is done.
- * The test preloads test/support/stretch-timers.ts, so quick schedules keep the program's own waits short.
+ * The test preloads test/support/stretchTimers.ts, so quick schedules keep the program's own waits short.
  */
 import * as Schedule from "effect/Schedule"
 import { Sandbox } from "hf-sandbox/promise"

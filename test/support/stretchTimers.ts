@@ -1,5 +1,5 @@
 /**
- * Preloaded (`node --import tsx --import ./test/support/stretch-timers.ts …`) into a child program whose
+ * Preloaded (`node --import tsx --import ./test/support/stretchTimers.ts …`) into a child program whose
  * test must show that the program never waits for a timer of 2 s or more, with no clock in the
  * assertion: every such timer lasts a thousand times longer here, so a program that waited for one
  * would not end within its test's bound, however loaded the machine. Shorter timers are untouched.

@@ -1,5 +1,5 @@
 /**
- * Child process of test/telemetry.test.ts for what only a real signal can show. Prints JSON lines
+ * Child process of test/Telemetry.test.ts for what only a real signal can show. Prints JSON lines
  * on stdout; the parent sends the signal after the `ready` line.
  *
  * - `sandbox`: a local sandbox under `NodeRuntime.runMain` whose telemetry prints each event; SIGINT

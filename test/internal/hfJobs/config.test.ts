@@ -10,7 +10,7 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
-import * as HfConfig from "../src/internal/hfJobs/config.js"
+import * as HfConfig from "../../../src/internal/hfJobs/config.js"
 
 const withEnv =
   (env: Record<string, string>) =>

@@ -10,8 +10,8 @@ import * as Fiber from "effect/Fiber"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as TestClock from "effect/TestClock"
-import * as Hub from "../src/internal/hfJobs/hub.js"
-import { HubError } from "../src/SandboxError.js"
+import * as Hub from "../../../src/internal/hfJobs/hub.js"
+import { HubError } from "../../../src/SandboxError.js"
 
 const TOKEN = "hf_client_test_0123456789"
 

@@ -11,9 +11,9 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import * as JobLabels from "../src/internal/hfJobs/jobLabels.js"
-import * as JobRef from "../src/internal/hfJobs/jobRef.js"
-import { boundedPass } from "../src/internal/hfJobs/logs.js"
+import * as JobLabels from "../../../src/internal/hfJobs/jobLabels.js"
+import * as JobRef from "../../../src/internal/hfJobs/jobRef.js"
+import { boundedPass } from "../../../src/internal/hfJobs/logs.js"
 
 /** Elements that arrive after the given delays (each from the previous one), then a stream that never ends. */
 const arriving = (delays: ReadonlyArray<number>) =>

@@ -10,8 +10,8 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { isDnsMiss, resolvePublic, withFallback } from "../src/internal/hfJobs/publicDns.js"
-import { fakeDns } from "./support/fakeDns.js"
+import { isDnsMiss, resolvePublic, withFallback } from "../../../src/internal/hfJobs/publicDns.js"
+import { fakeDns } from "../../support/fakeDns.js"
 
 const HOST = "amber-falcon-river-lamp.trycloudflare.com"
 

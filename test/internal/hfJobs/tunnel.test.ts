@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Option from "effect/Option"
-import { isJobProxyUrl, parseMarker } from "../src/internal/hfJobs/tunnel.js"
+import { isJobProxyUrl, parseMarker } from "../../../src/internal/hfJobs/tunnel.js"
 
 // What a job's log looks like around a quick tunnel (cloudflared writes to stderr, merged in the logs).
 const CLOUDFLARED_OUTPUT = [

@@ -8,7 +8,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { CLOUDFLARED_VERSION, cloudflaredScript } from "../src/internal/testing/cloudflared.js"
+import { CLOUDFLARED_VERSION, cloudflaredScript } from "../../../src/internal/testing/cloudflared.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-cloudflared-test-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))

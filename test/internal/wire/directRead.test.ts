@@ -20,8 +20,8 @@ import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
-import * as DirectRead from "../src/internal/wire/directRead.js"
-import { eventually, localLayer } from "./support/local.js"
+import * as DirectRead from "../../../src/internal/wire/directRead.js"
+import { eventually, localLayer } from "../../support/local.js"
 
 const MiB = 1024 * 1024
 

@@ -3,7 +3,7 @@
  * that is not exactly such a line is left to the full JSON and Schema decoding.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { base64OutputLine } from "../src/internal/wire/ndjson.js"
+import { base64OutputLine } from "../../../src/internal/wire/ndjson.js"
 
 const line = (text: string) => new Uint8Array(Buffer.from(text, "latin1"))
 

@@ -15,9 +15,9 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
-import * as ReadInto from "../src/internal/wire/readInto.js"
-import * as Stdin from "../src/internal/wire/stdin.js"
-import { eventually, localLayer } from "./support/local.js"
+import * as ReadInto from "../../../src/internal/wire/readInto.js"
+import * as Stdin from "../../../src/internal/wire/stdin.js"
+import { eventually, localLayer } from "../../support/local.js"
 
 const Local = Sandbox.layer().pipe(Layer.provideMerge(localLayer()))
 
