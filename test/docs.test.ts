@@ -15,8 +15,8 @@
  * - ```ts promise — the Promise facade: `Sandbox` and `SandboxError` are those of `hf-sandbox/promise`,
  *   and `sb` is its sandbox. A block that imports from `hf-sandbox/promise` is one of these anyway.
  * - ```ts run — also run with tsx, from the repository's root; it must exit 0. For complete programs
- *   on the local provider only (nothing here may reach the network). Run by test/docs-run.test.ts.
- * - ```ts test — a complete vitest file: also run, all such blocks in one `vitest run` (docs-run.test.ts).
+ *   on the local provider only (nothing here may reach the network). Run by test/docsRun.test.ts.
+ * - ```ts test — a complete vitest file: also run, all such blocks in one `vitest run` (docsRun.test.ts).
  * - ```ts file=examples/name.ts — a file the reader is told to create; shell blocks may run it.
  * - ```ts skip — not checked at all. Avoid it.
  *

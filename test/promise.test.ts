@@ -321,16 +321,16 @@ describe("Promise facade lifetime", () => {
 })
 
 // The child programs, bundled once for the file (see test/support/bundleProgram.ts).
-const CHILD = "test/support/promise-child.ts"
-const TELEMETRY_CHILD = "test/support/promise-telemetry-child.ts"
-const STRETCH_TIMERS = "test/support/stretch-timers.ts"
+const CHILD = "test/support/promiseChild.ts"
+const TELEMETRY_CHILD = "test/support/promiseTelemetryChild.ts"
+const STRETCH_TIMERS = "test/support/stretchTimers.ts"
 let programs: Bundle
 beforeAll(async () => {
   programs = await bundlePrograms([CHILD, TELEMETRY_CHILD, STRETCH_TIMERS])
 })
 afterAll(() => programs?.remove())
 
-/** Runs test/support/promise-child.ts in a child Node process, as a user would run their program. */
+/** Runs test/support/promiseChild.ts in a child Node process, as a user would run their program. */
 const child = (mode: string) => {
   const proc = spawn(process.execPath, [programs.paths[CHILD]!, mode], {
     cwd: path.resolve(import.meta.dirname, ".."),

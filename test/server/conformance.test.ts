@@ -476,7 +476,7 @@ describe("POST /v1/exec", () => {
 
   it("kills the process group when the client goes away and the reattach grace is 0", async () => {
     // With the default grace (SBX_EXEC_REATTACH=60) the command waits a minute for a reader to
-    // reattach: test/server/exec-resume.test.ts covers that.
+    // reattach: test/server/execResume.test.ts covers that.
     const R = await startServer({ env: { SBX_EXEC_REATTACH: "0" } })
     const { events, controller } = await openExec(R, { cmd: "sleep 30 & echo $!; sleep 30" }, 2)
     expect(events[0]!.event).toBe("start")

@@ -1,5 +1,5 @@
 /**
- * The harness of the `hf-sandbox` CLI tests (cli-local.test.ts, cli-hf.test.ts): the CLI run in this
+ * The harness of the `hf-sandbox` CLI tests (test/cli/local.test.ts, hfJobs.test.ts): the CLI run in this
  * process (`runCli`: the same parser and handlers as the program, with their own stdout, stderr and
  * environment), or as the real program in a child process where only that can show what is tested (exit
  * codes as the shell sees them, Ctrl-C, a closed pipe, a server that outlives the CLI). For those the CLI

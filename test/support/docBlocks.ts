@@ -1,6 +1,6 @@
 /**
  * The code blocks of README.md, rpc-server/README.md and docs/**\/*.md, for test/docs.test.ts (which
- * checks them) and test/docs-run.test.ts (which runs the complete programs and test files among them).
+ * checks them) and test/docsRun.test.ts (which runs the complete programs and test files among them).
  * The conventions of the blocks are described in test/docs.test.ts.
  */
 import * as fs from "node:fs"

@@ -1,0 +1,59 @@
+/**
+ * The job's bootstrap script, run by a real /bin/sh: it starts the server package it carries inline, and in an
+ * image without Python (and no package manager to install it) it says so clearly and exits 127.
+ */
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { script } from "../../src/internal/bootstrap.js"
+import { serverScriptPath } from "../../src/internal/serverScript.js"
+
+const serverFiles = fs
+  .readdirSync(serverScriptPath)
+  .filter((name) => name.endsWith(".py"))
+  .sort()
+  .map((name) => [name, fs.readFileSync(path.join(serverScriptPath, name), "utf8")] as const)
+
+describe("bootstrap script", () => {
+  it("fails with a clear message when the image has no Python and nothing can install it", () => {
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-nopython-"))
+    // Only what a minimal image has: a shell and the few tools the script uses, and no python.
+    for (const tool of ["mkdir", "dirname"]) {
+      const found = spawnSync("/bin/sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim()
+      if (found) fs.symlinkSync(found, path.join(bin, tool))
+    }
+    const run = spawnSync("/bin/sh", ["-c", script({ transport: "proxy", serverFiles, idleTimeoutSeconds: 5 })], {
+      env: { PATH: bin, TMPDIR: bin, SBX_PORT: "0", SBX_TOKEN: "x" },
+      encoding: "utf8",
+      timeout: 10_000
+    })
+    fs.rmSync(bin, { recursive: true, force: true })
+    assert.strictEqual(run.status, 127)
+    assert.include(run.stderr, "hf-sandbox: the image has no Python 3.8+; installing it")
+    assert.include(run.stderr, "cannot start: the image has no Python 3.8+ and it could not be installed")
+  })
+
+  it("writes the server package it carries and execs it (the server's listening line comes out)", () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-boot-"))
+    const run = spawnSync("/bin/sh", ["-c", script({ transport: "proxy", serverFiles, idleTimeoutSeconds: 0.5 })], {
+      env: { PATH: process.env.PATH ?? "", TMPDIR: tmp, SBX_PORT: "0", SBX_TOKEN: "x".repeat(64) },
+      encoding: "utf8",
+      timeout: 20_000
+    })
+    const files = fs.readdirSync(path.join(tmp, "hf-sandbox"))
+    const written = files.length === 1 ? fs.readdirSync(path.join(tmp, "hf-sandbox", files[0]!, "sbx_server")) : []
+    fs.rmSync(tmp, { recursive: true, force: true })
+    // The idle timeout ends the server by itself: exit 0, as a job that went idle.
+    assert.strictEqual(run.status, 0, run.stderr)
+    assert.match(run.stdout, /^\{"event":"listening","host":"0\.0\.0\.0","port":\d+,/)
+    assert.strictEqual(files.length, 1)
+    assert.match(files[0]!, /^server\.\d+$/)
+    // Every module of the package, byte for byte (the payload is a deflated JSON map of them).
+    assert.deepStrictEqual(
+      written.filter((name) => name.endsWith(".py")).sort(),
+      serverFiles.map(([name]) => name)
+    )
+  })
+})
