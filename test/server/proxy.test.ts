@@ -197,6 +197,32 @@ describe("GET /v1/ports/{port}", () => {
   })
 })
 
+describe("POST /v1/ports/{port}/tunnel", () => {
+  it("a port's tunnel that cannot start is reported (502 tunnel_failed), never fatal to the server", async () => {
+    const other = await startServer({
+      prefix: "sbx-proxy-tunnel-",
+      env: { SBX_CLOUDFLARED: "/nonexistent/cloudflared" }
+    })
+    try {
+      const ask = (p: string, init: RequestInit = {}) =>
+        fetch(other.base + p, { ...init, headers: { "X-Sandbox-Token": other.token } })
+      expect((await ask(`/v1/ports/${port}/tunnel?wait=soon`, { method: "POST" })).status).toBe(400)
+      expect(await (await ask(`/v1/ports/${port}/tunnel`)).json()).toEqual({ port, state: "none", url: null })
+      const res = await ask(`/v1/ports/${port}/tunnel?wait=10`, { method: "POST" })
+      const body = (await res.json()) as Record<string, unknown>
+      expect(res.status).toBe(502)
+      expect(body.code).toBe("tunnel_failed")
+      expect(String(body.error)).toContain(`tunnel for port ${port} failed: SBX_CLOUDFLARED=/nonexistent/cloudflared`)
+      const state = (await (await ask(`/v1/ports/${port}/tunnel`)).json()) as Record<string, unknown>
+      expect(state.state).toBe("failed")
+      expect((await ask("/health")).status).toBe(200)
+      expect(other.proc.exitCode).toBeNull()
+    } finally {
+      await stopServer(other)
+    }
+  })
+})
+
 describe("no leaks", () => {
   const fds = () => openFds(server.pid)
   const threads = async () => (await import("node:fs")).readdirSync(`/proc/${server.pid}/task`).length

@@ -119,7 +119,13 @@ export const wsEcho = (
     const finish = (closedCleanly: boolean) => {
       clearTimeout(timer)
       const accept = createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64")
-      resolve({ status, headers: head ?? {}, acceptOk: head?.["sec-websocket-accept"] === accept, echoes, closedCleanly })
+      resolve({
+        status,
+        headers: head ?? {},
+        acceptOk: head?.["sec-websocket-accept"] === accept,
+        echoes,
+        closedCleanly
+      })
     }
     socket.on("connect", () => {
       const lines = [
