@@ -10,12 +10,16 @@ import { randomBytes } from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Protocol from "hf-sandbox/Protocol"
 import * as Testing from "hf-sandbox/testing"
 import { PORT_SERVER, PORT_SERVER_LISTENING, readSse, wsEcho } from "./support/ports.js"
 import { pidsWithArg, sleep, waitNoneWithArg } from "./support/processes.js"
 import { PYTHON, SERVER } from "./support/server.js"
 
 type Emulator = Testing.HubEmulator
+
+const PORT_MARKER = new RegExp(`^${Protocol.PORT_TUNNEL_MARKER} (\\{.*\\})$`)
 
 const emuPort = (emu: Emulator) => Number(new URL(emu.url).port)
 
@@ -150,7 +154,8 @@ describe("per-port quick tunnels (POST /v1/ports/{port}/tunnel)", () => {
           assert.strictEqual(first.state, "ready")
           assert.match(first.url, /^https:\/\/[a-z]+-[a-z]+-[a-z]+-[a-z]+\.trycloudflare\.com$/)
           assert.deepStrictEqual(await askTunnel(), first) // idempotent: the same tunnel
-          const marker = await logMatch(emu, job.id, /^HF_SANDBOX_PORT_TUNNEL (\{.*\})$/)
+          assert.deepStrictEqual(Schema.decodeUnknownSync(Protocol.PortTunnel)(first), first)
+          const marker = await logMatch(emu, job.id, PORT_MARKER)
           assert.deepStrictEqual(JSON.parse(marker[1]!), { port, url: first.url })
           const probe = (await (await routed(emu, main, `/v1/ports/${port}`, { headers: sbx })).json()) as Record<
             string,
@@ -175,7 +180,7 @@ describe("per-port quick tunnels (POST /v1/ports/{port}/tunnel)", () => {
           // cloudflared dies (both of the job's): the port's tunnel is restarted with a new URL, re-announced.
           const before = await logLength(emu, job.id)
           await Effect.runPromise(emu.killTunnel(job.id))
-          const again = await logMatch(emu, job.id, /^HF_SANDBOX_PORT_TUNNEL (\{.*\})$/, before)
+          const again = await logMatch(emu, job.id, PORT_MARKER, before)
           const next = JSON.parse(again[1]!) as { port: number; url: string }
           assert.strictEqual(next.port, port)
           assert.notStrictEqual(next.url, first.url)

@@ -7,6 +7,9 @@
  */
 import { randomBytes } from "node:crypto"
 import * as net from "node:net"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openFds, PORT_SERVER, PORT_SERVER_LISTENING, readSse, wsEcho } from "../support/ports.js"
 import { sleep } from "../support/processes.js"
@@ -190,6 +193,9 @@ describe("GET /v1/ports/{port}", () => {
       status: 200,
       body: { port, listening: true, connections: 0, tunnel: null }
     })
+    expect(
+      Either.isRight(Schema.decodeUnknownEither(Protocol.PortStatus)((await json(`/v1/ports/${port}`)).body))
+    ).toBe(true)
     const p = await closedPort()
     expect((await json(`/v1/ports/${p}`)).body.listening).toBe(false)
     expect((await json("/v1/ports/nope")).status).toBe(400)
@@ -215,6 +221,7 @@ describe("POST /v1/ports/{port}/tunnel", () => {
       expect(String(body.error)).toContain(`tunnel for port ${port} failed: SBX_CLOUDFLARED=/nonexistent/cloudflared`)
       const state = (await (await ask(`/v1/ports/${port}/tunnel`)).json()) as Record<string, unknown>
       expect(state.state).toBe("failed")
+      expect(Either.isRight(Schema.decodeUnknownEither(Protocol.PortTunnel)(state))).toBe(true)
       expect((await ask("/health")).status).toBe(200)
       expect(other.proc.exitCode).toBeNull()
     } finally {

@@ -28,6 +28,7 @@ RELEASED = [0]
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms Nagle + delayed-ACK stall
 
     def log_message(self, format, *args):
         pass

@@ -210,3 +210,64 @@ export const openFds = async (pid: number): Promise<number> => {
   const fs = await import("node:fs")
   return fs.readdirSync(`/proc/${pid}/fd`).length
 }
+
+/** An open WebSocket for sequential request/echo round trips (benchmarks): `echo` sends one message and
+ * resolves with the next message that comes back. */
+export interface OpenWebSocket {
+  readonly echo: (message: Buffer) => Promise<Buffer>
+  readonly close: () => void
+}
+
+export const openWebSocket = (
+  host: string,
+  port: number,
+  path: string,
+  headers: Record<string, string>
+): Promise<OpenWebSocket> =>
+  new Promise((resolve, reject) => {
+    const socket = net.connect(port, host)
+    socket.setNoDelay(true)
+    let data = Buffer.alloc(0)
+    let open = false
+    let waiting: ((b: Buffer) => void) | undefined
+    socket.on("connect", () => {
+      const lines = [
+        `GET ${path} HTTP/1.1`,
+        `Host: ${host}:${port}`,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}`,
+        "Sec-WebSocket-Version: 13",
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)
+      ]
+      socket.write(`${lines.join("\r\n")}\r\n\r\n`)
+    })
+    socket.on("data", (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk])
+      if (!open) {
+        const end = data.indexOf("\r\n\r\n")
+        if (end < 0) return
+        if (!data.subarray(0, end).toString("latin1").startsWith("HTTP/1.1 101")) {
+          socket.destroy()
+          return reject(new Error(`no WebSocket: ${data.subarray(0, end).toString("latin1")}`))
+        }
+        open = true
+        data = data.subarray(end + 4)
+        resolve({
+          echo: (message) =>
+            new Promise((done) => {
+              waiting = done
+              socket.write(frame(2, message))
+            }),
+          close: () => socket.destroy()
+        })
+      }
+      for (let parsed = parseFrame(data); parsed !== undefined; parsed = parseFrame(data)) {
+        data = data.subarray(parsed[2])
+        const done = waiting
+        waiting = undefined
+        done?.(Buffer.from(parsed[1]))
+      }
+    })
+    socket.on("error", reject)
+  })
