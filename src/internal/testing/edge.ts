@@ -2,7 +2,8 @@
  * The Hub emulator's edge: the Jobs proxy (`https://<jobId>--<port>.hf.jobs`, HF token as bearer) and the
  * quick-tunnel edge (`https://<name>.trycloudflare.com`), each forwarding to the job's server on loopback
  * as the real one does: the tunnel edge holds request bodies, refuses large ones, and holds GET response
- * bodies until they end. Requests reach it through ./router.ts.
+ * bodies until they end. Both carry upgrades (WebSockets) too, spliced both ways (./upgrade.ts). Requests
+ * reach it through ./router.ts.
  */
 import * as http from "node:http"
 import type * as net from "node:net"
@@ -135,6 +136,43 @@ export interface EdgeContext {
   readonly tunnels: Tunnels
 }
 
+/** Where a request for the Jobs proxy's `host` goes (the job's loopback port), or why it is refused. */
+const proxyRoute = (ctx: EdgeContext, req: http.IncomingMessage, host: string): { readonly port: number } | Refusal => {
+  if (ctx.oauth.verify(req.headers.authorization)._tag !== "Valid") {
+    return { _tag: "json", status: 401, error: "Invalid credentials in Authorization header" }
+  }
+  const match = /^([0-9a-f]{24})--(\d+)\.hf\.jobs$/.exec(host)
+  const job = match === null ? undefined : ctx.jobs.get(match[1]!)
+  const port = match === null ? undefined : Number(match[2])
+  if (job === undefined || port === undefined || job.expose?.includes(port) !== true) {
+    return { _tag: "json", status: 404, error: "Not Found" }
+  }
+  if (job.stage !== "RUNNING") {
+    return { _tag: "json", status: 503, error: `Job is not running (stage: ${job.stage})` }
+  }
+  return { port: job.ports.get(port) ?? port }
+}
+
+/** Where a request for the quick tunnel `host` goes (its origin's port), or why the edge refuses it. */
+const tunnelRoute = (ctx: EdgeContext, host: string): { readonly port: number; readonly tunnel: Tunnel } | Refusal => {
+  const error1033: Refusal = { _tag: "text", status: 530, text: "error code: 1033", headers: cfHeaders() }
+  const tunnel = ctx.tunnels.byHost.get(host)
+  if (tunnel === undefined) {
+    // A client that could not ask the emulator in-process still gets a transport error.
+    return ctx.faults.unknownTunnelHostsDnsFail ? { _tag: "drop" } : error1033
+  }
+  if (tunnel.pid !== undefined && !tunnel.closed && !ProcessTree.isAlive(tunnel.pid)) tunnel.closed = true
+  if (tunnel.closed || tunnel.registeredAt === undefined) return error1033
+  if (Date.now() < tunnel.registeredAt + tunnel.warmupMs) return error1033
+  let origin: URL
+  try {
+    origin = new URL(tunnel.origin)
+  } catch {
+    return { _tag: "text", status: 502, text: "error code: 502", headers: cfHeaders() }
+  }
+  return { port: Number(origin.port || (origin.protocol === "https:" ? 443 : 80)), tunnel }
+}
+
 export class Edge {
   readonly agent = new http.Agent({ keepAlive: true })
   /** Upgraded (WebSocket) connections in flight, both sides. */
@@ -142,25 +180,8 @@ export class Edge {
 
   constructor(readonly ctx: EdgeContext) {}
 
-  /** Where a request for the Jobs proxy's `host` goes (the job's loopback port), or why it is refused. */
-  private proxyRoute(req: http.IncomingMessage, host: string): { readonly port: number } | Refusal {
-    if (this.ctx.oauth.verify(req.headers.authorization)._tag !== "Valid") {
-      return { _tag: "json", status: 401, error: "Invalid credentials in Authorization header" }
-    }
-    const match = /^([0-9a-f]{24})--(\d+)\.hf\.jobs$/.exec(host)
-    const job = match === null ? undefined : this.ctx.jobs.get(match[1]!)
-    const port = match === null ? undefined : Number(match[2])
-    if (job === undefined || port === undefined || job.expose?.includes(port) !== true) {
-      return { _tag: "json", status: 404, error: "Not Found" }
-    }
-    if (job.stage !== "RUNNING") {
-      return { _tag: "json", status: 503, error: `Job is not running (stage: ${job.stage})` }
-    }
-    return { port: job.ports.get(port) ?? port }
-  }
-
   proxy(req: http.IncomingMessage, res: http.ServerResponse, host: string) {
-    const route = this.proxyRoute(req, host)
+    const route = proxyRoute(this.ctx, req, host)
     if ("_tag" in route) return refuseHttp(req, res, route)
     this.forward(req, res, {
       port: route.port,
@@ -172,7 +193,7 @@ export class Edge {
 
   /** A WebSocket (or any) upgrade through the Jobs proxy: checked as a request, then spliced both ways. */
   proxyUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, host: string) {
-    const route = this.proxyRoute(req, host)
+    const route = proxyRoute(this.ctx, req, host)
     if ("_tag" in route) return refuseUpgrade(socket, route)
     spliceUpgrade(req, socket, head, {
       port: route.port,
@@ -188,28 +209,8 @@ export class Edge {
     return this.ctx.dns.lookup("system", host.toLowerCase())
   }
 
-  /** Where a request for the quick tunnel `host` goes (its origin's port), or why the edge refuses it. */
-  private tunnelRoute(host: string): { readonly port: number; readonly tunnel: Tunnel } | Refusal {
-    const error1033: Refusal = { _tag: "text", status: 530, text: "error code: 1033", headers: cfHeaders() }
-    const tunnel = this.ctx.tunnels.byHost.get(host)
-    if (tunnel === undefined) {
-      // A client that could not ask the emulator in-process still gets a transport error.
-      return this.ctx.faults.unknownTunnelHostsDnsFail ? { _tag: "drop" } : error1033
-    }
-    if (tunnel.pid !== undefined && !tunnel.closed && !ProcessTree.isAlive(tunnel.pid)) tunnel.closed = true
-    if (tunnel.closed || tunnel.registeredAt === undefined) return error1033
-    if (Date.now() < tunnel.registeredAt + tunnel.warmupMs) return error1033
-    let origin: URL
-    try {
-      origin = new URL(tunnel.origin)
-    } catch {
-      return { _tag: "text", status: 502, text: "error code: 502", headers: cfHeaders() }
-    }
-    return { port: Number(origin.port || (origin.protocol === "https:" ? 443 : 80)), tunnel }
-  }
-
   quickTunnel(req: http.IncomingMessage, res: http.ServerResponse, host: string) {
-    const route = this.tunnelRoute(host)
+    const route = tunnelRoute(this.ctx, host)
     if ("_tag" in route) return refuseHttp(req, res, route)
     const { port, tunnel } = route
     const headers = cfHeaders()
@@ -233,7 +234,7 @@ export class Edge {
    * edge holds a GET response's body. Cut like any request when the tunnel's cloudflared dies.
    */
   quickTunnelUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, host: string) {
-    const route = this.tunnelRoute(host)
+    const route = tunnelRoute(this.ctx, host)
     if ("_tag" in route) return refuseUpgrade(socket, route)
     const { port, tunnel } = route
     tunnel.inflight.add(socket)
