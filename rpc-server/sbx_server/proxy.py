@@ -81,10 +81,14 @@ def carries_token(value):
     return hmac.compare_digest(hashlib.sha256(parts[1].strip().encode("latin-1", "replace")).digest(), want)
 
 
-def request_head(method, target, headers, upgrade):
+def request_head(method, target, headers, upgrade, chunked):
     """The head replayed to the backend. A plain request loses its hop-by-hop fields and asks for
-    `Connection: close`; an upgrade keeps `Connection`/`Upgrade` (the backend does the handshake)."""
-    dropped = set() if upgrade else HOP_BY_HOP | connection_tokens(headers)
+    `Connection: close`; an upgrade keeps `Connection`/`Upgrade` (the backend does the handshake).
+    `Expect` was answered here already (100 Continue). The body's framing is the one this server read:
+    a chunked body loses any `Content-Length` beside it (two framings are how requests get smuggled)."""
+    dropped = {"expect"} if upgrade else HOP_BY_HOP | connection_tokens(headers) | {"expect"}
+    if chunked:
+        dropped = dropped | {"content-length"}
     lines = ["%s %s HTTP/1.1" % (method, target)]
     for name, value in headers.items():
         low = name.lower()
@@ -307,7 +311,7 @@ class ProxyRoutes(object):
         PROXIED.add(port, 1)
         pump = None
         try:
-            backend.sendall(request_head(self.command, target, self.headers, upgrade))
+            backend.sendall(request_head(self.command, target, self.headers, upgrade, self._body.chunked))
             pump = threading.Thread(target=splice.pump, name="proxy-pump", daemon=True)
             pump.start()
             splice.relay()

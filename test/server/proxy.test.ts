@@ -13,6 +13,7 @@ import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openFds, PORT_SERVER, PORT_SERVER_LISTENING, readSse, wsEcho } from "../support/ports.js"
 import { sleep } from "../support/processes.js"
+import { exchange } from "../support/rawHttp.js"
 import { type Event, PYTHON, type Running, readEventsUntil, startServer, stopServer } from "../support/server.js"
 
 const isLinux = process.platform === "linux"
@@ -102,6 +103,22 @@ describe("ANY /v1/proxy/{port}/{path...}", () => {
     expect(head.headers).toContainEqual(["X-Custom", "kept"])
     expect(head.headers.filter(([k]) => k.toLowerCase() === "connection")).toEqual([["Connection", "close"]])
     expect(JSON.stringify(head)).not.toContain(server.token)
+  })
+
+  it("forwards one framing (chunked wins over a Content-Length beside it), answers Expect itself, and never lets a pipelined request through", async () => {
+    const request =
+      `POST /v1/proxy/${port}/headers HTTP/1.1\r\nHost: x\r\nX-Sandbox-Token: ${server.token}\r\n` +
+      "Content-Length: 3\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n5\r\nhello\r\n0\r\n\r\n" +
+      "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+    const { responses, closed } = await exchange(server.port, request)
+    expect(closed).toBe(true)
+    expect(responses.map((r) => r.status)).toEqual([100, 200])
+    const head = JSON.parse(responses[1]!.body.toString("latin1")) as { headers: Array<[string, string]>; body: string }
+    expect(head.body).toBe("hello")
+    const names = head.headers.map(([k]) => k.toLowerCase())
+    expect(names).toContain("transfer-encoding")
+    expect(names).not.toContain("content-length")
+    expect(names).not.toContain("expect")
   })
 
   it("passes on an Authorization header that is not the sandbox token (HF's server forwards it too)", async () => {

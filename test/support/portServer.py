@@ -2,7 +2,8 @@
 library only, run inside a sandbox (`python3 portServer.py [PORT]`, else $PORT, else a free port).
 
   GET  /hello            -> `hello from PORT\n` (Content-Length)
-  GET  /headers          -> the request's head as JSON: {"method", "target", "headers": [[name, value]...]}
+  GET|POST /headers      -> the request's head and body as JSON: {"method", "target", "headers": [[name,
+                            value]...], "body"} (the body as latin-1 text)
   POST /echo             -> the request body back (Content-Length or chunked request), chunked response
   GET|POST /sse          -> text/event-stream, chunked: event `one`, then waits (at most 60 s) until
                             /release is requested, then event `two` and the end (no race with any clock:
@@ -38,8 +39,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/hello":
             return self.send_body(200, ("hello from %d\n" % self.server.server_address[1]).encode(), "text/plain")
         if path == "/headers":
-            head = {"method": self.command, "target": self.path, "headers": [[k, v] for k, v in self.headers.items()]}
-            return self.send_body(200, json.dumps(head).encode(), "application/json")
+            return self.send_head_json(b"")
         if path == "/sse":
             return self.sse()
         if path == "/release":
@@ -57,10 +57,21 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.partition("?")[0]
         if path == "/echo":
             return self.echo()
+        if path == "/headers":
+            return self.send_head_json(self.read_body())
         if path == "/sse":
             self.read_body()
             return self.sse()
         self.send_body(404, b"not found\n", "text/plain")
+
+    def send_head_json(self, body):
+        head = {
+            "method": self.command,
+            "target": self.path,
+            "headers": [[k, v] for k, v in self.headers.items()],
+            "body": body.decode("latin-1"),
+        }
+        self.send_body(200, json.dumps(head).encode(), "application/json")
 
     def send_body(self, status, body, content_type):
         self.send_response(status)
