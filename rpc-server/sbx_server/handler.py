@@ -216,13 +216,18 @@ PROCESS_ROUTES = {
 }
 
 
-def process_route(route):
-    """/v1/processes/{id}[/output|/wait] -> (methods, (id,)), or (None, ())."""
-    key, _, rest = route[len("/v1/processes/") :].partition("/")
-    methods = PROCESS_ROUTES.get("/" + rest if rest else "")
+def keyed_route(route, prefix, table):
+    """{prefix}{key}[/{rest}] -> (table["/rest" or ""], (key,)), or (None, ())."""
+    key, _, rest = route[len(prefix) :].partition("/")
+    methods = table.get("/" + rest if rest else "")
     if not key or methods is None:
         return None, ()
     return methods, (key,)
+
+
+def process_route(route):
+    """/v1/processes/{id}[/output|/wait] -> (methods, (id,)), or (None, ())."""
+    return keyed_route(route, "/v1/processes/", PROCESS_ROUTES)
 
 
 PORT_ROUTES = {
@@ -233,8 +238,4 @@ PORT_ROUTES = {
 
 def port_route(route):
     """/v1/ports/{port}[/tunnel] -> (methods, (port text,)), or (None, ())."""
-    key, _, rest = route[len("/v1/ports/") :].partition("/")
-    methods = PORT_ROUTES.get("/" + rest if rest else "")
-    if not key or methods is None:
-        return None, ()
-    return methods, (key,)
+    return keyed_route(route, "/v1/ports/", PORT_ROUTES)

@@ -6,10 +6,11 @@ next request for it, and the server carries on."""
 import json
 import sys
 import threading
+import time
 
-from .common import format_exc, log
+from .common import log
 from .tunnel import Tunnel
-from .tunnel_config import PORT_TUNNEL_MARKER, TunnelFailed, TunnelStopped
+from .tunnel_config import PORT_TUNNEL_MARKER
 
 
 class PortTunnel(Tunnel):
@@ -26,26 +27,14 @@ class PortTunnel(Tunnel):
     def start(self):
         threading.Thread(target=self.run, name="tunnel-%d" % self.port, daemon=True).start()
 
-    def run(self):
-        try:
-            self.supervise(self.find_binary())
-        except TunnelStopped:
-            pass
-        except TunnelFailed as e:
-            self.give_up(str(e).replace("hf-sandbox: tunnel failed:", "hf-sandbox: tunnel for port %d failed:" % self.port))
-        except Exception:
-            log("tunnel for port %d: supervisor crashed:\n%s" % (self.port, format_exc()))
-            self.give_up("hf-sandbox: tunnel for port %d failed: internal error (see the server's log)" % self.port)
-        finally:
-            self.cleanup()
-
-    def give_up(self, message):
-        if self.stop.is_set():
-            return
+    def give_up(self, line):
+        """Not fatal: the next request for the port hears why (and may start a new tunnel)."""
+        message = line.replace("hf-sandbox: tunnel failed:", "hf-sandbox: tunnel for port %d failed:" % self.port)
         log(message)
         with self.changed:
             self.failed, self.url = message, None
             self.changed.notify_all()
+        self.cleanup()
 
     def run_once(self, binary, attempt):
         try:
@@ -77,8 +66,6 @@ class PortTunnel(Tunnel):
 
     def wait_url(self, deadline):
         """The tunnel's state once it has a URL or has failed, or at `deadline` (time.monotonic())."""
-        import time
-
         with self.changed:
             while self.url is None and self.failed is None and not self.stop.is_set():
                 left = deadline - time.monotonic()

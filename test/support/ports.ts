@@ -73,6 +73,20 @@ const frame = (opcode: number, payload: Buffer): Buffer => {
   return Buffer.concat([head, mask, masked])
 }
 
+/** A WebSocket opening handshake (RFC 6455 §4.1) for `path`, with `headers` added. */
+const handshake = (host: string, port: number, path: string, key: string, headers: Record<string, string>) => {
+  const lines = [
+    `GET ${path} HTTP/1.1`,
+    `Host: ${host}:${port}`,
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    `Sec-WebSocket-Key: ${key}`,
+    "Sec-WebSocket-Version: 13",
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)
+  ]
+  return `${lines.join("\r\n")}\r\n\r\n`
+}
+
 /** One unmasked frame at the start of `data`: [opcode, payload, bytes used], or undefined if incomplete. */
 const parseFrame = (data: Buffer): [number, Buffer, number] | undefined => {
   if (data.length < 2) return undefined
@@ -127,18 +141,7 @@ export const wsEcho = (
         closedCleanly
       })
     }
-    socket.on("connect", () => {
-      const lines = [
-        `GET ${path} HTTP/1.1`,
-        `Host: ${host}:${port}`,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        `Sec-WebSocket-Key: ${key}`,
-        "Sec-WebSocket-Version: 13",
-        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)
-      ]
-      socket.write(`${lines.join("\r\n")}\r\n\r\n`)
-    })
+    socket.on("connect", () => socket.write(handshake(host, port, path, key, headers)))
     socket.on("data", (chunk: Buffer) => {
       data = Buffer.concat([data, chunk])
       if (head === undefined) {
@@ -230,18 +233,7 @@ export const openWebSocket = (
     let data = Buffer.alloc(0)
     let open = false
     let waiting: ((b: Buffer) => void) | undefined
-    socket.on("connect", () => {
-      const lines = [
-        `GET ${path} HTTP/1.1`,
-        `Host: ${host}:${port}`,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}`,
-        "Sec-WebSocket-Version: 13",
-        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)
-      ]
-      socket.write(`${lines.join("\r\n")}\r\n\r\n`)
-    })
+    socket.on("connect", () => socket.write(handshake(host, port, path, randomBytes(16).toString("base64"), headers)))
     socket.on("data", (chunk: Buffer) => {
       data = Buffer.concat([data, chunk])
       if (!open) {
