@@ -114,6 +114,54 @@ describe("exposed ports through the emulated Jobs proxy", () => {
   )
 })
 
+describe("HF's client path: the server's /v1/proxy/{port} behind the Jobs proxy", () => {
+  it.scoped(
+    "proxy_url_for's URL (<jobId>--49983.hf.jobs/v1/proxy/{port}/…) with proxy_headers carries HTTP, SSE and WebSocket",
+    () =>
+      Effect.gen(function* () {
+        const emu = yield* Testing.make()
+        const sandboxToken = randomBytes(32).toString("hex")
+        yield* Effect.promise(async () => {
+          const job = await createJob(emu, {
+            command: ["sh", "-c", `"$0" -u "$1" 0 & exec "$0" -u -S "$2"`, PYTHON, PORT_SERVER, SERVER],
+            environment: { SBX_PORT: "49983" },
+            secrets: { SBX_TOKEN: sandboxToken },
+            expose: { ports: [49983] }
+          })
+          const port = Number((await logMatch(emu, job.id, PORT_SERVER_LISTENING))[1])
+          await logMatch(emu, job.id, /"event":"listening"/)
+          const host = `${job.id}--49983.hf.jobs`
+          // huggingface_hub's Sandbox.proxy_headers: the HF token for the Jobs proxy, the sandbox token for the server.
+          const headers = { authorization: `Bearer ${Redacted.value(emu.token)}`, "x-sandbox-token": sandboxToken }
+          const hello = await routed(emu, host, `/v1/proxy/${port}/hello`, { headers })
+          assert.strictEqual(await hello.text(), `hello from ${port}\n`)
+          const sse = await routed(emu, host, `/v1/proxy/${port}/sse`, { headers })
+          const events = await readSse(sse, () =>
+            routed(emu, host, `/v1/proxy/${port}/release`, { headers }).then((r) => r.text())
+          )
+          assert.strictEqual(events.all, "event: one\ndata: first\n\nevent: two\ndata: second\n\n")
+          const ws = await wsEcho(
+            "127.0.0.1",
+            emuPort(emu),
+            `/v1/proxy/${port}/ws`,
+            { "x-emulator-host": host, ...headers },
+            ["nested", randomBytes(70_000)]
+          )
+          assert.strictEqual(ws.status, 101)
+          assert.strictEqual(ws.echoes[0]!.toString(), "nested")
+          assert.strictEqual(ws.echoes[1]!.length, 70_000)
+          assert.isTrue(ws.closedCleanly)
+          // Without the sandbox token the server refuses, behind the proxy as in front of it.
+          const bare = await routed(emu, host, `/v1/proxy/${port}/hello`, {
+            headers: { authorization: headers.authorization }
+          })
+          assert.strictEqual(bare.status, 403)
+        })
+      }),
+    60_000
+  )
+})
+
 describe("per-port quick tunnels (POST /v1/ports/{port}/tunnel)", () => {
   it.scoped(
     "the server starts one tunnel per port on demand, idempotent, announced, followed after a restart",
