@@ -67,15 +67,16 @@ describe("exposed ports through the emulated Jobs proxy", () => {
         yield* Effect.promise(async () => {
           const job = await createJob(emu, {
             command: [PYTHON, "-u", PORT_SERVER],
-            environment: { PORT: "8000" },
-            expose: { ports: [8000] }
+            // 8001 is exposed but nothing listens on it (mapped to a free loopback port, like 8000).
+            environment: { PORT: "8000", UNUSED: "8001" },
+            expose: { ports: [8000, 8001] }
           })
           const host = `${job.id}--8000.hf.jobs`
           await logMatch(emu, job.id, PORT_SERVER_LISTENING)
           const info = (await (
             await fetch(`${emu.url}/api/jobs/${emu.user}/${job.id}`, { headers: { authorization: `Bearer ${token}` } })
           ).json()) as { status: { exposeUrls: Array<string> } }
-          assert.deepStrictEqual(info.status.exposeUrls, [`https://${host}`])
+          assert.deepStrictEqual(info.status.exposeUrls, [`https://${host}`, `https://${job.id}--8001.hf.jobs`])
           const local = (await Effect.runPromise(emu.job(job.id)))!.ports["8000"]
           const auth = { authorization: `Bearer ${token}` }
 
@@ -104,10 +105,14 @@ describe("exposed ports through the emulated Jobs proxy", () => {
             (await wsEcho("127.0.0.1", emuPort(emu), "/ws", { "x-emulator-host": host }, [])).status,
             401
           )
-          const other = `${job.id}--8001.hf.jobs`
+          const other = `${job.id}--8002.hf.jobs`
           assert.strictEqual((await routed(emu, other, "/hello", { headers: auth })).status, 404)
           const refused = await wsEcho("127.0.0.1", emuPort(emu), "/ws", { "x-emulator-host": other, ...auth }, [])
           assert.strictEqual(refused.status, 404)
+          const closed = `${job.id}--8001.hf.jobs`
+          assert.strictEqual((await routed(emu, closed, "/hello", { headers: auth })).status, 502)
+          const nobody = await wsEcho("127.0.0.1", emuPort(emu), "/ws", { "x-emulator-host": closed, ...auth }, [])
+          assert.strictEqual(nobody.status, 502)
         })
       }),
     60_000
