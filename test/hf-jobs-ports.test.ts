@@ -9,10 +9,12 @@
 import { randomBytes } from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
 import * as Testing from "hf-sandbox/testing"
+import { parseMarker } from "../src/internal/hfJobs/tunnel.js"
 import { PORT_SERVER, PORT_SERVER_LISTENING, readSse, wsEcho } from "./support/ports.js"
 import { pidsWithArg, sleep, waitNoneWithArg } from "./support/processes.js"
 import { PYTHON, SERVER } from "./support/server.js"
@@ -210,6 +212,8 @@ describe("per-port quick tunnels (POST /v1/ports/{port}/tunnel)", () => {
           assert.deepStrictEqual(Schema.decodeUnknownSync(Protocol.PortTunnel)(first), { ...first, state: "ready" })
           const marker = await logMatch(emu, job.id, PORT_MARKER)
           assert.deepStrictEqual(JSON.parse(marker[1]!), { port, url: first.url })
+          // The client following the server's own URL never takes a port's marker for it.
+          assert.isTrue(Option.isNone(parseMarker(marker[0])))
           const probe = (await (await routed(emu, main, `/v1/ports/${port}`, { headers: sbx })).json()) as Record<
             string,
             unknown
