@@ -15,6 +15,12 @@ from .httpframe import WAIT_SECONDS
 PROBE_TIMEOUT = 1.0  # a loopback connect: a listener answers at once
 TUNNEL_WAIT_DEFAULT = 60.0  # POST /v1/ports/{port}/tunnel waits this long for the URL unless ?wait= says
 TUNNEL_WAIT_MAX = 300.0
+DEFAULT_MAX_PORT_TUNNELS = 16  # each is a cloudflared process; SBX_MAX_PORT_TUNNELS overrides
+
+
+def max_port_tunnels():
+    raw = os.environ.get("SBX_MAX_PORT_TUNNELS", "")
+    return int(raw) if raw.isdigit() and 0 < int(raw) <= 1000 else DEFAULT_MAX_PORT_TUNNELS
 
 
 def listening(port):
@@ -49,6 +55,14 @@ class PortTunnels(object):
             tunnel = self.tunnels.get(port)
             if tunnel is not None and tunnel.failed is None:
                 return tunnel
+            running = sum(1 for t in self.tunnels.values() if t.failed is None)
+            limit = max_port_tunnels()
+            if running >= limit:
+                message = (
+                    "too many port tunnels: the server runs at most %d at once (SBX_MAX_PORT_TUNNELS), one per "
+                    "port, and they stop only with the server; reach more ports through /v1/proxy/{port}"
+                )
+                raise HttpError(503, message % limit, "too_many_tunnels")
             from .tunnel_ports import PortTunnel
 
             tunnel = PortTunnel(self.settings(), port)

@@ -6,7 +6,10 @@
  * and the readiness probe `GET /v1/ports/{port}`.
  */
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
 import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
@@ -243,6 +246,41 @@ describe("POST /v1/ports/{port}/tunnel", () => {
       expect(other.proc.exitCode).toBeNull()
     } finally {
       await stopServer(other)
+    }
+  })
+})
+
+describe("POST /v1/ports/{port}/tunnel: bounds", () => {
+  it("a tunnel still starting is a 503 tunnel_starting (the same tunnel on the next call); SBX_MAX_PORT_TUNNELS bounds them", async () => {
+    // A cloudflared that passes the version check and then never becomes ready.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-slow-cloudflared-"))
+    const fake = path.join(dir, "cloudflared")
+    fs.writeFileSync(
+      fake,
+      '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "cloudflared version 2026.9.1 (built 2026-09-01)"; exit 0; fi\nexec sleep 120\n',
+      { mode: 0o755 }
+    )
+    const other = await startServer({
+      prefix: "sbx-proxy-bound-",
+      env: { SBX_CLOUDFLARED: fake, SBX_MAX_PORT_TUNNELS: "1" }
+    })
+    try {
+      const ask = (p: string, init: RequestInit = {}) =>
+        fetch(other.base + p, { ...init, headers: { "X-Sandbox-Token": other.token } })
+      const first = await ask(`/v1/ports/${port}/tunnel?wait=0.2`, { method: "POST" })
+      expect(first.status).toBe(503)
+      expect(first.headers.get("retry-after")).toBe("2")
+      expect(((await first.json()) as Record<string, unknown>).code).toBe("tunnel_starting")
+      expect(await (await ask(`/v1/ports/${port}/tunnel`)).json()).toEqual({ port, state: "starting", url: null })
+      expect((await ask(`/v1/ports/${port}/tunnel?wait=0`, { method: "POST" })).status).toBe(503)
+      const second = await ask(`/v1/ports/${port + 1}/tunnel?wait=0`, { method: "POST" })
+      const body = (await second.json()) as Record<string, unknown>
+      expect(second.status).toBe(503)
+      expect(body.code).toBe("too_many_tunnels")
+      expect(String(body.error)).toContain("at most 1 at once (SBX_MAX_PORT_TUNNELS)")
+    } finally {
+      await stopServer(other)
+      fs.rmSync(dir, { recursive: true, force: true })
     }
   })
 })
