@@ -14,10 +14,10 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
 import * as Testing from "hf-sandbox/testing"
-import { parseMarker } from "../src/internal/hfJobs/tunnel.js"
-import { PORT_SERVER, PORT_SERVER_LISTENING, readSse, wsEcho } from "./support/ports.js"
-import { pidsWithArg, sleep, waitNoneWithArg } from "./support/processes.js"
-import { PYTHON, SERVER } from "./support/server.js"
+import { parseMarker } from "../../src/internal/hfJobs/tunnel.js"
+import { PORT_SERVER, PORT_SERVER_LISTENING, readSse, wsEcho } from "../support/ports.js"
+import { pidsWithArg, sleep, waitNoneWithArg } from "../support/processes.js"
+import { PYTHON, SERVER } from "../support/server.js"
 
 type Emulator = Testing.HubEmulator
 
