@@ -16,6 +16,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/providerSeam.js"
 import type { HubError, StartError } from "./SandboxError.js"
+import type * as Sandbox from "./Sandbox.js"
 
 /**
  * What to start. Providers ignore what does not apply to them (the local provider runs no image).
@@ -161,6 +162,15 @@ export interface Endpoint {
    * @since 0.2.0
    */
   readonly backstop?: Backstop | undefined
+  /**
+   * The sandbox's resource samples from the platform (HF Jobs: its metrics stream). Absent: the sandbox's
+   * own server measures them (`/v1/metrics`), as on the local provider.
+   *
+   * @since 0.2.0
+   */
+  readonly metrics?:
+    | ((options: Sandbox.MetricsOptions) => Stream.Stream<Sandbox.MetricsSample, HubError>)
+    | undefined
 }
 
 /**

@@ -26,6 +26,7 @@ from .handler_base import BaseHandler, RequestMixin
 from .routes_exec import ExecRoutes
 from .routes_fs import FsRoutes
 from .routes_list import ListRoutes
+from .routes_metrics import MetricsRoutes
 from .routes_process import ProcessRoutes
 from .routes_process_io import ProcessIoRoutes
 from .routes_read import ReadRoutes
@@ -41,6 +42,7 @@ class Handler(
     FsRoutes,
     ProcessRoutes,
     ProcessIoRoutes,
+    MetricsRoutes,
     RequestMixin,
     BaseHandler,
 ):
@@ -190,6 +192,7 @@ ROUTES = {
         "DELETE": Handler.route_process_cancel,
     },
     "/v1/shutdown": {"POST": Handler.route_shutdown},
+    "/v1/metrics": {"GET": Handler.route_metrics, "POST": Handler.route_metrics},
     "/health": {"GET": Handler.health},
     "/exec": {"POST": Handler.route_legacy_exec},
     "/write": {"POST": Handler.route_legacy_write},
