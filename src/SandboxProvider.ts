@@ -15,8 +15,8 @@ import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/providerSeam.js"
-import type { HubError, StartError } from "./SandboxError.js"
 import type * as Sandbox from "./Sandbox.js"
+import type { HubError, StartError } from "./SandboxError.js"
 
 /**
  * What to start. Providers ignore what does not apply to them (the local provider runs no image).
@@ -168,9 +168,7 @@ export interface Endpoint {
    *
    * @since 0.2.0
    */
-  readonly metrics?:
-    | ((options: Sandbox.MetricsOptions) => Stream.Stream<Sandbox.MetricsSample, HubError>)
-    | undefined
+  readonly metrics?: ((options: Sandbox.MetricsOptions) => Stream.Stream<Sandbox.MetricsSample, HubError>) | undefined
 }
 
 /**

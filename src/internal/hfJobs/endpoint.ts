@@ -14,6 +14,7 @@ import { hubFailure, type ProviderContext } from "./context.js"
 import type * as Hub from "./hub.js"
 import { jobExitReason, LABEL, SERVER_PORT, watchForDeath } from "./jobs.js"
 import { jobLogs } from "./logs.js"
+import { jobMetrics } from "./metrics.js"
 import { deriveSandboxToken } from "./token.js"
 import { isJobProxyUrl, tunnelUrl } from "./tunnel.js"
 
@@ -98,6 +99,7 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
       hardware: job.flavor ?? spec.flavor ?? defaults.flavor,
       lifetime: spec.lifetime ?? defaults.lifetime,
       onThisMachine: false,
+      metrics: () => jobMetrics(client, namespace, job.id, spec.schedules.logReconnect),
       ...extra
     }
     return value

@@ -12,6 +12,7 @@ import type * as SandboxProvider from "../../SandboxProvider.js"
 import type * as Config from "./config.js"
 import { hubFailure, make as makeContext, type ProviderContext } from "./context.js"
 import { endpointOf, serverStopper } from "./endpoint.js"
+import { hardware } from "./hardware.js"
 import * as Hub from "./hub.js"
 import * as JobLabels from "./jobLabels.js"
 import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
@@ -39,7 +40,8 @@ export const make = (
     service: {
       list: (options) => list(ctx, options),
       kill: (id, options) => kill(ctx, id, options),
-      logs: (id, options) => logs(ctx, id, options)
+      logs: (id, options) => logs(ctx, id, options),
+      hardware: hardware(ctx)
     }
   }))
 

@@ -7,6 +7,7 @@
 import type * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
@@ -14,6 +15,7 @@ import * as Protocol from "../../Protocol.js"
 import type { OperationError } from "../../SandboxError.js"
 import * as Entries from "./entries.js"
 import * as Exec from "./exec.js"
+import * as Metrics from "./metrics.js"
 import * as Processes from "./processes.js"
 import * as Read from "./read.js"
 import * as Transport from "./transport.js"
@@ -93,6 +95,8 @@ export interface WireClient {
   readonly rename: (from: string, to: string) => Effect.Effect<void, OperationError>
   readonly chmod: (path: string, mode: string) => Effect.Effect<void, OperationError>
   readonly symlink: (path: string, target: string, replace?: boolean) => Effect.Effect<void, OperationError>
+  /** The server's resource samples, one per `interval`, until the stream is ended. */
+  readonly metrics: (interval: Duration.Duration) => Stream.Stream<Protocol.MetricsLine, OperationError>
 }
 
 /** The wire client of `target`, bounded by `timeouts`, over the HttpClient of the context. */
@@ -133,5 +137,6 @@ const compose = (transport: Transport.Transport): WireClient => ({
   mkdir: (path) => Entries.mkdir(transport, path),
   rename: (from, to) => Entries.rename(transport, from, to),
   chmod: (path, mode) => Entries.chmod(transport, path, mode),
-  symlink: (path, target, replace) => Entries.symlink(transport, path, target, replace)
+  symlink: (path, target, replace) => Entries.symlink(transport, path, target, replace),
+  metrics: (interval) => Metrics.metrics(transport, interval)
 })

@@ -1,0 +1,51 @@
+/**
+ * `HfJobs.hardware()`: the Jobs hardware catalog, from `GET /api/jobs/hardware`, with each flavor's price
+ * per hour worked out from the Hub's price per unit (a minute).
+ */
+import * as Effect from "effect/Effect"
+import type { Hardware } from "../../HfJobs.js"
+import * as Schedules from "../../Schedules.js"
+import * as StartErrors from "../startError.js"
+import type { ProviderContext } from "./context.js"
+import * as Hub from "./hub.js"
+
+/** Seconds in each unit the Hub may price by. */
+const UNIT_SECONDS: Readonly<Record<string, number>> = { second: 1, minute: 60, hour: 3600 }
+
+/** The price per hour in US dollars, rounded to the micro-dollar; undefined for a unit not known here. */
+const perHour = (line: Hub.HardwareLine): number | undefined => {
+  const seconds = UNIT_SECONDS[line.unitLabel.toLowerCase()]
+  return seconds === undefined ? undefined : Math.round((line.unitCostMicroUSD * 3600) / seconds) / 1_000_000
+}
+
+const toHardware = (line: Hub.HardwareLine): Hardware => ({
+  name: line.name,
+  prettyName: line.prettyName,
+  cpu: line.cpu,
+  ram: line.ram,
+  storage: line.ephemeralStorage ?? undefined,
+  accelerator:
+    line.accelerator === undefined || line.accelerator === null
+      ? undefined
+      : {
+          type: line.accelerator.type,
+          model: line.accelerator.model,
+          quantity: Number(line.accelerator.quantity),
+          vram: line.accelerator.vram,
+          manufacturer: line.accelerator.manufacturer
+        },
+  unitCostUsd: line.unitCostUSD,
+  unitCostMicroUsd: line.unitCostMicroUSD,
+  unitLabel: line.unitLabel,
+  pricePerHour: perHour(line)
+})
+
+export const hardware = (ctx: ProviderContext) =>
+  Effect.gen(function* () {
+    const client = yield* ctx.hub
+    const lines = yield* client.hardware.pipe(Hub.retryTransient((yield* Schedules.Schedules).hubRetry))
+    return lines.map(toHardware)
+  }).pipe(
+    Effect.mapError((error) => StartErrors.during("list the Jobs hardware", error)),
+    Effect.withSpan("HfJobs.hardware", { attributes: { "sandbox.provider": "hf-jobs" } })
+  )
