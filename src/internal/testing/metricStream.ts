@@ -9,7 +9,6 @@
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import type * as http from "node:http"
-import * as os from "node:os"
 import * as Effect from "effect/Effect"
 import * as ProcessTree from "../processTree.js"
 import { flavorOf } from "./hardware.js"
@@ -60,15 +59,16 @@ const containerUsage = (job: Job) => {
 const gpuId = (job: Job, index: number) => createHash("sha256").update(`${job.id}/${index}`).digest("hex").slice(0, 8)
 
 /**
- * The samples of one stream. The allotment and memory total are the flavor's (the Hub reports a little
- * less than the flavor's nominal RAM; the emulator reports it whole), bounded by this machine's: the
- * emulated container's processes run here. GPUs are the flavor's, idle (there are none to measure).
- * Network rates are 0: the emulated container shares this machine's network, so no traffic is its own.
+ * The samples of one stream. The allotment and memory total are the flavor's, as the Hub reports them
+ * (it reports a little less than the flavor's nominal RAM; the emulator reports it whole), though the
+ * emulated container's processes run on this machine. GPUs are the flavor's, idle (there are none to
+ * measure). Network rates are 0: the emulated container shares this machine's network, so no traffic is
+ * its own.
  */
 const sampler = (job: Job) => {
   const flavor = flavorOf(job.flavor)
-  const cpus = Math.min(flavor?.cpus ?? 2, os.availableParallelism())
-  const memoryTotal = Math.min((flavor?.ramGb ?? 16) * 2 ** 30, os.totalmem())
+  const cpus = flavor?.cpus ?? 2
+  const memoryTotal = (flavor?.ramGb ?? 16) * 2 ** 30
   const replica = hex(3).slice(0, 5)
   let last = { ...containerUsage(job), at: performance.now() }
   return () => {
