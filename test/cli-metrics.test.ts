@@ -28,7 +28,7 @@ describe("hf-sandbox hardware and top", () => {
     assert.includeMembers(names.stdout.trim().split("\n"), ["cpu-basic", "t4-small", "a100-large", "h200"])
     const json = await hf(["hardware", "--json"])
     expectCode(json, 0)
-    const t4 = (JSON.parse(json.stdout) as Array<{ name: string }>).find((h) => h.name === "t4-small")
+    const t4 = (JSON.parse(json.stdout) as Array<Record<string, unknown>>).find((h) => h.name === "t4-small")
     assert.deepInclude(t4, { cpu: "4 vCPU", ram: "15 GB", unitLabel: "minute", pricePerHour: 0.40002 })
   })
 
