@@ -163,7 +163,10 @@ export interface Hardware {
   readonly unitCostMicroUsd: number
   /** What the unit price is for: `"minute"` (Jobs are billed by the minute). */
   readonly unitLabel: string
-  /** The price of an hour in US dollars; undefined if the Hub prices by a unit this version does not know. */
+  /**
+   * The price of an hour in US dollars (to a hundredth of a cent); undefined if the Hub prices by a unit
+   * this version does not know.
+   */
   readonly pricePerHour: number | undefined
 }
 
@@ -238,7 +241,9 @@ export const logs = (id: string, options?: Parameters<Service["logs"]>[1]) =>
  * retried like every Hub call.
  *
  * ```ts
- * const gpus = (yield* HfJobs.hardware()).filter((h) => h.accelerator !== undefined)
+ * const gpuFlavors = HfJobs.hardware().pipe(
+ *   Effect.map((catalog) => catalog.filter((h) => h.accelerator !== undefined))
+ * )
  * ```
  *
  * @since 0.2.0

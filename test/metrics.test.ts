@@ -166,9 +166,10 @@ layer(HfEnv, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs (emu
         unitCostUsd: 0.016667,
         unitCostMicroUsd: 16667,
         unitLabel: "minute",
-        pricePerHour: 1.00002
+        pricePerHour: 1
       })
-      assert.strictEqual(byName.get("h200x8")?.pricePerHour, 40.00002)
+      assert.strictEqual(byName.get("h200x8")?.pricePerHour, 40)
+      assert.strictEqual(byName.get("cpu-basic")?.pricePerHour, 0.01)
       assert.strictEqual(byName.get("cpu-basic")?.accelerator, undefined)
     })
   )
