@@ -437,7 +437,8 @@ export interface Sandbox {
    * Live resource samples (CPU, memory, network, GPUs), one per `interval`, until the stream is ended or
    * interrupted (or the sandbox ends). On HF Jobs they come from the Jobs metrics stream (one a second,
    * whatever `interval` says; the Hub sends none while the job is scheduled); elsewhere from the sandbox's
-   * own server (`/v1/metrics`, from `/proc`).
+   * own server (`/v1/metrics`, from `/proc`). Watching is not using: the stream does not hold off the
+   * sandbox's idle timeout.
    *
    * @since 0.2.0
    */

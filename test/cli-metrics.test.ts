@@ -3,7 +3,18 @@
  * the emulated Hub, and live samples of a local and an emulated HF sandbox, ended by `--count` or Ctrl-C.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { createHf, createLocal, expectCode, hf, local, startInProcess, until, useCliHarness } from "./support/cli.js"
+import {
+  cli,
+  createHf,
+  createLocal,
+  emulator,
+  expectCode,
+  hf,
+  local,
+  startInProcess,
+  until,
+  useCliHarness
+} from "./support/cli.js"
 
 useCliHarness()
 
@@ -26,6 +37,10 @@ describe("hf-sandbox hardware and top", () => {
     const names = await hf(["hardware", "-q"])
     expectCode(names, 0)
     assert.includeMembers(names.stdout.trim().split("\n"), ["cpu-basic", "t4-small", "a100-large", "h200"])
+    // The catalog is public: without a token it is asked anonymously.
+    const anonymous = await cli(["hardware", "-q"], { env: { HF_ENDPOINT: emulator.url } })
+    expectCode(anonymous, 0)
+    assert.strictEqual(anonymous.stdout, names.stdout)
     const json = await hf(["hardware", "--json"])
     expectCode(json, 0)
     const t4 = (JSON.parse(json.stdout) as Array<Record<string, unknown>>).find((h) => h.name === "t4-small")

@@ -3,7 +3,7 @@
 import selectors
 import time
 
-from .common import ClientGone, bad_request, dumps, new_selector
+from .common import STATE, ClientGone, bad_request, dumps, new_selector
 from .execution import peer_closed
 from .metrics import Meter
 from .sinks import StreamSink
@@ -36,6 +36,15 @@ class MetricsRoutes(object):
             return self.respond_json(meter.sample())
         sink = StreamSink(self, "utf-8")
         sink.begin()
+        # Watching a sandbox is not using it: a stream of samples does not hold off the idle timeout
+        # (dispatch counted this request in flight; it is counted out while it streams).
+        STATE.end()
+        try:
+            self.follow_metrics(meter, sink, interval)
+        finally:
+            STATE.begin()
+
+    def follow_metrics(self, meter, sink, interval):
         due = time.monotonic() + interval
         while True:
             now = time.monotonic()

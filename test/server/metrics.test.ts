@@ -7,6 +7,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
+import { withTimeout } from "../support/processes.js"
 import { type Running, startServer, stopServer } from "../support/server.js"
 
 const servers: Array<Running> = []
@@ -103,5 +104,23 @@ describe("/v1/metrics", () => {
         d901cd7f: { utilization: 0, memory_used_bytes: 0, memory_total_bytes: 22836 * 1024 * 1024 }
       })
     }
+  })
+
+  it("a stream of samples does not hold off the idle timeout: watching is not using", async () => {
+    const server = await startServer({ args: ["--idle-timeout", "1"], prefix: "sbx-metrics-" })
+    servers.push(server)
+    const res = await get(server, "?interval=0.1&follow=1", { method: "POST" })
+    expect(res.status).toBe(200)
+    const reader = res.body!.getReader()
+    const drained = (async () => {
+      try {
+        while (!(await reader.read()).done) {}
+      } catch {
+        // cut when the server exits
+      }
+    })()
+    expect(await withTimeout(server.exited, 20_000)).toEqual({ code: 0, signal: null })
+    expect(server.stderr()).toMatch(/idle/)
+    await drained
   })
 })

@@ -3,6 +3,7 @@
  * per hour worked out from the Hub's price per unit (a minute).
  */
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import type { Hardware } from "../../HfJobs.js"
 import * as Schedules from "../../Schedules.js"
 import * as StartErrors from "../startError.js"
@@ -44,9 +45,23 @@ const toHardware = (line: Hub.HardwareLine): Hardware => ({
   pricePerHour: perHour(line)
 })
 
+/**
+ * The catalog is public (`@huggingface/hub`'s `listJobHardware`: authentication optional): without a
+ * token it is asked anonymously. A token that is there is sent, as `huggingface_hub` does.
+ */
+const clientFor = (ctx: ProviderContext) =>
+  Effect.catchIf(
+    ctx.hub,
+    (error) => error.reason === "NoToken",
+    () =>
+      Effect.succeed(
+        Hub.make({ endpoint: ctx.config.endpoint, token: Redacted.make(""), userAgent: ctx.config.userAgent })
+      )
+  )
+
 export const hardware = (ctx: ProviderContext) =>
   Effect.gen(function* () {
-    const client = yield* ctx.hub
+    const client = yield* clientFor(ctx)
     const lines = yield* client.hardware.pipe(Hub.retryTransient((yield* Schedules.Schedules).hubRetry))
     return lines.map(toHardware)
   }).pipe(
