@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as HfJobs from "hf-sandbox/HfJobs"
+import * as PromiseApi from "hf-sandbox/promise"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
@@ -217,4 +218,23 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })("local
       assert.include(bad.message, "interval")
     }).pipe(Effect.scoped)
   )
+})
+
+describe("Promise facade: metrics", () => {
+  it("sb.metrics() is an async iterator of samples; leaving the loop ends the stream", async () => {
+    const sb = await PromiseApi.Sandbox.create({ provider: "local" })
+    try {
+      const samples: Array<Sandbox.MetricsSample> = []
+      for await (const sample of sb.metrics({ interval: "100 millis" })) {
+        samples.push(sample)
+        if (samples.length === 2) break
+      }
+      assert.strictEqual(samples.length, 2)
+      assert.isAbove(samples[1]!.memoryTotalBytes, 0)
+      // Still usable afterwards: the loop ended only the stream.
+      assert.strictEqual((await sb.exec("echo ok")).stdout, "ok\n")
+    } finally {
+      await sb.terminate()
+    }
+  })
 })
