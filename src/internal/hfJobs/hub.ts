@@ -154,6 +154,18 @@ export const retryTransient =
     })
 
 /**
+ * How one pass over a streamed route (a job's log or metrics) meets an error: what is transient ends the
+ * pass quietly, to be reopened by the caller, a 429 no sooner than the Hub says; a rejection
+ * (401/403/404) is final.
+ */
+export const endPassOnTransient = (error: HubError): Stream.Stream<never, HubError> =>
+  isTransient(error)
+    ? error.retryAfterMs === undefined
+      ? Stream.empty
+      : Stream.drain(Stream.fromEffect(Effect.sleep(Duration.millis(error.retryAfterMs))))
+    : Stream.fail(error)
+
+/**
  * Retries 429s for as long as `schedule` goes on (the caller bounds it), each no sooner than the Hub
  * says: a rate limit is a wait, not a failure.
  */

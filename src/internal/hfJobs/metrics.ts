@@ -28,13 +28,7 @@ export const jobMetrics = (
 ): Stream.Stream<MetricsSample, HubError> => {
   const pass = boundedPass(hub.metrics(namespace, jobId), SILENCE, () => Option.some(SILENCE)).pipe(
     // A 500 (the job has ended) and what is transient end the pass; a 429 no sooner than the Hub says.
-    Stream.catchAll((error) =>
-      Hub.isTransient(error)
-        ? error.retryAfterMs === undefined
-          ? Stream.empty
-          : Stream.drain(Stream.fromEffect(Effect.sleep(Duration.millis(error.retryAfterMs))))
-        : Stream.fail(error)
-    )
+    Stream.catchAll(Hub.endPassOnTransient)
   )
   const running = hub.getJob(namespace, jobId).pipe(
     Effect.map((job) => !Hub.isTerminal(job.status.stage)),
