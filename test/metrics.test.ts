@@ -6,7 +6,9 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as Hub from "@huggingface/hub"
 import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
@@ -216,6 +218,21 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })("local
       const bad = yield* Effect.flip(Stream.runDrain(sb.metrics({ interval: "1 millis" })))
       assert.strictEqual(bad._tag, "InvalidArgumentError")
       assert.include(bad.message, "interval")
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("the stream ends, without an error, when the sandbox's server exits", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.make()
+      const first = yield* Deferred.make<void>()
+      const samples = yield* Effect.fork(
+        Stream.runCount(sb.metrics({ interval: "100 millis" }).pipe(Stream.tap(() => Deferred.succeed(first, void 0))))
+      )
+      yield* Deferred.await(first)
+      process.kill(sb.details.serverPid as number, "SIGKILL")
+      // Joined without a ConnectionLostError: the sandbox ended, and so did its samples.
+      const count = yield* Fiber.join(samples).pipe(Effect.timeout("20 seconds"))
+      assert.isAtLeast(count, 1)
     }).pipe(Effect.scoped)
   )
 })
