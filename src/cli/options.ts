@@ -122,3 +122,7 @@ export const sandboxOptions = (a: {
       forwardHfToken: a.forwardHfToken
     }
   })
+
+/** An optional `--NAME DURATION` flag (read with `Parse.optionalDuration`). */
+export const durationFlag = (name: string, description: string) =>
+  Options.text(name).pipe(Options.withPseudoName("DURATION"), Options.optional, Options.withDescription(description))

@@ -8,7 +8,7 @@ import * as Stream from "effect/Stream"
 import type { MetricsSample } from "../../Sandbox.js"
 import { action, idOf } from "../action.js"
 import { attach } from "../attach.js"
-import { globals, sandboxId } from "../options.js"
+import { durationFlag, globals, sandboxId } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
 
@@ -30,11 +30,7 @@ export const top = Command.make(
   "top",
   {
     ...globals,
-    interval: Options.text("interval").pipe(
-      Options.withPseudoName("DURATION"),
-      Options.optional,
-      Options.withDescription("Time between samples (default 1s; HF Jobs send one a second whatever it is).")
-    ),
+    interval: durationFlag("interval", "Time between samples (default 1s; HF Jobs send one a second whatever it is)."),
     count: Options.integer("count").pipe(
       Options.withAlias("n"),
       Options.withPseudoName("N"),
