@@ -17,7 +17,7 @@ import * as PromiseApi from "hf-sandbox/promise"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
-import { emulator } from "./support/hfJobs.js"
+import { cancelRaw, emulator } from "./support/hfJobs.js"
 import { emulatedHub, fastSchedules } from "./support/hub.js"
 import { localLayer } from "./support/local.js"
 
@@ -196,6 +196,21 @@ layer(HfEnv, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs (emu
       }).pipe(Effect.scoped)
     )
   }
+
+  it.effect("sb.metrics ends once the job has ended: the Hub's stream goes silent, the job's stage says why", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.make({ transport: "proxy" })
+      const first = yield* Deferred.make<void>()
+      const samples = yield* Effect.fork(
+        Stream.runCount(sb.metrics().pipe(Stream.tap(() => Deferred.succeed(first, void 0))))
+      )
+      yield* Deferred.await(first)
+      yield* cancelRaw(sb.id)
+      // The pass stays open and silent (as the Hub's does) for 10 s; then the stage ends the stream.
+      const count = yield* Fiber.join(samples).pipe(Effect.timeout("40 seconds"))
+      assert.isAtLeast(count, 1)
+    }).pipe(Effect.scoped)
+  )
 })
 
 layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })("local sandbox: metrics", (it) => {
