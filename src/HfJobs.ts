@@ -190,6 +190,52 @@ export interface Service {
     id: string,
     options?: SandboxProvider.LogOptions & { readonly namespace?: string | undefined }
   ) => Stream.Stream<string, HubError | StartError>
+  /**
+   * The Jobs hardware catalog: every flavor with its specs and price (`GET /api/jobs/hardware`).
+   *
+   * @since 0.2.0
+   */
+  readonly hardware: Effect.Effect<ReadonlyArray<Hardware>, HubError | StartError>
+}
+
+/**
+ * A flavor of the Jobs hardware catalog, as {@link hardware} lists it (the Hub's `JobHardwareInfo`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Hardware {
+  /** What `flavor` takes, e.g. `"a10g-small"`. */
+  readonly name: string
+  /** e.g. `"Nvidia A10G - small"`. */
+  readonly prettyName: string
+  /** As the Hub words it, e.g. `"4 vCPU"`. */
+  readonly cpu: string
+  /** e.g. `"15 GB"`. */
+  readonly ram: string
+  /** Ephemeral disk, e.g. `"110 GB"`, when the Hub says. */
+  readonly storage: string | undefined
+  /** The GPUs (or other accelerators); absent on CPU flavors. `vram` is their total. */
+  readonly accelerator:
+    | {
+        readonly type: string
+        readonly model: string
+        readonly quantity: number
+        readonly vram: string
+        readonly manufacturer: string
+      }
+    | undefined
+  /** The price per `unitLabel`, in US dollars. */
+  readonly unitCostUsd: number
+  /** The same in millionths of a dollar (the Hub's exact figure). */
+  readonly unitCostMicroUsd: number
+  /** What the unit price is for: `"minute"` (Jobs are billed by the minute). */
+  readonly unitLabel: string
+  /**
+   * The price of an hour in US dollars (to a hundredth of a cent); undefined if the Hub prices by a unit
+   * this version does not know.
+   */
+  readonly pricePerHour: number | undefined
 }
 
 /**
@@ -259,6 +305,22 @@ export const kill = (id: string, options?: Parameters<Service["kill"]>[1]) =>
  */
 export const logs = (id: string, options?: Parameters<Service["logs"]>[1]) =>
   Stream.unwrap(Effect.map(HfJobs, (s) => s.logs(id, options)))
+
+/**
+ * The Jobs hardware catalog: every flavor with its specs and price per hour (`GET /api/jobs/hardware`),
+ * retried like every Hub call.
+ *
+ * ```ts
+ * const gpuFlavors = HfJobs.hardware().pipe(
+ *   Effect.map((catalog) => catalog.filter((h) => h.accelerator !== undefined))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category operations
+ */
+export const hardware = (): Effect.Effect<ReadonlyArray<Hardware>, HubError | StartError, HfJobs> =>
+  Effect.flatMap(HfJobs, (s) => s.hardware)
 
 /**
  * Provides the HF Jobs provider from configuration. Each option is a `Config` (or the whole `Options`

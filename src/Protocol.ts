@@ -523,6 +523,48 @@ export const StdinResponse = Schema.Struct({ id: Schema.String, offset: Schema.N
 export type StdinResponse = typeof StdinResponse.Type
 
 // ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+/**
+ * One GPU of a {@link MetricsLine}: utilisation in percent, memory in bytes.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const GpuMetricsLine = Schema.Struct({
+  utilization: Schema.Number,
+  memory_used_bytes: Schema.Number,
+  memory_total_bytes: Schema.Number
+})
+
+/**
+ * One resource sample, in the field names of the HF Jobs metrics stream (`GET /api/jobs/{ns}/{id}/metrics`,
+ * read by `huggingface_hub`'s `fetch_job_metrics`), which the server's `GET|POST /v1/metrics` answers too:
+ * `cpu_usage_pct` (of the allotment), `cpu_millicores` (the allotment: 1000 per CPU), memory and network
+ * rates in bytes (per second), and `gpus` keyed by GPU id (empty without GPUs). `replica` is the Hub's.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const MetricsLine = Schema.Struct({
+  cpu_usage_pct: Schema.Number,
+  cpu_millicores: Schema.Number,
+  memory_used_bytes: Schema.Number,
+  memory_total_bytes: Schema.Number,
+  rx_bps: Schema.Number,
+  tx_bps: Schema.Number,
+  gpus: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: GpuMetricsLine }))),
+  replica: Schema.optional(Schema.NullOr(Schema.String))
+})
+
+/**
+ * @since 0.2.0
+ * @category metrics
+ */
+export type MetricsLine = typeof MetricsLine.Type
+
+// ---------------------------------------------------------------------------
 // Ports
 // ---------------------------------------------------------------------------
 

@@ -534,6 +534,69 @@ export interface Sandbox {
    * @since 0.2.0
    */
   readonly waitForPort: (port: number, options?: WaitForPortOptions) => Effect.Effect<void, OperationError>
+  /**
+   * Live resource samples (CPU, memory, network, GPUs), one per `interval`, until the stream is ended or
+   * interrupted (or the sandbox ends). On HF Jobs they come from the Jobs metrics stream (one a second,
+   * whatever `interval` says; the Hub sends none while the job is scheduled); elsewhere from the sandbox's
+   * own server (`/v1/metrics`, from `/proc`). Watching is not using: the stream does not hold off the
+   * sandbox's idle timeout.
+   *
+   * @since 0.2.0
+   */
+  readonly metrics: (options?: MetricsOptions) => Stream.Stream<MetricsSample, OperationError | HubError>
+}
+
+/**
+ * One sample of a sandbox's resource use, as {@link Sandbox.metrics} streams it: the Jobs metrics'
+ * fields (`cpu_usage_pct`, `cpu_millicores`, …) in camelCase.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface MetricsSample {
+  /** CPU in use since the previous sample, in percent of the sandbox's allotment (`cpuMillicores`). */
+  readonly cpuPercent: number
+  /** The CPU the sandbox may use, in thousandths of a CPU (3500: three and a half). */
+  readonly cpuMillicores: number
+  /** Memory in use, in bytes. */
+  readonly memoryUsedBytes: number
+  /** The memory the sandbox may use (its limit, else the machine's), in bytes. */
+  readonly memoryTotalBytes: number
+  /** Bytes per second received (over the network the sandbox sees; 0 where none is its own). */
+  readonly rxBps: number
+  /** Bytes per second sent. */
+  readonly txBps: number
+  /** One entry per GPU, sorted by id; empty without GPUs. */
+  readonly gpus: ReadonlyArray<GpuSample>
+}
+
+/**
+ * One GPU of a {@link MetricsSample}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface GpuSample {
+  /** The GPU's id, as the platform reports it (on HF Jobs a short hex id). */
+  readonly id: string
+  /** Utilisation in percent. */
+  readonly utilization: number
+  readonly memoryUsedBytes: number
+  readonly memoryTotalBytes: number
+}
+
+/**
+ * Options of {@link Sandbox.metrics}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface MetricsOptions {
+  /**
+   * Time between two samples where the source takes one (the sandbox's server: from 100 ms to 1 hour);
+   * HF Jobs sends one a second whatever this says. Default 1 second.
+   */
+  readonly interval?: Duration.DurationInput | undefined
 }
 
 /**

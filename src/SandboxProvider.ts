@@ -14,6 +14,7 @@ import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/providerSeam.js"
+import type * as Sandbox from "./Sandbox.js"
 import type { HubError, OperationError, StartError } from "./SandboxError.js"
 
 /**
@@ -158,6 +159,13 @@ export interface Endpoint {
    * @since 0.2.0
    */
   readonly expose?: ((port: number, server: PortServer) => Effect.Effect<Exposure, OperationError>) | undefined
+  /**
+   * The sandbox's resource samples from the platform (HF Jobs: its metrics stream). Absent: the sandbox's
+   * own server measures them (`/v1/metrics`), as on the local provider.
+   *
+   * @since 0.2.0
+   */
+  readonly metrics?: ((options: Sandbox.MetricsOptions) => Stream.Stream<Sandbox.MetricsSample, HubError>) | undefined
 }
 
 /**

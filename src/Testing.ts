@@ -18,7 +18,9 @@
  * request, `?tail=N`), `POST /api/jobs/{ns}/{id}/cancel` (200 with an **empty** body, as the Hub
  * answers), `GET /api/jobs/{ns}` (`stage=`/`label=k=v` filters, newest first, pages of 20 —
  * `listPageSize` — with an absolute `Link: <…?cursor=…>; rel="next"` header, as `huggingface_hub`
- * follows it), `GET /api/jobs/hardware`, `HEAD /api/telemetry/{topic…}`. Every route except
+ * follows it), `GET /api/jobs/{ns}/{id}/metrics` (SSE, one `event: metric` sample per `metricsInterval`
+ * while the job runs, measured on its process tree; open but silent after it ends; 500 for a job that has
+ * ended), `GET /api/jobs/hardware` (the documented catalog, specs and prices), `HEAD /api/telemetry/{topic…}`. Every route except
  * telemetry and hardware needs `Authorization: Bearer <token>`; every JSON error body is
  * `{"error": "…"}`. The namespace is the user (`alice`) or its org `acme`. A 429 carries the Hub's
  * headers, `RateLimit: "api";r=0;t=<seconds to reset>` and `RateLimit-Policy: "fixed window";"api";q=…;w=…`,
@@ -125,6 +127,13 @@ export interface EmulatorOptions {
    * @since 0.2.0
    */
   readonly faults?: Partial<Faults> | undefined
+  /**
+   * Time between two samples of a job's metrics stream (`GET /api/jobs/{ns}/{id}/metrics`). Default 1 s,
+   * as the Hub sends them.
+   *
+   * @since 0.2.0
+   */
+  readonly metricsInterval?: Duration.DurationInput | undefined
 }
 
 /**
@@ -138,6 +147,7 @@ export type HubRoute =
   | "create"
   | "inspect"
   | "logs"
+  | "metrics"
   | "cancel"
   | "list"
   | "hardware"

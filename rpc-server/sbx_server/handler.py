@@ -28,6 +28,7 @@ from .proxy import ProxyRoutes, proxy_target
 from .routes_exec import ExecRoutes
 from .routes_fs import FsRoutes
 from .routes_list import ListRoutes
+from .routes_metrics import MetricsRoutes
 from .routes_process import ProcessRoutes
 from .routes_process_io import ProcessIoRoutes
 from .routes_read import ReadRoutes
@@ -43,6 +44,7 @@ class Handler(
     FsRoutes,
     ProcessRoutes,
     ProcessIoRoutes,
+    MetricsRoutes,
     ProxyRoutes,
     PortRoutes,
     RequestMixin,
@@ -198,6 +200,7 @@ ROUTES = {
         "DELETE": Handler.route_process_cancel,
     },
     "/v1/shutdown": {"POST": Handler.route_shutdown},
+    "/v1/metrics": {"GET": Handler.route_metrics, "POST": Handler.route_metrics},
     "/health": {"GET": Handler.health},
     "/exec": {"POST": Handler.route_legacy_exec},
     "/write": {"POST": Handler.route_legacy_write},

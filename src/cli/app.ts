@@ -1,5 +1,5 @@
 /**
- * The `hf-sandbox` command line: `create`, `exec`, `spawn`, `cp`, `ls`, `logs`, `kill` and `run`, on HF
+ * The `hf-sandbox` command line: `create`, `exec`, `spawn`, `cp`, `ls`, `logs`, `kill`, `run`, `hardware` and `top`, on HF
  * Jobs or (`--local`) on this machine. See docs/cli.md. This module holds the root command and the
  * wiring of the commands (one module each, in ./commands/) and runs the whole on an argv.
  */
@@ -21,12 +21,14 @@ import { cp } from "./commands/cp.js"
 import { create } from "./commands/create.js"
 import { exec } from "./commands/exec.js"
 import { expose } from "./commands/expose.js"
+import { hardware } from "./commands/hardware.js"
 import { kill } from "./commands/kill.js"
 import { logs } from "./commands/logs.js"
 import { ls } from "./commands/ls.js"
 import { processes, processKill, processLogs, processLs } from "./commands/process.js"
 import { run } from "./commands/run.js"
 import { spawn } from "./commands/spawn.js"
+import { top } from "./commands/top.js"
 import * as Help from "./help.js"
 import * as Io from "./io.js"
 import { globals } from "./options.js"
@@ -36,7 +38,7 @@ const root = Command.make("hf-sandbox", globals, () =>
   Effect.zipRight(
     Output.write(
       "stderr",
-      "usage: hf-sandbox [--local] [--json] [-q] <create|exec|spawn|process|cp|ls|logs|kill|run> ...\n" +
+      "usage: hf-sandbox [--local] [--json] [-q] <create|exec|spawn|process|cp|ls|logs|kill|run|hardware|top> ...\n" +
         "Run `hf-sandbox --help` for the commands, `hf-sandbox <command> --help` for one.\n"
     ),
     Output.setExitCode(2)
@@ -69,7 +71,9 @@ const cli = Command.run(
       underRoot(logs),
       underRoot(kill),
       underRoot(run),
-      underRoot(expose)
+      underRoot(expose),
+      underRoot(hardware),
+      underRoot(top)
     ])
   ),
   {
@@ -87,6 +91,8 @@ const COMMANDS: Readonly<Record<string, Command.Command<string, never, unknown, 
   ls,
   logs,
   kill,
+  hardware,
+  top,
   run,
   expose,
   "process ls": processLs,

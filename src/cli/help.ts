@@ -35,7 +35,9 @@ const COMMANDS: ReadonlyArray<readonly [string, string]> = [
   ["ls", "List running sandboxes."],
   ["logs", "Print a sandbox's log."],
   ["kill", "Stop sandboxes by id, or all of them with --all."],
-  ["run", "Create a sandbox, run one command in it, and stop it."]
+  ["run", "Create a sandbox, run one command in it, and stop it."],
+  ["hardware", "List the HF Jobs hardware (flavors) with specs and price per hour."],
+  ["top", "Show a sandbox's live CPU, memory, network and GPU use."]
 ]
 
 const PROCESS_COMMANDS: ReadonlyArray<readonly [string, string]> = [
@@ -73,7 +75,9 @@ export const EXAMPLES: Readonly<Record<string, ReadonlyArray<string>>> = {
     "hf-sandbox run -- nvidia-smi",
     "hf-sandbox run --flavor t4-small --timeout 30m pytorch/pytorch -- python train.py",
     "hf-sandbox run --local -- 'uname -a'"
-  ]
+  ],
+  hardware: ["hf-sandbox hardware", "hf-sandbox hardware --json"],
+  top: ["hf-sandbox top $id", "hf-sandbox top --count 5 --json local-1a2b3c4d5e6f"]
 }
 
 const table = (rows: ReadonlyArray<readonly [string, string]>) => {

@@ -132,3 +132,7 @@ export const sandboxOptions = (a: {
       ...(a.port.length > 0 ? { ports: a.port } : {})
     }
   })
+
+/** An optional `--NAME DURATION` flag (read with `Parse.optionalDuration`). */
+export const durationFlag = (name: string, description: string) =>
+  Options.text(name).pipe(Options.withPseudoName("DURATION"), Options.optional, Options.withDescription(description))

@@ -1188,7 +1188,9 @@ describe.concurrent("lifecycle", () => {
   })
 
   it("counts a running exec as activity for the idle timeout", async () => {
-    const r = await startServer({ args: ["--idle-timeout", "1"] })
+    // The grace holds the idle clock until the first request: on a loaded machine more than the idle
+    // timeout can pass between the server listening and the exec reaching it (seen in CI).
+    const r = await startServer({ args: ["--idle-timeout", "1", "--start-grace", "60"] })
     const t0 = Date.now()
     const out = await exec(r, { cmd: "sleep 2; echo alive" })
     expect(out.stdout).toBe("alive\n")

@@ -13,6 +13,7 @@ import { hubFailure, type ProviderContext } from "./context.js"
 import type * as Hub from "./hub.js"
 import { jobExitReason, LABEL, SERVER_PORT, watchForDeath } from "./jobs.js"
 import { jobLogs } from "./logs.js"
+import { jobMetrics } from "./metrics.js"
 import { exposeOf } from "./ports.js"
 import type { HfSpec } from "./sandboxOptions.js"
 import { deriveSandboxToken } from "./token.js"
@@ -98,6 +99,7 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
       lifetime: spec.lifetime ?? defaults.lifetime,
       forwardsHfToken: spec.forwardHfToken,
       onThisMachine: false,
+      metrics: () => jobMetrics(client, namespace, job.id, spec.schedules.logReconnect),
       ...extra
     }
     return value

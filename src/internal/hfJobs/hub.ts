@@ -17,7 +17,9 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import type * as Protocol from "../../Protocol.js"
 import { HubError } from "../../SandboxError.js"
+import { decodeLine as decodeMetricsLine } from "../metrics/sample.js"
 
 /** What we read of a job. Decoded leniently: the stage is an open string, unknown fields are ignored. */
 export const JobInfo = Schema.Struct({
@@ -37,6 +39,33 @@ export const JobInfo = Schema.Struct({
 export type JobInfo = typeof JobInfo.Type
 
 const decodeJob = Schema.decodeUnknown(JobInfo)
+
+/**
+ * A flavor of `GET /api/jobs/hardware`, as the Hub sends it (`huggingface_hub`'s `JobHardwareInfo` reads
+ * the same fields): its price is per `unitLabel` (a minute), in micro-dollars and dollars.
+ */
+export const HardwareLine = Schema.Struct({
+  name: Schema.String,
+  prettyName: Schema.String,
+  cpu: Schema.String,
+  ram: Schema.String,
+  ephemeralStorage: Schema.optional(Schema.NullOr(Schema.String)),
+  accelerator: Schema.optional(
+    Schema.NullOr(
+      Schema.Struct({
+        type: Schema.String,
+        model: Schema.String,
+        quantity: Schema.String,
+        vram: Schema.String,
+        manufacturer: Schema.String
+      })
+    )
+  ),
+  unitCostMicroUSD: Schema.Number,
+  unitCostUSD: Schema.Number,
+  unitLabel: Schema.String
+})
+export type HardwareLine = typeof HardwareLine.Type
 
 /** Stages after which a job never runs again. */
 export const TERMINAL_STAGES: ReadonlySet<string> = new Set(["COMPLETED", "ERROR", "CANCELED", "DELETED"])
@@ -123,6 +152,18 @@ export const retryTransient =
             : isTransient(error) && (maxWait === undefined || (error.retryAfterMs ?? 0) <= Duration.toMillis(maxWait))
       })
     })
+
+/**
+ * How one pass over a streamed route (a job's log or metrics) meets an error: what is transient ends the
+ * pass quietly, to be reopened by the caller, a 429 no sooner than the Hub says; a rejection
+ * (401/403/404) is final.
+ */
+export const endPassOnTransient = (error: HubError): Stream.Stream<never, HubError> =>
+  isTransient(error)
+    ? error.retryAfterMs === undefined
+      ? Stream.empty
+      : Stream.drain(Stream.fromEffect(Effect.sleep(Duration.millis(error.retryAfterMs))))
+    : Stream.fail(error)
 
 /**
  * Retries 429s for as long as `schedule` goes on (the caller bounds it), each no sooner than the Hub
@@ -466,8 +507,15 @@ const cancelJob = (ctx: HubContext, namespace: string, jobId: string) =>
     })
   ).pipe(Effect.asVoid)
 
-/** One pass over the job's log stream: replays from the start, ends when the Hub ends it. */
-const logs = (ctx: HubContext, namespace: string, jobId: string): Stream.Stream<string, HubError> =>
+/**
+ * One pass over one of a job's SSE routes through `@huggingface/hub`'s generator (`open`): what it yields,
+ * until the Hub ends the stream.
+ */
+const sse = <A>(
+  ctx: HubContext,
+  operation: string,
+  open: (fetch: typeof globalThis.fetch, accessToken: string) => AsyncGenerator<A, void, unknown>
+): Stream.Stream<A, HubError> =>
   Stream.unwrapScoped(
     Effect.gen(function* () {
       const controller = new AbortController()
@@ -475,13 +523,7 @@ const logs = (ctx: HubContext, namespace: string, jobId: string): Stream.Stream<
       const seen: Seen = {}
       const fetch: typeof globalThis.fetch = (input, init) =>
         hubFetch(ctx, seen)(input, { ...init, signal: controller.signal })
-      const iterator = Hub.streamJobLogs({
-        namespace,
-        jobId,
-        accessToken: Redacted.value(ctx.config.token),
-        hubUrl: ctx.hubUrl,
-        fetch
-      })
+      const iterator = open(fetch, Redacted.value(ctx.config.token))
       // Abort first: awaiting the generator's `return()` would wait for a `next()` that a silent stream
       // (keep-alive comments only) never settles.
       yield* Effect.addFinalizer(() =>
@@ -492,7 +534,7 @@ const logs = (ctx: HubContext, namespace: string, jobId: string): Stream.Stream<
       )
       const toError = (cause: unknown) =>
         new HubError({
-          operation: "logs",
+          operation,
           // A stream cut after a 200 is a transport failure (no status), worth reopening; an error answer
           // carries its status and the wait the Hub asked for.
           status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
@@ -503,10 +545,40 @@ const logs = (ctx: HubContext, namespace: string, jobId: string): Stream.Stream<
       return Stream.repeatEffectOption(
         Effect.tryPromise({ try: () => iterator.next(), catch: toError }).pipe(
           Effect.mapError(Option.some),
-          Effect.flatMap((step) => (step.done ? Effect.fail(Option.none()) : Effect.succeed(step.value.message)))
+          Effect.flatMap((step) => (step.done ? Effect.fail(Option.none()) : Effect.succeed(step.value)))
         )
       )
     })
+  )
+
+/** One pass over the job's log stream: replays from the start, ends when the Hub ends it. */
+const logs = (ctx: HubContext, namespace: string, jobId: string): Stream.Stream<string, HubError> =>
+  Stream.map(
+    sse(ctx, "logs", (fetch, accessToken) =>
+      Hub.streamJobLogs({ namespace, jobId, accessToken, hubUrl: ctx.hubUrl, fetch })
+    ),
+    (entry) => entry.message
+  )
+
+/**
+ * One pass over the job's metrics stream (`GET /api/jobs/{ns}/{id}/metrics`): a sample a second while
+ * the job runs. The Hub never ends it (it goes silent once the job has ended) and answers a job that
+ * has ended with a 500. What is not a sample is skipped.
+ */
+const metrics = (ctx: HubContext, namespace: string, jobId: string): Stream.Stream<Protocol.MetricsLine, HubError> =>
+  sse(ctx, "metrics", (fetch, accessToken) =>
+    Hub.streamJobMetrics({ namespace, jobId, accessToken, hubUrl: ctx.hubUrl, fetch })
+  ).pipe(Stream.filterMap(decodeMetricsLine))
+
+/** The Jobs hardware catalog (`GET /api/jobs/hardware`), decoded. */
+const hardware = (ctx: HubContext) =>
+  call(ctx, "hardware", (fetch, accessToken) => Hub.listJobHardware({ accessToken, hubUrl: ctx.hubUrl, fetch })).pipe(
+    Effect.flatMap(({ value }) =>
+      Effect.mapError(
+        Schema.decodeUnknown(Schema.Array(HardwareLine))(value),
+        (e) => new HubError({ operation: "hardware", detail: `unexpected hardware shape: ${e.message}` })
+      )
+    )
   )
 
 /** A client of the Hub's Jobs API with one token. */
@@ -524,7 +596,9 @@ export const make = (config: Config) => {
       maxPages: number = MAX_PAGES
     ) => listJobs(ctx, namespace, filter, retry, maxPages),
     cancelJob: (namespace: string, jobId: string) => cancelJob(ctx, namespace, jobId),
-    logs: (namespace: string, jobId: string) => logs(ctx, namespace, jobId)
+    logs: (namespace: string, jobId: string) => logs(ctx, namespace, jobId),
+    metrics: (namespace: string, jobId: string) => metrics(ctx, namespace, jobId),
+    hardware: hardware(ctx)
   }
 }
 

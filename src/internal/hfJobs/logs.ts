@@ -89,13 +89,7 @@ export const followLogs = (
       Stream.tap(() => Effect.sync(() => void seen++)),
       // A cut or refused stream is reopened; a rejection (401/403/404) is final. A 429 is reopened no
       // sooner than the Hub says, whatever the reconnect schedule.
-      Stream.catchAll((error) =>
-        Hub.isTransient(error)
-          ? error.retryAfterMs === undefined
-            ? Stream.empty
-            : Stream.drain(Stream.fromEffect(Effect.sleep(Duration.millis(error.retryAfterMs))))
-          : Stream.fail(error)
-      )
+      Stream.catchAll(Hub.endPassOnTransient)
     )
   })
   return Stream.repeat(pass, reconnect)

@@ -13,6 +13,7 @@ import * as Schedules from "../../Schedules.js"
 import type * as Config from "./config.js"
 import { hubFailure, make as makeContext, type ProviderContext } from "./context.js"
 import { endpointOf, serverStopper } from "./endpoint.js"
+import { hardware } from "./hardware.js"
 import * as Hub from "./hub.js"
 import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
 import { listing } from "./listing.js"
@@ -47,7 +48,8 @@ export const make = (
     service: {
       list: (options) => list(ctx, options),
       kill: (id, options) => kill(ctx, id, options),
-      logs: (id, options) => logs(ctx, id, options)
+      logs: (id, options) => logs(ctx, id, options),
+      hardware: hardware(ctx)
     }
   }))
 

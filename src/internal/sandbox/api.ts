@@ -1,6 +1,6 @@
 /**
  * The API of a running sandbox (`Sandbox.Sandbox`), assembled from its rooms: commands, background
- * processes, files, its log, and `terminate`.
+ * processes, files, its log, `terminate` and its metrics.
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
@@ -13,6 +13,7 @@ import { BadRequestError } from "../../SandboxError.js"
 import * as Schedules from "../../Schedules.js"
 import * as FilesApi from "../files/files.js"
 import { exec, execStream } from "./exec.js"
+import { metrics } from "./metrics.js"
 import { expose, waitForPort } from "./ports.js"
 import { process, processes, spawn } from "./process.js"
 import { guard, guardStream, type Running } from "./running.js"
@@ -49,7 +50,8 @@ export const build = (running: Running, fileSystem: Option.Option<FileSystem.Fil
     }),
     terminate: terminate(running),
     expose: expose(running),
-    waitForPort: waitForPort(running)
+    waitForPort: waitForPort(running),
+    metrics: metrics(running)
   }
 }
 

@@ -1,18 +1,20 @@
 /**
- * The Hub emulator's Hub API: whoami, the Jobs routes (create, list, inspect, logs as SSE, cancel,
- * hardware), telemetry and the OAuth token endpoint, with the Hub's authentication, namespaces, rate limit,
+ * The Hub emulator's Hub API: whoami, the Jobs routes (create, list, inspect, logs and metrics as SSE,
+ * cancel, hardware), telemetry and the OAuth token endpoint, with the Hub's authentication, namespaces, rate limit,
  * pagination and error bodies, and the request log tests read. Jobs themselves run in the job runner.
  */
 import type * as http from "node:http"
 import type * as Testing from "../../Testing.js"
 import { type Accounts, makeAccounts, ORG, whoami } from "./accounts.js"
 import { answerInjected } from "./faults.js"
+import { catalog } from "./hardware.js"
 import { readBody, sendError, sendJson } from "./http.js"
 import * as Job from "./job.js"
 import type { JobRunner } from "./jobRunner.js"
-import { FLAVORS, hardware, validate } from "./jobSpec.js"
+import { validate } from "./jobSpec.js"
 import { listPage } from "./listing.js"
 import { type LogStreamContext, streamLogs } from "./logStream.js"
+import { type MetricStreamContext, streamMetrics } from "./metricStream.js"
 import type { OAuthState } from "./oauth.js"
 import { FixedWindow, RATE_LIMITED, rateLimitHeaders } from "./rateLimit.js"
 import type { Settings } from "./settings.js"
@@ -73,6 +75,7 @@ export class HubApi {
   readonly accounts: Accounts
   readonly limiter: FixedWindow
   private readonly logStreams: LogStreamContext
+  private readonly metricStreams: MetricStreamContext
 
   constructor(readonly ctx: HubContext) {
     this.accounts = makeAccounts(ctx.settings.user)
@@ -82,6 +85,11 @@ export class HubApi {
       keepAliveMs: ctx.settings.keepAliveMs,
       streams: this.streams,
       closed: () => ctx.runner.closed
+    }
+    this.metricStreams = {
+      keepAliveMs: ctx.settings.keepAliveMs,
+      intervalMs: ctx.settings.metricsIntervalMs,
+      streams: this.streams
     }
   }
 
@@ -96,6 +104,7 @@ export class HubApi {
     if (id === undefined) return method === "POST" ? "create" : method === "GET" ? "list" : "unknown"
     if (action === undefined) return method === "GET" ? "inspect" : "unknown"
     if (action === "logs") return method === "GET" ? "logs" : "unknown"
+    if (action === "metrics") return method === "GET" ? "metrics" : "unknown"
     if (action === "cancel") return method === "POST" ? "cancel" : "unknown"
     return "unknown"
   }
@@ -128,7 +137,7 @@ export class HubApi {
     // Injected errors come first too: the Hub's rate limiter answers before it looks at the token.
     if (answerInjected(this.ctx.faults, route, req, res, url)) return
 
-    if (route === "hardware") return sendJson(res, 200, FLAVORS.map(hardware))
+    if (route === "hardware") return sendJson(res, 200, catalog())
     const verdict = this.ctx.oauth.verify(authorization)
     if (verdict._tag === "Invalid") return sendError(res, 401, "Invalid credentials in Authorization header")
     if (route === "whoami") return sendJson(res, 200, whoami(this.accounts))
@@ -147,6 +156,7 @@ export class HubApi {
     if (job === undefined || job.namespace !== namespace) return sendError(res, 404, "Job not found")
     if (route === "inspect") return sendJson(res, 200, this.info(job))
     if (route === "logs") return streamLogs(this.logStreams, res, url, job)
+    if (route === "metrics") return streamMetrics(this.metricStreams, res, job)
     // cancel: 200 with an empty body, whatever the stage (what makes @huggingface/hub's cancelJob throw).
     this.ctx.runner.cancel(job)
     res.writeHead(200, { "content-length": 0 })

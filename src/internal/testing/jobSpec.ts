@@ -1,58 +1,12 @@
 /** A job's specification as the Hub checks it (create), and the hardware flavors it knows. */
+import { FLAVORS } from "./hardware.js"
 import { isPlainObject } from "./util.js"
-
-/** hf-jobs-api.md §8. */
-export const FLAVORS = [
-  "cpu-basic",
-  "cpu-upgrade",
-  "cpu-performance",
-  "cpu-xl",
-  "t4-small",
-  "t4-medium",
-  "l4x1",
-  "l4x4",
-  "l40sx1",
-  "l40sx4",
-  "l40sx8",
-  "a10g-small",
-  "a10g-large",
-  "a10g-largex2",
-  "a10g-largex4",
-  "a100-large",
-  "a100x4",
-  "a100x8",
-  "h200",
-  "h200x2",
-  "h200x4",
-  "h200x8",
-  "rtx-pro-6000",
-  "rtx-pro-6000x2",
-  "rtx-pro-6000x4",
-  "rtx-pro-6000x8"
-]
 
 const isStringRecord = (value: unknown): value is Record<string, string> =>
   isPlainObject(value) && Object.values(value).every((v) => typeof v === "string")
 const isStringArray = (value: unknown): value is Array<string> =>
   Array.isArray(value) && value.every((v) => typeof v === "string")
 const present = (value: unknown) => value !== undefined && value !== null
-
-/** The flavor as `GET /api/jobs/hardware` lists it. */
-export const hardware = (name: string) => ({
-  name,
-  prettyName: name
-    .split("-")
-    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
-    .join(" "),
-  cpu: name.startsWith("cpu") ? "2 vCPU" : "8 vCPU",
-  ram: name.startsWith("cpu") ? "16 GB" : "30 GB",
-  accelerator: name.startsWith("cpu")
-    ? null
-    : { type: "gpu", model: name.split("x")[0], quantity: "1", vram: "24 GB", manufacturer: "Nvidia" },
-  unitCostMicroUSD: name === "cpu-basic" ? 167 : 1000,
-  unitCostUSD: name === "cpu-basic" ? 0.000167 : 0.001,
-  unitLabel: "minute"
-})
 
 export interface ValidSpec {
   readonly image: { readonly dockerImage: string } | { readonly spaceId: string }

@@ -11,6 +11,7 @@ export interface Settings {
   readonly user: string
   readonly schedulingDelayMs: number
   readonly keepAliveMs: number
+  readonly metricsIntervalMs: number
   readonly listPageSize: number
   readonly rateLimit: { readonly quota: number; readonly windowMs: number } | undefined
 }
@@ -20,6 +21,7 @@ export const fromOptions = (options: Testing.EmulatorOptions): Settings => ({
   user: options.user ?? DEFAULT_USER,
   schedulingDelayMs: Duration.toMillis(Duration.decode(options.schedulingDelay ?? "150 millis")),
   keepAliveMs: Math.max(1, Duration.toMillis(Duration.decode(options.keepAliveInterval ?? "1 second"))),
+  metricsIntervalMs: Math.max(1, Duration.toMillis(Duration.decode(options.metricsInterval ?? "1 second"))),
   listPageSize: Math.max(1, Math.floor(options.listPageSize ?? PAGE_SIZE)),
   rateLimit:
     options.rateLimit === undefined

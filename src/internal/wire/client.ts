@@ -7,6 +7,7 @@
 import type * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
@@ -14,6 +15,7 @@ import * as Protocol from "../../Protocol.js"
 import type { OperationError } from "../../SandboxError.js"
 import * as Entries from "./entries.js"
 import * as Exec from "./exec.js"
+import * as Metrics from "./metrics.js"
 import * as Ports from "./ports.js"
 import * as Processes from "./processes.js"
 import * as Read from "./read.js"
@@ -93,6 +95,8 @@ export interface WireClient {
   readonly mkdir: (path: string) => Effect.Effect<void, OperationError>
   readonly rename: (from: string, to: string) => Effect.Effect<void, OperationError>
   readonly chmod: (path: string, mode: string) => Effect.Effect<void, OperationError>
+  /** The server's resource samples, one per `interval`, until the stream is ended. */
+  readonly metrics: (interval: Duration.Duration) => Stream.Stream<Protocol.MetricsLine, OperationError>
   readonly symlink: (path: string, target: string, replace?: boolean) => Effect.Effect<void, OperationError>
   /** Whether something listens on the port in the sandbox now. */
   readonly portStatus: (port: number) => Effect.Effect<Protocol.PortStatus, OperationError>
@@ -143,5 +147,6 @@ const compose = (transport: Transport.Transport): WireClient => ({
   symlink: (path, target, replace) => Entries.symlink(transport, path, target, replace),
   portStatus: (port) => Ports.status(transport, port),
   portTunnel: (port) => Ports.tunnel(transport, port),
+  metrics: (interval) => Metrics.metrics(transport, interval),
   origin: Transport.origin(transport)
 })
