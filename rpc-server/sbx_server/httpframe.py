@@ -1,7 +1,6 @@
 """Strict HTTP/1.1 framing: the request head, bounded header fields, request bodies (Content-Length
 and chunked, with their trailers), JSON depth, and the small parsers of query values."""
 
-import http.client
 import json
 import os
 import re
@@ -148,18 +147,38 @@ def read_fields(rfile, what):
         fields.append((m.group(1).decode("ascii"), value.decode("latin-1")))
 
 
+class Headers(object):
+    """A request's header fields, read as http.client.HTTPMessage reads them (names case-insensitive,
+    in the order they came), without importing http.client: it brings email.* and ssl, a third of the
+    server's start-up, for a list and two look-ups."""
+
+    def __init__(self, fields):
+        self._fields = [(name.lower(), value) for name, value in fields]
+
+    def get(self, name, default=None):
+        """The first value of the field `name`, else `default`."""
+        name = name.lower()
+        for key, value in self._fields:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name, failobj=None):
+        """Every value of the field `name`, in order, else `failobj`."""
+        name = name.lower()
+        return [value for key, value in self._fields if key == name] or failobj
+
+
 def parse_head(raw_requestline, rfile):
     """(method, target, version, headers) of a request head, or HttpError. `version` is "HTTP/1.0"
-    or "HTTP/1.1" (a later 1.x is answered as 1.1); headers is an http.client.HTTPMessage."""
+    or "HTTP/1.1" (a later 1.x is answered as 1.1); headers is a Headers."""
     m = REQUEST_LINE.match(raw_requestline)
     if m is None:
         raise framing_error("malformed request line (expected `METHOD target HTTP/1.1`)")
     major, minor = int(m.group(3)), int(m.group(4))
     if major != 1:
         raise framing_error("HTTP version %d.%d is not supported (use HTTP/1.1)" % (major, minor), 505)
-    headers = http.client.HTTPMessage()
-    for name, value in read_fields(rfile, "header"):
-        headers[name] = value
+    headers = Headers(read_fields(rfile, "header"))
     version = "HTTP/1.0" if minor == 0 else "HTTP/1.1"
     return m.group(1).decode("ascii"), m.group(2).decode("ascii"), version, headers
 
