@@ -11,6 +11,8 @@
  *
  * Each `--server` adds a server to compare (a package directory or a single script), e.g. the
  * one-file server of before the package: `git show 200ae77:rpc-server/server.py > /tmp/server.py`.
+ * A package is measured twice: with its bytecode (as the local provider runs it; the warm-up writes
+ * it, whatever PYTHONDONTWRITEBYTECODE says) and from a copy without any (as a job runs it).
  */
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -24,18 +26,28 @@ const argv = process.argv.slice(2)
 const flag = (name: string): Array<string> => argv.flatMap((a, i) => (a === name && argv[i + 1] ? [argv[i + 1]!] : []))
 const RUNS = Number(flag("--runs")[0] ?? 30)
 const PACKAGE = fileURLToPath(new URL("../rpc-server/sbx_server", import.meta.url))
-// A copy of the package without bytecode, run without writing any: a job's start, which compiles every
+const TEMP = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-start-"))
+// A copy of a package without bytecode, run without writing any: a job's start, which compiles every
 // module it imports (the job's package is unpacked fresh), as the one-file server compiled itself.
-const COLD = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sbx-start-")), "sbx_server")
-fs.mkdirSync(COLD)
-for (const name of fs.readdirSync(PACKAGE).filter((n) => n.endsWith(".py"))) {
-  fs.copyFileSync(path.join(PACKAGE, name), path.join(COLD, name))
+const colds = new Set<string>()
+const coldCopy = (dir: string, i: number): string => {
+  const cold = path.join(TEMP, String(i), path.basename(dir)) // the directory's name is the package's
+  fs.mkdirSync(cold, { recursive: true })
+  for (const name of fs.readdirSync(dir).filter((n) => n.endsWith(".py"))) {
+    fs.copyFileSync(path.join(dir, name), path.join(cold, name))
+  }
+  colds.add(cold)
+  return cold
 }
-const servers = [PACKAGE, COLD, ...flag("--server")]
-const names = new Map([
-  [PACKAGE, "rpc-server/sbx_server"],
-  [COLD, "rpc-server/sbx_server, no bytecode (a job)"]
-])
+const names = new Map<string, string>()
+const servers = [PACKAGE, ...flag("--server")].flatMap((server, i) => {
+  const name = i === 0 ? "rpc-server/sbx_server" : server
+  names.set(server, name)
+  if (!fs.statSync(server).isDirectory()) return [server]
+  const cold = coldCopy(server, i)
+  names.set(cold, `${name}, no bytecode (a job)`)
+  return [server, cold]
+})
 
 // The real interpreter, as the local provider runs it: a pyenv or asdf shim would be measured instead.
 const python = spawnSync("python3", ["-S", "-c", "import sys; print(sys.executable)"], {
@@ -43,6 +55,7 @@ const python = spawnSync("python3", ["-S", "-c", "import sys; print(sys.executab
 }).stdout.trim()
 
 const env = { ...process.env, SBX_TOKEN: randomBytes(32).toString("hex") }
+delete env.PYTHONDONTWRITEBYTECODE
 
 interface Sample {
   readonly wall: number
@@ -81,7 +94,7 @@ const start = (server: string): Promise<Sample> =>
   new Promise((resolve, reject) => {
     const t0 = now()
     const proc = spawn(python, ["-u", "-S", server, "--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"], {
-      env: server === COLD ? { ...env, PYTHONDONTWRITEBYTECODE: "1" } : env,
+      env: colds.has(server) ? { ...env, PYTHONDONTWRITEBYTECODE: "1" } : env,
       stdio: ["pipe", "pipe", "ignore"]
     })
     let out = ""
@@ -117,11 +130,11 @@ const main = async () => {
     `${ms(median(of, key)).padStart(10)} ${`${(median(of, key) / base[key]).toFixed(2)}x`.padStart(6)}`
   console.log(`server start (exec -> listening line), ${RUNS} runs, medians and ratios to the baseline`)
   console.log(`python: ${python}; load average: ${os.loadavg()[0]!.toFixed(1)}`)
-  console.log(`${"".padEnd(44)} ${"wall".padStart(17)} ${"cpu".padStart(17)}`)
-  console.log(`${"python3 -S -c pass [baseline]".padEnd(44)} ${cell(baseline, "wall")} ${cell(baseline, "cpu")}`)
+  console.log(`${"".padEnd(56)} ${"wall".padStart(17)} ${"cpu".padStart(17)}`)
+  console.log(`${"python3 -S -c pass [baseline]".padEnd(56)} ${cell(baseline, "wall")} ${cell(baseline, "cpu")}`)
   for (const [i, server] of servers.entries()) {
     const name = names.get(server) ?? server
-    console.log(`${name.padEnd(44)} ${cell(samples[i]!, "wall")} ${cell(samples[i]!, "cpu")}`)
+    console.log(`${name.padEnd(56)} ${cell(samples[i]!, "wall")} ${cell(samples[i]!, "cpu")}`)
   }
   console.log(`target: rpc-server/sbx_server <= 60 ms (wall) on a quiet machine -> ${ms(median(samples[0]!, "wall"))}`)
 }
@@ -131,4 +144,4 @@ main()
     console.error(e)
     process.exitCode = 1
   })
-  .finally(() => fs.rmSync(path.dirname(COLD), { recursive: true, force: true }))
+  .finally(() => fs.rmSync(TEMP, { recursive: true, force: true }))

@@ -2,7 +2,6 @@
 wait for a shutdown request, stop everything within a bound."""
 
 import argparse
-import hashlib
 import json
 import os
 import signal
@@ -42,9 +41,9 @@ from .connections import (
     Server,
     Server6,
 )
+from .digest import sha256
 from .handler import Handler
 from .proctree import become_subreaper, kill_everything, reaper_loop
-from .supervisor import supervise
 from .transfers import JOURNAL, replay_journal
 from .tunnel_config import TUNNEL_HELP, tunnel_config, tunnel_origin
 
@@ -279,6 +278,8 @@ def main(argv=None):
     if args.journal is not None and not os.path.isabs(args.journal):
         _fail("--journal needs an absolute path")
     if args.supervise:
+        from .supervisor import supervise  # only now: a server without --supervise never loads it
+
         supervise(args.remove_on_exit, args.journal)  # returns in the server process
     if args.journal is not None:
         try:
@@ -287,7 +288,7 @@ def main(argv=None):
             _fail("--journal %s: it exists and is not a journal (give a path that does not exist)" % args.journal)
         except OSError as e:
             _fail("cannot create the journal %s: %s" % (args.journal, e.strerror or e))
-    STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
+    STATE.token_digest = sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
     JANITOR.grace, JANITOR.retain = args.exec_reattach, args.exec_retain
     LIMITS.max_connections, LIMITS.header_timeout, LIMITS.body_timeout = (

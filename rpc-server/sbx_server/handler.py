@@ -1,8 +1,6 @@
 """The request handler: dispatch (authorization, then the route table), composed from the route
 families' mixins."""
 
-import hashlib
-import hmac
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +20,7 @@ from .common import (
 )
 
 
+from .digest import compare_digest, sha256
 from .handler_base import BaseHandler, RequestMixin
 from .routes_exec import ExecRoutes
 from .routes_fs import FsRoutes
@@ -142,8 +141,8 @@ class Handler(
             # Equal-length digests: compare_digest is constant time whatever
             # the candidate's length. Headers arrive latin-1 decoded, so this
             # recovers the raw bytes.
-            digest = hashlib.sha256(c.encode("latin-1", "replace")).digest()
-            match = hmac.compare_digest(digest, want)
+            digest = sha256(c.encode("latin-1", "replace")).digest()
+            match = compare_digest(digest, want)
             matches.append(match)
             ok = match or ok
         if ok and a and x is not None and len(matches) == 2 and not matches[1]:
