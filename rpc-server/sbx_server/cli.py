@@ -48,12 +48,36 @@ from .transfers import JOURNAL, replay_journal
 from .tunnel_config import TUNNEL_HELP, tunnel_config, tunnel_origin
 
 
+def help_columns():
+    """shutil.get_terminal_size().columns, without importing shutil (with its archive modules, some
+    milliseconds of the start): $COLUMNS, else the terminal's width, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's, given the width it would ask shutil for: the parser makes one per option it adds."""
+
+    def __init__(self, prog, *args, **kwargs):
+        if len(args) < 3 and kwargs.get("width") is None:
+            kwargs["width"] = help_columns() - 2  # as argparse takes it off shutil's
+        argparse.RawDescriptionHelpFormatter.__init__(self, prog, *args, **kwargs)
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="server.py",
         description="hf-sandbox in-sandbox RPC server (protocol %d, version %s)" % (PROTOCOL, VERSION),
         epilog=TUNNEL_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--host", help="address to bind (default: $SBX_HOST or 127.0.0.1)")
     p.add_argument("--port", help="port to bind; 0 picks a free one (default: $SBX_PORT or %d)" % DEFAULT_PORT)
