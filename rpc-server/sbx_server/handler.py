@@ -2,7 +2,6 @@
 families' mixins."""
 
 import time
-from urllib.parse import parse_qs, urlsplit
 
 from .common import (
     AUTH_ERROR,
@@ -22,6 +21,7 @@ from .common import (
 
 from .digest import compare_digest, sha256
 from .handler_base import BaseHandler, RequestMixin
+from .httpframe import parse_query
 from .routes_exec import ExecRoutes
 from .routes_fs import FsRoutes
 from .routes_list import ListRoutes
@@ -60,13 +60,15 @@ class Handler(
             route, _, query = self.path.partition("?")
             route = route.partition("#")[0]
         else:  # absolute form (proxies): http://host/path?query
+            from urllib.parse import urlsplit  # at first use: only a proxy's request brings it
+
             try:
                 split = urlsplit(self.path)
             except ValueError:  # `http://[::1/x`: an unclosed IPv6 literal is no URL
                 return self.send_error(400, "malformed request target (not a path, not a URL)")
             route, query = split.path or "/", split.query
         try:
-            self.query = parse_qs(query, keep_blank_values=True, encoding="utf-8", errors="surrogateescape")
+            self.query = parse_query(query)
             self._body = self.open_body()
             if route == "/health" and method == "GET":
                 self.health()
