@@ -1,7 +1,6 @@
 """The command line: options and their environment variables, the token, and main(): listen, announce,
 wait for a shutdown request, stop everything within a bound."""
 
-import argparse
 import json
 import os
 import signal
@@ -43,120 +42,14 @@ from .connections import (
 )
 from .digest import sha256
 from .handler import Handler
+from .options import parse as parse_options
 from .proctree import become_subreaper, kill_everything, reaper_loop
 from .transfers import JOURNAL, replay_journal
-from .tunnel_config import TUNNEL_HELP, tunnel_config, tunnel_origin
-
-
-def help_columns():
-    """shutil.get_terminal_size().columns, without importing shutil (with its archive modules, some
-    milliseconds of the start): $COLUMNS, else the terminal's width, else 80."""
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns > 0:
-        return columns
-    try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's, given the width it would ask shutil for: the parser makes one per option it adds."""
-
-    def __init__(self, prog, *args, **kwargs):
-        if len(args) < 3 and kwargs.get("width") is None:
-            kwargs["width"] = help_columns() - 2  # as argparse takes it off shutil's
-        argparse.RawDescriptionHelpFormatter.__init__(self, prog, *args, **kwargs)
+from .tunnel_config import tunnel_config, tunnel_origin
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="server.py",
-        description="hf-sandbox in-sandbox RPC server (protocol %d, version %s)" % (PROTOCOL, VERSION),
-        epilog=TUNNEL_HELP,
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument("--host", help="address to bind (default: $SBX_HOST or 127.0.0.1)")
-    p.add_argument("--port", help="port to bind; 0 picks a free one (default: $SBX_PORT or %d)" % DEFAULT_PORT)
-    p.add_argument(
-        "--idle-timeout",
-        metavar="SECONDS",
-        help="exit after this long without requests; 0 = never (default: $SBX_IDLE_TIMEOUT or 0)",
-    )
-    p.add_argument(
-        "--start-grace",
-        metavar="SECONDS",
-        help="with --idle-timeout: until a client has made an authorized request, wait at least this long before "
-        "stopping as idle (a client still starting the sandbox is not idle); default 0",
-    )
-    p.add_argument(
-        "--lifetime",
-        metavar="SECONDS",
-        help="exit after this long whatever is running; 0 = no limit (default: $SBX_LIFETIME or 0)",
-    )
-    p.add_argument("--allow-no-auth", action="store_true", help="start without SBX_TOKEN (local development only)")
-    p.add_argument(
-        "--exit-on-stdin-eof", action="store_true", help="shut down when stdin reaches EOF (the parent died)"
-    )
-    p.add_argument(
-        "--supervise",
-        action="store_true",
-        help="Linux: run the server under a supervisor process that kills everything left when the server "
-        "ends, however it ends (even SIGKILL)",
-    )
-    p.add_argument(
-        "--remove-on-exit",
-        metavar="DIR",
-        help="with --supervise: the supervisor removes this directory (and its marker DIR.owner) after the server and "
-        "all its processes are gone",
-    )
-    p.add_argument(
-        "--journal",
-        metavar="DIR",
-        help="record the temporary files of writes in progress in this directory (created; it must not be inside "
-        "a directory the sandbox's commands can remove), so that what a killed server leaves is removed: by its "
-        "supervisor, or by the next server started with the same journal",
-    )
-    p.add_argument(
-        "--max-connections",
-        metavar="N",
-        help="connections served at once; more are answered 503 too_many_connections "
-        "(default: $SBX_MAX_CONNECTIONS or %d)" % DEFAULT_MAX_CONNECTIONS,
-    )
-    p.add_argument(
-        "--header-timeout",
-        metavar="SECONDS",
-        help="a request's line and headers must arrive within this long, and a connection that has made no "
-        "authorized request is closed after this long idle (default: $SBX_HEADER_TIMEOUT or %g)" % DEFAULT_HEADER_TIMEOUT,
-    )
-    p.add_argument(
-        "--body-timeout",
-        metavar="SECONDS",
-        help="a request body that sends nothing for this long is dropped; a slow body that keeps moving is not "
-        "(default: $SBX_BODY_TIMEOUT or %g)" % DEFAULT_BODY_TIMEOUT,
-    )
-    p.add_argument(
-        "--max-processes",
-        metavar="N",
-        help="background processes and execs running at once; more are answered 503 too_many_processes "
-        "(default: $SBX_MAX_PROCESSES or %d)" % DEFAULT_MAX_PROCESSES,
-    )
-    p.add_argument(
-        "--max-exited",
-        metavar="N",
-        help="exited background processes kept listed with their output; the oldest are forgotten "
-        "(default: $SBX_MAX_EXITED or %d)" % DEFAULT_MAX_EXITED,
-    )
-    p.add_argument(
-        "--tunnel",
-        action="store_true",
-        help="expose the server through a Cloudflare quick tunnel and announce its URL on stdout "
-        "(default: $SBX_TUNNEL); see below",
-    )
-    args = p.parse_args(argv)
+    args = parse_options(argv)
 
     env = os.environ
     args.host = args.host if args.host is not None else (env.get("SBX_HOST") or "127.0.0.1")

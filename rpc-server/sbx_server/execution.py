@@ -5,7 +5,6 @@ import math
 import os
 import selectors
 import signal
-import subprocess
 import threading
 import time
 
@@ -207,6 +206,8 @@ def spawn(spec):
 
     Spawn failures are answered before any streaming begins, so a client can
     tell "could not run" (4xx) from "ran and failed" (an exit code)."""
+    import subprocess  # at the first command: the server's start does without it
+
     env = dict(os.environ)
     env.update(spec.env)
     # Every process the command starts inherits the marker, so it is still found after it left the

@@ -4,7 +4,6 @@ the reaper thread and the bounded kill of everything at shutdown."""
 
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -35,6 +34,8 @@ class Processes(object):
             self.spawning += 1
         proc = None
         try:
+            import subprocess  # at the first command: the server's start does without it
+
             proc = subprocess.Popen(argv, **kwargs)
         finally:
             with self.lock:
