@@ -43,7 +43,7 @@ from .connections import (
 from .digest import sha256
 from .handler import Handler
 from .options import parse as parse_options
-from .proctree import become_subreaper, kill_everything, reaper_loop
+from .proctree import kill_everything, reap_children
 from .transfers import JOURNAL, replay_journal
 from .tunnel_config import tunnel_config, tunnel_origin
 
@@ -235,8 +235,8 @@ def main(argv=None):
         return 1
     host, port = server.server_address[:2]
 
-    if become_subreaper() or os.getpid() == 1:
-        threading.Thread(target=reaper_loop, name="reaper", daemon=True).start()
+    if os.getpid() == 1:
+        reap_children()  # else at the first command (see reap_children)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if args.idle_timeout > 0:
         threading.Thread(target=idle_loop, args=(args.idle_timeout, args.start_grace), name="idle", daemon=True).start()
