@@ -45,7 +45,6 @@ from .handler import Handler
 from .options import parse as parse_options
 from .proctree import kill_everything, reap_children
 from .transfers import JOURNAL, replay_journal
-from .tunnel_config import tunnel_config, tunnel_origin
 
 
 def parse_args(argv):
@@ -95,7 +94,11 @@ def parse_args(argv):
             value = default
         setattr(args, name, value)
     args.tunnel = args.tunnel or _flag(env.get("SBX_TUNNEL"), "SBX_TUNNEL")
-    args.tunnel_config = tunnel_config(env) if args.tunnel else None
+    args.tunnel_config = None
+    if args.tunnel:
+        from .tunnel_config import tunnel_config  # only with --tunnel, as the tunnel's other modules
+
+        args.tunnel_config = tunnel_config(env)
     return args
 
 
@@ -269,6 +272,7 @@ def main(argv=None):
     tunnel = None
     if args.tunnel:  # after the listening line: the marker lines follow it on stdout
         from .tunnel import Tunnel  # only now: a server without --tunnel never loads its modules
+        from .tunnel_config import tunnel_origin
 
         tunnel = Tunnel(args.tunnel_config, tunnel_origin(host, port))
         tunnel.start()

@@ -10,7 +10,6 @@ import sys
 from .background import DEFAULT_MAX_EXITED, DEFAULT_MAX_PROCESSES
 from .common import DEFAULT_PORT, PROTOCOL, VERSION
 from .connections import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
-from .tunnel_config import TUNNEL_HELP
 
 FLAG = "flag"  # an option without a value (argparse's store_true)
 
@@ -149,6 +148,8 @@ def parse(argv):
 
 def parser():
     import argparse
+
+    from .tunnel_config import TUNNEL_HELP
 
     class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         """argparse's, given the width it would ask shutil for (the parser makes one per option it adds)."""

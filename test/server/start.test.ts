@@ -107,7 +107,7 @@ describe("the server's start", () => {
     expect(modules.has("sbx_server.handler")).toBe(true) // what it imports is seen
     const needless = [
       "argparse", "http.server", "http.client", "email", "ssl", "hashlib", "hmac", "shutil", "subprocess",
-      "urllib.parse", "base64", "sbx_server.supervisor", "sbx_server.tunnel"
+      "urllib.parse", "base64", "sbx_server.supervisor", "sbx_server.tunnel", "sbx_server.tunnel_config"
     ]
     expect(needless.filter((name) => modules.has(name))).toEqual([])
   })
