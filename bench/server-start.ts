@@ -54,8 +54,8 @@ const python = spawnSync("python3", ["-S", "-c", "import sys; print(sys.executab
   encoding: "utf8"
 }).stdout.trim()
 
-const env = { ...process.env, SBX_TOKEN: randomBytes(32).toString("hex") }
-delete env.PYTHONDONTWRITEBYTECODE
+const env: NodeJS.ProcessEnv = { ...process.env, SBX_TOKEN: randomBytes(32).toString("hex") }
+delete env.PYTHONDONTWRITEBYTECODE // the cold copies set it again (see above)
 
 interface Sample {
   readonly wall: number
