@@ -165,11 +165,11 @@ def parser():
         epilog=TUNNEL_HELP,
         formatter_class=HelpFormatter,
     )
-    for name, metavar, help in OPTIONS:
+    for name, metavar, text in OPTIONS:
         if metavar is FLAG:
-            p.add_argument(name, action="store_true", help=help)
+            p.add_argument(name, action="store_true", help=text)
         else:
-            p.add_argument(name, metavar=metavar, help=help)
+            p.add_argument(name, metavar=metavar, help=text)
     return p
 
 
