@@ -11,6 +11,10 @@
  *
  * Each `--server` adds a server to compare (a package directory or a single script), e.g. the
  * one-file server of before the package: `git show 200ae77:rpc-server/server.py > /tmp/server.py`.
+ * A package is measured three times: with its bytecode (as the local provider runs it; the warm-up
+ * writes it, whatever PYTHONDONTWRITEBYTECODE says), from a copy without any, and as a job starts it:
+ * the job's bootstrap script (`src/internal/bootstrap.ts`) run by /bin/sh, which unpacks the package's
+ * file map with one interpreter and execs another on it (wall time only: the CPU of two processes).
  */
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -18,31 +22,58 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { script } from "../src/internal/bootstrap.js"
+import type { ServerFiles } from "../src/internal/serverScript.js"
 import { ms, now, percentile } from "./support.js"
 
 const argv = process.argv.slice(2)
 const flag = (name: string): Array<string> => argv.flatMap((a, i) => (a === name && argv[i + 1] ? [argv[i + 1]!] : []))
 const RUNS = Number(flag("--runs")[0] ?? 30)
 const PACKAGE = fileURLToPath(new URL("../rpc-server/sbx_server", import.meta.url))
-// A copy of the package without bytecode, run without writing any: a job's start, which compiles every
+const TEMP = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-start-"))
+// A copy of a package without bytecode, run without writing any: a job's start, which compiles every
 // module it imports (the job's package is unpacked fresh), as the one-file server compiled itself.
-const COLD = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sbx-start-")), "sbx_server")
-fs.mkdirSync(COLD)
-for (const name of fs.readdirSync(PACKAGE).filter((n) => n.endsWith(".py"))) {
-  fs.copyFileSync(path.join(PACKAGE, name), path.join(COLD, name))
+const colds = new Set<string>()
+const coldCopy = (dir: string, i: number): string => {
+  const cold = path.join(TEMP, String(i), path.basename(dir)) // the directory's name is the package's
+  fs.mkdirSync(cold, { recursive: true })
+  for (const name of fs.readdirSync(dir).filter((n) => n.endsWith(".py"))) {
+    fs.copyFileSync(path.join(dir, name), path.join(cold, name))
+  }
+  colds.add(cold)
+  return cold
 }
-const servers = [PACKAGE, COLD, ...flag("--server")]
-const names = new Map([
-  [PACKAGE, "rpc-server/sbx_server"],
-  [COLD, "rpc-server/sbx_server, no bytecode (a job)"]
-])
+// The job's start of a package: its bootstrap script, as the HF Jobs provider builds it for the proxy.
+const jobs = new Map<string, string>()
+const jobOf = (dir: string, i: number): string => {
+  const serverFiles: ServerFiles = fs
+    .readdirSync(dir)
+    .filter((name) => name.endsWith(".py"))
+    .sort()
+    .map((name) => [name, fs.readFileSync(path.join(dir, name), "utf8")] as const)
+  const key = `job ${i}`
+  jobs.set(key, script({ transport: "proxy", serverFiles, idleTimeoutSeconds: undefined }))
+  return key
+}
+const names = new Map<string, string>()
+const servers = [PACKAGE, ...flag("--server")].flatMap((server, i) => {
+  const name = i === 0 ? "rpc-server/sbx_server" : server
+  names.set(server, name)
+  if (!fs.statSync(server).isDirectory()) return [server]
+  const cold = coldCopy(server, i)
+  names.set(cold, `${name}, no bytecode`)
+  const job = jobOf(server, i)
+  names.set(job, `${name}, as a job (sh: unpack, exec)`)
+  return [server, cold, job]
+})
 
 // The real interpreter, as the local provider runs it: a pyenv or asdf shim would be measured instead.
 const python = spawnSync("python3", ["-S", "-c", "import sys; print(sys.executable)"], {
   encoding: "utf8"
 }).stdout.trim()
 
-const env = { ...process.env, SBX_TOKEN: randomBytes(32).toString("hex") }
+const env: NodeJS.ProcessEnv = { ...process.env, SBX_TOKEN: randomBytes(32).toString("hex") }
+delete env.PYTHONDONTWRITEBYTECODE // the cold copies set it again (see above)
 
 interface Sample {
   readonly wall: number
@@ -76,22 +107,38 @@ const bare = (): Sample => {
   return { wall, cpu: self.status === 0 ? Number(self.stdout.split(" ")[0]) / 1e6 : Number.NaN }
 }
 
-/** Spawn to the server's listening line; the server is then stopped (stdin EOF). */
+/** The server's process: the interpreter on it, or a job's bootstrap script (stopped by SIGTERM). */
+const launch = (server: string) => {
+  const job = jobs.get(server)
+  if (job !== undefined) {
+    // A fresh TMPDIR: the package is unpacked anew (and compiled) at every start, as in a new job.
+    const tmp = fs.mkdtempSync(path.join(TEMP, "job-"))
+    return spawn("/bin/sh", ["-c", job], {
+      // The script finds python3 on PATH: the real interpreter first, not a shim (as above).
+      env: { ...env, TMPDIR: tmp, SBX_PORT: "0", PATH: `${path.dirname(python)}:${env.PATH ?? ""}` },
+      stdio: ["pipe", "pipe", "ignore"]
+    })
+  }
+  return spawn(python, ["-u", "-S", server, "--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"], {
+    env: colds.has(server) ? { ...env, PYTHONDONTWRITEBYTECODE: "1" } : env,
+    stdio: ["pipe", "pipe", "ignore"]
+  })
+}
+
+/** Spawn to the server's listening line; the server is then stopped (stdin EOF, or SIGTERM for a job). */
 const start = (server: string): Promise<Sample> =>
   new Promise((resolve, reject) => {
     const t0 = now()
-    const proc = spawn(python, ["-u", "-S", server, "--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"], {
-      env: server === COLD ? { ...env, PYTHONDONTWRITEBYTECODE: "1" } : env,
-      stdio: ["pipe", "pipe", "ignore"]
-    })
+    const proc = launch(server)
     let out = ""
     let listened: Sample | undefined
     proc.stdout.setEncoding("utf8").on("data", (chunk: string) => {
       out += chunk
       if (listened === undefined && out.includes("\n")) {
-        listened = { wall: now() - t0, cpu: cpuOf(proc.pid!) }
+        listened = { wall: now() - t0, cpu: jobs.has(server) ? Number.NaN : cpuOf(proc.pid!) }
         if (!out.startsWith('{"event":"listening"')) reject(new Error(`${server}: unexpected first line: ${out}`))
-        proc.stdin.end()
+        if (jobs.has(server)) proc.kill("SIGTERM")
+        else proc.stdin.end()
       }
     })
     proc.once("exit", (code) =>
@@ -114,14 +161,16 @@ const main = async () => {
     )
   const base = { wall: median(baseline, "wall"), cpu: median(baseline, "cpu") }
   const cell = (of: ReadonlyArray<Sample>, key: keyof Sample) =>
-    `${ms(median(of, key)).padStart(10)} ${`${(median(of, key) / base[key]).toFixed(2)}x`.padStart(6)}`
+    Number.isNaN(median(of, key))
+      ? "-".padStart(17)
+      : `${ms(median(of, key)).padStart(10)} ${`${(median(of, key) / base[key]).toFixed(2)}x`.padStart(6)}`
   console.log(`server start (exec -> listening line), ${RUNS} runs, medians and ratios to the baseline`)
   console.log(`python: ${python}; load average: ${os.loadavg()[0]!.toFixed(1)}`)
-  console.log(`${"".padEnd(44)} ${"wall".padStart(17)} ${"cpu".padStart(17)}`)
-  console.log(`${"python3 -S -c pass [baseline]".padEnd(44)} ${cell(baseline, "wall")} ${cell(baseline, "cpu")}`)
+  console.log(`${"".padEnd(56)} ${"wall".padStart(17)} ${"cpu".padStart(17)}`)
+  console.log(`${"python3 -S -c pass [baseline]".padEnd(56)} ${cell(baseline, "wall")} ${cell(baseline, "cpu")}`)
   for (const [i, server] of servers.entries()) {
     const name = names.get(server) ?? server
-    console.log(`${name.padEnd(44)} ${cell(samples[i]!, "wall")} ${cell(samples[i]!, "cpu")}`)
+    console.log(`${name.padEnd(56)} ${cell(samples[i]!, "wall")} ${cell(samples[i]!, "cpu")}`)
   }
   console.log(`target: rpc-server/sbx_server <= 60 ms (wall) on a quiet machine -> ${ms(median(samples[0]!, "wall"))}`)
 }
@@ -131,4 +180,4 @@ main()
     console.error(e)
     process.exitCode = 1
   })
-  .finally(() => fs.rmSync(path.dirname(COLD), { recursive: true, force: true }))
+  .finally(() => fs.rmSync(TEMP, { recursive: true, force: true }))

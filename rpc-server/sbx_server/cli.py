@@ -1,8 +1,6 @@
 """The command line: options and their environment variables, the token, and main(): listen, announce,
 wait for a shutdown request, stop everything within a bound."""
 
-import argparse
-import hashlib
 import json
 import os
 import signal
@@ -42,99 +40,16 @@ from .connections import (
     Server,
     Server6,
 )
+from .digest import sha256
 from .handler import Handler
+from .options import parse as parse_options
 from .ports import PORT_TUNNELS
-from .proctree import become_subreaper, kill_everything, reaper_loop
-from .supervisor import supervise
+from .proctree import kill_everything, reap_children
 from .transfers import JOURNAL, replay_journal
-from .tunnel_config import TUNNEL_HELP, tunnel_config, tunnel_origin
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="server.py",
-        description="hf-sandbox in-sandbox RPC server (protocol %d, version %s)" % (PROTOCOL, VERSION),
-        epilog=TUNNEL_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--host", help="address to bind (default: $SBX_HOST or 127.0.0.1)")
-    p.add_argument("--port", help="port to bind; 0 picks a free one (default: $SBX_PORT or %d)" % DEFAULT_PORT)
-    p.add_argument(
-        "--idle-timeout",
-        metavar="SECONDS",
-        help="exit after this long without requests; 0 = never (default: $SBX_IDLE_TIMEOUT or 0)",
-    )
-    p.add_argument(
-        "--start-grace",
-        metavar="SECONDS",
-        help="with --idle-timeout: until a client has made an authorized request, wait at least this long before "
-        "stopping as idle (a client still starting the sandbox is not idle); default 0",
-    )
-    p.add_argument(
-        "--lifetime",
-        metavar="SECONDS",
-        help="exit after this long whatever is running; 0 = no limit (default: $SBX_LIFETIME or 0)",
-    )
-    p.add_argument("--allow-no-auth", action="store_true", help="start without SBX_TOKEN (local development only)")
-    p.add_argument(
-        "--exit-on-stdin-eof", action="store_true", help="shut down when stdin reaches EOF (the parent died)"
-    )
-    p.add_argument(
-        "--supervise",
-        action="store_true",
-        help="Linux: run the server under a supervisor process that kills everything left when the server "
-        "ends, however it ends (even SIGKILL)",
-    )
-    p.add_argument(
-        "--remove-on-exit",
-        metavar="DIR",
-        help="with --supervise: the supervisor removes this directory (and its marker DIR.owner) after the server and "
-        "all its processes are gone",
-    )
-    p.add_argument(
-        "--journal",
-        metavar="DIR",
-        help="record the temporary files of writes in progress in this directory (created; it must not be inside "
-        "a directory the sandbox's commands can remove), so that what a killed server leaves is removed: by its "
-        "supervisor, or by the next server started with the same journal",
-    )
-    p.add_argument(
-        "--max-connections",
-        metavar="N",
-        help="connections served at once; more are answered 503 too_many_connections "
-        "(default: $SBX_MAX_CONNECTIONS or %d)" % DEFAULT_MAX_CONNECTIONS,
-    )
-    p.add_argument(
-        "--header-timeout",
-        metavar="SECONDS",
-        help="a request's line and headers must arrive within this long, and a connection that has made no "
-        "authorized request is closed after this long idle (default: $SBX_HEADER_TIMEOUT or %g)" % DEFAULT_HEADER_TIMEOUT,
-    )
-    p.add_argument(
-        "--body-timeout",
-        metavar="SECONDS",
-        help="a request body that sends nothing for this long is dropped; a slow body that keeps moving is not "
-        "(default: $SBX_BODY_TIMEOUT or %g)" % DEFAULT_BODY_TIMEOUT,
-    )
-    p.add_argument(
-        "--max-processes",
-        metavar="N",
-        help="background processes and execs running at once; more are answered 503 too_many_processes "
-        "(default: $SBX_MAX_PROCESSES or %d)" % DEFAULT_MAX_PROCESSES,
-    )
-    p.add_argument(
-        "--max-exited",
-        metavar="N",
-        help="exited background processes kept listed with their output; the oldest are forgotten "
-        "(default: $SBX_MAX_EXITED or %d)" % DEFAULT_MAX_EXITED,
-    )
-    p.add_argument(
-        "--tunnel",
-        action="store_true",
-        help="expose the server through a Cloudflare quick tunnel and announce its URL on stdout "
-        "(default: $SBX_TUNNEL); see below",
-    )
-    args = p.parse_args(argv)
+    args = parse_options(argv)
 
     env = os.environ
     args.host = args.host if args.host is not None else (env.get("SBX_HOST") or "127.0.0.1")
@@ -180,7 +95,11 @@ def parse_args(argv):
             value = default
         setattr(args, name, value)
     args.tunnel = args.tunnel or _flag(env.get("SBX_TUNNEL"), "SBX_TUNNEL")
-    args.tunnel_config = tunnel_config(env) if args.tunnel else None
+    args.tunnel_config = None
+    if args.tunnel:
+        from .tunnel_config import tunnel_config  # only with --tunnel, as the tunnel's other modules
+
+        args.tunnel_config = tunnel_config(env)
     return args
 
 
@@ -280,6 +199,8 @@ def main(argv=None):
     if args.journal is not None and not os.path.isabs(args.journal):
         _fail("--journal needs an absolute path")
     if args.supervise:
+        from .supervisor import supervise  # only now: a server without --supervise never loads it
+
         supervise(args.remove_on_exit, args.journal)  # returns in the server process
     if args.journal is not None:
         try:
@@ -288,7 +209,7 @@ def main(argv=None):
             _fail("--journal %s: it exists and is not a journal (give a path that does not exist)" % args.journal)
         except OSError as e:
             _fail("cannot create the journal %s: %s" % (args.journal, e.strerror or e))
-    STATE.token_digest = hashlib.sha256(token.encode("utf-8")).digest() if token is not None else None
+    STATE.token_digest = sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
     JANITOR.grace, JANITOR.retain = args.exec_reattach, args.exec_retain
     LIMITS.max_connections, LIMITS.header_timeout, LIMITS.body_timeout = (
@@ -318,8 +239,8 @@ def main(argv=None):
         return 1
     host, port = server.server_address[:2]
 
-    if become_subreaper() or os.getpid() == 1:
-        threading.Thread(target=reaper_loop, name="reaper", daemon=True).start()
+    if os.getpid() == 1:
+        reap_children()  # else at the first command (see reap_children)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if args.idle_timeout > 0:
         threading.Thread(target=idle_loop, args=(args.idle_timeout, args.start_grace), name="idle", daemon=True).start()
@@ -352,6 +273,7 @@ def main(argv=None):
     tunnel = None
     if args.tunnel:  # after the listening line: the marker lines follow it on stdout
         from .tunnel import Tunnel  # only now: a server without --tunnel never loads its modules
+        from .tunnel_config import tunnel_origin
 
         tunnel = Tunnel(args.tunnel_config, tunnel_origin(host, port))
         tunnel.start()

@@ -57,7 +57,11 @@ def note_foreign_authorization():
 # C0 and C1 controls (ESC and CSI start escape sequences), DEL, and the Unicode line separators and
 # bidirectional overrides that make a log line read as something else.
 # Bytes that were not UTF-8 (surrogate escapes) are escaped too: written raw, 0x9b is a CSI.
-_LOG_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+_LOG_UNSAFE = "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\udc80-\udcff]"
+# The part of it an ASCII text can hold. The whole set takes sre a millisecond or two to compile (what
+# lies beyond Latin-1), which the start would pay for its first log line: it is compiled at the first
+# text that is not ASCII (and kept in re's cache).
+_LOG_UNSAFE_ASCII = re.compile("[\x00-\x1f\x7f]")
 _LOG_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -66,15 +70,19 @@ def _escaped(m):
     return _LOG_NAMED.get(c) or ("\\x%02x" % ord(c) if ord(c) < 0x100 else "\\u%04x" % ord(c))
 
 
+def _log_unsafe(text):
+    return _LOG_UNSAFE_ASCII if text.isascii() else re.compile(_LOG_UNSAFE)
+
+
 def shown(text):
     """Attacker-controlled text as a log line may carry it: one line, every control character escaped."""
-    return _LOG_UNSAFE.sub(_escaped, text)
+    return _log_unsafe(text).sub(_escaped, text)
 
 
 def log(msg):
     """Diagnostics go to stderr only: stdout carries the single listening line. Newlines of a message
     stay (tracebacks); every other control character is escaped here, whatever the caller forgot."""
-    msg = _LOG_UNSAFE.sub(lambda m: "\n" if m.group() == "\n" else _escaped(m), msg)
+    msg = _log_unsafe(msg).sub(lambda m: "\n" if m.group() == "\n" else _escaped(m), msg)
     try:
         sys.stderr.write("hf-sandbox rpc-server: %s\n" % msg)
         sys.stderr.flush()

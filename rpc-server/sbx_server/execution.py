@@ -1,13 +1,10 @@
 """Running one command: the exec request (`parse_exec`), the spawn, and the pump that multiplexes
 its pipes, its exit and the client's socket; the drainer of pipes a command's descendants hold open."""
 
-import base64
 import math
 import os
 import selectors
-import shutil
 import signal
-import subprocess
 import threading
 import time
 
@@ -180,6 +177,8 @@ def parse_exec(req, legacy):
     elif stdin_b64 is not None:
         if not isinstance(stdin_b64, str):
             raise bad_request("`stdin_b64` must be a base64 string")
+        import base64  # at first use: a module the server's start does without
+
         try:
             spec.stdin = base64.b64decode(stdin_b64, validate=True)
         except (ValueError, TypeError):
@@ -207,6 +206,8 @@ def spawn(spec):
 
     Spawn failures are answered before any streaming begins, so a client can
     tell "could not run" (4xx) from "ran and failed" (an exit code)."""
+    import subprocess  # at the first command: the server's start does without it
+
     env = dict(os.environ)
     env.update(spec.env)
     # Every process the command starts inherits the marker, so it is still found after it left the
@@ -233,6 +234,8 @@ def spawn(spec):
     except FileNotFoundError as e:
         if spec.cwd is not None and e.filename == spec.cwd:
             raise bad_request("working directory not found: %s" % spec.cwd, "cwd_not_found")
+        import shutil  # at first use: a module the server's start does without
+
         found = os.path.exists(name) if "/" in name else shutil.which(name, path=env.get("PATH", os.defpath))
         if found:
             # The file exists, so ENOENT came from its #! interpreter.

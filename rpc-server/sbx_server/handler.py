@@ -1,10 +1,7 @@
 """The request handler: dispatch (authorization, then the route table), composed from the route
 families' mixins."""
 
-import hashlib
-import hmac
 import time
-from urllib.parse import parse_qs, urlsplit
 
 from .common import (
     AUTH_ERROR,
@@ -22,7 +19,9 @@ from .common import (
 )
 
 
+from .digest import compare_digest, sha256
 from .handler_base import BaseHandler, RequestMixin
+from .httpframe import parse_query
 from .ports import PortRoutes
 from .proxy import ProxyRoutes, proxy_target
 from .routes_exec import ExecRoutes
@@ -67,13 +66,15 @@ class Handler(
             route, _, query = self.path.partition("?")
             route = route.partition("#")[0]
         else:  # absolute form (proxies): http://host/path?query
+            from urllib.parse import urlsplit  # at first use: only a proxy's request brings it
+
             try:
                 split = urlsplit(self.path)
             except ValueError:  # `http://[::1/x`: an unclosed IPv6 literal is no URL
                 return self.send_error(400, "malformed request target (not a path, not a URL)")
             route, query = split.path or "/", split.query
         try:
-            self.query = parse_qs(query, keep_blank_values=True, encoding="utf-8", errors="surrogateescape")
+            self.query = parse_query(query)
             self._body = self.open_body()
             if route == "/health" and method == "GET":
                 self.health()
@@ -152,8 +153,8 @@ class Handler(
             # Equal-length digests: compare_digest is constant time whatever
             # the candidate's length. Headers arrive latin-1 decoded, so this
             # recovers the raw bytes.
-            digest = hashlib.sha256(c.encode("latin-1", "replace")).digest()
-            match = hmac.compare_digest(digest, want)
+            digest = sha256(c.encode("latin-1", "replace")).digest()
+            match = compare_digest(digest, want)
             matches.append(match)
             ok = match or ok
         if ok and a and x is not None and len(matches) == 2 and not matches[1]:

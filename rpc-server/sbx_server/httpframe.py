@@ -1,7 +1,6 @@
 """Strict HTTP/1.1 framing: the request head, bounded header fields, request bodies (Content-Length
 and chunked, with their trailers), JSON depth, and the small parsers of query values."""
 
-import http.client
 import json
 import os
 import re
@@ -148,18 +147,43 @@ def read_fields(rfile, what):
         fields.append((m.group(1).decode("ascii"), value.decode("latin-1")))
 
 
+class Headers(object):
+    """A request's header fields, read as http.client.HTTPMessage reads them (names case-insensitive,
+    in the order they came), without importing http.client: it brings email.* and ssl, a third of the
+    server's start-up, for a list and two look-ups."""
+
+    def __init__(self, fields):
+        self._raw = list(fields)
+        self._fields = [(name.lower(), value) for name, value in self._raw]
+
+    def items(self):
+        """Every field as it came (its name's case kept), in order: the port proxy replays them."""
+        return list(self._raw)
+
+    def get(self, name, default=None):
+        """The first value of the field `name`, else `default`."""
+        name = name.lower()
+        for key, value in self._fields:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name, failobj=None):
+        """Every value of the field `name`, in order, else `failobj`."""
+        name = name.lower()
+        return [value for key, value in self._fields if key == name] or failobj
+
+
 def parse_head(raw_requestline, rfile):
     """(method, target, version, headers) of a request head, or HttpError. `version` is "HTTP/1.0"
-    or "HTTP/1.1" (a later 1.x is answered as 1.1); headers is an http.client.HTTPMessage."""
+    or "HTTP/1.1" (a later 1.x is answered as 1.1); headers is a Headers."""
     m = REQUEST_LINE.match(raw_requestline)
     if m is None:
         raise framing_error("malformed request line (expected `METHOD target HTTP/1.1`)")
     major, minor = int(m.group(3)), int(m.group(4))
     if major != 1:
         raise framing_error("HTTP version %d.%d is not supported (use HTTP/1.1)" % (major, minor), 505)
-    headers = http.client.HTTPMessage()
-    for name, value in read_fields(rfile, "header"):
-        headers[name] = value
+    headers = Headers(read_fields(rfile, "header"))
     version = "HTTP/1.0" if minor == 0 else "HTTP/1.1"
     return m.group(1).decode("ascii"), m.group(2).decode("ascii"), version, headers
 
@@ -202,6 +226,38 @@ def legacy_path(req):
     except UnicodeError:
         raise bad_request("`path` %s is not a file name: it holds a lone surrogate" % json.dumps(given))
     return given
+
+
+_HEX_DIGITS = "0123456789ABCDEFabcdef"
+
+
+def parse_query(query):
+    """{name: [value, ...]} of a request target's query, which is ASCII (REQUEST_LINE): what
+    urllib.parse.parse_qs(query, keep_blank_values=True, encoding="utf-8", errors="surrogateescape")
+    gives, without importing urllib.parse (with ipaddress, some milliseconds of the start). Fields are
+    split at "&" only, a field without "=" has the value "", "+" is a space, a %XX escape is a byte and
+    a malformed one stays as it is; the bytes are read as UTF-8, what is not UTF-8 as surrogate escapes."""
+    fields = {}
+    for field in query.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            fields.setdefault(_unquote(name.replace("+", " ")), []).append(_unquote(value.replace("+", " ")))
+    return fields
+
+
+def _unquote(text):
+    if "%" not in text:
+        return text
+    parts = text.split("%")
+    raw = bytearray(parts[0].encode("utf-8"))
+    for part in parts[1:]:
+        code = part[:2]
+        if len(code) == 2 and code[0] in _HEX_DIGITS and code[1] in _HEX_DIGITS:
+            raw.append(int(code, 16))
+            raw += part[2:].encode("utf-8")
+        else:
+            raw += b"%" + part.encode("utf-8")
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def parse_decimal(raw, below):

@@ -4,7 +4,6 @@ the reaper thread and the bounded kill of everything at shutdown."""
 
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -27,14 +26,19 @@ class Processes(object):
         self.spawning = 0
         self.closed = False
         self.reap_kick = threading.Event()
+        self.reaping = False  # see reap_children
 
     def spawn(self, argv, **kwargs):
+        if not self.reaping:
+            reap_children()
         with self.lock:
             if self.closed:
                 raise HttpError(503, "server is shutting down; cannot start %s" % argv[0], "shutting_down")
             self.spawning += 1
         proc = None
         try:
+            import subprocess  # at the first command: the server's start does without it
+
             proc = subprocess.Popen(argv, **kwargs)
         finally:
             with self.lock:
@@ -234,6 +238,21 @@ def kill_descendants(bound):
         if not victims or time.monotonic() > deadline:
             return len(killed)
         time.sleep(0.01)
+
+
+_reaping_lock = threading.Lock()
+
+
+def reap_children():
+    """From now on, adopt and reap the orphans of what we start (the reaper thread). Done at the first
+    spawn, not at start: prctl needs ctypes, some milliseconds of the start, and before a first command
+    there is nothing to adopt. PID 1 (a container's init) is given every orphan anyway, its commands' or
+    not, so it needs no prctl and reaps from the start (main)."""
+    with _reaping_lock:
+        if not PROCS.reaping:
+            if os.getpid() == 1 or become_subreaper():
+                threading.Thread(target=reaper_loop, name="reaper", daemon=True).start()
+            PROCS.reaping = True
 
 
 def reaper_loop():

@@ -10,12 +10,11 @@ either), a port that is not a number is a 400, and a plain request's connection 
 response (`Connection: close` both ways: the connection then belongs to one request, so the next request
 on it can never reach the backend with its `/v1/proxy/...` prefix still on)."""
 
-import hashlib
-import hmac
 import socket
 import threading
 import time
 
+from .digest import compare_digest, sha256
 from .common import FILE_CHUNK, SOCKET_TIMEOUT, STATE, ClientGone, HttpError, bad_request
 from .httpframe import parse_decimal
 
@@ -78,7 +77,7 @@ def carries_token(value):
     parts = (value or "").split(None, 1)
     if want is None or len(parts) != 2 or parts[0].lower() != "bearer":
         return False
-    return hmac.compare_digest(hashlib.sha256(parts[1].strip().encode("latin-1", "replace")).digest(), want)
+    return compare_digest(sha256(parts[1].strip().encode("latin-1", "replace")).digest(), want)
 
 
 def request_head(method, target, headers, upgrade, chunked):

@@ -2,7 +2,6 @@
 
 import errno
 import os
-import shutil
 import stat
 
 from .common import HttpError, bad_request
@@ -19,6 +18,8 @@ class FsRoutes(object):
             st = os.lstat(path)
             if stat.S_ISDIR(st.st_mode):
                 if recursive:
+                    import shutil  # at first use: a module the server's start does without
+
                     shutil.rmtree(path)  # unlinks symlinks inside, never follows them
                 else:
                     os.rmdir(path)
@@ -54,6 +55,8 @@ class FsRoutes(object):
             except OSError as e:
                 if e.errno != errno.EXDEV:
                     raise
+                import shutil  # at first use: a module the server's start does without
+
                 shutil.move(src, dst)  # across file systems: copy, then delete
         except OSError as e:
             if e.errno in (errno.ENOTEMPTY, errno.EEXIST):

@@ -5,7 +5,6 @@ import time
 
 from .common import STATE, ClientGone, bad_request, dumps, new_selector
 from .execution import peer_closed
-from .metrics import Meter
 from .sinks import StreamSink
 
 MIN_INTERVAL = 0.1
@@ -30,6 +29,8 @@ class MetricsRoutes(object):
                 message = "query parameter `interval` must be a number of seconds from %g to %g, got %r"
                 raise bad_request(message % (MIN_INTERVAL, MAX_INTERVAL, raw[:40]))
         follow = self.bool_param("follow", False)
+        from .metrics import Meter  # at the first sample: the server starts without it
+
         meter = Meter()
         if not follow:
             self.wait_or_gone(interval)

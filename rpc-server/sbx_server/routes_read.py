@@ -1,6 +1,5 @@
 """Routes: GET /v1/files/read and the legacy POST /read."""
 
-import base64
 import os
 import stat
 
@@ -94,6 +93,8 @@ class ReadRoutes(object):
             if stat.S_ISDIR(st.st_mode):
                 raise HttpError(409, "cannot read %s: it is a directory" % given, "is_a_directory")
             n = st.st_size
+            import base64  # at first use: a module the server's start does without
+
             # Streamed as JSON: the base64 length is known up front, so memory
             # stays bounded even for a large file.
             self.stream_file(

@@ -1,7 +1,6 @@
 """Routes: PUT /v1/files/write, POST /v1/files/commit and /abort, the legacy POST /write; and the
 writes behind them (in place, replacing atomically, by range into a transfer)."""
 
-import base64
 import os
 import stat
 
@@ -90,6 +89,8 @@ class WriteRoutes(object):
         req = self.read_json()
         given = legacy_path(req)
         if isinstance(req.get("content_b64"), str):
+            import base64  # at first use: a module the server's start does without
+
             try:
                 data = base64.b64decode(req["content_b64"], validate=True)
             except (ValueError, TypeError):

@@ -1,7 +1,6 @@
 """Where a pump sends a command's output: an NDJSON stream to the client (StreamSink), nowhere
 (QuietSink), or a bounded capture for the legacy /exec (CaptureSink)."""
 
-import base64
 import codecs
 import json
 import time
@@ -58,6 +57,8 @@ class StreamSink(object):
 
     def output(self, name, data):
         if self.b64:
+            import base64  # at first use: a module the server's start does without
+
             # Base64 needs no JSON escaping: assembled as bytes, the line costs a third of what dumps() does.
             self.pending.append(b'{"event":"%s","data":"%s"}\n' % (name.encode("ascii"), base64.b64encode(data)))
         else:

@@ -2,15 +2,14 @@
 and the journal that lets a supervisor (or the next server) remove what a killed server left."""
 
 import errno
-import hashlib
 import os
 import re
-import shutil
 import stat
 import threading
 import time
 
 from .common import FILE_CHUNK, HttpError, env_seconds, log, shown
+from .digest import sha256
 
 
 # ---- atomic writes ----
@@ -66,6 +65,8 @@ def replace_file(tmp, dest):
     except OSError as e:
         if e.errno not in (errno.EBUSY, errno.EXDEV):
             raise
+        import shutil  # at first use: a module the server's start does without
+
         with open(tmp, "rb") as src, open(dest, "r+b") as out:
             out.truncate(0)
             shutil.copyfileobj(src, out, FILE_CHUNK)
@@ -109,7 +110,7 @@ class Journal(object):
         self.dir = path
 
     def _entry(self, tmp):
-        return os.path.join(self.dir, hashlib.sha256(os.fsencode(tmp)).hexdigest()[:40])
+        return os.path.join(self.dir, sha256(os.fsencode(tmp)).hexdigest()[:40])
 
     def add(self, tmp):
         if self.dir is None:
