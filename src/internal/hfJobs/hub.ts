@@ -17,6 +17,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import type { Volume } from "../../HfJobs.js"
 import { HubError } from "../../SandboxError.js"
 
 /** What we read of a job. Decoded leniently: the stage is an open string, unknown fields are ignored. */
@@ -25,7 +26,9 @@ export const JobInfo = Schema.Struct({
   status: Schema.Struct({
     stage: Schema.String,
     message: Schema.optional(Schema.NullOr(Schema.String)),
-    exposeUrls: Schema.optional(Schema.NullOr(Schema.Array(Schema.String)))
+    exposeUrls: Schema.optional(Schema.NullOr(Schema.Array(Schema.String))),
+    /** `ssh://<job id>@ssh.hf.jobs` for a job created with `ssh: { enabled: true }`. */
+    sshUrl: Schema.optional(Schema.NullOr(Schema.String))
   }),
   labels: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.String }))),
   owner: Schema.optional(Schema.NullOr(Schema.Struct({ name: Schema.String }))),
@@ -37,6 +40,33 @@ export const JobInfo = Schema.Struct({
 export type JobInfo = typeof JobInfo.Type
 
 const decodeJob = Schema.decodeUnknown(JobInfo)
+
+/**
+ * A flavor of `GET /api/jobs/hardware`, as the Hub sends it (`huggingface_hub`'s `JobHardwareInfo` reads
+ * the same fields): its price is per `unitLabel` (a minute), in micro-dollars and dollars.
+ */
+export const HardwareLine = Schema.Struct({
+  name: Schema.String,
+  prettyName: Schema.String,
+  cpu: Schema.String,
+  ram: Schema.String,
+  ephemeralStorage: Schema.optional(Schema.NullOr(Schema.String)),
+  accelerator: Schema.optional(
+    Schema.NullOr(
+      Schema.Struct({
+        type: Schema.String,
+        model: Schema.String,
+        quantity: Schema.String,
+        vram: Schema.String,
+        manufacturer: Schema.String
+      })
+    )
+  ),
+  unitCostMicroUSD: Schema.Number,
+  unitCostUSD: Schema.Number,
+  unitLabel: Schema.String
+})
+export type HardwareLine = typeof HardwareLine.Type
 
 /** Stages after which a job never runs again. */
 export const TERMINAL_STAGES: ReadonlySet<string> = new Set(["COMPLETED", "ERROR", "CANCELED", "DELETED"])
@@ -53,6 +83,10 @@ export interface JobSpec {
   readonly timeoutSeconds: number
   readonly labels: Readonly<Record<string, string>>
   readonly expose?: { readonly ports: ReadonlyArray<number> } | undefined
+  /** Hub repos and buckets mounted in the container (`huggingface_hub`'s `Volume.to_dict`). */
+  readonly volumes?: ReadonlyArray<Volume> | undefined
+  /** `{ enabled: true }`: the container accepts SSH (`ssh://<job id>@ssh.hf.jobs`). */
+  readonly ssh?: { readonly enabled: true } | undefined
 }
 
 export interface Config {
@@ -342,7 +376,9 @@ const createJob = (ctx: HubContext, namespace: string, spec: JobSpec) =>
         flavor: spec.flavor,
         timeoutSeconds: spec.timeoutSeconds,
         labels: { ...spec.labels },
-        ...(spec.expose !== undefined ? { expose: { ports: [...spec.expose.ports] } } : {})
+        ...(spec.expose !== undefined ? { expose: { ports: [...spec.expose.ports] } } : {}),
+        ...(spec.volumes !== undefined && spec.volumes.length > 0 ? { volumes: spec.volumes.map((v) => ({ ...v })) } : {}),
+        ...(spec.ssh !== undefined ? { ssh: { enabled: true } } : {})
       })
     )
   ).pipe(Effect.flatMap(({ body }) => asJob("createJob")(body)))
@@ -509,6 +545,16 @@ const logs = (ctx: HubContext, namespace: string, jobId: string): Stream.Stream<
     })
   )
 
+const hardware = (ctx: HubContext) =>
+  call(ctx, "hardware", (fetch, accessToken) => Hub.listJobHardware({ accessToken, hubUrl: ctx.hubUrl, fetch })).pipe(
+    Effect.flatMap(({ value }) =>
+      Effect.mapError(
+        Schema.decodeUnknown(Schema.Array(HardwareLine))(value),
+        (e) => new HubError({ operation: "hardware", detail: `unexpected hardware shape: ${e.message}` })
+      )
+    )
+  )
+
 /** A client of the Hub's Jobs API with one token. */
 export const make = (config: Config) => {
   const hubUrl = config.endpoint.replace(/\/+$/, "")
@@ -524,7 +570,8 @@ export const make = (config: Config) => {
       maxPages: number = MAX_PAGES
     ) => listJobs(ctx, namespace, filter, retry, maxPages),
     cancelJob: (namespace: string, jobId: string) => cancelJob(ctx, namespace, jobId),
-    logs: (namespace: string, jobId: string) => logs(ctx, namespace, jobId)
+    logs: (namespace: string, jobId: string) => logs(ctx, namespace, jobId),
+    hardware: hardware(ctx)
   }
 }
 

@@ -171,6 +171,8 @@ export const jobSpec = (
     // The Hub's job spec names the lifetime `timeoutSeconds` (whole seconds, at least one).
     timeoutSeconds: Math.max(1, Math.ceil(Duration.toSeconds(lifetime))),
     labels,
-    ...(spec.transport === "proxy" ? { expose: { ports: [SERVER_PORT] } } : {})
+    ...(spec.transport === "proxy" ? { expose: { ports: [SERVER_PORT] } } : {}),
+    ...(spec.volumes.length > 0 ? { volumes: spec.volumes } : {}),
+    ...(spec.ssh ? { ssh: { enabled: true } as const } : {})
   }
 }

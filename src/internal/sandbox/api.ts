@@ -15,6 +15,7 @@ import * as FilesApi from "../files/files.js"
 import { exec, execStream } from "./exec.js"
 import { process, processes, spawn } from "./process.js"
 import { guard, guardStream, type Running } from "./running.js"
+import { sshCommand } from "./ssh.js"
 
 /** Builds the API of a sandbox that answers. */
 export const build = (running: Running, fileSystem: Option.Option<FileSystem.FileSystem>): Sandbox => {
@@ -46,7 +47,8 @@ export const build = (running: Running, fileSystem: Option.Option<FileSystem.Fil
       guardStream: (operation, stream, extra) => guardStream(running, operation, stream, extra),
       readRangeSize: endpoint.readRangeSize
     }),
-    terminate: terminate(running)
+    terminate: terminate(running),
+    sshCommand: sshCommand(running)
   }
 }
 

@@ -1,5 +1,6 @@
 /** A job's specification as the Hub checks it (create), and the hardware flavors it knows. */
 import { isPlainObject } from "./util.js"
+import { checkSsh, checkVolumes, type EmulatedVolume } from "./volumes.js"
 
 /** hf-jobs-api.md §8. */
 export const FLAVORS = [
@@ -64,6 +65,8 @@ export interface ValidSpec {
   readonly flavor: string
   readonly timeoutSeconds: number | undefined
   readonly expose: ReadonlyArray<number> | undefined
+  readonly volumes: ReadonlyArray<EmulatedVolume>
+  readonly ssh: boolean
 }
 
 /** The normalised spec, or what is wrong with it. */
@@ -112,6 +115,10 @@ export const validate = (body: unknown): ValidSpec | string => {
     if (new Set(ports).size !== ports.length) return "expose.ports must not repeat a port"
     expose = ports
   }
+  const volumes = checkVolumes(body.volumes)
+  if (typeof volumes === "string") return volumes
+  const ssh = checkSsh(body.ssh)
+  if (typeof ssh === "string") return ssh
   return {
     image: hasImage ? { dockerImage: body.dockerImage as string } : { spaceId: body.spaceId as string },
     command: body.command,
@@ -121,6 +128,8 @@ export const validate = (body: unknown): ValidSpec | string => {
     labels: present(body.labels) ? { ...(body.labels as Record<string, string>) } : {},
     flavor,
     timeoutSeconds: present(body.timeoutSeconds) ? (body.timeoutSeconds as number) : undefined,
-    expose
+    expose,
+    volumes,
+    ssh
   }
 }
