@@ -1,5 +1,5 @@
 /**
- * The `hf-sandbox` command line: `create`, `exec`, `spawn`, `cp`, `ls`, `logs`, `kill` and `run`, on HF
+ * The `hf-sandbox` command line: `create`, `exec`, `spawn`, `cp`, `ls`, `logs`, `kill`, `run` and `ssh`, on HF
  * Jobs or (`--local`) on this machine. See docs/cli.md. This module holds the root command and the
  * wiring of the commands (one module each, in ./commands/) and runs the whole on an argv.
  */
@@ -26,6 +26,7 @@ import { ls } from "./commands/ls.js"
 import { processes, processKill, processLogs, processLs } from "./commands/process.js"
 import { run } from "./commands/run.js"
 import { spawn } from "./commands/spawn.js"
+import { ssh } from "./commands/ssh.js"
 import * as Help from "./help.js"
 import * as Io from "./io.js"
 import { globals } from "./options.js"
@@ -35,7 +36,7 @@ const root = Command.make("hf-sandbox", globals, () =>
   Effect.zipRight(
     Output.write(
       "stderr",
-      "usage: hf-sandbox [--local] [--json] [-q] <create|exec|spawn|process|cp|ls|logs|kill|run> ...\n" +
+      "usage: hf-sandbox [--local] [--json] [-q] <create|exec|spawn|process|cp|ls|logs|kill|run|ssh> ...\n" +
         "Run `hf-sandbox --help` for the commands, `hf-sandbox <command> --help` for one.\n"
     ),
     Output.setExitCode(2)
@@ -67,7 +68,8 @@ const cli = Command.run(
       underRoot(ls),
       underRoot(logs),
       underRoot(kill),
-      underRoot(run)
+      underRoot(run),
+      underRoot(ssh)
     ])
   ),
   {
@@ -86,6 +88,7 @@ const COMMANDS: Readonly<Record<string, Command.Command<string, never, unknown, 
   logs,
   kill,
   run,
+  ssh,
   "process ls": processLs,
   "process kill": processKill,
   "process logs": processLogs

@@ -35,7 +35,8 @@ const COMMANDS: ReadonlyArray<readonly [string, string]> = [
   ["ls", "List running sandboxes."],
   ["logs", "Print a sandbox's log."],
   ["kill", "Stop sandboxes by id, or all of them with --all."],
-  ["run", "Create a sandbox, run one command in it, and stop it."]
+  ["run", "Create a sandbox, run one command in it, and stop it."],
+  ["ssh", "Open an SSH session into a sandbox made with --ssh (HF Jobs)."]
 ]
 
 const PROCESS_COMMANDS: ReadonlyArray<readonly [string, string]> = [
@@ -53,7 +54,8 @@ const PROCESS_COMMANDS: ReadonlyArray<readonly [string, string]> = [
 export const EXAMPLES: Readonly<Record<string, ReadonlyArray<string>>> = {
   create: [
     "id=$(hf-sandbox create -q --flavor cpu-upgrade --idle-timeout 30m python:3.12)",
-    "hf-sandbox create --local --json"
+    "hf-sandbox create --local --json",
+    "hf-sandbox create --ssh --flavor h200,a100-large --max-cost '$5' -v hf://datasets/org/ds:/data vllm/vllm-openai"
   ],
   exec: [
     "hf-sandbox exec $id -- python -c 'print(1 + 1)'",
@@ -72,7 +74,13 @@ export const EXAMPLES: Readonly<Record<string, ReadonlyArray<string>>> = {
   run: [
     "hf-sandbox run -- nvidia-smi",
     "hf-sandbox run --flavor t4-small --timeout 30m pytorch/pytorch -- python train.py",
-    "hf-sandbox run --local -- 'uname -a'"
+    "hf-sandbox run --local -- 'uname -a'",
+    "hf-sandbox run -v hf://openai/gpt-oss-20b:/model --flavor a10g-large --max-cost 2 -- ls /model"
+  ],
+  ssh: [
+    "hf-sandbox ssh $id",
+    "hf-sandbox ssh $id -- -L 6006:localhost:6006",
+    "hf-sandbox ssh --dry-run -i ~/.ssh/id_ed25519 $id"
   ]
 }
 

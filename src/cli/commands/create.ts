@@ -15,10 +15,13 @@ import {
   globals,
   image,
   label,
+  maxCost,
   sandboxOptions,
   secret,
+  ssh,
   startTimeout,
-  transport
+  transport,
+  volume
 } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
@@ -51,7 +54,10 @@ export const create = Command.make(
     label,
     transport,
     forwardHfToken,
-    startTimeout
+    startTimeout,
+    volume,
+    ssh,
+    maxCost
   },
   action(
     (a, mode) =>
@@ -106,6 +112,7 @@ export const create = Command.make(
               ? ` It stops itself ${stops.join(", and ")}.`
               : " It has no idle timeout: kill it when done.") +
             `\nRun commands: hf-sandbox exec ${sb.id} -- CMD...   Stop it: hf-sandbox kill ${sb.id}` +
+            (options.ssh === true ? `\nOpen a shell over SSH: hf-sandbox ssh ${sb.id}` : "") +
             (local && options.image !== undefined
               ? "\n(The local provider runs on this machine and ignores IMAGE.)"
               : "")

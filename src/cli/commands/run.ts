@@ -16,11 +16,14 @@ import {
   globals,
   image,
   label,
+  maxCost,
   sandboxOptions,
   secret,
+  ssh,
   startTimeout,
   stdin,
-  transport
+  transport,
+  volume
 } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
@@ -38,6 +41,9 @@ export const run = Command.make(
     transport,
     forwardHfToken,
     startTimeout,
+    volume,
+    ssh,
+    maxCost,
     cwd,
     stdin,
     image,

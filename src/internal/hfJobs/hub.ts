@@ -377,7 +377,9 @@ const createJob = (ctx: HubContext, namespace: string, spec: JobSpec) =>
         timeoutSeconds: spec.timeoutSeconds,
         labels: { ...spec.labels },
         ...(spec.expose !== undefined ? { expose: { ports: [...spec.expose.ports] } } : {}),
-        ...(spec.volumes !== undefined && spec.volumes.length > 0 ? { volumes: spec.volumes.map((v) => ({ ...v })) } : {}),
+        ...(spec.volumes !== undefined && spec.volumes.length > 0
+          ? { volumes: spec.volumes.map((v) => ({ ...v })) }
+          : {}),
         ...(spec.ssh !== undefined ? { ssh: { enabled: true } } : {})
       })
     )

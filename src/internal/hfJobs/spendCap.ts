@@ -5,8 +5,8 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { type HubError, StartError } from "../../SandboxError.js"
-import * as Hub from "./hub.js"
+import { StartError } from "../../SandboxError.js"
+import type * as Hub from "./hub.js"
 
 /** Seconds in each unit the Hub may bill by. */
 const UNIT_SECONDS: Readonly<Record<string, number>> = { second: 1, minute: 60, hour: 3600 }
@@ -16,7 +16,11 @@ const MONEY = /^\s*\$?\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:USD)?\s*$/i
 /** A cap in US dollars (`2`, `"$2"`, `"0.50"`, `"1.5 USD"`) as micro-dollars, or why it is not one. */
 export const parse = (value: unknown): number => {
   const usd =
-    typeof value === "number" ? value : typeof value === "string" && MONEY.test(value) ? Number(MONEY.exec(value)?.[1]) : Number.NaN
+    typeof value === "number"
+      ? value
+      : typeof value === "string" && MONEY.test(value)
+        ? Number(MONEY.exec(value)?.[1])
+        : Number.NaN
   if (!Number.isFinite(usd) || usd <= 0) {
     throw new Error(`maxCost ${JSON.stringify(value)} is not an amount in US dollars above zero (e.g. 2 or "$2.50")`)
   }
@@ -73,20 +77,19 @@ const timeoutOf = (
 }
 
 /**
- * The timeout of each flavor under the cap, in the flavors' order, asked of the Hub's catalog once; fails
- * with `InvalidOptions` before any job exists when one flavor cannot run `lifetime` under it.
+ * The timeout of each flavor under the cap, in the flavors' order, from the Hub's `catalog`; fails with
+ * `InvalidOptions` before any job exists when one flavor cannot run `lifetime` under it.
  */
 export const timeouts = (
-  client: Hub.HubClient,
+  catalog: Effect.Effect<ReadonlyArray<Hub.HardwareLine>, StartError>,
   flavors: ReadonlyArray<string>,
   capMicroUsd: number,
   lifetime: Duration.Duration | undefined,
-  fallback: Duration.Duration,
-  hubFailure: (error: HubError) => StartError
+  fallback: Duration.Duration
 ): Effect.Effect<ReadonlyArray<Duration.Duration>, StartError> =>
-  Effect.flatMap(Effect.mapError(client.hardware, hubFailure), (catalog) => {
+  Effect.flatMap(catalog, (lines) => {
     const found = flavors.map((flavor) => {
-      const price = priceOf(catalog, flavor)
+      const price = priceOf(lines, flavor)
       return typeof price === "string" ? price : timeoutOf(flavor, price, capMicroUsd, lifetime, fallback)
     })
     const problems = found.filter((t): t is string => typeof t === "string")

@@ -38,7 +38,8 @@ const volumeProblem = (volume: unknown): string | undefined => {
   const unknownKeys = Object.keys(v).filter(
     (k) => !["type", "source", "mountPath", "revision", "readOnly", "path"].includes(k) && v[k] !== undefined
   )
-  if (unknownKeys.length > 0) return `unknown field ${unknownKeys.join(", ")} (the Jobs API takes type, source, mountPath, revision, readOnly, path)`
+  if (unknownKeys.length > 0)
+    return `unknown field ${unknownKeys.join(", ")} (the Jobs API takes type, source, mountPath, revision, readOnly, path)`
   if (!TYPES.includes(v.type as Volume["type"])) return `type ${describe(v.type)} is not one of ${TYPES.join(", ")}`
   const type = v.type as Volume["type"]
   if (typeof v.source !== "string") return `source ${describe(v.source)} is not a string`
@@ -54,7 +55,8 @@ const volumeProblem = (volume: unknown): string | undefined => {
     return `revision ${describe(v.revision)} is not a non-empty string`
   }
   if (type === "bucket" && v.revision !== undefined) return `a bucket has no revision (got ${describe(v.revision)})`
-  if (v.readOnly !== undefined && typeof v.readOnly !== "boolean") return `readOnly ${describe(v.readOnly)} is not true or false`
+  if (v.readOnly !== undefined && typeof v.readOnly !== "boolean")
+    return `readOnly ${describe(v.readOnly)} is not true or false`
   if (type !== "bucket" && v.readOnly === false) {
     return `a ${type} is always mounted read-only; only a bucket can be read-write (leave readOnly out)`
   }
@@ -77,7 +79,8 @@ export const check = (volumes: unknown): ReadonlyArray<Volume> => {
   const paths = (volumes as ReadonlyArray<Volume>).map((v) => v.mountPath.replace(/\/+$/, ""))
   paths.forEach((p, i) => {
     const other = paths.findIndex((q, j) => j !== i && (q === p || p.startsWith(`${q}/`)))
-    if (other >= 0) throw new Error(`volumes[${i}]: mountPath ${describe(p)} is inside (or the same as) volumes[${other}]'s`)
+    if (other >= 0)
+      throw new Error(`volumes[${i}]: mountPath ${describe(p)} is inside (or the same as) volumes[${other}]'s`)
   })
   return (volumes as ReadonlyArray<Volume>).map((v) => ({
     type: v.type,

@@ -72,10 +72,7 @@ export const checkSsh = (value: unknown): boolean | string => {
 export const sshUrl = (jobId: string) => `ssh://${jobId}@ssh.hf.jobs`
 
 /** Creates the mount points under `root` (see the module docs); each mount path with its directory here. */
-export const mount = async (
-  root: string,
-  volumes: ReadonlyArray<EmulatedVolume>
-): Promise<Record<string, string>> => {
+export const mount = async (root: string, volumes: ReadonlyArray<EmulatedVolume>): Promise<Record<string, string>> => {
   const mounts: Record<string, string> = {}
   for (const volume of volumes) {
     const dir = path.join(root, path.posix.normalize(volume.mountPath))
