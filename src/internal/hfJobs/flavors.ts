@@ -77,7 +77,7 @@ export const firstScheduled = <R>(
             : created.abandon.pipe(
                 Effect.zipRight(
                   Effect.logInfo(
-                    `hf-sandbox: job ${created.job.id} still waits for a ${spec.flavor} after ${Duration.format(spec.schedules.flavorFallback)}; cancelled it, trying ${attempts[index + 1]!.flavor}`
+                    `hf-sandbox: job ${created.job.id} still waits for flavor ${spec.flavor} after ${Duration.format(spec.schedules.flavorFallback)} (SCHEDULING); cancelled it, trying ${attempts[index + 1]!.flavor}`
                   )
                 ),
                 Effect.zipRight(firstScheduled(client, attempts, create, index + 1))
