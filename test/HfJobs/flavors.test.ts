@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as Schedules from "hf-sandbox/Schedules"
-import { assertCancelled, emulator, jobOf, resetFaults } from "../support/hfJobs.js"
+import { assertCancelled, emulator, resetFaults } from "../support/hfJobs.js"
 import { emulatedHub, fastSchedules } from "../support/hub.js"
 
 const Env = Layer.merge(emulatedHub(), Schedules.layer({ ...fastSchedules, flavorFallback: "500 millis" }))
@@ -86,7 +86,10 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs: flavo
         const cpu = Math.floor(50_000 / (yield* pricePerMinute("cpu-basic"))) * 60
         const made = (yield* emu.jobs).filter((j) => !before.has(j.id))
         assert.deepStrictEqual(
-          made.map((j) => [(j.spec as { flavor: string }).flavor, (j.spec as { timeoutSeconds: number }).timeoutSeconds]),
+          made.map((j) => [
+            (j.spec as { flavor: string }).flavor,
+            (j.spec as { timeoutSeconds: number }).timeoutSeconds
+          ]),
           [
             ["a10g-small", a10g],
             ["cpu-basic", cpu]

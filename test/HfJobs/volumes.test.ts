@@ -37,7 +37,11 @@ layer(emulatedHub(), { excludeTestServices: true, timeout: "60 seconds" })("HF J
         assert.strictEqual(mode("/data"), 0o555)
         assert.strictEqual(mode("/out"), 0o755, "a bucket is read-write by default")
         assert.strictEqual(mode("/in"), 0o555, "a bucket with readOnly")
-        assert.strictEqual(fs.readdirSync(job.mounts["/model"]!).length, 0, "no content: the emulator has no repo store")
+        assert.strictEqual(
+          fs.readdirSync(job.mounts["/model"]!).length,
+          0,
+          "no content: the emulator has no repo store"
+        )
       }).pipe(Effect.scoped)
     })
   )
@@ -48,7 +52,10 @@ layer(emulatedHub(), { excludeTestServices: true, timeout: "60 seconds" })("HF J
       const emu = yield* emulator
       const before = (yield* emu.jobs).length
       const cases: ReadonlyArray<[unknown, string]> = [
-        [{ type: "dataset", source: "org/ds", mountPath: "/data", readOnly: false }, "a dataset is always mounted read-only"],
+        [
+          { type: "dataset", source: "org/ds", mountPath: "/data", readOnly: false },
+          "a dataset is always mounted read-only"
+        ],
         [{ type: "model", source: "org/m", mountPath: "data" }, `mountPath "data" is not an absolute path`],
         [{ type: "model", source: "org/m", mountPath: "/" }, `mountPath "/" is not an absolute path other than "/"`],
         [{ type: "model", source: "just-a-name", mountPath: "/m" }, `source "just-a-name": must be "namespace/name"`],
@@ -89,8 +96,13 @@ layer(emulatedHub(), { excludeTestServices: true, timeout: "60 seconds" })("HF J
           })
           return { status: response.status, body: (await response.json()) as { error?: string } }
         })
-      const readWriteModel = yield* create({ volumes: [{ type: "model", source: "o/m", mountPath: "/m", readOnly: false }] })
-      assert.deepStrictEqual(readWriteModel, { status: 400, body: { error: "volumes[0]: model volumes are read-only" } })
+      const readWriteModel = yield* create({
+        volumes: [{ type: "model", source: "o/m", mountPath: "/m", readOnly: false }]
+      })
+      assert.deepStrictEqual(readWriteModel, {
+        status: 400,
+        body: { error: "volumes[0]: model volumes are read-only" }
+      })
       const shared = yield* create({
         volumes: [
           { type: "model", source: "o/m", mountPath: "/m" },

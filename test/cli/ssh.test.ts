@@ -21,7 +21,11 @@ const standIn = (name: string) => {
     `#!/bin/sh\nfor a in "$@"; do printf '%s\\n' "$a"; done > "${record}"\nenv > "${record}.env"\nexit 7\n`,
     { mode: 0o755 }
   )
-  return { dir, argv: () => fs.readFileSync(record, "utf8").split("\n").slice(0, -1), env: () => fs.readFileSync(`${record}.env`, "utf8") }
+  return {
+    dir,
+    argv: () => fs.readFileSync(record, "utf8").split("\n").slice(0, -1),
+    env: () => fs.readFileSync(`${record}.env`, "utf8")
+  }
 }
 
 describe("hf-sandbox ssh (emulated Hub)", () => {
@@ -29,7 +33,7 @@ describe("hf-sandbox ssh (emulated Hub)", () => {
 
   it("create --ssh; ssh ID -- ARGS runs the system ssh on the job's target, exits with its code, no token given", async () => {
     const id = await createHf("--ssh", "--transport", "proxy")
-    assert.deepStrictEqual((((await job(id)).spec) as { ssh: unknown }).ssh, { enabled: true })
+    assert.deepStrictEqual(((await job(id)).spec as { ssh: unknown }).ssh, { enabled: true })
     const ssh = standIn("bin-ssh")
     const env = { PATH: `${ssh.dir}:${process.env.PATH}` }
     const result = await cli(["ssh", id, "--", "-L", "6006:localhost:6006"], { hf: true, env })
