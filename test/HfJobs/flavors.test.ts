@@ -31,30 +31,35 @@ const pricePerMinute = (flavor: string) =>
   )
 
 layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs: flavors and cost (emulated Hub)", (it) => {
-  it.effect("a flavor kept in SCHEDULING is cancelled after flavorFallback; the next one runs the sandbox", () =>
-    Effect.gen(function* () {
-      yield* resetFaults
-      const emu = yield* emulator
-      emu.faults.unavailableFlavors = ["h200"]
-      const before = new Set((yield* emu.jobs).map((j) => j.id))
-      const id = yield* Effect.gen(function* () {
-        const sb = yield* Sandbox.make({ transport: "proxy", flavor: ["h200", "a100-large"] })
-        assert.strictEqual(sb.hardware, "a100-large")
-        assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
-        const made = (yield* emu.jobs).filter((j) => !before.has(j.id))
-        const h200 = made.find((j) => (j.spec as { flavor: string }).flavor === "h200")!
-        // Given up before the sandbox answered: cancelled while it still waited for a machine.
-        assert.strictEqual(h200.stage, "CANCELED")
-        assert.strictEqual(h200.pid, undefined, "it never ran")
-        assert.deepStrictEqual(
-          made.map((j) => (j.spec as { flavor: string }).flavor),
-          ["h200", "a100-large"]
-        )
-        return sb.id
-      }).pipe(Effect.scoped)
-      yield* assertCancelled(id)
-    })
-  )
+  for (const transport of ["proxy", "tunnel"] as const) {
+    it.effect(
+      `a flavor kept in SCHEDULING is cancelled after flavorFallback; the next one runs the sandbox (${transport})`,
+      () =>
+        Effect.gen(function* () {
+          yield* resetFaults
+          const emu = yield* emulator
+          emu.faults.unavailableFlavors = ["h200"]
+          const before = new Set((yield* emu.jobs).map((j) => j.id))
+          const id = yield* Effect.gen(function* () {
+            const sb = yield* Sandbox.make({ transport, flavor: ["h200", "a100-large"] })
+            assert.strictEqual(sb.hardware, "a100-large")
+            assert.strictEqual(sb.details.flavor, "a100-large")
+            assert.strictEqual((yield* sb.exec("echo up")).stdout, "up\n")
+            const made = (yield* emu.jobs).filter((j) => !before.has(j.id))
+            const h200 = made.find((j) => (j.spec as { flavor: string }).flavor === "h200")!
+            // Given up before the sandbox answered: cancelled while it still waited for a machine.
+            assert.strictEqual(h200.stage, "CANCELED")
+            assert.strictEqual(h200.pid, undefined, "it never ran")
+            assert.deepStrictEqual(
+              made.map((j) => (j.spec as { flavor: string }).flavor),
+              ["h200", "a100-large"]
+            )
+            return sb.id
+          }).pipe(Effect.scoped)
+          yield* assertCancelled(id)
+        })
+    )
+  }
 
   it.effect("a flavor that leaves SCHEDULING in time is kept: no fallback", () =>
     Effect.gen(function* () {
