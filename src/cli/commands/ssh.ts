@@ -6,6 +6,7 @@
  */
 import { spawn } from "node:child_process"
 import * as os from "node:os"
+import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
@@ -13,7 +14,7 @@ import * as Option from "effect/Option"
 import { action, idOf } from "../action.js"
 import { attach } from "../attach.js"
 import * as Io from "../io.js"
-import { commandArgs, globals, sandboxId } from "../options.js"
+import { globals, sandboxId } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
 
@@ -65,7 +66,12 @@ export const ssh = Command.make(
     ),
     dryRun: Options.boolean("dry-run").pipe(Options.withDescription("Print the ssh command instead of running it.")),
     id: sandboxId,
-    args: commandArgs
+    args: Args.text({ name: "ARGS" }).pipe(
+      Args.repeated,
+      Args.withDescription(
+        "After --: what follows the destination on ssh's command line (its flags, or a remote command)."
+      )
+    )
   },
   action(
     (a, mode) =>
