@@ -74,14 +74,23 @@ export interface Options {
 
 /**
  * The options of a sandbox that only HF Jobs reads: its flavor, namespace, transport, cloudflared,
- * labels, token forwarding, volumes, SSH and spend cap (documented on `Sandbox.MakeOptions`, where one `make` can also give them).
+ * labels, token forwarding, ports, volumes, SSH and spend cap (documented on `Sandbox.MakeOptions`, where one `make` can also give them).
  *
  * @since 0.2.0
  * @category models
  */
 export type SandboxOptions = Pick<
   Sandbox.MakeOptions,
-  "flavor" | "namespace" | "transport" | "cloudflared" | "labels" | "forwardHfToken" | "volumes" | "ssh" | "maxCost"
+  | "flavor"
+  | "namespace"
+  | "transport"
+  | "cloudflared"
+  | "labels"
+  | "forwardHfToken"
+  | "ports"
+  | "volumes"
+  | "ssh"
+  | "maxCost"
 >
 
 /**

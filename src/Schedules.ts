@@ -178,6 +178,18 @@ export const localLivenessPoll: Schedule.Schedule<unknown> = Schedule.spaced("50
 export const localLogPoll: Schedule.Schedule<unknown> = Schedule.spaced("200 millis").pipe(Schedule.asVoid)
 
 /**
+ * How `waitForPort` asks the sandbox whether a port listens, and a port's quick tunnel whether it is up:
+ * soon at first (a server binds in milliseconds), then every second. The wait's own `timeout` bounds it.
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const portPoll: Schedule.Schedule<unknown> = Schedule.exponential("20 millis", 2).pipe(
+  Schedule.either(Schedule.spaced("1 second")),
+  Schedule.asVoid
+)
+
+/**
  * How long an HF Jobs sandbox made with a list of flavors (`flavor: ["h200", "a100-large"]`) may wait
  * for one in SCHEDULING (the Hub has no such machine free) before its job is cancelled and the next
  * flavor tried. The last flavor waits as long as the start may: `startTimeout` bounds the whole start,
@@ -203,6 +215,8 @@ export interface Overrides {
   readonly localLivenessPoll?: Schedule.Schedule<unknown> | undefined
   /** Replaces {@link localLogPoll}. @since 0.2.0 */
   readonly localLogPoll?: Schedule.Schedule<unknown> | undefined
+  /** Replaces {@link portPoll}. @since 0.2.0 */
+  readonly portPoll?: Schedule.Schedule<unknown> | undefined
   /** Replaces {@link logReconnect}. */
   readonly logReconnect?: Schedule.Schedule<unknown> | undefined
   /** Replaces {@link stageCheck}. */
@@ -246,6 +260,7 @@ export class Schedules extends Context.Reference<Schedules>()("hf-sandbox/Schedu
     healthProbeTimeout,
     localLivenessPoll,
     localLogPoll,
+    portPoll,
     logReconnect,
     stageCheck,
     hubRetry,

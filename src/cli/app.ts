@@ -20,6 +20,7 @@ import { RootGlobals } from "./action.js"
 import { cp } from "./commands/cp.js"
 import { create } from "./commands/create.js"
 import { exec } from "./commands/exec.js"
+import { expose } from "./commands/expose.js"
 import { kill } from "./commands/kill.js"
 import { logs } from "./commands/logs.js"
 import { ls } from "./commands/ls.js"
@@ -69,7 +70,8 @@ const cli = Command.run(
       underRoot(logs),
       underRoot(kill),
       underRoot(run),
-      underRoot(ssh)
+      underRoot(ssh),
+      underRoot(expose)
     ])
   ),
   {
@@ -89,6 +91,8 @@ const COMMANDS: Readonly<Record<string, Command.Command<string, never, unknown, 
   kill,
   run,
   ssh,
+  expose,
+
   "process ls": processLs,
   "process kill": processKill,
   "process logs": processLogs

@@ -84,6 +84,14 @@ export const label = Options.text("label").pipe(
     "Label of the HF job (repeatable), for your own bookkeeping; keys and values of at most 100 letters, digits, '.', '_', '-'."
   )
 )
+export const port = Options.integer("port").pipe(
+  Options.withAlias("p"),
+  Options.withPseudoName("PORT"),
+  Options.repeated,
+  Options.withDescription(
+    "Port of a server you will start in the sandbox (repeatable), served by the HF Jobs proxy; see `hf-sandbox expose`. Needed with --transport proxy."
+  )
+)
 export const forwardHfToken = Options.boolean("forward-hf-token").pipe(
   Options.withDescription("Give the sandbox your HF token as the HF_TOKEN secret.")
 )
@@ -137,6 +145,7 @@ export const sandboxOptions = (a: {
   readonly volume: ReadonlyArray<string>
   readonly ssh: boolean
   readonly maxCost: Option.Option<string>
+  readonly port: ReadonlyArray<number>
 }) =>
   Effect.gen(function* () {
     const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
@@ -151,6 +160,7 @@ export const sandboxOptions = (a: {
       forwardHfToken: a.forwardHfToken,
       ...(a.volume.length > 0 ? { volumes: yield* Parse.volumes(a.volume) } : {}),
       ...(a.ssh ? { ssh: true } : {}),
-      ...(Option.isSome(a.maxCost) ? { maxCost: a.maxCost.value } : {})
+      ...(Option.isSome(a.maxCost) ? { maxCost: a.maxCost.value } : {}),
+      ...(a.port.length > 0 ? { ports: a.port } : {})
     }
   })

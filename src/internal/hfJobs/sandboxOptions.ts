@@ -25,6 +25,8 @@ export interface HfSpec extends SandboxProvider.Spec {
   readonly cloudflared: Cloudflared.Overrides
   readonly labels: Readonly<Record<string, string>>
   readonly forwardHfToken: boolean
+  /** Ports the Jobs proxy serves besides the sandbox server's (the job's `expose`). */
+  readonly ports: ReadonlyArray<number>
   readonly schedules: {
     readonly logReconnect: Schedules.Service["logReconnect"]
     readonly stageCheck: Schedules.Service["stageCheck"]
@@ -53,6 +55,7 @@ const KEYS = [
   "cloudflared",
   "labels",
   "forwardHfToken",
+  "ports",
   "volumes",
   "ssh",
   "maxCost"
@@ -94,6 +97,11 @@ const fromProviderOptions = (given: Readonly<Record<string, unknown>>): SandboxO
     cloudflared: [(v) => isRecordOf(v, (x) => x === undefined || isString(x)), "{ version?, sha256?, baseUrl? }"],
     labels: [(v) => isRecordOf(v, isString), "an object of string labels"],
     forwardHfToken: [(v) => typeof v === "boolean", "true or false"],
+    ports: [
+      (v) =>
+        Array.isArray(v) && v.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535) && new Set(v).size === v.length,
+      "a list of distinct port numbers (integers from 1 to 65535)"
+    ],
     volumes: [Array.isArray, "a list of volumes ({ type, source, mountPath, … })"],
     ssh: [(v) => typeof v === "boolean", "true or false"],
     maxCost: [(v) => typeof v === "number" || isString(v), 'an amount in US dollars (e.g. 2 or "$2")']
@@ -148,6 +156,7 @@ export const resolve = (
           cloudflared: Cloudflared.check(options.cloudflared ?? {}),
           labels,
           forwardHfToken: options.forwardHfToken ?? false,
+          ports: options.ports ?? [],
           schedules: {
             logReconnect: schedules.logReconnect,
             stageCheck: schedules.stageCheck,

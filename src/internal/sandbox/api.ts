@@ -13,6 +13,7 @@ import { BadRequestError } from "../../SandboxError.js"
 import * as Schedules from "../../Schedules.js"
 import * as FilesApi from "../files/files.js"
 import { exec, execStream } from "./exec.js"
+import { expose, waitForPort } from "./ports.js"
 import { process, processes, spawn } from "./process.js"
 import { guard, guardStream, type Running } from "./running.js"
 import { sshCommand } from "./ssh.js"
@@ -48,7 +49,9 @@ export const build = (running: Running, fileSystem: Option.Option<FileSystem.Fil
       readRangeSize: endpoint.readRangeSize
     }),
     terminate: terminate(running),
-    sshCommand: sshCommand(running)
+    sshCommand: sshCommand(running),
+    expose: expose(running),
+    waitForPort: waitForPort(running)
   }
 }
 
