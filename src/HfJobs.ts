@@ -28,6 +28,7 @@ import * as HfConfig from "./internal/hfJobs/config.js"
 import * as Provider from "./internal/hfJobs/provider.js"
 import * as HfSandboxOptions from "./internal/hfJobs/sandboxOptions.js"
 import * as Token from "./internal/hfJobs/token.js"
+import * as Volumes from "./internal/hfJobs/volumes.js"
 import type * as Sandbox from "./Sandbox.js"
 import type { HubError, StartError } from "./SandboxError.js"
 import * as SandboxProvider from "./SandboxProvider.js"
@@ -73,15 +74,65 @@ export interface Options {
 
 /**
  * The options of a sandbox that only HF Jobs reads: its flavor, namespace, transport, cloudflared,
- * labels and token forwarding (documented on `Sandbox.MakeOptions`, where one `make` can also give them).
+ * labels, token forwarding, ports, volumes, SSH and spend cap (documented on `Sandbox.MakeOptions`, where one `make` can also give them).
  *
  * @since 0.2.0
  * @category models
  */
 export type SandboxOptions = Pick<
   Sandbox.MakeOptions,
-  "flavor" | "namespace" | "transport" | "cloudflared" | "labels" | "forwardHfToken" | "ports"
+  | "flavor"
+  | "namespace"
+  | "transport"
+  | "cloudflared"
+  | "labels"
+  | "forwardHfToken"
+  | "ports"
+  | "volumes"
+  | "ssh"
+  | "maxCost"
 >
+
+/**
+ * A Hub repo or bucket mounted in a sandbox job's container, in the Jobs API's own shape (what
+ * `huggingface_hub`'s `Volume` sends). Models, datasets and Spaces are always read-only; a bucket is
+ * read-write unless `readOnly`. Files are fetched lazily as they are read, authorized with the identity
+ * that created the job: the sandbox needs no token for them.
+ *
+ * ```ts
+ * const volumes: ReadonlyArray<HfJobs.Volume> = [
+ *   { type: "model", source: "openai/gpt-oss-20b", mountPath: "/model" },
+ *   { type: "dataset", source: "stanfordnlp/imdb", mountPath: "/data", path: "plain_text" },
+ *   { type: "bucket", source: "acme/checkpoints", mountPath: "/out" }
+ * ]
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Volume {
+  readonly type: "model" | "dataset" | "space" | "bucket"
+  /** The repo or bucket id, `namespace/name`. */
+  readonly source: string
+  /** Where it appears in the container: an absolute path other than `/`, e.g. `/data`. */
+  readonly mountPath: string
+  /** A branch, tag or commit of a repo (default `main`); buckets have none. */
+  readonly revision?: string | undefined
+  /** Mount read-only. Repos are always read-only (`false` is refused); buckets default to read-write. */
+  readonly readOnly?: boolean | undefined
+  /** A folder inside the repo or bucket to mount instead of its root, e.g. `"train"`. */
+  readonly path?: string | undefined
+}
+
+/**
+ * One `--volume` in `hf jobs run -v`'s grammar, `hf://[TYPE/]SOURCE[@REVISION][/PATH]:/MOUNT_PATH[:ro|:rw]`
+ * (TYPE `models` by default, or `datasets`, `spaces`, `buckets`), as a {@link Volume}; throws an `Error`
+ * naming what is wrong.
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const parseVolume: (spec: string) => Volume = Volumes.parse
 
 /**
  * The HF options in force for the sandboxes made under it, as a Context value (none by default). A

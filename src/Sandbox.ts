@@ -22,14 +22,15 @@ import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { Files } from "./Files.js"
+import type * as HfJobs from "./HfJobs.js"
 import { attachTo, open } from "./internal/sandbox/open.js"
-import type { HubError, OperationError, StartError } from "./SandboxError.js"
+import type { HubError, OperationError, SshError, StartError } from "./SandboxError.js"
 import type * as SandboxProvider from "./SandboxProvider.js"
 import type * as Schedules from "./Schedules.js"
 
 /**
  * Options of {@link make}. Those of one provider (HF Jobs' `flavor`, `namespace`, `transport`,
- * `cloudflared`, `labels`, `forwardHfToken`, `ports`) go to it untouched, and the others ignore them; HF Jobs
+ * `cloudflared`, `labels`, `forwardHfToken`, `ports`, `volumes`, `ssh`, `maxCost`) go to it untouched, and the others ignore them; HF Jobs
  * also takes them as a Context value for many sandboxes at once (`HfJobs.withSandboxOptions`).
  *
  * @since 0.1.0
@@ -63,8 +64,13 @@ export interface MakeOptions {
    * Default 3 minutes, 2 with the `"proxy"` transport.
    */
   readonly startTimeout?: Duration.DurationInput | undefined
-  /** Hardware to run on (HF Jobs flavor, e.g. `cpu-basic`, `a10g-small`). Default `cpu-basic`. */
-  readonly flavor?: string | undefined
+  /**
+   * Hardware to run on (HF Jobs flavor, e.g. `cpu-basic`, `a10g-small`). Default `cpu-basic`. A list
+   * (@since 0.2.0) is an order of preference: a job still waiting for its flavor (SCHEDULING) after
+   * `Schedules.flavorFallback` is cancelled and the next flavor tried; the last one waits as long as the
+   * start may. `sb.hardware` says which one the sandbox got.
+   */
+  readonly flavor?: string | ReadonlyArray<string> | undefined
   /**
    * Hard limit on the sandbox's life, enforced even if this process dies and whatever runs in it: the HF
    * job's timeout (default 1 hour), or the local server's own lifetime (default none). A Duration or a
@@ -126,6 +132,31 @@ export interface MakeOptions {
         readonly streamIdle?: Duration.DurationInput | undefined
       }
     | undefined
+  /**
+   * HF Jobs: Hub repos and buckets mounted in the container (the Jobs API's own format; see
+   * `HfJobs.Volume`), checked before any job exists. The local provider refuses them with
+   * `StartError("InvalidOptions")`: copy the files in with `files.upload`, or download them inside.
+   *
+   * @since 0.2.0
+   */
+  readonly volumes?: ReadonlyArray<HfJobs.Volume> | undefined
+  /**
+   * HF Jobs: accept SSH into the container (`sb.sshCommand()`, `hf-sandbox ssh ID`). Only users with
+   * write access to the job's namespace can connect, with an SSH key registered at
+   * https://huggingface.co/settings/keys; SSH itself costs nothing more (the job is billed by the minute
+   * either way). The local provider refuses it with `StartError("InvalidOptions")`.
+   *
+   * @since 0.2.0
+   */
+  readonly ssh?: boolean | undefined
+  /**
+   * HF Jobs: a spend cap in US dollars (`2`, `"$2"`, `"0.50"`). The job's timeout is what the cap buys of
+   * its flavor at the Hub's price (per started minute), per flavor of a list; a `lifetime` that could
+   * cost more fails with `StartError("InvalidOptions")` before any job exists. Ignored by the local provider.
+   *
+   * @since 0.2.0
+   */
+  readonly maxCost?: number | string | undefined
 }
 
 /**
@@ -544,6 +575,34 @@ export interface Sandbox {
    * @since 0.2.0
    */
   readonly metrics: (options?: MetricsOptions) => Stream.Stream<MetricsSample, OperationError | HubError>
+  /**
+   * What to run to open an SSH session into the sandbox (HF Jobs, made with `ssh: true`): the `ssh`
+   * command as `hf jobs ssh` builds it, e.g. `["ssh", "<job id>@ssh.hf.jobs"]`. Add SSH's own flags to
+   * forward ports: `ssh -L 6006:localhost:6006 <job id>@ssh.hf.jobs` reaches a TensorBoard in the
+   * sandbox at http://localhost:6006, and `ssh -R 8080:localhost:8080 …` lets the sandbox reach port
+   * 8080 of this machine. Fails with `SshError` when the sandbox was made without SSH or its provider
+   * has none (the local one).
+   *
+   * @since 0.2.0
+   */
+  readonly sshCommand: () => Effect.Effect<SshCommand, SshError | HubError>
+}
+
+/**
+ * How to reach a sandbox over SSH, as {@link Sandbox.sshCommand} gives it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SshCommand {
+  /** The whole command, `ssh [-p PORT] USER@HOST`: run it as is, or add flags (`-L`, `-R`, `-i`) before the destination. */
+  readonly argv: ReadonlyArray<string>
+  /** `USER@HOST`, e.g. `<job id>@ssh.hf.jobs`. */
+  readonly destination: string
+  /** The port when it is not SSH's 22. */
+  readonly port: number | undefined
+  /** The Hub's URL of it, e.g. `ssh://<job id>@ssh.hf.jobs`. */
+  readonly url: string
 }
 
 /**

@@ -609,6 +609,31 @@ export class OutputWaitError extends Schema.TaggedError<OutputWaitError>("hf-san
 }
 
 /**
+ * A sandbox cannot be reached over SSH: `NotEnabled`, it was made without `ssh: true` (SSH is switched on
+ * when the job is created, never later); `NotSupported`, its provider has no SSH (the local provider: run
+ * commands with `exec`, or a shell on this machine).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class SshError extends Schema.TaggedError<SshError>("hf-sandbox/SshError")("SshError", {
+  id: Schema.String,
+  provider: Schema.String,
+  reason: Schema.Literal("NotEnabled", "NotSupported")
+}) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
+  override get message() {
+    return this.reason === "NotEnabled"
+      ? `Sandbox ${this.id} accepts no SSH: SSH is switched on when the sandbox is made, with Sandbox.make({ ssh: true }) or \`hf-sandbox create --ssh\`.`
+      : `Sandbox ${this.id} runs on the ${this.provider} provider, which has no SSH: run commands with exec, or use a shell on this machine.`
+  }
+}
+
+/**
  * The union of every sandbox error, as a Schema (to encode or decode errors) ...
  *
  * @since 0.1.0
@@ -633,7 +658,8 @@ export const SandboxError = Schema.Union(
   TerminatedError,
   StdinError,
   PortError,
-  OutputWaitError
+  OutputWaitError,
+  SshError
 )
 
 /**

@@ -158,6 +158,13 @@ export interface Endpoint {
    *
    * @since 0.2.0
    */
+  /**
+   * The sandbox's SSH URL as its provider has it now (`ssh://<job id>@ssh.hf.jobs` on HF Jobs), `None`
+   * when it was made without SSH. Absent: the provider has no SSH.
+   *
+   * @since 0.2.0
+   */
+  readonly sshUrl?: Effect.Effect<Option.Option<string>, HubError> | undefined
   readonly expose?: ((port: number, server: PortServer) => Effect.Effect<Exposure, OperationError>) | undefined
   /**
    * The sandbox's resource samples from the platform (HF Jobs: its metrics stream). Absent: the sandbox's

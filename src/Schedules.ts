@@ -190,6 +190,17 @@ export const portPoll: Schedule.Schedule<unknown> = Schedule.exponential("20 mil
 )
 
 /**
+ * How long an HF Jobs sandbox made with a list of flavors (`flavor: ["h200", "a100-large"]`) may wait
+ * for one in SCHEDULING (the Hub has no such machine free) before its job is cancelled and the next
+ * flavor tried. The last flavor waits as long as the start may: `startTimeout` bounds the whole start,
+ * fallbacks included, so give a longer one with a list. One minute.
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const flavorFallback: Duration.Duration = Duration.minutes(1)
+
+/**
  * Overrides for the schedules a sandbox uses. Anything left out keeps its default.
  *
  * @since 0.1.0
@@ -224,6 +235,8 @@ export interface Overrides {
   readonly logStall?: Duration.DurationInput | undefined
   /** Replaces {@link stdinRetry}. @since 0.2.0 */
   readonly stdinRetry?: Schedule.Schedule<unknown, OperationError> | undefined
+  /** Replaces {@link flavorFallback}. @since 0.2.0 */
+  readonly flavorFallback?: Duration.DurationInput | undefined
 }
 
 /**
@@ -256,7 +269,8 @@ export class Schedules extends Context.Reference<Schedules>()("hf-sandbox/Schedu
     logQuietWindow,
     logFirstByte,
     logStall,
-    stdinRetry
+    stdinRetry,
+    flavorFallback
   })
 }) {}
 

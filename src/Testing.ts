@@ -48,6 +48,14 @@
  * `Job failed with exit code: N` (128 + signal number for a signal). `timeoutSeconds` → CANCELED with
  * message `timeout`.
  *
+ * **Volumes and SSH**: a create's `volumes` and `ssh` are checked as the Hub's Jobs API takes them
+ * (`huggingface_hub`'s `Volume.to_dict`; `ssh: { enabled: true }`), and shown back in the JobInfo
+ * (`volumes`; `status.sshUrl` = `ssh://<jobId>@ssh.hf.jobs`, which nothing answers). The emulator has no
+ * store of repos or buckets: each volume's mount point is an empty directory
+ * `$HF_EMULATOR_VOLUMES<mountPath>` (under the job's directory, since the job has no root of its own;
+ * {@link JobRecord.mounts}), mode 0555 when read-only (every repo; a bucket with `readOnly`) and 0755
+ * otherwise. A process running as root ignores the mode.
+ *
  * **Exposed ports share this machine's network.** Emulated jobs cannot all listen on the port they
  * declare, so every port `p` of `expose.ports` is mapped to a free loopback port `L`: **each variable
  * of the job's `environment` whose value is exactly `String(p)` (e.g. `SBX_PORT=49983`) is rewritten
@@ -280,6 +288,13 @@ export interface Faults {
    * @since 0.2.0
    */
   telemetry: "hang" | "reset" | undefined
+  /**
+   * Flavors with no machine free: a job created with one stays in SCHEDULING until it is cancelled
+   * (its timeout counts from RUNNING, as here it never comes): what makes a list of flavors fall back. Default none.
+   *
+   * @since 0.2.0
+   */
+  unavailableFlavors: Array<string>
 }
 
 /**
@@ -362,6 +377,13 @@ export interface JobRecord {
   readonly workdir: string
   /** Exposed port → loopback port the job's server really listens on (see the module docs). */
   readonly ports: Record<string, number>
+  /**
+   * Each volume's mount path → the directory that stands in for it, empty (the emulator has no repo
+   * store), mode 0555 for a read-only mount and 0755 for a read-write one. See "Volumes and SSH" above.
+   *
+   * @since 0.2.0
+   */
+  readonly mounts: Record<string, string>
 }
 
 /**

@@ -1,5 +1,6 @@
 /**
- * The `hf-sandbox` command line: `create`, `exec`, `spawn`, `cp`, `ls`, `logs`, `kill`, `run`, `hardware` and `top`, on HF
+ * The `hf-sandbox` command line: `create`, `exec`, `spawn`, `cp`, `ls`, `logs`, `kill`, `run`, `expose`,
+ * `ssh`, `hardware` and `top`, on HF
  * Jobs or (`--local`) on this machine. See docs/cli.md. This module holds the root command and the
  * wiring of the commands (one module each, in ./commands/) and runs the whole on an argv.
  */
@@ -28,6 +29,7 @@ import { ls } from "./commands/ls.js"
 import { processes, processKill, processLogs, processLs } from "./commands/process.js"
 import { run } from "./commands/run.js"
 import { spawn } from "./commands/spawn.js"
+import { ssh } from "./commands/ssh.js"
 import { top } from "./commands/top.js"
 import * as Help from "./help.js"
 import * as Io from "./io.js"
@@ -38,7 +40,7 @@ const root = Command.make("hf-sandbox", globals, () =>
   Effect.zipRight(
     Output.write(
       "stderr",
-      "usage: hf-sandbox [--local] [--json] [-q] <create|exec|spawn|process|cp|ls|logs|kill|run|hardware|top> ...\n" +
+      "usage: hf-sandbox [--local] [--json] [-q] <create|exec|spawn|process|cp|ls|logs|kill|run|expose|ssh|hardware|top> ...\n" +
         "Run `hf-sandbox --help` for the commands, `hf-sandbox <command> --help` for one.\n"
     ),
     Output.setExitCode(2)
@@ -72,6 +74,7 @@ const cli = Command.run(
       underRoot(kill),
       underRoot(run),
       underRoot(expose),
+      underRoot(ssh),
       underRoot(hardware),
       underRoot(top)
     ])
@@ -94,7 +97,9 @@ const COMMANDS: Readonly<Record<string, Command.Command<string, never, unknown, 
   hardware,
   top,
   run,
+  ssh,
   expose,
+
   "process ls": processLs,
   "process kill": processKill,
   "process logs": processLogs

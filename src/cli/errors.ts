@@ -16,7 +16,10 @@ const FLAGS: Readonly<Record<string, string>> = {
   labels: "--label",
   flavor: "--flavor",
   cwd: "--cwd",
-  forwardHfToken: "--forward-hf-token"
+  forwardHfToken: "--forward-hf-token",
+  volumes: "--volume",
+  ssh: "--ssh",
+  maxCost: "--max-cost"
 }
 
 const CLI_TOKEN_HINT = "pass it as HF_TOKEN=hf_... in the environment"

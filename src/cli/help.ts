@@ -36,6 +36,8 @@ const COMMANDS: ReadonlyArray<readonly [string, string]> = [
   ["logs", "Print a sandbox's log."],
   ["kill", "Stop sandboxes by id, or all of them with --all."],
   ["run", "Create a sandbox, run one command in it, and stop it."],
+  ["expose", "Print the URL of a server listening on a port in a sandbox."],
+  ["ssh", "Open an SSH session into a sandbox made with --ssh (HF Jobs)."],
   ["hardware", "List the HF Jobs hardware (flavors) with specs and price per hour."],
   ["top", "Show a sandbox's live CPU, memory, network and GPU use."]
 ]
@@ -55,7 +57,8 @@ const PROCESS_COMMANDS: ReadonlyArray<readonly [string, string]> = [
 export const EXAMPLES: Readonly<Record<string, ReadonlyArray<string>>> = {
   create: [
     "id=$(hf-sandbox create -q --flavor cpu-upgrade --idle-timeout 30m python:3.12)",
-    "hf-sandbox create --local --json"
+    "hf-sandbox create --local --json",
+    "hf-sandbox create --ssh --flavor h200,a100-large --max-cost '$5' -v hf://datasets/org/ds:/data vllm/vllm-openai"
   ],
   exec: [
     "hf-sandbox exec $id -- python -c 'print(1 + 1)'",
@@ -74,7 +77,14 @@ export const EXAMPLES: Readonly<Record<string, ReadonlyArray<string>>> = {
   run: [
     "hf-sandbox run -- nvidia-smi",
     "hf-sandbox run --flavor t4-small --timeout 30m pytorch/pytorch -- python train.py",
-    "hf-sandbox run --local -- 'uname -a'"
+    "hf-sandbox run --local -- 'uname -a'",
+    "hf-sandbox run -v hf://openai/gpt-oss-20b:/model --flavor a10g-large --max-cost 2 -- ls /model"
+  ],
+  expose: ["hf-sandbox expose $id 8000 --wait 2m", "hf-sandbox expose --local --via server --json $id 7860"],
+  ssh: [
+    "hf-sandbox ssh $id",
+    "hf-sandbox ssh $id -- -L 6006:localhost:6006",
+    "hf-sandbox ssh --dry-run -i ~/.ssh/id_ed25519 $id"
   ],
   hardware: ["hf-sandbox hardware", "hf-sandbox hardware --json"],
   top: ["hf-sandbox top $id", "hf-sandbox top --count 5 --json local-1a2b3c4d5e6f"]

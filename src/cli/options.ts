@@ -42,9 +42,35 @@ export const secret = Options.text("secret").pipe(
   )
 )
 export const flavor = Options.text("flavor").pipe(
-  Options.withPseudoName("FLAVOR"),
+  Options.withPseudoName("FLAVOR[,FLAVOR...]"),
+  Options.repeated,
+  Options.withDescription(
+    "HF hardware, e.g. cpu-basic (default), cpu-upgrade, t4-small, a10g-small. Several (repeated, or a comma list) " +
+      "are tried in order: a flavor with no machine free within a minute is given up for the next."
+  )
+)
+export const volume = Options.text("volume").pipe(
+  Options.withAlias("v"),
+  Options.withPseudoName("hf://[TYPE/]SOURCE[@REV][/PATH]:/MOUNT[:ro|:rw]"),
+  Options.repeated,
+  Options.withDescription(
+    "Mount a Hub repo or bucket in the HF job (repeatable), as `hf jobs run -v`: TYPE models (default), datasets, " +
+      "spaces or buckets; repos are read-only, buckets read-write unless :ro. E.g. -v hf://datasets/org/ds:/data."
+  )
+)
+export const ssh = Options.boolean("ssh").pipe(
+  Options.withDescription(
+    "Accept SSH into the HF job (connect with `hf-sandbox ssh ID`): users with write access to its namespace, " +
+      "with an SSH key registered at https://huggingface.co/settings/keys."
+  )
+)
+export const maxCost = Options.text("max-cost").pipe(
+  Options.withPseudoName("USD"),
   Options.optional,
-  Options.withDescription("HF hardware, e.g. cpu-basic (default), cpu-upgrade, t4-small, a10g-small.")
+  Options.withDescription(
+    "Spend cap in US dollars (e.g. 2 or '$2'): the HF job's timeout is what it buys of the flavor at the Hub's " +
+      "price; a --lifetime that could cost more is refused before anything starts."
+  )
 )
 export const transport = Options.choice("transport", ["tunnel", "proxy"]).pipe(
   Options.optional,
@@ -112,10 +138,13 @@ export const sandboxOptions = (a: {
   readonly env: ReadonlyArray<string>
   readonly secret: ReadonlyArray<string>
   readonly label: ReadonlyArray<string>
-  readonly flavor: Option.Option<string>
+  readonly flavor: ReadonlyArray<string>
   readonly startTimeout: Option.Option<string>
   readonly transport: Option.Option<"tunnel" | "proxy">
   readonly forwardHfToken: boolean
+  readonly volume: ReadonlyArray<string>
+  readonly ssh: boolean
+  readonly maxCost: Option.Option<string>
   readonly port: ReadonlyArray<number>
 }) =>
   Effect.gen(function* () {
@@ -125,10 +154,13 @@ export const sandboxOptions = (a: {
       env: yield* Parse.envPairs(a.env),
       secrets: yield* Parse.secrets(a.secret, (yield* Io.Io).env),
       labels: yield* Parse.labels(a.label),
-      flavor: Option.getOrUndefined(a.flavor),
+      flavor: yield* Parse.flavors(a.flavor),
       startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
       transport: Option.getOrUndefined(a.transport),
       forwardHfToken: a.forwardHfToken,
+      ...(a.volume.length > 0 ? { volumes: yield* Parse.volumes(a.volume) } : {}),
+      ...(a.ssh ? { ssh: true } : {}),
+      ...(Option.isSome(a.maxCost) ? { maxCost: a.maxCost.value } : {}),
       ...(a.port.length > 0 ? { ports: a.port } : {})
     }
   })

@@ -5,8 +5,10 @@
 import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as HfJobs from "../HfJobs.js"
 import * as Durations from "../internal/duration.js"
 import * as JobLabels from "../internal/hfJobs/jobLabels.js"
+import * as Volumes from "../internal/hfJobs/volumes.js"
 
 /** A mistake on the command line: reported with its message and exit code 2, never a stack trace. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
@@ -150,3 +152,23 @@ export const bytes = (n: number): string => {
   }
   return unit === 0 ? `${n} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`
 }
+
+/** `--flavor`, repeated or comma-separated: one name, an ordered list, or none. */
+export const flavors = (
+  given: ReadonlyArray<string>
+): Effect.Effect<string | ReadonlyArray<string> | undefined, UsageError> => {
+  const names = given.flatMap((value) => value.split(",")).map((name) => name.trim())
+  if (names.some((name) => name === "")) {
+    return Effect.fail(
+      usage(`--flavor ${given.join(" --flavor ")}: a flavor name is empty (e.g. --flavor h200,a100-large)`)
+    )
+  }
+  return Effect.succeed(names.length === 0 ? undefined : names.length === 1 ? names[0] : names)
+}
+
+/** `--volume`s in `hf jobs run -v`'s grammar, as the library's volumes. */
+export const volumes = (given: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<HfJobs.Volume>, UsageError> =>
+  Effect.try({
+    try: () => given.map(Volumes.parse),
+    catch: (error) => usage(`--${error instanceof Error ? error.message : String(error)}`)
+  })

@@ -492,6 +492,8 @@ describe("hf-sandbox --help", () => {
     "logs",
     "kill",
     "run",
+    "expose",
+    "ssh",
     "hardware",
     "top",
     "process ls",
@@ -514,7 +516,21 @@ describe("hf-sandbox --help", () => {
       expectCode(result, 0)
       readable(result.stdout, args.join(" "))
       assert.include(result.stdout, "hf-sandbox [--local] [--json] [-q] COMMAND")
-      for (const name of ["create", "exec", "spawn", "process", "cp", "ls", "logs", "kill", "run", "hardware", "top"]) {
+      for (const name of [
+        "create",
+        "exec",
+        "spawn",
+        "process",
+        "cp",
+        "ls",
+        "logs",
+        "kill",
+        "run",
+        "expose",
+        "ssh",
+        "hardware",
+        "top"
+      ]) {
         assert.match(result.stdout, new RegExp(`^  ${name} +\\S`, "m"), name)
       }
       for (const flag of ["--local", "--json", "--quiet", "--help", "--version"]) assert.include(result.stdout, flag)

@@ -15,11 +15,14 @@ import {
   globals,
   image,
   label,
+  maxCost,
   port,
   sandboxOptions,
   secret,
+  ssh,
   startTimeout,
-  transport
+  transport,
+  volume
 } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
@@ -53,7 +56,10 @@ export const create = Command.make(
     port,
     transport,
     forwardHfToken,
-    startTimeout
+    startTimeout,
+    volume,
+    ssh,
+    maxCost
   },
   action(
     (a, mode) =>
@@ -108,6 +114,7 @@ export const create = Command.make(
               ? ` It stops itself ${stops.join(", and ")}.`
               : " It has no idle timeout: kill it when done.") +
             `\nRun commands: hf-sandbox exec ${sb.id} -- CMD...   Stop it: hf-sandbox kill ${sb.id}` +
+            (options.ssh === true ? `\nOpen a shell over SSH: hf-sandbox ssh ${sb.id}` : "") +
             (local && options.image !== undefined
               ? "\n(The local provider runs on this machine and ignores IMAGE.)"
               : "")

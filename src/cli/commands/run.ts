@@ -16,12 +16,15 @@ import {
   globals,
   image,
   label,
+  maxCost,
   port,
   sandboxOptions,
   secret,
+  ssh,
   startTimeout,
   stdin,
-  transport
+  transport,
+  volume
 } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
@@ -40,6 +43,9 @@ export const run = Command.make(
     transport,
     forwardHfToken,
     startTimeout,
+    volume,
+    ssh,
+    maxCost,
     cwd,
     stdin,
     image,

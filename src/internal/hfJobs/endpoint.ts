@@ -4,13 +4,14 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as ServerShutdown from "../serverShutdown.js"
 import { defaults } from "./config.js"
 import { hubFailure, type ProviderContext } from "./context.js"
-import type * as Hub from "./hub.js"
+import * as Hub from "./hub.js"
 import { jobExitReason, LABEL, SERVER_PORT, watchForDeath } from "./jobs.js"
 import { jobLogs } from "./logs.js"
 import { jobMetrics } from "./metrics.js"
@@ -98,6 +99,11 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
       hardware: job.flavor ?? spec.flavor ?? defaults.flavor,
       lifetime: spec.lifetime ?? defaults.lifetime,
       forwardsHfToken: spec.forwardHfToken,
+      // Asked of the Hub when wanted: the URL is the job's, whoever made it and with whatever options.
+      sshUrl: client.getJob(namespace, job.id).pipe(
+        Hub.retryTransient(spec.schedules.hubRetry),
+        Effect.map((info) => Option.fromNullable(info.status.sshUrl))
+      ),
       onThisMachine: false,
       metrics: () => jobMetrics(client, namespace, job.id, spec.schedules.logReconnect),
       ...extra

@@ -17,6 +17,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import type { Volume } from "../../HfJobs.js"
 import type * as Protocol from "../../Protocol.js"
 import { HubError } from "../../SandboxError.js"
 import { decodeLine as decodeMetricsLine } from "../metrics/sample.js"
@@ -27,7 +28,9 @@ export const JobInfo = Schema.Struct({
   status: Schema.Struct({
     stage: Schema.String,
     message: Schema.optional(Schema.NullOr(Schema.String)),
-    exposeUrls: Schema.optional(Schema.NullOr(Schema.Array(Schema.String)))
+    exposeUrls: Schema.optional(Schema.NullOr(Schema.Array(Schema.String))),
+    /** `ssh://<job id>@ssh.hf.jobs` for a job created with `ssh: { enabled: true }`. */
+    sshUrl: Schema.optional(Schema.NullOr(Schema.String))
   }),
   labels: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.String }))),
   owner: Schema.optional(Schema.NullOr(Schema.Struct({ name: Schema.String }))),
@@ -82,6 +85,10 @@ export interface JobSpec {
   readonly timeoutSeconds: number
   readonly labels: Readonly<Record<string, string>>
   readonly expose?: { readonly ports: ReadonlyArray<number> } | undefined
+  /** Hub repos and buckets mounted in the container (`huggingface_hub`'s `Volume.to_dict`). */
+  readonly volumes?: ReadonlyArray<Volume> | undefined
+  /** `{ enabled: true }`: the container accepts SSH (`ssh://<job id>@ssh.hf.jobs`). */
+  readonly ssh?: { readonly enabled: true } | undefined
 }
 
 export interface Config {
@@ -383,7 +390,11 @@ const createJob = (ctx: HubContext, namespace: string, spec: JobSpec) =>
         flavor: spec.flavor,
         timeoutSeconds: spec.timeoutSeconds,
         labels: { ...spec.labels },
-        ...(spec.expose !== undefined ? { expose: { ports: [...spec.expose.ports] } } : {})
+        ...(spec.expose !== undefined ? { expose: { ports: [...spec.expose.ports] } } : {}),
+        ...(spec.volumes !== undefined && spec.volumes.length > 0
+          ? { volumes: spec.volumes.map((v) => ({ ...v })) }
+          : {}),
+        ...(spec.ssh !== undefined ? { ssh: { enabled: true } } : {})
       })
     )
   ).pipe(Effect.flatMap(({ body }) => asJob("createJob")(body)))

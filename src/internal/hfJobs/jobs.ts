@@ -171,7 +171,9 @@ export const jobSpec = (
     // The Hub's job spec names the lifetime `timeoutSeconds` (whole seconds, at least one).
     timeoutSeconds: Math.max(1, Math.ceil(Duration.toSeconds(lifetime))),
     labels,
-    ...exposeOf(spec)
+    ...exposeOf(spec),
+    ...(spec.volumes.length > 0 ? { volumes: spec.volumes } : {}),
+    ...(spec.ssh ? { ssh: { enabled: true } as const } : {})
   }
 }
 

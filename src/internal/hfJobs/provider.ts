@@ -6,13 +6,16 @@ import { randomBytes } from "node:crypto"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Redacted from "effect/Redacted"
 import type { SandboxOptions, Service } from "../../HfJobs.js"
 import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
+import type { ServerFiles } from "../serverScript.js"
 import type * as Config from "./config.js"
 import { hubFailure, make as makeContext, type ProviderContext } from "./context.js"
 import { endpointOf, serverStopper } from "./endpoint.js"
+import * as Flavors from "./flavors.js"
 import { hardware } from "./hardware.js"
 import * as Hub from "./hub.js"
 import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
@@ -62,18 +65,65 @@ const hfSpecOf = (ctx: ProviderContext, spec: SandboxProvider.Spec) =>
 /**
  * Creates a sandbox job and waits for its endpoint. The job is cancelled when the scope closes, unless
  * the sandbox is detached and started; a job whose create request was cut off is found by its nonce.
+ * With a list of flavors, a job the Hub keeps in SCHEDULING too long is cancelled and the next flavor
+ * tried (see ./flavors.ts); with a spend cap, each flavor's job has the timeout the cap buys.
  */
-export const provision = (ctx: ProviderContext, spec: HfSpec) =>
+export const provision = (ctx: ProviderContext, given: HfSpec) =>
   Effect.gen(function* () {
     const current = yield* ctx.credential
     const hfToken = current.token
     const client = ctx.clientOf(current)
-    const retry = Hub.retryTransient(spec.schedules.hubRetry)
-    const namespace = yield* ctx.namespaceOf(spec.namespace)
+    const namespace = yield* ctx.namespaceOf(given.namespace)
     const server = yield* serverStopper
+    const creating: Creating = { client, hfToken, namespace, serverFiles: yield* ctx.serverFiles, server }
 
+    const attempts = yield* Flavors.attemptsOf(client, given)
+    const { job, request, spec } = yield* Flavors.firstScheduled(client, attempts, (attempt) =>
+      createJob(creating, attempt)
+    )
+    yield* Effect.annotateCurrentSpan({
+      "sandbox.id": job.id,
+      "sandbox.transport": spec.transport,
+      "sandbox.flavor": request.flavor
+    })
+    const owner = job.owner?.name ?? namespace
+    const endpoint = yield* endpointOf(
+      ctx,
+      { client, hfToken, job, namespace: owner, transport: spec.transport, spec, fresh: true },
+      spec.detach
+        ? {
+            kill: Effect.zipRight(
+              server.stop,
+              releaseJob(client, owner, job.id, spec.schedules.cancelRetry, server.stopped)
+            )
+          }
+        : {}
+    )
+    server.attach(endpoint)
+    // Runs before the endpoint's own finalizers (the DNS fallback still works) and before the cancel:
+    // termination does not depend on the Hub.
+    yield* Effect.addFinalizer((exit) => (spec.detach && Exit.isSuccess(exit) ? Effect.void : server.stop))
+    return endpoint
+  }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
+
+/** What creating a sandbox job needs, for every attempt of one sandbox. */
+interface Creating {
+  readonly client: Hub.HubClient
+  readonly hfToken: Redacted.Redacted<string>
+  readonly namespace: string
+  readonly serverFiles: ServerFiles
+  readonly server: Effect.Effect.Success<typeof serverStopper>
+}
+
+/**
+ * Creates one sandbox job for `spec` and registers its cancel on the scope: unless the sandbox is
+ * detached and started, or the job was given up (`abandon`, which cancels it at once).
+ */
+const createJob = ({ client, hfToken, namespace, server, serverFiles }: Creating, spec: HfSpec) =>
+  Effect.gen(function* () {
+    const retry = Hub.retryTransient(spec.schedules.hubRetry)
     const nonce = randomBytes(16).toString("hex")
-    const request = jobSpec(spec, hfToken, nonce, yield* ctx.serverFiles)
+    const request = jobSpec(spec, hfToken, nonce, serverFiles)
 
     // Asked of the Hub by label: among hundreds of jobs, on any page.
     const findByNonce = client
@@ -83,8 +133,9 @@ export const provision = (ctx: ProviderContext, spec: HfSpec) =>
     // may still exist, and is found by its nonce and cancelled. A detached sandbox that started is left
     // running (its idle timeout and job timeout end it); a failed start is cancelled all the same.
     let created: Hub.JobInfo | undefined
+    let abandoned = false
     yield* Effect.addFinalizer((exit) =>
-      spec.detach && Exit.isSuccess(exit) && created !== undefined
+      abandoned || (spec.detach && Exit.isSuccess(exit) && created !== undefined)
         ? Effect.void
         : created !== undefined
           ? releaseJob(client, created.owner?.name ?? namespace, created.id, spec.schedules.cancelRetry, server.stopped)
@@ -113,30 +164,13 @@ export const provision = (ctx: ProviderContext, spec: HfSpec) =>
     )
     const job = yield* createOnce.pipe(retry, Effect.mapError(hubFailure))
     created = job
-    yield* Effect.annotateCurrentSpan({
-      "sandbox.id": job.id,
-      "sandbox.transport": spec.transport,
-      "sandbox.flavor": request.flavor
-    })
     const owner = job.owner?.name ?? namespace
-    const endpoint = yield* endpointOf(
-      ctx,
-      { client, hfToken, job, namespace: owner, transport: spec.transport, spec, fresh: true },
-      spec.detach
-        ? {
-            kill: Effect.zipRight(
-              server.stop,
-              releaseJob(client, owner, job.id, spec.schedules.cancelRetry, server.stopped)
-            )
-          }
-        : {}
-    )
-    server.attach(endpoint)
-    // Runs before the endpoint's own finalizers (the DNS fallback still works) and before the cancel:
-    // termination does not depend on the Hub.
-    yield* Effect.addFinalizer((exit) => (spec.detach && Exit.isSuccess(exit) ? Effect.void : server.stop))
-    return endpoint
-  }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
+    const abandon = Effect.suspend(() => {
+      abandoned = true
+      return releaseJob(client, owner, job.id, spec.schedules.cancelRetry)
+    })
+    return { job, request, namespace: owner, abandon } satisfies Flavors.Created
+  })
 
 /** The endpoint of a running sandbox job, found by `[namespace/]id`; its transport is the one it was made with. */
 export const connect = (ctx: ProviderContext, id: string, spec: HfSpec) =>

@@ -1,21 +1,24 @@
 /**
- * The HF Jobs options of one sandbox (flavor, namespace, transport, cloudflared, labels, token
- * forwarding): the Context value (`HfJobs.withSandboxOptions`, `layerSandboxOptions`) under what the
+ * The HF Jobs options of one sandbox (flavor or flavors, namespace, transport, cloudflared, labels, token
+ * forwarding, volumes, SSH, spend cap): the Context value (`HfJobs.withSandboxOptions`, `layerSandboxOptions`) under what the
  * `make` itself gives, checked, and joined with the generic spec and the schedules in force into what
  * the provider's rooms read.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type { SandboxOptions } from "../../HfJobs.js"
+import type { SandboxOptions, Volume } from "../../HfJobs.js"
 import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import type * as Schedules from "../../Schedules.js"
 import * as Defaults from "../defaults.js"
 import * as Cloudflared from "./cloudflared.js"
 import * as JobLabels from "./jobLabels.js"
+import * as SpendCap from "./spendCap.js"
+import * as Volumes from "./volumes.js"
 
 /** What one HF sandbox is made with: the generic spec, its HF options resolved, the schedules in force. */
 export interface HfSpec extends SandboxProvider.Spec {
+  /** The flavor the job is created with: the first of `flavors`, or the Hub's default. */
   readonly flavor: string | undefined
   readonly namespace: string | undefined
   readonly transport: "tunnel" | "proxy"
@@ -32,13 +35,31 @@ export interface HfSpec extends SandboxProvider.Spec {
     readonly logQuietWindow: Duration.Duration
     readonly logFirstByte: Duration.Duration
     readonly logStall: Duration.Duration
+    readonly flavorFallback: Duration.Duration
   }
+  /** The flavors in order of preference (none: the default flavor). */
+  readonly flavors: ReadonlyArray<string>
+  readonly volumes: ReadonlyArray<Volume>
+  readonly ssh: boolean
+  /** The spend cap in micro-dollars, if any. */
+  readonly maxCostMicroUsd: number | undefined
 }
 
 /** The proxy transport needs no tunnel to come up, so it is given less time to start. */
 const PROXY_START_TIMEOUT = Duration.minutes(2)
 
-const KEYS = ["flavor", "namespace", "transport", "cloudflared", "labels", "forwardHfToken", "ports"] as const
+const KEYS = [
+  "flavor",
+  "namespace",
+  "transport",
+  "cloudflared",
+  "labels",
+  "forwardHfToken",
+  "ports",
+  "volumes",
+  "ssh",
+  "maxCost"
+] as const
 
 /** `over`'s options in place of `base`'s; labels and cloudflared overrides merge key by key. */
 export const merge = (base: SandboxOptions, over: SandboxOptions): SandboxOptions => {
@@ -60,6 +81,8 @@ const isRecordOf = (value: unknown, item: (v: unknown) => boolean): boolean =>
   typeof value === "object" && value !== null && !Array.isArray(value) && Object.values(value).every(item)
 
 const isString = (v: unknown) => typeof v === "string"
+const isFlavors = (v: unknown) =>
+  isString(v) || (Array.isArray(v) && v.length > 0 && v.every((f) => isString(f) && f !== ""))
 
 /**
  * What the HF provider reads of a `make`'s own options (`Spec.providerOptions`), each checked for its
@@ -68,7 +91,7 @@ const isString = (v: unknown) => typeof v === "string"
 const fromProviderOptions = (given: Readonly<Record<string, unknown>>): SandboxOptions => {
   const problem = (key: string, what: string) => `${key} ${JSON.stringify(given[key])} is not ${what}`
   const checks: Record<(typeof KEYS)[number], [(v: unknown) => boolean, string]> = {
-    flavor: [isString, "a flavor name (e.g. cpu-basic; see HfJobs.hardware or `hf jobs hardware`)"],
+    flavor: [isFlavors, "a flavor name or a non-empty list of them (e.g. cpu-basic; see `hf jobs hardware`)"],
     namespace: [isString, "a user or organization name"],
     transport: [(v) => v === "tunnel" || v === "proxy", 'one of "tunnel" or "proxy"'],
     cloudflared: [(v) => isRecordOf(v, (x) => x === undefined || isString(x)), "{ version?, sha256?, baseUrl? }"],
@@ -78,7 +101,10 @@ const fromProviderOptions = (given: Readonly<Record<string, unknown>>): SandboxO
       (v) =>
         Array.isArray(v) && v.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535) && new Set(v).size === v.length,
       "a list of distinct port numbers (integers from 1 to 65535)"
-    ]
+    ],
+    volumes: [Array.isArray, "a list of volumes ({ type, source, mountPath, … })"],
+    ssh: [(v) => typeof v === "boolean", "true or false"],
+    maxCost: [(v) => typeof v === "number" || isString(v), 'an amount in US dollars (e.g. 2 or "$2")']
   }
   for (const key of KEYS) {
     const [ok, what] = checks[key]
@@ -97,6 +123,10 @@ export const optionsOf = (
     catch: (cause) => invalid(cause instanceof Error ? cause.message : String(cause))
   })
 
+/** The flavors in order, each once. */
+const flavorsOf = (flavor: SandboxOptions["flavor"]): ReadonlyArray<string> =>
+  flavor === undefined ? [] : [...new Set(typeof flavor === "string" ? [flavor] : flavor)]
+
 /** How long an HF sandbox may take to start when the caller does not say: less with the proxy. */
 export const startTimeout = (options: SandboxOptions): Duration.Duration =>
   options.transport === "proxy" ? PROXY_START_TIMEOUT : Defaults.START_TIMEOUT
@@ -113,9 +143,14 @@ export const resolve = (
         const labels = options.labels ?? {}
         const badLabel = JobLabels.problem(labels)
         if (badLabel !== undefined) throw new Error(`labels: ${badLabel} (the Hub refuses anything else)`)
+        const flavors = flavorsOf(options.flavor)
         return {
           ...spec,
-          flavor: options.flavor,
+          flavor: flavors[0],
+          flavors,
+          volumes: options.volumes === undefined ? [] : Volumes.check(options.volumes),
+          ssh: options.ssh ?? false,
+          maxCostMicroUsd: options.maxCost === undefined ? undefined : SpendCap.parse(options.maxCost),
           namespace: options.namespace,
           transport: options.transport ?? "tunnel",
           cloudflared: Cloudflared.check(options.cloudflared ?? {}),
@@ -129,7 +164,8 @@ export const resolve = (
             cancelRetry: schedules.cancelRetry,
             logQuietWindow: Duration.decode(schedules.logQuietWindow),
             logFirstByte: Duration.decode(schedules.logFirstByte),
-            logStall: Duration.decode(schedules.logStall)
+            logStall: Duration.decode(schedules.logStall),
+            flavorFallback: Duration.decode(schedules.flavorFallback)
           }
         }
       },

@@ -15,6 +15,7 @@ import * as Interpreter from "./interpreter.js"
 import { listing } from "./listing.js"
 import { kill, logs } from "./operations.js"
 import * as Owned from "./owned.js"
+import { refuseUnsupported } from "./refusals.js"
 
 export const make = (
   options: LocalSandbox.Options = {}
@@ -34,7 +35,11 @@ export const make = (
     }
     return {
       name: "local",
-      provision: (spec) => (spec.detach ? Detached.provision(ctx, spec) : Owned.provision(ctx, spec)),
+      provision: (spec) =>
+        Effect.zipRight(
+          refuseUnsupported(spec),
+          spec.detach ? Detached.provision(ctx, spec) : Owned.provision(ctx, spec)
+        ),
       connect: (id) => Detached.connect(ctx, id),
       list: () => listing(ctx),
       kill: (id) => kill(id, { stateDir: ctx.stateDir, stopTimeout: ctx.stopTimeout }),

@@ -122,6 +122,7 @@ export const handleOf = (sb: EffectSandbox.Sandbox, scope: Scope.CloseableScope,
     },
     terminate: ({ signal } = {}) =>
       signal?.aborted ? Promise.reject(signal.reason) : abortable(close(sb.terminate), signal),
+    sshCommand: ({ signal } = {}) => run(sb.sshCommand(), signal),
     // An owned sandbox is terminated; a connected one is detached (closing its scope leaves it running).
     [Symbol.asyncDispose]: () => close(owned ? sb.terminate : Effect.void),
     metrics: ({ signal, ...options } = {}) => iterate(sb.metrics(options), signal)

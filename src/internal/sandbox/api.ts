@@ -17,6 +17,7 @@ import { metrics } from "./metrics.js"
 import { expose, waitForPort } from "./ports.js"
 import { process, processes, spawn } from "./process.js"
 import { guard, guardStream, type Running } from "./running.js"
+import { sshCommand } from "./ssh.js"
 
 /** Builds the API of a sandbox that answers. */
 export const build = (running: Running, fileSystem: Option.Option<FileSystem.FileSystem>): Sandbox => {
@@ -49,6 +50,7 @@ export const build = (running: Running, fileSystem: Option.Option<FileSystem.Fil
       readRangeSize: endpoint.readRangeSize
     }),
     terminate: terminate(running),
+    sshCommand: sshCommand(running),
     expose: expose(running),
     waitForPort: waitForPort(running),
     metrics: metrics(running)

@@ -25,7 +25,8 @@ export const defaultFaults = (): Testing.Faults => ({
   freshTunnelDns: { propagationMs: 0, systemMisses: 0, publicMisses: 0 },
   logFirstByteDelayMs: 0,
   silentLogStreams: 0,
-  telemetry: undefined
+  telemetry: undefined,
+  unavailableFlavors: []
 })
 
 /** A fault that counts down: "the next N …". */

@@ -13,6 +13,7 @@ import type { ValidSpec } from "./jobSpec.js"
 import { interpreterDir } from "./python.js"
 import type { Releases } from "./releases.js"
 import { hex } from "./util.js"
+import * as Volumes from "./volumes.js"
 
 export const TERMINAL = new Set(["COMPLETED", "ERROR", "CANCELED", "DELETED"])
 
@@ -55,6 +56,10 @@ export interface Job {
   cancelRequests: number
   readonly waiters: Set<() => void>
   readonly timers: Set<NodeJS.Timeout>
+  readonly volumes: ReadonlyArray<Volumes.EmulatedVolume>
+  readonly ssh: boolean
+  /** Each volume's mount path with the directory that stands in for it (see ./volumes.ts). */
+  readonly mounts: Record<string, string>
 }
 
 /** What making a job needs from the emulator. */
@@ -87,6 +92,8 @@ export const make = async (
     ports.set(port, local)
     for (const name of carriers) environment[name] = String(local)
   }
+  const volumeRoot = path.join(dir, "volumes")
+  const mounts = await Volumes.mount(volumeRoot, spec.volumes)
   const bin = await ctx.releases.pathDir()
   const python = await interpreterDir()
   const env: Record<string, string> = {
@@ -98,6 +105,7 @@ export const make = async (
     LANG: "C.UTF-8",
     HF_EMULATOR_CONTROL: ctx.controlUrl() ?? "",
     HF_EMULATOR_JOB_ID: id,
+    ...(spec.volumes.length > 0 ? { HF_EMULATOR_VOLUMES: volumeRoot } : {}),
     ...environment,
     ...spec.secrets
   }
@@ -139,7 +147,10 @@ export const make = async (
     flushers: [],
     cancelRequests: 0,
     waiters: new Set(),
-    timers: new Set()
+    timers: new Set(),
+    volumes: spec.volumes,
+    ssh: spec.ssh,
+    mounts
   }
   return job
 }
@@ -178,7 +189,8 @@ export const record = (job: Job): Testing.JobRecord => {
     environment: { ...job.env },
     secrets: { ...job.secrets },
     workdir: job.dir,
-    ports: Object.fromEntries([...job.ports].map(([p, l]) => [String(p), l]))
+    ports: Object.fromEntries([...job.ports].map(([p, l]) => [String(p), l])),
+    mounts: { ...job.mounts }
   }
 }
 
@@ -200,12 +212,14 @@ export const info = (job: Job, accounts: Accounts) => {
     flavor: job.flavor,
     labels: job.labels,
     ...(job.timeoutSeconds === undefined ? {} : { timeoutSeconds: job.timeoutSeconds }),
+    ...(job.volumes.length === 0 ? {} : { volumes: job.volumes }),
     status: {
       stage: job.stage,
       message: job.message,
       ...(job.expose === undefined
         ? {}
-        : { exposeUrls: job.expose.map((port) => `https://${job.id}--${port}.hf.jobs`) })
+        : { exposeUrls: job.expose.map((port) => `https://${job.id}--${port}.hf.jobs`) }),
+      ...(job.ssh ? { sshUrl: Volumes.sshUrl(job.id) } : {})
     },
     durations: {
       schedulingSecs: Math.round(((started ?? end) - job.createdAt.getTime()) / 1000),

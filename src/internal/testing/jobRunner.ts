@@ -96,7 +96,8 @@ export class JobRunner {
       this.ctx.faults.schedulingDelay === undefined
         ? this.ctx.settings.schedulingDelayMs
         : Duration.toMillis(Duration.decode(this.ctx.faults.schedulingDelay))
-    Job.schedule(job, schedulingMs, () => this.run(job))
+    // A flavor with no machine free keeps its jobs in SCHEDULING until they are cancelled or time out.
+    if (!this.ctx.faults.unavailableFlavors.includes(job.flavor)) Job.schedule(job, schedulingMs, () => this.run(job))
     return job
   }
 

@@ -1,6 +1,7 @@
 /** A job's specification as the Hub checks it (create), and the hardware flavors it knows. */
 import { FLAVORS } from "./hardware.js"
 import { isPlainObject } from "./util.js"
+import { checkSsh, checkVolumes, type EmulatedVolume } from "./volumes.js"
 
 const isStringRecord = (value: unknown): value is Record<string, string> =>
   isPlainObject(value) && Object.values(value).every((v) => typeof v === "string")
@@ -18,6 +19,8 @@ export interface ValidSpec {
   readonly flavor: string
   readonly timeoutSeconds: number | undefined
   readonly expose: ReadonlyArray<number> | undefined
+  readonly volumes: ReadonlyArray<EmulatedVolume>
+  readonly ssh: boolean
 }
 
 /** The normalised spec, or what is wrong with it. */
@@ -66,6 +69,10 @@ export const validate = (body: unknown): ValidSpec | string => {
     if (new Set(ports).size !== ports.length) return "expose.ports must not repeat a port"
     expose = ports
   }
+  const volumes = checkVolumes(body.volumes)
+  if (typeof volumes === "string") return volumes
+  const ssh = checkSsh(body.ssh)
+  if (typeof ssh === "string") return ssh
   return {
     image: hasImage ? { dockerImage: body.dockerImage as string } : { spaceId: body.spaceId as string },
     command: body.command,
@@ -75,6 +82,8 @@ export const validate = (body: unknown): ValidSpec | string => {
     labels: present(body.labels) ? { ...(body.labels as Record<string, string>) } : {},
     flavor,
     timeoutSeconds: present(body.timeoutSeconds) ? (body.timeoutSeconds as number) : undefined,
-    expose
+    expose,
+    volumes,
+    ssh
   }
 }
