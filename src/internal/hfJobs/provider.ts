@@ -7,7 +7,7 @@ import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { SandboxOptions, Service } from "../../HfJobs.js"
-import { StartError } from "../../SandboxError.js"
+import { type HubError, StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
 import type * as Config from "./config.js"
@@ -16,7 +16,8 @@ import { endpointOf, serverStopper } from "./endpoint.js"
 import * as Hub from "./hub.js"
 import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
 import { listing } from "./listing.js"
-import { findSandbox, kill, list, logs } from "./operations.js"
+import * as Names from "./names.js"
+import { findSandbox, kill, list, logs, sweep } from "./operations.js"
 import type { HfSpec } from "./sandboxOptions.js"
 import * as HfSandboxOptions from "./sandboxOptions.js"
 import { isJobProxyUrl } from "./tunnel.js"
@@ -47,7 +48,8 @@ export const make = (
     service: {
       list: (options) => list(ctx, options),
       kill: (id, options) => kill(ctx, id, options),
-      logs: (id, options) => logs(ctx, id, options)
+      logs: (id, options) => logs(ctx, id, options),
+      sweep: (options) => sweep(ctx, options)
     }
   }))
 
@@ -109,8 +111,15 @@ export const provision = (ctx: ProviderContext, spec: HfSpec) =>
           )
       )
     )
+    // A name is checked free first; a race of two creates is settled after (see ./names).
+    if (spec.name !== undefined) {
+      yield* Names.checkFree(client, namespace, spec.name, spec.schedules.hubRetry).pipe(Effect.mapError(named))
+    }
     const job = yield* createOnce.pipe(retry, Effect.mapError(hubFailure))
     created = job
+    if (spec.name !== undefined) {
+      yield* Names.settle(client, namespace, spec.name, job, spec.schedules.hubRetry).pipe(Effect.mapError(named))
+    }
     yield* Effect.annotateCurrentSpan({
       "sandbox.id": job.id,
       "sandbox.transport": spec.transport,
@@ -135,6 +144,9 @@ export const provision = (ctx: ProviderContext, spec: HfSpec) =>
     yield* Effect.addFinalizer((exit) => (spec.detach && Exit.isSuccess(exit) ? Effect.void : server.stop))
     return endpoint
   }).pipe(Effect.withSpan("HfJobs.provision", { attributes: { "sandbox.provider": "hf-jobs" } }))
+
+/** A Hub failure of a name check as a start's error; a `NameTaken` as it is. */
+const named = (error: HubError | StartError): StartError => (error instanceof StartError ? error : hubFailure(error))
 
 /** The endpoint of a running sandbox job, found by `[namespace/]id`; its transport is the one it was made with. */
 export const connect = (ctx: ProviderContext, id: string, spec: HfSpec) =>
