@@ -12,12 +12,12 @@ export const listing = (ctx: ProviderContext, options: SandboxProvider.ListOptio
       list(ctx, { all: options.all ?? false, labels: options.labels, name: options.name, namespace })
     ),
     (sandboxes): SandboxProvider.Listing => ({
-      columns: ["ID", "STAGE", "IMAGE", "FLAVOR", "CREATED"],
+      columns: ["ID", "STAGE", "IMAGE", "FLAVOR", "CREATED", "NAME"],
       rows: sandboxes.map((s) => ({
         id: s.id,
         provider: "hf-jobs",
         createdAt: s.createdAt,
-        cells: [s.id, s.stage, s.image ?? "-", s.flavor ?? "-", ago(s.createdAt)],
+        cells: [s.id, s.stage, s.image ?? "-", s.flavor ?? "-", ago(s.createdAt), s.name ?? "-"],
         record: { ...s, provider: "hf-jobs" },
         name: s.name
       }))
