@@ -5,40 +5,22 @@
  * creating a sandbox; one must be left running, and both must hold it.
  */
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { afterAll, assert, beforeAll, describe, layer } from "@effect/vitest"
+import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as HfJobs from "hf-sandbox/HfJobs"
-import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Schedules from "hf-sandbox/Schedules"
 import { assertCancelled, emulator, jobOf, resetFaults } from "../support/hfJobs.js"
 import { emulatedHub, fastSchedules } from "../support/hub.js"
-import { assertGone, eventually, isAlive, localLayer } from "../support/local.js"
+import { assertGone, eventually, isAlive, localLayer, useLocalDirs } from "../support/local.js"
 
-let root: string
-let stateDir: string
-let tempDir: string
-
-beforeAll(() => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-names-test-"))
-  stateDir = path.join(root, "state")
-  tempDir = path.join(root, "tmp")
-  fs.mkdirSync(tempDir)
-})
-
-afterAll(async () => {
-  for (const info of await Effect.runPromise(LocalSandbox.list({ stateDir, tempDir }))) {
-    await Effect.runPromise(LocalSandbox.kill(info.id, { stateDir, stopTimeout: "1 second" }))
-  }
-  fs.rmSync(root, { recursive: true, force: true })
-})
+const dirs = useLocalDirs("sbx-names-test-")
 
 describe("named sandboxes on the local provider", () => {
-  const Env = Layer.suspend(() => localLayer({ stateDir, tempDir }))
+  const Env = Layer.suspend(() => localLayer({ stateDir: dirs.stateDir, tempDir: dirs.tempDir }))
 
   layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("local", (it) => {
     it.effect("a bad name fails before anything starts, naming the option", () =>
@@ -100,13 +82,13 @@ describe("named sandboxes on the local provider", () => {
         yield* eventually(
           Effect.try(() =>
             assert.deepStrictEqual(
-              fs.readdirSync(tempDir).filter((n) => n.startsWith("hf-sandbox-") && !n.endsWith(".journal")),
+              fs.readdirSync(dirs.tempDir).filter((n) => n.startsWith("hf-sandbox-") && !n.endsWith(".journal")),
               [path.basename(a.details.workdir as string)]
             )
           )
         )
         assert.deepStrictEqual(
-          fs.readdirSync(stateDir).filter((n) => n.endsWith(".json")),
+          fs.readdirSync(dirs.stateDir).filter((n) => n.endsWith(".json")),
           [`${a.id}.json`]
         )
         yield* a.terminate

@@ -26,7 +26,7 @@ describe("hf-sandbox kill with filters, local provider", () => {
   it("refuses a kill that names nothing, or ids with filters, with a usage error", async () => {
     const none = await local(["kill"])
     expectCode(none, 2)
-    assert.include(none.stderr, "which sandboxes? give their ids, --all, or filters")
+    assert.include(none.stderr, "which sandboxes? give their ids, or --all, or filters")
     const both = await local(["kill", "local-0123456789ab", "--label", "a=b"])
     expectCode(both, 2)
     assert.include(both.stderr, "only one of them")

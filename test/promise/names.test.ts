@@ -4,24 +4,12 @@
  * `await using` ends it), the one that attached only detaches.
  */
 import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import { Sandbox } from "hf-sandbox/promise"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
+import { useLocalDirs } from "../support/local.js"
 import { isAlive, waitGone } from "../support/processes.js"
 
-let root: string
-let stateDir: string
-let tempDir: string
-
-beforeAll(() => {
-  root = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-promise-names-"))
-  stateDir = path.join(root, "state")
-  tempDir = path.join(root, "tmp")
-  fs.mkdirSync(tempDir)
-})
-
-afterAll(() => fs.rmSync(root, { recursive: true, force: true }))
+const dirs = useLocalDirs("sbx-promise-names-")
 
 describe("Promise facade: named sandboxes", () => {
   it("the statics include getOrCreate", () => {
@@ -29,12 +17,12 @@ describe("Promise facade: named sandboxes", () => {
   })
 
   it("getOrCreate: the maker's dispose ends the sandbox, an attacher's only detaches", async () => {
-    const options = { provider: "local", stateDir, tempDir, name: "facade" } as const
+    const options = { provider: "local", stateDir: dirs.stateDir, tempDir: dirs.tempDir, name: "facade" } as const
     const maker = await Sandbox.getOrCreate(options)
     const attacher = await Sandbox.getOrCreate(options)
     expect(attacher.id).toBe(maker.id)
     const pid = maker.details.pid as number
-    const connected = await Sandbox.connect({ provider: "local", stateDir, name: "facade" })
+    const connected = await Sandbox.connect({ provider: "local", stateDir: dirs.stateDir, name: "facade" })
     expect(connected.id).toBe(maker.id)
     await connected[Symbol.asyncDispose]()
     await attacher[Symbol.asyncDispose]()
@@ -42,18 +30,20 @@ describe("Promise facade: named sandboxes", () => {
     expect((await maker.exec("echo still")).stdout).toBe("still\n")
     await maker[Symbol.asyncDispose]()
     expect(await waitGone([pid])).toEqual([])
-    await expect(Sandbox.connect({ provider: "local", stateDir, name: "facade" })).rejects.toMatchObject({
-      reason: "NotFound"
-    })
+    await expect(Sandbox.connect({ provider: "local", stateDir: dirs.stateDir, name: "facade" })).rejects.toMatchObject(
+      {
+        reason: "NotFound"
+      }
+    )
   })
 
   it("getOrCreate racing: both get the one sandbox, and it ends once both are done with it", async () => {
-    const options = { provider: "local", stateDir, tempDir, name: "raced" } as const
+    const options = { provider: "local", stateDir: dirs.stateDir, tempDir: dirs.tempDir, name: "raced" } as const
     const [a, b] = await Promise.all([Sandbox.getOrCreate(options), Sandbox.getOrCreate(options)])
     expect(a.id).toBe(b.id)
     const pid = a.details.pid as number
     await Promise.all([a[Symbol.asyncDispose](), b[Symbol.asyncDispose]()])
     expect(await waitGone([pid])).toEqual([])
-    expect(fs.readdirSync(stateDir).filter((n) => n.endsWith(".json"))).toEqual([])
+    expect(fs.readdirSync(dirs.stateDir).filter((n) => n.endsWith(".json"))).toEqual([])
   })
 })

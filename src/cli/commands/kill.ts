@@ -78,7 +78,7 @@ export const kill = Command.make(
           return yield* new Parse.UsageError({
             message:
               ways === 0
-                ? "which sandboxes? give their ids, --all, or filters (--label, --older-than, --name)"
+                ? "which sandboxes? give their ids, or --all, or filters (--label, --older-than, --name)"
                 : "give either sandbox ids, --all, or filters (--label, --older-than, --name): only one of them"
           })
         }
