@@ -183,7 +183,15 @@ layer(HubEnv, { excludeTestServices: true, timeout: "90 seconds" })(
     it.effect("HfJobs.sweep and the seam's sweep stop what matches; labels and stage are asked of the Hub", () =>
       Effect.gen(function* () {
         yield* resetFaults
-        const keep = yield* Sandbox.make({ transport: "proxy", labels: { sweep: "keep" }, detach: true })
+        // A caller's own `hf-sandbox-name` label is dropped: only `name` names a sandbox, checked.
+        const keep = yield* Sandbox.make({
+          transport: "proxy",
+          labels: { sweep: "keep", "hf-sandbox-name": "sneaky" },
+          detach: true
+        })
+        const keepLabels = ((yield* jobOf(keep.id)).spec as { labels: Record<string, string> }).labels
+        assert.strictEqual(keepLabels["hf-sandbox-name"], undefined)
+        assert.strictEqual(keepLabels.sweep, "keep")
         const drop = yield* Sandbox.make({ transport: "proxy", labels: { sweep: "drop" }, detach: true })
         const dry = yield* HfJobs.sweep({ labels: { sweep: "drop" }, dryRun: true })
         assert.deepStrictEqual(

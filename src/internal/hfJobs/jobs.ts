@@ -166,8 +166,10 @@ export const jobSpec = (
     ...(spec.forwardHfToken ? { HF_TOKEN: Redacted.value(hfToken) } : {}),
     SBX_TOKEN: Redacted.value(sandboxToken)
   }
+  // The name label is the provider's: a caller's `hf-sandbox-name` label would name a job unchecked.
+  const { [LABEL.name]: _reserved, ...own } = spec.labels
   const labels = {
-    ...spec.labels,
+    ...own,
     [LABEL.sandbox]: "1",
     [LABEL.mode]: "dedicated",
     [LABEL.nonce]: nonce,
