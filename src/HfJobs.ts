@@ -81,7 +81,7 @@ export interface Options {
  */
 export type SandboxOptions = Pick<
   Sandbox.MakeOptions,
-  "flavor" | "namespace" | "transport" | "cloudflared" | "labels" | "forwardHfToken"
+  "flavor" | "namespace" | "transport" | "cloudflared" | "labels" | "forwardHfToken" | "ports"
 >
 
 /**

@@ -521,3 +521,68 @@ export const StdinResponse = Schema.Struct({ id: Schema.String, offset: Schema.N
  * @category stdin
  */
 export type StdinResponse = typeof StdinResponse.Type
+
+// ---------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------
+
+/**
+ * The path prefix of the port proxy: `ANY /v1/proxy/{port}/{path...}` reaches `127.0.0.1:{port}` in the
+ * sandbox (HTTP, streamed bodies, SSE, WebSocket upgrades), authenticated with the sandbox token, which
+ * is never forwarded. The same route as HF's sandbox-server.
+ *
+ * @since 0.2.0
+ * @category ports
+ */
+export const PROXY_PREFIX = "/v1/proxy/"
+
+/**
+ * `GET /v1/ports/{port}`: whether something accepts connections on `127.0.0.1:{port}` now (the probe a
+ * client polls until a server it started listens), the proxied connections open to it, and the URL of its
+ * quick tunnel if one runs.
+ *
+ * @since 0.2.0
+ * @category ports
+ */
+export const PortStatus = Schema.Struct({
+  port: Schema.Number,
+  listening: Schema.Boolean,
+  connections: Schema.Number,
+  tunnel: Schema.NullOr(Schema.String)
+})
+
+/**
+ * @since 0.2.0
+ * @category ports
+ */
+export type PortStatus = typeof PortStatus.Type
+
+/**
+ * `POST /v1/ports/{port}/tunnel` (200, once ready) and `GET /v1/ports/{port}/tunnel` (any state): a port's
+ * own quick tunnel. `url` is set while `state` is `ready`; `error` says why when it is `failed`.
+ *
+ * @since 0.2.0
+ * @category ports
+ */
+export const PortTunnel = Schema.Struct({
+  port: Schema.Number,
+  state: Schema.Literal("none", "starting", "ready", "failed"),
+  url: Schema.NullOr(Schema.String),
+  error: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.2.0
+ * @category ports
+ */
+export type PortTunnel = typeof PortTunnel.Type
+
+/**
+ * The job-log marker of a port's quick tunnel, one line per (re)start:
+ * `HF_SANDBOX_PORT_TUNNEL {"port":8000,"url":"https://<name>.trycloudflare.com"}`. Distinct from the
+ * server's own `HF_SANDBOX_TUNNEL`, so a client following the server's URL never takes a port's.
+ *
+ * @since 0.2.0
+ * @category ports
+ */
+export const PORT_TUNNEL_MARKER = "HF_SANDBOX_PORT_TUNNEL"

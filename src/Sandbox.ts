@@ -30,7 +30,7 @@ import type * as Schedules from "./Schedules.js"
 
 /**
  * Options of {@link make}. Those of one provider (HF Jobs' `flavor`, `namespace`, `transport`,
- * `cloudflared`, `labels`, `forwardHfToken`) go to it untouched, and the others ignore them; HF Jobs
+ * `cloudflared`, `labels`, `forwardHfToken`, `ports`) go to it untouched, and the others ignore them; HF Jobs
  * also takes them as a Context value for many sandboxes at once (`HfJobs.withSandboxOptions`).
  *
  * @since 0.1.0
@@ -106,6 +106,15 @@ export interface MakeOptions {
         readonly baseUrl?: string | undefined
       }
     | undefined
+  /**
+   * Ports of servers you will start in the sandbox, served by the HF Jobs proxy at
+   * `https://<id>--<port>.hf.jobs` (the job's `expose`; reach them with `sb.expose(port)` and your HF
+   * token). Needed with the `"proxy"` transport; the tunnel transport gives any port a quick tunnel on
+   * demand instead. Ignored by the local provider (its ports are on this machine).
+   *
+   * @since 0.2.0
+   */
+  readonly ports?: ReadonlyArray<number> | undefined
   /**
    * Replaces the schedules this sandbox waits on (see the `Schedules` module). These win over the
    * Context value (`Schedules.layer`, `Schedules.withSchedules`), which wins over the defaults.
@@ -314,6 +323,73 @@ export interface Process<E = never> {
    * live output until it exits. Ends with `Exit` once the process has ended.
    */
   readonly output: (options?: { readonly follow?: boolean | undefined }) => Stream.Stream<ExecEvent, OperationError>
+  /**
+   * Waits until the process prints `pattern` (a string, or a RegExp tested against each stream's text
+   * so far), e.g. `"Uvicorn running on"`; what it printed before the call counts. Fails with
+   * `OutputWaitError` (and the tail of its output) when it ends first or `timeout` (default 2 minutes)
+   * passes.
+   *
+   * @since 0.2.0
+   */
+  readonly waitForOutput: (
+    pattern: string | RegExp,
+    options?: WaitForOutputOptions
+  ) => Effect.Effect<OutputMatch, OperationError>
+}
+
+/**
+ * Options of {@link Process.waitForOutput}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WaitForOutputOptions {
+  /** How long to wait at most. Default 2 minutes. */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * What {@link Process.waitForOutput} found.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface OutputMatch {
+  /** The stream it was printed on. */
+  readonly stream: "stdout" | "stderr"
+  /** The text that matched. */
+  readonly text: string
+  /** A RegExp's capture groups, in order (e.g. the port a server says it bound). */
+  readonly groups: ReadonlyArray<string | undefined>
+}
+
+/**
+ * Options of {@link Sandbox.expose}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ExposeOptions {
+  /**
+   * `"direct"` (default): the provider's own way — the loopback address for a local sandbox; on HF Jobs
+   * the Jobs proxy host of a port declared with `ports` (HF token), else, with the tunnel transport, the
+   * port's own quick tunnel (public: no token). `"server"`: through the sandbox server's port proxy
+   * (`/v1/proxy/{port}`, the sandbox token), which reaches any port on any provider.
+   */
+  readonly via?: "direct" | "server" | undefined
+}
+
+/**
+ * Options of {@link Sandbox.waitForPort}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WaitForPortOptions {
+  /** How long to wait at most. Default 2 minutes. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** The process meant to serve the port: the wait fails at once when it ends, with its output's tail. */
+  readonly process?: Process<unknown> | undefined
 }
 
 /**
@@ -459,6 +535,29 @@ export interface Sandbox {
   readonly logs: (options?: SandboxProvider.LogOptions) => Stream.Stream<string, OperationError | HubError>
   /** Stops the sandbox now. Idempotent; the scope's release does the same. */
   readonly terminate: Effect.Effect<void>
+  /**
+   * A URL from which this program reaches a server listening on `port` in the sandbox (HTTP, SSE and
+   * WebSocket), and the headers it needs; see {@link ExposeOptions} for the ways. Fails with `PortError`
+   * when the port cannot be reached that way (an undeclared port behind the HF Jobs proxy, a quick
+   * tunnel that did not come up), `InvalidArgumentError` for a port outside 1–65535.
+   *
+   * ```ts
+   * const vllm = yield* sb.spawn("vllm serve Qwen/Qwen2.5-0.5B --port 8000")
+   * yield* sb.waitForPort(8000, { process: vllm })
+   * const { url, headers } = yield* sb.expose(8000)
+   * ```
+   *
+   * @since 0.2.0
+   */
+  readonly expose: (port: number, options?: ExposeOptions) => Effect.Effect<SandboxProvider.Exposure, OperationError>
+  /**
+   * Waits until something in the sandbox listens on `port` (on 127.0.0.1), asking on
+   * `Schedules.portPoll`. Fails with `PortError("NotListening")` after `timeout` (default 2 minutes), or
+   * at once when the given `process` ends, with the tail of its output.
+   *
+   * @since 0.2.0
+   */
+  readonly waitForPort: (port: number, options?: WaitForPortOptions) => Effect.Effect<void, OperationError>
 }
 
 /**

@@ -552,6 +552,68 @@ export class StdinError extends Schema.TaggedError<StdinError>("hf-sandbox/Stdin
 }
 
 /**
+ * A port served in the sandbox could not be exposed or waited for. `NotDeclared`: the HF Jobs proxy
+ * reaches only the ports declared when the sandbox was made (`ports`); `TunnelFailed`: the port's own
+ * quick tunnel did not come up; `NotListening`: nothing listened on it in time (`waitForPort`), or the
+ * process meant to serve it ended first. `tail` is the end of that process's output, when one was named.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class PortError extends Schema.TaggedError<PortError>("hf-sandbox/PortError")("PortError", {
+  port: Schema.Number,
+  reason: Schema.Literal("NotDeclared", "TunnelFailed", "NotListening"),
+  detail: Schema.String,
+  tail: Schema.optional(Schema.String)
+}) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
+  override get message() {
+    const tail = this.tail ? `\nLast output of the process:\n${this.tail}` : ""
+    if (this.reason === "NotDeclared") {
+      return `Port ${this.port} is not reachable through the HF Jobs proxy: ${this.detail}. Make the sandbox with ports: [${this.port}] (CLI: --port ${this.port}), or expose it with { via: "server" } to go through the sandbox server with its token.`
+    }
+    if (this.reason === "TunnelFailed") {
+      return `The quick tunnel for port ${this.port} did not come up: ${this.detail}. Try again (a new one is started), or expose it with { via: "server" }.`
+    }
+    return `Nothing listened on port ${this.port} in the sandbox: ${this.detail}. Check that the server listens on 127.0.0.1 or 0.0.0.0 at that port.${tail}`
+  }
+}
+
+/**
+ * A process's output never matched what `waitForOutput` waited for: the wait timed out (`Timeout`), or
+ * the process ended first (`Exited`). `tail` is the end of its output.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class OutputWaitError extends Schema.TaggedError<OutputWaitError>("hf-sandbox/OutputWaitError")(
+  "OutputWaitError",
+  {
+    id: Schema.String,
+    pattern: Schema.String,
+    reason: Schema.Literal("Timeout", "Exited"),
+    detail: Schema.String,
+    tail: Schema.String
+  }
+) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
+  override get message() {
+    const tail = this.tail === "" ? " It printed nothing." : `\nLast output:\n${this.tail}`
+    return this.reason === "Timeout"
+      ? `Process ${this.id} printed nothing matching ${this.pattern} within ${this.detail}.${tail}`
+      : `Process ${this.id} ended (${this.detail}) without printing anything matching ${this.pattern}.${tail}`
+  }
+}
+
+/**
  * The union of every sandbox error, as a Schema (to encode or decode errors) ...
  *
  * @since 0.1.0
@@ -574,7 +636,9 @@ export const SandboxError = Schema.Union(
   ConnectionLostError,
   RequestTimeoutError,
   TerminatedError,
-  StdinError
+  StdinError,
+  PortError,
+  OutputWaitError
 )
 
 /**
@@ -607,3 +671,5 @@ export type OperationError =
   | RequestTimeoutError
   | TerminatedError
   | StdinError
+  | PortError
+  | OutputWaitError

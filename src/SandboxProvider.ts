@@ -14,7 +14,7 @@ import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/providerSeam.js"
-import type { HubError, StartError } from "./SandboxError.js"
+import type { HubError, OperationError, StartError } from "./SandboxError.js"
 
 /**
  * What to start: what every provider honours. Options meant for one provider (HF Jobs' `flavor`,
@@ -159,6 +159,43 @@ export interface Endpoint {
    * @since 0.2.0
    */
   readonly forwardsHfToken?: boolean | undefined
+  /**
+   * The provider's own way to a port served in the sandbox (`sb.expose(port)`): the loopback address on
+   * this machine, a Jobs proxy host on HF Jobs, or the port's quick tunnel, which `server.tunnel` asks
+   * the sandbox server for. Absent: ports are reached through the sandbox server's port proxy.
+   *
+   * @since 0.2.0
+   */
+  readonly expose?: ((port: number, server: PortServer) => Effect.Effect<Exposure, OperationError>) | undefined
+}
+
+/**
+ * What the sandbox server offers a provider's `expose`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface PortServer {
+  /** The URL of the port's own quick tunnel, started on first use (idempotent per port). */
+  readonly tunnel: (port: number) => Effect.Effect<string, OperationError>
+}
+
+/**
+ * How to reach a port served in the sandbox.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Exposure {
+  /** The port's base URL (no trailing slash): requests go to `${url}/path`, WebSockets to its `ws(s):` twin. */
+  readonly url: string
+  /** Headers every request to `url` needs (a token: keep them out of logs); empty when none. */
+  readonly headers: Readonly<Record<string, string>>
+  /**
+   * Which way it goes: `loopback` (this machine), `proxy` (a Jobs proxy host), `tunnel` (the port's
+   * quick tunnel: public, no token), `server` (the sandbox server's port proxy).
+   */
+  readonly via: "loopback" | "proxy" | "tunnel" | "server"
 }
 
 /**

@@ -178,6 +178,18 @@ export const localLivenessPoll: Schedule.Schedule<unknown> = Schedule.spaced("50
 export const localLogPoll: Schedule.Schedule<unknown> = Schedule.spaced("200 millis").pipe(Schedule.asVoid)
 
 /**
+ * How `waitForPort` asks the sandbox whether a port listens, and a port's quick tunnel whether it is up:
+ * soon at first (a server binds in milliseconds), then every second. The wait's own `timeout` bounds it.
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const portPoll: Schedule.Schedule<unknown> = Schedule.exponential("20 millis", 2).pipe(
+  Schedule.either(Schedule.spaced("1 second")),
+  Schedule.asVoid
+)
+
+/**
  * Overrides for the schedules a sandbox uses. Anything left out keeps its default.
  *
  * @since 0.1.0
@@ -192,6 +204,8 @@ export interface Overrides {
   readonly localLivenessPoll?: Schedule.Schedule<unknown> | undefined
   /** Replaces {@link localLogPoll}. @since 0.2.0 */
   readonly localLogPoll?: Schedule.Schedule<unknown> | undefined
+  /** Replaces {@link portPoll}. @since 0.2.0 */
+  readonly portPoll?: Schedule.Schedule<unknown> | undefined
   /** Replaces {@link logReconnect}. */
   readonly logReconnect?: Schedule.Schedule<unknown> | undefined
   /** Replaces {@link stageCheck}. */
@@ -233,6 +247,7 @@ export class Schedules extends Context.Reference<Schedules>()("hf-sandbox/Schedu
     healthProbeTimeout,
     localLivenessPoll,
     localLogPoll,
+    portPoll,
     logReconnect,
     stageCheck,
     hubRetry,

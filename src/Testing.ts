@@ -55,7 +55,10 @@
  * whatever `--url` the job gives it.
  *
  * **Proxy and tunnel hosts** are reached through {@link routeHttpClient} (or {@link layerHttpClient}),
- * which sends requests for `*.hf.jobs` and `*.trycloudflare.com` to the emulator.
+ * which sends requests for `*.hf.jobs` and `*.trycloudflare.com` to the emulator. Both carry streamed
+ * responses and, as the real ones do, upgrades (WebSockets): a raw client connects to the emulator's
+ * `url` with the original host in the `x-emulator-host` header, and the upgrade is spliced to the job's
+ * port both ways.
  *
  * **Stand-in `cloudflared`**: first on every job's PATH (the version of `faults.cloudflaredOnPath`; the
  * test machine's own cloudflared never is), parsing its command line as the real one does (urfave/cli:

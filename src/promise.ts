@@ -391,7 +391,7 @@ export interface Process extends Promisified<EffectSandbox.Process>, AsyncDispos
 export interface Sandbox
   extends Omit<
       Promisified<EffectSandbox.Sandbox>,
-      "exec" | "execStream" | "spawn" | "spawnScoped" | "process" | "files"
+      "exec" | "execStream" | "spawn" | "spawnScoped" | "process" | "files" | "waitForPort"
     >,
     AsyncDisposable {
   /**
@@ -418,6 +418,19 @@ export interface Sandbox
    */
   readonly process: (idOrPid: string | number, options?: CallOptions) => Promise<Process>
   readonly files: Files
+  /**
+   * Resolves once something in the sandbox listens on `port`; rejects with `PortError("NotListening")`
+   * after `timeout` (default 2 minutes), or at once when `process` (a handle of this facade) ends, with
+   * the tail of its output.
+   *
+   * @since 0.2.0
+   */
+  readonly waitForPort: (
+    port: number,
+    options?: Omit<EffectSandbox.WaitForPortOptions, "process"> & {
+      readonly process?: Process | undefined
+    } & CallOptions
+  ) => Promise<void>
 }
 
 /**

@@ -43,6 +43,7 @@ from .connections import (
     Server6,
 )
 from .handler import Handler
+from .ports import PORT_TUNNELS
 from .proctree import become_subreaper, kill_everything, reaper_loop
 from .supervisor import supervise
 from .transfers import JOURNAL, replay_journal
@@ -354,6 +355,7 @@ def main(argv=None):
 
         tunnel = Tunnel(args.tunnel_config, tunnel_origin(host, port))
         tunnel.start()
+        PORT_TUNNELS.config = args.tunnel_config  # the ports' tunnels run with the same settings
 
     while True:  # the main thread only waits; request_shutdown() and signals wake it
         try:
@@ -368,9 +370,12 @@ def main(argv=None):
     try:
         if tunnel is not None:
             tunnel.stop.set()  # before the kill: the supervisor must not restart cloudflared
+        port_tunnels = PORT_TUNNELS.stop_all()  # the same for the ports' tunnels
         kill_everything()
         if tunnel is not None:
             tunnel.cleanup()
+        for port_tunnel in port_tunnels:
+            port_tunnel.cleanup()
         if JOURNAL.dir is not None:
             replay_journal(JOURNAL.dir)  # the transfers cut short by the shutdown
     finally:

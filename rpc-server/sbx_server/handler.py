@@ -23,6 +23,8 @@ from .common import (
 
 
 from .handler_base import BaseHandler, RequestMixin
+from .ports import PortRoutes
+from .proxy import ProxyRoutes, proxy_target
 from .routes_exec import ExecRoutes
 from .routes_fs import FsRoutes
 from .routes_list import ListRoutes
@@ -41,6 +43,8 @@ class Handler(
     FsRoutes,
     ProcessRoutes,
     ProcessIoRoutes,
+    ProxyRoutes,
+    PortRoutes,
     RequestMixin,
     BaseHandler,
 ):
@@ -82,6 +86,10 @@ class Handler(
                 args = ()
                 if methods is None and route.startswith("/v1/processes/"):
                     methods, args = process_route(route)
+                if methods is None and route.startswith("/v1/proxy/"):
+                    methods, args = {method: Handler.route_proxy}, proxy_target(route) + (query,)
+                if methods is None and route.startswith("/v1/ports/"):
+                    methods, args = port_route(route)
                 if methods is None:
                     raise HttpError(404, "no route: %s %s" % (method, route), "not_found")
                 fn = methods.get(method)
@@ -208,10 +216,26 @@ PROCESS_ROUTES = {
 }
 
 
-def process_route(route):
-    """/v1/processes/{id}[/output|/wait] -> (methods, (id,)), or (None, ())."""
-    key, _, rest = route[len("/v1/processes/") :].partition("/")
-    methods = PROCESS_ROUTES.get("/" + rest if rest else "")
+def keyed_route(route, prefix, table):
+    """{prefix}{key}[/{rest}] -> (table["/rest" or ""], (key,)), or (None, ())."""
+    key, _, rest = route[len(prefix) :].partition("/")
+    methods = table.get("/" + rest if rest else "")
     if not key or methods is None:
         return None, ()
     return methods, (key,)
+
+
+def process_route(route):
+    """/v1/processes/{id}[/output|/wait] -> (methods, (id,)), or (None, ())."""
+    return keyed_route(route, "/v1/processes/", PROCESS_ROUTES)
+
+
+PORT_ROUTES = {
+    "": {"GET": Handler.route_port},
+    "/tunnel": {"GET": Handler.route_port_tunnel_get, "POST": Handler.route_port_tunnel},
+}
+
+
+def port_route(route):
+    """/v1/ports/{port}[/tunnel] -> (methods, (port text,)), or (None, ())."""
+    return keyed_route(route, "/v1/ports/", PORT_ROUTES)

@@ -35,13 +35,16 @@ class Tunnel(BinaryLookup, BinaryDownload, CloudflaredProcess):
             pass
         except TunnelFailed as e:
             if not self.stop.is_set():
-                _stderr_line(str(e))
-                request_shutdown("tunnel failed", TUNNEL_EXIT)
+                self.give_up(str(e))
         except Exception:
             if not self.stop.is_set():
                 log("tunnel supervisor crashed:\n%s" % format_exc())
-                _stderr_line("hf-sandbox: tunnel failed: internal error in the tunnel supervisor (traceback above)")
-                request_shutdown("tunnel failed", TUNNEL_EXIT)
+                self.give_up("hf-sandbox: tunnel failed: internal error in the tunnel supervisor (traceback above)")
+
+    def give_up(self, line):
+        """The server's own tunnel cannot be kept up: without it nobody reaches the server, so it stops."""
+        _stderr_line(line)
+        request_shutdown("tunnel failed", TUNNEL_EXIT)
 
     def sleep(self, seconds):
         if self.stop.wait(max(0.0, seconds)):

@@ -36,6 +36,9 @@ CLOUDFLARED_VERSION_LINE = re.compile(r"^cloudflared version (\d+)\.(\d+)\.(\d+)
 CLOUDFLARED_RELEASE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 VERSION_PROBE_TIMEOUT = 10.0  # `cloudflared --version`; a binary that hangs is not one we can use
 TUNNEL_MARKER = "HF_SANDBOX_TUNNEL"
+# A port's own tunnel (POST /v1/ports/{port}/tunnel): another marker, so that a client following the
+# server's URL never takes a port's for it. `HF_SANDBOX_PORT_TUNNEL {"port":8000,"url":"https://..."}`
+PORT_TUNNEL_MARKER = "HF_SANDBOX_PORT_TUNNEL"
 TUNNEL_EXIT = 3  # exit status when the tunnel cannot be brought up (or kept up)
 TUNNEL_HOSTNAME = re.compile(r"^[a-z0-9-]+\.trycloudflare\.com$")
 ANY_HOSTNAME = re.compile(r"^[A-Za-z0-9._-]+(:[0-9]{1,5})?$")  # SBX_TUNNEL_ALLOW_ANY_HOST: still one sane host

@@ -20,6 +20,7 @@ import { RootGlobals } from "./action.js"
 import { cp } from "./commands/cp.js"
 import { create } from "./commands/create.js"
 import { exec } from "./commands/exec.js"
+import { expose } from "./commands/expose.js"
 import { kill } from "./commands/kill.js"
 import { logs } from "./commands/logs.js"
 import { ls } from "./commands/ls.js"
@@ -67,7 +68,8 @@ const cli = Command.run(
       underRoot(ls),
       underRoot(logs),
       underRoot(kill),
-      underRoot(run)
+      underRoot(run),
+      underRoot(expose)
     ])
   ),
   {
@@ -86,6 +88,7 @@ const COMMANDS: Readonly<Record<string, Command.Command<string, never, unknown, 
   logs,
   kill,
   run,
+  expose,
   "process ls": processLs,
   "process kill": processKill,
   "process logs": processLogs

@@ -58,6 +58,14 @@ export const label = Options.text("label").pipe(
     "Label of the HF job (repeatable), for your own bookkeeping; keys and values of at most 100 letters, digits, '.', '_', '-'."
   )
 )
+export const port = Options.integer("port").pipe(
+  Options.withAlias("p"),
+  Options.withPseudoName("PORT"),
+  Options.repeated,
+  Options.withDescription(
+    "Port of a server you will start in the sandbox (repeatable), served by the HF Jobs proxy; see `hf-sandbox expose`. Needed with --transport proxy."
+  )
+)
 export const forwardHfToken = Options.boolean("forward-hf-token").pipe(
   Options.withDescription("Give the sandbox your HF token as the HF_TOKEN secret.")
 )
@@ -108,6 +116,7 @@ export const sandboxOptions = (a: {
   readonly startTimeout: Option.Option<string>
   readonly transport: Option.Option<"tunnel" | "proxy">
   readonly forwardHfToken: boolean
+  readonly port: ReadonlyArray<number>
 }) =>
   Effect.gen(function* () {
     const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
@@ -119,6 +128,7 @@ export const sandboxOptions = (a: {
       flavor: Option.getOrUndefined(a.flavor),
       startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
       transport: Option.getOrUndefined(a.transport),
-      forwardHfToken: a.forwardHfToken
+      forwardHfToken: a.forwardHfToken,
+      ...(a.port.length > 0 ? { ports: a.port } : {})
     }
   })

@@ -15,6 +15,7 @@ import {
   globals,
   image,
   label,
+  port,
   sandboxOptions,
   secret,
   startTimeout,
@@ -49,6 +50,7 @@ export const create = Command.make(
     env,
     secret,
     label,
+    port,
     transport,
     forwardHfToken,
     startTimeout

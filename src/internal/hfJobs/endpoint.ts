@@ -13,6 +13,7 @@ import { hubFailure, type ProviderContext } from "./context.js"
 import type * as Hub from "./hub.js"
 import { jobExitReason, LABEL, SERVER_PORT, watchForDeath } from "./jobs.js"
 import { jobLogs } from "./logs.js"
+import { exposeOf } from "./ports.js"
 import type { HfSpec } from "./sandboxOptions.js"
 import { deriveSandboxToken } from "./token.js"
 import { isJobProxyUrl, tunnelUrl } from "./tunnel.js"
@@ -59,6 +60,13 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
   Effect.gen(function* () {
     const { client, fresh, hfToken, job, namespace, spec, transport } = found
     const died = watchForDeath(client, namespace, job.id, spec, hubFailure)
+    // The Jobs proxy wants the HF token as bearer; it is read per request, never stored in a header map,
+    // and is the current one: a sandbox may outlive the token it was made with, once refreshed.
+    const bearer = ctx.credential.pipe(
+      Effect.map((c) => c.token),
+      Effect.orElseSucceed(() => hfToken),
+      Effect.map((t) => ({ authorization: `Bearer ${Redacted.value(t)}` }))
+    )
     const tunnel =
       transport === "tunnel"
         ? yield* tunnelUrl(ctx.config.publicDns, { client, namespace, jobId: job.id, spec, died, fresh })
@@ -70,17 +78,8 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
       ...(tunnel !== undefined ? { currentBaseUrl: tunnel.current } : {}),
       ...(tunnel?.transformClient !== undefined ? { transformClient: tunnel.transformClient } : {}),
       token: deriveSandboxToken(hfToken, job.labels?.[LABEL.nonce] ?? ""),
-      ...(transport === "proxy"
-        ? // The proxy wants the HF token as bearer; it is read per request, never stored in a header map,
-          // and is the current one: a sandbox may outlive the token it was made with, once refreshed.
-          {
-            headers: ctx.credential.pipe(
-              Effect.map((c) => c.token),
-              Effect.orElseSucceed(() => hfToken),
-              Effect.map((t) => ({ authorization: `Bearer ${Redacted.value(t)}` }))
-            )
-          }
-        : {}),
+      ...(transport === "proxy" ? { headers: bearer } : {}),
+      expose: exposeOf({ job, jobsDomain: ctx.config.jobsDomain, transport, bearer }),
       died,
       exitReason: jobExitReason(client, namespace, job.id),
       logs: (logOptions) =>

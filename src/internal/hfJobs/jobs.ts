@@ -184,6 +184,12 @@ export const jobSpec = (
     // The Hub's job spec names the lifetime `timeoutSeconds` (whole seconds, at least one).
     timeoutSeconds: Math.max(1, Math.ceil(Duration.toSeconds(lifetime))),
     labels,
-    ...(spec.transport === "proxy" ? { expose: { ports: [SERVER_PORT] } } : {})
+    ...exposeOf(spec)
   }
+}
+
+/** The job's `expose`: the server's port for the proxy transport, and the caller's declared `ports`. */
+const exposeOf = (spec: HfSpec): { readonly expose?: { readonly ports: ReadonlyArray<number> } } => {
+  const ports = [...new Set([...(spec.transport === "proxy" ? [SERVER_PORT] : []), ...spec.ports])]
+  return ports.length === 0 ? {} : { expose: { ports } }
 }

@@ -22,6 +22,8 @@ export interface HfSpec extends SandboxProvider.Spec {
   readonly cloudflared: Cloudflared.Overrides
   readonly labels: Readonly<Record<string, string>>
   readonly forwardHfToken: boolean
+  /** Ports the Jobs proxy serves besides the sandbox server's (the job's `expose`). */
+  readonly ports: ReadonlyArray<number>
   readonly schedules: {
     readonly logReconnect: Schedules.Service["logReconnect"]
     readonly stageCheck: Schedules.Service["stageCheck"]
@@ -36,7 +38,7 @@ export interface HfSpec extends SandboxProvider.Spec {
 /** The proxy transport needs no tunnel to come up, so it is given less time to start. */
 const PROXY_START_TIMEOUT = Duration.minutes(2)
 
-const KEYS = ["flavor", "namespace", "transport", "cloudflared", "labels", "forwardHfToken"] as const
+const KEYS = ["flavor", "namespace", "transport", "cloudflared", "labels", "forwardHfToken", "ports"] as const
 
 /** `over`'s options in place of `base`'s; labels and cloudflared overrides merge key by key. */
 export const merge = (base: SandboxOptions, over: SandboxOptions): SandboxOptions => {
@@ -71,7 +73,12 @@ const fromProviderOptions = (given: Readonly<Record<string, unknown>>): SandboxO
     transport: [(v) => v === "tunnel" || v === "proxy", 'one of "tunnel" or "proxy"'],
     cloudflared: [(v) => isRecordOf(v, (x) => x === undefined || isString(x)), "{ version?, sha256?, baseUrl? }"],
     labels: [(v) => isRecordOf(v, isString), "an object of string labels"],
-    forwardHfToken: [(v) => typeof v === "boolean", "true or false"]
+    forwardHfToken: [(v) => typeof v === "boolean", "true or false"],
+    ports: [
+      (v) =>
+        Array.isArray(v) && v.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535) && new Set(v).size === v.length,
+      "a list of distinct port numbers (integers from 1 to 65535)"
+    ]
   }
   for (const key of KEYS) {
     const [ok, what] = checks[key]
@@ -114,6 +121,7 @@ export const resolve = (
           cloudflared: Cloudflared.check(options.cloudflared ?? {}),
           labels,
           forwardHfToken: options.forwardHfToken ?? false,
+          ports: options.ports ?? [],
           schedules: {
             logReconnect: schedules.logReconnect,
             stageCheck: schedules.stageCheck,

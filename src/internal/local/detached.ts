@@ -45,6 +45,7 @@ const endpoint = (
   readRangeSize: Server.WHOLE_FILE,
   directReads: true,
   hardware: "local",
+  expose: Server.expose,
   onThisMachine: true,
   backstop: backstop(state.pid, state.workdir),
   details: {

@@ -235,6 +235,7 @@ const endpoint = (started: Started, watched: Watched, announce: Protocol.Listeni
   readRangeSize: Server.WHOLE_FILE,
   directReads: true,
   hardware: "local",
+  expose: Server.expose,
   onThisMachine: true,
   backstop: backstop(started.proc.pid, started.workdir),
   details: {

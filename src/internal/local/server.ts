@@ -80,3 +80,10 @@ export const announcedWithin =
           lastWords()
         )
     })
+
+/**
+ * `sb.expose(port)` on this machine: the sandbox's servers listen here, so the loopback address reaches
+ * them with no proxy and no token.
+ */
+export const expose: NonNullable<SandboxProvider.Endpoint["expose"]> = (port) =>
+  Effect.succeed({ url: `http://127.0.0.1:${port}`, headers: {}, via: "loopback" })

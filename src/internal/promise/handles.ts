@@ -60,7 +60,16 @@ const stdinOf = <O extends { readonly stdin?: StdinInput | "pipe" | undefined }>
   return stdin === undefined ? rest : { ...rest, stdin: stdin === "pipe" ? ("pipe" as const) : sourceOf(stdin) }
 }
 
-const processOf = (process: EffectSandbox.Process<OperationError>): Process => ({
+/** The Effect API's process behind each facade handle, for the calls that take a handle back. */
+const effectProcesses = new WeakMap<Process, EffectSandbox.Process<OperationError>>()
+
+const processOf = (process: EffectSandbox.Process<OperationError>): Process => {
+  const handle = facadeProcess(process)
+  effectProcesses.set(handle, process)
+  return handle
+}
+
+const facadeProcess = (process: EffectSandbox.Process<OperationError>): Process => ({
   id: process.id,
   pid: process.pid,
   wait: ({ signal } = {}) => run(process.wait, signal),
@@ -70,6 +79,7 @@ const processOf = (process: EffectSandbox.Process<OperationError>): Process => (
   },
   kill: (sig, { signal } = {}) => run(process.kill(sig), signal),
   output: ({ signal, ...options } = {}) => iterate(process.output(options), signal),
+  waitForOutput: (pattern, { signal, ...options } = {}) => run(process.waitForOutput(pattern, options), signal),
   // Killed at the end of an `await using` block; one that already exited (or whose sandbox is gone) is fine.
   [Symbol.asyncDispose]: () => runExit(process.kill()).then(() => undefined)
 })
@@ -105,6 +115,11 @@ export const handleOf = (sb: EffectSandbox.Sandbox, scope: Scope.CloseableScope,
     process: (idOrPid, { signal } = {}) => run(Effect.map(sb.process(idOrPid), processOf), signal),
     files: filesOf(sb.files),
     logs: ({ signal, ...options } = {}) => iterate(sb.logs(options), signal),
+    expose: (port, { signal, ...options } = {}) => run(sb.expose(port, options), signal),
+    waitForPort: (port, { signal, process, ...options } = {}) => {
+      const effectProcess = process === undefined ? undefined : effectProcesses.get(process)
+      return run(sb.waitForPort(port, { ...options, ...(effectProcess ? { process: effectProcess } : {}) }), signal)
+    },
     terminate: ({ signal } = {}) =>
       signal?.aborted ? Promise.reject(signal.reason) : abortable(close(sb.terminate), signal),
     // An owned sandbox is terminated; a connected one is detached (closing its scope leaves it running).

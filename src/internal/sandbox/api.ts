@@ -13,6 +13,7 @@ import { BadRequestError } from "../../SandboxError.js"
 import * as Schedules from "../../Schedules.js"
 import * as FilesApi from "../files/files.js"
 import { exec, execStream } from "./exec.js"
+import { expose, waitForPort } from "./ports.js"
 import { process, processes, spawn } from "./process.js"
 import { guard, guardStream, type Running } from "./running.js"
 
@@ -46,7 +47,9 @@ export const build = (running: Running, fileSystem: Option.Option<FileSystem.Fil
       guardStream: (operation, stream, extra) => guardStream(running, operation, stream, extra),
       readRangeSize: endpoint.readRangeSize
     }),
-    terminate: terminate(running)
+    terminate: terminate(running),
+    expose: expose(running),
+    waitForPort: waitForPort(running)
   }
 }
 

@@ -15,6 +15,7 @@ import * as Stdin from "../wire/stdin.js"
 import { commandAttributes, exitAttributes } from "./attributes.js"
 import { execRequest, outputEvent } from "./exec.js"
 import { guard, guardStream, type Running } from "./running.js"
+import { waitForOutput } from "./waitForOutput.js"
 
 const encoder = new TextEncoder()
 
@@ -34,6 +35,40 @@ const processHandle = <E = never>(
   info: Protocol.ProcessInfoBody,
   writer: Stdin.Writer = Stdin.makeWriter(running.wire, info.id, running.schedules.stdinRetry),
   stdinFailed?: Deferred.Deferred<void, OperationError | E>
+): Process<E> => {
+  const output = outputOf(running, info.id)
+  return handle(running, info, writer, output, stdinFailed)
+}
+
+/** The output stream of process `id`: what the sandbox holds, then (with `follow`) live output. */
+const outputOf =
+  (running: Running, id: string): Process["output"] =>
+  (outputOptions = {}) =>
+    guardStream(
+      running,
+      "process.output",
+      running.wire.output(id, outputOptions.follow ?? false).pipe(
+        Stream.filterMap((event): Option.Option<ExecEvent> => {
+          switch (event.event) {
+            case "stdout":
+            case "stderr":
+              return Option.some(outputEvent(event.event, Buffer.from(event.data, "base64")))
+            case "exit":
+              return Option.some({ _tag: "Exit", ...toExit(event) })
+            default:
+              return Option.none()
+          }
+        })
+      ),
+      { "process.id": id, "process.follow": outputOptions.follow ?? false }
+    )
+
+const handle = <E>(
+  running: Running,
+  info: Protocol.ProcessInfoBody,
+  writer: Stdin.Writer,
+  output: Process["output"],
+  stdinFailed: Deferred.Deferred<void, OperationError | E> | undefined
 ): Process<E> => ({
   id: info.id,
   pid: info.pid,
@@ -67,25 +102,8 @@ const processHandle = <E = never>(
         "process.signal": String(signal)
       }
     ),
-  output: (outputOptions = {}) =>
-    guardStream(
-      running,
-      "process.output",
-      running.wire.output(info.id, outputOptions.follow ?? false).pipe(
-        Stream.filterMap((event): Option.Option<ExecEvent> => {
-          switch (event.event) {
-            case "stdout":
-            case "stderr":
-              return Option.some(outputEvent(event.event, Buffer.from(event.data, "base64")))
-            case "exit":
-              return Option.some({ _tag: "Exit", ...toExit(event) })
-            default:
-              return Option.none()
-          }
-        })
-      ),
-      { "process.id": info.id, "process.follow": outputOptions.follow ?? false }
-    )
+  output,
+  waitForOutput: waitForOutput(info.id, output)
 })
 
 export const spawn =

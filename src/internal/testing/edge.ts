@@ -2,9 +2,11 @@
  * The Hub emulator's edge: the Jobs proxy (`https://<jobId>--<port>.hf.jobs`, HF token as bearer) and the
  * quick-tunnel edge (`https://<name>.trycloudflare.com`), each forwarding to the job's server on loopback
  * as the real one does: the tunnel edge holds request bodies, refuses large ones, and holds GET response
- * bodies until they end. Requests reach it through ./router.ts.
+ * bodies until they end. Both carry upgrades (WebSockets) too, spliced both ways (./upgrade.ts). Requests
+ * reach it through ./router.ts.
  */
 import * as http from "node:http"
+import type * as net from "node:net"
 import { Readable } from "node:stream"
 import type * as Testing from "../../Testing.js"
 import * as ProcessTree from "../processTree.js"
@@ -13,7 +15,8 @@ import { sendError, sendText } from "./http.js"
 import type { Job } from "./job.js"
 import type { OAuthState } from "./oauth.js"
 import { HOST_HEADER } from "./router.js"
-import type { Tunnels } from "./tunnels.js"
+import type { Tunnel, Tunnels } from "./tunnels.js"
+import { type Refusal, refuseUpgrade, spliceUpgrade } from "./upgrade.js"
 import { hex } from "./util.js"
 
 const HOP_BY_HOP = new Set([
@@ -93,6 +96,27 @@ const holdRequestBody = (req: http.IncomingMessage, deliver: (body: Buffer) => v
   })
 }
 
+/** What a quick tunnel's edge adds to every answer. */
+const cfHeaders = () => ({ server: "cloudflare", "cf-ray": `${hex(8)}-EMU` })
+
+/** What a quick tunnel's edge adds to every request it passes to the origin. */
+const TUNNEL_REQUEST_HEADERS = {
+  "cf-worker": "trycloudflare.com",
+  "cf-connecting-ip": "127.0.0.1",
+  "x-forwarded-proto": "https"
+}
+
+/** A refusal answered on a plain request. */
+const refuseHttp = (req: http.IncomingMessage, res: http.ServerResponse, refusal: Refusal) => {
+  if (refusal._tag === "drop") {
+    req.socket.destroy()
+    return
+  }
+  req.resume()
+  if (refusal._tag === "json") return sendError(res, refusal.status, refusal.error)
+  return sendText(res, refusal.status, refusal.text, refusal.headers)
+}
+
 /** How {@link Edge.forward} passes one request on. */
 interface Forwarding {
   readonly port: number
@@ -112,32 +136,71 @@ export interface EdgeContext {
   readonly tunnels: Tunnels
 }
 
+/** Where a request for the Jobs proxy's `host` goes (the job's loopback port), or why it is refused. */
+const proxyRoute = (ctx: EdgeContext, req: http.IncomingMessage, host: string): { readonly port: number } | Refusal => {
+  if (ctx.oauth.verify(req.headers.authorization)._tag !== "Valid") {
+    return { _tag: "json", status: 401, error: "Invalid credentials in Authorization header" }
+  }
+  const match = /^([0-9a-f]{24})--(\d+)\.hf\.jobs$/.exec(host)
+  const job = match === null ? undefined : ctx.jobs.get(match[1]!)
+  const port = match === null ? undefined : Number(match[2])
+  if (job === undefined || port === undefined || job.expose?.includes(port) !== true) {
+    return { _tag: "json", status: 404, error: "Not Found" }
+  }
+  if (job.stage !== "RUNNING") {
+    return { _tag: "json", status: 503, error: `Job is not running (stage: ${job.stage})` }
+  }
+  return { port: job.ports.get(port) ?? port }
+}
+
+/** Where a request for the quick tunnel `host` goes (its origin's port), or why the edge refuses it. */
+const tunnelRoute = (ctx: EdgeContext, host: string): { readonly port: number; readonly tunnel: Tunnel } | Refusal => {
+  const error1033: Refusal = { _tag: "text", status: 530, text: "error code: 1033", headers: cfHeaders() }
+  const tunnel = ctx.tunnels.byHost.get(host)
+  if (tunnel === undefined) {
+    // A client that could not ask the emulator in-process still gets a transport error.
+    return ctx.faults.unknownTunnelHostsDnsFail ? { _tag: "drop" } : error1033
+  }
+  if (tunnel.pid !== undefined && !tunnel.closed && !ProcessTree.isAlive(tunnel.pid)) tunnel.closed = true
+  if (tunnel.closed || tunnel.registeredAt === undefined) return error1033
+  if (Date.now() < tunnel.registeredAt + tunnel.warmupMs) return error1033
+  let origin: URL
+  try {
+    origin = new URL(tunnel.origin)
+  } catch {
+    return { _tag: "text", status: 502, text: "error code: 502", headers: cfHeaders() }
+  }
+  return { port: Number(origin.port || (origin.protocol === "https:" ? 443 : 80)), tunnel }
+}
+
 export class Edge {
   readonly agent = new http.Agent({ keepAlive: true })
+  /** Upgraded (WebSocket) connections in flight, both sides. */
+  readonly upgraded = new Set<net.Socket>()
 
   constructor(readonly ctx: EdgeContext) {}
 
   proxy(req: http.IncomingMessage, res: http.ServerResponse, host: string) {
-    if (this.ctx.oauth.verify(req.headers.authorization)._tag !== "Valid") {
-      req.resume()
-      return sendError(res, 401, "Invalid credentials in Authorization header")
-    }
-    const match = /^([0-9a-f]{24})--(\d+)\.hf\.jobs$/.exec(host)
-    const job = match === null ? undefined : this.ctx.jobs.get(match[1]!)
-    const port = match === null ? undefined : Number(match[2])
-    if (job === undefined || port === undefined || job.expose?.includes(port) !== true) {
-      req.resume()
-      return sendError(res, 404, "Not Found")
-    }
-    if (job.stage !== "RUNNING") {
-      req.resume()
-      return sendError(res, 503, `Job is not running (stage: ${job.stage})`)
-    }
+    const route = proxyRoute(this.ctx, req, host)
+    if ("_tag" in route) return refuseHttp(req, res, route)
     this.forward(req, res, {
-      port: job.ports.get(port) ?? port,
+      port: route.port,
       host,
       extraRequestHeaders: {},
       onRefused: () => sendError(res, 502, "Bad Gateway: the job refused the connection")
+    })
+  }
+
+  /** A WebSocket (or any) upgrade through the Jobs proxy: checked as a request, then spliced both ways. */
+  proxyUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, host: string) {
+    const route = proxyRoute(this.ctx, req, host)
+    if ("_tag" in route) return refuseUpgrade(socket, route)
+    spliceUpgrade(req, socket, head, {
+      port: route.port,
+      host,
+      extraRequestHeaders: {},
+      refused: { _tag: "json", status: 502, error: "Bad Gateway: the job refused the connection" },
+      track: this.upgraded
     })
   }
 
@@ -147,47 +210,48 @@ export class Edge {
   }
 
   quickTunnel(req: http.IncomingMessage, res: http.ServerResponse, host: string) {
-    const cfHeaders = { server: "cloudflare", "cf-ray": `${hex(8)}-EMU` }
-    const error1033 = () => {
-      req.resume()
-      sendText(res, 530, "error code: 1033", cfHeaders)
-    }
-    const tunnel = this.ctx.tunnels.byHost.get(host)
-    if (tunnel === undefined) {
-      if (this.ctx.faults.unknownTunnelHostsDnsFail) {
-        // A client that could not ask the emulator in-process still gets a transport error.
-        req.socket.destroy()
-        return
-      }
-      return error1033()
-    }
-    if (tunnel.pid !== undefined && !tunnel.closed && !ProcessTree.isAlive(tunnel.pid)) tunnel.closed = true
-    if (tunnel.closed || tunnel.registeredAt === undefined) return error1033()
-    if (Date.now() < tunnel.registeredAt + tunnel.warmupMs) return error1033()
-    let origin: URL
-    try {
-      origin = new URL(tunnel.origin)
-    } catch {
-      req.resume()
-      return sendText(res, 502, "error code: 502", cfHeaders)
-    }
-    const port = Number(origin.port || (origin.protocol === "https:" ? 443 : 80))
+    const route = tunnelRoute(this.ctx, host)
+    if ("_tag" in route) return refuseHttp(req, res, route)
+    const { port, tunnel } = route
+    const headers = cfHeaders()
     tunnel.inflight.add(res)
     res.on("close", () => tunnel.inflight.delete(res))
     this.forward(req, res, {
       port,
       host,
-      extraRequestHeaders: {
-        "cf-worker": "trycloudflare.com",
-        "cf-connecting-ip": "127.0.0.1",
-        "x-forwarded-proto": "https"
-      },
-      onRefused: () => sendText(res, 502, "error code: 502", cfHeaders),
-      extraResponseHeaders: cfHeaders,
+      extraRequestHeaders: TUNNEL_REQUEST_HEADERS,
+      onRefused: () => sendText(res, 502, "error code: 502", headers),
+      extraResponseHeaders: headers,
       holdBody: req.method === "GET",
       refuseLarge: () =>
-        sendText(res, 413, EDGE_413_PAGE, { "content-type": "text/html", connection: "close", ...cfHeaders })
+        sendText(res, 413, EDGE_413_PAGE, { "content-type": "text/html", connection: "close", ...headers })
     })
+  }
+
+  /**
+   * A WebSocket through a quick tunnel: the edge and cloudflared carry upgrades (cloudflared proxies
+   * `Upgrade: websocket` to the origin and streams both ways), and neither holds its frames the way the
+   * edge holds a GET response's body. Cut like any request when the tunnel's cloudflared dies.
+   */
+  quickTunnelUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer, host: string) {
+    const route = tunnelRoute(this.ctx, host)
+    if ("_tag" in route) return refuseUpgrade(socket, route)
+    const { port, tunnel } = route
+    tunnel.inflight.add(socket)
+    socket.on("close", () => tunnel.inflight.delete(socket))
+    spliceUpgrade(req, socket, head, {
+      port,
+      host,
+      extraRequestHeaders: TUNNEL_REQUEST_HEADERS,
+      refused: { _tag: "text", status: 502, text: "error code: 502", headers: cfHeaders() },
+      track: this.upgraded
+    })
+  }
+
+  /** At close: the upgraded connections are the server's no more, and would hold its close. */
+  destroyUpgraded() {
+    for (const socket of this.upgraded) socket.destroy()
+    this.upgraded.clear()
   }
 
   /**

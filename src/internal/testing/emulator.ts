@@ -36,6 +36,7 @@ import { Releases } from "./releases.js"
 import * as Router from "./router.js"
 import { fromOptions, type Settings } from "./settings.js"
 import { Tunnels } from "./tunnels.js"
+import { refuseUpgrade } from "./upgrade.js"
 import { delay } from "./util.js"
 
 class Emulator {
@@ -59,6 +60,9 @@ class Emulator {
     this.releases = new Releases(() => this.controlUrl, this.faults, root)
     this.dns = new TunnelDns(this.faults)
     this.server = http.createServer({ noDelay: true }, (req, res) => this.handle(req, res))
+    this.server.on("upgrade", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) =>
+      this.upgrade(req, socket, head)
+    )
     this.oauth = new OAuthState(settings.token, () => this.url)
     this.runner = new JobRunner({
       settings,
@@ -128,6 +132,15 @@ class Emulator {
       })
   }
 
+  /** An upgrade (a WebSocket) for the proxy or the edge; nothing else of the emulator takes one. */
+  private upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer) {
+    const host = Router.virtualHost(req.headers) ?? ""
+    const room = Router.roomOf(host)
+    if (room === "proxy") return this.edge.proxyUpgrade(req, socket, head, host)
+    if (room === "edge") return this.edge.quickTunnelUpgrade(req, socket, head, host)
+    refuseUpgrade(socket, { _tag: "json", status: 404, error: "the Hub emulator takes no upgrade here" })
+  }
+
   /** The control routes a job's stand-ins call: the release host, the Actions id token, the tunnels. */
   private control(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
     const parts = url.pathname.split("/").filter((s) => s !== "")
@@ -145,6 +158,7 @@ class Emulator {
     await this.runner.stop()
     this.hub.dropStreams()
     this.edge.agent.destroy()
+    this.edge.destroyUpgraded()
     const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     this.server.closeAllConnections()
     await Promise.race([serverClosed, delay(1000)])

@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from "node:crypto"
 import type * as http from "node:http"
+import type * as net from "node:net"
 import type * as Testing from "../../Testing.js"
 import * as ProcessTree from "../processTree.js"
 import type { TunnelDns } from "./dns.js"
@@ -34,8 +35,8 @@ export interface Tunnel {
   registeredAt: number | undefined
   warmupMs: number
   closed: boolean
-  /** Edge responses in flight through this tunnel: cut when its cloudflared dies. */
-  readonly inflight: Set<http.ServerResponse>
+  /** Edge responses and upgraded connections in flight through this tunnel: cut when its cloudflared dies. */
+  readonly inflight: Set<http.ServerResponse | net.Socket>
 }
 
 export interface TunnelsContext {

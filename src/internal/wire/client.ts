@@ -14,6 +14,7 @@ import * as Protocol from "../../Protocol.js"
 import type { OperationError } from "../../SandboxError.js"
 import * as Entries from "./entries.js"
 import * as Exec from "./exec.js"
+import * as Ports from "./ports.js"
 import * as Processes from "./processes.js"
 import * as Read from "./read.js"
 import * as Transport from "./transport.js"
@@ -93,6 +94,12 @@ export interface WireClient {
   readonly rename: (from: string, to: string) => Effect.Effect<void, OperationError>
   readonly chmod: (path: string, mode: string) => Effect.Effect<void, OperationError>
   readonly symlink: (path: string, target: string, replace?: boolean) => Effect.Effect<void, OperationError>
+  /** Whether something listens on the port in the sandbox now. */
+  readonly portStatus: (port: number) => Effect.Effect<Protocol.PortStatus, OperationError>
+  /** The port's quick tunnel URL once up; `undefined` while it is still starting (ask again). */
+  readonly portTunnel: (port: number) => Effect.Effect<string | undefined, OperationError>
+  /** Where requests go now, and the headers they carry (the endpoint's and the sandbox token). */
+  readonly origin: Effect.Effect<{ readonly baseUrl: string; readonly headers: Readonly<Record<string, string>> }>
 }
 
 /** The wire client of `target`, bounded by `timeouts`, over the HttpClient of the context. */
@@ -133,5 +140,8 @@ const compose = (transport: Transport.Transport): WireClient => ({
   mkdir: (path) => Entries.mkdir(transport, path),
   rename: (from, to) => Entries.rename(transport, from, to),
   chmod: (path, mode) => Entries.chmod(transport, path, mode),
-  symlink: (path, target, replace) => Entries.symlink(transport, path, target, replace)
+  symlink: (path, target, replace) => Entries.symlink(transport, path, target, replace),
+  portStatus: (port) => Ports.status(transport, port),
+  portTunnel: (port) => Ports.tunnel(transport, port),
+  origin: Transport.origin(transport)
 })

@@ -196,3 +196,7 @@ export const pathParams = (path: string, extra: Record<string, string | undefine
   HttpClientRequest.setUrlParams(
     Object.fromEntries(Object.entries({ path, ...extra }).filter(([, v]) => v !== undefined)) as Record<string, string>
   )
+
+/** Where requests go now and every header they carry: for URLs handed to the caller (a port's proxy). */
+export const origin = (transport: Transport) =>
+  Effect.zipWith(transport.currentBase, transport.headers, (baseUrl, headers) => ({ baseUrl, headers }))
