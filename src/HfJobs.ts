@@ -19,6 +19,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
@@ -214,6 +215,51 @@ export interface SandboxInfo {
   readonly labels: Readonly<Record<string, string>>
   /** The job's page on the Hub. */
   readonly url: string
+  /**
+   * Its name (`Sandbox.make({ name })`, kept as the job label `hf-sandbox-name`), if it has one.
+   *
+   * @since 0.2.0
+   */
+  readonly name?: string | undefined
+}
+
+/**
+ * Options of {@link list}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ListOptions {
+  /** The user or organization whose jobs to list. Default: the token's user. */
+  readonly namespace?: string | undefined
+  /** Include sandboxes that have ended (every stage). */
+  readonly all?: boolean | undefined
+  /** Only jobs carrying every one of these labels (filtered by the Hub). @since 0.2.0 */
+  readonly labels?: Readonly<Record<string, string>> | undefined
+  /** Only jobs in this stage, or any of these (e.g. `"RUNNING"`; filtered by the Hub). @since 0.2.0 */
+  readonly stage?: string | ReadonlyArray<string> | undefined
+  /** Only the sandbox with this name. @since 0.2.0 */
+  readonly name?: string | undefined
+}
+
+/**
+ * Options of {@link sweep}: which live sandboxes to stop. Filters combine (AND); with none, every live
+ * sandbox of the namespace.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SweepOptions {
+  /** The user or organization whose sandboxes to stop. Default: the token's user. */
+  readonly namespace?: string | undefined
+  /** Only sandboxes carrying every one of these labels. */
+  readonly labels?: Readonly<Record<string, string>> | undefined
+  /** Only the sandbox with this name. */
+  readonly name?: string | undefined
+  /** Only sandboxes created longer ago than this (a Duration, or `"90s"`, `"30m"`, `"2h"`, `"1d"`). */
+  readonly olderThan?: Duration.DurationInput | string | undefined
+  /** Stop nothing: only say which sandboxes would be stopped. */
+  readonly dryRun?: boolean | undefined
 }
 
 /**
@@ -223,11 +269,11 @@ export interface SandboxInfo {
  * @category models
  */
 export interface Service {
-  /** Sandbox jobs of the namespace (default: the token's user); only live ones unless `all`. */
-  readonly list: (options?: {
-    readonly namespace?: string | undefined
-    readonly all?: boolean | undefined
-  }) => Effect.Effect<ReadonlyArray<SandboxInfo>, HubError | StartError>
+  /**
+   * Sandbox jobs of the namespace (default: the token's user); only live ones unless `all` or `stage`,
+   * filtered by `labels`, `stage` and `name` on the Hub.
+   */
+  readonly list: (options?: ListOptions) => Effect.Effect<ReadonlyArray<SandboxInfo>, HubError | StartError>
   /**
    * Stops a sandbox by id (cancels its job). Refuses jobs that are not sandboxes. The id may be
    * `namespace/id`; anything but a job id fails with `StartError` (`InvalidOptions`) before any request.
@@ -247,6 +293,11 @@ export interface Service {
    * @since 0.2.0
    */
   readonly hardware: Effect.Effect<ReadonlyArray<Hardware>, HubError | StartError>
+  /**
+   * Stops the live sandboxes that match every filter and returns them (with `dryRun`, only returns
+   * them). @since 0.2.0
+   */
+  readonly sweep: (options?: SweepOptions) => Effect.Effect<ReadonlyArray<SandboxInfo>, HubError | StartError>
 }
 
 /**
@@ -331,12 +382,35 @@ export const layer = (
   Layer.effectContext(Effect.map(build(HfConfig.resolve(options)), contextOf))
 
 /**
- * Sandbox jobs of a namespace (default: the token's user); only live ones unless `all`.
+ * Sandbox jobs of a namespace (default: the token's user); only live ones unless `all` or `stage`. The
+ * `labels`, `stage` (@since 0.2.0) and `name` (@since 0.2.0) filters are applied by the Hub:
+ *
+ * ```ts
+ * import * as HfJobs from "hf-sandbox/HfJobs"
+ *
+ * const ciSandboxes = HfJobs.list({ labels: { team: "ci" }, stage: "RUNNING" })
+ * ```
  *
  * @since 0.1.0
  * @category operations
  */
-export const list = (options?: Parameters<Service["list"]>[0]) => Effect.flatMap(HfJobs, (s) => s.list(options))
+export const list = (options?: ListOptions) => Effect.flatMap(HfJobs, (s) => s.list(options))
+
+/**
+ * Stops the live sandboxes of a namespace that match every filter given — `labels`, `name`, created
+ * longer ago than `olderThan` — and returns them; with `dryRun`, stops nothing and returns what it would
+ * stop. Every match is tried; if some could not be stopped, it fails with the first error after the rest.
+ *
+ * ```ts
+ * import * as HfJobs from "hf-sandbox/HfJobs"
+ *
+ * const stale = HfJobs.sweep({ labels: { team: "ci" }, olderThan: "1h" })
+ * ```
+ *
+ * @since 0.2.0
+ * @category operations
+ */
+export const sweep = (options?: SweepOptions) => Effect.flatMap(HfJobs, (s) => s.sweep(options))
 
 /**
  * Stops a sandbox by id (cancels its job). The id may be `namespace/id`, as the job's page shows it.

@@ -92,6 +92,15 @@ export interface DetachedInfo {
   /** Seconds without a request after which it stops itself (0: never). */
   readonly idleTimeoutSeconds: number
   readonly serverVersion: string
+  /**
+   * Its name (`Sandbox.make({ name })`), if it has one. A named sandbox is listed even when it is owned
+   * (not detached), for as long as it runs.
+   *
+   * @since 0.2.0
+   */
+  readonly name?: string | undefined
+  /** The labels it was made with (the `labels` option), if any. @since 0.2.0 */
+  readonly labels?: Readonly<Record<string, string>> | undefined
 }
 
 /**

@@ -23,6 +23,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { Files } from "./Files.js"
 import type * as HfJobs from "./HfJobs.js"
+import * as Names from "./internal/sandbox/names.js"
 import { attachTo, open } from "./internal/sandbox/open.js"
 import type { HubError, OperationError, SshError, StartError } from "./SandboxError.js"
 import type * as SandboxProvider from "./SandboxProvider.js"
@@ -157,7 +158,30 @@ export interface MakeOptions {
    * @since 0.2.0
    */
   readonly maxCost?: number | string | undefined
+  /**
+   * A name for the sandbox, unique among the provider's running sandboxes: 1 to 63 of
+   * `A-Z a-z 0-9 . _ -` (else `StartError("InvalidOptions")`). `connect({ name })` finds it again, and
+   * `list`/`sweep` filter by it. While a sandbox of that name runs, `make` fails with
+   * `StartError("NameTaken")` naming it (two `make`s racing: the earlier-created one keeps the name, the
+   * other stops its own sandbox and fails); {@link getOrCreate} attaches to it instead. HF Jobs keeps it
+   * as the job label `hf-sandbox-name` (per namespace); the local provider in the sandbox's state file
+   * (per state directory).
+   *
+   * @since 0.2.0
+   */
+  readonly name?: string | undefined
 }
+
+/**
+ * Options of {@link connect}: how to attach, and where the provider looks (HF Jobs' `namespace`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ConnectOptions = Pick<
+  MakeOptions,
+  "startTimeout" | "timeouts" | "schedules" | "cwd" | "namespace" | "transport"
+>
 
 /**
  * Options of {@link Sandbox.exec}.
@@ -684,14 +708,44 @@ export const make = (
  * stops the sandbox. Fails with `StartError` when the id is not a running sandbox or the provider cannot
  * attach (`InvalidOptions`, before any request, when it is not an id at all).
  *
+ * `connect({ name })` (@since 0.2.0) attaches to the running sandbox of that name (`make({ name })`),
+ * found with the provider's `list`; none: `StartError("NotFound")`.
+ *
  * @since 0.1.0
  * @category constructors
  */
-export const connect = (
-  id: string,
-  options: Pick<MakeOptions, "startTimeout" | "timeouts" | "schedules" | "cwd" | "namespace" | "transport"> = {}
+export const connect: {
+  (
+    id: string,
+    options?: ConnectOptions
+  ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope>
+  (
+    options: ConnectOptions & { readonly name: string }
+  ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope>
+} = (
+  idOrOptions: string | (ConnectOptions & { readonly name: string }),
+  options: ConnectOptions = {}
 ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
-  open("connect", options, attachTo(id), { "sandbox.id": id })
+  typeof idOrOptions === "string"
+    ? open("connect", options, attachTo(idOrOptions), { "sandbox.id": idOrOptions })
+    : Names.connectByName(idOrOptions)
+
+/**
+ * The running sandbox named `name`, attached to, or else a new one made with these options: what a
+ * retried or repeated start calls instead of `make`, so that it never leaves two. Safe against callers
+ * racing (in this process or others): each that finds none creates one, then looks again; the
+ * earlier-created sandbox keeps the name, and every other caller stops its own and attaches to it, so
+ * all get the same sandbox and one is left running. A sandbox this call made is this scope's (it stops
+ * when the scope closes, unless `detach`); one it attached to is only detached from. Without a `name`,
+ * or with a bad one, it fails with `StartError("InvalidOptions")`.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const getOrCreate = (
+  options: MakeOptions & { readonly name: string }
+): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
+  Names.getOrCreate(options, make)
 
 /**
  * Provides one sandbox as the {@link Sandbox} service for as long as the layer lives: an application,

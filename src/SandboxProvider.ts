@@ -53,6 +53,15 @@ export interface Spec {
    * @since 0.2.0
    */
   readonly providerOptions: Readonly<Record<string, unknown>>
+  /**
+   * The sandbox's name, unique among the provider's running sandboxes (checked by `make`: 1 to 63 of
+   * `A-Z a-z 0-9 . _ -`). A provider that honours it refuses a second live sandbox of that name with
+   * `StartError("NameTaken")` — before creating one, and after, when two creates raced — and finds it
+   * again with `list({ name })`. Optional, so providers and specs written before it keep working.
+   *
+   * @since 0.2.0
+   */
+  readonly name?: string | undefined
 }
 
 /**
@@ -246,6 +255,12 @@ export interface Listed {
   readonly cells: ReadonlyArray<string>
   /** The whole record, with `provider`, as `--json` prints it. */
   readonly record: Readonly<Record<string, unknown>>
+  /**
+   * Its name (`Sandbox.make({ name })`), if it has one.
+   *
+   * @since 0.2.0
+   */
+  readonly name?: string | undefined
 }
 
 /**
@@ -257,6 +272,49 @@ export interface Listed {
 export interface ListOptions {
   /** Include sandboxes that have ended, where the provider keeps them (HF Jobs). */
   readonly all?: boolean | undefined
+  /**
+   * Only sandboxes carrying every one of these labels (HF Jobs: filtered by the Hub; local: the labels a
+   * sandbox was made with).
+   *
+   * @since 0.2.0
+   */
+  readonly labels?: Readonly<Record<string, string>> | undefined
+  /**
+   * Only the sandbox with this name (`Sandbox.make({ name })`).
+   *
+   * @since 0.2.0
+   */
+  readonly name?: string | undefined
+  /**
+   * The options of `connect` the generic layer does not read, as given (e.g. HF Jobs' `namespace`), so
+   * that a lookup by name asks where the sandbox lives.
+   *
+   * @since 0.2.0
+   */
+  readonly providerOptions?: Readonly<Record<string, unknown>> | undefined
+}
+
+/**
+ * Options of {@link sweep}: which running sandboxes to stop. Filters combine (AND); with none, every
+ * running sandbox of the provider.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SweepOptions {
+  /** Only sandboxes carrying every one of these labels. */
+  readonly labels?: Readonly<Record<string, string>> | undefined
+  /** Only the sandbox with this name. */
+  readonly name?: string | undefined
+  /**
+   * Only sandboxes created longer ago than this (a Duration, or `"90s"`, `"30m"`, `"2h"`, `"1d"`).
+   * Sandboxes whose creation time the provider does not know are kept.
+   */
+  readonly olderThan?: Duration.DurationInput | string | undefined
+  /** Stop nothing: only say which sandboxes would be stopped. */
+  readonly dryRun?: boolean | undefined
+  /** As for {@link ListOptions.providerOptions}. */
+  readonly providerOptions?: Readonly<Record<string, unknown>> | undefined
 }
 
 /**
@@ -367,3 +425,16 @@ export const logs: (id: string, options?: LogOptions) => Stream.Stream<string, S
  */
 export const connect: (id: string, spec: Spec) => Effect.Effect<Endpoint, StartError, SandboxProvider | Scope.Scope> =
   internal.connect(SandboxProvider)
+
+/**
+ * Stops the provider's running sandboxes that match every filter given (labels, name, age), and returns
+ * them — with `dryRun`, only returns them. Every match is tried; when some could not be stopped, it fails
+ * with the first error after trying the rest. Fails with a `StartError("InvalidOptions")` naming the
+ * option for a bad filter, and as {@link list} and {@link kill} fail for a provider without them.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const sweep: (
+  options?: SweepOptions
+) => Effect.Effect<ReadonlyArray<Listed>, StartError | HubError, SandboxProvider> = internal.sweep(SandboxProvider)

@@ -36,7 +36,7 @@ import type * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
 import type * as Stream from "effect/Stream"
 import type * as EffectFiles from "./Files.js"
-import { open } from "./internal/promise/open.js"
+import { getOrCreateTracked, open } from "./internal/promise/open.js"
 import { providerOf, telemetryApplies, telemetryOf } from "./internal/promise/providers.js"
 import * as Providers from "./internal/providers.js"
 import type * as LocalSandbox from "./LocalSandbox.js"
@@ -466,15 +466,50 @@ export const create = (options: CreateOptions = {}): Promise<Sandbox> => {
  * @since 0.1.0
  * @category constructors
  */
-export const connect = (id: string, options: ConnectOptions = {}): Promise<Sandbox> => {
+export const connect: {
+  (id: string, options?: ConnectOptions): Promise<Sandbox>
+  /**
+   * Attaches to the running sandbox named `name` (`create({ name })`); none: a `StartError` with reason
+   * `NotFound`. @since 0.2.0
+   */
+  (options: ConnectOptions & { readonly name: string }): Promise<Sandbox>
+} = (idOrOptions: string | (ConnectOptions & { readonly name: string }), more: ConnectOptions = {}) => {
+  const byName = typeof idOrOptions !== "string"
+  const options: ConnectOptions = byName ? idOrOptions : more
   const { provider: _, signal, httpClient, ...rest } = options
   return open({
     owned: false,
     // An id of a provider's own shape (`local-…`) means that provider, as on the command line.
-    provider: providerOf(options, Providers.owning([id])),
-    make: EffectSandbox.connect(id, rest),
+    provider: providerOf(options, byName ? undefined : Providers.owning([idOrOptions])),
+    make: byName
+      ? EffectSandbox.connect({ ...rest, name: idOrOptions.name })
+      : EffectSandbox.connect(idOrOptions, rest),
     signal,
     httpClient
+  })
+}
+
+/**
+ * The running sandbox named `name`, attached to, or else a new one made with these options (see the
+ * Effect API's `Sandbox.getOrCreate`): safe against callers racing, in this process or others. A sandbox
+ * this call made is the handle's (ended by `terminate`, `await using` and this process's exit, unless
+ * `detach`); one it attached to is only detached from.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const getOrCreate = (options: CreateOptions & { readonly name: string }): Promise<Sandbox> => {
+  const { provider: _, signal, httpClient, ...make } = options
+  const opening = getOrCreateTracked(make)
+  return open({
+    owned: () => opening.created() && (make as { readonly detach?: boolean | undefined }).detach !== true,
+    provider: providerOf(options),
+    make: opening.make,
+    signal,
+    httpClient,
+    telemetry: telemetryApplies(options)
+      ? telemetryOf((options as { readonly endpoint?: string | undefined }).endpoint)
+      : undefined
   })
 }
 
@@ -487,4 +522,6 @@ export const connect = (id: string, options: ConnectOptions = {}): Promise<Sandb
 export const Sandbox: {
   readonly create: typeof create
   readonly connect: typeof connect
-} = { create, connect }
+  /** @since 0.2.0 */
+  readonly getOrCreate: typeof getOrCreate
+} = { create, connect, getOrCreate }

@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { StartError } from "../SandboxError.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
+import * as Sweep from "./sweep.js"
 
 // The Tag is handed in by the public module (which defines it), so this module needs only its types: no
 // import cycle between the two.
@@ -50,3 +51,21 @@ export const connect = (tag: Tag) => (id: string, spec: SandboxProvider.Spec) =>
       ? Effect.fail(unsupported(provider.name, `attach to sandbox ${id}`, "attaching to sandboxes by id"))
       : provider.connect(id, spec)
   )
+
+export const sweep =
+  (tag: Tag) =>
+  (options: SandboxProvider.SweepOptions = {}) =>
+    Effect.gen(function* () {
+      const provider = yield* tag
+      const filters = yield* Sweep.filters(provider.name, options)
+      const listing = yield* list(tag)({
+        labels: filters.labels,
+        name: filters.name,
+        providerOptions: options.providerOptions
+      })
+      const matches = yield* Sweep.select(
+        listing.rows.filter((row) => filters.name === undefined || row.name === filters.name),
+        filters.olderThan
+      )
+      return options.dryRun ? matches : yield* Sweep.stopAll(matches, (row) => kill(tag)(row.id))
+    }).pipe(Effect.withSpan("SandboxProvider.sweep", { attributes: { "sweep.dryRun": options.dryRun ?? false } }))

@@ -22,8 +22,13 @@ export const CANCEL_BOUND = Duration.seconds(30)
 /** How long a failed request waits for the Hub's word on whether the job ended: one inspect, not a retry loop. */
 const EXIT_REASON_BOUND = Duration.seconds(5)
 
-/** Labels every sandbox job carries. */
-export const LABEL = { sandbox: "hf-sandbox", mode: "hf-sandbox-mode", nonce: "hf-sandbox-nonce" } as const
+/** Labels every sandbox job carries (`name`: a named one, `Sandbox.make({ name })`). */
+export const LABEL = {
+  sandbox: "hf-sandbox",
+  mode: "hf-sandbox-mode",
+  nonce: "hf-sandbox-nonce",
+  name: "hf-sandbox-name"
+} as const
 
 /** Whether a job carries every label of a sandbox job. */
 export const isSandboxJob = (job: Hub.JobInfo) =>
@@ -161,7 +166,15 @@ export const jobSpec = (
     ...(spec.forwardHfToken ? { HF_TOKEN: Redacted.value(hfToken) } : {}),
     SBX_TOKEN: Redacted.value(sandboxToken)
   }
-  const labels = { ...spec.labels, [LABEL.sandbox]: "1", [LABEL.mode]: "dedicated", [LABEL.nonce]: nonce }
+  // The name label is the provider's: a caller's `hf-sandbox-name` label would name a job unchecked.
+  const { [LABEL.name]: _reserved, ...own } = spec.labels
+  const labels = {
+    ...own,
+    [LABEL.sandbox]: "1",
+    [LABEL.mode]: "dedicated",
+    [LABEL.nonce]: nonce,
+    ...(spec.name !== undefined ? { [LABEL.name]: spec.name } : {})
+  }
   return {
     ...(isSpace ? { spaceId: image } : { dockerImage: spec.image }),
     command: ["/bin/sh", "-c", command],

@@ -8,9 +8,13 @@ import * as Stream from "effect/Stream"
 import type { SandboxInfo, Service } from "../../HfJobs.js"
 import { StartError } from "../../SandboxError.js"
 import * as Schedules from "../../Schedules.js"
+import * as SandboxName from "../sandboxName.js"
 import * as StartErrors from "../startError.js"
+import * as Sweep from "../sweep.js"
+import * as Validate from "../validate.js"
 import { hubFailure, type ProviderContext } from "./context.js"
 import * as Hub from "./hub.js"
+import * as JobLabels from "./jobLabels.js"
 import * as JobRef from "./jobRef.js"
 import { cancelJob, isSandboxJob, LABEL } from "./jobs.js"
 import { jobLogs, timingOf } from "./logs.js"
@@ -38,17 +42,24 @@ export const findSandbox = (ctx: ProviderContext, ref: string, explicitNamespace
     return { client, job, namespace: job.owner?.name ?? namespace }
   })
 
-/** Sandbox jobs of a namespace (default: the token's user); only live ones unless `all`. */
+/**
+ * Sandbox jobs of a namespace (default: the token's user); only live ones unless `all` or `stage`. The
+ * labels, name and stages are filtered by the Hub (`label=k=v`, `stage=S`, as `huggingface_hub` asks).
+ */
 export const list = (ctx: ProviderContext, listOptions: Parameters<Service["list"]>[0] = {}) =>
   Effect.gen(function* () {
+    const filter = yield* listFilter(listOptions)
     const client = yield* ctx.hub
     const namespace = yield* ctx.namespaceOf(listOptions.namespace)
-    const jobs = yield* client.listJobs(
-      namespace,
-      { labels: { [LABEL.sandbox]: "1" }, stages: listOptions.all ? undefined : Hub.LIVE_STAGES },
-      (yield* Schedules.Schedules).hubRetry
+    const jobs = yield* client.listJobs(namespace, filter, (yield* Schedules.Schedules).hubRetry)
+    const stages = filter.stages
+    const sandboxes = jobs.filter(
+      (job) =>
+        isSandboxJob(job) &&
+        (stages !== undefined
+          ? stages.includes(job.status.stage)
+          : listOptions.all || !Hub.isTerminal(job.status.stage))
     )
-    const sandboxes = jobs.filter((job) => isSandboxJob(job) && (listOptions.all || !Hub.isTerminal(job.status.stage)))
     yield* Effect.annotateCurrentSpan("hfjobs.count", sandboxes.length)
     return sandboxes.map(
       (job): SandboxInfo => ({
@@ -59,13 +70,59 @@ export const list = (ctx: ProviderContext, listOptions: Parameters<Service["list
         flavor: job.flavor ?? undefined,
         createdAt: job.createdAt ?? undefined,
         labels: job.labels ?? {},
-        url: `${ctx.config.endpoint}/jobs/${job.owner?.name ?? namespace}/${job.id}`
+        url: `${ctx.config.endpoint}/jobs/${job.owner?.name ?? namespace}/${job.id}`,
+        name: job.labels?.[LABEL.name]
       })
     )
   }).pipe(
     Effect.mapError((error) => StartErrors.during("list sandboxes", error)),
     Effect.withSpan("HfJobs.list", {
       attributes: { "sandbox.provider": "hf-jobs", "hfjobs.all": listOptions.all ?? false }
+    })
+  )
+
+/** The Hub's filter of a listing: its options checked (a bad one fails naming it, before any request). */
+const listFilter = (listOptions: Parameters<Service["list"]>[0] & {}) =>
+  Effect.try({
+    try: (): Hub.ListFilter => {
+      const labels = SandboxName.checkLabels("labels", listOptions.labels) ?? {}
+      const badLabel = JobLabels.problem(labels)
+      if (badLabel !== undefined) throw new Validate.Invalid("labels", badLabel)
+      const name = listOptions.name === undefined ? undefined : SandboxName.check("name", listOptions.name)
+      const stage = listOptions.stage
+      const stages = stage === undefined ? undefined : typeof stage === "string" ? [stage] : stage
+      if (stages?.some((s) => typeof s !== "string" || s.length === 0)) {
+        throw new Validate.Invalid("stage", `${JSON.stringify(stage)} is not a job stage (e.g. "RUNNING")`)
+      }
+      return {
+        // The sandbox label last: a filter cannot widen the listing to jobs that are not sandboxes.
+        labels: { ...labels, ...(name !== undefined ? { [LABEL.name]: name } : {}), [LABEL.sandbox]: "1" },
+        stages: stages?.map((s) => s.toUpperCase()) ?? (listOptions.all ? undefined : Hub.LIVE_STAGES)
+      }
+    },
+    catch: (cause) =>
+      new StartError({
+        provider: "hf-jobs",
+        reason: "InvalidOptions",
+        detail: `invalid list options: ${cause instanceof Error ? cause.message : String(cause)}`
+      })
+  })
+
+/**
+ * Stops the live sandbox jobs that match every filter (labels, name, created longer ago than
+ * `olderThan`) and returns them; with `dryRun`, only returns them.
+ */
+export const sweep = (ctx: ProviderContext, sweepOptions: Parameters<Service["sweep"]>[0] = {}) =>
+  Effect.gen(function* () {
+    const filters = yield* Sweep.filters("hf-jobs", sweepOptions)
+    const live = yield* list(ctx, { namespace: sweepOptions.namespace, labels: filters.labels, name: filters.name })
+    const matches = yield* Sweep.select(live, filters.olderThan)
+    if (sweepOptions.dryRun) return matches
+    return yield* Sweep.stopAll(matches, (s) => kill(ctx, `${s.namespace}/${s.id}`))
+  }).pipe(
+    Effect.mapError((error) => StartErrors.during("sweep sandboxes", error)),
+    Effect.withSpan("HfJobs.sweep", {
+      attributes: { "sandbox.provider": "hf-jobs", "sweep.dryRun": sweepOptions.dryRun ?? false }
     })
   )
 

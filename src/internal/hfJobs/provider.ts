@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Redacted from "effect/Redacted"
 import type { SandboxOptions, Service } from "../../HfJobs.js"
-import { StartError } from "../../SandboxError.js"
+import { type HubError, StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
 import type { ServerFiles } from "../serverScript.js"
@@ -20,7 +20,8 @@ import { hardware } from "./hardware.js"
 import * as Hub from "./hub.js"
 import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
 import { listing } from "./listing.js"
-import { findSandbox, kill, list, logs } from "./operations.js"
+import * as Names from "./names.js"
+import { findSandbox, kill, list, logs, sweep } from "./operations.js"
 import type { HfSpec } from "./sandboxOptions.js"
 import * as HfSandboxOptions from "./sandboxOptions.js"
 import { isJobProxyUrl } from "./tunnel.js"
@@ -52,7 +53,8 @@ export const make = (
       list: (options) => list(ctx, options),
       kill: (id, options) => kill(ctx, id, options),
       logs: (id, options) => logs(ctx, id, options),
-      hardware: hardware(ctx)
+      hardware: hardware(ctx),
+      sweep: (options) => sweep(ctx, options)
     }
   }))
 
@@ -162,8 +164,15 @@ const createJob = ({ client, hfToken, namespace, server, serverFiles }: Creating
           )
       )
     )
+    // A name is checked free first; a race of two creates is settled after (see ./names).
+    if (spec.name !== undefined) {
+      yield* Names.checkFree(client, namespace, spec.name, spec.schedules.hubRetry).pipe(Effect.mapError(named))
+    }
     const job = yield* createOnce.pipe(retry, Effect.mapError(hubFailure))
     created = job
+    if (spec.name !== undefined) {
+      yield* Names.settle(client, namespace, spec.name, job, spec.schedules.hubRetry).pipe(Effect.mapError(named))
+    }
     const owner = job.owner?.name ?? namespace
     const abandon = Effect.suspend(() => {
       abandoned = true
@@ -171,6 +180,9 @@ const createJob = ({ client, hfToken, namespace, server, serverFiles }: Creating
     })
     return { job, request, namespace: owner, abandon } satisfies Flavors.Created
   })
+
+/** A Hub failure of a name check as a start's error; a `NameTaken` as it is. */
+const named = (error: HubError | StartError): StartError => (error instanceof StartError ? error : hubFailure(error))
 
 /** The endpoint of a running sandbox job, found by `[namespace/]id`; its transport is the one it was made with. */
 export const connect = (ctx: ProviderContext, id: string, spec: HfSpec) =>

@@ -21,6 +21,7 @@ import type { LocalContext } from "./context.js"
 import { startError, unknownSandbox } from "./errors.js"
 import { detachedExitReason, exitText, signalOf } from "./exit.js"
 import { logLines, tailOf } from "./logs.js"
+import * as Names from "./names.js"
 import * as Owner from "./owner.js"
 import * as Server from "./server.js"
 import * as LocalState from "./state.js"
@@ -54,7 +55,8 @@ const endpoint = (
     port: state.port,
     serverVersion: state.serverVersion,
     detached: true,
-    idleTimeoutSeconds: state.idleTimeoutSeconds
+    idleTimeoutSeconds: state.idleTimeoutSeconds,
+    ...(state.name !== undefined ? { name: state.name } : {})
   }
 })
 
@@ -73,6 +75,8 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
       try: () => LocalState.ensureDirectory(ctx.stateDir),
       catch: (e) => startError("SpawnFailed", `cannot create the state directory ${ctx.stateDir}: ${String(e)}`)
     })
+    const labels = yield* Names.labelsOf(spec)
+    if (spec.name !== undefined) yield* Names.checkFree(ctx.stateDir, spec.name)
     const workdir = yield* Workdir.create(ctx)
     const log = LocalState.logPath(ctx.stateDir, id)
     let server: Owner.Owner | undefined
@@ -119,12 +123,16 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
       python: launch.python,
       serverVersion: announce.version,
       createdAtMs: Date.now(),
-      idleTimeoutSeconds: spec.idleTimeout ? Duration.toSeconds(spec.idleTimeout) : 0
+      idleTimeoutSeconds: spec.idleTimeout ? Duration.toSeconds(spec.idleTimeout) : 0,
+      ...(labels !== undefined ? { labels } : {})
     }
-    yield* Effect.try({
-      try: () => LocalState.write(ctx.stateDir, state),
-      catch: (e) => startError("SpawnFailed", `cannot write the state file in ${ctx.stateDir}: ${String(e)}`)
-    })
+    // A name is taken with the state file's write, if it is still free (see ./names).
+    yield* spec.name !== undefined
+      ? Names.claim(ctx.stateDir, { ...state, name: spec.name })
+      : Effect.try({
+          try: () => LocalState.write(ctx.stateDir, state),
+          catch: (e) => startError("SpawnFailed", `cannot write the state file in ${ctx.stateDir}: ${String(e)}`)
+        })
     const made = endpoint(ctx, state, Deferred.await(died))
     return { ...made, lifetime: spec.lifetime, details: { ...made.details, serverPid: announce.pid } }
   })

@@ -31,7 +31,9 @@ export const list = (
           workdir: s.workdir,
           createdAt: new Date(s.createdAtMs).toISOString(),
           idleTimeoutSeconds: s.idleTimeoutSeconds,
-          serverVersion: s.serverVersion
+          serverVersion: s.serverVersion,
+          ...(s.name !== undefined ? { name: s.name } : {}),
+          ...(s.labels !== undefined ? { labels: s.labels } : {})
         })
       )
     )

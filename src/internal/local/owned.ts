@@ -9,6 +9,7 @@ import * as Command from "@effect/platform/Command"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -22,9 +23,11 @@ import type { LocalContext } from "./context.js"
 import { startError } from "./errors.js"
 import { decodeExited, EXIT_NEWS_GRACE, exitText, signalOf } from "./exit.js"
 import { captureStderr, makeTail, type Tail } from "./logs.js"
+import * as Names from "./names.js"
 import * as OwnedDirs from "./ownedDirs.js"
+import * as Owner from "./owner.js"
 import * as Server from "./server.js"
-import { newId } from "./state.js"
+import * as LocalState from "./state.js"
 import { backstop, stopChild } from "./stop.js"
 import * as Workdir from "./workdir.js"
 
@@ -49,12 +52,63 @@ interface Watched {
 
 export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
   Effect.gen(function* () {
+    const labels = yield* Names.labelsOf(spec)
+    if (spec.name !== undefined) yield* nameFree(ctx, spec.name)
     const workdir = yield* makeWorkdir(ctx)
     const started = yield* startServer(ctx, spec, workdir)
     const watched = yield* watch(started)
     const announce = yield* Deferred.await(watched.listening).pipe(Server.announcedWithin(spec, watched.tail.get))
-    return { ...endpoint(started, watched, announce), lifetime: spec.lifetime }
+    const made = endpoint(started, watched, announce)
+    if (spec.name !== undefined) yield* named(ctx, spec, { started, announce, id: made.id, name: spec.name, labels })
+    return {
+      ...made,
+      lifetime: spec.lifetime,
+      ...(spec.name !== undefined ? { details: { ...made.details, name: spec.name } } : {})
+    }
   })
+
+/** Before starting a named sandbox: its name is free in the state directory (which is made if missing). */
+const nameFree = (ctx: LocalContext, name: string) =>
+  Effect.zipRight(
+    Effect.try({
+      try: () => LocalState.ensureDirectory(ctx.stateDir),
+      catch: (e) => startError("SpawnFailed", `cannot create the state directory ${ctx.stateDir}: ${String(e)}`)
+    }),
+    Names.checkFree(ctx.stateDir, name)
+  )
+
+/**
+ * A named owned sandbox gets a state file too, so that `connect({ name })` and `list` find it while it
+ * runs; it is removed first when the scope closes (a crash leaves one whose server is gone: stale).
+ */
+const named = (
+  ctx: LocalContext,
+  spec: SandboxProvider.Spec,
+  sandbox: {
+    readonly started: Started
+    readonly announce: Protocol.ListeningLine
+    readonly id: string
+    readonly name: string
+    readonly labels: Readonly<Record<string, string>> | undefined
+  }
+) =>
+  Effect.acquireRelease(
+    Names.claim(ctx.stateDir, {
+      ...Owner.of(sandbox.started.proc.pid),
+      id: sandbox.id,
+      port: sandbox.announce.port,
+      token: sandbox.started.token,
+      workdir: sandbox.started.workdir,
+      python: sandbox.started.python,
+      serverVersion: sandbox.announce.version,
+      createdAtMs: Date.now(),
+      idleTimeoutSeconds: spec.idleTimeout ? Duration.toSeconds(spec.idleTimeout) : 0,
+      name: sandbox.name,
+      ...(sandbox.labels !== undefined ? { labels: sandbox.labels } : {})
+    }),
+    // The state file and log only: the working directory is the scope's own to remove, last.
+    () => Effect.sync(() => LocalState.removeFiles(ctx.stateDir, sandbox.id, undefined))
+  )
 
 /** The working directory, made and claimed, with its release: the last of the sandbox's. */
 const makeWorkdir = (ctx: LocalContext): Effect.Effect<string, StartError, Scope.Scope> =>
@@ -164,7 +218,7 @@ const watch = ({ proc }: Started): Effect.Effect<Watched, never, Scope.Scope> =>
   })
 
 const endpoint = (started: Started, watched: Watched, announce: Protocol.ListeningLine): SandboxProvider.Endpoint => ({
-  id: newId(),
+  id: LocalState.newId(),
   provider: "local",
   baseUrl: `http://127.0.0.1:${announce.port}`,
   token: Redacted.make(started.token),

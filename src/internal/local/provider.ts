@@ -41,7 +41,7 @@ export const make = (
           spec.detach ? Detached.provision(ctx, spec) : Owned.provision(ctx, spec)
         ),
       connect: (id) => Detached.connect(ctx, id),
-      list: () => listing(ctx),
+      list: (listOptions) => listing(ctx, listOptions),
       kill: (id) => kill(id, { stateDir: ctx.stateDir, stopTimeout: ctx.stopTimeout }),
       logs: (id, logOptions) => logs(id, { ...logOptions, stateDir: ctx.stateDir })
     } satisfies SandboxProvider.Service

@@ -29,6 +29,10 @@ export interface State extends Owner.Owner {
   readonly createdAtMs: number
   /** Seconds without a request after which the server stops itself (0: never). */
   readonly idleTimeoutSeconds: number
+  /** Its name (`Sandbox.make({ name })`), unique among the live sandboxes of the directory (internal/local/names). */
+  readonly name?: string | undefined
+  /** The labels it was made with (HF Jobs' `labels` option), for `list`/`sweep` filters. */
+  readonly labels?: Readonly<Record<string, string>> | undefined
 }
 
 /** Ids of detached local sandboxes; checked before an id becomes part of a file path. */

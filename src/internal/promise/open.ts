@@ -9,11 +9,12 @@ import * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
 import * as Scope from "effect/Scope"
 import type { Sandbox } from "../../promise.js"
-import type * as EffectSandbox from "../../Sandbox.js"
+import * as EffectSandbox from "../../Sandbox.js"
 import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import type * as Telemetry from "../../Telemetry.js"
 import { EFFECT_TOKEN_HINT } from "../hfJobs/credentials.js"
+import * as Names from "../sandbox/names.js"
 import * as Shutdown from "../shutdown.js"
 import { handleOf } from "./handles.js"
 import type { ProviderContext } from "./providers.js"
@@ -34,7 +35,8 @@ const inFacadeTerms = (error: StartError): StartError =>
 
 /** Starts or attaches to a sandbox in a scope of its own. */
 export const open = async (params: {
-  readonly owned: boolean
+  /** Whether the sandbox is this handle's to end; a function when only the start says (`getOrCreate`). */
+  readonly owned: boolean | (() => boolean)
   readonly provider: Promise<ProviderContext>
   readonly make: Effect.Effect<
     EffectSandbox.Sandbox,
@@ -52,15 +54,17 @@ export const open = async (params: {
   const cancel = new AbortController()
   const signal = params.signal === undefined ? cancel.signal : AbortSignal.any([params.signal, cancel.signal])
   let started: Promise<unknown> = Promise.resolve()
-  const unregister = params.owned
-    ? Shutdown.register({
-        terminate: async () => {
-          cancel.abort()
-          await started
-        },
-        killSync: () => {}
-      })
-    : undefined
+  // A start that may create (`getOrCreate`) is registered as one that does: interrupting an attach only detaches.
+  const unregister =
+    params.owned !== false
+      ? Shutdown.register({
+          terminate: async () => {
+            cancel.abort()
+            await started
+          },
+          killSync: () => {}
+        })
+      : undefined
   try {
     const context = await params.provider
     // Telemetry that cannot be set up is no telemetry: it never fails a sandbox.
@@ -79,8 +83,24 @@ export const open = async (params: {
       await runExit(Scope.close(scope, exit))
       return await settle(Exit.failCause(exit.cause), params.signal)
     }
-    return handleOf(exit.value, scope, params.owned)
+    return handleOf(exit.value, scope, typeof params.owned === "function" ? params.owned() : params.owned)
   } finally {
     unregister?.()
+  }
+}
+
+/** The Effect API's `getOrCreate`, and whether it made the sandbox (rather than attached to one). */
+export const getOrCreateTracked = (options: EffectSandbox.MakeOptions & { readonly name: string }) => {
+  let created = false
+  return {
+    make: Names.getOrCreate(options, (makeOptions) =>
+      Effect.tap(
+        EffectSandbox.make(makeOptions),
+        Effect.sync(() => {
+          created = true
+        })
+      )
+    ),
+    created: () => created
   }
 }

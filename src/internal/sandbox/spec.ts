@@ -10,6 +10,7 @@ import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
 import * as Defaults from "../defaults.js"
+import * as SandboxName from "../sandboxName.js"
 import * as Validate from "../validate.js"
 import * as Wire from "../wire/client.js"
 
@@ -56,7 +57,8 @@ const GENERIC_OPTIONS: ReadonlySet<string> = new Set<keyof MakeOptions>([
   "timeout",
   "secrets",
   "schedules",
-  "timeouts"
+  "timeouts",
+  "name"
 ])
 
 /** The spec without its start bound, which may be the provider's to say (`Service.startTimeout`). */
@@ -78,6 +80,7 @@ const specOf = (options: MakeOptions): Omit<SandboxProvider.Spec, "startTimeout"
       Object.entries(options.secrets ?? {}).map(([k, v]) => [k, Redacted.isRedacted(v) ? v : Redacted.make(v)])
     ),
     lifetime: lifetimeOf(options),
+    ...(options.name !== undefined ? { name: SandboxName.check("name", options.name) } : {}),
     providerOptions: Object.fromEntries(
       Object.entries(options).filter(([key, value]) => !GENERIC_OPTIONS.has(key) && value !== undefined)
     )

@@ -71,6 +71,16 @@ export interface JobContext {
   readonly controlUrl: () => string | undefined
 }
 
+/**
+ * Creation times strictly increase, one millisecond at least apart: the Hub orders jobs by them, and
+ * `Sandbox.getOrCreate`'s racing creators agree on a winner by them (two in one millisecond would tie).
+ */
+let lastCreatedMs = 0
+const nextCreatedAt = (): Date => {
+  lastCreatedMs = Math.max(Date.now(), lastCreatedMs + 1)
+  return new Date(lastCreatedMs)
+}
+
 /** A new job in SCHEDULING from a valid spec, with its directory and its container's environment. */
 export const make = async (
   ctx: JobContext,
@@ -119,7 +129,7 @@ export const make = async (
     seq: nextSeq(),
     namespace,
     spec: body,
-    createdAt: new Date(),
+    createdAt: nextCreatedAt(),
     startedAt: undefined,
     finishedAt: undefined,
     stage: "SCHEDULING",
