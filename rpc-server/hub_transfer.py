@@ -1,4 +1,5 @@
-"""Moves Hub data inside the sandbox, so it never passes through the client (`sb.files.fromHub`).
+"""Moves Hub data inside the sandbox, so it never passes through the client (`sb.files.fromHub`,
+`sb.files.toHub`).
 
 Stdlib only; run as `python3 -S -c <this source> '<json spec>'`. The spec names the repo, path,
 revision and destination; the HF token comes only from this process's environment (`HF_TOKEN`), which
@@ -11,10 +12,15 @@ anything printed. Every line on stdout is one JSON object:
 Routes as huggingface_hub uses them: `POST /api/{type}s/{repo}/paths-info/{revision}` to tell a file from
 a folder, `GET /api/{type}s/{repo}/tree/{revision}/{path}?recursive=true&expand=false` paginated by the
 `Link` header, `GET /{prefix}{repo}/resolve/{revision}/{path}` with `X-Repo-Commit`, following redirects
-(the token is sent only to the Hub's own host, as `requests` drops it on a redirect elsewhere).
+(the token is sent only to the Hub's own host, as `requests` drops it on a redirect elsewhere); and for
+an upload `POST /api/{type}s/{repo}/preupload/{revision}` (regular or LFS, 256 files a request) then ONE
+`POST /api/{type}s/{repo}/commit/{revision}` in NDJSON (`header`, then `file` lines with base64 content),
+as `_commit_api.py` sends them. Files the Hub wants in LFS are refused (`TooLarge`): the LFS upload is
+not implemented here.
 """
 
 import http.client
+import base64
 import json
 import os
 import sys
@@ -259,12 +265,77 @@ def from_hub(spec, token):
     emit({"done": True, "commit": commit, "files": written, "bytes": progress["bytes"]})
 
 
+def local_files(src, path):
+    """The files to upload, as (absolute path, path in repo): one file, or a directory's tree (links skipped)."""
+    src = os.path.abspath(src)
+    if os.path.isfile(src):
+        in_repo = path + os.path.basename(src) if path == "" or path.endswith("/") else path
+        return [(src, in_repo.strip("/"))]
+    if not os.path.isdir(src):
+        raise Failure("Failed", "%s is neither a file nor a directory in the sandbox" % src)
+    base = path.strip("/")
+    found = []
+    for root, _dirs, names in os.walk(src):
+        for name in names:
+            full = os.path.join(root, name)
+            if os.path.islink(full) or not os.path.isfile(full):
+                continue
+            rel = os.path.relpath(full, src).replace(os.sep, "/")
+            found.append((full, base + "/" + rel if base else rel))
+    if not found:
+        raise Failure("Failed", "%s has no files to upload" % src)
+    return sorted(found, key=lambda f: f[1])
+
+
+def upload_modes(hub, revision, files):
+    """The Hub's choice for each file: `regular` (base64 in the commit) or `lfs`."""
+    modes = {}
+    for start in range(0, len(files), 256):
+        chunk = []
+        for full, in_repo in files[start : start + 256]:
+            with open(full, "rb") as f:
+                sample = f.read(512)
+            chunk.append({"path": in_repo, "sample": base64.b64encode(sample).decode("ascii"), "size": os.path.getsize(full)})
+        body = json.dumps({"files": chunk}).encode()
+        answer = read_json(hub.open("POST", hub.api("preupload", revision), body, "application/json"))
+        modes.update({f["path"]: f["uploadMode"] for f in answer.get("files", [])})
+    return modes
+
+
+def to_hub(spec, token):
+    hub = Hub(spec["endpoint"], token, spec["repo"], spec["repoType"])
+    revision = spec.get("revision") or "main"
+    files = local_files(spec["src"], spec.get("path") or "")
+    modes = upload_modes(hub, revision, files)
+    large = [in_repo for _, in_repo in files if modes.get(in_repo) == "lfs"]
+    if large:
+        raise Failure(
+            "TooLarge",
+            "the Hub stores %s with LFS, which toHub does not upload: upload those with huggingface_hub "
+            "(e.g. `hf upload`) in the sandbox" % ", ".join(large[:5]) + (" and %d more" % (len(large) - 5) if len(large) > 5 else ""),
+        )
+    total = sum(os.path.getsize(full) for full, _ in files)
+    header = {"summary": spec.get("message") or "Upload with hf-sandbox", "description": ""}
+    lines, done = [json.dumps({"key": "header", "value": header})], 0
+    for full, in_repo in files:
+        with open(full, "rb") as f:
+            content = f.read()
+        lines.append(json.dumps({"key": "file", "value": {"content": base64.b64encode(content).decode(), "path": in_repo, "encoding": "base64"}}))
+        done += len(content)
+        emit({"file": in_repo, "bytes": done, "total": total})
+    body = ("\n".join(lines) + "\n").encode()
+    answer = read_json(hub.open("POST", hub.api("commit", revision), body, "application/x-ndjson"))
+    emit({"done": True, "commit": answer.get("commitOid"), "commitUrl": answer.get("commitUrl"), "files": [p for _, p in files], "bytes": done})
+
+
 def main():
     spec = json.loads(sys.argv[1])
     token = os.environ.pop("HF_TOKEN", "") or None
     try:
         if spec["op"] == "fromHub":
             from_hub(spec, token)
+        elif spec["op"] == "toHub":
+            to_hub(spec, token)
         else:
             raise Failure("Failed", "unknown operation %r" % spec["op"])
     except Failure as failure:

@@ -235,6 +235,56 @@ export interface HubDownload {
 }
 
 /**
+ * Where `toHub` commits: a repo, and the path in it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubTarget {
+  /** `namespace/name`; the token must be able to write it. */
+  readonly repo: string
+  /** Default `"model"`. */
+  readonly repoType?: "model" | "dataset" | "space" | undefined
+  /**
+   * For a folder, the folder in the repo it lands in (default the root). For a file, its path in the repo
+   * (default its name at the root; a path ending with `/` is a folder it goes into).
+   */
+  readonly path?: string | undefined
+  /** The branch to commit to; default `"main"`. */
+  readonly revision?: string | undefined
+  /** The commit's summary; default `"Upload with hf-sandbox"`. */
+  readonly message?: string | undefined
+}
+
+/**
+ * Options of `toHub`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ToHubOptions {
+  /** As {@link FromHubOptions.token}; it must be able to write the repo. */
+  readonly token?: Redacted.Redacted<string> | undefined
+  /** Called as files are read into the commit. It must not throw. */
+  readonly onProgress?: ((progress: HubProgress) => void) | undefined
+}
+
+/**
+ * The commit `toHub` made.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubUpload {
+  /** The new commit's id. */
+  readonly commit: string
+  readonly commitUrl: string
+  /** The paths in the repo it wrote. */
+  readonly files: ReadonlyArray<string>
+  readonly bytes: number
+}
+
+/**
  * Files inside the sandbox. Relative paths resolve against the sandbox's home directory.
  *
  * @since 0.1.0
@@ -362,4 +412,14 @@ export interface Files {
     dest: string,
     options?: FromHubOptions
   ) => Effect.Effect<HubDownload, OperationError>
+  /**
+   * Commits a sandbox file or directory tree (symlinks skipped) to a Hub repo in ONE commit, from inside
+   * the sandbox, with the token handled as in {@link fromHub}. Files go base64 in the commit (the Hub's
+   * "regular" files); a file the Hub wants in LFS (10 MB and more, or matched by the repo's LFS rules)
+   * fails the whole upload before anything is committed (`HubTransferError`, `TooLarge`): the LFS upload
+   * is not implemented. The commit body is built in the sandbox's memory.
+   *
+   * @since 0.2.0
+   */
+  readonly toHub: (src: string, target: HubTarget, options?: ToHubOptions) => Effect.Effect<HubUpload, OperationError>
 }

@@ -609,9 +609,10 @@ export class OutputWaitError extends Schema.TaggedError<OutputWaitError>("hf-san
 }
 
 /**
- * A transfer between the sandbox and the Hub (`files.fromHub`) failed inside the sandbox:
+ * A transfer between the sandbox and the Hub (`files.fromHub`, `files.toHub`) failed inside the sandbox:
  * `Unauthorized` (401/403: the token lacks access to the repo, or none was given), `NotFound` (404: no
- * such repo, revision or path), `Unreachable` (the sandbox could not reach the Hub), `HubError` (another
+ * such repo, revision or path), `TooLarge` (an upload the Hub wants in LFS, which `toHub` does not do),
+ * `Unreachable` (the sandbox could not reach the Hub), `HubError` (another
  * answer of the Hub, after bounded retries of 5xx and 429), or `Failed` (the transfer itself, e.g. a
  * full disk). The token never appears in it.
  *
@@ -623,7 +624,7 @@ export class HubTransferError extends Schema.TaggedError<HubTransferError>("hf-s
   {
     operation: Schema.String,
     repo: Schema.String,
-    reason: Schema.Literal("Unauthorized", "NotFound", "Unreachable", "HubError", "Failed"),
+    reason: Schema.Literal("Unauthorized", "NotFound", "TooLarge", "Unreachable", "HubError", "Failed"),
     status: Schema.optional(Schema.Number),
     detail: Schema.String
   }

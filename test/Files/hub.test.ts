@@ -1,9 +1,9 @@
 /**
- * Hub data moved inside the sandbox (`files.fromHub`): the real transfer program runs in a local and in
+ * Hub data moved inside the sandbox (`files.fromHub`, `files.toHub`): the real transfer program runs in a local and in
  * an emulated HF sandbox against the Hub emulator's repo routes. Files and folders (paginated tree, LFS
  * through the CDN redirect) land where asked; 401 and 404 become `HubTransferError`s; the token is never
  * in a process's argv nor in the job's environment; an interrupted download leaves the old file intact
- * and no temp file.
+ * and no temp file. An upload is one commit, read back through the emulator; LFS-sized files are refused.
  */
 import * as fs from "node:fs"
 import { assert, describe, layer } from "@effect/vitest"
@@ -111,7 +111,7 @@ const fileAndFolder = (
 
 const Local = Layer.mergeAll(Sandbox.layer().pipe(Layer.provideMerge(localLayer())), Testing.layer())
 
-layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("files.fromHub (local sandbox)", (it) => {
+layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("files.fromHub and toHub (local sandbox)", (it) => {
   it.scoped("a file, a folder (paginated, with an LFS file) and a whole public repo land in the sandbox", () =>
     Effect.gen(function* () {
       const emu = yield* Testing.HubEmulatorService
@@ -191,11 +191,76 @@ layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("files.fromHu
       )
     })
   )
+
+  it.scoped("toHub: a folder and a file committed in one commit each, read back; 403, 401 and LFS refused", () =>
+    Effect.gen(function* () {
+      const emu = yield* Testing.HubEmulatorService
+      const sb = yield* Sandbox.Sandbox
+      const repo = repoName(emu, "upload")
+      const first = yield* emu.seedRepo({ repo, repoType: "dataset", private: true, files: { "old.txt": "kept" } })
+      yield* sb.files.write("up/data/train.csv", "a,b\n1,2\n")
+      yield* sb.files.write("up/data/nested/x.json", "{}")
+      yield* sb.files.symlink("up/data/link", "/etc/passwd")
+      const progress: Array<HubProgress> = []
+      const upload = yield* withHubEnv(
+        emu,
+        emu.token
+      )(
+        sb.files.toHub(
+          "up/data",
+          { repo, repoType: "dataset", path: "raw", message: "add raw data" },
+          { onProgress: (p) => progress.push(p) }
+        )
+      )
+      assert.deepStrictEqual(upload.files, ["raw/nested/x.json", "raw/train.csv"])
+      assert.strictEqual(upload.bytes, 2 + 8)
+      assert.notStrictEqual(upload.commit, first)
+      assert.include(upload.commitUrl, `/datasets/${repo}/commit/${upload.commit}`)
+      assert.deepStrictEqual(progress.at(-1), { file: "raw/train.csv", bytes: 10, total: 10 })
+      const files = (yield* emu.repoFiles(repo, { repoType: "dataset", revision: upload.commit }))!
+      assert.deepStrictEqual(Object.keys(files).sort(), ["old.txt", "raw/nested/x.json", "raw/train.csv"])
+      assert.strictEqual(new TextDecoder().decode(files["raw/train.csv"]), "a,b\n1,2\n")
+
+      // One file, under its own name in a folder; then fetched back by the other direction.
+      const single = yield* withHubEnv(emu)(
+        sb.files.toHub("up/data/train.csv", { repo, repoType: "dataset", path: "copies/" }, { token: emu.token })
+      )
+      assert.deepStrictEqual(single.files, ["copies/train.csv"])
+      yield* withHubEnv(
+        emu,
+        emu.token
+      )(sb.files.fromHub({ repo, repoType: "dataset", path: "copies/train.csv" }, "back.csv"))
+      assert.strictEqual(yield* sb.files.readText("back.csv"), "a,b\n1,2\n")
+
+      const anonymous = yield* hubFailure(withHubEnv(emu)(sb.files.toHub("up/data", { repo, repoType: "dataset" })))
+      assert.strictEqual(anonymous.reason, "Unauthorized")
+      assert.strictEqual(anonymous.status, 401)
+      const other = "someone-else/public-model"
+      yield* emu.seedRepo({ repo: other, files: { "a.txt": "a" } })
+      const forbidden = yield* hubFailure(withHubEnv(emu, emu.token)(sb.files.toHub("up/data", { repo: other })))
+      assert.strictEqual(forbidden.reason, "Unauthorized")
+      assert.strictEqual(forbidden.status, 403)
+
+      yield* sb.exec(["python3", "-c", "open('up/big.bin', 'wb').truncate(10 * 1024 * 1024)"])
+      const large = yield* hubFailure(
+        withHubEnv(emu, emu.token)(sb.files.toHub("up", { repo, repoType: "dataset", path: "all" }))
+      )
+      assert.strictEqual(large.reason, "TooLarge")
+      assert.include(large.detail, "all/big.bin")
+      const after = (yield* emu.repoFiles(repo, { repoType: "dataset" }))!
+      assert.deepStrictEqual(Object.keys(after).sort(), [
+        "copies/train.csv",
+        "old.txt",
+        "raw/nested/x.json",
+        "raw/train.csv"
+      ])
+    })
+  )
 })
 
 const Hf = Layer.merge(emulatedHub(), Schedules.layer(fastSchedules))
 
-describe("files.fromHub (emulated HF Jobs)", () => {
+describe("files.fromHub and toHub (emulated HF Jobs)", () => {
   layer(Hf, { excludeTestServices: true, timeout: "90 seconds" })("", (it) => {
     it.scoped(
       "the provider's token reads a private repo inside the job; it is in no argv and not in the job's environment",
@@ -239,6 +304,16 @@ describe("files.fromHub (emulated HF Jobs)", () => {
           for (const text of argv) assert.notInclude(text, token)
           yield* Fiber.interrupt(fiber)
           assert.isFalse(yield* sb.files.exists("f.bin"))
+
+          // And back up, with the provider's token, in one commit.
+          const mine = repoName(emu, "hfjobs-up")
+          yield* emu.seedRepo({ repo: mine, files: {} })
+          const missingSource = yield* hubFailure(sb.files.toHub("keep-up", { repo: mine }))
+          assert.strictEqual(missingSource.reason, "Failed")
+          yield* sb.files.write("keep-up/w.txt", "written in the job")
+          const done = yield* sb.files.toHub("keep-up", { repo: mine, path: "from-job" })
+          const files = (yield* emu.repoFiles(mine, { revision: done.commit }))!
+          assert.strictEqual(new TextDecoder().decode(files["from-job/w.txt"]), "written in the job")
         })
     )
   })

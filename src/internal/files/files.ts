@@ -8,7 +8,7 @@ import type { FileInfo, Files } from "../../Files.js"
 import type * as Protocol from "../../Protocol.js"
 import type { Context } from "./context.js"
 import { download, readBytes, readStream } from "./download.js"
-import { fromHub } from "./hub.js"
+import { fromHub, toHub } from "./hub.js"
 import * as LocalTree from "./localTree.js"
 import { checkMode, withPlan } from "./plan.js"
 import { downloadDir, uploadDir } from "./tree.js"
@@ -95,7 +95,9 @@ export const make = (ctx: Context): Files => {
     fromHub: (source, dest, options = {}) =>
       guard("files.fromHub", fromHub(ctx, source, dest, options), {
         "hub.repo_type": source?.repoType ?? "model"
-      })
+      }),
+    toHub: (src, target, options = {}) =>
+      guard("files.toHub", toHub(ctx, src, target, options), { "hub.repo_type": target?.repoType ?? "model" })
   }
 }
 

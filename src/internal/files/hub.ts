@@ -1,5 +1,5 @@
 /**
- * Hub transfers that run in the sandbox (`files.fromHub`): the stdlib-only program
+ * Hub transfers that run in the sandbox (`files.fromHub`, `files.toHub`): the stdlib-only program
  * `rpc-server/hub_transfer.py` is run there as one command, its spec in argv (no secret in it) and the HF
  * token in that command's environment only, which travels in the authenticated exec request. Its NDJSON
  * lines on stdout become progress events, then the result or a `HubTransferError`.
@@ -11,7 +11,15 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
-import type { FromHubOptions, HubDownload, HubProgress, HubSource } from "../../Files.js"
+import type {
+  FromHubOptions,
+  HubDownload,
+  HubProgress,
+  HubSource,
+  HubTarget,
+  HubUpload,
+  ToHubOptions
+} from "../../Files.js"
 import type { ExecEvent } from "../../Sandbox.js"
 import { HubTransferError, InvalidArgumentError, type OperationError } from "../../SandboxError.js"
 import type { HubAccess } from "../../SandboxProvider.js"
@@ -34,7 +42,7 @@ const REPO = /^(?:[\w.-]+\/)?[\w.-]+$/
 const TYPES = ["model", "dataset", "space"] as const
 
 /** The spec the program gets, checked here so that bad input fails before anything runs. */
-const checkSource = (operation: string, source: HubSource, dest: string) => {
+const checkRepo = (operation: string, source: HubSource, localName: "dest" | "src", local: string) => {
   const bad = (argument: string, detail: string) =>
     Effect.fail(new InvalidArgumentError({ operation, argument, detail }))
   if (typeof source?.repo !== "string" || !REPO.test(source.repo) || source.repo.includes("..")) {
@@ -50,8 +58,8 @@ const checkSource = (operation: string, source: HubSource, dest: string) => {
   if (source.path !== undefined && (typeof source.path !== "string" || source.path.includes("\0"))) {
     return bad("path", `${JSON.stringify(source.path)} is not a path in the repo`)
   }
-  if (typeof dest !== "string" || dest === "" || dest.includes("\0")) {
-    return bad("dest", `${JSON.stringify(dest)} is not a path in the sandbox: give a file or directory path`)
+  if (typeof local !== "string" || local === "" || local.includes("\0")) {
+    return bad(localName, `${JSON.stringify(local)} is not a path in the sandbox: give a file or directory path`)
   }
   return Effect.succeed({ repo: source.repo, repoType, path: source.path ?? "", revision: source.revision ?? "main" })
 }
@@ -83,13 +91,21 @@ export const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
     return { endpoint, token }
   })
 
+interface Done {
+  readonly done: true
+  readonly commit: string | null
+  readonly commitUrl?: string | null
+  readonly files: Array<string>
+  readonly bytes: number
+}
+
 type Line =
   | { readonly file: string; readonly bytes: number; readonly total: number | null }
-  | { readonly done: true; readonly commit: string | null; readonly files: Array<string>; readonly bytes: number }
+  | Done
   | { readonly error: { readonly reason: string; readonly status: number | null; readonly detail: string } }
 
 interface Outcome {
-  result: HubDownload | undefined
+  result: Done | undefined
   error: HubTransferError | undefined
   stderr: string
 }
@@ -111,7 +127,7 @@ const onLine = (
     const reason = parsed.error.reason as HubTransferError["reason"]
     outcome.error = failure(reason, parsed.error.detail, parsed.error.status ?? undefined)
   } else if ("done" in parsed) {
-    outcome.result = { commit: parsed.commit ?? undefined, files: parsed.files, bytes: parsed.bytes }
+    outcome.result = parsed
   } else if (onProgress !== undefined) {
     onProgress({ file: parsed.file, bytes: parsed.bytes, total: parsed.total ?? undefined })
   }
@@ -142,23 +158,20 @@ const collect = (
   )
 }
 
-/** `files.fromHub`. */
-export const fromHub = (
+/** Runs the program with `spec` in the sandbox: its `done` line, or the typed error it reported. */
+const run = (
   ctx: Context,
-  source: HubSource,
-  dest: string,
-  options: FromHubOptions = {}
-): Effect.Effect<HubDownload, OperationError> =>
+  operation: string,
+  spec: Record<string, unknown> & { readonly repo: string; readonly repoType: string },
+  options: FromHubOptions
+): Effect.Effect<Done, OperationError> =>
   Effect.gen(function* () {
-    const operation = "files.fromHub"
-    const checked = yield* checkSource(operation, source, dest)
     const access = ctx.hub ?? (yield* discoveredHub(ctx))
     const token = options.token !== undefined ? Option.some(options.token) : yield* access.token
-    const spec = { op: "fromHub", endpoint: access.endpoint, dest, ...checked }
-    const command = ["python3", "-S", "-c", yield* program, JSON.stringify(spec)]
+    const command = ["python3", "-S", "-c", yield* program, JSON.stringify({ ...spec, endpoint: access.endpoint })]
     const env = Option.match(token, { onNone: () => ({}), onSome: (t) => ({ HF_TOKEN: Redacted.value(t) }) })
     const failure = (reason: HubTransferError["reason"], detail: string, status?: number) =>
-      new HubTransferError({ operation, repo: `${checked.repoType} ${checked.repo}`, reason, detail, status })
+      new HubTransferError({ operation, repo: `${spec.repoType} ${spec.repo}`, reason, detail, status })
     const outcome: Outcome = { result: undefined, error: undefined, stderr: "" }
     yield* collect(ctx.execStream(command, { env }), outcome, (line) =>
       onLine(line, outcome, failure, options.onProgress)
@@ -171,4 +184,45 @@ export const fromHub = (
       )
     }
     return outcome.result
+  })
+
+/** `files.fromHub`. */
+export const fromHub = (
+  ctx: Context,
+  source: HubSource,
+  dest: string,
+  options: FromHubOptions = {}
+): Effect.Effect<HubDownload, OperationError> =>
+  Effect.flatMap(checkRepo("files.fromHub", source, "dest", dest), (checked) =>
+    Effect.map(run(ctx, "files.fromHub", { op: "fromHub", dest, ...checked }, options), (done) => ({
+      commit: done.commit ?? undefined,
+      files: done.files,
+      bytes: done.bytes
+    }))
+  )
+
+/** `files.toHub`. */
+export const toHub = (
+  ctx: Context,
+  src: string,
+  target: HubTarget,
+  options: ToHubOptions = {}
+): Effect.Effect<HubUpload, OperationError> =>
+  Effect.flatMap(checkRepo("files.toHub", target, "src", src), (checked) => {
+    if (target.message !== undefined && (typeof target.message !== "string" || target.message.trim() === "")) {
+      return Effect.fail(
+        new InvalidArgumentError({
+          operation: "files.toHub",
+          argument: "message",
+          detail: `${JSON.stringify(target.message)} is not a commit message: give a non-empty string`
+        })
+      )
+    }
+    const spec = { op: "toHub", src, message: target.message, ...checked }
+    return Effect.map(run(ctx, "files.toHub", spec, options), (done) => ({
+      commit: done.commit ?? "",
+      commitUrl: done.commitUrl ?? "",
+      files: done.files,
+      bytes: done.bytes
+    }))
   })
