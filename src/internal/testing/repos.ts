@@ -4,7 +4,8 @@
  * `POST /api/{type}s/{repo}/paths-info/{revision}`, `GET /api/{type}s/{repo}/tree/{revision}/{path}`
  * (paginated by a `Link` header), `GET|HEAD /{prefix}{repo}/resolve/{revision}/{path}` (with
  * `X-Repo-Commit` and `ETag`; an LFS file redirects to the CDN route `/__emulator/cdn/{sha256}`), and
- * `POST /api/{type}s/{repo}/preupload/{revision}` and `.../commit/{revision}` (NDJSON). Access is as strict
+ * `POST /api/{type}s/{repo}/preupload/{revision}` and `.../commit/{revision}` (NDJSON, in
+ * ./repoWrites.ts). Access is as strict
  * as the Hub's: a private repo answers 401 without a token and 404 to a token of someone else; writing
  * needs a token of the repo's namespace.
  */
@@ -14,21 +15,22 @@ import type * as Testing from "../../Testing.js"
 import { ORG } from "./accounts.js"
 import { readBody, sendError, sendJson } from "./http.js"
 import type { OAuthState } from "./oauth.js"
+import { commit as commitTo, preupload } from "./repoWrites.js"
 import { hex } from "./util.js"
 
 type RepoType = "model" | "dataset" | "space"
 
-interface StoredFile {
+export interface StoredFile {
   readonly content: Buffer
   readonly lfs: boolean
 }
 
-interface Commit {
+export interface Commit {
   readonly oid: string
   readonly files: ReadonlyMap<string, StoredFile>
 }
 
-interface Repo {
+export interface Repo {
   readonly type: RepoType
   readonly id: string
   readonly private: boolean
@@ -37,9 +39,6 @@ interface Repo {
   readonly pageSize: number
   readonly stallAfterBytes: number | undefined
 }
-
-/** Files the Hub would store with LFS when uploaded (`preupload` answers `lfs`), in bytes. */
-const LFS_THRESHOLD = 10 * 1024 * 1024
 
 const gitOid = (content: Buffer) => createHash("sha1").update(`blob ${content.length}\0`).update(content).digest("hex")
 const sha256 = (content: Buffer) => createHash("sha256").update(content).digest("hex")
@@ -99,7 +98,7 @@ export class Repos {
     if (segments[0] === "__emulator" && segments[1] === "cdn" && segments.length === 3) {
       const blob = this.blobs.get(segments[2]!)
       if (blob === undefined) sendError(res, 404, "Not found")
-      else this.serve(req, res, blob.content, sha256(blob.content), undefined, undefined)
+      else serve(req, res, blob.content, sha256(blob.content), undefined, undefined, this.held)
       return true
     }
     const api = segments[0] === "api" && TYPES[segments[1] ?? ""] !== undefined
@@ -136,10 +135,10 @@ export class Repos {
       return sendError(res, 404, `Invalid rev id: ${target.revision}`, { "x-error-code": "RevisionNotFound" })
     }
     if (target.action === "paths-info") return this.pathsInfo(req, res, commit)
-    if (target.action === "tree") return this.tree(res, url, repo, commit, target.rest)
+    if (target.action === "tree") return tree(res, url, repo, commit, target.rest, this.ctx.url())
     if (target.action === "resolve") return this.resolve(req, res, repo, commit, target.rest)
     if (target.action === "preupload") return preupload(req, res)
-    return this.commit(req, res, repo, commit, target.revision)
+    return commitTo(req, res, repo, commit, target.revision, this.ctx.url())
   }
 
   /** The repo when the request may see it (and write it, for `write`), else the Hub's refusal is sent. */
@@ -178,23 +177,6 @@ export class Repos {
     sendJson(res, 200, entries)
   }
 
-  private tree(res: http.ServerResponse, url: URL, repo: Repo, commit: Commit, path: string) {
-    const recursive = url.searchParams.get("recursive") === "true"
-    const all = entriesOf(commit, path, recursive)
-    if (path !== "" && all.length === 0) {
-      return sendError(res, 404, `Entry not found: ${path}`, { "x-error-code": "EntryNotFound" })
-    }
-    const cursor = Number(url.searchParams.get("cursor") ?? "0")
-    const page = all.slice(cursor, cursor + repo.pageSize)
-    const headers: http.OutgoingHttpHeaders = {}
-    if (cursor + repo.pageSize < all.length) {
-      const next = new URL(url.pathname + url.search, this.ctx.url())
-      next.searchParams.set("cursor", String(cursor + repo.pageSize))
-      headers.link = `<${next.toString()}>; rel="next"`
-    }
-    sendJson(res, 200, page, headers)
-  }
-
   private resolve(req: http.IncomingMessage, res: http.ServerResponse, repo: Repo, commit: Commit, path: string) {
     const file = commit.files.get(path)
     if (file === undefined) return sendError(res, 404, "Entry not found", { "x-error-code": "EntryNotFound" })
@@ -209,69 +191,7 @@ export class Repos {
       })
       return res.end()
     }
-    this.serve(req, res, file.content, gitOid(file.content), commit.oid, repo.stallAfterBytes)
-  }
-
-  private serve(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    content: Buffer,
-    etag: string,
-    commitOid: string | undefined,
-    stallAfter: number | undefined
-  ) {
-    res.writeHead(200, {
-      "content-type": "application/octet-stream",
-      "content-length": content.length,
-      etag: `"${etag}"`,
-      ...(commitOid === undefined ? {} : { "x-repo-commit": commitOid })
-    })
-    if (req.method === "HEAD") return res.end()
-    if (stallAfter === undefined || stallAfter >= content.length) return res.end(content)
-    // A download that stops mid-way and never ends, for interruption tests.
-    res.write(content.subarray(0, stallAfter))
-    this.held.add(res)
-    res.on("close", () => this.held.delete(res))
-  }
-
-  private async commit(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    repo: Repo,
-    parent: Commit,
-    revision: string
-  ) {
-    if (revision !== "main") return sendError(res, 400, `Cannot commit to ${revision}: only main is a branch here`)
-    const lines = (await readBody(req))
-      .toString("utf8")
-      .split("\n")
-      .filter((l) => l.trim() !== "")
-    const files = new Map(parent.files)
-    let header = false
-    for (const line of lines) {
-      let parsed: { key?: unknown; value?: Record<string, unknown> }
-      try {
-        parsed = JSON.parse(line)
-      } catch {
-        return sendError(res, 400, "Invalid NDJSON line in commit payload")
-      }
-      const value = parsed.value ?? {}
-      if (parsed.key === "header") header = typeof value.summary === "string"
-      else if (parsed.key === "file" && typeof value.path === "string" && typeof value.content === "string") {
-        if (value.encoding !== "base64") return sendError(res, 400, "file content must be base64")
-        files.set(value.path, { content: Buffer.from(value.content, "base64"), lfs: false })
-      } else if (parsed.key === "deletedFile" && typeof value.path === "string") files.delete(value.path)
-      else return sendError(res, 400, `Unsupported commit operation: ${JSON.stringify(parsed.key)}`)
-    }
-    if (!header) return sendError(res, 400, "The commit payload needs a header with a summary")
-    const oid = hex(20)
-    repo.commits.push({ oid, files })
-    const prefix = repo.type === "model" ? "" : `${repo.type}s/`
-    sendJson(res, 200, {
-      success: true,
-      commitOid: oid,
-      commitUrl: `${this.ctx.url()}/${prefix}${repo.id}/commit/${oid}`
-    })
+    serve(req, res, file.content, gitOid(file.content), commit.oid, repo.stallAfterBytes, this.held)
   }
 
   dropHeld() {
@@ -290,23 +210,6 @@ interface Target {
 
 const revisionOf = (repo: Repo, revision: string) =>
   revision === "main" ? repo.commits.at(-1) : repo.commits.find((c) => c.oid === revision)
-
-/** `preupload`: which of the files go as regular (base64 in the commit) and which need LFS. */
-const preupload = async (req: http.IncomingMessage, res: http.ServerResponse) => {
-  let body: { files?: Array<{ path: string; size: number }> }
-  try {
-    body = JSON.parse((await readBody(req)).toString("utf8"))
-  } catch {
-    return sendError(res, 400, "Invalid JSON body")
-  }
-  sendJson(res, 200, {
-    files: (body.files ?? []).map((f) => ({
-      path: f.path,
-      uploadMode: f.size >= LFS_THRESHOLD ? "lfs" : "regular",
-      shouldIgnore: false
-    }))
-  })
-}
 
 /** The tree entries below `path` (itself included only in a recursive listing of ""), sorted by path. */
 const entriesOf = (commit: Commit, path: string, recursive: boolean) => {
@@ -331,4 +234,46 @@ const entriesOf = (commit: Commit, path: string, recursive: boolean) => {
   }
   for (const dir of dirs) entries.push({ type: "directory", oid: hex(20), size: 0, path: dir })
   return entries.sort((a, b) => String(a.path).localeCompare(String(b.path)))
+}
+
+/** A page of a tree listing, with the `Link` header of the next one. */
+const tree = (res: http.ServerResponse, url: URL, repo: Repo, commit: Commit, path: string, baseUrl: string) => {
+  const recursive = url.searchParams.get("recursive") === "true"
+  const all = entriesOf(commit, path, recursive)
+  if (path !== "" && all.length === 0) {
+    return sendError(res, 404, `Entry not found: ${path}`, { "x-error-code": "EntryNotFound" })
+  }
+  const cursor = Number(url.searchParams.get("cursor") ?? "0")
+  const page = all.slice(cursor, cursor + repo.pageSize)
+  const headers: http.OutgoingHttpHeaders = {}
+  if (cursor + repo.pageSize < all.length) {
+    const next = new URL(url.pathname + url.search, baseUrl)
+    next.searchParams.set("cursor", String(cursor + repo.pageSize))
+    headers.link = `<${next.toString()}>; rel="next"`
+  }
+  sendJson(res, 200, page, headers)
+}
+
+/** A file's bytes (held open mid-way for a stalled repo, for interruption tests). */
+const serve = (
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  content: Buffer,
+  etag: string,
+  commitOid: string | undefined,
+  stallAfter: number | undefined,
+  held: Set<http.ServerResponse>
+) => {
+  res.writeHead(200, {
+    "content-type": "application/octet-stream",
+    "content-length": content.length,
+    etag: `"${etag}"`,
+    ...(commitOid === undefined ? {} : { "x-repo-commit": commitOid })
+  })
+  if (req.method === "HEAD") return res.end()
+  if (stallAfter === undefined || stallAfter >= content.length) return res.end(content)
+  // A download that stops mid-way and never ends, for interruption tests.
+  res.write(content.subarray(0, stallAfter))
+  held.add(res)
+  res.on("close", () => held.delete(res))
 }
