@@ -316,5 +316,20 @@ describe("files.fromHub and toHub (emulated HF Jobs)", () => {
           assert.strictEqual(new TextDecoder().decode(files["from-job/w.txt"]), "written in the job")
         })
     )
+
+    it.scoped("the proxy transport carries the transfers too", () =>
+      Effect.gen(function* () {
+        const emu = yield* emulator
+        const repo = repoName(emu, "proxy")
+        const commit = yield* emu.seedRepo({ repo, private: true, files: { "p/q.txt": "through the proxy" } })
+        const sb = yield* Sandbox.make({ transport: "proxy" })
+        const got = yield* sb.files.fromHub({ repo, path: "p" }, "from-proxy")
+        assert.strictEqual(got.commit, commit)
+        assert.strictEqual(yield* sb.files.readText("from-proxy/q.txt"), "through the proxy")
+        const up = yield* sb.files.toHub("from-proxy/q.txt", { repo, path: "back/q.txt", message: "round trip" })
+        const files = (yield* emu.repoFiles(repo, { revision: up.commit }))!
+        assert.strictEqual(new TextDecoder().decode(files["back/q.txt"]), "through the proxy")
+      })
+    )
   })
 })
