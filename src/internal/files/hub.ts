@@ -5,7 +5,7 @@
  * lines on stdout become progress events, then the result or a `HubTransferError`.
  */
 import { readFile } from "node:fs/promises"
-import { fileURLToPath } from "node:url"
+import { dirname, join } from "node:path"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -25,11 +25,12 @@ import { HubTransferError, InvalidArgumentError, type OperationError } from "../
 import type { HubAccess } from "../../SandboxProvider.js"
 import { readEnv } from "../hfJobs/config.js"
 import * as Credentials from "../hfJobs/credentials.js"
+import { serverScriptPath } from "../serverScript.js"
 import { VERSION } from "../version.js"
 import { type Context, localFs } from "./context.js"
 
-/** The program's path: the same from `src/internal/files/` and the built `dist/internal/files/`. */
-export const programPath: string = fileURLToPath(new URL("../../../rpc-server/hub_transfer.py", import.meta.url))
+/** The program's path: beside the server's package, so it is found wherever the server is (a bundle too). */
+export const programPath: string = join(dirname(serverScriptPath), "hub_transfer.py")
 
 // Read once per process: it is shipped in each transfer's argv (`python3 -S -c`), so the sandbox needs nothing installed.
 let programSource: Promise<string> | undefined
