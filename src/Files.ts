@@ -9,6 +9,7 @@
  */
 
 import type * as Effect from "effect/Effect"
+import type * as Redacted from "effect/Redacted"
 import type * as Stream from "effect/Stream"
 import type { OperationError } from "./SandboxError.js"
 
@@ -175,6 +176,115 @@ export interface TreeCopy {
 }
 
 /**
+ * A repo on the Hugging Face Hub, and what of it a Hub transfer moves.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubSource {
+  /** `namespace/name`, e.g. `"openai-community/gpt2"` (a canonical model may have no namespace). */
+  readonly repo: string
+  /** Default `"model"`. */
+  readonly repoType?: "model" | "dataset" | "space" | undefined
+  /** A file or folder in the repo; default the whole repo. */
+  readonly path?: string | undefined
+  /** A branch, tag or commit; default `"main"`. */
+  readonly revision?: string | undefined
+}
+
+/**
+ * How far a Hub transfer has got: the file it is on and the bytes of the whole transfer so far.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubProgress extends TransferProgress {
+  /** The path in the repo of the file being moved. */
+  readonly file: string
+}
+
+/**
+ * Options of `fromHub`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface FromHubOptions {
+  /**
+   * The HF token the transfer uses (it reaches only the transfer's own process, as its environment).
+   * Default: the provider's token (on HF Jobs, the layer's credential; locally, the token
+   * `huggingface_hub` would find: `HF_TOKEN`, the token file, …); none for a public repo is fine.
+   */
+  readonly token?: Redacted.Redacted<string> | undefined
+  /** Called as bytes arrive in the sandbox. It must not throw. */
+  readonly onProgress?: ((progress: HubProgress) => void) | undefined
+}
+
+/**
+ * What `fromHub` wrote.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubDownload {
+  /** The commit the files were served from (the Hub's `X-Repo-Commit`), when the Hub said. */
+  readonly commit: string | undefined
+  /** The absolute paths written in the sandbox, in the order they were fetched. */
+  readonly files: ReadonlyArray<string>
+  readonly bytes: number
+}
+
+/**
+ * Where `toHub` commits: a repo, and the path in it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubTarget {
+  /** `namespace/name`; the token must be able to write it. */
+  readonly repo: string
+  /** Default `"model"`. */
+  readonly repoType?: "model" | "dataset" | "space" | undefined
+  /**
+   * For a folder, the folder in the repo it lands in (default the root). For a file, its path in the repo
+   * (default its name at the root; a path ending with `/` is a folder it goes into).
+   */
+  readonly path?: string | undefined
+  /** The branch to commit to; default `"main"`. */
+  readonly revision?: string | undefined
+  /** The commit's summary; default `"Upload with hf-sandbox"`. */
+  readonly message?: string | undefined
+}
+
+/**
+ * Options of `toHub`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ToHubOptions {
+  /** As {@link FromHubOptions.token}; it must be able to write the repo. */
+  readonly token?: Redacted.Redacted<string> | undefined
+  /** Called as files are read into the commit. It must not throw. */
+  readonly onProgress?: ((progress: HubProgress) => void) | undefined
+}
+
+/**
+ * The commit `toHub` made.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubUpload {
+  /** The new commit's id. */
+  readonly commit: string
+  readonly commitUrl: string
+  /** The paths in the repo it wrote. */
+  readonly files: ReadonlyArray<string>
+  readonly bytes: number
+}
+
+/**
  * Files inside the sandbox. Relative paths resolve against the sandbox's home directory.
  *
  * @since 0.1.0
@@ -285,4 +395,31 @@ export interface Files {
     localDir: string,
     options?: DownloadDirOptions
   ) => Effect.Effect<TreeCopy, OperationError>
+  /**
+   * Downloads a file or a folder of a Hub repo straight into the sandbox: the sandbox fetches it (the
+   * bytes never pass through this machine), with the HF token given only to that one command, through
+   * its environment (never its argv, the job's environment, logs or spans). A single file lands at
+   * `dest` (inside it, under its own name, when `dest` is a directory or ends with `/`); a folder's tree
+   * lands below `dest`. Each file is written atomically (an interrupted transfer leaves the old file and
+   * no temp file); 5xx and 429 answers are retried a bounded number of times. The Hub is the provider's
+   * (on HF Jobs its `endpoint`, locally `HF_ENDPOINT` or huggingface.co). Fails with `HubTransferError`
+   * (`Unauthorized`, `NotFound`, …). Needs `python3` in the sandbox, as the server does.
+   *
+   * @since 0.2.0
+   */
+  readonly fromHub: (
+    source: HubSource,
+    dest: string,
+    options?: FromHubOptions
+  ) => Effect.Effect<HubDownload, OperationError>
+  /**
+   * Commits a sandbox file or directory tree (symlinks skipped) to a Hub repo in ONE commit, from inside
+   * the sandbox, with the token handled as in {@link fromHub}. Files go base64 in the commit (the Hub's
+   * "regular" files); a file the Hub wants in LFS (10 MB and more, or matched by the repo's LFS rules)
+   * fails the whole upload before anything is committed (`HubTransferError`, `TooLarge`): the LFS upload
+   * is not implemented. The commit body is built in the sandbox's memory.
+   *
+   * @since 0.2.0
+   */
+  readonly toHub: (src: string, target: HubTarget, options?: ToHubOptions) => Effect.Effect<HubUpload, OperationError>
 }

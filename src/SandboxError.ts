@@ -639,6 +639,43 @@ export class SshError extends Schema.TaggedError<SshError>("hf-sandbox/SshError"
 }
 
 /**
+ * A transfer between the sandbox and the Hub (`files.fromHub`, `files.toHub`) failed inside the sandbox:
+ * `Unauthorized` (401/403: the token lacks access to the repo, or none was given), `NotFound` (404: no
+ * such repo, revision or path), `TooLarge` (an upload the Hub wants in LFS, which `toHub` does not do),
+ * `Unreachable` (the sandbox could not reach the Hub), `HubError` (another
+ * answer of the Hub, after bounded retries of 5xx and 429), or `Failed` (the transfer itself, e.g. a
+ * full disk). The token never appears in it.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class HubTransferError extends Schema.TaggedError<HubTransferError>("hf-sandbox/HubTransferError")(
+  "HubTransferError",
+  {
+    operation: Schema.String,
+    repo: Schema.String,
+    reason: Schema.Literal("Unauthorized", "NotFound", "TooLarge", "Unreachable", "HubError", "Failed"),
+    status: Schema.optional(Schema.Number),
+    detail: Schema.String
+  }
+) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
+  override get message() {
+    const hint =
+      this.reason === "Unauthorized"
+        ? " Pass a token that can read (or write) this repo: the `token` option, or the provider's HF token."
+        : this.reason === "NotFound"
+          ? " Check the repo id, its type (`repoType`), the revision and the path."
+          : ""
+    return `${this.operation} of ${this.repo} failed in the sandbox: ${this.detail}.${hint}`
+  }
+}
+
+/**
  * The union of every sandbox error, as a Schema (to encode or decode errors) ...
  *
  * @since 0.1.0
@@ -664,7 +701,8 @@ export const SandboxError = Schema.Union(
   StdinError,
   PortError,
   OutputWaitError,
-  SshError
+  SshError,
+  HubTransferError
 )
 
 /**
@@ -699,3 +737,4 @@ export type OperationError =
   | StdinError
   | PortError
   | OutputWaitError
+  | HubTransferError

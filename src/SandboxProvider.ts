@@ -182,6 +182,26 @@ export interface Endpoint {
    * @since 0.2.0
    */
   readonly metrics?: ((options: Sandbox.MetricsOptions) => Stream.Stream<Sandbox.MetricsSample, HubError>) | undefined
+  /**
+   * The Hub this provider works with, for transfers that run in the sandbox (`files.fromHub`). Absent:
+   * `HF_ENDPOINT` (else huggingface.co) and the token `huggingface_hub` would find on this machine.
+   *
+   * @since 0.2.0
+   */
+  readonly hub?: HubAccess | undefined
+}
+
+/**
+ * A Hub endpoint and the token for it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubAccess {
+  /** The Hub's base URL, without a trailing slash. */
+  readonly endpoint: string
+  /** The current token (read when a transfer starts), or none. */
+  readonly token: Effect.Effect<Option.Option<Redacted.Redacted<string>>>
 }
 
 /**

@@ -524,6 +524,58 @@ export interface HubEmulator {
    * @since 0.2.0
    */
   readonly dnsLookups: Effect.Effect<ReadonlyArray<DnsLookupRecord>>
+  /**
+   * Creates a repo (or adds a commit to it, which becomes `main`) with these files, served by the
+   * emulator's repo routes (`paths-info`, `tree`, `resolve`, `preupload`, `commit`) as the Hub serves
+   * them. Returns the new commit's id (40 hex digits), which is also a revision.
+   *
+   * @since 0.2.0
+   */
+  readonly seedRepo: (seed: HubRepoSeed) => Effect.Effect<string>
+  /**
+   * The files of a repo at a revision (default `main`), e.g. to read back a commit made from a sandbox;
+   * `undefined` when there is no such repo or revision.
+   *
+   * @since 0.2.0
+   */
+  readonly repoFiles: (
+    repo: string,
+    options?: { readonly repoType?: HubRepoType | undefined; readonly revision?: string | undefined }
+  ) => Effect.Effect<Readonly<Record<string, Uint8Array>> | undefined>
+}
+
+/**
+ * The kinds of Hub repos.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type HubRepoType = "model" | "dataset" | "space"
+
+/**
+ * A repo for {@link HubEmulator.seedRepo}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubRepoSeed {
+  /** `namespace/name`. Only the emulator's user and its org (`acme`) may read a private repo or write one. */
+  readonly repo: string
+  /** Default `"model"`. */
+  readonly repoType?: HubRepoType | undefined
+  /** A private repo answers 401 without a token and 404 to a token that cannot read it, as the Hub does. */
+  readonly private?: boolean | undefined
+  /** Path in the repo → content. */
+  readonly files: Readonly<Record<string, string | Uint8Array>>
+  /** Paths stored with LFS: their `resolve` redirects to the emulated CDN, as on the Hub. */
+  readonly lfs?: ReadonlyArray<string> | undefined
+  /** Entries per page of a tree listing (default 1000), to exercise the `Link` pagination. */
+  readonly treePageSize?: number | undefined
+  /**
+   * Each regular file's download sends this many bytes, then holds the response open until the emulator
+   * closes: a transfer interrupted mid-way, deterministically.
+   */
+  readonly stallAfterBytes?: number | undefined
 }
 
 /**

@@ -28,7 +28,13 @@ describe("SandboxError", () => {
       new SandboxError.StdinError({ id: "p-1", reason: "Closed" }),
       new SandboxError.PortError({ port: 8000, reason: "NotListening", detail: "d" }),
       new SandboxError.OutputWaitError({ id: "p-1", pattern: "/x/", reason: "Timeout", detail: "d", tail: "" }),
-      new SandboxError.SshError({ id: "s", provider: "local", reason: "NotSupported" })
+      new SandboxError.SshError({ id: "s", provider: "local", reason: "NotSupported" }),
+      new SandboxError.HubTransferError({
+        operation: "files.fromHub",
+        repo: "model a/b",
+        reason: "NotFound",
+        detail: "d"
+      })
     ]
     expect(errors.map((e) => e._tag).sort()).toEqual(SandboxError.SandboxError.members.map((m) => m._tag).sort())
     for (const error of errors) expect(SandboxError.isSandboxError(error), error._tag).toBe(true)

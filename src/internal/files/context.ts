@@ -5,7 +5,9 @@ import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
+import type { Sandbox } from "../../Sandbox.js"
 import { LocalFileError, type TerminatedError } from "../../SandboxError.js"
+import type { HubAccess } from "../../SandboxProvider.js"
 import type * as Wire from "../wire/client.js"
 
 /** What the files API needs from its sandbox. */
@@ -26,6 +28,10 @@ export interface Context {
     stream: Stream.Stream<A, E, R>,
     attributes?: Record<string, unknown>
   ) => Stream.Stream<A, E | TerminatedError, R>
+  /** Runs a command in the sandbox, for the transfers that run there (`fromHub`). */
+  readonly execStream: Sandbox["execStream"]
+  /** The provider's Hub (see `SandboxProvider.Endpoint.hub`). */
+  readonly hub?: HubAccess | undefined
 }
 
 /** The local FileSystem, or the error that says how to provide one. */

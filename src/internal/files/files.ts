@@ -8,6 +8,7 @@ import type { FileInfo, Files } from "../../Files.js"
 import type * as Protocol from "../../Protocol.js"
 import type { Context } from "./context.js"
 import { download, readBytes, readStream } from "./download.js"
+import { fromHub, toHub } from "./hub.js"
 import * as LocalTree from "./localTree.js"
 import { checkMode, withPlan } from "./plan.js"
 import { downloadDir, uploadDir } from "./tree.js"
@@ -90,7 +91,13 @@ export const make = (ctx: Context): Files => {
     uploadDir: (localDir, remoteDir, options = {}) =>
       guard("files.uploadDir", uploadDir(ctx, localDir, remoteDir, options)),
     downloadDir: (remoteDir, localDir, options = {}) =>
-      guard("files.downloadDir", downloadDir(ctx, remoteDir, localDir, options))
+      guard("files.downloadDir", downloadDir(ctx, remoteDir, localDir, options)),
+    fromHub: (source, dest, options = {}) =>
+      guard("files.fromHub", fromHub(ctx, source, dest, options), {
+        "hub.repo_type": source?.repoType ?? "model"
+      }),
+    toHub: (src, target, options = {}) =>
+      guard("files.toHub", toHub(ctx, src, target, options), { "hub.repo_type": target?.repoType ?? "model" })
   }
 }
 

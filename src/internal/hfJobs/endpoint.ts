@@ -64,11 +64,7 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
     const died = watchForDeath(client, namespace, job.id, spec, hubFailure)
     // The Jobs proxy wants the HF token as bearer; it is read per request, never stored in a header map,
     // and is the current one: a sandbox may outlive the token it was made with, once refreshed.
-    const bearer = ctx.credential.pipe(
-      Effect.map((c) => c.token),
-      Effect.orElseSucceed(() => hfToken),
-      Effect.map((t) => ({ authorization: `Bearer ${Redacted.value(t)}` }))
-    )
+    const bearer = Effect.map(bearerToken(ctx, hfToken), (t) => ({ authorization: `Bearer ${Redacted.value(t)}` }))
     const tunnel =
       transport === "tunnel"
         ? yield* tunnelUrl(ctx.config.publicDns, { client, namespace, jobId: job.id, spec, died, fresh })
@@ -106,10 +102,21 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
       ),
       onThisMachine: false,
       metrics: () => jobMetrics(client, namespace, job.id, spec.schedules.logReconnect),
+      hub: {
+        endpoint: ctx.config.endpoint,
+        token: Effect.map(bearerToken(ctx, hfToken), Option.some)
+      },
       ...extra
     }
     return value
   })
+
+/** The provider's current HF token, else the one the job was found with. */
+const bearerToken = (ctx: ProviderContext, hfToken: Redacted.Redacted<string>) =>
+  ctx.credential.pipe(
+    Effect.map((c) => c.token),
+    Effect.orElseSucceed(() => hfToken)
+  )
 
 /** The Jobs-proxy URL of the job's server port, the only one that may receive the HF token. */
 const proxyUrl = (job: Hub.JobInfo, jobsDomain: string) => {

@@ -51,7 +51,9 @@ const filesOf = (files: EffectFiles.Files): Files => ({
   uploadDir: (localDir, remoteDir, { signal, ...options } = {}) =>
     run(files.uploadDir(localDir, remoteDir, options), signal),
   downloadDir: (remoteDir, localDir, { signal, ...options } = {}) =>
-    run(files.downloadDir(remoteDir, localDir, options), signal)
+    run(files.downloadDir(remoteDir, localDir, options), signal),
+  fromHub: (source, dest, { signal, ...options } = {}) => run(files.fromHub(source, dest, options), signal),
+  toHub: (src, target, { signal, ...options } = {}) => run(files.toHub(src, target, options), signal)
 })
 
 /** A facade `stdin` option as the Effect API takes it. */

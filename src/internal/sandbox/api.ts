@@ -47,7 +47,9 @@ export const build = (running: Running, fileSystem: Option.Option<FileSystem.Fil
       fileSystem,
       guard: (operation, effect, extra) => guard(running, operation, effect, extra),
       guardStream: (operation, stream, extra) => guardStream(running, operation, stream, extra),
-      readRangeSize: endpoint.readRangeSize
+      readRangeSize: endpoint.readRangeSize,
+      execStream: execStream(running),
+      hub: endpoint.hub
     }),
     terminate: terminate(running),
     sshCommand: sshCommand(running),

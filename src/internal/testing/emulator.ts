@@ -8,6 +8,8 @@
  *   state and views (./job.ts) and its container (./container.ts: PATH, mapped ports, members);
  * - ./edge.ts, the edge: the Jobs proxy and the quick-tunnel edge, which forward to a job's server, with the
  *   tunnels the stand-in cloudflared (./cloudflared.ts) registers (./tunnels.ts);
+ * - ./repos.ts, the Hub's repositories (models, datasets, Spaces) and the file routes a sandbox's Hub
+ *   transfer uses;
  * - ./faults.ts, the fault knobs; ./router.ts, how clients reach the proxy and the edge.
  * See src/Testing.ts for what it emulates.
  */
@@ -33,6 +35,7 @@ import * as Job from "./job.js"
 import { JobRunner } from "./jobRunner.js"
 import { OAuthState } from "./oauth.js"
 import { Releases } from "./releases.js"
+import { Repos } from "./repos.js"
 import * as Router from "./router.js"
 import { fromOptions, type Settings } from "./settings.js"
 import { Tunnels } from "./tunnels.js"
@@ -51,6 +54,7 @@ class Emulator {
   readonly hub: HubApi
   readonly tunnels: Tunnels
   readonly edge: Edge
+  readonly repos: Repos
   closing: Promise<void> | undefined
 
   constructor(
@@ -87,6 +91,7 @@ class Emulator {
       jobs: this.runner.jobs,
       tunnels: this.tunnels
     })
+    this.repos = new Repos({ oauth: this.oauth, user: () => settings.user, url: () => this.url })
   }
 
   async start() {
@@ -121,6 +126,7 @@ class Emulator {
         return sendText(res, 421, `the Hub emulator does not serve ${host}\n`)
       }
       const url = new URL(req.url ?? "/", this.url)
+      if (this.repos.handle(req, res, url)) return
       if (url.pathname.startsWith("/__emulator/")) return this.control(req, res, url)
       return this.hub.handle(req, res, url)
     }
@@ -157,6 +163,7 @@ class Emulator {
   private async doClose() {
     await this.runner.stop()
     this.hub.dropStreams()
+    this.repos.dropHeld()
     this.edge.agent.destroy()
     this.edge.destroyUpgraded()
     const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
@@ -242,7 +249,9 @@ const toApi = (emulator: Emulator): Testing.HubEmulator => {
     downloads: Effect.sync(() => emulator.releases.records.map((entry) => ({ ...entry }))),
     publicDns: emulator.publicDns!.address,
     dnsLookups: Effect.sync(() => emulator.dns.lookups.map((entry) => ({ ...entry }))),
-    telemetry: Effect.sync(() => emulator.hub.telemetry.map((entry) => ({ ...entry })))
+    telemetry: Effect.sync(() => emulator.hub.telemetry.map((entry) => ({ ...entry }))),
+    seedRepo: (seed) => Effect.sync(() => emulator.repos.seed(seed)),
+    repoFiles: (repo, options = {}) => Effect.sync(() => emulator.repos.files(repo, options.repoType, options.revision))
   }
 }
 

@@ -1,0 +1,347 @@
+"""Moves Hub data inside the sandbox, so it never passes through the client (`sb.files.fromHub`,
+`sb.files.toHub`).
+
+Stdlib only; run as `python3 -S -c <this source> '<json spec>'`. The spec names the repo, path,
+revision and destination; the HF token comes only from this process's environment (`HF_TOKEN`), which
+the sandbox server sets for this one command: it is never in argv, in the job's environment or in
+anything printed. Every line on stdout is one JSON object:
+  {"file": ..., "bytes": ..., "total": ...}            progress (bytes of the whole transfer)
+  {"done": true, "commit": ..., "files": [...]}        the summary, last
+  {"error": {"reason": ..., "status": ..., "detail": ...}}  a failure (exit status 1)
+
+Routes as huggingface_hub uses them: `POST /api/{type}s/{repo}/paths-info/{revision}` to tell a file from
+a folder, `GET /api/{type}s/{repo}/tree/{revision}/{path}?recursive=true&expand=false` paginated by the
+`Link` header, `GET /{prefix}{repo}/resolve/{revision}/{path}` with `X-Repo-Commit`, following redirects
+(the token is sent only to the Hub's own host, as `requests` drops it on a redirect elsewhere); and for
+an upload `POST /api/{type}s/{repo}/preupload/{revision}` (regular or LFS, 256 files a request) then ONE
+`POST /api/{type}s/{repo}/commit/{revision}` in NDJSON (`header`, then `file` lines with base64 content),
+as `_commit_api.py` sends them. Files the Hub wants in LFS are refused (`TooLarge`): the LFS upload is
+not implemented here.
+"""
+
+import http.client
+import base64
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+CHUNK = 1024 * 1024
+RETRIES = 5
+MAX_REDIRECTS = 10
+
+
+class Failure(Exception):
+    def __init__(self, reason, detail, status=None):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+OPENER = urllib.request.build_opener(NoRedirect)
+
+
+class Hub:
+    def __init__(self, endpoint, token, repo, repo_type):
+        self.endpoint = endpoint.rstrip("/")
+        self.host = urllib.parse.urlsplit(self.endpoint).netloc
+        self.token = token
+        self.repo = repo
+        self.repo_type = repo_type
+
+    def headers_for(self, url):
+        headers = {"user-agent": "hf-sandbox-hub-transfer"}
+        # The token goes to the Hub only, never to a CDN a download is redirected to.
+        if self.token and urllib.parse.urlsplit(url).netloc == self.host:
+            headers["authorization"] = "Bearer " + self.token
+        return headers
+
+    def open(self, method, url, data=None, content_type=None):
+        """The response to a request, redirects followed, transient errors (5xx, 429, the network) retried."""
+        attempt = 0
+        while True:
+            try:
+                return self.open_once(method, url, data, content_type)
+            except Failure as failure:
+                transient = failure.reason == "Unreachable" or failure.status == 429 or (failure.status or 0) >= 500
+                if not transient or attempt >= RETRIES:
+                    raise
+                attempt += 1
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+
+    def open_once(self, method, url, data, content_type):
+        for _ in range(MAX_REDIRECTS):
+            headers = self.headers_for(url)
+            if content_type is not None:
+                headers["content-type"] = content_type
+            request = urllib.request.Request(url, data=data, method=method, headers=headers)
+            try:
+                response = OPENER.open(request, timeout=60)
+            except urllib.error.HTTPError as e:
+                if e.code in (301, 302, 303, 307, 308) and e.headers.get("location"):
+                    url = urllib.parse.urljoin(url, e.headers["location"])
+                    e.close()
+                    continue
+                raise self.failure(e) from None
+            except (urllib.error.URLError, OSError) as e:
+                raise Failure("Unreachable", "cannot reach %s: %s" % (self.endpoint, getattr(e, "reason", e))) from None
+            return response
+        raise Failure("Failed", "too many redirects for %s" % url)
+
+    def failure(self, error):
+        code = error.code
+        body = error.read(4096).decode("utf-8", "replace")
+        error.close()
+        try:
+            message = json.loads(body).get("error", body)
+        except ValueError:
+            message = body
+        message = (error.headers.get("x-error-message") or message or "").strip()
+        what = "%s %s" % (self.repo_type, self.repo)
+        if code in (401, 403):
+            return Failure(
+                "Unauthorized",
+                "the Hub refused access to %s (HTTP %d: %s): the token lacks access to it, or none was given" % (what, code, message),
+                code,
+            )
+        if code == 404:
+            kind = error.headers.get("x-error-code") or "NotFound"
+            return Failure("NotFound", "no such %s, revision or path (HTTP 404, %s: %s)" % (what, kind, message), code)
+        return Failure("HubError", "the Hub answered HTTP %d: %s" % (code, message), code)
+
+    def api(self, kind, revision, path=""):
+        quoted = "/" + urllib.parse.quote(path, safe="") if path else ""
+        rev = urllib.parse.quote(revision, safe="")
+        return "%s/api/%ss/%s/%s/%s%s" % (self.endpoint, self.repo_type, self.repo, kind, rev, quoted)
+
+    def resolve_url(self, revision, path):
+        prefix = "" if self.repo_type == "model" else self.repo_type + "s/"
+        return "%s/%s%s/resolve/%s/%s" % (
+            self.endpoint,
+            prefix,
+            self.repo,
+            urllib.parse.quote(revision, safe=""),
+            urllib.parse.quote(path),
+        )
+
+
+def read_json(response):
+    with response:
+        return json.loads(response.read().decode("utf-8"))
+
+
+def next_link(response):
+    for part in (response.headers.get("link") or "").split(","):
+        if 'rel="next"' in part:
+            return part.split(";")[0].strip().strip("<>")
+    return None
+
+
+def list_files(hub, revision, path):
+    """The files to fetch, as (path in repo, size): one file, or a folder's whole tree."""
+    if path:
+        body = urllib.parse.urlencode({"paths": path, "expand": "false"}).encode()
+        infos = read_json(hub.open("POST", hub.api("paths-info", revision), body, "application/x-www-form-urlencoded"))
+        if not infos:
+            raise Failure("NotFound", "no path %r in %s %s at %s" % (path, hub.repo_type, hub.repo, revision), 404)
+        if infos[0].get("type") == "file":
+            return [(infos[0]["path"], infos[0].get("size"))], True
+    files = []
+    url = hub.api("tree", revision, path) + "?recursive=true&expand=false"
+    while url is not None:
+        response = hub.open("GET", url)
+        link = next_link(response)
+        files.extend((e["path"], e.get("size")) for e in read_json(response) if e.get("type") == "file")
+        url = urllib.parse.urljoin(url, link) if link else None
+    return files, False
+
+
+def target_of(dest, base, repo_path, single):
+    if single:
+        # Into a folder (an existing one, or one named with a trailing slash) under the file's own name.
+        if dest.endswith("/") or os.path.isdir(dest):
+            return os.path.join(os.path.abspath(dest), repo_path.rsplit("/", 1)[-1])
+        return os.path.abspath(dest)
+    rel = repo_path[len(base) :].lstrip("/") if base else repo_path
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise Failure("Failed", "the Hub listed an unsafe path %r" % repo_path)
+    return os.path.join(os.path.abspath(dest), *parts)
+
+
+def temp_name(target):
+    return os.path.join(os.path.dirname(target), ".%s.hf-sandbox-%d.part" % (os.path.basename(target), os.getpid()))
+
+
+def open_temp(target):
+    """A file for the new content that vanishes if this process dies, however (O_TMPFILE: an interrupted
+    transfer is killed with SIGKILL), else a named temp beside the target."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
+        try:
+            return os.open(os.path.dirname(target), os.O_TMPFILE | os.O_WRONLY, 0o644), None
+        except OSError:
+            pass
+    name = temp_name(target)
+    return os.open(name, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644), name
+
+
+def commit_temp(fd, name, target):
+    """Gives the complete content its name: linked beside the target, then renamed over it."""
+    os.fsync(fd)
+    if name is None:
+        name = temp_name(target)
+        if os.path.lexists(name):
+            os.unlink(name)
+        # An explicit src_dir_fd makes CPython call linkat(AT_SYMLINK_FOLLOW), which links the open file
+        # itself; plain link() would try to link the /proc symlink.
+        dir_fd = os.open(os.path.dirname(target), os.O_RDONLY)
+        try:
+            os.link("/proc/self/fd/%d" % fd, name, src_dir_fd=dir_fd, follow_symlinks=True)
+        finally:
+            os.close(dir_fd)
+    os.replace(name, target)
+
+
+def fetch(hub, revision, repo_path, target, progress):
+    """One file into `target`, atomically; returns the commit the Hub served it from."""
+    started = progress["bytes"]
+    for attempt in range(RETRIES + 1):
+        progress["bytes"] = started
+        response = hub.open("GET", hub.resolve_url(revision, repo_path))
+        commit = response.headers.get("x-repo-commit")
+        fd, name = open_temp(target)
+        try:
+            with response:
+                while True:
+                    chunk = response.read1(CHUNK)
+                    if not chunk:
+                        break
+                    os.write(fd, chunk)
+                    progress["bytes"] += len(chunk)
+                    emit({"file": repo_path, "bytes": progress["bytes"], "total": progress["total"]})
+            commit_temp(fd, name, target)
+            return commit
+        except (OSError, http.client.HTTPException) as e:
+            if name is not None and os.path.lexists(name):
+                os.unlink(name)
+            cut = isinstance(e, (ConnectionError, TimeoutError, http.client.HTTPException))
+            if cut and attempt < RETRIES:
+                time.sleep(min(0.2 * 2 ** (attempt + 1), 5.0))
+                continue
+            raise Failure("Failed", "cannot write %s: %s" % (target, e)) from None
+        finally:
+            os.close(fd)
+
+
+def from_hub(spec, token):
+    hub = Hub(spec["endpoint"], token, spec["repo"], spec["repoType"])
+    revision = spec.get("revision") or "main"
+    path = (spec.get("path") or "").strip("/")
+    files, single = list_files(hub, revision, path)
+    if not files and not single:
+        raise Failure("NotFound", "nothing under %r in %s %s at %s" % (path, hub.repo_type, hub.repo, revision), 404)
+    total = sum(size or 0 for _, size in files) if all(size is not None for _, size in files) else None
+    progress = {"bytes": 0, "total": total}
+    written, commit = [], None
+    for repo_path, _ in files:
+        target = target_of(spec["dest"], path, repo_path, single)
+        commit = fetch(hub, revision, repo_path, target, progress) or commit
+        written.append(target)
+    emit({"done": True, "commit": commit, "files": written, "bytes": progress["bytes"]})
+
+
+def local_files(src, path):
+    """The files to upload, as (absolute path, path in repo): one file, or a directory's tree (links skipped)."""
+    src = os.path.abspath(src)
+    if os.path.isfile(src):
+        in_repo = path + os.path.basename(src) if path == "" or path.endswith("/") else path
+        return [(src, in_repo.strip("/"))]
+    if not os.path.isdir(src):
+        raise Failure("Failed", "%s is neither a file nor a directory in the sandbox" % src)
+    base = path.strip("/")
+    found = []
+    for root, _dirs, names in os.walk(src):
+        for name in names:
+            full = os.path.join(root, name)
+            if os.path.islink(full) or not os.path.isfile(full):
+                continue
+            rel = os.path.relpath(full, src).replace(os.sep, "/")
+            found.append((full, base + "/" + rel if base else rel))
+    if not found:
+        raise Failure("Failed", "%s has no files to upload" % src)
+    return sorted(found, key=lambda f: f[1])
+
+
+def upload_modes(hub, revision, files):
+    """The Hub's choice for each file: `regular` (base64 in the commit) or `lfs`."""
+    modes = {}
+    for start in range(0, len(files), 256):
+        chunk = []
+        for full, in_repo in files[start : start + 256]:
+            with open(full, "rb") as f:
+                sample = f.read(512)
+            chunk.append({"path": in_repo, "sample": base64.b64encode(sample).decode("ascii"), "size": os.path.getsize(full)})
+        body = json.dumps({"files": chunk}).encode()
+        answer = read_json(hub.open("POST", hub.api("preupload", revision), body, "application/json"))
+        modes.update({f["path"]: f["uploadMode"] for f in answer.get("files", [])})
+    return modes
+
+
+def to_hub(spec, token):
+    hub = Hub(spec["endpoint"], token, spec["repo"], spec["repoType"])
+    revision = spec.get("revision") or "main"
+    files = local_files(spec["src"], spec.get("path") or "")
+    modes = upload_modes(hub, revision, files)
+    large = [in_repo for _, in_repo in files if modes.get(in_repo) == "lfs"]
+    if large:
+        raise Failure(
+            "TooLarge",
+            "the Hub stores %s with LFS, which toHub does not upload: upload those with huggingface_hub "
+            "(e.g. `hf upload`) in the sandbox" % ", ".join(large[:5]) + (" and %d more" % (len(large) - 5) if len(large) > 5 else ""),
+        )
+    total = sum(os.path.getsize(full) for full, _ in files)
+    header = {"summary": spec.get("message") or "Upload with hf-sandbox", "description": ""}
+    lines, done = [json.dumps({"key": "header", "value": header})], 0
+    for full, in_repo in files:
+        with open(full, "rb") as f:
+            content = f.read()
+        lines.append(json.dumps({"key": "file", "value": {"content": base64.b64encode(content).decode(), "path": in_repo, "encoding": "base64"}}))
+        done += len(content)
+        emit({"file": in_repo, "bytes": done, "total": total})
+    body = ("\n".join(lines) + "\n").encode()
+    answer = read_json(hub.open("POST", hub.api("commit", revision), body, "application/x-ndjson"))
+    emit({"done": True, "commit": answer.get("commitOid"), "commitUrl": answer.get("commitUrl"), "files": [p for _, p in files], "bytes": done})
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    token = os.environ.pop("HF_TOKEN", "") or None
+    try:
+        if spec["op"] == "fromHub":
+            from_hub(spec, token)
+        elif spec["op"] == "toHub":
+            to_hub(spec, token)
+        else:
+            raise Failure("Failed", "unknown operation %r" % spec["op"])
+    except Failure as failure:
+        emit({"error": {"reason": failure.reason, "status": failure.status, "detail": failure.detail}})
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+/**
+ * Hub transfers that run in the sandbox (`files.fromHub`, `files.toHub`): the stdlib-only program
+ * `rpc-server/hub_transfer.py` is run there as one command, its spec in argv (no secret in it) and the HF
+ * token in that command's environment only, which travels in the authenticated exec request. Its NDJSON
+ * lines on stdout become progress events, then the result or a `HubTransferError`.
+ */
+import { readFile } from "node:fs/promises"
+import { dirname, join } from "node:path"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import type {
+  FromHubOptions,
+  HubDownload,
+  HubProgress,
+  HubSource,
+  HubTarget,
+  HubUpload,
+  ToHubOptions
+} from "../../Files.js"
+import type { ExecEvent } from "../../Sandbox.js"
+import { HubTransferError, InvalidArgumentError, type OperationError } from "../../SandboxError.js"
+import type { HubAccess } from "../../SandboxProvider.js"
+import { readEnv } from "../hfJobs/config.js"
+import * as Credentials from "../hfJobs/credentials.js"
+import { serverScriptPath } from "../serverScript.js"
+import { VERSION } from "../version.js"
+import { type Context, localFs } from "./context.js"
+
+/** The program's path: beside the server's package, so it is found wherever the server is (a bundle too). */
+export const programPath: string = join(dirname(serverScriptPath), "hub_transfer.py")
+
+// Read once per process: it is shipped in each transfer's argv (`python3 -S -c`), so the sandbox needs nothing installed.
+let programSource: Promise<string> | undefined
+const program = Effect.promise(() => {
+  programSource ??= readFile(programPath, "utf8")
+  return programSource
+})
+
+const REPO = /^(?:[\w.-]+\/)?[\w.-]+$/
+const TYPES = ["model", "dataset", "space"] as const
+
+/** The spec the program gets, checked here so that bad input fails before anything runs. */
+const checkRepo = (operation: string, source: HubSource, localName: "dest" | "src", local: string) => {
+  const bad = (argument: string, detail: string) =>
+    Effect.fail(new InvalidArgumentError({ operation, argument, detail }))
+  if (typeof source?.repo !== "string" || !REPO.test(source.repo) || source.repo.includes("..")) {
+    return bad("repo", `${JSON.stringify(source?.repo)} is not a Hub repo id: use "namespace/name"`)
+  }
+  const repoType = source.repoType ?? "model"
+  if (!TYPES.includes(repoType)) {
+    return bad("repoType", `${JSON.stringify(repoType)} is not one of "model", "dataset", "space"`)
+  }
+  if (source.revision !== undefined && (typeof source.revision !== "string" || !/^[^\s\0]+$/.test(source.revision))) {
+    return bad("revision", `${JSON.stringify(source.revision)} is not a branch, tag or commit`)
+  }
+  if (source.path !== undefined && (typeof source.path !== "string" || source.path.includes("\0"))) {
+    return bad("path", `${JSON.stringify(source.path)} is not a path in the repo`)
+  }
+  if (typeof local !== "string" || local === "" || local.includes("\0")) {
+    return bad(localName, `${JSON.stringify(local)} is not a path in the sandbox: give a file or directory path`)
+  }
+  return Effect.succeed({ repo: source.repo, repoType, path: source.path ?? "", revision: source.revision ?? "main" })
+}
+
+/**
+ * The Hub of a provider that names none: `HF_ENDPOINT` (else huggingface.co) and the token
+ * `huggingface_hub` would find (`HF_TOKEN`, the token file, …); none is fine for a public repo.
+ */
+export const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
+  Effect.gen(function* () {
+    const configured = yield* Config.string("HF_ENDPOINT").pipe(
+      Config.withDefault("https://huggingface.co"),
+      Effect.orElseSucceed(() => "https://huggingface.co")
+    )
+    const endpoint = (configured.trim() === "" ? "https://huggingface.co" : configured).replace(/\/+$/, "")
+    const token = Effect.gen(function* () {
+      const fs = yield* Effect.option(localFs(ctx, "files.fromHub", "the HF token file"))
+      if (Option.isNone(fs)) return Option.none<Redacted.Redacted<string>>()
+      const env = yield* readEnv
+      const credential = yield* Credentials.resolve({
+        fs: fs.value,
+        env,
+        endpoint,
+        userAgent: `hf-sandbox/${VERSION}`,
+        explicit: undefined
+      })
+      return Option.some(credential.token)
+    }).pipe(Effect.orElseSucceed(() => Option.none<Redacted.Redacted<string>>()))
+    return { endpoint, token }
+  })
+
+interface Done {
+  readonly done: true
+  readonly commit: string | null
+  readonly commitUrl?: string | null
+  readonly files: Array<string>
+  readonly bytes: number
+}
+
+type Line =
+  | { readonly file: string; readonly bytes: number; readonly total: number | null }
+  | Done
+  | { readonly error: { readonly reason: string; readonly status: number | null; readonly detail: string } }
+
+interface Outcome {
+  result: Done | undefined
+  error: HubTransferError | undefined
+  stderr: string
+}
+
+/** Applies one line of the program's stdout to the outcome, calling `onProgress` for progress lines. */
+const onLine = (
+  line: string,
+  outcome: Outcome,
+  failure: (reason: HubTransferError["reason"], detail: string, status?: number) => HubTransferError,
+  onProgress: ((progress: HubProgress) => void) | undefined
+) => {
+  let parsed: Line
+  try {
+    parsed = JSON.parse(line)
+  } catch {
+    return
+  }
+  if ("error" in parsed) {
+    const reason = parsed.error.reason as HubTransferError["reason"]
+    outcome.error = failure(reason, parsed.error.detail, parsed.error.status ?? undefined)
+  } else if ("done" in parsed) {
+    outcome.result = parsed
+  } else if (onProgress !== undefined) {
+    onProgress({ file: parsed.file, bytes: parsed.bytes, total: parsed.total ?? undefined })
+  }
+}
+
+/** Folds the command's events into the outcome: stdout split into lines, the tail of stderr kept. */
+const collect = (
+  events: Stream.Stream<ExecEvent, OperationError>,
+  outcome: Outcome,
+  handle: (line: string) => void
+) => {
+  const decoder = new TextDecoder()
+  let pending = ""
+  return Stream.runForEach(events, (event) =>
+    Effect.sync(() => {
+      if (event._tag === "Stdout") {
+        pending += decoder.decode(event.data, { stream: true })
+        const lines = pending.split("\n")
+        pending = lines.pop()!
+        for (const line of lines) handle(line)
+      } else if (event._tag === "Stderr") {
+        outcome.stderr = (outcome.stderr + event.text).slice(-2000)
+      } else if (event._tag === "Exit" && pending !== "") {
+        handle(pending)
+        pending = ""
+      }
+    })
+  )
+}
+
+/** Runs the program with `spec` in the sandbox: its `done` line, or the typed error it reported. */
+const run = (
+  ctx: Context,
+  operation: string,
+  spec: Record<string, unknown> & { readonly repo: string; readonly repoType: string },
+  options: FromHubOptions
+): Effect.Effect<Done, OperationError> =>
+  Effect.gen(function* () {
+    const access = ctx.hub ?? (yield* discoveredHub(ctx))
+    const token = options.token !== undefined ? Option.some(options.token) : yield* access.token
+    const command = ["python3", "-S", "-c", yield* program, JSON.stringify({ ...spec, endpoint: access.endpoint })]
+    const env = Option.match(token, { onNone: () => ({}), onSome: (t) => ({ HF_TOKEN: Redacted.value(t) }) })
+    const failure = (reason: HubTransferError["reason"], detail: string, status?: number) =>
+      new HubTransferError({ operation, repo: `${spec.repoType} ${spec.repo}`, reason, detail, status })
+    const outcome: Outcome = { result: undefined, error: undefined, stderr: "" }
+    yield* collect(ctx.execStream(command, { env }), outcome, (line) =>
+      onLine(line, outcome, failure, options.onProgress)
+    )
+    if (outcome.error !== undefined) return yield* Effect.fail(outcome.error)
+    if (outcome.result === undefined) {
+      const said = outcome.stderr.trim()
+      return yield* Effect.fail(
+        failure("Failed", `the transfer ended without a result${said === "" ? "" : `: ${said}`}`)
+      )
+    }
+    return outcome.result
+  })
+
+/** `files.fromHub`. */
+export const fromHub = (
+  ctx: Context,
+  source: HubSource,
+  dest: string,
+  options: FromHubOptions = {}
+): Effect.Effect<HubDownload, OperationError> =>
+  Effect.flatMap(checkRepo("files.fromHub", source, "dest", dest), (checked) =>
+    Effect.map(run(ctx, "files.fromHub", { op: "fromHub", dest, ...checked }, options), (done) => ({
+      commit: done.commit ?? undefined,
+      files: done.files,
+      bytes: done.bytes
+    }))
+  )
+
+/** `files.toHub`. */
+export const toHub = (
+  ctx: Context,
+  src: string,
+  target: HubTarget,
+  options: ToHubOptions = {}
+): Effect.Effect<HubUpload, OperationError> =>
+  Effect.flatMap(checkRepo("files.toHub", target, "src", src), (checked) => {
+    if (target.message !== undefined && (typeof target.message !== "string" || target.message.trim() === "")) {
+      return Effect.fail(
+        new InvalidArgumentError({
+          operation: "files.toHub",
+          argument: "message",
+          detail: `${JSON.stringify(target.message)} is not a commit message: give a non-empty string`
+        })
+      )
+    }
+    const spec = { op: "toHub", src, message: target.message, ...checked }
+    return Effect.map(run(ctx, "files.toHub", spec, options), (done) => ({
+      commit: done.commit ?? "",
+      commitUrl: done.commitUrl ?? "",
+      files: done.files,
+      bytes: done.bytes
+    }))
+  })

@@ -1,0 +1,279 @@
+/**
+ * The Hub emulator's repositories: models, datasets and Spaces held in memory, with the routes a
+ * sandbox's Hub transfer uses, in the shapes `huggingface_hub` reads (`hf_api.py`, `file_download.py`):
+ * `POST /api/{type}s/{repo}/paths-info/{revision}`, `GET /api/{type}s/{repo}/tree/{revision}/{path}`
+ * (paginated by a `Link` header), `GET|HEAD /{prefix}{repo}/resolve/{revision}/{path}` (with
+ * `X-Repo-Commit` and `ETag`; an LFS file redirects to the CDN route `/__emulator/cdn/{sha256}`), and
+ * `POST /api/{type}s/{repo}/preupload/{revision}` and `.../commit/{revision}` (NDJSON, in
+ * ./repoWrites.ts). Access is as strict
+ * as the Hub's: a private repo answers 401 without a token and 404 to a token of someone else; writing
+ * needs a token of the repo's namespace.
+ */
+import { createHash } from "node:crypto"
+import type * as http from "node:http"
+import type * as Testing from "../../Testing.js"
+import { ORG } from "./accounts.js"
+import { readBody, sendError, sendJson } from "./http.js"
+import type { OAuthState } from "./oauth.js"
+import { commit as commitTo, preupload } from "./repoWrites.js"
+import { hex } from "./util.js"
+
+type RepoType = "model" | "dataset" | "space"
+
+export interface StoredFile {
+  readonly content: Buffer
+  readonly lfs: boolean
+}
+
+export interface Commit {
+  readonly oid: string
+  readonly files: ReadonlyMap<string, StoredFile>
+}
+
+export interface Repo {
+  readonly type: RepoType
+  readonly id: string
+  readonly private: boolean
+  /** Oldest first; `main` is the last. */
+  readonly commits: Array<Commit>
+  readonly pageSize: number
+  readonly stallAfterBytes: number | undefined
+}
+
+const gitOid = (content: Buffer) => createHash("sha1").update(`blob ${content.length}\0`).update(content).digest("hex")
+const sha256 = (content: Buffer) => createHash("sha256").update(content).digest("hex")
+
+const TYPES: Record<string, RepoType> = { models: "model", datasets: "dataset", spaces: "space" }
+
+export interface ReposContext {
+  readonly oauth: OAuthState
+  readonly user: () => string
+  /** The emulator's base URL (absolute `Link` headers). */
+  readonly url: () => string
+}
+
+export class Repos {
+  private readonly repos = new Map<string, Repo>()
+  private readonly blobs = new Map<string, StoredFile>()
+  /** Responses a stalled download holds open: cut when the emulator closes. */
+  readonly held = new Set<http.ServerResponse>()
+
+  constructor(readonly ctx: ReposContext) {}
+
+  seed(seed: Testing.HubRepoSeed): string {
+    const type = seed.repoType ?? "model"
+    const lfs = new Set(seed.lfs ?? [])
+    const files = new Map<string, StoredFile>()
+    for (const [path, content] of Object.entries(seed.files)) {
+      const file = { content: Buffer.from(content), lfs: lfs.has(path) }
+      files.set(path, file)
+      if (file.lfs) this.blobs.set(sha256(file.content), file)
+    }
+    const oid = hex(20)
+    const existing = this.repos.get(`${type}/${seed.repo}`)
+    const commits = existing?.commits ?? []
+    commits.push({ oid, files })
+    this.repos.set(`${type}/${seed.repo}`, {
+      type,
+      id: seed.repo,
+      private: seed.private ?? existing?.private ?? false,
+      commits,
+      pageSize: seed.treePageSize ?? 1000,
+      stallAfterBytes: seed.stallAfterBytes
+    })
+    return oid
+  }
+
+  /** A revision's files (`main` by default), or undefined when there is no such repo or revision. */
+  files(repo: string, repoType: RepoType = "model", revision = "main"): Record<string, Uint8Array> | undefined {
+    const found = this.repos.get(`${repoType}/${repo}`)
+    const commit = found === undefined ? undefined : revisionOf(found, revision)
+    if (commit === undefined) return undefined
+    return Object.fromEntries([...commit.files].map(([path, file]) => [path, new Uint8Array(file.content)]))
+  }
+
+  /** Answers a repo route, or returns false when the request is not one. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): boolean {
+    const segments = url.pathname.split("/").filter((s) => s !== "")
+    if (segments[0] === "__emulator" && segments[1] === "cdn" && segments.length === 3) {
+      const blob = this.blobs.get(segments[2]!)
+      if (blob === undefined) sendError(res, 404, "Not found")
+      else serve(req, res, blob.content, sha256(blob.content), undefined, undefined, this.held)
+      return true
+    }
+    const api = segments[0] === "api" && TYPES[segments[1] ?? ""] !== undefined
+    const action = api
+      ? segments[4]
+      : segments[0] === "datasets" || segments[0] === "spaces"
+        ? segments[3]
+        : segments[2]
+    const type: RepoType = api ? TYPES[segments[1]!]! : (TYPES[segments[0]!] ?? "model")
+    const base = api ? 2 : type === "model" ? 0 : 1
+    const route = api ? `api:${action}` : `file:${action}`
+    if (!["api:paths-info", "api:tree", "api:preupload", "api:commit", "file:resolve"].includes(route)) return false
+    if (segments.length < base + 4) return false
+    const repoId = `${segments[base]}/${segments[base + 1]}`
+    const revision = decodeURIComponent(segments[base + 3]!)
+    const rest = segments
+      .slice(base + 4)
+      .map(decodeURIComponent)
+      .join("/")
+    void this.route(req, res, url, { type, repoId, revision, rest, action: action! }).catch((error: unknown) => {
+      if (!res.headersSent) sendError(res, 500, `Hub emulator internal error: ${String(error)}`)
+      else res.destroy()
+    })
+    return true
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, target: Target) {
+    const write = target.action === "preupload" || target.action === "commit"
+    const repo = this.access(req, res, target, write)
+    if (repo === undefined) return req.resume()
+    const commit = revisionOf(repo, target.revision)
+    if (commit === undefined) {
+      req.resume()
+      return sendError(res, 404, `Invalid rev id: ${target.revision}`, { "x-error-code": "RevisionNotFound" })
+    }
+    if (target.action === "paths-info") return this.pathsInfo(req, res, commit)
+    if (target.action === "tree") return tree(res, url, repo, commit, target.rest, this.ctx.url())
+    if (target.action === "resolve") return this.resolve(req, res, repo, commit, target.rest)
+    if (target.action === "preupload") return preupload(req, res)
+    return commitTo(req, res, repo, commit, target.revision, this.ctx.url())
+  }
+
+  /** The repo when the request may see it (and write it, for `write`), else the Hub's refusal is sent. */
+  private access(req: http.IncomingMessage, res: http.ServerResponse, target: Target, write: boolean) {
+    const authorization = req.headers.authorization
+    const verdict = authorization === undefined ? undefined : this.ctx.oauth.verify(authorization)
+    if (verdict?._tag === "Invalid") {
+      sendError(res, 401, "Invalid credentials in Authorization header")
+      return undefined
+    }
+    const namespace = target.repoId.split("/")[0]
+    const mine =
+      (verdict?._tag === "Valid" && (namespace === this.ctx.user() || namespace === ORG)) ||
+      (verdict?._tag === "Scoped" && verdict.resource.endsWith(target.repoId))
+    const repo = this.repos.get(`${target.type}/${target.repoId}`)
+    if (repo === undefined || (repo.private && !mine)) {
+      // Without a token the Hub cannot tell a private repo from a missing one: 401 either way.
+      if (verdict === undefined)
+        sendError(res, 401, "Invalid username or password.", { "x-error-code": "RepoNotFound" })
+      else sendError(res, 404, "Repository not found", { "x-error-code": "RepoNotFound" })
+      return undefined
+    }
+    if (write && !mine) {
+      sendError(res, verdict === undefined ? 401 : 403, `You don't have the rights to write to ${target.repoId}`)
+      return undefined
+    }
+    return repo
+  }
+
+  private async pathsInfo(req: http.IncomingMessage, res: http.ServerResponse, commit: Commit) {
+    const form = new URLSearchParams((await readBody(req)).toString("utf8"))
+    const entries = form.getAll("paths").flatMap((path) => {
+      const entry = entriesOf(commit, "", true).find((e) => e.path === path.replace(/^\/+|\/+$/g, ""))
+      return entry === undefined ? [] : [entry]
+    })
+    sendJson(res, 200, entries)
+  }
+
+  private resolve(req: http.IncomingMessage, res: http.ServerResponse, repo: Repo, commit: Commit, path: string) {
+    const file = commit.files.get(path)
+    if (file === undefined) return sendError(res, 404, "Entry not found", { "x-error-code": "EntryNotFound" })
+    if (file.lfs) {
+      // As the Hub: an LFS file's resolve redirects to the CDN, which needs no token.
+      res.writeHead(302, {
+        location: `${this.ctx.url()}/__emulator/cdn/${sha256(file.content)}`,
+        "x-repo-commit": commit.oid,
+        etag: `"${sha256(file.content)}"`,
+        "x-linked-size": file.content.length,
+        "content-length": 0
+      })
+      return res.end()
+    }
+    serve(req, res, file.content, gitOid(file.content), commit.oid, repo.stallAfterBytes, this.held)
+  }
+
+  dropHeld() {
+    for (const res of this.held) res.destroy()
+    this.held.clear()
+  }
+}
+
+interface Target {
+  readonly type: RepoType
+  readonly repoId: string
+  readonly revision: string
+  readonly rest: string
+  readonly action: string
+}
+
+const revisionOf = (repo: Repo, revision: string) =>
+  revision === "main" ? repo.commits.at(-1) : repo.commits.find((c) => c.oid === revision)
+
+/** The tree entries below `path` (itself included only in a recursive listing of ""), sorted by path. */
+const entriesOf = (commit: Commit, path: string, recursive: boolean) => {
+  const prefix = path === "" ? "" : `${path}/`
+  const dirs = new Set<string>()
+  const entries: Array<Record<string, unknown>> = []
+  for (const [filePath, file] of commit.files) {
+    if (!filePath.startsWith(prefix)) continue
+    const rest = filePath.slice(prefix.length).split("/")
+    for (let depth = 1; depth < rest.length; depth++) {
+      if (!recursive && depth > 1) break
+      dirs.add(prefix + rest.slice(0, depth).join("/"))
+    }
+    if (!recursive && rest.length > 1) continue
+    entries.push({
+      type: "file",
+      oid: gitOid(file.content),
+      size: file.content.length,
+      path: filePath,
+      ...(file.lfs ? { lfs: { oid: sha256(file.content), size: file.content.length, pointerSize: 134 } } : {})
+    })
+  }
+  for (const dir of dirs) entries.push({ type: "directory", oid: hex(20), size: 0, path: dir })
+  return entries.sort((a, b) => String(a.path).localeCompare(String(b.path)))
+}
+
+/** A page of a tree listing, with the `Link` header of the next one. */
+const tree = (res: http.ServerResponse, url: URL, repo: Repo, commit: Commit, path: string, baseUrl: string) => {
+  const recursive = url.searchParams.get("recursive") === "true"
+  const all = entriesOf(commit, path, recursive)
+  if (path !== "" && all.length === 0) {
+    return sendError(res, 404, `Entry not found: ${path}`, { "x-error-code": "EntryNotFound" })
+  }
+  const cursor = Number(url.searchParams.get("cursor") ?? "0")
+  const page = all.slice(cursor, cursor + repo.pageSize)
+  const headers: http.OutgoingHttpHeaders = {}
+  if (cursor + repo.pageSize < all.length) {
+    const next = new URL(url.pathname + url.search, baseUrl)
+    next.searchParams.set("cursor", String(cursor + repo.pageSize))
+    headers.link = `<${next.toString()}>; rel="next"`
+  }
+  sendJson(res, 200, page, headers)
+}
+
+/** A file's bytes (held open mid-way for a stalled repo, for interruption tests). */
+const serve = (
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  content: Buffer,
+  etag: string,
+  commitOid: string | undefined,
+  stallAfter: number | undefined,
+  held: Set<http.ServerResponse>
+) => {
+  res.writeHead(200, {
+    "content-type": "application/octet-stream",
+    "content-length": content.length,
+    etag: `"${etag}"`,
+    ...(commitOid === undefined ? {} : { "x-repo-commit": commitOid })
+  })
+  if (req.method === "HEAD") return res.end()
+  if (stallAfter === undefined || stallAfter >= content.length) return res.end(content)
+  // A download that stops mid-way and never ends, for interruption tests.
+  res.write(content.subarray(0, stallAfter))
+  held.add(res)
+  res.on("close", () => held.delete(res))
+}
