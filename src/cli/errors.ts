@@ -19,7 +19,9 @@ const FLAGS: Readonly<Record<string, string>> = {
   forwardHfToken: "--forward-hf-token",
   volumes: "--volume",
   ssh: "--ssh",
-  maxCost: "--max-cost"
+  maxCost: "--max-cost",
+  ports: "--port",
+  name: "--name"
 }
 
 const CLI_TOKEN_HINT = "pass it as HF_TOKEN=hf_... in the environment"

@@ -84,6 +84,13 @@ export const label = Options.text("label").pipe(
     "Label of the HF job (repeatable), for your own bookkeeping; keys and values of at most 100 letters, digits, '.', '_', '-'."
   )
 )
+export const sandboxName = Options.text("name").pipe(
+  Options.withPseudoName("NAME"),
+  Options.optional,
+  Options.withDescription(
+    "A name for the sandbox, unique among the running ones (1-63 of A-Z a-z 0-9 . _ -); a taken name fails, naming the sandbox that has it."
+  )
+)
 export const port = Options.integer("port").pipe(
   Options.withAlias("p"),
   Options.withPseudoName("PORT"),
@@ -146,6 +153,7 @@ export const sandboxOptions = (a: {
   readonly ssh: boolean
   readonly maxCost: Option.Option<string>
   readonly port: ReadonlyArray<number>
+  readonly name: Option.Option<string>
 }) =>
   Effect.gen(function* () {
     const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
@@ -161,7 +169,8 @@ export const sandboxOptions = (a: {
       ...(a.volume.length > 0 ? { volumes: yield* Parse.volumes(a.volume) } : {}),
       ...(a.ssh ? { ssh: true } : {}),
       ...(Option.isSome(a.maxCost) ? { maxCost: a.maxCost.value } : {}),
-      ...(a.port.length > 0 ? { ports: a.port } : {})
+      ...(a.port.length > 0 ? { ports: a.port } : {}),
+      ...(Option.isSome(a.name) ? { name: a.name.value } : {})
     }
   })
 

@@ -22,6 +22,24 @@ import { isAlive, waitGone } from "../support/processes.js"
 
 useCliHarness()
 
+describe("hf-sandbox create --name", () => {
+  it("names a sandbox; a second create with the name fails naming the first; kill --name stops it", async () => {
+    const name = `web-${randomBytes(4).toString("hex")}`
+    const id = await createLocal("--name", name)
+    const pid = stateOf(id).pid
+    const again = await local(["create", "-q", "--name", name])
+    assert.notStrictEqual(again.code, 0)
+    assert.include(again.stderr, id)
+    const bad = await local(["create", "-q", "--name", "no/slash"])
+    assert.notStrictEqual(bad.code, 0)
+    assert.include(bad.stderr, "--name")
+    const killed = await local(["kill", "--name", name])
+    expectCode(killed, 0)
+    assert.strictEqual(killed.stdout.trim(), id)
+    assert.deepStrictEqual(await waitGone([pid]), [])
+  })
+})
+
 describe("hf-sandbox kill with filters, local provider", () => {
   it("refuses a kill that names nothing, or ids with filters, with a usage error", async () => {
     const none = await local(["kill"])
