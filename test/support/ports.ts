@@ -241,7 +241,7 @@ export const openWebSocket = (
         if (end < 0) return
         if (!data.subarray(0, end).toString("latin1").startsWith("HTTP/1.1 101")) {
           socket.destroy()
-          return reject(new Error(`no WebSocket: ${data.subarray(0, end).toString("latin1")}`))
+          return reject(new Error(`no WebSocket: ${data.toString("latin1")}`))
         }
         open = true
         data = data.subarray(end + 4)
