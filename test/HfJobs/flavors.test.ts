@@ -61,6 +61,21 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs: flavo
     )
   }
 
+  it.effect("a named sandbox falls back too: the job it gave up does not hold the name against it", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      emu.faults.unavailableFlavors = ["h200"]
+      const name = `fallback-${Date.now().toString(36)}`
+      yield* Effect.gen(function* () {
+        const sb = yield* Sandbox.make({ transport: "proxy", name, flavor: ["h200", "a100-large"] })
+        assert.strictEqual(sb.hardware, "a100-large")
+        const found = yield* Sandbox.connect({ name })
+        assert.strictEqual(found.id, sb.id)
+      }).pipe(Effect.scoped)
+    })
+  )
+
   it.effect("a flavor that leaves SCHEDULING in time is kept: no fallback", () =>
     Effect.gen(function* () {
       yield* resetFaults

@@ -55,11 +55,13 @@ export const checkFree = (
   client: Hub.HubClient,
   namespace: string,
   name: string,
-  retry: Schedule.Schedule<unknown, HubError>
+  retry: Schedule.Schedule<unknown, HubError>,
+  givenUp: ReadonlySet<string> = new Set()
 ): Effect.Effect<void, HubError | StartError> =>
-  Effect.flatMap(liveNamed(client, namespace, name, retry), ([holder]) =>
-    holder === undefined ? Effect.void : Effect.fail(taken(name, holder, namespace))
-  )
+  Effect.flatMap(liveNamed(client, namespace, name, retry), (jobs) => {
+    const holder = jobs.find((job) => !givenUp.has(job.id))
+    return holder === undefined ? Effect.void : Effect.fail(taken(name, holder, namespace))
+  })
 
 /**
  * After creating `own`: fails with {@link taken} when an earlier live sandbox has the name (`own` lost a
@@ -70,9 +72,10 @@ export const settle = (
   namespace: string,
   name: string,
   own: Hub.JobInfo,
-  retry: Schedule.Schedule<unknown, HubError>
+  retry: Schedule.Schedule<unknown, HubError>,
+  givenUp: ReadonlySet<string> = new Set()
 ): Effect.Effect<void, HubError | StartError> =>
   Effect.flatMap(liveNamed(client, namespace, name, retry), (jobs) => {
-    const [winner] = sorted([own, ...jobs.filter((job) => job.id !== own.id)])
+    const [winner] = sorted([own, ...jobs.filter((job) => job.id !== own.id && !givenUp.has(job.id))])
     return winner === undefined || winner.id === own.id ? Effect.void : Effect.fail(taken(name, winner, namespace))
   })

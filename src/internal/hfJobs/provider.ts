@@ -77,7 +77,14 @@ export const provision = (ctx: ProviderContext, given: HfSpec) =>
     const client = ctx.clientOf(current)
     const namespace = yield* ctx.namespaceOf(given.namespace)
     const server = yield* serverStopper
-    const creating: Creating = { client, hfToken, namespace, serverFiles: yield* ctx.serverFiles, server }
+    const creating: Creating = {
+      client,
+      hfToken,
+      namespace,
+      serverFiles: yield* ctx.serverFiles,
+      server,
+      givenUp: new Set()
+    }
 
     const attempts = yield* Flavors.attemptsOf(client, given)
     const { job, request, spec } = yield* Flavors.firstScheduled(client, attempts, (attempt) =>
@@ -115,13 +122,18 @@ interface Creating {
   readonly namespace: string
   readonly serverFiles: ServerFiles
   readonly server: Effect.Effect.Success<typeof serverStopper>
+  /**
+   * The jobs this sandbox's earlier flavors gave up: a name check does not count them (the Hub may list
+   * one as live for a moment after its cancel).
+   */
+  readonly givenUp: Set<string>
 }
 
 /**
  * Creates one sandbox job for `spec` and registers its cancel on the scope: unless the sandbox is
  * detached and started, or the job was given up (`abandon`, which cancels it at once).
  */
-const createJob = ({ client, hfToken, namespace, server, serverFiles }: Creating, spec: HfSpec) =>
+const createJob = ({ client, givenUp, hfToken, namespace, server, serverFiles }: Creating, spec: HfSpec) =>
   Effect.gen(function* () {
     const retry = Hub.retryTransient(spec.schedules.hubRetry)
     const nonce = randomBytes(16).toString("hex")
@@ -166,16 +178,21 @@ const createJob = ({ client, hfToken, namespace, server, serverFiles }: Creating
     )
     // A name is checked free first; a race of two creates is settled after (see ./names).
     if (spec.name !== undefined) {
-      yield* Names.checkFree(client, namespace, spec.name, spec.schedules.hubRetry).pipe(Effect.mapError(named))
+      yield* Names.checkFree(client, namespace, spec.name, spec.schedules.hubRetry, givenUp).pipe(
+        Effect.mapError(named)
+      )
     }
     const job = yield* createOnce.pipe(retry, Effect.mapError(hubFailure))
     created = job
     if (spec.name !== undefined) {
-      yield* Names.settle(client, namespace, spec.name, job, spec.schedules.hubRetry).pipe(Effect.mapError(named))
+      yield* Names.settle(client, namespace, spec.name, job, spec.schedules.hubRetry, givenUp).pipe(
+        Effect.mapError(named)
+      )
     }
     const owner = job.owner?.name ?? namespace
     const abandon = Effect.suspend(() => {
       abandoned = true
+      givenUp.add(job.id)
       return releaseJob(client, owner, job.id, spec.schedules.cancelRetry)
     })
     return { job, request, namespace: owner, abandon } satisfies Flavors.Created
