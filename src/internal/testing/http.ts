@@ -32,13 +32,13 @@ export const sendText: Send<string> = (res, status, text, headers = {}) => {
   res.end(text)
 }
 
-export const readBody = (req: http.IncomingMessage) =>
+export const readBody = (req: http.IncomingMessage, limit = MAX_BODY_BYTES) =>
   new Promise<Buffer>((resolve, reject) => {
     const chunks: Array<Buffer> = []
     let size = 0
     req.on("data", (chunk: Buffer) => {
       size += chunk.length
-      if (size > MAX_BODY_BYTES) {
+      if (size > limit) {
         reject(new Error("body too large"))
         req.destroy()
         return
