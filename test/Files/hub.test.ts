@@ -212,65 +212,63 @@ layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("files.fromHu
     })
   )
 
-  it.scoped(
-    "toHub: a folder and a file committed in one commit each, read back; 403 and 401; a 10 MB file through LFS",
-    () =>
-      Effect.gen(function* () {
-        const emu = yield* Testing.HubEmulatorService
-        const sb = yield* Sandbox.Sandbox
-        const repo = repoName(emu, "upload")
-        const first = yield* emu.seedRepo({ repo, repoType: "dataset", private: true, files: { "old.txt": "kept" } })
-        yield* sb.files.write("up/data/train.csv", "a,b\n1,2\n")
-        yield* sb.files.write("up/data/nested/x.json", "{}")
-        yield* sb.files.symlink("up/data/link", "/etc/passwd")
-        const progress: Array<HubProgress> = []
-        const upload = yield* withHubEnv(
-          emu,
-          emu.token
-        )(
-          sb.files.toHub(
-            "up/data",
-            { repo, repoType: "dataset", path: "raw", message: "add raw data" },
-            { onProgress: (p) => progress.push(p) }
-          )
+  it.scoped("toHub: a folder and a file committed in one commit each, read back; 403, 401; 10 MB via LFS", () =>
+    Effect.gen(function* () {
+      const emu = yield* Testing.HubEmulatorService
+      const sb = yield* Sandbox.Sandbox
+      const repo = repoName(emu, "upload")
+      const first = yield* emu.seedRepo({ repo, repoType: "dataset", private: true, files: { "old.txt": "kept" } })
+      yield* sb.files.write("up/data/train.csv", "a,b\n1,2\n")
+      yield* sb.files.write("up/data/nested/x.json", "{}")
+      yield* sb.files.symlink("up/data/link", "/etc/passwd")
+      const progress: Array<HubProgress> = []
+      const upload = yield* withHubEnv(
+        emu,
+        emu.token
+      )(
+        sb.files.toHub(
+          "up/data",
+          { repo, repoType: "dataset", path: "raw", message: "add raw data" },
+          { onProgress: (p) => progress.push(p) }
         )
-        assert.deepStrictEqual(upload.files, ["raw/nested/x.json", "raw/train.csv"])
-        assert.strictEqual(upload.bytes, 2 + 8)
-        assert.notStrictEqual(upload.commit, first)
-        assert.include(upload.commitUrl, `/datasets/${repo}/commit/${upload.commit}`)
-        assert.deepStrictEqual(progress.at(-1), { file: "raw/train.csv", bytes: 10, total: 10 })
-        const files = (yield* emu.repoFiles(repo, { repoType: "dataset", revision: upload.commit }))!
-        assert.deepStrictEqual(Object.keys(files).sort(), ["old.txt", "raw/nested/x.json", "raw/train.csv"])
-        assert.strictEqual(new TextDecoder().decode(files["raw/train.csv"]), "a,b\n1,2\n")
+      )
+      assert.deepStrictEqual(upload.files, ["raw/nested/x.json", "raw/train.csv"])
+      assert.strictEqual(upload.bytes, 2 + 8)
+      assert.notStrictEqual(upload.commit, first)
+      assert.include(upload.commitUrl, `/datasets/${repo}/commit/${upload.commit}`)
+      assert.deepStrictEqual(progress.at(-1), { file: "raw/train.csv", bytes: 10, total: 10 })
+      const files = (yield* emu.repoFiles(repo, { repoType: "dataset", revision: upload.commit }))!
+      assert.deepStrictEqual(Object.keys(files).sort(), ["old.txt", "raw/nested/x.json", "raw/train.csv"])
+      assert.strictEqual(new TextDecoder().decode(files["raw/train.csv"]), "a,b\n1,2\n")
 
-        // One file, under its own name in a folder; then fetched back by the other direction.
-        const single = yield* withHubEnv(emu)(
-          sb.files.toHub("up/data/train.csv", { repo, repoType: "dataset", path: "copies/" }, { token: emu.token })
-        )
-        assert.deepStrictEqual(single.files, ["copies/train.csv"])
-        yield* withHubEnv(
-          emu,
-          emu.token
-        )(sb.files.fromHub({ repo, repoType: "dataset", path: "copies/train.csv" }, "back.csv"))
-        assert.strictEqual(yield* sb.files.readText("back.csv"), "a,b\n1,2\n")
+      // One file, under its own name in a folder; then fetched back by the other direction.
+      const single = yield* withHubEnv(emu)(
+        sb.files.toHub("up/data/train.csv", { repo, repoType: "dataset", path: "copies/" }, { token: emu.token })
+      )
+      assert.deepStrictEqual(single.files, ["copies/train.csv"])
+      yield* withHubEnv(
+        emu,
+        emu.token
+      )(sb.files.fromHub({ repo, repoType: "dataset", path: "copies/train.csv" }, "back.csv"))
+      assert.strictEqual(yield* sb.files.readText("back.csv"), "a,b\n1,2\n")
 
-        const anonymous = yield* hubFailure(withHubEnv(emu)(sb.files.toHub("up/data", { repo, repoType: "dataset" })))
-        assert.strictEqual(anonymous.reason, "Unauthorized")
-        assert.strictEqual(anonymous.status, 401)
-        const other = "someone-else/public-model"
-        yield* emu.seedRepo({ repo: other, files: { "a.txt": "a" } })
-        const forbidden = yield* hubFailure(withHubEnv(emu, emu.token)(sb.files.toHub("up/data", { repo: other })))
-        assert.strictEqual(forbidden.reason, "Unauthorized")
-        assert.strictEqual(forbidden.status, 403)
+      const anonymous = yield* hubFailure(withHubEnv(emu)(sb.files.toHub("up/data", { repo, repoType: "dataset" })))
+      assert.strictEqual(anonymous.reason, "Unauthorized")
+      assert.strictEqual(anonymous.status, 401)
+      const other = "someone-else/public-model"
+      yield* emu.seedRepo({ repo: other, files: { "a.txt": "a" } })
+      const forbidden = yield* hubFailure(withHubEnv(emu, emu.token)(sb.files.toHub("up/data", { repo: other })))
+      assert.strictEqual(forbidden.reason, "Unauthorized")
+      assert.strictEqual(forbidden.status, 403)
 
-        // A file the Hub wants in LFS (10 MB and up by default) goes through the LFS batch API, in the same commit.
-        yield* writePattern(sb, "up/big.bin", 10 * 1024 * 1024)
-        const both = yield* withHubEnv(emu, emu.token)(sb.files.toHub("up", { repo, repoType: "dataset", path: "all" }))
-        assert.includeMembers([...both.files], ["all/big.bin", "all/data/train.csv"])
-        const after = (yield* emu.repoFiles(repo, { repoType: "dataset", revision: both.commit }))!
-        assert.strictEqual(sha256(after["all/big.bin"]!), sha256(pattern(10 * 1024 * 1024)))
-        assert.strictEqual(new TextDecoder().decode(after["all/data/train.csv"]), "a,b\n1,2\n")
-      })
+      // A file the Hub wants in LFS (10 MB and up by default) goes through the LFS batch API, in the same commit.
+      yield* writePattern(sb, "up/big.bin", 10 * 1024 * 1024)
+      const both = yield* withHubEnv(emu, emu.token)(sb.files.toHub("up", { repo, repoType: "dataset", path: "all" }))
+      assert.includeMembers([...both.files], ["all/big.bin", "all/data/train.csv"])
+      const after = (yield* emu.repoFiles(repo, { repoType: "dataset", revision: both.commit }))!
+      assert.strictEqual(sha256(after["all/big.bin"]!), sha256(pattern(10 * 1024 * 1024)))
+      assert.strictEqual(new TextDecoder().decode(after["all/data/train.csv"]), "a,b\n1,2\n")
+    })
   )
 
   it.scoped(
@@ -393,13 +391,19 @@ describe("files.fromHub and toHub (emulated HF Jobs)", () => {
 
           // And back up, with the provider's token, in one commit.
           const mine = repoName(emu, "hfjobs-up")
-          yield* emu.seedRepo({ repo: mine, files: {} })
+          yield* emu.seedRepo({ repo: mine, files: {}, lfsThreshold: 1024 })
           const missingSource = yield* hubFailure(sb.files.toHub("keep-up", { repo: mine }))
           assert.strictEqual(missingSource.reason, "Failed")
           yield* sb.files.write("keep-up/w.txt", "written in the job")
+          // And one file through LFS (the repo's threshold is 1 KB), in the same commit.
+          yield* writePattern(sb, "keep-up/lfs.bin", 3000)
           const done = yield* sb.files.toHub("keep-up", { repo: mine, path: "from-job" })
           const files = (yield* emu.repoFiles(mine, { revision: done.commit }))!
           assert.strictEqual(new TextDecoder().decode(files["from-job/w.txt"]), "written in the job")
+          assert.strictEqual(sha256(files["from-job/lfs.bin"]!), sha256(pattern(3000)))
+          const stored = yield* emu.lfsStorageRequests
+          assert.isNotEmpty(stored)
+          for (const request of stored) assert.notInclude(JSON.stringify(request.headers), token)
         })
     )
 

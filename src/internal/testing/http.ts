@@ -32,6 +32,14 @@ export const sendText: Send<string> = (res, status, text, headers = {}) => {
   res.end(text)
 }
 
+/** Answers with `promise`, or the Hub's 500 (a cut connection once answering began) if it fails. */
+export const answer = (res: http.ServerResponse, promise: Promise<unknown>) => {
+  void promise.catch((error: unknown) => {
+    if (!res.headersSent) sendError(res, 500, `Hub emulator internal error: ${String(error)}`)
+    else res.destroy()
+  })
+}
+
 export const readBody = (req: http.IncomingMessage, limit = MAX_BODY_BYTES) =>
   new Promise<Buffer>((resolve, reject) => {
     const chunks: Array<Buffer> = []

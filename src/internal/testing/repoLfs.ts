@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto"
 import type * as http from "node:http"
 import type * as Testing from "../../Testing.js"
-import { readBody, sendError, sendJson } from "./http.js"
+import { answer, readBody, sendError, sendJson } from "./http.js"
 import type { Repo, StoredFile } from "./repos.js"
 import { hex } from "./util.js"
 
@@ -44,6 +44,52 @@ const readJson = async (req: http.IncomingMessage): Promise<Record<string, unkno
   } catch {
     return undefined
   }
+}
+
+/** The repo an LFS API call names, and which call. */
+export interface LfsTarget {
+  readonly type: Repo["type"]
+  readonly repoId: string
+  readonly action: "batch" | "verify"
+}
+
+/**
+ * Answers an LFS route, or returns false when the request is not one: the storage (no token needed, as
+ * on S3), and `POST /{prefix}{repo}.git/info/lfs/objects/{batch|verify}`, which need the write access an
+ * upload does (`write` sends the Hub's refusal and gives undefined).
+ */
+export const handleLfs = (
+  ctx: LfsContext,
+  write: (target: LfsTarget) => Repo | undefined,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  segments: ReadonlyArray<string>
+) => {
+  if (segments[0] === "__emulator" && segments[1] === "lfs" && segments.length >= 3) {
+    answer(res, storage(ctx, req, res, segments))
+    return true
+  }
+  const target = lfsTarget(segments)
+  if (target === undefined) return false
+  if (req.method !== "POST") {
+    req.resume()
+    sendError(res, 405, "Method not allowed")
+    return true
+  }
+  const repo = write(target)
+  if (repo === undefined) req.resume()
+  else answer(res, target.action === "batch" ? batch(ctx, req, res, repo) : verify(ctx, req, res))
+  return true
+}
+
+/** The repo and action of `/{prefix}{repo}.git/info/lfs/objects/{batch|verify}`, or undefined for another path. */
+const lfsTarget = (segments: ReadonlyArray<string>): LfsTarget | undefined => {
+  const type = segments[0] === "datasets" ? "dataset" : segments[0] === "spaces" ? "space" : "model"
+  const base = type === "model" ? 0 : 1
+  const [namespace, gitName, info, lfs, objects, action] = segments.slice(base)
+  const isLfs = info === "info" && lfs === "lfs" && objects === "objects" && segments.length === base + 6
+  if (!isLfs || !gitName?.endsWith(".git") || (action !== "batch" && action !== "verify")) return undefined
+  return { type, repoId: `${namespace}/${gitName.slice(0, -4)}`, action }
 }
 
 /** The batch API: upload actions (basic, or multipart above the repo's threshold) for the objects it lacks. */

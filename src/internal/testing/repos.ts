@@ -13,9 +13,9 @@ import { createHash } from "node:crypto"
 import type * as http from "node:http"
 import type * as Testing from "../../Testing.js"
 import { ORG } from "./accounts.js"
-import { readBody, sendError, sendJson } from "./http.js"
+import { answer, readBody, sendError, sendJson } from "./http.js"
 import type { OAuthState } from "./oauth.js"
-import { batch, type LfsContext, storage, verify } from "./repoLfs.js"
+import { handleLfs, type LfsContext, type LfsTarget } from "./repoLfs.js"
 import { commit as commitTo, preupload } from "./repoWrites.js"
 import { hex } from "./util.js"
 
@@ -119,11 +119,8 @@ export class Repos {
       else serve(req, res, blob.content, sha256(blob.content), undefined, undefined, this.held)
       return true
     }
-    if (segments[0] === "__emulator" && segments[1] === "lfs" && segments.length >= 3) {
-      this.run(req, res, storage(this.lfs, req, res, segments))
-      return true
-    }
-    if (this.lfsRoute(req, res, segments)) return true
+    const write = (target: LfsTarget) => this.access(req, res, { ...target, revision: "main", rest: "" }, true)
+    if (handleLfs(this.lfs, write, req, res, segments)) return true
     const api = segments[0] === "api" && TYPES[segments[1] ?? ""] !== undefined
     const action = api
       ? segments[4]
@@ -141,39 +138,7 @@ export class Repos {
       .slice(base + 4)
       .map(decodeURIComponent)
       .join("/")
-    this.run(req, res, this.route(req, res, url, { type, repoId, revision, rest, action: action! }))
-    return true
-  }
-
-  private run(_req: http.IncomingMessage, res: http.ServerResponse, answer: Promise<unknown>) {
-    void answer.catch((error: unknown) => {
-      if (!res.headersSent) sendError(res, 500, `Hub emulator internal error: ${String(error)}`)
-      else res.destroy()
-    })
-  }
-
-  /** `POST /{prefix}{repo}.git/info/lfs/objects/{batch|verify}`, with the write access an upload needs. */
-  private lfsRoute(req: http.IncomingMessage, res: http.ServerResponse, segments: ReadonlyArray<string>) {
-    const typed = segments[0] === "datasets" || segments[0] === "spaces"
-    const base = typed ? 1 : 0
-    const [namespace, gitName, info, lfs, objects, action] = segments.slice(base)
-    const isLfs = info === "info" && lfs === "lfs" && objects === "objects" && segments.length === base + 6
-    if (!isLfs || !gitName?.endsWith(".git") || (action !== "batch" && action !== "verify")) return false
-    const target: Target = {
-      type: typed ? TYPES[segments[0]!]! : "model",
-      repoId: `${namespace}/${gitName.slice(0, -4)}`,
-      revision: "main",
-      rest: "",
-      action
-    }
-    if (req.method !== "POST") {
-      req.resume()
-      sendError(res, 405, "Method not allowed")
-      return true
-    }
-    const repo = this.access(req, res, target, true)
-    if (repo === undefined) req.resume()
-    else this.run(req, res, action === "batch" ? batch(this.lfs, req, res, repo) : verify(this.lfs, req, res))
+    answer(res, this.route(req, res, url, { type, repoId, revision, rest, action: action! }))
     return true
   }
 
