@@ -105,7 +105,7 @@ class Hub:
                     url = urllib.parse.urljoin(url, e.headers["location"])
                     e.close()
                     continue
-                raise self.failure(e) from None
+                raise (self.failure(e) if auth else self.storage_failure(e)) from None
             except (urllib.error.URLError, OSError) as e:
                 raise Failure("Unreachable", "cannot reach %s: %s" % (self.endpoint, getattr(e, "reason", e))) from None
             return response
@@ -131,6 +131,13 @@ class Hub:
             kind = error.headers.get("x-error-code") or "NotFound"
             return Failure("NotFound", "no such %s, revision or path (HTTP 404, %s: %s)" % (what, kind, message), code)
         return Failure("HubError", "the Hub answered HTTP %d: %s" % (code, message), code)
+
+    def storage_failure(self, error):
+        """A refusal of the LFS storage (an upload URL of the batch answer: no token, its own error bodies)."""
+        code = error.code
+        body = error.read(4096).decode("utf-8", "replace").strip()
+        error.close()
+        return Failure("HubError", "the LFS storage of %s %s answered HTTP %d: %s" % (self.repo_type, self.repo, code, body), code)
 
     def api(self, kind, revision, path=""):
         quoted = "/" + urllib.parse.quote(path, safe="") if path else ""
