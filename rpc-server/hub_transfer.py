@@ -15,12 +15,17 @@ a folder, `GET /api/{type}s/{repo}/tree/{revision}/{path}?recursive=true&expand=
 (the token is sent only to the Hub's own host, as `requests` drops it on a redirect elsewhere); and for
 an upload `POST /api/{type}s/{repo}/preupload/{revision}` (regular or LFS, 256 files a request) then ONE
 `POST /api/{type}s/{repo}/commit/{revision}` in NDJSON (`header`, then `file` lines with base64 content),
-as `_commit_api.py` sends them. Files the Hub wants in LFS are refused (`TooLarge`): the LFS upload is
-not implemented here.
+as `_commit_api.py` sends them. Files the Hub wants in LFS go first through the LFS batch API as `lfs.py`
+uses it without Xet: `POST /{prefix}{repo}.git/info/lfs/objects/batch` (sha256 oids), then for each object
+the server lacks a basic PUT of the bytes or a multipart upload (numbered part URLs of `chunk_size`
+bytes, then the completion with the parts' etags), then `verify` when given; the commit carries
+`lfsFile` lines (path, sha256 oid, size) for them. The storage URLs get only the headers the batch
+answer gave, never the token.
 """
 
 import http.client
 import base64
+import hashlib
 import json
 import os
 import sys
@@ -63,19 +68,22 @@ class Hub:
         self.repo = repo
         self.repo_type = repo_type
 
-    def headers_for(self, url):
+    def headers_for(self, url, auth=True):
         headers = {"user-agent": "hf-sandbox-hub-transfer"}
-        # The token goes to the Hub only, never to a CDN a download is redirected to.
-        if self.token and urllib.parse.urlsplit(url).netloc == self.host:
+        # The token goes to the Hub only, never to a CDN a download is redirected to, nor to LFS storage.
+        if auth and self.token and urllib.parse.urlsplit(url).netloc == self.host:
             headers["authorization"] = "Bearer " + self.token
         return headers
 
-    def open(self, method, url, data=None, content_type=None):
-        """The response to a request, redirects followed, transient errors (5xx, 429, the network) retried."""
+    def open(self, method, url, data=None, content_type=None, headers=None, auth=True):
+        """The response to a request, redirects followed, transient errors (5xx, 429, the network) retried.
+        `data` may be a function giving a fresh body (a file streamed from disk) for each attempt; `auth=False`
+        (LFS storage) sends no token, only `headers`."""
         attempt = 0
         while True:
             try:
-                return self.open_once(method, url, data, content_type)
+                body = data() if callable(data) else data
+                return self.open_once(method, url, body, content_type, headers, auth)
             except Failure as failure:
                 transient = failure.reason == "Unreachable" or failure.status == 429 or (failure.status or 0) >= 500
                 if not transient or attempt >= RETRIES:
@@ -83,9 +91,10 @@ class Hub:
                 attempt += 1
                 time.sleep(min(0.2 * 2**attempt, 5.0))
 
-    def open_once(self, method, url, data, content_type):
+    def open_once(self, method, url, data, content_type, extra=None, auth=True):
         for _ in range(MAX_REDIRECTS):
-            headers = self.headers_for(url)
+            headers = self.headers_for(url, auth)
+            headers.update(extra or {})
             if content_type is not None:
                 headers["content-type"] = content_type
             request = urllib.request.Request(url, data=data, method=method, headers=headers)
@@ -96,7 +105,7 @@ class Hub:
                     url = urllib.parse.urljoin(url, e.headers["location"])
                     e.close()
                     continue
-                raise self.failure(e) from None
+                raise (self.failure(e) if auth else self.storage_failure(e)) from None
             except (urllib.error.URLError, OSError) as e:
                 raise Failure("Unreachable", "cannot reach %s: %s" % (self.endpoint, getattr(e, "reason", e))) from None
             return response
@@ -122,6 +131,13 @@ class Hub:
             kind = error.headers.get("x-error-code") or "NotFound"
             return Failure("NotFound", "no such %s, revision or path (HTTP 404, %s: %s)" % (what, kind, message), code)
         return Failure("HubError", "the Hub answered HTTP %d: %s" % (code, message), code)
+
+    def storage_failure(self, error):
+        """A refusal of the LFS storage (an upload URL of the batch answer: no token, its own error bodies)."""
+        code = error.code
+        body = error.read(4096).decode("utf-8", "replace").strip()
+        error.close()
+        return Failure("HubError", "the LFS storage of %s %s answered HTTP %d: %s" % (self.repo_type, self.repo, code, body), code)
 
     def api(self, kind, revision, path=""):
         quoted = "/" + urllib.parse.quote(path, safe="") if path else ""
@@ -302,30 +318,145 @@ def upload_modes(hub, revision, files):
     return modes
 
 
+LFS_HEADERS = {"accept": "application/vnd.git-lfs+json", "content-type": "application/vnd.git-lfs+json"}
+
+
+def sha256_of(full):
+    digest = hashlib.sha256()
+    with open(full, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Slice:
+    """`size` bytes of a file from `offset`, read in blocks as http.client sends them, with progress."""
+
+    def __init__(self, full, offset, size, on_read):
+        self.file = open(full, "rb")
+        self.file.seek(offset)
+        self.left = size
+        self.on_read = on_read
+
+    def read(self, n=-1):
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        block = self.file.read(n)
+        self.left -= len(block)
+        if block:
+            self.on_read(len(block))
+        else:
+            self.file.close()
+        return block
+
+
+def lfs_batch(hub, revision, objects):
+    """The batch API's answer for the objects (`{oid, size}`) as a map oid -> object; a refused object fails."""
+    prefix = "" if hub.repo_type == "model" else hub.repo_type + "s/"
+    url = "%s/%s%s.git/info/lfs/objects/batch" % (hub.endpoint, prefix, hub.repo)
+    body = {"operation": "upload", "transfers": ["basic", "multipart"], "objects": objects, "hash_algo": "sha256"}
+    body["ref"] = {"name": revision}
+    answer = read_json(hub.open("POST", url, json.dumps(body).encode(), headers=LFS_HEADERS))
+    found = {}
+    for obj in answer.get("objects") or []:
+        error = obj.get("error")
+        if error:
+            # 413/422 is the Hub refusing the object itself (above its size limit).
+            reason = "TooLarge" if error.get("code") in (413, 422) else "HubError"
+            raise Failure(reason, "the Hub refused LFS object %s: %s (%s)" % (obj.get("oid"), error.get("message"), error.get("code")), error.get("code"))
+        found[obj.get("oid")] = obj
+    return found
+
+
+def lfs_upload(hub, obj, full, size, count):
+    """One LFS object to the storage the batch answer names (nothing when it has no `actions`: the Hub has it)."""
+    actions = obj.get("actions")
+    if not actions:
+        count(size)
+        return
+    upload = actions["upload"]
+    header = dict(upload.get("header") or {})
+    chunk_size = header.pop("chunk_size", None)
+    if chunk_size is None:
+        put_part(hub, upload["href"], full, 0, size, header, count)
+    else:
+        chunk_size = int(chunk_size)
+        parts = [url for _, url in sorted((int(k), v) for k, v in header.items() if k.isdigit())]
+        if len(parts) != -(-size // chunk_size):
+            raise Failure("HubError", "the LFS batch answer has %d part URLs for %d bytes in chunks of %d" % (len(parts), size, chunk_size))
+        etags = []
+        for i, url in enumerate(parts):
+            etag = put_part(hub, url, full, i * chunk_size, min(chunk_size, size - i * chunk_size), {}, count)
+            if not etag:
+                raise Failure("HubError", "the LFS storage gave no etag for part %d" % (i + 1))
+            etags.append({"partNumber": i + 1, "etag": etag})
+        done = json.dumps({"oid": obj["oid"], "parts": etags}).encode()
+        hub.open("POST", upload["href"], done, headers=LFS_HEADERS, auth=False).close()
+    verify = actions.get("verify")
+    if verify:
+        body = json.dumps({"oid": obj["oid"], "size": size}).encode()
+        extra = dict(verify.get("header") or {}, **{"content-type": "application/json"})
+        hub.open("POST", verify["href"], body, headers=extra).close()
+
+
+def put_part(hub, url, full, offset, size, header, count):
+    """PUTs bytes of the file, streamed, with only the storage's own headers; the part's etag."""
+    counted = [0]
+
+    def body():
+        # A retried attempt counts its bytes again from where the failed one started.
+        count(-counted[0])
+        counted[0] = 0
+
+        def on_read(n):
+            counted[0] += n
+            count(n)
+
+        return Slice(full, offset, size, on_read)
+
+    headers = dict(header, **{"content-length": str(size)})
+    response = hub.open("PUT", url, body, headers=headers, auth=False)
+    with response:
+        response.read()
+        return response.headers.get("etag")
+
+
 def to_hub(spec, token):
     hub = Hub(spec["endpoint"], token, spec["repo"], spec["repoType"])
     revision = spec.get("revision") or "main"
     files = local_files(spec["src"], spec.get("path") or "")
     modes = upload_modes(hub, revision, files)
-    large = [in_repo for _, in_repo in files if modes.get(in_repo) == "lfs"]
-    if large:
-        raise Failure(
-            "TooLarge",
-            "the Hub stores %s with LFS, which toHub does not upload: upload those with huggingface_hub "
-            "(e.g. `hf upload`) in the sandbox" % ", ".join(large[:5]) + (" and %d more" % (len(large) - 5) if len(large) > 5 else ""),
-        )
     total = sum(os.path.getsize(full) for full, _ in files)
+    progress = {"bytes": 0, "file": None}
+
+    def count(n):
+        if n == 0:
+            return
+        progress["bytes"] += n
+        emit({"file": progress["file"], "bytes": progress["bytes"], "total": total})
+
     header = {"summary": spec.get("message") or "Upload with hf-sandbox", "description": ""}
-    lines, done = [json.dumps({"key": "header", "value": header})], 0
+    lines = [json.dumps({"key": "header", "value": header})]
+    large = [(full, in_repo, os.path.getsize(full)) for full, in_repo in files if modes.get(in_repo) == "lfs"]
+    if large:
+        oids = {full: sha256_of(full) for full, _, _ in large}
+        objects = lfs_batch(hub, revision, [{"oid": oids[full], "size": size} for full, _, size in large])
+        for full, in_repo, size in large:
+            progress["file"] = in_repo
+            if oids[full] not in objects:
+                raise Failure("HubError", "the LFS batch answer has no entry for %s (%s)" % (in_repo, oids[full]))
+            lfs_upload(hub, objects[oids[full]], full, size, count)
+            lines.append(json.dumps({"key": "lfsFile", "value": {"path": in_repo, "algo": "sha256", "oid": oids[full], "size": size}}))
     for full, in_repo in files:
+        if modes.get(in_repo) == "lfs":
+            continue
         with open(full, "rb") as f:
             content = f.read()
         lines.append(json.dumps({"key": "file", "value": {"content": base64.b64encode(content).decode(), "path": in_repo, "encoding": "base64"}}))
-        done += len(content)
-        emit({"file": in_repo, "bytes": done, "total": total})
+        progress["file"] = in_repo
+        count(len(content))
     body = ("\n".join(lines) + "\n").encode()
     answer = read_json(hub.open("POST", hub.api("commit", revision), body, "application/x-ndjson"))
-    emit({"done": True, "commit": answer.get("commitOid"), "commitUrl": answer.get("commitUrl"), "files": [p for _, p in files], "bytes": done})
+    emit({"done": True, "commit": answer.get("commitOid"), "commitUrl": answer.get("commitUrl"), "files": [p for _, p in files], "bytes": progress["bytes"]})
 
 
 def main():

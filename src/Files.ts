@@ -415,9 +415,11 @@ export interface Files {
   /**
    * Commits a sandbox file or directory tree (symlinks skipped) to a Hub repo in ONE commit, from inside
    * the sandbox, with the token handled as in {@link fromHub}. Files go base64 in the commit (the Hub's
-   * "regular" files); a file the Hub wants in LFS (10 MB and more, or matched by the repo's LFS rules)
-   * fails the whole upload before anything is committed (`HubTransferError`, `TooLarge`): the LFS upload
-   * is not implemented. The commit body is built in the sandbox's memory.
+   * "regular" files), except those the Hub wants in LFS (10 MB and more, or matched by the repo's LFS
+   * rules): they are streamed from disk to the LFS storage first (the LFS batch API, basic or multipart
+   * as the Hub answers, as `huggingface_hub` does without Xet; an object the Hub has already is not sent
+   * again; the storage gets no token), and the same commit points to them. The commit body (the regular
+   * files) is built in the sandbox's memory.
    *
    * @since 0.2.0
    */

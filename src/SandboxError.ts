@@ -641,7 +641,7 @@ export class SshError extends Schema.TaggedError<SshError>("hf-sandbox/SshError"
 /**
  * A transfer between the sandbox and the Hub (`files.fromHub`, `files.toHub`) failed inside the sandbox:
  * `Unauthorized` (401/403: the token lacks access to the repo, or none was given), `NotFound` (404: no
- * such repo, revision or path), `TooLarge` (an upload the Hub wants in LFS, which `toHub` does not do),
+ * such repo, revision or path), `TooLarge` (an LFS object the Hub refuses in its batch answer, 413/422, e.g. above its file size limit),
  * `Unreachable` (the sandbox could not reach the Hub), `HubError` (another
  * answer of the Hub, after bounded retries of 5xx and 429), or `Failed` (the transfer itself, e.g. a
  * full disk). The token never appears in it.

@@ -542,6 +542,26 @@ export interface HubEmulator {
     repo: string,
     options?: { readonly repoType?: HubRepoType | undefined; readonly revision?: string | undefined }
   ) => Effect.Effect<Readonly<Record<string, Uint8Array>> | undefined>
+  /**
+   * Every request the emulated LFS storage saw (the upload URLs the LFS batch API hands out), oldest first:
+   * e.g. to check that an upload sent the storage no token.
+   *
+   * @since 0.2.0
+   */
+  readonly lfsStorageRequests: Effect.Effect<ReadonlyArray<HubStorageRequest>>
+}
+
+/**
+ * A request to the emulated LFS storage, as {@link HubEmulator.lfsStorageRequests} records it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubStorageRequest {
+  readonly method: string
+  /** `/__emulator/lfs/{upload}` (basic PUT, multipart completion POST) or `/__emulator/lfs/{upload}/{part}`. */
+  readonly path: string
+  readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
 }
 
 /**
@@ -576,6 +596,15 @@ export interface HubRepoSeed {
    * closes: a transfer interrupted mid-way, deterministically.
    */
   readonly stallAfterBytes?: number | undefined
+  /** Uploads of at least this many bytes go to LFS (`preupload` answers `lfs`); default 10 MB, as the Hub. */
+  readonly lfsThreshold?: number | undefined
+  /**
+   * LFS objects above this many bytes are uploaded in parts of this size (multipart: numbered part URLs,
+   * then a completion); default 64 MB. A few MB lets a test exercise it.
+   */
+  readonly lfsMultipartThreshold?: number | undefined
+  /** The LFS storage receives every object with its first byte changed: its sha256 check refuses it. */
+  readonly corruptLfsUploads?: boolean | undefined
 }
 
 /**

@@ -3,8 +3,10 @@
  * an emulated HF sandbox against the Hub emulator's repo routes. Files and folders (paginated tree, LFS
  * through the CDN redirect) land where asked; 401 and 404 become `HubTransferError`s; the token is never
  * in a process's argv nor in the job's environment; an interrupted download leaves the old file intact
- * and no temp file. An upload is one commit, read back through the emulator; LFS-sized files are refused.
+ * and no temp file. An upload is one commit, read back through the emulator, LFS-sized files included (the LFS
+ * batch API, basic or multipart, with no token sent to the storage).
  */
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import { assert, describe, layer } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -42,6 +44,24 @@ const withHubEnv = (emu: Testing.HubEmulator, token?: Redacted.Redacted<string>)
       ])
     )
   )
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+
+/** `n` bytes of 0, 1, …, 255, 0, 1, … (what the sandbox's `bytes(range(256)) * k` writes). */
+const pattern = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => i % 256))
+
+/** Writes `pattern(n)` to `path` (its folders made) in the sandbox, from inside it. */
+const writePattern = (sb: Sandbox.Sandbox, path: string, n: number) =>
+  sb
+    .exec([
+      "python3",
+      "-c",
+      "import os, sys; p, n = sys.argv[1], int(sys.argv[2]); os.makedirs(os.path.dirname(p) or '.', exist_ok=True); " +
+        "open(p, 'wb').write((bytes(range(256)) * (n // 256 + 1))[:n])",
+      path,
+      String(n)
+    ])
+    .pipe(Effect.tap((r) => (r.exitCode === 0 ? Effect.void : Effect.dieMessage(`writePattern: ${r.stderr}`))))
 
 /** A fresh repo name, so the tests of one file do not share repos. */
 const repoName = (emu: Testing.HubEmulator, label: string) =>
@@ -192,7 +212,7 @@ layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("files.fromHu
     })
   )
 
-  it.scoped("toHub: a folder and a file committed in one commit each, read back; 403, 401 and LFS refused", () =>
+  it.scoped("toHub: a folder and a file committed in one commit each, read back; 403, 401; 10 MB via LFS", () =>
     Effect.gen(function* () {
       const emu = yield* Testing.HubEmulatorService
       const sb = yield* Sandbox.Sandbox
@@ -241,20 +261,84 @@ layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("files.fromHu
       assert.strictEqual(forbidden.reason, "Unauthorized")
       assert.strictEqual(forbidden.status, 403)
 
-      yield* sb.exec(["python3", "-c", "open('up/big.bin', 'wb').truncate(10 * 1024 * 1024)"])
-      const large = yield* hubFailure(
-        withHubEnv(emu, emu.token)(sb.files.toHub("up", { repo, repoType: "dataset", path: "all" }))
-      )
-      assert.strictEqual(large.reason, "TooLarge")
-      assert.include(large.detail, "all/big.bin")
-      const after = (yield* emu.repoFiles(repo, { repoType: "dataset" }))!
-      assert.deepStrictEqual(Object.keys(after).sort(), [
-        "copies/train.csv",
-        "old.txt",
-        "raw/nested/x.json",
-        "raw/train.csv"
-      ])
+      // A file the Hub wants in LFS (10 MB and up by default) goes through the LFS batch API, in the same commit.
+      yield* writePattern(sb, "up/big.bin", 10 * 1024 * 1024)
+      const both = yield* withHubEnv(emu, emu.token)(sb.files.toHub("up", { repo, repoType: "dataset", path: "all" }))
+      assert.includeMembers([...both.files], ["all/big.bin", "all/data/train.csv"])
+      const after = (yield* emu.repoFiles(repo, { repoType: "dataset", revision: both.commit }))!
+      assert.strictEqual(sha256(after["all/big.bin"]!), sha256(pattern(10 * 1024 * 1024)))
+      assert.strictEqual(new TextDecoder().decode(after["all/data/train.csv"]), "a,b\n1,2\n")
     })
+  )
+
+  it.scoped(
+    "toHub through LFS: basic and multipart in one commit, read back byte-exact; an object the Hub has is not sent again; a sha256 mismatch at the storage commits nothing; no token to the storage",
+    () =>
+      Effect.gen(function* () {
+        const emu = yield* Testing.HubEmulatorService
+        const sb = yield* Sandbox.Sandbox
+        const repo = repoName(emu, "lfs")
+        const MB = 1024 * 1024
+        yield* emu.seedRepo({ repo, private: true, files: {}, lfsThreshold: MB, lfsMultipartThreshold: 2 * MB })
+        yield* sb.files.write("lfs/small.txt", "small and regular")
+        yield* writePattern(sb, "lfs/one.bin", MB + 5)
+        yield* writePattern(sb, "lfs/parts/three.bin", 5 * MB + 7)
+        const progress: Array<HubProgress> = []
+        const seen = (yield* emu.lfsStorageRequests).length
+        const up = yield* withHubEnv(
+          emu,
+          emu.token
+        )(sb.files.toHub("lfs", { repo, path: "m" }, { onProgress: (p) => progress.push(p) }))
+        assert.deepStrictEqual(up.files, ["m/one.bin", "m/parts/three.bin", "m/small.txt"])
+        assert.strictEqual(up.bytes, MB + 5 + 5 * MB + 7 + 17)
+        assert.deepStrictEqual(progress.at(-1), { file: "m/small.txt", bytes: up.bytes, total: up.bytes })
+        const files = (yield* emu.repoFiles(repo, { revision: up.commit }))!
+        assert.deepStrictEqual(Object.keys(files).sort(), ["m/one.bin", "m/parts/three.bin", "m/small.txt"])
+        assert.strictEqual(sha256(files["m/one.bin"]!), sha256(pattern(MB + 5)))
+        assert.strictEqual(sha256(files["m/parts/three.bin"]!), sha256(pattern(5 * MB + 7)))
+        assert.strictEqual(new TextDecoder().decode(files["m/small.txt"]), "small and regular")
+
+        // The storage saw one basic PUT, three part PUTs and a completion POST, and never the token.
+        const requests = (yield* emu.lfsStorageRequests).slice(seen)
+        assert.deepStrictEqual(
+          requests.map((r) => `${r.method} ${r.path.split("/").length - 3}`),
+          ["PUT 1", "PUT 2", "PUT 2", "PUT 2", "POST 1"]
+        )
+        const token = Redacted.value(emu.token)
+        for (const request of requests) {
+          assert.isUndefined(request.headers.authorization)
+          assert.notInclude(JSON.stringify(request.headers), token)
+        }
+
+        // Read back through resolve (the CDN redirect), byte-exact.
+        yield* withHubEnv(emu, emu.token)(sb.files.fromHub({ repo, path: "m/parts/three.bin" }, "back/three.bin"))
+        assert.isTrue(
+          yield* sb.exec(["cmp", "lfs/parts/three.bin", "back/three.bin"]).pipe(Effect.map((r) => r.exitCode === 0))
+        )
+
+        // The same content again: the batch answer has no actions for it, so nothing goes to the storage.
+        const again = yield* withHubEnv(emu, emu.token)(sb.files.toHub("lfs/one.bin", { repo, path: "copy.bin" }))
+        assert.lengthOf((yield* emu.lfsStorageRequests).slice(seen + requests.length), 0)
+        const copied = (yield* emu.repoFiles(repo, { revision: again.commit }))!
+        assert.strictEqual(sha256(copied["copy.bin"]!), sha256(pattern(MB + 5)))
+
+        // A storage whose sha256 check fails: a typed error, and no commit.
+        const bad = repoName(emu, "lfs-corrupt")
+        const badFirst = yield* emu.seedRepo({
+          repo: bad,
+          files: { "keep.txt": "k" },
+          lfsThreshold: MB,
+          corruptLfsUploads: true
+        })
+        yield* writePattern(sb, "lfs-bad/x.bin", MB + 1)
+        const failed = yield* hubFailure(withHubEnv(emu, emu.token)(sb.files.toHub("lfs-bad", { repo: bad })))
+        assert.strictEqual(failed.reason, "HubError")
+        assert.strictEqual(failed.status, 400)
+        assert.match(failed.detail, /sha256/)
+        const unchanged = (yield* emu.repoFiles(bad))!
+        assert.deepStrictEqual(Object.keys(unchanged), ["keep.txt"])
+        assert.strictEqual((yield* emu.repoFiles(bad, { revision: badFirst }))!["keep.txt"]!.length, 1)
+      })
   )
 })
 
@@ -307,13 +391,19 @@ describe("files.fromHub and toHub (emulated HF Jobs)", () => {
 
           // And back up, with the provider's token, in one commit.
           const mine = repoName(emu, "hfjobs-up")
-          yield* emu.seedRepo({ repo: mine, files: {} })
+          yield* emu.seedRepo({ repo: mine, files: {}, lfsThreshold: 1024 })
           const missingSource = yield* hubFailure(sb.files.toHub("keep-up", { repo: mine }))
           assert.strictEqual(missingSource.reason, "Failed")
           yield* sb.files.write("keep-up/w.txt", "written in the job")
+          // And one file through LFS (the repo's threshold is 1 KB), in the same commit.
+          yield* writePattern(sb, "keep-up/lfs.bin", 3000)
           const done = yield* sb.files.toHub("keep-up", { repo: mine, path: "from-job" })
           const files = (yield* emu.repoFiles(mine, { revision: done.commit }))!
           assert.strictEqual(new TextDecoder().decode(files["from-job/w.txt"]), "written in the job")
+          assert.strictEqual(sha256(files["from-job/lfs.bin"]!), sha256(pattern(3000)))
+          const stored = yield* emu.lfsStorageRequests
+          assert.isNotEmpty(stored)
+          for (const request of stored) assert.notInclude(JSON.stringify(request.headers), token)
         })
     )
 

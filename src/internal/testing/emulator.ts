@@ -251,7 +251,9 @@ const toApi = (emulator: Emulator): Testing.HubEmulator => {
     dnsLookups: Effect.sync(() => emulator.dns.lookups.map((entry) => ({ ...entry }))),
     telemetry: Effect.sync(() => emulator.hub.telemetry.map((entry) => ({ ...entry }))),
     seedRepo: (seed) => Effect.sync(() => emulator.repos.seed(seed)),
-    repoFiles: (repo, options = {}) => Effect.sync(() => emulator.repos.files(repo, options.repoType, options.revision))
+    repoFiles: (repo, options = {}) =>
+      Effect.sync(() => emulator.repos.files(repo, options.repoType, options.revision)),
+    lfsStorageRequests: Effect.sync(() => emulator.repos.lfs.storageRequests.map((entry) => ({ ...entry })))
   }
 }
 

@@ -32,13 +32,21 @@ export const sendText: Send<string> = (res, status, text, headers = {}) => {
   res.end(text)
 }
 
-export const readBody = (req: http.IncomingMessage) =>
+/** Answers with `promise`, or the Hub's 500 (a cut connection once answering began) if it fails. */
+export const answer = (res: http.ServerResponse, promise: Promise<unknown>) => {
+  void promise.catch((error: unknown) => {
+    if (!res.headersSent) sendError(res, 500, `Hub emulator internal error: ${String(error)}`)
+    else res.destroy()
+  })
+}
+
+export const readBody = (req: http.IncomingMessage, limit = MAX_BODY_BYTES) =>
   new Promise<Buffer>((resolve, reject) => {
     const chunks: Array<Buffer> = []
     let size = 0
     req.on("data", (chunk: Buffer) => {
       size += chunk.length
-      if (size > MAX_BODY_BYTES) {
+      if (size > limit) {
         reject(new Error("body too large"))
         req.destroy()
         return

@@ -1,14 +1,11 @@
 /** The Hub emulator's repo writes: `preupload` (regular or LFS) and the NDJSON `commit` (see ./repos.ts). */
 import type * as http from "node:http"
 import { readBody, sendError, sendJson } from "./http.js"
-import type { Commit, Repo } from "./repos.js"
+import type { Commit, Repo, StoredFile } from "./repos.js"
 import { hex } from "./util.js"
 
-/** Files the Hub would store with LFS when uploaded (`preupload` answers `lfs`), in bytes. */
-const LFS_THRESHOLD = 10 * 1024 * 1024
-
 /** `preupload`: which of the files go as regular (base64 in the commit) and which need LFS. */
-export const preupload = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+export const preupload = async (req: http.IncomingMessage, res: http.ServerResponse, repo: Repo) => {
   let body: { files?: Array<{ path: string; size: number }> }
   try {
     body = JSON.parse((await readBody(req)).toString("utf8"))
@@ -18,20 +15,24 @@ export const preupload = async (req: http.IncomingMessage, res: http.ServerRespo
   sendJson(res, 200, {
     files: (body.files ?? []).map((f) => ({
       path: f.path,
-      uploadMode: f.size >= LFS_THRESHOLD ? "lfs" : "regular",
+      uploadMode: f.size >= repo.lfsThreshold ? "lfs" : "regular",
       shouldIgnore: false
     }))
   })
 }
 
-/** `commit`: the NDJSON `header`, `file` (base64) and `deletedFile` lines, applied as one new commit on main. */
+/**
+ * `commit`: the NDJSON `header`, `file` (base64), `lfsFile` (an uploaded LFS object: `blobs` by sha256) and
+ * `deletedFile` lines, applied as one new commit on main.
+ */
 export const commit = async (
   req: http.IncomingMessage,
   res: http.ServerResponse,
   repo: Repo,
   parent: Commit,
   revision: string,
-  baseUrl: string
+  baseUrl: string,
+  blobs: ReadonlyMap<string, StoredFile>
 ) => {
   if (revision !== "main") return sendError(res, 400, `Cannot commit to ${revision}: only main is a branch here`)
   const lines = (await readBody(req))
@@ -52,6 +53,17 @@ export const commit = async (
     else if (parsed.key === "file" && typeof value.path === "string" && typeof value.content === "string") {
       if (value.encoding !== "base64") return sendError(res, 400, "file content must be base64")
       files.set(value.path, { content: Buffer.from(value.content, "base64"), lfs: false })
+    } else if (parsed.key === "lfsFile" && typeof value.path === "string") {
+      const blob = typeof value.oid === "string" ? blobs.get(value.oid) : undefined
+      if (value.algo !== "sha256" || blob === undefined || blob.content.length !== value.size) {
+        // As the Hub: a pointer to an object its LFS storage does not hold is refused.
+        return sendError(
+          res,
+          422,
+          `Your push was rejected: LFS object ${String(value.oid)} of ${value.path} is missing`
+        )
+      }
+      files.set(value.path, { content: blob.content, lfs: true })
     } else if (parsed.key === "deletedFile" && typeof value.path === "string") files.delete(value.path)
     else return sendError(res, 400, `Unsupported commit operation: ${JSON.stringify(parsed.key)}`)
   }

@@ -5,7 +5,7 @@
  * (paginated by a `Link` header), `GET|HEAD /{prefix}{repo}/resolve/{revision}/{path}` (with
  * `X-Repo-Commit` and `ETag`; an LFS file redirects to the CDN route `/__emulator/cdn/{sha256}`), and
  * `POST /api/{type}s/{repo}/preupload/{revision}` and `.../commit/{revision}` (NDJSON, in
- * ./repoWrites.ts). Access is as strict
+ * ./repoWrites.ts), and the LFS batch API, storage and verify (./repoLfs.ts). Access is as strict
  * as the Hub's: a private repo answers 401 without a token and 404 to a token of someone else; writing
  * needs a token of the repo's namespace.
  */
@@ -13,8 +13,9 @@ import { createHash } from "node:crypto"
 import type * as http from "node:http"
 import type * as Testing from "../../Testing.js"
 import { ORG } from "./accounts.js"
-import { readBody, sendError, sendJson } from "./http.js"
+import { answer, readBody, sendError, sendJson } from "./http.js"
 import type { OAuthState } from "./oauth.js"
+import { handleLfs, type LfsContext, type LfsTarget } from "./repoLfs.js"
 import { commit as commitTo, preupload } from "./repoWrites.js"
 import { hex } from "./util.js"
 
@@ -38,7 +39,17 @@ export interface Repo {
   readonly commits: Array<Commit>
   readonly pageSize: number
   readonly stallAfterBytes: number | undefined
+  /** `preupload` answers `lfs` for files of at least this many bytes. */
+  readonly lfsThreshold: number
+  /** LFS objects above this many bytes are uploaded in parts of this size. */
+  readonly lfsMultipartThreshold: number
+  readonly corruptLfsUploads: boolean
 }
+
+/** The Hub's own line for LFS: 10 MB (`preupload` answers `lfs` from there). */
+const LFS_THRESHOLD = 10 * 1024 * 1024
+/** Above this the emulated storage asks for a multipart upload. */
+const MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
 const gitOid = (content: Buffer) => createHash("sha1").update(`blob ${content.length}\0`).update(content).digest("hex")
 const sha256 = (content: Buffer) => createHash("sha256").update(content).digest("hex")
@@ -55,10 +66,14 @@ export interface ReposContext {
 export class Repos {
   private readonly repos = new Map<string, Repo>()
   private readonly blobs = new Map<string, StoredFile>()
+  /** The LFS routes' state: the blobs, uploads handed out and every request the storage saw. */
+  readonly lfs: LfsContext
   /** Responses a stalled download holds open: cut when the emulator closes. */
   readonly held = new Set<http.ServerResponse>()
 
-  constructor(readonly ctx: ReposContext) {}
+  constructor(readonly ctx: ReposContext) {
+    this.lfs = { blobs: this.blobs, url: ctx.url, pending: new Map(), storageRequests: [] }
+  }
 
   seed(seed: Testing.HubRepoSeed): string {
     const type = seed.repoType ?? "model"
@@ -79,7 +94,10 @@ export class Repos {
       private: seed.private ?? existing?.private ?? false,
       commits,
       pageSize: seed.treePageSize ?? 1000,
-      stallAfterBytes: seed.stallAfterBytes
+      stallAfterBytes: seed.stallAfterBytes,
+      lfsThreshold: seed.lfsThreshold ?? existing?.lfsThreshold ?? LFS_THRESHOLD,
+      lfsMultipartThreshold: seed.lfsMultipartThreshold ?? existing?.lfsMultipartThreshold ?? MULTIPART_THRESHOLD,
+      corruptLfsUploads: seed.corruptLfsUploads ?? existing?.corruptLfsUploads ?? false
     })
     return oid
   }
@@ -101,6 +119,8 @@ export class Repos {
       else serve(req, res, blob.content, sha256(blob.content), undefined, undefined, this.held)
       return true
     }
+    const write = (target: LfsTarget) => this.access(req, res, { ...target, revision: "main", rest: "" }, true)
+    if (handleLfs(this.lfs, write, req, res, segments)) return true
     const api = segments[0] === "api" && TYPES[segments[1] ?? ""] !== undefined
     const action = api
       ? segments[4]
@@ -118,10 +138,7 @@ export class Repos {
       .slice(base + 4)
       .map(decodeURIComponent)
       .join("/")
-    void this.route(req, res, url, { type, repoId, revision, rest, action: action! }).catch((error: unknown) => {
-      if (!res.headersSent) sendError(res, 500, `Hub emulator internal error: ${String(error)}`)
-      else res.destroy()
-    })
+    answer(res, this.route(req, res, url, { type, repoId, revision, rest, action: action! }))
     return true
   }
 
@@ -137,8 +154,8 @@ export class Repos {
     if (target.action === "paths-info") return this.pathsInfo(req, res, commit)
     if (target.action === "tree") return tree(res, url, repo, commit, target.rest, this.ctx.url())
     if (target.action === "resolve") return this.resolve(req, res, repo, commit, target.rest)
-    if (target.action === "preupload") return preupload(req, res)
-    return commitTo(req, res, repo, commit, target.revision, this.ctx.url())
+    if (target.action === "preupload") return preupload(req, res, repo)
+    return commitTo(req, res, repo, commit, target.revision, this.ctx.url(), this.blobs)
   }
 
   /** The repo when the request may see it (and write it, for `write`), else the Hub's refusal is sent. */
