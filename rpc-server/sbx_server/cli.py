@@ -43,6 +43,7 @@ from .connections import (
 from .digest import sha256
 from .handler import Handler
 from .options import parse as parse_options
+from . import exposed
 from .ports import PORT_TUNNELS
 from .proctree import kill_everything, reap_children
 from .transfers import JOURNAL, replay_journal
@@ -142,8 +143,12 @@ def lifetime_loop(limit):
 
 def idle_loop(timeout, grace):
     interval = min(1.0, timeout / 4.0)
+    declared = exposed.declared_ports()
     while True:
         time.sleep(interval)
+        # A server in use through the Jobs proxy or its quick tunnel never sends us a request.
+        if STATE.contacted and exposed.in_use(declared | PORT_TUNNELS.ports()):
+            STATE.touch()
         # Before any client has reached us, the sandbox is still being started
         # (a quick tunnel, the client finding its URL): not idle, unless that
         # takes longer than the client itself waits (--start-grace).

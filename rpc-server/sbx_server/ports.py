@@ -47,6 +47,11 @@ class PortTunnels(object):
         with self.lock:
             return self.tunnels.get(port)
 
+    def ports(self):
+        """The ports whose tunnel runs (their traffic is activity for the idle timeout)."""
+        with self.lock:
+            return {port for port, tunnel in self.tunnels.items() if tunnel.failed is None}
+
     def start(self, port):
         """The port's tunnel, started now unless one runs (a failed one is replaced)."""
         with self.lock:

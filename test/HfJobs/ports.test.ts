@@ -13,7 +13,7 @@ import * as Redacted from "effect/Redacted"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import type * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Schedules from "hf-sandbox/Schedules"
-import { emulator } from "../support/hfJobs.js"
+import { emulator, jobOf } from "../support/hfJobs.js"
 import { emulatedHub, fastSchedules } from "../support/hub.js"
 import { PORT_SERVER, wsEcho } from "../support/ports.js"
 import { PYTHON } from "../support/server.js"
@@ -67,6 +67,10 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("served ports (
       const ws = yield* wsThroughEmulator(exposed)
       assert.strictEqual(ws.status, 101)
       assert.deepStrictEqual(ws.echoes.map(String), ["ping over the edge"])
+
+      // The server counts traffic to the declared port as activity (the proxy's clients never reach it).
+      const spec = (yield* jobOf(sb.id)).spec as { environment: Record<string, string> }
+      assert.strictEqual(spec.environment.SBX_EXPOSED_PORTS, "8000")
 
       const refused = yield* Effect.flip(sb.expose(7860))
       assert.deepInclude(refused, { _tag: "PortError", reason: "NotDeclared", port: 7860 })

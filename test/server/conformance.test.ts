@@ -1198,6 +1198,40 @@ describe.concurrent("lifecycle", () => {
     expect(await withTimeout(r.exited, 20_000)).toEqual({ code: 0, signal: null })
   })
 
+  it.skipIf(!isLinux)(
+    "counts a connection held to an exposed port (SBX_EXPOSED_PORTS) as activity for the idle timeout",
+    async () => {
+      // A server in the sandbox used through the Jobs proxy: its clients never send this server a request.
+      const served = net.createServer((socket) => socket.on("error", () => {}))
+      await new Promise<void>((resolve) => served.listen(0, "127.0.0.1", resolve))
+      const port = (served.address() as net.AddressInfo).port
+      const unexposed = net.createServer((socket) => socket.on("error", () => {}))
+      await new Promise<void>((resolve) => unexposed.listen(0, "127.0.0.1", resolve))
+      try {
+        const r = await startServer({
+          args: ["--idle-timeout", "1", "--start-grace", "60"],
+          env: { SBX_EXPOSED_PORTS: `${port},not-a-port` }
+        })
+        const held = net.connect(port, "127.0.0.1")
+        await new Promise((resolve) => held.once("connect", resolve))
+        // A connection to a port nobody exposed keeps nothing alive; it is held the whole time too.
+        const other = net.connect((unexposed.address() as net.AddressInfo).port, "127.0.0.1")
+        await new Promise((resolve) => other.once("connect", resolve))
+        expect((await call(r, "/health")).status).toBe(200)
+        // Four idle timeouts with only the exposed port in use: still serving.
+        expect(await withTimeout(r.exited, 4_000)).toBe("timeout")
+        expect((await call(r, "/health")).status).toBe(200)
+        held.destroy()
+        expect(await withTimeout(r.exited, 20_000)).toEqual({ code: 0, signal: null })
+        expect(r.stderr()).toMatch(/idle for 1s/)
+        other.destroy()
+      } finally {
+        served.close()
+        unexposed.close()
+      }
+    }
+  )
+
   it("--lifetime ends the server even while a command runs, and kills it", async () => {
     // Before the start: the lifetime cannot have begun earlier, so the bound below holds on any machine.
     const t0 = Date.now()

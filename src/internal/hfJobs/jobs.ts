@@ -159,7 +159,9 @@ export const jobSpec = (
     ...(spec.cloudflared.version ? { SBX_CLOUDFLARED_VERSION: spec.cloudflared.version } : {}),
     ...(spec.cloudflared.sha256 ? { SBX_CLOUDFLARED_SHA256: spec.cloudflared.sha256 } : {}),
     ...(spec.cloudflared.baseUrl ? { SBX_CLOUDFLARED_BASE_URL: spec.cloudflared.baseUrl } : {}),
-    ...(spec.transport === "proxy" ? { SBX_PORT: String(SERVER_PORT) } : {})
+    ...(spec.transport === "proxy" ? { SBX_PORT: String(SERVER_PORT) } : {}),
+    // Traffic to these through the Jobs proxy is the sandbox in use: it holds off the idle timeout.
+    ...(spec.ports.length > 0 ? { SBX_EXPOSED_PORTS: spec.ports.join(",") } : {})
   }
   const secrets: Record<string, string> = {
     ...Object.fromEntries(Object.entries(spec.secrets).map(([k, v]) => [k, Redacted.value(v)])),
