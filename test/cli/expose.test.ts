@@ -3,7 +3,7 @@
  * (`--wait`); `--json` names the headers without their values; a port nothing serves is a clear failure.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { createLocal, expectCode, local, useCliHarness } from "../support/cli.js"
+import { createLocal, expectCode, local, until, useCliHarness } from "../support/cli.js"
 import { PORT_SERVER } from "../support/ports.js"
 import { PYTHON } from "../support/server.js"
 
@@ -17,12 +17,11 @@ describe("hf-sandbox expose", () => {
     const processId = spawned.stdout.trim()
     // The port the server bound is in its first line of output.
     let port = 0
-    for (let i = 0; i < 200 && port === 0; i++) {
+    await until(async () => {
       const out = await local(["process", "logs", id, processId])
       port = Number(/"port": (\d+)/.exec(out.stdout)?.[1] ?? 0)
-      if (port === 0) await new Promise((r) => setTimeout(r, 50))
-    }
-    assert.isAbove(port, 0)
+      return port > 0
+    })
     const direct = await local(["expose", id, String(port), "--wait", "30s"])
     expectCode(direct, 0)
     assert.strictEqual(direct.stdout, `http://127.0.0.1:${port}\n`)
