@@ -9,17 +9,13 @@
  *
  *   npx tsx bench/expose-hf.ts            (BENCH_RUNS=200 by default)
  */
-import * as NodeContext from "@effect/platform-node/NodeContext"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import * as HfJobs from "hf-sandbox/HfJobs"
-import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import type * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Testing from "hf-sandbox/testing"
+import { emulatorLayer } from "../test/support/hub.js"
 import { openWebSocket, PORT_SERVER } from "../test/support/ports.js"
-import { ms, now, percentile } from "./support.js"
+import { Live, ms, now, percentile } from "./support.js"
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 200)
 const LISTENING = /"event": "listening", "port": (\d+)/
@@ -100,23 +96,12 @@ const onLocal = Effect.gen(function* () {
     const exposed = yield* sb.expose(port, { via })
     yield* Effect.promise(() => measure(`local, ${exposed.via}`, routeOf(exposed, undefined), direct))
   }
-}).pipe(
-  Effect.scoped,
-  Effect.provide(
-    LocalSandbox.layer().pipe(Layer.provideMerge(NodeContext.layer), Layer.merge(NodeHttpClient.layerUndici))
-  )
-)
+}).pipe(Effect.scoped, Effect.provide(Live))
 
 const onHf = Effect.gen(function* () {
   const emulator = yield* Testing.make({})
-  const routed = Layer.mergeAll(
-    HfJobs.layer({ token: emulator.token, endpoint: emulator.url, publicDns: false }).pipe(
-      Layer.provideMerge(NodeContext.layer)
-    ),
-    Testing.layerHttpClient.pipe(
-      Layer.provide(Layer.merge(NodeHttpClient.layerUndici, Layer.succeed(Testing.HubEmulatorService, emulator)))
-    )
-  )
+  // The suites' wiring: the provider on the emulator, and an HttpClient routed to it.
+  const routed = emulatorLayer(emulator, false)
   yield* Effect.gen(function* () {
     // Proxy transport, port 8000 declared: the emulated job maps it to a free port here through PORT.
     const proxied = yield* Sandbox.make({ transport: "proxy", ports: [8000], env: { PORT: "8000" } })
