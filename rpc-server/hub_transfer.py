@@ -477,6 +477,11 @@ def main():
     except Failure as failure:
         emit({"error": {"reason": failure.reason, "status": failure.status, "detail": failure.detail}})
         sys.exit(1)
+    except OSError as e:
+        # The sandbox's own side (a folder it cannot create, a file it cannot read): said as the other
+        # failures are, rather than as a traceback on stderr.
+        emit({"error": {"reason": "Failed", "status": None, "detail": str(e)}})
+        sys.exit(1)
 
 
 if __name__ == "__main__":
