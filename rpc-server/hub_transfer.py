@@ -39,6 +39,11 @@ RETRIES = 5
 MAX_REDIRECTS = 10
 
 
+def pause(retry):
+    """The wait before retry number `retry` (1, 2, ...): exponential from 0.4 s, at most 5 s."""
+    time.sleep(min(0.2 * 2**retry, 5.0))
+
+
 class Failure(Exception):
     def __init__(self, reason, detail, status=None):
         super().__init__(detail)
@@ -89,7 +94,7 @@ class Hub:
                 if not transient or attempt >= RETRIES:
                     raise
                 attempt += 1
-                time.sleep(min(0.2 * 2**attempt, 5.0))
+                pause(attempt)
 
     def open_once(self, method, url, data, content_type, extra=None, auth=True):
         for _ in range(MAX_REDIRECTS):
@@ -257,7 +262,7 @@ def fetch(hub, revision, repo_path, target, progress):
                 os.unlink(name)
             cut = isinstance(e, (ConnectionError, TimeoutError, http.client.HTTPException))
             if cut and attempt < RETRIES:
-                time.sleep(min(0.2 * 2 ** (attempt + 1), 5.0))
+                pause(attempt + 1)
                 continue
             raise Failure("Failed", "cannot write %s: %s" % (target, e)) from None
         finally:
@@ -471,6 +476,11 @@ def main():
             raise Failure("Failed", "unknown operation %r" % spec["op"])
     except Failure as failure:
         emit({"error": {"reason": failure.reason, "status": failure.status, "detail": failure.detail}})
+        sys.exit(1)
+    except OSError as e:
+        # The sandbox's own side (a folder it cannot create, a file it cannot read): said as the other
+        # failures are, rather than as a traceback on stderr.
+        emit({"error": {"reason": "Failed", "status": None, "detail": str(e)}})
         sys.exit(1)
 
 

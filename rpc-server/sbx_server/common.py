@@ -13,6 +13,8 @@ import threading
 import time
 from http import HTTPStatus
 
+from .digest import compare_digest, sha256
+
 VERSION = "0.1.0"
 PROTOCOL = 2
 DEFAULT_PORT = 49983
@@ -37,6 +39,20 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _MSG_PEEK_FLAGS = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # so a FIFO can never block open()
+
+
+def bearer(authorization):
+    """The credential of an `Authorization: Bearer <credential>` value, else None."""
+    parts = (authorization or "").split(None, 1)
+    return parts[1].strip() if len(parts) == 2 and parts[0].lower() == "bearer" else None
+
+
+def is_sandbox_token(text):
+    """Whether `text` is the sandbox token (never, when the server has none). Equal-length digests:
+    compare_digest is constant time whatever the candidate's length. Headers arrive latin-1 decoded,
+    so this recovers the raw bytes."""
+    want = STATE.token_digest
+    return want is not None and compare_digest(sha256(text.encode("latin-1", "replace")).digest(), want)
 
 
 _FOREIGN_AUTHORIZATION_NOTED = []

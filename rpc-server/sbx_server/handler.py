@@ -11,15 +11,14 @@ from .common import (
     PROTOCOL,
     STATE,
     VERSION,
+    bearer,
     dumps,
     format_exc,
+    is_sandbox_token,
     log,
     note_foreign_authorization,
     shown,
 )
-
-
-from .digest import compare_digest, sha256
 from .handler_base import BaseHandler, RequestMixin
 from .httpframe import parse_query
 from .ports import PortRoutes
@@ -135,31 +134,15 @@ class Handler(
     # ---- auth ----
 
     def authorized(self):
-        want = STATE.token_digest
-        if want is None:
+        if STATE.token_digest is None:
             return True
-        candidates = []
         x = self.headers.get("X-Sandbox-Token")
-        if x is not None:
-            candidates.append(x.strip())
-        a = self.headers.get("Authorization")
-        if a:
-            parts = a.split(None, 1)
-            if len(parts) == 2 and parts[0].lower() == "bearer":
-                candidates.append(parts[1].strip())
-        ok = False
-        matches = []
-        for c in candidates:
-            # Equal-length digests: compare_digest is constant time whatever
-            # the candidate's length. Headers arrive latin-1 decoded, so this
-            # recovers the raw bytes.
-            digest = sha256(c.encode("latin-1", "replace")).digest()
-            match = compare_digest(digest, want)
-            matches.append(match)
-            ok = match or ok
-        if ok and a and x is not None and len(matches) == 2 and not matches[1]:
+        x_ok = x is not None and is_sandbox_token(x.strip())
+        b = bearer(self.headers.get("Authorization"))
+        b_ok = b is not None and is_sandbox_token(b)
+        if x_ok and b is not None and not b_ok:
             note_foreign_authorization()
-        return ok
+        return x_ok or b_ok
 
     # ---- routes ----
 

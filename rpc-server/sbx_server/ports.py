@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from .common import HttpError, log
+from .common import HttpError, bad_request, log
 from .proxy import PROXIED, parse_port
 from .httpframe import WAIT_SECONDS
 
@@ -131,8 +131,7 @@ class PortRoutes(object):
         port = parse_port(port_text, "/v1/ports/{port}/tunnel")
         raw = self.param("wait", required=False)
         if raw is not None and WAIT_SECONDS.match(raw) is None:
-            raise HttpError(400, "query parameter `wait` must be seconds (e.g. 30 or 2.5), got %r" % raw[:40],
-                            "bad_request")
+            raise bad_request("query parameter `wait` must be seconds (e.g. 30 or 2.5), got %r" % raw[:40])
         wait = min(TUNNEL_WAIT_MAX, float(raw)) if raw is not None else TUNNEL_WAIT_DEFAULT
         tunnel = PORT_TUNNELS.start(port)
         state = tunnel.wait_url(time.monotonic() + wait)

@@ -14,8 +14,7 @@ import socket
 import threading
 import time
 
-from .digest import compare_digest, sha256
-from .common import FILE_CHUNK, SOCKET_TIMEOUT, STATE, ClientGone, HttpError, bad_request
+from .common import FILE_CHUNK, SOCKET_TIMEOUT, ClientGone, HttpError, bad_request, bearer, is_sandbox_token
 from .httpframe import parse_decimal
 
 CONNECT_TIMEOUT = 5.0  # connecting to loopback: a listener answers at once, a full backlog does not
@@ -73,11 +72,8 @@ def is_upgrade(headers):
 
 def carries_token(value):
     """Whether an Authorization value is `Bearer <the sandbox token>` (then it is ours, never forwarded)."""
-    want = STATE.token_digest
-    parts = (value or "").split(None, 1)
-    if want is None or len(parts) != 2 or parts[0].lower() != "bearer":
-        return False
-    return compare_digest(sha256(parts[1].strip().encode("latin-1", "replace")).digest(), want)
+    credential = bearer(value)
+    return credential is not None and is_sandbox_token(credential)
 
 
 def request_head(method, target, headers, upgrade, chunked):
