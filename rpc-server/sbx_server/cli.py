@@ -147,7 +147,8 @@ def idle_loop(timeout, grace):
     while True:
         time.sleep(interval)
         # A server in use through the Jobs proxy or its quick tunnel never sends us a request.
-        if STATE.contacted and exposed.in_use(declared | PORT_TUNNELS.ports()):
+        # Asked only once the server has been idle a while: requests already keep it active.
+        if STATE.contacted and STATE.idle_for() >= interval and exposed.in_use(declared | PORT_TUNNELS.ports()):
             STATE.touch()
         # Before any client has reached us, the sandbox is still being started
         # (a quick tunnel, the client finding its URL): not idle, unless that
