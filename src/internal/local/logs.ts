@@ -17,7 +17,7 @@ const STDERR_TAIL_BYTES = 8 * 1024
 const LOG_LINES = 10_000
 
 /** The last `bytes` of a file as text, for errors. */
-export const tailOf = (file: string, bytes = 8 * 1024): string => {
+export const tailOf = (file: string, bytes = STDERR_TAIL_BYTES): string => {
   try {
     const data = fs.readFileSync(file)
     return data.subarray(Math.max(0, data.length - bytes)).toString("utf8")
