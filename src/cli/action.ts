@@ -31,7 +31,7 @@ export const idOf = <A extends { readonly id: string }>(args: A): ReadonlyArray<
 /** What a command's body may use: the provider (with its by-id operations), HTTP, the file system, a scope. */
 export type Needs = SandboxProvider.SandboxProvider | HttpClient.HttpClient | FileSystem.FileSystem | Scope.Scope
 
-export interface ActionOptions<A> {
+interface ActionOptions<A> {
   /** How failures map to exit codes: `"command"` for `exec`/`run`, whose own codes pass through. */
   readonly exitCodes?: "plain" | "command"
   /** Whether the command takes a command line after `--`. */

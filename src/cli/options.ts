@@ -139,6 +139,21 @@ export const commandTimeout = Options.text("timeout").pipe(
   Options.withDescription("Kill the command after this long (exit code 124), e.g. 30s, 5m.")
 )
 
+/** The flags of the sandbox `create` and `run` make, in the order their help lists them; read by {@link sandboxOptions}. */
+export const sandboxFlags = {
+  env,
+  secret,
+  label,
+  port,
+  name: sandboxName,
+  transport,
+  forwardHfToken,
+  startTimeout,
+  volume,
+  ssh,
+  maxCost
+}
+
 /** The sandbox options `create` and `run` share, read from the same flags. */
 export const sandboxOptions = (a: {
   readonly image: Option.Option<string>

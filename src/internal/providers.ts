@@ -13,7 +13,7 @@ import type * as SandboxProvider from "../SandboxProvider.js"
 import * as LocalState from "./local/state.js"
 
 /** What the CLI knows when it builds a provider: the invocation's state directories, and whether it runs against the emulator. */
-export interface CliSetting {
+interface CliSetting {
   readonly stateDir: string
   readonly namespaceCache: string
   readonly emulated: boolean

@@ -12,7 +12,7 @@ import * as Validate from "./validate.js"
 const NAME = /^[A-Za-z0-9._-]{1,63}$/
 
 /** The rule, for messages. */
-export const NAME_RULE = "1 to 63 characters, each a letter, a digit, '.', '_' or '-'"
+const NAME_RULE = "1 to 63 characters, each a letter, a digit, '.', '_' or '-'"
 
 /** A sandbox name, or {@link Validate.Invalid} naming the option. */
 export const check = (option: string, input: unknown): string => {

@@ -1,30 +1,13 @@
 /** `hf-sandbox create`: a sandbox that keeps running after the command (`detach`), its id printed. */
 
 import * as Command from "@effect/cli/Command"
-import * as Options from "@effect/cli/Options"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Defaults from "../../internal/defaults.js"
 import * as Sandbox from "../../Sandbox.js"
 import { action } from "../action.js"
-import {
-  env,
-  flavor,
-  forwardHfToken,
-  globals,
-  image,
-  label,
-  maxCost,
-  port,
-  sandboxName,
-  sandboxOptions,
-  secret,
-  ssh,
-  startTimeout,
-  transport,
-  volume
-} from "../options.js"
+import { durationFlag, flavor, globals, image, sandboxFlags, sandboxOptions } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
 
@@ -36,32 +19,13 @@ export const create = Command.make(
     ...globals,
     image,
     flavor,
-    lifetime: Options.text("lifetime").pipe(
-      Options.withPseudoName("DURATION"),
-      Options.optional,
-      Options.withDescription("Hard limit on the sandbox's life on HF Jobs, e.g. 30m, 2h (default 1h).")
+    lifetime: durationFlag("lifetime", "Hard limit on the sandbox's life on HF Jobs, e.g. 30m, 2h (default 1h)."),
+    timeout: durationFlag("timeout", "Deprecated alias of --lifetime."),
+    idleTimeout: durationFlag(
+      "idle-timeout",
+      "Stop the sandbox after this long without a request (default 10m; 0: never)."
     ),
-    timeout: Options.text("timeout").pipe(
-      Options.withPseudoName("DURATION"),
-      Options.optional,
-      Options.withDescription("Deprecated alias of --lifetime.")
-    ),
-    idleTimeout: Options.text("idle-timeout").pipe(
-      Options.withPseudoName("DURATION"),
-      Options.optional,
-      Options.withDescription("Stop the sandbox after this long without a request (default 10m; 0: never).")
-    ),
-    env,
-    secret,
-    label,
-    port,
-    name: sandboxName,
-    transport,
-    forwardHfToken,
-    startTimeout,
-    volume,
-    ssh,
-    maxCost
+    ...sandboxFlags
   },
   action(
     (a, mode) =>

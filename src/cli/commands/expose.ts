@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { action, idOf } from "../action.js"
 import { attach } from "../attach.js"
-import { globals, sandboxId } from "../options.js"
+import { durationFlag, globals, sandboxId } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
 
@@ -34,11 +34,7 @@ export const expose = Command.make(
         "direct (default): the loopback address locally; on HF the Jobs proxy host of a declared --port, else the port's own quick tunnel. server: through the sandbox server (needs its token)."
       )
     ),
-    wait: Options.text("wait").pipe(
-      Options.withPseudoName("DURATION"),
-      Options.optional,
-      Options.withDescription("First wait until something listens on the port, at most this long (e.g. 2m).")
-    ),
+    wait: durationFlag("wait", "First wait until something listens on the port, at most this long (e.g. 2m)."),
     id: sandboxId,
     port: Args.integer({ name: "PORT" }).pipe(Args.withDescription("The port a server listens on in the sandbox."))
   },

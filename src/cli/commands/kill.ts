@@ -12,7 +12,7 @@ import * as SandboxName from "../../internal/sandboxName.js"
 import * as SandboxProvider from "../../SandboxProvider.js"
 import { action } from "../action.js"
 import * as Errors from "../errors.js"
-import { globals } from "../options.js"
+import { durationFlag, globals } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
 
@@ -23,11 +23,7 @@ const filterOptions = {
     Options.repeated,
     Options.withDescription("Only sandboxes with this label (repeatable: all of them).")
   ),
-  olderThan: Options.text("older-than").pipe(
-    Options.withPseudoName("DURATION"),
-    Options.optional,
-    Options.withDescription("Only sandboxes created longer ago than this, e.g. 30m, 1h, 2d.")
-  ),
+  olderThan: durationFlag("older-than", "Only sandboxes created longer ago than this, e.g. 30m, 1h, 2d."),
   name: Options.text("name").pipe(
     Options.withPseudoName("NAME"),
     Options.optional,

@@ -71,10 +71,7 @@ interface Launch {
 export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
   Effect.gen(function* () {
     const id = LocalState.newId()
-    yield* Effect.try({
-      try: () => LocalState.ensureDirectory(ctx.stateDir),
-      catch: (e) => startError("SpawnFailed", `cannot create the state directory ${ctx.stateDir}: ${String(e)}`)
-    })
+    yield* Names.ensureStateDirectory(ctx.stateDir)
     const labels = yield* Names.labelsOf(spec)
     if (spec.name !== undefined) yield* Names.checkFree(ctx.stateDir, spec.name)
     const workdir = yield* Workdir.create(ctx)

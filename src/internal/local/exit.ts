@@ -27,7 +27,7 @@ export const decodeExited = Schema.decodeUnknownOption(
 export const EXIT_NEWS_GRACE = Duration.seconds(1)
 
 /** How often a detached sandbox's log is looked at for its supervisor's line, within `EXIT_NEWS_GRACE`. */
-export const exitNewsPoll = Schedule.spaced("50 millis")
+const exitNewsPoll = Schedule.spaced("50 millis")
 
 /** The supervisor's line in a detached sandbox's log when its server has ended (see the server's `supervise`). */
 const SUPERVISOR_SAW = /supervisor: the server (?:was killed by signal (\d+)|exited with status (\d+))/g

@@ -16,13 +16,19 @@ import * as Schedules from "../../Schedules.js"
 const STDERR_TAIL_BYTES = 8 * 1024
 const LOG_LINES = 10_000
 
-/** The last `bytes` of a file as text, for errors. */
-export const tailOf = (file: string, bytes = 8 * 1024): string => {
+/** The last `bytes` of a file as text, for errors (only those bytes are read: a log can be long). */
+export const tailOf = (file: string, bytes = STDERR_TAIL_BYTES): string => {
+  let fd: number | undefined
   try {
-    const data = fs.readFileSync(file)
-    return data.subarray(Math.max(0, data.length - bytes)).toString("utf8")
+    fd = fs.openSync(file, "r")
+    const size = fs.fstatSync(fd).size
+    const buffer = Buffer.alloc(Math.min(size, bytes))
+    const read = fs.readSync(fd, buffer, 0, buffer.length, size - buffer.length)
+    return buffer.subarray(0, read).toString("utf8")
   } catch {
     return ""
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
   }
 }
 

@@ -16,6 +16,13 @@ import * as Validate from "../validate.js"
 import { startError } from "./errors.js"
 import * as LocalState from "./state.js"
 
+/** Makes the state directory (and parents), the user's alone; a failure is the sandbox's start error. */
+export const ensureStateDirectory = (dir: string) =>
+  Effect.try({
+    try: () => LocalState.ensureDirectory(dir),
+    catch: (e) => startError("SpawnFailed", `cannot create the state directory ${dir}: ${String(e)}`)
+  })
+
 /** The lock is held for one synchronous check and write; one older than this was left by a crash. */
 const STALE_LOCK_MS = 10_000
 

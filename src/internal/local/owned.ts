@@ -69,13 +69,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
 
 /** Before starting a named sandbox: its name is free in the state directory (which is made if missing). */
 const nameFree = (ctx: LocalContext, name: string) =>
-  Effect.zipRight(
-    Effect.try({
-      try: () => LocalState.ensureDirectory(ctx.stateDir),
-      catch: (e) => startError("SpawnFailed", `cannot create the state directory ${ctx.stateDir}: ${String(e)}`)
-    }),
-    Names.checkFree(ctx.stateDir, name)
-  )
+  Effect.zipRight(Names.ensureStateDirectory(ctx.stateDir), Names.checkFree(ctx.stateDir, name))
 
 /**
  * A named owned sandbox gets a state file too, so that `connect({ name })` and `list` find it while it

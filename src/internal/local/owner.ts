@@ -15,7 +15,7 @@ export interface Owner {
 }
 
 /** The start time of a process (field 22 of /proc/<pid>/stat), where there is a /proc. */
-export const processStartTime = (pid: number): string | undefined => {
+const processStartTime = (pid: number): string | undefined => {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
     return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]

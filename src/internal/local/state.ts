@@ -44,7 +44,7 @@ export const newId = (): string => `local-${randomBytes(6).toString("hex")}`
 /** Whether an id is the local provider's (`local-…`): enough, on the command line, to choose it. */
 export const ownsId = (id: string): boolean => id.startsWith("local-")
 
-export const statePath = (dir: string, id: string) => path.join(dir, `${id}.json`)
+const statePath = (dir: string, id: string) => path.join(dir, `${id}.json`)
 export const logPath = (dir: string, id: string) => path.join(dir, `${id}.log`)
 
 /** Creates the directory (and parents) and makes sure only the user can enter it. */

@@ -15,7 +15,7 @@ import * as Owner from "./owner.js"
 import { removeFiles, type State } from "./state.js"
 
 /** How often a server that is not our child is looked at while it stops after SIGTERM. */
-export const stopPoll = Schedule.spaced("25 millis")
+const stopPoll = Schedule.spaced("25 millis")
 
 /**
  * Stops a server that is not our child: SIGTERM (it then stops everything it started), a bounded wait,
@@ -60,7 +60,7 @@ export const stopChild = (proc: CommandExecutor.Process, stopTimeout: Duration.D
   })
 
 /** Kills a local sandbox's server and everything below it, and removes its directory, synchronously. */
-export const killLocalSync = (pid: number, workdir: string | undefined): void => {
+const killLocalSync = (pid: number, workdir: string | undefined): void => {
   const family = Effect.runSync(ProcessTree.descendants(pid))
   ProcessTree.signal(-pid, "SIGKILL")
   ProcessTree.signal(pid, "SIGKILL")
