@@ -7,6 +7,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, layer } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -352,6 +353,7 @@ layer(SharedSandbox, { excludeTestServices: true })("Sandbox (shared local sandb
         const sb = yield* Sandbox.Sandbox
         const lines = yield* Stream.runCollect(sb.logs({ tail: 5 }))
         assert.isAtMost(lines.length, 5)
+        assert.strictEqual(Chunk.size(yield* Stream.runCollect(sb.logs({ tail: 0 }))), 0, "the last 0 lines are none")
       })
     )
   })

@@ -151,7 +151,8 @@ export const captureStderr = (
       Stream.unwrapScoped(
         Effect.gen(function* () {
           const live = options.follow ? yield* PubSub.subscribe(logHub) : undefined
-          const snapshot = options.tail === undefined ? [...log] : log.slice(-options.tail)
+          // `slice(-0)` would be the whole log: the last zero lines are none, as for a detached sandbox.
+          const snapshot = options.tail === undefined ? [...log] : log.slice(Math.max(0, log.length - options.tail))
           const rest =
             live === undefined
               ? Stream.empty
