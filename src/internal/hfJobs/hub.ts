@@ -615,6 +615,16 @@ export const make = (config: Config) => {
 
 export type HubClient = ReturnType<typeof make>
 
+/**
+ * Whether the job is still alive, for a stream's reconnect schedule: a Hub that does not answer counts
+ * as alive (the stream is reopened; a stage that ended stops it).
+ */
+export const jobAlive = (hub: HubClient, namespace: string, jobId: string): Effect.Effect<boolean> =>
+  hub.getJob(namespace, jobId).pipe(
+    Effect.map((job) => !isTerminal(job.status.stage)),
+    Effect.orElseSucceed(() => true)
+  )
+
 /** The Hub's message from an error answer (`{"error": "…"}`), else its status. */
 const hubMessage = (text: string, status: number): string => {
   try {
