@@ -117,7 +117,7 @@ export const timingOf = (schedules: {
  * is silent for the quiet window. The wait for the first line is bounded apart (a slow Hub is not an
  * empty log).
  */
-export const logSnapshotStream = (
+const logSnapshotStream = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
