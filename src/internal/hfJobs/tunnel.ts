@@ -44,7 +44,6 @@ export const isJobProxyUrl = (url: string, jobId: string, port: number, jobsDoma
       parsed.protocol === "https:" &&
       parsed.username === "" &&
       parsed.password === "" &&
-      parsed.hostname.startsWith(`${jobId}--${port}.`) &&
       parsed.hostname === `${jobId}--${port}.${jobsDomain}`
     )
   } catch {
