@@ -5,7 +5,7 @@
  */
 
 /** The first cloudflared release that accepts every flag the server passes (`--no-prechecks`: 2026.5.0). */
-export const MIN_VERSION = [2026, 5, 0] as const
+const MIN_VERSION = [2026, 5, 0] as const
 
 const RELEASE = /^(\d+)\.(\d+)\.(\d+)$/
 

@@ -224,7 +224,7 @@ const oidc = (env: Env, endpoint: string, resource: string, userAgent: string, n
 type Ini = Map<string, Map<string, string>>
 
 /** `configparser` as `huggingface_hub` uses it (no interpolation, keys lower-cased, `=` or `:`). */
-export const parseIni = (text: string): Ini => {
+const parseIni = (text: string): Ini => {
   const sections: Ini = new Map()
   let current: Map<string, string> | undefined
   let lastKey: string | undefined
@@ -251,7 +251,7 @@ export const parseIni = (text: string): Ini => {
 }
 
 /** `configparser.write` of `_save_stored_tokens_full`: sections sorted by name. */
-export const formatIni = (sections: Ini): string =>
+const formatIni = (sections: Ini): string =>
   [...sections.keys()]
     .sort()
     .map((name) => `[${name}]\n${[...sections.get(name)!].map(([k, v]) => `${k} = ${v}\n`).join("")}\n`)

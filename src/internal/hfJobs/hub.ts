@@ -71,7 +71,7 @@ export const HardwareLine = Schema.Struct({
 export type HardwareLine = typeof HardwareLine.Type
 
 /** Stages after which a job never runs again. */
-export const TERMINAL_STAGES: ReadonlySet<string> = new Set(["COMPLETED", "ERROR", "CANCELED", "DELETED"])
+const TERMINAL_STAGES: ReadonlySet<string> = new Set(["COMPLETED", "ERROR", "CANCELED", "DELETED"])
 export const isTerminal = (stage: string) => TERMINAL_STAGES.has(stage)
 
 /** The create body, as the Hub takes it (`@huggingface/hub`'s `runJob` lacks `expose`). */
@@ -118,7 +118,7 @@ const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
 ])
 
 /** The network's reason when `cause` (a fetch failure, through its `cause` chain) says nothing answered. */
-export const unreachableReason = (cause: unknown): string | undefined => {
+const unreachableReason = (cause: unknown): string | undefined => {
   for (let current = cause, depth = 0; current instanceof Error && depth < 5; depth++) {
     const code = (current as { code?: unknown }).code
     const errors = (current as { errors?: unknown }).errors
@@ -203,7 +203,7 @@ const parseRetryAfter = (value: string | null): number | undefined => {
  * sends it: `"api";r=0;t=55`): the seconds until the window resets, when nothing remains in it. Parsed
  * as `huggingface_hub`'s `parse_ratelimit_headers` does.
  */
-export const parseRateLimitReset = (value: string | null): number | undefined => {
+const parseRateLimitReset = (value: string | null): number | undefined => {
   if (value === null) return undefined
   const match = /"(\w+)"\s*;\s*r\s*=\s*(\d+)\s*;\s*t\s*=\s*(\d+)/.exec(value)
   return match !== null && Number(match[2]) === 0 ? Number(match[3]) * 1000 : undefined
@@ -614,6 +614,16 @@ export const make = (config: Config) => {
 }
 
 export type HubClient = ReturnType<typeof make>
+
+/**
+ * Whether the job is still alive, for a stream's reconnect schedule: a Hub that does not answer counts
+ * as alive (the stream is reopened; a stage that ended stops it).
+ */
+export const jobAlive = (hub: HubClient, namespace: string, jobId: string): Effect.Effect<boolean> =>
+  hub.getJob(namespace, jobId).pipe(
+    Effect.map((job) => !isTerminal(job.status.stage)),
+    Effect.orElseSucceed(() => true)
+  )
 
 /** The Hub's message from an error answer (`{"error": "…"}`), else its status. */
 const hubMessage = (text: string, status: number): string => {

@@ -8,8 +8,7 @@ const KEY = /^[A-Za-z0-9._-]{1,100}$/
 const VALUE = /^[A-Za-z0-9._-]{0,100}$/
 
 /** The rule, for messages. */
-export const LABEL_RULE =
-  "label keys (1-100) and values (0-100 characters) may hold only letters, digits, '.', '_' and '-'"
+const LABEL_RULE = "label keys (1-100) and values (0-100 characters) may hold only letters, digits, '.', '_' and '-'"
 
 /** What is wrong with the first bad label, or `undefined` when all are good. */
 export const problem = (labels: Readonly<Record<string, string>>): string | undefined => {

@@ -7,7 +7,7 @@
 import * as Either from "effect/Either"
 
 /** A Hub job id: 24 lowercase hex digits (a MongoDB ObjectId), e.g. `687fb701029421ae5549d998`. */
-export const JOB_ID = /^[0-9a-f]{24}$/
+const JOB_ID = /^[0-9a-f]{24}$/
 
 /** A user or organisation name as it may stand in a Hub path: no `/`, no `..`, no leading dot or dash. */
 const NAMESPACE = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$/

@@ -35,7 +35,7 @@ export const isSandboxJob = (job: Hub.JobInfo) =>
   job.labels?.[LABEL.sandbox] === "1" && job.labels?.[LABEL.mode] === "dedicated" && !!job.labels?.[LABEL.nonce]
 
 /** How a job ended, as errors say it: `job ID ended (STAGE): message`. */
-export const jobEnded = (jobId: string, job: Hub.JobInfo) =>
+const jobEnded = (jobId: string, job: Hub.JobInfo) =>
   `job ${jobId} ended (${job.status.stage})${job.status.message ? `: ${job.status.message}` : ""}`
 
 /**

@@ -117,7 +117,7 @@ export const timingOf = (schedules: {
  * is silent for the quiet window. The wait for the first line is bounded apart (a slow Hub is not an
  * empty log).
  */
-export const logSnapshotStream = (
+const logSnapshotStream = (
   hub: Hub.HubClient,
   namespace: string,
   jobId: string,
@@ -151,10 +151,7 @@ export const jobLogs = (
     return options.tail === undefined ? visible(snapshot) : visible(snapshot).pipe(Stream.takeRight(options.tail))
   }
   // Following ends when the job does: the stream is reopened only while the job is alive.
-  const alive = hub.getJob(namespace, jobId).pipe(
-    Effect.map((job) => !Hub.isTerminal(job.status.stage)),
-    Effect.orElseSucceed(() => true)
-  )
+  const alive = Hub.jobAlive(hub, namespace, jobId)
   const whileAlive = reconnect.pipe(Schedule.checkEffect(() => alive))
   if (options.tail === undefined) return visible(followLogs(hub, namespace, jobId, whileAlive))
   const tail = options.tail

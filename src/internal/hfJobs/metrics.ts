@@ -7,7 +7,6 @@
  * job runs, and ends once it has ended. A rejection (401/403/404) is final.
  */
 import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
@@ -30,9 +29,6 @@ export const jobMetrics = (
     // A 500 (the job has ended) and what is transient end the pass; a 429 no sooner than the Hub says.
     Stream.catchAll(Hub.endPassOnTransient)
   )
-  const running = hub.getJob(namespace, jobId).pipe(
-    Effect.map((job) => !Hub.isTerminal(job.status.stage)),
-    Effect.orElseSucceed(() => true)
-  )
+  const running = Hub.jobAlive(hub, namespace, jobId)
   return Stream.repeat(pass, reconnect.pipe(Schedule.checkEffect(() => running))).pipe(Stream.map(fromLine))
 }

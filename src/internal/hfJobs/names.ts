@@ -14,7 +14,7 @@ import * as Hub from "./hub.js"
 import { isSandboxJob, LABEL } from "./jobs.js"
 
 /** The live sandbox jobs named `name` in a namespace, the one that keeps the name first. */
-export const liveNamed = (
+const liveNamed = (
   client: Hub.HubClient,
   namespace: string,
   name: string,

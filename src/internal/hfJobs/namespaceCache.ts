@@ -13,6 +13,7 @@ import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import { writeSecret } from "./credentials.js"
 
 /** A user may rename their account: a cached name is asked again after a day. */
 const MAX_AGE_MS = 24 * 60 * 60 * 1000
@@ -42,24 +43,11 @@ const read = (fs: FileSystem.FileSystem, file: string, now: number) =>
     Effect.orElseSucceed(() => undefined)
   )
 
-const write = (fs: FileSystem.FileSystem, dir: string, file: string, namespace: string, now: number) => {
-  const temp = `${file}.${process.pid}.${now}.tmp`
-  return fs.makeDirectory(dir, { recursive: true, mode: 0o700 }).pipe(
-    Effect.zipRight(fs.chmod(dir, 0o700)),
-    Effect.zipRight(
-      fs.writeFileString(temp, `${JSON.stringify({ namespace, savedAtMs: now })}\n`, { mode: 0o600, flag: "wx" })
-    ),
-    Effect.zipRight(fs.rename(temp, file)),
-    Effect.catchAll((error) =>
-      fs
-        .remove(temp)
-        .pipe(
-          Effect.ignore,
-          Effect.zipRight(Effect.logDebug(`hf-sandbox: the namespace cache was not written: ${error.message}`))
-        )
-    )
+/** A cache that cannot be written costs only that: the failure is logged at debug level. */
+const write = (fs: FileSystem.FileSystem, file: string, namespace: string, now: number) =>
+  writeSecret(fs, file, `${JSON.stringify({ namespace, savedAtMs: now })}\n`).pipe(
+    Effect.catchAll((error) => Effect.logDebug(`hf-sandbox: the namespace cache was not written: ${error.message}`))
   )
-}
 
 /** The token's namespace from the cache in `dir`, else from `ask`, which is then kept for the next run. */
 export const cached = <E, R>(
@@ -75,6 +63,6 @@ export const cached = <E, R>(
     const known = yield* read(fs, file, now)
     if (known !== undefined) return known
     const namespace = yield* ask
-    yield* write(fs, dir, file, namespace, now)
+    yield* write(fs, file, namespace, now)
     return namespace
   })

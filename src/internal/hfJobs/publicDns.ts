@@ -47,7 +47,7 @@ type LookupCallback = (
 ) => void
 
 /** A `lookup` that answers `address` for `host` and defers to the system for every other name. */
-export const pinnedLookup =
+const pinnedLookup =
   (host: string, address: string) => (hostname: string, options: dns.LookupOptions, callback: LookupCallback) => {
     if (hostname !== host) {
       dns.lookup(hostname, options, callback as never)
@@ -74,7 +74,7 @@ export type Connect = (
 ) => Effect.Effect<Option.Option<Pinned>>
 
 /** The default {@link Connect}: an undici agent (from `@effect/platform-node`) pinned to the address; none without it. */
-export const undiciConnect: Connect = (host, address) =>
+const undiciConnect: Connect = (host, address) =>
   Effect.tryPromise(() =>
     Promise.all([import("@effect/platform-node/NodeHttpClient"), import("@effect/platform-node/Undici")])
   ).pipe(

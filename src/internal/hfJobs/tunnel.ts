@@ -44,7 +44,6 @@ export const isJobProxyUrl = (url: string, jobId: string, port: number, jobsDoma
       parsed.protocol === "https:" &&
       parsed.username === "" &&
       parsed.password === "" &&
-      parsed.hostname.startsWith(`${jobId}--${port}.`) &&
       parsed.hostname === `${jobId}--${port}.${jobsDomain}`
     )
   } catch {
@@ -98,10 +97,7 @@ export const tunnelUrl = (publicDns: ReadonlyArray<string> | false, job: TunnelJ
         }
         yield* Deferred.succeed(first, url)
       })
-    const alive = client.getJob(namespace, jobId).pipe(
-      Effect.map((job) => !Hub.isTerminal(job.status.stage)),
-      Effect.orElseSucceed(() => true)
-    )
+    const alive = Hub.jobAlive(client, namespace, jobId)
     // Until the first URL the reconnects are those of the start; afterwards they stop with the job.
     const reconnect = spec.schedules.logReconnect.pipe(
       Schedule.checkEffect(() =>

@@ -235,13 +235,15 @@ export class JobRunner {
     for (const job of live) this.killTree(job, "SIGTERM")
     for (const pid of strays()) ProcessTree.signal(pid, "SIGTERM")
     const exited = Promise.all(live.map((job) => job.processExited))
-    const allGone = async () => {
-      await exited
-      while (strays().some(ProcessTree.isAlive)) await delay(25)
+    // The poll of /proc stops with its wait: a process that outlives SIGKILL is not watched forever.
+    const allGone = async (ms: number) => {
+      const deadline = Date.now() + ms
+      await Promise.race([exited, delay(ms)])
+      while (Date.now() < deadline && strays().some(ProcessTree.isAlive)) await delay(25)
     }
-    await Promise.race([allGone(), delay(CANCEL_GRACE_MS)])
+    await allGone(CANCEL_GRACE_MS)
     for (const job of jobs) this.killTree(job, "SIGKILL")
     for (const pid of strays()) ProcessTree.signal(pid, "SIGKILL")
-    await Promise.race([allGone(), delay(1000)])
+    await allGone(1000)
   }
 }
