@@ -30,7 +30,7 @@ import { VERSION } from "../version.js"
 import { type Context, localFs } from "./context.js"
 
 /** The program's path: beside the server's package, so it is found wherever the server is (a bundle too). */
-export const programPath: string = join(dirname(serverScriptPath), "hub_transfer.py")
+const programPath: string = join(dirname(serverScriptPath), "hub_transfer.py")
 
 // Read once per process: it is shipped in each transfer's argv (`python3 -S -c`), so the sandbox needs nothing installed.
 let programSource: Promise<string> | undefined
@@ -69,7 +69,7 @@ const checkRepo = (operation: string, source: HubSource, localName: "dest" | "sr
  * The Hub of a provider that names none: `HF_ENDPOINT` (else huggingface.co) and the token
  * `huggingface_hub` would find (`HF_TOKEN`, the token file, …); none is fine for a public repo.
  */
-export const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
+const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
   Effect.gen(function* () {
     const configured = yield* Config.string("HF_ENDPOINT").pipe(
       Config.withDefault("https://huggingface.co"),
