@@ -6,7 +6,6 @@
  */
 import { readFile } from "node:fs/promises"
 import { dirname, join } from "node:path"
-import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -23,7 +22,7 @@ import type {
 import type { ExecEvent } from "../../Sandbox.js"
 import { HubTransferError, InvalidArgumentError, type OperationError } from "../../SandboxError.js"
 import type { HubAccess } from "../../SandboxProvider.js"
-import { readEnv } from "../hfJobs/config.js"
+import * as HfConfig from "../hfJobs/config.js"
 import * as Credentials from "../hfJobs/credentials.js"
 import { serverScriptPath } from "../serverScript.js"
 import { VERSION } from "../version.js"
@@ -70,27 +69,22 @@ const checkRepo = (operation: string, source: HubSource, localName: "dest" | "sr
  * `huggingface_hub` would find (`HF_TOKEN`, the token file, …); none is fine for a public repo.
  */
 const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
-  Effect.gen(function* () {
-    const configured = yield* Config.string("HF_ENDPOINT").pipe(
-      Config.withDefault("https://huggingface.co"),
-      Effect.orElseSucceed(() => "https://huggingface.co")
-    )
-    const endpoint = (configured.trim() === "" ? "https://huggingface.co" : configured).replace(/\/+$/, "")
-    const token = Effect.gen(function* () {
+  // The provider's own reading of `HF_ENDPOINT` (blank or unreadable counts as unset) and of the discovery's environment.
+  Effect.map(HfConfig.resolve({}), ({ discovery, endpoint }) => ({
+    endpoint,
+    token: Effect.gen(function* () {
       const fs = yield* Effect.option(localFs(ctx, "files.fromHub", "the HF token file"))
       if (Option.isNone(fs)) return Option.none<Redacted.Redacted<string>>()
-      const env = yield* readEnv
       const credential = yield* Credentials.resolve({
         fs: fs.value,
-        env,
+        env: yield* discovery,
         endpoint,
         userAgent: `hf-sandbox/${VERSION}`,
         explicit: undefined
       })
       return Option.some(credential.token)
     }).pipe(Effect.orElseSucceed(() => Option.none<Redacted.Redacted<string>>()))
-    return { endpoint, token }
-  })
+  }))
 
 interface Done {
   readonly done: true
