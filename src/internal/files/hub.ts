@@ -129,29 +129,16 @@ const onLine = (
 }
 
 /** Folds the command's events into the outcome: stdout split into lines, the tail of stderr kept. */
-const collect = (
-  events: Stream.Stream<ExecEvent, OperationError>,
-  outcome: Outcome,
-  handle: (line: string) => void
-) => {
-  const decoder = new TextDecoder()
-  let pending = ""
-  return Stream.runForEach(events, (event) =>
-    Effect.sync(() => {
-      if (event._tag === "Stdout") {
-        pending += decoder.decode(event.data, { stream: true })
-        const lines = pending.split("\n")
-        pending = lines.pop()!
-        for (const line of lines) handle(line)
-      } else if (event._tag === "Stderr") {
-        outcome.stderr = (outcome.stderr + event.text).slice(-2000)
-      } else if (event._tag === "Exit" && pending !== "") {
-        handle(pending)
-        pending = ""
-      }
-    })
+const collect = (events: Stream.Stream<ExecEvent, OperationError>, outcome: Outcome, handle: (line: string) => void) =>
+  events.pipe(
+    Stream.filterMap((event) => {
+      if (event._tag === "Stderr") outcome.stderr = (outcome.stderr + event.text).slice(-2000)
+      return event._tag === "Stdout" ? Option.some(event.data) : Option.none()
+    }),
+    Stream.decodeText(),
+    Stream.splitLines,
+    Stream.runForEach((line) => Effect.sync(() => handle(line)))
   )
-}
 
 /** Runs the program with `spec` in the sandbox: its `done` line, or the typed error it reported. */
 const run = (
