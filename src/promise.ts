@@ -37,7 +37,7 @@ import type * as Redacted from "effect/Redacted"
 import type * as Stream from "effect/Stream"
 import type * as EffectFiles from "./Files.js"
 import { getOrCreateTracked, open } from "./internal/promise/open.js"
-import { providerOf, telemetryApplies, telemetryOf } from "./internal/promise/providers.js"
+import { providerOf, telemetryFor } from "./internal/promise/providers.js"
 import * as Providers from "./internal/providers.js"
 import type * as LocalSandbox from "./LocalSandbox.js"
 import * as EffectSandbox from "./Sandbox.js"
@@ -451,9 +451,7 @@ export const create = (options: CreateOptions = {}): Promise<Sandbox> => {
     make: EffectSandbox.make(make),
     signal,
     httpClient,
-    telemetry: telemetryApplies(options)
-      ? telemetryOf((options as { readonly endpoint?: string | undefined }).endpoint)
-      : undefined
+    telemetry: telemetryFor(options)
   })
 }
 
@@ -507,9 +505,7 @@ export const getOrCreate = (options: CreateOptions & { readonly name: string }):
     make: opening.make,
     signal,
     httpClient,
-    telemetry: telemetryApplies(options)
-      ? telemetryOf((options as { readonly endpoint?: string | undefined }).endpoint)
-      : undefined
+    telemetry: telemetryFor(options)
   })
 }
 

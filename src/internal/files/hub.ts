@@ -6,7 +6,6 @@
  */
 import { readFile } from "node:fs/promises"
 import { dirname, join } from "node:path"
-import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -23,14 +22,14 @@ import type {
 import type { ExecEvent } from "../../Sandbox.js"
 import { HubTransferError, InvalidArgumentError, type OperationError } from "../../SandboxError.js"
 import type { HubAccess } from "../../SandboxProvider.js"
-import { readEnv } from "../hfJobs/config.js"
+import * as HfConfig from "../hfJobs/config.js"
 import * as Credentials from "../hfJobs/credentials.js"
 import { serverScriptPath } from "../serverScript.js"
 import { VERSION } from "../version.js"
 import { type Context, localFs } from "./context.js"
 
 /** The program's path: beside the server's package, so it is found wherever the server is (a bundle too). */
-export const programPath: string = join(dirname(serverScriptPath), "hub_transfer.py")
+const programPath: string = join(dirname(serverScriptPath), "hub_transfer.py")
 
 // Read once per process: it is shipped in each transfer's argv (`python3 -S -c`), so the sandbox needs nothing installed.
 let programSource: Promise<string> | undefined
@@ -69,28 +68,23 @@ const checkRepo = (operation: string, source: HubSource, localName: "dest" | "sr
  * The Hub of a provider that names none: `HF_ENDPOINT` (else huggingface.co) and the token
  * `huggingface_hub` would find (`HF_TOKEN`, the token file, …); none is fine for a public repo.
  */
-export const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
-  Effect.gen(function* () {
-    const configured = yield* Config.string("HF_ENDPOINT").pipe(
-      Config.withDefault("https://huggingface.co"),
-      Effect.orElseSucceed(() => "https://huggingface.co")
-    )
-    const endpoint = (configured.trim() === "" ? "https://huggingface.co" : configured).replace(/\/+$/, "")
-    const token = Effect.gen(function* () {
+const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
+  // The provider's own reading of `HF_ENDPOINT` (blank or unreadable counts as unset) and of the discovery's environment.
+  Effect.map(HfConfig.resolve({}), ({ discovery, endpoint }) => ({
+    endpoint,
+    token: Effect.gen(function* () {
       const fs = yield* Effect.option(localFs(ctx, "files.fromHub", "the HF token file"))
       if (Option.isNone(fs)) return Option.none<Redacted.Redacted<string>>()
-      const env = yield* readEnv
       const credential = yield* Credentials.resolve({
         fs: fs.value,
-        env,
+        env: yield* discovery,
         endpoint,
         userAgent: `hf-sandbox/${VERSION}`,
         explicit: undefined
       })
       return Option.some(credential.token)
     }).pipe(Effect.orElseSucceed(() => Option.none<Redacted.Redacted<string>>()))
-    return { endpoint, token }
-  })
+  }))
 
 interface Done {
   readonly done: true
@@ -135,29 +129,16 @@ const onLine = (
 }
 
 /** Folds the command's events into the outcome: stdout split into lines, the tail of stderr kept. */
-const collect = (
-  events: Stream.Stream<ExecEvent, OperationError>,
-  outcome: Outcome,
-  handle: (line: string) => void
-) => {
-  const decoder = new TextDecoder()
-  let pending = ""
-  return Stream.runForEach(events, (event) =>
-    Effect.sync(() => {
-      if (event._tag === "Stdout") {
-        pending += decoder.decode(event.data, { stream: true })
-        const lines = pending.split("\n")
-        pending = lines.pop()!
-        for (const line of lines) handle(line)
-      } else if (event._tag === "Stderr") {
-        outcome.stderr = (outcome.stderr + event.text).slice(-2000)
-      } else if (event._tag === "Exit" && pending !== "") {
-        handle(pending)
-        pending = ""
-      }
-    })
+const collect = (events: Stream.Stream<ExecEvent, OperationError>, outcome: Outcome, handle: (line: string) => void) =>
+  events.pipe(
+    Stream.filterMap((event) => {
+      if (event._tag === "Stderr") outcome.stderr = (outcome.stderr + event.text).slice(-2000)
+      return event._tag === "Stdout" ? Option.some(event.data) : Option.none()
+    }),
+    Stream.decodeText(),
+    Stream.splitLines,
+    Stream.runForEach((line) => Effect.sync(() => handle(line)))
   )
-}
 
 /** Runs the program with `spec` in the sandbox: its `done` line, or the typed error it reported. */
 const run = (

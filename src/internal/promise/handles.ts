@@ -16,7 +16,7 @@ import { abortable, run, runExit } from "./runtime.js"
 
 const encoder = new TextEncoder()
 
-export const sourceOf = (
+const sourceOf = (
   data: string | Uint8Array | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array>
 ): string | Uint8Array | Stream.Stream<Uint8Array, OperationError> => {
   if (typeof data === "string" || data instanceof Uint8Array) return data

@@ -84,7 +84,7 @@ export const providerOf = (options: { readonly provider?: string | undefined }, 
 }
 
 /** Whether the usage telemetry of the original hf-sandbox applies to the provider an options object asks for. */
-export const telemetryApplies = (options: { readonly provider?: string | undefined }): boolean =>
+const telemetryApplies = (options: { readonly provider?: string | undefined }): boolean =>
   (options.provider === undefined ? Providers.defaultAdapter : Providers.byName(options.provider))?.telemetry ?? false
 
 // ---------------------------------------------------------------------------------------------------
@@ -95,9 +95,7 @@ export const telemetryApplies = (options: { readonly provider?: string | undefin
 
 const telemetries = new Map<string, Promise<Context.Context<Telemetry.Telemetry>>>()
 
-export const telemetryOf = (
-  endpoint: string | undefined
-): Promise<Context.Context<Telemetry.Telemetry>> | undefined => {
+const telemetryOf = (endpoint: string | undefined): Promise<Context.Context<Telemetry.Telemetry>> | undefined => {
   if (Effect.runSync(Telemetry.optedOut)) return undefined
   const key = endpoint ?? ""
   let context = telemetries.get(key)
@@ -111,3 +109,10 @@ export const telemetryOf = (
   }
   return context
 }
+
+/** The telemetry sender for a sandbox an options object makes: none when it does not apply or is opted out. */
+export const telemetryFor = (options: {
+  readonly provider?: string | undefined
+  readonly endpoint?: string | undefined
+}): Promise<Context.Context<Telemetry.Telemetry>> | undefined =>
+  telemetryApplies(options) ? telemetryOf(options.endpoint) : undefined

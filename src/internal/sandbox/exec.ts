@@ -27,6 +27,19 @@ export const outputEvent = (stream: "stdout" | "stderr", data: Uint8Array): Outp
   }
 })
 
+/** How a command ended, from the server's snake_case fields (an exit event, a wait's answer). */
+export const toExit = (e: {
+  readonly exit_code: number | null
+  readonly signal: number | null
+  readonly timed_out: boolean
+  readonly duration_ms: number
+}) => ({
+  exitCode: e.exit_code,
+  signal: e.signal,
+  timedOut: e.timed_out,
+  durationMs: e.duration_ms
+})
+
 /** The request of a command; bad options fail here, naming the option, before anything is sent. */
 export const execRequest = (
   defaultCwd: string | undefined,
@@ -148,13 +161,7 @@ const events = <E>(
                 case "stderr":
                   return Option.some(outputEvent(event.event, event.data))
                 case "exit":
-                  return Option.some({
-                    _tag: "Exit",
-                    exitCode: event.exit_code,
-                    signal: event.signal,
-                    timedOut: event.timed_out,
-                    durationMs: event.duration_ms
-                  })
+                  return Option.some({ _tag: "Exit", ...toExit(event) })
                 default:
                   return Option.none()
               }

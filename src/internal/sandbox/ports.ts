@@ -91,38 +91,22 @@ export const waitForPort =
           until: (status) => status.listening
         })
         // The server that was to listen ended: no wait can succeed any more.
+        // Not listening: why, with the end of the process's output when there is a process.
+        const notListening = (detail: string) =>
+          Effect.flatMap(tail, (text) =>
+            Effect.fail(new PortError({ port, reason: "NotListening", detail, ...(text ? { tail: text } : {}) }))
+          )
         const ended =
           process === undefined
             ? Effect.never
             : // A wait that fails says nothing about the port: polling goes on.
               Effect.flatMap(
                 Effect.orElse(process.wait, () => Effect.never),
-                (exit) =>
-                  Effect.flatMap(tail, (text) =>
-                    Effect.fail(
-                      new PortError({
-                        port,
-                        reason: "NotListening",
-                        detail: `process ${process.id} ended (${exitDetail(exit)}) first`,
-                        ...(text ? { tail: text } : {})
-                      })
-                    )
-                  )
+                (exit) => notListening(`process ${process.id} ended (${exitDetail(exit)}) first`)
               )
         yield* Effect.raceFirst(Effect.asVoid(listening), ended).pipe(
           Effect.timeout(timeout),
-          Effect.catchTag("TimeoutException", () =>
-            Effect.flatMap(tail, (text) =>
-              Effect.fail(
-                new PortError({
-                  port,
-                  reason: "NotListening",
-                  detail: `nothing within ${Duration.format(timeout)}`,
-                  ...(text ? { tail: text } : {})
-                })
-              )
-            )
-          )
+          Effect.catchTag("TimeoutException", () => notListening(`nothing within ${Duration.format(timeout)}`))
         )
       }),
       { "port.number": port }

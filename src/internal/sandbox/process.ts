@@ -13,18 +13,11 @@ import * as Validate from "../validate.js"
 import * as Reattach from "../wire/reattach.js"
 import * as Stdin from "../wire/stdin.js"
 import { commandAttributes, exitAttributes } from "./attributes.js"
-import { execRequest, outputEvent } from "./exec.js"
+import { execRequest, outputEvent, toExit } from "./exec.js"
 import { guard, guardStream, type Running } from "./running.js"
 import { waitForOutput } from "./waitForOutput.js"
 
 const encoder = new TextEncoder()
-
-const toExit = (e: { exit_code: number | null; signal: number | null; timed_out: boolean; duration_ms: number }) => ({
-  exitCode: e.exit_code,
-  signal: e.signal,
-  timedOut: e.timed_out,
-  durationMs: e.duration_ms
-})
 
 /**
  * `writer`: the stdin writer of a process this client started (it knows the offset); a handle found by

@@ -10,7 +10,7 @@ import { SshError } from "../../SandboxError.js"
 import type { Running } from "./running.js"
 
 /** The command of an `ssh://USER@HOST[:PORT]` URL, or `None` when it is not one. */
-export const fromUrl = (url: string): Option.Option<SshCommand> => {
+const fromUrl = (url: string): Option.Option<SshCommand> => {
   let parsed: URL
   try {
     parsed = new URL(url)
