@@ -574,7 +574,7 @@ export class PortError extends Schema.TaggedError<PortError>("hf-sandbox/PortErr
   override get message() {
     const tail = this.tail ? `\nLast output of the process:\n${this.tail}` : ""
     if (this.reason === "NotDeclared") {
-      return `Port ${this.port} is not reachable through the HF Jobs proxy: ${this.detail}. Make the sandbox with ports: [${this.port}] (CLI: --port ${this.port}), or expose it with { via: "server" } to go through the sandbox server with its token.`
+      return `Port ${this.port} is not reachable through the HF Jobs proxy: ${this.detail}. Make the sandbox with ports: [${this.port}], or expose it with { via: "server" } to go through the sandbox server with its token.`
     }
     if (this.reason === "TunnelFailed") {
       return `The quick tunnel for port ${this.port} did not come up: ${this.detail}. Try again (a new one is started), or expose it with { via: "server" }.`
@@ -633,7 +633,7 @@ export class SshError extends Schema.TaggedError<SshError>("hf-sandbox/SshError"
 
   override get message() {
     return this.reason === "NotEnabled"
-      ? `Sandbox ${this.id} accepts no SSH: SSH is switched on when the sandbox is made, with Sandbox.make({ ssh: true }) or \`hf-sandbox create --ssh\`.`
+      ? `Sandbox ${this.id} accepts no SSH: SSH is switched on when the sandbox is made, with Sandbox.make({ ssh: true }).`
       : `Sandbox ${this.id} runs on the ${this.provider} provider, which has no SSH: run commands with exec, or use a shell on this machine.`
   }
 }

@@ -26,9 +26,23 @@ const FLAGS: Readonly<Record<string, string>> = {
 
 const CLI_TOKEN_HINT = "pass it as HF_TOKEN=hf_... in the environment"
 
-/** Names options by their flags, and a token the CLI's way. */
+/**
+ * What the library's messages tell a program to do, said as the CLI does it (a declared port, the
+ * server's port proxy, SSH at creation, a named sandbox's id): the library never names a command.
+ */
+const ADVICE: ReadonlyArray<readonly [RegExp, string]> = [
+  [/\bports: \[(\d+)\]/g, "--port $1"],
+  [/\{ via: "server" \}/g, "--via server"],
+  [/Sandbox\.make\(\{ ssh: true \}\)/g, "`hf-sandbox create --ssh`"],
+  [
+    /attach to it with Sandbox\.connect\(\{ name \}\) or Sandbox\.getOrCreate\(\{ name \}\), stop it with SandboxProvider\.kill\("([^"]+)"\)/g,
+    "use it by its id $1, stop it with `hf-sandbox kill $1`"
+  ]
+]
+
+/** Names options by their flags, and a token and the library's advice the CLI's way. */
 export const reword = (text: string): string =>
-  text
+  ADVICE.reduce((said, [library, cli]) => said.replace(library, cli), text)
     .replace(EFFECT_TOKEN_HINT, CLI_TOKEN_HINT)
     .replace(/\b(invalid sandbox options: |invalid )([A-Za-z]+)(?=[:. ])/g, (whole, lead: string, name: string) =>
       FLAGS[name] === undefined ? whole : `${lead}${FLAGS[name]}`

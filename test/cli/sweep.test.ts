@@ -30,6 +30,9 @@ describe("hf-sandbox create --name", () => {
     const again = await local(["create", "-q", "--name", name])
     assert.notStrictEqual(again.code, 0)
     assert.include(again.stderr, id)
+    // Said the CLI's way: a command to run, not a library call.
+    assert.include(again.stderr, `hf-sandbox kill ${id}`)
+    assert.notInclude(again.stderr, "Sandbox.connect")
     const bad = await local(["create", "-q", "--name", "no/slash"])
     assert.notStrictEqual(bad.code, 0)
     assert.include(bad.stderr, "--name")

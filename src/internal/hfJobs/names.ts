@@ -47,7 +47,7 @@ export const taken = (name: string, holder: Hub.JobInfo, namespace: string) =>
     detail:
       `sandbox ${holder.id} (${holder.status.stage}) in ${namespace} is already named ${JSON.stringify(name)}: ` +
       `attach to it with Sandbox.connect({ name }) or Sandbox.getOrCreate({ name }), stop it with ` +
-      `\`hf-sandbox kill ${holder.id}\`, or choose another name`
+      `SandboxProvider.kill("${holder.id}"), or choose another name`
   })
 
 /** Before creating: fails with {@link taken} when a live sandbox already has the name. */

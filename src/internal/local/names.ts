@@ -42,7 +42,7 @@ const taken = (name: string, state: LocalState.State) =>
     reason: "NameTaken",
     detail:
       `local sandbox ${state.id} (pid ${state.pid}) is already named ${JSON.stringify(name)}: attach to it with ` +
-      `Sandbox.connect({ name }) or Sandbox.getOrCreate({ name }), stop it with \`hf-sandbox kill ${state.id}\`, ` +
+      `Sandbox.connect({ name }) or Sandbox.getOrCreate({ name }), stop it with SandboxProvider.kill("${state.id}"), ` +
       "or choose another name"
   })
 
