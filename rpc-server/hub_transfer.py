@@ -80,17 +80,21 @@ class Hub:
             headers["authorization"] = "Bearer " + self.token
         return headers
 
-    def open(self, method, url, data=None, content_type=None, headers=None, auth=True):
+    def open(self, method, url, data=None, content_type=None, headers=None, auth=True, idempotent=True):
         """The response to a request, redirects followed, transient errors (5xx, 429, the network) retried.
         `data` may be a function giving a fresh body (a file streamed from disk) for each attempt; `auth=False`
-        (LFS storage) sends no token, only `headers`."""
+        (LFS storage) sends no token, only `headers`. A request that is not `idempotent` (a commit) is retried
+        only after a 429, which the Hub answers before doing anything: after a 5xx or a cut connection it may
+        have been done, and a second one would commit twice."""
         attempt = 0
         while True:
             try:
                 body = data() if callable(data) else data
                 return self.open_once(method, url, body, content_type, headers, auth)
             except Failure as failure:
-                transient = failure.reason == "Unreachable" or failure.status == 429 or (failure.status or 0) >= 500
+                transient = failure.status == 429 or (
+                    idempotent and (failure.reason == "Unreachable" or (failure.status or 0) >= 500)
+                )
                 if not transient or attempt >= RETRIES:
                     raise
                 attempt += 1
@@ -460,7 +464,7 @@ def to_hub(spec, token):
         progress["file"] = in_repo
         count(len(content))
     body = ("\n".join(lines) + "\n").encode()
-    answer = read_json(hub.open("POST", hub.api("commit", revision), body, "application/x-ndjson"))
+    answer = read_json(hub.open("POST", hub.api("commit", revision), body, "application/x-ndjson", idempotent=False))
     emit({"done": True, "commit": answer.get("commitOid"), "commitUrl": answer.get("commitUrl"), "files": [p for _, p in files], "bytes": progress["bytes"]})
 
 
