@@ -134,7 +134,13 @@ export const ExecRequest = Schema.Struct({
   stdin_pipe: Schema.optional(Schema.Boolean),
   encoding: Schema.optional(Schema.Literal("utf-8", "base64")),
   /** 1–128 of `[A-Za-z0-9._:-]`: a retry with the same key reattaches to the command instead of running it again. */
-  idempotency_key: Schema.optional(Schema.String)
+  idempotency_key: Schema.optional(Schema.String),
+  /**
+   * Bytes per stream a reader may send past the offsets the client acknowledged
+   * (`POST /v1/processes/{id}/ack`), at most `buffer_bytes`: what a dropped connection loses in proxy and
+   * socket buffers stays within what the server keeps, so a resume always finds it. @since 0.2.0
+   */
+  ack_window: Schema.optional(Schema.Number)
 })
 
 /**
@@ -521,6 +527,21 @@ export const StdinResponse = Schema.Struct({ id: Schema.String, offset: Schema.N
  * @category stdin
  */
 export type StdinResponse = typeof StdinResponse.Type
+
+/**
+ * `POST /v1/processes/{id}/ack?stdout_offset=N&stderr_offset=M`: the offsets acknowledged so far (the
+ * furthest of every acknowledgement and resume).
+ *
+ * @since 0.2.0
+ * @category exec
+ */
+export const AckResponse = Schema.Struct({ id: Schema.String, stdout_offset: Schema.Number, stderr_offset: Schema.Number })
+
+/**
+ * @since 0.2.0
+ * @category exec
+ */
+export type AckResponse = typeof AckResponse.Type
 
 // ---------------------------------------------------------------------------
 // Metrics

@@ -134,6 +134,10 @@ class BgProcess(object):
         # Execs only: the furthest raw offset any reader has handed to its socket, per stream (the
         # back-pressure window counts from there), the readers attached now, and since when none is.
         self.sent = {"stdout": 0, "stderr": 0}
+        # With `ack_window` (see ack()): bytes per stream a reader may send past what its client
+        # acknowledged, and the furthest offsets acknowledged. None: no acknowledgements asked for.
+        self.window = None
+        self.acked = {"stdout": 0, "stderr": 0}
         self.readers = 0
         self.detached_at = time.monotonic()
         self.ended_at = None
@@ -231,7 +235,24 @@ class BgProcess(object):
         if moved:
             self.wake()
 
+    def ack(self, pos):
+        """The client holds the bytes before `pos` (per stream): a reader held back by the ack window
+        may go on. The window is what makes a resume safe whatever sits in proxy and socket buffers:
+        what was sent but not acknowledged is at most `window` <= `limit`, and a window behind the
+        furthest byte sent is kept (see append)."""
+        with self.cond:
+            for name, n in pos.items():
+                if n > self.acked[name]:
+                    self.acked[name] = n
+            self.cond.notify_all()
+
     # ---- called by followers, under self.cond ----
+
+    def room(self, name, pos):
+        """Bytes of stream `name` a reader at `pos` may still send before an acknowledgement."""
+        if self.window is None:
+            return None
+        return self.acked[name] + self.window - pos
 
     def collect(self, after, upto, limit=256):
         """Chunks (seq, name, start, bytes) with after < seq <= upto, oldest

@@ -200,6 +200,7 @@ PROCESS_ROUTES = {
     "/output": {"GET": Handler.route_process_output, "POST": Handler.route_process_output},
     "/wait": {"GET": Handler.route_process_wait, "POST": Handler.route_process_wait},
     "/stdin": {"POST": Handler.route_process_stdin},
+    "/ack": {"POST": Handler.route_process_ack},
 }
 
 

@@ -51,6 +51,17 @@ def buffer_bytes(req, default):
     return limit
 
 
+def ack_window(req, limit):
+    """The request's `ack_window` (bytes a reader may send ahead of the client's acknowledgements),
+    checked, at most `limit`; None when the client sends no acknowledgements."""
+    window = req.get("ack_window")
+    if window is None:
+        return None
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_BUFFER_BYTES:
+        raise bad_request("`ack_window` must be an integer from 1 to %d (64 MiB)" % MAX_BUFFER_BYTES)
+    return min(window, limit)
+
+
 def checked_idempotency_key(key):
     if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
         raise bad_request("`idempotency_key` must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (got %r)" % (key,))

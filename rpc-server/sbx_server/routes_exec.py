@@ -5,7 +5,7 @@ import time
 from .background import DEFAULT_EXEC_BUFFER
 from .common import FILE_CHUNK, HttpError
 from .execution import parse_exec, pump, spawn
-from .launch import buffer_bytes, start_keyed
+from .launch import ack_window, buffer_bytes, start_keyed
 from .sinks import CaptureSink
 
 
@@ -15,7 +15,11 @@ class ExecRoutes(object):
     def route_exec(self):
         req = self.read_json()
         spec = parse_exec(req, legacy=False)
-        bg, _existing = start_keyed(req, spec, "exec", None, buffer_bytes(req, DEFAULT_EXEC_BUFFER), attach=True)
+        limit = buffer_bytes(req, DEFAULT_EXEC_BUFFER)
+        window = ack_window(req, limit)
+        bg, existing = start_keyed(req, spec, "exec", None, limit, attach=True)
+        if not existing:
+            bg.window = window
         # A retry with the key reattaches from the first byte: the same events as the first answer.
         self.follow_output(bg, True, spec.encoding, {"stdout": 0, "stderr": 0}, attached=True, start_event=True)
 

@@ -8,6 +8,14 @@ from .sinks import StreamSink
 from .stdin import STDIN_BODY_LIMIT, STDIN_READ, STDIN_STALL
 
 
+def check_offsets(bg, offsets):
+    """400 for an offset past what the command has written (under bg.cond)."""
+    for name in ("stdout", "stderr"):
+        if offsets[name] > bg.total[name]:
+            message = "%s_offset=%d is past the %d bytes %s has written to %s so far"
+            raise bad_request(message % (name, offsets[name], bg.total[name], bg.id, name))
+
+
 class ProcessIoRoutes(object):
     """A mixin of Handler (see handler.py)."""
 
@@ -66,6 +74,16 @@ class ProcessIoRoutes(object):
         finally:
             pipe.release_turn()
 
+    def route_process_ack(self, key):
+        """POST /v1/processes/{id}/ack?stdout_offset=N&stderr_offset=M: the client holds each stream
+        up to these raw byte offsets (see BgProcess.ack)."""
+        bg = BGPROCS.find(key)
+        pos = {"stdout": self.int_param("stdout_offset", 0), "stderr": self.int_param("stderr_offset", 0)}
+        with bg.cond:
+            check_offsets(bg, pos)
+        bg.ack(pos)
+        self.respond_json({"id": bg.id, "stdout_offset": bg.acked["stdout"], "stderr_offset": bg.acked["stderr"]})
+
     def route_process_output(self, key):
         bg = BGPROCS.find(key)
         follow = self.bool_param("follow", False)
@@ -94,10 +112,7 @@ class ProcessIoRoutes(object):
             with bg.cond:
                 held = dict(bg.dropped)  # the oldest offset still buffered, per stream
                 if offsets is not None:
-                    for name in ("stdout", "stderr"):
-                        if offsets[name] > bg.total[name]:
-                            message = "%s_offset=%d is past the %d bytes %s has written to %s so far"
-                            raise bad_request(message % (name, offsets[name], bg.total[name], bg.id, name))
+                    check_offsets(bg, offsets)
                     pos = {name: max(offsets[name], held[name]) for name in held}
                     missing = {name: max(0, held[name] - offsets[name]) for name in held}
                 else:
@@ -105,6 +120,8 @@ class ProcessIoRoutes(object):
                 if reader and not attached:
                     bg.attach()
                     attached = True
+                if reader and offsets is not None:
+                    bg.ack(pos)  # a client resuming at an offset holds everything before it
                 upto = bg.seq  # without follow: only what is buffered now...
                 result = bg.result  # ...and the exit only if that is all there will be
             first = b""
@@ -113,15 +130,22 @@ class ProcessIoRoutes(object):
             if missing["stdout"] or missing["stderr"]:
                 first += dumps({"event": "dropped", "stdout": missing["stdout"], "stderr": missing["stderr"]}) + b"\n"
             sink.begin(first)
-            self.stream_chunks(bg, sink, follow, pos, upto, result, reader)
+            # The exec's own stream and resumes at an offset are its client's: they wait for its
+            # acknowledgements. Another follower (no offsets) does not, or it would stall.
+            windowed = reader and (start_event or offsets is not None)
+            self.stream_chunks(bg, sink, follow, pos, upto, result, reader, windowed)
         finally:
             if attached:
                 bg.detach()
 
-    def stream_chunks(self, bg, sink, follow, pos, upto, result, reader):
+    def stream_chunks(self, bg, sink, follow, pos, upto, result, reader, windowed=False):
         last = 0
+        held = False  # the ack window stopped the last round short
         while True:
             with bg.cond:
+                if held:
+                    # Until the client acknowledges more (ack() notifies) or a ping is due.
+                    bg.cond.wait(min(FOLLOW_POLL, sink.next_tick(time.monotonic())))
                 chunks = bg.collect(last, bg.seq if follow else upto)
                 if not chunks and follow and bg.result is None:
                     bg.cond.wait(min(FOLLOW_POLL, sink.next_tick(time.monotonic())))
@@ -133,8 +157,9 @@ class ProcessIoRoutes(object):
                     caught_up = not chunks or chunks[-1][0] >= bg.seq
                 else:
                     caught_up = not chunks or chunks[-1][0] >= upto
+                rooms = {name: bg.room(name, pos[name]) for name in pos} if windowed else {}
+            held = False
             for seq, name, start, chunk in chunks:
-                last = seq
                 data = chunk
                 if start > pos[name]:  # this follower fell behind the ring
                     gap = {"event": "dropped", "stdout": 0, "stderr": 0}
@@ -142,9 +167,23 @@ class ProcessIoRoutes(object):
                     sink.pending.append(dumps(gap) + b"\n")
                 elif start < pos[name]:  # a coalesced chunk whose prefix was sent, or before a resume offset
                     data = chunk[pos[name] - start :]
-                pos[name] = max(pos[name], start + len(chunk))
+                room = rooms.get(name)
+                if room is not None and len(data) > room:
+                    # Send what the window allows; the chunk is collected again (its seq stays after
+                    # `last`) and its rest sent after an acknowledgement. Later chunks wait too: events
+                    # keep their order.
+                    data = data[: max(room, 0)]
+                    held = True
+                else:
+                    last = seq
+                if room is not None:
+                    rooms[name] = room - len(data)
+                pos[name] = max(pos[name], start) + len(data)
                 if data:
                     sink.output(name, data)
+                if held:
+                    caught_up = False
+                    break
             if caught_up and (result is not None or not follow):
                 sink.eof("stdout")
                 sink.eof("stderr")
@@ -155,5 +194,5 @@ class ProcessIoRoutes(object):
             sink.flush(time.monotonic())
             if reader:
                 bg.advance(pos)
-            if not chunks:
+            if not chunks or held:
                 self.client_still_there()

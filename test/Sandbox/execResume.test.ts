@@ -129,35 +129,91 @@ describe.concurrent("exec and execStream through a relay that cuts every connect
     }).pipe(Effect.scoped, Effect.provide(Relayed))
   )
 
-  it.live("output that fell out of the server's buffer is a ConnectionLostError saying the command still runs", () =>
-    Effect.gen(function* () {
-      const sb = yield* Sandbox.make()
-      const relay = relayOf(sb)
-      const started = yield* Deferred.make<number>()
-      const fiber = yield* sb.execStream(["head", "-c", String(256 * MiB), "/dev/zero"]).pipe(
-        Stream.tap((event) => (event._tag === "Start" ? Deferred.succeed(started, event.pid) : Effect.void)),
-        Stream.runDrain,
-        Effect.fork
-      )
-      const pid = yield* Deferred.await(started)
-      // The server sends 32 MiB (as base64) that never arrive: far more than the 8 MiB it keeps behind
-      // what it sent. Then the connection drops.
-      relay.swallow(true)
-      yield* eventually(
-        Effect.suspend(() => (relay.swallowed() > 32 * MiB ? Effect.void : Effect.fail(new Error("not yet"))))
-      )
-      relay.swallow(false)
-      relay.cut()
-      const error = yield* Effect.flip(Fiber.join(fiber))
-      assert.strictEqual(error._tag, "ConnectionLostError")
-      if (error._tag !== "ConnectionLostError") return
-      assert.match(error.commandId ?? "", /^e-\d+$/)
-      assert.strictEqual(error.running, true)
-      assert.match(error.message, /fell out of the sandbox's output buffer/)
-      assert.match(error.message, /Command e-\d+ was still running when last seen/)
-      // Given up, it is killed rather than left paused until the server's grace runs out.
-      yield* assertGone([pid])
-    }).pipe(Effect.scoped, Effect.provide(Relayed))
+  it.live(
+    "bytes lost in a proxy's buffers are sent again: the server keeps everything the client has not acknowledged",
+    () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.make()
+        const relay = relayOf(sb)
+        const total = 32 * MiB
+        const started = yield* Deferred.make<void>()
+        let received = 0
+        const hash = createHash("sha256")
+        const fiber = yield* sb.execStream(`head -c ${total} /dev/urandom | tee out.bin`).pipe(
+          Stream.runForEach((event) =>
+            event._tag === "Start"
+              ? Deferred.succeed(started, undefined)
+              : Effect.sync(() => {
+                  if (event._tag === "Stdout") {
+                    hash.update(event.data)
+                    received += event.data.length
+                  }
+                })
+          ),
+          Effect.fork
+        )
+        yield* Deferred.await(started)
+        // What the server sends from now on is lost, as in a proxy that dies with full buffers. However
+        // much that is, the server sends at most a window past what the client acknowledged and keeps
+        // it (test/server/execResume.test.ts proves the bound).
+        relay.swallow(true)
+        yield* eventually(
+          Effect.suspend(() => (relay.swallowed() > 4 * MiB ? Effect.void : Effect.fail(new Error("not yet"))))
+        )
+        relay.swallow(false)
+        relay.cut()
+        yield* Fiber.join(fiber)
+        assert.strictEqual(received, total)
+        assert.strictEqual(
+          hash.digest("hex"),
+          createHash("sha256")
+            .update(fs.readFileSync(path.join(workdir(sb), "out.bin")))
+            .digest("hex")
+        )
+      }).pipe(Effect.scoped, Effect.provide(Relayed))
+  )
+
+  it.live(
+    "output another reader drained past the server's buffer is a ConnectionLostError saying the command still runs",
+    () =>
+      Effect.gen(function* () {
+        const sb = yield* Sandbox.make()
+        const relay = relayOf(sb)
+        const server = serverOf(sb)
+        const started = yield* Deferred.make<{ readonly pid: number }>()
+        const fiber = yield* sb.execStream(["head", "-c", String(256 * MiB), "/dev/zero"]).pipe(
+          Stream.tap((event) => (event._tag === "Start" ? Deferred.succeed(started, { pid: event.pid }) : Effect.void)),
+          Stream.runDrain,
+          Effect.fork
+        )
+        const { pid } = yield* Deferred.await(started)
+        relay.swallow(true)
+        // A second reader of the command (its output followed from the oldest byte, which waits for no
+        // acknowledgement; the pid names it too) reads 32 MiB, far past the 8 MiB kept behind what was sent.
+        yield* Effect.promise(async () => {
+          const controller = new AbortController()
+          const res = await fetch(`${server.url}/v1/processes/${pid}/output?follow=1&encoding=base64`, {
+            method: "POST",
+            headers: { "X-Sandbox-Token": server.token },
+            signal: controller.signal
+          })
+          const reader = res.body!.getReader()
+          let read = 0
+          while (read < 32 * MiB) read += (await reader.read()).value?.length ?? Number.POSITIVE_INFINITY
+          controller.abort()
+        })
+        relay.swallow(false)
+        relay.cut()
+        const error = yield* Effect.flip(Fiber.join(fiber))
+        assert.strictEqual(error._tag, "ConnectionLostError")
+        if (error._tag !== "ConnectionLostError") return
+        assert.match(error.commandId ?? "", /^e-\d+$/)
+        assert.strictEqual(error.running, true)
+        assert.match(error.message, /fell out of the sandbox's output buffer/)
+        assert.match(error.message, /Command e-\d+ was still running when last seen/)
+        // Given up, it is killed rather than left paused until the server's grace runs out.
+        yield* assertGone([pid])
+      }).pipe(Effect.scoped, Effect.provide(Relayed))
   )
 
   it.live("reattaching that fails until the schedule runs out is a ConnectionLostError with the command's id", () =>

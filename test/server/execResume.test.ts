@@ -137,6 +137,73 @@ describe("every exec has an id", () => {
   })
 })
 
+describe.concurrent("ack_window", () => {
+  it("sends no more than the window past the client's acknowledgements; each ack lets it go on", async () => {
+    const S = await startServer({ prefix: "sbx-exec-ack-" })
+    const total = 1024 * 1024
+    const window = 65536
+    const res = await call(S, "/v1/exec", {
+      method: "POST",
+      body: JSON.stringify({ cmd: ["head", "-c", String(total), "/dev/zero"], encoding: "base64", ack_window: window })
+    })
+    expect(res.status).toBe(200)
+    const reader = res.body!.getReader()
+    const decoder = new TextDecoder()
+    let buffered = ""
+    let id = ""
+    let received = 0
+    let acked = 0
+    let acks = 0
+    let exit: Event | undefined
+    while (exit === undefined) {
+      const { value, done } = await reader.read()
+      if (done) break
+      buffered += decoder.decode(value, { stream: true })
+      for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
+        const event = JSON.parse(buffered.slice(0, nl)) as Event
+        buffered = buffered.slice(nl + 1)
+        if (event.event === "start") {
+          id = event.id as string
+          seenPids.add(event.pid as number)
+        } else if (event.event === "stdout") {
+          received += Buffer.from(event.data as string, "base64").length
+          // The server's side of the bound: never a byte past the acknowledged offset plus the window.
+          expect(received).toBeLessThanOrEqual(acked + window)
+          if (received - acked === window) {
+            const ack = await json(S, `/v1/processes/${id}/ack?stdout_offset=${received}`, { method: "POST" })
+            expect(ack).toEqual({ status: 200, body: { id, stdout_offset: received, stderr_offset: 0 } })
+            acked = received
+            acks += 1
+          }
+        } else if (event.event === "exit") exit = event
+      }
+    }
+    expect(received).toBe(total)
+    expect(exit).toMatchObject({ event: "exit", exit_code: 0 })
+    // Without its acknowledgements the stream would have stopped at the first window.
+    expect(acks).toBe(total / window)
+  })
+
+  it("rejects a bad ack_window, and an ack past what was written or of an unknown command", async () => {
+    const S = started[0] ?? (await startServer({ prefix: "sbx-exec-id-" }))
+    for (const ack_window of [0, -1, 1.5, true, "8", 64 * 1024 * 1024 + 1]) {
+      const res = await call(S, "/v1/exec", { method: "POST", body: JSON.stringify({ cmd: "true", ack_window }) })
+      expect(res.status, String(ack_window)).toBe(400)
+      expect(((await res.json()) as Record<string, unknown>).error).toMatch(/`ack_window` must be an integer/)
+    }
+    const done = await events(S, "/v1/exec", {
+      method: "POST",
+      body: JSON.stringify({ cmd: "printf abc", ack_window: 3 })
+    })
+    const id = done[0]!.id as string
+    expect(text(done, "stdout")).toBe("abc")
+    const past = await json(S, `/v1/processes/${id}/ack?stdout_offset=4`, { method: "POST" })
+    expect(past.status).toBe(400)
+    expect(past.body.error).toMatch(/stdout_offset=4 is past the 3 bytes/)
+    expect((await json(S, "/v1/processes/e-999999/ack?stdout_offset=0", { method: "POST" })).status).toBe(404)
+  })
+})
+
 /** Reads a whole `/v1/exec`-like answer of `route` and returns its events. */
 const post = (r: Running, route: string, body?: unknown) =>
   call(r, route, { method: "POST", ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })

@@ -60,6 +60,11 @@ export interface WireClient {
     id: string,
     offsets: { readonly stdout: number; readonly stderr: number }
   ) => Stream.Stream<Protocol.OutputEventLine, OperationError>
+  /** Tells the server the client holds a command's output up to these raw byte offsets (see `ack_window`). */
+  readonly ack: (
+    id: string,
+    offsets: { readonly stdout: number; readonly stderr: number }
+  ) => Effect.Effect<Protocol.AckResponse, OperationError>
   /** One process table entry (an exec's or a background process's), by id. */
   readonly info: (id: string) => Effect.Effect<Protocol.ProcessInfoBody, OperationError>
   /** Why the server ended, when the provider knows: no reattach can succeed then. */
@@ -132,6 +137,7 @@ const compose = (transport: Transport.Transport): WireClient => ({
   output: (id, follow) => Processes.output(transport, id, follow),
   writeStdin: (id, offset, data, eof) => Processes.writeStdin(transport, id, offset, data, eof),
   resume: (id, offsets) => Processes.resume(transport, id, offsets),
+  ack: (id, offsets) => Processes.ack(transport, id, offsets),
   info: (id) => Processes.info(transport, id),
   serverExit: transport.target.exitReason ?? Effect.succeed(Option.none()),
   openRead: Read.openRead(transport),

@@ -70,6 +70,26 @@ export const kill = (transport: Transport, id: string, signal: string): Effect.E
     )
   ).pipe(Effect.map((r) => r.killed))
 
+/** Tells the server the client holds command `id`'s output up to these raw byte offsets. */
+export const ack = (
+  transport: Transport,
+  id: string,
+  offsets: { readonly stdout: number; readonly stderr: number }
+): Effect.Effect<Protocol.AckResponse, OperationError> =>
+  processCall(
+    "exec",
+    id,
+    call(
+      transport,
+      "exec",
+      undefined,
+      HttpClientRequest.post(processPath(id, "/ack")).pipe(
+        HttpClientRequest.setUrlParams({ stdout_offset: String(offsets.stdout), stderr_offset: String(offsets.stderr) })
+      ),
+      json(Protocol.AckResponse)
+    )
+  )
+
 /** Signals the command a request with idempotency key `key` started, and spends the key. */
 export const cancel = (transport: Transport, key: string, signal: string): Effect.Effect<boolean, OperationError> =>
   call(

@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import type * as Protocol from "../../Protocol.js"
@@ -28,6 +29,21 @@ export const newIdempotencyKey = (): string => `hfs-${randomBytes(16).toString("
 /** How long the kill of an abandoned command, and the state query of a failed reattach, may take. */
 const CLEANUP_BOUND = "5 seconds"
 
+/**
+ * Bytes per stream the server may send past what the client acknowledged: its default output buffer
+ * (`buffer_bytes`), behind which it keeps what it sent. Whatever proxies and sockets hold when a
+ * connection drops is then within what a resume finds, however large their buffers grow.
+ */
+const ACK_WINDOW = 8 * 1024 * 1024
+/** Acknowledged every quarter window, so that a busy link seldom waits for an acknowledgement. */
+const ACK_EVERY = ACK_WINDOW / 4
+
+interface Ack {
+  readonly id: string
+  readonly stdout: number
+  readonly stderr: number
+}
+
 interface State {
   id: string | undefined
   started: boolean
@@ -39,6 +55,8 @@ interface State {
   final: boolean
   attempts: number
   readonly offsets: { stdout: number; stderr: number }
+  /** The offsets last handed to the acknowledging fiber. */
+  readonly acked: { stdout: number; stderr: number }
 }
 
 /** One command's attempts: what every step of {@link run} reads and records. */
@@ -47,6 +65,8 @@ interface Run {
   readonly request: Protocol.ExecRequest
   readonly operation: string
   readonly state: State
+  /** The newest offsets to acknowledge (a sliding queue of one: older ones are superseded). */
+  readonly acks: Queue.Enqueue<Ack>
 }
 
 /** Marks `error` as one after which reattaching cannot help. */
@@ -93,8 +113,15 @@ const eventOf = (run: Run) => {
       case "stdout":
       case "stderr": {
         const data = Buffer.from(event.data, "base64")
-        state.offsets[event.event] += data.length
-        return Effect.succeed(Option.some({ event: event.event, data }))
+        const { acked, offsets } = state
+        offsets[event.event] += data.length
+        const output = Option.some({ event: event.event, data })
+        if (state.id === undefined || offsets[event.event] - acked[event.event] < ACK_EVERY) {
+          return Effect.succeed(output)
+        }
+        acked.stdout = offsets.stdout
+        acked.stderr = offsets.stderr
+        return Effect.as(run.acks.offer({ id: state.id, ...offsets }), output)
       }
       case "exit":
         state.exited = true
@@ -259,34 +286,50 @@ export const run = (
   operation: string,
   schedule: Schedule.Schedule<unknown>
 ): Stream.Stream<CommandEvent, OperationError> =>
-  Stream.suspend(() => {
-    const run: Run = {
-      wire,
-      request,
-      operation,
-      state: {
-        id: undefined,
-        started: false,
-        exited: false,
-        unreachable: false,
-        refused: false,
-        final: false,
-        attempts: 0,
-        offsets: { stdout: 0, stderr: 0 }
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const acks = yield* Queue.sliding<Ack>(1)
+      // Lost acknowledgements cost nothing but a wait: a resume acknowledges its own offsets.
+      yield* Queue.take(acks).pipe(
+        Effect.flatMap(({ id, ...offsets }) =>
+          wire.ack(id, offsets).pipe(Effect.timeout(CLEANUP_BOUND), Effect.ignore)
+        ),
+        Effect.forever,
+        Effect.forkScoped
+      )
+      const run: Run = {
+        wire,
+        request: { ...request, ack_window: request.ack_window ?? ACK_WINDOW },
+        operation,
+        acks,
+        state: {
+          id: undefined,
+          started: false,
+          exited: false,
+          unreachable: false,
+          refused: false,
+          final: false,
+          attempts: 0,
+          offsets: { stdout: 0, stderr: 0 },
+          acked: { stdout: 0, stderr: 0 }
+        }
       }
-    }
-    return attempt(run).pipe(
-      Stream.retry(
-        Schedule.intersect(
-          schedule,
-          Schedule.recurWhile((error: OperationError) => retryable(run, error))
-        )
-      ),
-      Stream.mapError((error) => gaveUp(run, error)),
-      Stream.filter((event) => event.event !== "ping"),
-      Stream.ensuring(Effect.suspend(() => abandon(run)))
-    )
-  })
+      return runAttempts(run, schedule)
+    })
+  )
+
+const runAttempts = (run: Run, schedule: Schedule.Schedule<unknown>): Stream.Stream<CommandEvent, OperationError> =>
+  attempt(run).pipe(
+    Stream.retry(
+      Schedule.intersect(
+        schedule,
+        Schedule.recurWhile((error: OperationError) => retryable(run, error))
+      )
+    ),
+    Stream.mapError((error) => gaveUp(run, error)),
+    Stream.filter((event) => event.event !== "ping"),
+    Stream.ensuring(Effect.suspend(() => abandon(run)))
+  )
 
 /**
  * Starts a background process with `request` (which carries its `idempotency_key`): a request whose
