@@ -535,7 +535,11 @@ export type StdinResponse = typeof StdinResponse.Type
  * @since 0.2.0
  * @category exec
  */
-export const AckResponse = Schema.Struct({ id: Schema.String, stdout_offset: Schema.Number, stderr_offset: Schema.Number })
+export const AckResponse = Schema.Struct({
+  id: Schema.String,
+  stdout_offset: Schema.Number,
+  stderr_offset: Schema.Number
+})
 
 /**
  * @since 0.2.0
