@@ -95,6 +95,7 @@ def parse_args(argv):
         else:
             value = default
         setattr(args, name, value)
+    host_mode_args(args, env)
     args.tunnel = args.tunnel or _flag(env.get("SBX_TUNNEL"), "SBX_TUNNEL")
     args.tunnel_config = None
     if args.tunnel:
@@ -102,6 +103,22 @@ def parse_args(argv):
 
         args.tunnel_config = tunnel_config(env)
     return args
+
+
+def host_mode_args(args, env):
+    """Host mode's options (host.py), read whether or not it is on, so that a mistake is reported."""
+    args.host_mode = args.host_mode or _flag(env.get("SBX_HOST_MODE"), "SBX_HOST_MODE")
+    args.weak_isolation = args.weak_isolation or _flag(env.get("SBX_HOST_WEAK_ISOLATION"), "SBX_HOST_WEAK_ISOLATION")
+    args.host_token_acts = _flag(env.get("SBX_HOST_TOKEN_ACTS"), "SBX_HOST_TOKEN_ACTS")
+    if args.capacity is not None:
+        args.capacity = _number(args.capacity, "--capacity", int, 1)
+    elif env.get("SBX_CAPACITY"):
+        args.capacity = _number(env["SBX_CAPACITY"], "SBX_CAPACITY", int, 1)
+    else:
+        args.capacity = 50  # host.DEFAULT_CAPACITY, without importing host.py in dedicated mode
+    args.homes_dir = args.homes_dir or env.get("SBX_HOMES_DIR") or "/sbx/homes"
+    if not os.path.isabs(args.homes_dir):
+        _fail("--homes-dir / SBX_HOMES_DIR needs an absolute path, got %r" % args.homes_dir)
 
 
 def raise_open_files_limit():
@@ -193,6 +210,14 @@ def main(argv=None):
         )
         sys.stderr.flush()
         return 2
+    if token is None and args.host_mode:
+        sys.stderr.write("server.py: error: host mode needs SBX_TOKEN: every sandbox's token derives from it\n")
+        sys.stderr.flush()
+        return 2
+    if args.host_mode:
+        from .host import setup  # host mode only
+
+        STATE.host = setup(args, token)
     if token is None and args.tunnel:
         sys.stderr.write(
             "server.py: error: refusing --tunnel without a token: the tunnel makes the server public; set SBX_TOKEN\n"
@@ -248,7 +273,11 @@ def main(argv=None):
     if os.getpid() == 1:
         reap_children()  # else at the first command (see reap_children)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    if args.idle_timeout > 0:
+    if STATE.host is not None:
+        from .host import host_idle_loop
+
+        threading.Thread(target=host_idle_loop, args=(STATE.host, args.idle_timeout), name="idle", daemon=True).start()
+    elif args.idle_timeout > 0:
         threading.Thread(target=idle_loop, args=(args.idle_timeout, args.start_grace), name="idle", daemon=True).start()
     if args.lifetime > 0:
         threading.Thread(target=lifetime_loop, args=(args.lifetime,), name="lifetime", daemon=True).start()

@@ -201,6 +201,7 @@ class State(object):
         # Whether a client has reached us (an authorized request): until then the
         # idle timeout waits at least --start-grace (see idle_loop).
         self.contacted = False
+        self.host = None  # host mode: host.Host (see routes_host.py)
 
     # The watchdog needs both: a request in flight (a long exec stream, a big
     # upload) is activity, and the idle clock restarts when it ends.
@@ -228,6 +229,16 @@ class State(object):
 
 
 STATE = State()
+
+
+class Scope(threading.local):
+    """The sandbox a host-mode request acts for, in its handler's thread (routes_host.run); None in
+    dedicated mode. Read where a route's work depends on it: paths, commands, the port proxy."""
+
+    sandbox = None
+
+
+SCOPE = Scope()
 
 
 def env_seconds(name, default):
