@@ -329,6 +329,8 @@ def main(argv=None):
             tunnel.stop.set()  # before the kill: the supervisor must not restart cloudflared
         port_tunnels = PORT_TUNNELS.stop_all()  # the same for the ports' tunnels
         kill_everything()
+        if STATE.host is not None:
+            STATE.host.delete_all()  # their homes (their processes are gone with everything else)
         if tunnel is not None:
             tunnel.cleanup()
         for port_tunnel in port_tunnels:

@@ -253,6 +253,12 @@ class Host(object):
                 log("sandbox %s idle for %gs: deleting it" % (sandbox.id, sandbox.idle_timeout))
                 self.delete(sandbox.id)
 
+    def busy(self, sandbox, n):
+        """A request to the sandbox begins (1) or ends (-1): activity, for its idle timeout."""
+        with self.lock:
+            sandbox.inflight += n
+            sandbox.last_activity = time.monotonic()
+
     def empty_for(self, now):
         with self.lock:
             return 0.0 if self.sandboxes or self.reserved else now - self.empty_since

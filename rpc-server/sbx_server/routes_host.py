@@ -80,8 +80,7 @@ def route(handler, method, route_path, query):
 def run(handler, sandbox, fn, args):
     """A route, acting for `sandbox`: its home, its environment, its uid for file accesses."""
     host = STATE.host
-    sandbox.inflight += 1
-    sandbox.touch()
+    host.busy(sandbox, 1)
     SCOPE.sandbox = sandbox
     host.isolation.enter(sandbox)
     try:
@@ -91,8 +90,7 @@ def run(handler, sandbox, fn, args):
     finally:
         host.isolation.leave()
         SCOPE.sandbox = None
-        sandbox.inflight -= 1
-        sandbox.touch()
+        host.busy(sandbox, -1)
 
 
 # ---- /v1/sandboxes ----
