@@ -179,7 +179,9 @@ describe("inside a sandbox", () => {
   it("lists and reaches only its own processes", async () => {
     const [a, b] = (await create(host, { count: 2 })).sandboxes
     const id = await spawnIn(host, a!, "sleep 30")
-    expect((await json(host, `/v1/sandboxes/${a!.id}/processes`, a!.token)).body.map((p: any) => p.id)).toEqual([id])
+    expect(
+      (await json(host, `/v1/sandboxes/${a!.id}/processes`, a!.token)).body.map((p: { id: string }) => p.id)
+    ).toEqual([id])
     expect((await json(host, `/v1/sandboxes/${b!.id}/processes`, b!.token)).body).toEqual([])
     expect((await json(host, `/v1/sandboxes/${b!.id}/processes/${id}`, b!.token)).status).toBe(404)
     expect((await json(host, `/v1/sandboxes/${b!.id}/processes/${id}`, b!.token, { method: "DELETE" })).status).toBe(

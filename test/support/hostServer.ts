@@ -54,6 +54,7 @@ export const request = (host: Running, route: string, token: string, init: Reque
 
 export const json = async (host: Running, route: string, token: string, init: RequestInit = {}) => {
   const res = await request(host, route, token, init)
+  // biome-ignore lint/suspicious/noExplicitAny: JSON answers are checked field by field
   return { status: res.status, body: (await res.json()) as any }
 }
 
