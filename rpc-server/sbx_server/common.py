@@ -241,6 +241,23 @@ class Scope(threading.local):
 SCOPE = Scope()
 
 
+class AsServer(object):
+    """`with AsServer():` the server's own file system credentials in a host-mode request's thread, which
+    otherwise acts with its sandbox's (isolation.Isolation.enter): for what is the server's, not the
+    sandbox's (its journal, the confining wrapper it starts). A no-op in dedicated mode."""
+
+    __slots__ = ("sandbox",)
+
+    def __enter__(self):
+        self.sandbox = SCOPE.sandbox
+        if self.sandbox is not None:
+            STATE.host.isolation.leave()
+
+    def __exit__(self, *exc):
+        if self.sandbox is not None:
+            STATE.host.isolation.enter(self.sandbox)
+
+
 def env_seconds(name, default):
     """A positive number of seconds from the environment; the default when unset or not one."""
     raw = os.environ.get(name, "")

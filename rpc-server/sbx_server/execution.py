@@ -11,6 +11,7 @@ import time
 from .common import (
     SCOPE,
     STATE,
+    AsServer,
     ClientGone,
     EXIT_DRAIN_MAX,
     EXIT_QUIET,
@@ -224,20 +225,20 @@ def spawn(spec):
     argv, pass_fds = spec.argv, ()
     if sandbox is not None:
         argv, pass_fds = confined(sandbox, spec, env)
-        STATE.host.isolation.leave()  # the wrapper starts as the server (see isolation.py)
     try:
-        proc = PROCS.spawn(
-            argv,
-            stdin=subprocess.PIPE if spec.stdin or spec.stdin_pipe else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=spec.cwd,
-            env=env,
-            close_fds=True,
-            pass_fds=pass_fds,
-            start_new_session=True,
-            bufsize=0,
-        )
+        with AsServer():  # the wrapper starts as the server, then confines itself (isolation.py)
+            proc = PROCS.spawn(
+                argv,
+                stdin=subprocess.PIPE if spec.stdin or spec.stdin_pipe else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=spec.cwd,
+                env=env,
+                close_fds=True,
+                pass_fds=pass_fds,
+                start_new_session=True,
+                bufsize=0,
+            )
         if spec.stdin_pipe:
             # The pipe is the stdin route's, not the pump's: pump() sees no stdin and ends it via the spec.
             spec.stdin_pipe = StdinPipe(proc.stdin, spec.stdin or b"")
@@ -264,9 +265,6 @@ def spawn(spec):
         raise bad_request("cannot run %s: %s" % (name, e))
     except OSError as e:
         raise bad_request("cannot run %s: %s" % (name, e.strerror or e), "spawn_failed")
-    finally:
-        if sandbox is not None:
-            STATE.host.isolation.enter(sandbox)
     log_command_start(proc, spec)
     return proc
 

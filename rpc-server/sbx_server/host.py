@@ -47,7 +47,7 @@ def token_digest(token_text):
 class Sandbox(object):
     __slots__ = (
         "id", "uid", "home", "created_at_ms", "env", "max_procs", "max_mem_mb", "idle_timeout",
-        "token_digest", "last_activity", "inflight", "ruleset", "deleted", "__weakref__",
+        "token_digest", "last_activity", "inflight", "ruleset", "deleted", "uid_lock",
     )
 
     def info(self):
@@ -109,44 +109,67 @@ class Host(object):
         self.sandboxes = {}
         self.reserved = 0  # slots taken, including creations under way
         self.next_uid = UID_BASE
-        self.free_uids = []
+        self.taken = set()  # uids of this host's sandboxes
         self.empty_since = time.monotonic()
 
     # ---- create ----
 
-    def create(self, env, idle_timeout, max_procs, max_mem_mb):
-        """A new sandbox, or None when the host is full."""
-        with self.lock:
-            if self.reserved >= self.capacity:
-                return None
-            uid = self.take_uid()
-            self.reserved += 1
-        try:
-            sandbox = self.make(uid, env, idle_timeout, max_procs, max_mem_mb)
-        except BaseException:
+    def create(self, count, env, idle_timeout, max_procs, max_mem_mb):
+        """Up to `count` new sandboxes: fewer when the host is full."""
+        running = running_uids() if self.isolation.uids else set()  # one /proc scan per request
+        made = []
+        for _ in range(count):
             with self.lock:
-                self.reserved -= 1
-                self.free_uids.append(uid)
-            raise
+                if self.reserved >= self.capacity:
+                    break
+                self.reserved += 1
+            uid, uid_lock = -1, -1
+            try:
+                uid, uid_lock = self.take_uid(running)
+                sandbox = self.make(uid, uid_lock, env, idle_timeout, max_procs, max_mem_mb)
+            except BaseException:
+                self.release(uid, uid_lock)
+                raise
+            with self.lock:
+                self.sandboxes[sandbox.id] = sandbox
+            made.append(sandbox)
+        return made
+
+    def take_uid(self, running):
+        """(uid, lock fd) of a uid no other sandbox has, on this host or any other host-mode server of the
+        machine (isolation.claim_uid), and that runs nothing (a crashed server's leftovers). Without
+        own uids: the server's, and no lock."""
+        if not self.isolation.uids:
+            return os.getuid(), -1
+        span = UID_MAX - UID_BASE
         with self.lock:
-            self.sandboxes[sandbox.id] = sandbox
-        return sandbox
+            for _ in range(span):
+                uid = self.next_uid
+                self.next_uid = UID_BASE + (uid + 1 - UID_BASE) % span  # round robin: a freed uid rests
+                if uid in self.taken or uid in running:
+                    continue
+                fd = self.isolation.claim_uid(uid)
+                if fd >= 0:
+                    self.taken.add(uid)
+                    return uid, fd
+        raise HttpError(503, "no sandbox uid left (%d to %d are all in use)" % (UID_BASE, UID_MAX - 1), "uids_exhausted")
 
-    def take_uid(self):
-        if self.free_uids:
-            return self.free_uids.pop()
-        if self.next_uid >= UID_MAX:
-            message = "no sandbox uid left (%d to %d are in use)" % (UID_BASE, UID_MAX - 1)
-            raise HttpError(503, message, "uids_exhausted")
-        self.next_uid += 1
-        return self.next_uid - 1
+    def release(self, uid, uid_lock):
+        """A slot, and a uid with its lock, given back."""
+        with self.lock:
+            self.reserved -= 1
+            self.taken.discard(uid)
+            if not self.sandboxes and not self.reserved:
+                self.empty_since = time.monotonic()
+        if uid_lock >= 0:
+            os.close(uid_lock)
 
-    def make(self, uid, env, idle_timeout, max_procs, max_mem_mb):
+    def make(self, uid, uid_lock, env, idle_timeout, max_procs, max_mem_mb):
         sandbox = Sandbox()
         sandbox.id = random_id()
         while sandbox.id in self.sandboxes:
             sandbox.id = random_id()
-        sandbox.uid = uid if self.isolation.uids else os.getuid()
+        sandbox.uid, sandbox.uid_lock = uid, uid_lock
         sandbox.home = os.path.join(self.homes, sandbox.id)
         sandbox.created_at_ms = int(time.time() * 1000)
         sandbox.env, sandbox.idle_timeout = env, idle_timeout
@@ -188,12 +211,7 @@ class Host(object):
             self.isolation.forget(sandbox)
             shutil.rmtree(sandbox.home, ignore_errors=True)
         finally:
-            with self.lock:
-                self.reserved -= 1
-                if self.isolation.uids:
-                    self.free_uids.append(sandbox.uid)
-                if not self.sandboxes:
-                    self.empty_since = time.monotonic()
+            self.release(sandbox.uid, sandbox.uid_lock)
         log("sandbox %s deleted" % sandbox.id)
         return True
 
@@ -289,6 +307,16 @@ def connect_socket(sandbox, port):
         raise HttpError(502, "cannot reach port %d in sandbox %s: %s" % (port, sandbox.id, e.strerror or e), "bad_gateway")
     sock.settimeout(SOCKET_TIMEOUT)
     return sock
+
+
+def running_uids():
+    """The real uids of the sandbox range that some process has now."""
+    found = set()
+    for pid in scan_proc():
+        uid = real_uid(pid)
+        if uid is not None and UID_BASE <= uid < UID_MAX:
+            found.add(uid)
+    return found
 
 
 def real_uid(pid):

@@ -13,7 +13,11 @@ import os
 import sys
 import threading
 
-MIN_LANDLOCK_ABI = 6  # scoped abstract unix sockets arrived in ABI 6 (Linux 6.12)
+MIN_LANDLOCK_ABI = 6
+# Where host-mode servers of one machine lock the uids their sandboxes have (one file per uid, flock'ed
+# while the sandbox lives, released by the kernel when its server dies): two hosts on a machine (the
+# local provider's) must never give one uid to two sandboxes.
+UID_LOCKS = "/run/hf-sandbox/uids"  # scoped abstract unix sockets arrived in ABI 6 (Linux 6.12)
 
 # The wrapper's source: argv = [uid or -1, max_procs or 0, max mem bytes or 0, ruleset fd or -1, program,
 # argv...]. It runs as the server's user until it gives its uid up; everything it cannot do is fatal
@@ -67,6 +71,22 @@ class Isolation(object):
     @property
     def confines(self):
         return self.uids or self.landlock_abi > 0
+
+    def claim_uid(self, uid):
+        """A lock fd on `uid`, machine-wide; -1 when another server holds it."""
+        import fcntl
+
+        try:
+            fd = os.open("%s/%d" % (UID_LOCKS, uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            os.makedirs(UID_LOCKS, 0o700, exist_ok=True)
+            fd = os.open("%s/%d" % (UID_LOCKS, uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return -1
+        return fd
 
     # ---- homes ----
 

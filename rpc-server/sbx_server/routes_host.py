@@ -130,10 +130,7 @@ def create(handler):
     count, env, idle, max_procs, max_mem_mb = parse_create(req)
     host = STATE.host
     made = []
-    for _ in range(count):
-        sandbox = host.create(env, idle, max_procs, max_mem_mb)
-        if sandbox is None:
-            break
+    for sandbox in host.create(count, env, idle, max_procs, max_mem_mb):
         info = sandbox.info()
         info["token"] = sandbox_token(host.token, sandbox.id)
         made.append(info)

@@ -74,6 +74,17 @@ describe.skipIf(!asRoot)("host mode isolation (root: a uid per sandbox, Landlock
     for (const p of ["made", "made/by", "made/by/api.txt"]) expect(fs.statSync(`${a.home}/${p}`).uid).toBe(a.uid)
   })
 
+  it("never gives a uid in use by another host on the machine", async () => {
+    const other = await startHost({ weak: false })
+    try {
+      const theirs = (await create(other, { count: 3 })).sandboxes.map((s) => s.uid)
+      expect(theirs).not.toContain(a.uid)
+      expect(theirs).not.toContain(b.uid)
+    } finally {
+      await stopHost(other)
+    }
+  }, 60_000)
+
   it("keeps a sandbox out of another's files and environment", async () => {
     fs.writeFileSync(`${b.home}/secret`, "b's secret")
     fs.chownSync(`${b.home}/secret`, b.uid, b.uid)
