@@ -121,6 +121,17 @@ def host_mode_args(args, env):
         _fail("--homes-dir / SBX_HOMES_DIR needs an absolute path, got %r" % args.homes_dir)
 
 
+def host_mode(args, token):
+    """Host mode's registry (host.py, imported only then), or None; exits 2 when it cannot start."""
+    if not args.host_mode:
+        return None
+    if token is None:
+        _fail("host mode needs SBX_TOKEN: every sandbox's token derives from it")
+    from .host import setup
+
+    return setup(args, token)
+
+
 def raise_open_files_limit():
     """Soft RLIMIT_NOFILE up to the hard limit: every connection and command costs descriptors, and a
     soft limit of 1024 (a common default) would run out long before --max-connections. Commands
@@ -210,14 +221,7 @@ def main(argv=None):
         )
         sys.stderr.flush()
         return 2
-    if token is None and args.host_mode:
-        sys.stderr.write("server.py: error: host mode needs SBX_TOKEN: every sandbox's token derives from it\n")
-        sys.stderr.flush()
-        return 2
-    if args.host_mode:
-        from .host import setup  # host mode only
-
-        STATE.host = setup(args, token)
+    STATE.host = host_mode(args, token)
     if token is None and args.tunnel:
         sys.stderr.write(
             "server.py: error: refusing --tunnel without a token: the tunnel makes the server public; set SBX_TOKEN\n"
@@ -274,9 +278,7 @@ def main(argv=None):
         reap_children()  # else at the first command (see reap_children)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if STATE.host is not None:
-        from .host import host_idle_loop
-
-        threading.Thread(target=host_idle_loop, args=(STATE.host, args.idle_timeout), name="idle", daemon=True).start()
+        STATE.host.start_idle(args.idle_timeout)
     elif args.idle_timeout > 0:
         threading.Thread(target=idle_loop, args=(args.idle_timeout, args.start_grace), name="idle", daemon=True).start()
     if args.lifetime > 0:

@@ -271,6 +271,9 @@ class Host(object):
                 log("sandbox %s idle for %gs: deleting it" % (sandbox.id, sandbox.idle_timeout))
                 self.delete(sandbox.id)
 
+    def start_idle(self, timeout):
+        threading.Thread(target=host_idle_loop, args=(self, timeout), name="idle", daemon=True).start()
+
     def busy(self, sandbox, n):
         """A request to the sandbox begins (1) or ends (-1): activity, for its idle timeout."""
         with self.lock:
