@@ -13,7 +13,7 @@ import time
 
 from .common import IS_LINUX, HttpError, _fail, log, request_shutdown
 from .digest import compare_digest, hmac_sha256, sha256
-from .proctree import kill_family, scan_proc
+from .proctree import has_marker, kill_family, scan_proc
 
 # HF's numbers (src/sandboxes.rs): HF Jobs run containers in a user namespace that maps uids 0..65535
 # only (setuid above fails with EINVAL), and images' own service accounts sit in the low thousands
@@ -216,27 +216,33 @@ class Host(object):
         return True
 
     def kill_all(self, sandbox):
-        """SIGKILL every process of the sandbox, until none is left. With its own uid, by uid (nothing it
-        runs can shed that); without, by what carries its id in the environment and by the families of the
-        commands it started (a process that cleared its environment and left the tree escapes this)."""
+        """SIGKILL every process of the sandbox, until none is left, and forget its process records. With
+        its own uid, by uid (nothing it runs can shed that); without, by the families of the commands it
+        started and by what carries its id in the environment (a process that cleared its environment
+        and left the tree escapes this)."""
         import signal
 
         from .background import BGPROCS
 
-        for bg in BGPROCS.all():
-            if bg.spec.sandbox is sandbox:
+        records = [bg for bg in BGPROCS.all() if bg.spec.sandbox is sandbox]
+        for bg in records:
+            if not self.isolation.uids:
                 with bg.cond:
                     running = bg.proc.returncode is None and bg.result is None
                 kill_family(bg.pid if running else None, bg.spec.marker, signal.SIGKILL)
-        if not IS_LINUX:
-            return
+        if IS_LINUX:
+            self.kill_rounds(sandbox, signal.SIGKILL)
+        for bg in records:
+            BGPROCS.remove(bg)
+
+    def kill_rounds(self, sandbox, sig):
         for _ in range(KILL_ROUNDS):
             pids = self.pids_of(sandbox)
             if not pids:
                 return
             for pid in pids:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, sig)
                 except OSError:
                     pass
             time.sleep(0.005)
@@ -248,7 +254,7 @@ class Host(object):
             return [pid for pid, row in table.items() if row[2] != b"Z" and real_uid(pid) == sandbox.uid]
         entry = ("SBX_SANDBOX_ID=%s" % sandbox.id).encode()
         me = os.getpid()
-        return [pid for pid, row in table.items() if pid != me and row[2] != b"Z" and has_entry(pid, entry)]
+        return [pid for pid, row in table.items() if pid != me and row[2] != b"Z" and has_marker(pid, entry)]
 
     def delete_all(self):
         return sum(1 for s in self.all() if self.delete(s.id))
@@ -331,14 +337,6 @@ def real_uid(pid):
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def has_entry(pid, entry):
-    try:
-        with open("/proc/%d/environ" % pid, "rb") as f:
-            return entry in f.read().split(b"\0")
-    except OSError:
-        return False
 
 
 def setup(args, token):

@@ -247,8 +247,10 @@ describe("delete and idle", () => {
     const forever = await createOne(host)
     await spawnIn(host, busy!, "sleep 30")
     const ids = async () => (await json(host, "/v1/sandboxes", host.token)).body.map((s: { id: string }) => s.id)
-    await eventually(async () => !(await ids()).includes(idle!.id), "the idle sandbox is removed")
-    expect(fs.existsSync(idle!.home)).toBe(false)
+    await eventually(
+      async () => !(await ids()).includes(idle!.id) && !fs.existsSync(idle!.home),
+      "the idle sandbox is removed, with its home"
+    )
     expect(await ids()).toEqual(expect.arrayContaining([busy!.id, forever.id]))
     await json(host, "/v1/sandboxes", host.token, { method: "DELETE" })
   })
