@@ -13,6 +13,8 @@ import os
 import sys
 import threading
 
+from .common import log
+
 MIN_LANDLOCK_ABI = 6  # scoped abstract unix sockets arrived in ABI 6 (Linux 6.12)
 # Where host-mode servers of one machine lock the uids their sandboxes have (one file per uid, flock'ed
 # while the sandbox lives, released by the kernel when its server dies): two hosts on a machine (the
@@ -108,6 +110,7 @@ class Isolation(object):
                 mode = os.stat(path).st_mode & 0o7777
                 if mode & 0o111 != 0o111:
                     os.chmod(path, mode | 0o111)
+                    log("host mode: made %s traversable (o+x) for the sandboxes' uids" % path)
                 parent = os.path.dirname(path)
                 if parent == path:
                     break
