@@ -72,6 +72,7 @@ class Isolation(object):
         self.landlock_abi = landlock_abi
         self.local = threading.local()  # per thread: the fs uid a handler acts with
         self._libc = None
+        self.uid_locks = UID_LOCKS
 
     @property
     def name(self):
@@ -86,11 +87,7 @@ class Isolation(object):
         """A lock fd on `uid`, machine-wide; -1 when another server holds it."""
         import fcntl
 
-        try:
-            fd = os.open("%s/%d" % (UID_LOCKS, uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            os.makedirs(UID_LOCKS, 0o700, exist_ok=True)
-            fd = os.open("%s/%d" % (UID_LOCKS, uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open("%s/%d" % (self.uid_locks, uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -105,6 +102,12 @@ class Isolation(object):
         is 0700: traversing the parent lists nothing)."""
         os.makedirs(homes, exist_ok=True)
         if self.uids:
+            try:
+                os.makedirs(UID_LOCKS, 0o700, exist_ok=True)
+            except OSError as e:  # a read-only /run: the locks hold for the hosts sharing these homes only
+                self.uid_locks = os.path.join(homes, ".uids")
+                log("host mode: cannot use %s (%s): uid locks in %s" % (UID_LOCKS, e.strerror or e, self.uid_locks))
+                os.makedirs(self.uid_locks, 0o700, exist_ok=True)
             path = homes
             while True:
                 mode = os.stat(path).st_mode & 0o7777
