@@ -47,6 +47,23 @@ describe("hf-sandbox hardware and top", () => {
     assert.deepInclude(t4, { cpu: "4 vCPU", ram: "15 GB", unitLabel: "minute", pricePerHour: 0.4 })
   })
 
+  it("hardware --local says that the catalog is HF Jobs' and lists nothing: local sandboxes have no flavors", async () => {
+    for (const args of [
+      ["--local", "hardware"],
+      ["hardware", "--local"],
+      ["--local", "hardware", "--json"]
+    ]) {
+      const refused = await cli(args, { hf: true })
+      expectCode(refused, 2)
+      assert.strictEqual(refused.stdout.includes("cpu-basic"), false, "no catalog on stdout")
+      const said = args.includes("--json")
+        ? (JSON.parse(refused.stdout) as { error: { type: string; message: string } }).error
+        : { type: "UsageError", message: refused.stderr }
+      assert.strictEqual(said.type, "UsageError")
+      assert.match(said.message, /HF Jobs hardware.*--local.*no flavors.*without --local/s)
+    }
+  })
+
   it("top prints a local sandbox's samples (--json: one document each) and stops after --count", async () => {
     const id = await createLocal()
     const json = await local(["top", "--count", "2", "--interval", "200ms", "--json", id])
