@@ -3,6 +3,7 @@
  * the emulated Hub, and live samples of a local and an emulated HF sandbox, ended by `--count` or Ctrl-C.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
 import {
   cli,
   createHf,
@@ -103,5 +104,30 @@ describe("hf-sandbox hardware and top", () => {
     } finally {
       expectCode(await hf(["kill", id]), 0)
     }
+  })
+
+  it("top reads an HF sandbox's samples from the Hub alone: no log is followed and its dead tunnel is not asked", async () => {
+    const id = await createHf() // the default transport: a quick tunnel
+    try {
+      // The tunnel dies, and the one cloudflared makes next answers 530 for as long as the test runs.
+      emulator.faults.tunnelWarmup530Ms = 600_000
+      assert.lengthOf(await Effect.runPromise(emulator.killTunnel(id)), 1)
+      const before = (await Effect.runPromise(emulator.requests)).length
+      const lookups = (await Effect.runPromise(emulator.dnsLookups)).length
+      const result = await hf(["top", "--count", "2", "--json", id])
+      expectCode(result, 0)
+      assert.lengthOf(result.stdout.trim().split("\n"), 2)
+      const asked = (await Effect.runPromise(emulator.requests)).slice(before).map((r) => r.route)
+      assert.notInclude(asked, "logs")
+      assert.includeMembers(asked, ["metrics"])
+      assert.lengthOf((await Effect.runPromise(emulator.dnsLookups)).slice(lookups), 0, "no tunnel name looked up")
+    } finally {
+      emulator.faults.tunnelWarmup530Ms = 0
+      expectCode(await hf(["kill", id]), 0)
+    }
+    // An ended sandbox has no samples to show, and top says why.
+    const ended = await hf(["top", id])
+    expectCode(ended, 1)
+    assert.match(ended.stderr, /not running \(CANCEL/)
   })
 })
