@@ -28,7 +28,10 @@ import * as LocalState from "./state.js"
 import { backstop, stop, stopServer } from "./stop.js"
 import * as Workdir from "./workdir.js"
 
-/** The endpoint of a detached sandbox, made here or found by its state file. */
+/**
+ * The endpoint of a sandbox found by its state file (detached, or named and owned by some scope), or of a
+ * detached one made here.
+ */
 const endpoint = (
   ctx: LocalContext,
   state: LocalState.State,
@@ -54,7 +57,7 @@ const endpoint = (
     python: state.python,
     port: state.port,
     serverVersion: state.serverVersion,
-    detached: true,
+    detached: state.detached ?? true,
     idleTimeoutSeconds: state.idleTimeoutSeconds,
     ...(state.name !== undefined ? { name: state.name } : {})
   }

@@ -98,7 +98,8 @@ const named = (
       createdAtMs: Date.now(),
       idleTimeoutSeconds: spec.idleTimeout ? Duration.toSeconds(spec.idleTimeout) : 0,
       name: sandbox.name,
-      ...(sandbox.labels !== undefined ? { labels: sandbox.labels } : {})
+      ...(sandbox.labels !== undefined ? { labels: sandbox.labels } : {}),
+      detached: false
     }),
     // The state file and log only: the working directory is the scope's own to remove, last.
     () => Effect.sync(() => LocalState.removeFiles(ctx.stateDir, sandbox.id, undefined))
@@ -238,6 +239,7 @@ const endpoint = (started: Started, watched: Watched, announce: Protocol.Listeni
     workdir: started.workdir,
     python: started.python,
     port: announce.port,
-    serverVersion: announce.version
+    serverVersion: announce.version,
+    detached: false
   }
 })

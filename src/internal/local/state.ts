@@ -33,6 +33,11 @@ export interface State extends Owner.Owner {
   readonly name?: string | undefined
   /** The labels it was made with (HF Jobs' `labels` option), for `list`/`sweep` filters. */
   readonly labels?: Readonly<Record<string, string>> | undefined
+  /**
+   * False for a named owned sandbox's file: its server ends with its maker's scope, whoever attaches.
+   * Absent in the files of detached sandboxes (the only ones that had files before names).
+   */
+  readonly detached?: false | undefined
 }
 
 /** Ids of detached local sandboxes; checked before an id becomes part of a file path. */
