@@ -205,10 +205,17 @@ layer(HubEnv, { excludeTestServices: true, timeout: "90 seconds" })(
           [drop.id]
         )
         assert.deepStrictEqual(yield* HfJobs.sweep({ labels: { sweep: "drop" }, olderThan: "1h" }), [])
+        const emu = yield* emulator
+        const before = (yield* emu.requests).length
         const swept = yield* HfJobs.sweep({ labels: { sweep: "drop" } })
         assert.deepStrictEqual(
           swept.map((s) => s.id),
           [drop.id]
+        )
+        // The listing found the job: it is cancelled as listed, not fetched again first.
+        assert.deepStrictEqual(
+          (yield* emu.requests).slice(before).map((r) => r.route),
+          ["list", "cancel"]
         )
         yield* assertCancelled(drop.id)
         const seam = yield* SandboxProvider.sweep({ labels: { sweep: "keep" } })

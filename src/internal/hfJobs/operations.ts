@@ -119,7 +119,10 @@ export const sweep = (ctx: ProviderContext, sweepOptions: Parameters<Service["sw
     const live = yield* list(ctx, { namespace: sweepOptions.namespace, labels: filters.labels, name: filters.name })
     const matches = yield* Sweep.select(live, filters.olderThan)
     if (sweepOptions.dryRun) return matches
-    return yield* Sweep.stopAll(matches, (s) => kill(ctx, `${s.namespace}/${s.id}`))
+    const client = yield* ctx.hub
+    const { cancelRetry } = yield* Schedules.Schedules
+    // The listing found each one a sandbox job: it is cancelled as listed, not fetched again as `kill` does.
+    return yield* Sweep.stopAll(matches, (s) => cancelJob(client, s.namespace, s.id, cancelRetry))
   }).pipe(
     Effect.mapError((error) => StartErrors.during("sweep sandboxes", error)),
     Effect.withSpan("HfJobs.sweep", {
