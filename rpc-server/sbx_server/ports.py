@@ -10,7 +10,6 @@ import time
 
 from .common import HttpError, bad_request, log
 from .proxy import PROXIED, parse_port
-from .httpframe import WAIT_SECONDS
 
 PROBE_TIMEOUT = 1.0  # a loopback connect: a listener answers at once
 TUNNEL_WAIT_DEFAULT = 60.0  # POST /v1/ports/{port}/tunnel waits this long for the URL unless ?wait= says
@@ -129,10 +128,8 @@ class PortRoutes(object):
         ?wait= seconds (default 60); a tunnel still starting then is a 503 `tunnel_starting` with
         Retry-After (ask again: the same tunnel is still coming up)."""
         port = parse_port(port_text, "/v1/ports/{port}/tunnel")
-        raw = self.param("wait", required=False)
-        if raw is not None and WAIT_SECONDS.match(raw) is None:
-            raise bad_request("query parameter `wait` must be seconds (e.g. 30 or 2.5), got %r" % raw[:40])
-        wait = min(TUNNEL_WAIT_MAX, float(raw)) if raw is not None else TUNNEL_WAIT_DEFAULT
+        wait = self.seconds_param("wait")
+        wait = TUNNEL_WAIT_DEFAULT if wait is None else min(TUNNEL_WAIT_MAX, wait)
         tunnel = PORT_TUNNELS.start(port)
         state = tunnel.wait_url(time.monotonic() + wait)
         if state["state"] == "ready":
