@@ -16,7 +16,24 @@ afterAll(async () => {
 const ask = (s: Running, path: string, method = "GET") =>
   fetch(`${s.base}${path}`, { method, headers: { "X-Sandbox-Token": s.token } })
 
-const NOT_SECONDS = ["1e2", "inf", "nan", "-1", "+1", " 1", "1 ", "0x10", "1.", ".5", "1_0", "١", "", "1.5.2"]
+const TOO_PRECISE = `0.${"5".repeat(21)}`
+const NOT_SECONDS = [
+  TOO_PRECISE,
+  "1e2",
+  "inf",
+  "nan",
+  "-1",
+  "+1",
+  " 1",
+  "1 ",
+  "0x10",
+  "1.",
+  ".5",
+  "1_0",
+  "١",
+  "",
+  "1.5.2"
+]
 
 const message = (name: string, raw: string, bounds = "") =>
   `query parameter \`${name}\` must be a non-negative decimal number of seconds such as 30 or 0.5${bounds}, got ${JSON.stringify(raw).replace(/^"|"$/g, "'")}`
@@ -54,5 +71,8 @@ describe("seconds in query strings", () => {
     expect((await ask(server, `/v1/processes/${id}/wait?timeout=30`, "POST")).status).toBe(200)
     expect((await ask(server, `/v1/processes/${id}/wait?timeout=0.5`, "POST")).status).toBe(200)
     expect((await ask(server, "/v1/metrics?interval=0.1")).status).toBe(200)
+    // What a JavaScript client's String() writes of a third of a second.
+    expect((await ask(server, `/v1/metrics?interval=${String(1 / 3)}`)).status).toBe(200)
+    expect((await ask(server, `/v1/processes/${id}/wait?timeout=${"1".repeat(13)}`, "POST")).status).toBe(400)
   })
 })
