@@ -389,6 +389,16 @@ export interface Service {
    */
   readonly logs?: ((id: string, options: LogOptions) => Stream.Stream<string, StartError | HubError>) | undefined
   /**
+   * A running sandbox's resource samples by id, where the platform measures them without the sandbox's
+   * server (HF Jobs: the job's metrics stream), so nothing connects to the sandbox; the stream ends when
+   * the sandbox does. Absent: only the sandbox's own server measures them (attach, then `sb.metrics`).
+   *
+   * @since 0.2.0
+   */
+  readonly metrics?:
+    | ((id: string, options: Sandbox.MetricsOptions) => Stream.Stream<Sandbox.MetricsSample, StartError | HubError>)
+    | undefined
+  /**
    * How long starting this spec may take when the caller sets no `startTimeout` (its
    * `startTimeout` is not yet set). Absent: 3 minutes. Fails, before anything starts, when the
    * provider's own options for the spec are invalid.

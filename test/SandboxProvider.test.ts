@@ -117,6 +117,23 @@ describe("SandboxProvider: a third provider through the seam", () => {
       assert.include(killing.message, "Could not kill sandbox x-1 on the bare provider")
       const reading = yield* Effect.flip(Stream.runDrain(SandboxProvider.logs("x-1")).pipe(Effect.provide(bare)))
       assert.include(reading.message, "Could not read the log of sandbox x-1 on the bare provider")
+      // Attaching says the same through the seam's accessor and through `Sandbox.connect`: the provider
+      // cannot do it (a choice to change, InvalidOptions), not that a sandbox is not ready yet.
+      const attaching = [
+        yield* Effect.flip(
+          SandboxProvider.connect("x-1", {} as SandboxProvider.Spec).pipe(Effect.scoped, Effect.provide(bare))
+        ),
+        yield* Effect.flip(
+          Sandbox.connect("x-1").pipe(Effect.scoped, Effect.provide(Layer.merge(bare, NodeHttpClient.layerUndici)))
+        )
+      ]
+      for (const error of attaching) {
+        assert.strictEqual(error._tag === "StartError" && error.reason, "InvalidOptions")
+        assert.strictEqual(
+          error.message,
+          "Could not attach to sandbox x-1 on the bare provider (InvalidOptions): the bare provider does not support attaching to sandboxes by id: use a provider that does, or its own API"
+        )
+      }
     })
   )
 })

@@ -24,7 +24,7 @@ from .common import (
     dumps,
 )
 from .connections import ConnReader
-from .httpframe import Body, CONTENT_LENGTH, check_json_depth, framing_error, parse_decimal, parse_head
+from .httpframe import Body, CONTENT_LENGTH, WAIT_SECONDS, check_json_depth, framing_error, parse_decimal, parse_head
 
 
 class BaseHandler(socketserver.StreamRequestHandler):
@@ -238,6 +238,20 @@ class RequestMixin(object):
         if low in ("0", "false"):
             return False
         raise bad_request("query parameter `%s` must be 1/true or 0/false, got %r" % (name, v))
+
+    def seconds_param(self, name, lowest=0.0, highest=None):
+        """Query parameter `name` as seconds, None when it is absent: a non-negative decimal number in ASCII
+        digits such as 30 or 0.5 (what float() would also take, 1e2, inf, nan, is not), from `lowest` to
+        `highest` where the route has bounds. The one grammar and message of seconds in query strings."""
+        raw = self.param(name, required=False)
+        if raw is None:
+            return None
+        value = float(raw) if WAIT_SECONDS.match(raw) else None
+        if value is None or value < lowest or (highest is not None and value > highest):
+            bounds = "" if highest is None else " from %g to %g" % (lowest, highest)
+            message = "query parameter `%s` must be a non-negative decimal number of seconds such as 30 or 0.5%s, got %r"
+            raise bad_request(message % (name, bounds, raw if len(raw) <= 40 else raw[:40] + "..."))
+        return value
 
     def read_json(self):
         body = self._body

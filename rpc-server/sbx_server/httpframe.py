@@ -102,7 +102,9 @@ _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])
 CHUNK_LINE = re.compile(
     rb"\A([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*" + _TCHAR + rb"+(?:[ \t]*=[ \t]*(?:" + _TCHAR + rb"+|" + _QUOTED + rb"))?)*\r\n\Z"
 )
-WAIT_SECONDS = re.compile(r"\A[0-9]{1,12}(?:\.[0-9]{1,9})?\Z")
+# Seconds in a query string (handler_base.seconds_param). 20 fraction digits: what a JavaScript client's
+# String() of any double from 1e-6 up writes, e.g. String(1 / 3) (0.3333333333333333).
+WAIT_SECONDS = re.compile(r"\A[0-9]{1,12}(?:\.[0-9]{1,20})?\Z")
 CONTENT_LENGTH = re.compile(r"\A[0-9]{1,18}\Z")  # 18 digits: always below 2^63
 
 

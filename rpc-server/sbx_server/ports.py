@@ -10,7 +10,6 @@ import time
 
 from .common import SCOPE, HttpError, bad_request, log
 from .proxy import PROXIED, parse_port
-from .httpframe import WAIT_SECONDS
 
 PROBE_TIMEOUT = 1.0  # a loopback connect: a listener answers at once
 TUNNEL_WAIT_DEFAULT = 60.0  # POST /v1/ports/{port}/tunnel waits this long for the URL unless ?wait= says
@@ -141,10 +140,8 @@ class PortRoutes(object):
         if SCOPE.sandbox is not None:
             message = "quick tunnels are not offered in host mode: reach the port through /v1/sandboxes/{id}/proxy/%d/" % port
             raise HttpError(404, message, "not_found")
-        raw = self.param("wait", required=False)
-        if raw is not None and WAIT_SECONDS.match(raw) is None:
-            raise bad_request("query parameter `wait` must be seconds (e.g. 30 or 2.5), got %r" % raw[:40])
-        wait = min(TUNNEL_WAIT_MAX, float(raw)) if raw is not None else TUNNEL_WAIT_DEFAULT
+        wait = self.seconds_param("wait")
+        wait = TUNNEL_WAIT_DEFAULT if wait is None else min(TUNNEL_WAIT_MAX, wait)
         tunnel = PORT_TUNNELS.start(port)
         state = tunnel.wait_url(time.monotonic() + wait)
         if state["state"] == "ready":

@@ -3,7 +3,7 @@
 import selectors
 import time
 
-from .common import STATE, ClientGone, bad_request, dumps, new_selector
+from .common import STATE, ClientGone, dumps, new_selector
 from .execution import peer_closed
 from .sinks import StreamSink
 
@@ -18,16 +18,9 @@ class MetricsRoutes(object):
         """?interval=SECONDS (default 1) &follow=0|1. Without follow: one JSON sample, measured over the
         interval. With follow: NDJSON, one sample per interval until the client goes. POST answers the
         same (a quick tunnel holds a GET's streamed body back; see PROCESS_ROUTES)."""
-        raw = self.param("interval", required=False)
-        interval = 1.0
-        if raw is not None:
-            try:
-                interval = float(raw)
-            except ValueError:
-                interval = -1.0
-            if not (MIN_INTERVAL <= interval <= MAX_INTERVAL):
-                message = "query parameter `interval` must be a number of seconds from %g to %g, got %r"
-                raise bad_request(message % (MIN_INTERVAL, MAX_INTERVAL, raw[:40]))
+        interval = self.seconds_param("interval", MIN_INTERVAL, MAX_INTERVAL)
+        if interval is None:
+            interval = 1.0
         follow = self.bool_param("follow", False)
         from .metrics import Meter  # at the first sample: the server starts without it
 

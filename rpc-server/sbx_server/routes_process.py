@@ -7,7 +7,6 @@ import time
 from .background import BGPROCS, DEFAULT_BUFFER_BYTES, FOLLOW_POLL, JANITOR
 from .common import SCOPE, ClientGone, HttpError, bad_request, dumps, log, new_selector, request_shutdown
 from .execution import parse_exec, peer_closed
-from .httpframe import WAIT_SECONDS
 from .launch import KEYED, buffer_bytes, checked_idempotency_key, parse_signal, start_keyed
 from .proctree import kill_family
 from .sinks import exit_event
@@ -92,14 +91,8 @@ class ProcessRoutes(object):
     def route_process_wait(self, key):
         """GET|POST /v1/processes/{id}/wait?timeout=SECONDS."""
         bg = BGPROCS.find(key)
-        raw = self.param("timeout", required=False)
-        deadline = None
-        if raw is not None:
-            if not WAIT_SECONDS.match(raw):
-                message = "query parameter `timeout` must be a non-negative number of seconds in ASCII digits (such as 30 or 0.5), got %r"
-                raise bad_request(message % (raw if len(raw) <= 40 else raw[:40] + "..."))
-            timeout = float(raw)
-            deadline = time.monotonic() + timeout
+        timeout = self.seconds_param("timeout")
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with bg.cond:
                 if bg.result is None:
@@ -114,5 +107,5 @@ class ProcessRoutes(object):
                 del out["event"]
                 return self.respond_json(out)
             if deadline is not None and time.monotonic() >= deadline:
-                raise HttpError(408, "process %s still running after %s s" % (bg.id, raw), "timeout")
+                raise HttpError(408, "process %s still running after %s s" % (bg.id, self.param("timeout")), "timeout")
             self.client_still_there()

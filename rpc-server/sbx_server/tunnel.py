@@ -39,11 +39,11 @@ class Tunnel(BinaryLookup, BinaryDownload, CloudflaredProcess):
         except Exception:
             if not self.stop.is_set():
                 log("tunnel supervisor crashed:\n%s" % format_exc())
-                self.give_up("hf-sandbox: tunnel failed: internal error in the tunnel supervisor (traceback above)")
+                self.give_up("internal error in the tunnel supervisor (traceback above)")
 
-    def give_up(self, line):
+    def give_up(self, reason):
         """The server's own tunnel cannot be kept up: without it nobody reaches the server, so it stops."""
-        _stderr_line(line)
+        _stderr_line("hf-sandbox: tunnel failed: " + reason)
         request_shutdown("tunnel failed", TUNNEL_EXIT)
 
     def sleep(self, seconds):
@@ -92,11 +92,11 @@ class Tunnel(BinaryLookup, BinaryDownload, CloudflaredProcess):
                 if failures > restarts:
                     if all_exits:
                         raise TunnelFailed(
-                            "hf-sandbox: tunnel failed: cloudflared exited %s without a working tunnel (last %s); "
+                            "cloudflared exited %s without a working tunnel (last %s); "
                             "its output is above" % (_plural(failures, "time"), _exit_text(rc))
                         )
                     raise TunnelFailed(
-                        "hf-sandbox: tunnel failed: cloudflared failed %s without a working tunnel (last: %s); "
+                        "cloudflared failed %s without a working tunnel (last: %s); "
                         "its output is above" % (_plural(failures, "time"), detail)
                     )
                 what = "cloudflared %s (failure %d of at most %d)" % (detail, failures, restarts + 1)

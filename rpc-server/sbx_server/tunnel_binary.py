@@ -76,7 +76,7 @@ def download_opener():
             if not (newurl.startswith("https://") or (_loopback_http(req.full_url) and _loopback_http(newurl))):
                 fp.close()
                 raise TunnelFailed(
-                    "hf-sandbox: tunnel failed: cannot download cloudflared from %s: redirected (HTTP %d) to %s, "
+                    "cannot download cloudflared from %s: redirected (HTTP %d) to %s, "
                     "which is not https; refusing to follow it" % (req.full_url, code, newurl[:300])
                 )
             return urllib.request.HTTPRedirectHandler.redirect_request(self, req, fp, code, msg, headers, newurl)
@@ -93,11 +93,11 @@ class BinaryLookup(object):
         explicit = self.config.binary
         if explicit:
             if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
-                raise TunnelFailed("hf-sandbox: tunnel failed: SBX_CLOUDFLARED=%s is not an executable file" % explicit)
+                raise TunnelFailed("SBX_CLOUDFLARED=%s is not an executable file" % explicit)
             version, why = self.binary_version(explicit)
             if why is not None:
                 raise TunnelFailed(
-                    "hf-sandbox: tunnel failed: SBX_CLOUDFLARED=%s %s; hf-sandbox needs cloudflared %s or newer: "
+                    "SBX_CLOUDFLARED=%s %s; hf-sandbox needs cloudflared %s or newer: "
                     "point SBX_CLOUDFLARED at a newer one, or unset it to download %s"
                     % (explicit, why, _dotted(CLOUDFLARED_MIN_VERSION), self.config.version)
                 )
@@ -181,13 +181,13 @@ class BinaryDownload(object):
         arch = CLOUDFLARED_ARCH.get(machine.lower())
         if arch is None:
             raise TunnelFailed(
-                "hf-sandbox: tunnel failed: cloudflared is not on PATH and there is no cloudflared download for "
+                "cloudflared is not on PATH and there is no cloudflared download for "
                 "this machine (%s); install cloudflared or set SBX_CLOUDFLARED" % (machine or "unknown")
             )
         expected = cfg.sha256 or CLOUDFLARED_SHA256.get(cfg.version, {}).get(arch)
         if expected is None:
             raise TunnelFailed(
-                "hf-sandbox: tunnel failed: no known sha256 for cloudflared %s (linux-%s); refusing to download "
+                "no known sha256 for cloudflared %s (linux-%s); refusing to download "
                 "it unverified: set SBX_CLOUDFLARED_SHA256 to the digest from that release's notes, or unset "
                 "SBX_CLOUDFLARED_VERSION to use %s" % (cfg.version, arch, CLOUDFLARED_VERSION)
             )
@@ -199,7 +199,7 @@ class BinaryDownload(object):
                 cache = d
                 break
         if cache is None:
-            raise TunnelFailed("hf-sandbox: tunnel failed: no writable cache directory for the cloudflared download")
+            raise TunnelFailed("no writable cache directory for the cloudflared download")
         target = os.path.join(cache, name)
         if os.path.isfile(target):
             try:
@@ -220,7 +220,7 @@ class BinaryDownload(object):
             except DownloadRetry as e:
                 failures += 1
                 if failures > cfg.restarts:
-                    raise TunnelFailed("hf-sandbox: tunnel failed: cannot download cloudflared from %s: %s" % (url, e))
+                    raise TunnelFailed("cannot download cloudflared from %s: %s" % (url, e))
                 delay = self.backoff(failures)
                 log("tunnel: download of %s failed (%s); retrying in %.2fs" % (url, e, delay))
                 self.sleep(delay)
@@ -245,7 +245,7 @@ class BinaryDownload(object):
                     if e.code in (408, 429) or e.code >= 500:
                         raise DownloadRetry("HTTP %d" % e.code)
                     raise TunnelFailed(
-                        "hf-sandbox: tunnel failed: cannot download cloudflared from %s: HTTP %d" % (url, e.code)
+                        "cannot download cloudflared from %s: HTTP %d" % (url, e.code)
                     )
                 except urllib.error.URLError as e:
                     raise DownloadRetry(str(e.reason))
@@ -264,7 +264,7 @@ class BinaryDownload(object):
                         size += len(chunk)
                         if size > DOWNLOAD_LIMIT:
                             raise TunnelFailed(
-                                "hf-sandbox: tunnel failed: %s is larger than %d bytes; not a cloudflared binary"
+                                "%s is larger than %d bytes; not a cloudflared binary"
                                 % (url, DOWNLOAD_LIMIT)
                             )
                         digest.update(chunk)
@@ -276,13 +276,13 @@ class BinaryDownload(object):
             got = digest.hexdigest()
             if got != expected:
                 raise TunnelFailed(
-                    "hf-sandbox: cloudflared download failed verification: expected sha256 %s, got %s (%s)"
+                    "cloudflared download failed verification: expected sha256 %s, got %s (%s)"
                     % (expected, got, url)
                 )
             os.chmod(part, 0o755)  # only now that it is verified
             os.replace(part, target)
         except OSError as e:  # the local side: disk full, permissions
-            raise TunnelFailed("hf-sandbox: tunnel failed: cannot save cloudflared in %s: %s" % (cache, e.strerror or e))
+            raise TunnelFailed("cannot save cloudflared in %s: %s" % (cache, e.strerror or e))
         finally:
             try:
                 os.unlink(part)

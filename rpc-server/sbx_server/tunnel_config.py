@@ -58,7 +58,7 @@ class TunnelConfig(object):
 
 
 class TunnelFailed(Exception):
-    """Fatal for tunnel mode; the message is the whole stderr line."""
+    """Fatal for tunnel mode; the message is the reason, which the tunnel that gave up puts in its own line."""
 
 
 class TunnelStopped(Exception):

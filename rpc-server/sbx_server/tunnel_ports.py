@@ -27,9 +27,9 @@ class PortTunnel(Tunnel):
     def start(self):
         threading.Thread(target=self.run, name="tunnel-%d" % self.port, daemon=True).start()
 
-    def give_up(self, line):
+    def give_up(self, reason):
         """Not fatal: the next request for the port hears why (and may start a new tunnel)."""
-        message = line.replace("hf-sandbox: tunnel failed:", "hf-sandbox: tunnel for port %d failed:" % self.port)
+        message = "hf-sandbox: tunnel for port %d failed: %s" % (self.port, reason)
         log(message)
         with self.changed:
             self.failed, self.url = message, None

@@ -83,7 +83,7 @@ class CloudflaredProcess(object):
         except OSError as e:
             shutil.rmtree(home, ignore_errors=True)
             self._scratch(home, False)
-            raise TunnelFailed("hf-sandbox: tunnel failed: cannot run cloudflared %s: %s" % (binary, e.strerror or e))
+            raise TunnelFailed("cannot run cloudflared %s: %s" % (binary, e.strerror or e))
         killed = False
         try:
             hostname, detail = self.wait_ready(proc, metrics)

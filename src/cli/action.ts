@@ -40,6 +40,11 @@ interface ActionOptions<A> {
   readonly ids?: (args: A) => ReadonlyArray<string>
   /** Whether the command starts a sandbox: only then may a failure say that it did not start. */
   readonly starts?: boolean
+  /**
+   * For a command about the default provider (HF Jobs) alone, such as its hardware catalog: the usage
+   * mistake to report when another provider is chosen, rather than answer about one it did not ask for.
+   */
+  readonly defaultProviderOnly?: (chosen: Providers.Adapter) => string
 }
 
 /**
@@ -68,6 +73,9 @@ export const action =
       }
       if (forced !== undefined && !options.takesCommand) {
         return yield* failed(new Parse.UsageError({ message: `unexpected -- ${forced.join(" ")}`.trimEnd() }))
+      }
+      if (options.defaultProviderOnly !== undefined && adapter !== Providers.defaultAdapter) {
+        return yield* failed(new Parse.UsageError({ message: options.defaultProviderOnly(adapter) }))
       }
       yield* Effect.suspend(() => body(args, mode).pipe(Effect.scoped, Effect.provide(layerFor(adapter)))).pipe(
         Effect.catchAllCause((cause) =>

@@ -45,12 +45,14 @@ export const logs =
       )
     )
 
+/** Attaches through `provider`, or refuses when it cannot attach: `Sandbox.connect`'s way too. */
+export const connectWith = (provider: SandboxProvider.Service, id: string, spec: SandboxProvider.Spec) =>
+  provider.connect === undefined
+    ? Effect.fail(unsupported(provider.name, `attach to sandbox ${id}`, "attaching to sandboxes by id"))
+    : provider.connect(id, spec)
+
 export const connect = (tag: Tag) => (id: string, spec: SandboxProvider.Spec) =>
-  Effect.flatMap(tag, (provider) =>
-    provider.connect === undefined
-      ? Effect.fail(unsupported(provider.name, `attach to sandbox ${id}`, "attaching to sandboxes by id"))
-      : provider.connect(id, spec)
-  )
+  Effect.flatMap(tag, (provider) => connectWith(provider, id, spec))
 
 export const sweep =
   (tag: Tag) =>

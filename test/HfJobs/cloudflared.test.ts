@@ -106,7 +106,12 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("cloudflared in
   )
 
   for (const [name, fault, env, expected] of [
-    ["a checksum mismatch", "cloudflaredDownloadCorrupt", {}, "hf-sandbox: cloudflared download failed verification"],
+    [
+      "a checksum mismatch",
+      "cloudflaredDownloadCorrupt",
+      {},
+      "hf-sandbox: tunnel failed: cloudflared download failed verification"
+    ],
     [
       "a download cut short every time",
       "cloudflaredDownloadTruncated",

@@ -45,6 +45,10 @@ describe("named sandboxes on the local provider", () => {
           assert.include(taken.message, sb.id)
           const other = yield* Sandbox.connect({ name: "owned-one" })
           assert.strictEqual(other.id, sb.id)
+          // Attached by name, it is still the owned sandbox it is: it ends with its maker's scope.
+          assert.strictEqual(sb.details.detached, false)
+          assert.strictEqual(other.details.detached, false)
+          assert.strictEqual(other.details.name, "owned-one")
           assert.strictEqual((yield* other.exec("echo hi")).stdout, "hi\n")
           const listed = yield* SandboxProvider.list({ name: "owned-one" })
           assert.deepStrictEqual(
@@ -70,6 +74,8 @@ describe("named sandboxes on the local provider", () => {
           { concurrency: 2 }
         )
         assert.strictEqual(a.id, b.id)
+        assert.strictEqual(a.details.detached, true)
+        assert.strictEqual(b.details.detached, true)
         const live = yield* SandboxProvider.list({ name: "raced" })
         assert.deepStrictEqual(
           live.rows.map((r) => r.id),
@@ -199,10 +205,17 @@ layer(HubEnv, { excludeTestServices: true, timeout: "90 seconds" })(
           [drop.id]
         )
         assert.deepStrictEqual(yield* HfJobs.sweep({ labels: { sweep: "drop" }, olderThan: "1h" }), [])
+        const emu = yield* emulator
+        const before = (yield* emu.requests).length
         const swept = yield* HfJobs.sweep({ labels: { sweep: "drop" } })
         assert.deepStrictEqual(
           swept.map((s) => s.id),
           [drop.id]
+        )
+        // The listing found the job: it is cancelled as listed, not fetched again first.
+        assert.deepStrictEqual(
+          (yield* emu.requests).slice(before).map((r) => r.route),
+          ["list", "cancel"]
         )
         yield* assertCancelled(drop.id)
         const seam = yield* SandboxProvider.sweep({ labels: { sweep: "keep" } })

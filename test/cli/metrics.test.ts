@@ -3,6 +3,7 @@
  * the emulated Hub, and live samples of a local and an emulated HF sandbox, ended by `--count` or Ctrl-C.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
 import {
   cli,
   createHf,
@@ -47,6 +48,23 @@ describe("hf-sandbox hardware and top", () => {
     assert.deepInclude(t4, { cpu: "4 vCPU", ram: "15 GB", unitLabel: "minute", pricePerHour: 0.4 })
   })
 
+  it("hardware --local says that the catalog is HF Jobs' and lists nothing: local sandboxes have no flavors", async () => {
+    for (const args of [
+      ["--local", "hardware"],
+      ["hardware", "--local"],
+      ["--local", "hardware", "--json"]
+    ]) {
+      const refused = await cli(args, { hf: true })
+      expectCode(refused, 2)
+      assert.strictEqual(refused.stdout.includes("cpu-basic"), false, "no catalog on stdout")
+      const said = args.includes("--json")
+        ? (JSON.parse(refused.stdout) as { error: { type: string; message: string } }).error
+        : { type: "UsageError", message: refused.stderr }
+      assert.strictEqual(said.type, "UsageError")
+      assert.match(said.message, /HF Jobs hardware.*--local.*no flavors.*without --local/s)
+    }
+  })
+
   it("top prints a local sandbox's samples (--json: one document each) and stops after --count", async () => {
     const id = await createLocal()
     const json = await local(["top", "--count", "2", "--interval", "200ms", "--json", id])
@@ -86,5 +104,30 @@ describe("hf-sandbox hardware and top", () => {
     } finally {
       expectCode(await hf(["kill", id]), 0)
     }
+  })
+
+  it("top reads an HF sandbox's samples from the Hub alone: no log is followed and its dead tunnel is not asked", async () => {
+    const id = await createHf() // the default transport: a quick tunnel
+    try {
+      // The tunnel dies, and the one cloudflared makes next answers 530 for as long as the test runs.
+      emulator.faults.tunnelWarmup530Ms = 600_000
+      assert.lengthOf(await Effect.runPromise(emulator.killTunnel(id)), 1)
+      const before = (await Effect.runPromise(emulator.requests)).length
+      const lookups = (await Effect.runPromise(emulator.dnsLookups)).length
+      const result = await hf(["top", "--count", "2", "--json", id])
+      expectCode(result, 0)
+      assert.lengthOf(result.stdout.trim().split("\n"), 2)
+      const asked = (await Effect.runPromise(emulator.requests)).slice(before).map((r) => r.route)
+      assert.notInclude(asked, "logs")
+      assert.includeMembers(asked, ["metrics"])
+      assert.lengthOf((await Effect.runPromise(emulator.dnsLookups)).slice(lookups), 0, "no tunnel name looked up")
+    } finally {
+      emulator.faults.tunnelWarmup530Ms = 0
+      expectCode(await hf(["kill", id]), 0)
+    }
+    // An ended sandbox has no samples to show, and top says why.
+    const ended = await hf(["top", id])
+    expectCode(ended, 1)
+    assert.match(ended.stderr, /not running \(CANCEL/)
   })
 })

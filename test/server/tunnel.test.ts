@@ -655,7 +655,7 @@ describe.skipIf(ARCH === undefined || process.platform === "win32")(
       expect(assetRequests).toBe(before + 1)
       const url = `${base}/${VERSION}/cloudflared-linux-${ARCH}`
       expect(r.stderr().split("\n")).toContain(
-        `hf-sandbox: cloudflared download failed verification: expected sha256 ${wrong}, got ${FAKE_SHA256} (${url})`
+        `hf-sandbox: tunnel failed: cloudflared download failed verification: expected sha256 ${wrong}, got ${FAKE_SHA256} (${url})`
       )
       expect(starts(c)).toEqual([]) // never executed
       expect(fs.readdirSync(path.join(c.cache, "hf-sandbox"))).toEqual([])

@@ -15,31 +15,37 @@ const dollars = (usd: number | undefined) =>
 export const hardware = Command.make(
   "hardware",
   globals,
-  action((_a, mode) =>
-    Effect.gen(function* () {
-      // The catalog is HF Jobs' whichever provider the invocation would use: loaded only when asked.
-      const HfJobs = yield* Effect.promise(() => import("../../HfJobs.js"))
-      const catalog = yield* HfJobs.hardware().pipe(Effect.provide(HfJobs.layerConfig()))
-      if (mode.json) return yield* Output.json(catalog)
-      if (mode.quiet) return yield* Effect.forEach(catalog, (h) => Output.line(h.name), { discard: true })
-      yield* Output.table(
-        COLUMNS,
-        catalog.map((h) => [
-          h.name,
-          h.prettyName,
-          h.cpu,
-          h.ram,
-          h.accelerator === undefined
-            ? ""
-            : `${h.accelerator.quantity}x ${h.accelerator.model} (${h.accelerator.vram})`,
-          dollars(h.pricePerHour)
-        ])
-      )
-    })
+  action(
+    (_a, mode) =>
+      Effect.gen(function* () {
+        // The catalog is HF Jobs': loaded only when asked.
+        const HfJobs = yield* Effect.promise(() => import("../../HfJobs.js"))
+        const catalog = yield* HfJobs.hardware().pipe(Effect.provide(HfJobs.layerConfig()))
+        if (mode.json) return yield* Output.json(catalog)
+        if (mode.quiet) return yield* Effect.forEach(catalog, (h) => Output.line(h.name), { discard: true })
+        yield* Output.table(
+          COLUMNS,
+          catalog.map((h) => [
+            h.name,
+            h.prettyName,
+            h.cpu,
+            h.ram,
+            h.accelerator === undefined
+              ? ""
+              : `${h.accelerator.quantity}x ${h.accelerator.model} (${h.accelerator.vram})`,
+            dollars(h.pricePerHour)
+          ])
+        )
+      }),
+    {
+      defaultProviderOnly: (chosen) =>
+        `hardware lists the HF Jobs hardware catalog (the flavors --flavor takes); --${chosen.flag} sandboxes run on ` +
+        `${chosen.title} and have no flavors: run hf-sandbox hardware without --${chosen.flag}`
+    }
   )
 ).pipe(
   Command.withDescription(
     "List the HF Jobs hardware (the flavors --flavor takes) with CPU, RAM, accelerators and the price per hour. " +
-      "Jobs are billed by the minute while they run."
+      "Jobs are billed by the minute while they run. Not with --local: local sandboxes have no flavors."
   )
 )

@@ -6,7 +6,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { MetricsSample } from "../../Sandbox.js"
-import { action, idOf } from "../action.js"
+import * as SandboxProvider from "../../SandboxProvider.js"
+import { action, idOf, type Needs } from "../action.js"
 import { attach } from "../attach.js"
 import { durationFlag, globals, sandboxId } from "../options.js"
 import * as Output from "../output.js"
@@ -47,8 +48,13 @@ export const top = Command.make(
         const count = Option.getOrUndefined(a.count)
         if (count !== undefined && count < 1)
           return yield* new Parse.UsageError({ message: "--count must be 1 or more" })
-        const sb = yield* attach(id)
-        const samples = sb.metrics(interval === undefined ? {} : { interval })
+        const options = interval === undefined ? {} : { interval }
+        // Where the platform measures the sandbox (HF Jobs), its samples need no connection to it.
+        const provider = yield* SandboxProvider.SandboxProvider
+        const samples: Stream.Stream<MetricsSample, unknown, Needs> =
+          provider.metrics !== undefined
+            ? provider.metrics(id, options)
+            : Stream.unwrap(Effect.map(attach(id), (sb) => sb.metrics(options)))
         yield* (count === undefined ? samples : Stream.take(samples, count)).pipe(
           Stream.runForEach((sample) => (mode.json ? Output.json(sample) : Output.line(render(sample))))
         )

@@ -335,24 +335,25 @@ const call = <A>(
         const fetch: typeof globalThis.fetch = (input, init) => hubFetch(ctx, seen)(input, { ...init, signal })
         return { value: await run(fetch, Redacted.value(ctx.config.token)), status: seen.status }
       },
-      catch: (cause) =>
-        new HubError({
-          operation,
-          // A stream cut after a 200 is a transport failure (no status), worth reopening; an error answer
-          // carries its status and the wait the Hub asked for; so does a refused redirect (its 3xx), which
-          // no retry would change.
-          status:
-            cause instanceof Hub.HubApiError
-              ? cause.statusCode
-              : cause instanceof RedirectRefused
-                ? seen.status
-                : undefined,
-          detail: describe(cause),
-          retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
-          tokenSource: ctx.config.tokenSource,
-          ...unreachableOf(ctx, cause)
-        })
+      catch: (cause) => failureOf(ctx, operation, seen, cause)
     })
+  })
+
+/**
+ * A Hub request that failed, as a `HubError`, whichever way it was sent (an SDK call or stream, the
+ * HttpClient): an error answer carries its status and the wait the Hub asked for; a refused redirect its
+ * 3xx, which no retry would change; a transport failure (a stream cut after a 200 among them) no status,
+ * so it is worth another try, and says when nothing answers at the endpoint.
+ */
+const failureOf = (ctx: HubContext, operation: string, seen: Seen, cause: unknown) =>
+  new HubError({
+    operation,
+    status:
+      cause instanceof Hub.HubApiError ? cause.statusCode : cause instanceof RedirectRefused ? seen.status : undefined,
+    detail: describe(cause),
+    retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
+    tokenSource: ctx.config.tokenSource,
+    ...unreachableOf(ctx, cause)
   })
 
 const unreachableOf = (ctx: HubContext, cause: unknown) => {
@@ -433,16 +434,7 @@ const send = (ctx: HubContext, operation: string, request: HttpClientRequest.Htt
     }).pipe(
       Effect.scoped,
       Effect.catchTags({
-        RequestError: (error) =>
-          Effect.fail(
-            new HubError({
-              operation,
-              // A refused redirect is an answer (its 3xx), not a transport failure worth retrying.
-              status: error.cause instanceof RedirectRefused ? seen.status : undefined,
-              detail: describe(error.cause ?? error),
-              ...unreachableOf(ctx, error.cause)
-            })
-          ),
+        RequestError: (error) => Effect.fail(failureOf(ctx, operation, seen, error.cause ?? error)),
         ResponseError: (error) => Effect.fail(failure(`the answer was cut short or malformed: ${error.message}`))
       }),
       Effect.provide(FetchHttpClient.layer),
@@ -543,18 +535,11 @@ const sse = <A>(
           iterator.return(undefined).catch(() => undefined)
         })
       )
-      const toError = (cause: unknown) =>
-        new HubError({
-          operation,
-          // A stream cut after a 200 is a transport failure (no status), worth reopening; an error answer
-          // carries its status and the wait the Hub asked for.
-          status: cause instanceof Hub.HubApiError ? cause.statusCode : undefined,
-          detail: describe(cause),
-          retryAfterMs: cause instanceof Hub.HubApiError ? seen.retryAfterMs : undefined,
-          tokenSource: ctx.config.tokenSource
-        })
       return Stream.repeatEffectOption(
-        Effect.tryPromise({ try: () => iterator.next(), catch: toError }).pipe(
+        Effect.tryPromise({
+          try: () => iterator.next(),
+          catch: (cause) => failureOf(ctx, operation, seen, cause)
+        }).pipe(
           Effect.mapError(Option.some),
           Effect.flatMap((step) => (step.done ? Effect.fail(Option.none()) : Effect.succeed(step.value)))
         )

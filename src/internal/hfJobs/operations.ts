@@ -1,6 +1,6 @@
 /**
- * Operations on sandboxes by id, beyond the one a program holds: find, list, kill, read the log. Ids are
- * checked before any request; jobs that are not sandboxes are refused.
+ * Operations on sandboxes by id, beyond the one a program holds: find, list, kill, read the log and the
+ * metrics. Ids are checked before any request; jobs that are not sandboxes are refused.
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -18,6 +18,7 @@ import * as JobLabels from "./jobLabels.js"
 import * as JobRef from "./jobRef.js"
 import { cancelJob, isSandboxJob, LABEL } from "./jobs.js"
 import { jobLogs, timingOf } from "./logs.js"
+import { jobMetrics } from "./metrics.js"
 
 /** Finds a live sandbox job by `[namespace/]id`, refusing anything else (a malformed id before any request). */
 export const findSandbox = (ctx: ProviderContext, ref: string, explicitNamespace: string | undefined) =>
@@ -118,7 +119,10 @@ export const sweep = (ctx: ProviderContext, sweepOptions: Parameters<Service["sw
     const live = yield* list(ctx, { namespace: sweepOptions.namespace, labels: filters.labels, name: filters.name })
     const matches = yield* Sweep.select(live, filters.olderThan)
     if (sweepOptions.dryRun) return matches
-    return yield* Sweep.stopAll(matches, (s) => kill(ctx, `${s.namespace}/${s.id}`))
+    const client = yield* ctx.hub
+    const { cancelRetry } = yield* Schedules.Schedules
+    // The listing found each one a sandbox job: it is cancelled as listed, not fetched again as `kill` does.
+    return yield* Sweep.stopAll(matches, (s) => cancelJob(client, s.namespace, s.id, cancelRetry))
   }).pipe(
     Effect.mapError((error) => StartErrors.during("sweep sandboxes", error)),
     Effect.withSpan("HfJobs.sweep", {
@@ -134,6 +138,29 @@ export const kill = (ctx: ProviderContext, id: string, killOptions: Parameters<S
   }).pipe(
     Effect.mapError((error) => StartErrors.during(`kill sandbox ${id}`, error)),
     Effect.withSpan("HfJobs.kill", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } })
+  )
+
+/** A sandbox's refusal to attach to a job that has ended. */
+export const notRunning = (id: string, stage: string) =>
+  new StartError({ provider: "hf-jobs", reason: "JobFailed", detail: `sandbox ${id} is not running (${stage})` })
+
+/**
+ * A running sandbox's resource samples by id, from the Hub's metrics stream alone: neither its tunnel nor
+ * its log is looked up, since the samples do not come from its server. (The Hub sends one a second: no
+ * interval applies.)
+ */
+export const metrics = (ctx: ProviderContext, id: string) =>
+  Stream.unwrap(
+    Effect.gen(function* () {
+      const { client, job, namespace } = yield* findSandbox(ctx, id, undefined)
+      if (Hub.isTerminal(job.status.stage)) return yield* notRunning(id, job.status.stage)
+      // The provider's own `schedules` option wins over the Context value for its by-id calls.
+      const schedules = Schedules.override(yield* Schedules.Schedules, ctx.config.schedules)
+      return jobMetrics(client, namespace, job.id, schedules.logReconnect)
+    })
+  ).pipe(
+    Stream.mapError((error) => StartErrors.during(`read the metrics of sandbox ${id}`, error)),
+    Stream.withSpan("HfJobs.metrics", { attributes: { "sandbox.id": id, "sandbox.provider": "hf-jobs" } })
   )
 
 /** A sandbox's log by id: the log so far, or with `follow` until the sandbox ends. */

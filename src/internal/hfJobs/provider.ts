@@ -21,7 +21,7 @@ import * as Hub from "./hub.js"
 import { CANCEL_BOUND, jobSpec, LABEL, releaseJob, SERVER_PORT } from "./jobs.js"
 import { listing } from "./listing.js"
 import * as Names from "./names.js"
-import { findSandbox, kill, list, logs, sweep } from "./operations.js"
+import { findSandbox, kill, list, logs, metrics, notRunning, sweep } from "./operations.js"
 import type { HfSpec } from "./sandboxOptions.js"
 import * as HfSandboxOptions from "./sandboxOptions.js"
 import { isJobProxyUrl } from "./tunnel.js"
@@ -47,7 +47,8 @@ export const make = (
         ),
       list: (options) => listing(ctx, options),
       kill: (id) => kill(ctx, id),
-      logs: (id, options) => logs(ctx, id, options)
+      logs: (id, options) => logs(ctx, id, options),
+      metrics: (id) => metrics(ctx, id)
     },
     service: {
       list: (options) => list(ctx, options),
@@ -206,13 +207,7 @@ export const connect = (ctx: ProviderContext, id: string, spec: HfSpec) =>
   Effect.gen(function* () {
     const { client, job, namespace } = yield* findSandbox(ctx, id, spec.namespace)
     const hfToken = (yield* ctx.credential).token
-    if (Hub.isTerminal(job.status.stage)) {
-      return yield* new StartError({
-        provider: "hf-jobs",
-        reason: "JobFailed",
-        detail: `sandbox ${id} is not running (${job.status.stage})`
-      })
-    }
+    if (Hub.isTerminal(job.status.stage)) return yield* notRunning(id, job.status.stage)
     const hasProxy = (job.status.exposeUrls ?? []).some((u) =>
       isJobProxyUrl(u, job.id, SERVER_PORT, ctx.config.jobsDomain)
     )

@@ -6,7 +6,6 @@
 import * as ChildProcess from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -28,7 +27,10 @@ import * as LocalState from "./state.js"
 import { backstop, stop, stopServer } from "./stop.js"
 import * as Workdir from "./workdir.js"
 
-/** The endpoint of a detached sandbox, made here or found by its state file. */
+/**
+ * The endpoint of a sandbox found by its state file (detached, or named and owned by some scope), or of a
+ * detached one made here.
+ */
 const endpoint = (
   ctx: LocalContext,
   state: LocalState.State,
@@ -54,7 +56,7 @@ const endpoint = (
     python: state.python,
     port: state.port,
     serverVersion: state.serverVersion,
-    detached: true,
+    detached: state.detached ?? true,
     idleTimeoutSeconds: state.idleTimeoutSeconds,
     ...(state.name !== undefined ? { name: state.name } : {})
   }
@@ -110,19 +112,18 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
     child.stdout?.destroy()
     child.unref()
 
-    const state: LocalState.State = {
+    const state = LocalState.record({
       id,
-      pid: server!.pid,
-      startTime: server!.startTime,
+      server: server!,
       port: announce.port,
       token,
       workdir,
       python: launch.python,
       serverVersion: announce.version,
-      createdAtMs: Date.now(),
-      idleTimeoutSeconds: spec.idleTimeout ? Duration.toSeconds(spec.idleTimeout) : 0,
-      ...(labels !== undefined ? { labels } : {})
-    }
+      idleTimeout: spec.idleTimeout,
+      labels,
+      detached: true
+    })
     // A name is taken with the state file's write, if it is still free (see ./names).
     yield* spec.name !== undefined
       ? Names.claim(ctx.stateDir, { ...state, name: spec.name })

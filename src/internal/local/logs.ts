@@ -100,6 +100,32 @@ const readFrom = (file: string, position: number): Buffer => {
   }
 }
 
+/**
+ * The last `capacity` lines, oldest first. A full ring overwrites its oldest slot: dropping the first of
+ * an array (`shift`) would move the other 9,999 lines for every new one.
+ */
+export const lineRing = (capacity: number) => {
+  const slots: Array<string> = []
+  // The oldest line's slot once the ring is full (0 until then).
+  let oldest = 0
+  return {
+    push: (line: string) => {
+      if (slots.length < capacity) {
+        slots.push(line)
+      } else {
+        slots[oldest] = line
+        oldest = (oldest + 1) % capacity
+      }
+    },
+    /** The last `n` lines (every one when `n` is undefined; none when it is 0 or less), oldest first. */
+    last: (n?: number): Array<string> => {
+      const count = n === undefined ? slots.length : Math.min(Math.max(0, n), slots.length)
+      const first = oldest + slots.length - count
+      return Array.from({ length: count }, (_, i) => slots[(first + i) % slots.length]!)
+    }
+  }
+}
+
 /** Keeps the last few KiB the server wrote to stderr, for start errors. */
 export const makeTail = () => {
   let text = ""
@@ -131,7 +157,7 @@ export const captureStderr = (
   Scope.Scope
 > =>
   Effect.gen(function* () {
-    const log: Array<string> = []
+    const log = lineRing(LOG_LINES)
     const logHub = yield* PubSub.unbounded<string>()
     const stderrDone = yield* stderr.pipe(
       Stream.decodeText(),
@@ -140,7 +166,6 @@ export const captureStderr = (
         Effect.suspend(() => {
           tail.push(`${line}\n`)
           log.push(line)
-          if (log.length > LOG_LINES) log.shift()
           return PubSub.publish(logHub, line)
         })
       ),
@@ -151,8 +176,8 @@ export const captureStderr = (
       Stream.unwrapScoped(
         Effect.gen(function* () {
           const live = options.follow ? yield* PubSub.subscribe(logHub) : undefined
-          // `slice(-0)` would be the whole log: the last zero lines are none, as for a detached sandbox.
-          const snapshot = options.tail === undefined ? [...log] : log.slice(Math.max(0, log.length - options.tail))
+          // The last zero lines are none, as for a detached sandbox.
+          const snapshot = log.last(options.tail)
           const rest =
             live === undefined
               ? Stream.empty

@@ -9,7 +9,6 @@ import * as Command from "@effect/platform/Command"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -88,17 +87,19 @@ const named = (
 ) =>
   Effect.acquireRelease(
     Names.claim(ctx.stateDir, {
-      ...Owner.of(sandbox.started.proc.pid),
-      id: sandbox.id,
-      port: sandbox.announce.port,
-      token: sandbox.started.token,
-      workdir: sandbox.started.workdir,
-      python: sandbox.started.python,
-      serverVersion: sandbox.announce.version,
-      createdAtMs: Date.now(),
-      idleTimeoutSeconds: spec.idleTimeout ? Duration.toSeconds(spec.idleTimeout) : 0,
-      name: sandbox.name,
-      ...(sandbox.labels !== undefined ? { labels: sandbox.labels } : {})
+      ...LocalState.record({
+        id: sandbox.id,
+        server: Owner.of(sandbox.started.proc.pid),
+        port: sandbox.announce.port,
+        token: sandbox.started.token,
+        workdir: sandbox.started.workdir,
+        python: sandbox.started.python,
+        serverVersion: sandbox.announce.version,
+        idleTimeout: spec.idleTimeout,
+        labels: sandbox.labels,
+        detached: false
+      }),
+      name: sandbox.name
     }),
     // The state file and log only: the working directory is the scope's own to remove, last.
     () => Effect.sync(() => LocalState.removeFiles(ctx.stateDir, sandbox.id, undefined))
@@ -238,6 +239,7 @@ const endpoint = (started: Started, watched: Watched, announce: Protocol.Listeni
     workdir: started.workdir,
     python: started.python,
     port: announce.port,
-    serverVersion: announce.version
+    serverVersion: announce.version,
+    detached: false
   }
 })

@@ -10,6 +10,7 @@
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { namesIn } from "../dirNames.js"
 import * as TransferJournal from "../files/journal.js"
@@ -33,7 +34,43 @@ export interface State extends Owner.Owner {
   readonly name?: string | undefined
   /** The labels it was made with (HF Jobs' `labels` option), for `list`/`sweep` filters. */
   readonly labels?: Readonly<Record<string, string>> | undefined
+  /**
+   * False for a named owned sandbox's file: its server ends with its maker's scope, whoever attaches.
+   * Absent in the files of detached sandboxes (the only ones that had files before names).
+   */
+  readonly detached?: false | undefined
 }
+
+/** What a started server's state record is made of, owned or detached alike. */
+export interface Started {
+  readonly id: string
+  /** The server (on Linux its supervisor), as it was when it started. */
+  readonly server: Owner.Owner
+  readonly port: number
+  readonly token: string
+  readonly workdir: string
+  readonly python: string
+  readonly serverVersion: string
+  readonly idleTimeout: Duration.Duration | undefined
+  readonly labels: Readonly<Record<string, string>> | undefined
+  /** False for an owned sandbox (see `State.detached`). */
+  readonly detached: boolean
+}
+
+/** The state record of a server started now (its name, if any, is added as it is claimed: ./names). */
+export const record = (started: Started): State => ({
+  ...started.server,
+  id: started.id,
+  port: started.port,
+  token: started.token,
+  workdir: started.workdir,
+  python: started.python,
+  serverVersion: started.serverVersion,
+  createdAtMs: Date.now(),
+  idleTimeoutSeconds: started.idleTimeout ? Duration.toSeconds(started.idleTimeout) : 0,
+  ...(started.labels !== undefined ? { labels: started.labels } : {}),
+  ...(started.detached ? {} : { detached: false })
+})
 
 /** Ids of detached local sandboxes; checked before an id becomes part of a file path. */
 export const ID_PATTERN = /^local-[0-9a-f]{6,32}$/

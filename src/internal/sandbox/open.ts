@@ -16,6 +16,7 @@ import { AuthError, RequestTimeoutError, StartError } from "../../SandboxError.j
 import * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
 import * as Telemetry from "../../Telemetry.js"
+import { connectWith } from "../providerSeam.js"
 import * as StartErrors from "../startError.js"
 import * as Wire from "../wire/client.js"
 import { build } from "./api.js"
@@ -29,19 +30,14 @@ export type Acquire = (
   spec: SandboxProvider.Spec
 ) => Effect.Effect<SandboxProvider.Endpoint, StartError, Scope.Scope>
 
-/** `connect`'s way to an endpoint: the provider attaches to the sandbox `id`, when it can. */
+/**
+ * `connect`'s way to an endpoint: the provider attaches to the sandbox `id`. One that cannot is refused as
+ * the seam's `connect` refuses it (`InvalidOptions`: a provider to change, not a sandbox to wait for).
+ */
 export const attachTo =
   (id: string): Acquire =>
   (provider, spec) =>
-    provider.connect === undefined
-      ? Effect.fail(
-          new StartError({
-            provider: provider.name,
-            reason: "NotReady",
-            detail: `the ${provider.name} provider cannot attach to an existing sandbox`
-          })
-        )
-      : provider.connect(id, spec)
+    connectWith(provider, id, spec)
 
 /** Opens a sandbox from the endpoint `acquire` gives, waits until it answers, and builds its API. */
 export const open = (

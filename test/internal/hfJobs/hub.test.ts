@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Hub from "../../../src/internal/hfJobs/hub.js"
 import { HubError } from "../../../src/SandboxError.js"
@@ -184,6 +185,60 @@ describe("Hub API wrapper", () => {
       yield* TestClock.adjust("1 minute")
       yield* Fiber.join(second)
       assert.strictEqual(busy, 7)
+    })
+  )
+})
+
+describe("Hub API wrapper: one failure mapping for calls, requests and streams", () => {
+  const withSource = (endpoint: string) =>
+    Hub.make({ endpoint, token: Redacted.make(TOKEN), userAgent: "hf-sandbox-test", tokenSource: "HF_TOKEN" })
+  /** The same failure through each way a request is sent: an SDK call, the HttpClient, an SSE stream. */
+  const failures = (endpoint: string) =>
+    Effect.gen(function* () {
+      const hub = withSource(endpoint)
+      return {
+        call: yield* Effect.flip(hub.getJob("alice", "x")),
+        send: yield* Effect.flip(hub.listJobs("alice", {}, noRetry)),
+        sse: yield* Effect.flip(Stream.runDrain(hub.logs("alice", "x"))),
+        metrics: yield* Effect.flip(Stream.runDrain(hub.metrics("alice", "x")))
+      }
+    })
+  const fields = (error: HubError) => ({
+    status: error.status,
+    unreachable: error.unreachable?.endpoint,
+    tokenSource: error.tokenSource
+  })
+
+  it.scopedLive("nothing listening: each marks the Hub unreachable and names the token's source", () =>
+    Effect.gen(function* () {
+      // A port that was just free: nothing answers there.
+      const gone = yield* server(() => undefined)
+      yield* Effect.promise(() => new Promise<void>((resolve) => gone.server.close(() => resolve())))
+      for (const [way, error] of Object.entries(yield* failures(gone.url))) {
+        assert.deepStrictEqual(
+          fields(error),
+          { status: undefined, unreachable: gone.url, tokenSource: "HF_TOKEN" },
+          way
+        )
+      }
+    })
+  )
+
+  it.scopedLive("a redirect to another host: each is refused with its 3xx, and no token goes there", () =>
+    Effect.gen(function* () {
+      const elsewhere = yield* server((_req, res) => {
+        res.writeHead(200, { "content-type": "application/json" })
+        res.end("{}")
+      })
+      const hub = yield* server((_req, res) => {
+        res.writeHead(302, { location: `${elsewhere.url.replace("127.0.0.1", "localhost")}/api/jobs/alice` })
+        res.end()
+      })
+      for (const [way, error] of Object.entries(yield* failures(hub.url))) {
+        assert.deepStrictEqual(fields(error), { status: 302, unreachable: undefined, tokenSource: "HF_TOKEN" }, way)
+        assert.include(error.message, "another host", way)
+      }
+      assert.deepStrictEqual(elsewhere.seen, [])
     })
   )
 })
