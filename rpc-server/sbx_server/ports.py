@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from .common import SCOPE, HttpError, bad_request, log
+from .common import SCOPE, HttpError, log
 from .proxy import PROXIED, parse_port
 
 PROBE_TIMEOUT = 1.0  # a loopback connect: a listener answers at once
