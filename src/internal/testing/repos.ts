@@ -14,10 +14,11 @@ import type * as http from "node:http"
 import type * as Testing from "../../Testing.js"
 import { ORG } from "./accounts.js"
 import { answer, readBody, sendError, sendJson } from "./http.js"
-import type { OAuthState } from "./oauth.js"
+import type { OAuthState, Verdict } from "./oauth.js"
 import { handleLfs, type LfsContext, type LfsTarget } from "./repoLfs.js"
 import { commit as commitTo, preupload } from "./repoWrites.js"
 import { hex } from "./util.js"
+import type { EmulatedVolume, VolumeRefusal } from "./volumes.js"
 
 type RepoType = "model" | "dataset" | "space"
 
@@ -166,10 +167,7 @@ export class Repos {
       sendError(res, 401, "Invalid credentials in Authorization header")
       return undefined
     }
-    const namespace = target.repoId.split("/")[0]
-    const mine =
-      (verdict?._tag === "Valid" && (namespace === this.ctx.user() || namespace === ORG)) ||
-      (verdict?._tag === "Scoped" && verdict.resource.endsWith(target.repoId))
+    const mine = this.mine(verdict, target.repoId)
     const repo = this.repos.get(`${target.type}/${target.repoId}`)
     if (repo === undefined || (repo.private && !mine)) {
       // Without a token the Hub cannot tell a private repo from a missing one: 401 either way.
@@ -183,6 +181,33 @@ export class Repos {
       return undefined
     }
     return repo
+  }
+
+  /** Whether a token with this verdict may write the repo (and read it when it is private). */
+  private mine(verdict: Verdict | undefined, repoId: string) {
+    const namespace = repoId.split("/")[0]
+    return (
+      (verdict?._tag === "Valid" && (namespace === this.ctx.user() || namespace === ORG)) ||
+      (verdict?._tag === "Scoped" && verdict.resource.endsWith(repoId))
+    )
+  }
+
+  /**
+   * A repo volume's files at its revision as the emulator's user may read them, or the Hub's refusal: a
+   * repo that does not exist and a private one of someone else are both 404, as the Hub hides the latter.
+   */
+  volumeFiles(volume: EmulatedVolume): ReadonlyMap<string, Uint8Array> | VolumeRefusal {
+    const type = volume.type as RepoType
+    const repo = this.repos.get(`${type}/${volume.source}`)
+    const what = `${type} ${volume.source}`
+    if (repo === undefined || (repo.private && !this.mine({ _tag: "Valid" }, volume.source))) {
+      return { status: 404, message: `Repository not found: ${what}`, code: "RepoNotFound" }
+    }
+    const commit = revisionOf(repo, volume.revision ?? "main")
+    if (commit === undefined) {
+      return { status: 404, message: `Invalid rev id: ${volume.revision} in ${what}`, code: "RevisionNotFound" }
+    }
+    return new Map([...commit.files].map(([path, file]) => [path, new Uint8Array(file.content)]))
   }
 
   private async pathsInfo(req: http.IncomingMessage, res: http.ServerResponse, commit: Commit) {
