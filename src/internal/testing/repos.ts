@@ -30,6 +30,8 @@ export interface StoredFile {
 export interface Commit {
   readonly oid: string
   readonly files: ReadonlyMap<string, StoredFile>
+  /** Other names this commit answers to as a revision (a seed's `tags`). */
+  readonly tags?: ReadonlyArray<string>
 }
 
 export interface Repo {
@@ -88,7 +90,7 @@ export class Repos {
     const oid = hex(20)
     const existing = this.repos.get(`${type}/${seed.repo}`)
     const commits = existing?.commits ?? []
-    commits.push({ oid, files })
+    commits.push({ oid, files, tags: seed.tags ?? [] })
     this.repos.set(`${type}/${seed.repo}`, {
       type,
       id: seed.repo,
@@ -251,7 +253,9 @@ interface Target {
 }
 
 const revisionOf = (repo: Repo, revision: string) =>
-  revision === "main" ? repo.commits.at(-1) : repo.commits.find((c) => c.oid === revision)
+  revision === "main"
+    ? repo.commits.at(-1)
+    : [...repo.commits].reverse().find((c) => c.oid === revision || c.tags?.includes(revision) === true)
 
 /** The tree entries below `path` (itself included only in a recursive listing of ""), sorted by path. */
 const entriesOf = (commit: Commit, path: string, recursive: boolean) => {
