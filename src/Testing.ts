@@ -607,6 +607,11 @@ export interface HubRepoSeed {
    * closes: a transfer interrupted mid-way, deterministically.
    */
   readonly stallAfterBytes?: number | undefined
+  /**
+   * The next `times` downloads of the repo's regular files send `afterBytes` bytes (counted from where the
+   * request starts: a resumed download's `Range`) and then cut the connection: a download that must resume.
+   */
+  readonly cutDownloads?: { readonly afterBytes: number; readonly times: number } | undefined
   /** Uploads of at least this many bytes go to LFS (`preupload` answers `lfs`); default 10 MB, as the Hub. */
   readonly lfsThreshold?: number | undefined
   /**

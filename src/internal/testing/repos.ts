@@ -42,6 +42,8 @@ export interface Repo {
   readonly commits: Array<Commit>
   readonly pageSize: number
   readonly stallAfterBytes: number | undefined
+  /** The next `times` downloads of a regular file are cut after `afterBytes` bytes (a seed's `cutDownloads`). */
+  readonly cutDownloads: { readonly afterBytes: number; times: number } | undefined
   /** `preupload` answers `lfs` for files of at least this many bytes. */
   readonly lfsThreshold: number
   /** LFS objects above this many bytes are uploaded in parts of this size. */
@@ -98,6 +100,7 @@ export class Repos {
       commits,
       pageSize: seed.treePageSize ?? 1000,
       stallAfterBytes: seed.stallAfterBytes,
+      cutDownloads: seed.cutDownloads === undefined ? undefined : { ...seed.cutDownloads },
       lfsThreshold: seed.lfsThreshold ?? existing?.lfsThreshold ?? LFS_THRESHOLD,
       lfsMultipartThreshold: seed.lfsMultipartThreshold ?? existing?.lfsMultipartThreshold ?? MULTIPART_THRESHOLD,
       corruptLfsUploads: seed.corruptLfsUploads ?? existing?.corruptLfsUploads ?? false
@@ -119,7 +122,7 @@ export class Repos {
     if (segments[0] === "__emulator" && segments[1] === "cdn" && segments.length === 3) {
       const blob = this.blobs.get(segments[2]!)
       if (blob === undefined) sendError(res, 404, "Not found")
-      else serve(req, res, blob.content, sha256(blob.content), undefined, undefined, this.held)
+      else serve(req, res, { content: blob.content, etag: sha256(blob.content) }, this.held)
       return true
     }
     const write = (target: LfsTarget) => this.access(req, res, { ...target, revision: "main", rest: "" }, true)
@@ -235,7 +238,20 @@ export class Repos {
       })
       return res.end()
     }
-    serve(req, res, file.content, gitOid(file.content), commit.oid, repo.stallAfterBytes, this.held)
+    const cut = repo.cutDownloads !== undefined && repo.cutDownloads.times > 0 ? repo.cutDownloads : undefined
+    if (cut !== undefined) cut.times -= 1
+    serve(
+      req,
+      res,
+      {
+        content: file.content,
+        etag: gitOid(file.content),
+        commitOid: commit.oid,
+        stallAfter: repo.stallAfterBytes,
+        cutAfter: cut?.afterBytes
+      },
+      this.held
+    )
   }
 
   dropHeld() {
@@ -300,26 +316,46 @@ const tree = (res: http.ServerResponse, url: URL, repo: Repo, commit: Commit, pa
   sendJson(res, 200, page, headers)
 }
 
-/** A file's bytes (held open mid-way for a stalled repo, for interruption tests). */
-const serve = (
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  content: Buffer,
-  etag: string,
-  commitOid: string | undefined,
-  stallAfter: number | undefined,
-  held: Set<http.ServerResponse>
-) => {
-  res.writeHead(200, {
+/** What `serve` sends: a file's bytes, and the faults of its repo. */
+interface Served {
+  readonly content: Buffer
+  readonly etag: string
+  readonly commitOid?: string | undefined
+  /** Send this many bytes, then hold the response open (an interrupted transfer that never ends). */
+  readonly stallAfter?: number | undefined
+  /** Send this many bytes, then cut the connection (a transfer that must resume). */
+  readonly cutAfter?: number | undefined
+}
+
+/**
+ * A file's bytes, from the start or (a `Range: bytes=N-` request, as a resumed download sends) from byte N
+ * with 206 and `Content-Range`, as the Hub and its CDN answer; held open or cut mid-way for fault tests.
+ */
+const serve = (req: http.IncomingMessage, res: http.ServerResponse, served: Served, held: Set<http.ServerResponse>) => {
+  const { content, stallAfter, cutAfter } = served
+  const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ""))
+  const start = range === null ? 0 : Number(range[1])
+  if (start > 0 && start >= content.length) {
+    res.writeHead(416, { "content-range": `bytes */${content.length}`, "content-length": 0 })
+    return res.end()
+  }
+  const body = content.subarray(start)
+  res.writeHead(start > 0 ? 206 : 200, {
     "content-type": "application/octet-stream",
-    "content-length": content.length,
-    etag: `"${etag}"`,
-    ...(commitOid === undefined ? {} : { "x-repo-commit": commitOid })
+    "content-length": body.length,
+    etag: `"${served.etag}"`,
+    "accept-ranges": "bytes",
+    ...(start > 0 ? { "content-range": `bytes ${start}-${content.length - 1}/${content.length}` } : {}),
+    ...(served.commitOid === undefined ? {} : { "x-repo-commit": served.commitOid })
   })
   if (req.method === "HEAD") return res.end()
-  if (stallAfter === undefined || stallAfter >= content.length) return res.end(content)
+  if (cutAfter !== undefined && cutAfter < body.length) {
+    res.write(body.subarray(0, cutAfter), () => res.destroy())
+    return
+  }
+  if (stallAfter === undefined || stallAfter >= body.length) return res.end(body)
   // A download that stops mid-way and never ends, for interruption tests.
-  res.write(content.subarray(0, stallAfter))
+  res.write(body.subarray(0, stallAfter))
   held.add(res)
   res.on("close", () => held.delete(res))
 }
