@@ -423,8 +423,9 @@ class Slice:
         return block
 
 
-def lfs_batch(hub, revision, objects):
-    """The batch API's answer for the objects (`{oid, size}`) as a map oid -> object; a refused object fails."""
+def lfs_batch(hub, revision, objects, names):
+    """The batch API's answer for the objects (`{oid, size}`) as a map oid -> object; a refused object fails,
+    named by its path in the repo (`names`: oid -> path)."""
     prefix = "" if hub.repo_type == "model" else hub.repo_type + "s/"
     url = "%s/%s%s.git/info/lfs/objects/batch" % (hub.endpoint, prefix, hub.repo)
     body = {"operation": "upload", "transfers": ["basic", "multipart"], "objects": objects, "hash_algo": "sha256"}
@@ -435,8 +436,11 @@ def lfs_batch(hub, revision, objects):
         error = obj.get("error")
         if error:
             # 413/422 is the Hub refusing the object itself (above its size limit).
-            reason = "TooLarge" if error.get("code") in (413, 422) else "HubError"
-            raise Failure(reason, "the Hub refused LFS object %s: %s (%s)" % (obj.get("oid"), error.get("message"), error.get("code")), error.get("code"))
+            code = error.get("code")
+            what = "%s (%s bytes, LFS object %s)" % (names.get(obj.get("oid"), "?"), obj.get("size"), obj.get("oid"))
+            if code in (413, 422):
+                raise Failure("TooLarge", "the Hub refused %s as too large: %s (%s)" % (what, error.get("message"), code), code)
+            raise Failure("HubError", "the Hub refused %s: %s (%s)" % (what, error.get("message"), code), code)
         found[obj.get("oid")] = obj
     return found
 
@@ -513,7 +517,8 @@ def to_hub(spec, token):
     large = [(full, in_repo, os.path.getsize(full)) for full, in_repo in files if modes.get(in_repo) == "lfs"]
     if large:
         oids = {full: sha256_of(full) for full, _, _ in large}
-        objects = lfs_batch(hub, revision, [{"oid": oids[full], "size": size} for full, _, size in large])
+        names = {oids[full]: in_repo for full, in_repo, _ in large}
+        objects = lfs_batch(hub, revision, [{"oid": oids[full], "size": size} for full, _, size in large], names)
         for full, in_repo, size in large:
             progress["file"] = in_repo
             if oids[full] not in objects:

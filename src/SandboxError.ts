@@ -670,7 +670,9 @@ export class HubTransferError extends Schema.TaggedError<HubTransferError>("hf-s
         ? " Pass a token that can read (or write) this repo: the `token` option, or the provider's HF token."
         : this.reason === "NotFound"
           ? " Check the repo id, its type (`repoType`), the revision and the path."
-          : ""
+          : this.reason === "TooLarge"
+            ? " The Hub takes files of up to 500 GB and recommends chunks under 200 GB: split the file (e.g. into shards) and upload the parts."
+            : ""
     return `${this.operation} of ${this.repo} failed in the sandbox: ${this.detail}.${hint}`
   }
 }

@@ -621,6 +621,12 @@ export interface HubRepoSeed {
   readonly lfsMultipartThreshold?: number | undefined
   /** The LFS storage receives every object with its first byte changed: its sha256 check refuses it. */
   readonly corruptLfsUploads?: boolean | undefined
+  /**
+   * The LFS batch API refuses an object larger than this many bytes, in its answer for that object
+   * (`error: { code: 422, message }`), as the Hub refuses a file above its limit; default 500 GB, the
+   * Hub's hard limit for one file (hub-docs storage-limits.md). A few KB lets a test exercise it.
+   */
+  readonly lfsMaxObjectBytes?: number | undefined
 }
 
 /**

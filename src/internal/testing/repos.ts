@@ -49,10 +49,14 @@ export interface Repo {
   /** LFS objects above this many bytes are uploaded in parts of this size. */
   readonly lfsMultipartThreshold: number
   readonly corruptLfsUploads: boolean
+  /** The LFS batch API refuses objects above this many bytes (422). */
+  readonly lfsMaxObjectBytes: number
 }
 
 /** The Hub's own line for LFS: 10 MB (`preupload` answers `lfs` from there). */
 const LFS_THRESHOLD = 10 * 1024 * 1024
+/** The Hub's hard limit for one file: 500 GB (hub-docs storage-limits.md). */
+const MAX_FILE_BYTES = 500 * 1000 ** 3
 /** Above this the emulated storage asks for a multipart upload. */
 const MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
@@ -103,7 +107,8 @@ export class Repos {
       cutDownloads: seed.cutDownloads === undefined ? undefined : { ...seed.cutDownloads },
       lfsThreshold: seed.lfsThreshold ?? existing?.lfsThreshold ?? LFS_THRESHOLD,
       lfsMultipartThreshold: seed.lfsMultipartThreshold ?? existing?.lfsMultipartThreshold ?? MULTIPART_THRESHOLD,
-      corruptLfsUploads: seed.corruptLfsUploads ?? existing?.corruptLfsUploads ?? false
+      corruptLfsUploads: seed.corruptLfsUploads ?? existing?.corruptLfsUploads ?? false,
+      lfsMaxObjectBytes: seed.lfsMaxObjectBytes ?? existing?.lfsMaxObjectBytes ?? MAX_FILE_BYTES
     })
     return oid
   }
