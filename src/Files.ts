@@ -257,6 +257,39 @@ export interface HubTarget {
 }
 
 /**
+ * Where `toHub` puts files in a Storage Bucket (`hf://buckets/<bucket>/<path>`). Buckets store files
+ * through Xet, which only the `hf` CLI speaks: the upload runs the image's `hf` (see {@link Files.toHub}).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubBucketTarget {
+  /** `namespace/name` of the bucket; the token must be able to write it. */
+  readonly bucket: string
+  /**
+   * For a folder, the prefix in the bucket it is synced to (default the root). For a file, its path in
+   * the bucket (default its name at the root; a path ending with `/` is a folder it goes into).
+   */
+  readonly path?: string | undefined
+}
+
+/**
+ * What `toHub` to a bucket did.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubBucketUpload {
+  readonly bucket: string
+  /** Where the files went: `hf://buckets/<bucket>/<path>`. */
+  readonly destination: string
+  /** Whether a folder was synced (`hf buckets sync`) rather than one file copied (`hf buckets cp`). */
+  readonly folder: boolean
+  /** What `hf` printed on stdout (its own summary; buckets have no commits). */
+  readonly output: string
+}
+
+/**
  * Options of `toHub`.
  *
  * @since 0.2.0
@@ -421,7 +454,18 @@ export interface Files {
    * again; the storage gets no token), and the same commit points to them. The commit body (the regular
    * files) is built in the sandbox's memory.
    *
+   * With a {@link HubBucketTarget} (`{ bucket, path }`) it uploads to a Storage Bucket instead, by running
+   * the image's `hf` CLI in the sandbox (`hf buckets cp` for a file, `hf buckets sync` for a folder): bucket
+   * storage speaks Xet, which only `huggingface_hub` implements. The token reaches `hf` as `HF_TOKEN` in its
+   * environment only, and `HF_ENDPOINT` names the provider's Hub. Without `hf`, or with one older than
+   * `huggingface_hub` 1.5.0 (the first with buckets), it fails before any transfer with a
+   * `HubTransferError` (`Unsupported`) that says what to install. `onProgress` is not called (`hf`'s
+   * progress bars are not machine-readable).
+   *
    * @since 0.2.0
    */
-  readonly toHub: (src: string, target: HubTarget, options?: ToHubOptions) => Effect.Effect<HubUpload, OperationError>
+  readonly toHub: {
+    (src: string, target: HubTarget, options?: ToHubOptions): Effect.Effect<HubUpload, OperationError>
+    (src: string, target: HubBucketTarget, options?: ToHubOptions): Effect.Effect<HubBucketUpload, OperationError>
+  }
 }

@@ -4,8 +4,9 @@
  * `plan` for how a transfer runs); this composes them over one {@link Context}.
  */
 import * as Effect from "effect/Effect"
-import type { FileInfo, Files } from "../../Files.js"
+import type { FileInfo, Files, HubBucketTarget, HubTarget, ToHubOptions } from "../../Files.js"
 import type * as Protocol from "../../Protocol.js"
+import { isBucketTarget, toBucket } from "./bucket.js"
 import type { Context } from "./context.js"
 import { download, readBytes, readStream } from "./download.js"
 import { fromHub, toHub } from "./hub.js"
@@ -96,8 +97,12 @@ export const make = (ctx: Context): Files => {
       guard("files.fromHub", fromHub(ctx, source, dest, options), {
         "hub.repo_type": source?.repoType ?? "model"
       }),
-    toHub: (src, target, options = {}) =>
-      guard("files.toHub", toHub(ctx, src, target, options), { "hub.repo_type": target?.repoType ?? "model" })
+    toHub: ((src: string, target: HubTarget | HubBucketTarget, options: ToHubOptions = {}) =>
+      isBucketTarget(target)
+        ? guard("files.toHub", toBucket(ctx, src, target, options), { "hub.repo_type": "bucket" })
+        : guard("files.toHub", toHub(ctx, src, target, options), {
+            "hub.repo_type": target?.repoType ?? "model"
+          })) as Files["toHub"]
   }
 }
 

@@ -78,7 +78,7 @@ const checkRepo = (operation: string, source: HubSource, localName: "dest" | "sr
  * The Hub of a provider that names none: `HF_ENDPOINT` (else huggingface.co) and the token
  * `huggingface_hub` would find (`HF_TOKEN`, the token file, …); none is fine for a public repo.
  */
-const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
+export const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
   // The provider's own reading of `HF_ENDPOINT` (blank or unreadable counts as unset) and of the discovery's environment.
   Effect.map(HfConfig.resolve({}), ({ discovery, endpoint }) => ({
     endpoint,

@@ -53,8 +53,12 @@ const filesOf = (files: EffectFiles.Files): Files => ({
   downloadDir: (remoteDir, localDir, { signal, ...options } = {}) =>
     run(files.downloadDir(remoteDir, localDir, options), signal),
   fromHub: (source, dest, { signal, ...options } = {}) => run(files.fromHub(source, dest, options), signal),
-  toHub: (src, target, { signal, ...options } = {}) => run(files.toHub(src, target, options), signal)
+  // A repo or a bucket target alike: the Effect API's `toHub` tells them apart.
+  toHub: ((src: string, target: EffectFiles.HubTarget, { signal, ...options }: ToHubCall = {}) =>
+    run(files.toHub(src, target, options), signal)) as Files["toHub"]
 })
+
+type ToHubCall = EffectFiles.ToHubOptions & { readonly signal?: AbortSignal | undefined }
 
 /** A facade `stdin` option as the Effect API takes it. */
 const stdinOf = <O extends { readonly stdin?: StdinInput | "pipe" | undefined }>(options: O) => {

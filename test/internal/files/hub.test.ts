@@ -44,48 +44,56 @@ const tempDir = Effect.acquireRelease(
 
 const content = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7) % 256))
 
-layer(Testing.layer(), { excludeTestServices: true, timeout: "60 seconds" })("hub_transfer.py (a real process)", (it) => {
-  it.scoped("a cut download resumes from the bytes it has (Range), checked whole against the Hub's digest", () =>
-    Effect.gen(function* () {
-      const emu = yield* Testing.HubEmulatorService
-      const dir = yield* tempDir
-      const repo = `${emu.user}/resume-${Math.random().toString(36).slice(2, 8)}`
-      const bytes = content(5000)
-      yield* emu.seedRepo({ repo, private: true, files: { "w.bin": bytes }, cutDownloads: { afterBytes: 1500, times: 3 } })
-      const dest = path.join(dir, "w.bin")
-      const { lines, code } = yield* transfer(emu, { op: "fromHub", repo, repoType: "model", path: "w.bin", dest })
-      assert.strictEqual(code, 0, JSON.stringify(lines.at(-1)))
-      assert.deepStrictEqual(fs.readFileSync(dest), bytes)
-      // Each attempt went on from where the last stopped: progress never went back, and no byte came twice.
-      const progress = lines.filter((l) => "file" in l).map((l) => l.bytes as number)
-      assert.deepStrictEqual(
-        progress,
-        [...progress].sort((a, b) => a - b)
-      )
-      assert.deepStrictEqual(lines.at(-1), { done: true, commit: lines.at(-1)!.commit, files: [dest], bytes: 5000 })
-    })
-  )
+layer(Testing.layer(), { excludeTestServices: true, timeout: "60 seconds" })(
+  "hub_transfer.py (a real process)",
+  (it) => {
+    it.scoped("a cut download resumes from the bytes it has (Range), checked whole against the Hub's digest", () =>
+      Effect.gen(function* () {
+        const emu = yield* Testing.HubEmulatorService
+        const dir = yield* tempDir
+        const repo = `${emu.user}/resume-${Math.random().toString(36).slice(2, 8)}`
+        const bytes = content(5000)
+        yield* emu.seedRepo({
+          repo,
+          private: true,
+          files: { "w.bin": bytes },
+          cutDownloads: { afterBytes: 1500, times: 3 }
+        })
+        const dest = path.join(dir, "w.bin")
+        const { lines, code } = yield* transfer(emu, { op: "fromHub", repo, repoType: "model", path: "w.bin", dest })
+        assert.strictEqual(code, 0, JSON.stringify(lines.at(-1)))
+        assert.deepStrictEqual(fs.readFileSync(dest), bytes)
+        // Each attempt went on from where the last stopped: progress never went back, and no byte came twice.
+        const progress = lines.filter((l) => "file" in l).map((l) => l.bytes as number)
+        assert.deepStrictEqual(
+          progress,
+          [...progress].sort((a, b) => a - b)
+        )
+        assert.deepStrictEqual(lines.at(-1), { done: true, commit: lines.at(-1)!.commit, files: [dest], bytes: 5000 })
+      })
+    )
 
-  it.scoped("a download cut on every attempt fails as a network failure naming the host and the attempts", () =>
-    Effect.gen(function* () {
-      const emu = yield* Testing.HubEmulatorService
-      const dir = yield* tempDir
-      const repo = `${emu.user}/cut-${Math.random().toString(36).slice(2, 8)}`
-      yield* emu.seedRepo({ repo, files: { "w.bin": content(3000) }, cutDownloads: { afterBytes: 100, times: 99 } })
-      const dest = path.join(dir, "w.bin")
-      const { lines, code } = yield* transfer(emu, { op: "fromHub", repo, repoType: "model", path: "w.bin", dest })
-      assert.strictEqual(code, 1)
-      const error = lines.at(-1)!.error as { reason: string; detail: string }
-      assert.strictEqual(error.reason, "Unreachable")
-      assert.include(error.detail, "the network failed")
-      assert.include(error.detail, `from ${new URL(emu.url).host} was cut 6 times`)
-      assert.include(error.detail, "600 of 3000 bytes received")
-      assert.notInclude(error.detail, "cannot write")
-      assert.notInclude(JSON.stringify(lines), Redacted.value(emu.token))
-      assert.deepStrictEqual(fs.readdirSync(dir), [], "nothing is left behind")
-    })
-  )
-})
+    it.scoped("a download cut on every attempt fails as a network failure naming the host and the attempts", () =>
+      Effect.gen(function* () {
+        const emu = yield* Testing.HubEmulatorService
+        const dir = yield* tempDir
+        const repo = `${emu.user}/cut-${Math.random().toString(36).slice(2, 8)}`
+        yield* emu.seedRepo({ repo, files: { "w.bin": content(3000) }, cutDownloads: { afterBytes: 100, times: 99 } })
+        const dest = path.join(dir, "w.bin")
+        const { lines, code } = yield* transfer(emu, { op: "fromHub", repo, repoType: "model", path: "w.bin", dest })
+        assert.strictEqual(code, 1)
+        const error = lines.at(-1)!.error as { reason: string; detail: string }
+        assert.strictEqual(error.reason, "Unreachable")
+        assert.include(error.detail, "the network failed")
+        assert.include(error.detail, `from ${new URL(emu.url).host} was cut 6 times`)
+        assert.include(error.detail, "600 of 3000 bytes received")
+        assert.notInclude(error.detail, "cannot write")
+        assert.notInclude(JSON.stringify(lines), Redacted.value(emu.token))
+        assert.deepStrictEqual(fs.readdirSync(dir), [], "nothing is left behind")
+      })
+    )
+  }
+)
 
 describe("files/hub", () => {
   it.effect("readProgram does not keep a failed read: the file read later is found", () =>
