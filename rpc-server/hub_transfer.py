@@ -12,7 +12,10 @@ anything printed. Every line on stdout is one JSON object:
 Routes as huggingface_hub uses them: `POST /api/{type}s/{repo}/paths-info/{revision}` to tell a file from
 a folder, `GET /api/{type}s/{repo}/tree/{revision}/{path}?recursive=true&expand=false` paginated by the
 `Link` header, `GET /{prefix}{repo}/resolve/{revision}/{path}` with `X-Repo-Commit`, following redirects
-(the token is sent only to the Hub's own host, as `requests` drops it on a redirect elsewhere); and for
+(the token is sent only to the Hub's own host, as `requests` drops it on a redirect elsewhere); a download
+cut mid-way goes on with `Range: bytes=N-` from the bytes written, and the whole file is checked against
+the listed size and the digest of the Hub's ETag (`X-Linked-Etag` on an LFS redirect: sha256; a regular
+file's: its git blob sha1) before it gets its name; and for
 an upload `POST /api/{type}s/{repo}/preupload/{revision}` (regular or LFS, 256 files a request) then ONE
 `POST /api/{type}s/{repo}/commit/{revision}` in NDJSON (`header`, then `file` lines with base64 content),
 as `_commit_api.py` sends them. Files the Hub wants in LFS go first through the LFS batch API as `lfs.py`
