@@ -177,7 +177,7 @@ export class Repos {
       sendError(res, 401, "Invalid credentials in Authorization header")
       return undefined
     }
-    const mine = this.mine(verdict, target.repoId)
+    const mine = mayWrite(this.ctx, verdict, target.repoId)
     const repo = this.repos.get(`${target.type}/${target.repoId}`)
     if (repo === undefined || (repo.private && !mine)) {
       // Without a token the Hub cannot tell a private repo from a missing one: 401 either way.
@@ -193,31 +193,16 @@ export class Repos {
     return repo
   }
 
-  /** Whether a token with this verdict may write the repo (and read it when it is private). */
-  private mine(verdict: Verdict | undefined, repoId: string) {
-    const namespace = repoId.split("/")[0]
-    return (
-      (verdict?._tag === "Valid" && (namespace === this.ctx.user() || namespace === ORG)) ||
-      (verdict?._tag === "Scoped" && verdict.resource.endsWith(repoId))
-    )
-  }
-
   /**
    * A repo volume's files at its revision as the emulator's user may read them, or the Hub's refusal: a
    * repo that does not exist and a private one of someone else are both 404, as the Hub hides the latter.
    */
   volumeFiles(volume: EmulatedVolume): ReadonlyMap<string, Uint8Array> | VolumeRefusal {
-    const type = volume.type as RepoType
-    const repo = this.repos.get(`${type}/${volume.source}`)
-    const what = `${type} ${volume.source}`
-    if (repo === undefined || (repo.private && !this.mine({ _tag: "Valid" }, volume.source))) {
-      return { status: 404, message: `Repository not found: ${what}`, code: "RepoNotFound" }
-    }
-    const commit = revisionOf(repo, volume.revision ?? "main")
-    if (commit === undefined) {
-      return { status: 404, message: `Invalid rev id: ${volume.revision} in ${what}`, code: "RevisionNotFound" }
-    }
-    return new Map([...commit.files].map(([path, file]) => [path, new Uint8Array(file.content)]))
+    const repo = this.repos.get(`${volume.type}/${volume.source}`)
+    return filesOfVolume(
+      repo?.private === true && !mayWrite(this.ctx, { _tag: "Valid" }, volume.source) ? undefined : repo,
+      volume
+    )
   }
 
   private async pathsInfo(req: http.IncomingMessage, res: http.ServerResponse, commit: Commit) {
@@ -243,20 +228,8 @@ export class Repos {
       })
       return res.end()
     }
-    const cut = repo.cutDownloads !== undefined && repo.cutDownloads.times > 0 ? repo.cutDownloads : undefined
-    if (cut !== undefined) cut.times -= 1
-    serve(
-      req,
-      res,
-      {
-        content: file.content,
-        etag: gitOid(file.content),
-        commitOid: commit.oid,
-        stallAfter: repo.stallAfterBytes,
-        cutAfter: cut?.afterBytes
-      },
-      this.held
-    )
+    const served = { content: file.content, etag: gitOid(file.content), commitOid: commit.oid }
+    serve(req, res, { ...served, stallAfter: repo.stallAfterBytes, cutAfter: takeCut(repo) }, this.held)
   }
 
   dropHeld() {
@@ -271,6 +244,34 @@ interface Target {
   readonly revision: string
   readonly rest: string
   readonly action: string
+}
+
+/** Whether a token with this verdict may write the repo (and read it when it is private). */
+const mayWrite = (ctx: ReposContext, verdict: Verdict | undefined, repoId: string) => {
+  const namespace = repoId.split("/")[0]
+  return (
+    (verdict?._tag === "Valid" && (namespace === ctx.user() || namespace === ORG)) ||
+    (verdict?._tag === "Scoped" && verdict.resource.endsWith(repoId))
+  )
+}
+
+/** The files a volume of `repo` (undefined: not readable by the job's owner, or missing) mounts, or the refusal. */
+const filesOfVolume = (repo: Repo | undefined, volume: EmulatedVolume) => {
+  const what = `${volume.type} ${volume.source}`
+  if (repo === undefined) return { status: 404, message: `Repository not found: ${what}`, code: "RepoNotFound" }
+  const commit = revisionOf(repo, volume.revision ?? "main")
+  if (commit === undefined) {
+    return { status: 404, message: `Invalid rev id: ${volume.revision} in ${what}`, code: "RevisionNotFound" }
+  }
+  return new Map([...commit.files].map(([path, file]) => [path, new Uint8Array(file.content)]))
+}
+
+/** Spends one of the repo's `cutDownloads`: the bytes after which this download is cut, if it is. */
+const takeCut = (repo: Repo) => {
+  const cut = repo.cutDownloads
+  if (cut === undefined || cut.times <= 0) return undefined
+  cut.times -= 1
+  return cut.afterBytes
 }
 
 const revisionOf = (repo: Repo, revision: string) =>
