@@ -178,6 +178,8 @@ while [ "$1" != "--" ]; do
   shift
 done
 shift
+# As the container runtime says it when the command cannot start (see ./jobRunner.ts spawnFailure).
+command -v "$1" >/dev/null 2>&1 || { echo "exec: \\"$1\\": executable file not found in \\$PATH" >&2; exit 127; }
 exec "$@"
 `
 
