@@ -274,6 +274,35 @@ export interface HubBucketTarget {
 }
 
 /**
+ * What `fromHub` reads from a Storage Bucket: a file (`path` names it), or a folder (`path` empty, the
+ * whole bucket, or ending with `/`). Like a bucket upload it runs the image's `hf` CLI.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubBucketSource {
+  /** `namespace/name` of the bucket; the token must be able to read it. */
+  readonly bucket: string
+  readonly path?: string | undefined
+}
+
+/**
+ * What `fromHub` from a bucket did.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubBucketDownload {
+  readonly bucket: string
+  /** What was read: `hf://buckets/<bucket>/<path>`. */
+  readonly source: string
+  /** Whether a folder was synced (`hf buckets sync`) rather than one file copied (`hf buckets cp`). */
+  readonly folder: boolean
+  /** What `hf` printed on stdout. */
+  readonly output: string
+}
+
+/**
  * What `toHub` to a bucket did.
  *
  * @since 0.2.0
@@ -434,17 +463,21 @@ export interface Files {
    * its environment (never its argv, the job's environment, logs or spans). A single file lands at
    * `dest` (inside it, under its own name, when `dest` is a directory or ends with `/`); a folder's tree
    * lands below `dest`. Each file is written atomically (an interrupted transfer leaves the old file and
-   * no temp file); 5xx and 429 answers are retried a bounded number of times. The Hub is the provider's
-   * (on HF Jobs its `endpoint`, locally `HF_ENDPOINT` or huggingface.co). Fails with `HubTransferError`
-   * (`Unauthorized`, `NotFound`, …). Needs `python3` in the sandbox, as the server does.
+   * no temp file); 5xx and 429 answers are retried a bounded number of times, and a download cut mid-way
+   * resumes from the bytes it has; each file is checked against the Hub's size and digest. The Hub is the
+   * provider's (on HF Jobs its `endpoint`, locally `HF_ENDPOINT` or huggingface.co). Fails with
+   * `HubTransferError` (`Unauthorized`, `NotFound`, …). Needs `python3` in the sandbox, as the server does.
+   *
+   * With a {@link HubBucketSource} (`{ bucket, path }`) it reads a Storage Bucket instead, by running the
+   * image's `hf` CLI as {@link toHub} does for a bucket (`hf buckets cp` for a file, `hf buckets sync` for a
+   * folder: a `path` that is empty or ends with `/`); no progress events.
    *
    * @since 0.2.0
    */
-  readonly fromHub: (
-    source: HubSource,
-    dest: string,
-    options?: FromHubOptions
-  ) => Effect.Effect<HubDownload, OperationError>
+  readonly fromHub: {
+    (source: HubSource, dest: string, options?: FromHubOptions): Effect.Effect<HubDownload, OperationError>
+    (source: HubBucketSource, dest: string, options?: FromHubOptions): Effect.Effect<HubBucketDownload, OperationError>
+  }
   /**
    * Commits a sandbox file or directory tree (symlinks skipped) to a Hub repo in ONE commit, from inside
    * the sandbox, with the token handled as in {@link fromHub}. Files go base64 in the commit (the Hub's

@@ -645,7 +645,7 @@ export class SshError extends Schema.TaggedError<SshError>("hf-sandbox/SshError"
  * `Unreachable` (the sandbox could not reach the Hub, or a download was cut more often than it
  * retries), `HubError` (another answer of the Hub, after bounded retries of 5xx and 429), `Failed` (the
  * transfer itself, e.g. a full disk), or `Unsupported` (the sandbox lacks what the transfer needs: a
- * bucket upload needs the image's `hf` CLI, `huggingface_hub` 1.5.0 or later). The token never appears
+ * bucket transfer needs the image's `hf` CLI, `huggingface_hub` 1.5.0 or later). The token never appears
  * in it.
  *
  * @since 0.2.0

@@ -1,7 +1,7 @@
 /**
- * `files.toHub` to a Storage Bucket, in a local sandbox whose PATH starts with a stand-in `hf`: a real
+ * `files.toHub` to a Storage Bucket and `files.fromHub` from one, in a local sandbox whose PATH starts with a stand-in `hf`: a real
  * process that records its argv and environment and answers as `hf` does. A file goes through
- * `hf buckets cp`, a folder through `hf buckets sync`, with the token in the environment only; a missing or
+ * `hf buckets cp`, a folder through `hf buckets sync`, either way, with the token in the environment only; a missing or
  * old `hf` fails with `Unsupported` before any transfer, saying what to install; `hf`'s own refusal is typed.
  */
 import * as fs from "node:fs"
@@ -47,9 +47,14 @@ const standIn = (version: string | undefined, exit = 0) =>
             `echo -- >> "${dir}/calls"`,
             `env >> "${dir}/env"`,
             `if [ "$1" = version ]; then echo "${version}"; exit 0; fi`,
-            exit === 0
-              ? `echo "Uploaded: $3 -> $4"; exit 0`
-              : `echo "403 Forbidden: you don't have write access to this bucket" >&2; exit ${exit}`
+            exit !== 0
+              ? `echo "403 Forbidden: you don't have write access to this bucket" >&2; exit ${exit}`
+              : // A download writes what it read, as hf would: one file (cp), or a folder's files (sync).
+                [
+                  'case "$3" in hf://*) if [ "$2" = cp ]; then printf "from %s" "$3" > "$4";',
+                  'else mkdir -p "$4" && printf "synced" > "$4/f.txt"; fi; echo "Downloaded: $3 -> $4"; exit 0;; esac',
+                  'echo "Uploaded: $3 -> $4"; exit 0'
+                ].join("\n")
           ].join("\n"),
           { mode: 0o755 }
         )
@@ -118,6 +123,35 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })(
           assert.strictEqual(hf.env().match(new RegExp(`^HF_TOKEN=${TOKEN}$`, "gm"))?.length, 2)
           assert.match(hf.env(), /^HF_ENDPOINT=https:\/\/hub\.example\.test$/m)
         })
+    )
+
+    it.scoped("fromHub from a bucket: a file through `hf buckets cp`, a folder (path ending with /) through sync", () =>
+      Effect.gen(function* () {
+        const hf = yield* standIn("1.8.0")
+        const sb = yield* Sandbox.make({ env: { PATH: hf.path } })
+        const file = yield* withHubEnv(sb.files.fromHub({ bucket: "acme/data", path: "raw/a.csv" }, "in/deep/a.csv"))
+        assert.deepStrictEqual(file, {
+          bucket: "acme/data",
+          source: "hf://buckets/acme/data/raw/a.csv",
+          folder: false,
+          output: "Downloaded: hf://buckets/acme/data/raw/a.csv -> in/deep/a.csv\n"
+        })
+        assert.strictEqual(yield* sb.files.readText("in/deep/a.csv"), "from hf://buckets/acme/data/raw/a.csv")
+        const folder = yield* withHubEnv(sb.files.fromHub({ bucket: "acme/data", path: "raw/" }, "in/raw"))
+        assert.isTrue(folder.folder)
+        assert.strictEqual(yield* sb.files.readText("in/raw/f.txt"), "synced")
+        const whole = yield* withHubEnv(sb.files.fromHub({ bucket: "acme/data" }, "in/all"))
+        assert.strictEqual(whole.source, "hf://buckets/acme/data/")
+        assert.deepStrictEqual(hf.calls(), [
+          ["version"],
+          ["buckets", "cp", "hf://buckets/acme/data/raw/a.csv", "in/deep/a.csv"],
+          ["version"],
+          ["buckets", "sync", "hf://buckets/acme/data/raw/", "in/raw"],
+          ["version"],
+          ["buckets", "sync", "hf://buckets/acme/data/", "in/all"]
+        ])
+        assert.strictEqual(hf.env().match(new RegExp(`^HF_TOKEN=${TOKEN}$`, "gm"))?.length, 3)
+      })
     )
 
     it.scoped("no `hf`, or one older than 1.5.0: Unsupported before any transfer, saying what to install", () =>

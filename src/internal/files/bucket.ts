@@ -1,28 +1,36 @@
 /**
- * `files.toHub` to a Storage Bucket: bucket storage speaks Xet, which a stdlib program cannot, so the
- * upload runs the image's own `hf` CLI in the sandbox (`huggingface_hub` ≥ 1.5.0, the first with
- * buckets): `hf buckets cp` for a file, `hf buckets sync` for a folder. Its version is checked first, so
- * that a missing or old `hf` fails before anything moves, saying what to install. The token reaches `hf`
- * as `HF_TOKEN` in that one command's environment, never in its argv.
+ * `files.toHub` to a Storage Bucket and `files.fromHub` from one: bucket storage speaks Xet, which a
+ * stdlib program cannot, so the transfer runs the image's own `hf` CLI in the sandbox (`huggingface_hub`
+ * ≥ 1.5.0, the first with buckets): `hf buckets cp` for a file, `hf buckets sync` for a folder. Its
+ * version is checked first, so that a missing or old `hf` fails before anything moves, saying what to
+ * install. The token reaches `hf` as `HF_TOKEN` in that one command's environment, never in its argv.
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
-import type { HubBucketTarget, HubBucketUpload, HubTarget, ToHubOptions } from "../../Files.js"
+import type {
+  FromHubOptions,
+  HubBucketDownload,
+  HubBucketSource,
+  HubBucketTarget,
+  HubBucketUpload,
+  HubSource,
+  HubTarget,
+  ToHubOptions
+} from "../../Files.js"
 import { HubTransferError, InvalidArgumentError, type OperationError } from "../../SandboxError.js"
 import type { Context } from "./context.js"
 import { discoveredHub } from "./hub.js"
 
-const OPERATION = "files.toHub"
 const BUCKET = /^[\w.-]+\/[\w.-]+$/
 /** The first `huggingface_hub` with `hf buckets` (its Buckets API). */
 const MINIMUM: readonly [number, number, number] = [1, 5, 0]
 const INSTALL = "pip install -U huggingface_hub"
 
-/** Whether `toHub`'s target is a bucket (`{ bucket }`) rather than a repo (`{ repo }`). */
-export const isBucketTarget = (target: HubTarget | HubBucketTarget): target is HubBucketTarget =>
+/** Whether a transfer's Hub side is a bucket (`{ bucket }`) rather than a repo (`{ repo }`). */
+export const isBucket = <B extends HubBucketTarget>(target: HubTarget | HubSource | B): target is B =>
   typeof target === "object" && target !== null && "bucket" in target && !("repo" in target)
 
 /** Prints `hf`'s version, or exits 127 when there is no `hf` on the sandbox's PATH. */
@@ -82,21 +90,69 @@ const reasonOf = (stderr: string): HubTransferError["reason"] =>
       ? "NotFound"
       : "Failed"
 
-const checked = (src: string, target: HubBucketTarget) => {
+/** The bucket, its `hf://buckets/…` URI and the sandbox path, checked before anything runs. */
+const checked = (operation: string, bucketPath: HubBucketTarget, local: string, localName: "src" | "dest") => {
   const bad = (argument: string, detail: string) =>
-    Effect.fail(new InvalidArgumentError({ operation: OPERATION, argument, detail }))
-  if (typeof target.bucket !== "string" || !BUCKET.test(target.bucket) || target.bucket.includes("..")) {
-    return bad("bucket", `${JSON.stringify(target.bucket)} is not a bucket id: use "namespace/name"`)
+    Effect.fail(new InvalidArgumentError({ operation, argument, detail }))
+  const { bucket } = bucketPath
+  if (typeof bucket !== "string" || !BUCKET.test(bucket) || bucket.includes("..")) {
+    return bad("bucket", `${JSON.stringify(bucket)} is not a bucket id: use "namespace/name"`)
   }
-  const path = target.path ?? ""
+  const path = bucketPath.path ?? ""
   if (typeof path !== "string" || path.includes("\0") || path.startsWith("/") || path.split("/").includes("..")) {
-    return bad("path", `${JSON.stringify(target.path)} is not a path in the bucket: give a relative path`)
+    return bad("path", `${JSON.stringify(bucketPath.path)} is not a path in the bucket: give a relative path`)
   }
-  if (typeof src !== "string" || src === "" || src.includes("\0")) {
-    return bad("src", `${JSON.stringify(src)} is not a path in the sandbox: give a file or directory path`)
+  if (typeof local !== "string" || local === "" || local.includes("\0")) {
+    return bad(localName, `${JSON.stringify(local)} is not a path in the sandbox: give a file or directory path`)
   }
-  return Effect.succeed({ bucket: target.bucket, destination: `hf://buckets/${target.bucket}/${path}` })
+  return Effect.succeed({ bucket, uri: `hf://buckets/${bucket}/${path}` })
 }
+
+/**
+ * Runs `script` (its arguments after it) with the image's `hf` once its version is checked, the token in
+ * its environment only: `hf`'s stdout, or the typed failure.
+ */
+const runHf = (
+  ctx: Context,
+  operation: string,
+  bucket: string,
+  script: ReadonlyArray<string>,
+  options: ToHubOptions
+): Effect.Effect<string, OperationError> =>
+  Effect.gen(function* () {
+    const failure = (reason: HubTransferError["reason"], detail: string) =>
+      new HubTransferError({ operation, repo: `bucket ${bucket}`, reason, detail })
+    const found = yield* runToEnd(ctx, ["sh", "-c", VERSION_SCRIPT], {})
+    const version = found.exitCode === 0 ? versionIn(found.stdout) : undefined
+    if (found.exitCode === 127) {
+      return yield* Effect.fail(
+        failure("Unsupported", `a bucket transfer runs the \`hf\` CLI, and the sandbox has none on its PATH`)
+      )
+    }
+    if (version === undefined || !atLeast(version, MINIMUM)) {
+      const have = version === undefined ? "an `hf` whose version is unknown" : `hf ${version.join(".")}`
+      return yield* Effect.fail(
+        failure(
+          "Unsupported",
+          `a bucket transfer needs \`hf\` from huggingface_hub ${MINIMUM.join(".")} or later (\`hf buckets\`), and the sandbox has ${have}: ${INSTALL}`
+        )
+      )
+    }
+    const access = ctx.hub ?? (yield* discoveredHub(ctx))
+    const token = options.token !== undefined ? Option.some(options.token) : yield* access.token
+    const env: Record<string, string> = {
+      HF_ENDPOINT: access.endpoint,
+      HF_HUB_DISABLE_PROGRESS_BARS: "1",
+      ...Option.match(token, { onNone: () => ({}), onSome: (t) => ({ HF_TOKEN: Redacted.value(t) }) })
+    }
+    const ran = yield* runToEnd(ctx, ["sh", "-c", ...script], env)
+    if (ran.exitCode !== 0) {
+      const said = ran.stderr.trim().slice(-2000) || ran.stdout.trim().slice(-2000)
+      const reason = ran.exitCode === 66 ? "Failed" : reasonOf(ran.stderr)
+      return yield* Effect.fail(failure(reason, `\`hf\` exited with ${ran.exitCode}: ${said}`))
+    }
+    return ran.stdout
+  })
 
 /** `files.toHub` to a bucket (see the module docs). */
 export const toBucket = (
@@ -105,41 +161,39 @@ export const toBucket = (
   target: HubBucketTarget,
   options: ToHubOptions = {}
 ): Effect.Effect<HubBucketUpload, OperationError> =>
-  Effect.flatMap(checked(src, target), ({ bucket, destination }) =>
-    Effect.gen(function* () {
-      const failure = (reason: HubTransferError["reason"], detail: string, status?: number) =>
-        new HubTransferError({ operation: OPERATION, repo: `bucket ${bucket}`, reason, detail, status })
-      const found = yield* runToEnd(ctx, ["sh", "-c", VERSION_SCRIPT], {})
-      const version = found.exitCode === 0 ? versionIn(found.stdout) : undefined
-      if (found.exitCode === 127) {
-        return yield* Effect.fail(
-          failure("Unsupported", `a bucket upload runs the \`hf\` CLI, and the sandbox has none on its PATH`)
-        )
+  Effect.flatMap(checked("files.toHub", target, src, "src"), ({ bucket, uri }) =>
+    Effect.map(runHf(ctx, "files.toHub", bucket, [UPLOAD_SCRIPT, "hf-sandbox-bucket", src, uri], options), (stdout) => {
+      const newline = stdout.indexOf("\n")
+      return {
+        bucket,
+        destination: uri,
+        folder: stdout.slice(0, newline) === "sync",
+        output: stdout.slice(newline + 1)
       }
-      if (version === undefined || !atLeast(version, MINIMUM)) {
-        const have = version === undefined ? "an `hf` whose version is unknown" : `hf ${version.join(".")}`
-        return yield* Effect.fail(
-          failure(
-            "Unsupported",
-            `a bucket upload needs \`hf\` from huggingface_hub ${MINIMUM.join(".")} or later (\`hf buckets\`), and the sandbox has ${have}: ${INSTALL}`
-          )
-        )
-      }
-      const access = ctx.hub ?? (yield* discoveredHub(ctx))
-      const token = options.token !== undefined ? Option.some(options.token) : yield* access.token
-      const env: Record<string, string> = {
-        HF_ENDPOINT: access.endpoint,
-        HF_HUB_DISABLE_PROGRESS_BARS: "1",
-        ...Option.match(token, { onNone: () => ({}), onSome: (t) => ({ HF_TOKEN: Redacted.value(t) }) })
-      }
-      const ran = yield* runToEnd(ctx, ["sh", "-c", UPLOAD_SCRIPT, "hf-sandbox-bucket", src, destination], env)
-      if (ran.exitCode !== 0) {
-        const said = ran.stderr.trim().slice(-2000) || ran.stdout.trim().slice(-2000)
-        const reason = ran.exitCode === 66 ? "Failed" : reasonOf(ran.stderr)
-        return yield* Effect.fail(failure(reason, `\`hf\` exited with ${ran.exitCode}: ${said}`))
-      }
-      const newline = ran.stdout.indexOf("\n")
-      const folder = ran.stdout.slice(0, newline) === "sync"
-      return { bucket, destination, folder, output: ran.stdout.slice(newline + 1) }
     })
   )
+
+/**
+ * `files.fromHub` from a bucket: a `path` that is empty or ends with `/` is a folder, synced below `dest`
+ * (`hf buckets sync`); another is one file, copied to `dest` (`hf buckets cp`).
+ */
+export const fromBucket = (
+  ctx: Context,
+  source: HubBucketSource,
+  dest: string,
+  options: FromHubOptions = {}
+): Effect.Effect<HubBucketDownload, OperationError> =>
+  Effect.flatMap(checked("files.fromHub", source, dest, "dest"), ({ bucket, uri }) => {
+    const folder = uri.endsWith("/")
+    const command = folder ? "sync" : "cp"
+    const script = `mkdir -p "$(dirname "$2")" && exec hf buckets ${command} "$1" "$2"`
+    return Effect.map(
+      runHf(ctx, "files.fromHub", bucket, [script, "hf-sandbox-bucket", uri, dest], options),
+      (output) => ({
+        bucket,
+        source: uri,
+        folder,
+        output
+      })
+    )
+  })
