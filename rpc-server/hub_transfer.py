@@ -12,7 +12,10 @@ anything printed. Every line on stdout is one JSON object:
 Routes as huggingface_hub uses them: `POST /api/{type}s/{repo}/paths-info/{revision}` to tell a file from
 a folder, `GET /api/{type}s/{repo}/tree/{revision}/{path}?recursive=true&expand=false` paginated by the
 `Link` header, `GET /{prefix}{repo}/resolve/{revision}/{path}` with `X-Repo-Commit`, following redirects
-(the token is sent only to the Hub's own host, as `requests` drops it on a redirect elsewhere); and for
+(the token is sent only to the Hub's own host, as `requests` drops it on a redirect elsewhere); a download
+cut mid-way goes on with `Range: bytes=N-` from the bytes written, and the whole file is checked against
+the listed size and the digest of the Hub's ETag (`X-Linked-Etag` on an LFS redirect: sha256; a regular
+file's: its git blob sha1) before it gets its name; and for
 an upload `POST /api/{type}s/{repo}/preupload/{revision}` (regular or LFS, 256 files a request) then ONE
 `POST /api/{type}s/{repo}/commit/{revision}` in NDJSON (`header`, then `file` lines with base64 content),
 as `_commit_api.py` sends them. Files the Hub wants in LFS go first through the LFS batch API as `lfs.py`
@@ -28,6 +31,7 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
 import urllib.error
@@ -39,9 +43,13 @@ RETRIES = 5
 MAX_REDIRECTS = 10
 
 
+# The first retry waits 2 * PAUSE_BASE seconds; the spec's `retryBase` changes it (tests: no waiting).
+PAUSE_BASE = 0.2
+
+
 def pause(retry):
     """The wait before retry number `retry` (1, 2, ...): exponential from 0.4 s, at most 5 s."""
-    time.sleep(min(0.2 * 2**retry, 5.0))
+    time.sleep(min(PAUSE_BASE * 2**retry, 5.0))
 
 
 class Failure(Exception):
@@ -95,12 +103,16 @@ class Hub:
                 transient = failure.status == 429 or (
                     idempotent and (failure.reason == "Unreachable" or (failure.status or 0) >= 500)
                 )
-                if not transient or attempt >= RETRIES:
+                if not transient:
                     raise
+                if attempt >= RETRIES:
+                    raise Failure(failure.reason, "%s (%d attempts)" % (failure.detail, attempt + 1), failure.status) from None
                 attempt += 1
                 pause(attempt)
 
     def open_once(self, method, url, data, content_type, extra=None, auth=True):
+        # The Hub's digest of an LFS file is on its redirect to the CDN, whose own ETag is another.
+        linked = None
         for _ in range(MAX_REDIRECTS):
             headers = self.headers_for(url, auth)
             headers.update(extra or {})
@@ -111,12 +123,15 @@ class Hub:
                 response = OPENER.open(request, timeout=60)
             except urllib.error.HTTPError as e:
                 if e.code in (301, 302, 303, 307, 308) and e.headers.get("location"):
+                    linked = linked or e.headers.get("x-linked-etag") or e.headers.get("etag")
                     url = urllib.parse.urljoin(url, e.headers["location"])
                     e.close()
                     continue
                 raise (self.failure(e) if auth else self.storage_failure(e)) from None
             except (urllib.error.URLError, OSError) as e:
-                raise Failure("Unreachable", "cannot reach %s: %s" % (self.endpoint, getattr(e, "reason", e))) from None
+                host = urllib.parse.urlsplit(url).netloc
+                raise Failure("Unreachable", "the network failed: cannot reach %s: %s" % (host, getattr(e, "reason", e))) from None
+            response.linked_etag = linked
             return response
         raise Failure("Failed", "too many redirects for %s" % url)
 
@@ -242,35 +257,88 @@ def commit_temp(fd, name, target):
     os.replace(name, target)
 
 
-def fetch(hub, revision, repo_path, target, progress):
-    """One file into `target`, atomically; returns the commit the Hub served it from."""
+# A connection cut mid-body: the download resumes where it stopped. socket.timeout is not a TimeoutError
+# before Python 3.10.
+CUT = (ConnectionError, TimeoutError, socket.timeout, http.client.HTTPException)
+
+
+def digest_for(etag, size):
+    """A hash to check the content against the Hub's ETag, and the digest it must give; (None, None) when the
+    ETag is not one of the Hub's (an LFS file's sha256, a regular file's git blob sha1) but, say, a CDN's."""
+    etag = (etag or "").strip().strip('"').lower()
+    if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag):
+        return hashlib.sha256(), etag
+    if len(etag) == 40 and all(c in "0123456789abcdef" for c in etag) and size is not None:
+        git = hashlib.sha1()
+        git.update(b"blob %d\0" % size)
+        return git, etag
+    return None, None
+
+
+def fetch(hub, revision, repo_path, target, progress, size):
+    """One file into `target`, atomically; returns the commit the Hub served it from. A download cut mid-way
+    resumes from the bytes already written (a Range request; a server that answers 200 instead sends it
+    all again), at most RETRIES times; the whole is then checked against the size listed and the digest
+    the Hub's ETag gives."""
     started = progress["bytes"]
-    for attempt in range(RETRIES + 1):
-        progress["bytes"] = started
-        response = hub.open("GET", hub.resolve_url(revision, repo_path))
-        commit = response.headers.get("x-repo-commit")
-        fd, name = open_temp(target)
-        try:
-            with response:
-                while True:
-                    chunk = response.read1(CHUNK)
-                    if not chunk:
-                        break
-                    os.write(fd, chunk)
-                    progress["bytes"] += len(chunk)
-                    emit({"file": repo_path, "bytes": progress["bytes"], "total": progress["total"]})
-            commit_temp(fd, name, target)
-            return commit
-        except (OSError, http.client.HTTPException) as e:
-            if name is not None and os.path.lexists(name):
-                os.unlink(name)
-            cut = isinstance(e, (ConnectionError, TimeoutError, http.client.HTTPException))
-            if cut and attempt < RETRIES:
-                pause(attempt + 1)
-                continue
-            raise Failure("Failed", "cannot write %s: %s" % (target, e)) from None
-        finally:
-            os.close(fd)
+    url = hub.resolve_url(revision, repo_path)
+    fd, name = open_temp(target)
+    written, cuts, commit, check = 0, 0, None, (None, None)
+    try:
+        while True:
+            response = hub.open("GET", url, headers={"range": "bytes=%d-" % written} if written else None)
+            host = urllib.parse.urlsplit(response.geturl() or url).netloc
+            try:
+                with response:
+                    if written == 0 or response.status != 206:
+                        os.ftruncate(fd, 0)
+                        os.lseek(fd, 0, os.SEEK_SET)
+                        written = 0
+                        check = digest_for(getattr(response, "linked_etag", None) or response.headers.get("etag"), size)
+                    commit = response.headers.get("x-repo-commit") or commit
+                    while True:
+                        chunk = response.read1(CHUNK)
+                        if not chunk:
+                            break
+                        write_all(fd, chunk, target)
+                        if check[0] is not None:
+                            check[0].update(chunk)
+                        written += len(chunk)
+                        progress["bytes"] = started + written
+                        emit({"file": repo_path, "bytes": progress["bytes"], "total": progress["total"]})
+                if size is None or written >= size:
+                    break
+                raise http.client.IncompleteRead(b"", size - written)
+            except CUT as e:
+                cuts += 1
+                if cuts > RETRIES:
+                    raise Failure(
+                        "Unreachable",
+                        "the network failed: the download of %s from %s was cut %d times (%d of %s bytes received; the last: %s)"
+                        % (repo_path, host, cuts, written, "?" if size is None else size, str(e) or type(e).__name__),
+                    ) from None
+                pause(cuts)
+        if size is not None and written != size:
+            raise Failure("HubError", "%s: the Hub listed %d bytes but sent %d" % (repo_path, size, written))
+        if check[0] is not None and check[0].hexdigest() != check[1]:
+            raise Failure("HubError", "%s: the content received does not match the Hub's digest %s" % (repo_path, check[1]))
+        commit_temp(fd, name, target)
+        return commit
+    except BaseException:
+        if name is not None and os.path.lexists(name):
+            os.unlink(name)
+        raise
+    finally:
+        os.close(fd)
+
+
+def write_all(fd, data, target):
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as e:
+        raise Failure("Failed", "cannot write %s: %s" % (target, e)) from None
 
 
 def from_hub(spec, token):
@@ -283,9 +351,9 @@ def from_hub(spec, token):
     total = sum(size or 0 for _, size in files) if all(size is not None for _, size in files) else None
     progress = {"bytes": 0, "total": total}
     written, commit = [], None
-    for repo_path, _ in files:
+    for repo_path, size in files:
         target = target_of(spec["dest"], path, repo_path, single)
-        commit = fetch(hub, revision, repo_path, target, progress) or commit
+        commit = fetch(hub, revision, repo_path, target, progress, size) or commit
         written.append(target)
     emit({"done": True, "commit": commit, "files": written, "bytes": progress["bytes"]})
 
@@ -358,8 +426,9 @@ class Slice:
         return block
 
 
-def lfs_batch(hub, revision, objects):
-    """The batch API's answer for the objects (`{oid, size}`) as a map oid -> object; a refused object fails."""
+def lfs_batch(hub, revision, objects, names):
+    """The batch API's answer for the objects (`{oid, size}`) as a map oid -> object; a refused object fails,
+    named by its path in the repo (`names`: oid -> path)."""
     prefix = "" if hub.repo_type == "model" else hub.repo_type + "s/"
     url = "%s/%s%s.git/info/lfs/objects/batch" % (hub.endpoint, prefix, hub.repo)
     body = {"operation": "upload", "transfers": ["basic", "multipart"], "objects": objects, "hash_algo": "sha256"}
@@ -370,8 +439,11 @@ def lfs_batch(hub, revision, objects):
         error = obj.get("error")
         if error:
             # 413/422 is the Hub refusing the object itself (above its size limit).
-            reason = "TooLarge" if error.get("code") in (413, 422) else "HubError"
-            raise Failure(reason, "the Hub refused LFS object %s: %s (%s)" % (obj.get("oid"), error.get("message"), error.get("code")), error.get("code"))
+            code = error.get("code")
+            what = "%s (%s bytes, LFS object %s)" % (names.get(obj.get("oid"), "?"), obj.get("size"), obj.get("oid"))
+            if code in (413, 422):
+                raise Failure("TooLarge", "the Hub refused %s as too large: %s (%s)" % (what, error.get("message"), code), code)
+            raise Failure("HubError", "the Hub refused %s: %s (%s)" % (what, error.get("message"), code), code)
         found[obj.get("oid")] = obj
     return found
 
@@ -448,7 +520,8 @@ def to_hub(spec, token):
     large = [(full, in_repo, os.path.getsize(full)) for full, in_repo in files if modes.get(in_repo) == "lfs"]
     if large:
         oids = {full: sha256_of(full) for full, _, _ in large}
-        objects = lfs_batch(hub, revision, [{"oid": oids[full], "size": size} for full, _, size in large])
+        names = {oids[full]: in_repo for full, in_repo, _ in large}
+        objects = lfs_batch(hub, revision, [{"oid": oids[full], "size": size} for full, _, size in large], names)
         for full, in_repo, size in large:
             progress["file"] = in_repo
             if oids[full] not in objects:
@@ -469,7 +542,9 @@ def to_hub(spec, token):
 
 
 def main():
+    global PAUSE_BASE
     spec = json.loads(sys.argv[1])
+    PAUSE_BASE = float(spec.get("retryBase", PAUSE_BASE))
     token = os.environ.pop("HF_TOKEN", "") or None
     try:
         if spec["op"] == "fromHub":

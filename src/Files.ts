@@ -257,6 +257,68 @@ export interface HubTarget {
 }
 
 /**
+ * Where `toHub` puts files in a Storage Bucket (`hf://buckets/<bucket>/<path>`). Buckets store files
+ * through Xet, which only the `hf` CLI speaks: the upload runs the image's `hf` (see {@link Files.toHub}).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubBucketTarget {
+  /** `namespace/name` of the bucket; the token must be able to write it. */
+  readonly bucket: string
+  /**
+   * For a folder, the prefix in the bucket it is synced to (default the root). For a file, its path in
+   * the bucket (default its name at the root; a path ending with `/` is a folder it goes into).
+   */
+  readonly path?: string | undefined
+}
+
+/**
+ * What `fromHub` reads from a Storage Bucket: a file (`path` names it), or a folder (`path` empty, the
+ * whole bucket, or ending with `/`). Like a bucket upload it runs the image's `hf` CLI.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubBucketSource {
+  /** `namespace/name` of the bucket; the token must be able to read it. */
+  readonly bucket: string
+  readonly path?: string | undefined
+}
+
+/**
+ * What `fromHub` from a bucket did.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubBucketDownload {
+  readonly bucket: string
+  /** What was read: `hf://buckets/<bucket>/<path>`. */
+  readonly source: string
+  /** Whether a folder was synced (`hf buckets sync`) rather than one file copied (`hf buckets cp`). */
+  readonly folder: boolean
+  /** What `hf` printed on stdout. */
+  readonly output: string
+}
+
+/**
+ * What `toHub` to a bucket did.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HubBucketUpload {
+  readonly bucket: string
+  /** Where the files went: `hf://buckets/<bucket>/<path>`. */
+  readonly destination: string
+  /** Whether a folder was synced (`hf buckets sync`) rather than one file copied (`hf buckets cp`). */
+  readonly folder: boolean
+  /** What `hf` printed on stdout (its own summary; buckets have no commits). */
+  readonly output: string
+}
+
+/**
  * Options of `toHub`.
  *
  * @since 0.2.0
@@ -401,17 +463,21 @@ export interface Files {
    * its environment (never its argv, the job's environment, logs or spans). A single file lands at
    * `dest` (inside it, under its own name, when `dest` is a directory or ends with `/`); a folder's tree
    * lands below `dest`. Each file is written atomically (an interrupted transfer leaves the old file and
-   * no temp file); 5xx and 429 answers are retried a bounded number of times. The Hub is the provider's
-   * (on HF Jobs its `endpoint`, locally `HF_ENDPOINT` or huggingface.co). Fails with `HubTransferError`
-   * (`Unauthorized`, `NotFound`, …). Needs `python3` in the sandbox, as the server does.
+   * no temp file); 5xx and 429 answers are retried a bounded number of times, and a download cut mid-way
+   * resumes from the bytes it has; each file is checked against the Hub's size and digest. The Hub is the
+   * provider's (on HF Jobs its `endpoint`, locally `HF_ENDPOINT` or huggingface.co). Fails with
+   * `HubTransferError` (`Unauthorized`, `NotFound`, …). Needs `python3` in the sandbox, as the server does.
+   *
+   * With a {@link HubBucketSource} (`{ bucket, path }`) it reads a Storage Bucket instead, by running the
+   * image's `hf` CLI as {@link toHub} does for a bucket (`hf buckets cp` for a file, `hf buckets sync` for a
+   * folder: a `path` that is empty or ends with `/`); no progress events.
    *
    * @since 0.2.0
    */
-  readonly fromHub: (
-    source: HubSource,
-    dest: string,
-    options?: FromHubOptions
-  ) => Effect.Effect<HubDownload, OperationError>
+  readonly fromHub: {
+    (source: HubSource, dest: string, options?: FromHubOptions): Effect.Effect<HubDownload, OperationError>
+    (source: HubBucketSource, dest: string, options?: FromHubOptions): Effect.Effect<HubBucketDownload, OperationError>
+  }
   /**
    * Commits a sandbox file or directory tree (symlinks skipped) to a Hub repo in ONE commit, from inside
    * the sandbox, with the token handled as in {@link fromHub}. Files go base64 in the commit (the Hub's
@@ -421,7 +487,18 @@ export interface Files {
    * again; the storage gets no token), and the same commit points to them. The commit body (the regular
    * files) is built in the sandbox's memory.
    *
+   * With a {@link HubBucketTarget} (`{ bucket, path }`) it uploads to a Storage Bucket instead, by running
+   * the image's `hf` CLI in the sandbox (`hf buckets cp` for a file, `hf buckets sync` for a folder): bucket
+   * storage speaks Xet, which only `huggingface_hub` implements. The token reaches `hf` as `HF_TOKEN` in its
+   * environment only, and `HF_ENDPOINT` names the provider's Hub. Without `hf`, or with one older than
+   * `huggingface_hub` 1.5.0 (the first with buckets), it fails before any transfer with a
+   * `HubTransferError` (`Unsupported`) that says what to install. `onProgress` is not called (`hf`'s
+   * progress bars are not machine-readable).
+   *
    * @since 0.2.0
    */
-  readonly toHub: (src: string, target: HubTarget, options?: ToHubOptions) => Effect.Effect<HubUpload, OperationError>
+  readonly toHub: {
+    (src: string, target: HubTarget, options?: ToHubOptions): Effect.Effect<HubUpload, OperationError>
+    (src: string, target: HubBucketTarget, options?: ToHubOptions): Effect.Effect<HubBucketUpload, OperationError>
+  }
 }

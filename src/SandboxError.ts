@@ -642,9 +642,11 @@ export class SshError extends Schema.TaggedError<SshError>("hf-sandbox/SshError"
  * A transfer between the sandbox and the Hub (`files.fromHub`, `files.toHub`) failed inside the sandbox:
  * `Unauthorized` (401/403: the token lacks access to the repo, or none was given), `NotFound` (404: no
  * such repo, revision or path), `TooLarge` (an LFS object the Hub refuses in its batch answer, 413/422, e.g. above its file size limit),
- * `Unreachable` (the sandbox could not reach the Hub), `HubError` (another
- * answer of the Hub, after bounded retries of 5xx and 429), or `Failed` (the transfer itself, e.g. a
- * full disk). The token never appears in it.
+ * `Unreachable` (the sandbox could not reach the Hub, or a download was cut more often than it
+ * retries), `HubError` (another answer of the Hub, after bounded retries of 5xx and 429), `Failed` (the
+ * transfer itself, e.g. a full disk), or `Unsupported` (the sandbox lacks what the transfer needs: a
+ * bucket transfer needs the image's `hf` CLI, `huggingface_hub` 1.5.0 or later). The token never appears
+ * in it.
  *
  * @since 0.2.0
  * @category errors
@@ -654,7 +656,7 @@ export class HubTransferError extends Schema.TaggedError<HubTransferError>("hf-s
   {
     operation: Schema.String,
     repo: Schema.String,
-    reason: Schema.Literal("Unauthorized", "NotFound", "TooLarge", "Unreachable", "HubError", "Failed"),
+    reason: Schema.Literal("Unauthorized", "NotFound", "TooLarge", "Unreachable", "HubError", "Failed", "Unsupported"),
     status: Schema.optional(Schema.Number),
     detail: Schema.String
   }
@@ -670,7 +672,11 @@ export class HubTransferError extends Schema.TaggedError<HubTransferError>("hf-s
         ? " Pass a token that can read (or write) this repo: the `token` option, or the provider's HF token."
         : this.reason === "NotFound"
           ? " Check the repo id, its type (`repoType`), the revision and the path."
-          : ""
+          : this.reason === "TooLarge"
+            ? " The Hub takes files of up to 500 GB and recommends chunks under 200 GB: split the file (e.g. into shards) and upload the parts."
+            : this.reason === "Unsupported"
+              ? " Install it in the sandbox's image: `pip install -U huggingface_hub` (it provides `hf`)."
+              : ""
     return `${this.operation} of ${this.repo} failed in the sandbox: ${this.detail}.${hint}`
   }
 }

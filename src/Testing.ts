@@ -50,11 +50,17 @@
  *
  * **Volumes and SSH**: a create's `volumes` and `ssh` are checked as the Hub's Jobs API takes them
  * (`huggingface_hub`'s `Volume.to_dict`; `ssh: { enabled: true }`), and shown back in the JobInfo
- * (`volumes`; `status.sshUrl` = `ssh://<jobId>@ssh.hf.jobs`, which nothing answers). The emulator has no
- * store of repos or buckets: each volume's mount point is an empty directory
- * `$HF_EMULATOR_VOLUMES<mountPath>` (under the job's directory, since the job has no root of its own;
- * {@link JobRecord.mounts}), mode 0555 when read-only (every repo; a bucket with `readOnly`) and 0755
- * otherwise. A process running as root ignores the mode.
+ * (`volumes`; `status.sshUrl` = `ssh://<jobId>@ssh.hf.jobs`, which nothing answers). Each volume is
+ * mounted at `$HF_EMULATOR_VOLUMES<mountPath>` (under the job's directory, since the job has no root of its
+ * own; {@link JobRecord.mounts}). A model, dataset or Space volume holds the files of the repo seeded with
+ * {@link HubEmulator.seedRepo}, at the volume's `revision` (default `main`; an oid or a seed's `tags`) and
+ * below its `path`, copied when the job is created; a repo the job's owner cannot read (missing, or private
+ * to another namespace), a revision or a `path` it lacks refuses the create with 404, naming the volume. A
+ * bucket starts empty (the emulator has no bucket store). Read-only mounts (every repo; a bucket with
+ * `readOnly`) have files 0444 in directories 0555 and, where this machine allows `unshare --mount` and
+ * bind mounts (root here), the job runs in its own mount namespace with those directories bind-mounted
+ * read-only, so that a write fails with `EROFS` even as root, as on HF. Elsewhere only the modes stand,
+ * which a root process ignores; a read-write bucket is 0755.
  *
  * **Exposed ports share this machine's network.** Emulated jobs cannot all listen on the port they
  * declare, so every port `p` of `expose.ports` is mapped to a free loopback port `L`: **each variable
@@ -587,6 +593,11 @@ export interface HubRepoSeed {
   readonly private?: boolean | undefined
   /** Path in the repo → content. */
   readonly files: Readonly<Record<string, string | Uint8Array>>
+  /**
+   * Names this commit also answers to as a revision (a tag such as `v1`, or a ref such as `refs/pr/3`),
+   * besides its oid; `main` is always the latest commit.
+   */
+  readonly tags?: ReadonlyArray<string> | undefined
   /** Paths stored with LFS: their `resolve` redirects to the emulated CDN, as on the Hub. */
   readonly lfs?: ReadonlyArray<string> | undefined
   /** Entries per page of a tree listing (default 1000), to exercise the `Link` pagination. */
@@ -596,6 +607,11 @@ export interface HubRepoSeed {
    * closes: a transfer interrupted mid-way, deterministically.
    */
   readonly stallAfterBytes?: number | undefined
+  /**
+   * The next `times` downloads of the repo's regular files send `afterBytes` bytes (counted from where the
+   * request starts: a resumed download's `Range`) and then cut the connection: a download that must resume.
+   */
+  readonly cutDownloads?: { readonly afterBytes: number; readonly times: number } | undefined
   /** Uploads of at least this many bytes go to LFS (`preupload` answers `lfs`); default 10 MB, as the Hub. */
   readonly lfsThreshold?: number | undefined
   /**
@@ -605,6 +621,12 @@ export interface HubRepoSeed {
   readonly lfsMultipartThreshold?: number | undefined
   /** The LFS storage receives every object with its first byte changed: its sha256 check refuses it. */
   readonly corruptLfsUploads?: boolean | undefined
+  /**
+   * The LFS batch API refuses an object larger than this many bytes, in its answer for that object
+   * (`error: { code: 422, message }`), as the Hub refuses a file above its limit; default 500 GB, the
+   * Hub's hard limit for one file (hub-docs storage-limits.md). A few KB lets a test exercise it.
+   */
+  readonly lfsMaxObjectBytes?: number | undefined
 }
 
 /**

@@ -308,7 +308,39 @@ export type Promisified<S> = { readonly [K in keyof S]: PromisifiedMember<S[K]> 
  * @since 0.1.0
  * @category models
  */
-export interface Files extends Omit<Promisified<EffectFiles.Files>, "write"> {
+export interface Files extends Omit<Promisified<EffectFiles.Files>, "write" | "fromHub" | "toHub"> {
+  /**
+   * Downloads a file or folder of a Hub repo inside the sandbox, or reads a Storage Bucket with the
+   * image's `hf` CLI (see the Effect API's `Files.fromHub`).
+   */
+  readonly fromHub: {
+    (
+      source: EffectFiles.HubSource,
+      dest: string,
+      options?: EffectFiles.FromHubOptions & CallOptions
+    ): Promise<EffectFiles.HubDownload>
+    (
+      source: EffectFiles.HubBucketSource,
+      dest: string,
+      options?: EffectFiles.FromHubOptions & CallOptions
+    ): Promise<EffectFiles.HubBucketDownload>
+  }
+  /**
+   * Commits a sandbox file or folder to a Hub repo in one commit, or uploads it to a Storage Bucket with
+   * the image's `hf` CLI (see the Effect API's `Files.toHub`).
+   */
+  readonly toHub: {
+    (
+      src: string,
+      target: EffectFiles.HubTarget,
+      options?: EffectFiles.ToHubOptions & CallOptions
+    ): Promise<EffectFiles.HubUpload>
+    (
+      src: string,
+      target: EffectFiles.HubBucketTarget,
+      options?: EffectFiles.ToHubOptions & CallOptions
+    ): Promise<EffectFiles.HubBucketUpload>
+  }
   /**
    * Creates or replaces a file (parents are created). `data` may be a string, bytes, or an async
    * iterable of chunks (a Node `Readable`, a web `ReadableStream`, an async generator), sent as it is

@@ -340,6 +340,41 @@ layer(Local, { excludeTestServices: true, timeout: "60 seconds" })("files.fromHu
         assert.strictEqual((yield* emu.repoFiles(bad, { revision: badFirst }))!["keep.txt"]!.length, 1)
       })
   )
+
+  it.scoped(
+    "toHub of a file above the Hub's size limit fails with TooLarge, naming the file and what to do; nothing is committed",
+    () =>
+      Effect.gen(function* () {
+        const emu = yield* Testing.HubEmulatorService
+        const sb = yield* Sandbox.Sandbox
+        const repo = repoName(emu, "too-large")
+        const first = yield* emu.seedRepo({
+          repo,
+          files: { "keep.txt": "k" },
+          lfsThreshold: 1024,
+          lfsMaxObjectBytes: 4096
+        })
+        yield* writePattern(sb, "huge/ok.bin", 4096)
+        yield* writePattern(sb, "huge/shard.bin", 4097)
+        const seen = (yield* emu.lfsStorageRequests).length
+        const failed = yield* hubFailure(withHubEnv(emu, emu.token)(sb.files.toHub("huge", { repo, path: "w" })))
+        assert.strictEqual(failed.reason, "TooLarge")
+        assert.strictEqual(failed.status, 422)
+        assert.include(failed.detail, "w/shard.bin (4097 bytes")
+        assert.include(failed.detail, "larger than the maximum file size of 4096 bytes")
+        assert.include(failed.message, "split the file")
+        // The batch answer refused it before any byte went to the storage, and no commit was made.
+        assert.lengthOf((yield* emu.lfsStorageRequests).slice(seen), 0)
+        assert.deepStrictEqual(Object.keys((yield* emu.repoFiles(repo))!), ["keep.txt"])
+        assert.isDefined(yield* emu.repoFiles(repo, { revision: first }))
+        // At the limit itself it goes through.
+        const ok = yield* withHubEnv(emu, emu.token)(sb.files.toHub("huge/ok.bin", { repo, path: "w/ok.bin" }))
+        assert.strictEqual(
+          sha256((yield* emu.repoFiles(repo, { revision: ok.commit }))!["w/ok.bin"]!),
+          sha256(pattern(4096))
+        )
+      })
+  )
 })
 
 const Hf = Layer.merge(emulatedHub(), Schedules.layer(fastSchedules))

@@ -1,8 +1,10 @@
 /**
  * Volumes on HF Jobs, against the Hub emulator: sent in the Jobs API's own shape, checked before any job
- * exists, refused by the emulated Hub as the Hub refuses them, and mounted in the emulated container. The
- * emulator has no store of repos or buckets: what it emulates is the mount point (an empty directory under
- * `$HF_EMULATOR_VOLUMES`, mode 0555 when read-only, 0755 when read-write), not the content.
+ * exists, refused by the emulated Hub as the Hub refuses them, and mounted in the emulated container under
+ * `$HF_EMULATOR_VOLUMES` with the seeded repo's files at the volume's revision and path. A read-only mount
+ * refuses writes from the job's commands (root included: its own mount namespace, see the emulator's
+ * volumes.ts); a private repo the job's owner cannot read refuses the create. A bucket starts empty (the
+ * emulator has no bucket store) and is writable unless `readOnly`.
  */
 import * as fs from "node:fs"
 import { assert, describe, it, layer } from "@effect/vitest"
@@ -13,17 +15,34 @@ import * as Sandbox from "hf-sandbox/Sandbox"
 import { emulator, jobOf, resetFaults } from "../support/hfJobs.js"
 import { emulatedHub } from "../support/hub.js"
 
-const volumes: ReadonlyArray<HfJobs.Volume> = [
-  { type: "model", source: "openai/gpt-oss-20b", mountPath: "/model", revision: "refs/pr/3" },
-  { type: "dataset", source: "stanfordnlp/imdb", mountPath: "/data", path: "plain_text" },
-  { type: "bucket", source: "acme/checkpoints", mountPath: "/out" },
-  { type: "bucket", source: "acme/inputs", mountPath: "/in", readOnly: true }
-]
+/** Seeds the repos the volumes below name: a model with two commits, a dataset with a subfolder. */
+const seeded = Effect.gen(function* () {
+  const emu = yield* emulator
+  const suffix = Math.random().toString(36).slice(2, 8)
+  const model = `openai/gpt-oss-${suffix}`
+  const dataset = `${emu.user}/imdb-${suffix}`
+  const first = yield* emu.seedRepo({ repo: model, files: { "config.json": '{"v": 1}', "w/a.bin": "AAAA" } })
+  yield* emu.seedRepo({ repo: model, files: { "config.json": '{"v": 2}' } })
+  yield* emu.seedRepo({
+    repo: dataset,
+    repoType: "dataset",
+    private: true,
+    files: { "plain_text/train.csv": "a,b\n", "other/x.txt": "x" }
+  })
+  const volumes: ReadonlyArray<HfJobs.Volume> = [
+    { type: "model", source: model, mountPath: "/model", revision: first },
+    { type: "dataset", source: dataset, mountPath: "/data", path: "plain_text" },
+    { type: "bucket", source: "acme/checkpoints", mountPath: "/out" },
+    { type: "bucket", source: "acme/inputs", mountPath: "/in", readOnly: true }
+  ]
+  return { model, volumes }
+})
 
 layer(emulatedHub(), { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs: volumes (emulated Hub)", (it) => {
   it.effect("volumes reach the job spec as the Jobs API takes them, and the container gets their mount points", () =>
     Effect.gen(function* () {
       yield* resetFaults
+      const { volumes } = yield* seeded
       yield* Effect.gen(function* () {
         const sb = yield* Sandbox.make({ transport: "proxy", volumes })
         const job = yield* jobOf(sb.id)
@@ -37,12 +56,64 @@ layer(emulatedHub(), { excludeTestServices: true, timeout: "60 seconds" })("HF J
         assert.strictEqual(mode("/data"), 0o555)
         assert.strictEqual(mode("/out"), 0o755, "a bucket is read-write by default")
         assert.strictEqual(mode("/in"), 0o555, "a bucket with readOnly")
-        assert.strictEqual(
-          fs.readdirSync(job.mounts["/model"]!).length,
-          0,
-          "no content: the emulator has no repo store"
-        )
+        assert.strictEqual(fs.readdirSync(job.mounts["/out"]!).length, 0, "a bucket starts empty: no bucket store")
       }).pipe(Effect.scoped)
+    })
+  )
+
+  it.effect("a repo volume holds the repo's files at its revision and path, read-only even for root", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const { volumes } = yield* seeded
+      yield* Effect.gen(function* () {
+        const sb = yield* Sandbox.make({ volumes })
+        const sh = (script: string) => sb.exec(["sh", "-c", `cd "$HF_EMULATOR_VOLUMES" && ${script}`])
+        // The model at its first commit (not main's), the dataset's `plain_text` folder only.
+        assert.strictEqual((yield* sh("cat model/config.json model/w/a.bin")).stdout, '{"v": 1}AAAA')
+        assert.strictEqual((yield* sh("ls -R data")).stdout, "data:\ntrain.csv\n")
+        const modes = yield* sh("stat -c '%a %n' model/config.json model/w model")
+        assert.strictEqual(modes.stdout, "444 model/config.json\n555 model/w\n555 model\n")
+
+        // Writing, creating or deleting in a read-only mount fails, whoever the job runs as: as root, only
+        // because the mount itself is read-only (EROFS), as on HF.
+        const refusal = process.getuid?.() === 0 ? /Read-only file system/ : /Read-only file system|Permission denied/
+        for (const write of [
+          "echo x > model/config.json",
+          "echo x > model/new.txt",
+          "rm model/w/a.bin",
+          "mkdir data/d",
+          "echo x > in/new.txt"
+        ]) {
+          const result = yield* sh(write)
+          assert.notStrictEqual(result.exitCode, 0, write)
+          assert.match(result.stderr, refusal, write)
+        }
+        assert.strictEqual((yield* sh("cat model/config.json; ls model/w")).stdout, '{"v": 1}a.bin\n')
+        // A read-write bucket takes writes.
+        assert.strictEqual((yield* sh("echo kept > out/ckpt.txt && cat out/ckpt.txt")).stdout, "kept\n")
+      }).pipe(Effect.scoped)
+    })
+  )
+
+  it.effect("a volume the job's owner cannot read (private to someone else, or missing) refuses the create", () =>
+    Effect.gen(function* () {
+      yield* resetFaults
+      const emu = yield* emulator
+      const { model } = yield* seeded
+      const theirs = `someone-else/private-${Math.random().toString(36).slice(2, 8)}`
+      yield* emu.seedRepo({ repo: theirs, private: true, files: { "a.txt": "a" } })
+      const before = (yield* emu.jobs).length
+      const refused = (volume: HfJobs.Volume) => Sandbox.make({ volumes: [volume] }).pipe(Effect.scoped, Effect.flip)
+      const hidden = yield* refused({ type: "model", source: theirs, mountPath: "/m" })
+      assert.include(hidden.message, "404")
+      assert.include(hidden.message, `volumes[0]: Repository not found: model ${theirs}`)
+      const missing = yield* refused({ type: "dataset", source: `${emu.user}/no-such-dataset`, mountPath: "/d" })
+      assert.include(missing.message, "Repository not found: dataset")
+      const revision = yield* refused({ type: "model", source: model, mountPath: "/m", revision: "f".repeat(40) })
+      assert.include(revision.message, "Invalid rev id")
+      const noPath = yield* refused({ type: "model", source: model, mountPath: "/m", path: "nope" })
+      assert.include(noPath.message, `no path nope in model ${model}`)
+      assert.strictEqual((yield* emu.jobs).length, before, "no job was created")
     })
   )
 

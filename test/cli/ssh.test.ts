@@ -6,6 +6,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { cli, createHf, emulator, expectCode, hf, job, until, useCliHarness, work } from "../support/cli.js"
 
@@ -65,6 +66,9 @@ describe("hf-sandbox ssh (emulated Hub)", () => {
 
 describe("create and run: --volume, --flavor lists, --max-cost (emulated Hub)", () => {
   it("run sends -v volumes as the Jobs API takes them and a comma list of flavors in order", async () => {
+    await Effect.runPromise(
+      emulator.seedRepo({ repo: "org/ds", repoType: "dataset", files: { "train/x.csv": "x\n" }, tags: ["v1"] })
+    )
     const result = await cli(
       [
         "run",
@@ -82,12 +86,12 @@ describe("create and run: --volume, --flavor lists, --max-cost (emulated Hub)", 
         "--",
         "sh",
         "-c",
-        'ls -d "$HF_EMULATOR_VOLUMES/data" >/dev/null && echo mounted'
+        'echo "$(cat "$HF_EMULATOR_VOLUMES/data/x.csv") mounted"'
       ],
       { hf: true }
     )
     expectCode(result, 0)
-    assert.include(result.stdout, "mounted")
+    assert.include(result.stdout, "x mounted")
     const id = (JSON.parse(result.stdout.split("\n")[0]!) as { id: string }).id
     const spec = (await job(id)).spec as { volumes: unknown; flavor: string; timeoutSeconds: number }
     assert.deepStrictEqual(spec.volumes, [

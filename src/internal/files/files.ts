@@ -4,8 +4,18 @@
  * `plan` for how a transfer runs); this composes them over one {@link Context}.
  */
 import * as Effect from "effect/Effect"
-import type { FileInfo, Files } from "../../Files.js"
+import type {
+  FileInfo,
+  Files,
+  FromHubOptions,
+  HubBucketSource,
+  HubBucketTarget,
+  HubSource,
+  HubTarget,
+  ToHubOptions
+} from "../../Files.js"
 import type * as Protocol from "../../Protocol.js"
+import { fromBucket, isBucket, toBucket } from "./bucket.js"
 import type { Context } from "./context.js"
 import { download, readBytes, readStream } from "./download.js"
 import { fromHub, toHub } from "./hub.js"
@@ -92,12 +102,18 @@ export const make = (ctx: Context): Files => {
       guard("files.uploadDir", uploadDir(ctx, localDir, remoteDir, options)),
     downloadDir: (remoteDir, localDir, options = {}) =>
       guard("files.downloadDir", downloadDir(ctx, remoteDir, localDir, options)),
-    fromHub: (source, dest, options = {}) =>
-      guard("files.fromHub", fromHub(ctx, source, dest, options), {
-        "hub.repo_type": source?.repoType ?? "model"
-      }),
-    toHub: (src, target, options = {}) =>
-      guard("files.toHub", toHub(ctx, src, target, options), { "hub.repo_type": target?.repoType ?? "model" })
+    fromHub: ((source: HubSource | HubBucketSource, dest: string, options: FromHubOptions = {}) =>
+      isBucket(source)
+        ? guard("files.fromHub", fromBucket(ctx, source, dest, options), { "hub.repo_type": "bucket" })
+        : guard("files.fromHub", fromHub(ctx, source, dest, options), {
+            "hub.repo_type": source?.repoType ?? "model"
+          })) as Files["fromHub"],
+    toHub: ((src: string, target: HubTarget | HubBucketTarget, options: ToHubOptions = {}) =>
+      isBucket(target)
+        ? guard("files.toHub", toBucket(ctx, src, target, options), { "hub.repo_type": "bucket" })
+        : guard("files.toHub", toHub(ctx, src, target, options), {
+            "hub.repo_type": target?.repoType ?? "model"
+          })) as Files["toHub"]
   }
 }
 

@@ -32,11 +32,21 @@ import { type Context, localFs } from "./context.js"
 const programPath: string = join(dirname(serverScriptPath), "hub_transfer.py")
 
 // Read once per process: it is shipped in each transfer's argv (`python3 -S -c`), so the sandbox needs nothing installed.
-let programSource: Promise<string> | undefined
-const program = Effect.promise(() => {
-  programSource ??= readFile(programPath, "utf8")
-  return programSource
-})
+const programSources = new Map<string, string>()
+
+/**
+ * The transfer program's source, read from `path` once it has been read; a failed read is not kept, so a
+ * later transfer reads the file again (a file being replaced by an upgrade, a transient EMFILE).
+ */
+export const readProgram = (path: string = programPath): Effect.Effect<string, Error> =>
+  Effect.suspend(() => {
+    const known = programSources.get(path)
+    if (known !== undefined) return Effect.succeed(known)
+    return Effect.tryPromise({
+      try: () => readFile(path, "utf8"),
+      catch: (cause) => new Error(`cannot read the Hub transfer program ${path}: ${String(cause)}`)
+    }).pipe(Effect.tap((source) => Effect.sync(() => programSources.set(path, source))))
+  })
 
 const REPO = /^(?:[\w.-]+\/)?[\w.-]+$/
 const TYPES = ["model", "dataset", "space"] as const
@@ -68,7 +78,7 @@ const checkRepo = (operation: string, source: HubSource, localName: "dest" | "sr
  * The Hub of a provider that names none: `HF_ENDPOINT` (else huggingface.co) and the token
  * `huggingface_hub` would find (`HF_TOKEN`, the token file, …); none is fine for a public repo.
  */
-const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
+export const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
   // The provider's own reading of `HF_ENDPOINT` (blank or unreadable counts as unset) and of the discovery's environment.
   Effect.map(HfConfig.resolve({}), ({ discovery, endpoint }) => ({
     endpoint,
@@ -99,10 +109,19 @@ type Line =
   | Done
   | { readonly error: { readonly reason: string; readonly status: number | null; readonly detail: string } }
 
-interface Outcome {
+export interface Outcome {
   result: Done | undefined
   error: HubTransferError | undefined
   stderr: string
+}
+
+/** Keeps the last characters of stderr; a character split across chunks is decoded whole. */
+const stderrTail = (outcome: Outcome) => {
+  const decoder = new TextDecoder()
+  return (data: Uint8Array | undefined) => {
+    const text = data === undefined ? decoder.decode() : decoder.decode(data, { stream: true })
+    outcome.stderr = (outcome.stderr + text).slice(-2000)
+  }
 }
 
 /** Applies one line of the program's stdout to the outcome, calling `onProgress` for progress lines. */
@@ -129,16 +148,23 @@ const onLine = (
 }
 
 /** Folds the command's events into the outcome: stdout split into lines, the tail of stderr kept. */
-const collect = (events: Stream.Stream<ExecEvent, OperationError>, outcome: Outcome, handle: (line: string) => void) =>
-  events.pipe(
+export const collect = <E>(
+  events: Stream.Stream<ExecEvent, E>,
+  outcome: Outcome,
+  handle: (line: string) => void
+): Effect.Effect<void, E> => {
+  const stderr = stderrTail(outcome)
+  return events.pipe(
     Stream.filterMap((event) => {
-      if (event._tag === "Stderr") outcome.stderr = (outcome.stderr + event.text).slice(-2000)
+      if (event._tag === "Stderr") stderr(event.data)
       return event._tag === "Stdout" ? Option.some(event.data) : Option.none()
     }),
     Stream.decodeText(),
     Stream.splitLines,
-    Stream.runForEach((line) => Effect.sync(() => handle(line)))
+    Stream.runForEach((line) => Effect.sync(() => handle(line))),
+    Effect.ensuring(Effect.sync(() => stderr(undefined)))
   )
+}
 
 /** Runs the program with `spec` in the sandbox: its `done` line, or the typed error it reported. */
 const run = (
@@ -150,10 +176,11 @@ const run = (
   Effect.gen(function* () {
     const access = ctx.hub ?? (yield* discoveredHub(ctx))
     const token = options.token !== undefined ? Option.some(options.token) : yield* access.token
-    const command = ["python3", "-S", "-c", yield* program, JSON.stringify({ ...spec, endpoint: access.endpoint })]
-    const env = Option.match(token, { onNone: () => ({}), onSome: (t) => ({ HF_TOKEN: Redacted.value(t) }) })
     const failure = (reason: HubTransferError["reason"], detail: string, status?: number) =>
       new HubTransferError({ operation, repo: `${spec.repoType} ${spec.repo}`, reason, detail, status })
+    const source = yield* Effect.mapError(readProgram(), (error) => failure("Failed", error.message))
+    const command = ["python3", "-S", "-c", source, JSON.stringify({ ...spec, endpoint: access.endpoint })]
+    const env = Option.match(token, { onNone: () => ({}), onSome: (t) => ({ HF_TOKEN: Redacted.value(t) }) })
     const outcome: Outcome = { result: undefined, error: undefined, stderr: "" }
     yield* collect(ctx.execStream(command, { env }), outcome, (line) =>
       onLine(line, outcome, failure, options.onProgress)

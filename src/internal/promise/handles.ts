@@ -52,9 +52,14 @@ const filesOf = (files: EffectFiles.Files): Files => ({
     run(files.uploadDir(localDir, remoteDir, options), signal),
   downloadDir: (remoteDir, localDir, { signal, ...options } = {}) =>
     run(files.downloadDir(remoteDir, localDir, options), signal),
-  fromHub: (source, dest, { signal, ...options } = {}) => run(files.fromHub(source, dest, options), signal),
-  toHub: (src, target, { signal, ...options } = {}) => run(files.toHub(src, target, options), signal)
+  // A repo or a bucket alike: the Effect API's `fromHub` and `toHub` tell them apart.
+  fromHub: ((source: EffectFiles.HubSource, dest: string, { signal, ...options }: HubCall = {}) =>
+    run(files.fromHub(source, dest, options), signal)) as Files["fromHub"],
+  toHub: ((src: string, target: EffectFiles.HubTarget, { signal, ...options }: HubCall = {}) =>
+    run(files.toHub(src, target, options), signal)) as Files["toHub"]
 })
+
+type HubCall = EffectFiles.FromHubOptions & { readonly signal?: AbortSignal | undefined }
 
 /** A facade `stdin` option as the Effect API takes it. */
 const stdinOf = <O extends { readonly stdin?: StdinInput | "pipe" | undefined }>(options: O) => {

@@ -41,6 +41,7 @@ import { fromOptions, type Settings } from "./settings.js"
 import { Tunnels } from "./tunnels.js"
 import { refuseUpgrade } from "./upgrade.js"
 import { delay } from "./util.js"
+import * as Volumes from "./volumes.js"
 
 class Emulator {
   readonly faults = defaultFaults()
@@ -81,7 +82,9 @@ class Emulator {
       faults: this.faults,
       oauth: this.oauth,
       runner: this.runner,
-      url: () => this.url
+      url: () => this.url,
+      // The create's token is the emulator's user's (a scoped token cannot create jobs).
+      volumeSource: (volume) => this.repos.volumeFiles(volume)
     })
     this.tunnels = new Tunnels({ faults: this.faults, dns: this.dns, jobs: this.runner.jobs })
     this.edge = new Edge({
@@ -169,6 +172,7 @@ class Emulator {
     const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     this.server.closeAllConnections()
     await Promise.race([serverClosed, delay(1000)])
+    for (const job of this.runner.jobs.values()) await Volumes.unlock(Object.values(job.mounts))
     await Promise.race([fs.promises.rm(this.root, { recursive: true, force: true }), delay(5000)]).catch(() => {})
     await this.publicDns?.close()
     process.removeListener("exit", this.onProcessExit)

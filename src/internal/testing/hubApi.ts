@@ -19,6 +19,7 @@ import type { OAuthState } from "./oauth.js"
 import { FixedWindow, RATE_LIMITED, rateLimitHeaders } from "./rateLimit.js"
 import type { Settings } from "./settings.js"
 import { delay } from "./util.js"
+import * as Volumes from "./volumes.js"
 
 export interface RequestEntry {
   method: string
@@ -65,6 +66,8 @@ export interface HubContext {
   readonly runner: JobRunner
   /** The emulator's base URL (absolute `Link` headers). */
   readonly url: () => string
+  /** The files a repo volume mounts, or the Hub's refusal (the repo store's `volumeFiles`). */
+  readonly volumeSource: Volumes.VolumeSource
 }
 
 export class HubApi {
@@ -198,7 +201,10 @@ export class HubApi {
     const spec = validate(body)
     if (typeof spec === "string") return sendError(res, 400, spec)
     if (this.ctx.runner.closed) return sendError(res, 503, "The Hub emulator is shutting down")
-    const job = await this.ctx.runner.create(spec, body, namespace)
+    // The Hub authorises volume mounts with the creator's identity when the job is created (hub-docs jobs-manage.md).
+    const files = Volumes.contents(spec.volumes, this.ctx.volumeSource)
+    if ("status" in files) return sendError(res, files.status, files.message, { "x-error-code": files.code })
+    const job = await this.ctx.runner.create(spec, body, namespace, files)
     if (this.ctx.faults.createAnswerDelayMs > 0) await delay(this.ctx.faults.createAnswerDelayMs)
     sendJson(res, 200, this.info(job))
   }

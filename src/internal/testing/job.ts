@@ -60,6 +60,8 @@ export interface Job {
   readonly ssh: boolean
   /** Each volume's mount path with the directory that stands in for it (see ./volumes.ts). */
   readonly mounts: Record<string, string>
+  /** The directories its command must see read-only (see ./volumes.ts `confine`). */
+  readonly readOnlyMounts: ReadonlyArray<string>
 }
 
 /** What making a job needs from the emulator. */
@@ -87,7 +89,8 @@ export const make = async (
   spec: ValidSpec,
   body: unknown,
   namespace: string,
-  nextSeq: () => number
+  nextSeq: () => number,
+  volumeFiles: ReadonlyArray<Volumes.VolumeFiles> = []
 ): Promise<Job> => {
   const id = hex(12)
   const dir = path.join(ctx.jobsDir, id)
@@ -103,7 +106,7 @@ export const make = async (
     for (const name of carriers) environment[name] = String(local)
   }
   const volumeRoot = path.join(dir, "volumes")
-  const mounts = await Volumes.mount(volumeRoot, spec.volumes)
+  const mounts = await Volumes.mount(volumeRoot, spec.volumes, volumeFiles)
   const bin = await ctx.releases.pathDir()
   const python = await interpreterDir()
   const env: Record<string, string> = {
@@ -160,7 +163,8 @@ export const make = async (
     timers: new Set(),
     volumes: spec.volumes,
     ssh: spec.ssh,
-    mounts
+    mounts: mounts.dirs,
+    readOnlyMounts: mounts.readOnly
   }
   return job
 }

@@ -14,6 +14,7 @@ import * as Job from "./job.js"
 import type { ValidSpec } from "./jobSpec.js"
 import type { Settings } from "./settings.js"
 import { delay } from "./util.js"
+import { confine, type VolumeFiles } from "./volumes.js"
 
 const CANCEL_GRACE_MS = 2000
 const DRAIN_MS = 1000
@@ -89,8 +90,13 @@ export class JobRunner {
   constructor(readonly ctx: RunnerContext) {}
 
   /** A new job in SCHEDULING, from a valid spec; it starts running after the scheduling delay. */
-  async create(spec: ValidSpec, body: unknown, namespace: string): Promise<Job.Job> {
-    const job = await Job.make(this.ctx, spec, body, namespace, () => this.seq++)
+  async create(
+    spec: ValidSpec,
+    body: unknown,
+    namespace: string,
+    volumeFiles: ReadonlyArray<VolumeFiles> = []
+  ): Promise<Job.Job> {
+    const job = await Job.make(this.ctx, spec, body, namespace, () => this.seq++, volumeFiles)
     this.jobs.set(job.id, job)
     const schedulingMs =
       this.ctx.faults.schedulingDelay === undefined
@@ -107,7 +113,7 @@ export class JobRunner {
     job.stage = "RUNNING"
     job.startedAt = startedAt
     job.startLine = { data: `===== Job started at ${startStamp(startedAt)} =====`, timestamp: startedAt.toISOString() }
-    const [file, ...args] = [...job.command, ...job.arguments]
+    const [file, ...args] = confine(job.readOnlyMounts, [...job.command, ...job.arguments])
     let child: ChildProcess
     try {
       child = spawn(file!, args, {

@@ -109,6 +109,12 @@ export const batch = async (ctx: LfsContext, req: http.IncomingMessage, res: htt
     if (typeof oid !== "string" || !/^[0-9a-f]{64}$/.test(oid) || typeof size !== "number" || size < 0) {
       return { oid, size, error: { code: 422, message: "oid must be a sha256 and size a byte count" } }
     }
+    if (size > repo.lfsMaxObjectBytes) {
+      // The Hub's hard limit per file is 500 GB (hub-docs storage-limits.md); a git-lfs server refuses an
+      // object it will not take in the batch answer, per object, with 422 (the exact wording is the emulator's).
+      const message = `Object of ${size} bytes is larger than the maximum file size of ${repo.lfsMaxObjectBytes} bytes`
+      return { oid, size, error: { code: 422, message } }
+    }
     if (ctx.blobs.get(oid)?.content.length === size) return { oid, size }
     const id = hex(16)
     ctx.pending.set(id, { oid, size, repo, parts: new Map(), etags: new Map() })

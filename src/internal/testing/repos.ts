@@ -14,10 +14,11 @@ import type * as http from "node:http"
 import type * as Testing from "../../Testing.js"
 import { ORG } from "./accounts.js"
 import { answer, readBody, sendError, sendJson } from "./http.js"
-import type { OAuthState } from "./oauth.js"
+import type { OAuthState, Verdict } from "./oauth.js"
 import { handleLfs, type LfsContext, type LfsTarget } from "./repoLfs.js"
 import { commit as commitTo, preupload } from "./repoWrites.js"
 import { hex } from "./util.js"
+import type { EmulatedVolume, VolumeRefusal } from "./volumes.js"
 
 type RepoType = "model" | "dataset" | "space"
 
@@ -29,6 +30,8 @@ export interface StoredFile {
 export interface Commit {
   readonly oid: string
   readonly files: ReadonlyMap<string, StoredFile>
+  /** Other names this commit answers to as a revision (a seed's `tags`). */
+  readonly tags?: ReadonlyArray<string>
 }
 
 export interface Repo {
@@ -39,15 +42,21 @@ export interface Repo {
   readonly commits: Array<Commit>
   readonly pageSize: number
   readonly stallAfterBytes: number | undefined
+  /** The next `times` downloads of a regular file are cut after `afterBytes` bytes (a seed's `cutDownloads`). */
+  readonly cutDownloads: { readonly afterBytes: number; times: number } | undefined
   /** `preupload` answers `lfs` for files of at least this many bytes. */
   readonly lfsThreshold: number
   /** LFS objects above this many bytes are uploaded in parts of this size. */
   readonly lfsMultipartThreshold: number
   readonly corruptLfsUploads: boolean
+  /** The LFS batch API refuses objects above this many bytes (422). */
+  readonly lfsMaxObjectBytes: number
 }
 
 /** The Hub's own line for LFS: 10 MB (`preupload` answers `lfs` from there). */
 const LFS_THRESHOLD = 10 * 1024 * 1024
+/** The Hub's hard limit for one file: 500 GB (hub-docs storage-limits.md). */
+const MAX_FILE_BYTES = 500 * 1000 ** 3
 /** Above this the emulated storage asks for a multipart upload. */
 const MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
@@ -87,7 +96,7 @@ export class Repos {
     const oid = hex(20)
     const existing = this.repos.get(`${type}/${seed.repo}`)
     const commits = existing?.commits ?? []
-    commits.push({ oid, files })
+    commits.push({ oid, files, tags: seed.tags ?? [] })
     this.repos.set(`${type}/${seed.repo}`, {
       type,
       id: seed.repo,
@@ -95,9 +104,11 @@ export class Repos {
       commits,
       pageSize: seed.treePageSize ?? 1000,
       stallAfterBytes: seed.stallAfterBytes,
+      cutDownloads: seed.cutDownloads === undefined ? undefined : { ...seed.cutDownloads },
       lfsThreshold: seed.lfsThreshold ?? existing?.lfsThreshold ?? LFS_THRESHOLD,
       lfsMultipartThreshold: seed.lfsMultipartThreshold ?? existing?.lfsMultipartThreshold ?? MULTIPART_THRESHOLD,
-      corruptLfsUploads: seed.corruptLfsUploads ?? existing?.corruptLfsUploads ?? false
+      corruptLfsUploads: seed.corruptLfsUploads ?? existing?.corruptLfsUploads ?? false,
+      lfsMaxObjectBytes: seed.lfsMaxObjectBytes ?? existing?.lfsMaxObjectBytes ?? MAX_FILE_BYTES
     })
     return oid
   }
@@ -116,7 +127,7 @@ export class Repos {
     if (segments[0] === "__emulator" && segments[1] === "cdn" && segments.length === 3) {
       const blob = this.blobs.get(segments[2]!)
       if (blob === undefined) sendError(res, 404, "Not found")
-      else serve(req, res, blob.content, sha256(blob.content), undefined, undefined, this.held)
+      else serve(req, res, { content: blob.content, etag: sha256(blob.content) }, this.held)
       return true
     }
     const write = (target: LfsTarget) => this.access(req, res, { ...target, revision: "main", rest: "" }, true)
@@ -166,10 +177,7 @@ export class Repos {
       sendError(res, 401, "Invalid credentials in Authorization header")
       return undefined
     }
-    const namespace = target.repoId.split("/")[0]
-    const mine =
-      (verdict?._tag === "Valid" && (namespace === this.ctx.user() || namespace === ORG)) ||
-      (verdict?._tag === "Scoped" && verdict.resource.endsWith(target.repoId))
+    const mine = mayWrite(this.ctx, verdict, target.repoId)
     const repo = this.repos.get(`${target.type}/${target.repoId}`)
     if (repo === undefined || (repo.private && !mine)) {
       // Without a token the Hub cannot tell a private repo from a missing one: 401 either way.
@@ -183,6 +191,18 @@ export class Repos {
       return undefined
     }
     return repo
+  }
+
+  /**
+   * A repo volume's files at its revision as the emulator's user may read them, or the Hub's refusal: a
+   * repo that does not exist and a private one of someone else are both 404, as the Hub hides the latter.
+   */
+  volumeFiles(volume: EmulatedVolume): ReadonlyMap<string, Uint8Array> | VolumeRefusal {
+    const repo = this.repos.get(`${volume.type}/${volume.source}`)
+    return filesOfVolume(
+      repo?.private === true && !mayWrite(this.ctx, { _tag: "Valid" }, volume.source) ? undefined : repo,
+      volume
+    )
   }
 
   private async pathsInfo(req: http.IncomingMessage, res: http.ServerResponse, commit: Commit) {
@@ -208,7 +228,8 @@ export class Repos {
       })
       return res.end()
     }
-    serve(req, res, file.content, gitOid(file.content), commit.oid, repo.stallAfterBytes, this.held)
+    const served = { content: file.content, etag: gitOid(file.content), commitOid: commit.oid }
+    serve(req, res, { ...served, stallAfter: repo.stallAfterBytes, cutAfter: takeCut(repo) }, this.held)
   }
 
   dropHeld() {
@@ -225,8 +246,38 @@ interface Target {
   readonly action: string
 }
 
+/** Whether a token with this verdict may write the repo (and read it when it is private). */
+const mayWrite = (ctx: ReposContext, verdict: Verdict | undefined, repoId: string) => {
+  const namespace = repoId.split("/")[0]
+  return (
+    (verdict?._tag === "Valid" && (namespace === ctx.user() || namespace === ORG)) ||
+    (verdict?._tag === "Scoped" && verdict.resource.endsWith(repoId))
+  )
+}
+
+/** The files a volume of `repo` (undefined: not readable by the job's owner, or missing) mounts, or the refusal. */
+const filesOfVolume = (repo: Repo | undefined, volume: EmulatedVolume) => {
+  const what = `${volume.type} ${volume.source}`
+  if (repo === undefined) return { status: 404, message: `Repository not found: ${what}`, code: "RepoNotFound" }
+  const commit = revisionOf(repo, volume.revision ?? "main")
+  if (commit === undefined) {
+    return { status: 404, message: `Invalid rev id: ${volume.revision} in ${what}`, code: "RevisionNotFound" }
+  }
+  return new Map([...commit.files].map(([path, file]) => [path, new Uint8Array(file.content)]))
+}
+
+/** Spends one of the repo's `cutDownloads`: the bytes after which this download is cut, if it is. */
+const takeCut = (repo: Repo) => {
+  const cut = repo.cutDownloads
+  if (cut === undefined || cut.times <= 0) return undefined
+  cut.times -= 1
+  return cut.afterBytes
+}
+
 const revisionOf = (repo: Repo, revision: string) =>
-  revision === "main" ? repo.commits.at(-1) : repo.commits.find((c) => c.oid === revision)
+  revision === "main"
+    ? repo.commits.at(-1)
+    : [...repo.commits].reverse().find((c) => c.oid === revision || c.tags?.includes(revision) === true)
 
 /** The tree entries below `path` (itself included only in a recursive listing of ""), sorted by path. */
 const entriesOf = (commit: Commit, path: string, recursive: boolean) => {
@@ -271,26 +322,46 @@ const tree = (res: http.ServerResponse, url: URL, repo: Repo, commit: Commit, pa
   sendJson(res, 200, page, headers)
 }
 
-/** A file's bytes (held open mid-way for a stalled repo, for interruption tests). */
-const serve = (
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  content: Buffer,
-  etag: string,
-  commitOid: string | undefined,
-  stallAfter: number | undefined,
-  held: Set<http.ServerResponse>
-) => {
-  res.writeHead(200, {
+/** What `serve` sends: a file's bytes, and the faults of its repo. */
+interface Served {
+  readonly content: Buffer
+  readonly etag: string
+  readonly commitOid?: string | undefined
+  /** Send this many bytes, then hold the response open (an interrupted transfer that never ends). */
+  readonly stallAfter?: number | undefined
+  /** Send this many bytes, then cut the connection (a transfer that must resume). */
+  readonly cutAfter?: number | undefined
+}
+
+/**
+ * A file's bytes, from the start or (a `Range: bytes=N-` request, as a resumed download sends) from byte N
+ * with 206 and `Content-Range`, as the Hub and its CDN answer; held open or cut mid-way for fault tests.
+ */
+const serve = (req: http.IncomingMessage, res: http.ServerResponse, served: Served, held: Set<http.ServerResponse>) => {
+  const { content, stallAfter, cutAfter } = served
+  const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ""))
+  const start = range === null ? 0 : Number(range[1])
+  if (start > 0 && start >= content.length) {
+    res.writeHead(416, { "content-range": `bytes */${content.length}`, "content-length": 0 })
+    return res.end()
+  }
+  const body = content.subarray(start)
+  res.writeHead(start > 0 ? 206 : 200, {
     "content-type": "application/octet-stream",
-    "content-length": content.length,
-    etag: `"${etag}"`,
-    ...(commitOid === undefined ? {} : { "x-repo-commit": commitOid })
+    "content-length": body.length,
+    etag: `"${served.etag}"`,
+    "accept-ranges": "bytes",
+    ...(start > 0 ? { "content-range": `bytes ${start}-${content.length - 1}/${content.length}` } : {}),
+    ...(served.commitOid === undefined ? {} : { "x-repo-commit": served.commitOid })
   })
   if (req.method === "HEAD") return res.end()
-  if (stallAfter === undefined || stallAfter >= content.length) return res.end(content)
+  if (cutAfter !== undefined && cutAfter < body.length) {
+    res.write(body.subarray(0, cutAfter), () => res.destroy())
+    return
+  }
+  if (stallAfter === undefined || stallAfter >= body.length) return res.end(body)
   // A download that stops mid-way and never ends, for interruption tests.
-  res.write(content.subarray(0, stallAfter))
+  res.write(body.subarray(0, stallAfter))
   held.add(res)
   res.on("close", () => held.delete(res))
 }

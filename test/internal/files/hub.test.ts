@@ -1,0 +1,124 @@
+/**
+ * The Hub transfer's pieces below `files.fromHub`/`toHub`: the stdlib program `rpc-server/hub_transfer.py`
+ * run directly as a real process against the Hub emulator (a download cut more often than it retries is a
+ * network failure naming the host and the attempts; a cut one resumes with `Range`), the program's source
+ * read without keeping a failed read, and the stderr tail decoded across chunks.
+ */
+import { execFile } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { assert, describe, it, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import type { ExecEvent } from "hf-sandbox/Sandbox"
+import * as Testing from "hf-sandbox/testing"
+import { collect, type Outcome, readProgram } from "../../../src/internal/files/hub.js"
+
+const PROGRAM = fileURLToPath(new URL("../../../rpc-server/hub_transfer.py", import.meta.url))
+
+/** Runs the program with `spec` (retry pauses of a few ms) and the token in its environment; its NDJSON lines. */
+const transfer = (emu: Testing.HubEmulator, spec: Record<string, unknown>) =>
+  Effect.async<{ lines: Array<Record<string, unknown>>; code: number }>((resume) => {
+    const full = { endpoint: emu.url, revision: "main", path: "", retryBase: 0.001, ...spec }
+    execFile(
+      "python3",
+      ["-S", PROGRAM, JSON.stringify(full)],
+      { env: { PATH: process.env.PATH, HF_TOKEN: Redacted.value(emu.token) } },
+      (error, stdout) => {
+        const lines = stdout
+          .split("\n")
+          .filter((l) => l !== "")
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+        resume(Effect.succeed({ lines, code: error === null ? 0 : ((error.code as number | undefined) ?? -1) }))
+      }
+    )
+  })
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "hub-transfer-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+const content = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7) % 256))
+
+layer(Testing.layer(), { excludeTestServices: true, timeout: "60 seconds" })(
+  "hub_transfer.py (a real process)",
+  (it) => {
+    it.scoped("a cut download resumes from the bytes it has (Range), checked whole against the Hub's digest", () =>
+      Effect.gen(function* () {
+        const emu = yield* Testing.HubEmulatorService
+        const dir = yield* tempDir
+        const repo = `${emu.user}/resume-${Math.random().toString(36).slice(2, 8)}`
+        const bytes = content(5000)
+        yield* emu.seedRepo({
+          repo,
+          private: true,
+          files: { "w.bin": bytes },
+          cutDownloads: { afterBytes: 1500, times: 3 }
+        })
+        const dest = path.join(dir, "w.bin")
+        const { lines, code } = yield* transfer(emu, { op: "fromHub", repo, repoType: "model", path: "w.bin", dest })
+        assert.strictEqual(code, 0, JSON.stringify(lines.at(-1)))
+        assert.deepStrictEqual(fs.readFileSync(dest), bytes)
+        // Each attempt went on from where the last stopped: progress never went back, and no byte came twice.
+        const progress = lines.filter((l) => "file" in l).map((l) => l.bytes as number)
+        assert.deepStrictEqual(
+          progress,
+          [...progress].sort((a, b) => a - b)
+        )
+        assert.deepStrictEqual(lines.at(-1), { done: true, commit: lines.at(-1)!.commit, files: [dest], bytes: 5000 })
+      })
+    )
+
+    it.scoped("a download cut on every attempt fails as a network failure naming the host and the attempts", () =>
+      Effect.gen(function* () {
+        const emu = yield* Testing.HubEmulatorService
+        const dir = yield* tempDir
+        const repo = `${emu.user}/cut-${Math.random().toString(36).slice(2, 8)}`
+        yield* emu.seedRepo({ repo, files: { "w.bin": content(3000) }, cutDownloads: { afterBytes: 100, times: 99 } })
+        const dest = path.join(dir, "w.bin")
+        const { lines, code } = yield* transfer(emu, { op: "fromHub", repo, repoType: "model", path: "w.bin", dest })
+        assert.strictEqual(code, 1)
+        const error = lines.at(-1)!.error as { reason: string; detail: string }
+        assert.strictEqual(error.reason, "Unreachable")
+        assert.include(error.detail, "the network failed")
+        assert.include(error.detail, `from ${new URL(emu.url).host} was cut 6 times`)
+        assert.include(error.detail, "600 of 3000 bytes received")
+        assert.notInclude(error.detail, "cannot write")
+        assert.notInclude(JSON.stringify(lines), Redacted.value(emu.token))
+        assert.deepStrictEqual(fs.readdirSync(dir), [], "nothing is left behind")
+      })
+    )
+  }
+)
+
+describe("files/hub", () => {
+  it.effect("readProgram does not keep a failed read: the file read later is found", () =>
+    Effect.gen(function* () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hub-program-"))
+      const file = path.join(dir, "hub_transfer.py")
+      const missing = yield* Effect.flip(readProgram(file))
+      assert.include(missing.message, file)
+      fs.writeFileSync(file, "print('hi')\n")
+      assert.strictEqual(yield* readProgram(file), "print('hi')\n")
+      fs.rmSync(dir, { recursive: true })
+      // Once read, it is kept: the program shipped is the one this process started with.
+      assert.strictEqual(yield* readProgram(file), "print('hi')\n")
+    })
+  )
+
+  it.effect("the stderr tail keeps a character split across chunks whole", () =>
+    Effect.gen(function* () {
+      const bytes = new TextEncoder().encode("échec: ünreachable ✓\n")
+      const event = (data: Uint8Array): ExecEvent => ({ _tag: "Stderr", data, text: "" })
+      // Split inside "é" (2 bytes), "ü" and "✓" (3 bytes).
+      const chunks = [bytes.subarray(0, 1), bytes.subarray(1, 9), bytes.subarray(9, 22), bytes.subarray(22)]
+      const outcome: Outcome = { result: undefined, error: undefined, stderr: "" }
+      yield* collect(Stream.fromIterable(chunks.map(event)), outcome, () => {})
+      assert.strictEqual(outcome.stderr, "échec: ünreachable ✓\n")
+    })
+  )
+})
