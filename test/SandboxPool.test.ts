@@ -1,0 +1,146 @@
+/**
+ * `SandboxPool` end to end on the local provider: real host servers (`SBX_HOST_MODE=1`) on this machine.
+ * As root the hosts isolate their sandboxes by uid; otherwise the pool asks for weak isolation. The
+ * pool's logic alone (slots, boots, failover) is in test/SandboxPool/slots.test.ts over fake hosts.
+ */
+import * as fs from "node:fs"
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Sandbox from "hf-sandbox/Sandbox"
+import * as SandboxPool from "hf-sandbox/SandboxPool"
+import { assertGone, eventually, localLayer, useLocalDirs } from "./support/local.js"
+
+const dirs = useLocalDirs("sbx-pool-test-")
+const weakIsolation = process.getuid?.() !== 0
+
+/** The local provider on the file's directories, which the sandboxes' uids may traverse (not list). */
+const Env = Layer.suspend(() => {
+  fs.chmodSync(dirs.root, 0o711)
+  fs.chmodSync(dirs.tempDir, 0o711)
+  return localLayer({ stateDir: dirs.stateDir, tempDir: dirs.tempDir })
+})
+
+const poolLayer = (options: SandboxPool.LayerOptions = {}) =>
+  SandboxPool.layer({ weakIsolation, ...options }).pipe(Layer.provideMerge(Env))
+
+describe("SandboxPool on the local provider", { timeout: 120_000 }, () => {
+  it.live("a lease runs commands and files in its own home, and its release frees the slot", () =>
+    Effect.gen(function* () {
+      const pool = yield* SandboxPool.SandboxPool
+      const id = yield* Effect.gen(function* () {
+        const sb = yield* SandboxPool.make({ env: { GREETING: "hi" } })
+        assert.match(sb.id, /^local-[0-9a-f]+\.[0-9a-f]{16}$/)
+        const result = yield* sb.exec('echo "$GREETING from $PWD"; echo "$HOME"')
+        assert.strictEqual(result.exitCode, 0)
+        const [line, home] = result.stdout.trimEnd().split("\n")
+        assert.strictEqual(line, `hi from ${home}`)
+        yield* sb.files.write("notes/a.txt", "pooled")
+        assert.strictEqual(yield* sb.files.readText("notes/a.txt"), "pooled")
+        assert.strictEqual((yield* sb.exec("cat notes/a.txt")).stdout, "pooled")
+        assert.strictEqual((yield* pool.hosts)[0]!.leased, 1)
+        return sb.id
+      }).pipe(Effect.scoped)
+      assert.strictEqual((yield* pool.hosts)[0]!.leased, 0)
+      const gone = yield* Effect.flip(Effect.scoped(Sandbox.connect(id)))
+      assert.strictEqual(gone.reason, "NotFound")
+    }).pipe(Effect.provide(poolLayer()))
+  )
+
+  it.live("120 leases at once over 50 per host boot exactly 3 hosts; with maxHosts 2 they wait their turn", () =>
+    Effect.gen(function* () {
+      const run = (all: Deferred.Deferred<void>, count: { n: number }) => () =>
+        Effect.gen(function* () {
+          const sb = yield* SandboxPool.make()
+          const out = yield* sb.exec(["echo", "ok"])
+          if (++count.n === 120) yield* Deferred.succeed(all, undefined)
+          yield* Deferred.await(all)
+          return { id: sb.id, out: out.stdout }
+        }).pipe(Effect.scoped)
+      const held = yield* Effect.gen(function* () {
+        const all = yield* Deferred.make<void>()
+        return yield* Effect.forEach(Array.from({ length: 120 }), run(all, { n: 0 }), { concurrency: 120 })
+      }).pipe(Effect.provide(poolLayer({ sandboxesPerHost: 50 })))
+      assert.isTrue(held.every((r) => r.out === "ok\n"))
+      assert.strictEqual(new Set(held.map((r) => r.id.split(".")[0])).size, 3)
+
+      const bounded = yield* Effect.forEach(
+        Array.from({ length: 120 }),
+        () => Effect.scoped(Effect.flatMap(SandboxPool.make(), (sb) => Effect.as(sb.exec("true"), sb.id))),
+        { concurrency: 60 }
+      ).pipe(Effect.provide(poolLayer({ sandboxesPerHost: 50, maxHosts: 2 })))
+      assert.strictEqual(bounded.length, 120)
+      assert.strictEqual(new Set(bounded.map((id) => id.split(".")[0])).size, 2)
+    })
+  )
+
+  it.live("no free slot within acquireTimeout: a typed error", () =>
+    Effect.gen(function* () {
+      yield* SandboxPool.make()
+      const error = yield* Effect.flip(Effect.scoped(SandboxPool.make()))
+      assert.strictEqual(error._tag, "PoolError")
+      assert.strictEqual(error._tag === "PoolError" ? error.reason : undefined, "AcquireTimeout")
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(poolLayer({ sandboxesPerHost: 1, maxHosts: 1, acquireTimeout: "500 millis" }))
+    )
+  )
+
+  it.live("a host killed mid-run: its leases fail naming it, and the pool replaces it", () =>
+    Effect.gen(function* () {
+      const pool = yield* SandboxPool.SandboxPool
+      const sb = yield* SandboxPool.make()
+      const [host] = yield* pool.hosts
+      process.kill(host!.details.serverPid as number, "SIGKILL")
+      const error = yield* Effect.flip(sb.exec("echo never"))
+      assert.strictEqual(error._tag, "ConnectionLostError")
+      assert.strictEqual(error._tag === "ConnectionLostError" ? error.host : undefined, host!.id)
+      assert.include(error.message, host!.id)
+      yield* eventually(
+        Effect.flatMap(pool.hosts, (hosts) =>
+          hosts.length === 1 && hosts[0]!.id !== host!.id ? Effect.void : Effect.fail("not replaced yet")
+        ),
+        "30 seconds"
+      )
+      const next = yield* SandboxPool.make()
+      assert.notStrictEqual(next.id.split(".")[0], host!.id)
+      assert.strictEqual((yield* next.exec("echo again")).stdout, "again\n")
+    }).pipe(Effect.scoped, Effect.provide(poolLayer()))
+  )
+
+  it.live("closing the pool terminates every host: no process, no directory left", () =>
+    Effect.gen(function* () {
+      const hosts = yield* Effect.gen(function* () {
+        const pool = yield* SandboxPool.SandboxPool
+        const sb = yield* SandboxPool.make()
+        yield* sb.spawn("sleep 300")
+        return yield* pool.hosts
+      }).pipe(Effect.scoped, Effect.provide(poolLayer({ warmUp: 2 })))
+      assert.strictEqual(hosts.length, 2)
+      yield* assertGone(hosts.flatMap((h) => [h.details.pid as number, h.details.serverPid as number]))
+      for (const host of hosts) assert.isFalse(fs.existsSync(host.details.workdir as string))
+    })
+  )
+
+  it.live("Sandbox.connect by pooled id from a second client: not owned; terminate deletes it", () =>
+    Effect.gen(function* () {
+      const sb = yield* SandboxPool.make()
+      yield* sb.files.write("mark", "one")
+      // Another client: a provider of its own over the same state directory.
+      const other = Effect.scoped(
+        Effect.gen(function* () {
+          const again = yield* Sandbox.connect(sb.id)
+          return yield* again.files.readText("mark")
+        })
+      ).pipe(Effect.provide(Layer.fresh(Env)))
+      assert.strictEqual(yield* other, "one")
+      assert.strictEqual((yield* sb.exec("cat mark")).stdout, "one", "a connect's close leaves it running")
+      yield* Effect.scoped(Effect.flatMap(Sandbox.connect(sb.id), (again) => again.terminate)).pipe(
+        Effect.provide(Layer.fresh(Env))
+      )
+      const error = yield* Effect.flip(sb.exec("true"))
+      assert.notStrictEqual(error._tag, "TerminatedError")
+    }).pipe(Effect.scoped, Effect.provide(poolLayer()))
+  )
+})
