@@ -95,6 +95,7 @@ def parse_args(argv):
         else:
             value = default
         setattr(args, name, value)
+    host_mode_args(args, env)
     args.tunnel = args.tunnel or _flag(env.get("SBX_TUNNEL"), "SBX_TUNNEL")
     args.tunnel_config = None
     if args.tunnel:
@@ -102,6 +103,33 @@ def parse_args(argv):
 
         args.tunnel_config = tunnel_config(env)
     return args
+
+
+def host_mode_args(args, env):
+    """Host mode's options (host.py), read whether or not it is on, so that a mistake is reported."""
+    args.host_mode = args.host_mode or _flag(env.get("SBX_HOST_MODE"), "SBX_HOST_MODE")
+    args.weak_isolation = args.weak_isolation or _flag(env.get("SBX_HOST_WEAK_ISOLATION"), "SBX_HOST_WEAK_ISOLATION")
+    args.host_token_acts = _flag(env.get("SBX_HOST_TOKEN_ACTS"), "SBX_HOST_TOKEN_ACTS")
+    if args.capacity is not None:
+        args.capacity = _number(args.capacity, "--capacity", int, 1)
+    elif env.get("SBX_CAPACITY"):
+        args.capacity = _number(env["SBX_CAPACITY"], "SBX_CAPACITY", int, 1)
+    else:
+        args.capacity = 50  # host.DEFAULT_CAPACITY, without importing host.py in dedicated mode
+    args.homes_dir = args.homes_dir or env.get("SBX_HOMES_DIR") or "/sbx/homes"
+    if not os.path.isabs(args.homes_dir):
+        _fail("--homes-dir / SBX_HOMES_DIR needs an absolute path, got %r" % args.homes_dir)
+
+
+def host_mode(args, token):
+    """Host mode's registry (host.py, imported only then), or None; exits 2 when it cannot start."""
+    if not args.host_mode:
+        return None
+    if token is None:
+        _fail("host mode needs SBX_TOKEN: every sandbox's token derives from it")
+    from .host import setup
+
+    return setup(args, token)
 
 
 def raise_open_files_limit():
@@ -193,6 +221,7 @@ def main(argv=None):
         )
         sys.stderr.flush()
         return 2
+    STATE.host = host_mode(args, token)
     if token is None and args.tunnel:
         sys.stderr.write(
             "server.py: error: refusing --tunnel without a token: the tunnel makes the server public; set SBX_TOKEN\n"
@@ -248,7 +277,9 @@ def main(argv=None):
     if os.getpid() == 1:
         reap_children()  # else at the first command (see reap_children)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    if args.idle_timeout > 0:
+    if STATE.host is not None:
+        STATE.host.start_idle(args.idle_timeout)
+    elif args.idle_timeout > 0:
         threading.Thread(target=idle_loop, args=(args.idle_timeout, args.start_grace), name="idle", daemon=True).start()
     if args.lifetime > 0:
         threading.Thread(target=lifetime_loop, args=(args.lifetime,), name="lifetime", daemon=True).start()
@@ -300,6 +331,8 @@ def main(argv=None):
             tunnel.stop.set()  # before the kill: the supervisor must not restart cloudflared
         port_tunnels = PORT_TUNNELS.stop_all()  # the same for the ports' tunnels
         kill_everything()
+        if STATE.host is not None:
+            STATE.host.delete_all()  # their homes (their processes are gone with everything else)
         if tunnel is not None:
             tunnel.cleanup()
         for port_tunnel in port_tunnels:

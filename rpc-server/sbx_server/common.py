@@ -201,6 +201,7 @@ class State(object):
         # Whether a client has reached us (an authorized request): until then the
         # idle timeout waits at least --start-grace (see idle_loop).
         self.contacted = False
+        self.host = None  # host mode: host.Host (see routes_host.py)
 
     # The watchdog needs both: a request in flight (a long exec stream, a big
     # upload) is activity, and the idle clock restarts when it ends.
@@ -228,6 +229,33 @@ class State(object):
 
 
 STATE = State()
+
+
+class Scope(threading.local):
+    """The sandbox a host-mode request acts for, in its handler's thread (routes_host.run); None in
+    dedicated mode. Read where a route's work depends on it: paths, commands, the port proxy."""
+
+    sandbox = None
+
+
+SCOPE = Scope()
+
+
+class AsServer(object):
+    """`with AsServer():` the server's own file system credentials in a host-mode request's thread, which
+    otherwise acts with its sandbox's (isolation.Isolation.enter): for what is the server's, not the
+    sandbox's (its journal, the confining wrapper it starts). A no-op in dedicated mode."""
+
+    __slots__ = ("sandbox",)
+
+    def __enter__(self):
+        self.sandbox = SCOPE.sandbox
+        if self.sandbox is not None:
+            STATE.host.isolation.leave()
+
+    def __exit__(self, *exc):
+        if self.sandbox is not None:
+            STATE.host.isolation.enter(self.sandbox)
 
 
 def env_seconds(name, default):

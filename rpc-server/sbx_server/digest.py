@@ -23,3 +23,16 @@ try:
     from _operator import _compare_digest as compare_digest
 except ImportError:
     from hmac import compare_digest
+
+
+_BLOCK = 64  # SHA-256's block size, in bytes
+
+
+def hmac_sha256(key, message):
+    """HMAC-SHA256 (RFC 2104) over our SHA-256, for the same reason as above: the `hmac` module imports
+    hashlib. Host mode derives each sandbox's token with it (host.py)."""
+    if len(key) > _BLOCK:
+        key = sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    inner = sha256(bytes(b ^ 0x36 for b in key) + message).digest()
+    return sha256(bytes(b ^ 0x5C for b in key) + inner)

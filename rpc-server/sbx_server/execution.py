@@ -9,6 +9,9 @@ import threading
 import time
 
 from .common import (
+    SCOPE,
+    STATE,
+    AsServer,
     ClientGone,
     EXIT_DRAIN_MAX,
     EXIT_QUIET,
@@ -95,7 +98,7 @@ DRAINER = Drainer()
 
 
 class ExecSpec(object):
-    __slots__ = ("argv", "env", "cwd", "stdin", "timeout", "encoding", "marker", "stdin_pipe")
+    __slots__ = ("argv", "env", "cwd", "stdin", "timeout", "encoding", "marker", "stdin_pipe", "sandbox")
 
 
 def parse_exec(req, legacy):
@@ -141,10 +144,13 @@ def parse_exec(req, legacy):
     cwd = req.get("workdir") if legacy else None
     if cwd is None:
         cwd = req.get("cwd")
+    spec.sandbox = sandbox = SCOPE.sandbox  # host mode: the sandbox it runs in, rooted at its home
+    if cwd is None and sandbox is not None:
+        cwd = "/"  # its home
     if cwd is not None:
         if not isinstance(cwd, str) or not cwd or "\0" in cwd:
             raise bad_request("`cwd` must be a non-empty path string")
-        cwd = os.path.abspath(cwd)
+        cwd = os.path.abspath(cwd) if sandbox is None else sandbox.resolve(cwd)
         if not os.path.exists(cwd):
             raise bad_request(
                 "working directory not found: %s (create it first, or pass an existing cwd)" % cwd, "cwd_not_found"
@@ -208,25 +214,31 @@ def spawn(spec):
     tell "could not run" (4xx) from "ran and failed" (an exit code)."""
     import subprocess  # at the first command: the server's start does without it
 
-    env = dict(os.environ)
+    sandbox = spec.sandbox
+    env = dict(os.environ) if sandbox is None else sandbox.environment()
     env.update(spec.env)
     # Every process the command starts inherits the marker, so it is still found after it left the
     # command's process group and tree (setsid, double fork): see kill_family.
     spec.marker = new_marker()
     env[PROC_MARKER] = spec.marker
     name = spec.argv[0]
+    argv, pass_fds = spec.argv, ()
+    if sandbox is not None:
+        argv, pass_fds = confined(sandbox, spec, env)
     try:
-        proc = PROCS.spawn(
-            spec.argv,
-            stdin=subprocess.PIPE if spec.stdin or spec.stdin_pipe else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=spec.cwd,
-            env=env,
-            close_fds=True,
-            start_new_session=True,
-            bufsize=0,
-        )
+        with AsServer():  # the wrapper starts as the server, then confines itself (isolation.py)
+            proc = PROCS.spawn(
+                argv,
+                stdin=subprocess.PIPE if spec.stdin or spec.stdin_pipe else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=spec.cwd,
+                env=env,
+                close_fds=True,
+                pass_fds=pass_fds,
+                start_new_session=True,
+                bufsize=0,
+            )
         if spec.stdin_pipe:
             # The pipe is the stdin route's, not the pump's: pump() sees no stdin and ends it via the spec.
             spec.stdin_pipe = StdinPipe(proc.stdin, spec.stdin or b"")
@@ -255,6 +267,26 @@ def spawn(spec):
         raise bad_request("cannot run %s: %s" % (name, e.strerror or e), "spawn_failed")
     log_command_start(proc, spec)
     return proc
+
+
+def confined(sandbox, spec, env):
+    """(argv, pass_fds) of a command run in a host-mode sandbox (isolation.py's wrapper). The program is
+    looked up here, in the sandbox's PATH, so that "not found" is the same 400 as in dedicated mode."""
+    isolation = STATE.host.isolation
+    if not isolation.confines:
+        return spec.argv, ()
+    import shutil  # host mode only
+
+    name = spec.argv[0]
+    if "/" in name:
+        program = name if os.path.isabs(name) else os.path.join(spec.cwd, name)
+        if not os.path.exists(program):
+            raise bad_request("command not found: %s (no such file)" % name, "command_not_found")
+    else:
+        program = shutil.which(name, path=env.get("PATH", os.defpath))
+        if program is None:
+            raise bad_request("command not found: %s (not on PATH)" % name, "command_not_found")
+    return isolation.command(sandbox, program, spec.argv)
 
 
 class ExecResult(object):

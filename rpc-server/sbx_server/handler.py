@@ -78,22 +78,19 @@ class Handler(
             if route == "/health" and method == "GET":
                 self.health()
             else:
-                if not self.authorized():
-                    # Its body is still read, to keep the connection in sync, but within the head's
-                    # deadline: a peer without the token gets no more of our time than that.
-                    self.reader.untrusted_body()
-                    raise HttpError(403, AUTH_ERROR, "auth")
-                self.trusted = True
-                methods = ROUTES.get(route)
-                args = ()
-                if methods is None and route.startswith("/v1/processes/"):
-                    methods, args = process_route(route)
-                if methods is None and route.startswith("/v1/proxy/"):
-                    methods, args = {method: Handler.route_proxy}, proxy_target(route) + (query,)
-                if methods is None and route.startswith("/v1/ports/"):
-                    methods, args = port_route(route)
-                if methods is None:
-                    raise HttpError(404, "no route: %s %s" % (method, route), "not_found")
+                sandbox = None
+                if STATE.host is not None:
+                    from .routes_host import route as host_route  # host mode only
+
+                    methods, args, sandbox = host_route(self, method, route, query)
+                else:
+                    if not self.authorized():
+                        # Its body is still read, to keep the connection in sync, but within the head's
+                        # deadline: a peer without the token gets no more of our time than that.
+                        self.reader.untrusted_body()
+                        raise HttpError(403, AUTH_ERROR, "auth")
+                    self.trusted = True
+                    methods, args = find_route(method, route, query)
                 fn = methods.get(method)
                 if fn is None:
                     allow = ", ".join(sorted(methods))
@@ -101,7 +98,12 @@ class Handler(
                     raise HttpError(405, message, "method_not_allowed", [("Allow", allow)])
                 STATE.begin()
                 try:
-                    fn(self, *args)
+                    if sandbox is None:
+                        fn(self, *args)
+                    else:
+                        from .routes_host import run
+
+                        run(self, sandbox, fn, args)
                 finally:
                     STATE.end()
         except HttpError as e:
@@ -147,6 +149,10 @@ class Handler(
     # ---- routes ----
 
     def health(self):
+        if STATE.host is not None:
+            from .routes_host import health_fields
+
+            return self.host_health(health_fields())
         # Unauthenticated callers learn only that the server is up (no version).
         if self.authorized():
             self.trusted = True
@@ -163,6 +169,32 @@ class Handler(
             )
         else:
             self.respond(200, b'{"status":"ok"}')
+
+    def host_health(self, fields):
+        """Host mode: the pool's client reads the host's capacity and load unauthenticated (HF's server
+        answers its count so); the version and uptime only with the host token."""
+        out = {"status": "ok"}
+        if self.authorized():
+            self.trusted = True
+            out.update(version=VERSION, protocol=PROTOCOL, uptime_ms=int((time.monotonic() - STATE.started) * 1000))
+            out["auth"] = True
+        out.update(fields)
+        self.respond_json(out)
+
+
+def find_route(method, route, query):
+    """(methods, args) of a dedicated route; 404 when there is none."""
+    methods = ROUTES.get(route)
+    args = ()
+    if methods is None and route.startswith("/v1/processes/"):
+        methods, args = process_route(route)
+    if methods is None and route.startswith("/v1/proxy/"):
+        methods, args = {method: Handler.route_proxy}, proxy_target(route) + (query,)
+    if methods is None and route.startswith("/v1/ports/"):
+        methods, args = port_route(route)
+    if methods is None:
+        raise HttpError(404, "no route: %s %s" % (method, route), "not_found")
+    return methods, args
 
 
 ROUTES = {

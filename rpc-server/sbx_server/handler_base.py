@@ -17,6 +17,7 @@ from .common import (
     FILE_CHUNK,
     HttpError,
     JSON_LIMIT,
+    SCOPE,
     SOCKET_TIMEOUT,
     _REASONS,
     bad_request,
@@ -213,7 +214,8 @@ class RequestMixin(object):
             raise bad_request("query parameter `%s` is empty" % name)
         if "\0" in p:
             raise bad_request("query parameter `%s` contains a NUL character" % name)
-        return os.path.abspath(p)
+        sandbox = SCOPE.sandbox
+        return os.path.abspath(p) if sandbox is None else sandbox.resolve(p)
 
     def int_param(self, name, default=None):
         """A byte offset, length or size: what the OS takes as an off_t, so below 2^63."""

@@ -102,6 +102,8 @@ def start_keyed(req, spec, kind, tag, limit, attach=False):
     step under KEYED, so a key runs one command; `attach` makes the caller a reader before the
     command's output can pile up unread."""
     key, fingerprint = idempotency(req, kind)
+    if key is not None and spec.sandbox is not None:
+        fingerprint = spec.sandbox.id + " " + fingerprint  # a key of another sandbox's is a conflict
     with KEYED if key is not None else contextlib.nullcontext():
         bg = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
         if bg is not None:

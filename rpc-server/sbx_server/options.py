@@ -106,6 +106,28 @@ OPTIONS = (
         "expose the server through a Cloudflare quick tunnel and announce its URL on stdout "
         "(default: $SBX_TUNNEL); see below",
     ),
+    (
+        "--host-mode",
+        FLAG,
+        "host mode: serve many sandboxes (POST /v1/sandboxes), each with its own uid, home and token; "
+        "--idle-timeout is then how long the host may stay without any sandbox (default: $SBX_HOST_MODE)",
+    ),
+    (
+        "--capacity",
+        "N",
+        "host mode: sandboxes at most at once (default: $SBX_CAPACITY or 50)",
+    ),
+    (
+        "--homes-dir",
+        "DIR",
+        "host mode: where the sandboxes' homes are made (default: $SBX_HOMES_DIR or /sbx/homes)",
+    ),
+    (
+        "--weak-isolation",
+        FLAG,
+        "host mode: start even without root or Landlock, with what isolation there is (GET /health says "
+        "which); default: $SBX_HOST_WEAK_ISOLATION, else refuse",
+    ),
 )
 
 

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from .common import HttpError, bad_request, log
+from .common import SCOPE, HttpError, bad_request, log
 from .proxy import PROXIED, parse_port
 from .httpframe import WAIT_SECONDS
 
@@ -24,7 +24,16 @@ def max_port_tunnels():
 
 
 def listening(port):
-    """Whether something accepts TCP connections on 127.0.0.1:port now."""
+    """Whether something accepts TCP connections on 127.0.0.1:port now (host mode: on the sandbox's
+    $SBX_PROXY_DIR/<port>.sock)."""
+    if SCOPE.sandbox is not None:
+        from .host import connect_socket
+
+        try:
+            connect_socket(SCOPE.sandbox, port).close()
+            return True
+        except HttpError:
+            return False
     try:
         socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT).close()
         return True
@@ -129,6 +138,9 @@ class PortRoutes(object):
         ?wait= seconds (default 60); a tunnel still starting then is a 503 `tunnel_starting` with
         Retry-After (ask again: the same tunnel is still coming up)."""
         port = parse_port(port_text, "/v1/ports/{port}/tunnel")
+        if SCOPE.sandbox is not None:
+            message = "quick tunnels are not offered in host mode: reach the port through /v1/sandboxes/{id}/proxy/%d/" % port
+            raise HttpError(404, message, "not_found")
         raw = self.param("wait", required=False)
         if raw is not None and WAIT_SECONDS.match(raw) is None:
             raise bad_request("query parameter `wait` must be seconds (e.g. 30 or 2.5), got %r" % raw[:40])

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 
-from .common import FILE_CHUNK, SOCKET_TIMEOUT, ClientGone, HttpError, bad_request, bearer, is_sandbox_token
+from .common import FILE_CHUNK, SCOPE, SOCKET_TIMEOUT, ClientGone, HttpError, bad_request, bearer, is_sandbox_token
 from .httpframe import parse_decimal
 
 CONNECT_TIMEOUT = 5.0  # connecting to loopback: a listener answers at once, a full backlog does not
@@ -73,7 +73,10 @@ def is_upgrade(headers):
 def carries_token(value):
     """Whether an Authorization value is `Bearer <the sandbox token>` (then it is ours, never forwarded)."""
     credential = bearer(value)
-    return credential is not None and is_sandbox_token(credential)
+    if credential is None:
+        return False
+    sandbox = SCOPE.sandbox  # host mode: the sandbox's token, or the host's (SBX_HOST_TOKEN_ACTS)
+    return is_sandbox_token(credential) or (sandbox is not None and sandbox.accepts(credential))
 
 
 def request_head(method, target, headers, upgrade, chunked):
@@ -273,6 +276,10 @@ class Splice(object):
 
 
 def connect_backend(port):
+    if SCOPE.sandbox is not None:
+        from .host import connect_socket  # host mode: $SBX_PROXY_DIR/<port>.sock
+
+        return connect_socket(SCOPE.sandbox, port)
     try:
         sock = socket.create_connection(("127.0.0.1", port), timeout=CONNECT_TIMEOUT)
     except ConnectionRefusedError:

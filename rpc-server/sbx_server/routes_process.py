@@ -5,7 +5,7 @@ import selectors
 import time
 
 from .background import BGPROCS, DEFAULT_BUFFER_BYTES, FOLLOW_POLL, JANITOR
-from .common import ClientGone, HttpError, bad_request, dumps, log, new_selector, request_shutdown
+from .common import SCOPE, ClientGone, HttpError, bad_request, dumps, log, new_selector, request_shutdown
 from .execution import parse_exec, peer_closed
 from .httpframe import WAIT_SECONDS
 from .launch import KEYED, buffer_bytes, checked_idempotency_key, parse_signal, start_keyed
@@ -45,7 +45,9 @@ class ProcessRoutes(object):
         kind = self.param("kind", required=False) or "process"
         if kind not in ("process", "exec", "all"):
             raise bad_request("query parameter `kind` must be process, exec or all, got %r" % kind)
-        self.respond_json([bg.info() for bg in BGPROCS.all() if kind == "all" or bg.kind == kind])
+        sandbox = SCOPE.sandbox  # host mode: only that sandbox's
+        listed = [bg for bg in BGPROCS.all() if bg.spec.sandbox is sandbox]
+        self.respond_json([bg.info() for bg in listed if kind == "all" or bg.kind == kind])
 
     def route_process_get(self, key):
         self.respond_json(BGPROCS.find(key).info())
@@ -58,7 +60,7 @@ class ProcessRoutes(object):
         sig = parse_signal(self.param("signal", required=False))
         with KEYED:  # a keyed request is either fully registered or not yet checked
             bg = BGPROCS.cancel(key, JANITOR.retain)
-        if bg is None:
+        if bg is None or bg.spec.sandbox is not SCOPE.sandbox:
             return self.respond_json({"id": None, "killed": False})
         self.kill_record(bg, sig)
 

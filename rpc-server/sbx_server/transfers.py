@@ -8,7 +8,7 @@ import stat
 import threading
 import time
 
-from .common import FILE_CHUNK, HttpError, env_seconds, log, shown
+from .common import FILE_CHUNK, AsServer, HttpError, env_seconds, log, shown
 from .digest import sha256
 
 
@@ -116,7 +116,8 @@ class Journal(object):
         if self.dir is None:
             return
         try:
-            os.symlink(tmp, self._entry(tmp))
+            with AsServer():  # the journal is the server's
+                os.symlink(tmp, self._entry(tmp))
         except FileExistsError:
             pass
         except OSError as e:
@@ -126,7 +127,8 @@ class Journal(object):
     def remove(self, tmp):
         """After `tmp` is gone (renamed into place or removed), never before."""
         if self.dir is not None:
-            unlink_quietly(self._entry(tmp))
+            with AsServer():
+                unlink_quietly(self._entry(tmp))
 
 
 def replay_journal(path):

@@ -1,0 +1,375 @@
+"""Host mode: many sandboxes in one server (HF's sandbox-server `SBX_HOST_MODE=1`, src/sandboxes.rs).
+
+A sandbox here is a record: an id, a uid (with isolation), a home directory, its own token and the
+environment its commands start from. Creating one costs a few directories, not a process: an idle
+sandbox is a few hundred bytes of this server's memory. What confines its commands (the uid,
+Landlock, rlimits) is isolation.py's; the routes are routes_host.py's. Imported only in host mode."""
+
+import os
+import shutil
+import sys
+import threading
+import time
+
+from .common import IS_LINUX, HttpError, _fail, log, request_shutdown
+from .digest import compare_digest, hmac_sha256, sha256
+from .proctree import has_marker, kill_family, scan_proc
+
+# HF's numbers (src/sandboxes.rs): HF Jobs run containers in a user namespace that maps uids 0..65535
+# only (setuid above fails with EINVAL), and images' own service accounts sit in the low thousands
+# (nobody is 65534): sandboxes take 20000 up to, not including, 65000.
+UID_BASE = 20000
+UID_MAX = 65000
+DEFAULT_CAPACITY = 50  # HF's DEFAULT_SANDBOXES_PER_HOST (huggingface_hub _sandbox.py)
+DEFAULT_HOMES_DIR = "/sbx/homes"
+DEFAULT_MAX_PROCS = 256  # RLIMIT_NPROC: per uid, so per sandbox
+DEFAULT_MAX_MEM_MB = 2048  # RLIMIT_AS: per process
+MAX_COUNT = 4096  # sandboxes one POST may ask for (HF clamps there too)
+PROXY_SUBDIR = ".sbx/proxy"  # HF's proxy.rs PROXY_SUBDIR: $SBX_PROXY_DIR/<port>.sock
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+KILL_ROUNDS = 200  # delete: SIGKILL by uid until none is left, at most this many scans (5 ms apart)
+
+
+def random_id():
+    return os.urandom(8).hex()  # HF's random_id: 16 lowercase hex characters
+
+
+def sandbox_token(host_token, sandbox_id):
+    """A sandbox's own token: hex HMAC-SHA256(host token, id). A client that knows the host token derives
+    it from the id alone, so connecting to `<host>.<id>` needs no stored state."""
+    return hmac_sha256(host_token, sandbox_id.encode("ascii")).hexdigest()
+
+
+def token_digest(token_text):
+    return sha256(token_text.encode("latin-1", "replace")).digest()
+
+
+class Sandbox(object):
+    __slots__ = (
+        "id", "uid", "home", "created_at_ms", "env", "max_procs", "max_mem_mb", "idle_timeout",
+        "token_digest", "last_activity", "inflight", "ruleset", "deleted", "uid_lock",
+    )
+
+    def info(self):
+        return {"id": self.id, "uid": self.uid, "home": self.home, "created_at_ms": self.created_at_ms}
+
+    def accepts(self, token_text):
+        return compare_digest(token_digest(token_text), self.token_digest)
+
+    def environment(self):
+        """What every command starts from: never the host's environment (it holds the job's secrets)."""
+        home = self.home
+        env = {
+            "PATH": home + "/.local/bin:" + SYSTEM_PATH,  # HF's: `pip install --user` scripts first
+            "HOME": home,
+            "TMPDIR": home + "/.tmp",
+            "USER": "sbx-" + self.id,
+            "LOGNAME": "sbx-" + self.id,
+            "SBX_SANDBOX_ID": self.id,
+            "SBX_PROXY_DIR": home + "/" + PROXY_SUBDIR,
+        }
+        for name in ("LANG", "LC_ALL"):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        env.update(self.env)
+        return env
+
+    def resolve(self, path):
+        """HF's resolve_in_home: `path` taken relative to the home (a leading / too), `..` never above it.
+        What it names must also stay inside once symlinks are followed: the server, which may run as
+        root, never reaches through a sandbox's link to a file the sandbox could not open itself."""
+        parts = []
+        for part in path.split("/"):
+            if part == "..":
+                if parts:
+                    parts.pop()
+            elif part and part != ".":
+                parts.append(part)
+        resolved = os.path.join(self.home, *parts) if parts else self.home
+        real = os.path.realpath(resolved)
+        if real != self.home and not real.startswith(self.home + "/"):
+            message = "path %s leads out of the sandbox's home through a symbolic link" % ("/" + "/".join(parts))
+            raise HttpError(403, message, "outside_home")
+        return resolved
+
+    def touch(self):
+        self.last_activity = time.monotonic()
+
+
+class Host(object):
+    """The registry of live sandboxes, their capacity and the host's own idle clock."""
+
+    def __init__(self, token, capacity, homes, isolation, token_acts):
+        self.lock = threading.Lock()
+        self.token = token.encode("latin-1", "replace")
+        self.capacity = capacity
+        self.homes = homes
+        self.isolation = isolation  # isolation.Isolation
+        self.token_acts = token_acts  # SBX_HOST_TOKEN_ACTS: the host token also acts in sandboxes
+        self.sandboxes = {}
+        self.reserved = 0  # slots taken, including creations under way
+        self.next_uid = UID_BASE
+        self.taken = set()  # uids of this host's sandboxes
+        self.empty_since = time.monotonic()
+
+    # ---- create ----
+
+    def create(self, count, env, idle_timeout, max_procs, max_mem_mb):
+        """Up to `count` new sandboxes: fewer when the host is full."""
+        running = running_uids() if self.isolation.uids else set()  # one /proc scan per request
+        made = []
+        for _ in range(count):
+            with self.lock:
+                if self.reserved >= self.capacity:
+                    break
+                self.reserved += 1
+            uid, uid_lock = -1, -1
+            try:
+                uid, uid_lock = self.take_uid(running)
+                sandbox = self.make(uid, uid_lock, env, idle_timeout, max_procs, max_mem_mb)
+            except BaseException:
+                self.release(uid, uid_lock)
+                raise
+            with self.lock:
+                self.sandboxes[sandbox.id] = sandbox
+            made.append(sandbox)
+        return made
+
+    def take_uid(self, running):
+        """(uid, lock fd) of a uid no other sandbox has, on this host or any other host-mode server of the
+        machine (isolation.claim_uid), and that runs nothing (a crashed server's leftovers). Without
+        own uids: the server's, and no lock."""
+        if not self.isolation.uids:
+            return os.getuid(), -1
+        span = UID_MAX - UID_BASE
+        with self.lock:
+            for _ in range(span):
+                uid = self.next_uid
+                self.next_uid = UID_BASE + (uid + 1 - UID_BASE) % span  # round robin: a freed uid rests
+                if uid in self.taken or uid in running:
+                    continue
+                fd = self.isolation.claim_uid(uid)
+                if fd >= 0:
+                    self.taken.add(uid)
+                    return uid, fd
+        raise HttpError(503, "no sandbox uid left (%d to %d are all in use)" % (UID_BASE, UID_MAX - 1), "uids_exhausted")
+
+    def release(self, uid, uid_lock):
+        """A slot, and a uid with its lock, given back."""
+        with self.lock:
+            self.reserved -= 1
+            self.taken.discard(uid)
+            if not self.sandboxes and not self.reserved:
+                self.empty_since = time.monotonic()
+        if uid_lock >= 0:
+            os.close(uid_lock)
+
+    def make(self, uid, uid_lock, env, idle_timeout, max_procs, max_mem_mb):
+        sandbox = Sandbox()
+        sandbox.id = random_id()
+        while sandbox.id in self.sandboxes:
+            sandbox.id = random_id()
+        sandbox.uid, sandbox.uid_lock = uid, uid_lock
+        sandbox.home = os.path.join(self.homes, sandbox.id)
+        sandbox.created_at_ms = int(time.time() * 1000)
+        sandbox.env, sandbox.idle_timeout = env, idle_timeout
+        sandbox.max_procs, sandbox.max_mem_mb = max_procs, max_mem_mb
+        sandbox.token_digest = token_digest(sandbox_token(self.token, sandbox.id))
+        sandbox.last_activity, sandbox.inflight, sandbox.deleted = time.monotonic(), 0, False
+        try:
+            self.isolation.make_home(sandbox, PROXY_SUBDIR)
+        except OSError as e:
+            shutil.rmtree(sandbox.home, ignore_errors=True)
+            raise HttpError(500, "cannot create the sandbox's home %s: %s" % (sandbox.home, e.strerror or e), "io_error")
+        return sandbox
+
+    # ---- look-up ----
+
+    def get(self, sandbox_id):
+        with self.lock:
+            return self.sandboxes.get(sandbox_id)
+
+    def count(self):
+        with self.lock:
+            return len(self.sandboxes)
+
+    def all(self):
+        with self.lock:
+            return sorted(self.sandboxes.values(), key=lambda s: (s.created_at_ms, s.id))
+
+    # ---- delete ----
+
+    def delete(self, sandbox_id):
+        """Kill everything the sandbox runs, remove its home, free its slot. False: no such sandbox."""
+        with self.lock:
+            sandbox = self.sandboxes.pop(sandbox_id, None)
+            if sandbox is None:
+                return False
+            sandbox.deleted = True
+        try:
+            self.kill_all(sandbox)
+            self.isolation.forget(sandbox)
+            shutil.rmtree(sandbox.home, ignore_errors=True)
+        finally:
+            self.release(sandbox.uid, sandbox.uid_lock)
+        log("sandbox %s deleted" % sandbox.id)
+        return True
+
+    def kill_all(self, sandbox):
+        """SIGKILL every process of the sandbox, until none is left, and forget its process records. With
+        its own uid, by uid (nothing it runs can shed that); without, by the families of the commands it
+        started and by what carries its id in the environment (a process that cleared its environment
+        and left the tree escapes this)."""
+        import signal
+
+        from .background import BGPROCS
+
+        records = [bg for bg in BGPROCS.all() if bg.spec.sandbox is sandbox]
+        for bg in records:
+            if not self.isolation.uids:
+                with bg.cond:
+                    running = bg.proc.returncode is None and bg.result is None
+                kill_family(bg.pid if running else None, bg.spec.marker, signal.SIGKILL)
+        if IS_LINUX:
+            self.kill_rounds(sandbox, signal.SIGKILL)
+        for bg in records:
+            BGPROCS.remove(bg)
+
+    def kill_rounds(self, sandbox, sig):
+        for _ in range(KILL_ROUNDS):
+            pids = self.pids_of(sandbox)
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+            time.sleep(0.005)
+        log("sandbox %s: processes still alive after %d rounds of SIGKILL" % (sandbox.id, KILL_ROUNDS))
+
+    def pids_of(self, sandbox):
+        table = scan_proc()
+        if self.isolation.uids:
+            return [pid for pid, row in table.items() if row[2] != b"Z" and real_uid(pid) == sandbox.uid]
+        entry = ("SBX_SANDBOX_ID=%s" % sandbox.id).encode()
+        me = os.getpid()
+        return [pid for pid, row in table.items() if pid != me and row[2] != b"Z" and has_marker(pid, entry)]
+
+    def delete_all(self):
+        return sum(1 for s in self.all() if self.delete(s.id))
+
+    # ---- idle ----
+
+    def sweep(self, now):
+        """Delete the sandboxes idle past their own timeout: no request to them for that long and nothing
+        running in them."""
+        from .background import BGPROCS
+
+        stale = [s for s in self.all() if s.idle_timeout > 0 and not s.inflight and now - s.last_activity >= s.idle_timeout]
+        if not stale:
+            return
+        busy = set(id(bg.spec.sandbox) for bg in BGPROCS.all() if bg.result is None)
+        for sandbox in stale:
+            if id(sandbox) in busy or (IS_LINUX and self.pids_of(sandbox)):
+                sandbox.touch()
+            else:
+                log("sandbox %s idle for %gs: deleting it" % (sandbox.id, sandbox.idle_timeout))
+                self.delete(sandbox.id)
+
+    def start_idle(self, timeout):
+        threading.Thread(target=host_idle_loop, args=(self, timeout), name="idle", daemon=True).start()
+
+    def busy(self, sandbox, n):
+        """A request to the sandbox begins (1) or ends (-1): activity, for its idle timeout."""
+        with self.lock:
+            sandbox.inflight += n
+            sandbox.last_activity = time.monotonic()
+
+    def empty_for(self, now):
+        with self.lock:
+            return 0.0 if self.sandboxes or self.reserved else now - self.empty_since
+
+
+def connect_socket(sandbox, port):
+    """A connection to the server a sandbox exposes on `port`: the unix socket $SBX_PROXY_DIR/<port>.sock
+    (with Landlock its commands cannot bind TCP). Opened acting for the sandbox (routes_host.run), so a
+    socket path that is a link to another sandbox's is refused like any of its files."""
+    import socket
+
+    from .common import SOCKET_TIMEOUT
+
+    path = sandbox.resolve("%s/%d.sock" % (PROXY_SUBDIR, port))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5.0)
+    try:
+        sock.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        message = (
+            "nothing is listening on port %d in sandbox %s: its server must listen on the unix socket "
+            "$SBX_PROXY_DIR/%d.sock (%s)"
+        )
+        raise HttpError(502, message % (port, sandbox.id, port, path), "port_closed")
+    except OSError as e:
+        sock.close()
+        raise HttpError(502, "cannot reach port %d in sandbox %s: %s" % (port, sandbox.id, e.strerror or e), "bad_gateway")
+    sock.settimeout(SOCKET_TIMEOUT)
+    return sock
+
+
+def running_uids():
+    """The real uids of the sandbox range that some process has now."""
+    found = set()
+    for pid in scan_proc():
+        uid = real_uid(pid)
+        if uid is not None and UID_BASE <= uid < UID_MAX:
+            found.add(uid)
+    return found
+
+
+def real_uid(pid):
+    try:
+        with open("/proc/%d/status" % pid, "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def setup(args, token):
+    """The Host of `args`; exits 2 when isolation is missing and --weak-isolation was not given."""
+    from .isolation import probe
+
+    isolation, missing = probe()
+    if missing and not args.weak_isolation:
+        sys.stderr.write(
+            "server.py: error: host mode refused: %s. Run it as root on a kernel with Landlock (ABI >= 6), or "
+            "accept weaker isolation with SBX_HOST_WEAK_ISOLATION=1 (--weak-isolation)\n" % "; ".join(missing)
+        )
+        sys.stderr.flush()
+        sys.exit(2)
+    isolation.warm()
+    try:
+        isolation.prepare(args.homes_dir)
+    except OSError as e:
+        _fail("cannot create the homes' directory %s: %s" % (args.homes_dir, e.strerror or e))
+    for what in missing:
+        log("WARNING: weak isolation: %s" % what)
+    log("host mode: capacity %d, homes in %s, isolation %s" % (args.capacity, args.homes_dir, isolation.name))
+    return Host(token, args.capacity, args.homes_dir, isolation, args.host_token_acts)
+
+
+def host_idle_loop(host, timeout):
+    """Per-sandbox idle timeouts, and the host's own (HF's semantics): exit once it has had no sandbox
+    for `timeout` seconds, the backstop that stops a forgotten pool from billing. 0: never."""
+    while True:
+        time.sleep(0.25 if timeout == 0 or timeout > 1 else timeout / 4.0)
+        now = time.monotonic()
+        host.sweep(now)
+        if timeout > 0 and host.empty_for(now) >= timeout:
+            request_shutdown("host mode: no sandbox for %gs (--idle-timeout)" % timeout)
+            return
+

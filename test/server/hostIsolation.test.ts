@@ -1,0 +1,157 @@
+/**
+ * Isolation of host-mode sandboxes from one another (`rpc-server/sbx_server/isolation.py`,
+ * `landlock.py`), against the real server started without SBX_HOST_WEAK_ISOLATION: it must then have
+ * root (a uid per sandbox) and Landlock, so the suite runs as root only (a server started otherwise
+ * refuses; hostMode.test.ts checks that refusal).
+ */
+import * as fs from "node:fs"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import {
+  create,
+  exec,
+  type Host,
+  json,
+  type Leased,
+  request,
+  spawnIn,
+  startHost,
+  stopHost
+} from "../support/hostServer.js"
+import { sleep } from "../support/processes.js"
+
+const asRoot = process.platform === "linux" && process.getuid?.() === 0
+
+let host: Host
+let a: Leased
+let b: Leased
+
+/** Runs a Python one-liner in the sandbox; its stdout, trimmed. */
+const py = async (sb: Leased, source: string) => {
+  const run = await exec(host, sb, `python3 -c '${source}'`)
+  return run.stdout.trim() + run.stderr.trim()
+}
+
+/** Starts `cmd` in `sb` and waits for the pid it writes to `file` in its home. */
+const pidOf = async (sb: Leased, cmd: string, file: string) => {
+  await spawnIn(host, sb, `echo $$ > ${file}; exec ${cmd}`)
+  const deadline = Date.now() + 10_000
+  while (!fs.existsSync(`${sb.home}/${file}`) || fs.readFileSync(`${sb.home}/${file}`, "utf8").trim() === "") {
+    if (Date.now() > deadline) throw new Error(`${cmd} did not start in ${sb.id}`)
+    await sleep(25)
+  }
+  return Number(fs.readFileSync(`${sb.home}/${file}`, "utf8").trim())
+}
+
+beforeAll(async () => {
+  if (!asRoot) return
+  host = await startHost({ weak: false })
+  ;[a, b] = (await create(host, { count: 2, max_procs: 100 })).sandboxes as [Leased, Leased]
+}, 60_000)
+
+afterAll(async () => {
+  if (host !== undefined) await stopHost(host)
+})
+
+describe.skipIf(!asRoot)("host mode isolation (root: a uid per sandbox, Landlock)", () => {
+  it("gives each sandbox its own uid, its files owned by it, NO_NEW_PRIVS and its rlimits", async () => {
+    expect((await json(host, "/health", "")).body.isolation).toBe("uid+landlock")
+    expect(a.uid).not.toBe(b.uid)
+    expect(a.uid).toBeGreaterThanOrEqual(20000)
+    expect(a.uid).toBeLessThan(65000)
+    const limits = "grep -E '^Max (processes|address space)' /proc/self/limits"
+    const run = await exec(host, a, `id -u; grep NoNewPrivs /proc/self/status; ${limits}`)
+    expect(run.stdout.split("\n").map((l) => l.replace(/\s+/g, " ").trim())).toEqual([
+      String(a.uid),
+      "NoNewPrivs: 1",
+      "Max processes 100 100 processes",
+      `Max address space ${2048 * 1024 * 1024} ${2048 * 1024 * 1024} bytes`,
+      ""
+    ])
+    await request(host, `/v1/sandboxes/${a.id}/files/write?path=/made/by/api.txt`, a.token, {
+      method: "PUT",
+      body: "x"
+    })
+    for (const p of ["made", "made/by", "made/by/api.txt"]) expect(fs.statSync(`${a.home}/${p}`).uid).toBe(a.uid)
+  })
+
+  it("never gives a uid in use by another host on the machine", async () => {
+    const other = await startHost({ weak: false })
+    try {
+      const theirs = (await create(other, { count: 3 })).sandboxes.map((s) => s.uid)
+      expect(theirs).not.toContain(a.uid)
+      expect(theirs).not.toContain(b.uid)
+    } finally {
+      await stopHost(other)
+    }
+  }, 60_000)
+
+  it("keeps a sandbox out of another's files and environment", async () => {
+    fs.writeFileSync(`${b.home}/secret`, "b's secret")
+    fs.chownSync(`${b.home}/secret`, b.uid, b.uid)
+    const pid = await pidOf(b, "sleep 60", "sleep.pid")
+    const run = await exec(host, a, `cat ${b.home}/secret; ls ${b.home}; cat /proc/${pid}/environ; ls /tmp`)
+    expect(run.stdout).toBe("")
+    expect(run.stderr.match(/Permission denied/g)?.length).toBe(4)
+    // Nor through the server: a link to B's home is followed as A, never as root.
+    await exec(host, a, `ln -s ${b.home}/secret link`)
+    expect((await json(host, `/v1/sandboxes/${a.id}/files/read?path=link`, a.token)).status).toBe(403)
+  })
+
+  it("keeps a sandbox from signalling or tracing another's processes", async () => {
+    const pid = await pidOf(b, "sleep 60", "victim.pid")
+    const kill = await exec(host, a, `kill -0 ${pid} 2>&1 || echo refused`)
+    expect(kill.stdout).toContain("refused")
+    const trace = await py(
+      a,
+      `import ctypes,os; libc=ctypes.CDLL(None,use_errno=True); print(libc.ptrace(16,${pid},0,0), os.strerror(ctypes.get_errno()))`
+    )
+    expect(trace).toBe("-1 Operation not permitted")
+    // Its own, started by another command, it can signal.
+    const own = await pidOf(a, "sleep 60", "own.pid")
+    expect((await exec(host, a, `kill ${own} && echo killed`)).stdout).toBe("killed\n")
+  })
+
+  it("denies binding TCP ports and reaching another sandbox's abstract unix sockets", async () => {
+    expect(await py(a, `import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print("bound")`)).toContain(
+      "PermissionError"
+    )
+    const listener = `import socket,time; s=socket.socket(socket.AF_UNIX); s.bind("\\0sbx-test-${b.id}"); s.listen(); open("abstract.ready","w").close(); time.sleep(60)`
+    await spawnIn(host, b, `python3 -c '${listener}'`)
+    const deadline = Date.now() + 10_000
+    while (!fs.existsSync(`${b.home}/abstract.ready`)) {
+      if (Date.now() > deadline) throw new Error("the abstract socket listener did not start")
+      await sleep(25)
+    }
+    const connect = `import socket; s=socket.socket(socket.AF_UNIX); s.connect("\\0sbx-test-${b.id}"); print("connected")`
+    expect(await py(a, connect)).toContain("PermissionError")
+    // Within one command (one Landlock domain) the same connect works: the denial is the scope's.
+    const both = `import socket; l=socket.socket(socket.AF_UNIX); l.bind("\\0sbx-own-${a.id}"); l.listen(); s=socket.socket(socket.AF_UNIX); s.connect("\\0sbx-own-${a.id}"); print("connected")`
+    expect(await py(a, both)).toBe("connected")
+  })
+
+  it("reaches a sandbox's unix socket through its proxy route, never another's through a link", async () => {
+    const server = `import http.server,socketserver,os
+class H(http.server.BaseHTTPRequestHandler):
+  def do_GET(s):
+    b=os.environ["SBX_SANDBOX_ID"].encode()
+    s.send_response(200);s.send_header("Content-Length",str(len(b)));s.end_headers();s.wfile.write(b)
+class U(socketserver.ThreadingUnixStreamServer):
+  def get_request(s):
+    r,_=s.socket.accept();return r,("sbx",0)
+U(os.environ["SBX_PROXY_DIR"]+"/8080.sock",H).serve_forever()
+`
+    await request(host, `/v1/sandboxes/${b.id}/files/write?path=/srv.py`, b.token, { method: "PUT", body: server })
+    await spawnIn(host, b, "exec python3 srv.py")
+    const deadline = Date.now() + 10_000
+    while ((await json(host, `/v1/sandboxes/${b.id}/ports/8080`, b.token)).body.listening !== true) {
+      if (Date.now() > deadline) throw new Error("the sandbox's server did not listen")
+      await sleep(25)
+    }
+    const res = await request(host, `/v1/sandboxes/${b.id}/proxy/8080/`, b.token)
+    expect(await res.text()).toBe(b.id)
+    await exec(host, a, `ln -s ${b.home}/.sbx/proxy/8080.sock "$SBX_PROXY_DIR/8080.sock"`)
+    const through = await json(host, `/v1/sandboxes/${a.id}/proxy/8080/`, a.token)
+    expect(through.status).toBe(403)
+    expect(through.body.code).toBe("outside_home")
+  })
+})
