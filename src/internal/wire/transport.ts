@@ -100,12 +100,7 @@ export const make = (target: Target, timeouts: Timeouts, http: HttpClient.HttpCl
       : Effect.flatMap(target.exitReason, (reason) =>
           Effect.fail(
             Option.isSome(reason)
-              ? new ConnectionLostError({
-                  operation: lost.operation,
-                  detail: reason.value,
-                  cause: lost,
-                  ...(target.hosted !== undefined ? { host: target.hosted.hostId } : {})
-                })
+              ? new ConnectionLostError({ operation: lost.operation, detail: reason.value, cause: lost })
               : lost
           )
         )
