@@ -15,12 +15,8 @@ import { assertGone, eventually, localLayer, useLocalDirs } from "./support/loca
 const dirs = useLocalDirs("sbx-pool-test-")
 const weakIsolation = process.getuid?.() !== 0
 
-/** The local provider on the file's directories, which the sandboxes' uids may traverse (not list). */
-const Env = Layer.suspend(() => {
-  fs.chmodSync(dirs.root, 0o711)
-  fs.chmodSync(dirs.tempDir, 0o711)
-  return localLayer({ stateDir: dirs.stateDir, tempDir: dirs.tempDir })
-})
+/** The local provider on the file's directories. */
+const Env = Layer.suspend(() => localLayer({ stateDir: dirs.stateDir, tempDir: dirs.tempDir }))
 
 const poolLayer = (options: SandboxPool.LayerOptions = {}) =>
   SandboxPool.layer({ weakIsolation, ...options }).pipe(Layer.provideMerge(Env))

@@ -76,7 +76,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
     const own = yield* Names.labelsOf(spec)
     const labels = spec.host === undefined ? own : { ...own, ...HostLabels.of(spec.host) }
     if (spec.name !== undefined) yield* Names.checkFree(ctx.stateDir, spec.name)
-    const workdir = yield* Workdir.create(ctx, Server.openForHomes(spec))
+    const workdir = yield* Workdir.create(ctx)
     const log = LocalState.logPath(ctx.stateDir, id)
     let server: Owner.Owner | undefined
     // Once started, the sandbox is left running when the scope closes (with success: see Spec.detach);

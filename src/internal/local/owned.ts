@@ -58,7 +58,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
     const labels = spec.host === undefined ? own : { ...own, ...HostLabels.of(spec.host) }
     if (spec.name !== undefined) yield* nameFree(ctx, spec.name)
     if (spec.host !== undefined) yield* Names.ensureStateDirectory(ctx.stateDir)
-    const workdir = yield* makeWorkdir(ctx, spec)
+    const workdir = yield* makeWorkdir(ctx)
     const started = yield* startServer(ctx, spec, workdir)
     const watched = yield* watch(started)
     const announce = yield* Deferred.await(watched.listening).pipe(Server.announcedWithin(spec, watched.tail.get))
@@ -119,17 +119,14 @@ const recorded = (
 }
 
 /** The working directory, made and claimed, with its release: the last of the sandbox's. */
-const makeWorkdir = (ctx: LocalContext, spec: SandboxProvider.Spec): Effect.Effect<string, StartError, Scope.Scope> =>
+const makeWorkdir = (ctx: LocalContext): Effect.Effect<string, StartError, Scope.Scope> =>
   Effect.gen(function* () {
     // What a crashed client and its server left behind is swept first (see internal/local/ownedDirs).
     yield* OwnedDirs.sweep(ctx.tempDir ?? NodeOs.tmpdir())
     // Acquired first, so released last: after every process that could still write into it is gone.
     // Claimed by this process at once, by the server's supervisor once it runs.
     return yield* Effect.acquireRelease(
-      Workdir.create(ctx, (dir) => {
-        Server.openForHomes(spec)(dir)
-        OwnedDirs.claim(dir, process.pid)
-      }),
+      Workdir.create(ctx, (dir) => OwnedDirs.claim(dir, process.pid)),
       (dir) =>
         ctx.fs.remove(dir, { recursive: true }).pipe(
           Effect.interruptible,

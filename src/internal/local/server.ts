@@ -3,7 +3,6 @@
  * line it announces its port with, and the error when it cannot be started at all.
  */
 import { randomBytes } from "node:crypto"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -65,7 +64,7 @@ export const serverEnv = (spec: SandboxProvider.Spec, workdir: string, token: st
 
 /**
  * A pool host's variables (the wire contract of host mode): its sandboxes' homes live in its working
- * directory, so they go with it.
+ * directory, so they go with it (the server makes the directories above them traversable by their uids).
  */
 const hostModeEnv = (host: SandboxProvider.HostSpec, workdir: string): Record<string, string> => ({
   SBX_HOST_MODE: "1",
@@ -76,14 +75,6 @@ const hostModeEnv = (host: SandboxProvider.HostSpec, workdir: string): Record<st
 
 /** The directory of a host's working directory that holds its sandboxes' homes. */
 const HOMES = "homes"
-
-/**
- * A host's working directory is made traversable (not listable) by the uids of its sandboxes, whose
- * homes are inside it; a dedicated sandbox's stays the user's alone.
- */
-export const openForHomes = (spec: SandboxProvider.Spec) => (workdir: string) => {
-  if (spec.host !== undefined) fs.chmodSync(workdir, 0o711)
-}
 
 export const decodeListening = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ListeningLine))
 
