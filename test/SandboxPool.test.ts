@@ -4,6 +4,8 @@
  * pool's logic alone (slots, boots, failover) is in test/SandboxPool/slots.test.ts over fake hosts.
  */
 import * as fs from "node:fs"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -17,6 +19,21 @@ const weakIsolation = process.getuid?.() !== 0
 
 /** The local provider on the file's directories. */
 const Env = Layer.suspend(() => localLayer({ stateDir: dirs.stateDir, tempDir: dirs.tempDir }))
+
+/** An HTTP server on the sandbox's port socket, as a pooled sandbox serves a port (HF's convention). */
+const UNIX_SERVER = `
+import http.server, os, socketserver
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("hello from " + self.path).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def address_string(self):
+        return "unix"
+socketserver.UnixStreamServer(os.path.join(os.environ["SBX_PROXY_DIR"], "8000.sock"), H).serve_forever()
+`
 
 const poolLayer = (options: SandboxPool.LayerOptions = {}) =>
   SandboxPool.layer({ weakIsolation, ...options }).pipe(Layer.provideMerge(Env))
@@ -69,6 +86,22 @@ describe("SandboxPool on the local provider", { timeout: 120_000 }, () => {
       assert.strictEqual(bounded.length, 120)
       assert.strictEqual(new Set(bounded.map((id) => id.split(".")[0])).size, 2)
     })
+  )
+
+  it.live("a server on $SBX_PROXY_DIR/<port>.sock is reached through the host's port proxy", () =>
+    Effect.gen(function* () {
+      const sb = yield* SandboxPool.make()
+      const server = yield* sb.spawn(["python3", "-c", UNIX_SERVER])
+      yield* sb.waitForPort(8000, { process: server })
+      const exposed = yield* sb.expose(8000)
+      assert.strictEqual(exposed.via, "server")
+      assert.include(exposed.url, `/v1/sandboxes/${sb.id.split(".")[1]}/proxy/8000`)
+      const http = yield* HttpClient.HttpClient
+      const response = yield* http.execute(
+        HttpClientRequest.get(`${exposed.url}/hello`).pipe(HttpClientRequest.setHeaders(exposed.headers))
+      )
+      assert.strictEqual(yield* response.text, "hello from /hello")
+    }).pipe(Effect.scoped, Effect.provide(poolLayer()))
   )
 
   it.live("no free slot within acquireTimeout: a typed error", () =>
