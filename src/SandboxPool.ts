@@ -6,6 +6,9 @@
  * `SandboxPool` (`huggingface_hub`), on any provider: HF Jobs, or this machine.
  *
  * ```ts
+ * import * as SandboxPool from "hf-sandbox/SandboxPool"
+ *
+ * declare const tasks: ReadonlyArray<string>
  * const program = Effect.forEach(tasks, (task) =>
  *   Effect.scoped(Effect.gen(function*() {
  *     const sb = yield* SandboxPool.make()           // a pooled Sandbox: the same interface as Sandbox.make's
