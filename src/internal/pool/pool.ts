@@ -97,7 +97,10 @@ const close = (pool: Pool) =>
     const hosts = yield* pool.lock.withPermits(1)(
       Effect.sync(() => {
         pool.slots.closing = true
-        return pool.slots.hosts.splice(0)
+        const hosts = pool.slots.hosts.splice(0)
+        // Leases still open when the pool closes have nothing left to delete.
+        for (const host of hosts) host.status = "dead"
+        return hosts
       })
     )
     yield* FiberSet.clear(pool.fibers)
