@@ -266,6 +266,8 @@ def spawn(spec):
     except OSError as e:
         raise bad_request("cannot run %s: %s" % (name, e.strerror or e), "spawn_failed")
     log_command_start(proc, spec)
+    if sandbox is not None and sandbox.deleted:  # deleted while this was starting: it must not outlive it
+        kill_family(proc.pid, spec.marker, signal.SIGKILL)
     return proc
 
 

@@ -356,10 +356,12 @@ def setup(args, token):
         isolation.prepare(args.homes_dir)
     except OSError as e:
         _fail("cannot create the homes' directory %s: %s" % (args.homes_dir, e.strerror or e))
+    homes = os.path.realpath(args.homes_dir)  # Sandbox.resolve compares real paths with the homes'
+
     for what in missing:
         log("WARNING: weak isolation: %s" % what)
-    log("host mode: capacity %d, homes in %s, isolation %s" % (args.capacity, args.homes_dir, isolation.name))
-    return Host(token, args.capacity, args.homes_dir, isolation, args.host_token_acts)
+    log("host mode: capacity %d, homes in %s, isolation %s" % (args.capacity, homes, isolation.name))
+    return Host(token, args.capacity, homes, isolation, args.host_token_acts)
 
 
 def host_idle_loop(host, timeout):

@@ -13,21 +13,31 @@ import os
 import sys
 import threading
 
-MIN_LANDLOCK_ABI = 6
+from .common import log
+
+MIN_LANDLOCK_ABI = 6  # scoped abstract unix sockets arrived in ABI 6 (Linux 6.12)
 # Where host-mode servers of one machine lock the uids their sandboxes have (one file per uid, flock'ed
 # while the sandbox lives, released by the kernel when its server dies): two hosts on a machine (the
 # local provider's) must never give one uid to two sandboxes.
-UID_LOCKS = "/run/hf-sandbox/uids"  # scoped abstract unix sockets arrived in ABI 6 (Linux 6.12)
+UID_LOCKS = "/run/hf-sandbox/uids"
 
 # The wrapper's source: argv = [uid or -1, max_procs or 0, max mem bytes or 0, ruleset fd or -1, program,
 # argv...]. It runs as the server's user until it gives its uid up; everything it cannot do is fatal
-# (126), so a command never runs less confined than the host says.
+# (126), so a command never runs less confined than the host says. It calls prctl and syscall through
+# _ctypes itself: the ctypes package would cost each command some 10 ms more to import.
 CONFINE = r"""
 import os, sys
 uid, nproc, mem, fd = (int(a) for a in sys.argv[1:5])
 try:
-    import ctypes, resource
-    libc = ctypes.CDLL(None, use_errno=True)
+    import _ctypes, resource
+    class c_int(_ctypes._SimpleCData):
+        _type_ = "i"
+    class CFunc(_ctypes.CFuncPtr):
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = c_int
+    class libc:
+        _handle = _ctypes.dlopen(None, os.RTLD_NOW)
+    prctl, syscall = CFunc(("prctl", libc)), CFunc(("syscall", libc))
     if nproc:
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     if mem:
@@ -37,11 +47,11 @@ try:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-    if libc.prctl(38, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if prctl(38, 1, 0, 0, 0) != 0:
+        raise OSError(_ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
     if fd >= 0:
-        if libc.syscall(446, fd, 0) != 0:
-            raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+        if syscall(446, fd, 0) != 0:
+            raise OSError(_ctypes.get_errno(), "landlock_restrict_self")
         os.close(fd)
 except Exception as e:
     sys.stderr.write("sandbox: cannot confine the command: %s\n" % e)
@@ -62,6 +72,7 @@ class Isolation(object):
         self.landlock_abi = landlock_abi
         self.local = threading.local()  # per thread: the fs uid a handler acts with
         self._libc = None
+        self.uid_locks = UID_LOCKS
 
     @property
     def name(self):
@@ -76,11 +87,7 @@ class Isolation(object):
         """A lock fd on `uid`, machine-wide; -1 when another server holds it."""
         import fcntl
 
-        try:
-            fd = os.open("%s/%d" % (UID_LOCKS, uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            os.makedirs(UID_LOCKS, 0o700, exist_ok=True)
-            fd = os.open("%s/%d" % (UID_LOCKS, uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open("%s/%d" % (self.uid_locks, uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -95,11 +102,18 @@ class Isolation(object):
         is 0700: traversing the parent lists nothing)."""
         os.makedirs(homes, exist_ok=True)
         if self.uids:
+            try:
+                os.makedirs(UID_LOCKS, 0o700, exist_ok=True)
+            except OSError as e:  # a read-only /run: the locks hold for the hosts sharing these homes only
+                self.uid_locks = os.path.join(homes, ".uids")
+                log("host mode: cannot use %s (%s): uid locks in %s" % (UID_LOCKS, e.strerror or e, self.uid_locks))
+                os.makedirs(self.uid_locks, 0o700, exist_ok=True)
             path = homes
             while True:
                 mode = os.stat(path).st_mode & 0o7777
                 if mode & 0o111 != 0o111:
                     os.chmod(path, mode | 0o111)
+                    log("host mode: made %s traversable (o+x) for the sandboxes' uids" % path)
                 parent = os.path.dirname(path)
                 if parent == path:
                     break

@@ -7,6 +7,7 @@
  */
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
@@ -307,6 +308,26 @@ describe("start", () => {
       expect(weak.stderr).toContain("cannot create the homes' directory /nonexistent/h")
     }
   )
+
+  it("takes a homes' directory reached through a symlink (paths are compared as real paths)", async () => {
+    const real = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-homes-real-"))
+    const link = `${real}-link`
+    fs.symlinkSync(real, link)
+    const linked = await startHost({ env: { SBX_HOMES_DIR: `${link}/homes` } })
+    try {
+      const sb = await createOne(linked)
+      expect(sb.home).toBe(path.join(fs.realpathSync(real), "homes", sb.id))
+      const put = await request(linked, `/v1/sandboxes/${sb.id}/files/write?path=a.txt`, sb.token, {
+        method: "PUT",
+        body: "x"
+      })
+      expect(put.status).toBe(200)
+    } finally {
+      await stopHost(linked)
+      fs.rmSync(link, { force: true })
+      fs.rmSync(real, { recursive: true, force: true })
+    }
+  }, 60_000)
 
   it("refuses host mode without a token, and bad host options", async () => {
     const run = (args: Array<string>, env: Record<string, string>) =>
