@@ -73,6 +73,13 @@ export interface LayerOptions
    * start and says what is missing. Default false.
    */
   readonly weakIsolation?: boolean | undefined
+  /**
+   * Let the host token act on the hosts' sandboxes too (the server's `SBX_HOST_TOKEN_ACTS=1`), so that
+   * HF's Python client, which sends the host token everywhere, can drive them (`Sandbox.connect` of a
+   * pooled id in `huggingface_hub`). Whoever holds the host token (anyone with your HF token, on HF Jobs)
+   * can then act in every sandbox of the host. Default false: a sandbox's routes take its own token only.
+   */
+  readonly hostTokenActs?: boolean | undefined
 }
 
 /**

@@ -91,6 +91,11 @@ export interface HostSpec {
    * `SBX_HOST_WEAK_ISOLATION=1`. Without it such a host refuses to start and says what is missing.
    */
   readonly weakIsolation: boolean
+  /**
+   * The host token also acts on its sandboxes' routes (the server's `SBX_HOST_TOKEN_ACTS=1`), as HF's
+   * Python client sends it there: needed only for that client to drive this host's sandboxes.
+   */
+  readonly hostTokenActs?: boolean | undefined
 }
 
 /**

@@ -35,10 +35,21 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("SandboxPool o
         assert.strictEqual(job.environment.SBX_HOST_MODE, "1")
         assert.strictEqual(job.environment.SBX_CAPACITY, "8")
         assert.strictEqual(job.environment.SBX_MAX_HOSTS, "2")
+        // For HF's Python client, which sends the host token on a sandbox's routes.
+        assert.strictEqual(job.environment.SBX_HOST_TOKEN_ACTS, "1")
         return yield* pool.hosts
       }).pipe(
         Effect.scoped,
-        Effect.provide(SandboxPool.layer({ name: "rl", sandboxesPerHost: 8, maxHosts: 2, warmUp: 2, weakIsolation }))
+        Effect.provide(
+          SandboxPool.layer({
+            name: "rl",
+            sandboxesPerHost: 8,
+            maxHosts: 2,
+            warmUp: 2,
+            weakIsolation,
+            hostTokenActs: true
+          })
+        )
       )
       assert.strictEqual(hosts.length, 2)
       for (const host of hosts) yield* assertCancelled(host.id)

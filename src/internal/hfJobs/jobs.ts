@@ -206,7 +206,8 @@ const hostEnv = (host: NonNullable<HfSpec["host"]>): Record<string, string> => (
   SBX_HOST_MODE: "1",
   SBX_CAPACITY: String(host.capacity),
   ...(host.maxHosts !== undefined ? { SBX_MAX_HOSTS: String(host.maxHosts) } : {}),
-  ...(host.weakIsolation ? { SBX_HOST_WEAK_ISOLATION: "1" } : {})
+  ...(host.weakIsolation ? { SBX_HOST_WEAK_ISOLATION: "1" } : {}),
+  ...(host.hostTokenActs ? { SBX_HOST_TOKEN_ACTS: "1" } : {})
 })
 
 /** The job's `expose`: the server's port for the proxy transport, and the caller's declared `ports`. */

@@ -70,7 +70,8 @@ const hostModeEnv = (host: SandboxProvider.HostSpec, workdir: string): Record<st
   SBX_HOST_MODE: "1",
   SBX_CAPACITY: String(host.capacity),
   SBX_HOMES_DIR: path.join(workdir, HOMES),
-  ...(host.weakIsolation ? { SBX_HOST_WEAK_ISOLATION: "1" } : {})
+  ...(host.weakIsolation ? { SBX_HOST_WEAK_ISOLATION: "1" } : {}),
+  ...(host.hostTokenActs ? { SBX_HOST_TOKEN_ACTS: "1" } : {})
 })
 
 /** The directory of a host's working directory that holds its sandboxes' homes. */

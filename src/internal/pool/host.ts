@@ -71,7 +71,8 @@ const hostSpec = ({ config, resolved }: BootContext): SandboxProvider.Spec => ({
     capacity: config.sandboxesPerHost,
     pool: config.name,
     maxHosts: config.maxHosts,
-    weakIsolation: config.weakIsolation
+    weakIsolation: config.weakIsolation,
+    ...(config.hostTokenActs ? { hostTokenActs: true } : {})
   }
 })
 

@@ -26,6 +26,7 @@ export interface Config {
   readonly acquireTimeout: Duration.Duration
   readonly env: Readonly<Record<string, string>>
   readonly weakIsolation: boolean
+  readonly hostTokenActs: boolean
   /** What every host is started with, as `Sandbox.make` takes it (its idle timeout the host's own). */
   readonly hostOptions: Sandbox.MakeOptions
 }
@@ -41,8 +42,18 @@ const count = (option: string, value: unknown, least: number, fallback: number):
 }
 
 const settings = (options: SandboxPool.LayerOptions): Config => {
-  const { acquireTimeout, env, idleTimeout, maxHosts, name, sandboxesPerHost, warmUp, weakIsolation, ...hostOptions } =
-    options
+  const {
+    acquireTimeout,
+    env,
+    hostTokenActs,
+    idleTimeout,
+    maxHosts,
+    name,
+    sandboxesPerHost,
+    warmUp,
+    weakIsolation,
+    ...hostOptions
+  } = options
   const max = maxHosts === undefined ? undefined : count("maxHosts", maxHosts, 1, 1)
   const warm = count("warmUp", warmUp, 0, 1)
   if (max !== undefined && warm > max) {
@@ -61,6 +72,7 @@ const settings = (options: SandboxPool.LayerOptions): Config => {
         : Validate.positiveDuration("acquireTimeout", acquireTimeout),
     env: env ?? {},
     weakIsolation: weakIsolation ?? false,
+    hostTokenActs: hostTokenActs ?? false,
     hostOptions: { ...hostOptions, idleTimeout: idle }
   }
 }
