@@ -44,6 +44,13 @@ import type * as SandboxProvider from "./SandboxProvider.js"
  */
 export interface LayerOptions
   extends Omit<Sandbox.MakeOptions, "env" | "secrets" | "detach" | "name" | "idleTimeout" | "cwd" | "forwardHfToken"> {
+  /**
+   * Leave the hosts running when the pool's scope closes (a failed start still stops them): another
+   * process finds them by the pool's name (`hf-sandbox-pool` label) and makes sandboxes there, and each
+   * ends after `idleTimeout` without sandboxes. HF's `SandboxPool.warm`; what the CLI's `pool up` uses.
+   * Default false.
+   */
+  readonly detach?: boolean | undefined
   /** The pool's name: HF's `hf-sandbox-pool` label on its hosts. Default `default`. */
   readonly name?: string | undefined
   /** How many sandboxes one host holds at most (the host's `SBX_CAPACITY`). Default 50, HF's. */

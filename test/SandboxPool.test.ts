@@ -12,6 +12,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxPool from "hf-sandbox/SandboxPool"
+import * as SandboxProvider from "hf-sandbox/SandboxProvider"
+import * as Adopt from "../src/internal/pool/adopt.js"
 import { assertGone, eventually, localLayer, useLocalDirs } from "./support/local.js"
 
 const dirs = useLocalDirs("sbx-pool-test-")
@@ -171,5 +173,29 @@ describe("SandboxPool on the local provider", { timeout: 120_000 }, () => {
       const error = yield* Effect.flip(sb.exec("true"))
       assert.notStrictEqual(error._tag, "TerminatedError")
     }).pipe(Effect.scoped, Effect.provide(poolLayer()))
+  )
+
+  it.live("a detached pool's hosts outlive it: another client makes sandboxes there by the pool's name", () =>
+    Effect.gen(function* () {
+      yield* Effect.provide(Effect.void, SandboxPool.layer({ name: "kept", detach: true, weakIsolation }))
+      const [host] = yield* Adopt.hostsOf("kept")
+      assert.isDefined(host)
+      const id = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const sb = yield* Adopt.createOnPool("kept", { env: { N: "7" } })
+          assert.strictEqual(sb.id.split(".")[0], host!.id)
+          assert.strictEqual((yield* sb.exec('echo "$N"')).stdout, "7\n")
+          return sb.id
+        })
+      )
+      // Not owned: its scope's close left it; terminate deletes it.
+      yield* Effect.scoped(Effect.flatMap(Sandbox.connect(id), (sb) => sb.terminate))
+      const gone = yield* Effect.flip(Effect.scoped(Sandbox.connect(id)))
+      assert.strictEqual(gone.reason, "NotFound")
+      const none = yield* Effect.flip(Effect.scoped(Adopt.createOnPool("no-such-pool")))
+      assert.strictEqual(none._tag === "StartError" ? none.reason : undefined, "NotFound")
+      yield* SandboxProvider.sweep({ labels: { "hf-sandbox-pool": "kept" } })
+      assert.deepStrictEqual(yield* Adopt.hostsOf("kept"), [])
+    }).pipe(Effect.provide(Env))
   )
 })

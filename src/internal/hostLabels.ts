@@ -10,8 +10,11 @@ export const POOL_LABEL = "hf-sandbox-pool"
 /** The mode of a host (a dedicated sandbox is `dedicated`). */
 export const MODE_POOL = "pool"
 
-/** The labels of a host of `host.pool`. */
-export const of = (host: SandboxProvider.HostSpec): Readonly<Record<string, string>> => ({
+/** The labels of a host of pool `pool`. */
+export const ofPool = (pool: string): Readonly<Record<string, string>> => ({
   [MODE_LABEL]: MODE_POOL,
-  [POOL_LABEL]: host.pool
+  [POOL_LABEL]: pool
 })
+
+/** The labels of a host of `host.pool`. */
+export const of = (host: SandboxProvider.HostSpec): Readonly<Record<string, string>> => ofPool(host.pool)

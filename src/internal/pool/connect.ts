@@ -24,12 +24,25 @@ import * as Wire from "../wire/client.js"
 import * as HostWire from "../wire/host.js"
 import * as Pooled from "./pooled.js"
 
-/** Attaches to the pooled sandbox `id` (`<host>.<local>`, split as `parts`). */
-export const connect = (
-  id: string,
-  parts: { readonly hostId: string; readonly localId: string },
-  options: ConnectOptions
-): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
+/** A host attached to by id, in a scope of the caller's (closing it detaches), with its host routes. */
+export interface Attached {
+  readonly provider: SandboxProvider.Service
+  readonly host: SandboxProvider.Endpoint
+  readonly client: HostWire.HostClient
+  readonly scope: Scope.CloseableScope
+  readonly timeouts: Wire.Timeouts
+  readonly schedules: Schedules.Service
+}
+
+/**
+ * Attaches to host `hostId` through the provider's by-id connect (which knows the host token) and waits
+ * for it to answer, then runs `use` on it; a failure of `use` detaches.
+ */
+export const withHost = <A, E, R>(
+  hostId: string,
+  options: ConnectOptions,
+  use: (attached: Attached) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | StartError, R | SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function* () {
     const provider = yield* SandboxProvider.SandboxProvider
     const { healthProbeTimeout, schedules, spec, timeouts } = yield* Spec.resolve(provider, options)
@@ -39,12 +52,24 @@ export const connect = (
       spec,
       timeouts,
       scope,
-      acquire: attachTo(parts.hostId),
+      acquire: attachTo(hostId),
       schedules,
       healthProbeTimeout
     }).pipe(Effect.provideService(Schedules.Schedules, schedules))
-    return yield* Effect.gen(function* () {
-      const client = yield* HostWire.make(host, timeouts)
+    const client = yield* HostWire.make(host, timeouts)
+    return yield* use({ provider, host, client, scope, timeouts, schedules }).pipe(
+      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
+    )
+  })
+
+/** Attaches to the pooled sandbox `id` (`<host>.<local>`, split as `parts`). */
+export const connect = (
+  id: string,
+  parts: { readonly hostId: string; readonly localId: string },
+  options: ConnectOptions
+): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
+  withHost(parts.hostId, options, ({ client, host, provider, schedules, scope, timeouts }) =>
+    Effect.gen(function* () {
       const fail = (detail: string, reason: StartError["reason"] = "NotReady") =>
         new StartError({ provider: provider.name, reason, detail })
       const listed = yield* Effect.mapError(client.list, (error) =>
@@ -60,8 +85,8 @@ export const connect = (
         Effect.mapError((error) => fail(`sandbox ${id} did not answer: ${error.message}`))
       )
       return yield* Pooled.sandbox(pooled(token), { scope, timeouts, schedules, cwd: options.cwd })
-    }).pipe(Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)))
-  }).pipe(
+    })
+  ).pipe(
     Effect.mapError((error) => StartErrors.during(`attach to sandbox ${id}`, error)),
     Effect.withSpan("Sandbox.connect", { attributes: { "sandbox.id": id } })
   )
