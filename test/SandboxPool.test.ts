@@ -10,6 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxPool from "hf-sandbox/SandboxPool"
 import * as SandboxProvider from "hf-sandbox/SandboxProvider"
@@ -55,6 +56,9 @@ describe("SandboxPool on the local provider", { timeout: 120_000 }, () => {
         assert.strictEqual(yield* sb.files.readText("notes/a.txt"), "pooled")
         assert.strictEqual((yield* sb.exec("cat notes/a.txt")).stdout, "pooled")
         assert.strictEqual((yield* pool.hosts)[0]!.leased, 1)
+        const [sample] = yield* Stream.runCollect(Stream.take(sb.metrics({ interval: "100 millis" }), 1))
+        assert.isAbove(sample!.memoryTotalBytes, 0)
+        assert.strictEqual(sb.details.host, sb.id.split(".")[0])
         return sb.id
       }).pipe(Effect.scoped)
       assert.strictEqual((yield* pool.hosts)[0]!.leased, 0)
