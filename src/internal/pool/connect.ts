@@ -5,8 +5,9 @@
  * contract). The `Sandbox` does not own it: closing the scope only detaches; `terminate` deletes it.
  *
  * HF's own server (sandbox-server) has no per-sandbox tokens: it takes the host token on a sandbox's
- * routes and refuses the derived one with 401. So the derived token is tried first (ours never needs the
- * host token on a sandbox's routes, and refuses it there), and only on that 401 is the host token used.
+ * routes and refuses the derived one (403 there; ours says 401 to a wrong token). So the derived token is
+ * tried first (ours never needs the host token on a sandbox's routes, and refuses it there unless
+ * `SBX_HOST_TOKEN_ACTS=1`), and only on that refusal is the host token used.
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
