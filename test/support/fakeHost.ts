@@ -73,7 +73,8 @@ const handler = (host: FakeHost, knobs: Knobs) => (req: http.IncomingMessage, re
     if (scoped !== null) {
       const [, id, rest] = scoped
       const accepted = knobs.hostTokenOnly ? token === host.token : token === derive(host.token, id!)
-      if (!accepted) return json(res, 401, { error: "unauthorized" })
+      // HF's server answers 403 to a token it does not take; ours 401.
+      if (!accepted) return json(res, knobs.hostTokenOnly ? 403 : 401, { error: "unauthorized" })
       if (!host.sandboxes.has(id!)) return json(res, 404, { error: "no such sandbox", code: "not_found" })
       if (req.method === "GET" && rest === "processes") return json(res, 200, [])
       return json(res, 404, { error: "no route" })
