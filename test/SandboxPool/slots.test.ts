@@ -245,6 +245,17 @@ describe("SandboxPool over fake hosts", () => {
     })
   )
 
+  it.live("a lease asked of a closed pool fails saying so", () =>
+    Effect.gen(function* () {
+      const k = FakeHost.knobs()
+      const pool = yield* withPool(k, {}, SandboxPool.SandboxPool)
+      const error = yield* Effect.flip(Effect.scoped(pool.make()))
+      assert.strictEqual(error._tag, "PoolError")
+      assert.include(error.message, "the pool is closed")
+      assert.strictEqual(k.hosts.length, 1)
+    })
+  )
+
   it.live("Sandbox.connect by pooled id: found through its host, not owned; HF's server takes the host token", () =>
     Effect.gen(function* () {
       const k = FakeHost.knobs()

@@ -49,6 +49,11 @@ const reserve = (placement: Placement) =>
     Effect.suspend(() => {
       const host = Slots.reserveExisting(placement.slots)
       if (host !== undefined) return Effect.succeed(host)
+      if (placement.slots.closing) {
+        return Effect.fail(
+          new PoolError({ pool: placement.config.name, reason: "HostFailed", detail: "the pool is closed" })
+        )
+      }
       if (!Slots.mayBoot(placement.slots, placement.config.maxHosts)) {
         // Only reached when a host refused a sandbox it had room for by our count (someone else fills it):
         // the pool's permits say a slot is free somewhere, but not where.
