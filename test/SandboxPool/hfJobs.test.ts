@@ -11,6 +11,7 @@ import * as SandboxPool from "hf-sandbox/SandboxPool"
 import * as Schedules from "hf-sandbox/Schedules"
 import { assertCancelled, jobOf } from "../support/hfJobs.js"
 import { emulatedHub, fastSchedules } from "../support/hub.js"
+import { eventually } from "../support/local.js"
 
 const Env = Layer.merge(emulatedHub(), Schedules.layer(fastSchedules))
 const weakIsolation = process.getuid?.() !== 0
@@ -54,5 +55,27 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("SandboxPool o
       assert.strictEqual(hosts.length, 2)
       for (const host of hosts) yield* assertCancelled(host.id)
     })
+  )
+
+  it.effect("a host job that dies mid-run: its leases fail naming it, and the pool boots another", () =>
+    Effect.gen(function* () {
+      const pool = yield* SandboxPool.SandboxPool
+      const sb = yield* SandboxPool.make()
+      const [hostId] = sb.id.split(".")
+      const job = yield* jobOf(hostId!)
+      // The job's whole process group, as a crash of its container.
+      process.kill(-job.pid!, "SIGKILL")
+      const error = yield* Effect.flip(sb.exec("echo never"))
+      assert.strictEqual(error._tag, "ConnectionLostError")
+      assert.strictEqual(error._tag === "ConnectionLostError" ? error.host : undefined, hostId)
+      yield* eventually(
+        Effect.flatMap(pool.hosts, (hosts) =>
+          hosts.length === 1 && hosts[0]!.id !== hostId ? Effect.void : Effect.fail("not replaced yet")
+        ),
+        "60 seconds"
+      )
+      const next = yield* SandboxPool.make()
+      assert.strictEqual((yield* next.exec("echo again")).stdout, "again\n")
+    }).pipe(Effect.scoped, Effect.provide(SandboxPool.layer({ name: "crashy", weakIsolation })))
   )
 })
