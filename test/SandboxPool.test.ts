@@ -84,10 +84,11 @@ describe("SandboxPool on the local provider", { timeout: 120_000 }, () => {
       assert.isTrue(held.every((r) => r.out === "ok\n"))
       assert.strictEqual(new Set(held.map((r) => r.id.split(".")[0])).size, 3)
 
+      // 120 at once for 100 slots: 20 wait on the pool's semaphore for a slot another frees.
       const bounded = yield* Effect.forEach(
         Array.from({ length: 120 }),
         () => Effect.scoped(Effect.flatMap(SandboxPool.make(), (sb) => Effect.as(sb.exec("true"), sb.id))),
-        { concurrency: 60 }
+        { concurrency: 120 }
       ).pipe(Effect.provide(poolLayer({ sandboxesPerHost: 50, maxHosts: 2 })))
       assert.strictEqual(bounded.length, 120)
       assert.strictEqual(new Set(bounded.map((id) => id.split(".")[0])).size, 2)
