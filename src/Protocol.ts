@@ -653,3 +653,119 @@ export type PortTunnel = typeof PortTunnel.Type
  * @category ports
  */
 export const PORT_TUNNEL_MARKER = "HF_SANDBOX_PORT_TUNNEL"
+
+// ---------------------------------------------------------------------------
+// Host mode (pools)
+// ---------------------------------------------------------------------------
+
+/**
+ * `POST /v1/sandboxes` on a host (host token): `count` sandboxes (default 1) with this `env`, each deleted
+ * after `idle_timeout_secs` with no request and no process (0 or absent: never). HF's sandbox-server's
+ * request, with its limits.
+ *
+ * @since 0.2.0
+ * @category host
+ */
+export const CreateSandboxesRequest = Schema.Struct({
+  count: Schema.optional(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))),
+  env: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  idle_timeout_secs: Schema.optional(Schema.Number.pipe(Schema.greaterThanOrEqualTo(0))),
+  max_procs: Schema.optional(Schema.Int),
+  max_mem_mb: Schema.optional(Schema.Int)
+})
+
+/**
+ * @since 0.2.0
+ * @category host
+ */
+export type CreateSandboxesRequest = typeof CreateSandboxesRequest.Type
+
+/**
+ * One sandbox of a host, as `GET /v1/sandboxes` lists it: its id on the host (16 lowercase hex
+ * characters), its uid (where the host isolates by uid) and home.
+ *
+ * @since 0.2.0
+ * @category host
+ */
+export const HostedSandbox = Schema.Struct({
+  id: Schema.String,
+  uid: Schema.optional(Schema.NullOr(Schema.Number)),
+  home: Schema.optional(Schema.String),
+  created_at_ms: Schema.optional(Schema.Number)
+})
+
+/**
+ * @since 0.2.0
+ * @category host
+ */
+export type HostedSandbox = typeof HostedSandbox.Type
+
+/**
+ * A sandbox `POST /v1/sandboxes` made: a {@link HostedSandbox} and, from our host (absent from HF's),
+ * its own token — lowercase hex HMAC-SHA256 of its id under the host token.
+ *
+ * @since 0.2.0
+ * @category host
+ */
+export const CreatedSandbox = Schema.Struct({
+  ...HostedSandbox.fields,
+  token: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.2.0
+ * @category host
+ */
+export type CreatedSandbox = typeof CreatedSandbox.Type
+
+/**
+ * The answer of `POST /v1/sandboxes`: the sandboxes made, and how many of `count` did not fit (the host
+ * is full).
+ *
+ * @since 0.2.0
+ * @category host
+ */
+export const CreateSandboxesResponse = Schema.Struct({
+  sandboxes: Schema.Array(CreatedSandbox),
+  rejected: Schema.optionalWith(Schema.Number, { default: () => 0 })
+})
+
+/**
+ * @since 0.2.0
+ * @category host
+ */
+export type CreateSandboxesResponse = typeof CreateSandboxesResponse.Type
+
+/**
+ * `GET /v1/sandboxes` on a host (host token): its live sandboxes, without their tokens.
+ *
+ * @since 0.2.0
+ * @category host
+ */
+export const ListSandboxesResponse = Schema.Array(HostedSandbox)
+
+/**
+ * `DELETE /v1/sandboxes/{id}` (host token, or that sandbox's): every process of the sandbox killed, its
+ * home removed, its slot free.
+ *
+ * @since 0.2.0
+ * @category host
+ */
+export const DeleteSandboxResponse = Schema.Struct({
+  id: Schema.String,
+  deleted: Schema.Boolean
+})
+
+/**
+ * @since 0.2.0
+ * @category host
+ */
+export type DeleteSandboxResponse = typeof DeleteSandboxResponse.Type
+
+/**
+ * The separator of a pooled sandbox's id, `<host id>.<local id>` (HF's `SHARED_ID_SEP`).
+ *
+ * @since 0.2.0
+ * @category host
+ */
+export const POOLED_ID_SEPARATOR = "."

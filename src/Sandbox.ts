@@ -23,8 +23,10 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { Files } from "./Files.js"
 import type * as HfJobs from "./HfJobs.js"
+import * as PoolConnect from "./internal/pool/connect.js"
 import * as Names from "./internal/sandbox/names.js"
 import { attachTo, open } from "./internal/sandbox/open.js"
+import * as HostWire from "./internal/wire/host.js"
 import type { HubError, OperationError, SshError, StartError } from "./SandboxError.js"
 import type * as SandboxProvider from "./SandboxProvider.js"
 import type * as Schedules from "./Schedules.js"
@@ -711,6 +713,10 @@ export const make = (
  * `connect({ name })` (@since 0.2.0) attaches to the running sandbox of that name (`make({ name })`),
  * found with the provider's `list`; none: `StartError("NotFound")`.
  *
+ * A pooled id, `<host id>.<local id>` (@since 0.2.0; `SandboxPool`, or HF's Python `SandboxPool`),
+ * attaches to its host through the provider, checks that the sandbox still exists there (else
+ * `StartError("NotFound")`), and reaches it with its own token, derived from the host's.
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -726,9 +732,15 @@ export const connect: {
   idOrOptions: string | (ConnectOptions & { readonly name: string }),
   options: ConnectOptions = {}
 ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
-  typeof idOrOptions === "string"
-    ? open("connect", options, attachTo(idOrOptions), { "sandbox.id": idOrOptions })
-    : Names.connectByName(idOrOptions)
+  typeof idOrOptions === "string" ? connectById(idOrOptions, options) : Names.connectByName(idOrOptions)
+
+/** A pooled id (`<host>.<local>`) reaches its sandbox through its host; any other, its provider's connect. */
+const connectById = (id: string, options: ConnectOptions) => {
+  const pooled = HostWire.splitPooledId(id)
+  return pooled !== undefined
+    ? PoolConnect.connect(id, pooled, options)
+    : open("connect", options, attachTo(id), { "sandbox.id": id })
+}
 
 /**
  * The running sandbox named `name`, attached to, or else a new one made with these options: what a

@@ -444,7 +444,12 @@ export class ConnectionLostError extends Schema.TaggedError<ConnectionLostError>
     /** Whether that command was still running when last seen; absent when unknown. @since 0.2.0 */
     running: Schema.optional(Schema.Boolean),
     /** Its exit code once it ended (`null`: ended by a signal); absent when unknown. @since 0.2.0 */
-    exitCode: Schema.optional(Schema.NullOr(Schema.Number))
+    exitCode: Schema.optional(Schema.NullOr(Schema.Number)),
+    /**
+     * For a sandbox of a `SandboxPool`: the id of its host, when the connection was lost because that
+     * host ended (its sandboxes ended with it; the pool replaces the host for later leases). @since 0.2.0
+     */
+    host: Schema.optional(Schema.String)
   }
 ) {
   /** @since 0.2.0 */
@@ -682,6 +687,39 @@ export class HubTransferError extends Schema.TaggedError<HubTransferError>("hf-s
 }
 
 /**
+ * A `SandboxPool` could not do what was asked: `InvalidOptions`, an option of `SandboxPool.layer` or
+ * `SandboxPool.make` is wrong (`option` names it, `detail` says why, before anything starts);
+ * `AcquireTimeout`, no slot came free within the pool's `acquireTimeout` (every host is full and the pool
+ * may boot no more: raise `maxHosts` or `sandboxesPerHost`, lower the concurrency, or wait longer);
+ * `HostFailed`, the host a lease was meant for did not start or refused to make the sandbox (`host`
+ * names it when it has an id; `cause` is its error); `HostLost`, the host ended while the lease was
+ * being made (`host` names it). A leased sandbox whose host ends fails its operations with
+ * `ConnectionLostError` whose `host` names that host.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class PoolError extends Schema.TaggedError<PoolError>("hf-sandbox/PoolError")("PoolError", {
+  pool: Schema.String,
+  reason: Schema.Literal("InvalidOptions", "AcquireTimeout", "HostFailed", "HostLost"),
+  detail: Schema.String,
+  option: Schema.optional(Schema.String),
+  host: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect)
+}) {
+  /** @since 0.2.0 */
+  get [TypeId](): TypeId {
+    return TypeId
+  }
+
+  override get message() {
+    const where = this.host === undefined ? "" : ` (host ${this.host})`
+    const what = this.option === undefined ? "" : `${this.option}: `
+    return `Sandbox pool ${this.pool}${where} (${this.reason}): ${what}${this.detail}`
+  }
+}
+
+/**
  * The union of every sandbox error, as a Schema (to encode or decode errors) ...
  *
  * @since 0.1.0
@@ -708,7 +746,8 @@ export const SandboxError = Schema.Union(
   PortError,
   OutputWaitError,
   SshError,
-  HubTransferError
+  HubTransferError,
+  PoolError
 )
 
 /**

@@ -62,6 +62,40 @@ export interface Spec {
    * @since 0.2.0
    */
   readonly name?: string | undefined
+  /**
+   * Start the server as a pool host (`SandboxPool`): it holds many sandboxes, made and deleted through
+   * its `/v1/sandboxes` routes, instead of being one. Absent: a dedicated sandbox. Every provider that
+   * can run a host honours it (the server's `SBX_HOST_MODE=1`, `SBX_CAPACITY`, and on HF Jobs the pool's
+   * labels); one that cannot refuses it with `StartError("InvalidOptions")`.
+   *
+   * @since 0.2.0
+   */
+  readonly host?: HostSpec | undefined
+}
+
+/**
+ * What a pool host is started with (see {@link Spec.host}).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HostSpec {
+  /** How many sandboxes it holds at most (the server's `SBX_CAPACITY`). */
+  readonly capacity: number
+  /** The pool it belongs to (HF Jobs: the `hf-sandbox-pool` label; locally: a label in its state file). */
+  readonly pool: string
+  /** How many hosts the pool may run (HF's `SBX_MAX_HOSTS`, kept with the host for whoever adopts it). */
+  readonly maxHosts?: number | undefined
+  /**
+   * Accept weaker isolation where the host cannot have it all (not root, no Landlock): the server's
+   * `SBX_HOST_WEAK_ISOLATION=1`. Without it such a host refuses to start and says what is missing.
+   */
+  readonly weakIsolation: boolean
+  /**
+   * The host token also acts on its sandboxes' routes (the server's `SBX_HOST_TOKEN_ACTS=1`), as HF's
+   * Python client sends it there: needed only for that client to drive this host's sandboxes.
+   */
+  readonly hostTokenActs?: boolean | undefined
 }
 
 /**
@@ -189,6 +223,26 @@ export interface Endpoint {
    * @since 0.2.0
    */
   readonly hub?: HubAccess | undefined
+  /**
+   * A sandbox held by a pool host: its routes are the host's `/v1/sandboxes/{localId}/…` instead of
+   * `/v1/…`, and a lost connection names the host. Absent: a dedicated sandbox.
+   *
+   * @since 0.2.0
+   */
+  readonly hosted?: Hosted | undefined
+}
+
+/**
+ * Where a pooled sandbox lives (see {@link Endpoint.hosted}).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Hosted {
+  /** The host's own id (its provider's sandbox id: an HF job id, a `local-…` id). */
+  readonly hostId: string
+  /** The sandbox's id on its host (16 hex characters). */
+  readonly localId: string
 }
 
 /**

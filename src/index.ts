@@ -47,6 +47,13 @@ export * as Sandbox from "./Sandbox.js"
 export * as SandboxError from "./SandboxError.js"
 
 /**
+ * Many small sandboxes packed into a few host sandboxes: `SandboxPool.layer`, `SandboxPool.make`.
+ *
+ * @since 0.2.0
+ */
+export * as SandboxPool from "./SandboxPool.js"
+
+/**
  * The seam between the `Sandbox` module and the backends that run sandboxes.
  *
  * @since 0.1.0

@@ -34,7 +34,8 @@ describe("SandboxError", () => {
         repo: "model a/b",
         reason: "NotFound",
         detail: "d"
-      })
+      }),
+      new SandboxError.PoolError({ pool: "default", reason: "AcquireTimeout", detail: "d" })
     ]
     expect(errors.map((e) => e._tag).sort()).toEqual(SandboxError.SandboxError.members.map((m) => m._tag).sort())
     for (const error of errors) expect(SandboxError.isSandboxError(error), error._tag).toBe(true)

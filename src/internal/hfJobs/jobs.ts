@@ -9,6 +9,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import { type HubError, StartError } from "../../SandboxError.js"
 import * as Bootstrap from "../bootstrap.js"
+import * as HostLabels from "../hostLabels.js"
 import type { ServerFiles } from "../serverScript.js"
 import { defaults } from "./config.js"
 import * as Hub from "./hub.js"
@@ -32,7 +33,9 @@ export const LABEL = {
 
 /** Whether a job carries every label of a sandbox job. */
 export const isSandboxJob = (job: Hub.JobInfo) =>
-  job.labels?.[LABEL.sandbox] === "1" && job.labels?.[LABEL.mode] === "dedicated" && !!job.labels?.[LABEL.nonce]
+  job.labels?.[LABEL.sandbox] === "1" &&
+  (job.labels?.[LABEL.mode] === "dedicated" || job.labels?.[LABEL.mode] === HostLabels.MODE_POOL) &&
+  !!job.labels?.[LABEL.nonce]
 
 /** How a job ended, as errors say it: `job ID ended (STAGE): message`. */
 const jobEnded = (jobId: string, job: Hub.JobInfo) =>
@@ -161,7 +164,8 @@ export const jobSpec = (
     ...(spec.cloudflared.baseUrl ? { SBX_CLOUDFLARED_BASE_URL: spec.cloudflared.baseUrl } : {}),
     ...(spec.transport === "proxy" ? { SBX_PORT: String(SERVER_PORT) } : {}),
     // Traffic to these through the Jobs proxy is the sandbox in use: it holds off the idle timeout.
-    ...(spec.ports.length > 0 ? { SBX_EXPOSED_PORTS: spec.ports.join(",") } : {})
+    ...(spec.ports.length > 0 ? { SBX_EXPOSED_PORTS: spec.ports.join(",") } : {}),
+    ...(spec.host !== undefined ? hostEnv(spec.host) : {})
   }
   const secrets: Record<string, string> = {
     ...Object.fromEntries(Object.entries(spec.secrets).map(([k, v]) => [k, Redacted.value(v)])),
@@ -175,7 +179,9 @@ export const jobSpec = (
     [LABEL.sandbox]: "1",
     [LABEL.mode]: "dedicated",
     [LABEL.nonce]: nonce,
-    ...(spec.name !== undefined ? { [LABEL.name]: spec.name } : {})
+    ...(spec.name !== undefined ? { [LABEL.name]: spec.name } : {}),
+    // A pool host: HF's mode and pool labels, so that HF's client and ours find it by its pool.
+    ...(spec.host !== undefined ? HostLabels.of(spec.host) : {})
   }
   return {
     ...(isSpace ? { spaceId: image } : { dockerImage: spec.image }),
@@ -191,6 +197,18 @@ export const jobSpec = (
     ...(spec.ssh ? { ssh: { enabled: true } as const } : {})
   }
 }
+
+/**
+ * A pool host's variables, as HF's `SandboxPool._boot_host` sets them (its capacity and pool size stay
+ * with the job, for whoever adopts it), and whether it may run with weaker isolation.
+ */
+const hostEnv = (host: NonNullable<HfSpec["host"]>): Record<string, string> => ({
+  SBX_HOST_MODE: "1",
+  SBX_CAPACITY: String(host.capacity),
+  ...(host.maxHosts !== undefined ? { SBX_MAX_HOSTS: String(host.maxHosts) } : {}),
+  ...(host.weakIsolation ? { SBX_HOST_WEAK_ISOLATION: "1" } : {}),
+  ...(host.hostTokenActs ? { SBX_HOST_TOKEN_ACTS: "1" } : {})
+})
 
 /** The job's `expose`: the server's port for the proxy transport, and the caller's declared `ports`. */
 const exposeOf = (spec: HfSpec): { readonly expose?: { readonly ports: ReadonlyArray<number> } } => {

@@ -15,6 +15,7 @@ import type { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
 import * as TransferJournal from "../files/journal.js"
+import * as HostLabels from "../hostLabels.js"
 import * as StartErrors from "../startError.js"
 import type { LocalContext } from "./context.js"
 import { startError, unknownSandbox } from "./errors.js"
@@ -74,7 +75,8 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
   Effect.gen(function* () {
     const id = LocalState.newId()
     yield* Names.ensureStateDirectory(ctx.stateDir)
-    const labels = yield* Names.labelsOf(spec)
+    const own = yield* Names.labelsOf(spec)
+    const labels = spec.host === undefined ? own : { ...own, ...HostLabels.of(spec.host) }
     if (spec.name !== undefined) yield* Names.checkFree(ctx.stateDir, spec.name)
     const workdir = yield* Workdir.create(ctx)
     const log = LocalState.logPath(ctx.stateDir, id)

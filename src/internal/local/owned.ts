@@ -18,6 +18,7 @@ import type * as Protocol from "../../Protocol.js"
 import type { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as TransferJournal from "../files/journal.js"
+import * as HostLabels from "../hostLabels.js"
 import type { LocalContext } from "./context.js"
 import { startError } from "./errors.js"
 import { decodeExited, EXIT_NEWS_GRACE, exitText, signalOf } from "./exit.js"
@@ -51,14 +52,19 @@ interface Watched {
 
 export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
   Effect.gen(function* () {
-    const labels = yield* Names.labelsOf(spec)
+    const own = yield* Names.labelsOf(spec)
+    // A pool host is found by its pool and reached by id (`Sandbox.connect("<host>.<local>")`): it has a state file.
+    const labels = spec.host === undefined ? own : { ...own, ...HostLabels.of(spec.host) }
     if (spec.name !== undefined) yield* nameFree(ctx, spec.name)
+    if (spec.host !== undefined) yield* Names.ensureStateDirectory(ctx.stateDir)
     const workdir = yield* makeWorkdir(ctx)
     const started = yield* startServer(ctx, spec, workdir)
     const watched = yield* watch(started)
     const announce = yield* Deferred.await(watched.listening).pipe(Server.announcedWithin(spec, watched.tail.get))
     const made = endpoint(started, watched, announce)
-    if (spec.name !== undefined) yield* named(ctx, spec, { started, announce, id: made.id, name: spec.name, labels })
+    if (spec.name !== undefined || spec.host !== undefined) {
+      yield* recorded(ctx, spec, { started, announce, id: made.id, name: spec.name, labels })
+    }
     return {
       ...made,
       lifetime: spec.lifetime,
@@ -71,39 +77,45 @@ const nameFree = (ctx: LocalContext, name: string) =>
   Effect.zipRight(Names.ensureStateDirectory(ctx.stateDir), Names.checkFree(ctx.stateDir, name))
 
 /**
- * A named owned sandbox gets a state file too, so that `connect({ name })` and `list` find it while it
- * runs; it is removed first when the scope closes (a crash leaves one whose server is gone: stale).
+ * A named owned sandbox (and a pool host) gets a state file too, so that `connect({ name })` (`connect(id)`)
+ * and `list` find it while it runs; it is removed first when the scope closes (a crash leaves one whose
+ * server is gone: stale).
  */
-const named = (
+const recorded = (
   ctx: LocalContext,
   spec: SandboxProvider.Spec,
   sandbox: {
     readonly started: Started
     readonly announce: Protocol.ListeningLine
     readonly id: string
-    readonly name: string
+    readonly name: string | undefined
     readonly labels: Readonly<Record<string, string>> | undefined
   }
-) =>
-  Effect.acquireRelease(
-    Names.claim(ctx.stateDir, {
-      ...LocalState.record({
-        id: sandbox.id,
-        server: Owner.of(sandbox.started.proc.pid),
-        port: sandbox.announce.port,
-        token: sandbox.started.token,
-        workdir: sandbox.started.workdir,
-        python: sandbox.started.python,
-        serverVersion: sandbox.announce.version,
-        idleTimeout: spec.idleTimeout,
-        labels: sandbox.labels,
-        detached: false
-      }),
-      name: sandbox.name
-    }),
+) => {
+  const state = LocalState.record({
+    id: sandbox.id,
+    server: Owner.of(sandbox.started.proc.pid),
+    port: sandbox.announce.port,
+    token: sandbox.started.token,
+    workdir: sandbox.started.workdir,
+    python: sandbox.started.python,
+    serverVersion: sandbox.announce.version,
+    idleTimeout: spec.idleTimeout,
+    labels: sandbox.labels,
+    detached: false
+  })
+  const name = sandbox.name
+  return Effect.acquireRelease(
+    name !== undefined
+      ? Names.claim(ctx.stateDir, { ...state, name })
+      : Effect.try({
+          try: () => LocalState.write(ctx.stateDir, state),
+          catch: (e) => startError("SpawnFailed", `cannot write the state file in ${ctx.stateDir}: ${String(e)}`)
+        }),
     // The state file and log only: the working directory is the scope's own to remove, last.
     () => Effect.sync(() => LocalState.removeFiles(ctx.stateDir, sandbox.id, undefined))
   )
+}
 
 /** The working directory, made and claimed, with its release: the last of the sandbox's. */
 const makeWorkdir = (ctx: LocalContext): Effect.Effect<string, StartError, Scope.Scope> =>

@@ -3,6 +3,7 @@
  * line it announces its port with, and the error when it cannot be started at all.
  */
 import { randomBytes } from "node:crypto"
+import * as path from "node:path"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
@@ -57,8 +58,24 @@ export const serverEnv = (spec: SandboxProvider.Spec, workdir: string, token: st
   TMPDIR: workdir,
   ...spec.env,
   ...Object.fromEntries(Object.entries(spec.secrets).map(([k, v]) => [k, Redacted.value(v)])),
+  ...(spec.host !== undefined ? hostModeEnv(spec.host, workdir) : {}),
   SBX_TOKEN: token
 })
+
+/**
+ * A pool host's variables (the wire contract of host mode): its sandboxes' homes live in its working
+ * directory, so they go with it (the server makes the directories above them traversable by their uids).
+ */
+const hostModeEnv = (host: SandboxProvider.HostSpec, workdir: string): Record<string, string> => ({
+  SBX_HOST_MODE: "1",
+  SBX_CAPACITY: String(host.capacity),
+  SBX_HOMES_DIR: path.join(workdir, HOMES),
+  ...(host.weakIsolation ? { SBX_HOST_WEAK_ISOLATION: "1" } : {}),
+  ...(host.hostTokenActs ? { SBX_HOST_TOKEN_ACTS: "1" } : {})
+})
+
+/** The directory of a host's working directory that holds its sandboxes' homes. */
+const HOMES = "homes"
 
 export const decodeListening = Schema.decodeUnknownOption(Schema.parseJson(Protocol.ListeningLine))
 

@@ -73,6 +73,22 @@ export const open = (
       )
     )
 
+    const state = { terminated: false, terminatedByUser: false }
+    if (telemetry.enabled) {
+      yield* reportUsage(telemetry, scope, spec, endpoint, startedAt, () => state.terminatedByUser)
+    }
+    return yield* assemble({ endpoint, wire, scope, cwd: options.cwd, schedules, state })
+  }).pipe(Effect.withSpan(`Sandbox.${operation}`, { attributes: spanAttributes }))
+
+/**
+ * The API of a sandbox whose server answers, over its endpoint and wire client, living as long as its
+ * scope: what `make`, `connect` and a pool's lease (internal/pool) all end with.
+ */
+export const assemble = (
+  opened: Omit<Running, "attributes" | "state"> & { readonly state?: Running["state"] | undefined }
+): Effect.Effect<Sandbox> =>
+  Effect.gen(function* () {
+    const { endpoint, scope } = opened
     // Every span of this sandbox says which one it is; never a secret, a command or a path.
     const attributes: Record<string, unknown> = {
       "sandbox.id": endpoint.id,
@@ -80,31 +96,16 @@ export const open = (
       ...(typeof endpoint.details.transport === "string" ? { "sandbox.transport": endpoint.details.transport } : {})
     }
     yield* Effect.annotateCurrentSpan(attributes)
-
-    const state = { terminated: false, terminatedByUser: false }
-    if (telemetry.enabled) {
-      yield* reportUsage(telemetry, scope, spec, endpoint, startedAt, () => state.terminatedByUser)
-    }
-
+    const state = opened.state ?? { terminated: false, terminatedByUser: false }
     const fileSystem = yield* Effect.serviceOption(FileSystem.FileSystem)
-
     yield* Scope.addFinalizer(
       scope,
       Effect.sync(() => {
         state.terminated = true
       })
     )
-    const running: Running = {
-      endpoint,
-      wire,
-      scope,
-      attributes,
-      cwd: options.cwd,
-      schedules,
-      state
-    }
-    return build(running, fileSystem)
-  }).pipe(Effect.withSpan(`Sandbox.${operation}`, { attributes: spanAttributes }))
+    return build({ ...opened, attributes, state }, fileSystem)
+  })
 
 /**
  * The sandbox gets a scope of its own, so that a failed start is released at once instead of when the
@@ -112,7 +113,7 @@ export const open = (
  * sandbox's scope is closed with success whatever the caller's exit: the provider then only detaches
  * (a failed start closes it with the failure, which stops the sandbox).
  */
-const sandboxScope = (detach: boolean): Effect.Effect<Scope.CloseableScope, never, Scope.Scope> =>
+export const sandboxScope = (detach: boolean): Effect.Effect<Scope.CloseableScope, never, Scope.Scope> =>
   Effect.flatMap(Effect.scope, (parent) =>
     detach
       ? Effect.tap(Scope.make(ExecutionStrategy.sequential), (child) =>
@@ -122,7 +123,7 @@ const sandboxScope = (detach: boolean): Effect.Effect<Scope.CloseableScope, neve
   )
 
 /** What starting a sandbox needs. */
-interface StartContext {
+export interface StartContext {
   readonly provider: SandboxProvider.Service
   readonly spec: SandboxProvider.Spec
   readonly timeouts: Wire.Timeouts
@@ -136,7 +137,7 @@ interface StartContext {
  * The endpoint and its wire client, once the server answers, within `startTimeout`. A failure closes
  * the sandbox's scope with that failure (the provider stops what it started).
  */
-const start = ({ acquire, healthProbeTimeout, provider, schedules, scope, spec, timeouts }: StartContext) =>
+export const start = ({ acquire, healthProbeTimeout, provider, schedules, scope, spec, timeouts }: StartContext) =>
   Effect.gen(function* () {
     const endpoint = yield* acquire(provider, spec)
     const wire = yield* Wire.make(endpoint, timeouts)

@@ -26,8 +26,8 @@ const checkPort = (operation: string, port: number) =>
 
 /** The port through the sandbox server's port proxy: any port, any provider, with the sandbox token. */
 const throughServer = (running: Running, port: number): Effect.Effect<SandboxProvider.Exposure> =>
-  Effect.map(running.wire.origin, ({ baseUrl, headers }) => ({
-    url: `${baseUrl}${Protocol.PROXY_PREFIX}${port}`,
+  Effect.map(running.wire.origin, ({ baseUrl, headers, route }) => ({
+    url: `${baseUrl}${route(Protocol.PROXY_PREFIX)}${port}`,
     headers,
     via: "server" as const
   }))

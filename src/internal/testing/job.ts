@@ -115,6 +115,8 @@ export const make = async (
     HOME: dir,
     // Each container has its own /tmp: what a job writes there goes away with the job.
     TMPDIR: dir,
+    // A pool host's sandboxes live in its container's own /sbx/homes (a job may set its own).
+    ...(spec.environment.SBX_HOST_MODE !== undefined ? { SBX_HOMES_DIR: path.join(dir, "sbx-homes") } : {}),
     LANG: "C.UTF-8",
     HF_EMULATOR_CONTROL: ctx.controlUrl() ?? "",
     HF_EMULATOR_JOB_ID: id,

@@ -108,7 +108,12 @@ export interface WireClient {
   /** The port's quick tunnel URL once up; `undefined` while it is still starting (ask again). */
   readonly portTunnel: (port: number) => Effect.Effect<string | undefined, OperationError>
   /** Where requests go now, and the headers they carry (the endpoint's and the sandbox token). */
-  readonly origin: Effect.Effect<{ readonly baseUrl: string; readonly headers: Readonly<Record<string, string>> }>
+  readonly origin: Effect.Effect<{
+    readonly baseUrl: string
+    readonly headers: Readonly<Record<string, string>>
+    /** The path of a route (`/v1/…`) for this sandbox (a pooled one's is under its host's `/v1/sandboxes/{id}`). */
+    readonly route: (path: string) => string
+  }>
 }
 
 /** The wire client of `target`, bounded by `timeouts`, over the HttpClient of the context. */

@@ -117,7 +117,7 @@ const openDirect =
       const query = new URLSearchParams({ path })
       if (range.offset !== undefined) query.set("offset", String(range.offset))
       if (range.length !== undefined) query.set("length", String(range.length))
-      const target = `${url.pathname.replace(/\/+$/, "")}/v1/files/read?${query}`
+      const target = `${url.pathname.replace(/\/+$/, "")}${transport.route("/v1/files/read")}?${query}`
       const exchange = yield* Effect.acquireRelease(
         Effect.sync(() => DirectRead.open(url, target, headers)),
         (exchange) => Effect.sync(exchange.close)

@@ -28,7 +28,7 @@ import { failFromResponse, fromTransport } from "./errors.js"
  */
 export type Target = Pick<
   SandboxProvider.Endpoint,
-  "baseUrl" | "currentBaseUrl" | "token" | "headers" | "transformClient" | "directReads" | "exitReason"
+  "baseUrl" | "currentBaseUrl" | "token" | "headers" | "transformClient" | "directReads" | "exitReason" | "hosted"
 >
 
 /** Client-side bounds. A command's own timeout is the server's business; these bound the transport. */
@@ -52,6 +52,11 @@ export interface Transport {
   readonly base: string
   /** The base URL as of now. */
   readonly currentBase: Effect.Effect<string>
+  /**
+   * The path a route (`/v1/…`) has for this sandbox: itself, or for a sandbox on a pool host the host's
+   * `/v1/sandboxes/{id}/…`. Every request goes through it (see {@link route}).
+   */
+  readonly route: (path: string) => string
   /** Every header a request carries: the target's extra ones and the token. */
   readonly headers: Effect.Effect<Record<string, string>>
   /** The HttpClient with base URL, headers, redirects and redaction set: requests name a route only. */
@@ -69,8 +74,11 @@ export const make = (target: Target, timeouts: Timeouts, http: HttpClient.HttpCl
   const tokenHeader = { [Protocol.TOKEN_HEADER]: Redacted.value(target.token) }
   const extraHeaders = target.headers ?? Effect.succeed({})
   const headers = Effect.map(extraHeaders, (extra) => ({ ...extra, ...tokenHeader }))
+  const routeOf = route(target.hosted)
   const prepare = (url: string, request: HttpClientRequest.HttpClientRequest) =>
-    Effect.map(headers, (all) => request.pipe(HttpClientRequest.prependUrl(url), HttpClientRequest.setHeaders(all)))
+    Effect.map(headers, (all) =>
+      HttpClientRequest.setUrl(request, `${url}${routeOf(request.url)}`).pipe(HttpClientRequest.setHeaders(all))
+    )
   const client = (target.transformClient ? target.transformClient(http) : http).pipe(
     // Redirects are never followed: a redirect must not carry the sandbox token (or a bearer) elsewhere.
     HttpClient.followRedirects(0),
@@ -101,11 +109,24 @@ export const make = (target: Target, timeouts: Timeouts, http: HttpClient.HttpCl
     timeouts,
     base,
     currentBase: currentBase ?? Effect.succeed(base),
+    route: routeOf,
     headers,
     client,
     explainLost
   }
 }
+
+/**
+ * The one place a sandbox's routes get their prefix: a pooled sandbox's `/v1/<rest>` is its host's
+ * `/v1/sandboxes/{id}/<rest>` (the wire contract of host mode); `/health` and every route of a dedicated
+ * sandbox stay as they are.
+ */
+export const route =
+  (hosted: SandboxProvider.Hosted | undefined) =>
+  (path: string): string =>
+    hosted === undefined || !path.startsWith("/v1/")
+      ? path
+      : `/v1/sandboxes/${encodeURIComponent(hosted.localId)}/${path.slice(4)}`
 
 /** A transport failure as a lost connection, explained when the provider knows why. */
 export const lostTransport =
@@ -199,4 +220,8 @@ export const pathParams = (path: string, extra: Record<string, string | undefine
 
 /** Where requests go now and every header they carry: for URLs handed to the caller (a port's proxy). */
 export const origin = (transport: Transport) =>
-  Effect.zipWith(transport.currentBase, transport.headers, (baseUrl, headers) => ({ baseUrl, headers }))
+  Effect.zipWith(transport.currentBase, transport.headers, (baseUrl, headers) => ({
+    baseUrl,
+    headers,
+    route: transport.route
+  }))

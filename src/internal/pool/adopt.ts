@@ -1,0 +1,90 @@
+/**
+ * A pool's hosts found by their labels, from any process: what the CLI's `pool ls` lists and `create
+ * --pool NAME` makes a sandbox on (HF's `SandboxPool` discovers warm hosts the same way). A sandbox made
+ * here is not owned by the caller: closing its scope only detaches; `terminate` deletes it, and its host
+ * (or its own `idleTimeout`) ends it otherwise.
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import type { ConnectOptions, Sandbox } from "../../Sandbox.js"
+import { type HubError, PoolError, StartError } from "../../SandboxError.js"
+import type * as SandboxPool from "../../SandboxPool.js"
+import * as SandboxProvider from "../../SandboxProvider.js"
+import * as HostLabels from "../hostLabels.js"
+import * as SandboxName from "../sandboxName.js"
+import { withHost } from "./connect.js"
+import * as Options from "./options.js"
+import * as Pooled from "./pooled.js"
+
+const FULL = Symbol("full")
+
+/** The running hosts of pool `name`, oldest first. */
+export const hostsOf = (
+  name: string,
+  providerOptions?: Readonly<Record<string, unknown>>
+): Effect.Effect<ReadonlyArray<SandboxProvider.Listed>, StartError | HubError, SandboxProvider.SandboxProvider> =>
+  Effect.map(SandboxProvider.list({ labels: HostLabels.ofPool(name), providerOptions }), (listing) =>
+    [...listing.rows].sort(SandboxName.byAge)
+  )
+
+/**
+ * A sandbox made on the oldest running host of pool `name` that has room. Fails with
+ * `StartError("NotFound")` when the pool has no running host, `PoolError("HostFailed")` when every one
+ * is full or refused.
+ */
+export const createOnPool = (
+  name: string,
+  options: SandboxPool.MakeOptions & ConnectOptions = {}
+): Effect.Effect<
+  Sandbox,
+  PoolError | StartError | HubError,
+  SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const wanted = yield* Options.lease(name, options)
+    const hosts = yield* hostsOf(name, { namespace: options.namespace })
+    const provider = yield* SandboxProvider.SandboxProvider
+    if (hosts.length === 0) {
+      return yield* new StartError({
+        provider: provider.name,
+        reason: "NotFound",
+        detail: `pool ${JSON.stringify(name)} has no running host: start one with SandboxPool.layer({ name })`
+      })
+    }
+    const refusals: Array<string> = []
+    for (const row of hosts) {
+      const made = yield* withHost(row.id, options, (attached) =>
+        Effect.gen(function* () {
+          const answer = yield* attached.client.create({
+            count: 1,
+            env: wanted.env,
+            ...(wanted.idleSeconds > 0 ? { idle_timeout_secs: wanted.idleSeconds } : {})
+          })
+          const created = answer.sandboxes[0]
+          // A full host: failing detaches from it (withHost closes its scope), and the next is tried.
+          if (created === undefined) return yield* Effect.fail(FULL)
+          const token = created.token === undefined ? attached.host.token : Redacted.make(created.token)
+          const kill = attached.client.remove(created.id).pipe(Effect.timeout("30 seconds"), Effect.ignore)
+          return yield* Pooled.sandbox(
+            { host: attached.host, sandbox: created, token, kill },
+            { scope: attached.scope, timeouts: attached.timeouts, schedules: attached.schedules, cwd: options.cwd }
+          )
+        })
+      ).pipe(
+        Effect.catchAll((error) =>
+          Effect.as(
+            Effect.sync(() => refusals.push(`${row.id}: ${error === FULL ? "full" : error.message}`)),
+            undefined
+          )
+        )
+      )
+      if (made !== undefined) return made
+    }
+    return yield* new PoolError({
+      pool: name,
+      reason: "HostFailed",
+      detail: `no running host of the pool made a sandbox (${refusals.join("; ")})`
+    })
+  }).pipe(Effect.withSpan("SandboxPool.createOnPool", { attributes: { "pool.name": name } }))

@@ -1,0 +1,110 @@
+/**
+ * `Sandbox.connect("<host>.<local>")`: a pooled sandbox reached from anywhere with nothing stored. The
+ * host is attached to through its provider's by-id connect (which knows its token), the sandbox is looked
+ * up among the host's (`GET /v1/sandboxes`), and its token derived from the host token (the wire
+ * contract). The `Sandbox` does not own it: closing the scope only detaches; `terminate` deletes it.
+ *
+ * HF's own server (sandbox-server) has no per-sandbox tokens: it takes the host token on a sandbox's
+ * routes and refuses the derived one (403 there; ours says 401 to a wrong token). So the derived token is
+ * tried first (ours never needs the host token on a sandbox's routes, and refuses it there unless
+ * `SBX_HOST_TOKEN_ACTS=1`), and only on that refusal is the host token used.
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import type { ConnectOptions, Sandbox } from "../../Sandbox.js"
+import { type OperationError, StartError } from "../../SandboxError.js"
+import * as SandboxProvider from "../../SandboxProvider.js"
+import * as Schedules from "../../Schedules.js"
+import { attachTo, sandboxScope, start } from "../sandbox/open.js"
+import * as Spec from "../sandbox/spec.js"
+import * as StartErrors from "../startError.js"
+import * as Wire from "../wire/client.js"
+import * as HostWire from "../wire/host.js"
+import * as Pooled from "./pooled.js"
+
+/** A host attached to by id, in a scope of the caller's (closing it detaches), with its host routes. */
+export interface Attached {
+  readonly provider: SandboxProvider.Service
+  readonly host: SandboxProvider.Endpoint
+  readonly client: HostWire.HostClient
+  readonly scope: Scope.CloseableScope
+  readonly timeouts: Wire.Timeouts
+  readonly schedules: Schedules.Service
+}
+
+/**
+ * Attaches to host `hostId` through the provider's by-id connect (which knows the host token) and waits
+ * for it to answer, then runs `use` on it; a failure of `use` detaches.
+ */
+export const withHost = <A, E, R>(
+  hostId: string,
+  options: ConnectOptions,
+  use: (attached: Attached) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | StartError, R | SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function* () {
+    const provider = yield* SandboxProvider.SandboxProvider
+    const { healthProbeTimeout, schedules, spec, timeouts } = yield* Spec.resolve(provider, options)
+    const scope = yield* sandboxScope(false)
+    const { endpoint: host } = yield* start({
+      provider,
+      spec,
+      timeouts,
+      scope,
+      acquire: attachTo(hostId),
+      schedules,
+      healthProbeTimeout
+    }).pipe(Effect.provideService(Schedules.Schedules, schedules))
+    const client = yield* HostWire.make(host, timeouts)
+    return yield* use({ provider, host, client, scope, timeouts, schedules }).pipe(
+      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
+    )
+  })
+
+/** Attaches to the pooled sandbox `id` (`<host>.<local>`, split as `parts`). */
+export const connect = (
+  id: string,
+  parts: { readonly hostId: string; readonly localId: string },
+  options: ConnectOptions
+): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
+  withHost(parts.hostId, options, ({ client, host, provider, schedules, scope, timeouts }) =>
+    Effect.gen(function* () {
+      const fail = (detail: string, reason: StartError["reason"] = "NotReady") =>
+        new StartError({ provider: provider.name, reason, detail })
+      const listed = yield* Effect.mapError(client.list, (error) =>
+        fail(`host ${parts.hostId} did not list its sandboxes: ${error.message}`)
+      )
+      const found = listed.find((sandbox) => sandbox.id === parts.localId)
+      if (found === undefined) {
+        return yield* fail(`sandbox ${id} no longer exists on host ${parts.hostId}`, "NotFound")
+      }
+      const kill = client.remove(parts.localId).pipe(Effect.timeout("30 seconds"), Effect.ignore)
+      const pooled = (token: Redacted.Redacted<string>): Pooled.Pooled => ({ host, sandbox: found, token, kill })
+      const token = yield* tokenOf(pooled, timeouts, host.token).pipe(
+        Effect.mapError((error) => fail(`sandbox ${id} did not answer: ${error.message}`))
+      )
+      return yield* Pooled.sandbox(pooled(token), { scope, timeouts, schedules, cwd: options.cwd })
+    })
+  ).pipe(
+    Effect.mapError((error) => StartErrors.during(`attach to sandbox ${id}`, error)),
+    Effect.withSpan("Sandbox.connect", { attributes: { "sandbox.id": id } })
+  )
+
+/** The token the sandbox takes: its derived own, else (HF's server, which refuses it) the host's. */
+const tokenOf = (
+  pooled: (token: Redacted.Redacted<string>) => Pooled.Pooled,
+  timeouts: Wire.Timeouts,
+  hostToken: Redacted.Redacted<string>
+): Effect.Effect<Redacted.Redacted<string>, OperationError, HttpClient.HttpClient> => {
+  const derived = HostWire.sandboxToken(hostToken, pooled(hostToken).sandbox.id)
+  return Wire.make(Pooled.endpoint(pooled(derived)), timeouts).pipe(
+    Effect.flatMap((wire) => wire.processes),
+    Effect.as(derived),
+    Effect.catchIf(
+      (error) => error._tag === "AuthError",
+      () => Effect.succeed(hostToken)
+    )
+  )
+}
