@@ -26,6 +26,7 @@ import { hardware } from "./commands/hardware.js"
 import { kill } from "./commands/kill.js"
 import { logs } from "./commands/logs.js"
 import { ls } from "./commands/ls.js"
+import { pool, poolDown, poolLs, poolUp } from "./commands/pool.js"
 import { processes, processKill, processLogs, processLs } from "./commands/process.js"
 import { run } from "./commands/run.js"
 import { spawn } from "./commands/spawn.js"
@@ -76,7 +77,8 @@ const cli = Command.run(
       underRoot(expose),
       underRoot(ssh),
       underRoot(hardware),
-      underRoot(top)
+      underRoot(top),
+      underRoot(pool)
     ])
   ),
   {
@@ -102,7 +104,10 @@ const COMMANDS: Readonly<Record<string, Command.Command<string, never, unknown, 
 
   "process ls": processLs,
   "process kill": processKill,
-  "process logs": processLogs
+  "process logs": processLogs,
+  "pool up": poolUp,
+  "pool ls": poolLs,
+  "pool down": poolDown
 } as unknown as Record<string, Command.Command<string, never, unknown, unknown>>
 
 /** The option names a command takes, as its usage line shows them (`-q`, `--quiet`, `--tail`, …). */

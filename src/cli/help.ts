@@ -39,7 +39,8 @@ const COMMANDS: ReadonlyArray<readonly [string, string]> = [
   ["expose", "Print the URL of a server listening on a port in a sandbox."],
   ["ssh", "Open an SSH session into a sandbox made with --ssh (HF Jobs)."],
   ["hardware", "List the HF Jobs hardware (flavors) with specs and price per hour."],
-  ["top", "Show a sandbox's live CPU, memory, network and GPU use."]
+  ["top", "Show a sandbox's live CPU, memory, network and GPU use."],
+  ["pool", "Pools of hosts packing many small sandboxes: pool up | ls | down; create --pool."]
 ]
 
 const PROCESS_COMMANDS: ReadonlyArray<readonly [string, string]> = [
@@ -87,7 +88,14 @@ export const EXAMPLES: Readonly<Record<string, ReadonlyArray<string>>> = {
     "hf-sandbox ssh --dry-run -i ~/.ssh/id_ed25519 $id"
   ],
   hardware: ["hf-sandbox hardware", "hf-sandbox hardware --json"],
-  top: ["hf-sandbox top $id", "hf-sandbox top --count 5 --json local-1a2b3c4d5e6f"]
+  top: ["hf-sandbox top $id", "hf-sandbox top --count 5 --json local-1a2b3c4d5e6f"],
+  pool: ["hf-sandbox pool up --name evals --hosts 4", "hf-sandbox pool ls"],
+  "pool up": [
+    "hf-sandbox pool up --name evals --hosts 4 --per-host 50 --max-hosts 8 python:3.12",
+    "hf-sandbox pool up --local --name dev"
+  ],
+  "pool ls": ["hf-sandbox pool ls", "hf-sandbox pool ls evals --json"],
+  "pool down": ["hf-sandbox pool down evals", "hf-sandbox pool down --dry-run evals"]
 }
 
 const table = (rows: ReadonlyArray<readonly [string, string]>) => {
@@ -127,22 +135,48 @@ const overview = (): string =>
     "Set HF_HUB_DISABLE_TELEMETRY=1 or DO_NOT_TRACK=1 to turn them off. See docs/cli.md."
   ].join("\n")
 
-const processOverview = (): string =>
-  [
-    "Background processes of a sandbox (started with spawn): list, signal, read their output.",
+/** The commands that group subcommands (`process ls`, `pool up`), with what their overview says. */
+const GROUPS: Readonly<
+  Record<
+    string,
+    { readonly about: string; readonly usage: string; readonly commands: ReadonlyArray<readonly [string, string]> }
+  >
+> = {
+  process: {
+    about: "Background processes of a sandbox (started with spawn): list, signal, read their output.",
+    usage: "hf-sandbox process COMMAND [OPTIONS] ID [PROC...]",
+    commands: PROCESS_COMMANDS
+  },
+  pool: {
+    about:
+      "Pools of host sandboxes, each packing many small sandboxes (HF's SandboxPool): start them, list them, stop them.\n" +
+      "Make a sandbox on a pool with hf-sandbox create --pool NAME; its id is HOST.LOCAL.",
+    usage: "hf-sandbox pool COMMAND [OPTIONS] [NAME]",
+    commands: [
+      ["up", "Start a pool's hosts, which keep running after the command; print their ids."],
+      ["ls", "List the running hosts of every pool, or of one."],
+      ["down", "Stop every host of a pool, and with them their sandboxes."]
+    ]
+  }
+}
+
+const groupOverview = (name: string): string => {
+  const group = GROUPS[name]!
+  return [
+    group.about,
     "",
     "USAGE",
-    "  hf-sandbox process COMMAND [OPTIONS] ID [PROC...]",
+    `  ${group.usage}`,
     "",
     "COMMANDS",
-    ...table(PROCESS_COMMANDS),
+    ...table(group.commands),
     "",
-    "Run `hf-sandbox process COMMAND --help` for one of them.",
+    `Run \`hf-sandbox ${name} COMMAND --help\` for one of them.`,
     "",
     "EXAMPLES",
-    ...EXAMPLES.process!.map((e) => `  ${e}`),
-    "  hf-sandbox process logs -f $id p-1"
+    ...group.commands.flatMap(([command]) => EXAMPLES[`${name} ${command}`] ?? []).map((e) => `  ${e}`)
   ].join("\n")
+}
 
 /**
  * The command the arguments name: `[]` for the root, `["exec"]`, `["process", "ls"]`.
@@ -158,7 +192,7 @@ export const commandPath = (args: ReadonlyArray<string>): ReadonlyArray<string> 
       break
     }
     path.push(arg)
-    if (path[0] !== "process" || path.length === 2) break
+    if (GROUPS[path[0]!] === undefined || path.length === 2) break
   }
   return path
 }
@@ -193,7 +227,11 @@ export const unknownOption = (args: ReadonlyArray<string>, known: ReadonlySet<st
  * @category cli
  */
 export const overviewFor = (path: ReadonlyArray<string>): string | undefined =>
-  path.length === 0 ? overview() : path.length === 1 && path[0] === "process" ? processOverview() : undefined
+  path.length === 0
+    ? overview()
+    : path.length === 1 && GROUPS[path[0]!] !== undefined
+      ? groupOverview(path[0]!)
+      : undefined
 
 /** Lines @effect/cli adds to every option and argument that say nothing about this one. */
 const NOISE = new Set([

@@ -91,7 +91,9 @@ export const sandboxName = Options.text("name").pipe(
     "A name for the sandbox, unique among the running ones (1-63 of A-Z a-z 0-9 . _ -); a taken name fails, naming the sandbox that has it."
   )
 )
-export const port = Options.integer("port").pipe(
+// Text, parsed by Parse.ports: @effect/cli 0.77 refuses every value of a repeated integer option
+// ("'8000' is not a integer").
+export const port = Options.text("port").pipe(
   Options.withAlias("p"),
   Options.withPseudoName("PORT"),
   Options.repeated,
@@ -167,7 +169,7 @@ export const sandboxOptions = (a: {
   readonly volume: ReadonlyArray<string>
   readonly ssh: boolean
   readonly maxCost: Option.Option<string>
-  readonly port: ReadonlyArray<number>
+  readonly port: ReadonlyArray<string>
   readonly name: Option.Option<string>
 }) =>
   Effect.gen(function* () {
@@ -184,7 +186,7 @@ export const sandboxOptions = (a: {
       ...(a.volume.length > 0 ? { volumes: yield* Parse.volumes(a.volume) } : {}),
       ...(a.ssh ? { ssh: true } : {}),
       ...(Option.isSome(a.maxCost) ? { maxCost: a.maxCost.value } : {}),
-      ...(a.port.length > 0 ? { ports: a.port } : {}),
+      ...(a.port.length > 0 ? { ports: yield* Parse.ports(a.port) } : {}),
       ...(Option.isSome(a.name) ? { name: a.name.value } : {})
     }
   })

@@ -106,6 +106,16 @@ export const copyTarget = (raw: string): CopyTarget => {
 }
 
 /** A positional value that looks like an option was an option the command does not know. */
+/** `--port` values: whole numbers from 1 to 65535. */
+export const ports = (values: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<number>, UsageError> =>
+  Effect.forEach(values, (raw) =>
+    /^[0-9]{1,5}$/.test(raw) && Number(raw) >= 1 && Number(raw) <= 65535
+      ? Effect.succeed(Number(raw))
+      : Effect.fail(
+          new UsageError({ message: `--port must be a port number from 1 to 65535, got ${JSON.stringify(raw)}` })
+        )
+  )
+
 export const notAnOption = (what: string, value: string): Effect.Effect<string, UsageError> =>
   value.startsWith("-") && value !== "-"
     ? Effect.fail(usage(`unknown option ${value} where ${what} was expected (see --help)`))

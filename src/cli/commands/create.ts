@@ -1,10 +1,12 @@
 /** `hf-sandbox create`: a sandbox that keeps running after the command (`detach`), its id printed. */
 
 import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Defaults from "../../internal/defaults.js"
+import * as Adopt from "../../internal/pool/adopt.js"
 import * as Sandbox from "../../Sandbox.js"
 import { action } from "../action.js"
 import { durationFlag, flavor, globals, image, sandboxFlags, sandboxOptions } from "../options.js"
@@ -12,6 +14,70 @@ import * as Output from "../output.js"
 import * as Parse from "../parse.js"
 
 const durationSeconds = (d: Duration.Duration) => Math.round(Duration.toMillis(d) / 1000)
+
+/** The flags of `create` that describe a sandbox of its own, which a pooled one takes from its host. */
+const notForPools = (a: {
+  readonly image: Option.Option<string>
+  readonly flavor: ReadonlyArray<string>
+  readonly lifetime: Option.Option<string>
+  readonly timeout: Option.Option<string>
+  readonly secret: ReadonlyArray<string>
+  readonly label: ReadonlyArray<string>
+  readonly port: ReadonlyArray<string>
+  readonly name: Option.Option<string>
+  readonly transport: Option.Option<unknown>
+  readonly forwardHfToken: boolean
+  readonly startTimeout: Option.Option<string>
+  readonly volume: ReadonlyArray<string>
+  readonly ssh: boolean
+  readonly maxCost: Option.Option<string>
+}): ReadonlyArray<string> =>
+  [
+    Option.isSome(a.image) ? "IMAGE" : undefined,
+    a.flavor.length > 0 ? "--flavor" : undefined,
+    Option.isSome(a.lifetime) || Option.isSome(a.timeout) ? "--lifetime" : undefined,
+    a.secret.length > 0 ? "--secret" : undefined,
+    a.label.length > 0 ? "--label" : undefined,
+    a.port.length > 0 ? "--port" : undefined,
+    Option.isSome(a.name) ? "--name" : undefined,
+    Option.isSome(a.transport) ? "--transport" : undefined,
+    a.forwardHfToken ? "--forward-hf-token" : undefined,
+    Option.isSome(a.startTimeout) ? "--start-timeout" : undefined,
+    a.volume.length > 0 ? "--volume" : undefined,
+    a.ssh ? "--ssh" : undefined,
+    Option.isSome(a.maxCost) ? "--max-cost" : undefined
+  ].filter((flag) => flag !== undefined)
+
+/** `create --pool NAME`: a sandbox on a running host of the pool; not owned, so it outlives the command. */
+const onPool = (
+  a: Parameters<typeof notForPools>[0] & { readonly env: ReadonlyArray<string> },
+  pool: string,
+  idle: Duration.Duration | undefined,
+  mode: Output.Mode
+) =>
+  Effect.gen(function* () {
+    const refused = notForPools(a)
+    if (refused.length > 0) {
+      return yield* new Parse.UsageError({
+        message: `${refused.join(", ")} cannot be given with --pool: a pooled sandbox runs on its pool's host, which decides them (set them at hf-sandbox pool up)`
+      })
+    }
+    const idleTimeout = idle ?? Defaults.IDLE_TIMEOUT
+    const sb = yield* Adopt.createOnPool(pool, {
+      env: yield* Parse.envPairs(a.env),
+      idleTimeout: Duration.toMillis(idleTimeout) === 0 ? Duration.infinity : idleTimeout
+    })
+    if (mode.json) return yield* Output.json({ id: sb.id, provider: sb.provider, pool, details: sb.details })
+    yield* Output.line(sb.id)
+    yield* Output.note(
+      mode,
+      `Sandbox ${sb.id} is running on a host of pool ${pool}; it keeps running after this command` +
+        (Duration.toMillis(idleTimeout) === 0
+          ? " until its host stops."
+          : ` and stops after ${Duration.format(idleTimeout)} without a request (--idle-timeout).`) +
+        `\nRun commands: hf-sandbox exec ${sb.id} -- CMD...   Stop it: hf-sandbox kill ${sb.id}`
+    )
+  })
 
 export const create = Command.make(
   "create",
@@ -25,7 +91,14 @@ export const create = Command.make(
       "idle-timeout",
       "Stop the sandbox after this long without a request (default 10m; 0: never)."
     ),
-    ...sandboxFlags
+    ...sandboxFlags,
+    pool: Options.text("pool").pipe(
+      Options.withPseudoName("NAME"),
+      Options.optional,
+      Options.withDescription(
+        "Make the sandbox on a running host of this pool (hf-sandbox pool up): its id is HOST.LOCAL. Takes --env and --idle-timeout; the pool's hosts decide the rest."
+      )
+    )
   },
   action(
     (a, mode) =>
@@ -38,6 +111,7 @@ export const create = Command.make(
             message: `--lifetime ${Option.getOrThrow(a.lifetime)} and its deprecated alias --timeout ${Option.getOrThrow(a.timeout)} differ: give only --lifetime`
           })
         }
+        if (Option.isSome(a.pool)) return yield* onPool(a, a.pool.value, idle, mode)
         const options = yield* sandboxOptions(a)
         const sb = yield* Sandbox.make({
           ...options,

@@ -1,0 +1,78 @@
+/**
+ * `hf-sandbox pool up|ls|down` and `create --pool` on the local provider: a pool's hosts outlive the
+ * command, are found again by the pool's name, take sandboxes (`HOST.LOCAL` ids that every by-id command
+ * reaches) and stop with `pool down`. The harness (test/support/cli.ts) checks that nothing is left.
+ */
+import * as fs from "node:fs"
+import { assert, describe, it } from "@effect/vitest"
+import { expectCode, local, localPids, stateOf, useCliHarness } from "../support/cli.js"
+import { isAlive, waitGone } from "../support/processes.js"
+
+useCliHarness()
+
+const asRoot = process.getuid?.() === 0
+
+describe("hf-sandbox pool, local provider", () => {
+  it("pool up starts hosts that outlive the command; create --pool, exec, kill HOST.LOCAL; pool down stops them", async () => {
+    const weak = asRoot ? [] : ["--weak-isolation"]
+    const up = await local(["pool", "up", "--name", "cli", "--hosts", "2", "--per-host", "3", ...weak])
+    expectCode(up, 0)
+    const hosts = up.stdout.trim().split("\n")
+    assert.strictEqual(hosts.length, 2, up.stdout)
+    for (const id of hosts) localPids.add(stateOf(id).pid)
+    assert.include(up.stderr, "hf-sandbox create --pool cli")
+    for (const id of hosts) assert.isTrue(isAlive(stateOf(id).pid), "a host outlives the command")
+
+    const listed = await local(["pool", "ls", "cli", "-q"])
+    expectCode(listed, 0)
+    assert.sameMembers(listed.stdout.trim().split("\n"), hosts)
+    expectCode(await local(["pool", "ls", "other", "-q"]), 0)
+    assert.strictEqual((await local(["pool", "ls", "other", "-q"])).stdout, "")
+
+    const made = await local(["create", "--pool", "cli", "-q", "--env", "GREETING=hi"])
+    expectCode(made, 0)
+    const id = made.stdout.trim()
+    const [host, localId] = id.split(".")
+    assert.include(hosts, host)
+    assert.match(localId!, /^[0-9a-f]{16}$/)
+    const ran = await local(["exec", id, "--", "sh", "-c", "echo $GREETING; pwd; id -u"])
+    expectCode(ran, 0)
+    const [greeting, home, uid] = ran.stdout.trim().split("\n")
+    assert.strictEqual(greeting, "hi")
+    assert.isTrue(home!.endsWith(`/homes/${localId}`), home)
+    if (asRoot) assert.isAtLeast(Number(uid), 20000, "its own uid")
+    assert.isTrue(fs.existsSync(home!))
+
+    expectCode(await local(["kill", id]), 0)
+    assert.isFalse(fs.existsSync(home!), "kill deletes the pooled sandbox's home")
+    const gone = await local(["exec", id, "--", "true"])
+    assert.notStrictEqual(gone.code, 0)
+    assert.include(gone.stderr, "no longer exists on host")
+    for (const h of hosts) assert.isTrue(isAlive(stateOf(h).pid), "its host keeps running")
+
+    const pids = hosts.map((h) => stateOf(h).pid)
+    const dry = await local(["pool", "down", "cli", "--dry-run"])
+    expectCode(dry, 0)
+    assert.sameMembers(dry.stdout.trim().split("\n"), hosts)
+    const down = await local(["pool", "down", "cli"])
+    expectCode(down, 0)
+    assert.sameMembers(down.stdout.trim().split("\n"), hosts)
+    assert.deepStrictEqual(await waitGone(pids), [])
+  })
+
+  it("create --pool refuses the flags its host decides, and a pool with no host, naming them", async () => {
+    const flags = await local(["create", "--pool", "cli", "--flavor", "a10g-small", "--port", "8000"])
+    expectCode(flags, 2)
+    assert.include(flags.stderr, "--flavor, --port cannot be given with --pool")
+    const none = await local(["create", "--pool", "nobody-here"])
+    expectCode(none, 1)
+    assert.include(none.stderr, 'pool "nobody-here" has no running host')
+    // --port is read by the CLI itself (a repeated integer option of @effect/cli refuses every value).
+    const port = await local(["create", "--port", "8000", "--port", "70000"])
+    expectCode(port, 2)
+    assert.include(port.stderr, '--port must be a port number from 1 to 65535, got "70000"')
+    const bad = await local(["pool", "up", "--per-host", "0"])
+    expectCode(bad, 2)
+    assert.include(bad.stderr, "--per-host must be a whole number of at least 1, got 0")
+  })
+})
