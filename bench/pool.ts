@@ -12,7 +12,7 @@
  *    hosts pre-warmed (`warmUp` = hosts needed), and for 100 also booted on demand (`warmUp: 0`);
  * 3. after each pool's scope closes, how many of its hosts' processes are still alive (should be 0).
  *
- *   npx tsx bench/pool.ts [--provider local|emulator] [--sizes 100,1000] [--leases 100]
+ *   npx tsx bench/pool.ts [--provider local|emulator] [--sizes 100,1000] [--leases 100] [--concurrency N]
  *
  * Benchmarks print figures; nothing passes or fails on speed. Run as root for the real isolation (a uid
  * and a Landlock ruleset per sandbox); otherwise the pools are made with `weakIsolation`.
@@ -20,6 +20,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -38,6 +39,8 @@ const arg = (name: string) => {
 const PROVIDERS = (arg("provider") ?? "local,emulator").split(",")
 const SIZES = (arg("sizes") ?? "100,1000").split(",").map(Number)
 const LEASES = Number(arg("leases") ?? 100)
+/** Leases in flight at once in part 2; default: all of them. */
+const CONCURRENCY = arg("concurrency") === undefined ? undefined : Number(arg("concurrency"))
 const PER_HOST = 50
 const weakIsolation = process.getuid?.() !== 0
 
@@ -67,6 +70,17 @@ const statusKiB = (pid: number, field: string): number | undefined => {
     return line === undefined ? undefined : Number(line.split(/\s+/)[1])
   } catch {
     return undefined
+  }
+}
+
+/** CPU seconds of a process and of its reaped children (utime, stime, cutime, cstime), in clock ticks of 10 ms. */
+const cpuSeconds = (pid: number): number => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0) / 100
+  } catch {
+    return 0
   }
 }
 
@@ -268,6 +282,34 @@ const sampling = <A, E, R>(serverPids: ReadonlyArray<number>, effect: Effect.Eff
     return { a, peaks }
   })
 
+/** The causes of an error, outermost first: tag or name, message, and a Node error's code. */
+const causeChain = (error: unknown): Array<string> => {
+  const out: Array<string> = []
+  let at: unknown = error
+  for (let depth = 0; at !== undefined && at !== null && depth < 8; depth++) {
+    const e = at as { _tag?: string; name?: string; message?: string; code?: string; cause?: unknown }
+    out.push(`${e._tag ?? e.name ?? typeof at}${e.code === undefined ? "" : ` ${e.code}`}: ${(e.message ?? String(at)).split("\n")[0]}`)
+    at = e.cause
+  }
+  return out
+}
+
+/** Failures grouped by their host and by their chain of causes, with the time of the first. */
+const reportFailures = (failures: ReadonlyArray<{ readonly at: number; readonly cause: Cause.Cause<unknown> }>) => {
+  const groups = new Map<string, { count: number; first: number }>()
+  for (const { at, cause } of failures) {
+    const error = Cause.squash(cause) as { host?: string }
+    const key = `host ${error.host ?? "?"}: ${causeChain(error).join(" <- ")}`
+    const group = groups.get(key) ?? { count: 0, first: at }
+    group.count += 1
+    group.first = Math.min(group.first, at)
+    groups.set(key, group)
+  }
+  for (const [key, { count, first }] of groups) {
+    console.log(`  ${count} failed, first at ${(first / 1000).toFixed(2)} s: ${key}`)
+  }
+}
+
 const kib = (n: number) => `${(n / 1024).toFixed(1)}`
 
 const fanOut = (target: Target, n: number, warm: boolean) =>
@@ -278,29 +320,35 @@ const fanOut = (target: Target, n: number, warm: boolean) =>
     const serverPids = (yield* Effect.forEach(warmHosts, target.serverPid)).filter((p): p is number => p !== undefined)
     const idle = serverPids.map((pid) => statusKiB(pid, "VmRSS") ?? 0)
     const before = process.memoryUsage()
+    const cpuBefore = { client: process.cpuUsage(), hosts: serverPids.map(cpuSeconds) }
     const latency: Array<number> = []
-    const failures: Array<unknown> = []
+    const failures: Array<{ readonly at: number; readonly cause: Cause.Cause<unknown> }> = []
     const task = (_: number) =>
       timed(latency, Effect.scoped(Effect.flatMap(SandboxPool.make(), (sb) => Effect.flatMap(sb.exec("echo hi"), checkEcho)))).pipe(
-        Effect.catchAllCause((cause) => Effect.sync(() => failures.push(cause)))
+        Effect.catchAllCause((cause) => Effect.sync(() => failures.push({ at: now() - t0, cause })))
       )
     const t0 = now()
     const { peaks } = yield* sampling(
       serverPids,
-      Effect.forEach(Array.from({ length: n }, (_, i) => i), task, { concurrency: n, discard: true })
+      Effect.forEach(Array.from({ length: n }, (_, i) => i), task, { concurrency: CONCURRENCY ?? n, discard: true })
     )
     const wall = now() - t0
     const after = process.memoryUsage()
+    const cpu = process.cpuUsage(cpuBefore.client)
+    const hostsCpu = serverPids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - cpuBefore.hosts[i]!, 0)
     const hosts = yield* recordHosts(target, pool, pids)
     console.log(
       `  wall ${(wall / 1000).toFixed(2)} s, ${latency.length} ok, ${failures.length} failed, ${hosts.length} hosts at the end`
     )
-    if (failures.length > 0) console.log(`  first failure: ${String(failures[0]).split("\n").slice(0, 3).join(" | ")}`)
+    if (failures.length > 0) reportFailures(failures)
     row("per sandbox: lease -> result -> release", latency)
     console.log(
       `  client: rss ${MiB(before.rss)} -> ${MiB(after.rss)} (peak ${MiB(peaks.client)}), heapUsed ${MiB(before.heapUsed)} -> ${MiB(after.heapUsed)}`
     )
     if (serverPids.length > 0) {
+      console.log(
+        `  CPU during the run: client ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s, host servers and their commands ${hostsCpu.toFixed(1)} s (of ${((wall / 1000) * os.cpus().length).toFixed(1)} core-seconds)`
+      )
       console.log(`  host servers' VmRSS, MiB, idle -> peak during the run (${serverPids.length} pre-warmed hosts):`)
       console.log(`    ${serverPids.map((_, i) => `${kib(idle[i]!)}->${kib(peaks.servers[i]!)}`).join("  ")}`)
     }
@@ -319,7 +367,7 @@ const fanOutPool = (target: Target, n: number, warm: boolean) =>
   Effect.gen(function* () {
     const hostsNeeded = Math.ceil(n / PER_HOST)
     console.log(
-      `2. ${n} sandboxes, ${PER_HOST} per host, concurrency ${n}, hosts ${
+      `2. ${n} sandboxes, ${PER_HOST} per host, concurrency ${CONCURRENCY ?? n}, hosts ${
         warm ? `pre-warmed (warmUp ${hostsNeeded})` : "booted on demand (warmUp 0)"
       }`
     )
