@@ -183,10 +183,7 @@ const leftovers = (pids: ReadonlyArray<number>) =>
   Effect.suspend(() => {
     const left = pids.filter(alive)
     return left.length === 0 ? Effect.succeed(left) : Effect.fail(left)
-  }).pipe(
-    Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo("10 seconds"))),
-    Effect.merge
-  )
+  }).pipe(Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo("10 seconds"))), Effect.merge)
 
 /** The pool's hosts, and every pid of theirs, recorded so that they can be checked once the pool closed. */
 const recordHosts = (target: Target, pool: SandboxPool.SandboxPool, into: Set<number>) =>
@@ -244,9 +241,7 @@ const warmLease = (target: Target) =>
       for (let i = 0; i < per; i++) yield* oneLease
     }
     const base = { p50: percentile(baseline, 50), p99: percentile(baseline, 99) }
-    console.log(
-      `1. lease on a warm host, ${total.length} sequential leases (ratios p50 / p99 to the dedicated exec's)`
-    )
+    console.log(`1. lease on a warm host, ${total.length} sequential leases (ratios p50 / p99 to the dedicated exec's)`)
     row('dedicated sb.exec("true") [baseline]', baseline, base)
     row("SandboxPool.make (lease alone)", lease, base)
     row('first sb.exec("true") of the lease', first, base)
@@ -258,7 +253,9 @@ const warmLease = (target: Target) =>
     return pids
   }).pipe(
     Effect.scoped,
-    Effect.provide(SandboxPool.layer({ ...target.options, name: "bench-warm", sandboxesPerHost: PER_HOST, warmUp: 1, weakIsolation })),
+    Effect.provide(
+      SandboxPool.layer({ ...target.options, name: "bench-warm", sandboxesPerHost: PER_HOST, warmUp: 1, weakIsolation })
+    ),
     Effect.flatMap(reportLeftovers)
   )
 
@@ -288,7 +285,9 @@ const causeChain = (error: unknown): Array<string> => {
   let at: unknown = error
   for (let depth = 0; at !== undefined && at !== null && depth < 8; depth++) {
     const e = at as { _tag?: string; name?: string; message?: string; code?: string; cause?: unknown }
-    out.push(`${e._tag ?? e.name ?? typeof at}${e.code === undefined ? "" : ` ${e.code}`}: ${(e.message ?? String(at)).split("\n")[0]}`)
+    out.push(
+      `${e._tag ?? e.name ?? typeof at}${e.code === undefined ? "" : ` ${e.code}`}: ${(e.message ?? String(at)).split("\n")[0]}`
+    )
     at = e.cause
   }
   return out
@@ -323,14 +322,28 @@ const fanOut = (target: Target, n: number, warm: boolean) =>
     const cpuBefore = { client: process.cpuUsage(), hosts: serverPids.map(cpuSeconds) }
     const latency: Array<number> = []
     const failures: Array<{ readonly at: number; readonly cause: Cause.Cause<unknown> }> = []
+    const phases = { make: [] as Array<number>, exec: [] as Array<number>, release: [] as Array<number> }
+    // The release is the lease's scope closing: timed from the result to the scope's end.
+    const oneSandbox = Effect.scoped(
+      Effect.gen(function* () {
+        const sb = yield* timed(phases.make, SandboxPool.make())
+        yield* checkEcho(yield* timed(phases.exec, sb.exec("echo hi")))
+        return now()
+      })
+    )
     const task = (_: number) =>
-      timed(latency, Effect.scoped(Effect.flatMap(SandboxPool.make(), (sb) => Effect.flatMap(sb.exec("echo hi"), checkEcho)))).pipe(
-        Effect.catchAllCause((cause) => Effect.sync(() => failures.push({ at: now() - t0, cause })))
-      )
+      timed(
+        latency,
+        Effect.flatMap(oneSandbox, (at) => Effect.sync(() => phases.release.push(now() - at)))
+      ).pipe(Effect.catchAllCause((cause) => Effect.sync(() => failures.push({ at: now() - t0, cause }))))
     const t0 = now()
     const { peaks } = yield* sampling(
       serverPids,
-      Effect.forEach(Array.from({ length: n }, (_, i) => i), task, { concurrency: CONCURRENCY ?? n, discard: true })
+      Effect.forEach(
+        Array.from({ length: n }, (_, i) => i),
+        task,
+        { concurrency: CONCURRENCY ?? n, discard: true }
+      )
     )
     const wall = now() - t0
     const after = process.memoryUsage()
@@ -342,6 +355,9 @@ const fanOut = (target: Target, n: number, warm: boolean) =>
     )
     if (failures.length > 0) reportFailures(failures)
     row("per sandbox: lease -> result -> release", latency)
+    row("  of which SandboxPool.make", phases.make)
+    row('  of which sb.exec("echo hi")', phases.exec)
+    row("  of which the release (scope close)", phases.release)
     console.log(
       `  client: rss ${MiB(before.rss)} -> ${MiB(after.rss)} (peak ${MiB(peaks.client)}), heapUsed ${MiB(before.heapUsed)} -> ${MiB(after.heapUsed)}`
     )
@@ -375,7 +391,11 @@ const fanOutPool = (target: Target, n: number, warm: boolean) =>
     const built = yield* Layer.build(
       SandboxPool.layer({
         ...target.options,
-        name: `bench-${n}`, sandboxesPerHost: PER_HOST, warmUp: warm ? hostsNeeded : 0, weakIsolation })
+        name: `bench-${n}`,
+        sandboxesPerHost: PER_HOST,
+        warmUp: warm ? hostsNeeded : 0,
+        weakIsolation
+      })
     )
     if (warm) console.log(`  pool layer built (${hostsNeeded} hosts started) in ${((now() - t0) / 1000).toFixed(2)} s`)
     return yield* fanOut(target, n, warm).pipe(Effect.provide(built))
@@ -396,10 +416,10 @@ const runTarget = (target: Target) =>
 
 const header = () => {
   const load = fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
-  console.log(`SandboxPool bench: ${new Date().toISOString()}, ${process.getuid?.() === 0 ? "root: a uid + Landlock per sandbox" : "not root: weakIsolation"}`)
   console.log(
-    `machine: one, ${os.cpus().length} cores, load ${load}; shared with other engineers' runs`
+    `SandboxPool bench: ${new Date().toISOString()}, ${process.getuid?.() === 0 ? "root: a uid + Landlock per sandbox" : "not root: weakIsolation"}`
   )
+  console.log(`machine: one, ${os.cpus().length} cores, load ${load}; shared with other engineers' runs`)
   console.log(
     "HF publishes 100 sandboxes created, run and killed in 8.2 s and 1,000 in 15.8 s. Here: one machine, no network,"
   )
