@@ -111,6 +111,7 @@ class Host(object):
         self.next_uid = UID_BASE
         self.taken = set()  # uids of this host's sandboxes
         self.empty_since = time.monotonic()
+        self.wrappers = None  # warm.Stock: the confining wrappers started ahead of commands
 
     # ---- create ----
 
@@ -361,7 +362,12 @@ def setup(args, token):
     for what in missing:
         log("WARNING: weak isolation: %s" % what)
     log("host mode: capacity %d, homes in %s, isolation %s" % (args.capacity, homes, isolation.name))
-    return Host(token, args.capacity, homes, isolation, args.host_token_acts)
+    host = Host(token, args.capacity, homes, isolation, args.host_token_acts)
+    from .warm import Stock
+
+    host.wrappers = Stock(isolation, args.warm_wrappers)
+    host.wrappers.start()
+    return host
 
 
 def host_idle_loop(host, timeout):
