@@ -131,7 +131,8 @@ describe.skipIf(process.platform !== "linux")("host mode warm wrappers", () => {
       const sb = await createOne(host)
       expect((await exec(host, sb, "echo echo no > not-executable")).code).toBe(0)
       const cmd = { cmd: ["./not-executable"] }
-      const run = host === warm ? await execWarm(host, sb, "", cmd) : { ...(await exec(host, sb, "", cmd)), warm: false }
+      const run =
+        host === warm ? await execWarm(host, sb, "", cmd) : { ...(await exec(host, sb, "", cmd)), warm: false }
       return { ...run, stderr: run.stderr.replace(sb.home, "HOME") }
     }
     const inWarm = await notExecutable(warm)
