@@ -7,7 +7,8 @@ The confinement is applied in the child between fork and exec by a small wrapper
 CONFINE`, which execs the command: subprocess's preexec_fn would run Python in a child forked from a
 threaded server (a lock another thread held at the fork deadlocks it: the reason the server never
 uses preexec_fn), posix_spawn cannot setuid, and subprocess's own user=/group= cannot set
-NO_NEW_PRIVS, rlimits or Landlock. The wrapper costs a Python start per command, in host mode only."""
+NO_NEW_PRIVS, rlimits or Landlock. The wrapper costs a Python start per command, in host mode only,
+unless a warm one (warm.py, started ahead with the same confine()) takes the command."""
 
 import os
 import sys
