@@ -10,7 +10,6 @@ import * as fs from "node:fs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { createOne, exec, type Host, json, type Leased, request, startHost, stopHost } from "../support/hostServer.js"
 import { sleep } from "../support/processes.js"
-import { type Event, parseNdjson } from "../support/server.js"
 
 const TAG = "sbx-warm-wrapper" // warm.py's TAG, in every warm wrapper's argv
 
@@ -63,21 +62,8 @@ afterAll(async () => {
  * warm wrapper ran it: the pid of its start event is one of the stock's). */
 const execWarm = async (host: Host, sb: Leased, cmd: string, extra: Record<string, unknown> = {}) => {
   const before = await stocked(host.pid, 2)
-  const res = await request(host, `/v1/sandboxes/${sb.id}/exec`, sb.token, {
-    method: "POST",
-    body: JSON.stringify({ cmd, ...extra })
-  })
-  const text = await res.text()
-  if (res.status !== 200) throw new Error(`exec in ${sb.id}: ${res.status} ${text}`)
-  const events: Array<Event> = parseNdjson(text)
-  const out = (name: string) =>
-    events
-      .filter((e) => e.event === name)
-      .map((e) => String(e.data))
-      .join("")
-  const pid = Number(events.find((e) => e.event === "start")?.pid)
-  const code = events.find((e) => e.event === "exit")?.exit_code as number | null
-  return { code, stdout: out("stdout"), stderr: out("stderr"), warm: before.includes(pid) }
+  const run = await exec(host, sb, cmd, extra)
+  return { ...run, warm: before.includes(run.pid ?? -1) }
 }
 
 describe.skipIf(process.platform !== "linux")("host mode warm wrappers", () => {
