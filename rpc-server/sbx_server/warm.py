@@ -21,14 +21,16 @@ client gets the same answer."""
 import os
 import sys
 import threading
+import time
 
-from .common import log
+from .common import HttpError, log
 from .isolation import CONFINE_FN
 from .proctree import PROCS
 
 DEFAULT_STOCK = 2  # SBX_HOST_WARM_WRAPPERS: wrappers kept started (0: every command starts one cold)
 TAG = "sbx-warm-wrapper"  # in the wrapper's argv: what it is, for ps and for the tests
 REPLY_TIMEOUT = 30.0  # how long a wrapper may take between its job and its exec
+RETRY = 1.0  # after a wrapper could not be started: the next try
 
 WARM = CONFINE_FN + r"""
 import _socket
@@ -38,14 +40,12 @@ def fail(data=b""):
         ctl.sendall(data)
     os._exit(127)
 data, anc, _f, _a = ctl.recvmsg(65536, _socket.CMSG_SPACE(4))
-if len(data) < 8:
-    os._exit(0)  # the server went away before a job came
-need, data = int.from_bytes(data[:8], "little"), data[8:]
-while len(data) < need:
-    more = ctl.recv(max(65536, need - len(data)))
+while len(data) < 8 or len(data) < 8 + int.from_bytes(data[:8], "little"):
+    more = data and ctl.recv(1 << 20)
     if not more:
-        os._exit(0)
+        os._exit(0)  # the server went away before a whole job came
     data += more
+data = data[8:]
 fd = -1
 for level, kind, fds in anc:
     if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
@@ -90,9 +90,12 @@ class Stock(object):
                     self.cond.wait()
             try:
                 wrapper = self.started()
-            except Exception as e:  # the server is shutting down (PROCS closed), or no process can start
-                log("warm wrappers: none started (%s): commands start cold" % e)
+            except HttpError:  # PROCS is closed: the server is shutting down
                 return
+            except Exception as e:  # no process can start now (fds, processes): commands start cold
+                log("warm wrappers: cannot start one (%s): commands start cold meanwhile" % e)
+                time.sleep(RETRY)
+                continue
             with self.cond:
                 self.ready.append(wrapper)
 
@@ -181,9 +184,9 @@ class Stock(object):
         if ruleset >= 0:
             ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, ruleset.to_bytes(4, sys.byteorder, signed=True))]
         ctl.settimeout(REPLY_TIMEOUT)
-        ctl.sendmsg([job[:65536]], ancillary)
-        if len(job) > 65536:
-            ctl.sendall(job[65536:])
+        sent = ctl.sendmsg([job], ancillary)  # the ruleset goes with the first bytes
+        if sent < len(job):  # only then: a wrapper that has its job may have closed its end already
+            ctl.sendall(job[sent:])
         reply = b""
         while True:
             more = ctl.recv(4096)

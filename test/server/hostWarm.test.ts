@@ -79,6 +79,10 @@ describe.skipIf(process.platform !== "linux")("host mode warm wrappers", () => {
     expect(open.map(([fd]) => fd).sort()).toEqual([0, 1, 2, 3])
     expect(open.find(([fd]) => fd === 0)?.[1]).toBe("/dev/null")
     expect(open.find(([fd]) => fd === 3)?.[1]).toMatch(/^\/proc\/\d+\/fd$/)
+    // A job larger than one socket buffer: 300 KB of environment.
+    const big = { A: "a".repeat(100_000), B: "b".repeat(100_000), C: "c".repeat(100_000) }
+    const large = await execWarm(warm, sb, "printenv A B C | wc -c", { env: big })
+    expect(large).toMatchObject({ warm: true, code: 0, stdout: "300003\n" })
     const status = await execWarm(warm, sb, "grep NoNewPrivs /proc/$$/status; env | grep -c HOST_ONLY || true")
     expect(status.warm).toBe(true)
     expect(status.stdout).toMatch(/^NoNewPrivs:\s+1\n0\n$/)
