@@ -222,23 +222,28 @@ def spawn(spec):
     spec.marker = new_marker()
     env[PROC_MARKER] = spec.marker
     name = spec.argv[0]
-    argv, pass_fds = spec.argv, ()
-    if sandbox is not None:
-        argv, pass_fds = confined(sandbox, spec, env)
+    program = confined(sandbox, spec, env) if sandbox is not None else None
     try:
         with AsServer():  # the wrapper starts as the server, then confines itself (isolation.py)
-            proc = PROCS.spawn(
-                argv,
-                stdin=subprocess.PIPE if spec.stdin or spec.stdin_pipe else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=spec.cwd,
-                env=env,
-                close_fds=True,
-                pass_fds=pass_fds,
-                start_new_session=True,
-                bufsize=0,
-            )
+            # A warm wrapper (warm.py) when one is free; else a cold one, or the command itself.
+            proc = STATE.host.wrappers.run(sandbox, program, spec, env) if program is not None else None
+        if proc is None:
+            argv, pass_fds = spec.argv, ()
+            if program is not None:
+                argv, pass_fds = STATE.host.isolation.command(sandbox, program, spec.argv)
+            with AsServer():
+                proc = PROCS.spawn(
+                    argv,
+                    stdin=subprocess.PIPE if spec.stdin or spec.stdin_pipe else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=spec.cwd,
+                    env=env,
+                    close_fds=True,
+                    pass_fds=pass_fds,
+                    start_new_session=True,
+                    bufsize=0,
+                )
         if spec.stdin_pipe:
             # The pipe is the stdin route's, not the pump's: pump() sees no stdin and ends it via the spec.
             spec.stdin_pipe = StdinPipe(proc.stdin, spec.stdin or b"")
@@ -272,11 +277,12 @@ def spawn(spec):
 
 
 def confined(sandbox, spec, env):
-    """(argv, pass_fds) of a command run in a host-mode sandbox (isolation.py's wrapper). The program is
+    """The program a confining wrapper (isolation.py, warm.py) execs for a command run in a host-mode
+    sandbox; None where the host confines nothing (the command is started itself). The program is
     looked up here, in the sandbox's PATH, so that "not found" is the same 400 as in dedicated mode."""
     isolation = STATE.host.isolation
     if not isolation.confines:
-        return spec.argv, ()
+        return None
     import shutil  # host mode only
 
     name = spec.argv[0]
@@ -288,7 +294,7 @@ def confined(sandbox, spec, env):
         program = shutil.which(name, path=env.get("PATH", os.defpath))
         if program is None:
             raise bad_request("command not found: %s (not on PATH)" % name, "command_not_found")
-    return isolation.command(sandbox, program, spec.argv)
+    return program
 
 
 class ExecResult(object):

@@ -7,7 +7,8 @@ The confinement is applied in the child between fork and exec by a small wrapper
 CONFINE`, which execs the command: subprocess's preexec_fn would run Python in a child forked from a
 threaded server (a lock another thread held at the fork deadlocks it: the reason the server never
 uses preexec_fn), posix_spawn cannot setuid, and subprocess's own user=/group= cannot set
-NO_NEW_PRIVS, rlimits or Landlock. The wrapper costs a Python start per command, in host mode only."""
+NO_NEW_PRIVS, rlimits or Landlock. The wrapper costs a Python start per command, in host mode only,
+unless a warm one (warm.py, started ahead with the same confine()) takes the command."""
 
 import os
 import sys
@@ -21,13 +22,16 @@ MIN_LANDLOCK_ABI = 6  # scoped abstract unix sockets arrived in ABI 6 (Linux 6.1
 # local provider's) must never give one uid to two sandboxes.
 UID_LOCKS = "/run/hf-sandbox/uids"
 
-# The wrapper's source: argv = [uid or -1, max_procs or 0, max mem bytes or 0, ruleset fd or -1, program,
-# argv...]. It runs as the server's user until it gives its uid up; everything it cannot do is fatal
-# (126), so a command never runs less confined than the host says. It calls prctl and syscall through
-# _ctypes itself: the ctypes package would cost each command some 10 ms more to import.
-CONFINE = r"""
+# What confines a process, in the wrapper's source (shared by the cold wrapper below and warm.py's):
+# confine(uid or -1, max_procs or 0, max mem bytes or 0, ruleset fd or -1). It runs as the server's
+# user until it gives its uid up; everything it cannot do is fatal (126), so a command never runs less
+# confined than the host says. It calls prctl and syscall through _ctypes itself: the ctypes package
+# would cost each command some 10 ms more to import.
+CONFINE_FN = r"""
 import os, sys
-uid, nproc, mem, fd = (int(a) for a in sys.argv[1:5])
+def fatal(e):
+    sys.stderr.write("sandbox: cannot confine the command: %s\n" % e)
+    sys.exit(126)
 try:
     import _ctypes, resource
     class c_int(_ctypes._SimpleCData):
@@ -38,29 +42,40 @@ try:
     class libc:
         _handle = _ctypes.dlopen(None, os.RTLD_NOW)
     prctl, syscall = CFunc(("prctl", libc)), CFunc(("syscall", libc))
-    if nproc:
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-    if mem:
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if uid >= 0:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-    if prctl(38, 1, 0, 0, 0) != 0:
-        raise OSError(_ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-    if fd >= 0:
-        if syscall(446, fd, 0) != 0:
-            raise OSError(_ctypes.get_errno(), "landlock_restrict_self")
-        os.close(fd)
 except Exception as e:
-    sys.stderr.write("sandbox: cannot confine the command: %s\n" % e)
-    sys.exit(126)
-try:
-    os.execv(sys.argv[5], sys.argv[6:])
-except OSError as e:
-    sys.stderr.write("sandbox: cannot run %s: %s\n" % (sys.argv[5], e.strerror or e))
-    sys.exit(126)
+    fatal(e)
+def confine(uid, nproc, mem, fd):
+    try:
+        if nproc:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        if mem:
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if uid >= 0:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+        if prctl(38, 1, 0, 0, 0) != 0:
+            raise OSError(_ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+        if fd >= 0:
+            if syscall(446, fd, 0) != 0:
+                raise OSError(_ctypes.get_errno(), "landlock_restrict_self")
+            os.close(fd)
+    except Exception as e:
+        fatal(e)
+def run(program, argv, env=None):
+    try:
+        os.execv(program, argv) if env is None else os.execve(program, argv, env)
+    except OSError as e:
+        sys.stderr.write("sandbox: cannot run %s: %s\n" % (os.fsdecode(program), e.strerror or e))
+        sys.exit(126)
+"""
+
+# The cold wrapper's source: argv = [uid or -1, max_procs or 0, max mem bytes or 0, ruleset fd or -1,
+# program, argv...].
+CONFINE = CONFINE_FN + r"""
+confine(*(int(a) for a in sys.argv[1:5]))
+run(sys.argv[5], sys.argv[6:])
 """
 
 

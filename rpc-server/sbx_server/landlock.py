@@ -1,5 +1,6 @@
 """Landlock through ctypes syscalls (no library has it in the standard library): the ABI version and one
-ruleset per sandbox, applied by isolation.CONFINE in the command's child (landlock_restrict_self).
+ruleset per sandbox, applied by isolation.CONFINE_FN in the command's wrapper, cold or warm
+(landlock_restrict_self).
 
 The rules mirror HF's src/landlock.rs: system directories read-only and executable, /proc and /sys
 readable, the standard /dev nodes readable and writable, the sandbox's home fully; nothing else (not

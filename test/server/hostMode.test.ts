@@ -355,5 +355,9 @@ describe("start", () => {
       code: 2,
       stderr: expect.stringContaining("needs an absolute path")
     })
+    expect(await run([], { ...token, SBX_HOST_WARM_WRAPPERS: "many" })).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("invalid SBX_HOST_WARM_WRAPPERS 'many'")
+    })
   })
 })

@@ -67,7 +67,7 @@ export const create = async (host: Running, body: Record<string, unknown> = {}) 
 export const createOne = async (host: Running, body: Record<string, unknown> = {}) =>
   (await create(host, body)).sandboxes[0]!
 
-/** Runs `cmd` (sh -c) in the sandbox with its own token: (exit code, stdout, stderr). */
+/** Runs `cmd` (sh -c) in the sandbox with its own token: (exit code, stdout, stderr, pid it started as). */
 export const exec = async (host: Running, sb: Leased, cmd: string, extra: Record<string, unknown> = {}) => {
   const res = await request(host, `/v1/sandboxes/${sb.id}/exec`, sb.token, {
     method: "POST",
@@ -82,7 +82,8 @@ export const exec = async (host: Running, sb: Leased, cmd: string, extra: Record
       .map((e) => String(e.data))
       .join("")
   const exit = events.find((e) => e.event === "exit")
-  return { code: exit?.exit_code as number | null, stdout: out("stdout"), stderr: out("stderr") }
+  const pid = events.find((e) => e.event === "start")?.pid as number | undefined
+  return { code: exit?.exit_code as number | null, stdout: out("stdout"), stderr: out("stderr"), pid }
 }
 
 /** Starts `cmd` as a background process of the sandbox; its id. */
