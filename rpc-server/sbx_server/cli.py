@@ -282,6 +282,7 @@ def main(argv=None):
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if STATE.host is not None:
         STATE.host.start_idle(args.idle_timeout)
+        STATE.host.wrappers.start()
     elif args.idle_timeout > 0:
         threading.Thread(target=idle_loop, args=(args.idle_timeout, args.start_grace), name="idle", daemon=True).start()
     if args.lifetime > 0:

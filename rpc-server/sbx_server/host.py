@@ -373,8 +373,9 @@ def setup(args, token):
     host = Host(token, args.capacity, homes, isolation, args.host_token_acts)
     from .warm import Stock
 
+    # Started by main() in the serving process: --supervise forks after this, and the stock's thread and
+    # the wrappers it starts must belong to the process that hands them out (a wrapper is its child).
     host.wrappers = Stock(isolation, args.warm_wrappers)
-    host.wrappers.start()
     return host
 
 

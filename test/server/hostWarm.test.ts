@@ -88,6 +88,20 @@ describe.skipIf(process.platform !== "linux")("host mode warm wrappers", () => {
     expect(status.stdout).toMatch(/^NoNewPrivs:\s+1\n0\n$/)
   })
 
+  it("keeps the stock in the serving process of a supervised host, as the providers start it", async () => {
+    if (!canRun) return
+    // --supervise forks the server after host mode is set up: the stock (a thread and its children)
+    // must be the serving process's, or every command starts cold.
+    const supervised = await startHost({ args: ["--supervise"], env: { SBX_HOST_WARM_WRAPPERS: "2" } })
+    try {
+      expect(supervised.pid).not.toBe(supervised.proc.pid)
+      const sb = await createOne(supervised)
+      expect(await execWarm(supervised, sb, "echo hi")).toMatchObject({ warm: true, code: 0, stdout: "hi\n" })
+    } finally {
+      await stopHost(supervised)
+    }
+  })
+
   it("gives a warm command its stdin: bytes, /dev/null, and the stdin pipe", async () => {
     if (!canRun) return
     const sb = await createOne(warm)
