@@ -130,7 +130,7 @@ describe.concurrent("exec and execStream through a relay that cuts every connect
   )
 
   it.live(
-    "bytes lost in a proxy's buffers are sent again: the server keeps everything the client has not acknowledged",
+    "bytes lost in a proxy's buffers are sent again after the cut: the server keeps what was not acknowledged",
     () =>
       Effect.gen(function* () {
         const sb = yield* Sandbox.make()
