@@ -121,7 +121,7 @@ def host_mode_args(args, env):
         _fail("--homes-dir / SBX_HOMES_DIR needs an absolute path, got %r" % args.homes_dir)
     warm = env.get("SBX_HOST_WARM_WRAPPERS", "").strip()
     # warm.DEFAULT_STOCK when unset, without importing warm.py in dedicated mode
-    args.warm_wrappers = _number(warm, "SBX_HOST_WARM_WRAPPERS", int, 0, 64) if warm else 2
+    args.warm_wrappers = _number(warm, "SBX_HOST_WARM_WRAPPERS", int, 0, 64) if warm else 8
 
 
 def host_mode(args, token):

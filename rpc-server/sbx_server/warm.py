@@ -27,7 +27,11 @@ from .common import HttpError, log
 from .isolation import CONFINE_FN
 from .proctree import PROCS
 
-DEFAULT_STOCK = 2  # SBX_HOST_WARM_WRAPPERS: wrappers kept started (0: every command starts one cold)
+DEFAULT_STOCK = 8  # SBX_HOST_WARM_WRAPPERS: the most wrappers kept started (0: every command starts one cold)
+# The stock starts this small and grows by one at each command that found it empty, up to its most: a
+# host whose commands come faster than a wrapper starts keeps more ready, an idle one costs little (an
+# idle wrapper is ~4.4 MiB of its own).
+INITIAL_STOCK = 2
 TAG = "sbx-warm-wrapper"  # in the wrapper's argv: what it is, for ps and for the tests
 REPLY_TIMEOUT = 30.0  # how long a wrapper may take between its job and its exec
 RETRY = 1.0  # after a wrapper could not be started: the next try
@@ -74,11 +78,13 @@ run(program, argv, env)
 
 
 class Stock(object):
-    """The warm wrappers of a host: `size` kept started (0: none, every command is started cold)."""
+    """The warm wrappers of a host: `target` kept started, from INITIAL_STOCK up to `size` as commands find
+    the stock empty (0: none, every command is started cold)."""
 
     def __init__(self, isolation, size):
         self.isolation = isolation
         self.size = size if isolation.confines else 0  # without confinement commands need no wrapper
+        self.target = min(INITIAL_STOCK, self.size)
         self.cond = threading.Condition()
         self.ready = []  # (Popen, control socket), oldest first
 
@@ -91,7 +97,7 @@ class Stock(object):
     def refill_loop(self):
         while True:
             with self.cond:
-                while len(self.ready) >= self.size:
+                while len(self.ready) >= self.target:
                     self.cond.wait()
             time.sleep(REFILL_DELAY)
             try:
@@ -135,6 +141,9 @@ class Stock(object):
         while True:
             with self.cond:
                 if not self.ready:
+                    if self.target < self.size:
+                        self.target += 1  # this command starts cold: keep one more ready from now on
+                        self.cond.notify()
                     return None
                 proc, ctl = self.ready.pop(0)
                 self.cond.notify()

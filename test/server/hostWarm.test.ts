@@ -185,8 +185,27 @@ describe.skipIf(process.platform !== "linux")("host mode warm wrappers", () => {
     expect(wrappersOf(cold.pid)).toEqual([])
 
     const other = await startHost({ env: { SBX_HOST_WARM_WRAPPERS: "3" } })
-    const theirs = await stocked(other.pid, 3)
+    const theirs = await stocked(other.pid, 2)
     await stopHost(other)
     expect(theirs.filter((pid) => fs.existsSync(`/proc/${pid}`))).toEqual([])
+  })
+
+  it("starts with two wrappers and keeps one more after each command that found none, up to its most", async () => {
+    if (!canRun) return
+    const host = await startHost({ env: { SBX_HOST_WARM_WRAPPERS: "3" } })
+    try {
+      const sb = await createOne(host)
+      const first = await stocked(host.pid, 2)
+      expect(first).toHaveLength(2)
+      // Both die waiting: the next command finds the stock empty (the dead are discarded) and starts cold.
+      for (const pid of first) process.kill(pid, "SIGKILL")
+      const run = await exec(host, sb, "echo cold")
+      expect(run).toMatchObject({ code: 0, stdout: "cold\n" })
+      expect(first).not.toContain(run.pid)
+      // From then on the host keeps three ready, its most.
+      expect(await stocked(host.pid, 3)).toHaveLength(3)
+    } finally {
+      await stopHost(host)
+    }
   })
 })
