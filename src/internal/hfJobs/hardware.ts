@@ -10,16 +10,13 @@ import * as StartErrors from "../startError.js"
 import type { ProviderContext } from "./context.js"
 import * as Hub from "./hub.js"
 
-/** Seconds in each unit the Hub may price by. */
-const UNIT_SECONDS: Readonly<Record<string, number>> = { second: 1, minute: 60, hour: 3600 }
-
 /**
  * The price per hour in US dollars, to a hundredth of a cent; undefined for a unit not known here. The
  * Hub's price per minute is the hourly price rounded to the micro-dollar ($1/h is 16667 µ$/min): sixty of
  * them are a few micro-dollars off, which the rounding takes back to the published price.
  */
 const perHour = (line: Hub.HardwareLine): number | undefined => {
-  const seconds = UNIT_SECONDS[line.unitLabel.toLowerCase()]
+  const seconds = Hub.unitSeconds(line)
   return seconds === undefined ? undefined : Math.round((line.unitCostMicroUSD * 3600) / seconds / 100) / 10_000
 }
 

@@ -70,6 +70,12 @@ export const HardwareLine = Schema.Struct({
 })
 export type HardwareLine = typeof HardwareLine.Type
 
+/** Seconds in each unit the Hub may price and bill by. */
+const UNIT_SECONDS: Readonly<Record<string, number>> = { second: 1, minute: 60, hour: 3600 }
+
+/** The length of a catalog line's priced unit (`unitLabel`) in seconds; undefined for a unit not known here. */
+export const unitSeconds = (line: HardwareLine): number | undefined => UNIT_SECONDS[line.unitLabel.toLowerCase()]
+
 /** Stages after which a job never runs again. */
 const TERMINAL_STAGES: ReadonlySet<string> = new Set(["COMPLETED", "ERROR", "CANCELED", "DELETED"])
 export const isTerminal = (stage: string) => TERMINAL_STAGES.has(stage)

@@ -6,10 +6,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { StartError } from "../../SandboxError.js"
-import type * as Hub from "./hub.js"
-
-/** Seconds in each unit the Hub may bill by. */
-const UNIT_SECONDS: Readonly<Record<string, number>> = { second: 1, minute: 60, hour: 3600 }
+import * as Hub from "./hub.js"
 
 const MONEY = /^\s*\$?\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:USD)?\s*$/i
 
@@ -43,7 +40,7 @@ const priceOf = (catalog: ReadonlyArray<Hub.HardwareLine>, flavor: string): Pric
   if (line === undefined) {
     return `flavor ${JSON.stringify(flavor)} is not in the Hub's hardware catalog (${catalog.map((l) => l.name).join(", ")})`
   }
-  const unitSeconds = UNIT_SECONDS[line.unitLabel.toLowerCase()]
+  const unitSeconds = Hub.unitSeconds(line)
   if (unitSeconds === undefined) {
     return `the Hub prices ${flavor} per ${JSON.stringify(line.unitLabel)}, a unit this version cannot turn into a timeout`
   }
