@@ -9,7 +9,7 @@ import threading
 import time
 
 from .background import BGPROCS, BgProcess, ExecSink, MAX_BUFFER_BYTES, RingSink, SIGNAL_NAMES
-from .common import STATE, bad_request, format_exc, log
+from .common import SCOPE, STATE, bad_request, format_exc, log
 from .execution import ExecResult, pump
 from .httpframe import parse_decimal
 from .proctree import PROCS, kill_group
@@ -68,12 +68,19 @@ def checked_idempotency_key(key):
     return key
 
 
+def scoped_key(key):
+    """`key` as the process table holds it. In host mode, within the sandbox's own namespace (its id and a
+    slash, which no key has): sandboxes never share a key, nor spend one another's by cancelling it."""
+    sandbox = SCOPE.sandbox
+    return key if sandbox is None else sandbox.id + "/" + key
+
+
 def idempotency(req, kind):
-    """(key, fingerprint) of a request, (None, None) without a key."""
+    """(key, fingerprint) of a request, (None, None) without a key; the key scoped (scoped_key)."""
     key = req.get("idempotency_key")
     if key is None:
         return None, None
-    checked_idempotency_key(key)
+    key = scoped_key(checked_idempotency_key(key))
     fields = dict((k, req.get(k)) for k in IDEMPOTENT_FIELDS if req.get(k) is not None)
     return key, kind + " " + json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
@@ -102,8 +109,6 @@ def start_keyed(req, spec, kind, tag, limit, attach=False):
     step under KEYED, so a key runs one command; `attach` makes the caller a reader before the
     command's output can pile up unread."""
     key, fingerprint = idempotency(req, kind)
-    if key is not None and spec.sandbox is not None:
-        fingerprint = spec.sandbox.id + " " + fingerprint  # a key of another sandbox's is a conflict
     with KEYED if key is not None else contextlib.nullcontext():
         bg = BGPROCS.by_idempotency_key(key, fingerprint) if key is not None else None
         if bg is not None:

@@ -7,7 +7,7 @@ import time
 from .background import BGPROCS, DEFAULT_BUFFER_BYTES, FOLLOW_POLL, JANITOR
 from .common import SCOPE, ClientGone, HttpError, bad_request, dumps, log, new_selector, request_shutdown
 from .execution import parse_exec, peer_closed
-from .launch import KEYED, buffer_bytes, checked_idempotency_key, parse_signal, start_keyed
+from .launch import KEYED, buffer_bytes, checked_idempotency_key, parse_signal, scoped_key, start_keyed
 from .proctree import kill_family
 from .sinks import exit_event
 
@@ -55,7 +55,7 @@ class ProcessRoutes(object):
         """Kills the command a request with this idempotency key started, and refuses any such
         request that arrives later: a client interrupted before its exec or spawn answered cannot
         know the command's id, and its request may still be on its way."""
-        key = checked_idempotency_key(self.param("idempotency_key"))
+        key = scoped_key(checked_idempotency_key(self.param("idempotency_key")))
         sig = parse_signal(self.param("signal", required=False))
         with KEYED:  # a keyed request is either fully registered or not yet checked
             bg = BGPROCS.cancel(key, JANITOR.retain)

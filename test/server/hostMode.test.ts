@@ -191,6 +191,19 @@ describe("inside a sandbox", () => {
     await json(host, "/v1/sandboxes", host.token, { method: "DELETE" })
   })
 
+  it("keeps idempotency keys per sandbox: the same key runs each one's own command, a cancel spends its own", async () => {
+    const [a, b] = (await create(host, { count: 2 })).sandboxes
+    const key = { idempotency_key: "same-key" }
+    expect((await exec(host, a!, "echo $SBX_SANDBOX_ID", key)).stdout.trim()).toBe(a!.id)
+    expect((await exec(host, b!, "echo $SBX_SANDBOX_ID", key)).stdout.trim()).toBe(b!.id)
+    const cancel = await json(host, `/v1/sandboxes/${b!.id}/processes?idempotency_key=spent-key`, b!.token, {
+      method: "DELETE"
+    })
+    expect(cancel.body).toEqual({ id: null, killed: false })
+    expect((await exec(host, a!, "echo ran", { idempotency_key: "spent-key" })).stdout).toBe("ran\n")
+    await json(host, "/v1/sandboxes", host.token, { method: "DELETE" })
+  })
+
   it("proxies /v1/sandboxes/{id}/proxy/{port}/ to the unix socket $SBX_PROXY_DIR/{port}.sock", async () => {
     const sb = await createOne(host)
     const server =
