@@ -130,6 +130,8 @@ class Host(object):
                 sandbox = self.make(uid, uid_lock, env, idle_timeout, max_procs, max_mem_mb)
             except BaseException:
                 self.release(uid, uid_lock)
+                for earlier in made:  # none of this batch is answered: none may stay
+                    self.delete(earlier.id)
                 raise
             with self.lock:
                 self.sandboxes[sandbox.id] = sandbox
