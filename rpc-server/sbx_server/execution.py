@@ -221,6 +221,8 @@ def spawn(spec):
     # command's process group and tree (setsid, double fork): see kill_family.
     spec.marker = new_marker()
     env[PROC_MARKER] = spec.marker
+    if sandbox is not None:
+        env["SBX_SANDBOX_ID"] = sandbox.id  # after the command's env too, like the marker: see Host.pids_of
     name = spec.argv[0]
     program = confined(sandbox, spec, env) if sandbox is not None else None
     try:

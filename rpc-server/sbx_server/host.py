@@ -65,13 +65,13 @@ class Sandbox(object):
             "TMPDIR": home + "/.tmp",
             "USER": "sbx-" + self.id,
             "LOGNAME": "sbx-" + self.id,
-            "SBX_SANDBOX_ID": self.id,
             "SBX_PROXY_DIR": home + "/" + PROXY_SUBDIR,
         }
         for name in ("LANG", "LC_ALL"):
             if os.environ.get(name):
                 env[name] = os.environ[name]
         env.update(self.env)
+        env["SBX_SANDBOX_ID"] = self.id  # after the create request's env: weak-mode scans find its processes by it
         return env
 
     def resolve(self, path):

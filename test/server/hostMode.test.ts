@@ -191,6 +191,13 @@ describe("inside a sandbox", () => {
     await json(host, "/v1/sandboxes", host.token, { method: "DELETE" })
   })
 
+  it("keeps SBX_SANDBOX_ID its own id, whatever the create request's or the command's env says", async () => {
+    const sb = await createOne(host, { env: { SBX_SANDBOX_ID: "from-create" } })
+    expect((await exec(host, sb, "echo $SBX_SANDBOX_ID")).stdout.trim()).toBe(sb.id)
+    expect((await exec(host, sb, "echo $SBX_SANDBOX_ID", { env: { SBX_SANDBOX_ID: "x" } })).stdout.trim()).toBe(sb.id)
+    await remove(sb.id)
+  })
+
   it("keeps idempotency keys per sandbox: the same key runs each one's own command, a cancel spends its own", async () => {
     const [a, b] = (await create(host, { count: 2 })).sandboxes
     const key = { idempotency_key: "same-key" }
