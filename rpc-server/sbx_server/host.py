@@ -209,9 +209,14 @@ class Host(object):
             if sandbox is None:
                 return False
             sandbox.deleted = True
+            # Its Landlock ruleset fd is closed once no request of its is in flight: now, or by the last
+            # one's end (busy). A spawn under way may still pass it on, and a closed fd's number could be
+            # reused by another sandbox's ruleset. Under the lock: closed once. A request that begins
+            # after this finds it deleted (routes_host.run) and spawns nothing.
+            if not sandbox.inflight:
+                self.isolation.forget(sandbox)
         try:
             self.kill_all(sandbox)
-            self.isolation.forget(sandbox)
             shutil.rmtree(sandbox.home, ignore_errors=True)
         finally:
             self.release(sandbox.uid, sandbox.uid_lock)
@@ -284,10 +289,13 @@ class Host(object):
         threading.Thread(target=host_idle_loop, args=(self, timeout), name="idle", daemon=True).start()
 
     def busy(self, sandbox, n):
-        """A request to the sandbox begins (1) or ends (-1): activity, for its idle timeout."""
+        """A request to the sandbox begins (1) or ends (-1): activity, for its idle timeout. The last
+        request of a deleted sandbox to end closes its ruleset (delete)."""
         with self.lock:
             sandbox.inflight += n
             sandbox.last_activity = time.monotonic()
+            if sandbox.deleted and not sandbox.inflight:
+                self.isolation.forget(sandbox)
 
     def empty_for(self, now):
         with self.lock:
