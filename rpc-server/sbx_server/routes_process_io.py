@@ -141,10 +141,12 @@ class ProcessIoRoutes(object):
     def stream_chunks(self, bg, sink, follow, pos, upto, result, reader, windowed=False):
         last = 0
         held = False  # the ack window stopped the last round short
+        acked = None  # what the client had acknowledged when it did
         while True:
             with bg.cond:
-                if held:
-                    # Until the client acknowledges more (ack() notifies) or a ping is due.
+                if held and bg.acked == acked:
+                    # Until the client acknowledges more (ack() notifies) or a ping is due. An ack that
+                    # came while the last round was sending moved bg.acked already: no wait then.
                     bg.cond.wait(min(FOLLOW_POLL, sink.next_tick(time.monotonic())))
                 chunks = bg.collect(last, bg.seq if follow else upto)
                 if not chunks and follow and bg.result is None:
@@ -158,6 +160,7 @@ class ProcessIoRoutes(object):
                 else:
                     caught_up = not chunks or chunks[-1][0] >= upto
                 rooms = {name: bg.room(name, pos[name]) for name in pos} if windowed else {}
+                acked = dict(bg.acked)
             held = False
             for seq, name, start, chunk in chunks:
                 data = chunk
