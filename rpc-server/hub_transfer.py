@@ -127,7 +127,10 @@ class Hub:
                     url = urllib.parse.urljoin(url, e.headers["location"])
                     e.close()
                     continue
-                raise (self.failure(e) if auth else self.storage_failure(e)) from None
+                # The Hub's answer is the Hub's to explain; a CDN's or storage's (after a redirect, sent
+                # without the token) is never the token's fault.
+                hub = auth and urllib.parse.urlsplit(url).netloc == self.host
+                raise (self.failure(e) if hub else self.storage_failure(e)) from None
             except (urllib.error.URLError, OSError) as e:
                 host = urllib.parse.urlsplit(url).netloc
                 raise Failure("Unreachable", "the network failed: cannot reach %s: %s" % (host, getattr(e, "reason", e))) from None
