@@ -3,7 +3,7 @@
  * error they fail with.
  */
 import * as Data from "effect/Data"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as HfJobs from "../HfJobs.js"
 import * as Durations from "../internal/duration.js"
@@ -106,6 +106,18 @@ export const copyTarget = (raw: string): CopyTarget => {
 }
 
 /** A positional value that looks like an option was an option the command does not know. */
+export const notAnOption = (what: string, value: string): Effect.Effect<string, UsageError> =>
+  value.startsWith("-") && value !== "-"
+    ? Effect.fail(usage(`unknown option ${value} where ${what} was expected (see --help)`))
+    : Effect.succeed(value)
+
+/**
+ * An `--idle-timeout` as the library takes it: `0` is "never", which the library spells
+ * `Duration.infinity` (it refuses zero).
+ */
+export const idleTimeout = (idle: Duration.Duration | undefined): Duration.Duration | undefined =>
+  idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle
+
 /** `--port` values: whole numbers from 1 to 65535. */
 export const ports = (values: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<number>, UsageError> =>
   Effect.forEach(values, (raw) =>
@@ -115,11 +127,6 @@ export const ports = (values: ReadonlyArray<string>): Effect.Effect<ReadonlyArra
           new UsageError({ message: `--port must be a port number from 1 to 65535, got ${JSON.stringify(raw)}` })
         )
   )
-
-export const notAnOption = (what: string, value: string): Effect.Effect<string, UsageError> =>
-  value.startsWith("-") && value !== "-"
-    ? Effect.fail(usage(`unknown option ${value} where ${what} was expected (see --help)`))
-    : Effect.succeed(value)
 
 /**
  * The command of `exec`/`spawn`/`run`: everything after `--` (split off before parsing, so it is never

@@ -65,7 +65,7 @@ const onPool = (
     const idleTimeout = idle ?? Defaults.IDLE_TIMEOUT
     const sb = yield* Adopt.createOnPool(pool, {
       env: yield* Parse.envPairs(a.env),
-      idleTimeout: Duration.toMillis(idleTimeout) === 0 ? Duration.infinity : idleTimeout
+      idleTimeout: Parse.idleTimeout(idleTimeout)
     })
     if (mode.json) return yield* Output.json({ id: sb.id, provider: sb.provider, pool, details: sb.details })
     yield* Output.line(sb.id)
@@ -116,8 +116,7 @@ export const create = Command.make(
         const sb = yield* Sandbox.make({
           ...options,
           lifetime: lifetime ?? timeout,
-          // `--idle-timeout 0` is "never", which the library spells Duration.infinity (it refuses zero).
-          idleTimeout: idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle,
+          idleTimeout: Parse.idleTimeout(idle),
           detach: true
         })
         // 0 is "never" in what this command prints, however it was spelled (`0`, `Infinity`).

@@ -7,7 +7,6 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -75,8 +74,7 @@ export const poolUp = Command.make(
           warmUp: yield* positive("--hosts", a.hosts),
           sandboxesPerHost: yield* positive("--per-host", a.perHost),
           maxHosts: yield* positive("--max-hosts", a.maxHosts),
-          // `--idle-timeout 0` is "never", which the library spells Duration.infinity.
-          idleTimeout: idle !== undefined && Duration.toMillis(idle) === 0 ? Duration.infinity : idle,
+          idleTimeout: Parse.idleTimeout(idle),
           weakIsolation: a.weakIsolation,
           transport: Option.getOrUndefined(a.transport),
           startTimeout: yield* Parse.optionalDuration("--start-timeout", a.startTimeout),
