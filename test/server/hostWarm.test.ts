@@ -199,6 +199,12 @@ describe.skipIf(process.platform !== "linux")("host mode warm wrappers", () => {
       expect(first).toHaveLength(2)
       // Both die waiting: the next command finds the stock empty (the dead are discarded) and starts cold.
       for (const pid of first) process.kill(pid, "SIGKILL")
+      // Dead (a zombie, or reaped) before the command comes: a wrapper still dying would be taken.
+      const deadline = Date.now() + 20_000
+      while (wrappersOf(host.pid).some((pid) => first.includes(pid))) {
+        if (Date.now() > deadline) throw new Error(`warm wrappers ${first.join(", ")} did not die`)
+        await sleep(20)
+      }
       const run = await exec(host, sb, "echo cold")
       expect(run).toMatchObject({ code: 0, stdout: "cold\n" })
       expect(first).not.toContain(run.pid)
