@@ -66,7 +66,7 @@ export const createOnPool = (
           // A full host: failing detaches from it (withHost closes its scope), and the next is tried.
           if (created === undefined) return yield* Effect.fail(FULL)
           const token = created.token === undefined ? attached.host.token : Redacted.make(created.token)
-          const kill = attached.client.remove(created.id).pipe(Effect.timeout("30 seconds"), Effect.ignore)
+          const kill = Pooled.remove(attached.client, created.id)
           return yield* Pooled.sandbox(
             { host: attached.host, sandbox: created, token, kill },
             { scope: attached.scope, timeouts: attached.timeouts, schedules: attached.schedules, cwd: options.cwd }

@@ -31,6 +31,13 @@ export interface Pooled {
   readonly kill?: Effect.Effect<void> | undefined
 }
 
+/** How long deleting a pooled sandbox may take: the host kills its processes and removes its home. */
+const DELETE_BOUND = "30 seconds"
+
+/** Deletes sandbox `id` on its host, bounded by {@link DELETE_BOUND}, its failure ignored. */
+export const remove = (client: HostWire.HostClient, id: string): Effect.Effect<void> =>
+  client.remove(id).pipe(Effect.timeout(DELETE_BOUND), Effect.ignore)
+
 /** The endpoint of a pooled sandbox. */
 export const endpoint = ({ host, kill, sandbox, token }: Pooled): SandboxProvider.Endpoint => {
   const hostId = host.id
