@@ -57,11 +57,7 @@ export const createOnPool = (
     for (const row of hosts) {
       const made = yield* withHost(row.id, options, (attached) =>
         Effect.gen(function* () {
-          const answer = yield* attached.client.create({
-            count: 1,
-            env: wanted.env,
-            ...(wanted.idleSeconds > 0 ? { idle_timeout_secs: wanted.idleSeconds } : {})
-          })
+          const answer = yield* attached.client.create(Pooled.createRequest(wanted.env, wanted.idleSeconds))
           const created = answer.sandboxes[0]
           // A full host: failing detaches from it (withHost closes its scope), and the next is tried.
           if (created === undefined) return yield* Effect.fail(FULL)

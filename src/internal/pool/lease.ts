@@ -104,16 +104,10 @@ const create = (
   booted: Host.Booted,
   wanted: { readonly env: Record<string, string>; readonly idleSeconds: number }
 ) =>
-  booted.client
-    .create({
-      count: 1,
-      env: { ...config.env, ...wanted.env },
-      ...(wanted.idleSeconds > 0 ? { idle_timeout_secs: wanted.idleSeconds } : {})
-    })
-    .pipe(
-      Effect.map((answer) => answer.sandboxes[0]),
-      Effect.mapError((error) => hostError(config, host, error))
-    )
+  booted.client.create(Pooled.createRequest({ ...config.env, ...wanted.env }, wanted.idleSeconds)).pipe(
+    Effect.map((answer) => answer.sandboxes[0]),
+    Effect.mapError((error) => hostError(config, host, error))
+  )
 
 /** A host that failed a lease's request: `HostLost` when it ended, else `HostFailed`; its error is the cause. */
 const hostError = (config: Options.Config, host: Host.Host, error: OperationError) =>
