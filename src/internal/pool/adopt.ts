@@ -6,7 +6,6 @@
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type { ConnectOptions, Sandbox } from "../../Sandbox.js"
 import { type HubError, PoolError, StartError } from "../../SandboxError.js"
@@ -61,7 +60,7 @@ export const createOnPool = (
           const created = answer.sandboxes[0]
           // A full host: failing detaches from it (withHost closes its scope), and the next is tried.
           if (created === undefined) return yield* Effect.fail(FULL)
-          const token = created.token === undefined ? attached.host.token : Redacted.make(created.token)
+          const token = Pooled.tokenOf(created, attached.host.token)
           const kill = Pooled.remove(attached.client, created.id)
           return yield* Pooled.sandbox(
             { host: attached.host, sandbox: created, token, kill },

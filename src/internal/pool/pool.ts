@@ -14,7 +14,6 @@ import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
-import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import { PoolError, type StartError } from "../../SandboxError.js"
 import type * as SandboxPool from "../../SandboxPool.js"
@@ -173,7 +172,7 @@ const lease = (pool: Pool, options: SandboxPool.MakeOptions) =>
         host: placed.booted.endpoint,
         sandbox: placed.created,
         // HF's server makes no per-sandbox tokens: its sandboxes take the host token.
-        token: placed.created.token === undefined ? placed.booted.endpoint.token : Redacted.make(placed.created.token)
+        token: Pooled.tokenOf(placed.created, placed.booted.endpoint.token)
       },
       { scope: sandboxScope, timeouts: resolved.timeouts, schedules: resolved.schedules, cwd: options.cwd }
     )

@@ -6,7 +6,7 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Protocol from "../../Protocol.js"
 import type * as Sandbox from "../../Sandbox.js"
@@ -38,6 +38,12 @@ export const createRequest = (env: Record<string, string>, idleSeconds: number):
   env,
   ...(idleSeconds > 0 ? { idle_timeout_secs: idleSeconds } : {})
 })
+
+/** A made sandbox's token: its own when the host gave one, else the host's (HF's server makes none). */
+export const tokenOf = (
+  created: { readonly token?: string | undefined },
+  hostToken: Redacted.Redacted<string>
+): Redacted.Redacted<string> => (created.token === undefined ? hostToken : Redacted.make(created.token))
 
 /** How long deleting a pooled sandbox may take: the host kills its processes and removes its home. */
 const DELETE_BOUND = "30 seconds"
