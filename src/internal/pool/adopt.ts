@@ -6,7 +6,6 @@
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type { ConnectOptions, Sandbox } from "../../Sandbox.js"
 import { type HubError, PoolError, StartError } from "../../SandboxError.js"
@@ -57,16 +56,12 @@ export const createOnPool = (
     for (const row of hosts) {
       const made = yield* withHost(row.id, options, (attached) =>
         Effect.gen(function* () {
-          const answer = yield* attached.client.create({
-            count: 1,
-            env: wanted.env,
-            ...(wanted.idleSeconds > 0 ? { idle_timeout_secs: wanted.idleSeconds } : {})
-          })
+          const answer = yield* attached.client.create(Pooled.createRequest(wanted.env, wanted.idleSeconds))
           const created = answer.sandboxes[0]
           // A full host: failing detaches from it (withHost closes its scope), and the next is tried.
           if (created === undefined) return yield* Effect.fail(FULL)
-          const token = created.token === undefined ? attached.host.token : Redacted.make(created.token)
-          const kill = attached.client.remove(created.id).pipe(Effect.timeout("30 seconds"), Effect.ignore)
+          const token = Pooled.tokenOf(created, attached.host.token)
+          const kill = Pooled.remove(attached.client, created.id)
           return yield* Pooled.sandbox(
             { host: attached.host, sandbox: created, token, kill },
             { scope: attached.scope, timeouts: attached.timeouts, schedules: attached.schedules, cwd: options.cwd }

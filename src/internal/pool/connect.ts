@@ -80,7 +80,7 @@ export const connect = (
       if (found === undefined) {
         return yield* fail(`sandbox ${id} no longer exists on host ${parts.hostId}`, "NotFound")
       }
-      const kill = client.remove(parts.localId).pipe(Effect.timeout("30 seconds"), Effect.ignore)
+      const kill = Pooled.remove(client, parts.localId)
       const pooled = (token: Redacted.Redacted<string>): Pooled.Pooled => ({ host, sandbox: found, token, kill })
       const token = yield* tokenOf(pooled, timeouts, host.token).pipe(
         Effect.mapError((error) => fail(`sandbox ${id} did not answer: ${error.message}`))

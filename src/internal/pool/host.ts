@@ -48,10 +48,10 @@ export interface BootContext {
   readonly http: HttpClient.HttpClient
 }
 
-/** A new host's record, in a scope of its own below the pool's. */
-export const record = (poolScope: Scope.Scope, seq: number, capacity: number) =>
+/** A new host's record, in a scope of its own forked from the pool's hosts' scope. */
+export const record = (hostsScope: Scope.Scope, seq: number, capacity: number) =>
   Effect.map(
-    Effect.zip(Deferred.make<Booted, PoolError | StartError>(), Scope.fork(poolScope, ExecutionStrategy.sequential)),
+    Effect.zip(Deferred.make<Booted, PoolError | StartError>(), Scope.fork(hostsScope, ExecutionStrategy.sequential)),
     ([ready, scope]): Host => ({
       seq,
       capacity,

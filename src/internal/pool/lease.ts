@@ -10,6 +10,7 @@ import type * as Protocol from "../../Protocol.js"
 import { type OperationError, PoolError, type StartError } from "../../SandboxError.js"
 import * as Host from "./host.js"
 import type * as Options from "./options.js"
+import * as Pooled from "./pooled.js"
 import * as Slots from "./slots.js"
 
 /** What placing a lease needs of its pool. */
@@ -27,9 +28,6 @@ export interface Placed {
   readonly booted: Host.Booted
   readonly created: Protocol.CreatedSandbox
 }
-
-/** How long deleting a released sandbox may take: the host kills its processes and removes its home. */
-const DELETE_BOUND = "30 seconds"
 
 /**
  * Takes one of the pool's slot permits for the scope: waiting is interruptible (a timeout ends it and
@@ -106,16 +104,10 @@ const create = (
   booted: Host.Booted,
   wanted: { readonly env: Record<string, string>; readonly idleSeconds: number }
 ) =>
-  booted.client
-    .create({
-      count: 1,
-      env: { ...config.env, ...wanted.env },
-      ...(wanted.idleSeconds > 0 ? { idle_timeout_secs: wanted.idleSeconds } : {})
-    })
-    .pipe(
-      Effect.map((answer) => answer.sandboxes[0]),
-      Effect.mapError((error) => hostError(config, host, error))
-    )
+  booted.client.create(Pooled.createRequest({ ...config.env, ...wanted.env }, wanted.idleSeconds)).pipe(
+    Effect.map((answer) => answer.sandboxes[0]),
+    Effect.mapError((error) => hostError(config, host, error))
+  )
 
 /** A host that failed a lease's request: `HostLost` when it ended, else `HostFailed`; its error is the cause. */
 const hostError = (config: Options.Config, host: Host.Host, error: OperationError) =>
@@ -133,7 +125,5 @@ const hostError = (config: Options.Config, host: Host.Host, error: OperationErro
  */
 const release = (host: Host.Host, booted: Host.Booted, id: string) =>
   Effect.suspend(() =>
-    host.status === "dead"
-      ? Effect.void
-      : booted.client.remove(id).pipe(Effect.interruptible, Effect.timeout(DELETE_BOUND), Effect.ignore)
+    host.status === "dead" ? Effect.void : Effect.interruptible(Pooled.remove(booted.client, id))
   ).pipe(Effect.ensuring(Slots.unreserve(host)))

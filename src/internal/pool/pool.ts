@@ -14,7 +14,6 @@ import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
-import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import { PoolError, type StartError } from "../../SandboxError.js"
 import type * as SandboxPool from "../../SandboxPool.js"
@@ -35,7 +34,8 @@ interface Pool {
   readonly lock: Effect.Semaphore
   /** The pool's slots, with `maxHosts`. */
   readonly permits: Effect.Semaphore | undefined
-  readonly scope: Scope.Scope
+  /** The scope every host's own is forked from: its hosts terminate in parallel when it closes. */
+  readonly hosts: Scope.Scope
   /** The fibers booting hosts and watching them, interrupted when the pool closes. */
   readonly fibers: FiberSet.FiberSet
 }
@@ -52,7 +52,9 @@ export const make = (
     const config = yield* Options.resolve(options)
     const provider = yield* SandboxProvider.SandboxProvider
     const resolved = yield* Spec.resolve(provider, config.hostOptions)
-    const scope = yield* Effect.scope
+    // Forked before the close finalizer below is added: the pool's scope runs its finalizers in reverse,
+    // so `close` runs first and this scope closes after it.
+    const hosts = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.parallel)
     const pool: Pool = {
       config,
       boot: { provider, config, resolved, http: yield* HttpClient.HttpClient },
@@ -62,11 +64,11 @@ export const make = (
         config.maxHosts === undefined
           ? undefined
           : yield* Effect.makeSemaphore(config.maxHosts * config.sandboxesPerHost),
-      scope,
+      hosts,
       fibers: yield* FiberSet.make()
     }
-    // Added last, so run first: no host is booted or replaced once the pool closes, and the hosts stop
-    // together (each bounded by its provider's release).
+    // Added after the hosts' scope, so run before it closes: no host is booted or replaced once the pool
+    // closes, and the hosts stop together (each bounded by its provider's release).
     yield* Effect.addFinalizer(() => close(pool))
     const warm = yield* pool.lock.withPermits(1)(
       Effect.forEach(Array.from({ length: config.warmUp }), () => spawn(pool))
@@ -108,12 +110,12 @@ const close = (pool: Pool) =>
   })
 
 /**
- * Decides on a new host and starts booting it, in the pool's scope (a lease that asked for it may be
- * interrupted; the host stays the pool's). Runs under the lock.
+ * Decides on a new host and starts booting it, in the pool's hosts' scope (a lease that asked for it may
+ * be interrupted; the host stays the pool's). Runs under the lock.
  */
 const spawn = (pool: Pool): Effect.Effect<Host.Host> =>
   Effect.gen(function* () {
-    const host = yield* Host.record(pool.scope, pool.slots.next++, pool.config.sandboxesPerHost)
+    const host = yield* Host.record(pool.hosts, pool.slots.next++, pool.config.sandboxesPerHost)
     pool.slots.hosts.push(host)
     yield* Host.boot(pool.boot, host).pipe(
       Effect.matchEffect({
@@ -170,7 +172,7 @@ const lease = (pool: Pool, options: SandboxPool.MakeOptions) =>
         host: placed.booted.endpoint,
         sandbox: placed.created,
         // HF's server makes no per-sandbox tokens: its sandboxes take the host token.
-        token: placed.created.token === undefined ? placed.booted.endpoint.token : Redacted.make(placed.created.token)
+        token: Pooled.tokenOf(placed.created, placed.booted.endpoint.token)
       },
       { scope: sandboxScope, timeouts: resolved.timeouts, schedules: resolved.schedules, cwd: options.cwd }
     )

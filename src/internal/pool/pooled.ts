@@ -6,8 +6,9 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import type * as Protocol from "../../Protocol.js"
 import type * as Sandbox from "../../Sandbox.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import type * as Schedules from "../../Schedules.js"
@@ -30,6 +31,26 @@ export interface Pooled {
   /** Set for a sandbox this client does not own (`connect`): `terminate` deletes it. */
   readonly kill?: Effect.Effect<void> | undefined
 }
+
+/** The request that makes one sandbox on a host, with `env`, and its idle timeout when `idleSeconds` > 0. */
+export const createRequest = (env: Record<string, string>, idleSeconds: number): Protocol.CreateSandboxesRequest => ({
+  count: 1,
+  env,
+  ...(idleSeconds > 0 ? { idle_timeout_secs: idleSeconds } : {})
+})
+
+/** A made sandbox's token: its own when the host gave one, else the host's (HF's server makes none). */
+export const tokenOf = (
+  created: { readonly token?: string | undefined },
+  hostToken: Redacted.Redacted<string>
+): Redacted.Redacted<string> => (created.token === undefined ? hostToken : Redacted.make(created.token))
+
+/** How long deleting a pooled sandbox may take: the host kills its processes and removes its home. */
+const DELETE_BOUND = "30 seconds"
+
+/** Deletes sandbox `id` on its host, bounded by {@link DELETE_BOUND}, its failure ignored. */
+export const remove = (client: HostWire.HostClient, id: string): Effect.Effect<void> =>
+  client.remove(id).pipe(Effect.timeout(DELETE_BOUND), Effect.ignore)
 
 /** The endpoint of a pooled sandbox. */
 export const endpoint = ({ host, kill, sandbox, token }: Pooled): SandboxProvider.Endpoint => {
