@@ -281,12 +281,15 @@ def digest_for(etag, size):
 def fetch(hub, revision, repo_path, target, progress, size):
     """One file into `target`, atomically; returns the commit the Hub served it from. A download cut mid-way
     resumes from the bytes already written (a Range request; a server that answers 200 instead sends it
-    all again), at most RETRIES times; the whole is then checked against the size listed and the digest
-    the Hub's ETag gives."""
+    all again); it fails after RETRIES cuts in a row that brought no byte beyond the most it ever had, so
+    a long download with sporadic cuts goes on as long as each attempt gets further. The whole is then
+    checked against the size listed and the digest the Hub's ETag gives."""
     started = progress["bytes"]
     url = hub.resolve_url(revision, repo_path)
     fd, name = open_temp(target)
     written, cuts, commit, check = 0, 0, None, (None, None)
+    # The most bytes kept so far: a cut after getting beyond it starts the count of cuts again.
+    furthest = 0
     try:
         while True:
             response = hub.open("GET", url, headers={"range": "bytes=%d-" % written} if written else None)
@@ -313,11 +316,12 @@ def fetch(hub, revision, repo_path, target, progress, size):
                     break
                 raise http.client.IncompleteRead(b"", size - written)
             except CUT as e:
-                cuts += 1
+                cuts = 1 if written > furthest else cuts + 1
+                furthest = max(furthest, written)
                 if cuts > RETRIES:
                     raise Failure(
                         "Unreachable",
-                        "the network failed: the download of %s from %s was cut %d times (%d of %s bytes received; the last: %s)"
+                        "the network failed: the download of %s from %s was cut %d times in a row without getting further (%d of %s bytes received; the last: %s)"
                         % (repo_path, host, cuts, written, "?" if size is None else size, str(e) or type(e).__name__),
                     ) from None
                 pause(cuts)

@@ -78,19 +78,38 @@ layer(Testing.layer(), { excludeTestServices: true, timeout: "60 seconds" })(
         const emu = yield* Testing.HubEmulatorService
         const dir = yield* tempDir
         const repo = `${emu.user}/cut-${Math.random().toString(36).slice(2, 8)}`
-        yield* emu.seedRepo({ repo, files: { "w.bin": content(3000) }, cutDownloads: { afterBytes: 100, times: 99 } })
+        // Cut before any byte, every time: no attempt gets further.
+        yield* emu.seedRepo({ repo, files: { "w.bin": content(3000) }, cutDownloads: { afterBytes: 0, times: 99 } })
         const dest = path.join(dir, "w.bin")
         const { lines, code } = yield* transfer(emu, { op: "fromHub", repo, repoType: "model", path: "w.bin", dest })
         assert.strictEqual(code, 1)
         const error = lines.at(-1)!.error as { reason: string; detail: string }
         assert.strictEqual(error.reason, "Unreachable")
         assert.include(error.detail, "the network failed")
-        assert.include(error.detail, `from ${new URL(emu.url).host} was cut 6 times`)
-        assert.include(error.detail, "600 of 3000 bytes received")
+        assert.include(error.detail, `from ${new URL(emu.url).host} was cut 6 times in a row without getting further`)
+        assert.include(error.detail, "0 of 3000 bytes received")
         assert.notInclude(error.detail, "cannot write")
         assert.notInclude(JSON.stringify(lines), Redacted.value(emu.token))
         assert.deepStrictEqual(fs.readdirSync(dir), [], "nothing is left behind")
       })
+    )
+
+    it.scoped(
+      "a long download cut again and again, each attempt getting further, completes (the count of cuts starts again)",
+      () =>
+        Effect.gen(function* () {
+          const emu = yield* Testing.HubEmulatorService
+          const dir = yield* tempDir
+          const repo = `${emu.user}/sporadic-${Math.random().toString(36).slice(2, 8)}`
+          const bytes = content(3000)
+          // 100 bytes an attempt: 29 cuts, far more than the retries, but never two without progress.
+          yield* emu.seedRepo({ repo, files: { "w.bin": bytes }, cutDownloads: { afterBytes: 100, times: 29 } })
+          const dest = path.join(dir, "w.bin")
+          const { lines, code } = yield* transfer(emu, { op: "fromHub", repo, repoType: "model", path: "w.bin", dest })
+          assert.strictEqual(code, 0, JSON.stringify(lines.at(-1)))
+          assert.deepStrictEqual(fs.readFileSync(dest), bytes)
+          assert.strictEqual(lines.at(-1)!.bytes, 3000)
+        })
     )
   }
 )
