@@ -414,7 +414,8 @@ def sha256_of(full):
 
 
 class Slice:
-    """`size` bytes of a file from `offset`, read in blocks as http.client sends them, with progress."""
+    """`size` bytes of a file from `offset`, read in blocks as http.client sends them, with progress. Its
+    owner closes it (`with`): an attempt cut mid-body never reads it to the end."""
 
     def __init__(self, full, offset, size, on_read):
         self.file = open(full, "rb")
@@ -428,9 +429,16 @@ class Slice:
         self.left -= len(block)
         if block:
             self.on_read(len(block))
-        else:
-            self.file.close()
         return block
+
+    def close(self):
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
 
 
 def lfs_batch(hub, revision, objects, names):
@@ -489,6 +497,8 @@ def lfs_upload(hub, obj, full, size, count):
 def put_part(hub, url, full, offset, size, header, count):
     """PUTs bytes of the file, streamed, with only the storage's own headers; the part's etag."""
     counted = [0]
+    # Each attempt's body; the one before is closed when the next is made, the last when the PUT is over.
+    bodies = []
 
     def body():
         # A retried attempt counts its bytes again from where the failed one started.
@@ -499,10 +509,17 @@ def put_part(hub, url, full, offset, size, header, count):
             counted[0] += n
             count(n)
 
-        return Slice(full, offset, size, on_read)
+        for old in bodies:
+            old.close()
+        bodies[:] = [Slice(full, offset, size, on_read)]
+        return bodies[0]
 
     headers = dict(header, **{"content-length": str(size)})
-    response = hub.open("PUT", url, body, headers=headers, auth=False)
+    try:
+        response = hub.open("PUT", url, body, headers=headers, auth=False)
+    finally:
+        for old in bodies:
+            old.close()
     with response:
         response.read()
         return response.headers.get("etag")

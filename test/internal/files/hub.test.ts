@@ -114,6 +114,50 @@ layer(Testing.layer(), { excludeTestServices: true, timeout: "60 seconds" })(
   }
 )
 
+/**
+ * Runs a Python snippet with `rpc-server/` importable (the program's own functions, driven directly); its
+ * stdout.
+ */
+const python = (snippet: string) =>
+  Effect.async<string, Error>((resume) => {
+    const prelude = `import sys; sys.path.insert(0, ${JSON.stringify(path.dirname(PROGRAM))}); import hub_transfer as t\n`
+    execFile("python3", ["-S", "-c", prelude + snippet], (error, stdout, stderr) =>
+      resume(error === null ? Effect.succeed(stdout) : Effect.fail(new Error(`${error.message}: ${stderr}`)))
+    )
+  })
+
+describe("hub_transfer.py (its functions)", () => {
+  it.effect("an LFS PUT cut on every attempt leaves none of its attempts' files open", () =>
+    Effect.gen(function* () {
+      const out = yield* python(
+        [
+          "import os, tempfile",
+          "t.PAUSE_BASE = 0.0001",
+          "full = tempfile.mktemp()",
+          "open(full, 'wb').write(b'x' * 1000)",
+          "held = []",
+          "class Cut(t.Hub):",
+          "    # The connection is cut mid-body; like a connection object, it still holds what it was sending.",
+          "    def open_once(self, method, url, data, content_type, extra=None, auth=True):",
+          "        held.append(data)",
+          "        data.read(100)",
+          "        raise t.Failure('Unreachable', 'cut')",
+          "hub = Cut('https://hub.example', None, 'r', 'model')",
+          "try:",
+          "    t.put_part(hub, 'https://storage.example/part', full, 0, 1000, {}, lambda n: None)",
+          "except t.Failure as e:",
+          "    kept = e",
+          "fds = [f for f in os.listdir('/proc/self/fd') if os.path.realpath('/proc/self/fd/' + f) == os.path.realpath(full)]",
+          "print(len(held), len(fds))",
+          "os.unlink(full)"
+        ].join("\n")
+      )
+      // Every attempt (1 + the retries) made its own body, and every one was closed.
+      assert.strictEqual(out.trim(), "6 0")
+    })
+  )
+})
+
 describe("files/hub", () => {
   it.effect("readProgram does not keep a failed read: the file read later is found", () =>
     Effect.gen(function* () {
