@@ -7,8 +7,6 @@
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type {
   FromHubOptions,
@@ -22,7 +20,7 @@ import type {
 } from "../../Files.js"
 import { HubTransferError, InvalidArgumentError, type OperationError } from "../../SandboxError.js"
 import type { Context } from "./context.js"
-import { discoveredHub } from "./hub.js"
+import { transferAccess } from "./hub.js"
 
 const BUCKET = /^[\w.-]+\/[\w.-]+$/
 /** The first `huggingface_hub` with `hf buckets` (its Buckets API). */
@@ -138,12 +136,11 @@ const runHf = (
         )
       )
     }
-    const access = ctx.hub ?? (yield* discoveredHub(ctx))
-    const token = options.token !== undefined ? Option.some(options.token) : yield* access.token
+    const access = yield* transferAccess(ctx, options)
     const env: Record<string, string> = {
       HF_ENDPOINT: access.endpoint,
       HF_HUB_DISABLE_PROGRESS_BARS: "1",
-      ...Option.match(token, { onNone: () => ({}), onSome: (t) => ({ HF_TOKEN: Redacted.value(t) }) })
+      ...access.env
     }
     const ran = yield* runToEnd(ctx, ["sh", "-c", ...script], env)
     if (ran.exitCode !== 0) {

@@ -96,6 +96,21 @@ export const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
     }).pipe(Effect.orElseSucceed(() => Option.none<Redacted.Redacted<string>>()))
   }))
 
+/**
+ * The Hub a transfer in the sandbox talks to, and the environment that gives the token to its one command
+ * (`HF_TOKEN`, nothing when there is none): `options.token`, else the provider's, else the one discovered.
+ */
+export const transferAccess = (
+  ctx: Context,
+  options: FromHubOptions
+): Effect.Effect<{ readonly endpoint: string; readonly env: Record<string, string> }> =>
+  Effect.gen(function* () {
+    const access = ctx.hub ?? (yield* discoveredHub(ctx))
+    const token = options.token !== undefined ? Option.some(options.token) : yield* access.token
+    const env = Option.match(token, { onNone: () => ({}), onSome: (t) => ({ HF_TOKEN: Redacted.value(t) }) })
+    return { endpoint: access.endpoint, env }
+  })
+
 interface Done {
   readonly done: true
   readonly commit: string | null
@@ -174,13 +189,11 @@ const run = (
   options: FromHubOptions
 ): Effect.Effect<Done, OperationError> =>
   Effect.gen(function* () {
-    const access = ctx.hub ?? (yield* discoveredHub(ctx))
-    const token = options.token !== undefined ? Option.some(options.token) : yield* access.token
+    const { endpoint, env } = yield* transferAccess(ctx, options)
     const failure = (reason: HubTransferError["reason"], detail: string, status?: number) =>
       new HubTransferError({ operation, repo: `${spec.repoType} ${spec.repo}`, reason, detail, status })
     const source = yield* Effect.mapError(readProgram(), (error) => failure("Failed", error.message))
-    const command = ["python3", "-S", "-c", source, JSON.stringify({ ...spec, endpoint: access.endpoint })]
-    const env = Option.match(token, { onNone: () => ({}), onSome: (t) => ({ HF_TOKEN: Redacted.value(t) }) })
+    const command = ["python3", "-S", "-c", source, JSON.stringify({ ...spec, endpoint })]
     const outcome: Outcome = { result: undefined, error: undefined, stderr: "" }
     yield* collect(ctx.execStream(command, { env }), outcome, (line) =>
       onLine(line, outcome, failure, options.onProgress)
