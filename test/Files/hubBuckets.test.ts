@@ -1,18 +1,19 @@
 /**
- * `files.toHub` to a Storage Bucket and `files.fromHub` from one, in a local sandbox whose PATH starts with a stand-in `hf`: a real
- * process that records its argv and environment and answers as `hf` does. A file goes through
- * `hf buckets cp`, a folder through `hf buckets sync`, either way, with the token in the environment only; a missing or
- * old `hf` fails with `Unsupported` before any transfer, saying what to install; `hf`'s own refusal is typed.
+ * `files.toHub` to a Storage Bucket and `files.fromHub` from one, in a local sandbox whose PATH starts with a stand-in `hf`
+ * (test/support/hf_standin.py): a real process that records its argv and environment and answers as `hf` does, over a
+ * bucket store in a local folder. A file goes through `hf buckets cp`, a folder through `hf buckets sync` (its dry-run
+ * plan, then `--apply`), either way, with the token in the environment only; progress events count the bytes that
+ * moved; a missing or old `hf` fails with `Unsupported` before any transfer, saying what to install; `hf`'s own
+ * refusal is typed.
  */
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import { assert, layer } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import type { HubProgress } from "hf-sandbox/Files"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import type { HubTransferError } from "hf-sandbox/SandboxError"
+import { hfStandIn as standIn } from "../support/hfStandIn.js"
 import { localLayer } from "../support/local.js"
 
 const TOKEN = "hf_bucketStandInToken0123456789"
@@ -28,58 +29,6 @@ const withHubEnv = Effect.withConfigProvider(
   )
 )
 
-/**
- * A directory with a stand-in `hf` of `version` (none when undefined) that appends each call's argv (one
- * per line, then `--`) to `calls` and its environment to `env`; `buckets` exits `exit` after printing.
- */
-const standIn = (version: string | undefined, exit = 0) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hf-standin-"))
-      const bin = path.join(dir, "bin")
-      fs.mkdirSync(bin)
-      if (version !== undefined) {
-        fs.writeFileSync(
-          path.join(bin, "hf"),
-          [
-            "#!/bin/sh",
-            `for a in "$@"; do printf '%s\\n' "$a"; done >> "${dir}/calls"`,
-            `echo -- >> "${dir}/calls"`,
-            `env >> "${dir}/env"`,
-            `if [ "$1" = version ]; then echo "${version}"; exit 0; fi`,
-            exit !== 0
-              ? `echo "403 Forbidden: you don't have write access to this bucket" >&2; exit ${exit}`
-              : // A download writes what it read, as hf would: one file (cp), or a folder's files (sync).
-                [
-                  'case "$3" in hf://*) if [ "$2" = cp ]; then printf "from %s" "$3" > "$4";',
-                  'else mkdir -p "$4" && printf "synced" > "$4/f.txt"; fi; echo "Downloaded: $3 -> $4"; exit 0;; esac',
-                  'echo "Uploaded: $3 -> $4"; exit 0'
-                ].join("\n")
-          ].join("\n"),
-          { mode: 0o755 }
-        )
-      }
-      const read = (name: string) => {
-        try {
-          return fs.readFileSync(path.join(dir, name), "utf8")
-        } catch {
-          return ""
-        }
-      }
-      return {
-        dir,
-        path: `${bin}:/usr/bin:/bin`,
-        calls: () =>
-          read("calls")
-            .split("--\n")
-            .filter((c) => c !== "")
-            .map((c) => c.split("\n").filter((l) => l !== "")),
-        env: () => read("env")
-      }
-    }),
-    ({ dir }) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
-
 const failure = (e: Effect.Effect<unknown, unknown>) =>
   Effect.flip(e).pipe(Effect.map((error) => error as HubTransferError))
 
@@ -87,71 +36,138 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })(
   "files.toHub to a bucket (local sandbox)",
   (it) => {
     it.scoped(
-      "a file through `hf buckets cp`, a folder through `hf buckets sync`; the token only in hf's environment",
+      "a file through `hf buckets cp`, a folder through `hf buckets sync` (its plan, then --apply); the token only in hf's environment",
       () =>
         Effect.gen(function* () {
           const hf = yield* standIn("1.8.0")
           const sb = yield* Sandbox.make({ env: { PATH: hf.path } })
           yield* sb.files.write("out/ckpt/a.bin", "a")
-          yield* sb.files.write("out/ckpt/b.bin", "b")
+          yield* sb.files.write("out/ckpt/b.bin", "bb")
+          const events: Array<HubProgress> = []
           const file = yield* withHubEnv(
-            sb.files.toHub("out/ckpt/a.bin", { bucket: "acme/checkpoints", path: "step-1/" })
+            sb.files.toHub(
+              "out/ckpt/a.bin",
+              { bucket: "acme/checkpoints", path: "step-1/" },
+              { onProgress: (p) => events.push(p) }
+            )
           )
           assert.deepStrictEqual(file, {
             bucket: "acme/checkpoints",
             destination: "hf://buckets/acme/checkpoints/step-1/",
             folder: false,
-            output: "Uploaded: out/ckpt/a.bin -> hf://buckets/acme/checkpoints/step-1/\n"
+            output: "✓ Uploaded\n  src: out/ckpt/a.bin\n  dst: hf://buckets/acme/checkpoints/step-1/a.bin\n"
           })
+          assert.strictEqual(hf.stored("acme/checkpoints/step-1/a.bin"), "a")
+          // One file: its size before, all of it once `hf` has put it.
+          assert.deepStrictEqual(events, [
+            { file: "step-1/a.bin", bytes: 0, total: 1 },
+            { file: "step-1/a.bin", bytes: 1, total: 1 }
+          ])
+          events.length = 0
           const folder = yield* sb.files.toHub(
             "out/ckpt",
             { bucket: "acme/checkpoints" },
-            { token: Redacted.make(TOKEN) }
+            { token: Redacted.make(TOKEN), onProgress: (p) => events.push(p) }
           )
           assert.strictEqual(folder.folder, true)
           assert.strictEqual(folder.destination, "hf://buckets/acme/checkpoints/")
+          assert.include(folder.output, "Sync completed.")
+          assert.strictEqual(hf.stored("acme/checkpoints/b.bin"), "bb")
+          // The plan's uploads make the total; a part counts once `hf` has applied it.
+          assert.deepStrictEqual(events, [
+            { file: "a.bin", bytes: 0, total: 3 },
+            { file: "b.bin", bytes: 3, total: 3 }
+          ])
 
-          // The version is checked first; then one cp and one sync, with the paths as given.
-          assert.deepStrictEqual(hf.calls(), [
+          // The version is checked first, in the same command; then the paths as given.
+          const calls = hf.calls()
+          assert.deepStrictEqual(calls.slice(0, 4), [
             ["version"],
             ["buckets", "cp", "out/ckpt/a.bin", "hf://buckets/acme/checkpoints/step-1/"],
             ["version"],
-            ["buckets", "sync", "out/ckpt", "hf://buckets/acme/checkpoints/"]
+            ["buckets", "sync", "out/ckpt", "hf://buckets/acme/checkpoints/", "--dry-run"]
           ])
-          for (const call of hf.calls()) assert.notInclude(call.join(" "), TOKEN)
+          assert.deepStrictEqual(calls[4]?.slice(0, 3), ["buckets", "sync", "--apply"])
+          assert.strictEqual(calls.length, 5)
+          for (const call of calls) assert.notInclude(call.join(" "), TOKEN)
           // The token reached `hf` only for the transfers (in its environment), with the provider's Hub.
-          assert.strictEqual(hf.env().match(new RegExp(`^HF_TOKEN=${TOKEN}$`, "gm"))?.length, 2)
+          assert.strictEqual(hf.env().match(new RegExp(`^HF_TOKEN=${TOKEN}$`, "gm"))?.length, 3)
           assert.match(hf.env(), /^HF_ENDPOINT=https:\/\/hub\.example\.test$/m)
         })
     )
 
     it.scoped("fromHub from a bucket: a file through `hf buckets cp`, a folder (path ending with /) through sync", () =>
       Effect.gen(function* () {
-        const hf = yield* standIn("1.8.0")
+        const hf = yield* standIn("1.8.0", {
+          store: { "acme/data/raw/a.csv": "x,y\n1,2\n", "acme/data/raw/sub/f.txt": "synced", "acme/data/top.txt": "t" }
+        })
+        hf.go()
         const sb = yield* Sandbox.make({ env: { PATH: hf.path } })
         const file = yield* withHubEnv(sb.files.fromHub({ bucket: "acme/data", path: "raw/a.csv" }, "in/deep/a.csv"))
         assert.deepStrictEqual(file, {
           bucket: "acme/data",
           source: "hf://buckets/acme/data/raw/a.csv",
           folder: false,
-          output: "Downloaded: hf://buckets/acme/data/raw/a.csv -> in/deep/a.csv\n"
+          output: "✓ Downloaded\n  src: hf://buckets/acme/data/raw/a.csv\n  dst: in/deep/a.csv\n"
         })
-        assert.strictEqual(yield* sb.files.readText("in/deep/a.csv"), "from hf://buckets/acme/data/raw/a.csv")
+        assert.strictEqual(yield* sb.files.readText("in/deep/a.csv"), "x,y\n1,2\n")
         const folder = yield* withHubEnv(sb.files.fromHub({ bucket: "acme/data", path: "raw/" }, "in/raw"))
         assert.isTrue(folder.folder)
-        assert.strictEqual(yield* sb.files.readText("in/raw/f.txt"), "synced")
+        assert.strictEqual(yield* sb.files.readText("in/raw/sub/f.txt"), "synced")
         const whole = yield* withHubEnv(sb.files.fromHub({ bucket: "acme/data" }, "in/all"))
         assert.strictEqual(whole.source, "hf://buckets/acme/data/")
-        assert.deepStrictEqual(hf.calls(), [
-          ["version"],
+        assert.strictEqual(yield* sb.files.readText("in/all/top.txt"), "t")
+        const calls = hf.calls()
+        assert.deepStrictEqual(calls[0], ["version"])
+        // A file's size comes from the dry-run plan of its own path, into a folder that does not exist.
+        assert.deepStrictEqual(calls[1]?.slice(0, 3), ["buckets", "sync", "hf://buckets/acme/data/raw/a.csv"])
+        assert.deepStrictEqual(calls.slice(2, 5), [
           ["buckets", "cp", "hf://buckets/acme/data/raw/a.csv", "in/deep/a.csv"],
           ["version"],
-          ["buckets", "sync", "hf://buckets/acme/data/raw/", "in/raw"],
-          ["version"],
-          ["buckets", "sync", "hf://buckets/acme/data/", "in/all"]
+          ["buckets", "sync", "hf://buckets/acme/data/raw/", "in/raw", "--dry-run"]
         ])
-        assert.strictEqual(hf.env().match(new RegExp(`^HF_TOKEN=${TOKEN}$`, "gm"))?.length, 3)
+        assert.deepStrictEqual(calls[5]?.slice(0, 3), ["buckets", "sync", "--apply"])
+        assert.deepStrictEqual(calls[7], ["buckets", "sync", "hf://buckets/acme/data/", "in/all", "--dry-run"])
+        assert.strictEqual(calls.length, 9)
+        assert.strictEqual(hf.env().match(new RegExp(`^HF_TOKEN=${TOKEN}$`, "gm"))?.length, 6)
       })
+    )
+
+    it.scoped(
+      "a download's progress is the bytes found in the sandbox as hf writes them: a file held at half is seen at half; a skipped file counts for nothing",
+      () =>
+        Effect.gen(function* () {
+          const big = "z".repeat(4000)
+          const hf = yield* standIn("1.8.0", {
+            store: { "acme/data/w.bin": big, "acme/data/set/a.bin": big, "acme/data/set/b.bin": big }
+          })
+          const sb = yield* Sandbox.make({ env: { PATH: hf.path } })
+          // Already there, the same size: the plan skips it, and it is in no total.
+          yield* sb.files.write("in/set/b.bin", "y".repeat(4000))
+          const events: Array<HubProgress> = []
+          // The stand-in holds each download at half until this has seen a byte count short of the total.
+          const onProgress = (p: HubProgress) => {
+            events.push(p)
+            if (p.bytes > 0 && p.total !== undefined && p.bytes < p.total) hf.go()
+          }
+          yield* withHubEnv(sb.files.fromHub({ bucket: "acme/data", path: "w.bin" }, "in/w.bin", { onProgress }))
+          assert.deepStrictEqual(events[0], { file: "w.bin", bytes: 0, total: 4000 })
+          // Only the half was there to be seen, until it was seen.
+          assert.deepStrictEqual(events[1], { file: "w.bin", bytes: 2000, total: 4000 })
+          assert.deepStrictEqual(events.at(-1), { file: "w.bin", bytes: 4000, total: 4000 })
+          assert.deepStrictEqual(
+            events.map((e) => e.bytes),
+            [...events.map((e) => e.bytes)].sort((a, b) => a - b)
+          )
+
+          events.length = 0
+          yield* withHubEnv(sb.files.fromHub({ bucket: "acme/data", path: "set/" }, "in/set", { onProgress }))
+          assert.deepStrictEqual(events[0], { file: "set/a.bin", bytes: 0, total: 4000 })
+          assert.deepStrictEqual(events.at(-1), { file: "set/a.bin", bytes: 4000, total: 4000 })
+          assert.isTrue(events.every((e) => e.total === 4000 && e.bytes <= 4000))
+          assert.strictEqual(yield* sb.files.readText("in/set/b.bin"), "y".repeat(4000))
+          assert.strictEqual(yield* sb.files.readText("in/set/a.bin"), big)
+        })
     )
 
     it.scoped("no `hf`, or one older than 1.5.0: Unsupported before any transfer, saying what to install", () =>
@@ -179,7 +195,7 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })(
 
     it.scoped("hf's refusal is typed; a missing source and a bad bucket id fail clearly", () =>
       Effect.gen(function* () {
-        const hf = yield* standIn("1.8.0", 1)
+        const hf = yield* standIn("1.8.0", { exit: 1 })
         const sb = yield* Sandbox.make({ env: { PATH: hf.path } })
         yield* sb.files.write("x.bin", "x")
         const refused = yield* failure(withHubEnv(sb.files.toHub("x.bin", { bucket: "acme/b" })))

@@ -2,7 +2,8 @@
  * Hub transfers that run in the sandbox (`files.fromHub`, `files.toHub`): the stdlib-only program
  * `rpc-server/hub_transfer.py` is run there as one command, its spec in argv (no secret in it) and the HF
  * token in that command's environment only, which travels in the authenticated exec request. Its NDJSON
- * lines on stdout become progress events, then the result or a `HubTransferError`.
+ * lines on stdout become progress events, then the result or a `HubTransferError`. A bucket's transfer
+ * (`bucket.ts`) runs its own program the same way ({@link runProgram}).
  */
 import { readFile } from "node:fs/promises"
 import { dirname, join } from "node:path"
@@ -119,19 +120,20 @@ interface Done {
   readonly bytes: number
 }
 
-type Line =
+type Line<D> =
   | { readonly file: string; readonly bytes: number; readonly total: number | null }
-  | Done
+  | D
   | { readonly error: { readonly reason: string; readonly status: number | null; readonly detail: string } }
 
-export interface Outcome {
-  result: Done | undefined
+/** What a transfer program said: its `done` line (`D`), or its error, and the tail of its stderr. */
+export interface Outcome<D extends { readonly done: true } = Done> {
+  result: D | undefined
   error: HubTransferError | undefined
   stderr: string
 }
 
 /** Keeps the last characters of stderr; a character split across chunks is decoded whole. */
-const stderrTail = (outcome: Outcome) => {
+const stderrTail = <D extends { readonly done: true }>(outcome: Outcome<D>) => {
   const decoder = new TextDecoder()
   return (data: Uint8Array | undefined) => {
     const text = data === undefined ? decoder.decode() : decoder.decode(data, { stream: true })
@@ -140,13 +142,13 @@ const stderrTail = (outcome: Outcome) => {
 }
 
 /** Applies one line of the program's stdout to the outcome, calling `onProgress` for progress lines. */
-const onLine = (
+const onLine = <D extends { readonly done: true }>(
   line: string,
-  outcome: Outcome,
+  outcome: Outcome<D>,
   failure: (reason: HubTransferError["reason"], detail: string, status?: number) => HubTransferError,
   onProgress: ((progress: HubProgress) => void) | undefined
 ) => {
-  let parsed: Line
+  let parsed: Line<D>
   try {
     parsed = JSON.parse(line)
   } catch {
@@ -163,9 +165,9 @@ const onLine = (
 }
 
 /** Folds the command's events into the outcome: stdout split into lines, the tail of stderr kept. */
-export const collect = <E>(
+export const collect = <E, D extends { readonly done: true }>(
   events: Stream.Stream<ExecEvent, E>,
-  outcome: Outcome,
+  outcome: Outcome<D>,
   handle: (line: string) => void
 ): Effect.Effect<void, E> => {
   const stderr = stderrTail(outcome)
@@ -181,20 +183,26 @@ export const collect = <E>(
   )
 }
 
-/** Runs the program with `spec` in the sandbox: its `done` line, or the typed error it reported. */
-const run = (
+/**
+ * Runs a transfer program (`program`: its path) with `spec` in the sandbox, the Hub's endpoint added to the
+ * spec and the token in the command's environment only: its `done` line, or the typed error it reported
+ * (`what` names the repo or bucket in errors). Its progress lines go to `options.onProgress`.
+ */
+export const runProgram = <D extends { readonly done: true }>(
   ctx: Context,
   operation: string,
-  spec: Record<string, unknown> & { readonly repo: string; readonly repoType: string },
+  what: string,
+  program: string,
+  spec: Record<string, unknown>,
   options: FromHubOptions
-): Effect.Effect<Done, OperationError> =>
+): Effect.Effect<D, OperationError> =>
   Effect.gen(function* () {
     const { endpoint, env } = yield* transferAccess(ctx, options)
     const failure = (reason: HubTransferError["reason"], detail: string, status?: number) =>
-      new HubTransferError({ operation, repo: `${spec.repoType} ${spec.repo}`, reason, detail, status })
-    const source = yield* Effect.mapError(readProgram(), (error) => failure("Failed", error.message))
+      new HubTransferError({ operation, repo: what, reason, detail, status })
+    const source = yield* Effect.mapError(readProgram(program), (error) => failure("Failed", error.message))
     const command = ["python3", "-S", "-c", source, JSON.stringify({ ...spec, endpoint })]
-    const outcome: Outcome = { result: undefined, error: undefined, stderr: "" }
+    const outcome: Outcome<D> = { result: undefined, error: undefined, stderr: "" }
     yield* collect(ctx.execStream(command, { env }), outcome, (line) =>
       onLine(line, outcome, failure, options.onProgress)
     )
@@ -207,6 +215,15 @@ const run = (
     }
     return outcome.result
   })
+
+/** Runs `hub_transfer.py` with `spec` (see {@link runProgram}). */
+const run = (
+  ctx: Context,
+  operation: string,
+  spec: Record<string, unknown> & { readonly repo: string; readonly repoType: string },
+  options: FromHubOptions
+): Effect.Effect<Done, OperationError> =>
+  runProgram<Done>(ctx, operation, `${spec.repoType} ${spec.repo}`, programPath, spec, options)
 
 /** `files.fromHub`. */
 export const fromHub = (

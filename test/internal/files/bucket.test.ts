@@ -1,0 +1,82 @@
+/**
+ * The bucket transfer program `rpc-server/bucket_transfer.py` run directly as a real process against the
+ * stand-in `hf` (test/support/hf_standin.py), with the knobs `files.toHub` does not expose: an upload's plan
+ * is applied in parts of at least `partBytes`, each counted once `hf` has applied it.
+ */
+import { execFile } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { hfStandIn } from "../../support/hfStandIn.js"
+
+const PROGRAM = fileURLToPath(new URL("../../../rpc-server/bucket_transfer.py", import.meta.url))
+
+/** Runs the program with `spec` in `cwd`, `hf` on its PATH and the token in its environment; its NDJSON lines. */
+const transfer = (pathEnv: string, cwd: string, spec: Record<string, unknown>) =>
+  Effect.async<{ lines: Array<Record<string, unknown>>; code: number }>((resume) => {
+    const full = { endpoint: "https://hub.example.test", minimum: [1, 5, 0], ...spec }
+    execFile(
+      "/usr/bin/python3",
+      ["-S", PROGRAM, JSON.stringify(full)],
+      { cwd, env: { PATH: pathEnv, HF_TOKEN: "hf_partsToken" } },
+      (error, stdout) => {
+        const lines = stdout
+          .split("\n")
+          .filter((l) => l !== "")
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+        resume(Effect.succeed({ lines, code: error === null ? 0 : ((error.code as number | undefined) ?? -1) }))
+      }
+    )
+  })
+
+describe("bucket_transfer.py (a real process)", () => {
+  it.scoped("an upload's plan is applied in parts; each part's bytes count once hf has applied it", () =>
+    Effect.gen(function* () {
+      // Already in the bucket at the same size: skipped, in no part and no total.
+      const hf = yield* hfStandIn("1.8.0", { store: { "acme/ckpt/run/d.bin": "d".repeat(600) } })
+      const src = path.join(hf.dir, "src")
+      fs.mkdirSync(src)
+      for (const name of ["a.bin", "b.bin", "c.bin", "d.bin"])
+        fs.writeFileSync(path.join(src, name), name[0]!.repeat(600))
+      const { lines, code } = yield* transfer(hf.path, hf.dir, {
+        op: "toBucket",
+        uri: "hf://buckets/acme/ckpt/run",
+        local: "src",
+        partBytes: 1000
+      })
+      assert.strictEqual(code, 0, JSON.stringify(lines.at(-1)))
+      // Parts of at least 1000 bytes: a and b (1200), then c.
+      assert.deepStrictEqual(lines.slice(0, -1), [
+        { file: "run/a.bin", bytes: 0, total: 1800 },
+        { file: "run/b.bin", bytes: 1200, total: 1800 },
+        { file: "run/c.bin", bytes: 1800, total: 1800 }
+      ])
+      assert.deepStrictEqual(
+        { ...lines.at(-1), output: undefined },
+        { done: true, folder: true, bytes: 1800, output: undefined }
+      )
+      const applied = hf.calls().filter((call) => call.includes("--apply"))
+      assert.strictEqual(applied.length, 2)
+      for (const name of ["a.bin", "b.bin", "c.bin"])
+        assert.strictEqual(hf.stored(`acme/ckpt/run/${name}`), name[0]!.repeat(600))
+    })
+  )
+
+  it.scoped("nothing to move: no part runs, and the result says no bytes", () =>
+    Effect.gen(function* () {
+      const hf = yield* hfStandIn("1.8.0", { store: { "acme/ckpt/a.bin": "a" } })
+      fs.mkdirSync(path.join(hf.dir, "src"))
+      fs.writeFileSync(path.join(hf.dir, "src", "a.bin"), "a")
+      const { lines, code } = yield* transfer(hf.path, hf.dir, {
+        op: "toBucket",
+        uri: "hf://buckets/acme/ckpt/",
+        local: "src"
+      })
+      assert.strictEqual(code, 0)
+      assert.deepStrictEqual(lines, [{ done: true, folder: true, bytes: 0, output: "" }])
+      assert.isFalse(hf.calls().some((call) => call.includes("--apply")))
+    })
+  )
+})
