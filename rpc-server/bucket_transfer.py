@@ -290,8 +290,12 @@ def from_bucket(spec, hf):
         return {"folder": True, "bytes": watch(hf, ["buckets", "sync", "--apply", plan], files, total, interval)}
     name = uri.rsplit("/", 1)[-1]
     # The file's size: the dry-run plan of its own path (a prefix that is the file itself), into a folder
-    # that does not exist, so that nothing there is compared.
-    _, operations = plan_of(hf, uri, os.path.join(hf.work, "size-of"))
+    # that does not exist, so that nothing there is compared. Without it the total is known at the end;
+    # a real failure (no access, no such file) is then `cp`'s to report.
+    try:
+        _, operations = plan_of(hf, uri, os.path.join(hf.work, "size-of"))
+    except Failure:
+        operations = []
     sizes = [op.get("size") for op in operations if op.get("action") == "download" and op.get("path") == name]
     total = sizes[0] if len(sizes) == 1 else None
     target = os.path.join(dest, name) if dest.endswith("/") or os.path.isdir(dest) else dest

@@ -470,7 +470,9 @@ export interface Files {
    *
    * With a {@link HubBucketSource} (`{ bucket, path }`) it reads a Storage Bucket instead, by running the
    * image's `hf` CLI as {@link toHub} does for a bucket (`hf buckets cp` for a file, `hf buckets sync` for a
-   * folder: a `path` that is empty or ends with `/`); no progress events.
+   * folder: a `path` that is empty or ends with `/`). Its `onProgress` counts the bytes found in `dest`
+   * while `hf` writes them, out of the total of the files that will move (`hf buckets sync --dry-run`'s
+   * plan; files already there at the same size are skipped and not counted), and ends at the total.
    *
    * @since 0.2.0
    */
@@ -492,8 +494,10 @@ export interface Files {
    * storage speaks Xet, which only `huggingface_hub` implements. The token reaches `hf` as `HF_TOKEN` in its
    * environment only, and `HF_ENDPOINT` names the provider's Hub. Without `hf`, or with one older than
    * `huggingface_hub` 1.5.0 (the first with buckets), it fails before any transfer with a
-   * `HubTransferError` (`Unsupported`) that says what to install. `onProgress` is not called (`hf`'s
-   * progress bars are not machine-readable).
+   * `HubTransferError` (`Unsupported`) that says what to install. `onProgress` gives the total before any
+   * byte moves (the file's size, or the sizes of the files `hf buckets sync --dry-run` plans to upload) and
+   * counts bytes only once `hf` has put them in the bucket: a file at its end, a folder's plan part by part
+   * (parts of at least 256 MiB, at most about 16 of them), since `hf` reports nothing while it uploads.
    *
    * @since 0.2.0
    */
