@@ -244,22 +244,27 @@ def watch(hf, args, files, total, interval):
     the total once it has succeeded."""
     before = {path: identity(path) for _, path, _ in files}
     seen = {path: 0 for _, path, _ in files}
+    # A file found whole is not looked at again.
+    pending = list(files)
     reported, last = 0, files[0][0]
     started = hf.start(args)
     while True:
         running = started[0].poll() is None
-        for name, path, planned in files:
+        began = time.monotonic()
+        for name, path, planned in pending:
             now = landed(path, before[path], planned)
             if now > seen[path]:
                 seen[path] = now
                 last = name
+        pending = [f for f in pending if f[2] is None or seen[f[1]] < f[2]]
         moved = sum(seen.values())
         if moved > reported:
             reported = moved
             emit({"file": last, "bytes": moved, "total": total})
         if not running:
             break
-        time.sleep(interval)
+        # A look at many files costs: it takes at most a tenth of the time.
+        time.sleep(max(interval, 9 * (time.monotonic() - began)))
     hf.finish(started)
     if total is None:
         # Not known before (a file the dry run did not size): what `hf` wrote, now that it is complete.
@@ -305,6 +310,29 @@ def from_bucket(spec, hf):
     return {"folder": False, "bytes": moved}
 
 
+WORK_PREFIX = "hf-sandbox-bucket-"
+
+
+def sweep_work():
+    """Removes the working folders (plans, `hf`'s output) of transfers killed outright (an interrupted
+    command gets SIGKILL), named by their pid: those of processes that are gone."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(WORK_PREFIX) :].split("-", 1)[0]
+        if not name.startswith(WORK_PREFIX) or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        except OSError:
+            pass
+
+
 def main():
     spec = json.loads(sys.argv[1])
     work = None
@@ -312,7 +340,8 @@ def main():
         check_hf(tuple(spec.get("minimum") or (1, 5, 0)))
         os.environ["HF_ENDPOINT"] = spec["endpoint"]
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        work = tempfile.mkdtemp(prefix="hf-sandbox-bucket-")
+        sweep_work()
+        work = tempfile.mkdtemp(prefix="%s%d-" % (WORK_PREFIX, os.getpid()))
         hf = Hf(work)
         if spec["op"] == "toBucket":
             result = to_bucket(spec, hf)

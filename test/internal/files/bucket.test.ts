@@ -3,7 +3,7 @@
  * stand-in `hf` (test/support/hf_standin.py), with the knobs `files.toHub` does not expose: an upload's plan
  * is applied in parts of at least `partBytes`, each counted once `hf` has applied it.
  */
-import { execFile } from "node:child_process"
+import { execFile, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -17,10 +17,11 @@ const PROGRAM = fileURLToPath(new URL("../../../rpc-server/bucket_transfer.py", 
 const transfer = (pathEnv: string, cwd: string, spec: Record<string, unknown>) =>
   Effect.async<{ lines: Array<Record<string, unknown>>; code: number }>((resume) => {
     const full = { endpoint: "https://hub.example.test", minimum: [1, 5, 0], ...spec }
+    fs.mkdirSync(path.join(cwd, "tmp"), { recursive: true })
     execFile(
       "/usr/bin/python3",
       ["-S", PROGRAM, JSON.stringify(full)],
-      { cwd, env: { PATH: pathEnv, HF_TOKEN: "hf_partsToken" } },
+      { cwd, env: { PATH: pathEnv, HF_TOKEN: "hf_partsToken", TMPDIR: path.join(cwd, "tmp") } },
       (error, stdout) => {
         const lines = stdout
           .split("\n")
@@ -64,19 +65,28 @@ describe("bucket_transfer.py (a real process)", () => {
     })
   )
 
-  it.scoped("nothing to move: no part runs, and the result says no bytes", () =>
-    Effect.gen(function* () {
-      const hf = yield* hfStandIn("1.8.0", { store: { "acme/ckpt/a.bin": "a" } })
-      fs.mkdirSync(path.join(hf.dir, "src"))
-      fs.writeFileSync(path.join(hf.dir, "src", "a.bin"), "a")
-      const { lines, code } = yield* transfer(hf.path, hf.dir, {
-        op: "toBucket",
-        uri: "hf://buckets/acme/ckpt/",
-        local: "src"
+  it.scoped(
+    "nothing to move: no part runs, and the result says no bytes; a killed transfer's working folder is swept",
+    () =>
+      Effect.gen(function* () {
+        const hf = yield* hfStandIn("1.8.0", { store: { "acme/ckpt/a.bin": "a" } })
+        // The working folder of a transfer killed outright (SIGKILL), by the pid of a process that is gone.
+        const dead = spawnSync("true").pid
+        const live = `hf-sandbox-bucket-${process.pid}-kept`
+        fs.mkdirSync(path.join(hf.dir, "tmp", `hf-sandbox-bucket-${dead}-x`), { recursive: true })
+        fs.mkdirSync(path.join(hf.dir, "tmp", live))
+        fs.mkdirSync(path.join(hf.dir, "src"))
+        fs.writeFileSync(path.join(hf.dir, "src", "a.bin"), "a")
+        const { lines, code } = yield* transfer(hf.path, hf.dir, {
+          op: "toBucket",
+          uri: "hf://buckets/acme/ckpt/",
+          local: "src"
+        })
+        assert.strictEqual(code, 0)
+        assert.deepStrictEqual(lines, [{ done: true, folder: true, bytes: 0, output: "" }])
+        assert.isFalse(hf.calls().some((call) => call.includes("--apply")))
+        // The dead one's is gone, a live process's is kept, and the transfer left none of its own.
+        assert.deepStrictEqual(fs.readdirSync(path.join(hf.dir, "tmp")), [live])
       })
-      assert.strictEqual(code, 0)
-      assert.deepStrictEqual(lines, [{ done: true, folder: true, bytes: 0, output: "" }])
-      assert.isFalse(hf.calls().some((call) => call.includes("--apply")))
-    })
   )
 })
