@@ -3,34 +3,30 @@
  * stand-in `hf` (test/support/hf_standin.py), with the knobs `files.toHub` does not expose: an upload's plan
  * is applied in parts of at least `partBytes`, each counted once `hf` has applied it.
  */
-import { execFile, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { hfStandIn } from "../../support/hfStandIn.js"
+import { runTransferProgram } from "../../support/transferProgram.js"
 
 const PROGRAM = fileURLToPath(new URL("../../../rpc-server/bucket_transfer.py", import.meta.url))
 
 /** Runs the program with `spec` in `cwd`, `hf` on its PATH and the token in its environment; its NDJSON lines. */
-const transfer = (pathEnv: string, cwd: string, spec: Record<string, unknown>) =>
-  Effect.async<{ lines: Array<Record<string, unknown>>; code: number }>((resume) => {
-    const full = { endpoint: "https://hub.example.test", minimum: [1, 5, 0], ...spec }
-    fs.mkdirSync(path.join(cwd, "tmp"), { recursive: true })
-    execFile(
-      "/usr/bin/python3",
-      ["-S", PROGRAM, JSON.stringify(full)],
-      { cwd, env: { PATH: pathEnv, HF_TOKEN: "hf_partsToken", TMPDIR: path.join(cwd, "tmp") } },
-      (error, stdout) => {
-        const lines = stdout
-          .split("\n")
-          .filter((l) => l !== "")
-          .map((l) => JSON.parse(l) as Record<string, unknown>)
-        resume(Effect.succeed({ lines, code: error === null ? 0 : ((error.code as number | undefined) ?? -1) }))
-      }
-    )
-  })
+const transfer = (pathEnv: string, cwd: string, spec: Record<string, unknown>) => {
+  fs.mkdirSync(path.join(cwd, "tmp"), { recursive: true })
+  return runTransferProgram(
+    PROGRAM,
+    { endpoint: "https://hub.example.test", minimum: [1, 5, 0], ...spec },
+    {
+      cwd,
+      python: "/usr/bin/python3",
+      env: { PATH: pathEnv, HF_TOKEN: "hf_partsToken", TMPDIR: path.join(cwd, "tmp") }
+    }
+  )
+}
 
 describe("bucket_transfer.py (a real process)", () => {
   it.scoped("an upload's plan is applied in parts; each part's bytes count once hf has applied it", () =>

@@ -16,26 +16,17 @@ import * as Stream from "effect/Stream"
 import type { ExecEvent } from "hf-sandbox/Sandbox"
 import * as Testing from "hf-sandbox/testing"
 import { collect, type Outcome, readProgram } from "../../../src/internal/files/hub.js"
+import { runTransferProgram } from "../../support/transferProgram.js"
 
 const PROGRAM = fileURLToPath(new URL("../../../rpc-server/hub_transfer.py", import.meta.url))
 
 /** Runs the program with `spec` (retry pauses of a few ms) and the token in its environment; its NDJSON lines. */
 const transfer = (emu: Testing.HubEmulator, spec: Record<string, unknown>) =>
-  Effect.async<{ lines: Array<Record<string, unknown>>; code: number }>((resume) => {
-    const full = { endpoint: emu.url, revision: "main", path: "", retryBase: 0.001, ...spec }
-    execFile(
-      "python3",
-      ["-S", PROGRAM, JSON.stringify(full)],
-      { env: { PATH: process.env.PATH, HF_TOKEN: Redacted.value(emu.token) } },
-      (error, stdout) => {
-        const lines = stdout
-          .split("\n")
-          .filter((l) => l !== "")
-          .map((l) => JSON.parse(l) as Record<string, unknown>)
-        resume(Effect.succeed({ lines, code: error === null ? 0 : ((error.code as number | undefined) ?? -1) }))
-      }
-    )
-  })
+  runTransferProgram(
+    PROGRAM,
+    { endpoint: emu.url, revision: "main", path: "", retryBase: 0.001, ...spec },
+    { env: { PATH: process.env.PATH, HF_TOKEN: Redacted.value(emu.token) } }
+  )
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "hub-transfer-"))),
