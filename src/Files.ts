@@ -199,7 +199,7 @@ export interface HubSource {
  * @category models
  */
 export interface HubProgress extends TransferProgress {
-  /** The path in the repo of the file being moved. */
+  /** The path in the repo (or the bucket) of the file being moved. */
   readonly file: string
 }
 
