@@ -90,6 +90,13 @@ def reason_of(stderr):
     return "Failed"
 
 
+def tail(f, most):
+    """The last `most` bytes (all when None) written to the file `f`, decoded."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(0 if most is None else max(0, size - most))
+    return f.read().decode("utf-8", "replace")
+
+
 class Hf:
     """Runs `hf` with the transfer's environment, its output kept in files (read whole only at its end)."""
 
@@ -110,14 +117,12 @@ class Hf:
             raise Failure("Unsupported", "cannot run `hf`: %s: %s" % (e, INSTALL)) from None
 
     def finish(self, started, keep=True):
-        """Waits for the run; its stdout, or the typed failure of `hf`."""
+        """Waits for the run; its stdout (whole for a plan, else its end), or the typed failure of `hf`."""
         process, out, err = started
         code = process.wait()
         with out, err:
-            out.seek(0)
-            err.seek(0)
-            stdout = out.read().decode("utf-8", "replace")
-            stderr = err.read().decode("utf-8", "replace")
+            stdout = tail(out, None if not keep else OUTPUT_TAIL)
+            stderr = tail(err, OUTPUT_TAIL)
         if code != 0:
             said = stderr.strip()[-2000:] or stdout.strip()[-2000:]
             raise Failure(reason_of(stderr), "`hf` exited with %d: %s" % (code, said))
