@@ -204,6 +204,13 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })(
         assert.strictEqual(refused.reason, "Unauthorized")
         assert.include(refused.detail, "403 Forbidden")
         assert.strictEqual(refused.repo, "bucket acme/b")
+        // A folder is refused at its plan, a download at its copy (its size is not needed to go on).
+        yield* sb.files.write("dir/y.bin", "y")
+        const folder = yield* failure(withHubEnv(sb.files.toHub("dir", { bucket: "acme/b" })))
+        assert.strictEqual(folder.reason, "Unauthorized")
+        const download = yield* failure(withHubEnv(sb.files.fromHub({ bucket: "acme/b", path: "y.bin" }, "y.bin")))
+        assert.strictEqual(download.reason, "Unauthorized")
+        assert.deepStrictEqual(hf.calls().at(-1)?.slice(0, 2), ["buckets", "cp"])
         const missing = yield* failure(withHubEnv(sb.files.toHub("nope.bin", { bucket: "acme/b" })))
         assert.strictEqual(missing.reason, "Failed")
         assert.include(missing.detail, "no such file or folder in the sandbox: nope.bin")
