@@ -71,7 +71,18 @@ export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/Start
    * Set when what failed started nothing: what could not be done, e.g. `attach to sandbox 687f…` (a
    * `connect`), `list sandboxes`, `kill sandbox 687f…` (@since 0.2.0).
    */
-  during: Schema.optional(Schema.String)
+  during: Schema.optional(Schema.String),
+  /**
+   * For `NameTaken`: the sandbox that already has the name (its `id`) and the `name` (@since 0.2.0), so
+   * that a program can attach to it, stop it or say so in its own words without reading the detail.
+   */
+  holder: Schema.optional(Schema.Struct({ id: Schema.String, name: Schema.String })),
+  /**
+   * For `InvalidOptions` about one option: the `option` as `make` names it (`idleTimeout`, `name`,
+   * `maxCost`) and the `problem` with its value, said without the option's name (@since 0.2.0), e.g. for
+   * a command line to name its flag instead.
+   */
+  invalid: Schema.optional(Schema.Struct({ option: Schema.String, problem: Schema.String }))
 }) {
   /** @since 0.2.0 */
   get [TypeId](): TypeId {

@@ -44,6 +44,7 @@ export const taken = (name: string, holder: Hub.JobInfo, namespace: string) =>
   new StartError({
     provider: "hf-jobs",
     reason: "NameTaken",
+    holder: { id: holder.id, name },
     detail:
       `sandbox ${holder.id} (${holder.status.stage}) in ${namespace} is already named ${JSON.stringify(name)}: ` +
       `attach to it with Sandbox.connect({ name }) or Sandbox.getOrCreate({ name }), stop it with ` +
