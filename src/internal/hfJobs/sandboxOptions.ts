@@ -20,8 +20,6 @@ import * as Volumes from "./volumes.js"
 
 /** What one HF sandbox is made with: the generic spec, its HF options resolved, the schedules in force. */
 export interface HfSpec extends SandboxProvider.Spec {
-  /** The flavor the job is created with: the first of `flavors`, or the Hub's default. */
-  readonly flavor: string | undefined
   readonly namespace: string | undefined
   readonly transport: "tunnel" | "proxy"
   readonly cloudflared: Cloudflared.Overrides
@@ -150,7 +148,6 @@ export const resolve = (
         const flavors = flavorsOf(options.flavor)
         return {
           ...spec,
-          flavor: flavors[0],
           flavors,
           volumes: options.volumes === undefined ? [] : Volumes.check(options.volumes),
           ssh: options.ssh ?? false,
