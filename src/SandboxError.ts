@@ -40,8 +40,8 @@ const tail = (text: string | undefined) =>
  * the sandbox's server answered but refused the sandbox token (its `cause` is the `AuthError`), reported
  * at the first answer instead of after `startTimeout`. `HubUnreachable` (@since 0.2.0): the Hub could not be
  * reached at all (its `cause` is the `HubError`, which names the endpoint and the network's reason).
- * `NameTaken` (@since 0.2.0): a running sandbox already has the `name` asked for (the detail names it;
- * `Sandbox.getOrCreate` attaches to it instead). `NotFound` (@since 0.2.0): no running sandbox has the
+ * `NameTaken` (@since 0.2.0): a running sandbox already has the `name` asked for (the detail and `holder`
+ * name it; `Sandbox.getOrCreate` attaches to it instead). `NotFound` (@since 0.2.0): no running sandbox has the
  * name `connect({ name })` asked for.
  *
  * @since 0.1.0
