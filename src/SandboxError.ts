@@ -40,8 +40,8 @@ const tail = (text: string | undefined) =>
  * the sandbox's server answered but refused the sandbox token (its `cause` is the `AuthError`), reported
  * at the first answer instead of after `startTimeout`. `HubUnreachable` (@since 0.2.0): the Hub could not be
  * reached at all (its `cause` is the `HubError`, which names the endpoint and the network's reason).
- * `NameTaken` (@since 0.2.0): a running sandbox already has the `name` asked for (the detail names it;
- * `Sandbox.getOrCreate` attaches to it instead). `NotFound` (@since 0.2.0): no running sandbox has the
+ * `NameTaken` (@since 0.2.0): a running sandbox already has the `name` asked for (the detail and `holder`
+ * name it; `Sandbox.getOrCreate` attaches to it instead). `NotFound` (@since 0.2.0): no running sandbox has the
  * name `connect({ name })` asked for.
  *
  * @since 0.1.0
@@ -71,7 +71,18 @@ export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/Start
    * Set when what failed started nothing: what could not be done, e.g. `attach to sandbox 687f…` (a
    * `connect`), `list sandboxes`, `kill sandbox 687f…` (@since 0.2.0).
    */
-  during: Schema.optional(Schema.String)
+  during: Schema.optional(Schema.String),
+  /**
+   * For `NameTaken`: the sandbox that already has the name (its `id`) and the `name` (@since 0.2.0), so
+   * that a program can attach to it, stop it or say so in its own words without reading the detail.
+   */
+  holder: Schema.optional(Schema.Struct({ id: Schema.String, name: Schema.String })),
+  /**
+   * For `InvalidOptions` about one option: the `option` as `make` names it (`idleTimeout`, `name`,
+   * `maxCost`) and the `problem` with its value, said without the option's name (@since 0.2.0), e.g. for
+   * a command line to name its flag instead.
+   */
+  invalid: Schema.optional(Schema.Struct({ option: Schema.String, problem: Schema.String }))
 }) {
   /** @since 0.2.0 */
   get [TypeId](): TypeId {

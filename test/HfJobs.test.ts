@@ -97,6 +97,10 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       const wrongType = yield* Effect.flip(Sandbox.make({ transport: "pigeon" as "proxy" }))
       assert.strictEqual(wrongType.reason, "InvalidOptions")
       assert.include(wrongType.message, 'transport "pigeon" is not one of "tunnel" or "proxy"')
+      assert.deepStrictEqual(wrongType.invalid, {
+        option: "transport",
+        problem: '"pigeon" is not one of "tunnel" or "proxy"'
+      })
       const fromContext = yield* Effect.flip(
         Sandbox.make({}).pipe(HfJobs.withSandboxOptions({ cloudflared: { version: "2026.4.0" } }))
       )

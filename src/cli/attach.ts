@@ -4,6 +4,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Sandbox from "../Sandbox.js"
+import * as Errors from "./errors.js"
 import { CliError, notAnOption } from "./parse.js"
 
 export const attach = (id: string) =>
@@ -13,7 +14,7 @@ export const attach = (id: string) =>
         new CliError({
           tag: error._tag,
           message:
-            `cannot attach to sandbox ${id}: ${error.detail}` +
+            `cannot attach to sandbox ${id}: ${Errors.startDetail(error)}` +
             (error.stderrTail?.trim() ? `\n--- server log (tail) ---\n${error.stderrTail.trimEnd()}` : "")
         })
     )

@@ -1,9 +1,11 @@
 /**
- * The library's errors, reworded at the CLI's boundary into the CLI's own terms: flags instead of option
- * names, `HF_TOKEN` instead of a layer, and no "Sandbox did not start" from a command that starts
- * nothing (`ls`, `kill`, `logs`). The error's own tag is kept for `--json`.
+ * The library's errors, said at the CLI's boundary in the CLI's own terms: flags instead of option
+ * names, commands instead of library calls, `HF_TOKEN` instead of a layer, and no "Sandbox did not
+ * start" from a command that starts nothing (`ls`, `kill`, `logs`). The words are built from each
+ * error's fields, never by rewriting the library's prose. The error's own tag is kept for `--json`.
  */
 import { EFFECT_TOKEN_HINT } from "../internal/hfJobs/credentials.js"
+import { InvalidArgumentError, PortError, SshError, StartError } from "../SandboxError.js"
 
 /** The flag of each library option a user can set from the command line. */
 const FLAGS: Readonly<Record<string, string>> = {
@@ -27,30 +29,76 @@ const FLAGS: Readonly<Record<string, string>> = {
 const CLI_TOKEN_HINT = "pass it as HF_TOKEN=hf_... in the environment"
 
 /**
- * What the library's messages tell a program to do, said as the CLI does it (a declared port, the
- * server's port proxy, SSH at creation, a named sandbox's id): the library never names a command.
+ * A start's detail as the CLI says it: a taken name with the commands that use or stop its holder, a bad
+ * option by its flag, and a missing token the CLI's way (the token hint is one constant both sides share).
  */
-const ADVICE: ReadonlyArray<readonly [RegExp, string]> = [
-  [/\bports: \[(\d+)\]/g, "--port $1"],
-  [/\{ via: "server" \}/g, "--via server"],
-  [/Sandbox\.make\(\{ ssh: true \}\)/g, "`hf-sandbox create --ssh`"],
-  [
-    /attach to it with Sandbox\.connect\(\{ name \}\) or Sandbox\.getOrCreate\(\{ name \}\), stop it with SandboxProvider\.kill\("([^"]+)"\)/g,
-    "use it by its id $1, stop it with `hf-sandbox kill $1`"
-  ]
-]
-
-/** Names options by their flags, and a token and the library's advice the CLI's way. */
-export const reword = (text: string): string =>
-  ADVICE.reduce((said, [library, cli]) => said.replace(library, cli), text)
-    .replace(EFFECT_TOKEN_HINT, CLI_TOKEN_HINT)
-    .replace(/\b(invalid sandbox options: |invalid )([A-Za-z]+)(?=[:. ])/g, (whole, lead: string, name: string) =>
-      FLAGS[name] === undefined ? whole : `${lead}${FLAGS[name]}`
+export const startDetail = (error: StartError): string => {
+  if (error.holder !== undefined) {
+    const { id, name } = error.holder
+    return (
+      `sandbox ${id} is already named ${JSON.stringify(name)}: use it by its id ${id}, ` +
+      `stop it with \`hf-sandbox kill ${id}\`, or choose another name`
     )
+  }
+  const flag = error.invalid === undefined ? undefined : FLAGS[error.invalid.option]
+  if (flag !== undefined) return `invalid ${flag}: ${error.invalid?.problem}`
+  return error.detail.replace(EFFECT_TOKEN_HINT, CLI_TOKEN_HINT)
+}
+
+/** The start's failure with the CLI's detail, worded as the library words a start's failure. */
+const startMessage = (error: StartError): string =>
+  new StartError({
+    provider: error.provider,
+    reason: error.reason,
+    detail: startDetail(error),
+    ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
+    ...(error.during === undefined ? {} : { during: error.during })
+  }).message
+
+/** A port's failure with the CLI's ways to reach it: a declared `--port`, or `--via server`. */
+const portMessage = (error: PortError): string => {
+  if (error.reason === "NotDeclared") {
+    return (
+      `Port ${error.port} is not reachable through the HF Jobs proxy: ${error.detail}. Create the sandbox with ` +
+      `--port ${error.port}, or expose it with --via server to go through the sandbox server with its token.`
+    )
+  }
+  if (error.reason === "TunnelFailed") {
+    return `The quick tunnel for port ${error.port} did not come up: ${error.detail}. Try again (a new one is started), or expose it with --via server.`
+  }
+  return error.message
+}
+
+/** SSH is switched on at creation: the CLI's command for that. */
+const sshMessage = (error: SshError): string =>
+  error.reason === "NotEnabled"
+    ? `Sandbox ${error.id} accepts no SSH: SSH is switched on when the sandbox is made, with \`hf-sandbox create --ssh\`.`
+    : error.message
+
+/** An argument by its flag, when the CLI has one for it. */
+const argumentMessage = (error: InvalidArgumentError): string => {
+  const flag = FLAGS[error.argument]
+  return flag === undefined ? error.message : `${error.operation}: invalid ${flag}: ${error.detail}`
+}
 
 interface Failure {
   readonly tag: string
   readonly message: string
+}
+
+/** The message of any failure, the library's errors in the CLI's terms. */
+const messageOf = (error: unknown, starts: boolean): string => {
+  if (error instanceof StartError) {
+    if (starts) return startMessage(error)
+    const tail =
+      error.stderrTail !== undefined && error.stderrTail.trim() !== "" ? `\n${error.stderrTail.trimEnd()}` : ""
+    return startDetail(error) + tail
+  }
+  if (error instanceof PortError) return portMessage(error)
+  if (error instanceof SshError) return sshMessage(error)
+  if (error instanceof InvalidArgumentError) return argumentMessage(error)
+  const message = (typeof error === "object" && error !== null ? error : {}) as { readonly message?: unknown }
+  return typeof message.message === "string" && message.message !== "" ? message.message : String(error)
 }
 
 /**
@@ -61,15 +109,7 @@ export const describe = (error: unknown, starts: boolean): Failure => {
   const e = (typeof error === "object" && error !== null ? error : {}) as {
     readonly _tag?: unknown
     readonly tag?: unknown
-    readonly message?: unknown
-    readonly detail?: unknown
-    readonly stderrTail?: unknown
   }
   const tag = typeof e.tag === "string" ? e.tag : typeof e._tag === "string" ? e._tag : "Error"
-  const message = typeof e.message === "string" && e.message !== "" ? e.message : String(error)
-  if (e._tag === "StartError" && !starts && typeof e.detail === "string") {
-    const tail = typeof e.stderrTail === "string" && e.stderrTail.trim() !== "" ? `\n${e.stderrTail.trimEnd()}` : ""
-    return { tag, message: reword(e.detail) + tail }
-  }
-  return { tag, message: reword(message) }
+  return { tag, message: messageOf(error, starts) }
 }

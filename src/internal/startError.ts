@@ -1,9 +1,14 @@
 /**
+ * `StartError`s made from other failures: one met by something that starts nothing (`during`), and a
+ * refused option (`invalidOptions`).
+ */
+import { StartError } from "../SandboxError.js"
+import * as Validate from "./validate.js"
+
+/**
  * A `StartError` met by something that starts nothing (attaching, listing, killing, reading a log):
  * the same error, whose message says what could not be done instead of "Sandbox did not start".
  */
-import { StartError } from "../SandboxError.js"
-
 export const during = <E>(what: string, error: E): E =>
   error instanceof StartError && error.during === undefined
     ? (new StartError({
@@ -12,6 +17,20 @@ export const during = <E>(what: string, error: E): E =>
         detail: error.detail,
         during: what,
         ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
-        ...(error.cause === undefined ? {} : { cause: error.cause })
+        ...(error.cause === undefined ? {} : { cause: error.cause }),
+        ...(error.holder === undefined ? {} : { holder: error.holder }),
+        ...(error.invalid === undefined ? {} : { invalid: error.invalid })
       }) as E)
     : error
+
+/**
+ * A check's failure at `make` as `InvalidOptions`. An {@link Validate.Invalid} names its option, and the
+ * error keeps the option and its problem apart (`invalid`) beside the detail that says them together.
+ */
+export const invalidOptions = (provider: string, cause: unknown): StartError =>
+  new StartError({
+    provider,
+    reason: "InvalidOptions",
+    detail: `invalid sandbox options: ${cause instanceof Error ? cause.message : String(cause)}`,
+    ...(cause instanceof Validate.Invalid ? { invalid: { option: cause.option, problem: cause.detail } } : {})
+  })

@@ -9,13 +9,17 @@ import * as Effect from "effect/Effect"
 import { InvalidArgumentError } from "../SandboxError.js"
 import * as Durations from "./duration.js"
 
-/** A bad option: which one, and what is wrong with its value. */
+/**
+ * A bad option: which one, and what is wrong with its value (`detail`, without the option's name).
+ * `message` is how the two read together, `option: detail` unless a check words it otherwise.
+ */
 export class Invalid extends Error {
   constructor(
     readonly option: string,
-    readonly detail: string
+    readonly detail: string,
+    message = `${option}: ${detail}`
   ) {
-    super(`${option}: ${detail}`)
+    super(message)
   }
 }
 

@@ -39,6 +39,10 @@ describe("local provider: HF-only options", () => {
         const ssh = yield* Sandbox.make({ detach, ssh: true }).pipe(Effect.scoped, Effect.flip)
         assert.strictEqual(ssh.reason, "InvalidOptions")
         assert.include(ssh.message, "ssh is an HF Jobs option")
+        // The option and its problem apart too, and the detail worded as before.
+        assert.include(ssh.detail, "invalid sandbox options: ssh true: ssh is an HF Jobs option")
+        assert.strictEqual(ssh.invalid?.option, "ssh")
+        assert.isTrue(ssh.invalid?.problem.startsWith("true: ssh is an HF Jobs option"))
       }
       assert.deepStrictEqual(fs.readdirSync(root), before, "no server, no workdir")
     }).pipe(Effect.provide(live()))

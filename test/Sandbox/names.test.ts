@@ -29,9 +29,14 @@ describe("named sandboxes on the local provider", () => {
           const error = yield* Effect.flip(Sandbox.make({ name }).pipe(Effect.scoped))
           assert.strictEqual(error.reason, "InvalidOptions", name)
           assert.include(error.message, "name:")
+          assert.strictEqual(error.invalid?.option, "name", name)
         }
         const connectError = yield* Effect.flip(Sandbox.connect({ name: "no/slash" }).pipe(Effect.scoped))
         assert.strictEqual(connectError.reason, "InvalidOptions")
+        assert.deepStrictEqual(connectError.invalid, {
+          option: "name",
+          problem: `"no/slash" is not a sandbox name (1 to 63 characters, each a letter, a digit, '.', '_' or '-')`
+        })
       })
     )
 
@@ -43,6 +48,7 @@ describe("named sandboxes on the local provider", () => {
           const taken = yield* Effect.flip(Sandbox.make({ name: "owned-one" }).pipe(Effect.scoped))
           assert.strictEqual(taken.reason, "NameTaken")
           assert.include(taken.message, sb.id)
+          assert.deepStrictEqual(taken.holder, { id: sb.id, name: "owned-one" })
           const other = yield* Sandbox.connect({ name: "owned-one" })
           assert.strictEqual(other.id, sb.id)
           // Attached by name, it is still the owned sandbox it is: it ends with its maker's scope.
@@ -148,6 +154,7 @@ layer(HubEnv, { excludeTestServices: true, timeout: "90 seconds" })(
         const taken = yield* Effect.flip(Sandbox.make({ name: "hf-named", transport: "proxy" }).pipe(Effect.scoped))
         assert.strictEqual(taken.reason, "NameTaken")
         assert.include(taken.message, sb.id)
+        assert.deepStrictEqual(taken.holder, { id: sb.id, name: "hf-named" })
         const other = yield* Sandbox.connect({ name: "hf-named" })
         assert.strictEqual(other.id, sb.id)
         const listed = yield* HfJobs.list({ name: "hf-named", stage: ["SCHEDULING", "RUNNING"] })

@@ -65,6 +65,10 @@ describe("hf-sandbox pool, local provider", () => {
     const flags = await local(["create", "--pool", "cli", "--flavor", "a10g-small", "--port", "8000"])
     expectCode(flags, 2)
     assert.include(flags.stderr, "--flavor, --port cannot be given with --pool")
+    // Each refused flag is named as given (--timeout, not the --lifetime it aliases), from the one list.
+    const more = await local(["create", "--pool", "cli", "--timeout", "5m", "--forward-hf-token", "--ssh", "-s", "X=1"])
+    expectCode(more, 2)
+    assert.include(more.stderr, "--timeout, --secret, --forward-hf-token, --ssh cannot be given with --pool")
     const none = await local(["create", "--pool", "nobody-here"])
     expectCode(none, 1)
     assert.include(none.stderr, 'pool "nobody-here" has no running host')

@@ -8,7 +8,20 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { cli, createHf, emulator, expectCode, hf, job, until, useCliHarness, work } from "../support/cli.js"
+import {
+  cli,
+  createHf,
+  emulator,
+  expectCode,
+  finish,
+  hf,
+  job,
+  start,
+  until,
+  useCliHarness,
+  work
+} from "../support/cli.js"
+import { isAlive } from "../support/processes.js"
 
 useCliHarness()
 
@@ -51,6 +64,33 @@ describe("hf-sandbox ssh (emulated Hub)", () => {
     expectCode(await hf(["kill", id]), 0)
     await until(async () => (await job(id)).stage === "CANCELED")
   })
+
+  it("interrupted, it ends an ssh that ignores SIGTERM (SIGKILL after the grace) before it exits", async () => {
+    const id = await createHf("--ssh", "--transport", "proxy")
+    const dir = path.join(work, "bin-ssh-stubborn")
+    const pidFile = path.join(dir, "pid")
+    fs.mkdirSync(dir, { recursive: true })
+    // SIGTERM stays ignored across exec: the pid written is the one that ignores it.
+    fs.writeFileSync(path.join(dir, "ssh"), `#!/bin/sh\ntrap '' TERM\necho $$ > "${pidFile}"\nexec sleep 600\n`, {
+      mode: 0o755
+    })
+    const child = start(["ssh", id], { hf: true, env: { PATH: `${dir}:${process.env.PATH}` } })
+    const done = finish(child)
+    // The CLI's exit, not the close of its pipes: an ssh left behind would hold them open.
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+    await until(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, "utf8").endsWith("\n"), 60_000)
+    const pid = Number(fs.readFileSync(pidFile, "utf8"))
+    try {
+      child.kill("SIGINT")
+      assert.strictEqual(await exited, 130)
+      assert.isFalse(isAlive(pid), "ssh was ended before the CLI exited")
+    } finally {
+      if (isAlive(pid)) process.kill(pid, "SIGKILL")
+    }
+    await done
+    expectCode(await hf(["kill", id]), 0)
+    await until(async () => (await job(id)).stage === "CANCELED")
+  }, 120_000)
 
   it("a sandbox made without --ssh: the error says how to get SSH, and no ssh runs", async () => {
     const id = await createHf("--transport", "proxy")

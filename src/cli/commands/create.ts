@@ -15,38 +15,32 @@ import * as Parse from "../parse.js"
 
 const durationSeconds = (d: Duration.Duration) => Math.round(Duration.toMillis(d) / 1000)
 
-/** The flags of `create` that describe a sandbox of its own, which a pooled one takes from its host. */
-const notForPools = (a: {
-  readonly image: Option.Option<string>
-  readonly flavor: ReadonlyArray<string>
-  readonly lifetime: Option.Option<string>
-  readonly timeout: Option.Option<string>
-  readonly secret: ReadonlyArray<string>
-  readonly label: ReadonlyArray<string>
-  readonly port: ReadonlyArray<string>
-  readonly name: Option.Option<string>
-  readonly transport: Option.Option<unknown>
-  readonly forwardHfToken: boolean
-  readonly startTimeout: Option.Option<string>
-  readonly volume: ReadonlyArray<string>
-  readonly ssh: boolean
-  readonly maxCost: Option.Option<string>
-}): ReadonlyArray<string> =>
-  [
-    Option.isSome(a.image) ? "IMAGE" : undefined,
-    a.flavor.length > 0 ? "--flavor" : undefined,
-    Option.isSome(a.lifetime) || Option.isSome(a.timeout) ? "--lifetime" : undefined,
-    a.secret.length > 0 ? "--secret" : undefined,
-    a.label.length > 0 ? "--label" : undefined,
-    a.port.length > 0 ? "--port" : undefined,
-    Option.isSome(a.name) ? "--name" : undefined,
-    Option.isSome(a.transport) ? "--transport" : undefined,
-    a.forwardHfToken ? "--forward-hf-token" : undefined,
-    Option.isSome(a.startTimeout) ? "--start-timeout" : undefined,
-    a.volume.length > 0 ? "--volume" : undefined,
-    a.ssh ? "--ssh" : undefined,
-    Option.isSome(a.maxCost) ? "--max-cost" : undefined
-  ].filter((flag) => flag !== undefined)
+/** `create`'s limits on the sandbox's life, beside the flags it shares with `run`. */
+const lifeFlags = {
+  lifetime: durationFlag("lifetime", "Hard limit on the sandbox's life on HF Jobs, e.g. 30m, 2h (default 1h)."),
+  timeout: durationFlag("timeout", "Deprecated alias of --lifetime.")
+}
+
+/**
+ * The flags of `create` that describe a sandbox of its own, which a pooled one takes from its host: every
+ * sandbox flag but `--env` (a pooled sandbox has its own environment), so a flag added there is refused here.
+ */
+const { env: _pooledEnv, ...sandboxOwnFlags } = sandboxFlags
+const NOT_FOR_POOLS = { flavor, ...lifeFlags, ...sandboxOwnFlags }
+
+/** Whether a flag was given: a value, a repeated one at least once, or a boolean set. */
+const given = (value: unknown) =>
+  Option.isOption(value) ? Option.isSome(value) : Array.isArray(value) ? value.length > 0 : value === true
+
+/** The flags of {@link NOT_FOR_POOLS} (and the image) that were given, as the user wrote them. */
+const notForPools = (
+  a: { readonly image: Option.Option<string> } & { readonly [K in keyof typeof NOT_FOR_POOLS]: unknown }
+): ReadonlyArray<string> => [
+  ...(Option.isSome(a.image) ? ["IMAGE"] : []),
+  ...(Object.entries(NOT_FOR_POOLS) as Array<[keyof typeof NOT_FOR_POOLS, Options.Options<unknown>]>)
+    .filter(([key]) => given(a[key]))
+    .map(([key, flag]) => Option.getOrElse(Options.getIdentifier(flag), () => key))
+]
 
 /** `create --pool NAME`: a sandbox on a running host of the pool; not owned, so it outlives the command. */
 const onPool = (
@@ -85,8 +79,7 @@ export const create = Command.make(
     ...globals,
     image,
     flavor,
-    lifetime: durationFlag("lifetime", "Hard limit on the sandbox's life on HF Jobs, e.g. 30m, 2h (default 1h)."),
-    timeout: durationFlag("timeout", "Deprecated alias of --lifetime."),
+    ...lifeFlags,
     idleTimeout: durationFlag(
       "idle-timeout",
       "Stop the sandbox after this long without a request (default 10m; 0: never)."

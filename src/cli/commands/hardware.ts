@@ -2,6 +2,7 @@
 
 import * as Command from "@effect/cli/Command"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { action } from "../action.js"
 import { globals } from "../options.js"
 import * as Output from "../output.js"
@@ -18,9 +19,13 @@ export const hardware = Command.make(
   action(
     (_a, mode) =>
       Effect.gen(function* () {
-        // The catalog is HF Jobs': loaded only when asked.
+        // The catalog is HF Jobs': loaded only when asked. The action's provider layer is HF Jobs' (the
+        // command refuses any other), and it provides the HfJobs service beside the provider: that one, with
+        // the invocation's configuration and HTTP client, not a second layer built here.
         const HfJobs = yield* Effect.promise(() => import("../../HfJobs.js"))
-        const catalog = yield* HfJobs.hardware().pipe(Effect.provide(HfJobs.layerConfig()))
+        const jobs = yield* Effect.serviceOption(HfJobs.HfJobs)
+        if (Option.isNone(jobs)) return yield* Effect.dieMessage("hardware ran without the HF Jobs provider's layer")
+        const catalog = yield* jobs.value.hardware
         if (mode.json) return yield* Output.json(catalog)
         if (mode.quiet) return yield* Effect.forEach(catalog, (h) => Output.line(h.name), { discard: true })
         yield* Output.table(

@@ -53,6 +53,8 @@ export interface FoundJob {
   readonly namespace: string
   readonly transport: "tunnel" | "proxy"
   readonly spec: HfSpec
+  /** The flavor the job was created with, when this client created it (for a Hub answer without one). */
+  readonly flavor?: string
   /** A job just created (see `tunnelUrl`). */
   readonly fresh: boolean
 }
@@ -89,10 +91,10 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
         jobId: job.id,
         namespace,
         transport,
-        flavor: job.flavor ?? spec.flavor ?? defaults.flavor,
+        flavor: job.flavor ?? found.flavor ?? defaults.flavor,
         url: `${ctx.config.endpoint}/jobs/${namespace}/${job.id}`
       },
-      hardware: job.flavor ?? spec.flavor ?? defaults.flavor,
+      hardware: job.flavor ?? found.flavor ?? defaults.flavor,
       lifetime: spec.lifetime ?? defaults.lifetime,
       forwardsHfToken: spec.forwardHfToken,
       // Asked of the Hub when wanted: the URL is the job's, whoever made it and with whatever options.

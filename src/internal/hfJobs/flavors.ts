@@ -13,12 +13,17 @@ import * as Hub from "./hub.js"
 import type { HfSpec } from "./sandboxOptions.js"
 import * as SpendCap from "./spendCap.js"
 
+/** One job of a sandbox: its spec, with the flavor that job is created with. */
+export interface Attempt extends HfSpec {
+  readonly flavor: string
+}
+
 /**
  * The spec of each attempt, in order: one per flavor (the default flavor when none is given), each with
  * the lifetime its price allows under `maxCost`. The catalog is asked only when there is a cap.
  */
-export const attemptsOf = (client: Hub.HubClient, spec: HfSpec): Effect.Effect<ReadonlyArray<HfSpec>, StartError> => {
-  const flavors = spec.flavors.length > 0 ? spec.flavors : [spec.flavor ?? defaults.flavor]
+export const attemptsOf = (client: Hub.HubClient, spec: HfSpec): Effect.Effect<ReadonlyArray<Attempt>, StartError> => {
+  const flavors = spec.flavors.length > 0 ? spec.flavors : [defaults.flavor]
   if (spec.maxCostMicroUsd === undefined) return Effect.succeed(flavors.map((flavor) => ({ ...spec, flavor })))
   const catalog = client.hardware.pipe(Hub.retryTransient(spec.schedules.hubRetry), Effect.mapError(hubFailure))
   return Effect.map(
@@ -63,10 +68,10 @@ export interface Created {
  */
 export const firstScheduled = <R>(
   client: Hub.HubClient,
-  attempts: ReadonlyArray<HfSpec>,
-  create: (spec: HfSpec) => Effect.Effect<Created, StartError, R>,
+  attempts: ReadonlyArray<Attempt>,
+  create: (spec: Attempt) => Effect.Effect<Created, StartError, R>,
   index = 0
-): Effect.Effect<Created & { readonly spec: HfSpec }, StartError, R> => {
+): Effect.Effect<Created & { readonly spec: Attempt }, StartError, R> => {
   const spec = attempts[index]!
   return Effect.flatMap(create(spec), (created) =>
     index === attempts.length - 1

@@ -12,6 +12,7 @@ import * as Bootstrap from "../bootstrap.js"
 import * as HostLabels from "../hostLabels.js"
 import type { ServerFiles } from "../serverScript.js"
 import { defaults } from "./config.js"
+import type { Attempt } from "./flavors.js"
 import * as Hub from "./hub.js"
 import { isStartBanner, lastLines } from "./logs.js"
 import type { HfSpec } from "./sandboxOptions.js"
@@ -139,7 +140,7 @@ export const watchForDeath = (
  * find it again.
  */
 export const jobSpec = (
-  spec: HfSpec,
+  spec: Attempt,
   hfToken: Redacted.Redacted<string>,
   nonce: string,
   serverFiles: ServerFiles
@@ -188,7 +189,7 @@ export const jobSpec = (
     command: ["/bin/sh", "-c", command],
     environment,
     secrets,
-    flavor: spec.flavor ?? defaults.flavor,
+    flavor: spec.flavor,
     // The Hub's job spec names the lifetime `timeoutSeconds` (whole seconds, at least one).
     timeoutSeconds: Math.max(1, Math.ceil(Duration.toSeconds(lifetime))),
     labels,

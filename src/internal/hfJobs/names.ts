@@ -26,10 +26,9 @@ const liveNamed = (
       { labels: { [LABEL.sandbox]: "1", [LABEL.name]: name }, stages: Hub.LIVE_STAGES },
       retry
     ),
-    (jobs) => sorted(jobs.filter((job) => isNamed(job, name) && !Hub.isTerminal(job.status.stage)))
+    // The Hub answered with live jobs of that name only; its sandbox label alone does not make a job ours.
+    (jobs) => sorted(jobs.filter((job) => isSandboxJob(job)))
   )
-
-const isNamed = (job: Hub.JobInfo, name: string) => isSandboxJob(job) && job.labels?.[LABEL.name] === name
 
 const sorted = (jobs: ReadonlyArray<Hub.JobInfo>) =>
   [...jobs].sort((a, b) =>
@@ -44,6 +43,7 @@ export const taken = (name: string, holder: Hub.JobInfo, namespace: string) =>
   new StartError({
     provider: "hf-jobs",
     reason: "NameTaken",
+    holder: { id: holder.id, name },
     detail:
       `sandbox ${holder.id} (${holder.status.stage}) in ${namespace} is already named ${JSON.stringify(name)}: ` +
       `attach to it with Sandbox.connect({ name }) or Sandbox.getOrCreate({ name }), stop it with ` +

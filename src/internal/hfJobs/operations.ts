@@ -53,14 +53,9 @@ export const list = (ctx: ProviderContext, listOptions: Parameters<Service["list
     const client = yield* ctx.hub
     const namespace = yield* ctx.namespaceOf(listOptions.namespace)
     const jobs = yield* client.listJobs(namespace, filter, (yield* Schedules.Schedules).hubRetry)
-    const stages = filter.stages
-    const sandboxes = jobs.filter(
-      (job) =>
-        isSandboxJob(job) &&
-        (stages !== undefined
-          ? stages.includes(job.status.stage)
-          : listOptions.all || !Hub.isTerminal(job.status.stage))
-    )
+    // The Hub answered with the filter's stages and labels only (as huggingface_hub's list_jobs relies
+    // on); its sandbox label alone does not make a job one of ours.
+    const sandboxes = jobs.filter((job) => isSandboxJob(job))
     yield* Effect.annotateCurrentSpan("hfjobs.count", sandboxes.length)
     return sandboxes.map(
       (job): SandboxInfo => ({

@@ -99,7 +99,7 @@ export const provision = (ctx: ProviderContext, given: HfSpec) =>
     const owner = job.owner?.name ?? namespace
     const endpoint = yield* endpointOf(
       ctx,
-      { client, hfToken, job, namespace: owner, transport: spec.transport, spec, fresh: true },
+      { client, hfToken, job, namespace: owner, transport: spec.transport, spec, flavor: spec.flavor, fresh: true },
       spec.detach
         ? {
             kill: Effect.zipRight(
@@ -134,7 +134,7 @@ interface Creating {
  * Creates one sandbox job for `spec` and registers its cancel on the scope: unless the sandbox is
  * detached and started, or the job was given up (`abandon`, which cancels it at once).
  */
-const createJob = ({ client, givenUp, hfToken, namespace, server, serverFiles }: Creating, spec: HfSpec) =>
+const createJob = ({ client, givenUp, hfToken, namespace, server, serverFiles }: Creating, spec: Flavors.Attempt) =>
   Effect.gen(function* () {
     const retry = Hub.retryTransient(spec.schedules.hubRetry)
     const nonce = randomBytes(16).toString("hex")

@@ -7,10 +7,12 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { SandboxOptions, Volume } from "../../HfJobs.js"
-import { StartError } from "../../SandboxError.js"
+import type { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import type * as Schedules from "../../Schedules.js"
 import * as Defaults from "../defaults.js"
+import { invalidOptions } from "../startError.js"
+import * as Validate from "../validate.js"
 import * as Cloudflared from "./cloudflared.js"
 import * as JobLabels from "./jobLabels.js"
 import * as SpendCap from "./spendCap.js"
@@ -18,8 +20,6 @@ import * as Volumes from "./volumes.js"
 
 /** What one HF sandbox is made with: the generic spec, its HF options resolved, the schedules in force. */
 export interface HfSpec extends SandboxProvider.Spec {
-  /** The flavor the job is created with: the first of `flavors`, or the Hub's default. */
-  readonly flavor: string | undefined
   readonly namespace: string | undefined
   readonly transport: "tunnel" | "proxy"
   readonly cloudflared: Cloudflared.Overrides
@@ -74,8 +74,7 @@ export const merge = (base: SandboxOptions, over: SandboxOptions): SandboxOption
   }
 }
 
-const invalid = (detail: string) =>
-  new StartError({ provider: "hf-jobs", reason: "InvalidOptions", detail: `invalid sandbox options: ${detail}` })
+const invalid = (cause: unknown) => invalidOptions("hf-jobs", cause)
 
 const isRecordOf = (value: unknown, item: (v: unknown) => boolean): boolean =>
   typeof value === "object" && value !== null && !Array.isArray(value) && Object.values(value).every(item)
@@ -89,7 +88,10 @@ const isFlavors = (v: unknown) =>
  * type: a JavaScript caller can pass anything, and a wrong one must not reach a job spec.
  */
 const fromProviderOptions = (given: Readonly<Record<string, unknown>>): SandboxOptions => {
-  const problem = (key: string, what: string) => `${key} ${JSON.stringify(given[key])} is not ${what}`
+  const problem = (key: string, what: string) => {
+    const wrong = `${JSON.stringify(given[key])} is not ${what}`
+    return new Validate.Invalid(key, wrong, `${key} ${wrong}`)
+  }
   const checks: Record<(typeof KEYS)[number], [(v: unknown) => boolean, string]> = {
     flavor: [isFlavors, "a flavor name or a non-empty list of them (e.g. cpu-basic; see `hf jobs hardware`)"],
     namespace: [isString, "a user or organization name"],
@@ -108,7 +110,7 @@ const fromProviderOptions = (given: Readonly<Record<string, unknown>>): SandboxO
   }
   for (const key of KEYS) {
     const [ok, what] = checks[key]
-    if (given[key] !== undefined && !ok(given[key])) throw new Error(problem(key, what))
+    if (given[key] !== undefined && !ok(given[key])) throw problem(key, what)
   }
   return Object.fromEntries(KEYS.filter((key) => given[key] !== undefined).map((key) => [key, given[key]]))
 }
@@ -120,7 +122,7 @@ export const optionsOf = (
 ): Effect.Effect<SandboxOptions, StartError> =>
   Effect.try({
     try: () => merge(current, fromProviderOptions(spec.providerOptions)),
-    catch: (cause) => invalid(cause instanceof Error ? cause.message : String(cause))
+    catch: invalid
   })
 
 /** The flavors in order, each once. */
@@ -142,11 +144,10 @@ export const resolve = (
       try: (): HfSpec => {
         const labels = options.labels ?? {}
         const badLabel = JobLabels.problem(labels)
-        if (badLabel !== undefined) throw new Error(`labels: ${badLabel} (the Hub refuses anything else)`)
+        if (badLabel !== undefined) throw new Validate.Invalid("labels", `${badLabel} (the Hub refuses anything else)`)
         const flavors = flavorsOf(options.flavor)
         return {
           ...spec,
-          flavor: flavors[0],
           flavors,
           volumes: options.volumes === undefined ? [] : Volumes.check(options.volumes),
           ssh: options.ssh ?? false,
@@ -169,6 +170,6 @@ export const resolve = (
           }
         }
       },
-      catch: (cause) => invalid(cause instanceof Error ? cause.message : String(cause))
+      catch: invalid
     })
   )

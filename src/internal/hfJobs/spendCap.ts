@@ -6,6 +6,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { StartError } from "../../SandboxError.js"
+import * as Validate from "../validate.js"
 import * as Hub from "./hub.js"
 
 const MONEY = /^\s*\$?\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:USD)?\s*$/i
@@ -19,7 +20,8 @@ export const parse = (value: unknown): number => {
         ? Number(MONEY.exec(value)?.[1])
         : Number.NaN
   if (!Number.isFinite(usd) || usd <= 0) {
-    throw new Error(`maxCost ${JSON.stringify(value)} is not an amount in US dollars above zero (e.g. 2 or "$2.50")`)
+    const problem = `${JSON.stringify(value)} is not an amount in US dollars above zero (e.g. 2 or "$2.50")`
+    throw new Validate.Invalid("maxCost", problem, `maxCost ${problem}`)
   }
   return Math.round(usd * 1_000_000)
 }

@@ -12,7 +12,7 @@ import * as Schedule from "effect/Schedule"
 import { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as SandboxName from "../sandboxName.js"
-import * as Validate from "../validate.js"
+import { invalidOptions } from "../startError.js"
 import { startError } from "./errors.js"
 import * as LocalState from "./state.js"
 
@@ -40,6 +40,7 @@ const taken = (name: string, state: LocalState.State) =>
   new StartError({
     provider: "local",
     reason: "NameTaken",
+    holder: { id: state.id, name },
     detail:
       `local sandbox ${state.id} (pid ${state.pid}) is already named ${JSON.stringify(name)}: attach to it with ` +
       `Sandbox.connect({ name }) or Sandbox.getOrCreate({ name }), stop it with SandboxProvider.kill("${state.id}"), ` +
@@ -97,9 +98,5 @@ export const labelsOf = (
 ): Effect.Effect<Readonly<Record<string, string>> | undefined, StartError> =>
   Effect.try({
     try: () => SandboxName.checkLabels("labels", spec.providerOptions.labels),
-    catch: (cause) =>
-      startError(
-        "InvalidOptions",
-        `invalid sandbox options: ${cause instanceof Validate.Invalid ? cause.message : String(cause)}`
-      )
+    catch: (cause) => invalidOptions("local", cause)
   })

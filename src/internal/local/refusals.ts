@@ -5,7 +5,8 @@
  */
 import * as Effect from "effect/Effect"
 import type * as SandboxProvider from "../../SandboxProvider.js"
-import { startError } from "./errors.js"
+import { invalidOptions } from "../startError.js"
+import * as Validate from "../validate.js"
 
 const REFUSED: ReadonlyArray<readonly [key: string, what: string]> = [
   [
@@ -25,12 +26,8 @@ const asked = (value: unknown) =>
 /** Fails with `InvalidOptions` naming the first refused option the spec asks for. */
 export const refuseUnsupported = (spec: SandboxProvider.Spec) => {
   const refused = REFUSED.find(([key]) => asked(spec.providerOptions[key]))
-  return refused === undefined
-    ? Effect.void
-    : Effect.fail(
-        startError(
-          "InvalidOptions",
-          `invalid sandbox options: ${refused[0]} ${JSON.stringify(spec.providerOptions[refused[0]])}: ${refused[1]}`
-        )
-      )
+  if (refused === undefined) return Effect.void
+  const [key, what] = refused
+  const problem = `${JSON.stringify(spec.providerOptions[key])}: ${what}`
+  return Effect.fail(invalidOptions("local", new Validate.Invalid(key, problem, `${key} ${problem}`)))
 }

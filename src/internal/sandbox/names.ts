@@ -16,6 +16,7 @@ import { StartError } from "../../SandboxError.js"
 import * as SandboxProvider from "../../SandboxProvider.js"
 import { unsupported } from "../providerSeam.js"
 import * as SandboxName from "../sandboxName.js"
+import { invalidOptions } from "../startError.js"
 import { type Acquire, attachTo, open } from "./open.js"
 
 type Opened = Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope>
@@ -59,12 +60,7 @@ const checked = (options: {
   Effect.flatMap(SandboxProvider.SandboxProvider, (provider) =>
     Effect.try({
       try: () => SandboxName.check("name", options.name),
-      catch: (cause) =>
-        new StartError({
-          provider: provider.name,
-          reason: "InvalidOptions",
-          detail: `invalid sandbox options: ${cause instanceof Error ? cause.message : String(cause)}`
-        })
+      catch: (cause) => invalidOptions(provider.name, cause)
     })
   )
 

@@ -6,11 +6,12 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type { MakeOptions } from "../../Sandbox.js"
-import { StartError } from "../../SandboxError.js"
+import type { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
 import * as Defaults from "../defaults.js"
 import * as SandboxName from "../sandboxName.js"
+import { invalidOptions } from "../startError.js"
 import * as Validate from "../validate.js"
 import * as Wire from "../wire/client.js"
 
@@ -159,10 +160,5 @@ const resolveWith = (
         healthProbeTimeout: Validate.positiveDuration("schedules.healthProbeTimeout", schedules.healthProbeTimeout)
       }
     },
-    catch: (cause) =>
-      new StartError({
-        provider,
-        reason: "InvalidOptions",
-        detail: `invalid sandbox options: ${cause instanceof Error ? cause.message : String(cause)}`
-      })
+    catch: (cause) => invalidOptions(provider, cause)
   })

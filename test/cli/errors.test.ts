@@ -1,0 +1,78 @@
+/**
+ * The CLI's words for the library's errors, built from the errors' fields: flags for options, commands
+ * for library calls. The library's own prose may change without changing them.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Errors from "../../src/cli/errors.js"
+import { InvalidArgumentError, PortError, SshError, StartError } from "../../src/SandboxError.js"
+
+const ID = "687fb701029421ae5549d998"
+
+describe("the CLI's words for library errors", () => {
+  it("a taken name: the holder's id and the commands that use or stop it, whatever the library's detail says", () => {
+    const taken = new StartError({
+      provider: "hf-jobs",
+      reason: "NameTaken",
+      detail: "a wording the CLI does not read",
+      holder: { id: ID, name: "web" }
+    })
+    const started = Errors.describe(taken, true)
+    assert.strictEqual(started.tag, "StartError")
+    assert.strictEqual(
+      started.message,
+      `Sandbox did not start on the hf-jobs provider (NameTaken): sandbox ${ID} is already named "web": ` +
+        `use it by its id ${ID}, stop it with \`hf-sandbox kill ${ID}\`, or choose another name`
+    )
+    assert.notInclude(Errors.describe(taken, false).message, "did not start")
+  })
+
+  it("an invalid option by its flag and its problem; one without a flag as the library says it", () => {
+    const invalid = (option: string) =>
+      new StartError({
+        provider: "local",
+        reason: "InvalidOptions",
+        detail: "a wording the CLI does not read",
+        invalid: { option, problem: '"x" is not right' }
+      })
+    assert.strictEqual(
+      Errors.describe(invalid("maxCost"), true).message,
+      'Sandbox did not start on the local provider (InvalidOptions): invalid --max-cost: "x" is not right'
+    )
+    assert.strictEqual(
+      Errors.describe(invalid("idleTimeout"), false).message,
+      'invalid --idle-timeout: "x" is not right'
+    )
+    assert.strictEqual(Errors.describe(invalid("schedules.logStall"), false).message, "a wording the CLI does not read")
+    const argument = new InvalidArgumentError({ operation: "exec", argument: "env", detail: '"A B" is not a name' })
+    assert.strictEqual(Errors.describe(argument, false).message, 'exec: invalid --env: "A B" is not a name')
+    const other = new InvalidArgumentError({ operation: "exec", argument: "bufferBytes", detail: "0 is too few" })
+    assert.strictEqual(Errors.describe(other, false).message, other.message)
+  })
+
+  it("ports and SSH: the flags and commands that give them, never a library call", () => {
+    const notDeclared = Errors.describe(
+      new PortError({ port: 8000, reason: "NotDeclared", detail: "not declared" }),
+      false
+    )
+    assert.strictEqual(notDeclared.tag, "PortError")
+    assert.include(notDeclared.message, "Create the sandbox with --port 8000, or expose it with --via server")
+    const tunnel = Errors.describe(new PortError({ port: 8000, reason: "TunnelFailed", detail: "no URL" }), false)
+    assert.include(tunnel.message, "or expose it with --via server.")
+    const ssh = Errors.describe(new SshError({ id: ID, provider: "hf-jobs", reason: "NotEnabled" }), false)
+    assert.include(ssh.message, "`hf-sandbox create --ssh`")
+    for (const { message } of [notDeclared, tunnel, ssh]) {
+      assert.notMatch(message, /ports: \[|\{ via|Sandbox\.make/)
+    }
+  })
+
+  it("a missing token: HF_TOKEN, not a layer", () => {
+    const none = new StartError({
+      provider: "hf-jobs",
+      reason: "NoToken",
+      detail: 'no Hugging Face token found: pass HfJobs.layer({ token: Redacted.make("hf_...") })'
+    })
+    const { message } = Errors.describe(none, false)
+    assert.include(message, "HF_TOKEN=hf_...")
+    assert.notInclude(message, "HfJobs.layer")
+  })
+})
