@@ -13,7 +13,7 @@ import time
 
 from .common import IS_LINUX, HttpError, _fail, log, request_shutdown
 from .digest import compare_digest, hmac_sha256, sha256
-from .proctree import has_marker, kill_family, scan_proc
+from .proctree import has_marker, kill_family, kill_found, scan_proc
 
 # HF's numbers (src/sandboxes.rs): HF Jobs run containers in a user namespace that maps uids 0..65535
 # only (setuid above fails with EINVAL), and images' own service accounts sit in the low thousands
@@ -27,7 +27,7 @@ DEFAULT_MAX_MEM_MB = 2048  # RLIMIT_AS: per process
 MAX_COUNT = 4096  # sandboxes one POST may ask for (HF clamps there too)
 PROXY_SUBDIR = ".sbx/proxy"  # HF's proxy.rs PROXY_SUBDIR: $SBX_PROXY_DIR/<port>.sock
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-KILL_ROUNDS = 200  # delete: SIGKILL by uid until none is left, at most this many scans (5 ms apart)
+KILL_BOUND = 3.0  # delete: SIGKILL by uid until none is left, for at most this long
 
 
 def random_id():
@@ -239,22 +239,11 @@ class Host(object):
                     running = bg.proc.returncode is None and bg.result is None
                 kill_family(bg.pid if running else None, bg.spec.marker, signal.SIGKILL)
         if IS_LINUX:
-            self.kill_rounds(sandbox, signal.SIGKILL)
+            _signalled, left = kill_found(lambda: self.pids_of(sandbox), signal.SIGKILL, KILL_BOUND)
+            if left:
+                log("sandbox %s: %d processes still alive after %gs of SIGKILL" % (sandbox.id, len(left), KILL_BOUND))
         for bg in records:
             BGPROCS.remove(bg)
-
-    def kill_rounds(self, sandbox, sig):
-        for _ in range(KILL_ROUNDS):
-            pids = self.pids_of(sandbox)
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except OSError:
-                    pass
-            time.sleep(0.005)
-        log("sandbox %s: processes still alive after %d rounds of SIGKILL" % (sandbox.id, KILL_ROUNDS))
 
     def pids_of(self, sandbox):
         table = scan_proc()

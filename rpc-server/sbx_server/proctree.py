@@ -164,22 +164,31 @@ def kill_family(leader, marker, sig):
         kill_group(leader, sig)
     if not IS_LINUX:
         return False
+    signalled, _left = kill_found(lambda: family(leader, marker), sig, FAMILY_KILL_BOUND)
+    if signalled:
+        PROCS.reap_kick.set()  # adopted orphans die as zombies of ours
+    return signalled
+
+
+def kill_found(find, sig, bound):
+    """Signal every pid `find()` returns; with SIGKILL, find and kill again until none is left (a dying
+    shell may have just forked), within `bound` seconds. (whether anything was signalled, the pids still
+    found when the bound ran out)."""
     signalled = False
-    deadline = time.monotonic() + FAMILY_KILL_BOUND
+    deadline = time.monotonic() + bound
     while True:
-        members = family(leader, marker)
+        members = find()
         for pid in members:
             signalled = True
             try:
                 os.kill(pid, sig)
             except OSError:
                 pass
-        if sig != signal.SIGKILL or not members or time.monotonic() > deadline:
-            break
+        if sig != signal.SIGKILL or not members:
+            return signalled, []
+        if time.monotonic() > deadline:
+            return signalled, members
         time.sleep(0.01)
-    if signalled:
-        PROCS.reap_kick.set()  # adopted orphans die as zombies of ours
-    return signalled
 
 
 def become_subreaper():
