@@ -76,26 +76,36 @@ def kill_group(pgid, sig):
 # ---- Linux process-tree helpers (subreaper, zombie reaping, shutdown) ----
 
 
+def proc_files(name, size):
+    """(pid, the first `size` bytes of /proc/<pid>/<name>) for every process that has one now; nothing
+    elsewhere. One open and one read each."""
+    try:
+        pids = os.listdir("/proc")
+    except OSError:
+        return
+    for pid in pids:
+        if not pid.isdigit():
+            continue
+        try:
+            fd = os.open("/proc/%s/%s" % (pid, name), os.O_RDONLY)
+            try:
+                data = os.read(fd, size)
+            finally:
+                os.close(fd)
+        except OSError:
+            continue
+        yield int(pid), data
+
+
 def scan_proc():
     """pid -> (ppid, pgrp, state) for every process in /proc; {} elsewhere."""
     table = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return table
-    for name in names:
-        if not name.isdigit():
-            continue
+    for pid, data in proc_files("stat", 1024):
         try:
-            fd = os.open("/proc/%s/stat" % name, os.O_RDONLY)
-            try:
-                data = os.read(fd, 1024)
-            finally:
-                os.close(fd)
             # "pid (comm) S ppid pgrp ..." -- comm may hold spaces and parens.
             fields = data[data.rindex(b")") + 2 :].split()
-            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0][:1])
-        except (OSError, ValueError, IndexError):
+            table[pid] = (int(fields[1]), int(fields[2]), fields[0][:1])
+        except (ValueError, IndexError):
             continue
     return table
 
@@ -103,28 +113,17 @@ def scan_proc():
 def scan_uids(low, high):
     """uid -> pids of its live processes, for every real uid in [low, high) that some process has now (a
     uid whose processes are all zombies maps to []). One read per process: its status holds both the
-    State and the Uid line."""
+    State and the Uid line (the 3rd and the 9th, a few hundred bytes in)."""
     table = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return table
-    for name in names:
-        if not name.isdigit():
-            continue
+    for pid, data in proc_files("status", 4096):
         try:
-            fd = os.open("/proc/%s/status" % name, os.O_RDONLY)
-            try:
-                data = os.read(fd, 4096)  # State: is the 3rd line and Uid: the 9th, a few hundred bytes in
-            finally:
-                os.close(fd)
             at = data.index(b"\nUid:")
             uid = int(data[at + 5 :].split(None, 1)[0])
             if low <= uid < high:
                 pids = table.setdefault(uid, [])
                 if data[data.index(b"\nState:") + 7 :].lstrip()[:1] != b"Z":
-                    pids.append(int(name))
-        except (OSError, ValueError, IndexError):
+                    pids.append(pid)
+        except (ValueError, IndexError):
             continue
     return table
 
