@@ -10,7 +10,7 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { PYTHON, SERVER } from "../support/server.js"
 
-const SCRIPT = String.raw`
+const SCRIPT = `
 import json, sys, threading
 sys.path.insert(0, sys.argv[1])
 from sbx_server.proctree import FreshScan
@@ -44,12 +44,12 @@ until(lambda: waiting(2))                 # b and c wait: scan 1 began before th
 gates[0].set(); a.join()
 until(lambda: len(gates) == 2)            # one of them runs scan 2 ...
 until(lambda: waiting(1))                 # ... and the other waits for it
-d_started = len(calls)
+running_after_a = len(calls)
 gates[1].set(); b.join(); c.join()
 e = threading.Thread(target=call, args=("e",)); e.start()
 until(lambda: len(gates) == 3)            # a call after every scan ended begins its own
 gates[2].set(); e.join()
-print(json.dumps({"got": got, "scans": len(calls), "scans_before_release": d_started}))
+print(json.dumps({"got": got, "scans": len(calls), "scans_before_release": running_after_a}))
 `
 
 describe("FreshScan", () => {
