@@ -16,9 +16,10 @@ const BURST = "test/support/emulatorBurst.ts"
 const root = path.resolve(import.meta.dirname, "../../..")
 
 const ownNetwork =
-  process.getuid?.() === 0 && spawnSync("unshare", ["-n", "true"], { stdio: "ignore" }).status === 0
+  process.getuid?.() === 0 &&
+  spawnSync("unshare", ["-n", "ip", "link", "set", "lo", "up"], { stdio: "ignore" }).status === 0
     ? undefined
-    : "needs root and unshare -n (a network namespace of its own, for the kernel's counters)"
+    : "needs root, unshare -n and ip (a network namespace of its own, for the kernel's counters)"
 
 let programs: Bundle
 beforeAll(async () => {
