@@ -13,6 +13,7 @@
  * 3. after each pool's scope closes, how many of its hosts' processes are still alive (should be 0).
  *
  *   npx tsx bench/pool.ts [--provider local|emulator] [--sizes 100,1000] [--leases 100] [--concurrency N]
+ *     [--per-host 50]    (--leases 0 skips part 1)
  *
  * Benchmarks print figures; nothing passes or fails on speed. Run as root for the real isolation (a uid
  * and a Landlock ruleset per sandbox); otherwise the pools are made with `weakIsolation`.
@@ -41,7 +42,8 @@ const SIZES = (arg("sizes") ?? "100,1000").split(",").map(Number)
 const LEASES = Number(arg("leases") ?? 100)
 /** Leases in flight at once in part 2; default: all of them. */
 const CONCURRENCY = arg("concurrency") === undefined ? undefined : Number(arg("concurrency"))
-const PER_HOST = 50
+/** Sandboxes per host in part 2 (default 50, as HF's figures); fewer hosts make a smaller reproduction of a burst. */
+const PER_HOST = Number(arg("per-host") ?? 50)
 const weakIsolation = process.getuid?.() !== 0
 
 type Env = SandboxProvider.SandboxProvider | HttpClient.HttpClient
@@ -407,7 +409,7 @@ const runTarget = (target: Target) =>
   Effect.gen(function* () {
     console.log("")
     console.log(`=== ${target.name} ===`)
-    yield* warmLease(target)
+    if (LEASES > 0) yield* warmLease(target)
     for (const n of SIZES) {
       yield* fanOutPool(target, n, true)
       if (n <= 100) yield* fanOutPool(target, n, false)

@@ -13,7 +13,7 @@ import time
 
 from .common import IS_LINUX, HttpError, _fail, log, request_shutdown
 from .digest import compare_digest, hmac_sha256, sha256
-from .proctree import has_marker, kill_family, scan_proc
+from .proctree import FreshScan, has_marker, kill_family, kill_found, scan_proc, scan_uids
 
 # HF's numbers (src/sandboxes.rs): HF Jobs run containers in a user namespace that maps uids 0..65535
 # only (setuid above fails with EINVAL), and images' own service accounts sit in the low thousands
@@ -27,7 +27,7 @@ DEFAULT_MAX_MEM_MB = 2048  # RLIMIT_AS: per process
 MAX_COUNT = 4096  # sandboxes one POST may ask for (HF clamps there too)
 PROXY_SUBDIR = ".sbx/proxy"  # HF's proxy.rs PROXY_SUBDIR: $SBX_PROXY_DIR/<port>.sock
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-KILL_ROUNDS = 200  # delete: SIGKILL by uid until none is left, at most this many scans (5 ms apart)
+KILL_BOUND = 3.0  # delete: SIGKILL by uid until none is left, for at most this long
 
 
 def random_id():
@@ -112,12 +112,14 @@ class Host(object):
         self.taken = set()  # uids of this host's sandboxes
         self.empty_since = time.monotonic()
         self.wrappers = None  # warm.Stock: the confining wrappers started ahead of commands
+        # The sandboxes' processes by uid, one scan shared by the requests that want one at once.
+        self.by_uid = FreshScan(lambda: scan_uids(UID_BASE, UID_MAX))
 
     # ---- create ----
 
     def create(self, count, env, idle_timeout, max_procs, max_mem_mb):
         """Up to `count` new sandboxes: fewer when the host is full."""
-        running = running_uids() if self.isolation.uids else set()  # one /proc scan per request
+        running = set(self.scan()) if self.isolation.uids else set()  # uids with processes, zombies too
         made = []
         for _ in range(count):
             with self.lock:
@@ -239,27 +241,23 @@ class Host(object):
                     running = bg.proc.returncode is None and bg.result is None
                 kill_family(bg.pid if running else None, bg.spec.marker, signal.SIGKILL)
         if IS_LINUX:
-            self.kill_rounds(sandbox, signal.SIGKILL)
+            _signalled, left = kill_found(lambda: self.pids_of(sandbox), signal.SIGKILL, KILL_BOUND)
+            if left:
+                log("sandbox %s: %d processes still alive after %gs of SIGKILL" % (sandbox.id, len(left), KILL_BOUND))
         for bg in records:
             BGPROCS.remove(bg)
 
-    def kill_rounds(self, sandbox, sig):
-        for _ in range(KILL_ROUNDS):
-            pids = self.pids_of(sandbox)
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except OSError:
-                    pass
-            time.sleep(0.005)
-        log("sandbox %s: processes still alive after %d rounds of SIGKILL" % (sandbox.id, KILL_ROUNDS))
+    def scan(self):
+        """The processes now, for pids_of: by uid (a scan begun after this call, shared with the other
+        requests that want one at once: FreshScan), or without own uids scan_proc's table."""
+        return self.by_uid() if self.isolation.uids else scan_proc()
 
-    def pids_of(self, sandbox):
-        table = scan_proc()
+    def pids_of(self, sandbox, table=None):
+        """The live pids of `sandbox`, from `table` (scan()) or a scan of now."""
+        if table is None:
+            table = self.scan()
         if self.isolation.uids:
-            return [pid for pid, row in table.items() if row[2] != b"Z" and real_uid(pid) == sandbox.uid]
+            return table.get(sandbox.uid, [])
         entry = ("SBX_SANDBOX_ID=%s" % sandbox.id).encode()
         me = os.getpid()
         return [pid for pid, row in table.items() if pid != me and row[2] != b"Z" and has_marker(pid, entry)]
@@ -278,8 +276,9 @@ class Host(object):
         if not stale:
             return
         busy = set(id(bg.spec.sandbox) for bg in BGPROCS.all() if bg.result is None)
+        table = self.scan() if IS_LINUX else None  # one scan for all of them
         for sandbox in stale:
-            if id(sandbox) in busy or (IS_LINUX and self.pids_of(sandbox)):
+            if id(sandbox) in busy or (IS_LINUX and self.pids_of(sandbox, table)):
                 sandbox.touch()
             else:
                 log("sandbox %s idle for %gs: deleting it" % (sandbox.id, sandbox.idle_timeout))
@@ -327,35 +326,6 @@ def connect_socket(sandbox, port):
         raise HttpError(502, "cannot reach port %d in sandbox %s: %s" % (port, sandbox.id, e.strerror or e), "bad_gateway")
     sock.settimeout(SOCKET_TIMEOUT)
     return sock
-
-
-def running_uids():
-    """The real uids of the sandbox range that some process has now. On every create: the pids alone
-    (not scan_proc's table, which reads each process's stat too), each status read with one syscall."""
-    found = set()
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in names:
-        if name.isdigit():
-            uid = real_uid(int(name))
-            if uid is not None and UID_BASE <= uid < UID_MAX:
-                found.add(uid)
-    return found
-
-
-def real_uid(pid):
-    try:
-        fd = os.open("/proc/%d/status" % pid, os.O_RDONLY)
-        try:
-            data = os.read(fd, 4096)  # Uid: is the 9th line, a few hundred bytes in
-        finally:
-            os.close(fd)
-        at = data.index(b"\nUid:")
-        return int(data[at + 5 :].split(None, 1)[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def setup(args, token):

@@ -155,14 +155,18 @@ class Isolation(object):
 
     # ---- commands ----
 
+    def limits(self, sandbox):
+        """(uid or -1, max processes or 0, max memory bytes): what a wrapper, cold or warm, confines a
+        command of `sandbox` to. RLIMIT_NPROC counts per uid: without own uids it would count the host's."""
+        mem = sandbox.max_mem_mb * 1024 * 1024
+        return (sandbox.uid, sandbox.max_procs, mem) if self.uids else (-1, 0, mem)
+
     def command(self, sandbox, program, argv):
         """(argv, pass_fds) that run `program` with `argv` confined to `sandbox`."""
         if not self.confines:
             return argv, ()
-        mem = sandbox.max_mem_mb * 1024 * 1024
-        nproc = sandbox.max_procs if self.uids else 0  # per uid: without own uids it would count the host's
         head = [sys.executable, "-S", "-I", "-c", CONFINE]
-        head += [str(sandbox.uid if self.uids else -1), str(nproc), str(mem), str(sandbox.ruleset), program]
+        head += [str(x) for x in self.limits(sandbox)] + [str(sandbox.ruleset), program]
         return head + list(argv), ((sandbox.ruleset,) if sandbox.ruleset >= 0 else ())
 
     # ---- the server acting for a sandbox ----

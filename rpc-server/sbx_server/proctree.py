@@ -76,28 +76,92 @@ def kill_group(pgid, sig):
 # ---- Linux process-tree helpers (subreaper, zombie reaping, shutdown) ----
 
 
+def proc_files(name, size):
+    """(pid, the first `size` bytes of /proc/<pid>/<name>) for every process that has one now; nothing
+    elsewhere. One open and one read each."""
+    try:
+        pids = os.listdir("/proc")
+    except OSError:
+        return
+    for pid in pids:
+        if not pid.isdigit():
+            continue
+        try:
+            fd = os.open("/proc/%s/%s" % (pid, name), os.O_RDONLY)
+            try:
+                data = os.read(fd, size)
+            finally:
+                os.close(fd)
+        except OSError:
+            continue
+        yield int(pid), data
+
+
 def scan_proc():
     """pid -> (ppid, pgrp, state) for every process in /proc; {} elsewhere."""
     table = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return table
-    for name in names:
-        if not name.isdigit():
-            continue
+    for pid, data in proc_files("stat", 1024):
         try:
-            fd = os.open("/proc/%s/stat" % name, os.O_RDONLY)
-            try:
-                data = os.read(fd, 1024)
-            finally:
-                os.close(fd)
             # "pid (comm) S ppid pgrp ..." -- comm may hold spaces and parens.
             fields = data[data.rindex(b")") + 2 :].split()
-            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0][:1])
-        except (OSError, ValueError, IndexError):
+            table[pid] = (int(fields[1]), int(fields[2]), fields[0][:1])
+        except (ValueError, IndexError):
             continue
     return table
+
+
+def scan_uids(low, high):
+    """uid -> pids of its live processes, for every real uid in [low, high) that some process has now (a
+    uid whose processes are all zombies maps to []). One read per process: its status holds both the
+    State and the Uid line (the 3rd and the 9th, a few hundred bytes in)."""
+    table = {}
+    for pid, data in proc_files("status", 4096):
+        try:
+            at = data.index(b"\nUid:")
+            uid = int(data[at + 5 :].split(None, 1)[0])
+            if low <= uid < high:
+                pids = table.setdefault(uid, [])
+                if data[data.index(b"\nState:") + 7 :].lstrip()[:1] != b"Z":
+                    pids.append(pid)
+        except (ValueError, IndexError):
+            continue
+    return table
+
+
+class FreshScan(object):
+    """A /proc scan shared by the threads that want one at once. Each caller gets the result of a scan
+    that began after its call (a process killed before the call is not found alive by an older scan), and
+    one scan serves every caller that was waiting when it began: deletes at once cost about two scans, not
+    one each (a scan reads every process of the machine, the other hosts' too)."""
+
+    def __init__(self, scan):
+        self.scan = scan
+        self.cond = threading.Condition()
+        self.started = 0
+        self.done = 0
+        self.result = None
+
+    def __call__(self):
+        with self.cond:
+            want = self.started + 1  # the next scan to begin is the first that begins after this call
+            while self.done < want:
+                if self.started > self.done:  # one is running, begun before this call or by another waiter
+                    self.cond.wait()
+                    continue
+                self.started += 1
+                self.cond.release()
+                try:
+                    result = self.scan()
+                except BaseException:
+                    self.cond.acquire()
+                    self.started -= 1  # not done: the next waiter begins its own
+                    self.cond.notify_all()
+                    raise
+                self.cond.acquire()
+                self.done += 1
+                self.result = result
+                self.cond.notify_all()
+            return self.result
 
 
 def descendants(table, root):
@@ -164,22 +228,31 @@ def kill_family(leader, marker, sig):
         kill_group(leader, sig)
     if not IS_LINUX:
         return False
+    signalled, _left = kill_found(lambda: family(leader, marker), sig, FAMILY_KILL_BOUND)
+    if signalled:
+        PROCS.reap_kick.set()  # adopted orphans die as zombies of ours
+    return signalled
+
+
+def kill_found(find, sig, bound):
+    """Signal every pid `find()` returns; with SIGKILL, find and kill again until none is left (a dying
+    shell may have just forked), within `bound` seconds. (whether anything was signalled, the pids still
+    found when the bound ran out)."""
     signalled = False
-    deadline = time.monotonic() + FAMILY_KILL_BOUND
+    deadline = time.monotonic() + bound
     while True:
-        members = family(leader, marker)
+        members = find()
         for pid in members:
             signalled = True
             try:
                 os.kill(pid, sig)
             except OSError:
                 pass
-        if sig != signal.SIGKILL or not members or time.monotonic() > deadline:
-            break
+        if sig != signal.SIGKILL or not members:
+            return signalled, []
+        if time.monotonic() > deadline:
+            return signalled, members
         time.sleep(0.01)
-    if signalled:
-        PROCS.reap_kick.set()  # adopted orphans die as zombies of ours
-    return signalled
 
 
 def become_subreaper():

@@ -24,6 +24,15 @@ def credentials(handler):
     return out
 
 
+def matches(digests, want):
+    return any(compare_digest(d, want) for d in digests)
+
+
+def is_host_token(digests):
+    """Handler.authorized's test (the host token), on the digests of the credentials already made."""
+    return STATE.token_digest is None or matches(digests, STATE.token_digest)
+
+
 def refuse(handler, status=403):
     handler.reader.untrusted_body()  # see Handler.dispatch: no more of our time than the head's
     raise HttpError(status, AUTH_ERROR, "auth")
@@ -50,14 +59,11 @@ def route(handler, method, route_path, query):
         raise HttpError(404, "no route: %s %s" % (method, route_path), "not_found")
     sandbox_id, _, rest = route_path[len(PREFIX) :].partition("/")
     sandbox = host.get(sandbox_id)
-    given = credentials(handler)
-    if sandbox is not None:
-        ok = any(sandbox.accepts(t) for t in given)
-    else:  # a deleted sandbox's own token still learns that it is gone (404, not 401)
-        want = token_digest(sandbox_token(host.token, sandbox_id))
-        ok = any(compare_digest(token_digest(t), want) for t in given)
+    given = [token_digest(t) for t in credentials(handler)]  # each credential hashed once, for both checks
+    # A deleted sandbox's own token still learns that it is gone (404, not 401).
+    want = sandbox.token_digest if sandbox is not None else token_digest(sandbox_token(host.token, sandbox_id))
     host_acts = host.token_acts or (not rest and method == "DELETE")  # the host deletes any of its sandboxes
-    if not ok and not (host_acts and handler.authorized()):
+    if not (matches(given, want) or (host_acts and is_host_token(given))):
         # Another sandbox's token, or the host's (without SBX_HOST_TOKEN_ACTS): not this sandbox's.
         refuse(handler, 401)
     handler.trusted = True

@@ -160,11 +160,7 @@ class Stock(object):
         if taken is None:
             return None
         proc, ctl = taken
-        isolation = self.isolation
-        head = [
-            sandbox.uid if isolation.uids else -1,
-            sandbox.max_procs if isolation.uids else 0,  # see Isolation.command
-            sandbox.max_mem_mb * 1024 * 1024,
+        head = list(self.isolation.limits(sandbox)) + [
             0 if spec.stdin or spec.stdin_pipe else 1,
             os.fsencode(spec.cwd),
             len(spec.argv),

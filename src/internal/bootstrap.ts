@@ -53,11 +53,11 @@ const INSTALL_PYTHON = `install_python() {
   fi
 }`
 
-/** Writes the files of the map in argv[2] (deflated JSON, base64) into the new directory argv[1]. */
+/** Writes the files of the map in argv[2:] (deflated JSON, base64, in pieces) into the new directory argv[1]. */
 const UNPACK = [
   "import base64, json, os, sys, zlib",
   "os.makedirs(sys.argv[1])",
-  "files = json.loads(zlib.decompress(base64.b64decode(sys.argv[2])))",
+  'files = json.loads(zlib.decompress(base64.b64decode("".join(sys.argv[2:]))))',
   "for name, source in files.items():",
   '    with open(os.path.join(sys.argv[1], name), "wb") as f:',
   '        f.write(source.encode("utf-8"))'
@@ -76,9 +76,23 @@ const payloadOf = (serverFiles: ServerFiles): string => {
   return payload
 }
 
-/** The script, to run as `["/bin/sh", "-c", script]`. */
-export const script = (options: Options): string => {
+/**
+ * The longest piece of the package one argument carries. Linux refuses to exec a command with any one
+ * argument over 128 KiB (MAX_ARG_STRLEN: `E2BIG`), whatever the total, and the package alone is about
+ * that size: it travels as arguments of its own after the script, each well under the limit.
+ */
+const PAYLOAD_PIECE = 64 * 1024
+
+/** The job's command: `/bin/sh -c <script> hf-sandbox <the package, in pieces>`. */
+export const command = (options: Options): Array<string> => {
   const payload = payloadOf(options.serverFiles)
+  const pieces: Array<string> = []
+  for (let at = 0; at < payload.length; at += PAYLOAD_PIECE) pieces.push(payload.slice(at, at + PAYLOAD_PIECE))
+  return ["/bin/sh", "-c", script(options), "hf-sandbox", ...pieces]
+}
+
+/** The script, run by {@link command} with the package's pieces as its arguments (`"$@"`). */
+export const script = (options: Options): string => {
   const args = [
     ...(options.transport === "proxy"
       ? ["--host", "0.0.0.0", "--port", '"$SBX_PORT"']
@@ -102,7 +116,7 @@ export const script = (options: Options): string => {
     `DIR="\${TMPDIR:-/tmp}/hf-sandbox"`,
     `mkdir -p "$DIR" || { log "cannot create $DIR"; exit 1; }`,
     // The directory is named for the package: `__main__.py` imports the package by its directory's name.
-    `"$PY" -S -c ${quote(UNPACK)} "$DIR/server.$$/sbx_server" ${quote(payload)} || { log "cannot write the sandbox server to $DIR"; exit 1; }`,
+    `"$PY" -S -c ${quote(UNPACK)} "$DIR/server.$$/sbx_server" "$@" || { log "cannot write the sandbox server to $DIR"; exit 1; }`,
     `exec "$PY" -u -S "$DIR/server.$$/sbx_server" ${args.join(" ")}`
   ].join("\n")
 }

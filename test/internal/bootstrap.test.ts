@@ -3,11 +3,12 @@
  * image without Python (and no package manager to install it) it says so clearly and exits 127.
  */
 import { spawnSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { script } from "../../src/internal/bootstrap.js"
+import { command, type Options } from "../../src/internal/bootstrap.js"
 import { serverScriptPath } from "../../src/internal/serverScript.js"
 
 const serverFiles = fs
@@ -15,6 +16,12 @@ const serverFiles = fs
   .filter((name) => name.endsWith(".py"))
   .sort()
   .map((name) => [name, fs.readFileSync(path.join(serverScriptPath, name), "utf8")] as const)
+
+/** The job's command, run as the job runtime runs it: `/bin/sh` with the script and the package's pieces. */
+const runCommand = (options: Options, spawnOptions: { readonly env: NodeJS.ProcessEnv; readonly timeout: number }) => {
+  const [sh, ...args] = command(options)
+  return spawnSync(sh!, args, { ...spawnOptions, encoding: "utf8" })
+}
 
 describe("bootstrap script", () => {
   it("fails with a clear message when the image has no Python and nothing can install it", () => {
@@ -24,24 +31,25 @@ describe("bootstrap script", () => {
       const found = spawnSync("/bin/sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim()
       if (found) fs.symlinkSync(found, path.join(bin, tool))
     }
-    const run = spawnSync("/bin/sh", ["-c", script({ transport: "proxy", serverFiles, idleTimeoutSeconds: 5 })], {
-      env: { PATH: bin, TMPDIR: bin, SBX_PORT: "0", SBX_TOKEN: "x" },
-      encoding: "utf8",
-      timeout: 10_000
-    })
+    const run = runCommand(
+      { transport: "proxy", serverFiles, idleTimeoutSeconds: 5 },
+      { env: { PATH: bin, TMPDIR: bin, SBX_PORT: "0", SBX_TOKEN: "x" }, timeout: 10_000 }
+    )
     fs.rmSync(bin, { recursive: true, force: true })
     assert.strictEqual(run.status, 127)
     assert.include(run.stderr, "hf-sandbox: the image has no Python 3.8+; installing it")
     assert.include(run.stderr, "cannot start: the image has no Python 3.8+ and it could not be installed")
   })
 
-  it("writes the server package it carries and execs it (the server's listening line comes out)", () => {
+  // The package grows past what one argument may carry (Linux's MAX_ARG_STRLEN, 128 KiB: the exec fails
+  // with E2BIG): a module of incompressible text makes sure this one does.
+  const large = [...serverFiles, ["zz_ballast.py", `# ${randomBytes(150 * 1024).toString("base64")}\n`] as const]
+  it("writes the server package it carries, however large, and execs it (the server's listening line comes out)", () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-boot-"))
-    const run = spawnSync("/bin/sh", ["-c", script({ transport: "proxy", serverFiles, idleTimeoutSeconds: 0.5 })], {
-      env: { PATH: process.env.PATH ?? "", TMPDIR: tmp, SBX_PORT: "0", SBX_TOKEN: "x".repeat(64) },
-      encoding: "utf8",
-      timeout: 20_000
-    })
+    const run = runCommand(
+      { transport: "proxy", serverFiles: large, idleTimeoutSeconds: 0.5 },
+      { env: { PATH: process.env.PATH ?? "", TMPDIR: tmp, SBX_PORT: "0", SBX_TOKEN: "x".repeat(64) }, timeout: 20_000 }
+    )
     const files = fs.readdirSync(path.join(tmp, "hf-sandbox"))
     const written = files.length === 1 ? fs.readdirSync(path.join(tmp, "hf-sandbox", files[0]!, "sbx_server")) : []
     fs.rmSync(tmp, { recursive: true, force: true })
@@ -53,7 +61,7 @@ describe("bootstrap script", () => {
     // Every module of the package, byte for byte (the payload is a deflated JSON map of them).
     assert.deepStrictEqual(
       written.filter((name) => name.endsWith(".py")).sort(),
-      serverFiles.map(([name]) => name)
+      large.map(([name]) => name)
     )
   })
 })

@@ -263,6 +263,17 @@ describe("delete and idle", () => {
     }
   )
 
+  it.skipIf(!isLinux)("deletes at once kill every process of each sandbox (their /proc scans shared)", async () => {
+    const sandboxes = [await createOne(host), await createOne(host)]
+    for (const sb of sandboxes) await spawnIn(host, sb, "sleep 1000 & echo $! > pid; wait")
+    await eventually(() => sandboxes.every((sb) => fs.existsSync(`${sb.home}/pid`)), "the sleeps started")
+    const pids = sandboxes.map((sb) => Number(fs.readFileSync(`${sb.home}/pid`, "utf8").trim()))
+    const answers = await Promise.all(sandboxes.map((sb) => remove(sb.id)))
+    expect(answers.map((a) => a.status)).toEqual([200, 200])
+    expect(await waitGone(pids)).toEqual([])
+    expect(sandboxes.filter((sb) => fs.existsSync(sb.home))).toEqual([])
+  })
+
   it("removes a sandbox idle past its idle_timeout_secs, but not one with a process running", async () => {
     const [idle, busy] = (await create(host, { count: 2, idle_timeout_secs: 0.5 })).sandboxes
     const forever = await createOne(host)

@@ -148,7 +148,7 @@ export const jobSpec = (
   const sandboxToken = deriveSandboxToken(hfToken, nonce)
   const idle = spec.idleTimeout ?? defaults.idleTimeout
   const lifetime = spec.lifetime ?? defaults.lifetime
-  const command = Bootstrap.script({
+  const command = Bootstrap.command({
     transport: spec.transport,
     serverFiles,
     idleTimeoutSeconds: Duration.toSeconds(idle) > 0 ? Duration.toSeconds(idle) : undefined,
@@ -186,7 +186,7 @@ export const jobSpec = (
   }
   return {
     ...(isSpace ? { spaceId: image } : { dockerImage: spec.image }),
-    command: ["/bin/sh", "-c", command],
+    command,
     environment,
     secrets,
     flavor: spec.flavor,

@@ -43,6 +43,16 @@ import { refuseUpgrade } from "./upgrade.js"
 import { delay } from "./util.js"
 import * as Volumes from "./volumes.js"
 
+/**
+ * The emulator's accept queue: as long as the kernel allows (`net.core.somaxconn` caps it, 4096 by
+ * default), not Node's default of 511. The Hub, the Jobs proxy and Cloudflare's edge are fleets that take
+ * a client's connections as they come, but the emulator shares one event loop with the client under test:
+ * a burst of requests in flight (a 1,000-lease pool: a connection each) is that many connects before the
+ * loop can accept one. Over the queue, the kernel dropped the handshakes, and the clients saw `ECONNRESET`
+ * some 30 s later on requests the emulator never received.
+ */
+const LISTEN_BACKLOG = 65535
+
 class Emulator {
   readonly faults = defaultFaults()
   readonly server: http.Server
@@ -105,7 +115,7 @@ class Emulator {
     )
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject)
-      this.server.listen(0, "127.0.0.1", () => resolve())
+      this.server.listen({ port: 0, host: "127.0.0.1", backlog: LISTEN_BACKLOG }, () => resolve())
     })
     this.url = `http://127.0.0.1:${(this.server.address() as net.AddressInfo).port}`
     process.once("exit", this.onProcessExit)
