@@ -102,8 +102,7 @@ const tokenOf = (
   health: Protocol.HealthResponse,
   hostToken: Redacted.Redacted<string>,
   localId: string
-): Redacted.Redacted<string> =>
-  health.mode === HOST_MODE ? HostWire.sandboxToken(hostToken, localId) : hostToken
+): Redacted.Redacted<string> => (health.mode === HOST_MODE ? HostWire.sandboxToken(hostToken, localId) : hostToken)
 
 /** What our server's health says in host mode (routes_host.health_fields). */
 const HOST_MODE = "host"

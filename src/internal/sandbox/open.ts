@@ -142,7 +142,10 @@ export const start = ({ acquire, healthProbeTimeout, provider, schedules, scope,
   Effect.gen(function* () {
     const endpoint = yield* acquire(provider, spec)
     const wire = yield* Wire.make(endpoint, timeouts)
-    const health = yield* Effect.raceFirst(ready(provider, wire, schedules.healthPoll, healthProbeTimeout), endpoint.died)
+    const health = yield* Effect.raceFirst(
+      ready(provider, wire, schedules.healthPoll, healthProbeTimeout),
+      endpoint.died
+    )
     return { endpoint, wire, health }
   }).pipe(
     Effect.timeoutFail({
