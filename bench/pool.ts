@@ -14,6 +14,8 @@
  *
  *   npx tsx bench/pool.ts [--provider local|emulator] [--sizes 100,1000] [--leases 100] [--concurrency N]
  *
+ * (`--sizes 0`: part 1 only; `--leases 0`: part 2 only.)
+ *
  * Benchmarks print figures; nothing passes or fails on speed. Run as root for the real isolation (a uid
  * and a Landlock ruleset per sandbox); otherwise the pools are made with `weakIsolation`.
  */
@@ -419,7 +421,7 @@ const runTarget = (target: Target) =>
   Effect.gen(function* () {
     console.log("")
     console.log(`=== ${target.name} ===`)
-    yield* warmLease(target)
+    if (LEASES > 0) yield* warmLease(target)
     for (const n of SIZES) {
       yield* fanOutPool(target, n, true)
       if (n <= 100) yield* fanOutPool(target, n, false)
