@@ -28,8 +28,7 @@ class Processes(object):
         self.reap_kick = threading.Event()
         self.reaping = False  # see reap_children
 
-    def spawn(self, argv, popen=None, **kwargs):
-        """A started process (subprocess.Popen, or what `popen(argv, **kwargs)` makes), tracked until reaped."""
+    def spawn(self, argv, **kwargs):
         if not self.reaping:
             reap_children()
         with self.lock:
@@ -40,7 +39,7 @@ class Processes(object):
         try:
             import subprocess  # at the first command: the server's start does without it
 
-            proc = (popen or subprocess.Popen)(argv, **kwargs)
+            proc = subprocess.Popen(argv, **kwargs)
         finally:
             with self.lock:
                 self.spawning -= 1
