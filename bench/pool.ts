@@ -15,6 +15,8 @@
  *   npx tsx bench/pool.ts [--provider local|emulator] [--sizes 100,1000] [--leases 100] [--concurrency N]
  *     [--per-host 50]    (--leases 0 skips part 1)
  *
+ * (`--sizes 0`: part 1 only; `--leases 0`: part 2 only.)
+ *
  * Benchmarks print figures; nothing passes or fails on speed. Run as root for the real isolation (a uid
  * and a Landlock ruleset per sandbox); otherwise the pools are made with `weakIsolation`.
  */
@@ -38,7 +40,11 @@ const arg = (name: string) => {
   return at >= 0 ? argv[at + 1] : undefined
 }
 const PROVIDERS = (arg("provider") ?? "local,emulator").split(",")
-const SIZES = (arg("sizes") ?? "100,1000").split(",").map(Number)
+/** `--sizes 0` runs part 1 only. */
+const SIZES = (arg("sizes") ?? "100,1000")
+  .split(",")
+  .map(Number)
+  .filter((n) => n > 0)
 const LEASES = Number(arg("leases") ?? 100)
 /** Leases in flight at once in part 2; default: all of them. */
 const CONCURRENCY = arg("concurrency") === undefined ? undefined : Number(arg("concurrency"))
@@ -152,14 +158,16 @@ const emulated = (emulator: Testing.HubEmulator): Target => {
 // ---------------------------------------------------------------------------------------------------
 // Pieces
 
-const row = (name: string, samples: ReadonlyArray<number>, base?: { p50: number; p99: number }) =>
+const row = (name: string, samples: ReadonlyArray<number>, base?: { p50: number; p90: number; p99: number }) => {
+  const at = (p: 50 | 90 | 99) => percentile(samples, p)
+  const ratios =
+    base === undefined
+      ? ""
+      : `  ${(at(50) / base.p50).toFixed(2)}x / ${(at(90) / base.p90).toFixed(2)}x / ${(at(99) / base.p99).toFixed(2)}x`
   console.log(
-    `  ${name.padEnd(40)} p50 ${ms(percentile(samples, 50)).padStart(11)}  p99 ${ms(percentile(samples, 99)).padStart(11)}${
-      base === undefined
-        ? ""
-        : `  ${(percentile(samples, 50) / base.p50).toFixed(2)}x / ${(percentile(samples, 99) / base.p99).toFixed(2)}x`
-    }`
+    `  ${name.padEnd(40)} p50 ${ms(at(50)).padStart(11)}  p90 ${ms(at(90)).padStart(11)}  p99 ${ms(at(99)).padStart(11)}${ratios}`
   )
+}
 
 const MiB = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 
@@ -220,6 +228,7 @@ const warmLease = (target: Target) =>
     const first: Array<number> = []
     const total: Array<number> = []
     const second: Array<number> = []
+    const release: Array<number> = []
     const oneLease = Effect.scoped(
       Effect.gen(function* () {
         const t0 = now()
@@ -231,26 +240,31 @@ const warmLease = (target: Target) =>
         lease.push(t1 - t0)
         first.push(t2 - t1)
         total.push(t2 - t0)
+        return now()
       })
-    )
+    ).pipe(Effect.flatMap((at) => Effect.sync(() => release.push(now() - at))))
     // Warm-up of both paths (JIT, connections), then interleaved rounds so the shared machine's noise
     // hits both series alike.
     for (let i = 0; i < 10; i++) yield* Effect.zip(dedicated.exec("true"), oneLease)
-    lease.length = first.length = total.length = second.length = 0
+    lease.length = first.length = total.length = second.length = release.length = 0
     const per = Math.ceil(LEASES / ROUNDS)
     for (let round = 0; round < ROUNDS; round++) {
       for (let i = 0; i < per; i++) yield* timed(baseline, dedicated.exec("true"))
       for (let i = 0; i < per; i++) yield* oneLease
     }
-    const base = { p50: percentile(baseline, 50), p99: percentile(baseline, 99) }
-    console.log(`1. lease on a warm host, ${total.length} sequential leases (ratios p50 / p99 to the dedicated exec's)`)
+    const base = { p50: percentile(baseline, 50), p90: percentile(baseline, 90), p99: percentile(baseline, 99) }
+    const load = fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
+    console.log(
+      `1. lease on a warm host, ${total.length} sequential leases (ratios p50 / p90 / p99 to the dedicated exec's; load ${load})`
+    )
     row('dedicated sb.exec("true") [baseline]', baseline, base)
     row("SandboxPool.make (lease alone)", lease, base)
     row('first sb.exec("true") of the lease', first, base)
     row("make -> first result", total, base)
     row('second sb.exec("true") of the lease', second, base)
+    row("release (the lease's scope closing)", release, base)
     console.log(
-      `  target: make -> first result p50 <= 2.00x baseline -> ${(percentile(total, 50) / base.p50).toFixed(2)}x`
+      `  target: make -> first result p50 <= 2.00x baseline -> ${(percentile(total, 50) / base.p50).toFixed(2)}x (p90 ${(percentile(total, 90) / base.p90).toFixed(2)}x)`
     )
     return pids
   }).pipe(

@@ -268,7 +268,13 @@ describe("SandboxPool over fake hosts", () => {
           const host = k.hosts[0]!
           yield* Effect.scoped(
             Effect.gen(function* () {
+              const before = host.requests.length
               const other = yield* Sandbox.connect(sb.id)
+              // The host's health says which server it is: no request to the sandbox's routes to find out.
+              assert.deepStrictEqual(
+                host.requests.slice(before).filter((r) => r.includes(`/v1/sandboxes/${localId}`)),
+                []
+              )
               assert.strictEqual(other.id, sb.id)
               assert.deepStrictEqual(yield* other.processes, [])
             })

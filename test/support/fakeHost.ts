@@ -67,7 +67,9 @@ const handler = (host: FakeHost, knobs: Knobs) => (req: http.IncomingMessage, re
   req.on("data", (chunk: Buffer) => body.push(chunk))
   req.on("end", () => {
     if (url.pathname === "/health") {
-      return json(res, 200, token === host.token ? { status: "ok", version: "fake", mode: "host" } : { status: "ok" })
+      // HF's server says no `mode` (its health is status, version, uptime and its sandboxes' count).
+      const ours = knobs.hostTokenOnly ? { sandboxes: host.sandboxes.size } : { mode: "host" }
+      return json(res, 200, token === host.token ? { status: "ok", version: "fake", ...ours } : { status: "ok" })
     }
     const scoped = /^\/v1\/sandboxes\/([0-9a-f]+)\/(.*)$/.exec(url.pathname)
     if (scoped !== null) {

@@ -5,23 +5,25 @@
  * contract). The `Sandbox` does not own it: closing the scope only detaches; `terminate` deletes it.
  *
  * HF's own server (sandbox-server) has no per-sandbox tokens: it takes the host token on a sandbox's
- * routes and refuses the derived one (403 there; ours says 401 to a wrong token). So the derived token is
- * tried first (ours never needs the host token on a sandbox's routes, and refuses it there unless
- * `SBX_HOST_TOKEN_ACTS=1`), and only on that refusal is the host token used.
+ * routes and refuses the derived one. Which server the host runs is in the health answer the attach
+ * already read (ours says `mode: "host"`; HF's has no `mode`), so no request is spent finding out: ours
+ * gets the derived token (it never needs the host token on a sandbox's routes, and refuses it there
+ * unless `SBX_HOST_TOKEN_ACTS=1`), HF's the host token.
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
+import type * as Protocol from "../../Protocol.js"
 import type { ConnectOptions, Sandbox } from "../../Sandbox.js"
-import { type OperationError, StartError } from "../../SandboxError.js"
+import { StartError } from "../../SandboxError.js"
 import * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
 import { attachTo, sandboxScope, start } from "../sandbox/open.js"
 import * as Spec from "../sandbox/spec.js"
 import * as StartErrors from "../startError.js"
-import * as Wire from "../wire/client.js"
+import type * as Wire from "../wire/client.js"
 import * as HostWire from "../wire/host.js"
 import * as Pooled from "./pooled.js"
 
@@ -33,6 +35,8 @@ export interface Attached {
   readonly scope: Scope.CloseableScope
   readonly timeouts: Wire.Timeouts
   readonly schedules: Schedules.Service
+  /** The host's health answer (with the host token), as the attach read it. */
+  readonly health: Protocol.HealthResponse
 }
 
 /**
@@ -48,7 +52,7 @@ export const withHost = <A, E, R>(
     const provider = yield* SandboxProvider.SandboxProvider
     const { healthProbeTimeout, schedules, spec, timeouts } = yield* Spec.resolve(provider, options)
     const scope = yield* sandboxScope(false)
-    const { endpoint: host } = yield* start({
+    const { endpoint: host, health } = yield* start({
       provider,
       spec,
       timeouts,
@@ -58,7 +62,7 @@ export const withHost = <A, E, R>(
       healthProbeTimeout
     }).pipe(Effect.provideService(Schedules.Schedules, schedules))
     const client = yield* HostWire.make(host, timeouts)
-    return yield* use({ provider, host, client, scope, timeouts, schedules }).pipe(
+    return yield* use({ provider, host, client, scope, timeouts, schedules, health }).pipe(
       Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
     )
   })
@@ -69,7 +73,7 @@ export const connect = (
   parts: { readonly hostId: string; readonly localId: string },
   options: ConnectOptions
 ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
-  withHost(parts.hostId, options, ({ client, host, provider, schedules, scope, timeouts }) =>
+  withHost(parts.hostId, options, ({ client, health, host, provider, schedules, scope, timeouts }) =>
     Effect.gen(function* () {
       const fail = (detail: string, reason: StartError["reason"] = "NotReady") =>
         new StartError({ provider: provider.name, reason, detail })
@@ -80,31 +84,25 @@ export const connect = (
       if (found === undefined) {
         return yield* fail(`sandbox ${id} no longer exists on host ${parts.hostId}`, "NotFound")
       }
-      const kill = Pooled.remove(client, parts.localId)
-      const pooled = (token: Redacted.Redacted<string>): Pooled.Pooled => ({ host, sandbox: found, token, kill })
-      const token = yield* tokenOf(pooled, timeouts, host.token).pipe(
-        Effect.mapError((error) => fail(`sandbox ${id} did not answer: ${error.message}`))
-      )
-      return yield* Pooled.sandbox(pooled(token), { scope, timeouts, schedules, cwd: options.cwd })
+      const pooled: Pooled.Pooled = {
+        host,
+        sandbox: found,
+        token: tokenOf(health, host.token, parts.localId),
+        kill: Pooled.remove(client, parts.localId)
+      }
+      return yield* Pooled.sandbox(pooled, { scope, timeouts, schedules, cwd: options.cwd })
     })
   ).pipe(
     Effect.mapError((error) => StartErrors.during(`attach to sandbox ${id}`, error)),
     Effect.withSpan("Sandbox.connect", { attributes: { "sandbox.id": id } })
   )
 
-/** The token the sandbox takes: its derived own, else (HF's server, which refuses it) the host's. */
+/** The token a sandbox of the host takes: its derived own on our host, the host's on HF's (see above). */
 const tokenOf = (
-  pooled: (token: Redacted.Redacted<string>) => Pooled.Pooled,
-  timeouts: Wire.Timeouts,
-  hostToken: Redacted.Redacted<string>
-): Effect.Effect<Redacted.Redacted<string>, OperationError, HttpClient.HttpClient> => {
-  const derived = HostWire.sandboxToken(hostToken, pooled(hostToken).sandbox.id)
-  return Wire.make(Pooled.endpoint(pooled(derived)), timeouts).pipe(
-    Effect.flatMap((wire) => wire.processes),
-    Effect.as(derived),
-    Effect.catchIf(
-      (error) => error._tag === "AuthError",
-      () => Effect.succeed(hostToken)
-    )
-  )
-}
+  health: Protocol.HealthResponse,
+  hostToken: Redacted.Redacted<string>,
+  localId: string
+): Redacted.Redacted<string> => (health.mode === HOST_MODE ? HostWire.sandboxToken(hostToken, localId) : hostToken)
+
+/** What our server's health says in host mode (routes_host.health_fields). */
+const HOST_MODE = "host"

@@ -134,15 +134,19 @@ export interface StartContext {
 }
 
 /**
- * The endpoint and its wire client, once the server answers, within `startTimeout`. A failure closes
- * the sandbox's scope with that failure (the provider stops what it started).
+ * The endpoint and its wire client, once the server answers, within `startTimeout`, with the health
+ * answer that said so. A failure closes the sandbox's scope with that failure (the provider stops what
+ * it started).
  */
 export const start = ({ acquire, healthProbeTimeout, provider, schedules, scope, spec, timeouts }: StartContext) =>
   Effect.gen(function* () {
     const endpoint = yield* acquire(provider, spec)
     const wire = yield* Wire.make(endpoint, timeouts)
-    yield* Effect.raceFirst(ready(provider, wire, schedules.healthPoll, healthProbeTimeout), endpoint.died)
-    return { endpoint, wire }
+    const health = yield* Effect.raceFirst(
+      ready(provider, wire, schedules.healthPoll, healthProbeTimeout),
+      endpoint.died
+    )
+    return { endpoint, wire, health }
   }).pipe(
     Effect.timeoutFail({
       duration: spec.startTimeout,
