@@ -1,11 +1,28 @@
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
-import { defineConfig } from "vitest/config"
+import { defineConfig, type Plugin } from "vitest/config"
 import type { Reporter } from "vitest/reporters"
+import { compiledPath, libDir } from "./test/support/library.js"
 import { realPython } from "./test/support/python.js"
 
-// Tests import the library by its package name, exactly as users do; the alias maps it to src/.
-const src = fileURLToPath(new URL("./src/", import.meta.url))
+/**
+ * Tests import the library by its package name, exactly as users do, or a module of `src/` by its path;
+ * both resolve to the copy of `src/` compiled for the run (test/support/library.ts), which Node loads
+ * natively instead of through vitest's module runner.
+ */
+const library: Plugin = {
+  name: "hf-sandbox-library",
+  enforce: "pre",
+  resolveId(source, importer) {
+    if (source === "hf-sandbox") return path.join(libDir, "index.js")
+    if (source.startsWith("hf-sandbox/")) {
+      const name = source.slice("hf-sandbox/".length)
+      return path.join(libDir, `${name === "testing" ? "Testing" : name}.js`)
+    }
+    if (importer === undefined || !source.startsWith(".")) return undefined
+    const file = path.resolve(path.dirname(importer), source).replace(/\.js$/, ".ts")
+    return compiledPath(file)
+  }
+}
 
 type Task = { type: string; mode?: string; result?: { state?: string }; tasks?: Array<Task> }
 
@@ -38,22 +55,21 @@ const pathWithRealPython = (): string | undefined => {
 }
 const PATH = pathWithRealPython()
 
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
 export default defineConfig({
-  resolve: {
-    alias: [
-      { find: /^hf-sandbox$/, replacement: `${src}index.ts` },
-      { find: /^hf-sandbox\/testing$/, replacement: `${src}Testing.ts` },
-      { find: /^hf-sandbox\/(.*)$/, replacement: `${src}$1.ts` }
-    ]
-  },
+  plugins: [library],
   test: {
+    globalSetup: ["./test/support/library.ts"],
+    server: { deps: { external: [new RegExp(`^${escapeRegExp(libDir)}/`)] } },
     include: ["test/**/*.test.ts"],
-    // `global.gc` lets the streaming suites measure what the client retains, not garbage not yet collected.
+    // `global.gc` lets the streaming suites measure what the client retains, not garbage not yet collected;
+    // source maps make stack traces through the compiled library name the lines of `src/`.
     // Three files at a time even on a 2-core machine (the default would be one): most of a test's time is
     // spent waiting on real processes, sleeps of the commands under test and loopback I/O, not computing
     // (with two the suite used under one core on average). Four were faster still, but on a machine
     // loaded by other suites as well, 20 sandboxes started at once then outran their 60 s.
-    poolOptions: { forks: { execArgv: ["--expose-gc"], maxForks: 3, minForks: 1 } },
+    poolOptions: { forks: { execArgv: ["--expose-gc", "--enable-source-maps"], maxForks: 3, minForks: 1 } },
     ...(PATH !== undefined ? { env: { PATH } } : {}),
     testTimeout: 60_000,
     hookTimeout: 60_000,
