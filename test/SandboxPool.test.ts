@@ -219,6 +219,42 @@ describe("SandboxPool on the local provider", { timeout: 120_000 }, () => {
     )
   )
 
+  it.live("a pool adopts the running hosts of its name: they count towards warmUp, take leases, and outlive it", () =>
+    Effect.gen(function* () {
+      yield* Effect.provide(Effect.void, SandboxPool.layer({ name: "adopted", detach: true, weakIsolation }))
+      const [host] = yield* Adopt.hostsOf("adopted")
+      // Another client's sandbox on it: a slot the adopting pool must count as taken.
+      const theirs = yield* Effect.scoped(Effect.map(Adopt.createOnPool("adopted"), (sb) => sb.id))
+      const seen = yield* Effect.gen(function* () {
+        const pool = yield* SandboxPool.SandboxPool
+        const hosts = yield* pool.hosts
+        assert.deepStrictEqual(
+          hosts.map((h) => [h.id, h.leased]),
+          [[host!.id, 1]],
+          "adopted, counting its sandbox; no host booted"
+        )
+        const sb = yield* SandboxPool.make()
+        assert.strictEqual(sb.id.split(".")[0], host!.id)
+        return (yield* pool.hosts).length
+      }).pipe(Effect.scoped, Effect.provide(SandboxPool.layer({ name: "adopted", weakIsolation })))
+      assert.strictEqual(seen, 1)
+      assert.deepStrictEqual(
+        (yield* Adopt.hostsOf("adopted")).map((h) => h.id),
+        [host!.id],
+        "its close left the host it did not start"
+      )
+      yield* Effect.scoped(Effect.flatMap(Sandbox.connect(theirs), (sb) => sb.exec("true")))
+      const own = yield* Effect.gen(function* () {
+        const pool = yield* SandboxPool.SandboxPool
+        return (yield* pool.hosts).map((h) => h.id)
+      }).pipe(Effect.scoped, Effect.provide(SandboxPool.layer({ name: "adopted", adopt: false, weakIsolation })))
+      assert.notInclude(own, host!.id, "adopt: false starts its own")
+    }).pipe(
+      Effect.ensuring(Effect.ignore(SandboxProvider.sweep({ labels: { "hf-sandbox-pool": "adopted" } }))),
+      Effect.provide(Env)
+    )
+  )
+
   it.live("a detached pool's hosts outlive it: another client makes sandboxes there by the pool's name", () =>
     Effect.gen(function* () {
       yield* Effect.provide(Effect.void, SandboxPool.layer({ name: "kept", detach: true, weakIsolation }))
