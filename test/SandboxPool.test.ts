@@ -188,11 +188,16 @@ describe("SandboxPool on the local provider", { timeout: 120_000 }, () => {
       const [hostId, localId] = sb.id.split(".")
       const lines = (id: string, options: SandboxProvider.LogOptions = {}) =>
         Effect.map(Stream.runCollect(SandboxProvider.logs(id, options)), (chunk) => Array.from(chunk))
+      yield* sb.exec("echo in-it")
+      yield* other.exec("echo in-the-other")
       const own = yield* lines(sb.id)
-      assert.isNotEmpty(own)
       for (const line of own) assert.include(line, localId!, "only the lines about it")
       assert.isTrue(
         own.some((line) => line.includes("created")),
+        own.join("\n")
+      )
+      assert.isTrue(
+        own.some((line) => line.includes(`sandbox ${localId}: command started`) && line.includes("echo in-it")),
         own.join("\n")
       )
       assert.deepStrictEqual(Array.from(yield* Stream.runCollect(sb.logs())), own, "sb.logs() is the same log")
