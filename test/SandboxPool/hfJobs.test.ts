@@ -106,4 +106,22 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("SandboxPool o
       assert.strictEqual(again._tag === "StartError" ? again.reason : undefined, "NotFound")
     }).pipe(Effect.scoped, Effect.provide(SandboxPool.layer({ name: "byid", weakIsolation })))
   )
+
+  it.effect("a pool adopts the running host jobs of its name, and its close leaves them running", () =>
+    Effect.gen(function* () {
+      const [kept] = yield* Effect.flatMap(SandboxPool.SandboxPool, (pool) => pool.hosts).pipe(
+        Effect.provide(Layer.fresh(SandboxPool.layer({ name: "warm", detach: true, weakIsolation })))
+      )
+      const used = yield* Effect.gen(function* () {
+        const pool = yield* SandboxPool.SandboxPool
+        const sb = yield* SandboxPool.make()
+        assert.strictEqual((yield* sb.exec("echo adopted")).stdout, "adopted\n")
+        return { hosts: (yield* pool.hosts).map((h) => h.id), on: sb.id.split(".")[0] }
+      }).pipe(Effect.scoped, Effect.provide(Layer.fresh(SandboxPool.layer({ name: "warm", weakIsolation }))))
+      assert.deepStrictEqual(used, { hosts: [kept!.id], on: kept!.id }, "adopted: no host job started")
+      assert.strictEqual((yield* jobOf(kept!.id)).stage, "RUNNING", "its close left the job it did not start")
+      yield* SandboxProvider.sweep({ labels: { "hf-sandbox-pool": "warm" } })
+      yield* assertCancelled(kept!.id)
+    })
+  )
 })
