@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+/**
+ * The `hf-sandbox` executable as installed: it runs the CLI's one-file bundle (`hf-sandbox.cjs`, built by
+ * scripts/build-cli.ts beside this file) through a V8 code cache. Compiling the ~3 MB bundle is a third of
+ * the CLI's start-up, paid by every command (`--version` included); with the cache, V8 deserializes the
+ * compiled functions instead (Node 20 has no compile cache of its own; `module.enableCompileCache` came in
+ * Node 22.1, and does the same for modules). Only Node built-ins are used here, so that this file costs
+ * nothing.
+ *
+ * The cache lives under `$XDG_CACHE_HOME/hf-sandbox/compile-cache` (else `~/.cache/...`), one file per
+ * bundle content and Node version (V8 itself only checks the source's length, so the key must be the
+ * content). It is written once, at exit of a run that found none, so that it holds the functions that
+ * run compiled, and atomically (a temp file renamed), so that two CLIs starting at once never read half a
+ * file. Whatever goes wrong with it only costs the start-up it would have saved.
+ * `HF_SANDBOX_COMPILE_CACHE=0` turns it off.
+ */
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as vm from "node:vm"
+
+/** The code cache's directory, per the XDG base directory rules. */
+const cacheDirectory = (env: NodeJS.ProcessEnv): string => {
+  const xdg = env.XDG_CACHE_HOME
+  const base = xdg !== undefined && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), ".cache")
+  return path.join(base, "hf-sandbox", "compile-cache")
+}
+
+const readOrUndefined = (file: string): Buffer | undefined => {
+  try {
+    return fs.readFileSync(file)
+  } catch {
+    return undefined
+  }
+}
+
+/** Writes `data` to `file` through a temp file, and removes the caches of older bundles on this Node. */
+const store = (directory: string, file: string, prefix: string, data: Buffer) => {
+  fs.mkdirSync(directory, { recursive: true, mode: 0o700 })
+  const temp = `${file}.${process.pid}.tmp`
+  fs.writeFileSync(temp, data)
+  fs.renameSync(temp, file)
+  for (const name of fs.readdirSync(directory)) {
+    const other = path.join(directory, name)
+    if (name.startsWith(prefix) && other !== file && name.endsWith(".bin")) fs.rmSync(other, { force: true })
+  }
+}
+
+const bundle = fileURLToPath(new URL("./hf-sandbox.cjs", import.meta.url))
+const bytes = fs.readFileSync(bundle)
+// esbuild writes ASCII only: latin1 is the cheapest exact decoding. A `#!` line is kept by the bundler
+// but is no statement inside the function wrapper: it becomes a comment of the same length.
+const text = bytes.toString("latin1")
+const source = text.startsWith("#!") ? `//${text.slice(2)}` : text
+
+const enabled = process.env.HF_SANDBOX_COMPILE_CACHE !== "0"
+const directory = cacheDirectory(process.env)
+const prefix = `${process.version}-${process.arch}-`
+const cacheFile = path.join(directory, `${prefix}${createHash("sha256").update(bytes).digest("hex").slice(0, 32)}.bin`)
+const cachedData = enabled ? readOrUndefined(cacheFile) : undefined
+
+const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+  filename: bundle,
+  ...(cachedData !== undefined ? { cachedData } : {})
+})
+
+if (enabled && (cachedData === undefined || script.cachedDataRejected === true)) {
+  process.once("exit", () => {
+    try {
+      store(directory, cacheFile, prefix, script.createCachedData())
+    } catch {
+      // A read-only or full home: the next start compiles again, nothing else.
+    }
+  })
+}
+
+const module = { exports: {} }
+script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, path.dirname(bundle))
