@@ -67,17 +67,12 @@ class ConnReader(socket.SocketIO):
     def untrusted_body(self):
         self.deadline = time.monotonic() + LIMITS.header_timeout
 
-    def wait_bound(self):
-        """How long the next read may wait for a byte; socket.timeout when the deadline has passed."""
+    def readinto(self, b):
         wait = self.idle
         if self.deadline is not None:
             wait = min(wait, self.deadline - time.monotonic())
             if wait <= 0:
                 raise socket.timeout("request not complete within %gs (--header-timeout)" % LIMITS.header_timeout)
-        return wait
-
-    def readinto(self, b):
-        wait = self.wait_bound()
         sock = self._sock
         if wait != SOCKET_TIMEOUT:
             sock.settimeout(wait)

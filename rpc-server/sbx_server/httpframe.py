@@ -72,27 +72,6 @@ class Body(object):
         self.done = self.remaining == 0
         return n
 
-    def read_buffered(self, n):
-        """Up to n bytes of a Content-Length body, the ones the buffered reader holds when it holds
-        some (else one read of the socket): afterwards it holds none of the body when n is at least
-        its buffer's size, so the rest can be taken from the socket itself."""
-        if self.done:
-            return b""
-        try:
-            data = self.rfile.read1(min(n, self.remaining))
-        except (OSError, ValueError):
-            raise ClientGone()
-        if not data:
-            raise ClientGone()
-        self.remaining -= len(data)
-        self.done = self.remaining == 0
-        return data
-
-    def moved(self, n):
-        """Counts n bytes of a Content-Length body taken from the socket by someone else (splice)."""
-        self.remaining -= n
-        self.done = self.remaining == 0
-
     def drain(self, limit):
         """Discard up to `limit` bytes; True if the body is now fully read."""
         total = 0

@@ -5,7 +5,7 @@ import time
 from .background import BGPROCS, FOLLOW_POLL
 from .common import HttpError, bad_request, dumps
 from .sinks import StreamSink
-from .stdin import STDIN_BODY_LIMIT, STDIN_STALL, feed_body
+from .stdin import STDIN_BODY_LIMIT, STDIN_READ, STDIN_STALL
 
 
 def check_offsets(bg, offsets):
@@ -52,8 +52,22 @@ class ProcessIoRoutes(object):
             # Another request is still writing (to a command that does not read): try again later.
             return self.respond_json({"id": bg.id, "offset": pipe.written, "closed": pipe.closed})
         try:
-            # False: closed, or stalled; the answer's offset says how far it got.
-            complete = feed_body(pipe, body, self.reader, pipe.written - offset, stall)
+            skip = pipe.written - offset
+            complete = not pipe.closed
+            buf = memoryview(bytearray(min(STDIN_READ, max(body.remaining, 1))))
+            while complete and not body.done:
+                n = body.read_into(buf)
+                if skip >= n:
+                    skip -= n
+                    continue
+                view = buf[skip:n]
+                skip = 0
+                while view:
+                    n = pipe.write(view, stall)
+                    if not n:
+                        complete = False  # closed, or stalled: the answer's offset says how far it got
+                        break
+                    view = view[n:]
             if complete and eof:
                 pipe.close()
             self.respond_json({"id": bg.id, "offset": pipe.written, "closed": pipe.closed})

@@ -1,14 +1,11 @@
 """A command's stdin as a pipe the client writes to (`stdin_pipe`), with its bounds and stall limit."""
 
-import errno
-import io
 import os
-import select
 import selectors
 import threading
 import time
 
-from .common import IS_LINUX, ClientGone, env_seconds, new_selector
+from .common import IS_LINUX, env_seconds, new_selector
 
 
 # --------------------------------------------------------------------------
@@ -28,14 +25,6 @@ STDIN_READ = 1024 * 1024  # body bytes taken from the socket at a time (into one
 STDIN_PIPE_SIZE = 1024 * 1024  # Linux: a larger pipe wakes the writer and the reader 16x less often
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named only since Python 3.10
 
-
-# splice(2) moves body bytes from the socket into the pipe inside the kernel: no copy through a buffer
-# here, and one call per pipe-full instead of a read and a write per MiB (Linux, Python 3.10+).
-SPLICE = IS_LINUX and hasattr(os, "splice")
-SPLICE_F_MOVE = 1
-SPLICE_F_NONBLOCK = 2
-# What the buffered reader may hold of a body (io.BufferedReader's buffer), taken by copy before splicing.
-HELD_MAX = max(io.DEFAULT_BUFFER_SIZE, 64 * 1024)
 
 # Read once: the environment is the server's own, fixed at its start.
 STDIN_STALL = env_seconds("SBX_STDIN_STALL", 20.0)
@@ -147,33 +136,6 @@ class StdinPipe(object):
                 except OSError:
                     pass
 
-    def splice_from(self, sock, most):
-        """One non-blocking splice of up to `most` bytes from socket `sock` into the pipe: how many
-        moved (0: one end was not ready), None when the pipe is closed. ClientGone when the client
-        closed its end mid-body or the connection failed."""
-        with self.lock:
-            if self.closed:
-                return None
-            try:
-                n = os.splice(sock, self.fd, min(most, STDIN_PIPE_SIZE), flags=SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
-            except (BlockingIOError, InterruptedError):
-                return 0
-            except OSError as e:
-                if e.errno != errno.EPIPE:
-                    raise ClientGone()
-                self.closed = True  # the reader went away, as in _try_write
-                try:
-                    self.fileobj.close()
-                except OSError:
-                    pass
-                n = None
-            if n == 0:
-                raise ClientGone()  # end of stream before the body's end
-            if n is not None:
-                self.written += n
-        self._moved()
-        return n
-
     def _try_write(self, view):
         """One non-blocking write; 0 when the pipe is full or closed."""
         with self.lock:
@@ -193,80 +155,3 @@ class StdinPipe(object):
             self.written += n
         self._moved()
         return n
-
-
-# --------------------------------------------------------------------------
-# A stdin request's body into the pipe
-# --------------------------------------------------------------------------
-
-
-def feed_body(pipe, body, reader, skip, stall):
-    """Writes a Content-Length `body` into `pipe`, its first `skip` bytes left out (a retry's, already
-    written). False when the pipe closed or took nothing for `stall` seconds before all went in (the
-    answer's offset says how far it got); ClientGone when the client stopped sending."""
-    if pipe.closed:
-        return False
-    if SPLICE and skip <= 0:
-        return splice_body(pipe, body, reader, stall)
-    return copy_body(pipe, body, skip, stall)
-
-
-def copy_body(pipe, body, skip, stall):
-    """feed_body through a buffer: read from the socket, written to the pipe."""
-    buf = memoryview(bytearray(min(STDIN_READ, max(body.remaining, 1))))
-    while not body.done:
-        n = body.read_into(buf)
-        if skip >= n:
-            skip -= n
-            continue
-        if not write_all(pipe, buf[skip:n], stall):
-            return False
-        skip = 0
-    return True
-
-
-def write_all(pipe, view, stall):
-    while view:
-        n = pipe.write(view, stall)
-        if not n:
-            return False
-        view = view[n:]
-    return True
-
-
-def idle_bound(reader):
-    try:
-        return reader.wait_bound()
-    except OSError:  # socket.timeout: the body's deadline passed, as a read would have found
-        raise ClientGone()
-
-
-def splice_body(pipe, body, reader, stall):
-    """feed_body with splice(2), from the socket `reader` reads. What the buffered reader already holds
-    of the body goes first, by copy. The socket (it has a timeout) and the pipe are non-blocking: a
-    splice that moves nothing waits for whichever end is not ready, the socket within the body's idle
-    bound (`reader.wait_bound`), the pipe within `stall`."""
-    if not body.done and not write_all(pipe, memoryview(body.read_buffered(HELD_MAX)), stall):
-        return False
-    sock = reader.fileno()
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    poller.register(pipe.fd, select.POLLOUT)
-    moved_at = time.monotonic()
-    while not body.done:
-        n = pipe.splice_from(sock, body.remaining)
-        if n is None:
-            return False  # closed (by the pump, or EPIPE)
-        if n > 0:
-            body.moved(n)
-            moved_at = time.monotonic()
-            continue
-        ready = dict(poller.poll(STDIN_WAIT * 1000))
-        if pipe.closed:
-            return False
-        waited = time.monotonic() - moved_at
-        if not ready.get(pipe.fd, 0) & (select.POLLOUT | select.POLLERR) and waited >= stall:
-            return False
-        if not ready.get(sock, 0) and waited >= idle_bound(reader):
-            raise ClientGone()
-    return True
