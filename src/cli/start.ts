@@ -8,8 +8,8 @@
  * nothing.
  *
  * The cache lives under `$XDG_CACHE_HOME/hf-sandbox/compile-cache` (else `~/.cache/...`), one file per
- * bundle content and Node version (V8 itself only checks the source's length, so the key must be the
- * content). It is written once, at exit of a run that found none, so that it holds the functions that
+ * bundle content, Node version and set of Node options (V8 itself only checks the source's length, so
+ * the key must be the content). It is written once, at exit of a run that found none, so that it holds the functions that
  * run compiled, and atomically (a temp file renamed), so that two CLIs starting at once never read half a
  * file. Whatever goes wrong with it only costs the start-up it would have saved.
  * `HF_SANDBOX_COMPILE_CACHE=0` turns it off.
@@ -58,8 +58,11 @@ const source = text.startsWith("#!") ? `//${text.slice(2)}` : text
 
 const enabled = process.env.HF_SANDBOX_COMPILE_CACHE !== "0"
 const directory = cacheDirectory(process.env)
-const prefix = `${process.version}-${process.arch}-`
-const cacheFile = path.join(directory, `${prefix}${createHash("sha256").update(bytes).digest("hex").slice(0, 32)}.bin`)
+const digest = (data: string | Buffer, length: number) =>
+  createHash("sha256").update(data).digest("hex").slice(0, length)
+// V8 refuses a cache made under other flags: each set of Node options gets its own file, not a rewrite per run.
+const prefix = `${process.version}-${process.arch}-${digest(process.execArgv.join("\n"), 8)}-`
+const cacheFile = path.join(directory, `${prefix}${digest(bytes, 32)}.bin`)
 const cachedData = enabled ? readOrUndefined(cacheFile) : undefined
 
 const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
