@@ -9,10 +9,9 @@
  *
  * The cache lives under `$XDG_CACHE_HOME/hf-sandbox/compile-cache` (else `~/.cache/...`), one file per
  * bundle content, Node version and set of Node options (V8 itself only checks the source's length, so
- * the key must be the content). It is written once, at exit of a run that found none, so that it holds the functions that
- * run compiled, and atomically (a temp file renamed), so that two CLIs starting at once never read half a
- * file. Whatever goes wrong with it only costs the start-up it would have saved.
- * `HF_SANDBOX_COMPILE_CACHE=0` turns it off.
+ * the key must be the content). A run that found none writes it once the bundle is set up, atomically
+ * (a temp file renamed), so that two CLIs starting at once never read half a file. Whatever goes wrong
+ * with it only costs the start-up it would have saved. `HF_SANDBOX_COMPILE_CACHE=0` turns it off.
  */
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -20,6 +19,7 @@ import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as v8 from "node:v8"
 import * as vm from "node:vm"
 
 /** The code cache's directory, per the XDG base directory rules. */
@@ -70,15 +70,22 @@ const script = new vm.Script(`(function (exports, require, module, __filename, _
   ...(cachedData !== undefined ? { cachedData } : {})
 })
 
-if (enabled && (cachedData === undefined || script.cachedDataRejected === true)) {
-  process.once("exit", () => {
-    try {
-      store(directory, cacheFile, prefix, script.createCachedData())
-    } catch {
-      // A read-only or full home: the next start compiles again, nothing else.
-    }
-  })
-}
-
 const module = { exports: {} }
 script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, path.dirname(bundle))
+
+// The bundle is set up (its modules evaluated, the command started; nothing asynchronous has run yet):
+// the cache holds what that compiled, which is nearly all of the start-up's compiling.
+if (enabled && (cachedData === undefined || script.cachedDataRejected === true)) {
+  try {
+    store(directory, cacheFile, prefix, script.createCachedData())
+  } catch {
+    // A read-only or full home: the next start compiles again, nothing else.
+  }
+}
+
+// The CLI's only WebAssembly is undici's HTTP parser, compiled at the first connection; it reads a
+// response's head and framing, not its bytes. Node 20 then recompiles it with TurboFan in the
+// background: ~0.2 s of CPU per command (a fifth of a whole `exec`), for nothing measurable in
+// throughput. Liftoff, V8's baseline wasm compiler, is kept. Only now: a flag changed earlier would
+// make V8 refuse the code caches made under the flags Node starts with (its own built-ins', and ours).
+v8.setFlagsFromString("--liftoff-only")
