@@ -15,7 +15,8 @@ const root = fileURLToPath(new URL("..", import.meta.url))
 
 /** Builds `hf-sandbox.cjs` and `hf-sandbox.mjs` into `outDir`; returns the path of the executable. */
 export const buildCli = async (outDir: string): Promise<string> => {
-  const common = { bundle: true, platform: "node", target: "node20", logLevel: "warning" } as const
+  // ASCII code (non-ASCII in strings escaped): the starter reads the bundle as latin1, the cheapest decoding.
+  const common = { bundle: true, platform: "node", target: "node20", charset: "ascii", logLevel: "warning" } as const
   await build({
     ...common,
     entryPoints: [path.join(root, "src/cli/main.ts")],

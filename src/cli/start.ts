@@ -41,41 +41,52 @@ const readOrUndefined = (file: string): Buffer | undefined => {
 const store = (directory: string, file: string, prefix: string, data: Buffer) => {
   fs.mkdirSync(directory, { recursive: true, mode: 0o700 })
   const temp = `${file}.${process.pid}.tmp`
-  fs.writeFileSync(temp, data)
-  fs.renameSync(temp, file)
+  try {
+    fs.writeFileSync(temp, data)
+    fs.renameSync(temp, file)
+  } finally {
+    fs.rmSync(temp, { force: true })
+  }
   for (const name of fs.readdirSync(directory)) {
     const other = path.join(directory, name)
     if (name.startsWith(prefix) && other !== file && name.endsWith(".bin")) fs.rmSync(other, { force: true })
   }
 }
 
-const bundle = fileURLToPath(new URL("./hf-sandbox.cjs", import.meta.url))
-const bytes = fs.readFileSync(bundle)
-// esbuild writes ASCII only: latin1 is the cheapest exact decoding. A `#!` line is kept by the bundler
-// but is no statement inside the function wrapper: it becomes a comment of the same length.
-const text = bytes.toString("latin1")
-const source = text.startsWith("#!") ? `//${text.slice(2)}` : text
-
-const enabled = process.env.HF_SANDBOX_COMPILE_CACHE !== "0"
-const directory = cacheDirectory(process.env)
 const digest = (data: string | Buffer, length: number) =>
   createHash("sha256").update(data).digest("hex").slice(0, length)
+
+const bundle = fileURLToPath(new URL("./hf-sandbox.cjs", import.meta.url))
+const enabled = process.env.HF_SANDBOX_COMPILE_CACHE !== "0"
+const directory = cacheDirectory(process.env)
 // V8 refuses a cache made under other flags: each set of Node options gets its own file, not a rewrite per run.
 const prefix = `${process.version}-${process.arch}-${digest(process.execArgv.join("\n"), 8)}-`
-const cacheFile = path.join(directory, `${prefix}${digest(bytes, 32)}.bin`)
-const cachedData = enabled ? readOrUndefined(cacheFile) : undefined
 
-const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
-  filename: bundle,
-  ...(cachedData !== undefined ? { cachedData } : {})
-})
+/** The bundle compiled as a CommonJS module's function, with the cache when there is one. */
+const compile = () => {
+  const bytes = fs.readFileSync(bundle)
+  const cacheFile = path.join(directory, `${prefix}${digest(bytes, 32)}.bin`)
+  const cachedData = enabled ? readOrUndefined(cacheFile) : undefined
+  // latin1 is the cheapest decoding, and exact for the bundle's code, which esbuild writes in ASCII
+  // (`charset: "ascii"`); the few comments it keeps may hold UTF-8, read as other characters there. A `#!`
+  // line is kept by the bundler but is no statement inside the function wrapper: it becomes a comment.
+  const text = bytes.toString("latin1")
+  const source = text.startsWith("#!") ? `//${text.slice(2)}` : text
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+    filename: bundle,
+    ...(cachedData !== undefined ? { cachedData } : {})
+  })
+  return { script, cacheFile, cached: cachedData !== undefined && script.cachedDataRejected !== true }
+}
+
+const { script, cacheFile, cached } = compile()
 
 const module = { exports: {} }
 script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, path.dirname(bundle))
 
 // The bundle is set up (its modules evaluated, the command started; nothing asynchronous has run yet):
 // the cache holds what that compiled, which is nearly all of the start-up's compiling.
-if (enabled && (cachedData === undefined || script.cachedDataRejected === true)) {
+if (enabled && !cached) {
   try {
     store(directory, cacheFile, prefix, script.createCachedData())
   } catch {
