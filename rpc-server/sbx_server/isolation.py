@@ -11,6 +11,8 @@ NO_NEW_PRIVS, rlimits or Landlock. The wrapper costs a Python start per command,
 unless a warm one (warm.py, started ahead with the same confine()) takes the command."""
 
 import os
+import shutil
+import stat
 import sys
 import threading
 
@@ -148,6 +150,21 @@ class Isolation(object):
 
             sandbox.ruleset = ruleset(self.landlock_abi, home)
 
+    def remove_home(self, home):
+        """Removes a sandbox's home, whatever its commands left in it. Root removes any file; the server's own
+        user (weak isolation: the sandbox's files are its own) cannot empty a directory the sandbox made
+        read-only (`chmod 500 d`), so those are made writable, without following links, and removed again."""
+        shutil.rmtree(home, ignore_errors=True)
+        if not os.path.lexists(home):
+            return
+        writable(home)  # before the walk lists it
+        for parent, dirs, _files in os.walk(home):  # top-down: a directory is made writable before it is listed
+            for d in dirs:
+                writable(os.path.join(parent, d))
+        shutil.rmtree(home, ignore_errors=True)
+        if os.path.lexists(home):
+            log("sandbox home %s: cannot remove all of it" % home)
+
     def forget(self, sandbox):
         if sandbox.ruleset >= 0:
             os.close(sandbox.ruleset)
@@ -208,6 +225,15 @@ class Isolation(object):
 
             self._libc = ctypes.CDLL(None, use_errno=True)
         return self._libc
+
+
+def writable(path):
+    """chmod 0700 a directory that is not a link (its target is not the sandbox's to give away)."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            os.chmod(path, 0o700)
+    except OSError:
+        pass
 
 
 def landlock_abi():

@@ -23,7 +23,9 @@ export interface Leased {
 
 /** A host-mode server. `weak` (default true) lets it start without root or Landlock. */
 export const startHost = async (options: StartOptions & { readonly weak?: boolean } = {}): Promise<Host> => {
-  const homes = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sbx-homes-")), "homes")
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-homes-"))
+  if (options.owner !== undefined) fs.chownSync(parent, options.owner, options.owner)
+  const homes = path.join(parent, "homes")
   const server = await startServer({
     ...options,
     prefix: options.prefix ?? "sbx-host-",
