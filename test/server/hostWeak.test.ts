@@ -8,6 +8,7 @@
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -90,6 +91,19 @@ const py = async (host: Host, sb: Leased, source: string) => {
 const ptrace = (pid: number) =>
   `import ctypes,os; libc=ctypes.CDLL(None,use_errno=True); print(libc.ptrace(16,${pid},0,0), os.strerror(ctypes.get_errno()))`
 const bindTcp = `import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print("bound")`
+
+/** Starts a listener on the abstract unix socket named for `sb` in `sb`, and waits until it listens. */
+const listenAbstract = async (host: Host, sb: Leased) => {
+  const listener = `import socket,time; s=socket.socket(socket.AF_UNIX); s.bind("\\0sbx-weak-${sb.id}"); s.listen(); open("abstract.ready","w").close(); time.sleep(60)`
+  await spawnIn(host, sb, `python3 -c '${listener}'`)
+  const deadline = Date.now() + 10_000
+  while (!fs.existsSync(`${sb.home}/abstract.ready`)) {
+    if (Date.now() > deadline) throw new Error("the abstract socket listener did not start")
+    await sleep(25)
+  }
+}
+const connectAbstract = (sb: Leased) =>
+  `import socket; s=socket.socket(socket.AF_UNIX); s.connect("\\0sbx-weak-${sb.id}"); print("connected")`
 
 /** The command's environment, as NAME -> value. */
 const environment = (stdout: string) =>
@@ -192,11 +206,23 @@ describe.skipIf(withLandlock !== undefined)(
       fs.writeFileSync(`${b.home}/secret`, "b's secret")
       fs.chownSync(`${b.home}/secret`, NOBODY, NOBODY)
       const pid = await pidOf(host, b, "sleep 60", "sleep.pid")
-      const reads = `cat ${b.home}/secret; ls ${b.home}; cat /proc/${pid}/environ; cat /proc/${host.pid}/environ; ls /tmp; : > /tmp/sbx-weak-${a.id}`
-      const run = await exec(host, a, reads)
+      const tries = [
+        `cat ${b.home}/secret`,
+        `ls ${b.home}`,
+        `echo x > ${b.home}/from-a`,
+        `cat /proc/${pid}/environ`,
+        `cat /proc/${host.pid}/environ`,
+        `head -c 1 /proc/${host.pid}/mem`, // allowed, it would fail with EIO at offset 0
+        "ls /tmp",
+        `echo x > /tmp/sbx-weak-${a.id}`,
+        `echo x > /dev/shm/sbx-weak-${a.id}`
+      ]
+      const run = await exec(host, a, tries.join("; "))
       expect(run.stdout).toBe("")
-      expect(run.stderr.match(/Permission denied/g)?.length).toBe(6)
-      expect(fs.existsSync(`/tmp/sbx-weak-${a.id}`)).toBe(false)
+      expect(run.stderr.match(/Permission denied/g)?.length).toBe(tries.length)
+      for (const made of [`${b.home}/from-a`, `/tmp/sbx-weak-${a.id}`, `/dev/shm/sbx-weak-${a.id}`]) {
+        expect(fs.existsSync(made)).toBe(false)
+      }
       expect(await py(host, a, ptrace(pid))).toBe("-1 Operation not permitted")
       expect(await py(host, a, ptrace(host.pid))).toBe("-1 Operation not permitted")
       // Nor through the server: a link out of its home is refused.
@@ -206,15 +232,8 @@ describe.skipIf(withLandlock !== undefined)(
 
     it("denies binding TCP ports and reaching another sandbox's abstract unix sockets", async () => {
       expect(await py(host, a, bindTcp)).toContain("PermissionError")
-      const listener = `import socket,time; s=socket.socket(socket.AF_UNIX); s.bind("\\0sbx-weak-${b.id}"); s.listen(); open("abstract.ready","w").close(); time.sleep(60)`
-      await spawnIn(host, b, `python3 -c '${listener}'`)
-      const deadline = Date.now() + 10_000
-      while (!fs.existsSync(`${b.home}/abstract.ready`)) {
-        if (Date.now() > deadline) throw new Error("the abstract socket listener did not start")
-        await sleep(25)
-      }
-      const connect = `import socket; s=socket.socket(socket.AF_UNIX); s.connect("\\0sbx-weak-${b.id}"); print("connected")`
-      expect(await py(host, a, connect)).toContain("PermissionError")
+      await listenAbstract(host, b)
+      expect(await py(host, a, connectAbstract(b))).toContain("PermissionError")
     })
 
     it("does not keep a sandbox from signalling another's processes or the server, nor apply max_procs", async () => {
@@ -223,6 +242,23 @@ describe.skipIf(withLandlock !== undefined)(
       expect(probe.stdout).toBe("both\n")
       const limit = await exec(host, a, "grep -E '^Max processes' /proc/self/limits")
       expect(limit.stdout.replace(/\s+/g, " ")).not.toContain("Max processes 100 100")
+    })
+
+    it("does not keep a sandbox from the server's user's unix sockets under /run", async () => {
+      const dir = fs.mkdtempSync("/run/sbx-weak-")
+      const socket = `${dir}/agent.sock`
+      const server = net.createServer((c) => c.end("agent"))
+      await new Promise<void>((resolve) => server.listen(socket, resolve))
+      try {
+        fs.chownSync(dir, NOBODY, NOBODY)
+        fs.chownSync(socket, NOBODY, NOBODY)
+        fs.chmodSync(socket, 0o600)
+        const connect = `import socket; s=socket.socket(socket.AF_UNIX); s.connect("${socket}"); print(s.recv(5).decode())`
+        expect(await py(host, a, connect)).toBe("agent")
+      } finally {
+        server.close()
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
     })
 
     it("delete kills every process of the sandbox and removes its home, read-only directories in it too", async () => {
@@ -290,7 +326,8 @@ describe.skipIf(withoutLandlock !== undefined)(
     it("does not keep sandboxes apart: one reads another's files and the server's environment, the host token in it", async () => {
       fs.writeFileSync(`${b.home}/secret`, "b's secret")
       fs.chownSync(`${b.home}/secret`, NOBODY, NOBODY)
-      expect((await exec(host, a, `cat ${b.home}/secret`)).stdout).toBe("b's secret")
+      expect((await exec(host, a, `cat ${b.home}/secret; echo from-a > ${b.home}/from-a`)).stdout).toBe("b's secret")
+      expect(fs.readFileSync(`${b.home}/from-a`, "utf8")).toBe("from-a\n")
       const environ = await exec(host, a, `tr '\\0' '\\n' < /proc/${host.pid}/environ`)
       expect(environment(environ.stdout)).toMatchObject({ SBX_TOKEN: host.token, HOST_ONLY_VARIABLE: HOST_SECRET })
       const pid = await pidOf(host, b, "sleep 60", "traced.pid")
@@ -333,19 +370,24 @@ describe.skipIf(withoutLandlock !== undefined)(
       const pid = await pidOf(host, b, "sleep 60", "victim.pid")
       const run = await exec(host, a, `ls ${b.home}; cat /proc/${pid}/environ; kill -0 ${pid}`)
       expect(run.stdout).toBe("")
-      expect(run.stderr).toMatch(/Permission denied[^]*Permission denied[^]*Operation not permitted/)
+      expect(run.stderr.match(/Permission denied/g)?.length).toBe(2)
+      expect(run.stderr).toContain("Operation not permitted")
       expect(await py(host, a, ptrace(pid))).toBe("-1 Operation not permitted")
       await checkDelete(host)
     })
 
-    it("does not keep /tmp or localhost ports to each sandbox", async () => {
-      const shared = `/tmp/sbx-weak-${a.id}`
+    it("does not keep /tmp, /dev/shm, localhost ports or abstract unix sockets to each sandbox", async () => {
+      const shared = [`/tmp/sbx-weak-${a.id}`, `/dev/shm/sbx-weak-${a.id}`]
       try {
-        await exec(host, a, `echo from-a > ${shared} && chmod 644 ${shared}`)
-        expect((await exec(host, b, `cat ${shared}`)).stdout).toBe("from-a\n")
+        for (const file of shared) {
+          await exec(host, a, `echo from-a > ${file} && chmod 644 ${file}`)
+          expect((await exec(host, b, `cat ${file}`)).stdout).toBe("from-a\n")
+        }
         expect(await py(host, a, bindTcp)).toBe("bound")
+        await listenAbstract(host, b)
+        expect(await py(host, a, connectAbstract(b))).toBe("connected")
       } finally {
-        fs.rmSync(shared, { force: true })
+        for (const file of shared) fs.rmSync(file, { force: true })
       }
     })
   }
