@@ -251,7 +251,13 @@ def probe():
     abi = landlock_abi()
     missing = []
     if not root:
-        missing.append("not root: cannot give sandboxes their own uid (they could signal, ptrace and read each other)")
+        # What one uid for all costs; with Landlock (any ABI) it still keeps ptrace and /proc/<pid>/environ
+        # within a command's own domain.
+        also = "" if abi else ", trace them and read their environment and memory (the host token's too)"
+        missing.append(
+            "not root: cannot give sandboxes their own uid (all would run as this server's user: they could "
+            "signal each other and this server%s)" % also
+        )
     if abi == 0:
         missing.append("Landlock unavailable (kernel without it, or disabled at boot): sandboxes could read each other's files in shared directories and reach each other's ports")
     elif abi < MIN_LANDLOCK_ABI:
