@@ -14,12 +14,16 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
+  connectAbstract,
   create,
   createOne,
   exec,
   type Host,
   json,
   type Leased,
+  listenAbstract,
+  pidIn,
+  pythonIn,
   request,
   spawnIn,
   startHost,
@@ -72,38 +76,22 @@ const refusal = async (command: ReadonlyArray<string>) => {
   return { exit, stderr: server.stderr() }
 }
 
-/** Starts `cmd` in `sb` and waits for the pid it writes to `file` in its home. */
-const pidOf = async (host: Host, sb: Leased, cmd: string, file: string) => {
-  await spawnIn(host, sb, `echo $$ > ${file}; exec ${cmd}`)
-  const deadline = Date.now() + 10_000
-  while (!fs.existsSync(`${sb.home}/${file}`) || fs.readFileSync(`${sb.home}/${file}`, "utf8").trim() === "") {
-    if (Date.now() > deadline) throw new Error(`${cmd} did not start in ${sb.id}`)
-    await sleep(25)
-  }
-  return Number(fs.readFileSync(`${sb.home}/${file}`, "utf8").trim())
-}
-
-/** Runs a Python one-liner in the sandbox: its stdout and stderr, trimmed. */
-const py = async (host: Host, sb: Leased, source: string) => {
-  const run = await exec(host, sb, `python3 -c '${source}'`)
-  return run.stdout.trim() + run.stderr.trim()
-}
 const ptrace = (pid: number) =>
   `import ctypes,os; libc=ctypes.CDLL(None,use_errno=True); print(libc.ptrace(16,${pid},0,0), os.strerror(ctypes.get_errno()))`
 const bindTcp = `import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print("bound")`
 
-/** Starts a listener on the abstract unix socket named for `sb` in `sb`, and waits until it listens. */
-const listenAbstract = async (host: Host, sb: Leased) => {
-  const listener = `import socket,time; s=socket.socket(socket.AF_UNIX); s.bind("\\0sbx-weak-${sb.id}"); s.listen(); open("abstract.ready","w").close(); time.sleep(60)`
-  await spawnIn(host, sb, `python3 -c '${listener}'`)
-  const deadline = Date.now() + 10_000
-  while (!fs.existsSync(`${sb.home}/abstract.ready`)) {
-    if (Date.now() > deadline) throw new Error("the abstract socket listener did not start")
-    await sleep(25)
-  }
+/** A host started before the suite's tests (`start`) with two sandboxes made in it, stopped after them. */
+const useHost = (start: () => Promise<Host>, limits: Record<string, number> = {}) => {
+  const the = {} as { host: Host; a: Leased; b: Leased }
+  beforeAll(async () => {
+    the.host = await start()
+    ;[the.a, the.b] = (await create(the.host, { count: 2, ...limits })).sandboxes as [Leased, Leased]
+  }, 60_000)
+  afterAll(async () => {
+    if (the.host !== undefined) await stopHost(the.host)
+  })
+  return the
 }
-const connectAbstract = (sb: Leased) =>
-  `import socket; s=socket.socket(socket.AF_UNIX); s.connect("\\0sbx-weak-${sb.id}"); print("connected")`
 
 /** The command's environment, as NAME -> value. */
 const environment = (stdout: string) =>
@@ -157,18 +145,10 @@ const checkDelete = async (host: Host) => {
 describe.skipIf(withLandlock !== undefined)(
   `host mode as nobody, with Landlock (isolation "landlock")${skipped(withLandlock)}`,
   () => {
-    let host: Host
-    let a: Leased
-    let b: Leased
-
-    beforeAll(async () => {
-      host = await startHost({ command: asNobody, owner: NOBODY, env: { HOST_ONLY_VARIABLE: HOST_SECRET } })
-      ;[a, b] = (await create(host, { count: 2, max_procs: 100 })).sandboxes as [Leased, Leased]
-    }, 60_000)
-
-    afterAll(async () => {
-      if (host !== undefined) await stopHost(host)
-    })
+    const the = useHost(
+      () => startHost({ command: asNobody, owner: NOBODY, env: { HOST_ONLY_VARIABLE: HOST_SECRET } }),
+      { max_procs: 100 }
+    )
 
     it("refuses to start without the opt-in, naming root as missing and the options that accept weaker isolation", async () => {
       const refused = await refusal(asNobody)
@@ -187,6 +167,7 @@ describe.skipIf(withLandlock !== undefined)(
     }, 60_000)
 
     it("serves each sandbox in its own home with its own token, as the server's user, confined by NO_NEW_PRIVS and RLIMIT_AS", async () => {
+      const { host, a, b } = the
       expect((await json(host, "/health", "")).body.isolation).toBe("landlock")
       expect([a.uid, b.uid]).toEqual([NOBODY, NOBODY])
       await checkTokensHomesEnvironment(host, a, b)
@@ -204,9 +185,10 @@ describe.skipIf(withLandlock !== undefined)(
     })
 
     it("keeps a sandbox out of another's files and /tmp, and out of another's and the server's process environment and memory", async () => {
+      const { host, a, b } = the
       fs.writeFileSync(`${b.home}/secret`, "b's secret")
       fs.chownSync(`${b.home}/secret`, NOBODY, NOBODY)
-      const pid = await pidOf(host, b, "sleep 60", "sleep.pid")
+      const pid = await pidIn(host, b, "sleep 60", "sleep.pid")
       const tries = [
         `cat ${b.home}/secret`,
         `ls ${b.home}`,
@@ -224,21 +206,23 @@ describe.skipIf(withLandlock !== undefined)(
       for (const made of [`${b.home}/from-a`, `/tmp/sbx-weak-${a.id}`, `/dev/shm/sbx-weak-${a.id}`]) {
         expect(fs.existsSync(made)).toBe(false)
       }
-      expect(await py(host, a, ptrace(pid))).toBe("-1 Operation not permitted")
-      expect(await py(host, a, ptrace(host.pid))).toBe("-1 Operation not permitted")
+      expect(await pythonIn(host, a, ptrace(pid))).toBe("-1 Operation not permitted")
+      expect(await pythonIn(host, a, ptrace(host.pid))).toBe("-1 Operation not permitted")
       // Nor through the server: a link out of its home is refused.
       await exec(host, a, `ln -s ${b.home}/secret link`)
       expect((await json(host, `/v1/sandboxes/${a.id}/files/read?path=link`, a.token)).status).toBe(403)
     })
 
     it("denies binding TCP ports and reaching another sandbox's abstract unix sockets", async () => {
-      expect(await py(host, a, bindTcp)).toContain("PermissionError")
-      await listenAbstract(host, b)
-      expect(await py(host, a, connectAbstract(b))).toContain("PermissionError")
+      const { host, a, b } = the
+      expect(await pythonIn(host, a, bindTcp)).toContain("PermissionError")
+      await listenAbstract(host, b, `sbx-weak-${b.id}`)
+      expect(await pythonIn(host, a, connectAbstract(`sbx-weak-${b.id}`))).toContain("PermissionError")
     })
 
     it("does not keep a sandbox from signalling another's processes or the server, nor apply max_procs", async () => {
-      const pid = await pidOf(host, b, "sleep 60", "signalled.pid")
+      const { host, a, b } = the
+      const pid = await pidIn(host, b, "sleep 60", "signalled.pid")
       const probe = await exec(host, a, `kill -0 ${pid} && kill -0 ${host.pid} && echo both`)
       expect(probe.stdout).toBe("both\n")
       const limit = await exec(host, a, "grep -E '^Max processes' /proc/self/limits")
@@ -246,6 +230,7 @@ describe.skipIf(withLandlock !== undefined)(
     })
 
     it("does not keep a sandbox from the server's user's unix sockets under /run", async () => {
+      const { host, a } = the
       const dir = fs.mkdtempSync("/run/sbx-weak-")
       const socket = `${dir}/agent.sock`
       const server = net.createServer((c) => c.end("agent"))
@@ -255,7 +240,7 @@ describe.skipIf(withLandlock !== undefined)(
         fs.chownSync(socket, NOBODY, NOBODY)
         fs.chmodSync(socket, 0o600)
         const connect = `import socket; s=socket.socket(socket.AF_UNIX); s.connect("${socket}"); print(s.recv(5).decode())`
-        expect(await py(host, a, connect)).toBe("agent")
+        expect(await pythonIn(host, a, connect)).toBe("agent")
       } finally {
         server.close()
         fs.rmSync(dir, { recursive: true, force: true })
@@ -263,10 +248,12 @@ describe.skipIf(withLandlock !== undefined)(
     })
 
     it("delete kills every process of the sandbox and removes its home, read-only directories in it too", async () => {
+      const { host } = the
       await checkDelete(host)
     })
 
     it("does not find at delete a process that cleared its environment and left the command's tree", async () => {
+      const { host } = the
       const sb = await createOne(host)
       const run = await exec(host, sb, "setsid env -i sleep 1002 </dev/null >/dev/null 2>&1 & echo $!")
       const pid = Number(run.stdout.trim())
@@ -289,19 +276,9 @@ describe.skipIf(withLandlock !== undefined)(
 describe.skipIf(withoutLandlock !== undefined)(
   `host mode as nobody, without Landlock (isolation "none")${skipped(withoutLandlock)}`,
   () => {
-    let host: Host
-    let a: Leased
-    let b: Leased
-
-    beforeAll(async () => {
-      const command = noLandlock(asNobody)
-      host = await startHost({ command, owner: NOBODY, env: { HOST_ONLY_VARIABLE: HOST_SECRET } })
-      ;[a, b] = (await create(host, { count: 2 })).sandboxes as [Leased, Leased]
-    }, 60_000)
-
-    afterAll(async () => {
-      if (host !== undefined) await stopHost(host)
-    })
+    const the = useHost(() =>
+      startHost({ command: noLandlock(asNobody), owner: NOBODY, env: { HOST_ONLY_VARIABLE: HOST_SECRET } })
+    )
 
     it("refuses to start without the opt-in, naming root and Landlock as missing", async () => {
       const refused = await refusal(noLandlock(asNobody))
@@ -313,6 +290,7 @@ describe.skipIf(withoutLandlock !== undefined)(
     })
 
     it("still gives each sandbox its own home, token and scrubbed environment, and roots its file routes at its home", async () => {
+      const { host, a, b } = the
       expect((await json(host, "/health", "")).body.isolation).toBe("none")
       await checkTokensHomesEnvironment(host, a, b)
       const put = await json(host, `/v1/sandboxes/${a.id}/files/write?path=/../../x.txt`, a.token, {
@@ -326,15 +304,16 @@ describe.skipIf(withoutLandlock !== undefined)(
     })
 
     it("does not keep sandboxes apart: one reads another's files and the server's environment, the host token in it", async () => {
+      const { host, a, b } = the
       fs.writeFileSync(`${b.home}/secret`, "b's secret")
       fs.chownSync(`${b.home}/secret`, NOBODY, NOBODY)
       expect((await exec(host, a, `cat ${b.home}/secret; echo from-a > ${b.home}/from-a`)).stdout).toBe("b's secret")
       expect(fs.readFileSync(`${b.home}/from-a`, "utf8")).toBe("from-a\n")
       const environ = await exec(host, a, `tr '\\0' '\\n' < /proc/${host.pid}/environ`)
       expect(environment(environ.stdout)).toMatchObject({ SBX_TOKEN: host.token, HOST_ONLY_VARIABLE: HOST_SECRET })
-      const pid = await pidOf(host, b, "sleep 60", "traced.pid")
-      expect(await py(host, a, ptrace(pid))).toBe("0 Success")
-      expect(await py(host, a, bindTcp)).toBe("bound")
+      const pid = await pidIn(host, b, "sleep 60", "traced.pid")
+      expect(await pythonIn(host, a, ptrace(pid))).toBe("0 Success")
+      expect(await pythonIn(host, a, bindTcp)).toBe("bound")
       const limit = await exec(host, a, "grep -E '^Max address space' /proc/self/limits")
       expect(limit.stdout).toContain("unlimited")
     })
@@ -344,18 +323,7 @@ describe.skipIf(withoutLandlock !== undefined)(
 describe.skipIf(withoutLandlock !== undefined)(
   `host mode as root, without Landlock (isolation "uid")${skipped(withoutLandlock)}`,
   () => {
-    let host: Host
-    let a: Leased
-    let b: Leased
-
-    beforeAll(async () => {
-      host = await startHost({ command: noLandlock([SYSTEM_PYTHON]) })
-      ;[a, b] = (await create(host, { count: 2 })).sandboxes as [Leased, Leased]
-    }, 60_000)
-
-    afterAll(async () => {
-      if (host !== undefined) await stopHost(host)
-    })
+    const the = useHost(() => startHost({ command: noLandlock([SYSTEM_PYTHON]) }))
 
     it("refuses to start without the opt-in, naming Landlock as missing", async () => {
       const refused = await refusal(noLandlock([SYSTEM_PYTHON]))
@@ -366,28 +334,30 @@ describe.skipIf(withoutLandlock !== undefined)(
     })
 
     it("keeps sandboxes apart by uid: files, environment, signals and ptrace", async () => {
+      const { host, a, b } = the
       expect((await json(host, "/health", "")).body.isolation).toBe("uid")
       expect(a.uid).not.toBe(b.uid)
       await checkTokensHomesEnvironment(host, a, b)
-      const pid = await pidOf(host, b, "sleep 60", "victim.pid")
+      const pid = await pidIn(host, b, "sleep 60", "victim.pid")
       const run = await exec(host, a, `ls ${b.home}; cat /proc/${pid}/environ; kill -0 ${pid}`)
       expect(run.stdout).toBe("")
       expect(run.stderr.match(/Permission denied/g)?.length).toBe(2)
       expect(run.stderr).toContain("Operation not permitted")
-      expect(await py(host, a, ptrace(pid))).toBe("-1 Operation not permitted")
+      expect(await pythonIn(host, a, ptrace(pid))).toBe("-1 Operation not permitted")
       await checkDelete(host)
     })
 
     it("does not keep /tmp, /dev/shm, localhost ports or abstract unix sockets to each sandbox", async () => {
+      const { host, a, b } = the
       const shared = [`/tmp/sbx-weak-${a.id}`, `/dev/shm/sbx-weak-${a.id}`]
       try {
         for (const file of shared) {
           await exec(host, a, `echo from-a > ${file} && chmod 644 ${file}`)
           expect((await exec(host, b, `cat ${file}`)).stdout).toBe("from-a\n")
         }
-        expect(await py(host, a, bindTcp)).toBe("bound")
-        await listenAbstract(host, b)
-        expect(await py(host, a, connectAbstract(b))).toBe("connected")
+        expect(await pythonIn(host, a, bindTcp)).toBe("bound")
+        await listenAbstract(host, b, `sbx-weak-${b.id}`)
+        expect(await pythonIn(host, a, connectAbstract(`sbx-weak-${b.id}`))).toBe("connected")
       } finally {
         for (const file of shared) fs.rmSync(file, { force: true })
       }
