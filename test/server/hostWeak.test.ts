@@ -333,11 +333,18 @@ describe.skipIf(withoutLandlock !== undefined)(
       expect(refused.stderr).toContain("SBX_HOST_WEAK_ISOLATION=1 (--weak-isolation)")
     })
 
-    it("keeps sandboxes apart by uid: files, environment, signals and ptrace", async () => {
+    it("keeps sandboxes apart by uid: files, environment, signals and ptrace; applies the rlimits", async () => {
       const { host, a, b } = the
       expect((await json(host, "/health", "")).body.isolation).toBe("uid")
       expect(a.uid).not.toBe(b.uid)
       await checkTokensHomesEnvironment(host, a, b)
+      const limits = await exec(host, a, "id -u; grep -E '^Max (processes|address space)' /proc/self/limits")
+      expect(limits.stdout.split("\n").map((l) => l.replace(/\s+/g, " ").trim())).toEqual([
+        String(a.uid),
+        "Max processes 256 256 processes",
+        `Max address space ${2048 * 1024 * 1024} ${2048 * 1024 * 1024} bytes`,
+        ""
+      ])
       const pid = await pidIn(host, b, "sleep 60", "victim.pid")
       const run = await exec(host, a, `ls ${b.home}; cat /proc/${pid}/environ; kill -0 ${pid}`)
       expect(run.stdout).toBe("")
