@@ -22,7 +22,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { script } from "../src/internal/bootstrap.js"
+import { command } from "../src/internal/bootstrap.js"
 import type { ServerFiles } from "../src/internal/serverScript.js"
 import { ms, now, percentile } from "./support.js"
 
@@ -43,8 +43,9 @@ const coldCopy = (dir: string, i: number): string => {
   colds.add(cold)
   return cold
 }
-// The job's start of a package: its bootstrap script, as the HF Jobs provider builds it for the proxy.
-const jobs = new Map<string, string>()
+// The job's start of a package: its command (`/bin/sh -c <bootstrap> …` with the package as arguments),
+// as the HF Jobs provider builds it for the proxy.
+const jobs = new Map<string, ReadonlyArray<string>>()
 const jobOf = (dir: string, i: number): string => {
   const serverFiles: ServerFiles = fs
     .readdirSync(dir)
@@ -52,7 +53,7 @@ const jobOf = (dir: string, i: number): string => {
     .sort()
     .map((name) => [name, fs.readFileSync(path.join(dir, name), "utf8")] as const)
   const key = `job ${i}`
-  jobs.set(key, script({ transport: "proxy", serverFiles, idleTimeoutSeconds: undefined }))
+  jobs.set(key, command({ transport: "proxy", serverFiles, idleTimeoutSeconds: undefined }))
   return key
 }
 const names = new Map<string, string>()
@@ -113,7 +114,8 @@ const launch = (server: string) => {
   if (job !== undefined) {
     // A fresh TMPDIR: the package is unpacked anew (and compiled) at every start, as in a new job.
     const tmp = fs.mkdtempSync(path.join(TEMP, "job-"))
-    return spawn("/bin/sh", ["-c", job], {
+    const [shell, ...args] = job
+    return spawn(shell!, args, {
       // The script finds python3 on PATH: the real interpreter first, not a shim (as above).
       env: { ...env, TMPDIR: tmp, SBX_PORT: "0", PATH: `${path.dirname(python)}:${env.PATH ?? ""}` },
       stdio: ["pipe", "pipe", "ignore"]
