@@ -16,7 +16,7 @@ import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { isAlive, sleep, waitGone, withTimeout } from "../support/processes.js"
+import { isAlive, sleep, until, waitGone, withTimeout } from "../support/processes.js"
 import {
   type Event,
   parseNdjson,
@@ -847,12 +847,12 @@ describe("files", () => {
 
 describe("atomic writes", () => {
   const temps = (dir: string) => fs.readdirSync(abs(dir)).filter((name) => name.includes(".hf-sandbox-"))
-  /** Polls (bounded) until `done`: the server removes temporary files on its own thread. */
-  const eventually = async (done: () => boolean, ms = 8_000) => {
-    for (const start = Date.now(); !done(); await sleep(20)) {
-      if (Date.now() - start > ms) throw new Error("condition not met in time")
-    }
-  }
+  /** The server removes temporary files on its own thread: wait (bounded) until `dir` holds `n` of them. */
+  const tempsBecome = (dir: string, n: number) =>
+    until(
+      () => `${n} temp file(s) in ${dir}: ${JSON.stringify(temps(dir))}`,
+      () => temps(dir).length === n
+    )
   /** Sends a PUT's head and `sent` bytes of a body announced as `length` bytes; the socket stays open. */
   const partialPut = async (r: Running, query: string, length: number, sent: number) => {
     const socket = net.connect(r.port, "127.0.0.1")
@@ -969,9 +969,9 @@ describe("atomic writes", () => {
       4_000_000,
       300_000
     )
-    await eventually(() => temps("aw-cut").length === 1)
+    await tempsBecome("aw-cut", 1)
     socket.destroy()
-    await eventually(() => temps("aw-cut").length === 0)
+    await tempsBecome("aw-cut", 0)
     expect(fs.readFileSync(abs("aw-cut/f")).equals(old)).toBe(true)
     // A late range of that transfer cannot rebuild it with holes.
     const late = await callJson(S, `/v1/files/write?path=aw-cut/f&transfer=cut-0123456789&offset=300000`, {
@@ -991,7 +991,10 @@ describe("atomic writes", () => {
     const socket = await partialPut(quick, "path=f&transfer=stall-0123456789", 1_000_000, 100_000)
     const left = await callJson(quick, `/v1/files/write?path=g&transfer=left-0123456789`, { method: "PUT", body: "x" })
     expect(left.status).toBe(200)
-    await eventually(() => listTemps().length === 0)
+    await until(
+      () => `no temp file left: ${JSON.stringify(listTemps())}`,
+      () => listTemps().length === 0
+    )
     expect(fs.readFileSync(path.join(dir, "f")).equals(old)).toBe(true)
     expect(fs.existsSync(path.join(dir, "g"))).toBe(false)
     const commit = await callJson(quick, `/v1/files/commit?path=g&transfer=left-0123456789`, { method: "POST" })
@@ -1004,10 +1007,10 @@ describe("atomic writes", () => {
     fs.writeFileSync(abs("aw-one/f"), old)
     fs.chmodSync(abs("aw-one/f"), 0o750)
     const socket = await partialPut(S, "path=aw-one/f", 4_000_000, 300_000)
-    await eventually(() => temps("aw-one").length === 1)
+    await tempsBecome("aw-one", 1)
     expect(fs.readFileSync(abs("aw-one/f")).equals(old)).toBe(true) // nobody sees half a file
     socket.destroy()
-    await eventually(() => temps("aw-one").length === 0)
+    await tempsBecome("aw-one", 0)
     expect(fs.readFileSync(abs("aw-one/f")).equals(old)).toBe(true)
 
     // A whole body replaces it (a new inode), keeping the mode of the file it replaced.
