@@ -137,7 +137,9 @@ describe("connections", () => {
     const request = `GET /v1/processes HTTP/1.1\r\nHost: x\r\nX-Sandbox-Token: ${r.token}\r\n\r\n`
     conn.write(request)
     while (!conn.received().includes("\r\n\r\n[]")) await sleep(10)
-    await sleep(1_000) // more than three head deadlines, idle
+    // More than three head deadlines, idle. A wait, not an event: the server keeping a connection shows
+    // nothing; a shorter deadline would race the first request's head on a loaded machine.
+    await sleep(1_000)
     conn.write(request)
     while (conn.received().split("HTTP/1.1 200").length < 3 && !conn.closed()) await sleep(10)
     expect(conn.received().split("HTTP/1.1 200").length).toBe(3)
@@ -240,6 +242,8 @@ describe.runIf(linux)("file descriptors", () => {
       await sleep(20)
     }
     const before = cpuSeconds(r.pid)
+    // A measuring window, not a wait for an event. Not shorter: on a loaded machine a spinning server gets
+    // only a share of a CPU, and the window must still give it more than the bound below.
     await sleep(1_500)
     // A loop that spins on a readable listening socket burns the whole window (about 1.5 s of CPU).
     expect(cpuSeconds(r.pid) - before).toBeLessThan(0.15)

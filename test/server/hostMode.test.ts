@@ -281,7 +281,10 @@ describe("delete and idle", () => {
     const short = await startHost({ env: { SBX_IDLE_TIMEOUT: "1" } })
     try {
       const sb = await createOne(short)
-      await sleep(1500) // a sandbox keeps the host up, idle or not
+      // A sandbox keeps the host up, idle or not. A wait, not an event: nothing the host reports shows its
+      // idle check passing over it. (A shorter SBX_IDLE_TIMEOUT could end the host before its first sandbox
+      // on a loaded machine.)
+      await sleep(1500)
       expect(short.proc.exitCode).toBeNull()
       await json(short, `/v1/sandboxes/${sb.id}`, short.token, { method: "DELETE" })
       expect(await withTimeout(short.exited, 15_000)).toEqual({ code: 0, signal: null })

@@ -381,6 +381,8 @@ describe.skipIf(process.platform === "win32")("server.py --tunnel", () => {
     // Its output went to the server's stderr, banner and all; stdout carries only our two lines.
     expect(r.stderr()).toContain("Requesting new quick Tunnel on trycloudflare.com...")
     expect(r.stderr()).toContain("https://api.trycloudflare.com")
+    // A wait, not an event: stdout and stderr are separate pipes, so a stray line on stdout may arrive
+    // after the stderr lines awaited above, and nothing marks the end of cloudflared's output.
     await sleep(700)
     expect(r.lines.map((l) => l.text)).toHaveLength(2)
     expect(r.lines.some((l) => l.text.includes("api.trycloudflare.com"))).toBe(false)
