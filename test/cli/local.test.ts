@@ -94,7 +94,8 @@ describe("hf-sandbox CLI, local provider", () => {
     expectCode(three, 3)
     assert.strictEqual(three.stdout, "out\n")
     assert.strictEqual(three.stderr, "err\n")
-    const timedOut = await local(["exec", "--timeout", "1", id, "--", "sleep 30"])
+    // However late the command starts, it cannot end within its timeout: a short one races nothing.
+    const timedOut = await local(["exec", "--timeout", "200ms", id, "--", "sleep 30"])
     expectCode(timedOut, 124)
     assert.include(timedOut.stderr, "timed out")
     expectCode(await local(["exec", id, "--", "sh", "-c", "kill -TERM $$"]), 128 + 15)
@@ -399,7 +400,8 @@ describe("hf-sandbox CLI, local provider", () => {
   })
 
   it("a sandbox's idle timeout ends it; stale state is cleaned by ls", async () => {
-    const idle = await createLocal("--idle-timeout", "1")
+    // Short: the server's --start-grace holds the idle clock until the CLI has reached it.
+    const idle = await createLocal("--idle-timeout", "300ms")
     const crashed = await createLocal()
     process.kill(stateOf(crashed).pid, "SIGKILL")
     await until(`the idle sandbox ${idle}'s server to exit`, () => !isAlive(stateOf(idle).pid), 10_000)
