@@ -1193,11 +1193,12 @@ describe.concurrent("lifecycle", () => {
   it("counts a running exec as activity for the idle timeout", async () => {
     // The grace holds the idle clock until the first request: on a loaded machine more than the idle
     // timeout can pass between the server listening and the exec reaching it (seen in CI).
-    const r = await startServer({ args: ["--idle-timeout", "1", "--start-grace", "60"] })
+    const r = await startServer({ args: ["--idle-timeout", "0.3", "--start-grace", "60"] })
     const t0 = Date.now()
-    const out = await exec(r, { cmd: "sleep 2; echo alive" })
+    // Twice the idle timeout: a server that counted the exec as idle time would end it.
+    const out = await exec(r, { cmd: "sleep 0.6; echo alive" })
     expect(out.stdout).toBe("alive\n")
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(1_900)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(550)
     expect(await withTimeout(r.exited, 20_000)).toEqual({ code: 0, signal: null })
   })
 
