@@ -11,7 +11,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { sleep, withTimeout } from "../support/processes.js"
+import { sleep, until, withTimeout } from "../support/processes.js"
 import {
   type Event,
   PYTHON,
@@ -136,12 +136,18 @@ describe("connections", () => {
     const conn = await connect(r)
     const request = `GET /v1/processes HTTP/1.1\r\nHost: x\r\nX-Sandbox-Token: ${r.token}\r\n\r\n`
     conn.write(request)
-    while (!conn.received().includes("\r\n\r\n[]")) await sleep(10)
+    await until(
+      () => `the first answer; got: ${conn.received()}`,
+      () => conn.received().includes("\r\n\r\n[]")
+    )
     // More than three head deadlines, idle. A wait, not an event: the server keeping a connection shows
     // nothing; a shorter deadline would race the first request's head on a loaded machine.
     await sleep(1_000)
     conn.write(request)
-    while (conn.received().split("HTTP/1.1 200").length < 3 && !conn.closed()) await sleep(10)
+    await until(
+      () => `the second answer or a close; got: ${conn.received()}`,
+      () => conn.received().split("HTTP/1.1 200").length >= 3 || conn.closed()
+    )
     expect(conn.received().split("HTTP/1.1 200").length).toBe(3)
     conn.sock.destroy()
   })
@@ -162,7 +168,10 @@ describe("connections", () => {
       await sleep(150)
       moving.write("0123456789")
     }
-    while (!moving.received().includes("\r\n\r\n") && !moving.closed()) await sleep(10)
+    await until(
+      () => `an answer or a close; got: ${moving.received()}`,
+      () => moving.received().includes("\r\n\r\n") || moving.closed()
+    )
     expect(moving.received()).toMatch(/^HTTP\/1\.1 200 /)
     expect(fs.readFileSync(path.join(r.dir, "moving.bin"), "utf8")).toBe("0123456789".repeat(10))
     moving.sock.destroy()
