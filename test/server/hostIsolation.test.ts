@@ -17,7 +17,7 @@ import {
   startHost,
   stopHost
 } from "../support/hostServer.js"
-import { sleep } from "../support/processes.js"
+import { sleep, until } from "../support/processes.js"
 
 const asRoot = process.platform === "linux" && process.getuid?.() === 0
 
@@ -34,12 +34,10 @@ const py = async (sb: Leased, source: string) => {
 /** Starts `cmd` in `sb` and waits for the pid it writes to `file` in its home. */
 const pidOf = async (sb: Leased, cmd: string, file: string) => {
   await spawnIn(host, sb, `echo $$ > ${file}; exec ${cmd}`)
-  const deadline = Date.now() + 10_000
-  while (!fs.existsSync(`${sb.home}/${file}`) || fs.readFileSync(`${sb.home}/${file}`, "utf8").trim() === "") {
-    if (Date.now() > deadline) throw new Error(`${cmd} did not start in ${sb.id}`)
-    await sleep(25)
-  }
-  return Number(fs.readFileSync(`${sb.home}/${file}`, "utf8").trim())
+  const written = await until(`${cmd} to start in ${sb.id} (its pid in ${file})`, () =>
+    fs.existsSync(`${sb.home}/${file}`) ? fs.readFileSync(`${sb.home}/${file}`, "utf8").trim() || undefined : undefined
+  )
+  return Number(written)
 }
 
 beforeAll(async () => {

@@ -60,15 +60,13 @@ const text = (events: ReadonlyArray<Event>, name: string) =>
     .join("")
 
 /** Polls the buffered output until `pattern` shows up in stdout. */
-const stdoutMatching = async (r: Running, id: string, pattern: RegExp) => {
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    const m = pattern.exec(text(await output(r, id), "stdout"))
-    if (m !== null) return m
-    if (Date.now() > deadline) throw new Error(`no ${pattern} in the output of ${id}`)
-    await sleep(50)
-  }
-}
+const stdoutMatching = (r: Running, id: string, pattern: RegExp) =>
+  until(
+    `${pattern} in the output of ${id}`,
+    async () => pattern.exec(text(await output(r, id), "stdout")) ?? undefined,
+    10_000,
+    50
+  )
 
 /** Opens a follower and reads events until `until` says stop; the stream is left open. */
 const follow = async (r: Running, id: string, until: (events: ReadonlyArray<Event>) => boolean) => {
