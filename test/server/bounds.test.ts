@@ -110,13 +110,10 @@ describe("connections", () => {
     expect(body.code).toBe("too_many_connections")
     expect(body.error).toMatch(/serves 2 at once \(SBX_MAX_CONNECTIONS/)
     a.sock.destroy()
-    const deadline = Date.now() + 10_000
-    for (;;) {
-      const res = await fetch(`${r.base}/health`, { headers: { connection: "close" } })
-      if (res.status === 200) break
-      expect(Date.now()).toBeLessThan(deadline)
-      await sleep(20)
-    }
+    await until(
+      "a free connection slot: /health answering 200",
+      async () => (await fetch(`${r.base}/health`, { headers: { connection: "close" } })).status === 200
+    )
     b.sock.destroy()
   })
 
@@ -245,11 +242,10 @@ describe.runIf(linux)("file descriptors", () => {
     const conns = []
     for (let i = 0; i < limit + 20; i++) conns.push(await connect(r))
     // Wait until the server holds as many descriptors as it may: from then on, accept() fails.
-    const deadline = Date.now() + 10_000
-    while (fs.readdirSync(`/proc/${r.pid}/fd`).length < limit - 2) {
-      expect(Date.now()).toBeLessThan(deadline)
-      await sleep(20)
-    }
+    await until(
+      () => `${limit - 2} descriptors held by the server; it has ${fs.readdirSync(`/proc/${r.pid}/fd`).length}`,
+      () => fs.readdirSync(`/proc/${r.pid}/fd`).length >= limit - 2
+    )
     const before = cpuSeconds(r.pid)
     // A measuring window, not a wait for an event. Not shorter: on a loaded machine a spinning server gets
     // only a share of a CPU, and the window must still give it more than the bound below.
@@ -257,13 +253,13 @@ describe.runIf(linux)("file descriptors", () => {
     // A loop that spins on a readable listening socket burns the whole window (about 1.5 s of CPU).
     expect(cpuSeconds(r.pid) - before).toBeLessThan(0.15)
     for (const c of conns) c.sock.destroy()
-    const until = Date.now() + 15_000
-    for (;;) {
-      const res = await fetch(`${r.base}/health`, { headers: { connection: "close" } }).catch(() => undefined)
-      if (res?.status === 200) break
-      expect(Date.now()).toBeLessThan(until)
-      await sleep(50)
-    }
+    await until(
+      "the server serving again: /health answering 200",
+      async () =>
+        (await fetch(`${r.base}/health`, { headers: { connection: "close" } }).catch(() => undefined))?.status === 200,
+      15_000,
+      50
+    )
   })
 })
 

@@ -16,7 +16,7 @@ import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { isAlive, sleep, until, waitGone, withTimeout } from "../support/processes.js"
+import { isAlive, until, waitGone, withTimeout } from "../support/processes.js"
 import {
   type Event,
   parseNdjson,
@@ -1269,10 +1269,12 @@ describe.concurrent("lifecycle", () => {
       })
       expect(daemon.exit.exit_code).toBe(0)
       const pidFile = path.join(r.dir, "daemon.pid")
-      const deadline = Date.now() + 5_000
-      while (!(fs.existsSync(pidFile) && fs.readFileSync(pidFile, "utf8").trim()) && Date.now() < deadline)
-        await sleep(20)
-      pids.push(Number(fs.readFileSync(pidFile, "utf8").trim()))
+      const written = await until(
+        "the daemon's pid in daemon.pid",
+        () => (fs.existsSync(pidFile) && fs.readFileSync(pidFile, "utf8").trim()) || undefined,
+        5_000
+      )
+      pids.push(Number(written))
     }
     for (const p of pids) seenPids.add(p)
     expect(pids.every(isAlive)).toBe(true)
@@ -1379,8 +1381,7 @@ describe.skipIf(!isLinux)("a supervised server killed with SIGKILL in the middle
         .catch((e: unknown) => e)
       const parts = () => fs.readdirSync(outside).filter((name) => name.endsWith(".part"))
       // The temporary file exists from the request's start; its bytes may still sit in the server's read.
-      const deadline = Date.now() + 10_000
-      while (parts().length === 0 && Date.now() < deadline) await sleep(20)
+      await until("the transfer's temporary .part file", () => parts().length > 0)
       expect(parts().length).toBe(1)
       process.kill(r.pid, "SIGKILL") // the server itself: r.proc is its supervisor
       // The supervisor exits the way the server did (it used to crash re-raising SIGKILL: exit 1).
