@@ -58,7 +58,10 @@ export const HealthResponse = Schema.Struct({
   protocol: Schema.optional(Schema.Number),
   uptime_ms: Schema.optional(Schema.Number),
   mode: Schema.optional(Schema.String),
-  auth: Schema.optional(Schema.Boolean)
+  auth: Schema.optional(Schema.Boolean),
+  /** A host's (`mode: "host"`) capacity, and how many sandboxes it holds now. @since 0.2.0 */
+  capacity: Schema.optional(Schema.Number),
+  sandboxes: Schema.optional(Schema.Number)
 })
 
 /**

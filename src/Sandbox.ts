@@ -23,10 +23,9 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { Files } from "./Files.js"
 import type * as HfJobs from "./HfJobs.js"
-import * as PoolConnect from "./internal/pool/connect.js"
+import * as ById from "./internal/sandbox/byId.js"
 import * as Names from "./internal/sandbox/names.js"
-import { attachTo, open } from "./internal/sandbox/open.js"
-import * as HostWire from "./internal/wire/host.js"
+import { open } from "./internal/sandbox/open.js"
 import type { HubError, OperationError, SshError, StartError } from "./SandboxError.js"
 import type * as SandboxProvider from "./SandboxProvider.js"
 import type * as Schedules from "./Schedules.js"
@@ -732,15 +731,7 @@ export const connect: {
   idOrOptions: string | (ConnectOptions & { readonly name: string }),
   options: ConnectOptions = {}
 ): Effect.Effect<Sandbox, StartError, SandboxProvider.SandboxProvider | HttpClient.HttpClient | Scope.Scope> =>
-  typeof idOrOptions === "string" ? connectById(idOrOptions, options) : Names.connectByName(idOrOptions)
-
-/** A pooled id (`<host>.<local>`) reaches its sandbox through its host; any other, its provider's connect. */
-const connectById = (id: string, options: ConnectOptions) => {
-  const pooled = HostWire.splitPooledId(id)
-  return pooled !== undefined
-    ? PoolConnect.connect(id, pooled, options)
-    : open("connect", options, attachTo(id), { "sandbox.id": id })
-}
+  typeof idOrOptions === "string" ? ById.connect(idOrOptions, options) : Names.connectByName(idOrOptions)
 
 /**
  * The running sandbox named `name`, attached to, or else a new one made with these options: what a

@@ -53,6 +53,15 @@ export interface LayerOptions
   readonly detach?: boolean | undefined
   /** The pool's name: HF's `hf-sandbox-pool` label on its hosts. Default `default`. */
   readonly name?: string | undefined
+  /**
+   * Adopt the running hosts of the pool's name when the layer is built, as HF's `SandboxPool` does: hosts
+   * another process left running (`detach`, the CLI's `pool up`, HF's `SandboxPool.warm`) take leases
+   * before any host boots, and count towards `warmUp`, so only the shortfall is started. An adopted
+   * host's capacity and the sandboxes it already holds are read from it; a host that does not answer is
+   * skipped. The pool did not start them, so its close never terminates them: it detaches, and each ends
+   * after its own idle timeout without sandboxes. Default true (HF's); false: only hosts it starts.
+   */
+  readonly adopt?: boolean | undefined
   /** How many sandboxes one host holds at most (the host's `SBX_CAPACITY`). Default 50, HF's. */
   readonly sandboxesPerHost?: number | undefined
   /**
@@ -165,8 +174,9 @@ export const make = (
   Effect.flatMap(SandboxPool, (pool) => pool.make(options))
 
 /**
- * A pool as a scoped resource: `warmUp` hosts are started in parallel when it is built (their failure is
- * the layer's), more as leases need them, and every host is terminated when the layer's scope closes.
+ * A pool as a scoped resource: running hosts of its name are adopted (`adopt`), `warmUp` hosts in all
+ * are ready when it is built (those it starts, in parallel: their failure is the layer's), more start as
+ * leases need them, and every host it started is terminated when the layer's scope closes.
  * A host that ends on its own is dropped (its leased sandboxes fail with `ConnectionLostError` naming
  * it) and replaced. Fails with `PoolError("InvalidOptions")` naming a bad option before anything starts.
  *

@@ -485,6 +485,10 @@ export const list: (options?: ListOptions) => Effect.Effect<Listing, StartError 
 /**
  * Stops a sandbox of the provider by id. Fails with a `StartError` naming the provider when it cannot.
  *
+ * A pooled id (`<host id>.<local id>`, a `SandboxPool`'s sandbox) deletes only that sandbox on its host,
+ * with the host token, and the host keeps running; `StartError("NotFound")` when the host no longer has
+ * it. Its host is reached through the application's `HttpClient` when one is provided, else `fetch`.
+ *
  * @since 0.2.0
  * @category accessors
  */
@@ -494,11 +498,31 @@ export const kill: (id: string) => Effect.Effect<void, StartError | HubError, Sa
 /**
  * A sandbox's log by id. Fails with a `StartError` naming the provider when it cannot read one.
  *
+ * A pooled id's log is its host's log filtered to the lines that name the sandbox (the host server logs
+ * each sandbox's creation, idle eviction and delete); with `follow` it ends with the sandbox's delete.
+ *
  * @since 0.2.0
  * @category accessors
  */
 export const logs: (id: string, options?: LogOptions) => Stream.Stream<string, StartError | HubError, SandboxProvider> =
   internal.logs(SandboxProvider)
+
+/**
+ * A running sandbox's resource samples by id, until it ends (or the stream is interrupted): the
+ * platform's where it measures them without the sandbox's server ({@link Service.metrics}, HF Jobs),
+ * else the sandbox's own server's, attached to by id as `Sandbox.connect` attaches (through the
+ * application's `HttpClient` when one is provided, else `fetch`). A pooled id's come from its own routes
+ * on its host (`/v1/sandboxes/{id}/metrics`), which measure the whole host. Fails with a `StartError`
+ * when the sandbox cannot be reached.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const metrics: (
+  id: string,
+  options?: Sandbox.MetricsOptions
+) => Stream.Stream<Sandbox.MetricsSample, StartError | HubError | OperationError, SandboxProvider> =
+  internal.metrics(SandboxProvider)
 
 /**
  * Attaches to a running sandbox by id; closing the scope detaches. Fails with a `StartError` naming the

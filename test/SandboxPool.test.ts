@@ -180,6 +180,86 @@ describe("SandboxPool on the local provider", { timeout: 120_000 }, () => {
     }).pipe(Effect.scoped, Effect.provide(poolLayer()))
   )
 
+  it.live("by pooled id through the provider: its log (the host's lines about it), its metrics, its kill", () =>
+    // Detached hosts: the local provider keeps a log by id (a file) for those; an owned one's is in memory.
+    Effect.gen(function* () {
+      const sb = yield* SandboxPool.make()
+      const other = yield* SandboxPool.make()
+      const [hostId, localId] = sb.id.split(".")
+      const lines = (id: string, options: SandboxProvider.LogOptions = {}) =>
+        Effect.map(Stream.runCollect(SandboxProvider.logs(id, options)), (chunk) => Array.from(chunk))
+      yield* sb.exec("echo in-it")
+      yield* other.exec("echo in-the-other")
+      const own = yield* lines(sb.id)
+      for (const line of own) assert.include(line, localId!, "only the lines about it")
+      assert.isTrue(
+        own.some((line) => line.includes("created")),
+        own.join("\n")
+      )
+      assert.isTrue(
+        own.some((line) => line.includes(`sandbox ${localId}: command started`) && line.includes("echo in-it")),
+        own.join("\n")
+      )
+      assert.deepStrictEqual(Array.from(yield* Stream.runCollect(sb.logs())), own, "sb.logs() is the same log")
+      const [sample] = yield* Stream.runCollect(
+        Stream.take(SandboxProvider.metrics(sb.id, { interval: "100 millis" }), 1)
+      )
+      assert.isAbove(sample!.memoryTotalBytes, 0)
+      // Followed, its log ends with its delete.
+      const followed = yield* Effect.fork(lines(sb.id, { follow: true, tail: 1 }))
+      yield* SandboxProvider.kill(sb.id)
+      const last = yield* followed.await.pipe(Effect.flatten)
+      assert.include(last.at(-1), `sandbox ${localId} deleted`)
+      const error = yield* Effect.flip(sb.exec("true"))
+      assert.notStrictEqual(error._tag, "TerminatedError")
+      assert.strictEqual((yield* other.exec("echo still")).stdout, "still\n", "the host keeps running")
+      const again = yield* Effect.flip(SandboxProvider.kill(sb.id))
+      assert.strictEqual(again._tag === "StartError" ? again.reason : undefined, "NotFound")
+      assert.include(again.message, hostId!)
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(SandboxPool.layer({ name: "byid", detach: true, weakIsolation })),
+      Effect.ensuring(Effect.ignore(SandboxProvider.sweep({ labels: { "hf-sandbox-pool": "byid" } }))),
+      Effect.provide(Env)
+    )
+  )
+
+  it.live("a pool adopts the running hosts of its name: they count towards warmUp, take leases, and outlive it", () =>
+    Effect.gen(function* () {
+      yield* Effect.provide(Effect.void, SandboxPool.layer({ name: "adopted", detach: true, weakIsolation }))
+      const [host] = yield* Adopt.hostsOf("adopted")
+      // Another client's sandbox on it: a slot the adopting pool must count as taken.
+      const theirs = yield* Effect.scoped(Effect.map(Adopt.createOnPool("adopted"), (sb) => sb.id))
+      const seen = yield* Effect.gen(function* () {
+        const pool = yield* SandboxPool.SandboxPool
+        const hosts = yield* pool.hosts
+        assert.deepStrictEqual(
+          hosts.map((h) => [h.id, h.leased]),
+          [[host!.id, 1]],
+          "adopted, counting its sandbox; no host booted"
+        )
+        const sb = yield* SandboxPool.make()
+        assert.strictEqual(sb.id.split(".")[0], host!.id)
+        return (yield* pool.hosts).length
+      }).pipe(Effect.scoped, Effect.provide(SandboxPool.layer({ name: "adopted", weakIsolation })))
+      assert.strictEqual(seen, 1)
+      assert.deepStrictEqual(
+        (yield* Adopt.hostsOf("adopted")).map((h) => h.id),
+        [host!.id],
+        "its close left the host it did not start"
+      )
+      yield* Effect.scoped(Effect.flatMap(Sandbox.connect(theirs), (sb) => sb.exec("true")))
+      const own = yield* Effect.gen(function* () {
+        const pool = yield* SandboxPool.SandboxPool
+        return (yield* pool.hosts).map((h) => h.id)
+      }).pipe(Effect.scoped, Effect.provide(SandboxPool.layer({ name: "adopted", adopt: false, weakIsolation })))
+      assert.notInclude(own, host!.id, "adopt: false starts its own")
+    }).pipe(
+      Effect.ensuring(Effect.ignore(SandboxProvider.sweep({ labels: { "hf-sandbox-pool": "adopted" } }))),
+      Effect.provide(Env)
+    )
+  )
+
   it.live("a detached pool's hosts outlive it: another client makes sandboxes there by the pool's name", () =>
     Effect.gen(function* () {
       yield* Effect.provide(Effect.void, SandboxPool.layer({ name: "kept", detach: true, weakIsolation }))

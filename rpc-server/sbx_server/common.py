@@ -125,8 +125,15 @@ def command_text(argv):
     return text
 
 
+def _whose(spec):
+    """A host's command lines name its sandbox: a pooled sandbox's log is its host's lines about it."""
+    sandbox = getattr(spec, "sandbox", None)
+    return "" if sandbox is None else "sandbox %s: " % sandbox.id
+
+
 def log_command_start(proc, spec):
-    log("command started, pid %d%s: %s" % (proc.pid, " in %s" % shown(spec.cwd) if spec.cwd else "", command_text(spec.argv)))
+    where = " in %s" % shown(spec.cwd) if spec.cwd else ""
+    log("%scommand started, pid %d%s: %s" % (_whose(spec), proc.pid, where, command_text(spec.argv)))
 
 
 def log_command_end(proc, spec, result, finished):
@@ -138,7 +145,7 @@ def log_command_end(proc, spec, result, finished):
         how = "lost its client: %s" % _exit_text(rc)
     else:
         how = "ended: %s" % _exit_text(rc)
-    log("command pid %d %s (%.2fs)" % (proc.pid, how, result.duration_ms / 1000.0))
+    log("%scommand pid %d %s (%.2fs)" % (_whose(spec), proc.pid, how, result.duration_ms / 1000.0))
 
 
 def format_exc():

@@ -6,7 +6,6 @@ sandbox is a few hundred bytes of this server's memory. What confines its comman
 Landlock, rlimits) is isolation.py's; the routes are routes_host.py's. Imported only in host mode."""
 
 import os
-import shutil
 import sys
 import threading
 import time
@@ -184,7 +183,7 @@ class Host(object):
         try:
             self.isolation.make_home(sandbox, PROXY_SUBDIR)
         except OSError as e:
-            shutil.rmtree(sandbox.home, ignore_errors=True)
+            self.isolation.remove_home(sandbox.home)
             raise HttpError(500, "cannot create the sandbox's home %s: %s" % (sandbox.home, e.strerror or e), "io_error")
         return sandbox
 
@@ -219,7 +218,7 @@ class Host(object):
                 self.isolation.forget(sandbox)
         try:
             self.kill_all(sandbox)
-            shutil.rmtree(sandbox.home, ignore_errors=True)
+            self.isolation.remove_home(sandbox.home)
         finally:
             self.release(sandbox.uid, sandbox.uid_lock)
         log("sandbox %s deleted" % sandbox.id)

@@ -11,6 +11,8 @@ NO_NEW_PRIVS, rlimits or Landlock. The wrapper costs a Python start per command,
 unless a warm one (warm.py, started ahead with the same confine()) takes the command."""
 
 import os
+import shutil
+import stat
 import sys
 import threading
 
@@ -148,6 +150,21 @@ class Isolation(object):
 
             sandbox.ruleset = ruleset(self.landlock_abi, home)
 
+    def remove_home(self, home):
+        """Removes a sandbox's home, whatever its commands left in it. Root removes any file; the server's own
+        user (weak isolation: the sandbox's files are its own) cannot empty a directory the sandbox made
+        read-only (`chmod 500 d`), so those are made writable, without following links, and removed again."""
+        shutil.rmtree(home, ignore_errors=True)
+        if not os.path.lexists(home):
+            return
+        writable(home)  # before the walk lists it
+        for parent, dirs, _files in os.walk(home):  # top-down: a directory is made writable before it is listed
+            for d in dirs:
+                writable(os.path.join(parent, d))
+        shutil.rmtree(home, ignore_errors=True)
+        if os.path.lexists(home):
+            log("sandbox home %s: cannot remove all of it" % home)
+
     def forget(self, sandbox):
         if sandbox.ruleset >= 0:
             os.close(sandbox.ruleset)
@@ -210,6 +227,15 @@ class Isolation(object):
         return self._libc
 
 
+def writable(path):
+    """chmod 0700 a directory that is not a link (its target is not the sandbox's to give away)."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            os.chmod(path, 0o700)
+    except OSError:
+        pass
+
+
 def landlock_abi():
     """The kernel's Landlock ABI version; 0 without Landlock."""
     if not sys.platform.startswith("linux"):
@@ -225,7 +251,13 @@ def probe():
     abi = landlock_abi()
     missing = []
     if not root:
-        missing.append("not root: cannot give sandboxes their own uid (they could signal, ptrace and read each other)")
+        # What one uid for all costs; with Landlock (any ABI) it still keeps ptrace and /proc/<pid>/environ
+        # within a command's own domain.
+        also = "" if abi else ", trace them and read their environment and memory (the host token's too)"
+        missing.append(
+            "not root: cannot give sandboxes their own uid (all would run as this server's user: they could "
+            "signal each other and this server%s)" % also
+        )
     if abi == 0:
         missing.append("Landlock unavailable (kernel without it, or disabled at boot): sandboxes could read each other's files in shared directories and reach each other's ports")
     elif abi < MIN_LANDLOCK_ABI:

@@ -1,9 +1,15 @@
 /** The accessors of the provider seam: the by-id operations of the provider in use, or a typed refusal. */
 import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { StartError } from "../SandboxError.js"
+import type * as Sandbox from "../Sandbox.js"
+import { type HubError, type OperationError, StartError } from "../SandboxError.js"
 import type * as SandboxProvider from "../SandboxProvider.js"
+import * as PoolById from "./pool/byId.js"
+import * as HostLog from "./pool/hostLog.js"
+import * as ById from "./sandbox/byId.js"
 import * as Sweep from "./sweep.js"
+import * as HostWire from "./wire/host.js"
 
 // The Tag is handed in by the public module (which defines it), so this module needs only its types: no
 // import cycle between the two.
@@ -27,23 +33,60 @@ export const list =
         : provider.list(options)
     )
 
+// A pooled id (`<host>.<local>`) is routed here, once for every provider: the provider knows its host only.
+
 export const kill = (tag: Tag) => (id: string) =>
-  Effect.flatMap(tag, (provider) =>
-    provider.kill === undefined
+  Effect.flatMap(tag, (provider) => {
+    const pooled = HostWire.splitPooledId(id)
+    if (pooled !== undefined) return PoolById.kill(id, pooled)
+    return provider.kill === undefined
       ? Effect.fail(unsupported(provider.name, `kill sandbox ${id}`, "stopping sandboxes by id"))
       : provider.kill(id)
-  )
+  })
 
 export const logs =
   (tag: Tag) =>
   (id: string, options: SandboxProvider.LogOptions = {}) =>
     Stream.unwrap(
-      Effect.map(tag, (provider) =>
-        provider.logs === undefined
-          ? Stream.fail(unsupported(provider.name, `read the log of sandbox ${id}`, "reading logs by id"))
-          : provider.logs(id, options)
-      )
+      Effect.map(tag, (provider) => {
+        const pooled = HostWire.splitPooledId(id)
+        if (provider.logs === undefined) {
+          return Stream.fail(unsupported(provider.name, `read the log of sandbox ${id}`, "reading logs by id"))
+        }
+        const hostLogs = provider.logs
+        // A pooled sandbox's log is its host's lines about it.
+        return pooled === undefined
+          ? hostLogs(id, options)
+          : HostLog.of((given) => hostLogs(pooled.hostId, given), pooled.localId, options)
+      })
     )
+
+/**
+ * A sandbox's resource samples by id: the platform's where it measures them (`Service.metrics`), else the
+ * sandbox's own server's, attached to by id (a pooled id: through its host, on the sandbox's own routes).
+ */
+export const metrics =
+  (tag: Tag) =>
+  (
+    id: string,
+    options: Sandbox.MetricsOptions = {}
+  ): Stream.Stream<Sandbox.MetricsSample, StartError | HubError | OperationError, SandboxProvider.SandboxProvider> =>
+    Stream.unwrapScoped(Effect.flatMap(tag, (provider) => samplesOf(provider, id, options))).pipe(
+      Stream.withSpan("SandboxProvider.metrics", { attributes: { "sandbox.id": id } })
+    )
+
+const samplesOf = (
+  provider: SandboxProvider.Service,
+  id: string,
+  options: Sandbox.MetricsOptions
+): Effect.Effect<
+  Stream.Stream<Sandbox.MetricsSample, StartError | HubError | OperationError>,
+  StartError,
+  SandboxProvider.SandboxProvider | Scope.Scope
+> =>
+  provider.metrics !== undefined && HostWire.splitPooledId(id) === undefined
+    ? Effect.succeed(provider.metrics(id, options))
+    : PoolById.withHttp(Effect.map(ById.connect(id, {}), (sb) => sb.metrics(options)))
 
 /** Attaches through `provider`, or refuses when it cannot attach: `Sandbox.connect`'s way too. */
 export const connectWith = (provider: SandboxProvider.Service, id: string, spec: SandboxProvider.Spec) =>

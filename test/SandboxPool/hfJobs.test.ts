@@ -6,8 +6,10 @@
 import { assert, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxPool from "hf-sandbox/SandboxPool"
+import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Schedules from "hf-sandbox/Schedules"
 import { assertCancelled, jobOf } from "../support/hfJobs.js"
 import { emulatedHub, fastSchedules } from "../support/hub.js"
@@ -77,5 +79,49 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("SandboxPool o
       const next = yield* SandboxPool.make()
       assert.strictEqual((yield* next.exec("echo again")).stdout, "again\n")
     }).pipe(Effect.scoped, Effect.provide(SandboxPool.layer({ name: "crashy", weakIsolation })))
+  )
+
+  it.effect("by pooled id through the provider: its metrics and log through its host, its kill deletes only it", () =>
+    Effect.gen(function* () {
+      const sb = yield* SandboxPool.make()
+      const other = yield* SandboxPool.make()
+      const [hostId, localId] = sb.id.split(".")
+      // The provider's by-id metrics are a job's: a pooled id goes to the sandbox's routes on its host.
+      const [sample] = yield* Stream.runCollect(
+        Stream.take(SandboxProvider.metrics(sb.id, { interval: "100 millis" }), 1)
+      )
+      assert.isAbove(sample!.memoryTotalBytes, 0)
+      const lines = yield* eventually(
+        Effect.flatMap(Stream.runCollect(SandboxProvider.logs(sb.id)), (chunk) =>
+          Array.from(chunk).some((line) => line.includes("created")) ? Effect.succeed(chunk) : Effect.fail("not yet")
+        ),
+        "30 seconds"
+      )
+      for (const line of lines) assert.include(line, localId!)
+      yield* SandboxProvider.kill(sb.id)
+      const job = yield* jobOf(hostId!)
+      assert.strictEqual(job.stage, "RUNNING", "the host job keeps running")
+      assert.strictEqual((yield* other.exec("echo still")).stdout, "still\n")
+      const again = yield* Effect.flip(SandboxProvider.kill(sb.id))
+      assert.strictEqual(again._tag === "StartError" ? again.reason : undefined, "NotFound")
+    }).pipe(Effect.scoped, Effect.provide(SandboxPool.layer({ name: "byid", weakIsolation })))
+  )
+
+  it.effect("a pool adopts the running host jobs of its name, and its close leaves them running", () =>
+    Effect.gen(function* () {
+      const [kept] = yield* Effect.flatMap(SandboxPool.SandboxPool, (pool) => pool.hosts).pipe(
+        Effect.provide(Layer.fresh(SandboxPool.layer({ name: "warm", detach: true, weakIsolation })))
+      )
+      const used = yield* Effect.gen(function* () {
+        const pool = yield* SandboxPool.SandboxPool
+        const sb = yield* SandboxPool.make()
+        assert.strictEqual((yield* sb.exec("echo adopted")).stdout, "adopted\n")
+        return { hosts: (yield* pool.hosts).map((h) => h.id), on: sb.id.split(".")[0] }
+      }).pipe(Effect.scoped, Effect.provide(Layer.fresh(SandboxPool.layer({ name: "warm", weakIsolation }))))
+      assert.deepStrictEqual(used, { hosts: [kept!.id], on: kept!.id }, "adopted: no host job started")
+      assert.strictEqual((yield* jobOf(kept!.id)).stage, "RUNNING", "its close left the job it did not start")
+      yield* SandboxProvider.sweep({ labels: { "hf-sandbox-pool": "warm" } })
+      yield* assertCancelled(kept!.id)
+    })
   )
 })

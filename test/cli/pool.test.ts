@@ -44,8 +44,18 @@ describe("hf-sandbox pool, local provider", () => {
     if (asRoot) assert.isAtLeast(Number(uid), 20000, "its own uid")
     assert.isTrue(fs.existsSync(home!))
 
+    // top and logs by pooled id go through its host (the seam), as kill does.
+    const top = await local(["top", "--count", "1", "--interval", "200ms", "--json", id])
+    expectCode(top, 0)
+    assert.isAbove((JSON.parse(top.stdout) as { memoryTotalBytes: number }).memoryTotalBytes, 0)
+    const log = await local(["logs", id])
+    expectCode(log, 0)
+    assert.include(log.stdout, `created 1 sandbox(es): ${localId}`)
+    for (const line of log.stdout.trim().split("\n")) assert.include(line, localId!, "only the lines about it")
+
     expectCode(await local(["kill", id]), 0)
     assert.isFalse(fs.existsSync(home!), "kill deletes the pooled sandbox's home")
+    assert.include((await local(["logs", "--tail", "1", id])).stdout, `sandbox ${localId} deleted`)
     const gone = await local(["exec", id, "--", "true"])
     assert.notStrictEqual(gone.code, 0)
     assert.include(gone.stderr, "no longer exists on host")

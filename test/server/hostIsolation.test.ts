@@ -7,38 +7,27 @@
 import * as fs from "node:fs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
+  connectAbstract,
   create,
   exec,
   type Host,
   json,
   type Leased,
+  listenAbstract,
+  pidIn,
+  pythonIn,
   request,
   spawnIn,
   startHost,
   stopHost
 } from "../support/hostServer.js"
-import { sleep, until } from "../support/processes.js"
+import { until } from "../support/processes.js"
 
 const asRoot = process.platform === "linux" && process.getuid?.() === 0
 
 let host: Host
 let a: Leased
 let b: Leased
-
-/** Runs a Python one-liner in the sandbox; its stdout, trimmed. */
-const py = async (sb: Leased, source: string) => {
-  const run = await exec(host, sb, `python3 -c '${source}'`)
-  return run.stdout.trim() + run.stderr.trim()
-}
-
-/** Starts `cmd` in `sb` and waits for the pid it writes to `file` in its home. */
-const pidOf = async (sb: Leased, cmd: string, file: string) => {
-  await spawnIn(host, sb, `echo $$ > ${file}; exec ${cmd}`)
-  const written = await until(`${cmd} to start in ${sb.id} (its pid in ${file})`, () =>
-    fs.existsSync(`${sb.home}/${file}`) ? fs.readFileSync(`${sb.home}/${file}`, "utf8").trim() || undefined : undefined
-  )
-  return Number(written)
-}
 
 beforeAll(async () => {
   if (!asRoot) return
@@ -86,7 +75,7 @@ describe.skipIf(!asRoot)("host mode isolation (root: a uid per sandbox, Landlock
   it("keeps a sandbox out of another's files and environment", async () => {
     fs.writeFileSync(`${b.home}/secret`, "b's secret")
     fs.chownSync(`${b.home}/secret`, b.uid, b.uid)
-    const pid = await pidOf(b, "sleep 60", "sleep.pid")
+    const pid = await pidIn(host, b, "sleep 60", "sleep.pid")
     const run = await exec(host, a, `cat ${b.home}/secret; ls ${b.home}; cat /proc/${pid}/environ; ls /tmp`)
     expect(run.stdout).toBe("")
     expect(run.stderr.match(/Permission denied/g)?.length).toBe(4)
@@ -96,35 +85,29 @@ describe.skipIf(!asRoot)("host mode isolation (root: a uid per sandbox, Landlock
   })
 
   it("keeps a sandbox from signalling or tracing another's processes", async () => {
-    const pid = await pidOf(b, "sleep 60", "victim.pid")
+    const pid = await pidIn(host, b, "sleep 60", "victim.pid")
     const kill = await exec(host, a, `kill -0 ${pid} 2>&1 || echo refused`)
     expect(kill.stdout).toContain("refused")
-    const trace = await py(
+    const trace = await pythonIn(
+      host,
       a,
       `import ctypes,os; libc=ctypes.CDLL(None,use_errno=True); print(libc.ptrace(16,${pid},0,0), os.strerror(ctypes.get_errno()))`
     )
     expect(trace).toBe("-1 Operation not permitted")
     // Its own, started by another command, it can signal.
-    const own = await pidOf(a, "sleep 60", "own.pid")
+    const own = await pidIn(host, a, "sleep 60", "own.pid")
     expect((await exec(host, a, `kill ${own} && echo killed`)).stdout).toBe("killed\n")
   })
 
   it("denies binding TCP ports and reaching another sandbox's abstract unix sockets", async () => {
-    expect(await py(a, `import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print("bound")`)).toContain(
-      "PermissionError"
-    )
-    const listener = `import socket,time; s=socket.socket(socket.AF_UNIX); s.bind("\\0sbx-test-${b.id}"); s.listen(); open("abstract.ready","w").close(); time.sleep(60)`
-    await spawnIn(host, b, `python3 -c '${listener}'`)
-    const deadline = Date.now() + 10_000
-    while (!fs.existsSync(`${b.home}/abstract.ready`)) {
-      if (Date.now() > deadline) throw new Error("the abstract socket listener did not start")
-      await sleep(25)
-    }
-    const connect = `import socket; s=socket.socket(socket.AF_UNIX); s.connect("\\0sbx-test-${b.id}"); print("connected")`
-    expect(await py(a, connect)).toContain("PermissionError")
+    expect(
+      await pythonIn(host, a, `import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print("bound")`)
+    ).toContain("PermissionError")
+    await listenAbstract(host, b, `sbx-test-${b.id}`)
+    expect(await pythonIn(host, a, connectAbstract(`sbx-test-${b.id}`))).toContain("PermissionError")
     // Within one command (one Landlock domain) the same connect works: the denial is the scope's.
     const both = `import socket; l=socket.socket(socket.AF_UNIX); l.bind("\\0sbx-own-${a.id}"); l.listen(); s=socket.socket(socket.AF_UNIX); s.connect("\\0sbx-own-${a.id}"); print("connected")`
-    expect(await py(a, both)).toBe("connected")
+    expect(await pythonIn(host, a, both)).toBe("connected")
   })
 
   it("reaches a sandbox's unix socket through its proxy route, never another's through a link", async () => {
@@ -140,11 +123,10 @@ U(os.environ["SBX_PROXY_DIR"]+"/8080.sock",H).serve_forever()
 `
     await request(host, `/v1/sandboxes/${b.id}/files/write?path=/srv.py`, b.token, { method: "PUT", body: server })
     await spawnIn(host, b, "exec python3 srv.py")
-    const deadline = Date.now() + 10_000
-    while ((await json(host, `/v1/sandboxes/${b.id}/ports/8080`, b.token)).body.listening !== true) {
-      if (Date.now() > deadline) throw new Error("the sandbox's server did not listen")
-      await sleep(25)
-    }
+    await until(
+      "the sandbox's server to listen",
+      async () => (await json(host, `/v1/sandboxes/${b.id}/ports/8080`, b.token)).body.listening === true
+    )
     const res = await request(host, `/v1/sandboxes/${b.id}/proxy/8080/`, b.token)
     expect(await res.text()).toBe(b.id)
     await exec(host, a, `ln -s ${b.home}/.sbx/proxy/8080.sock "$SBX_PROXY_DIR/8080.sock"`)

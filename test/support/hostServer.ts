@@ -7,6 +7,7 @@ import { createHmac } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { until } from "./processes.js"
 import { type Event, parseNdjson, type Running, type StartOptions, startServer, stopServer } from "./server.js"
 
 export interface Host extends Running {
@@ -23,7 +24,9 @@ export interface Leased {
 
 /** A host-mode server. `weak` (default true) lets it start without root or Landlock. */
 export const startHost = async (options: StartOptions & { readonly weak?: boolean } = {}): Promise<Host> => {
-  const homes = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sbx-homes-")), "homes")
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-homes-"))
+  if (options.owner !== undefined) fs.chownSync(parent, options.owner, options.owner)
+  const homes = path.join(parent, "homes")
   const server = await startServer({
     ...options,
     prefix: options.prefix ?? "sbx-host-",
@@ -95,3 +98,29 @@ export const spawnIn = async (host: Running, sb: Leased, cmd: string) => {
   if (res.status !== 200) throw new Error(`spawn in ${sb.id}: ${res.status} ${JSON.stringify(res.body)}`)
   return res.body.id as string
 }
+
+/** Starts `cmd` in `sb` and waits for the pid it writes to `file` in its home. */
+export const pidIn = async (host: Running, sb: Leased, cmd: string, file: string) => {
+  await spawnIn(host, sb, `echo $$ > ${file}; exec ${cmd}`)
+  const written = await until(`${cmd} to start in ${sb.id} (its pid in ${file})`, () =>
+    fs.existsSync(`${sb.home}/${file}`) ? fs.readFileSync(`${sb.home}/${file}`, "utf8").trim() || undefined : undefined
+  )
+  return Number(written)
+}
+
+/** Runs a Python one-liner in the sandbox: its stdout and stderr, trimmed. */
+export const pythonIn = async (host: Running, sb: Leased, source: string) => {
+  const run = await exec(host, sb, `python3 -c '${source}'`)
+  return run.stdout.trim() + run.stderr.trim()
+}
+
+/** Starts in `sb` a listener on the abstract unix socket `name`, and waits until it listens. */
+export const listenAbstract = async (host: Running, sb: Leased, name: string) => {
+  const listener = `import socket,time; s=socket.socket(socket.AF_UNIX); s.bind("\\0${name}"); s.listen(); open("abstract.ready","w").close(); time.sleep(60)`
+  await spawnIn(host, sb, `python3 -c '${listener}'`)
+  await until("the abstract socket listener to start", () => fs.existsSync(`${sb.home}/abstract.ready`))
+}
+
+/** Python that connects to the abstract unix socket `name` and prints "connected". */
+export const connectAbstract = (name: string) =>
+  `import socket; s=socket.socket(socket.AF_UNIX); s.connect("\\0${name}"); print("connected")`

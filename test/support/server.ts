@@ -52,8 +52,14 @@ const baseEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => {
   return { ...env, ...extra }
 }
 
-export const spawnServer = (args: ReadonlyArray<string>, env: Record<string, string>, dir: string) => {
-  const proc = spawn(PYTHON, ["-u", SERVER, ...args], { cwd: dir, env: baseEnv(env), stdio: "pipe" })
+export const spawnServer = (
+  args: ReadonlyArray<string>,
+  env: Record<string, string>,
+  dir: string,
+  command: ReadonlyArray<string> = [PYTHON]
+) => {
+  const [program, ...head] = command
+  const proc = spawn(program!, [...head, "-u", SERVER, ...args], { cwd: dir, env: baseEnv(env), stdio: "pipe" })
   let stdout = ""
   let stderr = ""
   proc.stdout.setEncoding("utf8").on("data", (d: string) => {
@@ -72,13 +78,18 @@ export interface StartOptions {
   readonly token?: string | null
   /** Prefix of the server's temp working directory. */
   readonly prefix?: string
+  /** The interpreter and what runs it (default: [PYTHON]), e.g. a command that changes the user first. */
+  readonly command?: ReadonlyArray<string>
+  /** The uid that owns the server's working directory (for a server started as another user). */
+  readonly owner?: number
 }
 
 export const startServer = async (options: StartOptions = {}): Promise<Running> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), options.prefix ?? "sbx-server-"))
+  if (options.owner !== undefined) fs.chownSync(dir, options.owner, options.owner)
   const token = options.token === undefined ? randomBytes(32).toString("hex") : options.token
   const env = { ...(token === null ? {} : { SBX_TOKEN: token }), ...options.env }
-  const s = spawnServer(["--port", "0", "--exit-on-stdin-eof", ...(options.args ?? [])], env, dir)
+  const s = spawnServer(["--port", "0", "--exit-on-stdin-eof", ...(options.args ?? [])], env, dir, options.command)
   const deadline = Date.now() + 60_000
   let exitedEarly: Exit | undefined
   void s.exited.then((e) => {

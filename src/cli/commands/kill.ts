@@ -9,8 +9,6 @@ import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as SandboxName from "../../internal/sandboxName.js"
-import * as HostWire from "../../internal/wire/host.js"
-import * as Sandbox from "../../Sandbox.js"
 import * as SandboxProvider from "../../SandboxProvider.js"
 import { action } from "../action.js"
 import * as Errors from "../errors.js"
@@ -58,15 +56,6 @@ const filtersOf = (a: {
     }
   })
 
-/**
- * Stops one sandbox: through its provider, or, for a pooled id (`HOST.LOCAL`), by deleting it on its
- * host, which keeps running.
- */
-const stop = (id: string) =>
-  HostWire.splitPooledId(id) === undefined
-    ? SandboxProvider.kill(id)
-    : Effect.scoped(Effect.flatMap(Sandbox.connect(id), (sb) => sb.terminate))
-
 export const kill = Command.make(
   "kill",
   {
@@ -107,7 +96,8 @@ export const kill = Command.make(
         const results = yield* Effect.forEach(
           targets,
           (id) =>
-            stop(id).pipe(
+            // A pooled id (`HOST.LOCAL`) deletes only that sandbox on its host (the seam routes it).
+            SandboxProvider.kill(id).pipe(
               Effect.as({ id, error: undefined as string | undefined, type: undefined as string | undefined }),
               Effect.catchAll((e) => {
                 const { tag, message } = Errors.describe(e, false)

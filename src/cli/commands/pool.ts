@@ -43,7 +43,7 @@ export const poolUp = Command.make(
     image,
     flavor,
     name: poolName,
-    hosts: count("hosts", "How many hosts to start now, in parallel (default 1)."),
+    hosts: count("hosts", "How many hosts the pool runs now: its running ones count, the rest start (default 1)."),
     perHost: count(
       "per-host",
       `How many sandboxes one host holds (default ${PoolOptions.DEFAULT_SANDBOXES_PER_HOST}).`

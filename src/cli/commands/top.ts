@@ -7,8 +7,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { MetricsSample } from "../../Sandbox.js"
 import * as SandboxProvider from "../../SandboxProvider.js"
-import { action, idOf, type Needs } from "../action.js"
-import { attach } from "../attach.js"
+import { action, idOf } from "../action.js"
 import { durationFlag, globals, sandboxId } from "../options.js"
 import * as Output from "../output.js"
 import * as Parse from "../parse.js"
@@ -49,12 +48,9 @@ export const top = Command.make(
         if (count !== undefined && count < 1)
           return yield* new Parse.UsageError({ message: "--count must be 1 or more" })
         const options = interval === undefined ? {} : { interval }
-        // Where the platform measures the sandbox (HF Jobs), its samples need no connection to it.
-        const provider = yield* SandboxProvider.SandboxProvider
-        const samples: Stream.Stream<MetricsSample, unknown, Needs> =
-          provider.metrics !== undefined
-            ? provider.metrics(id, options)
-            : Stream.unwrap(Effect.map(attach(id), (sb) => sb.metrics(options)))
+        // Where the platform measures the sandbox (HF Jobs), its samples need no connection to it; else
+        // (and for a pooled id) the seam attaches to it.
+        const samples = SandboxProvider.metrics(id, options)
         yield* (count === undefined ? samples : Stream.take(samples, count)).pipe(
           Stream.runForEach((sample) => (mode.json ? Output.json(sample) : Output.line(render(sample))))
         )

@@ -1,10 +1,11 @@
 /**
- * A pool's hosts found by their labels, from any process: what the CLI's `pool ls` lists and `create
- * --pool NAME` makes a sandbox on (HF's `SandboxPool` discovers warm hosts the same way). A sandbox made
+ * A pool's hosts found by their labels, from any process: what the CLI's `pool ls` lists, `create
+ * --pool NAME` makes a sandbox on, and `SandboxPool.layer` adopts (HF's `SandboxPool` discovers warm
+ * hosts the same way). A sandbox made
  * here is not owned by the caller: closing its scope only detaches; `terminate` deletes it, and its host
  * (or its own `idleTimeout`) ends it otherwise.
  */
-import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { ConnectOptions, Sandbox } from "../../Sandbox.js"
@@ -12,8 +13,11 @@ import { type HubError, PoolError, StartError } from "../../SandboxError.js"
 import type * as SandboxPool from "../../SandboxPool.js"
 import * as SandboxProvider from "../../SandboxProvider.js"
 import * as HostLabels from "../hostLabels.js"
+import { attachTo } from "../sandbox/open.js"
 import * as SandboxName from "../sandboxName.js"
+import * as Wire from "../wire/client.js"
 import { withHost } from "./connect.js"
+import * as Host from "./host.js"
 import * as Options from "./options.js"
 import * as Pooled from "./pooled.js"
 
@@ -83,3 +87,56 @@ export const createOnPool = (
       detail: `no running host of the pool made a sandbox (${refusals.join("; ")})`
     })
   }).pipe(Effect.withSpan("SandboxPool.createOnPool", { attributes: { "pool.name": name } }))
+
+/**
+ * The running hosts of the pool's name, adopted by `SandboxPool.layer` (HF's discovery): each attached
+ * to through its provider in a scope of its own below the pool's hosts' (closing it detaches: the pool
+ * did not start it and never terminates it), with its capacity as its server says (else the pool's),
+ * and the sandboxes it already holds counted as taken. A host that does not answer is skipped; a
+ * provider that cannot list hosts has none to adopt.
+ */
+export const running = (
+  ctx: Host.BootContext,
+  hostsScope: Scope.Scope,
+  nextSeq: () => number
+): Effect.Effect<ReadonlyArray<Host.Host>, PoolError | StartError, SandboxProvider.SandboxProvider> =>
+  Effect.gen(function* () {
+    const { config, provider } = ctx
+    if (provider.list === undefined) return []
+    const rows = yield* hostsOf(config.name, { namespace: config.hostOptions.namespace }).pipe(
+      Effect.catchTag("HubError", (error) =>
+        Effect.fail(
+          new PoolError({
+            pool: config.name,
+            reason: "HostFailed",
+            detail: `could not list the pool's running hosts to adopt them: ${error.message}`,
+            cause: error
+          })
+        )
+      )
+    )
+    const adopted = yield* Effect.forEach(
+      rows,
+      (row) =>
+        Effect.flatMap(Host.record(hostsScope, nextSeq(), config.sandboxesPerHost, true), (host) =>
+          Host.boot(ctx, host, attachTo(row.id)).pipe(
+            Effect.flatMap((booted) => taken(ctx, host, booted)),
+            Effect.as([host]),
+            // Skipped (a host that ended since it was listed, or does not answer): detached at once.
+            Effect.catchAll(() => Effect.as(Host.terminate(host), []))
+          )
+        ),
+      { concurrency: 8 }
+    )
+    return adopted.flat()
+  }).pipe(Effect.withSpan("SandboxPool.adopt", { attributes: { "pool.name": ctx.config.name } }))
+
+/** An adopted host's capacity (its server's `/health`) and the sandboxes it already holds, as taken slots. */
+const taken = (ctx: Host.BootContext, host: Host.Host, booted: Host.Booted) =>
+  Effect.gen(function* () {
+    const wire = yield* Wire.make(booted.endpoint, ctx.resolved.timeouts)
+    const health = yield* wire.health
+    const held = yield* booted.client.list
+    host.capacity = health.capacity ?? host.capacity
+    host.reserved = held.length
+  }).pipe(Effect.provideService(HttpClient.HttpClient, ctx.http))

@@ -13,7 +13,7 @@ import * as Scope from "effect/Scope"
 import { PoolError, type StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
-import { start } from "../sandbox/open.js"
+import { type Acquire, start } from "../sandbox/open.js"
 import type * as Spec from "../sandbox/spec.js"
 import * as HostWire from "../wire/host.js"
 import type { Config } from "./options.js"
@@ -28,7 +28,10 @@ export interface Booted {
 export interface Host {
   /** The pool's own number for it (its id is known once it started). */
   readonly seq: number
-  readonly capacity: number
+  /** The pool's `sandboxesPerHost`; an adopted host's own, as its server says. */
+  capacity: number
+  /** Attached to, not started: the pool never terminates it (its scope's close detaches). */
+  readonly adopted: boolean
   /** Slots reserved or leased on it. */
   reserved: number
   /** It refused a sandbox for want of room (someone else fills it too): no more are reserved on it. */
@@ -49,12 +52,13 @@ export interface BootContext {
 }
 
 /** A new host's record, in a scope of its own forked from the pool's hosts' scope. */
-export const record = (hostsScope: Scope.Scope, seq: number, capacity: number) =>
+export const record = (hostsScope: Scope.Scope, seq: number, capacity: number, adopted = false) =>
   Effect.map(
     Effect.zip(Deferred.make<Booted, PoolError | StartError>(), Scope.fork(hostsScope, ExecutionStrategy.sequential)),
     ([ready, scope]): Host => ({
       seq,
       capacity,
+      adopted,
       reserved: 0,
       full: false,
       status: "booting",
@@ -76,11 +80,15 @@ const hostSpec = ({ config, resolved }: BootContext): SandboxProvider.Spec => ({
   }
 })
 
+/** A host started by its provider (the default of {@link boot}). */
+const provisioned: Acquire = (provider, spec) => provider.provision(spec)
+
 /**
- * Starts the host and completes its `ready` with its endpoint, or with its start's error (its scope is
- * then closed with it: the provider stops what it started).
+ * Starts the host (or, with `acquire` attaching to a running one, attaches to it) and completes its
+ * `ready` with its endpoint, or with its start's error (its scope is then closed with it: the provider
+ * stops what it started).
  */
-export const boot = (ctx: BootContext, host: Host): Effect.Effect<Booted, StartError> =>
+export const boot = (ctx: BootContext, host: Host, acquire: Acquire = provisioned): Effect.Effect<Booted, StartError> =>
   Effect.gen(function* () {
     const { resolved } = ctx
     const { endpoint } = yield* start({
@@ -88,7 +96,7 @@ export const boot = (ctx: BootContext, host: Host): Effect.Effect<Booted, StartE
       spec: hostSpec(ctx),
       timeouts: resolved.timeouts,
       scope: host.scope,
-      acquire: (provider, spec) => provider.provision(spec),
+      acquire,
       schedules: resolved.schedules,
       healthProbeTimeout: resolved.healthProbeTimeout
     }).pipe(Effect.provideService(Schedules.Schedules, resolved.schedules))

@@ -45,8 +45,8 @@ export const takePermit = (permits: Effect.Semaphore) =>
 const reserve = (placement: Placement) =>
   placement.lock.withPermits(1)(
     Effect.suspend(() => {
-      const host = Slots.reserveExisting(placement.slots)
-      if (host !== undefined) return Effect.succeed(host)
+      const slot = Slots.reserveExisting(placement.slots)
+      if (slot !== undefined) return Effect.succeed(slot)
       if (placement.slots.closing) {
         return Effect.fail(
           new PoolError({ pool: placement.config.name, reason: "HostFailed", detail: "the pool is closed" })
@@ -63,11 +63,7 @@ const reserve = (placement: Placement) =>
           })
         )
       }
-      return Effect.tap(placement.spawn(), (made) =>
-        Effect.sync(() => {
-          made.reserved += 1
-        })
-      )
+      return Effect.map(placement.spawn(), Slots.take)
     })
   )
 
@@ -81,18 +77,19 @@ export const place = (
   wanted: { readonly env: Record<string, string>; readonly idleSeconds: number }
 ): Effect.Effect<Placed, PoolError | StartError, Scope.Scope> =>
   Effect.gen(function* () {
-    const host = yield* reserve(placement)
-    const booted = yield* Deferred.await(host.ready).pipe(Effect.onError(() => Slots.unreserve(host)))
+    const slot = yield* reserve(placement)
+    const { host } = slot
+    const booted = yield* Deferred.await(host.ready).pipe(Effect.onError(() => slot.free))
     const created = yield* Effect.acquireRelease(
-      create(placement.config, host, booted, wanted).pipe(Effect.onError(() => Slots.unreserve(host))),
-      (made) => (made === undefined ? Effect.void : release(host, booted, made.id))
+      create(placement.config, host, booted, wanted).pipe(Effect.onError(() => slot.free)),
+      (made) => (made === undefined ? Effect.void : release(slot, booted, made.id))
     )
     if (created !== undefined) return { host, booted, created }
     yield* Effect.zipRight(
       Effect.sync(() => {
         host.full = true
       }),
-      Slots.unreserve(host)
+      slot.free
     )
     return yield* place(placement, wanted)
   })
@@ -123,7 +120,7 @@ const hostError = (config: Options.Config, host: Host.Host, error: OperationErro
  * A lease's release: its sandbox deleted on the host (bounded, interruptible; nothing to delete on a host
  * that ended), then its slot freed.
  */
-const release = (host: Host.Host, booted: Host.Booted, id: string) =>
+const release = (slot: Slots.Slot, booted: Host.Booted, id: string) =>
   Effect.suspend(() =>
-    host.status === "dead" ? Effect.void : Effect.interruptible(Pooled.remove(booted.client, id))
-  ).pipe(Effect.ensuring(Slots.unreserve(host)))
+    slot.host.status === "dead" ? Effect.void : Effect.interruptible(Pooled.remove(booted.client, id))
+  ).pipe(Effect.ensuring(slot.free))

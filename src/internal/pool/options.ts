@@ -27,6 +27,8 @@ export interface Config {
   readonly env: Readonly<Record<string, string>>
   readonly weakIsolation: boolean
   readonly hostTokenActs: boolean
+  /** Running hosts of the pool's name are adopted when the pool is built (HF's discovery). */
+  readonly adopt: boolean
   /** What every host is started with, as `Sandbox.make` takes it (its idle timeout the host's own). */
   readonly hostOptions: Sandbox.MakeOptions
 }
@@ -44,6 +46,7 @@ const count = (option: string, value: unknown, least: number, fallback: number):
 const settings = (options: SandboxPool.LayerOptions): Config => {
   const {
     acquireTimeout,
+    adopt,
     env,
     hostTokenActs,
     idleTimeout,
@@ -73,6 +76,7 @@ const settings = (options: SandboxPool.LayerOptions): Config => {
     env: env ?? {},
     weakIsolation: weakIsolation ?? false,
     hostTokenActs: hostTokenActs ?? false,
+    adopt: adopt ?? true,
     hostOptions: { ...hostOptions, idleTimeout: idle }
   }
 }

@@ -19,6 +19,7 @@ import { PoolError, type StartError } from "../../SandboxError.js"
 import type * as SandboxPool from "../../SandboxPool.js"
 import * as SandboxProvider from "../../SandboxProvider.js"
 import * as Spec from "../sandbox/spec.js"
+import * as Adopt from "./adopt.js"
 import * as Host from "./host.js"
 import * as Lease from "./lease.js"
 import * as Options from "./options.js"
@@ -70,8 +71,10 @@ export const make = (
     // Added after the hosts' scope, so run before it closes: no host is booted or replaced once the pool
     // closes, and the hosts stop together (each bounded by its provider's release).
     yield* Effect.addFinalizer(() => close(pool))
+    // Running hosts of its name first (HF's discovery): they count towards warmUp.
+    if (config.adopt) yield* adopt(pool)
     const warm = yield* pool.lock.withPermits(1)(
-      Effect.forEach(Array.from({ length: config.warmUp }), () => spawn(pool))
+      Effect.forEach(Array.from({ length: Math.max(0, config.warmUp - pool.slots.hosts.length) }), () => spawn(pool))
     )
     yield* Effect.forEach(warm, (host) => Deferred.await(host.ready), { concurrency: "unbounded", discard: true })
     return {
@@ -126,6 +129,20 @@ const spawn = (pool: Pool): Effect.Effect<Host.Host> =>
       FiberSet.run(pool.fibers)
     )
     return host
+  })
+
+/** Adopts the running hosts of the pool's name (internal/pool/adopt), watched as the pool's own are. */
+const adopt = (pool: Pool) =>
+  Effect.gen(function* () {
+    const adopted = yield* Adopt.running(pool.boot, pool.hosts, () => pool.slots.next++)
+    yield* pool.lock.withPermits(1)(
+      Effect.forEach(adopted, (host) =>
+        Effect.zipRight(
+          Effect.sync(() => pool.slots.hosts.push(host)),
+          FiberSet.run(pool.fibers, watch(pool, host, host.booted!))
+        )
+      )
+    )
   })
 
 /** When a running host ends on its own, it is dropped (its sandboxes with it), and replaced to keep `warmUp`. */

@@ -15,6 +15,7 @@ import type * as Schedules from "../../Schedules.js"
 import { assemble } from "../sandbox/open.js"
 import * as Wire from "../wire/client.js"
 import * as HostWire from "../wire/host.js"
+import * as HostLog from "./hostLog.js"
 
 /** What a pooled sandbox is made of. */
 export interface Pooled {
@@ -55,6 +56,7 @@ export const remove = (client: HostWire.HostClient, id: string): Effect.Effect<v
 /** The endpoint of a pooled sandbox. */
 export const endpoint = ({ host, kill, sandbox, token }: Pooled): SandboxProvider.Endpoint => {
   const hostId = host.id
+  const hostLogs = host.logs
   return {
     id: HostWire.pooledId(hostId, sandbox.id),
     provider: host.provider,
@@ -76,8 +78,10 @@ export const endpoint = ({ host, kill, sandbox, token }: Pooled): SandboxProvide
     onThisMachine: host.onThisMachine,
     hub: host.hub,
     kill,
-    // The host's log, metrics, ports and SSH are the host's, not this sandbox's: its metrics and ports go
-    // through its own routes on the host (`/v1/sandboxes/{id}/metrics`, `…/proxy/{port}`).
+    // Its log is the host's lines about it; the host's metrics, ports and SSH are the host's, not this
+    // sandbox's: its metrics and ports go through its own routes on the host (`/v1/sandboxes/{id}/metrics`,
+    // `…/proxy/{port}`).
+    logs: hostLogs === undefined ? undefined : (options) => HostLog.of(hostLogs, sandbox.id, options),
     details: {
       host: hostId,
       localId: sandbox.id,

@@ -24,26 +24,42 @@ export const empty = (): Slots => ({ hosts: [], next: 1, closing: false })
 const hasRoom = (host: Host.Host) => host.status !== "dead" && !host.full && host.reserved < host.capacity
 
 /**
- * The host a lease goes on, its slot reserved: a ready one first (hosts fill before new ones boot), then
- * one still booting; `undefined` when none has room.
+ * A slot reserved on a host. `free` gives it back once: freeing it again does nothing, so no path of a
+ * lease (a failed step, its release, a host found full) can free another lease's slot.
  */
-export const reserveExisting = (slots: Slots): Host.Host | undefined => {
+export interface Slot {
+  readonly host: Host.Host
+  readonly free: Effect.Effect<void>
+}
+
+/** Reserves a slot on `host` (room is the caller's to check). */
+export const take = (host: Host.Host): Slot => {
+  let held = true
+  host.reserved += 1
+  return {
+    host,
+    free: Effect.sync(() => {
+      if (!held) return
+      held = false
+      host.reserved -= 1
+    })
+  }
+}
+
+/**
+ * A slot on the host a lease goes on: a ready one first (hosts fill before new ones boot), then one still
+ * booting; `undefined` when none has room.
+ */
+export const reserveExisting = (slots: Slots): Slot | undefined => {
   const host =
     slots.hosts.find((h) => h.status === "ready" && hasRoom(h)) ??
     slots.hosts.find((h) => h.status === "booting" && hasRoom(h))
-  if (host !== undefined) host.reserved += 1
-  return host
+  return host === undefined ? undefined : take(host)
 }
 
 /** Whether the pool may boot another host. */
 export const mayBoot = (slots: Slots, maxHosts: number | undefined) =>
   !slots.closing && (maxHosts === undefined || slots.hosts.length < maxHosts)
-
-/** Frees a slot of the host. */
-export const unreserve = (host: Host.Host) =>
-  Effect.sync(() => {
-    host.reserved = Math.max(0, host.reserved - 1)
-  })
 
 /** Drops a host from the live ones (it ended or never started); false when it was already dropped. */
 export const drop = (slots: Slots, host: Host.Host): boolean => {

@@ -14,7 +14,7 @@ import * as Reattach from "../wire/reattach.js"
 import * as Stdin from "../wire/stdin.js"
 import { commandAttributes, exitAttributes } from "./attributes.js"
 import { DEFAULT_MAX_OUTPUT, makeCapture } from "./capture.js"
-import { alive, namingHost, type Running } from "./running.js"
+import { alive, type Running } from "./running.js"
 
 const decoder = new TextDecoder()
 
@@ -173,7 +173,7 @@ const events = <E>(
         )
       )
     )
-  ).pipe(Stream.catchAll((error) => Stream.fromEffect(namingHost(running)(error))))
+  )
 
 /** `sb.execStream`: a command's events, in a span of their own. */
 export const execStream =

@@ -4,10 +4,9 @@
  * and a span named for the operation that says which sandbox it is).
  */
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { ConnectionLostError, TerminatedError } from "../../SandboxError.js"
+import { TerminatedError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import type * as Schedules from "../../Schedules.js"
 import type * as Wire from "../wire/client.js"
@@ -46,34 +45,6 @@ export const alive = <A, E, R>(
         : effect
   )
 
-/**
- * A pooled sandbox's lost connection names its host when the host ended (`ConnectionLostError.host`):
- * whichever room of the client noticed the loss, the caller learns which host took the sandbox with it.
- */
-export const namingHost =
-  (running: Running) =>
-  <E>(error: E): Effect.Effect<never, E> => {
-    const hosted = running.endpoint.hosted
-    if (hosted === undefined || !(error instanceof ConnectionLostError) || error.host !== undefined) {
-      return Effect.fail(error)
-    }
-    return Effect.flatMap(running.endpoint.exitReason ?? Effect.succeedNone, (reason) =>
-      Effect.fail(
-        Option.isNone(reason)
-          ? error
-          : (new ConnectionLostError({
-              operation: error.operation,
-              detail: error.detail.includes(hosted.hostId) ? error.detail : `${error.detail} (${reason.value})`,
-              host: hosted.hostId,
-              ...(error.cause !== undefined ? { cause: error.cause } : {}),
-              ...(error.commandId !== undefined ? { commandId: error.commandId } : {}),
-              ...(error.running !== undefined ? { running: error.running } : {}),
-              ...(error.exitCode !== undefined ? { exitCode: error.exitCode } : {})
-            }) as E)
-      )
-    )
-  }
-
 /** {@link alive}, in a span named for the operation. */
 export const guard = <A, E, R>(
   running: Running,
@@ -82,7 +53,6 @@ export const guard = <A, E, R>(
   extra: Record<string, unknown> = {}
 ): Effect.Effect<A, E | TerminatedError, R> =>
   alive(running, operation, effect).pipe(
-    Effect.catchAll(namingHost(running)),
     Effect.withSpan(`Sandbox.${operation}`, { attributes: { ...running.attributes, ...extra } })
   )
 
@@ -94,6 +64,5 @@ export const guardStream = <A, E, R>(
   extra: Record<string, unknown> = {}
 ): Stream.Stream<A, E | TerminatedError, R> =>
   Stream.unwrap(alive(running, operation, Effect.succeed(stream))).pipe(
-    Stream.catchAll((error) => Stream.fromEffect(namingHost(running)(error))),
     Stream.withSpan(`Sandbox.${operation}`, { attributes: { ...running.attributes, ...extra } })
   )

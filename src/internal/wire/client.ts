@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
 import * as Protocol from "../../Protocol.js"
-import type { OperationError } from "../../SandboxError.js"
+import type { ConnectionLostError, OperationError } from "../../SandboxError.js"
 import * as Entries from "./entries.js"
 import * as Exec from "./exec.js"
 import * as Metrics from "./metrics.js"
@@ -69,6 +69,8 @@ export interface WireClient {
   readonly info: (id: string) => Effect.Effect<Protocol.ProcessInfoBody, OperationError>
   /** Why the server ended, when the provider knows: no reattach can succeed then. */
   readonly serverExit: Effect.Effect<Option.Option<string>>
+  /** The error of a connection lost because the server ended (see `serverExit`), naming a pool host. */
+  readonly serverEnded: (fields: Parameters<typeof Transport.serverEnded>[1]) => ConnectionLostError
   /**
    * Opens a read of `[offset, offset + length)` of a file (the whole file by default): over a bare socket
    * when the target allows it (`directReads`), else through the HttpClient. The body fails when it
@@ -145,6 +147,7 @@ const compose = (transport: Transport.Transport): WireClient => ({
   ack: (id, offsets) => Processes.ack(transport, id, offsets),
   info: (id) => Processes.info(transport, id),
   serverExit: transport.target.exitReason ?? Effect.succeed(Option.none()),
+  serverEnded: (fields) => Transport.serverEnded(transport.target, fields),
   openRead: Read.openRead(transport),
   write: (path, data, options) => Write.write(transport, path, data, options),
   commit: (path, transfer, options) => Write.commit(transport, path, transfer, options),

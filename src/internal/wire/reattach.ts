@@ -167,7 +167,7 @@ const serverGone = (run: Run) =>
       ? Effect.fail(
           final(
             run,
-            new ConnectionLostError({
+            run.wire.serverEnded({
               operation: run.operation,
               detail: reason.value,
               ...(run.state.id !== undefined ? { commandId: run.state.id, running: false } : {})
@@ -204,7 +204,7 @@ const explained = (run: Run, error: OperationError): Effect.Effect<never, Operat
           Option.isSome(reason)
             ? final(
                 run,
-                new ConnectionLostError({
+                run.wire.serverEnded({
                   operation: run.operation,
                   detail: reason.value,
                   cause: error,
@@ -350,7 +350,7 @@ export const spawn = (
     const serverGone = Effect.flatMap(wire.serverExit, (reason) => {
       if (Option.isNone(reason)) return Effect.void
       exited = true
-      return Effect.fail(new ConnectionLostError({ operation: "spawn", detail: reason.value }))
+      return Effect.fail(wire.serverEnded({ operation: "spawn", detail: reason.value }))
     })
     const attempt = Effect.suspend(() => {
       const sent = retry ? Effect.zipRight(serverGone, wire.spawn(request)) : wire.spawn(request)

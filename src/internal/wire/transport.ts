@@ -100,7 +100,7 @@ export const make = (target: Target, timeouts: Timeouts, http: HttpClient.HttpCl
       : Effect.flatMap(target.exitReason, (reason) =>
           Effect.fail(
             Option.isSome(reason)
-              ? new ConnectionLostError({ operation: lost.operation, detail: reason.value, cause: lost })
+              ? serverEnded(target, { operation: lost.operation, detail: reason.value, cause: lost })
               : lost
           )
         )
@@ -115,6 +115,30 @@ export const make = (target: Target, timeouts: Timeouts, http: HttpClient.HttpCl
     explainLost
   }
 }
+
+/**
+ * The error of a connection lost because the server ended (`detail`: why, as the endpoint's `exitReason`
+ * says). For a pooled sandbox that is its host ending, so the error names the host
+ * (`ConnectionLostError.host`): made here, wherever the loss is noticed, rather than rebuilt later.
+ */
+export const serverEnded = (
+  target: Pick<Target, "hosted">,
+  fields: {
+    readonly operation: string
+    readonly detail: string
+    readonly cause?: unknown
+    readonly commandId?: string | undefined
+    readonly running?: boolean | undefined
+  }
+): ConnectionLostError =>
+  new ConnectionLostError({
+    operation: fields.operation,
+    detail: fields.detail,
+    ...(fields.cause !== undefined ? { cause: fields.cause } : {}),
+    ...(fields.commandId !== undefined ? { commandId: fields.commandId } : {}),
+    ...(fields.running !== undefined ? { running: fields.running } : {}),
+    ...(target.hosted !== undefined ? { host: target.hosted.hostId } : {})
+  })
 
 /**
  * The one place a sandbox's routes get their prefix: a pooled sandbox's `/v1/<rest>` is its host's

@@ -1,0 +1,89 @@
+/**
+ * The installed executable (src/cli/start.ts, built by scripts/build-cli.ts): it runs the CLI's bundle
+ * through a V8 code cache under the user's cache directory. A run without a cache writes one, the next
+ * takes it as it is; a cache that is garbage, or a cache directory that cannot be written, costs only
+ * the start-up, never the command; `HF_SANDBOX_COMPILE_CACHE=0` writes none.
+ */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { VERSION } from "../../src/internal/version.js"
+import { bundleCli } from "../support/bundleCli.js"
+
+let work: string
+let bin: string
+
+beforeAll(async () => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-cli-start-"))
+  bin = await bundleCli(work)
+})
+
+afterAll(() => {
+  if (work !== undefined) fs.rmSync(work, { recursive: true, force: true })
+})
+
+const version = (env: Record<string, string>) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, "--version"], {
+      env: { PATH: process.env.PATH, HOME: work, ...env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString()
+    })
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString()
+    })
+    child.once("error", reject)
+    child.once("close", (code) => resolve({ code, stdout: stdout.trim(), stderr }))
+  })
+
+/** The cache files under `cacheHome`, with their inode (a rewrite renames a new file over the old). */
+const cacheFiles = (cacheHome: string) => {
+  const directory = path.join(cacheHome, "hf-sandbox", "compile-cache")
+  if (!fs.existsSync(directory)) return []
+  return fs.readdirSync(directory).map((name) => {
+    const file = path.join(directory, name)
+    return { file, name, ino: fs.statSync(file).ino }
+  })
+}
+
+describe("hf-sandbox (the installed executable)", () => {
+  it("writes a code cache on its first run and takes it as it is on the next", async () => {
+    const cacheHome = path.join(work, "cache-a")
+    const first = await version({ XDG_CACHE_HOME: cacheHome })
+    expect(first).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
+    const written = cacheFiles(cacheHome)
+    expect(written.map((f) => f.name)).toEqual([
+      expect.stringMatching(/^v\d+\.\d+\.\d+-[a-z0-9]+-[0-9a-f]{8}-[0-9a-f]{32}\.bin$/)
+    ])
+    const second = await version({ XDG_CACHE_HOME: cacheHome })
+    expect(second).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
+    // Accepted by V8: not written again.
+    expect(cacheFiles(cacheHome)).toEqual(written)
+  })
+
+  it("replaces a cache that is garbage, and still runs the command", async () => {
+    const cacheHome = path.join(work, "cache-b")
+    await version({ XDG_CACHE_HOME: cacheHome })
+    const [cache] = cacheFiles(cacheHome)
+    fs.writeFileSync(cache!.file, "not a code cache")
+    const run = await version({ XDG_CACHE_HOME: cacheHome })
+    expect(run).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
+    expect(fs.readFileSync(cache!.file).length).toBeGreaterThan(1024)
+  })
+
+  it("runs without a cache where none can be written, and writes none when turned off", async () => {
+    const notADirectory = path.join(work, "a-file")
+    fs.writeFileSync(notADirectory, "")
+    expect(await version({ XDG_CACHE_HOME: notADirectory })).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
+    const cacheHome = path.join(work, "cache-c")
+    const off = await version({ XDG_CACHE_HOME: cacheHome, HF_SANDBOX_COMPILE_CACHE: "0" })
+    expect(off).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
+    expect(fs.existsSync(cacheHome)).toBe(false)
+  })
+})
