@@ -205,11 +205,12 @@ const startLimited = async (soft: number, hard: number, env: Record<string, stri
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     proc.once("exit", (code, signal) => resolve({ code, signal }))
   )
-  const deadline = Date.now() + 30_000
-  while (!stdout.includes("\n")) {
-    expect(Date.now()).toBeLessThan(deadline)
-    await sleep(10)
-  }
+  await until(
+    () => `the listening line; stdout: ${stdout}`,
+    () => stdout.includes("\n"),
+    30_000,
+    10
+  )
   const announce = JSON.parse(stdout.split("\n")[0]!) as { port: number; pid: number }
   const r: Running = {
     proc,
