@@ -16,24 +16,17 @@ import * as Testing from "hf-sandbox/testing"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Bundle, bundlePrograms } from "./support/bundleProgram.js"
 import { fastSchedules } from "./support/hub.js"
-import { isAlive, sleep, waitGone } from "./support/processes.js"
+import { isAlive, until, waitGone } from "./support/processes.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
-/** Polls `read` until it gives a value (not undefined), within `ms`. */
-const until = async <A>(read: () => Promise<A | undefined>, ms = 10_000): Promise<A> => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const value = await read().catch(() => undefined)
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error("condition not met in time")
-    await sleep(25)
-  }
-}
+/** Polls `read` until it gives a value: a read that fails (a file not written yet) counts as not yet. */
+const eventually = <A>(what: string | (() => string), read: () => Promise<A | undefined>, ms?: number): Promise<A> =>
+  until(what, () => read().catch(() => undefined), ms)
 
 /** The pid a command wrote to `file` in the sandbox (it `exec`s, so the pid stays its own). */
 const pidIn = (sb: Sandbox, file: string) =>
-  until(async () => {
+  eventually(`a pid in ${file}`, async () => {
     const content = (await sb.files.readText(file)).trim()
     return content === "" ? undefined : Number(content)
   })
@@ -187,7 +180,7 @@ describe("Promise facade (local provider)", () => {
     expect(listed.find((p) => p.id === proc.id)).toMatchObject({ tag: "sleeper", running: true })
     expect((await sb.process(proc.pid)).id).toBe(proc.id)
     await expect(sb.process("p-999999")).rejects.toMatchObject({ _tag: "ProcessNotFoundError" })
-    const seen = await until(async () => {
+    const seen = await eventually('"out" in the process\'s output', async () => {
       let out = ""
       for await (const event of proc.output()) if (event._tag === "Stdout") out += event.text
       return out.includes("out") ? out : undefined
@@ -347,11 +340,15 @@ const child = (mode: string) => {
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     proc.on("exit", (code, signal) => resolve({ code, signal }))
   })
-  const ready = until(async () => {
-    const line = stdout.split("\n").find((l) => l.startsWith("{"))
-    if (line === undefined) return undefined
-    return JSON.parse(line) as { server: number; command?: number }
-  }, 50_000).catch((e) => {
+  const ready = eventually(
+    () => `the child's JSON line on stdout: ${stdout}`,
+    async () => {
+      const line = stdout.split("\n").find((l) => l.startsWith("{"))
+      if (line === undefined) return undefined
+      return JSON.parse(line) as { server: number; command?: number }
+    },
+    50_000
+  ).catch((e) => {
     proc.kill("SIGKILL")
     throw new Error(`${e.message}; stderr: ${stderr}`)
   })
@@ -424,7 +421,9 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
       await sb.files.write("notes/hello.txt", "hello from a job")
       expect(await sb.files.readText("notes/hello.txt")).toBe("hello from a job")
       await sb.terminate()
-      expect(await until(async () => (ended(await stageOf(sb.id)) ? true : undefined))).toBe(true)
+      expect(
+        await eventually(`job ${sb.id} to end`, async () => (ended(await stageOf(sb.id)) ? true : undefined))
+      ).toBe(true)
     })
   }
 
@@ -459,7 +458,9 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
     expect((await owner.exec("echo still here")).stdout).toBe("still here\n")
     const again = await Sandbox.connect(owner.id, hf())
     await again.terminate()
-    expect(await until(async () => (ended(await stageOf(owner.id)) ? true : undefined))).toBe(true)
+    expect(
+      await eventually(`job ${owner.id} to end`, async () => (ended(await stageOf(owner.id)) ? true : undefined))
+    ).toBe(true)
   })
 
   it("create and terminate send the original's two anonymous telemetry events; opt-outs send none; a hanging endpoint fails nothing", async () => {
@@ -481,13 +482,13 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
     }
     const sb = await Sandbox.create({ ...hf(), transport: "proxy" })
     await sb.terminate()
-    const [create] = await until(async () => {
+    const [create] = await eventually("a create ping", async () => {
       const found = await creates(before)
       return found.length > 0 ? found : undefined
     })
     expect(create!.path).toBe("/api/telemetry/hf-sandbox/create")
     const session = /session_id\/([0-9a-f]+)/.exec(create!.userAgent)?.[1]
-    const terminate = await until(async () =>
+    const terminate = await eventually(`the terminate ping of session ${session}`, async () =>
       (await pings()).find((p) => p.path.endsWith("/terminate") && p.userAgent.includes(`session_id/${session}`))
     )
     expect(terminate.path).toBe("/api/telemetry/hf-sandbox/terminate")
@@ -500,7 +501,7 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
         const held = await Sandbox.create({ ...hf(), transport: "proxy" })
         expect((await held.exec("echo unaffected")).stdout).toBe("unaffected\n")
         await held.terminate()
-        await until(async () => ((await creates(count)).length > 0 ? true : undefined))
+        await eventually("a create ping", async () => ((await creates(count)).length > 0 ? true : undefined))
       } finally {
         emulator.faults.telemetry = undefined
       }
@@ -540,7 +541,7 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
       expect(JSON.parse(stdout)).toEqual({ said: "hi" })
       // Both pings were sent (the emulator may read them after it saw the child exit), and never answered.
       const paths = ["/api/telemetry/hf-sandbox/create", "/api/telemetry/hf-sandbox/terminate"]
-      const sent = await until(async () => {
+      const sent = await eventually("the create and terminate pings", async () => {
         const seen = (await Effect.runPromise(emulator.telemetry)).slice(before).map((p) => p.path)
         return paths.every((p) => seen.includes(p)) ? seen : undefined
       })

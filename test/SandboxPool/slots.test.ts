@@ -12,12 +12,12 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as SandboxPool from "hf-sandbox/SandboxPool"
 import type * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as FakeHost from "../support/fakeHost.js"
+import { eventually } from "../support/local.js"
 
 const env = (k: FakeHost.Knobs) => Layer.merge(FakeHost.layer(k), NodeHttpClient.layerUndici)
 
@@ -31,9 +31,6 @@ const withPool = <A, E>(
     SandboxPool.SandboxPool | Scope.Scope | SandboxProvider.SandboxProvider | HttpClient.HttpClient
   >
 ) => body.pipe(Effect.scoped, Effect.provide(SandboxPool.layer(options)), Effect.provide(env(k)))
-
-const until = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.retry(effect, Schedule.spaced("10 millis").pipe(Schedule.upTo("5 seconds")))
 
 describe("SandboxPool over fake hosts", () => {
   it.live("a bad option fails before any host starts, naming the option and the value", () =>
@@ -84,7 +81,11 @@ describe("SandboxPool over fake hosts", () => {
         )
       )
       // Both boots are under way before either is let through: they run in parallel.
-      yield* until(Effect.suspend(() => (k.hosts.length === 0 ? Effect.void : Effect.fail("early"))))
+      // (`k.hosts` stays empty until a boot passes the gate, so it is the boots begun that show this.)
+      yield* eventually(
+        Effect.suspend(() => (k.boots === 2 ? Effect.void : Effect.fail(`${k.boots} of 2 boots begun`)))
+      )
+      assert.strictEqual(k.hosts.length, 0)
       yield* Deferred.succeed(gate, undefined)
       const hosts = yield* pool.await.pipe(Effect.flatten)
       assert.strictEqual(hosts.length, 2)
@@ -206,9 +207,11 @@ describe("SandboxPool over fake hosts", () => {
           assert.strictEqual(error._tag === "ConnectionLostError" ? error.host : undefined, first.id)
           assert.include(error.message, first.id)
           // The replacement comes up on its own (warmUp 1), and new leases go there.
-          const hosts = yield* until(
+          const hosts = yield* eventually(
             Effect.flatMap(pool.hosts, (hosts) =>
-              hosts.length === 1 && hosts[0]!.id !== first.id ? Effect.succeed(hosts) : Effect.fail("not yet")
+              hosts.length === 1 && hosts[0]!.id !== first.id
+                ? Effect.succeed(hosts)
+                : Effect.fail(`no replacement for ${first.id} yet: ${hosts.map((h) => h.id).join(", ")}`)
             )
           )
           const next = yield* SandboxPool.make()
@@ -232,14 +235,19 @@ describe("SandboxPool over fake hosts", () => {
       const booting = FakeHost.knobs()
       booting.gate = yield* Deferred.make<void>()
       const early = yield* Effect.fork(withPool(booting, { warmUp: 1 }, Effect.never))
-      yield* Effect.sleep("50 millis")
+      // Interrupt only once the boot is under way (held at the gate), not before the pool began it.
+      yield* eventually(Effect.suspend(() => (booting.boots === 1 ? Effect.void : Effect.fail("no boot begun yet"))))
       assert.isTrue(Exit.isInterrupted(yield* Fiber.interrupt(early)))
       assert.strictEqual(booting.hosts.length, 0)
 
       // Interrupted once running: every host is terminated.
       const running = FakeHost.knobs()
       const late = yield* Effect.fork(withPool(running, { warmUp: 2 }, Effect.never))
-      yield* until(Effect.suspend(() => (running.hosts.length === 2 ? Effect.void : Effect.fail("not yet"))))
+      yield* eventually(
+        Effect.suspend(() =>
+          running.hosts.length === 2 ? Effect.void : Effect.fail(`${running.hosts.length} of 2 hosts up`)
+        )
+      )
       assert.isTrue(Exit.isInterrupted(yield* Fiber.interrupt(late)))
       assert.isTrue(running.hosts.every((h) => h.closed))
     })

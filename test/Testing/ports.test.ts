@@ -16,7 +16,7 @@ import * as Protocol from "hf-sandbox/Protocol"
 import * as Testing from "hf-sandbox/testing"
 import { parseMarker } from "../../src/internal/hfJobs/tunnel.js"
 import { PORT_SERVER, PORT_SERVER_LISTENING, readSse, wsEcho } from "../support/ports.js"
-import { pidsWithArg, sleep, waitNoneWithArg } from "../support/processes.js"
+import { pidsWithArg, until, waitNoneWithArg } from "../support/processes.js"
 import { PYTHON, SERVER } from "../support/server.js"
 
 type Emulator = Testing.HubEmulator
@@ -44,17 +44,21 @@ const createJob = async (emu: Emulator, spec: Record<string, unknown>) => {
 }
 
 /** Waits (bounded) until the job's log has a line matching `pattern`; returns its match. */
-const logMatch = async (emu: Emulator, id: string, pattern: RegExp, after = 0, ms = 30_000) => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const job = await Effect.runPromise(emu.job(id))
-    for (const line of job?.logs.slice(after) ?? []) {
-      const match = pattern.exec(line)
-      if (match !== null) return match
-    }
-    if (Date.now() > deadline) throw new Error(`no log line ${pattern} within ${ms} ms: ${JSON.stringify(job?.logs)}`)
-    await sleep(50)
-  }
+const logMatch = (emu: Emulator, id: string, pattern: RegExp, after = 0, ms = 30_000) => {
+  let logs: ReadonlyArray<string> = []
+  return until(
+    () => `a log line ${pattern} in ${JSON.stringify(logs)}`,
+    async () => {
+      logs = (await Effect.runPromise(emu.job(id)))?.logs ?? []
+      for (const line of logs.slice(after)) {
+        const match = pattern.exec(line)
+        if (match !== null) return match
+      }
+      return undefined
+    },
+    ms,
+    50
+  )
 }
 
 const logLength = async (emu: Emulator, id: string) => (await Effect.runPromise(emu.job(id)))?.logs.length ?? 0
@@ -192,17 +196,22 @@ describe("per-port quick tunnels (POST /v1/ports/{port}/tunnel)", () => {
           const port = Number((await logMatch(emu, job.id, PORT_SERVER_LISTENING))[1])
           const main = new URL((await logMatch(emu, job.id, /^HF_SANDBOX_TUNNEL \{"url":"([^"]+)"\}$/))[1]!).host
           const sbx = { "x-sandbox-token": sandboxToken }
-          const askTunnel = async () => {
-            for (;;) {
-              const res = await routed(emu, main, `/v1/ports/${port}/tunnel`, { method: "POST", headers: sbx })
-              const body = (await res.json()) as { url?: string; state?: string; code?: string }
-              if (res.status === 200) return body as { port: number; state: string; url: string }
-              // 530 while the edge warms up to the main tunnel; 503 while the port's tunnel starts.
-              if (res.status !== 530 && res.status !== 503)
-                throw new Error(`tunnel: ${res.status} ${JSON.stringify(body)}`)
-              await sleep(100)
-            }
-          }
+          let last = ""
+          const askTunnel = () =>
+            until(
+              () => `port ${port}'s tunnel from POST /v1/ports/${port}/tunnel; last answer: ${last}`,
+              async () => {
+                const res = await routed(emu, main, `/v1/ports/${port}/tunnel`, { method: "POST", headers: sbx })
+                const body = (await res.json()) as { url?: string; state?: string; code?: string }
+                if (res.status === 200) return body as { port: number; state: string; url: string }
+                last = `${res.status} ${JSON.stringify(body)}`
+                // 530 while the edge warms up to the main tunnel; 503 while the port's tunnel starts.
+                if (res.status !== 530 && res.status !== 503) throw new Error(`tunnel: ${last}`)
+                return undefined
+              },
+              30_000,
+              100
+            )
 
           const first = await askTunnel()
           assert.strictEqual(first.port, port)
@@ -244,13 +253,17 @@ describe("per-port quick tunnels (POST /v1/ports/{port}/tunnel)", () => {
           const mainAgain = new URL(
             (await logMatch(emu, job.id, /^HF_SANDBOX_TUNNEL \{"url":"([^"]+)"\}$/, before))[1]!
           )
-          const current = await (async () => {
-            for (;;) {
+          const current = await until(
+            () => `GET /v1/ports/${port}/tunnel through the new main tunnel to answer 200; last: ${last}`,
+            async () => {
               const res = await routed(emu, mainAgain.host, `/v1/ports/${port}/tunnel`, { headers: sbx })
               if (res.status === 200) return (await res.json()) as { url: string }
-              await sleep(100)
-            }
-          })()
+              last = `${res.status} ${await res.text()}`
+              return undefined
+            },
+            30_000,
+            100
+          )
           assert.strictEqual(current.url, next.url)
           const res = await routed(emu, new URL(next.url).host, "/hello")
           assert.strictEqual(await res.text(), `hello from ${port}\n`)

@@ -3,8 +3,9 @@
  * (`--wait`); `--json` names the headers without their values; a port nothing serves is a clear failure.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { createLocal, expectCode, local, until, useCliHarness } from "../support/cli.js"
+import { createLocal, expectCode, local, useCliHarness } from "../support/cli.js"
 import { PORT_SERVER } from "../support/ports.js"
+import { until } from "../support/processes.js"
 import { PYTHON } from "../support/server.js"
 
 useCliHarness()
@@ -17,7 +18,7 @@ describe("hf-sandbox expose", () => {
     const processId = spawned.stdout.trim()
     // The port the server bound is in its first line of output.
     let port = 0
-    await until(async () => {
+    await until("the port server's first line (its port)", async () => {
       const out = await local(["process", "logs", id, processId])
       port = Number(/"port": (\d+)/.exec(out.stdout)?.[1] ?? 0)
       return port > 0

@@ -18,10 +18,10 @@ import {
   job,
   startInProcess,
   TERMINAL,
-  until,
   useCliHarness,
   work
 } from "../support/cli.js"
+import { until } from "../support/processes.js"
 
 useCliHarness()
 
@@ -59,7 +59,7 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     )
     const killed = await hf(["kill", id])
     expectCode(killed, 0)
-    await until(async () => (await job(id)).stage === "CANCELED")
+    await until(`job ${id} canceled`, async () => (await job(id)).stage === "CANCELED")
     for (const r of [created, ok, listed, killed]) assert.notInclude(r.stdout + r.stderr, token())
   })
 
@@ -105,7 +105,8 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     const killed = await hf(["kill", "--all", "-q"])
     expectCode(killed, 0)
     assert.deepStrictEqual(killed.stdout.trim().split("\n").sort(), [first, second].sort())
-    for (const id of [first, second]) await until(async () => (await job(id)).stage === "CANCELED")
+    for (const id of [first, second])
+      await until(`job ${id} canceled`, async () => (await job(id)).stage === "CANCELED")
     const listed = await hf(["ls", "-q"])
     assert.strictEqual(listed.stdout, "")
   })
@@ -150,16 +151,22 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     assert.strictEqual(result.stdout, "job says hi\n")
     const jobs = await Effect.runPromise(emulator.jobs)
     // The release asks the server to shut down before it cancels the job: it may complete first.
-    await until(async () => ["CANCELED", "COMPLETED"].includes((await job(jobs.at(-1)!.id)).stage))
+    await until("the last job to end", async () =>
+      ["CANCELED", "COMPLETED"].includes((await job(jobs.at(-1)!.id)).stage)
+    )
 
     // Ctrl-C is an interruption of the run (the local Ctrl-C test shows the program's signal handling).
     const running = startInProcess(["run", "--", "echo ready; sleep 30"], { hf: true })
     // A bound, not a race: a start through a quick tunnel can take long on a loaded machine (the other
     // test file may be starting twenty sandboxes at the same moment).
-    await until(() => running.stdout().includes("ready"), 60_000)
+    await until(
+      () => `"ready" on stdout: ${running.stdout()}`,
+      () => running.stdout().includes("ready"),
+      60_000
+    )
     expectCode(await running.interrupt(), 130)
     const last = (await Effect.runPromise(emulator.jobs)).at(-1)!
-    await until(async () => ["CANCELED", "COMPLETED"].includes((await job(last.id)).stage))
+    await until(`job ${last.id} to end`, async () => ["CANCELED", "COMPLETED"].includes((await job(last.id)).stage))
   }, 150_000)
 
   it("process logs -f shows a background process's output live through the quick tunnel", async () => {
@@ -176,7 +183,11 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     expectCode(spawned, 0)
     const follower = startInProcess(["process", "logs", "-f", id, spawned.stdout.trim()], { hf: true })
     try {
-      await until(() => follower.stdout().includes("first"), 30_000)
+      await until(
+        () => `"first" on stdout: ${follower.stdout()}`,
+        () => follower.stdout().includes("first"),
+        30_000
+      )
       expectCode(await hf(["exec", id, "--", "touch go"]), 0)
       const followed = await follower.done
       expectCode(followed, 0)
@@ -278,7 +289,7 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     assert.strictEqual((await Effect.runPromise(emulator.jobs)).length, jobsBefore)
 
     expectCode(await hf(["kill", ref]), 0)
-    await until(async () => (await job(id)).stage === "CANCELED")
+    await until(`job ${id} canceled`, async () => (await job(id)).stage === "CANCELED")
   })
 
   it("logs prints the job's log, by ID and by NAMESPACE/ID; an unknown id fails clearly", async () => {

@@ -34,11 +34,10 @@ import {
   stateDir,
   stateFiles,
   stateOf,
-  until,
   useCliHarness,
   work
 } from "../support/cli.js"
-import { isAlive, waitGone, waitNoneWithArg } from "../support/processes.js"
+import { isAlive, until, waitGone, waitNoneWithArg } from "../support/processes.js"
 
 useCliHarness()
 
@@ -95,7 +94,8 @@ describe("hf-sandbox CLI, local provider", () => {
     expectCode(three, 3)
     assert.strictEqual(three.stdout, "out\n")
     assert.strictEqual(three.stderr, "err\n")
-    const timedOut = await local(["exec", "--timeout", "1", id, "--", "sleep 30"])
+    // However late the command starts, it cannot end within its timeout: a short one races nothing.
+    const timedOut = await local(["exec", "--timeout", "200ms", id, "--", "sleep 30"])
     expectCode(timedOut, 124)
     assert.include(timedOut.stderr, "timed out")
     expectCode(await local(["exec", id, "--", "sh", "-c", "kill -TERM $$"]), 128 + 15)
@@ -121,7 +121,11 @@ describe("hf-sandbox CLI, local provider", () => {
       "--",
       `echo "$GREETING from $(pwd)"; while [ ! -e ${go} ]; do sleep 0.05; done; echo late >&2; echo done`
     ])
-    await until(() => running.stdout().includes("hello from /\n"), 30_000)
+    await until(
+      () => `"hello from /" on stdout: ${running.stdout()}`,
+      () => running.stdout().includes("hello from /\n"),
+      30_000
+    )
     fs.writeFileSync(go, "")
     const result = await running.done
     expectCode(result, 0)
@@ -136,7 +140,10 @@ describe("hf-sandbox CLI, local provider", () => {
     const piped = await shell(`$HF_SANDBOX exec ${id} -- yes | head -n 2`)
     expectCode(piped, 0)
     assert.strictEqual(piped.stdout, "y\ny\n")
-    await until(async () => (await local(["exec", id, "--", "pgrep -x yes || echo none"])).stdout === "none\n")
+    await until(
+      "no `yes` left in the sandbox",
+      async () => (await local(["exec", id, "--", "pgrep -x yes || echo none"])).stdout === "none\n"
+    )
     expectCode(await local(["kill", id]), 0)
   })
 
@@ -348,7 +355,10 @@ describe("hf-sandbox CLI, local provider", () => {
 
     const listing = async () =>
       JSON.parse((await local(["process", "ls", "--json", id])).stdout) as Array<Sandbox.ProcessInfo>
-    await until(async () => (await listing()).find((p) => p.id === done)?.running === false)
+    await until(
+      `process ${done} listed as not running`,
+      async () => (await listing()).find((p) => p.id === done)?.running === false
+    )
     const table = await local(["process", "ls", id])
     expectCode(table, 0)
     assert.match(table.stdout, new RegExp(`${web}\\s+\\d+\\s+web\\s+running`))
@@ -390,10 +400,11 @@ describe("hf-sandbox CLI, local provider", () => {
   })
 
   it("a sandbox's idle timeout ends it; stale state is cleaned by ls", async () => {
-    const idle = await createLocal("--idle-timeout", "1")
+    // Short: the server's --start-grace holds the idle clock until the CLI has reached it.
+    const idle = await createLocal("--idle-timeout", "300ms")
     const crashed = await createLocal()
     process.kill(stateOf(crashed).pid, "SIGKILL")
-    await until(() => !isAlive(stateOf(idle).pid), 10_000)
+    await until(`the idle sandbox ${idle}'s server to exit`, () => !isAlive(stateOf(idle).pid), 10_000)
     const follow = await local(["logs", "-f", idle])
     expectCode(follow, 0)
     assert.include(follow.stdout, "idle", "the server's log says why it stopped")
@@ -421,7 +432,7 @@ describe("hf-sandbox CLI, local provider", () => {
       if (b.toString().includes("ready")) ready = true
     })
     // A bound, not a race: on a loaded machine a Node start and a server start can take over 10 s.
-    await until(() => ready, 60_000)
+    await until('"ready" on run\'s stdout', () => ready, 60_000)
     const family = await descendants(running.pid!).pipe(Effect.runPromise)
     running.kill("SIGINT")
     const result = await done
@@ -436,7 +447,7 @@ describe("hf-sandbox CLI, local provider", () => {
       const match = /"event":"start","pid":(\d+)/.exec(b.toString())
       if (match) pid = Number(match[1])
     })
-    await until(() => pid !== undefined, 60_000)
+    await until("exec's start event, with its pid", () => pid !== undefined, 60_000)
     exec.kill("SIGINT")
     expectCode(await execDone, 130)
     assert.deepStrictEqual(await waitGone([pid!]), [], "the remote command was killed")
@@ -691,6 +702,6 @@ describe("Sandbox.make({ detach: true })", () => {
       assert.strictEqual((yield* sb.exec("echo still here")).stdout, "still here\n")
       yield* sb.terminate
     }).pipe(Effect.scoped, Effect.provide(hfLive()), Effect.runPromise)
-    await until(async () => ["CANCELED", "COMPLETED"].includes((await job(id)).stage))
+    await until(`job ${id} to end`, async () => ["CANCELED", "COMPLETED"].includes((await job(id)).stage))
   })
 })

@@ -13,9 +13,9 @@ import {
   hf,
   local,
   startInProcess,
-  until,
   useCliHarness
 } from "../support/cli.js"
+import { until } from "../support/processes.js"
 
 useCliHarness()
 
@@ -89,7 +89,11 @@ describe("hf-sandbox hardware and top", () => {
     const id = await createHf("--flavor", "t4-small")
     try {
       const run = startInProcess(["top", id], { hf: true })
-      await until(() => run.stdout().includes("\n"), 30_000)
+      await until(
+        () => `a first line on stdout: ${run.stdout()}`,
+        () => run.stdout().includes("\n"),
+        30_000
+      )
       const result = await run.interrupt()
       assert.strictEqual(result.code, 130)
       // t4-small: 4 vCPU, 15 GB, one T4 (16 GB).

@@ -8,20 +8,8 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import {
-  cli,
-  createHf,
-  emulator,
-  expectCode,
-  finish,
-  hf,
-  job,
-  start,
-  until,
-  useCliHarness,
-  work
-} from "../support/cli.js"
-import { isAlive } from "../support/processes.js"
+import { cli, createHf, emulator, expectCode, finish, hf, job, start, useCliHarness, work } from "../support/cli.js"
+import { isAlive, until } from "../support/processes.js"
 
 useCliHarness()
 
@@ -62,7 +50,7 @@ describe("hf-sandbox ssh (emulated Hub)", () => {
     assert.strictEqual(dry.stdout, `ssh -i '/keys/id ed25519' ${id}@ssh.hf.jobs\n`)
     for (const r of [result, dry]) assert.notInclude(r.stdout + r.stderr, token())
     expectCode(await hf(["kill", id]), 0)
-    await until(async () => (await job(id)).stage === "CANCELED")
+    await until(`job ${id} canceled`, async () => (await job(id)).stage === "CANCELED")
   })
 
   it("interrupted, it ends an ssh that ignores SIGTERM (SIGKILL after the grace) before it exits", async () => {
@@ -78,7 +66,11 @@ describe("hf-sandbox ssh (emulated Hub)", () => {
     const done = finish(child)
     // The CLI's exit, not the close of its pipes: an ssh left behind would hold them open.
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-    await until(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, "utf8").endsWith("\n"), 60_000)
+    await until(
+      `a pid in ${pidFile}`,
+      () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, "utf8").endsWith("\n"),
+      60_000
+    )
     const pid = Number(fs.readFileSync(pidFile, "utf8"))
     try {
       child.kill("SIGINT")
@@ -89,7 +81,7 @@ describe("hf-sandbox ssh (emulated Hub)", () => {
     }
     await done
     expectCode(await hf(["kill", id]), 0)
-    await until(async () => (await job(id)).stage === "CANCELED")
+    await until(`job ${id} canceled`, async () => (await job(id)).stage === "CANCELED")
   }, 120_000)
 
   it("a sandbox made without --ssh: the error says how to get SSH, and no ssh runs", async () => {
@@ -100,7 +92,7 @@ describe("hf-sandbox ssh (emulated Hub)", () => {
     assert.include(result.stderr, "create --ssh")
     assert.isFalse(fs.existsSync(path.join(ssh.dir, "record")))
     expectCode(await hf(["kill", id]), 0)
-    await until(async () => (await job(id)).stage === "CANCELED")
+    await until(`job ${id} canceled`, async () => (await job(id)).stage === "CANCELED")
   })
 })
 

@@ -6,19 +6,8 @@
 import { randomBytes } from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
 import * as Redacted from "effect/Redacted"
-import {
-  createHf,
-  createLocal,
-  emulator,
-  expectCode,
-  hf,
-  job,
-  local,
-  stateOf,
-  until,
-  useCliHarness
-} from "../support/cli.js"
-import { isAlive, waitGone } from "../support/processes.js"
+import { createHf, createLocal, emulator, expectCode, hf, job, local, stateOf, useCliHarness } from "../support/cli.js"
+import { isAlive, until, waitGone } from "../support/processes.js"
 
 useCliHarness()
 
@@ -94,7 +83,7 @@ describe("hf-sandbox kill with filters, HF Jobs", () => {
     const killed = await hf(["kill", "-l", "team=ci", "-q"])
     expectCode(killed, 0)
     assert.strictEqual(killed.stdout, `${labelled}\n`)
-    await until(async () => (await job(labelled)).stage === "CANCELED")
+    await until(`job ${labelled} canceled`, async () => (await job(labelled)).stage === "CANCELED")
     assert.strictEqual((await job(other)).stage, "RUNNING")
 
     // A named sandbox job (its label), made behind the CLI's back: found by --name alone.
@@ -116,6 +105,6 @@ describe("hf-sandbox kill with filters, HF Jobs", () => {
     expectCode(byName, 0)
     assert.strictEqual(byName.stdout, `${named.id}\n`)
     expectCode(await hf(["kill", other]), 0)
-    await until(async () => (await job(named.id)).stage === "CANCELED")
+    await until(`job ${named.id} canceled`, async () => (await job(named.id)).stage === "CANCELED")
   })
 })

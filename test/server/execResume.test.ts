@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { waitGone, withTimeout } from "../support/processes.js"
+import { until, waitGone, withTimeout } from "../support/processes.js"
 import {
   type Event,
   parseNdjson,
@@ -274,11 +274,7 @@ describe.concurrent("a dropped exec connection", () => {
     const bg = await json(S, "/v1/processes", { method: "POST", body: JSON.stringify({ cmd: "true" }) })
     seenPids.add(bg.body.pid as unknown as number)
     const x = await openExec(S, { cmd: "echo done" }, (seen) => seen.some((e) => e.event === "exit"))
-    const deadline = Date.now() + 10_000
-    while ((await call(S, `/v1/processes/${x.id}`)).status !== 404) {
-      expect(Date.now()).toBeLessThan(deadline)
-      await new Promise((resolve) => setTimeout(resolve, 25))
-    }
+    await until(`exec ${x.id} forgotten (404)`, async () => (await call(S, `/v1/processes/${x.id}`)).status === 404)
     expect((await json(S, `/v1/processes/${x.id}/output`)).status).toBe(404)
     expect((await json(S, `/v1/processes/${bg.body.id}`)).body).toMatchObject({ running: false, exit_code: 0 })
   })

@@ -21,7 +21,7 @@ import {
   startHost,
   stopHost
 } from "../support/hostServer.js"
-import { sleep } from "../support/processes.js"
+import { until } from "../support/processes.js"
 
 const asRoot = process.platform === "linux" && process.getuid?.() === 0
 
@@ -123,11 +123,10 @@ U(os.environ["SBX_PROXY_DIR"]+"/8080.sock",H).serve_forever()
 `
     await request(host, `/v1/sandboxes/${b.id}/files/write?path=/srv.py`, b.token, { method: "PUT", body: server })
     await spawnIn(host, b, "exec python3 srv.py")
-    const deadline = Date.now() + 10_000
-    while ((await json(host, `/v1/sandboxes/${b.id}/ports/8080`, b.token)).body.listening !== true) {
-      if (Date.now() > deadline) throw new Error("the sandbox's server did not listen")
-      await sleep(25)
-    }
+    await until(
+      "the sandbox's server to listen",
+      async () => (await json(host, `/v1/sandboxes/${b.id}/ports/8080`, b.token)).body.listening === true
+    )
     const res = await request(host, `/v1/sandboxes/${b.id}/proxy/8080/`, b.token)
     expect(await res.text()).toBe(b.id)
     await exec(host, a, `ln -s ${b.home}/.sbx/proxy/8080.sock "$SBX_PROXY_DIR/8080.sock"`)

@@ -9,7 +9,7 @@
 import * as fs from "node:fs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { createOne, exec, type Host, json, type Leased, request, startHost, stopHost } from "../support/hostServer.js"
-import { sleep } from "../support/processes.js"
+import { until } from "../support/processes.js"
 
 const TAG = "sbx-warm-wrapper" // warm.py's TAG, in every warm wrapper's argv
 
@@ -31,15 +31,16 @@ const wrappersOf = (server: number): Array<number> =>
     })
 
 /** Waits until `server` has `n` warm wrappers; their pids. */
-const stocked = async (server: number, n: number) => {
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    const pids = wrappersOf(server)
-    if (pids.length >= n) return pids
-    if (Date.now() > deadline) throw new Error(`server ${server} has ${pids.length} warm wrappers, not ${n}`)
-    await sleep(20)
-  }
-}
+const stocked = (server: number, n: number) =>
+  until(
+    () => `${n} warm wrappers of server ${server}; it has ${wrappersOf(server).length}`,
+    () => {
+      const pids = wrappersOf(server)
+      return pids.length >= n ? pids : undefined
+    },
+    20_000,
+    20
+  )
 
 const confines = async (host: Host) => (await json(host, "/health", "")).body.isolation !== "none"
 
@@ -200,11 +201,12 @@ describe.skipIf(process.platform !== "linux")("host mode warm wrappers", () => {
       // Both die waiting: the next command finds the stock empty (the dead are discarded) and starts cold.
       for (const pid of first) process.kill(pid, "SIGKILL")
       // Dead (a zombie, or reaped) before the command comes: a wrapper still dying would be taken.
-      const deadline = Date.now() + 20_000
-      while (wrappersOf(host.pid).some((pid) => first.includes(pid))) {
-        if (Date.now() > deadline) throw new Error(`warm wrappers ${first.join(", ")} did not die`)
-        await sleep(20)
-      }
+      await until(
+        `warm wrappers ${first.join(", ")} to die`,
+        () => !wrappersOf(host.pid).some((pid) => first.includes(pid)),
+        20_000,
+        20
+      )
       const run = await exec(host, sb, "echo cold")
       expect(run).toMatchObject({ code: 0, stdout: "cold\n" })
       expect(first).not.toContain(run.pid)

@@ -29,7 +29,7 @@ import {
   startHost,
   stopHost
 } from "../support/hostServer.js"
-import { isAlive, sleep, waitGone, withTimeout } from "../support/processes.js"
+import { isAlive, until, waitGone, withTimeout } from "../support/processes.js"
 import { SERVER, spawnServer } from "../support/server.js"
 
 const NOBODY = 65534
@@ -127,14 +127,10 @@ const checkDelete = async (host: Host) => {
   const sb = await createOne(host)
   await exec(host, sb, "mkdir -p ro/sub && touch ro/sub/f && chmod 500 ro/sub ro && chmod 0 .tmp")
   await spawnIn(host, sb, "sleep 1000 & echo $! > pids; setsid sh -c 'sleep 1001 & echo $! >> pids; wait' & wait")
-  const deadline = Date.now() + 10_000
-  while (
-    !fs.existsSync(`${sb.home}/pids`) ||
-    fs.readFileSync(`${sb.home}/pids`, "utf8").trim().split("\n").length < 2
-  ) {
-    if (Date.now() > deadline) throw new Error("the sleeps did not start")
-    await sleep(25)
-  }
+  await until(
+    "both sleeps to start (their pids in pids)",
+    () => fs.existsSync(`${sb.home}/pids`) && fs.readFileSync(`${sb.home}/pids`, "utf8").trim().split("\n").length >= 2
+  )
   const pids = fs.readFileSync(`${sb.home}/pids`, "utf8").trim().split("\n").map(Number)
   const deleted = await json(host, `/v1/sandboxes/${sb.id}`, host.token, { method: "DELETE" })
   expect(deleted).toEqual({ status: 200, body: { id: sb.id, deleted: true } })
@@ -259,11 +255,7 @@ describe.skipIf(withLandlock !== undefined)(
       const pid = Number(run.stdout.trim())
       try {
         // Until env has exec'd sleep, the process still carries the sandbox's id in its environment.
-        const deadline = Date.now() + 10_000
-        while (fs.readFileSync(`/proc/${pid}/environ`, "utf8").includes(sb.id)) {
-          if (Date.now() > deadline) throw new Error("env -i did not run sleep")
-          await sleep(25)
-        }
+        await until("env -i to run sleep", () => !fs.readFileSync(`/proc/${pid}/environ`, "utf8").includes(sb.id))
         expect((await json(host, `/v1/sandboxes/${sb.id}`, host.token, { method: "DELETE" })).status).toBe(200)
         expect(isAlive(pid)).toBe(true)
       } finally {

@@ -15,7 +15,7 @@ import * as Schema from "effect/Schema"
 import * as Protocol from "hf-sandbox/Protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openFds, PORT_SERVER, PORT_SERVER_LISTENING, readSse, wsEcho } from "../support/ports.js"
-import { sleep } from "../support/processes.js"
+import { until } from "../support/processes.js"
 import { exchange } from "../support/rawHttp.js"
 import { type Event, PYTHON, type Running, readEventsUntil, startServer, stopServer } from "../support/server.js"
 
@@ -54,15 +54,6 @@ const startInside = async (): Promise<{ readonly id: string; readonly port: numb
   const match = PORT_SERVER_LISTENING.exec(line)
   if (match === null) throw new Error(`portServer.py did not start: ${JSON.stringify(events)}`)
   return { id, port: Number(match[1]) }
-}
-
-/** Polls `check` until it holds (bounded): teardown on the server runs after the client saw the end. */
-const eventually = async (check: () => Promise<boolean>, what: string, ms = 10_000) => {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`)
-    await sleep(25)
-  }
 }
 
 const connections = async (p: number) => (await json(`/v1/ports/${p}`)).body.connections
@@ -291,7 +282,7 @@ describe("no leaks", () => {
 
   it.runIf(isLinux)("a client that vanishes mid-WebSocket or mid-stream leaves no socket or thread", async () => {
     await call(`/v1/proxy/${port}/hello`).then((r) => r.arrayBuffer())
-    await eventually(async () => (await connections(port)) === 0, "warm-up connection gone")
+    await until("warm-up connection gone", async () => (await connections(port)) === 0)
     const [fd0, t0] = [await fds(), await threads()]
     for (let i = 0; i < 5; i++) {
       const socket = net.connect(server.port, "127.0.0.1")
@@ -308,10 +299,10 @@ describe("no leaks", () => {
       await reader.read()
       await reader.cancel()
     }
-    await eventually(async () => (await connections(port)) === 0, "proxied connections back to 0")
+    await until("proxied connections back to 0", async () => (await connections(port)) === 0)
     await call(`/v1/proxy/${port}/release`).then((r) => r.arrayBuffer()) // the held SSE handlers may end
-    await eventually(async () => (await fds()) <= fd0, `descriptors back to ${fd0}`)
-    await eventually(async () => (await threads()) <= t0, `threads back to ${t0}`)
+    await until(`descriptors back to ${fd0}`, async () => (await fds()) <= fd0)
+    await until(`threads back to ${t0}`, async () => (await threads()) <= t0)
   })
 
   it.runIf(isLinux)("a backend that dies mid-stream ends the client's stream and its sockets", async () => {
@@ -327,7 +318,7 @@ describe("no leaks", () => {
       () => true
     )
     expect(ended).toBe(true)
-    await eventually(async () => (await connections(other.port)) === 0, "connection to the dead port gone")
+    await until("connection to the dead port gone", async () => (await connections(other.port)) === 0)
     expect(processId).toBeDefined()
   })
 })

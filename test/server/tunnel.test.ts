@@ -17,7 +17,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "vitest"
 
-import { isAlive, sleep, waitGone as waitGoneWithin, withTimeout } from "../support/processes.js"
+import { isAlive, sleep, until, waitGone as waitGoneWithin, withTimeout } from "../support/processes.js"
 import { realPython } from "../support/python.js"
 
 const SERVER = fileURLToPath(new URL("../../rpc-server/sbx_server", import.meta.url))
@@ -197,16 +197,6 @@ const HANG_GUARD_MS = 45_000
 
 const waitGone = (pids: ReadonlyArray<number>) => waitGoneWithin(pids, HANG_GUARD_MS)
 
-const waitFor = async <A>(what: string, probe: () => A | undefined, ms = 60_000): Promise<A> => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const value = probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
-}
-
 const newCase = (config: Record<string, unknown>): Case => {
   const dir = fs.mkdtempSync(path.join(root, "case-"))
   const c: Case = {
@@ -283,7 +273,12 @@ const startServer = async (c: Case, extra: Record<string, string> = {}): Promise
     stderr += d
   })
   const exited = new Promise<Exit>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })))
-  const first = await waitFor(`the listening line: ${stderr}`, () => lines[0])
+  // The message is built at the deadline, so that it shows the server's stderr by then.
+  const first = await until(
+    () => `the listening line; stderr:\n${stderr}`,
+    () => lines[0],
+    60_000
+  )
   const match = LISTENING.exec(first.text)
   if (match === null) throw new Error(`unexpected listening line: ${first.text}`)
   const running: Running = {
@@ -306,8 +301,8 @@ const markers = (r: Running): Array<{ url: string; at: number }> =>
   })
 
 const waitMarkers = (r: Running, n: number, ms = HANG_GUARD_MS) =>
-  waitFor(
-    `${n} marker line(s); stderr:\n${r.stderr()}`,
+  until(
+    () => `${n} marker line(s); stderr:\n${r.stderr()}`,
     () => {
       const all = markers(r)
       return all.length >= n ? all : undefined
@@ -386,6 +381,8 @@ describe.skipIf(process.platform === "win32")("server.py --tunnel", () => {
     // Its output went to the server's stderr, banner and all; stdout carries only our two lines.
     expect(r.stderr()).toContain("Requesting new quick Tunnel on trycloudflare.com...")
     expect(r.stderr()).toContain("https://api.trycloudflare.com")
+    // A wait, not an event: stdout and stderr are separate pipes, so a stray line on stdout may arrive
+    // after the stderr lines awaited above, and nothing marks the end of cloudflared's output.
     await sleep(700)
     expect(r.lines.map((l) => l.text)).toHaveLength(2)
     expect(r.lines.some((l) => l.text.includes("api.trycloudflare.com"))).toBe(false)

@@ -21,7 +21,7 @@ import * as Scope from "effect/Scope"
 import * as Testing from "hf-sandbox/testing"
 import { runCli } from "../../src/cli/app.js"
 import { bundleCli } from "./bundleCli.js"
-import { sleep, waitGone } from "./processes.js"
+import { waitGone } from "./processes.js"
 
 export let work: string
 let bin: string
@@ -165,15 +165,6 @@ export const expectCode = (result: Result, code: number) =>
 
 export const local = (args: ReadonlyArray<string>) => cli(["--local", ...args])
 export const hf = (args: ReadonlyArray<string>) => cli(args, { hf: true })
-
-/** Waits until `predicate` holds, polling. */
-export const until = async (predicate: () => boolean | Promise<boolean>, ms = 10_000) => {
-  const deadline = Date.now() + ms
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time")
-    await sleep(25)
-  }
-}
 
 /** The local sandboxes' files (the namespace cache of HF commands lives beside them, in `namespaces/`). */
 export const stateFiles = () =>

@@ -36,6 +36,8 @@ export interface Knobs {
   readonly hosts: Array<FakeHost>
   /** While set, a boot waits for it before it answers. */
   gate: Deferred.Deferred<void> | undefined
+  /** Boots begun (counted before the gate), so that a test can act while one is in progress. */
+  boots: number
   /** Scoped routes take only the host token (HF's server), not the derived one. */
   hostTokenOnly: boolean
   /** A host's `/v1/sandboxes` rejects creates beyond this many (default: its capacity). */
@@ -47,6 +49,7 @@ export interface Knobs {
 export const knobs = (): Knobs => ({
   hosts: [],
   gate: undefined,
+  boots: 0,
   hostTokenOnly: false,
   reportedCapacity: undefined,
   failBoots: false
@@ -118,6 +121,7 @@ export const provider = (knobs: Knobs): SandboxProvider.Service => ({
       if (spec.host === undefined) {
         return yield* new SandboxError.StartError({ provider: "fake", reason: "InvalidOptions", detail: "hosts only" })
       }
+      knobs.boots += 1
       if (knobs.gate !== undefined) yield* Deferred.await(knobs.gate)
       if (knobs.failBoots) {
         return yield* new SandboxError.StartError({ provider: "fake", reason: "SpawnFailed", detail: "no host today" })

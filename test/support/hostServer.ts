@@ -7,7 +7,7 @@ import { createHmac } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { sleep } from "./processes.js"
+import { until } from "./processes.js"
 import { type Event, parseNdjson, type Running, type StartOptions, startServer, stopServer } from "./server.js"
 
 export interface Host extends Running {
@@ -102,12 +102,10 @@ export const spawnIn = async (host: Running, sb: Leased, cmd: string) => {
 /** Starts `cmd` in `sb` and waits for the pid it writes to `file` in its home. */
 export const pidIn = async (host: Running, sb: Leased, cmd: string, file: string) => {
   await spawnIn(host, sb, `echo $$ > ${file}; exec ${cmd}`)
-  const deadline = Date.now() + 10_000
-  while (!fs.existsSync(`${sb.home}/${file}`) || fs.readFileSync(`${sb.home}/${file}`, "utf8").trim() === "") {
-    if (Date.now() > deadline) throw new Error(`${cmd} did not start in ${sb.id}`)
-    await sleep(25)
-  }
-  return Number(fs.readFileSync(`${sb.home}/${file}`, "utf8").trim())
+  const written = await until(`${cmd} to start in ${sb.id} (its pid in ${file})`, () =>
+    fs.existsSync(`${sb.home}/${file}`) ? fs.readFileSync(`${sb.home}/${file}`, "utf8").trim() || undefined : undefined
+  )
+  return Number(written)
 }
 
 /** Runs a Python one-liner in the sandbox: its stdout and stderr, trimmed. */
@@ -120,11 +118,7 @@ export const pythonIn = async (host: Running, sb: Leased, source: string) => {
 export const listenAbstract = async (host: Running, sb: Leased, name: string) => {
   const listener = `import socket,time; s=socket.socket(socket.AF_UNIX); s.bind("\\0${name}"); s.listen(); open("abstract.ready","w").close(); time.sleep(60)`
   await spawnIn(host, sb, `python3 -c '${listener}'`)
-  const deadline = Date.now() + 10_000
-  while (!fs.existsSync(`${sb.home}/abstract.ready`)) {
-    if (Date.now() > deadline) throw new Error("the abstract socket listener did not start")
-    await sleep(25)
-  }
+  await until("the abstract socket listener to start", () => fs.existsSync(`${sb.home}/abstract.ready`))
 }
 
 /** Python that connects to the abstract unix socket `name` and prints "connected". */

@@ -9,6 +9,29 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 export const withTimeout = <A>(p: Promise<A>, ms: number): Promise<A | "timeout"> =>
   Promise.race([p, sleep(ms).then(() => "timeout" as const)])
 
+/**
+ * Polls `probe` until it gives a value (anything but `undefined` or `false`) and returns it. After `ms` it
+ * throws, naming `what` was awaited (a function is called then, so the message shows the state at the
+ * deadline, e.g. a process's output so far). A guard against a hang that fails with a message instead of
+ * the test timeout, not a measure of speed: keep `ms` generous. An error thrown by `probe` fails at once.
+ */
+export const until = async <A>(
+  what: string | (() => string),
+  probe: () => A | undefined | false | Promise<A | undefined | false>,
+  ms = 10_000,
+  every = 25
+): Promise<A> => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined && value !== false) return value
+    if (Date.now() > deadline) {
+      throw new Error(`not within ${ms} ms: ${typeof what === "function" ? what() : what}`)
+    }
+    await sleep(every)
+  }
+}
+
 /** Whether `pid` still exists. A zombie counts as alive here: the assertion is "reaped". */
 export const isAlive = (pid: number): boolean => {
   try {

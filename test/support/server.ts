@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { sleep, withTimeout } from "./processes.js"
+import { until, withTimeout } from "./processes.js"
 
 export const SERVER = fileURLToPath(new URL("../../rpc-server/sbx_server", import.meta.url))
 /** Set `SBX_CONFORMANCE_PYTHON` to run the server suites with another interpreter (e.g. a Python 3.8). */
@@ -90,16 +90,21 @@ export const startServer = async (options: StartOptions = {}): Promise<Running> 
   const token = options.token === undefined ? randomBytes(32).toString("hex") : options.token
   const env = { ...(token === null ? {} : { SBX_TOKEN: token }), ...options.env }
   const s = spawnServer(["--port", "0", "--exit-on-stdin-eof", ...(options.args ?? [])], env, dir, options.command)
-  const deadline = Date.now() + 60_000
   let exitedEarly: Exit | undefined
   void s.exited.then((e) => {
     exitedEarly = e
   })
-  while (!s.stdout().includes("\n")) {
-    if (exitedEarly !== undefined) throw new Error(`server exited early ${JSON.stringify(exitedEarly)}: ${s.stderr()}`)
-    if (Date.now() > deadline) throw new Error(`server did not announce itself: ${s.stderr()}`)
-    await sleep(10)
-  }
+  await until(
+    () => `the server to announce itself; stderr: ${s.stderr()}`,
+    () => {
+      if (s.stdout().includes("\n")) return true
+      if (exitedEarly !== undefined)
+        throw new Error(`server exited early ${JSON.stringify(exitedEarly)}: ${s.stderr()}`)
+      return false
+    },
+    60_000,
+    10
+  )
   const announce = s.stdout().split("\n")[0]!
   const match = LISTENING.exec(announce)
   if (match === null) throw new Error(`unexpected listening line: ${announce}`)
