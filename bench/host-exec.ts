@@ -70,7 +70,7 @@ const wrapperMemory = (server: number) => {
     try {
       const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8")
       if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) !== server) continue
-      if (!fs.readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").includes("sbx-warm-wrapper")) continue
+      if (fs.readFileSync(`/proc/${name}/comm`, "utf8").trim() !== "sbx-warm") continue // warm.py TAG
       const kib = (file: string, key: string) =>
         Number(
           /\d+/.exec(

@@ -28,7 +28,8 @@ class Processes(object):
         self.reap_kick = threading.Event()
         self.reaping = False  # see reap_children
 
-    def spawn(self, argv, **kwargs):
+    def spawn(self, argv, popen=None, **kwargs):
+        """A started process (subprocess.Popen, or what `popen(argv, **kwargs)` makes), tracked until reaped."""
         if not self.reaping:
             reap_children()
         with self.lock:
@@ -39,7 +40,7 @@ class Processes(object):
         try:
             import subprocess  # at the first command: the server's start does without it
 
-            proc = subprocess.Popen(argv, **kwargs)
+            proc = (popen or subprocess.Popen)(argv, **kwargs)
         finally:
             with self.lock:
                 self.spawning -= 1

@@ -1,9 +1,10 @@
 """Warm wrappers: a small stock of confining wrappers (isolation.py) started ahead of the commands that
 will use them, so that a host-mode command does not wait for a Python start.
 
-A warm wrapper is `python3 -S -I -c WARM`, started like any command (stdin, stdout and stderr pipes, a
-session and process group of its own, in PROCS) plus the child end of a unix socket pair, its control
-fd, on which it blocks with its imports done. An exec or spawn takes one (`Stock.start`) and sends its
+A warm wrapper is a Python forked by the stock's zygote (zygote.py: a fork, not a Python start, for
+each; where the zygote cannot run, `python3 -S -I -c WARM`), a child of the server like any command
+(stdin, stdout and stderr pipes, a session and process group of its own, in PROCS) plus the child end
+of a unix socket pair, its control fd, on which it blocks with its imports done, named TAG. An exec or spawn takes one (`Stock.start`) and sends its
 job there: the program, argv, environment, cwd, whether stdin is /dev/null, the uid and rlimits, and
 the sandbox's Landlock ruleset fd (SCM_RIGHTS; the wrapper was started before the sandbox had one).
 The wrapper confines itself exactly as the cold one does (isolation.CONFINE_FN), closes its control fd
@@ -18,6 +19,7 @@ NAME=VALUE... Before confining, the wrapper reports a chdir failure back on the 
 "errno strerror"; the server raises it as the OSError a cold spawn's chdir would have raised, so the
 client gets the same answer."""
 
+import collections
 import os
 import sys
 import threading
@@ -32,18 +34,19 @@ DEFAULT_STOCK = 8  # SBX_HOST_WARM_WRAPPERS: the most wrappers kept started (0: 
 # host whose commands come faster than a wrapper starts keeps more ready, an idle one costs little (an
 # idle wrapper is ~4.4 MiB of its own).
 INITIAL_STOCK = 2
-TAG = "sbx-warm-wrapper"  # in the wrapper's argv: what it is, for ps and for the tests
+TAG = "sbx-warm"  # a waiting wrapper's name (/proc/PID/comm): what it is, for ps and for the tests
 REPLY_TIMEOUT = 30.0  # how long a wrapper may take between its job and its exec
 RETRY = 1.0  # after a wrapper could not be started: the next try
-# From a take to the start of its replacement: a Python start (some 15 ms of CPU) at once would
-# compete with the command that took the wrapper, on the few cores of a job, in exactly the
-# milliseconds the stock is there to cut (measured: p50 of exec("true") 7-9 ms at once, 5-6 ms so).
-# A burst meanwhile takes the rest of the stock, then starts cold.
-REFILL_DELAY = 0.02
+# From a take to the start of its replacement: a start at once would compete with the command that
+# took the wrapper, on the few cores of a job, in exactly the milliseconds the stock is there to cut
+# (measured with Python starts: p50 of exec("true") 7-9 ms at once, 5-6 ms 20 ms later; with the
+# zygote, on a loaded 2-core machine, a lease's first exec 1.29x a dedicated one at 20 ms, 0.91x at
+# 50 ms). Counted per take: the replacements of a burst's takes, older than this, start back to back.
+REFILL_DELAY = 0.05
 
-WARM = CONFINE_FN + r"""
+# What a wrapper does with its control fd `ctl` (a socket object): its job read, confined, exec'ed.
+WARM_JOB = r"""
 import _socket
-ctl = _socket.socket(fileno=int(sys.argv[2]))
 def fail(data=b""):
     if data:
         ctl.sendall(data)
@@ -76,6 +79,13 @@ ctl.close()
 run(program, argv, env)
 """
 
+# A wrapper started as a new Python (without the zygote): argv = [TAG, control fd].
+WARM = CONFINE_FN + r"""
+import _socket
+prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME: what ps shows, as the zygote's wrappers
+ctl = _socket.socket(fileno=int(sys.argv[2]))
+""" + WARM_JOB
+
 
 class Stock(object):
     """The warm wrappers of a host: `target` kept started, from INITIAL_STOCK up to `size` as commands find
@@ -87,6 +97,8 @@ class Stock(object):
         self.target = min(INITIAL_STOCK, self.size)
         self.cond = threading.Condition()
         self.ready = []  # (Popen, control socket), oldest first
+        self.taken = collections.deque()  # when each wrapper not yet replaced was taken (monotonic)
+        self.zygote = None  # zygote.Zygote: what forks the wrappers; None: each starts as a new Python
 
     def start(self):
         if self.size > 0:
@@ -95,11 +107,14 @@ class Stock(object):
     # ---- the stock ----
 
     def refill_loop(self):
+        self.zygote = self.started_zygote()
         while True:
             with self.cond:
                 while len(self.ready) >= self.target:
                     self.cond.wait()
-            time.sleep(REFILL_DELAY)
+                taken = self.taken.popleft() if self.taken else None
+            if taken is not None:  # a replacement (not the first stock, nor its growth)
+                time.sleep(max(0.0, taken + REFILL_DELAY - time.monotonic()))
             try:
                 wrapper = self.started()
             except HttpError:  # PROCS is closed: the server is shutting down
@@ -111,14 +126,36 @@ class Stock(object):
             with self.cond:
                 self.ready.append(wrapper)
 
+    def started_zygote(self):
+        """The zygote that forks this stock's wrappers (zygote.py), or None where it cannot start."""
+        from .zygote import Zygote
+
+        zygote = Zygote(WARM_JOB)
+        try:
+            zygote.start(TAG)
+        except HttpError:
+            raise
+        except Exception as e:
+            log("warm wrappers: no zygote (%s): each wrapper starts as a new Python" % e)
+            return None
+        return zygote
+
     def started(self):
+        """A new wrapper: forked by the zygote, else (none, or it failed: then for good) a new Python."""
         import socket
         import subprocess
 
+        argv, popen = [sys.executable, "-S", "-I", "-c", WARM, TAG], None
+        if self.zygote is not None:
+            from .zygote import popen_class
+
+            forked, zygote = popen_class(), self.zygote
+            argv, popen = [TAG], lambda args, **kwargs: forked(args, zygote=zygote, **kwargs)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = PROCS.spawn(
-                [sys.executable, "-S", "-I", "-c", WARM, TAG, str(theirs.fileno())],
+                argv + ([] if popen else [str(theirs.fileno())]),
+                popen=popen,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -129,6 +166,14 @@ class Stock(object):
                 start_new_session=True,
                 bufsize=0,
             )
+        except OSError as e:
+            ours.close()
+            if popen is None:
+                raise
+            log("warm wrappers: the zygote failed (%s): each wrapper starts as a new Python from now on" % e)
+            self.zygote.stop()
+            self.zygote = None
+            return self.started()
         except BaseException:
             ours.close()
             raise
@@ -146,6 +191,7 @@ class Stock(object):
                         self.cond.notify()
                     return None
                 proc, ctl = self.ready.pop(0)
+                self.taken.append(time.monotonic())
                 self.cond.notify()
             if proc.poll() is None:
                 return proc, ctl

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { createOne, exec, type Host, json, type Leased, request, startHost, stopHost } from "../support/hostServer.js"
 import { until } from "../support/processes.js"
 
-const TAG = "sbx-warm-wrapper" // warm.py's TAG, in every warm wrapper's argv
+const TAG = "sbx-warm" // warm.py's TAG: a waiting warm wrapper's name (its /proc comm)
 
 /** The pids of `server`'s children that are warm wrappers (Linux /proc). */
 const wrappersOf = (server: number): Array<number> =>
@@ -23,8 +23,7 @@ const wrappersOf = (server: number): Array<number> =>
         const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8")
         const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
         if (Number(fields[1]) !== server || fields[0] === "Z") return []
-        const argv = fs.readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0")
-        return argv.includes(TAG) ? [Number(name)] : []
+        return fs.readFileSync(`/proc/${name}/comm`, "utf8").trim() === TAG ? [Number(name)] : []
       } catch {
         return [] // gone meanwhile
       }

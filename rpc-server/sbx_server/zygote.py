@@ -1,0 +1,197 @@
+"""The warm wrappers' zygote: one Python, started once, that forks each new warm wrapper (warm.py).
+
+Every command of a pooled sandbox uses up a wrapper, and a wrapper started as a new Python costs some
+10 ms of CPU on a quiet machine, 30-40 ms on a loaded one: the stock's refills competed with the very
+commands it is there to speed up. A fork of the zygote costs about a millisecond, and the child has
+the wrapper's imports done. The server itself does not fork (a fork of the threaded server holds its
+GIL and its memory map for the whole copy, and stalls every request meanwhile).
+
+A wrapper must still be the server's own child (a Popen of PROCS: its pid waited for, its group
+killed): the zygote forks twice and the middle process exits at once, so that the kernel hands the
+wrapper to the nearest subreaper above it, which the server is (proctree.reap_children: the zygote
+is its first spawn). The server checks that it did; where not, the zygote is given up and wrappers
+start as new Pythons, as without it.
+
+Wire (the zygote's control socket): the server sends one byte with four fds (SCM_RIGHTS): the
+wrapper's stdin, stdout, stderr and control fd; the zygote answers the wrapper's pid as decimal
+digits and a newline (0: it could not fork). The wrapper takes the fds as 0, 1, 2 and 3, closes
+every other, names itself TAG (its /proc comm: its argv is the zygote's) and runs warm.WARM_JOB."""
+
+import os
+import sys
+import threading
+
+from .isolation import CONFINE_FN
+
+ZTAG = "sbx-warm-zygote"  # the zygote's argv and name (/proc comm holds 15 characters: all of it)
+ANSWER_TIMEOUT = 10.0  # how long a fork may take before the zygote is given up
+
+ZYGOTE_LOOP = r"""
+import _socket
+zctl = _socket.socket(fileno=int(sys.argv[2]))
+NAME = sys.argv[3].encode()
+prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME: what ps shows
+def close_from(low):
+    if syscall(436, low, 0xFFFFFFFF, 0) == 0:  # close_range (Linux 5.9); the fd limit may be huge
+        return
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) >= low:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass
+def become(fds):
+    prctl(15, NAME, 0, 0, 0)
+    os.setsid()
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    close_from(4)
+    g = dict(globals())
+    g["ctl"] = _socket.socket(fileno=3)
+    exec(JOB, g)
+while True:
+    msg, anc, _f, _a = zctl.recvmsg(1, _socket.CMSG_SPACE(16))
+    if not msg:
+        os._exit(0)  # the server went away
+    fds = []
+    for level, kind, data in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [int.from_bytes(data[i:i + 4], sys.byteorder, signed=True) for i in range(0, len(data) - 3, 4)]
+    pid = b"0"
+    if len(fds) == 4:
+        r, w = os.pipe()
+        middle = os.fork()
+        if middle == 0:
+            try:
+                wrapper = os.fork()
+                if wrapper == 0:
+                    code = 127
+                    try:
+                        become(fds)
+                    except SystemExit as e:  # fatal() and run(): the cold wrapper's exit codes
+                        code = e.code if isinstance(e.code, int) else 1
+                    finally:
+                        try:
+                            sys.stderr.flush()
+                        finally:
+                            os._exit(code)
+                os.write(w, b"%d" % wrapper)
+            finally:
+                os._exit(0)
+        os.close(w)
+        pid = os.read(r, 32) or b"0"
+        os.close(r)
+        os.waitpid(middle, 0)  # the wrapper is the server's from here on
+    for fd in fds:
+        os.close(fd)
+    zctl.sendall(pid + b"\n")
+"""
+
+
+class Zygote(object):
+    """The zygote process of a host's stock, and the forks asked of it (one at a time)."""
+
+    def __init__(self, job):
+        self.source = CONFINE_FN + "JOB = compile(%r, 'warm', 'exec')\n" % job + ZYGOTE_LOOP
+        self.lock = threading.Lock()
+        self.proc = None
+        self.sock = None
+
+    def start(self, tag):
+        """Starts the zygote (a PROCS process like a command: killed with the rest at shutdown); its
+        wrappers will call themselves `tag`."""
+        import socket
+        import subprocess
+
+        from .proctree import PROCS
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = PROCS.spawn(
+                [sys.executable, "-S", "-I", "-c", self.source, ZTAG, str(theirs.fileno()), tag],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                cwd="/",
+                env={},  # the host's environment holds the job's secrets
+                close_fds=True,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.settimeout(ANSWER_TIMEOUT)
+        self.sock = ours
+
+    def fork(self, fds):
+        """The pid of a new wrapper on `fds` (stdin, stdout, stderr, control: the zygote's copies are
+        closed once it forked), now the server's child; raises OSError when the zygote cannot."""
+        import socket
+
+        data = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+        with self.lock:
+            self.sock.sendmsg([b"f"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, data)])
+            answer = b""
+            while not answer.endswith(b"\n"):
+                more = self.sock.recv(32)
+                if not more:
+                    raise OSError("the warm wrappers' zygote exited")
+                answer += more
+        pid = int(answer)
+        if pid <= 0:
+            raise OSError("the warm wrappers' zygote could not fork")
+        if parent_of(pid) != os.getpid():
+            # No subreaper here: it went to init (or another reaper). It is killed, never used.
+            import signal
+
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            raise OSError("a forked wrapper (pid %d) is not this server's child (no subreaper)" % pid)
+        return pid
+
+    def stop(self):
+        if self.sock is not None:
+            self.sock.close()  # the zygote reads the end and exits
+            self.sock = None
+
+
+def parent_of(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_FORKED = []
+
+
+def popen_class():
+    """subprocess.Popen whose child comes from a zygote: `ForkedWrapper(argv, zygote=z, ...)`, with
+    pipes for all three streams and the control fd as `pass_fds[0]`. (Made at first use: subprocess is
+    imported by then.)"""
+    if not _FORKED:
+        _FORKED.append(forked_wrapper())
+    return _FORKED[0]
+
+
+def forked_wrapper():
+    import subprocess
+
+    class ForkedWrapper(subprocess.Popen):
+        def __init__(self, argv, zygote, **kwargs):
+            self.zygote = zygote
+            subprocess.Popen.__init__(self, argv, **kwargs)
+
+        def _execute_child(self, args, executable, preexec_fn, close_fds, pass_fds, cwd, env, startupinfo,
+                           creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite, *rest):
+            self.pid = self.zygote.fork((p2cread, c2pwrite, errwrite, pass_fds[0]))
+            self._child_created = True
+            self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)
+
+    return ForkedWrapper
