@@ -154,9 +154,22 @@ class Zygote(object):
         return pid
 
     def stop(self):
+        """The zygote ended: killed if it still runs, and reaped (PROCS's reaper leaves its own to them)."""
+        import signal
+
+        from .proctree import PROCS
+
         if self.sock is not None:
-            self.sock.close()  # the zygote reads the end and exits
+            self.sock.close()
             self.sock = None
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            try:
+                proc.send_signal(signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()
+            PROCS.reaped(proc, killed=False)
 
 
 def parent_of(pid):

@@ -12,18 +12,24 @@ import { createOne, exec, type Host, json, type Leased, request, startHost, stop
 import { until } from "../support/processes.js"
 
 const TAG = "sbx-warm" // warm.py's TAG: a waiting warm wrapper's name (its /proc comm)
+const ZYGOTE = "sbx-warm-zygote" // zygote.py's ZTAG: the name of the process that forks the wrappers
 
 /** The pids of `server`'s children that are warm wrappers (Linux /proc). */
-const wrappersOf = (server: number): Array<number> =>
+const wrappersOf = (server: number): Array<number> => childrenNamed(server, TAG)
+
+const cmdline = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, "utf8")
+
+/** The pids of `server`'s live children called `name` (their /proc comm). */
+const childrenNamed = (server: number, name: string): Array<number> =>
   fs
     .readdirSync("/proc")
-    .filter((name) => /^\d+$/.test(name))
-    .flatMap((name) => {
+    .filter((entry) => /^\d+$/.test(entry))
+    .flatMap((entry) => {
       try {
-        const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8")
+        const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8")
         const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
         if (Number(fields[1]) !== server || fields[0] === "Z") return []
-        return fs.readFileSync(`/proc/${name}/comm`, "utf8").trim() === TAG ? [Number(name)] : []
+        return fs.readFileSync(`/proc/${entry}/comm`, "utf8").trim() === name ? [Number(entry)] : []
       } catch {
         return [] // gone meanwhile
       }
@@ -185,9 +191,36 @@ describe.skipIf(process.platform !== "linux")("host mode warm wrappers", () => {
     expect(wrappersOf(cold.pid)).toEqual([])
 
     const other = await startHost({ env: { SBX_HOST_WARM_WRAPPERS: "3" } })
-    const theirs = await stocked(other.pid, 2)
+    const theirs = [...(await stocked(other.pid, 2)), ...childrenNamed(other.pid, ZYGOTE)]
+    expect(theirs).toHaveLength(3)
     await stopHost(other)
     expect(theirs.filter((pid) => fs.existsSync(`/proc/${pid}`))).toEqual([])
+  })
+
+  it("forks its wrappers from a zygote, as the server's own children; without it, starts them as new Pythons", async () => {
+    if (!canRun) return
+    const host = await startHost({ env: { SBX_HOST_WARM_WRAPPERS: "2" } })
+    try {
+      const sb = await createOne(host)
+      const forked = await stocked(host.pid, 2) // children of the server's, though the zygote forked them
+      const [zygote, ...others] = childrenNamed(host.pid, ZYGOTE)
+      expect(others).toEqual([])
+      for (const pid of forked) expect(cmdline(pid)).toBe(cmdline(zygote!))
+      process.kill(zygote!, "SIGKILL")
+      // The commands take the forked wrappers; their replacements cannot be forked and start as new Pythons.
+      for (const pid of forked) {
+        const run = await exec(host, sb, "echo warm")
+        expect(run).toMatchObject({ code: 0, stdout: "warm\n", pid })
+      }
+      const started = await stocked(host.pid, 2)
+      expect(started.filter((pid) => forked.includes(pid))).toEqual([])
+      for (const pid of started) expect(cmdline(pid).split("\0")).toContain("-c")
+      const run = await exec(host, sb, "echo again")
+      expect(run).toMatchObject({ code: 0, stdout: "again\n" })
+      expect(started).toContain(run.pid)
+    } finally {
+      await stopHost(host)
+    }
   })
 
   it("starts with two wrappers and keeps one more after each command that found none, up to its most", async () => {
