@@ -1,5 +1,5 @@
 import * as path from "node:path"
-import { defineConfig, type Plugin } from "vitest/config"
+import { configDefaults, defineConfig, type Plugin } from "vitest/config"
 import type { Reporter } from "vitest/reporters"
 import { compiledPath, libDir } from "./test/support/library.js"
 import { realPython } from "./test/support/python.js"
@@ -61,6 +61,8 @@ export default defineConfig({
   plugins: [library],
   test: {
     globalSetup: ["./test/support/library.ts"],
+    // In watch mode a change of the library reruns the tests, against the tree compiled again.
+    forceRerunTriggers: [...configDefaults.forceRerunTriggers, "**/src/**"],
     server: { deps: { external: [new RegExp(`^${escapeRegExp(libDir)}/`)] } },
     include: ["test/**/*.test.ts"],
     // `global.gc` lets the streaming suites measure what the client retains, not garbage not yet collected;
