@@ -12,7 +12,6 @@ unless a warm one (warm.py, started ahead with the same confine()) takes the com
 
 import os
 import shutil
-import stat
 import sys
 import threading
 
@@ -155,7 +154,11 @@ class Isolation(object):
         user (weak isolation: the sandbox's files are its own) cannot empty a directory the sandbox made
         read-only (`chmod 500 d`), so those are made writable, without following links, and removed again."""
         shutil.rmtree(home, ignore_errors=True)
-        if not os.path.lexists(home):
+        if not os.path.lexists(home) or os.geteuid() == 0:
+            # Root was not stopped by modes: what is left is still in use, and no chmod of root's may
+            # follow a link a surviving sandbox process swapped in.
+            if os.path.lexists(home):
+                log("sandbox home %s: cannot remove all of it" % home)
             return
         writable(home)  # before the walk lists it
         for parent, dirs, _files in os.walk(home):  # top-down: a directory is made writable before it is listed
@@ -228,12 +231,20 @@ class Isolation(object):
 
 
 def writable(path):
-    """chmod 0700 a directory that is not a link (its target is not the sandbox's to give away)."""
+    """chmod 0700 a directory that is not a link (its target is not the sandbox's to give away). Through an
+    O_PATH descriptor opened without following a link, so a link swapped in after the check cannot be
+    followed; it needs no permission on the directory (a `chmod 0` one too), and the chmod goes through
+    its /proc/self/fd entry, which names the opened directory itself (glibc's fchmodat does the same)."""
     try:
-        if stat.S_ISDIR(os.lstat(path).st_mode):
-            os.chmod(path, 0o700)
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except (OSError, AttributeError):  # AttributeError: no O_PATH (not Linux): leave it
+        return
+    try:
+        os.chmod("/proc/self/fd/%d" % fd, 0o700)
     except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
 def landlock_abi():
