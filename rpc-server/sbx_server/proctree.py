@@ -230,8 +230,6 @@ def kill_family(leader, marker, sig):
     if not IS_LINUX:
         return False
     signalled, _left = kill_found(lambda: family(leader, marker), sig, FAMILY_KILL_BOUND)
-    if signalled:
-        PROCS.reap_kick.set()  # adopted orphans die as zombies of ours
     return signalled
 
 
@@ -249,6 +247,8 @@ def kill_found(find, sig, bound):
                 os.kill(pid, sig)
             except OSError:
                 pass
+        if members:
+            PROCS.reap_kick.set()  # adopted orphans die as zombies of ours: reaped now, not at the next poll
         if sig != signal.SIGKILL or not members:
             return signalled, []
         if time.monotonic() > deadline:
