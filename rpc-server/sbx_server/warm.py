@@ -107,7 +107,10 @@ class Stock(object):
     # ---- the stock ----
 
     def refill_loop(self):
-        self.zygote = self.started_zygote()
+        try:
+            self.zygote = self.started_zygote()
+        except HttpError:  # PROCS is closed: the server is shutting down
+            return
         while True:
             with self.cond:
                 while len(self.ready) >= self.target:
@@ -166,7 +169,10 @@ class Stock(object):
                 start_new_session=True,
                 bufsize=0,
             )
-        except OSError as e:
+        except HttpError:
+            ours.close()
+            raise
+        except Exception as e:  # not only OSError: the zygote's Popen relies on CPython internals
             ours.close()
             if popen is None:
                 raise
