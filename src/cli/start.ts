@@ -59,8 +59,10 @@ const digest = (data: string | Buffer, length: number) =>
 const bundle = fileURLToPath(new URL("./hf-sandbox.cjs", import.meta.url))
 const enabled = process.env.HF_SANDBOX_COMPILE_CACHE !== "0"
 const directory = cacheDirectory(process.env)
-// V8 refuses a cache made under other flags: each set of Node options gets its own file, not a rewrite per run.
-const prefix = `${process.version}-${process.arch}-${digest(process.execArgv.join("\n"), 8)}-`
+// V8 refuses a cache made under other flags: each set of Node options (the command line's and
+// NODE_OPTIONS', which execArgv does not show) gets its own file, not a rewrite per run.
+const options = [...process.execArgv, process.env.NODE_OPTIONS ?? ""].join("\n")
+const prefix = `${process.version}-${process.arch}-${digest(options, 8)}-`
 
 /** The bundle compiled as a CommonJS module's function, with the cache when there is one. */
 const compile = () => {
