@@ -89,5 +89,9 @@ describe("hf-sandbox pool, local provider", () => {
     const bad = await local(["pool", "up", "--per-host", "0"])
     expectCode(bad, 2)
     assert.include(bad.stderr, "--per-host must be a whole number of at least 1, got 0")
+    // In flags, not in the pool's option names (warmUp, maxHosts).
+    const over = await local(["pool", "up", "--hosts", "3", "--max-hosts", "2"])
+    expectCode(over, 2)
+    assert.include(over.stderr, "--hosts 3 is more than --max-hosts 2: lower --hosts or raise --max-hosts")
   })
 })

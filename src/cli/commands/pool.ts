@@ -67,13 +67,21 @@ export const poolUp = Command.make(
         const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
         const idle = yield* Parse.optionalDuration("--idle-timeout", a.idleTimeout)
         const name = Option.getOrElse(a.name, () => PoolOptions.DEFAULT_NAME)
+        const warmUp = yield* positive("--hosts", a.hosts)
+        const maxHosts = yield* positive("--max-hosts", a.maxHosts)
+        // Said here in flags: the pool's own check would name its options (warmUp, maxHosts).
+        if (warmUp !== undefined && maxHosts !== undefined && warmUp > maxHosts) {
+          return yield* new Parse.UsageError({
+            message: `--hosts ${warmUp} is more than --max-hosts ${maxHosts}: lower --hosts or raise --max-hosts`
+          })
+        }
         const options: SandboxPool.LayerOptions = {
           ...(imageName !== undefined ? { image: imageName } : {}),
           flavor: yield* Parse.flavors(a.flavor),
           name,
-          warmUp: yield* positive("--hosts", a.hosts),
+          warmUp,
           sandboxesPerHost: yield* positive("--per-host", a.perHost),
-          maxHosts: yield* positive("--max-hosts", a.maxHosts),
+          maxHosts,
           idleTimeout: Parse.idleTimeout(idle),
           weakIsolation: a.weakIsolation,
           transport: Option.getOrUndefined(a.transport),
