@@ -6,6 +6,7 @@
  * (or its own `idleTimeout`) ends it otherwise.
  */
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { ConnectOptions, Sandbox } from "../../Sandbox.js"
@@ -88,12 +89,15 @@ export const createOnPool = (
     })
   }).pipe(Effect.withSpan("SandboxPool.createOnPool", { attributes: { "pool.name": name } }))
 
+/** How long adopting one listed host may take before it is skipped. */
+const ADOPT_BOUND = Duration.seconds(30)
+
 /**
  * The running hosts of the pool's name, adopted by `SandboxPool.layer` (HF's discovery): each attached
  * to through its provider in a scope of its own below the pool's hosts' (closing it detaches: the pool
  * did not start it and never terminates it), with its capacity as its server says (else the pool's),
- * and the sandboxes it already holds counted as taken. A host that does not answer is skipped; a
- * provider that cannot list hosts has none to adopt.
+ * and the sandboxes it already holds counted as taken. A host that does not answer within
+ * `ADOPT_BOUND` is skipped; a provider that cannot list hosts has none to adopt.
  */
 export const running = (
   ctx: Host.BootContext,
@@ -121,6 +125,9 @@ export const running = (
         Effect.flatMap(Host.record(hostsScope, nextSeq(), config.sandboxesPerHost, true), (host) =>
           Host.boot(ctx, host, attachTo(row.id)).pipe(
             Effect.flatMap((booted) => taken(ctx, host, booted)),
+            // A running host answers at once; one still booting or wedged must not hold the pool's start
+            // (and every warm-up boot after it) for a whole start timeout.
+            Effect.timeout(ADOPT_BOUND),
             Effect.as([host]),
             // Skipped (a host that ended since it was listed, or does not answer): detached at once.
             Effect.catchAll(() => Effect.as(Host.terminate(host), []))
