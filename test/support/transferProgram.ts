@@ -12,16 +12,21 @@ export const runTransferProgram = (
   options: { readonly env: Record<string, string | undefined>; readonly cwd?: string; readonly python?: string }
 ) =>
   Effect.async<{ lines: Array<Record<string, unknown>>; code: number }>((resume) => {
-    execFile(
+    const child = execFile(
       options.python ?? "python3",
       ["-S", program, JSON.stringify(spec)],
-      { env: options.env, cwd: options.cwd },
+      // A guard against a hang (killed: no exit code, so the test fails naming it), not a measure of speed.
+      { env: options.env, cwd: options.cwd, timeout: 50_000, killSignal: "SIGKILL" },
       (error, stdout) => {
         const lines = stdout
           .split("\n")
           .filter((l) => l !== "")
           .map((l) => JSON.parse(l) as Record<string, unknown>)
-        resume(Effect.succeed({ lines, code: error === null ? 0 : ((error.code as number | undefined) ?? -1) }))
+        // `code` is the exit status only when a number (a spawn failure's is a name, like "ENOENT").
+        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1
+        resume(Effect.succeed({ lines, code }))
       }
     )
+    // An interrupted test (its timeout) leaves no program running.
+    return Effect.sync(() => child.kill("SIGKILL"))
   })
