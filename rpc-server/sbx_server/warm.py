@@ -174,7 +174,7 @@ class Stock(object):
             raise
         except Exception as e:  # not only OSError: the zygote's Popen relies on CPython internals
             ours.close()
-            if popen is None:
+            if popen is None or getattr(e, "transient", False):  # the refill retries (a fork may fail at a limit)
                 raise
             log("warm wrappers: the zygote failed (%s): each wrapper starts as a new Python from now on" % e)
             self.zygote.stop()

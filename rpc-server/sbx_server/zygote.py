@@ -141,7 +141,7 @@ class Zygote(object):
                 answer += more
         pid = int(answer)
         if pid <= 0:
-            raise OSError("the warm wrappers' zygote could not fork")
+            raise ForkFailed("the warm wrappers' zygote could not fork")
         if parent_of(pid) != os.getpid():
             # No subreaper here: it went to init (or another reaper). It is killed, never used.
             import signal
@@ -170,6 +170,13 @@ class Zygote(object):
                 pass
             proc.wait()
             PROCS.reaped(proc, killed=False)
+
+
+class ForkFailed(OSError):
+    """The zygote is well but its fork failed (EAGAIN at a process limit): a passing failure, for which the
+    zygote is kept (the refill retries), unlike its death."""
+
+    transient = True
 
 
 def parent_of(pid):
