@@ -16,7 +16,6 @@ import * as SandboxProvider from "../../SandboxProvider.js"
 import * as HostLabels from "../hostLabels.js"
 import { attachTo } from "../sandbox/open.js"
 import * as SandboxName from "../sandboxName.js"
-import * as Wire from "../wire/client.js"
 import { withHost } from "./connect.js"
 import * as Host from "./host.js"
 import * as Options from "./options.js"
@@ -122,7 +121,7 @@ export const running = (
     const adopted = yield* Effect.forEach(
       rows,
       (row) =>
-        Effect.flatMap(Host.record(hostsScope, nextSeq(), config.sandboxesPerHost, true), (host) =>
+        Effect.flatMap(Host.record(hostsScope, nextSeq(), config.sandboxesPerHost), (host) =>
           Host.boot(ctx, host, attachTo(row.id)).pipe(
             Effect.flatMap((booted) => taken(ctx, host, booted)),
             // A running host answers at once; one still booting or wedged must not hold the pool's start
@@ -138,12 +137,12 @@ export const running = (
     return adopted.flat()
   }).pipe(Effect.withSpan("SandboxPool.adopt", { attributes: { "pool.name": ctx.config.name } }))
 
-/** An adopted host's capacity (its server's `/health`) and the sandboxes it already holds, as taken slots. */
+/**
+ * An adopted host's capacity and the sandboxes it already holds, as taken slots: from the health answer
+ * its attach already read (our host says both), else (HF's host) its list.
+ */
 const taken = (ctx: Host.BootContext, host: Host.Host, booted: Host.Booted) =>
   Effect.gen(function* () {
-    const wire = yield* Wire.make(booted.endpoint, ctx.resolved.timeouts)
-    const health = yield* wire.health
-    const held = yield* booted.client.list
-    host.capacity = health.capacity ?? host.capacity
-    host.reserved = held.length
+    host.capacity = booted.health.capacity ?? host.capacity
+    host.reserved = booted.health.sandboxes ?? (yield* booted.client.list).length
   }).pipe(Effect.provideService(HttpClient.HttpClient, ctx.http))

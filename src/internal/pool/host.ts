@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
+import type * as Protocol from "../../Protocol.js"
 import { PoolError, type StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import * as Schedules from "../../Schedules.js"
@@ -22,6 +23,8 @@ import type { Config } from "./options.js"
 export interface Booted {
   readonly endpoint: SandboxProvider.Endpoint
   readonly client: HostWire.HostClient
+  /** The server's answer to the health probe that found it ready (a host's capacity and count). */
+  readonly health: Protocol.HealthResponse
 }
 
 /** A host of the pool, from the moment it is decided on. */
@@ -30,8 +33,6 @@ export interface Host {
   readonly seq: number
   /** The pool's `sandboxesPerHost`; an adopted host's own, as its server says. */
   capacity: number
-  /** Attached to, not started: the pool never terminates it (its scope's close detaches). */
-  readonly adopted: boolean
   /** Slots reserved or leased on it. */
   reserved: number
   /** It refused a sandbox for want of room (someone else fills it too): no more are reserved on it. */
@@ -52,13 +53,12 @@ export interface BootContext {
 }
 
 /** A new host's record, in a scope of its own forked from the pool's hosts' scope. */
-export const record = (hostsScope: Scope.Scope, seq: number, capacity: number, adopted = false) =>
+export const record = (hostsScope: Scope.Scope, seq: number, capacity: number) =>
   Effect.map(
     Effect.zip(Deferred.make<Booted, PoolError | StartError>(), Scope.fork(hostsScope, ExecutionStrategy.sequential)),
     ([ready, scope]): Host => ({
       seq,
       capacity,
-      adopted,
       reserved: 0,
       full: false,
       status: "booting",
@@ -91,7 +91,7 @@ const provisioned: Acquire = (provider, spec) => provider.provision(spec)
 export const boot = (ctx: BootContext, host: Host, acquire: Acquire = provisioned): Effect.Effect<Booted, StartError> =>
   Effect.gen(function* () {
     const { resolved } = ctx
-    const { endpoint } = yield* start({
+    const { endpoint, health } = yield* start({
       provider: ctx.provider,
       spec: hostSpec(ctx),
       timeouts: resolved.timeouts,
@@ -101,7 +101,7 @@ export const boot = (ctx: BootContext, host: Host, acquire: Acquire = provisione
       healthProbeTimeout: resolved.healthProbeTimeout
     }).pipe(Effect.provideService(Schedules.Schedules, resolved.schedules))
     const client = yield* HostWire.make(endpoint, resolved.timeouts)
-    return { endpoint, client }
+    return { endpoint, client, health }
   }).pipe(
     // The host's own requests go through the application's client, as a sandbox's do.
     Effect.provideService(HttpClient.HttpClient, ctx.http),
