@@ -92,7 +92,7 @@ export const command = (options: Options): Array<string> => {
 }
 
 /** The script, run by {@link command} with the package's pieces as its arguments (`"$@"`). */
-export const script = (options: Options): string => {
+const script = (options: Options): string => {
   const args = [
     ...(options.transport === "proxy"
       ? ["--host", "0.0.0.0", "--port", '"$SBX_PORT"']
