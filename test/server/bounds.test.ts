@@ -221,6 +221,7 @@ const startLimited = async (soft: number, hard: number, env: Record<string, stri
     dir,
     announce: stdout.split("\n")[0]!,
     exited,
+    drained: exited.then(() => undefined), // its stderr is not piped
     stderr: () => ""
   }
   started.push(r)

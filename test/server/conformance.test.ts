@@ -159,6 +159,7 @@ describe.concurrent("startup", () => {
       const s = spawnServer(["--port", "0"], {}, dir)
       const exit = await withTimeout(s.exited, 30_000)
       expect(exit).toEqual({ code: 2, signal: null })
+      await withTimeout(s.drained, 5_000)
       expect(s.stderr()).toMatch(/SBX_TOKEN/)
       expect(s.stdout()).toBe("")
     } finally {
@@ -178,6 +179,7 @@ describe.concurrent("startup", () => {
       ]
       const servers = cases.map((args) => spawnServer(args, { SBX_TOKEN: "x" }, dir))
       const exits = await Promise.all(servers.map((s) => withTimeout(s.exited, 30_000)))
+      await Promise.all(servers.map((s) => withTimeout(s.drained, 5_000)))
       cases.forEach((args, i) => {
         expect(exits[i], args.join(" ")).toEqual({ code: 2, signal: null })
         expect(servers[i]!.stderr().length).toBeGreaterThan(0)
@@ -212,6 +214,7 @@ describe.concurrent("startup", () => {
       fs.writeFileSync(path.join(notJournal, "notes.txt"), "precious")
       const s = spawnServer(["--journal", notJournal], { SBX_TOKEN: "x".repeat(64) }, dir)
       expect(await withTimeout(s.exited, 15_000)).toEqual({ code: 2, signal: null })
+      await withTimeout(s.drained, 5_000)
       expect(s.stderr()).toMatch(/exists and is not a journal/)
       expect(fs.readFileSync(path.join(notJournal, "notes.txt"), "utf8")).toBe("precious")
     } finally {
@@ -1174,6 +1177,7 @@ describe.concurrent("lifecycle", () => {
     const r = await startServer({ args: ["--idle-timeout", "1"] })
     const exit = await withTimeout(r.exited, 20_000)
     expect(exit).toEqual({ code: 0, signal: null })
+    await withTimeout(r.drained, 5_000)
     expect(r.stderr()).toMatch(/idle/)
   })
 
@@ -1183,10 +1187,12 @@ describe.concurrent("lifecycle", () => {
     expect(await withTimeout(r.exited, 1_000)).toBe("timeout")
     expect((await call(r, "/health")).status).toBe(200)
     expect(await withTimeout(r.exited, 20_000)).toEqual({ code: 0, signal: null })
+    await withTimeout(r.drained, 5_000)
     expect(r.stderr()).toMatch(/idle for 0\.3s/)
     // A client that never comes: the grace is the bound.
     const lonely = await startServer({ args: ["--idle-timeout", "0.3", "--start-grace", "1"] })
     expect(await withTimeout(lonely.exited, 20_000)).toEqual({ code: 0, signal: null })
+    await withTimeout(lonely.drained, 5_000)
     expect(lonely.stderr()).toMatch(/no client reached the server within 1s \(--start-grace\)/)
   })
 
@@ -1230,6 +1236,7 @@ describe.concurrent("lifecycle", () => {
         expect((await call(r, "/health")).status).toBe(200)
         held.destroy()
         expect(await withTimeout(r.exited, 20_000)).toEqual({ code: 0, signal: null })
+        await withTimeout(r.drained, 5_000)
         expect(r.stderr()).toMatch(/idle for 0\.3s/)
         other.destroy()
       } finally {
@@ -1248,6 +1255,7 @@ describe.concurrent("lifecycle", () => {
     seenPids.add(pid)
     expect(await withTimeout(r.exited, 20_000)).toEqual({ code: 0, signal: null })
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1_500)
+    await withTimeout(r.drained, 5_000)
     expect(r.stderr()).toMatch(/lifetime of 1\.5s reached/)
     expect(await waitGone([pid])).toEqual([])
   })
@@ -1302,6 +1310,7 @@ describe("POST /v1/shutdown", () => {
     expect(answer.status).toBe(202)
     expect(await answer.json()).toEqual({ shutting_down: true })
     expect(await withTimeout(r.exited, 5_000)).toEqual({ code: 0, signal: null })
+    await withTimeout(r.drained, 5_000)
     expect(r.stderr()).toMatch(/shutdown requested \(POST \/v1\/shutdown\)/)
     expect(await waitGone(pids)).toEqual([])
   })

@@ -292,6 +292,7 @@ describe("SBX_EXEC_REATTACH and SBX_EXEC_RETAIN", () => {
       ] as const
       const servers = cases.map(([name, value]) => spawnServer(["--port", "0"], { SBX_TOKEN: "x", [name]: value }, dir))
       const exits = await Promise.all(servers.map((s) => withTimeout(s.exited, 30_000)))
+      await Promise.all(servers.map((s) => withTimeout(s.drained, 5_000)))
       cases.forEach(([name, value], i) => {
         expect(exits[i], `${name}=${value}`).toEqual({ code: 2, signal: null })
         expect(servers[i]!.stderr()).toContain(`invalid ${name} '${value}'`)

@@ -288,6 +288,7 @@ describe("delete and idle", () => {
       expect(short.proc.exitCode).toBeNull()
       await json(short, `/v1/sandboxes/${sb.id}`, short.token, { method: "DELETE" })
       expect(await withTimeout(short.exited, 15_000)).toEqual({ code: 0, signal: null })
+      await withTimeout(short.drained, 5_000)
       expect(short.stderr()).toContain("no sandbox for 1s")
     } finally {
       await stopHost(short)

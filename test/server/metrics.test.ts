@@ -122,6 +122,7 @@ describe("/v1/metrics", () => {
       }
     })()
     expect(await withTimeout(server.exited, 20_000)).toEqual({ code: 0, signal: null })
+    await withTimeout(server.drained, 5_000)
     expect(server.stderr()).toMatch(/idle/)
     await drained
   })

@@ -329,6 +329,7 @@ describe("background processes", () => {
     expect(await withTimeout(r.exited, 20_000)).toEqual({ code: 0, signal: null })
     // Idle for 0.3 s once the process ended, no sooner.
     expect(exitedAt! - opened).toBeGreaterThanOrEqual(300)
+    await withTimeout(r.drained, 5_000)
     expect(r.stderr()).toContain("idle")
   })
 })

@@ -176,6 +176,8 @@ interface Running {
   readonly port: number
   readonly lines: Array<Line>
   readonly exited: Promise<Exit>
+  /** Its stderr read to the end (the exit can be seen before the last of it is read from the pipe). */
+  readonly drained: Promise<void>
   readonly stderr: () => string
 }
 
@@ -273,6 +275,7 @@ const startServer = async (c: Case, extra: Record<string, string> = {}): Promise
     stderr += d
   })
   const exited = new Promise<Exit>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })))
+  const drained = new Promise<void>((resolve) => proc.stderr.once("end", resolve).once("close", resolve))
   // The message is built at the deadline, so that it shows the server's stderr by then.
   const first = await until(
     () => `the listening line; stderr:\n${stderr}`,
@@ -287,6 +290,7 @@ const startServer = async (c: Case, extra: Record<string, string> = {}): Promise
     port: Number(match[1]),
     lines,
     exited,
+    drained,
     stderr: () => stderr
   }
   seenPids.add(running.pid)
@@ -430,6 +434,7 @@ describe.skipIf(process.platform === "win32")("server.py --tunnel", () => {
     const c = newCase({ hostname: "api.trycloudflare.com" })
     const r = await startServer(c, { SBX_TUNNEL_RESTARTS: "0" })
     expect(await withTimeout(r.exited, HANG_GUARD_MS)).toEqual({ code: 3, signal: null })
+    await withTimeout(r.drained, 5_000)
     expect(r.stderr()).toContain("unexpected tunnel hostname 'api.trycloudflare.com'")
     expect(r.stderr()).toContain("hf-sandbox: tunnel failed: cloudflared failed 1 time without a working tunnel")
     expect(markers(r)).toEqual([])
@@ -450,6 +455,7 @@ describe.skipIf(process.platform === "win32")("server.py --tunnel", () => {
     const c = newCase({ readyAfterMs: 1e9, ignoreTerm: true })
     const r = await startServer(c, { SBX_TUNNEL_READY_TIMEOUT: "0.5", SBX_TUNNEL_RESTARTS: "0" })
     expect(await withTimeout(r.exited, HANG_GUARD_MS)).toEqual({ code: 3, signal: null })
+    await withTimeout(r.drained, 5_000)
     expect(r.stderr()).toContain("(last: was not ready within 0.5s (SBX_TUNNEL_READY_TIMEOUT))")
     expect(await waitGone([r.pid, ...starts(c).map((x) => x.pid)])).toEqual([])
     expect(leftovers(c)).toEqual([])
@@ -743,6 +749,7 @@ describe.skipIf(ARCH === undefined || process.platform === "win32")(
       const before = assetRequests
       const r = await startServer(c, await downloadEnv({}))
       expect(await withTimeout(r.exited, HANG_GUARD_MS)).toEqual({ code: 3, signal: null })
+      await withTimeout(r.drained, 5_000)
       expect(r.stderr()).toContain(`no known sha256 for cloudflared ${VERSION} (linux-${ARCH})`)
       expect(assetRequests).toBe(before)
       expect(await waitGone([r.pid])).toEqual([])

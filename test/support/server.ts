@@ -30,6 +30,11 @@ export interface Running {
   readonly dir: string
   readonly announce: string
   readonly exited: Promise<Exit>
+  /**
+   * Its stderr read to the end. The exit can be seen before the last of its output is read from the pipe:
+   * a test that reads what a server said when it exited awaits this first.
+   */
+  readonly drained: Promise<void>
   readonly stderr: () => string
 }
 
@@ -69,7 +74,8 @@ export const spawnServer = (
     stderr += d
   })
   const exited = new Promise<Exit>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })))
-  return { proc, exited, stdout: () => stdout, stderr: () => stderr }
+  const drained = new Promise<void>((resolve) => proc.stderr.once("end", resolve).once("close", resolve))
+  return { proc, exited, drained, stdout: () => stdout, stderr: () => stderr }
 }
 
 export interface StartOptions {
@@ -118,6 +124,7 @@ export const startServer = async (options: StartOptions = {}): Promise<Running> 
     dir,
     announce,
     exited: s.exited,
+    drained: s.drained,
     stderr: s.stderr
   }
   started.push(running)
