@@ -1,7 +1,7 @@
 import * as path from "node:path"
 import { configDefaults, defineConfig, type Plugin } from "vitest/config"
 import type { Reporter } from "vitest/reporters"
-import { compiledPath, libDir } from "./test/support/library.js"
+import { compiledFiles, resolveImport } from "./test/support/library.js"
 import { realPython } from "./test/support/python.js"
 
 /**
@@ -9,20 +9,7 @@ import { realPython } from "./test/support/python.js"
  * both resolve to the copy of `src/` compiled for the run (test/support/library.ts), which Node loads
  * natively instead of through vitest's module runner.
  */
-const library: Plugin = {
-  name: "hf-sandbox-library",
-  enforce: "pre",
-  resolveId(source, importer) {
-    if (source === "hf-sandbox") return path.join(libDir, "index.js")
-    if (source.startsWith("hf-sandbox/")) {
-      const name = source.slice("hf-sandbox/".length)
-      return path.join(libDir, `${name === "testing" ? "Testing" : name}.js`)
-    }
-    if (importer === undefined || !source.startsWith(".")) return undefined
-    const file = path.resolve(path.dirname(importer), source).replace(/\.js$/, ".ts")
-    return compiledPath(file)
-  }
-}
+const library: Plugin = { name: "hf-sandbox-library", enforce: "pre", resolveId: resolveImport }
 
 type Task = { type: string; mode?: string; result?: { state?: string }; tasks?: Array<Task> }
 
@@ -55,15 +42,13 @@ const pathWithRealPython = (): string | undefined => {
 }
 const PATH = pathWithRealPython()
 
-const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
-
 export default defineConfig({
   plugins: [library],
   test: {
     globalSetup: ["./test/support/library.ts"],
     // In watch mode a change of the library reruns the tests, against the tree compiled again.
     forceRerunTriggers: [...configDefaults.forceRerunTriggers, "**/src/**"],
-    server: { deps: { external: [new RegExp(`^${escapeRegExp(libDir)}/`)] } },
+    server: { deps: { external: [compiledFiles] } },
     include: ["test/**/*.test.ts"],
     // `global.gc` lets the streaming suites measure what the client retains, not garbage not yet collected;
     // source maps make stack traces through the compiled library name the lines of `src/`.

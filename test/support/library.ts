@@ -133,8 +133,25 @@ export const setup = async (project: Project): Promise<() => void> => {
  * Where an import that resolves to `file` under `src/` is found in the compiled tree, or undefined for
  * any other file.
  */
-export const compiledPath = (file: string): string | undefined => {
+const compiledPath = (file: string): string | undefined => {
   const relative = path.relative(srcDir, file)
   if (relative.startsWith("..") || path.isAbsolute(relative)) return undefined
   return path.join(libDir, relative.replace(/\.ts$/, ".js"))
 }
+
+/**
+ * The compiled file an import stands for: `hf-sandbox` and `hf-sandbox/*` as package.json's exports map
+ * them (`testing` is `Testing`), or a relative import of a file under `src/`; undefined for any other.
+ */
+export const resolveImport = (source: string, importer: string | undefined): string | undefined => {
+  if (source === "hf-sandbox") return path.join(libDir, "index.js")
+  if (source.startsWith("hf-sandbox/")) {
+    const name = source.slice("hf-sandbox/".length)
+    return path.join(libDir, `${name === "testing" ? "Testing" : name}.js`)
+  }
+  if (importer === undefined || !source.startsWith(".")) return undefined
+  return compiledPath(path.resolve(path.dirname(importer), source).replace(/\.js$/, ".ts"))
+}
+
+/** The compiled tree's files, which Node loads natively (vitest's `server.deps.external`). */
+export const compiledFiles: RegExp = new RegExp(`^${libDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/`)
