@@ -90,15 +90,19 @@ class Hub:
 
     def open(self, method, url, data=None, content_type=None, headers=None, auth=True, idempotent=True):
         """The response to a request, redirects followed, transient errors (5xx, 429, the network) retried.
-        `data` may be a function giving a fresh body (a file streamed from disk) for each attempt; `auth=False`
-        (LFS storage) sends no token, only `headers`. A request that is not `idempotent` (a commit) is retried
-        only after a 429, which the Hub answers before doing anything: after a 5xx or a cut connection it may
-        have been done, and a second one would commit twice."""
+        `data` may be a function giving a fresh body (a file streamed from disk, a context manager) for each
+        attempt, closed here when its attempt ends, whether cut or answered; `auth=False` (LFS storage) sends
+        no token, only `headers`. A request that is not `idempotent` (a commit) is retried only after a 429,
+        which the Hub answers before doing anything: after a 5xx or a cut connection it may have been done,
+        and a second one would commit twice."""
         attempt = 0
         while True:
             try:
-                body = data() if callable(data) else data
-                return self.open_once(method, url, body, content_type, headers, auth)
+                if not callable(data):
+                    return self.open_once(method, url, data, content_type, headers, auth)
+                # urllib has sent the whole body once it has an answer: the body is done with either way.
+                with data() as body:
+                    return self.open_once(method, url, body, content_type, headers, auth)
             except Failure as failure:
                 transient = failure.status == 429 or (
                     idempotent and (failure.reason == "Unreachable" or (failure.status or 0) >= 500)
@@ -414,8 +418,8 @@ def sha256_of(full):
 
 
 class Slice:
-    """`size` bytes of a file from `offset`, read in blocks as http.client sends them, with progress. Its
-    owner closes it (`with`): an attempt cut mid-body never reads it to the end."""
+    """`size` bytes of a file from `offset`, read in blocks as http.client sends them, with progress. The one
+    who makes it closes it (`with`, in `Hub.open`): an attempt cut mid-body never reads it to the end."""
 
     def __init__(self, full, offset, size, on_read):
         self.file = open(full, "rb")
@@ -495,10 +499,9 @@ def lfs_upload(hub, obj, full, size, count):
 
 
 def put_part(hub, url, full, offset, size, header, count):
-    """PUTs bytes of the file, streamed, with only the storage's own headers; the part's etag."""
+    """PUTs bytes of the file, streamed, with only the storage's own headers; the part's etag. Each attempt
+    reads a fresh `Slice`, which `Hub.open` closes when the attempt ends."""
     counted = [0]
-    # Each attempt's body; the one before is closed when the next is made, the last when the PUT is over.
-    bodies = []
 
     def body():
         # A retried attempt counts its bytes again from where the failed one started.
@@ -509,18 +512,10 @@ def put_part(hub, url, full, offset, size, header, count):
             counted[0] += n
             count(n)
 
-        for old in bodies:
-            old.close()
-        bodies[:] = [Slice(full, offset, size, on_read)]
-        return bodies[0]
+        return Slice(full, offset, size, on_read)
 
     headers = dict(header, **{"content-length": str(size)})
-    try:
-        response = hub.open("PUT", url, body, headers=headers, auth=False)
-    finally:
-        for old in bodies:
-            old.close()
-    with response:
+    with hub.open("PUT", url, body, headers=headers, auth=False) as response:
         response.read()
         return response.headers.get("etag")
 

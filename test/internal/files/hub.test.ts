@@ -147,6 +147,34 @@ describe("hub_transfer.py (its functions)", () => {
       assert.strictEqual(out.trim(), "6 0")
     })
   )
+
+  it.effect("Hub.open closes the body it made for each attempt, cut or answered, before the next is made", () =>
+    Effect.gen(function* () {
+      const out = yield* python(
+        [
+          "t.PAUSE_BASE = 0.0001",
+          "made = []",
+          "class Body:",
+          "    closed = False",
+          "    def __enter__(self): return self",
+          "    def __exit__(self, *_): self.closed = True",
+          "def body():",
+          "    made.append(Body())",
+          "    return made[-1]",
+          "class Flaky(t.Hub):",
+          "    # Two attempts cut, the third answered; each sees whether the bodies before it are closed.",
+          "    def open_once(self, method, url, data, content_type, extra=None, auth=True):",
+          "        print(all(b.closed for b in made[:-1]), data.closed)",
+          "        if len(made) < 3:",
+          "            raise t.Failure('Unreachable', 'cut')",
+          "        return 'answer'",
+          "hub = Flaky('https://hub.example', None, 'r', 'model')",
+          "print(hub.open('PUT', 'https://storage.example/part', body, auth=False), [b.closed for b in made])"
+        ].join("\n")
+      )
+      assert.strictEqual(out.trim(), "True False\nTrue False\nTrue False\nanswer [True, True, True]")
+    })
+  )
 })
 
 describe("files/hub", () => {
