@@ -2,8 +2,10 @@
 (`sb.files.toHub(src, { bucket })`, `sb.files.fromHub({ bucket }, dest)`), with progress in real bytes.
 
 Bucket storage speaks Xet, which a stdlib program cannot, so this drives the image's own `hf` CLI
-(huggingface_hub 1.5.0 or later): it checks `hf version` first (a missing or old `hf` fails before anything
-moves), then uses only what `hf buckets` documents:
+(huggingface_hub 1.5.0 or later, the first with `hf buckets`; the spec's `minimum`): a missing `hf` fails
+before anything runs; an older one has no `hf buckets`, so its first run refuses and moves nothing, and only
+then is `hf version` asked, to say so (a transfer that works starts `hf` only for what it moves). It uses
+only what `hf buckets` documents:
   - a folder: `hf buckets sync SRC DST --dry-run` prints the sync plan as JSONL (a header, then one
     operation per file with its action and size): the files that will move and their total, known before
     any byte moves. The plan is then run with `hf buckets sync --apply PLAN`, so exactly what was measured
@@ -62,10 +64,14 @@ def version_of(text):
     return None if match is None else tuple(int(g) for g in match.groups())
 
 
-def check_hf(minimum):
-    """Fails `Unsupported` unless `hf` is on PATH at `minimum` or later; the token is not given to it."""
+def find_hf():
+    """Fails `Unsupported` unless there is an `hf` on PATH (no start of it)."""
     if shutil.which("hf") is None:
         raise Failure("Unsupported", "a bucket transfer runs the `hf` CLI, and the sandbox has none on its PATH: " + INSTALL)
+
+
+def check_hf(minimum):
+    """Fails `Unsupported` unless `hf` is at `minimum` or later; the token is not given to it."""
     env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
     try:
         ran = subprocess.run(["hf", "version"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
@@ -98,10 +104,14 @@ def tail(f, most):
 
 
 class Hf:
-    """Runs `hf` with the transfer's environment, its output kept in files (read whole only at its end)."""
+    """Runs `hf` with the transfer's environment, its output kept in files (read whole only at its end). A
+    failed run is first checked against `minimum`: an `hf` too old for `hf buckets` fails `Unsupported`."""
 
-    def __init__(self, work):
+    def __init__(self, work, minimum):
         self.work = work
+        self.minimum = minimum
+        # Whether `hf version` has been found good enough: it is asked once, at the first failure.
+        self.checked = False
         self.runs = 0
         self.output = ""
 
@@ -124,6 +134,9 @@ class Hf:
             stdout = tail(out, None if not keep else OUTPUT_TAIL)
             stderr = tail(err, OUTPUT_TAIL)
         if code != 0:
+            if not self.checked:
+                check_hf(self.minimum)
+                self.checked = True
             said = stderr.strip()[-2000:] or stdout.strip()[-2000:]
             raise Failure(reason_of(stderr), "`hf` exited with %d: %s" % (code, said))
         if keep:
@@ -304,7 +317,9 @@ def from_bucket(spec, hf):
     # a real failure (no access, no such file) is then `cp`'s to report.
     try:
         _, operations = plan_of(hf, uri, os.path.join(hf.work, "size-of"))
-    except Failure:
+    except Failure as failure:
+        if failure.reason == "Unsupported":
+            raise
         operations = []
     sizes = [op.get("size") for op in operations if op.get("action") == "download" and op.get("path") == name]
     total = sizes[0] if len(sizes) == 1 else None
@@ -342,12 +357,12 @@ def main():
     spec = json.loads(sys.argv[1])
     work = None
     try:
-        check_hf(tuple(spec.get("minimum") or (1, 5, 0)))
+        find_hf()
         os.environ["HF_ENDPOINT"] = spec["endpoint"]
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         sweep_work()
         work = tempfile.mkdtemp(prefix="%s%d-" % (WORK_PREFIX, os.getpid()))
-        hf = Hf(work)
+        hf = Hf(work, tuple(spec.get("minimum") or (1, 5, 0)))
         if spec["op"] == "toBucket":
             result = to_bucket(spec, hf)
         elif spec["op"] == "fromBucket":

@@ -493,7 +493,7 @@ export interface Files {
    * the image's `hf` CLI in the sandbox (`hf buckets cp` for a file, `hf buckets sync` for a folder): bucket
    * storage speaks Xet, which only `huggingface_hub` implements. The token reaches `hf` as `HF_TOKEN` in its
    * environment only, and `HF_ENDPOINT` names the provider's Hub. Without `hf`, or with one older than
-   * `huggingface_hub` 1.5.0 (the first with buckets), it fails before any transfer with a
+   * `huggingface_hub` 1.5.0 (the first with buckets), it fails having moved nothing with a
    * `HubTransferError` (`Unsupported`) that says what to install. `onProgress` gives the total before any
    * byte moves (the file's size, or the sizes of the files `hf buckets sync --dry-run` plans to upload) and
    * counts bytes only once `hf` has put them in the bucket: a file at its end, a folder's plan part by part

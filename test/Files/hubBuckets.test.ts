@@ -80,18 +80,17 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })(
             { file: "b.bin", bytes: 3, total: 3 }
           ])
 
-          // The version is checked first, in the same command; then the paths as given.
+          // `hf` starts only for what moves (a file: once), with the paths as given; a transfer that works
+          // never asks its version.
           const calls = hf.calls()
-          assert.deepStrictEqual(calls.slice(0, 4), [
-            ["version"],
+          assert.deepStrictEqual(calls.slice(0, 2), [
             ["buckets", "cp", "out/ckpt/a.bin", "hf://buckets/acme/checkpoints/step-1/"],
-            ["version"],
             ["buckets", "sync", "out/ckpt", "hf://buckets/acme/checkpoints/", "--dry-run"]
           ])
-          assert.deepStrictEqual(calls[4]?.slice(0, 3), ["buckets", "sync", "--apply"])
-          assert.strictEqual(calls.length, 5)
+          assert.deepStrictEqual(calls[2]?.slice(0, 3), ["buckets", "sync", "--apply"])
+          assert.strictEqual(calls.length, 3)
           for (const call of calls) assert.notInclude(call.join(" "), TOKEN)
-          // The token reached `hf` only for the transfers (in its environment), with the provider's Hub.
+          // The token reached `hf` in its environment, with the provider's Hub.
           assert.strictEqual(hf.env().match(new RegExp(`^HF_TOKEN=${TOKEN}$`, "gm"))?.length, 3)
           assert.match(hf.env(), /^HF_ENDPOINT=https:\/\/hub\.example\.test$/m)
         })
@@ -119,17 +118,16 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })(
         assert.strictEqual(whole.source, "hf://buckets/acme/data/")
         assert.strictEqual(yield* sb.files.readText("in/all/top.txt"), "t")
         const calls = hf.calls()
-        assert.deepStrictEqual(calls[0], ["version"])
-        // A file's size comes from the dry-run plan of its own path, into a folder that does not exist.
-        assert.deepStrictEqual(calls[1]?.slice(0, 3), ["buckets", "sync", "hf://buckets/acme/data/raw/a.csv"])
-        assert.deepStrictEqual(calls.slice(2, 5), [
+        // A file starts `hf` twice: its size from the dry-run plan of its own path, into a folder that does
+        // not exist, then the copy.
+        assert.deepStrictEqual(calls[0]?.slice(0, 3), ["buckets", "sync", "hf://buckets/acme/data/raw/a.csv"])
+        assert.deepStrictEqual(calls.slice(1, 3), [
           ["buckets", "cp", "hf://buckets/acme/data/raw/a.csv", "in/deep/a.csv"],
-          ["version"],
           ["buckets", "sync", "hf://buckets/acme/data/raw/", "in/raw", "--dry-run"]
         ])
-        assert.deepStrictEqual(calls[5]?.slice(0, 3), ["buckets", "sync", "--apply"])
-        assert.deepStrictEqual(calls[7], ["buckets", "sync", "hf://buckets/acme/data/", "in/all", "--dry-run"])
-        assert.strictEqual(calls.length, 9)
+        assert.deepStrictEqual(calls[3]?.slice(0, 3), ["buckets", "sync", "--apply"])
+        assert.deepStrictEqual(calls[4], ["buckets", "sync", "hf://buckets/acme/data/", "in/all", "--dry-run"])
+        assert.strictEqual(calls.length, 6)
         assert.strictEqual(hf.env().match(new RegExp(`^HF_TOKEN=${TOKEN}$`, "gm"))?.length, 6)
       })
     )
@@ -172,7 +170,7 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })(
         })
     )
 
-    it.scoped("no `hf`, or one older than 1.5.0: Unsupported before any transfer, saying what to install", () =>
+    it.scoped("no `hf`, or one older than 1.5.0: Unsupported, nothing moved, saying what to install", () =>
       Effect.gen(function* () {
         const none = yield* standIn(undefined)
         const bare = yield* Sandbox.make({ env: { PATH: none.path } })
@@ -183,15 +181,26 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })(
         assert.include(missing.message, "has none on its PATH")
         assert.include(missing.message, "pip install -U huggingface_hub")
 
-        const old = yield* standIn("0.36.0")
+        const old = yield* standIn("1.4.1")
         const sb = yield* Sandbox.make({ env: { PATH: old.path } })
         yield* sb.files.write("x.bin", "x")
+        yield* sb.files.write("dir/y.bin", "y")
         const tooOld = yield* failure(withHubEnv(sb.files.toHub("x.bin", { bucket: "acme/b" })))
         assert.strictEqual(tooOld.reason, "Unsupported")
         assert.include(tooOld.detail, "huggingface_hub 1.5.0 or later")
-        assert.include(tooOld.detail, "the sandbox has hf 0.36.0: pip install -U huggingface_hub")
-        assert.deepStrictEqual(old.calls(), [["version"]], "nothing but the version check ran")
-        assert.notInclude(old.env(), TOKEN)
+        assert.include(tooOld.detail, "the sandbox has hf 1.4.1: pip install -U huggingface_hub")
+        // It has no `hf buckets`: its refusal of the copy moved nothing, and only then was its version asked.
+        assert.deepStrictEqual(old.calls(), [["buckets", "cp", "x.bin", "hf://buckets/acme/b/"], ["version"]])
+        assert.isUndefined(old.stored("acme/b/x.bin"))
+        // A download's sizing is refused as well: the answer is the same, and no copy is tried.
+        const download = yield* failure(withHubEnv(sb.files.fromHub({ bucket: "acme/b", path: "y.bin" }, "y.bin")))
+        assert.strictEqual(download.reason, "Unsupported")
+        assert.deepStrictEqual(
+          old.calls().slice(2).map((call) => call.slice(0, 2)),
+          [["buckets", "sync"], ["version"]]
+        )
+        // Its version is asked without the token; the two `hf buckets` runs had it.
+        assert.strictEqual(old.env().match(/^HF_TOKEN=/gm)?.length, 2)
       })
     )
 
@@ -210,7 +219,10 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })(
         assert.strictEqual(folder.reason, "Unauthorized")
         const download = yield* failure(withHubEnv(sb.files.fromHub({ bucket: "acme/b", path: "y.bin" }, "y.bin")))
         assert.strictEqual(download.reason, "Unauthorized")
-        assert.deepStrictEqual(hf.calls().at(-1)?.slice(0, 2), ["buckets", "cp"])
+        // Each transfer asks `hf`'s version once, at its first refusal (1.8.0: the refusal is the Hub's, and stands).
+        const calls = hf.calls()
+        assert.deepStrictEqual(calls.at(-1)?.slice(0, 2), ["buckets", "cp"])
+        assert.deepStrictEqual(calls.filter((call) => call[0] === "version").length, 3)
         const missing = yield* failure(withHubEnv(sb.files.toHub("nope.bin", { bucket: "acme/b" })))
         assert.strictEqual(missing.reason, "Failed")
         assert.include(missing.detail, "no such file or folder in the sandbox: nope.bin")

@@ -2,7 +2,8 @@
 `hf` does in what `rpc-server/bucket_transfer.py` relies on, over a bucket store that is a local folder.
 
 Installed as `<root>/bin/hf`; `<root>/config.json` says its `version` and the `exit` status of every
-`buckets` command (non-zero: it refuses as the Hub does, 403). It appends each call's argv (one per line,
+`buckets` command (non-zero: it refuses as the Hub does, 403). Before 1.5.0 there is no `hf buckets`: it
+refuses every `buckets` command as a usage error, as `hf` does a command it does not know (exit 2). It appends each call's argv (one per line,
 then `--`) to `<root>/calls` and its environment to `<root>/env`. Buckets live in `<root>/store/<ns>/<name>/`.
   - `hf version`
   - `hf buckets sync SRC DST --dry-run`: the plan as JSONL (a header, then an operation per file), as
@@ -24,6 +25,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 CONFIG = json.load(open(os.path.join(ROOT, "config.json")))
 STORE = os.path.join(ROOT, "store")
 PREFIX = "hf://buckets/"
+
+
+def version_of(text):
+    return tuple(int(part) for part in text.split(".")[:3])
 
 
 def record(argv):
@@ -131,8 +136,9 @@ def main():
     if argv[:1] == ["version"]:
         print("huggingface_hub version: " + CONFIG["version"])
         return
-    if argv[:1] != ["buckets"]:
-        sys.exit("stand-in hf: no such command: " + " ".join(argv))
+    if argv[:1] != ["buckets"] or version_of(CONFIG["version"]) < (1, 5, 0):
+        sys.stderr.write("Usage: hf [OPTIONS] COMMAND [ARGS]...\nTry 'hf -h' for help.\n\nError: No such command '%s'.\n" % " ".join(argv[:1]))
+        sys.exit(2)
     if CONFIG.get("exit", 0) != 0:
         sys.stderr.write("403 Forbidden: you don't have write access to this bucket\n")
         sys.exit(CONFIG["exit"])

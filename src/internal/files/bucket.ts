@@ -2,11 +2,12 @@
  * `files.toHub` to a Storage Bucket and `files.fromHub` from one: bucket storage speaks Xet, which a
  * stdlib program cannot, so the transfer drives the image's own `hf` CLI in the sandbox (`huggingface_hub`
  * ≥ 1.5.0, the first with buckets) through the stdlib program `rpc-server/bucket_transfer.py`, run as one
- * command as `hub_transfer.py` is ({@link runProgram}): it checks `hf`'s version first (a missing or old
- * `hf` fails before anything moves, saying what to install), learns what will move and its size from
- * `hf buckets sync --dry-run` (or the file's own size), runs `hf buckets sync --apply` for a folder and
- * `hf buckets cp` for a file, and reports the bytes that really moved as progress lines. The token reaches
- * `hf` as `HF_TOKEN` in that one command's environment, never in its argv.
+ * command as `hub_transfer.py` is ({@link runProgram}): a missing `hf` fails before anything runs, and one
+ * older than {@link MINIMUM} refuses `hf buckets`, having moved nothing, after which its version is asked
+ * to say what to install (a transfer that works starts `hf` only for what it moves); it learns what will
+ * move and its size from `hf buckets sync --dry-run` (or the file's own size), runs `hf buckets sync
+ * --apply` for a folder and `hf buckets cp` for a file, and reports the bytes that really moved as progress
+ * lines. The token reaches `hf` as `HF_TOKEN` in that one command's environment, never in its argv.
  */
 import { dirname, join } from "node:path"
 import * as Effect from "effect/Effect"
