@@ -87,6 +87,15 @@ def check_hf(minimum):
         )
 
 
+def minimum_of(spec):
+    """The oldest `hf` the transfer accepts: the spec's `minimum` (`[major, minor, patch]`), which the
+    library defines; the program has none of its own, so the two cannot disagree."""
+    minimum = spec.get("minimum")
+    if not isinstance(minimum, list) or len(minimum) != 3 or not all(isinstance(n, int) for n in minimum):
+        raise Failure("Failed", "the transfer's spec gives no `minimum` version of `hf` ([major, minor, patch]): %r" % (minimum,))
+    return tuple(minimum)
+
+
 def reason_of(stderr):
     """What the failure of `hf` says, as a reason: its own words decide (it prints the Hub's status)."""
     if re.search(r"\b(401|403)\b|Unauthorized|Forbidden", stderr, re.I):
@@ -362,7 +371,7 @@ def main():
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         sweep_work()
         work = tempfile.mkdtemp(prefix="%s%d-" % (WORK_PREFIX, os.getpid()))
-        hf = Hf(work, tuple(spec.get("minimum") or (1, 5, 0)))
+        hf = Hf(work, minimum_of(spec))
         if spec["op"] == "toBucket":
             result = to_bucket(spec, hf)
         elif spec["op"] == "fromBucket":

@@ -30,7 +30,10 @@ import { runProgram } from "./hub.js"
 const programPath: string = join(dirname(serverScriptPath), "bucket_transfer.py")
 
 const BUCKET = /^[\w.-]+\/[\w.-]+$/
-/** The first `huggingface_hub` with `hf buckets` (its Buckets API, and `sync --dry-run`/`--apply`). */
+/**
+ * The first `huggingface_hub` with `hf buckets` (its Buckets API, and `sync --dry-run`/`--apply`): its one
+ * definition, given to the program in its spec.
+ */
 const MINIMUM: readonly [number, number, number] = [1, 5, 0]
 
 /** Whether a transfer's Hub side is a bucket (`{ bucket }`) rather than a repo (`{ repo }`). */
@@ -78,7 +81,8 @@ const run = (
   },
   options: FromHubOptions
 ): Effect.Effect<Done, OperationError> =>
-  runProgram<Done>(ctx, operation, `bucket ${bucket}`, programPath, { ...spec, bucket, minimum: MINIMUM }, options)
+  // The one definition of the minimum; the bucket is in `uri` (the program reads it from there).
+  runProgram<Done>(ctx, operation, `bucket ${bucket}`, programPath, { ...spec, minimum: MINIMUM }, options)
 
 /** `files.toHub` to a bucket (see the module docs). */
 export const toBucket = (

@@ -85,4 +85,35 @@ describe("bucket_transfer.py (a real process)", () => {
         assert.deepStrictEqual(fs.readdirSync(path.join(hf.dir, "tmp")), [live])
       })
   )
+
+  it.scoped("the oldest hf accepted is the spec's minimum: the program has none of its own", () =>
+    Effect.gen(function* () {
+      // An `hf` whose `buckets` commands are refused: its version is then asked, and held to the spec's.
+      const hf = yield* hfStandIn("1.8.0", { exit: 1 })
+      fs.writeFileSync(path.join(hf.dir, "x.bin"), "x")
+      const spec = { op: "toBucket", uri: "hf://buckets/acme/ckpt/", local: "x.bin" }
+      const newer = yield* transfer(hf.path, hf.dir, { ...spec, minimum: [1, 9, 0] })
+      assert.strictEqual(newer.code, 1)
+      assert.deepInclude(newer.lines.at(-1), {
+        error: {
+          reason: "Unsupported",
+          status: null,
+          detail:
+            "a bucket transfer needs `hf` from huggingface_hub 1.9.0 or later (`hf buckets`), and the sandbox has hf 1.8.0: pip install -U huggingface_hub"
+        }
+      })
+      const none = yield* transfer(hf.path, hf.dir, { ...spec, minimum: undefined })
+      assert.strictEqual(none.code, 1)
+      assert.deepStrictEqual(none.lines, [
+        {
+          error: {
+            reason: "Failed",
+            status: null,
+            detail: "the transfer's spec gives no `minimum` version of `hf` ([major, minor, patch]): None"
+          }
+        }
+      ])
+      assert.deepStrictEqual(hf.calls(), [["buckets", "cp", "x.bin", "hf://buckets/acme/ckpt/"], ["version"]])
+    })
+  )
 })
