@@ -4,6 +4,8 @@
  * start" from a command that starts nothing (`ls`, `kill`, `logs`). The words are built from each
  * error's fields, never by rewriting the library's prose. The error's own tag is kept for `--json`.
  */
+
+import { withFields } from "../internal/errorFields.js"
 import { EFFECT_TOKEN_HINT } from "../internal/hfJobs/credentials.js"
 import { InvalidArgumentError, PortError, SshError, StartError } from "../SandboxError.js"
 
@@ -47,13 +49,7 @@ export const startDetail = (error: StartError): string => {
 
 /** The start's failure with the CLI's detail, worded as the library words a start's failure. */
 const startMessage = (error: StartError): string =>
-  new StartError({
-    provider: error.provider,
-    reason: error.reason,
-    detail: startDetail(error),
-    ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
-    ...(error.during === undefined ? {} : { during: error.during })
-  }).message
+  withFields(StartError, error, { detail: startDetail(error) }).message
 
 /** A port's failure with the CLI's ways to reach it: a declared `--port`, or `--via server`. */
 const portMessage = (error: PortError): string => {

@@ -3,6 +3,7 @@
  * refused option (`invalidOptions`).
  */
 import { StartError } from "../SandboxError.js"
+import { withFields } from "./errorFields.js"
 import * as Validate from "./validate.js"
 
 /**
@@ -11,16 +12,7 @@ import * as Validate from "./validate.js"
  */
 export const during = <E>(what: string, error: E): E =>
   error instanceof StartError && error.during === undefined
-    ? (new StartError({
-        provider: error.provider,
-        reason: error.reason,
-        detail: error.detail,
-        during: what,
-        ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
-        ...(error.cause === undefined ? {} : { cause: error.cause }),
-        ...(error.holder === undefined ? {} : { holder: error.holder }),
-        ...(error.invalid === undefined ? {} : { invalid: error.invalid })
-      }) as E)
+    ? (withFields(StartError, error, { during: what }) as E)
     : error
 
 /**
