@@ -61,12 +61,12 @@ export const action =
     Effect.gen(function* () {
       const top = yield* RootGlobals
       // What followed the first `--`: split off before parsing, so never taken for options.
-      const { forced } = yield* Io.Io
+      const { forced, command } = yield* Io.Io
       const mode = { json: top.json || args.json, quiet: top.quiet || args.quiet }
       const adapter = Providers.forCli(top.local || args.local ? ["local"] : [], options.ids?.(args) ?? [])
       const failed = (error: unknown) => {
         // The library's error in the CLI's words, under its own tag (for --json).
-        const { tag, message } = Errors.describe(error, options.starts ?? false)
+        const { tag, message } = Errors.describe(error, options.starts ?? false, command)
         const code =
           tag === "UsageError" ? 2 : options.exitCodes === "command" ? (tag === "CommandNotFoundError" ? 127 : 125) : 1
         return Effect.zipRight(Output.error(mode, tag, message), Output.setExitCode(code))

@@ -159,9 +159,9 @@ export const runCli = (
   // arguments, but looks for its built-in options in the whole argv: given `exec ID -- python --version`
   // it would print our version instead of running python, and `-- cmd --help` would print help.
   const separator = argv.indexOf("--", 2)
-  const io = Io.invocation(streams, separator < 0 ? undefined : argv.slice(separator + 1))
   const parsed = separator < 0 ? argv : argv.slice(0, separator)
   const words = parsed.slice(2)
+  const io = Io.invocation(streams, separator < 0 ? undefined : argv.slice(separator + 1), Help.commandPath(words))
   const help = Help.helpRequest(words)
   // Usage errors are styled with ANSI escapes: kept for a terminal, removed for a pipe or file (and with
   // NO_COLOR). Help is rewritten as plain text.

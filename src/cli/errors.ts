@@ -25,7 +25,10 @@ const FLAGS: Readonly<Record<string, string>> = {
   ssh: "--ssh",
   maxCost: "--max-cost",
   ports: "--port",
-  name: "--name"
+  name: "--name",
+  transport: "--transport",
+  links: "--links",
+  preserveModes: "--preserve-modes"
 }
 
 const CLI_TOKEN_HINT = "pass it as HF_TOKEN=hf_... in the environment"
@@ -71,11 +74,13 @@ const sshMessage = (error: SshError): string =>
     ? `Sandbox ${error.id} accepts no SSH: SSH is switched on when the sandbox is made, with \`hf-sandbox create --ssh\`.`
     : error.message
 
-/** An argument by its flag, when the CLI has one for it. */
-const argumentMessage = (error: InvalidArgumentError): string => {
-  const flag = FLAGS[error.argument]
-  return flag === undefined ? error.message : `${error.operation}: invalid ${flag}: ${error.detail}`
-}
+/**
+ * An argument by its flag, said for the command that was typed (`cp: invalid --links: …`): never the
+ * library's call (`files.upload`), which a CLI user did not make. An argument no flag sets (one the CLI
+ * gives itself) keeps its own name.
+ */
+const argumentMessage = (error: InvalidArgumentError, command: ReadonlyArray<string>): string =>
+  `${command.length === 0 ? "" : `${command.join(" ")}: `}invalid ${FLAGS[error.argument] ?? error.argument}: ${error.detail}`
 
 interface Failure {
   readonly tag: string
@@ -83,7 +88,7 @@ interface Failure {
 }
 
 /** The message of any failure, the library's errors in the CLI's terms. */
-const messageOf = (error: unknown, starts: boolean): string => {
+const messageOf = (error: unknown, starts: boolean, command: ReadonlyArray<string>): string => {
   if (error instanceof StartError) {
     if (starts) return startMessage(error)
     const tail =
@@ -92,20 +97,21 @@ const messageOf = (error: unknown, starts: boolean): string => {
   }
   if (error instanceof PortError) return portMessage(error)
   if (error instanceof SshError) return sshMessage(error)
-  if (error instanceof InvalidArgumentError) return argumentMessage(error)
+  if (error instanceof InvalidArgumentError) return argumentMessage(error, command)
   const message = (typeof error === "object" && error !== null ? error : {}) as { readonly message?: unknown }
   return typeof message.message === "string" && message.message !== "" ? message.message : String(error)
 }
 
 /**
  * What the CLI reports for a failure. `starts`: whether the command starts a sandbox (`create`, `run`),
- * the only ones whose failure may say the sandbox did not start.
+ * the only ones whose failure may say the sandbox did not start; `command`: the command's path as typed
+ * (`["cp"]`, `["pool", "up"]`).
  */
-export const describe = (error: unknown, starts: boolean): Failure => {
+export const describe = (error: unknown, starts: boolean, command: ReadonlyArray<string> = []): Failure => {
   const e = (typeof error === "object" && error !== null ? error : {}) as {
     readonly _tag?: unknown
     readonly tag?: unknown
   }
   const tag = typeof e.tag === "string" ? e.tag : typeof e._tag === "string" ? e._tag : "Error"
-  return { tag, message: messageOf(error, starts) }
+  return { tag, message: messageOf(error, starts, command) }
 }

@@ -36,6 +36,8 @@ export interface Streams {
  */
 export interface Invocation extends Streams {
   readonly forced: ReadonlyArray<string> | undefined
+  /** The command's path as typed (`["exec"]`, `["pool", "up"]`; empty when unknown), for its messages. */
+  readonly command: ReadonlyArray<string>
   readonly exit: { code: number }
 }
 
@@ -85,10 +87,14 @@ const watch = (stream: NodeJS.WritableStream) => {
  * @since 0.2.0
  * @category cli
  */
-export const invocation = (streams: Streams, forced: ReadonlyArray<string> | undefined): Invocation => {
+export const invocation = (
+  streams: Streams,
+  forced: ReadonlyArray<string> | undefined,
+  command: ReadonlyArray<string> = []
+): Invocation => {
   watch(streams.stdout)
   watch(streams.stderr)
-  return { ...streams, forced, exit: { code: 0 } }
+  return { ...streams, forced, command, exit: { code: 0 } }
 }
 
 /**

@@ -43,10 +43,22 @@ describe("the CLI's words for library errors", () => {
       'invalid --idle-timeout: "x" is not right'
     )
     assert.strictEqual(Errors.describe(invalid("schedules.logStall"), false).message, "a wording the CLI does not read")
-    const argument = new InvalidArgumentError({ operation: "exec", argument: "env", detail: '"A B" is not a name' })
-    assert.strictEqual(Errors.describe(argument, false).message, 'exec: invalid --env: "A B" is not a name')
-    const other = new InvalidArgumentError({ operation: "exec", argument: "bufferBytes", detail: "0 is too few" })
-    assert.strictEqual(Errors.describe(other, false).message, other.message)
+    // Said for the command typed, never as the library's call.
+    const argument = new InvalidArgumentError({
+      operation: "execStream",
+      argument: "env",
+      detail: '"A B" is not a name'
+    })
+    assert.strictEqual(Errors.describe(argument, false, ["run"]).message, 'run: invalid --env: "A B" is not a name')
+    const links = new InvalidArgumentError({
+      operation: "files.uploadDir",
+      argument: "links",
+      detail: '"x" is not one'
+    })
+    assert.strictEqual(Errors.describe(links, false, ["cp"]).message, 'cp: invalid --links: "x" is not one')
+    // One no flag sets (the CLI gives it itself) keeps its name, still without the library's call.
+    const other = new InvalidArgumentError({ operation: "spawn", argument: "bufferBytes", detail: "0 is too few" })
+    assert.strictEqual(Errors.describe(other, false, ["spawn"]).message, "spawn: invalid bufferBytes: 0 is too few")
   })
 
   it("ports and SSH: the flags and commands that give them, never a library call", () => {

@@ -454,6 +454,15 @@ describe("hf-sandbox CLI, local provider", () => {
     expectCode(await local(["kill", id]), 0)
   }, 150_000) // two real program starts, each waited for up to 60 s on a loaded machine
 
+  it("an argument the library refuses is said for the command typed, by its flag, never as the library's call", async () => {
+    const id = await createLocal()
+    const bad = await local(["exec", id, "--timeout", "0s", "--", "true"])
+    expectCode(bad, 125)
+    assert.match(bad.stderr, /^hf-sandbox: exec: invalid --timeout: .* must be longer than zero/)
+    assert.notInclude(bad.stderr, "execStream")
+    expectCode(await local(["kill", id]), 0)
+  }, 90_000) // a real server start, waited for up to 60 s on a loaded machine
+
   it("bad arguments: a clear message, exit code 2, no stack trace", async () => {
     const cases: Array<[Array<string>, string]> = [
       [["exec"], "Missing argument <ID>"],
