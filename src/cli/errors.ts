@@ -7,7 +7,7 @@
 
 import { withFields } from "../internal/errorFields.js"
 import { EFFECT_TOKEN_HINT } from "../internal/hfJobs/credentials.js"
-import { InvalidArgumentError, PortError, SshError, StartError } from "../SandboxError.js"
+import { InvalidArgumentError, PoolError, PortError, SshError, StartError } from "../SandboxError.js"
 
 /** The flag of each library option a user can set from the command line. */
 const FLAGS: Readonly<Record<string, string>> = {
@@ -29,6 +29,17 @@ const FLAGS: Readonly<Record<string, string>> = {
   transport: "--transport",
   links: "--links",
   preserveModes: "--preserve-modes"
+}
+
+/** The flag of each pool option a user can set from the command line (`pool up`, `create --pool`). */
+const POOL_FLAGS: Readonly<Record<string, string>> = {
+  warmUp: "--hosts",
+  maxHosts: "--max-hosts",
+  sandboxesPerHost: "--per-host",
+  idleTimeout: "--idle-timeout",
+  weakIsolation: "--weak-isolation",
+  env: "--env",
+  name: "--name"
 }
 
 const CLI_TOKEN_HINT = "pass it as HF_TOKEN=hf_... in the environment"
@@ -68,6 +79,14 @@ const portMessage = (error: PortError): string => {
   return error.message
 }
 
+/** A pool's refused option by its flag, worded as the library words a pool's failure. */
+const poolMessage = (error: PoolError): string => {
+  const flag = error.option === undefined ? undefined : POOL_FLAGS[error.option]
+  return flag === undefined
+    ? error.message
+    : withFields(PoolError, error, { option: undefined, detail: `invalid ${flag}: ${error.detail}` }).message
+}
+
 /** SSH is switched on at creation: the CLI's command for that. */
 const sshMessage = (error: SshError): string =>
   error.reason === "NotEnabled"
@@ -95,6 +114,7 @@ const messageOf = (error: unknown, starts: boolean, command: ReadonlyArray<strin
       error.stderrTail !== undefined && error.stderrTail.trim() !== "" ? `\n${error.stderrTail.trimEnd()}` : ""
     return startDetail(error) + tail
   }
+  if (error instanceof PoolError) return poolMessage(error)
   if (error instanceof PortError) return portMessage(error)
   if (error instanceof SshError) return sshMessage(error)
   if (error instanceof InvalidArgumentError) return argumentMessage(error, command)

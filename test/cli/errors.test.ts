@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Errors from "../../src/cli/errors.js"
-import { InvalidArgumentError, PortError, SshError, StartError } from "../../src/SandboxError.js"
+import { InvalidArgumentError, PoolError, PortError, SshError, StartError } from "../../src/SandboxError.js"
 
 const ID = "687fb701029421ae5549d998"
 
@@ -59,6 +59,18 @@ describe("the CLI's words for library errors", () => {
     // One no flag sets (the CLI gives it itself) keeps its name, still without the library's call.
     const other = new InvalidArgumentError({ operation: "spawn", argument: "bufferBytes", detail: "0 is too few" })
     assert.strictEqual(Errors.describe(other, false, ["spawn"]).message, "spawn: invalid bufferBytes: 0 is too few")
+  })
+
+  it("a pool's refused option by its flag; one without a flag as the library says it", () => {
+    const refused = (option: string) =>
+      new PoolError({ pool: "cli", reason: "InvalidOptions", option, detail: "0 must be a whole number, at least 1" })
+    assert.strictEqual(
+      Errors.describe(refused("maxHosts"), true, ["pool", "up"]).message,
+      "Sandbox pool cli (InvalidOptions): invalid --max-hosts: 0 must be a whole number, at least 1"
+    )
+    assert.include(Errors.describe(refused("sandboxesPerHost"), true).message, "invalid --per-host: 0 must")
+    const other = refused("acquireTimeout")
+    assert.strictEqual(Errors.describe(other, true).message, other.message)
   })
 
   it("ports and SSH: the flags and commands that give them, never a library call", () => {

@@ -94,4 +94,13 @@ describe("hf-sandbox pool, local provider", () => {
     expectCode(over, 2)
     assert.include(over.stderr, "--hosts 3 is more than --max-hosts 2: lower --hosts or raise --max-hosts")
   })
+
+  it("an option the pool refuses is named by its flag, not by the pool's option name", async () => {
+    const up = await local(["pool", "up", "--name", "no good"])
+    expectCode(up, 1)
+    assert.match(
+      up.stderr,
+      /^hf-sandbox: Sandbox pool no good \(InvalidOptions\): invalid --name: "no good" is not a sandbox name/
+    )
+  })
 })
