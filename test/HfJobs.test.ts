@@ -96,7 +96,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       const before = (yield* emu.jobs).length
       const wrongType = yield* Effect.flip(Sandbox.make({ transport: "pigeon" as "proxy" }))
       assert.strictEqual(wrongType.reason, "InvalidOptions")
-      assert.include(wrongType.message, 'transport "pigeon" is not one of "tunnel" or "proxy"')
+      assert.include(wrongType.message, 'transport: "pigeon" is not one of "tunnel" or "proxy"')
       assert.deepStrictEqual(wrongType.invalid, {
         option: "transport",
         problem: '"pigeon" is not one of "tunnel" or "proxy"'

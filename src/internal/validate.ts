@@ -11,15 +11,14 @@ import * as Durations from "./duration.js"
 
 /**
  * A bad option: which one, and what is wrong with its value (`detail`, without the option's name).
- * `message` is how the two read together, `option: detail` unless a check words it otherwise.
+ * `message` is how the two read together, always `option: detail`.
  */
 export class Invalid extends Error {
   constructor(
     readonly option: string,
-    readonly detail: string,
-    message = `${option}: ${detail}`
+    readonly detail: string
   ) {
-    super(message)
+    super(`${option}: ${detail}`)
   }
 }
 

@@ -153,7 +153,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs: flavo
       for (const maxCost of ["two dollars", -1, 0, "$"]) {
         const bad = yield* Sandbox.make({ maxCost }).pipe(Effect.scoped, Effect.flip)
         assert.strictEqual(bad.reason, "InvalidOptions")
-        assert.include(bad.message, `maxCost ${JSON.stringify(maxCost)} is not an amount in US dollars`)
+        assert.include(bad.message, `maxCost: ${JSON.stringify(maxCost)} is not an amount in US dollars`)
       }
       const emptyList = yield* Sandbox.make({ flavor: [] }).pipe(Effect.scoped, Effect.flip)
       assert.include(emptyList.message, "a flavor name or a non-empty list of them")

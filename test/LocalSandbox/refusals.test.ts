@@ -40,9 +40,9 @@ describe("local provider: HF-only options", () => {
         assert.strictEqual(ssh.reason, "InvalidOptions")
         assert.include(ssh.message, "ssh is an HF Jobs option")
         // The option and its problem apart too, and the detail worded as before.
-        assert.include(ssh.detail, "invalid sandbox options: ssh true: ssh is an HF Jobs option")
+        assert.include(ssh.detail, "invalid sandbox options: ssh: true is refused: ssh is an HF Jobs option")
         assert.strictEqual(ssh.invalid?.option, "ssh")
-        assert.isTrue(ssh.invalid?.problem.startsWith("true: ssh is an HF Jobs option"))
+        assert.isTrue(ssh.invalid?.problem.startsWith("true is refused: ssh is an HF Jobs option"))
       }
       assert.deepStrictEqual(fs.readdirSync(root), before, "no server, no workdir")
     }).pipe(Effect.provide(live()))

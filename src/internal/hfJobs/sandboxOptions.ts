@@ -88,10 +88,8 @@ const isFlavors = (v: unknown) =>
  * type: a JavaScript caller can pass anything, and a wrong one must not reach a job spec.
  */
 const fromProviderOptions = (given: Readonly<Record<string, unknown>>): SandboxOptions => {
-  const problem = (key: string, what: string) => {
-    const wrong = `${JSON.stringify(given[key])} is not ${what}`
-    return new Validate.Invalid(key, wrong, `${key} ${wrong}`)
-  }
+  const problem = (key: string, what: string) =>
+    new Validate.Invalid(key, `${JSON.stringify(given[key])} is not ${what}`)
   const checks: Record<(typeof KEYS)[number], [(v: unknown) => boolean, string]> = {
     flavor: [isFlavors, "a flavor name or a non-empty list of them (e.g. cpu-basic; see `hf jobs hardware`)"],
     namespace: [isString, "a user or organization name"],

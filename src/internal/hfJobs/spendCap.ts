@@ -21,7 +21,7 @@ export const parse = (value: unknown): number => {
         : Number.NaN
   if (!Number.isFinite(usd) || usd <= 0) {
     const problem = `${JSON.stringify(value)} is not an amount in US dollars above zero (e.g. 2 or "$2.50")`
-    throw new Validate.Invalid("maxCost", problem, `maxCost ${problem}`)
+    throw new Validate.Invalid("maxCost", problem)
   }
   return Math.round(usd * 1_000_000)
 }

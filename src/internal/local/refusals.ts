@@ -28,6 +28,6 @@ export const refuseUnsupported = (spec: SandboxProvider.Spec) => {
   const refused = REFUSED.find(([key]) => asked(spec.providerOptions[key]))
   if (refused === undefined) return Effect.void
   const [key, what] = refused
-  const problem = `${JSON.stringify(spec.providerOptions[key])}: ${what}`
-  return Effect.fail(invalidOptions("local", new Validate.Invalid(key, problem, `${key} ${problem}`)))
+  const problem = `${JSON.stringify(spec.providerOptions[key])} is refused: ${what}`
+  return Effect.fail(invalidOptions("local", new Validate.Invalid(key, problem)))
 }
