@@ -34,6 +34,8 @@ export const check = <A>(operation: string, checks: () => A): Effect.Effect<A, I
 
 const show = (value: unknown): string => {
   if (typeof value === "string") return JSON.stringify(value)
+  // As a user writes it (`1m 30s`), not as its JSON (`{"_id":"Duration",...}`).
+  if (Duration.isDuration(value)) return Duration.format(value)
   if (typeof value === "bigint") return `${value}n`
   if (typeof value === "number" || typeof value === "boolean" || value === null || value === undefined) {
     return String(value)
