@@ -101,7 +101,7 @@ export const discoveredHub = (ctx: Context): Effect.Effect<HubAccess> =>
  * The Hub a transfer in the sandbox talks to, and the environment that gives the token to its one command
  * (`HF_TOKEN`, nothing when there is none): `options.token`, else the provider's, else the one discovered.
  */
-export const transferAccess = (
+const transferAccess = (
   ctx: Context,
   options: FromHubOptions
 ): Effect.Effect<{ readonly endpoint: string; readonly env: Record<string, string> }> =>
