@@ -9,7 +9,8 @@
  *
  * The cache lives under `$XDG_CACHE_HOME/hf-sandbox/compile-cache` (else `~/.cache/...`), one file per
  * bundle content, Node version and set of Node options (V8 itself only checks the source's length, so
- * the key must be the content). A run that found none writes it once the bundle is set up, atomically
+ * the key must be the content: the bundle's digest, which scripts/build-cli.ts computes once and defines
+ * into this file when it builds it beside the bundle, so that no start hashes ~3 MB). A run that found none writes it once the bundle is set up, atomically
  * (a temp file renamed), so that two CLIs starting at once never read half a file. Whatever goes wrong
  * with it only costs the start-up it would have saved. `HF_SANDBOX_COMPILE_CACHE=0` turns it off.
  */
@@ -56,6 +57,9 @@ const store = (directory: string, file: string, prefix: string, data: Buffer) =>
 const digest = (data: string | Buffer, length: number) =>
   createHash("sha256").update(data).digest("hex").slice(0, length)
 
+/** The bundle's digest (32 hex digits of its sha256), defined by scripts/build-cli.ts (`buildStarter`). */
+declare const HF_SANDBOX_BUNDLE_DIGEST: string
+
 const bundle = fileURLToPath(new URL("./hf-sandbox.cjs", import.meta.url))
 const enabled = process.env.HF_SANDBOX_COMPILE_CACHE !== "0"
 const directory = cacheDirectory(process.env)
@@ -67,7 +71,7 @@ const prefix = `${process.version}-${process.arch}-${digest(options, 8)}-`
 /** The bundle compiled as a CommonJS module's function, with the cache when there is one. */
 const compile = () => {
   const bytes = fs.readFileSync(bundle)
-  const cacheFile = path.join(directory, `${prefix}${digest(bytes, 32)}.bin`)
+  const cacheFile = path.join(directory, `${prefix}${HF_SANDBOX_BUNDLE_DIGEST}.bin`)
   const cachedData = enabled ? readOrUndefined(cacheFile) : undefined
   // latin1 is the cheapest decoding, and exact for the bundle's code, which esbuild writes in ASCII
   // (`charset: "ascii"`); the few comments it keeps may hold UTF-8, read as other characters there. A `#!`

@@ -5,10 +5,12 @@
  * the start-up, never the command; `HF_SANDBOX_COMPILE_CACHE=0` writes none.
  */
 import { spawn } from "node:child_process"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { buildStarter } from "../../scripts/build-cli.js"
 import { VERSION } from "../../src/internal/version.js"
 import { bundleCli } from "../support/bundleCli.js"
 
@@ -24,9 +26,9 @@ afterAll(() => {
   if (work !== undefined) fs.rmSync(work, { recursive: true, force: true })
 })
 
-const version = (env: Record<string, string>) =>
+const version = (env: Record<string, string>, starter = bin) =>
   new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, "--version"], {
+    const child = spawn(process.execPath, [starter, "--version"], {
       env: { PATH: process.env.PATH, HOME: work, ...env },
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -75,6 +77,29 @@ describe("hf-sandbox (the installed executable)", () => {
     const run = await version({ XDG_CACHE_HOME: cacheHome })
     expect(run).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
     expect(fs.readFileSync(cache!.file).length).toBeGreaterThan(1024)
+  })
+
+  it("keys the cache by the bundle's content, digested at build time: a rebuilt, changed bundle gets a new key", async () => {
+    const cacheHome = path.join(work, "cache-d")
+    const bundle = path.join(path.dirname(bin), "hf-sandbox.cjs")
+    const keyOf = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex").slice(0, 32)
+    const before = keyOf(fs.readFileSync(bundle))
+    expect(await version({ XDG_CACHE_HOME: cacheHome })).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
+    expect(cacheFiles(cacheHome).map((f) => f.name)).toEqual([expect.stringMatching(new RegExp(`-${before}\\.bin$`))])
+    // The same bundle with other content and the same length (V8 alone would take the old cache for it),
+    // built again: the starter's key is the new content's.
+    const changed = path.join(work, "changed")
+    fs.mkdirSync(changed)
+    const text = fs.readFileSync(bundle, "latin1")
+    const edited = text.replace(/hf-sandbox/, "hf_sandbox")
+    expect(edited.length).toBe(text.length)
+    fs.writeFileSync(path.join(changed, "hf-sandbox.cjs"), edited, "latin1")
+    const rebuilt = await buildStarter(changed)
+    const after = keyOf(fs.readFileSync(path.join(changed, "hf-sandbox.cjs")))
+    expect(after).not.toBe(before)
+    const run = await version({ XDG_CACHE_HOME: cacheHome }, rebuilt)
+    expect(run).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
+    expect(cacheFiles(cacheHome).map((f) => f.name)).toEqual([expect.stringMatching(new RegExp(`-${after}\\.bin$`))])
   })
 
   it("runs without a cache where none can be written, and writes none when turned off", async () => {
