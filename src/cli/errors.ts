@@ -37,7 +37,6 @@ const POOL_FLAGS: Readonly<Record<string, string>> = {
   maxHosts: "--max-hosts",
   sandboxesPerHost: "--per-host",
   idleTimeout: "--idle-timeout",
-  weakIsolation: "--weak-isolation",
   env: "--env",
   name: "--name"
 }
