@@ -143,16 +143,18 @@ class Stock(object):
             return None
         return zygote
 
-    def started(self):
-        """A new wrapper: forked by the zygote, else (none, or it failed: then for good) a new Python."""
+    def started(self, only=None):
+        """A new wrapper: forked by the zygote, else (none, or it failed: then for good) a new Python.
+        `only`: forked by that zygote, else the failure raised (nothing given up, no Python started)."""
         import socket
         import subprocess
 
         argv, popen = [sys.executable, "-S", "-I", "-c", WARM, TAG], None
-        if self.zygote is not None:
+        zygote = only or self.zygote
+        if zygote is not None:
             from .zygote import popen_class
 
-            forked, zygote = popen_class(), self.zygote
+            forked = popen_class()
             argv, popen = [TAG], lambda args, **kwargs: forked(args, zygote=zygote, **kwargs)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -174,7 +176,7 @@ class Stock(object):
             raise
         except Exception as e:  # not only OSError: the zygote's Popen relies on CPython internals
             ours.close()
-            if popen is None or getattr(e, "transient", False):  # the refill retries (a fork may fail at a limit)
+            if popen is None or only is not None or getattr(e, "transient", False):  # the refill retries (a fork may fail at a limit)
                 raise
             log("warm wrappers: the zygote failed (%s): each wrapper starts as a new Python from now on" % e)
             self.zygote.stop()
@@ -188,20 +190,36 @@ class Stock(object):
         return proc, ours
 
     def take(self):
-        """A live warm wrapper, or None; the refill thread is told to start another."""
+        """A live warm wrapper, or None; the refill thread is told to start another. With the stock empty,
+        one forked now by the zygote (a fork, about a millisecond, where a cold wrapper is a Python start:
+        ~30 ms of CPU, more than a burst's commands can afford); None without a zygote."""
         while True:
             with self.cond:
                 if not self.ready:
                     if self.target < self.size:
-                        self.target += 1  # this command starts cold: keep one more ready from now on
+                        self.target += 1  # this command found none: keep one more ready from now on
                         self.cond.notify()
-                    return None
+                    return self.forked_now()
                 proc, ctl = self.ready.pop(0)
                 self.taken.append(time.monotonic())
                 self.cond.notify()
             if proc.poll() is None:
                 return proc, ctl
             discard(proc, ctl)  # it died waiting (killed by someone): never used
+
+    def forked_now(self):
+        """A wrapper forked for the command at hand, or None (no zygote, or its fork failed: the command
+        starts cold). The refill thread alone gives a failed zygote up."""
+        zygote = self.zygote
+        if zygote is None:
+            return None
+        try:
+            return self.started(zygote)
+        except HttpError:
+            raise
+        except Exception as e:
+            log("warm wrappers: could not fork one for a command (%s): it starts cold" % e)
+            return None
 
     # ---- a command ----
 
