@@ -62,6 +62,15 @@ class Processes(object):
 PROCS = Processes()
 
 
+def spawn_scrubbed(argv, fd, popen=None, **kwargs):
+    """A helper process of the server's own (the warm wrappers' zygote, a warm wrapper), as a PROCS process:
+    an empty environment (the host's holds the job's secrets), no fd of the server's but `fd` and its
+    standard streams, a session of its own, in /."""
+    return PROCS.spawn(
+        argv, popen=popen, cwd="/", env={}, close_fds=True, pass_fds=(fd,), start_new_session=True, **kwargs
+    )
+
+
 def kill_group(pgid, sig):
     try:
         if hasattr(os, "killpg"):

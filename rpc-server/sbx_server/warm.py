@@ -27,7 +27,7 @@ import time
 
 from .common import HttpError, log
 from .isolation import CONFINE_FN
-from .proctree import PROCS
+from .proctree import PROCS, spawn_scrubbed
 
 DEFAULT_STOCK = 8  # SBX_HOST_WARM_WRAPPERS: the most wrappers kept started (0: every command starts one cold)
 # The stock starts this small and grows by one at each command that found it empty, up to its most: a
@@ -158,17 +158,13 @@ class Stock(object):
             argv, popen = [TAG], lambda args, **kwargs: forked(args, zygote=zygote, **kwargs)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            proc = PROCS.spawn(
+            proc = spawn_scrubbed(
                 argv + ([] if popen else [str(theirs.fileno())]),
+                theirs.fileno(),
                 popen=popen,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                cwd="/",
-                env={},  # the host's environment holds the job's secrets
-                close_fds=True,
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,
                 bufsize=0,
             )
         except HttpError:

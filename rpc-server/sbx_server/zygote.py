@@ -128,19 +128,15 @@ class Zygote(object):
         import socket
         import subprocess
 
-        from .proctree import PROCS
+        from .proctree import spawn_scrubbed
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.proc = PROCS.spawn(
+            self.proc = spawn_scrubbed(
                 [sys.executable, "-S", "-I", "-c", self.source, ZTAG, str(theirs.fileno()), tag],
+                theirs.fileno(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                cwd="/",
-                env={},  # the host's environment holds the job's secrets
-                close_fds=True,
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,
             )
         except BaseException:
             ours.close()
