@@ -201,12 +201,10 @@ class ForkFailed(OSError):
 
 
 def parent_of(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rindex(b")") + 2 :].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    from .proctree import stat_of
+
+    stat = stat_of(pid)
+    return stat[0] if stat is not None else None
 
 
 _FORKED = []
