@@ -23,7 +23,8 @@ const FLAGS: Readonly<Record<string, string>> = {
   ssh: "--ssh",
   maxCost: "--max-cost",
   ports: "--port",
-  name: "--name"
+  name: "--name",
+  weakIsolation: "--weak-isolation"
 }
 
 const CLI_TOKEN_HINT = "pass it as HF_TOKEN=hf_... in the environment"
