@@ -56,6 +56,17 @@ def become(fds):
     g = dict(globals())
     g["ctl"] = _socket.socket(fileno=3)
     exec(JOB, g)
+def wrapper_of(fds):  # a forked child's life as the wrapper on `fds`: it never returns
+    code = 127
+    try:
+        become(fds)
+    except SystemExit as e:  # fatal() and run(): the cold wrapper's exit codes
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 while True:
     msg, anc, _f, _a = zctl.recvmsg(1, _socket.CMSG_SPACE(16))
     if not msg:
@@ -68,16 +79,7 @@ while True:
     if len(fds) == 4 and CLONE >= 0:
         child = syscall(CLONE, 0x8000 | 17, 0, 0, 0, 0)  # CLONE_PARENT | SIGCHLD: the server's child
         if child == 0:
-            code = 127
-            try:
-                become(fds)
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else 1
-            finally:
-                try:
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
+            wrapper_of(fds)
         if child > 0:
             pid = b"%d" % child
         elif _ctypes.get_errno() != 11:  # refused (not EAGAIN, a limit): the double fork from now on
@@ -89,16 +91,7 @@ while True:
             try:
                 wrapper = os.fork()
                 if wrapper == 0:
-                    code = 127
-                    try:
-                        become(fds)
-                    except SystemExit as e:  # fatal() and run(): the cold wrapper's exit codes
-                        code = e.code if isinstance(e.code, int) else 1
-                    finally:
-                        try:
-                            sys.stderr.flush()
-                        finally:
-                            os._exit(code)
+                    wrapper_of(fds)
                 os.write(w, b"%d" % wrapper)
             finally:
                 os._exit(0)
