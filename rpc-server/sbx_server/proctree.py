@@ -62,6 +62,15 @@ class Processes(object):
 PROCS = Processes()
 
 
+def spawn_scrubbed(argv, fd, popen=None, **kwargs):
+    """A helper process of the server's own (the warm wrappers' zygote, a warm wrapper), as a PROCS process:
+    an empty environment (the host's holds the job's secrets), no fd of the server's but `fd` and its
+    standard streams, a session of its own, in /."""
+    return PROCS.spawn(
+        argv, popen=popen, cwd="/", env={}, close_fds=True, pass_fds=(fd,), start_new_session=True, **kwargs
+    )
+
+
 def kill_group(pgid, sig):
     try:
         if hasattr(os, "killpg"):
@@ -77,9 +86,18 @@ def kill_group(pgid, sig):
 # ---- Linux process-tree helpers (subreaper, zombie reaping, shutdown) ----
 
 
+def proc_file(pid, name, size):
+    """The first `size` bytes of /proc/<pid>/<name> (one open and one read); OSError when it has none."""
+    fd = os.open("/proc/%s/%s" % (pid, name), os.O_RDONLY)
+    try:
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
+
+
 def proc_files(name, size):
     """(pid, the first `size` bytes of /proc/<pid>/<name>) for every process that has one now; nothing
-    elsewhere. One open and one read each."""
+    elsewhere."""
     try:
         pids = os.listdir("/proc")
     except OSError:
@@ -88,24 +106,36 @@ def proc_files(name, size):
         if not pid.isdigit():
             continue
         try:
-            fd = os.open("/proc/%s/%s" % (pid, name), os.O_RDONLY)
-            try:
-                data = os.read(fd, size)
-            finally:
-                os.close(fd)
+            data = proc_file(pid, name, size)
         except OSError:
             continue
         yield int(pid), data
 
 
+STAT_SIZE = 1024
+
+
+def parse_stat(data):
+    """(ppid, pgrp, state) of a /proc/<pid>/stat; ValueError or IndexError when it is not one."""
+    # "pid (comm) S ppid pgrp ..." -- comm may hold spaces and parens.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[1]), int(fields[2]), fields[0][:1]
+
+
+def stat_of(pid):
+    """(ppid, pgrp, state) of process `pid`, or None when it has none (gone; not Linux)."""
+    try:
+        return parse_stat(proc_file(pid, "stat", STAT_SIZE))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def scan_proc():
     """pid -> (ppid, pgrp, state) for every process in /proc; {} elsewhere."""
     table = {}
-    for pid, data in proc_files("stat", 1024):
+    for pid, data in proc_files("stat", STAT_SIZE):
         try:
-            # "pid (comm) S ppid pgrp ..." -- comm may hold spaces and parens.
-            fields = data[data.rindex(b")") + 2 :].split()
-            table[pid] = (int(fields[1]), int(fields[2]), fields[0][:1])
+            table[pid] = parse_stat(data)
         except (ValueError, IndexError):
             continue
     return table

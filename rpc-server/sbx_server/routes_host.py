@@ -28,11 +28,6 @@ def matches(digests, want):
     return any(compare_digest(d, want) for d in digests)
 
 
-def is_host_token(digests):
-    """Handler.authorized's test (the host token), on the digests of the credentials already made."""
-    return STATE.token_digest is None or matches(digests, STATE.token_digest)
-
-
 def refuse(handler, status=403):
     handler.reader.untrusted_body()  # see Handler.dispatch: no more of our time than the head's
     raise HttpError(status, AUTH_ERROR, "auth")
@@ -59,11 +54,13 @@ def route(handler, method, route_path, query):
         raise HttpError(404, "no route: %s %s" % (method, route_path), "not_found")
     sandbox_id, _, rest = route_path[len(PREFIX) :].partition("/")
     sandbox = host.get(sandbox_id)
-    given = [token_digest(t) for t in credentials(handler)]  # each credential hashed once, for both checks
+    given = [token_digest(t) for t in credentials(handler)]
     # A deleted sandbox's own token still learns that it is gone (404, not 401).
     want = sandbox.token_digest if sandbox is not None else token_digest(sandbox_token(host.token, sandbox_id))
     host_acts = host.token_acts or (not rest and method == "DELETE")  # the host deletes any of its sandboxes
-    if not (matches(given, want) or (host_acts and is_host_token(given))):
+    # The host token is Handler.authorized's check, the one every route of the host's uses; it is made only
+    # where the host may act and the sandbox's own token was not given.
+    if not (matches(given, want) or (host_acts and handler.authorized())):
         # Another sandbox's token, or the host's (without SBX_HOST_TOKEN_ACTS): not this sandbox's.
         refuse(handler, 401)
     handler.trusted = True

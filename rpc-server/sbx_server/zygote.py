@@ -7,10 +7,14 @@ the wrapper's imports done. The server itself does not fork (a fork of the threa
 GIL and its memory map for the whole copy, and stalls every request meanwhile).
 
 A wrapper must still be the server's own child (a Popen of PROCS: its pid waited for, its group
-killed): the zygote forks twice and the middle process exits at once, so that the kernel hands the
-wrapper to the nearest subreaper above it, which the server is (proctree.reap_children: the zygote
-is its first spawn). The server checks that it did; where not, the zygote is given up and wrappers
-start as new Pythons, as without it.
+killed): the zygote forks it with clone(CLONE_PARENT), which makes it a child of the zygote's parent,
+the server. (A raw clone skips Python's fork hooks: harmless in the zygote, which has one thread and
+whose child only confines itself and execs.) Where that call is unknown or refused, the zygote forks
+twice and the middle process exits at once, so that the kernel hands the wrapper to the nearest
+subreaper above it, which the server is (proctree.reap_children: the zygote is its first spawn); that
+costs a second fork of a Python and a round trip more per wrapper (on the loaded 2-core bench machine
+a Python fork is some 7 ms of CPU). The server checks that the wrapper is its child; where not, the
+zygote is given up and wrappers start as new Pythons, as without it.
 
 Wire (the zygote's control socket): the server sends one byte with four fds (SCM_RIGHTS): the
 wrapper's stdin, stdout, stderr and control fd; the zygote answers the wrapper's pid as decimal
@@ -25,6 +29,9 @@ from .isolation import CONFINE_FN
 
 ZTAG = "sbx-warm-zygote"  # the zygote's argv and name (/proc comm holds 15 characters: all of it)
 ANSWER_TIMEOUT = 10.0  # how long a fork may take before the zygote is given up
+# clone(2)'s number where its first two arguments are (flags, stack), the rest 0 here: the zygote forks a
+# wrapper with CLONE_PARENT, as a child of the server's. Elsewhere (or where it is refused) it forks twice.
+CLONE_SYSCALLS = {"x86_64": 56, "aarch64": 220}
 
 ZYGOTE_LOOP = r"""
 import _socket
@@ -49,6 +56,17 @@ def become(fds):
     g = dict(globals())
     g["ctl"] = _socket.socket(fileno=3)
     exec(JOB, g)
+def wrapper_of(fds):  # a forked child's life as the wrapper on `fds`: it never returns
+    code = 127
+    try:
+        become(fds)
+    except SystemExit as e:  # fatal() and run(): the cold wrapper's exit codes
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 while True:
     msg, anc, _f, _a = zctl.recvmsg(1, _socket.CMSG_SPACE(16))
     if not msg:
@@ -58,23 +76,22 @@ while True:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds += [int.from_bytes(data[i:i + 4], sys.byteorder, signed=True) for i in range(0, len(data) - 3, 4)]
     pid = b"0"
-    if len(fds) == 4:
+    if len(fds) == 4 and CLONE >= 0:
+        child = syscall(CLONE, 0x8000 | 17, 0, 0, 0, 0)  # CLONE_PARENT | SIGCHLD: the server's child
+        if child == 0:
+            wrapper_of(fds)
+        if child > 0:
+            pid = b"%d" % child
+        elif _ctypes.get_errno() != 11:  # refused (not EAGAIN, a limit): the double fork from now on
+            CLONE = -1
+    if len(fds) == 4 and CLONE < 0:
         r, w = os.pipe()
         middle = os.fork()
         if middle == 0:
             try:
                 wrapper = os.fork()
                 if wrapper == 0:
-                    code = 127
-                    try:
-                        become(fds)
-                    except SystemExit as e:  # fatal() and run(): the cold wrapper's exit codes
-                        code = e.code if isinstance(e.code, int) else 1
-                    finally:
-                        try:
-                            sys.stderr.flush()
-                        finally:
-                            os._exit(code)
+                    wrapper_of(fds)
                 os.write(w, b"%d" % wrapper)
             finally:
                 os._exit(0)
@@ -92,7 +109,8 @@ class Zygote(object):
     """The zygote process of a host's stock, and the forks asked of it (one at a time)."""
 
     def __init__(self, job):
-        self.source = CONFINE_FN + "JOB = compile(%r, 'warm', 'exec')\n" % job + ZYGOTE_LOOP
+        clone = CLONE_SYSCALLS.get(os.uname().machine, -1)
+        self.source = CONFINE_FN + "JOB = compile(%r, 'warm', 'exec')\nCLONE = %d\n" % (job, clone) + ZYGOTE_LOOP
         self.lock = threading.Lock()
         self.proc = None
         self.sock = None
@@ -103,19 +121,15 @@ class Zygote(object):
         import socket
         import subprocess
 
-        from .proctree import PROCS
+        from .proctree import spawn_scrubbed
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.proc = PROCS.spawn(
+            self.proc = spawn_scrubbed(
                 [sys.executable, "-S", "-I", "-c", self.source, ZTAG, str(theirs.fileno()), tag],
+                theirs.fileno(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                cwd="/",
-                env={},  # the host's environment holds the job's secrets
-                close_fds=True,
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,
             )
         except BaseException:
             ours.close()
@@ -180,12 +194,10 @@ class ForkFailed(OSError):
 
 
 def parent_of(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rindex(b")") + 2 :].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    from .proctree import stat_of
+
+    stat = stat_of(pid)
+    return stat[0] if stat is not None else None
 
 
 _FORKED = []

@@ -28,7 +28,8 @@ const FLAGS: Readonly<Record<string, string>> = {
   name: "--name",
   transport: "--transport",
   links: "--links",
-  preserveModes: "--preserve-modes"
+  preserveModes: "--preserve-modes",
+  weakIsolation: "--weak-isolation"
 }
 
 /** The flag of each pool option a user can set from the command line (`pool up`, `create --pool`). */

@@ -21,7 +21,7 @@ import {
   startHost,
   stopHost
 } from "../support/hostServer.js"
-import { until } from "../support/processes.js"
+import { isAlive, until } from "../support/processes.js"
 
 const asRoot = process.platform === "linux" && process.getuid?.() === 0
 
@@ -69,6 +69,29 @@ describe.skipIf(!asRoot)("host mode isolation (root: a uid per sandbox, Landlock
       expect(theirs).not.toContain(b.uid)
     } finally {
       await stopHost(other)
+    }
+  }, 60_000)
+
+  it("never gives a uid that still runs a process, such as one a host that died left behind", async () => {
+    // A killed host's uid locks go with it; what its sandboxes ran does not. A new host checks each uid
+    // it takes, whether prepared ahead of a create (the spare) or claimed during one, by a /proc scan
+    // begun after it holds the uid's lock.
+    const died = await startHost({ weak: false })
+    const left = (await create(died, { count: 1 })).sandboxes[0]!
+    const pid = await pidIn(died, left, "sleep 120", "pid")
+    let next: Host | undefined
+    try {
+      died.proc.kill("SIGKILL")
+      await died.exited
+      expect(isAlive(pid)).toBe(true)
+      next = await startHost({ weak: false })
+      const first = (await create(next, { count: 1 })).sandboxes.map((s) => s.uid)
+      const more = (await create(next, { count: 3 })).sandboxes.map((s) => s.uid)
+      expect([...first, ...more]).not.toContain(left.uid)
+    } finally {
+      process.kill(pid, "SIGKILL")
+      if (next !== undefined) await stopHost(next)
+      await stopHost(died)
     }
   }, 60_000)
 

@@ -22,7 +22,7 @@ import {
   startHost,
   stopHost
 } from "../support/hostServer.js"
-import { sleep, until, waitGone, withTimeout } from "../support/processes.js"
+import { until, waitGone, withTimeout } from "../support/processes.js"
 import { PYTHON, SERVER } from "../support/server.js"
 
 const isLinux = process.platform === "linux"
@@ -281,10 +281,20 @@ describe("delete and idle", () => {
     const short = await startHost({ env: { SBX_IDLE_TIMEOUT: "1" } })
     try {
       const sb = await createOne(short)
-      // A sandbox keeps the host up, idle or not. A wait, not an event: nothing the host reports shows its
-      // idle check passing over it. (A shorter SBX_IDLE_TIMEOUT could end the host before its first sandbox
-      // on a loaded machine.)
-      await sleep(1500)
+      // A sandbox keeps the host up, idle or not. Each round of the host's idle loop removes the sandboxes
+      // idle past their own timeout, then checks its own (and ends once it asked the host to exit). The
+      // round that removes a sandbox made with a timeout of 1 s checks at least 1 s after the host's
+      // start, when a host empty since then would exit; a sandbox made after that one is gone can only
+      // be removed by a later round. (A shorter SBX_IDLE_TIMEOUT could end the host before its first
+      // sandbox on a loaded machine.)
+      const listed = async () => (await json(short, "/v1/sandboxes", short.token)).body.map((s: { id: string }) => s.id)
+      for (const seconds of [1, 0.25]) {
+        const brief = await createOne(short, { idle_timeout_secs: seconds })
+        await until(
+          `the idle loop to remove sandbox ${brief.id} (idle ${seconds}s)`,
+          async () => !(await listed()).includes(brief.id)
+        )
+      }
       expect(short.proc.exitCode).toBeNull()
       await json(short, `/v1/sandboxes/${sb.id}`, short.token, { method: "DELETE" })
       expect(await withTimeout(short.exited, 15_000)).toEqual({ code: 0, signal: null })

@@ -230,7 +230,8 @@ describe.skipIf(process.platform !== "linux")("host mode warm wrappers", () => {
       const sb = await createOne(host)
       const first = await stocked(host.pid, 2)
       expect(first).toHaveLength(2)
-      // Both die waiting: the next command finds the stock empty (the dead are discarded) and starts cold.
+      // Both die waiting: the next command finds the stock empty (the dead are discarded) and the zygote forks
+      // one for it.
       for (const pid of first) process.kill(pid, "SIGKILL")
       // Dead (a zombie, or reaped) before the command comes: a wrapper still dying would be taken.
       await until(

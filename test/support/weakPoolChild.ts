@@ -4,7 +4,7 @@
  * accepts weak isolation) or `strict`, the state directory, the temp directory. It leases two sandboxes
  * at once, runs a command and writes a file in each, and prints one JSON line: `{ leases: [{ id, uid,
  * home, pwd, read }], hosts, released }` (`released`: the slots leased once both scopes closed); or,
- * when the pool fails, `{ error: { tag, reason, message } }`.
+ * when the pool fails, `{ error: { tag, reason, option, message } }` (`option`: a StartError's `invalid.option`).
  */
 import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import * as Effect from "effect/Effect"
@@ -40,7 +40,14 @@ const result = await Effect.runPromise(
     Effect.provide(SandboxPool.layer({ weakIsolation: mode === "weak", sandboxesPerHost: 4 })),
     Effect.provide(local),
     Effect.catchAll((e) =>
-      Effect.succeed({ error: { tag: e._tag, reason: "reason" in e ? e.reason : undefined, message: e.message } })
+      Effect.succeed({
+        error: {
+          tag: e._tag,
+          reason: "reason" in e ? e.reason : undefined,
+          option: "invalid" in e ? e.invalid?.option : undefined,
+          message: e.message
+        }
+      })
     )
   )
 )

@@ -18,6 +18,7 @@ import { type Acquire, start } from "../sandbox/open.js"
 import type * as Spec from "../sandbox/spec.js"
 import * as HostWire from "../wire/host.js"
 import type { Config } from "./options.js"
+import * as Refusal from "./refusal.js"
 
 /** A host that answers: its endpoint (its token is the host token) and its host routes. */
 export interface Booted {
@@ -99,7 +100,7 @@ export const boot = (ctx: BootContext, host: Host, acquire: Acquire = provisione
       acquire,
       schedules: resolved.schedules,
       healthProbeTimeout: resolved.healthProbeTimeout
-    }).pipe(Effect.provideService(Schedules.Schedules, resolved.schedules))
+    }).pipe(Effect.provideService(Schedules.Schedules, resolved.schedules), Effect.mapError(Refusal.inPoolTerms))
     const client = yield* HostWire.make(endpoint, resolved.timeouts)
     return { endpoint, client, health }
   }).pipe(
