@@ -31,6 +31,12 @@ EXIT_DRAIN_MAX = 1.0  # ...and never read longer than this after the exit
 KILL_GRACE = 0.5  # shutdown: SIGTERM -> SIGKILL delay
 SOCKET_TIMEOUT = 300.0  # a peer silent this long (idle keep-alive, stalled send) is dropped
 LEGACY_TIMEOUT = 600.0
+DEFAULT_MAX_PROCESSES = 1024  # background processes and execs running at once
+DEFAULT_MAX_EXITED = 1024  # exited background processes kept listed (with their output) at once
+# Seconds a dropped exec waits for a reader to reattach (background.Janitor). A client that gives a
+# command up kills it itself (DELETE /v1/processes/{id}): a dropped connection is no longer a kill.
+EXEC_REATTACH_DEFAULT = 60.0
+EXEC_RETAIN_DEFAULT = 300.0  # seconds a finished exec's record and output are kept
 LEGACY_ROUTES = ("/exec", "/write", "/read")
 AUTH_ERROR = "invalid or missing sandbox token"
 
@@ -236,6 +242,20 @@ class State(object):
 
 
 STATE = State()
+
+
+class ProcessLimits(object):
+    """The command line's limits on commands (cli.main sets them), read by background.py when a route
+    first imports it: the start does not import the commands' modules."""
+
+    def __init__(self):
+        self.max_running = DEFAULT_MAX_PROCESSES  # --max-processes / SBX_MAX_PROCESSES
+        self.max_exited = DEFAULT_MAX_EXITED  # --max-exited / SBX_MAX_EXITED
+        self.exec_reattach = EXEC_REATTACH_DEFAULT  # SBX_EXEC_REATTACH
+        self.exec_retain = EXEC_RETAIN_DEFAULT  # SBX_EXEC_RETAIN
+
+
+PROCESS_LIMITS = ProcessLimits()
 
 
 class Scope(threading.local):

@@ -102,12 +102,14 @@ const importedAtStart = (): Promise<Set<string>> =>
   })
 
 describe("the server's start", () => {
-  it("imports none of the modules that only some routes, --help, --supervise or --tunnel need", async () => {
+  it("imports none of the modules that only routes other than /health, --help, --supervise or --tunnel need", async () => {
     const modules = await importedAtStart()
     expect(modules.has("sbx_server.handler")).toBe(true) // what it imports is seen
     const needless = (
       "argparse http.server http.client email ssl hashlib hmac shutil subprocess urllib.parse base64 " +
-      "sbx_server.supervisor sbx_server.tunnel sbx_server.tunnel_config"
+      "sbx_server.supervisor sbx_server.tunnel sbx_server.tunnel_config sbx_server.routes sbx_server.background " +
+      "sbx_server.execution sbx_server.launch sbx_server.transfers sbx_server.files sbx_server.ports sbx_server.proxy " +
+      "sbx_server.proctree"
     ).split(" ")
     expect(needless.filter((name) => modules.has(name))).toEqual([])
   })
