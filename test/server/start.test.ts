@@ -2,7 +2,8 @@
  * The server's start does without the modules only some requests need (issue 13, start-up time). What
  * replaced a standard module on the way must read its input exactly as that module did: the request's
  * query (`httpframe.parse_query` for `urllib.parse.parse_qs`) and the command line (`options.scan`
- * for argparse), each checked here against the interpreter's own on edge cases and seeded random input.
+ * for argparse), each checked here against the interpreter's own on edge cases and seeded random input,
+ * and the reason phrases the server knows without `http.HTTPStatus` (`common.reason_phrase`) are its.
  */
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -75,6 +76,17 @@ for argv in cases:
 print(json.dumps({"scanned": scanned, "scannedEnough": scanned > 300, "wrong": wrong[:5]}))
 `
 
+const REASONS_CHECK = `
+import json, sys
+from http import HTTPStatus
+sys.path.insert(0, sys.argv[1])
+from sbx_server import common
+
+statuses = sorted(common._REASONS) + [s.value for s in HTTPStatus] + [299, 499, 600]
+wrong = [s for s in statuses if common.reason_phrase(s) != (HTTPStatus(s).phrase if s in HTTPStatus._value2member_map_ else "Unknown")]
+print(json.dumps({"known": len(common._REASONS), "wrong": wrong}))
+`
+
 /**
  * The modules a server imports before it listens (python's -X importtime): the lines on stderr before
  * its log line "started" (written just before the listening line; one pipe, so in order). Then stopped.
@@ -106,7 +118,7 @@ describe("the server's start", () => {
     const modules = await importedAtStart()
     expect(modules.has("sbx_server.handler")).toBe(true) // what it imports is seen
     const needless = (
-      "argparse http.server http.client email ssl hashlib hmac shutil subprocess urllib.parse base64 " +
+      "argparse http http.server http.client email ssl hashlib hmac shutil subprocess urllib.parse base64 " +
       "sbx_server.supervisor sbx_server.tunnel sbx_server.tunnel_config sbx_server.routes sbx_server.background " +
       "sbx_server.execution sbx_server.launch sbx_server.transfers sbx_server.files sbx_server.ports sbx_server.proxy " +
       "sbx_server.proctree"
@@ -116,6 +128,10 @@ describe("the server's start", () => {
 
   it("parses the query as urllib.parse.parse_qs does, on edge cases and 9,000 seeded random queries", () => {
     expect(runPython(QUERY_CHECK)).toEqual({ checked: 9029, wrong: [] })
+  })
+
+  it("answers every status with http.HTTPStatus's reason phrase, without importing it for the usual ones", () => {
+    expect(runPython(REASONS_CHECK)).toMatchObject({ wrong: [] })
   })
 
   it("scans the command line as argparse reads it, and leaves to argparse what it cannot be sure of", () => {
