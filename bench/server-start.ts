@@ -14,10 +14,12 @@
  *
  * Each `--server` adds a server to compare (a package directory or a single script), e.g. the
  * one-file server of before the package: `git show 200ae77:rpc-server/server.py > /tmp/server.py`.
- * A package is measured three times: with its bytecode (as the local provider runs it; the warm-up
- * writes it, whatever PYTHONDONTWRITEBYTECODE says), from a copy without any, and as a job starts it:
- * the job's bootstrap script (`src/internal/bootstrap.ts`) run by /bin/sh, which unpacks the package's
- * file map with one interpreter and execs another on it (wall time only: the CPU of two processes).
+ * A package is measured four times: its `__main__.py` with bytecode (as the local provider runs it; the
+ * warm-up writes it, whatever PYTHONDONTWRITEBYTECODE says), the directory (`python3 -S <dir>`, as a
+ * user starts it: through runpy), its `__main__.py` from a copy without bytecode, and as a job starts
+ * it: the job's bootstrap script (`src/internal/bootstrap.ts`) run by /bin/sh, which unpacks the
+ * package's file map with one interpreter and execs another on it (wall time only: the CPU of two
+ * processes).
  */
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -61,15 +63,23 @@ const jobOf = (dir: string, i: number): string => {
   return key
 }
 const names = new Map<string, string>()
+// What the interpreter runs for a measured server, where that is not the server's path itself.
+const scripts = new Map<string, string>()
 const servers = [PACKAGE, ...flag("--server")].flatMap((server, i) => {
   const name = i === 0 ? "rpc-server/sbx_server" : server
   names.set(server, name)
   if (!fs.statSync(server).isDirectory()) return [server]
+  scripts.set(server, path.join(server, "__main__.py"))
+  names.set(server, `${name}/__main__.py`)
+  const directory = `directory ${i}`
+  scripts.set(directory, server)
+  names.set(directory, `${name}, as a directory (runpy)`)
   const cold = coldCopy(server, i)
-  names.set(cold, `${name}, no bytecode`)
+  scripts.set(cold, path.join(cold, "__main__.py"))
+  names.set(cold, `${name}/__main__.py, no bytecode`)
   const job = jobOf(server, i)
   names.set(job, `${name}, as a job (sh: unpack, exec)`)
-  return [server, cold, job]
+  return [server, directory, cold, job]
 })
 
 // The real interpreter, as the local provider runs it: a pyenv or asdf shim would be measured instead.
@@ -126,7 +136,8 @@ const launch = (server: string) => {
       stdio: ["pipe", "pipe", "ignore"]
     })
   }
-  return spawn(python, ["-u", "-S", server, "--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"], {
+  const script = scripts.get(server) ?? server
+  return spawn(python, ["-u", "-S", script, "--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"], {
     env: colds.has(server) ? { ...env, PYTHONDONTWRITEBYTECODE: "1" } : env,
     stdio: ["pipe", "pipe", "ignore"]
   })

@@ -3,10 +3,16 @@ wait for a shutdown request, stop everything within a bound."""
 
 import json
 import os
-import signal
 import sys
 import threading
 import time
+
+try:
+    # signal's C module, as digest.py uses hashlib's: signal.py adds only enums of the signals, handlers
+    # and masks, which cost the start a few percent (main uses three signal numbers and two functions).
+    import _signal as signal
+except ImportError:
+    import signal
 
 from .common import (
     DEFAULT_MAX_EXITED,
