@@ -111,9 +111,10 @@ class Handler(RequestMixin, BaseHandler):
         self.discard_body()
 
     def with_routes(self):
-        """This connection's handler becomes a RoutedHandler, whose methods the routes are (the class of a
-        connection's handler is chosen as it opens, before its first request says what it needs). Later
-        connections open with it."""
+        """Makes this connection's handler a RoutedHandler: the routes are its methods and call one another
+        through self. A connection's handler is made as it opens, before a request says what it needs, so
+        it changes class at its first routed request (RoutedHandler only adds methods to Handler); the
+        connections opened later are RoutedHandlers from the start."""
         from .routes import RoutedHandler
 
         if self.__class__ is not RoutedHandler:
