@@ -8,8 +8,8 @@ import threading
 import time
 
 try:
-    # signal's C module, as digest.py uses hashlib's: signal.py adds only enums of the signals, handlers
-    # and masks, which cost the start a few percent (main uses three signal numbers and two functions).
+    # signal's C module (as digest.py uses _sha256 rather than hashlib): signal.py adds to it only enums
+    # of the signals, handlers and masks, a few percent of the start; main needs three numbers, two calls.
     import _signal as signal
 except ImportError:
     import signal
