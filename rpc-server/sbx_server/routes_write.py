@@ -21,7 +21,7 @@ from .transfers import (
 
 
 class WriteRoutes(object):
-    """A mixin of Handler (see handler.py): the write routes."""
+    """A mixin of RoutedHandler (see routes.py): the write routes."""
 
     def route_write(self):
         path = self.path_param()
@@ -110,7 +110,7 @@ class WriteRoutes(object):
 
 
 class WriteMethods(object):
-    """A mixin of Handler (see handler.py): the ways a write lands, for WriteRoutes."""
+    """A mixin of RoutedHandler (see routes.py): the ways a write lands, for WriteRoutes."""
 
     def write_in_place(self, path, mode, offset, truncate_to):
         flags = os.O_WRONLY | os.O_CREAT | _O_CLOEXEC | _O_NONBLOCK
