@@ -277,7 +277,7 @@ class ExecSink(RingSink):
 
     The pump stops reading a stream while more than `limit` of its bytes wait to be sent to a
     reader, so a slow or disconnected client pauses the command instead of losing its output.
-    Readers (Handler.follow_output) wake the pump through a pipe when they make room."""
+    Readers (RoutedHandler.follow_output) wake the pump through a pipe when they make room."""
 
     def __init__(self, bg):
         RingSink.__init__(self, bg)
