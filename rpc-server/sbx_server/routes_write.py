@@ -2,6 +2,7 @@
 writes behind them (in place, replacing atomically, by range into a transfer)."""
 
 import os
+import re
 import stat
 
 from .common import FILE_CHUNK, HttpError, _O_CLOEXEC, _O_NONBLOCK, bad_request
@@ -45,7 +46,7 @@ class WriteRoutes(object):
 
     def transfer_param(self, required):
         transfer = self.param("transfer", required=required)
-        if transfer is not None and not TRANSFER_ID_RE.match(transfer):
+        if transfer is not None and not re.match(TRANSFER_ID_RE, transfer):
             raise bad_request("query parameter `transfer` must be 8 to 64 letters, digits, `-` or `_`, got %r" % transfer)
         return transfer
 
