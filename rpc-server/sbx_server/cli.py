@@ -213,11 +213,19 @@ def stdin_loop():
     request_shutdown("stdin closed (parent exited; --exit-on-stdin-eof)")
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    # Before anything imports background.py (host mode, a supervisor), which reads them then.
+def apply_limits(args):
+    """The limits of connections and of commands, before anything imports background.py (host mode, a
+    supervisor), which reads the latter then."""
+    LIMITS.max_connections, LIMITS.header_timeout, LIMITS.body_timeout = (
+        args.max_connections, args.header_timeout, args.body_timeout,
+    )
     PROCESS_LIMITS.max_running, PROCESS_LIMITS.max_exited = args.max_processes, args.max_exited
     PROCESS_LIMITS.exec_reattach, PROCESS_LIMITS.exec_retain = args.exec_reattach, args.exec_retain
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    apply_limits(args)
     token, token_source = take_token()
     if token is not None and len(token) < TOKEN_MIN_CHARS:
         sys.stderr.write(
@@ -261,9 +269,6 @@ def main(argv=None):
             _fail("cannot create the journal %s: %s" % (args.journal, e.strerror or e))
     STATE.token_digest = sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
-    LIMITS.max_connections, LIMITS.header_timeout, LIMITS.body_timeout = (
-        args.max_connections, args.header_timeout, args.body_timeout,
-    )
     raise_open_files_limit()
 
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
