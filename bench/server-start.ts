@@ -1,7 +1,10 @@
 /**
  * The in-sandbox server's start: exec → its listening line on stdout (what the local provider waits
- * for), beside `python3 -S -c pass` in the same run, runs interleaved. Target (issue 13): ≤ 60 ms on
- * a quiet machine, and no slower than the server it replaced (compare with `--server`).
+ * for), and exec → its first `GET /health` answered (connected as soon as the listening line is read,
+ * as a client does), beside `python3 -S -c pass` in the same run, runs interleaved. Target (issue 13):
+ * ≤ 60 ms to listening on a quiet machine, and no slower than the server it replaced (compare with
+ * `--server`). The second measure keeps the first honest: work deferred past the listening line to the
+ * first request shows there.
  *
  * Wall time is what a user waits, but on a busy machine it mostly measures the others' load; the CPU
  * time the interpreter has used by then (Linux: /proc/PID/task/N/schedstat, in nanoseconds) barely
@@ -11,14 +14,17 @@
  *
  * Each `--server` adds a server to compare (a package directory or a single script), e.g. the
  * one-file server of before the package: `git show 200ae77:rpc-server/server.py > /tmp/server.py`.
- * A package is measured three times: with its bytecode (as the local provider runs it; the warm-up
- * writes it, whatever PYTHONDONTWRITEBYTECODE says), from a copy without any, and as a job starts it:
- * the job's bootstrap script (`src/internal/bootstrap.ts`) run by /bin/sh, which unpacks the package's
- * file map with one interpreter and execs another on it (wall time only: the CPU of two processes).
+ * A package is measured four times: its `__main__.py` with bytecode (as the local provider runs it; the
+ * warm-up writes it, whatever PYTHONDONTWRITEBYTECODE says), the directory (`python3 -S <dir>`, as a
+ * user starts it: through runpy), its `__main__.py` from a copy without bytecode, and as a job starts
+ * it: the job's bootstrap script (`src/internal/bootstrap.ts`) run by /bin/sh, which unpacks the
+ * package's file map with one interpreter and execs another on it (wall time only: the CPU of two
+ * processes).
  */
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -57,15 +63,23 @@ const jobOf = (dir: string, i: number): string => {
   return key
 }
 const names = new Map<string, string>()
+// What the interpreter runs for a measured server, where that is not the server's path itself.
+const scripts = new Map<string, string>()
 const servers = [PACKAGE, ...flag("--server")].flatMap((server, i) => {
   const name = i === 0 ? "rpc-server/sbx_server" : server
   names.set(server, name)
   if (!fs.statSync(server).isDirectory()) return [server]
+  scripts.set(server, path.join(server, "__main__.py"))
+  names.set(server, `${name}/__main__.py`)
+  const directory = `directory ${i}`
+  scripts.set(directory, server)
+  names.set(directory, `${name}, as a directory (runpy)`)
   const cold = coldCopy(server, i)
-  names.set(cold, `${name}, no bytecode`)
+  scripts.set(cold, path.join(cold, "__main__.py"))
+  names.set(cold, `${name}/__main__.py, no bytecode`)
   const job = jobOf(server, i)
   names.set(job, `${name}, as a job (sh: unpack, exec)`)
-  return [server, cold, job]
+  return [server, directory, cold, job]
 })
 
 // The real interpreter, as the local provider runs it: a pyenv or asdf shim would be measured instead.
@@ -73,7 +87,8 @@ const python = spawnSync("python3", ["-S", "-c", "import sys; print(sys.executab
   encoding: "utf8"
 }).stdout.trim()
 
-const env: NodeJS.ProcessEnv = { ...process.env, SBX_TOKEN: randomBytes(32).toString("hex") }
+const TOKEN = randomBytes(32).toString("hex")
+const env: NodeJS.ProcessEnv = { ...process.env, SBX_TOKEN: TOKEN }
 delete env.PYTHONDONTWRITEBYTECODE // the cold copies set it again (see above)
 
 interface Sample {
@@ -121,37 +136,81 @@ const launch = (server: string) => {
       stdio: ["pipe", "pipe", "ignore"]
     })
   }
-  return spawn(python, ["-u", "-S", server, "--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"], {
+  const script = scripts.get(server) ?? server
+  return spawn(python, ["-u", "-S", script, "--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"], {
     env: colds.has(server) ? { ...env, PYTHONDONTWRITEBYTECODE: "1" } : env,
     stdio: ["pipe", "pipe", "ignore"]
   })
 }
 
-/** Spawn to the server's listening line; the server is then stopped (stdin EOF, or SIGTERM for a job). */
-const start = (server: string): Promise<Sample> =>
+/** What a server's start is measured by: to its listening line, and to its first health answer. */
+interface Start {
+  readonly listening: Sample
+  readonly health: Sample
+}
+
+/**
+ * `GET /health` with the token, as a client's first request, on one connection (closed by the server
+ * after it): resolves at the answer's last byte, with its status line.
+ */
+const health = (port: number): Promise<string> =>
+  new Promise((resolve, reject) => {
+    let answer = ""
+    const socket = net.connect({ host: "127.0.0.1", port }, () =>
+      socket.write(`GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Sandbox-Token: ${TOKEN}\r\nConnection: close\r\n\r\n`)
+    )
+    socket.setEncoding("utf8").on("data", (chunk: string) => {
+      answer += chunk
+    })
+    socket.once("error", reject)
+    socket.once("end", () => resolve(answer.slice(0, answer.indexOf("\r\n"))))
+  })
+
+/**
+ * Spawn to the server's listening line, then to its answer to `GET /health`; the server is then stopped
+ * (stdin EOF, or SIGTERM for a job).
+ */
+const start = (server: string): Promise<Start> =>
   new Promise((resolve, reject) => {
     const t0 = now()
     const proc = launch(server)
+    const sample = (): Sample => ({ wall: now() - t0, cpu: jobs.has(server) ? Number.NaN : cpuOf(proc.pid!) })
+    const stop = () => (jobs.has(server) ? proc.kill("SIGTERM") : proc.stdin.end())
     let out = ""
-    let listened: Sample | undefined
+    let listening: Sample | undefined
+    let answered: Sample | undefined
     proc.stdout.setEncoding("utf8").on("data", (chunk: string) => {
       out += chunk
-      if (listened === undefined && out.includes("\n")) {
-        listened = { wall: now() - t0, cpu: jobs.has(server) ? Number.NaN : cpuOf(proc.pid!) }
-        if (!out.startsWith('{"event":"listening"')) reject(new Error(`${server}: unexpected first line: ${out}`))
-        if (jobs.has(server)) proc.kill("SIGTERM")
-        else proc.stdin.end()
+      if (listening !== undefined || !out.includes("\n")) return
+      listening = sample()
+      const line = out.slice(0, out.indexOf("\n"))
+      if (!line.startsWith('{"event":"listening"')) {
+        reject(new Error(`${server}: unexpected first line: ${out}`))
+        return stop()
       }
+      health(JSON.parse(line).port).then(
+        (status) => {
+          answered = sample()
+          if (status !== "HTTP/1.1 200 OK") reject(new Error(`${server}: GET /health answered ${status}`))
+          stop()
+        },
+        (error) => {
+          reject(error)
+          stop()
+        }
+      )
     })
     proc.once("exit", (code) =>
-      listened === undefined ? reject(new Error(`${server} exited (${code}) before listening`)) : resolve(listened)
+      listening === undefined || answered === undefined
+        ? reject(new Error(`${server} exited (${code}) before listening and answering`))
+        : resolve({ listening, health: answered })
     )
   })
 
 const main = async () => {
   for (const server of servers) await start(server) // warm-up: page cache, and bytecode of a package
   const baseline: Array<Sample> = []
-  const samples = servers.map(() => [] as Array<Sample>)
+  const samples = servers.map(() => [] as Array<Start>)
   for (let run = 0; run < RUNS; run++) {
     baseline.push(bare())
     for (const [i, server] of servers.entries()) samples[i]!.push(await start(server))
@@ -166,15 +225,36 @@ const main = async () => {
     Number.isNaN(median(of, key))
       ? "-".padStart(17)
       : `${ms(median(of, key)).padStart(10)} ${`${(median(of, key) / base[key]).toFixed(2)}x`.padStart(6)}`
-  console.log(`server start (exec -> listening line), ${RUNS} runs, medians and ratios to the baseline`)
+  const cells = (of: ReadonlyArray<Sample>) => `${cell(of, "wall")} ${cell(of, "cpu")}`
+  console.log(
+    `server start: exec -> listening line, and exec -> first GET /health answered; ${RUNS} runs, medians and ratios to the baseline`
+  )
   console.log(`python: ${python}; load average: ${os.loadavg()[0]!.toFixed(1)}`)
-  console.log(`${"".padEnd(56)} ${"wall".padStart(17)} ${"cpu".padStart(17)}`)
-  console.log(`${"python3 -S -c pass [baseline]".padEnd(56)} ${cell(baseline, "wall")} ${cell(baseline, "cpu")}`)
+  const WIDTH = Math.max(...servers.map((server) => (names.get(server) ?? server).length))
+  const head = (title: string) => `${title.padStart(17 * 2 + 1)}`
+  console.log(`${"".padEnd(WIDTH)} ${head("listening")}   ${head("GET /health answered")}`)
+  const columns = `${"wall".padStart(17)} ${"cpu".padStart(17)}`
+  console.log(`${"".padEnd(WIDTH)} ${columns}   ${columns}`)
+  console.log(`${"python3 -S -c pass [baseline]".padEnd(WIDTH)} ${cells(baseline)}   ${cells(baseline)}`)
   for (const [i, server] of servers.entries()) {
     const name = names.get(server) ?? server
-    console.log(`${name.padEnd(56)} ${cell(samples[i]!, "wall")} ${cell(samples[i]!, "cpu")}`)
+    const of = samples[i]!
+    console.log(`${name.padEnd(WIDTH)} ${cells(of.map((s) => s.listening))}   ${cells(of.map((s) => s.health))}`)
   }
-  console.log(`target: rpc-server/sbx_server <= 60 ms (wall) on a quiet machine -> ${ms(median(samples[0]!, "wall"))}`)
+  const first = samples[0]!
+  console.log(
+    `target: rpc-server/sbx_server <= 60 ms (wall) to listening on a quiet machine -> ${ms(
+      median(
+        first.map((s) => s.listening),
+        "wall"
+      )
+    )} (GET /health answered: ${ms(
+      median(
+        first.map((s) => s.health),
+        "wall"
+      )
+    )})`
+  )
 }
 
 main()

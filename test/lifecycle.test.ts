@@ -141,10 +141,11 @@ describe("lifecycle", () => {
       fs.writeFileSync(
         stubborn,
         [
-          "import runpy, signal, sys",
+          "import _signal, runpy, sys",
           `sys.argv[0] = ${JSON.stringify(path.resolve("rpc-server/sbx_server"))}`,
-          "_orig = signal.signal",
-          "signal.signal = lambda s, h: _orig(s, signal.SIG_IGN) if s == signal.SIGTERM else _orig(s, h)",
+          // The C module's: the server installs its handlers through it (signal.signal calls it too).
+          "_orig = _signal.signal",
+          "_signal.signal = lambda s, h: _orig(s, _signal.SIG_IGN) if s == _signal.SIGTERM else _orig(s, h)",
           "runpy.run_path(sys.argv[0], run_name='__main__')"
         ].join("\n")
       )

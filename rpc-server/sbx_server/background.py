@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 
-from .common import HttpError, OUTPUT_CHUNK, log
+from .common import PROCESS_LIMITS, HttpError, OUTPUT_CHUNK, log
 from .execution import spawn
 from .httpframe import parse_decimal
 from .proctree import kill_family
@@ -26,8 +26,6 @@ from .sinks import QuietSink
 # variable and never hold it while sending.
 
 DEFAULT_BUFFER_BYTES = 1024 * 1024
-DEFAULT_MAX_PROCESSES = 1024  # background processes and execs running at once
-DEFAULT_MAX_EXITED = 1024  # exited background processes kept listed (with their output) at once
 MAX_EXITED_BYTES = 256 * 1024 * 1024  # ...and the output they keep, together
 MAX_BUFFER_BYTES = 64 * 1024 * 1024
 FOLLOW_POLL = 0.25  # how often a follower / waiter checks that its client is still there
@@ -279,7 +277,7 @@ class ExecSink(RingSink):
 
     The pump stops reading a stream while more than `limit` of its bytes wait to be sent to a
     reader, so a slow or disconnected client pauses the command instead of losing its output.
-    Readers (Handler.follow_output) wake the pump through a pipe when they make room."""
+    Readers (RoutedHandler.follow_output) wake the pump through a pipe when they make room."""
 
     def __init__(self, bg):
         RingSink.__init__(self, bg)
@@ -319,8 +317,8 @@ class BgTable(object):
         self.by_key = {}  # idempotency key -> BgProcess, for as long as the record is kept
         # Running background processes and execs: each holds a thread and three descriptors.
         self.running = 0
-        self.max_running = DEFAULT_MAX_PROCESSES  # SBX_MAX_PROCESSES / --max-processes, set by main()
-        self.max_exited = DEFAULT_MAX_EXITED  # SBX_MAX_EXITED / --max-exited, set by main()
+        self.max_running = PROCESS_LIMITS.max_running  # SBX_MAX_PROCESSES / --max-processes
+        self.max_exited = PROCESS_LIMITS.max_exited  # SBX_MAX_EXITED / --max-exited
         # Keys a client gave up (DELETE /v1/processes?idempotency_key=): key -> when, oldest first.
         # A request carrying one that arrives after the cancel is refused, so a command whose
         # request was still in flight when its caller was interrupted never starts.
@@ -438,10 +436,6 @@ BGPROCS = BgTable()
 # a finished exec is forgotten SBX_EXEC_RETAIN seconds after it ended.
 
 DEFAULT_EXEC_BUFFER = 8 * 1024 * 1024
-# Seconds a dropped exec waits for a reader to reattach. A client that gives a command up kills it
-# itself (DELETE /v1/processes/{id}): a dropped connection is no longer a kill.
-EXEC_REATTACH_DEFAULT = 60.0
-EXEC_RETAIN_DEFAULT = 300.0  # seconds a finished exec's record and output are kept
 
 
 class Janitor(object):
@@ -452,8 +446,8 @@ class Janitor(object):
         self.cond = threading.Condition()
         self.started = False
         self.kicked = False
-        self.grace = EXEC_REATTACH_DEFAULT  # SBX_EXEC_REATTACH, set by main()
-        self.retain = EXEC_RETAIN_DEFAULT  # SBX_EXEC_RETAIN
+        self.grace = PROCESS_LIMITS.exec_reattach  # SBX_EXEC_REATTACH
+        self.retain = PROCESS_LIMITS.exec_retain  # SBX_EXEC_RETAIN
 
     def poke(self):
         with self.cond:

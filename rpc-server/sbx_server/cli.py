@@ -3,22 +3,25 @@ wait for a shutdown request, stop everything within a bound."""
 
 import json
 import os
-import signal
 import sys
 import threading
 import time
 
-from .background import (
-    BGPROCS,
+try:
+    # signal's C module (as digest.py uses _sha256 rather than hashlib): signal.py adds to it only enums
+    # of the signals, handlers and masks, a few percent of the start; main needs three numbers, two calls.
+    import _signal as signal
+except ImportError:
+    import signal
+
+from .common import (
     DEFAULT_MAX_EXITED,
     DEFAULT_MAX_PROCESSES,
-    EXEC_REATTACH_DEFAULT,
-    EXEC_RETAIN_DEFAULT,
-    JANITOR,
-)
-from .common import (
     DEFAULT_PING_INTERVAL,
     DEFAULT_PORT,
+    EXEC_REATTACH_DEFAULT,
+    EXEC_RETAIN_DEFAULT,
+    PROCESS_LIMITS,
     PROTOCOL,
     STATE,
     VERSION,
@@ -44,9 +47,6 @@ from .digest import sha256
 from .handler import Handler
 from .options import parse as parse_options
 from . import exposed
-from .ports import PORT_TUNNELS
-from .proctree import kill_everything, reap_children
-from .transfers import JOURNAL, replay_journal
 
 
 def parse_args(argv):
@@ -179,7 +179,7 @@ def idle_loop(timeout, grace):
         time.sleep(interval)
         # A server in use through the Jobs proxy or its quick tunnel never sends us a request.
         # Asked only once the server has been idle a while: requests already keep it active.
-        if STATE.contacted and STATE.idle_for() >= interval and exposed.in_use(declared | PORT_TUNNELS.ports()):
+        if STATE.contacted and STATE.idle_for() >= interval and exposed.in_use(declared | port_tunnels().ports()):
             STATE.touch()
         # Before any client has reached us, the sandbox is still being started
         # (a quick tunnel, the client finding its URL): not idle, unless that
@@ -191,6 +191,13 @@ def idle_loop(timeout, grace):
         elif STATE.idle_for() >= timeout:
             request_shutdown("idle for %gs with no request in flight (--idle-timeout)" % timeout)
             return
+
+
+def port_tunnels():
+    """ports.PORT_TUNNELS, imported at its first use, not at the start (the port routes use it)."""
+    from .ports import PORT_TUNNELS
+
+    return PORT_TUNNELS
 
 
 def stdin_loop():
@@ -206,8 +213,19 @@ def stdin_loop():
     request_shutdown("stdin closed (parent exited; --exit-on-stdin-eof)")
 
 
+def apply_limits(args):
+    """The limits of connections and of commands, before anything imports background.py (host mode, a
+    supervisor), which reads the latter then."""
+    LIMITS.max_connections, LIMITS.header_timeout, LIMITS.body_timeout = (
+        args.max_connections, args.header_timeout, args.body_timeout,
+    )
+    PROCESS_LIMITS.max_running, PROCESS_LIMITS.max_exited = args.max_processes, args.max_exited
+    PROCESS_LIMITS.exec_reattach, PROCESS_LIMITS.exec_retain = args.exec_reattach, args.exec_retain
+
+
 def main(argv=None):
     args = parse_args(argv)
+    apply_limits(args)
     token, token_source = take_token()
     if token is not None and len(token) < TOKEN_MIN_CHARS:
         sys.stderr.write(
@@ -241,6 +259,8 @@ def main(argv=None):
 
         supervise(args.remove_on_exit, args.journal)  # returns in the server process
     if args.journal is not None:
+        from .transfers import JOURNAL  # only with --journal (the write routes import it anyway)
+
         try:
             JOURNAL.open(args.journal)
         except FileExistsError:
@@ -249,12 +269,6 @@ def main(argv=None):
             _fail("cannot create the journal %s: %s" % (args.journal, e.strerror or e))
     STATE.token_digest = sha256(token.encode("utf-8")).digest() if token is not None else None
     STATE.ping_interval = args.ping_interval
-    JANITOR.grace, JANITOR.retain = args.exec_reattach, args.exec_retain
-    LIMITS.max_connections, LIMITS.header_timeout, LIMITS.body_timeout = (
-        args.max_connections, args.header_timeout, args.body_timeout,
-    )
-    BGPROCS.max_running = args.max_processes
-    BGPROCS.max_exited = args.max_exited
     raise_open_files_limit()
 
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
@@ -278,6 +292,8 @@ def main(argv=None):
     host, port = server.server_address[:2]
 
     if os.getpid() == 1:
+        from .proctree import reap_children
+
         reap_children()  # else at the first command (see reap_children)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if STATE.host is not None:
@@ -318,7 +334,7 @@ def main(argv=None):
 
         tunnel = Tunnel(args.tunnel_config, tunnel_origin(host, port))
         tunnel.start()
-        PORT_TUNNELS.config = args.tunnel_config  # the ports' tunnels run with the same settings
+        port_tunnels().config = args.tunnel_config  # the ports' tunnels run with the same settings
 
     while True:  # the main thread only waits; request_shutdown() and signals wake it
         try:
@@ -331,18 +347,22 @@ def main(argv=None):
         _shutdown_reason.append("received signal %d" % woke[0])
     log("shutting down: %s" % (_shutdown_reason[0] if _shutdown_reason else "requested"))
     try:
+        from .proctree import kill_everything
+
         if tunnel is not None:
             tunnel.stop.set()  # before the kill: the supervisor must not restart cloudflared
-        port_tunnels = PORT_TUNNELS.stop_all()  # the same for the ports' tunnels
+        stopped_port_tunnels = port_tunnels().stop_all()  # the same for the ports' tunnels
         kill_everything()
         if STATE.host is not None:
             STATE.host.delete_all()  # their homes (their processes are gone with everything else)
         if tunnel is not None:
             tunnel.cleanup()
-        for port_tunnel in port_tunnels:
+        for port_tunnel in stopped_port_tunnels:
             port_tunnel.cleanup()
-        if JOURNAL.dir is not None:
-            replay_journal(JOURNAL.dir)  # the transfers cut short by the shutdown
+        if args.journal is not None:
+            from .transfers import replay_journal
+
+            replay_journal(args.journal)  # the transfers cut short by the shutdown
     finally:
         log("stopped: exit status %d" % _exit_status[0])
         try:

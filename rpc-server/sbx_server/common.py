@@ -11,7 +11,6 @@ import socket
 import sys
 import threading
 import time
-from http import HTTPStatus
 
 from .digest import compare_digest, sha256
 
@@ -31,11 +30,16 @@ EXIT_DRAIN_MAX = 1.0  # ...and never read longer than this after the exit
 KILL_GRACE = 0.5  # shutdown: SIGTERM -> SIGKILL delay
 SOCKET_TIMEOUT = 300.0  # a peer silent this long (idle keep-alive, stalled send) is dropped
 LEGACY_TIMEOUT = 600.0
+DEFAULT_MAX_PROCESSES = 1024  # background processes and execs running at once
+DEFAULT_MAX_EXITED = 1024  # exited background processes kept listed (with their output) at once
+# Seconds a dropped exec waits for a reader to reattach (background.Janitor). A client that gives a
+# command up kills it itself (DELETE /v1/processes/{id}): a dropped connection is no longer a kill.
+EXEC_REATTACH_DEFAULT = 60.0
+EXEC_RETAIN_DEFAULT = 300.0  # seconds a finished exec's record and output are kept
 LEGACY_ROUTES = ("/exec", "/write", "/read")
 AUTH_ERROR = "invalid or missing sandbox token"
 
 IS_LINUX = sys.platform.startswith("linux")
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
 _MSG_PEEK_FLAGS = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # so a FIFO can never block open()
@@ -58,6 +62,39 @@ def is_sandbox_token(text):
 _FOREIGN_AUTHORIZATION_NOTED = []
 
 
+# The reason phrases of the statuses the server answers most (RFC 9110's, as http.HTTPStatus has them;
+# test/server/start.test.ts compares): building HTTPStatus, an enum of some 60 members, would cost the
+# start a few percent. Any other status takes its phrase from HTTPStatus, imported then.
+_REASONS = {
+    200: "OK",
+    202: "Accepted",
+    206: "Partial Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Request Entity Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
+
+
+def reason_phrase(status, default="Unknown"):
+    """The reason phrase of an HTTP status, `default` for a status HTTP does not define."""
+    phrase = _REASONS.get(status)
+    if phrase is None:
+        from http import HTTPStatus
+
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = default
+    return phrase
+
+
 def note_foreign_authorization():
     """An authorised request also carried an Authorization header that is not
     the sandbox token: a proxy in front (the HF Jobs proxy, which checks the
@@ -75,9 +112,9 @@ def note_foreign_authorization():
 # Bytes that were not UTF-8 (surrogate escapes) are escaped too: written raw, 0x9b is a CSI.
 _LOG_UNSAFE = "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\udc80-\udcff]"
 # The part of it an ASCII text can hold. The whole set takes sre a millisecond or two to compile (what
-# lies beyond Latin-1), which the start would pay for its first log line: it is compiled at the first
-# text that is not ASCII (and kept in re's cache).
-_LOG_UNSAFE_ASCII = re.compile("[\x00-\x1f\x7f]")
+# lies beyond Latin-1), which the start would pay for its first log line: each is compiled at the first
+# text that needs it (and kept in re's cache); printable ASCII, as the start's log lines are, needs none.
+_LOG_UNSAFE_ASCII = "[\x00-\x1f\x7f]"
 _LOG_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -87,18 +124,24 @@ def _escaped(m):
 
 
 def _log_unsafe(text):
-    return _LOG_UNSAFE_ASCII if text.isascii() else re.compile(_LOG_UNSAFE)
+    """The regex of the characters to escape in `text`, or None where it holds none."""
+    if text.isascii():
+        return None if text.isprintable() else re.compile(_LOG_UNSAFE_ASCII)
+    return re.compile(_LOG_UNSAFE)
 
 
 def shown(text):
     """Attacker-controlled text as a log line may carry it: one line, every control character escaped."""
-    return _log_unsafe(text).sub(_escaped, text)
+    unsafe = _log_unsafe(text)
+    return text if unsafe is None else unsafe.sub(_escaped, text)
 
 
 def log(msg):
     """Diagnostics go to stderr only: stdout carries the single listening line. Newlines of a message
     stay (tracebacks); every other control character is escaped here, whatever the caller forgot."""
-    msg = _log_unsafe(msg).sub(lambda m: "\n" if m.group() == "\n" else _escaped(m), msg)
+    unsafe = _log_unsafe(msg)
+    if unsafe is not None:
+        msg = unsafe.sub(lambda m: "\n" if m.group() == "\n" else _escaped(m), msg)
     try:
         sys.stderr.write("hf-sandbox rpc-server: %s\n" % msg)
         sys.stderr.flush()
@@ -236,6 +279,20 @@ class State(object):
 
 
 STATE = State()
+
+
+class ProcessLimits(object):
+    """The command line's limits on commands (cli.main sets them), read by background.py when a route
+    first imports it: the start does not import the commands' modules."""
+
+    def __init__(self):
+        self.max_running = DEFAULT_MAX_PROCESSES  # --max-processes / SBX_MAX_PROCESSES
+        self.max_exited = DEFAULT_MAX_EXITED  # --max-exited / SBX_MAX_EXITED
+        self.exec_reattach = EXEC_REATTACH_DEFAULT  # SBX_EXEC_REATTACH
+        self.exec_retain = EXEC_RETAIN_DEFAULT  # SBX_EXEC_RETAIN
+
+
+PROCESS_LIMITS = ProcessLimits()
 
 
 class Scope(threading.local):

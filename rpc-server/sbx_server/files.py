@@ -159,10 +159,10 @@ def scan_dir(path, failed=None, dir_fd=None):
     return children
 
 
-_MODE_RE = re.compile(r"\A(0o)?[0-7]{1,4}\Z")
+_MODE_RE = r"\A(0o)?[0-7]{1,4}\Z"  # a pattern: re compiles it at its first use (see httpframe.py)
 
 
 def parse_mode(value):
-    if not _MODE_RE.match(value):
+    if not re.match(_MODE_RE, value):
         raise bad_request("invalid mode %r: expected an octal string such as 644 or 0755" % value)
     return int(value[2:] if value.startswith("0o") else value, 8)

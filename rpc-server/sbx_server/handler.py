@@ -1,5 +1,6 @@
-"""The request handler: dispatch (authorization, then the route table), composed from the route
-families' mixins."""
+"""The request handler: dispatch (authorization, then the route table) and /health. The routes are the
+methods of RoutedHandler (routes.py), which a connection's handler becomes at its first request of
+another route: the start does not import the route families' modules."""
 
 import time
 
@@ -21,35 +22,10 @@ from .common import (
 )
 from .handler_base import BaseHandler, RequestMixin
 from .httpframe import parse_query
-from .ports import PortRoutes
-from .proxy import ProxyRoutes, proxy_target
-from .routes_exec import ExecRoutes
-from .routes_fs import FsRoutes
-from .routes_list import ListRoutes
-from .routes_metrics import MetricsRoutes
-from .routes_process import ProcessRoutes
-from .routes_process_io import ProcessIoRoutes
-from .routes_read import ReadRoutes
-from .routes_write import WriteMethods, WriteRoutes
 
 
-class Handler(
-    ExecRoutes,
-    ReadRoutes,
-    WriteRoutes,
-    WriteMethods,
-    ListRoutes,
-    FsRoutes,
-    ProcessRoutes,
-    ProcessIoRoutes,
-    MetricsRoutes,
-    ProxyRoutes,
-    PortRoutes,
-    RequestMixin,
-    BaseHandler,
-):
-    """One connection. Every request comes to dispatch(); the routes are the mixins' methods, found
-    through ROUTES and PROCESS_ROUTES below."""
+class Handler(RequestMixin, BaseHandler):
+    """One connection. Every request comes to dispatch(); the routes are RoutedHandler's methods."""
 
     def dispatch(self):
         """Every method comes here (not to do_*), so a wrong method on a known
@@ -96,6 +72,7 @@ class Handler(
                     allow = ", ".join(sorted(methods))
                     message = "method %s not allowed on %s (use %s)" % (method, route, allow)
                     raise HttpError(405, message, "method_not_allowed", [("Allow", allow)])
+                self.with_routes()
                 STATE.begin()
                 try:
                     if sandbox is None:
@@ -132,6 +109,17 @@ class Handler(
             self.respond(500, dumps({"error": "internal server error: %s" % e, "code": "internal"}))
             return
         self.discard_body()
+
+    def with_routes(self):
+        """Makes this connection's handler a RoutedHandler: the routes are its methods and call one another
+        through self. A connection's handler is made as it opens, before a request says what it needs, so
+        it changes class at its first routed request (RoutedHandler only adds methods to Handler); the
+        connections opened later are RoutedHandlers from the start."""
+        from .routes import RoutedHandler
+
+        if self.__class__ is not RoutedHandler:
+            self.__class__ = RoutedHandler
+            self.server.RequestHandlerClass = RoutedHandler
 
     # ---- auth ----
 
@@ -183,79 +171,8 @@ class Handler(
 
 
 def find_route(method, route, query):
-    """(methods, args) of a dedicated route; 404 when there is none."""
-    methods = ROUTES.get(route)
-    args = ()
-    if methods is None and route.startswith("/v1/processes/"):
-        methods, args = process_route(route)
-    if methods is None and route.startswith("/v1/proxy/"):
-        methods, args = {method: Handler.route_proxy}, proxy_target(route) + (query,)
-    if methods is None and route.startswith("/v1/ports/"):
-        methods, args = port_route(route)
-    if methods is None:
-        raise HttpError(404, "no route: %s %s" % (method, route), "not_found")
-    return methods, args
+    """(methods, args) of a dedicated route (routes.py, imported at the first request that needs it);
+    404 when there is none."""
+    from .routes import find_route as find
 
-
-ROUTES = {
-    "/v1/exec": {"POST": Handler.route_exec},
-    "/v1/files/read": {"GET": Handler.route_read},
-    "/v1/files/write": {"PUT": Handler.route_write},
-    "/v1/files/commit": {"POST": Handler.route_commit},
-    "/v1/files/abort": {"POST": Handler.route_abort},
-    "/v1/files/stat": {"GET": Handler.route_stat},
-    "/v1/files/list": {"GET": Handler.route_list},
-    "/v1/files/delete": {"DELETE": Handler.route_delete},
-    "/v1/files/mkdir": {"POST": Handler.route_mkdir},
-    "/v1/files/rename": {"POST": Handler.route_rename},
-    "/v1/files/chmod": {"POST": Handler.route_chmod},
-    "/v1/files/symlink": {"POST": Handler.route_symlink},
-    "/v1/processes": {
-        "GET": Handler.route_process_list,
-        "POST": Handler.route_process_start,
-        "DELETE": Handler.route_process_cancel,
-    },
-    "/v1/shutdown": {"POST": Handler.route_shutdown},
-    "/v1/metrics": {"GET": Handler.route_metrics, "POST": Handler.route_metrics},
-    "/health": {"GET": Handler.health},
-    "/exec": {"POST": Handler.route_legacy_exec},
-    "/write": {"POST": Handler.route_legacy_write},
-    "/read": {"POST": Handler.route_legacy_read},
-}
-
-
-# The streaming and long-poll routes answer POST too, with the same query string: a
-# Cloudflare quick tunnel holds a GET response's body until it ends (cloudflared#1449)
-# but lets a POST's stream through live. GET stays for clients written for HF's server.
-PROCESS_ROUTES = {
-    "": {"GET": Handler.route_process_get, "DELETE": Handler.route_process_kill},
-    "/output": {"GET": Handler.route_process_output, "POST": Handler.route_process_output},
-    "/wait": {"GET": Handler.route_process_wait, "POST": Handler.route_process_wait},
-    "/stdin": {"POST": Handler.route_process_stdin},
-    "/ack": {"POST": Handler.route_process_ack},
-}
-
-
-def keyed_route(route, prefix, table):
-    """{prefix}{key}[/{rest}] -> (table["/rest" or ""], (key,)), or (None, ())."""
-    key, _, rest = route[len(prefix) :].partition("/")
-    methods = table.get("/" + rest if rest else "")
-    if not key or methods is None:
-        return None, ()
-    return methods, (key,)
-
-
-def process_route(route):
-    """/v1/processes/{id}[/output|/wait] -> (methods, (id,)), or (None, ())."""
-    return keyed_route(route, "/v1/processes/", PROCESS_ROUTES)
-
-
-PORT_ROUTES = {
-    "": {"GET": Handler.route_port},
-    "/tunnel": {"GET": Handler.route_port_tunnel_get, "POST": Handler.route_port_tunnel},
-}
-
-
-def port_route(route):
-    """/v1/ports/{port}[/tunnel] -> (methods, (port text,)), or (None, ())."""
-    return keyed_route(route, "/v1/ports/", PORT_ROUTES)
+    return find(method, route, query)

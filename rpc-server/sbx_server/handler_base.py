@@ -7,6 +7,7 @@ here, and importing it costs the server's start a third of its time (http.client
 import io
 import json
 import os
+import re
 import socket
 import socketserver
 import time
@@ -19,9 +20,9 @@ from .common import (
     JSON_LIMIT,
     SCOPE,
     SOCKET_TIMEOUT,
-    _REASONS,
     bad_request,
     dumps,
+    reason_phrase,
 )
 from .connections import ConnReader
 from .httpframe import Body, CONTENT_LENGTH, WAIT_SECONDS, check_json_depth, framing_error, parse_decimal, parse_head
@@ -45,7 +46,7 @@ class BaseHandler(socketserver.StreamRequestHandler):
     # ---- framing ----
 
     def head_bytes(self, status, headers):
-        lines = ["HTTP/1.1 %d %s" % (status, _REASONS.get(status, "Unknown"))]
+        lines = ["HTTP/1.1 %d %s" % (status, reason_phrase(status))]
         for k, v in headers:
             lines.append("%s: %s" % (k, v))
         if self.close_connection:
@@ -77,7 +78,7 @@ class BaseHandler(socketserver.StreamRequestHandler):
         self._linger = True
         if not getattr(self, "request_version", None):
             self.request_version = "HTTP/1.1"
-        msg = message or _REASONS.get(code, "error")
+        msg = message or reason_phrase(code, "error")
         try:
             self.respond(code, dumps({"error": msg, "code": "bad_request"}))
         except ClientGone:
@@ -182,7 +183,7 @@ class RequestMixin(object):
             return Body(self.rfile, 0, False)
         values = set(v.strip() for v in lengths)
         value = values.pop()
-        if values or not CONTENT_LENGTH.match(value):
+        if values or not re.match(CONTENT_LENGTH, value):
             raise framing_error("invalid Content-Length: it must be one number of at most 18 ASCII digits")
         return Body(self.rfile, int(value), False)
 
@@ -246,7 +247,7 @@ class RequestMixin(object):
         raw = self.param(name, required=False)
         if raw is None:
             return None
-        value = float(raw) if WAIT_SECONDS.match(raw) else None
+        value = float(raw) if re.match(WAIT_SECONDS, raw) else None
         if value is None or value < lowest or (highest is not None and value > highest):
             bounds = "" if highest is None else " from %g to %g" % (lowest, highest)
             message = "query parameter `%s` must be a non-negative decimal number of seconds such as 30 or 0.5%s, got %r"

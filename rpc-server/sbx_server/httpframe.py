@@ -42,7 +42,7 @@ class Body(object):
             self.done = self.remaining == 0
             return data
         if self._chunk_left == 0:
-            m = CHUNK_LINE.match(read_line(self.rfile, CHUNK_LINE_MAX, 400))
+            m = re.match(CHUNK_LINE, read_line(self.rfile, CHUNK_LINE_MAX, 400))
             if m is None:
                 raise framing_error("malformed chunked request body (a chunk size is 1 to 16 hex digits)")
             size = int(m.group(1), 16)
@@ -94,18 +94,21 @@ HEAD_FIELDS_MAX = 100  # header fields per request, and trailer fields per chunk
 FIELD_LINE_MAX = 65536  # bytes of one header field line
 CHUNK_LINE_MAX = 4096  # bytes of a chunk-size line with its extensions
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+# Compiled at import: every request needs these three. The others below are patterns, which re.match
+# and re.sub compile at their first use (and keep in re's cache): sre takes a fraction of a millisecond
+# for each, which the start would pay for what only some requests need.
 REQUEST_LINE = re.compile(rb"\A(" + _TCHAR + rb"+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\r\n\Z")
 FIELD_LINE = re.compile(rb"\A(" + _TCHAR + rb"+):([^\r\n]*)\r\n\Z")
 FIELD_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs other than HTAB
 # chunk = chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
 _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-CHUNK_LINE = re.compile(
+CHUNK_LINE = (
     rb"\A([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*" + _TCHAR + rb"+(?:[ \t]*=[ \t]*(?:" + _TCHAR + rb"+|" + _QUOTED + rb"))?)*\r\n\Z"
 )
 # Seconds in a query string (handler_base.seconds_param). 20 fraction digits: what a JavaScript client's
 # String() of any double from 1e-6 up writes, e.g. String(1 / 3) (0.3333333333333333).
-WAIT_SECONDS = re.compile(r"\A[0-9]{1,12}(?:\.[0-9]{1,20})?\Z")
-CONTENT_LENGTH = re.compile(r"\A[0-9]{1,18}\Z")  # 18 digits: always below 2^63
+WAIT_SECONDS = r"\A[0-9]{1,12}(?:\.[0-9]{1,20})?\Z"
+CONTENT_LENGTH = r"\A[0-9]{1,18}\Z"  # 18 digits: always below 2^63
 
 
 def framing_error(message, status=400):
@@ -191,9 +194,9 @@ def parse_head(raw_requestline, rfile):
 
 
 JSON_DEPTH_MAX = 64
-_JSON_ESCAPE = re.compile(rb"\\.", re.S)
-_JSON_STRING = re.compile(rb'"[^"]*"')  # once escapes are gone: linear, no backtracking
-_JSON_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_JSON_ESCAPE = rb"(?s)\\."
+_JSON_STRING = rb'"[^"]*"'  # once escapes are gone: linear, no backtracking
+_JSON_NOT_BRACKET = rb"[^\[\]{}]+"
 
 
 def check_json_depth(raw):
@@ -203,7 +206,7 @@ def check_json_depth(raw):
     empty pairs, so what is left after JSON_DEPTH_MAX passes nests deeper (or does not pair up)."""
     if raw.count(b"[") + raw.count(b"{") <= JSON_DEPTH_MAX:
         return
-    rest = _JSON_NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", _JSON_ESCAPE.sub(b"", raw)))
+    rest = re.sub(_JSON_NOT_BRACKET, b"", re.sub(_JSON_STRING, b"", re.sub(_JSON_ESCAPE, b"", raw)))
     for _ in range(JSON_DEPTH_MAX):
         if not rest:
             return

@@ -37,7 +37,7 @@ def run_background(bg, t0):
         bg.finished(result)
 
 
-IDEMPOTENCY_KEY = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
+IDEMPOTENCY_KEY = r"\A[A-Za-z0-9._:-]{1,128}\Z"  # a pattern: re compiles it at its first use (see httpframe.py)
 # The fields that make two requests "the same command" for an idempotency key.
 IDEMPOTENT_FIELDS = ("cmd", "shell", "env", "cwd", "workdir", "stdin", "stdin_b64", "stdin_pipe")
 KEYED = threading.Lock()  # check-then-spawn of keyed requests is one step: a key runs one command
@@ -63,7 +63,7 @@ def ack_window(req, limit):
 
 
 def checked_idempotency_key(key):
-    if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
+    if not isinstance(key, str) or not re.match(IDEMPOTENCY_KEY, key):
         raise bad_request("`idempotency_key` must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (got %r)" % (key,))
     return key
 

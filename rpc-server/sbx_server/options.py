@@ -7,8 +7,7 @@ argparse, with gettext and locale, would otherwise cost every start some millise
 import os
 import sys
 
-from .background import DEFAULT_MAX_EXITED, DEFAULT_MAX_PROCESSES
-from .common import DEFAULT_PORT, PROTOCOL, VERSION
+from .common import DEFAULT_MAX_EXITED, DEFAULT_MAX_PROCESSES, DEFAULT_PORT, PROTOCOL, VERSION
 from .connections import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 
 FLAG = "flag"  # an option without a value (argparse's store_true)

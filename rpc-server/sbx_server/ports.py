@@ -115,7 +115,7 @@ def tunnel_state(port):
 
 
 class PortRoutes(object):
-    """A mixin of Handler (see handler.py)."""
+    """A mixin of RoutedHandler (see routes.py)."""
 
     def route_port(self, port_text):
         port = parse_port(port_text, "/v1/ports/{port}")

@@ -299,7 +299,7 @@ def connect_backend(port):
 
 
 class ProxyRoutes(object):
-    """A mixin of Handler (see handler.py)."""
+    """A mixin of RoutedHandler (see routes.py)."""
 
     def route_proxy(self, port_text, forward_path, query):
         port = parse_port(port_text, "/v1/proxy/{port}/...")

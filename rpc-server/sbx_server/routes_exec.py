@@ -10,7 +10,7 @@ from .sinks import CaptureSink
 
 
 class ExecRoutes(object):
-    """A mixin of Handler (see handler.py)."""
+    """A mixin of RoutedHandler (see routes.py)."""
 
     def route_exec(self):
         req = self.read_json()

@@ -9,7 +9,7 @@ from .files import fs_error, make_parents, parse_mode
 
 
 class FsRoutes(object):
-    """A mixin of Handler (see handler.py)."""
+    """A mixin of RoutedHandler (see routes.py)."""
 
     def route_delete(self):
         path = self.path_param()

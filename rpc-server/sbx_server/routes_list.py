@@ -8,7 +8,7 @@ from .files import DirChanged, entry, fs_error, open_dir, scan_dir
 
 
 class ListRoutes(object):
-    """A mixin of Handler (see handler.py)."""
+    """A mixin of RoutedHandler (see routes.py)."""
 
     def route_stat(self):
         path = self.path_param()

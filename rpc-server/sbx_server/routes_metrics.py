@@ -12,7 +12,7 @@ MAX_INTERVAL = 3600.0
 
 
 class MetricsRoutes(object):
-    """A mixin of Handler (see handler.py)."""
+    """A mixin of RoutedHandler (see routes.py)."""
 
     def route_metrics(self):
         """?interval=SECONDS (default 1) &follow=0|1. Without follow: one JSON sample, measured over the

@@ -13,7 +13,7 @@ from .sinks import exit_event
 
 
 class ProcessRoutes(object):
-    """A mixin of Handler (see handler.py)."""
+    """A mixin of RoutedHandler (see routes.py)."""
 
     # ---- background processes ----
 

@@ -17,7 +17,7 @@ def check_offsets(bg, offsets):
 
 
 class ProcessIoRoutes(object):
-    """A mixin of Handler (see handler.py)."""
+    """A mixin of RoutedHandler (see routes.py)."""
 
     def route_process_stdin(self, key):
         """POST /v1/processes/{id}/stdin?offset=N&eof=0|1: the body is stdin from offset N."""

@@ -9,7 +9,7 @@ from .httpframe import legacy_path
 
 
 class ReadRoutes(object):
-    """A mixin of Handler (see handler.py)."""
+    """A mixin of RoutedHandler (see routes.py)."""
 
     def open_for_read(self, path, shown):
         try:

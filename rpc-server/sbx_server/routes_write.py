@@ -2,6 +2,7 @@
 writes behind them (in place, replacing atomically, by range into a transfer)."""
 
 import os
+import re
 import stat
 
 from .common import FILE_CHUNK, HttpError, _O_CLOEXEC, _O_NONBLOCK, bad_request
@@ -21,7 +22,7 @@ from .transfers import (
 
 
 class WriteRoutes(object):
-    """A mixin of Handler (see handler.py): the write routes."""
+    """A mixin of RoutedHandler (see routes.py): the write routes."""
 
     def route_write(self):
         path = self.path_param()
@@ -45,7 +46,7 @@ class WriteRoutes(object):
 
     def transfer_param(self, required):
         transfer = self.param("transfer", required=required)
-        if transfer is not None and not TRANSFER_ID_RE.match(transfer):
+        if transfer is not None and not re.match(TRANSFER_ID_RE, transfer):
             raise bad_request("query parameter `transfer` must be 8 to 64 letters, digits, `-` or `_`, got %r" % transfer)
         return transfer
 
@@ -110,7 +111,7 @@ class WriteRoutes(object):
 
 
 class WriteMethods(object):
-    """A mixin of Handler (see handler.py): the ways a write lands, for WriteRoutes."""
+    """A mixin of RoutedHandler (see routes.py): the ways a write lands, for WriteRoutes."""
 
     def write_in_place(self, path, mode, offset, truncate_to):
         flags = os.O_WRONLY | os.O_CREAT | _O_CLOEXEC | _O_NONBLOCK

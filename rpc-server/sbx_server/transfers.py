@@ -22,7 +22,8 @@ from .digest import sha256
 # arrived for TRANSFER_STALE seconds. A transfer that was removed stays
 # refused (410), so a late range can never rebuild a file with holes.
 
-TRANSFER_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")  # \Z: `$` would take a trailing newline
+# Patterns, which re compiles at their first use (see httpframe.py). \Z: `$` would take a trailing newline.
+TRANSFER_ID_RE = r"\A[A-Za-z0-9_-]{8,64}\Z"
 TRANSFER_DEAD_KEEP = 4096  # removed transfer ids remembered, oldest forgotten first
 
 
@@ -93,8 +94,8 @@ def unlink_quietly(path):
 # and unlink(2) removes one atomically, in one system call, with no file to
 # rewrite and no lock, so the journal costs a write next to nothing.
 
-TEMP_NAME_RE = re.compile(r"^\..+\.hf-sandbox-[A-Za-z0-9_-]{8,64}\.part$", re.S)
-JOURNAL_ENTRY_RE = re.compile(r"^[0-9a-f]{40}$")
+TEMP_NAME_RE = r"(?s)^\..+\.hf-sandbox-[A-Za-z0-9_-]{8,64}\.part$"  # patterns, as TRANSFER_ID_RE
+JOURNAL_ENTRY_RE = r"^[0-9a-f]{40}$"
 
 
 class Journal(object):
@@ -143,7 +144,7 @@ def replay_journal(path):
         return 0
     removed = 0
     for name in names:
-        if not JOURNAL_ENTRY_RE.match(name):
+        if not re.match(JOURNAL_ENTRY_RE, name):
             continue
         entry = os.path.join(path, name)
         try:
@@ -151,7 +152,7 @@ def replay_journal(path):
         except OSError:
             continue  # not a link: not ours
         try:
-            if os.path.isabs(tmp) and TEMP_NAME_RE.match(os.path.basename(tmp)):
+            if os.path.isabs(tmp) and re.match(TEMP_NAME_RE, os.path.basename(tmp)):
                 if stat.S_ISREG(os.lstat(tmp).st_mode):
                     os.unlink(tmp)
                     removed += 1

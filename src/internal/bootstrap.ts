@@ -3,10 +3,11 @@
  * installs) Python 3.8+, writes the server package it carries inline, and `exec`s it. No pip, no download
  * of the server itself; the tunnel transport's server may download a pinned, checksum-verified cloudflared.
  *
- * The package travels as one deflated JSON map of its files, unpacked into a directory that is then run
- * as `python3 -S <dir>`, exactly as the local provider runs it. A zip run by zipimport would save the
- * unpacking, but it is read through zipimport and zlib on every import and cannot keep bytecode; the
- * unpack is one call of the interpreter the script already makes, and the map compresses as one stream.
+ * The package travels as one deflated JSON map of its files, unpacked into a directory whose `__main__.py`
+ * is then run as `python3 -S <dir>/__main__.py`, exactly as the local provider runs it. A zip run by
+ * zipimport would save the unpacking, but it is read through zipimport and zlib on every import and
+ * cannot keep bytecode; the unpack is one call of the interpreter the script already makes, and the map
+ * compresses as one stream.
  */
 import { deflateSync } from "node:zlib"
 import type { ServerFiles } from "./serverScript.js"
@@ -117,6 +118,7 @@ const script = (options: Options): string => {
     `mkdir -p "$DIR" || { log "cannot create $DIR"; exit 1; }`,
     // The directory is named for the package: `__main__.py` imports the package by its directory's name.
     `"$PY" -S -c ${quote(UNPACK)} "$DIR/server.$$/sbx_server" "$@" || { log "cannot write the sandbox server to $DIR"; exit 1; }`,
-    `exec "$PY" -u -S "$DIR/server.$$/sbx_server" ${args.join(" ")}`
+    // Its __main__.py rather than the directory: Python then runs it without runpy (see serverMainPath).
+    `exec "$PY" -u -S "$DIR/server.$$/sbx_server/__main__.py" ${args.join(" ")}`
   ].join("\n")
 }

@@ -4,6 +4,7 @@
  * `dist/internal/`, both two levels below the package root.
  */
 
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { PlatformError } from "@effect/platform/Error"
 import type * as FileSystem from "@effect/platform/FileSystem"
@@ -11,6 +12,13 @@ import * as Effect from "effect/Effect"
 
 /** The package directory, which `python3 -S` runs (its `__main__.py`). */
 export const serverScriptPath: string = fileURLToPath(new URL("../../rpc-server/sbx_server", import.meta.url))
+
+/**
+ * The package's `__main__.py`, which the local provider runs: the same server as the directory's, without
+ * `runpy` (which Python imports to run a directory, with `importlib.util` and `contextlib`: some 5% of the
+ * server's start).
+ */
+export const serverMainPath: string = join(serverScriptPath, "__main__.py")
 
 /** The package's modules, file name → source, in name order (the package is flat: no subdirectories). */
 export type ServerFiles = ReadonlyArray<readonly [name: string, source: string]>

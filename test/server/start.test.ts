@@ -2,13 +2,15 @@
  * The server's start does without the modules only some requests need (issue 13, start-up time). What
  * replaced a standard module on the way must read its input exactly as that module did: the request's
  * query (`httpframe.parse_query` for `urllib.parse.parse_qs`) and the command line (`options.scan`
- * for argparse), each checked here against the interpreter's own on edge cases and seeded random input.
+ * for argparse), each checked here against the interpreter's own on edge cases and seeded random input,
+ * and the reason phrases the server knows without `http.HTTPStatus` (`common.reason_phrase`) are its.
  */
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
+import * as net from "node:net"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { PYTHON, SERVER } from "../support/server.js"
+import { PYTHON, SERVER, startServer, stopServer } from "../support/server.js"
 
 const runPython = (script: string) => {
   const run = spawnSync(PYTHON, ["-S", "-c", script, path.dirname(SERVER)], { encoding: "utf8", timeout: 60_000 })
@@ -75,6 +77,17 @@ for argv in cases:
 print(json.dumps({"scanned": scanned, "scannedEnough": scanned > 300, "wrong": wrong[:5]}))
 `
 
+const REASONS_CHECK = `
+import json, sys
+from http import HTTPStatus
+sys.path.insert(0, sys.argv[1])
+from sbx_server import common
+
+statuses = sorted(common._REASONS) + [s.value for s in HTTPStatus] + [299, 499, 600]
+wrong = [s for s in statuses if common.reason_phrase(s) != (HTTPStatus(s).phrase if s in HTTPStatus._value2member_map_ else "Unknown")]
+print(json.dumps({"known": len(common._REASONS), "wrong": wrong}))
+`
+
 /**
  * The modules a server imports before it listens (python's -X importtime): the lines on stderr before
  * its log line "started" (written just before the listening line; one pipe, so in order). Then stopped.
@@ -101,19 +114,73 @@ const importedAtStart = (): Promise<Set<string>> =>
     )
   })
 
+/**
+ * Requests in turn on one keep-alive connection: each answer's status line, read to the end of its
+ * Content-Length before the next request is sent; fewer where the server closes the connection.
+ */
+const onOneConnection = (port: number, requests: ReadonlyArray<string>): Promise<Array<string>> =>
+  new Promise((resolve, reject) => {
+    const statuses: Array<string> = []
+    let buffer = Buffer.alloc(0)
+    const socket = net.connect({ host: "127.0.0.1", port }, () => socket.write(requests[0]!))
+    socket.on("error", reject)
+    socket.on("close", () => resolve(statuses)) // closed early by the server: the answers so far
+    socket.on("data", (chunk: Buffer) => {
+      buffer = Buffer.concat([buffer, chunk])
+      const end = buffer.indexOf("\r\n\r\n")
+      if (end < 0) return
+      const head = buffer.subarray(0, end).toString("latin1")
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? Number.NaN)
+      if (buffer.length < end + 4 + length) return
+      buffer = buffer.subarray(end + 4 + length)
+      statuses.push(head.split("\r\n")[0]!)
+      if (statuses.length === requests.length) {
+        socket.end()
+        resolve(statuses)
+      } else socket.write(requests[statuses.length]!)
+    })
+  })
+
 describe("the server's start", () => {
-  it("imports none of the modules that only some routes, --help, --supervise or --tunnel need", async () => {
+  it("imports none of the modules that only routes other than /health, --help, --supervise or --tunnel need", async () => {
     const modules = await importedAtStart()
     expect(modules.has("sbx_server.handler")).toBe(true) // what it imports is seen
     const needless = (
-      "argparse http.server http.client email ssl hashlib hmac shutil subprocess urllib.parse base64 " +
-      "sbx_server.supervisor sbx_server.tunnel sbx_server.tunnel_config"
+      "argparse http http.server http.client email ssl hashlib hmac shutil subprocess urllib.parse base64 " +
+      "sbx_server.supervisor sbx_server.tunnel sbx_server.tunnel_config sbx_server.routes sbx_server.background " +
+      "sbx_server.execution sbx_server.launch sbx_server.transfers sbx_server.files sbx_server.ports sbx_server.proxy " +
+      "sbx_server.proctree"
     ).split(" ")
     expect(needless.filter((name) => modules.has(name))).toEqual([])
   })
 
+  it("serves the routes, loaded at the first request of one, on a connection opened before and on later ones", async () => {
+    const server = await startServer()
+    try {
+      const get = (target: string) => `GET ${target} HTTP/1.1\r\nHost: x\r\nX-Sandbox-Token: ${server.token}\r\n\r\n`
+      // list_from is RoutedHandler's (ListRoutes'), which route_list calls through self.
+      const list = `/v1/files/list?path=${encodeURIComponent(server.dir)}`
+      // Opened while the server holds only Handler: /health, then a route (the handler becomes a RoutedHandler).
+      expect(await onOneConnection(server.port, [get("/health"), get(list), get("/health")])).toEqual([
+        "HTTP/1.1 200 OK",
+        "HTTP/1.1 200 OK",
+        "HTTP/1.1 200 OK"
+      ])
+      const later = await fetch(`${server.base}${list}`, {
+        headers: { "X-Sandbox-Token": server.token }
+      })
+      expect(later.status).toBe(200)
+    } finally {
+      await stopServer(server)
+    }
+  })
+
   it("parses the query as urllib.parse.parse_qs does, on edge cases and 9,000 seeded random queries", () => {
     expect(runPython(QUERY_CHECK)).toEqual({ checked: 9029, wrong: [] })
+  })
+
+  it("answers every status with http.HTTPStatus's reason phrase, without importing it for the usual ones", () => {
+    expect(runPython(REASONS_CHECK)).toMatchObject({ wrong: [] })
   })
 
   it("scans the command line as argparse reads it, and leaves to argparse what it cannot be sure of", () => {

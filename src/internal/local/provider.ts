@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as LocalSandbox from "../../LocalSandbox.js"
 import * as SandboxProvider from "../../SandboxProvider.js"
-import { serverScriptPath } from "../serverScript.js"
+import { serverMainPath } from "../serverScript.js"
 import { DEFAULT_STOP_TIMEOUT, type LocalContext, resolveStateDir } from "./context.js"
 import * as Detached from "./detached.js"
 import * as Interpreter from "./interpreter.js"
@@ -27,7 +27,7 @@ export const make = (
       executor,
       fs: yield* FileSystem.FileSystem,
       python,
-      script: options.serverScript ?? serverScriptPath,
+      script: options.serverScript ?? serverMainPath,
       tempDir: options.tempDir,
       stopTimeout: Duration.decode(options.stopTimeout ?? DEFAULT_STOP_TIMEOUT),
       stateDir: yield* resolveStateDir(options),
