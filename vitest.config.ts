@@ -46,6 +46,7 @@ export default defineConfig({
   plugins: [library],
   test: {
     globalSetup: ["./test/support/library.ts"],
+    setupFiles: ["./test/support/sharedWorker.ts"],
     // In watch mode a change of the library reruns the tests, against the tree compiled again.
     forceRerunTriggers: [...configDefaults.forceRerunTriggers, "**/src/**"],
     server: { deps: { external: [compiledFiles] } },
@@ -56,7 +57,13 @@ export default defineConfig({
     // spent waiting on real processes, sleeps of the commands under test and loopback I/O, not computing
     // (with two the suite used under one core on average). Four were faster still, but on a machine
     // loaded by other suites as well, 20 sandboxes started at once then outran their 60 s.
-    poolOptions: { forks: { execArgv: ["--expose-gc", "--enable-source-maps"], maxForks: 3, minForks: 1 } },
+    // Files share their worker (`isolate: false`): a fresh worker per file paid ~2 s of CPU to load Effect
+    // and the library again, a third of the suite's CPU. What a file leaves in a loaded module is reset
+    // before the next one (test/support/sharedWorker.ts). As many workers from the start as at most:
+    // with fewer, tinypool retires workers while the run ends and reports "Terminating worker thread".
+    poolOptions: {
+      forks: { execArgv: ["--expose-gc", "--enable-source-maps"], isolate: false, maxForks: 3, minForks: 3 }
+    },
     ...(PATH !== undefined ? { env: { PATH } } : {}),
     testTimeout: 60_000,
     hookTimeout: 60_000,

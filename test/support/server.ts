@@ -38,7 +38,10 @@ export interface Running {
   readonly stderr: () => string
 }
 
-/** Every server started, for the suites' afterAll. */
+/**
+ * Every server started by the current test file, for its afterAll. Files share their worker: the
+ * set-up run before each file (sharedWorker.ts) empties it, once the file before has stopped its own.
+ */
 export const started: Array<Running> = []
 
 /** The environment a server gets: ours, minus any token that would change what is under test. */

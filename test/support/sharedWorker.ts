@@ -1,0 +1,21 @@
+/**
+ * Run before each test file (vitest's `setupFiles`). Test files share their worker process
+ * (`isolate: false` in vitest.config.ts), so whatever a file changes in a module that stays loaded
+ * reaches the files after it. One such change is not ours: `@effect/vitest`'s `layer(...)` assigns its
+ * own `effect`/`scoped`/… testers onto vitest's `it` itself, so a later file's `it.effect` would run in
+ * that layer's (closed) runtime instead of a fresh TestContext. The testers as first loaded are put back.
+ */
+import { it } from "@effect/vitest"
+import { started } from "./server.js"
+
+const methods = ["effect", "scoped", "live", "scopedLive", "flakyTest", "layer", "prop"] as const
+type Methods = Pick<typeof it, (typeof methods)[number]>
+
+const key = Symbol.for("hf-sandbox/test/pristineTesters")
+const store = globalThis as { [key]?: Methods }
+// The first file of a worker sees @effect/vitest just loaded, before any `layer(...)` ran.
+store[key] ??= Object.fromEntries(methods.map((name) => [name, it[name]])) as unknown as Methods
+Object.assign(it, store[key])
+
+// The servers the file before started (and stopped in its afterAll) are not this file's.
+started.length = 0
