@@ -48,7 +48,7 @@ layer(emulatedHub(), { excludeTestServices: true, timeout: "60 seconds" })("HF J
     Effect.gen(function* () {
       const error = yield* Sandbox.make({ ssh: "yes" as never }).pipe(Effect.scoped, Effect.flip)
       assert.strictEqual(error.reason, "InvalidOptions")
-      assert.include(error.message, `ssh "yes" is not true or false`)
+      assert.include(error.message, `ssh: "yes" is not true or false`)
     })
   )
 })
