@@ -333,3 +333,54 @@ describe("background processes", () => {
     expect(r.stderr()).toContain("idle")
   })
 })
+
+describe.runIf(process.platform === "linux")("the subreaper", () => {
+  /** `[ppid, state]` of a process, or undefined once it is gone (reaped). */
+  const statOf = (pid: number): [number, string] | undefined => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      return [Number(fields[1]), fields[0]!]
+    } catch {
+      return undefined
+    }
+  }
+
+  it("adopts an orphan that left its command's group, and reaps it when it ends", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-orphan-"))
+    onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const go = path.join(dir, "go")
+    // The child leaves the group and the command's pipes, and ends only when told to: the test sees it
+    // alive as the server's child, then ended, with no clock in between.
+    const code = [
+      "import os, time",
+      "pid = os.fork()",
+      "if pid == 0:",
+      "    os.setsid()",
+      "    null = os.open(os.devnull, os.O_RDWR)",
+      "    for n in (0, 1, 2): os.dup2(null, n)",
+      `    while not os.path.exists(${JSON.stringify(go)}): time.sleep(0.01)`,
+      "    os._exit(0)",
+      "print(pid)"
+    ].join("\n")
+    const res = await call(S, "/v1/exec", { method: "POST", body: JSON.stringify({ cmd: ["python3", "-c", code] }) })
+    const events = parseNdjson(await res.text())
+    const orphan = Number(
+      events
+        .filter((e) => e.event === "stdout")
+        .map((e) => e.data)
+        .join("")
+    )
+    seenPids.add(orphan)
+    expect(statOf(orphan)?.[0]).toBe(S.pid)
+    fs.writeFileSync(go, "")
+    // Ended, it is the server's zombie until the reaper (each second, or sooner) collects it.
+    await until(
+      () => `pid ${orphan} still ${JSON.stringify(statOf(orphan))}`,
+      () => {
+        const stat = statOf(orphan)
+        return stat === undefined || stat[0] !== S.pid
+      }
+    )
+  })
+})
