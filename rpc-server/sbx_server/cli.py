@@ -335,6 +335,9 @@ def main(argv=None):
         tunnel = Tunnel(args.tunnel_config, tunnel_origin(host, port))
         tunnel.start()
         port_tunnels().config = args.tunnel_config  # the ports' tunnels run with the same settings
+    # The routes a first command needs, loaded while the client reads the listening line and asks /health
+    # (the main thread has nothing else to do): the start does without them, the first command need not wait.
+    from . import routes  # noqa: F401
 
     while True:  # the main thread only waits; request_shutdown() and signals wake it
         try:
