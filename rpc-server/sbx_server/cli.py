@@ -233,8 +233,7 @@ def stdin_loop():
 
 
 def apply_limits(args):
-    """The limits of connections and of commands, before anything imports background.py (host mode, a
-    supervisor), which reads the latter then."""
+    """The limits of connections and of commands (LIMITS, PROCESS_LIMITS: read where they apply)."""
     LIMITS.max_connections, LIMITS.header_timeout, LIMITS.body_timeout = (
         args.max_connections, args.header_timeout, args.body_timeout,
     )
