@@ -26,7 +26,10 @@ export const hfStandIn = (
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hf-standin-"))
       const bin = path.join(dir, "bin")
       fs.mkdirSync(bin)
-      fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ version, exit: options.exit ?? 0, versionExit: options.versionExit ?? 0 }))
+      fs.writeFileSync(
+        path.join(dir, "config.json"),
+        JSON.stringify({ version, exit: options.exit ?? 0, versionExit: options.versionExit ?? 0 })
+      )
       if (version !== undefined) {
         const source = fs.readFileSync(SCRIPT, "utf8")
         fs.writeFileSync(path.join(bin, "hf"), `#!${realPython()} -S\n${source}`, { mode: 0o755 })
