@@ -71,19 +71,20 @@ def find_hf():
 
 
 def check_hf(minimum):
-    """Fails `Unsupported` unless `hf` is at `minimum` or later; the token is not given to it."""
+    """Fails `Unsupported` when `hf` says a version older than `minimum`; the token is not given to it. A
+    version that cannot be had (`hf version` fails, times out or prints none) proves nothing: the failure
+    that made us ask (a 401, a missing file) is then the one reported."""
     env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
     try:
         ran = subprocess.run(["hf", "version"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
         version = version_of(ran.stdout.decode("utf-8", "replace")) if ran.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired):
         version = None
-    if version is None or version < minimum:
-        have = "an `hf` whose version is unknown" if version is None else "hf " + ".".join(map(str, version))
+    if version is not None and version < minimum:
         raise Failure(
             "Unsupported",
-            "a bucket transfer needs `hf` from huggingface_hub %s or later (`hf buckets`), and the sandbox has %s: %s"
-            % (".".join(map(str, minimum)), have, INSTALL),
+            "a bucket transfer needs `hf` from huggingface_hub %s or later (`hf buckets`), and the sandbox has hf %s: %s"
+            % (".".join(map(str, minimum)), ".".join(map(str, version)), INSTALL),
         )
 
 
@@ -114,7 +115,8 @@ def tail(f, most):
 
 class Hf:
     """Runs `hf` with the transfer's environment, its output kept in files (read whole only at its end). A
-    failed run is first checked against `minimum`: an `hf` too old for `hf buckets` fails `Unsupported`."""
+    failed run is first checked against `minimum`: an `hf` that says it is too old for `hf buckets` fails
+    `Unsupported`; otherwise the run's own failure stands."""
 
     def __init__(self, work, minimum):
         self.work = work

@@ -1,4 +1,5 @@
-"""hf-sandbox in-sandbox RPC server: `python3 -S rpc-server/sbx_server [options]`.
+"""hf-sandbox in-sandbox RPC server: `python3 -S rpc-server/sbx_server/__main__.py [options]` (what the
+providers run), or `python3 -S rpc-server/sbx_server [options]` (the same server, through runpy).
 
 Runs inside a sandbox (an HF Job, or a local temp dir) and lets a client run
 commands and move files over HTTP. A package of a few modules, Python >= 3.8,
@@ -37,7 +38,8 @@ import os
 if __package__:  # python3 -m sbx_server
     _package = __package__
 else:
-    # Run as a directory (`python3 rpc-server/sbx_server`, or runpy.run_path of it): Python put this
+    # Run as a script: this file (`python3 -S rpc-server/sbx_server/__main__.py`, as the providers run it)
+    # or its directory (`python3 -S rpc-server/sbx_server`, or runpy.run_path of it). Python put this
     # directory first on sys.path, where a module of ours named like one of the standard library's
     # would shadow it. The package is imported from its parent instead, under its directory's name.
     _here = os.path.dirname(os.path.abspath(__file__))

@@ -317,8 +317,6 @@ class BgTable(object):
         self.by_key = {}  # idempotency key -> BgProcess, for as long as the record is kept
         # Running background processes and execs: each holds a thread and three descriptors.
         self.running = 0
-        self.max_running = PROCESS_LIMITS.max_running  # SBX_MAX_PROCESSES / --max-processes
-        self.max_exited = PROCESS_LIMITS.max_exited  # SBX_MAX_EXITED / --max-exited
         # Keys a client gave up (DELETE /v1/processes?idempotency_key=): key -> when, oldest first.
         # A request carrying one that arrives after the cancel is refused, so a command whose
         # request was still in flight when its caller was interrupted never starts.
@@ -328,7 +326,7 @@ class BgTable(object):
         """Reserve a slot for a command about to be spawned; 503 when all are taken. The slot is
         given back by release(), once the command has ended (BgProcess.finished) or failed to start."""
         with self.lock:
-            if self.running >= self.max_running:
+            if self.running >= PROCESS_LIMITS.max_running:  # read now: cli.main may set it after our import
                 message = (
                     "too many background processes: %d are running, the most this server runs at once "
                     "(SBX_MAX_PROCESSES / --max-processes); wait for some to end or kill them, then try again"
@@ -348,7 +346,7 @@ class BgTable(object):
             exited = [b for b in self.by_id.values() if b.kind == "process" and b.ended_at is not None]
         exited.sort(key=lambda b: b.ended_at)
         kept = sum(b.buffered() for b in exited)
-        while len(exited) > 1 and (len(exited) > self.max_exited or kept > MAX_EXITED_BYTES):
+        while len(exited) > 1 and (len(exited) > PROCESS_LIMITS.max_exited or kept > MAX_EXITED_BYTES):
             oldest = exited.pop(0)
             kept -= oldest.buffered()
             self.remove(oldest)
@@ -446,8 +444,6 @@ class Janitor(object):
         self.cond = threading.Condition()
         self.started = False
         self.kicked = False
-        self.grace = PROCESS_LIMITS.exec_reattach  # SBX_EXEC_REATTACH
-        self.retain = PROCESS_LIMITS.exec_retain  # SBX_EXEC_RETAIN
 
     def poke(self):
         with self.cond:
@@ -459,7 +455,7 @@ class Janitor(object):
 
     def _run(self):
         while True:
-            grace, retain = self.grace, self.retain
+            grace, retain = PROCESS_LIMITS.exec_reattach, PROCESS_LIMITS.exec_retain  # SBX_EXEC_REATTACH, _RETAIN
             now = time.monotonic()
             wait = None
             for bg in BGPROCS.all():

@@ -179,7 +179,7 @@ def idle_loop(timeout, grace):
         time.sleep(interval)
         # A server in use through the Jobs proxy or its quick tunnel never sends us a request.
         # Asked only once the server has been idle a while: requests already keep it active.
-        if STATE.contacted and STATE.idle_for() >= interval and exposed.in_use(declared | port_tunnels().ports()):
+        if STATE.contacted and STATE.idle_for() >= interval and exposed.in_use(declared | tunnelled_ports()):
             STATE.touch()
         # Before any client has reached us, the sandbox is still being started
         # (a quick tunnel, the client finding its URL): not idle, unless that
@@ -200,6 +200,25 @@ def port_tunnels():
     return PORT_TUNNELS
 
 
+def tunnelled_ports():
+    """The ports whose tunnel runs; none while no port route loaded ports.py (not imported for that)."""
+    ports = sys.modules.get(__package__ + ".ports")
+    return set() if ports is None else ports.PORT_TUNNELS.ports()
+
+
+def stopped_port_tunnels():
+    """At shutdown: the ports' tunnels told to stop (ports.PORT_TUNNELS.stop_all()), none imported for it.
+    A failure here is logged: it must not keep kill_everything() from running."""
+    ports = sys.modules.get(__package__ + ".ports")
+    if ports is None:  # no port route ran: no port tunnel can run
+        return []
+    try:
+        return ports.PORT_TUNNELS.stop_all()
+    except Exception as e:
+        log("could not stop the ports' tunnels (%s)" % e)
+        return []
+
+
 def stdin_loop():
     while True:
         try:
@@ -214,8 +233,7 @@ def stdin_loop():
 
 
 def apply_limits(args):
-    """The limits of connections and of commands, before anything imports background.py (host mode, a
-    supervisor), which reads the latter then."""
+    """The limits of connections and of commands (LIMITS, PROCESS_LIMITS: read where they apply)."""
     LIMITS.max_connections, LIMITS.header_timeout, LIMITS.body_timeout = (
         args.max_connections, args.header_timeout, args.body_timeout,
     )
@@ -354,13 +372,13 @@ def main(argv=None):
 
         if tunnel is not None:
             tunnel.stop.set()  # before the kill: the supervisor must not restart cloudflared
-        stopped_port_tunnels = port_tunnels().stop_all()  # the same for the ports' tunnels
+        stopped = stopped_port_tunnels()  # the same for the ports' tunnels
         kill_everything()
         if STATE.host is not None:
             STATE.host.delete_all()  # their homes (their processes are gone with everything else)
         if tunnel is not None:
             tunnel.cleanup()
-        for port_tunnel in stopped_port_tunnels:
+        for port_tunnel in stopped:
             port_tunnel.cleanup()
         if args.journal is not None:
             from .transfers import replay_journal

@@ -282,8 +282,8 @@ STATE = State()
 
 
 class ProcessLimits(object):
-    """The command line's limits on commands (cli.main sets them), read by background.py when a route
-    first imports it: the start does not import the commands' modules."""
+    """The command line's limits on commands (cli.main sets them), read where they apply (background.py,
+    routes_process.py), never copied: a module imported before cli.main set them still sees them."""
 
     def __init__(self):
         self.max_running = DEFAULT_MAX_PROCESSES  # --max-processes / SBX_MAX_PROCESSES

@@ -114,10 +114,10 @@ class Handler(RequestMixin, BaseHandler):
         """Makes this connection's handler a RoutedHandler: the routes are its methods and call one another
         through self. A connection's handler is made as it opens, before a request says what it needs, so
         it changes class at its first routed request (RoutedHandler only adds methods to Handler); the
-        connections opened later are RoutedHandlers from the start."""
-        from .routes import RoutedHandler
+        connections opened later are RoutedHandlers from the start (they skip the import statement)."""
+        if type(self) is Handler:
+            from .routes import RoutedHandler
 
-        if self.__class__ is not RoutedHandler:
             self.__class__ = RoutedHandler
             self.server.RequestHandlerClass = RoutedHandler
 

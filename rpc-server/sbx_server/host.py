@@ -171,7 +171,11 @@ class Host(object):
     def spare_thread(self):
         try:
             spare = self.clean_uid()
-        except Exception as e:  # the next create claims and scans itself
+        except HttpError as e:  # the next create claims and scans itself
+            if e.code != "uids_exhausted":  # every uid in use: that create says so, not the log after each
+                log("host mode: cannot prepare a uid ahead (%s)" % e)
+            spare = None
+        except Exception as e:
             log("host mode: cannot prepare a uid ahead (%s)" % e)
             spare = None
         with self.lock:

@@ -35,7 +35,7 @@ def refuse(handler, status=403):
 
 def route(handler, method, route_path, query):
     """(methods, args, sandbox) of a request in host mode; raises HttpError (404, 401/403)."""
-    from .handler import find_route
+    from .routes import find_route
 
     host = STATE.host
     if route_path == "/v1/sandboxes" or route_path in HOST_ROUTES:

@@ -4,8 +4,8 @@ import json
 import selectors
 import time
 
-from .background import BGPROCS, DEFAULT_BUFFER_BYTES, FOLLOW_POLL, JANITOR
-from .common import SCOPE, ClientGone, HttpError, bad_request, dumps, log, new_selector, request_shutdown
+from .background import BGPROCS, DEFAULT_BUFFER_BYTES, FOLLOW_POLL
+from .common import PROCESS_LIMITS, SCOPE, ClientGone, HttpError, bad_request, dumps, log, new_selector, request_shutdown
 from .execution import parse_exec, peer_closed
 from .launch import KEYED, buffer_bytes, checked_idempotency_key, parse_signal, scoped_key, start_keyed
 from .proctree import kill_family
@@ -58,7 +58,7 @@ class ProcessRoutes(object):
         key = scoped_key(checked_idempotency_key(self.param("idempotency_key")))
         sig = parse_signal(self.param("signal", required=False))
         with KEYED:  # a keyed request is either fully registered or not yet checked
-            bg = BGPROCS.cancel(key, JANITOR.retain)
+            bg = BGPROCS.cancel(key, PROCESS_LIMITS.exec_retain)
         if bg is None or bg.spec.sandbox is not SCOPE.sandbox:
             return self.respond_json({"id": None, "killed": False})
         self.kill_record(bg, sig)

@@ -202,14 +202,18 @@ class Stock(object):
         ~30 ms of CPU, more than a burst's commands can afford); None without a zygote."""
         while True:
             with self.cond:
-                if not self.ready:
+                empty = not self.ready
+                if empty:
                     if self.target < self.size:
                         self.target += 1  # this command found none: keep one more ready from now on
                         self.cond.notify()
-                    return self.forked_now()
-                proc, ctl = self.ready.pop(0)
-                self.taken.append(time.monotonic())
-                self.cond.notify()
+                else:
+                    proc, ctl = self.ready.pop(0)
+                    self.taken.append(time.monotonic())
+                    self.cond.notify()
+            if empty:
+                # outside the lock: the fork (up to ANSWER_TIMEOUT) must not hold up other takes or the refill
+                return self.forked_now()
             if proc.poll() is None:
                 return proc, ctl
             discard(proc, ctl)  # it died waiting (killed by someone): never used

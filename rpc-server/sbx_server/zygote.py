@@ -8,8 +8,12 @@ GIL and its memory map for the whole copy, and stalls every request meanwhile).
 
 A wrapper must still be the server's own child (a Popen of PROCS: its pid waited for, its group
 killed): the zygote forks it with clone(CLONE_PARENT), which makes it a child of the zygote's parent,
-the server. (A raw clone skips Python's fork hooks: harmless in the zygote, which has one thread and
-whose child only confines itself and execs.) Where that call is unknown or refused, the zygote forks
+the server. A raw clone skips Python's fork hooks (harmless in the zygote, which has one thread and whose
+child only confines itself and execs) and the C library's own fork bookkeeping: glibc >= 2.25 keeps no
+pid or thread id of its own to update, but an older glibc caches the pid and musl (Alpine) the thread id,
+so the child's os.getpid(), or its abort()/raise() (which would signal the zygote), went wrong. The raw
+clone is used only under glibc >= 2.25 (clone_syscall). Elsewhere, or once the kernel refused the call
+(ENOSYS, EPERM, EINVAL; EAGAIN or ENOMEM, a limit reached, only fail the fork at hand), the zygote forks
 twice and the middle process exits at once, so that the kernel hands the wrapper to the nearest
 subreaper above it, which the server is (proctree.reap_children: the zygote is its first spawn); that
 costs a second fork of a Python and a round trip more per wrapper (on the loaded 2-core bench machine
@@ -82,8 +86,8 @@ while True:
             wrapper_of(fds)
         if child > 0:
             pid = b"%d" % child
-        elif _ctypes.get_errno() != 11:  # refused (not EAGAIN, a limit): the double fork from now on
-            CLONE = -1
+        elif _ctypes.get_errno() in (38, 1, 22):  # ENOSYS, EPERM, EINVAL: the double fork from now on
+            CLONE = -1  # (EAGAIN, ENOMEM: a limit reached now; this fork fails, answered 0, the next tries again)
     if len(fds) == 4 and CLONE < 0:
         r, w = os.pipe()
         middle = os.fork()
@@ -109,7 +113,11 @@ class Zygote(object):
     """The zygote process of a host's stock, and the forks asked of it (one at a time)."""
 
     def __init__(self, job):
-        clone = CLONE_SYSCALLS.get(os.uname().machine, -1)
+        try:
+            libc = os.confstr("CS_GNU_LIBC_VERSION")
+        except (ValueError, OSError):  # not glibc (musl has no such name)
+            libc = None
+        clone = clone_syscall(os.uname().machine, libc)
         self.source = CONFINE_FN + "JOB = compile(%r, 'warm', 'exec')\nCLONE = %d\n" % (job, clone) + ZYGOTE_LOOP
         self.lock = threading.Lock()
         self.proc = None
@@ -184,6 +192,22 @@ class Zygote(object):
                 pass
             proc.wait()
             PROCS.reaped(proc, killed=False)
+
+
+def clone_syscall(machine, libc):
+    """clone(2)'s number for the zygote's raw clone, or -1 (the double fork): `libc` is
+    confstr(CS_GNU_LIBC_VERSION), e.g. "glibc 2.36", or None. Only glibc >= 2.25 caches neither the pid
+    nor the thread id that a raw clone would leave the child with (the zygote's)."""
+    words = (libc or "").split()
+    if len(words) != 2 or words[0] != "glibc":
+        return -1
+    try:
+        version = tuple(int(part) for part in words[1].split(".")[:2])
+    except ValueError:
+        return -1
+    if version < (2, 25):
+        return -1
+    return CLONE_SYSCALLS.get(machine, -1)
 
 
 class ForkFailed(OSError):

@@ -1,7 +1,8 @@
 /**
- * Where the in-sandbox server's source lives: the stdlib-only Python package `rpc-server/sbx_server`
- * (run as `python3 -S <dir>`). The path is the same from `src/internal/` and from the built
- * `dist/internal/`, both two levels below the package root.
+ * Where the in-sandbox server's source lives: the stdlib-only Python package `rpc-server/sbx_server`. The
+ * providers run its `__main__.py` (`python3 -S <dir>/__main__.py`); `python3 -S <dir>` runs the same server
+ * for a user. The path is the same from `src/internal/` and from the built `dist/internal/`, both two levels
+ * below the package root.
  */
 
 import { join } from "node:path"
@@ -10,7 +11,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 
-/** The package directory, which `python3 -S` runs (its `__main__.py`). */
+/** The package directory: its files are what a job gets, and `python3 -S <dir>` runs it by hand. */
 export const serverScriptPath: string = fileURLToPath(new URL("../../rpc-server/sbx_server", import.meta.url))
 
 /**

@@ -14,18 +14,22 @@ const SCRIPT = fileURLToPath(new URL("./hf_standin.py", import.meta.url))
 
 /**
  * A stand-in `hf` of `version` (none when undefined) whose `buckets` commands exit `exit` (non-zero: a
- * 403 refusal) and whose store holds `store` (`"ns/name/path"` → content).
+ * 403 refusal), whose `hf version` exits `versionExit` (non-zero: no version printed) and whose store holds
+ * `store` (`"ns/name/path"` → content).
  */
 export const hfStandIn = (
   version: string | undefined,
-  options: { exit?: number; store?: Record<string, string | Uint8Array> } = {}
+  options: { exit?: number; versionExit?: number; store?: Record<string, string | Uint8Array> } = {}
 ) =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hf-standin-"))
       const bin = path.join(dir, "bin")
       fs.mkdirSync(bin)
-      fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ version, exit: options.exit ?? 0 }))
+      fs.writeFileSync(
+        path.join(dir, "config.json"),
+        JSON.stringify({ version, exit: options.exit ?? 0, versionExit: options.versionExit ?? 0 })
+      )
       if (version !== undefined) {
         const source = fs.readFileSync(SCRIPT, "utf8")
         fs.writeFileSync(path.join(bin, "hf"), `#!${realPython()} -S\n${source}`, { mode: 0o755 })

@@ -3,7 +3,8 @@
 
 Installed as `<root>/bin/hf`; `<root>/config.json` says its `version` and the `exit` status of every
 `buckets` command (non-zero: it refuses as the Hub does, 403). Before 1.5.0 there is no `hf buckets`: it
-refuses every `buckets` command as a usage error, as `hf` does a command it does not know (exit 2). It appends each call's argv (one per line,
+refuses every `buckets` command as a usage error, as `hf` does a command it does not know (exit 2).
+`versionExit` (non-zero): `hf version` fails with that status, printing no version. It appends each call's argv (one per line,
 then `--`) to `<root>/calls` and its environment to `<root>/env`. Buckets live in `<root>/store/<ns>/<name>/`.
   - `hf version`
   - `hf buckets sync SRC DST --dry-run`: the plan as JSONL (a header, then an operation per file), as
@@ -134,6 +135,9 @@ def main():
     argv = sys.argv[1:]
     record(argv)
     if argv[:1] == ["version"]:
+        if CONFIG.get("versionExit", 0) != 0:  # an install whose version cannot be told
+            sys.stderr.write("Traceback (most recent call last):\nImportError: cannot import name 'version'\n")
+            sys.exit(CONFIG["versionExit"])
         print("huggingface_hub version: " + CONFIG["version"])
         return
     if argv[:1] != ["buckets"] or version_of(CONFIG["version"]) < (1, 5, 0):

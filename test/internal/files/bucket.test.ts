@@ -116,4 +116,25 @@ describe("bucket_transfer.py (a real process)", () => {
       assert.deepStrictEqual(hf.calls(), [["buckets", "cp", "x.bin", "hf://buckets/acme/ckpt/"], ["version"]])
     })
   )
+
+  it.scoped("an hf whose version cannot be told: the failure of its run stands, not Unsupported", () =>
+    Effect.gen(function* () {
+      const hf = yield* hfStandIn("1.8.0", { exit: 1, versionExit: 1 })
+      fs.writeFileSync(path.join(hf.dir, "x.bin"), "x")
+      const { lines, code } = yield* transfer(hf.path, hf.dir, {
+        op: "toBucket",
+        uri: "hf://buckets/acme/ckpt/",
+        local: "x.bin"
+      })
+      assert.strictEqual(code, 1)
+      assert.deepStrictEqual(lines.at(-1), {
+        error: {
+          reason: "Unauthorized",
+          status: null,
+          detail: "`hf` exited with 1: 403 Forbidden: you don't have write access to this bucket"
+        }
+      })
+      assert.deepStrictEqual(hf.calls(), [["buckets", "cp", "x.bin", "hf://buckets/acme/ckpt/"], ["version"]])
+    })
+  )
 })
