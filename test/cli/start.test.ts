@@ -12,14 +12,14 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { buildStarter } from "../../scripts/build-cli.js"
 import { VERSION } from "../../src/internal/version.js"
-import { bundleCli } from "../support/bundleCli.js"
+import { sharedCli } from "../support/bundleCli.js"
 
 let work: string
 let bin: string
 
 beforeAll(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-cli-start-"))
-  bin = await bundleCli(work)
+  bin = await sharedCli()
 })
 
 afterAll(() => {
