@@ -8,6 +8,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { buildCli } from "../../scripts/build-cli.js"
+import { isAlive } from "./processes.js"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 
@@ -20,16 +21,6 @@ export const bundleCli = async (work: string): Promise<string> => {
 
 const PREFIX = "hf-sandbox-cli-bundle-"
 
-/** Whether the process `pid` is gone (a directory of a live one, another run's worker, is its own). */
-const gone = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return false
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ESRCH"
-  }
-}
-
 /**
  * Removes the bundles of processes that are gone. vitest ends its workers with SIGTERM, which skips
  * `exit` handlers: each worker's bundle is left behind, and swept by the next process that builds one.
@@ -37,7 +28,8 @@ const gone = (pid: number): boolean => {
 const sweep = (tmp: string) => {
   for (const name of fs.readdirSync(tmp)) {
     const pid = name.startsWith(PREFIX) ? Number.parseInt(name.slice(PREFIX.length), 10) : Number.NaN
-    if (!Number.isInteger(pid) || pid === process.pid || !gone(pid)) continue
+    // A live process's (another run's worker) is its own.
+    if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue
     try {
       fs.rmSync(path.join(tmp, name), { recursive: true, force: true })
     } catch {
