@@ -9,7 +9,10 @@ import { withFields } from "../internal/errorFields.js"
 import { EFFECT_TOKEN_HINT } from "../internal/hfJobs/credentials.js"
 import { InvalidArgumentError, PoolError, PortError, SshError, StartError } from "../SandboxError.js"
 
-/** The flag of each library option a user can set from the command line. */
+/**
+ * The flag of each library option a user can set from the command line: a sandbox's, an argument's and a
+ * pool's (`pool up`, `create --pool`), one table since the options they share have the same flag.
+ */
 const FLAGS: Readonly<Record<string, string>> = {
   env: "--env",
   lifetime: "--lifetime",
@@ -29,17 +32,10 @@ const FLAGS: Readonly<Record<string, string>> = {
   transport: "--transport",
   links: "--links",
   preserveModes: "--preserve-modes",
-  weakIsolation: "--weak-isolation"
-}
-
-/** The flag of each pool option a user can set from the command line (`pool up`, `create --pool`). */
-const POOL_FLAGS: Readonly<Record<string, string>> = {
+  weakIsolation: "--weak-isolation",
   warmUp: "--hosts",
   maxHosts: "--max-hosts",
-  sandboxesPerHost: "--per-host",
-  idleTimeout: "--idle-timeout",
-  env: "--env",
-  name: "--name"
+  sandboxesPerHost: "--per-host"
 }
 
 const CLI_TOKEN_HINT = "pass it as HF_TOKEN=hf_... in the environment"
@@ -81,7 +77,7 @@ const portMessage = (error: PortError): string => {
 
 /** A pool's refused option by its flag, worded as the library words a pool's failure. */
 const poolMessage = (error: PoolError): string => {
-  const flag = error.option === undefined ? undefined : POOL_FLAGS[error.option]
+  const flag = error.option === undefined ? undefined : FLAGS[error.option]
   return flag === undefined
     ? error.message
     : withFields(PoolError, error, { option: undefined, detail: `invalid ${flag}: ${error.detail}` }).message
@@ -96,10 +92,13 @@ const sshMessage = (error: SshError): string =>
 /**
  * An argument by its flag, said for the command that was typed (`cp: invalid --links: …`): never the
  * library's call (`files.upload`), which a CLI user did not make. An argument no flag sets (one the CLI
- * gives itself) keeps its own name.
+ * gives itself) is no user's: it is said as the library says it, call and option name and all.
  */
-const argumentMessage = (error: InvalidArgumentError, command: ReadonlyArray<string>): string =>
-  `${command.length === 0 ? "" : `${command.join(" ")}: `}invalid ${FLAGS[error.argument] ?? error.argument}: ${error.detail}`
+const argumentMessage = (error: InvalidArgumentError, command: ReadonlyArray<string>): string => {
+  const flag = FLAGS[error.argument]
+  if (flag === undefined) return error.message
+  return `${command.length === 0 ? "" : `${command.join(" ")}: `}invalid ${flag}: ${error.detail}`
+}
 
 interface Failure {
   readonly tag: string

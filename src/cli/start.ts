@@ -10,9 +10,11 @@
  * The cache lives under `$XDG_CACHE_HOME/hf-sandbox/compile-cache` (else `~/.cache/...`), one file per
  * bundle content, Node version and set of Node options (V8 itself only checks the source's length, so
  * the key must be the content: the bundle's digest, which scripts/build-cli.ts computes once and defines
- * into this file when it builds it beside the bundle, so that no start hashes ~3 MB). A run that found none writes it once the bundle is set up, atomically
+ * into this file when it builds it beside the bundle, so that no start hashes ~3 MB; plus the bundle
+ * file's size, mtime and inode, for a bundle changed without the starter). A run that found none writes it once the bundle is set up, atomically
  * (a temp file renamed), so that two CLIs starting at once never read half a file. Whatever goes wrong
  * with it only costs the start-up it would have saved. `HF_SANDBOX_COMPILE_CACHE=0` turns it off.
+ * tsconfig.build.json leaves this file out of dist/: only scripts/build-cli.ts defines its digest.
  */
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -68,10 +70,29 @@ const directory = cacheDirectory(process.env)
 const options = [...process.execArgv, process.env.NODE_OPTIONS ?? ""].join("\n")
 const prefix = `${process.version}-${process.arch}-${digest(options, 8)}-`
 
+/**
+ * The bundle's bytes, and what identifies the file they were read from: its size, mtime (in microseconds)
+ * and inode, from the descriptor read. The build-time digest names the bundle the starter was built
+ * beside; these catch a bundle replaced or patched since without the starter being rebuilt (a failed
+ * starter build, an edit of the same length), which V8, checking only the length, would run from the
+ * stale cache. A stat, not a hash: no start reads the ~3 MB twice.
+ */
+const readBundle = () => {
+  const fd = fs.openSync(bundle, "r")
+  try {
+    const stat = fs.fstatSync(fd, { bigint: true })
+    const bytes = fs.readFileSync(fd)
+    const identity = [stat.size, stat.mtimeNs / 1000n, stat.ino].map((n) => n.toString(36)).join("-")
+    return { bytes, identity }
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 /** The bundle compiled as a CommonJS module's function, with the cache when there is one. */
 const compile = () => {
-  const bytes = fs.readFileSync(bundle)
-  const cacheFile = path.join(directory, `${prefix}${HF_SANDBOX_BUNDLE_DIGEST}.bin`)
+  const { bytes, identity } = readBundle()
+  const cacheFile = path.join(directory, `${prefix}${HF_SANDBOX_BUNDLE_DIGEST}-${identity}.bin`)
   const cachedData = enabled ? readOrUndefined(cacheFile) : undefined
   // latin1 is the cheapest decoding, and exact for the bundle's code, which esbuild writes in ASCII
   // (`charset: "ascii"`); the few comments it keeps may hold UTF-8, read as other characters there. A `#!`

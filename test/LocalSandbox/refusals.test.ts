@@ -39,7 +39,7 @@ describe("local provider: HF-only options", () => {
         const ssh = yield* Sandbox.make({ detach, ssh: true }).pipe(Effect.scoped, Effect.flip)
         assert.strictEqual(ssh.reason, "InvalidOptions")
         assert.include(ssh.message, "ssh is an HF Jobs option")
-        // The option and its problem apart too, and the detail worded as before.
+        // The refused option and its problem as fields (StartError.invalid), and in the detail.
         assert.include(ssh.detail, "invalid sandbox options: ssh: true is refused: ssh is an HF Jobs option")
         assert.strictEqual(ssh.invalid?.option, "ssh")
         assert.isTrue(ssh.invalid?.problem.startsWith("true is refused: ssh is an HF Jobs option"))

@@ -56,9 +56,10 @@ describe("the CLI's words for library errors", () => {
       detail: '"x" is not one'
     })
     assert.strictEqual(Errors.describe(links, false, ["cp"]).message, 'cp: invalid --links: "x" is not one')
-    // One no flag sets (the CLI gives it itself) keeps its name, still without the library's call.
-    const other = new InvalidArgumentError({ operation: "spawn", argument: "bufferBytes", detail: "0 is too few" })
-    assert.strictEqual(Errors.describe(other, false, ["spawn"]).message, "spawn: invalid bufferBytes: 0 is too few")
+    // One no flag sets (the CLI gives it itself) is said as the library says it.
+    const other = new InvalidArgumentError({ operation: "execStream", argument: "bufferBytes", detail: "0 is too few" })
+    assert.strictEqual(Errors.describe(other, false, ["spawn"]).message, other.message)
+    assert.strictEqual(other.message, "execStream: invalid bufferBytes: 0 is too few")
   })
 
   it("a pool's refused option by its flag; one without a flag as the library says it", () => {

@@ -12,14 +12,14 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { buildStarter } from "../../scripts/build-cli.js"
 import { VERSION } from "../../src/internal/version.js"
-import { bundleCli } from "../support/bundleCli.js"
+import { sharedCli } from "../support/bundleCli.js"
 
 let work: string
 let bin: string
 
 beforeAll(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-cli-start-"))
-  bin = await bundleCli(work)
+  bin = await sharedCli()
 })
 
 afterAll(() => {
@@ -61,7 +61,7 @@ describe("hf-sandbox (the installed executable)", () => {
     expect(first).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
     const written = cacheFiles(cacheHome)
     expect(written.map((f) => f.name)).toEqual([
-      expect.stringMatching(/^v\d+\.\d+\.\d+-[a-z0-9]+-[0-9a-f]{8}-[0-9a-f]{32}\.bin$/)
+      expect.stringMatching(/^v\d+\.\d+\.\d+-[a-z0-9]+-[0-9a-f]{8}-[0-9a-f]{32}-[0-9a-z]+-[0-9a-z]+-[0-9a-z]+\.bin$/)
     ])
     const second = await version({ XDG_CACHE_HOME: cacheHome })
     expect(second).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
@@ -85,7 +85,7 @@ describe("hf-sandbox (the installed executable)", () => {
     const keyOf = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex").slice(0, 32)
     const before = keyOf(fs.readFileSync(bundle))
     expect(await version({ XDG_CACHE_HOME: cacheHome })).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
-    expect(cacheFiles(cacheHome).map((f) => f.name)).toEqual([expect.stringMatching(new RegExp(`-${before}\\.bin$`))])
+    expect(cacheFiles(cacheHome).map((f) => f.name)).toEqual([expect.stringMatching(new RegExp(`-${before}-`))])
     // The same bundle with other content and the same length (V8 alone would take the old cache for it),
     // built again: the starter's key is the new content's.
     const changed = path.join(work, "changed")
@@ -98,6 +98,34 @@ describe("hf-sandbox (the installed executable)", () => {
     const after = keyOf(fs.readFileSync(path.join(changed, "hf-sandbox.cjs")))
     expect(after).not.toBe(before)
     const run = await version({ XDG_CACHE_HOME: cacheHome }, rebuilt)
+    expect(run).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
+    expect(cacheFiles(cacheHome).map((f) => f.name)).toEqual([expect.stringMatching(new RegExp(`-${after}-`))])
+  })
+
+  it("keys the cache by the bundle file too: a bundle rewritten without rebuilding the starter gets a new key", async () => {
+    const cacheHome = path.join(work, "cache-e")
+    const stale = path.join(work, "stale")
+    fs.mkdirSync(stale)
+    const starter = path.join(stale, path.basename(bin))
+    const bundle = path.join(stale, "hf-sandbox.cjs")
+    fs.copyFileSync(bin, starter)
+    fs.copyFileSync(path.join(path.dirname(bin), "hf-sandbox.cjs"), bundle)
+    /** The file's part of the key: size, mtime in microseconds and inode. */
+    const identity = () => {
+      const stat = fs.statSync(bundle, { bigint: true })
+      return [stat.size, stat.mtimeNs / 1000n, stat.ino].map((n) => n.toString(36)).join("-")
+    }
+    expect(await version({ XDG_CACHE_HOME: cacheHome }, starter)).toMatchObject({ code: 0, stdout: VERSION })
+    const before = identity()
+    expect(cacheFiles(cacheHome).map((f) => f.name)).toEqual([expect.stringMatching(new RegExp(`-${before}\\.bin$`))])
+    // Same length, other content, written in place (same inode); the starter keeps its build-time digest.
+    const text = fs.readFileSync(bundle, "latin1")
+    const edited = text.replace(/hf-sandbox/, "hf_sandbox")
+    expect(edited.length).toBe(text.length)
+    fs.writeFileSync(bundle, edited, "latin1")
+    const after = identity()
+    expect(after).not.toBe(before)
+    const run = await version({ XDG_CACHE_HOME: cacheHome }, starter)
     expect(run).toMatchObject({ code: 0, stdout: VERSION, stderr: "" })
     expect(cacheFiles(cacheHome).map((f) => f.name)).toEqual([expect.stringMatching(new RegExp(`-${after}\\.bin$`))])
   })

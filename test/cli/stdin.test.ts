@@ -9,14 +9,14 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { bundleCli } from "../support/bundleCli.js"
+import { sharedCli } from "../support/bundleCli.js"
 
 let work: string
 let bin: string
 
 beforeAll(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-cli-stdin-"))
-  bin = await bundleCli(work)
+  bin = await sharedCli()
 })
 
 afterAll(() => {

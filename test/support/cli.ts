@@ -3,9 +3,9 @@
  * process (`runCli`: the same parser and handlers as the program, with their own stdout, stderr and
  * environment), or as the real program in a child process where only that can show what is tested (exit
  * codes as the shell sees them, Ctrl-C, a closed pipe, a server that outlives the CLI). For those the CLI
- * is bundled once per file with esbuild, laid out like the package (dist/cli next to rpc-server) so that
- * it finds the server script exactly as installed. After every test nothing may be left running: no local
- * server, no live job.
+ * is bundled with esbuild once per worker, for all the files it runs (test/support/bundleCli.ts), laid
+ * out like the package (dist/cli next to rpc-server) so that it finds the server script exactly as
+ * installed. After every test nothing may be left running: no local server, no live job.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -20,7 +20,7 @@ import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Testing from "hf-sandbox/testing"
 import { runCli } from "../../src/cli/app.js"
-import { bundleCli } from "./bundleCli.js"
+import { sharedCli } from "./bundleCli.js"
 import { waitGone } from "./processes.js"
 
 export let work: string
@@ -41,7 +41,7 @@ export const useCliHarness = () => {
 
 const setUp = async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-cli-test-"))
-  bin = await bundleCli(work)
+  bin = await sharedCli()
   stateDir = path.join(work, "state")
   scope = Effect.runSync(Scope.make())
   // Small pages: ls and kill --all must follow them.

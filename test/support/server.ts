@@ -40,7 +40,7 @@ export interface Running {
 
 /**
  * Every server started by the current test file, for its afterAll. Files share their worker: the
- * set-up run before each file (sharedWorker.ts) empties it, once the file before has stopped its own.
+ * set-up run before each file (sharedWorker.ts) empties it, and after each file stops what it left running.
  */
 export const started: Array<Running> = []
 

@@ -5,8 +5,8 @@
  * own `effect`/`scoped`/… testers onto vitest's `it` itself, so a later file's `it.effect` would run in
  * that layer's (closed) runtime instead of a fresh TestContext. The testers as first loaded are put back.
  */
-import { it } from "@effect/vitest"
-import { started } from "./server.js"
+import { afterAll, it } from "@effect/vitest"
+import { started, stopServer } from "./server.js"
 
 const methods = ["effect", "scoped", "live", "scopedLive", "flakyTest", "layer", "prop"] as const
 type Methods = Pick<typeof it, (typeof methods)[number]>
@@ -19,3 +19,13 @@ Object.assign(it, store[key])
 
 // The servers the file before started (and stopped in its afterAll) are not this file's.
 started.length = 0
+
+// A server the file failed to stop (its own afterAll threw before reaching it) would live on in the
+// worker for every later file. Registered first, this runs after the file's own afterAll hooks (they
+// run in stack order), which stop theirs and check how they exited.
+afterAll(async () => {
+  const running = started.filter((r) => r.proc.exitCode === null && r.proc.signalCode === null)
+  started.length = 0
+  const failed = (await Promise.allSettled(running.map(stopServer))).find((s) => s.status === "rejected")
+  if (failed !== undefined) throw failed.reason
+})
