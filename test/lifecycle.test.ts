@@ -135,7 +135,10 @@ describe("lifecycle", () => {
 
   it.live("a server that survives SIGTERM is SIGKILLed within the stop bound", () =>
     Effect.gen(function* () {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-test-"))
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-test-"))),
+        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      )
       // Wraps the real server but ignores SIGTERM, as a wedged server would.
       const stubborn = path.join(dir, "stubborn.py")
       fs.writeFileSync(
@@ -152,8 +155,7 @@ describe("lifecycle", () => {
       const layer = localLayer({ serverScript: stubborn, stopTimeout: "300 millis" })
       const pid = yield* Sandbox.make().pipe(Effect.map(serverPid), Effect.scoped, Effect.provide(layer))
       yield* assertGone([pid], "5 seconds")
-      fs.rmSync(dir, { recursive: true, force: true })
-    })
+    }).pipe(Effect.scoped)
   )
 })
 

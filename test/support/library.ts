@@ -49,6 +49,34 @@ if (inherited === undefined) {
   fs.writeFileSync(path.join(libDir, OWNER), JSON.stringify(owner))
 }
 
+/**
+ * The start of the names of this run's scratch directories outside the package (in the system's temp
+ * directory, where nothing of the package's `node_modules` can be found by walking up), which the run's
+ * teardown removes with its tree: vitest ends its workers with SIGTERM, which skips their `exit` handlers.
+ */
+export const runScratchPrefix: string = `hf-sandbox-testrun-${path.basename(libDir)}-`
+
+/**
+ * Removes this run's scratch directories; with `run` undefined, those of runs killed outright: a day old
+ * (a run of another checkout of the package keeps its tree elsewhere, so a missing tree proves nothing).
+ */
+const removeScratch = (run: string | undefined) => {
+  for (const name of fs.readdirSync(os.tmpdir())) {
+    const tree = /^hf-sandbox-testrun-(\.vitest-lib-[^-]+)-/.exec(name)?.[1]
+    const dir = path.join(os.tmpdir(), name)
+    if (tree === undefined || (run !== undefined ? tree !== run : !stale(dir))) continue
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const stale = (dir: string): boolean => {
+  try {
+    return Date.now() - fs.statSync(dir).mtimeMs > STALE_MS
+  } catch {
+    return false
+  }
+}
+
 const ownedHere = (): boolean => {
   try {
     const owner = JSON.parse(fs.readFileSync(path.join(libDir, OWNER), "utf8")) as Owner
@@ -122,9 +150,13 @@ export const setup = async (project: Project): Promise<() => void> => {
     const dir = path.join(root, name)
     if (name.startsWith(PREFIX) && dir !== libDir && abandoned(dir)) fs.rmSync(dir, { recursive: true, force: true })
   }
+  removeScratch(undefined)
   await compile()
   if (project.config.watch) project.onTestsRerun(compile)
-  const remove = () => fs.rmSync(libDir, { recursive: true, force: true })
+  const remove = () => {
+    removeScratch(path.basename(libDir))
+    fs.rmSync(libDir, { recursive: true, force: true })
+  }
   process.once("exit", remove)
   return remove
 }
