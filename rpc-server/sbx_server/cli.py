@@ -200,17 +200,22 @@ def port_tunnels():
     return PORT_TUNNELS
 
 
+def loaded_ports():
+    """ports.py if something loaded it, else None: then no port tunnel can run (not imported to learn that)."""
+    return sys.modules.get(__package__ + ".ports")
+
+
 def tunnelled_ports():
-    """The ports whose tunnel runs; none while no port route loaded ports.py (not imported for that)."""
-    ports = sys.modules.get(__package__ + ".ports")
+    """The ports whose tunnel runs."""
+    ports = loaded_ports()
     return set() if ports is None else ports.PORT_TUNNELS.ports()
 
 
 def stopped_port_tunnels():
-    """At shutdown: the ports' tunnels told to stop (ports.PORT_TUNNELS.stop_all()), none imported for it.
+    """At shutdown: the ports' tunnels told to stop (ports.PORT_TUNNELS.stop_all()).
     A failure here is logged: it must not keep kill_everything() from running."""
-    ports = sys.modules.get(__package__ + ".ports")
-    if ports is None:  # no port route ran: no port tunnel can run
+    ports = loaded_ports()
+    if ports is None:
         return []
     try:
         return ports.PORT_TUNNELS.stop_all()

@@ -190,9 +190,7 @@ class Host(object):
             uid, fd = self.take_uid(())
             if uid not in self.scan():
                 return uid, fd
-            with self.lock:
-                self.taken.discard(uid)
-            os.close(fd)
+            self.free_uid(uid, fd)
         return None
 
     def take_uid(self, running):
@@ -218,9 +216,14 @@ class Host(object):
         """A slot, and a uid with its lock, given back."""
         with self.lock:
             self.reserved -= 1
-            self.taken.discard(uid)
             if not self.sandboxes and not self.reserved:
                 self.empty_since = time.monotonic()
+        self.free_uid(uid, uid_lock)
+
+    def free_uid(self, uid, uid_lock):
+        """A uid and its lock given back (-1: none taken)."""
+        with self.lock:
+            self.taken.discard(uid)
         if uid_lock >= 0:
             os.close(uid_lock)
 

@@ -11,8 +11,9 @@
  * bundle content, Node version and set of Node options (V8 itself only checks the source's length, so
  * the key must be the content: the bundle's digest, which scripts/build-cli.ts computes once and defines
  * into this file when it builds it beside the bundle, so that no start hashes ~3 MB; plus the bundle
- * file's size, mtime and inode, for a bundle changed without the starter). A run that found none writes it once the bundle is set up, atomically
- * (a temp file renamed), so that two CLIs starting at once never read half a file. Whatever goes wrong
+ * file's size, mtime and inode, for a bundle changed without the starter). A run that found none writes
+ * it once the bundle is set up, atomically (a temp file renamed), so that two CLIs starting at once never
+ * read half a file. Whatever goes wrong
  * with it only costs the start-up it would have saved. `HF_SANDBOX_COMPILE_CACHE=0` turns it off.
  * tsconfig.build.json leaves this file out of dist/: only scripts/build-cli.ts defines its digest.
  */

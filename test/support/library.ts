@@ -54,7 +54,8 @@ if (inherited === undefined) {
  * directory, where nothing of the package's `node_modules` can be found by walking up), which the run's
  * teardown removes with its tree: vitest ends its workers with SIGTERM, which skips their `exit` handlers.
  */
-export const runScratchPrefix: string = `hf-sandbox-testrun-${path.basename(libDir)}-`
+const SCRATCH = "hf-sandbox-testrun-"
+export const runScratchPrefix: string = `${SCRATCH}${path.basename(libDir)}-`
 
 /**
  * Removes this run's scratch directories; with `run` undefined, those of runs killed outright: a day old
@@ -62,7 +63,8 @@ export const runScratchPrefix: string = `hf-sandbox-testrun-${path.basename(libD
  */
 const removeScratch = (run: string | undefined) => {
   for (const name of fs.readdirSync(os.tmpdir())) {
-    const tree = /^hf-sandbox-testrun-(\.vitest-lib-[^-]+)-/.exec(name)?.[1]
+    const end = name.startsWith(SCRATCH + PREFIX) ? name.indexOf("-", SCRATCH.length + PREFIX.length) : -1
+    const tree = end > 0 ? name.slice(SCRATCH.length, end) : undefined
     const dir = path.join(os.tmpdir(), name)
     if (tree === undefined || (run !== undefined ? tree !== run : !stale(dir))) continue
     fs.rmSync(dir, { recursive: true, force: true })

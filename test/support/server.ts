@@ -40,7 +40,7 @@ export interface Running {
 
 /**
  * Every server started by the current test file, for its afterAll. Files share their worker: the
- * set-up run before each file (sharedWorker.ts) empties it, and after each file stops what it left running.
+ * set-up of each file (sharedWorker.ts) empties it after the file, stopping what the file left running.
  */
 export const started: Array<Running> = []
 

@@ -4,6 +4,7 @@
  * reaches the files after it. One such change is not ours: `@effect/vitest`'s `layer(...)` assigns its
  * own `effect`/`scoped`/… testers onto vitest's `it` itself, so a later file's `it.effect` would run in
  * that layer's (closed) runtime instead of a fresh TestContext. The testers as first loaded are put back.
+ * The other is the list of servers a file started (test/support/server.ts), emptied after each file.
  */
 import { afterAll, it } from "@effect/vitest"
 import { started, stopServer } from "./server.js"
@@ -17,12 +18,9 @@ const store = globalThis as { [key]?: Methods }
 store[key] ??= Object.fromEntries(methods.map((name) => [name, it[name]])) as unknown as Methods
 Object.assign(it, store[key])
 
-// The servers the file before started (and stopped in its afterAll) are not this file's.
-started.length = 0
-
-// A server the file failed to stop (its own afterAll threw before reaching it) would live on in the
-// worker for every later file. Registered first, this runs after the file's own afterAll hooks (they
-// run in stack order), which stop theirs and check how they exited.
+// The list is emptied for the next file; a server the file failed to stop (its own afterAll threw before
+// reaching it) would live on in the worker for every later file. Registered first, this runs after the
+// file's own afterAll hooks (they run in stack order), which stop theirs and check how they exited.
 afterAll(async () => {
   const running = started.filter((r) => r.proc.exitCode === null && r.proc.signalCode === null)
   started.length = 0
