@@ -141,6 +141,8 @@ layer(emulatedHub(), { excludeTestServices: true, timeout: "60 seconds" })("HF J
         assert.strictEqual(error.reason, "InvalidOptions", expected)
         assert.include(error.message, `volumes[0]: `)
         assert.include(error.message, expected)
+        // Named apart from the prose: the CLI says it as its flag (--volume).
+        assert.strictEqual(error.invalid?.option, "volumes", expected)
       }
       const nested = yield* Sandbox.make({
         volumes: [
@@ -149,6 +151,7 @@ layer(emulatedHub(), { excludeTestServices: true, timeout: "60 seconds" })("HF J
         ]
       }).pipe(Effect.scoped, Effect.flip)
       assert.include(nested.message, `volumes[1]: mountPath "/data/out" is inside (or the same as) volumes[0]'s`)
+      assert.strictEqual(nested.invalid?.option, "volumes")
       const notList = yield* Sandbox.make({ volumes: "hf://org/m:/m" as never }).pipe(Effect.scoped, Effect.flip)
       assert.include(notList.message, "is not a list of volumes")
       assert.strictEqual((yield* emu.jobs).length, before, "no job was created")

@@ -5,7 +5,8 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { StartError } from "../../SandboxError.js"
+import type { StartError } from "../../SandboxError.js"
+import { invalidOptions } from "../startError.js"
 import * as Validate from "../validate.js"
 import * as Hub from "./hub.js"
 
@@ -28,8 +29,6 @@ export const parse = (value: unknown): number => {
 
 const dollars = (micro: number) => `$${Number((micro / 1_000_000).toFixed(6))}`
 
-const invalid = (detail: string) => new StartError({ provider: "hf-jobs", reason: "InvalidOptions", detail })
-
 /** A flavor's price: micro-dollars per billed unit, and the unit's length in seconds. */
 interface Price {
   readonly microUsd: number
@@ -37,14 +36,20 @@ interface Price {
   readonly unitLabel: string
 }
 
-const priceOf = (catalog: ReadonlyArray<Hub.HardwareLine>, flavor: string): Price | string => {
+const priceOf = (catalog: ReadonlyArray<Hub.HardwareLine>, flavor: string): Price | Validate.Invalid => {
   const line = catalog.find((l) => l.name === flavor)
   if (line === undefined) {
-    return `flavor ${JSON.stringify(flavor)} is not in the Hub's hardware catalog (${catalog.map((l) => l.name).join(", ")})`
+    return new Validate.Invalid(
+      "flavor",
+      `flavor ${JSON.stringify(flavor)} is not in the Hub's hardware catalog (${catalog.map((l) => l.name).join(", ")})`
+    )
   }
   const unitSeconds = Hub.unitSeconds(line)
   if (unitSeconds === undefined) {
-    return `the Hub prices ${flavor} per ${JSON.stringify(line.unitLabel)}, a unit this version cannot turn into a timeout`
+    return new Validate.Invalid(
+      "flavor",
+      `the Hub prices ${flavor} per ${JSON.stringify(line.unitLabel)}, a unit this version cannot turn into a timeout`
+    )
   }
   return { microUsd: line.unitCostMicroUSD, unitSeconds, unitLabel: line.unitLabel }
 }
@@ -60,19 +65,25 @@ const timeoutOf = (
   capMicroUsd: number,
   lifetime: Duration.Duration | undefined,
   fallback: Duration.Duration
-): Duration.Duration | string => {
+): Duration.Duration | Validate.Invalid => {
   if (price.microUsd <= 0) return lifetime ?? fallback
   const rate = `${flavor} costs ${dollars(price.microUsd)} per ${price.unitLabel}`
   if (lifetime !== undefined) {
     const units = Math.ceil(Duration.toSeconds(lifetime) / price.unitSeconds)
     return units * price.microUsd <= capMicroUsd
       ? lifetime
-      : `lifetime ${Duration.format(lifetime)} on ${flavor} may cost ${dollars(units * price.microUsd)}, over maxCost ${dollars(capMicroUsd)} (${rate}): raise maxCost, shorten lifetime, or leave lifetime out to get what maxCost buys`
+      : new Validate.Invalid(
+          "maxCost",
+          `lifetime ${Duration.format(lifetime)} on ${flavor} may cost ${dollars(units * price.microUsd)}, over maxCost ${dollars(capMicroUsd)} (${rate}): raise maxCost, shorten lifetime, or leave lifetime out to get what maxCost buys`
+        )
   }
   const units = Math.floor(capMicroUsd / price.microUsd)
   return units >= 1
     ? Duration.seconds(units * price.unitSeconds)
-    : `maxCost ${dollars(capMicroUsd)} buys less than one ${price.unitLabel} of ${flavor} (${rate}): raise maxCost or pick a cheaper flavor`
+    : new Validate.Invalid(
+        "maxCost",
+        `maxCost ${dollars(capMicroUsd)} buys less than one ${price.unitLabel} of ${flavor} (${rate}): raise maxCost or pick a cheaper flavor`
+      )
 }
 
 /**
@@ -89,10 +100,14 @@ export const timeouts = (
   Effect.flatMap(catalog, (lines) => {
     const found = flavors.map((flavor) => {
       const price = priceOf(lines, flavor)
-      return typeof price === "string" ? price : timeoutOf(flavor, price, capMicroUsd, lifetime, fallback)
+      return price instanceof Validate.Invalid ? price : timeoutOf(flavor, price, capMicroUsd, lifetime, fallback)
     })
-    const problems = found.filter((t): t is string => typeof t === "string")
-    return problems.length > 0
-      ? Effect.fail(invalid(`invalid sandbox options: ${problems.join("; ")}`))
+    const problems = found.filter((t): t is Validate.Invalid => t instanceof Validate.Invalid)
+    const first = problems[0]
+    // Every problem is said; the error names the option of the first, which the CLI turns into its flag.
+    return first !== undefined
+      ? Effect.fail(
+          invalidOptions("hf-jobs", new Validate.Invalid(first.option, problems.map((p) => p.detail).join("; ")))
+        )
       : Effect.succeed(found as ReadonlyArray<Duration.Duration>)
   })

@@ -4,6 +4,7 @@
  * `path?`), checked before any job exists, and the CLI's `hf://…:/MOUNT[:ro|:rw]` grammar (`parse_hf_mount`).
  */
 import type { Volume } from "../../HfJobs.js"
+import * as Validate from "../validate.js"
 
 const TYPES = ["model", "dataset", "space", "bucket"] as const
 /** The plural prefixes of an `hf://` URI, as `huggingface_hub`'s `HF_URI_TYPE_PREFIXES` spells them. */
@@ -67,20 +68,23 @@ const volumeProblem = (volume: unknown): string | undefined => {
 }
 
 /**
- * The volumes as the job spec sends them, or what is wrong (naming the volume by its index). Mount paths
- * may not repeat or nest: one mount would hide the other.
+ * The volumes as the job spec sends them, or a `Validate.Invalid` of `volumes` saying what is wrong (naming
+ * the volume by its index). Mount paths may not repeat or nest: one mount would hide the other.
  */
 export const check = (volumes: unknown): ReadonlyArray<Volume> => {
-  if (!Array.isArray(volumes)) throw new Error(`volumes ${describe(volumes)} is not an array of volumes`)
+  if (!Array.isArray(volumes)) throw new Validate.Invalid("volumes", `${describe(volumes)} is not an array of volumes`)
   volumes.forEach((volume, i) => {
     const problem = volumeProblem(volume)
-    if (problem !== undefined) throw new Error(`volumes[${i}]: ${problem}`)
+    if (problem !== undefined) throw new Validate.Invalid("volumes", `volumes[${i}]: ${problem}`)
   })
   const paths = (volumes as ReadonlyArray<Volume>).map((v) => v.mountPath.replace(/\/+$/, ""))
   paths.forEach((p, i) => {
     const other = paths.findIndex((q, j) => j !== i && (q === p || p.startsWith(`${q}/`)))
     if (other >= 0)
-      throw new Error(`volumes[${i}]: mountPath ${describe(p)} is inside (or the same as) volumes[${other}]'s`)
+      throw new Validate.Invalid(
+        "volumes",
+        `volumes[${i}]: mountPath ${describe(p)} is inside (or the same as) volumes[${other}]'s`
+      )
   })
   return (volumes as ReadonlyArray<Volume>).map((v) => ({
     type: v.type,
