@@ -2,7 +2,7 @@
  * The HF Jobs provider against the Hub emulator (see test/HfJobs.test.ts): the Hub's faults (5xx, 429 with
  * its rate-limit headers, redirects, a fixed-window rate limit), and many sandboxes at once.
  */
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as HfJobs from "hf-sandbox/HfJobs"
@@ -171,17 +171,19 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
 )
 
 describe("HF Jobs provider under the Hub's fixed-window rate limit", () => {
-  layer(
-    Layer.unwrapScoped(
-      Effect.map(
-        // A window much smaller than the Hub's (5 minutes), so that waiting it out stays quick.
-        Testing.make({ schedulingDelay: "100 millis", rateLimit: { quota: 4, window: "5 seconds" } }),
-        (emulator) => emulatorLayer(emulator, false)
-      )
-    ).pipe(Layer.merge(Schedules.layer(fastSchedules))),
-    { excludeTestServices: true, timeout: "60 seconds" }
-  )("rate limited", (it) => {
-    it.effect("a sandbox starts, runs and is released while the Hub refuses some of its requests with 429", () =>
+  // Windows much smaller than the Hub's (5 minutes), so that waiting them out stays quick. They run back to
+  // back from the emulator's start, and the emulator starts with the test: the window the test uses up is
+  // then nearly whole when the sandbox's start asks the Hub.
+  const RateLimited = Layer.unwrapScoped(
+    Effect.map(
+      Testing.make({ schedulingDelay: "100 millis", rateLimit: { quota: 4, window: "2 seconds" } }),
+      (emulator) => emulatorLayer(emulator, false)
+    )
+  ).pipe(Layer.merge(Schedules.layer(fastSchedules)))
+
+  it.live(
+    "a sandbox starts, runs and is released while the Hub refuses some of its requests with 429",
+    () =>
       Effect.gen(function* () {
         const emu = yield* emulator
         // The window in force is used up first (the limiter counts every request, whatever its route), so
@@ -201,7 +203,7 @@ describe("HF Jobs provider under the Hub's fixed-window rate limit", () => {
         const requests = (yield* emu.requests).slice(before)
         assert.isAbove(requests.filter((r) => r.status === 429).length, 0, "the limiter refused some requests")
         assert.strictEqual(requests.filter((r) => r.route === "create" && r.status === 200).length, 1)
-      })
-    )
-  })
+      }).pipe(Effect.provide(RateLimited)),
+    60_000
+  )
 })
