@@ -217,12 +217,12 @@ layer(HfEnv, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs (emu
     Effect.gen(function* () {
       const sb = yield* Sandbox.make({ transport: "proxy" })
       const first = yield* Deferred.make<void>()
-      // On a clock whose waits pass twenty times faster: the 10 s a pass may stay silent last 0.5 s. A pass
-      // that ends while the job still runs (a loaded machine's gap between samples) is opened again, so only
-      // the job's stage can end the stream, as on the real clock.
+      // On a clock whose waits pass ten times faster: the 10 s a pass may stay silent last 1 s (ten samples'
+      // time). A pass that ends while the job still runs (a loaded machine's gap between samples) is opened
+      // again, so only the job's stage can end the stream, as on the real clock.
       const samples = yield* Effect.fork(
         Stream.runCount(sb.metrics().pipe(Stream.tap(() => Deferred.succeed(first, void 0)))).pipe(
-          Effect.withClock(hastened(20))
+          Effect.withClock(hastened(10))
         )
       )
       yield* Deferred.await(first)
