@@ -142,7 +142,8 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
         yield* resetFaults
         const emu = yield* emulator
         const sb = yield* Sandbox.make({ transport: "proxy", schedules: { logQuietWindow: "500 millis" } })
-        emu.faults.logFirstByteDelayMs = 2500
+        // Three quiet windows: a snapshot whose window started with the request would end, empty, long before.
+        emu.faults.logFirstByteDelayMs = 1500
         const jobs = HfJobs.layer({
           token: emu.token,
           endpoint: emu.url,

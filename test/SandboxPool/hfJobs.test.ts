@@ -15,7 +15,9 @@ import { assertCancelled, jobOf } from "../support/hfJobs.js"
 import { emulatedHub, fastSchedules } from "../support/hub.js"
 import { eventually } from "../support/local.js"
 
-const Env = Layer.merge(emulatedHub(), Schedules.layer(fastSchedules))
+// A log snapshot (a pooled sandbox's log is its host job's) counts the log complete after 1 s without a
+// line, not 5: the emulator replays a log at once, in one burst.
+const Env = Layer.merge(emulatedHub({}, { schedules: { logQuietWindow: "1 second" } }), Schedules.layer(fastSchedules))
 const weakIsolation = process.getuid?.() !== 0
 
 layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("SandboxPool on HF Jobs (emulated)", (it) => {

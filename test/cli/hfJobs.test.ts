@@ -158,7 +158,7 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     // Ctrl-C is an interruption of the run (the local Ctrl-C test shows the program's signal handling).
     const running = startInProcess(["run", "--", "echo ready; sleep 30"], { hf: true })
     // A bound, not a race: a start through a quick tunnel can take long on a loaded machine (the other
-    // test file may be starting twenty sandboxes at the same moment).
+    // test file may be starting ten sandboxes at the same moment).
     await until(
       () => `"ready" on stdout: ${running.stdout()}`,
       () => running.stdout().includes("ready"),
