@@ -20,8 +20,6 @@ import { emulatedHub, fastSchedules } from "../support/hub.js"
 import { localLayer } from "../support/local.js"
 
 const Env = Layer.merge(emulatedHub(), Schedules.layer(fastSchedules))
-/** One tunnel sandbox for the tests that need no settings of their own (each costs a job and a tunnel). */
-const Tunneled = Sandbox.layer().pipe(Layer.provideMerge(Env))
 
 const emulator = Testing.HubEmulatorService
 
@@ -99,11 +97,11 @@ const outputBytes = (process: Sandbox.Process<unknown>) =>
 
 const outputText = (process: Sandbox.Process<unknown>) => Effect.map(outputBytes(process), (b) => b.toString())
 
-layer(Tunneled, { excludeTestServices: true, timeout: "120 seconds" })("stdin through a quick tunnel", (it) => {
+layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("stdin through a quick tunnel", (it) => {
   it.effect("the edge refuses a request body over 100 MB with Cloudflare's 413 page; the origin never sees it", () =>
     Effect.gen(function* () {
       const emu = yield* emulator
-      // The shared sandbox's job is the newest one: this test runs first and makes none.
+      yield* Sandbox.make()
       const tunnelUrl = yield* currentTunnelUrl(emu)
       // Announced too large: refused before a byte of the body is read.
       const announced = yield* rawEdgeRequest(emu, tunnelUrl, { "content-length": "100000001" }, [])
@@ -125,7 +123,7 @@ layer(Tunneled, { excludeTestServices: true, timeout: "120 seconds" })("stdin th
 
   it.effect("exec with 120 MB of stdin through a tunnel sandbox: every byte reaches the command", () =>
     Effect.gen(function* () {
-      const sb = yield* Sandbox.Sandbox
+      const sb = yield* Sandbox.make()
       const input = randomBytes(120 * 1024 * 1024)
       const result = yield* sb.exec(["sha256sum"], { stdin: input })
       assert.strictEqual(result.exitCode, 0, result.stderr)
