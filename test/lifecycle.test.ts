@@ -6,6 +6,7 @@ import * as ChildProcess from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { pathToFileURL } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -18,6 +19,7 @@ import * as LocalSandbox from "hf-sandbox/LocalSandbox"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import * as TransferJournal from "../src/internal/files/journal.js"
 import * as OwnedDirs from "../src/internal/local/ownedDirs.js"
+import { libDir } from "./support/library.js"
 import { assertGone, eventually, isAlive, localLayer } from "./support/local.js"
 import { waitNoneWithArg } from "./support/processes.js"
 
@@ -387,14 +389,17 @@ describe.skipIf(process.platform !== "linux")("what a crash leaves behind", () =
   it.live("a client killed with SIGKILL leaves no process and no working directory", () =>
     withTempRoot((root) =>
       Effect.gen(function* () {
-        // A real client in a process of its own, killed the hard way once its sandbox runs a command.
+        // A real client in a process of its own, killed the hard way once its sandbox runs a command. It
+        // loads the run's compiled library natively, as a user's built program would: through tsx as a
+        // loader it paid seconds of CPU to transform the library's modules one by one.
+        const lib = (name: string) => JSON.stringify(pathToFileURL(path.join(libDir, name)).href)
         const script = [
           `import * as NodeContext from "@effect/platform-node/NodeContext"`,
           `import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"`,
           `import * as Effect from "effect/Effect"`,
           `import * as Layer from "effect/Layer"`,
-          `import * as LocalSandbox from "./src/LocalSandbox.ts"`,
-          `import * as Sandbox from "./src/Sandbox.ts"`,
+          `import * as LocalSandbox from ${lib("LocalSandbox.js")}`,
+          `import * as Sandbox from ${lib("Sandbox.js")}`,
           `const layer = LocalSandbox.layer({ tempDir: ${JSON.stringify(root)} }).pipe(`,
           `  Layer.provideMerge(NodeContext.layer), Layer.merge(NodeHttpClient.layerUndici))`,
           `Effect.gen(function* () {`,
@@ -404,8 +409,8 @@ describe.skipIf(process.platform !== "linux")("what a crash leaves behind", () =
           `  yield* Effect.never`,
           `}).pipe(Effect.scoped, Effect.provide(layer), Effect.runPromise)`
         ].join("\n")
-        // Node itself (tsx as a loader, not its wrapper process): the pid killed is the client's.
-        const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+        // Node itself, not a wrapper process: the pid killed is the client's.
+        const child = ChildProcess.spawn(process.execPath, ["--input-type=module", "-e", script], {
           cwd: path.resolve("."),
           stdio: ["ignore", "pipe", "inherit"]
         })

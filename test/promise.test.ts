@@ -220,6 +220,27 @@ describe("Promise facade (local provider)", () => {
     expect(await waitGone([pid])).toEqual([])
   })
 
+  it("bad options reject with typed errors naming them; exec gives the raw bytes too", async () => {
+    // The file's shared sandbox: nothing here needs one of its own.
+    const error = await sb.exec("true", { maxOutputBytes: 0 }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(SandboxError.InvalidArgumentError)
+    expect((error as Error).message).toContain("maxOutputBytes")
+    const buffer = await sb.spawn("true", { bufferBytes: 0 }).catch((e: unknown) => e)
+    expect(buffer).toBeInstanceOf(SandboxError.InvalidArgumentError)
+    expect((buffer as Error).message).toContain("bufferBytes")
+    // The facade passes the option on: the sandbox keeps only the last 4 bytes.
+    const kept = await sb.spawn(["printf", "0123456789"], { bufferBytes: 4 })
+    await kept.wait()
+    let tail = ""
+    for await (const event of kept.output()) if (event._tag === "Stdout") tail += event.text
+    expect(tail).toBe("6789")
+    const r = await sb.exec(["printf", "\\377"], { maxOutputBytes: 16 })
+    expect([...r.stdoutBytes]).toEqual([0xff])
+    const idle = await Sandbox.create({ provider: "local", idleTimeout: -1 }).catch((e: unknown) => e)
+    expect(idle).toMatchObject({ _tag: "StartError", reason: "InvalidOptions" })
+    expect((idle as Error).message).toContain("idleTimeout")
+  })
+
   it("logs follows until aborted", async () => {
     const controller = new AbortController()
     setTimeout(() => controller.abort(), 200)
@@ -281,27 +302,6 @@ describe("Promise facade lifetime", () => {
     } finally {
       await made.terminate()
     }
-  })
-
-  it("bad options reject with typed errors naming them; exec gives the raw bytes too", async () => {
-    await using sb = await Sandbox.create({ provider: "local" })
-    const error = await sb.exec("true", { maxOutputBytes: 0 }).catch((e: unknown) => e)
-    expect(error).toBeInstanceOf(SandboxError.InvalidArgumentError)
-    expect((error as Error).message).toContain("maxOutputBytes")
-    const buffer = await sb.spawn("true", { bufferBytes: 0 }).catch((e: unknown) => e)
-    expect(buffer).toBeInstanceOf(SandboxError.InvalidArgumentError)
-    expect((buffer as Error).message).toContain("bufferBytes")
-    // The facade passes the option on: the sandbox keeps only the last 4 bytes.
-    const kept = await sb.spawn(["printf", "0123456789"], { bufferBytes: 4 })
-    await kept.wait()
-    let tail = ""
-    for await (const event of kept.output()) if (event._tag === "Stdout") tail += event.text
-    expect(tail).toBe("6789")
-    const r = await sb.exec(["printf", "\\377"], { maxOutputBytes: 16 })
-    expect([...r.stdoutBytes]).toEqual([0xff])
-    const idle = await Sandbox.create({ provider: "local", idleTimeout: -1 }).catch((e: unknown) => e)
-    expect(idle).toMatchObject({ _tag: "StartError", reason: "InvalidOptions" })
-    expect((idle as Error).message).toContain("idleTimeout")
   })
 
   it("a missing token is explained in the facade's terms (Sandbox.create({ token }), not a layer)", async () => {

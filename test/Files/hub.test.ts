@@ -47,8 +47,13 @@ const withHubEnv = (emu: Testing.HubEmulator, token?: Redacted.Redacted<string>)
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
-/** `n` bytes of 0, 1, …, 255, 0, 1, … (what the sandbox's `bytes(range(256)) * k` writes). */
-const pattern = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => i % 256))
+const RAMP = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+
+/**
+ * `n` bytes of 0, 1, …, 255, 0, 1, … (what the sandbox's `bytes(range(256)) * k` writes), filled from one
+ * 256-byte ramp: built from an array of `n` numbers it cost ~0.9 s of CPU per 10 MiB.
+ */
+const pattern = (n: number) => Buffer.alloc(n, RAMP)
 
 /** Writes `pattern(n)` to `path` (its folders made) in the sandbox, from inside it. */
 const writePattern = (sb: Sandbox.Sandbox, path: string, n: number) =>
