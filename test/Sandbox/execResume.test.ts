@@ -18,7 +18,6 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { Sandbox as PromiseSandbox, SandboxError } from "hf-sandbox/promise"
 import * as Sandbox from "hf-sandbox/Sandbox"
-import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Schedules from "hf-sandbox/Schedules"
 import * as Testing from "hf-sandbox/testing"
 import { emulatedHub, fastSchedules } from "../support/hub.js"
@@ -31,29 +30,8 @@ const reattach = Schedule.spaced("50 millis").pipe(Schedule.upTo("30 seconds"), 
 /** The local provider, with every sandbox's server reached through a relay of its own. */
 const { layer: RelayedOnly, relayOf, serverOf } = relayed()
 
-/**
- * The relayed provider, whose word on a lost connection ("did the server exit?") comes at once while the
- * server's process lives. The local provider otherwise waits up to a second for news of an exit (a socket
- * error can come before it) on every lost connection and every reattach; behind a relay the cuts are the
- * relay's and the server lives on. A server that did exit is still explained by the provider's own word.
- */
-const PromptExitNews = Layer.effect(
-  SandboxProvider.SandboxProvider,
-  Effect.map(SandboxProvider.SandboxProvider, (provider) => ({
-    ...provider,
-    provision: (spec: SandboxProvider.Spec) =>
-      Effect.map(provider.provision(spec), (endpoint): SandboxProvider.Endpoint => {
-        const { exitReason } = endpoint
-        const pid = endpoint.details.serverPid as number
-        return exitReason === undefined
-          ? endpoint
-          : { ...endpoint, exitReason: Effect.suspend(() => (isAlive(pid) ? Effect.succeedNone : exitReason)) }
-      })
-  }))
-).pipe(Layer.provideMerge(RelayedOnly))
-
 /** The same, every sandbox reattaching on the quick {@link reattach} unless its test gives its own. */
-const Relayed = Layer.merge(PromptExitNews, Schedules.layer({ reattach }))
+const Relayed = Layer.merge(RelayedOnly, Schedules.layer({ reattach }))
 const workdir = (sb: Sandbox.Sandbox) => sb.details.workdir as string
 
 /** Waits until a file of the sandbox holds `pattern` (read on the local disk: no request through the relay). */

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import { isAlive } from "../processTree.js"
 import { tailOf } from "./logs.js"
 
 /** The supervisor's line on stdout when the server has ended (`--supervise`). */
@@ -25,6 +26,30 @@ export const decodeExited = Schema.decodeUnknownOption(
 
 /** How long a transport failure waits for the news of the server's exit before it is reported as is. */
 export const EXIT_NEWS_GRACE = Duration.seconds(1)
+
+/**
+ * How long a server seen running after a transport failure is watched before the failure is taken as not
+ * its end. A server that ends closes its sockets at the last steps of its exit, after its memory is gone:
+ * it is a zombie (then reaped by its supervisor) well within this.
+ */
+const EXIT_SETTLE = Duration.millis(50)
+
+/**
+ * When to stop waiting for the news of the server `pid`'s exit after a transport failure: at once (after
+ * {@link EXIT_SETTLE}) when it is running both before and after that settle — no news is coming, so a cut
+ * relay or a request body whose source failed is reported without the whole grace — else after
+ * `EXIT_NEWS_GRACE`. Always ends: it may run where interruption is off (a transfer's release), where a
+ * race cannot stop a wait that never ends.
+ */
+export const newsDeadline = (pid: number): Effect.Effect<Option.Option<never>> =>
+  Effect.sync(() => isAlive(pid)).pipe(
+    Effect.zipLeft(Effect.sleep(EXIT_SETTLE)),
+    Effect.flatMap((before) =>
+      before && isAlive(pid)
+        ? Effect.succeedNone
+        : Effect.as(Effect.sleep(Duration.subtract(EXIT_NEWS_GRACE, EXIT_SETTLE)), Option.none())
+    )
+  )
 
 /** How often a detached sandbox's log is looked at for its supervisor's line, within `EXIT_NEWS_GRACE`. */
 const exitNewsPoll = Schedule.spaced("50 millis")

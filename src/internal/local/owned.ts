@@ -21,7 +21,7 @@ import * as TransferJournal from "../files/journal.js"
 import * as HostLabels from "../hostLabels.js"
 import type { LocalContext } from "./context.js"
 import { startError } from "./errors.js"
-import { decodeExited, EXIT_NEWS_GRACE, exitText, signalOf } from "./exit.js"
+import { decodeExited, exitText, newsDeadline, signalOf } from "./exit.js"
 import { captureStderr, makeTail, type Tail } from "./logs.js"
 import * as Names from "./names.js"
 import * as OwnedDirs from "./ownedDirs.js"
@@ -230,14 +230,16 @@ const endpoint = (started: Started, watched: Watched, announce: Protocol.Listeni
   baseUrl: `http://127.0.0.1:${announce.port}`,
   token: Redacted.make(started.token),
   died: Deferred.await(watched.died),
-  exitReason: Deferred.await(watched.ended).pipe(
-    Effect.map((how) => `the sandbox server exited (${how})`),
-    // A socket error may arrive a moment before the news of the exit that caused it. The grace is a
-    // wait on the operating system, so it runs on the real clock: under a TestClock (an `it.effect`
-    // test) it would otherwise never end, and a failed request would hang instead of failing.
-    Effect.timeoutOption(EXIT_NEWS_GRACE),
-    Effect.withClock(Clock.make())
-  ),
+  // A socket error may arrive a moment before the news of the exit that caused it; a server still running
+  // cuts that wait short. Both sides may be interrupted even where the caller may not be (a transfer's
+  // release), so the loser stops at once. The waits are on the operating system, so they run on the real
+  // clock: under a TestClock (an `it.effect` test) they would never end, and a failed request would hang.
+  exitReason: Effect.raceFirst(
+    Effect.interruptible(
+      Deferred.await(watched.ended).pipe(Effect.map((how) => Option.some(`the sandbox server exited (${how})`)))
+    ),
+    Effect.interruptible(newsDeadline(announce.pid))
+  ).pipe(Effect.withClock(Clock.make())),
   logs: watched.logs,
   readRangeSize: Server.WHOLE_FILE,
   directReads: true,
