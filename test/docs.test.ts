@@ -2,8 +2,9 @@
  * The docs cannot rot: every code block of README.md and docs/**\/*.md is checked here.
  *
  * ```ts blocks are type-checked, all of them in one TypeScript program with the project's compiler
- * options (tsconfig.json, so `hf-sandbox` and `hf-sandbox/*` are src/), unused names allowed. The
- * convention, by the words after `ts` on the opening fence:
+ * options (tsconfig.json, so `hf-sandbox` and `hf-sandbox/*` are src/), unused names allowed, in a child
+ * process (test/support/docsTypecheck.ts, which builds the prelude below). The convention, by the words
+ * after `ts` on the opening fence:
  *
  * - ```ts — a module of its own. It may leave out the imports of the standard names (`Effect`, `Layer`,
  *   `Stream`, `Schedule`, … from `effect`; `HttpClient`, `FileSystem`; `NodeContext`, `NodeHttpClient`,
@@ -14,8 +15,9 @@
  * - ```ts gen — the body of an `Effect.gen(function* () { … })`: statements with `yield*`, no imports.
  * - ```ts promise — the Promise facade: `Sandbox` and `SandboxError` are those of `hf-sandbox/promise`,
  *   and `sb` is its sandbox. A block that imports from `hf-sandbox/promise` is one of these anyway.
- * - ```ts run — also run with tsx, from the repository's root; it must exit 0. For complete programs
- *   on the local provider only (nothing here may reach the network). Run by test/docsRun.test.ts.
+ * - ```ts run — also run, from the repository's root, as tsx runs it (types stripped, then Node) against
+ *   the library compiled as installed; it must exit 0. For complete programs on the local provider only
+ *   (nothing here may reach the network). Run by test/docsRun.test.ts.
  * - ```ts test — a complete vitest file: also run, all such blocks in one `vitest run` (docsRun.test.ts).
  * - ```ts file=examples/name.ts — a file the reader is told to create; shell blocks may run it.
  * - ```ts skip — not checked at all. Avoid it.
