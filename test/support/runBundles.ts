@@ -2,13 +2,14 @@
  * vitest's second global set-up: the bundles the run's test files would otherwise each make, made once by
  * the run's main process, before the workers start. The CLI (test/support/bundleCli.ts) when a file of
  * the run runs it; the child programs the files of the run name (test/support/bundleProgram.ts), in one
- * build. Each worker bundled the CLI for itself before (three times a run), and each file its programs
- * (esbuild parsing the library and Effect every time): ~7 s of CPU a run, more than half of it saved.
+ * build. Before, each worker bundled the CLI for itself (~1.7 s of esbuild's CPU each, three a run) and
+ * each file its programs (the six of the suite: ~7 s bundled file by file, ~2 s in one build that emits
+ * what they share once, as chunks).
  *
  * They lie in the run's scratch directories (test/support/library.ts), removed with its compiled tree, and
  * are handed down in `HF_SANDBOX_TEST_CLI` and `HF_SANDBOX_TEST_PROGRAMS`: the workers, and a vitest run
- * inside the suite (docsRun.test.ts), use them. A file that finds no bundle for itself (one that does not
- * name its programs in the plain way read here, or a run whose files vitest did not say) bundles its own.
+ * inside the suite (docsRun.test.ts), use them. A file that finds no bundle for itself (it names its
+ * programs otherwise than `wanted` reads them) bundles its own, as before.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -46,14 +47,10 @@ const wanted = (files: ReadonlyArray<string>) => {
 export const setup = async (project: Project): Promise<void> => {
   const files = project.vitest?.state?.getPaths?.()
   const want = wanted(files ?? allTestFiles())
-  const make = {
-    cli: want.cli && process.env[CLI_ENV] === undefined ? () => bundleRunCli("cli") : undefined,
-    programs:
-      want.programs.length > 0 && process.env[PROGRAMS_ENV] === undefined
-        ? () => bundleRunPrograms(want.programs)
-        : undefined
-  }
-  const [cli, programs] = await Promise.all([make.cli?.(), make.programs?.()])
+  const [cli, programs] = await Promise.all([
+    want.cli && process.env[CLI_ENV] === undefined ? bundleRunCli("cli") : undefined,
+    want.programs.length > 0 && process.env[PROGRAMS_ENV] === undefined ? bundleRunPrograms(want.programs) : undefined
+  ])
   if (cli !== undefined) process.env[CLI_ENV] = cli
   if (programs !== undefined) process.env[PROGRAMS_ENV] = programs
   if (project.config.watch && (cli !== undefined || programs !== undefined)) {
