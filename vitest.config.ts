@@ -45,7 +45,7 @@ const PATH = pathWithRealPython()
 export default defineConfig({
   plugins: [library],
   test: {
-    globalSetup: ["./test/support/library.ts"],
+    globalSetup: ["./test/support/library.ts", "./test/support/runBundles.ts"],
     setupFiles: ["./test/support/sharedWorker.ts"],
     // In watch mode a change of the library reruns the tests, against the tree compiled again.
     forceRerunTriggers: [...configDefaults.forceRerunTriggers, "**/src/**"],

@@ -2,8 +2,9 @@
  * The docs cannot rot: every code block of README.md and docs/**\/*.md is checked here.
  *
  * ```ts blocks are type-checked, all of them in one TypeScript program with the project's compiler
- * options (tsconfig.json, so `hf-sandbox` and `hf-sandbox/*` are src/), unused names allowed. The
- * convention, by the words after `ts` on the opening fence:
+ * options (tsconfig.json, so `hf-sandbox` and `hf-sandbox/*` are src/), unused names allowed, in a child
+ * process (test/support/docsTypecheck.ts, which builds the prelude below). The convention, by the words
+ * after `ts` on the opening fence:
  *
  * - ```ts — a module of its own. It may leave out the imports of the standard names (`Effect`, `Layer`,
  *   `Stream`, `Schedule`, … from `effect`; `HttpClient`, `FileSystem`; `NodeContext`, `NodeHttpClient`,
@@ -14,8 +15,9 @@
  * - ```ts gen — the body of an `Effect.gen(function* () { … })`: statements with `yield*`, no imports.
  * - ```ts promise — the Promise facade: `Sandbox` and `SandboxError` are those of `hf-sandbox/promise`,
  *   and `sb` is its sandbox. A block that imports from `hf-sandbox/promise` is one of these anyway.
- * - ```ts run — also run with tsx, from the repository's root; it must exit 0. For complete programs
- *   on the local provider only (nothing here may reach the network). Run by test/docsRun.test.ts.
+ * - ```ts run — also run, from the repository's root, as tsx runs it (types stripped, then Node) against
+ *   the library compiled as installed; it must exit 0. For complete programs on the local provider only
+ *   (nothing here may reach the network). Run by test/docsRun.test.ts.
  * - ```ts test — a complete vitest file: also run, all such blocks in one `vitest run` (docsRun.test.ts).
  * - ```ts file=examples/name.ts — a file the reader is told to create; shell blocks may run it.
  * - ```ts skip — not checked at all. Avoid it.
@@ -33,181 +35,50 @@
  *
  * A failure names the Markdown file and the line of the block.
  */
+import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import ts from "typescript"
+import { build } from "esbuild"
 import { assert, describe, it } from "vitest"
-import { type Block, blocks, fileOf, markdownFiles, rel, root, tsBlocks, where } from "./support/docBlocks.js"
+import { blocks, fileOf, markdownFiles, rel, root, tsBlocks, where } from "./support/docBlocks.js"
 
-const isPromise = (b: Block) => b.flags.includes("promise") || /from\s+["']hf-sandbox\/promise["']/.test(b.code)
-
-// ---- the prelude ----------------------------------------------------------------------------------
-
-const standardImports: ReadonlyArray<readonly [name: string, from: string]> = [
-  ...[
-    "Cause",
-    "Chunk",
-    "Config",
-    "Console",
-    "Context",
-    "Data",
-    "Deferred",
-    "Duration",
-    "Effect",
-    "Either",
-    "Exit",
-    "Fiber",
-    "Layer",
-    "ManagedRuntime",
-    "Option",
-    "Queue",
-    "Redacted",
-    "Ref",
-    "Schedule",
-    "Schema",
-    "Scope",
-    "Stream"
-  ].map((name) => [name, `effect/${name}`] as const),
-  ["FileSystem", "@effect/platform/FileSystem"],
-  ["HttpClient", "@effect/platform/HttpClient"],
-  ["NodeContext", "@effect/platform-node/NodeContext"],
-  ["NodeHttpClient", "@effect/platform-node/NodeHttpClient"],
-  ["NodeRuntime", "@effect/platform-node/NodeRuntime"],
-  ...["Files", "HfJobs", "LocalSandbox", "Protocol", "SandboxProvider", "Schedules", "Telemetry"].map(
-    (name) => [name, `hf-sandbox/${name}`] as const
-  ),
-  ["Testing", "hf-sandbox/testing"]
-]
-
-const freeNames = {
-  sb: (promise: boolean) =>
-    `declare const sb: ${promise ? 'import("hf-sandbox/promise").Sandbox' : 'import("hf-sandbox/Sandbox").Sandbox'}`,
-  Live: () =>
-    'declare const Live: import("effect/Layer").Layer<import("hf-sandbox/SandboxProvider").SandboxProvider | ' +
-    'import("@effect/platform/HttpClient").HttpClient | import("@effect/platform-node/NodeContext").NodeContext>',
-  program: () =>
-    'declare const program: import("effect/Effect").Effect<void, import("hf-sandbox/SandboxError").SandboxError, ' +
-    'import("hf-sandbox/SandboxProvider").SandboxProvider | import("@effect/platform/HttpClient").HttpClient>'
-}
-
-/** Names a module block binds at its top level (imports and declarations). */
-const boundNames = (code: string): Set<string> => {
-  const names = new Set<string>()
-  const source = ts.createSourceFile("block.ts", code, ts.ScriptTarget.Latest, false, ts.ScriptKind.TS)
-  const bind = (name: ts.BindingName | undefined) => {
-    if (name === undefined) return
-    if (ts.isIdentifier(name)) names.add(name.text)
-    else for (const element of name.elements) if (!ts.isOmittedExpression(element)) bind(element.name)
-  }
-  for (const statement of source.statements) {
-    if (ts.isImportDeclaration(statement)) {
-      const clause = statement.importClause
-      if (clause?.name) names.add(clause.name.text)
-      const bindings = clause?.namedBindings
-      if (bindings && ts.isNamespaceImport(bindings)) names.add(bindings.name.text)
-      if (bindings && ts.isNamedImports(bindings)) for (const e of bindings.elements) names.add(e.name.text)
-    } else if (ts.isVariableStatement(statement)) {
-      for (const declaration of statement.declarationList.declarations) bind(declaration.name)
-    } else if (
-      (ts.isFunctionDeclaration(statement) ||
-        ts.isClassDeclaration(statement) ||
-        ts.isInterfaceDeclaration(statement) ||
-        ts.isTypeAliasDeclaration(statement) ||
-        ts.isEnumDeclaration(statement) ||
-        ts.isModuleDeclaration(statement) ||
-        ts.isImportEqualsDeclaration(statement)) &&
-      statement.name !== undefined &&
-      ts.isIdentifier(statement.name)
-    ) {
-      names.add(statement.name.text)
-    }
-  }
-  return names
-}
-
-interface Generated {
-  readonly block: Block
-  readonly path: string
-  readonly text: string
-  /** Lines before the block's first line. */
-  readonly offset: number
-}
-
-const generate = (block: Block, index: number): Generated => {
-  const gen = block.flags.includes("gen")
-  const promise = isPromise(block)
-  const bound = gen ? new Set<string>() : boundNames(block.code)
-  const prelude: Array<string> = []
-  for (const [name, from] of standardImports) {
-    if (!bound.has(name)) prelude.push(`import * as ${name} from "${from}"`)
-  }
-  for (const name of ["Sandbox", "SandboxError"]) {
-    if (bound.has(name)) continue
-    prelude.push(
-      promise ? `import { ${name} } from "hf-sandbox/promise"` : `import * as ${name} from "hf-sandbox/${name}"`
-    )
-  }
-  for (const [name, declare] of Object.entries(freeNames)) {
-    if (!bound.has(name)) prelude.push(declare(promise))
-  }
-  if (gen) prelude.push("export const block = Effect.gen(function* () {")
-  const text = [...prelude, block.code, ...(gen ? ["})"] : []), "export {}", ""].join("\n")
-  const name = `${block.file.replace(/[^\w]+/g, "_")}_${block.line}_${index}.ts`
-  return { block, path: path.join(root, ".vitest", "docs", name), text, offset: prelude.length }
-}
-
-// ---- the checks ------------------------------------------------------------------------------------
-
-const compilerOptions = (): ts.CompilerOptions => {
-  const parsed = ts.getParsedCommandLineOfConfigFile(
-    path.join(root, "tsconfig.json"),
-    {},
-    {
-      ...ts.sys,
-      onUnRecoverableConfigFileDiagnostic: (d) => {
-        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, "\n"))
-      }
-    }
-  )
-  if (parsed === undefined) throw new Error("cannot read tsconfig.json")
-  return { ...parsed.options, noEmit: true, noUnusedLocals: false, noUnusedParameters: false }
-}
-
-/** One program over every block (in memory) and whatever they import; the API modules for the reference check. */
-let checked: { readonly program: ts.Program; readonly errors: ReadonlyArray<string> } | undefined
+/**
+ * The type-check of the blocks and the exports of the public modules: test/support/docsTypecheck.ts,
+ * bundled (its own code only: TypeScript is loaded from node_modules) and run with node in a child
+ * process, which takes the compiler's memory with it when it exits.
+ */
+let checked: Promise<{ readonly errors: ReadonlyArray<string>; readonly exports: Record<string, Array<string>> }>
 const typeCheck = () => (checked ??= check())
-const check = () => {
-  const generated = tsBlocks.map(generate)
-  const byPath = new Map(generated.map((g) => [g.path, g]))
-  const options = compilerOptions()
-  const host = ts.createCompilerHost(options, true)
-  const { getSourceFile, fileExists, readFile } = host
-  host.getSourceFile = (file, language, onError, create) => {
-    const g = byPath.get(path.resolve(file))
-    return g
-      ? ts.createSourceFile(file, g.text, language, true)
-      : getSourceFile.call(host, file, language, onError, create)
+const check = async () => {
+  // Two levels below the root, as test/support/ is: docBlocks.ts finds the root from its own place.
+  const dir = path.join(root, ".vitest", `docs-check-${process.pid}`)
+  const program = path.join(dir, "docsTypecheck.mjs")
+  try {
+    await build({
+      entryPoints: [path.join(root, "test", "support", "docsTypecheck.ts")],
+      bundle: true,
+      packages: "external",
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      outfile: program,
+      logLevel: "warning"
+    })
+    const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [program],
+        // A bound for a loaded machine: one TypeScript program of all the docs and the API took 73 s there.
+        { cwd: root, encoding: "utf8", maxBuffer: 64 * 1024 * 1024, timeout: 170_000 },
+        (error, stdout, stderr) =>
+          resolve({ status: error === null ? 0 : (error.code as number | null), stdout, stderr })
+      )
+    })
+    if (result.status !== 0) throw new Error(`the type-check exited ${result.status}:\n${result.stderr}`)
+    return JSON.parse(result.stdout) as Awaited<typeof checked>
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
   }
-  host.fileExists = (file) => byPath.has(path.resolve(file)) || fileExists.call(host, file)
-  host.readFile = (file) => byPath.get(path.resolve(file))?.text ?? readFile.call(host, file)
-  const program = ts.createProgram({ rootNames: [...byPath.keys(), ...apiModules()], options, host })
-  const errors: Array<string> = []
-  for (const diagnostic of program.getGlobalDiagnostics()) {
-    errors.push(ts.flattenDiagnosticMessageText(diagnostic.messageText, "\n"))
-  }
-  for (const g of generated) {
-    const source = program.getSourceFile(g.path)!
-    const diagnostics = [...program.getSyntacticDiagnostics(source), ...program.getSemanticDiagnostics(source)]
-    for (const diagnostic of diagnostics) {
-      const at = diagnostic.start === undefined ? 0 : source.getLineAndCharacterOfPosition(diagnostic.start).line
-      const line = g.block.line + Math.max(0, at - g.offset)
-      const hint = g.block.file.startsWith("docs/api/")
-        ? " (generated: fix the doc comment in src/, then npm run docs:api)"
-        : ""
-      errors.push(`${g.block.file}:${line}: ${ts.flattenDiagnosticMessageText(diagnostic.messageText, "\n  ")}${hint}`)
-    }
-  }
-  return { program, errors }
 }
 
 /** GitHub's anchors for the headings of a Markdown file (outside code blocks), duplicates numbered. */
@@ -232,29 +103,20 @@ const anchorsOf = (file: string): Set<string> => {
   return anchors
 }
 
-/** The public modules: src/*.ts (not internal/, not cli/). */
-const apiModules = () =>
-  fs
-    .readdirSync(path.join(root, "src"))
-    .filter((f) => f.endsWith(".ts"))
-    .map((f) => path.join(root, "src", f))
-
 const apiPageOf = (module: string) => path.join(root, "docs", "api", `${module === "index" ? "hf-sandbox" : module}.md`)
 
 describe("docs", () => {
-  it("every ts code block of README.md and docs/ type-checks", () => {
+  it("every ts code block of README.md and docs/ type-checks", async () => {
     assert.isAbove(tsBlocks.length, 10, "the blocks were found")
-    const { errors } = typeCheck()
+    const { errors } = await typeCheck()
     assert.deepStrictEqual(errors, [], `broken code blocks:\n${errors.join("\n")}`)
-    // A bound for a loaded machine: one TypeScript program of all the docs and the API took 73 s there.
   }, 180_000)
 
-  it("the API reference has a section for every export of every public module", () => {
-    const { program } = typeCheck()
-    const checker = program.getTypeChecker()
+  it("the API reference has a section for every export of every public module", async () => {
+    const { exports: modules } = await typeCheck()
+    assert.isAbove(Object.keys(modules).length, 5, "the public modules were found")
     const problems: Array<string> = []
-    for (const file of apiModules()) {
-      const module = path.basename(file, ".ts")
+    for (const [module, exports] of Object.entries(modules)) {
       const page = apiPageOf(module)
       if (!fs.existsSync(page)) {
         problems.push(`${rel(page)} is missing: run npm run docs:api`)
@@ -265,8 +127,6 @@ describe("docs", () => {
           h!.replace(/ \((interface|type alias|class|namespace)\)$/, "").replace(/^From "\.\/(.+)\.js"$/, "$1")
         )
       )
-      const symbol = checker.getSymbolAtLocation(program.getSourceFile(file)!)
-      const exports = symbol === undefined ? [] : checker.getExportsOfModule(symbol).map((s) => s.name)
       for (const name of exports) {
         if (!headings.has(name)) problems.push(`${rel(page)} lacks ${name}: run npm run docs:api`)
       }

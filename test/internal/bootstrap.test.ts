@@ -2,7 +2,7 @@
  * The job's bootstrap script, run by a real /bin/sh: it starts the server package it carries inline, and in an
  * image without Python (and no package manager to install it) it says so clearly and exits 127.
  */
-import { spawnSync } from "node:child_process"
+import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -17,21 +17,43 @@ const serverFiles = fs
   .sort()
   .map((name) => [name, fs.readFileSync(path.join(serverScriptPath, name), "utf8")] as const)
 
-/** The job's command, run as the job runtime runs it: `/bin/sh` with the script and the package's pieces. */
-const runCommand = (options: Options, spawnOptions: { readonly env: NodeJS.ProcessEnv; readonly timeout: number }) => {
-  const [sh, ...args] = command(options)
-  return spawnSync(sh!, args, { ...spawnOptions, encoding: "utf8" })
-}
+/**
+ * The job's command, run as the job runtime runs it: `/bin/sh` with the script and the package's pieces.
+ * Asynchronous: the worker stays free for vitest's own RPC, and the tests run side by side.
+ */
+const runCommand = (options: Options, spawnOptions: { readonly env: NodeJS.ProcessEnv; readonly timeout: number }) =>
+  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    const [sh, ...args] = command(options)
+    execFile(sh!, args, { ...spawnOptions, encoding: "utf8" }, (error, stdout, stderr) => {
+      const status = error === null ? 0 : typeof error.code === "number" ? error.code : null
+      resolve({ status, stdout, stderr })
+    })
+  })
+
+/** Where `tool` is found on PATH, as `command -v` says for a program, or undefined. */
+const which = (tool: string): string | undefined =>
+  (process.env.PATH ?? "")
+    .split(path.delimiter)
+    .filter((dir) => dir !== "")
+    .map((dir) => path.join(dir, tool))
+    .find((file) => {
+      try {
+        fs.accessSync(file, fs.constants.X_OK)
+        return fs.statSync(file).isFile()
+      } catch {
+        return false
+      }
+    })
 
 describe("bootstrap script", () => {
-  it("fails with a clear message when the image has no Python and nothing can install it", () => {
+  it.concurrent("fails with a clear message when the image has no Python and nothing can install it", async () => {
     const bin = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-nopython-"))
     // Only what a minimal image has: a shell and the few tools the script uses, and no python.
     for (const tool of ["mkdir", "dirname"]) {
-      const found = spawnSync("/bin/sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim()
+      const found = which(tool)
       if (found) fs.symlinkSync(found, path.join(bin, tool))
     }
-    const run = runCommand(
+    const run = await runCommand(
       { transport: "proxy", serverFiles, idleTimeoutSeconds: 5 },
       { env: { PATH: bin, TMPDIR: bin, SBX_PORT: "0", SBX_TOKEN: "x" }, timeout: 10_000 }
     )
@@ -44,9 +66,9 @@ describe("bootstrap script", () => {
   // The package grows past what one argument may carry (Linux's MAX_ARG_STRLEN, 128 KiB: the exec fails
   // with E2BIG): a module of incompressible text makes sure this one does.
   const large = [...serverFiles, ["zz_ballast.py", `# ${randomBytes(150 * 1024).toString("base64")}\n`] as const]
-  it("writes the server package it carries, however large, and execs it (the server's listening line comes out)", () => {
+  it.concurrent("writes the server package it carries, however large, and execs it (the server's listening line comes out)", async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-boot-"))
-    const run = runCommand(
+    const run = await runCommand(
       { transport: "proxy", serverFiles: large, idleTimeoutSeconds: 0.5 },
       { env: { PATH: process.env.PATH ?? "", TMPDIR: tmp, SBX_PORT: "0", SBX_TOKEN: "x".repeat(64) }, timeout: 20_000 }
     )

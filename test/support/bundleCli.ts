@@ -19,20 +19,33 @@ export const bundleCli = async (work: string): Promise<string> => {
   return bin
 }
 
+/**
+ * The variable in which the run's main process hands its bundle of the CLI down to the workers and to a
+ * vitest run inside the suite (test/support/runBundles.ts), as `HF_SANDBOX_TEST_LIB` hands down the tree.
+ */
+export const CLI_ENV = "HF_SANDBOX_TEST_CLI"
+
+/** Bundles the CLI into a new scratch directory of the run (test/support/library.ts), removed with the run. */
+export const bundleRunCli = (name: string): Promise<string> =>
+  bundleCli(fs.mkdtempSync(path.join(os.tmpdir(), `${runScratchPrefix}${name}-`)))
+
 let shared: Promise<string> | undefined
 
 /**
- * The CLI bundled once per process, for every test file that runs it without changing it: files share
- * their worker (`isolate: false`), and this module stays loaded across them. Its directory is one of the
- * run's scratch directories (test/support/library.ts), removed with the run; a file that changes the
- * bundle or what lies beside it bundles its own copy with `bundleCli`.
+ * The CLI bundled once per run, for every test file that runs it without changing it: the bundle the
+ * run's main process made when one of its files needs it (`CLI_ENV`), or else, when a worker's file finds
+ * none, one made by this process for every later file of the worker (files share their worker,
+ * `isolate: false`, and this module stays loaded across them). Either lies in one of the run's scratch
+ * directories, removed with the run; a file that changes the bundle or what lies beside it bundles its own
+ * copy with `bundleCli`.
  */
 export const sharedCli = async (): Promise<string> => {
+  const run = process.env[CLI_ENV]
+  if (run !== undefined && fs.existsSync(run)) return run
   // In watch mode a worker outlives its run's scratch: a bundle gone with it is made again.
   if (shared !== undefined && !fs.existsSync(await shared.catch(() => ""))) shared = undefined
   if (shared === undefined) {
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), `${runScratchPrefix}cli-${process.pid}-`))
-    shared = bundleCli(work)
+    shared = bundleRunCli(`cli-${process.pid}`)
     // A failed build is not kept: the next file tries again, and fails with its own error.
     shared.catch(() => {
       shared = undefined

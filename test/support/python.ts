@@ -6,8 +6,26 @@
 import { execFileSync } from "node:child_process"
 import * as path from "node:path"
 
+/**
+ * Where the run's main process hands down what `python3` resolved to (vitest.config.ts asks first), so
+ * that its workers and a vitest run inside the suite need not ask again.
+ */
+const ENV = "HF_SANDBOX_TEST_PYTHON"
+
+/** What each interpreter name resolved to in this process: the answer cannot change during a run. */
+const resolved = new Map<string, string>()
+
 /** The absolute path of the interpreter `python` resolves to, or `python` itself if the lookup fails. */
 export const realPython = (python = "python3"): string => {
+  const known = resolved.get(python) ?? (python === "python3" ? process.env[ENV] : undefined)
+  if (known !== undefined) return known
+  const found = lookUp(python)
+  resolved.set(python, found)
+  if (python === "python3") process.env[ENV] = found
+  return found
+}
+
+const lookUp = (python: string): string => {
   try {
     const executable = execFileSync(python, ["-S", "-c", "import sys; print(sys.executable)"], {
       encoding: "utf8",

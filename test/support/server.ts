@@ -67,7 +67,15 @@ export const spawnServer = (
   command: ReadonlyArray<string> = [PYTHON]
 ) => {
   const [program, ...head] = command
-  const proc = spawn(program!, [...head, "-u", SERVER, ...args], { cwd: dir, env: baseEnv(env), stdio: "pipe" })
+  // `-S` as the providers and the job's bootstrap run it (no site-packages: the server is stdlib-only).
+  // Without it each server also ran the site's start-up hooks: ~50 ms of CPU where a .pth imports a package.
+  // A test that puts modules on PYTHONPATH may bring a `sitecustomize` hook, which only `site` runs.
+  const site = env.PYTHONPATH !== undefined ? [] : ["-S"]
+  const proc = spawn(program!, [...head, "-u", ...site, SERVER, ...args], {
+    cwd: dir,
+    env: baseEnv(env),
+    stdio: "pipe"
+  })
   let stdout = ""
   let stderr = ""
   proc.stdout.setEncoding("utf8").on("data", (d: string) => {

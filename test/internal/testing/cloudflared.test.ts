@@ -3,7 +3,7 @@
  * Go's flag package, cmd/cloudflared/main.go): `--version`/`-v`/`-V`/`version` in the real format, and an
  * unknown flag is "Incorrect Usage" plus help on stdout with exit status 0 (main ignores app.Run's error).
  */
-import { spawnSync } from "node:child_process"
+import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -16,14 +16,18 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 const standIn = (version?: string) => {
   const file = path.join(dir, `cloudflared-${version ?? "default"}`)
   if (!fs.existsSync(file)) fs.writeFileSync(file, cloudflaredScript(process.execPath, version), { mode: 0o755 })
-  return (...args: Array<string>) => {
-    // No HF_EMULATOR_CONTROL: a command line that is accepted fails at the quick-tunnel request instead.
-    const env = { ...process.env }
-    delete env.HF_EMULATOR_CONTROL
-    // A guard against a hang, not a measure of speed: a loaded machine can take seconds to start node.
-    const r = spawnSync(file, args, { env, encoding: "utf8", timeout: 45_000 })
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr }
-  }
+  // Asynchronous, so that a test's command lines run side by side: each is a start of node.
+  return (...args: Array<string>) =>
+    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      // No HF_EMULATOR_CONTROL: a command line that is accepted fails at the quick-tunnel request instead.
+      const env = { ...process.env }
+      delete env.HF_EMULATOR_CONTROL
+      // A guard against a hang, not a measure of speed: a loaded machine can take seconds to start node.
+      execFile(file, args, { env, encoding: "utf8", timeout: 45_000 }, (error, stdout, stderr) => {
+        const status = error === null ? 0 : typeof error.code === "number" ? error.code : null
+        resolve({ status, stdout, stderr })
+      })
+    })
 }
 
 /** The arguments the server passes (rpc-server/sbx_server/tunnel_process.py, run_once). */
@@ -40,41 +44,51 @@ const SERVER_ARGS = [
 ]
 
 describe("stand-in cloudflared command line", () => {
-  it("answers --version, -v, -V and `version` as the real one (`version --short`: the number only)", () => {
+  it("answers --version, -v, -V and `version` as the real one (`version --short`: the number only)", async () => {
     const run = standIn()
     const line = `cloudflared version ${CLOUDFLARED_VERSION} (built 2026-08-14T10:54 UTC)\n`
-    for (const args of [["--version"], ["-v"], ["-V"], ["version"], ["-version"], ["--version=true"]]) {
-      expect(run(...args), args.join(" ")).toEqual({ status: 0, stdout: line, stderr: "" })
-    }
-    expect(run("version", "--short")).toEqual({ status: 0, stdout: `${CLOUDFLARED_VERSION}\n`, stderr: "" })
-    expect(standIn("2026.9.1")("--version").stdout).toBe("cloudflared version 2026.9.1 (built 2026-09-01T12:00 UTC)\n")
+    const forms = [["--version"], ["-v"], ["-V"], ["version"], ["-version"], ["--version=true"]]
+    const [short, other, ...answers] = await Promise.all([
+      run("version", "--short"),
+      standIn("2026.9.1")("--version"),
+      ...forms.map((args) => run(...args))
+    ])
+    forms.forEach((args, i) => {
+      expect(answers[i], args.join(" ")).toEqual({ status: 0, stdout: line, stderr: "" })
+    })
+    expect(short).toEqual({ status: 0, stdout: `${CLOUDFLARED_VERSION}\n`, stderr: "" })
+    expect(other!.stdout).toBe("cloudflared version 2026.9.1 (built 2026-09-01T12:00 UTC)\n")
   })
 
-  it("rejects an unknown flag like urfave/cli: Incorrect Usage and help on stdout, exit status 0, no tunnel", () => {
+  it("rejects an unknown flag like urfave/cli: Incorrect Usage and help on stdout, exit status 0, no tunnel", async () => {
     const run = standIn()
-    const tunnel = run("tunnel", "--no-autoupdate", "--xyz", "--url", "http://127.0.0.1:9")
+    const [tunnel, app, version, url, bool] = await Promise.all([
+      run("tunnel", "--no-autoupdate", "--xyz", "--url", "http://127.0.0.1:9"),
+      run("--xyz"),
+      run("tunnel", "--version"),
+      run("tunnel", "--url"),
+      run("tunnel", "--no-autoupdate=maybe")
+    ])
     expect(tunnel.status).toBe(0)
     expect(tunnel.stdout).toMatch(
       /^Incorrect Usage\. flag provided but not defined: -xyz\n\nNAME:\n {3}cloudflared tunnel - Use Cloudflare Tunnel/
     )
     expect(tunnel.stderr).toBe("") // never got as far as requesting a tunnel
-    const app = run("--xyz")
     expect(app.status).toBe(0)
     expect(app.stdout).toMatch(/^Incorrect Usage\. flag provided but not defined: -xyz\n\nNAME:\n {3}cloudflared - /)
     // `tunnel` is a sub-app with HideVersion: --version is not one of its flags.
-    expect(run("tunnel", "--version").stdout).toMatch(/^Incorrect Usage\. flag provided but not defined: -version\n/)
-    expect(run("tunnel", "--url").stdout).toMatch(/^Incorrect Usage\. flag needs an argument: -url\n/)
-    expect(run("tunnel", "--no-autoupdate=maybe").stdout).toMatch(
-      /^Incorrect Usage\. invalid boolean value "maybe" for -no-autoupdate: parse error\n/
-    )
+    expect(version.stdout).toMatch(/^Incorrect Usage\. flag provided but not defined: -version\n/)
+    expect(url.stdout).toMatch(/^Incorrect Usage\. flag needs an argument: -url\n/)
+    expect(bool.stdout).toMatch(/^Incorrect Usage\. invalid boolean value "maybe" for -no-autoupdate: parse error\n/)
   })
 
-  it("knows --no-prechecks from 2026.5.0 on: an older one prints Incorrect Usage for the server's command line", () => {
-    const old = standIn("2026.4.2")(...SERVER_ARGS)
+  it("knows --no-prechecks from 2026.5.0 on: an older one prints Incorrect Usage for the server's command line", async () => {
+    const [old, ...currents] = await Promise.all(
+      [standIn("2026.4.2"), standIn("2026.5.0"), standIn()].map((run) => run(...SERVER_ARGS))
+    )
     expect(old).toMatchObject({ status: 0, stderr: "" })
-    expect(old.stdout).toMatch(/^Incorrect Usage\. flag provided but not defined: -no-prechecks\n/)
-    for (const version of ["2026.5.0", undefined]) {
-      const current = standIn(version)(...SERVER_ARGS)
+    expect(old!.stdout).toMatch(/^Incorrect Usage\. flag provided but not defined: -no-prechecks\n/)
+    for (const current of currents) {
       expect(current.status).toBe(1)
       expect(current.stdout).toBe("")
       expect(current.stderr).toContain("Requesting new quick Tunnel on trycloudflare.com...")
