@@ -8,7 +8,6 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { buildCli } from "../../scripts/build-cli.js"
-import { runScratchPrefix } from "./library.js"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 
@@ -25,9 +24,15 @@ export const bundleCli = async (work: string): Promise<string> => {
  */
 export const CLI_ENV = "HF_SANDBOX_TEST_CLI"
 
-/** Bundles the CLI into a new scratch directory of the run (test/support/library.ts), removed with the run. */
-export const bundleRunCli = (name: string): Promise<string> =>
-  bundleCli(fs.mkdtempSync(path.join(os.tmpdir(), `${runScratchPrefix}${name}-`)))
+/**
+ * Bundles the CLI into a new scratch directory of the run (test/support/library.ts), removed with the run.
+ * library.ts is loaded only here: loading it makes a run's compiled tree, which a bench using `bundleCli`
+ * (bench/stdin.ts) would leave behind at the package root.
+ */
+export const bundleRunCli = async (name: string): Promise<string> => {
+  const { runScratchPrefix } = await import("./library.js")
+  return bundleCli(fs.mkdtempSync(path.join(os.tmpdir(), `${runScratchPrefix}${name}-`)))
+}
 
 let shared: Promise<string> | undefined
 
