@@ -393,8 +393,11 @@ export const collect = (
           // As in `attempt`; the events' own failures are lost connections, which `explained` leaves be.
           Effect.catchAll((error) => explained(run, error)),
           Effect.zipRight(ended(run)),
+          // An error no reattach can help with (a refusal, say) is the command's at once.
           Effect.catchAll((error) =>
-            Stream.runForEach(attempts(run, schedule, error), (event) => Effect.sync(() => onEvent(event)))
+            retryable(run, error)
+              ? Stream.runForEach(attempts(run, schedule, error), (event) => Effect.sync(() => onEvent(event)))
+              : Effect.fail(error)
           ),
           Effect.ensuring(Effect.suspend(() => abandon(run)))
         )
