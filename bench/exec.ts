@@ -2,6 +2,10 @@
  * exec round-trip through the client, beside spawning the same program directly from Node in the
  * same run. Target (issue 2): exec("true") p50 ≤ 1.5× the direct spawn.
  *
+ * The client's own CPU per call too (process.cpuUsage around each round's loop: the client process
+ * only, not the sandbox's server), beside Node's CPU per direct spawn of the same program in the same
+ * rounds (issue 11: a client driving thousands of small commands is bound by its own CPU).
+ *
  * Also, for `execStream`:
  * - time to the first output byte of `echo hi`, as a ratio to the exec("true") round trip p50 of the same
  *   run (target ≤ 2×: streaming adds no round trip of its own);
@@ -14,11 +18,12 @@ import * as Stream from "effect/Stream"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import { Live, ms, now, percentile } from "./support.js"
 
-const ROUNDS = 10
+// Fewer on a shared machine: BENCH_RUNS=3 BENCH_STREAM_RUNS=2 npx tsx bench/exec.ts
+const ROUNDS = Number(process.env.BENCH_RUNS ?? 10)
 const PER_ROUND = 50
 const MiB = 1024 * 1024
 const STREAM_BYTES = 100 * MiB
-const STREAM_RUNS = 7
+const STREAM_RUNS = Number(process.env.BENCH_STREAM_RUNS ?? 7)
 
 const spawnTrue = () =>
   new Promise<void>((resolve, reject) => {
@@ -44,6 +49,10 @@ const program = Effect.gen(function* () {
   const direct: Array<number> = []
   const viaShell: Array<number> = []
   const viaArgv: Array<number> = []
+  // CPU per call, one figure per round and series.
+  const cpuDirect: Array<number> = []
+  const cpuShell: Array<number> = []
+  const cpuArgv: Array<number> = []
   const firstByte: Array<number> = []
   /** The time from asking for the stream to its first Stdout event; the stream is consumed to the end. */
   const timeFirstByte = Effect.suspend(() => {
@@ -83,6 +92,14 @@ const program = Effect.gen(function* () {
       yield* effect
       into.push(now() - t0)
     })
+  /** One round of a series, timed call by call, and the client's CPU per call over the round. */
+  const series = <A, E>(into: Array<number>, cpu: Array<number>, effect: Effect.Effect<A, E>) =>
+    Effect.gen(function* () {
+      const c0 = process.cpuUsage()
+      for (let i = 0; i < PER_ROUND; i++) yield* time(into, effect)
+      const used = process.cpuUsage(c0)
+      cpu.push((used.user + used.system) / 1000 / PER_ROUND)
+    })
   // Warm up both paths (JIT, connection pool, page cache).
   for (let i = 0; i < 30; i++) {
     yield* sb.exec("true")
@@ -92,9 +109,9 @@ const program = Effect.gen(function* () {
   firstByte.length = 0
   // Interleaved rounds, so that noise from the shared machine hits every series alike.
   for (let round = 0; round < ROUNDS; round++) {
-    for (let i = 0; i < PER_ROUND; i++) yield* time(direct, Effect.promise(spawnTrue))
-    for (let i = 0; i < PER_ROUND; i++) yield* time(viaShell, sb.exec("true"))
-    for (let i = 0; i < PER_ROUND; i++) yield* time(viaArgv, sb.exec(["true"]))
+    yield* series(direct, cpuDirect, Effect.promise(spawnTrue))
+    yield* series(viaShell, cpuShell, sb.exec("true"))
+    yield* series(viaArgv, cpuArgv, sb.exec(["true"]))
     for (let i = 0; i < PER_ROUND; i++) yield* timeFirstByte
   }
   // Throughput: interleaved runs of the baseline and the stream, one warm-up each.
@@ -126,6 +143,21 @@ const program = Effect.gen(function* () {
   row('sb.exec("true")  (via /bin/sh)', viaShell)
   row('sb.exec(["true"]) (argv)', viaArgv)
   console.log(`target: sb.exec("true") p50 <= 1.50x baseline -> ${(percentile(viaShell, 50) / base).toFixed(2)}x`)
+
+  const cpuBase = percentile(cpuDirect, 50)
+  const cpuRow = (name: string, perRound: Array<number>) =>
+    console.log(
+      `${name.padEnd(34)} ${ms(percentile(perRound, 50)).padStart(9)} per call  ratio ${(
+        percentile(perRound, 50) / cpuBase
+      ).toFixed(2)}x`
+    )
+  console.log("")
+  console.log(
+    `client CPU per call (user+sys of this process), median of ${ROUNDS} rounds of ${PER_ROUND} (baseline: direct spawn)`
+  )
+  cpuRow("node spawn('true') [baseline]", cpuDirect)
+  cpuRow('sb.exec("true")  (via /bin/sh)', cpuShell)
+  cpuRow('sb.exec(["true"]) (argv)', cpuArgv)
 
   const execP50 = percentile(viaShell, 50)
   console.log("")

@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as Protocol from "../../Protocol.js"
-import type { ExecEvent, ExecOptions, ExecResult, OutputEvent, Sandbox } from "../../Sandbox.js"
+import type { ExecEvent, ExecOptions, ExecResult, OutputEvent, ProcessExit, Sandbox } from "../../Sandbox.js"
 import { BadRequestError, type InvalidArgumentError, type OperationError } from "../../SandboxError.js"
 import * as Validate from "../validate.js"
 import * as Reattach from "../wire/reattach.js"
@@ -119,6 +119,39 @@ const feedingStdin = <E>(
         })
       )
 
+/** A command's request as sent (keyed, its output in base64), and how its stdin goes. */
+const prepare = <E>(
+  running: Running,
+  operation: string,
+  command: string | ReadonlyArray<string>,
+  execOptions: Omit<ExecOptions<E>, "maxOutputBytes">
+) =>
+  Effect.suspend(() => {
+    const stdin = Stdin.plan(execOptions.stdin)
+    return Effect.map(execRequest(running.cwd, operation, command, execOptions, stdin), (request) => ({
+      request: {
+        ...request,
+        encoding: "base64" as const,
+        idempotency_key: request.idempotency_key ?? Reattach.newIdempotencyKey()
+      },
+      stdin
+    }))
+  })
+
+/** A prepared command's wire events, as a stream, its stdin fed from its source if it has one. */
+const commandEvents = <E>(
+  running: Running,
+  operation: string,
+  request: Protocol.ExecRequest,
+  stdin: Stdin.Plan<E>
+): Stream.Stream<Reattach.CommandEvent, OperationError | E> =>
+  feedingStdin(
+    running,
+    operation,
+    Reattach.run(running.wire, request, operation, running.schedules.reattach),
+    stdin.source
+  )
+
 /** A command's events, without a span of its own (exec and execStream each have theirs). */
 const events = <E>(
   running: Running,
@@ -130,29 +163,9 @@ const events = <E>(
     alive(
       running,
       operation,
-      Effect.suspend(() => {
-        const stdin = Stdin.plan(execOptions.stdin)
-        return Effect.map(execRequest(running.cwd, operation, command, execOptions, stdin), (request) => ({
-          request,
-          stdin
-        }))
-      }).pipe(
+      prepare(running, operation, command, execOptions).pipe(
         Effect.map(({ request, stdin }) =>
-          feedingStdin(
-            running,
-            operation,
-            Reattach.run(
-              running.wire,
-              {
-                ...request,
-                encoding: "base64",
-                idempotency_key: request.idempotency_key ?? Reattach.newIdempotencyKey()
-              },
-              operation,
-              running.schedules.reattach
-            ),
-            stdin.source
-          ).pipe(
+          commandEvents(running, operation, request, stdin).pipe(
             Stream.filterMap((event): Option.Option<ExecEvent> => {
               switch (event.event) {
                 case "start":
@@ -185,8 +198,31 @@ export const execStream =
       })
     )
 
-// exec is execStream folded into a result: output kept as bytes up to the cap, decoded once at the end
-// (so a character split across chunks decodes whole).
+/**
+ * A command run to its end for `exec`, its events handed to `onEvent` as they come. Without a stdin
+ * stream to feed, the events are read by this fiber (`Reattach.collect`): a stream's machinery costs
+ * the client several times what the exchange itself does.
+ */
+const collect = <E>(
+  running: Running,
+  command: string | ReadonlyArray<string>,
+  execOptions: Omit<ExecOptions<E>, "maxOutputBytes">,
+  onEvent: (event: Reattach.CommandEvent) => void
+): Effect.Effect<void, OperationError | E> =>
+  alive(
+    running,
+    "exec",
+    Effect.flatMap(prepare(running, "exec", command, execOptions), ({ request, stdin }) =>
+      stdin.source === undefined
+        ? Reattach.collect(running.wire, request, "exec", running.schedules.reattach, onEvent)
+        : Stream.runForEach(commandEvents(running, "exec", request, stdin), (event) =>
+            Effect.sync(() => onEvent(event))
+          )
+    )
+  )
+
+// exec is a command's events folded into a result: output kept as bytes up to the cap, decoded once at
+// the end (so a character split across chunks decodes whole).
 export const exec =
   (running: Running): Sandbox["exec"] =>
   <E>(command: string | ReadonlyArray<string>, execOptions: ExecOptions<E> = {}) => {
@@ -197,20 +233,19 @@ export const exec =
     return Effect.flatMap(checkedLimit, (limit) => {
       const stdout = makeCapture(limit)
       const stderr = makeCapture(limit)
-      let exit: Extract<ExecEvent, { _tag: "Exit" }> | undefined
-      return events(running, "exec", command, streamOptions).pipe(
-        Stream.runForEach((event) =>
-          Effect.sync(() => {
-            switch (event._tag) {
-              case "Stdout":
-                return stdout.push(event.data)
-              case "Stderr":
-                return stderr.push(event.data)
-              case "Exit":
-                exit = event
-            }
-          })
-        ),
+      let exit: ProcessExit | undefined
+      return collect(running, command, streamOptions, (event) => {
+        switch (event.event) {
+          case "stdout":
+            return stdout.push(event.data)
+          case "stderr":
+            return stderr.push(event.data)
+          case "exit":
+            exit = toExit(event)
+        }
+      }).pipe(
+        // The span says how the command ended whenever its exit came, as execStream's events have it say.
+        Effect.ensuring(Effect.suspend(() => (exit ? Effect.annotateCurrentSpan(exitAttributes(exit)) : Effect.void))),
         Effect.map(
           (): ExecResult => ({
             exitCode: exit!.exitCode,

@@ -7,6 +7,7 @@
 import type * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as Chunk from "effect/Chunk"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -30,6 +31,15 @@ export interface WireClient {
   readonly timeouts: Transport.Timeouts
   readonly health: Effect.Effect<Protocol.HealthResponse, OperationError>
   readonly exec: (request: Protocol.ExecRequest) => Stream.Stream<Protocol.ExecEventLine, OperationError>
+  /**
+   * {@link exec} read to its end by the calling fiber, each read's events handed to `onEvents` (which must
+   * be quick: its time counts against `streamIdle`). For a caller that folds the events: far cheaper
+   * than a stream.
+   */
+  readonly execEach: <E>(
+    request: Protocol.ExecRequest,
+    onEvents: (events: Chunk.Chunk<Protocol.ExecEventLine>) => Effect.Effect<void, E>
+  ) => Effect.Effect<void, OperationError | E>
   readonly spawn: (request: Processes.SpawnRequest) => Effect.Effect<Protocol.ProcessInfoBody, OperationError>
   readonly processes: Effect.Effect<ReadonlyArray<Protocol.ProcessInfoBody>, OperationError>
   /** Signals the process's group; false when it had already exited. */
@@ -136,6 +146,7 @@ const compose = (transport: Transport.Transport): WireClient => ({
     Transport.json(Protocol.HealthResponse)
   ),
   exec: (request) => Exec.exec(transport, request),
+  execEach: (request, onEvents) => Exec.execEach(transport, request, onEvents),
   spawn: (request) => Processes.spawn(transport, request),
   processes: Processes.processes(transport),
   kill: (id, signal) => Processes.kill(transport, id, signal),

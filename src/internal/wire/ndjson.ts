@@ -45,7 +45,7 @@ export const base64OutputLine = (line: Uint8Array): OutputLine | undefined => {
  * Splits NDJSON bytes into lines, each decoded once by `decode` (a line it gives none for is skipped).
  * Stateful: one per stream.
  */
-const splitLines = <A>(decode: (line: Uint8Array) => Option.Option<A>) => {
+export const splitLines = <A>(decode: (line: Uint8Array) => Option.Option<A>) => {
   let partial: Array<Uint8Array> = []
   return (chunks: Chunk.Chunk<Uint8Array>): Chunk.Chunk<A> => {
     const decoded: Array<A> = []
@@ -96,7 +96,7 @@ export const unpack = <A, IE = never, Done = unknown>(
  * protocol can grow.
  */
 export const unpackEvents = <A, I>(schema: Schema.Schema<A, I>) => {
-  const decodeLine = Schema.decodeUnknownOption(Schema.parseJson(schema))
+  const decoderOf = eventDecoder(schema)
   return <IE = never, Done = unknown>(): Channel.Channel<
     Chunk.Chunk<A | OutputLine>,
     Chunk.Chunk<Uint8Array>,
@@ -104,12 +104,20 @@ export const unpackEvents = <A, I>(schema: Schema.Schema<A, I>) => {
     IE,
     Done,
     Done
-  > =>
-    Channel.suspend(() => {
-      const decoder = new TextDecoder()
-      return unpack((line): Option.Option<A | OutputLine> => {
-        const output = base64OutputLine(line)
-        return output !== undefined ? Option.some(output) : decodeLine(decoder.decode(line))
-      })
-    })
+  > => Channel.suspend(() => unpack(decoderOf()))
+}
+
+/**
+ * The line decoder of {@link unpackEvents}, for a caller that splits the bytes itself
+ * ({@link splitLines}): a fresh one per stream.
+ */
+export const eventDecoder = <A, I>(schema: Schema.Schema<A, I>) => {
+  const decodeLine = Schema.decodeUnknownOption(Schema.parseJson(schema))
+  return (): ((line: Uint8Array) => Option.Option<A | OutputLine>) => {
+    const decoder = new TextDecoder()
+    return (line) => {
+      const output = base64OutputLine(line)
+      return output !== undefined ? Option.some(output) : decodeLine(decoder.decode(line))
+    }
+  }
 }

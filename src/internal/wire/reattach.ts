@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Protocol from "../../Protocol.js"
 import { ConnectionLostError, type OperationError } from "../../SandboxError.js"
@@ -65,9 +66,55 @@ interface Run {
   readonly request: Protocol.ExecRequest
   readonly operation: string
   readonly state: State
-  /** The newest offsets to acknowledge (a sliding queue of one: older ones are superseded). */
-  readonly acks: Queue.Enqueue<Ack>
+  /** Where the acknowledging fiber runs: the run's own scope. */
+  readonly scope: Scope.Scope
+  /**
+   * The newest offsets to acknowledge (a sliding queue of one: older ones are superseded); made, and its
+   * fiber started, by the first acknowledgement (see {@link acknowledge}).
+   */
+  acks: Queue.Enqueue<Ack> | undefined
 }
+
+const makeRun = (wire: WireClient, request: Protocol.ExecRequest, operation: string, scope: Scope.Scope): Run => ({
+  wire,
+  request: { ...request, ack_window: request.ack_window ?? ACK_WINDOW },
+  operation,
+  scope,
+  acks: undefined,
+  state: {
+    id: undefined,
+    started: false,
+    exited: false,
+    unreachable: false,
+    refused: false,
+    final: false,
+    attempts: 0,
+    offsets: { stdout: 0, stderr: 0 },
+    acked: { stdout: 0, stderr: 0 }
+  }
+})
+
+/**
+ * Hands the newest offsets to the acknowledging fiber, started in the run's scope by the first of them:
+ * a command whose output stays under {@link ACK_EVERY} (nearly all) never forks it. Lost
+ * acknowledgements cost nothing but a wait: a resume acknowledges its own offsets.
+ */
+const acknowledge = (run: Run, ack: Ack): Effect.Effect<void> =>
+  Effect.suspend(() =>
+    run.acks !== undefined
+      ? run.acks.offer(ack)
+      : Effect.flatMap(Queue.sliding<Ack>(1), (acks) => {
+          run.acks = acks
+          return Queue.take(acks).pipe(
+            Effect.flatMap(({ id, ...offsets }) =>
+              run.wire.ack(id, offsets).pipe(Effect.timeout(CLEANUP_BOUND), Effect.ignore)
+            ),
+            Effect.forever,
+            Effect.forkIn(run.scope),
+            Effect.zipRight(acks.offer(ack))
+          )
+        })
+  )
 
 /** Marks `error` as one after which reattaching cannot help. */
 const final = (run: Run, error: ConnectionLostError) => {
@@ -121,7 +168,7 @@ const eventOf = (run: Run) => {
         }
         acked.stdout = offsets.stdout
         acked.stderr = offsets.stderr
-        return Effect.as(run.acks.offer({ id: state.id, ...offsets }), output)
+        return Effect.as(acknowledge(run, { id: state.id, ...offsets }), output)
       }
       case "exit":
         state.exited = true
@@ -262,15 +309,13 @@ const gaveUp = (run: Run, error: OperationError): OperationError => {
 // Unreachable for the whole schedule: a kill would not get through either, and the server's own
 // reattach grace ends the command. Without an id (interrupted or cut off before the start event)
 // the command may be running or its request still on its way: cancelling by key covers both.
+// Built only when needed: nearly every command has exited.
 const abandon = ({ wire, request, state }: Run) => {
-  const cancelByKey = request.idempotency_key === undefined ? Effect.void : wire.cancel(request.idempotency_key, "KILL")
-  return state.exited || state.unreachable || state.refused
-    ? Effect.void
-    : (state.id !== undefined ? wire.kill(state.id, "KILL") : cancelByKey).pipe(
-        Effect.interruptible,
-        Effect.timeout(CLEANUP_BOUND),
-        Effect.ignore
-      )
+  if (state.exited || state.unreachable || state.refused) return Effect.void
+  const key = request.idempotency_key
+  return (
+    state.id !== undefined ? wire.kill(state.id, "KILL") : key === undefined ? Effect.void : wire.cancel(key, "KILL")
+  ).pipe(Effect.interruptible, Effect.timeout(CLEANUP_BOUND), Effect.ignore)
 }
 
 /**
@@ -287,39 +332,28 @@ export const run = (
   schedule: Schedule.Schedule<unknown>
 ): Stream.Stream<CommandEvent, OperationError> =>
   Stream.unwrapScoped(
-    Effect.gen(function* () {
-      const acks = yield* Queue.sliding<Ack>(1)
-      // Lost acknowledgements cost nothing but a wait: a resume acknowledges its own offsets.
-      yield* Queue.take(acks).pipe(
-        Effect.flatMap(({ id, ...offsets }) =>
-          wire.ack(id, offsets).pipe(Effect.timeout(CLEANUP_BOUND), Effect.ignore)
-        ),
-        Effect.forever,
-        Effect.forkScoped
-      )
-      const run: Run = {
-        wire,
-        request: { ...request, ack_window: request.ack_window ?? ACK_WINDOW },
-        operation,
-        acks,
-        state: {
-          id: undefined,
-          started: false,
-          exited: false,
-          unreachable: false,
-          refused: false,
-          final: false,
-          attempts: 0,
-          offsets: { stdout: 0, stderr: 0 },
-          acked: { stdout: 0, stderr: 0 }
-        }
-      }
-      return runAttempts(run, schedule)
+    Effect.map(Effect.scope, (scope) => {
+      const run = makeRun(wire, request, operation, scope)
+      return attempts(run, schedule).pipe(Stream.ensuring(Effect.suspend(() => abandon(run))))
     })
   )
 
-const runAttempts = (run: Run, schedule: Schedule.Schedule<unknown>): Stream.Stream<CommandEvent, OperationError> =>
-  attempt(run).pipe(
+/**
+ * The attempts of a command, retried on `schedule` while reattaching can help. With `failed`, the first
+ * attempt was already made (by {@link collect}) and failed so: the schedule takes it as its first failure.
+ */
+const attempts = (
+  run: Run,
+  schedule: Schedule.Schedule<unknown>,
+  failed?: OperationError
+): Stream.Stream<CommandEvent, OperationError> => {
+  let pending = failed
+  const next = attempt(run)
+  return Stream.suspend(() => {
+    const error = pending
+    pending = undefined
+    return error === undefined ? next : Stream.fail(error)
+  }).pipe(
     Stream.retry(
       Schedule.intersect(
         schedule,
@@ -327,8 +361,47 @@ const runAttempts = (run: Run, schedule: Schedule.Schedule<unknown>): Stream.Str
       )
     ),
     Stream.mapError((error) => gaveUp(run, error)),
-    Stream.filter((event) => event.event !== "ping"),
-    Stream.ensuring(Effect.suspend(() => abandon(run)))
+    Stream.filter((event) => event.event !== "ping")
+  )
+}
+
+/**
+ * {@link run} for a caller that collects the command (`exec`): its events (pings left out) handed to
+ * `onEvent` as they come. The first attempt is read by the calling fiber (`WireClient.execEach`), with
+ * none of a stream's machinery, which costs several times the exchange itself for a short command;
+ * should it fail, the attempts go on exactly as {@link run}'s would, from where it stopped.
+ */
+export const collect = (
+  wire: WireClient,
+  request: Protocol.ExecRequest,
+  operation: string,
+  schedule: Schedule.Schedule<unknown>,
+  onEvent: (event: CommandEvent) => void
+): Effect.Effect<void, OperationError> =>
+  Effect.scoped(
+    Effect.flatMap(Effect.scope, (scope) => {
+      const run = makeRun(wire, request, operation, scope)
+      const toEvent = eventOf(run)
+      const take = (line: Protocol.ExecEventLine) =>
+        Effect.map(toEvent(line), (event) => {
+          if (Option.isSome(event) && event.value.event !== "ping") onEvent(event.value)
+        })
+      run.state.attempts++
+      return wire
+        .execEach(run.request, (lines) => Effect.forEach(lines, take, { discard: true }))
+        .pipe(
+          // As in `attempt`; the events' own failures are lost connections, which `explained` leaves be.
+          Effect.catchAll((error) => explained(run, error)),
+          Effect.zipRight(ended(run)),
+          // An error no reattach can help with (a refusal, say) is the command's at once.
+          Effect.catchAll((error) =>
+            retryable(run, error)
+              ? Stream.runForEach(attempts(run, schedule, error), (event) => Effect.sync(() => onEvent(event)))
+              : Effect.fail(error)
+          ),
+          Effect.ensuring(Effect.suspend(() => abandon(run)))
+        )
+    })
   )
 
 /**

@@ -1,4 +1,4 @@
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 
@@ -19,3 +19,30 @@ export const silenceBound = <E>(
     return Effect.void
   }).pipe(Effect.repeat(Schedule.spaced(idle)), Effect.zipRight(Effect.never))
 }
+
+/**
+ * An exact silence bound: `bound` fails with `onSilence` once `idle` has passed (by the Clock) since
+ * the last `touch()`, or since it was made; it never succeeds. Raced against a read that touches it on
+ * every chunk, it fails when a per-read timeout would, at the cost of one sleep per `idle` rather than
+ * two fibers per read. The reader's own time between reads counts as silence: for quick readers.
+ */
+export const silenceDeadline = <E>(
+  idle: Duration.Duration,
+  onSilence: () => E
+): Effect.Effect<{ readonly touch: () => void; readonly bound: Effect.Effect<never, E> }> =>
+  Effect.clockWith((clock) =>
+    Effect.sync(() => {
+      const idleMs = Duration.toMillis(idle)
+      let last = clock.unsafeCurrentTimeMillis()
+      const wait = Effect.suspend(() => {
+        const silent = clock.unsafeCurrentTimeMillis() - last
+        return silent >= idleMs ? Effect.fail(onSilence()) : Effect.sleep(idleMs - silent)
+      })
+      return {
+        touch: () => {
+          last = clock.unsafeCurrentTimeMillis()
+        },
+        bound: Effect.forever(wait)
+      }
+    })
+  )

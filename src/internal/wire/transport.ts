@@ -10,7 +10,7 @@ import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import type * as Channel from "effect/Channel"
-import type * as Chunk from "effect/Chunk"
+import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -21,6 +21,7 @@ import * as Protocol from "../../Protocol.js"
 import { ConnectionLostError, type OperationError, RequestTimeoutError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import { failFromResponse, fromTransport } from "./errors.js"
+import { silenceDeadline } from "./silence.js"
 
 /**
  * Where the server is and how to authenticate: the fields of a provider's endpoint the wire uses, taken
@@ -202,6 +203,10 @@ export const call = <A>(
     boundAnswer(transport, operation, bound)
   )
 
+/** The error of a stream silent for longer than `streamIdle`. */
+const silentStream = (operation: string, streamIdle: Duration.Duration) =>
+  new ConnectionLostError({ operation, detail: `the output stream was silent for ${Duration.format(streamIdle)}` })
+
 /**
  * A streamed NDJSON answer, decoded by `unpack` (see ndjson.ts); the stream fails when it stays silent
  * for `streamIdle`.
@@ -221,18 +226,50 @@ export const ndjson = <A>(
       Effect.map((bytes) =>
         bytes.pipe(
           Stream.catchAll((e) => Stream.fromEffect(lostTransport(transport, operation)(e))),
-          Stream.timeoutFail(
-            () =>
-              new ConnectionLostError({
-                operation,
-                detail: `the output stream was silent for ${Duration.format(streamIdle)}`
-              }),
-            streamIdle
-          ),
+          Stream.timeoutFail(() => silentStream(operation, streamIdle), streamIdle),
           Stream.pipeThroughChannel(unpack)
         )
       )
     )
+  )
+}
+
+/**
+ * A streamed NDJSON answer read to its end in the calling fiber, for a caller that folds it rather than
+ * streams it (`exec`): `split` (a fresh one per answer, see ndjson.ts) turns each read into lines, handed
+ * to `onLines`. The bounds are {@link ndjson}'s; silence is bounded by a deadline every read moves
+ * rather than a timeout per read, so `onLines` must be quick (its time counts as silence).
+ */
+export const ndjsonEach = <A, E>(
+  transport: Transport,
+  operation: string,
+  request: HttpClientRequest.HttpClientRequest,
+  split: (chunks: Chunk.Chunk<Uint8Array>) => Chunk.Chunk<A>,
+  onError: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<never, OperationError>,
+  onLines: (lines: Chunk.Chunk<A>) => Effect.Effect<void, E>
+): Effect.Effect<void, OperationError | E> => {
+  const { streamIdle } = transport.timeouts
+  const lost = lostTransport(transport, operation)
+  return send(transport, operation, request).pipe(
+    Effect.flatMap((response) => (response.status === 200 ? Stream.toPull(response.stream) : onError(response))),
+    boundAnswer(transport, operation),
+    Effect.flatMap((pull) =>
+      Effect.flatMap(
+        silenceDeadline(streamIdle, () => silentStream(operation, streamIdle)),
+        ({ bound, touch }) => {
+          const read: Effect.Effect<void, OperationError | E> = Effect.matchEffect(pull, {
+            onFailure: (error) => (Option.isSome(error) ? lost(error.value) : Effect.void),
+            onSuccess: (chunks) => {
+              touch()
+              const lines = split(chunks)
+              return Chunk.isEmpty(lines) ? read : Effect.zipRight(onLines(lines), read)
+            }
+          })
+          return Effect.raceFirst(read, bound)
+        }
+      )
+    ),
+    Effect.scoped
   )
 }
 
