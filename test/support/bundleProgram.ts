@@ -69,7 +69,9 @@ export const bundlePrograms = async (entries: ReadonlyArray<string>): Promise<Bu
     const paths = inRun(run)
     if (Object.values(paths).every((file) => fs.existsSync(file))) return { paths, remove: () => {} }
   }
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), "hf-sandbox-programs-"))
+  // Among the run's scratch directories too: a worker ended with SIGTERM never calls `remove`, and the
+  // run's teardown removes what it left.
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), `${runScratchPrefix}programs-${process.pid}-`))
   const paths = inRun(await bundleInto(work, entries))
   return { paths, remove: () => fs.rmSync(work, { recursive: true, force: true }) }
 }
