@@ -28,26 +28,29 @@ export const decodeExited = Schema.decodeUnknownOption(
 export const EXIT_NEWS_GRACE = Duration.seconds(1)
 
 /**
- * How long a server seen running after a transport failure is watched before the failure is taken as not
- * its end. A server that ends closes its sockets at the last steps of its exit, after its memory is gone:
- * it is a zombie (then reaped by its supervisor) well within this.
+ * How long after a transport failure a server still running is taken as not ending. A server's sockets
+ * close only as its process ends: it leaves with `os._exit` after its cleanup (shutdown kills what it
+ * started first), and the kernel closes a process's files at the last steps of its exit, after its
+ * memory is gone. So a server whose socket closed because it is ending is a zombie, then reaped by its
+ * supervisor, well within this.
  */
 const EXIT_SETTLE = Duration.millis(50)
 
 /**
- * When to stop waiting for the news of the server `pid`'s exit after a transport failure: at once (after
- * {@link EXIT_SETTLE}) when it is running both before and after that settle — no news is coming, so a cut
- * relay or a request body whose source failed is reported without the whole grace — else after
- * `EXIT_NEWS_GRACE`. Always ends: it may run where interruption is off (a transfer's release), where a
- * race cannot stop a wait that never ends.
+ * When to stop waiting for the news of the server `pid`'s exit after a transport failure: after
+ * {@link EXIT_SETTLE} when it is still running then — no news is coming, so a cut relay or a request body
+ * whose source failed is reported without the whole grace — else after `EXIT_NEWS_GRACE`. Always ends:
+ * it may run where interruption is off (a transfer's release), where a race cannot stop a wait that never
+ * ends.
  */
 export const newsDeadline = (pid: number): Effect.Effect<Option.Option<never>> =>
-  Effect.sync(() => isAlive(pid)).pipe(
-    Effect.zipLeft(Effect.sleep(EXIT_SETTLE)),
-    Effect.flatMap((before) =>
-      before && isAlive(pid)
-        ? Effect.succeedNone
-        : Effect.as(Effect.sleep(Duration.subtract(EXIT_NEWS_GRACE, EXIT_SETTLE)), Option.none())
+  Effect.sleep(EXIT_SETTLE).pipe(
+    Effect.zipRight(
+      Effect.suspend(() =>
+        isAlive(pid)
+          ? Effect.succeedNone
+          : Effect.as(Effect.sleep(Duration.subtract(EXIT_NEWS_GRACE, EXIT_SETTLE)), Option.none())
+      )
     )
   )
 
