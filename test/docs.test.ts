@@ -132,7 +132,8 @@ describe("docs", () => {
       }
     }
     assert.deepStrictEqual(problems, [])
-  })
+    // It waits on the same type-check as the test above (run alone with -t, it runs it): the same bound.
+  }, 180_000)
 
   it("relative links lead to files and headings that exist", () => {
     const problems: Array<string> = []

@@ -77,10 +77,11 @@ describe.skipIf(!asRoot)("host mode isolation (root: a uid per sandbox, Landlock
     // it takes, whether prepared ahead of a create (the spare) or claimed during one, by a /proc scan
     // begun after it holds the uid's lock.
     const died = await startHost({ weak: false })
-    const left = (await create(died, { count: 1 })).sandboxes[0]!
-    const pid = await pidIn(died, left, "sleep 120", "pid")
+    let pid: number | undefined
     let next: Host | undefined
     try {
+      const left = (await create(died, { count: 1 })).sandboxes[0]!
+      pid = await pidIn(died, left, "sleep 120", "pid")
       died.proc.kill("SIGKILL")
       await died.exited
       expect(isAlive(pid)).toBe(true)
@@ -89,7 +90,8 @@ describe.skipIf(!asRoot)("host mode isolation (root: a uid per sandbox, Landlock
       const more = (await create(next, { count: 3 })).sandboxes.map((s) => s.uid)
       expect([...first, ...more]).not.toContain(left.uid)
     } finally {
-      process.kill(pid, "SIGKILL")
+      // Gone already when the test failed after its end: that must not hide the failure.
+      if (pid !== undefined && isAlive(pid)) process.kill(pid, "SIGKILL")
       if (next !== undefined) await stopHost(next)
       await stopHost(died)
     }

@@ -348,8 +348,12 @@ describe.runIf(process.platform === "linux")("the subreaper", () => {
 
   it("adopts an orphan that left its command's group, and reaps it when it ends", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-orphan-"))
-    onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
     const go = path.join(dir, "go")
+    // Told to end before its directory goes, whatever failed: in a session of its own, nobody else ends it.
+    onTestFinished(() => {
+      fs.writeFileSync(go, "")
+      fs.rmSync(dir, { recursive: true, force: true })
+    })
     // The child leaves the group and the command's pipes, and ends only when told to: the test sees it
     // alive as the server's child, then ended, with no clock in between.
     const code = [

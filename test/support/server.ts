@@ -70,10 +70,11 @@ export const spawnServer = (
   // `-S` as the providers and the job's bootstrap run it (no site-packages: the server is stdlib-only).
   // Without it each server also ran the site's start-up hooks: ~50 ms of CPU where a .pth imports a package.
   // A test that puts modules on PYTHONPATH may bring a `sitecustomize` hook, which only `site` runs.
-  const site = env.PYTHONPATH !== undefined ? [] : ["-S"]
+  const childEnv = baseEnv(env)
+  const site = childEnv.PYTHONPATH !== undefined ? [] : ["-S"]
   const proc = spawn(program!, [...head, "-u", ...site, SERVER, ...args], {
     cwd: dir,
-    env: baseEnv(env),
+    env: childEnv,
     stdio: "pipe"
   })
   let stdout = ""
