@@ -129,7 +129,9 @@ class Host(object):
                 self.reserved += 1
             uid, uid_lock = -1, -1
             try:
-                spare = self.take_spare()
+                # Claimed, then found running nothing by a scan begun after the claim (the spare, or one
+                # checked now); the scan before the claim is left for when every uid tried runs something.
+                spare = self.take_spare() or (self.clean_uid() if self.isolation.uids else None)
                 if spare is not None:
                     uid, uid_lock = spare
                 else:
@@ -195,7 +197,8 @@ class Host(object):
 
     def take_uid(self, running):
         """(uid, lock fd) of a uid no other sandbox has, on this host or any other host-mode server of the
-        machine (isolation.claim_uid), and that runs nothing (a crashed server's leftovers). Without
+        machine (isolation.claim_uid), and not in `running` (uids a scan found running something: a crashed
+        server's leftovers; clean_uid checks after the claim instead). Without
         own uids: the server's, and no lock."""
         if not self.isolation.uids:
             return os.getuid(), -1
