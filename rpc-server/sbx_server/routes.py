@@ -1,6 +1,7 @@
 """The route table: the handler with every route family's mixin (RoutedHandler), and the routes, found
-by path and method. Imported at the first request of a route other than /health (handler.py): the
-server's start, which only /health needs, does without the route families' modules."""
+by path and method. Imported by the main thread right after the listening line (cli.py), or by an
+earlier request of a route other than /health (handler.py): the server's start, which only /health
+needs, does without the route families' modules."""
 
 from .common import HttpError
 from .handler import Handler
