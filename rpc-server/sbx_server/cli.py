@@ -362,6 +362,9 @@ def main(argv=None):
     # (the main thread has nothing else to do): the start does without them, the first command need not wait.
     from . import routes  # noqa: F401
 
+    if STATE.host is not None:
+        STATE.host.prepare_spare()  # the first create's uid, claimed and checked ahead (host.py)
+
     while True:  # the main thread only waits; request_shutdown() and signals wake it
         try:
             woke = os.read(_wake_r, 1)

@@ -346,9 +346,9 @@ class Host(object):
                 self.delete(sandbox.id)
 
     def start_idle(self, timeout):
-        """Started in the serving process (after --supervise forks): the idle loop, and the first spare uid."""
+        """Started in the serving process (after --supervise forks): the idle loop. The first spare uid is
+        prepared once the server is listening (cli.py): its /proc scan has no place in the start."""
         threading.Thread(target=host_idle_loop, args=(self, timeout), name="idle", daemon=True).start()
-        self.prepare_spare()
 
     def busy(self, sandbox, n):
         """A request to the sandbox begins (1) or ends (-1): activity, for its idle timeout. The last
