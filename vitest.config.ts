@@ -3,6 +3,7 @@ import { configDefaults, defineConfig, type Plugin } from "vitest/config"
 import type { Reporter } from "vitest/reporters"
 import { compiledFiles, resolveImport } from "./test/support/library.js"
 import { realPython } from "./test/support/python.js"
+import Sequencer from "./test/support/sequencer.js"
 
 /**
  * Tests import the library by its package name, exactly as users do, or a module of `src/` by its path;
@@ -51,18 +52,19 @@ export default defineConfig({
     forceRerunTriggers: [...configDefaults.forceRerunTriggers, "**/src/**"],
     server: { deps: { external: [compiledFiles] } },
     include: ["test/**/*.test.ts"],
+    sequence: { sequencer: Sequencer },
     // `global.gc` lets the streaming suites measure what the client retains, not garbage not yet collected;
     // source maps make stack traces through the compiled library name the lines of `src/`.
-    // Three files at a time even on a 2-core machine (the default would be one): most of a test's time is
+    // Four files at a time even on a 2-core machine (the default would be one): most of a test's time is
     // spent waiting on real processes, sleeps of the commands under test and loopback I/O, not computing
-    // (with two the suite used under one core on average). Four were faster still, but on a machine
-    // loaded by other suites as well, 20 sandboxes started at once then outran their 60 s.
+    // (with two the suite used under one core on average; with three, ~1.6 of 2). On a quiet 2-core
+    // machine four took 106 s where three took 119–123 s.
     // Files share their worker (`isolate: false`): a fresh worker per file paid ~2 s of CPU to load Effect
     // and the library again, a third of the suite's CPU. What a file leaves in a loaded module is reset
     // before the next one (test/support/sharedWorker.ts). As many workers from the start as at most:
     // with fewer, tinypool retires workers while the run ends and reports "Terminating worker thread".
     poolOptions: {
-      forks: { execArgv: ["--expose-gc", "--enable-source-maps"], isolate: false, maxForks: 3, minForks: 3 }
+      forks: { execArgv: ["--expose-gc", "--enable-source-maps"], isolate: false, maxForks: 4, minForks: 4 }
     },
     ...(PATH !== undefined ? { env: { PATH } } : {}),
     testTimeout: 60_000,
