@@ -15,7 +15,7 @@
  *
  *   npx tsx bench/stdin.ts            (BENCH_MIB=1024 by default, BENCH_RUNS=2)
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -123,9 +123,7 @@ const feed = (child: ChildProcess, bytes: number) =>
     child.once("close", (code) => {
       clearInterval(sampler)
       if (code !== 0) return reject(new Error(`exited with ${code}`))
-      const [first, last] = out.trim().split("\n").map(BigInt)
-      const steady = first !== undefined && last !== undefined ? Number(last - first) / 1e9 : Number.NaN
-      resolve({ seconds: (performance.now() - t0) / 1000, peak, cpu, steady })
+      resolve({ seconds: (performance.now() - t0) / 1000, peak, cpu, steady: steadyOf(out) })
     })
     write()
   })
@@ -142,11 +140,55 @@ const viaSandbox = (id: string, bytes: number) =>
 const viaLocalPipe = (bytes: number) =>
   feed(spawn("sh", ["-c", COMMAND], { stdio: ["pipe", "pipe", "inherit"] }), bytes)
 
+/** The first byte to the last as the command clocked them (its two `date` lines), in seconds. */
+const steadyOf = (out: string) => {
+  const [first, last] = out.trim().split("\n").map(BigInt)
+  return first !== undefined && last !== undefined ? Number(last - first) / 1e9 : Number.NaN
+}
+
+const hasSocat = () => {
+  try {
+    return execFileSync("socat", ["-V"], { stdio: ["ignore", "pipe", "ignore"] }).length > 0
+  } catch {
+    return false
+  }
+}
+
+/** The same bytes and command through socat over loopback TCP (see the header); undefined without socat. */
+const viaSocat = async (bytes: number) => {
+  const server = spawn(
+    "sh",
+    ["-c", `exec socat -d -d -b ${MiB} TCP-LISTEN:0,bind=127.0.0.1 STDOUT | sh -c '${COMMAND}'`],
+    { stdio: ["ignore", "pipe", "pipe"] }
+  )
+  let out = ""
+  server.stdout!.on("data", (d: Buffer) => {
+    out += d.toString()
+  })
+  const ended = new Promise<void>((resolve) => server.once("close", () => resolve()))
+  const port = await new Promise<string>((resolve, reject) => {
+    let log = ""
+    server.stderr!.on("data", (d: Buffer) => {
+      log += d.toString()
+      const m = /listening on .*?:(\d+)\s*$/m.exec(log)
+      if (m !== null) resolve(m[1]!)
+    })
+    server.once("close", () => reject(new Error(`socat did not listen: ${log}`)))
+  })
+  const client = await feed(
+    spawn("socat", ["-b", String(MiB), "STDIN", `TCP:127.0.0.1:${port}`], { stdio: ["pipe", "pipe", "inherit"] }),
+    bytes
+  )
+  await ended
+  return { seconds: client.seconds, steady: steadyOf(out) }
+}
+
 const rate = (bytes: number, seconds: number) => `${(bytes / MiB / seconds).toFixed(0)} MiB/s`
 
 const main = async () => {
   bin = await bundleCli(work)
   const id = await cli(["--local", "create", "-q"])
+  const socat = hasSocat()
   try {
     const bytes = TOTAL_MIB * MiB
     const small = await viaSandbox(id, 1024)
@@ -156,6 +198,7 @@ const main = async () => {
       const sandbox = await viaSandbox(id, bytes)
       const server = serverCpu(id) - server0
       const fixed = await viaSandbox(id, 1024)
+      const relay = socat ? await viaSocat(bytes) : undefined
       const streaming = sandbox.seconds - fixed.seconds
       // On a loaded machine the 1 KiB run can take longer than the whole one: then there is no figure.
       const withoutFixed =
@@ -173,6 +216,13 @@ const main = async () => {
           ` | steady state in the command: local ${rate(bytes, local.steady)}, hf-sandbox ${rate(bytes, sandbox.steady)},` +
           ` ratio ${((100 * local.steady) / sandbox.steady).toFixed(0)}%`
       )
+      if (relay !== undefined) {
+        console.log(
+          `       the same hops by socat, no protocol: ${rate(bytes, relay.seconds)}` +
+            ` | ratio ${((100 * local.seconds) / relay.seconds).toFixed(0)}%` +
+            ` | steady state ${rate(bytes, relay.steady)}, ratio ${((100 * local.steady) / relay.steady).toFixed(0)}%`
+        )
+      }
     }
   } finally {
     await cli(["--local", "kill", id])
