@@ -149,3 +149,71 @@ describe.skipIf(process.platform !== "linux")("a detached local sandbox whose se
     }).pipe(Effect.provide(live()))
   )
 })
+
+/** A sandbox's state file, as JSON. */
+const stateFile = (id: string) => path.join(stateDir, `${id}.json`)
+const readState = (id: string): Record<string, unknown> => JSON.parse(fs.readFileSync(stateFile(id), "utf8"))
+
+const ids = (sandboxes: ReadonlyArray<LocalSandbox.DetachedInfo>) => sandboxes.map((s) => s.id)
+
+/** A detached sandbox made as `hf-sandbox create --local` makes one: left running when the scope closes. */
+const makeDetached = Effect.scoped(
+  Effect.map(Sandbox.make({ detach: true }), (sb) => ({ id: sb.id, details: sb.details }))
+)
+
+describe("a detached local sandbox's state file", () => {
+  // A lost request waits for the news of the server's exit only while the server is not seen running, so
+  // whoever attaches needs the server's own pid: the supervisor's (`pid`) says nothing of the server's.
+  it.live("records its server process, which attaching gives back; ls and kill work as before", () =>
+    Effect.gen(function* () {
+      const made = yield* makeDetached
+      const server = made.details.serverPid as number
+      assert.isTrue(isAlive(server))
+      const state = readState(made.id)
+      assert.strictEqual(state.serverPid, server)
+      if (process.platform === "linux") {
+        assert.notStrictEqual(state.serverPid, state.pid, "the server is the supervisor's child")
+        assert.isString(state.serverStartTime)
+      }
+      const attached = yield* Effect.scoped(
+        Effect.map(Sandbox.connect(made.id), (sb) => ({ serverPid: sb.details.serverPid, pid: sb.details.pid }))
+      )
+      assert.deepStrictEqual(attached, { serverPid: server, pid: made.details.pid })
+
+      const listed = (yield* LocalSandbox.list({ stateDir, tempDir })).find((s) => s.id === made.id)
+      assert.strictEqual(listed?.pid, made.details.pid)
+      yield* LocalSandbox.kill(made.id, { stateDir, stopTimeout: "2 seconds" })
+      yield* assertGone([server, made.details.pid as number])
+      assert.isFalse(fs.existsSync(stateFile(made.id)))
+    }).pipe(Effect.provide(live()))
+  )
+
+  // The news of a killed server's exit comes from its supervisor (Linux).
+  it.live.skipIf(process.platform !== "linux")(
+    "written before the server's pid was recorded, still attaches, and a killed server is explained",
+    () =>
+      Effect.gen(function* () {
+        const made = yield* makeDetached
+        const { serverPid: _, serverStartTime: __, ...older } = readState(made.id)
+        fs.writeFileSync(stateFile(made.id), `${JSON.stringify(older)}\n`, { mode: 0o600 })
+        assert.include(ids(yield* LocalSandbox.list({ stateDir, tempDir })), made.id)
+
+        const server = made.details.serverPid as number
+        const seen = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const sb = yield* Sandbox.connect(made.id)
+            const out = (yield* sb.exec(["echo", "hi"])).stdout
+            process.kill(server, "SIGKILL")
+            yield* assertGone([server, made.details.pid as number], "10 seconds")
+            const lost = yield* Effect.flip(sb.exec(["echo", "hi"]))
+            return { serverPid: sb.details.serverPid, out, lost: lost.message }
+          })
+        )
+        assert.strictEqual(seen.serverPid, undefined)
+        assert.strictEqual(seen.out, "hi\n")
+        assert.include(seen.lost, "the sandbox server exited (signal 9)")
+        assert.notInclude(ids(yield* LocalSandbox.list({ stateDir, tempDir })), made.id)
+        assert.isFalse(fs.existsSync(stateFile(made.id)))
+      }).pipe(Effect.provide(live()))
+  )
+})

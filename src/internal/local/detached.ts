@@ -19,7 +19,7 @@ import * as HostLabels from "../hostLabels.js"
 import * as StartErrors from "../startError.js"
 import type { LocalContext } from "./context.js"
 import { startError, unknownSandbox } from "./errors.js"
-import { detachedExitReason, exitText, signalOf } from "./exit.js"
+import { detachedExitReason, exitNews, exitText, signalOf } from "./exit.js"
 import { logLines, tailOf } from "./logs.js"
 import * as Names from "./names.js"
 import * as Owner from "./owner.js"
@@ -36,32 +36,38 @@ const endpoint = (
   ctx: LocalContext,
   state: LocalState.State,
   died: Effect.Effect<never, StartError>
-): SandboxProvider.Endpoint => ({
-  id: state.id,
-  provider: "local",
-  baseUrl: `http://127.0.0.1:${state.port}`,
-  token: Redacted.make(state.token),
-  died,
-  logs: (logOptions) => logLines(LocalState.logPath(ctx.stateDir, state.id), logOptions, () => Owner.isRunning(state)),
-  exitReason: detachedExitReason(LocalState.logPath(ctx.stateDir, state.id)),
-  kill: stop(ctx.stateDir, state, ctx.stopTimeout),
-  readRangeSize: Server.WHOLE_FILE,
-  directReads: true,
-  hardware: "local",
-  expose: Server.expose,
-  onThisMachine: true,
-  backstop: backstop(state.pid, state.workdir),
-  details: {
-    pid: state.pid,
-    workdir: state.workdir,
-    python: state.python,
-    port: state.port,
-    serverVersion: state.serverVersion,
-    detached: state.detached ?? true,
-    idleTimeoutSeconds: state.idleTimeoutSeconds,
-    ...(state.name !== undefined ? { name: state.name } : {})
+): SandboxProvider.Endpoint => {
+  const log = LocalState.logPath(ctx.stateDir, state.id)
+  const server = LocalState.serverOf(state)
+  return {
+    id: state.id,
+    provider: "local",
+    baseUrl: `http://127.0.0.1:${state.port}`,
+    token: Redacted.make(state.token),
+    died,
+    logs: (logOptions) => logLines(log, logOptions, () => Owner.isRunning(state)),
+    // A file written before the server's own pid was recorded leaves only the log's news to wait for.
+    exitReason: server === undefined ? detachedExitReason(log) : exitNews(detachedExitReason(log), server),
+    kill: stop(ctx.stateDir, state, ctx.stopTimeout),
+    readRangeSize: Server.WHOLE_FILE,
+    directReads: true,
+    hardware: "local",
+    expose: Server.expose,
+    onThisMachine: true,
+    backstop: backstop(state.pid, state.workdir),
+    details: {
+      pid: state.pid,
+      workdir: state.workdir,
+      python: state.python,
+      port: state.port,
+      serverVersion: state.serverVersion,
+      detached: state.detached ?? true,
+      idleTimeoutSeconds: state.idleTimeoutSeconds,
+      ...(server !== undefined ? { serverPid: server.pid } : {}),
+      ...(state.name !== undefined ? { name: state.name } : {})
+    }
   }
-})
+}
 
 /** A detached server being started: what is needed to spawn it and to say what became of it. */
 interface Launch {
@@ -117,6 +123,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
     const state = LocalState.record({
       id,
       server: server!,
+      serverPid: announce.pid,
       port: announce.port,
       token,
       workdir,
@@ -133,8 +140,7 @@ export const provision = (ctx: LocalContext, spec: SandboxProvider.Spec) =>
           try: () => LocalState.write(ctx.stateDir, state),
           catch: (e) => startError("SpawnFailed", `cannot write the state file in ${ctx.stateDir}: ${String(e)}`)
         })
-    const made = endpoint(ctx, state, Deferred.await(died))
-    return { ...made, lifetime: spec.lifetime, details: { ...made.details, serverPid: announce.pid } }
+    return { ...endpoint(ctx, state, Deferred.await(died)), lifetime: spec.lifetime }
   })
 
 /** Spawns the server in a session of its own, its stderr into its log. */

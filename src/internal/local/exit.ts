@@ -10,8 +10,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import { isAlive } from "../processTree.js"
 import { tailOf } from "./logs.js"
+import * as Owner from "./owner.js"
 
 /** The supervisor's line on stdout when the server has ended (`--supervise`). */
 export const decodeExited = Schema.decodeUnknownOption(
@@ -37,21 +37,37 @@ export const EXIT_NEWS_GRACE = Duration.seconds(1)
 const EXIT_SETTLE = Duration.millis(50)
 
 /**
- * When to stop waiting for the news of the server `pid`'s exit after a transport failure: after
+ * When to stop waiting for the news of the `server` process's exit after a transport failure: after
  * {@link EXIT_SETTLE} when it is still running then — no news is coming, so a cut relay or a request body
  * whose source failed is reported without the whole grace — else after `EXIT_NEWS_GRACE`. Always ends:
  * it may run where interruption is off (a transfer's release), where a race cannot stop a wait that never
  * ends.
  */
-export const newsDeadline = (pid: number): Effect.Effect<Option.Option<never>> =>
+const newsDeadline = (server: Owner.Owner): Effect.Effect<Option.Option<never>> =>
   Effect.sleep(EXIT_SETTLE).pipe(
     Effect.zipRight(
       Effect.suspend(() =>
-        isAlive(pid)
+        Owner.isRunning(server)
           ? Effect.succeedNone
           : Effect.as(Effect.sleep(Duration.subtract(EXIT_NEWS_GRACE, EXIT_SETTLE)), Option.none())
       )
     )
+  )
+
+/**
+ * Why the server ended, as `news` says it (`the sandbox server exited (…)`), or none once `server` is
+ * seen running: a socket error may arrive a moment before the news of the exit that caused it, and a
+ * server still running cuts that wait short. Both sides may be interrupted even where the caller may not
+ * be (a transfer's release), so the loser stops at once. The waits are on the operating system, so they
+ * run on the real clock: under a TestClock (an `it.effect` test) they would never end, and a failed
+ * request would hang.
+ */
+export const exitNews = (
+  news: Effect.Effect<Option.Option<string>>,
+  server: Owner.Owner
+): Effect.Effect<Option.Option<string>> =>
+  Effect.raceFirst(Effect.interruptible(news), Effect.interruptible(newsDeadline(server))).pipe(
+    Effect.withClock(Clock.make())
   )
 
 /** How often a detached sandbox's log is looked at for its supervisor's line, within `EXIT_NEWS_GRACE`. */

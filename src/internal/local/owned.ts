@@ -7,7 +7,6 @@
 import * as NodeOs from "node:os"
 import * as Command from "@effect/platform/Command"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
-import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -21,7 +20,7 @@ import * as TransferJournal from "../files/journal.js"
 import * as HostLabels from "../hostLabels.js"
 import type { LocalContext } from "./context.js"
 import { startError } from "./errors.js"
-import { decodeExited, exitText, newsDeadline, signalOf } from "./exit.js"
+import { decodeExited, exitNews, exitText, signalOf } from "./exit.js"
 import { captureStderr, makeTail, type Tail } from "./logs.js"
 import * as Names from "./names.js"
 import * as OwnedDirs from "./ownedDirs.js"
@@ -95,6 +94,7 @@ const recorded = (
   const state = LocalState.record({
     id: sandbox.id,
     server: Owner.of(sandbox.started.proc.pid),
+    serverPid: sandbox.announce.pid,
     port: sandbox.announce.port,
     token: sandbox.started.token,
     workdir: sandbox.started.workdir,
@@ -230,16 +230,10 @@ const endpoint = (started: Started, watched: Watched, announce: Protocol.Listeni
   baseUrl: `http://127.0.0.1:${announce.port}`,
   token: Redacted.make(started.token),
   died: Deferred.await(watched.died),
-  // A socket error may arrive a moment before the news of the exit that caused it; a server still running
-  // cuts that wait short. Both sides may be interrupted even where the caller may not be (a transfer's
-  // release), so the loser stops at once. The waits are on the operating system, so they run on the real
-  // clock: under a TestClock (an `it.effect` test) they would never end, and a failed request would hang.
-  exitReason: Effect.raceFirst(
-    Effect.interruptible(
-      Deferred.await(watched.ended).pipe(Effect.map((how) => Option.some(`the sandbox server exited (${how})`)))
-    ),
-    Effect.interruptible(newsDeadline(announce.pid))
-  ).pipe(Effect.withClock(Clock.make())),
+  exitReason: exitNews(
+    Deferred.await(watched.ended).pipe(Effect.map((how) => Option.some(`the sandbox server exited (${how})`))),
+    Owner.of(announce.pid)
+  ),
   logs: watched.logs,
   readRangeSize: Server.WHOLE_FILE,
   directReads: true,

@@ -2,9 +2,9 @@
  * Detached local sandboxes' state files (stopping one: internal/local/stop; its log: internal/local/logs).
  *
  * A detached local sandbox is a server in a session of its own that outlives the process that made it.
- * What another process needs to reach it (id, pid, port, token, working directory) is kept in
- * `<stateDir>/<id>.json`, readable by the user only (the directory is 0700, the file 0600), and its
- * stderr goes to `<stateDir>/<id>.log`. A state file whose server is gone is stale: whoever finds it
+ * What another process needs to reach it (id, pid, the server's own pid, port, token, working
+ * directory) is kept in `<stateDir>/<id>.json`, readable by the user only (the directory is 0700, the
+ * file 0600), and its stderr goes to `<stateDir>/<id>.log`. A state file whose server is gone is stale: whoever finds it
  * removes it, with the log and the working directory.
  */
 import { randomBytes } from "node:crypto"
@@ -39,6 +39,13 @@ export interface State extends Owner.Owner {
    * Absent in the files of detached sandboxes (the only ones that had files before names).
    */
   readonly detached?: false | undefined
+  /**
+   * The serving process itself (on Linux the supervisor's child; elsewhere `pid` again), with its start
+   * time: a lost request asks whether it still runs before waiting for the news of its exit. Absent in
+   * files written before it was recorded: such a sandbox waits for that news as it did.
+   */
+  readonly serverPid?: number | undefined
+  readonly serverStartTime?: string | undefined
 }
 
 /** What a started server's state record is made of, owned or detached alike. */
@@ -46,6 +53,8 @@ export interface Started {
   readonly id: string
   /** The server (on Linux its supervisor), as it was when it started. */
   readonly server: Owner.Owner
+  /** The serving process itself, from its listening line (see `State.serverPid`). */
+  readonly serverPid: number
   readonly port: number
   readonly token: string
   readonly workdir: string
@@ -69,8 +78,18 @@ export const record = (started: Started): State => ({
   createdAtMs: Date.now(),
   idleTimeoutSeconds: started.idleTimeout ? Duration.toSeconds(started.idleTimeout) : 0,
   ...(started.labels !== undefined ? { labels: started.labels } : {}),
-  ...(started.detached ? {} : { detached: false })
+  ...(started.detached ? {} : { detached: false }),
+  serverPid: started.serverPid,
+  serverStartTime: Owner.of(started.serverPid).startTime
 })
+
+/** The serving process of a sandbox, where its state file records it (see `State.serverPid`). */
+export const serverOf = (state: State): Owner.Owner | undefined => {
+  const pid = state.serverPid
+  return Number.isInteger(pid) && (pid as number) > 1
+    ? { pid: pid as number, startTime: typeof state.serverStartTime === "string" ? state.serverStartTime : undefined }
+    : undefined
+}
 
 /** Ids of detached local sandboxes; checked before an id becomes part of a file path. */
 export const ID_PATTERN = /^local-[0-9a-f]{6,32}$/
