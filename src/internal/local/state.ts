@@ -4,8 +4,8 @@
  * A detached local sandbox is a server in a session of its own that outlives the process that made it.
  * What another process needs to reach it (id, pid, the server's own pid, port, token, working
  * directory) is kept in `<stateDir>/<id>.json`, readable by the user only (the directory is 0700, the
- * file 0600), and its stderr goes to `<stateDir>/<id>.log`. A state file whose server is gone is stale: whoever finds it
- * removes it, with the log and the working directory.
+ * file 0600), and its stderr goes to `<stateDir>/<id>.log`. A state file whose server is gone is stale:
+ * whoever finds it removes it, with the log and the working directory.
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
