@@ -10,10 +10,19 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { until, withTimeout } from "./processes.js"
+import { pythonJson } from "./python.js"
 
 export const SERVER = fileURLToPath(new URL("../../rpc-server/sbx_server", import.meta.url))
 /** Set `SBX_CONFORMANCE_PYTHON` to run the server suites with another interpreter (e.g. a Python 3.8). */
 export const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? "python3"
+
+/**
+ * A script run in the servers' interpreter with the server package importable: its first argument is the
+ * package's directory, for `sys.path.insert(0, sys.argv[1])`. What it prints, as {@link pythonJson} reads it.
+ */
+export const serverPython = (script: string): Promise<unknown> =>
+  pythonJson(script, { python: PYTHON, args: [path.dirname(SERVER)] })
+
 const LISTENING = /^\{"event":"listening","host":"[^"]+","port":(\d+),"pid":(\d+),/
 
 export interface Exit {
