@@ -69,6 +69,19 @@ const baseEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => {
   return { ...env, ...extra }
 }
 
+/**
+ * The interpreter's arguments that start the server with `args`, in the environment `env` it will have.
+ * `-S` as the providers and the job's bootstrap run it (no site-packages: the server is stdlib-only).
+ * Without it each server also ran the site's start-up hooks: ~50 ms of CPU where a .pth imports a package.
+ * A test that puts modules on PYTHONPATH may bring a `sitecustomize` hook, which only `site` runs.
+ */
+export const serverArgs = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Array<string> => [
+  "-u",
+  ...(env.PYTHONPATH !== undefined ? [] : ["-S"]),
+  SERVER,
+  ...args
+]
+
 export const spawnServer = (
   args: ReadonlyArray<string>,
   env: Record<string, string>,
@@ -76,12 +89,8 @@ export const spawnServer = (
   command: ReadonlyArray<string> = [PYTHON]
 ) => {
   const [program, ...head] = command
-  // `-S` as the providers and the job's bootstrap run it (no site-packages: the server is stdlib-only).
-  // Without it each server also ran the site's start-up hooks: ~50 ms of CPU where a .pth imports a package.
-  // A test that puts modules on PYTHONPATH may bring a `sitecustomize` hook, which only `site` runs.
   const childEnv = baseEnv(env)
-  const site = childEnv.PYTHONPATH !== undefined ? [] : ["-S"]
-  const proc = spawn(program!, [...head, "-u", ...site, SERVER, ...args], {
+  const proc = spawn(program!, [...head, ...serverArgs(args, childEnv)], {
     cwd: dir,
     env: childEnv,
     stdio: "pipe"
