@@ -107,9 +107,13 @@ const importedAtStart = (): Promise<Set<string>> =>
     )
   })
 
+/** A guard against a hang inside the test's own timeout, not a measure of speed. */
+const IDLE_MS = 30_000
+
 /**
  * Requests in turn on one keep-alive connection: each answer's status line, read to the end of its
- * Content-Length before the next request is sent; fewer where the server closes the connection.
+ * Content-Length before the next request is sent; fewer where the server closes the connection. A
+ * connection silent for `IDLE_MS` fails, naming the request it waited on and what it had read.
  */
 const onOneConnection = (port: number, requests: ReadonlyArray<string>): Promise<Array<string>> =>
   new Promise((resolve, reject) => {
@@ -117,6 +121,15 @@ const onOneConnection = (port: number, requests: ReadonlyArray<string>): Promise
     let buffer = Buffer.alloc(0)
     const socket = net.connect({ host: "127.0.0.1", port }, () => socket.write(requests[0]!))
     socket.on("error", reject)
+    socket.setTimeout(IDLE_MS, () => {
+      reject(
+        new Error(
+          `no answer to request ${statuses.length + 1} of ${requests.length} within ${IDLE_MS} ms of silence; ` +
+            `answers so far: ${JSON.stringify(statuses)}, unread: ${JSON.stringify(buffer.toString("latin1"))}`
+        )
+      )
+      socket.destroy()
+    })
     socket.on("close", () => resolve(statuses)) // closed early by the server: the answers so far
     socket.on("data", (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk])
