@@ -27,6 +27,9 @@ export interface RunOptions {
   readonly killSignal?: NodeJS.Signals | undefined
   /** Aborting it kills the program, e.g. Effect's signal for an interrupted test (`Effect.promise`). */
   readonly signal?: AbortSignal | undefined
+  /** The user and group it runs as (this process's by default; another needs root). */
+  readonly uid?: number | undefined
+  readonly gid?: number | undefined
 }
 
 /** Runs `command` with `args` until it exits; never rejects: a failure to start is a `null` status. */
