@@ -89,6 +89,18 @@ export const logFirstByte: Duration.Duration = Duration.seconds(30)
 export const logStall: Duration.Duration = Duration.seconds(20)
 
 /**
+ * How long a job's metrics stream (`sb.metrics()` on HF Jobs) may stay silent before the job's stage is
+ * asked. The Hub sends a sample a second but never ends the stream: it goes silent once the job has ended
+ * (and while the job waits for hardware). After this silence the stream is reopened (on
+ * {@link logReconnect}) while the job runs, and ends once it has ended. 10 s, ten samples' time:
+ * `huggingface_hub`'s read timeout in `fetch_job_metrics`.
+ *
+ * @since 0.2.0
+ * @category schedules
+ */
+export const metricsSilence: Duration.Duration = Duration.seconds(10)
+
+/**
  * How often a starting job's stage is checked, so that a crash fails the start soon. Every 3 s: with the
  * log reconnects, a start waiting in the Hub's queue then costs about 0.8 Hub requests per second
  * (`bench/hub-rate.ts`), below the 1/s that keeps many parallel starts inside the Hub's rate limit.
@@ -233,6 +245,8 @@ export interface Overrides {
   readonly logFirstByte?: Duration.DurationInput | undefined
   /** Replaces {@link logStall}. */
   readonly logStall?: Duration.DurationInput | undefined
+  /** Replaces {@link metricsSilence}. @since 0.2.0 */
+  readonly metricsSilence?: Duration.DurationInput | undefined
   /** Replaces {@link stdinRetry}. @since 0.2.0 */
   readonly stdinRetry?: Schedule.Schedule<unknown, OperationError> | undefined
   /** Replaces {@link flavorFallback}. @since 0.2.0 */
@@ -269,6 +283,7 @@ export class Schedules extends Context.Reference<Schedules>()("hf-sandbox/Schedu
     logQuietWindow,
     logFirstByte,
     logStall,
+    metricsSilence,
     stdinRetry,
     flavorFallback
   })

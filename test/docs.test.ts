@@ -35,12 +35,12 @@
  *
  * A failure names the Markdown file and the line of the block.
  */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { build } from "esbuild"
 import { assert, describe, it } from "vitest"
 import { blocks, fileOf, markdownFiles, rel, root, tsBlocks, where } from "./support/docBlocks.js"
+import { run } from "./support/run.js"
 
 /**
  * The type-check of the blocks and the exports of the public modules: test/support/docsTypecheck.ts,
@@ -64,16 +64,8 @@ const check = async () => {
       outfile: program,
       logLevel: "warning"
     })
-    const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [program],
-        // A bound for a loaded machine: one TypeScript program of all the docs and the API took 73 s there.
-        { cwd: root, encoding: "utf8", maxBuffer: 64 * 1024 * 1024, timeout: 170_000 },
-        (error, stdout, stderr) =>
-          resolve({ status: error === null ? 0 : (error.code as number | null), stdout, stderr })
-      )
-    })
+    // A bound for a loaded machine: one TypeScript program of all the docs and the API took 73 s there.
+    const result = await run(process.execPath, [program], { cwd: root, timeout: 170_000 })
     if (result.status !== 0) throw new Error(`the type-check exited ${result.status}:\n${result.stderr}`)
     return JSON.parse(result.stdout) as Awaited<typeof checked>
   } finally {

@@ -5,13 +5,13 @@
  * dist/ is), the test files with vitest. Beside test/docs.test.ts (the static
  * checks: one TypeScript program of every block, links, commands), so that the two run side by side.
  */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { build } from "esbuild"
 import { afterAll, assert, describe, it } from "vitest"
 import { type Block, rel, root, tsBlocks, where } from "./support/docBlocks.js"
 import { resolveImport } from "./support/library.js"
+import { run } from "./support/run.js"
 
 /**
  * A program made runnable with plain Node: its types stripped by esbuild, as tsx does, and its imports
@@ -43,27 +43,6 @@ const compileProgram = (source: string, outfile: string) =>
   })
 
 describe("docs", () => {
-  /**
-   * A child's exit status and output. Asynchronous on purpose: a worker blocked in `spawnSync` for a minute
-   * cannot answer vitest's own RPC, which a loaded machine turned into a "Timeout calling onTaskUpdate".
-   */
-  const run = (
-    command: string,
-    args: ReadonlyArray<string>,
-    options: { cwd: string; timeout: number; env?: NodeJS.ProcessEnv }
-  ) =>
-    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        command,
-        args,
-        { ...options, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
-        (error, stdout, stderr) => {
-          const status = error === null ? 0 : typeof error.code === "number" ? error.code : null
-          resolve({ status, stdout, stderr })
-        }
-      )
-    })
-
   // Complete programs on the local provider, run as a reader would run them; test files, with vitest.
   const scratch = path.join(root, ".vitest", `docs-run-${process.pid}`)
   const nameOf = (b: Block) => `${b.file.replace(/[^\w]+/g, "_")}_L${b.line}`

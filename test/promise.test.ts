@@ -13,7 +13,7 @@ import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import { type ExecEvent, Sandbox, SandboxError } from "hf-sandbox/promise"
 import * as Testing from "hf-sandbox/testing"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest"
 import { type Bundle, bundlePrograms } from "./support/bundleProgram.js"
 import { fastSchedules } from "./support/hub.js"
 import { isAlive, until, waitGone } from "./support/processes.js"
@@ -24,21 +24,10 @@ const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 const eventually = <A>(what: string | (() => string), read: () => Promise<A | undefined>, ms?: number): Promise<A> =>
   until(what, () => read().catch(() => undefined), ms)
 
-/**
- * Sets `values` in process.env and returns what puts each key back as it was (deleted where it was unset).
- * Files share their worker: replacing process.env, or deleting a key the runner had set, would reach the
- * files after this one.
- */
-const setEnv = (values: Record<string, string>) => {
-  const saved = Object.keys(values).map((name) => [name, process.env[name]] as const)
-  Object.assign(process.env, values)
-  return () => {
-    for (const [name, value] of saved) {
-      if (value === undefined) delete process.env[name]
-      else process.env[name] = value
-    }
-  }
-}
+// Files share their worker: what a test stubs (`vi.stubEnv`) is put back after it, before the next file.
+afterEach(() => {
+  vi.unstubAllEnvs()
+})
 
 /** The pid a command wrote to `file` in the sandbox (it `exec`s, so the pid stays its own). */
 const pidIn = (sb: Sandbox, file: string) =>
@@ -305,15 +294,13 @@ describe("Promise facade lifetime", () => {
   })
 
   it("a missing token is explained in the facade's terms (Sandbox.create({ token }), not a layer)", async () => {
-    const restore = setEnv({ HF_TOKEN: "", HUGGING_FACE_HUB_TOKEN: "", HF_TOKEN_PATH: "/nonexistent/token" })
-    try {
-      const error = await Sandbox.create({ endpoint: "http://127.0.0.1:9" }).catch((e: unknown) => e)
-      expect(error).toMatchObject({ _tag: "StartError", reason: "NoToken" })
-      expect((error as Error).message).toContain("Sandbox.create({ token")
-      expect((error as Error).message).not.toContain("HfJobs.layer")
-    } finally {
-      restore()
-    }
+    vi.stubEnv("HF_TOKEN", "")
+    vi.stubEnv("HUGGING_FACE_HUB_TOKEN", "")
+    vi.stubEnv("HF_TOKEN_PATH", "/nonexistent/token")
+    const error = await Sandbox.create({ endpoint: "http://127.0.0.1:9" }).catch((e: unknown) => e)
+    expect(error).toMatchObject({ _tag: "StartError", reason: "NoToken" })
+    expect((error as Error).message).toContain("Sandbox.create({ token")
+    expect((error as Error).message).not.toContain("HfJobs.layer")
   })
 
   it("an aborted create rejects with the signal's reason", async () => {
@@ -485,12 +472,13 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
     // The opted-out sandboxes first: a ping of theirs would be sent before the next sandbox even starts,
     // so once that one's pings have arrived, theirs would have too (no waiting on a clock for an absence).
     for (const name of ["HF_HUB_DISABLE_TELEMETRY", "DO_NOT_TRACK"]) {
-      const restore = setEnv({ [name]: "1" })
+      vi.stubEnv(name, "1")
       try {
         const quiet = await Sandbox.create({ ...hf(), transport: "proxy" })
         await quiet.terminate()
       } finally {
-        restore()
+        // Each opt-out alone, and none for the sandbox below.
+        vi.unstubAllEnvs()
       }
     }
     const sb = await Sandbox.create({ ...hf(), transport: "proxy" })

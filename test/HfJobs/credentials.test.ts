@@ -6,7 +6,6 @@
  * 401 names, and malformed tokens failing at once. The environment is a `ConfigProvider`, never the
  * test runner's.
  */
-import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -26,6 +25,7 @@ import * as Sandbox from "hf-sandbox/Sandbox"
 import type * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Testing from "hf-sandbox/testing"
 import { fastSchedules } from "../support/hub.js"
+import { pythonJson } from "../support/python.js"
 
 const emulator = Testing.HubEmulatorService
 
@@ -297,8 +297,8 @@ describe("credentials", () => {
             const grant = yield* emu.login({ expiresIn: "2 hours" })
             // `_save_stored_tokens_full` and `_write_secret`, as huggingface_hub runs them.
             const python = (script: string, input: unknown) =>
-              execFileSync("python3", ["-c", script], { input: JSON.stringify(input), encoding: "utf8" })
-            python(
+              Effect.promise(() => pythonJson(script, { site: true, input: JSON.stringify(input) }))
+            yield* python(
               [
                 "import configparser, json, sys",
                 "d = json.load(sys.stdin)",
@@ -307,7 +307,8 @@ describe("credentials", () => {
                 "    c.add_section(name)",
                 "    for k, v in d['tokens'][name].items(): c.set(name, k, v)",
                 "with open(d['dir'] + '/stored_tokens', 'w') as f: c.write(f)",
-                "open(d['dir'] + '/token', 'w').write(d['active'])"
+                "open(d['dir'] + '/token', 'w').write(d['active'])",
+                "print('null')"
               ].join("\n"),
               {
                 dir: home,
@@ -323,18 +324,16 @@ describe("credentials", () => {
               }
             )
             yield* withEnv({ HF_ENDPOINT: emu.url, HF_HOME: home }, listing)
-            const read = JSON.parse(
-              python(
-                [
-                  "import configparser, json, sys",
-                  "d = json.load(sys.stdin)",
-                  "c = configparser.ConfigParser(interpolation=None)",
-                  "c.read(d['dir'] + '/stored_tokens')",
-                  "print(json.dumps({n: dict(c.items(n)) for n in c.sections()}))"
-                ].join("\n"),
-                { dir: home }
-              )
-            ) as Record<string, Record<string, string>>
+            const read = (yield* python(
+              [
+                "import configparser, json, sys",
+                "d = json.load(sys.stdin)",
+                "c = configparser.ConfigParser(interpolation=None)",
+                "c.read(d['dir'] + '/stored_tokens')",
+                "print(json.dumps({n: dict(c.items(n)) for n in c.sections()}))"
+              ].join("\n"),
+              { dir: home }
+            )) as Record<string, Record<string, string>>
             assert.deepStrictEqual(Object.keys(read).sort(), ["oauth-alice", "with%percent"])
             assert.deepStrictEqual(read["with%percent"], { hf_token: "hf_percent_%(x)s_value" })
             assert.strictEqual(read["oauth-alice"]!.hf_token, fs.readFileSync(path.join(home, "token"), "utf8"))

@@ -5,13 +5,12 @@
  * docs/security.md); without it, it fails saying what the host misses. Runs as root only (to drop to
  * nobody); test/server/hostWeak.test.ts checks the server itself.
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Bundle, bundlePrograms } from "../support/bundleProgram.js"
-import { withTimeout } from "../support/processes.js"
+import { run } from "../support/run.js"
 
 const NOBODY = 65534
 const CHILD = "test/support/weakPoolChild.ts"
@@ -47,24 +46,20 @@ const runAsNobody = async (mode: "weak" | "strict") => {
   const [stateDir, tempDir] = [path.join(dirs, "state"), path.join(dirs, "tmp")]
   fs.mkdirSync(tempDir)
   for (const dir of [dirs, tempDir]) fs.chownSync(dir, NOBODY, NOBODY)
-  const child = spawn(process.execPath, [programs!.paths[CHILD]!, mode, stateDir, tempDir], {
-    cwd: dirs,
-    env: { PATH: "/usr/bin:/bin", HOME: dirs },
-    uid: NOBODY,
-    gid: NOBODY,
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let stdout = ""
-  let stderr = ""
-  child.stdout.setEncoding("utf8").on("data", (d: string) => {
-    stdout += d
-  })
-  child.stderr.setEncoding("utf8").on("data", (d: string) => {
-    stderr += d
-  })
-  const exit = await withTimeout(new Promise((resolve) => child.once("exit", resolve)), 90_000)
-  if (exit === "timeout") child.kill("SIGKILL")
-  if (exit !== 0) throw new Error(`the program exited with ${String(exit)}: ${stderr}`)
+  const { status, signal, stdout, stderr } = await run(
+    process.execPath,
+    [programs!.paths[CHILD]!, mode, stateDir, tempDir],
+    // A guard against a hang, not a measure of speed.
+    {
+      cwd: dirs,
+      env: { PATH: "/usr/bin:/bin", HOME: dirs },
+      uid: NOBODY,
+      gid: NOBODY,
+      timeout: 90_000,
+      killSignal: "SIGKILL"
+    }
+  )
+  if (status !== 0) throw new Error(`the program exited with ${signal ?? status}: ${stderr}`)
   return { result: JSON.parse(stdout.trim().split("\n").at(-1)!), tempDir }
 }
 

@@ -2,7 +2,6 @@
  * The job's bootstrap script, run by a real /bin/sh: it starts the server package it carries inline, and in an
  * image without Python (and no package manager to install it) it says so clearly and exits 127.
  */
-import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -10,6 +9,7 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { command, type Options } from "../../src/internal/bootstrap.js"
 import { serverScriptPath } from "../../src/internal/serverScript.js"
+import { run } from "../support/run.js"
 
 const serverFiles = fs
   .readdirSync(serverScriptPath)
@@ -21,14 +21,10 @@ const serverFiles = fs
  * The job's command, run as the job runtime runs it: `/bin/sh` with the script and the package's pieces.
  * Asynchronous: the worker stays free for vitest's own RPC, and the tests run side by side.
  */
-const runCommand = (options: Options, spawnOptions: { readonly env: NodeJS.ProcessEnv; readonly timeout: number }) =>
-  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    const [sh, ...args] = command(options)
-    execFile(sh!, args, { ...spawnOptions, encoding: "utf8" }, (error, stdout, stderr) => {
-      const status = error === null ? 0 : typeof error.code === "number" ? error.code : null
-      resolve({ status, stdout, stderr })
-    })
-  })
+const runCommand = (options: Options, spawnOptions: { readonly env: NodeJS.ProcessEnv; readonly timeout: number }) => {
+  const [sh, ...args] = command(options)
+  return run(sh!, args, spawnOptions)
+}
 
 /** Where `tool` is found on PATH, as `command -v` says for a program, or undefined. */
 const which = (tool: string): string | undefined =>

@@ -17,7 +17,7 @@ import {
   PYTHON,
   parseNdjson,
   type Running,
-  SERVER,
+  serverArgs,
   started,
   startServer,
   stopServer
@@ -192,10 +192,19 @@ const startLimited = async (soft: number, hard: number, env: Record<string, stri
   const wrapper =
     "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2]))); " +
     "os.execvp(sys.argv[3], sys.argv[3:])"
+  const childEnv = { ...process.env, SBX_TOKEN: token, ...env }
   const proc = spawn(
     PYTHON,
-    ["-c", wrapper, String(soft), String(hard), PYTHON, "-u", SERVER, "--port", "0", "--exit-on-stdin-eof"],
-    { cwd: dir, env: { ...process.env, SBX_TOKEN: token, ...env }, stdio: "pipe" }
+    [
+      "-S",
+      "-c",
+      wrapper,
+      String(soft),
+      String(hard),
+      PYTHON,
+      ...serverArgs(["--port", "0", "--exit-on-stdin-eof"], childEnv)
+    ],
+    { cwd: dir, env: childEnv, stdio: "pipe" }
   )
   let stdout = ""
   proc.stdout.setEncoding("utf8").on("data", (d: string) => {

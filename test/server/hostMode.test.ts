@@ -5,7 +5,6 @@
  * scoped port proxy, and the refusal to start without isolation. Runs with SBX_HOST_WEAK_ISOLATION=1,
  * so whatever the machine gives (root and Landlock or neither); hostIsolation.test.ts checks isolation.
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -23,7 +22,8 @@ import {
   stopHost
 } from "../support/hostServer.js"
 import { until, waitGone, withTimeout } from "../support/processes.js"
-import { PYTHON, SERVER } from "../support/server.js"
+import { run } from "../support/run.js"
+import { PYTHON, serverArgs } from "../support/server.js"
 
 const isLinux = process.platform === "linux"
 const HOST_SECRET = "host-only-secret-value"
@@ -307,28 +307,23 @@ describe("delete and idle", () => {
 })
 
 describe("start", () => {
-  const refusal = (env: Record<string, string>) =>
-    new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      // As root, the refusal is tested as nobody, with the system's Python (root's may be unreadable).
-      const asRoot = process.getuid?.() === 0
-      const python = asRoot ? "/usr/bin/python3" : PYTHON
-      const proc = spawn(python, ["-S", SERVER, "--port", "0"], {
-        env: {
-          PATH: process.env.PATH,
-          SBX_TOKEN: "t".repeat(64),
-          SBX_HOST_MODE: "1",
-          SBX_HOMES_DIR: "/nonexistent/h",
-          ...env
-        },
-        ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
-        stdio: ["ignore", "ignore", "pipe"]
-      })
-      let stderr = ""
-      proc.stderr.setEncoding("utf8").on("data", (d: string) => {
-        stderr += d
-      })
-      proc.once("exit", (code) => resolve({ code, stderr }))
+  const refusal = async (env: Record<string, string>) => {
+    // As root, the refusal is tested as nobody, with the system's Python (root's may be unreadable).
+    const asRoot = process.getuid?.() === 0
+    const python = asRoot ? "/usr/bin/python3" : PYTHON
+    const childEnv = {
+      PATH: process.env.PATH,
+      SBX_TOKEN: "t".repeat(64),
+      SBX_HOST_MODE: "1",
+      SBX_HOMES_DIR: "/nonexistent/h",
+      ...env
+    }
+    const { status, stderr } = await run(python, serverArgs(["--port", "0"], childEnv), {
+      env: childEnv,
+      ...(asRoot ? { uid: 65534, gid: 65534 } : {})
     })
+    return { code: status, stderr }
+  }
 
   it.skipIf(!isLinux || (process.getuid?.() === 0 && !fs.existsSync("/usr/bin/python3")))(
     "refuses to start without root, naming what is missing, unless told to accept weak isolation",
@@ -365,32 +360,25 @@ describe("start", () => {
   }, 60_000)
 
   it("refuses host mode without a token, and bad host options", async () => {
-    const run = (args: Array<string>, env: Record<string, string>) =>
-      new Promise<{ code: number | null; stderr: string }>((resolve) => {
-        const proc = spawn(PYTHON, ["-S", SERVER, "--port", "0", ...args], {
-          env: { PATH: process.env.PATH, SBX_HOST_MODE: "1", SBX_HOST_WEAK_ISOLATION: "1", ...env },
-          stdio: ["ignore", "ignore", "pipe"]
-        })
-        let stderr = ""
-        proc.stderr.setEncoding("utf8").on("data", (d: string) => {
-          stderr += d
-        })
-        proc.once("exit", (code) => resolve({ code, stderr }))
-      })
-    expect(await run(["--allow-no-auth"], {})).toMatchObject({
+    const start = async (args: Array<string>, env: Record<string, string>) => {
+      const childEnv = { PATH: process.env.PATH, SBX_HOST_MODE: "1", SBX_HOST_WEAK_ISOLATION: "1", ...env }
+      const { status, stderr } = await run(PYTHON, serverArgs(["--port", "0", ...args], childEnv), { env: childEnv })
+      return { code: status, stderr }
+    }
+    expect(await start(["--allow-no-auth"], {})).toMatchObject({
       code: 2,
       stderr: expect.stringContaining("host mode needs SBX_TOKEN")
     })
     const token = { SBX_TOKEN: "t".repeat(64) }
-    expect(await run(["--capacity", "0"], token)).toMatchObject({
+    expect(await start(["--capacity", "0"], token)).toMatchObject({
       code: 2,
       stderr: expect.stringContaining("--capacity")
     })
-    expect(await run([], { ...token, SBX_HOMES_DIR: "rel" })).toMatchObject({
+    expect(await start([], { ...token, SBX_HOMES_DIR: "rel" })).toMatchObject({
       code: 2,
       stderr: expect.stringContaining("needs an absolute path")
     })
-    expect(await run([], { ...token, SBX_HOST_WARM_WRAPPERS: "many" })).toMatchObject({
+    expect(await start([], { ...token, SBX_HOST_WARM_WRAPPERS: "many" })).toMatchObject({
       code: 2,
       stderr: expect.stringContaining("invalid SBX_HOST_WARM_WRAPPERS 'many'")
     })

@@ -6,7 +6,6 @@
  * Each suite checks the refusal without SBX_HOST_WEAK_ISOLATION, what that isolation still guarantees as
  * the document states it, and what it says does not hold. Runs as root only (to drop to nobody).
  */
-import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -30,6 +29,7 @@ import {
   stopHost
 } from "../support/hostServer.js"
 import { isAlive, until, waitGone, withTimeout } from "../support/processes.js"
+import { pythonJson } from "../support/python.js"
 import { SERVER, spawnServer } from "../support/server.js"
 
 const NOBODY = 65534
@@ -39,10 +39,10 @@ const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => fs.existsSync(p
 const LAUNCHER = fileURLToPath(new URL("../support/withoutLandlock.py", import.meta.url))
 const HOST_SECRET = "host-only-secret-value"
 
-const landlockAbi = () => {
+const landlockAbi = async () => {
   if (process.platform !== "linux" || !fs.existsSync(SYSTEM_PYTHON)) return 0
-  const source = `import sys; sys.path.insert(0, ${JSON.stringify(path.dirname(SERVER))}); from sbx_server.landlock import abi; print(abi())`
-  return Number(execFileSync(SYSTEM_PYTHON, ["-S", "-c", source], { encoding: "utf8" }).trim())
+  const source = "import sys; sys.path.insert(0, sys.argv[1]); from sbx_server.landlock import abi; print(abi())"
+  return Number(await pythonJson(source, { python: SYSTEM_PYTHON, args: [path.dirname(SERVER)] }))
 }
 
 const cannotRun =
@@ -55,7 +55,7 @@ const cannotRun =
         : !fs.existsSync(SYSTEM_PYTHON)
           ? `${SYSTEM_PYTHON} is missing`
           : undefined
-const withLandlock = cannotRun ?? (landlockAbi() < 6 ? "the kernel has no Landlock ABI >= 6" : undefined)
+const withLandlock = cannotRun ?? ((await landlockAbi()) < 6 ? "the kernel has no Landlock ABI >= 6" : undefined)
 const withoutLandlock = cannotRun ?? (["x64", "arm64"].includes(process.arch) ? undefined : "not x86_64 or aarch64")
 const skipped = (reason: string | undefined) => (reason === undefined ? "" : ` (skipped: ${reason})`)
 

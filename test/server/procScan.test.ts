@@ -5,10 +5,8 @@
  * is left) cost about two scans instead of one each. The scan is a stand-in that blocks until the test
  * lets it finish, so every interleaving is decided by the test, not by timing.
  */
-import { execFileSync } from "node:child_process"
-import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { PYTHON, SERVER } from "../support/server.js"
+import { serverPython } from "../support/server.js"
 
 const SCRIPT = `
 import json, sys, threading
@@ -53,12 +51,7 @@ print(json.dumps({"got": got, "scans": len(calls), "scans_before_release": runni
 `
 
 describe("FreshScan", () => {
-  it("gives each caller a scan begun after its call, one scan serving every caller waiting", () => {
-    const out = execFileSync(PYTHON, ["-S", "-c", SCRIPT, path.dirname(SERVER)], {
-      encoding: "utf8",
-      // A guard against a hang, not a measure of speed.
-      timeout: 30_000
-    })
-    expect(JSON.parse(out)).toEqual({ got: { a: 1, b: 2, c: 2, e: 3 }, scans: 3, scans_before_release: 2 })
+  it("gives each caller a scan begun after its call, one scan serving every caller waiting", async () => {
+    expect(await serverPython(SCRIPT)).toEqual({ got: { a: 1, b: 2, c: 2, e: 3 }, scans: 3, scans_before_release: 2 })
   })
 })

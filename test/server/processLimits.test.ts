@@ -3,10 +3,8 @@
  * where they apply (background.py), never copied at import: a module imported before cli.main set them
  * (a supervisor, host mode) still obeys --max-processes. Driven in the server's own Python.
  */
-import { execFileSync } from "node:child_process"
-import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { PYTHON, SERVER } from "../support/server.js"
+import { serverPython } from "../support/server.js"
 
 const SCRIPT = `
 import json, sys
@@ -24,12 +22,7 @@ print(json.dumps({"second": second}))
 `
 
 describe("PROCESS_LIMITS", () => {
-  it("holds the background table to a limit set after background.py was imported", () => {
-    const out = execFileSync(PYTHON, ["-S", "-c", SCRIPT, path.dirname(SERVER)], {
-      encoding: "utf8",
-      // A guard against a hang, not a measure of speed.
-      timeout: 30_000
-    })
-    expect(JSON.parse(out)).toEqual({ second: "too_many_processes" })
+  it("holds the background table to a limit set after background.py was imported", async () => {
+    expect(await serverPython(SCRIPT)).toEqual({ second: "too_many_processes" })
   })
 })

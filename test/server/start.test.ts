@@ -5,18 +5,11 @@
  * for argparse), each checked here against the interpreter's own on edge cases and seeded random input,
  * and the reason phrases the server knows without `http.HTTPStatus` (`common.reason_phrase`) are its.
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as net from "node:net"
-import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { PYTHON, SERVER, startServer, stopServer } from "../support/server.js"
-
-const runPython = (script: string) => {
-  const run = spawnSync(PYTHON, ["-S", "-c", script, path.dirname(SERVER)], { encoding: "utf8", timeout: 60_000 })
-  expect(run.stderr).toBe("")
-  return JSON.parse(run.stdout) as unknown
-}
+import { PYTHON, SERVER, serverPython, startServer, stopServer } from "../support/server.js"
 
 const QUERY_CHECK = `
 import json, random, sys, urllib.parse
@@ -114,9 +107,13 @@ const importedAtStart = (): Promise<Set<string>> =>
     )
   })
 
+/** A guard against a hang inside the test's own timeout, not a measure of speed. */
+const IDLE_MS = 30_000
+
 /**
  * Requests in turn on one keep-alive connection: each answer's status line, read to the end of its
- * Content-Length before the next request is sent; fewer where the server closes the connection.
+ * Content-Length before the next request is sent; fewer where the server closes the connection. A
+ * connection silent for `IDLE_MS` fails, naming the request it waited on and what it had read.
  */
 const onOneConnection = (port: number, requests: ReadonlyArray<string>): Promise<Array<string>> =>
   new Promise((resolve, reject) => {
@@ -124,6 +121,15 @@ const onOneConnection = (port: number, requests: ReadonlyArray<string>): Promise
     let buffer = Buffer.alloc(0)
     const socket = net.connect({ host: "127.0.0.1", port }, () => socket.write(requests[0]!))
     socket.on("error", reject)
+    socket.setTimeout(IDLE_MS, () => {
+      reject(
+        new Error(
+          `no answer to request ${statuses.length + 1} of ${requests.length} within ${IDLE_MS} ms of silence; ` +
+            `answers so far: ${JSON.stringify(statuses)}, unread: ${JSON.stringify(buffer.toString("latin1"))}`
+        )
+      )
+      socket.destroy()
+    })
     socket.on("close", () => resolve(statuses)) // closed early by the server: the answers so far
     socket.on("data", (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk])
@@ -175,15 +181,15 @@ describe("the server's start", () => {
     }
   })
 
-  it("parses the query as urllib.parse.parse_qs does, on edge cases and 9,000 seeded random queries", () => {
-    expect(runPython(QUERY_CHECK)).toEqual({ checked: 9029, wrong: [] })
+  it("parses the query as urllib.parse.parse_qs does, on edge cases and 9,000 seeded random queries", async () => {
+    expect(await serverPython(QUERY_CHECK)).toEqual({ checked: 9029, wrong: [] })
   })
 
-  it("answers every status with http.HTTPStatus's reason phrase, without importing it for the usual ones", () => {
-    expect(runPython(REASONS_CHECK)).toMatchObject({ wrong: [] })
+  it("answers every status with http.HTTPStatus's reason phrase, without importing it for the usual ones", async () => {
+    expect(await serverPython(REASONS_CHECK)).toMatchObject({ wrong: [] })
   })
 
-  it("scans the command line as argparse reads it, and leaves to argparse what it cannot be sure of", () => {
-    expect(runPython(OPTIONS_CHECK)).toMatchObject({ scannedEnough: true, wrong: [] })
+  it("scans the command line as argparse reads it, and leaves to argparse what it cannot be sure of", async () => {
+    expect(await serverPython(OPTIONS_CHECK)).toMatchObject({ scannedEnough: true, wrong: [] })
   })
 })

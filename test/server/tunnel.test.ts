@@ -14,13 +14,12 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "vitest"
 
 import { isAlive, sleep, until, waitGone as waitGoneWithin, withTimeout } from "../support/processes.js"
 import { realPython } from "../support/python.js"
+import { serverArgs } from "../support/server.js"
 
-const SERVER = fileURLToPath(new URL("../../rpc-server/sbx_server", import.meta.url))
 // The real interpreter, not a shim: see test/support/python.ts. The fake cloudflared runs on it too.
 const HOST_PYTHON = realPython()
 const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? HOST_PYTHON
@@ -254,14 +253,14 @@ const serverEnv = (c: Case, extra: Record<string, string>): NodeJS.ProcessEnv =>
   }
 }
 
+/** The server with `args`, started as the shared harness starts it (`-S` unless `env` has a PYTHONPATH). */
+const launch = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, cwd: string): ChildProcessWithoutNullStreams =>
+  spawn(PYTHON, serverArgs(args, env), { cwd, env, stdio: "pipe" })
+
 const startServer = async (c: Case, extra: Record<string, string> = {}): Promise<Running> => {
   const env = serverEnv(c, extra)
   for (const [k, v] of Object.entries(extra)) if (v === "") delete env[k]
-  const proc = spawn(PYTHON, ["-u", SERVER, "--port", "0", "--tunnel", "--exit-on-stdin-eof"], {
-    cwd: c.cwd,
-    env,
-    stdio: "pipe"
-  })
+  const proc = launch(["--port", "0", "--tunnel", "--exit-on-stdin-eof"], env, c.cwd)
   const lines: Array<Line> = []
   let partial = ""
   let stderr = ""
@@ -509,11 +508,7 @@ describe.skipIf(process.platform === "win32")("server.py --tunnel", () => {
       ],
       ["latest", "server.py: error: invalid SBX_CLOUDFLARED_VERSION 'latest': expected a release tag such as 2026.9.1"]
     ] as const) {
-      const proc = spawn(PYTHON, ["-u", SERVER, "--port", "0", "--tunnel"], {
-        cwd: c.cwd,
-        env: serverEnv(c, { SBX_CLOUDFLARED_VERSION: version }),
-        stdio: "pipe"
-      })
+      const proc = launch(["--port", "0", "--tunnel"], serverEnv(c, { SBX_CLOUDFLARED_VERSION: version }), c.cwd)
       let out = ""
       let err = ""
       proc.stdout.on("data", (d: Buffer) => {
@@ -540,11 +535,7 @@ describe.skipIf(process.platform === "win32")("server.py --tunnel", () => {
       ["SBX_TUNNEL_RESTARTS", "-1"],
       ["SBX_CLOUDFLARED_SHA256", "abc"]
     ] as const) {
-      const proc = spawn(PYTHON, ["-u", SERVER, "--port", "0", "--tunnel"], {
-        cwd: c.cwd,
-        env: serverEnv(c, { [name]: value }),
-        stdio: "pipe"
-      })
+      const proc = launch(["--port", "0", "--tunnel"], serverEnv(c, { [name]: value }), c.cwd)
       let out = ""
       proc.stdout.on("data", (d: Buffer) => {
         out += d.toString()
@@ -558,11 +549,7 @@ describe.skipIf(process.platform === "win32")("server.py --tunnel", () => {
     }
     const env = serverEnv(c, {})
     delete env.SBX_TOKEN
-    const proc = spawn(PYTHON, ["-u", SERVER, "--port", "0", "--allow-no-auth"], {
-      cwd: c.cwd,
-      env: { ...env, SBX_TUNNEL: "1" },
-      stdio: "pipe"
-    })
+    const proc = launch(["--port", "0", "--allow-no-auth"], { ...env, SBX_TUNNEL: "1" }, c.cwd)
     let err = ""
     proc.stderr.on("data", (d: Buffer) => {
       err += d.toString()

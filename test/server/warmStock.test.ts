@@ -4,10 +4,8 @@
  * that fork (a round trip to the zygote, up to its ANSWER_TIMEOUT) runs outside the stock's lock, which
  * every other command's take() and the refill thread need.
  */
-import { execFileSync } from "node:child_process"
-import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { PYTHON, SERVER } from "../support/server.js"
+import { serverPython } from "../support/server.js"
 
 const SCRIPT = `
 import json, sys
@@ -30,12 +28,7 @@ print(json.dumps({"got": got, "lock_held_while_forking": held, "target": stock.t
 `
 
 describe("warm Stock.take", () => {
-  it("forks for an empty stock outside the stock's lock, and keeps one more ready from then on", () => {
-    const out = execFileSync(PYTHON, ["-S", "-c", SCRIPT, path.dirname(SERVER)], {
-      encoding: "utf8",
-      // A guard against a hang, not a measure of speed.
-      timeout: 30_000
-    })
-    expect(JSON.parse(out)).toEqual({ got: "forked", lock_held_while_forking: [false], target: 1 })
+  it("forks for an empty stock outside the stock's lock, and keeps one more ready from then on", async () => {
+    expect(await serverPython(SCRIPT)).toEqual({ got: "forked", lock_held_while_forking: [false], target: 1 })
   })
 })

@@ -4,10 +4,8 @@
  * no cached pid or thread id for the child to inherit (glibc >= 2.25); musl, an older glibc or an unknown
  * C library get the double fork (-1). Driven in the server's own Python with the confstr answers.
  */
-import { execFileSync } from "node:child_process"
-import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { PYTHON, SERVER } from "../support/server.js"
+import { serverPython } from "../support/server.js"
 
 const SCRIPT = `
 import json, sys
@@ -20,12 +18,7 @@ print(json.dumps([clone_syscall(machine, libc) for machine, libc in cases]))
 `
 
 describe("zygote clone_syscall", () => {
-  it("uses the raw clone only under glibc >= 2.25 on a known machine", () => {
-    const out = execFileSync(PYTHON, ["-S", "-c", SCRIPT, path.dirname(SERVER)], {
-      encoding: "utf8",
-      // A guard against a hang, not a measure of speed.
-      timeout: 30_000
-    })
-    expect(JSON.parse(out)).toEqual([56, 220, -1, -1, -1, -1, -1, -1, -1, -1, 56])
+  it("uses the raw clone only under glibc >= 2.25 on a known machine", async () => {
+    expect(await serverPython(SCRIPT)).toEqual([56, 220, -1, -1, -1, -1, -1, -1, -1, -1, 56])
   })
 })

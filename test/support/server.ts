@@ -10,10 +10,19 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { until, withTimeout } from "./processes.js"
+import { pythonJson } from "./python.js"
 
 export const SERVER = fileURLToPath(new URL("../../rpc-server/sbx_server", import.meta.url))
 /** Set `SBX_CONFORMANCE_PYTHON` to run the server suites with another interpreter (e.g. a Python 3.8). */
 export const PYTHON = process.env.SBX_CONFORMANCE_PYTHON ?? "python3"
+
+/**
+ * A script run in the servers' interpreter with the server package importable: its first argument is the
+ * package's directory, for `sys.path.insert(0, sys.argv[1])`. What it prints, as {@link pythonJson} reads it.
+ */
+export const serverPython = (script: string): Promise<unknown> =>
+  pythonJson(script, { python: PYTHON, args: [path.dirname(SERVER)] })
+
 const LISTENING = /^\{"event":"listening","host":"[^"]+","port":(\d+),"pid":(\d+),/
 
 export interface Exit {
@@ -60,6 +69,19 @@ const baseEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => {
   return { ...env, ...extra }
 }
 
+/**
+ * The interpreter's arguments that start the server with `args`, in the environment `env` it will have.
+ * `-S` as the providers and the job's bootstrap run it (no site-packages: the server is stdlib-only).
+ * Without it each server also ran the site's start-up hooks: ~50 ms of CPU where a .pth imports a package.
+ * A test that puts modules on PYTHONPATH may bring a `sitecustomize` hook, which only `site` runs.
+ */
+export const serverArgs = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Array<string> => [
+  "-u",
+  ...(env.PYTHONPATH !== undefined ? [] : ["-S"]),
+  SERVER,
+  ...args
+]
+
 export const spawnServer = (
   args: ReadonlyArray<string>,
   env: Record<string, string>,
@@ -67,12 +89,8 @@ export const spawnServer = (
   command: ReadonlyArray<string> = [PYTHON]
 ) => {
   const [program, ...head] = command
-  // `-S` as the providers and the job's bootstrap run it (no site-packages: the server is stdlib-only).
-  // Without it each server also ran the site's start-up hooks: ~50 ms of CPU where a .pth imports a package.
-  // A test that puts modules on PYTHONPATH may bring a `sitecustomize` hook, which only `site` runs.
   const childEnv = baseEnv(env)
-  const site = childEnv.PYTHONPATH !== undefined ? [] : ["-S"]
-  const proc = spawn(program!, [...head, "-u", ...site, SERVER, ...args], {
+  const proc = spawn(program!, [...head, ...serverArgs(args, childEnv)], {
     cwd: dir,
     env: childEnv,
     stdio: "pipe"

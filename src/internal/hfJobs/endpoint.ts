@@ -103,7 +103,11 @@ export const endpointOf = (ctx: ProviderContext, found: FoundJob, extra: Partial
         Effect.map((info) => Option.fromNullable(info.status.sshUrl))
       ),
       onThisMachine: false,
-      metrics: () => jobMetrics(client, namespace, job.id, spec.schedules.logReconnect),
+      metrics: () =>
+        jobMetrics(client, namespace, job.id, {
+          reconnect: spec.schedules.logReconnect,
+          silence: spec.schedules.metricsSilence
+        }),
       hub: {
         endpoint: ctx.config.endpoint,
         token: Effect.map(bearerToken(ctx, hfToken), Option.some)

@@ -2,6 +2,7 @@
  * Operations on sandboxes by id, beyond the one a program holds: find, list, kill, read the log and the
  * metrics. Ids are checked before any request; jobs that are not sandboxes are refused.
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Stream from "effect/Stream"
@@ -151,7 +152,10 @@ export const metrics = (ctx: ProviderContext, id: string) =>
       if (Hub.isTerminal(job.status.stage)) return yield* notRunning(id, job.status.stage)
       // The provider's own `schedules` option wins over the Context value for its by-id calls.
       const schedules = Schedules.override(yield* Schedules.Schedules, ctx.config.schedules)
-      return jobMetrics(client, namespace, job.id, schedules.logReconnect)
+      return jobMetrics(client, namespace, job.id, {
+        reconnect: schedules.logReconnect,
+        silence: Duration.decode(schedules.metricsSilence)
+      })
     })
   ).pipe(
     Stream.mapError((error) => StartErrors.during(`read the metrics of sandbox ${id}`, error)),

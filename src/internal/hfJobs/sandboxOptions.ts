@@ -35,6 +35,7 @@ export interface HfSpec extends SandboxProvider.Spec {
     readonly logQuietWindow: Duration.Duration
     readonly logFirstByte: Duration.Duration
     readonly logStall: Duration.Duration
+    readonly metricsSilence: Duration.Duration
     readonly flavorFallback: Duration.Duration
   }
   /** The flavors in order of preference (none: the default flavor). */
@@ -164,6 +165,7 @@ export const resolve = (
             logQuietWindow: Duration.decode(schedules.logQuietWindow),
             logFirstByte: Duration.decode(schedules.logFirstByte),
             logStall: Duration.decode(schedules.logStall),
+            metricsSilence: Duration.decode(schedules.metricsSilence),
             flavorFallback: Duration.decode(schedules.flavorFallback)
           }
         }

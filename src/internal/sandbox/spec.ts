@@ -90,7 +90,7 @@ const specOf = (options: MakeOptions): Omit<SandboxProvider.Spec, "startTimeout"
 
 /** The durations among the schedules, checked (they are DurationInput, and come from any Context value). */
 const checkDurations = (schedules: Schedules.Service): void => {
-  for (const key of ["logQuietWindow", "logFirstByte", "logStall"] as const) {
+  for (const key of ["logQuietWindow", "logFirstByte", "logStall", "metricsSilence"] as const) {
     Validate.duration(`schedules.${key}`, schedules[key])
   }
 }

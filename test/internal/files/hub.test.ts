@@ -4,7 +4,6 @@
  * network failure naming the host and the attempts; a cut one resumes with `Range`), the program's source
  * read without keeping a failed read, and the stderr tail decoded across chunks.
  */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -16,6 +15,7 @@ import * as Stream from "effect/Stream"
 import type { ExecEvent } from "hf-sandbox/Sandbox"
 import * as Testing from "hf-sandbox/testing"
 import { collect, type Outcome, readProgram } from "../../../src/internal/files/hub.js"
+import { runPython } from "../../support/python.js"
 import { runTransferProgram } from "../../support/transferProgram.js"
 
 const PROGRAM = fileURLToPath(new URL("../../../rpc-server/hub_transfer.py", import.meta.url))
@@ -109,13 +109,16 @@ layer(Testing.layer(), { excludeTestServices: true, timeout: "60 seconds" })(
  * Runs a Python snippet with `rpc-server/` importable (the program's own functions, driven directly); its
  * stdout.
  */
-const python = (snippet: string) =>
-  Effect.async<string, Error>((resume) => {
-    const prelude = `import sys; sys.path.insert(0, ${JSON.stringify(path.dirname(PROGRAM))}); import hub_transfer as t\n`
-    execFile("python3", ["-S", "-c", prelude + snippet], (error, stdout, stderr) =>
-      resume(error === null ? Effect.succeed(stdout) : Effect.fail(new Error(`${error.message}: ${stderr}`)))
+const python = (snippet: string) => {
+  const prelude = `import sys; sys.path.insert(0, ${JSON.stringify(path.dirname(PROGRAM))}); import hub_transfer as t\n`
+  return Effect.promise((signal) => runPython(prelude + snippet, { signal })).pipe(
+    Effect.flatMap((run) =>
+      run.status === 0
+        ? Effect.succeed(run.stdout)
+        : Effect.fail(new Error(`python exited ${run.signal ?? run.status}: ${run.stderr}`))
     )
-  })
+  )
+}
 
 describe("hub_transfer.py (its functions)", () => {
   it.effect("an LFS PUT cut on every attempt leaves none of its attempts' files open", () =>

@@ -3,12 +3,12 @@
  * Go's flag package, cmd/cloudflared/main.go): `--version`/`-v`/`-V`/`version` in the real format, and an
  * unknown flag is "Incorrect Usage" plus help on stdout with exit status 0 (main ignores app.Run's error).
  */
-import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { CLOUDFLARED_VERSION, cloudflaredScript } from "../../../src/internal/testing/cloudflared.js"
+import { run } from "../../support/run.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sbx-cloudflared-test-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -17,17 +17,13 @@ const standIn = (version?: string) => {
   const file = path.join(dir, `cloudflared-${version ?? "default"}`)
   if (!fs.existsSync(file)) fs.writeFileSync(file, cloudflaredScript(process.execPath, version), { mode: 0o755 })
   // Asynchronous, so that a test's command lines run side by side: each is a start of node.
-  return (...args: Array<string>) =>
-    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      // No HF_EMULATOR_CONTROL: a command line that is accepted fails at the quick-tunnel request instead.
-      const env = { ...process.env }
-      delete env.HF_EMULATOR_CONTROL
-      // A guard against a hang, not a measure of speed: a loaded machine can take seconds to start node.
-      execFile(file, args, { env, encoding: "utf8", timeout: 45_000 }, (error, stdout, stderr) => {
-        const status = error === null ? 0 : typeof error.code === "number" ? error.code : null
-        resolve({ status, stdout, stderr })
-      })
-    })
+  return (...args: Array<string>) => {
+    // No HF_EMULATOR_CONTROL: a command line that is accepted fails at the quick-tunnel request instead.
+    const env = { ...process.env }
+    delete env.HF_EMULATOR_CONTROL
+    // A guard against a hang, not a measure of speed: a loaded machine can take seconds to start node.
+    return run(file, args, { env, timeout: 45_000 })
+  }
 }
 
 /** The arguments the server passes (rpc-server/sbx_server/tunnel_process.py, run_once). */

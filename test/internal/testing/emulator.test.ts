@@ -7,10 +7,11 @@
  * The burst runs in a child process in a network namespace of its own (`unshare -n`, root), so that the
  * kernel's count of dropped handshakes is its alone on a machine where other tests run.
  */
-import { execFile, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Bundle, bundlePrograms } from "../../support/bundleProgram.js"
+import { run as runProgram } from "../../support/run.js"
 
 const BURST = "test/support/emulatorBurst.ts"
 const root = path.resolve(import.meta.dirname, "../../..")
@@ -29,16 +30,12 @@ afterAll(() => programs?.remove())
 
 describe.skipIf(ownNetwork !== undefined)("emulator's listening socket", () => {
   it("takes 1,000 connections made in one tick without dropping a handshake", async () => {
-    // Asynchronous: a worker blocked in spawnSync cannot answer vitest's own RPC on a loaded machine.
-    const run = await new Promise<{ stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        "unshare",
-        ["-n", "sh", "-c", 'ip link set lo up && exec "$0" "$1" 1000', process.execPath, programs.paths[BURST]!],
-        // A guard against a hang, not a measure of speed.
-        { cwd: root, encoding: "utf8", timeout: 60_000 },
-        (_error, stdout, stderr) => resolve({ stdout, stderr })
-      )
-    })
+    const run = await runProgram(
+      "unshare",
+      ["-n", "sh", "-c", 'ip link set lo up && exec "$0" "$1" 1000', process.execPath, programs.paths[BURST]!],
+      // A guard against a hang, not a measure of speed.
+      { cwd: root, timeout: 60_000 }
+    )
     expect(run.stderr).toBe("")
     const line = run.stdout.split("\n").find((l) => l.startsWith("{"))
     expect(JSON.parse(line ?? "null")).toEqual({ answered: 1000, listenOverflows: 0 })
