@@ -79,8 +79,9 @@ export class StartError extends Schema.TaggedError<StartError>("hf-sandbox/Start
   holder: Schema.optional(Schema.Struct({ id: Schema.String, name: Schema.String })),
   /**
    * For `InvalidOptions` about one option: the `option` as `make` names it (`idleTimeout`, `name`,
-   * `maxCost`) and the `problem` with its value, said without the option's name (@since 0.2.0), e.g. for
-   * a command line to name its flag instead.
+   * `maxCost`; one element as `volumes[1]`, `env.NAME`, `cloudflared.version`) and the `problem` with its
+   * value, said without the option's name and without the library's calls (@since 0.2.0), e.g. for a
+   * command line to name its flag instead. Options are checked in turn: the first bad one is named.
    */
   invalid: Schema.optional(Schema.Struct({ option: Schema.String, problem: Schema.String }))
 }) {

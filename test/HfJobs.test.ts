@@ -104,9 +104,10 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs provid
       const fromContext = yield* Effect.flip(
         Sandbox.make({}).pipe(HfJobs.withSandboxOptions({ cloudflared: { version: "2026.4.0" } }))
       )
-      assert.include(fromContext.message, 'cloudflared.version "2026.4.0" is older than 2026.5.0')
+      assert.include(fromContext.message, 'cloudflared.version: "2026.4.0" is older than 2026.5.0')
+      assert.strictEqual(fromContext.invalid?.option, "cloudflared.version")
       const badLabel = yield* Effect.flip(Sandbox.make({}).pipe(HfJobs.withSandboxOptions({ labels: { "a b": "x" } })))
-      assert.include(badLabel.message, "labels:")
+      assert.include(badLabel.message, 'labels: "a b" is not a label key (1 to 100 letters, digits')
       assert.strictEqual((yield* emu.jobs).length, before, "no job was created")
       // The start bound follows the transport in force: the proxy's is shorter.
       const provider = yield* SandboxProvider.SandboxProvider

@@ -365,6 +365,20 @@ def _fail(msg):
     sys.exit(2)
 
 
+# Starts the line that follows a start refusal with a code: the same refusal as data, for a client to
+# recognise by its code rather than by the wording above it (docs/protocol.md "Isolation").
+REFUSAL_MARKER = "SBX_REFUSAL "
+
+
+def _refuse(msg, code, **data):
+    """Exits 2 as `_fail` does, then says the refusal again as one JSON line after REFUSAL_MARKER:
+    `{"code": code, ...data}`. Both lines go in one write, so that nothing comes between them."""
+    line = json.dumps(dict(data, code=code), separators=(",", ":"))
+    sys.stderr.write("server.py: error: %s\n%s%s\n" % (msg, REFUSAL_MARKER, line))
+    sys.stderr.flush()
+    sys.exit(2)
+
+
 def _number(raw, source, kind, lo, hi=None):
     try:
         v = int(raw) if kind is int else float(raw)

@@ -6,11 +6,10 @@ sandbox is a few hundred bytes of this server's memory. What confines its comman
 Landlock, rlimits) is isolation.py's; the routes are routes_host.py's. Imported only in host mode."""
 
 import os
-import sys
 import threading
 import time
 
-from .common import IS_LINUX, HttpError, _fail, log, request_shutdown
+from .common import IS_LINUX, HttpError, _fail, _refuse, log, request_shutdown
 from .digest import compare_digest, hmac_sha256, sha256
 from .proctree import FreshScan, has_marker, kill_family, kill_found, scan_proc, scan_uids
 
@@ -397,12 +396,12 @@ def setup(args, token):
 
     isolation, missing = probe()
     if missing and not args.weak_isolation:
-        sys.stderr.write(
-            "server.py: error: host mode refused: %s. Run it as root on a kernel with Landlock (ABI >= 6), or "
-            "accept weaker isolation with SBX_HOST_WEAK_ISOLATION=1 (--weak-isolation)\n" % "; ".join(missing)
+        _refuse(
+            "host mode refused: %s. Run it as root on a kernel with Landlock (ABI >= 6), or accept weaker "
+            "isolation with SBX_HOST_WEAK_ISOLATION=1 (--weak-isolation)" % "; ".join(missing),
+            "isolation_missing",
+            missing=missing,
         )
-        sys.stderr.flush()
-        sys.exit(2)
     isolation.warm()
     try:
         isolation.prepare(args.homes_dir)

@@ -38,6 +38,23 @@ const FLAGS: Readonly<Record<string, string>> = {
   sandboxesPerHost: "--per-host"
 }
 
+/** `volumes[1]`, `env.NAME`: an element of an option, as the checks name one (internal/validate). */
+const ELEMENT = /^(\w+)(?:\[(\d+)\]|\.(.+))$/
+
+/**
+ * An option's flag: its own, or for one element of a list or record its flag with the element (`--volume
+ * #2` for `volumes[1]`, the second `--volume` given; `--env NAME` for `env.NAME`); undefined for an option
+ * no flag sets.
+ */
+const flagOf = (option: string): string | undefined => {
+  const own = FLAGS[option]
+  if (own !== undefined) return own
+  const [, base = "", index, key] = ELEMENT.exec(option) ?? []
+  const flag = FLAGS[base]
+  if (flag === undefined) return undefined
+  return index !== undefined ? `${flag} #${Number(index) + 1}` : `${flag} ${key}`
+}
+
 const CLI_TOKEN_HINT = "pass it as HF_TOKEN=hf_... in the environment"
 
 /**
@@ -52,7 +69,7 @@ export const startDetail = (error: StartError): string => {
       `stop it with \`hf-sandbox kill ${id}\`, or choose another name`
     )
   }
-  const flag = error.invalid === undefined ? undefined : FLAGS[error.invalid.option]
+  const flag = error.invalid === undefined ? undefined : flagOf(error.invalid.option)
   if (flag !== undefined) return `invalid ${flag}: ${error.invalid?.problem}`
   return error.detail.replace(EFFECT_TOKEN_HINT, CLI_TOKEN_HINT)
 }
@@ -77,7 +94,7 @@ const portMessage = (error: PortError): string => {
 
 /** A pool's refused option by its flag, worded as the library words a pool's failure. */
 const poolMessage = (error: PoolError): string => {
-  const flag = error.option === undefined ? undefined : FLAGS[error.option]
+  const flag = error.option === undefined ? undefined : flagOf(error.option)
   return flag === undefined
     ? error.message
     : withFields(PoolError, error, { option: undefined, detail: `invalid ${flag}: ${error.detail}` }).message
@@ -95,7 +112,7 @@ const sshMessage = (error: SshError): string =>
  * gives itself) is no user's: it is said as the library says it, call and option name and all.
  */
 const argumentMessage = (error: InvalidArgumentError, command: ReadonlyArray<string>): string => {
-  const flag = FLAGS[error.argument]
+  const flag = flagOf(error.argument)
   if (flag === undefined) return error.message
   return `${command.length === 0 ? "" : `${command.join(" ")}: `}invalid ${flag}: ${error.detail}`
 }

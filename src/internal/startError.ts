@@ -18,11 +18,20 @@ export const during = <E>(what: string, error: E): E =>
 /**
  * A check's failure at `make` as `InvalidOptions`. An {@link Validate.Invalid} names its option, and the
  * error keeps the option and its problem apart (`invalid`) beside the detail that says them together.
+ * The problem is said for any caller (a command line says it after its flag); `library`, when given, is
+ * how the detail says the problem instead, naming the library's calls and fields where the problem
+ * cannot (`files.upload`, where the CLI has `cp`).
  */
-export const invalidOptions = (provider: string, cause: unknown): StartError =>
+export const invalidOptions = (provider: string, cause: unknown, library?: string): StartError =>
   new StartError({
     provider,
     reason: "InvalidOptions",
-    detail: `invalid sandbox options: ${cause instanceof Error ? cause.message : String(cause)}`,
+    detail: `invalid sandbox options: ${
+      cause instanceof Validate.Invalid && library !== undefined
+        ? `${cause.option}: ${library}`
+        : cause instanceof Error
+          ? cause.message
+          : String(cause)
+    }`,
     ...(cause instanceof Validate.Invalid ? { invalid: { option: cause.option, problem: cause.detail } } : {})
   })

@@ -61,7 +61,7 @@ export const duration = (option: string, input: unknown): Duration.Duration => {
 export const positiveDuration = (option: string, input: unknown): Duration.Duration => {
   const decoded = duration(option, input)
   if (Duration.toMillis(decoded) <= 0) {
-    throw new Invalid(option, `${show(input)} must be longer than zero (omit the option for the default)`)
+    throw new Invalid(option, `${show(input)} must be longer than zero (leave it out for the default)`)
   }
   return decoded
 }

@@ -144,7 +144,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("cloudflared in
       const jobs = (yield* emu.jobs).length
       const error = yield* Effect.flip(Sandbox.make({ cloudflared: { version: "2026.4.0" } }).pipe(Effect.scoped))
       assert.strictEqual(error.reason, "InvalidOptions")
-      assert.include(error.message, 'cloudflared.version "2026.4.0" is older than 2026.5.0')
+      assert.include(error.message, 'cloudflared.version: "2026.4.0" is older than 2026.5.0')
       assert.strictEqual((yield* emu.jobs).length, jobs)
     })
   )

@@ -135,7 +135,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs: flavo
       assert.strictEqual(error._tag, "StartError")
       assert.strictEqual(error.reason, "InvalidOptions")
       assert.include(error.message, "a100-large")
-      assert.include(error.message, `over maxCost $${cap}`)
+      assert.include(error.message, `maxCost: $${cap} does not cover lifetime 2h on a100-large`)
       // The option is named apart from the prose: the CLI says it as its flag (--max-cost).
       assert.strictEqual(error.invalid?.option, "maxCost")
       assert.notInclude(error.message, "lifetime 2h on cpu-basic", "cpu-basic fits the cap")
@@ -149,10 +149,10 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("HF Jobs: flavo
       const emu = yield* emulator
       const before = (yield* emu.jobs).length
       const tooLow = yield* Sandbox.make({ flavor: "h200", maxCost: "$0.0001" }).pipe(Effect.scoped, Effect.flip)
-      assert.include(tooLow.message, "buys less than one minute of h200")
+      assert.include(tooLow.message, "maxCost: $0.0001 buys less than one minute of h200")
       assert.strictEqual(tooLow.invalid?.option, "maxCost")
       const unknown = yield* Sandbox.make({ flavor: "h9000", maxCost: 1 }).pipe(Effect.scoped, Effect.flip)
-      assert.include(unknown.message, `flavor "h9000" is not in the Hub's hardware catalog`)
+      assert.include(unknown.message, `flavor: "h9000" is not in the Hub's hardware catalog`)
       assert.strictEqual(unknown.invalid?.option, "flavor")
       for (const maxCost of ["two dollars", -1, 0, "$"]) {
         const bad = yield* Sandbox.make({ maxCost }).pipe(Effect.scoped, Effect.flip)

@@ -41,8 +41,12 @@ describe("local provider: HF-only options", () => {
         assert.include(ssh.message, "ssh is an HF Jobs option")
         // The refused option and its problem as fields (StartError.invalid), and in the detail.
         assert.include(ssh.detail, "invalid sandbox options: ssh: true is refused: ssh is an HF Jobs option")
+        assert.include(ssh.detail, "(sb.details.workdir)")
         assert.strictEqual(ssh.invalid?.option, "ssh")
-        assert.isTrue(ssh.invalid?.problem.startsWith("true is refused: ssh is an HF Jobs option"))
+        // The problem is said for any caller (the CLI says it after --ssh): no library call in it.
+        assert.isTrue(ssh.invalid?.problem.startsWith("true is refused: SSH is an HF Jobs feature"))
+        assert.notInclude(ssh.invalid?.problem ?? "", "sb.")
+        assert.notInclude(volumes.invalid?.problem ?? "", "files.upload")
       }
       assert.deepStrictEqual(fs.readdirSync(root), before, "no server, no workdir")
     }).pipe(Effect.provide(live()))

@@ -102,6 +102,7 @@ describe.skipIf(cannotRun !== undefined)(
       // The pool's option, not the server's switch, which the pool sets from it.
       expect(result.error.message).toContain("Pass `weakIsolation: true` to SandboxPool.layer")
       expect(result.error.message).not.toContain("SBX_HOST_WEAK_ISOLATION")
+      expect(result.error.message).not.toContain("SBX_REFUSAL")
       expect(processesUnder(tempDir)).toEqual([])
     })
   }

@@ -43,6 +43,9 @@ describe("the CLI's words for library errors", () => {
       'invalid --idle-timeout: "x" is not right'
     )
     assert.strictEqual(Errors.describe(invalid("schedules.logStall"), false).message, "a wording the CLI does not read")
+    // An element of an option by its flag and which one: the second --volume, a variable of --env.
+    assert.strictEqual(Errors.describe(invalid("volumes[1]"), false).message, 'invalid --volume #2: "x" is not right')
+    assert.strictEqual(Errors.describe(invalid("env.A_B"), false).message, 'invalid --env A_B: "x" is not right')
     // Said for the command typed, never as the library's call.
     const argument = new InvalidArgumentError({
       operation: "execStream",

@@ -284,7 +284,7 @@ describe("hf-sandbox CLI, HF Jobs (emulated Hub)", () => {
     assert.include(badLogs.stderr, "24 hex digits")
     const badLabel = await hf(["create", "--label", "bad key=x"])
     expectCode(badLabel, 2)
-    assert.include(badLabel.stderr, "--label")
+    assert.include(badLabel.stderr, '--label: "bad key" is not a label key (1 to 100 letters, digits')
     assert.strictEqual((await Effect.runPromise(emulator.requests)).length, before, "no Hub request at all")
     assert.strictEqual((await Effect.runPromise(emulator.jobs)).length, jobsBefore)
 

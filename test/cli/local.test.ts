@@ -87,6 +87,18 @@ describe("hf-sandbox CLI, local provider", () => {
     assert.strictEqual(lines[1], lines[0]!.slice("hi from ".length), "kill -q prints the id")
   })
 
+  it("create --ssh or --volume is refused by its flag, in words without the library's calls", async () => {
+    const ssh = await local(["create", "--ssh"])
+    expectCode(ssh, 1)
+    assert.include(ssh.stderr, "invalid --ssh: true is refused: SSH is an HF Jobs feature")
+    const volume = await local(["create", "-v", "hf://datasets/org/ds:/data"])
+    expectCode(volume, 1)
+    assert.include(volume.stderr, "invalid --volume: ")
+    assert.include(volume.stderr, "copy the files into the sandbox")
+    for (const r of [ssh, volume])
+      assert.notMatch(r.stderr, /sb\.|files\.upload|files\.fromHub|ssh is an HF Jobs option/, r.stderr)
+  })
+
   it("exec exits with the command's code: 0, 3, 124 on timeout, 128+N on a signal, 127 for a missing program; an argument the library refuses is said for the command typed, by its flag", async () => {
     const id = await createLocal()
     expectCode(await local(["exec", id, "--", "true"]), 0)
@@ -96,7 +108,7 @@ describe("hf-sandbox CLI, local provider", () => {
     expectCode(bad, 125)
     assert.strictEqual(
       bad.stderr,
-      "hf-sandbox: exec: invalid --timeout: 0 must be longer than zero (omit the option for the default)\n"
+      "hf-sandbox: exec: invalid --timeout: 0 must be longer than zero (leave it out for the default)\n"
     )
     const three = await local(["exec", id, "--", "sh", "-c", "echo out; echo err >&2; exit 3"])
     expectCode(three, 3)

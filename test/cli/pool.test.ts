@@ -86,13 +86,22 @@ describe("hf-sandbox pool, local provider", () => {
     const port = await local(["create", "--port", "8000", "--port", "70000"])
     expectCode(port, 2)
     assert.include(port.stderr, '--port must be a port number from 1 to 65535, got "70000"')
+  })
+
+  it("a count the pool refuses is named by its flag (--per-host, --max-hosts, --hosts), not the pool's option", async () => {
     const bad = await local(["pool", "up", "--per-host", "0"])
-    expectCode(bad, 2)
-    assert.include(bad.stderr, "--per-host must be a whole number of at least 1, got 0")
-    // In flags, not in the pool's option names (warmUp, maxHosts).
+    expectCode(bad, 1)
+    assert.include(bad.stderr, "(InvalidOptions): invalid --per-host: 0 must be a whole number, at least 1")
+    const none = await local(["pool", "up", "--max-hosts", "0"])
+    expectCode(none, 1)
+    assert.include(none.stderr, "(InvalidOptions): invalid --max-hosts: 0 must be a whole number, at least 1")
     const over = await local(["pool", "up", "--hosts", "3", "--max-hosts", "2"])
-    expectCode(over, 2)
-    assert.include(over.stderr, "--hosts 3 is more than --max-hosts 2: lower --hosts or raise --max-hosts")
+    expectCode(over, 1)
+    assert.include(
+      over.stderr,
+      "(InvalidOptions): invalid --hosts: 3 is more than the pool's maximum of 2 hosts: lower it or raise the maximum"
+    )
+    for (const r of [bad, none, over]) assert.notMatch(r.stderr, /warmUp|maxHosts|sandboxesPerHost/)
   })
 
   it("an option the pool refuses is named by its flag, not by the pool's option name", async () => {

@@ -144,4 +144,22 @@ describe("create and run: --volume, --flavor lists, --max-cost (emulated Hub)", 
     expectCode(badCost, 1)
     assert.include(badCost.stderr, "--max-cost")
   })
+
+  it("a refused option names its flag once: the --volume at fault, --flavor before --max-cost", async () => {
+    const nested = await hf(["create", "-v", "hf://org/m:/data", "-v", "hf://buckets/org/b:/data/out"])
+    expectCode(nested, 1)
+    assert.include(
+      nested.stderr,
+      `invalid --volume #2: mount path "/data/out" is inside (or the same as) another volume's, "/data"`
+    )
+    // An unknown flavor beside one the cap cannot buy: the flavor's flag, never --max-cost.
+    const flavor = await hf(["create", "--flavor", "a100-large,h9000", "--max-cost", "0.0001"])
+    expectCode(flavor, 1)
+    assert.include(flavor.stderr, `invalid --flavor: "h9000" is not in the Hub's hardware catalog`)
+    assert.notInclude(flavor.stderr, "--max-cost")
+    const cap = await hf(["create", "--flavor", "a100-large", "--max-cost", "0.0001", "--lifetime", "1h"])
+    expectCode(cap, 1)
+    assert.include(cap.stderr, "invalid --max-cost: $0.0001 does not cover lifetime 1h on a100-large")
+    assert.notMatch(cap.stderr, /maxCost|--max-cost: maxCost/)
+  })
 })

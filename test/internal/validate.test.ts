@@ -25,7 +25,7 @@ describe("internal/validate", () => {
 
   it("a Duration value is shown as Duration.format says it, not as its JSON", () => {
     const zero = refusal(() => Validate.positiveDuration("timeout", Duration.zero))
-    assert.strictEqual(zero.message, "timeout: 0 must be longer than zero (omit the option for the default)")
+    assert.strictEqual(zero.message, "timeout: 0 must be longer than zero (leave it out for the default)")
     assert.include(refusal(() => Validate.bufferBytes("bufferBytes", Duration.seconds(90))).detail, "1m 30s must be")
   })
 })

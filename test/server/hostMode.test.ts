@@ -332,6 +332,14 @@ describe("start", () => {
       expect(refused.code).toBe(2)
       expect(refused.stderr).toContain("host mode refused: not root: cannot give sandboxes their own uid")
       expect(refused.stderr).toContain("SBX_HOST_WEAK_ISOLATION=1")
+      // The same refusal as data on the next line, for a client to know by its code, not its wording.
+      const lines = refused.stderr.trimEnd().split("\n")
+      const data = lines.at(-1) ?? ""
+      expect(lines.at(-2)).toMatch(/^server\.py: error: host mode refused: /)
+      expect(data.startsWith("SBX_REFUSAL ")).toBe(true)
+      const said = JSON.parse(data.slice("SBX_REFUSAL ".length)) as { code: string; missing: Array<string> }
+      expect(said.code).toBe("isolation_missing")
+      expect(said.missing[0]).toMatch(/^not root: cannot give sandboxes their own uid/)
       // Accepted: it gets as far as making the homes' directory (which nobody may create here).
       const weak = await refusal({ SBX_HOST_WEAK_ISOLATION: "1" })
       expect(weak.code).toBe(2)

@@ -30,12 +30,6 @@ const poolName = Options.text("name").pipe(
 const count = (name: string, description: string) =>
   Options.integer(name).pipe(Options.withPseudoName("N"), Options.optional, Options.withDescription(description))
 
-/** A whole number ≥ 1 given as `flag`, or a usage error naming it. */
-const positive = (flag: string, value: Option.Option<number>) =>
-  Option.isSome(value) && !(Number.isInteger(value.value) && value.value >= 1)
-    ? Effect.fail(new Parse.UsageError({ message: `${flag} must be a whole number of at least 1, got ${value.value}` }))
-    : Effect.succeed(Option.getOrUndefined(value))
-
 export const poolUp = Command.make(
   "up",
   {
@@ -67,21 +61,14 @@ export const poolUp = Command.make(
         const imageName = Option.isSome(a.image) ? yield* Parse.notAnOption("IMAGE", a.image.value) : undefined
         const idle = yield* Parse.optionalDuration("--idle-timeout", a.idleTimeout)
         const name = Option.getOrElse(a.name, () => PoolOptions.DEFAULT_NAME)
-        const warmUp = yield* positive("--hosts", a.hosts)
-        const maxHosts = yield* positive("--max-hosts", a.maxHosts)
-        // Said here in flags: the pool's own check would name its options (warmUp, maxHosts).
-        if (warmUp !== undefined && maxHosts !== undefined && warmUp > maxHosts) {
-          return yield* new Parse.UsageError({
-            message: `--hosts ${warmUp} is more than --max-hosts ${maxHosts}: lower --hosts or raise --max-hosts`
-          })
-        }
+        // The counts are checked by the pool, whose error names the option and the CLI its flag.
         const options: SandboxPool.LayerOptions = {
           ...(imageName !== undefined ? { image: imageName } : {}),
           flavor: yield* Parse.flavors(a.flavor),
           name,
-          warmUp,
-          sandboxesPerHost: yield* positive("--per-host", a.perHost),
-          maxHosts,
+          warmUp: Option.getOrUndefined(a.hosts),
+          sandboxesPerHost: Option.getOrUndefined(a.perHost),
+          maxHosts: Option.getOrUndefined(a.maxHosts),
           idleTimeout: Parse.idleTimeout(idle),
           weakIsolation: a.weakIsolation,
           transport: Option.getOrUndefined(a.transport),

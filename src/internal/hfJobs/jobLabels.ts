@@ -7,15 +7,17 @@
 const KEY = /^[A-Za-z0-9._-]{1,100}$/
 const VALUE = /^[A-Za-z0-9._-]{0,100}$/
 
-/** The rule, for messages. */
-const LABEL_RULE = "label keys (1-100) and values (0-100 characters) may hold only letters, digits, '.', '_' and '-'"
+const CHARACTERS = "letters, digits, '.', '_' or '-'"
 
-/** What is wrong with the first bad label, or `undefined` when all are good. */
+/**
+ * What is wrong with the first bad label, or `undefined` when all are good; said without the option's
+ * name (the error names it: `labels`, the CLI's `--label`).
+ */
 export const problem = (labels: Readonly<Record<string, string>>): string | undefined => {
   for (const [key, value] of Object.entries(labels)) {
-    if (!KEY.test(key)) return `invalid label key ${JSON.stringify(key)}: ${LABEL_RULE}`
+    if (!KEY.test(key)) return `${JSON.stringify(key)} is not a label key (1 to 100 ${CHARACTERS})`
     if (typeof value !== "string" || !VALUE.test(value)) {
-      return `invalid value ${JSON.stringify(value)} of label ${key}: ${LABEL_RULE}`
+      return `${JSON.stringify(value)} (the value of ${key}) is not a label value (up to 100 ${CHARACTERS})`
     }
   }
   return undefined

@@ -36,28 +36,23 @@ interface Price {
   readonly unitLabel: string
 }
 
-const priceOf = (catalog: ReadonlyArray<Hub.HardwareLine>, flavor: string): Price | Validate.Invalid => {
+const priceOf = (catalog: ReadonlyArray<Hub.HardwareLine>, flavor: string): Price | string => {
   const line = catalog.find((l) => l.name === flavor)
   if (line === undefined) {
-    return new Validate.Invalid(
-      "flavor",
-      `flavor ${JSON.stringify(flavor)} is not in the Hub's hardware catalog (${catalog.map((l) => l.name).join(", ")})`
-    )
+    return `${JSON.stringify(flavor)} is not in the Hub's hardware catalog (${catalog.map((l) => l.name).join(", ")})`
   }
   const unitSeconds = Hub.unitSeconds(line)
   if (unitSeconds === undefined) {
-    return new Validate.Invalid(
-      "flavor",
-      `the Hub prices ${flavor} per ${JSON.stringify(line.unitLabel)}, a unit this version cannot turn into a timeout`
-    )
+    return `the Hub prices ${flavor} per ${JSON.stringify(line.unitLabel)}, a unit this version cannot turn into a timeout`
   }
   return { microUsd: line.unitCostMicroUSD, unitSeconds, unitLabel: line.unitLabel }
 }
 
 /**
  * The job timeout of one flavor under the cap: the `lifetime` asked for when the cap covers all of it
- * (billed by the started unit), else an error naming what it would cost; without a `lifetime`, every
- * whole unit the cap buys. A flavor that costs nothing keeps `fallback`.
+ * (billed by the started unit), else what is wrong with the cap, said without its option's name (the
+ * error names it: the library as `maxCost`, the CLI as `--max-cost`); without a `lifetime`, every whole
+ * unit the cap buys. A flavor that costs nothing keeps `fallback`.
  */
 const timeoutOf = (
   flavor: string,
@@ -65,30 +60,33 @@ const timeoutOf = (
   capMicroUsd: number,
   lifetime: Duration.Duration | undefined,
   fallback: Duration.Duration
-): Duration.Duration | Validate.Invalid => {
+): Duration.Duration | string => {
   if (price.microUsd <= 0) return lifetime ?? fallback
   const rate = `${flavor} costs ${dollars(price.microUsd)} per ${price.unitLabel}`
   if (lifetime !== undefined) {
     const units = Math.ceil(Duration.toSeconds(lifetime) / price.unitSeconds)
     return units * price.microUsd <= capMicroUsd
       ? lifetime
-      : new Validate.Invalid(
-          "maxCost",
-          `lifetime ${Duration.format(lifetime)} on ${flavor} may cost ${dollars(units * price.microUsd)}, over maxCost ${dollars(capMicroUsd)} (${rate}): raise maxCost, shorten lifetime, or leave lifetime out to get what maxCost buys`
-        )
+      : `${dollars(capMicroUsd)} does not cover lifetime ${Duration.format(lifetime)} on ${flavor}, which may cost ${dollars(units * price.microUsd)} (${rate}): raise it, shorten the lifetime, or leave the lifetime out to get what the cap buys`
   }
   const units = Math.floor(capMicroUsd / price.microUsd)
   return units >= 1
     ? Duration.seconds(units * price.unitSeconds)
-    : new Validate.Invalid(
-        "maxCost",
-        `maxCost ${dollars(capMicroUsd)} buys less than one ${price.unitLabel} of ${flavor} (${rate}): raise maxCost or pick a cheaper flavor`
-      )
+    : `${dollars(capMicroUsd)} buys less than one ${price.unitLabel} of ${flavor} (${rate}): raise it or pick a cheaper flavor`
+}
+
+/** The `Invalid` of `option` saying every problem found, or undefined when there is none. */
+const refusal = (option: string, found: ReadonlyArray<unknown>): Validate.Invalid | undefined => {
+  const problems = found.filter((f): f is string => typeof f === "string")
+  return problems.length === 0 ? undefined : new Validate.Invalid(option, problems.join("; "))
 }
 
 /**
  * The timeout of each flavor under the cap, in the flavors' order, from the Hub's `catalog`; fails with
- * `InvalidOptions` before any job exists when one flavor cannot run `lifetime` under it.
+ * `InvalidOptions` before any job exists when a flavor is not priced in the catalog (about `flavor`), else
+ * when the cap cannot run one for `lifetime` (about `maxCost`). Flavors are checked first, as every check
+ * names its first bad option: a cap is judged only against prices it has, and no problem is said under
+ * another option's name (the CLI says the option as its flag).
  */
 export const timeouts = (
   catalog: Effect.Effect<ReadonlyArray<Hub.HardwareLine>, StartError>,
@@ -98,16 +96,14 @@ export const timeouts = (
   fallback: Duration.Duration
 ): Effect.Effect<ReadonlyArray<Duration.Duration>, StartError> =>
   Effect.flatMap(catalog, (lines) => {
-    const found = flavors.map((flavor) => {
-      const price = priceOf(lines, flavor)
-      return price instanceof Validate.Invalid ? price : timeoutOf(flavor, price, capMicroUsd, lifetime, fallback)
-    })
-    const problems = found.filter((t): t is Validate.Invalid => t instanceof Validate.Invalid)
-    const first = problems[0]
-    // Every problem is said; the error names the option of the first, which the CLI turns into its flag.
-    return first !== undefined
-      ? Effect.fail(
-          invalidOptions("hf-jobs", new Validate.Invalid(first.option, problems.map((p) => p.detail).join("; ")))
-        )
+    const prices = flavors.map((flavor) => priceOf(lines, flavor))
+    const badFlavor = refusal("flavor", prices)
+    if (badFlavor !== undefined) return Effect.fail(invalidOptions("hf-jobs", badFlavor))
+    const found = (prices as ReadonlyArray<Price>).map((price, i) =>
+      timeoutOf(flavors[i] ?? "", price, capMicroUsd, lifetime, fallback)
+    )
+    const badCap = refusal("maxCost", found)
+    return badCap !== undefined
+      ? Effect.fail(invalidOptions("hf-jobs", badCap))
       : Effect.succeed(found as ReadonlyArray<Duration.Duration>)
   })

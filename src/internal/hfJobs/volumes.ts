@@ -68,22 +68,24 @@ const volumeProblem = (volume: unknown): string | undefined => {
 }
 
 /**
- * The volumes as the job spec sends them, or a `Validate.Invalid` of `volumes` saying what is wrong (naming
- * the volume by its index). Mount paths may not repeat or nest: one mount would hide the other.
+ * The volumes as the job spec sends them, or a `Validate.Invalid` of the volume at fault (`volumes[1]`,
+ * as `env.NAME` names a variable) saying what is wrong with it. Mount paths may not repeat or nest: one
+ * mount would hide the other.
  */
 export const check = (volumes: unknown): ReadonlyArray<Volume> => {
   if (!Array.isArray(volumes)) throw new Validate.Invalid("volumes", `${describe(volumes)} is not an array of volumes`)
   volumes.forEach((volume, i) => {
     const problem = volumeProblem(volume)
-    if (problem !== undefined) throw new Validate.Invalid("volumes", `volumes[${i}]: ${problem}`)
+    if (problem !== undefined) throw new Validate.Invalid(`volumes[${i}]`, problem)
   })
   const paths = (volumes as ReadonlyArray<Volume>).map((v) => v.mountPath.replace(/\/+$/, ""))
   paths.forEach((p, i) => {
-    const other = paths.findIndex((q, j) => j !== i && (q === p || p.startsWith(`${q}/`)))
-    if (other >= 0)
+    const other = paths.find((q, j) => j !== i && (q === p || p.startsWith(`${q}/`)))
+    // The other volume by its mount path, as both the library's and the CLI's user wrote it.
+    if (other !== undefined)
       throw new Validate.Invalid(
-        "volumes",
-        `volumes[${i}]: mountPath ${describe(p)} is inside (or the same as) volumes[${other}]'s`
+        `volumes[${i}]`,
+        `mount path ${describe(p)} is inside (or the same as) another volume's, ${describe(other)}: one would hide the other`
       )
   })
   return (volumes as ReadonlyArray<Volume>).map((v) => ({

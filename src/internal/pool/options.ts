@@ -60,7 +60,11 @@ const settings = (options: SandboxPool.LayerOptions): Config => {
   const max = maxHosts === undefined ? undefined : count("maxHosts", maxHosts, 1, 1)
   const warm = count("warmUp", warmUp, 0, 1)
   if (max !== undefined && warm > max) {
-    throw new Validate.Invalid("warmUp", `${warm} is more than maxHosts (${max}): lower warmUp or raise maxHosts`)
+    // Said without the options' names, which the error carries (warmUp; the CLI's --hosts, --max-hosts).
+    throw new Validate.Invalid(
+      "warmUp",
+      `${warm} is more than the pool's maximum of ${max} hosts: lower it or raise the maximum`
+    )
   }
   Validate.env("env", env)
   const idle = idleTimeout === undefined ? Defaults.IDLE_TIMEOUT : Validate.positiveDuration("idleTimeout", idleTimeout)
