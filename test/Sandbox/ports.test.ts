@@ -4,27 +4,15 @@
  * `waitForPort` sees it listen, `expose` reaches it directly (loopback) and through the sandbox
  * server's port proxy; the failures say what the serving process printed.
  */
-import * as net from "node:net"
 import { assert, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Sandbox from "hf-sandbox/Sandbox"
 import type * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import { localLayer } from "../support/local.js"
-import { PORT_SERVER, readSse, wsEcho } from "../support/ports.js"
+import { closedPort, PORT_SERVER, readSse, wsEcho } from "../support/ports.js"
 import { PYTHON } from "../support/server.js"
 
 const LISTENING = /"event": "listening", "port": (\d+)/
-
-/** A loopback port nothing listens on now (bound, then released). */
-const closedPort = Effect.promise(
-  () =>
-    new Promise<number>((resolve) => {
-      const server = net.createServer().listen(0, "127.0.0.1", () => {
-        const { port } = server.address() as net.AddressInfo
-        server.close(() => resolve(port))
-      })
-    })
-)
 
 /** HTTP, SSE and a WebSocket echo through one exposure of the port server. */
 const exercise = (exposed: SandboxProvider.Exposure, port: number) =>
@@ -73,7 +61,7 @@ layer(localLayer(), { excludeTestServices: true, timeout: "60 seconds" })("serve
   it.scoped("a server that ends before it listens: waitForPort fails at once, with what it printed", () =>
     Effect.gen(function* () {
       const sb = yield* Sandbox.make({})
-      const port = yield* closedPort
+      const port = yield* Effect.promise(closedPort)
       const proc = yield* sb.spawn("echo 'bind: address already in use' >&2; exit 3")
       const error = yield* Effect.flip(sb.waitForPort(port, { process: proc, timeout: "5 minutes" }))
       assert.strictEqual(error._tag, "PortError")

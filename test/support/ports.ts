@@ -10,6 +10,15 @@ import { fileURLToPath } from "node:url"
 import { withTimeout } from "./processes.js"
 import { PYTHON } from "./server.js"
 
+/** A loopback port nothing listens on now (bound, then released): a refused connection, not a fetch's bad port. */
+export const closedPort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
 /** The server script, to copy into (or run from) a sandbox: `python3 portServer.py [PORT]`. */
 export const PORT_SERVER = fileURLToPath(new URL("./portServer.py", import.meta.url))
 
