@@ -6,6 +6,7 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { EFFECT, inTerms } from "./internal/surfaceTerms.js"
 import { RESOURCE_LIMIT_VARIABLES } from "./internal/wire/limits.js"
 
 /**
@@ -143,7 +144,13 @@ export class HubError extends Schema.TaggedError<HubError>("hf-sandbox/HubError"
    * Set when the Hub could not be reached at all (connection refused, no such host, no route): the
    * endpoint and the network's reason, e.g. `connect ECONNREFUSED 127.0.0.1:9` (@since 0.2.0).
    */
-  unreachable: Schema.optional(Schema.Struct({ endpoint: Schema.String, cause: Schema.String }))
+  unreachable: Schema.optional(Schema.Struct({ endpoint: Schema.String, cause: Schema.String })),
+  /**
+   * The surface the error is said on, whose words its advice uses: `"cli"` (environment variables and
+   * commands) or `"promise"` (`Sandbox.create({ token })`); unset, the Effect API's (the options of
+   * `HfJobs.layer`). The CLI and the Promise facade set it on the errors they report (@since 0.2.0).
+   */
+  surface: Schema.optional(Schema.Literal("cli", "promise"))
 }) {
   /** @since 0.2.0 */
   get [TypeId](): TypeId {
@@ -151,17 +158,22 @@ export class HubError extends Schema.TaggedError<HubError>("hf-sandbox/HubError"
   }
 
   override get message() {
+    return inTerms(this.said, this.surface)
+  }
+
+  /** The message in the Effect API's terms. */
+  private get said() {
     if (this.unreachable !== undefined) {
       return (
         `Could not reach the Hugging Face Hub at ${this.unreachable.endpoint} (${this.operation}): ${this.unreachable.cause}. ` +
-        "Check the network, and HF_ENDPOINT (or the endpoint option) if you set one."
+        `Check the network, and ${EFFECT.endpoint} if you set one.`
       )
     }
     const status = this.status === undefined ? "no answer" : `HTTP ${this.status}`
     const hint =
       this.status === 401
         ? this.tokenSource === undefined
-          ? " Check your Hugging Face token (`hf auth login`, HF_TOKEN, or the `token` option)."
+          ? ` Check your Hugging Face token (${EFFECT.tokenWays}).`
           : ` The Hub rejected the token from ${this.tokenSource}: run \`hf auth login\` again, or replace that token.`
         : this.status === 403
           ? ` The token${this.tokenSource === undefined ? "" : ` from ${this.tokenSource}`} lacks permission for this namespace (jobs need a token with write access).`
@@ -675,7 +687,9 @@ export class HubTransferError extends Schema.TaggedError<HubTransferError>("hf-s
     repo: Schema.String,
     reason: Schema.Literal("Unauthorized", "NotFound", "TooLarge", "Unreachable", "HubError", "Failed", "Unsupported"),
     status: Schema.optional(Schema.Number),
-    detail: Schema.String
+    detail: Schema.String,
+    /** The surface the error is said on, as {@link HubError}'s `surface` (@since 0.2.0). */
+    surface: Schema.optional(Schema.Literal("cli", "promise"))
   }
 ) {
   /** @since 0.2.0 */
@@ -686,7 +700,7 @@ export class HubTransferError extends Schema.TaggedError<HubTransferError>("hf-s
   override get message() {
     const hint =
       this.reason === "Unauthorized"
-        ? " Pass a token that can read (or write) this repo: the `token` option, or the provider's HF token."
+        ? ` Pass a token that can read (or write) this repo: ${EFFECT.transferToken}.`
         : this.reason === "NotFound"
           ? " Check the repo id, its type (`repoType`), the revision and the path."
           : this.reason === "TooLarge"
@@ -694,7 +708,7 @@ export class HubTransferError extends Schema.TaggedError<HubTransferError>("hf-s
             : this.reason === "Unsupported"
               ? " Install it in the sandbox's image: `pip install -U huggingface_hub` (it provides `hf`)."
               : ""
-    return `${this.operation} of ${this.repo} failed in the sandbox: ${this.detail}.${hint}`
+    return inTerms(`${this.operation} of ${this.repo} failed in the sandbox: ${this.detail}.${hint}`, this.surface)
   }
 }
 

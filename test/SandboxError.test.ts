@@ -57,6 +57,30 @@ describe("SandboxError", () => {
     expect(SandboxError.StartError.fromHubError(unreachable).reason).toBe("HubUnreachable")
   })
 
+  it("a Hub error's advice names the Effect API's options by their layer, unless told another surface", () => {
+    const unknownToken = new SandboxError.HubError({ operation: "whoami", status: 401, detail: "Unauthorized" })
+    expect(unknownToken.message).toContain(
+      "Check your Hugging Face token (`hf auth login`, HF_TOKEN, or the `token` option of HfJobs.layer)."
+    )
+    const transfer = new SandboxError.HubTransferError({
+      operation: "files.fromHub",
+      repo: "model a/b",
+      reason: "Unauthorized",
+      status: 401,
+      detail: "HTTP 401"
+    })
+    expect(transfer.message).toContain(
+      "Pass a token that can read (or write) this repo: the call's `token` option, or the provider's (the `token` option of HfJobs.layer; locally HF_TOKEN or `hf auth login`)."
+    )
+    // The surfaces' words (the CLI's and the facade's tests check them as their users see them).
+    expect(new SandboxError.HubError({ ...unknownToken, surface: "cli" }).message).toContain(
+      "Check your Hugging Face token (`hf auth login`, or HF_TOKEN in the environment)."
+    )
+    expect(new SandboxError.HubTransferError({ ...transfer, surface: "promise" }).message).toContain(
+      "the call's `token` option, or the sandbox's (Sandbox.create({ token }) on HF Jobs; locally HF_TOKEN or `hf auth login`)."
+    )
+  })
+
   it("StartError.fromHealthCheck: Unauthorized for a refused token, else NotReady", () => {
     const auth = new SandboxError.AuthError({ operation: "health", status: 200 })
     expect(SandboxError.StartError.fromHealthCheck(auth, "local")).toMatchObject({

@@ -16,6 +16,7 @@ import * as Testing from "hf-sandbox/testing"
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest"
 import { type Bundle, bundlePrograms } from "./support/bundleProgram.js"
 import { fastSchedules } from "./support/hub.js"
+import { closedPort } from "./support/ports.js"
 import { isAlive, until, waitGone } from "./support/processes.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
@@ -303,6 +304,16 @@ describe("Promise facade lifetime", () => {
     expect((error as Error).message).not.toContain("HfJobs.layer")
   })
 
+  it("an unreachable Hub is explained in the facade's terms (Sandbox.create({ endpoint }), not a layer)", async () => {
+    const endpoint = `http://127.0.0.1:${await closedPort()}`
+    const error = await Sandbox.create({ endpoint, token: "hf_unreachable_test_token" }).catch((e: unknown) => e)
+    expect(error).toMatchObject({ _tag: "StartError", reason: "HubUnreachable" })
+    expect((error as Error).message).toContain(
+      "Check the network, and HF_ENDPOINT (or Sandbox.create({ endpoint })) if you set one."
+    )
+    expect((error as Error).message).not.toContain("HfJobs.layer")
+  })
+
   it("an aborted create rejects with the signal's reason", async () => {
     const signal = AbortSignal.abort()
     await expect(Sandbox.create({ provider: "local", signal })).rejects.toBe(signal.reason)
@@ -461,6 +472,32 @@ describe("Promise facade on HF Jobs (Hub emulator)", () => {
     expect(
       await eventually(`job ${owner.id} to end`, async () => (ended(await stageOf(owner.id)) ? true : undefined))
     ).toBe(true)
+  })
+
+  it.concurrent("a refused token is named as the facade's `token` option, not a layer's", async () => {
+    const error = await Sandbox.create({ ...hf(), token: "hf_wrong_0000000000000000000000" }).catch((e: unknown) => e)
+    expect(error).toMatchObject({ _tag: "StartError", reason: "HubRejected" })
+    expect((error as Error).message).toContain(
+      "The Hub rejected the token from the `token` option: run `hf auth login`"
+    )
+    expect((error as Error).message).not.toContain("HfJobs.layer")
+  })
+
+  it("a Hub transfer refused for its token says the call's `token` or Sandbox.create({ token })", async () => {
+    // A local sandbox's Hub is HF_ENDPOINT; no token is found, so a private repo answers 401.
+    vi.stubEnv("HF_ENDPOINT", emulator.url)
+    vi.stubEnv("HF_TOKEN", "")
+    vi.stubEnv("HUGGING_FACE_HUB_TOKEN", "")
+    vi.stubEnv("HF_TOKEN_PATH", "/nonexistent/token")
+    const repo = `${emulator.user}/private-promise-${Math.random().toString(36).slice(2, 8)}`
+    await Effect.runPromise(emulator.seedRepo({ repo, private: true, files: { "x.txt": "secret" } }))
+    await using sb = await Sandbox.create({ provider: "local" })
+    const error = await sb.files.fromHub({ repo }, "priv").catch((e: unknown) => e)
+    expect(error).toMatchObject({ _tag: "HubTransferError", reason: "Unauthorized", surface: "promise" })
+    expect((error as Error).message).toContain(
+      "Pass a token that can read (or write) this repo: the call's `token` option, or the sandbox's (Sandbox.create({ token }) on HF Jobs"
+    )
+    expect((error as Error).message).not.toContain("HfJobs.layer")
   })
 
   it("create and terminate send the original's two anonymous telemetry events; opt-outs send none; a hanging endpoint fails nothing", async () => {

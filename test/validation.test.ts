@@ -3,7 +3,6 @@
  * before anything is sent; a server that refuses the sandbox token is reported at its first answer.
  * Real local servers over loopback HTTP.
  */
-import * as net from "node:net"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it, layer } from "@effect/vitest"
@@ -18,6 +17,7 @@ import * as SandboxProvider from "hf-sandbox/SandboxProvider"
 import * as Testing from "hf-sandbox/testing"
 import { emulatorLayer } from "./support/hub.js"
 import { localLayer } from "./support/local.js"
+import { closedPort } from "./support/ports.js"
 
 const SharedSandbox = Sandbox.layer().pipe(Layer.provideMerge(localLayer()))
 
@@ -219,22 +219,10 @@ describe("a server that refuses the sandbox token", () => {
   )
 })
 
-/** A loopback port nothing listens on: bound, then closed. */
-const closedPort = Effect.promise(
-  () =>
-    new Promise<number>((resolve) => {
-      const server = net.createServer()
-      server.listen(0, "127.0.0.1", () => {
-        const port = (server.address() as net.AddressInfo).port
-        server.close(() => resolve(port))
-      })
-    })
-)
-
 describe("an unreachable Hub", () => {
   it.live("is StartError HubUnreachable naming the endpoint and the refused connection", () =>
     Effect.gen(function* () {
-      const endpoint = `http://127.0.0.1:${yield* closedPort}`
+      const endpoint = `http://127.0.0.1:${yield* Effect.promise(closedPort)}`
       const jobs = HfJobs.layer({ endpoint, token: Redacted.make("hf_unreachable_test_token") }).pipe(
         Layer.provideMerge(NodeContext.layer),
         Layer.merge(NodeHttpClient.layerUndici)
@@ -247,6 +235,13 @@ describe("an unreachable Hub", () => {
       assert.strictEqual(error.reason, "HubUnreachable", error.message)
       assert.include(error.message, endpoint)
       assert.include(error.message, "ECONNREFUSED")
+      // The advice names the layer's option, in the Effect API's terms.
+      for (const { message } of [error, listing]) {
+        assert.include(
+          message,
+          "Check the network, and HF_ENDPOINT (or the `endpoint` option of HfJobs.layer) if you set one."
+        )
+      }
       assert.notInclude(error.message, "hf_unreachable_test_token")
     })
   )

@@ -2,11 +2,13 @@
  * The library's errors, said at the CLI's boundary in the CLI's own terms: flags instead of option
  * names, commands instead of library calls, `HF_TOKEN` instead of a layer, and no "Sandbox did not
  * start" from a command that starts nothing (`ls`, `kill`, `logs`). The words are built from each
- * error's fields, never by rewriting the library's prose. The error's own tag is kept for `--json`.
+ * error's fields, never by rewriting the library's prose; the Hub's advice (a token, an endpoint) is a
+ * set of phrases every surface shares (`internal/surfaceTerms.ts`). The error's own tag is kept for `--json`.
  */
 
 import { withFields } from "../internal/errorFields.js"
-import { EFFECT_TOKEN_HINT } from "../internal/hfJobs/credentials.js"
+import { inSurface } from "../internal/surfaceErrors.js"
+import { inTerms } from "../internal/surfaceTerms.js"
 import { InvalidArgumentError, PoolError, PortError, SshError, StartError } from "../SandboxError.js"
 
 /**
@@ -55,11 +57,10 @@ const flagOf = (option: string): string | undefined => {
   return index !== undefined ? `${flag} #${Number(index) + 1}` : `${flag} ${key}`
 }
 
-const CLI_TOKEN_HINT = "pass it as HF_TOKEN=hf_... in the environment"
-
 /**
  * A start's detail as the CLI says it: a taken name with the commands that use or stop its holder, a bad
- * option by its flag, and a missing token the CLI's way (the token hint is one constant both sides share).
+ * option by its flag, and the Hub's advice (a missing token, a custom endpoint) the CLI's way
+ * (`surfaceTerms.ts`, the phrases every surface shares).
  */
 export const startDetail = (error: StartError): string => {
   if (error.holder !== undefined) {
@@ -71,7 +72,7 @@ export const startDetail = (error: StartError): string => {
   }
   const flag = error.invalid === undefined ? undefined : flagOf(error.invalid.option)
   if (flag !== undefined) return `invalid ${flag}: ${error.invalid?.problem}`
-  return error.detail.replace(EFFECT_TOKEN_HINT, CLI_TOKEN_HINT)
+  return inTerms(error.detail, "cli")
 }
 
 /** The start's failure with the CLI's detail, worded as the library words a start's failure. */
@@ -134,7 +135,9 @@ const messageOf = (error: unknown, starts: boolean, command: ReadonlyArray<strin
   if (error instanceof PortError) return portMessage(error)
   if (error instanceof SshError) return sshMessage(error)
   if (error instanceof InvalidArgumentError) return argumentMessage(error, command)
-  const message = (typeof error === "object" && error !== null ? error : {}) as { readonly message?: unknown }
+  // A Hub error's advice (a token, an endpoint) in the CLI's words.
+  const said = inSurface(error, "cli")
+  const message = (typeof said === "object" && said !== null ? said : {}) as { readonly message?: unknown }
   return typeof message.message === "string" && message.message !== "" ? message.message : String(error)
 }
 

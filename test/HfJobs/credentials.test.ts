@@ -544,7 +544,7 @@ describe("credentials", () => {
             Effect.provide(NodeContext.layer)
           )
         )
-        assert.include(fromOption.message, "`token` option")
+        assert.include(fromOption.message, "The Hub rejected the token from the `token` option of HfJobs.layer")
         for (const e of [fromFile, fromLegacy, fromOption]) assert.notInclude(e.message, WRONG)
       })
     )

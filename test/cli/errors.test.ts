@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Errors from "../../src/cli/errors.js"
-import { InvalidArgumentError, PoolError, PortError, SshError, StartError } from "../../src/SandboxError.js"
+import { HubError, InvalidArgumentError, PoolError, PortError, SshError, StartError } from "../../src/SandboxError.js"
 
 const ID = "687fb701029421ae5549d998"
 
@@ -102,5 +102,25 @@ describe("the CLI's words for library errors", () => {
     const { message } = Errors.describe(none, false)
     assert.include(message, "HF_TOKEN=hf_...")
     assert.notInclude(message, "HfJobs.layer")
+  })
+
+  it("the Hub's advice: HF_ENDPOINT, HF_TOKEN and `hf auth login`, no option of a layer", () => {
+    const unreachable = new HubError({
+      operation: "whoami",
+      detail: "fetch failed",
+      unreachable: { endpoint: "http://127.0.0.1:9", cause: "connect ECONNREFUSED 127.0.0.1:9" }
+    })
+    const network = "Check the network, and HF_ENDPOINT if you set one."
+    const said = Errors.describe(unreachable, false)
+    assert.strictEqual(said.tag, "HubError")
+    assert.include(said.message, network)
+    // Quoted in a start's failure, as `create` and `ls` meet it.
+    const started = Errors.describe(StartError.fromHubError(unreachable), true)
+    assert.include(started.message, network)
+    const listed = Errors.describe(StartError.fromHubError(unreachable), false)
+    assert.include(listed.message, network)
+    const refused = Errors.describe(new HubError({ operation: "whoami", status: 401, detail: "Unauthorized" }), false)
+    assert.include(refused.message, "Check your Hugging Face token (`hf auth login`, or HF_TOKEN in the environment).")
+    for (const { message } of [said, started, listed, refused]) assert.notMatch(message, /option|HfJobs\.layer/)
   })
 })

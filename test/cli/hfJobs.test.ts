@@ -21,6 +21,7 @@ import {
   useCliHarness,
   work
 } from "../support/cli.js"
+import { closedPort } from "../support/ports.js"
 import { until } from "../support/processes.js"
 
 useCliHarness()
@@ -322,5 +323,14 @@ describe("hf-sandbox CLI, credentials", () => {
     assert.include(refused.stderr, `token file ${path.join(home, "token")}`)
     assert.include(refused.stderr, "hf auth login")
     assert.notInclude(refused.stderr, "hf_wrong_0000000000000000000000")
+  })
+
+  it("an unreachable Hub is said with HF_ENDPOINT, the CLI's way to set it (it has no flag)", async () => {
+    const env = { HF_ENDPOINT: `http://127.0.0.1:${await closedPort()}` }
+    const unreachable = await cli(["ls"], { hf: true, env })
+    assert.notStrictEqual(unreachable.code, 0)
+    assert.include(unreachable.stderr, "ECONNREFUSED", unreachable.stderr)
+    assert.include(unreachable.stderr, "Check the network, and HF_ENDPOINT if you set one.")
+    assert.notInclude(unreachable.stderr, "option")
   })
 })

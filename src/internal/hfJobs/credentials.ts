@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import { StartError } from "../../SandboxError.js"
+import { EFFECT } from "../surfaceTerms.js"
 
 /** Where a token came from. */
 export type Source =
@@ -24,11 +25,11 @@ export type Source =
   | { readonly _tag: "Env"; readonly name: "HF_TOKEN" | "HUGGING_FACE_HUB_TOKEN" }
   | { readonly _tag: "File"; readonly path: string }
 
-/** The source in words, for errors: never the token itself. */
+/** The source in words, for errors (in the Effect API's terms: a surface says them in its own): never the token itself. */
 export const describeSource = (source: Source): string => {
   switch (source._tag) {
     case "Option":
-      return "the `token` option"
+      return EFFECT.tokenOption
     case "Oidc":
       return `the OIDC exchange for HF_OIDC_RESOURCE=${source.resource}`
     case "Env":
@@ -73,12 +74,6 @@ const RECHECK_S = 300
 const OIDC_MARGIN_S = 300
 /** `HF_HUB_DOWNLOAD_TIMEOUT`'s default, which bounds the Python client's token requests. */
 const REQUEST_TIMEOUT = Duration.seconds(10)
-
-/**
- * How an Effect program passes a token, as a missing token's message says it. The CLI and the Promise
- * facade replace it with their own way (`HF_TOKEN` / `Sandbox.create({ token })`).
- */
-export const EFFECT_TOKEN_HINT = 'pass HfJobs.layer({ token: Redacted.make("hf_...") })'
 
 const noToken = (detail: string, reason: "NoToken" | "HubRejected" = "NoToken") =>
   new StartError({ provider: "hf-jobs", reason, detail })
@@ -446,7 +441,7 @@ export const resolve = (options: {
     const fromFile = yield* readTokenFile(fs, env.tokenPath)
     if (fromFile === undefined) {
       return yield* noToken(
-        `no Hugging Face token found. Log in with \`hf auth login\`, set HF_TOKEN, or ${EFFECT_TOKEN_HINT}. ` +
+        `no Hugging Face token found. Log in with \`hf auth login\`, set HF_TOKEN, or ${EFFECT.noToken}. ` +
           "Jobs need a token with write access. " +
           `(Looked at HF_TOKEN, HUGGING_FACE_HUB_TOKEN and ${env.tokenPath}.)`
       )

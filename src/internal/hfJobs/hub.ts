@@ -21,6 +21,7 @@ import type { Volume } from "../../HfJobs.js"
 import type * as Protocol from "../../Protocol.js"
 import { HubError } from "../../SandboxError.js"
 import { decodeLine as decodeMetricsLine } from "../metrics/sample.js"
+import { EFFECT } from "../surfaceTerms.js"
 
 /** What we read of a job. Decoded leniently: the stage is an open string, unknown fields are ignored. */
 export const JobInfo = Schema.Struct({
@@ -310,7 +311,7 @@ const hubFetch =
         throw new RedirectRefused(
           `the Hub redirected ${url.pathname} to another host (${target.host}); redirects are followed only ` +
             `to ${ctx.endpointUrl.host}, huggingface.co and hf.co, so the token was not sent there. ` +
-            "Check HF_ENDPOINT (or the endpoint option)"
+            `Check ${EFFECT.endpoint}`
         )
       }
       if (hop >= MAX_REDIRECTS) {

@@ -1,6 +1,6 @@
 /**
  * Starting or attaching to a sandbox for the Promise facade: in a scope of its own, registered for the
- * process's exit while it starts, with a failure in the facade's terms.
+ * process's exit while it starts (its failure is said in the facade's terms as every call's is: runtime.ts).
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as Context from "effect/Context"
@@ -10,28 +10,14 @@ import { identity } from "effect/Function"
 import * as Scope from "effect/Scope"
 import type { Sandbox } from "../../promise.js"
 import * as EffectSandbox from "../../Sandbox.js"
-import { StartError } from "../../SandboxError.js"
+import type { StartError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import type * as Telemetry from "../../Telemetry.js"
-import { EFFECT_TOKEN_HINT } from "../hfJobs/credentials.js"
 import * as Names from "../sandbox/names.js"
 import * as Shutdown from "../shutdown.js"
 import { handleOf } from "./handles.js"
 import type { ProviderContext } from "./providers.js"
 import { runExit, settle } from "./runtime.js"
-
-/** A start's failure in the facade's terms: a token is passed to `Sandbox.create`, not to a layer. */
-const inFacadeTerms = (error: StartError): StartError =>
-  error.detail.includes(EFFECT_TOKEN_HINT)
-    ? new StartError({
-        provider: error.provider,
-        reason: error.reason,
-        detail: error.detail.replace(EFFECT_TOKEN_HINT, 'pass it: Sandbox.create({ token: "hf_..." })'),
-        ...(error.stderrTail === undefined ? {} : { stderrTail: error.stderrTail }),
-        ...(error.cause === undefined ? {} : { cause: error.cause }),
-        ...(error.during === undefined ? {} : { during: error.during })
-      })
-    : error
 
 /** Starts or attaches to a sandbox in a scope of its own. */
 export const open = async (params: {
@@ -70,7 +56,6 @@ export const open = async (params: {
     // Telemetry that cannot be set up is no telemetry: it never fails a sandbox.
     const telemetry = await params.telemetry?.catch(() => undefined)
     const effect = params.make.pipe(
-      Effect.mapError(inFacadeTerms),
       params.httpClient === undefined ? identity : Effect.updateService(HttpClient.HttpClient, params.httpClient),
       Scope.extend(scope),
       Effect.provide(context),

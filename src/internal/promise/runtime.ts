@@ -13,6 +13,7 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Shutdown from "../shutdown.js"
+import { inSurface } from "../surfaceErrors.js"
 
 export type Services = NodeContext.NodeContext | HttpClient.HttpClient
 /** The runtime every call runs on; its layer is built on first use (`ManagedRuntime` is lazy). */
@@ -37,12 +38,13 @@ export const runExit = <A, E>(
 export const never = <A>(): Promise<A> => new Promise<A>(() => {})
 
 /**
- * The error a caller sees: the typed failure itself, else the abort's reason, else the defect — each
- * unwrapped from the proxy Effect may put around an error to carry its span, so that `===` holds.
+ * The error a caller sees: the typed failure itself (a Hub error's advice in the facade's words, as
+ * `Sandbox.create({ token })`), else the abort's reason, else the defect — each unwrapped from the
+ * proxy Effect may put around an error to carry its span, so that `===` holds.
  */
 const toError = (cause: Cause.Cause<unknown>, signal: AbortSignal | undefined): unknown => {
   const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure)) return Cause.originalError(failure.value)
+  if (Option.isSome(failure)) return inSurface(Cause.originalError(failure.value), "promise")
   if (signal?.aborted && Cause.isInterruptedOnly(cause)) return signal.reason
   return Cause.originalError(Cause.squash(cause))
 }

@@ -237,6 +237,8 @@ describe("Hub API wrapper: one failure mapping for calls, requests and streams",
       for (const [way, error] of Object.entries(yield* failures(hub.url))) {
         assert.deepStrictEqual(fields(error), { status: 302, unreachable: undefined, tokenSource: "HF_TOKEN" }, way)
         assert.include(error.message, "another host", way)
+        // In the Effect API's terms: the layer's option, by its layer.
+        assert.include(error.message, "Check HF_ENDPOINT (or the `endpoint` option of HfJobs.layer)", way)
       }
       assert.deepStrictEqual(elsewhere.seen, [])
     })
