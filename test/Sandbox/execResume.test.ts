@@ -244,6 +244,22 @@ describe.concurrent("exec and execStream through a relay that cuts every connect
     }).pipe(Effect.scoped, Effect.provide(Relayed))
   )
 
+  it.live("a stream silent for timeouts.streamIdle is a lost connection, exec's and execStream's alike", () =>
+    Effect.gen(function* () {
+      const sb = yield* Sandbox.make({
+        // No ping for a minute: the command's silence is the stream's.
+        env: { SBX_PING_INTERVAL: "60" },
+        timeouts: { streamIdle: "1 second" },
+        schedules: { reattach: Schedule.recurs(0).pipe(Schedule.asVoid) }
+      })
+      for (const silent of [sb.exec("sleep 30"), Stream.runDrain(sb.execStream("sleep 30"))]) {
+        const error = yield* Effect.flip(silent)
+        assert.strictEqual(error._tag, "ConnectionLostError")
+        assert.match(error.message, /the output stream was silent for 1s/)
+      }
+    }).pipe(Effect.scoped, Effect.provide(Relayed))
+  )
+
   it.live("a command the sandbox has forgotten when the client is back is a ConnectionLostError saying so", () =>
     Effect.gen(function* () {
       // Forgotten as soon as it ends, so that the test need not wait for the default 5 minutes.

@@ -32,9 +32,8 @@ export interface WireClient {
   readonly health: Effect.Effect<Protocol.HealthResponse, OperationError>
   readonly exec: (request: Protocol.ExecRequest) => Stream.Stream<Protocol.ExecEventLine, OperationError>
   /**
-   * {@link exec} read to its end by the calling fiber, each read's events handed to `onEvents` (which must
-   * be quick: its time counts against `streamIdle`). For a caller that folds the events: far cheaper
-   * than a stream.
+   * {@link exec} read to its end by the calling fiber, each read's events handed to `onEvents`, with the
+   * same bounds. For a caller that folds the events: far cheaper than a stream.
    */
   readonly execEach: <E>(
     request: Protocol.ExecRequest,

@@ -224,19 +224,6 @@ const serverGone = (run: Run) =>
       : Effect.void
   )
 
-// A stream that ends without the exit status lost its connection; it never counts as success.
-const ended = ({ operation, state }: Run) =>
-  Effect.suspend(() =>
-    state.exited
-      ? Effect.void
-      : Effect.fail(
-          new ConnectionLostError({
-            operation,
-            detail: "the output stream ended before the command's exit status arrived"
-          })
-        )
-  )
-
 // An answer that is not a lost connection (the HF proxy's 503 for a job that is not running) from a
 // sandbox the provider knows to have ended says only that; what the caller needs is that it ended.
 const explained = (run: Run, error: OperationError): Effect.Effect<never, OperationError> => {
@@ -264,6 +251,26 @@ const explained = (run: Run, error: OperationError): Effect.Effect<never, Operat
       )
 }
 
+/**
+ * How an attempt ends, however it was read (as a stream, or by {@link collect} in its own fiber): its
+ * failure, if any, explained (see `explained`; the events' own failures are lost connections, which it
+ * leaves be); an answer that ends without the command's exit status lost its connection: it never counts
+ * as success.
+ */
+const settle = (run: Run, failure?: OperationError): Effect.Effect<void, OperationError> =>
+  failure !== undefined
+    ? explained(run, failure)
+    : Effect.suspend(() =>
+        run.state.exited
+          ? Effect.void
+          : Effect.fail(
+              new ConnectionLostError({
+                operation: run.operation,
+                detail: "the output stream ended before the command's exit status arrived"
+              })
+            )
+      )
+
 /** One attempt: the exec itself, or a reattach once the command's id is known. */
 const attempt = (run: Run): Stream.Stream<CommandEvent, OperationError> => {
   const toEvent = eventOf(run)
@@ -278,11 +285,11 @@ const attempt = (run: Run): Stream.Stream<CommandEvent, OperationError> => {
       : sent
     return Stream.concat(
       source.pipe(
-        Stream.catchAll((error) => Stream.fromEffect(explained(run, error))),
         Stream.mapEffect(toEvent),
-        Stream.filterMap((event) => event)
+        Stream.filterMap((event) => event),
+        Stream.catchAll((error) => Stream.execute(settle(run, error)))
       ),
-      Stream.execute(ended(run))
+      Stream.execute(settle(run))
     )
   })
 }
@@ -387,20 +394,18 @@ export const collect = (
           if (Option.isSome(event) && event.value.event !== "ping") onEvent(event.value)
         })
       run.state.attempts++
-      return wire
-        .execEach(run.request, (lines) => Effect.forEach(lines, take, { discard: true }))
-        .pipe(
-          // As in `attempt`; the events' own failures are lost connections, which `explained` leaves be.
-          Effect.catchAll((error) => explained(run, error)),
-          Effect.zipRight(ended(run)),
-          // An error no reattach can help with (a refusal, say) is the command's at once.
-          Effect.catchAll((error) =>
-            retryable(run, error)
-              ? Stream.runForEach(attempts(run, schedule, error), (event) => Effect.sync(() => onEvent(event)))
-              : Effect.fail(error)
-          ),
-          Effect.ensuring(Effect.suspend(() => abandon(run)))
-        )
+      return Effect.matchEffect(
+        wire.execEach(run.request, (lines) => Effect.forEach(lines, take, { discard: true })),
+        { onFailure: (error) => settle(run, error), onSuccess: () => settle(run) }
+      ).pipe(
+        // An error no reattach can help with (a refusal, say) is the command's at once.
+        Effect.catchAll((error) =>
+          retryable(run, error)
+            ? Stream.runForEach(attempts(run, schedule, error), (event) => Effect.sync(() => onEvent(event)))
+            : Effect.fail(error)
+        ),
+        Effect.ensuring(Effect.suspend(() => abandon(run)))
+      )
     })
   )
 

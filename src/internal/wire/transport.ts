@@ -16,12 +16,13 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Protocol from "../../Protocol.js"
 import { ConnectionLostError, type OperationError, RequestTimeoutError } from "../../SandboxError.js"
 import type * as SandboxProvider from "../../SandboxProvider.js"
 import { failFromResponse, fromTransport } from "./errors.js"
-import { silenceDeadline } from "./silence.js"
+import { boundSilence, drainBounded } from "./silence.js"
 
 /**
  * Where the server is and how to authenticate: the fields of a provider's endpoint the wire uses, taken
@@ -204,12 +205,28 @@ export const call = <A>(
   )
 
 /** The error of a stream silent for longer than `streamIdle`. */
-const silentStream = (operation: string, streamIdle: Duration.Duration) =>
+const silentStream = (operation: string, streamIdle: Duration.Duration) => () =>
   new ConnectionLostError({ operation, detail: `the output stream was silent for ${Duration.format(streamIdle)}` })
 
 /**
- * A streamed NDJSON answer, decoded by `unpack` (see ndjson.ts); the stream fails when it stays silent
- * for `streamIdle`.
+ * The bytes of a streamed answer, once its head came (bounded by the request timeout); an answer other
+ * than 200 goes to `onError`, a transport failure in the body is a lost connection.
+ */
+const streamedAnswer = (
+  transport: Transport,
+  operation: string,
+  request: HttpClientRequest.HttpClientRequest,
+  onError: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<never, OperationError>
+): Effect.Effect<Stream.Stream<Uint8Array, ConnectionLostError>, OperationError, Scope.Scope> =>
+  send(transport, operation, request).pipe(
+    Effect.flatMap((response) => (response.status === 200 ? Effect.succeed(response.stream) : onError(response))),
+    boundAnswer(transport, operation),
+    Effect.map(Stream.catchAll((e) => Stream.fromEffect(lostTransport(transport, operation)(e))))
+  )
+
+/**
+ * A streamed NDJSON answer, decoded by `unpack` (see ndjson.ts); the stream fails when one read waits
+ * `streamIdle` for bytes (see `boundSilence`).
  */
 export const ndjson = <A>(
   transport: Transport,
@@ -220,25 +237,16 @@ export const ndjson = <A>(
 ): Stream.Stream<A, OperationError> => {
   const { streamIdle } = transport.timeouts
   return Stream.unwrapScoped(
-    send(transport, operation, request).pipe(
-      Effect.flatMap((response) => (response.status === 200 ? Effect.succeed(response.stream) : onError(response))),
-      boundAnswer(transport, operation),
-      Effect.map((bytes) =>
-        bytes.pipe(
-          Stream.catchAll((e) => Stream.fromEffect(lostTransport(transport, operation)(e))),
-          Stream.timeoutFail(() => silentStream(operation, streamIdle), streamIdle),
-          Stream.pipeThroughChannel(unpack)
-        )
-      )
+    Effect.map(streamedAnswer(transport, operation, request, onError), (bytes) =>
+      bytes.pipe(boundSilence(streamIdle, silentStream(operation, streamIdle)), Stream.pipeThroughChannel(unpack))
     )
   )
 }
 
 /**
- * A streamed NDJSON answer read to its end in the calling fiber, for a caller that folds it rather than
- * streams it (`exec`): `split` (a fresh one per answer, see ndjson.ts) turns each read into lines, handed
- * to `onLines`. The bounds are {@link ndjson}'s; silence is bounded by a deadline every read moves
- * rather than a timeout per read, so `onLines` must be quick (its time counts as silence).
+ * {@link ndjson}'s answer read to its end in the calling fiber, for a caller that folds it rather than
+ * streams it (`exec`, where a stream's machinery costs more than the exchange): `split` (a fresh one per
+ * answer, see ndjson.ts) turns each read into lines, handed to `onLines`. The bounds are {@link ndjson}'s.
  */
 export const ndjsonEach = <A, E>(
   transport: Transport,
@@ -249,25 +257,13 @@ export const ndjsonEach = <A, E>(
   onLines: (lines: Chunk.Chunk<A>) => Effect.Effect<void, E>
 ): Effect.Effect<void, OperationError | E> => {
   const { streamIdle } = transport.timeouts
-  const lost = lostTransport(transport, operation)
-  return send(transport, operation, request).pipe(
-    Effect.flatMap((response) => (response.status === 200 ? Stream.toPull(response.stream) : onError(response))),
-    boundAnswer(transport, operation),
+  return streamedAnswer(transport, operation, request, onError).pipe(
+    Effect.flatMap(Stream.toPull),
     Effect.flatMap((pull) =>
-      Effect.flatMap(
-        silenceDeadline(streamIdle, () => silentStream(operation, streamIdle)),
-        ({ bound, touch }) => {
-          const read: Effect.Effect<void, OperationError | E> = Effect.matchEffect(pull, {
-            onFailure: (error) => (Option.isSome(error) ? lost(error.value) : Effect.void),
-            onSuccess: (chunks) => {
-              touch()
-              const lines = split(chunks)
-              return Chunk.isEmpty(lines) ? read : Effect.zipRight(onLines(lines), read)
-            }
-          })
-          return Effect.raceFirst(read, bound)
-        }
-      )
+      drainBounded(pull, streamIdle, silentStream(operation, streamIdle), (chunks) => {
+        const lines = split(chunks)
+        return Chunk.isEmpty(lines) ? Effect.void : onLines(lines)
+      })
     ),
     Effect.scoped
   )
