@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { assert, describe, layer } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -483,6 +484,34 @@ layer(SharedSandbox, { excludeTestServices: true })("files: bad input gets typed
         assert.deepStrictEqual(yield* names(sb, dir), ["existing.bin"])
         assert.strictEqual(yield* sb.files.readText(`${dir}/existing.bin`), "previous content")
       })
+    )
+
+    it.scoped(
+      "upload of a file that shrank since its stat is a LocalFileError (small or ranged); nothing is created",
+      () =>
+        Effect.gen(function* () {
+          const local = yield* localDir
+          // A stat that reports 16 bytes more than the file holds: the file shrank before it was read.
+          const shrunk = Layer.effect(
+            FileSystem.FileSystem,
+            Effect.map(FileSystem.FileSystem, (real) => ({
+              ...real,
+              stat: (p: string) =>
+                Effect.map(real.stat(p), (info) => ({ ...info, size: FileSystem.Size(info.size + 16n) }))
+            }))
+          )
+          const sb = yield* Sandbox.make().pipe(Effect.provide(shrunk))
+          const { dir } = yield* scratch(sb, "upload-shrunk")
+          // One read of the file (sent as bytes), and one larger than that (sent as a stream).
+          for (const size of [1024, 2 * 1024 * 1024]) {
+            const file = path.join(local, `shrunk-${size}.bin`)
+            fs.writeFileSync(file, randomBytes(size))
+            const error = yield* failure(sb.files.upload(file, `${dir}/up-${size}.bin`))
+            assert.strictEqual(error._tag, "LocalFileError", error.message)
+            assert.include(error.message, "changed during the upload")
+          }
+          assert.deepStrictEqual(yield* names(sb, dir), [])
+        })
     )
 
     it.scoped("upload of a local directory is a LocalFileError naming it", () =>

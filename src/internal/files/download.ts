@@ -16,6 +16,9 @@ import { type Context, localFs } from "./context.js"
 import * as LocalTree from "./localTree.js"
 import { type Plan, rangesOf } from "./plan.js"
 
+/** The largest file a download takes into memory before writing it (one range, one local write). */
+const SMALL_FILE = 1024 * 1024
+
 /** A file whose size differs between two answers of one read. */
 const changed = (operation: string, path: string) =>
   new ConnectionLostError({ operation, detail: `${path} changed size during the transfer; read it again` })
@@ -70,10 +73,13 @@ export const readRanges = <E>(
       )
       const idle = wire.timeouts.streamIdle
       yield* Effect.raceFirst(
-        Effect.all([take(0, first, count).pipe(Effect.ensuring(giveBack)), readRest], {
-          concurrency: "unbounded",
-          discard: true
-        }),
+        // One range alone needs no fibers of its own: its slot goes back with the scope, just after.
+        rest.length === 0
+          ? take(0, first, count)
+          : Effect.all([take(0, first, count).pipe(Effect.ensuring(giveBack)), readRest], {
+              concurrency: "unbounded",
+              discard: true
+            }),
         silenceBound(
           () => moved,
           idle,
@@ -117,9 +123,9 @@ export const download = (
       if (!inTree) {
         yield* fs.makeDirectory(dirname(localPath), { recursive: true }).pipe(Effect.mapError((e) => local(e.message)))
       }
-      const first = yield* readRanges(ctx.wire, operation, remotePath, plan, (first) =>
-        // Sized up front, so that every range writes at its own offset through its own handle. Created
-        // exclusively ("wx"), so that nothing already at that name, a link least of all, is written to.
+      // Sized up front, so that every range writes at its own offset through its own handle. Created
+      // exclusively ("wx"), so that nothing already at that name, a link least of all, is written to.
+      const sized = (first: Wire.OpenRead) =>
         fs.writeFile(partial, new Uint8Array(0), { flag: "wx" }).pipe(
           Effect.zipRight(fs.truncate(partial, first.fileSize)),
           Effect.mapError((e) => local(e.message)),
@@ -143,6 +149,17 @@ export const download = (
             )
           )
         )
+      // A file of one small range is taken into memory and written at once (exclusively too): one open,
+      // write and close instead of a sized file reopened for its range and fed from the body's stream.
+      const whole = (_offset: number, answer: Wire.OpenRead, count: (bytes: number) => void) => {
+        const bytes = new Uint8Array(answer.length)
+        return Effect.zipRight(
+          answer.into(bytes, count),
+          fs.writeFile(partial, bytes, { flag: "wx" }).pipe(Effect.mapError((e) => local(e.message)))
+        )
+      }
+      const first = yield* readRanges(ctx.wire, operation, remotePath, plan, (first) =>
+        first.length === first.fileSize && first.fileSize <= SMALL_FILE ? Effect.succeed(whole) : sized(first)
       )
       if (first.mode !== undefined) {
         yield* fs

@@ -3,6 +3,8 @@
  * ranges read straight from disk; every multi-range write as one transfer, committed once complete.
  */
 import { randomBytes } from "node:crypto"
+import type { PlatformError } from "@effect/platform/Error"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as HttpBody from "@effect/platform/HttpBody"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -171,6 +173,34 @@ export const writeStream = (
   )
 
 /**
+ * The first `size` bytes of a local file, read in place; a file shorter than that changed since it was
+ * stat'ed (bytes beyond `size` are left, as a ranged upload leaves them).
+ */
+const readWhole = (
+  fs: FileSystem.FileSystem,
+  path: string,
+  size: number,
+  local: (detail: string) => LocalFileError
+): Effect.Effect<Uint8Array, LocalFileError> =>
+  Effect.scoped(
+    Effect.flatMap(fs.open(path, { flag: "r" }), (file) => {
+      const bytes = new Uint8Array(size)
+      const from = (got: number): Effect.Effect<Uint8Array, PlatformError | LocalFileError> =>
+        got === size
+          ? Effect.succeed(bytes)
+          : Effect.flatMap(file.read(bytes.subarray(got)), (n) =>
+              Number(n) === 0 ? Effect.fail(local("it changed during the upload")) : from(got + Number(n))
+            )
+      return from(0)
+    })
+  ).pipe(
+    Effect.catchTags({
+      SystemError: (e) => Effect.fail(local(e.message)),
+      BadArgument: (e) => Effect.fail(local(e.message))
+    })
+  )
+
+/**
  * Uploads a local file in ranges read straight from disk. `known`: its size and mode from a tree walk
  * (else it is stat'ed, and counted into the progress's total).
  */
@@ -233,17 +263,24 @@ export const upload = (
     }
     const ranges = rangesOf(info.size, plan.rangeSize)
     const sent =
-      ranges.length === 1
-        ? plan.slot(ctx.wire.write(remotePath, body(0, info.size), { mode: octal, inPlace }))
-        : transferred(ctx.wire, remotePath, octal, (transfer) =>
-            Effect.forEach(
-              ranges,
-              ({ offset, length }) =>
-                plan.slot(
-                  ctx.wire.write(remotePath, body(offset, length), { offset, truncateTo: info.size, transfer })
-                ),
-              { concurrency: plan.parallelism, discard: true }
-            ).pipe(Effect.as(info.size))
-          )
+      ranges.length === 1 && info.size <= LOCAL_CHUNK
+        ? // A file of one local read goes as bytes: a streamed body's pipeline and silence race cost more
+          // client CPU than such a file's whole exchange. Memory stays bounded by one local read.
+          Effect.flatMap(readWhole(fs, localPath, info.size, local), (bytes) => {
+            plan.progress.add(bytes.length)
+            return plan.slot(ctx.wire.write(remotePath, bytes, { mode: octal, inPlace }))
+          })
+        : ranges.length === 1
+          ? plan.slot(ctx.wire.write(remotePath, body(0, info.size), { mode: octal, inPlace }))
+          : transferred(ctx.wire, remotePath, octal, (transfer) =>
+              Effect.forEach(
+                ranges,
+                ({ offset, length }) =>
+                  plan.slot(
+                    ctx.wire.write(remotePath, body(offset, length), { offset, truncateTo: info.size, transfer })
+                  ),
+                { concurrency: plan.parallelism, discard: true }
+              ).pipe(Effect.as(info.size))
+            )
     yield* sent.pipe(Effect.catchAll((error) => Effect.fail(localError ?? error)))
   })
