@@ -151,17 +151,27 @@ export const download = (
         )
       // A file of one small range is taken into memory and written at once (exclusively too): one open,
       // write and close instead of a sized file reopened for its range and fed from the body's stream.
+      // Modes within the umask need no chmod: the file is created with them (its creation applies the
+      // umask, which they already leave out).
+      let modeSet = false
       const whole = (_offset: number, answer: Wire.OpenRead, count: (bytes: number) => void) => {
         const bytes = new Uint8Array(answer.length)
+        const mode =
+          answer.mode === undefined || modes.preserve ? undefined : LocalTree.tamedMode(answer.mode, false, modes.umask)
         return Effect.zipRight(
           answer.into(bytes, count),
-          fs.writeFile(partial, bytes, { flag: "wx" }).pipe(Effect.mapError((e) => local(e.message)))
+          fs.writeFile(partial, bytes, mode === undefined ? { flag: "wx" } : { flag: "wx", mode }).pipe(
+            Effect.mapError((e) => local(e.message)),
+            Effect.tap(() => {
+              modeSet = mode !== undefined
+            })
+          )
         )
       }
       const first = yield* readRanges(ctx.wire, operation, remotePath, plan, (first) =>
         first.length === first.fileSize && first.fileSize <= SMALL_FILE ? Effect.succeed(whole) : sized(first)
       )
-      if (first.mode !== undefined) {
+      if (first.mode !== undefined && !modeSet) {
         yield* fs
           .chmod(partial, LocalTree.tamedMode(first.mode, modes.preserve, modes.umask))
           .pipe(Effect.mapError((e) => local(e.message)))
