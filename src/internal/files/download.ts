@@ -8,10 +8,11 @@ import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { ConnectionLostError, LocalFileError, type OperationError } from "../../SandboxError.js"
 import type * as Wire from "../wire/client.js"
-import { silenceBound } from "../wire/silence.js"
+import { boundSilence, silenceBound } from "../wire/silence.js"
 import { type Context, localFs } from "./context.js"
 import * as LocalTree from "./localTree.js"
 import { type Plan, rangesOf } from "./plan.js"
@@ -189,23 +190,21 @@ export const download = (
  */
 export const readStream = (wire: Wire.WireClient, path: string): Stream.Stream<Uint8Array, OperationError> =>
   Stream.unwrapScoped(
-    Effect.map(wire.openRead(path), (answer) => {
+    Effect.zipWith(wire.openRead(path), Effect.option(Effect.currentSpan), (answer, span) => {
       let bytes = 0
       const idle = wire.timeouts.streamIdle
       return answer.body.pipe(
-        // The consumer may be slow: only the time spent waiting for bytes counts, checked per ~1 MiB.
-        Stream.rechunk(16),
-        Stream.timeoutFail(
+        boundSilence(
+          idle,
           () =>
-            new ConnectionLostError({
-              operation: "files.readStream",
-              detail: `no data for ${Duration.format(idle)}`
-            }),
-          idle
+            new ConnectionLostError({ operation: "files.readStream", detail: `no data for ${Duration.format(idle)}` })
         ),
-        Stream.mapChunksEffect((chunks) => {
+        // The span's count is set in place rather than by an effect per chunk: unrechunked, an HTTP body
+        // comes in thousands of small chunks.
+        Stream.mapChunks((chunks) => {
           for (const chunk of chunks) bytes += chunk.length
-          return Effect.as(Effect.annotateCurrentSpan("files.bytes", bytes), chunks)
+          if (Option.isSome(span)) span.value.attribute("files.bytes", bytes)
+          return chunks
         })
       )
     })
