@@ -2,8 +2,9 @@
  * The library's errors, said at the CLI's boundary in the CLI's own terms: flags instead of option
  * names, commands instead of library calls, `HF_TOKEN` instead of a layer, and no "Sandbox did not
  * start" from a command that starts nothing (`ls`, `kill`, `logs`). The words are built from each
- * error's fields, never by rewriting the library's prose; the Hub's advice (a token, an endpoint) is a
- * set of phrases every surface shares (`internal/surfaceTerms.ts`). The error's own tag is kept for `--json`.
+ * error's fields. The one rewrite of the library's prose is the Hub's advice (a token, an endpoint):
+ * each such phrase comes from one table every surface shares (`internal/surfaceTerms.ts`) and is swapped
+ * for the CLI's. The error's own tag is kept for `--json`.
  */
 
 import { withFields } from "../internal/errorFields.js"
